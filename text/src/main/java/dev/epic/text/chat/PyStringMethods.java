@@ -55,9 +55,12 @@ final class PyStringMethods extends ELResolver {
     /** {@code s[i]} with Python's negative indices, counted in code points. */
     @Override
     public Object getValue(ELContext context, Object base, Object property) {
-        if (base instanceof String s && property instanceof Number n) {
+        // Jinjava hands bracket indices over as strings ("-1").
+        Long index = property instanceof Number n ? Long.valueOf(n.longValue())
+                : property instanceof String p && p.matches("-?\\d{1,9}") ? Long.valueOf(p) : null;
+        if (base instanceof String s && index != null) {
             int len = s.codePointCount(0, s.length());
-            long i = n.longValue();
+            long i = index;
             if (i < 0) {
                 i += len;
             }
