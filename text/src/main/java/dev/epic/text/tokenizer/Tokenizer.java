@@ -185,11 +185,11 @@ public final class Tokenizer implements Vocabulary {
 
     /**
      * Text of {@code ids}: token bytes concatenated and read as UTF-8, each maximal invalid subsequence becoming
-     * one U+FFFD (Java's UTF-8 decoder follows that Unicode practice, as does the reference's Rust decoder).
+     * one U+FFFD, as the reference's Rust decoder does (see {@link Utf8}).
      * {@code skipSpecialTokens} drops only tokens flagged special (BOS, EOS, placeholders), not chat markers.
      */
     public String decode(int[] ids, boolean skipSpecialTokens) {
-        return new String(decodeBytes(ids, skipSpecialTokens), StandardCharsets.UTF_8);
+        return Utf8.decodeLossy(decodeBytes(ids, skipSpecialTokens));
     }
 
     /** The raw bytes of {@code ids} (for streaming output, where a UTF-8 sequence may span tokens). */
