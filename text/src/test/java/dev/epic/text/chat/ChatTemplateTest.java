@@ -127,6 +127,13 @@ class ChatTemplateTest {
     }
 
     @Test
+    void longContentIsRenderedWhole() {
+        String big = "x".repeat(2_000_000) + "é";
+        String prompt = ChatTemplate.fromConfig(CONFIG).render(List.of(ChatMessage.user(big)), null, true);
+        assertEquals("<｜begin▁of▁sentence｜><｜User｜>" + big + "<｜Assistant｜>", prompt);
+    }
+
+    @Test
     void syntaxErrorInTemplateIsReported() {
         TextException e = assertThrows(TextException.class, () -> render("{% if %}x{% endif %}", List.of()));
         assertTrue(e.getMessage().contains("chat template test failed"), e.getMessage());
