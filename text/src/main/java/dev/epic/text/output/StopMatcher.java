@@ -4,7 +4,7 @@ import java.util.List;
 
 /**
  * Finds stop strings in streamed text, also when one spans several tokens. Text that could be the start
- * of a stop string is held back; once a stop string appears, the text before it is released and the
+ * of a stop string is held back; once a stop string completes (the first to complete wins), the text before it is released and the
  * stop string and everything after it are dropped.
  */
 public final class StopMatcher {
@@ -28,11 +28,21 @@ public final class StopMatcher {
         }
         held.append(text);
         String buf = held.toString();
-        int[] hit = Partial.earliest(buf, 0, stops);
-        if (hit != null) {
-            matched = stops.get(hit[1]);
+        // The stop that completes first wins, as if the text had arrived one char at a time, so the result
+        // does not depend on how text is split into deltas.
+        int bestEnd = Integer.MAX_VALUE;
+        int bestStart = -1;
+        for (String s : stops) {
+            int at = buf.indexOf(s);
+            if (at >= 0 && (at + s.length() < bestEnd || at + s.length() == bestEnd && at < bestStart)) {
+                bestEnd = at + s.length();
+                bestStart = at;
+                matched = s;
+            }
+        }
+        if (matched != null) {
             held.setLength(0);
-            return buf.substring(0, hit[0]);
+            return buf.substring(0, bestStart);
         }
         int keep = Partial.heldSuffix(buf, stops);
         held.delete(0, buf.length() - keep);
