@@ -102,8 +102,12 @@ public final class Sampler {
         // token always survives every filter.
 
         double total = 0;
-        for (int j = 0; j < m; j++) {
-            total += w[idx[j]];
+        if (m == n) {
+            total = sum; // nothing was filtered
+        } else {
+            for (int j = 0; j < m; j++) {
+                total += w[idx[j]];
+            }
         }
         double u = rng.nextDouble() * total;
         double acc = 0;

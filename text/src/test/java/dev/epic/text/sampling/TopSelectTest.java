@@ -43,7 +43,7 @@ class TopSelectTest {
     void nucleusMatchesSortedPrefix() {
         SplittableRandom r = new SplittableRandom(2);
         for (int trial = 0; trial < 300; trial++) {
-            int m = 1 + r.nextInt(2000);
+            int m = 1 + r.nextInt(1000);
             float[] key = randomKeys(r, m);
             double total = 0;
             for (float v : key) {
