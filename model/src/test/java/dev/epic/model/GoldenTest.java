@@ -69,8 +69,8 @@ class GoldenTest {
         for (int p = 0; p < prompts.size(); p++) {
             Golden.Prompt g = prompts.get(p);
             int[] seq = g.tokens();
-            // the 300-token prompt is recomputed for 3 steps only, to keep the suite fast
-            int steps = seq.length > 100 ? 3 : g.greedyTokens().length;
+            // the 64- and 300-token prompts are recomputed for 3 steps only, to keep the suite fast
+            int steps = seq.length > 50 ? 3 : g.greedyTokens().length;
             int[] tokens = new int[steps];
             for (int k = 0; k < tokens.length; k++) {
                 float[] logits = model.forward(model.newCache(), seq); // full recompute, fresh cache
