@@ -17,9 +17,9 @@ public final class Bandwidth {
 
     private Bandwidth() {}
 
-    /** Best-of-several read bandwidth in GB/s (1e9 bytes/s) over a 256 MiB buffer; takes a few hundred ms. */
+    /** Best-of-10 read bandwidth in GB/s (1e9 bytes/s) over a 256 MiB buffer; takes a few hundred ms. */
     public static double measureGBs() {
-        return measureGBs(256L << 20, 5);
+        return measureGBs(256L << 20, 10);
     }
 
     /** Read bandwidth over a buffer of {@code bytes} (well above the last-level cache), best of {@code passes}. */

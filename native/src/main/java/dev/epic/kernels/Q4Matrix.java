@@ -72,10 +72,9 @@ final class Q4Matrix extends GroupQuantMatrix {
         FloatVector t = FloatVector.zero(F);
         for (int j = 0; j < HALF; j += L) {
             IntVector b = (IntVector) ByteVector.fromMemorySegment(Simd.B, data, o + j, Simd.LE)
-                    .convertShape(VectorOperators.B2I, I, 0);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
             FloatVector lo = (FloatVector) b.and(0xf).sub(8).convert(VectorOperators.I2F, 0);
-            FloatVector hi = (FloatVector) b.lanewise(VectorOperators.LSHR, 4).and(0xf).sub(8)
-                    .convert(VectorOperators.I2F, 0);
+            FloatVector hi = (FloatVector) b.lanewise(VectorOperators.LSHR, 4).sub(8).convert(VectorOperators.I2F, 0);
             t = lo.fma(FloatVector.fromArray(F, x, xo + j), t);
             t = hi.fma(FloatVector.fromArray(F, x, xo + HALF + j), t);
         }

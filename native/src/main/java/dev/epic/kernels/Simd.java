@@ -6,6 +6,7 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -51,17 +52,41 @@ final class Simd {
     }
 
     /**
-     * L float8_e4m3fn codes at byte offset off, times {@code factor} = blockScale * 2^120. Moving the
-     * 7 magnitude bits up 20 places gives an fp32 equal to the e4m3 value times 2^-120 (normals and
-     * subnormals), so one multiply by factor yields the reference weight e4m3 * scale, rounded once.
-     * Codes 0x7f/0xff are NaN.
+     * L float8_e4m3fn codes at byte offset off as fp32 values e4m3 * 2^-120: the byte is sign-extended,
+     * so after a shift by 20 bit 31 is the sign and bits 20..26 the 7 magnitude bits, i.e. an fp32 with
+     * the code's exponent and mantissa and an exponent 120 too small (normals and subnormals alike,
+     * exact). Callers multiply by blockScale * 2^120, either per weight or folded into x. Codes
+     * 0x7f/0xff (NaN) are not handled here: see {@link #fp8WithNaN}.
      */
-    static FloatVector fp8(MemorySegment seg, long off, float factor) {
+    static FloatVector fp8Raw(MemorySegment seg, long off) {
         ByteVector b = ByteVector.fromMemorySegment(B, seg, off, LE);
         IntVector i = (IntVector) b.convertShape(VectorOperators.B2I, I, 0);
-        IntVector mag = i.and(0x7f);
-        FloatVector v = mag.lanewise(VectorOperators.LSHL, 20).or(i.and(0x80000000)).reinterpretAsFloats().mul(factor);
-        return v.blend(NAN, mag.compare(VectorOperators.EQ, 0x7f).cast(F));
+        return i.lanewise(VectorOperators.LSHL, 20).and(0x87F00000).reinterpretAsFloats();
+    }
+
+    /** {@link #fp8Raw} times factor (= blockScale * 2^120: the reference weight, rounded once), NaN codes as NaN. */
+    static FloatVector fp8WithNaN(MemorySegment seg, long off, float factor) {
+        FloatVector raw = fp8Raw(seg, off);
+        VectorMask<Float> nan = raw.reinterpretAsInts().and(0x7ff00000).compare(VectorOperators.EQ, 0x07F00000).cast(F);
+        return raw.mul(factor).blend(NAN, nan);
+    }
+
+    /** Whether any of the n e4m3 codes at off is a NaN code (0x7f / 0xff). */
+    static boolean anyFp8NaN(MemorySegment seg, long off, long n) {
+        VectorSpecies<Byte> wide = ByteVector.SPECIES_PREFERRED;
+        long i = 0;
+        for (; i + wide.length() <= n; i += wide.length()) {
+            if (ByteVector.fromMemorySegment(wide, seg, off + i, LE).and((byte) 0x7f)
+                    .compare(VectorOperators.EQ, (byte) 0x7f).anyTrue()) {
+                return true;
+            }
+        }
+        for (; i < n; i++) {
+            if ((seg.get(java.lang.foreign.ValueLayout.JAVA_BYTE, off + i) & 0x7f) == 0x7f) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** L int8 codes at byte offset off, as floats. */

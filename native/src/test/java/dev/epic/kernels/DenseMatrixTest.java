@@ -174,6 +174,45 @@ class DenseMatrixTest {
     }
 
     @Test
+    void fp8RowsWithNaNCodesOrHugeScalesTakeTheExactPathPerBlock() {
+        // 40 rows in row blocks of 8: block 1 has one NaN code, block 3 a scale so large that the
+        // folded x * scale * 2^120 overflows; the other blocks use the fast scaled-x path.
+        Random rnd = new Random(12);
+        int rows = 40, cols = 70, br = 8, bc = 32;
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment codes = arena.allocate((long) rows * cols);
+            for (long i = 0; i < (long) rows * cols; i++) {
+                codes.set(ValueLayout.JAVA_BYTE, i, (byte) (rnd.nextInt(256) & 0xF7));
+            }
+            codes.set(ValueLayout.JAVA_BYTE, 9L * cols + 33, (byte) 0xff);
+            int sr = rows / br, sc = Math.ceilDiv(cols, bc);
+            MemorySegment scales = arena.allocate(4L * sr * sc);
+            for (int i = 0; i < sr * sc; i++) {
+                scales.set(F32, 4L * i, 0.01f * (1 + i % 3));
+            }
+            scales.set(F32, 4L * (3 * sc + 1), 1e10f);
+            Matrix m = Matrices.fp8Block(codes, scales, rows, cols, br, bc);
+            float[] x = Reference.randomFloats(rnd, cols);
+            float[] out = new float[rows];
+            m.matmul(x, out, 1);
+            for (int r = 0; r < rows; r++) {
+                double sum = 0, abs = 0;
+                for (int c = 0; c < cols; c++) {
+                    double p = (double) (Fp8E4M3.decode(codes.get(ValueLayout.JAVA_BYTE, (long) r * cols + c))
+                            * scales.get(F32, 4L * ((r / br) * sc + c / bc))) * x[c];
+                    sum += p;
+                    abs += Math.abs(p);
+                }
+                if (r == 9) {
+                    assertTrue(Float.isNaN(out[r]), "row with a NaN code");
+                } else {
+                    assertEquals(sum, out[r], Reference.REL * abs, "row " + r);
+                }
+            }
+        }
+    }
+
+    @Test
     void rejectsBadShapesAndBuffers() {
         Matrix m = Matrices.f32(new float[12], 3, 4);
         assertThrows(IllegalArgumentException.class, () -> m.matmul(new float[7], new float[6], 2));
