@@ -12,6 +12,8 @@ abstract class DenseMatrix implements Matrix {
     final MemorySegment data;
     final int rows;
     final int cols;
+    /** False when some storage segment is confined to one thread: matmul then runs on the caller. */
+    boolean parallel;
 
     DenseMatrix(MemorySegment data, int rows, int cols, long bytesPerElement) {
         this(data, rows, cols);
@@ -30,6 +32,7 @@ abstract class DenseMatrix implements Matrix {
         this.data = data;
         this.rows = rows;
         this.cols = cols;
+        this.parallel = Parallel.accessibleByWorkers(data);
     }
 
     @Override
@@ -67,7 +70,13 @@ abstract class DenseMatrix implements Matrix {
                     + " needs x >= " + (long) batch * cols + " and out >= " + (long) batch * rows + ", got x "
                     + x.length + ", out " + out.length);
         }
-        if (batch == 1) {
+        if (!parallel) {
+            if (batch == 1) {
+                gemv(x, 0, out, 0, 0, rows);
+            } else {
+                Gemm.rows(this, x, out, batch, 0, rows);
+            }
+        } else if (batch == 1) {
             Parallel.forRange(rows, 1, (long) rows * cols, (r0, r1) -> gemv(x, 0, out, 0, r0, r1));
         } else {
             Gemm.multiply(this, x, out, batch);

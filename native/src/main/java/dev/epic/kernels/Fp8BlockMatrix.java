@@ -31,6 +31,7 @@ final class Fp8BlockMatrix extends DenseMatrix {
                     + blockCols + "]");
         }
         this.scales = scales;
+        this.parallel &= Parallel.accessibleByWorkers(scales);
         this.blockRows = blockRows;
         this.blockCols = blockCols;
         this.scaleCols = Math.ceilDiv(cols, blockCols);

@@ -27,7 +27,7 @@ final class Gemm {
         Parallel.forRange(m.rows, TILE_ROWS, work, (r0, r1) -> rows(m, x, out, batch, r0, r1));
     }
 
-    private static void rows(DenseMatrix m, float[] x, float[] out, int batch, int r0, int r1) {
+    static void rows(DenseMatrix m, float[] x, float[] out, int batch, int r0, int r1) {
         float[] tile = TILE.get();
         int rows = m.rows;
         int cols = m.cols;

@@ -20,6 +20,7 @@ abstract sealed class GroupQuantMatrix extends DenseMatrix permits Q8Matrix, Q4M
     GroupQuantMatrix(MemorySegment codes, MemorySegment scales, int rows, int cols, int codeBytesPerGroup) {
         super(codes, rows, cols);
         this.scales = scales;
+        this.parallel &= Parallel.accessibleByWorkers(scales);
         this.groups = Math.ceilDiv(cols, GROUP);
         this.codeBytesPerGroup = codeBytesPerGroup;
         if (codes.byteSize() < codeBytes()) {

@@ -1,5 +1,6 @@
 package dev.epic.kernels;
 
+import java.lang.foreign.MemorySegment;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
@@ -72,6 +73,14 @@ public final class Parallel {
     }
 
     private Parallel() {}
+
+    /**
+     * Whether the pool's workers may read seg. A segment from a confined arena belongs to one
+     * thread; loops over it must stay on the caller.
+     */
+    public static boolean accessibleByWorkers(MemorySegment seg) {
+        return WORKERS.length == 0 || seg.isAccessibleBy(WORKERS[0].thread);
+    }
 
     /** The number of threads (workers plus the caller) a parallel loop uses. */
     public static int threads() {

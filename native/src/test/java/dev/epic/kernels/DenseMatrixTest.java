@@ -213,6 +213,19 @@ class DenseMatrixTest {
     }
 
     @Test
+    void confinedSegmentsStayOnTheCallerThread() {
+        Random rnd = new Random(13);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment seg = Reference.bf16Random(arena, rnd, 300, 1024); // big enough to go parallel
+            Matrix m = Matrices.bf16(seg, 300, 1024);
+            Reference.Weights w = (r, c) -> Float.intBitsToFloat((seg.get(U16, 2L * ((long) r * 1024 + c)) & 0xffff) << 16);
+            Reference.checkMatmul("bf16 confined", m, w, 1, rnd);
+            Reference.checkMatmul("bf16 confined", m, w, 5, rnd);
+            Reference.checkMatmul("q8 confined", Matrices.q8(m, arena), ((Q8Matrix) Matrices.q8(m, arena))::weight, 2, rnd);
+        }
+    }
+
+    @Test
     void rejectsBadShapesAndBuffers() {
         Matrix m = Matrices.f32(new float[12], 3, 4);
         assertThrows(IllegalArgumentException.class, () -> m.matmul(new float[7], new float[6], 2));
