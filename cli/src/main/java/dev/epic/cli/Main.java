@@ -10,6 +10,8 @@ import picocli.CommandLine.Command;
             CommandLine.HelpCommand.class,
             TokenizeCommand.class,
             ChatTemplateCommand.class,
+            SynthCommand.class,
+            LogitsCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {
