@@ -44,7 +44,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
      */
     public record Options(HiddenEncoding encoding, Duration deadline, Duration deadBackoff) {
         public static Options defaults() {
-            return new Options(HiddenEncoding.FP32, Duration.ofSeconds(5), Duration.ofSeconds(1));
+            return new Options(HiddenEncoding.FP32, Duration.ofSeconds(10), Duration.ofSeconds(1));
         }
 
         public Options withEncoding(HiddenEncoding e) {
@@ -106,9 +106,9 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         return directory.awaitCoverage(timeout.toNanos(), TimeUnit.NANOSECONDS);
     }
 
-    /** Experts without a live worker right now, as ranges ("" when fully covered). */
+    /** Experts without a healthy worker (none registered, or all failed lately), as ranges ("" when covered). */
     public String missingExperts() {
-        return directory.table().missing(System.nanoTime());
+        return directory.table().missing();
     }
 
     /** Live worker addresses. */
