@@ -45,6 +45,8 @@ final class WorkerEndpoint implements AutoCloseable {
         this.announcement = announcement;
         this.channel = NettyChannelBuilder.forTarget(announcement.getAddress())
                 .usePlaintext()
+                // responses only complete a future: run them on the event loop, no thread hop
+                .directExecutor()
                 .maxInboundMessageSize(Integer.MAX_VALUE)
                 .keepAliveTime(10, TimeUnit.SECONDS)
                 .keepAliveTimeout(5, TimeUnit.SECONDS)
