@@ -12,6 +12,7 @@ import picocli.CommandLine.Command;
             ChatTemplateCommand.class,
             SynthCommand.class,
             LogitsCommand.class,
+            ExpertWorkerCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {
