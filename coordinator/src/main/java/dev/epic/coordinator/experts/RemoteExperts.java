@@ -1,0 +1,286 @@
+package dev.epic.coordinator.experts;
+
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.moe.RoutedExperts;
+import dev.epic.proto.ExpertRequest;
+import dev.epic.proto.ExpertResponse;
+import dev.epic.proto.HiddenEncoding;
+import dev.epic.transport.HiddenCodec;
+import dev.epic.transport.Protocol;
+import dev.epic.transport.ZkLayout;
+import io.grpc.Status;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.BitSet;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.retry.ExponentialBackoffRetry;
+
+/**
+ * Routed experts on remote expert workers (expert parallelism over gRPC). Per MoE layer call:
+ * split the (row, expert) pairs by worker (each expert to one live replica), send ONE message per
+ * worker on its long-lived stream, all in parallel, then add each worker's pre-reduced rows into
+ * {@code out}. A worker that fails or misses the deadline is marked dead and its rows are re-sent
+ * to another replica; with no replica left the call fails with {@link ExpertsUnavailableException}
+ * (gRPC UNAVAILABLE) naming the experts, within about one deadline — it never hangs.
+ *
+ * <p>One forward call at a time (calls are serialised); scratch buffers are reused across calls.
+ */
+public final class RemoteExperts implements RoutedExperts, AutoCloseable {
+    /**
+     * @param encoding      wire format of hidden states both ways. FP32 (default) is exact and
+     *                      reproduces the fp32 reference; BF16 halves and FP8_E4M3 quarters the
+     *                      bytes at the cost of ~1e-2 relative activation error.
+     * @param deadline      how long one worker may take for one message before it is presumed dead
+     * @param deadBackoff   how long a failed worker is skipped before it is tried again
+     */
+    public record Options(HiddenEncoding encoding, Duration deadline, Duration deadBackoff) {
+        public static Options defaults() {
+            return new Options(HiddenEncoding.FP32, Duration.ofSeconds(5), Duration.ofSeconds(1));
+        }
+
+        public Options withEncoding(HiddenEncoding e) {
+            return new Options(e, deadline, deadBackoff);
+        }
+
+        public Options withDeadline(Duration d) {
+            return new Options(encoding, d, deadBackoff);
+        }
+    }
+
+    private final CuratorFramework ownedZk;
+    private final WorkerDirectory directory;
+    private final CheckpointFingerprint fingerprint;
+    private final int hidden;
+    private final Options options;
+    private final DispatchStats stats;
+    private int rotation;
+    private final List<Batch> round = new ArrayList<>();
+    private final List<CompletableFuture<ExpertResponse>> futures = new ArrayList<>();
+
+    private RemoteExperts(CuratorFramework ownedZk, CuratorFramework zk, String cluster,
+            CheckpointFingerprint fingerprint, int experts, int hidden, Options options, MeterRegistry registry) {
+        this.ownedZk = ownedZk;
+        this.fingerprint = fingerprint;
+        this.hidden = hidden;
+        this.options = options;
+        this.stats = new DispatchStats(registry);
+        this.directory = new WorkerDirectory(zk, cluster, fingerprint, experts);
+    }
+
+    /** Uses an existing, started Curator client (not closed by {@link #close()}). */
+    public static RemoteExperts create(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint,
+            int experts, int hidden, Options options, MeterRegistry registry) {
+        return new RemoteExperts(null, zk, cluster, fingerprint, experts, hidden, options,
+                registry == null ? new SimpleMeterRegistry() : registry);
+    }
+
+    /** Connects to ZooKeeper at {@code zkConnect} (host:port[,host:port]) and watches cluster's workers. */
+    public static RemoteExperts connect(String zkConnect, String cluster, CheckpointFingerprint fingerprint,
+            int experts, int hidden, Options options, MeterRegistry registry) throws InterruptedException {
+        CuratorFramework zk = CuratorFrameworkFactory.builder()
+                .connectString(zkConnect)
+                .sessionTimeoutMs(15_000)
+                .connectionTimeoutMs(10_000)
+                .retryPolicy(new ExponentialBackoffRetry(200, 10, 2_000))
+                .build();
+        zk.start();
+        if (!zk.blockUntilConnected(30, TimeUnit.SECONDS)) {
+            zk.close();
+            throw new ExpertsUnavailableException("cannot connect to ZooKeeper at " + zkConnect + " within 30 s");
+        }
+        return new RemoteExperts(zk, zk, cluster == null ? ZkLayout.DEFAULT_CLUSTER : cluster, fingerprint, experts,
+                hidden, options, registry == null ? new SimpleMeterRegistry() : registry);
+    }
+
+    /** Blocks until every expert has a live worker; false on timeout. */
+    public boolean awaitCoverage(Duration timeout) throws InterruptedException {
+        return directory.awaitCoverage(timeout.toNanos(), TimeUnit.NANOSECONDS);
+    }
+
+    /** Experts without a live worker right now, as ranges ("" when fully covered). */
+    public String missingExperts() {
+        return directory.table().missing(System.nanoTime());
+    }
+
+    /** Live worker addresses. */
+    public List<String> workers() {
+        return directory.table().workers().stream().map(WorkerEndpoint::toString).toList();
+    }
+
+    public DispatchStats stats() {
+        return stats;
+    }
+
+    @Override
+    public synchronized void forward(int layer, float[] x, int rows, int[] expertIds, float[] weights, int k,
+            float[] out) {
+        long t0 = System.nanoTime();
+        Arrays.fill(out, 0, rows * hidden, 0f);
+        RoutingTable table = directory.table();
+        rotation++;
+        round.clear();
+        // First round: every pair to a replica; batches live in the endpoints' scratch.
+        BitSet missing = null;
+        for (int i = 0; i < rows; i++) {
+            for (int j = 0; j < k; j++) {
+                int e = expertIds[i * k + j];
+                if (e < 0 || e >= table.experts()) {
+                    throw new IllegalArgumentException("expert id " + e + " out of range [0, " + table.experts() + ")");
+                }
+                WorkerEndpoint w = table.pick(e, rotation, t0);
+                if (w == null) {
+                    (missing == null ? missing = new BitSet() : missing).set(e);
+                    continue;
+                }
+                Batch b = w.scratch;
+                if (b.call != rotation) {
+                    b.clear();
+                    b.call = rotation;
+                    round.add(b);
+                }
+                b.add(i, e, weights[i * k + j]);
+            }
+        }
+        if (missing != null) {
+            stats.failure();
+            throw unavailable(layer, missing, table, null);
+        }
+        List<Batch> pending = new ArrayList<>(round);
+        Throwable lastFailure = null;
+        while (!pending.isEmpty()) {
+            List<Batch> failed = sendAndCombine(layer, x, pending, out);
+            if (failed.isEmpty()) {
+                break;
+            }
+            // Re-route the failed workers' pairs to other live replicas (fresh batches: rare path).
+            long now = System.nanoTime();
+            List<Batch> retry = new ArrayList<>();
+            for (Batch f : failed) {
+                for (int r = 0, p = 0; r < f.rows; r++) {
+                    for (int c = 0; c < f.counts[r]; c++, p++) {
+                        int e = f.ids[p];
+                        WorkerEndpoint w = table.pick(e, rotation, now);
+                        if (w == null) {
+                            (missing == null ? missing = new BitSet() : missing).set(e);
+                            continue;
+                        }
+                        Batch b = null;
+                        for (Batch candidate : retry) {
+                            if (candidate.endpoint == w) {
+                                b = candidate;
+                            }
+                        }
+                        if (b == null) {
+                            retry.add(b = new Batch(w));
+                        }
+                        b.add(f.rowIndex[r], e, f.weights[p]);
+                    }
+                }
+                lastFailure = f.failure;
+            }
+            if (missing != null) {
+                stats.failure();
+                throw unavailable(layer, missing, table, lastFailure);
+            }
+            retry.forEach(b -> stats.retry());
+            pending = retry;
+        }
+        stats.layer(System.nanoTime() - t0);
+    }
+
+    /** Sends every batch, waits (bounded), adds successful outputs into out; returns the failed batches. */
+    private List<Batch> sendAndCombine(int layer, float[] x, List<Batch> batches, float[] out) {
+        futures.clear();
+        for (Batch b : batches) {
+            float[] buf = b.rowBuffer(hidden);
+            for (int r = 0; r < b.rows; r++) {
+                System.arraycopy(x, b.rowIndex[r] * hidden, buf, r * hidden, hidden);
+            }
+            HiddenCodec.Encoded enc = HiddenCodec.encode(options.encoding(), buf, b.rows, hidden);
+            ExpertRequest.Builder req = ExpertRequest.newBuilder()
+                    .setProtocolVersion(Protocol.VERSION)
+                    .setFingerprint(fingerprint.sha256())
+                    .setLayer(layer)
+                    .setRows(b.rows)
+                    .setHidden(hidden)
+                    .setEncoding(options.encoding())
+                    .setHiddenStates(enc.data())
+                    .setScales(enc.scales());
+            for (int r = 0; r < b.rows; r++) {
+                req.addExpertCounts(b.counts[r]);
+            }
+            for (int p = 0; p < b.pairs; p++) {
+                req.addExpertIds(b.ids[p]);
+                req.addGateWeights(b.weights[p]);
+            }
+            stats.message(enc.data().size() + enc.scales().size() + 8L * b.pairs + 4L * b.rows, b.rows);
+            futures.add(b.endpoint.send(req));
+        }
+        long deadline = System.nanoTime() + options.deadline().toNanos();
+        List<Batch> failed = List.of();
+        for (int i = 0; i < batches.size(); i++) {
+            Batch b = batches.get(i);
+            try {
+                ExpertResponse resp = futures.get(i).get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+                combine(b, resp, out);
+            } catch (ExecutionException | TimeoutException | RuntimeException e) {
+                Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
+                String why = e instanceof TimeoutException
+                        ? "no answer within " + options.deadline().toMillis() + " ms"
+                        : Status.fromThrowable(cause).toString();
+                b.failure = cause;
+                b.endpoint.markDead("layer " + layer + ": " + why, options.deadBackoff().toNanos());
+                if (failed.isEmpty()) {
+                    failed = new ArrayList<>();
+                }
+                failed.add(b);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new ExpertsUnavailableException("interrupted while waiting for expert workers", e);
+            }
+        }
+        return failed;
+    }
+
+    private void combine(Batch b, ExpertResponse resp, float[] out) {
+        if (resp.getRows() != b.rows || resp.getHidden() != hidden) {
+            throw new IllegalStateException("worker " + b.endpoint + " answered " + resp.getRows() + "x"
+                    + resp.getHidden() + " for a " + b.rows + "x" + hidden + " request");
+        }
+        float[] y = b.rowBuffer(hidden);
+        HiddenCodec.decode(resp.getEncoding(), resp.getOutput(), resp.getScales(), b.rows, hidden, y);
+        for (int r = 0; r < b.rows; r++) {
+            int o = b.rowIndex[r] * hidden;
+            int yo = r * hidden;
+            for (int c = 0; c < hidden; c++) {
+                out[o + c] += y[yo + c];
+            }
+        }
+        stats.response(resp.getOutput().size() + resp.getScales().size(), resp.getComputeNanos());
+    }
+
+    private ExpertsUnavailableException unavailable(int layer, BitSet missing, RoutingTable table, Throwable cause) {
+        String ids = dev.epic.transport.ExpertRanges.format(missing.stream().toArray());
+        String msg = "no live expert worker for experts " + ids + " (layer " + layer + "; "
+                + table.workers().size() + " worker(s) registered"
+                + (cause == null ? "" : "; last failure: " + Status.fromThrowable(cause)) + ")";
+        return new ExpertsUnavailableException(msg, cause);
+    }
+
+    @Override
+    public void close() {
+        directory.close();
+        if (ownedZk != null) {
+            ownedZk.close();
+        }
+    }
+}

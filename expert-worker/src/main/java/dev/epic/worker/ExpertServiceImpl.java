@@ -1,0 +1,199 @@
+package dev.epic.worker;
+
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.proto.ExpertRequest;
+import dev.epic.proto.ExpertResponse;
+import dev.epic.proto.ExpertServiceGrpc;
+import dev.epic.proto.HiddenEncoding;
+import dev.epic.proto.InfoRequest;
+import dev.epic.proto.ModelFingerprint;
+import dev.epic.proto.WorkerInfo;
+import dev.epic.transport.HiddenCodec;
+import dev.epic.transport.Protocol;
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * gRPC face of an expert worker. Each Dispatch stream gets its own {@link ShardExecutor} (messages
+ * of one stream arrive one at a time); a message is decoded, run batched per expert, pre-reduced
+ * and answered with one response. A message for another model or protocol version ends the stream
+ * with FAILED_PRECONDITION.
+ */
+final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
+    private static final Logger log = LoggerFactory.getLogger(ExpertServiceImpl.class);
+
+    private final ExpertShard shard;
+    private final CheckpointFingerprint fingerprint;
+    private volatile String workerId = "(starting)";
+    private final int capacity;
+    private final int moeLayers;
+    private final AtomicInteger inFlight = new AtomicInteger();
+
+    ExpertServiceImpl(ExpertShard shard, CheckpointFingerprint fingerprint, int capacity, int moeLayers) {
+        this.shard = shard;
+        this.fingerprint = fingerprint;
+        this.capacity = capacity;
+        this.moeLayers = moeLayers;
+    }
+
+    /** Set once the port is bound (the default id contains it). */
+    void workerId(String id) {
+        this.workerId = id;
+    }
+
+    int inFlight() {
+        return inFlight.get();
+    }
+
+    @Override
+    public void info(InfoRequest request, StreamObserver<WorkerInfo> response) {
+        WorkerInfo.Builder b = WorkerInfo.newBuilder()
+                .setProtocolVersion(Protocol.VERSION)
+                .setFingerprint(ModelFingerprint.newBuilder().setName(fingerprint.name()).setSha256(fingerprint.sha256()))
+                .setCapacity(capacity)
+                .setHiddenSize(shard.hiddenSize())
+                .setMoeLayers(moeLayers)
+                .setWorkerId(workerId);
+        for (int e : shard.experts()) {
+            b.addExperts(e);
+        }
+        response.onNext(b.build());
+        response.onCompleted();
+    }
+
+    @Override
+    public StreamObserver<ExpertRequest> dispatch(StreamObserver<ExpertResponse> responses) {
+        ShardExecutor executor = new ShardExecutor(shard);
+        return new StreamObserver<>() {
+            private boolean closed;
+            private float[] x = new float[0];
+            private float[] y = new float[0];
+            private int[] counts = new int[0];
+            private int[] ids = new int[0];
+            private float[] weights = new float[0];
+
+            @Override
+            public void onNext(ExpertRequest req) {
+                if (closed) {
+                    return;
+                }
+                inFlight.incrementAndGet();
+                try {
+                    responses.onNext(handle(req));
+                } catch (StatusFailure f) {
+                    closed = true;
+                    log.warn("refusing dispatch stream: {}", f.status.getDescription());
+                    responses.onError(f.status.asRuntimeException());
+                } catch (RuntimeException e) {
+                    closed = true;
+                    log.error("dispatch failed on layer {} ({} rows)", req.getLayer(), req.getRows(), e);
+                    responses.onError(Status.INTERNAL.withDescription("expert worker " + workerId + ": " + e)
+                            .withCause(e).asRuntimeException());
+                } finally {
+                    inFlight.decrementAndGet();
+                }
+            }
+
+            private ExpertResponse handle(ExpertRequest req) {
+                long t0 = System.nanoTime();
+                if (req.getProtocolVersion() != Protocol.VERSION) {
+                    throw new StatusFailure(Status.FAILED_PRECONDITION.withDescription("expert protocol version "
+                            + req.getProtocolVersion() + " is not supported by worker " + workerId + " (speaks "
+                            + Protocol.VERSION + ")"));
+                }
+                if (!req.getFingerprint().equals(fingerprint.sha256())) {
+                    throw new StatusFailure(Status.FAILED_PRECONDITION.withDescription("model fingerprint mismatch: "
+                            + "coordinator serves " + abbrev(req.getFingerprint()) + " but worker " + workerId
+                            + " holds " + fingerprint.name() + " " + fingerprint.shortHash()));
+                }
+                int rows = req.getRows();
+                int hidden = req.getHidden();
+                if (hidden != shard.hiddenSize()) {
+                    throw new StatusFailure(Status.INVALID_ARGUMENT.withDescription("hidden size " + hidden
+                            + " but the model has " + shard.hiddenSize()));
+                }
+                if (req.getExpertCountsCount() != rows || req.getExpertIdsCount() != req.getGateWeightsCount()) {
+                    throw new StatusFailure(Status.INVALID_ARGUMENT.withDescription("malformed request: "
+                            + req.getExpertCountsCount() + " expert_counts for " + rows + " rows, "
+                            + req.getExpertIdsCount() + " expert_ids, " + req.getGateWeightsCount() + " gate_weights"));
+                }
+                int n = rows * hidden;
+                if (x.length < n) {
+                    x = new float[n];
+                    y = new float[n];
+                }
+                int pairs = req.getExpertIdsCount();
+                if (counts.length < rows) {
+                    counts = new int[rows];
+                }
+                if (ids.length < pairs) {
+                    ids = new int[pairs];
+                    weights = new float[pairs];
+                }
+                int sum = 0;
+                for (int r = 0; r < rows; r++) {
+                    counts[r] = req.getExpertCounts(r);
+                    sum += counts[r];
+                }
+                if (sum != pairs) {
+                    throw new StatusFailure(Status.INVALID_ARGUMENT.withDescription("expert_counts sum to " + sum
+                            + " but " + pairs + " expert_ids were sent"));
+                }
+                for (int p = 0; p < pairs; p++) {
+                    ids[p] = req.getExpertIds(p);
+                    weights[p] = req.getGateWeights(p);
+                }
+                try {
+                    HiddenCodec.decode(req.getEncoding(), req.getHiddenStates(), req.getScales(), rows, hidden, x);
+                    executor.forward(req.getLayer(), x, rows, counts, ids, weights, y);
+                } catch (IllegalArgumentException e) {
+                    throw new StatusFailure(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
+                }
+                HiddenEncoding enc = req.getResponseEncoding() == HiddenEncoding.HIDDEN_ENCODING_UNSPECIFIED
+                        ? req.getEncoding() : req.getResponseEncoding();
+                HiddenCodec.Encoded out = HiddenCodec.encode(enc, y, rows, hidden);
+                return ExpertResponse.newBuilder()
+                        .setSequence(req.getSequence())
+                        .setLayer(req.getLayer())
+                        .setRows(rows)
+                        .setHidden(hidden)
+                        .setEncoding(enc)
+                        .setOutput(out.data())
+                        .setScales(out.scales())
+                        .setComputeNanos(System.nanoTime() - t0)
+                        .build();
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                closed = true;
+                log.debug("dispatch stream ended by the coordinator: {}", t.toString());
+            }
+
+            @Override
+            public void onCompleted() {
+                if (!closed) {
+                    closed = true;
+                    responses.onCompleted();
+                }
+            }
+        };
+    }
+
+    private static String abbrev(String sha) {
+        return sha.length() > 12 ? sha.substring(0, 12) : sha.isEmpty() ? "(none)" : sha;
+    }
+
+    /** A refusal carrying the gRPC status to end the stream with. */
+    private static final class StatusFailure extends RuntimeException {
+        final Status status;
+
+        StatusFailure(Status status) {
+            super(status.getDescription(), null, false, false);
+            this.status = status;
+        }
+    }
+}

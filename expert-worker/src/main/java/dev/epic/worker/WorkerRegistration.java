@@ -1,0 +1,55 @@
+package dev.epic.worker;
+
+import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.Announcements;
+import dev.epic.transport.ZkLayout;
+import java.io.IOException;
+import java.util.concurrent.TimeUnit;
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.recipes.nodes.PersistentNode;
+import org.apache.zookeeper.CreateMode;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A worker's presence in ZooKeeper: the ephemeral node {@code /epic/<cluster>/workers/<id>} with
+ * its JSON announcement. Curator's PersistentNode recreates it after a session loss; closing it
+ * deletes the node, which is the first step of a drain.
+ */
+final class WorkerRegistration implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(WorkerRegistration.class);
+
+    private final PersistentNode node;
+    private final String path;
+
+    private WorkerRegistration(PersistentNode node, String path) {
+        this.node = node;
+        this.path = path;
+    }
+
+    static WorkerRegistration register(CuratorFramework zk, String cluster, WorkerAnnouncement announcement,
+            long timeoutMillis) throws Exception {
+        String path = ZkLayout.workerPath(cluster, announcement.getWorkerId());
+        // A node left by a previous incarnation of this worker (same id) until its session expires
+        // would block ours; it cannot be live, since two processes cannot own one address.
+        zk.delete().quietly().forPath(path);
+        PersistentNode node = new PersistentNode(zk, CreateMode.EPHEMERAL, false, path, Announcements.toJson(announcement));
+        node.start();
+        if (!node.waitForInitialCreate(timeoutMillis, TimeUnit.MILLISECONDS)) {
+            node.close();
+            throw new IllegalStateException("could not create " + path + " in ZooKeeper within " + timeoutMillis + " ms");
+        }
+        log.info("registered {} in ZooKeeper", path);
+        return new WorkerRegistration(node, path);
+    }
+
+    @Override
+    public void close() {
+        try {
+            node.close();
+            log.info("deregistered {}", path);
+        } catch (IOException e) {
+            log.warn("could not delete {}: {}", path, e.toString());
+        }
+    }
+}

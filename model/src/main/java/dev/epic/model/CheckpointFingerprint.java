@@ -1,0 +1,93 @@
+package dev.epic.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.stream.Stream;
+
+/**
+ * Identity of a checkpoint, so that a coordinator never mixes experts of another model: SHA-256 over
+ * config.json's bytes and every tensor's (name, dtype, shape) from the safetensors headers, in name
+ * order. Reads only headers (kilobytes), never the multi-GB data, and does not depend on file names
+ * or shard boundaries, so a resharded copy of the same model has the same fingerprint.
+ */
+public record CheckpointFingerprint(String name, String sha256) {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final long MAX_HEADER_BYTES = 100L << 20;
+
+    /** Short form for logs. */
+    public String shortHash() {
+        return sha256.substring(0, 12);
+    }
+
+    public static CheckpointFingerprint of(Path modelDir) {
+        Path config = modelDir.resolve("config.json");
+        if (!Files.isRegularFile(config)) {
+            throw new IllegalArgumentException("no config.json in model directory " + modelDir);
+        }
+        try {
+            MessageDigest sha = MessageDigest.getInstance("SHA-256");
+            sha.update("epic-fingerprint/1\n".getBytes(StandardCharsets.UTF_8));
+            sha.update(Files.readAllBytes(config));
+            Map<String, String> tensors = new TreeMap<>();
+            List<Path> shards = new ArrayList<>();
+            try (Stream<Path> files = Files.list(modelDir)) {
+                files.filter(p -> p.getFileName().toString().endsWith(".safetensors")).sorted().forEach(shards::add);
+            }
+            if (shards.isEmpty()) {
+                throw new IllegalArgumentException("no .safetensors files in model directory " + modelDir);
+            }
+            for (Path shard : shards) {
+                readHeader(shard).properties().forEach(e -> {
+                    if (!e.getKey().equals("__metadata__")) {
+                        JsonNode t = e.getValue();
+                        tensors.put(e.getKey(), t.path("dtype").asText() + " " + t.path("shape"));
+                    }
+                });
+            }
+            tensors.forEach((n, desc) -> sha.update((n + "\t" + desc + "\n").getBytes(StandardCharsets.UTF_8)));
+            String name = modelDir.toAbsolutePath().normalize().getFileName().toString();
+            return new CheckpointFingerprint(name, HexFormat.of().formatHex(sha.digest()));
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot fingerprint " + modelDir + ": " + e.getMessage(), e);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static JsonNode readHeader(Path shard) throws IOException {
+        try (FileChannel ch = FileChannel.open(shard)) {
+            ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+            if (ch.read(len, 0) != 8) {
+                throw new IllegalArgumentException(shard + ": truncated safetensors file (no 8-byte header length)");
+            }
+            long n = len.getLong(0);
+            if (n < 2 || n > MAX_HEADER_BYTES || 8 + n > ch.size()) {
+                throw new IllegalArgumentException(shard + ": invalid safetensors header length " + n);
+            }
+            ByteBuffer header = ByteBuffer.allocate((int) n);
+            while (header.hasRemaining() && ch.read(header, 8 + header.position()) > 0) {
+                // read fully
+            }
+            JsonNode root = JSON.readTree(header.array());
+            if (root == null || !root.isObject()) {
+                throw new IllegalArgumentException(shard + ": safetensors header is not a JSON object");
+            }
+            return root;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+package dev.epic.transport;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.epic.proto.ModelFingerprint;
+import dev.epic.proto.WorkerAnnouncement;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+
+/** JSON form of a {@link WorkerAnnouncement}, the data of a worker's ephemeral znode. */
+public final class Announcements {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private Announcements() {}
+
+    public static byte[] toJson(WorkerAnnouncement a) {
+        ObjectNode o = JSON.createObjectNode();
+        o.put("workerId", a.getWorkerId());
+        o.put("address", a.getAddress());
+        ArrayNode experts = o.putArray("experts");
+        for (int e : a.getExpertsList()) {
+            experts.add(e);
+        }
+        ObjectNode fp = o.putObject("fingerprint");
+        fp.put("name", a.getFingerprint().getName());
+        fp.put("sha256", a.getFingerprint().getSha256());
+        o.put("capacity", a.getCapacity());
+        o.put("pid", a.getPid());
+        o.put("protocolVersion", a.getProtocolVersion());
+        return o.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** Parses znode data; a malformed node gets an exception naming what is missing. */
+    public static WorkerAnnouncement fromJson(byte[] data) {
+        JsonNode o;
+        try {
+            o = JSON.readTree(data);
+        } catch (IOException e) {
+            throw new IllegalArgumentException("worker announcement is not JSON: " + e.getMessage(), e);
+        }
+        if (o == null || !o.isObject()) {
+            throw new IllegalArgumentException("worker announcement is not a JSON object");
+        }
+        WorkerAnnouncement.Builder b = WorkerAnnouncement.newBuilder()
+                .setWorkerId(text(o, "workerId"))
+                .setAddress(text(o, "address"))
+                .setCapacity(o.path("capacity").asInt(0))
+                .setPid(o.path("pid").asLong(0))
+                .setProtocolVersion(o.path("protocolVersion").asInt(0));
+        JsonNode fp = o.path("fingerprint");
+        b.setFingerprint(ModelFingerprint.newBuilder()
+                .setName(fp.path("name").asText(""))
+                .setSha256(text(fp, "sha256")));
+        JsonNode experts = o.path("experts");
+        if (!experts.isArray()) {
+            throw new IllegalArgumentException("worker announcement lacks the 'experts' array");
+        }
+        for (JsonNode e : experts) {
+            b.addExperts(e.asInt());
+        }
+        return b.build();
+    }
+
+    private static String text(JsonNode o, String field) {
+        JsonNode v = o.get(field);
+        if (v == null || !v.isTextual() || v.asText().isEmpty()) {
+            throw new IllegalArgumentException("worker announcement lacks the string field '" + field + "'");
+        }
+        return v.asText();
+    }
+}

@@ -1,0 +1,139 @@
+package dev.epic.transport;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.protobuf.ByteString;
+import dev.epic.proto.HiddenEncoding;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+class HiddenCodecTest {
+    private static float[] activations(int n, long seed) {
+        SplittableRandom rnd = new SplittableRandom(seed);
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            // a few outliers, as real residual streams have
+            x[i] = (float) (rnd.nextGaussian() * (i % 37 == 0 ? 20 : 1));
+        }
+        return x;
+    }
+
+    private static float[] roundTrip(HiddenEncoding enc, float[] x, int rows, int hidden) {
+        HiddenCodec.Encoded e = HiddenCodec.encode(enc, x, rows, hidden);
+        assertEquals(HiddenCodec.dataBytes(enc, rows, hidden), e.data().size());
+        assertEquals(HiddenCodec.scaleBytes(enc, rows, hidden), e.scales().size());
+        float[] y = new float[rows * hidden];
+        HiddenCodec.decode(enc, e.data(), e.scales(), rows, hidden, y);
+        return y;
+    }
+
+    @Test
+    void fp32IsBitExact() {
+        float[] x = activations(7 * 160, 1);
+        x[3] = Float.MIN_VALUE;
+        x[4] = -0f;
+        x[5] = Float.MAX_VALUE;
+        assertArrayEquals(x, roundTrip(HiddenEncoding.FP32, x, 7, 160));
+    }
+
+    @Test
+    void bf16RoundsToNearestEven() {
+        float[] x = activations(5 * 64, 2);
+        float[] y = roundTrip(HiddenEncoding.BF16, x, 5, 64);
+        for (int i = 0; i < x.length; i++) {
+            // the nearest bf16 is within half an ulp (2^-8 relative) and has 16 zero low bits
+            assertEquals(0, Float.floatToRawIntBits(y[i]) & 0xffff);
+            assertTrue(Math.abs(y[i] - x[i]) <= Math.abs(x[i]) * 0x1p-8f, i + ": " + x[i] + " -> " + y[i]);
+        }
+        // explicit ties: 1 + 2^-8 is halfway between 1 and 1 + 2^-7 -> even (1); 1 + 3*2^-8 -> 1 + 2^-6
+        float[] ties = {1f + 0x1p-8f, 1f + 3 * 0x1p-8f};
+        float[] r = roundTrip(HiddenEncoding.BF16, ties, 1, 2);
+        assertEquals(1f, r[0]);
+        assertEquals(1f + 0x1p-6f, r[1]);
+    }
+
+    @Test
+    void e4m3EncoderIsTheNearestCodeForEveryValueClass() {
+        float[] table = new float[256];
+        for (int c = 0; c < 256; c++) {
+            table[c] = E4m3.decode(c);
+        }
+        assertEquals(448f, table[0x7e]);
+        assertEquals(0x1p-9f, table[1]);
+        assertTrue(Float.isNaN(table[0x7f]));
+        SplittableRandom rnd = new SplittableRandom(3);
+        for (int i = 0; i < 200_000; i++) {
+            float v = (float) (rnd.nextDouble(-1, 1) * Math.pow(2, rnd.nextInt(-12, 10)));
+            assertEquals(bruteForce(table, v), E4m3.encode(v), "value " + v);
+        }
+        for (int c = 0; c < 0x7f; c++) {
+            assertEquals(c, E4m3.encode(table[c]), "exact code " + c);
+            if (c < 0x7e) {
+                float mid = (table[c] + table[c + 1]) / 2; // tie -> even code
+                assertEquals(bruteForce(table, mid), E4m3.encode(mid), "midpoint after " + c);
+            }
+        }
+        assertEquals(0x7e, E4m3.encode(1e9f));
+        assertEquals(0xfe, E4m3.encode(-1e9f));
+    }
+
+    private static int bruteForce(float[] table, float v) {
+        int sign = v < 0 || (v == 0 && 1 / v < 0) ? 0x80 : 0;
+        float a = Math.abs(v);
+        if (a >= 448f) {
+            return sign | 0x7e;
+        }
+        int best = 0;
+        float bestErr = Float.MAX_VALUE;
+        for (int c = 0; c <= 0x7e; c++) {
+            float err = Math.abs(table[c] - a);
+            if (err < bestErr || (err == bestErr && (c & 1) == 0)) {
+                best = c;
+                bestErr = err;
+            }
+        }
+        return sign | best;
+    }
+
+    @Test
+    void fp8UsesOneScalePerRowAndGroup() {
+        int rows = 3;
+        int hidden = 300; // 3 groups, the last partial
+        float[] x = activations(rows * hidden, 4);
+        float[] y = roundTrip(HiddenEncoding.FP8_E4M3, x, rows, hidden);
+        for (int r = 0; r < rows; r++) {
+            for (int g = 0; g < 3; g++) {
+                int from = r * hidden + g * 128;
+                int to = Math.min(from + 128, (r + 1) * hidden);
+                float amax = 0;
+                for (int i = from; i < to; i++) {
+                    amax = Math.max(amax, Math.abs(x[i]));
+                }
+                for (int i = from; i < to; i++) {
+                    // e4m3 has 3 mantissa bits: relative error <= 2^-4 for normals; absolute floor from subnormals
+                    float tol = Math.max(Math.abs(x[i]) * 0x1p-4f, amax / 448f * 0x1p-10f);
+                    assertTrue(Math.abs(y[i] - x[i]) <= tol * 1.0001f, r + "," + i + ": " + x[i] + " -> " + y[i]);
+                }
+            }
+        }
+        float[] zeros = new float[2 * 64];
+        assertArrayEquals(zeros, roundTrip(HiddenEncoding.FP8_E4M3, zeros, 2, 64));
+    }
+
+    @Test
+    void wrongSizesAreClearErrors() {
+        HiddenCodec.Encoded e = HiddenCodec.encode(HiddenEncoding.FP32, new float[8], 2, 4);
+        var err = assertThrows(IllegalArgumentException.class,
+                () -> HiddenCodec.decode(HiddenEncoding.FP32, e.data(), ByteString.EMPTY, 3, 4, new float[12]));
+        assertTrue(err.getMessage().contains("expected 48"), err.getMessage());
+        HiddenCodec.Encoded f = HiddenCodec.encode(HiddenEncoding.FP8_E4M3, new float[8], 2, 4);
+        err = assertThrows(IllegalArgumentException.class,
+                () -> HiddenCodec.decode(HiddenEncoding.FP8_E4M3, f.data(), ByteString.EMPTY, 2, 4, new float[8]));
+        assertTrue(err.getMessage().contains("scales"), err.getMessage());
+        assertThrows(IllegalArgumentException.class,
+                () -> HiddenCodec.encode(HiddenEncoding.HIDDEN_ENCODING_UNSPECIFIED, new float[8], 2, 4));
+    }
+}

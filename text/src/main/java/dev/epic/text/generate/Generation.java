@@ -1,0 +1,198 @@
+package dev.epic.text.generate;
+
+import dev.epic.text.Vocabulary;
+import dev.epic.text.output.DeepSeekMarkers;
+import dev.epic.text.output.ReasoningParser;
+import dev.epic.text.output.StopMatcher;
+import dev.epic.text.output.StreamingDecoder;
+import dev.epic.text.output.ToolCall;
+import dev.epic.text.output.ToolCallParser;
+import dev.epic.text.sampling.Sampler;
+import dev.epic.text.sampling.SamplingParams;
+import dev.epic.text.sampling.TokenHistory;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.OptionalInt;
+import java.util.Set;
+import java.util.random.RandomGenerator;
+
+/**
+ * The per-sequence state of one completion, independent of how logits are computed. A driver calls
+ * {@link #sample(float[])} with the logits for the next position, then {@link #accept(int)} with the chosen
+ * token (or a token chosen elsewhere), until {@link #finished()}. Text flows
+ * decoder -> stop strings -> reasoning split -> tool-call parser; each accept returns the new output.
+ * Not thread-safe: one sequence, one thread at a time.
+ */
+public final class Generation {
+    private final Vocabulary vocab;
+    private final SamplingParams params;
+    private final int promptTokens;
+    private final int maxContext;
+    private final Set<Integer> eos;
+    private final TokenHistory history;
+    private final RandomGenerator rng;
+    private final StreamingDecoder decoder;
+    private final StopMatcher stops;
+    private final ReasoningParser reasoning;
+    private final ToolCallParser tools;
+    private Sampler sampler;
+    private int completionTokens;
+    private boolean sawCalls;
+    private FinishReason finishReason;
+
+    public Generation(Vocabulary vocab, int[] promptIds, SamplingParams params) {
+        this(vocab, promptIds, params, GenerationOptions.defaults());
+    }
+
+    /**
+     * @throws IllegalArgumentException if the prompt is empty, has ids outside the vocabulary, or leaves no room
+     *                                  in the context for a single token
+     */
+    public Generation(Vocabulary vocab, int[] promptIds, SamplingParams params, GenerationOptions options) {
+        if (promptIds.length == 0) {
+            throw new IllegalArgumentException("prompt must have at least one token");
+        }
+        for (int id : promptIds) {
+            if (id < 0 || id >= vocab.size()) {
+                throw new IllegalArgumentException("prompt token id " + id + " outside the vocabulary [0, " + vocab.size() + ")");
+            }
+        }
+        if (options.maxContextLength() > 0 && promptIds.length >= options.maxContextLength()) {
+            throw new IllegalArgumentException("prompt has " + promptIds.length + " tokens; the context length "
+                    + options.maxContextLength() + " leaves no room to generate");
+        }
+        this.vocab = vocab;
+        this.params = params;
+        this.promptTokens = promptIds.length;
+        this.maxContext = options.maxContextLength();
+        this.eos = options.eosTokenIds() != null ? options.eosTokenIds() : idsOf(vocab, List.of(DeepSeekMarkers.EOS));
+        this.history = params.hasPenalties() ? TokenHistory.ofPrompt(promptIds) : null;
+        this.rng = params.newRandom();
+        Set<Integer> markers = idsOf(vocab, DeepSeekMarkers.PARSED);
+        this.decoder = new StreamingDecoder(vocab, params.skipSpecialTokens(), markers::contains);
+        this.stops = new StopMatcher(params.stop());
+        this.reasoning = new ReasoningParser(options.reasoning());
+        this.tools = options.parseToolCalls() ? new ToolCallParser(options.toolCallIds()) : null;
+    }
+
+    /** Chooses the next token from {@code logits} (used as scratch). Tokens past the vocabulary are never chosen. */
+    public int sample(float[] logits) {
+        if (sampler == null) {
+            sampler = new Sampler();
+        }
+        return sample(logits, sampler);
+    }
+
+    /** As {@link #sample(float[])} with a caller-owned scratch Sampler (share one per thread across sequences). */
+    public int sample(float[] logits, Sampler workspace) {
+        ensureRunning();
+        return workspace.sample(logits, Math.min(logits.length, vocab.size()), params, history, rng);
+    }
+
+    /** Appends the chosen token and returns what it adds; the delta carries the finish reason when it ends. */
+    public Delta accept(int token) {
+        ensureRunning();
+        if (token < 0 || token >= vocab.size()) {
+            throw new IllegalArgumentException("token id " + token + " outside the vocabulary [0, " + vocab.size() + ")");
+        }
+        completionTokens++;
+        if (history != null) {
+            history.addGenerated(token);
+        }
+        FinishReason reason = null;
+        String text = "";
+        if (eos.contains(token) && !params.ignoreEos()) {
+            reason = FinishReason.EOS;
+        } else if (params.stopTokenIds().contains(token)) {
+            reason = FinishReason.STOP;
+        } else {
+            text = decoder.push(token);
+        }
+        if (reason == null && (completionTokens >= params.maxTokens()
+                || maxContext > 0 && promptTokens + completionTokens >= maxContext)) {
+            reason = FinishReason.LENGTH;
+        }
+        return emit(new int[] {token}, text, reason);
+    }
+
+    /** Ends the generation now (client gone, server shutdown); returns the flushed remainder. */
+    public Delta cancel() {
+        ensureRunning();
+        return emit(new int[0], "", FinishReason.CANCELLED);
+    }
+
+    public boolean finished() {
+        return finishReason != null;
+    }
+
+    /** Null while running. */
+    public FinishReason finishReason() {
+        return finishReason;
+    }
+
+    public Usage usage() {
+        return new Usage(promptTokens, completionTokens);
+    }
+
+    public SamplingParams params() {
+        return params;
+    }
+
+    private Delta emit(int[] tokens, String text, FinishReason reason) {
+        boolean last = reason != null;
+        if (last) {
+            text += decoder.finish();
+        }
+        String visible = stops.push(text);
+        if (stops.stopped()) {
+            if (reason == null || reason == FinishReason.LENGTH) {
+                reason = FinishReason.STOP; // the stop string came first
+            }
+            last = true;
+        } else if (last) {
+            visible += stops.flush();
+        }
+        ReasoningParser.Split split = reasoning.push(visible);
+        if (last) {
+            ReasoningParser.Split end = reasoning.finish();
+            split = new ReasoningParser.Split(split.reasoning() + end.reasoning(), split.content() + end.content());
+        }
+        String content = split.content();
+        List<ToolCall> calls = List.of();
+        if (tools != null) {
+            ToolCallParser.Result r = tools.push(content);
+            if (last) {
+                ToolCallParser.Result end = tools.finish();
+                List<ToolCall> all = new ArrayList<>(r.calls());
+                all.addAll(end.calls());
+                r = new ToolCallParser.Result(r.content() + end.content(), List.copyOf(all));
+            }
+            content = r.content();
+            calls = r.calls();
+            sawCalls |= !calls.isEmpty();
+        }
+        if (last) {
+            if (sawCalls && (reason == FinishReason.EOS || reason == FinishReason.STOP)) {
+                reason = FinishReason.TOOL_CALLS;
+            }
+            finishReason = reason;
+        }
+        return new Delta(tokens, content, split.reasoning(), calls, finishReason, usage());
+    }
+
+    private void ensureRunning() {
+        if (finishReason != null) {
+            throw new IllegalStateException("generation already finished (" + finishReason + ")");
+        }
+    }
+
+    private static Set<Integer> idsOf(Vocabulary vocab, List<String> texts) {
+        Set<Integer> ids = new HashSet<>();
+        for (String t : texts) {
+            OptionalInt id = vocab.addedTokenId(t);
+            id.ifPresent(ids::add);
+        }
+        return Set.copyOf(ids);
+    }
+}

@@ -1,0 +1,57 @@
+package dev.epic.text.generate;
+
+import dev.epic.text.output.ReasoningMode;
+import java.util.Set;
+import java.util.UUID;
+import java.util.function.Supplier;
+
+/**
+ * Model- and template-level settings of a generation (the per-request knobs are in SamplingParams).
+ *
+ * @param maxContextLength prompt + completion limit in tokens (the model's max_position_embeddings); 0 = none
+ * @param reasoning        how to split reasoning from content
+ * @param parseToolCalls   turn DeepSeek tool-call blocks into structured calls
+ * @param eosTokenIds      ids that end generation as EOS; null = the vocabulary's {@code <｜end▁of▁sentence｜>}
+ * @param toolCallIds      call id generator
+ */
+public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, boolean parseToolCalls,
+                                Set<Integer> eosTokenIds, Supplier<String> toolCallIds) {
+
+    public GenerationOptions {
+        if (maxContextLength < 0) {
+            throw new IllegalArgumentException("maxContextLength must be >= 0 (0 = unlimited), got " + maxContextLength);
+        }
+        if (reasoning == null) {
+            throw new IllegalArgumentException("reasoning mode must not be null");
+        }
+        eosTokenIds = eosTokenIds == null ? null : Set.copyOf(eosTokenIds);
+        if (toolCallIds == null) {
+            toolCallIds = () -> "call_" + UUID.randomUUID().toString().replace("-", "").substring(0, 24);
+        }
+    }
+
+    /** No context limit, reasoning detected from a leading {@code <think>}, tool calls parsed, vocabulary EOS. */
+    public static GenerationOptions defaults() {
+        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null);
+    }
+
+    public GenerationOptions withMaxContextLength(int v) {
+        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds);
+    }
+
+    public GenerationOptions withReasoning(ReasoningMode v) {
+        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds);
+    }
+
+    public GenerationOptions withParseToolCalls(boolean v) {
+        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds);
+    }
+
+    public GenerationOptions withEosTokenIds(Set<Integer> v) {
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds);
+    }
+
+    public GenerationOptions withToolCallIds(Supplier<String> v) {
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v);
+    }
+}

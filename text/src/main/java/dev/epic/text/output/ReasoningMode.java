@@ -1,0 +1,15 @@
+package dev.epic.text.output;
+
+/** Where the model's output starts relative to a {@code <think>} block. */
+public enum ReasoningMode {
+    /** No reasoning parsing: everything is content (e.g. V3 without thinking). */
+    NONE,
+    /** Reasoning only if the output itself opens with {@code <think>} (leading whitespace allowed). */
+    DETECT,
+    /**
+     * The prompt already opened the block (the Jan-2025 R1 template ends with {@code <think>\n}), so output is
+     * reasoning until {@code </think>}; a redundant leading {@code <think>} is dropped. Like vLLM's deepseek_r1
+     * parser, output that never closes the block is all reasoning.
+     */
+    OPEN
+}

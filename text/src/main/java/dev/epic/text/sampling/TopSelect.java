@@ -1,0 +1,111 @@
+package dev.epic.text.sampling;
+
+/**
+ * Partial selection over token indices by a key (higher first, lower id first on ties: a total order,
+ * so the selected set is deterministic). Expected O(n) quickselect instead of a full sort of the vocab.
+ */
+final class TopSelect {
+    private static final int SMALL = 24;
+
+    private TopSelect() {
+    }
+
+    /** Rearranges idx[0..m) so that idx[0..k) hold the k greatest keys (in no particular order). */
+    static void selectTop(int[] idx, int m, int k, float[] key) {
+        int lo = 0;
+        int hi = m;
+        while (hi - lo > 1) {
+            int p = partition(idx, lo, hi, key);
+            if (p < k) {
+                lo = p + 1;
+            } else if (p > k) {
+                hi = p;
+            } else {
+                return;
+            }
+        }
+    }
+
+    /**
+     * Rearranges idx[0..m) and returns c, the size of the smallest prefix of highest-key tokens whose key
+     * mass reaches {@code target}; idx[0..c) then holds exactly that nucleus. Always >= 1.
+     */
+    static int nucleus(int[] idx, int m, float[] key, double target) {
+        int lo = 0;
+        int hi = m;
+        double acc = 0; // mass of idx[0..lo), all in the nucleus; invariant acc < target
+        while (hi - lo > SMALL) {
+            int p = partition(idx, lo, hi, key);
+            double upper = 0;
+            for (int j = lo; j < p; j++) {
+                upper += key[idx[j]];
+            }
+            if (acc + upper >= target) {
+                hi = p;
+            } else {
+                acc += upper + key[idx[p]];
+                if (acc >= target) {
+                    return p + 1;
+                }
+                lo = p + 1;
+            }
+        }
+        insertionSort(idx, lo, hi, key);
+        for (int j = lo; j < hi; j++) {
+            acc += key[idx[j]];
+            if (acc >= target) {
+                return j + 1;
+            }
+        }
+        return Math.max(hi, 1); // rounding: the whole remaining range
+    }
+
+    static boolean before(int a, int b, float[] key) {
+        float ka = key[a];
+        float kb = key[b];
+        return ka > kb || (ka == kb && a < b);
+    }
+
+    /** Lomuto partition of idx[lo..hi) around a median-of-three pivot; returns the pivot's final slot. */
+    private static int partition(int[] idx, int lo, int hi, float[] key) {
+        int last = hi - 1;
+        int mid = (lo + hi) >>> 1;
+        // median of idx[lo], idx[mid], idx[last] moved to idx[last]
+        if (before(idx[mid], idx[lo], key)) {
+            swap(idx, mid, lo);
+        }
+        if (before(idx[last], idx[lo], key)) {
+            swap(idx, last, lo);
+        }
+        if (before(idx[mid], idx[last], key)) {
+            swap(idx, mid, last);
+        }
+        int pivot = idx[last];
+        int store = lo;
+        for (int i = lo; i < last; i++) {
+            if (before(idx[i], pivot, key)) {
+                swap(idx, i, store++);
+            }
+        }
+        swap(idx, store, last);
+        return store;
+    }
+
+    private static void insertionSort(int[] idx, int lo, int hi, float[] key) {
+        for (int i = lo + 1; i < hi; i++) {
+            int v = idx[i];
+            int j = i - 1;
+            while (j >= lo && before(v, idx[j], key)) {
+                idx[j + 1] = idx[j];
+                j--;
+            }
+            idx[j + 1] = v;
+        }
+    }
+
+    private static void swap(int[] a, int i, int j) {
+        int t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}

@@ -1,0 +1,75 @@
+package dev.epic.text.sampling;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.SplittableRandom;
+import java.util.TreeSet;
+import java.util.stream.IntStream;
+import org.junit.jupiter.api.Test;
+
+/** Selection must agree with a full sort (key desc, id asc) on random inputs, ties included. */
+class TopSelectTest {
+
+    @Test
+    void selectTopMatchesSort() {
+        SplittableRandom r = new SplittableRandom(1);
+        for (int trial = 0; trial < 300; trial++) {
+            int m = 1 + r.nextInt(400);
+            float[] key = randomKeys(r, m);
+            int k = 1 + r.nextInt(m);
+            int[] idx = IntStream.range(0, m).toArray();
+            TopSelect.selectTop(idx, m, k, key);
+            assertEquals(sorted(key).subList(0, k).stream().collect(java.util.stream.Collectors.toCollection(TreeSet::new)),
+                    set(idx, k), "trial " + trial);
+        }
+    }
+
+    @Test
+    void nucleusMatchesSortedPrefix() {
+        SplittableRandom r = new SplittableRandom(2);
+        for (int trial = 0; trial < 300; trial++) {
+            int m = 1 + r.nextInt(2000);
+            float[] key = randomKeys(r, m);
+            double total = 0;
+            for (float v : key) {
+                total += v;
+            }
+            double target = r.nextDouble() * total;
+            var order = sorted(key);
+            double acc = 0;
+            int c = 0;
+            while (c < m && acc < target) {
+                acc += key[order.get(c++)];
+            }
+            c = Math.max(c, 1);
+            int[] idx = IntStream.range(0, m).toArray();
+            int got = TopSelect.nucleus(idx, m, key, target);
+            assertEquals(c, got, "trial " + trial + " size");
+            assertEquals(new TreeSet<>(order.subList(0, c)), set(idx, got), "trial " + trial + " members");
+        }
+    }
+
+    private static float[] randomKeys(SplittableRandom r, int m) {
+        float[] key = new float[m];
+        for (int i = 0; i < m; i++) {
+            key[i] = r.nextInt(4) == 0 ? 0.25f * r.nextInt(4) : (float) r.nextDouble(); // many ties
+        }
+        return key;
+    }
+
+    private static java.util.List<Integer> sorted(float[] key) {
+        Integer[] o = IntStream.range(0, key.length).boxed().toArray(Integer[]::new);
+        Arrays.sort(o, Comparator.<Integer>comparingDouble(i -> -key[i]).thenComparingInt(i -> i));
+        return Arrays.asList(o);
+    }
+
+    private static TreeSet<Integer> set(int[] idx, int k) {
+        TreeSet<Integer> s = new TreeSet<>();
+        for (int i = 0; i < k; i++) {
+            s.add(idx[i]);
+        }
+        return s;
+    }
+}
