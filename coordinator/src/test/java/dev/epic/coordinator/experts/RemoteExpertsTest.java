@@ -1,0 +1,358 @@
+package dev.epic.coordinator.experts;
+
+import static dev.epic.model.Golden.argmax;
+import static dev.epic.model.Golden.maxAbsDiff;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.Golden;
+import dev.epic.model.KvCache;
+import dev.epic.model.TestData;
+import dev.epic.model.Transformer;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.moe.LocalExperts;
+import dev.epic.proto.ExpertRequest;
+import dev.epic.proto.ExpertResponse;
+import dev.epic.proto.ExpertServiceGrpc;
+import dev.epic.proto.HiddenEncoding;
+import dev.epic.proto.InfoRequest;
+import dev.epic.proto.ModelFingerprint;
+import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.proto.WorkerInfo;
+import dev.epic.transport.Announcements;
+import dev.epic.transport.ExpertRanges;
+import dev.epic.transport.Protocol;
+import dev.epic.transport.ZkLayout;
+import dev.epic.worker.CheckpointShard;
+import dev.epic.worker.ExpertWorker;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.StreamObserver;
+import java.net.ServerSocket;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.retry.RetryOneTime;
+import org.apache.curator.test.TestingServer;
+import org.apache.zookeeper.CreateMode;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * RemoteExperts against real expert workers (gRPC over loopback, real ZooKeeper) hosting shards of
+ * the golden checkpoints: the same numbers as local experts, the golden logits, failover.
+ */
+class RemoteExpertsTest {
+    private static final float LOGIT_TOL = 1e-4f;
+    private static TestingServer zkServer;
+    private static CuratorFramework zk;
+    private static final Map<String, Checkpoint> CHECKPOINTS = new HashMap<>();
+    private static final List<ExpertWorker> WORKERS = new ArrayList<>();
+
+    @BeforeAll
+    static void start() throws Exception {
+        zkServer = new TestingServer(true);
+        zk = CuratorFrameworkFactory.newClient(zkServer.getConnectString(), new RetryOneTime(100));
+        zk.start();
+        zk.blockUntilConnected();
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        WORKERS.forEach(ExpertWorker::close);
+        CHECKPOINTS.values().forEach(Checkpoint::close);
+        zk.close();
+        zkServer.close();
+    }
+
+    static Checkpoint checkpoint(String name) {
+        return CHECKPOINTS.computeIfAbsent(name, n -> Checkpoint.open(TestData.model(n)));
+    }
+
+    static CheckpointFingerprint fingerprint(String name) {
+        return CheckpointFingerprint.of(TestData.model(name));
+    }
+
+    static ExpertWorker worker(String model, String cluster, String experts) throws Exception {
+        Checkpoint c = checkpoint(model);
+        ModelConfig cfg = c.config();
+        int[] ids = ExpertRanges.parse(experts, cfg.nRoutedExperts());
+        int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
+        ExpertWorker w = ExpertWorker.start(CheckpointShard.load(c, ids), fingerprint(model), moeLayers,
+                new ExpertWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, null, 64, 10_000, 1_000));
+        WORKERS.add(w);
+        return w;
+    }
+
+    static RemoteExperts remote(String model, String cluster, RemoteExperts.Options options) throws Exception {
+        ModelConfig cfg = checkpoint(model).config();
+        RemoteExperts re = RemoteExperts.create(zk, cluster, fingerprint(model), cfg.nRoutedExperts(), cfg.hiddenSize(),
+                options, null);
+        assertTrue(re.awaitCoverage(Duration.ofSeconds(20)), "coverage; missing " + re.missingExperts());
+        return re;
+    }
+
+    /** A registered worker that is not there: its port is closed (as after kill -9, before the session expires). */
+    static void ghost(String model, String cluster, String id, String experts) throws Exception {
+        int port;
+        try (ServerSocket s = new ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        CheckpointFingerprint fp = fingerprint(model);
+        WorkerAnnouncement.Builder a = WorkerAnnouncement.newBuilder().setWorkerId(id).setAddress("127.0.0.1:" + port)
+                .setFingerprint(ModelFingerprint.newBuilder().setName(fp.name()).setSha256(fp.sha256()))
+                .setCapacity(8).setPid(0).setProtocolVersion(Protocol.VERSION);
+        for (int e : ExpertRanges.parse(experts, checkpoint(model).config().nRoutedExperts())) {
+            a.addExperts(e);
+        }
+        zk.create().creatingParentsIfNeeded().withMode(CreateMode.EPHEMERAL)
+                .forPath(ZkLayout.workerPath(cluster, id), Announcements.toJson(a.build()));
+    }
+
+    /** Random routing inputs: rows x hidden activations, k distinct experts per row, positive weights. */
+    record Inputs(float[] x, int rows, int[] ids, float[] weights, int k) {
+        static Inputs random(int rows, int hidden, int experts, int k, long seed) {
+            SplittableRandom r = new SplittableRandom(seed);
+            float[] x = new float[rows * hidden];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) r.nextGaussian();
+            }
+            int[] ids = new int[rows * k];
+            float[] w = new float[rows * k];
+            for (int i = 0; i < rows; i++) {
+                int[] pick = r.ints(0, experts).distinct().limit(k).toArray();
+                for (int j = 0; j < k; j++) {
+                    ids[i * k + j] = pick[j];
+                    w[i * k + j] = (float) r.nextDouble(0.05, 1);
+                }
+            }
+            return new Inputs(x, rows, ids, w, k);
+        }
+    }
+
+    @Test
+    void remoteEqualsLocalExpertsForEveryMoeLayerAndSplit() throws Exception {
+        String model = "tiny-v3";
+        Checkpoint c = checkpoint(model);
+        ModelConfig cfg = c.config();
+        LocalExperts local = LocalExperts.all(cfg, c);
+        worker(model, "eq-one", "0-255");
+        worker(model, "eq-four", "0-63");
+        worker(model, "eq-four", "64-127");
+        worker(model, "eq-four", "128-200");
+        worker(model, "eq-four", "201-255");
+        try (RemoteExperts one = remote(model, "eq-one", RemoteExperts.Options.defaults());
+                RemoteExperts four = remote(model, "eq-four", RemoteExperts.Options.defaults())) {
+            for (int layer = cfg.firstKDenseReplace(); layer < cfg.numHiddenLayers(); layer++) {
+                Inputs in = Inputs.random(7, cfg.hiddenSize(), cfg.nRoutedExperts(), cfg.numExpertsPerTok(), layer);
+                float[] expected = new float[in.x.length];
+                local.forward(layer, in.x, in.rows, in.ids, in.weights, in.k, expected);
+                float[] got = new float[in.x.length];
+                one.forward(layer, in.x, in.rows, in.ids, in.weights, in.k, got);
+                assertTrue(maxAbsDiff(expected, got) <= 1e-6f, "one worker, layer " + layer + ": " + maxAbsDiff(expected, got));
+                four.forward(layer, in.x, in.rows, in.ids, in.weights, in.k, got);
+                assertTrue(maxAbsDiff(expected, got) <= 1e-6f, "four workers, layer " + layer + ": " + maxAbsDiff(expected, got));
+            }
+            DispatchStats.Snapshot s = four.stats().snapshot();
+            assertEquals(cfg.numHiddenLayers() - cfg.firstKDenseReplace(), s.layerCalls());
+            assertTrue(s.messages() <= 4L * s.layerCalls(), "at most one message per worker per layer: " + s);
+            assertTrue(s.bytesSent() >= 4L * 7 * cfg.hiddenSize(), "fp32 rows were sent: " + s);
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"tiny-v3", "tiny-v3-fp8"})
+    void engineWithRemoteExpertsMatchesGoldenLogits(String model) throws Exception {
+        ModelConfig cfg = checkpoint(model).config();
+        int n = cfg.nRoutedExperts();
+        String cluster = "golden-" + model;
+        worker(model, cluster, "0-" + (n / 2 - 1));
+        worker(model, cluster, (n / 2) + "-" + (n - 1));
+        try (RemoteExperts re = remote(model, cluster, RemoteExperts.Options.defaults())) {
+            Transformer engine = new Transformer(cfg, checkpoint(model), re);
+            assertGolden(model, engine, 0, 1, 3);
+            assertTrue(re.stats().snapshot().layerCalls() > 0);
+        }
+    }
+
+    static void assertGolden(String model, Transformer engine, int... promptIndexes) {
+        List<Golden.Prompt> prompts = Golden.of(model).prompts();
+        for (int p : promptIndexes) {
+            Golden.Prompt g = prompts.get(p);
+            KvCache cache = engine.newCache();
+            float[] logits = engine.forward(cache, g.tokens());
+            float diff = maxAbsDiff(g.prefillLogits(), logits);
+            assertTrue(diff <= LOGIT_TOL, model + " prompt " + p + " prefill max abs diff " + diff);
+            int[] tokens = new int[g.greedyTokens().length];
+            for (int k = 0; k < tokens.length; k++) {
+                tokens[k] = argmax(logits);
+                logits = engine.forward(cache, tokens[k]);
+                diff = maxAbsDiff(g.stepLogits()[k], logits);
+                assertTrue(diff <= LOGIT_TOL, model + " prompt " + p + " step " + k + " max abs diff " + diff);
+            }
+            assertArrayEquals(g.greedyTokens(), tokens, model + " prompt " + p + " greedy tokens");
+        }
+    }
+
+    @Test
+    void deadReplicaIsRetriedOnTheLiveOneAndADrainedWorkerIsDropped() throws Exception {
+        String model = "tiny-v3-fp8";
+        String cluster = "failover";
+        ModelConfig cfg = checkpoint(model).config();
+        worker(model, cluster, "0-63");
+        ExpertWorker second = worker(model, cluster, "0-63");
+        ghost(model, cluster, "ghost", "0-63");
+        try (RemoteExperts re = remote(model, cluster, RemoteExperts.Options.defaults())) {
+            Poll.until("three workers", () -> re.workers().size() == 3);
+            Transformer engine = new Transformer(cfg, checkpoint(model), re);
+            assertGolden(model, engine, 1);
+            assertTrue(re.stats().snapshot().retries() > 0, "the ghost got rows and they were retried: "
+                    + re.stats().snapshot());
+            second.close(); // graceful drain: deregisters first
+            assertNull(zk.checkExists().forPath(ZkLayout.workerPath(cluster, second.workerId())));
+            Poll.until("drained worker dropped", () -> re.workers().size() == 2);
+            assertGolden(model, engine, 2);
+        }
+    }
+
+    @Test
+    void noLiveReplicaFailsFastWithUnavailableThenRecovers() throws Exception {
+        String model = "tiny-v3-fp8";
+        String cluster = "single";
+        ModelConfig cfg = checkpoint(model).config();
+        worker(model, cluster, "0-31");
+        ghost(model, cluster, "ghost", "32-63");
+        RemoteExperts.Options opts = RemoteExperts.Options.defaults().withDeadline(Duration.ofSeconds(2));
+        try (RemoteExperts re = remote(model, cluster, opts)) {
+            Inputs in = Inputs.random(3, cfg.hiddenSize(), cfg.nRoutedExperts(), cfg.numExpertsPerTok(), 9);
+            float[] out = new float[in.x.length];
+            var e = assertThrows(ExpertsUnavailableException.class,
+                    () -> re.forward(1, in.x, in.rows, in.ids, in.weights, in.k, out));
+            assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+            String msg = e.getStatus().getDescription();
+            assertTrue(msg.startsWith("no live expert worker for experts 3") && msg.contains("layer 1"), msg);
+            assertTrue(re.stats().snapshot().failures() > 0);
+            // immediately again: the ghost is in its dead backoff, so this fails without any network wait
+            assertThrows(ExpertsUnavailableException.class,
+                    () -> re.forward(1, in.x, in.rows, in.ids, in.weights, in.k, out));
+
+            worker(model, cluster, "32-63"); // the missing shard comes (back) up
+            assertTrue(re.awaitCoverage(Duration.ofSeconds(20)));
+            float[] expected = new float[in.x.length];
+            LocalExperts.all(cfg, checkpoint(model)).forward(1, in.x, in.rows, in.ids, in.weights, in.k, expected);
+            re.forward(1, in.x, in.rows, in.ids, in.weights, in.k, out);
+            assertTrue(maxAbsDiff(expected, out) <= 1e-6f);
+        }
+    }
+
+    @Test
+    void compressedWireFormatsStayCloseToExact() throws Exception {
+        String model = "tiny-v3";
+        ModelConfig cfg = checkpoint(model).config();
+        worker(model, "wire", "0-255");
+        Inputs in = Inputs.random(16, cfg.hiddenSize(), cfg.nRoutedExperts(), cfg.numExpertsPerTok(), 5);
+        float[] exact = new float[in.x.length];
+        LocalExperts.all(cfg, checkpoint(model)).forward(2, in.x, in.rows, in.ids, in.weights, in.k, exact);
+        float scale = 0;
+        for (float v : exact) {
+            scale = Math.max(scale, Math.abs(v));
+        }
+        long fp32Bytes = 0;
+        for (HiddenEncoding enc : new HiddenEncoding[] {HiddenEncoding.FP32, HiddenEncoding.BF16, HiddenEncoding.FP8_E4M3}) {
+            try (RemoteExperts re = remote(model, "wire", RemoteExperts.Options.defaults().withEncoding(enc))) {
+                float[] got = new float[in.x.length];
+                re.forward(2, in.x, in.rows, in.ids, in.weights, in.k, got);
+                float rel = maxAbsDiff(exact, got) / scale;
+                float bound = switch (enc) {
+                    case FP32 -> 1e-6f;
+                    case BF16 -> 2e-2f;
+                    default -> 1.5e-1f;
+                };
+                assertTrue(rel <= bound, enc + " relative error " + rel);
+                long bytes = re.stats().snapshot().bytesSent();
+                if (enc == HiddenEncoding.FP32) {
+                    fp32Bytes = bytes;
+                } else {
+                    assertTrue(bytes < fp32Bytes, enc + " sends fewer bytes: " + bytes + " vs " + fp32Bytes);
+                }
+            }
+        }
+    }
+
+    @Test
+    void workerRefusesAnotherModelOrProtocolAndAnswersInfo() throws Exception {
+        String model = "tiny-v3";
+        ExpertWorker w = worker(model, "refuse", "0-7");
+        ManagedChannel ch = NettyChannelBuilder.forTarget(w.address()).usePlaintext().build();
+        try {
+            WorkerInfo info = ExpertServiceGrpc.newBlockingStub(ch).info(InfoRequest.getDefaultInstance());
+            assertEquals(fingerprint(model).sha256(), info.getFingerprint().getSha256());
+            assertEquals(8, info.getExpertsCount());
+            assertEquals(64, info.getHiddenSize());
+
+            ExpertRequest good = ExpertRequest.newBuilder().setProtocolVersion(Protocol.VERSION)
+                    .setFingerprint(fingerprint(model).sha256()).setLayer(1).setRows(1).setHidden(64)
+                    .setEncoding(HiddenEncoding.FP32).setHiddenStates(com.google.protobuf.ByteString.copyFrom(new byte[256]))
+                    .addExpertCounts(1).addExpertIds(3).addGateWeights(1f).build();
+            assertEquals(256, dispatchOnce(ch, good).getOutput().size());
+            Status s = Status.fromThrowable(assertThrows(Exception.class,
+                    () -> dispatchOnce(ch, good.toBuilder().setFingerprint(fingerprint("tiny-v3-fp8").sha256()).build())));
+            assertEquals(Status.Code.FAILED_PRECONDITION, s.getCode());
+            assertTrue(s.getDescription().contains("model fingerprint mismatch"), s.getDescription());
+            s = Status.fromThrowable(assertThrows(Exception.class,
+                    () -> dispatchOnce(ch, good.toBuilder().setProtocolVersion(99).build())));
+            assertEquals(Status.Code.FAILED_PRECONDITION, s.getCode());
+            assertTrue(s.getDescription().contains("protocol version 99"), s.getDescription());
+            s = Status.fromThrowable(assertThrows(Exception.class,
+                    () -> dispatchOnce(ch, good.toBuilder().setExpertIds(0, 9).build())));
+            assertEquals(Status.Code.INVALID_ARGUMENT, s.getCode());
+            assertTrue(s.getDescription().contains("expert 9 is not hosted"), s.getDescription());
+        } finally {
+            ch.shutdownNow();
+        }
+    }
+
+    private static ExpertResponse dispatchOnce(ManagedChannel ch, ExpertRequest req) throws Exception {
+        CompletableFuture<ExpertResponse> f = new CompletableFuture<>();
+        StreamObserver<ExpertRequest> requests = ExpertServiceGrpc.newStub(ch).dispatch(new StreamObserver<>() {
+            @Override
+            public void onNext(ExpertResponse r) {
+                f.complete(r);
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                f.completeExceptionally(t);
+            }
+
+            @Override
+            public void onCompleted() {}
+        });
+        requests.onNext(req);
+        try {
+            return f.get(10, TimeUnit.SECONDS);
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw (StatusRuntimeException) e.getCause();
+        } finally {
+            requests.onCompleted();
+        }
+    }
+}

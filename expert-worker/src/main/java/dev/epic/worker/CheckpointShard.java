@@ -1,0 +1,82 @@
+package dev.epic.worker;
+
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.layers.Mlp;
+
+/**
+ * An {@link ExpertShard} over a checkpoint: the hosted experts' SwiGLU MLPs for every MoE layer.
+ * Only their tensors are opened, so only the shards holding them are mapped and only their pages
+ * become resident.
+ */
+public final class CheckpointShard implements ExpertShard {
+    private final int hidden;
+    private final int[] experts;
+    /** layer -> expert id -> MLP (null where not hosted or not a MoE layer). */
+    private final Mlp[][] mlps;
+    private final long residentBytes;
+
+    private CheckpointShard(int hidden, int[] experts, Mlp[][] mlps, long residentBytes) {
+        this.hidden = hidden;
+        this.experts = experts;
+        this.mlps = mlps;
+        this.residentBytes = residentBytes;
+    }
+
+    /** Loads the sorted expert ids {@code experts} of every MoE layer. */
+    public static CheckpointShard load(Checkpoint checkpoint, int[] experts) {
+        ModelConfig c = checkpoint.config();
+        if (c.nRoutedExperts() == null) {
+            throw new IllegalArgumentException(checkpoint.directory() + " is a dense model (no n_routed_experts)");
+        }
+        int n = c.nRoutedExperts();
+        Mlp[][] mlps = new Mlp[c.numHiddenLayers()][];
+        long bytes = 0;
+        for (int layer = 0; layer < c.numHiddenLayers(); layer++) {
+            if (!c.isMoeLayer(layer)) {
+                continue;
+            }
+            mlps[layer] = new Mlp[n];
+            for (int e : experts) {
+                if (e < 0 || e >= n) {
+                    throw new IllegalArgumentException("expert " + e + " outside [0, " + n + ") of " + checkpoint.directory());
+                }
+                String prefix = "model.layers." + layer + ".mlp.experts." + e;
+                mlps[layer][e] = Mlp.load(checkpoint, prefix, c.hiddenSize(), c.moeIntermediateSize());
+                for (String proj : new String[] {"gate_proj", "up_proj", "down_proj"}) {
+                    String name = prefix + "." + proj + ".weight";
+                    bytes += checkpoint.info(name).byteSize();
+                    if (checkpoint.contains(name + "_scale_inv")) {
+                        bytes += checkpoint.info(name + "_scale_inv").byteSize();
+                    }
+                }
+            }
+        }
+        return new CheckpointShard(c.hiddenSize(), experts.clone(), mlps, bytes);
+    }
+
+    @Override
+    public int hiddenSize() {
+        return hidden;
+    }
+
+    @Override
+    public int[] experts() {
+        return experts.clone();
+    }
+
+    @Override
+    public boolean isMoeLayer(int layer) {
+        return layer >= 0 && layer < mlps.length && mlps[layer] != null;
+    }
+
+    @Override
+    public void apply(int layer, int expert, float[] x, int batch, float[] y) {
+        mlps[layer][expert].forward(x, y, batch);
+    }
+
+    @Override
+    public long residentBytes() {
+        return residentBytes;
+    }
+}
