@@ -101,9 +101,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 if (req.hasEnableThinking() && !req.getEnableThinking()) {
                     text += PromptBuilder.EMPTY_THINK;
                 }
-                yield prompts.encode(text, "chat");
+                yield prompts.fitModel(prompts.encode(text, "chat"), "chat");
             }
-            case TEXT -> prompts.encode(req.getText(), "text");
+            case TEXT -> prompts.fitModel(prompts.encode(req.getText(), "text"), "text");
             case TOKEN_IDS -> prompts.ids(req.getTokenIds().getIdsList(), "token_ids.ids");
             case PROMPT_NOT_SET -> new int[0];
         };

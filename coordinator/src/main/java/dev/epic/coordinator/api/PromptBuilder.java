@@ -56,6 +56,18 @@ final class PromptBuilder {
         }
     }
 
+    /** Every id must fit the model too (a tokenizer may be larger than the lm_head). */
+    int[] fitModel(int[] ids, String field) {
+        int vocab = model.config().vocabSize();
+        for (int id : ids) {
+            if (id >= vocab) {
+                throw invalid(field + ": the tokenizer gives id " + id + " ('" + model.tokenizer().tokenString(id)
+                        + "'), outside the model's vocabulary [0, " + vocab + ")");
+            }
+        }
+        return ids;
+    }
+
     /** Checks ids against the model's vocabulary (the lm_head size). */
     int[] ids(List<Integer> ids, String field) {
         int vocab = model.config().vocabSize();
