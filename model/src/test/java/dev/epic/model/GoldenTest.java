@@ -22,6 +22,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 class GoldenTest {
     static final float LOGIT_TOL = 5e-5f;
     static final float WEIGHT_TOL = 1e-5f;
+    private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(GoldenTest.class);
 
     private static final Map<String, Checkpoint> CHECKPOINTS = new ConcurrentHashMap<>();
     private static final Map<String, Transformer> MODELS = new ConcurrentHashMap<>();
@@ -43,12 +44,14 @@ class GoldenTest {
     void prefillAndCachedGreedyStepsMatchReference(String name) {
         Transformer model = model(name);
         List<Golden.Prompt> prompts = Golden.of(name).prompts();
+        float worst = 0f;
         for (int p = 0; p < prompts.size(); p++) {
             Golden.Prompt g = prompts.get(p);
             KvCache cache = model.newCache();
             float[] logits = model.forward(cache, g.tokens());
             float diff = maxAbsDiff(g.prefillLogits(), logits);
             assertTrue(diff <= LOGIT_TOL, name + " prompt " + p + " prefill max abs diff " + diff);
+            worst = Math.max(worst, diff);
             int[] tokens = new int[g.greedyTokens().length];
             for (int k = 0; k < tokens.length; k++) {
                 tokens[k] = argmax(logits);
@@ -56,9 +59,11 @@ class GoldenTest {
                 logits = model.forward(cache, tokens[k]);
                 diff = maxAbsDiff(g.stepLogits()[k], logits);
                 assertTrue(diff <= LOGIT_TOL, name + " prompt " + p + " step " + k + " max abs diff " + diff);
+                worst = Math.max(worst, diff);
             }
             assertArrayEquals(g.greedyTokens(), tokens, name + " prompt " + p + " greedy tokens");
         }
+        log.info("{}: max abs logit diff vs reference over all prompts and steps: {}", name, worst);
     }
 
     @ParameterizedTest
@@ -118,6 +123,7 @@ class GoldenTest {
         for (int l = 0; l < blocks.size(); l++) {
             float diff = maxAbsDiff(flatten(goldenBlocks.get(l)), blocks.get(l));
             assertTrue(diff <= LOGIT_TOL, name + " block " + l + " max abs diff " + diff);
+            log.info("{}: block {} max abs diff {}", name, l, diff);
         }
         JsonNode goldenRouting = trace.get("routing");
         assertEquals(goldenRouting.size(), routings.size());

@@ -13,6 +13,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Iterator;
 import java.util.Map;
@@ -220,8 +221,8 @@ public final class Checkpoint implements WeightSource, AutoCloseable {
     }
 
     private void requireShape(TensorInfo t, long[] expected) {
-        if (!java.util.Arrays.equals(t.shape(), expected)) {
-            throw new CheckpointException(where(t.name()) + ": expected shape " + java.util.Arrays.toString(expected)
+        if (!Arrays.equals(t.shape(), expected)) {
+            throw new CheckpointException(where(t.name()) + ": expected shape " + Arrays.toString(expected)
                     + ", found " + t.shapeString() + " (" + t.dtype() + ")");
         }
     }

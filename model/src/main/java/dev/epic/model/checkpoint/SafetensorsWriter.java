@@ -55,6 +55,12 @@ public final class SafetensorsWriter {
             }
         }
 
+        public void putLong(long v) throws IOException {
+            room(8);
+            buf.putLong(v);
+            written += 8;
+        }
+
         public void putFloat(float v) throws IOException {
             room(4);
             buf.putFloat(v);
@@ -120,7 +126,7 @@ public final class SafetensorsWriter {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.TRUNCATE_EXISTING)) {
             Sink sink = new Sink(ch);
-            sink.buf.putLong(padded);
+            sink.putLong(padded);
             sink.putBytes(json);
             for (int i = json.length; i < padded; i++) {
                 sink.putByte((byte) ' ');
@@ -137,5 +143,4 @@ public final class SafetensorsWriter {
         }
         return offset;
     }
-
 }

@@ -3,10 +3,8 @@ package dev.epic.model.moe;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.layers.Mlp;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
@@ -93,41 +91,39 @@ public final class LocalExperts implements RoutedExperts {
         if (mlps == null) {
             throw new IllegalArgumentException("layer " + layer + " is not a MoE layer");
         }
-        // (row, slot) pairs per expert, in row order
-        List<List<Integer>> assigned = new ArrayList<>(experts);
-        for (int e = 0; e < experts; e++) {
-            assigned.add(null);
-        }
+        // Bucket the (row, slot) selections by expert: slots[first[e] .. first[e+1]) are expert e's, in row order.
+        int[] first = new int[experts + 1];
         for (int i = 0; i < rows * k; i++) {
             int e = ids[i];
             if (e < 0 || e >= experts) {
                 throw new IllegalArgumentException("expert id " + e + " outside [0, " + experts + ")");
             }
-            if (mlps[e] == null) {
-                if (strict) {
-                    throw new IllegalStateException("expert " + e + " of layer " + layer + " is not hosted here");
-                }
-                continue;
+            if (mlps[e] == null && strict) {
+                throw new IllegalStateException("expert " + e + " of layer " + layer + " is not hosted here");
             }
-            if (assigned.get(e) == null) {
-                assigned.set(e, new ArrayList<>());
-            }
-            assigned.get(e).add(i);
+            first[e + 1]++;
         }
         for (int e = 0; e < experts; e++) {
-            List<Integer> slots = assigned.get(e);
-            if (slots == null) {
+            first[e + 1] += first[e];
+        }
+        int[] slots = new int[rows * k];
+        int[] fill = Arrays.copyOf(first, experts);
+        for (int i = 0; i < rows * k; i++) {
+            slots[fill[ids[i]]++] = i;
+        }
+        for (int e = 0; e < experts; e++) {
+            int n = first[e + 1] - first[e];
+            if (n == 0 || mlps[e] == null) {
                 continue;
             }
-            int n = slots.size();
             float[] in = new float[n * hidden];
             for (int j = 0; j < n; j++) {
-                System.arraycopy(x, (slots.get(j) / k) * hidden, in, j * hidden, hidden);
+                System.arraycopy(x, (slots[first[e] + j] / k) * hidden, in, j * hidden, hidden);
             }
             float[] y = new float[n * hidden];
             mlps[e].forward(in, y, n);
             for (int j = 0; j < n; j++) {
-                int slot = slots.get(j);
+                int slot = slots[first[e] + j];
                 int row = slot / k;
                 float w = weights[slot];
                 for (int i = 0; i < hidden; i++) {

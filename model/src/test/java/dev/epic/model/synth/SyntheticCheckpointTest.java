@@ -99,6 +99,23 @@ class SyntheticCheckpointTest {
     }
 
     @Test
+    void denseModelWithoutExpertsRuns(@TempDir Path tmp) throws IOException {
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode n = (ObjectNode) json.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());
+        n.putNull("n_routed_experts");
+        n.put("num_nextn_predict_layers", 0);
+        Path file = tmp.resolve("dense.json");
+        json.writeValue(file.toFile(), n);
+        Path out = tmp.resolve("model");
+        SyntheticCheckpoint.write(ModelConfig.load(file), out, new Options(WeightDtype.BF16, 5, 1L << 30), QUIET);
+        try (Checkpoint synth = Checkpoint.open(out)) {
+            assertNull(synth.config().nRoutedExperts());
+            assertTrue(synth.contains("model.layers.3.mlp.gate_proj.weight"));
+            runsSanely(Transformer.load(synth));
+        }
+    }
+
+    @Test
     void deterministicPerSeed(@TempDir Path tmp) throws IOException {
         ModelConfig c = Presets.tinyV3();
         SyntheticCheckpoint.write(c, tmp.resolve("a"), new Options(WeightDtype.BF16, 11, 1L << 30), QUIET);
