@@ -11,6 +11,8 @@ import picocli.CommandLine.Command;
             ExpertWorkerCommand.class,
             SynthCommand.class,
             LogitsCommand.class,
+            TokenizeCommand.class,
+            ChatTemplateCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

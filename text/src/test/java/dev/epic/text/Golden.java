@@ -54,6 +54,28 @@ public final class Golden {
         return out;
     }
 
+    private static Path r1Dir;
+
+    /** A model directory with the R1 vocabulary, written once per test JVM and deleted at exit. */
+    public static synchronized Path r1ModelDir() throws IOException {
+        if (r1Dir == null) {
+            Path dir = Files.createTempDirectory("epic-r1-tokenizer");
+            writeR1TokenizerDir(dir);
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+                try (var files = Files.list(dir)) {
+                    for (Path f : files.toList()) {
+                        Files.deleteIfExists(f);
+                    }
+                    Files.deleteIfExists(dir);
+                } catch (IOException ignored) {
+                    // best effort cleanup of a temp dir
+                }
+            }));
+            r1Dir = dir;
+        }
+        return r1Dir;
+    }
+
     /**
      * Writes the R1 vocabulary into {@code dir}: the shipped V3 tokenizer.json with added tokens 128798/128799
      * renamed to {@code <think>}/{@code </think>} (special false), plus the shipped tokenizer_config.json.

@@ -115,6 +115,7 @@ public final class ChatTemplate {
     public String render(List<ChatMessage> messages, List<?> tools, boolean addGenerationPrompt) {
         List<Object> msgs = new ArrayList<>(messages.size());
         for (int i = 0; i < messages.size(); i++) {
+            requireContent(messages.get(i), i);
             Map<String, Object> m = messages.get(i).toTemplateMap();
             requireValidUnicode(m, "messages[" + i + "]");
             msgs.add(m);
@@ -153,6 +154,26 @@ public final class ChatTemplate {
             }
         }
         return result.getOutput();
+    }
+
+    /**
+     * Templates concatenate content with strings; Jinja2 raises on {@code str + None} but Jinjava would print
+     * "null", so a missing content is rejected up front where the OpenAI message shape requires one: always for
+     * system/user/tool, and for an assistant message without tool calls.
+     */
+    private static void requireContent(ChatMessage m, int i) {
+        if (m.content() != null) {
+            return;
+        }
+        boolean required = switch (m.role()) {
+            case "system", "user", "tool" -> true;
+            case "assistant" -> m.toolCalls() == null || m.toolCalls().isEmpty();
+            default -> false;
+        };
+        if (required) {
+            throw new TextException("messages[" + i + "].content must be a string for a " + m.role() + " message"
+                    + (m.role().equals("assistant") ? " without tool_calls" : "") + ", got null");
+        }
     }
 
     private TextException raised(TemplateLibrary.TemplateRaised e) {

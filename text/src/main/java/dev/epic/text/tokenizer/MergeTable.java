@@ -9,17 +9,37 @@ import java.util.Arrays;
 final class MergeTable {
     static final long MISSING = -1L;
 
-    private final long[] keys;
-    private final long[] values;
-    private final int mask;
+    private long[] keys;
+    private long[] values;
+    private int mask;
     private int size;
 
     MergeTable(int expected) {
-        int cap = Integer.highestOneBit(Math.max(4, expected * 2 - 1)) << 1;
-        keys = new long[cap];
-        values = new long[cap];
+        allocate(Integer.highestOneBit(Math.max(4, expected * 2 - 1)) << 1);
+    }
+
+    private void allocate(int capacity) {
+        keys = new long[capacity];
+        values = new long[capacity];
         Arrays.fill(keys, -1L);
-        mask = cap - 1;
+        mask = capacity - 1;
+    }
+
+    /** Doubles the table, keeping the load factor at most 1/2. */
+    private void grow() {
+        long[] oldKeys = keys;
+        long[] oldValues = values;
+        allocate(keys.length * 2);
+        for (int i = 0; i < oldKeys.length; i++) {
+            if (oldKeys[i] != -1L) {
+                int j = slot(oldKeys[i]);
+                while (keys[j] != -1L) {
+                    j = (j + 1) & mask;
+                }
+                keys[j] = oldKeys[i];
+                values[j] = oldValues[i];
+            }
+        }
     }
 
     private static long key(int left, int right) {
@@ -38,10 +58,13 @@ final class MergeTable {
         while (keys[i] != -1L && keys[i] != k) {
             i = (i + 1) & mask;
         }
+        if (keys[i] == -1L && (size + 1) * 2 > keys.length) {
+            grow();
+            put(left, right, rank, mergedId);
+            return;
+        }
         if (keys[i] == -1L) {
-            if (++size * 2 > keys.length) {
-                throw new IllegalStateException("merge table over capacity");
-            }
+            size++;
         }
         keys[i] = k;
         values[i] = ((long) rank << 32) | (mergedId & 0xFFFFFFFFL);

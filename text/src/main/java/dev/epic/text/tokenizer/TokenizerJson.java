@@ -25,7 +25,10 @@ final class TokenizerJson {
 
     private final String source;
     private Map<String, Integer> vocab;
-    private List<String[]> merges;
+    /** Merges in file order, kept as strings only when they come before the vocab in the file. */
+    private List<String[]> pendingMerges;
+    private MergeTable mergeTable;
+    private int mergeCount = -1;
     private JsonNode addedTokens;
     private JsonNode normalizer;
     private JsonNode preTokenizer;
@@ -82,30 +85,43 @@ final class TokenizerJson {
                 }
                 case "merges" -> {
                     expect(value, JsonToken.START_ARRAY, "model.merges");
-                    merges = new ArrayList<>(160_000);
+                    // Usually the vocab came first: resolve each merge as it streams by.
+                    List<String[]> merges = vocab == null ? new ArrayList<>(160_000) : null;
+                    MergeTable table = vocab == null ? null : new MergeTable(1 << 17);
+                    int rank = 0;
                     JsonToken t;
                     while ((t = p.nextToken()) != JsonToken.END_ARRAY) {
+                        String[] pair;
                         if (t == JsonToken.VALUE_STRING) {
                             String s = p.getText();
                             int sp = s.indexOf(' ');
                             if (sp <= 0 || sp != s.lastIndexOf(' ') || sp == s.length() - 1) {
-                                throw new TextException(source + ": model.merges[" + merges.size()
+                                throw new TextException(source + ": model.merges[" + rank
                                         + "] must be \"left right\", got \"" + s + "\"");
                             }
-                            merges.add(new String[] {s.substring(0, sp), s.substring(sp + 1)});
+                            pair = new String[] {s.substring(0, sp), s.substring(sp + 1)};
                         } else if (t == JsonToken.START_ARRAY) {
                             String a = p.nextToken() == JsonToken.VALUE_STRING ? p.getText() : null;
                             String b = p.nextToken() == JsonToken.VALUE_STRING ? p.getText() : null;
                             if (a == null || b == null || p.nextToken() != JsonToken.END_ARRAY) {
-                                throw new TextException(source + ": model.merges[" + merges.size()
+                                throw new TextException(source + ": model.merges[" + rank
                                         + "] must be a pair of strings");
                             }
-                            merges.add(new String[] {a, b});
+                            pair = new String[] {a, b};
                         } else {
-                            throw new TextException(source + ": model.merges[" + merges.size()
+                            throw new TextException(source + ": model.merges[" + rank
                                     + "] must be a string or a pair of strings");
                         }
+                        if (table != null) {
+                            addMerge(table, rank, pair[0], pair[1]);
+                        } else {
+                            merges.add(pair);
+                        }
+                        rank++;
                     }
+                    pendingMerges = merges;
+                    mergeTable = table;
+                    mergeCount = rank;
                 }
                 case "byte_fallback" -> {
                     if (value == JsonToken.VALUE_TRUE) {
@@ -142,7 +158,7 @@ final class TokenizerJson {
         if (!"BPE".equals(modelType)) {
             throw new TextException(source + ": model.type must be BPE, got " + modelType);
         }
-        if (vocab == null || merges == null) {
+        if (vocab == null || mergeCount < 0) {
             throw new TextException(source + ": model.vocab and model.merges are required");
         }
         checkNormalizer(normalizer);
@@ -197,20 +213,26 @@ final class TokenizerJson {
             Integer id = vocab.get(String.valueOf(ByteLevel.charOf(b)));
             byteIds[b] = id == null ? -1 : id;
         }
-        MergeTable table = new MergeTable(merges.size());
-        for (int rank = 0; rank < merges.size(); rank++) {
-            String[] m = merges.get(rank);
-            Integer left = vocab.get(m[0]);
-            Integer right = vocab.get(m[1]);
-            Integer merged = vocab.get(m[0] + m[1]);
-            if (left == null || right == null || merged == null) {
-                throw new TextException(source + ": model.merges[" + rank + "] (\"" + m[0] + " " + m[1]
-                        + "\") refers to a token missing from model.vocab");
+        MergeTable table = mergeTable;
+        if (table == null) {
+            table = new MergeTable(pendingMerges.size());
+            for (int rank = 0; rank < pendingMerges.size(); rank++) {
+                addMerge(table, rank, pendingMerges.get(rank)[0], pendingMerges.get(rank)[1]);
             }
-            table.put(left, right, rank, merged);
         }
         return new Tokenizer(tokens, special, matcher, new PreTokenizer(stages), new BpeModel(byteIds, table),
-                config, source, merges.size());
+                config, source, mergeCount);
+    }
+
+    private void addMerge(MergeTable table, int rank, String left, String right) {
+        Integer l = vocab.get(left);
+        Integer r = vocab.get(right);
+        Integer merged = vocab.get(left + right);
+        if (l == null || r == null || merged == null) {
+            throw new TextException(source + ": model.merges[" + rank + "] (\"" + left + " " + right
+                    + "\") refers to a token missing from model.vocab");
+        }
+        table.put(l, r, rank, merged);
     }
 
     private void checkNormalizer(JsonNode n) {

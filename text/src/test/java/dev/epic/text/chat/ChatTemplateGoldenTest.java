@@ -14,20 +14,16 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
-import org.junit.jupiter.api.io.TempDir;
 
 /** Every conversation of chat.jsonl (V3 template) and chat_r1_0528.jsonl (R1-0528 file), text and ids. */
 class ChatTemplateGoldenTest {
-    @TempDir
-    static Path r1Dir;
-
     static Tokenizer v3;
     static Tokenizer r1;
 
     @BeforeAll
     static void load() throws IOException {
         v3 = Tokenizer.deepSeekV3();
-        r1 = Tokenizer.fromModelDir(Golden.writeR1TokenizerDir(r1Dir));
+        r1 = Tokenizer.fromModelDir(Golden.r1ModelDir());
     }
 
     @TestFactory

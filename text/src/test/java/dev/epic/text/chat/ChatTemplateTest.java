@@ -127,6 +127,27 @@ class ChatTemplateTest {
     }
 
     @Test
+    void nullContentIsRejectedWhereTheMessageShapeNeedsText() {
+        ChatTemplate v3 = ChatTemplate.fromConfig(CONFIG);
+        TextException e = assertThrows(TextException.class,
+                () -> v3.render(List.of(ChatMessage.user(null)), null, true));
+        assertEquals("messages[0].content must be a string for a user message, got null", e.getMessage());
+        assertThrows(TextException.class, () -> v3.render(List.of(ChatMessage.assistant(null)), null, false));
+        // An assistant message that only calls tools has null content (the V3 template requires exactly that).
+        String prompt = v3.render(List.of(ChatMessage.user("q"), ChatMessage.assistantToolCalls(null,
+                List.of(ToolCall.function("f", "{}")))), null, false);
+        assertEquals("<｜begin▁of▁sentence｜><｜User｜>q<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function"
+                + "<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜>", prompt);
+    }
+
+    @Test
+    void longContentIsRenderedWhole() {
+        String big = "x".repeat(2_000_000) + "é";
+        String prompt = ChatTemplate.fromConfig(CONFIG).render(List.of(ChatMessage.user(big)), null, true);
+        assertEquals("<｜begin▁of▁sentence｜><｜User｜>" + big + "<｜Assistant｜>", prompt);
+    }
+
+    @Test
     void syntaxErrorInTemplateIsReported() {
         TextException e = assertThrows(TextException.class, () -> render("{% if %}x{% endif %}", List.of()));
         assertTrue(e.getMessage().contains("chat template test failed"), e.getMessage());

@@ -164,6 +164,34 @@ class TokenizerTest {
     }
 
     @Test
+    void mergesMayComeBeforeTheVocab(@TempDir Path dir) throws IOException {
+        Files.writeString(dir.resolve("tokenizer.json"), """
+                {"model": {"merges": [["b", "c"], ["a", "bc"]], "type": "BPE", "vocab": {"a": 0, "b": 1, "c": 2,
+                 "bc": 3, "abc": 4}},
+                 "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}}""");
+        Tokenizer t = Tokenizer.read(dir.resolve("tokenizer.json"), TokenizerConfig.deepSeekV3());
+        assertArrayEquals(new int[] {4, 3}, t.encode("abcbc"));
+        assertArrayEquals(new int[] {4, 4}, t.encode("abcabc"));
+        assertArrayEquals(new int[] {2, 0, 1}, t.encode("cab"));
+    }
+
+    @Test
+    void mergeTableGrowsBeyondItsInitialCapacity() {
+        MergeTable table = new MergeTable(4);
+        for (int i = 0; i < 300_000; i++) {
+            table.put(i, i * 7 + 1, i, i + 5);
+        }
+        table.put(3, 22, 999, 1000); // same pair again: the later entry wins, as in the reference
+        assertEquals(300_000, table.size());
+        for (int i = 0; i < 300_000; i += 997) {
+            long e = table.get(i, i * 7 + 1);
+            assertEquals(i == 3 ? 999 : i, MergeTable.rank(e));
+            assertEquals(i == 3 ? 1000 : i + 5, MergeTable.mergedId(e));
+        }
+        assertEquals(MergeTable.MISSING, table.get(1, 1));
+    }
+
+    @Test
     void smallHandWrittenTokenizerFollowsRanksAndByteLevelRules(@TempDir Path dir) throws IOException {
         // Vocab of byte-level chars a, b, c plus merges; ranks decide: "b c" (rank 0) beats "a b" (rank 1).
         Files.writeString(dir.resolve("tokenizer.json"), """
