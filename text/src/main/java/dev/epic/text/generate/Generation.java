@@ -170,7 +170,9 @@ public final class Generation {
             }
             content = r.content();
             calls = r.calls();
-            sawCalls |= !calls.isEmpty();
+            for (ToolCall c : calls) {
+                sawCalls |= c.status() != ToolCall.Status.INCOMPLETE; // a closed call, valid or not
+            }
         }
         if (last) {
             if (sawCalls && (reason == FinishReason.EOS || reason == FinishReason.STOP)) {

@@ -11,5 +11,18 @@ public enum ReasoningMode {
      * reasoning until {@code </think>}; a redundant leading {@code <think>} is dropped. Like vLLM's deepseek_r1
      * parser, output that never closes the block is all reasoning.
      */
-    OPEN
+    OPEN;
+
+    /**
+     * The mode a rendered chat prompt implies: OPEN when it ends inside an opened {@code <think>} (Jan-2025 R1
+     * template, V3.1 thinking), NONE when it ends with a closed block (V3.1 non-thinking ends with
+     * {@code </think>}), otherwise DETECT (R1-0528 lets the model open the block itself; V3 never does).
+     */
+    public static ReasoningMode forPrompt(String renderedPrompt) {
+        String tail = renderedPrompt.stripTrailing();
+        if (tail.endsWith(DeepSeekMarkers.THINK_CLOSE)) {
+            return NONE;
+        }
+        return tail.endsWith(DeepSeekMarkers.THINK_OPEN) ? OPEN : DETECT;
+    }
 }

@@ -1,29 +1,20 @@
 package dev.epic.text.output;
 
 import dev.epic.text.Vocabulary;
-import java.nio.ByteBuffer;
-import java.nio.CharBuffer;
-import java.nio.charset.CharsetDecoder;
-import java.nio.charset.CoderResult;
-import java.nio.charset.CodingErrorAction;
-import java.nio.charset.StandardCharsets;
 import java.util.function.IntPredicate;
 
 /**
  * Turns a token stream into text incrementally. Byte-level BPE tokens may end inside a multi-byte UTF-8
- * character, so the bytes of an incomplete trailing sequence are held until the next token completes
- * them; invalid bytes become U+FFFD as soon as they are known to be invalid, and {@link #finish()} turns a
- * dangling incomplete sequence into U+FFFD.
+ * character, so the bytes of an incomplete trailing sequence are held until the next token completes them;
+ * invalid bytes become U+FFFD as soon as they are known to be invalid, and {@link #finish()} turns a dangling
+ * incomplete sequence into U+FFFD. The concatenated output equals a one-shot lossy decode of all the bytes.
  */
 public final class StreamingDecoder {
     private final Vocabulary vocab;
     private final boolean skipSpecial;
     private final IntPredicate keepAnyway;
-    private final CharsetDecoder utf8 = StandardCharsets.UTF_8.newDecoder()
-            .onMalformedInput(CodingErrorAction.REPLACE)
-            .onUnmappableCharacter(CodingErrorAction.REPLACE);
-    private ByteBuffer pending = ByteBuffer.allocate(64); // write mode between calls
-    private CharBuffer out = CharBuffer.allocate(64);
+    private final Utf8Stream utf8 = new Utf8Stream();
+    private final StringBuilder out = new StringBuilder();
     private boolean finished;
 
     /** Decodes every token, special ones included. */
@@ -52,15 +43,9 @@ public final class StreamingDecoder {
         if (skipSpecial && vocab.isSpecial(id) && !keepAnyway.test(id)) {
             return "";
         }
-        byte[] bytes = vocab.tokenBytes(id);
-        if (pending.remaining() < bytes.length) {
-            ByteBuffer bigger = ByteBuffer.allocate(Math.max(pending.capacity() * 2, pending.position() + bytes.length));
-            pending.flip();
-            bigger.put(pending);
-            pending = bigger;
-        }
-        pending.put(bytes);
-        return decode(false);
+        out.setLength(0);
+        utf8.decode(vocab.tokenBytes(id), out);
+        return out.toString();
     }
 
     /** Ends the stream: an incomplete trailing sequence becomes U+FFFD. */
@@ -69,30 +54,13 @@ public final class StreamingDecoder {
             return "";
         }
         finished = true;
-        return decode(true);
+        out.setLength(0);
+        utf8.finish(out);
+        return out.toString();
     }
 
     /** True while bytes of an incomplete character are held back. */
     public boolean hasPending() {
-        return pending.position() > 0;
-    }
-
-    private String decode(boolean endOfInput) {
-        pending.flip();
-        out.clear();
-        if (out.capacity() < pending.remaining() + 4) {
-            out = CharBuffer.allocate(pending.remaining() * 2 + 4);
-        }
-        CoderResult r = utf8.decode(pending, out, endOfInput);
-        if (r.isOverflow()) {
-            throw new IllegalStateException("UTF-8 decode overflow (output buffer sizing bug)");
-        }
-        if (endOfInput) {
-            utf8.flush(out);
-            utf8.reset();
-        }
-        pending.compact();
-        out.flip();
-        return out.toString();
+        return utf8.pending();
     }
 }

@@ -55,7 +55,10 @@ public final class ToolCallParser {
 
     private final Supplier<String> ids;
     private final StringBuilder held = new StringBuilder();
+    private static final int LONGEST_MARKER = Math.max(TOOL_CALLS_BEGIN.length(), TOOL_CALLS_END.length());
+
     private State state = State.CONTENT;
+    private int scanFrom; // in HEAD / BODY: where in the held text a marker could still start
     private String head;
     private int nextIndex;
 
@@ -89,7 +92,7 @@ public final class ToolCallParser {
                 content += buf;
                 break;
             }
-            int[] hit = Partial.earliest(buf, 0, markers);
+            int[] hit = Partial.earliest(buf, scanFrom, markers);
             if (hit == null) {
                 if (state == State.CONTENT) {
                     int keep = Partial.heldSuffix(buf, markers);
@@ -100,8 +103,11 @@ public final class ToolCallParser {
                     discard(buf.substring(0, buf.length() - keep));
                     held.delete(0, buf.length() - keep);
                 }
-                break; // HEAD / BODY keep accumulating
+                // HEAD / BODY keep accumulating; a marker can only end in text not yet scanned
+                scanFrom = Math.max(0, buf.length() - LONGEST_MARKER + 1);
+                break;
             }
+            scanFrom = 0;
             String before = buf.substring(0, hit[0]);
             String marker = markers.get(hit[1]);
             held.delete(0, hit[0] + marker.length());

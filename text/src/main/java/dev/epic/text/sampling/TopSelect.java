@@ -10,6 +10,56 @@ final class TopSelect {
     private TopSelect() {
     }
 
+    /**
+     * Writes the ids of the k greatest key[0..n) into out[0..k) (no particular order) with one sequential scan
+     * and a k-sized min-heap; most tokens cost one comparison against the heap root. For small k.
+     */
+    static void topKByHeap(float[] key, int n, int k, int[] out) {
+        for (int i = 0; i < k; i++) {
+            out[i] = i;
+            siftUp(out, i, key);
+        }
+        for (int i = k; i < n; i++) {
+            // Ids arrive in ascending order, so a tie with the root (lower id) never displaces it.
+            if (key[i] > key[out[0]]) {
+                out[0] = i;
+                siftDown(out, k, key);
+            }
+        }
+    }
+
+    /** Heap order: the root is the candidate that would be dropped first (smallest key, then highest id). */
+    private static boolean worse(int a, int b, float[] key) {
+        return key[a] < key[b] || (key[a] == key[b] && a > b);
+    }
+
+    private static void siftUp(int[] h, int i, float[] key) {
+        while (i > 0) {
+            int parent = (i - 1) >>> 1;
+            if (!worse(h[i], h[parent], key)) {
+                return;
+            }
+            swap(h, i, parent);
+            i = parent;
+        }
+    }
+
+    private static void siftDown(int[] h, int size, float[] key) {
+        int i = 0;
+        while (true) {
+            int l = 2 * i + 1;
+            if (l >= size) {
+                return;
+            }
+            int c = l + 1 < size && worse(h[l + 1], h[l], key) ? l + 1 : l;
+            if (!worse(h[c], h[i], key)) {
+                return;
+            }
+            swap(h, i, c);
+            i = c;
+        }
+    }
+
     /** Rearranges idx[0..m) so that idx[0..k) hold the k greatest keys (in no particular order). */
     static void selectTop(int[] idx, int m, int k, float[] key) {
         int lo = 0;

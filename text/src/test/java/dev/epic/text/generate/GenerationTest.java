@@ -146,6 +146,16 @@ class GenerationTest {
     }
 
     @Test
+    void eosInsideACallIsEosWithTheCallIncomplete() {
+        int[] script = r1.ids("hm", TOOL_CALLS_BEGIN, TOOL_CALL_BEGIN, "f", TOOL_SEP, "{\"a\"", EOS);
+        GenerationResult res = run(r1, prompt, GREEDY, opts(ReasoningMode.NONE), new ArrayList<>(), script);
+        assertEquals("hm", res.content());
+        assertEquals(FinishReason.EOS, res.finishReason());
+        assertEquals(ToolCall.Status.INCOMPLETE, res.toolCalls().get(0).status());
+        assertEquals("f", res.toolCalls().get(0).name());
+    }
+
+    @Test
     void contextLengthLimitsGeneration() {
         int[] script = r1.ids("a", "b", "c", "d");
         GenerationResult res = run(r1, prompt, GREEDY, opts(ReasoningMode.NONE).withMaxContextLength(6),

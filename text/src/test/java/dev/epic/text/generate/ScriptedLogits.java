@@ -14,13 +14,20 @@ import java.util.List;
  */
 final class ScriptedLogits implements LogitsSource {
     private final int vocabSize;
+    private final int rows;
     private final int[] script;
     private final int[] expectedPrompt;
     private final List<Integer> fed = new ArrayList<>();
     private int step;
 
     ScriptedLogits(int vocabSize, int[] expectedPrompt, int... script) {
+        this(vocabSize, vocabSize + 8, expectedPrompt, script);
+    }
+
+    /** {@code rows}: logits length, e.g. 129,280 for DeepSeek-V3's lm_head over a 128,815-token vocabulary. */
+    ScriptedLogits(int vocabSize, int rows, int[] expectedPrompt, int... script) {
         this.vocabSize = vocabSize;
+        this.rows = rows;
         this.expectedPrompt = expectedPrompt;
         this.script = script;
     }
@@ -44,7 +51,7 @@ final class ScriptedLogits implements LogitsSource {
     }
 
     private float[] logitsFor(int i) {
-        float[] l = new float[vocabSize + 8];
+        float[] l = new float[rows];
         for (int j = 0; j < vocabSize; j++) {
             l[j] = -5f + (j % 7) * 0.1f;
         }

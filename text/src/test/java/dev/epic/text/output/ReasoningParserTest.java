@@ -84,6 +84,13 @@ class ReasoningParserTest {
     }
 
     @Test
+    void modeFromRenderedPrompt() {
+        assertEquals(ReasoningMode.OPEN, ReasoningMode.forPrompt("<｜User｜>hi<｜Assistant｜><think>\n"));
+        assertEquals(ReasoningMode.NONE, ReasoningMode.forPrompt("<｜User｜>hi<｜Assistant｜></think>"));
+        assertEquals(ReasoningMode.DETECT, ReasoningMode.forPrompt("<｜User｜>hi<｜Assistant｜>"));
+    }
+
+    @Test
     void noneModeLeavesTagsInContent() {
         String[] out = run(ReasoningMode.NONE, List.of("<think>x</think>y"), null);
         assertEquals("", out[0]);

@@ -59,6 +59,37 @@ class StreamingDecoderTest {
     }
 
     @Test
+    void maximalSubpartReplacementIndependentOfSplit() {
+        // Each maximal invalid subpart is one U+FFFD (as HF tokenizers / Rust from_utf8_lossy), however split.
+        int[][] bytes = {
+            {0xED, 0xA0, 0x80},             // encoded surrogate: 3 subparts
+            {0xF4, 0x90, 0x80, 0x80},       // above U+10FFFF: 4
+            {0xC0, 0x80},                   // overlong: 2
+            {0xE0, 0x80},                   // overlong: 2
+            {0xF0, 0x9F, 0x41},             // truncated emoji then 'A': 1 + A
+            {0xE2, 0x82, 0xAC, 0xE2, 0x82}, // euro then a dangling prefix: € + 1 at finish
+        };
+        String[] expected = {"\uFFFD\uFFFD\uFFFD", "\uFFFD\uFFFD\uFFFD\uFFFD", "\uFFFD\uFFFD", "\uFFFD\uFFFD",
+            "\uFFFDA", "€\uFFFD"};
+        for (int c = 0; c < bytes.length; c++) {
+            for (int split = 1; split <= bytes[c].length; split++) {
+                FixtureVocabulary v = new FixtureVocabulary();
+                StreamingDecoder d = new StreamingDecoder(v);
+                StringBuilder text = new StringBuilder();
+                java.util.List<Integer> ids = new java.util.ArrayList<>();
+                for (int i = 0; i < bytes[c].length; i += split) {
+                    ids.add(v.rawBytes(java.util.Arrays.copyOfRange(bytes[c], i, Math.min(bytes[c].length, i + split))));
+                }
+                for (int id : ids) {
+                    text.append(d.push(id));
+                }
+                text.append(d.finish());
+                assertEquals(expected[c], text.toString(), "case " + c + " split " + split);
+            }
+        }
+    }
+
+    @Test
     void skipsSpecialTokensExceptTheKeptOnes() {
         FixtureVocabulary v = FixtureVocabulary.deepSeekLike(true);
         int keepMe = v.addSpecial("<keep>");

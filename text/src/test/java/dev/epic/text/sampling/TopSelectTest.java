@@ -27,10 +27,23 @@ class TopSelectTest {
     }
 
     @Test
+    void heapTopKMatchesSort() {
+        SplittableRandom r = new SplittableRandom(3);
+        for (int trial = 0; trial < 300; trial++) {
+            int n = 1 + r.nextInt(3000);
+            float[] key = randomKeys(r, n);
+            int k = 1 + r.nextInt(Math.min(n, 100));
+            int[] out = new int[k];
+            TopSelect.topKByHeap(key, n, k, out);
+            assertEquals(new TreeSet<>(sorted(key).subList(0, k)), set(out, k), "trial " + trial);
+        }
+    }
+
+    @Test
     void nucleusMatchesSortedPrefix() {
         SplittableRandom r = new SplittableRandom(2);
         for (int trial = 0; trial < 300; trial++) {
-            int m = 1 + r.nextInt(2000);
+            int m = 1 + r.nextInt(1000);
             float[] key = randomKeys(r, m);
             double total = 0;
             for (float v : key) {
