@@ -13,6 +13,10 @@ import picocli.CommandLine.Command;
             LogitsCommand.class,
             TokenizeCommand.class,
             ChatTemplateCommand.class,
+            CoordinatorCommand.class,
+            LocalCommand.class,
+            GenerateCommand.class,
+            DemoCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

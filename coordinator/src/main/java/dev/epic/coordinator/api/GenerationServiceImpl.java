@@ -69,19 +69,19 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         String id = req.getRequestId().isEmpty() ? "req-" + UUID.randomUUID().toString().substring(0, 8) : req.getRequestId();
         GenerationTask task;
         try {
-            int[] prompt = prompt(req);
+            Prompt prompt = prompt(req);
             SamplingParams params = sampling(req.getSampling());
             requireExperts();
-            Generation generation = new Generation(model.tokenizer(), prompt, params,
-                    GenerationOptions.defaults().withMaxContextLength(model.maxContext()).withReasoning(ReasoningMode.DETECT));
-            task = new GenerationTask(prompt, generation, new StreamSink(call, id));
+            Generation generation = new Generation(model.tokenizer(), prompt.ids(), params,
+                    GenerationOptions.defaults().withMaxContextLength(model.maxContext()).withReasoning(prompt.reasoning()));
+            task = new GenerationTask(prompt.ids(), generation, new StreamSink(call, id));
             GenerationTask t = task;
             call.setOnCancelHandler(() -> {
                 t.cancel();
                 scheduler.wake();
             });
             scheduler.submit(task);
-            log.debug("{}: {} prompt tokens queued", id, prompt.length);
+            log.debug("{}: {} prompt tokens queued", id, prompt.ids().length);
         } catch (StatusRuntimeException e) {
             out.onError(e);
         } catch (QueueFullException e) {
@@ -91,23 +91,28 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
     }
 
-    private int[] prompt(GenerateRequest req) {
+    /** Prompt ids and where the output starts relative to a think block. */
+    private record Prompt(int[] ids, ReasoningMode reasoning) {}
+
+    private Prompt prompt(GenerateRequest req) {
         if (req.getToolsCount() > 0 && req.getPromptCase() != GenerateRequest.PromptCase.CHAT) {
             throw PromptBuilder.invalid("tools are only allowed with a chat prompt");
         }
-        int[] ids = switch (req.getPromptCase()) {
+        Prompt p = switch (req.getPromptCase()) {
             case CHAT -> {
                 String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(), true);
                 if (req.hasEnableThinking() && !req.getEnableThinking()) {
                     text += PromptBuilder.EMPTY_THINK;
                 }
-                yield prompts.fitModel(prompts.encode(text, "chat"), "chat");
+                yield new Prompt(prompts.fitModel(prompts.encode(text, "chat"), "chat"), ReasoningMode.forPrompt(text));
             }
-            case TEXT -> prompts.fitModel(prompts.encode(req.getText(), "text"), "text");
-            case TOKEN_IDS -> prompts.ids(req.getTokenIds().getIdsList(), "token_ids.ids");
-            case PROMPT_NOT_SET -> new int[0];
+            case TEXT -> new Prompt(prompts.fitModel(prompts.encode(req.getText(), "text"), "text"),
+                    ReasoningMode.forPrompt(req.getText()));
+            case TOKEN_IDS -> new Prompt(prompts.ids(req.getTokenIds().getIdsList(), "token_ids.ids"), ReasoningMode.DETECT);
+            case PROMPT_NOT_SET -> new Prompt(new int[0], ReasoningMode.DETECT);
         };
-        return prompts.checkLength(ids, 1);
+        prompts.checkLength(p.ids(), 1);
+        return p;
     }
 
     /** Proto sampling fields over the server defaults, validated by the sampling package. */
