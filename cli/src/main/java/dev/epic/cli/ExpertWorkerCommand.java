@@ -2,6 +2,8 @@ package dev.epic.cli;
 
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.checkpoint.CheckpointException;
+import dev.epic.model.config.ConfigException;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.transport.ZkLayout;
@@ -57,6 +59,16 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        try {
+            return serve();
+        } catch (IllegalArgumentException | IllegalStateException | CheckpointException | ConfigException e) {
+            // bad flags, files or an unreachable ZooKeeper: one clear line, no stack trace
+            System.err.println("epic expert-worker: " + e.getMessage());
+            return 2;
+        }
+    }
+
+    private int serve() throws Exception {
         Checkpoint checkpoint = Checkpoint.open(model);
         ModelConfig cfg = checkpoint.config();
         if (cfg.nRoutedExperts() == null) {

@@ -1,6 +1,7 @@
 package dev.epic.coordinator.experts;
 
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.RoutedExperts;
 import dev.epic.proto.ExpertRequest;
 import dev.epic.proto.ExpertResponse;
@@ -11,6 +12,7 @@ import dev.epic.transport.ZkLayout;
 import io.grpc.Status;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -44,7 +46,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
      */
     public record Options(HiddenEncoding encoding, Duration deadline, Duration deadBackoff) {
         public static Options defaults() {
-            return new Options(HiddenEncoding.FP32, Duration.ofSeconds(5), Duration.ofSeconds(1));
+            return new Options(HiddenEncoding.FP32, Duration.ofSeconds(10), Duration.ofSeconds(1));
         }
 
         public Options withEncoding(HiddenEncoding e) {
@@ -101,14 +103,28 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 hidden, options, registry == null ? new SimpleMeterRegistry() : registry);
     }
 
+    /**
+     * The usual coordinator entry point: fingerprint and sizes from the checkpoint directory, workers
+     * from ZooKeeper. Plug the result into the engine: {@code new Transformer(config, checkpoint, remote)}.
+     */
+    public static RemoteExperts forModel(String zkConnect, String cluster, Path modelDir, Options options,
+            MeterRegistry registry) throws InterruptedException {
+        ModelConfig config = ModelConfig.load(modelDir.resolve(ModelConfig.FILE_NAME));
+        if (config.nRoutedExperts() == null) {
+            throw new IllegalArgumentException(modelDir + " is a dense model: it has no routed experts to distribute");
+        }
+        return connect(zkConnect, cluster, CheckpointFingerprint.of(modelDir), config.nRoutedExperts(),
+                config.hiddenSize(), options, registry);
+    }
+
     /** Blocks until every expert has a live worker; false on timeout. */
     public boolean awaitCoverage(Duration timeout) throws InterruptedException {
         return directory.awaitCoverage(timeout.toNanos(), TimeUnit.NANOSECONDS);
     }
 
-    /** Experts without a live worker right now, as ranges ("" when fully covered). */
+    /** Experts without a healthy worker (none registered, or all failed lately), as ranges ("" when covered). */
     public String missingExperts() {
-        return directory.table().missing(System.nanoTime());
+        return directory.table().missing();
     }
 
     /** Live worker addresses. */

@@ -60,11 +60,15 @@ final class RoutingTable {
         return null;
     }
 
-    /** Experts with no live replica, as a range string ("" when covered). */
-    String missing(long nowNanos) {
+    /** Experts with no healthy replica (none registered, or all failed lately), as ranges ("" when covered). */
+    String missing() {
         List<Integer> miss = new ArrayList<>();
         for (int e = 0; e < replicas.length; e++) {
-            if (pick(e, 0, nowNanos) == null) {
+            boolean covered = false;
+            for (WorkerEndpoint w : replicas[e]) {
+                covered |= w.isHealthy();
+            }
+            if (!covered) {
                 miss.add(e);
             }
         }

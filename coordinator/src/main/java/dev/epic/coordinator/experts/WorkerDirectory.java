@@ -41,10 +41,19 @@ final class WorkerDirectory implements AutoCloseable {
         this.table = new RoutingTable(experts, java.util.List.of());
         this.cache = CuratorCache.build(zk, workersPath);
         cache.listenable().addListener(CuratorCacheListener.builder()
-                .forCreatesAndChanges((old, node) -> upsert(node))
-                .forDeletes(this::remove)
+                .forCreatesAndChanges((old, node) -> guarded(() -> upsert(node), node))
+                .forDeletes(node -> guarded(() -> remove(node), node))
                 .build());
         cache.start();
+    }
+
+    /** A listener exception would otherwise vanish inside Curator and the worker silently never join. */
+    private static void guarded(Runnable r, ChildData node) {
+        try {
+            r.run();
+        } catch (RuntimeException e) {
+            log.error("could not apply ZooKeeper change of {}", node.getPath(), e);
+        }
     }
 
     RoutingTable table() {
@@ -117,7 +126,7 @@ final class WorkerDirectory implements AutoCloseable {
     private void publish() {
         RoutingTable t = new RoutingTable(experts, endpoints.values());
         table = t;
-        String missing = t.missing(System.nanoTime());
+        String missing = t.missing();
         log.info("routing table: {} worker(s){}", t.workers().size(),
                 missing.isEmpty() ? ", all " + experts + " experts covered" : ", missing experts " + missing);
         notifyAll();
@@ -126,7 +135,7 @@ final class WorkerDirectory implements AutoCloseable {
     /** Waits until every expert has a live replica; false on timeout. */
     synchronized boolean awaitCoverage(long timeout, TimeUnit unit) throws InterruptedException {
         long deadline = System.nanoTime() + unit.toNanos(timeout);
-        while (!table.missing(System.nanoTime()).isEmpty()) {
+        while (!table.missing().isEmpty()) {
             long left = deadline - System.nanoTime();
             if (left <= 0) {
                 return false;

@@ -32,6 +32,8 @@ final class WorkerEndpoint implements AutoCloseable {
     private final AtomicLong sequence = new AtomicLong();
     private volatile WorkerAnnouncement announcement;
     private volatile long deadUntilNanos;
+    /** Failed since its last successful answer or re-registration: does not count for coverage. */
+    private volatile boolean suspect;
     private volatile boolean closed;
     private DispatchStream stream; // guarded by this
 
@@ -43,6 +45,8 @@ final class WorkerEndpoint implements AutoCloseable {
         this.announcement = announcement;
         this.channel = NettyChannelBuilder.forTarget(announcement.getAddress())
                 .usePlaintext()
+                // responses only complete a future: run them on the event loop, no thread hop
+                .directExecutor()
                 .maxInboundMessageSize(Integer.MAX_VALUE)
                 .keepAliveTime(10, TimeUnit.SECONDS)
                 .keepAliveTimeout(5, TimeUnit.SECONDS)
@@ -74,15 +78,23 @@ final class WorkerEndpoint implements AutoCloseable {
 
     void revive() {
         deadUntilNanos = 0;
+        suspect = false;
         channel.resetConnectBackoff();
     }
 
+    /** May be routed to: not failed, or its failure backoff has passed (then it is tried again). */
     boolean isLive(long nowNanos) {
         return !closed && nowNanos - deadUntilNanos >= 0;
     }
 
+    /** Counts for coverage: registered and not failed since its last success. */
+    boolean isHealthy() {
+        return !closed && !suspect;
+    }
+
     void markDead(String reason, long backoffNanos) {
         deadUntilNanos = System.nanoTime() + backoffNanos;
+        suspect = true;
         log.warn("expert worker {} marked dead for {} ms: {}", this, TimeUnit.NANOSECONDS.toMillis(backoffNanos), reason);
         DispatchStream s;
         synchronized (this) {
@@ -160,6 +172,7 @@ final class WorkerEndpoint implements AutoCloseable {
         @Override
         public void onNext(ExpertResponse r) {
             CompletableFuture<ExpertResponse> f = pending.remove(r.getSequence());
+            suspect = false;
             if (f != null) {
                 f.complete(r);
             }
