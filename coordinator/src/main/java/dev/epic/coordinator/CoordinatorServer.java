@@ -1,6 +1,7 @@
 package dev.epic.coordinator;
 
 import dev.epic.coordinator.api.GenerationServiceImpl;
+import dev.epic.coordinator.api.MalformedRequests;
 import dev.epic.coordinator.scheduler.Scheduler;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.proto.GenerationServiceGrpc;
@@ -48,9 +49,10 @@ public final class CoordinatorServer implements AutoCloseable {
         Server server;
         try {
             server = NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
-                    .addService(new GenerationServiceImpl(model, scheduler, experts))
+                    .addService(MalformedRequests.guard(new GenerationServiceImpl(model, scheduler, experts)))
                     .addService(health.getHealthService())
                     .addService(ProtoReflectionServiceV1.newInstance())
+                    .addService(v1alphaReflection()) // older grpcurl speaks only v1alpha
                     .build()
                     .start();
         } catch (IOException | RuntimeException e) {
@@ -68,6 +70,11 @@ public final class CoordinatorServer implements AutoCloseable {
                         + "context {}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),
                 options.maxBatch(), options.maxQueue(), options.prefillBudget(), model.maxContext());
         return new CoordinatorServer(server, scheduler, health, check, host);
+    }
+
+    @SuppressWarnings("deprecation")
+    private static io.grpc.BindableService v1alphaReflection() {
+        return io.grpc.protobuf.services.ProtoReflectionService.newInstance();
     }
 
     public int port() {

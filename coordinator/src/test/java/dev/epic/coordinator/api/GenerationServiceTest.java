@@ -34,7 +34,15 @@ import dev.epic.proto.TokenizeResponse;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.worker.CheckpointShard;
 import dev.epic.worker.ExpertWorker;
+import io.grpc.CallOptions;
 import io.grpc.Context;
+import io.grpc.reflection.v1.ServerReflectionGrpc;
+import io.grpc.reflection.v1.ServerReflectionRequest;
+import io.grpc.reflection.v1.ServerReflectionResponse;
+import io.grpc.stub.StreamObserver;
+import java.util.concurrent.CompletableFuture;
+import io.grpc.MethodDescriptor;
+import io.grpc.stub.ClientCalls;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -187,6 +195,35 @@ class GenerationServiceTest {
     }
 
     @Test
+    void invalidUtf8IsInvalidArgument() {
+        MethodDescriptor<byte[], byte[]> raw = GenerationServiceGrpc.getTokenizeMethod().toBuilder(RAW, RAW).build();
+        // TokenizeRequest.text (field 1, length-delimited) = 0xC3 0x28: a lead byte without its continuation.
+        byte[] request = {0x0A, 0x02, (byte) 0xC3, 0x28};
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class,
+                () -> ClientCalls.blockingUnaryCall(channel, raw, CallOptions.DEFAULT, request));
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.toString());
+        assertTrue(e.getStatus().getDescription().contains("TokenizeRequest"), e.getStatus().getDescription());
+        assertTrue(e.getStatus().getDescription().contains("UTF-8"), e.getStatus().getDescription());
+        // The same bytes with valid UTF-8 are served.
+        byte[] ok = {0x0A, 0x02, (byte) 0xC3, (byte) 0xA9};
+        assertTrue(ClientCalls.blockingUnaryCall(channel, raw, CallOptions.DEFAULT, ok).length > 0);
+    }
+
+    private static final MethodDescriptor.Marshaller<byte[]> RAW = new MethodDescriptor.Marshaller<>() {
+        public java.io.InputStream stream(byte[] v) {
+            return new java.io.ByteArrayInputStream(v);
+        }
+
+        public byte[] parse(java.io.InputStream in) {
+            try {
+                return in.readAllBytes();
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }
+    };
+
+    @Test
     void tokenizeRendersTheChatTemplate() {
         TokenizeResponse plain = api.tokenize(TokenizeRequest.newBuilder().setText("Hello world").build());
         assertTrue(plain.getTokenIdsCount() >= 2);
@@ -212,6 +249,26 @@ class GenerationServiceTest {
         HealthCheckResponse h = HealthGrpc.newBlockingStub(channel).check(
                 HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build());
         assertEquals(HealthCheckResponse.ServingStatus.SERVING, h.getStatus());
+    }
+
+    @Test
+    void reflectionDescribesTheApi() throws Exception {
+        CompletableFuture<List<ServerReflectionResponse>> done = new CompletableFuture<>();
+        List<ServerReflectionResponse> got = new ArrayList<>();
+        StreamObserver<ServerReflectionRequest> req = ServerReflectionGrpc.newStub(channel).serverReflectionInfo(
+                new StreamObserver<>() {
+                    public void onNext(ServerReflectionResponse r) { got.add(r); }
+                    public void onError(Throwable t) { done.completeExceptionally(t); }
+                    public void onCompleted() { done.complete(got); }
+                });
+        req.onNext(ServerReflectionRequest.newBuilder().setListServices("").build());
+        req.onNext(ServerReflectionRequest.newBuilder().setFileContainingSymbol(CoordinatorServer.SERVICE).build());
+        req.onCompleted();
+        List<ServerReflectionResponse> r = done.get(10, TimeUnit.SECONDS);
+        List<String> services = r.get(0).getListServicesResponse().getServiceList().stream().map(s -> s.getName()).toList();
+        assertTrue(services.contains(CoordinatorServer.SERVICE), services.toString());
+        assertTrue(services.contains("grpc.health.v1.Health"), services.toString());
+        assertTrue(r.get(1).getFileDescriptorResponse().getFileDescriptorProtoCount() > 0, r.get(1).toString());
     }
 
     @Test
