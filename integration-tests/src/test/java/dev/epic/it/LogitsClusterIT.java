@@ -17,6 +17,9 @@ import dev.epic.proto.LogitsResponse;
 import dev.epic.proto.SamplingParams;
 import dev.epic.proto.TokenIds;
 import io.grpc.Status;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse;
+import io.grpc.health.v1.HealthGrpc;
 import io.grpc.StatusRuntimeException;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -110,6 +113,19 @@ class LogitsClusterIT {
         }
     }
 
+    /** grpc.health.v1 follows expert coverage (refreshed every second). */
+    static void awaitHealth(HealthCheckResponse.ServingStatus want) throws InterruptedException {
+        var health = HealthGrpc.newBlockingStub(cluster.channel);
+        HealthCheckResponse.ServingStatus now = null;
+        for (int attempt = 0; attempt < 300 && now != want; attempt++) {
+            now = health.check(HealthCheckRequest.newBuilder().setService("epic.v1.GenerationService").build()).getStatus();
+            if (now != want) {
+                Thread.sleep(100);
+            }
+        }
+        assertEquals(want, now);
+    }
+
     static GenerateRequest greedy(int maxTokens) {
         return GenerateRequest.newBuilder().setTokenIds(TokenIds.newBuilder().addIds(5).addIds(17).addIds(4))
                 .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(maxTokens).setIgnoreEos(true))
@@ -139,6 +155,7 @@ class LogitsClusterIT {
         assertEquals(Status.Code.UNAVAILABLE, fresh.getStatus().getCode(), fresh.toString());
         assertTrue(fresh.getStatus().getDescription().contains(victim.experts().split("-")[0]),
                 fresh.getStatus().getDescription());
+        awaitHealth(HealthCheckResponse.ServingStatus.NOT_SERVING);
         // A new worker with the same experts joins: service resumes with the same tokens.
         restarted.add(WorkerProcess.start(TestData.model("tiny-v3"), cluster.zk, cluster.cluster, "returned",
                 victim.experts()));
@@ -152,6 +169,7 @@ class LogitsClusterIT {
             }
         }
         assertEquals(expected, after);
+        awaitHealth(HealthCheckResponse.ServingStatus.SERVING);
         List<GenerateResponse> last = new ArrayList<>();
         api.generate(greedy(2)).forEachRemaining(last::add);
         assertEquals(FinishReason.LENGTH, last.getLast().getFinishReason());
