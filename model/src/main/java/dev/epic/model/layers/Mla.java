@@ -1,6 +1,8 @@
 package dev.epic.model.layers;
 
 import dev.epic.kernels.Matrix;
+import dev.epic.kernels.Parallel;
+import dev.epic.kernels.VectorOps;
 import dev.epic.model.KvCache;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
@@ -103,85 +105,71 @@ public final class Mla {
         o.matmul(attn, out, rows);
     }
 
-    /** qLat[r, h, :] = W_k[h]^T q_nope[r, h]: queries moved into latent space. */
+    /** qLat[r, h, :] = W_k[h]^T q_nope[r, h]: queries moved into latent space. Heads run in parallel. */
     private float[] absorbKeys(float[] q, int rows) {
         int qkDim = nope + ropeDim;
         float[] qLat = new float[rows * heads * rank];
-        float[] w = new float[rank];
-        for (int h = 0; h < heads; h++) {
-            for (int d = 0; d < nope; d++) {
-                kvB.row(h * (nope + vDim) + d, w, 0);
-                for (int r = 0; r < rows; r++) {
-                    float qd = q[(r * heads + h) * qkDim + d];
-                    int base = (r * heads + h) * rank;
-                    for (int c = 0; c < rank; c++) {
-                        qLat[base + c] += qd * w[c];
+        Parallel.forRange(heads, 1, (long) heads * nope * rank * rows, (from, to) -> {
+            float[] w = new float[rank];
+            for (int h = from; h < to; h++) {
+                for (int d = 0; d < nope; d++) {
+                    kvB.row(h * (nope + vDim) + d, w, 0);
+                    for (int r = 0; r < rows; r++) {
+                        VectorOps.axpy(q[(r * heads + h) * qkDim + d], w, 0, qLat, (r * heads + h) * rank, rank);
                     }
                 }
             }
-        }
+        });
         return qLat;
     }
 
-    /** Causal softmax attention of one sequence's rows over its cached positions, in latent space. */
+    /**
+     * Causal softmax attention of one sequence's rows over its cached positions, in latent space:
+     * ctx[r, h] = sum_t softmax_t(score[r, h, t]) c_t. (row, head) pairs run in parallel.
+     */
     private void attend(SequenceRows s, float[] q, float[] qLat, float[] ctx) {
         int qkDim = nope + ropeDim;
         int end = s.start() + s.length();
         float[] lat = new float[end * rank];
         float[] kPe = new float[end * ropeDim];
         s.cache().read(layer, end, lat, kPe);
-        float[] p = new float[end];
-        for (int r = s.firstRow(); r < s.firstRow() + s.length(); r++) {
-            int visible = s.position(r) + 1;
-            for (int h = 0; h < heads; h++) {
+        int pairs = s.length() * heads;
+        long work = (long) pairs * end * (2L * rank + ropeDim);
+        Parallel.forRange(pairs, 1, work, (from, to) -> {
+            float[] p = new float[end];
+            for (int pair = from; pair < to; pair++) {
+                int r = s.firstRow() + pair / heads;
+                int h = pair % heads;
+                int visible = s.position(r) + 1;
                 int ql = (r * heads + h) * rank;
                 int qp = (r * heads + h) * qkDim + nope;
-                float max = Float.NEGATIVE_INFINITY;
                 for (int t = 0; t < visible; t++) {
-                    float dotC = 0f;
-                    for (int c = 0; c < rank; c++) {
-                        dotC += qLat[ql + c] * lat[t * rank + c];
-                    }
-                    float dotPe = 0f;
-                    for (int i = 0; i < ropeDim; i++) {
-                        dotPe += q[qp + i] * kPe[t * ropeDim + i];
-                    }
-                    p[t] = (dotC + dotPe) * softmaxScale;
-                    max = Math.max(max, p[t]);
+                    float score = VectorOps.dot(qLat, ql, lat, t * rank, rank)
+                            + VectorOps.dot(q, qp, kPe, t * ropeDim, ropeDim);
+                    p[t] = score * softmaxScale;
                 }
-                float sum = 0f;
+                VectorOps.softmax(p, 0, visible);
                 for (int t = 0; t < visible; t++) {
-                    p[t] = (float) Math.exp(p[t] - max);
-                    sum += p[t];
-                }
-                int co = (r * heads + h) * rank;
-                for (int t = 0; t < visible; t++) {
-                    float a = p[t] / sum;
-                    for (int c = 0; c < rank; c++) {
-                        ctx[co + c] += a * lat[t * rank + c];
-                    }
+                    VectorOps.axpy(p[t], lat, t * rank, ctx, ql, rank);
                 }
             }
-        }
+        });
     }
 
-    /** attn[r, h, j] = W_v[h][j] . ctx[r, h]: latent context back to per-head values. */
+    /** attn[r, h, j] = W_v[h][j] . ctx[r, h]: latent context back to per-head values. Heads run in parallel. */
     private float[] projectValues(float[] ctx, int rows) {
         float[] attn = new float[rows * heads * vDim];
-        float[] w = new float[rank];
-        for (int h = 0; h < heads; h++) {
-            for (int j = 0; j < vDim; j++) {
-                kvB.row(h * (nope + vDim) + nope + j, w, 0);
-                for (int r = 0; r < rows; r++) {
-                    int base = (r * heads + h) * rank;
-                    float sum = 0f;
-                    for (int c = 0; c < rank; c++) {
-                        sum += w[c] * ctx[base + c];
+        Parallel.forRange(heads, 1, (long) heads * vDim * rank * rows, (from, to) -> {
+            float[] w = new float[rank];
+            for (int h = from; h < to; h++) {
+                for (int j = 0; j < vDim; j++) {
+                    kvB.row(h * (nope + vDim) + nope + j, w, 0);
+                    for (int r = 0; r < rows; r++) {
+                        attn[(r * heads + h) * vDim + j] = VectorOps.dot(w, 0, ctx, (r * heads + h) * rank, rank);
                     }
-                    attn[(r * heads + h) * vDim + j] = sum;
                 }
             }
-        }
+        });
         return attn;
     }
 }
