@@ -40,7 +40,7 @@ final class PyStringMethods extends ELResolver {
             case "rfind" -> result = s.lastIndexOf(requireString(a, 0, name));
             case "count" -> result = count(s, requireString(a, 0, name));
             case "join" -> result = join(s, a.length > 0 ? a[0] : null);
-            case "splitlines" -> result = s.lines().toList();
+            case "splitlines" -> result = splitlines(s);
             case "isspace" -> result = !s.isEmpty() && s.codePoints().allMatch(PyStringMethods::isPySpace);
             case "isdigit" -> result = !s.isEmpty() && s.codePoints().allMatch(Character::isDigit);
             case "isalpha" -> result = !s.isEmpty() && s.codePoints().allMatch(Character::isLetter);
@@ -217,6 +217,27 @@ final class PyStringMethods extends ELResolver {
             j--;
         }
         return s.substring(0, j);
+    }
+
+    /** Python's line boundaries: \n, \r, \r\n, \v, \f, \x1c-\x1e, \x85, U+2028, U+2029. */
+    static List<String> splitlines(String s) {
+        List<String> out = new ArrayList<>();
+        int start = 0;
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || (c >= 0x1C && c <= 0x1E) || c == 0x85
+                    || c == 0x2028 || c == 0x2029) {
+                out.add(s.substring(start, i));
+                if (c == '\r' && i + 1 < s.length() && s.charAt(i + 1) == '\n') {
+                    i++;
+                }
+                start = i + 1;
+            }
+        }
+        if (start < s.length()) {
+            out.add(s.substring(start));
+        }
+        return out;
     }
 
     private static boolean stripped(char c, String chars) {

@@ -46,6 +46,18 @@ class ChatTemplateTest {
     }
 
     @Test
+    void morePythonStringMethods() {
+        assertEquals("Hello World|Hello world", eval("'hello wORLD'.title() + '|' + 'hELLO WORLD'.capitalize()"));
+        assertEquals("1|-1|2|11", eval("'abcb'.find('b') ~ '|' ~ 'abc'.find('z') ~ '|' ~ 'abcb'.count('b') ~ '|' ~ "
+                + "'abcab'.replace('', '-')|length"));
+        assertEquals("x-y-abc", eval("'a-b-abc'.replace('a', 'x', 1).replace('b', 'y', 1)"));
+        assertEquals("[a|b||c]", "[" + eval("'|'.join('a\\nb\\r\\n\\rc'.splitlines())") + "]");
+        assertEquals("xx", eval("'xxyy'.rstrip('y')"));
+        assertEquals("yy", eval("'xxyy'.lstrip('x')"));
+        assertEquals("2", eval("'a\u2028b'.splitlines()|length"));
+    }
+
+    @Test
     void r1TemplateDropsEverythingUpToLastThinkEndEvenWhenNothingFollows() {
         ChatTemplate r1 = ChatTemplate.deepSeekR1_0528(CONFIG);
         String prompt = r1.render(List.of(ChatMessage.user("q"),

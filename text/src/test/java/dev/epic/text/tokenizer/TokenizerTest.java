@@ -111,6 +111,36 @@ class TokenizerTest {
     }
 
     @Test
+    void concurrentEncodingGivesTheSameIds() throws Exception {
+        String[] texts = new String[64];
+        for (int i = 0; i < texts.length; i++) {
+            texts[i] = "Thread-safe text " + i + " 数字" + (i * 7919) + " émoji 😀 " + "ab".repeat(i);
+        }
+        int[][] expected = new int[texts.length][];
+        for (int i = 0; i < texts.length; i++) {
+            expected[i] = T.encode(texts[i]);
+        }
+        try (var pool = java.util.concurrent.Executors.newFixedThreadPool(4)) {
+            var futures = new java.util.ArrayList<java.util.concurrent.Future<Boolean>>();
+            for (int t = 0; t < 4; t++) {
+                futures.add(pool.submit(() -> {
+                    for (int rep = 0; rep < 20; rep++) {
+                        for (int i = 0; i < texts.length; i++) {
+                            if (!Arrays.equals(expected[i], T.encode(texts[i]))) {
+                                return false;
+                            }
+                        }
+                    }
+                    return true;
+                }));
+            }
+            for (var f : futures) {
+                assertTrue(f.get());
+            }
+        }
+    }
+
+    @Test
     void bosModePrependsExactlyBos() {
         assertArrayEquals(new int[] {0}, T.encodeWithBos(""));
         assertArrayEquals(concat(new int[] {0}, T.encode("Hello")), T.encodeWithBos("Hello"));
