@@ -81,7 +81,7 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
         log.info("loaded {} of {} experts x {} MoE layers in {} ms: {} MiB of expert weights ({}% of all routed experts), "
                         + "process RSS {}", ids.length, cfg.nRoutedExperts(), moeLayers, (System.nanoTime() - t0) / 1_000_000,
-                shard.residentBytes() >> 20, String.format("%.1f", 100.0 * ids.length / cfg.nRoutedExperts()), rss());
+                String.format("%.1f", shard.residentBytes() / 1048576.0), String.format("%.1f", 100.0 * ids.length / cfg.nRoutedExperts()), rss());
         ExpertWorker worker = ExpertWorker.start(shard, fp, moeLayers, new ExpertWorker.Settings(host, port, zk, cluster,
                 id, capacity, sessionTimeoutMs, drainMs));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {

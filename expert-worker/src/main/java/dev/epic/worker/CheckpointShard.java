@@ -3,11 +3,12 @@ package dev.epic.worker;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.layers.Mlp;
+import java.lang.foreign.MemorySegment;
 
 /**
  * An {@link ExpertShard} over a checkpoint: the hosted experts' SwiGLU MLPs for every MoE layer.
- * Only their tensors are opened, so only the shards holding them are mapped and only their pages
- * become resident.
+ * Only their tensors are opened, so only the shards holding them are mapped, and only their pages
+ * are loaded (at start-up) and resident.
  */
 public final class CheckpointShard implements ExpertShard {
     private final int hidden;
@@ -45,14 +46,27 @@ public final class CheckpointShard implements ExpertShard {
                 mlps[layer][e] = Mlp.load(checkpoint, prefix, c.hiddenSize(), c.moeIntermediateSize());
                 for (String proj : new String[] {"gate_proj", "up_proj", "down_proj"}) {
                     String name = prefix + "." + proj + ".weight";
-                    bytes += checkpoint.info(name).byteSize();
+                    bytes += prefault(checkpoint, name);
                     if (checkpoint.contains(name + "_scale_inv")) {
-                        bytes += checkpoint.info(name + "_scale_inv").byteSize();
+                        bytes += prefault(checkpoint, name + "_scale_inv");
                     }
                 }
             }
         }
         return new CheckpointShard(c.hiddenSize(), experts.clone(), mlps, bytes);
+    }
+
+    /**
+     * Pages the tensor in now, so the worker announces itself only with its weights resident (the
+     * first requests would otherwise page-fault through the checkpoint and could miss deadlines),
+     * and so the process's resident size shows its share of the model.
+     */
+    private static long prefault(Checkpoint checkpoint, String name) {
+        MemorySegment s = checkpoint.segment(name);
+        if (s.isMapped()) {
+            s.load();
+        }
+        return s.byteSize();
     }
 
     @Override

@@ -92,7 +92,7 @@ public final class ExpertWorker implements AutoCloseable {
             WorkerRegistration reg = WorkerRegistration.register(zk, s.cluster(), a.build(), 30_000);
             log.info("expert worker {} serving experts {} of {} ({}) on {}, {} MiB of expert weights resident",
                     workerId, ExpertRanges.format(shard.experts()), fingerprint.name(), fingerprint.shortHash(), address,
-                    shard.residentBytes() >> 20);
+                    String.format("%.1f", shard.residentBytes() / 1048576.0));
             return new ExpertWorker(server, zk, reg, service, address, workerId, s.drainMillis());
         } catch (Exception e) {
             zk.close();

@@ -132,6 +132,11 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         return directory.table().workers().stream().map(WorkerEndpoint::toString).toList();
     }
 
+    /** Announcements of the registered workers of this model (for ModelInfo). */
+    public List<dev.epic.proto.WorkerAnnouncement> workerAnnouncements() {
+        return directory.table().workers().stream().map(WorkerEndpoint::announcement).toList();
+    }
+
     public DispatchStats stats() {
         return stats;
     }

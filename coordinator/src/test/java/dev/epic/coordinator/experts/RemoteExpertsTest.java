@@ -248,7 +248,9 @@ class RemoteExpertsTest {
                     () -> re.forward(1, in.x, in.rows, in.ids, in.weights, in.k, out));
             assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
             String msg = e.getStatus().getDescription();
-            assertTrue(msg.startsWith("no live expert worker for experts 3") && msg.contains("layer 1"), msg);
+            assertTrue(msg.startsWith("no live expert worker for experts ") && msg.contains("(layer 1;"), msg);
+            int[] named = ExpertRanges.parse(msg.substring("no live expert worker for experts ".length(), msg.indexOf(" (")), 64);
+            assertTrue(named.length > 0 && java.util.Arrays.stream(named).allMatch(x -> x >= 32), msg);
             assertTrue(re.stats().snapshot().failures() > 0);
             // immediately again: the ghost is in its dead backoff, so this fails without any network wait
             assertThrows(ExpertsUnavailableException.class,
