@@ -5,30 +5,21 @@ import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.proto.WorkerAnnouncement;
-import dev.epic.transport.Announcements;
 import dev.epic.transport.ZkLayout;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.retry.ExponentialBackoffRetry;
-import org.apache.zookeeper.KeeperException;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /** Routed experts on expert workers found through ZooKeeper (one Curator client for both). */
 public final class RemoteExpertBackend implements ExpertBackend, AutoCloseable {
-    private static final Logger log = LoggerFactory.getLogger(RemoteExpertBackend.class);
-
     private final CuratorFramework zk;
-    private final String cluster;
     private final RemoteExperts experts;
 
-    private RemoteExpertBackend(CuratorFramework zk, String cluster, RemoteExperts experts) {
+    private RemoteExpertBackend(CuratorFramework zk, RemoteExperts experts) {
         this.zk = zk;
-        this.cluster = cluster;
         this.experts = experts;
     }
 
@@ -52,7 +43,7 @@ public final class RemoteExpertBackend implements ExpertBackend, AutoCloseable {
         String c = cluster == null ? ZkLayout.DEFAULT_CLUSTER : cluster;
         RemoteExperts experts = RemoteExperts.create(zk, c, fingerprint, config.nRoutedExperts(), config.hiddenSize(),
                 options, null);
-        return new RemoteExpertBackend(zk, c, experts);
+        return new RemoteExpertBackend(zk, experts);
     }
 
     public RemoteExperts experts() {
@@ -70,24 +61,7 @@ public final class RemoteExpertBackend implements ExpertBackend, AutoCloseable {
 
     @Override
     public List<WorkerAnnouncement> workers() {
-        String path = ZkLayout.workersPath(cluster);
-        List<WorkerAnnouncement> out = new ArrayList<>();
-        try {
-            for (String child : zk.getChildren().forPath(path)) {
-                try {
-                    out.add(Announcements.fromJson(zk.getData().forPath(path + "/" + child)));
-                } catch (KeeperException.NoNodeException gone) {
-                    // left between listing and reading
-                } catch (IllegalArgumentException bad) {
-                    log.debug("skipping malformed worker node {}: {}", child, bad.getMessage());
-                }
-            }
-        } catch (KeeperException.NoNodeException e) {
-            return List.of();
-        } catch (Exception e) {
-            log.warn("cannot list expert workers in ZooKeeper: {}", e.toString());
-        }
-        return out;
+        return experts.workerAnnouncements();
     }
 
     @Override
