@@ -96,6 +96,41 @@ class SchedulerTest {
         }
     }
 
+    /**
+     * Exact equality: a row's arithmetic must not depend on the rows batched with it. Three rounds, so
+     * both cold (interpreted) and JIT-compiled kernels are compared: rarely taken paths (a batch's last
+     * rows) stay cold longer than hot ones and must still round the same way.
+     */
+    @Test
+    void batchedLogitsAreBitIdenticalToOneAtATime() throws Exception {
+        List<int[]> prompts = List.of(prompt(11, 1), prompt(12, 9), prompt(13, 40));
+        for (int round = 0; round < 3; round++) {
+            List<LogitsTask.Result> alone = new ArrayList<>();
+            try (Scheduler one = new Scheduler(model, new SchedulerOptions(1, 8, 256)).start()) {
+                for (int[] p : prompts) {
+                    LogitsTask t = new LogitsTask(p, 6);
+                    one.submit(t);
+                    alone.add(t.result().get(60, TimeUnit.SECONDS));
+                }
+            }
+            try (Scheduler batched = new Scheduler(model, new SchedulerOptions(8, 8, 256))) {
+                List<LogitsTask> tasks = new ArrayList<>();
+                for (int[] p : prompts) {
+                    tasks.add(new LogitsTask(p, 6));
+                    batched.submit(tasks.getLast());
+                }
+                batched.start();
+                for (int i = 0; i < prompts.size(); i++) {
+                    LogitsTask.Result r = tasks.get(i).result().get(60, TimeUnit.SECONDS);
+                    for (int k = 0; k <= 6; k++) {
+                        assertArrayEquals(alone.get(i).logits().get(k), r.logits().get(k), "prompt " + i + " step " + k);
+                    }
+                }
+                assertEquals(prompts.size(), batched.peakBatch());
+            }
+        }
+    }
+
     @Test
     void chunkedPrefillReproducesGoldenLogits() throws Exception {
         Golden golden = Golden.of("tiny-v3");
