@@ -28,8 +28,12 @@ public final class LogitsCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR", description = "checkpoint directory")
+    @Option(names = "--model", paramLabel = "DIR", description = "checkpoint directory (runs the model in this process)")
     Path model;
+
+    @Option(names = "--target", paramLabel = "HOST:PORT",
+            description = "instead of --model: a running coordinator (its GenerationService.Logits)")
+    String target;
 
     @Option(names = "--ids", required = true, paramLabel = "IDS", description = "prompt token ids, e.g. 5,17,4")
     String ids;
@@ -46,6 +50,12 @@ public final class LogitsCommand implements Callable<Integer> {
             tokens = parseIds(ids);
             if (steps < 0) {
                 throw new IllegalArgumentException("--steps must be >= 0, got " + steps);
+            }
+            if ((model == null) == (target == null)) {
+                throw new IllegalArgumentException("give exactly one of --model DIR or --target HOST:PORT");
+            }
+            if (target != null) {
+                return RemoteLogits.print(target, tokens, steps, spec.commandLine().getOut(), err);
             }
             if (!Files.isDirectory(model)) {
                 throw new IllegalArgumentException("model directory not found: " + model);

@@ -13,6 +13,10 @@ import picocli.CommandLine.Command;
             SynthCommand.class,
             LogitsCommand.class,
             ExpertWorkerCommand.class,
+            CoordinatorCommand.class,
+            LocalCommand.class,
+            GenerateCommand.class,
+            DemoCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

@@ -70,14 +70,11 @@ abstract class DenseMatrix implements Matrix {
                     + " needs x >= " + (long) batch * cols + " and out >= " + (long) batch * rows + ", got x "
                     + x.length + ", out " + out.length);
         }
+        // Batch invariance: a row's result must not depend on how many rows share the call (continuous
+        // batching promises the same tokens as running each request alone), so batch 1 takes the same
+        // Gemm arithmetic as larger batches; the fused gemv sums in another order.
         if (!parallel) {
-            if (batch == 1) {
-                gemv(x, 0, out, 0, 0, rows);
-            } else {
-                Gemm.rows(this, x, out, batch, 0, rows);
-            }
-        } else if (batch == 1) {
-            Parallel.forRange(rows, 1, (long) rows * cols, (r0, r1) -> gemv(x, 0, out, 0, r0, r1));
+            Gemm.rows(this, x, out, batch, 0, rows);
         } else {
             Gemm.multiply(this, x, out, batch);
         }

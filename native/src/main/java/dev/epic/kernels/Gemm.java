@@ -4,7 +4,6 @@ import static dev.epic.kernels.Simd.F;
 import static dev.epic.kernels.Simd.L;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Batched matmul (prefill, expert batches): out[b, r] = W[r, :] . x[b, :].
@@ -127,7 +126,7 @@ final class Gemm {
     /** Reduces one accumulator, adds the scalar column tail, stores. */
     private static void finish(FloatVector acc, float[] w, int wi, float[] x, int xi, int k, int n, float[] out,
             int at, boolean first) {
-        float s = acc.reduceLanes(VectorOperators.ADD);
+        float s = Simd.sumLanes(acc);
         for (; k < n; k++) {
             s += w[wi + k] * x[xi + k];
         }
@@ -147,8 +146,8 @@ final class Gemm {
             c2 = FloatVector.fromArray(F, w, w2 + k).fma(u, c2);
             c3 = FloatVector.fromArray(F, w, w3 + k).fma(u, c3);
         }
-        float s0 = c0.reduceLanes(VectorOperators.ADD), s1 = c1.reduceLanes(VectorOperators.ADD);
-        float s2 = c2.reduceLanes(VectorOperators.ADD), s3 = c3.reduceLanes(VectorOperators.ADD);
+        float s0 = Simd.sumLanes(c0), s1 = Simd.sumLanes(c1);
+        float s2 = Simd.sumLanes(c2), s3 = Simd.sumLanes(c3);
         for (; k < n; k++) {
             float u = x[x0 + k];
             s0 += w[w0 + k] * u;
@@ -169,7 +168,7 @@ final class Gemm {
         for (; k < body; k += L) {
             c = FloatVector.fromArray(F, w, w0 + k).fma(FloatVector.fromArray(F, x, x0 + k), c);
         }
-        float s = c.reduceLanes(VectorOperators.ADD);
+        float s = Simd.sumLanes(c);
         for (; k < n; k++) {
             s += w[w0 + k] * x[x0 + k];
         }

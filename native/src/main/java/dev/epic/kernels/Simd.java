@@ -99,4 +99,17 @@ final class Simd {
     static float sum(FloatVector a, FloatVector b, FloatVector c, FloatVector d) {
         return a.add(b).add(c.add(d)).reduceLanes(VectorOperators.ADD);
     }
+
+    /**
+     * Sum of the lanes in lane order. Unlike {@code reduceLanes(ADD)}, whose order the JIT may choose
+     * (interpreter and compiled code round differently), this gives the same float in every compilation
+     * tier, so a row's result never depends on warm-up or on which kernel path its batch took.
+     */
+    static float sumLanes(FloatVector v) {
+        float s = 0f;
+        for (int i = 0; i < L; i++) {
+            s += v.lane(i);
+        }
+        return s;
+    }
 }

@@ -24,7 +24,7 @@ public final class VectorOps {
         for (; i + L <= n; i += L) {
             s0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), s0);
         }
-        float s = s0.add(s1).reduceLanes(VectorOperators.ADD);
+        float s = Simd.sumLanes(s0.add(s1));
         for (; i < n; i++) {
             s += a[aOff + i] * b[bOff + i];
         }
@@ -74,12 +74,10 @@ public final class VectorOps {
 
     /** out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). */
     public static void swiglu(float[] gate, int gOff, float[] up, int uOff, float[] out, int oOff, int n) {
+        // Scalar Math.exp: HotSpot gives it the same rounding in every compilation tier, while the
+        // Vector API's EXP differs between interpreted and compiled code, which would make a row's
+        // result depend on JIT warm-up (and so break batched == one-at-a-time).
         int i = 0;
-        for (; i + L <= n; i += L) {
-            FloatVector g = FloatVector.fromArray(F, gate, gOff + i);
-            FloatVector silu = g.div(g.neg().lanewise(VectorOperators.EXP).add(1f));
-            silu.mul(FloatVector.fromArray(F, up, uOff + i)).intoArray(out, oOff + i);
-        }
         for (; i < n; i++) {
             float g = gate[gOff + i];
             out[oOff + i] = g / (1f + (float) Math.exp(-g)) * up[uOff + i];
@@ -108,15 +106,9 @@ public final class VectorOps {
         for (; i < n; i++) {
             max = Math.max(max, x[off + i]);
         }
-        FloatVector sv = FloatVector.zero(F);
-        i = 0;
-        for (; i + L <= n; i += L) {
-            FloatVector e = FloatVector.fromArray(F, x, off + i).sub(max).lanewise(VectorOperators.EXP);
-            e.intoArray(x, off + i);
-            sv = sv.add(e);
-        }
-        float sum = sv.reduceLanes(VectorOperators.ADD);
-        for (; i < n; i++) {
+        // Scalar Math.exp and an ordered sum: the same rounding in every JIT tier (see swiglu).
+        float sum = 0f;
+        for (i = 0; i < n; i++) {
             float e = (float) Math.exp(x[off + i] - max);
             x[off + i] = e;
             sum += e;

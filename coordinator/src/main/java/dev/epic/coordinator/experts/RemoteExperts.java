@@ -157,7 +157,9 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 if (e < 0 || e >= table.experts()) {
                     throw new IllegalArgumentException("expert id " + e + " out of range [0, " + table.experts() + ")");
                 }
-                WorkerEndpoint w = table.pick(e, rotation, t0);
+                // A fixed replica per expert (while the live set is unchanged) and a fixed combine
+                // order below keep each row's float sums independent of what else is in the batch.
+                WorkerEndpoint w = table.pick(e, 0, t0);
                 if (w == null) {
                     (missing == null ? missing = new BitSet() : missing).set(e);
                     continue;
@@ -176,6 +178,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
             throw unavailable(layer, missing, table, null);
         }
         List<Batch> pending = new ArrayList<>(round);
+        pending.sort(java.util.Comparator.comparing(batch -> batch.endpoint.path()));
         Throwable lastFailure = null;
         while (!pending.isEmpty()) {
             List<Batch> failed = sendAndCombine(layer, x, pending, out);

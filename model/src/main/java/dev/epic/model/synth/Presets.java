@@ -14,7 +14,7 @@ public final class Presets {
     public static final RopeScaling V3_YARN = new RopeScaling(40, 4096, 32, 1, 1.0, 1.0);
 
     public static List<String> names() {
-        return List.of("tiny-v3", "bench-v3");
+        return List.of("tiny-v3", "bench-v3", "demo-v3");
     }
 
     /** The preset's config, or null if there is no preset of that name. */
@@ -22,6 +22,7 @@ public final class Presets {
         return switch (name) {
             case "tiny-v3" -> tinyV3();
             case "bench-v3" -> benchV3();
+            case "demo-v3" -> demoV3();
             default -> null;
         };
     }
@@ -35,6 +36,16 @@ public final class Presets {
     /** A ~1-3 GB model with V3's vocabulary and routing shape (256 experts, top-8, 8 groups / top-4). */
     public static ModelConfig benchV3() {
         return new ModelConfig(1024, 2816, 256, 8, 8, 384, 256, 64, 32, 64, 256, 1, 8, 8, 4, 2.5,
+                ScoringFunc.SIGMOID, TopkMethod.NOAUX_TC, true, 1, 1, 1e-6, 10000, V3_YARN, 163840, 129280, 0, 1,
+                false, null, 0);
+    }
+
+    /**
+     * The smallest model that still speaks V3's real 129,280-token vocabulary, for {@code epic demo}: hidden 256,
+     * 4 layers (1 dense), 64 experts top-6 in 8 groups / top-4, ~190 MB in bf16 (mostly embeddings and lm_head).
+     */
+    public static ModelConfig demoV3() {
+        return new ModelConfig(256, 768, 128, 4, 4, 96, 64, 32, 16, 32, 64, 1, 6, 8, 4, 2.5,
                 ScoringFunc.SIGMOID, TopkMethod.NOAUX_TC, true, 1, 1, 1e-6, 10000, V3_YARN, 163840, 129280, 0, 1,
                 false, null, 0);
     }

@@ -1,0 +1,83 @@
+package dev.epic.cli;
+
+import dev.epic.coordinator.CoordinatorServer;
+import dev.epic.coordinator.RemoteExpertBackend;
+import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.experts.RemoteExperts;
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.proto.HiddenEncoding;
+import dev.epic.transport.ZkLayout;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.Callable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code epic coordinator}: the public API, attention and dense layers here, routed experts on workers. */
+@Command(name = "coordinator", mixinStandardHelpOptions = true,
+        description = {"Serve the GenerationService API (gRPC) for a model whose routed experts run on expert workers",
+            "found through ZooKeeper. Requests get UNAVAILABLE while some experts have no live worker."})
+public final class CoordinatorCommand implements Callable<Integer> {
+    private static final Logger log = LoggerFactory.getLogger(CoordinatorCommand.class);
+
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "checkpoint directory")
+    Path model;
+
+    @Option(names = "--zk", required = true, paramLabel = "HOST:PORT", description = "ZooKeeper connect string")
+    String zk;
+
+    @Option(names = "--cluster", defaultValue = ZkLayout.DEFAULT_CLUSTER, description = "cluster name in ZooKeeper (default ${DEFAULT-VALUE})")
+    String cluster;
+
+    @Option(names = "--port", defaultValue = "50051", description = "gRPC port (0 = any free port; default ${DEFAULT-VALUE})")
+    int port;
+
+    @Option(names = "--host", defaultValue = "0.0.0.0", paramLabel = "ADDR", description = "address to bind (default ${DEFAULT-VALUE})")
+    String host;
+
+    @Option(names = "--max-context", defaultValue = "0", paramLabel = "TOKENS",
+            description = "prompt + completion limit (default: the model's max_position_embeddings)")
+    int maxContext;
+
+    @Option(names = "--wire", defaultValue = "fp32", paramLabel = "fp32|bf16|fp8",
+            description = "hidden-state encoding to expert workers (fp32 is exact; default ${DEFAULT-VALUE})")
+    String wire;
+
+    @Option(names = "--expert-deadline-ms", defaultValue = "5000", paramLabel = "MS",
+            description = "a worker slower than this for one layer is presumed dead (default ${DEFAULT-VALUE})")
+    long expertDeadlineMs;
+
+    @Mixin
+    SchedulerFlags scheduler;
+
+    @Override
+    public Integer call() throws Exception {
+        ModelConfig config = ModelConfig.load(model);
+        HiddenEncoding encoding = switch (wire.toLowerCase(java.util.Locale.ROOT)) {
+            case "fp32" -> HiddenEncoding.FP32;
+            case "bf16" -> HiddenEncoding.BF16;
+            case "fp8" -> HiddenEncoding.FP8_E4M3;
+            default -> throw new IllegalArgumentException("--wire must be fp32, bf16 or fp8, got '" + wire + "'");
+        };
+        RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
+                .withDeadline(Duration.ofMillis(expertDeadlineMs));
+        RemoteExpertBackend backend = RemoteExpertBackend.connect(zk, cluster, CheckpointFingerprint.of(model), config,
+                options);
+        ServedModel served = ServedModel.open(model, backend.experts(), maxContext);
+        CoordinatorServer server = CoordinatorServer.start(served, backend, scheduler.options(), host, port);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            server.close();
+            backend.close();
+        }, "coordinator-shutdown"));
+        if (!backend.awaitCoverage(Duration.ofSeconds(1))) {
+            log.warn("experts {} have no live worker yet: requests get UNAVAILABLE until workers hosting them join",
+                    backend.missingExperts());
+        }
+        server.awaitTermination();
+        return 0;
+    }
+}

@@ -1,0 +1,147 @@
+package dev.epic.cli;
+
+import dev.epic.coordinator.CoordinatorServer;
+import dev.epic.coordinator.ExpertBackend;
+import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.scheduler.SchedulerOptions;
+import dev.epic.proto.ChatMessage;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.Messages;
+import io.grpc.ManagedChannel;
+import io.grpc.StatusRuntimeException;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.Iterator;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code epic generate}: streams one completion to the terminal. With {@code --model} the same
+ * GenerationService runs in this process (all experts local) and is called over loopback gRPC, so
+ * both modes share one code path.
+ */
+@Command(name = "generate", mixinStandardHelpOptions = true,
+        description = {"Stream a completion: reasoning shown apart from the answer, tool calls printed, tokens/s at the end.",
+            "--chat renders the user message (from --prompt, or stdin) with the model's chat template."})
+public final class GenerateCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    static final class Source {
+        @Option(names = "--model", paramLabel = "DIR", description = "run the model in this process (all experts local)")
+        Path model;
+
+        @Option(names = "--target", paramLabel = "HOST:PORT", description = "a running coordinator (epic coordinator / epic local)")
+        String target;
+    }
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Source source;
+
+    @Option(names = "--prompt", paramLabel = "TEXT", description = "prompt text (with --chat: the user message; default: stdin)")
+    String prompt;
+
+    @Option(names = "--chat", description = "render --prompt / stdin as a user turn with the chat template")
+    boolean chat;
+
+    @Option(names = "--system", paramLabel = "TEXT", description = "system message (with --chat)")
+    String system;
+
+    @Option(names = "--no-think", description = "with --chat: ask the model to skip its thinking block")
+    boolean noThink;
+
+    @Option(names = "--timeout-s", defaultValue = "600", paramLabel = "S", description = "request deadline (default ${DEFAULT-VALUE})")
+    long timeoutS;
+
+    @Mixin
+    SamplingOptions sampling;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter err = spec.commandLine().getErr();
+        GenerateRequest request;
+        try {
+            request = request();
+        } catch (IllegalArgumentException e) {
+            err.println("epic generate: " + e.getMessage());
+            err.flush();
+            return LogitsCommand.BAD_INPUT;
+        }
+        CoordinatorServer local = null;
+        String target = source.target;
+        if (source.model != null) {
+            local = CoordinatorServer.start(ServedModel.open(source.model, null, 0), ExpertBackend.local(),
+                    SchedulerOptions.defaults(), "127.0.0.1", 0);
+            target = local.target();
+        }
+        ManagedChannel channel = Channels.open(target);
+        try {
+            return stream(channel, request, spec.commandLine().getOut(), err, System.console() != null, timeoutS);
+        } finally {
+            channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+            if (local != null) {
+                local.close();
+            }
+        }
+    }
+
+    private GenerateRequest request() throws IOException {
+        if (system != null && !chat) {
+            throw new IllegalArgumentException("--system needs --chat");
+        }
+        String text = prompt;
+        if (text == null) {
+            if (!chat) {
+                throw new IllegalArgumentException("give --prompt TEXT (or --chat to read the user message from stdin)");
+            }
+            text = new String(System.in.readAllBytes(), StandardCharsets.UTF_8).strip();
+        }
+        GenerateRequest.Builder b = GenerateRequest.newBuilder().setSampling(sampling.toProto());
+        if (chat) {
+            Messages.Builder m = Messages.newBuilder();
+            if (system != null) {
+                m.addMessages(ChatMessage.newBuilder().setRole("system").setContent(system));
+            }
+            m.addMessages(ChatMessage.newBuilder().setRole("user").setContent(text));
+            b.setChat(m);
+            if (noThink) {
+                b.setEnableThinking(false);
+            }
+        } else {
+            b.setText(text);
+        }
+        return b.build();
+    }
+
+    /** Streams one request to {@code out}; the summary goes to {@code err}. Returns the exit code. */
+    static int stream(ManagedChannel channel, GenerateRequest request, PrintWriter out, PrintWriter err, boolean ansi,
+            long timeoutS) {
+        StreamPrinter printer = new StreamPrinter(out, ansi);
+        try {
+            Iterator<GenerateResponse> it = GenerationServiceGrpc.newBlockingStub(channel)
+                    .withDeadlineAfter(timeoutS, TimeUnit.SECONDS).generate(request);
+            it.forEachRemaining(printer::accept);
+        } catch (StatusRuntimeException e) {
+            out.println();
+            out.flush();
+            err.println("epic generate: " + e.getStatus().getCode() + ": " + e.getStatus().getDescription());
+            err.flush();
+            return 1;
+        }
+        out.println();
+        out.flush();
+        err.println(printer.summary());
+        err.flush();
+        return 0;
+    }
+}

@@ -1,0 +1,214 @@
+package dev.epic.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.epic.coordinator.CoordinatorServer;
+import dev.epic.coordinator.RemoteExpertBackend;
+import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.experts.RemoteExperts;
+import dev.epic.coordinator.scheduler.SchedulerOptions;
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.transport.ExpertRanges;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
+import org.apache.curator.test.TestingServer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A whole cluster on this machine: an embedded ZooKeeper, N expert-worker processes (separate JVMs
+ * running this same classpath) with the experts spread evenly, each on R of them, and a coordinator
+ * in this process. {@link #close()} stops everything it started.
+ */
+final class LocalCluster implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(LocalCluster.class);
+    static final String CLUSTER = "local";
+
+    /** A worker process and the experts it hosts. */
+    record Worker(Process process, String experts, Path logFile) {}
+
+    private final TestingServer zk;
+    private final List<Worker> workers;
+    private final RemoteExpertBackend backend;
+    private final CoordinatorServer coordinator;
+
+    private LocalCluster(TestingServer zk, List<Worker> workers, RemoteExpertBackend backend,
+            CoordinatorServer coordinator) {
+        this.zk = zk;
+        this.workers = workers;
+        this.backend = backend;
+        this.coordinator = coordinator;
+    }
+
+    /** Experts of worker w: contiguous blocks w, w+1, ..., w+R-1 (mod N), so each expert is on R workers. */
+    static String[] placement(int experts, int workers, int replication) {
+        if (workers < 1) {
+            throw new IllegalArgumentException("--expert-workers must be >= 1, got " + workers);
+        }
+        if (replication < 1 || replication > workers) {
+            throw new IllegalArgumentException("--replication must be in [1, --expert-workers=" + workers + "], got "
+                    + replication);
+        }
+        if (workers > experts) {
+            throw new IllegalArgumentException(workers + " workers for " + experts + " experts: some would host none");
+        }
+        String[] out = new String[workers];
+        for (int w = 0; w < workers; w++) {
+            List<Integer> ids = new ArrayList<>();
+            for (int r = 0; r < replication; r++) {
+                int block = (w + r) % workers;
+                int from = (int) ((long) block * experts / workers);
+                int to = (int) ((long) (block + 1) * experts / workers);
+                IntStream.range(from, to).forEach(ids::add);
+            }
+            out[w] = ExpertRanges.format(ids.stream().mapToInt(Integer::intValue).sorted().toArray());
+        }
+        return out;
+    }
+
+    /**
+     * Starts ZooKeeper, the workers and the coordinator, and returns once every expert is covered.
+     *
+     * @param logDir where worker logs go (null = inherit this process's stderr)
+     */
+    static LocalCluster start(Path model, int workerCount, int replication, String host, int port,
+            SchedulerOptions options, Path logDir) throws Exception {
+        ModelConfig config = ModelConfig.load(model);
+        if (config.nRoutedExperts() == null) {
+            throw new IllegalArgumentException(model + " is a dense model: there are no experts to put on workers");
+        }
+        String[] placement = placement(config.nRoutedExperts(), workerCount, replication);
+        TestingServer zk = new TestingServer(true);
+        List<Worker> workers = new ArrayList<>();
+        RemoteExpertBackend backend = null;
+        try {
+            for (int w = 0; w < workerCount; w++) {
+                workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir));
+            }
+            CheckpointFingerprint fp = CheckpointFingerprint.of(model);
+            backend = RemoteExpertBackend.connect(zk.getConnectString(), CLUSTER, fp, config,
+                    RemoteExperts.Options.defaults());
+            awaitCoverage(backend, workers);
+            ServedModel served = ServedModel.open(model, backend.experts(), 0);
+            CoordinatorServer coordinator = CoordinatorServer.start(served, backend, options, host, port);
+            return new LocalCluster(zk, workers, backend, coordinator);
+        } catch (Exception | Error e) {
+            if (backend != null) {
+                backend.close();
+            }
+            workers.forEach(w -> stop(w.process()));
+            zk.close();
+            throw e;
+        }
+    }
+
+    private static void awaitCoverage(RemoteExpertBackend backend, List<Worker> workers) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(3);
+        while (!backend.awaitCoverage(Duration.ofMillis(200))) {
+            for (Worker w : workers) {
+                if (!w.process().isAlive()) {
+                    throw new IllegalStateException("expert worker (experts " + w.experts() + ") exited with code "
+                            + w.process().exitValue() + (w.logFile() == null ? "" : "; see " + w.logFile()));
+                }
+            }
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException("expert workers did not cover experts " + backend.missingExperts()
+                        + " within 3 minutes");
+            }
+        }
+    }
+
+    /** `epic expert-worker` in a new JVM with this process's java, flags and classpath. */
+    static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir) throws IOException {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent") && !arg.startsWith("-Xrunjdwp")) {
+                cmd.add(arg);
+            }
+        }
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "expert-worker",
+                "--model", model.toAbsolutePath().toString(), "--experts", experts, "--zk", zkConnect,
+                "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",
+                "--drain-ms", "500"));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD);
+        Path logFile = null;
+        if (logDir != null) {
+            Files.createDirectories(logDir);
+            logFile = logDir.resolve(id + ".log");
+            pb.redirectErrorStream(false).redirectError(logFile.toFile());
+        } else {
+            pb.redirectError(ProcessBuilder.Redirect.INHERIT);
+        }
+        Process p = pb.start();
+        log.info("started expert worker {} (pid {}) for experts {}", id, p.pid(), experts);
+        return new Worker(p, experts, logFile);
+    }
+
+    String target() {
+        return coordinator.target();
+    }
+
+    String zkConnect() {
+        return zk.getConnectString();
+    }
+
+    List<Worker> workers() {
+        return workers;
+    }
+
+    CoordinatorServer coordinator() {
+        return coordinator;
+    }
+
+    /** The one-line JSON description `epic local` prints. */
+    String describe() {
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode o = json.createObjectNode();
+        o.put("target", target());
+        o.put("zk", zkConnect());
+        o.put("cluster", CLUSTER);
+        ArrayNode ws = o.putArray("workers");
+        for (Worker w : workers) {
+            ws.addObject().put("pid", w.process().pid()).put("experts", w.experts());
+        }
+        return o.toString();
+    }
+
+    private static void stop(Process p) {
+        if (!p.isAlive()) {
+            return;
+        }
+        p.destroy(); // SIGTERM: the worker drains and deregisters
+        try {
+            if (!p.waitFor(5, TimeUnit.SECONDS)) {
+                p.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+            }
+        } catch (InterruptedException e) {
+            p.destroyForcibly();
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void close() {
+        coordinator.close();
+        workers.forEach(w -> w.process().destroy());
+        workers.forEach(w -> stop(w.process()));
+        backend.close();
+        try {
+            zk.close();
+        } catch (IOException e) {
+            log.warn("closing embedded ZooKeeper: {}", e.toString());
+        }
+    }
+}

@@ -1,0 +1,58 @@
+package dev.epic.cli;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/** {@code epic local}: ZooKeeper, expert workers and a coordinator on this machine. */
+@Command(name = "local", mixinStandardHelpOptions = true,
+        description = {"Run a whole cluster on this machine: embedded ZooKeeper, N expert-worker processes and the",
+            "coordinator. Prints one JSON line {\"target\", \"zk\", \"workers\": [{\"pid\", \"experts\"}]} once every",
+            "expert is served, then serves until killed (the workers are stopped with it)."})
+public final class LocalCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "checkpoint directory")
+    Path model;
+
+    @Option(names = "--expert-workers", defaultValue = "2", paramLabel = "N", description = "worker processes (default ${DEFAULT-VALUE})")
+    int workers;
+
+    @Option(names = "--replication", defaultValue = "1", paramLabel = "R", description = "workers per expert (default ${DEFAULT-VALUE})")
+    int replication;
+
+    @Option(names = "--port", defaultValue = "50051", description = "coordinator gRPC port (0 = any free port; default ${DEFAULT-VALUE})")
+    int port;
+
+    @Option(names = "--host", defaultValue = "127.0.0.1", paramLabel = "ADDR", description = "address to bind (default ${DEFAULT-VALUE})")
+    String host;
+
+    @Option(names = "--worker-logs", paramLabel = "DIR", description = "write worker logs here (default: this process's stderr)")
+    Path workerLogs;
+
+    @Mixin
+    SchedulerFlags scheduler;
+
+    @Override
+    public Integer call() throws Exception {
+        LocalCluster cluster = LocalCluster.start(model, workers, replication, host, port, scheduler.options(), workerLogs);
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            cluster.close();
+            stopped.countDown();
+        }, "local-cluster-shutdown"));
+        PrintWriter out = spec.commandLine().getOut();
+        out.println(cluster.describe());
+        out.flush();
+        cluster.coordinator().awaitTermination();
+        stopped.await();
+        return 0;
+    }
+}

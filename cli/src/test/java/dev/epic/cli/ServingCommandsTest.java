@@ -1,0 +1,85 @@
+package dev.epic.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.coordinator.CoordinatorServer;
+import dev.epic.coordinator.ExpertBackend;
+import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.scheduler.SchedulerOptions;
+import dev.epic.transport.ExpertRanges;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+
+/** epic generate / logits --target / local's expert placement, against an in-process coordinator on tiny-v3. */
+class ServingCommandsTest {
+    private static final Path TINY = LogitsCommandTest.testdata("tiny-v3");
+
+    @Test
+    void logitsThroughACoordinatorPrintExactlyWhatTheLocalEngineDoes() throws Exception {
+        String ids = "5,17,4,99,1000";
+        LogitsCommandTest.Run local = LogitsCommandTest.run(new LogitsCommand(), "--model", TINY.toString(), "--ids", ids,
+                "--steps", "3");
+        assertEquals(0, local.code(), local.err());
+        try (CoordinatorServer server = CoordinatorServer.start(ServedModel.open(TINY, null, 0), ExpertBackend.local(),
+                SchedulerOptions.defaults(), "127.0.0.1", 0)) {
+            LogitsCommandTest.Run remote = LogitsCommandTest.run(new LogitsCommand(), "--target", server.target(), "--ids",
+                    ids, "--steps", "3");
+            assertEquals(0, remote.code(), remote.err());
+            assertEquals(local.out(), remote.out());
+            LogitsCommandTest.Run bad = LogitsCommandTest.run(new LogitsCommand(), "--target", server.target(), "--ids",
+                    "5,4096");
+            assertEquals(LogitsCommand.BAD_INPUT, bad.code());
+            assertTrue(bad.err().contains("INVALID_ARGUMENT") && bad.err().contains("4096"), bad.err());
+        }
+        LogitsCommandTest.Run both = LogitsCommandTest.run(new LogitsCommand(), "--model", TINY.toString(), "--target",
+                "127.0.0.1:1", "--ids", ids);
+        assertEquals(LogitsCommand.BAD_INPUT, both.code());
+        assertTrue(both.err().contains("exactly one of --model"), both.err());
+    }
+
+    @Test
+    void generateWithAModelStreamsAndSummarises() {
+        // "a b c d e" encodes to ids below tiny-v3's 2048-entry vocabulary.
+        LogitsCommandTest.Run r = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                "a b c d e", "--max-tokens", "5", "--seed", "3", "--ignore-eos");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("[finish: length; prompt 5 tokens, completion 5 tokens"), r.err());
+        LogitsCommandTest.Run again = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                "a b c d e", "--max-tokens", "5", "--seed", "3", "--ignore-eos");
+        assertEquals(r.out(), again.out());
+    }
+
+    @Test
+    void generateReportsServerSideValidation() {
+        LogitsCommandTest.Run r = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                "x", "--temperature", "-1");
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("INVALID_ARGUMENT: sampling.temperature"), r.err());
+        LogitsCommandTest.Run none = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString());
+        assertEquals(LogitsCommand.BAD_INPUT, none.code());
+        assertTrue(none.err().contains("--prompt"), none.err());
+    }
+
+    @Test
+    void placementPutsEachExpertOnReplicationWorkers() {
+        for (int[] shape : new int[][] {{64, 2, 1}, {64, 3, 2}, {256, 5, 3}, {10, 4, 4}}) {
+            String[] p = LocalCluster.placement(shape[0], shape[1], shape[2]);
+            assertEquals(shape[1], p.length);
+            int[] count = new int[shape[0]];
+            for (String spec : p) {
+                for (int e : ExpertRanges.parse(spec, shape[0])) {
+                    count[e]++;
+                }
+            }
+            for (int e = 0; e < shape[0]; e++) {
+                assertEquals(shape[2], count[e], "expert " + e + " in " + String.join(" | ", p));
+            }
+        }
+        assertEquals("0-31", LocalCluster.placement(64, 2, 1)[0]);
+        assertThrows(IllegalArgumentException.class, () -> LocalCluster.placement(64, 2, 3));
+        assertThrows(IllegalArgumentException.class, () -> LocalCluster.placement(64, 0, 1));
+        assertThrows(IllegalArgumentException.class, () -> LocalCluster.placement(4, 8, 1));
+    }
+}

@@ -1,0 +1,112 @@
+package dev.epic.coordinator;
+
+import dev.epic.coordinator.api.GenerationServiceImpl;
+import dev.epic.coordinator.api.MalformedRequests;
+import dev.epic.coordinator.scheduler.Scheduler;
+import dev.epic.coordinator.scheduler.SchedulerOptions;
+import dev.epic.proto.GenerationServiceGrpc;
+import io.grpc.Server;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import io.grpc.services.HealthStatusManager;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A running coordinator: the GenerationService over one {@link Scheduler}, plus grpc.health.v1
+ * (SERVING while every expert has a live worker) and server reflection, on one gRPC port.
+ */
+public final class CoordinatorServer implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(CoordinatorServer.class);
+    public static final String SERVICE = GenerationServiceGrpc.SERVICE_NAME;
+
+    private final Server server;
+    private final Scheduler scheduler;
+    private final HealthStatusManager health;
+    private final ScheduledExecutorService healthCheck;
+    private final String host;
+
+    private CoordinatorServer(Server server, Scheduler scheduler, HealthStatusManager health,
+            ScheduledExecutorService healthCheck, String host) {
+        this.server = server;
+        this.scheduler = scheduler;
+        this.health = health;
+        this.healthCheck = healthCheck;
+        this.host = host;
+    }
+
+    /** Binds {@code host:port} (port 0 = any free port) and starts serving. */
+    public static CoordinatorServer start(ServedModel model, ExpertBackend experts, SchedulerOptions options,
+            String host, int port) throws IOException {
+        Scheduler scheduler = new Scheduler(model.transformer(), options).start();
+        HealthStatusManager health = new HealthStatusManager();
+        Server server;
+        try {
+            server = NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
+                    .addService(MalformedRequests.guard(new GenerationServiceImpl(model, scheduler, experts)))
+                    .addService(health.getHealthService())
+                    .addService(ProtoReflectionServiceV1.newInstance())
+                    .addService(v1alphaReflection()) // older grpcurl speaks only v1alpha
+                    .build()
+                    .start();
+        } catch (IOException | RuntimeException e) {
+            scheduler.close();
+            throw e;
+        }
+        ScheduledExecutorService check = Executors.newSingleThreadScheduledExecutor(
+                Thread.ofPlatform().name("epic-health").daemon(true).factory());
+        check.scheduleWithFixedDelay(() -> {
+            ServingStatus s = experts.missingExperts().isEmpty() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+            health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, s);
+            health.setStatus(SERVICE, s);
+        }, 0, 1, TimeUnit.SECONDS);
+        log.info("coordinator serving {} ({}) on {}:{}: max-batch {}, max-queue {}, prefill budget {} tokens, "
+                        + "context {}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),
+                options.maxBatch(), options.maxQueue(), options.prefillBudget(), model.maxContext());
+        return new CoordinatorServer(server, scheduler, health, check, host);
+    }
+
+    @SuppressWarnings("deprecation")
+    private static io.grpc.BindableService v1alphaReflection() {
+        return io.grpc.protobuf.services.ProtoReflectionService.newInstance();
+    }
+
+    public int port() {
+        return server.getPort();
+    }
+
+    /** host:port clients dial. */
+    public String target() {
+        return (host.equals("0.0.0.0") || host.equals("::") ? "127.0.0.1" : host) + ":" + port();
+    }
+
+    public Scheduler scheduler() {
+        return scheduler;
+    }
+
+    public void awaitTermination() throws InterruptedException {
+        server.awaitTermination();
+    }
+
+    @Override
+    public void close() {
+        health.enterTerminalState();
+        healthCheck.shutdownNow();
+        server.shutdown();
+        scheduler.close(); // running streams end with finish_reason CANCELLED
+        try {
+            if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
+                server.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            server.shutdownNow();
+        }
+    }
+}

@@ -1,0 +1,28 @@
+package dev.epic.coordinator;
+
+import dev.epic.proto.WorkerAnnouncement;
+import java.util.List;
+
+/** Where the served model's routed experts run, as far as admission and ModelInfo care. */
+public interface ExpertBackend {
+    /** Experts with no live worker now, as ranges like "3-5,9"; "" when all are covered. */
+    String missingExperts();
+
+    /** Live expert workers (empty when experts run in-process). */
+    List<WorkerAnnouncement> workers();
+
+    /** All experts in this process: always covered. */
+    static ExpertBackend local() {
+        return new ExpertBackend() {
+            @Override
+            public String missingExperts() {
+                return "";
+            }
+
+            @Override
+            public List<WorkerAnnouncement> workers() {
+                return List.of();
+            }
+        };
+    }
+}

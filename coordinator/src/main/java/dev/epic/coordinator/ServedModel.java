@@ -1,0 +1,53 @@
+package dev.epic.coordinator;
+
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.Transformer;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.moe.LocalExperts;
+import dev.epic.model.moe.RoutedExperts;
+import dev.epic.text.chat.ChatTemplate;
+import dev.epic.text.tokenizer.Tokenizer;
+import dev.epic.text.tokenizer.TokenizerConfig;
+import java.nio.file.Path;
+
+/**
+ * Everything the front door needs about the model it serves: the transformer (attention and dense
+ * layers here, routed experts wherever {@code experts} puts them), its tokenizer and chat template,
+ * identity, and the context limit requests are validated against.
+ */
+public record ServedModel(Path directory, ModelConfig config, Transformer transformer, Tokenizer tokenizer,
+                          ChatTemplate chatTemplate, CheckpointFingerprint fingerprint, int maxContext) {
+
+    public ServedModel {
+        if (maxContext < 2 || maxContext > config.maxPositionEmbeddings()) {
+            throw new IllegalArgumentException("max context must be in [2, max_position_embeddings "
+                    + config.maxPositionEmbeddings() + "], got " + maxContext);
+        }
+    }
+
+    /**
+     * Opens {@code dir} (kept open for the process's life: the weights stay memory-mapped).
+     *
+     * @param experts    routed experts; null = all local
+     * @param maxContext prompt + completion limit; 0 = the model's max_position_embeddings
+     */
+    public static ServedModel open(Path dir, RoutedExperts experts, int maxContext) {
+        Checkpoint checkpoint = Checkpoint.open(dir);
+        ModelConfig c = checkpoint.config();
+        if (experts == null && c.nRoutedExperts() != null) {
+            experts = LocalExperts.all(c, checkpoint);
+        }
+        Transformer transformer = new Transformer(c, checkpoint, experts);
+        Tokenizer tokenizer = Tokenizer.fromModelDir(dir);
+        TokenizerConfig tc = tokenizer.config();
+        ChatTemplate template = tc.chatTemplate() != null ? ChatTemplate.fromConfig(tc) : ChatTemplate.deepSeekR1_0528(tc);
+        int limit = maxContext > 0 ? Math.min(maxContext, c.maxPositionEmbeddings()) : c.maxPositionEmbeddings();
+        return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit);
+    }
+
+    /** A short name for logs: the directory's name. */
+    public String name() {
+        return fingerprint.name();
+    }
+}

@@ -1,0 +1,343 @@
+package dev.epic.coordinator.api;
+
+import com.google.protobuf.ByteString;
+import dev.epic.coordinator.ExpertBackend;
+import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.scheduler.GenerationTask;
+import dev.epic.coordinator.scheduler.LogitsTask;
+import dev.epic.coordinator.scheduler.QueueFullException;
+import dev.epic.coordinator.scheduler.Scheduler;
+import dev.epic.proto.FinishReason;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.LogitsRequest;
+import dev.epic.proto.LogitsResponse;
+import dev.epic.proto.ModelFingerprint;
+import dev.epic.proto.ModelInfoRequest;
+import dev.epic.proto.ModelInfoResponse;
+import dev.epic.proto.StepLogits;
+import dev.epic.proto.TokenizeRequest;
+import dev.epic.proto.TokenizeResponse;
+import dev.epic.proto.ToolCall;
+import dev.epic.proto.Usage;
+import dev.epic.text.generate.Delta;
+import dev.epic.text.generate.Generation;
+import dev.epic.text.generate.GenerationOptions;
+import dev.epic.text.output.ReasoningMode;
+import dev.epic.text.sampling.InvalidSamplingException;
+import dev.epic.text.sampling.SamplingParams;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.HashSet;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletionException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The public GenerationService: maps requests to scheduled sequences and their deltas back to
+ * responses. Transport only: prompts are built by {@link PromptBuilder}, batching is the
+ * {@link Scheduler}'s, text handling is {@link Generation}'s.
+ */
+public final class GenerationServiceImpl extends GenerationServiceGrpc.GenerationServiceImplBase {
+    private static final Logger log = LoggerFactory.getLogger(GenerationServiceImpl.class);
+
+    private final ServedModel model;
+    private final Scheduler scheduler;
+    private final ExpertBackend experts;
+    private final PromptBuilder prompts;
+    private final String modelType;
+
+    public GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts) {
+        this.model = model;
+        this.scheduler = scheduler;
+        this.experts = experts;
+        this.prompts = new PromptBuilder(model);
+        this.modelType = ModelType.of(model.directory());
+    }
+
+    @Override
+    public void generate(GenerateRequest req, StreamObserver<GenerateResponse> out) {
+        ServerCallStreamObserver<GenerateResponse> call = (ServerCallStreamObserver<GenerateResponse>) out;
+        String id = req.getRequestId().isEmpty() ? "req-" + UUID.randomUUID().toString().substring(0, 8) : req.getRequestId();
+        GenerationTask task;
+        try {
+            Prompt prompt = prompt(req);
+            SamplingParams params = sampling(req.getSampling());
+            requireExperts();
+            Generation generation = new Generation(model.tokenizer(), prompt.ids(), params,
+                    GenerationOptions.defaults().withMaxContextLength(model.maxContext()).withReasoning(prompt.reasoning()));
+            task = new GenerationTask(prompt.ids(), generation, new StreamSink(call, id));
+            GenerationTask t = task;
+            call.setOnCancelHandler(() -> {
+                t.cancel();
+                scheduler.wake();
+            });
+            scheduler.submit(task);
+            log.debug("{}: {} prompt tokens queued", id, prompt.ids().length);
+        } catch (StatusRuntimeException e) {
+            out.onError(e);
+        } catch (QueueFullException e) {
+            out.onError(Status.RESOURCE_EXHAUSTED.withDescription(e.getMessage()).asRuntimeException());
+        } catch (IllegalArgumentException e) {
+            out.onError(PromptBuilder.invalid(e.getMessage()));
+        }
+    }
+
+    /** Prompt ids and where the output starts relative to a think block. */
+    private record Prompt(int[] ids, ReasoningMode reasoning) {}
+
+    private Prompt prompt(GenerateRequest req) {
+        if (req.getToolsCount() > 0 && req.getPromptCase() != GenerateRequest.PromptCase.CHAT) {
+            throw PromptBuilder.invalid("tools are only allowed with a chat prompt");
+        }
+        Prompt p = switch (req.getPromptCase()) {
+            case CHAT -> {
+                String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(), true);
+                if (req.hasEnableThinking() && !req.getEnableThinking()) {
+                    text += PromptBuilder.EMPTY_THINK;
+                }
+                yield new Prompt(prompts.fitModel(prompts.encode(text, "chat"), "chat"), ReasoningMode.forPrompt(text));
+            }
+            case TEXT -> new Prompt(prompts.fitModel(prompts.encode(req.getText(), "text"), "text"),
+                    ReasoningMode.forPrompt(req.getText()));
+            case TOKEN_IDS -> new Prompt(prompts.ids(req.getTokenIds().getIdsList(), "token_ids.ids"), ReasoningMode.DETECT);
+            case PROMPT_NOT_SET -> new Prompt(new int[0], ReasoningMode.DETECT);
+        };
+        prompts.checkLength(p.ids(), 1);
+        return p;
+    }
+
+    /** Proto sampling fields over the server defaults, validated by the sampling package. */
+    static SamplingParams sampling(dev.epic.proto.SamplingParams p) {
+        SamplingParams.Builder b = SamplingParams.builder();
+        if (p.hasTemperature()) {
+            b.temperature(p.getTemperature());
+        }
+        if (p.hasTopP()) {
+            b.topP(p.getTopP());
+        }
+        if (p.hasTopK()) {
+            b.topK(p.getTopK());
+        }
+        if (p.hasMinP()) {
+            b.minP(p.getMinP());
+        }
+        if (p.hasSeed()) {
+            b.seed(p.getSeed());
+        }
+        b.presencePenalty(p.getPresencePenalty());
+        b.frequencyPenalty(p.getFrequencyPenalty());
+        if (p.hasRepetitionPenalty()) {
+            b.repetitionPenalty(p.getRepetitionPenalty());
+        }
+        if (p.hasMaxTokens()) {
+            long max = Integer.toUnsignedLong(p.getMaxTokens());
+            b.maxTokens((int) Math.min(max, Integer.MAX_VALUE));
+        }
+        b.stop(p.getStopList());
+        Set<Integer> stopIds = new HashSet<>();
+        for (int id : p.getStopTokenIdsList()) {
+            stopIds.add(id);
+        }
+        b.stopTokenIds(stopIds);
+        b.ignoreEos(p.getIgnoreEos());
+        try {
+            return b.build();
+        } catch (InvalidSamplingException e) {
+            throw PromptBuilder.invalid("sampling." + e.getMessage());
+        }
+    }
+
+    private void requireExperts() {
+        String missing = experts.missingExperts();
+        if (!missing.isEmpty()) {
+            throw Status.UNAVAILABLE.withDescription("no live expert worker for experts " + missing
+                    + " of " + model.name() + "; retry when workers hosting them have joined").asRuntimeException();
+        }
+    }
+
+    /** Streams deltas to one gRPC call; runs on the engine thread. */
+    private final class StreamSink implements GenerationTask.Sink {
+        private final ServerCallStreamObserver<GenerateResponse> call;
+        private final String id;
+        private int reasoningTokens;
+
+        StreamSink(ServerCallStreamObserver<GenerateResponse> call, String id) {
+            this.call = call;
+            this.id = id;
+        }
+
+        @Override
+        public void delta(Delta d) {
+            if (!d.reasoning().isEmpty()) {
+                reasoningTokens = d.usage().completionTokens();
+            }
+            if (call.isCancelled()) {
+                return;
+            }
+            GenerateResponse.Builder r = GenerateResponse.newBuilder().setRequestId(id)
+                    .setText(d.content()).setReasoningText(d.reasoning());
+            for (int t : d.tokenIds()) {
+                r.addTokenIds(t);
+            }
+            for (dev.epic.text.output.ToolCall c : d.toolCalls()) {
+                r.addToolCalls(ToolCall.newBuilder().setId(c.id()).setName(c.name()).setArguments(c.arguments()));
+            }
+            if (d.finished()) {
+                r.setFinishReason(finishReason(d.finishReason()));
+                r.setUsage(Usage.newBuilder().setPromptTokens(d.usage().promptTokens())
+                        .setCompletionTokens(d.usage().completionTokens()).setReasoningTokens(reasoningTokens));
+            }
+            try {
+                call.onNext(r.build());
+                if (d.finished()) {
+                    call.onCompleted();
+                }
+            } catch (StatusRuntimeException | IllegalStateException e) {
+                log.debug("{}: client went away: {}", id, e.getMessage()); // cancelled between check and send
+            }
+        }
+
+        @Override
+        public void cancelled(Delta last) {
+            if (call.isCancelled()) {
+                log.debug("{}: cancelled by the client", id);
+                return;
+            }
+            delta(last); // server shutdown: tell the client how it ended
+        }
+
+        @Override
+        public void failed(Throwable error) {
+            log.warn("{}: failed: {}", id, error.toString());
+            if (!call.isCancelled()) {
+                try {
+                    call.onError(toStatus(error));
+                } catch (IllegalStateException e) {
+                    log.debug("{}: could not report failure: {}", id, e.getMessage());
+                }
+            }
+        }
+    }
+
+    static FinishReason finishReason(dev.epic.text.generate.FinishReason r) {
+        return switch (r) {
+            case STOP, EOS -> FinishReason.STOP;
+            case LENGTH -> FinishReason.LENGTH;
+            case TOOL_CALLS -> FinishReason.TOOL_CALLS;
+            case CANCELLED -> FinishReason.CANCELLED;
+        };
+    }
+
+    static StatusRuntimeException toStatus(Throwable error) {
+        if (error instanceof StatusRuntimeException s) {
+            return s;
+        }
+        if (error instanceof CompletionException && error.getCause() != null) {
+            return toStatus(error.getCause());
+        }
+        if (error instanceof CancellationException) {
+            return Status.CANCELLED.withDescription(error.getMessage()).asRuntimeException();
+        }
+        Status s = Status.fromThrowable(error);
+        if (s.getCode() == Status.Code.UNKNOWN) {
+            s = Status.INTERNAL.withDescription(error.toString()).withCause(error);
+        }
+        return s.asRuntimeException();
+    }
+
+    @Override
+    public void tokenize(TokenizeRequest req, StreamObserver<TokenizeResponse> out) {
+        try {
+            TokenizeResponse.Builder r = TokenizeResponse.newBuilder();
+            int[] ids = switch (req.getInputCase()) {
+                case TEXT -> prompts.encode(req.getText(), "text");
+                case CHAT -> {
+                    String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(),
+                            req.getAddGenerationPrompt());
+                    r.setText(text);
+                    yield prompts.encode(text, "chat");
+                }
+                case INPUT_NOT_SET -> throw PromptBuilder.invalid("input is empty: give text or chat messages");
+            };
+            for (int id : ids) {
+                r.addTokenIds(id);
+            }
+            out.onNext(r.build());
+            out.onCompleted();
+        } catch (StatusRuntimeException e) {
+            out.onError(e);
+        }
+    }
+
+    @Override
+    public void logits(LogitsRequest req, StreamObserver<LogitsResponse> out) {
+        ServerCallStreamObserver<LogitsResponse> call = (ServerCallStreamObserver<LogitsResponse>) out;
+        LogitsTask task;
+        try {
+            int steps = req.getSteps();
+            if (steps < 0 || steps > model.maxContext()) {
+                throw PromptBuilder.invalid("steps = " + Integer.toUnsignedString(steps) + " exceeds the context of "
+                        + model.maxContext() + " positions");
+            }
+            int[] ids = prompts.checkLength(prompts.ids(req.getPromptTokenIdsList(), "prompt_token_ids"), steps);
+            requireExperts();
+            task = new LogitsTask(ids, steps);
+            call.setOnCancelHandler(() -> {
+                task.cancel();
+                scheduler.wake();
+            });
+            scheduler.submit(task);
+        } catch (StatusRuntimeException e) {
+            out.onError(e);
+            return;
+        } catch (QueueFullException e) {
+            out.onError(Status.RESOURCE_EXHAUSTED.withDescription(e.getMessage()).asRuntimeException());
+            return;
+        }
+        task.result().whenComplete((result, error) -> {
+            if (call.isCancelled()) {
+                return;
+            }
+            if (error != null) {
+                out.onError(toStatus(error));
+                return;
+            }
+            LogitsResponse.Builder r = LogitsResponse.newBuilder().setVocabSize(model.config().vocabSize());
+            for (int k = 0; k < result.logits().size(); k++) {
+                float[] l = result.logits().get(k);
+                ByteBuffer buf = ByteBuffer.allocate(l.length * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+                buf.asFloatBuffer().put(l);
+                r.addSteps(StepLogits.newBuilder().setLogits(ByteString.copyFrom(buf.array())).setArgmax(result.argmax()[k]));
+            }
+            out.onNext(r.build());
+            out.onCompleted();
+        });
+    }
+
+    @Override
+    public void modelInfo(ModelInfoRequest req, StreamObserver<ModelInfoResponse> out) {
+        var c = model.config();
+        ModelInfoResponse.Builder r = ModelInfoResponse.newBuilder()
+                .setFingerprint(ModelFingerprint.newBuilder().setName(model.fingerprint().name())
+                        .setSha256(model.fingerprint().sha256()))
+                .setModelType(modelType)
+                .setVocabSize(c.vocabSize())
+                .setHiddenSize(c.hiddenSize())
+                .setNumLayers(c.numHiddenLayers())
+                .setNumRoutedExperts(c.nRoutedExperts() == null ? 0 : c.nRoutedExperts())
+                .setExpertsPerToken(c.nRoutedExperts() == null ? 0 : c.numExpertsPerTok())
+                .setMaxContext(model.maxContext())
+                .addAllExpertWorkers(experts.workers());
+        out.onNext(r.build());
+        out.onCompleted();
+    }
+}

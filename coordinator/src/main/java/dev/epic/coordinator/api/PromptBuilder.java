@@ -1,0 +1,161 @@
+package dev.epic.coordinator.api;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.epic.coordinator.ServedModel;
+import dev.epic.proto.ChatMessage;
+import dev.epic.proto.Tool;
+import dev.epic.proto.ToolCall;
+import dev.epic.text.TextException;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Turns the prompt part of an API request into token ids: chat messages through the model's chat
+ * template, raw text through the tokenizer, or ids as given. Every problem is INVALID_ARGUMENT naming
+ * the field.
+ */
+final class PromptBuilder {
+    static final Set<String> ROLES = Set.of("system", "user", "assistant", "tool");
+    /** What DeepSeek templates put after the assistant tag to skip thinking. */
+    static final String EMPTY_THINK = "<think>\n\n</think>\n\n";
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final ServedModel model;
+
+    PromptBuilder(ServedModel model) {
+        this.model = model;
+    }
+
+    /** The rendered prompt text of a conversation. */
+    String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt) {
+        if (messages.isEmpty()) {
+            throw invalid("chat.messages is empty: a chat prompt needs at least one message");
+        }
+        List<dev.epic.text.chat.ChatMessage> msgs = new ArrayList<>(messages.size());
+        for (int i = 0; i < messages.size(); i++) {
+            msgs.add(message(messages.get(i), "chat.messages[" + i + "]"));
+        }
+        try {
+            return model.chatTemplate().render(msgs, tools.isEmpty() ? null : toolMaps(tools), addGenerationPrompt);
+        } catch (TextException e) {
+            throw invalid(e.getMessage());
+        }
+    }
+
+    int[] encode(String text, String field) {
+        try {
+            return model.tokenizer().encode(text);
+        } catch (TextException e) {
+            throw invalid(field + ": " + e.getMessage());
+        }
+    }
+
+    /** Every id must fit the model too (a tokenizer may be larger than the lm_head). */
+    int[] fitModel(int[] ids, String field) {
+        int vocab = model.config().vocabSize();
+        for (int id : ids) {
+            if (id >= vocab) {
+                throw invalid(field + ": the tokenizer gives id " + id + " ('" + model.tokenizer().tokenString(id)
+                        + "'), outside the model's vocabulary [0, " + vocab + ")");
+            }
+        }
+        return ids;
+    }
+
+    /** Checks ids against the model's vocabulary (the lm_head size). */
+    int[] ids(List<Integer> ids, String field) {
+        int vocab = model.config().vocabSize();
+        int[] out = new int[ids.size()];
+        for (int i = 0; i < out.length; i++) {
+            int id = ids.get(i);
+            if (id < 0 || id >= vocab) {
+                throw invalid(field + "[" + i + "] = " + Integer.toUnsignedString(id) + " is outside the vocabulary [0, "
+                        + vocab + ")");
+            }
+            out[i] = id;
+        }
+        return out;
+    }
+
+    /** Empty and over-long prompts; {@code reserve} positions must stay free after the prompt. */
+    int[] checkLength(int[] ids, int reserve) {
+        if (ids.length == 0) {
+            throw invalid("prompt is empty: give chat messages, text or token ids");
+        }
+        if ((long) ids.length + reserve > model.maxContext()) {
+            throw invalid("prompt has " + ids.length + " tokens" + (reserve > 0 ? " (+" + reserve + " to generate)" : "")
+                    + " but the context holds " + model.maxContext() + " positions");
+        }
+        return ids;
+    }
+
+    private static dev.epic.text.chat.ChatMessage message(ChatMessage m, String where) {
+        if (!ROLES.contains(m.getRole())) {
+            throw invalid(where + ".role '" + m.getRole() + "' is not one of system, user, assistant, tool");
+        }
+        List<dev.epic.text.chat.ToolCall> calls = null;
+        if (m.getToolCallsCount() > 0) {
+            if (!m.getRole().equals("assistant")) {
+                throw invalid(where + ".tool_calls: only assistant messages carry tool calls");
+            }
+            calls = new ArrayList<>();
+            for (int j = 0; j < m.getToolCallsCount(); j++) {
+                ToolCall c = m.getToolCalls(j);
+                if (c.getName().isEmpty()) {
+                    throw invalid(where + ".tool_calls[" + j + "].name is empty");
+                }
+                calls.add(new dev.epic.text.chat.ToolCall(c.getId().isEmpty() ? null : c.getId(), "function",
+                        c.getName(), c.getArguments().isEmpty() ? "{}" : c.getArguments()));
+            }
+        }
+        String content = m.getContent();
+        if (calls != null && content.isEmpty()) {
+            content = null; // an assistant turn that only calls tools
+        }
+        return new dev.epic.text.chat.ChatMessage(m.getRole(), content, calls,
+                m.getReasoning().isEmpty() ? null : m.getReasoning(), null,
+                m.getToolCallId().isEmpty() ? null : m.getToolCallId());
+    }
+
+    /** OpenAI-shaped tool definitions, as the templates expect them. */
+    private static List<Object> toolMaps(List<Tool> tools) {
+        List<Object> out = new ArrayList<>(tools.size());
+        for (int i = 0; i < tools.size(); i++) {
+            Tool t = tools.get(i);
+            if (t.getName().isEmpty()) {
+                throw invalid("tools[" + i + "].name is empty");
+            }
+            Map<String, Object> fn = new LinkedHashMap<>();
+            fn.put("name", t.getName());
+            fn.put("description", t.getDescription());
+            String schema = t.getParametersJsonSchema();
+            if (!schema.isEmpty()) {
+                try {
+                    Object params = JSON.readValue(schema, Object.class);
+                    if (!(params instanceof Map)) {
+                        throw invalid("tools[" + i + "].parameters_json_schema must be a JSON object");
+                    }
+                    fn.put("parameters", params);
+                } catch (JsonProcessingException e) {
+                    throw invalid("tools[" + i + "].parameters_json_schema is not valid JSON: "
+                            + e.getOriginalMessage());
+                }
+            }
+            Map<String, Object> tool = new LinkedHashMap<>();
+            tool.put("type", "function");
+            tool.put("function", fn);
+            out.add(tool);
+        }
+        return out;
+    }
+
+    static StatusRuntimeException invalid(String message) {
+        return Status.INVALID_ARGUMENT.withDescription(message).asRuntimeException();
+    }
+}

@@ -1,0 +1,68 @@
+package dev.epic.coordinator.scheduler;
+
+import dev.epic.text.generate.Delta;
+import dev.epic.text.generate.Generation;
+
+/**
+ * A text completion as a scheduled sequence: each step's logits go through the sequence's own
+ * {@link Generation} (seeded sampler, stop strings, reasoning and tool-call parsing) and every
+ * accepted token's {@link Delta} goes to the sink, on the engine thread.
+ */
+public final class GenerationTask implements SequenceTask {
+    /** Where the deltas of one completion go (a gRPC stream, a test's list). */
+    public interface Sink {
+        /** One accepted token; the last delta carries the finish reason. */
+        void delta(Delta delta);
+
+        /** The sequence was cancelled; {@code last} is the flushed remainder with finish reason CANCELLED. */
+        void cancelled(Delta last);
+
+        void failed(Throwable error);
+    }
+
+    private final int[] prompt;
+    private final Generation generation;
+    private final Sink sink;
+    private volatile boolean cancelled;
+
+    public GenerationTask(int[] prompt, Generation generation, Sink sink) {
+        this.prompt = prompt.clone();
+        this.generation = generation;
+        this.sink = sink;
+    }
+
+    /** Asks the scheduler to drop this sequence at the next step boundary (any thread). */
+    public void cancel() {
+        cancelled = true;
+    }
+
+    @Override
+    public int[] prompt() {
+        return prompt;
+    }
+
+    @Override
+    public int onLogits(float[] logits) {
+        int token = generation.sample(logits);
+        Delta d = generation.accept(token);
+        sink.delta(d);
+        return generation.finished() ? -1 : token;
+    }
+
+    @Override
+    public boolean cancelled() {
+        return cancelled;
+    }
+
+    @Override
+    public void onCancelled() {
+        if (!generation.finished()) {
+            sink.cancelled(generation.cancel());
+        }
+    }
+
+    @Override
+    public void onFailure(Throwable error) {
+        sink.failed(error);
+    }
+}

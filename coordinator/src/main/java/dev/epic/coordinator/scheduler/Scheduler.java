@@ -1,0 +1,284 @@
+package dev.epic.coordinator.scheduler;
+
+import dev.epic.model.KvCache;
+import dev.epic.model.SequenceChunk;
+import dev.epic.model.Transformer;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Continuous batching on one engine thread. Each step batches every active sequence's next token
+ * (decode) with chunks of pending prompts up to {@link SchedulerOptions#prefillBudget()} tokens
+ * (chunked prefill), runs ONE {@link Transformer#step} (so each MoE layer makes one expert call for
+ * all rows), then hands each finished position's logits to its task. New requests join and
+ * cancelled or finished ones leave between steps; a sequence's KV cache lives exactly as long as its
+ * batch slot. Every sequence's math is row-independent, so batching does not change its tokens.
+ */
+public final class Scheduler implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(Scheduler.class);
+
+    /** A sequence holding a batch slot. */
+    private static final class Slot {
+        final SequenceTask task;
+        final int[] prompt;
+        final KvCache cache;
+        int fed;          // prompt tokens already in the cache
+        int next = -1;    // token to feed in the next step once the prompt is in
+
+        Slot(SequenceTask task, KvCache cache) {
+            this.task = task;
+            this.prompt = task.prompt();
+            this.cache = cache;
+        }
+
+        boolean prefilling() {
+            return fed < prompt.length;
+        }
+    }
+
+    private final Transformer model;
+    private final SchedulerOptions options;
+    private final ReentrantLock lock = new ReentrantLock();
+    private final Condition work = lock.newCondition();
+    private final ArrayDeque<SequenceTask> queue = new ArrayDeque<>(); // guarded by lock
+    private final List<Slot> active = new ArrayList<>();               // engine thread only
+    private final Thread engine;
+    private volatile boolean closed;
+    private volatile int activeCount;
+    private volatile long steps;
+    private volatile int peakBatch;
+
+    public Scheduler(Transformer model, SchedulerOptions options) {
+        this.model = model;
+        this.options = options;
+        this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
+    }
+
+    /** Starts the engine thread. Tasks submitted before start join the first step together. */
+    public Scheduler start() {
+        engine.start();
+        return this;
+    }
+
+    public SchedulerOptions options() {
+        return options;
+    }
+
+    /** Queues a sequence; it joins the batch at the next step with a free slot. */
+    public void submit(SequenceTask task) {
+        lock.lock();
+        try {
+            if (closed) {
+                throw new IllegalStateException("scheduler is shut down");
+            }
+            if (queue.size() >= options.maxQueue() && activeCount + queue.size() >= options.maxBatch()) {
+                throw new QueueFullException("request queue is full: " + queue.size() + " waiting, "
+                        + activeCount + " running (max-queue " + options.maxQueue() + ", max-batch "
+                        + options.maxBatch() + ")");
+            }
+            queue.addLast(task);
+            work.signal();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Wakes the engine so it notices a cancellation now rather than after the next step. */
+    public void wake() {
+        lock.lock();
+        try {
+            work.signal();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Sequences holding a batch slot (read from any thread; for health and tests). */
+    public int running() {
+        return activeCount;
+    }
+
+    /** Requests waiting for a slot. */
+    public int waiting() {
+        lock.lock();
+        try {
+            return queue.size();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Forward steps run so far. */
+    public long steps() {
+        return steps;
+    }
+
+    /** The most sequences one step has carried. */
+    public int peakBatch() {
+        return peakBatch;
+    }
+
+    private void run() {
+        try {
+            while (true) {
+                dropCancelled();
+                if (!admit()) {
+                    break;
+                }
+                if (active.isEmpty()) {
+                    continue;
+                }
+                step();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (Throwable t) {
+            log.error("engine loop died", t);
+            for (Slot s : active) {
+                s.task.onFailure(t);
+            }
+            active.clear();
+        } finally {
+            for (Slot s : active) {
+                s.task.onCancelled();
+            }
+            active.clear();
+            activeCount = 0;
+        }
+    }
+
+    private void dropCancelled() {
+        for (Iterator<Slot> it = active.iterator(); it.hasNext(); ) {
+            Slot s = it.next();
+            if (s.task.cancelled()) {
+                it.remove();
+                s.task.onCancelled();
+            }
+        }
+        activeCount = active.size();
+    }
+
+    /** Moves queued tasks into free slots; waits while there is nothing to do. False once closed. */
+    private boolean admit() throws InterruptedException {
+        List<SequenceTask> cancelled = new ArrayList<>();
+        lock.lock();
+        try {
+            while (true) {
+                if (closed) {
+                    cancelled.addAll(queue);
+                    queue.clear();
+                    break;
+                }
+                while (active.size() < options.maxBatch() && !queue.isEmpty()) {
+                    SequenceTask t = queue.pollFirst();
+                    if (t.cancelled()) {
+                        cancelled.add(t);
+                    } else {
+                        active.add(new Slot(t, model.newCache()));
+                    }
+                }
+                activeCount = active.size();
+                if (!active.isEmpty() || !cancelled.isEmpty()) {
+                    break;
+                }
+                work.await();
+            }
+        } finally {
+            lock.unlock();
+        }
+        for (SequenceTask t : cancelled) {
+            t.onCancelled();
+        }
+        return !closed;
+    }
+
+    /** One batched forward step over all active sequences. */
+    private void step() {
+        List<SequenceChunk> chunks = new ArrayList<>(active.size());
+        List<Slot> slots = new ArrayList<>(active.size());
+        int[] lengths = new int[active.size()];
+        for (Slot s : active) {
+            if (!s.prefilling()) {
+                lengths[slots.size()] = 1;
+                chunks.add(SequenceChunk.next(s.cache, s.next));
+                slots.add(s);
+            }
+        }
+        int budget = options.prefillBudget();
+        for (Slot s : active) {
+            if (s.prefilling() && budget > 0) {
+                int n = Math.min(budget, s.prompt.length - s.fed);
+                budget -= n;
+                lengths[slots.size()] = n;
+                chunks.add(SequenceChunk.next(s.cache, Arrays.copyOfRange(s.prompt, s.fed, s.fed + n)));
+                slots.add(s);
+            }
+        }
+        List<float[]> logits;
+        try {
+            logits = model.step(chunks);
+        } catch (RuntimeException e) {
+            log.warn("step over {} sequence(s) failed: {}", slots.size(), e.getMessage());
+            for (Slot s : slots) {
+                active.remove(s);
+                s.task.onFailure(e);
+            }
+            activeCount = active.size();
+            return;
+        }
+        steps++;
+        peakBatch = Math.max(peakBatch, slots.size());
+        if (log.isDebugEnabled()) {
+            log.debug("step {}: {} sequence(s), {} rows", steps, slots.size(), Arrays.stream(lengths).sum());
+        }
+        for (int i = 0; i < slots.size(); i++) {
+            Slot s = slots.get(i);
+            if (s.prefilling()) {
+                s.fed += lengths[i];
+                if (s.prefilling()) {
+                    continue; // a middle chunk of the prompt: its logits are not needed
+                }
+            }
+            int next;
+            try {
+                next = s.task.onLogits(logits.get(i));
+            } catch (RuntimeException e) {
+                active.remove(s);
+                s.task.onFailure(e);
+                continue;
+            }
+            if (next < 0) {
+                active.remove(s);
+            } else {
+                s.next = next;
+            }
+        }
+        activeCount = active.size();
+    }
+
+    /** Stops the engine: waiting and running sequences are cancelled. */
+    @Override
+    public void close() {
+        lock.lock();
+        try {
+            closed = true;
+            work.signal();
+        } finally {
+            lock.unlock();
+        }
+        try {
+            if (engine.isAlive()) {
+                engine.join(30_000);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

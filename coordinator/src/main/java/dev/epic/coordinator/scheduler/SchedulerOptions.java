@@ -1,0 +1,31 @@
+package dev.epic.coordinator.scheduler;
+
+/**
+ * Limits of the continuous-batching scheduler.
+ *
+ * @param maxBatch        sequences decoding together (each holds a KV cache)
+ * @param maxQueue        requests waiting for a batch slot; beyond it submissions are refused
+ * @param prefillBudget   prompt tokens per step across all prefill chunks (chunked prefill), so one long
+ *                        prompt cannot stall the decoding sequences for more than one bounded step
+ */
+public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget) {
+    public static final int DEFAULT_MAX_BATCH = 16;
+    public static final int DEFAULT_MAX_QUEUE = 64;
+    public static final int DEFAULT_PREFILL_BUDGET = 256;
+
+    public SchedulerOptions {
+        if (maxBatch < 1) {
+            throw new IllegalArgumentException("max-batch must be >= 1, got " + maxBatch);
+        }
+        if (maxQueue < 0) {
+            throw new IllegalArgumentException("max-queue must be >= 0, got " + maxQueue);
+        }
+        if (prefillBudget < 1) {
+            throw new IllegalArgumentException("prefill budget must be >= 1 token, got " + prefillBudget);
+        }
+    }
+
+    public static SchedulerOptions defaults() {
+        return new SchedulerOptions(DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, DEFAULT_PREFILL_BUDGET);
+    }
+}

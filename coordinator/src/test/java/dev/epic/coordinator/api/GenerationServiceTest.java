@@ -1,0 +1,372 @@
+package dev.epic.coordinator.api;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.coordinator.CoordinatorServer;
+import dev.epic.coordinator.ExpertBackend;
+import dev.epic.coordinator.RemoteExpertBackend;
+import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.experts.RemoteExperts;
+import dev.epic.coordinator.scheduler.SchedulerOptions;
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.Golden;
+import dev.epic.model.TestData;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.proto.ChatMessage;
+import dev.epic.proto.FinishReason;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.LogitsRequest;
+import dev.epic.proto.LogitsResponse;
+import dev.epic.proto.Messages;
+import dev.epic.proto.ModelInfoRequest;
+import dev.epic.proto.ModelInfoResponse;
+import dev.epic.proto.SamplingParams;
+import dev.epic.proto.TokenIds;
+import dev.epic.proto.TokenizeRequest;
+import dev.epic.proto.TokenizeResponse;
+import dev.epic.transport.ExpertRanges;
+import dev.epic.worker.CheckpointShard;
+import dev.epic.worker.ExpertWorker;
+import io.grpc.CallOptions;
+import io.grpc.Context;
+import io.grpc.reflection.v1.ServerReflectionGrpc;
+import io.grpc.reflection.v1.ServerReflectionRequest;
+import io.grpc.reflection.v1.ServerReflectionResponse;
+import io.grpc.stub.StreamObserver;
+import java.util.concurrent.CompletableFuture;
+import io.grpc.MethodDescriptor;
+import io.grpc.stub.ClientCalls;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse;
+import io.grpc.health.v1.HealthGrpc;
+import io.grpc.netty.NettyChannelBuilder;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
+import org.apache.curator.test.TestingServer;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** The public API over real gRPC on loopback, engine on testdata/tiny-v3 with local experts. */
+class GenerationServiceTest {
+    private static final int MAX_CONTEXT = 400;
+    private static CoordinatorServer server;
+    private static ManagedChannel channel;
+    private static GenerationServiceGrpc.GenerationServiceBlockingStub api;
+
+    @BeforeAll
+    static void start() throws Exception {
+        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, MAX_CONTEXT);
+        server = CoordinatorServer.start(model, ExpertBackend.local(), new SchedulerOptions(4, 2, 32), "127.0.0.1", 0);
+        channel = channel(server.target());
+        api = GenerationServiceGrpc.newBlockingStub(channel);
+    }
+
+    static ManagedChannel channel(String target) {
+        return NettyChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(64 << 20).build();
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+        server.close();
+    }
+
+    private static GenerateRequest ids(SamplingParams sampling, int... ids) {
+        TokenIds.Builder t = TokenIds.newBuilder();
+        for (int id : ids) {
+            t.addIds(id);
+        }
+        return GenerateRequest.newBuilder().setTokenIds(t).setSampling(sampling).build();
+    }
+
+    private static List<GenerateResponse> collect(GenerateRequest req) {
+        List<GenerateResponse> out = new ArrayList<>();
+        api.generate(req).forEachRemaining(out::add);
+        return out;
+    }
+
+    @Test
+    void generateStreamsOneTokenPerMessageAndEndsWithUsage() {
+        SamplingParams p = SamplingParams.newBuilder().setTemperature(0.7f).setSeed(5).setMaxTokens(7)
+                .setIgnoreEos(true).build();
+        List<GenerateResponse> stream = collect(ids(p, 5, 17, 4, 99));
+        assertEquals(7, stream.size());
+        for (int i = 0; i < 6; i++) {
+            assertEquals(1, stream.get(i).getTokenIdsCount());
+            assertEquals(FinishReason.FINISH_REASON_UNSPECIFIED, stream.get(i).getFinishReason());
+        }
+        GenerateResponse last = stream.getLast();
+        assertEquals(FinishReason.LENGTH, last.getFinishReason());
+        assertEquals(4, last.getUsage().getPromptTokens());
+        assertEquals(7, last.getUsage().getCompletionTokens());
+        assertFalse(last.getRequestId().isEmpty());
+        // Same seed, same tokens.
+        List<GenerateResponse> again = collect(ids(p, 5, 17, 4, 99));
+        assertEquals(tokens(stream), tokens(again));
+    }
+
+    static List<Integer> tokens(List<GenerateResponse> stream) {
+        return stream.stream().flatMap(r -> r.getTokenIdsList().stream()).toList();
+    }
+
+    @Test
+    void greedyGenerationFollowsGoldenTokens() {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(1);
+        SamplingParams greedy = SamplingParams.newBuilder().setTemperature(0).setMaxTokens(12).setIgnoreEos(true).build();
+        List<Integer> got = tokens(collect(ids(greedy, g.tokens())));
+        assertEquals(IntStream.of(g.greedyTokens()).boxed().toList(), got);
+    }
+
+    @Test
+    void logitsMatchGolden() {
+        Golden golden = Golden.of("tiny-v3");
+        for (int i : new int[] {1, 4}) { // 300 tokens: chunked through the 32-token prefill budget
+            Golden.Prompt g = golden.prompts().get(i);
+            LogitsRequest.Builder req = LogitsRequest.newBuilder().setSteps(12);
+            IntStream.of(g.tokens()).forEach(req::addPromptTokenIds);
+            LogitsResponse r = api.logits(req.build());
+            assertEquals(13, r.getStepsCount());
+            assertEquals(2048, r.getVocabSize());
+            assertTrue(Golden.maxAbsDiff(g.prefillLogits(), floats(r.getSteps(0).getLogits().toByteArray())) < 1e-4f);
+            for (int k = 0; k < 12; k++) {
+                assertEquals(g.greedyTokens()[k], r.getSteps(k).getArgmax());
+                assertTrue(Golden.maxAbsDiff(g.stepLogits()[k], floats(r.getSteps(k + 1).getLogits().toByteArray())) < 1e-4f,
+                        "prompt " + i + " step " + k);
+            }
+        }
+    }
+
+    static float[] floats(byte[] le) {
+        float[] f = new float[le.length / 4];
+        ByteBuffer.wrap(le).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(f);
+        return f;
+    }
+
+    private static Status.Code codeOf(Runnable call) {
+        return assertThrows(StatusRuntimeException.class, call::run).getStatus().getCode();
+    }
+
+    private static String invalid(GenerateRequest req) {
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> collect(req));
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.toString());
+        return e.getStatus().getDescription();
+    }
+
+    @Test
+    void badRequestsAreInvalidArgumentNamingTheProblem() {
+        SamplingParams ok = SamplingParams.newBuilder().setMaxTokens(2).build();
+        assertTrue(invalid(GenerateRequest.newBuilder().build()).contains("prompt is empty"));
+        assertTrue(invalid(ids(ok)).contains("prompt is empty"));
+        assertTrue(invalid(ids(ok, 3, 2048)).contains("token_ids.ids[1] = 2048 is outside the vocabulary [0, 2048)"));
+        assertTrue(invalid(ids(SamplingParams.newBuilder().setTemperature(-1).build(), 3)).contains("sampling.temperature"));
+        assertTrue(invalid(ids(SamplingParams.newBuilder().setTopP(1.5f).build(), 3)).contains("sampling.top_p"));
+        assertTrue(invalid(ids(SamplingParams.newBuilder().setMaxTokens(0).build(), 3)).contains("sampling.max_tokens"));
+        assertTrue(invalid(ids(ok, new int[MAX_CONTEXT])).contains("context holds " + MAX_CONTEXT));
+        GenerateRequest badRole = GenerateRequest.newBuilder().setChat(Messages.newBuilder()
+                .addMessages(ChatMessage.newBuilder().setRole("wizard").setContent("hi"))).build();
+        assertTrue(invalid(badRole).contains("chat.messages[0].role 'wizard'"));
+        GenerateRequest noMessages = GenerateRequest.newBuilder().setChat(Messages.newBuilder()).build();
+        assertTrue(invalid(noMessages).contains("chat.messages is empty"));
+        // The real DeepSeek vocabulary's chat tokens do not fit tiny-v3's 2048-id lm_head.
+        GenerateRequest chat = GenerateRequest.newBuilder().setChat(Messages.newBuilder()
+                .addMessages(ChatMessage.newBuilder().setRole("user").setContent("hi"))).build();
+        assertTrue(invalid(chat).contains("outside the model's vocabulary [0, 2048)"));
+        LogitsRequest badLogits = LogitsRequest.newBuilder().addPromptTokenIds(99999).build();
+        assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> api.logits(badLogits)));
+        assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> api.logits(LogitsRequest.getDefaultInstance())));
+    }
+
+    @Test
+    void invalidUtf8IsInvalidArgument() {
+        MethodDescriptor<byte[], byte[]> raw = GenerationServiceGrpc.getTokenizeMethod().toBuilder(RAW, RAW).build();
+        // TokenizeRequest.text (field 1, length-delimited) = 0xC3 0x28: a lead byte without its continuation.
+        byte[] request = {0x0A, 0x02, (byte) 0xC3, 0x28};
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class,
+                () -> ClientCalls.blockingUnaryCall(channel, raw, CallOptions.DEFAULT, request));
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.toString());
+        assertTrue(e.getStatus().getDescription().contains("TokenizeRequest"), e.getStatus().getDescription());
+        assertTrue(e.getStatus().getDescription().contains("UTF-8"), e.getStatus().getDescription());
+        // The same bytes with valid UTF-8 are served.
+        byte[] ok = {0x0A, 0x02, (byte) 0xC3, (byte) 0xA9};
+        assertTrue(ClientCalls.blockingUnaryCall(channel, raw, CallOptions.DEFAULT, ok).length > 0);
+    }
+
+    private static final MethodDescriptor.Marshaller<byte[]> RAW = new MethodDescriptor.Marshaller<>() {
+        public java.io.InputStream stream(byte[] v) {
+            return new java.io.ByteArrayInputStream(v);
+        }
+
+        public byte[] parse(java.io.InputStream in) {
+            try {
+                return in.readAllBytes();
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }
+    };
+
+    @Test
+    void tokenizeRendersTheChatTemplate() {
+        TokenizeResponse plain = api.tokenize(TokenizeRequest.newBuilder().setText("Hello world").build());
+        assertTrue(plain.getTokenIdsCount() >= 2);
+        TokenizeResponse chat = api.tokenize(TokenizeRequest.newBuilder().setAddGenerationPrompt(true)
+                .setChat(Messages.newBuilder()
+                        .addMessages(ChatMessage.newBuilder().setRole("system").setContent("Be brief."))
+                        .addMessages(ChatMessage.newBuilder().setRole("user").setContent("Hello world")))
+                .build());
+        assertEquals("<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hello world<｜Assistant｜>", chat.getText());
+        assertEquals(0, chat.getTokenIds(0)); // BOS
+        assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> api.tokenize(TokenizeRequest.getDefaultInstance())));
+    }
+
+    @Test
+    void modelInfoAndHealth() {
+        ModelInfoResponse info = api.modelInfo(ModelInfoRequest.getDefaultInstance());
+        assertEquals("deepseek_v3", info.getModelType());
+        assertEquals(2048, info.getVocabSize());
+        assertEquals(256, info.getNumRoutedExperts());
+        assertEquals(8, info.getExpertsPerToken());
+        assertEquals(MAX_CONTEXT, info.getMaxContext());
+        assertEquals(64, info.getFingerprint().getSha256().length());
+        HealthCheckResponse h = HealthGrpc.newBlockingStub(channel).check(
+                HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build());
+        assertEquals(HealthCheckResponse.ServingStatus.SERVING, h.getStatus());
+    }
+
+    @Test
+    void reflectionDescribesTheApi() throws Exception {
+        CompletableFuture<List<ServerReflectionResponse>> done = new CompletableFuture<>();
+        List<ServerReflectionResponse> got = new ArrayList<>();
+        StreamObserver<ServerReflectionRequest> req = ServerReflectionGrpc.newStub(channel).serverReflectionInfo(
+                new StreamObserver<>() {
+                    public void onNext(ServerReflectionResponse r) { got.add(r); }
+                    public void onError(Throwable t) { done.completeExceptionally(t); }
+                    public void onCompleted() { done.complete(got); }
+                });
+        req.onNext(ServerReflectionRequest.newBuilder().setListServices("").build());
+        req.onNext(ServerReflectionRequest.newBuilder().setFileContainingSymbol(CoordinatorServer.SERVICE).build());
+        req.onCompleted();
+        List<ServerReflectionResponse> r = done.get(10, TimeUnit.SECONDS);
+        List<String> services = r.get(0).getListServicesResponse().getServiceList().stream().map(s -> s.getName()).toList();
+        assertTrue(services.contains(CoordinatorServer.SERVICE), services.toString());
+        assertTrue(services.contains("grpc.health.v1.Health"), services.toString());
+        assertTrue(r.get(1).getFileDescriptorResponse().getFileDescriptorProtoCount() > 0, r.get(1).toString());
+    }
+
+    @Test
+    void deadlineEndsTheStreamAndFreesTheSlot() throws Exception {
+        SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build();
+        Iterator<GenerateResponse> it = api.withDeadlineAfter(300, TimeUnit.MILLISECONDS).generate(ids(endless, 1, 2, 3));
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> it.forEachRemaining(r -> { }));
+        assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
+        awaitIdle();
+    }
+
+    @Test
+    void clientCancellationFreesTheSlot() throws Exception {
+        SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build();
+        try (Context.CancellableContext ctx = Context.current().withCancellation()) {
+            Iterator<GenerateResponse> it = ctx.call(() -> api.generate(ids(endless, 4, 5, 6)));
+            assertEquals(1, it.next().getTokenIdsCount());
+            assertEquals(1, server.scheduler().running());
+            ctx.cancel(null);
+        }
+        awaitIdle();
+    }
+
+    @Test
+    void fullQueueIsResourceExhausted() throws Exception {
+        // max-batch 4, max-queue 2: four running, two waiting, the seventh is refused.
+        SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build();
+        try (Context.CancellableContext ctx = Context.current().withCancellation()) {
+            List<Iterator<GenerateResponse>> running = new ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                Iterator<GenerateResponse> it = ctx.call(() -> api.generate(ids(endless, 7, 8)));
+                it.next(); // admitted
+                running.add(it);
+            }
+            var async = GenerationServiceGrpc.newStub(channel);
+            for (int i = 0; i < 2; i++) {
+                ctx.run(() -> async.generate(ids(endless, 9), new io.grpc.stub.StreamObserver<>() {
+                    public void onNext(GenerateResponse r) { }
+                    public void onError(Throwable t) { }
+                    public void onCompleted() { }
+                }));
+            }
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (server.scheduler().waiting() < 2 && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+            }
+            StatusRuntimeException e = assertThrows(StatusRuntimeException.class,
+                    () -> collect(ids(SamplingParams.newBuilder().setMaxTokens(1).build(), 3)));
+            assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
+            assertTrue(e.getStatus().getDescription().contains("queue is full"), e.getStatus().getDescription());
+            ctx.cancel(null);
+        }
+        awaitIdle();
+    }
+
+    private static void awaitIdle() throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while ((server.scheduler().running() > 0 || server.scheduler().waiting() > 0) && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        assertEquals(0, server.scheduler().running(), "batch slots still held");
+        assertEquals(0, server.scheduler().waiting(), "requests still queued");
+    }
+
+    @Test
+    void missingExpertsAreUnavailableNamingThem() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        try (TestingServer zk = new TestingServer(true); Checkpoint c = Checkpoint.open(dir)) {
+            ModelConfig cfg = c.config();
+            CheckpointFingerprint fp = CheckpointFingerprint.of(dir);
+            int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
+            try (ExpertWorker half = ExpertWorker.start(CheckpointShard.load(c, ExpertRanges.parse("0-127", 256)), fp,
+                    moeLayers, new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "t", null, 64, 10_000, 200));
+                 RemoteExpertBackend backend = RemoteExpertBackend.connect(zk.getConnectString(), "t", fp, cfg,
+                         RemoteExperts.Options.defaults())) {
+                long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+                while (backend.workers().isEmpty() || !backend.missingExperts().equals("128-255")) {
+                    assertTrue(System.nanoTime() < until, "worker never registered; missing " + backend.missingExperts());
+                    Thread.sleep(20);
+                }
+                ServedModel model = ServedModel.open(dir, backend.experts(), 0);
+                try (CoordinatorServer remote = CoordinatorServer.start(model, backend, SchedulerOptions.defaults(),
+                        "127.0.0.1", 0)) {
+                    ManagedChannel ch = channel(remote.target());
+                    try {
+                        var stub = GenerationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS);
+                        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> stub.generate(
+                                ids(SamplingParams.getDefaultInstance(), 1, 2, 3)).forEachRemaining(r -> { }));
+                        assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+                        assertTrue(e.getStatus().getDescription().contains("128-255"), e.getStatus().getDescription());
+                        ModelInfoResponse info = stub.modelInfo(ModelInfoRequest.getDefaultInstance());
+                        assertEquals(1, info.getExpertWorkersCount());
+                        assertEquals(128, info.getExpertWorkers(0).getExpertsCount());
+                    } finally {
+                        ch.shutdownNow();
+                    }
+                }
+            }
+        }
+    }
+}

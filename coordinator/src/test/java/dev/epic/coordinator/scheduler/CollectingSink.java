@@ -1,0 +1,35 @@
+package dev.epic.coordinator.scheduler;
+
+import dev.epic.text.generate.Delta;
+import dev.epic.text.generate.GenerationResult;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+
+/** Folds a task's deltas; completes when the sequence ends in any way. */
+final class CollectingSink implements GenerationTask.Sink {
+    final GenerationResult.Accumulator all = new GenerationResult.Accumulator();
+    final CompletableFuture<GenerationResult> done = new CompletableFuture<>();
+    final CountDownLatch firstToken = new CountDownLatch(1);
+    volatile boolean wasCancelled;
+
+    @Override
+    public void delta(Delta d) {
+        all.add(d);
+        firstToken.countDown();
+        if (d.finished()) {
+            done.complete(all.build());
+        }
+    }
+
+    @Override
+    public void cancelled(Delta last) {
+        wasCancelled = true;
+        all.add(last);
+        done.complete(all.build());
+    }
+
+    @Override
+    public void failed(Throwable error) {
+        done.completeExceptionally(error);
+    }
+}

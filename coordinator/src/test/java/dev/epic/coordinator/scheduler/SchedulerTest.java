@@ -1,0 +1,213 @@
+package dev.epic.coordinator.scheduler;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.model.Golden;
+import dev.epic.model.TestData;
+import dev.epic.model.Transformer;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.text.generate.FinishReason;
+import dev.epic.text.generate.Generation;
+import dev.epic.text.generate.GenerationResult;
+import dev.epic.text.sampling.SamplingParams;
+import dev.epic.text.tokenizer.Tokenizer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** Continuous batching on the real fp32 engine (testdata/tiny-v3, all experts local). */
+class SchedulerTest {
+    private static Checkpoint checkpoint;
+    private static Transformer model;
+    private static final Tokenizer VOCAB = Tokenizer.deepSeekV3();
+
+    @BeforeAll
+    static void load() {
+        checkpoint = Checkpoint.open(TestData.model("tiny-v3"));
+        model = Transformer.load(checkpoint);
+    }
+
+    @AfterAll
+    static void close() {
+        checkpoint.close();
+    }
+
+    private static int[] prompt(int seed, int length) {
+        SplittableRandom r = new SplittableRandom(seed);
+        int[] p = new int[length];
+        for (int i = 0; i < length; i++) {
+            p[i] = 2 + r.nextInt(2000);
+        }
+        return p;
+    }
+
+    private static SamplingParams sampled(long seed, int maxTokens) {
+        return SamplingParams.builder().temperature(1.0).topP(0.9).topK(50).seed(seed).maxTokens(maxTokens)
+                .ignoreEos(true).build();
+    }
+
+    private static GenerationTask task(int[] prompt, SamplingParams p, CollectingSink sink) {
+        return new GenerationTask(prompt, new Generation(VOCAB, prompt, p), sink);
+    }
+
+    @Test
+    void batchedTokensEqualOneAtATime() throws Exception {
+        int n = 6;
+        List<int[]> prompts = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            prompts.add(prompt(i, 3 + 7 * i));
+        }
+        List<GenerationResult> sequential = new ArrayList<>();
+        try (Scheduler one = new Scheduler(model, new SchedulerOptions(1, 8, 256)).start()) {
+            for (int i = 0; i < n; i++) {
+                CollectingSink sink = new CollectingSink();
+                one.submit(task(prompts.get(i), sampled(100 + i, 9 + i), sink));
+                sequential.add(sink.done.get(60, TimeUnit.SECONDS));
+            }
+            assertEquals(1, one.peakBatch());
+        }
+        // All queued before the engine starts, so the first step already carries every prompt.
+        List<CollectingSink> sinks = new ArrayList<>();
+        try (Scheduler batched = new Scheduler(model, new SchedulerOptions(n, 8, 256))) {
+            for (int i = 0; i < n; i++) {
+                CollectingSink sink = new CollectingSink();
+                sinks.add(sink);
+                batched.submit(task(prompts.get(i), sampled(100 + i, 9 + i), sink));
+            }
+            batched.start();
+            for (int i = 0; i < n; i++) {
+                GenerationResult b = sinks.get(i).done.get(60, TimeUnit.SECONDS);
+                GenerationResult s = sequential.get(i);
+                assertArrayEquals(s.tokenIds(), b.tokenIds(), "sequence " + i);
+                assertEquals(s.content(), b.content(), "sequence " + i);
+                assertEquals(9 + i, b.tokenIds().length);
+                assertEquals(FinishReason.LENGTH, b.finishReason());
+            }
+            assertEquals(n, batched.peakBatch());
+            // 6 prompts in one step, then one step per token of the longest completion.
+            assertEquals(1 + (9 + n - 1) - 1, batched.steps());
+        }
+    }
+
+    /**
+     * Exact equality: a row's arithmetic must not depend on the rows batched with it. Three rounds, so
+     * both cold (interpreted) and JIT-compiled kernels are compared: rarely taken paths (a batch's last
+     * rows) stay cold longer than hot ones and must still round the same way.
+     */
+    @Test
+    void batchedLogitsAreBitIdenticalToOneAtATime() throws Exception {
+        List<int[]> prompts = List.of(prompt(11, 1), prompt(12, 9), prompt(13, 40));
+        for (int round = 0; round < 3; round++) {
+            List<LogitsTask.Result> alone = new ArrayList<>();
+            try (Scheduler one = new Scheduler(model, new SchedulerOptions(1, 8, 256)).start()) {
+                for (int[] p : prompts) {
+                    LogitsTask t = new LogitsTask(p, 6);
+                    one.submit(t);
+                    alone.add(t.result().get(60, TimeUnit.SECONDS));
+                }
+            }
+            try (Scheduler batched = new Scheduler(model, new SchedulerOptions(8, 8, 256))) {
+                List<LogitsTask> tasks = new ArrayList<>();
+                for (int[] p : prompts) {
+                    tasks.add(new LogitsTask(p, 6));
+                    batched.submit(tasks.getLast());
+                }
+                batched.start();
+                for (int i = 0; i < prompts.size(); i++) {
+                    LogitsTask.Result r = tasks.get(i).result().get(60, TimeUnit.SECONDS);
+                    for (int k = 0; k <= 6; k++) {
+                        assertArrayEquals(alone.get(i).logits().get(k), r.logits().get(k), "prompt " + i + " step " + k);
+                    }
+                }
+                assertEquals(prompts.size(), batched.peakBatch());
+            }
+        }
+    }
+
+    @Test
+    void chunkedPrefillReproducesGoldenLogits() throws Exception {
+        Golden golden = Golden.of("tiny-v3");
+        Golden.Prompt longest = golden.prompts().get(4);
+        Golden.Prompt other = golden.prompts().get(2);
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(4, 4, 16))) {
+            LogitsTask a = new LogitsTask(longest.tokens(), 12);
+            LogitsTask b = new LogitsTask(other.tokens(), 12);
+            s.submit(a);
+            s.submit(b);
+            s.start();
+            check(longest, a.result().get(60, TimeUnit.SECONDS));
+            check(other, b.result().get(60, TimeUnit.SECONDS));
+            int chunks = (longest.tokens().length + other.tokens().length + 15) / 16;
+            assertTrue(s.steps() >= chunks, "prefill of " + longest.tokens().length + " tokens took " + s.steps()
+                    + " steps with a 16-token budget");
+        }
+    }
+
+    private static void check(Golden.Prompt g, LogitsTask.Result r) {
+        assertEquals(13, r.logits().size());
+        assertTrue(Golden.maxAbsDiff(g.prefillLogits(), r.logits().get(0)) < 1e-4f, "prefill logits");
+        for (int k = 0; k < 12; k++) {
+            assertEquals(g.greedyTokens()[k], r.argmax()[k], "greedy token " + k);
+            assertTrue(Golden.maxAbsDiff(g.stepLogits()[k], r.logits().get(k + 1)) < 1e-4f, "step " + k);
+        }
+    }
+
+    @Test
+    void cancellingARunningSequenceFreesItsSlot() throws Exception {
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(1, 4, 256)).start()) {
+            CollectingSink endless = new CollectingSink();
+            GenerationTask a = task(prompt(7, 5), sampled(1, 1_000_000), endless);
+            s.submit(a);
+            assertTrue(endless.firstToken.await(30, TimeUnit.SECONDS));
+            CollectingSink next = new CollectingSink();
+            s.submit(task(prompt(8, 4), sampled(2, 5), next));
+            assertEquals(1, s.waiting(), "the only slot is taken");
+            a.cancel();
+            s.wake();
+            GenerationResult r = endless.done.get(30, TimeUnit.SECONDS);
+            assertTrue(endless.wasCancelled);
+            assertEquals(FinishReason.CANCELLED, r.finishReason());
+            assertEquals(5, next.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+        }
+    }
+
+    @Test
+    void fullQueueRefusesNewWork() throws Exception {
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(1, 1, 256)).start()) {
+            CollectingSink running = new CollectingSink();
+            GenerationTask a = task(prompt(1, 3), sampled(1, 1_000_000), running);
+            s.submit(a);
+            assertTrue(running.firstToken.await(30, TimeUnit.SECONDS));
+            CollectingSink waiting = new CollectingSink();
+            GenerationTask b = task(prompt(2, 3), sampled(2, 3), waiting);
+            s.submit(b);
+            QueueFullException e = assertThrows(QueueFullException.class,
+                    () -> s.submit(task(prompt(3, 3), sampled(3, 3), new CollectingSink())));
+            assertTrue(e.getMessage().contains("max-queue 1"), e.getMessage());
+            a.cancel();
+            s.wake();
+            assertEquals(3, waiting.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+        }
+    }
+
+    @Test
+    void closingCancelsRunningAndWaitingSequences() throws Exception {
+        CollectingSink running = new CollectingSink();
+        CollectingSink waiting = new CollectingSink();
+        Scheduler s = new Scheduler(model, new SchedulerOptions(1, 4, 256)).start();
+        s.submit(task(prompt(4, 3), sampled(4, 1_000_000), running));
+        assertTrue(running.firstToken.await(30, TimeUnit.SECONDS));
+        s.submit(task(prompt(5, 3), sampled(5, 3), waiting));
+        s.close();
+        assertEquals(FinishReason.CANCELLED, running.done.get(30, TimeUnit.SECONDS).finishReason());
+        assertEquals(FinishReason.CANCELLED, waiting.done.get(30, TimeUnit.SECONDS).finishReason());
+        assertThrows(IllegalStateException.class, () -> s.submit(task(prompt(6, 3), sampled(6, 3), new CollectingSink())));
+    }
+}

@@ -1,0 +1,218 @@
+package dev.epic.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.proto.ChatMessage;
+import dev.epic.proto.FinishReason;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.Messages;
+import dev.epic.proto.ModelInfoRequest;
+import dev.epic.proto.ModelInfoResponse;
+import dev.epic.proto.SamplingParams;
+import dev.epic.proto.TokenIds;
+import io.grpc.Context;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * The public API of a real {@code epic local} cluster (3 expert-worker JVMs, every expert on 2 of
+ * them) serving a synthetic model with DeepSeek-V3's real vocabulary and chat template.
+ */
+@Timeout(value = 240, unit = TimeUnit.SECONDS)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class GenerationClusterIT {
+    private static final int MAX_BATCH = 8;
+    private static final int MAX_QUEUE = 2;
+    private static EpicLocal cluster;
+    private static GenerationServiceGrpc.GenerationServiceBlockingStub api;
+
+    @BeforeAll
+    static void start() throws Exception {
+        cluster = EpicLocal.start("generation-cluster", "--model", EpicLocal.demoModel().toString(),
+                "--expert-workers", "3", "--replication", "2", "--max-batch", "" + MAX_BATCH, "--max-queue", "" + MAX_QUEUE);
+        api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        if (cluster != null) {
+            cluster.close();
+        }
+    }
+
+    static GenerateRequest chat(String question, long seed, int maxTokens) {
+        return GenerateRequest.newBuilder()
+                .setChat(Messages.newBuilder()
+                        .addMessages(ChatMessage.newBuilder().setRole("system").setContent("Answer briefly."))
+                        .addMessages(ChatMessage.newBuilder().setRole("user").setContent(question)))
+                .setSampling(SamplingParams.newBuilder().setTemperature(0.8f).setTopP(0.95f).setSeed(seed)
+                        .setMaxTokens(maxTokens).setIgnoreEos(true))
+                .build();
+    }
+
+    static List<Integer> tokens(List<GenerateResponse> stream) {
+        return stream.stream().flatMap(r -> r.getTokenIdsList().stream()).toList();
+    }
+
+    static List<GenerateResponse> run(GenerateRequest req) {
+        List<GenerateResponse> out = new ArrayList<>();
+        api.withDeadlineAfter(120, TimeUnit.SECONDS).generate(req).forEachRemaining(out::add);
+        return out;
+    }
+
+    @Test
+    @Order(1)
+    void modelInfoListsTheWorkers() {
+        ModelInfoResponse info = api.modelInfo(ModelInfoRequest.getDefaultInstance());
+        assertEquals(129280, info.getVocabSize());
+        assertEquals(3, info.getExpertWorkersCount());
+        assertEquals(3, cluster.workers.size());
+    }
+
+    @Test
+    @Order(2)
+    void concurrentStreamsGiveTheSameTokensAsOneAtATime() throws Exception {
+        List<GenerateRequest> requests = new ArrayList<>();
+        for (int i = 0; i < MAX_BATCH; i++) {
+            requests.add(chat("Question number " + i + ": what is " + i + " + " + (i * 7) + "?", 1000 + i, 8 + i));
+        }
+        List<List<Integer>> sequential = new ArrayList<>();
+        for (GenerateRequest r : requests) {
+            List<GenerateResponse> s = run(r);
+            GenerateResponse last = s.getLast();
+            assertEquals(FinishReason.LENGTH, last.getFinishReason());
+            assertEquals(r.getSampling().getMaxTokens(), last.getUsage().getCompletionTokens());
+            assertTrue(last.getUsage().getPromptTokens() > 10);
+            sequential.add(tokens(s));
+        }
+        var async = GenerationServiceGrpc.newStub(cluster.channel).withDeadlineAfter(180, TimeUnit.SECONDS);
+        List<CompletableFuture<List<GenerateResponse>>> futures = new ArrayList<>();
+        for (GenerateRequest r : requests) {
+            CompletableFuture<List<GenerateResponse>> f = new CompletableFuture<>();
+            List<GenerateResponse> got = new ArrayList<>();
+            async.generate(r, new StreamObserver<>() {
+                public void onNext(GenerateResponse v) { got.add(v); }
+                public void onError(Throwable t) { f.completeExceptionally(t); }
+                public void onCompleted() { f.complete(got); }
+            });
+            futures.add(f);
+        }
+        for (int i = 0; i < requests.size(); i++) {
+            assertEquals(sequential.get(i), tokens(futures.get(i).get(180, TimeUnit.SECONDS)), "request " + i);
+        }
+    }
+
+    private static String invalid(GenerateRequest req) {
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> run(req));
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.toString());
+        return e.getStatus().getDescription();
+    }
+
+    @Test
+    @Order(3)
+    void badRequestsAreInvalidArgument() {
+        assertTrue(invalid(GenerateRequest.getDefaultInstance()).contains("prompt is empty"));
+        assertTrue(invalid(chat("hi", 1, 4).toBuilder().setSampling(SamplingParams.newBuilder().setTopP(0)).build())
+                .contains("top_p"));
+        assertTrue(invalid(GenerateRequest.newBuilder().setTokenIds(TokenIds.newBuilder().addIds(0).addIds(129280))
+                .build()).contains("outside the vocabulary"));
+        GenerateRequest role = GenerateRequest.newBuilder().setChat(Messages.newBuilder()
+                .addMessages(ChatMessage.newBuilder().setRole("robot").setContent("beep"))).build();
+        assertTrue(invalid(role).contains("role 'robot'"));
+    }
+
+    @Test
+    @Order(4)
+    void fullQueueIsResourceExhausted() throws Exception {
+        GenerateRequest endless = chat("Tell me everything.", 3, 1_000_000);
+        try (Context.CancellableContext ctx = Context.current().withCancellation()) {
+            for (int i = 0; i < MAX_BATCH; i++) {
+                Iterator<GenerateResponse> it = ctx.call(() -> api.generate(endless));
+                it.next(); // running: it holds a batch slot
+            }
+            var async = GenerationServiceGrpc.newStub(cluster.channel);
+            List<CompletableFuture<Status>> waiting = new ArrayList<>();
+            for (int i = 0; i < MAX_QUEUE; i++) {
+                CompletableFuture<Status> f = new CompletableFuture<>();
+                ctx.run(() -> async.generate(endless, new StreamObserver<>() {
+                    public void onNext(GenerateResponse v) { }
+                    public void onError(Throwable t) { f.complete(Status.fromThrowable(t)); }
+                    public void onCompleted() { f.complete(Status.OK); }
+                }));
+                waiting.add(f);
+            }
+            // The queue is full once both waiting calls have reached the server; a probe that still got
+            // queued (it overtook them) cannot start, so its short deadline ends it and we probe again.
+            StatusRuntimeException refused = null;
+            for (int attempt = 0; attempt < 20 && refused == null; attempt++) {
+                try {
+                    api.withDeadlineAfter(2, TimeUnit.SECONDS).generate(chat("one more", 4, 1)).forEachRemaining(r -> { });
+                } catch (StatusRuntimeException e) {
+                    if (e.getStatus().getCode() != Status.Code.DEADLINE_EXCEEDED) {
+                        refused = e;
+                    }
+                }
+            }
+            assertTrue(refused != null, "the queue never filled");
+            assertEquals(Status.Code.RESOURCE_EXHAUSTED, refused.getStatus().getCode(), refused.toString());
+            assertTrue(refused.getStatus().getDescription().contains("max-queue " + MAX_QUEUE));
+            ctx.cancel(null);
+            for (CompletableFuture<Status> f : waiting) {
+                assertFalse(f.get(30, TimeUnit.SECONDS).isOk());
+            }
+        }
+        // The cancellations reach the server asynchronously; then the slots are free again.
+        for (int attempt = 0; ; attempt++) {
+            try {
+                assertEquals(1, tokens(run(chat("ping", 5, 1))).size());
+                break;
+            } catch (StatusRuntimeException e) {
+                assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode(), e.toString());
+                assertTrue(attempt < 100, "slots never freed after cancelling");
+                Thread.sleep(100);
+            }
+        }
+    }
+
+    @Test
+    @Order(5)
+    void killingAReplicatedWorkerMidGenerationKeepsTheTokens() throws Exception {
+        GenerateRequest req = chat("Count slowly from one to twenty.", 77, 40);
+        List<Integer> expected = tokens(run(req));
+        List<Integer> got = new ArrayList<>();
+        FinishReason finish;
+        Iterator<GenerateResponse> it = api.withDeadlineAfter(120, TimeUnit.SECONDS).generate(req);
+        for (int i = 0; i < 5; i++) {
+            got.addAll(it.next().getTokenIdsList());
+        }
+        EpicLocal.kill9(cluster.workers.get(1).pid());
+        GenerateResponse last = null;
+        while (it.hasNext()) {
+            last = it.next();
+            got.addAll(last.getTokenIdsList());
+        }
+        finish = last.getFinishReason();
+        assertEquals(FinishReason.LENGTH, finish);
+        assertEquals(expected, got);
+        // And new requests still work on the two survivors.
+        assertEquals(expected, tokens(run(req)));
+    }
+}
