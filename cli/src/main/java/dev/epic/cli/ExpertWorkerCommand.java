@@ -57,6 +57,10 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
     @Option(names = "--drain-ms", defaultValue = "5000", description = "max time to finish in-flight work on SIGTERM (default ${DEFAULT-VALUE})")
     long drainMs;
 
+    @Option(names = "--exit-with-parent", paramLabel = "PID", hidden = true,
+            description = "drain and exit when process PID ends (epic local uses it so workers never outlive it)")
+    Long parentPid;
+
     @Override
     public Integer call() throws Exception {
         try {
@@ -88,6 +92,15 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
             worker.close();
             checkpoint.close();
         }, "drain"));
+        if (parentPid != null) {
+            // A parent killed with -9 runs no shutdown hook: watching its pid is what stops orphans.
+            ProcessHandle.of(parentPid).ifPresentOrElse(
+                    parent -> parent.onExit().thenRun(() -> {
+                        log.warn("parent process {} ended: draining and exiting", parentPid);
+                        System.exit(0);
+                    }),
+                    () -> System.exit(0));
+        }
         worker.awaitTermination();
         return 0;
     }

@@ -139,7 +139,7 @@ final class LocalCluster implements AutoCloseable {
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "expert-worker",
                 "--model", model.toAbsolutePath().toString(), "--experts", experts, "--zk", zkConnect,
                 "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",
-                "--drain-ms", "500"));
+                "--drain-ms", "500", "--exit-with-parent", Long.toString(ProcessHandle.current().pid())));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD);
         Path logFile = null;
         if (logDir != null) {

@@ -101,7 +101,7 @@ final class EpicLocal implements AutoCloseable {
         return dir;
     }
 
-    /** SIGKILL of one worker process. */
+    /** SIGKILL of a process (a worker, or epic local itself). */
     static void kill9(long pid) throws Exception {
         ProcessHandle h = ProcessHandle.of(pid).orElseThrow(() -> new AssertionError("no process " + pid));
         h.destroyForcibly();

@@ -174,4 +174,19 @@ class LogitsClusterIT {
         api.generate(greedy(2)).forEachRemaining(last::add);
         assertEquals(FinishReason.LENGTH, last.getLast().getFinishReason());
     }
+
+    @Test
+    @Order(4)
+    void workersDoNotOutliveAKilledEpicLocal() throws Exception {
+        List<ProcessHandle> workers = new ArrayList<>();
+        for (EpicLocal.Worker w : cluster.workers) {
+            ProcessHandle.of(w.pid()).ifPresent(workers::add); // the one killed in order 3 is gone already
+        }
+        assertTrue(!workers.isEmpty(), "a spawned worker is still running before epic local dies");
+        EpicLocal.kill9(cluster.process.pid()); // kill -9: no shutdown hook runs
+        for (ProcessHandle w : workers) {
+            w.onExit().get(30, TimeUnit.SECONDS);
+            assertTrue(!w.isAlive(), "worker " + w.pid() + " outlived epic local");
+        }
+    }
 }
