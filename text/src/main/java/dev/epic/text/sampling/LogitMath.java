@@ -5,12 +5,11 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * The vocab-wide passes of sampling (max, exp) over 129k logits, vectorized: the lane-wise EXP is several
- * times faster than a scalar Math.exp loop, and these passes dominate the cost of a sampling step.
+ * The vocab-wide passes of sampling (max, exp) over 129k logits. The max is vectorized (MAX is exact in
+ * any order); the exp pass stays scalar so that sampling is deterministic in every JIT tier.
  */
 final class LogitMath {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
-    private static final int CHUNK = 64 * 16; // float partial sums per chunk, then double: keeps the sum exact to ~1e-7
 
     private LogitMath() {
     }
@@ -32,23 +31,16 @@ final class LogitMath {
         return m;
     }
 
-    /** w[i] = exp((l[i] - max) * invT) for i in [0, n); returns the sum. Requires max finite. */
+    /**
+     * w[i] = exp((l[i] - max) * invT) for i in [0, n); returns the sum. Requires max finite.
+     *
+     * <p>Scalar on purpose: the Vector API's lane-wise EXP and reduceLanes(ADD) round differently in
+     * interpreted and compiled code, so a seeded draw could change with JIT warm-up. Math.exp uses one
+     * stub in every tier, and the sum runs in index order, so the same logits always give the same token.
+     */
     static double expWeights(float[] l, int n, float max, float invT, float[] w) {
-        FloatVector vMax = FloatVector.broadcast(S, max);
         double sum = 0;
-        int i = 0;
-        int bound = S.loopBound(n);
-        while (i < bound) {
-            int chunkEnd = Math.min(bound, i + CHUNK);
-            FloatVector acc = FloatVector.zero(S);
-            for (; i < chunkEnd; i += S.length()) {
-                FloatVector x = FloatVector.fromArray(S, l, i).sub(vMax).mul(invT).lanewise(VectorOperators.EXP);
-                x.intoArray(w, i);
-                acc = acc.add(x);
-            }
-            sum += acc.reduceLanes(VectorOperators.ADD);
-        }
-        for (; i < n; i++) {
+        for (int i = 0; i < n; i++) {
             float x = (float) Math.exp((l[i] - max) * invT);
             w[i] = x;
             sum += x;
