@@ -6,7 +6,7 @@ import java.lang.foreign.MemorySegment;
  * Shared shape checks and the matmul driver. Storage classes supply a fused GEMV over a row range
  * (weights widened in registers, never copied) and a row decoder; batches above one go through
  * {@link Gemm}, which decodes each weight tile once into a small cache-resident buffer and applies it
- * to every input row.
+ * to every input row. Both follow {@link Contract}, so a row's result is the same bits either way.
  */
 abstract class DenseMatrix implements Matrix {
     final MemorySegment data;
@@ -45,8 +45,28 @@ abstract class DenseMatrix implements Matrix {
         return cols;
     }
 
-    /** out[oOff + r] = sum_c W[r,c] * x[xOff + c] for r in [r0, r1), fp32 accumulation. */
+    /** out[oOff + r] = sum_c W[r,c] * x[xOff + c] for r in [r0, r1), in the {@link Contract} order. */
     abstract void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1);
+
+    private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[Contract.CHUNK]);
+
+    /**
+     * Batch-1 rows through {@link #decode}, chunk by chunk, in the {@link Contract} order: for storage
+     * layouts the fused loops do not cover (odd block or group shapes, fp8 NaN codes, huge scales).
+     */
+    final void gemvDecoded(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
+        float[] w = ROW.get();
+        for (int r = r0; r < r1; r++) {
+            float s = 0f;
+            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
+                int k1 = Math.min(cols, k0 + Contract.CHUNK);
+                decode(r, k0, k1, w, 0);
+                float p = Contract.dot(w, 0, x, xOff + k0, k1 - k0);
+                s = k0 == 0 ? p : s + p;
+            }
+            out[oOff + r] = s;
+        }
+    }
 
     /** dst[off + (c - c0)] = W[r,c] widened to fp32, for c in [c0, c1). */
     abstract void decode(int r, int c0, int c1, float[] dst, int off);

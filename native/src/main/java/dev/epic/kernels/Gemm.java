@@ -4,7 +4,6 @@ import static dev.epic.kernels.Simd.F;
 import static dev.epic.kernels.Simd.L;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Batched matmul (prefill, expert batches): out[b, r] = W[r, :] . x[b, :].
@@ -13,11 +12,12 @@ import jdk.incubator.vector.VectorOperators;
  * columns is widened once into a thread-local fp32 buffer (64 KiB, stays in L2), then swept against
  * every input row with a 4x4 register kernel: each weight vector load serves 4 input rows and each
  * input vector load serves 4 weight rows, so the loop is FMA bound rather than memory bound. The
- * buffer is a transient decode tile, not a copy of the matrix.
+ * buffer is a transient decode tile, not a copy of the matrix. Every kernel here (4x4, 4x1, single
+ * dot) follows {@link Contract}: a tile's columns are one chunk, one accumulator per (row, input).
  */
 final class Gemm {
     static final int TILE_ROWS = 16;
-    static final int TILE_COLS = 1024;
+    static final int TILE_COLS = Contract.CHUNK;
     private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[TILE_ROWS * TILE_COLS]);
 
     private Gemm() {}
@@ -127,7 +127,7 @@ final class Gemm {
     /** Reduces one accumulator, adds the scalar column tail, stores. */
     private static void finish(FloatVector acc, float[] w, int wi, float[] x, int xi, int k, int n, float[] out,
             int at, boolean first) {
-        float s = acc.reduceLanes(VectorOperators.ADD);
+        float s = Simd.sumLanes(acc);
         for (; k < n; k++) {
             s += w[wi + k] * x[xi + k];
         }
@@ -147,8 +147,8 @@ final class Gemm {
             c2 = FloatVector.fromArray(F, w, w2 + k).fma(u, c2);
             c3 = FloatVector.fromArray(F, w, w3 + k).fma(u, c3);
         }
-        float s0 = c0.reduceLanes(VectorOperators.ADD), s1 = c1.reduceLanes(VectorOperators.ADD);
-        float s2 = c2.reduceLanes(VectorOperators.ADD), s3 = c3.reduceLanes(VectorOperators.ADD);
+        float s0 = Simd.sumLanes(c0), s1 = Simd.sumLanes(c1);
+        float s2 = Simd.sumLanes(c2), s3 = Simd.sumLanes(c3);
         for (; k < n; k++) {
             float u = x[x0 + k];
             s0 += w[w0 + k] * u;
@@ -163,16 +163,6 @@ final class Gemm {
     }
 
     private static float dot(float[] w, int w0, float[] x, int x0, int n) {
-        FloatVector c = FloatVector.zero(F);
-        int body = n - n % L;
-        int k = 0;
-        for (; k < body; k += L) {
-            c = FloatVector.fromArray(F, w, w0 + k).fma(FloatVector.fromArray(F, x, x0 + k), c);
-        }
-        float s = c.reduceLanes(VectorOperators.ADD);
-        for (; k < n; k++) {
-            s += w[w0 + k] * x[x0 + k];
-        }
-        return s;
+        return Contract.dot(w, w0, x, x0, n);
     }
 }

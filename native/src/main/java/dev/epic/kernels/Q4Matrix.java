@@ -41,44 +41,80 @@ final class Q4Matrix extends GroupQuantMatrix {
         return (code(r, c) - 8) * scale(r, c / GROUP);
     }
 
+    /**
+     * Four rows at a time with one accumulator each, in the {@link Contract} order, each weight
+     * widened as {@link #decodeGroup} does (code * scale rounded once, then FMA'd with x). A partial
+     * last group goes through decode.
+     */
     @Override
     void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        int full = cols / GROUP;
-        for (int r = r0; r < r1; r++) {
-            long base = (long) r * groups * HALF;
-            long sBase = 4L * r * groups;
-            FloatVector a0 = FloatVector.zero(F), a1 = a0;
-            int g = 0;
-            for (; g + 2 <= full; g += 2) {
-                a0 = group(base, g, x, xOff).fma(FloatVector.broadcast(F, scales.get(F32, sBase + 4L * g)), a0);
-                a1 = group(base, g + 1, x, xOff)
-                        .fma(FloatVector.broadcast(F, scales.get(F32, sBase + 4L * (g + 1))), a1);
+        if (cols % GROUP != 0) {
+            gemvDecoded(x, xOff, out, oOff, r0, r1);
+            return;
+        }
+        for (int r = r0; r < r1; r += 4) {
+            // Past the range end the last row repeats: results are per row, so a duplicate is harmless.
+            int ra = r, rb = Math.min(r + 1, r1 - 1), rc = Math.min(r + 2, r1 - 1), rd = Math.min(r + 3, r1 - 1);
+            long b0 = (long) ra * groups * HALF, b1 = (long) rb * groups * HALF;
+            long b2 = (long) rc * groups * HALF, b3 = (long) rd * groups * HALF;
+            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+            // CHUNK is a multiple of GROUP and GROUP of L: chunks are whole groups, with no scalar tail.
+            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
+                int k1 = Math.min(cols, k0 + Contract.CHUNK);
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                for (int c = k0; c < k1; c += GROUP) {
+                    int g = c / GROUP;
+                    long o = (long) g * HALF;
+                    FloatVector s0v = FloatVector.broadcast(F, scale(ra, g)), s1v = FloatVector.broadcast(F, scale(rb, g));
+                    FloatVector s2v = FloatVector.broadcast(F, scale(rc, g)), s3v = FloatVector.broadcast(F, scale(rd, g));
+                    // Columns in ascending order: all low nibbles (c .. c+15), then the high ones.
+                    for (int j = 0; j < HALF; j += L) {
+                        FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);
+                        a0 = lo(b0 + o + j).mul(s0v).fma(u, a0);
+                        a1 = lo(b1 + o + j).mul(s1v).fma(u, a1);
+                        a2 = lo(b2 + o + j).mul(s2v).fma(u, a2);
+                        a3 = lo(b3 + o + j).mul(s3v).fma(u, a3);
+                    }
+                    for (int j = 0; j < HALF; j += L) {
+                        FloatVector u = FloatVector.fromArray(F, x, xOff + c + HALF + j);
+                        a0 = hi(b0 + o + j).mul(s0v).fma(u, a0);
+                        a1 = hi(b1 + o + j).mul(s1v).fma(u, a1);
+                        a2 = hi(b2 + o + j).mul(s2v).fma(u, a2);
+                        a3 = hi(b3 + o + j).mul(s3v).fma(u, a3);
+                    }
+                }
+                float p0 = Simd.sumLanes(a0), p1 = Simd.sumLanes(a1), p2 = Simd.sumLanes(a2), p3 = Simd.sumLanes(a3);
+                if (k0 == 0) {
+                    s0 = p0;
+                    s1 = p1;
+                    s2 = p2;
+                    s3 = p3;
+                } else {
+                    s0 += p0;
+                    s1 += p1;
+                    s2 += p2;
+                    s3 += p3;
+                }
             }
-            for (; g < full; g++) {
-                a0 = group(base, g, x, xOff).fma(FloatVector.broadcast(F, scales.get(F32, sBase + 4L * g)), a0);
-            }
-            float sum = a0.add(a1).reduceLanes(VectorOperators.ADD);
-            for (int c = full * GROUP; c < cols; c++) {
-                sum += weight(r, c) * x[xOff + c];
-            }
-            out[oOff + r] = sum;
+            out[oOff + rd] = s3;
+            out[oOff + rc] = s2;
+            out[oOff + rb] = s1;
+            out[oOff + ra] = s0;
         }
     }
 
-    /** Lane-wise partial sums of (code - 8) * x over one group (unscaled). */
-    private FloatVector group(long base, int g, float[] x, int xOff) {
-        long o = base + (long) g * HALF;
-        int xo = xOff + g * GROUP;
-        FloatVector t = FloatVector.zero(F);
-        for (int j = 0; j < HALF; j += L) {
-            IntVector b = (IntVector) ByteVector.fromMemorySegment(Simd.B, data, o + j, Simd.LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
-            FloatVector lo = (FloatVector) b.and(0xf).sub(8).convert(VectorOperators.I2F, 0);
-            FloatVector hi = (FloatVector) b.lanewise(VectorOperators.LSHR, 4).sub(8).convert(VectorOperators.I2F, 0);
-            t = lo.fma(FloatVector.fromArray(F, x, xo + j), t);
-            t = hi.fma(FloatVector.fromArray(F, x, xo + HALF + j), t);
-        }
-        return t;
+    /** The L low-nibble codes minus 8 (columns j.. of the group) from the code bytes at off. */
+    private FloatVector lo(long off) {
+        IntVector b = (IntVector) ByteVector.fromMemorySegment(Simd.B, data, off, Simd.LE)
+                .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+        return (FloatVector) b.and(0xf).sub(8).convert(VectorOperators.I2F, 0);
+    }
+
+    /** The L high-nibble codes minus 8 (columns j+16.. of the group) from the code bytes at off. */
+    private FloatVector hi(long off) {
+        IntVector b = (IntVector) ByteVector.fromMemorySegment(Simd.B, data, off, Simd.LE)
+                .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+        return (FloatVector) b.lanewise(VectorOperators.LSHR, 4).sub(8).convert(VectorOperators.I2F, 0);
     }
 
     @Override
@@ -86,11 +122,8 @@ final class Q4Matrix extends GroupQuantMatrix {
         long o = (long) r * groups * HALF + (long) g * HALF;
         FloatVector s = FloatVector.broadcast(F, scale(r, g));
         for (int j = 0; j < HALF; j += L) {
-            IntVector b = (IntVector) ByteVector.fromMemorySegment(Simd.B, data, o + j, Simd.LE)
-                    .convertShape(VectorOperators.B2I, I, 0);
-            ((FloatVector) b.and(0xf).sub(8).convert(VectorOperators.I2F, 0)).mul(s).intoArray(dst, off + j);
-            ((FloatVector) b.lanewise(VectorOperators.LSHR, 4).and(0xf).sub(8).convert(VectorOperators.I2F, 0))
-                    .mul(s).intoArray(dst, off + HALF + j);
+            lo(o + j).mul(s).intoArray(dst, off + j);
+            hi(o + j).mul(s).intoArray(dst, off + HALF + j);
         }
     }
 

@@ -7,7 +7,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Q8_0-style weights: W[r,c] = code * scale[r, c/32], int8 codes in [-127, 127]. 1.125 bytes per
@@ -29,39 +28,58 @@ final class Q8Matrix extends GroupQuantMatrix {
         return data.get(ValueLayout.JAVA_BYTE, (long) r * groups * GROUP + c) * scale(r, c / GROUP);
     }
 
+    /**
+     * Four rows at a time with one accumulator each, in the {@link Contract} order, each weight
+     * widened as {@link #decodeGroup} does (code * scale rounded once, then FMA'd with x). A partial
+     * last group goes through decode.
+     */
     @Override
     void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        int full = cols / GROUP;
-        for (int r = r0; r < r1; r++) {
-            long base = (long) r * groups * GROUP;
-            long sBase = 4L * r * groups;
-            FloatVector a0 = FloatVector.zero(F), a1 = a0;
-            int g = 0;
-            for (; g + 2 <= full; g += 2) {
-                a0 = group(base, g, x, xOff).fma(FloatVector.broadcast(F, scales.get(F32, sBase + 4L * g)), a0);
-                a1 = group(base, g + 1, x, xOff)
-                        .fma(FloatVector.broadcast(F, scales.get(F32, sBase + 4L * (g + 1))), a1);
-            }
-            for (; g < full; g++) {
-                a0 = group(base, g, x, xOff).fma(FloatVector.broadcast(F, scales.get(F32, sBase + 4L * g)), a0);
-            }
-            float sum = a0.add(a1).reduceLanes(VectorOperators.ADD);
-            for (int c = full * GROUP; c < cols; c++) {
-                sum += weight(r, c) * x[xOff + c];
-            }
-            out[oOff + r] = sum;
+        if (cols % GROUP != 0) {
+            gemvDecoded(x, xOff, out, oOff, r0, r1);
+            return;
         }
-    }
-
-    /** Lane-wise partial sums of code * x over one group (unscaled). */
-    private FloatVector group(long base, int g, float[] x, int xOff) {
-        long o = base + (long) g * GROUP;
-        int xo = xOff + g * GROUP;
-        FloatVector t = Simd.i8(data, o).mul(FloatVector.fromArray(F, x, xo));
-        for (int j = L; j < GROUP; j += L) {
-            t = Simd.i8(data, o + j).fma(FloatVector.fromArray(F, x, xo + j), t);
+        for (int r = r0; r < r1; r += 4) {
+            // Past the range end the last row repeats: results are per row, so a duplicate is harmless.
+            int ra = r, rb = Math.min(r + 1, r1 - 1), rc = Math.min(r + 2, r1 - 1), rd = Math.min(r + 3, r1 - 1);
+            long b0 = (long) ra * groups * GROUP, b1 = (long) rb * groups * GROUP;
+            long b2 = (long) rc * groups * GROUP, b3 = (long) rd * groups * GROUP;
+            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+            // CHUNK is a multiple of GROUP and GROUP of L: chunks are whole groups, with no scalar tail.
+            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
+                int k1 = Math.min(cols, k0 + Contract.CHUNK);
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                for (int c = k0; c < k1; c += GROUP) {
+                    int g = c / GROUP;
+                    long o = (long) g * GROUP;
+                    FloatVector s0v = FloatVector.broadcast(F, scale(ra, g)), s1v = FloatVector.broadcast(F, scale(rb, g));
+                    FloatVector s2v = FloatVector.broadcast(F, scale(rc, g)), s3v = FloatVector.broadcast(F, scale(rd, g));
+                    for (int j = 0; j < GROUP; j += L) {
+                        FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);
+                        a0 = Simd.i8(data, b0 + o + j).mul(s0v).fma(u, a0);
+                        a1 = Simd.i8(data, b1 + o + j).mul(s1v).fma(u, a1);
+                        a2 = Simd.i8(data, b2 + o + j).mul(s2v).fma(u, a2);
+                        a3 = Simd.i8(data, b3 + o + j).mul(s3v).fma(u, a3);
+                    }
+                }
+                float p0 = Simd.sumLanes(a0), p1 = Simd.sumLanes(a1), p2 = Simd.sumLanes(a2), p3 = Simd.sumLanes(a3);
+                if (k0 == 0) {
+                    s0 = p0;
+                    s1 = p1;
+                    s2 = p2;
+                    s3 = p3;
+                } else {
+                    s0 += p0;
+                    s1 += p1;
+                    s2 += p2;
+                    s3 += p3;
+                }
+            }
+            out[oOff + rd] = s3;
+            out[oOff + rc] = s2;
+            out[oOff + rb] = s1;
+            out[oOff + ra] = s0;
         }
-        return t;
     }
 
     @Override

@@ -9,6 +9,7 @@ import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -55,7 +56,7 @@ final class Simd {
      * L float8_e4m3fn codes at byte offset off as fp32 values e4m3 * 2^-120: the byte is sign-extended,
      * so after a shift by 20 bit 31 is the sign and bits 20..26 the 7 magnitude bits, i.e. an fp32 with
      * the code's exponent and mantissa and an exponent 120 too small (normals and subnormals alike,
-     * exact). Callers multiply by blockScale * 2^120, either per weight or folded into x. Codes
+     * exact). Callers multiply by blockScale * 2^120 per weight (the reference weight, rounded once). Codes
      * 0x7f/0xff (NaN) are not handled here: see {@link #fp8WithNaN}.
      */
     static FloatVector fp8Raw(MemorySegment seg, long off) {
@@ -95,8 +96,26 @@ final class Simd {
         return (FloatVector) b.convertShape(VectorOperators.B2F, F, 0);
     }
 
-    /** Sum of the lanes of the given accumulators. */
-    static float sum(FloatVector a, FloatVector b, FloatVector c, FloatVector d) {
-        return a.add(b).add(c.add(d)).reduceLanes(VectorOperators.ADD);
+    /** FOLD[j] moves lane i + 2^j to lane i (wrapping); see {@link #sumLanes}. */
+    @SuppressWarnings("unchecked")
+    private static final VectorShuffle<Float>[] FOLD = new VectorShuffle[Integer.numberOfTrailingZeros(L)];
+
+    static {
+        for (int j = 0; j < FOLD.length; j++) {
+            FOLD[j] = VectorShuffle.iota(F, 1 << j, 1, true);
+        }
+    }
+
+    /**
+     * Sum of the lanes by a fixed pairwise tree: while n > 1, n /= 2 and a[i] = a[i] + a[i + n] for
+     * i < n; the result is a[0]. Unlike {@code reduceLanes(ADD)}, whose order the JIT picks (the
+     * interpreter and C2 round differently), every step here is a lane-wise add, so the float is the
+     * same in every tier. Part of the accumulation contract, see {@link Contract}.
+     */
+    static float sumLanes(FloatVector v) {
+        for (int j = FOLD.length - 1; j >= 0; j--) {
+            v = v.add(v.rearrange(FOLD[j]));
+        }
+        return v.lane(0);
     }
 }

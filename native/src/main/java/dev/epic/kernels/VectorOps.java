@@ -24,7 +24,7 @@ public final class VectorOps {
         for (; i + L <= n; i += L) {
             s0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), s0);
         }
-        float s = s0.add(s1).reduceLanes(VectorOperators.ADD);
+        float s = Simd.sumLanes(s0.add(s1));
         for (; i < n; i++) {
             s += a[aOff + i] * b[bOff + i];
         }
@@ -115,7 +115,7 @@ public final class VectorOps {
             e.intoArray(x, off + i);
             sv = sv.add(e);
         }
-        float sum = sv.reduceLanes(VectorOperators.ADD);
+        float sum = Simd.sumLanes(sv);
         for (; i < n; i++) {
             float e = (float) Math.exp(x[off + i] - max);
             x[off + i] = e;
