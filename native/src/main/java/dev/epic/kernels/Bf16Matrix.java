@@ -20,54 +20,26 @@ final class Bf16Matrix extends DenseMatrix {
         return Float.intBitsToFloat((bits & 0xffff) << 16);
     }
 
-    /**
-     * Four rows at a time, one accumulator each (the ILP without changing any row's order), in the
-     * {@link Contract} order. bf16 widens exactly (a shift).
-     */
     @Override
-    void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        for (int r = r0; r < r1; r += 4) {
-            // Past the range end the last row repeats: results are per row, so a duplicate is harmless.
-            int ra = r, rb = Math.min(r + 1, r1 - 1), rc = Math.min(r + 2, r1 - 1), rd = Math.min(r + 3, r1 - 1);
-            long b0 = (long) ra * cols * 2, b1 = (long) rb * cols * 2, b2 = (long) rc * cols * 2, b3 = (long) rd * cols * 2;
-            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
-                int k1 = Math.min(cols, k0 + Contract.CHUNK);
-                int body = k1 - (k1 - k0) % L;
-                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-                int c = k0;
-                for (; c < body; c += L) {
-                    FloatVector u = FloatVector.fromArray(F, x, xOff + c);
-                    a0 = Simd.bf16(data, b0 + 2L * c).fma(u, a0);
-                    a1 = Simd.bf16(data, b1 + 2L * c).fma(u, a1);
-                    a2 = Simd.bf16(data, b2 + 2L * c).fma(u, a2);
-                    a3 = Simd.bf16(data, b3 + 2L * c).fma(u, a3);
-                }
-                float p0 = Simd.sumLanes(a0), p1 = Simd.sumLanes(a1), p2 = Simd.sumLanes(a2), p3 = Simd.sumLanes(a3);
-                for (; c < k1; c++) {
-                    float u = x[xOff + c];
-                    p0 += widen(data.get(U16, b0 + 2L * c)) * u;
-                    p1 += widen(data.get(U16, b1 + 2L * c)) * u;
-                    p2 += widen(data.get(U16, b2 + 2L * c)) * u;
-                    p3 += widen(data.get(U16, b3 + 2L * c)) * u;
-                }
-                if (k0 == 0) {
-                    s0 = p0;
-                    s1 = p1;
-                    s2 = p2;
-                    s3 = p3;
-                } else {
-                    s0 += p0;
-                    s1 += p1;
-                    s2 += p2;
-                    s3 += p3;
-                }
-            }
-            out[oOff + rd] = s3;
-            out[oOff + rc] = s2;
-            out[oOff + rb] = s1;
-            out[oOff + ra] = s0;
+    void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        long b0 = (long) ra * cols * 2, b1 = (long) rb * cols * 2, b2 = (long) rc * cols * 2, b3 = (long) rd * cols * 2;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = k0; c < body; c += L) {
+            FloatVector u = FloatVector.fromArray(F, x, xOff + c);
+            a0 = Simd.bf16(data, b0 + 2L * c).fma(u, a0);
+            a1 = Simd.bf16(data, b1 + 2L * c).fma(u, a1);
+            a2 = Simd.bf16(data, b2 + 2L * c).fma(u, a2);
+            a3 = Simd.bf16(data, b3 + 2L * c).fma(u, a3);
         }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
+    }
+
+    @Override
+    float weight(int r, int c) {
+        return widen(data.get(U16, ((long) r * cols + c) * 2));
     }
 
     @Override

@@ -1,5 +1,7 @@
 package dev.epic.kernels;
 
+import static dev.epic.kernels.Simd.L;
+
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -45,8 +47,70 @@ abstract class DenseMatrix implements Matrix {
         return cols;
     }
 
-    /** out[oOff + r] = sum_c W[r,c] * x[xOff + c] for r in [r0, r1), in the {@link Contract} order. */
-    abstract void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1);
+    /**
+     * out[oOff + r] = sum_c W[r,c] * x[xOff + c] for r in [r0, r1), in the {@link Contract} order:
+     * four rows at a time, one accumulator each (the ILP without changing any row's order). The vector
+     * part of a chunk is the format's {@link #chunk4}; lane sums, scalar tail and chunk sums are here.
+     */
+    final void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
+        float[] acc = new float[4 * L];
+        for (int r = r0; r < r1; r += 4) {
+            // Past the range end the last row repeats: results are per row, so a duplicate is harmless.
+            int ra = r, rb = Math.min(r + 1, r1 - 1), rc = Math.min(r + 2, r1 - 1), rd = Math.min(r + 3, r1 - 1);
+            if (!fused(ra, rb, rc, rd)) {
+                gemvDecoded(x, xOff, out, oOff, r, Math.min(r + 4, r1));
+                continue;
+            }
+            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
+                int k1 = Math.min(cols, k0 + Contract.CHUNK);
+                int body = k1 - (k1 - k0) % L;
+                chunk4(x, xOff, ra, rb, rc, rd, k0, body, acc);
+                float p0 = tail(ra, body, k1, Simd.sumLanes(acc, 0), x, xOff);
+                float p1 = tail(rb, body, k1, Simd.sumLanes(acc, L), x, xOff);
+                float p2 = tail(rc, body, k1, Simd.sumLanes(acc, 2 * L), x, xOff);
+                float p3 = tail(rd, body, k1, Simd.sumLanes(acc, 3 * L), x, xOff);
+                if (k0 == 0) {
+                    s0 = p0;
+                    s1 = p1;
+                    s2 = p2;
+                    s3 = p3;
+                } else {
+                    s0 += p0;
+                    s1 += p1;
+                    s2 += p2;
+                    s3 += p3;
+                }
+            }
+            out[oOff + rd] = s3;
+            out[oOff + rc] = s2;
+            out[oOff + rb] = s1;
+            out[oOff + ra] = s0;
+        }
+    }
+
+    /** p + w[r, c] * x[c] for c in [c0, c1), in order (the contract's scalar step). */
+    private float tail(int r, int c0, int c1, float p, float[] x, int xOff) {
+        for (int c = c0; c < c1; c++) {
+            p += weight(r, c) * x[xOff + c];
+        }
+        return p;
+    }
+
+    /**
+     * Contract step 2 for rows ra..rd (may repeat) over columns [k0, body), body - k0 a multiple of L:
+     * the four lane accumulators go to acc[0, L), [L, 2L), [2L, 3L), [3L, 4L). Only vector code, kept
+     * small so that C2 inlines all of it (a vector left in a call is boxed, and slow).
+     */
+    abstract void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc);
+
+    /** Whether {@link #chunk4} handles these rows; if not, they go through {@link #gemvDecoded}. */
+    boolean fused(int ra, int rb, int rc, int rd) {
+        return true;
+    }
+
+    /** W[r, c] widened to fp32, the same value {@link #decode} gives. */
+    abstract float weight(int r, int c);
 
     private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[Contract.CHUNK]);
 

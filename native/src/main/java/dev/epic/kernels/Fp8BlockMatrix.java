@@ -65,68 +65,46 @@ final class Fp8BlockMatrix extends DenseMatrix {
     }
 
     /**
-     * Batch-1 product, four rows at a time with one accumulator each, in the {@link Contract} order.
-     * Each weight is widened exactly as {@link #decode} does, w = (e4m3 * 2^-120) * (scale * 2^120),
-     * i.e. the reference's e4m3 * scale rounded once, and then FMA'd with x. Rows with NaN codes, and
-     * matrices whose blocks are not whole vectors or whose scale * 2^120 overflows, go through decode.
+     * Fused rows: clean of NaN codes, blocks of whole vectors, every scale * 2^120 finite. Others go
+     * through decode (same weights, same order).
      */
     @Override
-    void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        for (int r = r0; r < r1; r += 4) {
-            // Past the range end the last row repeats: results are per row, so a duplicate is harmless.
-            int ra = r, rb = Math.min(r + 1, r1 - 1), rc = Math.min(r + 2, r1 - 1), rd = Math.min(r + 3, r1 - 1);
-            if (!fusable || !clean(ra / blockRows) || !clean(rb / blockRows) || !clean(rc / blockRows)
-                    || !clean(rd / blockRows)) {
-                gemvDecoded(x, xOff, out, oOff, r, Math.min(r + 4, r1));
-                continue;
+    boolean fused(int ra, int rb, int rc, int rd) {
+        return fusable && clean(ra / blockRows) && clean(rb / blockRows) && clean(rc / blockRows)
+                && clean(rd / blockRows);
+    }
+
+    /**
+     * Each weight widened exactly as {@link #decode} does, w = (e4m3 * 2^-120) * (scale * 2^120), i.e.
+     * the reference's e4m3 * scale rounded once, then FMA'd with x.
+     */
+    @Override
+    void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        long b0 = (long) ra * cols, b1 = (long) rb * cols, b2 = (long) rc * cols, b3 = (long) rd * cols;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = k0; c < body; ) {
+            // blockCols is a multiple of L, so no vector straddles two blocks.
+            int cb = c / blockCols;
+            int end = Math.min(body, (cb + 1) * blockCols);
+            float f0 = blockScale(ra, cb) * 0x1p120f, f1 = blockScale(rb, cb) * 0x1p120f;
+            float f2 = blockScale(rc, cb) * 0x1p120f, f3 = blockScale(rd, cb) * 0x1p120f;
+            for (; c < end; c += L) {
+                FloatVector u = FloatVector.fromArray(F, x, xOff + c);
+                a0 = Simd.fp8Raw(data, b0 + c).mul(f0).fma(u, a0);
+                a1 = Simd.fp8Raw(data, b1 + c).mul(f1).fma(u, a1);
+                a2 = Simd.fp8Raw(data, b2 + c).mul(f2).fma(u, a2);
+                a3 = Simd.fp8Raw(data, b3 + c).mul(f3).fma(u, a3);
             }
-            long b0 = (long) ra * cols, b1 = (long) rb * cols, b2 = (long) rc * cols, b3 = (long) rd * cols;
-            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
-                int k1 = Math.min(cols, k0 + Contract.CHUNK);
-                int body = k1 - (k1 - k0) % L;
-                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-                int c = k0;
-                while (c < body) {
-                    // blockCols is a multiple of L, so no vector straddles two blocks.
-                    int cb = c / blockCols;
-                    int end = Math.min(body, (cb + 1) * blockCols);
-                    float f0 = blockScale(ra, cb) * 0x1p120f, f1 = blockScale(rb, cb) * 0x1p120f;
-                    float f2 = blockScale(rc, cb) * 0x1p120f, f3 = blockScale(rd, cb) * 0x1p120f;
-                    for (; c < end; c += L) {
-                        FloatVector u = FloatVector.fromArray(F, x, xOff + c);
-                        a0 = Simd.fp8Raw(data, b0 + c).mul(f0).fma(u, a0);
-                        a1 = Simd.fp8Raw(data, b1 + c).mul(f1).fma(u, a1);
-                        a2 = Simd.fp8Raw(data, b2 + c).mul(f2).fma(u, a2);
-                        a3 = Simd.fp8Raw(data, b3 + c).mul(f3).fma(u, a3);
-                    }
-                }
-                float p0 = Simd.sumLanes(a0), p1 = Simd.sumLanes(a1), p2 = Simd.sumLanes(a2), p3 = Simd.sumLanes(a3);
-                for (; c < k1; c++) {
-                    float u = x[xOff + c];
-                    int cb = c / blockCols;
-                    p0 += E4M3[data.get(ValueLayout.JAVA_BYTE, b0 + c) & 0xff] * blockScale(ra, cb) * u;
-                    p1 += E4M3[data.get(ValueLayout.JAVA_BYTE, b1 + c) & 0xff] * blockScale(rb, cb) * u;
-                    p2 += E4M3[data.get(ValueLayout.JAVA_BYTE, b2 + c) & 0xff] * blockScale(rc, cb) * u;
-                    p3 += E4M3[data.get(ValueLayout.JAVA_BYTE, b3 + c) & 0xff] * blockScale(rd, cb) * u;
-                }
-                if (k0 == 0) {
-                    s0 = p0;
-                    s1 = p1;
-                    s2 = p2;
-                    s3 = p3;
-                } else {
-                    s0 += p0;
-                    s1 += p1;
-                    s2 += p2;
-                    s3 += p3;
-                }
-            }
-            out[oOff + rd] = s3;
-            out[oOff + rc] = s2;
-            out[oOff + rb] = s1;
-            out[oOff + ra] = s0;
         }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
+    }
+
+    @Override
+    float weight(int r, int c) {
+        return E4M3[data.get(ValueLayout.JAVA_BYTE, (long) r * cols + c) & 0xff] * blockScale(r, c / blockCols);
     }
 
     /** Whether every block is whole vectors and every scale * 2^120 is finite (the fused GEMV's premise). */

@@ -41,79 +41,68 @@ final class Q4Matrix extends GroupQuantMatrix {
         return (code(r, c) - 8) * scale(r, c / GROUP);
     }
 
+    /** The fused loop needs whole groups; a partial last group goes through decode. */
+    @Override
+    boolean fused(int ra, int rb, int rc, int rd) {
+        return cols % GROUP == 0;
+    }
+
     /**
-     * Four rows at a time with one accumulator each, in the {@link Contract} order, each weight
-     * widened as {@link #decodeGroup} does (code * scale rounded once, then FMA'd with x). A partial
-     * last group goes through decode.
+     * Two passes of two rows: four rows of nibble decoding in one loop body outgrow C2's inlining
+     * budget (a vector op left out of line is boxed, and ~10x slower).
      */
     @Override
-    void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        if (cols % GROUP != 0) {
-            gemvDecoded(x, xOff, out, oOff, r0, r1);
-            return;
-        }
-        for (int r = r0; r < r1; r += 4) {
-            // Past the range end the last row repeats: results are per row, so a duplicate is harmless.
-            int ra = r, rb = Math.min(r + 1, r1 - 1), rc = Math.min(r + 2, r1 - 1), rd = Math.min(r + 3, r1 - 1);
-            long b0 = (long) ra * groups * HALF, b1 = (long) rb * groups * HALF;
-            long b2 = (long) rc * groups * HALF, b3 = (long) rd * groups * HALF;
-            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-            // CHUNK is a multiple of GROUP and GROUP of L: chunks are whole groups, with no scalar tail.
-            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
-                int k1 = Math.min(cols, k0 + Contract.CHUNK);
-                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-                for (int c = k0; c < k1; c += GROUP) {
-                    int g = c / GROUP;
-                    long o = (long) g * HALF;
-                    FloatVector s0v = FloatVector.broadcast(F, scale(ra, g)), s1v = FloatVector.broadcast(F, scale(rb, g));
-                    FloatVector s2v = FloatVector.broadcast(F, scale(rc, g)), s3v = FloatVector.broadcast(F, scale(rd, g));
-                    // Columns in ascending order: all low nibbles (c .. c+15), then the high ones.
-                    for (int j = 0; j < HALF; j += L) {
-                        FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);
-                        a0 = lo(b0 + o + j).mul(s0v).fma(u, a0);
-                        a1 = lo(b1 + o + j).mul(s1v).fma(u, a1);
-                        a2 = lo(b2 + o + j).mul(s2v).fma(u, a2);
-                        a3 = lo(b3 + o + j).mul(s3v).fma(u, a3);
-                    }
-                    for (int j = 0; j < HALF; j += L) {
-                        FloatVector u = FloatVector.fromArray(F, x, xOff + c + HALF + j);
-                        a0 = hi(b0 + o + j).mul(s0v).fma(u, a0);
-                        a1 = hi(b1 + o + j).mul(s1v).fma(u, a1);
-                        a2 = hi(b2 + o + j).mul(s2v).fma(u, a2);
-                        a3 = hi(b3 + o + j).mul(s3v).fma(u, a3);
-                    }
+    void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        for (int h = 0; h < 2; h++) {
+            long b0 = (long) (h == 0 ? ra : rc) * groups * HALF, b1 = (long) (h == 0 ? rb : rd) * groups * HALF;
+            int r0 = h == 0 ? ra : rc, r1 = h == 0 ? rb : rd;
+            FloatVector a0 = FloatVector.zero(F), a1 = a0;
+            // Only used when cols % GROUP == 0: chunks are whole groups.
+            for (int c = k0; c < body; c += GROUP) {
+                int g = c / GROUP;
+                long o = (long) g * HALF;
+                FloatVector s0 = FloatVector.broadcast(F, scale(r0, g)), s1 = FloatVector.broadcast(F, scale(r1, g));
+                if (L == HALF) {
+                    // One code load per row serves both halves; low nibbles (c .. c+15) first: ascending order.
+                    FloatVector ul = FloatVector.fromArray(F, x, xOff + c);
+                    FloatVector uh = FloatVector.fromArray(F, x, xOff + c + HALF);
+                    IntVector q0 = codes(b0 + o), q1 = codes(b1 + o);
+                    a0 = lo(q0).mul(s0).fma(ul, a0);
+                    a1 = lo(q1).mul(s1).fma(ul, a1);
+                    a0 = hi(q0).mul(s0).fma(uh, a0);
+                    a1 = hi(q1).mul(s1).fma(uh, a1);
+                    continue;
                 }
-                float p0 = Simd.sumLanes(a0), p1 = Simd.sumLanes(a1), p2 = Simd.sumLanes(a2), p3 = Simd.sumLanes(a3);
-                if (k0 == 0) {
-                    s0 = p0;
-                    s1 = p1;
-                    s2 = p2;
-                    s3 = p3;
-                } else {
-                    s0 += p0;
-                    s1 += p1;
-                    s2 += p2;
-                    s3 += p3;
+                // Columns in ascending order: all low nibbles (c .. c+15), then the high ones.
+                for (int j = 0; j < HALF; j += L) {
+                    FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);
+                    a0 = lo(codes(b0 + o + j)).mul(s0).fma(u, a0);
+                    a1 = lo(codes(b1 + o + j)).mul(s1).fma(u, a1);
+                }
+                for (int j = 0; j < HALF; j += L) {
+                    FloatVector u = FloatVector.fromArray(F, x, xOff + c + HALF + j);
+                    a0 = hi(codes(b0 + o + j)).mul(s0).fma(u, a0);
+                    a1 = hi(codes(b1 + o + j)).mul(s1).fma(u, a1);
                 }
             }
-            out[oOff + rd] = s3;
-            out[oOff + rc] = s2;
-            out[oOff + rb] = s1;
-            out[oOff + ra] = s0;
+            a0.intoArray(acc, 2 * h * L);
+            a1.intoArray(acc, (2 * h + 1) * L);
         }
     }
 
-    /** The L low-nibble codes minus 8 (columns j.. of the group) from the code bytes at off. */
-    private FloatVector lo(long off) {
-        IntVector b = (IntVector) ByteVector.fromMemorySegment(Simd.B, data, off, Simd.LE)
+    /** L code bytes at off, zero-extended: column j in the low nibble, column j + 16 in the high one. */
+    private IntVector codes(long off) {
+        return (IntVector) ByteVector.fromMemorySegment(Simd.B, data, off, Simd.LE)
                 .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+    }
+
+    /** The low-nibble codes minus 8, as floats. */
+    private static FloatVector lo(IntVector b) {
         return (FloatVector) b.and(0xf).sub(8).convert(VectorOperators.I2F, 0);
     }
 
-    /** The L high-nibble codes minus 8 (columns j+16.. of the group) from the code bytes at off. */
-    private FloatVector hi(long off) {
-        IntVector b = (IntVector) ByteVector.fromMemorySegment(Simd.B, data, off, Simd.LE)
-                .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+    /** The high-nibble codes minus 8, as floats. */
+    private static FloatVector hi(IntVector b) {
         return (FloatVector) b.lanewise(VectorOperators.LSHR, 4).sub(8).convert(VectorOperators.I2F, 0);
     }
 
@@ -122,8 +111,9 @@ final class Q4Matrix extends GroupQuantMatrix {
         long o = (long) r * groups * HALF + (long) g * HALF;
         FloatVector s = FloatVector.broadcast(F, scale(r, g));
         for (int j = 0; j < HALF; j += L) {
-            lo(o + j).mul(s).intoArray(dst, off + j);
-            hi(o + j).mul(s).intoArray(dst, off + HALF + j);
+            IntVector b = codes(o + j);
+            lo(b).mul(s).intoArray(dst, off + j);
+            hi(b).mul(s).intoArray(dst, off + HALF + j);
         }
     }
 

@@ -28,58 +28,35 @@ final class Q8Matrix extends GroupQuantMatrix {
         return data.get(ValueLayout.JAVA_BYTE, (long) r * groups * GROUP + c) * scale(r, c / GROUP);
     }
 
-    /**
-     * Four rows at a time with one accumulator each, in the {@link Contract} order, each weight
-     * widened as {@link #decodeGroup} does (code * scale rounded once, then FMA'd with x). A partial
-     * last group goes through decode.
-     */
+    /** The fused loop needs whole groups; a partial last group goes through decode. */
     @Override
-    void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        if (cols % GROUP != 0) {
-            gemvDecoded(x, xOff, out, oOff, r0, r1);
-            return;
-        }
-        for (int r = r0; r < r1; r += 4) {
-            // Past the range end the last row repeats: results are per row, so a duplicate is harmless.
-            int ra = r, rb = Math.min(r + 1, r1 - 1), rc = Math.min(r + 2, r1 - 1), rd = Math.min(r + 3, r1 - 1);
-            long b0 = (long) ra * groups * GROUP, b1 = (long) rb * groups * GROUP;
-            long b2 = (long) rc * groups * GROUP, b3 = (long) rd * groups * GROUP;
-            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-            // CHUNK is a multiple of GROUP and GROUP of L: chunks are whole groups, with no scalar tail.
-            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
-                int k1 = Math.min(cols, k0 + Contract.CHUNK);
-                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-                for (int c = k0; c < k1; c += GROUP) {
-                    int g = c / GROUP;
-                    long o = (long) g * GROUP;
-                    FloatVector s0v = FloatVector.broadcast(F, scale(ra, g)), s1v = FloatVector.broadcast(F, scale(rb, g));
-                    FloatVector s2v = FloatVector.broadcast(F, scale(rc, g)), s3v = FloatVector.broadcast(F, scale(rd, g));
-                    for (int j = 0; j < GROUP; j += L) {
-                        FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);
-                        a0 = Simd.i8(data, b0 + o + j).mul(s0v).fma(u, a0);
-                        a1 = Simd.i8(data, b1 + o + j).mul(s1v).fma(u, a1);
-                        a2 = Simd.i8(data, b2 + o + j).mul(s2v).fma(u, a2);
-                        a3 = Simd.i8(data, b3 + o + j).mul(s3v).fma(u, a3);
-                    }
-                }
-                float p0 = Simd.sumLanes(a0), p1 = Simd.sumLanes(a1), p2 = Simd.sumLanes(a2), p3 = Simd.sumLanes(a3);
-                if (k0 == 0) {
-                    s0 = p0;
-                    s1 = p1;
-                    s2 = p2;
-                    s3 = p3;
-                } else {
-                    s0 += p0;
-                    s1 += p1;
-                    s2 += p2;
-                    s3 += p3;
-                }
+    boolean fused(int ra, int rb, int rc, int rd) {
+        return cols % GROUP == 0;
+    }
+
+    /** Each weight widened as {@link #decodeGroup} does (code * scale rounded once), then FMA'd with x. */
+    @Override
+    void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        long b0 = (long) ra * groups * GROUP, b1 = (long) rb * groups * GROUP, b2 = (long) rc * groups * GROUP, b3 = (long) rd * groups * GROUP;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        // Only used when cols % GROUP == 0: chunks are whole groups.
+        for (int c = k0; c < body; c += GROUP) {
+            int g = c / GROUP;
+            long o = (long) g * GROUP;
+            FloatVector s0 = FloatVector.broadcast(F, scale(ra, g)), s1 = FloatVector.broadcast(F, scale(rb, g));
+            FloatVector s2 = FloatVector.broadcast(F, scale(rc, g)), s3 = FloatVector.broadcast(F, scale(rd, g));
+            for (int j = 0; j < GROUP; j += L) {
+                FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);
+                a0 = Simd.i8(data, b0 + o + j).mul(s0).fma(u, a0);
+                a1 = Simd.i8(data, b1 + o + j).mul(s1).fma(u, a1);
+                a2 = Simd.i8(data, b2 + o + j).mul(s2).fma(u, a2);
+                a3 = Simd.i8(data, b3 + o + j).mul(s3).fma(u, a3);
             }
-            out[oOff + rd] = s3;
-            out[oOff + rc] = s2;
-            out[oOff + rb] = s1;
-            out[oOff + ra] = s0;
         }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
     }
 
     @Override

@@ -9,7 +9,6 @@ import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
-import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -96,26 +95,25 @@ final class Simd {
         return (FloatVector) b.convertShape(VectorOperators.B2F, F, 0);
     }
 
-    /** FOLD[j] moves lane i + 2^j to lane i (wrapping); see {@link #sumLanes}. */
-    @SuppressWarnings("unchecked")
-    private static final VectorShuffle<Float>[] FOLD = new VectorShuffle[Integer.numberOfTrailingZeros(L)];
-
-    static {
-        for (int j = 0; j < FOLD.length; j++) {
-            FOLD[j] = VectorShuffle.iota(F, 1 << j, 1, true);
+    /**
+     * Sum of the L floats a[off ..] by a fixed pairwise tree: while n > 1, n /= 2 and
+     * a[i] = a[i] + a[i + n] for i &lt; n; the result is a[0] (a is overwritten). Scalar Java, so the
+     * order is fixed by the language in every JIT tier, unlike {@code reduceLanes(ADD)}, whose order
+     * the JIT picks (the interpreter and C2 round differently). Part of {@link Contract}.
+     */
+    static float sumLanes(float[] a, int off) {
+        for (int n = L / 2; n >= 1; n /= 2) {
+            for (int i = 0; i < n; i++) {
+                a[off + i] = a[off + i] + a[off + i + n];
+            }
         }
+        return a[off];
     }
 
-    /**
-     * Sum of the lanes by a fixed pairwise tree: while n > 1, n /= 2 and a[i] = a[i] + a[i + n] for
-     * i < n; the result is a[0]. Unlike {@code reduceLanes(ADD)}, whose order the JIT picks (the
-     * interpreter and C2 round differently), every step here is a lane-wise add, so the float is the
-     * same in every tier. Part of the accumulation contract, see {@link Contract}.
-     */
+    /** {@link #sumLanes(float[], int)} of the lanes of v. */
     static float sumLanes(FloatVector v) {
-        for (int j = FOLD.length - 1; j >= 0; j--) {
-            v = v.add(v.rearrange(FOLD[j]));
-        }
-        return v.lane(0);
+        float[] a = new float[L];
+        v.intoArray(a, 0);
+        return sumLanes(a, 0);
     }
 }
