@@ -102,6 +102,16 @@ final class Simd {
      * the JIT picks (the interpreter and C2 round differently). Part of {@link Contract}.
      */
     static float sumLanes(float[] a, int off) {
+        if (L == 16) { // the same tree, written out in registers (the generic loop goes through memory)
+            float t0 = a[off] + a[off + 8], t1 = a[off + 1] + a[off + 9], t2 = a[off + 2] + a[off + 10];
+            float t3 = a[off + 3] + a[off + 11], t4 = a[off + 4] + a[off + 12], t5 = a[off + 5] + a[off + 13];
+            float t6 = a[off + 6] + a[off + 14], t7 = a[off + 7] + a[off + 15];
+            t0 = t0 + t4;
+            t1 = t1 + t5;
+            t2 = t2 + t6;
+            t3 = t3 + t7;
+            return (t0 + t2) + (t1 + t3);
+        }
         for (int n = L / 2; n >= 1; n /= 2) {
             for (int i = 0; i < n; i++) {
                 a[off + i] = a[off + i] + a[off + i + n];
