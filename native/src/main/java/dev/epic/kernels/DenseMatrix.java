@@ -1,12 +1,14 @@
 package dev.epic.kernels;
 
+import static dev.epic.kernels.Simd.L;
+
 import java.lang.foreign.MemorySegment;
 
 /**
  * Shared shape checks and the matmul driver. Storage classes supply a fused GEMV over a row range
  * (weights widened in registers, never copied) and a row decoder; batches above one go through
  * {@link Gemm}, which decodes each weight tile once into a small cache-resident buffer and applies it
- * to every input row.
+ * to every input row. Both follow {@link Contract}, so a row's result is the same bits either way.
  */
 abstract class DenseMatrix implements Matrix {
     final MemorySegment data;
@@ -45,8 +47,90 @@ abstract class DenseMatrix implements Matrix {
         return cols;
     }
 
-    /** out[oOff + r] = sum_c W[r,c] * x[xOff + c] for r in [r0, r1), fp32 accumulation. */
-    abstract void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1);
+    /**
+     * out[oOff + r] = sum_c W[r,c] * x[xOff + c] for r in [r0, r1), in the {@link Contract} order:
+     * four rows at a time, one accumulator each (the ILP without changing any row's order). The vector
+     * part of a chunk is the format's {@link #chunk4}; lane sums, scalar tail and chunk sums are here.
+     */
+    final void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
+        float[] acc = new float[4 * L];
+        for (int r = r0; r < r1; r += 4) {
+            // Past the range end the last row repeats: results are per row, so a duplicate is harmless.
+            int ra = r, rb = Math.min(r + 1, r1 - 1), rc = Math.min(r + 2, r1 - 1), rd = Math.min(r + 3, r1 - 1);
+            if (!fused(ra, rb, rc, rd)) {
+                gemvDecoded(x, xOff, out, oOff, r, Math.min(r + 4, r1));
+                continue;
+            }
+            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
+                int k1 = Math.min(cols, k0 + Contract.CHUNK);
+                int body = k1 - (k1 - k0) % L;
+                chunk4(x, xOff, ra, rb, rc, rd, k0, body, acc);
+                float p0 = tail(ra, body, k1, Simd.sumLanes(acc, 0), x, xOff);
+                float p1 = tail(rb, body, k1, Simd.sumLanes(acc, L), x, xOff);
+                float p2 = tail(rc, body, k1, Simd.sumLanes(acc, 2 * L), x, xOff);
+                float p3 = tail(rd, body, k1, Simd.sumLanes(acc, 3 * L), x, xOff);
+                if (k0 == 0) {
+                    s0 = p0;
+                    s1 = p1;
+                    s2 = p2;
+                    s3 = p3;
+                } else {
+                    s0 += p0;
+                    s1 += p1;
+                    s2 += p2;
+                    s3 += p3;
+                }
+            }
+            out[oOff + rd] = s3;
+            out[oOff + rc] = s2;
+            out[oOff + rb] = s1;
+            out[oOff + ra] = s0;
+        }
+    }
+
+    /** p + w[r, c] * x[c] for c in [c0, c1), in order (the contract's scalar step). */
+    private float tail(int r, int c0, int c1, float p, float[] x, int xOff) {
+        for (int c = c0; c < c1; c++) {
+            p += weight(r, c) * x[xOff + c];
+        }
+        return p;
+    }
+
+    /**
+     * Contract step 2 for rows ra..rd (may repeat) over columns [k0, body), body - k0 a multiple of L:
+     * the four lane accumulators go to acc[0, L), [L, 2L), [2L, 3L), [3L, 4L). Only vector code, kept
+     * small so that C2 inlines all of it (a vector left in a call is boxed, and slow).
+     */
+    abstract void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc);
+
+    /** Whether {@link #chunk4} handles these rows; if not, they go through {@link #gemvDecoded}. */
+    boolean fused(int ra, int rb, int rc, int rd) {
+        return true;
+    }
+
+    /** W[r, c] widened to fp32, the same value {@link #decode} gives. */
+    abstract float weight(int r, int c);
+
+    private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[Contract.CHUNK]);
+
+    /**
+     * Batch-1 rows through {@link #decode}, chunk by chunk, in the {@link Contract} order: for storage
+     * layouts the fused loops do not cover (odd block or group shapes, fp8 NaN codes, huge scales).
+     */
+    final void gemvDecoded(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
+        float[] w = ROW.get();
+        for (int r = r0; r < r1; r++) {
+            float s = 0f;
+            for (int k0 = 0; k0 < cols; k0 += Contract.CHUNK) {
+                int k1 = Math.min(cols, k0 + Contract.CHUNK);
+                decode(r, k0, k1, w, 0);
+                float p = Contract.dot(w, 0, x, xOff + k0, k1 - k0);
+                s = k0 == 0 ? p : s + p;
+            }
+            out[oOff + r] = s;
+        }
+    }
 
     /** dst[off + (c - c0)] = W[r,c] widened to fp32, for c in [c0, c1). */
     abstract void decode(int r, int c0, int c1, float[] dst, int off);
@@ -70,11 +154,14 @@ abstract class DenseMatrix implements Matrix {
                     + " needs x >= " + (long) batch * cols + " and out >= " + (long) batch * rows + ", got x "
                     + x.length + ", out " + out.length);
         }
-        // Batch invariance: a row's result must not depend on how many rows share the call (continuous
-        // batching promises the same tokens as running each request alone), so batch 1 takes the same
-        // Gemm arithmetic as larger batches; the fused gemv sums in another order.
         if (!parallel) {
-            Gemm.rows(this, x, out, batch, 0, rows);
+            if (batch == 1) {
+                gemv(x, 0, out, 0, 0, rows);
+            } else {
+                Gemm.rows(this, x, out, batch, 0, rows);
+            }
+        } else if (batch == 1) {
+            Parallel.forRange(rows, 1, (long) rows * cols, (r0, r1) -> gemv(x, 0, out, 0, r0, r1));
         } else {
             Gemm.multiply(this, x, out, batch);
         }

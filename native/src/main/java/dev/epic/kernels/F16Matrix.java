@@ -16,29 +16,25 @@ final class F16Matrix extends DenseMatrix {
     }
 
     @Override
-    void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        int body4 = cols - cols % (4 * L);
-        int body = cols - cols % L;
-        for (int r = r0; r < r1; r++) {
-            long base = (long) r * cols * 2;
-            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            int c = 0;
-            for (; c < body4; c += 4 * L) {
-                long o = base + 2L * c;
-                a0 = Simd.f16(data, o).fma(FloatVector.fromArray(F, x, xOff + c), a0);
-                a1 = Simd.f16(data, o + 2L * L).fma(FloatVector.fromArray(F, x, xOff + c + L), a1);
-                a2 = Simd.f16(data, o + 4L * L).fma(FloatVector.fromArray(F, x, xOff + c + 2 * L), a2);
-                a3 = Simd.f16(data, o + 6L * L).fma(FloatVector.fromArray(F, x, xOff + c + 3 * L), a3);
-            }
-            for (; c < body; c += L) {
-                a0 = Simd.f16(data, base + 2L * c).fma(FloatVector.fromArray(F, x, xOff + c), a0);
-            }
-            float sum = Simd.sum(a0, a1, a2, a3);
-            for (; c < cols; c++) {
-                sum += Float.float16ToFloat(data.get(U16, base + 2L * c)) * x[xOff + c];
-            }
-            out[oOff + r] = sum;
+    void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        long b0 = (long) ra * cols * 2, b1 = (long) rb * cols * 2, b2 = (long) rc * cols * 2, b3 = (long) rd * cols * 2;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = k0; c < body; c += L) {
+            FloatVector u = FloatVector.fromArray(F, x, xOff + c);
+            a0 = Simd.f16(data, b0 + 2L * c).fma(u, a0);
+            a1 = Simd.f16(data, b1 + 2L * c).fma(u, a1);
+            a2 = Simd.f16(data, b2 + 2L * c).fma(u, a2);
+            a3 = Simd.f16(data, b3 + 2L * c).fma(u, a3);
         }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
+    }
+
+    @Override
+    float weight(int r, int c) {
+        return Float.float16ToFloat(data.get(U16, ((long) r * cols + c) * 2));
     }
 
     @Override

@@ -17,33 +17,25 @@ final class F32Matrix extends DenseMatrix {
     }
 
     @Override
-    void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        int body4 = cols - cols % (4 * L);
-        int body = cols - cols % L;
-        for (int r = r0; r < r1; r++) {
-            long base = (long) r * cols * 4;
-            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            int c = 0;
-            for (; c < body4; c += 4 * L) {
-                long o = base + 4L * c;
-                a0 = FloatVector.fromMemorySegment(F, data, o, LE).fma(FloatVector.fromArray(F, x, xOff + c), a0);
-                a1 = FloatVector.fromMemorySegment(F, data, o + 4L * L, LE)
-                        .fma(FloatVector.fromArray(F, x, xOff + c + L), a1);
-                a2 = FloatVector.fromMemorySegment(F, data, o + 8L * L, LE)
-                        .fma(FloatVector.fromArray(F, x, xOff + c + 2 * L), a2);
-                a3 = FloatVector.fromMemorySegment(F, data, o + 12L * L, LE)
-                        .fma(FloatVector.fromArray(F, x, xOff + c + 3 * L), a3);
-            }
-            for (; c < body; c += L) {
-                a0 = FloatVector.fromMemorySegment(F, data, base + 4L * c, LE)
-                        .fma(FloatVector.fromArray(F, x, xOff + c), a0);
-            }
-            float sum = Simd.sum(a0, a1, a2, a3);
-            for (; c < cols; c++) {
-                sum += data.get(F32, base + 4L * c) * x[xOff + c];
-            }
-            out[oOff + r] = sum;
+    void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        long b0 = (long) ra * cols * 4, b1 = (long) rb * cols * 4, b2 = (long) rc * cols * 4, b3 = (long) rd * cols * 4;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = k0; c < body; c += L) {
+            FloatVector u = FloatVector.fromArray(F, x, xOff + c);
+            a0 = FloatVector.fromMemorySegment(F, data, b0 + 4L * c, LE).fma(u, a0);
+            a1 = FloatVector.fromMemorySegment(F, data, b1 + 4L * c, LE).fma(u, a1);
+            a2 = FloatVector.fromMemorySegment(F, data, b2 + 4L * c, LE).fma(u, a2);
+            a3 = FloatVector.fromMemorySegment(F, data, b3 + 4L * c, LE).fma(u, a3);
         }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
+    }
+
+    @Override
+    float weight(int r, int c) {
+        return data.get(F32, ((long) r * cols + c) * 4);
     }
 
     @Override

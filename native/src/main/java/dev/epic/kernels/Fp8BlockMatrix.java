@@ -7,12 +7,12 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * float8_e4m3fn codes with one float32 scale per [blockRows x blockCols] block (DeepSeek's
  * weight_scale_inv). Each weight is widened in registers to e4m3(code) * scale (rounded once, as the
- * reference does) and multiplied in fp32; see {@link Simd#fp8}.
+ * reference does) and multiplied in fp32; see {@link Simd#fp8Raw}. GEMV and GEMM use the same widened
+ * weight and the {@link Contract} order.
  */
 final class Fp8BlockMatrix extends DenseMatrix {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -23,6 +23,7 @@ final class Fp8BlockMatrix extends DenseMatrix {
     private final int blockCols;
     private final int scaleCols;
     private final byte[] nanState;
+    private final boolean fusable;
 
     Fp8BlockMatrix(MemorySegment data, MemorySegment scales, int rows, int cols, int blockRows, int blockCols) {
         super(data, rows, cols, 1);
@@ -41,6 +42,7 @@ final class Fp8BlockMatrix extends DenseMatrix {
             throw new IllegalArgumentException("fp8 scales for [" + rows + ", " + cols + "] need " + needScales
                     + " bytes, have " + scales.byteSize());
         }
+        this.fusable = fusable();
     }
 
     private float blockScale(int r, int cb) {
@@ -63,105 +65,65 @@ final class Fp8BlockMatrix extends DenseMatrix {
     }
 
     /**
-     * Batch-1 product. For a row block without NaN codes the block scales (times 2^120) are folded
-     * into a scaled copy of x, xs[c] = x[c] * scale[rb][c / blockCols] * 2^120, built once per row
-     * block; each row is then a plain dot product of raw widened codes with xs (load, widen, shift,
-     * mask, FMA per vector). The product is w * x rounded once as in the reference, only the
-     * rounding of the scale multiply moves from the weight to x. Blocks whose scaled x overflows and
-     * rows with NaN codes take the exact per-weight path.
+     * Fused rows: clean of NaN codes, blocks of whole vectors, every scale * 2^120 finite. Others go
+     * through decode (same weights, same order).
      */
     @Override
-    void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        float[] xs = scaledX(cols);
-        int rb = -1;
-        boolean fast = false;
-        for (int r = r0; r < r1; r++) {
-            if (r / blockRows != rb) {
-                rb = r / blockRows;
-                fast = clean(rb) && scaleX(rb, x, xOff, xs);
-            }
-            out[oOff + r] = fast ? dotScaled(r, rb, x, xOff, xs) : dotExact(r, x, xOff);
-        }
+    boolean fused(int ra, int rb, int rc, int rd) {
+        return fusable && clean(ra / blockRows) && clean(rb / blockRows) && clean(rc / blockRows)
+                && clean(rd / blockRows);
     }
 
-    private static final ThreadLocal<float[]> XS = ThreadLocal.withInitial(() -> new float[0]);
-
-    private static float[] scaledX(int cols) {
-        float[] xs = XS.get();
-        if (xs.length < cols) {
-            xs = new float[cols];
-            XS.set(xs);
-        }
-        return xs;
-    }
-
-    /** Fills xs for row block rb; false when some scaled value is not finite (use the exact path). */
-    private boolean scaleX(int rb, float[] x, int xOff, float[] xs) {
-        FloatVector max = FloatVector.zero(F);
-        float maxTail = 0f;
-        for (int cb = 0, c0 = 0; c0 < cols; cb++, c0 += blockCols) {
-            int c1 = Math.min(cols, c0 + blockCols);
-            float factor = blockScale(rb * blockRows, cb) * 0x1p120f;
-            int c = c0;
-            for (; c + L <= c1; c += L) {
-                FloatVector v = FloatVector.fromArray(F, x, xOff + c).mul(factor);
-                v.intoArray(xs, c);
-                max = max.max(v.abs());
-            }
-            for (; c < c1; c++) {
-                xs[c] = x[xOff + c] * factor;
-                maxTail = Math.max(maxTail, Math.abs(xs[c]));
-            }
-        }
-        return Float.isFinite(Math.max(max.reduceLanes(VectorOperators.MAX), maxTail));
-    }
-
-    private float dotScaled(int r, int rb, float[] x, int xOff, float[] xs) {
-        long base = (long) r * cols;
+    /**
+     * Each weight widened exactly as {@link #decode} does, w = (e4m3 * 2^-120) * (scale * 2^120), i.e.
+     * the reference's e4m3 * scale rounded once, then FMA'd with x.
+     */
+    @Override
+    void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        long b0 = (long) ra * cols, b1 = (long) rb * cols, b2 = (long) rc * cols, b3 = (long) rd * cols;
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        int body4 = cols - cols % (4 * L);
-        int body = cols - cols % L;
-        int c = 0;
-        for (; c < body4; c += 4 * L) {
-            a0 = Simd.fp8Raw(data, base + c).fma(FloatVector.fromArray(F, xs, c), a0);
-            a1 = Simd.fp8Raw(data, base + c + L).fma(FloatVector.fromArray(F, xs, c + L), a1);
-            a2 = Simd.fp8Raw(data, base + c + 2 * L).fma(FloatVector.fromArray(F, xs, c + 2 * L), a2);
-            a3 = Simd.fp8Raw(data, base + c + 3 * L).fma(FloatVector.fromArray(F, xs, c + 3 * L), a3);
+        // Integer divisions hoisted out of the block loop: blocks are short (8 vectors at 128 columns).
+        long s0 = 4L * (ra / blockRows) * scaleCols, s1 = 4L * (rb / blockRows) * scaleCols;
+        long s2 = 4L * (rc / blockRows) * scaleCols, s3 = 4L * (rd / blockRows) * scaleCols;
+        for (int c = k0, cb = k0 / blockCols; c < body; cb++) {
+            // blockCols is a multiple of L, so no vector straddles two blocks.
+            int end = Math.min(body, (cb + 1) * blockCols);
+            long so = 4L * cb;
+            FloatVector f0 = FloatVector.broadcast(F, scales.get(F32, s0 + so) * 0x1p120f);
+            FloatVector f1 = FloatVector.broadcast(F, scales.get(F32, s1 + so) * 0x1p120f);
+            FloatVector f2 = FloatVector.broadcast(F, scales.get(F32, s2 + so) * 0x1p120f);
+            FloatVector f3 = FloatVector.broadcast(F, scales.get(F32, s3 + so) * 0x1p120f);
+            for (; c < end; c += L) {
+                FloatVector u = FloatVector.fromArray(F, x, xOff + c);
+                a0 = Simd.fp8Raw(data, b0 + c).mul(f0).fma(u, a0);
+                a1 = Simd.fp8Raw(data, b1 + c).mul(f1).fma(u, a1);
+                a2 = Simd.fp8Raw(data, b2 + c).mul(f2).fma(u, a2);
+                a3 = Simd.fp8Raw(data, b3 + c).mul(f3).fma(u, a3);
+            }
         }
-        for (; c < body; c += L) {
-            a0 = Simd.fp8Raw(data, base + c).fma(FloatVector.fromArray(F, xs, c), a0);
-        }
-        float sum = Simd.sum(a0, a1, a2, a3);
-        for (; c < cols; c++) {
-            sum += E4M3[data.get(ValueLayout.JAVA_BYTE, base + c) & 0xff] * blockScale(r, c / blockCols) * x[xOff + c];
-        }
-        return sum;
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
     }
 
-    /** Per-weight widening w = e4m3 * scale (NaN codes honoured), scalar where the scale is out of range. */
-    private float dotExact(int r, float[] x, int xOff) {
-        long base = (long) r * cols;
-        FloatVector a0 = FloatVector.zero(F), a1 = a0;
-        float tail = 0f;
-        for (int cb = 0, c0 = 0; c0 < cols; cb++, c0 += blockCols) {
-            int c1 = Math.min(cols, c0 + blockCols);
-            float scale = blockScale(r, cb);
-            float factor = scale * 0x1p120f;
-            int c = c0;
-            if (Float.isFinite(factor)) {
-                for (; c + 2 * L <= c1; c += 2 * L) {
-                    a0 = Simd.fp8WithNaN(data, base + c, factor).fma(FloatVector.fromArray(F, x, xOff + c), a0);
-                    a1 = Simd.fp8WithNaN(data, base + c + L, factor).fma(FloatVector.fromArray(F, x, xOff + c + L), a1);
-                }
-                for (; c + L <= c1; c += L) {
-                    a0 = Simd.fp8WithNaN(data, base + c, factor).fma(FloatVector.fromArray(F, x, xOff + c), a0);
-                }
-            }
-            for (; c < c1; c++) {
-                tail += E4M3[data.get(ValueLayout.JAVA_BYTE, base + c) & 0xff] * scale * x[xOff + c];
+    @Override
+    float weight(int r, int c) {
+        return E4M3[data.get(ValueLayout.JAVA_BYTE, (long) r * cols + c) & 0xff] * blockScale(r, c / blockCols);
+    }
+
+    /** Whether every block is whole vectors and every scale * 2^120 is finite (the fused GEMV's premise). */
+    private boolean fusable() {
+        if (blockCols % L != 0) {
+            return false;
+        }
+        long n = (long) Math.ceilDiv(rows, blockRows) * scaleCols;
+        for (long i = 0; i < n; i++) {
+            if (!Float.isFinite(scales.get(F32, 4 * i) * 0x1p120f)) {
+                return false;
             }
         }
-        return a0.add(a1).reduceLanes(VectorOperators.ADD) + tail;
+        return true;
     }
 
     @Override

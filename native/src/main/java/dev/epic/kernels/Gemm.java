@@ -12,12 +12,15 @@ import jdk.incubator.vector.FloatVector;
  * columns is widened once into a thread-local fp32 buffer (64 KiB, stays in L2), then swept against
  * every input row with a 4x4 register kernel: each weight vector load serves 4 input rows and each
  * input vector load serves 4 weight rows, so the loop is FMA bound rather than memory bound. The
- * buffer is a transient decode tile, not a copy of the matrix.
+ * buffer is a transient decode tile, not a copy of the matrix. Every kernel here (4x4, 4x1, single
+ * dot) follows {@link Contract}: a tile's columns are one chunk, one accumulator per (row, input).
  */
 final class Gemm {
     static final int TILE_ROWS = 16;
-    static final int TILE_COLS = 1024;
+    static final int TILE_COLS = Contract.CHUNK;
     private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[TILE_ROWS * TILE_COLS]);
+    /** Lane sums of a kernel's accumulators, reduced in scalar code (Simd.sumLanes) outside the vector loop. */
+    private static final ThreadLocal<float[]> ACC = ThreadLocal.withInitial(() -> new float[16 * L]);
 
     private Gemm() {}
 
@@ -28,6 +31,7 @@ final class Gemm {
 
     static void rows(DenseMatrix m, float[] x, float[] out, int batch, int r0, int r1) {
         float[] tile = TILE.get();
+        float[] acc = ACC.get();
         int rows = m.rows;
         int cols = m.cols;
         for (int rt = r0; rt < r1; rt += TILE_ROWS) {
@@ -42,7 +46,7 @@ final class Gemm {
                 for (; b + 4 <= batch; b += 4) {
                     int i = 0;
                     for (; i + 4 <= nr; i += 4) {
-                        kernel4x4(tile, i * TILE_COLS, x, b * cols + kt, cols, nk, out, b * rows + rt + i, rows, first);
+                        kernel4x4(tile, i * TILE_COLS, x, b * cols + kt, cols, nk, out, b * rows + rt + i, rows, first, acc);
                     }
                     for (; i < nr; i++) {
                         for (int bb = b; bb < b + 4; bb++) {
@@ -54,7 +58,7 @@ final class Gemm {
                 for (; b < batch; b++) {
                     int i = 0;
                     for (; i + 4 <= nr; i += 4) {
-                        kernel4x1(tile, i * TILE_COLS, x, b * cols + kt, nk, out, b * rows + rt + i, first);
+                        kernel4x1(tile, i * TILE_COLS, x, b * cols + kt, nk, out, b * rows + rt + i, first, acc);
                     }
                     for (; i < nr; i++) {
                         store(out, b * rows + rt + i, first, dot(tile, i * TILE_COLS, x, b * cols + kt, nk));
@@ -70,7 +74,7 @@ final class Gemm {
 
     /** 4 tile rows (stride TILE_COLS from w) against 4 input rows (stride xs from x), n columns. */
     private static void kernel4x4(float[] w, int w0, float[] x, int x0, int xs, int n, float[] out, int o0,
-            int os, boolean first) {
+            int os, boolean first, float[] acc) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
         FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00;
         FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00;
@@ -105,28 +109,44 @@ final class Gemm {
             c23 = v2.fma(u, c23);
             c33 = v3.fma(u, c33);
         }
-        finish(c00, w, w0, x, x0, k, n, out, o0 + 0 * os + 0, first);
-        finish(c10, w, w1, x, x0, k, n, out, o0 + 0 * os + 1, first);
-        finish(c20, w, w2, x, x0, k, n, out, o0 + 0 * os + 2, first);
-        finish(c30, w, w3, x, x0, k, n, out, o0 + 0 * os + 3, first);
-        finish(c01, w, w0, x, x1, k, n, out, o0 + 1 * os + 0, first);
-        finish(c11, w, w1, x, x1, k, n, out, o0 + 1 * os + 1, first);
-        finish(c21, w, w2, x, x1, k, n, out, o0 + 1 * os + 2, first);
-        finish(c31, w, w3, x, x1, k, n, out, o0 + 1 * os + 3, first);
-        finish(c02, w, w0, x, x2, k, n, out, o0 + 2 * os + 0, first);
-        finish(c12, w, w1, x, x2, k, n, out, o0 + 2 * os + 1, first);
-        finish(c22, w, w2, x, x2, k, n, out, o0 + 2 * os + 2, first);
-        finish(c32, w, w3, x, x2, k, n, out, o0 + 2 * os + 3, first);
-        finish(c03, w, w0, x, x3, k, n, out, o0 + 3 * os + 0, first);
-        finish(c13, w, w1, x, x3, k, n, out, o0 + 3 * os + 1, first);
-        finish(c23, w, w2, x, x3, k, n, out, o0 + 3 * os + 2, first);
-        finish(c33, w, w3, x, x3, k, n, out, o0 + 3 * os + 3, first);
+        c00.intoArray(acc, 0 * L);
+        c10.intoArray(acc, 1 * L);
+        c20.intoArray(acc, 2 * L);
+        c30.intoArray(acc, 3 * L);
+        c01.intoArray(acc, 4 * L);
+        c11.intoArray(acc, 5 * L);
+        c21.intoArray(acc, 6 * L);
+        c31.intoArray(acc, 7 * L);
+        c02.intoArray(acc, 8 * L);
+        c12.intoArray(acc, 9 * L);
+        c22.intoArray(acc, 10 * L);
+        c32.intoArray(acc, 11 * L);
+        c03.intoArray(acc, 12 * L);
+        c13.intoArray(acc, 13 * L);
+        c23.intoArray(acc, 14 * L);
+        c33.intoArray(acc, 15 * L);
+        finish(acc, 0 * L, w, w0, x, x0, k, n, out, o0 + 0 * os + 0, first);
+        finish(acc, 1 * L, w, w1, x, x0, k, n, out, o0 + 0 * os + 1, first);
+        finish(acc, 2 * L, w, w2, x, x0, k, n, out, o0 + 0 * os + 2, first);
+        finish(acc, 3 * L, w, w3, x, x0, k, n, out, o0 + 0 * os + 3, first);
+        finish(acc, 4 * L, w, w0, x, x1, k, n, out, o0 + 1 * os + 0, first);
+        finish(acc, 5 * L, w, w1, x, x1, k, n, out, o0 + 1 * os + 1, first);
+        finish(acc, 6 * L, w, w2, x, x1, k, n, out, o0 + 1 * os + 2, first);
+        finish(acc, 7 * L, w, w3, x, x1, k, n, out, o0 + 1 * os + 3, first);
+        finish(acc, 8 * L, w, w0, x, x2, k, n, out, o0 + 2 * os + 0, first);
+        finish(acc, 9 * L, w, w1, x, x2, k, n, out, o0 + 2 * os + 1, first);
+        finish(acc, 10 * L, w, w2, x, x2, k, n, out, o0 + 2 * os + 2, first);
+        finish(acc, 11 * L, w, w3, x, x2, k, n, out, o0 + 2 * os + 3, first);
+        finish(acc, 12 * L, w, w0, x, x3, k, n, out, o0 + 3 * os + 0, first);
+        finish(acc, 13 * L, w, w1, x, x3, k, n, out, o0 + 3 * os + 1, first);
+        finish(acc, 14 * L, w, w2, x, x3, k, n, out, o0 + 3 * os + 2, first);
+        finish(acc, 15 * L, w, w3, x, x3, k, n, out, o0 + 3 * os + 3, first);
     }
 
     /** Reduces one accumulator, adds the scalar column tail, stores. */
-    private static void finish(FloatVector acc, float[] w, int wi, float[] x, int xi, int k, int n, float[] out,
+    private static void finish(float[] acc, int off, float[] w, int wi, float[] x, int xi, int k, int n, float[] out,
             int at, boolean first) {
-        float s = Simd.sumLanes(acc);
+        float s = Simd.sumLanes(acc, off);
         for (; k < n; k++) {
             s += w[wi + k] * x[xi + k];
         }
@@ -134,7 +154,8 @@ final class Gemm {
     }
 
     /** 4 tile rows against one input row. */
-    private static void kernel4x1(float[] w, int w0, float[] x, int x0, int n, float[] out, int o0, boolean first) {
+    private static void kernel4x1(float[] w, int w0, float[] x, int x0, int n, float[] out, int o0, boolean first,
+            float[] acc) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0;
         int w1 = w0 + TILE_COLS, w2 = w1 + TILE_COLS, w3 = w2 + TILE_COLS;
         int body = n - n % L;
@@ -146,8 +167,12 @@ final class Gemm {
             c2 = FloatVector.fromArray(F, w, w2 + k).fma(u, c2);
             c3 = FloatVector.fromArray(F, w, w3 + k).fma(u, c3);
         }
-        float s0 = Simd.sumLanes(c0), s1 = Simd.sumLanes(c1);
-        float s2 = Simd.sumLanes(c2), s3 = Simd.sumLanes(c3);
+        c0.intoArray(acc, 0);
+        c1.intoArray(acc, L);
+        c2.intoArray(acc, 2 * L);
+        c3.intoArray(acc, 3 * L);
+        float s0 = Simd.sumLanes(acc, 0), s1 = Simd.sumLanes(acc, L);
+        float s2 = Simd.sumLanes(acc, 2 * L), s3 = Simd.sumLanes(acc, 3 * L);
         for (; k < n; k++) {
             float u = x[x0 + k];
             s0 += w[w0 + k] * u;
@@ -162,16 +187,6 @@ final class Gemm {
     }
 
     private static float dot(float[] w, int w0, float[] x, int x0, int n) {
-        FloatVector c = FloatVector.zero(F);
-        int body = n - n % L;
-        int k = 0;
-        for (; k < body; k += L) {
-            c = FloatVector.fromArray(F, w, w0 + k).fma(FloatVector.fromArray(F, x, x0 + k), c);
-        }
-        float s = Simd.sumLanes(c);
-        for (; k < n; k++) {
-            s += w[w0 + k] * x[x0 + k];
-        }
-        return s;
+        return Contract.dot(w, w0, x, x0, n);
     }
 }

@@ -48,8 +48,6 @@ abstract sealed class GroupQuantMatrix extends DenseMatrix permits Q8Matrix, Q4M
         return scales.get(F32, 4L * ((long) r * groups + g));
     }
 
-    /** The weight at (r, c), dequantised. */
-    abstract float weight(int r, int c);
 
     @Override
     void decode(int r, int c0, int c1, float[] dst, int off) {

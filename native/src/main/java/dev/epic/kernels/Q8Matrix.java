@@ -7,7 +7,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Q8_0-style weights: W[r,c] = code * scale[r, c/32], int8 codes in [-127, 127]. 1.125 bytes per
@@ -29,39 +28,35 @@ final class Q8Matrix extends GroupQuantMatrix {
         return data.get(ValueLayout.JAVA_BYTE, (long) r * groups * GROUP + c) * scale(r, c / GROUP);
     }
 
+    /** The fused loop needs whole groups; a partial last group goes through decode. */
     @Override
-    void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
-        int full = cols / GROUP;
-        for (int r = r0; r < r1; r++) {
-            long base = (long) r * groups * GROUP;
-            long sBase = 4L * r * groups;
-            FloatVector a0 = FloatVector.zero(F), a1 = a0;
-            int g = 0;
-            for (; g + 2 <= full; g += 2) {
-                a0 = group(base, g, x, xOff).fma(FloatVector.broadcast(F, scales.get(F32, sBase + 4L * g)), a0);
-                a1 = group(base, g + 1, x, xOff)
-                        .fma(FloatVector.broadcast(F, scales.get(F32, sBase + 4L * (g + 1))), a1);
-            }
-            for (; g < full; g++) {
-                a0 = group(base, g, x, xOff).fma(FloatVector.broadcast(F, scales.get(F32, sBase + 4L * g)), a0);
-            }
-            float sum = a0.add(a1).reduceLanes(VectorOperators.ADD);
-            for (int c = full * GROUP; c < cols; c++) {
-                sum += weight(r, c) * x[xOff + c];
-            }
-            out[oOff + r] = sum;
-        }
+    boolean fused(int ra, int rb, int rc, int rd) {
+        return cols % GROUP == 0;
     }
 
-    /** Lane-wise partial sums of code * x over one group (unscaled). */
-    private FloatVector group(long base, int g, float[] x, int xOff) {
-        long o = base + (long) g * GROUP;
-        int xo = xOff + g * GROUP;
-        FloatVector t = Simd.i8(data, o).mul(FloatVector.fromArray(F, x, xo));
-        for (int j = L; j < GROUP; j += L) {
-            t = Simd.i8(data, o + j).fma(FloatVector.fromArray(F, x, xo + j), t);
+    /** Each weight widened as {@link #decodeGroup} does (code * scale rounded once), then FMA'd with x. */
+    @Override
+    void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        long b0 = (long) ra * groups * GROUP, b1 = (long) rb * groups * GROUP, b2 = (long) rc * groups * GROUP, b3 = (long) rd * groups * GROUP;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        // Only used when cols % GROUP == 0: chunks are whole groups.
+        for (int c = k0; c < body; c += GROUP) {
+            int g = c / GROUP;
+            long o = (long) g * GROUP;
+            FloatVector s0 = FloatVector.broadcast(F, scale(ra, g)), s1 = FloatVector.broadcast(F, scale(rb, g));
+            FloatVector s2 = FloatVector.broadcast(F, scale(rc, g)), s3 = FloatVector.broadcast(F, scale(rd, g));
+            for (int j = 0; j < GROUP; j += L) {
+                FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);
+                a0 = Simd.i8(data, b0 + o + j).mul(s0).fma(u, a0);
+                a1 = Simd.i8(data, b1 + o + j).mul(s1).fma(u, a1);
+                a2 = Simd.i8(data, b2 + o + j).mul(s2).fma(u, a2);
+                a3 = Simd.i8(data, b3 + o + j).mul(s3).fma(u, a3);
+            }
         }
-        return t;
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
     }
 
     @Override

@@ -55,7 +55,7 @@ final class Simd {
      * L float8_e4m3fn codes at byte offset off as fp32 values e4m3 * 2^-120: the byte is sign-extended,
      * so after a shift by 20 bit 31 is the sign and bits 20..26 the 7 magnitude bits, i.e. an fp32 with
      * the code's exponent and mantissa and an exponent 120 too small (normals and subnormals alike,
-     * exact). Callers multiply by blockScale * 2^120, either per weight or folded into x. Codes
+     * exact). Callers multiply by blockScale * 2^120 per weight (the reference weight, rounded once). Codes
      * 0x7f/0xff (NaN) are not handled here: see {@link #fp8WithNaN}.
      */
     static FloatVector fp8Raw(MemorySegment seg, long off) {
@@ -95,21 +95,35 @@ final class Simd {
         return (FloatVector) b.convertShape(VectorOperators.B2F, F, 0);
     }
 
-    /** Sum of the lanes of the given accumulators. */
-    static float sum(FloatVector a, FloatVector b, FloatVector c, FloatVector d) {
-        return a.add(b).add(c.add(d)).reduceLanes(VectorOperators.ADD);
+    /**
+     * Sum of the L floats a[off ..] by a fixed pairwise tree: while n > 1, n /= 2 and
+     * a[i] = a[i] + a[i + n] for i &lt; n; the result is a[0] (a is overwritten). Scalar Java, so the
+     * order is fixed by the language in every JIT tier, unlike {@code reduceLanes(ADD)}, whose order
+     * the JIT picks (the interpreter and C2 round differently). Part of {@link Contract}.
+     */
+    static float sumLanes(float[] a, int off) {
+        if (L == 16) { // the same tree, written out in registers (the generic loop goes through memory)
+            float t0 = a[off] + a[off + 8], t1 = a[off + 1] + a[off + 9], t2 = a[off + 2] + a[off + 10];
+            float t3 = a[off + 3] + a[off + 11], t4 = a[off + 4] + a[off + 12], t5 = a[off + 5] + a[off + 13];
+            float t6 = a[off + 6] + a[off + 14], t7 = a[off + 7] + a[off + 15];
+            t0 = t0 + t4;
+            t1 = t1 + t5;
+            t2 = t2 + t6;
+            t3 = t3 + t7;
+            return (t0 + t2) + (t1 + t3);
+        }
+        for (int n = L / 2; n >= 1; n /= 2) {
+            for (int i = 0; i < n; i++) {
+                a[off + i] = a[off + i] + a[off + i + n];
+            }
+        }
+        return a[off];
     }
 
-    /**
-     * Sum of the lanes in lane order. Unlike {@code reduceLanes(ADD)}, whose order the JIT may choose
-     * (interpreter and compiled code round differently), this gives the same float in every compilation
-     * tier, so a row's result never depends on warm-up or on which kernel path its batch took.
-     */
+    /** {@link #sumLanes(float[], int)} of the lanes of v. */
     static float sumLanes(FloatVector v) {
-        float s = 0f;
-        for (int i = 0; i < L; i++) {
-            s += v.lane(i);
-        }
-        return s;
+        float[] a = new float[L];
+        v.intoArray(a, 0);
+        return sumLanes(a, 0);
     }
 }

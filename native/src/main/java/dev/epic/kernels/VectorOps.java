@@ -72,13 +72,13 @@ public final class VectorOps {
         rmsnorm(x, 0, w, eps, out, 0);
     }
 
-    /** out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). */
+    /**
+     * out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). Scalar exp on purpose: the Vector
+     * API's lane-wise EXP rounds differently in interpreted and compiled code, Math.exp does not, and
+     * results must not depend on JIT warm-up (see Contract).
+     */
     public static void swiglu(float[] gate, int gOff, float[] up, int uOff, float[] out, int oOff, int n) {
-        // Scalar Math.exp: HotSpot gives it the same rounding in every compilation tier, while the
-        // Vector API's EXP differs between interpreted and compiled code, which would make a row's
-        // result depend on JIT warm-up (and so break batched == one-at-a-time).
-        int i = 0;
-        for (; i < n; i++) {
+        for (int i = 0; i < n; i++) {
             float g = gate[gOff + i];
             out[oOff + i] = g / (1f + (float) Math.exp(-g)) * up[uOff + i];
         }
@@ -89,7 +89,7 @@ public final class VectorOps {
         swiglu(gate, 0, up, 0, out, 0, out.length);
     }
 
-    /** In-place softmax of x[off .. off+n), max-subtracted for range safety. */
+    /** In-place softmax of x[off .. off+n), max-subtracted for range safety (MAX is exact in any order). */
     public static void softmax(float[] x, int off, int n) {
         if (n <= 0) {
             return;
@@ -106,7 +106,7 @@ public final class VectorOps {
         for (; i < n; i++) {
             max = Math.max(max, x[off + i]);
         }
-        // Scalar Math.exp and an ordered sum: the same rounding in every JIT tier (see swiglu).
+        // exp and the sum stay scalar and in index order: the same bits in every JIT tier (see swiglu).
         float sum = 0f;
         for (i = 0; i < n; i++) {
             float e = (float) Math.exp(x[off + i] - max);
