@@ -70,7 +70,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
         return new StreamObserver<>() {
             private boolean closed;
             private float[] x = new float[0];
-            private float[] y = new float[0];
+            private double[] y = new double[0];
             private int[] counts = new int[0];
             private int[] ids = new int[0];
             private float[] weights = new float[0];
@@ -123,7 +123,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
                 int n = rows * hidden;
                 if (x.length < n) {
                     x = new float[n];
-                    y = new float[n];
+                    y = new double[n];
                 }
                 int pairs = req.getExpertIdsCount();
                 if (counts.length < rows) {
@@ -154,7 +154,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
                 }
                 HiddenEncoding enc = req.getResponseEncoding() == HiddenEncoding.HIDDEN_ENCODING_UNSPECIFIED
                         ? req.getEncoding() : req.getResponseEncoding();
-                HiddenCodec.Encoded out = HiddenCodec.encode(enc, y, rows, hidden);
+                HiddenCodec.Encoded out = HiddenCodec.encodeSums(enc, y, rows, hidden);
                 return ExpertResponse.newBuilder()
                         .setSequence(req.getSequence())
                         .setLayer(req.getLayer())

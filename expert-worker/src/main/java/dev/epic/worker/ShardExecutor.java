@@ -36,11 +36,13 @@ public final class ShardExecutor {
     }
 
     /**
-     * out[r] = sum over row r's pairs of weight * Expert(id)(x[r]). Row r's pairs are
+     * out[r] = sum over row r's pairs of weight * Expert(id)(x[r]), each term rounded to float as the
+     * reference does, summed in double: a double sum of a few floats is exact in practice, so the
+     * coordinator's total is the same however the experts are grouped on workers. Row r's pairs are
      * ids/weights[o .. o + counts[r]) with o the running sum of counts. Unknown experts are refused
      * with an IllegalArgumentException naming them.
      */
-    public void forward(int layer, float[] x, int rows, int[] counts, int[] ids, float[] weights, float[] out) {
+    public void forward(int layer, float[] x, int rows, int[] counts, int[] ids, float[] weights, double[] out) {
         if (!shard.isMoeLayer(layer)) {
             throw new IllegalArgumentException("layer " + layer + " is not a MoE layer of this model");
         }
@@ -75,7 +77,7 @@ public final class ShardExecutor {
                 pairWeight[at] = weights[p];
             }
         }
-        Arrays.fill(out, 0, rows * hidden, 0f);
+        Arrays.fill(out, 0, rows * hidden, 0.0);
         for (int s = 0; s < hosted.length; s++) {
             int from = slotStart[s];
             int batch = slotStart[s + 1] - from;
@@ -92,7 +94,7 @@ public final class ShardExecutor {
                 int o = pairRow[from + b] * hidden;
                 int yo = b * hidden;
                 for (int c = 0; c < hidden; c++) {
-                    out[o + c] += w * ys[yo + c];
+                    out[o + c] += w * ys[yo + c]; // float product, double sum
                 }
             }
         }

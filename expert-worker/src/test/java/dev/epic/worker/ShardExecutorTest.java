@@ -62,15 +62,20 @@ class ShardExecutorTest {
             assertTrue(p > rows / 2, "test routes real work to the shard");
             float[] expected = new float[rows * hidden];
             local.forwardHosted(2, x, rows, ids, w, k, expected);
+            double[] sums = new double[rows * hidden];
+            new ShardExecutor(shard).forward(2, x, rows, counts, sendIds, sendW, sums);
             float[] out = new float[rows * hidden];
-            new ShardExecutor(shard).forward(2, x, rows, counts, sendIds, sendW, out);
-            assertArrayEquals(expected, out, 1e-6f);
+            for (int i = 0; i < out.length; i++) {
+                out[i] = (float) sums[i];
+            }
+            // Same float terms, same exact double sum: bit for bit what the in-process shard computes.
+            assertArrayEquals(expected, out);
 
             var e = assertThrows(IllegalArgumentException.class, () -> new ShardExecutor(shard)
-                    .forward(2, x, 1, new int[] {1}, new int[] {2}, new float[] {1f}, new float[hidden]));
+                    .forward(2, x, 1, new int[] {1}, new int[] {2}, new float[] {1f}, new double[hidden]));
             assertEquals("expert 2 is not hosted by this worker (hosts 1,5-7,20,33,63)", e.getMessage());
             assertThrows(IllegalArgumentException.class, () -> new ShardExecutor(shard)
-                    .forward(0, x, 1, new int[] {1}, new int[] {1}, new float[] {1f}, new float[hidden]));
+                    .forward(0, x, 1, new int[] {1}, new int[] {1}, new float[] {1f}, new double[hidden]));
         }
     }
 }

@@ -34,6 +34,7 @@ public final class HiddenCodec {
             case FP32 -> 4 * n;
             case BF16 -> 2 * n;
             case FP8_E4M3 -> n;
+            case FP64 -> 8 * n;
             default -> throw unsupported(encoding);
         });
     }
@@ -127,6 +128,44 @@ public final class HiddenCodec {
         }
     }
 
+    /**
+     * Encodes per-row sums of weighted expert outputs (a worker's answer). FP64 keeps them exact;
+     * any other encoding rounds them to float32 first.
+     */
+    public static Encoded encodeSums(HiddenEncoding encoding, double[] sums, int rows, int hidden) {
+        int n = rows * hidden;
+        if (encoding == HiddenEncoding.FP64) {
+            byte[] data = new byte[dataBytes(encoding, rows, hidden)];
+            ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN).asDoubleBuffer().put(sums, 0, n);
+            return new Encoded(UnsafeByteOperations.unsafeWrap(data), ByteString.EMPTY);
+        }
+        float[] f = new float[n];
+        for (int i = 0; i < n; i++) {
+            f[i] = (float) sums[i];
+        }
+        return encode(encoding, f, rows, hidden);
+    }
+
+    /** Decodes a worker's answer (any encoding, FP64 included) into dst[0 .. rows*hidden). */
+    public static void decodeSums(HiddenEncoding encoding, ByteString data, ByteString scales, int rows, int hidden,
+            double[] dst) {
+        int n = rows * hidden;
+        if (encoding == HiddenEncoding.FP64) {
+            int expected = dataBytes(encoding, rows, hidden);
+            if (data.size() != expected || dst.length < n) {
+                throw new IllegalArgumentException("expert sums: " + data.size() + " bytes, expected " + expected
+                        + " for " + rows + " rows x " + hidden + " in FP64");
+            }
+            data.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asDoubleBuffer().get(dst, 0, n);
+            return;
+        }
+        float[] f = new float[n];
+        decode(encoding, data, scales, rows, hidden, f);
+        for (int i = 0; i < n; i++) {
+            dst[i] = f[i];
+        }
+    }
+
     /** bfloat16 bits of v, round to nearest even (NaN stays NaN). */
     static short toBf16(float v) {
         int bits = Float.floatToRawIntBits(v);
@@ -151,6 +190,6 @@ public final class HiddenCodec {
 
     private static IllegalArgumentException unsupported(HiddenEncoding encoding) {
         return new IllegalArgumentException("unsupported hidden-state encoding " + encoding
-                + " (expected FP32, BF16 or FP8_E4M3)");
+                + " (expected FP32, BF16 or FP8_E4M3; FP64 for answers only)");
     }
 }

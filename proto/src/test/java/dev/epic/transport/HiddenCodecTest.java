@@ -31,6 +31,31 @@ class HiddenCodecTest {
     }
 
     @Test
+    void fp64SumsAreBitExactAndOnlyForAnswers() {
+        double[] sums = new double[3 * 40];
+        SplittableRandom rnd = new SplittableRandom(5);
+        for (int i = 0; i < sums.length; i++) {
+            sums[i] = rnd.nextGaussian() * 1e3 + 1e-12 * i; // bits a float would drop
+        }
+        HiddenCodec.Encoded e = HiddenCodec.encodeSums(HiddenEncoding.FP64, sums, 3, 40);
+        assertEquals(8 * sums.length, e.data().size());
+        double[] back = new double[sums.length];
+        HiddenCodec.decodeSums(HiddenEncoding.FP64, e.data(), e.scales(), 3, 40, back);
+        assertArrayEquals(sums, back);
+        // lossy answer encodings round to float first
+        HiddenCodec.Encoded f = HiddenCodec.encodeSums(HiddenEncoding.FP32, sums, 3, 40);
+        HiddenCodec.decodeSums(HiddenEncoding.FP32, f.data(), f.scales(), 3, 40, back);
+        for (int i = 0; i < sums.length; i++) {
+            assertEquals((float) sums[i], back[i]);
+        }
+        // hidden states of a request are never FP64
+        assertThrows(IllegalArgumentException.class,
+                () -> HiddenCodec.encode(HiddenEncoding.FP64, new float[4], 1, 4));
+        assertThrows(IllegalArgumentException.class, () -> HiddenCodec.decodeSums(HiddenEncoding.FP64,
+                e.data().substring(8), e.scales(), 3, 40, back));
+    }
+
+    @Test
     void fp32IsBitExact() {
         float[] x = activations(7 * 160, 1);
         x[3] = Float.MIN_VALUE;

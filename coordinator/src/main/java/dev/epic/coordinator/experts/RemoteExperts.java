@@ -67,6 +67,9 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     private int rotation;
     private final List<Batch> round = new ArrayList<>();
     private final List<CompletableFuture<ExpertResponse>> futures = new ArrayList<>();
+    /** Per-call sum of the workers' answers, in double: exact, so independent of the expert grouping. */
+    private double[] total = new double[0];
+    private double[] answer = new double[0];
 
     private RemoteExperts(CuratorFramework ownedZk, CuratorFramework zk, String cluster,
             CheckpointFingerprint fingerprint, int experts, int hidden, Options options, MeterRegistry registry) {
@@ -145,7 +148,11 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     public synchronized void forward(int layer, float[] x, int rows, int[] expertIds, float[] weights, int k,
             float[] out) {
         long t0 = System.nanoTime();
-        Arrays.fill(out, 0, rows * hidden, 0f);
+        if (total.length < rows * hidden) {
+            total = new double[rows * hidden];
+            answer = new double[rows * hidden];
+        }
+        Arrays.fill(total, 0, rows * hidden, 0.0);
         RoutingTable table = directory.table();
         rotation++;
         round.clear();
@@ -157,8 +164,8 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 if (e < 0 || e >= table.experts()) {
                     throw new IllegalArgumentException("expert id " + e + " out of range [0, " + table.experts() + ")");
                 }
-                // A fixed replica per expert (while the live set is unchanged) and a fixed combine
-                // order below keep each row's float sums independent of what else is in the batch.
+                // Replicas are spread by expert id (expert e -> its (e mod n)-th live replica). Which
+                // worker serves an expert does not change the result: answers are summed exactly.
                 WorkerEndpoint w = table.pick(e, 0, t0);
                 if (w == null) {
                     (missing == null ? missing = new BitSet() : missing).set(e);
@@ -181,7 +188,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         pending.sort(java.util.Comparator.comparing(batch -> batch.endpoint.path()));
         Throwable lastFailure = null;
         while (!pending.isEmpty()) {
-            List<Batch> failed = sendAndCombine(layer, x, pending, out);
+            List<Batch> failed = sendAndCombine(layer, x, pending);
             if (failed.isEmpty()) {
                 break;
             }
@@ -218,11 +225,14 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
             retry.forEach(b -> stats.retry());
             pending = retry;
         }
+        for (int i = 0; i < rows * hidden; i++) {
+            out[i] = (float) total[i];
+        }
         stats.layer(System.nanoTime() - t0);
     }
 
-    /** Sends every batch, waits (bounded), adds successful outputs into out; returns the failed batches. */
-    private List<Batch> sendAndCombine(int layer, float[] x, List<Batch> batches, float[] out) {
+    /** Sends every batch, waits (bounded), adds successful answers into total; returns the failed batches. */
+    private List<Batch> sendAndCombine(int layer, float[] x, List<Batch> batches) {
         futures.clear();
         for (Batch b : batches) {
             float[] buf = b.rowBuffer(hidden);
@@ -237,6 +247,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                     .setRows(b.rows)
                     .setHidden(hidden)
                     .setEncoding(options.encoding())
+                    .setResponseEncoding(answerEncoding())
                     .setHiddenStates(enc.data())
                     .setScales(enc.scales());
             for (int r = 0; r < b.rows; r++) {
@@ -255,7 +266,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
             Batch b = batches.get(i);
             try {
                 ExpertResponse resp = futures.get(i).get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
-                combine(b, resp, out);
+                combine(b, resp);
             } catch (ExecutionException | TimeoutException | RuntimeException e) {
                 Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
                 String why = e instanceof TimeoutException
@@ -275,18 +286,26 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         return failed;
     }
 
-    private void combine(Batch b, ExpertResponse resp, float[] out) {
+    /**
+     * Exact wire (FP32) asks for FP64 answers: workers' partial sums then add up exactly, so a row's
+     * result is the same bit for bit whichever workers served its experts (replica choice, failover)
+     * and equal to the in-process engine's. Lossy wires answer in their own encoding.
+     */
+    private HiddenEncoding answerEncoding() {
+        return options.encoding() == HiddenEncoding.FP32 ? HiddenEncoding.FP64 : options.encoding();
+    }
+
+    private void combine(Batch b, ExpertResponse resp) {
         if (resp.getRows() != b.rows || resp.getHidden() != hidden) {
             throw new IllegalStateException("worker " + b.endpoint + " answered " + resp.getRows() + "x"
                     + resp.getHidden() + " for a " + b.rows + "x" + hidden + " request");
         }
-        float[] y = b.rowBuffer(hidden);
-        HiddenCodec.decode(resp.getEncoding(), resp.getOutput(), resp.getScales(), b.rows, hidden, y);
+        HiddenCodec.decodeSums(resp.getEncoding(), resp.getOutput(), resp.getScales(), b.rows, hidden, answer);
         for (int r = 0; r < b.rows; r++) {
             int o = b.rowIndex[r] * hidden;
             int yo = r * hidden;
             for (int c = 0; c < hidden; c++) {
-                out[o + c] += y[yo + c];
+                total[o + c] += answer[yo + c];
             }
         }
         stats.response(resp.getOutput().size() + resp.getScales().size(), resp.getComputeNanos());

@@ -85,8 +85,14 @@ public final class LocalExperts implements RoutedExperts {
         run(layer, x, rows, expertIds, weights, k, out, false);
     }
 
+    /**
+     * Each term weight * Expert(x) is rounded to float (as the reference computes it) and the terms are
+     * summed in double, which is exact for a handful of floats of similar magnitude: the result is then
+     * the same whatever the order or grouping of the experts (in this process, or split over workers,
+     * which add their partial sums the same way — see RemoteExperts).
+     */
     private void run(int layer, float[] x, int rows, int[] ids, float[] weights, int k, float[] out, boolean strict) {
-        Arrays.fill(out, 0, rows * hidden, 0f);
+        double[] sum = new double[rows * hidden];
         Mlp[] mlps = byLayer.get(layer);
         if (mlps == null) {
             throw new IllegalArgumentException("layer " + layer + " is not a MoE layer");
@@ -127,9 +133,12 @@ public final class LocalExperts implements RoutedExperts {
                 int row = slot / k;
                 float w = weights[slot];
                 for (int i = 0; i < hidden; i++) {
-                    out[row * hidden + i] += y[j * hidden + i] * w;
+                    sum[row * hidden + i] += y[j * hidden + i] * w; // float product, double sum
                 }
             }
+        }
+        for (int i = 0; i < rows * hidden; i++) {
+            out[i] = (float) sum[i];
         }
     }
 }
