@@ -8,6 +8,8 @@ import picocli.CommandLine.Command;
         description = "EPIC: an expert-parallel inference cluster for DeepSeek-V3/R1 models.",
         subcommands = {
             CommandLine.HelpCommand.class,
+            SynthCommand.class,
+            LogitsCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

@@ -1,8 +1,13 @@
 package dev.epic.kernels;
 
+import static dev.epic.kernels.Simd.F;
+import static dev.epic.kernels.Simd.L;
+import static dev.epic.kernels.Simd.LE;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
 
 final class F32Matrix extends DenseMatrix {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -12,21 +17,38 @@ final class F32Matrix extends DenseMatrix {
     }
 
     @Override
-    float dot(int r, float[] x, int xOff) {
-        long base = (long) r * cols * 4;
-        float sum = 0f;
-        for (int c = 0; c < cols; c++) {
-            sum += data.get(F32, base + 4L * c) * x[xOff + c];
+    void gemv(float[] x, int xOff, float[] out, int oOff, int r0, int r1) {
+        int body4 = cols - cols % (4 * L);
+        int body = cols - cols % L;
+        for (int r = r0; r < r1; r++) {
+            long base = (long) r * cols * 4;
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            int c = 0;
+            for (; c < body4; c += 4 * L) {
+                long o = base + 4L * c;
+                a0 = FloatVector.fromMemorySegment(F, data, o, LE).fma(FloatVector.fromArray(F, x, xOff + c), a0);
+                a1 = FloatVector.fromMemorySegment(F, data, o + 4L * L, LE)
+                        .fma(FloatVector.fromArray(F, x, xOff + c + L), a1);
+                a2 = FloatVector.fromMemorySegment(F, data, o + 8L * L, LE)
+                        .fma(FloatVector.fromArray(F, x, xOff + c + 2 * L), a2);
+                a3 = FloatVector.fromMemorySegment(F, data, o + 12L * L, LE)
+                        .fma(FloatVector.fromArray(F, x, xOff + c + 3 * L), a3);
+            }
+            for (; c < body; c += L) {
+                a0 = FloatVector.fromMemorySegment(F, data, base + 4L * c, LE)
+                        .fma(FloatVector.fromArray(F, x, xOff + c), a0);
+            }
+            float sum = Simd.sum(a0, a1, a2, a3);
+            for (; c < cols; c++) {
+                sum += data.get(F32, base + 4L * c) * x[xOff + c];
+            }
+            out[oOff + r] = sum;
         }
-        return sum;
     }
 
     @Override
-    public void row(int r, float[] dst, int off) {
-        long base = (long) r * cols * 4;
-        for (int c = 0; c < cols; c++) {
-            dst[off + c] = data.get(F32, base + 4L * c);
-        }
+    void decode(int r, int c0, int c1, float[] dst, int off) {
+        MemorySegment.copy(data, F32, ((long) r * cols + c0) * 4, dst, off, c1 - c0);
     }
 
     @Override

@@ -1,6 +1,9 @@
 package dev.epic.kernels;
 
+import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
 
 /**
  * Factories for {@link Matrix} views over raw little-endian weight bytes (normally a memory-mapped
@@ -33,5 +36,42 @@ public final class Matrices {
     /** A heap-backed fp32 matrix (small synthetic or test weights). */
     public static Matrix f32(float[] data, int rows, int cols) {
         return new F32Matrix(MemorySegment.ofArray(data), rows, cols);
+    }
+
+    /**
+     * Q8_0-style copy of any matrix in off-heap memory of {@code arena}: groups of 32 columns,
+     * int8 codes, one fp32 scale per group (max|w|/127). |W - Q| <= scale/2 per weight.
+     */
+    public static Matrix q8(Matrix src, Arena arena) {
+        return Q8Matrix.quantize(src, arena);
+    }
+
+    /** {@link #q8(Matrix, Arena)} in GC-managed off-heap memory. */
+    public static Matrix q8(Matrix src) {
+        return q8(src, Arena.ofAuto());
+    }
+
+    /**
+     * Q4_0-style copy of any matrix in off-heap memory of {@code arena}: groups of 32 columns, 4-bit
+     * codes, W = (code - 8) * d with d = (value of largest magnitude) / -8. |W - Q| <= |d|/2, or
+     * <= |d| for the clamped top code.
+     */
+    public static Matrix q4(Matrix src, Arena arena) {
+        return Q4Matrix.quantize(src, arena);
+    }
+
+    /** {@link #q4(Matrix, Arena)} in GC-managed off-heap memory. */
+    public static Matrix q4(Matrix src) {
+        return q4(src, Arena.ofAuto());
+    }
+
+    /** Saves a matrix made by {@link #q8} / {@link #q4} (or loaded) in the EPICQNT1 format. */
+    public static void saveQuantized(Matrix quantized, Path path) throws IOException {
+        QuantFile.save(quantized, path);
+    }
+
+    /** Maps an EPICQNT1 file (read-only, lives as long as {@code arena}). */
+    public static Matrix loadQuantized(Path path, Arena arena) throws IOException {
+        return QuantFile.load(path, arena);
     }
 }

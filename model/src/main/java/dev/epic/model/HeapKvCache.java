@@ -1,0 +1,73 @@
+package dev.epic.model;
+
+import java.util.Arrays;
+
+/** A {@link KvCache} in growable fp32 arrays, one pair per layer. */
+public final class HeapKvCache implements KvCache {
+    private final int rank;
+    private final int rope;
+    private final int maxPositions;
+    private final float[][] latent;
+    private final float[][] kPe;
+    private int capacity;
+    private int length;
+
+    public HeapKvCache(int layers, int rank, int rope, int maxPositions) {
+        this.rank = rank;
+        this.rope = rope;
+        this.maxPositions = maxPositions;
+        this.latent = new float[layers][];
+        this.kPe = new float[layers][];
+        this.capacity = Math.min(16, maxPositions);
+        for (int l = 0; l < layers; l++) {
+            latent[l] = new float[capacity * rank];
+            kPe[l] = new float[capacity * rope];
+        }
+    }
+
+    @Override
+    public int length() {
+        return length;
+    }
+
+    private void ensure(int positions) {
+        if (positions <= capacity) {
+            return;
+        }
+        if (positions > maxPositions) {
+            throw new IllegalArgumentException("KV cache holds at most " + maxPositions + " positions, asked for "
+                    + positions);
+        }
+        capacity = (int) Math.min(maxPositions, Math.max(positions, 2L * capacity));
+        for (int l = 0; l < latent.length; l++) {
+            latent[l] = Arrays.copyOf(latent[l], capacity * rank);
+            kPe[l] = Arrays.copyOf(kPe[l], capacity * rope);
+        }
+    }
+
+    @Override
+    public void write(int layer, int pos, float[] lat, int latOff, float[] pe, int peOff) {
+        ensure(pos + 1);
+        System.arraycopy(lat, latOff, latent[layer], pos * rank, rank);
+        System.arraycopy(pe, peOff, kPe[layer], pos * rope, rope);
+    }
+
+    @Override
+    public void read(int layer, int end, float[] lat, float[] pe) {
+        System.arraycopy(latent[layer], 0, lat, 0, end * rank);
+        System.arraycopy(kPe[layer], 0, pe, 0, end * rope);
+    }
+
+    @Override
+    public void setLength(int length) {
+        if (length < 0 || length > capacity) {
+            throw new IllegalArgumentException("cache length " + length + " outside [0, " + capacity + "]");
+        }
+        this.length = length;
+    }
+
+    /** Bytes of cache storage per position (all layers). */
+    public long bytesPerPosition() {
+        return (long) latent.length * (rank + rope) * Float.BYTES;
+    }
+}

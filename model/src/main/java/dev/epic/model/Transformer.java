@@ -1,0 +1,146 @@
+package dev.epic.model;
+
+import dev.epic.kernels.Matrix;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.layers.DecoderLayer;
+import dev.epic.model.layers.RmsNorm;
+import dev.epic.model.layers.Rope;
+import dev.epic.model.layers.SequenceRows;
+import dev.epic.model.layers.Yarn;
+import dev.epic.model.moe.LocalExperts;
+import dev.epic.model.moe.RoutedExperts;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * The DeepSeek-V3 decoder in fp32: embedding, {@code num_hidden_layers} blocks, final RMSNorm,
+ * lm_head. A step runs any mix of prefill chunks and decode tokens of different sequences together:
+ * linears see all rows at once and every MoE layer makes one {@link RoutedExperts#forward} call
+ * per step. The multi-token-prediction layer is not part of inference and never loaded.
+ */
+public final class Transformer {
+    private final ModelConfig config;
+    private final Matrix embed;
+    private final List<DecoderLayer> layers = new ArrayList<>();
+    private final RmsNorm norm;
+    private final Matrix lmHead;
+
+    public Transformer(ModelConfig c, WeightSource w, RoutedExperts experts) {
+        this.config = c;
+        int hidden = c.hiddenSize();
+        this.embed = w.matrix("model.embed_tokens.weight", c.vocabSize(), hidden);
+        Rope rope = new Rope(Yarn.inverseFrequencies(c), Yarn.cosSinScale(c));
+        for (int i = 0; i < c.numHiddenLayers(); i++) {
+            layers.add(new DecoderLayer(c, w, i, rope, experts));
+        }
+        this.norm = new RmsNorm(w.vector("model.norm.weight", hidden), c.rmsNormEps());
+        this.lmHead = c.tieWordEmbeddings() ? embed : w.matrix("lm_head.weight", c.vocabSize(), hidden);
+    }
+
+    /** The whole model in this process, all experts local. */
+    public static Transformer load(Checkpoint checkpoint) {
+        ModelConfig c = checkpoint.config();
+        RoutedExperts experts = c.nRoutedExperts() != null ? LocalExperts.all(c, checkpoint) : null;
+        return new Transformer(c, checkpoint, experts);
+    }
+
+    public ModelConfig config() {
+        return config;
+    }
+
+    /** A fresh, empty cache for one sequence. */
+    public KvCache newCache() {
+        return new HeapKvCache(config.numHiddenLayers(), config.kvLoraRank(), config.qkRopeHeadDim(),
+                config.maxPositionEmbeddings());
+    }
+
+    public List<float[]> step(List<SequenceChunk> chunks) {
+        return step(chunks, ForwardObserver.NONE);
+    }
+
+    /**
+     * Runs one step. Returns, per chunk in order, its logits: [vocab] for the last position, or
+     * [length x vocab] when the chunk asked for all positions. Each chunk's cache grows to start + length.
+     */
+    public List<float[]> step(List<SequenceChunk> chunks, ForwardObserver observer) {
+        List<SequenceRows> sequences = plan(chunks);
+        int rows = 0;
+        for (SequenceChunk ch : chunks) {
+            rows += ch.tokens().length;
+        }
+        int hidden = config.hiddenSize();
+        float[] h = new float[rows * hidden];
+        int r = 0;
+        for (SequenceChunk ch : chunks) {
+            for (int token : ch.tokens()) {
+                embed.row(token, h, r++ * hidden);
+            }
+        }
+        observer.embeddings(h, rows);
+        for (int i = 0; i < layers.size(); i++) {
+            layers.get(i).forward(h, rows, sequences, observer);
+            observer.blockOutput(i, h, rows);
+        }
+        List<float[]> logits = new ArrayList<>(chunks.size());
+        for (int i = 0; i < chunks.size(); i++) {
+            SequenceChunk ch = chunks.get(i);
+            SequenceRows s = sequences.get(i);
+            int n = ch.allLogits() ? s.length() : 1;
+            int first = s.firstRow() + s.length() - n;
+            float[] x = new float[n * hidden];
+            for (int j = 0; j < n; j++) {
+                norm.apply(h, hidden, (first + j) * hidden, x, hidden, j * hidden, 1);
+            }
+            float[] out = new float[n * config.vocabSize()];
+            lmHead.matmul(x, out, n);
+            logits.add(out);
+            ch.cache().setLength(ch.start() + ch.tokens().length);
+        }
+        return logits;
+    }
+
+    /** Validates the chunks and lays their tokens out as consecutive rows. */
+    private List<SequenceRows> plan(List<SequenceChunk> chunks) {
+        if (chunks.isEmpty()) {
+            throw new IllegalArgumentException("a step needs at least one chunk");
+        }
+        Set<KvCache> seen = Collections.newSetFromMap(new IdentityHashMap<>());
+        List<SequenceRows> out = new ArrayList<>(chunks.size());
+        int row = 0;
+        for (SequenceChunk ch : chunks) {
+            int[] tokens = ch.tokens();
+            if (tokens == null || tokens.length == 0) {
+                throw new IllegalArgumentException("chunk has no tokens");
+            }
+            if (!seen.add(ch.cache())) {
+                throw new IllegalArgumentException("the same KV cache appears in two chunks of one step");
+            }
+            if (ch.start() < 0 || ch.start() > ch.cache().length()) {
+                throw new IllegalArgumentException("chunk starts at position " + ch.start() + " but its cache holds "
+                        + ch.cache().length() + " positions (must start at or before the cache's end)");
+            }
+            long end = (long) ch.start() + tokens.length;
+            if (end > config.maxPositionEmbeddings()) {
+                throw new IllegalArgumentException("positions " + ch.start() + ".." + (end - 1)
+                        + " exceed max_position_embeddings " + config.maxPositionEmbeddings());
+            }
+            for (int t : tokens) {
+                if (t < 0 || t >= config.vocabSize()) {
+                    throw new IllegalArgumentException("token id " + t + " outside [0, " + config.vocabSize() + ")");
+                }
+            }
+            out.add(new SequenceRows(ch.cache(), ch.start(), row, tokens.length));
+            row += tokens.length;
+        }
+        return out;
+    }
+
+    /** Convenience: one chunk for one sequence; returns the last position's logits. */
+    public float[] forward(KvCache cache, int... tokens) {
+        return step(List.of(SequenceChunk.next(cache, tokens))).getFirst();
+    }
+}

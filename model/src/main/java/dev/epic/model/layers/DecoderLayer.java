@@ -1,0 +1,56 @@
+package dev.epic.model.layers;
+
+import dev.epic.model.ForwardObserver;
+import dev.epic.model.WeightSource;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.moe.RoutedExperts;
+import java.util.List;
+
+/** One pre-norm block: {@code h += MLA(RMSNorm(h)); h += FFN(RMSNorm(h))}, FFN = dense MLP or MoE. */
+public final class DecoderLayer {
+    private final int index;
+    private final int hidden;
+    private final RmsNorm inputNorm;
+    private final Mla attention;
+    private final RmsNorm postAttentionNorm;
+    private final Mlp mlp; // dense layers
+    private final Moe moe; // MoE layers
+
+    public DecoderLayer(ModelConfig c, WeightSource w, int index, Rope rope, RoutedExperts experts) {
+        String p = "model.layers." + index + ".";
+        this.index = index;
+        this.hidden = c.hiddenSize();
+        this.inputNorm = new RmsNorm(w.vector(p + "input_layernorm.weight", hidden), c.rmsNormEps());
+        this.attention = new Mla(c, w, index, rope);
+        this.postAttentionNorm = new RmsNorm(w.vector(p + "post_attention_layernorm.weight", hidden), c.rmsNormEps());
+        if (c.isMoeLayer(index)) {
+            this.moe = new Moe(c, w, index, experts);
+            this.mlp = null;
+        } else {
+            this.mlp = Mlp.load(w, p + "mlp", hidden, c.intermediateSize());
+            this.moe = null;
+        }
+    }
+
+    /** Updates the residual stream h[rows x hidden] in place. */
+    public void forward(float[] h, int rows, List<SequenceRows> sequences, ForwardObserver observer) {
+        float[] x = new float[rows * hidden];
+        float[] y = new float[rows * hidden];
+        inputNorm.apply(h, x, rows);
+        attention.forward(x, rows, sequences, y);
+        add(h, y, rows);
+        postAttentionNorm.apply(h, x, rows);
+        if (moe != null) {
+            observer.routing(index, moe.forward(x, rows, y));
+        } else {
+            mlp.forward(x, y, rows);
+        }
+        add(h, y, rows);
+    }
+
+    private void add(float[] h, float[] y, int rows) {
+        for (int i = 0; i < rows * hidden; i++) {
+            h[i] += y[i];
+        }
+    }
+}

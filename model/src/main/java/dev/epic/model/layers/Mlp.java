@@ -1,0 +1,48 @@
+package dev.epic.model.layers;
+
+import dev.epic.kernels.Matrix;
+import dev.epic.model.WeightSource;
+
+/**
+ * SwiGLU feed-forward block: {@code down(silu(gate(x)) * up(x))}. The dense MLP of the first layers,
+ * every routed expert and the shared expert are all this block, at different widths.
+ */
+public final class Mlp {
+    private final Matrix gate;
+    private final Matrix up;
+    private final Matrix down;
+
+    public Mlp(Matrix gate, Matrix up, Matrix down) {
+        this.gate = gate;
+        this.up = up;
+        this.down = down;
+    }
+
+    /** Loads {@code prefix.gate_proj/up_proj/down_proj.weight} for a block of width {@code inter}. */
+    public static Mlp load(WeightSource w, String prefix, int hidden, int inter) {
+        return new Mlp(w.matrix(prefix + ".gate_proj.weight", inter, hidden),
+                w.matrix(prefix + ".up_proj.weight", inter, hidden),
+                w.matrix(prefix + ".down_proj.weight", hidden, inter));
+    }
+
+    public int hidden() {
+        return gate.cols();
+    }
+
+    /** out[rows x hidden] = MLP(x[rows x hidden]). */
+    public void forward(float[] x, float[] out, int rows) {
+        int inter = gate.rows();
+        float[] g = new float[rows * inter];
+        float[] u = new float[rows * inter];
+        gate.matmul(x, g, rows);
+        up.matmul(x, u, rows);
+        for (int i = 0; i < g.length; i++) {
+            g[i] = silu(g[i]) * u[i];
+        }
+        down.matmul(g, out, rows);
+    }
+
+    static float silu(float v) {
+        return v / (1f + (float) Math.exp(-v));
+    }
+}

@@ -1,0 +1,41 @@
+package dev.epic.model.layers;
+
+import dev.epic.model.WeightSource;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.moe.RoutedExperts;
+
+/**
+ * DeepSeekMoE block: {@code out = sum_j w_j Expert_{e_j}(x) + SharedExpert(x)}. The gate and the
+ * shared expert run here; the routed experts run wherever {@link RoutedExperts} puts them, in one
+ * call for all rows of the step.
+ */
+public final class Moe {
+    private final int layer;
+    private final MoeGate gate;
+    private final Mlp shared; // null without shared experts
+    private final RoutedExperts experts;
+
+    public Moe(ModelConfig c, WeightSource w, int layer, RoutedExperts experts) {
+        this.layer = layer;
+        this.gate = new MoeGate(c, w, layer);
+        this.shared = c.nSharedExperts() > 0
+                ? Mlp.load(w, "model.layers." + layer + ".mlp.shared_experts", c.hiddenSize(),
+                        c.nSharedExperts() * c.moeIntermediateSize())
+                : null;
+        this.experts = experts;
+    }
+
+    /** out[rows x hidden] = MoE(x); returns the routing decision. */
+    public Routing forward(float[] x, int rows, float[] out) {
+        Routing routing = gate.route(x, rows);
+        experts.forward(layer, x, rows, routing.experts(), routing.weights(), routing.k(), out);
+        if (shared != null) {
+            float[] z = new float[out.length];
+            shared.forward(x, z, rows);
+            for (int i = 0; i < rows * shared.hidden(); i++) {
+                out[i] += z[i];
+            }
+        }
+        return routing;
+    }
+}

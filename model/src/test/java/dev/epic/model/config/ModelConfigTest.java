@@ -1,0 +1,110 @@
+package dev.epic.model.config;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.epic.model.TestData;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class ModelConfigTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @Test
+    void readsTinyV3() {
+        ModelConfig c = ModelConfig.load(TestData.model("tiny-v3"));
+        assertEquals(64, c.hiddenSize());
+        assertEquals(4, c.numHiddenLayers());
+        assertEquals(48, c.qLoraRank());
+        assertEquals(32, c.kvLoraRank());
+        assertEquals(256, c.nRoutedExperts());
+        assertEquals(8, c.numExpertsPerTok());
+        assertEquals(ModelConfig.ScoringFunc.SIGMOID, c.scoringFunc());
+        assertEquals(ModelConfig.TopkMethod.NOAUX_TC, c.topkMethod());
+        assertEquals(1e-6, c.rmsNormEps());
+        assertEquals(40, c.ropeScaling().factor());
+        assertEquals(4096, c.ropeScaling().originalMaxPositionEmbeddings());
+        assertEquals(1.0, c.ropeScaling().mscaleAllDim());
+        assertEquals(1, c.numNextnPredictLayers());
+        assertNull(c.quantization());
+        assertFalse(c.isMoeLayer(0));
+        assertTrue(c.isMoeLayer(1));
+    }
+
+    @Test
+    void readsFp8Quantization() {
+        ModelConfig c = ModelConfig.load(TestData.model("tiny-v3-fp8"));
+        assertEquals(128, c.quantization().blockRows());
+        assertEquals(128, c.quantization().blockCols());
+        assertEquals(136, c.qLoraRank());
+        assertEquals(0, c.numNextnPredictLayers());
+    }
+
+    @Test
+    void moeLayerFrequency() throws Exception {
+        ObjectNode n = (ObjectNode) JSON.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());
+        n.put("moe_layer_freq", 2);
+        n.put("first_k_dense_replace", 1);
+        ModelConfig c = ModelConfig.parse(n, "x");
+        assertFalse(c.isMoeLayer(0));
+        assertFalse(c.isMoeLayer(1));
+        assertTrue(c.isMoeLayer(2));
+        assertFalse(c.isMoeLayer(3));
+        n.putNull("n_routed_experts");
+        assertFalse(ModelConfig.parse(n, "x").isMoeLayer(2));
+    }
+
+    @Test
+    void nullQLoraAndRopeScaling() throws Exception {
+        ObjectNode n = (ObjectNode) JSON.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());
+        n.putNull("q_lora_rank");
+        n.putNull("rope_scaling");
+        ModelConfig c = ModelConfig.parse(n, "x");
+        assertNull(c.qLoraRank());
+        assertNull(c.ropeScaling());
+    }
+
+    @Test
+    void missingFieldNamesFieldAndFile(@TempDir Path tmp) throws Exception {
+        ObjectNode n = (ObjectNode) JSON.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());
+        n.remove("kv_lora_rank");
+        Path file = tmp.resolve("config.json");
+        JSON.writeValue(file.toFile(), n);
+        ConfigException e = assertThrows(ConfigException.class, () -> ModelConfig.load(file));
+        assertTrue(e.getMessage().contains("kv_lora_rank"), e.getMessage());
+        assertTrue(e.getMessage().contains(file.toString()), e.getMessage());
+    }
+
+    @Test
+    void missingQLoraKeyIsAnError() throws Exception {
+        ObjectNode n = (ObjectNode) JSON.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());
+        n.remove("q_lora_rank");
+        ConfigException e = assertThrows(ConfigException.class, () -> ModelConfig.parse(n, "cfg.json"));
+        assertTrue(e.getMessage().contains("q_lora_rank") && e.getMessage().contains("cfg.json"), e.getMessage());
+    }
+
+    @Test
+    void wrongTypeAndBadJson(@TempDir Path tmp) throws Exception {
+        ObjectNode n = (ObjectNode) JSON.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());
+        n.put("hidden_size", "wide");
+        ConfigException e = assertThrows(ConfigException.class, () -> ModelConfig.parse(n, "c"));
+        assertTrue(e.getMessage().contains("hidden_size"), e.getMessage());
+        n.put("hidden_size", 64);
+        n.put("scoring_func", "relu");
+        e = assertThrows(ConfigException.class, () -> ModelConfig.parse(n, "c"));
+        assertTrue(e.getMessage().contains("scoring_func"), e.getMessage());
+
+        Path bad = tmp.resolve("config.json");
+        Files.writeString(bad, "{\"hidden_size\": 64,");
+        e = assertThrows(ConfigException.class, () -> ModelConfig.load(bad));
+        assertTrue(e.getMessage().contains(bad.toString()), e.getMessage());
+        assertThrows(ConfigException.class, () -> ModelConfig.load(tmp.resolve("nope")));
+    }
+}

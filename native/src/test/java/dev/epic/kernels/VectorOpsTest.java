@@ -1,0 +1,90 @@
+package dev.epic.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/** The fused fp32 helpers against double-precision formulas. */
+class VectorOpsTest {
+    private static final int[] SIZES = {1, 15, 17, 100, 1030};
+
+    @Test
+    void dotAndAxpy() {
+        Random rnd = new Random(8);
+        for (int n : SIZES) {
+            float[] a = Reference.randomFloats(rnd, n + 5), b = Reference.randomFloats(rnd, n + 2);
+            double want = 0, abs = 0;
+            for (int i = 0; i < n; i++) {
+                want += (double) a[5 + i] * b[2 + i];
+                abs += Math.abs((double) a[5 + i] * b[2 + i]);
+            }
+            assertEquals(want, VectorOps.dot(a, 5, b, 2, n), Reference.REL * abs, "dot n=" + n);
+            float[] y = b.clone();
+            VectorOps.axpy(0.75f, a, 5, y, 2, n);
+            for (int i = 0; i < n; i++) {
+                assertEquals(b[2 + i] + 0.75 * a[5 + i], y[2 + i], 1e-6 * (Math.abs(b[2 + i]) + Math.abs(a[5 + i])));
+            }
+            assertEquals(b[0], y[0]);
+        }
+    }
+
+    @Test
+    void rmsnorm() {
+        Random rnd = new Random(9);
+        for (int n : SIZES) {
+            float[] x = Reference.randomFloats(rnd, n + 3), w = Reference.randomFloats(rnd, n);
+            float[] out = new float[n + 1];
+            VectorOps.rmsnorm(x, 3, w, 1e-6f, out, 1);
+            double ms = 0;
+            for (int i = 0; i < n; i++) {
+                ms += (double) x[3 + i] * x[3 + i];
+            }
+            double inv = 1 / Math.sqrt(ms / n + 1e-6);
+            for (int i = 0; i < n; i++) {
+                double want = x[3 + i] * inv * w[i];
+                assertEquals(want, out[1 + i], 1e-5 * Math.abs(want) + 1e-7, "rmsnorm n=" + n + " i=" + i);
+            }
+        }
+    }
+
+    @Test
+    void swiglu() {
+        Random rnd = new Random(10);
+        for (int n : SIZES) {
+            float[] g = Reference.randomFloats(rnd, n), u = Reference.randomFloats(rnd, n);
+            g[0] = -100f; // exp overflow side must give -0, not NaN
+            float[] out = new float[n];
+            VectorOps.swiglu(g, u, out);
+            for (int i = 0; i < n; i++) {
+                double want = g[i] / (1 + Math.exp(-g[i])) * u[i];
+                assertEquals(want, out[i], 1e-6 * Math.abs(want) + 1e-30, "swiglu n=" + n + " i=" + i);
+            }
+        }
+    }
+
+    @Test
+    void softmax() {
+        Random rnd = new Random(11);
+        for (int n : SIZES) {
+            float[] x = Reference.randomFloats(rnd, n + 2);
+            for (int i = 0; i < x.length; i++) {
+                x[i] *= 30; // wide range: the max subtraction matters
+            }
+            float[] y = x.clone();
+            VectorOps.softmax(y, 2, n);
+            double max = Double.NEGATIVE_INFINITY, sum = 0;
+            for (int i = 0; i < n; i++) {
+                max = Math.max(max, x[2 + i]);
+            }
+            for (int i = 0; i < n; i++) {
+                sum += Math.exp(x[2 + i] - max);
+            }
+            for (int i = 0; i < n; i++) {
+                double want = Math.exp(x[2 + i] - max) / sum;
+                assertEquals(want, y[2 + i], 1e-5 * want + 1e-30, "softmax n=" + n + " i=" + i);
+            }
+            assertEquals(x[0], y[0]);
+        }
+    }
+}

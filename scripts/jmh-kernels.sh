@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Kernel benchmarks (JMH, in native/src/test/java/dev/epic/kernels/jmh) plus the memory bandwidth probe.
+#   scripts/jmh-kernels.sh                       all GEMV + GEMM benchmarks, short runs
+#   scripts/jmh-kernels.sh 'GemvBenchmark' -p format=bf16,q4 -p shape=129280x1024
+# Extra arguments go to JMH (regex, -f, -wi, -i, -p name=v1,v2, -rf json ...). EPIC_THREADS sets the
+# kernel pool size (-Depic.threads). GEMV "bytes" rates are weight bytes/s; "flops" rates are flop/s.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if [ -z "${JAVA_HOME:-}" ] || ! "$JAVA_HOME/bin/java" -version 2>&1 | grep -Eq 'version "(2[5-9]|[3-9][0-9])'; then
+  for c in /usr/lib/jvm/temurin-25* /usr/lib/jvm/*-25* /opt/java/openjdk; do
+    if [ -x "$c/bin/java" ]; then JAVA_HOME="$c"; break; fi
+  done
+fi
+export JAVA_HOME
+./mvnw -B -q -o -pl native -am -DskipTests test-compile dependency:build-classpath \
+  -Dmdep.outputFile=target/jmh-classpath.txt -Dmdep.includeScope=test >&2
+CP="native/target/test-classes:native/target/classes:$(cat native/target/jmh-classpath.txt)"
+FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m -XX:+UseParallelGC)
+if [ -n "${EPIC_THREADS:-}" ]; then FLAGS+=("-Depic.threads=$EPIC_THREADS"); fi
+
+"$JAVA_HOME/bin/java" "${FLAGS[@]}" -cp "$CP" dev.epic.kernels.jmh.BandwidthProbe
+if [ $# -eq 0 ]; then set -- -f 1 -wi 2 -w 1s -i 3 -r 1s; fi
+exec "$JAVA_HOME/bin/java" "${FLAGS[@]}" -cp "$CP" org.openjdk.jmh.Main -jvmArgs "${FLAGS[*]}" "$@"
