@@ -1,5 +1,6 @@
 package dev.epic.model.layers;
 
+import dev.epic.kernels.VectorOps;
 import dev.epic.model.ForwardObserver;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
@@ -49,8 +50,6 @@ public final class DecoderLayer {
     }
 
     private void add(float[] h, float[] y, int rows) {
-        for (int i = 0; i < rows * hidden; i++) {
-            h[i] += y[i];
-        }
+        VectorOps.axpy(1f, y, 0, h, 0, rows * hidden);
     }
 }

@@ -1,7 +1,8 @@
 package dev.epic.model.layers;
 
 import dev.epic.kernels.Matrix;
-import dev.epic.model.KvCache;
+import dev.epic.kernels.Parallel;
+import dev.epic.kernels.VectorOps;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
 import java.util.List;
@@ -17,8 +18,8 @@ import java.util.List;
  *   out          = o_proj([o_head for all heads])
  * </pre>
  * W_k^T q_nope equals q_nope . k_nope_t for k_nope_t = W_k c_t, so per-head keys and values are never
- * built; the cache holds only c and k_pe. kv_b_proj is used by rows ({@link Matrix#row}) because
- * the absorbed form needs its per-head transpose.
+ * built; the cache holds only c and k_pe, and attention reads it in place. Each (row, head) pair is
+ * independent, so they run in parallel on the kernel pool.
  */
 public final class Mla {
     private final int heads;
@@ -35,7 +36,12 @@ public final class Mla {
     private final Matrix qB;      // q_b_proj, or q_proj without q_lora
     private final Matrix kvA;
     private final RmsNorm kvANorm;
-    private final Matrix kvB;
+    /**
+     * kv_b_proj widened to fp32 on the heap, [heads x (nope + v)] rows of rank floats: the absorbed form
+     * uses it per head, transposed for keys (W_k^T q) and by rows for values. It is small (V3: 128 x 256
+     * x 512 floats = 64 MiB per layer) next to the layer's other weights.
+     */
+    private final float[] kvBWide;
     private final Matrix o;
 
     public Mla(ModelConfig c, WeightSource w, int layer, Rope rope) {
@@ -61,7 +67,11 @@ public final class Mla {
         }
         kvA = w.matrix(p + "kv_a_proj_with_mqa.weight", rank + ropeDim, hidden);
         kvANorm = new RmsNorm(w.vector(p + "kv_a_layernorm.weight", rank), c.rmsNormEps());
-        kvB = w.matrix(p + "kv_b_proj.weight", heads * (nope + vDim), rank);
+        Matrix kvB = w.matrix(p + "kv_b_proj.weight", heads * (nope + vDim), rank);
+        kvBWide = new float[heads * (nope + vDim) * rank];
+        for (int i = 0; i < kvB.rows(); i++) {
+            kvB.row(i, kvBWide, i * rank);
+        }
         o = w.matrix(p + "o_proj.weight", hidden, heads * vDim);
     }
 
@@ -86,102 +96,85 @@ public final class Mla {
         for (SequenceRows s : sequences) {
             for (int r = s.firstRow(); r < s.firstRow() + s.length(); r++) {
                 int pos = s.position(r);
-                rope.apply(kv, r * kvWidth + rank, pos);
+                float[] angles = rope.angles(pos);
+                rope.apply(kv, r * kvWidth + rank, angles);
                 for (int h = 0; h < heads; h++) {
-                    rope.apply(q, (r * heads + h) * qkDim + nope, pos);
+                    rope.apply(q, (r * heads + h) * qkDim + nope, angles);
                 }
                 s.cache().write(layer, pos, kv, r * kvWidth, kv, r * kvWidth + rank);
             }
         }
 
-        float[] qLat = absorbKeys(q, rows);
-        float[] ctx = new float[rows * heads * rank];
-        for (SequenceRows s : sequences) {
-            attend(s, q, qLat, ctx);
-        }
-        float[] attn = projectValues(ctx, rows);
+        float[] attn = new float[rows * heads * vDim];
+        AttentionRows ar = AttentionRows.of(sequences, rows, layer, rank, ropeDim);
+        long work = (long) heads * (ar.visibleTotal() * (2L * rank + ropeDim) + (long) rows * (nope + vDim) * rank);
+        Parallel.forRange(rows * heads, 1, work, (u0, u1) -> {
+            float[] scratch = new float[2 * rank + ar.maxVisible()];
+            for (int u = u0; u < u1; u++) {
+                attendHead(u / heads, u % heads, q, ar, attn, scratch);
+            }
+        });
         o.matmul(attn, out, rows);
     }
 
-    /** qLat[r, h, :] = W_k[h]^T q_nope[r, h]: queries moved into latent space. */
-    private float[] absorbKeys(float[] q, int rows) {
+    /**
+     * One query row and one head, in latent space: qLat = W_k^T q_nope, causal softmax over the cached
+     * positions of (qLat . c_t + q_pe . k_pe_t) * scale, ctx = sum_t p_t c_t, o_head = W_v ctx.
+     * scratch holds qLat [rank], ctx [rank] and the scores.
+     */
+    private void attendHead(int r, int h, float[] q, AttentionRows ar, float[] attn, float[] scratch) {
         int qkDim = nope + ropeDim;
-        float[] qLat = new float[rows * heads * rank];
-        float[] w = new float[rank];
-        for (int h = 0; h < heads; h++) {
-            for (int d = 0; d < nope; d++) {
-                kvB.row(h * (nope + vDim) + d, w, 0);
-                for (int r = 0; r < rows; r++) {
-                    float qd = q[(r * heads + h) * qkDim + d];
-                    int base = (r * heads + h) * rank;
-                    for (int c = 0; c < rank; c++) {
-                        qLat[base + c] += qd * w[c];
-                    }
-                }
-            }
+        int qNope = (r * heads + h) * qkDim;
+        int qPe = qNope + nope;
+        int wk = h * (nope + vDim) * rank; // W_k[h] rows in kvB, then W_v[h] rows
+        int wv = wk + nope * rank;
+        int qLat = 0;
+        int ctx = rank;
+        int p = 2 * rank;
+        java.util.Arrays.fill(scratch, 0, 2 * rank, 0f);
+        for (int d = 0; d < nope; d++) {
+            VectorOps.axpy(q[qNope + d], kvBWide, wk + d * rank, scratch, qLat, rank);
         }
-        return qLat;
-    }
-
-    /** Causal softmax attention of one sequence's rows over its cached positions, in latent space. */
-    private void attend(SequenceRows s, float[] q, float[] qLat, float[] ctx) {
-        int qkDim = nope + ropeDim;
-        int end = s.start() + s.length();
-        float[] lat = new float[end * rank];
-        float[] kPe = new float[end * ropeDim];
-        s.cache().read(layer, end, lat, kPe);
-        float[] p = new float[end];
-        for (int r = s.firstRow(); r < s.firstRow() + s.length(); r++) {
-            int visible = s.position(r) + 1;
-            for (int h = 0; h < heads; h++) {
-                int ql = (r * heads + h) * rank;
-                int qp = (r * heads + h) * qkDim + nope;
-                float max = Float.NEGATIVE_INFINITY;
-                for (int t = 0; t < visible; t++) {
-                    float dotC = 0f;
-                    for (int c = 0; c < rank; c++) {
-                        dotC += qLat[ql + c] * lat[t * rank + c];
-                    }
-                    float dotPe = 0f;
-                    for (int i = 0; i < ropeDim; i++) {
-                        dotPe += q[qp + i] * kPe[t * ropeDim + i];
-                    }
-                    p[t] = (dotC + dotPe) * softmaxScale;
-                    max = Math.max(max, p[t]);
-                }
-                float sum = 0f;
-                for (int t = 0; t < visible; t++) {
-                    p[t] = (float) Math.exp(p[t] - max);
-                    sum += p[t];
-                }
-                int co = (r * heads + h) * rank;
-                for (int t = 0; t < visible; t++) {
-                    float a = p[t] / sum;
-                    for (int c = 0; c < rank; c++) {
-                        ctx[co + c] += a * lat[t * rank + c];
-                    }
-                }
-            }
+        float[] lat = ar.latents()[r];
+        float[] kPe = ar.ropeKeys()[r];
+        int visible = ar.visible()[r];
+        for (int t = 0; t < visible; t++) {
+            float dotC = VectorOps.dot(scratch, qLat, lat, t * rank, rank);
+            float dotPe = VectorOps.dot(q, qPe, kPe, t * ropeDim, ropeDim);
+            scratch[p + t] = (dotC + dotPe) * softmaxScale;
+        }
+        VectorOps.softmax(scratch, p, visible);
+        for (int t = 0; t < visible; t++) {
+            VectorOps.axpy(scratch[p + t], lat, t * rank, scratch, ctx, rank);
+        }
+        int out = (r * heads + h) * vDim;
+        for (int j = 0; j < vDim; j++) {
+            attn[out + j] = VectorOps.dot(kvBWide, wv + j * rank, scratch, ctx, rank);
         }
     }
 
-    /** attn[r, h, j] = W_v[h][j] . ctx[r, h]: latent context back to per-head values. */
-    private float[] projectValues(float[] ctx, int rows) {
-        float[] attn = new float[rows * heads * vDim];
-        float[] w = new float[rank];
-        for (int h = 0; h < heads; h++) {
-            for (int j = 0; j < vDim; j++) {
-                kvB.row(h * (nope + vDim) + nope + j, w, 0);
-                for (int r = 0; r < rows; r++) {
-                    int base = (r * heads + h) * rank;
-                    float sum = 0f;
-                    for (int c = 0; c < rank; c++) {
-                        sum += w[c] * ctx[base + c];
-                    }
-                    attn[(r * heads + h) * vDim + j] = sum;
+    /** Per step row: its sequence's cached latents and rope keys (read in place) and how many positions it sees. */
+    private record AttentionRows(float[][] latents, float[][] ropeKeys, int[] visible, long visibleTotal,
+            int maxVisible) {
+        static AttentionRows of(List<SequenceRows> sequences, int rows, int layer, int rank, int rope) {
+            float[][] lat = new float[rows][];
+            float[][] pe = new float[rows][];
+            int[] visible = new int[rows];
+            long total = 0;
+            int max = 0;
+            for (SequenceRows s : sequences) {
+                int end = s.start() + s.length();
+                float[] l = s.cache().latents(layer, end, rank, rope);
+                float[] k = s.cache().ropeKeys(layer, end, rank, rope);
+                for (int r = s.firstRow(); r < s.firstRow() + s.length(); r++) {
+                    lat[r] = l;
+                    pe[r] = k;
+                    visible[r] = s.position(r) + 1;
+                    total += visible[r];
+                    max = Math.max(max, visible[r]);
                 }
             }
+            return new AttentionRows(lat, pe, visible, total, max);
         }
-        return attn;
     }
 }
