@@ -10,6 +10,8 @@ import picocli.CommandLine.Command;
             CommandLine.HelpCommand.class,
             SynthCommand.class,
             LogitsCommand.class,
+            BenchCommand.class,
+            QuantizeCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

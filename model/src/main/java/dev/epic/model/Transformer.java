@@ -10,6 +10,8 @@ import dev.epic.model.layers.SequenceRows;
 import dev.epic.model.layers.Yarn;
 import dev.epic.model.moe.LocalExperts;
 import dev.epic.model.moe.RoutedExperts;
+import dev.epic.model.quant.ConvertedWeights;
+import dev.epic.model.quant.WeightFormat;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.IdentityHashMap;
@@ -41,11 +43,37 @@ public final class Transformer {
         this.lmHead = c.tieWordEmbeddings() ? embed : w.matrix("lm_head.weight", c.vocabSize(), hidden);
     }
 
-    /** The whole model in this process, all experts local. */
+    /** The whole model in this process, all experts local, weights as stored. */
     public static Transformer load(Checkpoint checkpoint) {
+        return load(checkpoint, WeightFormat.AUTO);
+    }
+
+    /**
+     * The whole model in this process with the linear weights in {@code format} (see
+     * {@link ConvertedWeights}; a copy made by {@code epic quantize} next to the checkpoint is used).
+     */
+    public static Transformer load(Checkpoint checkpoint, WeightFormat format) {
         ModelConfig c = checkpoint.config();
-        RoutedExperts experts = c.nRoutedExperts() != null ? LocalExperts.all(c, checkpoint) : null;
-        return new Transformer(c, checkpoint, experts);
+        WeightSource w = ConvertedWeights.of(checkpoint, format, checkpoint.directory());
+        RoutedExperts experts = c.nRoutedExperts() != null ? LocalExperts.all(c, w) : null;
+        Transformer t = new Transformer(c, w, experts);
+        if (w instanceof ConvertedWeights cw) {
+            cw.logSummary();
+        }
+        return t;
+    }
+
+    /**
+     * Bytes of weights one decode step of a single sequence reads: lm_head, every layer's attention
+     * and dense MLP or (router gate + shared expert + num_experts_per_tok routed experts), from
+     * {@link Matrix#storageBytes}. The embedding row (hidden values) is left out.
+     */
+    public long weightBytesPerToken() {
+        long bytes = lmHead.storageBytes();
+        for (DecoderLayer layer : layers) {
+            bytes += layer.activeWeightBytes();
+        }
+        return bytes;
     }
 
     public ModelConfig config() {

@@ -49,6 +49,11 @@ public final class DecoderLayer {
         add(h, y, rows);
     }
 
+    /** Weight bytes one token reads in this layer (attention + dense MLP or its active MoE part). */
+    public long activeWeightBytes() {
+        return attention.storageBytes() + (moe != null ? moe.activeWeightBytes() : mlp.storageBytes());
+    }
+
     private void add(float[] h, float[] y, int rows) {
         VectorOps.axpy(1f, y, 0, h, 0, rows * hidden);
     }

@@ -75,6 +75,12 @@ public final class Mla {
         o = w.matrix(p + "o_proj.weight", hidden, heads * vDim);
     }
 
+    /** Weight bytes one token reads: the projections plus the widened kv_b_proj. */
+    public long storageBytes() {
+        long b = qB.storageBytes() + kvA.storageBytes() + o.storageBytes() + 4L * kvBWide.length;
+        return qA != null ? b + qA.storageBytes() : b;
+    }
+
     /** out[rows x hidden] = MLA(x) for all rows of the step; writes each sequence's new positions to its cache. */
     public void forward(float[] x, int rows, List<SequenceRows> sequences, float[] out) {
         int qkDim = nope + ropeDim;

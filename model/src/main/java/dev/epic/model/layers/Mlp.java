@@ -41,6 +41,10 @@ public final class Mlp {
         down.matmul(g, out, rows);
     }
 
+    public long storageBytes() {
+        return gate.storageBytes() + up.storageBytes() + down.storageBytes();
+    }
+
     /** Multiply-adds of one row through the block (a parallel-work estimate). */
     public long multiplyAdds() {
         return (long) gate.rows() * gate.cols() * 3;

@@ -68,6 +68,19 @@ public final class LocalExperts implements RoutedExperts {
         return new LocalExperts(c, w, Placement.experts(expertIds));
     }
 
+    /** Storage bytes of one hosted expert of this layer (0 if none is hosted). */
+    public long expertBytes(int layer) {
+        Mlp[] mlps = byLayer.get(layer);
+        if (mlps != null) {
+            for (Mlp m : mlps) {
+                if (m != null) {
+                    return m.storageBytes();
+                }
+            }
+        }
+        return 0;
+    }
+
     public boolean hosts(int layer, int expert) {
         Mlp[] mlps = byLayer.get(layer);
         return mlps != null && expert >= 0 && expert < experts && mlps[expert] != null;
