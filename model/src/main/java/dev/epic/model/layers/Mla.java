@@ -1,10 +1,13 @@
 package dev.epic.model.layers;
 
+import dev.epic.kernels.Matrices;
 import dev.epic.kernels.Matrix;
 import dev.epic.kernels.Parallel;
 import dev.epic.kernels.VectorOps;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -18,7 +21,8 @@ import java.util.List;
  *   out          = o_proj([o_head for all heads])
  * </pre>
  * W_k^T q_nope equals q_nope . k_nope_t for k_nope_t = W_k c_t, so per-head keys and values are never
- * built; the cache holds only c and k_pe, and attention reads it in place. Each (row, head) pair is
+ * built; the cache holds only c and k_pe, and attention reads it in place. Long prefill chunks use the
+ * original (expanded) form instead, where it needs fewer multiply-adds (see {@link #expanded}). Each (row, head) pair is
  * independent, so they run in parallel on the kernel pool.
  */
 public final class Mla {
@@ -42,6 +46,11 @@ public final class Mla {
      * x 512 floats = 64 MiB per layer) next to the layer's other weights.
      */
     private final float[] kvBWide;
+    private final Matrix kvB;
+    private final Form form;
+
+    /** Which attention form to use; AUTO picks per sequence by cost. Set with -Depic.mla.form (tests, benchmarks). */
+    public enum Form { AUTO, ABSORBED, EXPANDED }
     private final Matrix o;
 
     public Mla(ModelConfig c, WeightSource w, int layer, Rope rope) {
@@ -67,7 +76,8 @@ public final class Mla {
         }
         kvA = w.matrix(p + "kv_a_proj_with_mqa.weight", rank + ropeDim, hidden);
         kvANorm = new RmsNorm(w.vector(p + "kv_a_layernorm.weight", rank), c.rmsNormEps());
-        Matrix kvB = w.matrix(p + "kv_b_proj.weight", heads * (nope + vDim), rank);
+        form = Form.valueOf(System.getProperty("epic.mla.form", "AUTO").toUpperCase(java.util.Locale.ROOT));
+        kvB = w.matrix(p + "kv_b_proj.weight", heads * (nope + vDim), rank);
         kvBWide = new float[heads * (nope + vDim) * rank];
         for (int i = 0; i < kvB.rows(); i++) {
             kvB.row(i, kvBWide, i * rank);
@@ -112,15 +122,89 @@ public final class Mla {
         }
 
         float[] attn = new float[rows * heads * vDim];
-        AttentionRows ar = AttentionRows.of(sequences, rows, layer, rank, ropeDim);
+        List<SequenceRows> absorbed = new ArrayList<>();
+        for (SequenceRows s : sequences) {
+            if (expanded(s)) {
+                attendExpanded(s, q, attn);
+            } else {
+                absorbed.add(s);
+            }
+        }
+        AttentionRows ar = AttentionRows.of(absorbed, rows, layer, rank, ropeDim);
         long work = (long) heads * (ar.visibleTotal() * (2L * rank + ropeDim) + (long) rows * (nope + vDim) * rank);
         Parallel.forRange(rows * heads, 1, work, (u0, u1) -> {
             float[] scratch = new float[2 * rank + ar.maxVisible()];
             for (int u = u0; u < u1; u++) {
-                attendHead(u / heads, u % heads, q, ar, attn, scratch);
+                if (ar.latents()[u / heads] != null) {
+                    attendHead(u / heads, u % heads, q, ar, attn, scratch);
+                }
             }
         });
         o.matmul(attn, out, rows);
+    }
+
+    /**
+     * Whether this sequence's rows attend in the expanded form: per-head keys and values built with
+     * kv_b_proj for all its positions, then two GEMMs per head. It costs end x kv_b_proj plus
+     * L x end x (qk + v) per head, against L x kv_b_proj plus sum(visible) x (2 rank + rope) per head
+     * for the absorbed form: long prefill chunks go expanded, decode rows absorbed.
+     */
+    private boolean expanded(SequenceRows s) {
+        if (form != Form.AUTO) {
+            return form == Form.EXPANDED;
+        }
+        long end = s.start() + s.length();
+        long len = s.length();
+        long kvBCost = (long) heads * (nope + vDim) * rank;
+        long visible = len * s.start() + len * (len + 1) / 2;
+        long absorbedCost = len * kvBCost + visible * heads * (2L * rank + ropeDim);
+        long expandedCost = end * kvBCost + len * end * heads * (nope + ropeDim + vDim);
+        return expandedCost < absorbedCost;
+    }
+
+    /**
+     * The paper's form for one sequence: k_nope | v = kv_b_proj(c_t) for every position t < end, then
+     * per head S = Q K^T (K = [k_nope | k_pe]), causal softmax(S * scale), O = P V. Both products are
+     * Matrix matmuls over all rows, so they run on the tiled, parallel GEMM (the causal upper triangle
+     * is computed and masked: simpler, and cheaper than the absorbed form's 3x wider dot products).
+     */
+    private void attendExpanded(SequenceRows s, float[] q, float[] attn) {
+        int qkDim = nope + ropeDim;
+        int end = s.start() + s.length();
+        int len = s.length();
+        float[] lat = s.cache().latents(layer, end, rank, ropeDim);
+        float[] kPe = s.cache().ropeKeys(layer, end, rank, ropeDim);
+        float[] kv = new float[end * heads * (nope + vDim)];
+        kvB.matmul(lat, kv, end);
+        float[] keys = new float[end * qkDim];
+        float[] valuesT = new float[vDim * end];
+        float[] queries = new float[len * qkDim];
+        float[] scores = new float[len * end];
+        float[] out = new float[len * vDim];
+        for (int h = 0; h < heads; h++) {
+            for (int t = 0; t < end; t++) {
+                int src = (t * heads + h) * (nope + vDim);
+                System.arraycopy(kv, src, keys, t * qkDim, nope);
+                System.arraycopy(kPe, t * ropeDim, keys, t * qkDim + nope, ropeDim);
+                for (int j = 0; j < vDim; j++) {
+                    valuesT[j * end + t] = kv[src + nope + j];
+                }
+            }
+            for (int i = 0; i < len; i++) {
+                System.arraycopy(q, ((s.firstRow() + i) * heads + h) * qkDim, queries, i * qkDim, qkDim);
+            }
+            Matrices.f32(keys, end, qkDim).matmul(queries, scores, len);
+            for (int i = 0; i < len; i++) {
+                int visible = s.start() + i + 1;
+                VectorOps.scale(scores, i * end, visible, softmaxScale);
+                VectorOps.softmax(scores, i * end, visible);
+                Arrays.fill(scores, i * end + visible, (i + 1) * end, 0f);
+            }
+            Matrices.f32(valuesT, vDim, end).matmul(scores, out, len);
+            for (int i = 0; i < len; i++) {
+                System.arraycopy(out, i * vDim, attn, ((s.firstRow() + i) * heads + h) * vDim, vDim);
+            }
+        }
     }
 
     /**
@@ -137,7 +221,7 @@ public final class Mla {
         int qLat = 0;
         int ctx = rank;
         int p = 2 * rank;
-        java.util.Arrays.fill(scratch, 0, 2 * rank, 0f);
+        Arrays.fill(scratch, 0, 2 * rank, 0f);
         for (int d = 0; d < nope; d++) {
             VectorOps.axpy(q[qNope + d], kvBWide, wk + d * rank, scratch, qLat, rank);
         }
