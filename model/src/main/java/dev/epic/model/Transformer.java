@@ -23,6 +23,9 @@ import java.util.Set;
  * lm_head. A step runs any mix of prefill chunks and decode tokens of different sequences together:
  * linears see all rows at once and every MoE layer makes one {@link RoutedExperts#forward} call
  * per step. The multi-token-prediction layer is not part of inference and never loaded.
+ *
+ * <p>Thread safety: the model holds no per-step state (all buffers are local to a step), so steps
+ * over disjoint caches may run concurrently; one cache must not be in two concurrent steps.
  */
 public final class Transformer {
     private final ModelConfig config;

@@ -80,9 +80,13 @@ public final class SafetensorsWriter {
         }
 
         public void putBytes(byte[] b) throws IOException {
-            for (int off = 0; off < b.length; ) {
+            putBytes(b, 0, b.length);
+        }
+
+        public void putBytes(byte[] b, int from, int length) throws IOException {
+            for (int off = from; off < from + length; ) {
                 room(1);
-                int n = Math.min(buf.remaining(), b.length - off);
+                int n = Math.min(buf.remaining(), from + length - off);
                 buf.put(b, off, n);
                 off += n;
                 written += n;

@@ -157,8 +157,13 @@ public final class SyntheticCheckpoint {
             }
             case FP8_WEIGHT -> {
                 // weights uniform in +-amplitude of their block; in units of the block scale that is +-448
-                for (long i = 0; i < n; i++) {
-                    sink.putByte(Fp8Encoder.encode((float) rnd.nextDouble(-448, 448)));
+                byte[] chunk = new byte[(int) Math.min(n, 1 << 16)];
+                for (long i = 0; i < n; i += chunk.length) {
+                    int len = (int) Math.min(chunk.length, n - i);
+                    for (int j = 0; j < len; j++) {
+                        chunk[j] = Fp8Encoder.encode((float) rnd.nextDouble(-448, 448));
+                    }
+                    sink.putBytes(chunk, 0, len);
                 }
             }
         }

@@ -48,6 +48,28 @@ class ModelConfigTest {
     }
 
     @Test
+    void readsTheRealR1Config() throws Exception {
+        var url = getClass().getResource("/deepseek-r1-0528-config.json");
+        ModelConfig c = ModelConfig.load(Path.of(url.toURI()));
+        assertEquals(7168, c.hiddenSize());
+        assertEquals(61, c.numHiddenLayers());
+        assertEquals(128, c.numAttentionHeads());
+        assertEquals(1536, c.qLoraRank());
+        assertEquals(512, c.kvLoraRank());
+        assertEquals(192, c.qkHeadDim());
+        assertEquals(256, c.nRoutedExperts());
+        assertEquals(2048, c.moeIntermediateSize());
+        assertEquals(4, c.topkGroup());
+        assertEquals(2.5, c.routedScalingFactor());
+        assertEquals(129280, c.vocabSize());
+        assertEquals(1, c.numNextnPredictLayers());
+        assertEquals(128, c.quantization().blockCols());
+        assertFalse(c.isMoeLayer(2));
+        assertTrue(c.isMoeLayer(3));
+        assertTrue(c.isMoeLayer(60));
+    }
+
+    @Test
     void moeLayerFrequency() throws Exception {
         ObjectNode n = (ObjectNode) JSON.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());
         n.put("moe_layer_freq", 2);
