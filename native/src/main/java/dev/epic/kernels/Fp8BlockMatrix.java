@@ -167,6 +167,7 @@ final class Fp8BlockMatrix extends DenseMatrix {
     @Override
     void decode(int r, int c0, int c1, float[] dst, int off) {
         long base = (long) r * cols;
+        boolean clean = clean(r / blockRows);
         int c = c0;
         while (c < c1) {
             int cb = c / blockCols;
@@ -175,7 +176,9 @@ final class Fp8BlockMatrix extends DenseMatrix {
             float factor = scale * 0x1p120f;
             if (Float.isFinite(factor)) {
                 for (; c + L <= end; c += L) {
-                    Simd.fp8WithNaN(data, base + c, factor).intoArray(dst, off + c - c0);
+                    FloatVector w = clean ? Simd.fp8Raw(data, base + c).mul(factor)
+                            : Simd.fp8WithNaN(data, base + c, factor);
+                    w.intoArray(dst, off + c - c0);
                 }
             }
             for (; c < end; c++) {

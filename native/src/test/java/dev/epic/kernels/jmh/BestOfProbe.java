@@ -3,8 +3,14 @@ package dev.epic.kernels.jmh;
 import dev.epic.kernels.Matrix;
 import java.lang.foreign.Arena;
 
-/** Best-of-N timings (robust on a shared machine): java ... QuickProbe rows cols batch formats... */
-public final class QuickProbe {
+/**
+ * Fastest-of-N matmul timings, which a shared, busy machine disturbs far less than JMH's means:
+ * {@code BestOfProbe rows cols batch format...} (formats f32, bf16, fp8, q8, q4), runs each for
+ * {@code -Dprobe.seconds} (default 2) and prints weight GB/s and GFLOP/s of the fastest call.
+ */
+public final class BestOfProbe {
+    private BestOfProbe() {}
+
     public static void main(String[] a) {
         int rows = Integer.parseInt(a[0]), cols = Integer.parseInt(a[1]), batch = Integer.parseInt(a[2]);
         long budget = (long) (Double.parseDouble(System.getProperty("probe.seconds", "2")) * 1e9);
