@@ -36,7 +36,7 @@ class QuantizedAccuracyTest {
     record Stats(int positions, int top1Agree, int routingMatched, float maxErrRoutingMatched, float maxErrAll) {}
 
     /**
-     * Measured (deterministic: same kernels, same order) on the golden prompts, 65 positions each:
+     * Measured on the golden prompts (65 positions each; repeatable up to last-bit JIT-tier differences):
      * <pre>
      *   checkpoint   format  top-1 agree   positions w/ matching routing   max |err| there (logit rms ~3)
      *   tiny-v3      q8      55/65 0.85    0                               -
