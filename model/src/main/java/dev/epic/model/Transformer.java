@@ -13,6 +13,7 @@ import dev.epic.model.moe.RoutedExperts;
 import dev.epic.model.quant.ConvertedWeights;
 import dev.epic.model.quant.WeightFormat;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
@@ -116,19 +117,29 @@ public final class Transformer {
             layers.get(i).forward(h, rows, sequences, observer);
             observer.blockOutput(i, h, rows);
         }
+        // Final norm and lm_head over the wanted rows of all chunks in one matmul (one pass over lm_head).
+        int wanted = 0;
+        for (int i = 0; i < chunks.size(); i++) {
+            wanted += chunks.get(i).allLogits() ? sequences.get(i).length() : 1;
+        }
+        float[] x = new float[wanted * hidden];
+        int j = 0;
+        for (int i = 0; i < chunks.size(); i++) {
+            SequenceRows s = sequences.get(i);
+            int n = chunks.get(i).allLogits() ? s.length() : 1;
+            norm.apply(h, hidden, (s.firstRow() + s.length() - n) * hidden, x, hidden, j * hidden, n);
+            j += n;
+        }
+        int vocab = config.vocabSize();
+        float[] all = new float[wanted * vocab];
+        lmHead.matmul(x, all, wanted);
         List<float[]> logits = new ArrayList<>(chunks.size());
+        j = 0;
         for (int i = 0; i < chunks.size(); i++) {
             SequenceChunk ch = chunks.get(i);
-            SequenceRows s = sequences.get(i);
-            int n = ch.allLogits() ? s.length() : 1;
-            int first = s.firstRow() + s.length() - n;
-            float[] x = new float[n * hidden];
-            for (int j = 0; j < n; j++) {
-                norm.apply(h, hidden, (first + j) * hidden, x, hidden, j * hidden, 1);
-            }
-            float[] out = new float[n * config.vocabSize()];
-            lmHead.matmul(x, out, n);
-            logits.add(out);
+            int n = ch.allLogits() ? sequences.get(i).length() : 1;
+            logits.add(chunks.size() == 1 ? all : Arrays.copyOfRange(all, j * vocab, (j + n) * vocab));
+            j += n;
             ch.cache().setLength(ch.start() + ch.tokens().length);
         }
         return logits;
