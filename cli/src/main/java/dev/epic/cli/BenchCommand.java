@@ -61,6 +61,9 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--json", description = "print one JSON object instead of a table")
     boolean json;
 
+    private double loadBefore = Double.NaN;
+    private double loadAfter = Double.NaN;
+
     @Override
     public Integer call() throws Exception {
         PrintWriter err = spec.commandLine().getErr();
@@ -76,10 +79,12 @@ public final class BenchCommand implements Callable<Integer> {
             return fail(err, e.getMessage());
         }
         try (Checkpoint checkpoint = Checkpoint.open(model)) {
+            loadBefore = loadAverage();
             long t0 = System.nanoTime();
             Transformer transformer = Transformer.load(checkpoint, format);
             double loadSeconds = (System.nanoTime() - t0) / 1e9;
             Result r = EngineBenchmark.run(transformer, options);
+            loadAfter = loadAverage();
             PrintWriter out = spec.commandLine().getOut();
             if (json) {
                 out.println(JSON.writeValueAsString(asJson(r, format, loadSeconds)));
@@ -117,6 +122,7 @@ public final class BenchCommand implements Callable<Integer> {
         m.put("gen", gen);
         m.put("threads", Parallel.threads());
         m.put("load_s", loadSeconds);
+        m.put("load_avg_1m", List.of(loadBefore, loadAfter));
         return m;
     }
 
@@ -131,7 +137,17 @@ public final class BenchCommand implements Callable<Integer> {
         }
         out.printf("weights read per token %.1f MB, bandwidth %.1f GB/s -> roofline %.1f tok/s; batch-1 decode at %.0f%%%n",
                 r.bytesPerToken() / 1e6, r.bandwidthGBs(), r.rooflineTokS(), 100 * r.rooflineFraction());
-        out.printf("resident memory %.0f MB%n", r.rssMb());
+        out.printf("resident memory %.0f MB; 1-minute load average %.2f before, %.2f after%n", r.rssMb(), loadBefore,
+                loadAfter);
+    }
+
+    /** The machine's 1-minute load average (the machine may be shared; NaN where unknown). */
+    private static double loadAverage() {
+        try {
+            return Double.parseDouble(Files.readString(Path.of("/proc/loadavg")).split(" ")[0]);
+        } catch (java.io.IOException | RuntimeException e) {
+            return Double.NaN;
+        }
     }
 
     private static int fail(PrintWriter err, String message) {
