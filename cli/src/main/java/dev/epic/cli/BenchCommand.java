@@ -37,7 +37,7 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "checkpoint directory")
     Path model;
 
-    @Option(names = "--batch", defaultValue = "1,8,32", split = ",", paramLabel = "N[,N...]",
+    @Option(names = "--batch", defaultValue = "1,8,32", split = ",", paramLabel = "N",
             description = "decode batch sizes (default 1,8,32)")
     List<Integer> batches;
 

@@ -37,8 +37,12 @@ public final class QuantizeCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         WeightFormat f;
         try {
-            f = WeightFormat.parse(format);
-            if (f != WeightFormat.Q8 && f != WeightFormat.Q4) {
+            f = switch (format.trim().toLowerCase(java.util.Locale.ROOT)) {
+                case "q8" -> WeightFormat.Q8;
+                case "q4" -> WeightFormat.Q4;
+                default -> null;
+            };
+            if (f == null) {
                 throw new IllegalArgumentException("--format must be q8 or q4, got '" + format + "'");
             }
             if (!Files.isDirectory(model)) {
