@@ -47,8 +47,9 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--gen", defaultValue = "64", paramLabel = "N", description = "decode steps per batch size (default 64)")
     int gen;
 
-    @Option(names = "--chunk", defaultValue = "512", paramLabel = "N",
-            description = "prefill chunk size in tokens (default 512)")
+    /** The coordinator's scheduler feeds prompts in chunks of its prefill budget (256 tokens by default). */
+    @Option(names = "--chunk", defaultValue = "256", paramLabel = "N",
+            description = "prefill chunk size in tokens, as the scheduler's prefill budget (default 256)")
     int chunk;
 
     @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
