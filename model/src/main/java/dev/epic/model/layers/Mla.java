@@ -11,7 +11,7 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * Multi-head Latent Attention (DeepSeek-V2/V3), in the absorbed form used for decoding.
+ * Multi-head Latent Attention (DeepSeek-V2/V3). Decoding uses the absorbed form:
  * <pre>
  *   q            = q_b_proj(RMSNorm_qa(q_a_proj(x)))  (or q_proj(x))  -> per head [q_nope | q_pe]
  *   [c | k_pe]   = kv_a_proj_with_mqa(x);  c = RMSNorm_kva(c);  k_pe = rope(k_pe)     (cached)
@@ -20,10 +20,11 @@ import java.util.List;
  *   o_head       = W_v (sum_t softmax(score)_t c_t)
  *   out          = o_proj([o_head for all heads])
  * </pre>
- * W_k^T q_nope equals q_nope . k_nope_t for k_nope_t = W_k c_t, so per-head keys and values are never
- * built; the cache holds only c and k_pe, and attention reads it in place. Long prefill chunks use the
- * original (expanded) form instead, where it needs fewer multiply-adds (see {@link #expanded}). Each (row, head) pair is
- * independent, so they run in parallel on the kernel pool.
+ * W_k^T q_nope equals q_nope . k_nope_t for k_nope_t = W_k c_t, so per-head keys and values are not
+ * built; the cache holds only c and k_pe, and attention reads it in place. Each (row, head) pair is
+ * independent, so they run in parallel on the kernel pool. Long prefill chunks use the original,
+ * expanded form instead (k_nope | v = kv_b_proj(c_t), then softmax(Q K^T) V per head), where that
+ * needs fewer multiply-adds (see {@link #expanded}).
  */
 public final class Mla {
     private final int heads;
@@ -43,15 +44,15 @@ public final class Mla {
     /**
      * kv_b_proj widened to fp32 on the heap, [heads x (nope + v)] rows of rank floats: the absorbed form
      * uses it per head, transposed for keys (W_k^T q) and by rows for values. It is small (V3: 128 x 256
-     * x 512 floats = 64 MiB per layer) next to the layer's other weights.
+     * x 512 floats = 64 MiB per layer, 3.9 GB for 61 layers) next to the layer's other weights.
      */
     private final float[] kvBWide;
-    private final Matrix kvB;
+    private final Matrix kvB;     // as stored/converted, for the expanded form's GEMM
+    private final Matrix o;
     private final Form form;
 
     /** Which attention form to use; AUTO picks per sequence by cost. Set with -Depic.mla.form (tests, benchmarks). */
     public enum Form { AUTO, ABSORBED, EXPANDED }
-    private final Matrix o;
 
     public Mla(ModelConfig c, WeightSource w, int layer, Rope rope) {
         String p = "model.layers." + layer + ".self_attn.";
