@@ -47,9 +47,12 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--gen", defaultValue = "64", paramLabel = "N", description = "decode steps per batch size (default 64)")
     int gen;
 
-    /** The coordinator's scheduler feeds prompts in chunks of its prefill budget (256 tokens by default). */
-    @Option(names = "--chunk", defaultValue = "256", paramLabel = "N",
-            description = "prefill chunk size in tokens, as the scheduler's prefill budget (default 256)")
+    /**
+     * One 512-token chunk by default, like llama.cpp's pp512 (ubatch 512); the coordinator's scheduler
+     * feeds prompts in chunks of its prefill budget (256 by default): --chunk 256 measures that.
+     */
+    @Option(names = "--chunk", defaultValue = "512", paramLabel = "N",
+            description = "prefill chunk size in tokens (default 512; the scheduler's prefill budget is 256)")
     int chunk;
 
     @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
