@@ -8,6 +8,11 @@ import java.nio.file.Path;
 /**
  * Factories for {@link Matrix} views over raw little-endian weight bytes (normally a memory-mapped
  * checkpoint segment). No weight is copied onto the Java heap.
+ *
+ * <p>Batch-1 products run a fused GEMV (weights widened in registers) split across the
+ * {@link Parallel} pool; larger batches run a tiled GEMM. Segments from a shared, global or auto
+ * arena are read by all pool threads; a segment confined to one thread makes that matrix run on the
+ * caller thread only.
  */
 public final class Matrices {
     private Matrices() {}

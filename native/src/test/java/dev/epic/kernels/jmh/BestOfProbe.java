@@ -5,7 +5,7 @@ import java.lang.foreign.Arena;
 
 /**
  * Fastest-of-N matmul timings, which a shared, busy machine disturbs far less than JMH's means:
- * {@code BestOfProbe rows cols batch format...} (formats f32, bf16, fp8, q8, q4), runs each for
+ * {@code BestOfProbe rows cols batch format...} (formats f32, bf16, fp8, q8, q4), warms up, then runs each for
  * {@code -Dprobe.seconds} (default 2) and prints weight GB/s and GFLOP/s of the fastest call.
  */
 public final class BestOfProbe {
@@ -22,6 +22,11 @@ public final class BestOfProbe {
                     x[i] = (float) Math.sin(i);
                 }
                 float[] out = new float[batch * rows];
+                // Warm-up (uncounted): Vector API code is only fast once C2 has compiled it.
+                long warm = System.nanoTime();
+                for (int i = 0; i < 300 || System.nanoTime() - warm < budget / 2; i++) {
+                    m.matmul(x, out, batch);
+                }
                 long best = Long.MAX_VALUE;
                 long start = System.nanoTime();
                 int n = 0;
