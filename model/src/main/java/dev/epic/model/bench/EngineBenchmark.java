@@ -58,9 +58,6 @@ public final class EngineBenchmark {
         SplittableRandom random = new SplittableRandom(o.seed());
         int[] prompt = random.ints(o.promptLen(), 2, vocab).toArray();
 
-        double bandwidth = Bandwidth.measureGBs();
-        log.info("bench: read bandwidth {} GB/s", String.format("%.1f", bandwidth));
-
         // Warm-up: one prefill and a few decode steps at each batch size.
         KvCache warm = model.newCache();
         prefill(model, warm, prompt, o.chunk());
@@ -82,6 +79,10 @@ public final class EngineBenchmark {
                     String.format("%.2f", d.itlP50Ms()));
             decodes.add(d);
         }
+        // Measured last: run first, the probe's 256 MiB pass left the kernel pool measurably slower for
+        // the decode that followed (q4 batch 1: 12 -> 20 ms/token), so it would skew the numbers it judges.
+        double bandwidth = Bandwidth.measureGBs();
+        log.info("bench: read bandwidth {} GB/s", String.format("%.1f", bandwidth));
         long bytes = model.weightBytesPerToken();
         double batch1 = decodes.stream().filter(d -> d.batch() == 1).mapToDouble(Decode::tokS).findFirst()
                 .orElse(Double.NaN);
