@@ -17,6 +17,8 @@ import picocli.CommandLine.Command;
             LocalCommand.class,
             GenerateCommand.class,
             DemoCommand.class,
+            BenchCommand.class,
+            QuantizeCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

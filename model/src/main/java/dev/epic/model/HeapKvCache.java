@@ -58,6 +58,26 @@ public final class HeapKvCache implements KvCache {
         System.arraycopy(kPe[layer], 0, pe, 0, end * rope);
     }
 
+    /** The layer's latent storage itself: attention reads it in place. */
+    @Override
+    public float[] latents(int layer, int end, int rank, int rope) {
+        check(end, rank, rope);
+        return latent[layer];
+    }
+
+    @Override
+    public float[] ropeKeys(int layer, int end, int rank, int rope) {
+        check(end, rank, rope);
+        return kPe[layer];
+    }
+
+    private void check(int end, int rank, int rope) {
+        if (rank != this.rank || rope != this.rope || end > capacity) {
+            throw new IllegalArgumentException("cache of rank " + this.rank + ", rope " + this.rope + ", capacity "
+                    + capacity + " asked for rank " + rank + ", rope " + rope + ", " + end + " positions");
+        }
+    }
+
     @Override
     public void setLength(int length) {
         if (length < 0 || length > capacity) {

@@ -17,6 +17,24 @@ public interface KvCache {
     /** Copies positions [0, end) of {@code layer} into latent[end x rank] and kPe[end x rope], packed. */
     void read(int layer, int end, float[] latent, float[] kPe);
 
+    /**
+     * Positions [0, end) of {@code layer}'s latents as [end x rank] packed from index 0 (maybe longer).
+     * An in-memory cache returns its own storage (zero copy, valid until the next write to this cache);
+     * the default copies through {@link #read}.
+     */
+    default float[] latents(int layer, int end, int rank, int rope) {
+        float[] lat = new float[end * rank];
+        read(layer, end, lat, new float[end * rope]);
+        return lat;
+    }
+
+    /** Like {@link #latents} for the rotated shared keys: [end x rope]. */
+    default float[] ropeKeys(int layer, int end, int rank, int rope) {
+        float[] pe = new float[end * rope];
+        read(layer, end, new float[end * rank], pe);
+        return pe;
+    }
+
     /** Sets the number of valid positions (after a step: start + chunk length; lower to roll back). */
     void setLength(int length);
 }

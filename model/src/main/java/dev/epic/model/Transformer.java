@@ -10,7 +10,10 @@ import dev.epic.model.layers.SequenceRows;
 import dev.epic.model.layers.Yarn;
 import dev.epic.model.moe.LocalExperts;
 import dev.epic.model.moe.RoutedExperts;
+import dev.epic.model.quant.ConvertedWeights;
+import dev.epic.model.quant.WeightFormat;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
@@ -44,11 +47,37 @@ public final class Transformer {
         this.lmHead = c.tieWordEmbeddings() ? embed : w.matrix("lm_head.weight", c.vocabSize(), hidden);
     }
 
-    /** The whole model in this process, all experts local. */
+    /** The whole model in this process, all experts local, weights as stored. */
     public static Transformer load(Checkpoint checkpoint) {
+        return load(checkpoint, WeightFormat.AUTO);
+    }
+
+    /**
+     * The whole model in this process with the linear weights in {@code format} (see
+     * {@link ConvertedWeights}; a copy made by {@code epic quantize} next to the checkpoint is used).
+     */
+    public static Transformer load(Checkpoint checkpoint, WeightFormat format) {
         ModelConfig c = checkpoint.config();
-        RoutedExperts experts = c.nRoutedExperts() != null ? LocalExperts.all(c, checkpoint) : null;
-        return new Transformer(c, checkpoint, experts);
+        WeightSource w = ConvertedWeights.of(checkpoint, format, checkpoint.directory());
+        RoutedExperts experts = c.nRoutedExperts() != null ? LocalExperts.all(c, w) : null;
+        Transformer t = new Transformer(c, w, experts);
+        if (w instanceof ConvertedWeights cw) {
+            cw.logSummary();
+        }
+        return t;
+    }
+
+    /**
+     * Bytes of weights one decode step of a single sequence reads: lm_head, every layer's attention
+     * and dense MLP or (router gate + shared expert + num_experts_per_tok routed experts), from
+     * {@link Matrix#storageBytes}. The embedding row (hidden values) is left out.
+     */
+    public long weightBytesPerToken() {
+        long bytes = lmHead.storageBytes();
+        for (DecoderLayer layer : layers) {
+            bytes += layer.activeWeightBytes();
+        }
+        return bytes;
     }
 
     public ModelConfig config() {
@@ -88,19 +117,29 @@ public final class Transformer {
             layers.get(i).forward(h, rows, sequences, observer);
             observer.blockOutput(i, h, rows);
         }
+        // Final norm and lm_head over the wanted rows of all chunks in one matmul (one pass over lm_head).
+        int wanted = 0;
+        for (int i = 0; i < chunks.size(); i++) {
+            wanted += chunks.get(i).allLogits() ? sequences.get(i).length() : 1;
+        }
+        float[] x = new float[wanted * hidden];
+        int j = 0;
+        for (int i = 0; i < chunks.size(); i++) {
+            SequenceRows s = sequences.get(i);
+            int n = chunks.get(i).allLogits() ? s.length() : 1;
+            norm.apply(h, hidden, (s.firstRow() + s.length() - n) * hidden, x, hidden, j * hidden, n);
+            j += n;
+        }
+        int vocab = config.vocabSize();
+        float[] all = new float[wanted * vocab];
+        lmHead.matmul(x, all, wanted);
         List<float[]> logits = new ArrayList<>(chunks.size());
+        j = 0;
         for (int i = 0; i < chunks.size(); i++) {
             SequenceChunk ch = chunks.get(i);
-            SequenceRows s = sequences.get(i);
-            int n = ch.allLogits() ? s.length() : 1;
-            int first = s.firstRow() + s.length() - n;
-            float[] x = new float[n * hidden];
-            for (int j = 0; j < n; j++) {
-                norm.apply(h, hidden, (first + j) * hidden, x, hidden, j * hidden, 1);
-            }
-            float[] out = new float[n * config.vocabSize()];
-            lmHead.matmul(x, out, n);
-            logits.add(out);
+            int n = ch.allLogits() ? sequences.get(i).length() : 1;
+            logits.add(chunks.size() == 1 ? all : Arrays.copyOfRange(all, j * vocab, (j + n) * vocab));
+            j += n;
             ch.cache().setLength(ch.start() + ch.tokens().length);
         }
         return logits;

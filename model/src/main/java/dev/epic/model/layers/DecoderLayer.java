@@ -1,5 +1,6 @@
 package dev.epic.model.layers;
 
+import dev.epic.kernels.VectorOps;
 import dev.epic.model.ForwardObserver;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
@@ -48,9 +49,12 @@ public final class DecoderLayer {
         add(h, y, rows);
     }
 
+    /** Weight bytes one token reads in this layer (attention + dense MLP or its active MoE part). */
+    public long activeWeightBytes() {
+        return attention.storageBytes() + (moe != null ? moe.activeWeightBytes() : mlp.storageBytes());
+    }
+
     private void add(float[] h, float[] y, int rows) {
-        for (int i = 0; i < rows * hidden; i++) {
-            h[i] += y[i];
-        }
+        VectorOps.axpy(1f, y, 0, h, 0, rows * hidden);
     }
 }

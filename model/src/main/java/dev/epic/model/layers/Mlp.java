@@ -1,6 +1,7 @@
 package dev.epic.model.layers;
 
 import dev.epic.kernels.Matrix;
+import dev.epic.kernels.VectorOps;
 import dev.epic.model.WeightSource;
 
 /**
@@ -36,13 +37,16 @@ public final class Mlp {
         float[] u = new float[rows * inter];
         gate.matmul(x, g, rows);
         up.matmul(x, u, rows);
-        for (int i = 0; i < g.length; i++) {
-            g[i] = silu(g[i]) * u[i];
-        }
+        VectorOps.swiglu(g, u, g); // g <- silu(g) * u
         down.matmul(g, out, rows);
     }
 
-    static float silu(float v) {
-        return v / (1f + (float) Math.exp(-v));
+    public long storageBytes() {
+        return gate.storageBytes() + up.storageBytes() + down.storageBytes();
+    }
+
+    /** Multiply-adds of one row through the block (a parallel-work estimate). */
+    public long multiplyAdds() {
+        return (long) gate.rows() * gate.cols() * 3;
     }
 }

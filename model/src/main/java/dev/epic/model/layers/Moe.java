@@ -2,6 +2,7 @@ package dev.epic.model.layers;
 
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
+import dev.epic.model.moe.LocalExperts;
 import dev.epic.model.moe.RoutedExperts;
 
 /**
@@ -14,6 +15,7 @@ public final class Moe {
     private final MoeGate gate;
     private final Mlp shared; // null without shared experts
     private final RoutedExperts experts;
+    private final int k;
 
     public Moe(ModelConfig c, WeightSource w, int layer, RoutedExperts experts) {
         this.layer = layer;
@@ -23,6 +25,16 @@ public final class Moe {
                         c.nSharedExperts() * c.moeIntermediateSize())
                 : null;
         this.experts = experts;
+        this.k = c.numExpertsPerTok();
+    }
+
+    /** Gate + shared expert + k routed experts (their size as hosted here; 0 if the experts are remote). */
+    public long activeWeightBytes() {
+        long b = gate.storageBytes() + (shared != null ? shared.storageBytes() : 0);
+        if (experts instanceof LocalExperts local) {
+            b += (long) k * local.expertBytes(layer);
+        }
+        return b;
     }
 
     /** out[rows x hidden] = MoE(x); returns the routing decision. */

@@ -28,6 +28,10 @@ public final class MoeGate {
     private final boolean normalize;
     private final float scale;
 
+    public long storageBytes() {
+        return weight.storageBytes();
+    }
+
     public MoeGate(ModelConfig c, WeightSource w, int layer) {
         String p = "model.layers." + layer + ".mlp.gate.";
         this.experts = c.nRoutedExperts();

@@ -23,10 +23,25 @@ public final class Rope {
 
     /** Rotates x[off .. off + dim) in place for absolute position pos (0-based). */
     public void apply(float[] x, int off, int pos) {
+        apply(x, off, angles(pos));
+    }
+
+    /** [cos_0, sin_0, cos_1, sin_1, ...] of position pos, so that many heads at one position share them. */
+    public float[] angles(int pos) {
+        float[] cs = new float[2 * invFreq.length];
         for (int i = 0; i < invFreq.length; i++) {
             float angle = pos * invFreq[i]; // fp32, as torch.outer(t, freqs)
-            float cos = (float) Math.cos(angle) * cosSinScale;
-            float sin = (float) Math.sin(angle) * cosSinScale;
+            cs[2 * i] = (float) Math.cos(angle) * cosSinScale;
+            cs[2 * i + 1] = (float) Math.sin(angle) * cosSinScale;
+        }
+        return cs;
+    }
+
+    /** Rotates x[off .. off + dim) in place by precomputed {@link #angles}. */
+    public void apply(float[] x, int off, float[] cs) {
+        for (int i = 0; i < invFreq.length; i++) {
+            float cos = cs[2 * i];
+            float sin = cs[2 * i + 1];
             float a = x[off + 2 * i];
             float b = x[off + 2 * i + 1];
             x[off + 2 * i] = a * cos - b * sin;

@@ -1,5 +1,6 @@
 package dev.epic.model.moe;
 
+import dev.epic.kernels.Parallel;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.layers.Mlp;
@@ -66,6 +67,19 @@ public final class LocalExperts implements RoutedExperts {
         return new LocalExperts(c, w, Placement.experts(expertIds));
     }
 
+    /** Storage bytes of one hosted expert of this layer (0 if none is hosted). */
+    public long expertBytes(int layer) {
+        Mlp[] mlps = byLayer.get(layer);
+        if (mlps != null) {
+            for (Mlp m : mlps) {
+                if (m != null) {
+                    return m.storageBytes();
+                }
+            }
+        }
+        return 0;
+    }
+
     public boolean hosts(int layer, int expert) {
         Mlp[] mlps = byLayer.get(layer);
         return mlps != null && expert >= 0 && expert < experts && mlps[expert] != null;
@@ -117,18 +131,42 @@ public final class LocalExperts implements RoutedExperts {
         for (int i = 0; i < rows * k; i++) {
             slots[fill[ids[i]]++] = i;
         }
+        int[] active = new int[experts];
+        int count = 0;
+        long work = 0;
         for (int e = 0; e < experts; e++) {
             int n = first[e + 1] - first[e];
-            if (n == 0 || mlps[e] == null) {
-                continue;
+            if (n > 0 && mlps[e] != null) {
+                active[count++] = e;
+                work += (long) n * mlps[e].multiplyAdds();
             }
-            float[] in = new float[n * hidden];
-            for (int j = 0; j < n; j++) {
-                System.arraycopy(x, (slots[first[e] + j] / k) * hidden, in, j * hidden, hidden);
+        }
+        // Each expert's rows go through its MLP as one batch. With enough experts to share out (decode),
+        // whole experts run in parallel and their matmuls stay on their thread; otherwise each matmul
+        // is parallel by itself. Outputs are then combined (exactly, in double).
+        float[][] ys = new float[count][];
+        int n = count;
+        Parallel.Range body = (a0, a1) -> {
+            for (int a = a0; a < a1; a++) {
+                int e = active[a];
+                int m = first[e + 1] - first[e];
+                float[] in = new float[m * hidden];
+                for (int j = 0; j < m; j++) {
+                    System.arraycopy(x, (slots[first[e] + j] / k) * hidden, in, j * hidden, hidden);
+                }
+                ys[a] = new float[m * hidden];
+                mlps[e].forward(in, ys[a], m);
             }
-            float[] y = new float[n * hidden];
-            mlps[e].forward(in, y, n);
-            for (int j = 0; j < n; j++) {
+        };
+        if (n >= 2 * Parallel.threads()) {
+            Parallel.forRange(n, 1, work, body);
+        } else {
+            body.run(0, n);
+        }
+        for (int a = 0; a < n; a++) {
+            int e = active[a];
+            float[] y = ys[a];
+            for (int j = 0; j < first[e + 1] - first[e]; j++) {
                 int slot = slots[first[e] + j];
                 int row = slot / k;
                 float w = weights[slot];

@@ -1,0 +1,162 @@
+package dev.epic.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.epic.kernels.Parallel;
+import dev.epic.model.Transformer;
+import dev.epic.model.bench.EngineBenchmark;
+import dev.epic.model.bench.EngineBenchmark.Decode;
+import dev.epic.model.bench.EngineBenchmark.Options;
+import dev.epic.model.bench.EngineBenchmark.Result;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.checkpoint.CheckpointException;
+import dev.epic.model.config.ConfigException;
+import dev.epic.model.quant.WeightFormat;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/** Benchmarks the engine in this process: prefill, decode per batch size, and decode against the memory roofline. */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Measure prefill and decode speed of a model in this process.")
+public final class BenchCommand implements Callable<Integer> {
+    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "checkpoint directory")
+    Path model;
+
+    @Option(names = "--batch", defaultValue = "1,8,32", split = ",", paramLabel = "N",
+            description = "decode batch sizes (default 1,8,32)")
+    List<Integer> batches;
+
+    @Option(names = "--prompt-len", defaultValue = "512", paramLabel = "N", description = "prompt tokens (default 512)")
+    int promptLen;
+
+    @Option(names = "--gen", defaultValue = "64", paramLabel = "N", description = "decode steps per batch size (default 64)")
+    int gen;
+
+    /**
+     * One 512-token chunk by default, like llama.cpp's pp512 (ubatch 512); the coordinator's scheduler
+     * feeds prompts in chunks of its prefill budget (256 by default): --chunk 256 measures that.
+     */
+    @Option(names = "--chunk", defaultValue = "512", paramLabel = "N",
+            description = "prefill chunk size in tokens (default 512; the scheduler's prefill budget is 256)")
+    int chunk;
+
+    @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
+            description = "linear weight format: as stored (auto), bf16, q8 or q4 (default auto)")
+    String weights;
+
+    @Option(names = "--seed", defaultValue = "0", paramLabel = "N", description = "prompt/token seed (default 0)")
+    long seed;
+
+    @Option(names = "--json", description = "print one JSON object instead of a table")
+    boolean json;
+
+    private double loadBefore = Double.NaN;
+    private double loadAfter = Double.NaN;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter err = spec.commandLine().getErr();
+        WeightFormat format;
+        Options options;
+        try {
+            format = WeightFormat.parse(weights);
+            options = new Options(List.copyOf(batches), promptLen, gen, chunk, seed);
+            if (!Files.isDirectory(model)) {
+                throw new IllegalArgumentException("model directory not found: " + model);
+            }
+        } catch (IllegalArgumentException e) {
+            return fail(err, e.getMessage());
+        }
+        try (Checkpoint checkpoint = Checkpoint.open(model)) {
+            loadBefore = loadAverage();
+            long t0 = System.nanoTime();
+            Transformer transformer = Transformer.load(checkpoint, format);
+            double loadSeconds = (System.nanoTime() - t0) / 1e9;
+            Result r = EngineBenchmark.run(transformer, options);
+            loadAfter = loadAverage();
+            PrintWriter out = spec.commandLine().getOut();
+            if (json) {
+                out.println(JSON.writeValueAsString(asJson(r, format, loadSeconds)));
+            } else {
+                printTable(out, r, format, loadSeconds);
+            }
+            out.flush();
+            return 0;
+        } catch (IllegalArgumentException | CheckpointException | ConfigException e) {
+            return fail(err, e.getMessage());
+        }
+    }
+
+    private Map<String, Object> asJson(Result r, WeightFormat format, double loadSeconds) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("prefill_tok_s", r.prefillTokS());
+        List<Map<String, Object>> decode = new ArrayList<>();
+        for (Decode d : r.decode()) {
+            Map<String, Object> e = new LinkedHashMap<>();
+            e.put("batch", d.batch());
+            e.put("tok_s", d.tokS());
+            e.put("itl_p50_ms", d.itlP50Ms());
+            e.put("itl_p99_ms", d.itlP99Ms());
+            decode.add(e);
+        }
+        m.put("decode", decode);
+        m.put("ttft_ms", r.ttftMs());
+        m.put("rss_mb", r.rssMb());
+        m.put("bytes_per_token", r.bytesPerToken());
+        m.put("bandwidth_gb_s", r.bandwidthGBs());
+        m.put("roofline_fraction", r.rooflineFraction());
+        m.put("roofline_tok_s", r.rooflineTokS());
+        m.put("weights", format.id());
+        m.put("prompt_len", promptLen);
+        m.put("gen", gen);
+        m.put("threads", Parallel.threads());
+        m.put("load_s", loadSeconds);
+        m.put("load_avg_1m", List.of(loadBefore, loadAfter));
+        return m;
+    }
+
+    private void printTable(PrintWriter out, Result r, WeightFormat format, double loadSeconds) {
+        out.printf("model %s, weights %s, %d threads, loaded in %.1f s%n", model, format.id(), Parallel.threads(),
+                loadSeconds);
+        out.printf("prefill %d tokens (chunk %d): %.1f tok/s, TTFT %.1f ms%n", promptLen, chunk, r.prefillTokS(),
+                r.ttftMs());
+        out.printf("%6s %10s %12s %12s%n", "batch", "tok/s", "ITL p50 ms", "ITL p99 ms");
+        for (Decode d : r.decode()) {
+            out.printf("%6d %10.1f %12.2f %12.2f%n", d.batch(), d.tokS(), d.itlP50Ms(), d.itlP99Ms());
+        }
+        out.printf("weights read per token %.1f MB, bandwidth %.1f GB/s -> roofline %.1f tok/s; batch-1 decode at %.0f%%%n",
+                r.bytesPerToken() / 1e6, r.bandwidthGBs(), r.rooflineTokS(), 100 * r.rooflineFraction());
+        out.printf("resident memory %.0f MB; 1-minute load average %.2f before, %.2f after%n", r.rssMb(), loadBefore,
+                loadAfter);
+    }
+
+    /** The machine's 1-minute load average (the machine may be shared; NaN where unknown). */
+    private static double loadAverage() {
+        try {
+            return Double.parseDouble(Files.readString(Path.of("/proc/loadavg")).split(" ")[0]);
+        } catch (java.io.IOException | RuntimeException e) {
+            return Double.NaN;
+        }
+    }
+
+    private static int fail(PrintWriter err, String message) {
+        err.println("epic bench: " + message);
+        err.flush();
+        return LogitsCommand.BAD_INPUT;
+    }
+}

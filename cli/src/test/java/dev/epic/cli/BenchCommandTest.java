@@ -1,0 +1,46 @@
+package dev.epic.cli;
+
+import static dev.epic.cli.LogitsCommandTest.JSON;
+import static dev.epic.cli.LogitsCommandTest.run;
+import static dev.epic.cli.LogitsCommandTest.testdata;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+class BenchCommandTest {
+    @Test
+    void jsonHasTheDocumentedKeys() throws Exception {
+        LogitsCommandTest.Run r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--batch", "1,3",
+                "--prompt-len", "8", "--gen", "2", "--weights", "q8", "--json");
+        assertEquals(0, r.code(), r.err());
+        JsonNode j = JSON.readTree(r.out());
+        for (String key : List.of("prefill_tok_s", "decode", "ttft_ms", "rss_mb", "bytes_per_token", "bandwidth_gb_s",
+                "roofline_fraction")) {
+            assertTrue(j.has(key), "missing " + key + " in " + r.out());
+        }
+        assertEquals(2, j.get("decode").size());
+        assertEquals(3, j.get("decode").get(1).get("batch").asInt());
+        for (JsonNode d : j.get("decode")) {
+            for (String key : List.of("batch", "tok_s", "itl_p50_ms", "itl_p99_ms")) {
+                assertTrue(d.has(key), "missing decode." + key);
+            }
+            assertTrue(d.get("tok_s").asDouble() > 0);
+        }
+        assertEquals("q8", j.get("weights").asText());
+        assertTrue(j.get("bytes_per_token").asLong() > 0);
+        assertTrue(j.get("roofline_fraction").asDouble() > 0);
+    }
+
+    @Test
+    void badArgumentsFailWithAMessage() {
+        LogitsCommandTest.Run r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--weights", "int3");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("auto, bf16, q8 or q4"), r.err());
+        r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--batch", "0");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("batch sizes must be >= 1"), r.err());
+    }
+}

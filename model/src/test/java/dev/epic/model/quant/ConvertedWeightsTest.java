@@ -1,0 +1,78 @@
+package dev.epic.model.quant;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.kernels.Matrix;
+import dev.epic.model.Golden;
+import dev.epic.model.TestData;
+import dev.epic.model.Transformer;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.moe.LocalExperts;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class ConvertedWeightsTest {
+    @Test
+    void convertsLinearsButNotEmbeddingOrRouterGate() {
+        assertTrue(ConvertedWeights.converts("model.layers.1.mlp.experts.7.down_proj.weight"));
+        assertTrue(ConvertedWeights.converts("model.layers.0.self_attn.kv_b_proj.weight"));
+        assertTrue(ConvertedWeights.converts("lm_head.weight"));
+        assertTrue(!ConvertedWeights.converts("model.embed_tokens.weight"));
+        assertTrue(!ConvertedWeights.converts("model.layers.1.mlp.gate.weight"));
+        try (Checkpoint ck = Checkpoint.open(TestData.model("tiny-v3"))) {
+            var w = ConvertedWeights.of(ck, WeightFormat.Q4, null);
+            Matrix lm = w.matrix("lm_head.weight", 2048, 64);
+            assertEquals(2048L * 2 * (16 + 4), lm.storageBytes()); // 16 code bytes + one fp32 scale per 32 weights
+            Matrix embed = w.matrix("model.embed_tokens.weight", 2048, 64);
+            assertEquals(2048L * 64 * 2, embed.storageBytes()); // bf16 as stored
+            assertSame(ck, ConvertedWeights.of(ck, WeightFormat.AUTO, null));
+        }
+    }
+
+    @Test
+    void quantizedCopyOnDiskGivesTheSameModelAsQuantizingAtLoad(@TempDir Path tmp) throws Exception {
+        Path model = tmp.resolve("tiny-v3");
+        Files.createDirectories(model);
+        try (var files = Files.list(TestData.model("tiny-v3"))) {
+            for (Path f : files.toList()) {
+                Files.createSymbolicLink(model.resolve(f.getFileName()), f.toAbsolutePath());
+            }
+        }
+        int[] prompt = Golden.of("tiny-v3").prompts().get(1).tokens();
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            float[] atLoad = Transformer.load(ck, WeightFormat.Q8).forward(
+                    Transformer.load(ck, WeightFormat.Q8).newCache(), prompt);
+            ConvertedWeights writer = new ConvertedWeights(ck, WeightFormat.Q8, model.resolve("epic-q8"), true);
+            new Transformer(ck.config(), writer, LocalExperts.all(ck.config(), writer));
+            assertTrue(Files.isRegularFile(model.resolve("epic-q8/lm_head.weight.qnt")));
+            assertTrue(!Files.exists(model.resolve("epic-q8/model.embed_tokens.weight.qnt")));
+
+            var mapped = (ConvertedWeights) ConvertedWeights.of(ck, WeightFormat.Q8, model);
+            Transformer t = new Transformer(ck.config(), mapped, LocalExperts.all(ck.config(), mapped));
+            assertTrue(mapped.summary().startsWith("q8: 0 converted"), mapped.summary());
+            // Same weights and kernels; only the Vector API's reduction order may differ between JIT tiers
+            // (interpreted fallback vs compiled intrinsic), which moves the last bit or two.
+            assertArrayEquals(atLoad, t.forward(t.newCache(), prompt), 1e-5f);
+        }
+    }
+
+    @Test
+    void rejectsUnknownFormat() {
+        var e = assertThrows(IllegalArgumentException.class, () -> WeightFormat.parse("int3"));
+        assertTrue(e.getMessage().contains("auto, bf16, q8 or q4"), e.getMessage());
+    }
+
+    @Test
+    void bf16RoundsToNearestEven() {
+        assertEquals((short) 0x3f80, ConvertedWeights.bf16(1.0f));
+        assertEquals((short) 0x3f80, ConvertedWeights.bf16(Float.intBitsToFloat(0x3f808000))); // tie -> even
+        assertEquals((short) 0x3f82, ConvertedWeights.bf16(Float.intBitsToFloat(0x3f818000))); // tie -> even (up)
+        assertEquals((short) 0x3f81, ConvertedWeights.bf16(Float.intBitsToFloat(0x3f808001)));
+    }
+}
