@@ -6,7 +6,9 @@ import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.transport.Protocol;
 import io.grpc.Server;
+import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
 import java.net.InetSocketAddress;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
@@ -17,7 +19,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * A running expert worker: gRPC ExpertService on a port, announced in ZooKeeper only once it can
- * serve. {@link #close()} drains: deregister first (coordinators stop routing here), let in-flight
+ * serve. The standard grpc.health.v1 service reports SERVING from then until the drain starts, so
+ * Kubernetes gRPC readiness probes work. {@link #close()} drains: deregister first (coordinators stop routing here), let in-flight
  * messages finish, then stop the server.
  */
 public final class ExpertWorker implements AutoCloseable {
@@ -37,14 +40,16 @@ public final class ExpertWorker implements AutoCloseable {
     private final CuratorFramework zk;
     private final WorkerRegistration registration;
     private final ExpertServiceImpl service;
+    private final HealthStatusManager health;
     private final String address;
     private final String workerId;
     private final long drainMillis;
     private volatile boolean closed;
 
     private ExpertWorker(Server server, CuratorFramework zk, WorkerRegistration registration, ExpertServiceImpl service,
-            String address, String workerId, long drainMillis) {
+            HealthStatusManager health, String address, String workerId, long drainMillis) {
         this.server = server;
+        this.health = health;
         this.zk = zk;
         this.registration = registration;
         this.service = service;
@@ -57,11 +62,14 @@ public final class ExpertWorker implements AutoCloseable {
     public static ExpertWorker start(ExpertShard shard, CheckpointFingerprint fingerprint, int moeLayers,
             Settings s) throws Exception {
         ExpertServiceImpl service = new ExpertServiceImpl(shard, fingerprint, s.capacity(), moeLayers);
+        HealthStatusManager health = new HealthStatusManager();
+        health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.NOT_SERVING);
         Server server = NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()))
                 .maxInboundMessageSize(Integer.MAX_VALUE)
                 .permitKeepAliveTime(5, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
                 .addService(service)
+                .addService(health.getHealthService())
                 .build()
                 .start();
         int port = server.getPort();
@@ -93,7 +101,8 @@ public final class ExpertWorker implements AutoCloseable {
             log.info("expert worker {} serving experts {} of {} ({}) on {}, {} MiB of expert weights resident",
                     workerId, ExpertRanges.format(shard.experts()), fingerprint.name(), fingerprint.shortHash(), address,
                     String.format("%.1f", shard.residentBytes() / 1048576.0));
-            return new ExpertWorker(server, zk, reg, service, address, workerId, s.drainMillis());
+            health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.SERVING);
+            return new ExpertWorker(server, zk, reg, service, health, address, workerId, s.drainMillis());
         } catch (Exception e) {
             zk.close();
             server.shutdownNow();
@@ -121,6 +130,7 @@ public final class ExpertWorker implements AutoCloseable {
         }
         closed = true;
         log.info("draining expert worker {}", workerId);
+        health.enterTerminalState(); // NOT_SERVING: readiness probes take the pod out of rotation
         registration.close();
         zk.close();
         // Coordinators drop this worker when they see the node vanish; until then they may still send.

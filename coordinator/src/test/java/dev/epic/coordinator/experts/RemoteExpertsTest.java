@@ -310,6 +310,10 @@ class RemoteExpertsTest {
             assertEquals(fingerprint(model).sha256(), info.getFingerprint().getSha256());
             assertEquals(8, info.getExpertsCount());
             assertEquals(64, info.getHiddenSize());
+            // standard gRPC health (Kubernetes readiness probes): SERVING once registered
+            assertEquals(io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING,
+                    io.grpc.health.v1.HealthGrpc.newBlockingStub(ch)
+                            .check(io.grpc.health.v1.HealthCheckRequest.getDefaultInstance()).getStatus());
 
             ExpertRequest good = ExpertRequest.newBuilder().setProtocolVersion(Protocol.VERSION)
                     .setFingerprint(fingerprint(model).sha256()).setLayer(1).setRows(1).setHidden(64)
