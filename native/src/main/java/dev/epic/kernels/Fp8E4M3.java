@@ -2,6 +2,7 @@ package dev.epic.kernels;
 
 /** float8_e4m3fn (1 sign, 4 exponent bits with bias 7, 3 mantissa bits; no infinities, 0x7f/0xff NaN). */
 public final class Fp8E4M3 {
+    private static final int MAX_CODE = 0x7e; // 448; 0x7f is NaN
     private static final float[] TABLE = new float[256];
 
     static {
@@ -37,25 +38,28 @@ public final class Fp8E4M3 {
         return sign == 1 ? -v : v;
     }
 
-    /** Nearest e4m3fn code for v (round half to even, saturating at +-448); used by synth and quantisers. */
+    /**
+     * Nearest e4m3fn code for v (round half to even, saturating at +-448, NaN to 0x7f), by bit
+     * manipulation: synth quantises every weight and the fp8 wire codec every activation with it.
+     */
     public static int encode(float v) {
         if (Float.isNaN(v)) {
             return 0x7f;
         }
-        int sign = v < 0 || (v == 0 && 1 / v < 0) ? 0x80 : 0;
+        int bits = Float.floatToRawIntBits(v);
+        int sign = (bits >>> 24) & 0x80;
         float a = Math.abs(v);
-        if (a >= 448f) {
-            return sign | 0x7e;
+        int code;
+        if (a < 0x1p-6f) {
+            // subnormals are multiples of 2^-9; Math.rint rounds half to even (and 8 is the first normal)
+            code = (int) Math.rint(a * 0x1p9f);
+        } else {
+            int abs = bits & 0x7fffffff;
+            // keep 3 of float's 23 mantissa bits, rounding half to even; a carry moves into the exponent
+            int rounded = abs + (1 << 19) - 1 + ((abs >>> 20) & 1);
+            int exponent = (rounded >>> 23) - 127 + 7;
+            code = exponent > 15 ? MAX_CODE + 1 : (exponent << 3) | ((rounded >>> 20) & 0x7);
         }
-        int best = 0;
-        float bestErr = Float.MAX_VALUE;
-        for (int c = 0; c <= 0x7e; c++) {
-            float err = Math.abs(TABLE[c] - a);
-            if (err < bestErr || (err == bestErr && (c & 1) == 0)) {
-                best = c;
-                bestErr = err;
-            }
-        }
-        return sign | best;
+        return sign | Math.min(code, MAX_CODE);
     }
 }

@@ -2,6 +2,7 @@ package dev.epic.transport;
 
 import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
+import dev.epic.kernels.Fp8E4M3;
 import dev.epic.proto.HiddenEncoding;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -175,17 +176,10 @@ public final class HiddenCodec {
         return (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
     }
 
-    private static final float[] E4M3 = new float[256];
+    private static final float[] E4M3 = Fp8E4M3.table();
 
-    static {
-        for (int code = 0; code < 256; code++) {
-            E4M3[code] = dev.epic.transport.E4m3.decode(code);
-        }
-    }
-
-    /** Nearest e4m3fn code (round half to even), saturating at +-448. */
     static int encodeE4m3(float v) {
-        return E4m3.encode(v);
+        return Fp8E4M3.encode(v);
     }
 
     private static IllegalArgumentException unsupported(HiddenEncoding encoding) {

@@ -3,6 +3,7 @@ package dev.epic.model.synth;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.epic.kernels.Fp8E4M3;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.checkpoint.SafetensorsWriter;
 import dev.epic.model.config.ModelConfig;
@@ -161,7 +162,7 @@ public final class SyntheticCheckpoint {
                 for (long i = 0; i < n; i += chunk.length) {
                     int len = (int) Math.min(chunk.length, n - i);
                     for (int j = 0; j < len; j++) {
-                        chunk[j] = Fp8Encoder.encode((float) rnd.nextDouble(-448, 448));
+                        chunk[j] = (byte) Fp8E4M3.encode((float) rnd.nextDouble(-448, 448));
                     }
                     sink.putBytes(chunk, 0, len);
                 }
