@@ -1,5 +1,6 @@
 package dev.epic.cli;
 
+import dev.epic.kernels.VectorOps;
 import dev.epic.model.KvCache;
 import dev.epic.model.Transformer;
 import dev.epic.model.checkpoint.Checkpoint;
@@ -76,7 +77,7 @@ public final class LogitsCommand implements Callable<Integer> {
             KvCache cache = transformer.newCache();
             float[] logits = transformer.forward(cache, tokens);
             for (int k = 0; ; k++) {
-                int token = argmax(logits);
+                int token = VectorOps.argmax(logits);
                 out.println(line(k, token, logits));
                 out.flush();
                 if (k == steps) {
@@ -121,15 +122,5 @@ public final class LogitsCommand implements Callable<Integer> {
             sb.append(Float.toString(logits[i]));
         }
         return sb.append("]}").toString();
-    }
-
-    static int argmax(float[] v) {
-        int best = 0;
-        for (int i = 1; i < v.length; i++) {
-            if (v[i] > v[best]) {
-                best = i;
-            }
-        }
-        return best;
     }
 }

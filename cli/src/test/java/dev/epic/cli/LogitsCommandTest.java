@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.epic.kernels.VectorOps;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.epic.model.KvCache;
@@ -55,7 +56,7 @@ class LogitsCommandTest {
             KvCache cache = t.newCache();
             expected[0] = t.forward(cache, LogitsCommand.parseIds(ids.toString()));
             for (int k = 1; k < 3; k++) {
-                expected[k] = t.forward(cache, LogitsCommand.argmax(expected[k - 1]));
+                expected[k] = t.forward(cache, VectorOps.argmax(expected[k - 1]));
             }
         }
         for (int k = 0; k < 3; k++) {

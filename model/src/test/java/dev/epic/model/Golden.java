@@ -66,14 +66,4 @@ public record Golden(List<Prompt> prompts, JsonNode trace) {
         }
         return Float.isNaN(m) ? Float.POSITIVE_INFINITY : m;
     }
-
-    public static int argmax(float[] v) {
-        int best = 0;
-        for (int i = 1; i < v.length; i++) {
-            if (v[i] > v[best]) {
-                best = i;
-            }
-        }
-        return best;
-    }
 }

@@ -1,6 +1,6 @@
 package dev.epic.model;
 
-import static dev.epic.model.Golden.argmax;
+import static dev.epic.kernels.VectorOps.argmax;
 import static dev.epic.model.Golden.maxAbsDiff;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;

@@ -115,4 +115,15 @@ public final class VectorOps {
         }
         scale(x, off, n, 1f / sum);
     }
+
+    /** First index of the maximum (ties go to the lower id, like torch.argmax): the greedy token. */
+    public static int argmax(float[] v) {
+        int best = 0;
+        for (int i = 1; i < v.length; i++) {
+            if (v[i] > v[best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
 }

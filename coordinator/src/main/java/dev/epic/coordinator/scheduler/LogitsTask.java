@@ -1,5 +1,6 @@
 package dev.epic.coordinator.scheduler;
 
+import dev.epic.kernels.VectorOps;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CancellationException;
@@ -43,24 +44,13 @@ public final class LogitsTask implements SequenceTask {
     @Override
     public int onLogits(float[] l) {
         logits.add(l.clone());
-        int token = argmax(l);
+        int token = VectorOps.argmax(l);
         if (logits.size() == steps + 1) {
-            int[] tokens = logits.stream().mapToInt(LogitsTask::argmax).toArray();
+            int[] tokens = logits.stream().mapToInt(VectorOps::argmax).toArray();
             result.complete(new Result(List.copyOf(logits), tokens));
             return -1;
         }
         return token;
-    }
-
-    /** First index of the maximum (ties go to the lower id, like torch.argmax). */
-    public static int argmax(float[] v) {
-        int best = 0;
-        for (int i = 1; i < v.length; i++) {
-            if (v[i] > v[best]) {
-                best = i;
-            }
-        }
-        return best;
     }
 
     @Override

@@ -1,6 +1,7 @@
 package dev.epic.model.bench;
 
 import dev.epic.kernels.Bandwidth;
+import dev.epic.kernels.VectorOps;
 import dev.epic.model.KvCache;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
@@ -68,7 +69,7 @@ public final class EngineBenchmark {
         KvCache cache = model.newCache();
         long t0 = System.nanoTime();
         float[] logits = prefill(model, cache, prompt, o.chunk());
-        argmax(logits);
+        VectorOps.argmax(logits);
         double prefillSeconds = (System.nanoTime() - t0) / 1e9;
         log.info("bench: prefill {} tokens in {} s", prompt.length, String.format("%.3f", prefillSeconds));
 
@@ -120,7 +121,7 @@ public final class EngineBenchmark {
             long t = System.nanoTime();
             List<float[]> logits = model.step(chunks);
             for (int i = 0; i < batch; i++) {
-                next[i] = argmax(logits.get(i));
+                next[i] = VectorOps.argmax(logits.get(i));
             }
             stepMs[k] = (System.nanoTime() - t) / 1e6;
         }
@@ -150,16 +151,6 @@ public final class EngineBenchmark {
     static double percentile(double[] sorted, double q) {
         int i = (int) Math.ceil(q * sorted.length) - 1;
         return sorted[Math.clamp(i, 0, sorted.length - 1)];
-    }
-
-    static int argmax(float[] v) {
-        int best = 0;
-        for (int i = 1; i < v.length; i++) {
-            if (v[i] > v[best]) {
-                best = i;
-            }
-        }
-        return best;
     }
 
     /** VmRSS of this process in MiB (NaN where /proc is not available). */

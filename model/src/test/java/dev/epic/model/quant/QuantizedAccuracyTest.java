@@ -2,6 +2,7 @@ package dev.epic.model.quant;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.epic.kernels.VectorOps;
 import dev.epic.model.ForwardObserver;
 import dev.epic.model.Golden;
 import dev.epic.model.KvCache;
@@ -92,7 +93,7 @@ class QuantizedAccuracyTest {
                 float[] a = ref.step(List.of(SequenceChunk.next(cr, feed)), lr).getFirst();
                 float[] b = quant.step(List.of(SequenceChunk.next(cq, feed)), lq).getFirst();
                 positions++;
-                if (Golden.argmax(a) == Golden.argmax(b)) {
+                if (VectorOps.argmax(a) == VectorOps.argmax(b)) {
                     agree++;
                 }
                 float err = Golden.maxAbsDiff(a, b);

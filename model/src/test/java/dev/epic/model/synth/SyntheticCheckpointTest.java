@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.epic.kernels.VectorOps;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.epic.model.Golden;
@@ -156,7 +157,7 @@ class SyntheticCheckpointTest {
         mean /= logits.length;
         double std = Math.sqrt(sq / logits.length - mean * mean);
         assertTrue(std > 0.2 && std < 20, "logit std " + std);
-        int next = Golden.argmax(logits);
+        int next = VectorOps.argmax(logits);
         float[] cached = model.forward(cache, next);
         int[] longer = Arrays.copyOf(prompt, prompt.length + 1);
         longer[prompt.length] = next;
