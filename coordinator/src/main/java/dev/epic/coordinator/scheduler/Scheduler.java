@@ -52,7 +52,7 @@ public final class Scheduler implements AutoCloseable {
     private final Thread engine;
     private volatile boolean closed;
     private volatile int activeCount;
-    private volatile long steps;
+    private volatile StepStats stepStats = StepStats.ZERO; // replaced (not mutated) by the engine thread
     private volatile int peakBatch;
 
     public Scheduler(Transformer model, SchedulerOptions options) {
@@ -117,7 +117,12 @@ public final class Scheduler implements AutoCloseable {
 
     /** Forward steps run so far. */
     public long steps() {
-        return steps;
+        return stepStats.steps();
+    }
+
+    /** Steps, their wall time and rows since start, one consistent snapshot. */
+    public StepStats stepStats() {
+        return stepStats;
     }
 
     /** The most sequences one step has carried. */
@@ -222,6 +227,7 @@ public final class Scheduler implements AutoCloseable {
             }
         }
         List<float[]> logits;
+        long t0 = System.nanoTime();
         try {
             logits = model.step(chunks);
         } catch (RuntimeException e) {
@@ -233,10 +239,19 @@ public final class Scheduler implements AutoCloseable {
             activeCount = active.size();
             return;
         }
-        steps++;
+        int decodeRows = 0;
+        int prefillRows = 0;
+        for (int i = 0; i < slots.size(); i++) {
+            if (slots.get(i).prefilling()) {
+                prefillRows += lengths[i];
+            } else {
+                decodeRows++;
+            }
+        }
+        stepStats = stepStats.plus(System.nanoTime() - t0, decodeRows, prefillRows);
         peakBatch = Math.max(peakBatch, slots.size());
         if (log.isDebugEnabled()) {
-            log.debug("step {}: {} sequence(s), {} rows", steps, slots.size(), Arrays.stream(lengths).sum());
+            log.debug("step {}: {} sequence(s), {} rows", stepStats.steps(), slots.size(), decodeRows + prefillRows);
         }
         for (int i = 0; i < slots.size(); i++) {
             Slot s = slots.get(i);
