@@ -68,6 +68,10 @@ public final class BenchCommand implements Callable<Integer> {
             description = "linear weight format: as stored (auto), bf16, q8 or q4 (default auto; --model only)")
     String weights;
 
+    @Option(names = "--warmup", defaultValue = "64", paramLabel = "N",
+            description = "--target only: tokens decoded per stream at each batch size before measuring (default 64)")
+    int warmup;
+
     @Option(names = "--seed", defaultValue = "0", paramLabel = "N", description = "prompt/token seed (default 0)")
     long seed;
 
@@ -84,8 +88,13 @@ public final class BenchCommand implements Callable<Integer> {
             return fail(err, "give exactly one of --model DIR (this process) or --target HOST:PORT (a coordinator)");
         }
         if (target != null) {
-            return new RemoteBench(target, json, spec.commandLine().getOut(), err)
-                    .run(new ClusterBenchmark.Options(List.copyOf(batches), promptLen, gen, seed));
+            ClusterBenchmark.Options remote;
+            try {
+                remote = new ClusterBenchmark.Options(List.copyOf(batches), promptLen, gen, warmup, seed);
+            } catch (IllegalArgumentException e) {
+                return fail(err, e.getMessage());
+            }
+            return new RemoteBench(target, json, spec.commandLine().getOut(), err).run(remote);
         }
         WeightFormat format;
         Options options;

@@ -39,7 +39,9 @@ final class StatsReport {
                 .setRssMb(residentMb())
                 .setLoadAverage1M(loadAverage());
         experts.dispatchStats().ifPresent(d -> {
-            DispatchStats.Snapshot s = d.snapshot();
+            // Totals as of the last step's end, so they cover the same steps as step_nanos; the
+            // histograms are live (they may hold the layer calls of the step in progress).
+            DispatchStats.Snapshot s = steps.experts() != null ? steps.experts() : d.snapshot();
             DispatchStats.Histograms h = d.histograms();
             r.setRemoteExperts(true)
                     .setMoeLayerCalls(s.layerCalls())

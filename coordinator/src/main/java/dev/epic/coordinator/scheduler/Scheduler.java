@@ -1,5 +1,6 @@
 package dev.epic.coordinator.scheduler;
 
+import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.model.KvCache;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
@@ -10,6 +11,7 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -55,9 +57,17 @@ public final class Scheduler implements AutoCloseable {
     private volatile StepStats stepStats = StepStats.ZERO; // replaced (not mutated) by the engine thread
     private volatile int peakBatch;
 
+    private final Supplier<DispatchStats.Snapshot> expertStats;
+
     public Scheduler(Transformer model, SchedulerOptions options) {
+        this(model, options, () -> null);
+    }
+
+    /** @param expertStats totals of the remote experts, read at the end of every step (returns null for local experts) */
+    public Scheduler(Transformer model, SchedulerOptions options, Supplier<DispatchStats.Snapshot> expertStats) {
         this.model = model;
         this.options = options;
+        this.expertStats = expertStats;
         this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
     }
 
@@ -248,7 +258,7 @@ public final class Scheduler implements AutoCloseable {
                 decodeRows++;
             }
         }
-        stepStats = stepStats.plus(System.nanoTime() - t0, decodeRows, prefillRows);
+        stepStats = stepStats.plus(System.nanoTime() - t0, decodeRows, prefillRows, expertStats.get());
         peakBatch = Math.max(peakBatch, slots.size());
         if (log.isDebugEnabled()) {
             log.debug("step {}: {} sequence(s), {} rows", stepStats.steps(), slots.size(), decodeRows + prefillRows);
