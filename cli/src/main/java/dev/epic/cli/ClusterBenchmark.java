@@ -112,7 +112,9 @@ final class ClusterBenchmark {
                         + ": streams beyond it would queue; start it with --max-batch " + b + " or more");
             }
         }
-        int vocab = info.getVocabSize();
+        // Prompt ids must be in the tokenizer's vocabulary (the lm_head may have padding rows beyond it).
+        int vocab = info.getTokenizerVocabSize() > 0 ? Math.min(info.getVocabSize(), info.getTokenizerVocabSize())
+                : info.getVocabSize();
         SplittableRandom random = new SplittableRandom(o.seed());
 
         // Warm-up: the JIT of the coordinator, the workers and this client compiles the dispatch

@@ -143,7 +143,11 @@ final class RemoteBench {
         e.put("dispatch_combine_p99_us", remote ? num(Interval.percentileMicros(s.dispatchCombine(), 99)) : null);
         e.put("layer_p50_us", remote ? num(Interval.percentileMicros(s.layer(), 50)) : null);
         e.put("layer_p99_us", remote ? num(Interval.percentileMicros(s.layer(), 99)) : null);
-        e.put("worker_compute_share", remote && s.stepNanos() > 0
+        // Step time = coordinator compute + waiting on the slowest worker's compute + dispatch/combine.
+        e.put("remote_compute_share", remote && s.stepNanos() > 0
+                ? num((double) (s.layerNanos() - s.dispatchCombineNanos()) / s.stepNanos()) : null);
+        // All workers' compute over step time: above 1 when workers compute in parallel.
+        e.put("worker_compute_sum_share", remote && s.stepNanos() > 0
                 ? num((double) s.workerComputeNanos() / s.stepNanos()) : null);
     }
 

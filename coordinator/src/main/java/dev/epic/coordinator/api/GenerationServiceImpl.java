@@ -341,7 +341,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 .setExpertsPerToken(c.nRoutedExperts() == null ? 0 : c.numExpertsPerTok())
                 .setMaxContext(model.maxContext())
                 .addAllExpertWorkers(experts.workers())
-                .setWeightBytesPerToken(model.weightBytesPerToken());
+                .setWeightBytesPerToken(model.weightBytesPerToken())
+                .setTokenizerVocabSize(model.tokenizer().size());
         out.onNext(r.build());
         out.onCompleted();
     }

@@ -130,6 +130,8 @@ class StatsTest {
                         long bytes = api.modelInfo(ModelInfoRequest.getDefaultInstance()).getWeightBytesPerToken();
                         assertEquals(ServedModel.open(DIR, null, 0).weightBytesPerToken(), bytes);
                         assertTrue(bytes > model.transformer().weightBytesPerToken());
+                        assertEquals(model.tokenizer().size(),
+                                api.modelInfo(ModelInfoRequest.getDefaultInstance()).getTokenizerVocabSize());
                     } finally {
                         ch.shutdownNow();
                     }
