@@ -73,10 +73,11 @@ abstract class DenseMatrix implements Matrix {
                 int k1 = Math.min(cols, k0 + Contract.CHUNK);
                 int body = k1 - (k1 - k0) % L;
                 chunk4(x, xOff, ra, rb, rc, rd, k0, body, acc);
-                float p0 = tail(ra, body, k1, Simd.sumLanes(acc, 0), x, xOff);
-                float p1 = tail(rb, body, k1, Simd.sumLanes(acc, L), x, xOff);
-                float p2 = tail(rc, body, k1, Simd.sumLanes(acc, 2 * L), x, xOff);
-                float p3 = tail(rd, body, k1, Simd.sumLanes(acc, 3 * L), x, xOff);
+                Simd.sumLanes4(acc, 0);
+                float p0 = tail(ra, body, k1, acc[0], x, xOff);
+                float p1 = tail(rb, body, k1, acc[1], x, xOff);
+                float p2 = tail(rc, body, k1, acc[2], x, xOff);
+                float p3 = tail(rd, body, k1, acc[3], x, xOff);
                 if (k0 == 0) {
                     s0 = p0;
                     s1 = p1;

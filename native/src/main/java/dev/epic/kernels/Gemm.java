@@ -19,7 +19,7 @@ final class Gemm {
     static final int TILE_ROWS = 16;
     static final int TILE_COLS = Contract.CHUNK;
     private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[TILE_ROWS * TILE_COLS]);
-    /** Lane sums of a kernel's accumulators, reduced in scalar code (Simd.sumLanes) outside the vector loop. */
+    /** A kernel's lane accumulators, then their sums (Simd.sumLanes4/16: the contract's tree, in registers). */
     private static final ThreadLocal<float[]> ACC = ThreadLocal.withInitial(() -> new float[16 * L]);
 
     private Gemm() {}
@@ -125,28 +125,29 @@ final class Gemm {
         c13.intoArray(acc, 13 * L);
         c23.intoArray(acc, 14 * L);
         c33.intoArray(acc, 15 * L);
-        finish(acc, 0 * L, w, w0, x, x0, k, n, out, o0 + 0 * os + 0, first);
-        finish(acc, 1 * L, w, w1, x, x0, k, n, out, o0 + 0 * os + 1, first);
-        finish(acc, 2 * L, w, w2, x, x0, k, n, out, o0 + 0 * os + 2, first);
-        finish(acc, 3 * L, w, w3, x, x0, k, n, out, o0 + 0 * os + 3, first);
-        finish(acc, 4 * L, w, w0, x, x1, k, n, out, o0 + 1 * os + 0, first);
-        finish(acc, 5 * L, w, w1, x, x1, k, n, out, o0 + 1 * os + 1, first);
-        finish(acc, 6 * L, w, w2, x, x1, k, n, out, o0 + 1 * os + 2, first);
-        finish(acc, 7 * L, w, w3, x, x1, k, n, out, o0 + 1 * os + 3, first);
-        finish(acc, 8 * L, w, w0, x, x2, k, n, out, o0 + 2 * os + 0, first);
-        finish(acc, 9 * L, w, w1, x, x2, k, n, out, o0 + 2 * os + 1, first);
-        finish(acc, 10 * L, w, w2, x, x2, k, n, out, o0 + 2 * os + 2, first);
-        finish(acc, 11 * L, w, w3, x, x2, k, n, out, o0 + 2 * os + 3, first);
-        finish(acc, 12 * L, w, w0, x, x3, k, n, out, o0 + 3 * os + 0, first);
-        finish(acc, 13 * L, w, w1, x, x3, k, n, out, o0 + 3 * os + 1, first);
-        finish(acc, 14 * L, w, w2, x, x3, k, n, out, o0 + 3 * os + 2, first);
-        finish(acc, 15 * L, w, w3, x, x3, k, n, out, o0 + 3 * os + 3, first);
+        Simd.sumLanes16(acc, 0);
+        finish(acc, 0, w, w0, x, x0, k, n, out, o0 + 0 * os + 0, first);
+        finish(acc, 1, w, w1, x, x0, k, n, out, o0 + 0 * os + 1, first);
+        finish(acc, 2, w, w2, x, x0, k, n, out, o0 + 0 * os + 2, first);
+        finish(acc, 3, w, w3, x, x0, k, n, out, o0 + 0 * os + 3, first);
+        finish(acc, 4, w, w0, x, x1, k, n, out, o0 + 1 * os + 0, first);
+        finish(acc, 5, w, w1, x, x1, k, n, out, o0 + 1 * os + 1, first);
+        finish(acc, 6, w, w2, x, x1, k, n, out, o0 + 1 * os + 2, first);
+        finish(acc, 7, w, w3, x, x1, k, n, out, o0 + 1 * os + 3, first);
+        finish(acc, 8, w, w0, x, x2, k, n, out, o0 + 2 * os + 0, first);
+        finish(acc, 9, w, w1, x, x2, k, n, out, o0 + 2 * os + 1, first);
+        finish(acc, 10, w, w2, x, x2, k, n, out, o0 + 2 * os + 2, first);
+        finish(acc, 11, w, w3, x, x2, k, n, out, o0 + 2 * os + 3, first);
+        finish(acc, 12, w, w0, x, x3, k, n, out, o0 + 3 * os + 0, first);
+        finish(acc, 13, w, w1, x, x3, k, n, out, o0 + 3 * os + 1, first);
+        finish(acc, 14, w, w2, x, x3, k, n, out, o0 + 3 * os + 2, first);
+        finish(acc, 15, w, w3, x, x3, k, n, out, o0 + 3 * os + 3, first);
     }
 
-    /** Reduces one accumulator, adds the scalar column tail, stores. */
-    private static void finish(float[] acc, int off, float[] w, int wi, float[] x, int xi, int k, int n, float[] out,
+    /** Takes one accumulator's lane sum (acc[j]), adds the scalar column tail, stores. */
+    private static void finish(float[] acc, int j, float[] w, int wi, float[] x, int xi, int k, int n, float[] out,
             int at, boolean first) {
-        float s = Simd.sumLanes(acc, off);
+        float s = acc[j];
         for (; k < n; k++) {
             s += w[wi + k] * x[xi + k];
         }
@@ -171,8 +172,8 @@ final class Gemm {
         c1.intoArray(acc, L);
         c2.intoArray(acc, 2 * L);
         c3.intoArray(acc, 3 * L);
-        float s0 = Simd.sumLanes(acc, 0), s1 = Simd.sumLanes(acc, L);
-        float s2 = Simd.sumLanes(acc, 2 * L), s3 = Simd.sumLanes(acc, 3 * L);
+        Simd.sumLanes4(acc, 0);
+        float s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
         for (; k < n; k++) {
             float u = x[x0 + k];
             s0 += w[w0 + k] * u;

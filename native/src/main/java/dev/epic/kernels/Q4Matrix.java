@@ -20,6 +20,9 @@ import jdk.incubator.vector.VectorOperators;
  */
 final class Q4Matrix extends GroupQuantMatrix {
     private static final int HALF = GROUP / 2;
+    /** code - 8 for the 16 codes, exact in fp32; times a group's scale it is that group's weight table. */
+    private static final FloatVector LEVELS = FloatVector.fromArray(F,
+            new float[] {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0);
 
     Q4Matrix(MemorySegment codes, MemorySegment scales, int rows, int cols) {
         super(codes, scales, rows, cols, HALF);
@@ -61,18 +64,22 @@ final class Q4Matrix extends GroupQuantMatrix {
             for (int c = k0; c < body; c += GROUP) {
                 int g = c / GROUP;
                 long o = (long) g * HALF;
-                FloatVector s0 = FloatVector.broadcast(F, scale(r0, g)), s1 = FloatVector.broadcast(F, scale(r1, g));
                 if (L == HALF) {
+                    // The group's 16 possible weights (code - 8) * scale fill one vector: each weight is a
+                    // lane lookup (selectFrom wraps the index to its low 4 bits, i.e. the low nibble).
                     // One code load per row serves both halves; low nibbles (c .. c+15) first: ascending order.
+                    IntVector t0 = LEVELS.mul(scale(r0, g)).reinterpretAsInts();
+                    IntVector t1 = LEVELS.mul(scale(r1, g)).reinterpretAsInts();
                     FloatVector ul = FloatVector.fromArray(F, x, xOff + c);
                     FloatVector uh = FloatVector.fromArray(F, x, xOff + c + HALF);
                     IntVector q0 = codes(b0 + o), q1 = codes(b1 + o);
-                    a0 = lo(q0).mul(s0).fma(ul, a0);
-                    a1 = lo(q1).mul(s1).fma(ul, a1);
-                    a0 = hi(q0).mul(s0).fma(uh, a0);
-                    a1 = hi(q1).mul(s1).fma(uh, a1);
+                    a0 = q0.selectFrom(t0).reinterpretAsFloats().fma(ul, a0);
+                    a1 = q1.selectFrom(t1).reinterpretAsFloats().fma(ul, a1);
+                    a0 = q0.lanewise(VectorOperators.LSHR, 4).selectFrom(t0).reinterpretAsFloats().fma(uh, a0);
+                    a1 = q1.lanewise(VectorOperators.LSHR, 4).selectFrom(t1).reinterpretAsFloats().fma(uh, a1);
                     continue;
                 }
+                FloatVector s0 = FloatVector.broadcast(F, scale(r0, g)), s1 = FloatVector.broadcast(F, scale(r1, g));
                 // Columns in ascending order: all low nibbles (c .. c+15), then the high ones.
                 for (int j = 0; j < HALF; j += L) {
                     FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);

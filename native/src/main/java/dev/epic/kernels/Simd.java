@@ -120,6 +120,70 @@ final class Simd {
         return a[off];
     }
 
+    // The sumLanes tree in registers for L = 16: a fold adds the two halves of every group of lanes,
+    // taking its groups from two vectors (lanes [a's groups | b's groups]); the pairs added are the
+    // tree's pairs, so the sums are the same bits. Index vectors per group width (null unless L = 16).
+    private static final FloatVector LO8 = foldIndex(8, 0), HI8 = foldIndex(8, 8), LO4 = foldIndex(4, 0);
+    private static final FloatVector HI4 = foldIndex(4, 4), LO2 = foldIndex(2, 0), HI2 = foldIndex(2, 2);
+    private static final FloatVector LO1 = foldIndex(1, 0), HI1 = foldIndex(1, 1);
+
+    private static FloatVector foldIndex(int width, int shift) {
+        if (L != 16) {
+            return null;
+        }
+        float[] idx = new float[16];
+        for (int j = 0; j < 16; j++) {
+            idx[j] = (j / width) * 2 * width + j % width + shift; // a lane of the 32 lanes of (a, b)
+        }
+        return FloatVector.fromArray(F, idx, 0);
+    }
+
+    private static FloatVector fold(FloatVector a, FloatVector b, FloatVector lo, FloatVector hi) {
+        return lo.selectFrom(a, b).add(hi.selectFrom(a, b));
+    }
+
+    /**
+     * a[off + j] = {@link #sumLanes(float[], int)}(a, off + j * L) for j &lt; 4, bit for bit: the four
+     * lane vectors at a[off ..] are reduced in registers when L = 16 (five folds instead of 60 scalar
+     * loads and adds). Vectors never cross a call here: a vector argument to a method that is not
+     * inlined is boxed, and slow.
+     */
+    static void sumLanes4(float[] a, int off) {
+        if (L != 16) {
+            float s0 = sumLanes(a, off), s1 = sumLanes(a, off + L), s2 = sumLanes(a, off + 2 * L), s3 = sumLanes(a, off + 3 * L);
+            a[off] = s0;
+            a[off + 1] = s1;
+            a[off + 2] = s2;
+            a[off + 3] = s3;
+            return;
+        }
+        FloatVector q = quarterSums(a, off);
+        FloatVector r = fold(q, q, LO2, HI2);
+        fold(r, r, LO1, HI1).intoArray(a, off); // lanes 0..3 are the sums (4..15 repeat them)
+    }
+
+    /** As {@link #sumLanes4}, for sixteen lane vectors at a[off ..] (a GEMM kernel's 4x4 accumulators). */
+    static void sumLanes16(float[] a, int off) {
+        if (L != 16) {
+            float[] s = new float[16];
+            for (int j = 0; j < 16; j++) {
+                s[j] = sumLanes(a, off + j * L);
+            }
+            System.arraycopy(s, 0, a, off, 16);
+            return;
+        }
+        FloatVector q0 = quarterSums(a, off), q1 = quarterSums(a, off + 4 * L);
+        FloatVector q2 = quarterSums(a, off + 8 * L), q3 = quarterSums(a, off + 12 * L);
+        fold(fold(q0, q1, LO2, HI2), fold(q2, q3, LO2, HI2), LO1, HI1).intoArray(a, off);
+    }
+
+    /** The first two tree levels of the four lane vectors at a[off ..]: [v0 x4 | v1 x4 | v2 x4 | v3 x4]. */
+    private static FloatVector quarterSums(float[] a, int off) {
+        FloatVector v0 = FloatVector.fromArray(F, a, off), v1 = FloatVector.fromArray(F, a, off + L);
+        FloatVector v2 = FloatVector.fromArray(F, a, off + 2 * L), v3 = FloatVector.fromArray(F, a, off + 3 * L);
+        return fold(fold(v0, v1, LO8, HI8), fold(v2, v3, LO8, HI8), LO4, HI4);
+    }
+
     /** {@link #sumLanes(float[], int)} of the lanes of v. */
     static float sumLanes(FloatVector v) {
         float[] a = new float[L];

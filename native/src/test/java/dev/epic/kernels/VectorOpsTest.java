@@ -29,6 +29,33 @@ class VectorOpsTest {
         }
     }
 
+    /** The row-blocked forms give exactly the bits of one dot / axpy per row (attention relies on it). */
+    @Test
+    void dotsAndAxpysEqualPerRowCalls() {
+        Random rnd = new Random(10);
+        for (int n : SIZES) {
+            for (int rows : new int[] {1, 3, 4, 7, 9}) {
+                int stride = n + 3;
+                float[] a = Reference.randomFloats(rnd, 2 + rows * stride), v = Reference.randomFloats(rnd, n + 1);
+                float[] got = new float[rows + 1];
+                VectorOps.dots(a, 2, stride, rows, v, 1, n, got, 1);
+                for (int r = 0; r < rows; r++) {
+                    assertEquals(Float.floatToIntBits(VectorOps.dot(a, 2 + r * stride, v, 1, n)),
+                            Float.floatToIntBits(got[1 + r]), "dots n=" + n + " row " + r);
+                }
+                float[] coef = Reference.randomFloats(rnd, rows + 2);
+                float[] want = Reference.randomFloats(rnd, n + 4), y = want.clone();
+                for (int r = 0; r < rows; r++) {
+                    VectorOps.axpy(coef[2 + r], a, 2 + r * stride, want, 4, n);
+                }
+                VectorOps.axpys(coef, 2, rows, a, 2, stride, y, 4, n);
+                for (int i = 0; i < y.length; i++) {
+                    assertEquals(Float.floatToIntBits(want[i]), Float.floatToIntBits(y[i]), "axpys n=" + n + " at " + i);
+                }
+            }
+        }
+    }
+
     @Test
     void rmsnorm() {
         Random rnd = new Random(9);

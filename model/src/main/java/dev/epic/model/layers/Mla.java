@@ -9,6 +9,7 @@ import dev.epic.model.config.ModelConfig;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.stream.IntStream;
 
 /**
  * Multi-head Latent Attention (DeepSeek-V2/V3). Decoding uses the absorbed form:
@@ -132,15 +133,20 @@ public final class Mla {
             }
         }
         AttentionRows ar = AttentionRows.of(absorbed, rows, layer, rank, ropeDim);
-        long work = (long) heads * (ar.visibleTotal() * (2L * rank + ropeDim) + (long) rows * (nope + vDim) * rank);
-        Parallel.forRange(rows * heads, 1, work, (u0, u1) -> {
-            float[] scratch = new float[2 * rank + ar.maxVisible()];
-            for (int u = u0; u < u1; u++) {
-                if (ar.latents()[u / heads] != null) {
-                    attendHead(u / heads, u % heads, q, ar, attn, scratch);
+        int[] todo = IntStream.range(0, rows).filter(r -> ar.latents()[r] != null).toArray();
+        if (todo.length >= 2 * Parallel.threads()) {
+            // Enough rows to share out: whole rows in parallel, each on one thread.
+            long work = (long) heads * (ar.visibleTotal() * (2L * rank + ropeDim) + (long) rows * (nope + vDim) * rank);
+            Parallel.forRange(todo.length, 1, work, (i0, i1) -> {
+                for (int i = i0; i < i1; i++) {
+                    attendRow(todo[i], q, ar, attn, false);
                 }
+            });
+        } else {
+            for (int r : todo) {
+                attendRow(r, q, ar, attn, true);
             }
-        });
+        }
         o.matmul(attn, out, rows);
     }
 
@@ -208,39 +214,80 @@ public final class Mla {
         }
     }
 
+    /** Positions per block: a block's latents stay in L1 while every head uses them. */
+    private static final int POSITIONS = 16;
+
     /**
-     * One query row and one head, in latent space: qLat = W_k^T q_nope, causal softmax over the cached
-     * positions of (qLat . c_t + q_pe . k_pe_t) * scale, ctx = sum_t p_t c_t, o_head = W_v ctx.
-     * scratch holds qLat [rank], ctx [rank] and the scores.
+     * All heads of one query row, in latent space:
+     * <pre>
+     *   qLat_h = W_k[h]^T q_nope_h
+     *   p_h    = softmax_t((qLat_h . c_t + q_pe_h . k_pe_t) * scale)   over the visible cached positions t
+     *   ctx_h  = sum_t p_h[t] c_t
+     *   o_h    = W_v[h] ctx_h
+     * </pre>
+     * The cached latents are walked block by block for all heads at once, twice in all (scores, then
+     * contexts), instead of twice per head. Each score is one {@link VectorOps#dot} and each context
+     * a sequence of {@link VectorOps#axpy} in position order, whatever the blocking or thread split,
+     * so a row's result never depends on the batch. {@code split} spreads the positions (scores) and
+     * the latent columns (contexts) over the kernel threads.
      */
-    private void attendHead(int r, int h, float[] q, AttentionRows ar, float[] attn, float[] scratch) {
+    private void attendRow(int r, float[] q, AttentionRows ar, float[] attn, boolean split) {
         int qkDim = nope + ropeDim;
-        int qNope = (r * heads + h) * qkDim;
-        int qPe = qNope + nope;
-        int wk = h * (nope + vDim) * rank; // W_k[h] rows in kvB, then W_v[h] rows
-        int wv = wk + nope * rank;
-        int qLat = 0;
-        int ctx = rank;
-        int p = 2 * rank;
-        Arrays.fill(scratch, 0, 2 * rank, 0f);
-        for (int d = 0; d < nope; d++) {
-            VectorOps.axpy(q[qNope + d], kvBWide, wk + d * rank, scratch, qLat, rank);
-        }
         float[] lat = ar.latents()[r];
         float[] kPe = ar.ropeKeys()[r];
         int visible = ar.visible()[r];
-        for (int t = 0; t < visible; t++) {
-            float dotC = VectorOps.dot(scratch, qLat, lat, t * rank, rank);
-            float dotPe = VectorOps.dot(q, qPe, kPe, t * ropeDim, ropeDim);
-            scratch[p + t] = (dotC + dotPe) * softmaxScale;
+        float[] qLat = new float[heads * rank];
+        float[] ctx = new float[heads * rank];
+        float[] scores = new float[heads * visible];
+        float[] peScores = new float[heads * visible];
+        for (int h = 0; h < heads; h++) {
+            VectorOps.axpys(q, (r * heads + h) * qkDim, nope, kvBWide, h * (nope + vDim) * rank, rank, qLat, h * rank, rank);
         }
-        VectorOps.softmax(scratch, p, visible);
-        for (int t = 0; t < visible; t++) {
-            VectorOps.axpy(scratch[p + t], lat, t * rank, scratch, ctx, rank);
+        long work = (long) heads * visible * (rank + ropeDim);
+        Parallel.Range scoreBlocks = (b0, b1) -> {
+            for (int b = b0; b < b1; b++) {
+                int t0 = b * POSITIONS, n = Math.min(POSITIONS, visible - t0);
+                for (int h = 0; h < heads; h++) {
+                    int row = h * visible + t0;
+                    VectorOps.dots(lat, t0 * rank, rank, n, qLat, h * rank, rank, scores, row);
+                    VectorOps.dots(kPe, t0 * ropeDim, ropeDim, n, q, (r * heads + h) * qkDim + nope, ropeDim, peScores, row);
+                }
+            }
+        };
+        int blocks = Math.ceilDiv(visible, POSITIONS);
+        if (split) {
+            Parallel.forRange(blocks, 1, work, scoreBlocks);
+        } else {
+            scoreBlocks.run(0, blocks);
         }
-        int out = (r * heads + h) * vDim;
-        for (int j = 0; j < vDim; j++) {
-            attn[out + j] = VectorOps.dot(kvBWide, wv + j * rank, scratch, ctx, rank);
+        for (int h = 0; h < heads; h++) {
+            for (int i = h * visible; i < (h + 1) * visible; i++) {
+                scores[i] = (scores[i] + peScores[i]) * softmaxScale;
+            }
+            VectorOps.softmax(scores, h * visible, visible);
+        }
+        // Column slices are multiples of the vector width, so every column is summed as one axpy would.
+        int slice = 4 * VectorOps.LANES;
+        Parallel.Range contextSlices = (s0, s1) -> {
+            for (int c0 = s0 * slice; c0 < Math.min(rank, s1 * slice); c0 += slice) {
+                int width = Math.min(slice, rank - c0);
+                for (int t0 = 0; t0 < visible; t0 += POSITIONS) {
+                    int n = Math.min(POSITIONS, visible - t0);
+                    for (int h = 0; h < heads; h++) {
+                        VectorOps.axpys(scores, h * visible + t0, n, lat, t0 * rank + c0, rank, ctx, h * rank + c0, width);
+                    }
+                }
+            }
+        };
+        int slices = Math.ceilDiv(rank, slice);
+        if (split) {
+            Parallel.forRange(slices, 1, (long) heads * visible * rank, contextSlices);
+        } else {
+            contextSlices.run(0, slices);
+        }
+        for (int h = 0; h < heads; h++) {
+            VectorOps.dots(kvBWide, h * (nope + vDim) * rank + nope * rank, rank, vDim, ctx, h * rank, rank, attn,
+                    (r * heads + h) * vDim);
         }
     }
 
