@@ -68,9 +68,14 @@ public final class BenchCommand implements Callable<Integer> {
             description = "linear weight format: as stored (auto), bf16, q8 or q4 (default auto; --model only)")
     String weights;
 
-    @Option(names = "--warmup", defaultValue = "64", paramLabel = "N",
-            description = "--target only: tokens decoded per stream at each batch size before measuring (default 64)")
+    @Option(names = "--warmup", defaultValue = "16", paramLabel = "N",
+            description = "--target only: tokens decoded per stream at each batch size before measuring (default 16)")
     int warmup;
+
+    @Option(names = "--warmup-seconds", defaultValue = "10", paramLabel = "S",
+            description = {"--target only: seconds of batch-1 decode first, so the JIT of the coordinator and of",
+                "every worker has compiled the dispatch path (default 10; 0 = none)"})
+    double warmupSeconds;
 
     @Option(names = "--seed", defaultValue = "0", paramLabel = "N", description = "prompt/token seed (default 0)")
     long seed;
@@ -90,7 +95,8 @@ public final class BenchCommand implements Callable<Integer> {
         if (target != null) {
             ClusterBenchmark.Options remote;
             try {
-                remote = new ClusterBenchmark.Options(List.copyOf(batches), promptLen, gen, warmup, seed);
+                remote = new ClusterBenchmark.Options(List.copyOf(batches), promptLen, gen, warmup, warmupSeconds,
+                        seed);
             } catch (IllegalArgumentException e) {
                 return fail(err, e.getMessage());
             }

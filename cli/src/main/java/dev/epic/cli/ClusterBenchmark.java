@@ -41,14 +41,20 @@ final class ClusterBenchmark {
     private static final Logger log = LoggerFactory.getLogger(ClusterBenchmark.class);
     private static final long PHASE_TIMEOUT_MINUTES = 30;
 
-    /** @param warmup tokens each warm-up stream decodes at each batch size before measuring */
-    record Options(List<Integer> batches, int promptLen, int gen, int warmup, long seed) {
+    /**
+     * @param warmup        tokens each warm-up stream decodes at each batch size before measuring
+     * @param warmupSeconds seconds of batch-1 decode first (the cheapest way to many dispatch calls)
+     */
+    record Options(List<Integer> batches, int promptLen, int gen, int warmup, double warmupSeconds, long seed) {
         Options {
             if (batches.isEmpty() || batches.stream().anyMatch(b -> b < 1)) {
                 throw new IllegalArgumentException("batch sizes must be >= 1, got " + batches);
             }
             if (promptLen < 1 || gen < 1 || warmup < 1) {
                 throw new IllegalArgumentException("prompt-len, gen and warmup must be >= 1");
+            }
+            if (!(warmupSeconds >= 0)) {
+                throw new IllegalArgumentException("warmup-seconds must be >= 0, got " + warmupSeconds);
             }
         }
     }
@@ -120,6 +126,10 @@ final class ClusterBenchmark {
         // Warm-up: the JIT of the coordinator, the workers and this client compiles the dispatch
         // path only after thousands of calls; short warm-ups measured 2-3x the steady-state latency.
         runStreams(List.of(randomPrompt(random, o.promptLen(), vocab)), 2, 0);
+        if (o.warmupSeconds() > 0) {
+            decodeFor(randomPrompt(random, Math.min(8, o.promptLen()), vocab), o.warmupSeconds(),
+                    info.getMaxContext() - Math.min(8, o.promptLen()));
+        }
         for (int b : o.batches()) {
             List<int[]> prompts = new ArrayList<>();
             for (int i = 0; i < b; i++) {
@@ -160,6 +170,19 @@ final class ClusterBenchmark {
                 stats());
     }
 
+    /** One stream decoding for {@code seconds} (or until maxTokens), then cancelled. */
+    private void decodeFor(int[] prompt, double seconds, int maxTokens) throws InterruptedException {
+        Phase phase = start(List.of(prompt), maxTokens, 0);
+        long until = System.nanoTime() + (long) (seconds * 1e9);
+        while (System.nanoTime() < until && phase.finished.getCount() > 0) {
+            phase.finished.await(Math.min(100_000_000L, Math.max(1, until - System.nanoTime())), TimeUnit.NANOSECONDS);
+            phase.check();
+        }
+        phase.streams.getFirst().cancel();
+        phase.await(phase.finished, "the warm-up stream to end");
+        phase.check();
+    }
+
     private static int[] randomPrompt(SplittableRandom random, int len, int vocab) {
         return random.ints(len, 2, vocab).toArray();
     }
@@ -170,21 +193,7 @@ final class ClusterBenchmark {
      * {@code window} tokens inside it, reads Stats at both ends, and cancels the streams.
      */
     private Phase runStreams(List<int[]> prompts, int maxTokens, int window) throws InterruptedException {
-        Phase phase = new Phase(prompts.size(), window);
-        for (int[] p : prompts) {
-            TokenIds.Builder ids = TokenIds.newBuilder();
-            for (int id : p) {
-                ids.addIds(id);
-            }
-            GenerateRequest req = GenerateRequest.newBuilder().setTokenIds(ids)
-                    .setSampling(SamplingParams.newBuilder().setTemperature(0).setIgnoreEos(true).setMaxTokens(maxTokens))
-                    .setRequestId("bench-" + phase.streams.size())
-                    .build();
-            Stream s = new Stream(phase);
-            phase.streams.add(s);
-            s.start = System.nanoTime();
-            async.generate(req, s);
-        }
+        Phase phase = start(prompts, maxTokens, window);
         if (window == 0) {
             phase.await(phase.finished, "streams to finish");
             phase.check();
@@ -206,6 +215,26 @@ final class ClusterBenchmark {
             s.cancel();
         }
         phase.await(phase.finished, "cancelled streams to end");
+        return phase;
+    }
+
+    /** Starts one greedy, EOS-ignoring stream per prompt. */
+    private Phase start(List<int[]> prompts, int maxTokens, int window) {
+        Phase phase = new Phase(prompts.size(), window);
+        for (int[] p : prompts) {
+            TokenIds.Builder ids = TokenIds.newBuilder();
+            for (int id : p) {
+                ids.addIds(id);
+            }
+            GenerateRequest req = GenerateRequest.newBuilder().setTokenIds(ids)
+                    .setSampling(SamplingParams.newBuilder().setTemperature(0).setIgnoreEos(true).setMaxTokens(maxTokens))
+                    .setRequestId("bench-" + phase.streams.size())
+                    .build();
+            Stream s = new Stream(phase);
+            phase.streams.add(s);
+            s.start = System.nanoTime();
+            async.generate(req, s);
+        }
         return phase;
     }
 

@@ -50,6 +50,9 @@ class BenchCommandTest {
         r = run(new BenchCommand(), "--target", "nowhere");
         assertEquals(LogitsCommand.BAD_INPUT, r.code());
         assertTrue(r.err().contains("--target must be HOST:PORT"), r.err());
+        r = run(new BenchCommand(), "--target", "127.0.0.1:1", "--warmup-seconds", "-1");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("warmup-seconds must be >= 0"), r.err());
         r = run(new BenchCommand(), "--target", "127.0.0.1:1", "--batch", "0");
         assertEquals(LogitsCommand.BAD_INPUT, r.code());
         assertTrue(r.err().contains("batch sizes must be >= 1"), r.err());

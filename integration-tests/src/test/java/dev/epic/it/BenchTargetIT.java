@@ -28,7 +28,7 @@ class BenchTargetIT {
                 "--max-batch", "4")) {
             Path log = EpicLocal.logFile("bench-target-client");
             Process bench = new ProcessBuilder(EpicLocal.java("bench", "--target", cluster.target, "--batch", "1,2",
-                    "--prompt-len", "8", "--gen", "2", "--warmup", "2", "--json"))
+                    "--prompt-len", "8", "--gen", "2", "--warmup", "2", "--warmup-seconds", "0.5", "--json"))
                     .redirectError(log.toFile()).start();
             String out = new String(bench.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
             assertTrue(bench.waitFor(180, TimeUnit.SECONDS), "bench did not finish");
@@ -82,7 +82,7 @@ class BenchTargetIT {
             // More streams than the coordinator batches would queue: refused up front, naming the fix.
             Path log2 = EpicLocal.logFile("bench-target-maxbatch-client");
             Process tooBig = new ProcessBuilder(EpicLocal.java("bench", "--target", cluster.target, "--batch", "1,8",
-                    "--prompt-len", "4", "--gen", "1", "--json")).redirectErrorStream(true).redirectOutput(log2.toFile())
+                    "--prompt-len", "4", "--gen", "1", "--warmup-seconds", "0", "--json")).redirectErrorStream(true).redirectOutput(log2.toFile())
                     .start();
             assertTrue(tooBig.waitFor(120, TimeUnit.SECONDS), "bench did not finish");
             String err = Files.readString(log2);
