@@ -31,8 +31,8 @@ import picocli.CommandLine.Spec;
  * and through a cluster the share of step time spent in expert dispatch + combine.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-        description = {"Measure prefill and decode speed of a model in this process (--model), or of a running",
-            "coordinator through its gRPC API (--target HOST:PORT, e.g. from epic local)."})
+        description = "Measure prefill and decode speed of a model in this process (--model), or of a running "
+                + "coordinator through its gRPC API (--target HOST:PORT, e.g. from epic local).")
 public final class BenchCommand implements Callable<Integer> {
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
@@ -73,8 +73,8 @@ public final class BenchCommand implements Callable<Integer> {
     int warmup;
 
     @Option(names = "--warmup-seconds", defaultValue = "10", paramLabel = "S",
-            description = {"--target only: seconds of batch-1 decode first, so the JIT of the coordinator and of",
-                "every worker has compiled the dispatch path (default 10; 0 = none)"})
+            description = "--target only: seconds of batch-1 decode first, so the JIT of the coordinator and of "
+                    + "every worker has compiled the dispatch path (default 10; 0 = none)")
     double warmupSeconds;
 
     @Option(names = "--seed", defaultValue = "0", paramLabel = "N", description = "prompt/token seed (default 0)")
