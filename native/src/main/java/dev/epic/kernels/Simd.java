@@ -30,9 +30,11 @@ final class Simd {
 
     /** L bf16 values at byte offset off: bf16 is the top half of an fp32, so widening is a shift. */
     static FloatVector bf16(MemorySegment seg, long off) {
-        ShortVector s = ShortVector.fromMemorySegment(S, seg, off, LE);
-        IntVector i = (IntVector) s.convertShape(VectorOperators.S2I, I, 0);
-        return i.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+        return widenBf16(ShortVector.fromMemorySegment(S, seg, off, LE));
+    }
+
+    private static FloatVector widenBf16(ShortVector s) {
+        return ((IntVector) s.convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
     }
 
     /**
@@ -59,9 +61,12 @@ final class Simd {
      * 0x7f/0xff (NaN) are not handled here: see {@link #fp8WithNaN}.
      */
     static FloatVector fp8Raw(MemorySegment seg, long off) {
-        ByteVector b = ByteVector.fromMemorySegment(B, seg, off, LE);
-        IntVector i = (IntVector) b.convertShape(VectorOperators.B2I, I, 0);
-        return i.lanewise(VectorOperators.LSHL, 20).and(0x87F00000).reinterpretAsFloats();
+        return widenFp8(ByteVector.fromMemorySegment(B, seg, off, LE));
+    }
+
+    private static FloatVector widenFp8(ByteVector b) {
+        return ((IntVector) b.convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).and(0x87F00000)
+                .reinterpretAsFloats();
     }
 
     /** {@link #fp8Raw} times factor (= blockScale * 2^120: the reference weight, rounded once), NaN codes as NaN. */
@@ -157,7 +162,9 @@ final class Simd {
             a[off + 3] = s3;
             return;
         }
-        FloatVector q = quarterSums(a, off);
+        FloatVector v0 = FloatVector.fromArray(F, a, off), v1 = FloatVector.fromArray(F, a, off + L);
+        FloatVector v2 = FloatVector.fromArray(F, a, off + 2 * L), v3 = FloatVector.fromArray(F, a, off + 3 * L);
+        FloatVector q = fold(fold(v0, v1, LO8, HI8), fold(v2, v3, LO8, HI8), LO4, HI4); // [v0 x4 | v1 x4 | v2 x4 | v3 x4]
         FloatVector r = fold(q, q, LO2, HI2);
         fold(r, r, LO1, HI1).intoArray(a, off); // lanes 0..3 are the sums (4..15 repeat them)
     }
@@ -172,16 +179,27 @@ final class Simd {
             System.arraycopy(s, 0, a, off, 16);
             return;
         }
-        FloatVector q0 = quarterSums(a, off), q1 = quarterSums(a, off + 4 * L);
-        FloatVector q2 = quarterSums(a, off + 8 * L), q3 = quarterSums(a, off + 12 * L);
-        fold(fold(q0, q1, LO2, HI2), fold(q2, q3, LO2, HI2), LO1, HI1).intoArray(a, off);
-    }
-
-    /** The first two tree levels of the four lane vectors at a[off ..]: [v0 x4 | v1 x4 | v2 x4 | v3 x4]. */
-    private static FloatVector quarterSums(float[] a, int off) {
+        // Written out: a helper taking or returning vectors may be compiled on its own and then not
+        // inlined (too large), and a vector crossing a call is boxed.
         FloatVector v0 = FloatVector.fromArray(F, a, off), v1 = FloatVector.fromArray(F, a, off + L);
         FloatVector v2 = FloatVector.fromArray(F, a, off + 2 * L), v3 = FloatVector.fromArray(F, a, off + 3 * L);
-        return fold(fold(v0, v1, LO8, HI8), fold(v2, v3, LO8, HI8), LO4, HI4);
+        FloatVector q0 = fold(fold(v0, v1, LO8, HI8), fold(v2, v3, LO8, HI8), LO4, HI4);
+        v0 = FloatVector.fromArray(F, a, off + 4 * L);
+        v1 = FloatVector.fromArray(F, a, off + 5 * L);
+        v2 = FloatVector.fromArray(F, a, off + 6 * L);
+        v3 = FloatVector.fromArray(F, a, off + 7 * L);
+        FloatVector q1 = fold(fold(v0, v1, LO8, HI8), fold(v2, v3, LO8, HI8), LO4, HI4);
+        v0 = FloatVector.fromArray(F, a, off + 8 * L);
+        v1 = FloatVector.fromArray(F, a, off + 9 * L);
+        v2 = FloatVector.fromArray(F, a, off + 10 * L);
+        v3 = FloatVector.fromArray(F, a, off + 11 * L);
+        FloatVector q2 = fold(fold(v0, v1, LO8, HI8), fold(v2, v3, LO8, HI8), LO4, HI4);
+        v0 = FloatVector.fromArray(F, a, off + 12 * L);
+        v1 = FloatVector.fromArray(F, a, off + 13 * L);
+        v2 = FloatVector.fromArray(F, a, off + 14 * L);
+        v3 = FloatVector.fromArray(F, a, off + 15 * L);
+        FloatVector q3 = fold(fold(v0, v1, LO8, HI8), fold(v2, v3, LO8, HI8), LO4, HI4);
+        fold(fold(q0, q1, LO2, HI2), fold(q2, q3, LO2, HI2), LO1, HI1).intoArray(a, off);
     }
 
     /** {@link #sumLanes(float[], int)} of the lanes of v. */

@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
  * split or the JIT tier. Continuous batching promises a request the same tokens alone or batched.
  */
 class BatchInvarianceTest {
-    private static final int[] BATCHES = {1, 3, 17, 64};
+    private static final int[] BATCHES = {1, 3, 4, 17, 64}; // 3 and 4: either side of the fused small-batch path
 
     @Test
     void everyBatchRowEqualsItsBatchOneResultAndTheContract() {

@@ -59,11 +59,12 @@ public final class EngineBenchmark {
         SplittableRandom random = new SplittableRandom(o.seed());
         int[] prompt = random.ints(o.promptLen(), 2, vocab).toArray();
 
-        // Warm-up: one prefill and a few decode steps at each batch size.
+        // Warm-up: one prefill and at least 32 decoded tokens (3 steps) at each batch size, so that
+        // C2 has compiled the decode kernels before the timed steps (it compiles in the background).
         KvCache warm = model.newCache();
         prefill(model, warm, prompt, o.chunk());
         for (int b : o.batches()) {
-            decode(model, warm, prompt.length, b, Math.min(3, o.gen()), random);
+            decode(model, warm, prompt.length, b, Math.min(Math.max(3, Math.ceilDiv(32, b)), o.gen()), random);
         }
 
         KvCache cache = model.newCache();
