@@ -25,17 +25,26 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
-/** Benchmarks the engine in this process: prefill, decode per batch size, and decode against the memory roofline. */
+/**
+ * Benchmarks the engine in this process ({@code --model}), or a running coordinator through its
+ * gRPC API ({@code --target}): prefill, decode per batch size, decode against the memory roofline,
+ * and through a cluster the share of step time spent in expert dispatch + combine.
+ */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-        description = "Measure prefill and decode speed of a model in this process.")
+        description = "Measure prefill and decode speed of a model in this process (--model), or of a running "
+                + "coordinator through its gRPC API (--target HOST:PORT, e.g. from epic local).")
 public final class BenchCommand implements Callable<Integer> {
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR", description = "checkpoint directory")
+    @Option(names = "--model", paramLabel = "DIR", description = "checkpoint directory (benchmark in this process)")
     Path model;
+
+    @Option(names = "--target", paramLabel = "HOST:PORT",
+            description = "a running coordinator (epic coordinator / epic local) to benchmark through its API")
+    String target;
 
     @Option(names = "--batch", defaultValue = "1,8,32", split = ",", paramLabel = "N",
             description = "decode batch sizes (default 1,8,32)")
@@ -52,12 +61,21 @@ public final class BenchCommand implements Callable<Integer> {
      * feeds prompts in chunks of its prefill budget (256 by default): --chunk 256 measures that.
      */
     @Option(names = "--chunk", defaultValue = "512", paramLabel = "N",
-            description = "prefill chunk size in tokens (default 512; the scheduler's prefill budget is 256)")
+            description = "prefill chunk size in tokens (default 512; the scheduler's prefill budget is 256; --model only)")
     int chunk;
 
     @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
-            description = "linear weight format: as stored (auto), bf16, q8 or q4 (default auto)")
+            description = "linear weight format: as stored (auto), bf16, q8 or q4 (default auto; --model only)")
     String weights;
+
+    @Option(names = "--warmup", defaultValue = "16", paramLabel = "N",
+            description = "--target only: tokens decoded per stream at each batch size before measuring (default 16)")
+    int warmup;
+
+    @Option(names = "--warmup-seconds", defaultValue = "10", paramLabel = "S",
+            description = "--target only: seconds of batch-1 decode first, so the JIT of the coordinator and of "
+                    + "every worker has compiled the dispatch path (default 10; 0 = none)")
+    double warmupSeconds;
 
     @Option(names = "--seed", defaultValue = "0", paramLabel = "N", description = "prompt/token seed (default 0)")
     long seed;
@@ -71,6 +89,19 @@ public final class BenchCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter err = spec.commandLine().getErr();
+        if ((model == null) == (target == null)) {
+            return fail(err, "give exactly one of --model DIR (this process) or --target HOST:PORT (a coordinator)");
+        }
+        if (target != null) {
+            ClusterBenchmark.Options remote;
+            try {
+                remote = new ClusterBenchmark.Options(List.copyOf(batches), promptLen, gen, warmup, warmupSeconds,
+                        seed);
+            } catch (IllegalArgumentException e) {
+                return fail(err, e.getMessage());
+            }
+            return new RemoteBench(target, json, spec.commandLine().getOut(), err).run(remote);
+        }
         WeightFormat format;
         Options options;
         try {
@@ -146,7 +177,7 @@ public final class BenchCommand implements Callable<Integer> {
     }
 
     /** The machine's 1-minute load average (the machine may be shared; NaN where unknown). */
-    private static double loadAverage() {
+    static double loadAverage() {
         try {
             return Double.parseDouble(Files.readString(Path.of("/proc/loadavg")).split(" ")[0]);
         } catch (java.io.IOException | RuntimeException e) {
@@ -154,7 +185,7 @@ public final class BenchCommand implements Callable<Integer> {
         }
     }
 
-    private static int fail(PrintWriter err, String message) {
+    static int fail(PrintWriter err, String message) {
         err.println("epic bench: " + message);
         err.flush();
         return LogitsCommand.BAD_INPUT;

@@ -82,6 +82,20 @@ final class LocalCluster implements AutoCloseable {
      */
     static LocalCluster start(Path model, int workerCount, int replication, String host, int port,
             SchedulerOptions options, Path logDir) throws Exception {
+        return start(model, workerCount, replication, host, port, options, logDir, 0);
+    }
+
+    /**
+     * @param workerThreads kernel threads per worker; 0 = this machine's cores shared out among the
+     *                      workers (at least 1), since they all run here next to the coordinator
+     */
+    static LocalCluster start(Path model, int workerCount, int replication, String host, int port,
+            SchedulerOptions options, Path logDir, int workerThreads) throws Exception {
+        if (workerThreads < 0) {
+            throw new IllegalArgumentException("--worker-threads must be >= 0, got " + workerThreads);
+        }
+        int threads = workerThreads > 0 ? workerThreads
+                : Math.max(1, Runtime.getRuntime().availableProcessors() / Math.max(1, workerCount));
         ModelConfig config = ModelConfig.load(model);
         if (config.nRoutedExperts() == null) {
             throw new IllegalArgumentException(model + " is a dense model: there are no experts to put on workers");
@@ -92,7 +106,7 @@ final class LocalCluster implements AutoCloseable {
         RemoteExpertBackend backend = null;
         try {
             for (int w = 0; w < workerCount; w++) {
-                workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir));
+                workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir, threads));
             }
             CheckpointFingerprint fp = CheckpointFingerprint.of(model);
             backend = RemoteExpertBackend.connect(zk.getConnectString(), CLUSTER, fp, config,
@@ -127,15 +141,22 @@ final class LocalCluster implements AutoCloseable {
         }
     }
 
-    /** `epic expert-worker` in a new JVM with this process's java, flags and classpath. */
-    static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir) throws IOException {
+    /**
+     * `epic expert-worker` in a new JVM with this process's java, flags and classpath, and
+     * {@code threads} kernel threads: N workers each with a pool as wide as the machine would
+     * oversubscribe the cores the coordinator needs (idle pool threads spin before parking).
+     */
+    static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir, int threads)
+            throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-            if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent") && !arg.startsWith("-Xrunjdwp")) {
+            if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent") && !arg.startsWith("-Xrunjdwp")
+                    && !arg.startsWith("-Depic.threads=")) {
                 cmd.add(arg);
             }
         }
+        cmd.add("-Depic.threads=" + threads);
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "expert-worker",
                 "--model", model.toAbsolutePath().toString(), "--experts", experts, "--zk", zkConnect,
                 "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",

@@ -37,12 +37,17 @@ public final class LocalCommand implements Callable<Integer> {
     @Option(names = "--worker-logs", paramLabel = "DIR", description = "write worker logs here (default: this process's stderr)")
     Path workerLogs;
 
+    @Option(names = "--worker-threads", defaultValue = "0", paramLabel = "N",
+            description = "kernel threads per expert worker (default 0 = this machine's cores / workers, at least 1)")
+    int workerThreads;
+
     @Mixin
     SchedulerFlags scheduler;
 
     @Override
     public Integer call() throws Exception {
-        LocalCluster cluster = LocalCluster.start(model, workers, replication, host, port, scheduler.options(), workerLogs);
+        LocalCluster cluster = LocalCluster.start(model, workers, replication, host, port, scheduler.options(), workerLogs,
+                workerThreads);
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             cluster.close();

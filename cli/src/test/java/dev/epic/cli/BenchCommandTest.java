@@ -42,5 +42,26 @@ class BenchCommandTest {
         r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--batch", "0");
         assertEquals(LogitsCommand.BAD_INPUT, r.code());
         assertTrue(r.err().contains("batch sizes must be >= 1"), r.err());
+        r = run(new BenchCommand(), "--batch", "1");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("exactly one of --model DIR (this process) or --target HOST:PORT"), r.err());
+        r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--target", "127.0.0.1:1");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        r = run(new BenchCommand(), "--target", "nowhere");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--target must be HOST:PORT"), r.err());
+        r = run(new BenchCommand(), "--target", "127.0.0.1:1", "--warmup-seconds", "-1");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("warmup-seconds must be >= 0"), r.err());
+        r = run(new BenchCommand(), "--target", "127.0.0.1:1", "--batch", "0");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("batch sizes must be >= 1"), r.err());
+    }
+
+    @Test
+    void unreachableTargetFailsNamingIt() {
+        LogitsCommandTest.Run r = run(new BenchCommand(), "--target", "127.0.0.1:1", "--batch", "1", "--json");
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("127.0.0.1:1: UNAVAILABLE"), r.err());
     }
 }

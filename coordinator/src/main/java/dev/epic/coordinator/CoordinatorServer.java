@@ -2,6 +2,7 @@ package dev.epic.coordinator;
 
 import dev.epic.coordinator.api.GenerationServiceImpl;
 import dev.epic.coordinator.api.MalformedRequests;
+import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.coordinator.scheduler.Scheduler;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.proto.GenerationServiceGrpc;
@@ -44,7 +45,9 @@ public final class CoordinatorServer implements AutoCloseable {
     /** Binds {@code host:port} (port 0 = any free port) and starts serving. */
     public static CoordinatorServer start(ServedModel model, ExpertBackend experts, SchedulerOptions options,
             String host, int port) throws IOException {
-        Scheduler scheduler = new Scheduler(model.transformer(), options).start();
+        Scheduler scheduler = new Scheduler(model.transformer(), options,
+                experts.dispatchStats().<java.util.function.Supplier<DispatchStats.Snapshot>>map(d -> d::snapshot)
+                        .orElse(() -> null)).start();
         HealthStatusManager health = new HealthStatusManager();
         Server server;
         try {

@@ -1,7 +1,9 @@
 package dev.epic.coordinator;
 
+import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.proto.WorkerAnnouncement;
 import java.util.List;
+import java.util.Optional;
 
 /** Where the served model's routed experts run, as far as admission and ModelInfo care. */
 public interface ExpertBackend {
@@ -10,6 +12,11 @@ public interface ExpertBackend {
 
     /** Live expert workers (empty when experts run in-process). */
     List<WorkerAnnouncement> workers();
+
+    /** Dispatch traffic and latency to the workers; empty when experts run in-process. */
+    default Optional<DispatchStats> dispatchStats() {
+        return Optional.empty();
+    }
 
     /** All experts in this process: always covered. */
     static ExpertBackend local() {

@@ -1,11 +1,13 @@
 package dev.epic.coordinator;
 
+import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.proto.WorkerAnnouncement;
 import java.time.Duration;
 import java.util.List;
+import java.util.Optional;
 
 /** Routed experts on expert workers found through ZooKeeper. */
 public final class RemoteExpertBackend implements ExpertBackend, AutoCloseable {
@@ -41,6 +43,11 @@ public final class RemoteExpertBackend implements ExpertBackend, AutoCloseable {
     @Override
     public List<WorkerAnnouncement> workers() {
         return experts.workerAnnouncements();
+    }
+
+    @Override
+    public Optional<DispatchStats> dispatchStats() {
+        return Optional.of(experts.stats());
     }
 
     @Override

@@ -14,10 +14,12 @@ import java.nio.file.Path;
 /**
  * Everything the front door needs about the model it serves: the transformer (attention and dense
  * layers here, routed experts wherever {@code experts} puts them), its tokenizer and chat template,
- * identity, and the context limit requests are validated against.
+ * identity, the context limit requests are validated against, and the weight bytes one decoded
+ * token reads across the cluster (for the memory roofline of {@code epic bench --target}).
  */
 public record ServedModel(Path directory, ModelConfig config, Transformer transformer, Tokenizer tokenizer,
-                          ChatTemplate chatTemplate, CheckpointFingerprint fingerprint, int maxContext) {
+                          ChatTemplate chatTemplate, CheckpointFingerprint fingerprint, int maxContext,
+                          long weightBytesPerToken) {
 
     public ServedModel {
         if (maxContext < 2 || maxContext > config.maxPositionEmbeddings()) {
@@ -43,7 +45,35 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
         TokenizerConfig tc = tokenizer.config();
         ChatTemplate template = tc.chatTemplate() != null ? ChatTemplate.fromConfig(tc) : ChatTemplate.deepSeekR1_0528(tc);
         int limit = maxContext > 0 ? Math.min(maxContext, c.maxPositionEmbeddings()) : c.maxPositionEmbeddings();
-        return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit);
+        long bytes = transformer.weightBytesPerToken()
+                + (experts instanceof LocalExperts ? 0 : remoteExpertBytesPerToken(checkpoint, c));
+        return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit, bytes);
+    }
+
+    /**
+     * Routed-expert weights one token reads on the workers: k experts per MoE layer, each its
+     * gate/up/down projections (and fp8 block scales), sized from expert 0's tensors.
+     */
+    static long remoteExpertBytesPerToken(Checkpoint checkpoint, ModelConfig c) {
+        if (c.nRoutedExperts() == null) {
+            return 0;
+        }
+        long bytes = 0;
+        for (int layer = 0; layer < c.numHiddenLayers(); layer++) {
+            if (!c.isMoeLayer(layer)) {
+                continue;
+            }
+            String prefix = "model.layers." + layer + ".mlp.experts.0.";
+            for (String proj : new String[] {"gate_proj", "up_proj", "down_proj"}) {
+                for (String suffix : new String[] {".weight", ".weight_scale_inv"}) {
+                    String name = prefix + proj + suffix;
+                    if (checkpoint.contains(name)) {
+                        bytes += (long) c.numExpertsPerTok() * checkpoint.info(name).byteSize();
+                    }
+                }
+            }
+        }
+        return bytes;
     }
 
     /** A short name for logs: the directory's name. */

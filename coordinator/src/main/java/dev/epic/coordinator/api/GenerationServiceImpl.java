@@ -16,6 +16,8 @@ import dev.epic.proto.LogitsResponse;
 import dev.epic.proto.ModelFingerprint;
 import dev.epic.proto.ModelInfoRequest;
 import dev.epic.proto.ModelInfoResponse;
+import dev.epic.proto.StatsRequest;
+import dev.epic.proto.StatsResponse;
 import dev.epic.proto.StepLogits;
 import dev.epic.proto.TokenizeRequest;
 import dev.epic.proto.TokenizeResponse;
@@ -54,6 +56,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private final ExpertBackend experts;
     private final PromptBuilder prompts;
     private final String modelType;
+    private final StatsReport stats;
 
     public GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts) {
         this.model = model;
@@ -61,6 +64,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         this.experts = experts;
         this.prompts = new PromptBuilder(model);
         this.modelType = ModelType.of(model.directory());
+        this.stats = new StatsReport(scheduler, experts);
     }
 
     @Override
@@ -336,8 +340,16 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 .setNumRoutedExperts(c.nRoutedExperts() == null ? 0 : c.nRoutedExperts())
                 .setExpertsPerToken(c.nRoutedExperts() == null ? 0 : c.numExpertsPerTok())
                 .setMaxContext(model.maxContext())
-                .addAllExpertWorkers(experts.workers());
+                .addAllExpertWorkers(experts.workers())
+                .setWeightBytesPerToken(model.weightBytesPerToken())
+                .setTokenizerVocabSize(model.tokenizer().size());
         out.onNext(r.build());
+        out.onCompleted();
+    }
+
+    @Override
+    public void stats(StatsRequest req, StreamObserver<StatsResponse> out) {
+        out.onNext(stats.build());
         out.onCompleted();
     }
 }

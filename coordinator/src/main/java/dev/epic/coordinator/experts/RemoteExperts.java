@@ -70,6 +70,8 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     /** Per-call sum of the workers' answers, in double: exact, so independent of the expert grouping. */
     private double[] total = new double[0];
     private double[] answer = new double[0];
+    /** The slowest worker's reported compute time in the current call (its critical path). */
+    private long slowestCompute;
 
     private RemoteExperts(CuratorFramework ownedZk, CuratorFramework zk, String cluster,
             CheckpointFingerprint fingerprint, int experts, int hidden, Options options, MeterRegistry registry) {
@@ -153,6 +155,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
             answer = new double[rows * hidden];
         }
         Arrays.fill(total, 0, rows * hidden, 0.0);
+        slowestCompute = 0;
         RoutingTable table = directory.table();
         rotation++;
         round.clear();
@@ -228,7 +231,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         for (int i = 0; i < rows * hidden; i++) {
             out[i] = (float) total[i];
         }
-        stats.layer(System.nanoTime() - t0);
+        stats.layer(System.nanoTime() - t0, slowestCompute);
     }
 
     /** Sends every batch, waits (bounded), adds successful answers into total; returns the failed batches. */
@@ -309,6 +312,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
             }
         }
         stats.response(resp.getOutput().size() + resp.getScales().size(), resp.getComputeNanos());
+        slowestCompute = Math.max(slowestCompute, resp.getComputeNanos());
     }
 
     private ExpertsUnavailableException unavailable(int layer, BitSet missing, RoutingTable table, Throwable cause) {

@@ -1,5 +1,6 @@
 package dev.epic.coordinator.scheduler;
 
+import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.model.KvCache;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
@@ -10,6 +11,7 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -52,12 +54,20 @@ public final class Scheduler implements AutoCloseable {
     private final Thread engine;
     private volatile boolean closed;
     private volatile int activeCount;
-    private volatile long steps;
+    private volatile StepStats stepStats = StepStats.ZERO; // replaced (not mutated) by the engine thread
     private volatile int peakBatch;
 
+    private final Supplier<DispatchStats.Snapshot> expertStats;
+
     public Scheduler(Transformer model, SchedulerOptions options) {
+        this(model, options, () -> null);
+    }
+
+    /** @param expertStats totals of the remote experts, read at the end of every step (returns null for local experts) */
+    public Scheduler(Transformer model, SchedulerOptions options, Supplier<DispatchStats.Snapshot> expertStats) {
         this.model = model;
         this.options = options;
+        this.expertStats = expertStats;
         this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
     }
 
@@ -117,7 +127,12 @@ public final class Scheduler implements AutoCloseable {
 
     /** Forward steps run so far. */
     public long steps() {
-        return steps;
+        return stepStats.steps();
+    }
+
+    /** Steps, their wall time and rows since start, one consistent snapshot. */
+    public StepStats stepStats() {
+        return stepStats;
     }
 
     /** The most sequences one step has carried. */
@@ -222,6 +237,7 @@ public final class Scheduler implements AutoCloseable {
             }
         }
         List<float[]> logits;
+        long t0 = System.nanoTime();
         try {
             logits = model.step(chunks);
         } catch (RuntimeException e) {
@@ -233,10 +249,19 @@ public final class Scheduler implements AutoCloseable {
             activeCount = active.size();
             return;
         }
-        steps++;
+        int decodeRows = 0;
+        int prefillRows = 0;
+        for (int i = 0; i < slots.size(); i++) {
+            if (slots.get(i).prefilling()) {
+                prefillRows += lengths[i];
+            } else {
+                decodeRows++;
+            }
+        }
+        stepStats = stepStats.plus(System.nanoTime() - t0, decodeRows, prefillRows, expertStats.get());
         peakBatch = Math.max(peakBatch, slots.size());
         if (log.isDebugEnabled()) {
-            log.debug("step {}: {} sequence(s), {} rows", steps, slots.size(), Arrays.stream(lengths).sum());
+            log.debug("step {}: {} sequence(s), {} rows", stepStats.steps(), slots.size(), decodeRows + prefillRows);
         }
         for (int i = 0; i < slots.size(); i++) {
             Slot s = slots.get(i);

@@ -1,0 +1,97 @@
+package dev.epic.coordinator.api;
+
+import com.google.protobuf.ByteString;
+import dev.epic.coordinator.ExpertBackend;
+import dev.epic.coordinator.experts.DispatchStats;
+import dev.epic.coordinator.scheduler.Scheduler;
+import dev.epic.coordinator.scheduler.StepStats;
+import dev.epic.proto.LatencyHistogram;
+import dev.epic.proto.StatsResponse;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.HdrHistogram.Histogram;
+
+/** Builds the Stats answer: cumulative scheduler and dispatch counters, histograms, process memory. */
+final class StatsReport {
+    private final Scheduler scheduler;
+    private final ExpertBackend experts;
+    private final long startNanos = System.nanoTime();
+
+    StatsReport(Scheduler scheduler, ExpertBackend experts) {
+        this.scheduler = scheduler;
+        this.experts = experts;
+    }
+
+    StatsResponse build() {
+        StepStats steps = scheduler.stepStats();
+        StatsResponse.Builder r = StatsResponse.newBuilder()
+                .setUptimeNanos(System.nanoTime() - startNanos)
+                .setSteps(steps.steps())
+                .setStepNanos(steps.stepNanos())
+                .setDecodeRows(steps.decodeRows())
+                .setPrefillRows(steps.prefillRows())
+                .setRunning(scheduler.running())
+                .setWaiting(scheduler.waiting())
+                .setMaxBatch(scheduler.options().maxBatch())
+                .setPrefillBudget(scheduler.options().prefillBudget())
+                .setRssMb(residentMb())
+                .setLoadAverage1M(loadAverage());
+        experts.dispatchStats().ifPresent(d -> {
+            // Totals as of the last step's end, so they cover the same steps as step_nanos; the
+            // histograms are live (they may hold the layer calls of the step in progress).
+            DispatchStats.Snapshot s = steps.experts() != null ? steps.experts() : d.snapshot();
+            DispatchStats.Histograms h = d.histograms();
+            r.setRemoteExperts(true)
+                    .setMoeLayerCalls(s.layerCalls())
+                    .setMoeLayerNanos(s.layerNanos())
+                    .setWorkerComputeNanos(s.workerComputeNanos())
+                    .setDispatchCombineNanos(s.dispatchCombineNanos())
+                    .setMessages(s.messages())
+                    .setBytesSent(s.bytesSent())
+                    .setBytesReceived(s.bytesReceived())
+                    .setRetries(s.retries())
+                    .setFailures(s.failures())
+                    .setMoeLayer(latency(h.layer(), s.layerNanos()))
+                    .setDispatchCombine(latency(h.dispatchCombine(), s.dispatchCombineNanos()));
+        });
+        return r.build();
+    }
+
+    static LatencyHistogram latency(Histogram h, long totalNanos) {
+        ByteBuffer buf = ByteBuffer.allocate(h.getNeededByteBufferCapacity());
+        int n = h.encodeIntoCompressedByteBuffer(buf);
+        long count = h.getTotalCount();
+        return LatencyHistogram.newBuilder()
+                .setCount(count)
+                .setTotalNanos(totalNanos)
+                .setP50Nanos(count == 0 ? 0 : h.getValueAtPercentile(50))
+                .setP99Nanos(count == 0 ? 0 : h.getValueAtPercentile(99))
+                .setMaxNanos(count == 0 ? 0 : h.getMaxValue())
+                .setHdrHistogram(ByteString.copyFrom(buf.array(), 0, n))
+                .build();
+    }
+
+    /** VmRSS of this process in MiB (0 where /proc is not available). */
+    private static double residentMb() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmRSS:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
+                }
+            }
+        } catch (IOException | NumberFormatException e) {
+            return 0;
+        }
+        return 0;
+    }
+
+    private static double loadAverage() {
+        try {
+            return Double.parseDouble(Files.readString(Path.of("/proc/loadavg")).split(" ")[0]);
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
+    }
+}
