@@ -39,7 +39,7 @@ public final class VectorOps {
      * bits as one dot per row, four rows at a time (independent accumulators hide the FMA latency).
      */
     public static void dots(float[] a, int aOff, int stride, int rows, float[] v, int vOff, int n, float[] out, int oOff) {
-        float[] lanes = new float[8 * L];
+        float[] lanes = new float[4 * L];
         int r = 0;
         for (; r + 4 <= rows; r += 4) {
             int p0 = aOff + r * stride, p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
@@ -67,8 +67,8 @@ public final class VectorOps {
             s1.add(t1).intoArray(lanes, L);
             s2.add(t2).intoArray(lanes, 2 * L);
             s3.add(t3).intoArray(lanes, 3 * L);
-            float d0 = Simd.sumLanes(lanes, 0), d1 = Simd.sumLanes(lanes, L);
-            float d2 = Simd.sumLanes(lanes, 2 * L), d3 = Simd.sumLanes(lanes, 3 * L);
+            Simd.sumLanes4(lanes, 0);
+            float d0 = lanes[0], d1 = lanes[1], d2 = lanes[2], d3 = lanes[3];
             for (; i < n; i++) {
                 float x = v[vOff + i];
                 d0 += a[p0 + i] * x;
