@@ -17,7 +17,7 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Measures the single-process engine: prefill of one prompt (in chunks of at most {@code chunk}
- * tokens, as the scheduler feeds it), then greedy decode at each batch size, plus the numbers
+ * tokens, as the scheduler feeds it; best of three passes), then greedy decode at each batch size, plus the numbers
  * needed to judge decode against the memory roofline (weight bytes per token, measured bandwidth).
  *
  * <p>Decode batches start from copies of the prefilled prompt's cache (a shared prefix); each sequence
@@ -25,6 +25,8 @@ import org.slf4j.LoggerFactory;
  * A warm-up prefill and a few decode steps run first so the JIT has compiled the hot loops.
  */
 public final class EngineBenchmark {
+    private static final int PREFILL_PASSES = 3;
+
     private static final Logger log = LoggerFactory.getLogger(EngineBenchmark.class);
 
     public record Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed) {
@@ -67,12 +69,19 @@ public final class EngineBenchmark {
             decode(model, warm, prompt.length, b, Math.min(Math.max(3, Math.ceilDiv(32, b)), o.gen()), random);
         }
 
-        KvCache cache = model.newCache();
-        long t0 = System.nanoTime();
-        float[] logits = prefill(model, cache, prompt, o.chunk());
-        VectorOps.argmax(logits);
-        double prefillSeconds = (System.nanoTime() - t0) / 1e9;
-        log.info("bench: prefill {} tokens in {} s", prompt.length, String.format("%.3f", prefillSeconds));
+        // Prefill: best of three passes (llama.cpp's figures are best passes too); the last cache is
+        // the decode prefix.
+        KvCache cache = null;
+        double prefillSeconds = Double.MAX_VALUE;
+        for (int pass = 0; pass < PREFILL_PASSES; pass++) {
+            cache = model.newCache();
+            long t0 = System.nanoTime();
+            float[] logits = prefill(model, cache, prompt, o.chunk());
+            VectorOps.argmax(logits);
+            prefillSeconds = Math.min(prefillSeconds, (System.nanoTime() - t0) / 1e9);
+        }
+        log.info("bench: prefill {} tokens in {} s (best of {})", prompt.length, String.format("%.3f", prefillSeconds),
+                PREFILL_PASSES);
 
         List<Decode> decodes = new ArrayList<>();
         for (int b : o.batches()) {
