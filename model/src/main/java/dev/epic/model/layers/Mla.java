@@ -266,22 +266,22 @@ public final class Mla {
             }
             VectorOps.softmax(scores, h * visible, visible);
         }
-        // Column slices are multiples of the vector width, so every column is summed as one axpy would.
+        // Each thread takes one run of column slices and walks the positions in order, so it reads its
+        // part of every latent row once. Slices are multiples of the vector width, so every column is
+        // summed as one axpy would.
         int slice = 4 * VectorOps.LANES;
         Parallel.Range contextSlices = (s0, s1) -> {
-            for (int c0 = s0 * slice; c0 < Math.min(rank, s1 * slice); c0 += slice) {
-                int width = Math.min(slice, rank - c0);
-                for (int t0 = 0; t0 < visible; t0 += POSITIONS) {
-                    int n = Math.min(POSITIONS, visible - t0);
-                    for (int h = 0; h < heads; h++) {
-                        VectorOps.axpys(scores, h * visible + t0, n, lat, t0 * rank + c0, rank, ctx, h * rank + c0, width);
-                    }
+            int c0 = s0 * slice, c1 = Math.min(rank, s1 * slice);
+            for (int t0 = 0; t0 < visible; t0 += POSITIONS) {
+                int n = Math.min(POSITIONS, visible - t0);
+                for (int h = 0; h < heads; h++) {
+                    VectorOps.axpys(scores, h * visible + t0, n, lat, t0 * rank + c0, rank, ctx, h * rank + c0, c1 - c0);
                 }
             }
         };
         int slices = Math.ceilDiv(rank, slice);
         if (split) {
-            Parallel.forRange(slices, 1, (long) heads * visible * rank, contextSlices);
+            Parallel.forRange(slices, Math.ceilDiv(slices, Parallel.threads()), (long) heads * visible * rank, contextSlices);
         } else {
             contextSlices.run(0, slices);
         }
