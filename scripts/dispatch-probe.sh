@@ -6,12 +6,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-if [ -z "${JAVA_HOME:-}" ] || ! "$JAVA_HOME/bin/java" -version 2>&1 | grep -Eq 'version "(2[5-9]|[3-9][0-9])'; then
-  for c in /usr/lib/jvm/temurin-25* /usr/lib/jvm/*-25* /opt/java/openjdk; do
-    if [ -x "$c/bin/java" ]; then JAVA_HOME="$c"; break; fi
-  done
-fi
-export JAVA_HOME
+. scripts/jdk25.sh
 ./mvnw -B -q -o -pl coordinator -am -DskipTests test-compile dependency:build-classpath \
   -Dmdep.outputFile=target/probe-classpath.txt -Dmdep.includeScope=test >&2
 CP="coordinator/target/test-classes:coordinator/target/classes:$(cat coordinator/target/probe-classpath.txt)"

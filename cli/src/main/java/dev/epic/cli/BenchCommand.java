@@ -8,6 +8,7 @@ import dev.epic.model.bench.EngineBenchmark;
 import dev.epic.model.bench.EngineBenchmark.Decode;
 import dev.epic.model.bench.EngineBenchmark.Options;
 import dev.epic.model.bench.EngineBenchmark.Result;
+import dev.epic.model.bench.ProcessStats;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.checkpoint.CheckpointException;
 import dev.epic.model.config.ConfigException;
@@ -114,12 +115,12 @@ public final class BenchCommand implements Callable<Integer> {
             return fail(err, e.getMessage());
         }
         try (Checkpoint checkpoint = Checkpoint.open(model)) {
-            loadBefore = loadAverage();
+            loadBefore = ProcessStats.loadAverage();
             long t0 = System.nanoTime();
             Transformer transformer = Transformer.load(checkpoint, format);
             double loadSeconds = (System.nanoTime() - t0) / 1e9;
             Result r = EngineBenchmark.run(transformer, options);
-            loadAfter = loadAverage();
+            loadAfter = ProcessStats.loadAverage();
             PrintWriter out = spec.commandLine().getOut();
             if (json) {
                 out.println(JSON.writeValueAsString(asJson(r, format, loadSeconds)));
@@ -174,15 +175,6 @@ public final class BenchCommand implements Callable<Integer> {
                 r.bytesPerToken() / 1e6, r.bandwidthGBs(), r.rooflineTokS(), 100 * r.rooflineFraction());
         out.printf("resident memory %.0f MB; 1-minute load average %.2f before, %.2f after%n", r.rssMb(), loadBefore,
                 loadAfter);
-    }
-
-    /** The machine's 1-minute load average (the machine may be shared; NaN where unknown). */
-    static double loadAverage() {
-        try {
-            return Double.parseDouble(Files.readString(Path.of("/proc/loadavg")).split(" ")[0]);
-        } catch (java.io.IOException | RuntimeException e) {
-            return Double.NaN;
-        }
     }
 
     static int fail(PrintWriter err, String message) {

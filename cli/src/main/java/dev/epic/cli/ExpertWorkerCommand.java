@@ -1,6 +1,7 @@
 package dev.epic.cli;
 
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.bench.ProcessStats;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.checkpoint.CheckpointException;
 import dev.epic.model.config.ConfigException;
@@ -9,7 +10,6 @@ import dev.epic.transport.ExpertRanges;
 import dev.epic.transport.ZkLayout;
 import dev.epic.worker.CheckpointShard;
 import dev.epic.worker.ExpertWorker;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import java.util.stream.IntStream;
@@ -84,8 +84,9 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         CheckpointShard shard = CheckpointShard.load(checkpoint, ids);
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
         log.info("loaded {} of {} experts x {} MoE layers in {} ms: {} MiB of expert weights ({}% of all routed experts), "
-                        + "process RSS {}", ids.length, cfg.nRoutedExperts(), moeLayers, (System.nanoTime() - t0) / 1_000_000,
-                String.format("%.1f", shard.residentBytes() / 1048576.0), String.format("%.1f", 100.0 * ids.length / cfg.nRoutedExperts()), rss());
+                        + "process RSS {} MiB", ids.length, cfg.nRoutedExperts(), moeLayers, (System.nanoTime() - t0) / 1_000_000,
+                String.format("%.1f", shard.residentBytes() / 1048576.0), String.format("%.1f", 100.0 * ids.length / cfg.nRoutedExperts()),
+                String.format("%.0f", ProcessStats.residentMb()));
         ExpertWorker worker = ExpertWorker.start(shard, fp, moeLayers, new ExpertWorker.Settings(host, port, zk, cluster,
                 id, capacity, sessionTimeoutMs, drainMs));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -103,19 +104,5 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         }
         worker.awaitTermination();
         return 0;
-    }
-
-    /** Resident set size from /proc (Linux), for the memory log line. */
-    private static String rss() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-                if (line.startsWith("VmRSS:")) {
-                    return line.substring(6).strip();
-                }
-            }
-        } catch (Exception ignored) {
-            // not Linux
-        }
-        return "n/a";
     }
 }

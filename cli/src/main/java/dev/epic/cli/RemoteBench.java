@@ -6,13 +6,11 @@ import dev.epic.cli.ClusterBenchmark.Decode;
 import dev.epic.cli.ClusterBenchmark.Interval;
 import dev.epic.cli.ClusterBenchmark.Result;
 import dev.epic.kernels.Bandwidth;
+import dev.epic.model.bench.ProcessStats;
 import dev.epic.proto.WorkerAnnouncement;
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
-import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -50,10 +48,10 @@ final class RemoteBench {
             return BenchCommand.fail(err, e.getMessage());
         }
         try {
-            double loadBefore = BenchCommand.loadAverage();
+            double loadBefore = ProcessStats.loadAverage();
             Result r = new ClusterBenchmark(channel).run(options);
             double bandwidth = Bandwidth.measureGBs();
-            double loadAfter = BenchCommand.loadAverage();
+            double loadAfter = ProcessStats.loadAverage();
             Map<String, Object> m = asJson(r, options, bandwidth, loadBefore, loadAfter);
             if (json) {
                 out.println(JSON.writeValueAsString(m));
@@ -193,25 +191,12 @@ final class RemoteBench {
             if (w.getPid() <= 0 || !(host.startsWith("127.") || host.equals("localhost") || host.equals("[::1]"))) {
                 return null;
             }
-            Double mb = rssMb(Path.of("/proc", Long.toString(w.getPid()), "status"));
-            if (mb == null) {
+            double mb = ProcessStats.residentMb(w.getPid());
+            if (Double.isNaN(mb)) {
                 return null;
             }
             sum += mb;
         }
         return sum;
-    }
-
-    private static Double rssMb(Path status) {
-        try {
-            for (String line : Files.readAllLines(status)) {
-                if (line.startsWith("VmRSS:")) {
-                    return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
-                }
-            }
-        } catch (IOException | NumberFormatException e) {
-            return null;
-        }
-        return null;
     }
 }

@@ -1,16 +1,15 @@
 package dev.epic.coordinator.api;
 
+import dev.epic.model.bench.ProcessStats;
 import com.google.protobuf.ByteString;
 import dev.epic.coordinator.ExpertBackend;
 import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.coordinator.scheduler.Scheduler;
 import dev.epic.coordinator.scheduler.StepStats;
+import dev.epic.model.bench.ProcessStats;
 import dev.epic.proto.LatencyHistogram;
 import dev.epic.proto.StatsResponse;
-import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import org.HdrHistogram.Histogram;
 
 /** Builds the Stats answer: cumulative scheduler and dispatch counters, histograms, process memory. */
@@ -36,8 +35,8 @@ final class StatsReport {
                 .setWaiting(scheduler.waiting())
                 .setMaxBatch(scheduler.options().maxBatch())
                 .setPrefillBudget(scheduler.options().prefillBudget())
-                .setRssMb(residentMb())
-                .setLoadAverage1M(loadAverage());
+                .setRssMb(orElse(ProcessStats.residentMb(), 0))
+                .setLoadAverage1M(orElse(ProcessStats.loadAverage(), -1));
         experts.dispatchStats().ifPresent(d -> {
             // Totals as of the last step's end, so they cover the same steps as step_nanos; the
             // histograms are live (they may hold the layer calls of the step in progress).
@@ -73,25 +72,8 @@ final class StatsReport {
                 .build();
     }
 
-    /** VmRSS of this process in MiB (0 where /proc is not available). */
-    private static double residentMb() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-                if (line.startsWith("VmRSS:")) {
-                    return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
-                }
-            }
-        } catch (IOException | NumberFormatException e) {
-            return 0;
-        }
-        return 0;
-    }
-
-    private static double loadAverage() {
-        try {
-            return Double.parseDouble(Files.readString(Path.of("/proc/loadavg")).split(" ")[0]);
-        } catch (IOException | RuntimeException e) {
-            return -1;
-        }
+    /** Where /proc is not readable: RSS 0, load -1 (as before; the proto has no "unknown"). */
+    private static double orElse(double v, double unknown) {
+        return Double.isNaN(v) ? unknown : v;
     }
 }

@@ -5,9 +5,6 @@ import dev.epic.kernels.VectorOps;
 import dev.epic.model.KvCache;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
-import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -97,7 +94,7 @@ public final class EngineBenchmark {
         long bytes = model.weightBytesPerToken();
         double batch1 = decodes.stream().filter(d -> d.batch() == 1).mapToDouble(Decode::tokS).findFirst()
                 .orElse(Double.NaN);
-        return new Result(prompt.length / prefillSeconds, prefillSeconds * 1e3, decodes, residentMb(), bytes,
+        return new Result(prompt.length / prefillSeconds, prefillSeconds * 1e3, decodes, ProcessStats.residentMb(), bytes,
                 bandwidth, batch1 / (bandwidth * 1e9 / bytes));
     }
 
@@ -161,19 +158,5 @@ public final class EngineBenchmark {
     static double percentile(double[] sorted, double q) {
         int i = (int) Math.ceil(q * sorted.length) - 1;
         return sorted[Math.clamp(i, 0, sorted.length - 1)];
-    }
-
-    /** VmRSS of this process in MiB (NaN where /proc is not available). */
-    public static double residentMb() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-                if (line.startsWith("VmRSS:")) {
-                    return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
-                }
-            }
-        } catch (IOException | NumberFormatException e) {
-            log.debug("no /proc/self/status: {}", e.toString());
-        }
-        return Double.NaN;
     }
 }
