@@ -6,6 +6,7 @@ import dev.epic.coordinator.ServedModel;
 import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.config.ModelConfig;
+import dev.epic.model.quant.WeightFormat;
 import dev.epic.proto.HiddenEncoding;
 import dev.epic.transport.ZkLayout;
 import java.nio.file.Path;
@@ -43,6 +44,10 @@ public final class CoordinatorCommand implements Callable<Integer> {
             description = "prompt + completion limit (default: the model's max_position_embeddings)")
     int maxContext;
 
+    @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
+            description = "format of this process's linear weights (attention, dense MLPs, shared experts, lm_head): auto, bf16, q8 or q4; give the workers the same for results equal to the single-process engine (default auto)")
+    String weights;
+
     @Option(names = "--wire", defaultValue = "fp32", paramLabel = "fp32|bf16|fp8",
             description = "hidden-state encoding to expert workers (fp32 is exact; default ${DEFAULT-VALUE})")
     String wire;
@@ -56,6 +61,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        WeightFormat format = WeightFormat.parse(weights);
         ModelConfig config = ModelConfig.load(model);
         HiddenEncoding encoding = switch (wire.toLowerCase(java.util.Locale.ROOT)) {
             case "fp32" -> HiddenEncoding.FP32;
@@ -67,7 +73,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
                 .withDeadline(Duration.ofMillis(expertDeadlineMs));
         RemoteExpertBackend backend = RemoteExpertBackend.connect(zk, cluster, CheckpointFingerprint.of(model), config,
                 options);
-        ServedModel served = ServedModel.open(model, backend.experts(), maxContext);
+        ServedModel served = ServedModel.open(model, backend.experts(), maxContext, format);
         CoordinatorServer server = CoordinatorServer.start(served, backend, scheduler.options(), host, port);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             server.close();

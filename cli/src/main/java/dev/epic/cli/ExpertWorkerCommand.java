@@ -6,6 +6,7 @@ import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.checkpoint.CheckpointException;
 import dev.epic.model.config.ConfigException;
 import dev.epic.model.config.ModelConfig;
+import dev.epic.model.quant.WeightFormat;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.transport.ZkLayout;
 import dev.epic.worker.CheckpointShard;
@@ -57,6 +58,10 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
     @Option(names = "--drain-ms", defaultValue = "5000", description = "max time to finish in-flight work on SIGTERM (default ${DEFAULT-VALUE})")
     long drainMs;
 
+    @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
+            description = "format of the hosted experts' weights: as stored (auto), bf16, q8 or q4; a copy made by epic quantize is used (default auto)")
+    String weights;
+
     @Option(names = "--exit-with-parent", paramLabel = "PID", hidden = true,
             description = "drain and exit when process PID ends (epic local uses it so workers never outlive it)")
     Long parentPid;
@@ -81,7 +86,7 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         int[] ids = ExpertRanges.parse(experts, cfg.nRoutedExperts());
         CheckpointFingerprint fp = CheckpointFingerprint.of(model);
         long t0 = System.nanoTime();
-        CheckpointShard shard = CheckpointShard.load(checkpoint, ids);
+        CheckpointShard shard = CheckpointShard.load(checkpoint, ids, WeightFormat.parse(weights));
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
         log.info("loaded {} of {} experts x {} MoE layers in {} ms: {} MiB of expert weights ({}% of all routed experts), "
                         + "process RSS {} MiB", ids.length, cfg.nRoutedExperts(), moeLayers, (System.nanoTime() - t0) / 1_000_000,

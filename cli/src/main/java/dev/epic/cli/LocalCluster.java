@@ -10,6 +10,7 @@ import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.config.ModelConfig;
+import dev.epic.model.quant.WeightFormat;
 import dev.epic.transport.ExpertRanges;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
@@ -82,15 +83,16 @@ final class LocalCluster implements AutoCloseable {
      */
     static LocalCluster start(Path model, int workerCount, int replication, String host, int port,
             SchedulerOptions options, Path logDir) throws Exception {
-        return start(model, workerCount, replication, host, port, options, logDir, 0);
+        return start(model, workerCount, replication, host, port, options, logDir, 0, WeightFormat.AUTO);
     }
 
     /**
      * @param workerThreads kernel threads per worker; 0 = this machine's cores shared out among the
      *                      workers (at least 1), since they all run here next to the coordinator
+     * @param format        linear weight format of the coordinator and every worker
      */
     static LocalCluster start(Path model, int workerCount, int replication, String host, int port,
-            SchedulerOptions options, Path logDir, int workerThreads) throws Exception {
+            SchedulerOptions options, Path logDir, int workerThreads, WeightFormat format) throws Exception {
         if (workerThreads < 0) {
             throw new IllegalArgumentException("--worker-threads must be >= 0, got " + workerThreads);
         }
@@ -106,13 +108,13 @@ final class LocalCluster implements AutoCloseable {
         RemoteExpertBackend backend = null;
         try {
             for (int w = 0; w < workerCount; w++) {
-                workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir, threads));
+                workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir, threads, format));
             }
             CheckpointFingerprint fp = CheckpointFingerprint.of(model);
             backend = RemoteExpertBackend.connect(zk.getConnectString(), CLUSTER, fp, config,
                     RemoteExperts.Options.defaults());
             awaitCoverage(backend, workers);
-            ServedModel served = ServedModel.open(model, backend.experts(), 0);
+            ServedModel served = ServedModel.open(model, backend.experts(), 0, format);
             CoordinatorServer coordinator = CoordinatorServer.start(served, backend, options, host, port);
             return new LocalCluster(zk, workers, backend, coordinator);
         } catch (Exception | Error e) {
@@ -146,8 +148,8 @@ final class LocalCluster implements AutoCloseable {
      * {@code threads} kernel threads: N workers each with a pool as wide as the machine would
      * oversubscribe the cores the coordinator needs (idle pool threads spin before parking).
      */
-    static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir, int threads)
-            throws IOException {
+    static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir, int threads,
+            WeightFormat format) throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
@@ -160,7 +162,8 @@ final class LocalCluster implements AutoCloseable {
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "expert-worker",
                 "--model", model.toAbsolutePath().toString(), "--experts", experts, "--zk", zkConnect,
                 "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",
-                "--drain-ms", "500", "--exit-with-parent", Long.toString(ProcessHandle.current().pid())));
+                "--drain-ms", "500", "--weights", format.id(), "--exit-with-parent",
+                Long.toString(ProcessHandle.current().pid())));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD);
         Path logFile = null;
         if (logDir != null) {

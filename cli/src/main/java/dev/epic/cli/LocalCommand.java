@@ -1,5 +1,6 @@
 package dev.epic.cli;
 
+import dev.epic.model.quant.WeightFormat;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -37,6 +38,10 @@ public final class LocalCommand implements Callable<Integer> {
     @Option(names = "--worker-logs", paramLabel = "DIR", description = "write worker logs here (default: this process's stderr)")
     Path workerLogs;
 
+    @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
+            description = "linear weight format of the coordinator and the workers (default ${DEFAULT-VALUE})")
+    String weights;
+
     @Option(names = "--worker-threads", defaultValue = "0", paramLabel = "N",
             description = "kernel threads per expert worker (default 0 = this machine's cores / workers, at least 1)")
     int workerThreads;
@@ -47,7 +52,7 @@ public final class LocalCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         LocalCluster cluster = LocalCluster.start(model, workers, replication, host, port, scheduler.options(), workerLogs,
-                workerThreads);
+                workerThreads, WeightFormat.parse(weights));
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             cluster.close();

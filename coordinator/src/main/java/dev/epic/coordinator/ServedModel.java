@@ -2,10 +2,14 @@ package dev.epic.coordinator;
 
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.Transformer;
+import dev.epic.model.WeightSource;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
+import dev.epic.model.layers.Mlp;
 import dev.epic.model.moe.LocalExperts;
 import dev.epic.model.moe.RoutedExperts;
+import dev.epic.model.quant.ConvertedWeights;
+import dev.epic.model.quant.WeightFormat;
 import dev.epic.text.chat.ChatTemplate;
 import dev.epic.text.tokenizer.Tokenizer;
 import dev.epic.text.tokenizer.TokenizerConfig;
@@ -35,19 +39,43 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
      * @param maxContext prompt + completion limit; 0 = the model's max_position_embeddings
      */
     public static ServedModel open(Path dir, RoutedExperts experts, int maxContext) {
+        return open(dir, experts, maxContext, WeightFormat.AUTO);
+    }
+
+    /**
+     * As {@link #open(Path, RoutedExperts, int)}, with the linear weights of this process in
+     * {@code format} (see {@link ConvertedWeights}). Remote workers choose theirs with their own
+     * {@code --weights}; the cluster matches the in-process engine when both use the same.
+     */
+    public static ServedModel open(Path dir, RoutedExperts experts, int maxContext, WeightFormat format) {
         Checkpoint checkpoint = Checkpoint.open(dir);
         ModelConfig c = checkpoint.config();
+        WeightSource weights = ConvertedWeights.of(checkpoint, format, dir);
         if (experts == null && c.nRoutedExperts() != null) {
-            experts = LocalExperts.all(c, checkpoint);
+            experts = LocalExperts.all(c, weights);
         }
-        Transformer transformer = new Transformer(c, checkpoint, experts);
+        Transformer transformer = new Transformer(c, weights, experts);
         Tokenizer tokenizer = Tokenizer.fromModelDir(dir);
         TokenizerConfig tc = tokenizer.config();
         ChatTemplate template = tc.chatTemplate() != null ? ChatTemplate.fromConfig(tc) : ChatTemplate.deepSeekR1_0528(tc);
         int limit = maxContext > 0 ? Math.min(maxContext, c.maxPositionEmbeddings()) : c.maxPositionEmbeddings();
         long bytes = transformer.weightBytesPerToken()
-                + (experts instanceof LocalExperts ? 0 : remoteExpertBytesPerToken(checkpoint, c));
+                + (experts instanceof LocalExperts ? 0
+                        : format == WeightFormat.AUTO ? remoteExpertBytesPerToken(checkpoint, c)
+                        : convertedExpertBytesPerToken(weights, c));
         return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit, bytes);
+    }
+
+    /** As {@link #remoteExpertBytesPerToken}, for workers converting to the same format as this process. */
+    static long convertedExpertBytesPerToken(WeightSource weights, ModelConfig c) {
+        long bytes = 0;
+        for (int layer = 0; layer < c.numHiddenLayers(); layer++) {
+            if (c.isMoeLayer(layer)) {
+                bytes += (long) c.numExpertsPerTok() * Mlp.load(weights, "model.layers." + layer + ".mlp.experts.0",
+                        c.hiddenSize(), c.moeIntermediateSize()).storageBytes();
+            }
+        }
+        return bytes;
     }
 
     /**

@@ -1,8 +1,11 @@
 package dev.epic.worker;
 
+import dev.epic.model.WeightSource;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.layers.Mlp;
+import dev.epic.model.quant.ConvertedWeights;
+import dev.epic.model.quant.WeightFormat;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -24,8 +27,18 @@ public final class CheckpointShard implements ExpertShard {
         this.residentBytes = residentBytes;
     }
 
-    /** Loads the sorted expert ids {@code experts} of every MoE layer. */
+    /** Loads the sorted expert ids {@code experts} of every MoE layer, weights as stored. */
     public static CheckpointShard load(Checkpoint checkpoint, int[] experts) {
+        return load(checkpoint, experts, WeightFormat.AUTO);
+    }
+
+    /**
+     * Loads the sorted expert ids {@code experts} of every MoE layer with their weights in
+     * {@code format} (see {@link ConvertedWeights}: a copy written by {@code epic quantize} is mapped,
+     * otherwise only these experts are converted at load).
+     */
+    public static CheckpointShard load(Checkpoint checkpoint, int[] experts, WeightFormat format) {
+        WeightSource weights = ConvertedWeights.of(checkpoint, format, checkpoint.directory());
         ModelConfig c = checkpoint.config();
         if (c.nRoutedExperts() == null) {
             throw new IllegalArgumentException(checkpoint.directory() + " is a dense model (no n_routed_experts)");
@@ -43,7 +56,11 @@ public final class CheckpointShard implements ExpertShard {
                     throw new IllegalArgumentException("expert " + e + " outside [0, " + n + ") of " + checkpoint.directory());
                 }
                 String prefix = "model.layers." + layer + ".mlp.experts." + e;
-                mlps[layer][e] = Mlp.load(checkpoint, prefix, c.hiddenSize(), c.moeIntermediateSize());
+                mlps[layer][e] = Mlp.load(weights, prefix, c.hiddenSize(), c.moeIntermediateSize());
+                if (weights != checkpoint) {
+                    bytes += mlps[layer][e].storageBytes(); // converted: in memory or a mapped epic-q* file
+                    continue;
+                }
                 for (String proj : new String[] {"gate_proj", "up_proj", "down_proj"}) {
                     String name = prefix + "." + proj + ".weight";
                     bytes += prefault(checkpoint, name);

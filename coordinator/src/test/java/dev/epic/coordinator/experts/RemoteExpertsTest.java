@@ -4,6 +4,7 @@ import static dev.epic.kernels.VectorOps.argmax;
 import static dev.epic.model.Golden.maxAbsDiff;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -16,6 +17,8 @@ import dev.epic.model.Transformer;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.LocalExperts;
+import dev.epic.model.quant.ConvertedWeights;
+import dev.epic.model.quant.WeightFormat;
 import dev.epic.proto.ExpertRequest;
 import dev.epic.proto.ExpertResponse;
 import dev.epic.proto.ExpertServiceGrpc;
@@ -38,6 +41,7 @@ import io.grpc.stub.StreamObserver;
 import java.net.ServerSocket;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -92,11 +96,15 @@ class RemoteExpertsTest {
     }
 
     static ExpertWorker worker(String model, String cluster, String experts) throws Exception {
+        return worker(model, cluster, experts, WeightFormat.AUTO);
+    }
+
+    static ExpertWorker worker(String model, String cluster, String experts, WeightFormat format) throws Exception {
         Checkpoint c = checkpoint(model);
         ModelConfig cfg = c.config();
         int[] ids = ExpertRanges.parse(experts, cfg.nRoutedExperts());
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
-        ExpertWorker w = ExpertWorker.start(CheckpointShard.load(c, ids), fingerprint(model), moeLayers,
+        ExpertWorker w = ExpertWorker.start(CheckpointShard.load(c, ids, format), fingerprint(model), moeLayers,
                 new ExpertWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, null, 64, 10_000, 1_000));
         WORKERS.add(w);
         return w;
@@ -210,6 +218,30 @@ class RemoteExpertsTest {
                 assertTrue(diff <= LOGIT_TOL, model + " prompt " + p + " step " + k + " max abs diff " + diff);
             }
             assertArrayEquals(g.greedyTokens(), tokens, model + " prompt " + p + " greedy tokens");
+        }
+    }
+
+    /** Workers converting their experts (epic expert-worker --weights q8) equal the in-process q8 engine's experts. */
+    @Test
+    void convertedWorkersEqualTheInProcessConvertedExperts() throws Exception {
+        String model = "tiny-v3";
+        Checkpoint c = checkpoint(model);
+        ModelConfig cfg = c.config();
+        LocalExperts local = LocalExperts.all(cfg, ConvertedWeights.of(c, WeightFormat.Q8, c.directory()));
+        LocalExperts stored = LocalExperts.all(cfg, c);
+        worker(model, "q8-two", "0-100", WeightFormat.Q8);
+        worker(model, "q8-two", "101-255", WeightFormat.Q8);
+        try (RemoteExperts two = remote(model, "q8-two", RemoteExperts.Options.defaults())) {
+            int layer = cfg.firstKDenseReplace();
+            Inputs in = Inputs.random(5, cfg.hiddenSize(), cfg.nRoutedExperts(), cfg.numExpertsPerTok(), 99);
+            float[] expected = new float[in.x.length];
+            local.forward(layer, in.x, in.rows, in.ids, in.weights, in.k, expected);
+            float[] got = new float[in.x.length];
+            two.forward(layer, in.x, in.rows, in.ids, in.weights, in.k, got);
+            assertArrayEquals(expected, got, "q8 workers vs in-process q8 experts");
+            float[] asStored = new float[in.x.length];
+            stored.forward(layer, in.x, in.rows, in.ids, in.weights, in.k, asStored);
+            assertFalse(Arrays.equals(asStored, got), "the workers did convert: q8 differs from the stored weights");
         }
     }
 
