@@ -72,6 +72,8 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     private double[] answer = new double[0];
     /** The slowest worker's reported compute time in the current call (its critical path). */
     private long slowestCompute;
+    /** Time spent in the caller's work run alongside the current layer call (left out of its stats). */
+    private long ownNanos;
 
     private RemoteExperts(CuratorFramework ownedZk, CuratorFramework zk, String cluster,
             CheckpointFingerprint fingerprint, int experts, int hidden, Options options, MeterRegistry registry) {
@@ -147,9 +149,20 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     }
 
     @Override
+    public void forward(int layer, float[] x, int rows, int[] expertIds, float[] weights, int k, float[] out) {
+        forward(layer, x, rows, expertIds, weights, k, out, null);
+    }
+
+    /**
+     * Sends every worker its rows, runs {@code alongside} (may be null) while they compute, then waits
+     * and combines. The layer's recorded time leaves out {@code alongside}: it is the time spent on
+     * the experts, not on the caller's own work.
+     */
+    @Override
     public synchronized void forward(int layer, float[] x, int rows, int[] expertIds, float[] weights, int k,
-            float[] out) {
+            float[] out, Runnable alongside) {
         long t0 = System.nanoTime();
+        ownNanos = 0;
         if (total.length < rows * hidden) {
             total = new double[rows * hidden];
             answer = new double[rows * hidden];
@@ -191,7 +204,8 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         pending.sort(java.util.Comparator.comparing(batch -> batch.endpoint.path()));
         Throwable lastFailure = null;
         while (!pending.isEmpty()) {
-            List<Batch> failed = sendAndCombine(layer, x, pending);
+            List<Batch> failed = sendAndCombine(layer, x, pending, alongside);
+            alongside = null; // once, in the first round
             if (failed.isEmpty()) {
                 break;
             }
@@ -231,11 +245,14 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         for (int i = 0; i < rows * hidden; i++) {
             out[i] = (float) total[i];
         }
-        stats.layer(System.nanoTime() - t0, slowestCompute);
+        stats.layer(System.nanoTime() - t0 - ownNanos, slowestCompute);
     }
 
-    /** Sends every batch, waits (bounded), adds successful answers into total; returns the failed batches. */
-    private List<Batch> sendAndCombine(int layer, float[] x, List<Batch> batches) {
+    /**
+     * Sends every batch, runs {@code alongside} (if not null), waits (bounded), adds successful answers
+     * into total; returns the failed batches.
+     */
+    private List<Batch> sendAndCombine(int layer, float[] x, List<Batch> batches, Runnable alongside) {
         futures.clear();
         for (Batch b : batches) {
             float[] buf = b.rowBuffer(hidden);
@@ -264,6 +281,12 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
             futures.add(b.endpoint.send(req));
         }
         long deadline = System.nanoTime() + options.deadline().toNanos();
+        if (alongside != null) {
+            long t = System.nanoTime();
+            alongside.run();
+            ownNanos = System.nanoTime() - t;
+            deadline += ownNanos; // the workers' deadline does not count the caller's own work
+        }
         List<Batch> failed = List.of();
         for (int i = 0; i < batches.size(); i++) {
             Batch b = batches.get(i);

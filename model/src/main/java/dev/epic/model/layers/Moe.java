@@ -40,13 +40,16 @@ public final class Moe {
     /** out[rows x hidden] = MoE(x); returns the routing decision. */
     public Routing forward(float[] x, int rows, float[] out) {
         Routing routing = gate.route(x, rows);
-        experts.forward(layer, x, rows, routing.experts(), routing.weights(), routing.k(), out);
-        if (shared != null) {
-            float[] z = new float[out.length];
-            shared.forward(x, z, rows);
-            for (int i = 0; i < rows * shared.hidden(); i++) {
-                out[i] += z[i];
-            }
+        if (shared == null) {
+            experts.forward(layer, x, rows, routing.experts(), routing.weights(), routing.k(), out);
+            return routing;
+        }
+        // The shared expert runs while remote experts compute; its sum is added after, as before.
+        float[] z = new float[out.length];
+        experts.forward(layer, x, rows, routing.experts(), routing.weights(), routing.k(), out,
+                () -> shared.forward(x, z, rows));
+        for (int i = 0; i < rows * shared.hidden(); i++) {
+            out[i] += z[i];
         }
         return routing;
     }

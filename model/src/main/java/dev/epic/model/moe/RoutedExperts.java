@@ -10,4 +10,15 @@ public interface RoutedExperts {
      * where x and out are [rows x hidden] row-major; out is overwritten.
      */
     void forward(int layer, float[] x, int rows, int[] expertIds, float[] weights, int k, float[] out);
+
+    /**
+     * {@link #forward}, running {@code alongside} on this thread while the routed experts compute: experts
+     * elsewhere send their requests first and run it before waiting for the answers, so the caller's own
+     * work (the shared expert) overlaps the workers and the network. In-process experts run it after.
+     */
+    default void forward(int layer, float[] x, int rows, int[] expertIds, float[] weights, int k, float[] out,
+            Runnable alongside) {
+        forward(layer, x, rows, expertIds, weights, k, out);
+        alongside.run();
+    }
 }
