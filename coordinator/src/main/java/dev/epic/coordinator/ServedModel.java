@@ -5,7 +5,6 @@ import dev.epic.model.Transformer;
 import dev.epic.model.WeightSource;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
-import dev.epic.model.layers.Mlp;
 import dev.epic.model.moe.LocalExperts;
 import dev.epic.model.moe.RoutedExperts;
 import dev.epic.model.quant.ConvertedWeights;
@@ -14,6 +13,7 @@ import dev.epic.text.chat.ChatTemplate;
 import dev.epic.text.tokenizer.Tokenizer;
 import dev.epic.text.tokenizer.TokenizerConfig;
 import java.nio.file.Path;
+import java.util.stream.IntStream;
 
 /**
  * Everything the front door needs about the model it serves: the transformer (attention and dense
@@ -62,20 +62,16 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
         long bytes = transformer.weightBytesPerToken()
                 + (experts instanceof LocalExperts ? 0
                         : format == WeightFormat.AUTO ? remoteExpertBytesPerToken(checkpoint, c)
-                        : convertedExpertBytesPerToken(weights, c));
+                        : convertedExpertBytesPerToken(format, c));
         return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit, bytes);
     }
 
-    /** As {@link #remoteExpertBytesPerToken}, for workers converting to the same format as this process. */
-    static long convertedExpertBytesPerToken(WeightSource weights, ModelConfig c) {
-        long bytes = 0;
-        for (int layer = 0; layer < c.numHiddenLayers(); layer++) {
-            if (c.isMoeLayer(layer)) {
-                bytes += (long) c.numExpertsPerTok() * Mlp.load(weights, "model.layers." + layer + ".mlp.experts.0",
-                        c.hiddenSize(), c.moeIntermediateSize()).storageBytes();
-            }
-        }
-        return bytes;
+    /** As {@link #remoteExpertBytesPerToken}, for workers converting to {@code format} (sized, not converted). */
+    static long convertedExpertBytesPerToken(WeightFormat format, ModelConfig c) {
+        int hidden = c.hiddenSize(), inter = c.moeIntermediateSize();
+        long perExpert = 2 * format.convertedBytes(inter, hidden) + format.convertedBytes(hidden, inter); // gate, up; down
+        long moeLayers = IntStream.range(0, c.numHiddenLayers()).filter(c::isMoeLayer).count();
+        return moeLayers * c.numExpertsPerTok() * perExpert;
     }
 
     /**

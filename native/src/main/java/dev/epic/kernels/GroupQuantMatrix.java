@@ -36,6 +36,11 @@ abstract sealed class GroupQuantMatrix extends DenseMatrix permits Q8Matrix, Q4M
     /** "q8" or "q4". */
     abstract String format();
 
+    /** Codes plus scales of a [rows, cols] matrix in this layout, without building it. */
+    static long storageBytes(int rows, int cols, int codeBytesPerGroup) {
+        return (long) rows * Math.ceilDiv(cols, GROUP) * (codeBytesPerGroup + 4);
+    }
+
     final long codeBytes() {
         return (long) rows * groups * codeBytesPerGroup;
     }

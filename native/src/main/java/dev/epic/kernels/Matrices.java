@@ -51,6 +51,16 @@ public final class Matrices {
         return Q8Matrix.quantize(src, arena);
     }
 
+    /** {@link Matrix#storageBytes} of a q8 copy of a [rows, cols] matrix, without making it. */
+    public static long q8Bytes(int rows, int cols) {
+        return GroupQuantMatrix.storageBytes(rows, cols, Q8Matrix.CODE_BYTES_PER_GROUP);
+    }
+
+    /** {@link Matrix#storageBytes} of a q4 copy of a [rows, cols] matrix, without making it. */
+    public static long q4Bytes(int rows, int cols) {
+        return GroupQuantMatrix.storageBytes(rows, cols, Q4Matrix.CODE_BYTES_PER_GROUP);
+    }
+
     /** {@link #q8(Matrix, Arena)} in GC-managed off-heap memory. */
     public static Matrix q8(Matrix src) {
         return q8(src, Arena.ofAuto());

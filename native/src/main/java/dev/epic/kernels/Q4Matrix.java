@@ -20,12 +20,13 @@ import jdk.incubator.vector.VectorOperators;
  */
 final class Q4Matrix extends GroupQuantMatrix {
     private static final int HALF = GROUP / 2;
+    static final int CODE_BYTES_PER_GROUP = HALF;
     /** code - 8 for the 16 codes, exact in fp32; times a group's scale it is that group's weight table. */
     private static final FloatVector LEVELS = FloatVector.fromArray(F,
             new float[] {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0);
 
     Q4Matrix(MemorySegment codes, MemorySegment scales, int rows, int cols) {
-        super(codes, scales, rows, cols, HALF);
+        super(codes, scales, rows, cols, CODE_BYTES_PER_GROUP);
     }
 
     @Override

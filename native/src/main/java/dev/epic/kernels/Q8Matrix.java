@@ -14,8 +14,10 @@ import jdk.incubator.vector.FloatVector;
  * with x, and the group sum is scaled once.
  */
 final class Q8Matrix extends GroupQuantMatrix {
+    static final int CODE_BYTES_PER_GROUP = GROUP;
+
     Q8Matrix(MemorySegment codes, MemorySegment scales, int rows, int cols) {
-        super(codes, scales, rows, cols, GROUP);
+        super(codes, scales, rows, cols, CODE_BYTES_PER_GROUP);
     }
 
     @Override

@@ -1,5 +1,6 @@
 package dev.epic.model.quant;
 
+import dev.epic.kernels.Matrices;
 import java.util.Locale;
 
 /**
@@ -28,6 +29,19 @@ public enum WeightFormat {
 
     public String id() {
         return name().toLowerCase(Locale.ROOT);
+    }
+
+    /**
+     * Storage bytes of a converted [rows, cols] linear weight, known without converting it (a
+     * coordinator sizes its workers' experts this way). Not defined for AUTO, which keeps each dtype.
+     */
+    public long convertedBytes(int rows, int cols) {
+        return switch (this) {
+            case BF16 -> 2L * rows * cols;
+            case Q8 -> Matrices.q8Bytes(rows, cols);
+            case Q4 -> Matrices.q4Bytes(rows, cols);
+            case AUTO -> throw new IllegalStateException("AUTO keeps the stored dtype: size it from the checkpoint");
+        };
     }
 
     /** The directory next to the checkpoint's files where {@code epic quantize} puts this format. */

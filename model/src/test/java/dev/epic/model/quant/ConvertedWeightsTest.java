@@ -10,6 +10,7 @@ import dev.epic.kernels.Matrix;
 import dev.epic.model.Golden;
 import dev.epic.model.TestData;
 import dev.epic.model.Transformer;
+import dev.epic.model.WeightSource;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.moe.LocalExperts;
 import java.nio.file.Files;
@@ -18,6 +19,23 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 class ConvertedWeightsTest {
+    /** The size a format gives a weight is known without converting it, and is what converting gives. */
+    @Test
+    void convertedBytesMatchTheConvertedMatrices() {
+        Checkpoint c = Checkpoint.open(TestData.model("tiny-v3"));
+        int hidden = c.config().hiddenSize(), inter = c.config().moeIntermediateSize();
+        for (WeightFormat f : new WeightFormat[] {WeightFormat.BF16, WeightFormat.Q8, WeightFormat.Q4}) {
+            WeightSource w = ConvertedWeights.of(c, f, null);
+            String prefix = "model.layers.1.mlp.experts.3.";
+            assertEquals(w.matrix(prefix + "gate_proj.weight", inter, hidden).storageBytes(),
+                    f.convertedBytes(inter, hidden), f + " gate_proj");
+            assertEquals(w.matrix(prefix + "down_proj.weight", hidden, inter).storageBytes(),
+                    f.convertedBytes(hidden, inter), f + " down_proj");
+        }
+        assertEquals(5L * (32 + 4), WeightFormat.Q8.convertedBytes(5, 7), "a partial group takes a whole one");
+        assertEquals(5L * (16 + 4), WeightFormat.Q4.convertedBytes(5, 7), "a partial group takes a whole one");
+    }
+
     @Test
     void convertsLinearsButNotEmbeddingOrRouterGate() {
         assertTrue(ConvertedWeights.converts("model.layers.1.mlp.experts.7.down_proj.weight"));
