@@ -17,17 +17,15 @@ import dev.epic.model.TestData;
 import dev.epic.model.Transformer;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.proto.ExpertRequest;
-import dev.epic.proto.ExpertResponse;
-import dev.epic.proto.ExpertServiceGrpc;
 import dev.epic.proto.HiddenEncoding;
 import dev.epic.transport.Announcements;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.transport.Protocol;
 import dev.epic.transport.ZkLayout;
+import dev.epic.worker.DispatchOnce;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.netty.NettyChannelBuilder;
-import io.grpc.stub.StreamObserver;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -36,8 +34,6 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
@@ -290,31 +286,10 @@ class ExpertParallelIT {
     private static Status dispatchOnce(String address, String fingerprint) throws Exception {
         ManagedChannel ch = NettyChannelBuilder.forTarget(address).usePlaintext().build();
         try {
-            CompletableFuture<ExpertResponse> f = new CompletableFuture<>();
-            StreamObserver<ExpertRequest> req = ExpertServiceGrpc.newStub(ch).dispatch(new StreamObserver<>() {
-                @Override
-                public void onNext(ExpertResponse r) {
-                    f.complete(r);
-                }
-
-                @Override
-                public void onError(Throwable t) {
-                    f.completeExceptionally(t);
-                }
-
-                @Override
-                public void onCompleted() {}
-            });
-            req.onNext(ExpertRequest.newBuilder().setProtocolVersion(Protocol.VERSION).setFingerprint(fingerprint)
-                    .setLayer(1).setRows(1).setHidden(160).setEncoding(HiddenEncoding.FP32)
+            return DispatchOnce.status(ch, ExpertRequest.newBuilder().setProtocolVersion(Protocol.VERSION)
+                    .setFingerprint(fingerprint).setLayer(1).setRows(1).setHidden(160).setEncoding(HiddenEncoding.FP32)
                     .setHiddenStates(com.google.protobuf.ByteString.copyFrom(new byte[640]))
                     .addExpertCounts(1).addExpertIds(0).addGateWeights(1f).build());
-            try {
-                f.get(10, TimeUnit.SECONDS);
-                return Status.OK;
-            } catch (ExecutionException e) {
-                return Status.fromThrowable(e.getCause());
-            }
         } finally {
             ch.shutdownNow();
         }

@@ -20,7 +20,6 @@ import dev.epic.model.moe.LocalExperts;
 import dev.epic.model.quant.ConvertedWeights;
 import dev.epic.model.quant.WeightFormat;
 import dev.epic.proto.ExpertRequest;
-import dev.epic.proto.ExpertResponse;
 import dev.epic.proto.ExpertServiceGrpc;
 import dev.epic.proto.HiddenEncoding;
 import dev.epic.proto.InfoRequest;
@@ -32,12 +31,11 @@ import dev.epic.transport.ExpertRanges;
 import dev.epic.transport.Protocol;
 import dev.epic.transport.ZkLayout;
 import dev.epic.worker.CheckpointShard;
+import dev.epic.worker.DispatchOnce;
 import dev.epic.worker.ExpertWorker;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
-import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
-import io.grpc.stub.StreamObserver;
 import java.net.ServerSocket;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -46,8 +44,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.IntStream;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
@@ -351,47 +347,21 @@ class RemoteExpertsTest {
                     .setFingerprint(fingerprint(model).sha256()).setLayer(1).setRows(1).setHidden(64)
                     .setEncoding(HiddenEncoding.FP32).setHiddenStates(com.google.protobuf.ByteString.copyFrom(new byte[256]))
                     .addExpertCounts(1).addExpertIds(3).addGateWeights(1f).build();
-            assertEquals(256, dispatchOnce(ch, good).getOutput().size());
+            assertEquals(256, DispatchOnce.send(ch, good).getOutput().size());
             Status s = Status.fromThrowable(assertThrows(Exception.class,
-                    () -> dispatchOnce(ch, good.toBuilder().setFingerprint(fingerprint("tiny-v3-fp8").sha256()).build())));
+                    () -> DispatchOnce.send(ch, good.toBuilder().setFingerprint(fingerprint("tiny-v3-fp8").sha256()).build())));
             assertEquals(Status.Code.FAILED_PRECONDITION, s.getCode());
             assertTrue(s.getDescription().contains("model fingerprint mismatch"), s.getDescription());
             s = Status.fromThrowable(assertThrows(Exception.class,
-                    () -> dispatchOnce(ch, good.toBuilder().setProtocolVersion(99).build())));
+                    () -> DispatchOnce.send(ch, good.toBuilder().setProtocolVersion(99).build())));
             assertEquals(Status.Code.FAILED_PRECONDITION, s.getCode());
             assertTrue(s.getDescription().contains("protocol version 99"), s.getDescription());
             s = Status.fromThrowable(assertThrows(Exception.class,
-                    () -> dispatchOnce(ch, good.toBuilder().setExpertIds(0, 9).build())));
+                    () -> DispatchOnce.send(ch, good.toBuilder().setExpertIds(0, 9).build())));
             assertEquals(Status.Code.INVALID_ARGUMENT, s.getCode());
             assertTrue(s.getDescription().contains("expert 9 is not hosted"), s.getDescription());
         } finally {
             ch.shutdownNow();
-        }
-    }
-
-    private static ExpertResponse dispatchOnce(ManagedChannel ch, ExpertRequest req) throws Exception {
-        CompletableFuture<ExpertResponse> f = new CompletableFuture<>();
-        StreamObserver<ExpertRequest> requests = ExpertServiceGrpc.newStub(ch).dispatch(new StreamObserver<>() {
-            @Override
-            public void onNext(ExpertResponse r) {
-                f.complete(r);
-            }
-
-            @Override
-            public void onError(Throwable t) {
-                f.completeExceptionally(t);
-            }
-
-            @Override
-            public void onCompleted() {}
-        });
-        requests.onNext(req);
-        try {
-            return f.get(10, TimeUnit.SECONDS);
-        } catch (java.util.concurrent.ExecutionException e) {
-            throw (StatusRuntimeException) e.getCause();
-        } finally {
-            requests.onCompleted();
         }
     }
 }
