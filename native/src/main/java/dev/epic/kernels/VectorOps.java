@@ -165,15 +165,27 @@ public final class VectorOps {
         rmsnorm(x, 0, w, eps, out, 0);
     }
 
+    /** Elements per block of {@link #swiglu}: its exp values stay in L1. */
+    private static final int SWIGLU_BLOCK = 256;
+
     /**
-     * out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). Scalar exp on purpose: the Vector
-     * API's lane-wise EXP rounds differently in interpreted and compiled code, Math.exp does not, and
-     * results must not depend on JIT warm-up (see Contract).
+     * out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)), with {@link Exp} (the same bits in
+     * every JIT tier, see Contract). out may alias gate or up.
      */
     public static void swiglu(float[] gate, int gOff, float[] up, int uOff, float[] out, int oOff, int n) {
-        for (int i = 0; i < n; i++) {
-            float g = gate[gOff + i];
-            out[oOff + i] = g / (1f + (float) Math.exp(-g)) * up[uOff + i];
+        float[] e = new float[Math.min(n, SWIGLU_BLOCK)];
+        for (int b = 0; b < n; b += SWIGLU_BLOCK) {
+            int m = Math.min(SWIGLU_BLOCK, n - b);
+            Exp.apply(gate, gOff + b, e, 0, m, -1f, 0f);
+            int i = 0;
+            for (; i + L <= m; i += L) {
+                FloatVector g = FloatVector.fromArray(F, gate, gOff + b + i);
+                g.div(FloatVector.fromArray(F, e, i).add(1f)).mul(FloatVector.fromArray(F, up, uOff + b + i))
+                        .intoArray(out, oOff + b + i);
+            }
+            for (; i < m; i++) {
+                out[oOff + b + i] = gate[gOff + b + i] / (1f + e[i]) * up[uOff + b + i];
+            }
         }
     }
 
@@ -199,12 +211,16 @@ public final class VectorOps {
         for (; i < n; i++) {
             max = Math.max(max, x[off + i]);
         }
-        // exp and the sum stay scalar and in index order: the same bits in every JIT tier (see swiglu).
-        float sum = 0f;
-        for (i = 0; i < n; i++) {
-            float e = (float) Math.exp(x[off + i] - max);
-            x[off + i] = e;
-            sum += e;
+        // Exp gives the same bits in every JIT tier, and so does this sum: lane-wise adds, the fixed
+        // lane tree, then the tail in index order (never reduceLanes, whose order the JIT picks).
+        Exp.apply(x, off, x, off, n, 1f, -max);
+        FloatVector acc = FloatVector.zero(F);
+        for (i = 0; i + L <= n; i += L) {
+            acc = acc.add(FloatVector.fromArray(F, x, off + i));
+        }
+        float sum = Simd.sumLanes(acc);
+        for (; i < n; i++) {
+            sum += x[off + i];
         }
         scale(x, off, n, 1f / sum);
     }

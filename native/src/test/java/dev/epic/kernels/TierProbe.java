@@ -31,6 +31,7 @@ final class TierProbe {
                     c.m().matmul(InvarianceCases.input(c, b), new float[b * c.m().rows()], b);
                 }
             }
+            activations();
         }
         List<String> lines = new ArrayList<>();
         for (InvarianceCases.Case c : cases) {
@@ -44,6 +45,27 @@ final class TierProbe {
                 lines.add(sb.toString());
             }
         }
+        StringBuilder sb = new StringBuilder("softmax, swiglu batch 1:");
+        for (float v : activations()) {
+            sb.append(' ').append(Integer.toHexString(Float.floatToIntBits(v)));
+        }
+        lines.add(sb.toString());
         return lines;
+    }
+
+    /** softmax and SwiGLU (both through {@link Exp}) of a fixed input with a vector body and a scalar tail. */
+    private static float[] activations() {
+        int n = 4 * Simd.L + 7;
+        float[] x = new float[n];
+        float[] up = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) Math.sin(i * 0.7) * (i % 5 == 0 ? 90f : 6f);
+            up[i] = (float) Math.cos(i * 1.3);
+        }
+        float[] out = new float[2 * n];
+        VectorOps.swiglu(x, 0, up, 0, out, 0, n);
+        VectorOps.softmax(x, 0, n);
+        System.arraycopy(x, 0, out, n, n);
+        return out;
     }
 }
