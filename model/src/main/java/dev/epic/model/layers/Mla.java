@@ -1,5 +1,6 @@
 package dev.epic.model.layers;
 
+import dev.epic.kernels.LatentAttention;
 import dev.epic.kernels.Matrices;
 import dev.epic.kernels.Matrix;
 import dev.epic.kernels.Parallel;
@@ -214,9 +215,6 @@ public final class Mla {
         }
     }
 
-    /** Positions per block: a block's latents stay in L1 while every head uses them. */
-    private static final int POSITIONS = 16;
-
     /**
      * All heads of one query row, in latent space:
      * <pre>
@@ -225,11 +223,10 @@ public final class Mla {
      *   ctx_h  = sum_t p_h[t] c_t
      *   o_h    = W_v[h] ctx_h
      * </pre>
-     * The cached latents are walked block by block for all heads at once, twice in all (scores, then
-     * contexts), instead of twice per head. Each score is one {@link VectorOps#dot} and each context
-     * a sequence of {@link VectorOps#axpy} in position order, whatever the blocking or thread split,
-     * so a row's result never depends on the batch. {@code split} spreads the positions (scores) and
-     * the latent columns (contexts) over the kernel threads.
+     * The cached latents are walked twice in all (scores, then contexts) by {@link LatentAttention},
+     * which serves eight heads per load and fixes every sum's order, so a row's result never depends on
+     * the batch. {@code split} spreads heads, positions (scores) and latent columns (contexts) over the
+     * kernel threads.
      */
     private void attendRow(int r, float[] q, AttentionRows ar, float[] attn, boolean split) {
         int qkDim = nope + ropeDim;
@@ -239,55 +236,50 @@ public final class Mla {
         float[] qLat = new float[heads * rank];
         float[] ctx = new float[heads * rank];
         float[] scores = new float[heads * visible];
-        float[] peScores = new float[heads * visible];
-        for (int h = 0; h < heads; h++) {
-            VectorOps.axpys(q, (r * heads + h) * qkDim, nope, kvBWide, h * (nope + vDim) * rank, rank, qLat, h * rank, rank);
-        }
-        long work = (long) heads * visible * (rank + ropeDim);
-        Parallel.Range scoreBlocks = (b0, b1) -> {
-            for (int b = b0; b < b1; b++) {
-                int t0 = b * POSITIONS, n = Math.min(POSITIONS, visible - t0);
-                for (int h = 0; h < heads; h++) {
-                    int row = h * visible + t0;
-                    VectorOps.dots(lat, t0 * rank, rank, n, qLat, h * rank, rank, scores, row);
-                    VectorOps.dots(kPe, t0 * ropeDim, ropeDim, n, q, (r * heads + h) * qkDim + nope, ropeDim, peScores, row);
-                }
+        Parallel.Range latentQueries = (h0, h1) -> {
+            for (int h = h0; h < h1; h++) {
+                VectorOps.axpys(q, (r * heads + h) * qkDim, nope, kvBWide, h * (nope + vDim) * rank, rank, qLat, h * rank,
+                        rank);
             }
         };
-        int blocks = Math.ceilDiv(visible, POSITIONS);
+        perHead(split, nope, latentQueries);
+        Parallel.Range scorePositions = (t0, t1) -> LatentAttention.scores(lat, t0 * rank, rank, kPe, t0 * ropeDim,
+                ropeDim, t1 - t0, qLat, 0, q, r * heads * qkDim + nope, qkDim, heads, scores, t0, visible);
         if (split) {
-            Parallel.forRange(blocks, 1, work, scoreBlocks);
+            Parallel.forRange(visible, 2, (long) heads * visible * (rank + ropeDim), scorePositions);
         } else {
-            scoreBlocks.run(0, blocks);
+            scorePositions.run(0, visible);
         }
         for (int h = 0; h < heads; h++) {
-            for (int i = h * visible; i < (h + 1) * visible; i++) {
-                scores[i] = (scores[i] + peScores[i]) * softmaxScale;
-            }
+            VectorOps.scale(scores, h * visible, visible, softmaxScale);
             VectorOps.softmax(scores, h * visible, visible);
         }
-        // Each thread takes one run of column slices and walks the positions in order, so it reads its
-        // part of every latent row once. Slices are multiples of the vector width, so every column is
-        // summed as one axpy would.
+        // Each thread takes one run of column slices and walks all positions for them. Slices are
+        // multiples of the vector width, so every column is summed the same way whatever the split.
         int slice = 4 * VectorOps.LANES;
-        Parallel.Range contextSlices = (s0, s1) -> {
-            int c0 = s0 * slice, c1 = Math.min(rank, s1 * slice);
-            for (int t0 = 0; t0 < visible; t0 += POSITIONS) {
-                int n = Math.min(POSITIONS, visible - t0);
-                for (int h = 0; h < heads; h++) {
-                    VectorOps.axpys(scores, h * visible + t0, n, lat, t0 * rank + c0, rank, ctx, h * rank + c0, c1 - c0);
-                }
-            }
-        };
+        Parallel.Range contextSlices = (s0, s1) -> LatentAttention.contexts(scores, 0, visible, heads, lat, 0, rank,
+                visible, ctx, 0, s0 * slice, Math.min(rank, s1 * slice));
         int slices = Math.ceilDiv(rank, slice);
         if (split) {
             Parallel.forRange(slices, Math.ceilDiv(slices, Parallel.threads()), (long) heads * visible * rank, contextSlices);
         } else {
             contextSlices.run(0, slices);
         }
-        for (int h = 0; h < heads; h++) {
-            VectorOps.dots(kvBWide, h * (nope + vDim) * rank + nope * rank, rank, vDim, ctx, h * rank, rank, attn,
-                    (r * heads + h) * vDim);
+        Parallel.Range values = (h0, h1) -> {
+            for (int h = h0; h < h1; h++) {
+                VectorOps.dots(kvBWide, h * (nope + vDim) * rank + nope * rank, rank, vDim, ctx, h * rank, rank, attn,
+                        (r * heads + h) * vDim);
+            }
+        };
+        perHead(split, vDim, values);
+    }
+
+    /** Runs body over the heads: on the kernel pool when split, else here. Each head reads n rows of W_k or W_v. */
+    private void perHead(boolean split, int n, Parallel.Range body) {
+        if (split) {
+            Parallel.forRange(heads, 1, (long) heads * n * rank, body);
+        } else {
+            body.run(0, heads);
         }
     }
 
