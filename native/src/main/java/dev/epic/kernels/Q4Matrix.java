@@ -96,19 +96,24 @@ final class Q4Matrix extends GroupQuantMatrix {
     private void chunk4Lookup(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
         long b0 = (long) ra * groups * HALF, b1 = (long) rb * groups * HALF;
         long b2 = (long) rc * groups * HALF, b3 = (long) rd * groups * HALF;
+        long s0 = 4L * ra * groups, s1 = 4L * rb * groups, s2 = 4L * rc * groups, s3 = 4L * rd * groups;
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        for (int c = k0; c < body; c += GROUP) {
-            int g = c / GROUP;
-            long o = (long) g * HALF;
-            IntVector t0 = LEVELS.mul(scale(ra, g)).reinterpretAsInts(), t1 = LEVELS.mul(scale(rb, g)).reinterpretAsInts();
-            IntVector t2 = LEVELS.mul(scale(rc, g)).reinterpretAsInts(), t3 = LEVELS.mul(scale(rd, g)).reinterpretAsInts();
+        // The group index is the loop variable, so every offset is linear in it and C2 hoists the
+        // bounds checks of the code, scale and activation reads out of the loop.
+        for (int g = k0 / GROUP, g1 = body / GROUP; g < g1; g++) {
+            long o = (long) g * HALF, so = 4L * g;
+            IntVector t0 = LEVELS.mul(scales.get(F32, s0 + so)).reinterpretAsInts();
+            IntVector t1 = LEVELS.mul(scales.get(F32, s1 + so)).reinterpretAsInts();
+            IntVector t2 = LEVELS.mul(scales.get(F32, s2 + so)).reinterpretAsInts();
+            IntVector t3 = LEVELS.mul(scales.get(F32, s3 + so)).reinterpretAsInts();
             IntVector q0 = codes(b0 + o), q1 = codes(b1 + o), q2 = codes(b2 + o), q3 = codes(b3 + o);
-            FloatVector u = FloatVector.fromArray(F, x, xOff + c);
+            int c = xOff + g * GROUP;
+            FloatVector u = FloatVector.fromArray(F, x, c);
             a0 = q0.selectFrom(t0).reinterpretAsFloats().fma(u, a0);
             a1 = q1.selectFrom(t1).reinterpretAsFloats().fma(u, a1);
             a2 = q2.selectFrom(t2).reinterpretAsFloats().fma(u, a2);
             a3 = q3.selectFrom(t3).reinterpretAsFloats().fma(u, a3);
-            u = FloatVector.fromArray(F, x, xOff + c + HALF);
+            u = FloatVector.fromArray(F, x, c + HALF);
             a0 = q0.lanewise(VectorOperators.LSHR, 4).selectFrom(t0).reinterpretAsFloats().fma(u, a0);
             a1 = q1.lanewise(VectorOperators.LSHR, 4).selectFrom(t1).reinterpretAsFloats().fma(u, a1);
             a2 = q2.lanewise(VectorOperators.LSHR, 4).selectFrom(t2).reinterpretAsFloats().fma(u, a2);

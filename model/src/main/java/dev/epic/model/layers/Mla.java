@@ -44,12 +44,12 @@ public final class Mla {
     private final Matrix kvA;
     private final RmsNorm kvANorm;
     /**
-     * kv_b_proj widened to fp32 on the heap, [heads x (nope + v)] rows of rank floats: the absorbed form
-     * uses it per head, transposed for keys (W_k^T q) and by rows for values. It is small (V3: 128 x 256
-     * x 512 floats = 64 MiB per layer, 3.9 GB for 61 layers) next to the layer's other weights.
+     * kv_b_proj as stored or converted, [heads x (nope + v)] rows of rank: the expanded form multiplies
+     * by it, the absorbed form widens its rows one at a time (W_k rows combined for W_k^T q, W_v rows
+     * dotted with the context). No fp32 copy: that was 3.9 GB of heap for V3's 61 layers, and reading
+     * it cost more than widening q4 or bf16 rows in registers.
      */
-    private final float[] kvBWide;
-    private final Matrix kvB;     // as stored/converted, for the expanded form's GEMM
+    private final Matrix kvB;
     private final Matrix o;
     private final Form form;
 
@@ -81,16 +81,12 @@ public final class Mla {
         kvANorm = new RmsNorm(w.vector(p + "kv_a_layernorm.weight", rank), c.rmsNormEps());
         form = Form.valueOf(System.getProperty("epic.mla.form", "AUTO").toUpperCase(java.util.Locale.ROOT));
         kvB = w.matrix(p + "kv_b_proj.weight", heads * (nope + vDim), rank);
-        kvBWide = new float[heads * (nope + vDim) * rank];
-        for (int i = 0; i < kvB.rows(); i++) {
-            kvB.row(i, kvBWide, i * rank);
-        }
         o = w.matrix(p + "o_proj.weight", hidden, heads * vDim);
     }
 
-    /** Weight bytes one token reads: the projections plus the widened kv_b_proj. */
+    /** Weight bytes one token reads: the projections, kv_b_proj included. */
     public long storageBytes() {
-        long b = qB.storageBytes() + kvA.storageBytes() + o.storageBytes() + 4L * kvBWide.length;
+        long b = qB.storageBytes() + kvA.storageBytes() + kvB.storageBytes() + o.storageBytes();
         return qA != null ? b + qA.storageBytes() : b;
     }
 
@@ -237,9 +233,12 @@ public final class Mla {
         float[] ctx = new float[heads * rank];
         float[] scores = new float[heads * visible];
         Parallel.Range latentQueries = (h0, h1) -> {
+            float[] w = new float[rank];
             for (int h = h0; h < h1; h++) {
-                VectorOps.axpys(q, (r * heads + h) * qkDim, nope, kvBWide, h * (nope + vDim) * rank, rank, qLat, h * rank,
-                        rank);
+                for (int i = 0; i < nope; i++) { // qLat_h += q_nope_h[i] * W_k[h] row i, rows in order
+                    kvB.row(h * (nope + vDim) + i, w, 0);
+                    VectorOps.axpy(q[(r * heads + h) * qkDim + i], w, 0, qLat, h * rank, rank);
+                }
             }
         };
         perHead(split, nope, latentQueries);
@@ -266,9 +265,12 @@ public final class Mla {
             contextSlices.run(0, slices);
         }
         Parallel.Range values = (h0, h1) -> {
+            float[] w = new float[rank];
             for (int h = h0; h < h1; h++) {
-                VectorOps.dots(kvBWide, h * (nope + vDim) * rank + nope * rank, rank, vDim, ctx, h * rank, rank, attn,
-                        (r * heads + h) * vDim);
+                for (int j = 0; j < vDim; j++) { // o_h[j] = W_v[h] row j . ctx_h
+                    kvB.row(h * (nope + vDim) + nope + j, w, 0);
+                    attn[(r * heads + h) * vDim + j] = VectorOps.dot(w, 0, ctx, h * rank, rank);
+                }
             }
         };
         perHead(split, vDim, values);
