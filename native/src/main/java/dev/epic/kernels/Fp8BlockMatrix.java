@@ -1,12 +1,19 @@
 package dev.epic.kernels;
 
+import static dev.epic.kernels.Simd.B;
 import static dev.epic.kernels.Simd.F;
+import static dev.epic.kernels.Simd.I;
 import static dev.epic.kernels.Simd.L;
+import static dev.epic.kernels.Simd.LE;
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.LSHL;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 
 /**
  * float8_e4m3fn codes with one float32 scale per [blockRows x blockCols] block (DeepSeek's
@@ -76,7 +83,8 @@ final class Fp8BlockMatrix extends DenseMatrix {
 
     /**
      * Each weight widened exactly as {@link #decode} does, w = (e4m3 * 2^-120) * (scale * 2^120), i.e.
-     * the reference's e4m3 * scale rounded once, then FMA'd with x.
+     * the reference's e4m3 * scale rounded once, then FMA'd with x. The widening is written out, not
+     * called (see Bf16Matrix#chunk4: a helper left out of line boxes its vectors).
      */
     @Override
     void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
@@ -95,10 +103,14 @@ final class Fp8BlockMatrix extends DenseMatrix {
             FloatVector f3 = FloatVector.broadcast(F, scales.get(F32, s3 + so) * 0x1p120f);
             for (; c < end; c += L) {
                 FloatVector u = FloatVector.fromArray(F, x, xOff + c);
-                a0 = Simd.fp8Raw(data, b0 + c).mul(f0).fma(u, a0);
-                a1 = Simd.fp8Raw(data, b1 + c).mul(f1).fma(u, a1);
-                a2 = Simd.fp8Raw(data, b2 + c).mul(f2).fma(u, a2);
-                a3 = Simd.fp8Raw(data, b3 + c).mul(f3).fma(u, a3);
+                a0 = ((IntVector) ByteVector.fromMemorySegment(B, data, b0 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f0).fma(u, a0);
+                a1 = ((IntVector) ByteVector.fromMemorySegment(B, data, b1 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f1).fma(u, a1);
+                a2 = ((IntVector) ByteVector.fromMemorySegment(B, data, b2 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f2).fma(u, a2);
+                a3 = ((IntVector) ByteVector.fromMemorySegment(B, data, b3 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f3).fma(u, a3);
             }
         }
         a0.intoArray(acc, 0);
@@ -138,7 +150,8 @@ final class Fp8BlockMatrix extends DenseMatrix {
             float factor = scale * 0x1p120f;
             if (Float.isFinite(factor)) {
                 for (; c + L <= end; c += L) {
-                    FloatVector w = clean ? Simd.fp8Raw(data, base + c).mul(factor)
+                    FloatVector w = clean ? ((IntVector) ByteVector.fromMemorySegment(B, data, base + c, LE)
+                            .convertShape(B2I, I, 0)).lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(factor)
                             : Simd.fp8WithNaN(data, base + c, factor);
                     w.intoArray(dst, off + c - c0);
                 }

@@ -1,11 +1,15 @@
 package dev.epic.kernels;
 
+import static dev.epic.kernels.Simd.B;
 import static dev.epic.kernels.Simd.F;
 import static dev.epic.kernels.Simd.L;
+import static dev.epic.kernels.Simd.LE;
+import static jdk.incubator.vector.VectorOperators.B2F;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 
 /**
@@ -36,7 +40,10 @@ final class Q8Matrix extends GroupQuantMatrix {
         return cols % GROUP == 0;
     }
 
-    /** Each weight widened as {@link #decodeGroup} does (code * scale rounded once), then FMA'd with x. */
+    /**
+     * Each weight widened as {@link #decodeGroup} does (code * scale rounded once), then FMA'd with x;
+     * the widening written out, not called (see Bf16Matrix#chunk4).
+     */
     @Override
     void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
         long b0 = (long) ra * groups * GROUP, b1 = (long) rb * groups * GROUP, b2 = (long) rc * groups * GROUP, b3 = (long) rd * groups * GROUP;
@@ -49,10 +56,10 @@ final class Q8Matrix extends GroupQuantMatrix {
             FloatVector s2 = FloatVector.broadcast(F, scale(rc, g)), s3 = FloatVector.broadcast(F, scale(rd, g));
             for (int j = 0; j < GROUP; j += L) {
                 FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);
-                a0 = Simd.i8(data, b0 + o + j).mul(s0).fma(u, a0);
-                a1 = Simd.i8(data, b1 + o + j).mul(s1).fma(u, a1);
-                a2 = Simd.i8(data, b2 + o + j).mul(s2).fma(u, a2);
-                a3 = Simd.i8(data, b3 + o + j).mul(s3).fma(u, a3);
+                a0 = ((FloatVector) ByteVector.fromMemorySegment(B, data, b0 + o + j, LE).convertShape(B2F, F, 0)).mul(s0).fma(u, a0);
+                a1 = ((FloatVector) ByteVector.fromMemorySegment(B, data, b1 + o + j, LE).convertShape(B2F, F, 0)).mul(s1).fma(u, a1);
+                a2 = ((FloatVector) ByteVector.fromMemorySegment(B, data, b2 + o + j, LE).convertShape(B2F, F, 0)).mul(s2).fma(u, a2);
+                a3 = ((FloatVector) ByteVector.fromMemorySegment(B, data, b3 + o + j, LE).convertShape(B2F, F, 0)).mul(s3).fma(u, a3);
             }
         }
         a0.intoArray(acc, 0);
@@ -66,7 +73,7 @@ final class Q8Matrix extends GroupQuantMatrix {
         long o = (long) r * groups * GROUP + (long) g * GROUP;
         FloatVector s = FloatVector.broadcast(F, scale(r, g));
         for (int j = 0; j < GROUP; j += L) {
-            Simd.i8(data, o + j).mul(s).intoArray(dst, off + j);
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o + j, LE).convertShape(B2F, F, 0)).mul(s).intoArray(dst, off + j);
         }
     }
 

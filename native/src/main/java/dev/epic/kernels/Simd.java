@@ -12,9 +12,9 @@ import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * Vector species and the in-register widening of each weight dtype to fp32 lanes. All species have
- * the same lane count L as the preferred float species (16 with AVX-512), so one weight vector of any
- * dtype lines up with one fp32 activation vector.
+ * Vector species, the widening helpers of the rarer dtypes (f16, fp8 with NaN codes) and the fixed
+ * lane-sum tree. All species have the same lane count L as the preferred float species (16 with
+ * AVX-512), so one weight vector of any dtype lines up with one fp32 activation vector.
  */
 final class Simd {
     static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
@@ -27,15 +27,6 @@ final class Simd {
     private static final FloatVector NAN = FloatVector.broadcast(F, Float.NaN);
 
     private Simd() {}
-
-    /** L bf16 values at byte offset off: bf16 is the top half of an fp32, so widening is a shift. */
-    static FloatVector bf16(MemorySegment seg, long off) {
-        return widenBf16(ShortVector.fromMemorySegment(S, seg, off, LE));
-    }
-
-    private static FloatVector widenBf16(ShortVector s) {
-        return ((IntVector) s.convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-    }
 
     /**
      * L IEEE half values at byte offset off. Moving the 15 magnitude bits up 13 places gives an fp32
@@ -92,12 +83,6 @@ final class Simd {
             }
         }
         return false;
-    }
-
-    /** L int8 codes at byte offset off, as floats. */
-    static FloatVector i8(MemorySegment seg, long off) {
-        ByteVector b = ByteVector.fromMemorySegment(B, seg, off, LE);
-        return (FloatVector) b.convertShape(VectorOperators.B2F, F, 0);
     }
 
     /**
