@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kernel benchmarks (JMH, in native/src/test/java/dev/epic/kernels/jmh) plus the memory bandwidth probe.
-#   scripts/jmh-kernels.sh                       all GEMV + GEMM benchmarks, short runs
+#   scripts/jmh-kernels.sh                       all GEMV, GEMM and attention benchmarks, short runs
 #   scripts/jmh-kernels.sh 'GemvBenchmark' -p format=bf16,q4 -p shape=129280x1024
 #   scripts/jmh-kernels.sh --best 129280 1024 1 bf16 fp8 q8 q4   fastest-of-N timings (busy machines)
 # Extra arguments go to JMH (regex, -f, -wi, -i, -p name=v1,v2, -rf json ...). EPIC_THREADS sets the

@@ -64,7 +64,9 @@ public final class Exp {
             // 2^n as 2^k1 * 2^(n - k1) (k1 = n >> 1): n runs from -126 to 128, beyond one exponent field.
             IntVector k = t.reinterpretAsInts().sub(ROUNDER_BITS);
             IntVector k1 = k.lanewise(VectorOperators.ASHR, 1);
-            FloatVector y = er.mul(pow2(k1)).mul(pow2(k.sub(k1)));
+            // Written out, not a helper: see "No vector crosses a call" in the README's kernel notes.
+            FloatVector y = er.mul(k1.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats())
+                    .mul(k.sub(k1).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats());
             VectorMask<Float> over = arg.compare(VectorOperators.GT, MAX_ARG);
             VectorMask<Float> under = arg.compare(VectorOperators.LT, MIN_ARG);
             y.blend(Float.POSITIVE_INFINITY, over).blend(0f, under).intoArray(dst, dOff + i);
@@ -72,11 +74,6 @@ public final class Exp {
         for (; i < n; i++) {
             dst[dOff + i] = scalar(Math.fma(x[xOff + i], a, b));
         }
-    }
-
-    /** 2^k for k in [-126, 127], built in the exponent field. */
-    private static FloatVector pow2(IntVector k) {
-        return k.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
     }
 
     /** The same steps as {@link #apply} for one value, so a lane gives the same bits wherever it falls. */

@@ -1,8 +1,11 @@
 package dev.epic.kernels;
 
+import static dev.epic.kernels.Simd.B;
 import static dev.epic.kernels.Simd.F;
 import static dev.epic.kernels.Simd.I;
 import static dev.epic.kernels.Simd.L;
+import static dev.epic.kernels.Simd.LE;
+import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -106,7 +109,12 @@ final class Q4Matrix extends GroupQuantMatrix {
             IntVector t1 = LEVELS.mul(scales.get(F32, s1 + so)).reinterpretAsInts();
             IntVector t2 = LEVELS.mul(scales.get(F32, s2 + so)).reinterpretAsInts();
             IntVector t3 = LEVELS.mul(scales.get(F32, s3 + so)).reinterpretAsInts();
-            IntVector q0 = codes(b0 + o), q1 = codes(b1 + o), q2 = codes(b2 + o), q3 = codes(b3 + o);
+            // The codes widened in place, not through codes(): a helper returning a vector can be left
+            // out of line by C2, and then boxes (see Bf16Matrix#chunk4).
+            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(B, data, b0 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
+            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(B, data, b1 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
+            IntVector q2 = (IntVector) ByteVector.fromMemorySegment(B, data, b2 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
+            IntVector q3 = (IntVector) ByteVector.fromMemorySegment(B, data, b3 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
             int c = xOff + g * GROUP;
             FloatVector u = FloatVector.fromArray(F, x, c);
             a0 = q0.selectFrom(t0).reinterpretAsFloats().fma(u, a0);
@@ -164,7 +172,12 @@ final class Q4Matrix extends GroupQuantMatrix {
         for (int g = k0 / GROUP, g1 = body / GROUP; g < g1; g++) {
             long o = (long) g * HALF, so = 4L * g;
             int c = g * GROUP;
-            IntVector q0 = codes(b0 + o), q1 = codes(b1 + o), q2 = codes(b2 + o), q3 = codes(b3 + o);
+            // The codes widened in place, not through codes(): a helper returning a vector can be left
+            // out of line by C2, and then boxes (see Bf16Matrix#chunk4).
+            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(B, data, b0 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
+            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(B, data, b1 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
+            IntVector q2 = (IntVector) ByteVector.fromMemorySegment(B, data, b2 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
+            IntVector q3 = (IntVector) ByteVector.fromMemorySegment(B, data, b3 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
             IntVector t = LEVELS.mul(scales.get(F32, s0 + so)).reinterpretAsInts();
             FloatVector w0 = q0.selectFrom(t).reinterpretAsFloats();
             FloatVector h0 = q0.lanewise(VectorOperators.LSHR, 4).selectFrom(t).reinterpretAsFloats();
