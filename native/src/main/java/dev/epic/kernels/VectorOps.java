@@ -35,58 +35,6 @@ public final class VectorOps {
     }
 
     /**
-     * out[oOff + r] = {@link #dot}(a[aOff + r * stride ..], v[vOff ..], n) for r in [0, rows): the same
-     * bits as one dot per row, four rows at a time (independent accumulators hide the FMA latency).
-     */
-    public static void dots(float[] a, int aOff, int stride, int rows, float[] v, int vOff, int n, float[] out, int oOff) {
-        float[] lanes = new float[4 * L];
-        int r = 0;
-        for (; r + 4 <= rows; r += 4) {
-            int p0 = aOff + r * stride, p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
-            FloatVector s0 = FloatVector.zero(F), t0 = s0, s1 = s0, t1 = s0, s2 = s0, t2 = s0, s3 = s0, t3 = s0;
-            int i = 0;
-            for (; i + 2 * L <= n; i += 2 * L) {
-                FloatVector u = FloatVector.fromArray(F, v, vOff + i), w = FloatVector.fromArray(F, v, vOff + i + L);
-                s0 = FloatVector.fromArray(F, a, p0 + i).fma(u, s0);
-                t0 = FloatVector.fromArray(F, a, p0 + i + L).fma(w, t0);
-                s1 = FloatVector.fromArray(F, a, p1 + i).fma(u, s1);
-                t1 = FloatVector.fromArray(F, a, p1 + i + L).fma(w, t1);
-                s2 = FloatVector.fromArray(F, a, p2 + i).fma(u, s2);
-                t2 = FloatVector.fromArray(F, a, p2 + i + L).fma(w, t2);
-                s3 = FloatVector.fromArray(F, a, p3 + i).fma(u, s3);
-                t3 = FloatVector.fromArray(F, a, p3 + i + L).fma(w, t3);
-            }
-            for (; i + L <= n; i += L) {
-                FloatVector u = FloatVector.fromArray(F, v, vOff + i);
-                s0 = FloatVector.fromArray(F, a, p0 + i).fma(u, s0);
-                s1 = FloatVector.fromArray(F, a, p1 + i).fma(u, s1);
-                s2 = FloatVector.fromArray(F, a, p2 + i).fma(u, s2);
-                s3 = FloatVector.fromArray(F, a, p3 + i).fma(u, s3);
-            }
-            s0.add(t0).intoArray(lanes, 0);
-            s1.add(t1).intoArray(lanes, L);
-            s2.add(t2).intoArray(lanes, 2 * L);
-            s3.add(t3).intoArray(lanes, 3 * L);
-            Simd.sumLanes4(lanes, 0);
-            float d0 = lanes[0], d1 = lanes[1], d2 = lanes[2], d3 = lanes[3];
-            for (; i < n; i++) {
-                float x = v[vOff + i];
-                d0 += a[p0 + i] * x;
-                d1 += a[p1 + i] * x;
-                d2 += a[p2 + i] * x;
-                d3 += a[p3 + i] * x;
-            }
-            out[oOff + r] = d0;
-            out[oOff + r + 1] = d1;
-            out[oOff + r + 2] = d2;
-            out[oOff + r + 3] = d3;
-        }
-        for (; r < rows; r++) {
-            out[oOff + r] = dot(a, aOff + r * stride, v, vOff, n);
-        }
-    }
-
-    /**
      * y[yOff + c] += sum_r coef[cOff + r] * a[aOff + r * stride + c] for c in [0, n): the same bits as
      * one {@link #axpy} per row in row order, but y stays in registers across the rows.
      */
