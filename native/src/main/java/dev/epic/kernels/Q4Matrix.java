@@ -5,6 +5,8 @@ import static dev.epic.kernels.Simd.F;
 import static dev.epic.kernels.Simd.I;
 import static dev.epic.kernels.Simd.L;
 import static dev.epic.kernels.Simd.LE;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHR;
 import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
 import java.lang.foreign.Arena;
@@ -76,13 +78,17 @@ final class Q4Matrix extends GroupQuantMatrix {
                 // Columns in ascending order: all low nibbles (c .. c+15), then the high ones.
                 for (int j = 0; j < HALF; j += L) {
                     FloatVector u = FloatVector.fromArray(F, x, xOff + c + j);
-                    a0 = lo(codes(b0 + o + j)).mul(s0).fma(u, a0);
-                    a1 = lo(codes(b1 + o + j)).mul(s1).fma(u, a1);
+                    a0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(B, data, b0 + o + j, LE)
+                            .convertShape(ZERO_EXTEND_B2I, I, 0)).and(0xf).sub(8).convert(I2F, 0)).mul(s0).fma(u, a0);
+                    a1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(B, data, b1 + o + j, LE)
+                            .convertShape(ZERO_EXTEND_B2I, I, 0)).and(0xf).sub(8).convert(I2F, 0)).mul(s1).fma(u, a1);
                 }
                 for (int j = 0; j < HALF; j += L) {
                     FloatVector u = FloatVector.fromArray(F, x, xOff + c + HALF + j);
-                    a0 = hi(codes(b0 + o + j)).mul(s0).fma(u, a0);
-                    a1 = hi(codes(b1 + o + j)).mul(s1).fma(u, a1);
+                    a0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(B, data, b0 + o + j, LE)
+                            .convertShape(ZERO_EXTEND_B2I, I, 0)).lanewise(LSHR, 4).sub(8).convert(I2F, 0)).mul(s0).fma(u, a0);
+                    a1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(B, data, b1 + o + j, LE)
+                            .convertShape(ZERO_EXTEND_B2I, I, 0)).lanewise(LSHR, 4).sub(8).convert(I2F, 0)).mul(s1).fma(u, a1);
                 }
             }
             a0.intoArray(acc, 2 * h * L);
@@ -109,8 +115,8 @@ final class Q4Matrix extends GroupQuantMatrix {
             IntVector t1 = LEVELS.mul(scales.get(F32, s1 + so)).reinterpretAsInts();
             IntVector t2 = LEVELS.mul(scales.get(F32, s2 + so)).reinterpretAsInts();
             IntVector t3 = LEVELS.mul(scales.get(F32, s3 + so)).reinterpretAsInts();
-            // The codes widened in place, not through codes(): a helper returning a vector can be left
-            // out of line by C2, and then boxes (see Bf16Matrix#chunk4).
+            // The codes widened in place: a helper returning a vector can be left out of line by C2,
+            // and then boxes (see Bf16Matrix#chunk4).
             IntVector q0 = (IntVector) ByteVector.fromMemorySegment(B, data, b0 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
             IntVector q1 = (IntVector) ByteVector.fromMemorySegment(B, data, b1 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
             IntVector q2 = (IntVector) ByteVector.fromMemorySegment(B, data, b2 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
@@ -172,8 +178,8 @@ final class Q4Matrix extends GroupQuantMatrix {
         for (int g = k0 / GROUP, g1 = body / GROUP; g < g1; g++) {
             long o = (long) g * HALF, so = 4L * g;
             int c = g * GROUP;
-            // The codes widened in place, not through codes(): a helper returning a vector can be left
-            // out of line by C2, and then boxes (see Bf16Matrix#chunk4).
+            // The codes widened in place: a helper returning a vector can be left out of line by C2,
+            // and then boxes (see Bf16Matrix#chunk4).
             IntVector q0 = (IntVector) ByteVector.fromMemorySegment(B, data, b0 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
             IntVector q1 = (IntVector) ByteVector.fromMemorySegment(B, data, b1 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
             IntVector q2 = (IntVector) ByteVector.fromMemorySegment(B, data, b2 + o, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
@@ -223,30 +229,15 @@ final class Q4Matrix extends GroupQuantMatrix {
         e3.intoArray(acc, 11 * L);
     }
 
-    /** L code bytes at off, zero-extended: column j in the low nibble, column j + 16 in the high one. */
-    private IntVector codes(long off) {
-        return (IntVector) ByteVector.fromMemorySegment(Simd.B, data, off, Simd.LE)
-                .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
-    }
-
-    /** The low-nibble codes minus 8, as floats. */
-    private static FloatVector lo(IntVector b) {
-        return (FloatVector) b.and(0xf).sub(8).convert(VectorOperators.I2F, 0);
-    }
-
-    /** The high-nibble codes minus 8, as floats. */
-    private static FloatVector hi(IntVector b) {
-        return (FloatVector) b.lanewise(VectorOperators.LSHR, 4).sub(8).convert(VectorOperators.I2F, 0);
-    }
-
+    /** Weights (code - 8) * scale, each rounded once; vectors built in place (see Bf16Matrix#chunk4). */
     @Override
     void decodeGroup(int r, int g, float[] dst, int off) {
         long o = (long) r * groups * HALF + (long) g * HALF;
-        FloatVector s = FloatVector.broadcast(F, scale(r, g));
+        float s = scale(r, g);
         for (int j = 0; j < HALF; j += L) {
-            IntVector b = codes(o + j);
-            lo(b).mul(s).intoArray(dst, off + j);
-            hi(b).mul(s).intoArray(dst, off + HALF + j);
+            IntVector b = (IntVector) ByteVector.fromMemorySegment(B, data, o + j, LE).convertShape(ZERO_EXTEND_B2I, I, 0);
+            ((FloatVector) b.and(0xf).sub(8).convert(I2F, 0)).mul(s).intoArray(dst, off + j);
+            ((FloatVector) b.lanewise(LSHR, 4).sub(8).convert(I2F, 0)).mul(s).intoArray(dst, off + HALF + j);
         }
     }
 
