@@ -131,18 +131,8 @@ public final class Mla {
         }
         AttentionRows ar = AttentionRows.of(absorbed, rows, layer, rank, ropeDim);
         int[] todo = IntStream.range(0, rows).filter(r -> ar.latents()[r] != null).toArray();
-        if (todo.length >= 2 * Parallel.threads()) {
-            // Enough rows to share out: whole rows in parallel, each on one thread.
-            long work = (long) heads * (ar.visibleTotal() * (2L * rank + ropeDim) + (long) rows * (nope + vDim) * rank);
-            Parallel.forRange(todo.length, 1, work, (i0, i1) -> {
-                for (int i = i0; i < i1; i++) {
-                    attendRow(todo[i], q, ar, attn, false);
-                }
-            });
-        } else {
-            for (int r : todo) {
-                attendRow(r, q, ar, attn, true);
-            }
+        for (int b0 = 0; b0 < todo.length; b0 += ROW_BLOCK) {
+            attendRows(Arrays.copyOfRange(todo, b0, Math.min(todo.length, b0 + ROW_BLOCK)), q, ar, attn);
         }
         o.matmul(attn, out, rows);
     }
@@ -211,39 +201,83 @@ public final class Mla {
         }
     }
 
+    /** Rows whose latent queries and contexts are live at once (bounds the buffers for long absorbed chunks). */
+    private static final int ROW_BLOCK = 32;
+
     /**
-     * All heads of one query row, in latent space:
+     * All heads of the given query rows, in latent space:
      * <pre>
      *   qLat_h = W_k[h]^T q_nope_h
      *   p_h    = softmax_t((qLat_h . c_t + q_pe_h . k_pe_t) * scale)   over the visible cached positions t
      *   ctx_h  = sum_t p_h[t] c_t
      *   o_h    = W_v[h] ctx_h
      * </pre>
-     * The cached latents are walked twice in all (scores, then contexts) by {@link LatentAttention},
-     * which serves eight heads per load and fixes every sum's order, so a row's result never depends on
-     * the batch. {@code split} spreads heads, positions (scores) and latent columns (contexts) over the
-     * kernel threads.
+     * W_k and W_v are widened once per head for all the rows (phases 1 and 3, split over heads). The
+     * cached latents are walked twice per row (scores, then contexts) by {@link LatentAttention}, which
+     * serves eight heads per load and fixes every sum's order, so a row's result never depends on the
+     * batch. With few rows each row's positions (scores) and latent columns (contexts) are split over
+     * the kernel threads; with enough rows, whole rows go to each thread.
      */
-    private void attendRow(int r, float[] q, AttentionRows ar, float[] attn, boolean split) {
+    private void attendRows(int[] rs, float[] q, AttentionRows ar, float[] attn) {
+        int qkDim = nope + ropeDim;
+        int n = rs.length;
+        float[] qLat = new float[n * heads * rank];
+        float[] ctx = new float[n * heads * rank];
+        Parallel.forRange(heads, 1, (long) heads * nope * rank * (n + 1), (h0, h1) -> {
+            float[] w = new float[nope * rank];
+            for (int h = h0; h < h1; h++) {
+                for (int i = 0; i < nope; i++) {
+                    kvB.row(h * (nope + vDim) + i, w, i * rank);
+                }
+                for (int j = 0; j < n; j++) { // qLat_h += q_nope_h[i] * W_k[h] row i, rows in order
+                    for (int i = 0; i < nope; i++) {
+                        VectorOps.axpy(q[(rs[j] * heads + h) * qkDim + i], w, i * rank, qLat, (j * heads + h) * rank, rank);
+                    }
+                }
+            }
+        });
+        if (n >= 2 * Parallel.threads()) {
+            long work = 0;
+            for (int r : rs) {
+                work += (long) heads * ar.visible()[r] * (2L * rank + ropeDim);
+            }
+            Parallel.forRange(n, 1, work, (j0, j1) -> {
+                for (int j = j0; j < j1; j++) {
+                    attendLatent(rs[j], q, ar, qLat, ctx, j * heads * rank, false);
+                }
+            });
+        } else {
+            for (int j = 0; j < n; j++) {
+                attendLatent(rs[j], q, ar, qLat, ctx, j * heads * rank, true);
+            }
+        }
+        Parallel.forRange(heads, 1, (long) heads * vDim * rank * (n + 1), (h0, h1) -> {
+            float[] w = new float[vDim * rank];
+            for (int h = h0; h < h1; h++) {
+                for (int i = 0; i < vDim; i++) {
+                    kvB.row(h * (nope + vDim) + nope + i, w, i * rank);
+                }
+                for (int j = 0; j < n; j++) { // o_h[i] = W_v[h] row i . ctx_h
+                    for (int i = 0; i < vDim; i++) {
+                        attn[(rs[j] * heads + h) * vDim + i] = VectorOps.dot(w, i * rank, ctx, (j * heads + h) * rank, rank);
+                    }
+                }
+            }
+        });
+    }
+
+    /**
+     * Scores, softmax and contexts of row r over its cached latents: reads qLat and writes ctx at
+     * [off, off + heads * rank). {@code split} spreads positions and columns over the kernel threads.
+     */
+    private void attendLatent(int r, float[] q, AttentionRows ar, float[] qLat, float[] ctx, int off, boolean split) {
         int qkDim = nope + ropeDim;
         float[] lat = ar.latents()[r];
         float[] kPe = ar.ropeKeys()[r];
         int visible = ar.visible()[r];
-        float[] qLat = new float[heads * rank];
-        float[] ctx = new float[heads * rank];
         float[] scores = new float[heads * visible];
-        Parallel.Range latentQueries = (h0, h1) -> {
-            float[] w = new float[rank];
-            for (int h = h0; h < h1; h++) {
-                for (int i = 0; i < nope; i++) { // qLat_h += q_nope_h[i] * W_k[h] row i, rows in order
-                    kvB.row(h * (nope + vDim) + i, w, 0);
-                    VectorOps.axpy(q[(r * heads + h) * qkDim + i], w, 0, qLat, h * rank, rank);
-                }
-            }
-        };
-        perHead(split, nope, latentQueries);
         Parallel.Range scorePositions = (t0, t1) -> LatentAttention.scores(lat, t0 * rank, rank, kPe, t0 * ropeDim,
-                ropeDim, t1 - t0, qLat, 0, q, r * heads * qkDim + nope, qkDim, heads, scores, t0, visible);
+                ropeDim, t1 - t0, qLat, off, q, r * heads * qkDim + nope, qkDim, heads, scores, t0, visible);
         if (split) {
             Parallel.forRange(visible, 2, (long) heads * visible * (rank + ropeDim), scorePositions);
         } else {
@@ -257,31 +291,12 @@ public final class Mla {
         // multiples of the vector width, so every column is summed the same way whatever the split.
         int slice = 4 * VectorOps.LANES;
         Parallel.Range contextSlices = (s0, s1) -> LatentAttention.contexts(scores, 0, visible, heads, lat, 0, rank,
-                visible, ctx, 0, s0 * slice, Math.min(rank, s1 * slice));
+                visible, ctx, off, s0 * slice, Math.min(rank, s1 * slice));
         int slices = Math.ceilDiv(rank, slice);
         if (split) {
             Parallel.forRange(slices, Math.ceilDiv(slices, Parallel.threads()), (long) heads * visible * rank, contextSlices);
         } else {
             contextSlices.run(0, slices);
-        }
-        Parallel.Range values = (h0, h1) -> {
-            float[] w = new float[rank];
-            for (int h = h0; h < h1; h++) {
-                for (int j = 0; j < vDim; j++) { // o_h[j] = W_v[h] row j . ctx_h
-                    kvB.row(h * (nope + vDim) + nope + j, w, 0);
-                    attn[(r * heads + h) * vDim + j] = VectorOps.dot(w, 0, ctx, h * rank, rank);
-                }
-            }
-        };
-        perHead(split, vDim, values);
-    }
-
-    /** Runs body over the heads: on the kernel pool when split, else here. Each head reads n rows of W_k or W_v. */
-    private void perHead(boolean split, int n, Parallel.Range body) {
-        if (split) {
-            Parallel.forRange(heads, 1, (long) heads * n * rank, body);
-        } else {
-            body.run(0, heads);
         }
     }
 
