@@ -23,8 +23,8 @@ import java.util.stream.IntStream;
  *   out          = o_proj([o_head for all heads])
  * </pre>
  * W_k^T q_nope equals q_nope . k_nope_t for k_nope_t = W_k c_t, so per-head keys and values are not
- * built; the cache holds only c and k_pe, and attention reads it in place. Each (row, head) pair is
- * independent, so they run in parallel on the kernel pool. Long prefill chunks use the original,
+ * built; the cache holds only c and k_pe, and attention reads it in place (see {@link #attendRows}
+ * for how rows and heads share the kernel pool). Long prefill chunks use the original,
  * expanded form instead (k_nope | v = kv_b_proj(c_t), then softmax(Q K^T) V per head), where that
  * needs fewer multiply-adds (see {@link #expanded}).
  */
