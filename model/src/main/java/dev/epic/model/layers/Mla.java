@@ -224,7 +224,7 @@ public final class Mla {
         float[] qLat = new float[n * heads * rank];
         float[] ctx = new float[n * heads * rank];
         Parallel.forRange(heads, 1, (long) heads * nope * rank * (n + 1), (h0, h1) -> {
-            float[] w = new float[nope * rank];
+            float[] w = widened(nope * rank);
             for (int h = h0; h < h1; h++) {
                 for (int i = 0; i < nope; i++) {
                     kvB.row(h * (nope + vDim) + i, w, i * rank);
@@ -252,7 +252,7 @@ public final class Mla {
             }
         }
         Parallel.forRange(heads, 1, (long) heads * vDim * rank * (n + 1), (h0, h1) -> {
-            float[] w = new float[vDim * rank];
+            float[] w = widened(vDim * rank);
             for (int h = h0; h < h1; h++) {
                 for (int i = 0; i < vDim; i++) {
                     kvB.row(h * (nope + vDim) + nope + i, w, i * rank);
@@ -264,6 +264,18 @@ public final class Mla {
                 }
             }
         });
+    }
+
+    /** Per kernel thread: one head's widened W_k or W_v rows (V3: 256 KB), reused across heads and layers. */
+    private static final ThreadLocal<float[]> WIDENED = ThreadLocal.withInitial(() -> new float[0]);
+
+    private static float[] widened(int n) {
+        float[] w = WIDENED.get();
+        if (w.length < n) {
+            w = new float[n];
+            WIDENED.set(w);
+        }
+        return w;
     }
 
     /**
