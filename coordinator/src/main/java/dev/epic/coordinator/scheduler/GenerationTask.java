@@ -43,7 +43,22 @@ public final class GenerationTask implements SequenceTask {
 
     @Override
     public int onLogits(float[] logits) {
-        int token = generation.sample(logits);
+        return accept(choose(logits));
+    }
+
+    /** Sampling reads and writes only this sequence's generation state (history, RNG, scratch). */
+    @Override
+    public boolean choosesInParallel() {
+        return true;
+    }
+
+    @Override
+    public int choose(float[] logits) {
+        return generation.sample(logits);
+    }
+
+    @Override
+    public int accept(int token) {
         Delta d = generation.accept(token);
         sink.delta(d);
         return generation.finished() ? -1 : token;

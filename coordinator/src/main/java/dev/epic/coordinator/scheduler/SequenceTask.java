@@ -2,8 +2,8 @@ package dev.epic.coordinator.scheduler;
 
 /**
  * One sequence as the scheduler sees it: a prompt to prefill, then one token per step chosen by the
- * task from the logits of the position just computed. Every callback except {@link #cancelled()} runs
- * on the engine thread, one at a time.
+ * task from the logits of the position just computed. Every callback except {@link #cancelled()} and
+ * {@link #choose} runs on the engine thread, one at a time.
  */
 public interface SequenceTask {
     /** Prompt token ids (validated by the caller: non-empty, inside the vocabulary and the context). */
@@ -14,6 +14,27 @@ public interface SequenceTask {
      * Returns the next token to feed, or -1 when the sequence is finished.
      */
     int onLogits(float[] logits);
+
+    /**
+     * Whether {@link #choose} and {@link #accept} may replace {@link #onLogits}: the scheduler then
+     * chooses the tokens of all such sequences of a step in parallel, on the kernel pool.
+     */
+    default boolean choosesInParallel() {
+        return false;
+    }
+
+    /**
+     * The token {@link #onLogits} would choose. Touches only this task's own state, so tasks may choose
+     * on different threads at once.
+     */
+    default int choose(float[] logits) {
+        throw new UnsupportedOperationException("choose needs choosesInParallel");
+    }
+
+    /** What {@link #onLogits} does after choosing, on the engine thread: the next token, or -1 when finished. */
+    default int accept(int token) {
+        throw new UnsupportedOperationException("accept needs choosesInParallel");
+    }
 
     /** Polled between steps from the engine thread; may turn true from any thread. */
     boolean cancelled();

@@ -17,6 +17,7 @@ import dev.epic.text.tokenizer.Tokenizer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -175,6 +176,65 @@ class SchedulerTest {
             assertTrue(endless.wasCancelled);
             assertEquals(FinishReason.CANCELLED, r.finishReason());
             assertEquals(5, next.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+        }
+    }
+
+    /** A sequence whose parallel token choice throws fails alone; the others of its steps finish. */
+    @Test
+    void aFailingChoiceFailsOnlyItsSequence() throws Exception {
+        CompletableFuture<Throwable> failed = new CompletableFuture<>();
+        int[] brokenPrompt = prompt(5, 4);
+        SequenceTask broken = new SequenceTask() {
+            @Override
+            public int[] prompt() {
+                return brokenPrompt;
+            }
+
+            @Override
+            public int onLogits(float[] logits) {
+                return accept(choose(logits));
+            }
+
+            @Override
+            public boolean choosesInParallel() {
+                return true;
+            }
+
+            @Override
+            public int choose(float[] logits) {
+                throw new IllegalStateException("no token for you");
+            }
+
+            @Override
+            public int accept(int token) {
+                return token;
+            }
+
+            @Override
+            public boolean cancelled() {
+                return false;
+            }
+
+            @Override
+            public void onCancelled() {
+                failed.completeExceptionally(new AssertionError("not cancelled"));
+            }
+
+            @Override
+            public void onFailure(Throwable error) {
+                failed.complete(error);
+            }
+        };
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(3, 4, 256))) {
+            CollectingSink a = new CollectingSink();
+            CollectingSink b = new CollectingSink();
+            s.submit(task(prompt(1, 3), sampled(1, 4), a));
+            s.submit(broken);
+            s.submit(task(prompt(2, 6), sampled(2, 5), b));
+            s.start();
+            assertEquals("no token for you", failed.get(30, TimeUnit.SECONDS).getMessage());
+            assertEquals(4, a.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+            assertEquals(5, b.done.get(30, TimeUnit.SECONDS).tokenIds().length);
         }
     }
 
