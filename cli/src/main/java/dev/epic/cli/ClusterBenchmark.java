@@ -1,5 +1,6 @@
 package dev.epic.cli;
 
+import dev.epic.model.bench.EngineBenchmark;
 import dev.epic.proto.GenerateRequest;
 import dev.epic.proto.GenerateResponse;
 import dev.epic.proto.GenerationServiceGrpc;
@@ -295,7 +296,7 @@ final class ClusterBenchmark {
             }
             double[] ms = gaps.stream().mapToDouble(g -> g / 1e6).sorted().toArray();
             double seconds = (windowEnd - windowStart) / 1e9;
-            return new Decode(batch, tokens / seconds, percentile(ms, 0.50), percentile(ms, 0.99), tokens,
+            return new Decode(batch, tokens / seconds, EngineBenchmark.percentile(ms, 0.50), EngineBenchmark.percentile(ms, 0.99), tokens,
                     Interval.between(before, after));
         }
     }
@@ -420,14 +421,4 @@ final class ClusterBenchmark {
         } catch (DataFormatException e) {
             throw new IllegalStateException("coordinator sent an undecodable latency histogram: " + e.getMessage(), e);
         }
-    }
-
-    /** Nearest-rank percentile of sorted values (NaN when empty). */
-    static double percentile(double[] sorted, double q) {
-        if (sorted.length == 0) {
-            return Double.NaN;
-        }
-        int i = (int) Math.ceil(q * sorted.length) - 1;
-        return sorted[Math.clamp(i, 0, sorted.length - 1)];
-    }
-}
+    }}

@@ -154,8 +154,11 @@ public final class EngineBenchmark {
         return dst;
     }
 
-    /** Nearest-rank percentile of sorted values. */
-    static double percentile(double[] sorted, double q) {
+    /** Nearest-rank percentile of sorted values (NaN when there are none). */
+    public static double percentile(double[] sorted, double q) {
+        if (sorted.length == 0) {
+            return Double.NaN;
+        }
         int i = (int) Math.ceil(q * sorted.length) - 1;
         return sorted[Math.clamp(i, 0, sorted.length - 1)];
     }
