@@ -73,7 +73,7 @@ abstract sealed class GroupQuantMatrix extends DenseMatrix permits Q8Matrix, Q4M
 
     @Override
     public long storageBytes() {
-        return codeBytes() + scaleBytes();
+        return storageBytes(rows, cols, codeBytesPerGroup);
     }
 
     /** Widening costs more than bf16's: the tiled GEMM wins from batch 4 (q4 2816x1024: 273 against 358 us). */
