@@ -313,14 +313,11 @@ public final class Mla {
     }
 
     /** Per step row: its sequence's cached latents and rope keys (read in place) and how many positions it sees. */
-    private record AttentionRows(float[][] latents, float[][] ropeKeys, int[] visible, long visibleTotal,
-            int maxVisible) {
+    private record AttentionRows(float[][] latents, float[][] ropeKeys, int[] visible) {
         static AttentionRows of(List<SequenceRows> sequences, int rows, int layer, int rank, int rope) {
             float[][] lat = new float[rows][];
             float[][] pe = new float[rows][];
             int[] visible = new int[rows];
-            long total = 0;
-            int max = 0;
             for (SequenceRows s : sequences) {
                 int end = s.start() + s.length();
                 float[] l = s.cache().latents(layer, end, rank, rope);
@@ -329,11 +326,9 @@ public final class Mla {
                     lat[r] = l;
                     pe[r] = k;
                     visible[r] = s.position(r) + 1;
-                    total += visible[r];
-                    max = Math.max(max, visible[r]);
                 }
             }
-            return new AttentionRows(lat, pe, visible, total, max);
+            return new AttentionRows(lat, pe, visible);
         }
     }
 }
