@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . scripts/jdk25.sh
-./mvnw -B -q -o -pl coordinator -am -DskipTests test-compile dependency:build-classpath \
+./mvnw -B -q -pl coordinator -am -DskipTests test-compile dependency:build-classpath \
   -Dmdep.outputFile=target/probe-classpath.txt -Dmdep.includeScope=test >&2
 CP="coordinator/target/test-classes:coordinator/target/classes:$(cat coordinator/target/probe-classpath.txt)"
 if [ $# -eq 0 ]; then set -- testdata/tiny-v3; fi

@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . scripts/jdk25.sh
-./mvnw -B -q -o -pl native -am -DskipTests test-compile dependency:build-classpath \
+./mvnw -B -q -pl native -am -DskipTests test-compile dependency:build-classpath \
   -Dmdep.outputFile=target/jmh-classpath.txt -Dmdep.includeScope=test >&2
 CP="native/target/test-classes:native/target/classes:$(cat native/target/jmh-classpath.txt)"
 FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m -XX:+UseParallelGC)
