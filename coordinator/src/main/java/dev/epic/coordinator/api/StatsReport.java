@@ -1,6 +1,5 @@
 package dev.epic.coordinator.api;
 
-import dev.epic.model.bench.ProcessStats;
 import com.google.protobuf.ByteString;
 import dev.epic.coordinator.ExpertBackend;
 import dev.epic.coordinator.experts.DispatchStats;
