@@ -63,14 +63,21 @@ final class ClusterBenchmark {
     /** What the coordinator did between two Stats answers. */
     record Interval(long steps, long stepNanos, long decodeRows, long prefillRows, boolean remoteExperts,
             long layerCalls, long layerNanos, long workerComputeNanos, long dispatchCombineNanos, Histogram layer,
-            Histogram dispatchCombine) {
+            Histogram dispatchCombine, boolean remoteAttention, long attentionNanos, long attentionComputeNanos) {
         static Interval between(StatsResponse a, StatsResponse b) {
             return new Interval(b.getSteps() - a.getSteps(), b.getStepNanos() - a.getStepNanos(),
                     b.getDecodeRows() - a.getDecodeRows(), b.getPrefillRows() - a.getPrefillRows(),
                     b.getRemoteExperts(), b.getMoeLayerCalls() - a.getMoeLayerCalls(),
                     b.getMoeLayerNanos() - a.getMoeLayerNanos(), b.getWorkerComputeNanos() - a.getWorkerComputeNanos(),
                     b.getDispatchCombineNanos() - a.getDispatchCombineNanos(),
-                    minus(b.getMoeLayer(), a.getMoeLayer()), minus(b.getDispatchCombine(), a.getDispatchCombine()));
+                    minus(b.getMoeLayer(), a.getMoeLayer()), minus(b.getDispatchCombine(), a.getDispatchCombine()),
+                    b.getRemoteAttention(), b.getAttentionLayerNanos() - a.getAttentionLayerNanos(),
+                    b.getAttentionWorkerComputeNanos() - a.getAttentionWorkerComputeNanos());
+        }
+
+        /** Share of step wall time spent in remote attention calls (NaN without attention workers or steps). */
+        double attentionShare() {
+            return remoteAttention && stepNanos > 0 ? (double) attentionNanos / stepNanos : Double.NaN;
         }
 
         /** Share of step wall time spent in dispatch + combine (NaN without remote experts or steps). */

@@ -3,6 +3,7 @@ package dev.epic.cli;
 import dev.epic.coordinator.CoordinatorServer;
 import dev.epic.coordinator.RemoteExpertBackend;
 import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.attention.RemoteAttention;
 import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.config.ModelConfig;
@@ -56,6 +57,15 @@ public final class CoordinatorCommand implements Callable<Integer> {
             description = "a worker slower than this for one layer is presumed dead (default ${DEFAULT-VALUE})")
     long expertDeadlineMs;
 
+    @Option(names = "--remote-attention",
+            description = "run attention and the KV caches on the attention workers registered in ZooKeeper "
+                    + "(data-parallel attention; each sequence is placed on one) instead of in this process")
+    boolean remoteAttention;
+
+    @Option(names = "--attention-deadline-ms", defaultValue = "30000", paramLabel = "MS",
+            description = "an attention worker slower than this for one layer is presumed dead (default ${DEFAULT-VALUE})")
+    long attentionDeadlineMs;
+
     @Mixin
     SchedulerFlags scheduler;
 
@@ -73,12 +83,22 @@ public final class CoordinatorCommand implements Callable<Integer> {
                 .withDeadline(Duration.ofMillis(expertDeadlineMs));
         RemoteExpertBackend backend = RemoteExpertBackend.connect(zk, cluster, CheckpointFingerprint.of(model), config,
                 options);
-        ServedModel served = ServedModel.open(model, backend.experts(), maxContext, format);
+        RemoteAttention attention = remoteAttention
+                ? RemoteAttention.connect(zk, cluster, CheckpointFingerprint.of(model), config.hiddenSize(),
+                        RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs)))
+                : null;
+        ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);
         CoordinatorServer server = CoordinatorServer.start(served, backend, scheduler.options(), host, port);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             server.close();
+            if (attention != null) {
+                attention.close();
+            }
             backend.close();
         }, "coordinator-shutdown"));
+        if (attention != null && !attention.awaitWorkers(1, Duration.ofSeconds(1))) {
+            log.warn("no attention worker registered yet: requests get UNAVAILABLE until one joins");
+        }
         if (!backend.awaitCoverage(Duration.ofSeconds(1))) {
             log.warn("experts {} have no live worker yet: requests get UNAVAILABLE until workers hosting them join",
                     backend.missingExperts());

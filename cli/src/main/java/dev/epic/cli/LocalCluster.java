@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.epic.coordinator.CoordinatorServer;
 import dev.epic.coordinator.RemoteExpertBackend;
 import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.attention.RemoteAttention;
 import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
@@ -27,8 +28,9 @@ import org.slf4j.LoggerFactory;
 
 /**
  * A whole cluster on this machine: an embedded ZooKeeper, N expert-worker processes (separate JVMs
- * running this same classpath) with the experts spread evenly, each on R of them, and a coordinator
- * in this process. {@link #close()} stops everything it started.
+ * running this same classpath) with the experts spread evenly, each on R of them, optionally M
+ * attention-worker processes holding the sequences' attention and KV caches, and a coordinator in
+ * this process. {@link #close()} stops everything it started.
  */
 final class LocalCluster implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(LocalCluster.class);
@@ -39,14 +41,18 @@ final class LocalCluster implements AutoCloseable {
 
     private final TestingServer zk;
     private final List<Worker> workers;
+    private final List<Process> attentionWorkers;
     private final RemoteExpertBackend backend;
+    private final RemoteAttention attention; // null: attention in the coordinator
     private final CoordinatorServer coordinator;
 
-    private LocalCluster(TestingServer zk, List<Worker> workers, RemoteExpertBackend backend,
-            CoordinatorServer coordinator) {
+    private LocalCluster(TestingServer zk, List<Worker> workers, List<Process> attentionWorkers,
+            RemoteExpertBackend backend, RemoteAttention attention, CoordinatorServer coordinator) {
         this.zk = zk;
         this.workers = workers;
+        this.attentionWorkers = attentionWorkers;
         this.backend = backend;
+        this.attention = attention;
         this.coordinator = coordinator;
     }
 
@@ -83,21 +89,26 @@ final class LocalCluster implements AutoCloseable {
      */
     static LocalCluster start(Path model, int workerCount, int replication, String host, int port,
             SchedulerOptions options, Path logDir) throws Exception {
-        return start(model, workerCount, replication, host, port, options, logDir, 0, WeightFormat.AUTO);
+        return start(model, workerCount, replication, host, port, options, logDir, 0, WeightFormat.AUTO, 0);
     }
 
     /**
      * @param workerThreads kernel threads per worker; 0 = this machine's cores shared out among the
      *                      workers (at least 1), since they all run here next to the coordinator
      * @param format        linear weight format of the coordinator and every worker
+     * @param attentionWorkerCount attention-worker processes; 0 = attention runs in the coordinator
      */
     static LocalCluster start(Path model, int workerCount, int replication, String host, int port,
-            SchedulerOptions options, Path logDir, int workerThreads, WeightFormat format) throws Exception {
+            SchedulerOptions options, Path logDir, int workerThreads, WeightFormat format, int attentionWorkerCount)
+            throws Exception {
         if (workerThreads < 0) {
             throw new IllegalArgumentException("--worker-threads must be >= 0, got " + workerThreads);
         }
+        if (attentionWorkerCount < 0) {
+            throw new IllegalArgumentException("--attention-workers must be >= 0, got " + attentionWorkerCount);
+        }
         int threads = workerThreads > 0 ? workerThreads
-                : Math.max(1, Runtime.getRuntime().availableProcessors() / Math.max(1, workerCount));
+                : Math.max(1, Runtime.getRuntime().availableProcessors() / Math.max(1, workerCount + attentionWorkerCount));
         ModelConfig config = ModelConfig.load(model);
         if (config.nRoutedExperts() == null) {
             throw new IllegalArgumentException(model + " is a dense model: there are no experts to put on workers");
@@ -105,25 +116,57 @@ final class LocalCluster implements AutoCloseable {
         String[] placement = placement(config.nRoutedExperts(), workerCount, replication);
         TestingServer zk = new TestingServer(true);
         List<Worker> workers = new ArrayList<>();
+        List<Process> attentionWorkers = new ArrayList<>();
         RemoteExpertBackend backend = null;
+        RemoteAttention attention = null;
         try {
             for (int w = 0; w < workerCount; w++) {
                 workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir, threads, format));
+            }
+            for (int a = 0; a < attentionWorkerCount; a++) {
+                attentionWorkers.add(spawn("attention-worker", List.of("--model", model.toAbsolutePath().toString(),
+                        "--zk", zk.getConnectString(), "--port", "0", "--cluster", CLUSTER, "--id", "local-attention-" + a,
+                        "--zk-session-timeout-ms", "4000", "--drain-ms", "500", "--weights", format.id()),
+                        "local-attention-" + a, logDir, threads).process());
             }
             CheckpointFingerprint fp = CheckpointFingerprint.of(model);
             backend = RemoteExpertBackend.connect(zk.getConnectString(), CLUSTER, fp, config,
                     RemoteExperts.Options.defaults());
             awaitCoverage(backend, workers);
-            ServedModel served = ServedModel.open(model, backend.experts(), 0, format);
+            if (attentionWorkerCount > 0) {
+                attention = RemoteAttention.connect(zk.getConnectString(), CLUSTER, fp, config.hiddenSize(),
+                        RemoteAttention.Options.defaults());
+                awaitAttention(attention, attentionWorkers);
+            }
+            ServedModel served = ServedModel.open(model, backend.experts(), attention, 0, format);
             CoordinatorServer coordinator = CoordinatorServer.start(served, backend, options, host, port);
-            return new LocalCluster(zk, workers, backend, coordinator);
+            return new LocalCluster(zk, workers, attentionWorkers, backend, attention, coordinator);
         } catch (Exception | Error e) {
+            if (attention != null) {
+                attention.close();
+            }
             if (backend != null) {
                 backend.close();
             }
             workers.forEach(w -> stop(w.process()));
+            attentionWorkers.forEach(LocalCluster::stop);
             zk.close();
             throw e;
+        }
+    }
+
+    private static void awaitAttention(RemoteAttention attention, List<Process> processes) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(3);
+        while (!attention.awaitWorkers(processes.size(), Duration.ofMillis(200))) {
+            for (Process p : processes) {
+                if (!p.isAlive()) {
+                    throw new IllegalStateException("attention worker (pid " + p.pid() + ") exited with code "
+                            + p.exitValue());
+                }
+            }
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException("attention workers did not all register within 3 minutes");
+            }
         }
     }
 
@@ -150,6 +193,15 @@ final class LocalCluster implements AutoCloseable {
      */
     static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir, int threads,
             WeightFormat format) throws IOException {
+        Worker w = spawn("expert-worker", List.of("--model", model.toAbsolutePath().toString(), "--experts", experts,
+                "--zk", zkConnect, "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",
+                "--drain-ms", "500", "--weights", format.id()), id, logDir, threads);
+        return new Worker(w.process(), experts, w.logFile());
+    }
+
+    /** `epic COMMAND ARGS --exit-with-parent PID` in a new JVM with this process's java, flags and classpath. */
+    private static Worker spawn(String command, List<String> args, String id, Path logDir, int threads)
+            throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
@@ -159,11 +211,9 @@ final class LocalCluster implements AutoCloseable {
             }
         }
         cmd.add("-Depic.threads=" + threads);
-        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "expert-worker",
-                "--model", model.toAbsolutePath().toString(), "--experts", experts, "--zk", zkConnect,
-                "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",
-                "--drain-ms", "500", "--weights", format.id(), "--exit-with-parent",
-                Long.toString(ProcessHandle.current().pid())));
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), command));
+        cmd.addAll(args);
+        cmd.addAll(List.of("--exit-with-parent", Long.toString(ProcessHandle.current().pid())));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD);
         Path logFile = null;
         if (logDir != null) {
@@ -174,8 +224,8 @@ final class LocalCluster implements AutoCloseable {
             pb.redirectError(ProcessBuilder.Redirect.INHERIT);
         }
         Process p = pb.start();
-        log.info("started expert worker {} (pid {}) for experts {}", id, p.pid(), experts);
-        return new Worker(p, experts, logFile);
+        log.info("started {} {} (pid {})", command, id, p.pid());
+        return new Worker(p, "", logFile);
     }
 
     String target() {
@@ -205,6 +255,10 @@ final class LocalCluster implements AutoCloseable {
         for (Worker w : workers) {
             ws.addObject().put("pid", w.process().pid()).put("experts", w.experts());
         }
+        ArrayNode as = o.putArray("attention_workers");
+        for (Process p : attentionWorkers) {
+            as.addObject().put("pid", p.pid());
+        }
         return o.toString();
     }
 
@@ -227,7 +281,12 @@ final class LocalCluster implements AutoCloseable {
     public void close() {
         coordinator.close();
         workers.forEach(w -> w.process().destroy());
+        attentionWorkers.forEach(Process::destroy);
         workers.forEach(w -> stop(w.process()));
+        attentionWorkers.forEach(LocalCluster::stop);
+        if (attention != null) {
+            attention.close();
+        }
         backend.close();
         try {
             zk.close();

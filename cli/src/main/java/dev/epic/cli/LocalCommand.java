@@ -14,7 +14,8 @@ import picocli.CommandLine.Spec;
 /** {@code epic local}: ZooKeeper, expert workers and a coordinator on this machine. */
 @Command(name = "local", mixinStandardHelpOptions = true,
         description = {"Run a whole cluster on this machine: embedded ZooKeeper, N expert-worker processes and the",
-            "coordinator. Prints one JSON line {\"target\", \"zk\", \"workers\": [{\"pid\", \"experts\"}]} once every",
+            "coordinator (and M attention-worker processes with --attention-workers). Prints one JSON line",
+            "{\"target\", \"zk\", \"workers\": [{\"pid\", \"experts\"}], \"attention_workers\": [{\"pid\"}]} once every",
             "expert is served, then serves until killed (the workers are stopped with it)."})
 public final class LocalCommand implements Callable<Integer> {
     @Spec
@@ -42,6 +43,11 @@ public final class LocalCommand implements Callable<Integer> {
             description = "linear weight format of the coordinator and the workers (default ${DEFAULT-VALUE})")
     String weights;
 
+    @Option(names = "--attention-workers", defaultValue = "0", paramLabel = "M",
+            description = "attention-worker processes holding the sequences' attention and KV caches (data-parallel "
+                    + "attention); 0 = attention in the coordinator (default ${DEFAULT-VALUE})")
+    int attentionWorkers;
+
     @Option(names = "--worker-threads", defaultValue = "0", paramLabel = "N",
             description = "kernel threads per expert worker (default 0 = this machine's cores / workers, at least 1)")
     int workerThreads;
@@ -52,7 +58,7 @@ public final class LocalCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         LocalCluster cluster = LocalCluster.start(model, workers, replication, host, port, scheduler.options(), workerLogs,
-                workerThreads, WeightFormat.parse(weights));
+                workerThreads, WeightFormat.parse(weights), attentionWorkers);
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             cluster.close();

@@ -13,6 +13,7 @@ import picocli.CommandLine.Command;
             SynthCommand.class,
             LogitsCommand.class,
             ExpertWorkerCommand.class,
+            AttentionWorkerCommand.class,
             CoordinatorCommand.class,
             LocalCommand.class,
             GenerateCommand.class,

@@ -107,7 +107,9 @@ final class RemoteBench {
         m.put("prefill", prefill);
         m.put("rss_mb", r.last().getRssMb());
         m.put("rss_of", "coordinator process");
-        m.put("workers_rss_mb", workersRssMb(r.info().getExpertWorkersList()));
+        List<WorkerAnnouncement> workers = new ArrayList<>(r.info().getExpertWorkersList());
+        workers.addAll(r.info().getAttentionWorkersList()); // expert and attention workers together
+        m.put("workers_rss_mb", workersRssMb(workers));
         m.put("bytes_per_token", bytes);
         m.put("bandwidth_gb_s", bandwidth);
         m.put("bandwidth_measured_by", "the bench client process, after the run");
@@ -147,22 +149,27 @@ final class RemoteBench {
         // All workers' compute over step time: above 1 when workers compute in parallel.
         e.put("worker_compute_sum_share", remote && s.stepNanos() > 0
                 ? num((double) s.workerComputeNanos() / s.stepNanos()) : null);
+        // Attention workers: their layer calls' share of step time, and the slowest worker's compute in it.
+        e.put("attention_share", s.remoteAttention() ? num(s.attentionShare()) : null);
+        e.put("attention_compute_share", s.remoteAttention() && s.stepNanos() > 0
+                ? num((double) s.attentionComputeNanos() / s.stepNanos()) : null);
     }
 
     private void printTable(Result r, Map<String, Object> m) {
-        out.printf("target %s (%s), %d expert workers; coordinator max-batch %d, prefill budget %d%n", target,
-                m.get("model"), r.info().getExpertWorkersCount(), r.last().getMaxBatch(), r.last().getPrefillBudget());
+        out.printf("target %s (%s), %d expert workers, %d attention workers; coordinator max-batch %d, prefill budget %d%n",
+                target, m.get("model"), r.info().getExpertWorkersCount(), r.info().getAttentionWorkersCount(),
+                r.last().getMaxBatch(), r.last().getPrefillBudget());
         out.printf("prefill %s tokens: %.1f tok/s, TTFT %.1f ms%s%n", m.get("prompt_len"), r.prefillTokS(), r.ttftMs(),
                 r.prefill().remoteExperts() ? String.format(", dispatch+combine %.1f%% of step time",
                         100 * r.prefill().dispatchCombineShare()) : "");
-        out.printf("%6s %10s %11s %11s %9s %9s %11s %11s %10s%n", "batch", "tok/s", "ITL p50 ms", "ITL p99 ms",
-                "step ms", "d+c %", "d+c p50 us", "d+c p99 us", "layer p50");
+        out.printf("%6s %10s %11s %11s %9s %9s %11s %11s %10s %7s%n", "batch", "tok/s", "ITL p50 ms", "ITL p99 ms",
+                "step ms", "d+c %", "d+c p50 us", "d+c p99 us", "layer p50", "attn %");
         for (Decode d : r.decode()) {
             Interval s = d.stats();
-            out.printf("%6d %10.1f %11.2f %11.2f %9.2f %9.1f %11.1f %11.1f %10.1f%n", d.batch(), d.tokS(), d.itlP50Ms(),
-                    d.itlP99Ms(), s.stepMs(), 100 * s.dispatchCombineShare(),
+            out.printf("%6d %10.1f %11.2f %11.2f %9.2f %9.1f %11.1f %11.1f %10.1f %7.1f%n", d.batch(), d.tokS(),
+                    d.itlP50Ms(), d.itlP99Ms(), s.stepMs(), 100 * s.dispatchCombineShare(),
                     Interval.percentileMicros(s.dispatchCombine(), 50), Interval.percentileMicros(s.dispatchCombine(), 99),
-                    Interval.percentileMicros(s.layer(), 50));
+                    Interval.percentileMicros(s.layer(), 50), 100 * s.attentionShare());
         }
         out.printf("weights read per token %.1f MB, bandwidth %.1f GB/s (this machine) -> roofline %s tok/s; "
                         + "batch-1 decode at %s%n", r.info().getWeightBytesPerToken() / 1e6, m.get("bandwidth_gb_s"),

@@ -63,6 +63,19 @@ class ServingCommandsTest {
     }
 
     @Test
+    void workerCommandsExplainBadInputInOneLine() {
+        LogitsCommandTest.Run attention = LogitsCommandTest.run(new AttentionWorkerCommand(), "--model", "/nonexistent/m",
+                "--zk", "127.0.0.1:1");
+        assertEquals(2, attention.code());
+        assertTrue(attention.err().startsWith("epic attention-worker: ") && attention.err().contains("/nonexistent/m")
+                && !attention.err().contains("\tat "), attention.err());
+        LogitsCommandTest.Run expert = LogitsCommandTest.run(new ExpertWorkerCommand(), "--model", TINY.toString(),
+                "--zk", "127.0.0.1:1", "--experts", "0-300");
+        assertEquals(2, expert.code());
+        assertTrue(expert.err().startsWith("epic expert-worker: "), expert.err());
+    }
+
+    @Test
     void placementPutsEachExpertOnReplicationWorkers() {
         for (int[] shape : new int[][] {{64, 2, 1}, {64, 3, 2}, {256, 5, 3}, {10, 4, 4}}) {
             String[] p = LocalCluster.placement(shape[0], shape[1], shape[2]);

@@ -3,6 +3,7 @@ package dev.epic.coordinator;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.Transformer;
 import dev.epic.model.WeightSource;
+import dev.epic.coordinator.attention.RemoteAttention;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.LocalExperts;
@@ -16,14 +17,15 @@ import java.nio.file.Path;
 import java.util.stream.IntStream;
 
 /**
- * Everything the front door needs about the model it serves: the transformer (attention and dense
- * layers here, routed experts wherever {@code experts} puts them), its tokenizer and chat template,
+ * Everything the front door needs about the model it serves: the transformer (dense layers here,
+ * attention here or on attention workers ({@code attention}, null when here), routed experts
+ * wherever {@code experts} puts them), its tokenizer and chat template,
  * identity, the context limit requests are validated against, and the weight bytes one decoded
  * token reads across the cluster (for the memory roofline of {@code epic bench --target}).
  */
 public record ServedModel(Path directory, ModelConfig config, Transformer transformer, Tokenizer tokenizer,
                           ChatTemplate chatTemplate, CheckpointFingerprint fingerprint, int maxContext,
-                          long weightBytesPerToken) {
+                          long weightBytesPerToken, RemoteAttention attention) {
 
     public ServedModel {
         if (maxContext < 2 || maxContext > config.maxPositionEmbeddings()) {
@@ -48,13 +50,22 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
      * {@code --weights}; the cluster matches the in-process engine when both use the same.
      */
     public static ServedModel open(Path dir, RoutedExperts experts, int maxContext, WeightFormat format) {
+        return open(dir, experts, null, maxContext, format);
+    }
+
+    /**
+     * As {@link #open(Path, RoutedExperts, int, WeightFormat)}, with attention and the KV caches on
+     * attention workers when {@code attention} is not null (data-parallel attention).
+     */
+    public static ServedModel open(Path dir, RoutedExperts experts, RemoteAttention attention, int maxContext,
+            WeightFormat format) {
         Checkpoint checkpoint = Checkpoint.open(dir);
         ModelConfig c = checkpoint.config();
         WeightSource weights = ConvertedWeights.of(checkpoint, format, dir);
         if (experts == null && c.nRoutedExperts() != null) {
             experts = LocalExperts.all(c, weights);
         }
-        Transformer transformer = new Transformer(c, weights, experts);
+        Transformer transformer = new Transformer(c, weights, experts, attention);
         Tokenizer tokenizer = Tokenizer.fromModelDir(dir);
         TokenizerConfig tc = tokenizer.config();
         ChatTemplate template = tc.chatTemplate() != null ? ChatTemplate.fromConfig(tc) : ChatTemplate.deepSeekR1_0528(tc);
@@ -63,7 +74,8 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
                 + (experts instanceof LocalExperts ? 0
                         : format == WeightFormat.AUTO ? remoteExpertBytesPerToken(checkpoint, c)
                         : convertedExpertBytesPerToken(format, c));
-        return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit, bytes);
+        return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit, bytes,
+                attention);
     }
 
     /** As {@link #remoteExpertBytesPerToken}, for workers converting to {@code format} (sized, not converted). */

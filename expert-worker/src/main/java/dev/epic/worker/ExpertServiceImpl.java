@@ -9,12 +9,12 @@ import dev.epic.proto.InfoRequest;
 import dev.epic.proto.ModelFingerprint;
 import dev.epic.proto.WorkerInfo;
 import dev.epic.transport.HiddenCodec;
+import dev.epic.transport.MessageStream;
+import dev.epic.transport.MessageStream.Refusal;
 import dev.epic.transport.Protocol;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * gRPC face of an expert worker. Each Dispatch stream gets its own {@link ShardExecutor} (messages
@@ -23,8 +23,6 @@ import org.slf4j.LoggerFactory;
  * with FAILED_PRECONDITION.
  */
 final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
-    private static final Logger log = LoggerFactory.getLogger(ExpertServiceImpl.class);
-
     private final ExpertShard shard;
     private final CheckpointFingerprint fingerprint;
     private volatile String workerId = "(starting)";
@@ -67,8 +65,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
     @Override
     public StreamObserver<ExpertRequest> dispatch(StreamObserver<ExpertResponse> responses) {
         ShardExecutor executor = new ShardExecutor(shard);
-        return new StreamObserver<>() {
-            private boolean closed;
+        return new MessageStream<>(responses, inFlight) {
             private float[] x = new float[0];
             private double[] y = new double[0];
             private int[] counts = new int[0];
@@ -76,47 +73,31 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
             private float[] weights = new float[0];
 
             @Override
-            public void onNext(ExpertRequest req) {
-                if (closed) {
-                    return;
-                }
-                inFlight.incrementAndGet();
-                try {
-                    responses.onNext(handle(req));
-                } catch (StatusFailure f) {
-                    closed = true;
-                    log.warn("refusing dispatch stream: {}", f.status.getDescription());
-                    responses.onError(f.status.asRuntimeException());
-                } catch (RuntimeException e) {
-                    closed = true;
-                    log.error("dispatch failed on layer {} ({} rows)", req.getLayer(), req.getRows(), e);
-                    responses.onError(Status.INTERNAL.withDescription("expert worker " + workerId + ": " + e)
-                            .withCause(e).asRuntimeException());
-                } finally {
-                    inFlight.decrementAndGet();
-                }
+            protected String describe(ExpertRequest req) {
+                return "expert worker " + workerId + ", layer " + req.getLayer() + " (" + req.getRows() + " rows)";
             }
 
-            private ExpertResponse handle(ExpertRequest req) {
+            @Override
+            protected ExpertResponse handle(ExpertRequest req) {
                 long t0 = System.nanoTime();
                 if (req.getProtocolVersion() != Protocol.VERSION) {
-                    throw new StatusFailure(Status.FAILED_PRECONDITION.withDescription("expert protocol version "
+                    throw new Refusal(Status.FAILED_PRECONDITION.withDescription("expert protocol version "
                             + req.getProtocolVersion() + " is not supported by worker " + workerId + " (speaks "
                             + Protocol.VERSION + ")"));
                 }
                 if (!req.getFingerprint().equals(fingerprint.sha256())) {
-                    throw new StatusFailure(Status.FAILED_PRECONDITION.withDescription("model fingerprint mismatch: "
+                    throw new Refusal(Status.FAILED_PRECONDITION.withDescription("model fingerprint mismatch: "
                             + "coordinator serves " + abbrev(req.getFingerprint()) + " but worker " + workerId
                             + " holds " + fingerprint.name() + " " + fingerprint.shortHash()));
                 }
                 int rows = req.getRows();
                 int hidden = req.getHidden();
                 if (hidden != shard.hiddenSize()) {
-                    throw new StatusFailure(Status.INVALID_ARGUMENT.withDescription("hidden size " + hidden
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("hidden size " + hidden
                             + " but the model has " + shard.hiddenSize()));
                 }
                 if (req.getExpertCountsCount() != rows || req.getExpertIdsCount() != req.getGateWeightsCount()) {
-                    throw new StatusFailure(Status.INVALID_ARGUMENT.withDescription("malformed request: "
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("malformed request: "
                             + req.getExpertCountsCount() + " expert_counts for " + rows + " rows, "
                             + req.getExpertIdsCount() + " expert_ids, " + req.getGateWeightsCount() + " gate_weights"));
                 }
@@ -139,7 +120,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
                     sum += counts[r];
                 }
                 if (sum != pairs) {
-                    throw new StatusFailure(Status.INVALID_ARGUMENT.withDescription("expert_counts sum to " + sum
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("expert_counts sum to " + sum
                             + " but " + pairs + " expert_ids were sent"));
                 }
                 for (int p = 0; p < pairs; p++) {
@@ -150,7 +131,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
                     HiddenCodec.decode(req.getEncoding(), req.getHiddenStates(), req.getScales(), rows, hidden, x);
                     executor.forward(req.getLayer(), x, rows, counts, ids, weights, y);
                 } catch (IllegalArgumentException e) {
-                    throw new StatusFailure(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
                 }
                 HiddenEncoding enc = req.getResponseEncoding() == HiddenEncoding.HIDDEN_ENCODING_UNSPECIFIED
                         ? req.getEncoding() : req.getResponseEncoding();
@@ -166,34 +147,10 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
                         .setComputeNanos(System.nanoTime() - t0)
                         .build();
             }
-
-            @Override
-            public void onError(Throwable t) {
-                closed = true;
-                log.debug("dispatch stream ended by the coordinator: {}", t.toString());
-            }
-
-            @Override
-            public void onCompleted() {
-                if (!closed) {
-                    closed = true;
-                    responses.onCompleted();
-                }
-            }
         };
     }
 
     private static String abbrev(String sha) {
         return sha.length() > 12 ? sha.substring(0, 12) : sha.isEmpty() ? "(none)" : sha;
-    }
-
-    /** A refusal carrying the gRPC status to end the stream with. */
-    private static final class StatusFailure extends RuntimeException {
-        final Status status;
-
-        StatusFailure(Status status) {
-            super(status.getDescription(), null, false, false);
-            this.status = status;
-        }
     }
 }

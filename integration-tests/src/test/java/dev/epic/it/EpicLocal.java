@@ -26,6 +26,8 @@ final class EpicLocal implements AutoCloseable {
     final String zk;
     final String cluster;
     final List<Worker> workers;
+    /** Pids of the attention workers (empty without --attention-workers). */
+    final List<Long> attentionWorkers;
     final Path log;
     final ManagedChannel channel;
 
@@ -39,6 +41,11 @@ final class EpicLocal implements AutoCloseable {
             ws.add(new Worker(w.get("pid").asLong(), w.get("experts").asText()));
         }
         this.workers = List.copyOf(ws);
+        List<Long> as = new ArrayList<>();
+        for (JsonNode a : json.path("attention_workers")) {
+            as.add(a.get("pid").asLong());
+        }
+        this.attentionWorkers = List.copyOf(as);
         this.log = log;
         this.channel = NettyChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(Integer.MAX_VALUE).build();
     }
@@ -117,6 +124,9 @@ final class EpicLocal implements AutoCloseable {
         }
         for (Worker w : workers) { // never leave a worker behind, even if the hook did not run
             ProcessHandle.of(w.pid()).ifPresent(ProcessHandle::destroyForcibly);
+        }
+        for (long pid : attentionWorkers) {
+            ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
         }
     }
 }

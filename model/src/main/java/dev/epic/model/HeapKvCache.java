@@ -12,6 +12,11 @@ public final class HeapKvCache implements KvCache {
     private int capacity;
     private int length;
 
+    /** An empty cache shaped for model {@code c}: its layers, latent rank, rope width and context. */
+    public static HeapKvCache forModel(dev.epic.model.config.ModelConfig c) {
+        return new HeapKvCache(c.numHiddenLayers(), c.kvLoraRank(), c.qkRopeHeadDim(), c.maxPositionEmbeddings());
+    }
+
     public HeapKvCache(int layers, int rank, int rope, int maxPositions) {
         this.rank = rank;
         this.rope = rope;

@@ -37,4 +37,10 @@ public interface KvCache {
 
     /** Sets the number of valid positions (after a step: start + chunk length; lower to roll back). */
     void setLength(int length);
+
+    /**
+     * The sequence is over: free what the cache holds outside this process (a remote cache's
+     * storage on its attention worker). Heap caches need nothing; the garbage collector frees them.
+     */
+    default void release() {}
 }

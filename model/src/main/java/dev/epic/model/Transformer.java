@@ -1,6 +1,7 @@
 package dev.epic.model;
 
 import dev.epic.kernels.Matrix;
+import dev.epic.model.attention.ExternalAttention;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.layers.DecoderLayer;
@@ -34,14 +35,24 @@ public final class Transformer {
     private final List<DecoderLayer> layers = new ArrayList<>();
     private final RmsNorm norm;
     private final Matrix lmHead;
+    private final ExternalAttention external;
 
     public Transformer(ModelConfig c, WeightSource w, RoutedExperts experts) {
+        this(c, w, experts, null);
+    }
+
+    /**
+     * @param experts  routed experts (null for a dense model)
+     * @param external where attention and the KV caches live; null = in this process
+     */
+    public Transformer(ModelConfig c, WeightSource w, RoutedExperts experts, ExternalAttention external) {
         this.config = c;
+        this.external = external;
         int hidden = c.hiddenSize();
         this.embed = w.matrix("model.embed_tokens.weight", c.vocabSize(), hidden);
-        Rope rope = new Rope(Yarn.inverseFrequencies(c), Yarn.cosSinScale(c));
+        Rope rope = Yarn.rope(c);
         for (int i = 0; i < c.numHiddenLayers(); i++) {
-            layers.add(new DecoderLayer(c, w, i, rope, experts));
+            layers.add(new DecoderLayer(c, w, i, rope, experts, external));
         }
         this.norm = new RmsNorm(w.vector("model.norm.weight", hidden), c.rmsNormEps());
         this.lmHead = c.tieWordEmbeddings() ? embed : w.matrix("lm_head.weight", c.vocabSize(), hidden);
@@ -84,10 +95,12 @@ public final class Transformer {
         return config;
     }
 
-    /** A fresh, empty cache for one sequence. */
+    /** A fresh, empty cache for one sequence (on an attention worker when attention is external). */
     public KvCache newCache() {
-        return new HeapKvCache(config.numHiddenLayers(), config.kvLoraRank(), config.qkRopeHeadDim(),
-                config.maxPositionEmbeddings());
+        if (external != null) {
+            return external.newCache();
+        }
+        return HeapKvCache.forModel(config);
     }
 
     public List<float[]> step(List<SequenceChunk> chunks) {

@@ -70,4 +70,23 @@ public final class Announcements {
         }
         return v.asText();
     }
+
+    /**
+     * Why a coordinator serving model {@code sha256} ({@code name}) must not use this worker: another
+     * model or protocol version; null when it may.
+     */
+    public static String refusal(WorkerAnnouncement a, String sha256, String name) {
+        if (!a.getFingerprint().getSha256().equals(sha256)) {
+            return "model fingerprint mismatch: worker holds " + a.getFingerprint().getName() + " "
+                    + abbrev(a.getFingerprint().getSha256()) + ", this coordinator serves " + name + " " + abbrev(sha256);
+        }
+        if (a.getProtocolVersion() != Protocol.VERSION) {
+            return "protocol version " + a.getProtocolVersion() + " (this coordinator speaks " + Protocol.VERSION + ")";
+        }
+        return null;
+    }
+
+    private static String abbrev(String sha) {
+        return sha.length() > 12 ? sha.substring(0, 12) : sha.isEmpty() ? "(none)" : sha;
+    }
 }

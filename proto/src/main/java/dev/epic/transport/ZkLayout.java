@@ -1,10 +1,10 @@
 package dev.epic.transport;
 
 /**
- * ZooKeeper layout shared by expert workers and coordinators:
- * {@code /epic/<cluster>/workers/<worker-id>} ephemeral nodes whose data is a JSON
- * {@link Announcements announcement}. A coordinator watches the workers folder of its cluster and
- * ignores (with a log line) workers whose model fingerprint differs from its own.
+ * ZooKeeper layout shared by workers and coordinators: {@code /epic/<cluster>/workers/<worker-id>}
+ * (expert workers) and {@code /epic/<cluster>/attention/<worker-id>} (attention workers) ephemeral
+ * nodes whose data is a JSON {@link Announcements announcement}. A coordinator watches the folders
+ * of its cluster and ignores (with a log line) workers whose model fingerprint differs from its own.
  */
 public final class ZkLayout {
     public static final String ROOT = "/epic";
@@ -13,10 +13,19 @@ public final class ZkLayout {
     private ZkLayout() {}
 
     public static String workersPath(String cluster) {
+        return clusterPath(cluster) + "/workers";
+    }
+
+    /** Where attention workers register. */
+    public static String attentionWorkersPath(String cluster) {
+        return clusterPath(cluster) + "/attention";
+    }
+
+    private static String clusterPath(String cluster) {
         if (cluster == null || cluster.isEmpty() || cluster.contains("/")) {
             throw new IllegalArgumentException("cluster name must be non-empty without '/': '" + cluster + "'");
         }
-        return ROOT + "/" + cluster + "/workers";
+        return ROOT + "/" + cluster;
     }
 
     public static String workerPath(String cluster, String workerId) {

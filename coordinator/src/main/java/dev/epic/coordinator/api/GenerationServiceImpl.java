@@ -64,7 +64,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         this.experts = experts;
         this.prompts = new PromptBuilder(model);
         this.modelType = ModelType.of(model.directory());
-        this.stats = new StatsReport(scheduler, experts);
+        this.stats = new StatsReport(scheduler, experts, model.attention());
     }
 
     @Override
@@ -75,7 +75,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         try {
             Prompt prompt = prompt(req);
             SamplingParams params = sampling(req.getSampling());
-            requireExperts();
+            requireWorkers();
             Generation generation = new Generation(model.tokenizer(), prompt.ids(), params,
                     GenerationOptions.defaults().withMaxContextLength(model.maxContext()).withReasoning(prompt.reasoning()));
             task = new GenerationTask(prompt.ids(), generation, new StreamSink(call, id));
@@ -160,11 +160,15 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
     }
 
-    private void requireExperts() {
+    private void requireWorkers() {
         String missing = experts.missingExperts();
         if (!missing.isEmpty()) {
             throw Status.UNAVAILABLE.withDescription("no live expert worker for experts " + missing
                     + " of " + model.name() + "; retry when workers hosting them have joined").asRuntimeException();
+        }
+        if (model.attention() != null && !model.attention().hasLiveWorker()) {
+            throw Status.UNAVAILABLE.withDescription("no live attention worker for " + model.name()
+                    + "; retry when one has joined").asRuntimeException();
         }
     }
 
@@ -293,7 +297,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                         + model.maxContext() + " positions");
             }
             int[] ids = prompts.checkLength(prompts.ids(req.getPromptTokenIdsList(), "prompt_token_ids"), steps);
-            requireExperts();
+            requireWorkers();
             task = new LogitsTask(ids, steps);
             call.setOnCancelHandler(() -> {
                 task.cancel();
@@ -343,6 +347,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 .addAllExpertWorkers(experts.workers())
                 .setWeightBytesPerToken(model.weightBytesPerToken())
                 .setTokenizerVocabSize(model.tokenizer().size());
+        if (model.attention() != null) {
+            r.addAllAttentionWorkers(model.attention().workers());
+        }
         out.onNext(r.build());
         out.onCompleted();
     }

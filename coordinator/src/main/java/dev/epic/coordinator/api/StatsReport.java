@@ -2,6 +2,7 @@ package dev.epic.coordinator.api;
 
 import com.google.protobuf.ByteString;
 import dev.epic.coordinator.ExpertBackend;
+import dev.epic.coordinator.attention.RemoteAttention;
 import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.coordinator.scheduler.Scheduler;
 import dev.epic.coordinator.scheduler.StepStats;
@@ -15,11 +16,13 @@ import org.HdrHistogram.Histogram;
 final class StatsReport {
     private final Scheduler scheduler;
     private final ExpertBackend experts;
+    private final RemoteAttention attention; // null: attention in this process
     private final long startNanos = System.nanoTime();
 
-    StatsReport(Scheduler scheduler, ExpertBackend experts) {
+    StatsReport(Scheduler scheduler, ExpertBackend experts, RemoteAttention attention) {
         this.scheduler = scheduler;
         this.experts = experts;
+        this.attention = attention;
     }
 
     StatsResponse build() {
@@ -54,6 +57,14 @@ final class StatsReport {
                     .setMoeLayer(latency(h.layer(), s.layerNanos()))
                     .setDispatchCombine(latency(h.dispatchCombine(), s.dispatchCombineNanos()));
         });
+        if (attention != null) {
+            RemoteAttention.Stats a = attention.stats();
+            r.setRemoteAttention(true)
+                    .setAttentionLayerCalls(a.layerCalls())
+                    .setAttentionLayerNanos(a.layerNanos())
+                    .setAttentionWorkerComputeNanos(a.slowestComputeNanos())
+                    .setAttentionSequencesLost(a.sequencesLost());
+        }
         return r.build();
     }
 

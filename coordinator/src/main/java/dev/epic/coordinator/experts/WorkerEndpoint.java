@@ -4,17 +4,11 @@ import dev.epic.proto.ExpertRequest;
 import dev.epic.proto.ExpertResponse;
 import dev.epic.proto.ExpertServiceGrpc;
 import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.SequencedStream;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
-import io.grpc.netty.NettyChannelBuilder;
-import io.grpc.stub.ClientCallStreamObserver;
-import io.grpc.stub.ClientResponseObserver;
-import io.grpc.stub.StreamObserver;
-import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -29,13 +23,12 @@ final class WorkerEndpoint implements AutoCloseable {
 
     private final String path;
     private final ManagedChannel channel;
-    private final AtomicLong sequence = new AtomicLong();
     private volatile WorkerAnnouncement announcement;
     private volatile long deadUntilNanos;
     /** Failed since its last successful answer or re-registration: does not count for coverage. */
     private volatile boolean suspect;
     private volatile boolean closed;
-    private DispatchStream stream; // guarded by this
+    private final SequencedStream<ExpertRequest, ExpertResponse> stream;
 
     /** Per-call scratch of RemoteExperts (guarded by its lock). */
     final Batch scratch = new Batch(this);
@@ -43,14 +36,13 @@ final class WorkerEndpoint implements AutoCloseable {
     WorkerEndpoint(String path, WorkerAnnouncement announcement) {
         this.path = path;
         this.announcement = announcement;
-        this.channel = NettyChannelBuilder.forTarget(announcement.getAddress())
-                .usePlaintext()
-                // responses only complete a future: run them on the event loop, no thread hop
-                .directExecutor()
-                .maxInboundMessageSize(Integer.MAX_VALUE)
-                .keepAliveTime(10, TimeUnit.SECONDS)
-                .keepAliveTimeout(5, TimeUnit.SECONDS)
-                .build();
+        this.channel = SequencedStream.channelTo(announcement.getAddress());
+        this.stream = new SequencedStream<>(toString(), o -> ExpertServiceGrpc.newStub(channel).dispatch(o),
+                ExpertResponse::getSequence, () -> {
+                    if (deadUntilNanos != 0) {
+                        channel.resetConnectBackoff();
+                    }
+                }, () -> suspect = false);
     }
 
     String path() {
@@ -96,117 +88,18 @@ final class WorkerEndpoint implements AutoCloseable {
         deadUntilNanos = System.nanoTime() + backoffNanos;
         suspect = true;
         log.warn("expert worker {} marked dead for {} ms: {}", this, TimeUnit.NANOSECONDS.toMillis(backoffNanos), reason);
-        DispatchStream s;
-        synchronized (this) {
-            s = stream;
-            stream = null;
-        }
-        if (s != null) {
-            s.fail(Status.UNAVAILABLE.withDescription("worker " + this + " marked dead: " + reason));
-        }
+        stream.fail(Status.UNAVAILABLE.withDescription("worker " + this + " marked dead: " + reason));
     }
 
     /** Sends one message on the dispatch stream; the future completes with its response or the stream's failure. */
     CompletableFuture<ExpertResponse> send(ExpertRequest.Builder request) {
-        CompletableFuture<ExpertResponse> f = new CompletableFuture<>();
-        long seq = sequence.incrementAndGet();
-        ExpertRequest req = request.setSequence(seq).build();
-        DispatchStream s;
-        synchronized (this) {
-            if (closed) {
-                f.completeExceptionally(Status.UNAVAILABLE.withDescription("worker " + this + " left").asException());
-                return f;
-            }
-            if (stream == null || stream.broken) {
-                if (deadUntilNanos != 0) {
-                    channel.resetConnectBackoff();
-                }
-                stream = new DispatchStream();
-                stream.open();
-            }
-            s = stream;
-            s.pending.put(seq, f);
-            try {
-                s.requests.onNext(req);
-            } catch (RuntimeException e) {
-                s.pending.remove(seq);
-                f.completeExceptionally(e);
-            }
-        }
-        if (s.broken && s.pending.remove(seq) != null) {
-            // the stream failed while we were queueing: nobody else will complete this future
-            f.completeExceptionally(Status.UNAVAILABLE.withDescription("stream to " + this + " failed").asException());
-        }
-        return f;
+        return stream.send(seq -> request.setSequence(seq).build());
     }
 
     @Override
     public void close() {
-        DispatchStream s;
-        synchronized (this) {
-            closed = true;
-            s = stream;
-            stream = null;
-        }
-        if (s != null) {
-            s.fail(Status.UNAVAILABLE.withDescription("worker " + this + " left the cluster"));
-        }
+        closed = true;
+        stream.close(Status.UNAVAILABLE.withDescription("worker " + this + " left the cluster"));
         channel.shutdownNow();
-    }
-
-    /** One incarnation of the Dispatch stream with its outstanding requests. */
-    private final class DispatchStream implements ClientResponseObserver<ExpertRequest, ExpertResponse> {
-        final Map<Long, CompletableFuture<ExpertResponse>> pending = new ConcurrentHashMap<>();
-        volatile boolean broken;
-        ClientCallStreamObserver<ExpertRequest> requests;
-
-        void open() {
-            ExpertServiceGrpc.newStub(channel).dispatch(this);
-        }
-
-        @Override
-        public void beforeStart(ClientCallStreamObserver<ExpertRequest> requestStream) {
-            this.requests = requestStream;
-        }
-
-        @Override
-        public void onNext(ExpertResponse r) {
-            CompletableFuture<ExpertResponse> f = pending.remove(r.getSequence());
-            suspect = false;
-            if (f != null) {
-                f.complete(r);
-            }
-        }
-
-        @Override
-        public void onError(Throwable t) {
-            broken = true;
-            failPending(Status.fromThrowable(t));
-        }
-
-        @Override
-        public void onCompleted() {
-            broken = true;
-            failPending(Status.UNAVAILABLE.withDescription("worker " + WorkerEndpoint.this + " closed the stream"));
-        }
-
-        void fail(Status status) {
-            broken = true;
-            try {
-                requests.onError(status.asRuntimeException());
-            } catch (RuntimeException ignored) {
-                // already closed
-            }
-            failPending(status);
-        }
-
-        private void failPending(Status status) {
-            for (Long seq : pending.keySet()) {
-                CompletableFuture<ExpertResponse> f = pending.remove(seq);
-                if (f != null) {
-                    f.completeExceptionally(status.asRuntimeException());
-                }
-            }
-        }
     }
 }

@@ -1,5 +1,6 @@
 package dev.epic.coordinator.scheduler;
 
+import dev.epic.coordinator.attention.AttentionUnavailableException;
 import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.kernels.Parallel;
 import dev.epic.model.KvCache;
@@ -10,6 +11,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
@@ -158,11 +160,13 @@ public final class Scheduler implements AutoCloseable {
         } catch (Throwable t) {
             log.error("engine loop died", t);
             for (Slot s : active) {
+                s.cache.release();
                 s.task.onFailure(t);
             }
             active.clear();
         } finally {
             for (Slot s : active) {
+                s.cache.release();
                 s.task.onCancelled();
             }
             active.clear();
@@ -175,6 +179,7 @@ public final class Scheduler implements AutoCloseable {
             Slot s = it.next();
             if (s.task.cancelled()) {
                 it.remove();
+                s.cache.release();
                 s.task.onCancelled();
             }
         }
@@ -242,10 +247,17 @@ public final class Scheduler implements AutoCloseable {
         try {
             logits = model.step(chunks);
         } catch (RuntimeException e) {
-            log.warn("step over {} sequence(s) failed: {}", slots.size(), e.getMessage());
+            // Sequences whose attention worker failed end; the rest of the step runs again next time
+            // (same positions: their caches are simply written again).
+            Set<KvCache> lost = e instanceof AttentionUnavailableException a ? a.lost() : Set.of();
+            boolean some = slots.stream().anyMatch(s -> lost.contains(s.cache));
+            log.warn("step over {} sequence(s) failed{}: {}", slots.size(),
+                    some ? " for " + lost.size() + " of them" : "", e.getMessage());
             for (Slot s : slots) {
-                active.remove(s);
-                s.task.onFailure(e);
+                if (!some || lost.contains(s.cache)) {
+                    retire(s);
+                    s.task.onFailure(e);
+                }
             }
             activeCount = active.size();
             return;
@@ -280,17 +292,23 @@ public final class Scheduler implements AutoCloseable {
             try {
                 next = choices.next(i, s.task, logits.get(i));
             } catch (RuntimeException e) {
-                active.remove(s);
+                retire(s);
                 s.task.onFailure(e);
                 continue;
             }
             if (next < 0) {
-                active.remove(s);
+                retire(s);
             } else {
                 s.next = next;
             }
         }
         activeCount = active.size();
+    }
+
+    /** The sequence leaves its batch slot: its cache goes (on an attention worker, it is released there). */
+    private void retire(Slot s) {
+        active.remove(s);
+        s.cache.release();
     }
 
     /**

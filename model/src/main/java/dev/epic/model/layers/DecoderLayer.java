@@ -3,6 +3,7 @@ package dev.epic.model.layers;
 import dev.epic.kernels.VectorOps;
 import dev.epic.model.ForwardObserver;
 import dev.epic.model.WeightSource;
+import dev.epic.model.attention.ExternalAttention;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.RoutedExperts;
 import java.util.List;
@@ -13,13 +14,21 @@ public final class DecoderLayer {
     private final int hidden;
     private final RmsNorm inputNorm;
     private final Mla attention;
+    private final ExternalAttention external; // null: attention runs here
     private final RmsNorm postAttentionNorm;
     private final Mlp mlp; // dense layers
     private final Moe moe; // MoE layers
 
-    public DecoderLayer(ModelConfig c, WeightSource w, int index, Rope rope, RoutedExperts experts) {
+    /**
+     * @param external where attention runs when not in this process (null: here). The layer's MLA
+     *                 weights are still opened: a memory-mapped checkpoint costs nothing untouched,
+     *                 and their size counts in the bytes a decoded token reads.
+     */
+    public DecoderLayer(ModelConfig c, WeightSource w, int index, Rope rope, RoutedExperts experts,
+            ExternalAttention external) {
         String p = "model.layers." + index + ".";
         this.index = index;
+        this.external = external;
         this.hidden = c.hiddenSize();
         this.inputNorm = new RmsNorm(w.vector(p + "input_layernorm.weight", hidden), c.rmsNormEps());
         this.attention = new Mla(c, w, index, rope);
@@ -38,7 +47,11 @@ public final class DecoderLayer {
         float[] x = new float[rows * hidden];
         float[] y = new float[rows * hidden];
         inputNorm.apply(h, x, rows);
-        attention.forward(x, rows, sequences, y);
+        if (external != null) {
+            external.forward(index, x, rows, sequences, y);
+        } else {
+            attention.forward(x, rows, sequences, y);
+        }
         add(h, y, rows);
         postAttentionNorm.apply(h, x, rows);
         if (moe != null) {

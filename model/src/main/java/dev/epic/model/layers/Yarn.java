@@ -78,4 +78,9 @@ public final class Yarn {
         RopeScaling s = c.ropeScaling();
         return (float) (mscale(s.factor(), s.mscale()) / mscale(s.factor(), s.mscaleAllDim()));
     }
+
+    /** The model's rotary embedding: YaRN frequencies and cos/sin scale from its config. */
+    public static Rope rope(ModelConfig c) {
+        return new Rope(inverseFrequencies(c), cosSinScale(c));
+    }
 }

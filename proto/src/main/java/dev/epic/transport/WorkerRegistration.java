@@ -1,22 +1,23 @@
-package dev.epic.worker;
+package dev.epic.transport;
 
 import dev.epic.proto.WorkerAnnouncement;
-import dev.epic.transport.Announcements;
-import dev.epic.transport.ZkLayout;
 import java.io.IOException;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.nodes.PersistentNode;
+import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.zookeeper.CreateMode;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A worker's presence in ZooKeeper: the ephemeral node {@code /epic/<cluster>/workers/<id>} with
- * its JSON announcement. Curator's PersistentNode recreates it after a session loss; closing it
- * deletes the node, which is the first step of a drain.
+ * A worker's presence in ZooKeeper: an ephemeral node ({@code /epic/<cluster>/workers/<id>} for
+ * expert workers, {@code /epic/<cluster>/attention/<id>} for attention workers) with its JSON
+ * announcement. Curator's PersistentNode recreates it after a session loss; closing it deletes the
+ * node, which is the first step of a drain.
  */
-final class WorkerRegistration implements AutoCloseable {
+public final class WorkerRegistration implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(WorkerRegistration.class);
 
     private final PersistentNode node;
@@ -27,9 +28,26 @@ final class WorkerRegistration implements AutoCloseable {
         this.path = path;
     }
 
-    static WorkerRegistration register(CuratorFramework zk, String cluster, WorkerAnnouncement announcement,
+    /** A started Curator client, connected within 30 s (else IllegalStateException; the client is closed). */
+    public static CuratorFramework connect(String zkConnect, int sessionTimeoutMillis) throws InterruptedException {
+        CuratorFramework zk = CuratorFrameworkFactory.builder()
+                .connectString(zkConnect)
+                .sessionTimeoutMs(sessionTimeoutMillis)
+                .connectionTimeoutMs(Math.min(sessionTimeoutMillis, 15_000))
+                .retryPolicy(new ExponentialBackoffRetry(200, 10, 2_000))
+                .build();
+        zk.start();
+        if (!zk.blockUntilConnected(30, TimeUnit.SECONDS)) {
+            zk.close();
+            throw new IllegalStateException("cannot connect to ZooKeeper at " + zkConnect + " within 30 s");
+        }
+        return zk;
+    }
+
+    /** Creates {@code folder/<worker id>} holding the announcement, waiting at most timeoutMillis. */
+    public static WorkerRegistration register(CuratorFramework zk, String folder, WorkerAnnouncement announcement,
             long timeoutMillis) throws Exception {
-        String path = ZkLayout.workerPath(cluster, announcement.getWorkerId());
+        String path = folder + "/" + announcement.getWorkerId();
         // A node left by a previous incarnation of this worker (same id) until its session expires
         // would block ours; it cannot be live, since two processes cannot own one address.
         zk.delete().quietly().forPath(path);

@@ -1,0 +1,172 @@
+package dev.epic.attention;
+
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.KvCache;
+import dev.epic.model.attention.AttentionLayers;
+import dev.epic.model.layers.SequenceRows;
+import dev.epic.proto.AttendRequest;
+import dev.epic.proto.AttendResponse;
+import dev.epic.proto.AttentionServiceGrpc;
+import dev.epic.proto.AttentionWorkerInfo;
+import dev.epic.proto.HiddenEncoding;
+import dev.epic.proto.InfoRequest;
+import dev.epic.proto.ModelFingerprint;
+import dev.epic.proto.ReleaseRequest;
+import dev.epic.proto.ReleaseResponse;
+import dev.epic.proto.SequenceSegment;
+import dev.epic.transport.HiddenCodec;
+import dev.epic.transport.MessageStream;
+import dev.epic.transport.MessageStream.Refusal;
+import dev.epic.transport.Protocol;
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * gRPC face of an attention worker. An Attend message carries one layer's attention input for the
+ * rows of some of this worker's sequences; they run through that layer's MLA in one batch, exactly
+ * as in the single-process engine, and the output goes back in one response. A message for another
+ * model, protocol version or an unknown cache ends the stream with its status.
+ */
+final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceImplBase {
+    private final AttentionLayers layers;
+    private final SequenceCaches caches;
+    private final CheckpointFingerprint fingerprint;
+    private final int hidden;
+    private final AtomicInteger inFlight = new AtomicInteger();
+    private volatile String workerId = "(starting)";
+
+    AttentionServiceImpl(AttentionLayers layers, SequenceCaches caches, CheckpointFingerprint fingerprint) {
+        this.layers = layers;
+        this.caches = caches;
+        this.fingerprint = fingerprint;
+        this.hidden = layers.config().hiddenSize();
+    }
+
+    void workerId(String id) {
+        this.workerId = id;
+    }
+
+    int inFlight() {
+        return inFlight.get();
+    }
+
+    @Override
+    public void info(InfoRequest request, StreamObserver<AttentionWorkerInfo> response) {
+        response.onNext(AttentionWorkerInfo.newBuilder()
+                .setProtocolVersion(Protocol.VERSION)
+                .setFingerprint(ModelFingerprint.newBuilder().setName(fingerprint.name()).setSha256(fingerprint.sha256()))
+                .setWorkerId(workerId)
+                .setLayers(layers.count())
+                .setHiddenSize(hidden)
+                .setMaxSequences(caches.maxSequences())
+                .setCachedSequences(caches.size())
+                .setCachedPositions(caches.positions())
+                .build());
+        response.onCompleted();
+    }
+
+    @Override
+    public void release(ReleaseRequest request, StreamObserver<ReleaseResponse> response) {
+        for (long id : request.getCacheIdsList()) {
+            caches.release(id);
+        }
+        response.onNext(ReleaseResponse.newBuilder().setCachedSequences(caches.size()).build());
+        response.onCompleted();
+    }
+
+    @Override
+    public StreamObserver<AttendRequest> attend(StreamObserver<AttendResponse> responses) {
+        return new MessageStream<>(responses, inFlight) {
+            private float[] x = new float[0];
+
+            @Override
+            protected String describe(AttendRequest req) {
+                return "attention worker " + workerId + ", layer " + req.getLayer();
+            }
+
+            @Override
+            protected AttendResponse handle(AttendRequest req) {
+                long t0 = System.nanoTime();
+                check(req);
+                int layer = req.getLayer();
+                long total = 0;
+                for (SequenceSegment s : req.getSegmentsList()) {
+                    total += s.getLength();
+                }
+                if (req.getHiddenStates().size() != 4L * total * hidden) {
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("hidden_states holds "
+                            + req.getHiddenStates().size() + " bytes; " + total + " rows x " + hidden + " floats need "
+                            + 4L * total * hidden));
+                }
+                List<SequenceRows> sequences = new ArrayList<>(req.getSegmentsCount());
+                Set<Long> seen = new HashSet<>();
+                int rows = 0;
+                for (SequenceSegment s : req.getSegmentsList()) {
+                    if (s.getLength() == 0 || !seen.add(s.getCacheId())) {
+                        throw new Refusal(Status.INVALID_ARGUMENT.withDescription("segment of cache "
+                                + s.getCacheId() + " is empty or repeated"));
+                    }
+                    KvCache cache;
+                    try {
+                        cache = caches.forSegment(s.getCacheId(), layer, s.getStart());
+                    } catch (SequenceCaches.Refused r) {
+                        throw new Refusal((r.exhausted ? Status.RESOURCE_EXHAUSTED : Status.FAILED_PRECONDITION)
+                                .withDescription("attention worker " + workerId + ": " + r.getMessage()));
+                    }
+                    sequences.add(new SequenceRows(cache, s.getStart(), rows, s.getLength()));
+                    rows += s.getLength();
+                }
+                int n = rows * hidden;
+                if (x.length < n) {
+                    x = new float[n];
+                }
+                HiddenCodec.decode(HiddenEncoding.FP32, req.getHiddenStates(), com.google.protobuf.ByteString.EMPTY,
+                        rows, hidden, x);
+                float[] y = new float[n];
+                try {
+                    layers.layer(layer).forward(x, rows, sequences, y);
+                } catch (IllegalArgumentException e) {
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
+                }
+                if (layer == layers.count() - 1) {
+                    for (SequenceRows s : sequences) {
+                        s.cache().setLength(s.start() + s.length());
+                    }
+                }
+                return AttendResponse.newBuilder()
+                        .setSequence(req.getSequence())
+                        .setLayer(layer)
+                        .setRows(rows)
+                        .setOutput(HiddenCodec.encode(HiddenEncoding.FP32, y, rows, hidden).data())
+                        .setComputeNanos(System.nanoTime() - t0)
+                        .build();
+            }
+
+            private void check(AttendRequest req) {
+                if (req.getProtocolVersion() != Protocol.VERSION) {
+                    throw new Refusal(Status.FAILED_PRECONDITION.withDescription("protocol version "
+                            + req.getProtocolVersion() + " is not supported by attention worker " + workerId
+                            + " (speaks " + Protocol.VERSION + ")"));
+                }
+                if (!req.getFingerprint().equals(fingerprint.sha256())) {
+                    throw new Refusal(Status.FAILED_PRECONDITION.withDescription("model fingerprint mismatch: "
+                            + "coordinator serves " + req.getFingerprint() + " but attention worker " + workerId
+                            + " holds " + fingerprint.name() + " " + fingerprint.shortHash()));
+                }
+                if (req.getHidden() != hidden) {
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("hidden size " + req.getHidden()
+                            + " but the model has " + hidden));
+                }
+                if (req.getLayer() >= layers.count()) {
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("layer " + req.getLayer()
+                            + " outside [0, " + layers.count() + ")"));
+                }
+            }
+        };
+    }
+}

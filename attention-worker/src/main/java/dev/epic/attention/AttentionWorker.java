@@ -1,0 +1,87 @@
+package dev.epic.attention;
+
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.attention.AttentionLayers;
+import dev.epic.proto.ModelFingerprint;
+import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.Protocol;
+import dev.epic.transport.WorkerServer;
+import dev.epic.transport.ZkLayout;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A running attention worker: gRPC AttentionService on a port, announced in ZooKeeper under
+ * {@code /epic/<cluster>/attention/<id>} once it can serve (the announcement's capacity is its
+ * maximum number of sequences), with a health service and a graceful drain ({@link WorkerServer}).
+ * Sequences still cached here when it stops end with it.
+ */
+public final class AttentionWorker implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(AttentionWorker.class);
+
+    /** Where to serve and announce. port 0 picks a free port. */
+    public record Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
+            int zkSessionTimeoutMillis, long drainMillis) {}
+
+    private final WorkerServer server;
+    private final SequenceCaches caches;
+
+    private AttentionWorker(WorkerServer server, SequenceCaches caches) {
+        this.server = server;
+        this.caches = caches;
+    }
+
+    /** Starts serving {@code layers} (already opened) and registers in ZooKeeper. */
+    public static AttentionWorker start(AttentionLayers layers, CheckpointFingerprint fingerprint, Settings s)
+            throws Exception {
+        SequenceCaches caches = new SequenceCaches(layers, s.maxSequences());
+        AttentionServiceImpl service = new AttentionServiceImpl(layers, caches, fingerprint);
+        WorkerServer server = WorkerServer.start(
+                new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
+                        s.drainMillis()),
+                "a", ZkLayout.attentionWorkersPath(s.cluster()), service, service::inFlight, (id, address) -> {
+                    service.workerId(id);
+                    return WorkerAnnouncement.newBuilder()
+                            .setWorkerId(id)
+                            .setAddress(address)
+                            .setFingerprint(ModelFingerprint.newBuilder().setName(fingerprint.name())
+                                    .setSha256(fingerprint.sha256()))
+                            .setCapacity(s.maxSequences())
+                            .setPid(ProcessHandle.current().pid())
+                            .setProtocolVersion(Protocol.VERSION)
+                            .build();
+                });
+        log.info("attention worker {} serving the attention of {} layers of {} ({}) on {}, up to {} sequences",
+                server.workerId(), layers.count(), fingerprint.name(), fingerprint.shortHash(), server.address(),
+                s.maxSequences());
+        return new AttentionWorker(server, caches);
+    }
+
+    public String address() {
+        return server.address();
+    }
+
+    public String workerId() {
+        return server.workerId();
+    }
+
+    /** Sequences whose caches are held here now. */
+    public int cachedSequences() {
+        return caches.size();
+    }
+
+    public void awaitTermination() throws InterruptedException {
+        server.awaitTermination();
+    }
+
+    /** Stops at once without draining, as a crash would (tests of coordinator failover). */
+    public void kill() {
+        server.kill();
+    }
+
+    /** Graceful drain: deregister, finish in-flight messages, stop. Idempotent. */
+    @Override
+    public void close() {
+        server.close();
+    }
+}

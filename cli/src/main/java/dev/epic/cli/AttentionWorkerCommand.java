@@ -1,0 +1,63 @@
+package dev.epic.cli;
+
+import dev.epic.attention.AttentionWorker;
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.attention.AttentionLayers;
+import dev.epic.model.bench.ProcessStats;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.quant.ConvertedWeights;
+import dev.epic.model.quant.WeightFormat;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code epic attention-worker}: MLA attention and KV caches for a share of the sequences. */
+@Command(name = "attention-worker", mixinStandardHelpOptions = true,
+        description = {"Run the MLA attention of every layer, with the latent KV caches, for the sequences coordinators",
+            "place here (data-parallel attention). Registers in ZooKeeper under /epic/<cluster>/attention/<id> once",
+            "ready; SIGTERM drains gracefully (sequences cached here end with it)."})
+public final class AttentionWorkerCommand implements Callable<Integer> {
+    private static final Logger log = LoggerFactory.getLogger(AttentionWorkerCommand.class);
+
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face checkpoint directory")
+    Path model;
+
+    @Mixin
+    WorkerFlags flags;
+
+    @Option(names = "--port", defaultValue = "50071", description = "gRPC port (0 = any free port; default ${DEFAULT-VALUE})")
+    int port;
+
+    @Option(names = "--max-sequences", defaultValue = "256", paramLabel = "N",
+            description = "most sequences (KV caches) held at once; coordinators place no more here (default ${DEFAULT-VALUE})")
+    int maxSequences;
+
+    @Override
+    public Integer call() throws Exception {
+        return flags.serve(this::serve);
+    }
+
+    private int serve() throws Exception {
+        Checkpoint checkpoint = Checkpoint.open(model);
+        long t0 = System.nanoTime();
+        AttentionLayers layers = AttentionLayers.load(checkpoint.config(),
+                ConvertedWeights.of(checkpoint, WeightFormat.parse(flags.weights), model));
+        log.info("opened the attention of {} layers in {} ms: {} MiB of weights, process RSS {} MiB", layers.count(),
+                (System.nanoTime() - t0) / 1_000_000, String.format("%.1f", layers.storageBytes() / 1048576.0),
+                String.format("%.0f", ProcessStats.residentMb()));
+        AttentionWorker worker = AttentionWorker.start(layers, CheckpointFingerprint.of(model),
+                new AttentionWorker.Settings(flags.host, port, flags.zk, flags.cluster, flags.id, maxSequences,
+                        flags.sessionTimeoutMs, flags.drainMs));
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            worker.close();
+            checkpoint.close();
+        }, "drain"));
+        flags.watchParent();
+        worker.awaitTermination();
+        return 0;
+    }
+}

@@ -1,0 +1,77 @@
+package dev.epic.cli;
+
+import dev.epic.model.checkpoint.CheckpointException;
+import dev.epic.model.config.ConfigException;
+import dev.epic.transport.ZkLayout;
+import java.io.PrintWriter;
+import java.util.concurrent.Callable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/** Flags every worker command (expert and attention) shares: ZooKeeper, identity, drain, weights. */
+final class WorkerFlags {
+    private static final Logger log = LoggerFactory.getLogger(WorkerFlags.class);
+
+    @Spec(Spec.Target.MIXEE)
+    CommandSpec command;
+
+    @Option(names = "--zk", required = true, paramLabel = "HOST:PORT", description = "ZooKeeper connect string")
+    String zk;
+
+    @Option(names = "--host", defaultValue = "127.0.0.1", paramLabel = "ADDR",
+            description = "address to bind and announce; must be reachable by coordinators (default ${DEFAULT-VALUE})")
+    String host;
+
+    @Option(names = "--cluster", defaultValue = ZkLayout.DEFAULT_CLUSTER, description = "cluster name in ZooKeeper (default ${DEFAULT-VALUE})")
+    String cluster;
+
+    @Option(names = "--id", description = "worker id (default <w|a>-<host>-<port>)")
+    String id;
+
+    @Option(names = "--zk-session-timeout-ms", defaultValue = "10000",
+            description = "ZooKeeper session timeout: how long a crashed worker stays registered (default ${DEFAULT-VALUE})")
+    int sessionTimeoutMs;
+
+    @Option(names = "--drain-ms", defaultValue = "5000", description = "max time to finish in-flight work on SIGTERM (default ${DEFAULT-VALUE})")
+    long drainMs;
+
+    @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
+            description = "format of the weights served here: as stored (auto), bf16, q8 or q4; a copy made by epic quantize is used; give the coordinator the same (default auto)")
+    String weights;
+
+    @Option(names = "--exit-with-parent", paramLabel = "PID", hidden = true,
+            description = "drain and exit when process PID ends (epic local uses it so workers never outlive it)")
+    Long parentPid;
+
+    /**
+     * Runs a worker command's {@code serve}. Bad flags, files or an unreachable ZooKeeper give one
+     * clear line on stderr and exit code 2, without a stack trace.
+     */
+    int serve(Callable<Integer> serve) throws Exception {
+        try {
+            return serve.call();
+        } catch (IllegalArgumentException | IllegalStateException | CheckpointException | ConfigException e) {
+            PrintWriter err = command.commandLine().getErr();
+            err.println("epic " + command.name() + ": " + e.getMessage());
+            err.flush();
+            return 2;
+        }
+    }
+
+    /** With --exit-with-parent: exit (running the drain hook) when that process ends. */
+    void watchParent() {
+        if (parentPid == null) {
+            return;
+        }
+        // A parent killed with -9 runs no shutdown hook: watching its pid is what stops orphans.
+        ProcessHandle.of(parentPid).ifPresentOrElse(
+                parent -> parent.onExit().thenRun(() -> {
+                    log.warn("parent process {} ended: draining and exiting", parentPid);
+                    System.exit(0);
+                }),
+                () -> System.exit(0));
+    }
+}

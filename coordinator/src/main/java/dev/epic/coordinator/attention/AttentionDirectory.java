@@ -1,0 +1,91 @@
+package dev.epic.coordinator.attention;
+
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.WorkerWatch;
+import dev.epic.transport.ZkLayout;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.apache.curator.framework.CuratorFramework;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Watches {@code /epic/<cluster>/attention} and keeps the attention workers of this coordinator's
+ * model. A worker that re-registers from another process (new pid or address) is a new
+ * incarnation: the sequences placed on the old one are lost.
+ */
+final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
+    private static final Logger log = LoggerFactory.getLogger(AttentionDirectory.class);
+
+    private final Map<String, AttentionEndpoint> endpoints = new HashMap<>(); // guarded by this
+    private volatile List<AttentionEndpoint> workers = List.of();
+    private final WorkerWatch watch;
+
+    AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint) {
+        this.watch = new WorkerWatch(zk, ZkLayout.attentionWorkersPath(cluster), "attention worker",
+                fingerprint.sha256(), fingerprint.name(), this);
+    }
+
+    /** The registered workers of this model, ordered by path. */
+    List<AttentionEndpoint> workers() {
+        return workers;
+    }
+
+    @Override
+    public synchronized void upsert(String path, WorkerAnnouncement a) {
+        AttentionEndpoint existing = endpoints.get(path);
+        if (existing != null && existing.announcement().getAddress().equals(a.getAddress())
+                && existing.announcement().getPid() == a.getPid()) {
+            return; // the same process re-created its node (a ZooKeeper session change): caches intact
+        }
+        if (existing != null) {
+            existing.close();
+        }
+        endpoints.put(path, new AttentionEndpoint(path, a));
+        log.info("attention worker {} at {} joined (up to {} sequences)", a.getWorkerId(), a.getAddress(),
+                a.getCapacity());
+        publish();
+    }
+
+    @Override
+    public synchronized void remove(String path) {
+        AttentionEndpoint w = endpoints.remove(path);
+        if (w != null) {
+            int lost = w.placed();
+            log.info("attention worker {} left{}", w, lost == 0 ? "" : "; its " + lost + " sequence(s) are lost");
+            w.close();
+            publish();
+        }
+    }
+
+    private void publish() {
+        workers = endpoints.values().stream()
+                .sorted(java.util.Comparator.comparing(AttentionEndpoint::path))
+                .toList();
+        notifyAll();
+    }
+
+    /** Waits until at least {@code count} workers are registered; false on timeout. */
+    synchronized boolean await(int count, long timeout, TimeUnit unit) throws InterruptedException {
+        long deadline = System.nanoTime() + unit.toNanos(timeout);
+        while (workers.size() < count) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                return false;
+            }
+            TimeUnit.NANOSECONDS.timedWait(this, Math.min(left, TimeUnit.MILLISECONDS.toNanos(100)));
+        }
+        return true;
+    }
+
+    @Override
+    public synchronized void close() {
+        watch.close();
+        endpoints.values().forEach(AttentionEndpoint::close);
+        endpoints.clear();
+        workers = List.of();
+    }
+}

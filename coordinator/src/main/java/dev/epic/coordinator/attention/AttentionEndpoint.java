@@ -1,0 +1,137 @@
+package dev.epic.coordinator.attention;
+
+import dev.epic.proto.AttendRequest;
+import dev.epic.proto.AttendResponse;
+import dev.epic.proto.AttentionServiceGrpc;
+import dev.epic.proto.ReleaseRequest;
+import dev.epic.proto.ReleaseResponse;
+import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.SequencedStream;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One attention worker as the coordinator sees it: its announcement, a channel, the one long-lived
+ * Attend stream to it (reopened after a failure) and the sequences placed on it. A failure ends an
+ * epoch: the worker's caches are presumed lost, so sequences placed in an earlier epoch cannot go on
+ * there. After a short backoff the worker may take new sequences again.
+ */
+final class AttentionEndpoint implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(AttentionEndpoint.class);
+
+    private final String path;
+    private final WorkerAnnouncement announcement;
+    private final ManagedChannel channel;
+    private volatile long deadUntilNanos;
+    private volatile boolean closed;
+    private long epoch; // guarded by this
+    private int placed; // guarded by this
+    private final SequencedStream<AttendRequest, AttendResponse> stream;
+
+    AttentionEndpoint(String path, WorkerAnnouncement announcement) {
+        this.path = path;
+        this.announcement = announcement;
+        this.channel = SequencedStream.channelTo(announcement.getAddress());
+        this.stream = new SequencedStream<>(toString(), o -> AttentionServiceGrpc.newStub(channel).attend(o),
+                AttendResponse::getSequence, () -> {}, () -> {});
+    }
+
+    String path() {
+        return path;
+    }
+
+    WorkerAnnouncement announcement() {
+        return announcement;
+    }
+
+    @Override
+    public String toString() {
+        return announcement.getWorkerId() + "@" + announcement.getAddress();
+    }
+
+    /** May take new sequences and messages: registered, and not failed within its backoff. */
+    boolean isLive(long nowNanos) {
+        return !closed && nowNanos - deadUntilNanos >= 0;
+    }
+
+    synchronized int placed() {
+        return placed;
+    }
+
+    /** Sequences the worker holds at most (its announced capacity; 0 = no limit). */
+    int capacity() {
+        return announcement.getCapacity();
+    }
+
+    /** Places {@code cache} here if the worker has room; false when it is full. */
+    synchronized boolean place(RemoteCache cache) {
+        if (capacity() > 0 && placed >= capacity()) {
+            return false;
+        }
+        placed++;
+        cache.endpoint = this;
+        cache.epoch = epoch;
+        return true;
+    }
+
+    /** Whether the worker still holds {@code cache}: no failure since it was placed. */
+    synchronized boolean holds(RemoteCache cache) {
+        return !closed && cache.epoch == epoch;
+    }
+
+    /** The sequence is over: frees its place and, asynchronously, its cache on the worker. */
+    void release(RemoteCache cache) {
+        synchronized (this) {
+            if (closed || cache.epoch != epoch) {
+                return; // gone with a failed incarnation
+            }
+            placed--;
+        }
+        AttentionServiceGrpc.newStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
+                .release(ReleaseRequest.newBuilder().addCacheIds(cache.id).build(), new StreamObserver<>() {
+                    @Override
+                    public void onNext(ReleaseResponse value) {}
+
+                    @Override
+                    public void onError(Throwable t) {
+                        log.debug("release of cache {} on {} failed: {}", cache.id, AttentionEndpoint.this, t.toString());
+                    }
+
+                    @Override
+                    public void onCompleted() {}
+                });
+    }
+
+    /** The worker failed: its caches are lost, it is skipped for {@code backoffNanos}, its stream ends. */
+    void markDead(String reason, long backoffNanos) {
+        deadUntilNanos = System.nanoTime() + backoffNanos;
+        log.warn("attention worker {} failed ({}); its {} sequence(s) are lost", this, reason, placed());
+        synchronized (this) {
+            epoch++;
+            placed = 0;
+        }
+        channel.resetConnectBackoff();
+        stream.fail(Status.UNAVAILABLE.withDescription("attention worker " + this + " failed: " + reason));
+    }
+
+    /** Sends one message on the Attend stream; completes with its response or the stream's failure. */
+    CompletableFuture<AttendResponse> send(AttendRequest.Builder request) {
+        return stream.send(seq -> request.setSequence(seq).build());
+    }
+
+    @Override
+    public void close() {
+        synchronized (this) {
+            closed = true;
+            epoch++;
+            placed = 0;
+        }
+        stream.close(Status.UNAVAILABLE.withDescription("attention worker " + this + " left the cluster"));
+        channel.shutdownNow();
+    }
+}

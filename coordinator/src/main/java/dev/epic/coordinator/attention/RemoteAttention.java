@@ -1,0 +1,259 @@
+package dev.epic.coordinator.attention;
+
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.KvCache;
+import dev.epic.model.attention.ExternalAttention;
+import dev.epic.model.layers.SequenceRows;
+import dev.epic.proto.AttendRequest;
+import dev.epic.proto.AttendResponse;
+import dev.epic.proto.HiddenEncoding;
+import dev.epic.proto.SequenceSegment;
+import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.HiddenCodec;
+import dev.epic.transport.Protocol;
+import dev.epic.transport.WorkerRegistration;
+import io.grpc.Status;
+import java.security.SecureRandom;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.curator.framework.CuratorFramework;
+
+/**
+ * Data-parallel attention on attention workers (DeepSeek's "DP attention"): every sequence's MLA
+ * and latent KV cache live on one worker, chosen at its first step (the live worker with the fewest
+ * sequences and room for one more). Per layer call, the rows of each worker's sequences go to it in
+ * ONE message on its long-lived stream, all workers in parallel, and the answers are put back in
+ * row order. The fp32 wire and the same MLA code make the result bit for bit the in-process one.
+ *
+ * <p>A worker that fails or misses the deadline takes its sequences' caches with it: those
+ * sequences fail with UNAVAILABLE ({@link AttentionUnavailableException#lost()}), within one
+ * deadline, and the others go on. Calls are serialised.
+ */
+public final class RemoteAttention implements ExternalAttention, AutoCloseable {
+    /**
+     * @param deadline    how long one worker may take for one layer message before it is presumed dead
+     *                    (long prompts' chunks take longest)
+     * @param deadBackoff how long a failed worker takes no new sequences
+     */
+    public record Options(Duration deadline, Duration deadBackoff) {
+        public static Options defaults() {
+            return new Options(Duration.ofSeconds(30), Duration.ofSeconds(1));
+        }
+
+        public Options withDeadline(Duration d) {
+            return new Options(d, deadBackoff);
+        }
+    }
+
+    private final CuratorFramework ownedZk;
+    private final AttentionDirectory directory;
+    private final CheckpointFingerprint fingerprint;
+    private final int hidden;
+    private final Options options;
+    /** Cache ids: a random base per coordinator, so coordinators sharing workers never collide. */
+    private final AtomicLong nextId = new AtomicLong(new SecureRandom().nextLong() & 0x7fff_ffff_0000_0000L);
+    private volatile Stats stats = new Stats(0, 0, 0, 0);
+
+    /**
+     * Totals since start.
+     *
+     * @param slowestComputeNanos sum over layer calls of the slowest worker's reported compute time
+     * @param sequencesLost       sequences failed because their worker failed (or none could take them)
+     */
+    public record Stats(long layerCalls, long layerNanos, long slowestComputeNanos, long sequencesLost) {}
+
+    private RemoteAttention(CuratorFramework ownedZk, CuratorFramework zk, String cluster,
+            CheckpointFingerprint fingerprint, int hidden, Options options) {
+        this.ownedZk = ownedZk;
+        this.fingerprint = fingerprint;
+        this.hidden = hidden;
+        this.options = options;
+        this.directory = new AttentionDirectory(zk, cluster, fingerprint);
+    }
+
+    /** Uses an existing, started Curator client (not closed by {@link #close()}). */
+    public static RemoteAttention create(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint,
+            int hidden, Options options) {
+        return new RemoteAttention(null, zk, cluster, fingerprint, hidden, options);
+    }
+
+    /** Connects to ZooKeeper at {@code zkConnect} and watches the cluster's attention workers. */
+    public static RemoteAttention connect(String zkConnect, String cluster, CheckpointFingerprint fingerprint,
+            int hidden, Options options) throws InterruptedException {
+        CuratorFramework zk = WorkerRegistration.connect(zkConnect, 15_000);
+        return new RemoteAttention(zk, zk, cluster, fingerprint, hidden, options);
+    }
+
+    /** Blocks until at least {@code count} attention workers are registered; false on timeout. */
+    public boolean awaitWorkers(int count, Duration timeout) throws InterruptedException {
+        return directory.await(count, timeout.toNanos(), TimeUnit.NANOSECONDS);
+    }
+
+    /** Announcements of the registered attention workers (for ModelInfo). */
+    public List<WorkerAnnouncement> workers() {
+        return directory.workers().stream().map(AttentionEndpoint::announcement).toList();
+    }
+
+    /** Whether a new sequence can be placed now: some worker is registered and not in its failure backoff. */
+    public boolean hasLiveWorker() {
+        long now = System.nanoTime();
+        return directory.workers().stream().anyMatch(w -> w.isLive(now));
+    }
+
+    @Override
+    public KvCache newCache() {
+        return new RemoteCache(nextId.incrementAndGet());
+    }
+
+    public Stats stats() {
+        return stats;
+    }
+
+    @Override
+    public synchronized void forward(int layer, float[] x, int rows, List<SequenceRows> sequences, float[] y) {
+        long t0 = System.nanoTime();
+        Map<AttentionEndpoint, List<SequenceRows>> groups = new LinkedHashMap<>();
+        Set<KvCache> lost = new HashSet<>();
+        Status why = null;
+        long now = System.nanoTime();
+        for (SequenceRows s : sequences) {
+            if (!(s.cache() instanceof RemoteCache c)) {
+                throw new IllegalArgumentException("a cache made outside this RemoteAttention: " + s.cache());
+            }
+            if (c.endpoint == null) {
+                Status refusal = place(c, now);
+                if (refusal != null) {
+                    lost.add(c);
+                    why = refusal;
+                    continue;
+                }
+            } else if (!c.endpoint.holds(c)) {
+                lost.add(c);
+                why = Status.UNAVAILABLE.withDescription("attention worker " + c.endpoint
+                        + " failed and the sequence's KV cache was lost with it");
+                continue;
+            }
+            groups.computeIfAbsent(c.endpoint, e -> new ArrayList<>()).add(s);
+        }
+        if (!lost.isEmpty()) {
+            record(0, 0, lost.size());
+            throw new AttentionUnavailableException(why, lost); // before sending: no cache is half-written
+        }
+        List<AttentionEndpoint> targets = new ArrayList<>(groups.keySet());
+        List<CompletableFuture<AttendResponse>> futures = new ArrayList<>(targets.size());
+        for (AttentionEndpoint w : targets) {
+            futures.add(w.send(request(layer, x, groups.get(w))));
+        }
+        long deadline = System.nanoTime() + options.deadline().toNanos();
+        long slowest = 0;
+        for (int i = 0; i < targets.size(); i++) {
+            AttentionEndpoint w = targets.get(i);
+            List<SequenceRows> group = groups.get(w);
+            try {
+                AttendResponse r = futures.get(i).get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+                scatter(r, group, y);
+                slowest = Math.max(slowest, r.getComputeNanos());
+            } catch (ExecutionException | TimeoutException | RuntimeException e) {
+                Status s = e instanceof TimeoutException
+                        ? Status.UNAVAILABLE.withDescription("attention worker " + w + " gave no answer for layer "
+                                + layer + " within " + options.deadline().toMillis() + " ms")
+                        : Status.fromThrowable(e instanceof ExecutionException ? e.getCause() : e);
+                w.markDead(s.getCode() + ": " + s.getDescription(), options.deadBackoff().toNanos());
+                why = Status.UNAVAILABLE.withDescription("attention worker " + w + " failed: " + s.getCode()
+                        + (s.getDescription() == null ? "" : ": " + s.getDescription())).withCause(s.getCause());
+                group.forEach(g -> lost.add(g.cache()));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new AttentionUnavailableException(Status.UNAVAILABLE.withDescription(
+                        "interrupted while waiting for attention workers"), Set.of());
+            }
+        }
+        record(System.nanoTime() - t0, slowest, lost.size());
+        if (!lost.isEmpty()) {
+            throw new AttentionUnavailableException(why, lost);
+        }
+    }
+
+    private void record(long nanos, long slowestCompute, int lost) {
+        Stats s = stats;
+        stats = new Stats(s.layerCalls() + (nanos > 0 ? 1 : 0), s.layerNanos() + nanos,
+                s.slowestComputeNanos() + slowestCompute, s.sequencesLost() + lost);
+    }
+
+    /** Places a new sequence on the live worker with the fewest; the refusal status if none can take it. */
+    private Status place(RemoteCache c, long now) {
+        List<AttentionEndpoint> live = directory.workers().stream().filter(w -> w.isLive(now)).toList();
+        if (live.isEmpty()) {
+            return Status.UNAVAILABLE.withDescription("no live attention worker (" + directory.workers().size()
+                    + " registered)");
+        }
+        List<AttentionEndpoint> byLoad = new ArrayList<>(live);
+        byLoad.sort(java.util.Comparator.comparingInt(AttentionEndpoint::placed));
+        for (AttentionEndpoint w : byLoad) {
+            if (w.place(c)) {
+                return null;
+            }
+        }
+        return Status.RESOURCE_EXHAUSTED.withDescription("all " + live.size()
+                + " attention worker(s) hold their maximum number of sequences");
+    }
+
+    private AttendRequest.Builder request(int layer, float[] x, List<SequenceRows> group) {
+        int rows = 0;
+        for (SequenceRows s : group) {
+            rows += s.length();
+        }
+        float[] buf = new float[rows * hidden];
+        AttendRequest.Builder req = AttendRequest.newBuilder()
+                .setProtocolVersion(Protocol.VERSION)
+                .setFingerprint(fingerprint.sha256())
+                .setLayer(layer)
+                .setHidden(hidden);
+        int r = 0;
+        for (SequenceRows s : group) {
+            System.arraycopy(x, s.firstRow() * hidden, buf, r * hidden, s.length() * hidden);
+            r += s.length();
+            req.addSegments(SequenceSegment.newBuilder()
+                    .setCacheId(((RemoteCache) s.cache()).id)
+                    .setStart(s.start())
+                    .setLength(s.length()));
+        }
+        return req.setHiddenStates(HiddenCodec.encode(HiddenEncoding.FP32, buf, rows, hidden).data());
+    }
+
+    private void scatter(AttendResponse r, List<SequenceRows> group, float[] y) {
+        int rows = 0;
+        for (SequenceRows s : group) {
+            rows += s.length();
+        }
+        if (r.getRows() != rows || r.getOutput().size() != 4L * rows * hidden) {
+            throw new IllegalStateException("answered " + r.getRows() + " rows (" + r.getOutput().size()
+                    + " bytes) for " + rows + " rows of " + hidden);
+        }
+        float[] out = new float[rows * hidden];
+        HiddenCodec.decode(HiddenEncoding.FP32, r.getOutput(), com.google.protobuf.ByteString.EMPTY, rows, hidden, out);
+        int o = 0;
+        for (SequenceRows s : group) {
+            System.arraycopy(out, o * hidden, y, s.firstRow() * hidden, s.length() * hidden);
+            o += s.length();
+        }
+    }
+
+    @Override
+    public void close() {
+        directory.close();
+        if (ownedZk != null) {
+            ownedZk.close();
+        }
+    }
+}

@@ -1,0 +1,205 @@
+package dev.epic.coordinator.attention;
+
+import static dev.epic.kernels.VectorOps.argmax;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.attention.AttentionWorker;
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.KvCache;
+import dev.epic.model.SequenceChunk;
+import dev.epic.model.TestData;
+import dev.epic.model.Transformer;
+import dev.epic.model.attention.AttentionLayers;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.moe.LocalExperts;
+import io.grpc.Status;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.retry.RetryOneTime;
+import org.apache.curator.test.TestingServer;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * RemoteAttention against real attention workers (gRPC over loopback, real ZooKeeper) holding the
+ * golden checkpoints' attention: steps mixing prefill chunks and decode give the in-process
+ * engine's logits bit for bit; a failed worker loses only its sequences; full or missing workers
+ * are refused per sequence.
+ */
+class RemoteAttentionTest {
+    private static TestingServer zkServer;
+    private static CuratorFramework zk;
+    private final List<AttentionWorker> workers = new ArrayList<>();
+    private final List<AutoCloseable> closing = new ArrayList<>();
+    private static int clusters;
+
+    @BeforeAll
+    static void startZk() throws Exception {
+        zkServer = new TestingServer(true);
+        zk = CuratorFrameworkFactory.newClient(zkServer.getConnectString(), new RetryOneTime(100));
+        zk.start();
+        zk.blockUntilConnected();
+    }
+
+    @AfterAll
+    static void stopZk() throws Exception {
+        zk.close();
+        zkServer.close();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        for (AutoCloseable c : closing.reversed()) {
+            c.close();
+        }
+        workers.forEach(AttentionWorker::kill);
+    }
+
+    /** A fresh cluster name with {@code count} attention workers for model {@code dir}, and its RemoteAttention. */
+    private RemoteAttention cluster(Path dir, int count, int maxSequences) throws Exception {
+        String cluster = "attention-test-" + clusters++;
+        Checkpoint ck = Checkpoint.open(dir);
+        closing.add(ck);
+        for (int i = 0; i < count; i++) {
+            workers.add(AttentionWorker.start(AttentionLayers.load(ck.config(), ck), CheckpointFingerprint.of(dir),
+                    new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, "a-" + i,
+                            maxSequences, 4000, 200)));
+        }
+        RemoteAttention remote = RemoteAttention.create(zk, cluster, CheckpointFingerprint.of(dir),
+                ck.config().hiddenSize(), RemoteAttention.Options.defaults().withDeadline(Duration.ofSeconds(20)));
+        closing.add(remote);
+        assertTrue(remote.awaitWorkers(count, Duration.ofSeconds(20)));
+        return remote;
+    }
+
+    private Transformer engine(Path dir, RemoteAttention remote) {
+        Checkpoint ck = Checkpoint.open(dir);
+        closing.add(ck);
+        ModelConfig c = ck.config();
+        return new Transformer(c, ck, LocalExperts.all(c, ck), remote);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"tiny-v3", "tiny-v3-fp8"})
+    void mixedStepsMatchTheInProcessEngineBitForBit(String model) throws Exception {
+        Path dir = TestData.model(model);
+        Transformer remote = engine(dir, cluster(dir, 2, 16));
+        Transformer local = engine(dir, null);
+        KvCache[] r = {remote.newCache(), remote.newCache(), remote.newCache()};
+        KvCache[] l = {local.newCache(), local.newCache(), local.newCache()};
+        int[][] prompts = {{5, 17, 4, 99, 1000}, {7, 3, 250, 11, 42, 8, 1500}, {600, 601, 602, 603, 604, 605}};
+        // Step 1: two prompts' first chunks. Step 2: A decodes, B's second chunk, C's whole prompt.
+        List<float[]> first = check(remote, local, r, l, new int[][] {prompts[0], {7, 3, 250}, null});
+        int nextA = argmax(first.get(0));
+        List<float[]> second = check(remote, local, r, l, new int[][] {{nextA}, {11, 42, 8, 1500}, prompts[2]});
+        int[] next = {argmax(second.get(0)), argmax(second.get(1)), argmax(second.get(2))};
+        for (int step = 0; step < 6; step++) {
+            List<float[]> out = check(remote, local, r, l, new int[][] {{next[0]}, {next[1]}, {next[2]}});
+            for (int s = 0; s < 3; s++) {
+                next[s] = argmax(out.get(s));
+            }
+        }
+        assertTrue(workers.get(0).cachedSequences() > 0 && workers.get(1).cachedSequences() > 0,
+                "the three sequences are spread over both workers");
+        assertEquals(3, workers.get(0).cachedSequences() + workers.get(1).cachedSequences());
+        for (KvCache c : r) {
+            c.release();
+        }
+        for (int i = 0; i < 100 && workers.get(0).cachedSequences() + workers.get(1).cachedSequences() > 0; i++) {
+            Thread.sleep(50);
+        }
+        assertEquals(0, workers.get(0).cachedSequences() + workers.get(1).cachedSequences(), "released on the workers");
+    }
+
+    /** One step of the sequences with non-null tokens on both engines; the logits must be the same bits. */
+    private static List<float[]> check(Transformer remote, Transformer local, KvCache[] r, KvCache[] l, int[][] tokens) {
+        List<SequenceChunk> rc = new ArrayList<>();
+        List<SequenceChunk> lc = new ArrayList<>();
+        for (int s = 0; s < tokens.length; s++) {
+            if (tokens[s] != null) {
+                rc.add(SequenceChunk.next(r[s], tokens[s]));
+                lc.add(SequenceChunk.next(l[s], tokens[s]));
+            }
+        }
+        List<float[]> want = local.step(lc);
+        List<float[]> got = remote.step(rc);
+        for (int i = 0; i < want.size(); i++) {
+            assertArrayEquals(want.get(i), got.get(i), "sequence " + i);
+        }
+        List<float[]> out = new ArrayList<>();
+        for (int s = 0, i = 0; s < tokens.length; s++) {
+            out.add(tokens[s] != null ? got.get(i++) : null);
+        }
+        return out;
+    }
+
+    @Test
+    void aKilledWorkerLosesOnlyItsSequences() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        RemoteAttention attention = cluster(dir, 2, 16);
+        Transformer remote = engine(dir, attention);
+        Transformer local = engine(dir, null);
+        KvCache a = remote.newCache();
+        KvCache b = remote.newCache();
+        KvCache lb = local.newCache();
+        remote.step(List.of(SequenceChunk.next(a, 5, 17, 4), SequenceChunk.next(b, 9, 8, 7)));
+        local.step(List.of(SequenceChunk.next(lb, 9, 8, 7)));
+        AttentionEndpoint ofA = ((RemoteCache) a).endpoint;
+        assertNotSame(ofA, ((RemoteCache) b).endpoint, "two sequences go to two workers");
+        workers.stream().filter(w -> ofA.announcement().getWorkerId().equals(w.workerId())).findFirst().orElseThrow()
+                .kill();
+
+        AttentionUnavailableException e = assertThrows(AttentionUnavailableException.class,
+                () -> remote.step(List.of(SequenceChunk.next(a, 3), SequenceChunk.next(b, 3))));
+        assertEquals(Set.of(a), e.lost());
+        assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+        assertTrue(e.getStatus().getDescription().contains("attention worker"), e.getStatus().getDescription());
+
+        // The survivor's sequence runs the same step again and goes on as if nothing happened.
+        assertArrayEquals(local.step(List.of(SequenceChunk.next(lb, 3))).getFirst(),
+                remote.step(List.of(SequenceChunk.next(b, 3))).getFirst());
+        // A's cache is gone for good; a new sequence is placed on the survivor.
+        assertThrows(AttentionUnavailableException.class, () -> remote.step(List.of(SequenceChunk.next(a, 3))));
+        KvCache c = remote.newCache();
+        KvCache lc = local.newCache();
+        assertArrayEquals(local.step(List.of(SequenceChunk.next(lc, 1, 2))).getFirst(),
+                remote.step(List.of(SequenceChunk.next(c, 1, 2))).getFirst());
+        assertEquals(((RemoteCache) b).endpoint, ((RemoteCache) c).endpoint);
+    }
+
+    @Test
+    void fullWorkersAreResourceExhaustedAndNoWorkerIsUnavailable() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        Transformer full = engine(dir, cluster(dir, 1, 1));
+        KvCache a = full.newCache();
+        KvCache b = full.newCache();
+        full.step(List.of(SequenceChunk.next(a, 5, 6)));
+        AttentionUnavailableException e = assertThrows(AttentionUnavailableException.class,
+                () -> full.step(List.of(SequenceChunk.next(a, 7), SequenceChunk.next(b, 5))));
+        assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
+        assertEquals(Set.of(b), e.lost());
+        a.release();
+        full.step(List.of(SequenceChunk.next(b, 5))); // a's place is free again
+
+        Transformer none = engine(dir, cluster(dir, 0, 1));
+        KvCache c = none.newCache();
+        AttentionUnavailableException u = assertThrows(AttentionUnavailableException.class,
+                () -> none.step(List.of(SequenceChunk.next(c, 5))));
+        assertEquals(Status.Code.UNAVAILABLE, u.getStatus().getCode());
+        assertTrue(u.getStatus().getDescription().contains("no live attention worker"), u.getStatus().getDescription());
+    }
+}

@@ -1,0 +1,176 @@
+package dev.epic.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.model.Golden;
+import dev.epic.model.TestData;
+import dev.epic.proto.FinishReason;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.LogitsRequest;
+import dev.epic.proto.LogitsResponse;
+import dev.epic.proto.ModelInfoRequest;
+import dev.epic.proto.ModelInfoResponse;
+import dev.epic.proto.StatsRequest;
+import dev.epic.proto.StatsResponse;
+import dev.epic.proto.SamplingParams;
+import dev.epic.proto.TokenIds;
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * {@code epic local} on testdata/tiny-v3 with data-parallel attention: 2 attention-worker processes
+ * hold the sequences' MLA and KV caches, 1 expert worker the experts. Golden logits through the
+ * public API, concurrent sequences spread over both attention workers, then one attention worker
+ * killed mid-generation: its sequences end UNAVAILABLE, the others finish, new ones go to the survivor.
+ */
+@Timeout(value = 240, unit = TimeUnit.SECONDS)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class AttentionWorkersIT {
+    private static EpicLocal cluster;
+    private static GenerationServiceGrpc.GenerationServiceBlockingStub api;
+
+    @BeforeAll
+    static void start() throws Exception {
+        cluster = EpicLocal.start("attention-workers", "--model", TestData.model("tiny-v3").toString(),
+                "--expert-workers", "1", "--attention-workers", "2");
+        api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
+        assertEquals(2, cluster.attentionWorkers.size());
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        if (cluster != null) {
+            cluster.close();
+        }
+    }
+
+    private static void assertGolden(Golden.Prompt g, LogitsResponse r, int steps) {
+        assertTrue(Golden.maxAbsDiff(g.prefillLogits(), LogitsClusterIT.floats(r, 0)) < 1e-4f, "prefill");
+        for (int k = 0; k < steps; k++) {
+            assertEquals(g.greedyTokens()[k], r.getSteps(k).getArgmax(), "greedy token " + k);
+            assertTrue(Golden.maxAbsDiff(g.stepLogits()[k], LogitsClusterIT.floats(r, k + 1)) < 1e-4f, "step " + k);
+        }
+    }
+
+    private static LogitsRequest logits(Golden.Prompt g, int steps) {
+        LogitsRequest.Builder req = LogitsRequest.newBuilder().setSteps(steps);
+        IntStream.of(g.tokens()).forEach(req::addPromptTokenIds);
+        return req.build();
+    }
+
+    @Test
+    @Order(1)
+    void concurrentSequencesOnBothAttentionWorkersMatchGolden() throws Exception {
+        List<Golden.Prompt> prompts = Golden.of("tiny-v3").prompts();
+        var async = GenerationServiceGrpc.newFutureStub(cluster.channel).withDeadlineAfter(60, TimeUnit.SECONDS);
+        List<com.google.common.util.concurrent.ListenableFuture<LogitsResponse>> answers = new ArrayList<>();
+        for (Golden.Prompt g : prompts) {
+            answers.add(async.logits(logits(g, 8)));
+        }
+        for (int i = 0; i < prompts.size(); i++) {
+            assertGolden(prompts.get(i), answers.get(i).get(60, TimeUnit.SECONDS), 8);
+        }
+        ModelInfoResponse info = api.modelInfo(ModelInfoRequest.getDefaultInstance());
+        assertEquals(2, info.getAttentionWorkersCount());
+        StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
+        assertTrue(stats.getRemoteAttention());
+        int layers = info.getNumLayers();
+        assertTrue(stats.getAttentionLayerCalls() >= (long) layers * 9, "every step calls the workers once per layer");
+        assertEquals(0, stats.getAttentionSequencesLost());
+    }
+
+    private static GenerateRequest longGeneration(int seed) {
+        return GenerateRequest.newBuilder()
+                .setTokenIds(TokenIds.newBuilder().addIds(5).addIds(17).addIds(4 + seed))
+                .setSampling(SamplingParams.newBuilder().setTemperature(0.8f).setSeed(seed).setMaxTokens(3000)
+                        .setIgnoreEos(true))
+                .build();
+    }
+
+    @Test
+    @Order(2)
+    void killingAnAttentionWorkerEndsOnlyItsSequences() throws Exception {
+        int n = 4;
+        List<CompletableFuture<Status>> ends = new ArrayList<>();
+        List<int[]> counts = new ArrayList<>();
+        CountDownLatch started = new CountDownLatch(n);
+        var async = GenerationServiceGrpc.newStub(cluster.channel).withDeadlineAfter(180, TimeUnit.SECONDS);
+        for (int i = 0; i < n; i++) {
+            CompletableFuture<Status> end = new CompletableFuture<>();
+            int[] count = new int[1];
+            ends.add(end);
+            counts.add(count);
+            async.generate(longGeneration(i), new StreamObserver<>() {
+                @Override
+                public void onNext(GenerateResponse r) {
+                    if (count[0] == 0) {
+                        started.countDown();
+                    }
+                    count[0] += r.getTokenIdsCount();
+                    if (r.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED) {
+                        assertEquals(FinishReason.LENGTH, r.getFinishReason());
+                    }
+                }
+
+                @Override
+                public void onError(Throwable t) {
+                    end.complete(Status.fromThrowable(t));
+                }
+
+                @Override
+                public void onCompleted() {
+                    end.complete(Status.OK);
+                }
+            });
+        }
+        assertTrue(started.await(60, TimeUnit.SECONDS), "every sequence has a token, so each is placed");
+        EpicLocal.kill9(cluster.attentionWorkers.get(0));
+        int failed = 0;
+        int finished = 0;
+        for (int i = 0; i < n; i++) {
+            Status s = ends.get(i).get(120, TimeUnit.SECONDS);
+            if (s.isOk()) {
+                finished++;
+                assertEquals(3000, counts.get(i)[0], "a surviving sequence streams all its tokens");
+            } else {
+                failed++;
+                assertEquals(Status.Code.UNAVAILABLE, s.getCode(), s.toString());
+                assertTrue(s.getDescription().contains("attention worker"), s.getDescription());
+            }
+        }
+        // Placement spreads 4 sequences 2 + 2, and only the killed worker's sequences end.
+        assertEquals(2, failed, "sequences lost with the killed attention worker");
+        assertEquals(2, finished, "sequences on the surviving attention worker");
+
+        // New sequences go to the survivor (the dead one leaves ZooKeeper, or is skipped once it fails).
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(0);
+        LogitsResponse r = null;
+        for (int attempt = 0; attempt < 20 && r == null; attempt++) {
+            try {
+                r = api.withDeadlineAfter(30, TimeUnit.SECONDS).logits(logits(g, 4));
+            } catch (io.grpc.StatusRuntimeException e) {
+                assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode(), e.getStatus().toString());
+                Thread.sleep(500);
+            }
+        }
+        assertTrue(r != null, "a new request succeeds on the surviving attention worker");
+        assertGolden(g, r, 4);
+        assertTrue(api.stats(StatsRequest.getDefaultInstance()).getAttentionSequencesLost() >= 2);
+    }
+}

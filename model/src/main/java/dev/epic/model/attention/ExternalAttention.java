@@ -1,0 +1,21 @@
+package dev.epic.model.attention;
+
+import dev.epic.model.KvCache;
+import dev.epic.model.layers.SequenceRows;
+import java.util.List;
+
+/**
+ * MLA run outside this process (data-parallel attention): the caches of the sequences live where
+ * their attention runs. The engine still normalises the input and adds the output to the residual
+ * stream; only {@code y = MLA(x)} and the cache writes happen elsewhere.
+ */
+public interface ExternalAttention {
+    /** A fresh, empty cache for one sequence, placed wherever this attention runs. */
+    KvCache newCache();
+
+    /**
+     * y[rows x hidden] = MLA_layer(x) for every row of the step; each sequence's new positions are
+     * written to its (remote) cache. All sequences' caches come from {@link #newCache()}.
+     */
+    void forward(int layer, float[] x, int rows, List<SequenceRows> sequences, float[] y);
+}

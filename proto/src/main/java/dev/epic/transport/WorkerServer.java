@@ -1,0 +1,154 @@
+package dev.epic.transport;
+
+import dev.epic.proto.WorkerAnnouncement;
+import io.grpc.BindableService;
+import io.grpc.Server;
+import io.grpc.health.v1.HealthCheckResponse;
+import io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import java.net.InetSocketAddress;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BiFunction;
+import java.util.function.IntSupplier;
+import org.apache.curator.framework.CuratorFramework;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * What every worker process (expert or attention) runs around its service: a gRPC server on a port,
+ * announced in ZooKeeper only once it can serve, and the standard grpc.health.v1 service reporting
+ * SERVING from then until the drain starts (so Kubernetes gRPC readiness probes work).
+ * {@link #close()} drains: deregister first (coordinators stop sending here), let in-flight messages
+ * finish, then stop.
+ */
+public final class WorkerServer implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(WorkerServer.class);
+
+    /**
+     * Where to serve and announce. port 0 picks a free port; a null workerId becomes
+     * {@code <idPrefix>-<host>-<port>}.
+     */
+    public record Settings(String host, int port, String zkConnect, String workerId, int zkSessionTimeoutMillis,
+            long drainMillis) {}
+
+    private final Server server;
+    private final CuratorFramework zk;
+    private final WorkerRegistration registration;
+    private final HealthStatusManager health;
+    private final IntSupplier inFlight;
+    private final String address;
+    private final String workerId;
+    private final long drainMillis;
+    private boolean closed; // guarded by this
+
+    private WorkerServer(Server server, CuratorFramework zk, WorkerRegistration registration, HealthStatusManager health,
+            IntSupplier inFlight, String address, String workerId, long drainMillis) {
+        this.server = server;
+        this.zk = zk;
+        this.registration = registration;
+        this.health = health;
+        this.inFlight = inFlight;
+        this.address = address;
+        this.workerId = workerId;
+        this.drainMillis = drainMillis;
+    }
+
+    /**
+     * Binds, then registers {@code announce(workerId, address)} under ZooKeeper {@code folder}.
+     *
+     * @param inFlight messages being computed now (the drain waits for them)
+     */
+    public static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
+            IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce) throws Exception {
+        HealthStatusManager health = new HealthStatusManager();
+        health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.NOT_SERVING);
+        Server server = NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()))
+                // Handlers run on the connection's event loop: a message is computed and answered
+                // without a hop to an executor thread and back (one thread wake-up less each way per
+                // layer). Messages of one stream are sequential anyway.
+                .directExecutor()
+                .maxInboundMessageSize(Integer.MAX_VALUE)
+                .permitKeepAliveTime(5, TimeUnit.SECONDS)
+                .permitKeepAliveWithoutCalls(true)
+                .addService(service)
+                .addService(health.getHealthService())
+                .build()
+                .start();
+        String address = s.host() + ":" + server.getPort();
+        String workerId = s.workerId() != null ? s.workerId()
+                : idPrefix + "-" + s.host().replace(':', '_') + "-" + server.getPort();
+        CuratorFramework zk;
+        try {
+            zk = WorkerRegistration.connect(s.zkConnect(), s.zkSessionTimeoutMillis());
+        } catch (Exception e) {
+            server.shutdownNow();
+            throw e;
+        }
+        try {
+            WorkerRegistration reg = WorkerRegistration.register(zk, folder, announce.apply(workerId, address), 30_000);
+            health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.SERVING);
+            return new WorkerServer(server, zk, reg, health, inFlight, address, workerId, s.drainMillis());
+        } catch (Exception e) {
+            zk.close();
+            server.shutdownNow();
+            throw e;
+        }
+    }
+
+    public String address() {
+        return address;
+    }
+
+    public String workerId() {
+        return workerId;
+    }
+
+    public void awaitTermination() throws InterruptedException {
+        server.awaitTermination();
+    }
+
+    /**
+     * Stops at once without draining, as a crash would (for failover tests): the server goes first,
+     * its ZooKeeper node after.
+     */
+    public synchronized void kill() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        server.shutdownNow();
+        registration.close();
+        zk.close();
+    }
+
+    /** Graceful drain: deregister, finish in-flight messages, stop. Idempotent. */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        log.info("draining worker {}", workerId);
+        health.enterTerminalState(); // NOT_SERVING: readiness probes take the pod out of rotation
+        registration.close();
+        zk.close();
+        // Coordinators drop this worker when they see the node vanish; until then they may still send.
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(drainMillis);
+        try {
+            Thread.sleep(Math.min(drainMillis, 200));
+            while (inFlight.getAsInt() > 0 && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+            }
+            server.shutdown();
+            if (!server.awaitTermination(Math.max(1, TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime())),
+                    TimeUnit.MILLISECONDS)) {
+                server.shutdownNow(); // open idle streams end here; coordinators reconnect elsewhere
+                server.awaitTermination(2, TimeUnit.SECONDS);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            server.shutdownNow();
+        }
+        log.info("worker {} stopped", workerId);
+    }
+}

@@ -1,0 +1,101 @@
+package dev.epic.transport;
+
+import dev.epic.proto.WorkerAnnouncement;
+import java.util.HashSet;
+import java.util.Set;
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.recipes.cache.ChildData;
+import org.apache.curator.framework.recipes.cache.CuratorCache;
+import org.apache.curator.framework.recipes.cache.CuratorCacheListener;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Watches one ZooKeeper folder of worker announcements (Curator's CuratorCache) for a coordinator:
+ * a listener hears of workers joining or changing and of workers leaving. Malformed nodes and
+ * workers of another model or protocol version are logged once and reported as left.
+ */
+public final class WorkerWatch implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(WorkerWatch.class);
+
+    /** Called on Curator's event thread, one change at a time. */
+    public interface Listener {
+        /** A usable worker registered at {@code path}, or changed its announcement. */
+        void upsert(String path, WorkerAnnouncement announcement);
+
+        /** The worker at {@code path} left, or may no longer be used. */
+        void remove(String path);
+    }
+
+    private final String folder;
+    private final String kind;
+    private final String sha256;
+    private final String modelName;
+    private final Listener listener;
+    private final CuratorCache cache;
+    private final Set<String> refused = new HashSet<>(); // Curator's event thread only
+
+    /**
+     * @param kind     names the workers in logs ("expert worker", "attention worker")
+     * @param sha256   fingerprint of the coordinator's model; workers of another are refused
+     */
+    public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName,
+            Listener listener) {
+        this.folder = folder;
+        this.kind = kind;
+        this.sha256 = sha256;
+        this.modelName = modelName;
+        this.listener = listener;
+        this.cache = CuratorCache.build(zk, folder);
+        cache.listenable().addListener(CuratorCacheListener.builder()
+                .forCreatesAndChanges((old, node) -> guarded(() -> changed(node), node))
+                .forDeletes(node -> guarded(() -> deleted(node), node))
+                .build());
+        cache.start();
+    }
+
+    /** A listener exception would otherwise vanish inside Curator and the worker silently never join. */
+    private static void guarded(Runnable r, ChildData node) {
+        try {
+            r.run();
+        } catch (RuntimeException e) {
+            log.error("could not apply ZooKeeper change of {}", node.getPath(), e);
+        }
+    }
+
+    private void changed(ChildData node) {
+        String path = node.getPath();
+        if (!path.startsWith(folder + "/") || path.indexOf('/', folder.length() + 1) >= 0) {
+            return; // the folder itself
+        }
+        WorkerAnnouncement a;
+        try {
+            a = Announcements.fromJson(node.getData());
+        } catch (IllegalArgumentException e) {
+            if (refused.add(path)) {
+                log.warn("ignoring malformed {} node {}: {}", kind, path, e.getMessage());
+            }
+            return;
+        }
+        String reason = Announcements.refusal(a, sha256, modelName);
+        if (reason != null) {
+            if (refused.add(path)) {
+                log.warn("refusing {} {} at {}: {}", kind, a.getWorkerId(), a.getAddress(), reason);
+            }
+            listener.remove(path);
+            return;
+        }
+        refused.remove(path);
+        listener.upsert(path, a);
+    }
+
+    private void deleted(ChildData node) {
+        refused.remove(node.getPath());
+        listener.remove(node.getPath());
+    }
+
+    @Override
+    public void close() {
+        cache.close();
+    }
+}
