@@ -1,6 +1,7 @@
 package dev.epic.cli;
 
 import dev.epic.coordinator.scheduler.SchedulerOptions;
+import dev.epic.model.quant.WeightFormat;
 import dev.epic.model.synth.Presets;
 import dev.epic.proto.ChatMessage;
 import dev.epic.proto.GenerateRequest;
@@ -23,11 +24,13 @@ import picocli.CommandLine.Spec;
 /**
  * {@code epic demo}: the whole system on this machine with nothing to download. A small random-weight
  * model with DeepSeek-V3's real vocabulary and tokenizer (synthesised once), an embedded ZooKeeper,
- * two expert-worker processes and a coordinator; one chat answer streamed through the public API.
+ * two expert-worker processes, an attention-worker process and a coordinator; one chat answer
+ * streamed through the public API.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true,
         description = {"Synthesise (once) a small random-weight DeepSeek-V3-architecture model with the real tokenizer,",
-            "start a local cluster (ZooKeeper + 2 expert workers + coordinator), stream a chat answer, shut down."})
+            "start a local cluster (ZooKeeper + 2 expert workers + 1 attention worker + coordinator), stream a chat",
+            "answer, shut down."})
 public final class DemoCommand implements Callable<Integer> {
     static final String PRESET = "demo-v3";
     static final String SYSTEM = "You are a helpful assistant.";
@@ -45,6 +48,10 @@ public final class DemoCommand implements Callable<Integer> {
 
     @Option(names = "--expert-workers", defaultValue = "2", paramLabel = "N", description = "worker processes (default ${DEFAULT-VALUE})")
     int workers;
+
+    @Option(names = "--attention-workers", defaultValue = "1", paramLabel = "M",
+            description = "attention-worker processes holding the KV caches; 0 = attention in the coordinator (default ${DEFAULT-VALUE})")
+    int attentionWorkers;
 
     @Override
     public Integer call() throws Exception {
@@ -64,18 +71,24 @@ public final class DemoCommand implements Callable<Integer> {
         var c = Presets.byName(PRESET);
         out.printf("   hidden %d, %d layers, %d routed experts (top-%d) + 1 shared, vocabulary %,d%n", c.hiddenSize(),
                 c.numHiddenLayers(), c.nRoutedExperts(), c.numExpertsPerTok(), c.vocabSize());
-        out.printf("== starting a local cluster: embedded ZooKeeper, %d expert-worker processes, coordinator%n", workers);
+        out.printf("== starting a local cluster: embedded ZooKeeper, %d expert-worker and %d attention-worker processes, "
+                + "coordinator%n", workers, attentionWorkers);
         out.flush();
         Path logs = Files.createTempDirectory("epic-demo-logs");
-        try (LocalCluster cluster = LocalCluster.start(dir, workers, 1, "127.0.0.1", 0, SchedulerOptions.defaults(), logs)) {
+        try (LocalCluster cluster = LocalCluster.start(dir, workers, 1, "127.0.0.1", 0, SchedulerOptions.defaults(), logs,
+                0, WeightFormat.AUTO, attentionWorkers)) {
             for (LocalCluster.Worker w : cluster.workers()) {
                 out.printf("   expert worker pid %d hosts experts %s%n", w.process().pid(), w.experts());
+            }
+            for (Process a : cluster.attentionWorkers()) {
+                out.printf("   attention worker pid %d holds the MLA attention and KV cache of the sequences placed on it%n",
+                        a.pid());
             }
             out.printf("   coordinator (GenerationService) on %s, ZooKeeper on %s; ready after %.1f s%n", cluster.target(),
                     cluster.zkConnect(), (System.nanoTime() - t0) / 1e9);
             out.println();
             out.println("NOTE: the weights are RANDOM, so the answer below is random text. The demo shows the real");
-            out.println("      pipeline (chat template, tokenizer, MLA attention, experts over gRPC on other processes,");
+            out.println("      pipeline (chat template, tokenizer, MLA attention and experts over gRPC on other processes,");
             out.println("      sampling, streaming), not a trained model.");
             out.println();
             out.println("[system] " + SYSTEM);

@@ -240,6 +240,10 @@ final class LocalCluster implements AutoCloseable {
         return workers;
     }
 
+    List<Process> attentionWorkers() {
+        return attentionWorkers;
+    }
+
     CoordinatorServer coordinator() {
         return coordinator;
     }
