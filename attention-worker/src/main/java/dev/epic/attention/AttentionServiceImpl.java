@@ -25,14 +25,19 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * gRPC face of an attention worker. An Attend message carries one layer's attention input for the
  * rows of some of this worker's sequences; they run through that layer's MLA in one batch, exactly
  * as in the single-process engine, and the output goes back in one response. A message for another
- * model, protocol version or an unknown cache ends the stream with its status.
+ * model, protocol version or an unknown cache ends the stream with its status (and the stream's
+ * caches go with it); new sequences beyond the worker's room are refused in the answer instead.
  */
 final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceImplBase {
+    private static final Logger log = LoggerFactory.getLogger(AttentionServiceImpl.class);
+
     private final AttentionLayers layers;
     private final SequenceCaches caches;
     private final CheckpointFingerprint fingerprint;
@@ -90,12 +95,27 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
             }
 
             @Override
+            protected void onEnd() {
+                int dropped = caches.releaseAll(this);
+                if (dropped > 0) {
+                    log.info("attend stream ended: dropped its {} sequence cache(s)", dropped);
+                }
+            }
+
+            @Override
             protected AttendResponse handle(AttendRequest req) {
                 long t0 = System.nanoTime();
                 check(req);
                 int layer = req.getLayer();
+                List<SequenceCaches.Segment> segments = new ArrayList<>(req.getSegmentsCount());
+                Set<Long> seen = new HashSet<>();
                 long total = 0;
                 for (SequenceSegment s : req.getSegmentsList()) {
+                    if (s.getLength() == 0 || !seen.add(s.getCacheId())) {
+                        throw new Refusal(Status.INVALID_ARGUMENT.withDescription("segment of cache "
+                                + s.getCacheId() + " is empty or repeated"));
+                    }
+                    segments.add(new SequenceCaches.Segment(s.getCacheId(), s.getStart()));
                     total += s.getLength();
                 }
                 if (req.getHiddenStates().size() != 4L * total * hidden) {
@@ -103,22 +123,22 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                             + req.getHiddenStates().size() + " bytes; " + total + " rows x " + hidden + " floats need "
                             + 4L * total * hidden));
                 }
-                List<SequenceRows> sequences = new ArrayList<>(req.getSegmentsCount());
-                Set<Long> seen = new HashSet<>();
+                List<KvCache> held;
+                try {
+                    held = caches.acquire(this, layer, segments);
+                } catch (SequenceCaches.Refused r) {
+                    String why = "attention worker " + workerId + ": " + r.getMessage();
+                    if (r.exhausted) { // only the new sequences are refused; the stream goes on
+                        return AttendResponse.newBuilder().setSequence(req.getSequence()).setLayer(layer)
+                                .addAllRefusedCacheIds(r.ids).setRefusal(why).build();
+                    }
+                    throw new Refusal(Status.FAILED_PRECONDITION.withDescription(why));
+                }
+                List<SequenceRows> sequences = new ArrayList<>(held.size());
                 int rows = 0;
-                for (SequenceSegment s : req.getSegmentsList()) {
-                    if (s.getLength() == 0 || !seen.add(s.getCacheId())) {
-                        throw new Refusal(Status.INVALID_ARGUMENT.withDescription("segment of cache "
-                                + s.getCacheId() + " is empty or repeated"));
-                    }
-                    KvCache cache;
-                    try {
-                        cache = caches.forSegment(s.getCacheId(), layer, s.getStart());
-                    } catch (SequenceCaches.Refused r) {
-                        throw new Refusal((r.exhausted ? Status.RESOURCE_EXHAUSTED : Status.FAILED_PRECONDITION)
-                                .withDescription("attention worker " + workerId + ": " + r.getMessage()));
-                    }
-                    sequences.add(new SequenceRows(cache, s.getStart(), rows, s.getLength()));
+                for (int i = 0; i < held.size(); i++) {
+                    SequenceSegment s = req.getSegments(i);
+                    sequences.add(new SequenceRows(held.get(i), s.getStart(), rows, s.getLength()));
                     rows += s.getLength();
                 }
                 int n = rows * hidden;

@@ -7,6 +7,7 @@ import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.Protocol;
 import dev.epic.transport.WorkerServer;
 import dev.epic.transport.ZkLayout;
+import java.util.concurrent.Executors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -39,7 +40,12 @@ public final class AttentionWorker implements AutoCloseable {
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
                         s.drainMillis()),
-                "a", ZkLayout.attentionWorkersPath(s.cluster()), service, service::inFlight, (id, address) -> {
+                // One handler thread off the event loop: a long prompt chunk's layer may compute for
+                // seconds, and keepalive pings, Release and health checks must still be answered.
+                // One thread also keeps the kernel pool to one caller at a time.
+                "a", ZkLayout.attentionWorkersPath(s.cluster()), service,
+                Executors.newSingleThreadExecutor(Thread.ofPlatform().name("attention-handler").daemon(true).factory()),
+                service::inFlight, (id, address) -> {
                     service.workerId(id);
                     return WorkerAnnouncement.newBuilder()
                             .setWorkerId(id)
@@ -74,7 +80,7 @@ public final class AttentionWorker implements AutoCloseable {
         server.awaitTermination();
     }
 
-    /** Stops at once without draining, as a crash would (tests of coordinator failover). */
+    /** Stops serving at once, as a crash would; its ZooKeeper node stays until {@link #close()} (failover tests). */
     public void kill() {
         server.kill();
     }

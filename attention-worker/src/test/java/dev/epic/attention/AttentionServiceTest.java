@@ -24,7 +24,7 @@ import io.grpc.Status;
 import io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.StreamObserver;
 import java.nio.file.Path;
-import java.util.concurrent.CompletableFuture;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
@@ -63,27 +63,49 @@ class AttentionServiceTest {
         zkServer.close();
     }
 
-    /** One Attend message on a fresh stream: its response, or the status that ended the stream. */
-    private static Object attend(AttendRequest req) throws Exception {
-        CompletableFuture<Object> f = new CompletableFuture<>();
-        StreamObserver<AttendRequest> out = AttentionServiceGrpc.newStub(channel).attend(new StreamObserver<>() {
+    /** A client Attend stream: each send returns the response, or the status that ended the stream. */
+    private static final class Stream implements AutoCloseable {
+        private final java.util.concurrent.BlockingQueue<Object> answers = new java.util.concurrent.LinkedBlockingQueue<>();
+        private final StreamObserver<AttendRequest> out = AttentionServiceGrpc.newStub(channel).attend(new StreamObserver<>() {
             @Override
             public void onNext(AttendResponse r) {
-                f.complete(r);
+                answers.add(r);
             }
 
             @Override
             public void onError(Throwable t) {
-                f.complete(Status.fromThrowable(t));
+                answers.add(Status.fromThrowable(t));
             }
 
             @Override
             public void onCompleted() {}
         });
-        out.onNext(req);
-        Object r = f.get(20, TimeUnit.SECONDS);
-        out.onCompleted();
-        return r;
+
+        Object send(AttendRequest req) throws Exception {
+            out.onNext(req);
+            Object r = answers.poll(20, TimeUnit.SECONDS);
+            assertTrue(r != null, "no answer within 20 s");
+            return r;
+        }
+
+        @Override
+        public void close() {
+            out.onCompleted();
+        }
+    }
+
+    /** One Attend message on a fresh stream, closed after its answer. */
+    private static Object attend(AttendRequest req) throws Exception {
+        try (Stream s = new Stream()) {
+            return s.send(req);
+        }
+    }
+
+    private static void awaitCached(int n) throws InterruptedException {
+        for (int i = 0; i < 200 && worker.cachedSequences() != n; i++) {
+            Thread.sleep(10);
+        }
+        assertEquals(n, worker.cachedSequences());
     }
 
     private static AttendRequest.Builder request(int layer, long... idStartLength) {
@@ -119,13 +141,18 @@ class AttentionServiceTest {
     }
 
     @Test
-    void answersOneRowPerInputRowAndReleases() throws Exception {
-        AttendResponse r = (AttendResponse) attend(request(0, 101, 0, 3, 102, 0, 2).build());
-        assertEquals(5, r.getRows());
-        assertEquals(4L * 5 * hidden, r.getOutput().size());
-        assertEquals(2, worker.cachedSequences());
-        AttentionServiceGrpc.newBlockingStub(channel).release(ReleaseRequest.newBuilder().addCacheIds(101).addCacheIds(102).build());
-        assertEquals(0, worker.cachedSequences());
+    void cachesLiveUntilReleasedOrTheirStreamEnds() throws Exception {
+        try (Stream stream = new Stream()) {
+            AttendResponse r = (AttendResponse) stream.send(request(0, 101, 0, 3, 102, 0, 2).build());
+            assertEquals(5, r.getRows());
+            assertEquals(4L * 5 * hidden, r.getOutput().size());
+            assertEquals(2, worker.cachedSequences());
+            AttendResponse next = (AttendResponse) stream.send(request(1, 101, 0, 3).build());
+            assertEquals(3, next.getRows());
+            AttentionServiceGrpc.newBlockingStub(channel).release(ReleaseRequest.newBuilder().addCacheIds(101).build());
+            assertEquals(1, worker.cachedSequences());
+        }
+        awaitCached(0); // 102 went with its stream
     }
 
     @Test
@@ -141,10 +168,9 @@ class AttentionServiceTest {
         Status ahead = status(attend(request(1, 78, 0, 1).build()));
         assertEquals(Status.Code.FAILED_PRECONDITION, ahead.getCode(), "a cache is created by layer 0 only");
 
-        Status full = status(attend(request(0, 201, 0, 1, 202, 0, 1, 203, 0, 1).build()));
-        assertEquals(Status.Code.RESOURCE_EXHAUSTED, full.getCode());
-        assertTrue(full.getDescription().contains("maximum of 2 sequences"), full.getDescription());
-        AttentionServiceGrpc.newBlockingStub(channel).release(ReleaseRequest.newBuilder().addCacheIds(201).addCacheIds(202).build());
+        Status partly = status(attend(request(0, 79, 0, 1, 80, 4, 1).build()));
+        assertEquals(Status.Code.FAILED_PRECONDITION, partly.getCode());
+        assertEquals(0, worker.cachedSequences(), "a refused message creates none of its caches");
 
         Status shortData = status(attend(request(0, 301, 0, 2).setHiddenStates(ByteString.copyFrom(new byte[8])).build()));
         assertEquals(Status.Code.INVALID_ARGUMENT, shortData.getCode());
@@ -152,5 +178,22 @@ class AttentionServiceTest {
         Status layer = status(attend(request(99, 301, 0, 1).build()));
         assertEquals(Status.Code.INVALID_ARGUMENT, layer.getCode());
         assertEquals(0, worker.cachedSequences(), "malformed messages create no cache");
+    }
+
+    @Test
+    void aFullWorkerRefusesOnlyTheNewSequencesAndKeepsTheStream() throws Exception {
+        try (Stream stream = new Stream()) {
+            stream.send(request(0, 201, 0, 1).build());
+            AttendResponse full = (AttendResponse) stream.send(request(0, 202, 0, 1, 203, 0, 1).build());
+            assertEquals(List.of(202L, 203L), full.getRefusedCacheIdsList(),
+                    "one place was left, but a message's new caches are taken all or none");
+            assertTrue(full.getRefusal().contains("maximum of 2 sequences"), full.getRefusal());
+            assertEquals(0, full.getRows());
+            assertEquals(1, worker.cachedSequences(), "nothing was created for the refused message");
+            // The stream is still open and the held sequence goes on.
+            AttendResponse goesOn = (AttendResponse) stream.send(request(1, 201, 0, 1).build());
+            assertEquals(1, goesOn.getRows());
+        }
+        awaitCached(0);
     }
 }

@@ -166,10 +166,11 @@ final class RemoteBench {
                 "step ms", "d+c %", "d+c p50 us", "d+c p99 us", "layer p50", "attn %");
         for (Decode d : r.decode()) {
             Interval s = d.stats();
-            out.printf("%6d %10.1f %11.2f %11.2f %9.2f %9.1f %11.1f %11.1f %10.1f %7.1f%n", d.batch(), d.tokS(),
+            out.printf("%6d %10.1f %11.2f %11.2f %9.2f %9.1f %11.1f %11.1f %10.1f %7s%n", d.batch(), d.tokS(),
                     d.itlP50Ms(), d.itlP99Ms(), s.stepMs(), 100 * s.dispatchCombineShare(),
                     Interval.percentileMicros(s.dispatchCombine(), 50), Interval.percentileMicros(s.dispatchCombine(), 99),
-                    Interval.percentileMicros(s.layer(), 50), 100 * s.attentionShare());
+                    Interval.percentileMicros(s.layer(), 50),
+                    s.remoteAttention() ? String.format("%.1f", 100 * s.attentionShare()) : "-");
         }
         out.printf("weights read per token %.1f MB, bandwidth %.1f GB/s (this machine) -> roofline %s tok/s; "
                         + "batch-1 decode at %s%n", r.info().getWeightBytesPerToken() / 1e6, m.get("bandwidth_gb_s"),

@@ -41,7 +41,8 @@ public final class ExpertWorker implements AutoCloseable {
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
                         s.drainMillis()),
-                "w", ZkLayout.workersPath(s.cluster()), service, service::inFlight, (id, address) -> {
+                // Expert messages take micro- to milliseconds: handled on the event loop, no thread hop.
+                "w", ZkLayout.workersPath(s.cluster()), service, null, service::inFlight, (id, address) -> {
                     service.workerId(id);
                     WorkerAnnouncement.Builder a = WorkerAnnouncement.newBuilder()
                             .setWorkerId(id)

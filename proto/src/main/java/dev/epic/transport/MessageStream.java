@@ -1,6 +1,7 @@
 package dev.epic.transport;
 
 import io.grpc.Status;
+import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
@@ -10,6 +11,7 @@ import org.slf4j.LoggerFactory;
  * The worker side of a long-lived request/response stream (expert Dispatch, attention Attend):
  * each message is handled and answered in turn. A {@link Refusal} ends the stream with its status;
  * any other failure with INTERNAL. Messages being handled count in {@code inFlight} for the drain.
+ * {@link #onEnd()} runs once when the stream is over, however it ended.
  */
 public abstract class MessageStream<Req, Resp> implements StreamObserver<Req> {
     private static final Logger log = LoggerFactory.getLogger(MessageStream.class);
@@ -31,6 +33,7 @@ public abstract class MessageStream<Req, Resp> implements StreamObserver<Req> {
     private final StreamObserver<Resp> responses;
     private final AtomicInteger inFlight;
     private boolean closed;
+    private boolean ended;
 
     protected MessageStream(StreamObserver<Resp> responses, AtomicInteger inFlight) {
         this.responses = responses;
@@ -43,6 +46,17 @@ public abstract class MessageStream<Req, Resp> implements StreamObserver<Req> {
     /** Names the worker and the message in failure logs and INTERNAL statuses. */
     protected abstract String describe(Req request);
 
+    /** The stream is over (completed, failed, refused or cancelled by the coordinator). */
+    protected void onEnd() {}
+
+    private void end() {
+        closed = true;
+        if (!ended) {
+            ended = true;
+            onEnd();
+        }
+    }
+
     @Override
     public final void onNext(Req req) {
         if (closed) {
@@ -50,13 +64,20 @@ public abstract class MessageStream<Req, Resp> implements StreamObserver<Req> {
         }
         inFlight.incrementAndGet();
         try {
-            responses.onNext(handle(req));
+            Resp answer = handle(req);
+            if (responses instanceof ServerCallStreamObserver<Resp> call && call.isCancelled()) {
+                // the coordinator gave up on this stream (deadline, failover) while we computed
+                log.debug("{}: the coordinator cancelled the stream", describe(req));
+                end();
+                return;
+            }
+            responses.onNext(answer);
         } catch (Refusal r) {
-            closed = true;
+            end();
             log.warn("ending stream: {}", r.status().getDescription());
             responses.onError(r.status().asRuntimeException());
         } catch (RuntimeException e) {
-            closed = true;
+            end();
             log.error("{} failed", describe(req), e);
             responses.onError(Status.INTERNAL.withDescription(describe(req) + ": " + e).withCause(e).asRuntimeException());
         } finally {
@@ -66,15 +87,15 @@ public abstract class MessageStream<Req, Resp> implements StreamObserver<Req> {
 
     @Override
     public final void onError(Throwable t) {
-        closed = true;
         log.debug("stream ended by the coordinator: {}", t.toString());
+        end();
     }
 
     @Override
     public final void onCompleted() {
         if (!closed) {
-            closed = true;
             responses.onCompleted();
         }
+        end();
     }
 }

@@ -7,6 +7,7 @@ import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
 import java.net.InetSocketAddress;
+import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BiFunction;
 import java.util.function.IntSupplier;
@@ -39,11 +40,14 @@ public final class WorkerServer implements AutoCloseable {
     private final String address;
     private final String workerId;
     private final long drainMillis;
+    private final Executor executor;
+    private boolean killed; // guarded by this
     private boolean closed; // guarded by this
 
     private WorkerServer(Server server, CuratorFramework zk, WorkerRegistration registration, HealthStatusManager health,
-            IntSupplier inFlight, String address, String workerId, long drainMillis) {
+            IntSupplier inFlight, String address, String workerId, long drainMillis, Executor executor) {
         this.server = server;
+        this.executor = executor;
         this.zk = zk;
         this.registration = registration;
         this.health = health;
@@ -56,17 +60,23 @@ public final class WorkerServer implements AutoCloseable {
     /**
      * Binds, then registers {@code announce(workerId, address)} under ZooKeeper {@code folder}.
      *
+     * @param executor runs the handlers; null runs them on the connection's event loop, which saves a
+     *                 thread wake-up each way per message but leaves keepalive pings unanswered while
+     *                 a message computes (fine for messages far shorter than the keepalive timeout)
      * @param inFlight messages being computed now (the drain waits for them)
      */
     public static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
-            IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce) throws Exception {
+            Executor executor, IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce)
+            throws Exception {
         HealthStatusManager health = new HealthStatusManager();
         health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.NOT_SERVING);
-        Server server = NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()))
-                // Handlers run on the connection's event loop: a message is computed and answered
-                // without a hop to an executor thread and back (one thread wake-up less each way per
-                // layer). Messages of one stream are sequential anyway.
-                .directExecutor()
+        NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()));
+        if (executor == null) {
+            builder.directExecutor();
+        } else {
+            builder.executor(executor);
+        }
+        Server server = builder
                 .maxInboundMessageSize(Integer.MAX_VALUE)
                 .permitKeepAliveTime(5, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
@@ -87,7 +97,7 @@ public final class WorkerServer implements AutoCloseable {
         try {
             WorkerRegistration reg = WorkerRegistration.register(zk, folder, announce.apply(workerId, address), 30_000);
             health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.SERVING);
-            return new WorkerServer(server, zk, reg, health, inFlight, address, workerId, s.drainMillis());
+            return new WorkerServer(server, zk, reg, health, inFlight, address, workerId, s.drainMillis(), executor);
         } catch (Exception e) {
             zk.close();
             server.shutdownNow();
@@ -108,26 +118,31 @@ public final class WorkerServer implements AutoCloseable {
     }
 
     /**
-     * Stops at once without draining, as a crash would (for failover tests): the server goes first,
-     * its ZooKeeper node after.
+     * Stops serving at once without draining, as a crash would (for failover tests): connections
+     * break, but the ZooKeeper node stays, as a crashed process's does until its session expires,
+     * until {@link #close()}.
      */
     public synchronized void kill() {
-        if (closed) {
+        if (closed || killed) {
             return;
         }
-        closed = true;
+        killed = true;
         server.shutdownNow();
-        registration.close();
-        zk.close();
     }
 
-    /** Graceful drain: deregister, finish in-flight messages, stop. Idempotent. */
+    /** Graceful drain: deregister, finish in-flight messages, stop. Idempotent; after kill it only deregisters. */
     @Override
     public synchronized void close() {
         if (closed) {
             return;
         }
         closed = true;
+        if (killed) {
+            registration.close();
+            zk.close();
+            shutdownExecutor();
+            return;
+        }
         log.info("draining worker {}", workerId);
         health.enterTerminalState(); // NOT_SERVING: readiness probes take the pod out of rotation
         registration.close();
@@ -149,6 +164,13 @@ public final class WorkerServer implements AutoCloseable {
             Thread.currentThread().interrupt();
             server.shutdownNow();
         }
+        shutdownExecutor();
         log.info("worker {} stopped", workerId);
+    }
+
+    private void shutdownExecutor() {
+        if (executor instanceof java.util.concurrent.ExecutorService e) {
+            e.shutdownNow();
+        }
     }
 }

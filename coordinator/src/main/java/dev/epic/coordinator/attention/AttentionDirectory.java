@@ -14,8 +14,9 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Watches {@code /epic/<cluster>/attention} and keeps the attention workers of this coordinator's
- * model. A worker that re-registers from another process (new pid or address) is a new
- * incarnation: the sequences placed on the old one are lost.
+ * model. A worker whose node goes (it left, crashed, or lost its ZooKeeper session) is closed and
+ * the sequences placed on it are lost: closing its channel ends its stream, and the worker drops
+ * that stream's caches too. A node re-created later is a new worker.
  */
 final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
     private static final Logger log = LoggerFactory.getLogger(AttentionDirectory.class);
@@ -39,7 +40,7 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
         AttentionEndpoint existing = endpoints.get(path);
         if (existing != null && existing.announcement().getAddress().equals(a.getAddress())
                 && existing.announcement().getPid() == a.getPid()) {
-            return; // the same process re-created its node (a ZooKeeper session change): caches intact
+            return; // the same process rewrote its node's data: same worker, same caches
         }
         if (existing != null) {
             existing.close();

@@ -79,6 +79,14 @@ final class AttentionEndpoint implements AutoCloseable {
         return true;
     }
 
+    /** The worker refused {@code cache} (it had no room): it is not held here. */
+    synchronized void unplace(RemoteCache cache) {
+        if (cache.endpoint == this && cache.epoch == epoch && placed > 0) {
+            placed--;
+        }
+        cache.endpoint = null;
+    }
+
     /** Whether the worker still holds {@code cache}: no failure since it was placed. */
     synchronized boolean holds(RemoteCache cache) {
         return !closed && cache.epoch == epoch;

@@ -16,11 +16,10 @@ import io.grpc.Status;
 import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashSet;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -35,9 +34,11 @@ import org.apache.curator.framework.CuratorFramework;
  * ONE message on its long-lived stream, all workers in parallel, and the answers are put back in
  * row order. The fp32 wire and the same MLA code make the result bit for bit the in-process one.
  *
- * <p>A worker that fails or misses the deadline takes its sequences' caches with it: those
- * sequences fail with UNAVAILABLE ({@link AttentionUnavailableException#lost()}), within one
- * deadline, and the others go on. Calls are serialised.
+ * <p>A worker that fails or misses the deadline takes its sequences' caches with it: sequences that
+ * had committed positions there fail with UNAVAILABLE, within one deadline; sequences still on
+ * their first chunk are placed on another worker. A worker without room refuses new sequences
+ * (RESOURCE_EXHAUSTED for them). Either way the call throws {@link AttentionUnavailableException},
+ * and the step runs again for every sequence not lost. Calls are serialised.
  */
 public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /**
@@ -123,31 +124,36 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     public synchronized void forward(int layer, float[] x, int rows, List<SequenceRows> sequences, float[] y) {
         long t0 = System.nanoTime();
         Map<AttentionEndpoint, List<SequenceRows>> groups = new LinkedHashMap<>();
-        Set<KvCache> lost = new HashSet<>();
-        Status why = null;
+        Map<KvCache, Status> lost = new HashMap<>();
+        boolean rerun = false;
         long now = System.nanoTime();
         for (SequenceRows s : sequences) {
             if (!(s.cache() instanceof RemoteCache c)) {
                 throw new IllegalArgumentException("a cache made outside this RemoteAttention: " + s.cache());
             }
+            if (c.endpoint != null && !c.endpoint.holds(c)) {
+                if (c.length() > 0) {
+                    lost.put(c, Status.UNAVAILABLE.withDescription("attention worker " + c.endpoint
+                            + " failed and the sequence's KV cache was lost with it"));
+                    continue;
+                }
+                c.endpoint = null; // nothing committed yet: its first chunk starts again elsewhere
+                if (layer > 0) {
+                    rerun = true;
+                    continue;
+                }
+            }
             if (c.endpoint == null) {
                 Status refusal = place(c, now);
                 if (refusal != null) {
-                    lost.add(c);
-                    why = refusal;
+                    lost.put(c, refusal);
                     continue;
                 }
-            } else if (!c.endpoint.holds(c)) {
-                lost.add(c);
-                why = Status.UNAVAILABLE.withDescription("attention worker " + c.endpoint
-                        + " failed and the sequence's KV cache was lost with it");
-                continue;
             }
             groups.computeIfAbsent(c.endpoint, e -> new ArrayList<>()).add(s);
         }
-        if (!lost.isEmpty()) {
-            record(0, 0, lost.size());
-            throw new AttentionUnavailableException(why, lost); // before sending: no cache is half-written
+        if (!lost.isEmpty() || rerun) {
+            throw unavailable(lost, 0, 0); // before sending: no cache is half-written
         }
         List<AttentionEndpoint> targets = new ArrayList<>(groups.keySet());
         List<CompletableFuture<AttendResponse>> futures = new ArrayList<>(targets.size());
@@ -161,6 +167,19 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             List<SequenceRows> group = groups.get(w);
             try {
                 AttendResponse r = futures.get(i).get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+                if (r.getRefusedCacheIdsCount() > 0) {
+                    // The worker had no room for some new sequences: they fail; the others run again.
+                    Status full = Status.RESOURCE_EXHAUSTED.withDescription(r.getRefusal());
+                    for (SequenceRows g : group) {
+                        RemoteCache c = (RemoteCache) g.cache();
+                        if (r.getRefusedCacheIdsList().contains(c.id)) {
+                            w.unplace(c);
+                            lost.put(c, full);
+                        }
+                    }
+                    rerun = true;
+                    continue;
+                }
                 scatter(r, group, y);
                 slowest = Math.max(slowest, r.getComputeNanos());
             } catch (ExecutionException | TimeoutException | RuntimeException e) {
@@ -169,19 +188,37 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                                 + layer + " within " + options.deadline().toMillis() + " ms")
                         : Status.fromThrowable(e instanceof ExecutionException ? e.getCause() : e);
                 w.markDead(s.getCode() + ": " + s.getDescription(), options.deadBackoff().toNanos());
-                why = Status.UNAVAILABLE.withDescription("attention worker " + w + " failed: " + s.getCode()
+                Status gone = Status.UNAVAILABLE.withDescription("attention worker " + w + " failed: " + s.getCode()
                         + (s.getDescription() == null ? "" : ": " + s.getDescription())).withCause(s.getCause());
-                group.forEach(g -> lost.add(g.cache()));
+                for (SequenceRows g : group) {
+                    RemoteCache c = (RemoteCache) g.cache();
+                    if (c.length() > 0) {
+                        lost.put(c, gone);
+                    } else {
+                        c.endpoint = null; // first chunk: placed elsewhere when the step runs again
+                    }
+                }
+                rerun = true;
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new AttentionUnavailableException(Status.UNAVAILABLE.withDescription(
-                        "interrupted while waiting for attention workers"), Set.of());
+                        "interrupted while waiting for attention workers"), Map.of());
             }
         }
-        record(System.nanoTime() - t0, slowest, lost.size());
-        if (!lost.isEmpty()) {
-            throw new AttentionUnavailableException(why, lost);
+        long slowestCompute = slowest;
+        if (!lost.isEmpty() || rerun) {
+            throw unavailable(lost, System.nanoTime() - t0, slowestCompute);
         }
+        record(System.nanoTime() - t0, slowestCompute, 0);
+    }
+
+    /** Counts the call, and the exception that ends {@code lost} and has the step run again for the rest. */
+    private AttentionUnavailableException unavailable(Map<KvCache, Status> lost, long nanos, long slowestCompute) {
+        record(nanos, slowestCompute, lost.size());
+        Status summary = lost.isEmpty()
+                ? Status.UNAVAILABLE.withDescription("an attention worker failed; its new sequences are placed again")
+                : lost.values().iterator().next();
+        return new AttentionUnavailableException(summary, lost);
     }
 
     private void record(long nanos, long slowestCompute, int lost) {

@@ -11,7 +11,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
-import java.util.Set;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
@@ -246,18 +245,24 @@ public final class Scheduler implements AutoCloseable {
         long t0 = System.nanoTime();
         try {
             logits = model.step(chunks);
-        } catch (RuntimeException e) {
-            // Sequences whose attention worker failed end; the rest of the step runs again next time
-            // (same positions: their caches are simply written again).
-            Set<KvCache> lost = e instanceof AttentionUnavailableException a ? a.lost() : Set.of();
-            boolean some = slots.stream().anyMatch(s -> lost.contains(s.cache));
-            log.warn("step over {} sequence(s) failed{}: {}", slots.size(),
-                    some ? " for " + lost.size() + " of them" : "", e.getMessage());
+        } catch (AttentionUnavailableException e) {
+            // Sequences whose attention cannot go on end, each with its own status; the step runs
+            // again for the rest next time (same positions: their caches are simply written again).
+            log.warn("step over {} sequence(s): {} lost, the rest run again: {}", slots.size(), e.lost().size(),
+                    e.getMessage());
             for (Slot s : slots) {
-                if (!some || lost.contains(s.cache)) {
+                if (e.lost().contains(s.cache)) {
                     retire(s);
-                    s.task.onFailure(e);
+                    s.task.onFailure(e.failureOf(s.cache));
                 }
+            }
+            activeCount = active.size();
+            return;
+        } catch (RuntimeException e) {
+            log.warn("step over {} sequence(s) failed: {}", slots.size(), e.getMessage());
+            for (Slot s : slots) {
+                retire(s);
+                s.task.onFailure(e);
             }
             activeCount = active.size();
             return;

@@ -67,6 +67,7 @@ class RemoteAttentionTest {
             c.close();
         }
         workers.forEach(AttentionWorker::kill);
+        workers.forEach(AttentionWorker::close);
     }
 
     /** A fresh cluster name with {@code count} attention workers for model {@code dir}, and its RemoteAttention. */
@@ -148,7 +149,7 @@ class RemoteAttentionTest {
     }
 
     @Test
-    void aKilledWorkerLosesOnlyItsSequences() throws Exception {
+    void aKilledWorkerLosesOnlyItsSequencesAndNewOnesMoveOn() throws Exception {
         Path dir = TestData.model("tiny-v3");
         RemoteAttention attention = cluster(dir, 2, 16);
         Transformer remote = engine(dir, attention);
@@ -160,46 +161,80 @@ class RemoteAttentionTest {
         local.step(List.of(SequenceChunk.next(lb, 9, 8, 7)));
         AttentionEndpoint ofA = ((RemoteCache) a).endpoint;
         assertNotSame(ofA, ((RemoteCache) b).endpoint, "two sequences go to two workers");
-        workers.stream().filter(w -> ofA.announcement().getWorkerId().equals(w.workerId())).findFirst().orElseThrow()
-                .kill();
+        AttentionWorker dead = workers.stream().filter(w -> ofA.announcement().getWorkerId().equals(w.workerId()))
+                .findFirst().orElseThrow();
+        dead.kill(); // connections break; its ZooKeeper node stays, as a crashed process's does for a while
 
-        AttentionUnavailableException e = assertThrows(AttentionUnavailableException.class,
-                () -> remote.step(List.of(SequenceChunk.next(a, 3), SequenceChunk.next(b, 3))));
-        assertEquals(Set.of(a), e.lost());
-        assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
-        assertTrue(e.getStatus().getDescription().contains("attention worker"), e.getStatus().getDescription());
-
-        // The survivor's sequence runs the same step again and goes on as if nothing happened.
-        assertArrayEquals(local.step(List.of(SequenceChunk.next(lb, 3))).getFirst(),
-                remote.step(List.of(SequenceChunk.next(b, 3))).getFirst());
-        // A's cache is gone for good; a new sequence is placed on the survivor.
-        assertThrows(AttentionUnavailableException.class, () -> remote.step(List.of(SequenceChunk.next(a, 3))));
+        // A fresh sequence lands on the dead worker (fewest sequences) and is placed again, not failed.
         KvCache c = remote.newCache();
         KvCache lc = local.newCache();
-        assertArrayEquals(local.step(List.of(SequenceChunk.next(lc, 1, 2))).getFirst(),
-                remote.step(List.of(SequenceChunk.next(c, 1, 2))).getFirst());
+        AttentionUnavailableException e = assertThrows(AttentionUnavailableException.class,
+                () -> remote.step(List.of(SequenceChunk.next(a, 3), SequenceChunk.next(b, 3), SequenceChunk.next(c, 1, 2))));
+        assertEquals(Set.of(a), e.lost(), "only the sequence with positions on the dead worker is lost");
+        assertEquals(Status.Code.UNAVAILABLE, e.failureOf(a).getStatus().getCode());
+        assertTrue(e.failureOf(a).getStatus().getDescription().contains("attention worker"), e.getMessage());
+
+        // The step runs again without it: the others go on as if nothing happened, c on the survivor.
+        List<float[]> want = local.step(List.of(SequenceChunk.next(lb, 3), SequenceChunk.next(lc, 1, 2)));
+        List<float[]> got = remote.step(List.of(SequenceChunk.next(b, 3), SequenceChunk.next(c, 1, 2)));
+        assertArrayEquals(want.get(0), got.get(0));
+        assertArrayEquals(want.get(1), got.get(1));
         assertEquals(((RemoteCache) b).endpoint, ((RemoteCache) c).endpoint);
+        assertThrows(AttentionUnavailableException.class, () -> remote.step(List.of(SequenceChunk.next(a, 3))));
+
+        // After its failure backoff the dead worker (still registered) looks free again: a new
+        // sequence placed there moves to the survivor, with nothing lost.
+        Thread.sleep(1100);
+        KvCache d = remote.newCache();
+        KvCache ld = local.newCache();
+        AttentionUnavailableException moved = assertThrows(AttentionUnavailableException.class,
+                () -> remote.step(List.of(SequenceChunk.next(d, 4, 5))));
+        assertEquals(Set.of(), moved.lost());
+        assertArrayEquals(local.step(List.of(SequenceChunk.next(ld, 4, 5))).getFirst(),
+                remote.step(List.of(SequenceChunk.next(d, 4, 5))).getFirst());
+        assertEquals(((RemoteCache) b).endpoint, ((RemoteCache) d).endpoint);
     }
 
     @Test
     void fullWorkersAreResourceExhaustedAndNoWorkerIsUnavailable() throws Exception {
         Path dir = TestData.model("tiny-v3");
-        Transformer full = engine(dir, cluster(dir, 1, 1));
+        RemoteAttention one = cluster(dir, 1, 1);
+        Transformer full = engine(dir, one);
         KvCache a = full.newCache();
         KvCache b = full.newCache();
         full.step(List.of(SequenceChunk.next(a, 5, 6)));
         AttentionUnavailableException e = assertThrows(AttentionUnavailableException.class,
                 () -> full.step(List.of(SequenceChunk.next(a, 7), SequenceChunk.next(b, 5))));
-        assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
         assertEquals(Set.of(b), e.lost());
+        assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.failureOf(b).getStatus().getCode());
+        full.step(List.of(SequenceChunk.next(a, 7))); // a goes on
+
+        // A second coordinator on the same worker does not know it is full: the worker refuses the
+        // new sequence, and only that one fails (the worker is not taken for dead).
+        RemoteAttention second = RemoteAttention.create(zk, "attention-test-" + (clusters - 1),
+                CheckpointFingerprint.of(dir), full.config().hiddenSize(), RemoteAttention.Options.defaults());
+        closing.add(second);
+        assertTrue(second.awaitWorkers(1, Duration.ofSeconds(20)));
+        Transformer other = engine(dir, second);
+        KvCache c = other.newCache();
+        AttentionUnavailableException refused = assertThrows(AttentionUnavailableException.class,
+                () -> other.step(List.of(SequenceChunk.next(c, 5))));
+        assertEquals(Set.of(c), refused.lost());
+        assertEquals(Status.Code.RESOURCE_EXHAUSTED, refused.failureOf(c).getStatus().getCode());
+        assertTrue(refused.failureOf(c).getStatus().getDescription().contains("maximum of 1"), refused.getMessage());
+        full.step(List.of(SequenceChunk.next(a, 8))); // the first coordinator's sequence is untouched
         a.release();
-        full.step(List.of(SequenceChunk.next(b, 5))); // a's place is free again
+        for (int i = 0; i < 200 && workers.getLast().cachedSequences() > 0; i++) {
+            Thread.sleep(10);
+        }
+        KvCache c2 = other.newCache();
+        other.step(List.of(SequenceChunk.next(c2, 5))); // room again
 
         Transformer none = engine(dir, cluster(dir, 0, 1));
-        KvCache c = none.newCache();
+        KvCache n = none.newCache();
         AttentionUnavailableException u = assertThrows(AttentionUnavailableException.class,
-                () -> none.step(List.of(SequenceChunk.next(c, 5))));
-        assertEquals(Status.Code.UNAVAILABLE, u.getStatus().getCode());
+                () -> none.step(List.of(SequenceChunk.next(n, 5))));
+        assertEquals(Status.Code.UNAVAILABLE, u.failureOf(n).getStatus().getCode());
         assertTrue(u.getStatus().getDescription().contains("no live attention worker"), u.getStatus().getDescription());
     }
 }
