@@ -69,6 +69,9 @@ public final class CoordinatorCommand implements Callable<Integer> {
     @Mixin
     SchedulerFlags scheduler;
 
+    @Mixin
+    MetricsFlags metrics;
+
     @Override
     public Integer call() throws Exception {
         WeightFormat format = WeightFormat.parse(weights);
@@ -81,20 +84,24 @@ public final class CoordinatorCommand implements Callable<Integer> {
         };
         RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
                 .withDeadline(Duration.ofMillis(expertDeadlineMs));
+        MetricsFlags.Metrics m = metrics.open(host);
         RemoteExpertBackend backend = RemoteExpertBackend.connect(zk, cluster, CheckpointFingerprint.of(model), config,
-                options);
+                options, m.registry());
         RemoteAttention attention = remoteAttention
                 ? RemoteAttention.connect(zk, cluster, CheckpointFingerprint.of(model), config.hiddenSize(),
-                        RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs)))
+                        RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs)),
+                        m.registry())
                 : null;
         ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);
-        CoordinatorServer server = CoordinatorServer.start(served, backend, scheduler.options(), host, port);
+        CoordinatorServer server = CoordinatorServer.start(served, backend, scheduler.options(), host, port,
+                m.registry());
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             server.close();
             if (attention != null) {
                 attention.close();
             }
             backend.close();
+            m.close();
         }, "coordinator-shutdown"));
         if (attention != null && !attention.awaitWorkers(1, Duration.ofSeconds(1))) {
             log.warn("no attention worker registered yet: requests get UNAVAILABLE until one joins");

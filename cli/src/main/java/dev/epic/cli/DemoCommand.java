@@ -8,6 +8,7 @@ import dev.epic.proto.GenerateRequest;
 import dev.epic.proto.Messages;
 import dev.epic.proto.SamplingParams;
 import io.grpc.ManagedChannel;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -75,8 +76,8 @@ public final class DemoCommand implements Callable<Integer> {
                 + "coordinator%n", workers, attentionWorkers);
         out.flush();
         Path logs = Files.createTempDirectory("epic-demo-logs");
-        try (LocalCluster cluster = LocalCluster.start(dir, workers, 1, "127.0.0.1", 0, SchedulerOptions.defaults(), logs,
-                0, WeightFormat.AUTO, attentionWorkers)) {
+        try (LocalCluster cluster = LocalCluster.start(dir, new LocalCluster.Options(workers, 1, attentionWorkers, 0,
+                WeightFormat.AUTO, "127.0.0.1", 0, SchedulerOptions.defaults(), logs, new SimpleMeterRegistry()))) {
             for (LocalCluster.Worker w : cluster.workers()) {
                 out.printf("   expert worker pid %d hosts experts %s%n", w.process().pid(), w.experts());
             }

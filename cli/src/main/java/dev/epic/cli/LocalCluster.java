@@ -13,6 +13,7 @@ import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.quant.WeightFormat;
 import dev.epic.transport.ExpertRanges;
+import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
@@ -83,37 +84,40 @@ final class LocalCluster implements AutoCloseable {
     }
 
     /**
-     * Starts ZooKeeper, the workers and the coordinator, and returns once every expert is covered.
+     * What to start.
      *
-     * @param logDir where worker logs go (null = inherit this process's stderr)
+     * @param workerThreads    kernel threads per worker; 0 = this machine's cores shared out among the
+     *                         workers (at least 1), since they all run here next to the coordinator
+     * @param format           linear weight format of the coordinator and every worker
+     * @param attentionWorkers attention-worker processes; 0 = attention runs in the coordinator
+     * @param logDir           where worker logs go (null = inherit this process's stderr)
+     * @param registry         where the coordinator's meters go
      */
-    static LocalCluster start(Path model, int workerCount, int replication, String host, int port,
-            SchedulerOptions options, Path logDir) throws Exception {
-        return start(model, workerCount, replication, host, port, options, logDir, 0, WeightFormat.AUTO, 0);
+    record Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
+            String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {
+        Options {
+            if (workerThreads < 0) {
+                throw new IllegalArgumentException("--worker-threads must be >= 0, got " + workerThreads);
+            }
+            if (attentionWorkers < 0) {
+                throw new IllegalArgumentException("--attention-workers must be >= 0, got " + attentionWorkers);
+            }
+        }
     }
 
-    /**
-     * @param workerThreads kernel threads per worker; 0 = this machine's cores shared out among the
-     *                      workers (at least 1), since they all run here next to the coordinator
-     * @param format        linear weight format of the coordinator and every worker
-     * @param attentionWorkerCount attention-worker processes; 0 = attention runs in the coordinator
-     */
-    static LocalCluster start(Path model, int workerCount, int replication, String host, int port,
-            SchedulerOptions options, Path logDir, int workerThreads, WeightFormat format, int attentionWorkerCount)
-            throws Exception {
-        if (workerThreads < 0) {
-            throw new IllegalArgumentException("--worker-threads must be >= 0, got " + workerThreads);
-        }
-        if (attentionWorkerCount < 0) {
-            throw new IllegalArgumentException("--attention-workers must be >= 0, got " + attentionWorkerCount);
-        }
-        int threads = workerThreads > 0 ? workerThreads
+    /** Starts ZooKeeper, the workers and the coordinator, and returns once every expert is covered. */
+    static LocalCluster start(Path model, Options o) throws Exception {
+        int workerCount = o.expertWorkers();
+        int attentionWorkerCount = o.attentionWorkers();
+        WeightFormat format = o.format();
+        Path logDir = o.logDir();
+        int threads = o.workerThreads() > 0 ? o.workerThreads()
                 : Math.max(1, Runtime.getRuntime().availableProcessors() / Math.max(1, workerCount + attentionWorkerCount));
         ModelConfig config = ModelConfig.load(model);
         if (config.nRoutedExperts() == null) {
             throw new IllegalArgumentException(model + " is a dense model: there are no experts to put on workers");
         }
-        String[] placement = placement(config.nRoutedExperts(), workerCount, replication);
+        String[] placement = placement(config.nRoutedExperts(), workerCount, o.replication());
         TestingServer zk = new TestingServer(true);
         List<Worker> workers = new ArrayList<>();
         List<Process> attentionWorkers = new ArrayList<>();
@@ -131,15 +135,16 @@ final class LocalCluster implements AutoCloseable {
             }
             CheckpointFingerprint fp = CheckpointFingerprint.of(model);
             backend = RemoteExpertBackend.connect(zk.getConnectString(), CLUSTER, fp, config,
-                    RemoteExperts.Options.defaults());
+                    RemoteExperts.Options.defaults(), o.registry());
             awaitCoverage(backend, workers);
             if (attentionWorkerCount > 0) {
                 attention = RemoteAttention.connect(zk.getConnectString(), CLUSTER, fp, config.hiddenSize(),
-                        RemoteAttention.Options.defaults());
+                        RemoteAttention.Options.defaults(), o.registry());
                 awaitAttention(attention, attentionWorkers);
             }
             ServedModel served = ServedModel.open(model, backend.experts(), attention, 0, format);
-            CoordinatorServer coordinator = CoordinatorServer.start(served, backend, options, host, port);
+            CoordinatorServer coordinator = CoordinatorServer.start(served, backend, o.scheduler(), o.host(), o.port(),
+                    o.registry());
             return new LocalCluster(zk, workers, attentionWorkers, backend, attention, coordinator);
         } catch (Exception | Error e) {
             if (attention != null) {

@@ -55,13 +55,24 @@ public final class LocalCommand implements Callable<Integer> {
     @Mixin
     SchedulerFlags scheduler;
 
+    @Mixin
+    MetricsFlags metrics;
+
     @Override
     public Integer call() throws Exception {
-        LocalCluster cluster = LocalCluster.start(model, workers, replication, host, port, scheduler.options(), workerLogs,
-                workerThreads, WeightFormat.parse(weights), attentionWorkers);
+        MetricsFlags.Metrics m = metrics.open(host);
+        LocalCluster cluster;
+        try {
+            cluster = LocalCluster.start(model, new LocalCluster.Options(workers, replication, attentionWorkers,
+                    workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, m.registry()));
+        } catch (Exception | Error e) {
+            m.close();
+            throw e;
+        }
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             cluster.close();
+            m.close();
             stopped.countDown();
         }, "local-cluster-shutdown"));
         PrintWriter out = spec.commandLine().getOut();

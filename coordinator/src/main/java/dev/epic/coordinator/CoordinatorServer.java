@@ -3,6 +3,7 @@ package dev.epic.coordinator;
 import dev.epic.coordinator.api.GenerationServiceImpl;
 import dev.epic.coordinator.api.MalformedRequests;
 import dev.epic.coordinator.experts.DispatchStats;
+import dev.epic.coordinator.metrics.ServingMetrics;
 import dev.epic.coordinator.scheduler.Scheduler;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.proto.GenerationServiceGrpc;
@@ -11,6 +12,9 @@ import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.grpc.services.HealthStatusManager;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.util.concurrent.Executors;
@@ -43,9 +47,18 @@ public final class CoordinatorServer implements AutoCloseable {
         this.host = host;
     }
 
-    /** Binds {@code host:port} (port 0 = any free port) and starts serving. */
+    /** Binds {@code host:port} (port 0 = any free port) and starts serving; meters go nowhere. */
     public static CoordinatorServer start(ServedModel model, ExpertBackend experts, SchedulerOptions options,
             String host, int port) throws IOException {
+        return start(model, experts, options, host, port, new SimpleMeterRegistry());
+    }
+
+    /**
+     * As {@link #start(ServedModel, ExpertBackend, SchedulerOptions, String, int)}, with the serving
+     * meters (scheduler, requests, gRPC calls, JVM) in {@code registry}.
+     */
+    public static CoordinatorServer start(ServedModel model, ExpertBackend experts, SchedulerOptions options,
+            String host, int port, MeterRegistry registry) throws IOException {
         Scheduler scheduler = new Scheduler(model.transformer(), options,
                 experts.dispatchStats().<java.util.function.Supplier<DispatchStats.Snapshot>>map(d -> d::snapshot)
                         .orElse(() -> null)).start();
@@ -53,7 +66,9 @@ public final class CoordinatorServer implements AutoCloseable {
         Server server;
         try {
             server = NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
-                    .addService(MalformedRequests.guard(new GenerationServiceImpl(model, scheduler, experts)))
+                    .addService(MalformedRequests.guard(new GenerationServiceImpl(model, scheduler, experts,
+                            ServingMetrics.bind(registry, scheduler))))
+                    .intercept(new MetricCollectingServerInterceptor(registry))
                     .addService(health.getHealthService())
                     .addService(ProtoReflectionServiceV1.newInstance())
                     .addService(v1alphaReflection()) // older grpcurl speaks only v1alpha

@@ -5,6 +5,7 @@ import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.proto.WorkerAnnouncement;
+import io.micrometer.core.instrument.MeterRegistry;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
@@ -17,14 +18,20 @@ public final class RemoteExpertBackend implements ExpertBackend, AutoCloseable {
         this.experts = experts;
     }
 
-    /** Connects to ZooKeeper and starts watching the cluster's workers. */
+    /** Connects to ZooKeeper and starts watching the cluster's workers; dispatch meters go nowhere. */
     public static RemoteExpertBackend connect(String zkConnect, String cluster, CheckpointFingerprint fingerprint,
             ModelConfig config, RemoteExperts.Options options) throws InterruptedException {
+        return connect(zkConnect, cluster, fingerprint, config, options, null);
+    }
+
+    /** As above, with the dispatch meters in {@code registry} (null: nowhere). */
+    public static RemoteExpertBackend connect(String zkConnect, String cluster, CheckpointFingerprint fingerprint,
+            ModelConfig config, RemoteExperts.Options options, MeterRegistry registry) throws InterruptedException {
         if (config.nRoutedExperts() == null) {
             throw new IllegalArgumentException("model has no routed experts: nothing to serve from expert workers");
         }
         return new RemoteExpertBackend(RemoteExperts.connect(zkConnect, cluster, fingerprint, config.nRoutedExperts(),
-                config.hiddenSize(), options, null));
+                config.hiddenSize(), options, registry));
     }
 
     public RemoteExperts experts() {

@@ -3,6 +3,7 @@ package dev.epic.coordinator.api;
 import com.google.protobuf.ByteString;
 import dev.epic.coordinator.ExpertBackend;
 import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.metrics.ServingMetrics;
 import dev.epic.coordinator.scheduler.GenerationTask;
 import dev.epic.coordinator.scheduler.LogitsTask;
 import dev.epic.coordinator.scheduler.QueueFullException;
@@ -57,9 +58,11 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private final PromptBuilder prompts;
     private final String modelType;
     private final StatsReport stats;
+    private final ServingMetrics metrics;
 
-    public GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts) {
+    public GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts, ServingMetrics metrics) {
         this.model = model;
+        this.metrics = metrics;
         this.scheduler = scheduler;
         this.experts = experts;
         this.prompts = new PromptBuilder(model);
@@ -78,7 +81,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             requireWorkers();
             Generation generation = new Generation(model.tokenizer(), prompt.ids(), params,
                     GenerationOptions.defaults().withMaxContextLength(model.maxContext()).withReasoning(prompt.reasoning()));
-            task = new GenerationTask(prompt.ids(), generation, new StreamSink(call, id));
+            task = new GenerationTask(prompt.ids(), generation, new StreamSink(call, id, System.nanoTime()));
             GenerationTask t = task;
             call.setOnCancelHandler(() -> {
                 t.cancel();
@@ -176,17 +179,28 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private final class StreamSink implements GenerationTask.Sink {
         private final ServerCallStreamObserver<GenerateResponse> call;
         private final String id;
+        private final long arrivalNanos;
+        private long firstTokenNanos = -1;
         private int reasoningTokens;
 
-        StreamSink(ServerCallStreamObserver<GenerateResponse> call, String id) {
+        StreamSink(ServerCallStreamObserver<GenerateResponse> call, String id, long arrivalNanos) {
             this.call = call;
             this.id = id;
+            this.arrivalNanos = arrivalNanos;
         }
 
         @Override
         public void delta(Delta d) {
             if (!d.reasoning().isEmpty()) {
                 reasoningTokens = d.usage().completionTokens();
+            }
+            if (firstTokenNanos < 0 && d.tokenIds().length > 0) {
+                firstTokenNanos = System.nanoTime() - arrivalNanos;
+                metrics.firstToken(firstTokenNanos);
+            }
+            if (d.finished()) {
+                metrics.finished(System.nanoTime() - arrivalNanos, firstTokenNanos, d.usage().promptTokens(),
+                        d.usage().completionTokens(), d.finishReason().name().toLowerCase(java.util.Locale.ROOT));
             }
             if (call.isCancelled()) {
                 return;
@@ -218,6 +232,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         public void cancelled(Delta last) {
             if (call.isCancelled()) {
                 log.debug("{}: cancelled by the client", id);
+                metrics.finished(System.nanoTime() - arrivalNanos, firstTokenNanos, last.usage().promptTokens(),
+                        last.usage().completionTokens(), "cancelled");
                 return;
             }
             delta(last); // server shutdown: tell the client how it ended
@@ -226,6 +242,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         @Override
         public void failed(Throwable error) {
             log.warn("{}: failed: {}", id, error.toString());
+            metrics.failed(toStatus(error).getStatus().getCode().name());
             if (!call.isCancelled()) {
                 try {
                     call.onError(toStatus(error));

@@ -25,6 +25,11 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import org.apache.curator.framework.CuratorFramework;
 
 /**
@@ -64,6 +69,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /** Cache ids: a random base per coordinator, so coordinators sharing workers never collide. */
     private final AtomicLong nextId = new AtomicLong(new SecureRandom().nextLong() & 0x7fff_ffff_0000_0000L);
     private volatile Stats stats = new Stats(0, 0, 0, 0);
+    private final Timer layerTimer;
+    private final Counter lostCounter;
 
     /**
      * Totals since start.
@@ -74,7 +81,14 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     public record Stats(long layerCalls, long layerNanos, long slowestComputeNanos, long sequencesLost) {}
 
     private RemoteAttention(CuratorFramework ownedZk, CuratorFramework zk, String cluster,
-            CheckpointFingerprint fingerprint, int hidden, Options options) {
+            CheckpointFingerprint fingerprint, int hidden, Options options, MeterRegistry registry) {
+        MeterRegistry r = registry == null ? new SimpleMeterRegistry() : registry;
+        this.layerTimer = Timer.builder("epic.attention.layer")
+                .description("one layer's attention on the attention workers: send, compute, answer").register(r);
+        this.lostCounter = Counter.builder("epic.attention.sequences.lost")
+                .description("sequences ended because their attention worker failed or had no room").register(r);
+        Gauge.builder("epic.attention.workers", this, a -> a.directory.workers().size())
+                .description("registered attention workers").register(r);
         this.ownedZk = ownedZk;
         this.fingerprint = fingerprint;
         this.hidden = hidden;
@@ -82,17 +96,21 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         this.directory = new AttentionDirectory(zk, cluster, fingerprint);
     }
 
-    /** Uses an existing, started Curator client (not closed by {@link #close()}). */
+    /** Uses an existing, started Curator client (not closed by {@link #close()}); meters go nowhere. */
     public static RemoteAttention create(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint,
             int hidden, Options options) {
-        return new RemoteAttention(null, zk, cluster, fingerprint, hidden, options);
+        return new RemoteAttention(null, zk, cluster, fingerprint, hidden, options, null);
     }
 
-    /** Connects to ZooKeeper at {@code zkConnect} and watches the cluster's attention workers. */
+    /**
+     * Connects to ZooKeeper at {@code zkConnect} and watches the cluster's attention workers.
+     *
+     * @param registry where its meters go (null: nowhere)
+     */
     public static RemoteAttention connect(String zkConnect, String cluster, CheckpointFingerprint fingerprint,
-            int hidden, Options options) throws InterruptedException {
+            int hidden, Options options, MeterRegistry registry) throws InterruptedException {
         CuratorFramework zk = WorkerRegistration.connect(zkConnect, 15_000);
-        return new RemoteAttention(zk, zk, cluster, fingerprint, hidden, options);
+        return new RemoteAttention(zk, zk, cluster, fingerprint, hidden, options, registry);
     }
 
     /** Blocks until at least {@code count} attention workers are registered; false on timeout. */
@@ -222,6 +240,10 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     }
 
     private void record(long nanos, long slowestCompute, int lost) {
+        if (nanos > 0) {
+            layerTimer.record(nanos, TimeUnit.NANOSECONDS);
+        }
+        lostCounter.increment(lost);
         Stats s = stats;
         stats = new Stats(s.layerCalls() + (nanos > 0 ? 1 : 0), s.layerNanos() + nanos,
                 s.slowestComputeNanos() + slowestCompute, s.sequencesLost() + lost);

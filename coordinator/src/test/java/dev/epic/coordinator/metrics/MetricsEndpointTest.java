@@ -1,0 +1,82 @@
+package dev.epic.coordinator.metrics;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.coordinator.CoordinatorServer;
+import dev.epic.coordinator.ExpertBackend;
+import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.scheduler.SchedulerOptions;
+import dev.epic.model.TestData;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.SamplingParams;
+import dev.epic.proto.TokenIds;
+import io.grpc.ManagedChannel;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+
+/** The coordinator's Prometheus endpoint after real requests over gRPC (tiny-v3, local experts). */
+class MetricsEndpointTest {
+    @Test
+    void scrapeShowsRequestsTokensSchedulerGrpcAndJvm() throws Exception {
+        PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 400);
+        try (CoordinatorServer server = CoordinatorServer.start(model, ExpertBackend.local(), new SchedulerOptions(4, 2, 32),
+                "127.0.0.1", 0, registry);
+             MetricsEndpoint endpoint = MetricsEndpoint.start(registry, "127.0.0.1", 0)) {
+            ManagedChannel channel = NettyChannelBuilder.forTarget(server.target()).usePlaintext().build();
+            try {
+                var api = GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(60, TimeUnit.SECONDS);
+                GenerateRequest req = GenerateRequest.newBuilder()
+                        .setTokenIds(TokenIds.newBuilder().addIds(5).addIds(17).addIds(4))
+                        .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(6).setIgnoreEos(true))
+                        .build();
+                api.generate(req).forEachRemaining(r -> { });
+                api.generate(req).forEachRemaining(r -> { });
+                assertThrows(StatusRuntimeException.class, () -> api.generate(GenerateRequest.newBuilder()
+                        .setTokenIds(TokenIds.newBuilder().addIds(1 << 20)).build()).forEachRemaining(r -> { }));
+            } finally {
+                channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+            }
+            HttpClient http = HttpClient.newHttpClient();
+            HttpResponse<String> r = http.send(HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + endpoint.port() + "/metrics")).build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, r.statusCode());
+            assertTrue(r.headers().firstValue("Content-Type").orElse("").startsWith("text/plain"), r.headers().toString());
+            String text = r.body();
+            assertEquals(2.0, value(text, "epic_requests_finished_total\\{reason=\"length\"\\}"), text);
+            assertEquals(12.0, value(text, "epic_tokens_generation_total"), text);
+            assertEquals(6.0, value(text, "epic_tokens_prompt_total"), text);
+            assertEquals(2.0, value(text, "epic_request_time_to_first_token_seconds_count"), text);
+            assertEquals(2.0, value(text, "epic_request_time_per_output_token_seconds_count"), text);
+            assertTrue(value(text, "epic_scheduler_steps_total") >= 6, text);
+            assertEquals(0.0, value(text, "epic_sequences_running"), text);
+            assertTrue(text.contains("grpc_server_processing_duration_seconds_count{method=\"Generate\""), text);
+            assertTrue(text.contains("statusCode=\"INVALID_ARGUMENT\""), "the refused request counts by status");
+            assertTrue(text.contains("jvm_memory_used_bytes"), text);
+
+            HttpResponse<String> other = http.send(HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + endpoint.port() + "/")).build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(404, other.statusCode());
+        }
+    }
+
+    /** The sample value of the first line starting with {@code series} (a regex). */
+    private static double value(String text, String series) {
+        Matcher m = Pattern.compile("(?m)^" + series + "(?:\\{[^}]*\\})? (\\S+)$").matcher(text);
+        assertTrue(m.find(), "no sample " + series);
+        return Double.parseDouble(m.group(1));
+    }
+}
