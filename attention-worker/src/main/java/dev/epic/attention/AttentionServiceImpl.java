@@ -20,6 +20,10 @@ import dev.epic.transport.MessageStream.Refusal;
 import dev.epic.transport.Protocol;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -43,6 +47,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
     private final CheckpointFingerprint fingerprint;
     private final int hidden;
     private final AtomicInteger inFlight = new AtomicInteger();
+    private volatile Timer handled = Timer.builder("epic.worker.message").register(new SimpleMeterRegistry());
     private volatile String workerId = "(starting)";
 
     AttentionServiceImpl(AttentionLayers layers, SequenceCaches caches, CheckpointFingerprint fingerprint) {
@@ -58,6 +63,18 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
 
     int inFlight() {
         return inFlight.get();
+    }
+
+    /** Registers this service's meters (before the worker is announced). */
+    void bindMetrics(MeterRegistry registry) {
+        handled = Timer.builder("epic.worker.message").tag("service", "attention")
+                .description("handling one attend message: one layer's MLA for its rows").register(registry);
+        Gauge.builder("epic.attention.cached.sequences", caches, SequenceCaches::size)
+                .description("sequences whose KV caches are held here").register(registry);
+        Gauge.builder("epic.attention.cached.positions", caches, SequenceCaches::positions)
+                .description("token positions held in KV caches here").register(registry);
+        Gauge.builder("epic.attention.max.sequences", caches, SequenceCaches::maxSequences)
+                .description("the most sequences held at once").register(registry);
     }
 
     @Override
@@ -86,7 +103,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
 
     @Override
     public StreamObserver<AttendRequest> attend(StreamObserver<AttendResponse> responses) {
-        return new MessageStream<>(responses, inFlight) {
+        return new MessageStream<>(responses, inFlight, handled) {
             private float[] x = new float[0];
 
             @Override

@@ -22,7 +22,7 @@ public final class AttentionWorker implements AutoCloseable {
 
     /** Where to serve and announce. port 0 picks a free port. */
     public record Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
-            int zkSessionTimeoutMillis, long drainMillis) {}
+            int zkSessionTimeoutMillis, long drainMillis, int metricsPort) {}
 
     private final WorkerServer server;
     private final SequenceCaches caches;
@@ -39,13 +39,13 @@ public final class AttentionWorker implements AutoCloseable {
         AttentionServiceImpl service = new AttentionServiceImpl(layers, caches, fingerprint);
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
-                        s.drainMillis()),
+                        s.drainMillis(), s.metricsPort()),
                 // One handler thread off the event loop: a long prompt chunk's layer may compute for
                 // seconds, and keepalive pings, Release and health checks must still be answered.
                 // One thread also keeps the kernel pool to one caller at a time.
                 "a", ZkLayout.attentionWorkersPath(s.cluster()), service,
                 Executors.newSingleThreadExecutor(Thread.ofPlatform().name("attention-handler").daemon(true).factory()),
-                service::inFlight, (id, address) -> {
+                service::inFlight, service::bindMetrics, (id, address) -> {
                     service.workerId(id);
                     return WorkerAnnouncement.newBuilder()
                             .setWorkerId(id)

@@ -43,6 +43,7 @@ class AttentionServiceTest {
     private static ManagedChannel channel;
     private static String sha;
     private static int hidden;
+    private static int metricsPort;
 
     @BeforeAll
     static void start() throws Exception {
@@ -50,8 +51,11 @@ class AttentionServiceTest {
         checkpoint = Checkpoint.open(MODEL);
         hidden = checkpoint.config().hiddenSize();
         sha = CheckpointFingerprint.of(MODEL).sha256();
+        try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
+            metricsPort = free.getLocalPort();
+        }
         worker = AttentionWorker.start(AttentionLayers.load(checkpoint.config(), checkpoint), CheckpointFingerprint.of(MODEL),
-                new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), "t", "a-test", 2, 4000, 100));
+                new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), "t", "a-test", 2, 4000, 100, metricsPort));
         channel = NettyChannelBuilder.forTarget(worker.address()).usePlaintext().build();
     }
 
@@ -153,6 +157,22 @@ class AttentionServiceTest {
             assertEquals(1, worker.cachedSequences());
         }
         awaitCached(0); // 102 went with its stream
+    }
+
+    @Test
+    void servesItsMetrics() throws Exception {
+        try (Stream stream = new Stream()) {
+            stream.send(request(0, 401, 0, 2).build());
+            String text = java.net.http.HttpClient.newHttpClient().send(java.net.http.HttpRequest.newBuilder(
+                    java.net.URI.create("http://127.0.0.1:" + metricsPort + "/metrics")).build(),
+                    java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+            assertTrue(text.contains("epic_attention_cached_sequences 1.0"), text);
+            assertTrue(text.contains("epic_attention_max_sequences 2.0"), text);
+            assertTrue(text.contains("epic_worker_message_seconds_count{service=\"attention\"}"), text);
+            assertTrue(text.contains("grpc_server_processing_duration_seconds"), text);
+            assertTrue(text.contains("jvm_memory_used_bytes"), text);
+        }
+        awaitCached(0);
     }
 
     @Test

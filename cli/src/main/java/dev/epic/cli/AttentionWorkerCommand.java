@@ -51,7 +51,7 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
                 String.format("%.0f", ProcessStats.residentMb()));
         AttentionWorker worker = AttentionWorker.start(layers, CheckpointFingerprint.of(model),
                 new AttentionWorker.Settings(flags.host, port, flags.zk, flags.cluster, flags.id, maxSequences,
-                        flags.sessionTimeoutMs, flags.drainMs));
+                        flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             worker.close();
             checkpoint.close();

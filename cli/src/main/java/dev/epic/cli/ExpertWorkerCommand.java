@@ -60,7 +60,7 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
                 String.format("%.1f", shard.residentBytes() / 1048576.0), String.format("%.1f", 100.0 * ids.length / cfg.nRoutedExperts()),
                 String.format("%.0f", ProcessStats.residentMb()));
         ExpertWorker worker = ExpertWorker.start(shard, fp, moeLayers, new ExpertWorker.Settings(flags.host, port,
-                flags.zk, flags.cluster, flags.id, capacity, flags.sessionTimeoutMs, flags.drainMs));
+                flags.zk, flags.cluster, flags.id, capacity, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             worker.close();
             checkpoint.close();

@@ -1,6 +1,6 @@
 package dev.epic.cli;
 
-import dev.epic.coordinator.metrics.MetricsEndpoint;
+import dev.epic.transport.MetricsEndpoint;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import io.micrometer.prometheusmetrics.PrometheusConfig;

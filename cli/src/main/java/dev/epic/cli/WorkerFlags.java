@@ -42,6 +42,10 @@ final class WorkerFlags {
             description = "format of the weights served here: as stored (auto), bf16, q8 or q4; a copy made by epic quantize is used; give the coordinator the same (default auto)")
     String weights;
 
+    @Option(names = "--metrics-port", defaultValue = "0", paramLabel = "PORT",
+            description = "serve Prometheus metrics on http://ADDR:PORT/metrics, ADDR as --host (0 = off; default ${DEFAULT-VALUE})")
+    int metricsPort;
+
     @Option(names = "--exit-with-parent", paramLabel = "PID", hidden = true,
             description = "drain and exit when process PID ends (epic local uses it so workers never outlive it)")
     Long parentPid;

@@ -14,6 +14,9 @@ import dev.epic.transport.MessageStream.Refusal;
 import dev.epic.transport.Protocol;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -29,6 +32,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
     private final int capacity;
     private final int moeLayers;
     private final AtomicInteger inFlight = new AtomicInteger();
+    private volatile Timer handled = Timer.builder("epic.worker.message").register(new SimpleMeterRegistry());
 
     ExpertServiceImpl(ExpertShard shard, CheckpointFingerprint fingerprint, int capacity, int moeLayers) {
         this.shard = shard;
@@ -44,6 +48,12 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
 
     int inFlight() {
         return inFlight.get();
+    }
+
+    /** Registers this service's meters (before the worker is announced). */
+    void bindMetrics(MeterRegistry registry) {
+        handled = Timer.builder("epic.worker.message").tag("service", "experts")
+                .description("handling one dispatch message: decode, expert math, encode").register(registry);
     }
 
     @Override
@@ -65,7 +75,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
     @Override
     public StreamObserver<ExpertRequest> dispatch(StreamObserver<ExpertResponse> responses) {
         ShardExecutor executor = new ShardExecutor(shard);
-        return new MessageStream<>(responses, inFlight) {
+        return new MessageStream<>(responses, inFlight, handled) {
             private float[] x = new float[0];
             private double[] y = new double[0];
             private int[] counts = new int[0];

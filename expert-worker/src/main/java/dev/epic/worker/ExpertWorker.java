@@ -20,7 +20,7 @@ public final class ExpertWorker implements AutoCloseable {
 
     /** What to serve and where to announce it. port 0 picks a free port. */
     public record Settings(String host, int port, String zkConnect, String cluster, String workerId, int capacity,
-            int zkSessionTimeoutMillis, long drainMillis) {
+            int zkSessionTimeoutMillis, long drainMillis, int metricsPort) {
         public Settings {
             if (capacity <= 0) {
                 throw new IllegalArgumentException("capacity must be positive: " + capacity);
@@ -40,9 +40,10 @@ public final class ExpertWorker implements AutoCloseable {
         ExpertServiceImpl service = new ExpertServiceImpl(shard, fingerprint, s.capacity(), moeLayers);
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
-                        s.drainMillis()),
+                        s.drainMillis(), s.metricsPort()),
                 // Expert messages take micro- to milliseconds: handled on the event loop, no thread hop.
-                "w", ZkLayout.workersPath(s.cluster()), service, null, service::inFlight, (id, address) -> {
+                "w", ZkLayout.workersPath(s.cluster()), service, null, service::inFlight, service::bindMetrics,
+                (id, address) -> {
                     service.workerId(id);
                     WorkerAnnouncement.Builder a = WorkerAnnouncement.newBuilder()
                             .setWorkerId(id)

@@ -3,6 +3,8 @@ package dev.epic.transport;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
+import io.micrometer.core.instrument.Timer;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -32,12 +34,15 @@ public abstract class MessageStream<Req, Resp> implements StreamObserver<Req> {
 
     private final StreamObserver<Resp> responses;
     private final AtomicInteger inFlight;
+    private final Timer handled;
     private boolean closed;
     private boolean ended;
 
-    protected MessageStream(StreamObserver<Resp> responses, AtomicInteger inFlight) {
+    /** @param handled records each answered message's handling time */
+    protected MessageStream(StreamObserver<Resp> responses, AtomicInteger inFlight, Timer handled) {
         this.responses = responses;
         this.inFlight = inFlight;
+        this.handled = handled;
     }
 
     /** The answer to one message; throws {@link Refusal} to end the stream with a status. */
@@ -63,8 +68,10 @@ public abstract class MessageStream<Req, Resp> implements StreamObserver<Req> {
             return;
         }
         inFlight.incrementAndGet();
+        long t0 = System.nanoTime();
         try {
             Resp answer = handle(req);
+            handled.record(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
             if (responses instanceof ServerCallStreamObserver<Resp> call && call.isCancelled()) {
                 // the coordinator gave up on this stream (deadline, failover) while we computed
                 log.debug("{}: the coordinator cancelled the stream", describe(req));

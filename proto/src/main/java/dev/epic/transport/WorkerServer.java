@@ -6,10 +6,21 @@ import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor;
+import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.net.InetSocketAddress;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BiFunction;
+import java.util.function.Consumer;
 import java.util.function.IntSupplier;
 import org.apache.curator.framework.CuratorFramework;
 import org.slf4j.Logger;
@@ -27,10 +38,11 @@ public final class WorkerServer implements AutoCloseable {
 
     /**
      * Where to serve and announce. port 0 picks a free port; a null workerId becomes
-     * {@code <idPrefix>-<host>-<port>}.
+     * {@code <idPrefix>-<host>-<port>}; metricsPort &gt; 0 serves Prometheus metrics on
+     * {@code http://host:metricsPort/metrics} (0 = off).
      */
     public record Settings(String host, int port, String zkConnect, String workerId, int zkSessionTimeoutMillis,
-            long drainMillis) {}
+            long drainMillis, int metricsPort) {}
 
     private final Server server;
     private final CuratorFramework zk;
@@ -41,13 +53,18 @@ public final class WorkerServer implements AutoCloseable {
     private final String workerId;
     private final long drainMillis;
     private final Executor executor;
+    private final MeterRegistry registry;
+    private final MetricsEndpoint metrics; // null: off
     private boolean killed; // guarded by this
     private boolean closed; // guarded by this
 
     private WorkerServer(Server server, CuratorFramework zk, WorkerRegistration registration, HealthStatusManager health,
-            IntSupplier inFlight, String address, String workerId, long drainMillis, Executor executor) {
+            IntSupplier inFlight, String address, String workerId, long drainMillis, Executor executor,
+            MeterRegistry registry, MetricsEndpoint metrics) {
         this.server = server;
         this.executor = executor;
+        this.registry = registry;
+        this.metrics = metrics;
         this.zk = zk;
         this.registration = registration;
         this.health = health;
@@ -64,10 +81,40 @@ public final class WorkerServer implements AutoCloseable {
      *                 thread wake-up each way per message but leaves keepalive pings unanswered while
      *                 a message computes (fine for messages far shorter than the keepalive timeout)
      * @param inFlight messages being computed now (the drain waits for them)
+     * @param meters   registers the service's own meters (called before the worker is announced)
      */
     public static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
-            Executor executor, IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce)
-            throws Exception {
+            Executor executor, IntSupplier inFlight, Consumer<MeterRegistry> meters,
+            BiFunction<String, String, WorkerAnnouncement> announce) throws Exception {
+        MeterRegistry registry;
+        MetricsEndpoint metrics = null;
+        if (s.metricsPort() > 0) {
+            PrometheusMeterRegistry prometheus = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+            metrics = MetricsEndpoint.start(prometheus, s.host(), s.metricsPort());
+            registry = prometheus;
+        } else {
+            registry = new SimpleMeterRegistry();
+        }
+        new JvmMemoryMetrics().bindTo(registry);
+        new JvmGcMetrics().bindTo(registry);
+        new JvmThreadMetrics().bindTo(registry);
+        new ProcessorMetrics().bindTo(registry);
+        Gauge.builder("epic.worker.in.flight", inFlight, IntSupplier::getAsInt)
+                .description("messages being computed now").register(registry);
+        meters.accept(registry);
+        try {
+            return start(s, idPrefix, folder, service, executor, inFlight, announce, registry, metrics);
+        } catch (Exception | Error e) {
+            if (metrics != null) {
+                metrics.close();
+            }
+            throw e;
+        }
+    }
+
+    private static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
+            Executor executor, IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce,
+            MeterRegistry registry, MetricsEndpoint metrics) throws Exception {
         HealthStatusManager health = new HealthStatusManager();
         health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.NOT_SERVING);
         NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()));
@@ -82,6 +129,7 @@ public final class WorkerServer implements AutoCloseable {
                 .permitKeepAliveWithoutCalls(true)
                 .addService(service)
                 .addService(health.getHealthService())
+                .intercept(new MetricCollectingServerInterceptor(registry))
                 .build()
                 .start();
         String address = s.host() + ":" + server.getPort();
@@ -97,7 +145,8 @@ public final class WorkerServer implements AutoCloseable {
         try {
             WorkerRegistration reg = WorkerRegistration.register(zk, folder, announce.apply(workerId, address), 30_000);
             health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.SERVING);
-            return new WorkerServer(server, zk, reg, health, inFlight, address, workerId, s.drainMillis(), executor);
+            return new WorkerServer(server, zk, reg, health, inFlight, address, workerId, s.drainMillis(), executor,
+                    registry, metrics);
         } catch (Exception e) {
             zk.close();
             server.shutdownNow();
@@ -172,5 +221,13 @@ public final class WorkerServer implements AutoCloseable {
         if (executor instanceof java.util.concurrent.ExecutorService e) {
             e.shutdownNow();
         }
+        if (metrics != null) {
+            metrics.close();
+        }
+    }
+
+    /** Where the worker's meters are (served at /metrics when the metrics port is set). */
+    public MeterRegistry registry() {
+        return registry;
     }
 }

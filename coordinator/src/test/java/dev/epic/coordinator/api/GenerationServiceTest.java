@@ -66,7 +66,8 @@ import org.junit.jupiter.api.Test;
 
 /** The public API over real gRPC on loopback, engine on testdata/tiny-v3 with local experts. */
 class GenerationServiceTest {
-    private static final int MAX_CONTEXT = 400;
+    // Large enough that an "endless" generation outlives every deadline below, however fast the machine.
+    private static final int MAX_CONTEXT = 20_000;
     private static CoordinatorServer server;
     private static ManagedChannel channel;
     private static GenerationServiceGrpc.GenerationServiceBlockingStub api;
@@ -341,7 +342,7 @@ class GenerationServiceTest {
             CheckpointFingerprint fp = CheckpointFingerprint.of(dir);
             int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
             try (ExpertWorker half = ExpertWorker.start(CheckpointShard.load(c, ExpertRanges.parse("0-127", 256)), fp,
-                    moeLayers, new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "t", null, 64, 10_000, 200));
+                    moeLayers, new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "t", null, 64, 10_000, 200, 0));
                  RemoteExpertBackend backend = RemoteExpertBackend.connect(zk.getConnectString(), "t", fp, cfg,
                          RemoteExperts.Options.defaults())) {
                 long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);

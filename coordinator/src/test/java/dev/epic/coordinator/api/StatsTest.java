@@ -55,7 +55,7 @@ class StatsTest {
             ModelConfig cfg = c.config();
             CheckpointFingerprint fp = CheckpointFingerprint.of(DIR);
             int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
-            var settings = new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "s", null, 64, 10_000, 200);
+            var settings = new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "s", null, 64, 10_000, 200, 0);
             try (ExpertWorker low = ExpertWorker.start(CheckpointShard.load(c, ExpertRanges.parse("0-127", 256)), fp,
                     moeLayers, settings);
                  ExpertWorker high = ExpertWorker.start(CheckpointShard.load(c, ExpertRanges.parse("128-255", 256)), fp,

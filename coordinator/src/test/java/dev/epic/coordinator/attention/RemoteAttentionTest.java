@@ -78,7 +78,7 @@ class RemoteAttentionTest {
         for (int i = 0; i < count; i++) {
             workers.add(AttentionWorker.start(AttentionLayers.load(ck.config(), ck), CheckpointFingerprint.of(dir),
                     new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, "a-" + i,
-                            maxSequences, 4000, 200)));
+                            maxSequences, 4000, 200, 0)));
         }
         RemoteAttention remote = RemoteAttention.create(zk, cluster, CheckpointFingerprint.of(dir),
                 ck.config().hiddenSize(), RemoteAttention.Options.defaults().withDeadline(Duration.ofSeconds(20)));

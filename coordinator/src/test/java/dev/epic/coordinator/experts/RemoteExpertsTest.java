@@ -101,7 +101,7 @@ class RemoteExpertsTest {
         int[] ids = ExpertRanges.parse(experts, cfg.nRoutedExperts());
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
         ExpertWorker w = ExpertWorker.start(CheckpointShard.load(c, ids, format), fingerprint(model), moeLayers,
-                new ExpertWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, null, 64, 10_000, 1_000));
+                new ExpertWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, null, 64, 10_000, 1_000, 0));
         WORKERS.add(w);
         return w;
     }

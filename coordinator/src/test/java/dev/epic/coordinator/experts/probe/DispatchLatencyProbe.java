@@ -58,7 +58,7 @@ public final class DispatchLatencyProbe {
                 int[] ids = IntStream.range(experts * w / workers, experts * (w + 1) / workers).toArray();
                 started.add(ExpertWorker.start(CheckpointShard.load(c, ids), fp, moeLayers.length,
                         new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "probe", null, 64, 10_000,
-                                200)));
+                                200, 0)));
             }
             try (RemoteExperts re = RemoteExperts.connect(zk.getConnectString(), "probe", fp, experts, hidden,
                     RemoteExperts.Options.defaults(), null)) {

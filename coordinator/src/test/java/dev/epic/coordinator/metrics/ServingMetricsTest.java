@@ -13,6 +13,7 @@ import dev.epic.proto.GenerateRequest;
 import dev.epic.proto.GenerationServiceGrpc;
 import dev.epic.proto.SamplingParams;
 import dev.epic.proto.TokenIds;
+import dev.epic.transport.MetricsEndpoint;
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
@@ -28,7 +29,7 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /** The coordinator's Prometheus endpoint after real requests over gRPC (tiny-v3, local experts). */
-class MetricsEndpointTest {
+class ServingMetricsTest {
     @Test
     void scrapeShowsRequestsTokensSchedulerGrpcAndJvm() throws Exception {
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);

@@ -1,4 +1,4 @@
-package dev.epic.coordinator.metrics;
+package dev.epic.transport;
 
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
