@@ -73,11 +73,11 @@ final class SequenceCaches {
         }
         for (long id : fresh) {
             caches.put(id, layers.newCache());
-            owners.put(id, owner);
         }
         List<KvCache> out = new ArrayList<>(segments.size());
         for (Segment s : segments) {
             out.add(caches.get(s.id()));
+            owners.put(s.id(), owner); // a cache moves to the stream that uses it (a coordinator's reopened stream)
         }
         return out;
     }

@@ -49,13 +49,9 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
         log.info("opened the attention of {} layers in {} ms: {} MiB of weights, process RSS {} MiB", layers.count(),
                 (System.nanoTime() - t0) / 1_000_000, String.format("%.1f", layers.storageBytes() / 1048576.0),
                 String.format("%.0f", ProcessStats.residentMb()));
-        AttentionWorker worker = AttentionWorker.start(layers, CheckpointFingerprint.of(model),
-                new AttentionWorker.Settings(flags.host, port, flags.zk, flags.cluster, flags.id, maxSequences,
-                        flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort));
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            worker.close();
-            checkpoint.close();
-        }, "drain"));
+        AttentionWorker worker = WorkerFlags.startDrained(() -> AttentionWorker.start(layers,
+                CheckpointFingerprint.of(model), new AttentionWorker.Settings(flags.host, port, flags.zk, flags.cluster,
+                        flags.id, maxSequences, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort)), checkpoint);
         flags.watchParent();
         worker.awaitTermination();
         return 0;

@@ -209,11 +209,13 @@ final class ClusterBenchmark {
         }
         phase.await(phase.firstTokens, "every stream's first token");
         phase.check();
-        phase.windowStart = System.nanoTime();
+        // The window opens once Stats has answered: tokens that arrived while it was read may come from
+        // steps it already counted (a short window could otherwise hold tokens but no steps).
         phase.before = stats();
+        phase.windowStart = System.nanoTime();
         phase.open = true;
         for (Stream s : phase.streams) {
-            s.checkWindow(); // tokens that arrived while Stats was read count already
+            s.checkWindow(); // tokens that arrived since the window opened count already
         }
         phase.await(phase.windowDone, "the decode window");
         phase.windowEnd = System.nanoTime();

@@ -85,30 +85,45 @@ public final class CoordinatorCommand implements Callable<Integer> {
         RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
                 .withDeadline(Duration.ofMillis(expertDeadlineMs));
         MetricsFlags.Metrics m = metrics.open(host);
-        RemoteExpertBackend backend = RemoteExpertBackend.connect(zk, cluster, CheckpointFingerprint.of(model), config,
-                options, m.registry());
-        RemoteAttention attention = remoteAttention
-                ? RemoteAttention.connect(zk, cluster, CheckpointFingerprint.of(model), config.hiddenSize(),
-                        RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs)),
-                        m.registry())
-                : null;
-        ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);
-        CoordinatorServer server = CoordinatorServer.start(served, backend, scheduler.options(), host, port,
-                m.registry());
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            server.close();
+        RemoteExpertBackend backend = null;
+        RemoteAttention attention = null;
+        CoordinatorServer server;
+        try {
+            backend = RemoteExpertBackend.connect(zk, cluster, CheckpointFingerprint.of(model), config, options,
+                    m.registry());
+            attention = remoteAttention
+                    ? RemoteAttention.connect(zk, cluster, CheckpointFingerprint.of(model), config.hiddenSize(),
+                            RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs)),
+                            m.registry())
+                    : null;
+            ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);
+            server = CoordinatorServer.start(served, backend, scheduler.options(), host, port, m.registry());
+        } catch (Exception | Error e) {
             if (attention != null) {
                 attention.close();
             }
-            backend.close();
+            if (backend != null) {
+                backend.close();
+            }
+            m.close();
+            throw e;
+        }
+        RemoteExpertBackend experts = backend;
+        RemoteAttention remote = attention;
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            server.close();
+            if (remote != null) {
+                remote.close();
+            }
+            experts.close();
             m.close();
         }, "coordinator-shutdown"));
-        if (attention != null && !attention.awaitWorkers(1, Duration.ofSeconds(1))) {
+        if (remote != null && !remote.awaitWorkers(1, Duration.ofSeconds(1))) {
             log.warn("no attention worker registered yet: requests get UNAVAILABLE until one joins");
         }
-        if (!backend.awaitCoverage(Duration.ofSeconds(1))) {
+        if (!experts.awaitCoverage(Duration.ofSeconds(1))) {
             log.warn("experts {} have no live worker yet: requests get UNAVAILABLE until workers hosting them join",
-                    backend.missingExperts());
+                    experts.missingExperts());
         }
         server.awaitTermination();
         return 0;

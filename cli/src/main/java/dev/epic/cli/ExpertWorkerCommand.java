@@ -59,12 +59,9 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
                         + "process RSS {} MiB", ids.length, cfg.nRoutedExperts(), moeLayers, (System.nanoTime() - t0) / 1_000_000,
                 String.format("%.1f", shard.residentBytes() / 1048576.0), String.format("%.1f", 100.0 * ids.length / cfg.nRoutedExperts()),
                 String.format("%.0f", ProcessStats.residentMb()));
-        ExpertWorker worker = ExpertWorker.start(shard, fp, moeLayers, new ExpertWorker.Settings(flags.host, port,
-                flags.zk, flags.cluster, flags.id, capacity, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort));
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            worker.close();
-            checkpoint.close();
-        }, "drain"));
+        ExpertWorker worker = WorkerFlags.startDrained(() -> ExpertWorker.start(shard, fp, moeLayers,
+                new ExpertWorker.Settings(flags.host, port, flags.zk, flags.cluster, flags.id, capacity,
+                        flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort)), checkpoint);
         flags.watchParent();
         worker.awaitTermination();
         return 0;

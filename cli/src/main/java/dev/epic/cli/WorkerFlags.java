@@ -5,6 +5,7 @@ import dev.epic.model.config.ConfigException;
 import dev.epic.transport.ZkLayout;
 import java.io.PrintWriter;
 import java.util.concurrent.Callable;
+import java.util.concurrent.atomic.AtomicReference;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Model.CommandSpec;
@@ -62,6 +63,34 @@ final class WorkerFlags {
             err.println("epic " + command.name() + ": " + e.getMessage());
             err.flush();
             return 2;
+        }
+    }
+
+    /**
+     * Starts a worker with its SIGTERM drain already in place. The drain hook waits for a start in
+     * progress, so a signal that lands just after the worker registered still deregisters it;
+     * {@code alsoClose} (the checkpoint) closes after the worker.
+     */
+    static <W extends AutoCloseable> W startDrained(Callable<W> start, AutoCloseable alsoClose) throws Exception {
+        Object lock = new Object();
+        AtomicReference<W> started = new AtomicReference<>();
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            synchronized (lock) {
+                try {
+                    W w = started.get();
+                    if (w != null) {
+                        w.close();
+                    }
+                    alsoClose.close();
+                } catch (Exception e) {
+                    log.warn("drain failed: {}", e.toString());
+                }
+            }
+        }, "drain"));
+        synchronized (lock) {
+            W w = start.call();
+            started.set(w);
+            return w;
         }
     }
 

@@ -37,10 +37,12 @@ public final class CoordinatorServer implements AutoCloseable {
     private final HealthStatusManager health;
     private final ScheduledExecutorService healthCheck;
     private final String host;
+    private final ServingMetrics metrics;
 
     private CoordinatorServer(Server server, Scheduler scheduler, HealthStatusManager health,
-            ScheduledExecutorService healthCheck, String host) {
+            ScheduledExecutorService healthCheck, String host, ServingMetrics metrics) {
         this.server = server;
+        this.metrics = metrics;
         this.scheduler = scheduler;
         this.health = health;
         this.healthCheck = healthCheck;
@@ -63,11 +65,11 @@ public final class CoordinatorServer implements AutoCloseable {
                 experts.dispatchStats().<java.util.function.Supplier<DispatchStats.Snapshot>>map(d -> d::snapshot)
                         .orElse(() -> null)).start();
         HealthStatusManager health = new HealthStatusManager();
+        ServingMetrics metrics = ServingMetrics.bind(registry, scheduler);
         Server server;
         try {
             server = NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
-                    .addService(MalformedRequests.guard(new GenerationServiceImpl(model, scheduler, experts,
-                            ServingMetrics.bind(registry, scheduler))))
+                    .addService(MalformedRequests.guard(new GenerationServiceImpl(model, scheduler, experts, metrics)))
                     .intercept(new MetricCollectingServerInterceptor(registry))
                     .addService(health.getHealthService())
                     .addService(ProtoReflectionServiceV1.newInstance())
@@ -76,6 +78,7 @@ public final class CoordinatorServer implements AutoCloseable {
                     .start();
         } catch (IOException | RuntimeException e) {
             scheduler.close();
+            metrics.close();
             throw e;
         }
         ScheduledExecutorService check = Executors.newSingleThreadScheduledExecutor(
@@ -90,7 +93,7 @@ public final class CoordinatorServer implements AutoCloseable {
         log.info("coordinator serving {} ({}) on {}:{}: max-batch {}, max-queue {}, prefill budget {} tokens, "
                         + "context {}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),
                 options.maxBatch(), options.maxQueue(), options.prefillBudget(), model.maxContext());
-        return new CoordinatorServer(server, scheduler, health, check, host);
+        return new CoordinatorServer(server, scheduler, health, check, host, metrics);
     }
 
     @SuppressWarnings("deprecation")
@@ -129,5 +132,6 @@ public final class CoordinatorServer implements AutoCloseable {
             Thread.currentThread().interrupt();
             server.shutdownNow();
         }
+        metrics.close();
     }
 }

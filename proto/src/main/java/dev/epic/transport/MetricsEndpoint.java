@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -20,9 +21,11 @@ public final class MetricsEndpoint implements AutoCloseable {
     private static final String CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
     private final HttpServer server;
+    private final ExecutorService executor;
 
-    private MetricsEndpoint(HttpServer server) {
+    private MetricsEndpoint(HttpServer server, ExecutorService executor) {
         this.server = server;
+        this.executor = executor;
     }
 
     /** Serves {@code registry} on {@code host:port} (port 0 = any free port). */
@@ -39,10 +42,12 @@ public final class MetricsEndpoint implements AutoCloseable {
                 }
             }
         });
-        server.setExecutor(Executors.newSingleThreadExecutor(Thread.ofPlatform().name("epic-metrics").daemon(true).factory()));
+        ExecutorService executor = Executors.newSingleThreadExecutor(
+                Thread.ofPlatform().name("epic-metrics").daemon(true).factory());
+        server.setExecutor(executor);
         server.start();
         log.info("Prometheus metrics on http://{}:{}/metrics", host, server.getAddress().getPort());
-        return new MetricsEndpoint(server);
+        return new MetricsEndpoint(server, executor);
     }
 
     private static void reply(HttpExchange exchange, int code, String body) throws IOException {
@@ -64,5 +69,6 @@ public final class MetricsEndpoint implements AutoCloseable {
     @Override
     public void close() {
         server.stop(0);
+        executor.shutdownNow();
     }
 }

@@ -1,9 +1,12 @@
 package dev.epic.transport;
 
-/** Version of the coordinator-worker expert protocol; both ends refuse a different one. */
+/**
+ * Version of the internal coordinator-worker protocols (ExpertService and AttentionService, and
+ * the ZooKeeper announcements); both ends refuse a different one.
+ */
 public final class Protocol {
-    /** Bump when ExpertRequest/ExpertResponse semantics change. */
-    public static final int VERSION = 1;
+    /** Bump when the semantics of either service's messages change. 2: attention workers. */
+    public static final int VERSION = 2;
 
     private Protocol() {}
 }

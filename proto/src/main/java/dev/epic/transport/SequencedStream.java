@@ -26,6 +26,7 @@ public final class SequencedStream<Req, Resp> {
     private final ToLongFunction<Resp> sequenceOf;
     private final Runnable onOpen;
     private final Runnable onAnswer;
+    private final Runnable onBreak;
     private final AtomicLong sequence = new AtomicLong();
     private Incarnation current; // guarded by this
     private boolean closed;      // guarded by this
@@ -36,14 +37,16 @@ public final class SequencedStream<Req, Resp> {
      * @param sequenceOf the sequence number a response echoes
      * @param onOpen     runs before a new stream is opened (e.g. to reset the channel's reconnect backoff)
      * @param onAnswer   runs on every response (on the transport thread)
+     * @param onBreak    runs when an open stream ends by itself (the worker or the connection ended it)
      */
     public SequencedStream(String peer, Consumer<ClientResponseObserver<Req, Resp>> open, ToLongFunction<Resp> sequenceOf,
-            Runnable onOpen, Runnable onAnswer) {
+            Runnable onOpen, Runnable onAnswer, Runnable onBreak) {
         this.peer = peer;
         this.open = open;
         this.sequenceOf = sequenceOf;
         this.onOpen = onOpen;
         this.onAnswer = onAnswer;
+        this.onBreak = onBreak;
     }
 
     /**
@@ -134,14 +137,22 @@ public final class SequencedStream<Req, Resp> {
 
         @Override
         public void onError(Throwable t) {
-            broken = true;
+            broke();
             failPending(Status.fromThrowable(t));
         }
 
         @Override
         public void onCompleted() {
-            broken = true;
+            broke();
             failPending(Status.UNAVAILABLE.withDescription("worker " + peer + " closed the stream"));
+        }
+
+        /** Ended by the other side (not by {@link #fail}, which marks it broken first). */
+        private void broke() {
+            if (!broken) {
+                broken = true;
+                onBreak.run();
+            }
         }
 
         void fail(Status status) {

@@ -2,7 +2,11 @@ package dev.epic.transport;
 
 import dev.epic.proto.WorkerAnnouncement;
 import io.grpc.BindableService;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import io.grpc.Server;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallExecutorSupplier;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
@@ -53,18 +57,15 @@ public final class WorkerServer implements AutoCloseable {
     private final String workerId;
     private final long drainMillis;
     private final Executor executor;
-    private final MeterRegistry registry;
-    private final MetricsEndpoint metrics; // null: off
+    private final Meters meters;
     private boolean killed; // guarded by this
     private boolean closed; // guarded by this
 
     private WorkerServer(Server server, CuratorFramework zk, WorkerRegistration registration, HealthStatusManager health,
-            IntSupplier inFlight, String address, String workerId, long drainMillis, Executor executor,
-            MeterRegistry registry, MetricsEndpoint metrics) {
+            IntSupplier inFlight, String address, String workerId, long drainMillis, Executor executor, Meters meters) {
         this.server = server;
         this.executor = executor;
-        this.registry = registry;
-        this.metrics = metrics;
+        this.meters = meters;
         this.zk = zk;
         this.registration = registration;
         this.health = health;
@@ -77,59 +78,80 @@ public final class WorkerServer implements AutoCloseable {
     /**
      * Binds, then registers {@code announce(workerId, address)} under ZooKeeper {@code folder}.
      *
-     * @param executor runs the handlers; null runs them on the connection's event loop, which saves a
-     *                 thread wake-up each way per message but leaves keepalive pings unanswered while
-     *                 a message computes (fine for messages far shorter than the keepalive timeout)
+     * @param streams  runs the service's streaming calls (the per-layer messages); null runs every
+     *                 handler on the connection's event loop, which saves a thread wake-up each way per
+     *                 message (fine for messages far shorter than a health check's timeout). With an
+     *                 executor, the other calls (health, unary RPCs) run on gRPC's default pool, so
+     *                 they are answered while a long message computes.
      * @param inFlight messages being computed now (the drain waits for them)
      * @param meters   registers the service's own meters (called before the worker is announced)
      */
     public static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
-            Executor executor, IntSupplier inFlight, Consumer<MeterRegistry> meters,
+            Executor streams, IntSupplier inFlight, Consumer<MeterRegistry> meters,
             BiFunction<String, String, WorkerAnnouncement> announce) throws Exception {
-        MeterRegistry registry;
+        MeterRegistry registry = s.metricsPort() > 0 ? new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)
+                : new SimpleMeterRegistry();
+        JvmGcMetrics gc = new JvmGcMetrics();
         MetricsEndpoint metrics = null;
-        if (s.metricsPort() > 0) {
-            PrometheusMeterRegistry prometheus = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
-            metrics = MetricsEndpoint.start(prometheus, s.host(), s.metricsPort());
-            registry = prometheus;
-        } else {
-            registry = new SimpleMeterRegistry();
-        }
-        new JvmMemoryMetrics().bindTo(registry);
-        new JvmGcMetrics().bindTo(registry);
-        new JvmThreadMetrics().bindTo(registry);
-        new ProcessorMetrics().bindTo(registry);
-        Gauge.builder("epic.worker.in.flight", inFlight, IntSupplier::getAsInt)
-                .description("messages being computed now").register(registry);
-        meters.accept(registry);
         try {
-            return start(s, idPrefix, folder, service, executor, inFlight, announce, registry, metrics);
-        } catch (Exception | Error e) {
-            if (metrics != null) {
-                metrics.close();
+            new JvmMemoryMetrics().bindTo(registry);
+            gc.bindTo(registry);
+            new JvmThreadMetrics().bindTo(registry);
+            new ProcessorMetrics().bindTo(registry);
+            Gauge.builder("epic.worker.in.flight", inFlight, IntSupplier::getAsInt)
+                    .description("messages being computed now").register(registry);
+            meters.accept(registry);
+            if (registry instanceof PrometheusMeterRegistry prometheus) {
+                metrics = MetricsEndpoint.start(prometheus, s.host(), s.metricsPort());
             }
+            return start(s, idPrefix, folder, service, streams, inFlight, announce, new Meters(registry, gc, metrics));
+        } catch (Exception | Error e) {
+            new Meters(registry, gc, metrics).close();
             throw e;
         }
     }
 
+    /** The worker's meters, the GC listener feeding them and the endpoint serving them (null: off). */
+    private record Meters(MeterRegistry registry, JvmGcMetrics gc, MetricsEndpoint endpoint) implements AutoCloseable {
+        @Override
+        public void close() {
+            if (endpoint != null) {
+                endpoint.close();
+            }
+            gc.close();
+            registry.close();
+        }
+    }
+
     private static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
-            Executor executor, IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce,
-            MeterRegistry registry, MetricsEndpoint metrics) throws Exception {
+            Executor streams, IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce,
+            Meters meters) throws Exception {
         HealthStatusManager health = new HealthStatusManager();
         health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.NOT_SERVING);
         NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()));
-        if (executor == null) {
+        if (streams == null) {
             builder.directExecutor();
         } else {
-            builder.executor(executor);
+            String name = service.bindService().getServiceDescriptor().getName();
+            builder.callExecutor(new ServerCallExecutorSupplier() {
+                @Override
+                public <ReqT, RespT> Executor getExecutor(ServerCall<ReqT, RespT> call, Metadata headers) {
+                    MethodDescriptor<ReqT, RespT> m = call.getMethodDescriptor();
+                    return name.equals(m.getServiceName()) && !m.getType().clientSendsOneMessage() ? streams : null;
+                }
+            });
         }
         Server server = builder
                 .maxInboundMessageSize(Integer.MAX_VALUE)
                 .permitKeepAliveTime(5, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
+                // A coordinator that vanishes without closing its connection (host crash, partition)
+                // is noticed within 40 s: its streams end and their caches go.
+                .keepAliveTime(30, TimeUnit.SECONDS)
+                .keepAliveTimeout(10, TimeUnit.SECONDS)
                 .addService(service)
                 .addService(health.getHealthService())
-                .intercept(new MetricCollectingServerInterceptor(registry))
+                .intercept(new MetricCollectingServerInterceptor(meters.registry()))
                 .build()
                 .start();
         String address = s.host() + ":" + server.getPort();
@@ -145,8 +167,8 @@ public final class WorkerServer implements AutoCloseable {
         try {
             WorkerRegistration reg = WorkerRegistration.register(zk, folder, announce.apply(workerId, address), 30_000);
             health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.SERVING);
-            return new WorkerServer(server, zk, reg, health, inFlight, address, workerId, s.drainMillis(), executor,
-                    registry, metrics);
+            return new WorkerServer(server, zk, reg, health, inFlight, address, workerId, s.drainMillis(), streams,
+                    meters);
         } catch (Exception e) {
             zk.close();
             server.shutdownNow();
@@ -221,13 +243,11 @@ public final class WorkerServer implements AutoCloseable {
         if (executor instanceof java.util.concurrent.ExecutorService e) {
             e.shutdownNow();
         }
-        if (metrics != null) {
-            metrics.close();
-        }
+        meters.close();
     }
 
     /** Where the worker's meters are (served at /metrics when the metrics port is set). */
     public MeterRegistry registry() {
-        return registry;
+        return meters.registry();
     }
 }

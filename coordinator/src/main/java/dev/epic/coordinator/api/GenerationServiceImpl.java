@@ -232,8 +232,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         public void cancelled(Delta last) {
             if (call.isCancelled()) {
                 log.debug("{}: cancelled by the client", id);
-                metrics.finished(System.nanoTime() - arrivalNanos, firstTokenNanos, last.usage().promptTokens(),
-                        last.usage().completionTokens(), "cancelled");
+                metrics.cancelled();
                 return;
             }
             delta(last); // server shutdown: tell the client how it ended

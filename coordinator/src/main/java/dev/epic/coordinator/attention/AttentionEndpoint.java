@@ -28,6 +28,8 @@ final class AttentionEndpoint implements AutoCloseable {
     private final WorkerAnnouncement announcement;
     private final ManagedChannel channel;
     private volatile long deadUntilNanos;
+    /** Refused new sequences (it holds its maximum) until then: not offered more. */
+    private volatile long fullUntilNanos;
     private volatile boolean closed;
     private long epoch; // guarded by this
     private int placed; // guarded by this
@@ -37,8 +39,9 @@ final class AttentionEndpoint implements AutoCloseable {
         this.path = path;
         this.announcement = announcement;
         this.channel = SequencedStream.channelTo(announcement.getAddress());
+        // A stream that breaks takes its caches on the worker with it: a new epoch.
         this.stream = new SequencedStream<>(toString(), o -> AttentionServiceGrpc.newStub(channel).attend(o),
-                AttendResponse::getSequence, () -> {}, () -> {});
+                AttendResponse::getSequence, () -> {}, () -> {}, this::streamBroke);
     }
 
     String path() {
@@ -54,9 +57,24 @@ final class AttentionEndpoint implements AutoCloseable {
         return announcement.getWorkerId() + "@" + announcement.getAddress();
     }
 
-    /** May take new sequences and messages: registered, and not failed within its backoff. */
+    /** May take messages: registered, and not failed within its backoff. */
     boolean isLive(long nowNanos) {
         return !closed && nowNanos - deadUntilNanos >= 0;
+    }
+
+    /** May take new sequences: live, and it has not refused one for lack of room lately. */
+    boolean hasRoom(long nowNanos) {
+        return isLive(nowNanos) && nowNanos - fullUntilNanos >= 0;
+    }
+
+    /** It refused new sequences: offer it none for {@code backoffNanos} (or until one of ours ends). */
+    void markFull(long backoffNanos) {
+        fullUntilNanos = System.nanoTime() + backoffNanos;
+    }
+
+    private synchronized void streamBroke() {
+        epoch++;
+        placed = 0;
     }
 
     synchronized int placed() {
@@ -100,6 +118,7 @@ final class AttentionEndpoint implements AutoCloseable {
             }
             placed--;
         }
+        fullUntilNanos = 0; // a place is free again
         AttentionServiceGrpc.newStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
                 .release(ReleaseRequest.newBuilder().addCacheIds(cache.id).build(), new StreamObserver<>() {
                     @Override

@@ -59,7 +59,14 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         public Options withDeadline(Duration d) {
             return new Options(d, deadBackoff);
         }
+
+        public Options withDeadBackoff(Duration d) {
+            return new Options(deadline, d);
+        }
     }
+
+    /** A sequence's first chunk moves to another worker at most this often before it fails. */
+    static final int MAX_MOVES = 2;
 
     private final CuratorFramework ownedZk;
     private final AttentionDirectory directory;
@@ -150,13 +157,13 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                 throw new IllegalArgumentException("a cache made outside this RemoteAttention: " + s.cache());
             }
             if (c.endpoint != null && !c.endpoint.holds(c)) {
-                if (c.length() > 0) {
-                    lost.put(c, Status.UNAVAILABLE.withDescription("attention worker " + c.endpoint
-                            + " failed and the sequence's KV cache was lost with it"));
+                Status gone = Status.UNAVAILABLE.withDescription("attention worker " + c.endpoint
+                        + " failed and the sequence's KV cache was lost with it");
+                if (!move(c)) {
+                    lost.put(c, gone);
                     continue;
                 }
-                c.endpoint = null; // nothing committed yet: its first chunk starts again elsewhere
-                if (layer > 0) {
+                if (layer > 0) { // its first chunk starts again elsewhere
                     rerun = true;
                     continue;
                 }
@@ -186,13 +193,17 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             try {
                 AttendResponse r = futures.get(i).get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
                 if (r.getRefusedCacheIdsCount() > 0) {
-                    // The worker had no room for some new sequences: they fail; the others run again.
+                    // The worker had no room for some new sequences (other coordinators' count too):
+                    // they go to another worker, the others run the step again.
+                    w.markFull(options.deadBackoff().toNanos());
                     Status full = Status.RESOURCE_EXHAUSTED.withDescription(r.getRefusal());
                     for (SequenceRows g : group) {
                         RemoteCache c = (RemoteCache) g.cache();
                         if (r.getRefusedCacheIdsList().contains(c.id)) {
                             w.unplace(c);
-                            lost.put(c, full);
+                            if (!move(c)) {
+                                lost.put(c, full);
+                            }
                         }
                     }
                     rerun = true;
@@ -210,17 +221,15 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                         + (s.getDescription() == null ? "" : ": " + s.getDescription())).withCause(s.getCause());
                 for (SequenceRows g : group) {
                     RemoteCache c = (RemoteCache) g.cache();
-                    if (c.length() > 0) {
+                    if (!move(c)) { // a first chunk is placed elsewhere when the step runs again
                         lost.put(c, gone);
-                    } else {
-                        c.endpoint = null; // first chunk: placed elsewhere when the step runs again
                     }
                 }
                 rerun = true;
             } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new AttentionUnavailableException(Status.UNAVAILABLE.withDescription(
-                        "interrupted while waiting for attention workers"), Map.of());
+                Thread.currentThread().interrupt(); // fails the whole step: the engine is stopping
+                throw Status.UNAVAILABLE.withDescription("interrupted while waiting for attention workers")
+                        .asRuntimeException();
             }
         }
         long slowestCompute = slowest;
@@ -249,6 +258,19 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                 s.slowestComputeNanos() + slowestCompute, s.sequencesLost() + lost);
     }
 
+    /**
+     * Frees a sequence with nothing committed (still on its first chunk) from its worker so that it
+     * is placed again; false when it has positions there, or has moved too often already.
+     */
+    private static boolean move(RemoteCache c) {
+        if (c.length() > 0 || c.moves >= MAX_MOVES) {
+            return false;
+        }
+        c.moves++;
+        c.endpoint = null;
+        return true;
+    }
+
     /** Places a new sequence on the live worker with the fewest; the refusal status if none can take it. */
     private Status place(RemoteCache c, long now) {
         List<AttentionEndpoint> live = directory.workers().stream().filter(w -> w.isLive(now)).toList();
@@ -256,7 +278,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             return Status.UNAVAILABLE.withDescription("no live attention worker (" + directory.workers().size()
                     + " registered)");
         }
-        List<AttentionEndpoint> byLoad = new ArrayList<>(live);
+        List<AttentionEndpoint> byLoad = new ArrayList<>(live.stream().filter(w -> w.hasRoom(now)).toList());
         byLoad.sort(java.util.Comparator.comparingInt(AttentionEndpoint::placed));
         for (AttentionEndpoint w : byLoad) {
             if (w.place(c)) {

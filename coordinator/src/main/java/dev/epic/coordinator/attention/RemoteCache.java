@@ -12,6 +12,8 @@ final class RemoteCache implements KvCache {
     /** Set at placement; with {@link #epoch}, the worker incarnation that holds the cache. */
     AttentionEndpoint endpoint;
     long epoch;
+    /** Times its first chunk was moved to another worker (after a failure or a refusal): bounded. */
+    int moves;
     private int length;
     private boolean released;
 

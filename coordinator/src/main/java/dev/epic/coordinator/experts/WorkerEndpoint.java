@@ -42,7 +42,7 @@ final class WorkerEndpoint implements AutoCloseable {
                     if (deadUntilNanos != 0) {
                         channel.resetConnectBackoff();
                     }
-                }, () -> suspect = false);
+                }, () -> suspect = false, () -> {});
     }
 
     String path() {

@@ -20,16 +20,18 @@ import java.util.concurrent.TimeUnit;
  * first token, the time per output token, the end-to-end latency, prompt and generated tokens and
  * how it finished. JVM memory, GC, threads and CPU are bound too.
  */
-public final class ServingMetrics {
+public final class ServingMetrics implements AutoCloseable {
     private final MeterRegistry registry;
+    private final JvmGcMetrics gc;
     private final Timer ttft;
     private final Timer perOutputToken;
     private final Timer e2e;
     private final Counter promptTokens;
     private final Counter generationTokens;
 
-    private ServingMetrics(MeterRegistry registry) {
+    private ServingMetrics(MeterRegistry registry, JvmGcMetrics gc) {
         this.registry = registry;
+        this.gc = gc;
         this.ttft = Timer.builder("epic.request.time.to.first.token").description("request arrival to its first token")
                 .publishPercentileHistogram().minimumExpectedValue(Duration.ofMillis(1))
                 .maximumExpectedValue(Duration.ofMinutes(5)).register(registry);
@@ -64,10 +66,11 @@ public final class ServingMetrics {
         Gauge.builder("epic.scheduler.batch.peak", scheduler, Scheduler::peakBatch)
                 .description("the most sequences one step has carried").register(registry);
         new JvmMemoryMetrics().bindTo(registry);
-        new JvmGcMetrics().bindTo(registry);
+        JvmGcMetrics gc = new JvmGcMetrics();
+        gc.bindTo(registry);
         new JvmThreadMetrics().bindTo(registry);
         new ProcessorMetrics().bindTo(registry);
-        return new ServingMetrics(registry);
+        return new ServingMetrics(registry, gc);
     }
 
     /** The request's first token went out {@code nanos} after it arrived. */
@@ -75,11 +78,21 @@ public final class ServingMetrics {
         ttft.record(nanos, TimeUnit.NANOSECONDS);
     }
 
+    /** The client cancelled the request (or the server stopped): counted, but not in the latencies. */
+    public void cancelled() {
+        Counter.builder("epic.requests.finished").tag("reason", "cancelled").description("requests by how they finished")
+                .register(registry).increment();
+    }
+
     /**
      * The request finished: {@code latencyNanos} after arrival, {@code firstTokenNanos} after which
      * came its first token (negative: none), with these token counts and finish reason.
      */
     public void finished(long latencyNanos, long firstTokenNanos, int prompt, int generated, String reason) {
+        if (reason.equals("cancelled")) {
+            cancelled();
+            return;
+        }
         e2e.record(latencyNanos, TimeUnit.NANOSECONDS);
         promptTokens.increment(prompt);
         generationTokens.increment(generated);
@@ -98,5 +111,11 @@ public final class ServingMetrics {
 
     public MeterRegistry registry() {
         return registry;
+    }
+
+    /** Stops feeding GC events to the registry (the JVM's listener would otherwise keep it alive). */
+    @Override
+    public void close() {
+        gc.close();
     }
 }
