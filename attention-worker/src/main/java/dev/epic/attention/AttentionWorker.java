@@ -7,7 +7,6 @@ import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.Protocol;
 import dev.epic.transport.WorkerServer;
 import dev.epic.transport.ZkLayout;
-import java.util.concurrent.Executors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -40,12 +39,8 @@ public final class AttentionWorker implements AutoCloseable {
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
                         s.drainMillis(), s.metricsPort()),
-                // One handler thread off the event loop: a long prompt chunk's layer may compute for
-                // seconds, and keepalive pings, Release and health checks must still be answered.
-                // One thread also keeps the kernel pool to one caller at a time.
-                "a", ZkLayout.attentionWorkersPath(s.cluster()), service,
-                Executors.newSingleThreadExecutor(Thread.ofPlatform().name("attention-handler").daemon(true).factory()),
-                service::inFlight, service::bindMetrics, (id, address) -> {
+                "a", ZkLayout.attentionWorkersPath(s.cluster()), service, service::inFlight, service::bindMetrics,
+                (id, address) -> {
                     service.workerId(id);
                     return WorkerAnnouncement.newBuilder()
                             .setWorkerId(id)

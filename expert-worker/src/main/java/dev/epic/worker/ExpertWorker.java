@@ -41,8 +41,7 @@ public final class ExpertWorker implements AutoCloseable {
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
                         s.drainMillis(), s.metricsPort()),
-                // Expert messages take micro- to milliseconds: handled on the event loop, no thread hop.
-                "w", ZkLayout.workersPath(s.cluster()), service, null, service::inFlight, service::bindMetrics,
+                "w", ZkLayout.workersPath(s.cluster()), service, service::inFlight, service::bindMetrics,
                 (id, address) -> {
                     service.workerId(id);
                     WorkerAnnouncement.Builder a = WorkerAnnouncement.newBuilder()

@@ -5,6 +5,7 @@ import io.grpc.Status;
 import io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
+import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
@@ -51,15 +52,17 @@ public final class SequencedStream<Req, Resp> {
 
     /**
      * A plaintext channel to a worker for such streams. Responses only complete futures, so they run
-     * on the event loop (no thread hop); keepalives notice a vanished peer on an idle stream.
+     * on the event loop (no thread hop). Keepalive pings go out after {@code quiet} without reads
+     * and end the connection when unanswered for half that: a worker computes on its event loop,
+     * so {@code quiet} must be longer than its longest message.
      */
-    public static ManagedChannel channelTo(String address) {
+    public static ManagedChannel channelTo(String address, Duration quiet) {
         return NettyChannelBuilder.forTarget(address)
                 .usePlaintext()
                 .directExecutor()
                 .maxInboundMessageSize(Integer.MAX_VALUE)
-                .keepAliveTime(10, TimeUnit.SECONDS)
-                .keepAliveTimeout(5, TimeUnit.SECONDS)
+                .keepAliveTime(quiet.toMillis(), TimeUnit.MILLISECONDS)
+                .keepAliveTimeout(quiet.toMillis() / 2, TimeUnit.MILLISECONDS)
                 .build();
     }
 

@@ -2,11 +2,7 @@ package dev.epic.transport;
 
 import dev.epic.proto.WorkerAnnouncement;
 import io.grpc.BindableService;
-import io.grpc.Metadata;
-import io.grpc.MethodDescriptor;
 import io.grpc.Server;
-import io.grpc.ServerCall;
-import io.grpc.ServerCallExecutorSupplier;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
@@ -21,7 +17,6 @@ import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.net.InetSocketAddress;
-import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BiFunction;
 import java.util.function.Consumer;
@@ -56,15 +51,13 @@ public final class WorkerServer implements AutoCloseable {
     private final String address;
     private final String workerId;
     private final long drainMillis;
-    private final Executor executor;
     private final Meters meters;
     private boolean killed; // guarded by this
     private boolean closed; // guarded by this
 
     private WorkerServer(Server server, CuratorFramework zk, WorkerRegistration registration, HealthStatusManager health,
-            IntSupplier inFlight, String address, String workerId, long drainMillis, Executor executor, Meters meters) {
+            IntSupplier inFlight, String address, String workerId, long drainMillis, Meters meters) {
         this.server = server;
-        this.executor = executor;
         this.meters = meters;
         this.zk = zk;
         this.registration = registration;
@@ -78,16 +71,11 @@ public final class WorkerServer implements AutoCloseable {
     /**
      * Binds, then registers {@code announce(workerId, address)} under ZooKeeper {@code folder}.
      *
-     * @param streams  runs the service's streaming calls (the per-layer messages); null runs every
-     *                 handler on the connection's event loop, which saves a thread wake-up each way per
-     *                 message (fine for messages far shorter than a health check's timeout). With an
-     *                 executor, the other calls (health, unary RPCs) run on gRPC's default pool, so
-     *                 they are answered while a long message computes.
      * @param inFlight messages being computed now (the drain waits for them)
      * @param meters   registers the service's own meters (called before the worker is announced)
      */
     public static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
-            Executor streams, IntSupplier inFlight, Consumer<MeterRegistry> meters,
+            IntSupplier inFlight, Consumer<MeterRegistry> meters,
             BiFunction<String, String, WorkerAnnouncement> announce) throws Exception {
         MeterRegistry registry = s.metricsPort() > 0 ? new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)
                 : new SimpleMeterRegistry();
@@ -104,7 +92,7 @@ public final class WorkerServer implements AutoCloseable {
             if (registry instanceof PrometheusMeterRegistry prometheus) {
                 metrics = MetricsEndpoint.start(prometheus, s.host(), s.metricsPort());
             }
-            return start(s, idPrefix, folder, service, streams, inFlight, announce, new Meters(registry, gc, metrics));
+            return start(s, idPrefix, folder, service, inFlight, announce, new Meters(registry, gc, metrics));
         } catch (Exception | Error e) {
             new Meters(registry, gc, metrics).close();
             throw e;
@@ -124,24 +112,18 @@ public final class WorkerServer implements AutoCloseable {
     }
 
     private static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
-            Executor streams, IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce,
-            Meters meters) throws Exception {
+            IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce, Meters meters)
+            throws Exception {
         HealthStatusManager health = new HealthStatusManager();
         health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.NOT_SERVING);
-        NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()));
-        if (streams == null) {
-            builder.directExecutor();
-        } else {
-            String name = service.bindService().getServiceDescriptor().getName();
-            builder.callExecutor(new ServerCallExecutorSupplier() {
-                @Override
-                public <ReqT, RespT> Executor getExecutor(ServerCall<ReqT, RespT> call, Metadata headers) {
-                    MethodDescriptor<ReqT, RespT> m = call.getMethodDescriptor();
-                    return name.equals(m.getServiceName()) && !m.getType().clientSendsOneMessage() ? streams : null;
-                }
-            });
-        }
-        Server server = builder
+        Server server = NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()))
+                // Handlers run on the connection's event loop: a message is computed and answered
+                // without a hop to an executor thread and back. On the 2-core bench machine that hop
+                // halved batch-1 decode through attention workers (two more wake-ups per layer).
+                // Messages of one stream are sequential anyway; concurrent streams (other
+                // coordinators) sit on other event loops, and kernel loops started while the pool is
+                // busy run on their caller.
+                .directExecutor()
                 .maxInboundMessageSize(Integer.MAX_VALUE)
                 .permitKeepAliveTime(5, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
@@ -167,8 +149,7 @@ public final class WorkerServer implements AutoCloseable {
         try {
             WorkerRegistration reg = WorkerRegistration.register(zk, folder, announce.apply(workerId, address), 30_000);
             health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.SERVING);
-            return new WorkerServer(server, zk, reg, health, inFlight, address, workerId, s.drainMillis(), streams,
-                    meters);
+            return new WorkerServer(server, zk, reg, health, inFlight, address, workerId, s.drainMillis(), meters);
         } catch (Exception e) {
             zk.close();
             server.shutdownNow();
@@ -211,7 +192,7 @@ public final class WorkerServer implements AutoCloseable {
         if (killed) {
             registration.close();
             zk.close();
-            shutdownExecutor();
+            meters.close();
             return;
         }
         log.info("draining worker {}", workerId);
@@ -235,15 +216,8 @@ public final class WorkerServer implements AutoCloseable {
             Thread.currentThread().interrupt();
             server.shutdownNow();
         }
-        shutdownExecutor();
-        log.info("worker {} stopped", workerId);
-    }
-
-    private void shutdownExecutor() {
-        if (executor instanceof java.util.concurrent.ExecutorService e) {
-            e.shutdownNow();
-        }
         meters.close();
+        log.info("worker {} stopped", workerId);
     }
 
     /** Where the worker's meters are (served at /metrics when the metrics port is set). */

@@ -10,6 +10,7 @@ import dev.epic.transport.SequencedStream;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
+import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -38,7 +39,9 @@ final class AttentionEndpoint implements AutoCloseable {
     AttentionEndpoint(String path, WorkerAnnouncement announcement) {
         this.path = path;
         this.announcement = announcement;
-        this.channel = SequencedStream.channelTo(announcement.getAddress());
+        // A long prompt chunk may compute for many seconds: pings wait a minute without reads (the
+        // attention deadline catches a stuck worker first).
+        this.channel = SequencedStream.channelTo(announcement.getAddress(), Duration.ofSeconds(60));
         // A stream that breaks takes its caches on the worker with it: a new epoch.
         this.stream = new SequencedStream<>(toString(), o -> AttentionServiceGrpc.newStub(channel).attend(o),
                 AttendResponse::getSequence, () -> {}, () -> {}, this::streamBroke);

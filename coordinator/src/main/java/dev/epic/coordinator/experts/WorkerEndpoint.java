@@ -7,6 +7,7 @@ import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.SequencedStream;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
+import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -36,7 +37,7 @@ final class WorkerEndpoint implements AutoCloseable {
     WorkerEndpoint(String path, WorkerAnnouncement announcement) {
         this.path = path;
         this.announcement = announcement;
-        this.channel = SequencedStream.channelTo(announcement.getAddress());
+        this.channel = SequencedStream.channelTo(announcement.getAddress(), Duration.ofSeconds(10)); // layers take ms
         this.stream = new SequencedStream<>(toString(), o -> ExpertServiceGrpc.newStub(channel).dispatch(o),
                 ExpertResponse::getSequence, () -> {
                     if (deadUntilNanos != 0) {
