@@ -66,6 +66,11 @@ public final class AttentionWorker implements AutoCloseable {
         return server.workerId();
     }
 
+    /** The port serving Prometheus /metrics; 0 when off. */
+    public int metricsPort() {
+        return server.metricsPort();
+    }
+
     /** Sequences whose caches are held here now. */
     public int cachedSequences() {
         return caches.size();

@@ -51,11 +51,9 @@ class AttentionServiceTest {
         checkpoint = Checkpoint.open(MODEL);
         hidden = checkpoint.config().hiddenSize();
         sha = CheckpointFingerprint.of(MODEL).sha256();
-        try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
-            metricsPort = free.getLocalPort();
-        }
         worker = AttentionWorker.start(AttentionLayers.load(checkpoint.config(), checkpoint), CheckpointFingerprint.of(MODEL),
-                new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), "t", "a-test", 2, 4000, 100, metricsPort));
+                new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), "t", "a-test", 2, 4000, 100, -1));
+        metricsPort = worker.metricsPort();
         channel = NettyChannelBuilder.forTarget(worker.address()).usePlaintext().build();
     }
 

@@ -57,6 +57,9 @@ final class WorkerFlags {
      */
     int serve(Callable<Integer> serve) throws Exception {
         try {
+            if (metricsPort < 0 || metricsPort > 65535) {
+                throw new IllegalArgumentException("--metrics-port must be in [0, 65535], got " + metricsPort);
+            }
             return serve.call();
         } catch (IllegalArgumentException | IllegalStateException | CheckpointException | ConfigException e) {
             PrintWriter err = command.commandLine().getErr();

@@ -38,7 +38,7 @@ public final class WorkerServer implements AutoCloseable {
     /**
      * Where to serve and announce. port 0 picks a free port; a null workerId becomes
      * {@code <idPrefix>-<host>-<port>}; metricsPort &gt; 0 serves Prometheus metrics on
-     * {@code http://host:metricsPort/metrics} (0 = off).
+     * {@code http://host:metricsPort/metrics}, -1 on any free port (tests), 0 not at all.
      */
     public record Settings(String host, int port, String zkConnect, String workerId, int zkSessionTimeoutMillis,
             long drainMillis, int metricsPort) {}
@@ -77,7 +77,7 @@ public final class WorkerServer implements AutoCloseable {
     public static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
             IntSupplier inFlight, Consumer<MeterRegistry> meters,
             BiFunction<String, String, WorkerAnnouncement> announce) throws Exception {
-        MeterRegistry registry = s.metricsPort() > 0 ? new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)
+        MeterRegistry registry = s.metricsPort() != 0 ? new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)
                 : new SimpleMeterRegistry();
         JvmGcMetrics gc = new JvmGcMetrics();
         MetricsEndpoint metrics = null;
@@ -90,7 +90,7 @@ public final class WorkerServer implements AutoCloseable {
                     .description("messages being computed now").register(registry);
             meters.accept(registry);
             if (registry instanceof PrometheusMeterRegistry prometheus) {
-                metrics = MetricsEndpoint.start(prometheus, s.host(), s.metricsPort());
+                metrics = MetricsEndpoint.start(prometheus, s.host(), Math.max(0, s.metricsPort()));
             }
             return start(s, idPrefix, folder, service, inFlight, announce, new Meters(registry, gc, metrics));
         } catch (Exception | Error e) {
@@ -218,6 +218,11 @@ public final class WorkerServer implements AutoCloseable {
         }
         meters.close();
         log.info("worker {} stopped", workerId);
+    }
+
+    /** The port serving /metrics; 0 when off. */
+    public int metricsPort() {
+        return meters.endpoint() == null ? 0 : meters.endpoint().port();
     }
 
     /** Where the worker's meters are (served at /metrics when the metrics port is set). */
