@@ -8,6 +8,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.attention.AttentionWorker;
+import dev.epic.coordinator.scheduler.LogitsTask;
+import dev.epic.coordinator.scheduler.Scheduler;
+import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.KvCache;
 import dev.epic.model.SequenceChunk;
@@ -23,6 +26,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.retry.RetryOneTime;
@@ -196,6 +201,48 @@ class RemoteAttentionTest {
         assertArrayEquals(local.step(List.of(SequenceChunk.next(ld, 4, 5))).getFirst(),
                 remote.step(List.of(SequenceChunk.next(d, 4, 5))).getFirst());
         assertEquals(((RemoteCache) b).endpoint, ((RemoteCache) d).endpoint);
+    }
+
+    @Test
+    void theSchedulerFailsOnlyTheDeadWorkersSequencesAndFinishesTheRest() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        Transformer remote = engine(dir, cluster(dir, 2, 16));
+        Transformer local = engine(dir, null);
+        int steps = 1500;
+        int[][] prompts = {{5, 17, 4}, {9, 8, 7, 6}, {100, 200}, {31, 41, 59, 26, 53}};
+        List<LogitsTask> tasks = new ArrayList<>();
+        try (Scheduler scheduler = new Scheduler(remote, new SchedulerOptions(4, 4, 256))) {
+            for (int[] p : prompts) {
+                LogitsTask t = new LogitsTask(p, steps);
+                tasks.add(t);
+                scheduler.submit(t);
+            }
+            scheduler.start();
+            for (int i = 0; i < 2000 && scheduler.steps() < 3; i++) {
+                Thread.sleep(1);
+            }
+            int onDead = workers.get(0).cachedSequences();
+            assertEquals(2, onDead, "four sequences spread two and two");
+            workers.get(0).kill();
+            int failed = 0;
+            for (int i = 0; i < tasks.size(); i++) {
+                try {
+                    LogitsTask.Result r = tasks.get(i).result().get(60, TimeUnit.SECONDS);
+                    // A survivor's logits are the in-process engine's, however the step was re-run.
+                    LogitsTask alone = new LogitsTask(prompts[i], steps);
+                    try (Scheduler one = new Scheduler(local, new SchedulerOptions(1, 1, 256)).start()) {
+                        one.submit(alone);
+                        LogitsTask.Result want = alone.result().get(60, TimeUnit.SECONDS);
+                        assertArrayEquals(want.argmax(), r.argmax(), "sequence " + i);
+                        assertArrayEquals(want.logits().getLast(), r.logits().getLast(), "sequence " + i);
+                    }
+                } catch (ExecutionException e) {
+                    failed++;
+                    assertEquals(Status.Code.UNAVAILABLE, Status.fromThrowable(e.getCause()).getCode(), e.toString());
+                }
+            }
+            assertEquals(onDead, failed, "only the dead worker's sequences fail");
+        }
     }
 
     @Test
