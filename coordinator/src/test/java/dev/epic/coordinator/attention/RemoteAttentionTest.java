@@ -134,6 +134,22 @@ class RemoteAttentionTest {
         assertEquals(0, workers.get(0).cachedSequences() + workers.get(1).cachedSequences(), "released on the workers");
     }
 
+    /**
+     * A step as the scheduler runs it: again while an attention worker failure only moved first
+     * chunks (nothing lost); a bounded number of times.
+     */
+    private static List<float[]> stepAllowingMoves(Transformer engine, java.util.function.Supplier<List<SequenceChunk>> chunks) {
+        for (int attempt = 0; ; attempt++) {
+            try {
+                return engine.step(chunks.get());
+            } catch (AttentionUnavailableException e) {
+                if (!e.lost().isEmpty() || attempt >= RemoteAttention.MAX_MOVES) {
+                    throw e;
+                }
+            }
+        }
+    }
+
     /** One step of the sequences with non-null tokens on both engines; the logits must be the same bits. */
     private static List<float[]> check(Transformer remote, Transformer local, KvCache[] r, KvCache[] l, int[][] tokens) {
         List<SequenceChunk> rc = new ArrayList<>();
@@ -182,9 +198,10 @@ class RemoteAttentionTest {
         assertEquals(Status.Code.UNAVAILABLE, e.failureOf(a).getStatus().getCode());
         assertTrue(e.failureOf(a).getStatus().getDescription().contains("attention worker"), e.getMessage());
 
-        // The step runs again without it: the others go on as if nothing happened, c on the survivor.
+        // The step runs again without it: the others go on as if nothing happened, c on the survivor
+        // (if c was placed on the dead worker, it first moves, as the scheduler's rerun would do).
         List<float[]> want = local.step(List.of(SequenceChunk.next(lb, 3), SequenceChunk.next(lc, 1, 2)));
-        List<float[]> got = remote.step(List.of(SequenceChunk.next(b, 3), SequenceChunk.next(c, 1, 2)));
+        List<float[]> got = stepAllowingMoves(remote, () -> List.of(SequenceChunk.next(b, 3), SequenceChunk.next(c, 1, 2)));
         assertArrayEquals(want.get(0), got.get(0));
         assertArrayEquals(want.get(1), got.get(1));
         assertEquals(((RemoteCache) b).endpoint, ((RemoteCache) c).endpoint);
