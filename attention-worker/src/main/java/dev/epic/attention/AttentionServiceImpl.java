@@ -105,6 +105,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
     public StreamObserver<AttendRequest> attend(StreamObserver<AttendResponse> responses) {
         return new MessageStream<>(responses, inFlight, handled) {
             private float[] x = new float[0];
+            private float[] y = new float[0];
 
             @Override
             protected String describe(AttendRequest req) {
@@ -161,10 +162,10 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                 int n = rows * hidden;
                 if (x.length < n) {
                     x = new float[n];
+                    y = new float[n];
                 }
                 HiddenCodec.decode(HiddenEncoding.FP32, req.getHiddenStates(), com.google.protobuf.ByteString.EMPTY,
                         rows, hidden, x);
-                float[] y = new float[n];
                 try {
                     layers.layer(layer).forward(x, rows, sequences, y);
                 } catch (IllegalArgumentException e) {

@@ -76,6 +76,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /** Cache ids: a random base per coordinator, so coordinators sharing workers never collide. */
     private final AtomicLong nextId = new AtomicLong(new SecureRandom().nextLong() & 0x7fff_ffff_0000_0000L);
     private volatile Stats stats = new Stats(0, 0, 0, 0);
+    /** Rows of one worker, gathered for its request or decoded from its answer (calls are serialised). */
+    private float[] scratch = new float[0];
     private final Timer layerTimer;
     private final Counter lostCounter;
 
@@ -294,7 +296,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         for (SequenceRows s : group) {
             rows += s.length();
         }
-        float[] buf = new float[rows * hidden];
+        float[] buf = scratch(rows);
         AttendRequest.Builder req = AttendRequest.newBuilder()
                 .setProtocolVersion(Protocol.VERSION)
                 .setFingerprint(fingerprint.sha256())
@@ -321,13 +323,20 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             throw new IllegalStateException("answered " + r.getRows() + " rows (" + r.getOutput().size()
                     + " bytes) for " + rows + " rows of " + hidden);
         }
-        float[] out = new float[rows * hidden];
+        float[] out = scratch(rows);
         HiddenCodec.decode(HiddenEncoding.FP32, r.getOutput(), com.google.protobuf.ByteString.EMPTY, rows, hidden, out);
         int o = 0;
         for (SequenceRows s : group) {
             System.arraycopy(out, o * hidden, y, s.firstRow() * hidden, s.length() * hidden);
             o += s.length();
         }
+    }
+
+    private float[] scratch(int rows) {
+        if (scratch.length < rows * hidden) {
+            scratch = new float[rows * hidden];
+        }
+        return scratch;
     }
 
     @Override

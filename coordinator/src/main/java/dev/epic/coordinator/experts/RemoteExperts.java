@@ -8,6 +8,7 @@ import dev.epic.proto.ExpertResponse;
 import dev.epic.proto.HiddenEncoding;
 import dev.epic.transport.HiddenCodec;
 import dev.epic.transport.Protocol;
+import dev.epic.transport.WorkerRegistration;
 import dev.epic.transport.ZkLayout;
 import io.grpc.Status;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -23,8 +24,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import org.apache.curator.framework.CuratorFramework;
-import org.apache.curator.framework.CuratorFrameworkFactory;
-import org.apache.curator.retry.ExponentialBackoffRetry;
 
 /**
  * Routed experts on remote expert workers (expert parallelism over gRPC). Per MoE layer call:
@@ -95,17 +94,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     /** Connects to ZooKeeper at {@code zkConnect} (host:port[,host:port]) and watches cluster's workers. */
     public static RemoteExperts connect(String zkConnect, String cluster, CheckpointFingerprint fingerprint,
             int experts, int hidden, Options options, MeterRegistry registry) throws InterruptedException {
-        CuratorFramework zk = CuratorFrameworkFactory.builder()
-                .connectString(zkConnect)
-                .sessionTimeoutMs(15_000)
-                .connectionTimeoutMs(10_000)
-                .retryPolicy(new ExponentialBackoffRetry(200, 10, 2_000))
-                .build();
-        zk.start();
-        if (!zk.blockUntilConnected(30, TimeUnit.SECONDS)) {
-            zk.close();
-            throw new ExpertsUnavailableException("cannot connect to ZooKeeper at " + zkConnect + " within 30 s");
-        }
+        CuratorFramework zk = WorkerRegistration.connect(zkConnect, 15_000);
         return new RemoteExperts(zk, zk, cluster == null ? ZkLayout.DEFAULT_CLUSTER : cluster, fingerprint, experts,
                 hidden, options, registry == null ? new SimpleMeterRegistry() : registry);
     }

@@ -41,11 +41,6 @@ public final class GenerationTask implements SequenceTask {
         return prompt;
     }
 
-    @Override
-    public int onLogits(float[] logits) {
-        return accept(choose(logits));
-    }
-
     /** Sampling reads and writes only this sequence's generation state (history, RNG, scratch). */
     @Override
     public boolean choosesInParallel() {

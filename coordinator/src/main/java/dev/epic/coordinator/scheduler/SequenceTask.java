@@ -11,9 +11,12 @@ public interface SequenceTask {
 
     /**
      * The logits of the last position fed (the prompt's last token, then each chosen token).
-     * Returns the next token to feed, or -1 when the sequence is finished.
+     * Returns the next token to feed, or -1 when the sequence is finished. By default
+     * {@code accept(choose(logits))}: a task implements either this or those two.
      */
-    int onLogits(float[] logits);
+    default int onLogits(float[] logits) {
+        return accept(choose(logits));
+    }
 
     /**
      * Whether {@link #choose} and {@link #accept} may replace {@link #onLogits}: the scheduler then

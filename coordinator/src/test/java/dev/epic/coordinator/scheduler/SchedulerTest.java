@@ -191,11 +191,6 @@ class SchedulerTest {
             }
 
             @Override
-            public int onLogits(float[] logits) {
-                return accept(choose(logits));
-            }
-
-            @Override
             public boolean choosesInParallel() {
                 return true;
             }
