@@ -144,6 +144,9 @@ public final class BenchCommand implements Callable<Integer> {
             e.put("tok_s", d.tokS());
             e.put("itl_p50_ms", d.itlP50Ms());
             e.put("itl_p99_ms", d.itlP99Ms());
+            e.put("bytes_per_step", Math.round(d.bytesPerStep()));
+            e.put("roofline_tok_s", r.rooflineTokS(d));
+            e.put("roofline_fraction", d.tokS() / r.rooflineTokS(d));
             decode.add(e);
         }
         m.put("decode", decode);
@@ -153,6 +156,9 @@ public final class BenchCommand implements Callable<Integer> {
         m.put("bandwidth_gb_s", r.bandwidthGBs());
         m.put("roofline_fraction", r.rooflineFraction());
         m.put("roofline_tok_s", r.rooflineTokS());
+        m.put("fma_peak_gflop_s", r.fmaGFlops());
+        m.put("multiply_adds_per_token", r.multiplyAddsPerToken());
+        m.put("compute_ceiling_tok_s", r.computeCeilingTokS());
         m.put("weights", format.id());
         m.put("prompt_len", promptLen);
         m.put("gen", gen);
@@ -167,12 +173,16 @@ public final class BenchCommand implements Callable<Integer> {
                 loadSeconds);
         out.printf("prefill %d tokens (chunk %d): %.1f tok/s, TTFT %.1f ms%n", promptLen, chunk, r.prefillTokS(),
                 r.ttftMs());
-        out.printf("%6s %10s %12s %12s%n", "batch", "tok/s", "ITL p50 ms", "ITL p99 ms");
+        out.printf("%6s %10s %12s %12s %14s %14s %10s%n", "batch", "tok/s", "ITL p50 ms", "ITL p99 ms", "MB per step",
+                "roofline tok/s", "fraction");
         for (Decode d : r.decode()) {
-            out.printf("%6d %10.1f %12.2f %12.2f%n", d.batch(), d.tokS(), d.itlP50Ms(), d.itlP99Ms());
+            out.printf("%6d %10.1f %12.2f %12.2f %14.1f %14.1f %10.2f%n", d.batch(), d.tokS(), d.itlP50Ms(), d.itlP99Ms(),
+                    d.bytesPerStep() / 1e6, r.rooflineTokS(d), d.tokS() / r.rooflineTokS(d));
         }
         out.printf("weights read per token %.1f MB, bandwidth %.1f GB/s -> roofline %.1f tok/s; batch-1 decode at %.0f%%%n",
                 r.bytesPerToken() / 1e6, r.bandwidthGBs(), r.rooflineTokS(), 100 * r.rooflineFraction());
+        out.printf("fp32 FMA peak %.0f GFLOP/s, %.1f M multiply-adds per token -> compute ceiling %.1f tok/s at any batch%n",
+                r.fmaGFlops(), r.multiplyAddsPerToken() / 1e6, r.computeCeilingTokS());
         out.printf("resident memory %.0f MB; 1-minute load average %.2f before, %.2f after%n", r.rssMb(), loadBefore,
                 loadAfter);
     }

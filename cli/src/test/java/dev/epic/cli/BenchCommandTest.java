@@ -24,11 +24,20 @@ class BenchCommandTest {
         assertEquals(2, j.get("decode").size());
         assertEquals(3, j.get("decode").get(1).get("batch").asInt());
         for (JsonNode d : j.get("decode")) {
-            for (String key : List.of("batch", "tok_s", "itl_p50_ms", "itl_p99_ms")) {
+            for (String key : List.of("batch", "tok_s", "itl_p50_ms", "itl_p99_ms", "bytes_per_step", "roofline_tok_s",
+                    "roofline_fraction")) {
                 assertTrue(d.has(key), "missing decode." + key);
             }
             assertTrue(d.get("tok_s").asDouble() > 0);
         }
+        // A step reads each matrix once: batch 1 reads one token's weights, batch 3 more (more distinct
+        // experts) but less than three tokens' worth (lm_head, attention, gate and shared expert are shared).
+        long perToken = j.get("bytes_per_token").asLong();
+        assertEquals(perToken, j.get("decode").get(0).get("bytes_per_step").asLong());
+        long batch3 = j.get("decode").get(1).get("bytes_per_step").asLong();
+        assertTrue(batch3 > perToken && batch3 < 3 * perToken, batch3 + " vs " + perToken);
+        assertTrue(j.get("fma_peak_gflop_s").asDouble() > 0);
+        assertTrue(j.get("compute_ceiling_tok_s").asDouble() > 0);
         assertEquals("q8", j.get("weights").asText());
         assertTrue(j.get("bytes_per_token").asLong() > 0);
         assertTrue(j.get("roofline_fraction").asDouble() > 0);

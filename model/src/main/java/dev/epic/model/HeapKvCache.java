@@ -51,6 +51,11 @@ public final class HeapKvCache implements KvCache {
     }
 
     @Override
+    public void reserve(int positions) {
+        ensure(Math.min(positions, maxPositions));
+    }
+
+    @Override
     public void write(int layer, int pos, float[] lat, int latOff, float[] pe, int peOff) {
         ensure(pos + 1);
         System.arraycopy(lat, latOff, latent[layer], pos * rank, rank);

@@ -35,6 +35,13 @@ public interface KvCache {
         return pe;
     }
 
+    /**
+     * Makes room for {@code positions} positions ahead of time, so that no later write pays for growth.
+     * A cache that grows by doubling otherwise copies everything it holds at every power of two, in
+     * the step that crosses it. The default does nothing.
+     */
+    default void reserve(int positions) {}
+
     /** Sets the number of valid positions (after a step: start + chunk length; lower to roll back). */
     void setLength(int length);
 

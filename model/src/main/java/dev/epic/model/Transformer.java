@@ -91,6 +91,36 @@ public final class Transformer {
         return bytes;
     }
 
+    /**
+     * Bytes of weights one step reads when each layer's rows picked {@code routedExperts[layer]}
+     * distinct experts (ignored for dense layers): every matrix is read once per step however many
+     * rows share it, so at batch B this, not B times {@link #weightBytesPerToken}, is the step's traffic.
+     */
+    public long weightBytesPerStep(int[] routedExperts) {
+        long bytes = lmHead.storageBytes();
+        for (int i = 0; i < layers.size(); i++) {
+            bytes += layers.get(i).weightBytesRead(routedExperts[i]);
+        }
+        return bytes;
+    }
+
+    /**
+     * Multiply-adds of one decoded token through the weights (lm_head, projections, MLPs, gate, shared
+     * and k routed experts); the attention over the cache comes on top, so this bounds compute from below.
+     */
+    public long multiplyAddsPerToken() {
+        long m = (long) lmHead.rows() * lmHead.cols();
+        for (DecoderLayer layer : layers) {
+            m += layer.multiplyAdds();
+        }
+        return m;
+    }
+
+    /** Whether attention and the KV caches live outside this process (on attention workers). */
+    public boolean attentionIsExternal() {
+        return external != null;
+    }
+
     public ModelConfig config() {
         return config;
     }

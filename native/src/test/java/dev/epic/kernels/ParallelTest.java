@@ -73,4 +73,10 @@ class ParallelTest {
         double gbs = Bandwidth.measureGBs(16L << 20, 1);
         assertTrue(gbs > 0 && Double.isFinite(gbs), "bandwidth " + gbs);
     }
+
+    @Test
+    void fmaProbeReturnsAPositiveRate() {
+        double gflops = FmaPeak.measureGFlops(1);
+        assertTrue(gflops > 0 && Double.isFinite(gflops), "FMA peak " + gflops);
+    }
 }

@@ -1,10 +1,14 @@
 package dev.epic.model.bench;
 
 import dev.epic.kernels.Bandwidth;
+import dev.epic.kernels.FmaPeak;
 import dev.epic.kernels.VectorOps;
+import dev.epic.model.ForwardObserver;
 import dev.epic.model.KvCache;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.layers.Routing;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -37,13 +41,34 @@ public final class EngineBenchmark {
         }
     }
 
-    public record Decode(int batch, double tokS, double itlP50Ms, double itlP99Ms) {}
+    /**
+     * One batch size's decode. {@code bytesPerStep} is the mean weight traffic of its steps: every matrix
+     * once, and each MoE layer's distinct experts once (batch 32 of bench-v3 touches about 160 of 256).
+     */
+    public record Decode(int batch, double tokS, double itlP50Ms, double itlP99Ms, double bytesPerStep) {}
 
+    /**
+     * @param fmaGFlops           fp32 FMA throughput of the kernel threads, measured in the same run
+     * @param multiplyAddsPerToken one token's multiply-adds through the weights (attention over the cache not counted)
+     */
     public record Result(double prefillTokS, double ttftMs, List<Decode> decode, double rssMb, long bytesPerToken,
-            double bandwidthGBs, double rooflineFraction) {
+            double bandwidthGBs, double rooflineFraction, double fmaGFlops, long multiplyAddsPerToken) {
         /** Decode tok/s the memory bandwidth allows at batch 1: bandwidth / weight bytes per token. */
         public double rooflineTokS() {
             return bandwidthGBs * 1e9 / bytesPerToken;
+        }
+
+        /** Decode tok/s the memory bandwidth allows at this batch size: batch x bandwidth / bytes per step. */
+        public double rooflineTokS(Decode d) {
+            return d.batch() * bandwidthGBs * 1e9 / d.bytesPerStep();
+        }
+
+        /**
+         * Decode tok/s the fp32 FMA peak allows at any batch size: peak / (2 x multiply-adds per token).
+         * An upper bound: attention over the cache, norms and routing come on top.
+         */
+        public double computeCeilingTokS() {
+            return fmaGFlops * 1e9 / (2.0 * multiplyAddsPerToken);
         }
     }
 
@@ -90,12 +115,14 @@ public final class EngineBenchmark {
         // Measured last: run first, the probe's 256 MiB pass left the kernel pool measurably slower for
         // the decode that followed (q4 batch 1: 12 -> 20 ms/token), so it would skew the numbers it judges.
         double bandwidth = Bandwidth.measureGBs();
-        log.info("bench: read bandwidth {} GB/s", String.format("%.1f", bandwidth));
+        double flops = FmaPeak.measureGFlops(5);
+        log.info("bench: read bandwidth {} GB/s, fp32 FMA peak {} GFLOP/s", String.format("%.1f", bandwidth),
+                String.format("%.0f", flops));
         long bytes = model.weightBytesPerToken();
         double batch1 = decodes.stream().filter(d -> d.batch() == 1).mapToDouble(Decode::tokS).findFirst()
                 .orElse(Double.NaN);
         return new Result(prompt.length / prefillSeconds, prefillSeconds * 1e3, decodes, ProcessStats.residentMb(), bytes,
-                bandwidth, batch1 / (bandwidth * 1e9 / bytes));
+                bandwidth, batch1 / (bandwidth * 1e9 / bytes), flops, model.multiplyAddsPerToken());
     }
 
     /** Feeds the prompt in chunks; returns the last position's logits. */
@@ -115,10 +142,12 @@ public final class EngineBenchmark {
         KvCache[] caches = new KvCache[batch];
         int[] next = new int[batch];
         for (int i = 0; i < batch; i++) {
-            caches[i] = copy(model, prefix, len);
+            caches[i] = copy(model, prefix, len, len + steps);
             next[i] = random.nextInt(2, vocab);
         }
         double[] stepMs = new double[steps];
+        ExpertsTouched touched = new ExpertsTouched(model.config());
+        double bytes = 0;
         long start = System.nanoTime();
         for (int k = 0; k < steps; k++) {
             List<SequenceChunk> chunks = new ArrayList<>(batch);
@@ -126,7 +155,9 @@ public final class EngineBenchmark {
                 chunks.add(new SequenceChunk(caches[i], new int[] {next[i]}, len + k));
             }
             long t = System.nanoTime();
-            List<float[]> logits = model.step(chunks);
+            touched.clear();
+            List<float[]> logits = model.step(chunks, touched);
+            bytes += model.weightBytesPerStep(touched.counts);
             for (int i = 0; i < batch; i++) {
                 next[i] = VectorOps.argmax(logits.get(i));
             }
@@ -134,14 +165,46 @@ public final class EngineBenchmark {
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         Arrays.sort(stepMs);
-        return new Decode(batch, (double) batch * steps / seconds, percentile(stepMs, 0.50), percentile(stepMs, 0.99));
+        return new Decode(batch, (double) batch * steps / seconds, percentile(stepMs, 0.50), percentile(stepMs, 0.99),
+                bytes / steps);
     }
 
-    /** A new cache holding positions [0, len) of src. */
-    private static KvCache copy(Transformer model, KvCache src, int len) {
+    /** Counts each MoE layer's distinct experts in one step. */
+    private static final class ExpertsTouched implements ForwardObserver {
+        final int[] counts;
+        private final boolean[] seen;
+
+        ExpertsTouched(ModelConfig c) {
+            counts = new int[c.numHiddenLayers()];
+            seen = new boolean[c.nRoutedExperts() != null ? c.nRoutedExperts() : 0];
+        }
+
+        void clear() {
+            Arrays.fill(counts, 0);
+        }
+
+        @Override
+        public void routing(int layer, Routing routing) {
+            Arrays.fill(seen, false);
+            for (int e : routing.experts()) {
+                if (!seen[e]) {
+                    seen[e] = true;
+                    counts[layer]++;
+                }
+            }
+        }
+    }
+
+    /**
+     * A new cache holding positions [0, len) of src, with room for {@code capacity}: the copies would
+     * otherwise all double in the same step, a stall of the benchmark's making (a server's sequences
+     * grow at different steps).
+     */
+    private static KvCache copy(Transformer model, KvCache src, int len, int capacity) {
         int rank = model.config().kvLoraRank();
         int rope = model.config().qkRopeHeadDim();
         KvCache dst = model.newCache();
+        dst.reserve(capacity);
         float[] lat = new float[len * rank];
         float[] pe = new float[len * rope];
         for (int layer = 0; layer < model.config().numHiddenLayers(); layer++) {

@@ -67,6 +67,16 @@ public final class DecoderLayer {
         return attention.storageBytes() + (moe != null ? moe.activeWeightBytes() : mlp.storageBytes());
     }
 
+    /** Weight bytes a step reads in this layer when its rows picked {@code routedExperts} distinct experts. */
+    public long weightBytesRead(int routedExperts) {
+        return attention.storageBytes() + (moe != null ? moe.weightBytesRead(routedExperts) : mlp.storageBytes());
+    }
+
+    /** Multiply-adds of one row through this layer's weights (attention over the cache left out). */
+    public long multiplyAdds() {
+        return attention.multiplyAdds() + (moe != null ? moe.multiplyAdds() : mlp.multiplyAdds());
+    }
+
     private void add(float[] h, float[] y, int rows) {
         VectorOps.axpy(1f, y, 0, h, 0, rows * hidden);
     }

@@ -90,6 +90,16 @@ public final class Mla {
         return qA != null ? b + qA.storageBytes() : b;
     }
 
+    /** Multiply-adds of one row through the projections (kv_b_proj included; the attention over the cache is not). */
+    public long multiplyAdds() {
+        long m = macs(qB) + macs(kvA) + macs(kvB) + macs(o);
+        return qA != null ? m + macs(qA) : m;
+    }
+
+    private static long macs(Matrix m) {
+        return (long) m.rows() * m.cols();
+    }
+
     /** out[rows x hidden] = MLA(x) for all rows of the step; writes each sequence's new positions to its cache. */
     public void forward(float[] x, int rows, List<SequenceRows> sequences, float[] out) {
         int qkDim = nope + ropeDim;

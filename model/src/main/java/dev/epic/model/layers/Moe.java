@@ -30,11 +30,28 @@ public final class Moe {
 
     /** Gate + shared expert + k routed experts (their size as hosted here; 0 if the experts are remote). */
     public long activeWeightBytes() {
+        return weightBytesRead(k);
+    }
+
+    /**
+     * Weight bytes a step reads when its rows picked {@code routedExperts} distinct experts: gate,
+     * shared expert and each of those experts once (as hosted here; 0 for remote experts).
+     */
+    public long weightBytesRead(int routedExperts) {
         long b = gate.storageBytes() + (shared != null ? shared.storageBytes() : 0);
         if (experts instanceof LocalExperts local) {
-            b += (long) k * local.expertBytes(layer);
+            b += (long) routedExperts * local.expertBytes(layer);
         }
         return b;
+    }
+
+    /** Multiply-adds of one row: gate, shared expert and its k routed experts (each the size of an expert hosted here). */
+    public long multiplyAdds() {
+        long m = gate.multiplyAdds() + (shared != null ? shared.multiplyAdds() : 0);
+        if (experts instanceof LocalExperts local) {
+            m += (long) k * local.expertMultiplyAdds(layer);
+        }
+        return m;
     }
 
     /** out[rows x hidden] = MoE(x); returns the routing decision. */

@@ -32,6 +32,11 @@ public final class MoeGate {
         return weight.storageBytes();
     }
 
+    /** Multiply-adds of one row's router logits. */
+    public long multiplyAdds() {
+        return (long) weight.rows() * weight.cols();
+    }
+
     public MoeGate(ModelConfig c, WeightSource w, int layer) {
         String p = "model.layers." + layer + ".mlp.gate.";
         this.experts = c.nRoutedExperts();

@@ -69,15 +69,26 @@ public final class LocalExperts implements RoutedExperts {
 
     /** Storage bytes of one hosted expert of this layer (0 if none is hosted). */
     public long expertBytes(int layer) {
+        Mlp m = anyExpert(layer);
+        return m != null ? m.storageBytes() : 0;
+    }
+
+    /** Multiply-adds of one row through one hosted expert of this layer (0 if none is hosted). */
+    public long expertMultiplyAdds(int layer) {
+        Mlp m = anyExpert(layer);
+        return m != null ? m.multiplyAdds() : 0;
+    }
+
+    private Mlp anyExpert(int layer) {
         Mlp[] mlps = byLayer.get(layer);
         if (mlps != null) {
             for (Mlp m : mlps) {
                 if (m != null) {
-                    return m.storageBytes();
+                    return m;
                 }
             }
         }
-        return 0;
+        return null;
     }
 
     public boolean hosts(int layer, int expert) {
