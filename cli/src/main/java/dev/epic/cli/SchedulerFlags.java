@@ -17,7 +17,16 @@ final class SchedulerFlags {
             description = "prompt tokens per step (chunked prefill; default ${DEFAULT-VALUE})")
     int prefillBudget;
 
+    @Option(names = "--prefix-cache-mb", paramLabel = "MB", description = "latent KV kept for prompt prefixes "
+            + "seen before, so a request that starts like an earlier one prefills only what is new; 0 turns it off "
+            + "(default: a quarter of the JVM's maximum heap)")
+    Long prefixCacheMb;
+
     SchedulerOptions options() {
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget);
+        if (prefixCacheMb != null && prefixCacheMb < 0) {
+            throw new IllegalArgumentException("--prefix-cache-mb must be >= 0, got " + prefixCacheMb);
+        }
+        long bytes = prefixCacheMb != null ? prefixCacheMb << 20 : Runtime.getRuntime().maxMemory() / 4;
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, bytes);
     }
 }

@@ -78,9 +78,10 @@ final class StreamPrinter {
         double decode = tokens > 1 ? (tokens - 1) / ((System.nanoTime() - firstToken) / 1e9) : 0;
         String finish = last == null ? "none" : last.getFinishReason().name().toLowerCase(java.util.Locale.ROOT);
         int prompt = last == null ? 0 : last.getUsage().getPromptTokens();
-        return String.format("[finish: %s; prompt %d tokens, completion %d tokens in %.2f s; %.1f tokens/s decode, "
-                + "first token after %.2f s]", finish, prompt, tokens, seconds, decode,
-                tokens == 0 ? 0 : (firstToken - start) / 1e9);
+        int cached = last == null ? 0 : last.getUsage().getCachedPromptTokens();
+        return String.format("[finish: %s; prompt %d tokens%s, completion %d tokens in %.2f s; %.1f tokens/s decode, "
+                + "first token after %.2f s]", finish, prompt, cached > 0 ? " (" + cached + " cached)" : "", tokens,
+                seconds, decode, tokens == 0 ? 0 : (firstToken - start) / 1e9);
     }
 
     int tokens() {

@@ -23,12 +23,15 @@ import dev.epic.proto.StepLogits;
 import dev.epic.proto.TokenizeRequest;
 import dev.epic.proto.TokenizeResponse;
 import dev.epic.proto.ToolCall;
+import dev.epic.proto.TokenLogprob;
+import dev.epic.proto.TopLogprob;
 import dev.epic.proto.Usage;
 import dev.epic.text.generate.Delta;
 import dev.epic.text.generate.Generation;
 import dev.epic.text.generate.GenerationOptions;
 import dev.epic.text.output.ReasoningMode;
 import dev.epic.text.sampling.InvalidSamplingException;
+import dev.epic.text.sampling.Logprobs;
 import dev.epic.text.sampling.SamplingParams;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -145,6 +148,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         if (p.hasRepetitionPenalty()) {
             b.repetitionPenalty(p.getRepetitionPenalty());
         }
+        if (p.hasLogprobs()) {
+            b.logprobs((int) Math.min(Integer.toUnsignedLong(p.getLogprobs()), Integer.MAX_VALUE));
+        }
         if (p.hasMaxTokens()) {
             long max = Integer.toUnsignedLong(p.getMaxTokens());
             b.maxTokens((int) Math.min(max, Integer.MAX_VALUE));
@@ -182,11 +188,17 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         private final long arrivalNanos;
         private long firstTokenNanos = -1;
         private int reasoningTokens;
+        private int cachedPromptTokens;
 
         StreamSink(ServerCallStreamObserver<GenerateResponse> call, String id, long arrivalNanos) {
             this.call = call;
             this.id = id;
             this.arrivalNanos = arrivalNanos;
+        }
+
+        @Override
+        public void promptCached(int tokens) {
+            cachedPromptTokens = tokens;
         }
 
         @Override
@@ -210,13 +222,21 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             for (int t : d.tokenIds()) {
                 r.addTokenIds(t);
             }
+            for (Logprobs l : d.logprobs()) {
+                TokenLogprob.Builder tl = TokenLogprob.newBuilder().setTokenId(l.token()).setLogprob(l.logprob());
+                for (int i = 0; i < l.topTokens().length; i++) {
+                    tl.addTop(TopLogprob.newBuilder().setTokenId(l.topTokens()[i]).setLogprob(l.topLogprobs()[i]));
+                }
+                r.addLogprobs(tl);
+            }
             for (dev.epic.text.output.ToolCall c : d.toolCalls()) {
                 r.addToolCalls(ToolCall.newBuilder().setId(c.id()).setName(c.name()).setArguments(c.arguments()));
             }
             if (d.finished()) {
                 r.setFinishReason(finishReason(d.finishReason()));
                 r.setUsage(Usage.newBuilder().setPromptTokens(d.usage().promptTokens())
-                        .setCompletionTokens(d.usage().completionTokens()).setReasoningTokens(reasoningTokens));
+                        .setCompletionTokens(d.usage().completionTokens()).setReasoningTokens(reasoningTokens)
+                        .setCachedPromptTokens(cachedPromptTokens));
             }
             try {
                 call.onNext(r.build());

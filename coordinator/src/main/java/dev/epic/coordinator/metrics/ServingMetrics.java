@@ -1,5 +1,6 @@
 package dev.epic.coordinator.metrics;
 
+import dev.epic.coordinator.scheduler.PrefixCache;
 import dev.epic.coordinator.scheduler.Scheduler;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.FunctionCounter;
@@ -65,6 +66,16 @@ public final class ServingMetrics implements AutoCloseable {
                 .tag("kind", "prefill").description("token positions processed by steps").register(registry);
         Gauge.builder("epic.scheduler.batch.peak", scheduler, Scheduler::peakBatch)
                 .description("the most sequences one step has carried").register(registry);
+        PrefixCache prefixes = scheduler.prefixCache();
+        if (prefixes != null) {
+            FunctionCounter.builder("epic.prefix.cache.queries", prefixes, PrefixCache::queriedTokens)
+                    .baseUnit("tokens").description("prompt tokens looked up in the prefix cache").register(registry);
+            FunctionCounter.builder("epic.prefix.cache.hits", prefixes, PrefixCache::hitTokens)
+                    .baseUnit("tokens").description("prompt tokens found in the prefix cache, not prefilled again")
+                    .register(registry);
+            Gauge.builder("epic.prefix.cache.usage", prefixes, PrefixCache::storedBytes).baseUnit("bytes")
+                    .description("latent KV held by the prefix cache").register(registry);
+        }
         new JvmMemoryMetrics().bindTo(registry);
         JvmGcMetrics gc = new JvmGcMetrics();
         gc.bindTo(registry);

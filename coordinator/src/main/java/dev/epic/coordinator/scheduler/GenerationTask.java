@@ -18,6 +18,9 @@ public final class GenerationTask implements SequenceTask {
         void cancelled(Delta last);
 
         void failed(Throwable error);
+
+        /** Before the first delta: how many prompt tokens came from the prefix cache. */
+        default void promptCached(int tokens) {}
     }
 
     private final int[] prompt;
@@ -57,6 +60,11 @@ public final class GenerationTask implements SequenceTask {
         Delta d = generation.accept(token);
         sink.delta(d);
         return generation.finished() ? -1 : token;
+    }
+
+    @Override
+    public void promptCached(int tokens) {
+        sink.promptCached(tokens);
     }
 
     @Override

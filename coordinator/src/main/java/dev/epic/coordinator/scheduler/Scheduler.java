@@ -24,6 +24,9 @@ import org.slf4j.LoggerFactory;
  * all rows), then hands each finished position's logits to its task. New requests join and
  * cancelled or finished ones leave between steps; a sequence's KV cache lives exactly as long as its
  * batch slot. Every sequence's math is row-independent, so batching does not change its tokens.
+ *
+ * <p>With a {@link PrefixCache} (in-process attention only), a joining sequence starts from the
+ * longest cached prefix of its prompt, and a prompt's blocks are kept once it is prefilled.
  */
 public final class Scheduler implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Scheduler.class);
@@ -35,6 +38,7 @@ public final class Scheduler implements AutoCloseable {
         final KvCache cache;
         int fed;          // prompt tokens already in the cache
         int next = -1;    // token to feed in the next step once the prompt is in
+        final java.util.ArrayList<Integer> generated = new java.util.ArrayList<>(); // fed after the prompt
 
         Slot(SequenceTask task, KvCache cache) {
             this.task = task;
@@ -60,6 +64,7 @@ public final class Scheduler implements AutoCloseable {
     private volatile int peakBatch;
 
     private final Supplier<DispatchStats.Snapshot> expertStats;
+    private final PrefixCache prefixCache; // null: off
 
     public Scheduler(Transformer model, SchedulerOptions options) {
         this(model, options, () -> null);
@@ -70,6 +75,13 @@ public final class Scheduler implements AutoCloseable {
         this.model = model;
         this.options = options;
         this.expertStats = expertStats;
+        if (options.prefixCacheBytes() > 0 && model.attentionIsExternal()) {
+            log.info("prefix cache off: the KV caches live on attention workers");
+        }
+        this.prefixCache = options.prefixCacheBytes() > 0 && !model.attentionIsExternal()
+                ? new PrefixCache(options.prefixCacheBytes(), model.config().numHiddenLayers(),
+                        model.config().kvLoraRank(), model.config().qkRopeHeadDim())
+                : null;
         this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
     }
 
@@ -137,6 +149,11 @@ public final class Scheduler implements AutoCloseable {
         return stepStats;
     }
 
+    /** The prefix cache, or null when it is off. */
+    public PrefixCache prefixCache() {
+        return prefixCache;
+    }
+
     /** The most sequences one step has carried. */
     public int peakBatch() {
         return peakBatch;
@@ -188,6 +205,7 @@ public final class Scheduler implements AutoCloseable {
     /** Moves queued tasks into free slots; waits while there is nothing to do. False once closed. */
     private boolean admit() throws InterruptedException {
         List<SequenceTask> cancelled = new ArrayList<>();
+        List<Slot> joined = new ArrayList<>();
         lock.lock();
         try {
             while (true) {
@@ -201,7 +219,11 @@ public final class Scheduler implements AutoCloseable {
                     if (t.cancelled()) {
                         cancelled.add(t);
                     } else {
-                        active.add(new Slot(t, model.newCache()));
+                        KvCache cache = model.newCache();
+                        cache.reserve(t.prompt().length + 1); // prefill chunks then append without regrowing
+                        Slot s = new Slot(t, cache);
+                        active.add(s);
+                        joined.add(s);
                     }
                 }
                 activeCount = active.size();
@@ -215,6 +237,12 @@ public final class Scheduler implements AutoCloseable {
         }
         for (SequenceTask t : cancelled) {
             t.onCancelled();
+        }
+        for (Slot s : joined) { // outside the lock: copying a long prefix takes a while
+            if (prefixCache != null) {
+                s.fed = prefixCache.restore(s.prompt, s.cache);
+            }
+            s.task.promptCached(s.fed);
         }
         return !closed;
     }
@@ -285,6 +313,11 @@ public final class Scheduler implements AutoCloseable {
             Slot s = slots.get(i);
             if (s.prefilling()) {
                 s.fed += lengths[i];
+                if (!s.prefilling() && prefixCache != null) {
+                    prefixCache.store(s.prompt, s.cache);
+                }
+            } else if (prefixCache != null) {
+                s.generated.add(s.next); // now in the cache
             }
         }
         Choices choices = Choices.of(slots, logits);
@@ -302,12 +335,28 @@ public final class Scheduler implements AutoCloseable {
                 continue;
             }
             if (next < 0) {
+                keepPrefix(s);
                 retire(s);
             } else {
                 s.next = next;
             }
         }
         activeCount = active.size();
+    }
+
+    /**
+     * A finished sequence's prompt and answer go to the prefix cache, so the next turn of a chat (whose
+     * prompt repeats this one and, re-rendered, usually the answer) starts from them.
+     */
+    private void keepPrefix(Slot s) {
+        if (prefixCache == null || s.generated.isEmpty()) {
+            return;
+        }
+        int[] all = Arrays.copyOf(s.prompt, s.prompt.length + s.generated.size());
+        for (int i = 0; i < s.generated.size(); i++) {
+            all[s.prompt.length + i] = s.generated.get(i);
+        }
+        prefixCache.store(all, s.cache);
     }
 
     /** The sequence leaves its batch slot: its cache goes (on an attention worker, it is released there). */

@@ -3,15 +3,21 @@ package dev.epic.coordinator.scheduler;
 /**
  * Limits of the continuous-batching scheduler.
  *
- * @param maxBatch        sequences decoding together (each holds a KV cache)
- * @param maxQueue        requests waiting for a batch slot; beyond it submissions are refused
- * @param prefillBudget   prompt tokens per step across all prefill chunks (chunked prefill), so one long
- *                        prompt cannot stall the decoding sequences for more than one bounded step
+ * @param maxBatch         sequences decoding together (each holds a KV cache)
+ * @param maxQueue         requests waiting for a batch slot; beyond it submissions are refused
+ * @param prefillBudget    prompt tokens per step across all prefill chunks (chunked prefill), so one long
+ *                         prompt cannot stall the decoding sequences for more than one bounded step
+ * @param prefixCacheBytes latent KV kept for prompt prefixes seen before ({@link PrefixCache}); 0 turns it off
  */
-public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget) {
+public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes) {
     public static final int DEFAULT_MAX_BATCH = 16;
     public static final int DEFAULT_MAX_QUEUE = 64;
     public static final int DEFAULT_PREFILL_BUDGET = 256;
+
+    /** No prefix cache. */
+    public SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget) {
+        this(maxBatch, maxQueue, prefillBudget, 0);
+    }
 
     public SchedulerOptions {
         if (maxBatch < 1) {
@@ -23,9 +29,14 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget) {
         if (prefillBudget < 1) {
             throw new IllegalArgumentException("prefill budget must be >= 1 token, got " + prefillBudget);
         }
+        if (prefixCacheBytes < 0) {
+            throw new IllegalArgumentException("prefix cache size must be >= 0, got " + prefixCacheBytes);
+        }
     }
 
+    /** The serving defaults; the prefix cache may take a quarter of the heap. */
     public static SchedulerOptions defaults() {
-        return new SchedulerOptions(DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, DEFAULT_PREFILL_BUDGET);
+        return new SchedulerOptions(DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, DEFAULT_PREFILL_BUDGET,
+                Runtime.getRuntime().maxMemory() / 4);
     }
 }

@@ -39,6 +39,12 @@ public interface SequenceTask {
         throw new UnsupportedOperationException("accept needs choosesInParallel");
     }
 
+    /**
+     * On joining the batch: the first {@code tokens} prompt tokens were found in the prefix cache and
+     * will not be prefilled again (0 when none were).
+     */
+    default void promptCached(int tokens) {}
+
     /** Polled between steps from the engine thread; may turn true from any thread. */
     boolean cancelled();
 

@@ -29,6 +29,7 @@ import dev.epic.proto.ModelInfoRequest;
 import dev.epic.proto.ModelInfoResponse;
 import dev.epic.proto.SamplingParams;
 import dev.epic.proto.TokenIds;
+import dev.epic.proto.TokenLogprob;
 import dev.epic.proto.TokenizeRequest;
 import dev.epic.proto.TokenizeResponse;
 import dev.epic.transport.ExpertRanges;
@@ -75,7 +76,9 @@ class GenerationServiceTest {
     @BeforeAll
     static void start() throws Exception {
         ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, MAX_CONTEXT);
-        server = CoordinatorServer.start(model, ExpertBackend.local(), new SchedulerOptions(4, 2, 32), "127.0.0.1", 0);
+        // With a prefix cache, as served by default, so every test below also runs through it.
+        server = CoordinatorServer.start(model, ExpertBackend.local(), new SchedulerOptions(4, 2, 32, 16L << 20),
+                "127.0.0.1", 0);
         channel = channel(server.target());
         api = GenerationServiceGrpc.newBlockingStub(channel);
     }
@@ -122,6 +125,53 @@ class GenerationServiceTest {
         // Same seed, same tokens.
         List<GenerateResponse> again = collect(ids(p, 5, 17, 4, 99));
         assertEquals(tokens(stream), tokens(again));
+    }
+
+    /** Logprobs of the golden greedy tokens against log_softmax of the reference logits. */
+    @Test
+    void logprobsFollowTheReferenceDistribution() {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(2);
+        SamplingParams greedy = SamplingParams.newBuilder().setTemperature(0).setMaxTokens(12).setIgnoreEos(true)
+                .setLogprobs(3).build();
+        List<GenerateResponse> stream = collect(ids(greedy, g.tokens()));
+        List<TokenLogprob> got = stream.stream().flatMap(r -> r.getLogprobsList().stream()).toList();
+        assertEquals(12, got.size());
+        for (GenerateResponse r : stream) {
+            assertEquals(r.getTokenIdsCount(), r.getLogprobsCount());
+        }
+        for (int k = 0; k < 12; k++) {
+            float[] reference = k == 0 ? g.prefillLogits() : g.stepLogits()[k - 1];
+            double logZ = 0;
+            for (float l : reference) {
+                logZ += Math.exp(l);
+            }
+            logZ = Math.log(logZ);
+            TokenLogprob t = got.get(k);
+            assertEquals(g.greedyTokens()[k], t.getTokenId());
+            // The logits match the reference within 1e-4, so a log-probability within 2e-4.
+            assertEquals(reference[t.getTokenId()] - logZ, t.getLogprob(), 2e-4, "token " + k);
+            assertEquals(3, t.getTopCount());
+            assertEquals(t.getTokenId(), t.getTop(0).getTokenId()); // greedy takes the most likely
+            for (int j = 0; j < 3; j++) {
+                assertEquals(reference[t.getTop(j).getTokenId()] - logZ, t.getTop(j).getLogprob(), 2e-4);
+            }
+        }
+        assertEquals(Status.Code.INVALID_ARGUMENT, assertThrows(StatusRuntimeException.class, () -> collect(ids(
+                greedy.toBuilder().setLogprobs(21).build(), g.tokens()))).getStatus().getCode());
+    }
+
+    @Test
+    void aRepeatedPromptIsServedFromThePrefixCache() {
+        int[] prompt = IntStream.range(0, 40).map(i -> 300 + 7 * i).toArray();
+        SamplingParams p = SamplingParams.newBuilder().setTemperature(0.9f).setSeed(11).setMaxTokens(5)
+                .setIgnoreEos(true).build();
+        List<GenerateResponse> first = collect(ids(p, prompt));
+        List<GenerateResponse> second = collect(ids(p, prompt));
+        assertEquals(0, first.getLast().getUsage().getCachedPromptTokens());
+        // Whole 16-token blocks, leaving the last prompt token to compute: 32 of 40.
+        assertEquals(32, second.getLast().getUsage().getCachedPromptTokens());
+        assertEquals(40, second.getLast().getUsage().getPromptTokens());
+        assertEquals(tokens(first), tokens(second));
     }
 
     static List<Integer> tokens(List<GenerateResponse> stream) {

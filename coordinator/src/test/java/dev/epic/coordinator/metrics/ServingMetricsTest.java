@@ -34,14 +34,15 @@ class ServingMetricsTest {
     void scrapeShowsRequestsTokensSchedulerGrpcAndJvm() throws Exception {
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 400);
-        try (CoordinatorServer server = CoordinatorServer.start(model, ExpertBackend.local(), new SchedulerOptions(4, 2, 32),
+        try (CoordinatorServer server = CoordinatorServer.start(model, ExpertBackend.local(), new SchedulerOptions(4, 2, 32, 16L << 20),
                 "127.0.0.1", 0, registry);
              MetricsEndpoint endpoint = MetricsEndpoint.start(registry, "127.0.0.1", 0)) {
             ManagedChannel channel = NettyChannelBuilder.forTarget(server.target()).usePlaintext().build();
             try {
                 var api = GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(60, TimeUnit.SECONDS);
                 GenerateRequest req = GenerateRequest.newBuilder()
-                        .setTokenIds(TokenIds.newBuilder().addIds(5).addIds(17).addIds(4))
+                        .setTokenIds(TokenIds.newBuilder().addAllIds(java.util.stream.IntStream.range(0, 20)
+                                .map(i -> 5 + 3 * i).boxed().toList()))
                         .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(6).setIgnoreEos(true))
                         .build();
                 api.generate(req).forEachRemaining(r -> { });
@@ -59,7 +60,11 @@ class ServingMetricsTest {
             String text = r.body();
             assertEquals(2.0, value(text, "epic_requests_finished_total\\{reason=\"length\"\\}"), text);
             assertEquals(12.0, value(text, "epic_tokens_generation_total"), text);
-            assertEquals(6.0, value(text, "epic_tokens_prompt_total"), text);
+            assertEquals(40.0, value(text, "epic_tokens_prompt_total"), text);
+            assertEquals(40.0, value(text, "epic_prefix_cache_queries_tokens_total"), text);
+            assertEquals(16.0, value(text, "epic_prefix_cache_hits_tokens_total"), text); // the second's first block
+            // One block: 16 positions x 4 layers x (32 latent + 8 rope) floats.
+            assertEquals(16.0 * 4 * (32 + 8) * 4, value(text, "epic_prefix_cache_usage_bytes"), text);
             assertEquals(2.0, value(text, "epic_request_time_to_first_token_seconds_count"), text);
             assertEquals(2.0, value(text, "epic_request_time_per_output_token_seconds_count"), text);
             assertTrue(value(text, "epic_scheduler_steps_total") >= 6, text);

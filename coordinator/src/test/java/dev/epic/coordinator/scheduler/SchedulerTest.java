@@ -151,7 +151,8 @@ class SchedulerTest {
         }
     }
 
-    private static void check(Golden.Prompt g, LogitsTask.Result r) {
+    /** The 12 greedy steps after a golden prompt, against the reference logits (1e-4) and tokens. */
+    static void check(Golden.Prompt g, LogitsTask.Result r) {
         assertEquals(13, r.logits().size());
         assertTrue(Golden.maxAbsDiff(g.prefillLogits(), r.logits().get(0)) < 1e-4f, "prefill logits");
         for (int k = 0; k < 12; k++) {

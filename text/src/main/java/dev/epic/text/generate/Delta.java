@@ -1,6 +1,7 @@
 package dev.epic.text.generate;
 
 import dev.epic.text.output.ToolCall;
+import dev.epic.text.sampling.Logprobs;
 import java.util.List;
 
 /**
@@ -9,13 +10,14 @@ import java.util.List;
  * back until decided.
  *
  * @param tokenIds     the token(s) accepted in this step
+ * @param logprobs     their log-probabilities when the request asked for them (else empty)
  * @param content      new visible answer text
  * @param reasoning    new {@code reasoning_content} text
  * @param toolCalls    tool calls completed in this step (or reported incomplete at the end)
  * @param finishReason set on the last delta only
  * @param usage        counts so far
  */
-public record Delta(int[] tokenIds, String content, String reasoning, List<ToolCall> toolCalls,
+public record Delta(int[] tokenIds, List<Logprobs> logprobs, String content, String reasoning, List<ToolCall> toolCalls,
                     FinishReason finishReason, Usage usage) {
 
     public boolean finished() {

@@ -7,6 +7,7 @@ import dev.epic.text.output.StopMatcher;
 import dev.epic.text.output.StreamingDecoder;
 import dev.epic.text.output.ToolCall;
 import dev.epic.text.output.ToolCallParser;
+import dev.epic.text.sampling.Logprobs;
 import dev.epic.text.sampling.Sampler;
 import dev.epic.text.sampling.SamplingParams;
 import dev.epic.text.sampling.TokenHistory;
@@ -37,6 +38,7 @@ public final class Generation {
     private final ReasoningParser reasoning;
     private final ToolCallParser tools;
     private Sampler sampler;
+    private Logprobs sampled; // of the token sample() chose last, when the request asks for logprobs
     private int completionTokens;
     private boolean sawCalls;
     private FinishReason finishReason;
@@ -87,7 +89,11 @@ public final class Generation {
     /** As {@link #sample(float[])} with a caller-owned scratch Sampler (share one per thread across sequences). */
     public int sample(float[] logits, Sampler workspace) {
         ensureRunning();
-        return workspace.sample(logits, Math.min(logits.length, vocab.size()), params, history, rng);
+        int n = Math.min(logits.length, vocab.size());
+        float[] raw = params.wantsLogprobs() ? logits.clone() : null; // the sampler uses logits as scratch
+        int token = workspace.sample(logits, n, params, history, rng);
+        sampled = raw != null ? Logprobs.of(raw, n, token, params.logprobs()) : null;
+        return token;
     }
 
     /** Appends the chosen token and returns what it adds; the delta carries the finish reason when it ends. */
@@ -97,6 +103,8 @@ public final class Generation {
             throw new IllegalArgumentException("token id " + token + " outside the vocabulary [0, " + vocab.size() + ")");
         }
         completionTokens++;
+        List<Logprobs> logprobs = sampled != null && sampled.token() == token ? List.of(sampled) : List.of();
+        sampled = null;
         if (history != null) {
             history.addGenerated(token);
         }
@@ -113,13 +121,13 @@ public final class Generation {
                 || maxContext > 0 && promptTokens + completionTokens >= maxContext)) {
             reason = FinishReason.LENGTH;
         }
-        return emit(new int[] {token}, text, reason);
+        return emit(new int[] {token}, logprobs, text, reason);
     }
 
     /** Ends the generation now (client gone, server shutdown); returns the flushed remainder. */
     public Delta cancel() {
         ensureRunning();
-        return emit(new int[0], "", FinishReason.CANCELLED);
+        return emit(new int[0], List.of(), "", FinishReason.CANCELLED);
     }
 
     public boolean finished() {
@@ -139,7 +147,7 @@ public final class Generation {
         return params;
     }
 
-    private Delta emit(int[] tokens, String text, FinishReason reason) {
+    private Delta emit(int[] tokens, List<Logprobs> logprobs, String text, FinishReason reason) {
         boolean last = reason != null;
         if (last) {
             text += decoder.finish();
@@ -180,7 +188,7 @@ public final class Generation {
             }
             finishReason = reason;
         }
-        return new Delta(tokens, content, split.reasoning(), calls, finishReason, usage());
+        return new Delta(tokens, logprobs, content, split.reasoning(), calls, finishReason, usage());
     }
 
     private void ensureRunning() {

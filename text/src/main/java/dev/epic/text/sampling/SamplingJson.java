@@ -18,7 +18,7 @@ public final class SamplingJson {
     /**
      * Fields: temperature, top_p, top_k, min_p, seed, presence_penalty, frequency_penalty, repetition_penalty,
      * max_tokens (or max_completion_tokens), stop (string or array), stop_token_ids, ignore_eos,
-     * skip_special_tokens.
+     * skip_special_tokens, logprobs (a count, or true with top_logprobs).
      */
     public static SamplingParams read(JsonNode body) {
         return read(body, SamplingParams.builder());
@@ -99,6 +99,15 @@ public final class SamplingJson {
         }
         if (present(body, "skip_special_tokens")) {
             b.skipSpecialTokens(bool(body, "skip_special_tokens"));
+        }
+        if (present(body, "logprobs")) {
+            // Completions: an integer count. Chat completions: true, with the count in top_logprobs.
+            JsonNode l = body.get("logprobs");
+            if (l.isBoolean()) {
+                b.logprobs(!l.asBoolean() ? -1 : present(body, "top_logprobs") ? integer(body, "top_logprobs") : 0);
+            } else {
+                b.logprobs(integer(body, "logprobs"));
+            }
         }
         return b.build();
     }

@@ -22,6 +22,8 @@ import java.util.random.RandomGeneratorFactory;
  * @param stopTokenIds      token ids that end generation (not decoded into the output)
  * @param ignoreEos         keep generating past EOS
  * @param skipSpecialTokens leave special tokens out of the decoded text
+ * @param logprobs          -1 = none; otherwise report each generated token's {@link Logprobs} with this many
+ *                          top alternatives (0 to {@link Logprobs#MAX_TOP})
  */
 public record SamplingParams(
         double temperature,
@@ -36,7 +38,8 @@ public record SamplingParams(
         List<String> stop,
         Set<Integer> stopTokenIds,
         boolean ignoreEos,
-        boolean skipSpecialTokens) {
+        boolean skipSpecialTokens,
+        int logprobs) {
 
     public static final double DEFAULT_TEMPERATURE = 0.6;
     public static final double DEFAULT_TOP_P = 0.95;
@@ -66,6 +69,9 @@ public record SamplingParams(
         }
         if (maxTokens <= 0) {
             throw new InvalidSamplingException("max_tokens", "must be >= 1, got " + maxTokens);
+        }
+        if (logprobs < -1 || logprobs > Logprobs.MAX_TOP) {
+            throw new InvalidSamplingException("logprobs", "must be in [0, " + Logprobs.MAX_TOP + "], got " + logprobs);
         }
         seed = seed == null ? OptionalLong.empty() : seed;
         stop = stop == null ? List.of() : List.copyOf(stop);
@@ -106,6 +112,7 @@ public record SamplingParams(
         b.stopTokenIds = stopTokenIds;
         b.ignoreEos = ignoreEos;
         b.skipSpecialTokens = skipSpecialTokens;
+        b.logprobs = logprobs;
         return b;
     }
 
@@ -115,6 +122,10 @@ public record SamplingParams(
 
     public boolean topKEnabled() {
         return topK > 0;
+    }
+
+    public boolean wantsLogprobs() {
+        return logprobs >= 0;
     }
 
     public boolean hasPenalties() {
@@ -142,6 +153,7 @@ public record SamplingParams(
         private Set<Integer> stopTokenIds = Set.of();
         private boolean ignoreEos = false;
         private boolean skipSpecialTokens = true;
+        private int logprobs = -1;
 
         public Builder temperature(double v) { temperature = v; return this; }
         public Builder topP(double v) { topP = v; return this; }
@@ -158,10 +170,12 @@ public record SamplingParams(
         public Builder stopTokenIds(Set<Integer> v) { stopTokenIds = v; return this; }
         public Builder ignoreEos(boolean v) { ignoreEos = v; return this; }
         public Builder skipSpecialTokens(boolean v) { skipSpecialTokens = v; return this; }
+        /** Report each token's log-probability with {@code v} top alternatives; -1 = off. */
+        public Builder logprobs(int v) { logprobs = v; return this; }
 
         public SamplingParams build() {
             return new SamplingParams(temperature, topP, topK, minP, seed, presencePenalty, frequencyPenalty,
-                    repetitionPenalty, maxTokens, stop, stopTokenIds, ignoreEos, skipSpecialTokens);
+                    repetitionPenalty, maxTokens, stop, stopTokenIds, ignoreEos, skipSpecialTokens, logprobs);
         }
     }
 }

@@ -91,6 +91,29 @@ class GenerationTest {
     }
 
     @Test
+    void logprobsComeWithEachAcceptedTokenWhenAsked() {
+        int[] script = r1.ids("a", "b", "c");
+        List<Delta> deltas = new ArrayList<>();
+        SamplingParams p = GREEDY.toBuilder().ignoreEos(true).maxTokens(3).logprobs(2).build();
+        run(r1, prompt, p, opts(ReasoningMode.NONE), deltas, script);
+        assertEquals(3, deltas.size());
+        for (int i = 0; i < 3; i++) {
+            Delta d = deltas.get(i);
+            assertEquals(1, d.logprobs().size());
+            var lp = d.logprobs().getFirst();
+            assertEquals(script[i], lp.token());
+            // Greedy picks the most likely token within the vocabulary; the padded rows past it never count.
+            assertEquals(script[i], lp.topTokens()[0]);
+            assertEquals(2, lp.topTokens().length);
+            assertEquals(lp.topLogprobs()[0], lp.logprob());
+            assertTrue(lp.logprob() < 0 && lp.topLogprobs()[1] < lp.logprob());
+        }
+        List<Delta> plain = new ArrayList<>();
+        run(r1, prompt, GREEDY.toBuilder().ignoreEos(true).maxTokens(3).build(), opts(ReasoningMode.NONE), plain, script);
+        assertTrue(plain.stream().allMatch(d -> d.logprobs().isEmpty()));
+    }
+
+    @Test
     void stopTokenIdEndsWithoutDecodingIt() {
         int stopId = r1.piece("###");
         int[] script = r1.ids("x", "###", "never");

@@ -46,6 +46,16 @@ class SamplingJsonTest {
     }
 
     @Test
+    void logprobsAsACountOrAsChatCompletionsAsks() throws Exception {
+        assertEquals(-1, read("{}").logprobs());
+        assertEquals(3, read("{\"logprobs\": 3}").logprobs());
+        assertEquals(0, read("{\"logprobs\": true}").logprobs());
+        assertEquals(5, read("{\"logprobs\": true, \"top_logprobs\": 5}").logprobs());
+        assertEquals(-1, read("{\"logprobs\": false, \"top_logprobs\": 5}").logprobs());
+        assertEquals("logprobs", assertThrows(InvalidSamplingException.class, () -> read("{\"logprobs\": 50}")).field());
+    }
+
+    @Test
     void wrongTypesAndRangesNameTheField() {
         assertEquals("temperature", assertThrows(InvalidSamplingException.class, () -> read("{\"temperature\": \"hot\"}")).field());
         assertEquals("max_tokens", assertThrows(InvalidSamplingException.class, () -> read("{\"max_tokens\": 1.5}")).field());

@@ -41,12 +41,15 @@ class SamplingParamsTest {
         expect("repetition_penalty", b -> b.repetitionPenalty(-1));
         expect("stop", b -> b.stop(List.of("ok", "")));
         expect("stop_token_ids", b -> b.stopTokenIds(Set.of(-3)));
+        expect("logprobs", b -> b.logprobs(21));
+        expect("logprobs", b -> b.logprobs(-2));
     }
 
     @Test
     void acceptsBoundaries() {
         SamplingParams.builder().topP(1).temperature(0).topK(-1).minP(1).presencePenalty(-2).frequencyPenalty(2)
-                .repetitionPenalty(0.01).maxTokens(1).build();
+                .repetitionPenalty(0.01).maxTokens(1).logprobs(20).build();
+        SamplingParams.builder().logprobs(0).build();
     }
 
     private static void expect(String field, Consumer<SamplingParams.Builder> change) {

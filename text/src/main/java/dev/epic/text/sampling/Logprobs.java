@@ -1,0 +1,49 @@
+package dev.epic.text.sampling;
+
+/**
+ * Log-probabilities of one generated position under the model's own distribution,
+ * {@code log softmax(logits)}: the raw logits, before temperature, penalties and top-k/p filtering
+ * (what vLLM returns by default), so they describe the model, not the sampling settings.
+ *
+ * @param token       the token chosen at this position
+ * @param logprob     its log-probability
+ * @param topTokens   the {@code top} most likely tokens, most likely first (ties: lower id first)
+ * @param topLogprobs their log-probabilities
+ */
+public record Logprobs(int token, float logprob, int[] topTokens, float[] topLogprobs) {
+    /** The most alternatives a request may ask for (vLLM's default max_logprobs). */
+    public static final int MAX_TOP = 20;
+
+    /** Over logits[0, n): the chosen token's log-probability and the {@code top} best alternatives. */
+    public static Logprobs of(float[] logits, int n, int token, int top) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {
+            max = Math.max(max, logits[i]);
+        }
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            sum += Math.exp(logits[i] - max);
+        }
+        double logZ = max + Math.log(sum);
+        int k = Math.min(top, n);
+        int[] best = new int[k];
+        int size = 0;
+        for (int i = 0; i < n && k > 0; i++) {
+            // Insertion into the small sorted list; a later equal logit never displaces an earlier id.
+            if (size == k && !(logits[i] > logits[best[k - 1]])) {
+                continue;
+            }
+            int j = size < k ? size++ : k - 1;
+            while (j > 0 && logits[i] > logits[best[j - 1]]) {
+                best[j] = best[j - 1];
+                j--;
+            }
+            best[j] = i;
+        }
+        float[] lp = new float[k];
+        for (int j = 0; j < k; j++) {
+            lp[j] = (float) (logits[best[j]] - logZ);
+        }
+        return new Logprobs(token, (float) (logits[token] - logZ), best, lp);
+    }
+}
