@@ -129,7 +129,9 @@ final class ClusterBenchmark {
         // Prompt ids must be in the tokenizer's vocabulary (the lm_head may have padding rows beyond it).
         int vocab = info.getTokenizerVocabSize() > 0 ? Math.min(info.getVocabSize(), info.getTokenizerVocabSize())
                 : info.getVocabSize();
-        SplittableRandom random = new SplittableRandom(o.seed());
+        // The seed makes the prompts, but mixed with the clock: a coordinator's prefix cache keeps the
+        // prompts of earlier runs, and a repeated prompt would be served from it, not prefilled.
+        SplittableRandom random = new SplittableRandom(o.seed() ^ System.nanoTime());
 
         // Warm-up: the JIT of the coordinator, the workers and this client compiles the dispatch
         // path only after thousands of calls; short warm-ups measured 2-3x the steady-state latency.

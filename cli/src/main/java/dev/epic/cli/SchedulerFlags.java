@@ -26,7 +26,14 @@ final class SchedulerFlags {
         if (prefixCacheMb != null && prefixCacheMb < 0) {
             throw new IllegalArgumentException("--prefix-cache-mb must be >= 0, got " + prefixCacheMb);
         }
-        long bytes = prefixCacheMb != null ? prefixCacheMb << 20 : Runtime.getRuntime().maxMemory() / 4;
+        long bytes = Runtime.getRuntime().maxMemory() / 4;
+        if (prefixCacheMb != null) {
+            try {
+                bytes = Math.multiplyExact(prefixCacheMb, 1L << 20);
+            } catch (ArithmeticException e) {
+                throw new IllegalArgumentException("--prefix-cache-mb is too large: " + prefixCacheMb);
+            }
+        }
         return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, bytes);
     }
 }

@@ -14,6 +14,7 @@ import dev.epic.proto.Messages;
 import dev.epic.proto.ModelInfoRequest;
 import dev.epic.proto.ModelInfoResponse;
 import dev.epic.proto.SamplingParams;
+import dev.epic.proto.StatsRequest;
 import dev.epic.proto.TokenIds;
 import io.grpc.Context;
 import io.grpc.Status;
@@ -94,15 +95,7 @@ class GenerationClusterIT {
         for (int i = 0; i < MAX_BATCH; i++) {
             requests.add(chat("Question number " + i + ": what is " + i + " + " + (i * 7) + "?", 1000 + i, 8 + i));
         }
-        List<List<Integer>> sequential = new ArrayList<>();
-        for (GenerateRequest r : requests) {
-            List<GenerateResponse> s = run(r);
-            GenerateResponse last = s.getLast();
-            assertEquals(FinishReason.LENGTH, last.getFinishReason());
-            assertEquals(r.getSampling().getMaxTokens(), last.getUsage().getCompletionTokens());
-            assertTrue(last.getUsage().getPromptTokens() > 10);
-            sequential.add(tokens(s));
-        }
+        // Concurrent first, on a cold prefix cache: every prompt is prefilled in full, batched together.
         var async = GenerationServiceGrpc.newStub(cluster.channel).withDeadlineAfter(180, TimeUnit.SECONDS);
         List<CompletableFuture<List<GenerateResponse>>> futures = new ArrayList<>();
         for (GenerateRequest r : requests) {
@@ -115,13 +108,21 @@ class GenerationClusterIT {
             });
             futures.add(f);
         }
+        List<List<Integer>> concurrent = new ArrayList<>();
         for (int i = 0; i < requests.size(); i++) {
-            List<GenerateResponse> got = futures.get(i).get(180, TimeUnit.SECONDS);
-            assertEquals(sequential.get(i), tokens(got), "request " + i);
-            // The sequential run left the prompt in the prefix cache (on by default): every whole 16-token
-            // block but the one holding the last prompt token comes from it.
-            int prompt = got.getLast().getUsage().getPromptTokens();
-            assertEquals((prompt - 1) / 16 * 16, got.getLast().getUsage().getCachedPromptTokens(), "request " + i);
+            GenerateResponse last = futures.get(i).get(180, TimeUnit.SECONDS).getLast();
+            assertEquals(FinishReason.LENGTH, last.getFinishReason());
+            assertEquals(requests.get(i).getSampling().getMaxTokens(), last.getUsage().getCompletionTokens());
+            assertTrue(last.getUsage().getPromptTokens() > 10);
+            concurrent.add(tokens(futures.get(i).get()));
+        }
+        // Then one at a time: each prompt is now in the prefix cache (on by default), so every whole
+        // 16-token block but the one holding the last prompt token comes from it.
+        for (int i = 0; i < requests.size(); i++) {
+            List<GenerateResponse> s = run(requests.get(i));
+            assertEquals(concurrent.get(i), tokens(s), "request " + i);
+            int prompt = s.getLast().getUsage().getPromptTokens();
+            assertEquals((prompt - 1) / 16 * 16, s.getLast().getUsage().getCachedPromptTokens(), "request " + i);
         }
     }
 
@@ -164,20 +165,18 @@ class GenerationClusterIT {
                 }));
                 waiting.add(f);
             }
-            // The queue is full once both waiting calls have reached the server; a probe that still got
-            // queued (it overtook them) cannot start, so its short deadline ends it and we probe again.
-            StatusRuntimeException refused = null;
-            for (int attempt = 0; attempt < 20 && refused == null; attempt++) {
-                try {
-                    api.withDeadlineAfter(2, TimeUnit.SECONDS).generate(chat("one more", 4, 1)).forEachRemaining(r -> { });
-                } catch (StatusRuntimeException e) {
-                    if (e.getStatus().getCode() != Status.Code.DEADLINE_EXCEEDED) {
-                        refused = e;
-                    }
-                }
+            // The queue is full once both waiting calls have reached the server (probing earlier could
+            // take a place of theirs, and cancelled probes hold none).
+            for (int attempt = 0; api.stats(StatsRequest.getDefaultInstance()).getWaiting() < MAX_QUEUE; attempt++) {
+                assertTrue(attempt < 300, "the waiting calls never reached the queue");
+                Thread.sleep(100);
             }
-            assertTrue(refused != null, "the queue never filled");
+            StatusRuntimeException refused = assertThrows(StatusRuntimeException.class, () ->
+                    api.withDeadlineAfter(30, TimeUnit.SECONDS).generate(chat("one more", 4, 1)).forEachRemaining(r -> { }));
             assertEquals(Status.Code.RESOURCE_EXHAUSTED, refused.getStatus().getCode(), refused.toString());
+            for (CompletableFuture<Status> f : waiting) {
+                assertFalse(f.isDone(), "a waiting call ended early: " + (f.isDone() ? f.join() : ""));
+            }
             assertTrue(refused.getStatus().getDescription().contains("max-queue " + MAX_QUEUE));
             ctx.cancel(null);
             for (CompletableFuture<Status> f : waiting) {

@@ -14,12 +14,12 @@ import jdk.incubator.vector.VectorOperators;
  */
 public final class FmaPeak {
     private static final int UNITS_PER_THREAD = 8;
-    private static final int ITERATIONS = 200_000;
+    private static final int ITERATIONS = 2_000_000; // ~8 GFLOP a pass on 2 threads: long against a wake-up
     private static volatile float sink;
 
     private FmaPeak() {}
 
-    /** Best-of-{@code passes} fp32 FMA throughput of the kernel threads in GFLOP/s (an FMA counts 2); about 50 ms a pass. */
+    /** Best-of-{@code passes} fp32 FMA throughput of the kernel threads in GFLOP/s (an FMA counts 2); about 35 ms a pass on this class of machine. */
     public static double measureGFlops(int passes) {
         int units = Parallel.threads() * UNITS_PER_THREAD;
         float[] partial = new float[units];

@@ -39,7 +39,9 @@ import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CancellationException;
@@ -77,27 +79,94 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     public void generate(GenerateRequest req, StreamObserver<GenerateResponse> out) {
         ServerCallStreamObserver<GenerateResponse> call = (ServerCallStreamObserver<GenerateResponse>) out;
         String id = req.getRequestId().isEmpty() ? "req-" + UUID.randomUUID().toString().substring(0, 8) : req.getRequestId();
-        GenerationTask task;
+        long arrival = System.nanoTime();
         try {
             Prompt prompt = prompt(req);
             SamplingParams params = sampling(req.getSampling());
+            int n = samples(req.getSampling());
             requireWorkers();
-            Generation generation = new Generation(model.tokenizer(), prompt.ids(), params,
-                    GenerationOptions.defaults().withMaxContextLength(model.maxContext()).withReasoning(prompt.reasoning()));
-            task = new GenerationTask(prompt.ids(), generation, new StreamSink(call, id, System.nanoTime()));
-            GenerationTask t = task;
+            Call c = new Call(call, id, n);
+            for (int i = 0; i < n; i++) {
+                // Sample i draws from seed + i: reproducible, and each sample different.
+                SamplingParams p = i == 0 || params.seed().isEmpty() ? params
+                        : params.toBuilder().seed(params.seed().getAsLong() + i).build();
+                Generation generation = new Generation(model.tokenizer(), prompt.ids(), p, GenerationOptions.defaults()
+                        .withMaxContextLength(model.maxContext()).withReasoning(prompt.reasoning()));
+                c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival), n > 1 ? c : null));
+            }
             call.setOnCancelHandler(() -> {
-                t.cancel();
+                c.tasks.forEach(GenerationTask::cancel);
                 scheduler.wake();
             });
-            scheduler.submit(task);
-            log.debug("{}: {} prompt tokens queued", id, prompt.ids().length);
+            scheduler.submitAll(c.tasks);
+            log.debug("{}: {} prompt tokens queued, {} sample(s)", id, prompt.ids().length, n);
         } catch (StatusRuntimeException e) {
             out.onError(e);
         } catch (QueueFullException e) {
             out.onError(Status.RESOURCE_EXHAUSTED.withDescription(e.getMessage()).asRuntimeException());
         } catch (IllegalArgumentException e) {
             out.onError(PromptBuilder.invalid(e.getMessage()));
+        }
+    }
+
+    /** sampling.n, at least 1 and at most what the scheduler can ever hold at once. */
+    private int samples(dev.epic.proto.SamplingParams p) {
+        if (!p.hasN()) {
+            return 1;
+        }
+        long n = Integer.toUnsignedLong(p.getN());
+        int max = scheduler.options().maxBatch() + scheduler.options().maxQueue();
+        if (n < 1 || n > max) {
+            throw PromptBuilder.invalid("sampling.n: must be in [1, " + max + "] (max-batch + max-queue of this "
+                    + "server), got " + n);
+        }
+        return (int) n;
+    }
+
+    /**
+     * One Generate call and its samples. The sinks run on the engine thread one at a time, so the
+     * counts need no lock; the call completes once every sample has ended, or fails with the first failure.
+     */
+    private static final class Call {
+        final ServerCallStreamObserver<GenerateResponse> call;
+        final String id;
+        final List<GenerationTask> tasks = new ArrayList<>();
+        private int running;
+        private boolean closed;
+
+        Call(ServerCallStreamObserver<GenerateResponse> call, String id, int samples) {
+            this.call = call;
+            this.id = id;
+            this.running = samples;
+        }
+
+        void send(GenerateResponse r, boolean last) {
+            if (closed || call.isCancelled()) {
+                return;
+            }
+            try {
+                call.onNext(r);
+                if (last && --running == 0) {
+                    closed = true;
+                    call.onCompleted();
+                }
+            } catch (StatusRuntimeException | IllegalStateException e) {
+                log.debug("{}: client went away: {}", id, e.getMessage()); // cancelled between check and send
+            }
+        }
+
+        /** The first failure ends the call; the other samples are cancelled. */
+        void fail(StatusRuntimeException error) {
+            if (closed || call.isCancelled()) {
+                return;
+            }
+            closed = true;
+            tasks.forEach(GenerationTask::cancel);
+            try {
+                call.onError(error);
+            } catch (IllegalStateException e) {
+                log.debug("{}: could not report failure: {}", id, e.getMessage());
+            }
         }
     }
 
@@ -181,18 +250,18 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
     }
 
-    /** Streams deltas to one gRPC call; runs on the engine thread. */
+    /** Streams one sample's deltas to its gRPC call; runs on the engine thread. */
     private final class StreamSink implements GenerationTask.Sink {
-        private final ServerCallStreamObserver<GenerateResponse> call;
-        private final String id;
+        private final Call call;
+        private final int index;
         private final long arrivalNanos;
         private long firstTokenNanos = -1;
         private int reasoningTokens;
         private int cachedPromptTokens;
 
-        StreamSink(ServerCallStreamObserver<GenerateResponse> call, String id, long arrivalNanos) {
+        StreamSink(Call call, int index, long arrivalNanos) {
             this.call = call;
-            this.id = id;
+            this.index = index;
             this.arrivalNanos = arrivalNanos;
         }
 
@@ -214,10 +283,10 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 metrics.finished(System.nanoTime() - arrivalNanos, firstTokenNanos, d.usage().promptTokens(),
                         d.usage().completionTokens(), d.finishReason().name().toLowerCase(java.util.Locale.ROOT));
             }
-            if (call.isCancelled()) {
+            if (call.call.isCancelled()) {
                 return;
             }
-            GenerateResponse.Builder r = GenerateResponse.newBuilder().setRequestId(id)
+            GenerateResponse.Builder r = GenerateResponse.newBuilder().setRequestId(call.id).setIndex(index)
                     .setText(d.content()).setReasoningText(d.reasoning());
             for (int t : d.tokenIds()) {
                 r.addTokenIds(t);
@@ -238,20 +307,13 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                         .setCompletionTokens(d.usage().completionTokens()).setReasoningTokens(reasoningTokens)
                         .setCachedPromptTokens(cachedPromptTokens));
             }
-            try {
-                call.onNext(r.build());
-                if (d.finished()) {
-                    call.onCompleted();
-                }
-            } catch (StatusRuntimeException | IllegalStateException e) {
-                log.debug("{}: client went away: {}", id, e.getMessage()); // cancelled between check and send
-            }
+            call.send(r.build(), d.finished());
         }
 
         @Override
         public void cancelled(Delta last) {
-            if (call.isCancelled()) {
-                log.debug("{}: cancelled by the client", id);
+            if (call.call.isCancelled() || call.closed) {
+                log.debug("{}: sample {} cancelled", call.id, index);
                 metrics.cancelled();
                 return;
             }
@@ -260,15 +322,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
 
         @Override
         public void failed(Throwable error) {
-            log.warn("{}: failed: {}", id, error.toString());
+            log.warn("{}: failed: {}", call.id, error.toString());
             metrics.failed(toStatus(error).getStatus().getCode().name());
-            if (!call.isCancelled()) {
-                try {
-                    call.onError(toStatus(error));
-                } catch (IllegalStateException e) {
-                    log.debug("{}: could not report failure: {}", id, e.getMessage());
-                }
-            }
+            call.fail(toStatus(error));
         }
     }
 

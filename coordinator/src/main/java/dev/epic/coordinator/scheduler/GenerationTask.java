@@ -26,12 +26,24 @@ public final class GenerationTask implements SequenceTask {
     private final int[] prompt;
     private final Generation generation;
     private final Sink sink;
+    private final Object prefixGroup;
     private volatile boolean cancelled;
 
     public GenerationTask(int[] prompt, Generation generation, Sink sink) {
+        this(prompt, generation, sink, null);
+    }
+
+    /** @param prefixGroup shared by the samples of one prompt (see {@link SequenceTask#prefixGroup}); may be null */
+    public GenerationTask(int[] prompt, Generation generation, Sink sink, Object prefixGroup) {
         this.prompt = prompt.clone();
         this.generation = generation;
         this.sink = sink;
+        this.prefixGroup = prefixGroup;
+    }
+
+    @Override
+    public Object prefixGroup() {
+        return prefixGroup;
     }
 
     /** Asks the scheduler to drop this sequence at the next step boundary (any thread). */

@@ -1,11 +1,13 @@
 package dev.epic.coordinator.scheduler;
 
 import dev.epic.model.KvCache;
-import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.HashMap;
-import java.util.List;
+import java.util.HashSet;
 import java.util.Map;
+import java.util.PriorityQueue;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -29,7 +31,7 @@ public final class PrefixCache {
     private final int rope;
     private final long blockBytes;
     private final Node root = new Node(null, null, null, null);
-    private final List<Node> nodes = new ArrayList<>();
+    private final Set<Node> nodes = new HashSet<>(); // every block (identity: Node keeps Object's equals)
     private long bytes;
     private long clock;
     private final AtomicLong queriedTokens = new AtomicLong();
@@ -145,10 +147,8 @@ public final class PrefixCache {
             lat[layer] = cache.latents(layer, end, rank, rope);
             pe[layer] = cache.ropeKeys(layer, end, rank, rope);
         }
-        for (; b < blocks; b++) {
-            if (!makeRoom(node)) {
-                break;
-            }
+        int fits = makeRoom(blocks - b, node);
+        for (int stop = b + fits; b < stop; b++) {
             float[][] bl = new float[layers][];
             float[][] bp = new float[layers][];
             for (int layer = 0; layer < layers; layer++) {
@@ -165,23 +165,37 @@ public final class PrefixCache {
         storedBytes = bytes;
     }
 
-    /** Evicts least recently used leaves until one more block fits; never {@code keep} or its ancestors. */
-    private boolean makeRoom(Node keep) {
-        while (bytes + blockBytes > capacityBytes) {
-            Node victim = null;
+    /**
+     * Evicts least recently used leaves until {@code wanted} more blocks fit, never {@code keep} (the
+     * block they will hang from; its ancestors are not leaves). Returns how many fit. One scan builds a
+     * heap of the leaves; a parent whose last child goes joins it.
+     */
+    private int makeRoom(int wanted, Node keep) {
+        if (bytes + wanted * blockBytes > capacityBytes) {
+            PriorityQueue<Node> leaves = new PriorityQueue<>(Comparator.comparingLong((Node n) -> n.lastUsed));
             for (Node n : nodes) {
-                if (n.children.isEmpty() && n != keep && (victim == null || n.lastUsed < victim.lastUsed)) {
-                    victim = n;
+                if (n.children.isEmpty() && n != keep) {
+                    leaves.add(n);
                 }
             }
-            if (victim == null) {
-                return false;
+            while (bytes + wanted * blockBytes > capacityBytes && !leaves.isEmpty()) {
+                Node victim = leaves.poll();
+                Node parent = victim.parent;
+                parent.children.remove(victim.key);
+                nodes.remove(victim);
+                bytes -= blockBytes;
+                if (parent != root && parent != keep && parent.children.isEmpty()) {
+                    leaves.add(parent);
+                }
             }
-            victim.parent.children.remove(victim.key);
-            nodes.remove(victim);
-            bytes -= blockBytes;
         }
-        return true;
+        return (int) Math.max(0, Math.min(wanted, (capacityBytes - bytes) / blockBytes));
+    }
+
+    /** Whether a prompt of this many tokens can keep all the blocks a later request would restore. */
+    public boolean canHold(int promptTokens) {
+        long blocks = (promptTokens - 1) / BLOCK;
+        return blocks > 0 && blocks * blockBytes <= capacityBytes;
     }
 
     /** Prompt tokens looked up so far. */

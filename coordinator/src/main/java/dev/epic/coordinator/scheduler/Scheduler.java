@@ -97,17 +97,28 @@ public final class Scheduler implements AutoCloseable {
 
     /** Queues a sequence; it joins the batch at the next step with a free slot. */
     public void submit(SequenceTask task) {
+        submitAll(List.of(task));
+    }
+
+    /** Queues all of the sequences or, when they do not fit, none ({@link QueueFullException}). */
+    public void submitAll(List<? extends SequenceTask> tasks) {
         lock.lock();
         try {
             if (closed) {
                 throw new IllegalStateException("scheduler is shut down");
             }
-            if (queue.size() >= options.maxQueue() && activeCount + queue.size() >= options.maxBatch()) {
-                throw new QueueFullException("request queue is full: " + queue.size() + " waiting, "
-                        + activeCount + " running (max-queue " + options.maxQueue() + ", max-batch "
-                        + options.maxBatch() + ")");
+            int n = tasks.size();
+            int waiting = 0; // cancelled entries leave at the next step boundary: they hold no place
+            for (SequenceTask t : queue) {
+                waiting += t.cancelled() ? 0 : 1;
             }
-            queue.addLast(task);
+            // Refused when more than max-queue of them would have to wait for a batch slot.
+            if (activeCount + waiting + n - options.maxBatch() > options.maxQueue()) {
+                throw new QueueFullException("request queue is full: " + waiting + " waiting, "
+                        + activeCount + " running, " + n + " asked for (max-queue " + options.maxQueue()
+                        + ", max-batch " + options.maxBatch() + ")");
+            }
+            queue.addAll(tasks);
             work.signal();
         } finally {
             lock.unlock();
@@ -214,14 +225,16 @@ public final class Scheduler implements AutoCloseable {
                     queue.clear();
                     break;
                 }
-                while (active.size() < options.maxBatch() && !queue.isEmpty()) {
-                    SequenceTask t = queue.pollFirst();
+                for (Iterator<SequenceTask> it = queue.iterator(); it.hasNext(); ) {
+                    SequenceTask t = it.next();
                     if (t.cancelled()) {
+                        it.remove();
                         cancelled.add(t);
+                    } else if (active.size() >= options.maxBatch() || waitsForSibling(t)) {
+                        continue;
                     } else {
-                        KvCache cache = model.newCache();
-                        cache.reserve(t.prompt().length + 1); // prefill chunks then append without regrowing
-                        Slot s = new Slot(t, cache);
+                        it.remove();
+                        Slot s = new Slot(t, model.newCache());
                         active.add(s);
                         joined.add(s);
                     }
@@ -238,7 +251,8 @@ public final class Scheduler implements AutoCloseable {
         for (SequenceTask t : cancelled) {
             t.onCancelled();
         }
-        for (Slot s : joined) { // outside the lock: copying a long prefix takes a while
+        for (Slot s : joined) { // outside the lock: allocating and copying a long prefix take a while
+            s.cache.reserve(s.prompt.length + 1); // prefill chunks then append without regrowing
             if (prefixCache != null) {
                 s.fed = prefixCache.restore(s.prompt, s.cache);
             }
@@ -342,6 +356,23 @@ public final class Scheduler implements AutoCloseable {
             }
         }
         activeCount = active.size();
+    }
+
+    /**
+     * A sample of a prompt whose sibling is still prefilling waits for it, to start from its cached
+     * blocks, but only where waiting helps: the prompt has whole blocks to restore and they fit in the cache.
+     */
+    private boolean waitsForSibling(SequenceTask t) {
+        Object group = t.prefixGroup();
+        if (prefixCache == null || group == null || !prefixCache.canHold(t.prompt().length)) {
+            return false;
+        }
+        for (Slot s : active) {
+            if (s.prefilling() && group.equals(s.task.prefixGroup())) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /**

@@ -45,6 +45,15 @@ public interface SequenceTask {
      */
     default void promptCached(int tokens) {}
 
+    /**
+     * Sequences with the same prompt (the n samples of one request) share a group: with the prefix
+     * cache on, the others wait until the first has prefilled, then start from its cached blocks
+     * instead of all prefilling the same prompt in one step. Null: no group.
+     */
+    default Object prefixGroup() {
+        return null;
+    }
+
     /** Polled between steps from the engine thread; may turn true from any thread. */
     boolean cancelled();
 

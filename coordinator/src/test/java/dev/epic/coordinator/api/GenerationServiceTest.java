@@ -174,6 +174,34 @@ class GenerationServiceTest {
         assertEquals(tokens(first), tokens(second));
     }
 
+    /** n samples: each is what one request with seed + i gives, and the prompt is prefilled once. */
+    @Test
+    void samplesOfOnePromptStreamTogetherAndShareItsPrefill() {
+        int[] prompt = IntStream.range(0, 40).map(i -> 900 + 11 * i).toArray();
+        SamplingParams p = SamplingParams.newBuilder().setTemperature(0.9f).setSeed(21).setMaxTokens(6)
+                .setIgnoreEos(true).build();
+        List<GenerateResponse> stream = collect(ids(p.toBuilder().setN(3).build(), prompt));
+        for (int i = 0; i < 3; i++) {
+            int index = i;
+            List<GenerateResponse> mine = stream.stream().filter(r -> r.getIndex() == index).toList();
+            assertEquals(6, mine.size());
+            GenerateResponse last = mine.getLast();
+            assertEquals(FinishReason.LENGTH, last.getFinishReason());
+            assertEquals(6, last.getUsage().getCompletionTokens());
+            // The first sample prefills the prompt; the others start from its 32 cached tokens.
+            assertEquals(i == 0 ? 0 : 32, last.getUsage().getCachedPromptTokens(), "sample " + i);
+            assertEquals(tokens(collect(ids(p.toBuilder().setSeed(21 + i).build(), prompt))), tokens(mine),
+                    "sample " + i);
+        }
+        assertEquals(18, stream.size());
+        for (int bad : new int[] {0, 7}) { // this server: max-batch 4 + max-queue 2
+            StatusRuntimeException e = assertThrows(StatusRuntimeException.class,
+                    () -> collect(ids(p.toBuilder().setN(bad).build(), prompt)));
+            assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+            assertTrue(e.getStatus().getDescription().contains("sampling.n: must be in [1, 6]"), e.getMessage());
+        }
+    }
+
     static List<Integer> tokens(List<GenerateResponse> stream) {
         return stream.stream().flatMap(r -> r.getTokenIdsList().stream()).toList();
     }

@@ -254,6 +254,22 @@ class SchedulerTest {
     }
 
     @Test
+    void severalSequencesAreQueuedAllOrNone() throws Exception {
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(1, 1, 256))) { // not started: nothing runs
+            List<GenerationTask> three = new ArrayList<>();
+            for (int i = 0; i < 3; i++) {
+                three.add(task(prompt(20 + i, 3), sampled(i, 2), new CollectingSink()));
+            }
+            QueueFullException e = assertThrows(QueueFullException.class, () -> s.submitAll(three));
+            assertTrue(e.getMessage().contains("3 asked for"), e.getMessage());
+            assertEquals(0, s.waiting());
+            s.submitAll(three.subList(0, 2)); // one runs, one waits
+            assertEquals(2, s.waiting());
+            assertThrows(QueueFullException.class, () -> s.submit(three.get(2)));
+        }
+    }
+
+    @Test
     void closingCancelsRunningAndWaitingSequences() throws Exception {
         CollectingSink running = new CollectingSink();
         CollectingSink waiting = new CollectingSink();

@@ -100,14 +100,15 @@ public final class SamplingJson {
         if (present(body, "skip_special_tokens")) {
             b.skipSpecialTokens(bool(body, "skip_special_tokens"));
         }
-        if (present(body, "logprobs")) {
-            // Completions: an integer count. Chat completions: true, with the count in top_logprobs.
-            JsonNode l = body.get("logprobs");
-            if (l.isBoolean()) {
-                b.logprobs(!l.asBoolean() ? -1 : present(body, "top_logprobs") ? integer(body, "top_logprobs") : 0);
-            } else {
-                b.logprobs(integer(body, "logprobs"));
-            }
+        // Completions: logprobs is a count. Chat completions: logprobs true, with the count in top_logprobs.
+        JsonNode l = present(body, "logprobs") ? body.get("logprobs") : null;
+        if (present(body, "top_logprobs") && (l == null || !l.isBoolean() || !l.asBoolean())) {
+            throw new InvalidSamplingException("top_logprobs", "needs \"logprobs\": true");
+        }
+        if (l != null && l.isBoolean()) {
+            b.logprobs(!l.asBoolean() ? -1 : present(body, "top_logprobs") ? integer(body, "top_logprobs") : 0);
+        } else if (l != null) {
+            b.logprobs(integer(body, "logprobs"));
         }
         return b.build();
     }

@@ -51,7 +51,10 @@ class SamplingJsonTest {
         assertEquals(3, read("{\"logprobs\": 3}").logprobs());
         assertEquals(0, read("{\"logprobs\": true}").logprobs());
         assertEquals(5, read("{\"logprobs\": true, \"top_logprobs\": 5}").logprobs());
-        assertEquals(-1, read("{\"logprobs\": false, \"top_logprobs\": 5}").logprobs());
+        assertEquals(-1, read("{\"logprobs\": false}").logprobs());
+        assertEquals("top_logprobs", assertThrows(InvalidSamplingException.class,
+                () -> read("{\"logprobs\": false, \"top_logprobs\": 5}")).field());
+        assertEquals("top_logprobs", assertThrows(InvalidSamplingException.class, () -> read("{\"top_logprobs\": 5}")).field());
         assertEquals("logprobs", assertThrows(InvalidSamplingException.class, () -> read("{\"logprobs\": 50}")).field());
     }
 
