@@ -57,6 +57,13 @@ public final class CoordinatorCommand implements Callable<Integer> {
             description = "a worker slower than this for one layer is presumed dead (default ${DEFAULT-VALUE})")
     long expertDeadlineMs;
 
+    static final int DEFAULT_REBALANCE_SECONDS = 60;
+
+    @Option(names = "--rebalance-seconds", defaultValue = "" + DEFAULT_REBALANCE_SECONDS, paramLabel = "S",
+            description = "how often the expert placement is replanned from the load, when expert workers have "
+                    + "redundant slots (0 = never; default ${DEFAULT-VALUE})")
+    long rebalanceSeconds;
+
     @Option(names = "--remote-attention",
             description = "run attention and the KV caches on the attention workers registered in ZooKeeper "
                     + "(data-parallel attention; each sequence is placed on one) instead of in this process")
@@ -82,7 +89,11 @@ public final class CoordinatorCommand implements Callable<Integer> {
             case "fp8" -> HiddenEncoding.FP8_E4M3;
             default -> throw new IllegalArgumentException("--wire must be fp32, bf16 or fp8, got '" + wire + "'");
         };
+        if (rebalanceSeconds < 0) {
+            throw new IllegalArgumentException("--rebalance-seconds must be >= 0, got " + rebalanceSeconds);
+        }
         RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
+                .withRebalance(Duration.ofSeconds(rebalanceSeconds))
                 .withDeadline(Duration.ofMillis(expertDeadlineMs));
         MetricsFlags.Metrics m = metrics.open(host);
         RemoteExpertBackend backend = null;

@@ -39,6 +39,11 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
     @Option(names = "--capacity", defaultValue = "256", description = "token rows per message this worker is sized for (advisory; default ${DEFAULT-VALUE})")
     int capacity;
 
+    @Option(names = "--redundant-slots", defaultValue = "0", paramLabel = "N",
+            description = "experts per MoE layer it may host beyond its own, as the coordinators place them from "
+                    + "the load (expert-parallel load balancing; default ${DEFAULT-VALUE}: off)")
+    int redundantSlots;
+
     @Override
     public Integer call() throws Exception {
         return flags.serve(this::serve);
@@ -61,7 +66,7 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
                 String.format("%.0f", ProcessStats.residentMb()));
         ExpertWorker worker = WorkerFlags.startDrained(() -> ExpertWorker.start(shard, fp, moeLayers,
                 new ExpertWorker.Settings(flags.host, port, flags.zk, flags.cluster, flags.id, capacity,
-                        flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort)), checkpoint);
+                        flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, redundantSlots)), checkpoint);
         flags.watchParent();
         worker.awaitTermination();
         return 0;

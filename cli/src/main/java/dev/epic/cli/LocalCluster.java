@@ -92,10 +92,23 @@ final class LocalCluster implements AutoCloseable {
      * @param attentionWorkers attention-worker processes; 0 = attention runs in the coordinator
      * @param logDir           where worker logs go (null = inherit this process's stderr)
      * @param registry         where the coordinator's meters go
+     * @param redundantSlots   each expert worker's redundant slots per layer (0: no rebalancing)
+     * @param rebalance        how often the coordinator replans the expert placement
      */
     record Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
-            String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {
+            String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry, int redundantSlots,
+            Duration rebalance) {
+        /** Without redundant experts. */
+        Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
+                String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {
+            this(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler, logDir,
+                    registry, 0, Duration.ZERO);
+        }
+
         Options {
+            if (redundantSlots < 0) {
+                throw new IllegalArgumentException("--redundant-slots must be >= 0, got " + redundantSlots);
+            }
             if (workerThreads < 0) {
                 throw new IllegalArgumentException("--worker-threads must be >= 0, got " + workerThreads);
             }
@@ -125,7 +138,8 @@ final class LocalCluster implements AutoCloseable {
         RemoteAttention attention = null;
         try {
             for (int w = 0; w < workerCount; w++) {
-                workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir, threads, format));
+                workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir, threads, format,
+                        o.redundantSlots()));
             }
             for (int a = 0; a < attentionWorkerCount; a++) {
                 attentionWorkers.add(spawn("attention-worker", List.of("--model", model.toAbsolutePath().toString(),
@@ -135,7 +149,7 @@ final class LocalCluster implements AutoCloseable {
             }
             CheckpointFingerprint fp = CheckpointFingerprint.of(model);
             backend = RemoteExpertBackend.connect(zk.getConnectString(), CLUSTER, fp, config,
-                    RemoteExperts.Options.defaults(), o.registry());
+                    RemoteExperts.Options.defaults().withRebalance(o.rebalance()), o.registry());
             awaitCoverage(backend, workers);
             if (attentionWorkerCount > 0) {
                 attention = RemoteAttention.connect(zk.getConnectString(), CLUSTER, fp, config.hiddenSize(),
@@ -197,10 +211,11 @@ final class LocalCluster implements AutoCloseable {
      * oversubscribe the cores the coordinator needs (idle pool threads spin before parking).
      */
     static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir, int threads,
-            WeightFormat format) throws IOException {
+            WeightFormat format, int redundantSlots) throws IOException {
         Worker w = spawn("expert-worker", List.of("--model", model.toAbsolutePath().toString(), "--experts", experts,
                 "--zk", zkConnect, "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",
-                "--drain-ms", "500", "--weights", format.id()), id, logDir, threads);
+                "--drain-ms", "500", "--weights", format.id(), "--redundant-slots", Integer.toString(redundantSlots)),
+                id, logDir, threads);
         return new Worker(w.process(), experts, w.logFile());
     }
 

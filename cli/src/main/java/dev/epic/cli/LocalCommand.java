@@ -4,6 +4,7 @@ import dev.epic.model.quant.WeightFormat;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
+import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -48,6 +49,16 @@ public final class LocalCommand implements Callable<Integer> {
                     + "attention); 0 = attention in the coordinator (default ${DEFAULT-VALUE})")
     int attentionWorkers;
 
+    @Option(names = "--redundant-slots", defaultValue = "0", paramLabel = "N",
+            description = "experts per MoE layer each worker may host beyond its own, placed by the coordinator "
+                    + "from the load (expert-parallel load balancing; default ${DEFAULT-VALUE}: off)")
+    int redundantSlots;
+
+    @Option(names = "--rebalance-seconds", defaultValue = "" + CoordinatorCommand.DEFAULT_REBALANCE_SECONDS,
+            paramLabel = "S", description = "how often the expert placement is replanned when workers have "
+                    + "redundant slots (0 = never; default ${DEFAULT-VALUE})")
+    long rebalanceSeconds;
+
     @Option(names = "--worker-threads", defaultValue = "0", paramLabel = "N",
             description = "kernel threads per expert worker (default 0 = this machine's cores / workers, at least 1)")
     int workerThreads;
@@ -64,7 +75,8 @@ public final class LocalCommand implements Callable<Integer> {
         LocalCluster cluster;
         try {
             cluster = LocalCluster.start(model, new LocalCluster.Options(workers, replication, attentionWorkers,
-                    workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, m.registry()));
+                    workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, m.registry(),
+                    redundantSlots, Duration.ofSeconds(rebalanceSeconds)));
         } catch (Exception | Error e) {
             m.close();
             throw e;

@@ -7,24 +7,45 @@ import dev.epic.model.layers.Mlp;
 import dev.epic.model.quant.ConvertedWeights;
 import dev.epic.model.quant.WeightFormat;
 import java.lang.foreign.MemorySegment;
+import java.util.Map;
 
 /**
  * An {@link ExpertShard} over a checkpoint: the hosted experts' SwiGLU MLPs for every MoE layer.
  * Only their tensors are opened, so only the shards holding them are mapped, and only their pages
- * are loaded (at start-up) and resident.
+ * are loaded (at start-up, and when redundant experts arrive) and resident.
  */
 public final class CheckpointShard implements ExpertShard {
-    private final int hidden;
+    private final Checkpoint checkpoint;
+    private final WeightSource weights;
+    private final ModelConfig config;
     private final int[] experts;
     /** layer -> expert id -> MLP (null where not hosted or not a MoE layer). */
-    private final Mlp[][] mlps;
-    private final long residentBytes;
+    private final Mlp[][] own;
+    private final long ownBytes;
+    /**
+     * The redundant experts of the current placement, and of the one before: a coordinator that has
+     * not yet seen the new announcement may still send rows for those. Each is replaced whole.
+     */
+    private volatile Mlp[][] extra;
+    private volatile Mlp[][] previous;
+    private volatile long extraBytes;
+    /**
+     * Once it follows placements, any expert a coordinator still routes here by an older placement
+     * is loaded on demand (the weights are mapped) rather than refused: a refusal would end the
+     * coordinator's stream and take this worker's own experts down with it. Key: layer * experts + id.
+     */
+    private volatile boolean followsPlacements;
+    private final java.util.concurrent.ConcurrentHashMap<Integer, Mlp> onDemand = new java.util.concurrent.ConcurrentHashMap<>();
 
-    private CheckpointShard(int hidden, int[] experts, Mlp[][] mlps, long residentBytes) {
-        this.hidden = hidden;
+    private CheckpointShard(Checkpoint checkpoint, WeightSource weights, int[] experts, Mlp[][] own, long ownBytes) {
+        this.checkpoint = checkpoint;
+        this.weights = weights;
+        this.config = checkpoint.config();
         this.experts = experts;
-        this.mlps = mlps;
-        this.residentBytes = residentBytes;
+        this.own = own;
+        this.ownBytes = ownBytes;
+        this.extra = new Mlp[own.length][];
+        this.previous = extra;
     }
 
     /** Loads the sorted expert ids {@code experts} of every MoE layer, weights as stored. */
@@ -55,26 +76,35 @@ public final class CheckpointShard implements ExpertShard {
                 if (e < 0 || e >= n) {
                     throw new IllegalArgumentException("expert " + e + " outside [0, " + n + ") of " + checkpoint.directory());
                 }
-                String prefix = "model.layers." + layer + ".mlp.experts." + e;
-                mlps[layer][e] = Mlp.load(weights, prefix, c.hiddenSize(), c.moeIntermediateSize());
-                if (weights != checkpoint) {
-                    bytes += mlps[layer][e].storageBytes(); // converted: in memory or a mapped epic-q* file
-                    continue;
-                }
-                for (String proj : new String[] {"gate_proj", "up_proj", "down_proj"}) {
-                    String name = prefix + "." + proj + ".weight";
-                    bytes += prefault(checkpoint, name);
-                    if (checkpoint.contains(name + "_scale_inv")) {
-                        bytes += prefault(checkpoint, name + "_scale_inv");
-                    }
-                }
+                mlps[layer][e] = Mlp.load(weights, prefix(layer, e), c.hiddenSize(), c.moeIntermediateSize());
+                bytes += resident(checkpoint, weights, layer, e, mlps[layer][e]);
             }
         }
-        return new CheckpointShard(c.hiddenSize(), experts.clone(), mlps, bytes);
+        return new CheckpointShard(checkpoint, weights, experts.clone(), mlps, bytes);
+    }
+
+    private static String prefix(int layer, int expert) {
+        return "model.layers." + layer + ".mlp.experts." + expert;
+    }
+
+    /** The expert's bytes, paged in now when it is read from the checkpoint's mapped files. */
+    private static long resident(Checkpoint checkpoint, WeightSource weights, int layer, int e, Mlp mlp) {
+        if (weights != checkpoint) {
+            return mlp.storageBytes(); // converted: in memory or a mapped epic-q* file
+        }
+        long bytes = 0;
+        for (String proj : new String[] {"gate_proj", "up_proj", "down_proj"}) {
+            String name = prefix(layer, e) + "." + proj + ".weight";
+            bytes += prefault(checkpoint, name);
+            if (checkpoint.contains(name + "_scale_inv")) {
+                bytes += prefault(checkpoint, name + "_scale_inv");
+            }
+        }
+        return bytes;
     }
 
     /**
-     * Pages the tensor in now, so the worker announces itself only with its weights resident (the
+     * Pages the tensor in now, so the worker announces experts only with their weights resident (the
      * first requests would otherwise page-fault through the checkpoint and could miss deadlines),
      * and so the process's resident size shows its share of the model.
      */
@@ -88,7 +118,12 @@ public final class CheckpointShard implements ExpertShard {
 
     @Override
     public int hiddenSize() {
-        return hidden;
+        return config.hiddenSize();
+    }
+
+    @Override
+    public int expertCount() {
+        return config.nRoutedExperts();
     }
 
     @Override
@@ -98,16 +133,86 @@ public final class CheckpointShard implements ExpertShard {
 
     @Override
     public boolean isMoeLayer(int layer) {
-        return layer >= 0 && layer < mlps.length && mlps[layer] != null;
+        return layer >= 0 && layer < own.length && own[layer] != null;
+    }
+
+    @Override
+    public boolean hosts(int layer, int expert) {
+        return followsPlacements ? isMoeLayer(layer) && expert >= 0 && expert < expertCount()
+                : mlp(layer, expert) != null;
+    }
+
+    private Mlp mlp(int layer, int expert) {
+        if (!isMoeLayer(layer) || expert < 0 || expert >= own[layer].length) {
+            return null;
+        }
+        Mlp m = own[layer][expert];
+        if (m == null) {
+            m = at(extra, layer, expert);
+        }
+        return m != null ? m : at(previous, layer, expert);
+    }
+
+    private static Mlp at(Mlp[][] table, int layer, int expert) {
+        Mlp[] l = table[layer];
+        return l != null ? l[expert] : null;
     }
 
     @Override
     public void apply(int layer, int expert, float[] x, int batch, float[] y) {
-        mlps[layer][expert].forward(x, y, batch);
+        Mlp m = mlp(layer, expert);
+        if (m == null && followsPlacements) {
+            m = onDemand.computeIfAbsent(layer * expertCount() + expert,
+                    k -> Mlp.load(weights, prefix(layer, expert), config.hiddenSize(), config.moeIntermediateSize()));
+        }
+        if (m == null) {
+            throw new IllegalArgumentException("expert " + expert + " of layer " + layer + " is not hosted here");
+        }
+        m.forward(x, y, batch);
+    }
+
+    /**
+     * Loads the experts new to this placement (one kept from the last two is reused), then swaps; the
+     * last placement's experts stay until the next change, and any other expert a coordinator still
+     * routes here is loaded on demand.
+     */
+    @Override
+    public synchronized void redundant(Map<Integer, int[]> extras) {
+        Mlp[][] old = extra;
+        Mlp[][] next = new Mlp[own.length][];
+        long bytes = 0;
+        for (var entry : extras.entrySet()) {
+            int layer = entry.getKey();
+            if (!isMoeLayer(layer)) {
+                throw new IllegalArgumentException("layer " + layer + " is not a MoE layer of this model");
+            }
+            for (int e : entry.getValue()) {
+                if (e < 0 || e >= expertCount()) {
+                    throw new IllegalArgumentException("expert " + e + " outside [0, " + expertCount() + ")");
+                }
+                if (own[layer][e] != null) {
+                    continue; // hosted already
+                }
+                if (next[layer] == null) {
+                    next[layer] = new Mlp[expertCount()];
+                }
+                Mlp kept = at(old, layer, e);
+                kept = kept != null ? kept : at(previous, layer, e);
+                next[layer][e] = kept != null ? kept
+                        : Mlp.load(weights, prefix(layer, e), config.hiddenSize(), config.moeIntermediateSize());
+                bytes += kept != null ? kept.storageBytes() : resident(checkpoint, weights, layer, e, next[layer][e]);
+            }
+        }
+        previous = old; // before extra: a reader never misses an expert of either placement
+        extra = next;
+        extraBytes = bytes;
+        followsPlacements = true;
+        onDemand.clear(); // stragglers of older placements: loaded again if still asked for
+
     }
 
     @Override
     public long residentBytes() {
-        return residentBytes;
+        return ownBytes + extraBytes;
     }
 }

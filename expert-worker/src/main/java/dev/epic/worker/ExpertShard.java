@@ -1,20 +1,36 @@
 package dev.epic.worker;
 
+import java.util.Map;
+
 /**
- * The routed experts one process hosts: the same expert ids in every MoE layer, weights resident
- * only for those. Implementations hold the weights; {@link ShardExecutor} does the routing
- * bookkeeping around them.
+ * The routed experts one process hosts: its own expert ids in every MoE layer, plus (for
+ * expert-parallel load balancing) redundant experts in single layers, weights resident only for
+ * those. Implementations hold the weights; {@link ShardExecutor} does the routing bookkeeping around them.
  */
 public interface ExpertShard {
     int hiddenSize();
 
-    /** Hosted expert ids, sorted. */
+    /** Routed experts per layer in the model (ids run from 0 to this). */
+    int expertCount();
+
+    /** Its own expert ids (every MoE layer), sorted. */
     int[] experts();
 
     boolean isMoeLayer(int layer);
 
+    /** Whether expert {@code expert} of {@code layer} is hosted now (its own or redundant). */
+    boolean hosts(int layer, int expert);
+
     /** y[b] = Expert(layer, expert)(x[b]) for b in [0, batch); x and y are [batch x hidden] row-major. */
     void apply(int layer, int expert, float[] x, int batch, float[] y);
+
+    /**
+     * Hosts these redundant experts (layer -> expert ids) from now on, in place of the previous ones.
+     * Messages being computed keep the experts they started with.
+     */
+    default void redundant(Map<Integer, int[]> extras) {
+        throw new UnsupportedOperationException("this shard hosts no redundant experts");
+    }
 
     /** Bytes of weight storage this shard holds (for logs and capacity planning). */
     long residentBytes();

@@ -11,11 +11,10 @@ import java.util.Arrays;
 public final class ShardExecutor {
     private final ExpertShard shard;
     private final int hidden;
-    /** expert id -> dense slot among hosted experts, -1 if not hosted. */
-    private final int[] slotOf;
-    private final int[] hosted;
-    private int[] slotCount;
-    private int[] slotStart;
+    private final int experts;
+    /** Per expert id: its pairs' count, then their start in the sorted order. */
+    private final int[] count;
+    private final int[] start;
     private int[] pairRow = new int[0];
     private float[] pairWeight = new float[0];
     private float[] xs = new float[0];
@@ -24,15 +23,9 @@ public final class ShardExecutor {
     public ShardExecutor(ExpertShard shard) {
         this.shard = shard;
         this.hidden = shard.hiddenSize();
-        this.hosted = shard.experts();
-        int max = hosted.length == 0 ? 0 : hosted[hosted.length - 1] + 1;
-        this.slotOf = new int[max];
-        Arrays.fill(slotOf, -1);
-        for (int s = 0; s < hosted.length; s++) {
-            slotOf[hosted[s]] = s;
-        }
-        this.slotCount = new int[hosted.length];
-        this.slotStart = new int[hosted.length + 1];
+        this.experts = shard.expertCount();
+        this.count = new int[experts];
+        this.start = new int[experts + 1];
     }
 
     /**
@@ -50,37 +43,37 @@ public final class ShardExecutor {
         for (int r = 0; r < rows; r++) {
             pairs += counts[r];
         }
-        // Counting sort of (row, weight) pairs by expert slot.
-        Arrays.fill(slotCount, 0);
+        // Counting sort of (row, weight) pairs by expert id; the experts hosted now (own or redundant).
+        Arrays.fill(count, 0);
         for (int p = 0; p < pairs; p++) {
             int e = ids[p];
-            if (e < 0 || e >= slotOf.length || slotOf[e] < 0) {
-                throw new IllegalArgumentException("expert " + e + " is not hosted by this worker (hosts "
-                        + dev.epic.transport.ExpertRanges.format(hosted) + ")");
+            if (e < 0 || e >= experts || !shard.hosts(layer, e)) {
+                throw new IllegalArgumentException("expert " + e + " is not hosted by this worker in layer " + layer
+                        + " (hosts " + dev.epic.transport.ExpertRanges.format(shard.experts()) + " in every layer)");
             }
-            slotCount[slotOf[e]]++;
+            count[e]++;
         }
-        slotStart[0] = 0;
-        for (int s = 0; s < hosted.length; s++) {
-            slotStart[s + 1] = slotStart[s] + slotCount[s];
+        start[0] = 0;
+        for (int e = 0; e < experts; e++) {
+            start[e + 1] = start[e] + count[e];
         }
         if (pairRow.length < pairs) {
             pairRow = new int[pairs];
             pairWeight = new float[pairs];
         }
-        int[] fill = slotCount; // reused as write cursors
-        System.arraycopy(slotStart, 0, fill, 0, hosted.length);
+        int[] fill = count; // reused as write cursors
+        System.arraycopy(start, 0, fill, 0, experts);
         for (int r = 0, p = 0; r < rows; r++) {
             for (int j = 0; j < counts[r]; j++, p++) {
-                int at = fill[slotOf[ids[p]]]++;
+                int at = fill[ids[p]]++;
                 pairRow[at] = r;
                 pairWeight[at] = weights[p];
             }
         }
         Arrays.fill(out, 0, rows * hidden, 0.0);
-        for (int s = 0; s < hosted.length; s++) {
-            int from = slotStart[s];
-            int batch = slotStart[s + 1] - from;
+        for (int e = 0; e < experts; e++) {
+            int from = start[e];
+            int batch = start[e + 1] - from;
             if (batch == 0) {
                 continue;
             }
@@ -88,7 +81,7 @@ public final class ShardExecutor {
             for (int b = 0; b < batch; b++) {
                 System.arraycopy(x, pairRow[from + b] * hidden, xs, b * hidden, hidden);
             }
-            shard.apply(layer, hosted[s], xs, batch, ys);
+            shard.apply(layer, e, xs, batch, ys);
             for (int b = 0; b < batch; b++) {
                 float w = pairWeight[from + b];
                 int o = pairRow[from + b] * hidden;

@@ -12,6 +12,7 @@ import dev.epic.model.moe.LocalExperts;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import java.util.stream.Collectors;
+import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 
 /** The worker's batched, pre-reduced shard computation against the engine's local experts. */
@@ -73,9 +74,63 @@ class ShardExecutorTest {
 
             var e = assertThrows(IllegalArgumentException.class, () -> new ShardExecutor(shard)
                     .forward(2, x, 1, new int[] {1}, new int[] {2}, new float[] {1f}, new double[hidden]));
-            assertEquals("expert 2 is not hosted by this worker (hosts 1,5-7,20,33,63)", e.getMessage());
+            assertEquals("expert 2 is not hosted by this worker in layer 2 (hosts 1,5-7,20,33,63 in every layer)", e.getMessage());
             assertThrows(IllegalArgumentException.class, () -> new ShardExecutor(shard)
                     .forward(0, x, 1, new int[] {1}, new int[] {1}, new float[] {1f}, new double[hidden]));
+        }
+    }
+
+    /** Redundant experts: hosted in their layer only, computed like the own ones, the last placement's kept one round. */
+    @Test
+    void redundantExpertsServeTheirLayerAndOutliveOnePlacement() {
+        try (Checkpoint c = Checkpoint.open(TestData.model("tiny-v3"))) {
+            ModelConfig cfg = c.config();
+            CheckpointShard shard = CheckpointShard.load(c, new int[] {1, 2});
+            long own = shard.residentBytes();
+            shard.redundant(java.util.Map.of(2, new int[] {5, 2})); // 2 is its own already
+            assertTrue(shard.hosts(2, 5) && shard.hosts(3, 1));
+            int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
+            assertEquals(own / (2 * moeLayers), shard.residentBytes() - own, "one expert, in one layer");
+            int hidden = cfg.hiddenSize();
+            float[] x = new float[3 * hidden];
+            SplittableRandom r = new SplittableRandom(4);
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) r.nextGaussian();
+            }
+            int k = cfg.numExpertsPerTok();
+            int[] ids = new int[3 * k];
+            float[] w = new float[3 * k];
+            for (int i = 0; i < 3; i++) {
+                for (int j = 0; j < k; j++) {
+                    ids[i * k + j] = j == 0 ? 5 : j == 1 ? 1 : 100 + j; // only 5 and 1 are sent to this shard
+                    w[i * k + j] = 0.1f * (j + 1);
+                }
+            }
+            float[] expected = new float[x.length];
+            LocalExperts.subset(cfg, c, java.util.Set.of(1, 5)).forwardHosted(2, x, 3, ids, w, k, expected);
+            double[] sums = new double[x.length];
+            int[] counts = {2, 2, 2};
+            int[] sendIds = {5, 1, 5, 1, 5, 1};
+            float[] sendW = {0.1f, 0.2f, 0.1f, 0.2f, 0.1f, 0.2f};
+            new ShardExecutor(shard).forward(2, x, 3, counts, sendIds, sendW, sums);
+            for (int i = 0; i < x.length; i++) {
+                assertEquals(expected[i], (float) sums[i], "element " + i);
+            }
+            long placed = shard.residentBytes();
+            shard.redundant(java.util.Map.of(2, new int[] {6}));
+            assertTrue(shard.residentBytes() == placed, "one expert for another");
+            // Rows a coordinator still routes by an older placement are computed, not refused (a
+            // refusal would end its stream and take this worker's own experts down too).
+            shard.redundant(java.util.Map.of());
+            shard.redundant(java.util.Map.of());
+            assertEquals(own, shard.residentBytes());
+            assertTrue(shard.hosts(2, 5) && shard.hosts(3, 200) && !shard.hosts(0, 5), "any expert of a MoE layer");
+            java.util.Arrays.fill(sums, 0);
+            new ShardExecutor(shard).forward(2, x, 3, counts, sendIds, sendW, sums);
+            for (int i = 0; i < x.length; i++) {
+                assertEquals(expected[i], (float) sums[i], "on demand, element " + i);
+            }
+            assertThrows(IllegalArgumentException.class, () -> shard.redundant(java.util.Map.of(0, new int[] {5})));
         }
     }
 }

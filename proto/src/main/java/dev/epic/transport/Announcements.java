@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.epic.proto.LayerExperts;
 import dev.epic.proto.ModelFingerprint;
 import dev.epic.proto.WorkerAnnouncement;
 import java.io.IOException;
@@ -29,6 +30,14 @@ public final class Announcements {
         o.put("capacity", a.getCapacity());
         o.put("pid", a.getPid());
         o.put("protocolVersion", a.getProtocolVersion());
+        if (a.getRedundantSlots() > 0) {
+            o.put("redundantSlots", a.getRedundantSlots());
+            ObjectNode redundant = o.putObject("redundant");
+            for (LayerExperts l : a.getRedundantList()) {
+                ArrayNode ids = redundant.putArray(Integer.toString(l.getLayer()));
+                l.getExpertsList().forEach(ids::add);
+            }
+        }
         return o.toString().getBytes(StandardCharsets.UTF_8);
     }
 
@@ -59,6 +68,14 @@ public final class Announcements {
         }
         for (JsonNode e : experts) {
             b.addExperts(e.asInt());
+        }
+        b.setRedundantSlots(o.path("redundantSlots").asInt(0));
+        for (var layer : o.path("redundant").properties()) {
+            LayerExperts.Builder l = LayerExperts.newBuilder().setLayer(Integer.parseInt(layer.getKey()));
+            for (JsonNode e : layer.getValue()) {
+                l.addExperts(e.asInt());
+            }
+            b.addRedundant(l);
         }
         return b.build();
     }

@@ -61,6 +61,11 @@ public final class WorkerRegistration implements AutoCloseable {
         return new WorkerRegistration(node, path);
     }
 
+    /** Replaces the announcement (the node stays; watchers see it change). */
+    public void update(WorkerAnnouncement announcement) throws Exception {
+        node.setData(Announcements.toJson(announcement));
+    }
+
     @Override
     public void close() {
         try {

@@ -169,6 +169,18 @@ public final class WorkerServer implements AutoCloseable {
         server.awaitTermination();
     }
 
+    /** The worker's ZooKeeper client (for watching what the coordinators publish). */
+    public CuratorFramework zk() {
+        return zk;
+    }
+
+    /** Replaces this worker's announcement, e.g. when it hosts other experts; ignored once draining. */
+    public synchronized void reannounce(WorkerAnnouncement announcement) throws Exception {
+        if (!closed && !killed) {
+            registration.update(announcement);
+        }
+    }
+
     /**
      * Stops serving at once without draining, as a crash would (for failover tests): connections
      * break, but the ZooKeeper node stays, as a crashed process's does until its session expires,

@@ -16,6 +16,19 @@ public final class ZkLayout {
         return clusterPath(cluster) + "/workers";
     }
 
+    /**
+     * The expert placement the coordinators' rebalancer publishes: per worker id, the extra experts
+     * of each layer it should host in its redundant slots ({@link Placements}).
+     */
+    public static String placementPath(String cluster) {
+        return clusterPath(cluster) + "/placement";
+    }
+
+    /** Where the coordinators elect the one that rebalances. */
+    public static String rebalancerPath(String cluster) {
+        return clusterPath(cluster) + "/rebalancer";
+    }
+
     /** Where attention workers register. */
     public static String attentionWorkersPath(String cluster) {
         return clusterPath(cluster) + "/attention";

@@ -42,23 +42,32 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
      *                      bytes at the cost of ~1e-2 relative activation error.
      * @param deadline      how long one worker may take for one message before it is presumed dead
      * @param deadBackoff   how long a failed worker is skipped before it is tried again
+     * @param rebalance     how often the expert placement is replanned from the load ({@link Rebalancer});
+     *                      zero: never
      */
-    public record Options(HiddenEncoding encoding, Duration deadline, Duration deadBackoff) {
+    public record Options(HiddenEncoding encoding, Duration deadline, Duration deadBackoff, Duration rebalance) {
         public static Options defaults() {
-            return new Options(HiddenEncoding.FP32, Duration.ofSeconds(10), Duration.ofSeconds(1));
+            return new Options(HiddenEncoding.FP32, Duration.ofSeconds(10), Duration.ofSeconds(1), Duration.ZERO);
         }
 
         public Options withEncoding(HiddenEncoding e) {
-            return new Options(e, deadline, deadBackoff);
+            return new Options(e, deadline, deadBackoff, rebalance);
         }
 
         public Options withDeadline(Duration d) {
-            return new Options(encoding, d, deadBackoff);
+            return new Options(encoding, d, deadBackoff, rebalance);
+        }
+
+        public Options withRebalance(Duration period) {
+            return new Options(encoding, deadline, deadBackoff, period);
         }
     }
 
     private final CuratorFramework ownedZk;
     private final WorkerDirectory directory;
+    private final Rebalancer rebalancer; // null: the placement is never replanned here
+    /** Rows routed to each [layer][expert] since the rebalancer last read them (guarded by this). */
+    private long[][] load = new long[0][];
     private final CheckpointFingerprint fingerprint;
     private final int hidden;
     private final Options options;
@@ -82,6 +91,37 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         this.options = options;
         this.stats = new DispatchStats(registry);
         this.directory = new WorkerDirectory(zk, cluster, fingerprint, experts);
+        try {
+            this.rebalancer = options.rebalance().isPositive()
+                    ? new Rebalancer(zk, cluster, this, options.rebalance(), registry) : null;
+        } catch (RuntimeException e) {
+            directory.close();
+            throw e;
+        }
+    }
+
+    /** The rows each [layer][expert] received since the last call (layers never called: zeros), and a fresh count. */
+    synchronized long[][] takeLoad() {
+        int experts = directory.table().experts();
+        long[][] taken = new long[load.length][];
+        for (int l = 0; l < load.length; l++) {
+            taken[l] = load[l] != null ? load[l] : new long[experts];
+        }
+        load = new long[load.length][];
+        return taken;
+    }
+
+    RoutingTable table() {
+        return directory.table();
+    }
+
+    /** One rebalancing round now (tests; the rebalancer otherwise runs on its own schedule). */
+    Eplb.Plan rebalanceNow() throws Exception {
+        if (rebalancer == null) {
+            throw new IllegalStateException("rebalancing is off (Options.rebalance is zero)");
+        }
+        rebalancer.awaitLeadership(Duration.ofSeconds(10));
+        return rebalancer.rebalance();
     }
 
     /** Uses an existing, started Curator client (not closed by {@link #close()}). */
@@ -161,6 +201,14 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         RoutingTable table = directory.table();
         rotation++;
         round.clear();
+        if (load.length <= layer) {
+            load = Arrays.copyOf(load, layer + 1);
+        }
+        if (load[layer] == null) {
+            load[layer] = new long[table.experts()];
+        }
+        long[] layerLoad = load[layer];
+        boolean exact = options.encoding() == HiddenEncoding.FP32;
         // First round: every pair to a replica; batches live in the endpoints' scratch.
         BitSet missing = null;
         for (int i = 0; i < rows; i++) {
@@ -169,9 +217,12 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 if (e < 0 || e >= table.experts()) {
                     throw new IllegalArgumentException("expert id " + e + " out of range [0, " + table.experts() + ")");
                 }
-                // Replicas are spread by expert id (expert e -> its (e mod n)-th live replica). Which
-                // worker serves an expert does not change the result: answers are summed exactly.
-                WorkerEndpoint w = table.pick(e, 0, t0);
+                // On the exact wire, an expert's rows share out over its replicas, row by row and call
+                // by call: which worker serves a pair does not change the result, since answers are
+                // summed exactly. A lossy wire keeps each expert on one replica (e mod n), so its
+                // rounding stays the same from call to call.
+                layerLoad[e]++;
+                WorkerEndpoint w = table.pick(layer, e, exact ? rotation + i : 0, t0);
                 if (w == null) {
                     (missing == null ? missing = new BitSet() : missing).set(e);
                     continue;
@@ -205,7 +256,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 for (int r = 0, p = 0; r < f.rows; r++) {
                     for (int c = 0; c < f.counts[r]; c++, p++) {
                         int e = f.ids[p];
-                        WorkerEndpoint w = table.pick(e, rotation, now);
+                        WorkerEndpoint w = table.pick(layer, e, rotation, now);
                         if (w == null) {
                             (missing == null ? missing = new BitSet() : missing).set(e);
                             continue;
@@ -350,6 +401,9 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
 
     @Override
     public void close() {
+        if (rebalancer != null) {
+            rebalancer.close();
+        }
         directory.close();
         if (ownedZk != null) {
             ownedZk.close();

@@ -1,16 +1,24 @@
 package dev.epic.coordinator.experts;
 
+import dev.epic.proto.LayerExperts;
 import dev.epic.transport.ExpertRanges;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
- * Immutable snapshot: expert id -> workers announcing it (replicas). Liveness within the snapshot
- * changes as workers fail ({@link WorkerEndpoint#isLive}); membership changes publish a new table.
+ * Immutable snapshot: per layer, expert id -> workers announcing it (replicas). A worker's own
+ * experts count in every layer, its redundant experts (placed by the rebalancer) in their layer only.
+ * Liveness within the snapshot changes as workers fail ({@link WorkerEndpoint#isLive}); membership
+ * and announcement changes publish a new table.
  */
 final class RoutingTable {
+    /** Replicas of each expert in layers without redundant experts. */
     private final WorkerEndpoint[][] replicas;
+    /** Layers with redundant experts: their full expert -> replicas table. */
+    private final Map<Integer, WorkerEndpoint[][]> byLayer = new HashMap<>();
     private final List<WorkerEndpoint> workers;
 
     RoutingTable(int experts, Collection<WorkerEndpoint> workers) {
@@ -18,16 +26,41 @@ final class RoutingTable {
         for (int e = 0; e < experts; e++) {
             by.add(new ArrayList<>(2));
         }
+        Map<Integer, List<List<WorkerEndpoint>>> extra = new HashMap<>();
         for (WorkerEndpoint w : workers) {
             for (int e : w.announcement().getExpertsList()) {
                 if (e < experts) {
                     by.get(e).add(w);
                 }
             }
+            for (LayerExperts l : w.announcement().getRedundantList()) {
+                List<List<WorkerEndpoint>> layer = extra.computeIfAbsent(l.getLayer(), k -> new ArrayList<>());
+                while (layer.size() < experts) {
+                    layer.add(new ArrayList<>(1));
+                }
+                for (int e : l.getExpertsList()) {
+                    if (e < experts) {
+                        layer.get(e).add(w);
+                    }
+                }
+            }
         }
         this.replicas = new WorkerEndpoint[experts][];
         for (int e = 0; e < experts; e++) {
             replicas[e] = by.get(e).toArray(WorkerEndpoint[]::new);
+        }
+        for (var l : extra.entrySet()) {
+            WorkerEndpoint[][] table = new WorkerEndpoint[experts][];
+            for (int e = 0; e < experts; e++) {
+                List<WorkerEndpoint> all = new ArrayList<>(by.get(e));
+                for (WorkerEndpoint w : l.getValue().get(e)) {
+                    if (!all.contains(w)) {
+                        all.add(w);
+                    }
+                }
+                table[e] = all.toArray(WorkerEndpoint[]::new);
+            }
+            byLayer.put(l.getKey(), table);
         }
         this.workers = List.copyOf(workers);
     }
@@ -40,16 +73,22 @@ final class RoutingTable {
         return workers;
     }
 
-    int replicaCount(int expert) {
-        return replicas[expert].length;
+    private WorkerEndpoint[] replicas(int layer, int expert) {
+        WorkerEndpoint[][] table = byLayer.get(layer);
+        return (table != null ? table : replicas)[expert];
+    }
+
+    int replicaCount(int layer, int expert) {
+        return replicas(layer, expert).length;
     }
 
     /**
-     * A live replica of expert e: replicas are taken round-robin starting at (e + rotation), so one
-     * call sends each expert to one replica and successive calls spread the load. null if none is live.
+     * A live replica of expert e in this layer, taken round-robin from (e + rotation): one call
+     * spreads an expert's rows over its replicas (rotation = the row), so a hot expert's rows share
+     * out over the workers hosting it. null if none is live.
      */
-    WorkerEndpoint pick(int expert, int rotation, long nowNanos) {
-        WorkerEndpoint[] r = replicas[expert];
+    WorkerEndpoint pick(int layer, int expert, int rotation, long nowNanos) {
+        WorkerEndpoint[] r = replicas(layer, expert);
         int n = r.length;
         for (int i = 0; i < n; i++) {
             WorkerEndpoint w = r[Math.floorMod(expert + rotation + i, n)];
@@ -60,7 +99,10 @@ final class RoutingTable {
         return null;
     }
 
-    /** Experts with no healthy replica (none registered, or all failed lately), as ranges ("" when covered). */
+    /**
+     * Experts with no healthy worker among the workers' own experts (none registered, or all failed
+     * lately), as ranges ("" when covered). Redundant experts come and go with the load, so they never count.
+     */
     String missing() {
         List<Integer> miss = new ArrayList<>();
         for (int e = 0; e < replicas.length; e++) {

@@ -63,10 +63,16 @@ final class WorkerEndpoint implements AutoCloseable {
         return announcement.getWorkerId() + "@" + announcement.getAddress();
     }
 
-    /** The znode changed (e.g. the worker re-registered): forget past failures. */
+    /**
+     * The znode changed. A new process (the worker re-registered) starts with a clean record; the
+     * same process announcing other redundant experts keeps its failures.
+     */
     void update(WorkerAnnouncement a) {
+        boolean restarted = a.getPid() != announcement.getPid();
         this.announcement = a;
-        revive();
+        if (restarted) {
+            revive();
+        }
     }
 
     void revive() {
