@@ -33,8 +33,18 @@ import org.slf4j.LoggerFactory;
  */
 final class Rebalancer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Rebalancer.class);
-    /** A plan must cut the busiest worker's excess load by this fraction to be worth moving weights for. */
-    private static final double MIN_GAIN = 0.03;
+    /**
+     * A plan must cut the busiest worker's excess over the mean by this fraction, and by at least
+     * {@link #MIN_STEP} of the mean, to be worth moving weights for: replanning every window for a
+     * point of balance would only churn the workers' memory.
+     */
+    private static final double MIN_GAIN = 0.25;
+    private static final double MIN_STEP = 0.01;
+    /**
+     * A layer is planned only once its averaged load holds this many rows per expert: fewer, and the
+     * counts are mostly noise, so a plan would chase the last few steps.
+     */
+    private static final int MIN_ROWS_PER_EXPERT = 8;
 
     private final CuratorFramework zk;
     private final String path;
@@ -89,6 +99,11 @@ final class Rebalancer implements AutoCloseable {
             }
         }
         load = decayed;
+        long[][] planned = new long[decayed.length][];
+        for (int l = 0; l < decayed.length; l++) {
+            long total = java.util.Arrays.stream(decayed[l]).sum();
+            planned[l] = total >= (long) MIN_ROWS_PER_EXPERT * decayed[l].length ? decayed[l] : new long[decayed[l].length];
+        }
         RoutingTable table = experts.table();
         List<Eplb.Worker> workers = new ArrayList<>();
         List<Map<Integer, int[]>> current = new ArrayList<>();
@@ -108,14 +123,14 @@ final class Rebalancer implements AutoCloseable {
             current.add(extras);
             slots |= a.getRedundantSlots() > 0;
         }
-        imbalance = Eplb.imbalance(load, workers, current);
+        imbalance = Eplb.imbalance(planned, workers, current);
         if (!slots || !latch.hasLeadership()) {
             return null;
         }
-        Eplb.Plan plan = Eplb.plan(load, workers);
+        Eplb.Plan plan = Eplb.plan(planned, workers);
         double after = plan.imbalanceAfter();
         double gain = imbalance - after;
-        if (gain <= 1e-9 || gain < MIN_GAIN * (imbalance - 1)) {
+        if (gain < MIN_STEP || gain < MIN_GAIN * (imbalance - 1)) {
             return null; // the placement in force is about as good (or nothing was routed)
         }
         // Written only over the placement read (znode version check): a second leader during a
@@ -137,8 +152,9 @@ final class Rebalancer implements AutoCloseable {
             return null;
         }
         published.increment();
-        log.info("expert placement {}: busiest worker at {}x the mean load (worst layer), planned {}x; {} redundant "
-                + "expert(s) placed", version, String.format("%.2f", imbalance), String.format("%.2f", after),
+        log.info("expert placement {}: busiest worker at {}x the mean load (worst layer; {}x without redundant "
+                + "experts), planned {}x; {} redundant expert(s) placed", version, String.format("%.2f", imbalance),
+                String.format("%.2f", plan.imbalanceBefore()), String.format("%.2f", after),
                 plan.extras().values().stream().flatMap(m -> m.values().stream()).mapToInt(a -> a.length).sum());
         return plan;
     }

@@ -75,6 +75,9 @@ class RebalancerTest {
                 long before = re.stats().snapshot().messages();
                 re.forward(layer, x, rows, ids, w, k, got);
                 assertEquals(1, re.stats().snapshot().messages() - before, "one worker holds them all");
+                for (int step = 0; step < 24; step++) { // a plan needs 8 rows per expert of the layer: 2,048
+                    re.forward(layer, x, rows, ids, w, k, got);
+                }
 
                 Eplb.Plan plan = re.rebalanceNow();
                 assertNotNull(plan, "a skewed load gets a placement");
