@@ -220,6 +220,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         if (p.hasLogprobs()) {
             b.logprobs((int) Math.min(Integer.toUnsignedLong(p.getLogprobs()), Integer.MAX_VALUE));
         }
+        if (p.hasPromptLogprobs()) {
+            b.promptLogprobs((int) Math.min(Integer.toUnsignedLong(p.getPromptLogprobs()), Integer.MAX_VALUE));
+        }
         if (p.hasMaxTokens()) {
             long max = Integer.toUnsignedLong(p.getMaxTokens());
             b.maxTokens((int) Math.min(max, Integer.MAX_VALUE));
@@ -258,6 +261,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         private long firstTokenNanos = -1;
         private int reasoningTokens;
         private int cachedPromptTokens;
+        private List<Logprobs> promptLogprobs = new ArrayList<>(); // null once sent
 
         StreamSink(Call call, int index, long arrivalNanos) {
             this.call = call;
@@ -268,6 +272,11 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         @Override
         public void promptCached(int tokens) {
             cachedPromptTokens = tokens;
+        }
+
+        @Override
+        public void promptLogprobs(List<Logprobs> logprobs) {
+            promptLogprobs.addAll(logprobs);
         }
 
         @Override
@@ -292,11 +301,11 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 r.addTokenIds(t);
             }
             for (Logprobs l : d.logprobs()) {
-                TokenLogprob.Builder tl = TokenLogprob.newBuilder().setTokenId(l.token()).setLogprob(l.logprob());
-                for (int i = 0; i < l.topTokens().length; i++) {
-                    tl.addTop(TopLogprob.newBuilder().setTokenId(l.topTokens()[i]).setLogprob(l.topLogprobs()[i]));
-                }
-                r.addLogprobs(tl);
+                r.addLogprobs(proto(l));
+            }
+            if (promptLogprobs != null) {
+                promptLogprobs.forEach(l -> r.addPromptLogprobs(proto(l)));
+                promptLogprobs = null;
             }
             for (dev.epic.text.output.ToolCall c : d.toolCalls()) {
                 r.addToolCalls(ToolCall.newBuilder().setId(c.id()).setName(c.name()).setArguments(c.arguments()));
@@ -326,6 +335,14 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             metrics.failed(toStatus(error).getStatus().getCode().name());
             call.fail(toStatus(error));
         }
+    }
+
+    private static TokenLogprob proto(Logprobs l) {
+        TokenLogprob.Builder tl = TokenLogprob.newBuilder().setTokenId(l.token()).setLogprob(l.logprob());
+        for (int i = 0; i < l.topTokens().length; i++) {
+            tl.addTop(TopLogprob.newBuilder().setTokenId(l.topTokens()[i]).setLogprob(l.topLogprobs()[i]));
+        }
+        return tl.build();
     }
 
     static FinishReason finishReason(dev.epic.text.generate.FinishReason r) {

@@ -38,7 +38,7 @@ final class Rebalancer implements AutoCloseable {
      * {@link #MIN_STEP} of the mean, to be worth moving weights for: replanning every window for a
      * point of balance would only churn the workers' memory.
      */
-    private static final double MIN_GAIN = 0.25;
+    private static final double MIN_GAIN = 0.1;
     private static final double MIN_STEP = 0.01;
     /**
      * A layer is planned only once its averaged load holds this many rows per expert: fewer, and the
@@ -67,7 +67,7 @@ final class Rebalancer implements AutoCloseable {
             throw new IllegalStateException("cannot join the rebalancer election: " + e, e);
         }
         Gauge.builder("epic.experts.imbalance", this, r -> r.imbalance)
-                .description("busiest expert worker's rows over the mean, worst MoE layer, last rebalancing window")
+                .description("busiest expert worker's rows over the mean, worst MoE layer, moving average of windows")
                 .register(registry);
         this.published = Counter.builder("epic.experts.placements").description("expert placements published")
                 .register(registry);
@@ -123,14 +123,17 @@ final class Rebalancer implements AutoCloseable {
             current.add(extras);
             slots |= a.getRedundantSlots() > 0;
         }
-        imbalance = Eplb.imbalance(planned, workers, current);
-        if (!slots || !latch.hasLeadership()) {
+        imbalance = Eplb.imbalance(decayed, workers, current);
+        boolean enough = java.util.Arrays.stream(planned).anyMatch(l -> java.util.Arrays.stream(l).anyMatch(r -> r > 0));
+        if (!slots || !enough || !latch.hasLeadership()) {
             return null;
         }
+        // The plan and the placement in force are judged on the same load: the layers with enough rows.
+        double inForce = Eplb.imbalance(planned, workers, current);
         Eplb.Plan plan = Eplb.plan(planned, workers);
         double after = plan.imbalanceAfter();
-        double gain = imbalance - after;
-        if (gain < MIN_STEP || gain < MIN_GAIN * (imbalance - 1)) {
+        double gain = inForce - after;
+        if (gain < MIN_STEP || gain < MIN_GAIN * (inForce - 1)) {
             return null; // the placement in force is about as good (or nothing was routed)
         }
         // Written only over the placement read (znode version check): a second leader during a
@@ -153,7 +156,7 @@ final class Rebalancer implements AutoCloseable {
         }
         published.increment();
         log.info("expert placement {}: busiest worker at {}x the mean load (worst layer; {}x without redundant "
-                + "experts), planned {}x; {} redundant expert(s) placed", version, String.format("%.2f", imbalance),
+                + "experts), planned {}x; {} redundant expert(s) placed", version, String.format("%.2f", inForce),
                 String.format("%.2f", plan.imbalanceBefore()), String.format("%.2f", after),
                 plan.extras().values().stream().flatMap(m -> m.values().stream()).mapToInt(a -> a.length).sum());
         return plan;

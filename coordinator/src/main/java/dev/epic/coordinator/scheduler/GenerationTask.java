@@ -21,6 +21,9 @@ public final class GenerationTask implements SequenceTask {
 
         /** Before the first delta: how many prompt tokens came from the prefix cache. */
         default void promptCached(int tokens) {}
+
+        /** Before the first delta, chunk by chunk: log-probabilities of prompt tokens, in order. */
+        default void promptLogprobs(java.util.List<dev.epic.text.sampling.Logprobs> logprobs) {}
     }
 
     private final int[] prompt;
@@ -77,6 +80,22 @@ public final class GenerationTask implements SequenceTask {
     @Override
     public void promptCached(int tokens) {
         sink.promptCached(tokens);
+    }
+
+    @Override
+    public boolean wantsPromptLogits() {
+        return generation.params().promptLogprobs() >= 0;
+    }
+
+    /** Row r predicts prompt token start + r + 1; the last prompt position predicts no prompt token. */
+    @Override
+    public void onPromptLogits(int start, float[] rows, int count) {
+        int vocab = rows.length / count;
+        java.util.List<dev.epic.text.sampling.Logprobs> out = new java.util.ArrayList<>(count);
+        for (int r = 0; r < count && start + r + 1 < prompt.length; r++) {
+            out.add(generation.promptLogprobs(rows, r * vocab, vocab, prompt[start + r + 1]));
+        }
+        sink.promptLogprobs(out);
     }
 
     @Override

@@ -65,6 +65,8 @@ public final class Scheduler implements AutoCloseable {
 
     private final Supplier<DispatchStats.Snapshot> expertStats;
     private final PrefixCache prefixCache; // null: off
+    /** Prompt rows per step for a sequence that wants their logits: 64 x 129,280 floats is 33 MB. */
+    static final int PROMPT_LOGITS_ROWS = 64;
 
     public Scheduler(Transformer model, SchedulerOptions options) {
         this(model, options, () -> null);
@@ -253,7 +255,7 @@ public final class Scheduler implements AutoCloseable {
         }
         for (Slot s : joined) { // outside the lock: allocating and copying a long prefix take a while
             s.cache.reserve(s.prompt.length + 1); // prefill chunks then append without regrowing
-            if (prefixCache != null) {
+            if (prefixCache != null && !s.task.wantsPromptLogits()) {
                 s.fed = prefixCache.restore(s.prompt, s.cache);
             }
             s.task.promptCached(s.fed);
@@ -277,9 +279,13 @@ public final class Scheduler implements AutoCloseable {
         for (Slot s : active) {
             if (s.prefilling() && budget > 0) {
                 int n = Math.min(budget, s.prompt.length - s.fed);
+                if (s.task.wantsPromptLogits()) {
+                    n = Math.min(n, PROMPT_LOGITS_ROWS); // each row brings a vocabulary of logits
+                }
                 budget -= n;
                 lengths[slots.size()] = n;
-                chunks.add(SequenceChunk.next(s.cache, Arrays.copyOfRange(s.prompt, s.fed, s.fed + n)));
+                chunks.add(new SequenceChunk(s.cache, Arrays.copyOfRange(s.prompt, s.fed, s.fed + n), s.fed,
+                        s.task.wantsPromptLogits()));
                 slots.add(s);
             }
         }
@@ -325,6 +331,18 @@ public final class Scheduler implements AutoCloseable {
         }
         for (int i = 0; i < slots.size(); i++) {
             Slot s = slots.get(i);
+            if (s.prefilling() && s.task.wantsPromptLogits()) {
+                float[] rows = logits.get(i);
+                try {
+                    s.task.onPromptLogits(s.fed, rows, lengths[i]);
+                } catch (RuntimeException | OutOfMemoryError e) {
+                    retire(s);
+                    s.task.onFailure(e);
+                    continue;
+                }
+                int vocab = rows.length / lengths[i];
+                logits.set(i, Arrays.copyOfRange(rows, rows.length - vocab, rows.length)); // the last: the first choice
+            }
             if (s.prefilling()) {
                 s.fed += lengths[i];
                 if (!s.prefilling() && prefixCache != null) {
@@ -364,7 +382,7 @@ public final class Scheduler implements AutoCloseable {
      */
     private boolean waitsForSibling(SequenceTask t) {
         Object group = t.prefixGroup();
-        if (prefixCache == null || group == null || !prefixCache.canHold(t.prompt().length)) {
+        if (prefixCache == null || group == null || t.wantsPromptLogits() || !prefixCache.canHold(t.prompt().length)) {
             return false;
         }
         for (Slot s : active) {

@@ -54,6 +54,18 @@ public interface SequenceTask {
         return null;
     }
 
+    /**
+     * Whether the task wants the logits of every prompt position (prompt logprobs): its prompt is then
+     * prefilled in full, never restored from the prefix cache, and each chunk's rows come to
+     * {@link #onPromptLogits}.
+     */
+    default boolean wantsPromptLogits() {
+        return false;
+    }
+
+    /** Logits of prompt positions start .. start + count - 1, [count x vocab] row-major. */
+    default void onPromptLogits(int start, float[] rows, int count) {}
+
     /** Polled between steps from the engine thread; may turn true from any thread. */
     boolean cancelled();
 

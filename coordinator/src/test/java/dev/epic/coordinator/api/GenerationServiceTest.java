@@ -141,11 +141,7 @@ class GenerationServiceTest {
         }
         for (int k = 0; k < 12; k++) {
             float[] reference = k == 0 ? g.prefillLogits() : g.stepLogits()[k - 1];
-            double logZ = 0;
-            for (float l : reference) {
-                logZ += Math.exp(l);
-            }
-            logZ = Math.log(logZ);
+            double logZ = logSumExp(reference);
             TokenLogprob t = got.get(k);
             assertEquals(g.greedyTokens()[k], t.getTokenId());
             // The logits match the reference within 1e-4, so a log-probability within 2e-4.
@@ -158,6 +154,45 @@ class GenerationServiceTest {
         }
         assertEquals(Status.Code.INVALID_ARGUMENT, assertThrows(StatusRuntimeException.class, () -> collect(ids(
                 greedy.toBuilder().setLogprobs(21).build(), g.tokens()))).getStatus().getCode());
+    }
+
+    /**
+     * Prompt logprobs of a golden prompt followed by its greedy tokens: at each of those positions,
+     * log_softmax of the reference logits; and never served from the prefix cache. 76 tokens: three
+     * prefill chunks on this server.
+     */
+    @Test
+    void promptLogprobsFollowTheReferenceDistribution() {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(3);
+        int p = g.tokens().length;
+        int[] prompt = IntStream.concat(IntStream.of(g.tokens()), IntStream.of(g.greedyTokens()).limit(12)).toArray();
+        SamplingParams req = SamplingParams.newBuilder().setTemperature(0).setMaxTokens(1).setIgnoreEos(true)
+                .setPromptLogprobs(2).build();
+        for (int round = 0; round < 2; round++) {
+            List<GenerateResponse> stream = collect(ids(req, prompt));
+            List<TokenLogprob> got = stream.getFirst().getPromptLogprobsList();
+            assertEquals(prompt.length - 1, got.size(), "every prompt token but the first");
+            assertEquals(0, stream.getLast().getUsage().getCachedPromptTokens(), "round " + round);
+            for (int k = 0; k < 12; k++) {
+                float[] reference = k == 0 ? g.prefillLogits() : g.stepLogits()[k - 1];
+                double logZ = logSumExp(reference);
+                TokenLogprob t = got.get(p - 1 + k); // entry i is prompt token i + 1
+                assertEquals(g.greedyTokens()[k], t.getTokenId());
+                assertEquals(reference[t.getTokenId()] - logZ, t.getLogprob(), 2e-4, "prompt token " + (p + k));
+                assertEquals(2, t.getTopCount());
+                assertEquals(t.getTokenId(), t.getTop(0).getTokenId(), "greedy tokens are the most likely");
+            }
+            // The generated token comes from the last prompt position, as without prompt logprobs.
+            assertEquals(tokens(collect(ids(req.toBuilder().clearPromptLogprobs().build(), prompt))), tokens(stream));
+        }
+        // Two samples: each gets the prompt's log-probabilities on its first message.
+        List<GenerateResponse> two = collect(ids(req.toBuilder().setN(2).build(), prompt));
+        List<List<TokenLogprob>> firsts = IntStream.range(0, 2).mapToObj(i -> two.stream()
+                .filter(r -> r.getIndex() == i).findFirst().orElseThrow().getPromptLogprobsList()).toList();
+        assertEquals(prompt.length - 1, firsts.get(0).size());
+        assertEquals(firsts.get(0), firsts.get(1));
+        assertEquals(Status.Code.INVALID_ARGUMENT, assertThrows(StatusRuntimeException.class, () -> collect(ids(
+                req.toBuilder().setPromptLogprobs(21).build(), prompt))).getStatus().getCode());
     }
 
     @Test
@@ -200,6 +235,15 @@ class GenerationServiceTest {
             assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
             assertTrue(e.getStatus().getDescription().contains("sampling.n: must be in [1, 6]"), e.getMessage());
         }
+    }
+
+    /** log(sum(exp(logits))), in double: log_softmax(x)[t] = x[t] - this. */
+    private static double logSumExp(float[] logits) {
+        double z = 0;
+        for (float l : logits) {
+            z += Math.exp(l);
+        }
+        return Math.log(z);
     }
 
     static List<Integer> tokens(List<GenerateResponse> stream) {

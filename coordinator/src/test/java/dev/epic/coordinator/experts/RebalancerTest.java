@@ -93,7 +93,11 @@ class RebalancerTest {
                 assertEquals(2, re.stats().snapshot().messages() - before, "the hot experts' rows now go to both");
                 assertArrayEquals(expected, got, "exact whichever replica computed which row");
 
-                // The same skew again: a new plan would be the placement in force, so nothing is published.
+                // The same skew again, enough of it to plan: a new plan would be the placement in force,
+                // so nothing is published.
+                for (int step = 0; step < 24; step++) {
+                    re.forward(layer, x, rows, ids, w, k, got);
+                }
                 assertEquals(null, re.rebalanceNow());
             }
         }

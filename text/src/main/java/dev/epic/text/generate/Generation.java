@@ -96,6 +96,15 @@ public final class Generation {
         return token;
     }
 
+    /**
+     * The log-probability of {@code token} under one row of logits ({@code width} values from
+     * {@code offset}), with the prompt_logprobs alternatives asked for. For prompt tokens.
+     */
+    public Logprobs promptLogprobs(float[] logits, int offset, int width, int token) {
+        // Over the whole row: a prompt may hold any id the model has, padding rows included.
+        return Logprobs.of(logits, offset, width, token, Math.max(0, params.promptLogprobs()));
+    }
+
     /** Appends the chosen token and returns what it adds; the delta carries the finish reason when it ends. */
     public Delta accept(int token) {
         ensureRunning();

@@ -16,13 +16,18 @@ public record Logprobs(int token, float logprob, int[] topTokens, float[] topLog
 
     /** Over logits[0, n): the chosen token's log-probability and the {@code top} best alternatives. */
     public static Logprobs of(float[] logits, int n, int token, int top) {
+        return of(logits, 0, n, token, top);
+    }
+
+    /** As {@link #of(float[], int, int, int)} over logits[offset, offset + n) (one row of several); ids are relative. */
+    public static Logprobs of(float[] logits, int offset, int n, int token, int top) {
         float max = Float.NEGATIVE_INFINITY;
         for (int i = 0; i < n; i++) {
-            max = Math.max(max, logits[i]);
+            max = Math.max(max, logits[offset + i]);
         }
         double sum = 0;
         for (int i = 0; i < n; i++) {
-            sum += Math.exp(logits[i] - max);
+            sum += Math.exp(logits[offset + i] - max);
         }
         double logZ = max + Math.log(sum);
         int k = Math.min(top, n);
@@ -30,11 +35,12 @@ public record Logprobs(int token, float logprob, int[] topTokens, float[] topLog
         int size = 0;
         for (int i = 0; i < n && k > 0; i++) {
             // Insertion into the small sorted list; a later equal logit never displaces an earlier id.
-            if (size == k && !(logits[i] > logits[best[k - 1]])) {
+            float v = logits[offset + i];
+            if (size == k && !(v > logits[offset + best[k - 1]])) {
                 continue;
             }
             int j = size < k ? size++ : k - 1;
-            while (j > 0 && logits[i] > logits[best[j - 1]]) {
+            while (j > 0 && v > logits[offset + best[j - 1]]) {
                 best[j] = best[j - 1];
                 j--;
             }
@@ -42,8 +48,8 @@ public record Logprobs(int token, float logprob, int[] topTokens, float[] topLog
         }
         float[] lp = new float[k];
         for (int j = 0; j < k; j++) {
-            lp[j] = (float) (logits[best[j]] - logZ);
+            lp[j] = (float) (logits[offset + best[j]] - logZ);
         }
-        return new Logprobs(token, (float) (logits[token] - logZ), best, lp);
+        return new Logprobs(token, (float) (logits[offset + token] - logZ), best, lp);
     }
 }

@@ -18,7 +18,7 @@ public final class SamplingJson {
     /**
      * Fields: temperature, top_p, top_k, min_p, seed, presence_penalty, frequency_penalty, repetition_penalty,
      * max_tokens (or max_completion_tokens), stop (string or array), stop_token_ids, ignore_eos,
-     * skip_special_tokens, logprobs (a count, or true with top_logprobs).
+     * skip_special_tokens, logprobs (a count, or true with top_logprobs), prompt_logprobs.
      */
     public static SamplingParams read(JsonNode body) {
         return read(body, SamplingParams.builder());
@@ -109,6 +109,9 @@ public final class SamplingJson {
             b.logprobs(!l.asBoolean() ? -1 : present(body, "top_logprobs") ? integer(body, "top_logprobs") : 0);
         } else if (l != null) {
             b.logprobs(integer(body, "logprobs"));
+        }
+        if (present(body, "prompt_logprobs")) {
+            b.promptLogprobs(integer(body, "prompt_logprobs"));
         }
         return b.build();
     }

@@ -24,6 +24,8 @@ import java.util.random.RandomGeneratorFactory;
  * @param skipSpecialTokens leave special tokens out of the decoded text
  * @param logprobs          -1 = none; otherwise report each generated token's {@link Logprobs} with this many
  *                          top alternatives (0 to {@link Logprobs#MAX_TOP})
+ * @param promptLogprobs    -1 = none; otherwise also each prompt token's (after the first), given the tokens
+ *                          before it, with this many alternatives
  */
 public record SamplingParams(
         double temperature,
@@ -39,7 +41,8 @@ public record SamplingParams(
         Set<Integer> stopTokenIds,
         boolean ignoreEos,
         boolean skipSpecialTokens,
-        int logprobs) {
+        int logprobs,
+        int promptLogprobs) {
 
     public static final double DEFAULT_TEMPERATURE = 0.6;
     public static final double DEFAULT_TOP_P = 0.95;
@@ -72,6 +75,10 @@ public record SamplingParams(
         }
         if (logprobs < -1 || logprobs > Logprobs.MAX_TOP) {
             throw new InvalidSamplingException("logprobs", "must be in [0, " + Logprobs.MAX_TOP + "], got " + logprobs);
+        }
+        if (promptLogprobs < -1 || promptLogprobs > Logprobs.MAX_TOP) {
+            throw new InvalidSamplingException("prompt_logprobs", "must be in [0, " + Logprobs.MAX_TOP + "], got "
+                    + promptLogprobs);
         }
         seed = seed == null ? OptionalLong.empty() : seed;
         stop = stop == null ? List.of() : List.copyOf(stop);
@@ -113,6 +120,7 @@ public record SamplingParams(
         b.ignoreEos = ignoreEos;
         b.skipSpecialTokens = skipSpecialTokens;
         b.logprobs = logprobs;
+        b.promptLogprobs = promptLogprobs;
         return b;
     }
 
@@ -154,6 +162,7 @@ public record SamplingParams(
         private boolean ignoreEos = false;
         private boolean skipSpecialTokens = true;
         private int logprobs = -1;
+        private int promptLogprobs = -1;
 
         public Builder temperature(double v) { temperature = v; return this; }
         public Builder topP(double v) { topP = v; return this; }
@@ -172,10 +181,13 @@ public record SamplingParams(
         public Builder skipSpecialTokens(boolean v) { skipSpecialTokens = v; return this; }
         /** Report each token's log-probability with {@code v} top alternatives; -1 = off. */
         public Builder logprobs(int v) { logprobs = v; return this; }
+        /** Report each prompt token's log-probability (after the first) with {@code v} alternatives; -1 = off. */
+        public Builder promptLogprobs(int v) { promptLogprobs = v; return this; }
 
         public SamplingParams build() {
             return new SamplingParams(temperature, topP, topK, minP, seed, presencePenalty, frequencyPenalty,
-                    repetitionPenalty, maxTokens, stop, stopTokenIds, ignoreEos, skipSpecialTokens, logprobs);
+                    repetitionPenalty, maxTokens, stop, stopTokenIds, ignoreEos, skipSpecialTokens, logprobs,
+                    promptLogprobs);
         }
     }
 }

@@ -43,6 +43,17 @@ class LogprobsTest {
     }
 
     @Test
+    void aRowOfSeveralGivesWhatItGivesAlone() {
+        float[] rows = {9, 9, 9, 1, 3, 3, -1, 2};
+        float[] row = {1, 3, 3, -1};
+        Logprobs alone = Logprobs.of(row, 4, 3, 2);
+        Logprobs inRows = Logprobs.of(rows, 3, 4, 3, 2);
+        assertEquals(alone.logprob(), inRows.logprob());
+        assertArrayEquals(alone.topTokens(), inRows.topTokens());
+        assertArrayEquals(new int[] {1, 2}, inRows.topTokens());
+    }
+
+    @Test
     void survivesLargeLogits() {
         float[] logits = {1000f, 999f, -1000f};
         Logprobs lp = Logprobs.of(logits, 3, 1, 1);

@@ -56,6 +56,8 @@ class SamplingJsonTest {
                 () -> read("{\"logprobs\": false, \"top_logprobs\": 5}")).field());
         assertEquals("top_logprobs", assertThrows(InvalidSamplingException.class, () -> read("{\"top_logprobs\": 5}")).field());
         assertEquals("logprobs", assertThrows(InvalidSamplingException.class, () -> read("{\"logprobs\": 50}")).field());
+        assertEquals(4, read("{\"prompt_logprobs\": 4}").promptLogprobs());
+        assertEquals(-1, read("{}").promptLogprobs());
     }
 
     @Test

@@ -43,6 +43,7 @@ class SamplingParamsTest {
         expect("stop_token_ids", b -> b.stopTokenIds(Set.of(-3)));
         expect("logprobs", b -> b.logprobs(21));
         expect("logprobs", b -> b.logprobs(-2));
+        expect("prompt_logprobs", b -> b.promptLogprobs(21));
     }
 
     @Test
