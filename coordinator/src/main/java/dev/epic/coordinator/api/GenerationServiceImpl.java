@@ -220,6 +220,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         if (p.hasLogprobs()) {
             b.logprobs((int) Math.min(Integer.toUnsignedLong(p.getLogprobs()), Integer.MAX_VALUE));
         }
+        b.minTokens((int) Math.min(Integer.toUnsignedLong(p.getMinTokens()), Integer.MAX_VALUE));
+        b.includeStopStrInOutput(p.getIncludeStopStrInOutput());
         if (p.hasPromptLogprobs()) {
             b.promptLogprobs((int) Math.min(Integer.toUnsignedLong(p.getPromptLogprobs()), Integer.MAX_VALUE));
         }

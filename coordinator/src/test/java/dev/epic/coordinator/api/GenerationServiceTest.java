@@ -302,6 +302,8 @@ class GenerationServiceTest {
         assertTrue(invalid(ids(SamplingParams.newBuilder().setTemperature(-1).build(), 3)).contains("sampling.temperature"));
         assertTrue(invalid(ids(SamplingParams.newBuilder().setTopP(1.5f).build(), 3)).contains("sampling.top_p"));
         assertTrue(invalid(ids(SamplingParams.newBuilder().setMaxTokens(0).build(), 3)).contains("sampling.max_tokens"));
+        assertTrue(invalid(ids(SamplingParams.newBuilder().setMaxTokens(2).setMinTokens(3).build(), 3))
+                .contains("sampling.min_tokens"));
         assertTrue(invalid(ids(ok, new int[MAX_CONTEXT])).contains("context holds " + MAX_CONTEXT));
         GenerateRequest badRole = GenerateRequest.newBuilder().setChat(Messages.newBuilder()
                 .addMessages(ChatMessage.newBuilder().setRole("wizard").setContent("hi"))).build();

@@ -91,9 +91,21 @@ public final class Generation {
         ensureRunning();
         int n = Math.min(logits.length, vocab.size());
         float[] raw = params.wantsLogprobs() ? logits.clone() : null; // the sampler uses logits as scratch
+        if (completionTokens < params.minTokens()) { // vLLM's min_tokens: nothing may end it yet
+            if (!params.ignoreEos()) {
+                eos.forEach(id -> ban(logits, n, id));
+            }
+            params.stopTokenIds().forEach(id -> ban(logits, n, id));
+        }
         int token = workspace.sample(logits, n, params, history, rng);
         sampled = raw != null ? Logprobs.of(raw, n, token, params.logprobs()) : null;
         return token;
+    }
+
+    private static void ban(float[] logits, int n, int id) {
+        if (id >= 0 && id < n) {
+            logits[id] = Float.NEGATIVE_INFINITY;
+        }
     }
 
     /**
@@ -161,10 +173,14 @@ public final class Generation {
         if (last) {
             text += decoder.finish();
         }
-        String visible = stops.push(text);
+        // Before min_tokens no stop string counts (as in vLLM): the text passes unmatched.
+        String visible = completionTokens < params.minTokens() ? text : stops.push(text);
         if (stops.stopped()) {
             if (reason == null || reason == FinishReason.LENGTH) {
                 reason = FinishReason.STOP; // the stop string came first
+            }
+            if (params.includeStopStrInOutput()) {
+                visible += stops.matched();
             }
             last = true;
         } else if (last) {

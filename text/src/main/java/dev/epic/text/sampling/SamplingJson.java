@@ -18,7 +18,8 @@ public final class SamplingJson {
     /**
      * Fields: temperature, top_p, top_k, min_p, seed, presence_penalty, frequency_penalty, repetition_penalty,
      * max_tokens (or max_completion_tokens), stop (string or array), stop_token_ids, ignore_eos,
-     * skip_special_tokens, logprobs (a count, or true with top_logprobs), prompt_logprobs.
+     * skip_special_tokens, logprobs (a count, or true with top_logprobs), prompt_logprobs, min_tokens,
+     * include_stop_str_in_output.
      */
     public static SamplingParams read(JsonNode body) {
         return read(body, SamplingParams.builder());
@@ -112,6 +113,12 @@ public final class SamplingJson {
         }
         if (present(body, "prompt_logprobs")) {
             b.promptLogprobs(integer(body, "prompt_logprobs"));
+        }
+        if (present(body, "min_tokens")) {
+            b.minTokens(integer(body, "min_tokens"));
+        }
+        if (present(body, "include_stop_str_in_output")) {
+            b.includeStopStrInOutput(bool(body, "include_stop_str_in_output"));
         }
         return b.build();
     }

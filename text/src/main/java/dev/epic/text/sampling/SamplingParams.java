@@ -26,6 +26,8 @@ import java.util.random.RandomGeneratorFactory;
  *                          top alternatives (0 to {@link Logprobs#MAX_TOP})
  * @param promptLogprobs    -1 = none; otherwise also each prompt token's (after the first), given the tokens
  *                          before it, with this many alternatives
+ * @param minTokens         no EOS, stop token or stop string ends the generation before this many tokens
+ * @param includeStopStrInOutput the stop string that ended the generation is part of its text
  */
 public record SamplingParams(
         double temperature,
@@ -42,7 +44,9 @@ public record SamplingParams(
         boolean ignoreEos,
         boolean skipSpecialTokens,
         int logprobs,
-        int promptLogprobs) {
+        int promptLogprobs,
+        int minTokens,
+        boolean includeStopStrInOutput) {
 
     public static final double DEFAULT_TEMPERATURE = 0.6;
     public static final double DEFAULT_TOP_P = 0.95;
@@ -72,6 +76,10 @@ public record SamplingParams(
         }
         if (maxTokens <= 0) {
             throw new InvalidSamplingException("max_tokens", "must be >= 1, got " + maxTokens);
+        }
+        if (minTokens < 0 || minTokens > maxTokens) {
+            throw new InvalidSamplingException("min_tokens", "must be in [0, max_tokens = " + maxTokens + "], got "
+                    + minTokens);
         }
         if (logprobs < -1 || logprobs > Logprobs.MAX_TOP) {
             throw new InvalidSamplingException("logprobs", "must be in [0, " + Logprobs.MAX_TOP + "], got " + logprobs);
@@ -121,6 +129,8 @@ public record SamplingParams(
         b.skipSpecialTokens = skipSpecialTokens;
         b.logprobs = logprobs;
         b.promptLogprobs = promptLogprobs;
+        b.minTokens = minTokens;
+        b.includeStopStrInOutput = includeStopStrInOutput;
         return b;
     }
 
@@ -163,6 +173,8 @@ public record SamplingParams(
         private boolean skipSpecialTokens = true;
         private int logprobs = -1;
         private int promptLogprobs = -1;
+        private int minTokens = 0;
+        private boolean includeStopStrInOutput = false;
 
         public Builder temperature(double v) { temperature = v; return this; }
         public Builder topP(double v) { topP = v; return this; }
@@ -183,11 +195,13 @@ public record SamplingParams(
         public Builder logprobs(int v) { logprobs = v; return this; }
         /** Report each prompt token's log-probability (after the first) with {@code v} alternatives; -1 = off. */
         public Builder promptLogprobs(int v) { promptLogprobs = v; return this; }
+        public Builder minTokens(int v) { minTokens = v; return this; }
+        public Builder includeStopStrInOutput(boolean v) { includeStopStrInOutput = v; return this; }
 
         public SamplingParams build() {
             return new SamplingParams(temperature, topP, topK, minP, seed, presencePenalty, frequencyPenalty,
                     repetitionPenalty, maxTokens, stop, stopTokenIds, ignoreEos, skipSpecialTokens, logprobs,
-                    promptLogprobs);
+                    promptLogprobs, minTokens, includeStopStrInOutput);
         }
     }
 }

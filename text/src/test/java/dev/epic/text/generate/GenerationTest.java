@@ -124,6 +124,35 @@ class GenerationTest {
         assertEquals(2, res.usage().completionTokens());
     }
 
+    /** vLLM's min_tokens: EOS and stop tokens cannot be drawn, and stop strings do not count, before it. */
+    @Test
+    void minTokensHoldsBackEveryWayOfEnding() {
+        int eos = r1.ids(EOS)[0];
+        int stopId = r1.piece("###");
+        int a = r1.piece("a");
+        Generation g = new Generation(r1, prompt, GREEDY.toBuilder().minTokens(2).stopTokenIds(Set.of(stopId)).build(),
+                opts(ReasoningMode.NONE));
+        float[] logits = new float[r1.size()];
+        logits[eos] = 10;
+        logits[stopId] = 9;
+        logits[a] = 5;
+        assertEquals(a, g.sample(logits.clone()));
+        g.accept(a);
+        assertEquals(a, g.sample(logits.clone()));
+        g.accept(a);
+        assertEquals(eos, g.sample(logits.clone()), "two tokens in: EOS may end it");
+
+        int[] script = r1.ids("x", "###", "y", "###", "z");
+        SamplingParams p = GREEDY.toBuilder().stop("###").minTokens(3).build();
+        GenerationResult res = run(r1, prompt, p, opts(ReasoningMode.NONE), new ArrayList<>(), script);
+        assertEquals("x###y", res.content(), "the first ### came before min_tokens");
+        assertEquals(FinishReason.STOP, res.finishReason());
+        assertEquals(4, res.usage().completionTokens());
+        res = run(r1, prompt, p.toBuilder().includeStopStrInOutput(true).build(), opts(ReasoningMode.NONE),
+                new ArrayList<>(), script);
+        assertEquals("x###y###", res.content());
+    }
+
     @Test
     void stopStringSpanningTokens() {
         int[] script = r1.ids("The end", " is E", "N", "D!", "more");

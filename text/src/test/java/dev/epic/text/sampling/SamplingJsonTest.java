@@ -58,6 +58,9 @@ class SamplingJsonTest {
         assertEquals("logprobs", assertThrows(InvalidSamplingException.class, () -> read("{\"logprobs\": 50}")).field());
         assertEquals(4, read("{\"prompt_logprobs\": 4}").promptLogprobs());
         assertEquals(-1, read("{}").promptLogprobs());
+        SamplingParams p = read("{\"min_tokens\": 7, \"include_stop_str_in_output\": true}");
+        assertEquals(7, p.minTokens());
+        assertTrue(p.includeStopStrInOutput());
     }
 
     @Test

@@ -44,6 +44,8 @@ class SamplingParamsTest {
         expect("logprobs", b -> b.logprobs(21));
         expect("logprobs", b -> b.logprobs(-2));
         expect("prompt_logprobs", b -> b.promptLogprobs(21));
+        expect("min_tokens", b -> b.minTokens(-1));
+        expect("min_tokens", b -> b.maxTokens(5).minTokens(6));
     }
 
     @Test
