@@ -8,6 +8,7 @@ import dev.epic.model.quant.ConvertedWeights;
 import dev.epic.model.quant.WeightFormat;
 import java.lang.foreign.MemorySegment;
 import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * An {@link ExpertShard} over a checkpoint: the hosted experts' SwiGLU MLPs for every MoE layer.
@@ -35,7 +36,7 @@ public final class CheckpointShard implements ExpertShard {
      * coordinator's stream and take this worker's own experts down with it. Key: layer * experts + id.
      */
     private volatile boolean followsPlacements;
-    private final java.util.concurrent.ConcurrentHashMap<Integer, Mlp> onDemand = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<Integer, Mlp> onDemand = new ConcurrentHashMap<>();
 
     private CheckpointShard(Checkpoint checkpoint, WeightSource weights, int[] experts, Mlp[][] own, long ownBytes) {
         this.checkpoint = checkpoint;

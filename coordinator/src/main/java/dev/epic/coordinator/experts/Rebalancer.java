@@ -9,6 +9,7 @@ import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -101,7 +102,7 @@ final class Rebalancer implements AutoCloseable {
         load = decayed;
         long[][] planned = new long[decayed.length][];
         for (int l = 0; l < decayed.length; l++) {
-            long total = java.util.Arrays.stream(decayed[l]).sum();
+            long total = Arrays.stream(decayed[l]).sum();
             planned[l] = total >= (long) MIN_ROWS_PER_EXPERT * decayed[l].length ? decayed[l] : new long[decayed[l].length];
         }
         RoutingTable table = experts.table();
@@ -124,7 +125,7 @@ final class Rebalancer implements AutoCloseable {
             slots |= a.getRedundantSlots() > 0;
         }
         imbalance = Eplb.imbalance(decayed, workers, current);
-        boolean enough = java.util.Arrays.stream(planned).anyMatch(l -> java.util.Arrays.stream(l).anyMatch(r -> r > 0));
+        boolean enough = Arrays.stream(planned).anyMatch(l -> Arrays.stream(l).anyMatch(r -> r > 0));
         if (!slots || !enough || !latch.hasLeadership()) {
             return null;
         }

@@ -2,6 +2,9 @@ package dev.epic.coordinator.scheduler;
 
 import dev.epic.text.generate.Delta;
 import dev.epic.text.generate.Generation;
+import dev.epic.text.sampling.Logprobs;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * A text completion as a scheduled sequence: each step's logits go through the sequence's own
@@ -23,7 +26,7 @@ public final class GenerationTask implements SequenceTask {
         default void promptCached(int tokens) {}
 
         /** Before the first delta, chunk by chunk: log-probabilities of prompt tokens, in order. */
-        default void promptLogprobs(java.util.List<dev.epic.text.sampling.Logprobs> logprobs) {}
+        default void promptLogprobs(List<Logprobs> logprobs) {}
     }
 
     private final int[] prompt;
@@ -91,7 +94,7 @@ public final class GenerationTask implements SequenceTask {
     @Override
     public void onPromptLogits(int start, float[] rows, int count) {
         int vocab = rows.length / count;
-        java.util.List<dev.epic.text.sampling.Logprobs> out = new java.util.ArrayList<>(count);
+        List<Logprobs> out = new ArrayList<>(count);
         for (int r = 0; r < count && start + r + 1 < prompt.length; r++) {
             out.add(generation.promptLogprobs(rows, r * vocab, vocab, prompt[start + r + 1]));
         }

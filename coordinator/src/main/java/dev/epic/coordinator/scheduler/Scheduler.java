@@ -38,7 +38,7 @@ public final class Scheduler implements AutoCloseable {
         final KvCache cache;
         int fed;          // prompt tokens already in the cache
         int next = -1;    // token to feed in the next step once the prompt is in
-        final java.util.ArrayList<Integer> generated = new java.util.ArrayList<>(); // fed after the prompt
+        final List<Integer> generated = new ArrayList<>(); // fed after the prompt
 
         Slot(SequenceTask task, KvCache cache) {
             this.task = task;
