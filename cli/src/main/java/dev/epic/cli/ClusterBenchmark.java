@@ -39,6 +39,7 @@ import org.slf4j.LoggerFactory;
  * window and subtracted (counters and HdrHistograms are cumulative on the server).
  */
 final class ClusterBenchmark {
+    private int runToken; // this run's first prompt token
     private static final Logger log = LoggerFactory.getLogger(ClusterBenchmark.class);
     private static final long PHASE_TIMEOUT_MINUTES = 30;
 
@@ -129,9 +130,10 @@ final class ClusterBenchmark {
         // Prompt ids must be in the tokenizer's vocabulary (the lm_head may have padding rows beyond it).
         int vocab = info.getTokenizerVocabSize() > 0 ? Math.min(info.getVocabSize(), info.getTokenizerVocabSize())
                 : info.getVocabSize();
-        // The seed makes the prompts, but mixed with the clock: a coordinator's prefix cache keeps the
-        // prompts of earlier runs, and a repeated prompt would be served from it, not prefilled.
-        SplittableRandom random = new SplittableRandom(o.seed() ^ System.nanoTime());
+        // The seed makes the prompts; each run's first token is new (a coordinator's prefix cache keeps
+        // earlier runs' prompts, and a repeated prompt would be served from it, not prefilled).
+        SplittableRandom random = new SplittableRandom(o.seed());
+        runToken = 2 + (int) Math.floorMod(System.nanoTime(), (long) vocab - 2);
 
         // Warm-up: the JIT of the coordinator, the workers and this client compiles the dispatch
         // path only after thousands of calls; short warm-ups measured 2-3x the steady-state latency.
@@ -193,8 +195,10 @@ final class ClusterBenchmark {
         phase.check();
     }
 
-    private static int[] randomPrompt(SplittableRandom random, int len, int vocab) {
-        return random.ints(len, 2, vocab).toArray();
+    private int[] randomPrompt(SplittableRandom random, int len, int vocab) {
+        int[] p = random.ints(len, 2, vocab).toArray();
+        p[0] = runToken; // no block of it matches an earlier run's prompt
+        return p;
     }
 
     /**

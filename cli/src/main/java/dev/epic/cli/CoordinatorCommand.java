@@ -103,7 +103,8 @@ public final class CoordinatorCommand implements Callable<Integer> {
             backend = RemoteExpertBackend.connect(zk, cluster, CheckpointFingerprint.of(model), config, options,
                     m.registry());
             attention = remoteAttention
-                    ? RemoteAttention.connect(zk, cluster, CheckpointFingerprint.of(model), config.hiddenSize(),
+                    ? RemoteAttention.create(backend.experts().zk(), cluster, CheckpointFingerprint.of(model),
+                            config.hiddenSize(),
                             RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs)),
                             m.registry())
                     : null;

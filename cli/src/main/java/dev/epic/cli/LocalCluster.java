@@ -152,7 +152,7 @@ final class LocalCluster implements AutoCloseable {
                     RemoteExperts.Options.defaults().withRebalance(o.rebalance()), o.registry());
             awaitCoverage(backend, workers);
             if (attentionWorkerCount > 0) {
-                attention = RemoteAttention.connect(zk.getConnectString(), CLUSTER, fp, config.hiddenSize(),
+                attention = RemoteAttention.create(backend.experts().zk(), CLUSTER, fp, config.hiddenSize(),
                         RemoteAttention.Options.defaults(), o.registry());
                 awaitAttention(attention, attentionWorkers);
             }

@@ -26,7 +26,7 @@ final class SchedulerFlags {
         if (prefixCacheMb != null && prefixCacheMb < 0) {
             throw new IllegalArgumentException("--prefix-cache-mb must be >= 0, got " + prefixCacheMb);
         }
-        long bytes = Runtime.getRuntime().maxMemory() / 4;
+        long bytes = SchedulerOptions.defaults().prefixCacheBytes();
         if (prefixCacheMb != null) {
             try {
                 bytes = Math.multiplyExact(prefixCacheMb, 1L << 20);

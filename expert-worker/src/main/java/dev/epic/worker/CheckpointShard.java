@@ -77,11 +77,15 @@ public final class CheckpointShard implements ExpertShard {
                 if (e < 0 || e >= n) {
                     throw new IllegalArgumentException("expert " + e + " outside [0, " + n + ") of " + checkpoint.directory());
                 }
-                mlps[layer][e] = Mlp.load(weights, prefix(layer, e), c.hiddenSize(), c.moeIntermediateSize());
+                mlps[layer][e] = expert(weights, c, layer, e);
                 bytes += resident(checkpoint, weights, layer, e, mlps[layer][e]);
             }
         }
         return new CheckpointShard(checkpoint, weights, experts.clone(), mlps, bytes);
+    }
+
+    private static Mlp expert(WeightSource weights, ModelConfig c, int layer, int expert) {
+        return Mlp.load(weights, prefix(layer, expert), c.hiddenSize(), c.moeIntermediateSize());
     }
 
     private static String prefix(int layer, int expert) {
@@ -164,7 +168,7 @@ public final class CheckpointShard implements ExpertShard {
         Mlp m = mlp(layer, expert);
         if (m == null && followsPlacements) {
             m = onDemand.computeIfAbsent(layer * expertCount() + expert,
-                    k -> Mlp.load(weights, prefix(layer, expert), config.hiddenSize(), config.moeIntermediateSize()));
+                    k -> expert(weights, config, layer, expert));
         }
         if (m == null) {
             throw new IllegalArgumentException("expert " + expert + " of layer " + layer + " is not hosted here");
@@ -200,7 +204,7 @@ public final class CheckpointShard implements ExpertShard {
                 Mlp kept = at(old, layer, e);
                 kept = kept != null ? kept : at(previous, layer, e);
                 next[layer][e] = kept != null ? kept
-                        : Mlp.load(weights, prefix(layer, e), config.hiddenSize(), config.moeIntermediateSize());
+                        : expert(weights, config, layer, e);
                 bytes += kept != null ? kept.storageBytes() : resident(checkpoint, weights, layer, e, next[layer][e]);
             }
         }

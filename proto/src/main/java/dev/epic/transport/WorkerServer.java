@@ -236,9 +236,4 @@ public final class WorkerServer implements AutoCloseable {
     public int metricsPort() {
         return meters.endpoint() == null ? 0 : meters.endpoint().port();
     }
-
-    /** Where the worker's meters are (served at /metrics when the metrics port is set). */
-    public MeterRegistry registry() {
-        return meters.registry();
-    }
 }

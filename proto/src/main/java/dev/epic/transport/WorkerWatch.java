@@ -3,6 +3,8 @@ package dev.epic.transport;
 import dev.epic.proto.WorkerAnnouncement;
 import java.util.HashSet;
 import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.recipes.cache.ChildData;
 import org.apache.curator.framework.recipes.cache.CuratorCache;
@@ -39,6 +41,24 @@ public final class WorkerWatch implements AutoCloseable {
      * @param kind     names the workers in logs ("expert worker", "attention worker")
      * @param sha256   fingerprint of the coordinator's model; workers of another are refused
      */
+    /**
+     * For a listener that notifies {@code monitor} on every change: waits, holding {@code monitor},
+     * until {@code done} holds; false on timeout. Wakes at least every 100 ms, so a condition that
+     * also depends on time (a worker's failure backoff) is seen without a notification.
+     */
+    public static boolean awaitUntil(Object monitor, BooleanSupplier done, long timeout, TimeUnit unit)
+            throws InterruptedException {
+        long deadline = System.nanoTime() + unit.toNanos(timeout);
+        while (!done.getAsBoolean()) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                return false;
+            }
+            TimeUnit.NANOSECONDS.timedWait(monitor, Math.min(left, TimeUnit.MILLISECONDS.toNanos(100)));
+        }
+        return true;
+    }
+
     public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName,
             Listener listener) {
         this.folder = folder;

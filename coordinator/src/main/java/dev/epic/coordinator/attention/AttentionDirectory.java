@@ -71,15 +71,7 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
 
     /** Waits until at least {@code count} workers are registered; false on timeout. */
     synchronized boolean await(int count, long timeout, TimeUnit unit) throws InterruptedException {
-        long deadline = System.nanoTime() + unit.toNanos(timeout);
-        while (workers.size() < count) {
-            long left = deadline - System.nanoTime();
-            if (left <= 0) {
-                return false;
-            }
-            TimeUnit.NANOSECONDS.timedWait(this, Math.min(left, TimeUnit.MILLISECONDS.toNanos(100)));
-        }
-        return true;
+        return WorkerWatch.awaitUntil(this, () -> workers.size() >= count, timeout, unit);
     }
 
     @Override

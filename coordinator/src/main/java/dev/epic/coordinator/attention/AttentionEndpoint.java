@@ -44,7 +44,7 @@ final class AttentionEndpoint implements AutoCloseable {
         this.channel = SequencedStream.channelTo(announcement.getAddress(), Duration.ofSeconds(60));
         // A stream that breaks takes its caches on the worker with it: a new epoch.
         this.stream = new SequencedStream<>(toString(), o -> AttentionServiceGrpc.newStub(channel).attend(o),
-                AttendResponse::getSequence, () -> {}, () -> {}, this::streamBroke);
+                AttendResponse::getSequence, () -> {}, () -> {}, this::newEpoch);
     }
 
     String path() {
@@ -75,7 +75,8 @@ final class AttentionEndpoint implements AutoCloseable {
         fullUntilNanos = System.nanoTime() + backoffNanos;
     }
 
-    private synchronized void streamBroke() {
+    /** Its caches are gone (stream broke, worker dead or gone): a new epoch, nothing placed. */
+    private synchronized void newEpoch() {
         epoch++;
         placed = 0;
     }
@@ -141,10 +142,7 @@ final class AttentionEndpoint implements AutoCloseable {
     void markDead(String reason, long backoffNanos) {
         deadUntilNanos = System.nanoTime() + backoffNanos;
         log.warn("attention worker {} failed ({}); its {} sequence(s) are lost", this, reason, placed());
-        synchronized (this) {
-            epoch++;
-            placed = 0;
-        }
+        newEpoch();
         channel.resetConnectBackoff();
         stream.fail(Status.UNAVAILABLE.withDescription("attention worker " + this + " failed: " + reason));
     }
@@ -158,8 +156,7 @@ final class AttentionEndpoint implements AutoCloseable {
     public void close() {
         synchronized (this) {
             closed = true;
-            epoch++;
-            placed = 0;
+            newEpoch();
         }
         stream.close(Status.UNAVAILABLE.withDescription("attention worker " + this + " left the cluster"));
         channel.shutdownNow();

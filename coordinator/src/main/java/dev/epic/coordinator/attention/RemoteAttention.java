@@ -108,7 +108,13 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /** Uses an existing, started Curator client (not closed by {@link #close()}); meters go nowhere. */
     public static RemoteAttention create(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint,
             int hidden, Options options) {
-        return new RemoteAttention(null, zk, cluster, fingerprint, hidden, options, null);
+        return create(zk, cluster, fingerprint, hidden, options, null);
+    }
+
+    /** As above, with its meters in {@code registry} (null: nowhere); e.g. on the expert side's client. */
+    public static RemoteAttention create(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint,
+            int hidden, Options options, MeterRegistry registry) {
+        return new RemoteAttention(null, zk, cluster, fingerprint, hidden, options, registry);
     }
 
     /**

@@ -58,16 +58,24 @@ public final class Eplb {
             long[] rows = load[layer];
             boolean[][] hosts = new boolean[w][rows.length];
             int[] replicas = new int[rows.length];
-            for (int i = 0; i < w; i++) {
-                host(hosts[i], replicas, workers.get(i).experts());
-                host(hosts[i], replicas, extras.get(i).getOrDefault(layer, new int[0]));
-            }
+            host(hosts, replicas, workers, extras, layer);
             double total = Arrays.stream(rows).sum();
             if (total > 0 && w > 0) {
                 worst = Math.max(worst, max(loads(rows, hosts, replicas)) / (total / w));
             }
         }
         return worst;
+    }
+
+    /** Fills who hosts what in this layer: each worker's own experts, plus its extras when given. */
+    private static void host(boolean[][] hosts, int[] replicas, List<Worker> workers, List<Map<Integer, int[]>> extras,
+            int layer) {
+        for (int i = 0; i < workers.size(); i++) {
+            host(hosts[i], replicas, workers.get(i).experts());
+            if (extras != null) {
+                host(hosts[i], replicas, extras.get(i).getOrDefault(layer, new int[0]));
+            }
+        }
     }
 
     private static void host(boolean[] hosts, int[] replicas, int[] experts) {
@@ -92,9 +100,7 @@ public final class Eplb {
             int experts = rows.length;
             boolean[][] hosts = new boolean[w][experts];
             int[] replicas = new int[experts];
-            for (int i = 0; i < w; i++) {
-                host(hosts[i], replicas, workers.get(i).experts());
-            }
+            host(hosts, replicas, workers, null, layer);
             double total = 0;
             for (long r : rows) {
                 total += r;

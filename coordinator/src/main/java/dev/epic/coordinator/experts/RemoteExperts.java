@@ -64,6 +64,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     }
 
     private final CuratorFramework ownedZk;
+    private final CuratorFramework zk;
     private final WorkerDirectory directory;
     private final Rebalancer rebalancer; // null: the placement is never replanned here
     /** Rows routed to each [layer][expert] since the rebalancer last read them (guarded by this). */
@@ -86,6 +87,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     private RemoteExperts(CuratorFramework ownedZk, CuratorFramework zk, String cluster,
             CheckpointFingerprint fingerprint, int experts, int hidden, Options options, MeterRegistry registry) {
         this.ownedZk = ownedZk;
+        this.zk = zk;
         this.fingerprint = fingerprint;
         this.hidden = hidden;
         this.options = options;
@@ -113,6 +115,14 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
 
     RoutingTable table() {
         return directory.table();
+    }
+
+    /**
+     * Its ZooKeeper client, for the coordinator's other watchers (attention workers) to share one
+     * session; it lives until this is closed.
+     */
+    public CuratorFramework zk() {
+        return zk;
     }
 
     /** One rebalancing round now (tests; the rebalancer otherwise runs on its own schedule). */
@@ -209,6 +219,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         }
         long[] layerLoad = load[layer];
         boolean exact = options.encoding() == HiddenEncoding.FP32;
+        WorkerEndpoint[][] replicas = table.layer(layer);
         // First round: every pair to a replica; batches live in the endpoints' scratch.
         BitSet missing = null;
         for (int i = 0; i < rows; i++) {
@@ -222,7 +233,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 // summed exactly. A lossy wire keeps each expert on one replica (e mod n), so its
                 // rounding stays the same from call to call.
                 layerLoad[e]++;
-                WorkerEndpoint w = table.pick(layer, e, exact ? rotation + i : 0, t0);
+                WorkerEndpoint w = RoutingTable.pick(replicas, e, exact ? rotation + i : 0, t0);
                 if (w == null) {
                     (missing == null ? missing = new BitSet() : missing).set(e);
                     continue;
@@ -256,7 +267,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 for (int r = 0, p = 0; r < f.rows; r++) {
                     for (int c = 0; c < f.counts[r]; c++, p++) {
                         int e = f.ids[p];
-                        WorkerEndpoint w = table.pick(layer, e, rotation, now);
+                        WorkerEndpoint w = RoutingTable.pick(replicas, e, rotation, now);
                         if (w == null) {
                             (missing == null ? missing = new BitSet() : missing).set(e);
                             continue;

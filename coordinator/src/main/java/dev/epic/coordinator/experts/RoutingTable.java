@@ -73,22 +73,23 @@ final class RoutingTable {
         return workers;
     }
 
-    private WorkerEndpoint[] replicas(int layer, int expert) {
+    /** This layer's expert -> replicas table: look it up once per layer call, then {@link #pick} from it. */
+    WorkerEndpoint[][] layer(int layer) {
         WorkerEndpoint[][] table = byLayer.get(layer);
-        return (table != null ? table : replicas)[expert];
+        return table != null ? table : replicas;
     }
 
     int replicaCount(int layer, int expert) {
-        return replicas(layer, expert).length;
+        return layer(layer)[expert].length;
     }
 
     /**
-     * A live replica of expert e in this layer, taken round-robin from (e + rotation): one call
-     * spreads an expert's rows over its replicas (rotation = the row), so a hot expert's rows share
-     * out over the workers hosting it. null if none is live.
+     * A live replica of expert e from {@code layer}'s table ({@link #layer}), taken round-robin from
+     * (e + rotation): one call spreads an expert's rows over its replicas (rotation = the row), so a
+     * hot expert's rows share out over the workers hosting it. null if none is live.
      */
-    WorkerEndpoint pick(int layer, int expert, int rotation, long nowNanos) {
-        WorkerEndpoint[] r = replicas(layer, expert);
+    static WorkerEndpoint pick(WorkerEndpoint[][] layer, int expert, int rotation, long nowNanos) {
+        WorkerEndpoint[] r = layer[expert];
         int n = r.length;
         for (int i = 0; i < n; i++) {
             WorkerEndpoint w = r[Math.floorMod(expert + rotation + i, n)];

@@ -74,15 +74,7 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
 
     /** Waits until every expert has a live replica; false on timeout. */
     synchronized boolean awaitCoverage(long timeout, TimeUnit unit) throws InterruptedException {
-        long deadline = System.nanoTime() + unit.toNanos(timeout);
-        while (!table.missing().isEmpty()) {
-            long left = deadline - System.nanoTime();
-            if (left <= 0) {
-                return false;
-            }
-            TimeUnit.NANOSECONDS.timedWait(this, Math.min(left, TimeUnit.MILLISECONDS.toNanos(100)));
-        }
-        return true;
+        return WorkerWatch.awaitUntil(this, () -> table.missing().isEmpty(), timeout, unit);
     }
 
     @Override

@@ -91,8 +91,7 @@ public final class ServingMetrics implements AutoCloseable {
 
     /** The client cancelled the request (or the server stopped): counted, but not in the latencies. */
     public void cancelled() {
-        Counter.builder("epic.requests.finished").tag("reason", "cancelled").description("requests by how they finished")
-                .register(registry).increment();
+        finished("cancelled");
     }
 
     /**
@@ -110,18 +109,17 @@ public final class ServingMetrics implements AutoCloseable {
         if (generated > 1 && firstTokenNanos >= 0) {
             perOutputToken.record((latencyNanos - firstTokenNanos) / (generated - 1), TimeUnit.NANOSECONDS);
         }
-        Counter.builder("epic.requests.finished").tag("reason", reason).description("requests by how they finished")
-                .register(registry).increment();
+        finished(reason);
     }
 
     /** The request failed with gRPC status {@code code} after it was accepted. */
     public void failed(String code) {
-        Counter.builder("epic.requests.finished").tag("reason", "error_" + code.toLowerCase(java.util.Locale.ROOT))
-                .description("requests by how they finished").register(registry).increment();
+        finished("error_" + code.toLowerCase(java.util.Locale.ROOT));
     }
 
-    public MeterRegistry registry() {
-        return registry;
+    private void finished(String reason) {
+        Counter.builder("epic.requests.finished").tag("reason", reason).description("requests by how they finished")
+                .register(registry).increment();
     }
 
     /** Stops feeding GC events to the registry (the JVM's listener would otherwise keep it alive). */

@@ -32,11 +32,10 @@ public final class PrefixCache {
     private final long blockBytes;
     private final Node root = new Node(null, null, null, null);
     private final Set<Node> nodes = new HashSet<>(); // every block (identity: Node keeps Object's equals)
-    private long bytes;
+    private volatile long bytes; // written by the engine thread only; read by meters
     private long clock;
     private final AtomicLong queriedTokens = new AtomicLong();
     private final AtomicLong hitTokens = new AtomicLong();
-    private volatile long storedBytes;
 
     /** One block of BLOCK positions under its parent's prefix. */
     private static final class Node {
@@ -162,23 +161,24 @@ public final class PrefixCache {
             bytes += blockBytes;
             node = child;
         }
-        storedBytes = bytes;
     }
 
     /**
      * Evicts least recently used leaves until {@code wanted} more blocks fit, never {@code keep} (the
      * block they will hang from; its ancestors are not leaves). Returns how many fit. One scan builds a
-     * heap of the leaves; a parent whose last child goes joins it.
+     * heap of the leaves; a parent whose last child goes joins it. A full cache evicts a sixteenth of
+     * its budget beyond what is wanted, so the scan runs once per that many new blocks, not per store.
      */
     private int makeRoom(int wanted, Node keep) {
         if (bytes + wanted * blockBytes > capacityBytes) {
+            long slack = capacityBytes / 16 / blockBytes * blockBytes;
             PriorityQueue<Node> leaves = new PriorityQueue<>(Comparator.comparingLong((Node n) -> n.lastUsed));
             for (Node n : nodes) {
                 if (n.children.isEmpty() && n != keep) {
                     leaves.add(n);
                 }
             }
-            while (bytes + wanted * blockBytes > capacityBytes && !leaves.isEmpty()) {
+            while (bytes + wanted * blockBytes + slack > capacityBytes && !leaves.isEmpty()) {
                 Node victim = leaves.poll();
                 Node parent = victim.parent;
                 parent.children.remove(victim.key);
@@ -210,7 +210,7 @@ public final class PrefixCache {
 
     /** Bytes of latent KV held now. */
     public long storedBytes() {
-        return storedBytes;
+        return bytes;
     }
 
     /** Bytes of one block of {@link #BLOCK} positions (all layers). */
