@@ -5,6 +5,7 @@ import dev.epic.coordinator.RemoteExpertBackend;
 import dev.epic.coordinator.ServedModel;
 import dev.epic.coordinator.attention.RemoteAttention;
 import dev.epic.coordinator.experts.RemoteExperts;
+import dev.epic.coordinator.openai.OpenAiServer;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.quant.WeightFormat;
@@ -79,6 +80,9 @@ public final class CoordinatorCommand implements Callable<Integer> {
     @Mixin
     MetricsFlags metrics;
 
+    @Mixin
+    OpenAiFlags openai;
+
     @Override
     public Integer call() throws Exception {
         WeightFormat format = WeightFormat.parse(weights);
@@ -99,6 +103,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
         RemoteExpertBackend backend = null;
         RemoteAttention attention = null;
         CoordinatorServer server;
+        OpenAiServer http;
         try {
             backend = RemoteExpertBackend.connect(zk, cluster, CheckpointFingerprint.of(model), config, options,
                     m.registry());
@@ -110,6 +115,12 @@ public final class CoordinatorCommand implements Callable<Integer> {
                     : null;
             ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);
             server = CoordinatorServer.start(served, backend, scheduler.options(), host, port, m.registry());
+            try {
+                http = openai.open(host, server.target());
+            } catch (Exception | Error e) {
+                server.close();
+                throw e;
+            }
         } catch (Exception | Error e) {
             if (attention != null) {
                 attention.close();
@@ -123,6 +134,9 @@ public final class CoordinatorCommand implements Callable<Integer> {
         RemoteExpertBackend experts = backend;
         RemoteAttention remote = attention;
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            if (http != null) {
+                http.close();
+            }
             server.close();
             if (remote != null) {
                 remote.close();

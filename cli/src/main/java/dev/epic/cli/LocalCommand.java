@@ -1,5 +1,6 @@
 package dev.epic.cli;
 
+import dev.epic.coordinator.openai.OpenAiServer;
 import dev.epic.model.quant.WeightFormat;
 import java.io.PrintWriter;
 import java.nio.file.Path;
@@ -69,6 +70,9 @@ public final class LocalCommand implements Callable<Integer> {
     @Mixin
     MetricsFlags metrics;
 
+    @Mixin
+    OpenAiFlags openai;
+
     @Override
     public Integer call() throws Exception {
         MetricsFlags.Metrics m = metrics.open(host);
@@ -81,8 +85,19 @@ public final class LocalCommand implements Callable<Integer> {
             m.close();
             throw e;
         }
+        OpenAiServer http;
+        try {
+            http = openai.open(host, cluster.target());
+        } catch (Exception | Error e) {
+            cluster.close();
+            m.close();
+            throw e;
+        }
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            if (http != null) {
+                http.close();
+            }
             cluster.close();
             m.close();
             stopped.countDown();

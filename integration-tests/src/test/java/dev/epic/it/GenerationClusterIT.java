@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.epic.proto.ChatMessage;
 import dev.epic.proto.FinishReason;
 import dev.epic.proto.GenerateRequest;
@@ -20,6 +22,11 @@ import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -44,11 +51,16 @@ class GenerationClusterIT {
     private static final int MAX_QUEUE = 2;
     private static EpicLocal cluster;
     private static GenerationServiceGrpc.GenerationServiceBlockingStub api;
+    private static int httpPort;
 
     @BeforeAll
     static void start() throws Exception {
+        try (ServerSocket s = new ServerSocket(0)) {
+            httpPort = s.getLocalPort();
+        }
         cluster = EpicLocal.start("generation-cluster", "--model", EpicLocal.demoModel().toString(),
-                "--expert-workers", "3", "--replication", "2", "--max-batch", "" + MAX_BATCH, "--max-queue", "" + MAX_QUEUE);
+                "--expert-workers", "3", "--replication", "2", "--max-batch", "" + MAX_BATCH, "--max-queue", "" + MAX_QUEUE,
+                "--http-port", "" + httpPort);
         api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
     }
 
@@ -90,6 +102,27 @@ class GenerationClusterIT {
 
     @Test
     @Order(2)
+    void theOpenAiHttpApiGivesTheGrpcAnswer() throws Exception {
+        List<GenerateResponse> ref = run(chat("Name a colour.", 9, 6));
+        StringBuilder content = new StringBuilder();
+        ref.forEach(r -> content.append(r.getText()));
+        String body = """
+                {"model": "demo-v3", "messages": [{"role": "system", "content": "Answer briefly."},
+                 {"role": "user", "content": "Name a colour."}],
+                 "temperature": 0.8, "top_p": 0.95, "seed": 9, "max_tokens": 6, "ignore_eos": true}""";
+        try (HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build()) {
+            HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort
+                    + "/v1/chat/completions")).POST(HttpRequest.BodyPublishers.ofString(body)).build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, r.statusCode(), r.body());
+            JsonNode answer = new ObjectMapper().readTree(r.body());
+            assertEquals(content.toString(), answer.get("choices").get(0).get("message").get("content").asText());
+            assertEquals(6, answer.get("usage").get("completion_tokens").asInt());
+        }
+    }
+
+    @Test
+    @Order(3)
     void concurrentStreamsGiveTheSameTokensAsOneAtATime() throws Exception {
         List<GenerateRequest> requests = new ArrayList<>();
         for (int i = 0; i < MAX_BATCH; i++) {
@@ -133,7 +166,7 @@ class GenerationClusterIT {
     }
 
     @Test
-    @Order(3)
+    @Order(4)
     void badRequestsAreInvalidArgument() {
         assertTrue(invalid(GenerateRequest.getDefaultInstance()).contains("prompt is empty"));
         assertTrue(invalid(chat("hi", 1, 4).toBuilder().setSampling(SamplingParams.newBuilder().setTopP(0)).build())
@@ -146,7 +179,7 @@ class GenerationClusterIT {
     }
 
     @Test
-    @Order(4)
+    @Order(5)
     void fullQueueIsResourceExhausted() throws Exception {
         GenerateRequest endless = chat("Tell me everything.", 3, 1_000_000);
         try (Context.CancellableContext ctx = Context.current().withCancellation()) {
@@ -197,7 +230,7 @@ class GenerationClusterIT {
     }
 
     @Test
-    @Order(5)
+    @Order(6)
     void killingAReplicatedWorkerMidGenerationKeepsTheTokens() throws Exception {
         GenerateRequest req = chat("Count slowly from one to twenty.", 77, 40);
         List<Integer> expected = tokens(run(req));

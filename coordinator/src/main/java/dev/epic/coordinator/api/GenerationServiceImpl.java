@@ -8,6 +8,8 @@ import dev.epic.coordinator.scheduler.GenerationTask;
 import dev.epic.coordinator.scheduler.LogitsTask;
 import dev.epic.coordinator.scheduler.QueueFullException;
 import dev.epic.coordinator.scheduler.Scheduler;
+import dev.epic.proto.DetokenizeRequest;
+import dev.epic.proto.DetokenizeResponse;
 import dev.epic.proto.FinishReason;
 import dev.epic.proto.GenerateRequest;
 import dev.epic.proto.GenerateResponse;
@@ -339,12 +341,19 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
     }
 
-    private static TokenLogprob proto(Logprobs l) {
-        TokenLogprob.Builder tl = TokenLogprob.newBuilder().setTokenId(l.token()).setLogprob(l.logprob());
+    private TokenLogprob proto(Logprobs l) {
+        TokenLogprob.Builder tl = TokenLogprob.newBuilder().setTokenId(l.token()).setLogprob(l.logprob())
+                .setToken(tokenBytes(l.token()));
         for (int i = 0; i < l.topTokens().length; i++) {
-            tl.addTop(TopLogprob.newBuilder().setTokenId(l.topTokens()[i]).setLogprob(l.topLogprobs()[i]));
+            tl.addTop(TopLogprob.newBuilder().setTokenId(l.topTokens()[i]).setLogprob(l.topLogprobs()[i])
+                    .setToken(tokenBytes(l.topTokens()[i])));
         }
         return tl.build();
+    }
+
+    /** Empty for an id past the tokenizer's vocabulary (lm_head padding rows have no text). */
+    private ByteString tokenBytes(int id) {
+        return id < model.tokenizer().size() ? ByteString.copyFrom(model.tokenizer().tokenBytes(id)) : ByteString.EMPTY;
     }
 
     static FinishReason finishReason(dev.epic.text.generate.FinishReason r) {
@@ -395,6 +404,24 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         } catch (StatusRuntimeException e) {
             out.onError(e);
         }
+    }
+
+    @Override
+    public void detokenize(DetokenizeRequest req, StreamObserver<DetokenizeResponse> out) {
+        int vocabulary = model.tokenizer().size();
+        int[] ids = new int[req.getTokenIdsCount()];
+        DetokenizeResponse.Builder r = DetokenizeResponse.newBuilder();
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = req.getTokenIds(i);
+            if (ids[i] < 0 || ids[i] >= vocabulary) {
+                out.onError(PromptBuilder.invalid("token_ids[" + i + "] = " + Integer.toUnsignedString(ids[i])
+                        + " is outside the tokenizer's vocabulary [0, " + vocabulary + ")"));
+                return;
+            }
+            r.addTokens(tokenBytes(ids[i]));
+        }
+        out.onNext(r.setText(model.tokenizer().decode(ids, req.getSkipSpecialTokens())).build());
+        out.onCompleted();
     }
 
     @Override

@@ -18,6 +18,8 @@ import dev.epic.model.TestData;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.proto.ChatMessage;
+import dev.epic.proto.DetokenizeRequest;
+import dev.epic.proto.DetokenizeResponse;
 import dev.epic.proto.FinishReason;
 import dev.epic.proto.GenerateRequest;
 import dev.epic.proto.GenerateResponse;
@@ -360,6 +362,22 @@ class GenerationServiceTest {
         assertEquals("<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hello world<｜Assistant｜>", chat.getText());
         assertEquals(0, chat.getTokenIds(0)); // BOS
         assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> api.tokenize(TokenizeRequest.getDefaultInstance())));
+    }
+
+    @Test
+    void detokenizeInvertsTokenizeAndGivesEachTokensBytes() {
+        TokenizeResponse t = api.tokenize(TokenizeRequest.newBuilder().setText("Hello wörld").build());
+        DetokenizeResponse d = api.detokenize(DetokenizeRequest.newBuilder().addAllTokenIds(t.getTokenIdsList()).build());
+        assertEquals("Hello wörld", d.getText());
+        java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+        d.getTokensList().forEach(b -> bytes.writeBytes(b.toByteArray()));
+        assertEquals("Hello wörld", bytes.toString(java.nio.charset.StandardCharsets.UTF_8));
+        assertEquals(t.getTokenIdsCount(), d.getTokensCount());
+        DetokenizeResponse special = api.detokenize(DetokenizeRequest.newBuilder().addTokenIds(0)
+                .addAllTokenIds(t.getTokenIdsList()).setSkipSpecialTokens(true).build());
+        assertEquals("Hello wörld", special.getText());
+        assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> api.detokenize(
+                DetokenizeRequest.newBuilder().addTokenIds(Integer.MAX_VALUE).build())));
     }
 
     @Test

@@ -1,0 +1,25 @@
+package dev.epic.cli;
+
+import dev.epic.coordinator.openai.OpenAiServer;
+import java.io.IOException;
+import picocli.CommandLine.Option;
+
+/** {@code --http-port}: the OpenAI-compatible HTTP API in front of the coordinator's gRPC API. */
+final class OpenAiFlags {
+    @Option(names = "--http-port", defaultValue = "0", paramLabel = "PORT",
+            description = "serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, "
+                    + "/health) on http://ADDR:PORT, ADDR as --host (0 = off; default ${DEFAULT-VALUE})")
+    int port;
+
+    @Option(names = "--served-model-name", paramLabel = "NAME",
+            description = "the model id HTTP clients send and get back (default: the checkpoint directory's name)")
+    String servedModelName;
+
+    /** The HTTP server over the coordinator at {@code grpcTarget}, or null when off. */
+    OpenAiServer open(String host, String grpcTarget) throws IOException {
+        if (port < 0 || port > 65535) {
+            throw new IllegalArgumentException("--http-port must be in [0, 65535], got " + port);
+        }
+        return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget, servedModelName);
+    }
+}

@@ -1,0 +1,420 @@
+package dev.epic.coordinator.openai;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.epic.proto.ChatMessage;
+import dev.epic.proto.DetokenizeRequest;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.Messages;
+import dev.epic.proto.SamplingParams;
+import dev.epic.proto.TokenIds;
+import dev.epic.proto.TokenizeRequest;
+import dev.epic.proto.Tool;
+import dev.epic.proto.ToolCall;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * OpenAI request bodies ({@code /v1/chat/completions}, {@code /v1/completions}) as GenerateRequests.
+ * The sampling fields are OpenAI's plus vLLM's extensions ({@code top_k}, {@code min_p},
+ * {@code repetition_penalty}, {@code min_tokens}, {@code stop_token_ids}, {@code ignore_eos},
+ * {@code include_stop_str_in_output}, {@code chat_template_kwargs.enable_thinking}); their ranges are
+ * the coordinator's to check, so its INVALID_ARGUMENT message reaches the client. Fields this server
+ * cannot honour are refused by name rather than ignored; unknown fields are ignored, as OpenAI SDKs
+ * send some of their own.
+ */
+final class OpenAiRequests {
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    /**
+     * A parsed request: what to generate and how to answer. {@code echo}: a completion's answer starts
+     * with its prompt (and the prompt's logprobs); {@code promptOnly}: echo with {@code max_tokens} 0,
+     * so the one token generated is left out (scoring a prompt, as evaluation harnesses do).
+     */
+    record Parsed(GenerateRequest request, String model, boolean stream, boolean includeUsage, boolean logprobs,
+            boolean echo, boolean promptOnly) {}
+
+    private static final Set<String> ROLES = Set.of("system", "developer", "user", "assistant", "tool");
+
+    private OpenAiRequests() {}
+
+    static JsonNode parse(byte[] body) {
+        try {
+            JsonNode n = JSON.readTree(body);
+            if (n == null || !n.isObject()) {
+                throw OpenAiError.badRequest(null, "the request body must be a JSON object");
+            }
+            return n;
+        } catch (JsonProcessingException e) {
+            throw OpenAiError.badRequest(null, "the request body is not valid JSON: " + e.getOriginalMessage());
+        } catch (java.io.IOException e) {
+            throw OpenAiError.badRequest(null, "the request body could not be read: " + e.getMessage());
+        }
+    }
+
+    /** A {@code /v1/chat/completions} body. */
+    static Parsed chat(JsonNode body) {
+        GenerateRequest.Builder r = GenerateRequest.newBuilder();
+        r.setChat(messages(body));
+        if (!toolChoice(body.get("tool_choice")).equals("none")) {
+            r.addAllTools(tools(body));
+        }
+        JsonNode kwargs = body.get("chat_template_kwargs");
+        if (kwargs != null && !kwargs.isNull()) {
+            if (!kwargs.isObject()) {
+                throw OpenAiError.badRequest("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+            }
+            // vLLM's name for DeepSeek's switch is enable_thinking; SGLang's is thinking.
+            for (String name : new String[] {"enable_thinking", "thinking"}) {
+                if (kwargs.has(name)) {
+                    r.setEnableThinking(bool(kwargs, name, "chat_template_kwargs." + name));
+                }
+            }
+        }
+        JsonNode format = body.get("response_format");
+        if (format != null && !format.isNull() && !"text".equals(format.path("type").asText())) {
+            throw OpenAiError.badRequest("response_format",
+                    "response_format '" + format.path("type").asText() + "' is not supported (only 'text')");
+        }
+        SamplingParams.Builder s = sampling(body);
+        if (body.has("max_completion_tokens") && !body.get("max_completion_tokens").isNull()) {
+            s.setMaxTokens(count(body, "max_completion_tokens"));
+        }
+        boolean logprobs = body.has("logprobs") && bool(body, "logprobs", "logprobs");
+        if (body.has("top_logprobs") && !body.get("top_logprobs").isNull()) {
+            if (!logprobs) {
+                throw OpenAiError.badRequest("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            }
+            s.setLogprobs(count(body, "top_logprobs"));
+        } else if (logprobs) {
+            s.setLogprobs(0);
+        }
+        r.setSampling(s);
+        return finish(r, body, logprobs);
+    }
+
+    /** A {@code /v1/completions} body: one prompt, as text or token ids, rendered without a template. */
+    static Parsed completion(JsonNode body) {
+        GenerateRequest.Builder r = GenerateRequest.newBuilder();
+        JsonNode prompt = body.get("prompt");
+        if (prompt != null && prompt.isArray() && prompt.size() == 1 && !prompt.get(0).isNumber()) {
+            prompt = prompt.get(0); // ["text"] or [[ids]]: one prompt in a list
+        }
+        if (prompt == null || prompt.isNull()) {
+            throw OpenAiError.badRequest("prompt", "'prompt' is required");
+        } else if (prompt.isTextual()) {
+            r.setText(prompt.asText());
+        } else if (prompt.isArray() && !prompt.isEmpty() && allInts(prompt)) {
+            TokenIds.Builder ids = TokenIds.newBuilder();
+            for (JsonNode id : prompt) {
+                if (id.asLong() < 0 || id.asLong() > 0xffffffffL) {
+                    throw OpenAiError.badRequest("prompt", "token id " + id.asLong() + " is out of range");
+                }
+                ids.addIds((int) id.asLong());
+            }
+            r.setTokenIds(ids);
+        } else if (prompt.isArray() && prompt.size() > 1) {
+            throw OpenAiError.badRequest("prompt", "one prompt per request: send a list of prompts as separate requests");
+        } else {
+            throw OpenAiError.badRequest("prompt", "'prompt' must be a string or a non-empty array of token ids");
+        }
+        if (body.has("suffix") && !body.get("suffix").isNull()) {
+            throw OpenAiError.badRequest("suffix", "'suffix' is not supported");
+        }
+        SamplingParams.Builder s = sampling(body);
+        boolean logprobs = present(body, "logprobs");
+        if (logprobs) {
+            s.setLogprobs(count(body, "logprobs"));
+        }
+        boolean echo = present(body, "echo") && bool(body, "echo", "echo");
+        boolean promptOnly = echo && s.hasMaxTokens() && s.getMaxTokens() == 0;
+        if (echo && logprobs) {
+            s.setPromptLogprobs(s.getLogprobs());
+        }
+        if (promptOnly) {
+            s.setMaxTokens(1); // the coordinator generates at least one token; the answer leaves it out
+        }
+        r.setSampling(s);
+        return finish(r, body, logprobs, echo, promptOnly);
+    }
+
+    /** vLLM's {@code /tokenize}: {@code prompt} text, or chat {@code messages} (with the generation prompt by default). */
+    static TokenizeRequest tokenize(JsonNode body) {
+        TokenizeRequest.Builder r = TokenizeRequest.newBuilder();
+        if (present(body, "messages")) {
+            r.setChat(messages(body)).addAllTools(tools(body)).setAddGenerationPrompt(
+                    !present(body, "add_generation_prompt") || bool(body, "add_generation_prompt", "add_generation_prompt"));
+        } else {
+            r.setText(text(body, "prompt", "prompt"));
+        }
+        return r.build();
+    }
+
+    /** vLLM's {@code /detokenize}: {@code tokens}, a list of ids. */
+    static DetokenizeRequest detokenize(JsonNode body) {
+        JsonNode tokens = body.get("tokens");
+        if (tokens == null || !tokens.isArray() || !allInts(tokens)) {
+            throw OpenAiError.badRequest("tokens", "'tokens' must be an array of token ids");
+        }
+        DetokenizeRequest.Builder r = DetokenizeRequest.newBuilder();
+        for (JsonNode id : tokens) {
+            if (id.asLong() < 0 || id.asLong() > Integer.MAX_VALUE) {
+                throw OpenAiError.badRequest("tokens", "token id " + id.asLong() + " is out of range");
+            }
+            r.addTokenIds((int) id.asLong());
+        }
+        return r.build();
+    }
+
+    private static Parsed finish(GenerateRequest.Builder r, JsonNode body, boolean logprobs) {
+        return finish(r, body, logprobs, false, false);
+    }
+
+    private static Parsed finish(GenerateRequest.Builder r, JsonNode body, boolean logprobs, boolean echo,
+            boolean promptOnly) {
+        String model = body.has("model") && !body.get("model").isNull() ? text(body, "model", "model") : null;
+        boolean stream = body.has("stream") && bool(body, "stream", "stream");
+        JsonNode options = body.get("stream_options");
+        boolean usage = options != null && options.isObject() && options.has("include_usage")
+                && bool(options, "include_usage", "stream_options.include_usage");
+        if (body.has("request_id") && body.get("request_id").isTextual()) {
+            r.setRequestId(body.get("request_id").asText());
+        }
+        return new Parsed(r.build(), model, stream, usage, logprobs, echo, promptOnly);
+    }
+
+    /** The sampling fields common to both endpoints. */
+    private static SamplingParams.Builder sampling(JsonNode b) {
+        SamplingParams.Builder s = SamplingParams.newBuilder();
+        if (present(b, "temperature")) s.setTemperature(number(b, "temperature"));
+        if (present(b, "top_p")) s.setTopP(number(b, "top_p"));
+        if (present(b, "top_k")) s.setTopK(integer(b, "top_k"));
+        if (present(b, "min_p")) s.setMinP(number(b, "min_p"));
+        if (present(b, "seed")) s.setSeed(seed(b));
+        if (present(b, "presence_penalty")) s.setPresencePenalty(number(b, "presence_penalty"));
+        if (present(b, "frequency_penalty")) s.setFrequencyPenalty(number(b, "frequency_penalty"));
+        if (present(b, "repetition_penalty")) s.setRepetitionPenalty(number(b, "repetition_penalty"));
+        if (present(b, "max_tokens")) s.setMaxTokens(count(b, "max_tokens"));
+        if (present(b, "min_tokens")) s.setMinTokens(count(b, "min_tokens"));
+        if (present(b, "n")) s.setN(count(b, "n"));
+        if (present(b, "ignore_eos")) s.setIgnoreEos(bool(b, "ignore_eos", "ignore_eos"));
+        if (present(b, "include_stop_str_in_output")) {
+            s.setIncludeStopStrInOutput(bool(b, "include_stop_str_in_output", "include_stop_str_in_output"));
+        }
+        JsonNode stop = b.get("stop");
+        if (stop != null && !stop.isNull()) {
+            if (stop.isTextual()) {
+                s.addStop(stop.asText());
+            } else if (stop.isArray()) {
+                for (JsonNode x : stop) {
+                    if (!x.isTextual()) {
+                        throw OpenAiError.badRequest("stop", "'stop' must be a string or an array of strings");
+                    }
+                    s.addStop(x.asText());
+                }
+            } else {
+                throw OpenAiError.badRequest("stop", "'stop' must be a string or an array of strings");
+            }
+        }
+        JsonNode ids = b.get("stop_token_ids");
+        if (ids != null && !ids.isNull()) {
+            if (!ids.isArray() || !allInts(ids)) {
+                throw OpenAiError.badRequest("stop_token_ids", "'stop_token_ids' must be an array of token ids");
+            }
+            for (JsonNode id : ids) {
+                if (id.asLong() < 0 || id.asLong() > Integer.MAX_VALUE) {
+                    throw OpenAiError.badRequest("stop_token_ids", "token id " + id.asLong() + " is out of range");
+                }
+                s.addStopTokenIds((int) id.asLong());
+            }
+        }
+        return s;
+    }
+
+    private static Messages messages(JsonNode body) {
+        JsonNode messages = body.get("messages");
+        if (messages == null || !messages.isArray() || messages.isEmpty()) {
+            throw OpenAiError.badRequest("messages", "'messages' must be a non-empty array");
+        }
+        Messages.Builder m = Messages.newBuilder();
+        for (int i = 0; i < messages.size(); i++) {
+            m.addMessages(message(messages.get(i), "messages[" + i + "]"));
+        }
+        return m.build();
+    }
+
+    private static List<Tool> tools(JsonNode body) {
+        JsonNode tools = body.get("tools");
+        if (tools == null || tools.isNull()) {
+            return List.of();
+        }
+        if (!tools.isArray()) {
+            throw OpenAiError.badRequest("tools", "'tools' must be an array");
+        }
+        List<Tool> out = new ArrayList<>(tools.size());
+        for (int i = 0; i < tools.size(); i++) {
+            out.add(tool(tools.get(i), "tools[" + i + "]"));
+        }
+        return out;
+    }
+
+    private static ChatMessage message(JsonNode n, String where) {
+        if (n == null || !n.isObject()) {
+            throw OpenAiError.badRequest(where, where + " must be an object");
+        }
+        String role = text(n, "role", where + ".role");
+        if (!ROLES.contains(role)) {
+            throw OpenAiError.badRequest(where + ".role", where + ".role must be one of " + ROLES + ", got '" + role + "'");
+        }
+        ChatMessage.Builder m = ChatMessage.newBuilder().setRole(role.equals("developer") ? "system" : role)
+                .setContent(content(n.get("content"), where + ".content"));
+        JsonNode calls = n.get("tool_calls");
+        if (calls != null && !calls.isNull()) {
+            if (!calls.isArray()) {
+                throw OpenAiError.badRequest(where + ".tool_calls", where + ".tool_calls must be an array");
+            }
+            for (int i = 0; i < calls.size(); i++) {
+                m.addToolCalls(toolCall(calls.get(i), where + ".tool_calls[" + i + "]"));
+            }
+        }
+        if (present(n, "tool_call_id")) {
+            m.setToolCallId(text(n, "tool_call_id", where + ".tool_call_id"));
+        }
+        if (present(n, "reasoning_content")) {
+            m.setReasoning(text(n, "reasoning_content", where + ".reasoning_content"));
+        }
+        return m.build();
+    }
+
+    /** A string, null, or an array of text parts (other part types need a model that sees them). */
+    private static String content(JsonNode c, String where) {
+        if (c == null || c.isNull()) {
+            return "";
+        }
+        if (c.isTextual()) {
+            return c.asText();
+        }
+        if (!c.isArray()) {
+            throw OpenAiError.badRequest(where, where + " must be a string or an array of content parts");
+        }
+        StringBuilder sb = new StringBuilder();
+        for (JsonNode part : c) {
+            String type = part.path("type").asText();
+            if (!type.equals("text") || !part.path("text").isTextual()) {
+                throw OpenAiError.badRequest(where, "only text content parts are supported, got type '" + type + "'");
+            }
+            sb.append(part.get("text").asText());
+        }
+        return sb.toString();
+    }
+
+    private static ToolCall toolCall(JsonNode n, String where) {
+        JsonNode f = n == null ? null : n.get("function");
+        if (f == null || !f.isObject()) {
+            throw OpenAiError.badRequest(where, where + " needs a 'function' object");
+        }
+        JsonNode args = f.get("arguments");
+        // OpenAI sends the arguments as JSON text; some clients send the object itself.
+        String arguments = args == null || args.isNull() ? "{}" : args.isTextual() ? args.asText() : args.toString();
+        return ToolCall.newBuilder().setId(n.path("id").asText("")).setName(text(f, "name", where + ".function.name"))
+                .setArguments(arguments).build();
+    }
+
+    private static Tool tool(JsonNode n, String where) {
+        if (n == null || !n.isObject() || !"function".equals(n.path("type").asText("function"))) {
+            throw OpenAiError.badRequest(where, where + " must be {\"type\": \"function\", \"function\": {...}}");
+        }
+        JsonNode f = n.get("function");
+        if (f == null || !f.isObject()) {
+            throw OpenAiError.badRequest(where, where + " needs a 'function' object");
+        }
+        Tool.Builder t = Tool.newBuilder().setName(text(f, "name", where + ".function.name"));
+        if (present(f, "description")) {
+            t.setDescription(text(f, "description", where + ".function.description"));
+        }
+        JsonNode p = f.get("parameters");
+        if (p != null && !p.isNull()) {
+            t.setParametersJsonSchema(p.toString());
+        }
+        return t.build();
+    }
+
+    /** "auto" (default) or "none"; forcing a call needs constrained decoding, which this server does not do. */
+    private static String toolChoice(JsonNode c) {
+        if (c == null || c.isNull()) {
+            return "auto";
+        }
+        if (c.isTextual() && (c.asText().equals("auto") || c.asText().equals("none"))) {
+            return c.asText();
+        }
+        throw OpenAiError.badRequest("tool_choice", "tool_choice must be 'auto' or 'none' (forced tool calls are not supported)");
+    }
+
+    private static boolean present(JsonNode n, String name) {
+        return n.has(name) && !n.get(name).isNull();
+    }
+
+    private static boolean allInts(JsonNode array) {
+        for (JsonNode x : array) {
+            if (!x.isIntegralNumber()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static String text(JsonNode n, String name, String where) {
+        JsonNode v = n.get(name);
+        if (v == null || !v.isTextual()) {
+            throw OpenAiError.badRequest(where, "'" + where + "' must be a string");
+        }
+        return v.asText();
+    }
+
+    private static boolean bool(JsonNode n, String name, String where) {
+        JsonNode v = n.get(name);
+        if (v.isNull()) {
+            return false;
+        }
+        if (!v.isBoolean()) {
+            throw OpenAiError.badRequest(where, "'" + where + "' must be true or false");
+        }
+        return v.asBoolean();
+    }
+
+    private static float number(JsonNode n, String name) {
+        JsonNode v = n.get(name);
+        if (!v.isNumber()) {
+            throw OpenAiError.badRequest(name, "'" + name + "' must be a number");
+        }
+        return v.floatValue();
+    }
+
+    private static int integer(JsonNode n, String name) {
+        JsonNode v = n.get(name);
+        if (!v.isIntegralNumber() || !v.canConvertToInt()) {
+            throw OpenAiError.badRequest(name, "'" + name + "' must be an integer");
+        }
+        return v.intValue();
+    }
+
+    /** Any 64-bit integer: a negative seed is as good as a positive one. */
+    private static long seed(JsonNode n) {
+        JsonNode v = n.get("seed");
+        if (!v.isIntegralNumber() || !v.canConvertToLong()) {
+            throw OpenAiError.badRequest("seed", "'seed' must be an integer");
+        }
+        return v.longValue();
+    }
+
+    /** A non-negative integer (a token count, n, logprobs). */
+    private static int count(JsonNode n, String name) {
+        int v = integer(n, name);
+        if (v < 0) {
+            throw OpenAiError.badRequest(name, "'" + name + "' must be >= 0, got " + v);
+        }
+        return v;
+    }
+}

@@ -1,0 +1,351 @@
+package dev.epic.coordinator.openai;
+
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.google.protobuf.ByteString;
+import dev.epic.proto.FinishReason;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.TokenLogprob;
+import dev.epic.proto.TopLogprob;
+import dev.epic.proto.ToolCall;
+import dev.epic.proto.Usage;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * GenerateResponse streams as OpenAI objects: {@code chat.completion} and its
+ * {@code chat.completion.chunk}s, {@code text_completion} (whole or streamed). Reasoning goes to
+ * {@code reasoning_content}, as vLLM and SGLang return DeepSeek-R1's thinking.
+ */
+final class OpenAiResponses {
+    private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
+    /** JSON has no -Infinity; vLLM reports an impossible token's logprob as this. */
+    private static final float MIN_LOGPROB = -9999f;
+
+    /** chat.completion or text_completion. */
+    enum Kind {
+        CHAT("chatcmpl-", "chat.completion", "chat.completion.chunk"),
+        TEXT("cmpl-", "text_completion", "text_completion");
+
+        final String idPrefix;
+        final String object;
+        final String chunkObject;
+
+        Kind(String idPrefix, String object, String chunkObject) {
+            this.idPrefix = idPrefix;
+            this.object = object;
+            this.chunkObject = chunkObject;
+        }
+    }
+
+    private final Kind kind;
+    private final String model;
+    private final long created;
+    private final boolean logprobs;
+    private final boolean includeUsage;
+    private String id;
+    /** Per choice index: what has come so far. */
+    private final List<Choice> choices = new ArrayList<>();
+
+    OpenAiResponses(Kind kind, String model, long createdEpochSeconds, boolean logprobs, boolean includeUsage) {
+        this.kind = kind;
+        this.model = model;
+        this.created = createdEpochSeconds;
+        this.logprobs = logprobs;
+        this.includeUsage = includeUsage;
+    }
+
+    /** What a completion with {@code echo} starts with: the prompt's text and tokens (null without echo). */
+    private String echoText;
+    private List<ByteString> echoTokens;
+    /** Echo with max_tokens 0: the one token the coordinator generated is not part of the answer. */
+    private boolean promptOnly;
+
+    /** Makes each completion choice start with the prompt: its text, and its tokens' bytes for the logprobs. */
+    void echo(String promptText, List<ByteString> promptTokens, boolean promptOnly) {
+        this.echoText = promptText;
+        this.echoTokens = promptTokens;
+        this.promptOnly = promptOnly;
+    }
+
+    private static final class Choice {
+        final StringBuilder text = new StringBuilder();
+        final StringBuilder reasoning = new StringBuilder();
+        final List<ToolCall> toolCalls = new ArrayList<>();
+        final List<TokenLogprob> logprobs = new ArrayList<>();
+        /** A completion's logprobs so far, in the legacy shape; its text_offset runs on from textOffset. */
+        final ObjectNode legacy = legacyNode();
+        int textOffset;
+        boolean started;
+        FinishReason finish;
+        Usage usage;
+    }
+
+    private Choice choice(int index) {
+        while (choices.size() <= index) {
+            choices.add(new Choice());
+        }
+        return choices.get(index);
+    }
+
+    /**
+     * Takes one message of the stream and returns the chunks a streaming client gets for it (none,
+     * one, or two when a chat choice starts: the role first, as OpenAI sends it).
+     */
+    List<ObjectNode> accept(GenerateResponse r) {
+        if (id == null) {
+            id = kind.idPrefix + r.getRequestId();
+        }
+        Choice c = choice(r.getIndex());
+        List<ObjectNode> chunks = new ArrayList<>(2);
+        boolean first = !c.started;
+        c.started = true;
+        if (kind == Kind.CHAT && first) {
+            ObjectNode delta = NODES.objectNode().put("role", "assistant").put("content", "");
+            chunks.add(chunk(r.getIndex(), delta, null, null));
+        }
+        boolean finished = r.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED;
+        String finish = !finished ? null : promptOnly ? "length" : finish(r.getFinishReason());
+        if (kind == Kind.CHAT) {
+            ArrayNode lp = null;
+            if (logprobs && r.getLogprobsCount() > 0) {
+                lp = NODES.arrayNode();
+                for (TokenLogprob l : r.getLogprobsList()) {
+                    lp.add(chatLogprob(l));
+                }
+            }
+            ObjectNode delta = NODES.objectNode();
+            if (!r.getReasoningText().isEmpty()) {
+                delta.put("reasoning_content", r.getReasoningText());
+            }
+            if (!r.getText().isEmpty()) {
+                delta.put("content", r.getText());
+            }
+            if (r.getToolCallsCount() > 0) {
+                ArrayNode calls = delta.putArray("tool_calls");
+                for (ToolCall t : r.getToolCallsList()) {
+                    calls.add(toolCall(t).put("index", c.toolCalls.size() + calls.size()));
+                }
+            }
+            if (!delta.isEmpty() || lp != null || finish != null) {
+                chunks.add(chunk(r.getIndex(), delta, lp == null ? null : NODES.objectNode().set("content", lp), finish));
+            }
+            c.reasoning.append(r.getReasoningText());
+            c.text.append(r.getText());
+        } else {
+            chunks.addAll(completionChunk(r, c, first, finish));
+        }
+        c.toolCalls.addAll(r.getToolCallsList());
+        c.logprobs.addAll(r.getLogprobsList());
+        if (finished) {
+            c.finish = promptOnly ? FinishReason.LENGTH : r.getFinishReason();
+            c.usage = r.getUsage();
+        }
+        return chunks;
+    }
+
+    /**
+     * A completion's part of one message: its text (everything generated, reasoning included, since
+     * a completion has no template to split it by) after the echoed prompt on the first message, and
+     * the same tokens' legacy logprobs. The prompt's first token has no logprob (null, as OpenAI's).
+     */
+    private List<ObjectNode> completionChunk(GenerateResponse r, Choice c, boolean first, String finish) {
+        StringBuilder text = new StringBuilder();
+        ObjectNode lp = logprobs ? legacyNode() : null;
+        if (first && echoText != null) {
+            text.append(echoText);
+            if (lp != null) {
+                for (int i = 0; i < echoTokens.size(); i++) {
+                    TokenLogprob l = i == 0 ? null : r.getPromptLogprobs(i - 1);
+                    c.textOffset = appendLegacy(lp, c.legacy, echoTokens.get(i).toStringUtf8(), l, c.textOffset);
+                }
+            }
+        }
+        if (!promptOnly) {
+            text.append(r.getReasoningText()).append(r.getText());
+            if (lp != null) {
+                for (TokenLogprob l : r.getLogprobsList()) {
+                    c.textOffset = appendLegacy(lp, c.legacy, l.getToken().toStringUtf8(), l, c.textOffset);
+                }
+            }
+        }
+        c.text.append(text);
+        if (text.isEmpty() && (lp == null || lp.get("tokens").isEmpty()) && finish == null) {
+            return List.of();
+        }
+        ObjectNode ch = NODES.objectNode().put("index", r.getIndex()).put("text", text.toString());
+        ch.set("logprobs", lp);
+        ch.put("finish_reason", finish);
+        return List.of(envelope(ch));
+    }
+
+    /** The closing chunk with the usage of all choices ({@code stream_options.include_usage}). */
+    ObjectNode usageChunk() {
+        ObjectNode o = NODES.objectNode().put("id", id).put("object", kind.chunkObject).put("created", created)
+                .put("model", model);
+        o.putArray("choices");
+        o.set("usage", usage());
+        return o;
+    }
+
+    /** The whole answer, once every choice has finished. */
+    ObjectNode complete() {
+        ObjectNode o = NODES.objectNode().put("id", id).put("object", kind.object).put("created", created)
+                .put("model", model);
+        ArrayNode list = o.putArray("choices");
+        for (int i = 0; i < choices.size(); i++) {
+            Choice c = choices.get(i);
+            ObjectNode ch = list.addObject().put("index", i);
+            if (kind == Kind.CHAT) {
+                ObjectNode m = ch.putObject("message").put("role", "assistant");
+                // OpenAI's content is null when the answer is only tool calls.
+                m.put("content", c.text.isEmpty() && !c.toolCalls.isEmpty() ? null : c.text.toString());
+                m.put("reasoning_content", c.reasoning.isEmpty() ? null : c.reasoning.toString());
+                if (!c.toolCalls.isEmpty()) {
+                    ArrayNode calls = m.putArray("tool_calls");
+                    c.toolCalls.forEach(t -> calls.add(toolCall(t)));
+                }
+                if (logprobs) {
+                    ArrayNode content = NODES.arrayNode();
+                    c.logprobs.forEach(l -> content.add(chatLogprob(l)));
+                    ch.putObject("logprobs").set("content", content);
+                } else {
+                    ch.putNull("logprobs");
+                }
+            } else {
+                ch.put("text", c.text.toString());
+                ch.set("logprobs", logprobs ? c.legacy : null);
+            }
+            ch.put("finish_reason", c.finish == null ? null : finish(c.finish));
+        }
+        o.set("usage", usage());
+        return o;
+    }
+
+    /** Usage over all choices: the prompt once, the completions added up (as OpenAI counts n > 1). */
+    private ObjectNode usage() {
+        int prompt = 0, cached = 0, completion = 0, reasoning = 0;
+        for (int i = 0; i < choices.size(); i++) {
+            Usage u = choices.get(i).usage;
+            if (u == null) {
+                continue;
+            }
+            if (i == 0) {
+                prompt = u.getPromptTokens();
+                cached = u.getCachedPromptTokens();
+            }
+            if (!promptOnly) {
+                completion += u.getCompletionTokens();
+                reasoning += u.getReasoningTokens();
+            }
+        }
+        ObjectNode o = NODES.objectNode().put("prompt_tokens", prompt).put("completion_tokens", completion)
+                .put("total_tokens", prompt + completion);
+        o.putObject("prompt_tokens_details").put("cached_tokens", cached);
+        o.putObject("completion_tokens_details").put("reasoning_tokens", reasoning);
+        return o;
+    }
+
+    private ObjectNode chunk(int index, ObjectNode delta, ObjectNode logprobs, String finish) {
+        ObjectNode ch = NODES.objectNode().put("index", index);
+        ch.set("delta", delta);
+        ch.set("logprobs", logprobs);
+        ch.put("finish_reason", finish);
+        return envelope(ch);
+    }
+
+    private ObjectNode envelope(ObjectNode choice) {
+        ObjectNode o = NODES.objectNode().put("id", id).put("object", kind.chunkObject).put("created", created)
+                .put("model", model);
+        o.putArray("choices").add(choice);
+        if (includeUsage) {
+            o.putNull("usage");
+        }
+        return o;
+    }
+
+    private static ObjectNode toolCall(ToolCall t) {
+        ObjectNode o = NODES.objectNode().put("id", t.getId()).put("type", "function");
+        o.putObject("function").put("name", t.getName()).put("arguments", t.getArguments());
+        return o;
+    }
+
+    static String finish(FinishReason r) {
+        return switch (r) {
+            case STOP -> "stop";
+            case LENGTH -> "length";
+            case TOOL_CALLS -> "tool_calls";
+            case CANCELLED -> "abort";
+            default -> "error";
+        };
+    }
+
+    private static ObjectNode chatLogprob(TokenLogprob l) {
+        ObjectNode o = entry(l.getToken(), l.getLogprob());
+        ArrayNode top = o.putArray("top_logprobs");
+        for (TopLogprob t : l.getTopList()) {
+            top.add(entry(t.getToken(), t.getLogprob()));
+        }
+        return o;
+    }
+
+    private static ObjectNode entry(ByteString token, float logprob) {
+        ObjectNode o = NODES.objectNode().put("token", token.toStringUtf8()).put("logprob", finite(logprob));
+        ArrayNode bytes = o.putArray("bytes");
+        for (int i = 0; i < token.size(); i++) {
+            bytes.add(token.byteAt(i) & 0xff);
+        }
+        return o;
+    }
+
+    /** The legacy completions shape: parallel lists, each position's alternatives as a token → logprob map. */
+    private static ObjectNode legacyNode() {
+        ObjectNode o = NODES.objectNode();
+        o.putArray("tokens");
+        o.putArray("token_logprobs");
+        o.putArray("top_logprobs");
+        o.putArray("text_offset");
+        return o;
+    }
+
+    /**
+     * Appends one token to both legacy nodes (the chunk's and the choice's); l is null for a prompt's
+     * first token. Returns the text offset after it.
+     */
+    private static int appendLegacy(ObjectNode chunk, ObjectNode all, String token, TokenLogprob l, int offset) {
+        for (ObjectNode o : new ObjectNode[] {chunk, all}) {
+            ((ArrayNode) o.get("tokens")).add(token);
+            ((ArrayNode) o.get("text_offset")).add(offset);
+            ArrayNode values = (ArrayNode) o.get("token_logprobs"), top = (ArrayNode) o.get("top_logprobs");
+            if (l == null) {
+                values.addNull();
+                top.addNull();
+            } else {
+                values.add(finite(l.getLogprob()));
+                ObjectNode alternatives = top.addObject();
+                for (TopLogprob t : l.getTopList()) {
+                    alternatives.put(t.getToken().toStringUtf8(), finite(t.getLogprob()));
+                }
+            }
+        }
+        return offset + token.length();
+    }
+
+    private static float finite(float logprob) {
+        return Float.isFinite(logprob) ? logprob : MIN_LOGPROB;
+    }
+
+    /** An error body in OpenAI's shape. */
+    static ObjectNode error(OpenAiError e) {
+        ObjectNode o = NODES.objectNode();
+        o.putObject("error").put("message", e.getMessage()).put("type", e.type).put("param", e.param)
+                .put("code", e.httpStatus);
+        return o;
+    }
+
+    static byte[] utf8(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+}

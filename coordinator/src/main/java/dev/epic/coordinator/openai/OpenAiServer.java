@@ -1,0 +1,302 @@
+package dev.epic.coordinator.openai;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import dev.epic.coordinator.CoordinatorServer;
+import dev.epic.proto.DetokenizeRequest;
+import dev.epic.proto.DetokenizeResponse;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.ModelInfoRequest;
+import dev.epic.proto.ModelInfoResponse;
+import dev.epic.proto.TokenizeRequest;
+import dev.epic.proto.TokenizeResponse;
+import io.grpc.Context;
+import io.grpc.ManagedChannel;
+import io.grpc.StatusRuntimeException;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse;
+import io.grpc.health.v1.HealthGrpc;
+import io.grpc.netty.NettyChannelBuilder;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * An OpenAI-compatible HTTP front end (what vLLM and SGLang serve) over a coordinator's gRPC API:
+ * {@code POST /v1/chat/completions}, {@code POST /v1/completions} (both also as server-sent events
+ * with {@code "stream": true}), {@code GET /v1/models}, {@code GET /health}, and vLLM's
+ * {@code POST /tokenize} and {@code POST /detokenize}. Every request becomes
+ * one GenerationService call, so validation, scheduling and errors are the coordinator's; gRPC
+ * statuses come back as HTTP statuses (INVALID_ARGUMENT 400, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503).
+ * A streaming client that disconnects cancels its call, which frees its batch slot.
+ */
+public final class OpenAiServer implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(OpenAiServer.class);
+    /** Bodies above this are refused (413) before parsing: a 128K-token prompt is well under 4 MB. */
+    private static final int MAX_BODY = 64 << 20;
+
+    private final HttpServer http;
+    private final ExecutorService executor;
+    private final ManagedChannel channel;
+    private final GenerationServiceGrpc.GenerationServiceBlockingStub api;
+    private final String servedName;
+    private volatile ModelInfoResponse info;
+
+    private OpenAiServer(HttpServer http, ExecutorService executor, ManagedChannel channel, String servedName) {
+        this.http = http;
+        this.executor = executor;
+        this.channel = channel;
+        this.api = GenerationServiceGrpc.newBlockingStub(channel);
+        this.servedName = servedName;
+    }
+
+    /**
+     * Binds {@code host:port} (0 = any free port) and serves the coordinator at {@code target}
+     * (host:port of its gRPC API). {@code servedName} is the model id clients use; null means the
+     * coordinator's model name.
+     */
+    public static OpenAiServer start(String host, int port, String target, String servedName) throws IOException {
+        ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext()
+                .maxInboundMessageSize(64 << 20).build();
+        ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
+        HttpServer http;
+        try {
+            http = HttpServer.create(new InetSocketAddress(host, port), 0);
+        } catch (IOException e) {
+            channel.shutdownNow();
+            executor.shutdownNow();
+            throw new IOException("cannot bind the OpenAI HTTP port " + host + ":" + port + ": " + e.getMessage(), e);
+        }
+        OpenAiServer server = new OpenAiServer(http, executor, channel, servedName);
+        http.setExecutor(executor);
+        http.createContext("/", server::handle);
+        http.start();
+        log.info("OpenAI-compatible API on http://{}:{}/v1 (coordinator {})", host, server.port(), target);
+        return server;
+    }
+
+    public int port() {
+        return http.getAddress().getPort();
+    }
+
+    private void handle(HttpExchange ex) {
+        try (ex) {
+            try {
+                route(ex);
+            } catch (OpenAiError e) {
+                sendJson(ex, e.httpStatus, OpenAiResponses.error(e));
+            } catch (StatusRuntimeException e) {
+                OpenAiError err = OpenAiError.of(e.getStatus());
+                sendJson(ex, err.httpStatus, OpenAiResponses.error(err));
+            } catch (RuntimeException e) {
+                log.warn("OpenAI API request {} {} failed", ex.getRequestMethod(), ex.getRequestURI(), e);
+                if (ex.getResponseCode() == -1) { // nothing sent yet: the client still gets an answer
+                    sendJson(ex, 500, OpenAiResponses.error(new OpenAiError(500, "server_error", null, e.toString())));
+                }
+            }
+        } catch (IOException e) {
+            log.debug("HTTP client went away: {}", e.toString());
+        }
+    }
+
+    private void route(HttpExchange ex) throws IOException {
+        String path = ex.getRequestURI().getPath();
+        if (path.length() > 1 && path.endsWith("/")) {
+            path = path.substring(0, path.length() - 1);
+        }
+        switch (path) {
+            case "/v1/chat/completions" -> {
+                requireMethod(ex, "POST");
+                generate(ex, OpenAiRequests.chat(OpenAiRequests.parse(body(ex))), OpenAiResponses.Kind.CHAT);
+            }
+            case "/v1/completions" -> {
+                requireMethod(ex, "POST");
+                generate(ex, OpenAiRequests.completion(OpenAiRequests.parse(body(ex))), OpenAiResponses.Kind.TEXT);
+            }
+            case "/tokenize" -> {
+                requireMethod(ex, "POST");
+                JsonNode body = OpenAiRequests.parse(body(ex));
+                checkModel(body.path("model").asText(null));
+                TokenizeResponse t = api.tokenize(OpenAiRequests.tokenize(body));
+                ObjectNode o = OpenAiRequests.JSON.createObjectNode().put("count", t.getTokenIdsCount())
+                        .put("max_model_len", modelInfo().getMaxContext());
+                t.getTokenIdsList().forEach(o.putArray("tokens")::add);
+                sendJson(ex, 200, o);
+            }
+            case "/detokenize" -> {
+                requireMethod(ex, "POST");
+                JsonNode body = OpenAiRequests.parse(body(ex));
+                checkModel(body.path("model").asText(null));
+                sendJson(ex, 200, OpenAiRequests.JSON.createObjectNode()
+                        .put("prompt", api.detokenize(OpenAiRequests.detokenize(body)).getText()));
+            }
+            case "/v1/models" -> {
+                requireMethod(ex, "GET");
+                sendJson(ex, 200, models());
+            }
+            case "/health" -> {
+                requireMethod(ex, "GET");
+                health(ex);
+            }
+            default -> throw new OpenAiError(404, "not_found_error", null, "no such endpoint: " + path);
+        }
+    }
+
+    private static void requireMethod(HttpExchange ex, String method) {
+        if (!ex.getRequestMethod().equals(method)) {
+            ex.getResponseHeaders().set("Allow", method);
+            throw new OpenAiError(405, "invalid_request_error", null,
+                    ex.getRequestURI().getPath() + " takes " + method + ", not " + ex.getRequestMethod());
+        }
+    }
+
+    private static byte[] body(HttpExchange ex) throws IOException {
+        try (InputStream in = ex.getRequestBody()) {
+            byte[] b = in.readNBytes(MAX_BODY + 1);
+            if (b.length > MAX_BODY) {
+                throw new OpenAiError(413, "invalid_request_error", null, "the request body exceeds " + MAX_BODY + " bytes");
+            }
+            return b;
+        }
+    }
+
+    /** The served model's id; fetched once from the coordinator, which may start after this server. */
+    private String modelName() {
+        if (servedName != null) {
+            return servedName;
+        }
+        return modelInfo().getFingerprint().getName();
+    }
+
+    /** The served model's id; 404 when the request names another (null names none). */
+    private String checkModel(String requested) {
+        String name = modelName();
+        if (requested != null && !requested.equals(name)) {
+            throw new OpenAiError(404, "not_found_error", "model",
+                    "The model `" + requested + "` does not exist (this server serves `" + name + "`).");
+        }
+        return name;
+    }
+
+    private ModelInfoResponse modelInfo() {
+        ModelInfoResponse i = info;
+        if (i == null) {
+            i = api.withDeadlineAfter(10, TimeUnit.SECONDS).modelInfo(ModelInfoRequest.getDefaultInstance());
+            info = i;
+        }
+        return i;
+    }
+
+    private ObjectNode models() {
+        ObjectNode o = OpenAiRequests.JSON.createObjectNode().put("object", "list");
+        o.putArray("data").addObject().put("id", modelName()).put("object", "model").put("created", 0)
+                .put("owned_by", "epic").put("max_model_len", modelInfo().getMaxContext());
+        return o;
+    }
+
+    private void health(HttpExchange ex) throws IOException {
+        HealthCheckResponse.ServingStatus s;
+        try {
+            s = HealthGrpc.newBlockingStub(channel).withDeadlineAfter(5, TimeUnit.SECONDS)
+                    .check(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build()).getStatus();
+        } catch (StatusRuntimeException e) {
+            s = HealthCheckResponse.ServingStatus.NOT_SERVING;
+        }
+        ObjectNode o = OpenAiRequests.JSON.createObjectNode().put("status", s.name());
+        sendJson(ex, s == HealthCheckResponse.ServingStatus.SERVING ? 200 : 503, o);
+    }
+
+    private void generate(HttpExchange ex, OpenAiRequests.Parsed p, OpenAiResponses.Kind kind) throws IOException {
+        String name = checkModel(p.model());
+        OpenAiResponses answer = new OpenAiResponses(kind, name, System.currentTimeMillis() / 1000, p.logprobs(),
+                p.includeUsage());
+        if (p.echo()) {
+            echo(p, answer);
+        }
+        try (Context.CancellableContext call = Context.current().withCancellation()) {
+            Iterator<GenerateResponse> it;
+            Context previous = call.attach(); // the call inherits this context, so cancelling it ends the call
+            try {
+                it = api.generate(p.request());
+            } finally {
+                call.detach(previous);
+            }
+            // The first message (or the refusal) arrives before any byte is sent, so a refused request
+            // gets its HTTP status, not a 200 with an error event.
+            it.hasNext();
+            if (!p.stream()) {
+                it.forEachRemaining(answer::accept);
+                sendJson(ex, 200, answer.complete());
+                return;
+            }
+            ex.getResponseHeaders().set("Content-Type", "text/event-stream; charset=utf-8");
+            ex.getResponseHeaders().set("Cache-Control", "no-cache");
+            ex.sendResponseHeaders(200, 0);
+            OutputStream out = ex.getResponseBody();
+            try {
+                try {
+                    while (it.hasNext()) {
+                        for (ObjectNode chunk : answer.accept(it.next())) {
+                            event(out, chunk);
+                        }
+                    }
+                    if (p.includeUsage()) {
+                        event(out, answer.usageChunk());
+                    }
+                } catch (StatusRuntimeException e) {
+                    event(out, OpenAiResponses.error(OpenAiError.of(e.getStatus())));
+                }
+                out.write(OpenAiResponses.utf8("data: [DONE]\n\n"));
+                out.flush();
+            } catch (IOException e) {
+                call.cancel(e); // the client left: end the generation and free its slot
+                throw e;
+            }
+        }
+    }
+
+    /** The prompt a completion echoes: as given, or decoded from its token ids, with each token's bytes. */
+    private void echo(OpenAiRequests.Parsed p, OpenAiResponses answer) {
+        GenerateRequest req = p.request();
+        List<Integer> ids = req.hasTokenIds() ? req.getTokenIds().getIdsList()
+                : api.tokenize(TokenizeRequest.newBuilder().setText(req.getText()).build()).getTokenIdsList();
+        DetokenizeResponse d = api.detokenize(DetokenizeRequest.newBuilder().addAllTokenIds(ids).build());
+        answer.echo(req.hasTokenIds() ? d.getText() : req.getText(), d.getTokensList(), p.promptOnly());
+    }
+
+    private static void event(OutputStream out, JsonNode n) throws IOException {
+        out.write(OpenAiResponses.utf8("data: " + OpenAiRequests.JSON.writeValueAsString(n) + "\n\n"));
+        out.flush();
+    }
+
+    private static void sendJson(HttpExchange ex, int status, JsonNode body) throws IOException {
+        byte[] b = OpenAiRequests.JSON.writeValueAsBytes(body);
+        ex.getResponseHeaders().set("Content-Type", "application/json");
+        ex.sendResponseHeaders(status, b.length);
+        ex.getResponseBody().write(b);
+    }
+
+    @Override
+    public void close() {
+        http.stop(0);
+        executor.shutdownNow();
+        channel.shutdownNow();
+        try {
+            channel.awaitTermination(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

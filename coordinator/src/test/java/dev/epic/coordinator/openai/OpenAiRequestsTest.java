@@ -1,0 +1,85 @@
+package dev.epic.coordinator.openai;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.proto.ChatMessage;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.Messages;
+import dev.epic.proto.SamplingParams;
+import dev.epic.proto.Tool;
+import dev.epic.proto.ToolCall;
+import java.nio.charset.StandardCharsets;
+import org.junit.jupiter.api.Test;
+
+/** OpenAI request bodies to GenerateRequests, field by field. */
+class OpenAiRequestsTest {
+    private static OpenAiRequests.Parsed chat(String json) {
+        return OpenAiRequests.chat(OpenAiRequests.parse(json.getBytes(StandardCharsets.UTF_8)));
+    }
+
+    @Test
+    void aToolConversationMapsOntoTheChatMessages() {
+        OpenAiRequests.Parsed p = chat("""
+                {"model": "m", "stream": true, "stream_options": {"include_usage": true},
+                 "messages": [
+                   {"role": "developer", "content": [{"type": "text", "text": "Use "}, {"type": "text", "text": "tools."}]},
+                   {"role": "user", "content": "Weather in Paris?"},
+                   {"role": "assistant", "content": null, "reasoning_content": "Call it.",
+                    "tool_calls": [{"id": "call_1", "type": "function",
+                                    "function": {"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}}]},
+                   {"role": "tool", "tool_call_id": "call_1", "content": "18C"}],
+                 "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+                 "chat_template_kwargs": {"enable_thinking": false},
+                 "temperature": 0.5, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "seed": -3, "max_completion_tokens": 50,
+                 "stop": "END", "stop_token_ids": [7], "n": 2, "presence_penalty": 0.1, "frequency_penalty": 0.2,
+                 "repetition_penalty": 1.1, "min_tokens": 2, "ignore_eos": true, "include_stop_str_in_output": true,
+                 "logprobs": true, "top_logprobs": 3, "user": "ignored"}
+                """);
+        GenerateRequest expected = GenerateRequest.newBuilder()
+                .setChat(Messages.newBuilder()
+                        .addMessages(ChatMessage.newBuilder().setRole("system").setContent("Use tools."))
+                        .addMessages(ChatMessage.newBuilder().setRole("user").setContent("Weather in Paris?"))
+                        .addMessages(ChatMessage.newBuilder().setRole("assistant").setReasoning("Call it.")
+                                .addToolCalls(ToolCall.newBuilder().setId("call_1").setName("get_weather")
+                                        .setArguments("{\"city\": \"Paris\"}")))
+                        .addMessages(ChatMessage.newBuilder().setRole("tool").setToolCallId("call_1").setContent("18C")))
+                .addTools(Tool.newBuilder().setName("get_weather").setDescription("Weather now")
+                        .setParametersJsonSchema("{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}"))
+                .setEnableThinking(false)
+                .setSampling(SamplingParams.newBuilder().setTemperature(0.5f).setTopP(0.9f).setTopK(40).setMinP(0.05f)
+                        .setSeed(-3).setMaxTokens(50).addStop("END").addStopTokenIds(7).setN(2).setPresencePenalty(0.1f)
+                        .setFrequencyPenalty(0.2f).setRepetitionPenalty(1.1f).setMinTokens(2).setIgnoreEos(true)
+                        .setIncludeStopStrInOutput(true).setLogprobs(3))
+                .build();
+        assertEquals(expected, p.request());
+        assertEquals("m", p.model());
+        assertTrue(p.stream());
+        assertTrue(p.includeUsage());
+        assertTrue(p.logprobs());
+    }
+
+    @Test
+    void toolChoiceNoneLeavesTheToolsOut() {
+        OpenAiRequests.Parsed p = chat("""
+                {"messages": [{"role": "user", "content": "hi"}], "tool_choice": "none",
+                 "tools": [{"type": "function", "function": {"name": "f"}}]}""");
+        assertEquals(0, p.request().getToolsCount());
+        assertEquals(SamplingParams.getDefaultInstance(), p.request().getSampling());
+    }
+
+    @Test
+    void malformedFieldsAreRefusedByName() {
+        OpenAiError e = assertThrows(OpenAiError.class,
+                () -> chat("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}"));
+        assertEquals("messages[0].content", e.param);
+        e = assertThrows(OpenAiError.class, () -> chat("{\"messages\": [{\"role\": \"user\"}], \"max_tokens\": -1}"));
+        assertEquals("max_tokens", e.param);
+        e = assertThrows(OpenAiError.class, () -> chat("{\"messages\": [{\"role\": \"user\"}], \"stop\": [1]}"));
+        assertEquals("stop", e.param);
+        e = assertThrows(OpenAiError.class, () -> chat("[1, 2]"));
+        assertEquals(400, e.httpStatus);
+    }
+}

@@ -1,0 +1,428 @@
+package dev.epic.coordinator.openai;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.epic.coordinator.CoordinatorServer;
+import dev.epic.coordinator.ExpertBackend;
+import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.scheduler.SchedulerOptions;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.synth.Presets;
+import dev.epic.model.synth.SyntheticCheckpoint;
+import dev.epic.proto.ChatMessage;
+import dev.epic.proto.FinishReason;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.Messages;
+import dev.epic.proto.ModelInfoRequest;
+import dev.epic.proto.SamplingParams;
+import dev.epic.proto.TokenIds;
+import dev.epic.proto.TokenLogprob;
+import dev.epic.text.tokenizer.Tokenizer;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.NettyChannelBuilder;
+import java.io.BufferedReader;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The OpenAI-compatible API over real HTTP and real gRPC on loopback, engine in process: each
+ * answer is checked against the gRPC API's answer to the same request. The model is tiny-v3's architecture with
+ * the real 129,280-token vocabulary (synthesised here), so chat templates work.
+ */
+class OpenAiServerTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final int MAX_CONTEXT = 20_000;
+    private static CoordinatorServer coordinator;
+    private static OpenAiServer server;
+    private static ManagedChannel channel;
+    private static GenerationServiceGrpc.GenerationServiceBlockingStub grpc;
+    private static HttpClient http;
+    private static String model;
+
+    /** tiny-v3 with DeepSeek-V3's vocabulary, so chat prompts and their special tokens fit. */
+    @TempDir
+    static Path dir;
+
+    @BeforeAll
+    static void start() throws Exception {
+        ModelConfig t = Presets.tinyV3();
+        ModelConfig v3Vocabulary = new ModelConfig(t.hiddenSize(), t.intermediateSize(), t.moeIntermediateSize(),
+                t.numHiddenLayers(), t.numAttentionHeads(), t.qLoraRank(), t.kvLoraRank(), t.qkNopeHeadDim(),
+                t.qkRopeHeadDim(), t.vHeadDim(), t.nRoutedExperts(), t.nSharedExperts(), t.numExpertsPerTok(), t.nGroup(),
+                t.topkGroup(), t.routedScalingFactor(), t.scoringFunc(), t.topkMethod(), t.normTopkProb(),
+                t.firstKDenseReplace(), t.moeLayerFreq(), t.rmsNormEps(), t.ropeTheta(), t.ropeScaling(),
+                t.maxPositionEmbeddings(), 129_280, t.bosTokenId(), t.eosTokenId(), t.tieWordEmbeddings(),
+                t.quantization(), 0);
+        SyntheticCheckpoint.write(v3Vocabulary, dir, new SyntheticCheckpoint.Options(SyntheticCheckpoint.WeightDtype.BF16,
+                7, SyntheticCheckpoint.Options.DEFAULT_SHARD_BYTES), (done, total) -> {});
+        ServedModel served = ServedModel.open(dir, null, MAX_CONTEXT);
+        // Two running, one waiting: small enough for the overload test.
+        coordinator = CoordinatorServer.start(served, ExpertBackend.local(), new SchedulerOptions(2, 1, 32, 16L << 20),
+                "127.0.0.1", 0);
+        server = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null);
+        channel = NettyChannelBuilder.forTarget(coordinator.target()).usePlaintext().build();
+        grpc = GenerationServiceGrpc.newBlockingStub(channel);
+        http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
+        model = grpc.modelInfo(ModelInfoRequest.getDefaultInstance()).getFingerprint().getName();
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        server.close();
+        channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+        coordinator.close();
+        http.close();
+    }
+
+    private static URI uri(String path) {
+        return URI.create("http://127.0.0.1:" + server.port() + path);
+    }
+
+    private static HttpResponse<String> post(String path, String body) throws Exception {
+        return http.send(HttpRequest.newBuilder(uri(path)).POST(HttpRequest.BodyPublishers.ofString(body))
+                .header("Content-Type", "application/json").build(), HttpResponse.BodyHandlers.ofString());
+    }
+
+    private static JsonNode ok(HttpResponse<String> r) throws Exception {
+        assertEquals(200, r.statusCode(), r.body());
+        return JSON.readTree(r.body());
+    }
+
+    private static List<GenerateResponse> generate(GenerateRequest req) {
+        List<GenerateResponse> out = new ArrayList<>();
+        grpc.generate(req).forEachRemaining(out::add);
+        return out;
+    }
+
+    private static Messages chat() {
+        return Messages.newBuilder()
+                .addMessages(ChatMessage.newBuilder().setRole("system").setContent("Be brief."))
+                .addMessages(ChatMessage.newBuilder().setRole("user").setContent("Hello there")).build();
+    }
+
+    private static final String CHAT_MESSAGES = """
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]""";
+
+    @Test
+    void chatCompletionIsTheGrpcAnswer() throws Exception {
+        JsonNode a = ok(post("/v1/chat/completions", "{\"model\": \"" + model + "\", " + CHAT_MESSAGES
+                + ", \"temperature\": 0, \"max_tokens\": 9, \"ignore_eos\": true}"));
+        List<GenerateResponse> ref = generate(GenerateRequest.newBuilder().setChat(chat())
+                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(9).setIgnoreEos(true)).build());
+        StringBuilder text = new StringBuilder(), reasoning = new StringBuilder();
+        ref.forEach(r -> {
+            text.append(r.getText());
+            reasoning.append(r.getReasoningText());
+        });
+        assertEquals("chat.completion", a.get("object").asText());
+        assertTrue(a.get("id").asText().startsWith("chatcmpl-"));
+        assertEquals(model, a.get("model").asText());
+        JsonNode choice = a.get("choices").get(0);
+        assertEquals("assistant", choice.get("message").get("role").asText());
+        assertEquals(text.toString(), choice.get("message").get("content").asText());
+        assertEquals(reasoning.toString(), choice.get("message").path("reasoning_content").asText(""));
+        assertFalse(text.toString().isEmpty() && reasoning.toString().isEmpty(), "the model said nothing");
+        assertEquals("length", choice.get("finish_reason").asText());
+        JsonNode usage = a.get("usage");
+        assertEquals(ref.getLast().getUsage().getPromptTokens(), usage.get("prompt_tokens").asInt());
+        assertEquals(9, usage.get("completion_tokens").asInt());
+        assertEquals(usage.get("prompt_tokens").asInt() + 9, usage.get("total_tokens").asInt());
+        assertEquals(ref.getLast().getUsage().getReasoningTokens(),
+                usage.get("completion_tokens_details").get("reasoning_tokens").asInt());
+    }
+
+    /** Server-sent events: the role first, then deltas, a usage chunk, and [DONE]; the same text as a whole answer. */
+    @Test
+    void streamedChunksAddUpToTheWholeAnswer() throws Exception {
+        String request = "{" + CHAT_MESSAGES + ", \"n\": 2, \"seed\": 11, \"temperature\": 0.9, \"max_tokens\": 7, "
+                + "\"ignore_eos\": true, \"chat_template_kwargs\": {\"enable_thinking\": false}";
+        HttpResponse<String> r = post("/v1/chat/completions",
+                request + ", \"stream\": true, \"stream_options\": {\"include_usage\": true}}");
+        assertEquals(200, r.statusCode(), r.body());
+        assertTrue(r.headers().firstValue("Content-Type").orElse("").startsWith("text/event-stream"));
+        List<String> events = events(r.body());
+        assertEquals("[DONE]", events.getLast());
+        StringBuilder[] text = {new StringBuilder(), new StringBuilder()};
+        String[] finish = new String[2];
+        boolean[] roleFirst = new boolean[2];
+        for (String e : events.subList(0, events.size() - 2)) {
+            JsonNode chunk = JSON.readTree(e);
+            assertEquals("chat.completion.chunk", chunk.get("object").asText());
+            assertTrue(chunk.get("usage").isNull(), "usage only in the last chunk");
+            JsonNode c = chunk.get("choices").get(0);
+            int i = c.get("index").asInt();
+            if (c.get("delta").has("role")) {
+                assertEquals(0, text[i].length(), "the role comes first");
+                roleFirst[i] = true;
+            }
+            text[i].append(c.get("delta").path("content").asText(""));
+            if (!c.get("finish_reason").isNull()) {
+                finish[i] = c.get("finish_reason").asText();
+            }
+        }
+        JsonNode usage = JSON.readTree(events.get(events.size() - 2));
+        assertTrue(usage.get("choices").isEmpty());
+        assertEquals(14, usage.get("usage").get("completion_tokens").asInt());
+        JsonNode whole = ok(post("/v1/chat/completions", request + "}"));
+        for (int i = 0; i < 2; i++) {
+            assertTrue(roleFirst[i]);
+            assertEquals("length", finish[i]);
+            JsonNode choice = whole.get("choices").get(i);
+            assertEquals(choice.get("message").get("content").asText(), text[i].toString(), "choice " + i);
+        }
+        assertEquals(usage.get("usage"), whole.get("usage"));
+    }
+
+    private static List<String> events(String body) {
+        List<String> out = new ArrayList<>();
+        for (String block : body.split("\n\n")) {
+            if (!block.isBlank()) {
+                assertTrue(block.startsWith("data: "), block);
+                out.add(block.substring("data: ".length()));
+            }
+        }
+        return out;
+    }
+
+    @Test
+    void logprobsCarryEachTokensTextAndBytes() throws Exception {
+        JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES
+                + ", \"temperature\": 0, \"max_tokens\": 4, \"ignore_eos\": true, \"logprobs\": true, \"top_logprobs\": 2}"));
+        List<GenerateResponse> ref = generate(GenerateRequest.newBuilder().setChat(chat())
+                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(4).setIgnoreEos(true).setLogprobs(2))
+                .build());
+        List<TokenLogprob> expected = ref.stream().flatMap(r -> r.getLogprobsList().stream()).toList();
+        JsonNode content = a.get("choices").get(0).get("logprobs").get("content");
+        assertEquals(4, content.size());
+        Tokenizer tokenizer = Tokenizer.fromModelDir(dir);
+        for (int i = 0; i < 4; i++) {
+            TokenLogprob l = expected.get(i);
+            JsonNode e = content.get(i);
+            // The gRPC answer's bytes are the tokenizer's; the HTTP answer carries them on.
+            assertArrayEquals(tokenizer.tokenBytes(l.getTokenId()), l.getToken().toByteArray());
+            assertArrayEquals(l.getToken().toByteArray(), bytes(e.get("bytes")));
+            assertEquals(l.getToken().toStringUtf8(), e.get("token").asText());
+            assertEquals(l.getLogprob(), e.get("logprob").floatValue());
+            assertEquals(2, e.get("top_logprobs").size());
+            for (int k = 0; k < 2; k++) {
+                assertArrayEquals(tokenizer.tokenBytes(l.getTop(k).getTokenId()), bytes(e.get("top_logprobs").get(k).get("bytes")));
+                assertEquals(l.getTop(k).getLogprob(), e.get("top_logprobs").get(k).get("logprob").floatValue());
+            }
+        }
+    }
+
+    private static byte[] bytes(JsonNode array) {
+        byte[] b = new byte[array.size()];
+        for (int i = 0; i < b.length; i++) {
+            b[i] = (byte) array.get(i).asInt();
+        }
+        return b;
+    }
+
+    @Test
+    void completionsTakeTextOrTokenIds() throws Exception {
+        JsonNode a = ok(post("/v1/completions",
+                "{\"prompt\": \"The sky is\", \"temperature\": 0, \"max_tokens\": 5, \"ignore_eos\": true, \"logprobs\": 1}"));
+        List<GenerateResponse> ref = generate(GenerateRequest.newBuilder().setText("The sky is")
+                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(5).setIgnoreEos(true)).build());
+        StringBuilder text = new StringBuilder();
+        List<Integer> ids = new ArrayList<>();
+        ref.forEach(r -> {
+            text.append(r.getReasoningText()).append(r.getText());
+            ids.addAll(r.getTokenIdsList());
+        });
+        assertEquals("text_completion", a.get("object").asText());
+        JsonNode choice = a.get("choices").get(0);
+        assertEquals(text.toString(), choice.get("text").asText());
+        JsonNode lp = choice.get("logprobs");
+        assertEquals(5, lp.get("tokens").size());
+        assertEquals(5, lp.get("token_logprobs").size());
+        assertEquals(1, lp.get("top_logprobs").get(0).size());
+        assertEquals(0, lp.get("text_offset").get(0).asInt());
+        for (int i = 1; i < 5; i++) {
+            assertEquals(lp.get("text_offset").get(i - 1).asInt() + lp.get("tokens").get(i - 1).asText().length(),
+                    lp.get("text_offset").get(i).asInt());
+        }
+        // The same prompt as token ids, streamed.
+        int[] prompt = grpc.tokenize(dev.epic.proto.TokenizeRequest.newBuilder().setText("The sky is").build())
+                .getTokenIdsList().stream().mapToInt(Integer::intValue).toArray();
+        StringBuilder ids2 = new StringBuilder();
+        for (int id : prompt) {
+            ids2.append(ids2.isEmpty() ? "" : ",").append(id);
+        }
+        HttpResponse<String> s = post("/v1/completions", "{\"prompt\": [" + ids2
+                + "], \"temperature\": 0, \"max_tokens\": 5, \"ignore_eos\": true, \"stream\": true}");
+        assertEquals(200, s.statusCode(), s.body());
+        StringBuilder streamed = new StringBuilder();
+        List<String> events = events(s.body());
+        for (String e : events.subList(0, events.size() - 1)) {
+            JsonNode chunk = JSON.readTree(e);
+            assertEquals("text_completion", chunk.get("object").asText());
+            streamed.append(chunk.get("choices").get(0).get("text").asText());
+        }
+        List<GenerateResponse> byIds = generate(GenerateRequest.newBuilder()
+                .setTokenIds(TokenIds.newBuilder().addAllIds(java.util.Arrays.stream(prompt).boxed().toList()))
+                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(5).setIgnoreEos(true)).build());
+        StringBuilder expected = new StringBuilder();
+        byIds.forEach(r -> expected.append(r.getReasoningText()).append(r.getText()));
+        assertEquals(expected.toString(), streamed.toString());
+        assertEquals(FinishReason.LENGTH, byIds.getLast().getFinishReason());
+    }
+
+    /**
+     * lm-evaluation-harness scores a continuation with echo, logprobs 1 and token-id prompts: the answer
+     * starts with the prompt, whose tokens carry their logprobs (the first none). max_tokens 0 leaves the
+     * generated token out.
+     */
+    @Test
+    void echoScoresThePromptAsEvaluationHarnessesDo() throws Exception {
+        int[] prompt = grpc.tokenize(dev.epic.proto.TokenizeRequest.newBuilder().setText("The sky is blue").build())
+                .getTokenIdsList().stream().mapToInt(Integer::intValue).toArray();
+        List<GenerateResponse> ref = generate(GenerateRequest.newBuilder()
+                .setTokenIds(TokenIds.newBuilder().addAllIds(java.util.Arrays.stream(prompt).boxed().toList()))
+                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(1).setLogprobs(1).setPromptLogprobs(1))
+                .build());
+        List<TokenLogprob> promptLogprobs = ref.getFirst().getPromptLogprobsList();
+        assertEquals(prompt.length - 1, promptLogprobs.size());
+        StringBuilder ids = new StringBuilder();
+        for (int id : prompt) {
+            ids.append(ids.isEmpty() ? "" : ",").append(id);
+        }
+        for (int maxTokens : new int[] {1, 0}) {
+            JsonNode a = ok(post("/v1/completions", "{\"prompt\": [[" + ids + "]], \"max_tokens\": " + maxTokens
+                    + ", \"logprobs\": 1, \"echo\": true, \"temperature\": 0}"));
+            JsonNode choice = a.get("choices").get(0);
+            String generated = maxTokens == 0 ? "" : ref.getFirst().getText() + ref.getFirst().getReasoningText();
+            assertEquals("The sky is blue" + generated, choice.get("text").asText());
+            JsonNode lp = choice.get("logprobs");
+            assertEquals(prompt.length + maxTokens, lp.get("tokens").size());
+            assertTrue(lp.get("token_logprobs").get(0).isNull());
+            assertTrue(lp.get("top_logprobs").get(0).isNull());
+            for (int i = 1; i < prompt.length; i++) {
+                assertEquals(promptLogprobs.get(i - 1).getLogprob(), lp.get("token_logprobs").get(i).floatValue());
+                assertEquals(promptLogprobs.get(i - 1).getToken().toStringUtf8(), lp.get("tokens").get(i).asText());
+                assertEquals(1, lp.get("top_logprobs").get(i).size());
+            }
+            assertEquals(maxTokens, a.get("usage").get("completion_tokens").asInt());
+            assertEquals(prompt.length, a.get("usage").get("prompt_tokens").asInt());
+            assertEquals("length", choice.get("finish_reason").asText());
+        }
+    }
+
+    @Test
+    void badRequestsAre400NamingTheProblem() throws Exception {
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": -1}"), 400, "temperature");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": \"hot\"}"), 400, "temperature");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"top_logprobs\": 3}"), 400, "logprobs");
+        assertError(post("/v1/chat/completions", "{\"messages\": []}"), 400, "messages");
+        assertError(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"robot\", \"content\": \"hi\"}]}"), 400, "role");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"tool_choice\": \"required\"}"), 400, "tool_choice");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": \"json_object\"}}"),
+                400, "response_format");
+        assertError(post("/v1/chat/completions", "{not json"), 400, "JSON");
+        assertError(post("/v1/chat/completions", "{\"model\": \"gpt-4o\", " + CHAT_MESSAGES + "}"), 404, "gpt-4o");
+        assertError(post("/v1/completions", "{\"prompt\": [\"a\", \"b\"]}"), 400, "one prompt");
+        StringBuilder tooLong = new StringBuilder();
+        for (int i = 0; i <= MAX_CONTEXT; i++) {
+            tooLong.append(i == 0 ? "" : ",").append(100 + i % 1000);
+        }
+        assertError(post("/v1/completions", "{\"prompt\": [" + tooLong + "], \"max_tokens\": 1}"), 400, "context");
+        assertError(http.send(HttpRequest.newBuilder(uri("/v1/chat/completions")).GET().build(),
+                HttpResponse.BodyHandlers.ofString()), 405, "POST");
+        assertError(post("/v1/embeddings", "{}"), 404, "/v1/embeddings");
+    }
+
+    private static void assertError(HttpResponse<String> r, int status, String mentions) throws Exception {
+        assertEquals(status, r.statusCode(), r.body());
+        JsonNode e = JSON.readTree(r.body()).get("error");
+        assertTrue(e.get("message").asText().contains(mentions), e.toString());
+        assertEquals(status, e.get("code").asInt());
+    }
+
+    /**
+     * Two streams fill the batch and a third waits: a fourth request is 429. Streams whose clients
+     * disconnect are cancelled, so their slots free up and the waiting one runs.
+     */
+    @Test
+    void overloadIs429AndAClientThatLeavesFreesItsSlot() throws Exception {
+        String endless = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 1000000, \"ignore_eos\": true, \"stream\": true}";
+        List<InputStream> running = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            HttpResponse<InputStream> r = http.send(HttpRequest.newBuilder(uri("/v1/completions"))
+                    .POST(HttpRequest.BodyPublishers.ofString(endless)).build(), HttpResponse.BodyHandlers.ofInputStream());
+            assertEquals(200, r.statusCode());
+            new BufferedReader(new InputStreamReader(r.body(), StandardCharsets.UTF_8)).readLine(); // streaming
+            running.add(r.body());
+        }
+        CompletableFuture<HttpResponse<InputStream>> waiting = http.sendAsync(HttpRequest.newBuilder(uri("/v1/completions"))
+                .POST(HttpRequest.BodyPublishers.ofString(endless)).build(), HttpResponse.BodyHandlers.ofInputStream());
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (coordinator.scheduler().waiting() < 1 && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"max_tokens\": 1}"), 429, "queue is full");
+        for (InputStream in : running) {
+            in.close();
+        }
+        HttpResponse<InputStream> admitted = waiting.get(30, TimeUnit.SECONDS);
+        assertEquals(200, admitted.statusCode());
+        admitted.body().close();
+        deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while ((coordinator.scheduler().running() > 0 || coordinator.scheduler().waiting() > 0)
+                && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        assertEquals(0, coordinator.scheduler().running(), "a disconnected stream still holds its slot");
+        assertEquals(0, coordinator.scheduler().waiting());
+    }
+
+    @Test
+    void tokenizeAndDetokenizeAsVllm() throws Exception {
+        JsonNode t = ok(post("/tokenize", "{\"model\": \"" + model + "\", " + CHAT_MESSAGES + "}"));
+        List<Integer> expected = grpc.tokenize(dev.epic.proto.TokenizeRequest.newBuilder().setChat(chat())
+                .setAddGenerationPrompt(true).build()).getTokenIdsList();
+        List<Integer> got = new ArrayList<>();
+        t.get("tokens").forEach(n -> got.add(n.asInt()));
+        assertEquals(expected, got);
+        assertEquals(expected.size(), t.get("count").asInt());
+        assertEquals(MAX_CONTEXT, t.get("max_model_len").asInt());
+        JsonNode plain = ok(post("/tokenize", "{\"prompt\": \"Hello there\"}"));
+        JsonNode d = ok(post("/detokenize", "{\"tokens\": " + plain.get("tokens") + "}"));
+        assertEquals("Hello there", d.get("prompt").asText());
+        assertError(post("/detokenize", "{\"tokens\": [99999999]}"), 400, "vocabulary");
+    }
+
+    @Test
+    void modelsAndHealth() throws Exception {
+        JsonNode models = JSON.readTree(http.send(HttpRequest.newBuilder(uri("/v1/models")).GET().build(),
+                HttpResponse.BodyHandlers.ofString()).body());
+        assertEquals("list", models.get("object").asText());
+        assertEquals(model, models.get("data").get(0).get("id").asText());
+        assertEquals(MAX_CONTEXT, models.get("data").get(0).get("max_model_len").asInt());
+        HttpResponse<String> health = http.send(HttpRequest.newBuilder(uri("/health")).GET().build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, health.statusCode(), health.body());
+        assertEquals("SERVING", JSON.readTree(health.body()).get("status").asText());
+    }
+}
