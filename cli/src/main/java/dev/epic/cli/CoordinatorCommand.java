@@ -134,10 +134,10 @@ public final class CoordinatorCommand implements Callable<Integer> {
         RemoteExpertBackend experts = backend;
         RemoteAttention remote = attention;
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            server.close(); // first: its streams end with finish_reason CANCELLED, which HTTP clients still get
             if (http != null) {
                 http.close();
             }
-            server.close();
             if (remote != null) {
                 remote.close();
             }

@@ -269,7 +269,8 @@ final class LocalCluster implements AutoCloseable {
     }
 
     /** The one-line JSON description `epic local` prints. */
-    String describe() {
+    /** The line `epic local` prints once ready; {@code http} (the OpenAI API's base URL) may be null. */
+    String describe(String http) {
         ObjectMapper json = new ObjectMapper();
         ObjectNode o = json.createObjectNode();
         o.put("target", target());
@@ -282,6 +283,9 @@ final class LocalCluster implements AutoCloseable {
         ArrayNode as = o.putArray("attention_workers");
         for (Process p : attentionWorkers) {
             as.addObject().put("pid", p.pid());
+        }
+        if (http != null) {
+            o.put("http", http);
         }
         return o.toString();
     }

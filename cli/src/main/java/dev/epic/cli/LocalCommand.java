@@ -17,7 +17,7 @@ import picocli.CommandLine.Spec;
 @Command(name = "local", mixinStandardHelpOptions = true,
         description = {"Run a whole cluster on this machine: embedded ZooKeeper, N expert-worker processes and the",
             "coordinator (and M attention-worker processes with --attention-workers). Prints one JSON line",
-            "{\"target\", \"zk\", \"workers\": [{\"pid\", \"experts\"}], \"attention_workers\": [{\"pid\"}]} once every",
+            "{\"target\", \"zk\", \"workers\": [{\"pid\", \"experts\"}], \"attention_workers\": [{\"pid\"}], \"http\"} once every",
             "expert is served, then serves until killed (the workers are stopped with it)."})
 public final class LocalCommand implements Callable<Integer> {
     @Spec
@@ -95,15 +95,15 @@ public final class LocalCommand implements Callable<Integer> {
         }
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            cluster.close(); // first: its streams end with finish_reason CANCELLED, which HTTP clients still get
             if (http != null) {
                 http.close();
             }
-            cluster.close();
             m.close();
             stopped.countDown();
         }, "local-cluster-shutdown"));
         PrintWriter out = spec.commandLine().getOut();
-        out.println(cluster.describe());
+        out.println(cluster.describe(http == null ? null : "http://" + host + ":" + http.port() + "/v1"));
         out.flush();
         cluster.coordinator().awaitTermination();
         stopped.await();

@@ -104,8 +104,12 @@ class GenerationClusterIT {
     @Order(2)
     void theOpenAiHttpApiGivesTheGrpcAnswer() throws Exception {
         List<GenerateResponse> ref = run(chat("Name a colour.", 9, 6));
-        StringBuilder content = new StringBuilder();
-        ref.forEach(r -> content.append(r.getText()));
+        StringBuilder content = new StringBuilder(), reasoning = new StringBuilder();
+        ref.forEach(r -> {
+            content.append(r.getText());
+            reasoning.append(r.getReasoningText());
+        });
+        assertFalse(content.isEmpty() && reasoning.isEmpty(), "the model said something");
         String body = """
                 {"model": "demo-v3", "messages": [{"role": "system", "content": "Answer briefly."},
                  {"role": "user", "content": "Name a colour."}],
@@ -116,7 +120,9 @@ class GenerationClusterIT {
                     HttpResponse.BodyHandlers.ofString());
             assertEquals(200, r.statusCode(), r.body());
             JsonNode answer = new ObjectMapper().readTree(r.body());
-            assertEquals(content.toString(), answer.get("choices").get(0).get("message").get("content").asText());
+            JsonNode message = answer.get("choices").get(0).get("message");
+            assertEquals(content.toString(), message.get("content").asText());
+            assertEquals(reasoning.toString(), message.path("reasoning_content").asText(""));
             assertEquals(6, answer.get("usage").get("completion_tokens").asInt());
         }
     }

@@ -92,9 +92,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 // Sample i draws from seed + i: reproducible, and each sample different.
                 SamplingParams p = i == 0 || params.seed().isEmpty() ? params
                         : params.toBuilder().seed(params.seed().getAsLong() + i).build();
-                Generation generation = new Generation(model.tokenizer(), prompt.ids(), p, GenerationOptions.defaults()
-                        .withMaxContextLength(model.maxContext()).withReasoning(prompt.reasoning()));
-                c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival), n > 1 ? c : null));
+                Generation generation = new Generation(model.tokenizer(), prompt.ids(), p, outputOptions(req, prompt));
+                c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival, prompt.ids()),
+                        n > 1 ? c : null));
             }
             call.setOnCancelHandler(() -> {
                 c.tasks.forEach(GenerationTask::cancel);
@@ -172,6 +172,16 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
     }
 
+    /** How the output is parsed: reasoning split and tool calls, unless the request wants it raw. */
+    private GenerationOptions outputOptions(GenerateRequest req, Prompt prompt) {
+        GenerationOptions o = GenerationOptions.defaults().withMaxContextLength(model.maxContext());
+        if (req.getRawOutput()) {
+            return o.withReasoning(ReasoningMode.NONE).withParseToolCalls(false);
+        }
+        o = o.withReasoning(prompt.reasoning());
+        return req.hasParseToolCalls() && !req.getParseToolCalls() ? o.withParseToolCalls(false) : o;
+    }
+
     /** Prompt ids and where the output starts relative to a think block. */
     private record Prompt(int[] ids, ReasoningMode reasoning) {}
 
@@ -185,10 +195,10 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 if (req.hasEnableThinking() && !req.getEnableThinking()) {
                     text += PromptBuilder.EMPTY_THINK;
                 }
-                yield new Prompt(prompts.fitModel(prompts.encode(text, "chat"), "chat"), ReasoningMode.forPrompt(text));
+                yield new Prompt(prompts.fitModel(prompts.encode(text, false, "chat"), "chat"), ReasoningMode.forPrompt(text));
             }
-            case TEXT -> new Prompt(prompts.fitModel(prompts.encode(req.getText(), "text"), "text"),
-                    ReasoningMode.forPrompt(req.getText()));
+            case TEXT -> new Prompt(prompts.fitModel(prompts.encode(req.getText(), req.getAddSpecialTokens(), "text"),
+                    "text"), ReasoningMode.forPrompt(req.getText()));
             case TOKEN_IDS -> new Prompt(prompts.ids(req.getTokenIds().getIdsList(), "token_ids.ids"), ReasoningMode.DETECT);
             case PROMPT_NOT_SET -> new Prompt(new int[0], ReasoningMode.DETECT);
         };
@@ -267,10 +277,13 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         private int cachedPromptTokens;
         private List<Logprobs> promptLogprobs = new ArrayList<>(); // null once sent
 
-        StreamSink(Call call, int index, long arrivalNanos) {
+        private final int[] promptIds;
+
+        StreamSink(Call call, int index, long arrivalNanos, int[] promptIds) {
             this.call = call;
             this.index = index;
             this.arrivalNanos = arrivalNanos;
+            this.promptIds = promptIds;
         }
 
         @Override
@@ -309,6 +322,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             }
             if (promptLogprobs != null) {
                 promptLogprobs.forEach(l -> r.addPromptLogprobs(proto(l)));
+                for (int id : promptIds) {
+                    r.addPromptTokenIds(id);
+                }
                 promptLogprobs = null;
             }
             for (dev.epic.text.output.ToolCall c : d.toolCalls()) {
@@ -387,12 +403,15 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         try {
             TokenizeResponse.Builder r = TokenizeResponse.newBuilder();
             int[] ids = switch (req.getInputCase()) {
-                case TEXT -> prompts.encode(req.getText(), "text");
+                case TEXT -> prompts.encode(req.getText(), req.getAddSpecialTokens(), "text");
                 case CHAT -> {
                     String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(),
                             req.getAddGenerationPrompt());
+                    if (req.getAddGenerationPrompt() && req.hasEnableThinking() && !req.getEnableThinking()) {
+                        text += PromptBuilder.EMPTY_THINK;
+                    }
                     r.setText(text);
-                    yield prompts.encode(text, "chat");
+                    yield prompts.encode(text, false, "chat");
                 }
                 case INPUT_NOT_SET -> throw PromptBuilder.invalid("input is empty: give text or chat messages");
             };

@@ -48,9 +48,10 @@ final class PromptBuilder {
         }
     }
 
-    int[] encode(String text, String field) {
+    /** The chat template writes BOS itself; raw text gets it when the client asks (add_special_tokens). */
+    int[] encode(String text, boolean bos, String field) {
         try {
-            return model.tokenizer().encode(text);
+            return bos ? model.tokenizer().encodeWithBos(text) : model.tokenizer().encode(text);
         } catch (TextException e) {
             throw invalid(field + ": " + e.getMessage());
         }

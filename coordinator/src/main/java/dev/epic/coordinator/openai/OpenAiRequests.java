@@ -57,33 +57,23 @@ final class OpenAiRequests {
     /** A {@code /v1/chat/completions} body. */
     static Parsed chat(JsonNode body) {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
+        refuseUnsupported(body);
         r.setChat(messages(body));
-        if (!toolChoice(body.get("tool_choice")).equals("none")) {
+        if (toolChoice(body.get("tool_choice")).equals("none")) {
+            r.setParseToolCalls(false); // no tools in the prompt, and any call the model writes stays text
+        } else {
             r.addAllTools(tools(body));
         }
-        JsonNode kwargs = body.get("chat_template_kwargs");
-        if (kwargs != null && !kwargs.isNull()) {
-            if (!kwargs.isObject()) {
-                throw OpenAiError.badRequest("chat_template_kwargs", "'chat_template_kwargs' must be an object");
-            }
-            // vLLM's name for DeepSeek's switch is enable_thinking; SGLang's is thinking.
-            for (String name : new String[] {"enable_thinking", "thinking"}) {
-                if (kwargs.has(name)) {
-                    r.setEnableThinking(bool(kwargs, name, "chat_template_kwargs." + name));
-                }
-            }
-        }
-        JsonNode format = body.get("response_format");
-        if (format != null && !format.isNull() && !"text".equals(format.path("type").asText())) {
-            throw OpenAiError.badRequest("response_format",
-                    "response_format '" + format.path("type").asText() + "' is not supported (only 'text')");
+        Boolean thinking = thinking(body);
+        if (thinking != null) {
+            r.setEnableThinking(thinking);
         }
         SamplingParams.Builder s = sampling(body);
-        if (body.has("max_completion_tokens") && !body.get("max_completion_tokens").isNull()) {
+        if (present(body, "max_completion_tokens")) {
             s.setMaxTokens(count(body, "max_completion_tokens"));
         }
-        boolean logprobs = body.has("logprobs") && bool(body, "logprobs", "logprobs");
-        if (body.has("top_logprobs") && !body.get("top_logprobs").isNull()) {
+        boolean logprobs = present(body, "logprobs") && bool(body, "logprobs", "logprobs");
+        if (present(body, "top_logprobs")) {
             if (!logprobs) {
                 throw OpenAiError.badRequest("top_logprobs", "'top_logprobs' needs 'logprobs': true");
             }
@@ -92,7 +82,7 @@ final class OpenAiRequests {
             s.setLogprobs(0);
         }
         r.setSampling(s);
-        return finish(r, body, logprobs);
+        return finish(r, body, logprobs, false, false);
     }
 
     /** A {@code /v1/completions} body: one prompt, as text or token ids, rendered without a template. */
@@ -109,10 +99,7 @@ final class OpenAiRequests {
         } else if (prompt.isArray() && !prompt.isEmpty() && allInts(prompt)) {
             TokenIds.Builder ids = TokenIds.newBuilder();
             for (JsonNode id : prompt) {
-                if (id.asLong() < 0 || id.asLong() > 0xffffffffL) {
-                    throw OpenAiError.badRequest("prompt", "token id " + id.asLong() + " is out of range");
-                }
-                ids.addIds((int) id.asLong());
+                ids.addIds(tokenId(id, "prompt"));
             }
             r.setTokenIds(ids);
         } else if (prompt.isArray() && prompt.size() > 1) {
@@ -120,9 +107,12 @@ final class OpenAiRequests {
         } else {
             throw OpenAiError.badRequest("prompt", "'prompt' must be a string or a non-empty array of token ids");
         }
-        if (body.has("suffix") && !body.get("suffix").isNull()) {
+        if (present(body, "suffix")) {
             throw OpenAiError.badRequest("suffix", "'suffix' is not supported");
         }
+        refuseUnsupported(body);
+        // A completion is the decoded text as is; its prompt starts with BOS unless the client says not.
+        r.setRawOutput(true).setAddSpecialTokens(addSpecialTokens(body));
         SamplingParams.Builder s = sampling(body);
         boolean logprobs = present(body, "logprobs");
         if (logprobs) {
@@ -134,10 +124,71 @@ final class OpenAiRequests {
             s.setPromptLogprobs(s.getLogprobs());
         }
         if (promptOnly) {
-            s.setMaxTokens(1); // the coordinator generates at least one token; the answer leaves it out
+            s.setMaxTokens(1).clearMinTokens(); // the coordinator generates at least one token; the answer leaves it out
         }
         r.setSampling(s);
         return finish(r, body, logprobs, echo, promptOnly);
+    }
+
+    /**
+     * Fields that change the answer and that this server cannot honour: refused by name rather than
+     * ignored (their defaults pass).
+     */
+    private static void refuseUnsupported(JsonNode body) {
+        for (String name : new String[] {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
+                "structured_outputs", "functions", "function_call", "prompt_logprobs"}) {
+            if (present(body, name)) {
+                throw OpenAiError.badRequest(name, "'" + name + "' is not supported");
+            }
+        }
+        JsonNode format = body.get("response_format");
+        if (format != null && !format.isNull() && !"text".equals(format.path("type").asText())) {
+            throw OpenAiError.badRequest("response_format",
+                    "response_format '" + format.path("type").asText() + "' is not supported (only 'text')");
+        }
+        JsonNode bias = body.get("logit_bias");
+        if (bias != null && !bias.isNull() && !bias.isEmpty()) {
+            throw OpenAiError.badRequest("logit_bias", "'logit_bias' is not supported");
+        }
+        if (present(body, "best_of") && body.get("best_of").asInt(1) > Math.max(1, body.path("n").asInt(1))) {
+            throw OpenAiError.badRequest("best_of", "'best_of' above 'n' is not supported");
+        }
+        if (present(body, "use_beam_search") && bool(body, "use_beam_search", "use_beam_search")) {
+            throw OpenAiError.badRequest("use_beam_search", "beam search is not supported");
+        }
+        if (present(body, "parallel_tool_calls") && !bool(body, "parallel_tool_calls", "parallel_tool_calls")) {
+            throw OpenAiError.badRequest("parallel_tool_calls", "'parallel_tool_calls': false is not supported");
+        }
+    }
+
+    /** vLLM's add_special_tokens for text prompts: BOS first, by default. */
+    private static boolean addSpecialTokens(JsonNode body) {
+        return !present(body, "add_special_tokens") || bool(body, "add_special_tokens", "add_special_tokens");
+    }
+
+    /** chat_template_kwargs' thinking switch (vLLM's enable_thinking, SGLang's thinking), or null. */
+    private static Boolean thinking(JsonNode body) {
+        JsonNode kwargs = body.get("chat_template_kwargs");
+        if (kwargs == null || kwargs.isNull()) {
+            return null;
+        }
+        if (!kwargs.isObject()) {
+            throw OpenAiError.badRequest("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        }
+        Boolean thinking = null;
+        for (String name : new String[] {"enable_thinking", "thinking"}) {
+            if (present(kwargs, name)) {
+                thinking = bool(kwargs, name, "chat_template_kwargs." + name);
+            }
+        }
+        return thinking;
+    }
+
+    private static int tokenId(JsonNode id, String param) {
+        if (!id.isIntegralNumber() || id.asLong() < 0 || id.asLong() > Integer.MAX_VALUE) {
+            throw OpenAiError.badRequest(param, "token id " + id + " is out of range");
+        }
+        return (int) id.asLong();
     }
 
     /** vLLM's {@code /tokenize}: {@code prompt} text, or chat {@code messages} (with the generation prompt by default). */
@@ -146,8 +197,12 @@ final class OpenAiRequests {
         if (present(body, "messages")) {
             r.setChat(messages(body)).addAllTools(tools(body)).setAddGenerationPrompt(
                     !present(body, "add_generation_prompt") || bool(body, "add_generation_prompt", "add_generation_prompt"));
+            Boolean thinking = thinking(body);
+            if (thinking != null) {
+                r.setEnableThinking(thinking);
+            }
         } else {
-            r.setText(text(body, "prompt", "prompt"));
+            r.setText(text(body, "prompt", "prompt")).setAddSpecialTokens(addSpecialTokens(body));
         }
         return r.build();
     }
@@ -160,24 +215,17 @@ final class OpenAiRequests {
         }
         DetokenizeRequest.Builder r = DetokenizeRequest.newBuilder();
         for (JsonNode id : tokens) {
-            if (id.asLong() < 0 || id.asLong() > Integer.MAX_VALUE) {
-                throw OpenAiError.badRequest("tokens", "token id " + id.asLong() + " is out of range");
-            }
-            r.addTokenIds((int) id.asLong());
+            r.addTokenIds(tokenId(id, "tokens"));
         }
         return r.build();
     }
 
-    private static Parsed finish(GenerateRequest.Builder r, JsonNode body, boolean logprobs) {
-        return finish(r, body, logprobs, false, false);
-    }
-
     private static Parsed finish(GenerateRequest.Builder r, JsonNode body, boolean logprobs, boolean echo,
             boolean promptOnly) {
-        String model = body.has("model") && !body.get("model").isNull() ? text(body, "model", "model") : null;
-        boolean stream = body.has("stream") && bool(body, "stream", "stream");
+        String model = present(body, "model") ? text(body, "model", "model") : null;
+        boolean stream = present(body, "stream") && bool(body, "stream", "stream");
         JsonNode options = body.get("stream_options");
-        boolean usage = options != null && options.isObject() && options.has("include_usage")
+        boolean usage = options != null && options.isObject() && present(options, "include_usage")
                 && bool(options, "include_usage", "stream_options.include_usage");
         if (body.has("request_id") && body.get("request_id").isTextual()) {
             r.setRequestId(body.get("request_id").asText());
@@ -224,10 +272,7 @@ final class OpenAiRequests {
                 throw OpenAiError.badRequest("stop_token_ids", "'stop_token_ids' must be an array of token ids");
             }
             for (JsonNode id : ids) {
-                if (id.asLong() < 0 || id.asLong() > Integer.MAX_VALUE) {
-                    throw OpenAiError.badRequest("stop_token_ids", "token id " + id.asLong() + " is out of range");
-                }
-                s.addStopTokenIds((int) id.asLong());
+                s.addStopTokenIds(tokenId(id, "stop_token_ids"));
             }
         }
         return s;
@@ -373,11 +418,9 @@ final class OpenAiRequests {
         return v.asText();
     }
 
+    /** A present (non-null) boolean field. */
     private static boolean bool(JsonNode n, String name, String where) {
         JsonNode v = n.get(name);
-        if (v.isNull()) {
-            return false;
-        }
         if (!v.isBoolean()) {
             throw OpenAiError.badRequest(where, "'" + where + "' must be true or false");
         }

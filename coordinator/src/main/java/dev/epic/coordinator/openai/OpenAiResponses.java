@@ -49,25 +49,26 @@ final class OpenAiResponses {
     /** Per choice index: what has come so far. */
     private final List<Choice> choices = new ArrayList<>();
 
-    OpenAiResponses(Kind kind, String model, long createdEpochSeconds, boolean logprobs, boolean includeUsage) {
+    /** {@code promptOnly}: an echoed completion with max_tokens 0, whose one generated token is left out. */
+    OpenAiResponses(Kind kind, String model, long createdEpochSeconds, boolean logprobs, boolean includeUsage,
+            boolean promptOnly) {
         this.kind = kind;
         this.model = model;
         this.created = createdEpochSeconds;
         this.logprobs = logprobs;
         this.includeUsage = includeUsage;
+        this.promptOnly = promptOnly;
     }
 
+    private final boolean promptOnly;
     /** What a completion with {@code echo} starts with: the prompt's text and tokens (null without echo). */
     private String echoText;
     private List<ByteString> echoTokens;
-    /** Echo with max_tokens 0: the one token the coordinator generated is not part of the answer. */
-    private boolean promptOnly;
 
     /** Makes each completion choice start with the prompt: its text, and its tokens' bytes for the logprobs. */
-    void echo(String promptText, List<ByteString> promptTokens, boolean promptOnly) {
+    void echo(String promptText, List<ByteString> promptTokens) {
         this.echoText = promptText;
         this.echoTokens = promptTokens;
-        this.promptOnly = promptOnly;
     }
 
     private static final class Choice {
@@ -107,7 +108,7 @@ final class OpenAiResponses {
             chunks.add(chunk(r.getIndex(), delta, null, null));
         }
         boolean finished = r.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED;
-        String finish = !finished ? null : promptOnly ? "length" : finish(r.getFinishReason());
+        String finish = finished ? finishReason(r.getFinishReason()) : null;
         if (kind == Kind.CHAT) {
             ArrayNode lp = null;
             if (logprobs && r.getLogprobsCount() > 0) {
@@ -140,7 +141,7 @@ final class OpenAiResponses {
         c.toolCalls.addAll(r.getToolCallsList());
         c.logprobs.addAll(r.getLogprobsList());
         if (finished) {
-            c.finish = promptOnly ? FinishReason.LENGTH : r.getFinishReason();
+            c.finish = r.getFinishReason();
             c.usage = r.getUsage();
         }
         return chunks;
@@ -158,7 +159,7 @@ final class OpenAiResponses {
             text.append(echoText);
             if (lp != null) {
                 for (int i = 0; i < echoTokens.size(); i++) {
-                    TokenLogprob l = i == 0 ? null : r.getPromptLogprobs(i - 1);
+                    TokenLogprob l = i == 0 || i > r.getPromptLogprobsCount() ? null : r.getPromptLogprobs(i - 1);
                     c.textOffset = appendLegacy(lp, c.legacy, echoTokens.get(i).toStringUtf8(), l, c.textOffset);
                 }
             }
@@ -218,7 +219,7 @@ final class OpenAiResponses {
                 ch.put("text", c.text.toString());
                 ch.set("logprobs", logprobs ? c.legacy : null);
             }
-            ch.put("finish_reason", c.finish == null ? null : finish(c.finish));
+            ch.put("finish_reason", c.finish == null ? null : finishReason(c.finish));
         }
         o.set("usage", usage());
         return o;
@@ -272,7 +273,15 @@ final class OpenAiResponses {
         return o;
     }
 
-    static String finish(FinishReason r) {
+    /** OpenAI's finish_reason; a completion has no tool_calls (its text holds whatever the model wrote). */
+    private String finishReason(FinishReason r) {
+        if (promptOnly) {
+            return "length";
+        }
+        return kind == Kind.TEXT && r == FinishReason.TOOL_CALLS ? "stop" : finish(r);
+    }
+
+    private static String finish(FinishReason r) {
         return switch (r) {
             case STOP -> "stop";
             case LENGTH -> "length";

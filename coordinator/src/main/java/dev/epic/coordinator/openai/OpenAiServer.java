@@ -44,8 +44,11 @@ import org.slf4j.LoggerFactory;
  */
 public final class OpenAiServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(OpenAiServer.class);
-    /** Bodies above this are refused (413) before parsing: a 128K-token prompt is well under 4 MB. */
-    private static final int MAX_BODY = 64 << 20;
+    /**
+     * Bodies above this are refused (413) before parsing: the coordinator takes gRPC messages up to
+     * 4 MiB, and a 128K-token prompt is well under that as text or as ids.
+     */
+    private static final int MAX_BODY = 4 << 20;
 
     private final HttpServer http;
     private final ExecutorService executor;
@@ -166,6 +169,15 @@ public final class OpenAiServer implements AutoCloseable {
         try (InputStream in = ex.getRequestBody()) {
             byte[] b = in.readNBytes(MAX_BODY + 1);
             if (b.length > MAX_BODY) {
+                // Read on (within bounds) so a client still sending gets the 413, not a connection reset.
+                byte[] sink = new byte[1 << 16];
+                for (long left = 16L * MAX_BODY; left > 0; ) {
+                    int n = in.read(sink);
+                    if (n < 0) {
+                        break;
+                    }
+                    left -= n;
+                }
                 throw new OpenAiError(413, "invalid_request_error", null, "the request body exceeds " + MAX_BODY + " bytes");
             }
             return b;
@@ -221,10 +233,7 @@ public final class OpenAiServer implements AutoCloseable {
     private void generate(HttpExchange ex, OpenAiRequests.Parsed p, OpenAiResponses.Kind kind) throws IOException {
         String name = checkModel(p.model());
         OpenAiResponses answer = new OpenAiResponses(kind, name, System.currentTimeMillis() / 1000, p.logprobs(),
-                p.includeUsage());
-        if (p.echo()) {
-            echo(p, answer);
-        }
+                p.includeUsage(), p.promptOnly());
         try (Context.CancellableContext call = Context.current().withCancellation()) {
             Iterator<GenerateResponse> it;
             Context previous = call.attach(); // the call inherits this context, so cancelling it ends the call
@@ -235,8 +244,12 @@ public final class OpenAiServer implements AutoCloseable {
             }
             // The first message (or the refusal) arrives before any byte is sent, so a refused request
             // gets its HTTP status, not a 200 with an error event.
-            it.hasNext();
+            GenerateResponse first = it.next();
+            if (p.echo()) {
+                echo(p.request(), first, answer);
+            }
             if (!p.stream()) {
+                answer.accept(first);
                 it.forEachRemaining(answer::accept);
                 sendJson(ex, 200, answer.complete());
                 return;
@@ -247,8 +260,8 @@ public final class OpenAiServer implements AutoCloseable {
             OutputStream out = ex.getResponseBody();
             try {
                 try {
-                    while (it.hasNext()) {
-                        for (ObjectNode chunk : answer.accept(it.next())) {
+                    for (GenerateResponse r = first; r != null; r = it.hasNext() ? it.next() : null) {
+                        for (ObjectNode chunk : answer.accept(r)) {
                             event(out, chunk);
                         }
                     }
@@ -257,6 +270,9 @@ public final class OpenAiServer implements AutoCloseable {
                     }
                 } catch (StatusRuntimeException e) {
                     event(out, OpenAiResponses.error(OpenAiError.of(e.getStatus())));
+                } catch (RuntimeException e) {
+                    log.warn("OpenAI API stream {} failed", ex.getRequestURI(), e);
+                    event(out, OpenAiResponses.error(new OpenAiError(500, "server_error", null, e.toString())));
                 }
                 out.write(OpenAiResponses.utf8("data: [DONE]\n\n"));
                 out.flush();
@@ -267,13 +283,16 @@ public final class OpenAiServer implements AutoCloseable {
         }
     }
 
-    /** The prompt a completion echoes: as given, or decoded from its token ids, with each token's bytes. */
-    private void echo(OpenAiRequests.Parsed p, OpenAiResponses answer) {
-        GenerateRequest req = p.request();
-        List<Integer> ids = req.hasTokenIds() ? req.getTokenIds().getIdsList()
-                : api.tokenize(TokenizeRequest.newBuilder().setText(req.getText()).build()).getTokenIdsList();
-        DetokenizeResponse d = api.detokenize(DetokenizeRequest.newBuilder().addAllTokenIds(ids).build());
-        answer.echo(req.hasTokenIds() ? d.getText() : req.getText(), d.getTokensList(), p.promptOnly());
+    /**
+     * The prompt a completion echoes: its text as given, or decoded from its ids; with logprobs, each
+     * prompt token's bytes (the first message carries the ids the model saw).
+     */
+    private void echo(GenerateRequest req, GenerateResponse first, OpenAiResponses answer) {
+        List<Integer> ids = first.getPromptTokenIdsCount() > 0 ? first.getPromptTokenIdsList()
+                : req.hasTokenIds() ? req.getTokenIds().getIdsList() : List.of();
+        DetokenizeResponse d = ids.isEmpty() ? DetokenizeResponse.getDefaultInstance()
+                : api.detokenize(DetokenizeRequest.newBuilder().addAllTokenIds(ids).build());
+        answer.echo(req.hasTokenIds() ? d.getText() : req.getText(), d.getTokensList());
     }
 
     private static void event(OutputStream out, JsonNode n) throws IOException {
@@ -290,7 +309,7 @@ public final class OpenAiServer implements AutoCloseable {
 
     @Override
     public void close() {
-        http.stop(0);
+        http.stop(1); // a second for answers already ending (a closing coordinator cancels its streams)
         executor.shutdownNow();
         channel.shutdownNow();
         try {

@@ -67,6 +67,7 @@ class OpenAiRequestsTest {
                 {"messages": [{"role": "user", "content": "hi"}], "tool_choice": "none",
                  "tools": [{"type": "function", "function": {"name": "f"}}]}""");
         assertEquals(0, p.request().getToolsCount());
+        assertTrue(p.request().hasParseToolCalls() && !p.request().getParseToolCalls(), "calls the model writes stay text");
         assertEquals(SamplingParams.getDefaultInstance(), p.request().getSampling());
     }
 
@@ -81,5 +82,37 @@ class OpenAiRequestsTest {
         assertEquals("stop", e.param);
         e = assertThrows(OpenAiError.class, () -> chat("[1, 2]"));
         assertEquals(400, e.httpStatus);
+        e = assertThrows(OpenAiError.class,
+                () -> chat("{\"messages\": [{\"role\": \"user\"}], \"chat_template_kwargs\": {\"enable_thinking\": 1}}"));
+        assertEquals("chat_template_kwargs.enable_thinking", e.param);
+    }
+
+    /** Fields that would change the answer are refused by name; their defaults pass. */
+    @Test
+    void unsupportedFieldsAreRefusedUnlessDefault() {
+        String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
+        for (String field : new String[] {"\"logit_bias\": {\"5\": 10}", "\"guided_json\": {}", "\"best_of\": 3",
+                "\"parallel_tool_calls\": false", "\"response_format\": {\"type\": \"json_object\"}",
+                "\"use_beam_search\": true", "\"functions\": []"}) {
+            OpenAiError e = assertThrows(OpenAiError.class, () -> chat(base + field + "}"), field);
+            assertEquals(field.substring(1, field.indexOf('"', 1)), e.param);
+        }
+        chat(base + "\"logit_bias\": {}, \"best_of\": 2, \"n\": 2, \"parallel_tool_calls\": true, "
+                + "\"response_format\": {\"type\": \"text\"}, \"chat_template_kwargs\": {\"enable_thinking\": null}}");
+    }
+
+    @Test
+    void completionsAreRawAndStartWithBosUnlessAskedNot() {
+        OpenAiRequests.Parsed p = OpenAiRequests.completion(OpenAiRequests.parse(
+                "{\"prompt\": \"x\", \"echo\": true, \"max_tokens\": 0, \"min_tokens\": 3, \"logprobs\": 2}"
+                        .getBytes(StandardCharsets.UTF_8)));
+        assertTrue(p.request().getRawOutput());
+        assertTrue(p.request().getAddSpecialTokens());
+        assertTrue(p.echo() && p.promptOnly());
+        assertEquals(SamplingParams.newBuilder().setMaxTokens(1).setLogprobs(2).setPromptLogprobs(2).build(),
+                p.request().getSampling(), "max_tokens 0 runs one step, with no min_tokens to conflict");
+        p = OpenAiRequests.completion(OpenAiRequests.parse(
+                "{\"prompt\": [1, 2], \"add_special_tokens\": false}".getBytes(StandardCharsets.UTF_8)));
+        assertTrue(!p.request().getAddSpecialTokens() && !p.echo());
     }
 }

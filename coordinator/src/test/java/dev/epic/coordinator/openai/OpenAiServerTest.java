@@ -240,38 +240,47 @@ class OpenAiServerTest {
         return b;
     }
 
+    /** The text of generated ids, decoded independently of the generation's own output parsing. */
+    private static String decode(List<Integer> ids) {
+        return grpc.detokenize(dev.epic.proto.DetokenizeRequest.newBuilder().addAllTokenIds(ids).build()).getText();
+    }
+
+    private static List<Integer> ids(String text, boolean bos) {
+        return grpc.tokenize(dev.epic.proto.TokenizeRequest.newBuilder().setText(text).setAddSpecialTokens(bos).build())
+                .getTokenIdsList();
+    }
+
+    private static String idList(List<Integer> ids) {
+        return ids.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(","));
+    }
+
+    /** A completion is the plain decoded text of its tokens, after a prompt that starts with BOS. */
     @Test
     void completionsTakeTextOrTokenIds() throws Exception {
         JsonNode a = ok(post("/v1/completions",
                 "{\"prompt\": \"The sky is\", \"temperature\": 0, \"max_tokens\": 5, \"ignore_eos\": true, \"logprobs\": 1}"));
-        List<GenerateResponse> ref = generate(GenerateRequest.newBuilder().setText("The sky is")
+        List<Integer> withBos = ids("The sky is", true);
+        assertEquals(0, withBos.getFirst(), "BOS first");
+        List<GenerateResponse> ref = generate(GenerateRequest.newBuilder()
+                .setTokenIds(TokenIds.newBuilder().addAllIds(withBos))
                 .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(5).setIgnoreEos(true)).build());
-        StringBuilder text = new StringBuilder();
-        List<Integer> ids = new ArrayList<>();
-        ref.forEach(r -> {
-            text.append(r.getReasoningText()).append(r.getText());
-            ids.addAll(r.getTokenIdsList());
-        });
+        List<Integer> generated = ref.stream().flatMap(r -> r.getTokenIdsList().stream()).toList();
         assertEquals("text_completion", a.get("object").asText());
         JsonNode choice = a.get("choices").get(0);
-        assertEquals(text.toString(), choice.get("text").asText());
+        String text = choice.get("text").asText();
+        assertEquals(decode(generated), text);
+        assertEquals(withBos.size(), a.get("usage").get("prompt_tokens").asInt());
         JsonNode lp = choice.get("logprobs");
         assertEquals(5, lp.get("tokens").size());
         assertEquals(5, lp.get("token_logprobs").size());
         assertEquals(1, lp.get("top_logprobs").get(0).size());
-        assertEquals(0, lp.get("text_offset").get(0).asInt());
-        for (int i = 1; i < 5; i++) {
-            assertEquals(lp.get("text_offset").get(i - 1).asInt() + lp.get("tokens").get(i - 1).asText().length(),
-                    lp.get("text_offset").get(i).asInt());
+        // Each token's text sits at its offset, as long as no token so far split a UTF-8 character.
+        for (int i = 0; i < 5 && !lp.get("tokens").get(i).asText().contains("\uFFFD"); i++) {
+            assertTrue(text.startsWith(lp.get("tokens").get(i).asText(), lp.get("text_offset").get(i).asInt()),
+                    "token " + i + " at its text_offset");
         }
-        // The same prompt as token ids, streamed.
-        int[] prompt = grpc.tokenize(dev.epic.proto.TokenizeRequest.newBuilder().setText("The sky is").build())
-                .getTokenIdsList().stream().mapToInt(Integer::intValue).toArray();
-        StringBuilder ids2 = new StringBuilder();
-        for (int id : prompt) {
-            ids2.append(ids2.isEmpty() ? "" : ",").append(id);
-        }
-        HttpResponse<String> s = post("/v1/completions", "{\"prompt\": [" + ids2
+        // The same prompt as token ids (BOS included), streamed.
+        HttpResponse<String> s = post("/v1/completions", "{\"prompt\": [" + idList(withBos)
                 + "], \"temperature\": 0, \"max_tokens\": 5, \"ignore_eos\": true, \"stream\": true}");
         assertEquals(200, s.statusCode(), s.body());
         StringBuilder streamed = new StringBuilder();
@@ -281,52 +290,72 @@ class OpenAiServerTest {
             assertEquals("text_completion", chunk.get("object").asText());
             streamed.append(chunk.get("choices").get(0).get("text").asText());
         }
-        List<GenerateResponse> byIds = generate(GenerateRequest.newBuilder()
-                .setTokenIds(TokenIds.newBuilder().addAllIds(java.util.Arrays.stream(prompt).boxed().toList()))
-                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(5).setIgnoreEos(true)).build());
-        StringBuilder expected = new StringBuilder();
-        byIds.forEach(r -> expected.append(r.getReasoningText()).append(r.getText()));
-        assertEquals(expected.toString(), streamed.toString());
-        assertEquals(FinishReason.LENGTH, byIds.getLast().getFinishReason());
+        assertEquals(text, streamed.toString());
     }
 
     /**
      * lm-evaluation-harness scores a continuation with echo, logprobs 1 and token-id prompts: the answer
      * starts with the prompt, whose tokens carry their logprobs (the first none). max_tokens 0 leaves the
-     * generated token out.
+     * generated token out. A text prompt is echoed as given, its logprobs starting at BOS.
      */
     @Test
     void echoScoresThePromptAsEvaluationHarnessesDo() throws Exception {
-        int[] prompt = grpc.tokenize(dev.epic.proto.TokenizeRequest.newBuilder().setText("The sky is blue").build())
-                .getTokenIdsList().stream().mapToInt(Integer::intValue).toArray();
+        List<Integer> prompt = ids("The sky is blue", false);
         List<GenerateResponse> ref = generate(GenerateRequest.newBuilder()
-                .setTokenIds(TokenIds.newBuilder().addAllIds(java.util.Arrays.stream(prompt).boxed().toList()))
+                .setTokenIds(TokenIds.newBuilder().addAllIds(prompt))
                 .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(1).setLogprobs(1).setPromptLogprobs(1))
                 .build());
+        assertEquals(prompt, ref.getFirst().getPromptTokenIdsList());
         List<TokenLogprob> promptLogprobs = ref.getFirst().getPromptLogprobsList();
-        assertEquals(prompt.length - 1, promptLogprobs.size());
-        StringBuilder ids = new StringBuilder();
-        for (int id : prompt) {
-            ids.append(ids.isEmpty() ? "" : ",").append(id);
-        }
+        assertEquals(prompt.size() - 1, promptLogprobs.size());
+        String generated = decode(ref.getFirst().getTokenIdsList());
         for (int maxTokens : new int[] {1, 0}) {
-            JsonNode a = ok(post("/v1/completions", "{\"prompt\": [[" + ids + "]], \"max_tokens\": " + maxTokens
-                    + ", \"logprobs\": 1, \"echo\": true, \"temperature\": 0}"));
+            JsonNode a = ok(post("/v1/completions", "{\"prompt\": [[" + idList(prompt) + "]], \"max_tokens\": "
+                    + maxTokens + ", \"logprobs\": 1, \"echo\": true, \"temperature\": 0}"));
             JsonNode choice = a.get("choices").get(0);
-            String generated = maxTokens == 0 ? "" : ref.getFirst().getText() + ref.getFirst().getReasoningText();
-            assertEquals("The sky is blue" + generated, choice.get("text").asText());
+            assertEquals("The sky is blue" + (maxTokens == 0 ? "" : generated), choice.get("text").asText());
             JsonNode lp = choice.get("logprobs");
-            assertEquals(prompt.length + maxTokens, lp.get("tokens").size());
+            assertEquals(prompt.size() + maxTokens, lp.get("tokens").size());
             assertTrue(lp.get("token_logprobs").get(0).isNull());
             assertTrue(lp.get("top_logprobs").get(0).isNull());
-            for (int i = 1; i < prompt.length; i++) {
+            for (int i = 1; i < prompt.size(); i++) {
                 assertEquals(promptLogprobs.get(i - 1).getLogprob(), lp.get("token_logprobs").get(i).floatValue());
                 assertEquals(promptLogprobs.get(i - 1).getToken().toStringUtf8(), lp.get("tokens").get(i).asText());
                 assertEquals(1, lp.get("top_logprobs").get(i).size());
             }
             assertEquals(maxTokens, a.get("usage").get("completion_tokens").asInt());
-            assertEquals(prompt.length, a.get("usage").get("prompt_tokens").asInt());
+            assertEquals(prompt.size(), a.get("usage").get("prompt_tokens").asInt());
             assertEquals("length", choice.get("finish_reason").asText());
+        }
+        // A text prompt, streamed: echoed as given, the tokens from BOS on.
+        HttpResponse<String> s = post("/v1/completions", "{\"prompt\": \"The sky is blue\", \"max_tokens\": 0, "
+                + "\"logprobs\": 0, \"echo\": true, \"stream\": true}");
+        assertEquals(200, s.statusCode(), s.body());
+        JsonNode first = JSON.readTree(events(s.body()).getFirst()).get("choices").get(0);
+        assertEquals("The sky is blue", first.get("text").asText());
+        JsonNode tokens = first.get("logprobs").get("tokens");
+        assertEquals(prompt.size() + 1, tokens.size());
+        assertEquals("<｜begin▁of▁sentence｜>", tokens.get(0).asText());
+    }
+
+    /** Without a coordinator to ask, the API answers 503, not a hang or a 500. */
+    @Test
+    void aMissingCoordinatorIs503() throws Exception {
+        int dead;
+        try (java.net.ServerSocket socket = new java.net.ServerSocket(0)) {
+            dead = socket.getLocalPort();
+        }
+        try (OpenAiServer orphan = OpenAiServer.start("127.0.0.1", 0, "127.0.0.1:" + dead, null)) {
+            String base = "http://127.0.0.1:" + orphan.port();
+            for (String path : new String[] {"/health", "/v1/models"}) {
+                HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + path)).GET().build(),
+                        HttpResponse.BodyHandlers.ofString());
+                assertEquals(503, r.statusCode(), path + ": " + r.body());
+            }
+            HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/chat/completions"))
+                    .POST(HttpRequest.BodyPublishers.ofString("{\"model\": \"x\", " + CHAT_MESSAGES + "}")).build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertError(r, 503, "");
         }
     }
 
@@ -334,7 +363,11 @@ class OpenAiServerTest {
     void badRequestsAre400NamingTheProblem() throws Exception {
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": -1}"), 400, "temperature");
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": \"hot\"}"), 400, "temperature");
-        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"top_logprobs\": 3}"), 400, "logprobs");
+        assertEquals("top_logprobs", JSON.readTree(post("/v1/chat/completions", "{" + CHAT_MESSAGES
+                + ", \"top_logprobs\": 3}").body()).get("error").get("param").asText());
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"logit_bias\": {\"11\": 5}}"), 400, "logit_bias");
+        assertError(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \""
+                + "x".repeat(5 << 20) + "\"}]}"), 413, "exceeds");
         assertError(post("/v1/chat/completions", "{\"messages\": []}"), 400, "messages");
         assertError(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"robot\", \"content\": \"hi\"}]}"), 400, "role");
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"tool_choice\": \"required\"}"), 400, "tool_choice");
@@ -409,7 +442,8 @@ class OpenAiServerTest {
         assertEquals(MAX_CONTEXT, t.get("max_model_len").asInt());
         JsonNode plain = ok(post("/tokenize", "{\"prompt\": \"Hello there\"}"));
         JsonNode d = ok(post("/detokenize", "{\"tokens\": " + plain.get("tokens") + "}"));
-        assertEquals("Hello there", d.get("prompt").asText());
+        assertEquals(0, plain.get("tokens").get(0).asInt(), "BOS first, as vLLM tokenizes with add_special_tokens");
+        assertEquals("<｜begin▁of▁sentence｜>Hello there", d.get("prompt").asText());
         assertError(post("/detokenize", "{\"tokens\": [99999999]}"), 400, "vocabulary");
     }
 
