@@ -12,6 +12,7 @@ import dev.epic.proto.DetokenizeRequest;
 import dev.epic.proto.DetokenizeResponse;
 import dev.epic.proto.FinishReason;
 import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.ResponseFormat;
 import dev.epic.proto.GenerateResponse;
 import dev.epic.proto.GenerationServiceGrpc;
 import dev.epic.proto.LogitsRequest;
@@ -175,10 +176,17 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     /** How the output is parsed: reasoning split and tool calls, unless the request wants it raw. */
     private GenerationOptions outputOptions(GenerateRequest req, Prompt prompt) {
         GenerationOptions o = GenerationOptions.defaults().withMaxContextLength(model.maxContext());
+        if (req.getResponseFormat().getType() == ResponseFormat.Type.JSON_OBJECT) {
+            if (prompt.reasoning() == ReasoningMode.OPEN) {
+                throw PromptBuilder.invalid("response_format JSON_OBJECT: the prompt opens a thinking block, which "
+                        + "the answer must close first; set enable_thinking to false");
+            }
+            o = o.withJsonObject(true).withParseToolCalls(false);
+        }
         if (req.getRawOutput()) {
             return o.withReasoning(ReasoningMode.NONE).withParseToolCalls(false);
         }
-        o = o.withReasoning(prompt.reasoning());
+        o = o.withReasoning(o.jsonObject() ? ReasoningMode.NONE : prompt.reasoning());
         return req.hasParseToolCalls() && !req.getParseToolCalls() ? o.withParseToolCalls(false) : o;
     }
 

@@ -7,6 +7,7 @@ import dev.epic.proto.ChatMessage;
 import dev.epic.proto.DetokenizeRequest;
 import dev.epic.proto.GenerateRequest;
 import dev.epic.proto.Messages;
+import dev.epic.proto.ResponseFormat;
 import dev.epic.proto.SamplingParams;
 import dev.epic.proto.TokenIds;
 import dev.epic.proto.TokenizeRequest;
@@ -64,9 +65,11 @@ final class OpenAiRequests {
         } else {
             r.addAllTools(tools(body));
         }
+        boolean json = jsonObject(body, r);
         Boolean thinking = thinking(body);
-        if (thinking != null) {
-            r.setEnableThinking(thinking);
+        if (thinking != null || json) {
+            // JSON mode starts the answer at the object: no thinking block unless the client asks for one.
+            r.setEnableThinking(thinking != null && thinking);
         }
         SamplingParams.Builder s = sampling(body);
         if (present(body, "max_completion_tokens")) {
@@ -113,6 +116,7 @@ final class OpenAiRequests {
         refuseUnsupported(body);
         // A completion is the decoded text as is; its prompt starts with BOS unless the client says not.
         r.setRawOutput(true).setAddSpecialTokens(addSpecialTokens(body));
+        jsonObject(body, r);
         SamplingParams.Builder s = sampling(body);
         boolean logprobs = present(body, "logprobs");
         if (logprobs) {
@@ -141,11 +145,6 @@ final class OpenAiRequests {
                 throw OpenAiError.badRequest(name, "'" + name + "' is not supported");
             }
         }
-        JsonNode format = body.get("response_format");
-        if (format != null && !format.isNull() && !"text".equals(format.path("type").asText())) {
-            throw OpenAiError.badRequest("response_format",
-                    "response_format '" + format.path("type").asText() + "' is not supported (only 'text')");
-        }
         JsonNode bias = body.get("logit_bias");
         if (bias != null && !bias.isNull() && !bias.isEmpty()) {
             throw OpenAiError.badRequest("logit_bias", "'logit_bias' is not supported");
@@ -158,6 +157,26 @@ final class OpenAiRequests {
         }
         if (present(body, "parallel_tool_calls") && !bool(body, "parallel_tool_calls", "parallel_tool_calls")) {
             throw OpenAiError.badRequest("parallel_tool_calls", "'parallel_tool_calls': false is not supported");
+        }
+    }
+
+    /** response_format: "text" (the default) or "json_object" (set on r); a JSON schema needs more than this server has. */
+    private static boolean jsonObject(JsonNode body, GenerateRequest.Builder r) {
+        JsonNode format = body.get("response_format");
+        if (format == null || format.isNull()) {
+            return false;
+        }
+        String type = format.path("type").asText();
+        switch (type) {
+            case "text" -> {
+                return false;
+            }
+            case "json_object" -> {
+                r.setResponseFormat(ResponseFormat.newBuilder().setType(ResponseFormat.Type.JSON_OBJECT));
+                return true;
+            }
+            default -> throw OpenAiError.badRequest("response_format",
+                    "response_format '" + type + "' is not supported ('text' and 'json_object' are)");
         }
     }
 

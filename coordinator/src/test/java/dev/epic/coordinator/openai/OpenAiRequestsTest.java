@@ -92,7 +92,7 @@ class OpenAiRequestsTest {
     void unsupportedFieldsAreRefusedUnlessDefault() {
         String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
         for (String field : new String[] {"\"logit_bias\": {\"5\": 10}", "\"guided_json\": {}", "\"best_of\": 3",
-                "\"parallel_tool_calls\": false", "\"response_format\": {\"type\": \"json_object\"}",
+                "\"parallel_tool_calls\": false", "\"response_format\": {\"type\": \"json_schema\"}",
                 "\"use_beam_search\": true", "\"functions\": []"}) {
             OpenAiError e = assertThrows(OpenAiError.class, () -> chat(base + field + "}"), field);
             assertEquals(field.substring(1, field.indexOf('"', 1)), e.param);

@@ -338,6 +338,30 @@ class OpenAiServerTest {
         assertEquals("<｜begin▁of▁sentence｜>", tokens.get(0).asText());
     }
 
+    /**
+     * JSON mode: whatever the (random) model prefers, the answer is a JSON object, or a prefix of one
+     * when max_tokens cuts it; one that stopped by itself parses.
+     */
+    @Test
+    void jsonModeAnswersAreJsonObjects() throws Exception {
+        for (int seed = 0; seed < 4; seed++) {
+            JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": "
+                    + "{\"type\": \"json_object\"}, \"temperature\": 1.0, \"seed\": " + seed + ", \"max_tokens\": 40}"));
+            JsonNode choice = a.get("choices").get(0);
+            String content = choice.get("message").get("content").asText();
+            assertTrue(choice.get("message").get("reasoning_content").isNull());
+            assertTrue(new dev.epic.text.constrain.JsonCursor().step(content.getBytes(StandardCharsets.UTF_8)), content);
+            assertTrue(content.strip().startsWith("{"), content);
+            if (choice.get("finish_reason").asText().equals("stop")) {
+                assertTrue(JSON.readTree(content).isObject(), content);
+            } else {
+                assertEquals("length", choice.get("finish_reason").asText());
+            }
+        }
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": \"json_object\"}, "
+                + "\"ignore_eos\": true}"), 400, "response_format");
+    }
+
     /** Without a coordinator to ask, the API answers 503, not a hang or a 500. */
     @Test
     void aMissingCoordinatorIs503() throws Exception {
@@ -371,7 +395,7 @@ class OpenAiServerTest {
         assertError(post("/v1/chat/completions", "{\"messages\": []}"), 400, "messages");
         assertError(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"robot\", \"content\": \"hi\"}]}"), 400, "role");
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"tool_choice\": \"required\"}"), 400, "tool_choice");
-        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": \"json_object\"}}"),
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": \"json_schema\"}}"),
                 400, "response_format");
         assertError(post("/v1/chat/completions", "{not json"), 400, "JSON");
         assertError(post("/v1/chat/completions", "{\"model\": \"gpt-4o\", " + CHAT_MESSAGES + "}"), 404, "gpt-4o");

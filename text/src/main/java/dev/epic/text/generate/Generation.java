@@ -1,12 +1,14 @@
 package dev.epic.text.generate;
 
 import dev.epic.text.Vocabulary;
+import dev.epic.text.constrain.JsonConstraint;
 import dev.epic.text.output.DeepSeekMarkers;
 import dev.epic.text.output.ReasoningParser;
 import dev.epic.text.output.StopMatcher;
 import dev.epic.text.output.StreamingDecoder;
 import dev.epic.text.output.ToolCall;
 import dev.epic.text.output.ToolCallParser;
+import dev.epic.text.sampling.InvalidSamplingException;
 import dev.epic.text.sampling.Logprobs;
 import dev.epic.text.sampling.Sampler;
 import dev.epic.text.sampling.SamplingParams;
@@ -37,6 +39,7 @@ public final class Generation {
     private final StopMatcher stops;
     private final ReasoningParser reasoning;
     private final ToolCallParser tools;
+    private final JsonConstraint json;
     private Sampler sampler;
     private Logprobs sampled; // of the token sample() chose last, when the request asks for logprobs
     private int completionTokens;
@@ -76,6 +79,12 @@ public final class Generation {
         this.stops = new StopMatcher(params.stop());
         this.reasoning = new ReasoningParser(options.reasoning());
         this.tools = options.parseToolCalls() ? new ToolCallParser(options.toolCallIds()) : null;
+        if (options.jsonObject() && (params.ignoreEos() || params.minTokens() > 0)) {
+            // Once the object is closed only end of sequence may follow: it must be allowed to end it.
+            throw new InvalidSamplingException("response_format", "a JSON object answer cannot be combined with "
+                    + "ignore_eos or min_tokens");
+        }
+        this.json = options.jsonObject() ? new JsonConstraint(vocab) : null;
     }
 
     /** Chooses the next token from {@code logits} (used as scratch). Tokens past the vocabulary are never chosen. */
@@ -96,6 +105,9 @@ public final class Generation {
                 eos.forEach(id -> ban(logits, n, id));
             }
             params.stopTokenIds().forEach(id -> ban(logits, n, id));
+        }
+        if (json != null) {
+            json.restrict(logits, n, eos);
         }
         int token = workspace.sample(logits, n, params, history, rng);
         sampled = raw != null ? Logprobs.of(raw, n, token, params.logprobs()) : null;
@@ -128,6 +140,9 @@ public final class Generation {
         sampled = null;
         if (history != null) {
             history.addGenerated(token);
+        }
+        if (json != null && !eos.contains(token)) {
+            json.accept(token);
         }
         FinishReason reason = null;
         String text = "";

@@ -13,9 +13,10 @@ import java.util.function.Supplier;
  * @param parseToolCalls   turn DeepSeek tool-call blocks into structured calls
  * @param eosTokenIds      ids that end generation as EOS; null = the vocabulary's {@code <｜end▁of▁sentence｜>}
  * @param toolCallIds      call id generator
+ * @param jsonObject       constrain the output to a JSON object (OpenAI's JSON mode)
  */
 public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, boolean parseToolCalls,
-                                Set<Integer> eosTokenIds, Supplier<String> toolCallIds) {
+                                Set<Integer> eosTokenIds, Supplier<String> toolCallIds, boolean jsonObject) {
 
     public GenerationOptions {
         if (maxContextLength < 0) {
@@ -32,26 +33,30 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
 
     /** No context limit, reasoning detected from a leading {@code <think>}, tool calls parsed, vocabulary EOS. */
     public static GenerationOptions defaults() {
-        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null);
+        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, false);
     }
 
     public GenerationOptions withMaxContextLength(int v) {
-        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds);
+        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonObject);
     }
 
     public GenerationOptions withReasoning(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds);
+        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonObject);
     }
 
     public GenerationOptions withParseToolCalls(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds);
+        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonObject);
     }
 
     public GenerationOptions withEosTokenIds(Set<Integer> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonObject);
+    }
+
+    public GenerationOptions withJsonObject(boolean v) {
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v);
     }
 
     public GenerationOptions withToolCallIds(Supplier<String> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonObject);
     }
 }

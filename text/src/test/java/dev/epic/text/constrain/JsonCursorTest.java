@@ -1,0 +1,112 @@
+package dev.epic.text.constrain;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/** The JSON object automaton against hand-picked texts and, differentially, against Jackson's strict parser. */
+class JsonCursorTest {
+    private static final ObjectMapper STRICT = new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+
+    /** -1: some byte cannot follow; 0: a valid prefix; 1: a whole object. */
+    private static int verdict(byte[] text) {
+        JsonCursor c = new JsonCursor();
+        for (byte b : text) {
+            if (!c.step(b & 0xff)) {
+                return -1;
+            }
+        }
+        return c.complete() ? 1 : 0;
+    }
+
+    private static int verdict(String text) {
+        return verdict(text.getBytes(StandardCharsets.UTF_8));
+    }
+
+    @Test
+    void wholeObjects() {
+        for (String ok : List.of("{}", " {\"a\": 1}\n", "{\"a\":[1,-2.5e+3,0,0.1,1E9,true,false,null,\"x\"]}",
+                "{\"k\": {\"n\": {\"m\": []}}, \"s\": \"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\"}", "{\"é😀\": \"日本\"}",
+                "{\"a\":{}}", "{\"a\":[[],[{}]]}", "{\"n\": -0}", "{\"n\": 0e1}")) {
+            assertEquals(1, verdict(ok), ok);
+        }
+    }
+
+    @Test
+    void prefixesAreNotYetWhole() {
+        for (String prefix : List.of("", "  ", "{", "{\"a", "{\"a\"", "{\"a\":", "{\"a\": tr", "{\"a\": 12", "{\"a\": 1.",
+                "{\"a\": \"\\u00", "{\"a\": [1,", "{\"a\": \"\\")) {
+            assertEquals(0, verdict(prefix), prefix);
+        }
+    }
+
+    @Test
+    void invalidTexts() {
+        for (String bad : List.of("[]", "1", "\"s\"", "{,}", "{\"a\" 1}", "{\"a\":1,}", "{\"a\": 01}", "{\"a\": .5}",
+                "{\"a\": 1.}", "{\"a\": -}", "{\"a\": tru }", "{\"a\": [1}", "{\"a\": {]}", "{} {}", "{}x", "{'a': 1}",
+                "{\"a\": \"\\x\"}", "{\"a\": \"\\u12G4\"}", "{\"a\": \"tab\there\"}", "{\"a\": +1}", "{a: 1}",
+                "{\"a\": NaN}", "{\"a\": 1e}")) {
+            assertEquals(-1, verdict(bad), bad);
+        }
+        assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0x80, '"'}), "a lone continuation byte");
+        assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0xc3, 'a'}), "a lead byte without its continuation");
+        assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0xff}), "a byte UTF-8 never uses");
+        assertEquals(-1, verdict("{" + " ".repeat(JsonCursor.MAX_WHITESPACE + 1)), "endless whitespace");
+        assertEquals(-1, verdict("{\"a\":" + "[".repeat(JsonCursor.MAX_DEPTH)), "nesting past the cap");
+    }
+
+    /** Random edits of valid objects: whatever the automaton calls whole, Jackson parses as an object, and the reverse. */
+    @Test
+    void agreesWithJacksonOnRandomEdits() throws Exception {
+        String[] seeds = {"{\"a\": [1, 2.5, -3e2, true, null], \"b\": {\"c\": \"d\\n\\u0041\"}, \"e\": false}",
+                "{\"x\":{\"y\":[{\"z\":0}]},\"w\":\"é\"}", "{\"n\": 10, \"list\": [\"p\", \"q\"], \"o\": {}}"};
+        String alphabet = "{}[]:,\" \\.-+eE0123456789tfnrulsaxyz\n";
+        Random rng = new Random(7);
+        int whole = 0, rejected = 0;
+        for (int trial = 0; trial < 20_000; trial++) {
+            StringBuilder s = new StringBuilder(seeds[trial % seeds.length]);
+            for (int edits = 1 + rng.nextInt(3); edits > 0; edits--) {
+                int at = rng.nextInt(s.length() + 1);
+                switch (rng.nextInt(3)) {
+                    case 0 -> s.insert(at, alphabet.charAt(rng.nextInt(alphabet.length())));
+                    case 1 -> { if (at < s.length()) s.deleteCharAt(at); }
+                    default -> { if (at < s.length()) s.setCharAt(at, alphabet.charAt(rng.nextInt(alphabet.length()))); }
+                }
+            }
+            String text = s.toString();
+            boolean jackson;
+            try {
+                JsonNode n = STRICT.readTree(text);
+                jackson = n != null && n.isObject();
+            } catch (Exception e) {
+                jackson = false;
+            }
+            int v = verdict(text);
+            assertEquals(jackson, v == 1, text);
+            whole += v == 1 ? 1 : 0;
+            rejected += v == -1 ? 1 : 0;
+        }
+        assertTrue(whole > 1000 && rejected > 1000, "the edits cover both sides: " + whole + " whole, " + rejected + " rejected");
+    }
+
+    @Test
+    void aCopyMovesOnAlone() {
+        JsonCursor a = new JsonCursor();
+        assertTrue(a.step("{\"k\": ".getBytes(StandardCharsets.UTF_8)));
+        JsonCursor b = a.copy();
+        assertTrue(b.step("1}".getBytes(StandardCharsets.UTF_8)));
+        assertTrue(b.complete());
+        assertFalse(a.complete());
+        JsonCursor again = new JsonCursor();
+        assertTrue(again.step("{\"k\": ".getBytes(StandardCharsets.UTF_8)));
+        assertEquals(a.key(), again.key(), "the same text, the same state");
+    }
+}

@@ -1,0 +1,103 @@
+package dev.epic.text.constrain;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.epic.text.generate.FinishReason;
+import dev.epic.text.generate.Generation;
+import dev.epic.text.generate.GenerationOptions;
+import dev.epic.text.output.DeepSeekMarkers;
+import dev.epic.text.sampling.InvalidSamplingException;
+import dev.epic.text.sampling.SamplingParams;
+import dev.epic.text.tokenizer.Tokenizer;
+import java.nio.charset.StandardCharsets;
+import java.util.BitSet;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/** The token mask over DeepSeek-V3's real vocabulary, against stepping every token through the automaton. */
+class JsonMaskTest {
+    private static final Tokenizer V3 = Tokenizer.deepSeekV3();
+
+    private static BitSet bruteForce(JsonCursor at) {
+        BitSet ok = new BitSet(V3.size());
+        for (int id = 0; id < V3.size(); id++) {
+            byte[] b = V3.tokenBytes(id);
+            if (b.length > 0 && !V3.isSpecial(id) && at.copy().step(b)) {
+                ok.set(id);
+            }
+        }
+        return ok;
+    }
+
+    @Test
+    void theMaskIsExactlyTheTokensThatCanFollow() {
+        JsonMask mask = JsonMask.of(V3);
+        for (String prefix : List.of("", "{", "{\"na", "{\"name\"", "{\"name\": ", "{\"n\": 12", "{\"n\": [tr",
+                "{\"s\": \"caf\\u00", "{\"a\": {\"b\": [1, {\"c\": null}", "{\"a\": 1}", "{\"t\": \"line\\")) {
+            JsonCursor at = new JsonCursor();
+            assertTrue(at.step(prefix.getBytes(StandardCharsets.UTF_8)), prefix);
+            BitSet expected = bruteForce(at);
+            assertEquals(expected, mask.allowed(at), prefix);
+            assertFalse(expected.isEmpty(), prefix);
+        }
+        JsonCursor inString = new JsonCursor();
+        inString.step("{\"k\": \"".getBytes(StandardCharsets.UTF_8));
+        assertSame(mask.allowed(inString), mask.allowed(inString.copy()), "one state, one cached mask");
+    }
+
+    /**
+     * Sampling from random logits under the constraint: every answer is a valid prefix of a JSON object,
+     * and one that ends by end of sequence parses as one. Closing tokens get a boost so most answers close.
+     */
+    @Test
+    void constrainedSamplingWritesJsonObjects() throws Exception {
+        ObjectMapper strict = new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+        int eos = V3.addedTokenId(DeepSeekMarkers.EOS).orElseThrow();
+        float[] bias = new float[V3.size()];
+        for (int id = 0; id < V3.size(); id++) {
+            String t = new String(V3.tokenBytes(id), StandardCharsets.UTF_8);
+            bias[id] = t.contains("}") || t.contains("\"") ? 6f : 0f;
+        }
+        bias[eos] = 10f;
+        Random rng = new Random(3);
+        int closed = 0;
+        for (int run = 0; run < 12; run++) {
+            Generation g = new Generation(V3, new int[] {0}, SamplingParams.builder().temperature(1f).seed(run)
+                    .maxTokens(300).build(), GenerationOptions.defaults().withJsonObject(true).withParseToolCalls(false));
+            StringBuilder text = new StringBuilder();
+            while (!g.finished()) {
+                float[] logits = new float[V3.size()];
+                for (int i = 0; i < logits.length; i++) {
+                    logits[i] = (float) rng.nextGaussian() * 2 + bias[i];
+                }
+                var d = g.accept(g.sample(logits));
+                text.append(d.reasoning()).append(d.content());
+            }
+            assertTrue(new JsonCursor().step(text.toString().getBytes(StandardCharsets.UTF_8)), text::toString);
+            if (g.finishReason() == FinishReason.EOS) {
+                assertTrue(strict.readTree(text.toString()).isObject(), text::toString);
+                closed++;
+            }
+        }
+        assertTrue(closed >= 6, "most runs close their object: " + closed);
+    }
+
+    @Test
+    void anAnswerThatCannotEndIsRefused() {
+        for (SamplingParams p : new SamplingParams[] {SamplingParams.builder().ignoreEos(true).build(),
+                SamplingParams.builder().minTokens(3).maxTokens(8).build()}) {
+            try {
+                new Generation(V3, new int[] {0}, p, GenerationOptions.defaults().withJsonObject(true));
+                throw new AssertionError("accepted " + p);
+            } catch (InvalidSamplingException e) {
+                assertEquals("response_format", e.field());
+            }
+        }
+    }
+}
