@@ -34,8 +34,18 @@ final class OpenAiRequests {
      * with its prompt (and the prompt's logprobs); {@code promptOnly}: echo with {@code max_tokens} 0,
      * so the one token generated is left out (scoring a prompt, as evaluation harnesses do).
      */
-    record Parsed(GenerateRequest request, String model, boolean stream, boolean includeUsage, boolean logprobs,
-            boolean echo, boolean promptOnly) {}
+    record Parsed(List<GenerateRequest> requests, String model, boolean stream, boolean includeUsage, boolean logprobs,
+            boolean echo, boolean promptOnly) {
+        /** The request of a single-prompt body. */
+        GenerateRequest request() {
+            return requests.getFirst();
+        }
+
+        /** Samples per prompt (the request's n). */
+        int n() {
+            return request().getSampling().hasN() ? Math.max(1, request().getSampling().getN()) : 1;
+        }
+    }
 
     private static final Set<String> ROLES = Set.of("system", "developer", "user", "assistant", "tool");
 
@@ -85,32 +95,16 @@ final class OpenAiRequests {
             s.setLogprobs(0);
         }
         r.setSampling(s);
-        return finish(r, body, logprobs, false, false);
+        return finish(null, r, body, logprobs, false, false);
     }
 
-    /** A {@code /v1/completions} body: one prompt, as text or token ids, rendered without a template. */
+    /**
+     * A {@code /v1/completions} body: one prompt or a list of them, each as text or token ids,
+     * rendered without a template; one GenerateRequest per prompt.
+     */
     static Parsed completion(JsonNode body) {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
-        JsonNode prompt = body.get("prompt");
-        if (prompt != null && prompt.isArray() && prompt.size() == 1 && !prompt.get(0).isNumber()) {
-            prompt = prompt.get(0); // ["text"] or [[ids]]: one prompt in a list
-        }
-        if (prompt == null || prompt.isNull()) {
-            throw OpenAiError.badRequest("prompt", "'prompt' is required");
-        } else if (prompt.isTextual()) {
-            r.setText(prompt.asText());
-        } else if (prompt.isArray() && !prompt.isEmpty() && allInts(prompt)) {
-            TokenIds.Builder ids = TokenIds.newBuilder();
-            for (JsonNode id : prompt) {
-                ids.addIds(tokenId(id, "prompt"));
-            }
-            r.setTokenIds(ids);
-        } else if (prompt.isArray() && prompt.size() > 1) {
-            throw OpenAiError.badRequest("prompt", "one prompt per request: send a list of prompts as separate requests");
-        } else {
-            throw OpenAiError.badRequest("prompt", "'prompt' must be a string or a non-empty array of token ids");
-        }
-        if (present(body, "suffix")) {
+        List<JsonNode> prompts = prompts(body.get("prompt"));        if (present(body, "suffix")) {
             throw OpenAiError.badRequest("suffix", "'suffix' is not supported");
         }
         refuseUnsupported(body);
@@ -131,7 +125,42 @@ final class OpenAiRequests {
             s.setMaxTokens(1).clearMinTokens(); // the coordinator generates at least one token; the answer leaves it out
         }
         r.setSampling(s);
-        return finish(r, body, logprobs, echo, promptOnly);
+        List<GenerateRequest> each = new ArrayList<>(prompts.size());
+        for (JsonNode p : prompts) {
+            if (p.isTextual()) {
+                r.setText(p.asText());
+            } else {
+                TokenIds.Builder ids = TokenIds.newBuilder();
+                for (JsonNode id : p) {
+                    ids.addIds(tokenId(id, "prompt"));
+                }
+                r.setTokenIds(ids);
+            }
+            each.add(r.build());
+        }
+        return finish(each, r, body, logprobs, echo, promptOnly);
+    }
+
+    /** "text", [ids], ["text", ...] or [[ids], ...]: each prompt as a text node or an array of ids. */
+    private static List<JsonNode> prompts(JsonNode prompt) {
+        if (prompt == null || prompt.isNull()) {
+            throw OpenAiError.badRequest("prompt", "'prompt' is required");
+        }
+        if (prompt.isTextual() || prompt.isArray() && !prompt.isEmpty() && allInts(prompt)) {
+            return List.of(prompt);
+        }
+        if (prompt.isArray() && !prompt.isEmpty()) {
+            List<JsonNode> list = new ArrayList<>(prompt.size());
+            for (JsonNode p : prompt) {
+                if (!p.isTextual() && !(p.isArray() && !p.isEmpty() && allInts(p))) {
+                    throw OpenAiError.badRequest("prompt", "each prompt in the list must be a string or a non-empty "
+                            + "array of token ids");
+                }
+                list.add(p);
+            }
+            return list;
+        }
+        throw OpenAiError.badRequest("prompt", "'prompt' must be a string, a non-empty array of token ids, or a list of those");
     }
 
     /**
@@ -239,17 +268,20 @@ final class OpenAiRequests {
         return r.build();
     }
 
-    private static Parsed finish(GenerateRequest.Builder r, JsonNode body, boolean logprobs, boolean echo,
-            boolean promptOnly) {
+    /** {@code each}: the requests of several prompts (null: just r's). */
+    private static Parsed finish(List<GenerateRequest> each, GenerateRequest.Builder r, JsonNode body, boolean logprobs,
+            boolean echo, boolean promptOnly) {
         String model = present(body, "model") ? text(body, "model", "model") : null;
         boolean stream = present(body, "stream") && bool(body, "stream", "stream");
         JsonNode options = body.get("stream_options");
         boolean usage = options != null && options.isObject() && present(options, "include_usage")
                 && bool(options, "include_usage", "stream_options.include_usage");
+        List<GenerateRequest> requests = each != null ? each : List.of(r.build());
         if (body.has("request_id") && body.get("request_id").isTextual()) {
-            r.setRequestId(body.get("request_id").asText());
+            String id = body.get("request_id").asText();
+            requests = requests.stream().map(q -> q.toBuilder().setRequestId(id).build()).toList();
         }
-        return new Parsed(r.build(), model, stream, usage, logprobs, echo, promptOnly);
+        return new Parsed(requests, model, stream, usage, logprobs, echo, promptOnly);
     }
 
     /** The sampling fields common to both endpoints. */

@@ -49,9 +49,13 @@ final class OpenAiResponses {
     /** Per choice index: what has come so far. */
     private final List<Choice> choices = new ArrayList<>();
 
-    /** {@code promptOnly}: an echoed completion with max_tokens 0, whose one generated token is left out. */
+    /**
+     * {@code promptOnly}: an echoed completion with max_tokens 0, whose one generated token is left out.
+     * {@code samplesPerPrompt}: n; choices i * n .. i * n + n - 1 are prompt i's.
+     */
     OpenAiResponses(Kind kind, String model, long createdEpochSeconds, boolean logprobs, boolean includeUsage,
-            boolean promptOnly) {
+            boolean promptOnly, int samplesPerPrompt) {
+        this.samplesPerPrompt = samplesPerPrompt;
         this.kind = kind;
         this.model = model;
         this.created = createdEpochSeconds;
@@ -61,17 +65,23 @@ final class OpenAiResponses {
     }
 
     private final boolean promptOnly;
-    /** What a completion with {@code echo} starts with: the prompt's text and tokens (null without echo). */
-    private String echoText;
-    private List<ByteString> echoTokens;
+    private final int samplesPerPrompt;
 
-    /** Makes each completion choice start with the prompt: its text, and its tokens' bytes for the logprobs. */
-    void echo(String promptText, List<ByteString> promptTokens) {
-        this.echoText = promptText;
-        this.echoTokens = promptTokens;
+    /**
+     * Makes completion choices [first, first + count) start with their prompt: its text, and its
+     * tokens' bytes for the logprobs.
+     */
+    void echo(int first, int count, String promptText, List<ByteString> promptTokens) {
+        for (int i = first; i < first + count; i++) {
+            choice(i).echoText = promptText;
+            choice(i).echoTokens = promptTokens;
+        }
     }
 
     private static final class Choice {
+        /** What a completion with {@code echo} starts with: the prompt's text and tokens (null without echo). */
+        String echoText;
+        List<ByteString> echoTokens;
         final StringBuilder text = new StringBuilder();
         final StringBuilder reasoning = new StringBuilder();
         final List<ToolCall> toolCalls = new ArrayList<>();
@@ -96,16 +106,22 @@ final class OpenAiResponses {
      * one, or two when a chat choice starts: the role first, as OpenAI sends it).
      */
     List<ObjectNode> accept(GenerateResponse r) {
+        return accept(r, 0);
+    }
+
+    /** As {@link #accept(GenerateResponse)} for a stream whose choices start at {@code firstChoice} (one of several prompts). */
+    List<ObjectNode> accept(GenerateResponse r, int firstChoice) {
         if (id == null) {
             id = kind.idPrefix + r.getRequestId();
         }
-        Choice c = choice(r.getIndex());
+        int index = firstChoice + r.getIndex();
+        Choice c = choice(index);
         List<ObjectNode> chunks = new ArrayList<>(2);
         boolean first = !c.started;
         c.started = true;
         if (kind == Kind.CHAT && first) {
             ObjectNode delta = NODES.objectNode().put("role", "assistant").put("content", "");
-            chunks.add(chunk(r.getIndex(), delta, null, null));
+            chunks.add(chunk(index, delta, null, null));
         }
         boolean finished = r.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED;
         String finish = finished ? finishReason(r.getFinishReason()) : null;
@@ -131,12 +147,12 @@ final class OpenAiResponses {
                 }
             }
             if (!delta.isEmpty() || lp != null || finish != null) {
-                chunks.add(chunk(r.getIndex(), delta, lp == null ? null : NODES.objectNode().set("content", lp), finish));
+                chunks.add(chunk(index, delta, lp == null ? null : NODES.objectNode().set("content", lp), finish));
             }
             c.reasoning.append(r.getReasoningText());
             c.text.append(r.getText());
         } else {
-            chunks.addAll(completionChunk(r, c, first, finish));
+            chunks.addAll(completionChunk(r, index, c, first, finish));
         }
         c.toolCalls.addAll(r.getToolCallsList());
         c.logprobs.addAll(r.getLogprobsList());
@@ -152,15 +168,15 @@ final class OpenAiResponses {
      * a completion has no template to split it by) after the echoed prompt on the first message, and
      * the same tokens' legacy logprobs. The prompt's first token has no logprob (null, as OpenAI's).
      */
-    private List<ObjectNode> completionChunk(GenerateResponse r, Choice c, boolean first, String finish) {
+    private List<ObjectNode> completionChunk(GenerateResponse r, int index, Choice c, boolean first, String finish) {
         StringBuilder text = new StringBuilder();
         ObjectNode lp = logprobs ? legacyNode() : null;
-        if (first && echoText != null) {
-            text.append(echoText);
+        if (first && c.echoText != null) {
+            text.append(c.echoText);
             if (lp != null) {
-                for (int i = 0; i < echoTokens.size(); i++) {
+                for (int i = 0; i < c.echoTokens.size(); i++) {
                     TokenLogprob l = i == 0 || i > r.getPromptLogprobsCount() ? null : r.getPromptLogprobs(i - 1);
-                    c.textOffset = appendLegacy(lp, c.legacy, echoTokens.get(i).toStringUtf8(), l, c.textOffset);
+                    c.textOffset = appendLegacy(lp, c.legacy, c.echoTokens.get(i).toStringUtf8(), l, c.textOffset);
                 }
             }
         }
@@ -176,7 +192,7 @@ final class OpenAiResponses {
         if (text.isEmpty() && (lp == null || lp.get("tokens").isEmpty()) && finish == null) {
             return List.of();
         }
-        ObjectNode ch = NODES.objectNode().put("index", r.getIndex()).put("text", text.toString());
+        ObjectNode ch = NODES.objectNode().put("index", index).put("text", text.toString());
         ch.set("logprobs", lp);
         ch.put("finish_reason", finish);
         return List.of(envelope(ch));
@@ -225,7 +241,7 @@ final class OpenAiResponses {
         return o;
     }
 
-    /** Usage over all choices: the prompt once, the completions added up (as OpenAI counts n > 1). */
+    /** Usage over all choices: each prompt once, the completions added up (as OpenAI counts n > 1). */
     private ObjectNode usage() {
         int prompt = 0, cached = 0, completion = 0, reasoning = 0;
         for (int i = 0; i < choices.size(); i++) {
@@ -233,9 +249,9 @@ final class OpenAiResponses {
             if (u == null) {
                 continue;
             }
-            if (i == 0) {
-                prompt = u.getPromptTokens();
-                cached = u.getCachedPromptTokens();
+            if (i % samplesPerPrompt == 0) {
+                prompt += u.getPromptTokens();
+                cached += u.getCachedPromptTokens();
             }
             if (!promptOnly) {
                 completion += u.getCompletionTokens();

@@ -25,6 +25,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
+import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
@@ -232,25 +233,37 @@ public final class OpenAiServer implements AutoCloseable {
 
     private void generate(HttpExchange ex, OpenAiRequests.Parsed p, OpenAiResponses.Kind kind) throws IOException {
         String name = checkModel(p.model());
+        int n = p.n();
+        List<GenerateRequest> requests = p.requests();
         OpenAiResponses answer = new OpenAiResponses(kind, name, System.currentTimeMillis() / 1000, p.logprobs(),
-                p.includeUsage(), p.promptOnly());
+                p.includeUsage(), p.promptOnly(), n);
         try (Context.CancellableContext call = Context.current().withCancellation()) {
-            Iterator<GenerateResponse> it;
-            Context previous = call.attach(); // the call inherits this context, so cancelling it ends the call
+            // Every prompt's call starts at once (they batch on the server); all inherit this context,
+            // so cancelling it ends them all.
+            List<Iterator<GenerateResponse>> streams = new ArrayList<>(requests.size());
+            Context previous = call.attach();
             try {
-                it = api.generate(p.request());
+                for (GenerateRequest q : requests) {
+                    streams.add(api.generate(q));
+                }
             } finally {
                 call.detach(previous);
             }
-            // The first message (or the refusal) arrives before any byte is sent, so a refused request
-            // gets its HTTP status, not a 200 with an error event.
-            GenerateResponse first = it.next();
-            if (p.echo()) {
-                echo(p.request(), first, answer);
+            // Each first message (or refusal) arrives before any byte is sent, so a refused request gets
+            // its HTTP status, not a 200 with an error event.
+            List<GenerateResponse> firsts = new ArrayList<>(requests.size());
+            for (int i = 0; i < requests.size(); i++) {
+                firsts.add(streams.get(i).next());
+                if (p.echo()) {
+                    echo(requests.get(i), firsts.get(i), answer, i * n, n);
+                }
             }
             if (!p.stream()) {
-                answer.accept(first);
-                it.forEachRemaining(answer::accept);
+                for (int i = 0; i < requests.size(); i++) {
+                    int offset = i * n;
+                    answer.accept(firsts.get(i), offset);
+                    streams.get(i).forEachRemaining(r -> answer.accept(r, offset));
+                }
                 sendJson(ex, 200, answer.complete());
                 return;
             }
@@ -258,26 +271,96 @@ public final class OpenAiServer implements AutoCloseable {
             ex.getResponseHeaders().set("Cache-Control", "no-cache");
             ex.sendResponseHeaders(200, 0);
             OutputStream out = ex.getResponseBody();
+            Streamer streamer = new Streamer(out, answer, call);
+            if (requests.size() == 1) {
+                streamer.pump(firsts.getFirst(), streams.getFirst(), 0);
+            } else { // one reader per prompt, writing whole chunks under the streamer's lock
+                List<Thread> readers = new ArrayList<>(requests.size());
+                for (int i = 0; i < requests.size(); i++) {
+                    int k = i;
+                    readers.add(Thread.ofVirtual().start(() -> streamer.pump(firsts.get(k), streams.get(k), k * n)));
+                }
+                for (Thread t : readers) {
+                    try {
+                        t.join();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        call.cancel(e);
+                        throw new IOException("interrupted while streaming", e);
+                    }
+                }
+            }
+            streamer.finish(p.includeUsage());
+        }
+    }
+
+    /**
+     * Writes the chunks of one or more streams as server-sent events. The first failure ends every
+     * stream of the request and is reported as an error event before [DONE]; a client that left
+     * (a failed write) cancels the calls, which frees their batch slots.
+     */
+    private static final class Streamer {
+        private final OutputStream out;
+        private final OpenAiResponses answer;
+        private final Context.CancellableContext call;
+        private JsonNode failure;
+        private IOException gone;
+
+        Streamer(OutputStream out, OpenAiResponses answer, Context.CancellableContext call) {
+            this.out = out;
+            this.answer = answer;
+            this.call = call;
+        }
+
+        void pump(GenerateResponse first, Iterator<GenerateResponse> rest, int firstChoice) {
             try {
-                try {
-                    for (GenerateResponse r = first; r != null; r = it.hasNext() ? it.next() : null) {
-                        for (ObjectNode chunk : answer.accept(r)) {
+                for (GenerateResponse r = first; r != null; r = rest.hasNext() ? rest.next() : null) {
+                    synchronized (this) {
+                        if (gone != null || failure != null) {
+                            return;
+                        }
+                        for (ObjectNode chunk : answer.accept(r, firstChoice)) {
                             event(out, chunk);
                         }
                     }
-                    if (p.includeUsage()) {
-                        event(out, answer.usageChunk());
-                    }
-                } catch (StatusRuntimeException e) {
-                    event(out, OpenAiResponses.error(OpenAiError.of(e.getStatus())));
-                } catch (RuntimeException e) {
-                    log.warn("OpenAI API stream {} failed", ex.getRequestURI(), e);
-                    event(out, OpenAiResponses.error(new OpenAiError(500, "server_error", null, e.toString())));
+                }
+            } catch (IOException e) {
+                synchronized (this) {
+                    gone = e;
+                }
+                call.cancel(e);
+            } catch (StatusRuntimeException e) {
+                fail(OpenAiResponses.error(OpenAiError.of(e.getStatus())));
+            } catch (RuntimeException e) {
+                log.warn("OpenAI API stream failed", e);
+                fail(OpenAiResponses.error(new OpenAiError(500, "server_error", null, e.toString())));
+            }
+        }
+
+        private void fail(JsonNode error) {
+            synchronized (this) {
+                if (failure == null && gone == null) {
+                    failure = error;
+                }
+            }
+            call.cancel(null); // the request has failed: its other prompts stop too
+        }
+
+        /** The usage chunk (when asked and nothing failed), the error event if any, then [DONE]. */
+        synchronized void finish(boolean includeUsage) throws IOException {
+            if (gone != null) {
+                throw gone;
+            }
+            try {
+                if (failure != null) {
+                    event(out, failure);
+                } else if (includeUsage) {
+                    event(out, answer.usageChunk());
                 }
                 out.write(OpenAiResponses.utf8("data: [DONE]\n\n"));
                 out.flush();
             } catch (IOException e) {
-                call.cancel(e); // the client left: end the generation and free its slot
+                call.cancel(e);
                 throw e;
             }
         }
@@ -285,14 +368,15 @@ public final class OpenAiServer implements AutoCloseable {
 
     /**
      * The prompt a completion echoes: its text as given, or decoded from its ids; with logprobs, each
-     * prompt token's bytes (the first message carries the ids the model saw).
+     * prompt token's bytes (the first message carries the ids the model saw). For choices
+     * [firstChoice, firstChoice + count).
      */
-    private void echo(GenerateRequest req, GenerateResponse first, OpenAiResponses answer) {
+    private void echo(GenerateRequest req, GenerateResponse first, OpenAiResponses answer, int firstChoice, int count) {
         List<Integer> ids = first.getPromptTokenIdsCount() > 0 ? first.getPromptTokenIdsList()
                 : req.hasTokenIds() ? req.getTokenIds().getIdsList() : List.of();
         DetokenizeResponse d = ids.isEmpty() ? DetokenizeResponse.getDefaultInstance()
                 : api.detokenize(DetokenizeRequest.newBuilder().addAllTokenIds(ids).build());
-        answer.echo(req.hasTokenIds() ? d.getText() : req.getText(), d.getTokensList());
+        answer.echo(firstChoice, count, req.hasTokenIds() ? d.getText() : req.getText(), d.getTokensList());
     }
 
     private static void event(OutputStream out, JsonNode n) throws IOException {

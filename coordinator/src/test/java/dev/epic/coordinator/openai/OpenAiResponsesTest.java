@@ -32,7 +32,7 @@ class OpenAiResponsesTest {
 
     @Test
     void aToolCallAnswerAsOneChatCompletion() {
-        OpenAiResponses r = new OpenAiResponses(OpenAiResponses.Kind.CHAT, "m", 1, false, false, false);
+        OpenAiResponses r = new OpenAiResponses(OpenAiResponses.Kind.CHAT, "m", 1, false, false, false, 1);
         toolAnswer().forEach(r::accept);
         ObjectNode o = r.complete();
         assertEquals("chatcmpl-r1", o.get("id").asText());
@@ -53,7 +53,7 @@ class OpenAiResponsesTest {
 
     @Test
     void aToolCallAnswerAsChunks() {
-        OpenAiResponses r = new OpenAiResponses(OpenAiResponses.Kind.CHAT, "m", 1, false, true, false);
+        OpenAiResponses r = new OpenAiResponses(OpenAiResponses.Kind.CHAT, "m", 1, false, true, false, 1);
         List<ObjectNode> chunks = new ArrayList<>();
         toolAnswer().forEach(m -> chunks.addAll(r.accept(m)));
         assertEquals(4, chunks.size()); // role, two reasoning deltas, the calls with the finish reason
@@ -71,7 +71,7 @@ class OpenAiResponsesTest {
 
     @Test
     void aCompletionHasNoToolCallsFinishReason() {
-        OpenAiResponses r = new OpenAiResponses(OpenAiResponses.Kind.TEXT, "m", 1, false, false, false);
+        OpenAiResponses r = new OpenAiResponses(OpenAiResponses.Kind.TEXT, "m", 1, false, false, false, 1);
         toolAnswer().forEach(r::accept);
         assertEquals("stop", r.complete().get("choices").get(0).get("finish_reason").asText());
     }

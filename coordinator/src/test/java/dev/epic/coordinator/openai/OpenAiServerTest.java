@@ -77,8 +77,8 @@ class OpenAiServerTest {
         SyntheticCheckpoint.write(v3Vocabulary, dir, new SyntheticCheckpoint.Options(SyntheticCheckpoint.WeightDtype.BF16,
                 7, SyntheticCheckpoint.Options.DEFAULT_SHARD_BYTES), (done, total) -> {});
         ServedModel served = ServedModel.open(dir, null, MAX_CONTEXT);
-        // Two running, one waiting: small enough for the overload test.
-        coordinator = CoordinatorServer.start(served, ExpertBackend.local(), new SchedulerOptions(2, 1, 32, 16L << 20),
+        // Two running, two waiting: small enough for the overload test.
+        coordinator = CoordinatorServer.start(served, ExpertBackend.local(), new SchedulerOptions(2, 2, 32, 16L << 20),
                 "127.0.0.1", 0);
         server = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null);
         channel = NettyChannelBuilder.forTarget(coordinator.target()).usePlaintext().build();
@@ -293,6 +293,42 @@ class OpenAiServerTest {
         assertEquals(text, streamed.toString());
     }
 
+    /** Several prompts in one request: prompt i's n choices are at i * n .. i * n + n - 1, each as if asked alone. */
+    @Test
+    void severalPromptsAnswerInOrder() throws Exception {
+        String[] prompts = {"The sky is", "Once upon"};
+        String common = "\"temperature\": 0, \"max_tokens\": 4, \"ignore_eos\": true, \"n\": 2";
+        List<String> alone = new ArrayList<>();
+        int promptTokens = 0;
+        for (String p : prompts) {
+            JsonNode a = ok(post("/v1/completions", "{\"prompt\": \"" + p + "\", " + common + "}"));
+            alone.add(a.get("choices").get(0).get("text").asText());
+            promptTokens += a.get("usage").get("prompt_tokens").asInt();
+        }
+        String body = "{\"prompt\": [\"" + prompts[0] + "\", \"" + prompts[1] + "\"], " + common;
+        JsonNode all = ok(post("/v1/completions", body + "}"));
+        assertEquals(4, all.get("choices").size());
+        for (int i = 0; i < 4; i++) {
+            assertEquals(i, all.get("choices").get(i).get("index").asInt());
+            assertEquals(alone.get(i / 2), all.get("choices").get(i).get("text").asText(), "choice " + i);
+        }
+        assertEquals(promptTokens, all.get("usage").get("prompt_tokens").asInt(), "each prompt counted once");
+        assertEquals(16, all.get("usage").get("completion_tokens").asInt());
+        // Streamed, the chunks of the four choices interleave; each adds up to its answer.
+        HttpResponse<String> s = post("/v1/completions", body + ", \"stream\": true}");
+        assertEquals(200, s.statusCode(), s.body());
+        StringBuilder[] text = {new StringBuilder(), new StringBuilder(), new StringBuilder(), new StringBuilder()};
+        List<String> events = events(s.body());
+        assertEquals("[DONE]", events.getLast());
+        for (String e : events.subList(0, events.size() - 1)) {
+            JsonNode c = JSON.readTree(e).get("choices").get(0);
+            text[c.get("index").asInt()].append(c.get("text").asText());
+        }
+        for (int i = 0; i < 4; i++) {
+            assertEquals(alone.get(i / 2), text[i].toString(), "streamed choice " + i);
+        }
+    }
+
     /**
      * lm-evaluation-harness scores a continuation with echo, logprobs 1 and token-id prompts: the answer
      * starts with the prompt, whose tokens carry their logprobs (the first none). max_tokens 0 leaves the
@@ -399,7 +435,7 @@ class OpenAiServerTest {
                 400, "response_format");
         assertError(post("/v1/chat/completions", "{not json"), 400, "JSON");
         assertError(post("/v1/chat/completions", "{\"model\": \"gpt-4o\", " + CHAT_MESSAGES + "}"), 404, "gpt-4o");
-        assertError(post("/v1/completions", "{\"prompt\": [\"a\", \"b\"]}"), 400, "one prompt");
+        assertError(post("/v1/completions", "{\"prompt\": [\"a\", [1, 2], 3]}"), 400, "each prompt");
         StringBuilder tooLong = new StringBuilder();
         for (int i = 0; i <= MAX_CONTEXT; i++) {
             tooLong.append(i == 0 ? "" : ",").append(100 + i % 1000);
@@ -418,8 +454,9 @@ class OpenAiServerTest {
     }
 
     /**
-     * Two streams fill the batch and a third waits: a fourth request is 429. Streams whose clients
-     * disconnect are cancelled, so their slots free up and the waiting one runs.
+     * Two streams fill the batch and a request of two prompts fills the queue: the next request is 429.
+     * Streams whose clients disconnect are cancelled, so their slots free up and the waiting prompts
+     * run; when that client leaves too, both of its prompts end.
      */
     @Test
     void overloadIs429AndAClientThatLeavesFreesItsSlot() throws Exception {
@@ -432,10 +469,11 @@ class OpenAiServerTest {
             new BufferedReader(new InputStreamReader(r.body(), StandardCharsets.UTF_8)).readLine(); // streaming
             running.add(r.body());
         }
+        String twoPrompts = endless.replace("\"Once upon a time\"", "[\"Once upon a time\", \"Far away\"]");
         CompletableFuture<HttpResponse<InputStream>> waiting = http.sendAsync(HttpRequest.newBuilder(uri("/v1/completions"))
-                .POST(HttpRequest.BodyPublishers.ofString(endless)).build(), HttpResponse.BodyHandlers.ofInputStream());
+                .POST(HttpRequest.BodyPublishers.ofString(twoPrompts)).build(), HttpResponse.BodyHandlers.ofInputStream());
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (coordinator.scheduler().waiting() < 1 && System.nanoTime() < deadline) {
+        while (coordinator.scheduler().waiting() < 2 && System.nanoTime() < deadline) {
             Thread.sleep(10);
         }
         assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"max_tokens\": 1}"), 429, "queue is full");

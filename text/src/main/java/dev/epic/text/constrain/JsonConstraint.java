@@ -19,13 +19,23 @@ public final class JsonConstraint {
         this.mask = JsonMask.of(vocab);
     }
 
-    /** Sets logits[id] = -inf for ids in [0, n) that cannot come next; {@code eos} only once the object is closed. */
-    public void restrict(float[] logits, int n, Set<Integer> eos) {
+    /**
+     * Sets logits[id] = -inf for ids in [0, n) that cannot come next. The ids in {@code ends} (end of
+     * sequence, stop tokens) are banned until the object is closed, and allowed from then on.
+     */
+    public void restrict(float[] logits, int n, Set<Integer> ends) {
         BitSet ok = mask.allowed(cursor);
-        boolean end = cursor.complete();
+        boolean closed = cursor.complete();
         for (int id = ok.nextClearBit(0); id < n; id = ok.nextClearBit(id + 1)) {
-            if (!(end && eos.contains(id))) {
+            if (!(closed && ends.contains(id))) {
                 logits[id] = Float.NEGATIVE_INFINITY;
+            }
+        }
+        if (!closed) {
+            for (int id : ends) {
+                if (id >= 0 && id < n) {
+                    logits[id] = Float.NEGATIVE_INFINITY;
+                }
             }
         }
     }

@@ -6,13 +6,14 @@ package dev.epic.text.constrain;
  * can still become a valid object. The whole state is five small numbers, so copying a cursor is
  * cheap; the token mask walks the vocabulary with one cursor per prefix depth.
  *
- * <p>Strings must be valid UTF-8 (lead and continuation bytes checked, no control characters).
+ * <p>Strings must be valid UTF-8 (RFC 3629: no overlong forms, surrogates or code points past
+ * U+10FFFF) with no raw control characters.
  * Runs of whitespace are capped at {@link #MAX_WHITESPACE} bytes so a sampler cannot stall in
  * whitespace forever; nesting is capped at {@link #MAX_DEPTH}.
  */
 public final class JsonCursor {
     static final int MAX_DEPTH = 62;
-    static final int MAX_WHITESPACE = 48;
+    static final int MAX_WHITESPACE = 128;
 
     // Modes: what may come next.
     private static final int TOP = 0;          // before the top-level object: whitespace or '{'
@@ -22,7 +23,10 @@ public final class JsonCursor {
     private static final int KEY = 4;          // after ',' in an object: a key
     private static final int COLON = 5;        // after a key
     private static final int AFTER = 6;        // after a value in a container: ',' or the closing bracket
-    private static final int STRING = 7;       // inside a string; aux: bit 0 = key, bits 1-2 = UTF-8 bytes owed
+    // inside a string; aux: bit 0 = key, bits 1-2 = UTF-8 continuation bytes owed, bits 6-8 = the range
+    // the next continuation byte must be in (after E0, ED, F0, F4: no overlong forms, surrogates or
+    // code points past U+10FFFF)
+    private static final int STRING = 7;
     private static final int ESCAPE = 8;       // after a backslash in a string; aux as STRING
     private static final int HEX = 9;          // in \\uXXXX; aux as STRING, bits 3-5 = hex digits left
     private static final int LITERAL = 10;     // in true/false/null; aux = literal * 8 + bytes matched
@@ -37,6 +41,9 @@ public final class JsonCursor {
     private static final int DONE = 19;        // the top-level object is closed: only whitespace
 
     private static final byte[][] LITERALS = {"true".getBytes(), "false".getBytes(), "null".getBytes()};
+    /** The first continuation byte's range after a lead byte: any, E0, ED, F0, F4 (RFC 3629's table). */
+    private static final int[] CONTINUATION_MIN = {0x80, 0xa0, 0x80, 0x90, 0x80};
+    private static final int[] CONTINUATION_MAX = {0xbf, 0xbf, 0x9f, 0xbf, 0x8f};
 
     /** Bit d set: the container at depth d (1-based) is an object, else an array. */
     private long stack;
@@ -66,9 +73,10 @@ public final class JsonCursor {
         return mode == DONE;
     }
 
-    /** The state as one value, for caching what follows from it. */
+    /** The state as one value, for caching what follows from it (closed containers' bits left out). */
     StateKey key() {
-        return new StateKey(stack, ((long) depth << 40) | ((long) mode << 32) | ((long) aux << 8) | whitespace);
+        return new StateKey(stack & ((2L << depth) - 1),
+                ((long) depth << 40) | ((long) mode << 32) | ((long) aux << 8) | whitespace);
     }
 
     record StateKey(long stack, long rest) {}
@@ -265,10 +273,11 @@ public final class JsonCursor {
     private boolean string(int b) {
         int owed = (aux >> 1) & 3;
         if (owed > 0) { // inside a multi-byte UTF-8 character
-            if ((b & 0xc0) != 0x80) {
+            int range = (aux >> 6) & 7;
+            if (b < CONTINUATION_MIN[range] || b > CONTINUATION_MAX[range]) {
                 return false;
             }
-            aux = (aux & 1) | ((owed - 1) << 1);
+            aux = (aux & 1) | ((owed - 1) << 1); // later continuation bytes: the whole 80-BF range
             return true;
         }
         if (b == '"') {
@@ -293,7 +302,8 @@ public final class JsonCursor {
         if (more < 0) {
             return false; // a continuation byte without a lead, or a byte UTF-8 never uses
         }
-        aux = (aux & 1) | (more << 1);
+        int range = b == 0xe0 ? 1 : b == 0xed ? 2 : b == 0xf0 ? 3 : b == 0xf4 ? 4 : 0;
+        aux = (aux & 1) | (more << 1) | (range << 6);
         return true;
     }
 

@@ -7,6 +7,7 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.WeakHashMap;
+import java.util.concurrent.CompletableFuture;
 
 /**
  * Which tokens of a vocabulary may come next in a JSON object, from a {@link JsonCursor}: a token is
@@ -26,9 +27,10 @@ public final class JsonMask {
     /** lcp[i]: bytes that token order[i] shares with order[i - 1]. */
     private final int[] lcp;
     private final int longest;
-    private final Map<JsonCursor.StateKey, BitSet> cache = new LinkedHashMap<>(256, 0.75f, true) {
+    /** Per state, its mask once computed; a state asked for by several threads at once is computed once. */
+    private final Map<JsonCursor.StateKey, CompletableFuture<BitSet>> cache = new LinkedHashMap<>(256, 0.75f, true) {
         @Override
-        protected boolean removeEldestEntry(Map.Entry<JsonCursor.StateKey, BitSet> e) {
+        protected boolean removeEldestEntry(Map.Entry<JsonCursor.StateKey, CompletableFuture<BitSet>> e) {
             return size() > CACHED_STATES;
         }
     };
@@ -68,17 +70,24 @@ public final class JsonMask {
     /** Token ids [0, vocabulary size) that may follow {@code at}; the caller must not change the set. */
     public BitSet allowed(JsonCursor at) {
         JsonCursor.StateKey key = at.key();
+        CompletableFuture<BitSet> mine = new CompletableFuture<>();
+        CompletableFuture<BitSet> known;
         synchronized (cache) {
-            BitSet hit = cache.get(key);
-            if (hit != null) {
-                return hit;
+            known = cache.putIfAbsent(key, mine);
+        }
+        if (known != null) {
+            return known.join();
+        }
+        try {
+            mine.complete(compute(at));
+        } catch (RuntimeException | Error e) {
+            mine.completeExceptionally(e);
+            synchronized (cache) {
+                cache.remove(key, mine);
             }
+            throw e;
         }
-        BitSet mask = compute(at);
-        synchronized (cache) {
-            cache.put(key, mask);
-        }
-        return mask;
+        return mine.join();
     }
 
     private BitSet compute(JsonCursor at) {

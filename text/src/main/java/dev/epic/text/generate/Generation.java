@@ -40,6 +40,8 @@ public final class Generation {
     private final ReasoningParser reasoning;
     private final ToolCallParser tools;
     private final JsonConstraint json;
+    /** What may end a JSON answer once its object is closed: end of sequence and the stop tokens. */
+    private final Set<Integer> jsonEnds;
     private Sampler sampler;
     private Logprobs sampled; // of the token sample() chose last, when the request asks for logprobs
     private int completionTokens;
@@ -79,12 +81,14 @@ public final class Generation {
         this.stops = new StopMatcher(params.stop());
         this.reasoning = new ReasoningParser(options.reasoning());
         this.tools = options.parseToolCalls() ? new ToolCallParser(options.toolCallIds()) : null;
-        if (options.jsonObject() && (params.ignoreEos() || params.minTokens() > 0)) {
-            // Once the object is closed only end of sequence may follow: it must be allowed to end it.
+        if (options.jsonObject() && (params.ignoreEos() || params.minTokens() > 0 || eos.isEmpty())) {
+            // Once the object is closed only end of sequence may follow: it must be there and allowed to end it.
             throw new InvalidSamplingException("response_format", "a JSON object answer cannot be combined with "
-                    + "ignore_eos or min_tokens");
+                    + "ignore_eos or min_tokens, and needs an end-of-sequence token");
         }
         this.json = options.jsonObject() ? new JsonConstraint(vocab) : null;
+        this.jsonEnds = new HashSet<>(eos);
+        jsonEnds.addAll(params.stopTokenIds());
     }
 
     /** Chooses the next token from {@code logits} (used as scratch). Tokens past the vocabulary are never chosen. */
@@ -107,7 +111,7 @@ public final class Generation {
             params.stopTokenIds().forEach(id -> ban(logits, n, id));
         }
         if (json != null) {
-            json.restrict(logits, n, eos);
+            json.restrict(logits, n, jsonEnds);
         }
         int token = workspace.sample(logits, n, params, history, rng);
         sampled = raw != null ? Logprobs.of(raw, n, token, params.logprobs()) : null;
@@ -141,7 +145,7 @@ public final class Generation {
         if (history != null) {
             history.addGenerated(token);
         }
-        if (json != null && !eos.contains(token)) {
+        if (json != null && !jsonEnds.contains(token)) {
             json.accept(token);
         }
         FinishReason reason = null;

@@ -97,6 +97,39 @@ class JsonCursorTest {
         assertTrue(whole > 1000 && rejected > 1000, "the edits cover both sides: " + whole + " whole, " + rejected + " rejected");
     }
 
+    /** RFC 3629 exactly: whatever Java's strict UTF-8 decoder refuses inside a string, the automaton refuses too. */
+    @Test
+    void stringsAreStrictUtf8() throws Exception {
+        assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0xed, (byte) 0xa0, (byte) 0x80}), "a surrogate");
+        assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0xe0, (byte) 0x80, (byte) 0x80}), "an overlong form");
+        assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0xf4, (byte) 0x90}), "past U+10FFFF");
+        java.nio.charset.CharsetDecoder strict = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT);
+        Random rng = new Random(11);
+        int valid = 0;
+        for (int trial = 0; trial < 50_000; trial++) {
+            byte[] body = new byte[1 + rng.nextInt(5)];
+            for (int i = 0; i < body.length; i++) {
+                body[i] = (byte) (rng.nextInt(4) == 0 ? 'a' + rng.nextInt(26) : 0x80 + rng.nextInt(128));
+            }
+            byte[] text = new byte[body.length + 7];
+            System.arraycopy("{\"k\":\"".getBytes(StandardCharsets.UTF_8), 0, text, 0, 6);
+            System.arraycopy(body, 0, text, 6, body.length);
+            text[text.length - 1] = '"';
+            boolean decodes;
+            try {
+                strict.decode(java.nio.ByteBuffer.wrap(body));
+                decodes = true;
+            } catch (java.nio.charset.CharacterCodingException e) {
+                decodes = false;
+            }
+            assertEquals(decodes, verdict(text) == 0, () -> java.util.HexFormat.of().formatHex(body));
+            valid += decodes ? 1 : 0;
+        }
+        assertTrue(valid > 1000, "valid sequences drawn: " + valid);
+    }
+
     @Test
     void aCopyMovesOnAlone() {
         JsonCursor a = new JsonCursor();
@@ -108,5 +141,10 @@ class JsonCursorTest {
         JsonCursor again = new JsonCursor();
         assertTrue(again.step("{\"k\": ".getBytes(StandardCharsets.UTF_8)));
         assertEquals(a.key(), again.key(), "the same text, the same state");
+        JsonCursor nested = new JsonCursor();
+        assertTrue(nested.step("{\"a\": {}, \"b\": [[]], \"c\": ".getBytes(StandardCharsets.UTF_8)));
+        JsonCursor flat = new JsonCursor();
+        assertTrue(flat.step("{\"c\": ".getBytes(StandardCharsets.UTF_8)));
+        assertEquals(flat.key(), nested.key(), "closed containers leave no trace in the state");
     }
 }

@@ -46,6 +46,27 @@ class JsonMaskTest {
             assertEquals(expected, mask.allowed(at), prefix);
             assertFalse(expected.isEmpty(), prefix);
         }
+        // Mid-\\u escape, inside a multi-byte character, at the whitespace cap, at the depth cap, after closed containers.
+        List<byte[]> more = List.of("{\"s\": \"\\u0a".getBytes(StandardCharsets.UTF_8),
+                new byte[] {'{', '"', 'k', '"', ':', '"', (byte) 0xe6, (byte) 0x97},
+                ("{" + " ".repeat(JsonCursor.MAX_WHITESPACE)).getBytes(StandardCharsets.UTF_8),
+                ("{\"d\":" + "[".repeat(JsonCursor.MAX_DEPTH - 1)).getBytes(StandardCharsets.UTF_8),
+                "{\"a\": [{}, []], \"b\": {\"c\": {}}".getBytes(StandardCharsets.UTF_8));
+        for (byte[] prefix : more) {
+            JsonCursor at = new JsonCursor();
+            assertTrue(at.step(prefix), new String(prefix, StandardCharsets.UTF_8));
+            assertEquals(bruteForce(at), mask.allowed(at), new String(prefix, StandardCharsets.UTF_8));
+        }
+        // A random walk through the grammar, one allowed token at a time.
+        Random rng = new Random(5);
+        JsonCursor walk = new JsonCursor();
+        for (int step = 0; step < 25 && !walk.complete(); step++) {
+            BitSet allowed = mask.allowed(walk);
+            assertEquals(bruteForce(walk), allowed, "step " + step);
+            int pick = allowed.nextSetBit(rng.nextInt(V3.size()));
+            pick = pick >= 0 ? pick : allowed.nextSetBit(0);
+            assertTrue(walk.step(V3.tokenBytes(pick)));
+        }
         JsonCursor inString = new JsonCursor();
         inString.step("{\"k\": \"".getBytes(StandardCharsets.UTF_8));
         assertSame(mask.allowed(inString), mask.allowed(inString.copy()), "one state, one cached mask");
@@ -86,6 +107,27 @@ class JsonMaskTest {
             }
         }
         assertTrue(closed >= 6, "most runs close their object: " + closed);
+    }
+
+    /** End of sequence and stop tokens are banned until the object is closed, then allowed. */
+    @Test
+    void endsWaitForTheClosedObject() {
+        int eos = V3.addedTokenId(DeepSeekMarkers.EOS).orElseThrow();
+        int stop = V3.encode("}")[0]; // an ordinary token as a stop token: banned early although JSON-valid
+        JsonConstraint c = new JsonConstraint(V3);
+        c.accept(V3.encode("{")[0]);
+        float[] logits = new float[V3.size()];
+        c.restrict(logits, logits.length, java.util.Set.of(eos, stop));
+        assertEquals(Float.NEGATIVE_INFINITY, logits[eos]);
+        assertEquals(Float.NEGATIVE_INFINITY, logits[stop]);
+        assertEquals(0f, logits[V3.encode("\"")[0]]);
+        c.accept(V3.encode("}")[0]);
+        assertTrue(c.complete());
+        logits = new float[V3.size()];
+        c.restrict(logits, logits.length, java.util.Set.of(eos, stop));
+        assertEquals(0f, logits[eos]);
+        assertEquals(0f, logits[stop]);
+        assertEquals(Float.NEGATIVE_INFINITY, logits[V3.encode("x")[0]]);
     }
 
     @Test
