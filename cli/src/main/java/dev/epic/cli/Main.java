@@ -17,6 +17,7 @@ import picocli.CommandLine.Command;
             CoordinatorCommand.class,
             LocalCommand.class,
             GenerateCommand.class,
+            StatusCommand.class,
             DemoCommand.class,
             BenchCommand.class,
             QuantizeCommand.class,

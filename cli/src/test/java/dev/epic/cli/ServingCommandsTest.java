@@ -4,12 +4,24 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.epic.coordinator.CoordinatorServer;
 import dev.epic.coordinator.ExpertBackend;
+import dev.epic.coordinator.RemoteExpertBackend;
 import dev.epic.coordinator.ServedModel;
+import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
+import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.config.ModelConfig;
 import dev.epic.transport.ExpertRanges;
+import dev.epic.worker.CheckpointShard;
+import dev.epic.worker.ExpertWorker;
 import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
+import org.apache.curator.test.TestingServer;
 import org.junit.jupiter.api.Test;
 
 /** epic generate / logits --target / local's expert placement, against an in-process coordinator on tiny-v3. */
@@ -37,6 +49,53 @@ class ServingCommandsTest {
                 "127.0.0.1:1", "--ids", ids);
         assertEquals(LogitsCommand.BAD_INPUT, both.code());
         assertTrue(both.err().contains("exactly one of --model"), both.err());
+    }
+
+    /** epic status: serving with local experts; not serving, naming the uncovered experts, with half of them on a worker. */
+    @Test
+    void statusShowsHealthWorkersAndCoverage() throws Exception {
+        try (CoordinatorServer local = CoordinatorServer.start(ServedModel.open(TINY, null, 0), ExpertBackend.local(),
+                SchedulerOptions.defaults(), "127.0.0.1", 0)) {
+            LogitsCommandTest.Run r = LogitsCommandTest.run(new StatusCommand(), "--target", local.target());
+            assertEquals(0, r.code(), r.err());
+            assertTrue(r.out().contains("health     SERVING") && r.out().contains("in the coordinator's process"), r.out());
+        }
+        try (TestingServer zk = new TestingServer(true); Checkpoint c = Checkpoint.open(TINY)) {
+            ModelConfig cfg = c.config();
+            CheckpointFingerprint fp = CheckpointFingerprint.of(TINY);
+            int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
+            try (ExpertWorker half = ExpertWorker.start(CheckpointShard.load(c, ExpertRanges.parse("0-127", 256)), fp,
+                    moeLayers, new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "t", "w0", 64, 10_000, 200, 0));
+                 RemoteExpertBackend backend = RemoteExpertBackend.connect(zk.getConnectString(), "t", fp, cfg,
+                         RemoteExperts.Options.defaults())) {
+                long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+                while (!backend.missingExperts().equals("128-255")) {
+                    assertTrue(System.nanoTime() < until, "worker never registered");
+                    Thread.sleep(20);
+                }
+                try (CoordinatorServer remote = CoordinatorServer.start(ServedModel.open(TINY, backend.experts(), 0),
+                        backend, SchedulerOptions.defaults(), "127.0.0.1", 0)) {
+                    until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                    LogitsCommandTest.Run r;
+                    do { // the health check runs once a second
+                        r = LogitsCommandTest.run(new StatusCommand(), "--target", remote.target(), "--json");
+                    } while (r.code() == 0 && System.nanoTime() < until);
+                    assertEquals(StatusCommand.NOT_SERVING, r.code(), r.out() + r.err());
+                    JsonNode report = new ObjectMapper().readTree(r.out());
+                    assertEquals("NOT_SERVING", report.get("health").asText());
+                    assertEquals("128-255", report.get("coverage").get("missing").asText());
+                    assertEquals(0, report.get("coverage").get("min_replicas").asInt());
+                    assertEquals(1, report.get("expert_workers").size());
+                    assertEquals("w0", report.get("expert_workers").get(0).get("id").asText());
+                    assertEquals("0-127", report.get("expert_workers").get(0).get("experts").asText());
+                    LogitsCommandTest.Run text = LogitsCommandTest.run(new StatusCommand(), "--target", remote.target());
+                    assertTrue(text.out().contains("NO LIVE WORKER for 128-255"), text.out());
+                }
+            }
+        }
+        LogitsCommandTest.Run gone = LogitsCommandTest.run(new StatusCommand(), "--target", "127.0.0.1:1");
+        assertEquals(1, gone.code());
+        assertTrue(gone.err().contains("UNAVAILABLE"), gone.err());
     }
 
     @Test

@@ -1,0 +1,153 @@
+package dev.epic.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.epic.coordinator.CoordinatorServer;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.LayerExperts;
+import dev.epic.proto.ModelInfoRequest;
+import dev.epic.proto.ModelInfoResponse;
+import dev.epic.proto.StatsRequest;
+import dev.epic.proto.StatsResponse;
+import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.ExpertRanges;
+import io.grpc.ManagedChannel;
+import io.grpc.StatusRuntimeException;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthGrpc;
+import java.io.PrintWriter;
+import java.util.Arrays;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code epic status}: what an operator checks after adding or removing workers: is the coordinator
+ * serving, which worker hosts which experts, does every expert have a live worker (and how many),
+ * and how busy the scheduler is.
+ */
+@Command(name = "status", mixinStandardHelpOptions = true,
+        description = {"Show a running cluster: health, model, expert workers and the experts each hosts, expert",
+            "coverage and replicas, attention workers, and the scheduler's load. Exit code 0 when serving, 3 when",
+            "the coordinator answers but is not serving (e.g. experts without a live worker), 1 when unreachable."})
+public final class StatusCommand implements Callable<Integer> {
+    static final int NOT_SERVING = 3;
+
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--target", required = true, paramLabel = "HOST:PORT", description = "a running coordinator")
+    String target;
+
+    @Option(names = "--json", description = "print one JSON object instead of a summary")
+    boolean json;
+
+    @Override
+    public Integer call() {
+        ManagedChannel channel = Channels.open(target);
+        PrintWriter out = spec.commandLine().getOut();
+        try {
+            var api = GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS);
+            ModelInfoResponse info = api.modelInfo(ModelInfoRequest.getDefaultInstance());
+            StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
+            String health = HealthGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
+                    .check(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build()).getStatus().name();
+            ObjectNode report = report(info, stats, health);
+            out.println(json ? report.toString() : summary(report));
+            out.flush();
+            return health.equals("SERVING") ? 0 : NOT_SERVING;
+        } catch (StatusRuntimeException e) {
+            spec.commandLine().getErr().println("epic status: " + target + ": " + e.getStatus());
+            return 1;
+        } finally {
+            channel.shutdownNow();
+        }
+    }
+
+    static ObjectNode report(ModelInfoResponse info, StatsResponse stats, String health) {
+        ObjectNode o = new ObjectMapper().createObjectNode().put("health", health);
+        o.putObject("model").put("name", info.getFingerprint().getName())
+                .put("sha256", info.getFingerprint().getSha256()).put("type", info.getModelType())
+                .put("layers", info.getNumLayers()).put("routed_experts", info.getNumRoutedExperts())
+                .put("experts_per_token", info.getExpertsPerToken()).put("max_context", info.getMaxContext());
+        int experts = info.getNumRoutedExperts();
+        int[] replicas = new int[experts];
+        ArrayNode workers = o.putArray("expert_workers");
+        for (WorkerAnnouncement w : info.getExpertWorkersList()) {
+            int[] ids = w.getExpertsList().stream().mapToInt(Integer::intValue).sorted().toArray();
+            for (int e : ids) {
+                if (e < experts) {
+                    replicas[e]++;
+                }
+            }
+            int placed = 0;
+            for (LayerExperts l : w.getRedundantList()) {
+                placed += l.getExpertsCount();
+            }
+            workers.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
+                    .put("experts", ExpertRanges.format(ids)).put("capacity", w.getCapacity())
+                    .put("redundant_slots", w.getRedundantSlots()).put("redundant_placed", placed);
+        }
+        ObjectNode coverage = o.putObject("coverage");
+        if (stats.getRemoteExperts()) {
+            int[] uncovered = IntStream.range(0, experts).filter(e -> replicas[e] == 0).toArray();
+            coverage.put("remote", true).put("missing", ExpertRanges.format(uncovered))
+                    .put("min_replicas", Arrays.stream(replicas).min().orElse(0))
+                    .put("max_replicas", Arrays.stream(replicas).max().orElse(0));
+        } else {
+            coverage.put("remote", false); // every expert runs in the coordinator's process
+        }
+        ArrayNode attention = o.putArray("attention_workers");
+        for (WorkerAnnouncement w : info.getAttentionWorkersList()) {
+            attention.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
+                    .put("capacity", w.getCapacity());
+        }
+        double uptime = stats.getUptimeNanos() / 1e9;
+        o.putObject("scheduler").put("running", stats.getRunning()).put("waiting", stats.getWaiting())
+                .put("max_batch", stats.getMaxBatch()).put("uptime_s", Math.round(uptime))
+                .put("steps", stats.getSteps()).put("decode_rows", stats.getDecodeRows())
+                .put("prefill_rows", stats.getPrefillRows());
+        return o;
+    }
+
+    /** The report for a terminal. */
+    static String summary(ObjectNode r) {
+        StringBuilder s = new StringBuilder();
+        var m = r.get("model");
+        s.append(String.format("health     %s%n", r.get("health").asText()));
+        s.append(String.format("model      %s (%s, %s), %d layers, %d routed experts, top-%d, context %d%n",
+                m.get("name").asText(), m.get("sha256").asText().substring(0, Math.min(12, m.get("sha256").asText().length())),
+                m.get("type").asText(), m.get("layers").asInt(), m.get("routed_experts").asInt(),
+                m.get("experts_per_token").asInt(), m.get("max_context").asInt()));
+        var c = r.get("coverage");
+        if (c.get("remote").asBoolean()) {
+            String missing = c.get("missing").asText();
+            s.append(String.format("experts    %s; replicas per expert %d..%d%n",
+                    missing.isEmpty() ? "all covered" : "NO LIVE WORKER for " + missing,
+                    c.get("min_replicas").asInt(), c.get("max_replicas").asInt()));
+        } else {
+            s.append(String.format("experts    in the coordinator's process%n"));
+        }
+        for (var w : r.get("expert_workers")) {
+            s.append(String.format("  expert-worker    %-18s %-22s pid %-8d experts %s%s%n", w.get("id").asText(),
+                    w.get("address").asText(), w.get("pid").asLong(), w.get("experts").asText(),
+                    w.get("redundant_slots").asInt() > 0 ? " (+" + w.get("redundant_placed").asInt() + " placed in "
+                            + w.get("redundant_slots").asInt() + " redundant slots per layer)" : ""));
+        }
+        for (var w : r.get("attention_workers")) {
+            s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%n", w.get("id").asText(),
+                    w.get("address").asText(), w.get("pid").asLong(), w.get("capacity").asInt()));
+        }
+        var q = r.get("scheduler");
+        s.append(String.format("scheduler  %d running of %d, %d waiting; %d steps, %d decoded and %d prefilled positions "
+                        + "in %d s", q.get("running").asInt(), q.get("max_batch").asInt(), q.get("waiting").asInt(),
+                q.get("steps").asLong(), q.get("decode_rows").asLong(), q.get("prefill_rows").asLong(),
+                q.get("uptime_s").asLong()));
+        return s.toString();
+    }
+}
