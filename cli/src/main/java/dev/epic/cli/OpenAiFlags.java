@@ -15,11 +15,17 @@ final class OpenAiFlags {
             description = "the model id HTTP clients send and get back (default: the checkpoint directory's name)")
     String servedModelName;
 
+    @Option(names = "--api-key", paramLabel = "KEY", defaultValue = "${env:EPIC_API_KEY}",
+            description = "require Authorization: Bearer KEY on the HTTP API (all but /health); default: $EPIC_API_KEY, "
+                    + "none if unset")
+    String apiKey;
+
     /** The HTTP server over the coordinator at {@code grpcTarget}, or null when off. */
     OpenAiServer open(String host, String grpcTarget) throws IOException {
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("--http-port must be in [0, 65535], got " + port);
         }
-        return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget, servedModelName);
+        return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget, servedModelName,
+                apiKey == null || apiKey.isBlank() ? null : apiKey);
     }
 }

@@ -56,9 +56,13 @@ public final class OpenAiServer implements AutoCloseable {
     private final ManagedChannel channel;
     private final GenerationServiceGrpc.GenerationServiceBlockingStub api;
     private final String servedName;
+    /** Bearer token every /v1 request and /tokenize, /detokenize must carry; null: none. */
+    private final byte[] apiKey;
     private volatile ModelInfoResponse info;
 
-    private OpenAiServer(HttpServer http, ExecutorService executor, ManagedChannel channel, String servedName) {
+    private OpenAiServer(HttpServer http, ExecutorService executor, ManagedChannel channel, String servedName,
+            String apiKey) {
+        this.apiKey = apiKey == null ? null : apiKey.getBytes(java.nio.charset.StandardCharsets.UTF_8);
         this.http = http;
         this.executor = executor;
         this.channel = channel;
@@ -69,9 +73,11 @@ public final class OpenAiServer implements AutoCloseable {
     /**
      * Binds {@code host:port} (0 = any free port) and serves the coordinator at {@code target}
      * (host:port of its gRPC API). {@code servedName} is the model id clients use; null means the
-     * coordinator's model name.
+     * coordinator's model name. With an {@code apiKey}, requests other than /health need
+     * {@code Authorization: Bearer <apiKey>} (vLLM's --api-key).
      */
-    public static OpenAiServer start(String host, int port, String target, String servedName) throws IOException {
+    public static OpenAiServer start(String host, int port, String target, String servedName, String apiKey)
+            throws IOException {
         ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext()
                 .maxInboundMessageSize(64 << 20).build();
         ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
@@ -83,7 +89,7 @@ public final class OpenAiServer implements AutoCloseable {
             executor.shutdownNow();
             throw new IOException("cannot bind the OpenAI HTTP port " + host + ":" + port + ": " + e.getMessage(), e);
         }
-        OpenAiServer server = new OpenAiServer(http, executor, channel, servedName);
+        OpenAiServer server = new OpenAiServer(http, executor, channel, servedName, apiKey);
         http.setExecutor(executor);
         http.createContext("/", server::handle);
         http.start();
@@ -119,6 +125,10 @@ public final class OpenAiServer implements AutoCloseable {
         String path = ex.getRequestURI().getPath();
         if (path.length() > 1 && path.endsWith("/")) {
             path = path.substring(0, path.length() - 1);
+        }
+        if (apiKey != null && !path.equals("/health") && !authorized(ex)) {
+            ex.getResponseHeaders().set("WWW-Authenticate", "Bearer");
+            throw new OpenAiError(401, "authentication_error", null, "a valid API key is required (Authorization: Bearer ...)");
         }
         switch (path) {
             case "/v1/chat/completions" -> {
@@ -156,6 +166,15 @@ public final class OpenAiServer implements AutoCloseable {
             }
             default -> throw new OpenAiError(404, "not_found_error", null, "no such endpoint: " + path);
         }
+    }
+
+    private boolean authorized(HttpExchange ex) {
+        String header = ex.getRequestHeaders().getFirst("Authorization");
+        if (header == null || !header.regionMatches(true, 0, "Bearer ", 0, 7)) {
+            return false;
+        }
+        byte[] given = header.substring(7).strip().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        return java.security.MessageDigest.isEqual(apiKey, given); // constant time
     }
 
     private static void requireMethod(HttpExchange ex, String method) {

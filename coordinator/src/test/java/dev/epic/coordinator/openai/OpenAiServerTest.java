@@ -80,7 +80,7 @@ class OpenAiServerTest {
         // Two running, two waiting: small enough for the overload test.
         coordinator = CoordinatorServer.start(served, ExpertBackend.local(), new SchedulerOptions(2, 2, 32, 16L << 20),
                 "127.0.0.1", 0);
-        server = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null);
+        server = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null, null);
         channel = NettyChannelBuilder.forTarget(coordinator.target()).usePlaintext().build();
         grpc = GenerationServiceGrpc.newBlockingStub(channel);
         http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
@@ -405,7 +405,7 @@ class OpenAiServerTest {
         try (java.net.ServerSocket socket = new java.net.ServerSocket(0)) {
             dead = socket.getLocalPort();
         }
-        try (OpenAiServer orphan = OpenAiServer.start("127.0.0.1", 0, "127.0.0.1:" + dead, null)) {
+        try (OpenAiServer orphan = OpenAiServer.start("127.0.0.1", 0, "127.0.0.1:" + dead, null, null)) {
             String base = "http://127.0.0.1:" + orphan.port();
             for (String path : new String[] {"/health", "/v1/models"}) {
                 HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + path)).GET().build(),
@@ -507,6 +507,29 @@ class OpenAiServerTest {
         assertEquals(0, plain.get("tokens").get(0).asInt(), "BOS first, as vLLM tokenizes with add_special_tokens");
         assertEquals("<｜begin▁of▁sentence｜>Hello there", d.get("prompt").asText());
         assertError(post("/detokenize", "{\"tokens\": [99999999]}"), 400, "vocabulary");
+    }
+
+    /** With an API key, everything but /health needs it as a bearer token. */
+    @Test
+    void anApiKeyGuardsTheApi() throws Exception {
+        try (OpenAiServer guarded = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), "served-name", "s3cret")) {
+            String base = "http://127.0.0.1:" + guarded.port();
+            HttpRequest.Builder models = HttpRequest.newBuilder(URI.create(base + "/v1/models")).GET();
+            HttpResponse<String> none = http.send(models.build(), HttpResponse.BodyHandlers.ofString());
+            assertError(none, 401, "API key");
+            assertEquals("Bearer", none.headers().firstValue("WWW-Authenticate").orElse(""));
+            assertError(http.send(models.copy().header("Authorization", "Bearer wrong").build(),
+                    HttpResponse.BodyHandlers.ofString()), 401, "API key");
+            HttpResponse<String> ok = http.send(models.copy().header("Authorization", "Bearer s3cret").build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, ok.statusCode(), ok.body());
+            assertEquals("served-name", JSON.readTree(ok.body()).get("data").get(0).get("id").asText());
+            assertError(http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
+                    .POST(HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\"}")).build(),
+                    HttpResponse.BodyHandlers.ofString()), 401, "API key");
+            assertEquals(200, http.send(HttpRequest.newBuilder(URI.create(base + "/health")).GET().build(),
+                    HttpResponse.BodyHandlers.ofString()).statusCode(), "probes need no key");
+        }
     }
 
     @Test
