@@ -10,12 +10,12 @@ import dev.epic.proto.AttentionServiceGrpc;
 import dev.epic.proto.AttentionWorkerInfo;
 import dev.epic.proto.HiddenEncoding;
 import dev.epic.proto.InfoRequest;
-import dev.epic.proto.ModelFingerprint;
 import dev.epic.proto.ReleaseRequest;
 import dev.epic.proto.ReleaseResponse;
 import dev.epic.proto.SequenceSegment;
 import dev.epic.transport.HiddenCodec;
 import dev.epic.transport.MessageStream;
+import dev.epic.transport.ModelIdentity;
 import dev.epic.transport.MessageStream.Refusal;
 import dev.epic.transport.Protocol;
 import io.grpc.Status;
@@ -44,7 +44,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
 
     private final AttentionLayers layers;
     private final SequenceCaches caches;
-    private final CheckpointFingerprint fingerprint;
+    private final ModelIdentity identity;
     private final int hidden;
     private final AtomicInteger inFlight = new AtomicInteger();
     private volatile Timer handled = Timer.builder("epic.worker.message").register(new SimpleMeterRegistry());
@@ -53,7 +53,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
     AttentionServiceImpl(AttentionLayers layers, SequenceCaches caches, CheckpointFingerprint fingerprint) {
         this.layers = layers;
         this.caches = caches;
-        this.fingerprint = fingerprint;
+        this.identity = new ModelIdentity(fingerprint.name(), fingerprint.sha256(), layers.config().hiddenSize());
         this.hidden = layers.config().hiddenSize();
     }
 
@@ -81,7 +81,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
     public void info(InfoRequest request, StreamObserver<AttentionWorkerInfo> response) {
         response.onNext(AttentionWorkerInfo.newBuilder()
                 .setProtocolVersion(Protocol.VERSION)
-                .setFingerprint(ModelFingerprint.newBuilder().setName(fingerprint.name()).setSha256(fingerprint.sha256()))
+                .setFingerprint(identity.proto())
                 .setWorkerId(workerId)
                 .setLayers(layers.count())
                 .setHiddenSize(hidden)
@@ -186,20 +186,8 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
             }
 
             private void check(AttendRequest req) {
-                if (req.getProtocolVersion() != Protocol.VERSION) {
-                    throw new Refusal(Status.FAILED_PRECONDITION.withDescription("protocol version "
-                            + req.getProtocolVersion() + " is not supported by attention worker " + workerId
-                            + " (speaks " + Protocol.VERSION + ")"));
-                }
-                if (!req.getFingerprint().equals(fingerprint.sha256())) {
-                    throw new Refusal(Status.FAILED_PRECONDITION.withDescription("model fingerprint mismatch: "
-                            + "coordinator serves " + req.getFingerprint() + " but attention worker " + workerId
-                            + " holds " + fingerprint.name() + " " + fingerprint.shortHash()));
-                }
-                if (req.getHidden() != hidden) {
-                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("hidden size " + req.getHidden()
-                            + " but the model has " + hidden));
-                }
+                identity.check("attention worker " + workerId, req.getProtocolVersion(), req.getFingerprint(),
+                        req.getHidden());
                 if (req.getLayer() >= layers.count()) {
                     throw new Refusal(Status.INVALID_ARGUMENT.withDescription("layer " + req.getLayer()
                             + " outside [0, " + layers.count() + ")"));

@@ -9,6 +9,7 @@ import dev.epic.coordinator.openai.OpenAiServer;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.quant.WeightFormat;
+import dev.epic.transport.ProcessMeters;
 import dev.epic.proto.HiddenEncoding;
 import dev.epic.transport.ZkLayout;
 import java.nio.file.Path;
@@ -99,7 +100,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
         RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
                 .withRebalance(Duration.ofSeconds(rebalanceSeconds))
                 .withDeadline(Duration.ofMillis(expertDeadlineMs));
-        MetricsFlags.Metrics m = metrics.open(host);
+        ProcessMeters m = metrics.open(host);
         RemoteExpertBackend backend = null;
         RemoteAttention attention = null;
         CoordinatorServer server;

@@ -20,8 +20,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
 import java.util.stream.IntStream;
 import org.apache.curator.test.TestingServer;
 import org.slf4j.Logger;
@@ -175,32 +178,37 @@ final class LocalCluster implements AutoCloseable {
     }
 
     private static void awaitAttention(RemoteAttention attention, List<Process> processes) throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(3);
-        while (!attention.awaitWorkers(processes.size(), Duration.ofMillis(200))) {
-            for (Process p : processes) {
-                if (!p.isAlive()) {
-                    throw new IllegalStateException("attention worker (pid " + p.pid() + ") exited with code "
-                            + p.exitValue());
-                }
-            }
-            if (System.nanoTime() > deadline) {
-                throw new IllegalStateException("attention workers did not all register within 3 minutes");
-            }
-        }
+        Map<Process, String> named = new LinkedHashMap<>();
+        processes.forEach(p -> named.put(p, "attention worker (pid " + p.pid() + ")"));
+        await(wait -> attention.awaitWorkers(processes.size(), wait), named,
+                () -> "attention workers did not all register");
     }
 
     private static void awaitCoverage(RemoteExpertBackend backend, List<Worker> workers) throws Exception {
+        Map<Process, String> named = new LinkedHashMap<>();
+        workers.forEach(w -> named.put(w.process(), "expert worker (experts " + w.experts()
+                + (w.logFile() == null ? "" : ", log " + w.logFile()) + ")"));
+        await(backend::awaitCoverage, named, () -> "expert workers did not cover experts " + backend.missingExperts());
+    }
+
+    /** One poll for readiness, waiting at most the given time. */
+    @FunctionalInterface
+    private interface Readiness {
+        boolean ready(Duration wait) throws InterruptedException;
+    }
+
+    /** Polls until ready; fails as soon as one of the processes exits, or after 3 minutes. */
+    private static void await(Readiness readiness, Map<Process, String> processes, Supplier<String> notReady)
+            throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(3);
-        while (!backend.awaitCoverage(Duration.ofMillis(200))) {
-            for (Worker w : workers) {
-                if (!w.process().isAlive()) {
-                    throw new IllegalStateException("expert worker (experts " + w.experts() + ") exited with code "
-                            + w.process().exitValue() + (w.logFile() == null ? "" : "; see " + w.logFile()));
+        while (!readiness.ready(Duration.ofMillis(200))) {
+            for (Map.Entry<Process, String> p : processes.entrySet()) {
+                if (!p.getKey().isAlive()) {
+                    throw new IllegalStateException(p.getValue() + " exited with code " + p.getKey().exitValue());
                 }
             }
             if (System.nanoTime() > deadline) {
-                throw new IllegalStateException("expert workers did not cover experts " + backend.missingExperts()
-                        + " within 3 minutes");
+                throw new IllegalStateException(notReady.get() + " within 3 minutes");
             }
         }
     }

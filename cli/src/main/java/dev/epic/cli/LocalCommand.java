@@ -2,6 +2,7 @@ package dev.epic.cli;
 
 import dev.epic.coordinator.openai.OpenAiServer;
 import dev.epic.model.quant.WeightFormat;
+import dev.epic.transport.ProcessMeters;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -75,7 +76,7 @@ public final class LocalCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        MetricsFlags.Metrics m = metrics.open(host);
+        ProcessMeters m = metrics.open(host);
         LocalCluster cluster;
         try {
             cluster = LocalCluster.start(model, new LocalCluster.Options(workers, replication, attentionWorkers,

@@ -37,12 +37,10 @@ public final class CoordinatorServer implements AutoCloseable {
     private final HealthStatusManager health;
     private final ScheduledExecutorService healthCheck;
     private final String host;
-    private final ServingMetrics metrics;
 
     private CoordinatorServer(Server server, Scheduler scheduler, HealthStatusManager health,
-            ScheduledExecutorService healthCheck, String host, ServingMetrics metrics) {
+            ScheduledExecutorService healthCheck, String host) {
         this.server = server;
-        this.metrics = metrics;
         this.scheduler = scheduler;
         this.health = health;
         this.healthCheck = healthCheck;
@@ -78,7 +76,6 @@ public final class CoordinatorServer implements AutoCloseable {
                     .start();
         } catch (IOException | RuntimeException e) {
             scheduler.close();
-            metrics.close();
             throw e;
         }
         ScheduledExecutorService check = Executors.newSingleThreadScheduledExecutor(
@@ -93,7 +90,7 @@ public final class CoordinatorServer implements AutoCloseable {
         log.info("coordinator serving {} ({}) on {}:{}: max-batch {}, max-queue {}, prefill budget {} tokens, "
                         + "context {}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),
                 options.maxBatch(), options.maxQueue(), options.prefillBudget(), model.maxContext());
-        return new CoordinatorServer(server, scheduler, health, check, host, metrics);
+        return new CoordinatorServer(server, scheduler, health, check, host);
     }
 
     @SuppressWarnings("deprecation")
@@ -132,6 +129,5 @@ public final class CoordinatorServer implements AutoCloseable {
             Thread.currentThread().interrupt();
             server.shutdownNow();
         }
-        metrics.close();
     }
 }

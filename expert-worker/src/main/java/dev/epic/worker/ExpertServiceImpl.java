@@ -6,10 +6,10 @@ import dev.epic.proto.ExpertResponse;
 import dev.epic.proto.ExpertServiceGrpc;
 import dev.epic.proto.HiddenEncoding;
 import dev.epic.proto.InfoRequest;
-import dev.epic.proto.ModelFingerprint;
 import dev.epic.proto.WorkerInfo;
 import dev.epic.transport.HiddenCodec;
 import dev.epic.transport.MessageStream;
+import dev.epic.transport.ModelIdentity;
 import dev.epic.transport.MessageStream.Refusal;
 import dev.epic.transport.Protocol;
 import io.grpc.Status;
@@ -27,7 +27,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
     private final ExpertShard shard;
-    private final CheckpointFingerprint fingerprint;
+    private final ModelIdentity identity;
     private volatile String workerId = "(starting)";
     private final int capacity;
     private final int moeLayers;
@@ -36,7 +36,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
 
     ExpertServiceImpl(ExpertShard shard, CheckpointFingerprint fingerprint, int capacity, int moeLayers) {
         this.shard = shard;
-        this.fingerprint = fingerprint;
+        this.identity = new ModelIdentity(fingerprint.name(), fingerprint.sha256(), shard.hiddenSize());
         this.capacity = capacity;
         this.moeLayers = moeLayers;
     }
@@ -60,7 +60,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
     public void info(InfoRequest request, StreamObserver<WorkerInfo> response) {
         WorkerInfo.Builder b = WorkerInfo.newBuilder()
                 .setProtocolVersion(Protocol.VERSION)
-                .setFingerprint(ModelFingerprint.newBuilder().setName(fingerprint.name()).setSha256(fingerprint.sha256()))
+                .setFingerprint(identity.proto())
                 .setCapacity(capacity)
                 .setHiddenSize(shard.hiddenSize())
                 .setMoeLayers(moeLayers)
@@ -90,22 +90,10 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
             @Override
             protected ExpertResponse handle(ExpertRequest req) {
                 long t0 = System.nanoTime();
-                if (req.getProtocolVersion() != Protocol.VERSION) {
-                    throw new Refusal(Status.FAILED_PRECONDITION.withDescription("expert protocol version "
-                            + req.getProtocolVersion() + " is not supported by worker " + workerId + " (speaks "
-                            + Protocol.VERSION + ")"));
-                }
-                if (!req.getFingerprint().equals(fingerprint.sha256())) {
-                    throw new Refusal(Status.FAILED_PRECONDITION.withDescription("model fingerprint mismatch: "
-                            + "coordinator serves " + abbrev(req.getFingerprint()) + " but worker " + workerId
-                            + " holds " + fingerprint.name() + " " + fingerprint.shortHash()));
-                }
+                identity.check("expert worker " + workerId, req.getProtocolVersion(), req.getFingerprint(),
+                        req.getHidden());
                 int rows = req.getRows();
                 int hidden = req.getHidden();
-                if (hidden != shard.hiddenSize()) {
-                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("hidden size " + hidden
-                            + " but the model has " + shard.hiddenSize()));
-                }
                 if (req.getExpertCountsCount() != rows || req.getExpertIdsCount() != req.getGateWeightsCount()) {
                     throw new Refusal(Status.INVALID_ARGUMENT.withDescription("malformed request: "
                             + req.getExpertCountsCount() + " expert_counts for " + rows + " rows, "
@@ -160,7 +148,4 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
         };
     }
 
-    private static String abbrev(String sha) {
-        return sha.length() > 12 ? sha.substring(0, 12) : sha.isEmpty() ? "(none)" : sha;
-    }
 }

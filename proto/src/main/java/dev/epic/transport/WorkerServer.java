@@ -9,13 +9,6 @@ import io.grpc.protobuf.services.HealthStatusManager;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor;
-import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
-import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
-import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
-import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
-import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
-import io.micrometer.prometheusmetrics.PrometheusConfig;
-import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.net.InetSocketAddress;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BiFunction;
@@ -51,12 +44,12 @@ public final class WorkerServer implements AutoCloseable {
     private final String address;
     private final String workerId;
     private final long drainMillis;
-    private final Meters meters;
+    private final ProcessMeters meters;
     private boolean killed; // guarded by this
     private boolean closed; // guarded by this
 
     private WorkerServer(Server server, CuratorFramework zk, WorkerRegistration registration, HealthStatusManager health,
-            IntSupplier inFlight, String address, String workerId, long drainMillis, Meters meters) {
+            IntSupplier inFlight, String address, String workerId, long drainMillis, ProcessMeters meters) {
         this.server = server;
         this.meters = meters;
         this.zk = zk;
@@ -72,47 +65,25 @@ public final class WorkerServer implements AutoCloseable {
      * Binds, then registers {@code announce(workerId, address)} under ZooKeeper {@code folder}.
      *
      * @param inFlight messages being computed now (the drain waits for them)
-     * @param meters   registers the service's own meters (called before the worker is announced)
+     * @param serviceMeters registers the service's own meters (called before the worker is announced)
      */
     public static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
-            IntSupplier inFlight, Consumer<MeterRegistry> meters,
+            IntSupplier inFlight, Consumer<MeterRegistry> serviceMeters,
             BiFunction<String, String, WorkerAnnouncement> announce) throws Exception {
-        MeterRegistry registry = s.metricsPort() != 0 ? new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)
-                : new SimpleMeterRegistry();
-        JvmGcMetrics gc = new JvmGcMetrics();
-        MetricsEndpoint metrics = null;
+        ProcessMeters meters = ProcessMeters.open(s.host(), s.metricsPort());
         try {
-            new JvmMemoryMetrics().bindTo(registry);
-            gc.bindTo(registry);
-            new JvmThreadMetrics().bindTo(registry);
-            new ProcessorMetrics().bindTo(registry);
             Gauge.builder("epic.worker.in.flight", inFlight, IntSupplier::getAsInt)
-                    .description("messages being computed now").register(registry);
-            meters.accept(registry);
-            if (registry instanceof PrometheusMeterRegistry prometheus) {
-                metrics = MetricsEndpoint.start(prometheus, s.host(), Math.max(0, s.metricsPort()));
-            }
-            return start(s, idPrefix, folder, service, inFlight, announce, new Meters(registry, gc, metrics));
+                    .description("messages being computed now").register(meters.registry());
+            serviceMeters.accept(meters.registry());
+            return start(s, idPrefix, folder, service, inFlight, announce, meters);
         } catch (Exception | Error e) {
-            new Meters(registry, gc, metrics).close();
+            meters.close();
             throw e;
         }
     }
 
-    /** The worker's meters, the GC listener feeding them and the endpoint serving them (null: off). */
-    private record Meters(MeterRegistry registry, JvmGcMetrics gc, MetricsEndpoint endpoint) implements AutoCloseable {
-        @Override
-        public void close() {
-            if (endpoint != null) {
-                endpoint.close();
-            }
-            gc.close();
-            registry.close();
-        }
-    }
-
     private static WorkerServer start(Settings s, String idPrefix, String folder, BindableService service,
-            IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce, Meters meters)
+            IntSupplier inFlight, BiFunction<String, String, WorkerAnnouncement> announce, ProcessMeters meters)
             throws Exception {
         HealthStatusManager health = new HealthStatusManager();
         health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.NOT_SERVING);
@@ -234,6 +205,6 @@ public final class WorkerServer implements AutoCloseable {
 
     /** The port serving /metrics; 0 when off. */
     public int metricsPort() {
-        return meters.endpoint() == null ? 0 : meters.endpoint().port();
+        return Math.max(0, meters.port());
     }
 }

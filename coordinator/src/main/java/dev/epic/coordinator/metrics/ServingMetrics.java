@@ -8,10 +8,6 @@ import io.micrometer.core.instrument.FunctionTimer;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
-import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
-import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
-import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
-import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
 
@@ -19,20 +15,18 @@ import java.util.concurrent.TimeUnit;
  * The coordinator's serving meters, named like vLLM's where they mean the same: sequences running
  * and waiting, scheduler steps and the token positions they processed, and per request the time to
  * first token, the time per output token, the end-to-end latency, prompt and generated tokens and
- * how it finished. JVM memory, GC, threads and CPU are bound too.
+ * how it finished. The process's JVM meters come with its registry ({@code ProcessMeters}).
  */
-public final class ServingMetrics implements AutoCloseable {
+public final class ServingMetrics {
     private final MeterRegistry registry;
-    private final JvmGcMetrics gc;
     private final Timer ttft;
     private final Timer perOutputToken;
     private final Timer e2e;
     private final Counter promptTokens;
     private final Counter generationTokens;
 
-    private ServingMetrics(MeterRegistry registry, JvmGcMetrics gc) {
+    private ServingMetrics(MeterRegistry registry) {
         this.registry = registry;
-        this.gc = gc;
         this.ttft = Timer.builder("epic.request.time.to.first.token").description("request arrival to its first token")
                 .publishPercentileHistogram().minimumExpectedValue(Duration.ofMillis(1))
                 .maximumExpectedValue(Duration.ofMinutes(5)).register(registry);
@@ -76,12 +70,7 @@ public final class ServingMetrics implements AutoCloseable {
             Gauge.builder("epic.prefix.cache.usage", prefixes, PrefixCache::storedBytes).baseUnit("bytes")
                     .description("latent KV held by the prefix cache").register(registry);
         }
-        new JvmMemoryMetrics().bindTo(registry);
-        JvmGcMetrics gc = new JvmGcMetrics();
-        gc.bindTo(registry);
-        new JvmThreadMetrics().bindTo(registry);
-        new ProcessorMetrics().bindTo(registry);
-        return new ServingMetrics(registry, gc);
+        return new ServingMetrics(registry);
     }
 
     /** The request's first token went out {@code nanos} after it arrived. */
@@ -123,8 +112,4 @@ public final class ServingMetrics implements AutoCloseable {
     }
 
     /** Stops feeding GC events to the registry (the JVM's listener would otherwise keep it alive). */
-    @Override
-    public void close() {
-        gc.close();
-    }
 }

@@ -13,12 +13,10 @@ import dev.epic.proto.GenerateRequest;
 import dev.epic.proto.GenerationServiceGrpc;
 import dev.epic.proto.SamplingParams;
 import dev.epic.proto.TokenIds;
-import dev.epic.transport.MetricsEndpoint;
+import dev.epic.transport.ProcessMeters;
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
-import io.micrometer.prometheusmetrics.PrometheusConfig;
-import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -32,11 +30,10 @@ import org.junit.jupiter.api.Test;
 class ServingMetricsTest {
     @Test
     void scrapeShowsRequestsTokensSchedulerGrpcAndJvm() throws Exception {
-        PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 400);
-        try (CoordinatorServer server = CoordinatorServer.start(model, ExpertBackend.local(), new SchedulerOptions(4, 2, 32, 16L << 20),
-                "127.0.0.1", 0, registry);
-             MetricsEndpoint endpoint = MetricsEndpoint.start(registry, "127.0.0.1", 0)) {
+        try (ProcessMeters endpoint = ProcessMeters.open("127.0.0.1", -1);
+             CoordinatorServer server = CoordinatorServer.start(model, ExpertBackend.local(),
+                     new SchedulerOptions(4, 2, 32, 16L << 20), "127.0.0.1", 0, endpoint.registry())) {
             ManagedChannel channel = NettyChannelBuilder.forTarget(server.target()).usePlaintext().build();
             try {
                 var api = GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(60, TimeUnit.SECONDS);
