@@ -17,7 +17,7 @@ final class OpenAiFlags {
 
     @Option(names = "--api-key", paramLabel = "KEY", defaultValue = "${env:EPIC_API_KEY}",
             description = "require Authorization: Bearer KEY on the HTTP API (all but /health); default: $EPIC_API_KEY, "
-                    + "none if unset")
+                    + "none if unset (set but blank is refused)")
     String apiKey;
 
     /** The HTTP server over the coordinator at {@code grpcTarget}, or null when off. */
@@ -25,7 +25,6 @@ final class OpenAiFlags {
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("--http-port must be in [0, 65535], got " + port);
         }
-        return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget, servedModelName,
-                apiKey == null || apiKey.isBlank() ? null : apiKey);
+        return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget, servedModelName, apiKey);
     }
 }

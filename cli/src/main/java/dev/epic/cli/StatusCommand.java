@@ -13,6 +13,7 @@ import dev.epic.proto.StatsResponse;
 import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.ExpertRanges;
 import io.grpc.ManagedChannel;
+import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthGrpc;
@@ -20,7 +21,6 @@ import java.io.PrintWriter;
 import java.util.Arrays;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.IntStream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -55,15 +55,25 @@ public final class StatusCommand implements Callable<Integer> {
             var api = GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS);
             ModelInfoResponse info = api.modelInfo(ModelInfoRequest.getDefaultInstance());
             StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
-            String health = HealthGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
-                    .check(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build()).getStatus().name();
+            String health;
+            try {
+                health = HealthGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
+                        .check(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build())
+                        .getStatus().name();
+            } catch (StatusRuntimeException e) {
+                if (e.getStatus().getCode() != Status.Code.NOT_FOUND) {
+                    throw e;
+                }
+                health = "UNKNOWN"; // just started: the first health check has not run yet
+            }
             ObjectNode report = report(info, stats, health);
             out.println(json ? report.toString() : summary(report));
             out.flush();
             return health.equals("SERVING") ? 0 : NOT_SERVING;
         } catch (StatusRuntimeException e) {
             spec.commandLine().getErr().println("epic status: " + target + ": " + e.getStatus());
-            return 1;
+            Status.Code code = e.getStatus().getCode();
+            return code == Status.Code.UNAVAILABLE || code == Status.Code.DEADLINE_EXCEEDED ? 1 : NOT_SERVING;
         } finally {
             channel.shutdownNow();
         }
@@ -95,12 +105,16 @@ public final class StatusCommand implements Callable<Integer> {
         }
         ObjectNode coverage = o.putObject("coverage");
         if (stats.getRemoteExperts()) {
-            int[] uncovered = IntStream.range(0, experts).filter(e -> replicas[e] == 0).toArray();
-            coverage.put("remote", true).put("missing", ExpertRanges.format(uncovered))
+            // Missing: the coordinator's routing table, which counts only healthy workers. Replicas:
+            // the announcements, which include workers in failure backoff until their session ends.
+            coverage.put("remote", true).put("missing", stats.getMissingExperts())
                     .put("min_replicas", Arrays.stream(replicas).min().orElse(0))
                     .put("max_replicas", Arrays.stream(replicas).max().orElse(0));
         } else {
             coverage.put("remote", false); // every expert runs in the coordinator's process
+        }
+        if (stats.getRemoteAttention()) {
+            o.put("attention_live", stats.getAttentionLive());
         }
         ArrayNode attention = o.putArray("attention_workers");
         for (WorkerAnnouncement w : info.getAttentionWorkersList()) {
@@ -138,6 +152,9 @@ public final class StatusCommand implements Callable<Integer> {
                     w.get("address").asText(), w.get("pid").asLong(), w.get("experts").asText(),
                     w.get("redundant_slots").asInt() > 0 ? " (+" + w.get("redundant_placed").asInt() + " placed in "
                             + w.get("redundant_slots").asInt() + " redundant slots per layer)" : ""));
+        }
+        if (r.has("attention_live") && !r.get("attention_live").asBoolean()) {
+            s.append(String.format("attention  NO LIVE ATTENTION WORKER%n"));
         }
         for (var w : r.get("attention_workers")) {
             s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%n", w.get("id").asText(),

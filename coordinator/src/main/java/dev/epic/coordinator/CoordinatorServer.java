@@ -55,7 +55,8 @@ public final class CoordinatorServer implements AutoCloseable {
 
     /**
      * As {@link #start(ServedModel, ExpertBackend, SchedulerOptions, String, int)}, with the serving
-     * meters (scheduler, requests, gRPC calls, JVM) in {@code registry}.
+     * meters (scheduler, requests, gRPC calls) in {@code registry}; the process's JVM meters come with
+     * the registry (ProcessMeters).
      */
     public static CoordinatorServer start(ServedModel model, ExpertBackend experts, SchedulerOptions options,
             String host, int port, MeterRegistry registry) throws IOException {

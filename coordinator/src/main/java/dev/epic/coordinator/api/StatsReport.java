@@ -38,7 +38,8 @@ final class StatsReport {
                 .setMaxBatch(scheduler.options().maxBatch())
                 .setPrefillBudget(scheduler.options().prefillBudget())
                 .setRssMb(orElse(ProcessStats.residentMb(), 0))
-                .setLoadAverage1M(orElse(ProcessStats.loadAverage(), -1));
+                .setLoadAverage1M(orElse(ProcessStats.loadAverage(), -1))
+                .setMissingExperts(experts.missingExperts());
         experts.dispatchStats().ifPresent(d -> {
             // Totals as of the last step's end, so they cover the same steps as step_nanos; the
             // histograms are live (they may hold the layer calls of the step in progress).
@@ -63,7 +64,8 @@ final class StatsReport {
                     .setAttentionLayerCalls(a.layerCalls())
                     .setAttentionLayerNanos(a.layerNanos())
                     .setAttentionWorkerComputeNanos(a.slowestComputeNanos())
-                    .setAttentionSequencesLost(a.sequencesLost());
+                    .setAttentionSequencesLost(a.sequencesLost())
+                    .setAttentionLive(attention.hasLiveWorker());
         }
         return r.build();
     }

@@ -110,6 +110,4 @@ public final class ServingMetrics {
         Counter.builder("epic.requests.finished").tag("reason", reason).description("requests by how they finished")
                 .register(registry).increment();
     }
-
-    /** Stops feeding GC events to the registry (the JVM's listener would otherwise keep it alive). */
 }

@@ -38,7 +38,7 @@ import org.slf4j.LoggerFactory;
  * An OpenAI-compatible HTTP front end (what vLLM and SGLang serve) over a coordinator's gRPC API:
  * {@code POST /v1/chat/completions}, {@code POST /v1/completions} (both also as server-sent events
  * with {@code "stream": true}), {@code GET /v1/models}, {@code GET /health}, and vLLM's
- * {@code POST /tokenize} and {@code POST /detokenize}. Every request becomes
+ * {@code POST /tokenize} and {@code POST /detokenize}. Every prompt becomes
  * one GenerationService call, so validation, scheduling and errors are the coordinator's; gRPC
  * statuses come back as HTTP statuses (INVALID_ARGUMENT 400, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503).
  * A streaming client that disconnects cancels its call, which frees its batch slot.
@@ -62,7 +62,8 @@ public final class OpenAiServer implements AutoCloseable {
 
     private OpenAiServer(HttpServer http, ExecutorService executor, ManagedChannel channel, String servedName,
             String apiKey) {
-        this.apiKey = apiKey == null ? null : apiKey.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        // Stripped: a key file (kubectl create secret --from-file) usually ends in a newline.
+        this.apiKey = apiKey == null ? null : apiKey.strip().getBytes(java.nio.charset.StandardCharsets.UTF_8);
         this.http = http;
         this.executor = executor;
         this.channel = channel;
@@ -78,6 +79,9 @@ public final class OpenAiServer implements AutoCloseable {
      */
     public static OpenAiServer start(String host, int port, String target, String servedName, String apiKey)
             throws IOException {
+        if (apiKey != null && apiKey.isBlank()) {
+            throw new IllegalArgumentException("the API key is blank: give a key, or none to serve without one");
+        }
         ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext()
                 .maxInboundMessageSize(64 << 20).build();
         ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
@@ -93,7 +97,8 @@ public final class OpenAiServer implements AutoCloseable {
         http.setExecutor(executor);
         http.createContext("/", server::handle);
         http.start();
-        log.info("OpenAI-compatible API on http://{}:{}/v1 (coordinator {})", host, server.port(), target);
+        log.info("OpenAI-compatible API on http://{}:{}/v1 (coordinator {}; {})", host, server.port(), target,
+                apiKey != null ? "API key required" : "no API key");
         return server;
     }
 
@@ -299,14 +304,20 @@ public final class OpenAiServer implements AutoCloseable {
                     int k = i;
                     readers.add(Thread.ofVirtual().start(() -> streamer.pump(firsts.get(k), streams.get(k), k * n)));
                 }
+                boolean interrupted = false;
                 for (Thread t : readers) {
-                    try {
-                        t.join();
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                        call.cancel(e);
-                        throw new IOException("interrupted while streaming", e);
+                    while (t.isAlive()) {
+                        try {
+                            t.join();
+                        } catch (InterruptedException e) {
+                            interrupted = true;
+                            call.cancel(e); // the readers end soon; wait for them before the exchange closes
+                        }
                     }
+                }
+                if (interrupted) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("interrupted while streaming");
                 }
             }
             streamer.finish(p.includeUsage());

@@ -92,7 +92,15 @@ class StatsTest {
                         assertTrue(s.getBytesSent() > 0 && s.getBytesReceived() > 0);
                         assertEquals(0, s.getRetries());
                         assertTrue(s.getRssMb() > 0);
-                        assertTrue(s.getRunning() == 0 && s.getWaiting() == 0);
+                        // The slot is freed just after the last message goes out: poll for it.
+                        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                        StatsResponse idle = s;
+                        while ((idle.getRunning() != 0 || idle.getWaiting() != 0) && System.nanoTime() < until) {
+                            Thread.sleep(10);
+                            idle = api.stats(StatsRequest.getDefaultInstance());
+                        }
+                        assertTrue(idle.getRunning() == 0 && idle.getWaiting() == 0, "the finished request left: " + idle);
+                        assertEquals("", idle.getMissingExperts(), "both workers cover every expert");
 
                         for (LatencyHistogram h : new LatencyHistogram[] {s.getMoeLayer(), s.getDispatchCombine()}) {
                             assertEquals(s.getMoeLayerCalls(), h.getCount());

@@ -520,16 +520,28 @@ class OpenAiServerTest {
             assertEquals("Bearer", none.headers().firstValue("WWW-Authenticate").orElse(""));
             assertError(http.send(models.copy().header("Authorization", "Bearer wrong").build(),
                     HttpResponse.BodyHandlers.ofString()), 401, "API key");
-            HttpResponse<String> ok = http.send(models.copy().header("Authorization", "Bearer s3cret").build(),
+            HttpResponse<String> ok = http.send(models.copy().header("Authorization", "bearer s3cret").build(),
                     HttpResponse.BodyHandlers.ofString());
             assertEquals(200, ok.statusCode(), ok.body());
             assertEquals("served-name", JSON.readTree(ok.body()).get("data").get(0).get("id").asText());
             assertError(http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
                     .POST(HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\"}")).build(),
                     HttpResponse.BodyHandlers.ofString()), 401, "API key");
-            assertEquals(200, http.send(HttpRequest.newBuilder(URI.create(base + "/health")).GET().build(),
-                    HttpResponse.BodyHandlers.ofString()).statusCode(), "probes need no key");
+            for (String probe : new String[] {"/health", "/health/"}) {
+                assertEquals(200, http.send(HttpRequest.newBuilder(URI.create(base + probe)).GET().build(),
+                        HttpResponse.BodyHandlers.ofString()).statusCode(), "probes need no key");
+            }
+            assertError(http.send(HttpRequest.newBuilder(URI.create(base + "/v1/models/../health")).GET().build(),
+                    HttpResponse.BodyHandlers.ofString()), 401, "API key");
         }
+        try (OpenAiServer newline = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null, "s3cret\n")) {
+            assertEquals(200, http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + newline.port()
+                    + "/v1/models")).header("Authorization", "Bearer s3cret").GET().build(),
+                    HttpResponse.BodyHandlers.ofString()).statusCode(), "a key read from a file ends in a newline");
+        }
+        IllegalArgumentException blank = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null, " "));
+        assertTrue(blank.getMessage().contains("blank"), blank.getMessage());
     }
 
     @Test
