@@ -193,12 +193,12 @@ final class LocalCluster implements AutoCloseable {
 
     /** One poll for readiness, waiting at most the given time. */
     @FunctionalInterface
-    private interface Readiness {
+    interface Readiness {
         boolean ready(Duration wait) throws InterruptedException;
     }
 
     /** Polls until ready; fails as soon as one of the processes exits, or after 3 minutes. */
-    private static void await(Readiness readiness, Map<Process, String> processes, Supplier<String> notReady)
+    static void await(Readiness readiness, Map<Process, String> processes, Supplier<String> notReady)
             throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(3);
         while (!readiness.ready(Duration.ofMillis(200))) {
