@@ -29,6 +29,7 @@ import dev.epic.proto.ToolCall;
 import dev.epic.proto.TokenLogprob;
 import dev.epic.proto.TopLogprob;
 import dev.epic.proto.Usage;
+import dev.epic.text.constrain.JsonSchema;
 import dev.epic.text.generate.Delta;
 import dev.epic.text.generate.Generation;
 import dev.epic.text.generate.GenerationOptions;
@@ -176,17 +177,27 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     /** How the output is parsed: reasoning split and tool calls, unless the request wants it raw. */
     private GenerationOptions outputOptions(GenerateRequest req, Prompt prompt) {
         GenerationOptions o = GenerationOptions.defaults().withMaxContextLength(model.maxContext());
-        if (req.getResponseFormat().getType() == ResponseFormat.Type.JSON_OBJECT) {
+        ResponseFormat.Type format = req.getResponseFormat().getType();
+        if (format == ResponseFormat.Type.JSON_OBJECT || format == ResponseFormat.Type.JSON_SCHEMA) {
             if (prompt.reasoning() == ReasoningMode.OPEN) {
-                throw PromptBuilder.invalid("response_format JSON_OBJECT: the prompt opens a thinking block, which "
+                throw PromptBuilder.invalid("response_format " + format + ": the prompt opens a thinking block, which "
                         + "the answer must close first; set enable_thinking to false");
             }
-            o = o.withJsonObject(true).withParseToolCalls(false);
+            o = o.withParseToolCalls(false);
+            if (format == ResponseFormat.Type.JSON_OBJECT) {
+                o = o.withJsonObject(true);
+            } else {
+                try {
+                    o = o.withJsonSchema(JsonSchema.compile(req.getResponseFormat().getJsonSchema()));
+                } catch (IllegalArgumentException e) {
+                    throw PromptBuilder.invalid("response_format.json_schema: " + e.getMessage());
+                }
+            }
         }
         if (req.getRawOutput()) {
             return o.withReasoning(ReasoningMode.NONE).withParseToolCalls(false);
         }
-        o = o.withReasoning(o.jsonObject() ? ReasoningMode.NONE : prompt.reasoning());
+        o = o.withReasoning(o.jsonObject() || o.jsonSchema() != null ? ReasoningMode.NONE : prompt.reasoning());
         return req.hasParseToolCalls() && !req.getParseToolCalls() ? o.withParseToolCalls(false) : o;
     }
 

@@ -204,8 +204,18 @@ final class OpenAiRequests {
                 r.setResponseFormat(ResponseFormat.newBuilder().setType(ResponseFormat.Type.JSON_OBJECT));
                 return true;
             }
+            case "json_schema" -> {
+                JsonNode schema = format.path("json_schema").get("schema");
+                if (schema == null || !(schema.isObject() || schema.isBoolean())) {
+                    throw OpenAiError.badRequest("response_format",
+                            "response_format json_schema needs json_schema.schema, a JSON schema object");
+                }
+                r.setResponseFormat(ResponseFormat.newBuilder().setType(ResponseFormat.Type.JSON_SCHEMA)
+                        .setJsonSchema(schema.toString()));
+                return true;
+            }
             default -> throw OpenAiError.badRequest("response_format",
-                    "response_format '" + type + "' is not supported ('text' and 'json_object' are)");
+                    "response_format '" + type + "' is not supported ('text', 'json_object' and 'json_schema' are)");
         }
     }
 

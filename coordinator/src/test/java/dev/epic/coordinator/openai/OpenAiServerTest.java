@@ -398,6 +398,37 @@ class OpenAiServerTest {
                 + "\"ignore_eos\": true}"), 400, "response_format");
     }
 
+    /**
+     * Structured outputs: every answer is a prefix of (or, when it stopped by itself, a whole) value
+     * matching the schema; a keyword the server cannot honour is a 400 naming it.
+     */
+    @Test
+    void jsonSchemaAnswersMatchTheSchema() throws Exception {
+        String schema = "{\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}, "
+                + "\"rain\": {\"type\": \"boolean\"}, \"days\": {\"type\": \"array\", \"items\": {\"type\": \"integer\"}, "
+                + "\"maxItems\": 3}}, \"required\": [\"city\", \"rain\"], \"additionalProperties\": false}";
+        dev.epic.text.constrain.JsonSchema compiled = dev.epic.text.constrain.JsonSchema.compile(schema);
+        for (int seed = 0; seed < 3; seed++) {
+            JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": "
+                    + "\"json_schema\", \"json_schema\": {\"name\": \"weather\", \"strict\": true, \"schema\": " + schema
+                    + "}}, \"temperature\": 1.0, \"seed\": " + seed + ", \"max_tokens\": 40}"));
+            JsonNode choice = a.get("choices").get(0);
+            String content = choice.get("message").get("content").asText();
+            dev.epic.text.constrain.SchemaCursor at = new dev.epic.text.constrain.SchemaCursor(compiled);
+            assertTrue(at.step(content.getBytes(StandardCharsets.UTF_8)), content);
+            // A random model may spend its tokens on leading whitespace; what it writes after is the object.
+            String written = content.strip();
+            assertTrue(written.isEmpty() || "{\"city\"".startsWith(written) || written.startsWith("{"), content);
+            if (choice.get("finish_reason").asText().equals("stop")) {
+                assertTrue(at.complete(), content);
+                assertTrue(JSON.readTree(content).has("rain"), content);
+            }
+        }
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": \"json_schema\", "
+                + "\"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"string\", \"pattern\": \"^a\"}}}}"),
+                400, "pattern");
+    }
+
     /** Without a coordinator to ask, the API answers 503, not a hang or a 500. */
     @Test
     void aMissingCoordinatorIs503() throws Exception {

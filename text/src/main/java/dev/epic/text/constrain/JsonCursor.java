@@ -11,7 +11,7 @@ package dev.epic.text.constrain;
  * Runs of whitespace are capped at {@link #MAX_WHITESPACE} bytes so a sampler cannot stall in
  * whitespace forever; nesting is capped at {@link #MAX_DEPTH}.
  */
-public final class JsonCursor {
+public final class JsonCursor implements ByteAutomaton<JsonCursor> {
     static final int MAX_DEPTH = 62;
     static final int MAX_WHITESPACE = 128;
 
@@ -42,8 +42,18 @@ public final class JsonCursor {
 
     private static final byte[][] LITERALS = {"true".getBytes(), "false".getBytes(), "null".getBytes()};
     /** The first continuation byte's range after a lead byte: any, E0, ED, F0, F4 (RFC 3629's table). */
-    private static final int[] CONTINUATION_MIN = {0x80, 0xa0, 0x80, 0x90, 0x80};
-    private static final int[] CONTINUATION_MAX = {0xbf, 0xbf, 0x9f, 0xbf, 0x8f};
+    static final int[] CONTINUATION_MIN = {0x80, 0xa0, 0x80, 0x90, 0x80};
+    static final int[] CONTINUATION_MAX = {0xbf, 0xbf, 0x9f, 0xbf, 0x8f};
+
+    /** Continuation bytes a UTF-8 lead byte b needs (1-3), or -1 if b cannot start a character. */
+    static int continuations(int b) {
+        return b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+    }
+
+    /** The range (an index into CONTINUATION_MIN/MAX) of the byte after lead byte b. */
+    static int firstContinuationRange(int b) {
+        return b == 0xe0 ? 1 : b == 0xed ? 2 : b == 0xf0 ? 3 : b == 0xf4 ? 4 : 0;
+    }
 
     /** Bit d set: the container at depth d (1-based) is an object, else an array. */
     private long stack;
@@ -54,13 +64,15 @@ public final class JsonCursor {
 
     public JsonCursor() {}
 
+    @Override
     public JsonCursor copy() {
         JsonCursor c = new JsonCursor();
         c.copyFrom(this);
         return c;
     }
 
-    void copyFrom(JsonCursor o) {
+    @Override
+    public void copyFrom(JsonCursor o) {
         stack = o.stack;
         depth = o.depth;
         mode = o.mode;
@@ -69,29 +81,22 @@ public final class JsonCursor {
     }
 
     /** Whether the text so far is a whole JSON object (the generation may end here). */
+    @Override
     public boolean complete() {
         return mode == DONE;
     }
 
     /** The state as one value, for caching what follows from it (closed containers' bits left out). */
-    StateKey key() {
+    @Override
+    public StateKey key() {
         return new StateKey(stack & ((2L << depth) - 1),
                 ((long) depth << 40) | ((long) mode << 32) | ((long) aux << 8) | whitespace);
     }
 
     record StateKey(long stack, long rest) {}
 
-    /** Feeds every byte; false (and the cursor undefined) as soon as one cannot follow. */
-    public boolean step(byte[] bytes) {
-        for (byte b : bytes) {
-            if (!step(b & 0xff)) {
-                return false;
-            }
-        }
-        return true;
-    }
-
     /** Feeds one byte (0..255); false if the text can no longer become a JSON object. */
+    @Override
     public boolean step(int b) {
         switch (mode) {
             case STRING -> {
@@ -298,11 +303,11 @@ public final class JsonCursor {
         if (b < 0x80) {
             return true;
         }
-        int more = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+        int more = continuations(b);
         if (more < 0) {
             return false; // a continuation byte without a lead, or a byte UTF-8 never uses
         }
-        int range = b == 0xe0 ? 1 : b == 0xed ? 2 : b == 0xf0 ? 3 : b == 0xf4 ? 4 : 0;
+        int range = firstContinuationRange(b);
         aux = (aux & 1) | (more << 1) | (range << 6);
         return true;
     }

@@ -81,12 +81,14 @@ public final class Generation {
         this.stops = new StopMatcher(params.stop());
         this.reasoning = new ReasoningParser(options.reasoning());
         this.tools = options.parseToolCalls() ? new ToolCallParser(options.toolCallIds()) : null;
-        if (options.jsonObject() && (params.ignoreEos() || params.minTokens() > 0 || eos.isEmpty())) {
-            // Once the object is closed only end of sequence may follow: it must be there and allowed to end it.
-            throw new InvalidSamplingException("response_format", "a JSON object answer cannot be combined with "
+        boolean constrained = options.jsonObject() || options.jsonSchema() != null;
+        if (constrained && (params.ignoreEos() || params.minTokens() > 0 || eos.isEmpty())) {
+            // Once the answer is complete only end of sequence may follow: it must be there and allowed to end it.
+            throw new InvalidSamplingException("response_format", "a JSON answer cannot be combined with "
                     + "ignore_eos or min_tokens, and needs an end-of-sequence token");
         }
-        this.json = options.jsonObject() ? new JsonConstraint(vocab) : null;
+        this.json = options.jsonSchema() != null ? JsonConstraint.schema(vocab, options.jsonSchema())
+                : options.jsonObject() ? JsonConstraint.object(vocab) : null;
         this.jsonEnds = new HashSet<>(eos);
         jsonEnds.addAll(params.stopTokenIds());
     }

@@ -1,5 +1,6 @@
 package dev.epic.text.generate;
 
+import dev.epic.text.constrain.JsonSchema;
 import dev.epic.text.output.ReasoningMode;
 import java.util.Set;
 import java.util.UUID;
@@ -14,9 +15,11 @@ import java.util.function.Supplier;
  * @param eosTokenIds      ids that end generation as EOS; null = the vocabulary's {@code <｜end▁of▁sentence｜>}
  * @param toolCallIds      call id generator
  * @param jsonObject       constrain the output to a JSON object (OpenAI's JSON mode)
+ * @param jsonSchema       constrain the output to a JSON value matching this schema (null: none)
  */
 public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, boolean parseToolCalls,
-                                Set<Integer> eosTokenIds, Supplier<String> toolCallIds, boolean jsonObject) {
+                                Set<Integer> eosTokenIds, Supplier<String> toolCallIds, boolean jsonObject,
+                                JsonSchema jsonSchema) {
 
     public GenerationOptions {
         if (maxContextLength < 0) {
@@ -33,30 +36,34 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
 
     /** No context limit, reasoning detected from a leading {@code <think>}, tool calls parsed, vocabulary EOS. */
     public static GenerationOptions defaults() {
-        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, false);
+        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, false, null);
     }
 
     public GenerationOptions withMaxContextLength(int v) {
-        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonObject);
+        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonObject, jsonSchema);
     }
 
     public GenerationOptions withReasoning(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonObject);
+        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonObject, jsonSchema);
     }
 
     public GenerationOptions withParseToolCalls(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonObject);
+        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonObject, jsonSchema);
     }
 
     public GenerationOptions withEosTokenIds(Set<Integer> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonObject);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonObject, jsonSchema);
     }
 
     public GenerationOptions withJsonObject(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, jsonSchema);
+    }
+
+    public GenerationOptions withJsonSchema(JsonSchema v) {
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonObject, v);
     }
 
     public GenerationOptions withToolCallIds(Supplier<String> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonObject);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonObject, jsonSchema);
     }
 }

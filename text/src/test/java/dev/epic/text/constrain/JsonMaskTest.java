@@ -37,7 +37,7 @@ class JsonMaskTest {
 
     @Test
     void theMaskIsExactlyTheTokensThatCanFollow() {
-        JsonMask mask = JsonMask.of(V3);
+        TokenMask<JsonCursor> mask = new TokenMask<>(V3, JsonCursor::new);
         for (String prefix : List.of("", "{", "{\"na", "{\"name\"", "{\"name\": ", "{\"n\": 12", "{\"n\": [tr",
                 "{\"s\": \"caf\\u00", "{\"a\": {\"b\": [1, {\"c\": null}", "{\"a\": 1}", "{\"t\": \"line\\")) {
             JsonCursor at = new JsonCursor();
@@ -114,7 +114,7 @@ class JsonMaskTest {
     void endsWaitForTheClosedObject() {
         int eos = V3.addedTokenId(DeepSeekMarkers.EOS).orElseThrow();
         int stop = V3.encode("}")[0]; // an ordinary token as a stop token: banned early although JSON-valid
-        JsonConstraint c = new JsonConstraint(V3);
+        JsonConstraint c = JsonConstraint.object(V3);
         c.accept(V3.encode("{")[0]);
         float[] logits = new float[V3.size()];
         c.restrict(logits, logits.length, java.util.Set.of(eos, stop));

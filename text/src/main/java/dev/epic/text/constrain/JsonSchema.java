@@ -1,0 +1,354 @@
+package dev.epic.text.constrain;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.epic.text.Vocabulary;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.WeakHashMap;
+
+/**
+ * A JSON Schema compiled for constrained decoding: the subset OpenAI's strict structured outputs
+ * use. Supported: {@code type} (one or a list), {@code properties} (written in the order given),
+ * {@code required}, {@code additionalProperties} (false or true: only the listed properties are
+ * written either way, which both allow), {@code items}, {@code minItems}, {@code maxItems},
+ * {@code enum}, {@code const}, {@code anyOf} (alternatives that start with different bytes),
+ * {@code $ref} to {@code #/$defs/...} or {@code #/definitions/...} (recursion included), and the
+ * annotations. Any other keyword is refused by name: the answer could not be guaranteed to match.
+ * An object without {@code properties} (and not closed by {@code additionalProperties: false}) is
+ * any object.
+ */
+public final class JsonSchema {
+    static final int OBJECT = 1, ARRAY = 2, STRING = 4, NUMBER = 8, INTEGER = 16, BOOLEAN = 32, NULL = 64;
+    static final int ANY_TYPE = OBJECT | ARRAY | STRING | NUMBER | BOOLEAN | NULL;
+    private static final int MAX_ALTERNATIVES = 64;
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final Set<String> ANNOTATIONS = Set.of("title", "description", "default", "examples", "$schema",
+            "$id", "$comment", "$defs", "definitions", "strict", "name", "readOnly", "writeOnly", "deprecated");
+    private static final Map<String, JsonSchema> COMPILED = Collections.synchronizedMap(
+            new LinkedHashMap<>(16, 0.75f, true) {
+                @Override
+                protected boolean removeEldestEntry(Map.Entry<String, JsonSchema> e) {
+                    return size() > 64;
+                }
+            });
+
+    /** One schema node. Exactly one of: literals, alternatives, or types with their keywords. */
+    static final class Node {
+        int types;
+        /** enum / const: the values as compact JSON bytes (the answer writes one of them exactly). */
+        byte[][] literals;
+        /** anyOf: the alternatives, told apart by their first byte. */
+        int[] alternatives;
+        /** Objects: property names (UTF-8, unescaped), their nodes, and which are required; null = any object. */
+        byte[][] names;
+        int[] values;
+        boolean[] required;
+        /** Arrays: the item node and the bounds. */
+        int items = -1;
+        int minItems;
+        int maxItems = Integer.MAX_VALUE;
+    }
+
+    final List<Node> nodes = new ArrayList<>();
+    final int root;
+    /** The node for "any JSON value" (an object without properties holds these). */
+    final int any;
+    private final Map<Vocabulary, TokenMask<SchemaCursor>> masks = Collections.synchronizedMap(new WeakHashMap<>());
+
+    private JsonSchema(JsonNode schema) {
+        Node a = new Node();
+        a.types = ANY_TYPE;
+        a.items = 0; // any array holds any values; names stay null: any object, any keys and values
+        nodes.add(a);
+        any = 0;
+        Compiler c = new Compiler(schema);
+        root = c.compile(schema, "#");
+        first = new boolean[nodes.size()][];
+        for (int i = 0; i < nodes.size(); i++) {
+            first[i] = firstBytes(i);
+        }
+        for (int i = 0; i < nodes.size(); i++) {
+            if (nodes.get(i).alternatives != null) {
+                checkDisjoint(i);
+            }
+        }
+    }
+
+    /** first[i][b]: a value of node i may start with byte b. */
+    private final boolean[][] first;
+
+    /**
+     * The compiled schema of {@code schemaJson}, shared by requests that send the same schema (so are
+     * their token masks).
+     *
+     * @throws IllegalArgumentException naming the keyword or place this server cannot honour
+     */
+    public static JsonSchema compile(String schemaJson) {
+        JsonNode node;
+        try {
+            node = JSON.readTree(schemaJson);
+        } catch (java.io.IOException e) {
+            throw new IllegalArgumentException("json_schema is not valid JSON: " + e.getMessage());
+        }
+        if (node == null || !(node.isObject() || node.isBoolean())) {
+            throw new IllegalArgumentException("json_schema must be a JSON object");
+        }
+        String canonical = node.toString();
+        JsonSchema known = COMPILED.get(canonical);
+        if (known != null) {
+            return known;
+        }
+        JsonSchema s = new JsonSchema(node);
+        COMPILED.put(canonical, s);
+        return s;
+    }
+
+    TokenMask<SchemaCursor> mask(Vocabulary vocab) {
+        return masks.computeIfAbsent(vocab, v -> new TokenMask<>(v, () -> new SchemaCursor(this)));
+    }
+
+    Node node(int i) {
+        return nodes.get(i);
+    }
+
+    private final class Compiler {
+        private final JsonNode document;
+        private final Map<String, Integer> refs = new HashMap<>();
+
+        Compiler(JsonNode document) {
+            this.document = document;
+        }
+
+        int compile(JsonNode s, String where) {
+            if (s.isBoolean()) {
+                if (!s.asBoolean()) {
+                    throw new IllegalArgumentException(where + ": the schema false allows no value");
+                }
+                return any;
+            }
+            if (!s.isObject()) {
+                throw new IllegalArgumentException(where + ": a schema must be an object");
+            }
+            if (s.has("$ref")) {
+                return ref(s.get("$ref").asText(), where);
+            }
+            for (Iterator<String> it = s.fieldNames(); it.hasNext(); ) {
+                String k = it.next();
+                if (!ANNOTATIONS.contains(k) && !Set.of("type", "properties", "required", "additionalProperties",
+                        "items", "minItems", "maxItems", "enum", "const", "anyOf").contains(k)) {
+                    throw new IllegalArgumentException(where + ": keyword '" + k + "' is not supported");
+                }
+            }
+            int id = nodes.size();
+            Node n = new Node();
+            nodes.add(n);
+            if (s.has("enum") || s.has("const")) {
+                List<JsonNode> values = new ArrayList<>();
+                if (s.has("const")) {
+                    values.add(s.get("const"));
+                } else if (s.get("enum").isArray() && !s.get("enum").isEmpty()) {
+                    s.get("enum").forEach(values::add);
+                } else {
+                    throw new IllegalArgumentException(where + ": enum must be a non-empty array");
+                }
+                if (values.size() > MAX_ALTERNATIVES) {
+                    throw new IllegalArgumentException(where + ": enum has more than " + MAX_ALTERNATIVES + " values");
+                }
+                n.literals = values.stream().map(v -> v.toString().getBytes(StandardCharsets.UTF_8)).toArray(byte[][]::new);
+                return id;
+            }
+            if (s.has("anyOf")) {
+                JsonNode alts = s.get("anyOf");
+                if (!alts.isArray() || alts.isEmpty() || alts.size() > MAX_ALTERNATIVES) {
+                    throw new IllegalArgumentException(where + ": anyOf must be a non-empty array of schemas");
+                }
+                if (s.has("type") || s.has("properties") || s.has("items")) {
+                    throw new IllegalArgumentException(where + ": anyOf beside other keywords is not supported");
+                }
+                int[] a = new int[alts.size()];
+                for (int i = 0; i < a.length; i++) {
+                    a[i] = compile(alts.get(i), where + "/anyOf/" + i);
+                }
+                n.alternatives = a;
+                return id;
+            }
+            n.types = types(s, where);
+            if ((n.types & OBJECT) != 0) {
+                JsonNode props = s.get("properties");
+                JsonNode additional = s.get("additionalProperties");
+                if (additional != null && !additional.isBoolean()) {
+                    throw new IllegalArgumentException(where + ": additionalProperties as a schema is not supported");
+                }
+                boolean closed = additional != null && !additional.asBoolean();
+                if (props != null || closed) {
+                    List<String> names = new ArrayList<>();
+                    if (props != null) {
+                        if (!props.isObject()) {
+                            throw new IllegalArgumentException(where + ": properties must be an object");
+                        }
+                        props.fieldNames().forEachRemaining(names::add);
+                    }
+                    if (names.size() > MAX_ALTERNATIVES - 1) {
+                        throw new IllegalArgumentException(where + ": more than " + (MAX_ALTERNATIVES - 1) + " properties");
+                    }
+                    Set<String> required = new java.util.HashSet<>();
+                    if (s.has("required")) {
+                        s.get("required").forEach(r -> required.add(r.asText()));
+                        for (String r : required) {
+                            if (!names.contains(r)) {
+                                throw new IllegalArgumentException(where + ": required property '" + r + "' is not in properties");
+                            }
+                        }
+                    }
+                    n.names = new byte[names.size()][];
+                    n.values = new int[names.size()];
+                    n.required = new boolean[names.size()];
+                    for (int i = 0; i < names.size(); i++) {
+                        String name = names.get(i);
+                        if (name.chars().anyMatch(ch -> ch == '"' || ch == '\\' || ch < 0x20)) {
+                            throw new IllegalArgumentException(where + ": property names needing escapes are not supported");
+                        }
+                        n.names[i] = name.getBytes(StandardCharsets.UTF_8);
+                        n.required[i] = required.contains(name);
+                    }
+                    for (int i = 0; i < names.size(); i++) {
+                        n.values[i] = compile(props.get(names.get(i)), where + "/properties/" + names.get(i));
+                    }
+                }
+            }
+            if ((n.types & ARRAY) != 0) {
+                n.items = s.has("items") ? compile(s.get("items"), where + "/items") : any;
+                n.minItems = s.has("minItems") ? s.get("minItems").asInt() : 0;
+                n.maxItems = s.has("maxItems") ? s.get("maxItems").asInt() : Integer.MAX_VALUE;
+                if (n.minItems < 0 || n.maxItems < n.minItems) {
+                    throw new IllegalArgumentException(where + ": minItems/maxItems allow no array");
+                }
+            }
+            return id;
+        }
+
+        private int types(JsonNode s, String where) {
+            JsonNode t = s.get("type");
+            if (t == null) {
+                return ANY_TYPE;
+            }
+            int types = 0;
+            for (JsonNode one : t.isArray() ? t : List.of(t)) {
+                types |= switch (one.asText()) {
+                    case "object" -> OBJECT;
+                    case "array" -> ARRAY;
+                    case "string" -> STRING;
+                    case "number" -> NUMBER;
+                    case "integer" -> INTEGER;
+                    case "boolean" -> BOOLEAN;
+                    case "null" -> NULL;
+                    default -> throw new IllegalArgumentException(where + ": unknown type '" + one.asText() + "'");
+                };
+            }
+            return (types & NUMBER) != 0 ? types & ~INTEGER : types; // number includes the integers
+        }
+
+        private int ref(String ref, String where) {
+            Integer known = refs.get(ref);
+            if (known != null) {
+                return known;
+            }
+            String[] parts = ref.split("/");
+            if (parts.length != 3 || !parts[0].equals("#") || !(parts[1].equals("$defs") || parts[1].equals("definitions"))) {
+                throw new IllegalArgumentException(where + ": $ref '" + ref + "' is not supported (use #/$defs/NAME)");
+            }
+            JsonNode target = document.path(parts[1]).get(parts[2]);
+            if (target == null) {
+                throw new IllegalArgumentException(where + ": $ref '" + ref + "' points nowhere");
+            }
+            // A placeholder alternative of one, filled once the target is compiled: recursion ends here.
+            int id = nodes.size();
+            Node placeholder = new Node();
+            nodes.add(placeholder);
+            refs.put(ref, id);
+            placeholder.alternatives = new int[] {compile(target, ref)};
+            return id;
+        }
+    }
+
+    /** The bytes a value of node i may start with (whitespace aside). */
+    private boolean[] firstBytes(int i) {
+        boolean[] first = new boolean[256];
+        firstBytes(i, first, new java.util.HashSet<>());
+        return first;
+    }
+
+    private void firstBytes(int i, boolean[] first, Set<Integer> seen) {
+        if (!seen.add(i)) {
+            return;
+        }
+        Node n = nodes.get(i);
+        if (n.literals != null) {
+            for (byte[] l : n.literals) {
+                first[l[0] & 0xff] = true;
+            }
+        } else if (n.alternatives != null) {
+            for (int a : n.alternatives) {
+                firstBytes(a, first, seen);
+            }
+        } else {
+            if ((n.types & OBJECT) != 0) first['{'] = true;
+            if ((n.types & ARRAY) != 0) first['['] = true;
+            if ((n.types & STRING) != 0) first['"'] = true;
+            if ((n.types & (NUMBER | INTEGER)) != 0) {
+                first['-'] = true;
+                for (char c = '0'; c <= '9'; c++) first[c] = true;
+            }
+            if ((n.types & BOOLEAN) != 0) {
+                first['t'] = true;
+                first['f'] = true;
+            }
+            if ((n.types & NULL) != 0) first['n'] = true;
+        }
+    }
+
+    private void checkDisjoint(int i) {
+        int[] alts = nodes.get(i).alternatives;
+        boolean[] seen = new boolean[256];
+        for (int a : alts) {
+            boolean[] f = first[a];
+            for (int b = 0; b < 256; b++) {
+                if (f[b] && seen[b]) {
+                    throw new IllegalArgumentException("anyOf alternatives that can start with the same byte ('"
+                            + (char) b + "') are not supported");
+                }
+                seen[b] |= f[b];
+            }
+        }
+    }
+
+    /** The alternative of node i (after resolving anyOf and $ref) a value starting with byte b takes; -1: none. */
+    int pick(int i, int b) {
+        for (int depth = 0; depth < 64; depth++) {
+            Node n = nodes.get(i);
+            if (n.alternatives == null) {
+                return i;
+            }
+            int next = -1;
+            for (int a : n.alternatives) {
+                if (first[a][b]) {
+                    next = a;
+                    break;
+                }
+            }
+            if (next < 0) {
+                return -1;
+            }
+            i = next;
+        }
+        return -1;
+    }
+}

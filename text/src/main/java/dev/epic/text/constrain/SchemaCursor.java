@@ -1,0 +1,483 @@
+package dev.epic.text.constrain;
+
+import java.util.Arrays;
+
+/**
+ * A position in a JSON value being written byte by byte against a {@link JsonSchema}: a stack of
+ * frames, one per open value (object, array, string, number, literal, property name). A step feeds
+ * one byte to the top frame; a number or literal ends when a byte cannot continue it, and that byte
+ * then goes to the frame below. Strings are strict UTF-8 as in {@link JsonCursor}; objects write
+ * their properties in the schema's order, skipping optional ones.
+ */
+public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
+    private static final int MAX_FRAMES = 64;
+    /**
+     * Whitespace runs are capped at what indentation needs, 4 + 4 bytes per open value: enough for
+     * pretty-printed output, and a weak model cannot drift into pages of blanks.
+     */
+    static int maxWhitespace(int depth) {
+        return 4 + 4 * depth;
+    }
+    // A frame is F ints: kind, node, phase, pos, count, mask low, mask high.
+    private static final int F = 7, KIND = 0, NODE = 1, PHASE = 2, POS = 3, COUNT = 4, LO = 5, HI = 6;
+    private static final int VALUE = 0, OBJECT = 1, ARRAY = 2, STRING = 3, NUMBER = 4, LITERAL = 5, KEY = 6;
+    // Object phases.
+    private static final int O_FIRST = 0, O_KEYSTART = 1, O_IN_KEY = 2, O_COLON = 3, O_IN_VALUE = 4, O_AFTER = 5;
+    // Array phases.
+    private static final int A_FIRST = 0, A_IN_ITEM = 1, A_AFTER = 2;
+    // String modes (POS), with COUNT = \\u digits left, LO = UTF-8 bytes owed, HI = the next one's range.
+    private static final int S_NORMAL = 0, S_ESCAPE = 1, S_HEX = 2;
+    // Number states (POS); PHASE = 1 for integers only.
+    private static final int N_START = 0, N_MINUS = 1, N_ZERO = 2, N_INT = 3, N_DOT = 4, N_FRACTION = 5, N_EXP = 6,
+            N_EXP_SIGN = 7, N_EXP_DIGITS = 8;
+    private static final byte[][] BUILTIN = {"true".getBytes(), "false".getBytes(), "null".getBytes()};
+    private static final int OK = 0, FAIL = 1, AGAIN = 2;
+
+    private final JsonSchema schema;
+    private final int[] st = new int[MAX_FRAMES * F];
+    private int depth;
+    private int whitespace;
+
+    public SchemaCursor(JsonSchema schema) {
+        this.schema = schema;
+        push(VALUE, schema.root);
+    }
+
+    @Override
+    public SchemaCursor copy() {
+        SchemaCursor c = new SchemaCursor(schema);
+        c.copyFrom(this);
+        return c;
+    }
+
+    @Override
+    public void copyFrom(SchemaCursor o) {
+        System.arraycopy(o.st, 0, st, 0, o.depth * F);
+        depth = o.depth;
+        whitespace = o.whitespace;
+    }
+
+    @Override
+    public Object key() {
+        return new Key(Arrays.copyOf(st, depth * F), whitespace);
+    }
+
+    private record Key(int[] frames, int whitespace) {
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Key k && k.whitespace == whitespace && Arrays.equals(k.frames, frames);
+        }
+
+        @Override
+        public int hashCode() {
+            return 31 * Arrays.hashCode(frames) + whitespace;
+        }
+    }
+
+    @Override
+    public boolean complete() {
+        if (depth == 0) {
+            return true;
+        }
+        int t = 0; // a number or literal at the top level may end at the end of the text
+        return depth == 1 && (st[t + KIND] == NUMBER && numberMayEnd(st[t + POS])
+                || st[t + KIND] == LITERAL && literalMayEnd(t));
+    }
+
+    @Override
+    public boolean step(int b) {
+        while (true) {
+            if (depth == 0) {
+                return isSpace(b) && ++whitespace <= maxWhitespace(0);
+            }
+            int r = stepTop(b);
+            if (r != AGAIN) {
+                return r == OK;
+            }
+        }
+    }
+
+    private int stepTop(int b) {
+        int t = (depth - 1) * F;
+        return switch (st[t + KIND]) {
+            case VALUE -> value(t, b);
+            case OBJECT -> object(t, b);
+            case ARRAY -> array(t, b);
+            case STRING -> string(t, b);
+            case NUMBER -> number(t, b);
+            case LITERAL -> literal(t, b);
+            default -> key(t, b);
+        };
+    }
+
+    private int space() {
+        return ++whitespace <= maxWhitespace(depth) ? OK : FAIL;
+    }
+
+    private int value(int t, int b) {
+        if (isSpace(b)) {
+            return space();
+        }
+        whitespace = 0;
+        int n = schema.pick(st[t + NODE], b);
+        if (n < 0) {
+            return FAIL;
+        }
+        JsonSchema.Node node = schema.node(n);
+        if (node.literals != null) {
+            long mask = 0;
+            for (int i = 0; i < node.literals.length; i++) {
+                if ((node.literals[i][0] & 0xff) == b) {
+                    mask |= 1L << i;
+                }
+            }
+            return mask == 0 ? FAIL : replace(t, LITERAL, n, 0, 1, 0, mask);
+        }
+        int types = node.types;
+        if (b == '{' && (types & JsonSchema.OBJECT) != 0) {
+            return replace(t, OBJECT, n, O_FIRST, 0, 0, 0);
+        }
+        if (b == '[' && (types & JsonSchema.ARRAY) != 0) {
+            return replace(t, ARRAY, n, A_FIRST, 0, 0, 0);
+        }
+        if (b == '"' && (types & JsonSchema.STRING) != 0) {
+            return replace(t, STRING, n, 0, S_NORMAL, 0, 0);
+        }
+        if ((b == '-' || b >= '0' && b <= '9') && (types & (JsonSchema.NUMBER | JsonSchema.INTEGER)) != 0) {
+            replace(t, NUMBER, n, (types & JsonSchema.NUMBER) == 0 ? 1 : 0, N_START, 0, 0);
+            return AGAIN;
+        }
+        long mask = 0;
+        if ((types & JsonSchema.BOOLEAN) != 0) {
+            mask |= b == 't' ? 1 : b == 'f' ? 2 : 0;
+        }
+        if ((types & JsonSchema.NULL) != 0 && b == 'n') {
+            mask |= 4;
+        }
+        return mask == 0 ? FAIL : replace(t, LITERAL, -1, 0, 1, 0, mask);
+    }
+
+    private int object(int t, int b) {
+        JsonSchema.Node node = schema.node(st[t + NODE]);
+        int phase = st[t + PHASE];
+        if (isSpace(b)) {
+            return phase == O_IN_KEY || phase == O_IN_VALUE ? FAIL : space();
+        }
+        whitespace = 0;
+        int next = st[t + POS];
+        switch (phase) {
+            case O_FIRST, O_KEYSTART -> {
+                if (b == '}' && phase == O_FIRST) {
+                    return mayClose(node, next) ? popValue() : FAIL;
+                }
+                if (b != '"') {
+                    return FAIL;
+                }
+                st[t + PHASE] = O_IN_KEY;
+                if (node.names == null) { // any object: any key, any value
+                    st[t + COUNT] = schema.any;
+                    return push(STRING, st[t + NODE], 1, S_NORMAL, 0, 0) ? OK : FAIL;
+                }
+                long mask = keyCandidates(node, next);
+                return mask != 0 && push(KEY, st[t + NODE], 0, 0, 0, mask) ? OK : FAIL;
+            }
+            case O_COLON -> {
+                if (b != ':') {
+                    return FAIL;
+                }
+                st[t + PHASE] = O_IN_VALUE;
+                return push(VALUE, st[t + COUNT]) ? OK : FAIL;
+            }
+            case O_AFTER -> {
+                if (b == ',') {
+                    boolean more = node.names == null || keyCandidates(node, next) != 0;
+                    if (!more) {
+                        return FAIL;
+                    }
+                    st[t + PHASE] = O_KEYSTART;
+                    return OK;
+                }
+                return b == '}' && mayClose(node, next) ? popValue() : FAIL;
+            }
+            default -> {
+                return FAIL;
+            }
+        }
+    }
+
+    /** The properties that may come next: from {@code next} up to and including the first required one. */
+    private static long keyCandidates(JsonSchema.Node node, int next) {
+        long mask = 0;
+        for (int i = next; i < node.names.length; i++) {
+            mask |= 1L << i;
+            if (node.required[i]) {
+                break;
+            }
+        }
+        return mask;
+    }
+
+    private static boolean mayClose(JsonSchema.Node node, int next) {
+        if (node.names == null) {
+            return true;
+        }
+        for (int i = next; i < node.names.length; i++) {
+            if (node.required[i]) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private int key(int t, int b) {
+        JsonSchema.Node node = schema.node(st[t + NODE]);
+        long mask = mask(t);
+        int pos = st[t + POS];
+        if (b == '"') {
+            for (int i = 0; i < node.names.length; i++) {
+                if ((mask >>> i & 1) != 0 && node.names[i].length == pos) {
+                    depth--;
+                    int p = (depth - 1) * F; // the object
+                    st[p + PHASE] = O_COLON;
+                    st[p + POS] = i + 1;
+                    st[p + COUNT] = node.values[i];
+                    return OK;
+                }
+            }
+            return FAIL;
+        }
+        long next = 0;
+        for (int i = 0; i < node.names.length; i++) {
+            if ((mask >>> i & 1) != 0 && node.names[i].length > pos && (node.names[i][pos] & 0xff) == b) {
+                next |= 1L << i;
+            }
+        }
+        if (next == 0) {
+            return FAIL;
+        }
+        setMask(t, next);
+        st[t + POS] = pos + 1;
+        return OK;
+    }
+
+    private int array(int t, int b) {
+        JsonSchema.Node node = schema.node(st[t + NODE]);
+        int phase = st[t + PHASE];
+        if (isSpace(b)) {
+            return phase == A_IN_ITEM ? FAIL : space();
+        }
+        switch (phase) {
+            case A_FIRST -> {
+                if (b == ']') {
+                    whitespace = 0;
+                    return node.minItems == 0 ? popValue() : FAIL;
+                }
+                if (node.maxItems == 0) {
+                    return FAIL;
+                }
+                st[t + PHASE] = A_IN_ITEM;
+                return push(VALUE, node.items) ? AGAIN : FAIL;
+            }
+            case A_AFTER -> {
+                whitespace = 0;
+                if (b == ',') {
+                    if (st[t + COUNT] >= node.maxItems) {
+                        return FAIL;
+                    }
+                    st[t + PHASE] = A_IN_ITEM;
+                    return push(VALUE, node.items) ? OK : FAIL;
+                }
+                return b == ']' && st[t + COUNT] >= node.minItems ? popValue() : FAIL;
+            }
+            default -> {
+                return FAIL;
+            }
+        }
+    }
+
+    private int string(int t, int b) {
+        switch (st[t + POS]) {
+            case S_ESCAPE -> {
+                if (b == 'u') {
+                    st[t + POS] = S_HEX;
+                    st[t + COUNT] = 4;
+                    return OK;
+                }
+                if (b == '"' || b == '\\' || b == '/' || b == 'b' || b == 'f' || b == 'n' || b == 'r' || b == 't') {
+                    st[t + POS] = S_NORMAL;
+                    return OK;
+                }
+                return FAIL;
+            }
+            case S_HEX -> {
+                if (!(b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F')) {
+                    return FAIL;
+                }
+                if (--st[t + COUNT] == 0) {
+                    st[t + POS] = S_NORMAL;
+                }
+                return OK;
+            }
+            default -> {
+                int owed = st[t + LO];
+                if (owed > 0) {
+                    int range = st[t + HI];
+                    if (b < JsonCursor.CONTINUATION_MIN[range] || b > JsonCursor.CONTINUATION_MAX[range]) {
+                        return FAIL;
+                    }
+                    st[t + LO] = owed - 1;
+                    st[t + HI] = 0;
+                    return OK;
+                }
+                if (b == '"') {
+                    if (st[t + PHASE] == 1) { // a property name of an any-object: its value comes next
+                        depth--;
+                        st[(depth - 1) * F + PHASE] = O_COLON;
+                        return OK;
+                    }
+                    return popValue();
+                }
+                if (b == '\\') {
+                    st[t + POS] = S_ESCAPE;
+                    return OK;
+                }
+                if (b < 0x20) {
+                    return FAIL;
+                }
+                if (b < 0x80) {
+                    return OK;
+                }
+                int more = JsonCursor.continuations(b);
+                if (more < 0) {
+                    return FAIL;
+                }
+                st[t + LO] = more;
+                st[t + HI] = JsonCursor.firstContinuationRange(b);
+                return OK;
+            }
+        }
+    }
+
+    private int number(int t, int b) {
+        boolean integer = st[t + PHASE] == 1;
+        boolean digit = b >= '0' && b <= '9';
+        int s = st[t + POS];
+        int next = switch (s) {
+            case N_START -> b == '-' ? N_MINUS : b == '0' ? N_ZERO : digit ? N_INT : -1;
+            case N_MINUS -> b == '0' ? N_ZERO : digit ? N_INT : -1;
+            case N_ZERO, N_INT -> digit && s == N_INT ? N_INT : b == '.' && !integer ? N_DOT
+                    : (b == 'e' || b == 'E') && !integer ? N_EXP : -2;
+            case N_DOT -> digit ? N_FRACTION : -1;
+            case N_FRACTION -> digit ? N_FRACTION : (b == 'e' || b == 'E') ? N_EXP : -2;
+            case N_EXP -> b == '+' || b == '-' ? N_EXP_SIGN : digit ? N_EXP_DIGITS : -1;
+            case N_EXP_SIGN -> digit ? N_EXP_DIGITS : -1;
+            default -> digit ? N_EXP_DIGITS : -2;
+        };
+        if (next >= 0) {
+            st[t + POS] = next;
+            return OK;
+        }
+        if (next == -2) { // the number ended before this byte, which the frame below must take
+            popValue();
+            return AGAIN;
+        }
+        return FAIL;
+    }
+
+    private static boolean numberMayEnd(int s) {
+        return s == N_ZERO || s == N_INT || s == N_FRACTION || s == N_EXP_DIGITS;
+    }
+
+    private byte[][] literals(int t) {
+        return st[t + NODE] < 0 ? BUILTIN : schema.node(st[t + NODE]).literals;
+    }
+
+    private int literal(int t, int b) {
+        byte[][] table = literals(t);
+        long mask = mask(t);
+        int pos = st[t + POS];
+        long next = 0;
+        for (int i = 0; i < table.length; i++) {
+            if ((mask >>> i & 1) != 0 && table[i].length > pos && (table[i][pos] & 0xff) == b) {
+                next |= 1L << i;
+            }
+        }
+        if (next != 0) {
+            setMask(t, next);
+            st[t + POS] = pos + 1;
+            return OK;
+        }
+        if (literalMayEnd(t)) {
+            popValue();
+            return AGAIN;
+        }
+        return FAIL;
+    }
+
+    private boolean literalMayEnd(int t) {
+        byte[][] table = literals(t);
+        long mask = mask(t);
+        for (int i = 0; i < table.length; i++) {
+            if ((mask >>> i & 1) != 0 && table[i].length == st[t + POS]) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The top value is complete: pop it and move its container past it. */
+    private int popValue() {
+        depth--;
+        whitespace = 0;
+        if (depth > 0) {
+            int p = (depth - 1) * F;
+            if (st[p + KIND] == OBJECT) {
+                st[p + PHASE] = O_AFTER;
+            } else if (st[p + KIND] == ARRAY) {
+                st[p + COUNT]++;
+                st[p + PHASE] = A_AFTER;
+            }
+        }
+        return OK;
+    }
+
+    private boolean push(int kind, int node) {
+        return push(kind, node, 0, 0, 0, 0);
+    }
+
+    private boolean push(int kind, int node, int phase, int pos, int count, long mask) {
+        if (depth == MAX_FRAMES) {
+            return false;
+        }
+        depth++;
+        set((depth - 1) * F, kind, node, phase, pos, count, mask);
+        return true;
+    }
+
+    private int replace(int t, int kind, int node, int phase, int pos, int count, long mask) {
+        set(t, kind, node, phase, pos, count, mask);
+        return OK;
+    }
+
+    private void set(int t, int kind, int node, int phase, int pos, int count, long mask) {
+        st[t + KIND] = kind;
+        st[t + NODE] = node;
+        st[t + PHASE] = phase;
+        st[t + POS] = pos;
+        st[t + COUNT] = count;
+        setMask(t, mask);
+    }
+
+    private long mask(int t) {
+        return (st[t + LO] & 0xffffffffL) | ((long) st[t + HI] << 32);
+    }
+
+    private void setMask(int t, long mask) {
+        st[t + LO] = (int) mask;
+        st[t + HI] = (int) (mask >>> 32);
+    }
+
+    private static boolean isSpace(int b) {
+        return b == ' ' || b == '\n' || b == '\r' || b == '\t';
+    }
+}

@@ -1,0 +1,133 @@
+package dev.epic.text.constrain;
+
+import dev.epic.text.Vocabulary;
+import java.util.Arrays;
+import java.util.BitSet;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.WeakHashMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.Supplier;
+
+/**
+ * Which tokens of a vocabulary may come next under a grammar, from an automaton's state: a token is
+ * allowed when every one of its bytes can follow. The tokens are walked in byte order, so tokens
+ * that share a prefix share its steps, and a prefix that cannot follow rules out every token after
+ * it at once. Masks are cached per state: most steps of a generation are inside a string or between
+ * values, where the state repeats. One TokenMask per grammar; the vocabulary's byte order is shared.
+ */
+public final class TokenMask<A extends ByteAutomaton<A>> {
+    private static final int CACHED_STATES = 2048;
+    private static final Map<Vocabulary, Order> ORDERS = Collections.synchronizedMap(new WeakHashMap<>());
+
+    /** A vocabulary's tokens in byte order, with what each shares with the one before. */
+    private static final class Order {
+        final int size;
+        /** Token ids in byte order of their bytes; special and empty tokens left out. */
+        final int[] ids;
+        final byte[][] bytes;
+        /** lcp[i]: bytes that token ids[i] shares with ids[i - 1]. */
+        final int[] lcp;
+        final int longest;
+
+        Order(Vocabulary vocab) {
+            size = vocab.size();
+            bytes = new byte[size][];
+            Integer[] sorted = new Integer[size];
+            int n = 0;
+            int longestToken = 0;
+            for (int id = 0; id < size; id++) {
+                byte[] b = vocab.tokenBytes(id);
+                if (b.length > 0 && !vocab.isSpecial(id)) {
+                    bytes[id] = b;
+                    sorted[n++] = id;
+                    longestToken = Math.max(longestToken, b.length);
+                }
+            }
+            Arrays.sort(sorted, 0, n, (a, b) -> Arrays.compareUnsigned(bytes[a], bytes[b]));
+            ids = new int[n];
+            lcp = new int[n];
+            for (int i = 0; i < n; i++) {
+                ids[i] = sorted[i];
+                if (i > 0) {
+                    int m = Arrays.mismatch(bytes[sorted[i - 1]], bytes[sorted[i]]);
+                    lcp[i] = m < 0 ? bytes[sorted[i]].length : m;
+                }
+            }
+            longest = longestToken;
+        }
+    }
+
+    private final Order order;
+    private final Supplier<A> fresh;
+    /** Per state, its mask once computed; a state asked for by several threads at once is computed once. */
+    private final Map<Object, CompletableFuture<BitSet>> cache = new LinkedHashMap<>(256, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<Object, CompletableFuture<BitSet>> e) {
+            return size() > CACHED_STATES;
+        }
+    };
+
+    /**
+     * A mask for one grammar over {@code vocab}; {@code fresh} makes automata of that grammar (the
+     * walk's scratch). The vocabulary's order is built once, about a second for 129K tokens.
+     */
+    public TokenMask(Vocabulary vocab, Supplier<A> fresh) {
+        this.order = ORDERS.computeIfAbsent(vocab, Order::new);
+        this.fresh = fresh;
+    }
+
+    /** Token ids [0, vocabulary size) that may follow {@code at}; the caller must not change the set. */
+    public BitSet allowed(A at) {
+        Object key = at.key();
+        CompletableFuture<BitSet> mine = new CompletableFuture<>();
+        CompletableFuture<BitSet> known;
+        synchronized (cache) {
+            known = cache.putIfAbsent(key, mine);
+        }
+        if (known != null) {
+            return known.join();
+        }
+        try {
+            mine.complete(compute(at));
+        } catch (RuntimeException | Error e) {
+            mine.completeExceptionally(e);
+            synchronized (cache) {
+                cache.remove(key, mine);
+            }
+            throw e;
+        }
+        return mine.join();
+    }
+
+    private BitSet compute(A at) {
+        BitSet mask = new BitSet(order.size);
+        // states[d]: the state after the current token's first d bytes.
+        java.util.List<A> states = new java.util.ArrayList<>(order.longest + 1);
+        for (int d = 0; d <= order.longest; d++) {
+            states.add(fresh.get());
+        }
+        states.get(0).copyFrom(at);
+        int good = 0; // bytes of the previous token known to be a valid prefix
+        for (int i = 0; i < order.ids.length; i++) {
+            byte[] t = order.bytes[order.ids[i]];
+            if (order.lcp[i] > good) {
+                continue; // extends a prefix that already failed: cannot follow either
+            }
+            int d = order.lcp[i];
+            for (; d < t.length; d++) {
+                A next = states.get(d + 1);
+                next.copyFrom(states.get(d));
+                if (!next.step(t[d] & 0xff)) {
+                    break;
+                }
+            }
+            good = d;
+            if (d == t.length) {
+                mask.set(order.ids[i]);
+            }
+        }
+        return mask;
+    }
+}

@@ -1,0 +1,229 @@
+package dev.epic.text.constrain;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.epic.text.tokenizer.Tokenizer;
+import java.nio.charset.StandardCharsets;
+import java.util.BitSet;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * JSON-schema constrained answers: hand-picked texts, refusals of what the compiler cannot honour,
+ * and random walks through the real vocabulary whose finished answers an independent validator checks.
+ */
+class SchemaCursorTest {
+    private static final ObjectMapper STRICT = new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+    private static final String PERSON = """
+            {"type": "object",
+             "properties": {
+               "name": {"type": "string"},
+               "age": {"type": "integer"},
+               "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+               "role": {"enum": ["admin", "user", null]},
+               "score": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+               "next": {"$ref": "#/$defs/node"}},
+             "required": ["name", "age", "next"],
+             "additionalProperties": false,
+             "$defs": {"node": {"type": ["object", "null"],
+                                "properties": {"v": {"type": "boolean"}, "next": {"$ref": "#/$defs/node"}},
+                                "required": ["v"]}}}""";
+
+    /** -1: some byte cannot follow; 0: a valid prefix; 1: a whole answer. */
+    private static int verdict(JsonSchema schema, String text) {
+        SchemaCursor c = new SchemaCursor(schema);
+        for (byte b : text.getBytes(StandardCharsets.UTF_8)) {
+            if (!c.step(b & 0xff)) {
+                return -1;
+            }
+        }
+        return c.complete() ? 1 : 0;
+    }
+
+    @Test
+    void answersMatchingTheSchema() {
+        JsonSchema s = JsonSchema.compile(PERSON);
+        for (String ok : List.of("{\"name\":\"a\",\"age\":3,\"next\":null}",
+                "{ \"name\" : \"é\\n\", \"age\": -10, \"tags\": [\"x\", \"y\"], \"role\": \"admin\", \"score\": 1.5e3,"
+                        + " \"next\": {\"v\": true, \"next\": {\"v\": false}} }",
+                "{\"name\":\"\",\"age\":0,\"role\":null,\"score\":null,\"next\":{\"v\":true}}",
+                "{\"name\":\"n\",\"age\":12,\"tags\":[],\"next\":null}")) {
+            assertEquals(1, verdict(s, ok), ok);
+            assertEquals(0, verdict(s, ok.substring(0, ok.length() - 1)), ok);
+        }
+    }
+
+    @Test
+    void answersBreakingTheSchema() {
+        JsonSchema s = JsonSchema.compile(PERSON);
+        for (String bad : List.of("{\"age\":3,\"name\":\"a\",\"next\":null}", "{\"name\":\"a\",\"next\":null}",
+                "{\"name\":\"a\",\"age\":1.5,\"next\":null}", "{\"name\":\"a\",\"age\":1,\"tags\":[\"1\",\"2\",\"3\",\"4\"],\"next\":null}",
+                "{\"name\":\"a\",\"age\":1,\"role\":\"guest\",\"next\":null}", "{\"name\":\"a\",\"age\":1,\"next\":null,\"x\":1}",
+                "{\"name\":\"a\",\"age\":1,\"next\":{\"next\":null}}", "{\"name\":\"a\",\"age\":1,\"next\":null,}",
+                "{\"name\":1,\"age\":1,\"next\":null}", "[]", "{\"name\":\"a\",\"age\":1,\"score\":\"1\",\"next\":null}",
+                "{\"name\":\"a\",\"age\":01,\"next\":null}")) {
+            assertEquals(-1, verdict(s, bad), bad);
+        }
+    }
+
+    @Test
+    void scalarsAndEnumsAtTheTop() {
+        JsonSchema number = JsonSchema.compile("{\"type\": \"number\"}");
+        assertEquals(1, verdict(number, "-12.5e+3"));
+        assertEquals(0, verdict(number, "-12."));
+        JsonSchema sizes = JsonSchema.compile("{\"enum\": [1, 12, \"big\"]}");
+        assertEquals(1, verdict(sizes, "1"));
+        assertEquals(1, verdict(sizes, "12"));
+        assertEquals(-1, verdict(sizes, "123"));
+        assertEquals(1, verdict(sizes, "\"big\""));
+        assertEquals(1, verdict(JsonSchema.compile("true"), "[1, {\"a\": null}, \"s\"]"), "the schema true takes any value");
+        JsonSchema any = JsonSchema.compile("{}");
+        assertEquals(1, verdict(any, "{\n    \"a\": {\n        \"b\": [\n            1\n        ]\n    }\n}"),
+                "indentation at every depth");
+        assertEquals(-1, verdict(any, " ".repeat(SchemaCursor.maxWhitespace(1) + 1) + "1"), "no pages of blanks");
+    }
+
+    @Test
+    void whatCannotBeHonouredIsRefusedByName() {
+        for (String[] c : new String[][] {{"{\"type\": \"string\", \"pattern\": \"^a\"}", "pattern"},
+                {"{\"anyOf\": [{\"type\": \"object\"}, {\"type\": \"object\", \"properties\": {}}]}", "same byte"},
+                {"{\"$ref\": \"#/$defs/missing\"}", "points nowhere"},
+                {"{\"type\": \"object\", \"additionalProperties\": {\"type\": \"string\"}}", "additionalProperties"},
+                {"{\"type\": \"object\", \"properties\": {\"a\": {}}, \"required\": [\"b\"]}", "'b'"},
+                {"{\"type\": \"strnig\"}", "strnig"}}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> JsonSchema.compile(c[0]), c[0]);
+            assertTrue(e.getMessage().contains(c[1]), e.getMessage());
+        }
+        assertTrue(JsonSchema.compile(PERSON) == JsonSchema.compile(PERSON.replace("\n", " ")), "one compiled schema per text");
+    }
+
+    /**
+     * Random walks through the real vocabulary under the schema's mask: the mask equals stepping every
+     * token at the first steps, and every finished answer parses and passes an independent validator.
+     */
+    @Test
+    void randomWalksWriteValidAnswers() throws Exception {
+        Tokenizer v3 = Tokenizer.deepSeekV3();
+        JsonSchema s = JsonSchema.compile(PERSON);
+        TokenMask<SchemaCursor> mask = s.mask(v3);
+        JsonNode schema = STRICT.readTree(PERSON);
+        Random rng = new Random(17);
+        int finished = 0;
+        for (int walk = 0; walk < 8; walk++) {
+            SchemaCursor at = new SchemaCursor(s);
+            StringBuilder text = new StringBuilder();
+            java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+            for (int step = 0; step < 400 && !at.complete(); step++) {
+                BitSet allowed = mask.allowed(at);
+                if (walk == 0 && step < 12) {
+                    assertEquals(bruteForce(v3, at), allowed, "step " + step);
+                }
+                // Prefer short tokens and closing ones, so that walks finish.
+                int pick = -1;
+                for (int tries = 0; tries < 64 && pick < 0; tries++) {
+                    int c = allowed.nextSetBit(rng.nextInt(v3.size()));
+                    c = c >= 0 ? c : allowed.nextSetBit(0);
+                    if (v3.tokenBytes(c).length <= 2 || tries > 48) {
+                        pick = c;
+                    }
+                }
+                assertTrue(at.step(v3.tokenBytes(pick)));
+                bytes.writeBytes(v3.tokenBytes(pick));
+            }
+            if (at.complete()) {
+                JsonNode value = STRICT.readTree(bytes.toByteArray());
+                assertTrue(valid(value, schema, schema), bytes.toString(StandardCharsets.UTF_8));
+                finished++;
+            }
+            text.setLength(0);
+        }
+        assertTrue(finished >= 2, "walks that finished: " + finished);
+    }
+
+    private static BitSet bruteForce(Tokenizer v, SchemaCursor at) {
+        BitSet ok = new BitSet(v.size());
+        for (int id = 0; id < v.size(); id++) {
+            byte[] b = v.tokenBytes(id);
+            if (b.length > 0 && !v.isSpecial(id) && at.copy().step(b)) {
+                ok.set(id);
+            }
+        }
+        return ok;
+    }
+
+    /** JSON Schema semantics for the supported keywords, written apart from the compiler. */
+    private static boolean valid(JsonNode v, JsonNode s, JsonNode root) {
+        if (s.isBoolean()) {
+            return s.asBoolean();
+        }
+        if (s.has("$ref")) {
+            String[] p = s.get("$ref").asText().split("/");
+            return valid(v, root.get(p[1]).get(p[2]), root);
+        }
+        if (s.has("enum")) {
+            for (JsonNode e : s.get("enum")) {
+                if (e.equals(v)) {
+                    return true;
+                }
+            }
+            return false;
+        }
+        if (s.has("anyOf")) {
+            for (JsonNode a : s.get("anyOf")) {
+                if (valid(v, a, root)) {
+                    return true;
+                }
+            }
+            return false;
+        }
+        if (s.has("type")) {
+            boolean typed = false;
+            for (JsonNode t : s.get("type").isArray() ? s.get("type") : List.of(s.get("type"))) {
+                typed |= switch (t.asText()) {
+                    case "object" -> v.isObject();
+                    case "array" -> v.isArray();
+                    case "string" -> v.isTextual();
+                    case "number" -> v.isNumber();
+                    case "integer" -> v.isIntegralNumber();
+                    case "boolean" -> v.isBoolean();
+                    default -> v.isNull();
+                };
+            }
+            if (!typed) {
+                return false;
+            }
+        }
+        if (v.isObject() && s.has("properties")) {
+            for (JsonNode r : s.path("required")) {
+                if (!v.has(r.asText())) {
+                    return false;
+                }
+            }
+            for (Iterator<String> it = v.fieldNames(); it.hasNext(); ) {
+                String k = it.next();
+                if (!s.get("properties").has(k) ? s.path("additionalProperties").isBoolean()
+                        && !s.get("additionalProperties").asBoolean() : !valid(v.get(k), s.get("properties").get(k), root)) {
+                    return false;
+                }
+            }
+        }
+        if (v.isArray()) {
+            if (v.size() < s.path("minItems").asInt(0) || v.size() > s.path("maxItems").asInt(Integer.MAX_VALUE)) {
+                return false;
+            }
+            for (JsonNode item : v) {
+                if (s.has("items") && !valid(item, s.get("items"), root)) {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+}
