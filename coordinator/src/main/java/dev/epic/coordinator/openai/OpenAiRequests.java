@@ -189,7 +189,7 @@ final class OpenAiRequests {
         }
     }
 
-    /** response_format: "text" (the default) or "json_object" (set on r); a JSON schema needs more than this server has. */
+    /** response_format: "text" (the default), "json_object" or "json_schema" (set on r); true when constrained. */
     private static boolean jsonObject(JsonNode body, GenerateRequest.Builder r) {
         JsonNode format = body.get("response_format");
         if (format == null || format.isNull()) {

@@ -306,6 +306,7 @@ class OpenAiServerTest {
             promptTokens += a.get("usage").get("prompt_tokens").asInt();
         }
         String body = "{\"prompt\": [\"" + prompts[0] + "\", \"" + prompts[1] + "\"], " + common;
+        awaitIdle(); // four sequences fill this server: the single requests' slots must be free first
         JsonNode all = ok(post("/v1/completions", body + "}"));
         assertEquals(4, all.get("choices").size());
         for (int i = 0; i < 4; i++) {
@@ -315,6 +316,7 @@ class OpenAiServerTest {
         assertEquals(promptTokens, all.get("usage").get("prompt_tokens").asInt(), "each prompt counted once");
         assertEquals(16, all.get("usage").get("completion_tokens").asInt());
         // Streamed, the chunks of the four choices interleave; each adds up to its answer.
+        awaitIdle();
         HttpResponse<String> s = post("/v1/completions", body + ", \"stream\": true}");
         assertEquals(200, s.statusCode(), s.body());
         StringBuilder[] text = {new StringBuilder(), new StringBuilder(), new StringBuilder(), new StringBuilder()};
@@ -326,6 +328,15 @@ class OpenAiServerTest {
         }
         for (int i = 0; i < 4; i++) {
             assertEquals(alone.get(i / 2), text[i].toString(), "streamed choice " + i);
+        }
+    }
+
+    /** A finished request's slot is freed just after its last message goes out: wait for that. */
+    private static void awaitIdle() throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while ((coordinator.scheduler().running() > 0 || coordinator.scheduler().waiting() > 0)
+                && System.nanoTime() < deadline) {
+            Thread.sleep(5);
         }
     }
 
@@ -416,9 +427,6 @@ class OpenAiServerTest {
             String content = choice.get("message").get("content").asText();
             dev.epic.text.constrain.SchemaCursor at = new dev.epic.text.constrain.SchemaCursor(compiled);
             assertTrue(at.step(content.getBytes(StandardCharsets.UTF_8)), content);
-            // A random model may spend its tokens on leading whitespace; what it writes after is the object.
-            String written = content.strip();
-            assertTrue(written.isEmpty() || "{\"city\"".startsWith(written) || written.startsWith("{"), content);
             if (choice.get("finish_reason").asText().equals("stop")) {
                 assertTrue(at.complete(), content);
                 assertTrue(JSON.readTree(content).has("rain"), content);
@@ -491,6 +499,7 @@ class OpenAiServerTest {
      */
     @Test
     void overloadIs429AndAClientThatLeavesFreesItsSlot() throws Exception {
+        awaitIdle();
         String endless = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 1000000, \"ignore_eos\": true, \"stream\": true}";
         List<InputStream> running = new ArrayList<>();
         for (int i = 0; i < 2; i++) {

@@ -29,14 +29,16 @@ public final class JsonSchema {
     static final int OBJECT = 1, ARRAY = 2, STRING = 4, NUMBER = 8, INTEGER = 16, BOOLEAN = 32, NULL = 64;
     static final int ANY_TYPE = OBJECT | ARRAY | STRING | NUMBER | BOOLEAN | NULL;
     private static final int MAX_ALTERNATIVES = 64;
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Big decimals keep enum numbers as written (1.0 stays 1.0, long decimals keep their digits). */
+    private static final ObjectMapper JSON = new ObjectMapper()
+            .enable(com.fasterxml.jackson.databind.DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS);
     private static final Set<String> ANNOTATIONS = Set.of("title", "description", "default", "examples", "$schema",
             "$id", "$comment", "$defs", "definitions", "strict", "name", "readOnly", "writeOnly", "deprecated");
     private static final Map<String, JsonSchema> COMPILED = Collections.synchronizedMap(
             new LinkedHashMap<>(16, 0.75f, true) {
                 @Override
                 protected boolean removeEldestEntry(Map.Entry<String, JsonSchema> e) {
-                    return size() > 64;
+                    return size() > 16;
                 }
             });
 
@@ -58,6 +60,8 @@ public final class JsonSchema {
     }
 
     final List<Node> nodes = new ArrayList<>();
+    /** Where each anyOf node sits in the schema, for messages. */
+    private final Map<Integer, String> anyOfPlaces = new HashMap<>();
     final int root;
     /** The node for "any JSON value" (an object without properties holds these). */
     final int any;
@@ -80,6 +84,65 @@ public final class JsonSchema {
                 checkDisjoint(i);
             }
         }
+        markSatisfiable();
+        if (!satisfiable[root]) {
+            throw new IllegalArgumentException("#: the schema allows no finite value");
+        }
+    }
+
+    /** satisfiable[i]: some finite value matches node i; objects[i] / arrays[i]: one of that type does. */
+    private boolean[] satisfiable, objects, arrays;
+
+    /** Least fixpoint: a node is satisfiable once a value can be built from satisfiable parts. */
+    private void markSatisfiable() {
+        int n = nodes.size();
+        satisfiable = new boolean[n];
+        objects = new boolean[n];
+        arrays = new boolean[n];
+        for (boolean changed = true; changed; ) {
+            changed = false;
+            for (int i = 0; i < n; i++) {
+                Node node = nodes.get(i);
+                boolean object = (node.types & OBJECT) != 0 && (node.names == null || requiredSatisfiable(node));
+                boolean array = (node.types & ARRAY) != 0 && (node.minItems == 0 || satisfiable[node.items]);
+                boolean any = node.literals != null || object || array
+                        || (node.types & (STRING | NUMBER | INTEGER | BOOLEAN | NULL)) != 0;
+                if (node.alternatives != null) {
+                    for (int a : node.alternatives) {
+                        any |= satisfiable[a];
+                    }
+                }
+                if (any != satisfiable[i] || object != objects[i] || array != arrays[i]) {
+                    satisfiable[i] = any;
+                    objects[i] = object;
+                    arrays[i] = array;
+                    changed = true;
+                }
+            }
+        }
+    }
+
+    private boolean requiredSatisfiable(Node node) {
+        for (int j = 0; j < node.names.length; j++) {
+            if (node.required[j] && !satisfiable[node.values[j]]) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** Whether a value of node i can be finished (so the automaton may start one). */
+    boolean satisfiable(int i) {
+        return satisfiable[i];
+    }
+
+    /** Whether node i admits a finite object / array (a mixed-type node may admit only its other types). */
+    boolean objectSatisfiable(int i) {
+        return objects[i];
+    }
+
+    boolean arraySatisfiable(int i) {
+        return arrays[i];
     }
 
     /** first[i][b]: a value of node i may start with byte b. */
@@ -99,7 +162,7 @@ public final class JsonSchema {
             throw new IllegalArgumentException("json_schema is not valid JSON: " + e.getMessage());
         }
         if (node == null || !(node.isObject() || node.isBoolean())) {
-            throw new IllegalArgumentException("json_schema must be a JSON object");
+            throw new IllegalArgumentException("json_schema must be a JSON object (or true)");
         }
         String canonical = node.toString();
         JsonSchema known = COMPILED.get(canonical);
@@ -112,7 +175,7 @@ public final class JsonSchema {
     }
 
     TokenMask<SchemaCursor> mask(Vocabulary vocab) {
-        return masks.computeIfAbsent(vocab, v -> new TokenMask<>(v, () -> new SchemaCursor(this)));
+        return masks.computeIfAbsent(vocab, v -> new TokenMask<>(v, () -> new SchemaCursor(this), 512));
     }
 
     Node node(int i) {
@@ -137,15 +200,32 @@ public final class JsonSchema {
             if (!s.isObject()) {
                 throw new IllegalArgumentException(where + ": a schema must be an object");
             }
-            if (s.has("$ref")) {
-                return ref(s.get("$ref").asText(), where);
-            }
+            List<String> keywords = new ArrayList<>();
             for (Iterator<String> it = s.fieldNames(); it.hasNext(); ) {
                 String k = it.next();
-                if (!ANNOTATIONS.contains(k) && !Set.of("type", "properties", "required", "additionalProperties",
-                        "items", "minItems", "maxItems", "enum", "const", "anyOf").contains(k)) {
+                if (ANNOTATIONS.contains(k)) {
+                    continue;
+                }
+                if (!Set.of("type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
+                        "enum", "const", "anyOf", "$ref").contains(k)) {
                     throw new IllegalArgumentException(where + ": keyword '" + k + "' is not supported");
                 }
+                keywords.add(k);
+            }
+            // $ref and anyOf stand alone; enum and const take only a type beside them (it filters the values).
+            for (String alone : List.of("$ref", "anyOf")) {
+                if (keywords.contains(alone) && keywords.size() > 1) {
+                    throw new IllegalArgumentException(where + ": keywords beside '" + alone + "' are not supported: "
+                            + keywords);
+                }
+            }
+            if ((keywords.contains("enum") || keywords.contains("const"))
+                    && keywords.stream().anyMatch(k -> !k.equals("type") && !k.equals("enum") && !k.equals("const"))
+                    || keywords.contains("enum") && keywords.contains("const")) {
+                throw new IllegalArgumentException(where + ": enum and const take only 'type' beside them: " + keywords);
+            }
+            if (s.has("$ref")) {
+                return ref(s.get("$ref").asText(), where);
             }
             int id = nodes.size();
             Node n = new Node();
@@ -159,8 +239,20 @@ public final class JsonSchema {
                 } else {
                     throw new IllegalArgumentException(where + ": enum must be a non-empty array");
                 }
+                if (s.has("type")) {
+                    int types = types(s, where);
+                    values.removeIf(v -> !ofType(v, types));
+                    if (values.isEmpty()) {
+                        throw new IllegalArgumentException(where + ": no enum value has the schema's type");
+                    }
+                }
                 if (values.size() > MAX_ALTERNATIVES) {
                     throw new IllegalArgumentException(where + ": enum has more than " + MAX_ALTERNATIVES + " values");
+                }
+                for (JsonNode v : values) {
+                    if (v.isNumber() && !Double.isFinite(v.asDouble())) {
+                        throw new IllegalArgumentException(where + ": enum value " + v + " is not a finite number");
+                    }
                 }
                 n.literals = values.stream().map(v -> v.toString().getBytes(StandardCharsets.UTF_8)).toArray(byte[][]::new);
                 return id;
@@ -170,17 +262,21 @@ public final class JsonSchema {
                 if (!alts.isArray() || alts.isEmpty() || alts.size() > MAX_ALTERNATIVES) {
                     throw new IllegalArgumentException(where + ": anyOf must be a non-empty array of schemas");
                 }
-                if (s.has("type") || s.has("properties") || s.has("items")) {
-                    throw new IllegalArgumentException(where + ": anyOf beside other keywords is not supported");
-                }
                 int[] a = new int[alts.size()];
                 for (int i = 0; i < a.length; i++) {
                     a[i] = compile(alts.get(i), where + "/anyOf/" + i);
                 }
                 n.alternatives = a;
+                anyOfPlaces.put(id, where);
                 return id;
             }
             n.types = types(s, where);
+            if (n.types == 0) {
+                throw new IllegalArgumentException(where + ": an empty type list allows no value");
+            }
+            if (s.has("required") && (!s.get("required").isArray() || !s.has("properties"))) {
+                throw new IllegalArgumentException(where + ": required must be an array of names from properties");
+            }
             if ((n.types & OBJECT) != 0) {
                 JsonNode props = s.get("properties");
                 JsonNode additional = s.get("additionalProperties");
@@ -233,6 +329,13 @@ public final class JsonSchema {
                 }
             }
             return id;
+        }
+
+        private static boolean ofType(JsonNode v, int types) {
+            return v.isObject() ? (types & OBJECT) != 0 : v.isArray() ? (types & ARRAY) != 0
+                    : v.isTextual() ? (types & STRING) != 0 : v.isIntegralNumber() ? (types & (NUMBER | INTEGER)) != 0
+                    : v.isNumber() ? (types & NUMBER) != 0 : v.isBoolean() ? (types & BOOLEAN) != 0
+                    : v.isNull() && (types & NULL) != 0;
         }
 
         private int types(JsonNode s, String where) {
@@ -322,8 +425,8 @@ public final class JsonSchema {
             boolean[] f = first[a];
             for (int b = 0; b < 256; b++) {
                 if (f[b] && seen[b]) {
-                    throw new IllegalArgumentException("anyOf alternatives that can start with the same byte ('"
-                            + (char) b + "') are not supported");
+                    throw new IllegalArgumentException(anyOfPlaces.getOrDefault(i, "#") + ": anyOf alternatives that "
+                            + "can start with the same byte ('" + (char) b + "') are not supported");
                 }
                 seen[b] |= f[b];
             }
@@ -339,7 +442,7 @@ public final class JsonSchema {
             }
             int next = -1;
             for (int a : n.alternatives) {
-                if (first[a][b]) {
+                if (first[a][b] && satisfiable[a]) {
                     next = a;
                     break;
                 }

@@ -59,7 +59,15 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
 
     @Override
     public Object key() {
-        return new Key(Arrays.copyOf(st, depth * F), whitespace);
+        int[] frames = Arrays.copyOf(st, depth * F);
+        for (int t = 0; t < frames.length; t += F) {
+            if (frames[t + KIND] == ARRAY) { // an array's item count matters only up to its bounds
+                JsonSchema.Node node = schema.node(frames[t + NODE]);
+                int cap = node.maxItems == Integer.MAX_VALUE ? node.minItems : node.maxItems;
+                frames[t + COUNT] = Math.min(frames[t + COUNT], cap);
+            }
+        }
+        return new Key(frames, whitespace);
     }
 
     private record Key(int[] frames, int whitespace) {
@@ -134,10 +142,12 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
             return mask == 0 ? FAIL : replace(t, LITERAL, n, 0, 1, 0, mask);
         }
         int types = node.types;
-        if (b == '{' && (types & JsonSchema.OBJECT) != 0) {
+        // A container opens only if it can be finished: near the frame limit, only one that may stay empty.
+        boolean room = depth < MAX_FRAMES - 1;
+        if (b == '{' && schema.objectSatisfiable(n) && (room || mayClose(node, 0))) {
             return replace(t, OBJECT, n, O_FIRST, 0, 0, 0);
         }
-        if (b == '[' && (types & JsonSchema.ARRAY) != 0) {
+        if (b == '[' && schema.arraySatisfiable(n) && (room || node.minItems == 0)) {
             return replace(t, ARRAY, n, A_FIRST, 0, 0, 0);
         }
         if (b == '"' && (types & JsonSchema.STRING) != 0) {
@@ -206,10 +216,12 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
     }
 
     /** The properties that may come next: from {@code next} up to and including the first required one. */
-    private static long keyCandidates(JsonSchema.Node node, int next) {
+    private long keyCandidates(JsonSchema.Node node, int next) {
         long mask = 0;
         for (int i = next; i < node.names.length; i++) {
-            mask |= 1L << i;
+            if (schema.satisfiable(node.values[i])) { // an optional property no value can finish is left out
+                mask |= 1L << i;
+            }
             if (node.required[i]) {
                 break;
             }
@@ -272,7 +284,7 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                     whitespace = 0;
                     return node.minItems == 0 ? popValue() : FAIL;
                 }
-                if (node.maxItems == 0) {
+                if (node.maxItems == 0 || !schema.satisfiable(node.items)) {
                     return FAIL;
                 }
                 st[t + PHASE] = A_IN_ITEM;

@@ -18,7 +18,6 @@ import java.util.function.Supplier;
  * values, where the state repeats. One TokenMask per grammar; the vocabulary's byte order is shared.
  */
 public final class TokenMask<A extends ByteAutomaton<A>> {
-    private static final int CACHED_STATES = 2048;
     private static final Map<Vocabulary, Order> ORDERS = Collections.synchronizedMap(new WeakHashMap<>());
 
     /** A vocabulary's tokens in byte order, with what each shares with the one before. */
@@ -62,20 +61,26 @@ public final class TokenMask<A extends ByteAutomaton<A>> {
     private final Order order;
     private final Supplier<A> fresh;
     /** Per state, its mask once computed; a state asked for by several threads at once is computed once. */
-    private final Map<Object, CompletableFuture<BitSet>> cache = new LinkedHashMap<>(256, 0.75f, true) {
-        @Override
-        protected boolean removeEldestEntry(Map.Entry<Object, CompletableFuture<BitSet>> e) {
-            return size() > CACHED_STATES;
-        }
-    };
+    private final Map<Object, CompletableFuture<BitSet>> cache;
 
     /**
      * A mask for one grammar over {@code vocab}; {@code fresh} makes automata of that grammar (the
      * walk's scratch). The vocabulary's order is built once, about a second for 129K tokens.
      */
     public TokenMask(Vocabulary vocab, Supplier<A> fresh) {
+        this(vocab, fresh, 2048);
+    }
+
+    /** With at most {@code cachedStates} masks kept (each a bit per token: 16 KB for 129K tokens). */
+    public TokenMask(Vocabulary vocab, Supplier<A> fresh, int cachedStates) {
         this.order = ORDERS.computeIfAbsent(vocab, Order::new);
         this.fresh = fresh;
+        this.cache = new LinkedHashMap<>(256, 0.75f, true) {
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<Object, CompletableFuture<BitSet>> e) {
+                return size() > cachedStates;
+            }
+        };
     }
 
     /** Token ids [0, vocabulary size) that may follow {@code at}; the caller must not change the set. */

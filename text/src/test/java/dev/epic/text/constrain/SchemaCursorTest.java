@@ -90,6 +90,62 @@ class SchemaCursorTest {
         assertEquals(-1, verdict(any, " ".repeat(SchemaCursor.maxWhitespace(1) + 1) + "1"), "no pages of blanks");
     }
 
+    /** A type beside enum filters its values; other keywords beside enum, const, anyOf or $ref are refused. */
+    @Test
+    void keywordsBesideEnumsAndReferences() {
+        JsonSchema typed = JsonSchema.compile("{\"type\": \"string\", \"enum\": [\"a\", 1, null]}");
+        assertEquals(1, verdict(typed, "\"a\""));
+        assertEquals(-1, verdict(typed, "1"));
+        assertEquals(-1, verdict(typed, "null"));
+        for (String[] c : new String[][] {{"{\"type\": \"string\", \"enum\": [1]}", "no enum value"},
+                {"{\"enum\": [[1, 2, 3]], \"maxItems\": 2}", "enum and const"},
+                {"{\"const\": \"a\", \"enum\": [\"b\"]}", "enum and const"},
+                {"{\"anyOf\": [{\"type\": \"array\"}, {\"type\": \"null\"}], \"minItems\": 2}", "beside 'anyOf'"},
+                {"{\"$ref\": \"#/$defs/x\", \"maxItems\": 1, \"$defs\": {\"x\": {\"type\": \"array\"}}}", "beside '$ref'"},
+                {"{\"type\": \"object\", \"required\": [\"a\"]}", "required"},
+                {"{\"type\": []}", "allows no value"},
+                {"{\"$ref\": \"#/$defs/a\", \"$defs\": {\"a\": {\"type\": \"object\", \"properties\": "
+                        + "{\"n\": {\"$ref\": \"#/$defs/a\"}}, \"required\": [\"n\"]}}}", "no finite value"}}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> JsonSchema.compile(c[0]), c[0]);
+            assertTrue(e.getMessage().contains(c[1]), e.getMessage());
+        }
+        // An object branch no finite value can finish is never started; the null branch still is.
+        JsonSchema mixed = JsonSchema.compile("{\"type\": [\"object\", \"null\"], \"properties\": {\"x\": "
+                + "{\"$ref\": \"#/$defs/bad\"}}, \"required\": [\"x\"], \"$defs\": {\"bad\": {\"type\": \"object\", "
+                + "\"properties\": {\"y\": {\"$ref\": \"#/$defs/bad\"}}, \"required\": [\"y\"]}}}");
+        assertEquals(-1, verdict(mixed, "{"));
+        assertEquals(1, verdict(mixed, "null"));
+    }
+
+    /** At the frame limit a recursive answer can still be finished: only what can close stays allowed. */
+    @Test
+    void deepRecursionNeverReachesADeadEnd() {
+        JsonSchema list = JsonSchema.compile(PERSON);
+        SchemaCursor at = new SchemaCursor(list);
+        assertTrue(at.step("{\"name\":\"a\",\"age\":1,\"next\":".getBytes(StandardCharsets.UTF_8)));
+        int opened = 1;
+        while (true) {
+            SchemaCursor trial = at.copy();
+            if (!trial.step("{\"v\":true,\"next\":".getBytes(StandardCharsets.UTF_8))) {
+                break;
+            }
+            at = trial;
+            opened++;
+            assertTrue(opened < 100, "the frame limit stops the nesting");
+        }
+        assertTrue(at.step(("null" + "}".repeat(opened)).getBytes(StandardCharsets.UTF_8)));
+        assertTrue(at.complete());
+        JsonSchema arrays = JsonSchema.compile("{\"$ref\": \"#/$defs/a\", \"$defs\": {\"a\": {\"type\": \"array\", "
+                + "\"items\": {\"$ref\": \"#/$defs/a\"}}}}");
+        SchemaCursor nest = new SchemaCursor(arrays);
+        int depth = 0;
+        while (nest.copy().step('[')) {
+            nest.step('[');
+            depth++;
+        }
+        assertTrue(nest.step("]".repeat(depth).getBytes(StandardCharsets.UTF_8)) && nest.complete());
+    }
+
     @Test
     void whatCannotBeHonouredIsRefusedByName() {
         for (String[] c : new String[][] {{"{\"type\": \"string\", \"pattern\": \"^a\"}", "pattern"},
@@ -118,7 +174,6 @@ class SchemaCursorTest {
         int finished = 0;
         for (int walk = 0; walk < 8; walk++) {
             SchemaCursor at = new SchemaCursor(s);
-            StringBuilder text = new StringBuilder();
             java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
             for (int step = 0; step < 400 && !at.complete(); step++) {
                 BitSet allowed = mask.allowed(at);
@@ -142,7 +197,6 @@ class SchemaCursorTest {
                 assertTrue(valid(value, schema, schema), bytes.toString(StandardCharsets.UTF_8));
                 finished++;
             }
-            text.setLength(0);
         }
         assertTrue(finished >= 2, "walks that finished: " + finished);
     }
@@ -166,6 +220,9 @@ class SchemaCursorTest {
         if (s.has("$ref")) {
             String[] p = s.get("$ref").asText().split("/");
             return valid(v, root.get(p[1]).get(p[2]), root);
+        }
+        if (s.has("const")) {
+            return s.get("const").equals(v);
         }
         if (s.has("enum")) {
             for (JsonNode e : s.get("enum")) {
