@@ -88,13 +88,14 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             Prompt prompt = prompt(req);
             SamplingParams params = sampling(req.getSampling());
             int n = samples(req.getSampling());
+            GenerationOptions options = outputOptions(req, prompt); // once: a schema is compiled here
             requireWorkers();
             Call c = new Call(call, id, n);
             for (int i = 0; i < n; i++) {
                 // Sample i draws from seed + i: reproducible, and each sample different.
                 SamplingParams p = i == 0 || params.seed().isEmpty() ? params
                         : params.toBuilder().seed(params.seed().getAsLong() + i).build();
-                Generation generation = new Generation(model.tokenizer(), prompt.ids(), p, outputOptions(req, prompt));
+                Generation generation = new Generation(model.tokenizer(), prompt.ids(), p, options);
                 c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival, prompt.ids()),
                         n > 1 ? c : null));
             }
