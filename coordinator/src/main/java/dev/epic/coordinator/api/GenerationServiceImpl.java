@@ -184,21 +184,17 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 throw PromptBuilder.invalid("response_format " + format + ": the prompt opens a thinking block, which "
                         + "the answer must close first; set enable_thinking to false");
             }
-            o = o.withParseToolCalls(false);
-            if (format == ResponseFormat.Type.JSON_OBJECT) {
-                o = o.withJsonObject(true);
-            } else {
-                try {
-                    o = o.withJsonSchema(JsonSchema.compile(req.getResponseFormat().getJsonSchema()));
-                } catch (IllegalArgumentException e) {
-                    throw PromptBuilder.invalid("response_format.json_schema: " + e.getMessage());
-                }
+            try {
+                o = o.withParseToolCalls(false).withJsonSchema(format == ResponseFormat.Type.JSON_OBJECT
+                        ? JsonSchema.ANY_OBJECT : JsonSchema.compile(req.getResponseFormat().getJsonSchema()));
+            } catch (IllegalArgumentException e) {
+                throw PromptBuilder.invalid("response_format.json_schema: " + e.getMessage());
             }
         }
         if (req.getRawOutput()) {
             return o.withReasoning(ReasoningMode.NONE).withParseToolCalls(false);
         }
-        o = o.withReasoning(o.jsonObject() || o.jsonSchema() != null ? ReasoningMode.NONE : prompt.reasoning());
+        o = o.withReasoning(o.jsonSchema() != null ? ReasoningMode.NONE : prompt.reasoning());
         return req.hasParseToolCalls() && !req.getParseToolCalls() ? o.withParseToolCalls(false) : o;
     }
 

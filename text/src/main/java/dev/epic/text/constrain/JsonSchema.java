@@ -59,6 +59,9 @@ public final class JsonSchema {
         int maxItems = Integer.MAX_VALUE;
     }
 
+    /** Any JSON object: OpenAI's JSON mode. Kept apart from the cache of request schemas. */
+    public static final JsonSchema ANY_OBJECT = new JsonSchema(JSON.createObjectNode().put("type", "object"));
+
     final List<Node> nodes = new ArrayList<>();
     /** Where each anyOf node sits in the schema, for messages. */
     private final Map<Integer, String> anyOfPlaces = new HashMap<>();

@@ -6,11 +6,12 @@ import java.util.Arrays;
  * A position in a JSON value being written byte by byte against a {@link JsonSchema}: a stack of
  * frames, one per open value (object, array, string, number, literal, property name). A step feeds
  * one byte to the top frame; a number or literal ends when a byte cannot continue it, and that byte
- * then goes to the frame below. Strings are strict UTF-8 as in {@link JsonCursor}; objects write
- * their properties in the schema's order, skipping optional ones.
+ * then goes to the frame below. Strings are strict UTF-8 (RFC 3629) with no raw control
+ * characters; objects write their properties in the schema's order, skipping optional ones. JSON
+ * mode is the schema {@link JsonSchema#ANY_OBJECT}.
  */
 public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
-    private static final int MAX_FRAMES = 64;
+    static final int MAX_FRAMES = 64;
     /**
      * Whitespace runs are capped at what indentation needs, 4 + 4 bytes per open value: enough for
      * pretty-printed output, and a weak model cannot drift into pages of blanks.
@@ -31,6 +32,9 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
     private static final int N_START = 0, N_MINUS = 1, N_ZERO = 2, N_INT = 3, N_DOT = 4, N_FRACTION = 5, N_EXP = 6,
             N_EXP_SIGN = 7, N_EXP_DIGITS = 8;
     private static final byte[][] BUILTIN = {"true".getBytes(), "false".getBytes(), "null".getBytes()};
+    /** The first continuation byte's range after a lead byte: any, E0, ED, F0, F4 (RFC 3629's table). */
+    private static final int[] CONTINUATION_MIN = {0x80, 0xa0, 0x80, 0x90, 0x80};
+    private static final int[] CONTINUATION_MAX = {0xbf, 0xbf, 0x9f, 0xbf, 0x8f};
     private static final int OK = 0, FAIL = 1, AGAIN = 2;
 
     private final JsonSchema schema;
@@ -334,7 +338,7 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                 int owed = st[t + LO];
                 if (owed > 0) {
                     int range = st[t + HI];
-                    if (b < JsonCursor.CONTINUATION_MIN[range] || b > JsonCursor.CONTINUATION_MAX[range]) {
+                    if (b < CONTINUATION_MIN[range] || b > CONTINUATION_MAX[range]) {
                         return FAIL;
                     }
                     st[t + LO] = owed - 1;
@@ -359,12 +363,14 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                 if (b < 0x80) {
                     return OK;
                 }
-                int more = JsonCursor.continuations(b);
+                // Continuation bytes the lead byte needs, and the range of the first (no overlong
+                // forms, surrogates or code points past U+10FFFF).
+                int more = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
                 if (more < 0) {
                     return FAIL;
                 }
                 st[t + LO] = more;
-                st[t + HI] = JsonCursor.firstContinuationRange(b);
+                st[t + HI] = b == 0xe0 ? 1 : b == 0xed ? 2 : b == 0xf0 ? 3 : b == 0xf4 ? 4 : 0;
                 return OK;
             }
         }

@@ -65,13 +65,9 @@ public final class TokenMask<A extends ByteAutomaton<A>> {
 
     /**
      * A mask for one grammar over {@code vocab}; {@code fresh} makes automata of that grammar (the
-     * walk's scratch). The vocabulary's order is built once, about a second for 129K tokens.
+     * walk's scratch). At most {@code cachedStates} masks are kept, each a bit per token (16 KB for
+     * 129K tokens). The vocabulary's order is built once, about a second for 129K tokens.
      */
-    public TokenMask(Vocabulary vocab, Supplier<A> fresh) {
-        this(vocab, fresh, 2048);
-    }
-
-    /** With at most {@code cachedStates} masks kept (each a bit per token: 16 KB for 129K tokens). */
     public TokenMask(Vocabulary vocab, Supplier<A> fresh, int cachedStates) {
         this.order = ORDERS.computeIfAbsent(vocab, Order::new);
         this.fresh = fresh;

@@ -81,14 +81,12 @@ public final class Generation {
         this.stops = new StopMatcher(params.stop());
         this.reasoning = new ReasoningParser(options.reasoning());
         this.tools = options.parseToolCalls() ? new ToolCallParser(options.toolCallIds()) : null;
-        boolean constrained = options.jsonObject() || options.jsonSchema() != null;
-        if (constrained && (params.ignoreEos() || params.minTokens() > 0 || eos.isEmpty())) {
+        if (options.jsonSchema() != null && (params.ignoreEos() || params.minTokens() > 0 || eos.isEmpty())) {
             // Once the answer is complete only end of sequence may follow: it must be there and allowed to end it.
             throw new InvalidSamplingException("response_format", "a JSON answer cannot be combined with "
                     + "ignore_eos or min_tokens, and needs an end-of-sequence token");
         }
-        this.json = options.jsonSchema() != null ? JsonConstraint.schema(vocab, options.jsonSchema())
-                : options.jsonObject() ? JsonConstraint.object(vocab) : null;
+        this.json = options.jsonSchema() != null ? new JsonConstraint(vocab, options.jsonSchema()) : null;
         this.jsonEnds = new HashSet<>(eos);
         jsonEnds.addAll(params.stopTokenIds());
     }

@@ -14,11 +14,11 @@ import java.util.function.Supplier;
  * @param parseToolCalls   turn DeepSeek tool-call blocks into structured calls
  * @param eosTokenIds      ids that end generation as EOS; null = the vocabulary's {@code <｜end▁of▁sentence｜>}
  * @param toolCallIds      call id generator
- * @param jsonObject       constrain the output to a JSON object (OpenAI's JSON mode)
- * @param jsonSchema       constrain the output to a JSON value matching this schema (null: none)
+ * @param jsonSchema       constrain the output to a JSON value matching this schema (null: none;
+ *                         {@link JsonSchema#ANY_OBJECT} is OpenAI's JSON mode)
  */
 public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, boolean parseToolCalls,
-                                Set<Integer> eosTokenIds, Supplier<String> toolCallIds, boolean jsonObject,
+                                Set<Integer> eosTokenIds, Supplier<String> toolCallIds,
                                 JsonSchema jsonSchema) {
 
     public GenerationOptions {
@@ -36,34 +36,30 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
 
     /** No context limit, reasoning detected from a leading {@code <think>}, tool calls parsed, vocabulary EOS. */
     public static GenerationOptions defaults() {
-        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, false, null);
+        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, null);
     }
 
     public GenerationOptions withMaxContextLength(int v) {
-        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonObject, jsonSchema);
+        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema);
     }
 
     public GenerationOptions withReasoning(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonObject, jsonSchema);
+        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema);
     }
 
     public GenerationOptions withParseToolCalls(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonObject, jsonSchema);
+        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema);
     }
 
     public GenerationOptions withEosTokenIds(Set<Integer> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonObject, jsonSchema);
-    }
-
-    public GenerationOptions withJsonObject(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, jsonSchema);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema);
     }
 
     public GenerationOptions withJsonSchema(JsonSchema v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonObject, v);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v);
     }
 
     public GenerationOptions withToolCallIds(Supplier<String> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonObject, jsonSchema);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema);
     }
 }

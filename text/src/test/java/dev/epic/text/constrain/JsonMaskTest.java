@@ -24,7 +24,7 @@ import org.junit.jupiter.api.Test;
 class JsonMaskTest {
     private static final Tokenizer V3 = Tokenizer.deepSeekV3();
 
-    private static BitSet bruteForce(JsonCursor at) {
+    private static BitSet bruteForce(SchemaCursor at) {
         BitSet ok = new BitSet(V3.size());
         for (int id = 0; id < V3.size(); id++) {
             byte[] b = V3.tokenBytes(id);
@@ -37,10 +37,10 @@ class JsonMaskTest {
 
     @Test
     void theMaskIsExactlyTheTokensThatCanFollow() {
-        TokenMask<JsonCursor> mask = new TokenMask<>(V3, JsonCursor::new);
+        TokenMask<SchemaCursor> mask = JsonSchema.ANY_OBJECT.mask(V3);
         for (String prefix : List.of("", "{", "{\"na", "{\"name\"", "{\"name\": ", "{\"n\": 12", "{\"n\": [tr",
                 "{\"s\": \"caf\\u00", "{\"a\": {\"b\": [1, {\"c\": null}", "{\"a\": 1}", "{\"t\": \"line\\")) {
-            JsonCursor at = new JsonCursor();
+            SchemaCursor at = new SchemaCursor(JsonSchema.ANY_OBJECT);
             assertTrue(at.step(prefix.getBytes(StandardCharsets.UTF_8)), prefix);
             BitSet expected = bruteForce(at);
             assertEquals(expected, mask.allowed(at), prefix);
@@ -49,17 +49,17 @@ class JsonMaskTest {
         // Mid-\\u escape, inside a multi-byte character, at the whitespace cap, at the depth cap, after closed containers.
         List<byte[]> more = List.of("{\"s\": \"\\u0a".getBytes(StandardCharsets.UTF_8),
                 new byte[] {'{', '"', 'k', '"', ':', '"', (byte) 0xe6, (byte) 0x97},
-                ("{" + " ".repeat(JsonCursor.MAX_WHITESPACE)).getBytes(StandardCharsets.UTF_8),
-                ("{\"d\":" + "[".repeat(JsonCursor.MAX_DEPTH - 1)).getBytes(StandardCharsets.UTF_8),
+                ("{" + " ".repeat(SchemaCursor.maxWhitespace(1))).getBytes(StandardCharsets.UTF_8),
+                ("{\"d\":" + "[".repeat(SchemaCursor.MAX_FRAMES - 2)).getBytes(StandardCharsets.UTF_8),
                 "{\"a\": [{}, []], \"b\": {\"c\": {}}".getBytes(StandardCharsets.UTF_8));
         for (byte[] prefix : more) {
-            JsonCursor at = new JsonCursor();
+            SchemaCursor at = new SchemaCursor(JsonSchema.ANY_OBJECT);
             assertTrue(at.step(prefix), new String(prefix, StandardCharsets.UTF_8));
             assertEquals(bruteForce(at), mask.allowed(at), new String(prefix, StandardCharsets.UTF_8));
         }
         // A random walk through the grammar, one allowed token at a time.
         Random rng = new Random(5);
-        JsonCursor walk = new JsonCursor();
+        SchemaCursor walk = new SchemaCursor(JsonSchema.ANY_OBJECT);
         for (int step = 0; step < 25 && !walk.complete(); step++) {
             BitSet allowed = mask.allowed(walk);
             assertEquals(bruteForce(walk), allowed, "step " + step);
@@ -67,7 +67,7 @@ class JsonMaskTest {
             pick = pick >= 0 ? pick : allowed.nextSetBit(0);
             assertTrue(walk.step(V3.tokenBytes(pick)));
         }
-        JsonCursor inString = new JsonCursor();
+        SchemaCursor inString = new SchemaCursor(JsonSchema.ANY_OBJECT);
         inString.step("{\"k\": \"".getBytes(StandardCharsets.UTF_8));
         assertSame(mask.allowed(inString), mask.allowed(inString.copy()), "one state, one cached mask");
     }
@@ -90,7 +90,7 @@ class JsonMaskTest {
         int closed = 0;
         for (int run = 0; run < 12; run++) {
             Generation g = new Generation(V3, new int[] {0}, SamplingParams.builder().temperature(1f).seed(run)
-                    .maxTokens(300).build(), GenerationOptions.defaults().withJsonObject(true).withParseToolCalls(false));
+                    .maxTokens(300).build(), GenerationOptions.defaults().withJsonSchema(JsonSchema.ANY_OBJECT).withParseToolCalls(false));
             StringBuilder text = new StringBuilder();
             while (!g.finished()) {
                 float[] logits = new float[V3.size()];
@@ -100,7 +100,7 @@ class JsonMaskTest {
                 var d = g.accept(g.sample(logits));
                 text.append(d.reasoning()).append(d.content());
             }
-            assertTrue(new JsonCursor().step(text.toString().getBytes(StandardCharsets.UTF_8)), text::toString);
+            assertTrue(new SchemaCursor(JsonSchema.ANY_OBJECT).step(text.toString().getBytes(StandardCharsets.UTF_8)), text::toString);
             if (g.finishReason() == FinishReason.EOS) {
                 assertTrue(strict.readTree(text.toString()).isObject(), text::toString);
                 closed++;
@@ -114,7 +114,7 @@ class JsonMaskTest {
     void endsWaitForTheClosedObject() {
         int eos = V3.addedTokenId(DeepSeekMarkers.EOS).orElseThrow();
         int stop = V3.encode("}")[0]; // an ordinary token as a stop token: banned early although JSON-valid
-        JsonConstraint c = JsonConstraint.object(V3);
+        JsonConstraint c = new JsonConstraint(V3, JsonSchema.ANY_OBJECT);
         c.accept(V3.encode("{")[0]);
         float[] logits = new float[V3.size()];
         c.restrict(logits, logits.length, java.util.Set.of(eos, stop));
@@ -135,7 +135,7 @@ class JsonMaskTest {
         for (SamplingParams p : new SamplingParams[] {SamplingParams.builder().ignoreEos(true).build(),
                 SamplingParams.builder().minTokens(3).maxTokens(8).build()}) {
             try {
-                new Generation(V3, new int[] {0}, p, GenerationOptions.defaults().withJsonObject(true));
+                new Generation(V3, new int[] {0}, p, GenerationOptions.defaults().withJsonSchema(JsonSchema.ANY_OBJECT));
                 throw new AssertionError("accepted " + p);
             } catch (InvalidSamplingException e) {
                 assertEquals("response_format", e.field());

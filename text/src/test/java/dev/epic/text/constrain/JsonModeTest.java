@@ -12,13 +12,16 @@ import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
-/** The JSON object automaton against hand-picked texts and, differentially, against Jackson's strict parser. */
-class JsonCursorTest {
+/**
+ * JSON mode's automaton (the schema automaton on {@link JsonSchema#ANY_OBJECT}) against hand-picked
+ * texts and, differentially, against Jackson's strict parser and Java's strict UTF-8 decoder.
+ */
+class JsonModeTest {
     private static final ObjectMapper STRICT = new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
 
     /** -1: some byte cannot follow; 0: a valid prefix; 1: a whole object. */
     private static int verdict(byte[] text) {
-        JsonCursor c = new JsonCursor();
+        SchemaCursor c = new SchemaCursor(JsonSchema.ANY_OBJECT);
         for (byte b : text) {
             if (!c.step(b & 0xff)) {
                 return -1;
@@ -59,8 +62,8 @@ class JsonCursorTest {
         assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0x80, '"'}), "a lone continuation byte");
         assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0xc3, 'a'}), "a lead byte without its continuation");
         assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0xff}), "a byte UTF-8 never uses");
-        assertEquals(-1, verdict("{" + " ".repeat(JsonCursor.MAX_WHITESPACE + 1)), "endless whitespace");
-        assertEquals(-1, verdict("{\"a\":" + "[".repeat(JsonCursor.MAX_DEPTH)), "nesting past the cap");
+        assertEquals(-1, verdict("{" + " ".repeat(SchemaCursor.maxWhitespace(1) + 1)), "endless whitespace");
+        assertEquals(-1, verdict("{\"a\":" + "[".repeat(SchemaCursor.MAX_FRAMES)), "nesting past the cap");
     }
 
     /** Random edits of valid objects: whatever the automaton calls whole, Jackson parses as an object, and the reverse. */
@@ -132,18 +135,18 @@ class JsonCursorTest {
 
     @Test
     void aCopyMovesOnAlone() {
-        JsonCursor a = new JsonCursor();
+        SchemaCursor a = new SchemaCursor(JsonSchema.ANY_OBJECT);
         assertTrue(a.step("{\"k\": ".getBytes(StandardCharsets.UTF_8)));
-        JsonCursor b = a.copy();
+        SchemaCursor b = a.copy();
         assertTrue(b.step("1}".getBytes(StandardCharsets.UTF_8)));
         assertTrue(b.complete());
         assertFalse(a.complete());
-        JsonCursor again = new JsonCursor();
+        SchemaCursor again = new SchemaCursor(JsonSchema.ANY_OBJECT);
         assertTrue(again.step("{\"k\": ".getBytes(StandardCharsets.UTF_8)));
         assertEquals(a.key(), again.key(), "the same text, the same state");
-        JsonCursor nested = new JsonCursor();
+        SchemaCursor nested = new SchemaCursor(JsonSchema.ANY_OBJECT);
         assertTrue(nested.step("{\"a\": {}, \"b\": [[]], \"c\": ".getBytes(StandardCharsets.UTF_8)));
-        JsonCursor flat = new JsonCursor();
+        SchemaCursor flat = new SchemaCursor(JsonSchema.ANY_OBJECT);
         assertTrue(flat.step("{\"c\": ".getBytes(StandardCharsets.UTF_8)));
         assertEquals(flat.key(), nested.key(), "closed containers leave no trace in the state");
     }
