@@ -25,14 +25,18 @@ import dev.epic.proto.StatsResponse;
 import dev.epic.proto.StepLogits;
 import dev.epic.proto.TokenizeRequest;
 import dev.epic.proto.TokenizeResponse;
+import dev.epic.proto.Tool;
 import dev.epic.proto.ToolCall;
+import dev.epic.proto.ToolChoice;
 import dev.epic.proto.TokenLogprob;
 import dev.epic.proto.TopLogprob;
 import dev.epic.proto.Usage;
 import dev.epic.text.constrain.JsonSchema;
+import dev.epic.text.constrain.ToolCallGrammar;
 import dev.epic.text.generate.Delta;
 import dev.epic.text.generate.Generation;
 import dev.epic.text.generate.GenerationOptions;
+import dev.epic.text.output.DeepSeekMarkers;
 import dev.epic.text.output.ReasoningMode;
 import dev.epic.text.sampling.InvalidSamplingException;
 import dev.epic.text.sampling.Logprobs;
@@ -191,11 +195,65 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 throw PromptBuilder.invalid("response_format.json_schema: " + e.getMessage());
             }
         }
+        ToolChoice.Mode choice = req.getToolChoice().getMode();
+        if (choice == ToolChoice.Mode.REQUIRED || choice == ToolChoice.Mode.FUNCTION) {
+            o = o.withToolCalls(forcedCalls(req, prompt));
+        } else if (choice == ToolChoice.Mode.NONE) {
+            o = o.withParseToolCalls(false);
+        } else if (choice != ToolChoice.Mode.AUTO) {
+            throw PromptBuilder.invalid("tool_choice.mode " + req.getToolChoice().getModeValue() + " is not known");
+        }
         if (req.getRawOutput()) {
             return o.withReasoning(ReasoningMode.NONE).withParseToolCalls(false);
         }
-        o = o.withReasoning(o.jsonSchema() != null ? ReasoningMode.NONE : prompt.reasoning());
+        boolean constrained = o.jsonSchema() != null || o.toolCalls() != null;
+        o = o.withReasoning(constrained ? ReasoningMode.NONE : prompt.reasoning());
         return req.hasParseToolCalls() && !req.getParseToolCalls() ? o.withParseToolCalls(false) : o;
+    }
+
+    /** The grammar of a forced tool choice: calls to the request's tools (or the named one) with valid arguments. */
+    private ToolCallGrammar forcedCalls(GenerateRequest req, Prompt prompt) {
+        ToolChoice choice = req.getToolChoice();
+        String what = "tool_choice " + choice.getMode();
+        if (req.getResponseFormat().getType() != ResponseFormat.Type.TEXT) {
+            throw PromptBuilder.invalid(what + " cannot be combined with response_format "
+                    + req.getResponseFormat().getType());
+        }
+        if (req.getToolsCount() == 0) {
+            throw PromptBuilder.invalid(what + " needs tools");
+        }
+        if (prompt.reasoning() == ReasoningMode.OPEN) {
+            throw PromptBuilder.invalid(what + ": the prompt opens a thinking block, which the answer must close "
+                    + "first; set enable_thinking to false");
+        }
+        List<ToolCallGrammar.Tool> tools = new ArrayList<>();
+        for (Tool t : req.getToolsList()) {
+            if (choice.getMode() == ToolChoice.Mode.FUNCTION && !t.getName().equals(choice.getFunctionName())) {
+                continue;
+            }
+            try {
+                // As OpenAI: a tool without parameters takes an empty parameter list.
+                String schema = t.getParametersJsonSchema().isBlank()
+                        ? "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}"
+                        : t.getParametersJsonSchema();
+                tools.add(new ToolCallGrammar.Tool(t.getName(), JsonSchema.compile(schema)));
+            } catch (IllegalArgumentException e) {
+                throw PromptBuilder.invalid(what + ": tool " + t.getName() + " parameters: " + e.getMessage());
+            }
+        }
+        if (tools.isEmpty()) {
+            throw PromptBuilder.invalid(what + ": no tool is named '" + choice.getFunctionName() + "'");
+        }
+        for (String marker : DeepSeekMarkers.TOOL_CALL) {
+            if (model.tokenizer().addedTokenId(marker).isEmpty()) {
+                throw PromptBuilder.invalid(what + ": this model's vocabulary has no " + marker + " token");
+            }
+        }
+        try {
+            return ToolCallGrammar.of(tools, choice.getMode() == ToolChoice.Mode.REQUIRED && !choice.getSingleCall());
+        } catch (IllegalArgumentException e) {
+            throw PromptBuilder.invalid(what + ": " + e.getMessage());
+        }
     }
 
     /** Prompt ids and where the output starts relative to a think block. */
@@ -207,7 +265,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
         Prompt p = switch (req.getPromptCase()) {
             case CHAT -> {
-                String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(), true);
+                List<Tool> tools = req.getToolChoice().getMode() == ToolChoice.Mode.NONE ? List.of() : req.getToolsList();
+                String text = prompts.render(req.getChat().getMessagesList(), tools, true);
                 if (req.hasEnableThinking() && !req.getEnableThinking()) {
                     text += PromptBuilder.EMPTY_THINK;
                 }

@@ -13,6 +13,7 @@ import dev.epic.proto.TokenIds;
 import dev.epic.proto.TokenizeRequest;
 import dev.epic.proto.Tool;
 import dev.epic.proto.ToolCall;
+import dev.epic.proto.ToolChoice;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
@@ -70,15 +71,16 @@ final class OpenAiRequests {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
         refuseUnsupported(body);
         r.setChat(messages(body));
-        if (toolChoice(body.get("tool_choice")).equals("none")) {
-            r.setParseToolCalls(false); // no tools in the prompt, and any call the model writes stays text
-        } else {
-            r.addAllTools(tools(body));
+        r.addAllTools(tools(body));
+        ToolChoice choice = toolChoice(body);
+        if (choice.getMode() != ToolChoice.Mode.AUTO) {
+            r.setToolChoice(choice);
         }
+        boolean forced = choice.getMode() == ToolChoice.Mode.REQUIRED || choice.getMode() == ToolChoice.Mode.FUNCTION;
         boolean json = jsonObject(body, r);
         Boolean thinking = thinking(body);
-        if (thinking != null || json) {
-            // JSON mode starts the answer at the object: no thinking block unless the client asks for one.
+        if (thinking != null || json || forced) {
+            // JSON mode and forced calls start the answer at once: no thinking block unless the client asks for one.
             r.setEnableThinking(thinking != null && thinking);
         }
         SamplingParams.Builder s = sampling(body);
@@ -183,9 +185,6 @@ final class OpenAiRequests {
         }
         if (present(body, "use_beam_search") && bool(body, "use_beam_search", "use_beam_search")) {
             throw OpenAiError.badRequest("use_beam_search", "beam search is not supported");
-        }
-        if (present(body, "parallel_tool_calls") && !bool(body, "parallel_tool_calls", "parallel_tool_calls")) {
-            throw OpenAiError.badRequest("parallel_tool_calls", "'parallel_tool_calls': false is not supported");
         }
     }
 
@@ -448,14 +447,36 @@ final class OpenAiRequests {
     }
 
     /** "auto" (default) or "none"; forcing a call needs constrained decoding, which this server does not do. */
-    private static String toolChoice(JsonNode c) {
-        if (c == null || c.isNull()) {
-            return "auto";
+    /**
+     * tool_choice: "auto" (the default), "none", "required" or {"type": "function", "function":
+     * {"name": N}}; with "required", parallel_tool_calls false asks for one call. A model left to
+     * choose ("auto") cannot be held to one call, so parallel_tool_calls false is refused there.
+     */
+    private static ToolChoice toolChoice(JsonNode body) {
+        JsonNode c = body.get("tool_choice");
+        boolean parallel = !present(body, "parallel_tool_calls") || bool(body, "parallel_tool_calls", "parallel_tool_calls");
+        ToolChoice.Builder t = ToolChoice.newBuilder();
+        if (c == null || c.isNull() || c.isTextual() && c.asText().equals("auto")) {
+            t.setMode(ToolChoice.Mode.AUTO);
+        } else if (c.isTextual() && c.asText().equals("none")) {
+            t.setMode(ToolChoice.Mode.NONE);
+        } else if (c.isTextual() && c.asText().equals("required")) {
+            t.setMode(ToolChoice.Mode.REQUIRED).setSingleCall(!parallel);
+        } else if (c.isObject() && "function".equals(c.path("type").asText()) && c.path("function").path("name").isTextual()) {
+            t.setMode(ToolChoice.Mode.FUNCTION).setFunctionName(c.path("function").path("name").asText());
+        } else {
+            throw OpenAiError.badRequest("tool_choice", "tool_choice must be 'auto', 'none', 'required' or "
+                    + "{\"type\": \"function\", \"function\": {\"name\": ...}}");
         }
-        if (c.isTextual() && (c.asText().equals("auto") || c.asText().equals("none"))) {
-            return c.asText();
+        boolean forced = t.getMode() == ToolChoice.Mode.REQUIRED || t.getMode() == ToolChoice.Mode.FUNCTION;
+        if (!parallel && t.getMode() == ToolChoice.Mode.AUTO && body.path("tools").size() > 0) {
+            throw OpenAiError.badRequest("parallel_tool_calls", "'parallel_tool_calls': false is supported with "
+                    + "tool_choice 'required' or a named function, not 'auto'");
         }
-        throw OpenAiError.badRequest("tool_choice", "tool_choice must be 'auto' or 'none' (forced tool calls are not supported)");
+        if (forced && body.path("tools").isEmpty()) {
+            throw OpenAiError.badRequest("tool_choice", "tool_choice " + c + " needs 'tools'");
+        }
+        return t.build();
     }
 
     private static boolean present(JsonNode n, String name) {

@@ -10,7 +10,9 @@ import dev.epic.proto.Messages;
 import dev.epic.proto.SamplingParams;
 import dev.epic.proto.Tool;
 import dev.epic.proto.ToolCall;
+import dev.epic.proto.ToolChoice;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 
 /** OpenAI request bodies to GenerateRequests, field by field. */
@@ -62,13 +64,37 @@ class OpenAiRequestsTest {
     }
 
     @Test
-    void toolChoiceNoneLeavesTheToolsOut() {
+    void toolChoiceNoneIsPassedOn() {
         OpenAiRequests.Parsed p = chat("""
                 {"messages": [{"role": "user", "content": "hi"}], "tool_choice": "none",
                  "tools": [{"type": "function", "function": {"name": "f"}}]}""");
-        assertEquals(0, p.request().getToolsCount());
-        assertTrue(p.request().hasParseToolCalls() && !p.request().getParseToolCalls(), "calls the model writes stay text");
+        assertEquals(ToolChoice.newBuilder().setMode(ToolChoice.Mode.NONE).build(), p.request().getToolChoice());
         assertEquals(SamplingParams.getDefaultInstance(), p.request().getSampling());
+    }
+
+    @Test
+    void forcedToolChoicesMapAndStartWithoutThinking() {
+        String tools = "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]";
+        OpenAiRequests.Parsed p = chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], " + tools
+                + ", \"tool_choice\": \"required\", \"parallel_tool_calls\": false}");
+        assertEquals(ToolChoice.newBuilder().setMode(ToolChoice.Mode.REQUIRED).setSingleCall(true).build(),
+                p.request().getToolChoice());
+        assertTrue(p.request().hasEnableThinking() && !p.request().getEnableThinking());
+        p = chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], " + tools
+                + ", \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"f\"}}, "
+                + "\"chat_template_kwargs\": {\"enable_thinking\": true}}");
+        assertEquals(ToolChoice.newBuilder().setMode(ToolChoice.Mode.FUNCTION).setFunctionName("f").build(),
+                p.request().getToolChoice());
+        assertTrue(p.request().getEnableThinking(), "the client may still ask for a thinking block");
+        for (String bad : List.of("\"tool_choice\": \"always\"", "\"tool_choice\": {\"type\": \"function\"}",
+                "\"tool_choice\": \"required\"")) {
+            OpenAiError e = assertThrows(OpenAiError.class,
+                    () -> chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], " + bad + "}"), bad);
+            assertEquals("tool_choice", e.param);
+        }
+        OpenAiError e = assertThrows(OpenAiError.class, () -> chat("{\"messages\": [{\"role\": \"user\", "
+                + "\"content\": \"hi\"}], " + tools + ", \"parallel_tool_calls\": false}"));
+        assertEquals("parallel_tool_calls", e.param);
     }
 
     @Test
@@ -92,7 +118,7 @@ class OpenAiRequestsTest {
     void unsupportedFieldsAreRefusedUnlessDefault() {
         String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
         for (String field : new String[] {"\"logit_bias\": {\"5\": 10}", "\"guided_json\": {}", "\"best_of\": 3",
-                "\"parallel_tool_calls\": false", "\"response_format\": {\"type\": \"json_schema\"}",
+                "\"response_format\": {\"type\": \"json_schema\"}",
                 "\"use_beam_search\": true", "\"functions\": []"}) {
             OpenAiError e = assertThrows(OpenAiError.class, () -> chat(base + field + "}"), field);
             assertEquals(field.substring(1, field.indexOf('"', 1)), e.param);

@@ -437,6 +437,53 @@ class OpenAiServerTest {
                 400, "pattern");
     }
 
+    private static final String TOOLS = """
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+              "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}, "rain": {"type": "boolean"}},
+                             "required": ["unit"], "additionalProperties": false}}},
+              {"type": "function", "function": {"name": "get_time"}}]""";
+
+    /**
+     * tool_choice "required" (with parallel_tool_calls false) and a named function: the answer is one
+     * call of the tools with arguments that match their schemas. Tool choices the server cannot
+     * honour are 400s naming what is wrong.
+     */
+    @Test
+    void forcedToolChoiceAnswersWithValidCalls() throws Exception {
+        for (int seed = 0; seed < 3; seed++) {
+            for (String choice : List.of("\"required\", \"parallel_tool_calls\": false",
+                    "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}")) {
+                JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", " + TOOLS + ", \"tool_choice\": "
+                        + choice + ", \"temperature\": 1.0, \"seed\": " + seed + ", \"max_tokens\": 80}"));
+                JsonNode c = a.get("choices").get(0);
+                assertEquals("tool_calls", c.get("finish_reason").asText(), a.toString());
+                JsonNode calls = c.get("message").get("tool_calls");
+                assertEquals(1, calls.size(), a.toString());
+                String name = calls.get(0).get("function").get("name").asText();
+                JsonNode args = JSON.readTree(calls.get(0).get("function").get("arguments").asText());
+                if (choice.contains("get_weather") || name.equals("get_weather")) {
+                    assertEquals("get_weather", name, a.toString());
+                    assertTrue(List.of("c", "f").contains(args.path("unit").asText()), a.toString());
+                    args.fieldNames().forEachRemaining(f -> assertTrue(List.of("unit", "rain").contains(f), a.toString()));
+                } else {
+                    assertEquals("get_time", name, a.toString());
+                    assertTrue(args.isObject(), a.toString());
+                }
+                assertTrue(c.get("message").get("content").isNull() || c.get("message").get("content").asText().isBlank(),
+                        a.toString());
+            }
+        }
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", " + TOOLS + ", \"tool_choice\": {\"type\": "
+                + "\"function\", \"function\": {\"name\": \"get_news\"}}}"), 400, "get_news");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", " + TOOLS + ", \"tool_choice\": \"required\", "
+                + "\"response_format\": {\"type\": \"json_object\"}}"), 400, "response_format");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", " + TOOLS + ", \"parallel_tool_calls\": false}"),
+                400, "parallel_tool_calls");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"tools\": [{\"type\": \"function\", "
+                + "\"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\", \"properties\": {\"s\": "
+                + "{\"type\": \"string\", \"pattern\": \"^a\"}}}}}], \"tool_choice\": \"required\"}"), 400, "pattern");
+    }
+
     /** Without a coordinator to ask, the API answers 503, not a hang or a 500. */
     @Test
     void aMissingCoordinatorIs503() throws Exception {

@@ -10,7 +10,7 @@ import java.util.Set;
  * sequence is allowed only once the answer is complete. The answer is therefore a JSON object (one
  * matching the schema), or a prefix of one if a length limit or stop string ends it.
  */
-public final class JsonConstraint {
+public final class JsonConstraint implements TokenConstraint {
     private final Vocabulary vocab;
     /** The schema's mask, shared by every generation with that schema, and this one's position. */
     private final TokenMask<SchemaCursor> mask;
@@ -23,10 +23,7 @@ public final class JsonConstraint {
         this.cursor = new SchemaCursor(schema);
     }
 
-    /**
-     * Sets logits[id] = -inf for ids in [0, n) that cannot come next. The ids in {@code ends} (end of
-     * sequence, stop tokens) are banned until the answer is complete, and allowed from then on.
-     */
+    @Override
     public void restrict(float[] logits, int n, Set<Integer> ends) {
         BitSet ok = mask.allowed(cursor);
         boolean closed = complete();
@@ -44,14 +41,14 @@ public final class JsonConstraint {
         }
     }
 
-    /** Moves past a chosen token (end of sequence excluded). */
+    @Override
     public void accept(int token) {
         if (!cursor.step(vocab.tokenBytes(token))) {
             throw new IllegalStateException("token " + token + " cannot continue the constrained answer");
         }
     }
 
-    /** Whether the text so far is a whole answer. */
+    @Override
     public boolean complete() {
         return cursor.complete();
     }

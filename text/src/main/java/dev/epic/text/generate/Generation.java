@@ -2,6 +2,8 @@ package dev.epic.text.generate;
 
 import dev.epic.text.Vocabulary;
 import dev.epic.text.constrain.JsonConstraint;
+import dev.epic.text.constrain.TokenConstraint;
+import dev.epic.text.constrain.ToolCallConstraint;
 import dev.epic.text.output.DeepSeekMarkers;
 import dev.epic.text.output.ReasoningParser;
 import dev.epic.text.output.StopMatcher;
@@ -39,9 +41,10 @@ public final class Generation {
     private final StopMatcher stops;
     private final ReasoningParser reasoning;
     private final ToolCallParser tools;
-    private final JsonConstraint json;
-    /** What may end a JSON answer once its object is closed: end of sequence and the stop tokens. */
-    private final Set<Integer> jsonEnds;
+    /** JSON mode, a response schema or forced tool calls; null when the output is free. */
+    private final TokenConstraint constraint;
+    /** What may end a constrained answer once it is whole: end of sequence and the stop tokens. */
+    private final Set<Integer> constraintEnds;
     private Sampler sampler;
     private Logprobs sampled; // of the token sample() chose last, when the request asks for logprobs
     private int completionTokens;
@@ -81,14 +84,17 @@ public final class Generation {
         this.stops = new StopMatcher(params.stop());
         this.reasoning = new ReasoningParser(options.reasoning());
         this.tools = options.parseToolCalls() ? new ToolCallParser(options.toolCallIds()) : null;
-        if (options.jsonSchema() != null && (params.ignoreEos() || params.minTokens() > 0 || eos.isEmpty())) {
+        boolean constrained = options.jsonSchema() != null || options.toolCalls() != null;
+        if (constrained && (params.ignoreEos() || params.minTokens() > 0 || eos.isEmpty())) {
             // Once the answer is complete only end of sequence may follow: it must be there and allowed to end it.
-            throw new InvalidSamplingException("response_format", "a JSON answer cannot be combined with "
-                    + "ignore_eos or min_tokens, and needs an end-of-sequence token");
+            String what = options.jsonSchema() != null ? "response_format" : "tool_choice";
+            throw new InvalidSamplingException(what, "a " + (options.jsonSchema() != null ? "JSON answer" : "forced tool call")
+                    + " cannot be combined with ignore_eos or min_tokens, and needs an end-of-sequence token");
         }
-        this.json = options.jsonSchema() != null ? new JsonConstraint(vocab, options.jsonSchema()) : null;
-        this.jsonEnds = new HashSet<>(eos);
-        jsonEnds.addAll(params.stopTokenIds());
+        this.constraint = options.jsonSchema() != null ? new JsonConstraint(vocab, options.jsonSchema())
+                : options.toolCalls() != null ? new ToolCallConstraint(vocab, options.toolCalls()) : null;
+        this.constraintEnds = new HashSet<>(eos);
+        constraintEnds.addAll(params.stopTokenIds());
     }
 
     /** Chooses the next token from {@code logits} (used as scratch). Tokens past the vocabulary are never chosen. */
@@ -110,8 +116,8 @@ public final class Generation {
             }
             params.stopTokenIds().forEach(id -> ban(logits, n, id));
         }
-        if (json != null) {
-            json.restrict(logits, n, jsonEnds);
+        if (constraint != null) {
+            constraint.restrict(logits, n, constraintEnds);
         }
         int token = workspace.sample(logits, n, params, history, rng);
         sampled = raw != null ? Logprobs.of(raw, n, token, params.logprobs()) : null;
@@ -145,8 +151,8 @@ public final class Generation {
         if (history != null) {
             history.addGenerated(token);
         }
-        if (json != null && !jsonEnds.contains(token)) {
-            json.accept(token);
+        if (constraint != null && !constraintEnds.contains(token)) {
+            constraint.accept(token);
         }
         FinishReason reason = null;
         String text = "";

@@ -1,6 +1,7 @@
 package dev.epic.text.generate;
 
 import dev.epic.text.constrain.JsonSchema;
+import dev.epic.text.constrain.ToolCallGrammar;
 import dev.epic.text.output.ReasoningMode;
 import java.util.Set;
 import java.util.UUID;
@@ -16,10 +17,12 @@ import java.util.function.Supplier;
  * @param toolCallIds      call id generator
  * @param jsonSchema       constrain the output to a JSON value matching this schema (null: none;
  *                         {@link JsonSchema#ANY_OBJECT} is OpenAI's JSON mode)
+ * @param toolCalls        constrain the output to tool calls of this grammar (null: none; OpenAI's
+ *                         forced tool choice)
  */
 public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, boolean parseToolCalls,
                                 Set<Integer> eosTokenIds, Supplier<String> toolCallIds,
-                                JsonSchema jsonSchema) {
+                                JsonSchema jsonSchema, ToolCallGrammar toolCalls) {
 
     public GenerationOptions {
         if (maxContextLength < 0) {
@@ -29,6 +32,9 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
             throw new IllegalArgumentException("reasoning mode must not be null");
         }
         eosTokenIds = eosTokenIds == null ? null : Set.copyOf(eosTokenIds);
+        if (jsonSchema != null && toolCalls != null) {
+            throw new IllegalArgumentException("an answer cannot be both a JSON value and tool calls");
+        }
         if (toolCallIds == null) {
             toolCallIds = () -> "call_" + UUID.randomUUID().toString().replace("-", "").substring(0, 24);
         }
@@ -36,30 +42,34 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
 
     /** No context limit, reasoning detected from a leading {@code <think>}, tool calls parsed, vocabulary EOS. */
     public static GenerationOptions defaults() {
-        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, null);
+        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, null, null);
     }
 
     public GenerationOptions withMaxContextLength(int v) {
-        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema);
+        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls);
     }
 
     public GenerationOptions withReasoning(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema);
+        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls);
     }
 
     public GenerationOptions withParseToolCalls(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema);
+        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema, toolCalls);
     }
 
     public GenerationOptions withEosTokenIds(Set<Integer> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema, toolCalls);
     }
 
     public GenerationOptions withJsonSchema(JsonSchema v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, toolCalls);
+    }
+
+    public GenerationOptions withToolCalls(ToolCallGrammar v) {
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, v);
     }
 
     public GenerationOptions withToolCallIds(Supplier<String> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema, toolCalls);
     }
 }

@@ -19,6 +19,10 @@ public final class DeepSeekMarkers {
     public static final java.util.List<String> PARSED = java.util.List.of(
             THINK_OPEN, THINK_CLOSE, TOOL_CALLS_BEGIN, TOOL_CALLS_END, TOOL_CALL_BEGIN, TOOL_CALL_END, TOOL_SEP);
 
+    /** The markers of a tool-call block. */
+    public static final java.util.List<String> TOOL_CALL = java.util.List.of(
+            TOOL_CALLS_BEGIN, TOOL_CALLS_END, TOOL_CALL_BEGIN, TOOL_CALL_END, TOOL_SEP);
+
     private DeepSeekMarkers() {
     }
 }

@@ -178,7 +178,7 @@ class SchemaCursorTest {
             for (int step = 0; step < 400 && !at.complete(); step++) {
                 BitSet allowed = mask.allowed(at);
                 if (walk == 0 && step < 12) {
-                    assertEquals(bruteForce(v3, at), allowed, "step " + step);
+                    assertEquals(BruteForce.allowed(v3, at), allowed, "step " + step);
                 }
                 // Prefer short tokens and closing ones, so that walks finish.
                 int pick = -1;
@@ -201,16 +201,6 @@ class SchemaCursorTest {
         assertTrue(finished >= 2, "walks that finished: " + finished);
     }
 
-    private static BitSet bruteForce(Tokenizer v, SchemaCursor at) {
-        BitSet ok = new BitSet(v.size());
-        for (int id = 0; id < v.size(); id++) {
-            byte[] b = v.tokenBytes(id);
-            if (b.length > 0 && !v.isSpecial(id) && at.copy().step(b)) {
-                ok.set(id);
-            }
-        }
-        return ok;
-    }
 
     /** JSON Schema semantics for the supported keywords, written apart from the compiler. */
     private static boolean valid(JsonNode v, JsonNode s, JsonNode root) {
