@@ -53,8 +53,8 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
     AttentionServiceImpl(AttentionLayers layers, SequenceCaches caches, CheckpointFingerprint fingerprint) {
         this.layers = layers;
         this.caches = caches;
-        this.identity = new ModelIdentity(fingerprint.name(), fingerprint.sha256(), layers.config().hiddenSize());
         this.hidden = layers.config().hiddenSize();
+        this.identity = new ModelIdentity(fingerprint.name(), fingerprint.sha256(), hidden);
     }
 
     void workerId(String id) {
@@ -186,7 +186,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
             }
 
             private void check(AttendRequest req) {
-                identity.check("attention worker " + workerId, req.getProtocolVersion(), req.getFingerprint(),
+                identity.check("attention worker", workerId, req.getProtocolVersion(), req.getFingerprint(),
                         req.getHidden());
                 if (req.getLayer() >= layers.count()) {
                     throw new Refusal(Status.INVALID_ARGUMENT.withDescription("layer " + req.getLayer()

@@ -39,7 +39,6 @@ import org.slf4j.LoggerFactory;
  * window and subtracted (counters and HdrHistograms are cumulative on the server).
  */
 final class ClusterBenchmark {
-    private int runToken; // this run's first prompt token
     private static final Logger log = LoggerFactory.getLogger(ClusterBenchmark.class);
     private static final long PHASE_TIMEOUT_MINUTES = 30;
 
@@ -132,26 +131,26 @@ final class ClusterBenchmark {
                 : info.getVocabSize();
         // The seed makes the prompts; each run's first token is new (a coordinator's prefix cache keeps
         // earlier runs' prompts, and a repeated prompt would be served from it, not prefilled).
-        SplittableRandom random = new SplittableRandom(o.seed());
-        runToken = 2 + (int) Math.floorMod(System.nanoTime(), (long) vocab - 2);
+        RandomPrompts random = new RandomPrompts(new SplittableRandom(o.seed()),
+                2 + (int) Math.floorMod(System.nanoTime(), (long) vocab - 2), vocab);
 
         // Warm-up: the JIT of the coordinator, the workers and this client compiles the dispatch
         // path only after thousands of calls; short warm-ups measured 2-3x the steady-state latency.
-        runStreams(List.of(randomPrompt(random, o.promptLen(), vocab)), 2, 0);
+        runStreams(List.of(random.next(o.promptLen())), 2, 0);
         if (o.warmupSeconds() > 0) {
-            decodeFor(randomPrompt(random, Math.min(8, o.promptLen()), vocab), o.warmupSeconds(),
+            decodeFor(random.next(Math.min(8, o.promptLen())), o.warmupSeconds(),
                     info.getMaxContext() - Math.min(8, o.promptLen()));
         }
         for (int b : o.batches()) {
             List<int[]> prompts = new ArrayList<>();
             for (int i = 0; i < b; i++) {
-                prompts.add(randomPrompt(random, Math.min(8, o.promptLen()), vocab));
+                prompts.add(random.next(Math.min(8, o.promptLen())));
             }
             runStreams(prompts, o.warmup(), 0);
         }
 
         StatsResponse s0 = stats();
-        Phase prefill = runStreams(List.of(randomPrompt(random, o.promptLen(), vocab)), 1, 0);
+        Phase prefill = runStreams(List.of(random.next(o.promptLen())), 1, 0);
         StatsResponse s1 = stats();
         double ttftSeconds = prefill.streams.getFirst().firstTokenNanos() / 1e9;
         log.info("bench: prefill {} tokens, TTFT {} ms", o.promptLen(), String.format("%.1f", ttftSeconds * 1e3));
@@ -161,7 +160,7 @@ final class ClusterBenchmark {
         for (int b : o.batches()) {
             List<int[]> prompts = new ArrayList<>();
             for (int i = 0; i < b; i++) {
-                prompts.add(randomPrompt(random, o.promptLen(), vocab));
+                prompts.add(random.next(o.promptLen()));
             }
             // Early streams decode while later prompts are still being prefilled: ask for enough
             // tokens that none finishes before the window closes (they are cancelled then).
@@ -195,10 +194,13 @@ final class ClusterBenchmark {
         phase.check();
     }
 
-    private int[] randomPrompt(SplittableRandom random, int len, int vocab) {
-        int[] p = random.ints(len, 2, vocab).toArray();
-        p[0] = runToken; // no block of it matches an earlier run's prompt
-        return p;
+    /** Prompts of ids in [2, vocab) drawn from the seed, each starting with this run's {@code first} id. */
+    private record RandomPrompts(SplittableRandom random, int first, int vocab) {
+        int[] next(int len) {
+            int[] p = random.ints(len, 2, vocab).toArray();
+            p[0] = first; // no block of it matches an earlier run's prompt
+            return p;
+        }
     }
 
     /**

@@ -106,10 +106,10 @@ public final class CoordinatorCommand implements Callable<Integer> {
         CoordinatorServer server;
         OpenAiServer http;
         try {
-            backend = RemoteExpertBackend.connect(zk, cluster, CheckpointFingerprint.of(model), config, options,
-                    m.registry());
+            CheckpointFingerprint fingerprint = CheckpointFingerprint.of(model); // reads every file's header
+            backend = RemoteExpertBackend.connect(zk, cluster, fingerprint, config, options, m.registry());
             attention = remoteAttention
-                    ? RemoteAttention.create(backend.experts().zk(), cluster, CheckpointFingerprint.of(model),
+                    ? RemoteAttention.create(backend.experts().zk(), cluster, fingerprint,
                             config.hiddenSize(),
                             RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs)),
                             m.registry())

@@ -276,7 +276,6 @@ final class LocalCluster implements AutoCloseable {
         return coordinator;
     }
 
-    /** The one-line JSON description `epic local` prints. */
     /** The line `epic local` prints once ready; {@code http} (the OpenAI API's base URL) may be null. */
     String describe(String http) {
         ObjectMapper json = new ObjectMapper();

@@ -12,6 +12,7 @@ import dev.epic.proto.StatsRequest;
 import dev.epic.proto.StatsResponse;
 import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.ExpertRanges;
+import dev.epic.transport.ModelIdentity;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -135,7 +136,7 @@ public final class StatusCommand implements Callable<Integer> {
         var m = r.get("model");
         s.append(String.format("health     %s%n", r.get("health").asText()));
         s.append(String.format("model      %s (%s, %s), %d layers, %d routed experts, top-%d, context %d%n",
-                m.get("name").asText(), m.get("sha256").asText().substring(0, Math.min(12, m.get("sha256").asText().length())),
+                m.get("name").asText(), ModelIdentity.abbrev(m.get("sha256").asText()),
                 m.get("type").asText(), m.get("layers").asInt(), m.get("routed_experts").asInt(),
                 m.get("experts_per_token").asInt(), m.get("max_context").asInt()));
         var c = r.get("coverage");
@@ -150,8 +151,8 @@ public final class StatusCommand implements Callable<Integer> {
         for (var w : r.get("expert_workers")) {
             s.append(String.format("  expert-worker    %-18s %-22s pid %-8d experts %s%s%n", w.get("id").asText(),
                     w.get("address").asText(), w.get("pid").asLong(), w.get("experts").asText(),
-                    w.get("redundant_slots").asInt() > 0 ? " (+" + w.get("redundant_placed").asInt() + " placed in "
-                            + w.get("redundant_slots").asInt() + " redundant slots per layer)" : ""));
+                    w.get("redundant_slots").asInt() > 0 ? " (" + w.get("redundant_slots").asInt() + " redundant slots per layer, "
+                            + w.get("redundant_placed").asInt() + " experts placed in them over all layers)" : ""));
         }
         if (r.has("attention_live") && !r.get("attention_live").asBoolean()) {
             s.append(String.format("attention  NO LIVE ATTENTION WORKER%n"));

@@ -90,7 +90,7 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
             @Override
             protected ExpertResponse handle(ExpertRequest req) {
                 long t0 = System.nanoTime();
-                identity.check("expert worker " + workerId, req.getProtocolVersion(), req.getFingerprint(),
+                identity.check("expert worker", workerId, req.getProtocolVersion(), req.getFingerprint(),
                         req.getHidden());
                 int rows = req.getRows();
                 int hidden = req.getHidden();

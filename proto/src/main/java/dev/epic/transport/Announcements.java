@@ -95,15 +95,12 @@ public final class Announcements {
     public static String refusal(WorkerAnnouncement a, String sha256, String name) {
         if (!a.getFingerprint().getSha256().equals(sha256)) {
             return "model fingerprint mismatch: worker holds " + a.getFingerprint().getName() + " "
-                    + abbrev(a.getFingerprint().getSha256()) + ", this coordinator serves " + name + " " + abbrev(sha256);
+                    + ModelIdentity.abbrev(a.getFingerprint().getSha256()) + ", this coordinator serves " + name + " "
+                    + ModelIdentity.abbrev(sha256);
         }
         if (a.getProtocolVersion() != Protocol.VERSION) {
             return "protocol version " + a.getProtocolVersion() + " (this coordinator speaks " + Protocol.VERSION + ")";
         }
         return null;
-    }
-
-    private static String abbrev(String sha) {
-        return sha.length() > 12 ? sha.substring(0, 12) : sha.isEmpty() ? "(none)" : sha;
     }
 }

@@ -18,16 +18,17 @@ public record ModelIdentity(String name, String sha256, int hidden) {
 
     /**
      * Refuses a message from a coordinator of another protocol version or model (FAILED_PRECONDITION)
-     * or with another hidden size (INVALID_ARGUMENT); {@code who} names this worker in the refusal.
+     * or with another hidden size (INVALID_ARGUMENT); {@code role} and {@code workerId} name this
+     * worker in a refusal (joined only then: this runs on every message).
      */
-    public void check(String who, int protocolVersion, String fingerprint, int messageHidden) {
+    public void check(String role, String workerId, int protocolVersion, String fingerprint, int messageHidden) {
         if (protocolVersion != Protocol.VERSION) {
             throw new MessageStream.Refusal(Status.FAILED_PRECONDITION.withDescription("protocol version "
-                    + protocolVersion + " is not supported by " + who + " (speaks " + Protocol.VERSION + ")"));
+                    + protocolVersion + " is not supported by " + role + " " + workerId + " (speaks " + Protocol.VERSION + ")"));
         }
         if (!fingerprint.equals(sha256)) {
             throw new MessageStream.Refusal(Status.FAILED_PRECONDITION.withDescription("model fingerprint mismatch: "
-                    + "coordinator serves " + abbrev(fingerprint) + " but " + who + " holds " + name + " "
+                    + "coordinator serves " + abbrev(fingerprint) + " but " + role + " " + workerId + " holds " + name + " "
                     + abbrev(sha256)));
         }
         if (messageHidden != hidden) {
@@ -36,7 +37,8 @@ public record ModelIdentity(String name, String sha256, int hidden) {
         }
     }
 
-    private static String abbrev(String sha) {
+    /** A fingerprint's first 12 hex digits, for messages ("(none)" when empty). */
+    public static String abbrev(String sha) {
         return sha.length() > 12 ? sha.substring(0, 12) : sha.isEmpty() ? "(none)" : sha;
     }
 }

@@ -52,9 +52,9 @@ public final class ProcessMeters implements AutoCloseable {
         return registry;
     }
 
-    /** The port /metrics is served on, or -1 when the meters stay in memory. */
+    /** The port /metrics is served on, or 0 when the meters stay in memory. */
     public int port() {
-        return endpoint != null ? endpoint.port() : -1;
+        return endpoint != null ? endpoint.port() : 0;
     }
 
     @Override

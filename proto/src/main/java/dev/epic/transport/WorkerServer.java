@@ -205,6 +205,6 @@ public final class WorkerServer implements AutoCloseable {
 
     /** The port serving /metrics; 0 when off. */
     public int metricsPort() {
-        return Math.max(0, meters.port());
+        return meters.port();
     }
 }

@@ -38,10 +38,6 @@ public final class WorkerWatch implements AutoCloseable {
     private final Set<String> refused = new HashSet<>(); // Curator's event thread only
 
     /**
-     * @param kind     names the workers in logs ("expert worker", "attention worker")
-     * @param sha256   fingerprint of the coordinator's model; workers of another are refused
-     */
-    /**
      * For a listener that notifies {@code monitor} on every change: waits, holding {@code monitor},
      * until {@code done} holds; false on timeout. Wakes at least every 100 ms, so a condition that
      * also depends on time (a worker's failure backoff) is seen without a notification.
@@ -59,6 +55,10 @@ public final class WorkerWatch implements AutoCloseable {
         return true;
     }
 
+    /**
+     * @param kind     names the workers in logs ("expert worker", "attention worker")
+     * @param sha256   fingerprint of the coordinator's model; workers of another are refused
+     */
     public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName,
             Listener listener) {
         this.folder = folder;

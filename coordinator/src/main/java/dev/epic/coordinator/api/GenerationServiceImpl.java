@@ -36,7 +36,6 @@ import dev.epic.text.constrain.ToolCallGrammar;
 import dev.epic.text.generate.Delta;
 import dev.epic.text.generate.Generation;
 import dev.epic.text.generate.GenerationOptions;
-import dev.epic.text.output.DeepSeekMarkers;
 import dev.epic.text.output.ReasoningMode;
 import dev.epic.text.sampling.InvalidSamplingException;
 import dev.epic.text.sampling.Logprobs;
@@ -100,7 +99,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 SamplingParams p = i == 0 || params.seed().isEmpty() ? params
                         : params.toBuilder().seed(params.seed().getAsLong() + i).build();
                 Generation generation = new Generation(model.tokenizer(), prompt.ids(), p, options);
-                c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival, prompt.ids()),
+                c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival, prompt.ids(), p.promptLogprobs() >= 0),
                         n > 1 ? c : null));
             }
             call.setOnCancelHandler(() -> {
@@ -183,11 +182,13 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private GenerationOptions outputOptions(GenerateRequest req, Prompt prompt) {
         GenerationOptions o = GenerationOptions.defaults().withMaxContextLength(model.maxContext());
         ResponseFormat.Type format = req.getResponseFormat().getType();
+        if (constrained(req) && prompt.reasoning() == ReasoningMode.OPEN) {
+            String what = format != ResponseFormat.Type.TEXT ? "response_format " + format
+                    : "tool_choice " + req.getToolChoice().getMode();
+            throw PromptBuilder.invalid(what + ": the prompt opens a thinking block, which the answer must close "
+                    + "first; set enable_thinking to false");
+        }
         if (format == ResponseFormat.Type.JSON_OBJECT || format == ResponseFormat.Type.JSON_SCHEMA) {
-            if (prompt.reasoning() == ReasoningMode.OPEN) {
-                throw PromptBuilder.invalid("response_format " + format + ": the prompt opens a thinking block, which "
-                        + "the answer must close first; set enable_thinking to false");
-            }
             try {
                 o = o.withParseToolCalls(false).withJsonSchema(format == ResponseFormat.Type.JSON_OBJECT
                         ? JsonSchema.ANY_OBJECT : JsonSchema.compile(req.getResponseFormat().getJsonSchema()));
@@ -197,7 +198,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
         ToolChoice.Mode choice = req.getToolChoice().getMode();
         if (choice == ToolChoice.Mode.REQUIRED || choice == ToolChoice.Mode.FUNCTION) {
-            o = o.withToolCalls(forcedCalls(req, prompt));
+            o = o.withToolCalls(forcedCalls(req));
         } else if (choice == ToolChoice.Mode.NONE) {
             o = o.withParseToolCalls(false);
         } else if (choice != ToolChoice.Mode.AUTO) {
@@ -212,7 +213,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     }
 
     /** The grammar of a forced tool choice: calls to the request's tools (or the named one) with valid arguments. */
-    private ToolCallGrammar forcedCalls(GenerateRequest req, Prompt prompt) {
+    private ToolCallGrammar forcedCalls(GenerateRequest req) {
         ToolChoice choice = req.getToolChoice();
         String what = "tool_choice " + choice.getMode();
         if (req.getResponseFormat().getType() != ResponseFormat.Type.TEXT) {
@@ -222,38 +223,30 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         if (req.getToolsCount() == 0) {
             throw PromptBuilder.invalid(what + " needs tools");
         }
-        if (prompt.reasoning() == ReasoningMode.OPEN) {
-            throw PromptBuilder.invalid(what + ": the prompt opens a thinking block, which the answer must close "
-                    + "first; set enable_thinking to false");
-        }
-        List<ToolCallGrammar.Tool> tools = new ArrayList<>();
-        for (Tool t : req.getToolsList()) {
-            if (choice.getMode() == ToolChoice.Mode.FUNCTION && !t.getName().equals(choice.getFunctionName())) {
-                continue;
-            }
-            try {
-                // As OpenAI: a tool without parameters takes an empty parameter list.
-                String schema = t.getParametersJsonSchema().isBlank()
-                        ? "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}"
-                        : t.getParametersJsonSchema();
-                tools.add(new ToolCallGrammar.Tool(t.getName(), JsonSchema.compile(schema)));
-            } catch (IllegalArgumentException e) {
-                throw PromptBuilder.invalid(what + ": tool " + t.getName() + " parameters: " + e.getMessage());
-            }
-        }
-        if (tools.isEmpty()) {
-            throw PromptBuilder.invalid(what + ": no tool is named '" + choice.getFunctionName() + "'");
-        }
-        for (String marker : DeepSeekMarkers.TOOL_CALL) {
-            if (model.tokenizer().addedTokenId(marker).isEmpty()) {
-                throw PromptBuilder.invalid(what + ": this model's vocabulary has no " + marker + " token");
-            }
-        }
         try {
+            List<ToolCallGrammar.Tool> tools = new ArrayList<>();
+            for (Tool t : req.getToolsList()) {
+                if (choice.getMode() != ToolChoice.Mode.FUNCTION || t.getName().equals(choice.getFunctionName())) {
+                    // As OpenAI: a tool without parameters takes an empty parameter list.
+                    tools.add(new ToolCallGrammar.Tool(t.getName(), t.getParametersJsonSchema().isBlank()
+                            ? "{\"type\": \"object\", \"properties\": {}, \"additionalProperties\": false}"
+                            : t.getParametersJsonSchema()));
+                }
+            }
+            if (tools.isEmpty()) {
+                throw PromptBuilder.invalid(what + ": no tool is named '" + choice.getFunctionName() + "'");
+            }
             return ToolCallGrammar.of(tools, choice.getMode() == ToolChoice.Mode.REQUIRED && !choice.getSingleCall());
         } catch (IllegalArgumentException e) {
             throw PromptBuilder.invalid(what + ": " + e.getMessage());
         }
+    }
+
+    /** Whether the answer is masked to a grammar (JSON mode, a response schema, forced tool calls). */
+    private static boolean constrained(GenerateRequest req) {
+        ToolChoice.Mode choice = req.getToolChoice().getMode();
+        return req.getResponseFormat().getType() != ResponseFormat.Type.TEXT
+                || choice == ToolChoice.Mode.REQUIRED || choice == ToolChoice.Mode.FUNCTION;
     }
 
     /** Prompt ids and where the output starts relative to a think block. */
@@ -266,10 +259,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         Prompt p = switch (req.getPromptCase()) {
             case CHAT -> {
                 List<Tool> tools = req.getToolChoice().getMode() == ToolChoice.Mode.NONE ? List.of() : req.getToolsList();
-                String text = prompts.render(req.getChat().getMessagesList(), tools, true);
-                if (req.hasEnableThinking() && !req.getEnableThinking()) {
-                    text += PromptBuilder.EMPTY_THINK;
-                }
+                // A constrained answer (JSON, forced calls) starts at once: no thinking unless asked for.
+                boolean skipThinking = req.hasEnableThinking() ? !req.getEnableThinking() : constrained(req);
+                String text = prompts.render(req.getChat().getMessagesList(), tools, true, skipThinking);
                 yield new Prompt(prompts.fitModel(prompts.encode(text, false, "chat"), "chat"), ReasoningMode.forPrompt(text));
             }
             case TEXT -> new Prompt(prompts.fitModel(prompts.encode(req.getText(), req.getAddSpecialTokens(), "text"),
@@ -350,15 +342,17 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         private long firstTokenNanos = -1;
         private int reasoningTokens;
         private int cachedPromptTokens;
-        private List<Logprobs> promptLogprobs = new ArrayList<>(); // null once sent
+        /** With prompt logprobs: gathered until the first message, which sends them and the prompt ids; else null. */
+        private List<Logprobs> promptLogprobs;
 
         private final int[] promptIds;
 
-        StreamSink(Call call, int index, long arrivalNanos, int[] promptIds) {
+        StreamSink(Call call, int index, long arrivalNanos, int[] promptIds, boolean promptLogprobs) {
             this.call = call;
             this.index = index;
             this.arrivalNanos = arrivalNanos;
             this.promptIds = promptIds;
+            this.promptLogprobs = promptLogprobs ? new ArrayList<>() : null;
         }
 
         @Override
@@ -481,10 +475,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 case TEXT -> prompts.encode(req.getText(), req.getAddSpecialTokens(), "text");
                 case CHAT -> {
                     String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(),
-                            req.getAddGenerationPrompt());
-                    if (req.getAddGenerationPrompt() && req.hasEnableThinking() && !req.getEnableThinking()) {
-                        text += PromptBuilder.EMPTY_THINK;
-                    }
+                            req.getAddGenerationPrompt(), req.hasEnableThinking() && !req.getEnableThinking());
                     r.setText(text);
                     yield prompts.encode(text, false, "chat");
                 }

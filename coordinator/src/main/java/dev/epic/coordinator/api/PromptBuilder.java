@@ -23,7 +23,7 @@ import java.util.Set;
 final class PromptBuilder {
     static final Set<String> ROLES = Set.of("system", "user", "assistant", "tool");
     /** What DeepSeek templates put after the assistant tag to skip thinking. */
-    static final String EMPTY_THINK = "<think>\n\n</think>\n\n";
+    private static final String EMPTY_THINK = "<think>\n\n</think>\n\n";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final ServedModel model;
@@ -32,8 +32,11 @@ final class PromptBuilder {
         this.model = model;
     }
 
-    /** The rendered prompt text of a conversation. */
-    String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt) {
+    /**
+     * The rendered prompt text of a conversation; with {@code skipThinking} (and the generation
+     * prompt) the answer starts after an empty thinking block.
+     */
+    String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, boolean skipThinking) {
         if (messages.isEmpty()) {
             throw invalid("chat.messages is empty: a chat prompt needs at least one message");
         }
@@ -42,7 +45,8 @@ final class PromptBuilder {
             msgs.add(message(messages.get(i), "chat.messages[" + i + "]"));
         }
         try {
-            return model.chatTemplate().render(msgs, tools.isEmpty() ? null : toolMaps(tools), addGenerationPrompt);
+            String text = model.chatTemplate().render(msgs, tools.isEmpty() ? null : toolMaps(tools), addGenerationPrompt);
+            return addGenerationPrompt && skipThinking ? text + EMPTY_THINK : text;
         } catch (TextException e) {
             throw invalid(e.getMessage());
         }

@@ -11,7 +11,6 @@ import dev.epic.proto.SequenceSegment;
 import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.HiddenCodec;
 import dev.epic.transport.Protocol;
-import dev.epic.transport.WorkerRegistration;
 import io.grpc.Status;
 import java.security.SecureRandom;
 import java.time.Duration;
@@ -68,7 +67,6 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /** A sequence's first chunk moves to another worker at most this often before it fails. */
     static final int MAX_MOVES = 2;
 
-    private final CuratorFramework ownedZk;
     private final AttentionDirectory directory;
     private final CheckpointFingerprint fingerprint;
     private final int hidden;
@@ -89,8 +87,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
      */
     public record Stats(long layerCalls, long layerNanos, long slowestComputeNanos, long sequencesLost) {}
 
-    private RemoteAttention(CuratorFramework ownedZk, CuratorFramework zk, String cluster,
-            CheckpointFingerprint fingerprint, int hidden, Options options, MeterRegistry registry) {
+    private RemoteAttention(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, int hidden,
+            Options options, MeterRegistry registry) {
         MeterRegistry r = registry == null ? new SimpleMeterRegistry() : registry;
         this.layerTimer = Timer.builder("epic.attention.layer")
                 .description("one layer's attention on the attention workers: send, compute, answer").register(r);
@@ -98,7 +96,6 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                 .description("sequences ended because their attention worker failed or had no room").register(r);
         Gauge.builder("epic.attention.workers", this, a -> a.directory.workers().size())
                 .description("registered attention workers").register(r);
-        this.ownedZk = ownedZk;
         this.fingerprint = fingerprint;
         this.hidden = hidden;
         this.options = options;
@@ -114,18 +111,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /** As above, with its meters in {@code registry} (null: nowhere); e.g. on the expert side's client. */
     public static RemoteAttention create(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint,
             int hidden, Options options, MeterRegistry registry) {
-        return new RemoteAttention(null, zk, cluster, fingerprint, hidden, options, registry);
-    }
-
-    /**
-     * Connects to ZooKeeper at {@code zkConnect} and watches the cluster's attention workers.
-     *
-     * @param registry where its meters go (null: nowhere)
-     */
-    public static RemoteAttention connect(String zkConnect, String cluster, CheckpointFingerprint fingerprint,
-            int hidden, Options options, MeterRegistry registry) throws InterruptedException {
-        CuratorFramework zk = WorkerRegistration.connect(zkConnect, 15_000);
-        return new RemoteAttention(zk, zk, cluster, fingerprint, hidden, options, registry);
+        return new RemoteAttention(zk, cluster, fingerprint, hidden, options, registry);
     }
 
     /** Blocks until at least {@code count} attention workers are registered; false on timeout. */
@@ -348,8 +334,5 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     @Override
     public void close() {
         directory.close();
-        if (ownedZk != null) {
-            ownedZk.close();
-        }
     }
 }

@@ -101,9 +101,12 @@ final class Rebalancer implements AutoCloseable {
         }
         load = decayed;
         long[][] planned = new long[decayed.length][];
+        boolean enough = false; // some layer has the rows to be planned
         for (int l = 0; l < decayed.length; l++) {
             long total = Arrays.stream(decayed[l]).sum();
-            planned[l] = total >= (long) MIN_ROWS_PER_EXPERT * decayed[l].length ? decayed[l] : new long[decayed[l].length];
+            boolean planable = total >= (long) MIN_ROWS_PER_EXPERT * decayed[l].length && total > 0;
+            planned[l] = planable ? decayed[l] : new long[decayed[l].length];
+            enough |= planable;
         }
         RoutingTable table = experts.table();
         List<Eplb.Worker> workers = new ArrayList<>();
@@ -125,7 +128,6 @@ final class Rebalancer implements AutoCloseable {
             slots |= a.getRedundantSlots() > 0;
         }
         imbalance = Eplb.imbalance(decayed, workers, current);
-        boolean enough = Arrays.stream(planned).anyMatch(l -> Arrays.stream(l).anyMatch(r -> r > 0));
         if (!slots || !enough || !latch.hasLeadership()) {
             return null;
         }

@@ -76,12 +76,10 @@ final class OpenAiRequests {
         if (choice.getMode() != ToolChoice.Mode.AUTO) {
             r.setToolChoice(choice);
         }
-        boolean forced = choice.getMode() == ToolChoice.Mode.REQUIRED || choice.getMode() == ToolChoice.Mode.FUNCTION;
-        boolean json = jsonObject(body, r);
-        Boolean thinking = thinking(body);
-        if (thinking != null || json || forced) {
-            // JSON mode and forced calls start the answer at once: no thinking block unless the client asks for one.
-            r.setEnableThinking(thinking != null && thinking);
+        responseFormat(body, r);
+        Boolean thinking = thinking(body); // unset: the coordinator's default (none for constrained answers)
+        if (thinking != null) {
+            r.setEnableThinking(thinking);
         }
         SamplingParams.Builder s = sampling(body);
         if (present(body, "max_completion_tokens")) {
@@ -106,13 +104,14 @@ final class OpenAiRequests {
      */
     static Parsed completion(JsonNode body) {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
-        List<JsonNode> prompts = prompts(body.get("prompt"));        if (present(body, "suffix")) {
+        List<JsonNode> prompts = prompts(body.get("prompt"));
+        if (present(body, "suffix")) {
             throw OpenAiError.badRequest("suffix", "'suffix' is not supported");
         }
         refuseUnsupported(body);
         // A completion is the decoded text as is; its prompt starts with BOS unless the client says not.
         r.setRawOutput(true).setAddSpecialTokens(addSpecialTokens(body));
-        jsonObject(body, r);
+        responseFormat(body, r);
         SamplingParams.Builder s = sampling(body);
         boolean logprobs = present(body, "logprobs");
         if (logprobs) {
@@ -188,21 +187,16 @@ final class OpenAiRequests {
         }
     }
 
-    /** response_format: "text" (the default), "json_object" or "json_schema" (set on r); true when constrained. */
-    private static boolean jsonObject(JsonNode body, GenerateRequest.Builder r) {
+    /** response_format: "text" (the default), "json_object" or "json_schema", set on r. */
+    private static void responseFormat(JsonNode body, GenerateRequest.Builder r) {
         JsonNode format = body.get("response_format");
         if (format == null || format.isNull()) {
-            return false;
+            return;
         }
         String type = format.path("type").asText();
         switch (type) {
-            case "text" -> {
-                return false;
-            }
-            case "json_object" -> {
-                r.setResponseFormat(ResponseFormat.newBuilder().setType(ResponseFormat.Type.JSON_OBJECT));
-                return true;
-            }
+            case "text" -> { }
+            case "json_object" -> r.setResponseFormat(ResponseFormat.newBuilder().setType(ResponseFormat.Type.JSON_OBJECT));
             case "json_schema" -> {
                 JsonNode schema = format.path("json_schema").get("schema");
                 if (schema == null || !(schema.isObject() || schema.isBoolean())) {
@@ -211,7 +205,6 @@ final class OpenAiRequests {
                 }
                 r.setResponseFormat(ResponseFormat.newBuilder().setType(ResponseFormat.Type.JSON_SCHEMA)
                         .setJsonSchema(schema.toString()));
-                return true;
             }
             default -> throw OpenAiError.badRequest("response_format",
                     "response_format '" + type + "' is not supported ('text', 'json_object' and 'json_schema' are)");
@@ -446,7 +439,6 @@ final class OpenAiRequests {
         return t.build();
     }
 
-    /** "auto" (default) or "none"; forcing a call needs constrained decoding, which this server does not do. */
     /**
      * tool_choice: "auto" (the default), "none", "required" or {"type": "function", "function":
      * {"name": N}}; with "required", parallel_tool_calls false asks for one call. A model left to

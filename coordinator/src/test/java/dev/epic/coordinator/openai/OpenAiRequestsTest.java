@@ -1,6 +1,7 @@
 package dev.epic.coordinator.openai;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -79,7 +80,7 @@ class OpenAiRequestsTest {
                 + ", \"tool_choice\": \"required\", \"parallel_tool_calls\": false}");
         assertEquals(ToolChoice.newBuilder().setMode(ToolChoice.Mode.REQUIRED).setSingleCall(true).build(),
                 p.request().getToolChoice());
-        assertTrue(p.request().hasEnableThinking() && !p.request().getEnableThinking());
+        assertFalse(p.request().hasEnableThinking(), "the coordinator's default: no thinking for constrained answers");
         p = chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], " + tools
                 + ", \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"f\"}}, "
                 + "\"chat_template_kwargs\": {\"enable_thinking\": true}}");

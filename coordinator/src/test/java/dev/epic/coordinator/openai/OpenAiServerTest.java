@@ -484,6 +484,25 @@ class OpenAiServerTest {
                 + "{\"type\": \"string\", \"pattern\": \"^a\"}}}}}], \"tool_choice\": \"required\"}"), 400, "pattern");
     }
 
+    /**
+     * The coordinator starts a constrained answer (JSON, forced calls) after an empty thinking block
+     * unless the request asks for thinking: gRPC clients get the same default as HTTP ones.
+     */
+    @Test
+    void constrainedAnswersSkipThinkingUnlessAsked() throws Exception {
+        GenerateRequest json = GenerateRequest.newBuilder().setChat(chat())
+                .setResponseFormat(dev.epic.proto.ResponseFormat.newBuilder()
+                        .setType(dev.epic.proto.ResponseFormat.Type.JSON_OBJECT))
+                .setSampling(SamplingParams.newBuilder().setMaxTokens(1)).build();
+        int byDefault = generate(json).getLast().getUsage().getPromptTokens();
+        int thinking = generate(json.toBuilder().setEnableThinking(true).build()).getLast().getUsage().getPromptTokens();
+        int skipped = generate(json.toBuilder().setEnableThinking(false).build()).getLast().getUsage().getPromptTokens();
+        int free = generate(json.toBuilder().clearResponseFormat().build()).getLast().getUsage().getPromptTokens();
+        assertEquals(skipped, byDefault, "no thinking by default for a constrained answer");
+        assertEquals(free, thinking, "thinking when asked: the template's own prompt");
+        assertTrue(byDefault > free, "the empty thinking block is in the prompt");
+    }
+
     /** Without a coordinator to ask, the API answers 503, not a hang or a 500. */
     @Test
     void aMissingCoordinatorIs503() throws Exception {

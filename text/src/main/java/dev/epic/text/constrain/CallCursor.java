@@ -21,7 +21,7 @@ final class CallCursor implements ByteAutomaton<CallCursor> {
 
     CallCursor(ToolCallGrammar grammar) {
         this.grammar = grammar;
-        this.args = new SchemaCursor[grammar.tools.size()];
+        this.args = new SchemaCursor[grammar.names.size()];
     }
 
     /** Before {@code function}, after {@code <｜tool▁call▁begin｜>}. */
@@ -65,7 +65,7 @@ final class CallCursor implements ByteAutomaton<CallCursor> {
 
     private SchemaCursor cursor() {
         if (args[tool] == null) {
-            args[tool] = new SchemaCursor(grammar.tools.get(tool).parameters());
+            args[tool] = new SchemaCursor(grammar.schemas.get(tool));
         }
         return args[tool];
     }
@@ -88,7 +88,7 @@ final class CallCursor implements ByteAutomaton<CallCursor> {
                         if (++pos == heads[t].length) { // no head is a prefix of another: each ends in "\n```json\n"
                             stage = ARGS;
                             pos = 0;
-                            cursor().copyFrom(new SchemaCursor(grammar.tools.get(t).parameters()));
+                            args[t] = new SchemaCursor(grammar.schemas.get(t));
                         }
                         return true;
                     }
@@ -131,14 +131,10 @@ final class CallCursor implements ByteAutomaton<CallCursor> {
         };
     }
 
-    /** The tool whose body this is (valid from its arguments on). */
-    int tool() {
-        return tool;
-    }
-
     @Override
     public Object key() {
-        return new Key(stage, pos, tool, stage == ARGS ? args[tool].key() : null);
+        // The tool matters only while its name is read and its arguments written.
+        return new Key(stage, pos, stage == HEAD || stage == ARGS ? tool : 0, stage == ARGS ? args[tool].key() : null);
     }
 
     private record Key(int stage, int pos, int tool, Object args) {}

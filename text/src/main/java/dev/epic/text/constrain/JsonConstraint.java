@@ -1,13 +1,11 @@
 package dev.epic.text.constrain;
 
 import dev.epic.text.Vocabulary;
-import java.util.BitSet;
-import java.util.Set;
 
 /**
  * Constrained decoding for one generation (OpenAI's JSON mode and JSON-schema response formats):
- * before each sample, every token that cannot continue the answer gets logit -inf, and end of
- * sequence is allowed only once the answer is complete. The answer is therefore a JSON object (one
+ * before each sample, every token that cannot continue the answer gets logit -inf (and the
+ * generation allows end of sequence only once the answer is complete). The answer is therefore a JSON object (one
  * matching the schema), or a prefix of one if a length limit or stop string ends it.
  */
 public final class JsonConstraint implements TokenConstraint {
@@ -24,21 +22,8 @@ public final class JsonConstraint implements TokenConstraint {
     }
 
     @Override
-    public void restrict(float[] logits, int n, Set<Integer> ends) {
-        BitSet ok = mask.allowed(cursor);
-        boolean closed = complete();
-        for (int id = ok.nextClearBit(0); id < n; id = ok.nextClearBit(id + 1)) {
-            if (!(closed && ends.contains(id))) {
-                logits[id] = Float.NEGATIVE_INFINITY;
-            }
-        }
-        if (!closed) {
-            for (int id : ends) {
-                if (id >= 0 && id < n) {
-                    logits[id] = Float.NEGATIVE_INFINITY;
-                }
-            }
-        }
+    public void mask(float[] logits, int n) {
+        mask.restrict(cursor, logits, n);
     }
 
     @Override

@@ -178,7 +178,7 @@ public final class JsonSchema {
     }
 
     TokenMask<SchemaCursor> mask(Vocabulary vocab) {
-        return masks.computeIfAbsent(vocab, v -> new TokenMask<>(v, () -> new SchemaCursor(this), 512));
+        return masks.computeIfAbsent(vocab, v -> new TokenMask<>(v, 512));
     }
 
     Node node(int i) {

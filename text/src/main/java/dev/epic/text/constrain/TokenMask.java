@@ -1,14 +1,15 @@
 package dev.epic.text.constrain;
 
 import dev.epic.text.Vocabulary;
+import dev.epic.text.output.DeepSeekMarkers;
 import java.util.Arrays;
 import java.util.BitSet;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 import java.util.WeakHashMap;
 import java.util.concurrent.CompletableFuture;
-import java.util.function.Supplier;
 
 /**
  * Which tokens of a vocabulary may come next under a grammar, from an automaton's state: a token is
@@ -23,7 +24,10 @@ public final class TokenMask<A extends ByteAutomaton<A>> {
     /** A vocabulary's tokens in byte order, with what each shares with the one before. */
     private static final class Order {
         final int size;
-        /** Token ids in byte order of their bytes; special and empty tokens left out. */
+        /**
+         * Token ids in byte order of their bytes; special and empty tokens left out, and so are the
+         * DeepSeek markers (tool calls, thinking): control tokens, never text inside a grammar.
+         */
         final int[] ids;
         final byte[][] bytes;
         /** lcp[i]: bytes that token ids[i] shares with ids[i - 1]. */
@@ -36,9 +40,10 @@ public final class TokenMask<A extends ByteAutomaton<A>> {
             Integer[] sorted = new Integer[size];
             int n = 0;
             int longestToken = 0;
+            Set<Integer> markers = DeepSeekMarkers.ids(vocab, DeepSeekMarkers.PARSED);
             for (int id = 0; id < size; id++) {
                 byte[] b = vocab.tokenBytes(id);
-                if (b.length > 0 && !vocab.isSpecial(id)) {
+                if (b.length > 0 && !vocab.isSpecial(id) && !markers.contains(id)) {
                     bytes[id] = b;
                     sorted[n++] = id;
                     longestToken = Math.max(longestToken, b.length);
@@ -59,18 +64,16 @@ public final class TokenMask<A extends ByteAutomaton<A>> {
     }
 
     private final Order order;
-    private final Supplier<A> fresh;
     /** Per state, its mask once computed; a state asked for by several threads at once is computed once. */
     private final Map<Object, CompletableFuture<BitSet>> cache;
 
     /**
-     * A mask for one grammar over {@code vocab}; {@code fresh} makes automata of that grammar (the
-     * walk's scratch). At most {@code cachedStates} masks are kept, each a bit per token (16 KB for
-     * 129K tokens). The vocabulary's order is built once, about a second for 129K tokens.
+     * A mask for one grammar over {@code vocab}. At most {@code cachedStates} masks are kept, each a
+     * bit per token (16 KB for 129K tokens). The vocabulary's order is built once, about a second
+     * for 129K tokens.
      */
-    public TokenMask(Vocabulary vocab, Supplier<A> fresh, int cachedStates) {
+    public TokenMask(Vocabulary vocab, int cachedStates) {
         this.order = ORDERS.computeIfAbsent(vocab, Order::new);
-        this.fresh = fresh;
         this.cache = new LinkedHashMap<>(256, 0.75f, true) {
             @Override
             protected boolean removeEldestEntry(Map.Entry<Object, CompletableFuture<BitSet>> e) {
@@ -82,10 +85,13 @@ public final class TokenMask<A extends ByteAutomaton<A>> {
     /** Token ids [0, vocabulary size) that may follow {@code at}; the caller must not change the set. */
     public BitSet allowed(A at) {
         Object key = at.key();
-        CompletableFuture<BitSet> mine = new CompletableFuture<>();
         CompletableFuture<BitSet> known;
+        CompletableFuture<BitSet> mine = null;
         synchronized (cache) {
-            known = cache.putIfAbsent(key, mine);
+            known = cache.get(key);
+            if (known == null) {
+                cache.put(key, mine = new CompletableFuture<>());
+            }
         }
         if (known != null) {
             return known.join();
@@ -102,14 +108,26 @@ public final class TokenMask<A extends ByteAutomaton<A>> {
         return mine.join();
     }
 
+    /** Sets logits[id] = -inf for the ids in [0, n) that cannot follow {@code at}. */
+    public void restrict(A at, float[] logits, int n) {
+        BitSet ok = allowed(at);
+        for (int id = ok.nextClearBit(0); id < n; id = ok.nextClearBit(id + 1)) {
+            logits[id] = Float.NEGATIVE_INFINITY;
+        }
+    }
+
+    /** Whether {@code id} is walked at all (not special, not a marker): a token a grammar may allow. */
+    public boolean walks(int id) {
+        return id >= 0 && id < order.size && order.bytes[id] != null;
+    }
+
     private BitSet compute(A at) {
         BitSet mask = new BitSet(order.size);
         // states[d]: the state after the current token's first d bytes.
         java.util.List<A> states = new java.util.ArrayList<>(order.longest + 1);
         for (int d = 0; d <= order.longest; d++) {
-            states.add(fresh.get());
+            states.add(at.copy());
         }
-        states.get(0).copyFrom(at);
         int good = 0; // bytes of the previous token known to be a valid prefix
         for (int i = 0; i < order.ids.length; i++) {
             byte[] t = order.bytes[order.ids[i]];

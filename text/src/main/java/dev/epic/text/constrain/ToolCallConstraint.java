@@ -2,15 +2,14 @@ package dev.epic.text.constrain;
 
 import dev.epic.text.Vocabulary;
 import dev.epic.text.output.DeepSeekMarkers;
-import java.util.BitSet;
-import java.util.Set;
+import java.util.Arrays;
 
 /**
  * Forced tool calls (OpenAI's {@code tool_choice: "required"} or a named function): the answer is a
  * DeepSeek tool-call block of the {@link ToolCallGrammar}. Where the grammar has a marker, that
  * marker's token is the only choice; between markers a {@link CallCursor} masks the vocabulary, with
- * the marker tokens themselves left out (so none can appear inside a name or an argument). End of
- * sequence is allowed only once the block is closed, and then nothing else is.
+ * the marker tokens themselves left out by the mask (so none can appear inside a name or an
+ * argument). Once the block is closed nothing may follow but what ends the generation.
  */
 public final class ToolCallConstraint implements TokenConstraint {
     private enum Phase { BLOCK_OPEN, CALL_OPEN, TYPE, SEP, BODY, CALL_CLOSE, NEXT, DONE }
@@ -20,8 +19,6 @@ public final class ToolCallConstraint implements TokenConstraint {
     private final TokenMask<CallCursor> mask;
     private final CallCursor cursor;
     private final int callsBegin, callsEnd, callBegin, callEnd, sep;
-    /** Marker tokens of the vocabulary, never allowed between markers. */
-    private final int[] markers;
     private Phase phase = Phase.BLOCK_OPEN;
     private int calls;
 
@@ -36,8 +33,6 @@ public final class ToolCallConstraint implements TokenConstraint {
         callBegin = marker(vocab, DeepSeekMarkers.TOOL_CALL_BEGIN);
         callEnd = marker(vocab, DeepSeekMarkers.TOOL_CALL_END);
         sep = marker(vocab, DeepSeekMarkers.TOOL_SEP);
-        markers = DeepSeekMarkers.PARSED.stream().map(vocab::addedTokenId).filter(java.util.OptionalInt::isPresent)
-                .mapToInt(java.util.OptionalInt::getAsInt).toArray();
     }
 
     private static int marker(Vocabulary vocab, String text) {
@@ -46,56 +41,34 @@ public final class ToolCallConstraint implements TokenConstraint {
     }
 
     @Override
-    public void restrict(float[] logits, int n, Set<Integer> ends) {
+    public void mask(float[] logits, int n) {
         switch (phase) {
             case BLOCK_OPEN -> only(logits, n, callsBegin);
             case CALL_OPEN -> only(logits, n, callBegin);
             case SEP -> only(logits, n, sep);
             case CALL_CLOSE -> only(logits, n, callEnd);
             case NEXT -> {
-                if (grammar.parallel) {
-                    between(logits, n, ends, callsEnd); // a newline to the next call, or the block's end
+                if (grammar.parallel) { // a newline to the next call, or the block's end
+                    float end = callsEnd < n ? logits[callsEnd] : 0;
+                    mask.restrict(cursor, logits, n);
+                    if (callsEnd < n) {
+                        logits[callsEnd] = end;
+                    }
                 } else {
                     only(logits, n, callsEnd);
                 }
             }
-            case TYPE, BODY -> between(logits, n, ends, -1);
-            case DONE -> {
-                for (int id = 0; id < n; id++) {
-                    if (!ends.contains(id)) {
-                        logits[id] = Float.NEGATIVE_INFINITY;
-                    }
-                }
-            }
-        }
-    }
-
-    /** The cursor's mask without markers or ends, plus {@code alsoAllowed} (if >= 0). */
-    private void between(float[] logits, int n, Set<Integer> ends, int alsoAllowed) {
-        BitSet ok = mask.allowed(cursor);
-        for (int id = ok.nextClearBit(0); id < n; id = ok.nextClearBit(id + 1)) {
-            if (id != alsoAllowed) {
-                logits[id] = Float.NEGATIVE_INFINITY;
-            }
-        }
-        for (int id : markers) {
-            if (id < n && id != alsoAllowed) {
-                logits[id] = Float.NEGATIVE_INFINITY;
-            }
-        }
-        for (int id : ends) {
-            if (id >= 0 && id < n) {
-                logits[id] = Float.NEGATIVE_INFINITY;
-            }
+            case TYPE, BODY -> mask.restrict(cursor, logits, n); // markers are never in the mask
+            case DONE -> Arrays.fill(logits, 0, n, Float.NEGATIVE_INFINITY); // only what ends the generation (restrict)
         }
     }
 
     /** Everything but {@code token} is masked out. */
     private static void only(float[] logits, int n, int token) {
-        for (int id = 0; id < n; id++) {
-            if (id != token) {
-                logits[id] = Float.NEGATIVE_INFINITY;
-            }
+        float keep = token < n ? logits[token] : 0;
+        Arrays.fill(logits, 0, n, Float.NEGATIVE_INFINITY);
+        if (token < n) {
+            logits[token] = keep;
         }
     }
 
@@ -121,17 +94,17 @@ public final class ToolCallConstraint implements TokenConstraint {
             case NEXT -> {
                 if (token == callsEnd) {
                     phase = Phase.DONE;
-                } else if (step(token) && cursor.complete()) {
+                } else if (step(token)) {
                     phase = Phase.CALL_OPEN;
                 }
             }
             case TYPE -> {
-                if (step(token) && cursor.complete()) {
+                if (step(token)) {
                     phase = Phase.SEP;
                 }
             }
             case BODY -> {
-                if (step(token) && cursor.complete()) {
+                if (step(token)) {
                     phase = Phase.CALL_CLOSE;
                 }
             }
@@ -139,21 +112,13 @@ public final class ToolCallConstraint implements TokenConstraint {
         }
     }
 
+    /** Moves the cursor past a token between markers; true when that part of the block is whole. */
     private boolean step(int token) {
         boolean open = phase != Phase.NEXT || grammar.parallel;
-        if (!open || vocab.isSpecial(token) || contains(markers, token) || !cursor.step(vocab.tokenBytes(token))) {
+        if (!open || !mask.walks(token) || !cursor.step(vocab.tokenBytes(token))) {
             throw new IllegalStateException("token " + token + " cannot continue the tool calls");
         }
-        return true;
-    }
-
-    private static boolean contains(int[] ids, int id) {
-        for (int i : ids) {
-            if (i == id) {
-                return true;
-            }
-        }
-        return false;
+        return cursor.complete();
     }
 
     private void expect(int token, int wanted, Phase next) {

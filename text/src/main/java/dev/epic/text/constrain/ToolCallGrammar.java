@@ -2,6 +2,7 @@ package dev.epic.text.constrain;
 
 import dev.epic.text.Vocabulary;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -21,8 +22,11 @@ import java.util.WeakHashMap;
  * same tools, and so are their token masks.
  */
 public final class ToolCallGrammar {
-    /** One tool the model may call: its name and the schema of its arguments. */
-    public record Tool(String name, JsonSchema parameters) {
+    /**
+     * One tool the model may call: its name and the JSON schema of its arguments, as text (compiled
+     * by the grammar, so equal tool lists find the same grammar and its masks).
+     */
+    public record Tool(String name, String parameters) {
         public Tool {
             if (name == null || name.isEmpty() || name.chars().anyMatch(c -> c == '\n' || c == '<')) {
                 throw new IllegalArgumentException("tool name must be non-empty, without newlines or '<': " + name);
@@ -43,18 +47,29 @@ public final class ToolCallGrammar {
                 }
             });
 
-    final List<Tool> tools;
+    /** The tools' names, in order, and their compiled parameter schemas. */
+    final List<String> names;
+    final List<JsonSchema> schemas;
     /** heads[t]: tool t's name and the code fence that opens its arguments. */
     final byte[][] heads;
     final boolean parallel;
     private final Map<Vocabulary, TokenMask<CallCursor>> masks = Collections.synchronizedMap(new WeakHashMap<>());
 
     private ToolCallGrammar(List<Tool> tools, boolean parallel) {
-        this.tools = List.copyOf(tools);
         this.parallel = parallel;
+        this.names = tools.stream().map(Tool::name).toList();
+        List<JsonSchema> compiled = new ArrayList<>();
+        for (Tool t : tools) {
+            try {
+                compiled.add(JsonSchema.compile(t.parameters()));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("tool " + t.name() + " parameters: " + e.getMessage(), e);
+            }
+        }
+        this.schemas = List.copyOf(compiled);
         this.heads = new byte[tools.size()][];
         for (int t = 0; t < heads.length; t++) {
-            byte[] name = tools.get(t).name().getBytes(StandardCharsets.UTF_8);
+            byte[] name = names.get(t).getBytes(StandardCharsets.UTF_8);
             heads[t] = new byte[name.length + HEAD_END.length];
             System.arraycopy(name, 0, heads[t], 0, name.length);
             System.arraycopy(HEAD_END, 0, heads[t], name.length, HEAD_END.length);
@@ -64,29 +79,24 @@ public final class ToolCallGrammar {
     /**
      * Calls to any of {@code tools} ({@code tool_choice: "required"}, or a named function with one
      * tool): one call, or with {@code parallel} one or more.
+     *
+     * @throws IllegalArgumentException for no tools, two of one name, or a schema {@link JsonSchema}
+     *                                  cannot honour (naming the tool)
      */
     public static ToolCallGrammar of(List<Tool> tools, boolean parallel) {
         if (tools.isEmpty()) {
             throw new IllegalArgumentException("a forced tool choice needs at least one tool");
         }
-        for (int i = 0; i < tools.size(); i++) {
-            for (int j = 0; j < i; j++) {
-                if (tools.get(i).name().equals(tools.get(j).name())) {
-                    throw new IllegalArgumentException("two tools are named " + tools.get(i).name());
-                }
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        for (Tool t : tools) {
+            if (!seen.add(t.name())) {
+                throw new IllegalArgumentException("two tools are named " + t.name());
             }
         }
-        // Compiled schemas are shared (JsonSchema.compile), so identity tells equal tool lists apart.
-        List<Object> key = new java.util.ArrayList<>();
-        for (Tool t : tools) {
-            key.add(t.name());
-            key.add(t.parameters());
-        }
-        key.add(parallel);
-        return COMPILED.computeIfAbsent(List.copyOf(key), k -> new ToolCallGrammar(tools, parallel));
+        return COMPILED.computeIfAbsent(List.of(List.copyOf(tools), parallel), k -> new ToolCallGrammar(tools, parallel));
     }
 
     TokenMask<CallCursor> mask(Vocabulary vocab) {
-        return masks.computeIfAbsent(vocab, v -> new TokenMask<>(v, () -> new CallCursor(this), 512));
+        return masks.computeIfAbsent(vocab, v -> new TokenMask<>(v, 512));
     }
 }

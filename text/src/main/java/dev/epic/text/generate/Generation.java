@@ -18,7 +18,6 @@ import dev.epic.text.sampling.TokenHistory;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
-import java.util.OptionalInt;
 import java.util.Set;
 import java.util.random.RandomGenerator;
 
@@ -76,10 +75,10 @@ public final class Generation {
         this.params = params;
         this.promptTokens = promptIds.length;
         this.maxContext = options.maxContextLength();
-        this.eos = options.eosTokenIds() != null ? options.eosTokenIds() : idsOf(vocab, List.of(DeepSeekMarkers.EOS));
+        this.eos = options.eosTokenIds() != null ? options.eosTokenIds() : DeepSeekMarkers.ids(vocab, List.of(DeepSeekMarkers.EOS));
         this.history = params.hasPenalties() ? TokenHistory.ofPrompt(promptIds) : null;
         this.rng = params.newRandom();
-        Set<Integer> markers = idsOf(vocab, DeepSeekMarkers.PARSED);
+        Set<Integer> markers = DeepSeekMarkers.ids(vocab, DeepSeekMarkers.PARSED);
         this.decoder = new StreamingDecoder(vocab, params.skipSpecialTokens(), markers::contains);
         this.stops = new StopMatcher(params.stop());
         this.reasoning = new ReasoningParser(options.reasoning());
@@ -247,12 +246,4 @@ public final class Generation {
         }
     }
 
-    private static Set<Integer> idsOf(Vocabulary vocab, List<String> texts) {
-        Set<Integer> ids = new HashSet<>();
-        for (String t : texts) {
-            OptionalInt id = vocab.addedTokenId(t);
-            id.ifPresent(ids::add);
-        }
-        return Set.copyOf(ids);
-    }
 }

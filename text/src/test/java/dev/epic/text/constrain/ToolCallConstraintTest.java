@@ -31,13 +31,13 @@ import org.junit.jupiter.api.Test;
 class ToolCallConstraintTest {
     private static final Tokenizer V3 = Tokenizer.deepSeekV3();
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final JsonSchema WEATHER = JsonSchema.compile("""
+    private static final String WEATHER = """
             {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
-             "required": ["city", "unit"], "additionalProperties": false}""");
+             "required": ["city", "unit"], "additionalProperties": false}""";
     private static final List<ToolCallGrammar.Tool> TOOLS = List.of(
             new ToolCallGrammar.Tool("get_weather", WEATHER),
-            new ToolCallGrammar.Tool("get_time", JsonSchema.compile("{\"type\": \"object\", \"properties\": {}, "
-                    + "\"additionalProperties\": false}")));
+            new ToolCallGrammar.Tool("get_time", "{\"type\": \"object\", \"properties\": {}, "
+                    + "\"additionalProperties\": false}"));
     private static final int EOS = V3.addedTokenId(DeepSeekMarkers.EOS).orElseThrow();
 
     /** The block the chat templates write for an assistant's two calls, from "<｜tool▁calls▁begin｜>" to its end. */
@@ -121,7 +121,8 @@ class ToolCallConstraintTest {
         }
         logits = new float[V3.size()];
         args.restrict(logits, logits.length, Set.of(EOS));
-        for (String marker : DeepSeekMarkers.TOOL_CALL) {
+        for (String marker : List.of(DeepSeekMarkers.TOOL_CALLS_BEGIN, DeepSeekMarkers.TOOL_CALLS_END,
+                DeepSeekMarkers.TOOL_CALL_BEGIN, DeepSeekMarkers.TOOL_CALL_END, DeepSeekMarkers.TOOL_SEP)) {
             assertEquals(Float.NEGATIVE_INFINITY, logits[V3.addedTokenId(marker).orElseThrow()], marker + " inside a string");
         }
         assertEquals(0f, logits[V3.encode("Paris")[0]]);
