@@ -433,14 +433,16 @@ class OpenAiServerTest {
             }
         }
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": \"json_schema\", "
-                + "\"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"string\", \"pattern\": \"^a\"}}}}"),
-                400, "pattern");
+                + "\"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"string\", \"pattern\": \"(?=a)\"}}}}"),
+                400, "lookaround");
     }
 
     private static final String TOOLS = """
             "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
-              "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}, "rain": {"type": "boolean"}},
-                             "required": ["unit"], "additionalProperties": false}}},
+              "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}, "rain": {"type": "boolean"},
+                               "hours": {"type": "integer", "minimum": 1, "maximum": 48},
+                               "day": {"type": "string", "format": "date"}},
+                             "required": ["unit", "hours"], "additionalProperties": false}}},
               {"type": "function", "function": {"name": "get_time"}}]""";
 
     /**
@@ -454,7 +456,7 @@ class OpenAiServerTest {
             for (String choice : List.of("\"required\", \"parallel_tool_calls\": false",
                     "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}")) {
                 JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", " + TOOLS + ", \"tool_choice\": "
-                        + choice + ", \"temperature\": 1.0, \"seed\": " + seed + ", \"max_tokens\": 80}"));
+                        + choice + ", \"temperature\": 1.0, \"seed\": " + seed + ", \"max_tokens\": 240}"));
                 JsonNode c = a.get("choices").get(0);
                 assertEquals("tool_calls", c.get("finish_reason").asText(), a.toString());
                 JsonNode calls = c.get("message").get("tool_calls");
@@ -464,7 +466,13 @@ class OpenAiServerTest {
                 if (choice.contains("get_weather") || name.equals("get_weather")) {
                     assertEquals("get_weather", name, a.toString());
                     assertTrue(List.of("c", "f").contains(args.path("unit").asText()), a.toString());
-                    args.fieldNames().forEachRemaining(f -> assertTrue(List.of("unit", "rain").contains(f), a.toString()));
+                    assertTrue(args.path("hours").isInt() && args.get("hours").asInt() >= 1 && args.get("hours").asInt() <= 48,
+                            a.toString());
+                    if (args.has("day")) {
+                        java.time.LocalDate.parse(args.get("day").asText());
+                    }
+                    args.fieldNames().forEachRemaining(f -> assertTrue(List.of("unit", "rain", "hours", "day").contains(f),
+                            a.toString()));
                 } else {
                     assertEquals("get_time", name, a.toString());
                     assertTrue(args.isObject(), a.toString());
@@ -481,7 +489,7 @@ class OpenAiServerTest {
                 400, "parallel_tool_calls");
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"tools\": [{\"type\": \"function\", "
                 + "\"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\", \"properties\": {\"s\": "
-                + "{\"type\": \"string\", \"pattern\": \"^a\"}}}}}], \"tool_choice\": \"required\"}"), 400, "pattern");
+                + "{\"type\": \"number\", \"multipleOf\": 2}}}}}], \"tool_choice\": \"required\"}"), 400, "multipleOf");
     }
 
     /**

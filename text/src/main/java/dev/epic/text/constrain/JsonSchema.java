@@ -3,6 +3,9 @@ package dev.epic.text.constrain;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.epic.text.Vocabulary;
+import dk.brics.automaton.Automaton;
+import dk.brics.automaton.BasicAutomata;
+import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -16,12 +19,14 @@ import java.util.WeakHashMap;
 
 /**
  * A JSON Schema compiled for constrained decoding: the subset OpenAI's strict structured outputs
- * use. Supported: {@code type} (one or a list), {@code properties} (written in the order given),
- * {@code required}, {@code additionalProperties} (false or true: only the listed properties are
- * written either way, which both allow), {@code items}, {@code minItems}, {@code maxItems},
- * {@code enum}, {@code const}, {@code anyOf} (alternatives that start with different bytes),
- * {@code $ref} to {@code #/$defs/...} or {@code #/definitions/...} (recursion included), and the
- * annotations. Any other keyword is refused by name: the answer could not be guaranteed to match.
+ * use and the common validation keywords. Supported: {@code type} (one or a list), {@code properties}
+ * (written in the order given), {@code required}, {@code additionalProperties} (false or true: only the
+ * listed properties are written either way, which both allow), {@code items}, {@code minItems},
+ * {@code maxItems}, {@code enum}, {@code const}, {@code anyOf} and {@code oneOf} (alternatives that
+ * start with different bytes), {@code $ref} to {@code #/$defs/...} or {@code #/definitions/...}
+ * (recursion included), {@code minLength}, {@code maxLength}, {@code pattern} and {@code format} for
+ * strings ({@link StringRule}, {@link StringFormats}), {@code minimum}, {@code maximum} and their
+ * exclusive forms for numbers ({@link NumberBounds}), and the annotations. Any other keyword is refused by name: the answer could not be guaranteed to match.
  * An object without {@code properties} (and not closed by {@code additionalProperties: false}) is
  * any object.
  */
@@ -32,6 +37,11 @@ public final class JsonSchema {
     /** Big decimals keep enum numbers as written (1.0 stays 1.0, long decimals keep their digits). */
     private static final ObjectMapper JSON = new ObjectMapper()
             .enable(com.fasterxml.jackson.databind.DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS);
+    private static final Set<String> KEYWORDS = Set.of("type", "properties", "required", "additionalProperties",
+            "items", "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "$ref", "minLength", "maxLength",
+            "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum");
+    /** Strings longer than this cannot be generated within any context: a larger maxLength is no bound. */
+    private static final int MAX_STRING = 1 << 22;
     private static final Set<String> ANNOTATIONS = Set.of("title", "description", "default", "examples", "$schema",
             "$id", "$comment", "$defs", "definitions", "strict", "name", "readOnly", "writeOnly", "deprecated");
     private static final Map<String, JsonSchema> COMPILED = Collections.synchronizedMap(
@@ -53,6 +63,10 @@ public final class JsonSchema {
         byte[][] names;
         int[] values;
         boolean[] required;
+        /** Strings: pattern, format and length bounds; null = any string. */
+        StringRule string;
+        /** Numbers: minimum and maximum; null = any number. */
+        NumberBounds bounds;
         /** Arrays: the item node and the bounds. */
         int items = -1;
         int minItems;
@@ -209,21 +223,21 @@ public final class JsonSchema {
                 if (ANNOTATIONS.contains(k)) {
                     continue;
                 }
-                if (!Set.of("type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-                        "enum", "const", "anyOf", "$ref").contains(k)) {
+                if (!KEYWORDS.contains(k)) {
                     throw new IllegalArgumentException(where + ": keyword '" + k + "' is not supported");
                 }
                 keywords.add(k);
             }
-            // $ref and anyOf stand alone; enum and const take only a type beside them (it filters the values).
-            for (String alone : List.of("$ref", "anyOf")) {
+            // $ref and anyOf stand alone; enum and const take only a type beside them (it filters the values)
+            // and a format (their values are written as given).
+            for (String alone : List.of("$ref", "anyOf", "oneOf")) {
                 if (keywords.contains(alone) && keywords.size() > 1) {
                     throw new IllegalArgumentException(where + ": keywords beside '" + alone + "' are not supported: "
                             + keywords);
                 }
             }
             if ((keywords.contains("enum") || keywords.contains("const"))
-                    && keywords.stream().anyMatch(k -> !k.equals("type") && !k.equals("enum") && !k.equals("const"))
+                    && keywords.stream().anyMatch(k -> !Set.of("type", "enum", "const", "format").contains(k))
                     || keywords.contains("enum") && keywords.contains("const")) {
                 throw new IllegalArgumentException(where + ": enum and const take only 'type' beside them: " + keywords);
             }
@@ -260,14 +274,16 @@ public final class JsonSchema {
                 n.literals = values.stream().map(v -> v.toString().getBytes(StandardCharsets.UTF_8)).toArray(byte[][]::new);
                 return id;
             }
-            if (s.has("anyOf")) {
-                JsonNode alts = s.get("anyOf");
+            if (s.has("anyOf") || s.has("oneOf")) {
+                // Alternatives must start with different bytes, so no value matches two: oneOf is anyOf.
+                String keyword = s.has("anyOf") ? "anyOf" : "oneOf";
+                JsonNode alts = s.get(keyword);
                 if (!alts.isArray() || alts.isEmpty() || alts.size() > MAX_ALTERNATIVES) {
-                    throw new IllegalArgumentException(where + ": anyOf must be a non-empty array of schemas");
+                    throw new IllegalArgumentException(where + ": " + keyword + " must be a non-empty array of schemas");
                 }
                 int[] a = new int[alts.size()];
                 for (int i = 0; i < a.length; i++) {
-                    a[i] = compile(alts.get(i), where + "/anyOf/" + i);
+                    a[i] = compile(alts.get(i), where + "/" + keyword + "/" + i);
                 }
                 n.alternatives = a;
                 anyOfPlaces.put(id, where);
@@ -323,6 +339,12 @@ public final class JsonSchema {
                     }
                 }
             }
+            if ((n.types & STRING) != 0) {
+                n.string = stringRule(s, where);
+            }
+            if ((n.types & (NUMBER | INTEGER)) != 0) {
+                n.bounds = numberBounds(s, (n.types & NUMBER) == 0, where);
+            }
             if ((n.types & ARRAY) != 0) {
                 n.items = s.has("items") ? compile(s.get("items"), where + "/items") : any;
                 n.minItems = s.has("minItems") ? s.get("minItems").asInt() : 0;
@@ -332,6 +354,98 @@ public final class JsonSchema {
                 }
             }
             return id;
+        }
+
+        /** The string keywords as one rule, or null when the node takes any string. */
+        private StringRule stringRule(JsonNode s, String where) {
+            int min = length(s, "minLength", where), max = s.has("maxLength") ? length(s, "maxLength", where) : Integer.MAX_VALUE;
+            if (max > MAX_STRING) {
+                max = Integer.MAX_VALUE; // longer than any generation
+            }
+            if (min > MAX_STRING) {
+                throw new IllegalArgumentException(where + ": minLength " + min + " is longer than any generation");
+            }
+            Automaton chars = null;
+            if (s.has("pattern")) {
+                if (!s.get("pattern").isTextual()) {
+                    throw new IllegalArgumentException(where + ": pattern must be a string");
+                }
+                chars = pattern(s.get("pattern").asText(), where);
+            }
+            String format = s.has("format") ? StringFormats.pattern(s.get("format").asText()) : null;
+            if (format != null) {
+                Automaton f = pattern(format, where);
+                chars = chars == null ? f : chars.intersection(f);
+            }
+            if (chars == null && min == 0 && max == Integer.MAX_VALUE) {
+                return null;
+            }
+            StringRule rule = new StringRule(chars == null ? BasicAutomata.makeAnyString() : chars, min, max, where);
+            if (!rule.live(rule.start(), 0)) {
+                throw new IllegalArgumentException(where + ": pattern, format and length bounds together allow no string");
+            }
+            return rule;
+        }
+
+        private static Automaton pattern(String pattern, String where) {
+            try {
+                return EcmaPattern.compile(pattern);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(where + ": " + e.getMessage(), e);
+            }
+        }
+
+        private static int length(JsonNode s, String keyword, String where) {
+            JsonNode v = s.get(keyword);
+            if (v == null) {
+                return 0;
+            }
+            if (!v.canConvertToExactIntegral() || v.asLong() < 0) {
+                throw new IllegalArgumentException(where + ": " + keyword + " must be a non-negative integer");
+            }
+            return (int) Math.min(v.asLong(), Integer.MAX_VALUE - 1);
+        }
+
+        /** minimum, maximum and their exclusive forms (numbers since draft 6, flags beside minimum/maximum in draft 4). */
+        private NumberBounds numberBounds(JsonNode s, boolean integer, String where) {
+            if (!(s.has("minimum") || s.has("maximum") || s.has("exclusiveMinimum") || s.has("exclusiveMaximum"))) {
+                return null;
+            }
+            BigDecimal[] min = {decimal(s, "minimum", where)}, max = {decimal(s, "maximum", where)};
+            boolean minExclusive = exclusive(s, "exclusiveMinimum", min, 1, where);
+            boolean maxExclusive = exclusive(s, "exclusiveMaximum", max, -1, where);
+            return new NumberBounds(integer, min[0], minExclusive, max[0], maxExclusive, where);
+        }
+
+        /**
+         * Applies an exclusive bound to {@code bound[0]}: a flag makes it exclusive, a number replaces it
+         * where tighter (direction 1 for a minimum, -1 for a maximum). Returns whether the bound is exclusive.
+         */
+        private static boolean exclusive(JsonNode s, String keyword, BigDecimal[] bound, int direction, String where) {
+            JsonNode e = s.get(keyword);
+            if (e == null) {
+                return false;
+            }
+            if (e.isBoolean()) {
+                return e.asBoolean() && bound[0] != null;
+            }
+            BigDecimal v = decimal(s, keyword, where);
+            if (bound[0] == null || v.compareTo(bound[0]) * direction >= 0) {
+                bound[0] = v;
+                return true;
+            }
+            return false;
+        }
+
+        private static BigDecimal decimal(JsonNode s, String keyword, String where) {
+            JsonNode v = s.get(keyword);
+            if (v == null) {
+                return null;
+            }
+            if (!v.isNumber()) {
+                throw new IllegalArgumentException(where + ": " + keyword + " must be a number");
+            }
+            return v.decimalValue();
         }
 
         private static boolean ofType(JsonNode v, int types) {

@@ -19,16 +19,20 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
     static int maxWhitespace(int depth) {
         return 4 + 4 * depth;
     }
-    // A frame is F ints: kind, node, phase, pos, count, mask low, mask high.
-    private static final int F = 7, KIND = 0, NODE = 1, PHASE = 2, POS = 3, COUNT = 4, LO = 5, HI = 6;
+    // A frame is F ints: kind, node, phase, pos, count, mask low, mask high, and for strings and numbers
+    // under a StringRule or NumberBounds: a partial character or fraction, the rule's state, a length or flags.
+    private static final int F = 10, KIND = 0, NODE = 1, PHASE = 2, POS = 3, COUNT = 4, LO = 5, HI = 6, ACC = 7,
+            AUT = 8, LEN = 9;
     private static final int VALUE = 0, OBJECT = 1, ARRAY = 2, STRING = 3, NUMBER = 4, LITERAL = 5, KEY = 6;
     // Object phases.
     private static final int O_FIRST = 0, O_KEYSTART = 1, O_IN_KEY = 2, O_COLON = 3, O_IN_VALUE = 4, O_AFTER = 5;
     // Array phases.
     private static final int A_FIRST = 0, A_IN_ITEM = 1, A_AFTER = 2;
-    // String modes (POS), with COUNT = \\u digits left, LO = UTF-8 bytes owed, HI = the next one's range.
+    // String modes (POS), with COUNT = \\u digits left, LO = UTF-8 bytes owed, HI = the next one's range;
+    // under a rule also ACC = the character so far, AUT = the rule's state, LEN = characters written.
     private static final int S_NORMAL = 0, S_ESCAPE = 1, S_HEX = 2;
-    // Number states (POS); PHASE = 1 for integers only.
+    // Number states (POS); PHASE = 1 for integers only. Under bounds: LO/HI = the integer part, COUNT and
+    // ACC = fraction digits and their value, LEN = 1 negative | 2 settled (within bounds whatever follows).
     private static final int N_START = 0, N_MINUS = 1, N_ZERO = 2, N_INT = 3, N_DOT = 4, N_FRACTION = 5, N_EXP = 6,
             N_EXP_SIGN = 7, N_EXP_DIGITS = 8;
     private static final byte[][] BUILTIN = {"true".getBytes(), "false".getBytes(), "null".getBytes()};
@@ -69,6 +73,11 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                 JsonSchema.Node node = schema.node(frames[t + NODE]);
                 int cap = node.maxItems == Integer.MAX_VALUE ? node.minItems : node.maxItems;
                 frames[t + COUNT] = Math.min(frames[t + COUNT], cap);
+            } else if (frames[t + KIND] == STRING && frames[t + PHASE] == 0) { // a length matters near its bounds
+                StringRule rule = schema.node(frames[t + NODE]).string;
+                if (rule != null) {
+                    frames[t + LEN] = rule.lengthKey(frames[t + LEN]);
+                }
             }
         }
         return new Key(frames, whitespace);
@@ -92,7 +101,7 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
             return true;
         }
         int t = 0; // a number or literal at the top level may end at the end of the text
-        return depth == 1 && (st[t + KIND] == NUMBER && numberMayEnd(st[t + POS])
+        return depth == 1 && (st[t + KIND] == NUMBER && numberMayEnd(t)
                 || st[t + KIND] == LITERAL && literalMayEnd(t));
     }
 
@@ -155,7 +164,11 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
             return replace(t, ARRAY, n, A_FIRST, 0, 0, 0);
         }
         if (b == '"' && (types & JsonSchema.STRING) != 0) {
-            return replace(t, STRING, n, 0, S_NORMAL, 0, 0);
+            replace(t, STRING, n, 0, S_NORMAL, 0, 0);
+            if (node.string != null) {
+                st[t + AUT] = node.string.start();
+            }
+            return OK;
         }
         if ((b == '-' || b >= '0' && b <= '9') && (types & (JsonSchema.NUMBER | JsonSchema.INTEGER)) != 0) {
             replace(t, NUMBER, n, (types & JsonSchema.NUMBER) == 0 ? 1 : 0, N_START, 0, 0);
@@ -312,6 +325,10 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
     }
 
     private int string(int t, int b) {
+        StringRule rule = st[t + PHASE] == 0 ? schema.node(st[t + NODE]).string : null;
+        if (rule != null) {
+            return ruledString(t, b, rule);
+        }
         switch (st[t + POS]) {
             case S_ESCAPE -> {
                 if (b == 'u') {
@@ -376,6 +393,130 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
         }
     }
 
+    /**
+     * A string under a {@link StringRule}: every character, written raw or escaped, steps the rule, and a
+     * byte is refused as soon as no character it can begin keeps the string completable. Surrogate
+     * escapes are refused here (characters past U+FFFF are written raw), so each escape is one character.
+     */
+    private int ruledString(int t, int b, StringRule rule) {
+        int s = st[t + AUT], n = st[t + LEN];
+        switch (st[t + POS]) {
+            case S_ESCAPE -> {
+                if (b == 'u') {
+                    if (!escapable(rule, s, n)) {
+                        return FAIL;
+                    }
+                    st[t + POS] = S_HEX;
+                    st[t + COUNT] = 4;
+                    st[t + ACC] = 0;
+                    return OK;
+                }
+                int c = switch (b) {
+                    case '"', '\\', '/' -> b;
+                    case 'b' -> '\b';
+                    case 'f' -> '\f';
+                    case 'n' -> '\n';
+                    case 'r' -> '\r';
+                    case 't' -> '\t';
+                    default -> -1;
+                };
+                if (c < 0) {
+                    return FAIL;
+                }
+                st[t + POS] = S_NORMAL;
+                return take(t, rule, c);
+            }
+            case S_HEX -> {
+                int d = Character.digit(b, 16);
+                if (d < 0 || b > 'f') {
+                    return FAIL;
+                }
+                int left = st[t + COUNT] - 1, v = st[t + ACC] << 4 | d;
+                if (left == 0) {
+                    st[t + POS] = S_NORMAL;
+                    st[t + ACC] = 0;
+                    return v >= 0xd800 && v <= 0xdfff ? FAIL : take(t, rule, v);
+                }
+                int lo = v << 4 * left, hi = lo | (1 << 4 * left) - 1;
+                if (!(rule.canTake(s, n, lo, Math.min(hi, 0xd7ff)) || rule.canTake(s, n, Math.max(lo, 0xe000), hi))) {
+                    return FAIL;
+                }
+                st[t + COUNT] = left;
+                st[t + ACC] = v;
+                return OK;
+            }
+            default -> {
+                int owed = st[t + LO];
+                if (owed > 0) {
+                    int range = st[t + HI];
+                    if (b < CONTINUATION_MIN[range] || b > CONTINUATION_MAX[range]) {
+                        return FAIL;
+                    }
+                    int acc = st[t + ACC] << 6 | b & 0x3f;
+                    st[t + LO] = --owed;
+                    st[t + HI] = 0;
+                    if (owed == 0) {
+                        st[t + ACC] = 0;
+                        return take(t, rule, acc);
+                    }
+                    st[t + ACC] = acc;
+                    return rule.canTake(s, n, acc << 6 * owed, (acc + 1 << 6 * owed) - 1) ? OK : FAIL;
+                }
+                if (b == '"') {
+                    return rule.accepts(s, n) ? popValue() : FAIL;
+                }
+                if (b == '\\') {
+                    if (!escapable(rule, s, n)) {
+                        return FAIL;
+                    }
+                    st[t + POS] = S_ESCAPE;
+                    return OK;
+                }
+                if (b < 0x20) {
+                    return FAIL;
+                }
+                if (b < 0x80) {
+                    return take(t, rule, b);
+                }
+                int more = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+                if (more < 0) {
+                    return FAIL;
+                }
+                int range = b == 0xe0 ? 1 : b == 0xed ? 2 : b == 0xf0 ? 3 : b == 0xf4 ? 4 : 0;
+                // The code points this lead byte can begin: its bits, then the first continuation's range.
+                int acc = b & 0x3f >> more, below = 6 * (more - 1);
+                int lo = acc << 6 * more | (CONTINUATION_MIN[range] & 0x3f) << below;
+                int hi = acc << 6 * more | (CONTINUATION_MAX[range] & 0x3f) << below | (1 << below) - 1;
+                if (!rule.canTake(s, n, lo, hi)) {
+                    return FAIL;
+                }
+                st[t + LO] = more;
+                st[t + HI] = range;
+                st[t + ACC] = acc;
+                return OK;
+            }
+        }
+    }
+
+    /** Whether an escape can write a character here: one of U+0000..U+FFFF outside the surrogates. */
+    private static boolean escapable(StringRule rule, int s, int n) {
+        return rule.canTake(s, n, 0, 0xd7ff) || rule.canTake(s, n, 0xe000, 0xffff);
+    }
+
+    /** Character cp steps the rule; refused if the string could then not be completed. */
+    private int take(int t, StringRule rule, int cp) {
+        int n = st[t + LEN];
+        int next = rule.next(st[t + AUT], cp);
+        if (next < 0 || !rule.live(next, n + 1)) {
+            return FAIL;
+        }
+        st[t + AUT] = next;
+        if (rule.counts()) {
+            st[t + LEN] = n + 1;
+        }
+        return OK;
+    }
+
     private int number(int t, int b) {
         boolean integer = st[t + PHASE] == 1;
         boolean digit = b >= '0' && b <= '9';
@@ -391,19 +532,85 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
             case N_EXP_SIGN -> digit ? N_EXP_DIGITS : -1;
             default -> digit ? N_EXP_DIGITS : -2;
         };
+        NumberBounds bounds = schema.node(st[t + NODE]).bounds;
         if (next >= 0) {
+            if (bounds != null) {
+                return boundedNumber(t, next, b - '0', bounds);
+            }
             st[t + POS] = next;
             return OK;
         }
         if (next == -2) { // the number ended before this byte, which the frame below must take
+            if (bounds != null && !withinBounds(t, bounds)) {
+                return FAIL;
+            }
             popValue();
             return AGAIN;
         }
         return FAIL;
     }
 
-    private static boolean numberMayEnd(int s) {
-        return s == N_ZERO || s == N_INT || s == N_FRACTION || s == N_EXP_DIGITS;
+    /** The number at frame t may end here (its syntax is whole and its bounds met). */
+    private boolean numberMayEnd(int t) {
+        int s = st[t + POS];
+        NumberBounds bounds = schema.node(st[t + NODE]).bounds;
+        return (s == N_ZERO || s == N_INT || s == N_FRACTION || s == N_EXP_DIGITS)
+                && (bounds == null || withinBounds(t, bounds));
+    }
+
+    private boolean withinBounds(int t, NumberBounds bounds) {
+        int flags = st[t + LEN];
+        return (flags & 2) != 0 || bounds.contains((flags & 1) != 0, mask(t), st[t + COUNT], st[t + ACC]);
+    }
+
+    /**
+     * A byte that continues a bounded number's syntax into state {@code next}: taken while the number
+     * can still end within the bounds. No exponent, at most the bounds' fraction digits.
+     */
+    private int boundedNumber(int t, int next, int digit, NumberBounds bounds) {
+        if (next >= N_EXP) {
+            return FAIL;
+        }
+        int flags = st[t + LEN];
+        if ((flags & 2) != 0) { // settled: whatever follows stays within the bounds
+            st[t + POS] = next;
+            return OK;
+        }
+        boolean negative = (flags & 1) != 0;
+        long whole = mask(t);
+        int digits = st[t + COUNT];
+        long fraction = st[t + ACC];
+        int state;
+        switch (next) {
+            case N_MINUS -> {
+                negative = true;
+                state = NumberBounds.MINUS;
+            }
+            case N_ZERO -> state = NumberBounds.ZERO;
+            case N_INT -> {
+                whole = whole * 10 + digit;
+                state = NumberBounds.INT;
+            }
+            case N_DOT -> state = NumberBounds.DOT;
+            default -> {
+                if (digits == bounds.scale) {
+                    return FAIL;
+                }
+                digits++;
+                fraction = fraction * 10 + digit;
+                state = NumberBounds.FRACTION;
+            }
+        }
+        if (!bounds.reachable(state, negative, whole, digits, fraction)) {
+            return FAIL;
+        }
+        st[t + POS] = next;
+        boolean settled = bounds.settled(state, negative, whole);
+        st[t + LEN] = (negative ? 1 : 0) | (settled ? 2 : 0);
+        setMask(t, settled ? 0 : whole);
+        st[t + COUNT] = settled ? 0 : digits;
+        st[t + ACC] = settled ? 0 : (int) fraction;
+        return OK;
     }
 
     private byte[][] literals(int t) {
@@ -484,6 +691,9 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
         st[t + POS] = pos;
         st[t + COUNT] = count;
         setMask(t, mask);
+        st[t + ACC] = 0;
+        st[t + AUT] = 0;
+        st[t + LEN] = 0;
     }
 
     private long mask(int t) {

@@ -1,0 +1,45 @@
+package dev.epic.text.constrain;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.text.Vocabulary;
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.BitSet;
+import java.util.Random;
+import java.util.function.IntPredicate;
+
+/** Random walks through a vocabulary under a token mask, as constrained sampling takes them. */
+final class Walks {
+    private Walks() {}
+
+    /**
+     * Steps {@code at} token by token until it is complete or {@code steps} are taken, and returns the
+     * bytes written. Every mask must allow a token (no dead end); at the steps {@code brute} names, the
+     * mask must equal stepping every token. Short and closing tokens are preferred, so walks finish.
+     */
+    static <A extends ByteAutomaton<A>> byte[] walk(TokenMask<A> mask, Vocabulary v, A at, Random rng, int steps,
+            IntPredicate brute) {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        for (int step = 0; step < steps && !at.complete(); step++) {
+            BitSet allowed = mask.allowed(at);
+            assertFalse(allowed.isEmpty(), "no token can follow " + bytes.toString(StandardCharsets.UTF_8));
+            if (brute.test(step)) {
+                assertEquals(BruteForce.allowed(v, at), allowed, "step " + step);
+            }
+            int pick = -1;
+            for (int tries = 0; tries < 64 && pick < 0; tries++) {
+                int c = allowed.nextSetBit(rng.nextInt(v.size()));
+                c = c >= 0 ? c : allowed.nextSetBit(0);
+                if (v.tokenBytes(c).length <= 2 || tries > 48) {
+                    pick = c;
+                }
+            }
+            assertTrue(at.step(v.tokenBytes(pick)));
+            bytes.writeBytes(v.tokenBytes(pick));
+        }
+        return bytes.toByteArray();
+    }
+}
