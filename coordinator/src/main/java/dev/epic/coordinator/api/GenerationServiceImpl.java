@@ -182,12 +182,6 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private GenerationOptions outputOptions(GenerateRequest req, Prompt prompt) {
         GenerationOptions o = GenerationOptions.defaults().withMaxContextLength(model.maxContext());
         ResponseFormat.Type format = req.getResponseFormat().getType();
-        if (constrained(req) && prompt.reasoning() == ReasoningMode.OPEN) {
-            String what = format != ResponseFormat.Type.TEXT ? "response_format " + format
-                    : "tool_choice " + req.getToolChoice().getMode();
-            throw PromptBuilder.invalid(what + ": the prompt opens a thinking block, which the answer must close "
-                    + "first; set enable_thinking to false");
-        }
         if (format == ResponseFormat.Type.JSON_OBJECT || format == ResponseFormat.Type.JSON_SCHEMA) {
             try {
                 o = o.withParseToolCalls(false).withJsonSchema(format == ResponseFormat.Type.JSON_OBJECT
@@ -204,11 +198,16 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         } else if (choice != ToolChoice.Mode.AUTO) {
             throw PromptBuilder.invalid("tool_choice.mode " + req.getToolChoice().getModeValue() + " is not known");
         }
+        // A constrained answer follows a thinking block when the prompt opened one or the request asks
+        // for thinking (the output then opens it); otherwise it starts at once.
+        boolean constrained = o.jsonSchema() != null || o.toolCalls() != null;
+        ReasoningMode thinkFirst = !constrained ? ReasoningMode.NONE : prompt.reasoning() == ReasoningMode.OPEN
+                ? ReasoningMode.OPEN : req.hasEnableThinking() && req.getEnableThinking() ? ReasoningMode.DETECT : ReasoningMode.NONE;
+        o = o.withThinkFirst(thinkFirst);
         if (req.getRawOutput()) {
             return o.withReasoning(ReasoningMode.NONE).withParseToolCalls(false);
         }
-        boolean constrained = o.jsonSchema() != null || o.toolCalls() != null;
-        o = o.withReasoning(constrained ? ReasoningMode.NONE : prompt.reasoning());
+        o = o.withReasoning(constrained && thinkFirst == ReasoningMode.NONE ? ReasoningMode.NONE : prompt.reasoning());
         return req.hasParseToolCalls() && !req.getParseToolCalls() ? o.withParseToolCalls(false) : o;
     }
 

@@ -494,7 +494,8 @@ class OpenAiServerTest {
 
     /**
      * The coordinator starts a constrained answer (JSON, forced calls) after an empty thinking block
-     * unless the request asks for thinking: gRPC clients get the same default as HTTP ones.
+     * unless the request asks for thinking: gRPC clients get the same default as HTTP ones. Asked for,
+     * the output thinks first and the constraint starts after the block.
      */
     @Test
     void constrainedAnswersSkipThinkingUnlessAsked() throws Exception {
@@ -509,6 +510,13 @@ class OpenAiServerTest {
         assertEquals(skipped, byDefault, "no thinking by default for a constrained answer");
         assertEquals(free, thinking, "thinking when asked: the template's own prompt");
         assertTrue(byDefault > free, "the empty thinking block is in the prompt");
+        // Asked for, the thought comes first (the output opens the block) and the answer is held back.
+        JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": "
+                + "\"json_object\"}, \"chat_template_kwargs\": {\"enable_thinking\": true}, \"max_tokens\": 16, "
+                + "\"temperature\": 1.0, \"seed\": 3}"));
+        JsonNode m = a.get("choices").get(0).get("message");
+        assertFalse(m.path("reasoning_content").asText("").isEmpty(), a.toString());
+        assertTrue(m.get("content").isNull() || m.get("content").asText().isEmpty(), a.toString());
     }
 
     /** Without a coordinator to ask, the API answers 503, not a hang or a 500. */

@@ -2,9 +2,11 @@ package dev.epic.text.generate;
 
 import dev.epic.text.Vocabulary;
 import dev.epic.text.constrain.JsonConstraint;
+import dev.epic.text.constrain.ThinkingFirst;
 import dev.epic.text.constrain.TokenConstraint;
 import dev.epic.text.constrain.ToolCallConstraint;
 import dev.epic.text.output.DeepSeekMarkers;
+import dev.epic.text.output.ReasoningMode;
 import dev.epic.text.output.ReasoningParser;
 import dev.epic.text.output.StopMatcher;
 import dev.epic.text.output.StreamingDecoder;
@@ -90,8 +92,10 @@ public final class Generation {
             throw new InvalidSamplingException(what, "a " + (options.jsonSchema() != null ? "JSON answer" : "forced tool call")
                     + " cannot be combined with ignore_eos or min_tokens, and needs an end-of-sequence token");
         }
-        this.constraint = options.jsonSchema() != null ? new JsonConstraint(vocab, options.jsonSchema())
+        TokenConstraint answer = options.jsonSchema() != null ? new JsonConstraint(vocab, options.jsonSchema())
                 : options.toolCalls() != null ? new ToolCallConstraint(vocab, options.toolCalls()) : null;
+        this.constraint = answer != null && options.thinkFirst() != ReasoningMode.NONE
+                ? new ThinkingFirst(vocab, answer, options.thinkFirst() == ReasoningMode.OPEN) : answer;
         this.constraintEnds = new HashSet<>(eos);
         constraintEnds.addAll(params.stopTokenIds());
     }

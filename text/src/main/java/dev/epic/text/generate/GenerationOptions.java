@@ -19,17 +19,20 @@ import java.util.function.Supplier;
  *                         {@link JsonSchema#ANY_OBJECT} is OpenAI's JSON mode)
  * @param toolCalls        constrain the output to tool calls of this grammar (null: none; OpenAI's
  *                         forced tool choice)
+ * @param thinkFirst       with a constraint, where it starts: NONE at once; OPEN after the {@code </think>}
+ *                         that closes the block the prompt opened; DETECT after a thinking block the
+ *                         output must open and close ({@link dev.epic.text.constrain.ThinkingFirst})
  */
 public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, boolean parseToolCalls,
                                 Set<Integer> eosTokenIds, Supplier<String> toolCallIds,
-                                JsonSchema jsonSchema, ToolCallGrammar toolCalls) {
+                                JsonSchema jsonSchema, ToolCallGrammar toolCalls, ReasoningMode thinkFirst) {
 
     public GenerationOptions {
         if (maxContextLength < 0) {
             throw new IllegalArgumentException("maxContextLength must be >= 0 (0 = unlimited), got " + maxContextLength);
         }
-        if (reasoning == null) {
-            throw new IllegalArgumentException("reasoning mode must not be null");
+        if (reasoning == null || thinkFirst == null) {
+            throw new IllegalArgumentException("reasoning modes must not be null");
         }
         eosTokenIds = eosTokenIds == null ? null : Set.copyOf(eosTokenIds);
         if (jsonSchema != null && toolCalls != null) {
@@ -42,34 +45,38 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
 
     /** No context limit, reasoning detected from a leading {@code <think>}, tool calls parsed, vocabulary EOS. */
     public static GenerationOptions defaults() {
-        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, null, null);
+        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, null, null, ReasoningMode.NONE);
     }
 
     public GenerationOptions withMaxContextLength(int v) {
-        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls);
+        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, thinkFirst);
     }
 
     public GenerationOptions withReasoning(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls);
+        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, thinkFirst);
     }
 
     public GenerationOptions withParseToolCalls(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema, toolCalls);
+        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema, toolCalls, thinkFirst);
     }
 
     public GenerationOptions withEosTokenIds(Set<Integer> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema, toolCalls);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema, toolCalls, thinkFirst);
     }
 
     public GenerationOptions withJsonSchema(JsonSchema v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, toolCalls);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, toolCalls, thinkFirst);
     }
 
     public GenerationOptions withToolCalls(ToolCallGrammar v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, v);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, v, thinkFirst);
     }
 
     public GenerationOptions withToolCallIds(Supplier<String> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema, toolCalls);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema, toolCalls, thinkFirst);
+    }
+
+    public GenerationOptions withThinkFirst(ReasoningMode v) {
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, v);
     }
 }
