@@ -32,6 +32,7 @@ import dev.epic.proto.TokenLogprob;
 import dev.epic.proto.TopLogprob;
 import dev.epic.proto.Usage;
 import dev.epic.text.constrain.JsonSchema;
+import dev.epic.text.constrain.TextPattern;
 import dev.epic.text.constrain.ToolCallGrammar;
 import dev.epic.text.generate.Delta;
 import dev.epic.text.generate.Generation;
@@ -182,13 +183,23 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private GenerationOptions outputOptions(GenerateRequest req, Prompt prompt) {
         GenerationOptions o = GenerationOptions.defaults().withMaxContextLength(model.maxContext());
         ResponseFormat.Type format = req.getResponseFormat().getType();
-        if (format == ResponseFormat.Type.JSON_OBJECT || format == ResponseFormat.Type.JSON_SCHEMA) {
-            try {
-                o = o.withParseToolCalls(false).withJsonSchema(format == ResponseFormat.Type.JSON_OBJECT
-                        ? JsonSchema.ANY_OBJECT : JsonSchema.compile(req.getResponseFormat().getJsonSchema()));
-            } catch (IllegalArgumentException e) {
-                throw PromptBuilder.invalid("response_format.json_schema: " + e.getMessage());
-            }
+        ResponseFormat rf = req.getResponseFormat();
+        try {
+            o = switch (format) {
+                case JSON_OBJECT -> o.withParseToolCalls(false).withJsonSchema(JsonSchema.ANY_OBJECT);
+                case JSON_SCHEMA -> o.withParseToolCalls(false).withJsonSchema(JsonSchema.compile(rf.getJsonSchema()));
+                case REGEX -> o.withParseToolCalls(false).withTextPattern(TextPattern.regex(rf.getRegex()));
+                case CHOICE -> o.withParseToolCalls(false).withTextPattern(TextPattern.choice(rf.getChoicesList()));
+                case TEXT -> o;
+                default -> throw new IllegalArgumentException("type " + rf.getTypeValue() + " is not known");
+            };
+        } catch (IllegalArgumentException e) {
+            throw PromptBuilder.invalid("response_format" + switch (format) {
+                case JSON_SCHEMA -> ".json_schema";
+                case REGEX -> ".regex";
+                case CHOICE -> ".choices";
+                default -> "";
+            } + ": " + e.getMessage());
         }
         ToolChoice.Mode choice = req.getToolChoice().getMode();
         if (choice == ToolChoice.Mode.REQUIRED || choice == ToolChoice.Mode.FUNCTION) {
@@ -200,7 +211,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
         // A constrained answer follows a thinking block when the prompt opened one or the request asks
         // for thinking (the output then opens it); otherwise it starts at once.
-        boolean constrained = o.jsonSchema() != null || o.toolCalls() != null;
+        boolean constrained = o.constrained();
         ReasoningMode thinkFirst = !constrained ? ReasoningMode.NONE : prompt.reasoning() == ReasoningMode.OPEN
                 ? ReasoningMode.OPEN : req.hasEnableThinking() && req.getEnableThinking() ? ReasoningMode.DETECT : ReasoningMode.NONE;
         o = o.withThinkFirst(thinkFirst);
@@ -313,6 +324,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             stopIds.add(id);
         }
         b.stopTokenIds(stopIds);
+        java.util.Map<Integer, Float> bias = new java.util.HashMap<>();
+        p.getLogitBiasMap().forEach((id, v) -> bias.put((int) Math.min(Integer.toUnsignedLong(id), Integer.MAX_VALUE), v));
+        b.logitBias(bias);
         b.ignoreEos(p.getIgnoreEos());
         try {
             return b.build();

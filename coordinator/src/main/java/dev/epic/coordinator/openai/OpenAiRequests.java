@@ -169,15 +169,10 @@ final class OpenAiRequests {
      * ignored (their defaults pass).
      */
     private static void refuseUnsupported(JsonNode body) {
-        for (String name : new String[] {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
-                "structured_outputs", "functions", "function_call", "prompt_logprobs"}) {
+        for (String name : new String[] {"guided_grammar", "functions", "function_call", "prompt_logprobs"}) {
             if (present(body, name)) {
                 throw OpenAiError.badRequest(name, "'" + name + "' is not supported");
             }
-        }
-        JsonNode bias = body.get("logit_bias");
-        if (bias != null && !bias.isNull() && !bias.isEmpty()) {
-            throw OpenAiError.badRequest("logit_bias", "'logit_bias' is not supported");
         }
         if (present(body, "best_of") && body.get("best_of").asInt(1) > Math.max(1, body.path("n").asInt(1))) {
             throw OpenAiError.badRequest("best_of", "'best_of' above 'n' is not supported");
@@ -187,8 +182,20 @@ final class OpenAiRequests {
         }
     }
 
-    /** response_format: "text" (the default), "json_object" or "json_schema", set on r. */
+    /**
+     * response_format: "text" (the default), "json_object" or "json_schema"; or vLLM's guided_json,
+     * guided_regex, guided_choice, or structured_outputs with one of json, regex, choice or
+     * json_object. At most one of them, set on r.
+     */
     private static void responseFormat(JsonNode body, GenerateRequest.Builder r) {
+        ResponseFormat guided = guided(body);
+        if (guided != null) {
+            if (present(body, "response_format") && !body.get("response_format").path("type").asText().equals("text")) {
+                throw OpenAiError.badRequest("response_format", "response_format cannot be combined with guided decoding");
+            }
+            r.setResponseFormat(guided);
+            return;
+        }
         JsonNode format = body.get("response_format");
         if (format == null || format.isNull()) {
             return;
@@ -209,6 +216,82 @@ final class OpenAiRequests {
             default -> throw OpenAiError.badRequest("response_format",
                     "response_format '" + type + "' is not supported ('text', 'json_object' and 'json_schema' are)");
         }
+    }
+
+    /** vLLM's guided decoding fields (the older guided_* and the newer structured_outputs), or null. */
+    private static ResponseFormat guided(JsonNode body) {
+        java.util.Map<String, JsonNode> asked = new java.util.LinkedHashMap<>();
+        for (String name : new String[] {"guided_json", "guided_regex", "guided_choice"}) {
+            if (present(body, name)) {
+                asked.put(name, body.get(name));
+            }
+        }
+        if (present(body, "structured_outputs")) {
+            JsonNode so = body.get("structured_outputs");
+            if (!so.isObject()) {
+                throw OpenAiError.badRequest("structured_outputs", "'structured_outputs' must be an object");
+            }
+            for (java.util.Iterator<String> it = so.fieldNames(); it.hasNext(); ) {
+                String k = it.next();
+                JsonNode v = so.get(k);
+                String param = "structured_outputs." + k;
+                switch (k) {
+                    case "json", "regex", "choice" -> {
+                        if (!v.isNull()) {
+                            asked.put(param, v);
+                        }
+                    }
+                    case "json_object" -> {
+                        if (bool(so, k, param)) {
+                            asked.put(param, v);
+                        }
+                    }
+                    case "disable_fallback" -> { } // which backend runs it: the answer is the same
+                    default -> {
+                        if (!v.isNull() && !(v.isBoolean() && !v.asBoolean())) {
+                            throw OpenAiError.badRequest(param, "'" + param + "' is not supported");
+                        }
+                    }
+                }
+            }
+        }
+        if (asked.isEmpty()) {
+            return null;
+        }
+        if (asked.size() > 1) {
+            throw OpenAiError.badRequest(asked.keySet().iterator().next(), "guided decoding takes one of "
+                    + asked.keySet() + ", not several");
+        }
+        String param = asked.keySet().iterator().next();
+        JsonNode v = asked.get(param);
+        ResponseFormat.Builder f = ResponseFormat.newBuilder();
+        if (param.endsWith("json_object")) {
+            return f.setType(ResponseFormat.Type.JSON_OBJECT).build();
+        }
+        if (param.endsWith("json")) {
+            // A schema object, or (as vLLM takes it) a string holding one.
+            if (!(v.isObject() || v.isBoolean() || v.isTextual())) {
+                throw OpenAiError.badRequest(param, "'" + param + "' must be a JSON schema");
+            }
+            return f.setType(ResponseFormat.Type.JSON_SCHEMA).setJsonSchema(v.isTextual() ? v.asText() : v.toString()).build();
+        }
+        if (param.endsWith("regex")) {
+            if (!v.isTextual()) {
+                throw OpenAiError.badRequest(param, "'" + param + "' must be a string");
+            }
+            return f.setType(ResponseFormat.Type.REGEX).setRegex(v.asText()).build();
+        }
+        if (!v.isArray() || v.isEmpty()) {
+            throw OpenAiError.badRequest(param, "'" + param + "' must be a non-empty list of strings");
+        }
+        f.setType(ResponseFormat.Type.CHOICE);
+        for (JsonNode c : v) {
+            if (!c.isTextual()) {
+                throw OpenAiError.badRequest(param, "'" + param + "' must be a non-empty list of strings");
+            }
+            f.addChoices(c.asText());
+        }
+        return f.build();
     }
 
     /** vLLM's add_special_tokens for text prompts: BOS first, by default. */
@@ -326,6 +409,21 @@ final class OpenAiRequests {
             }
             for (JsonNode id : ids) {
                 s.addStopTokenIds(tokenId(id, "stop_token_ids"));
+            }
+        }
+        JsonNode bias = b.get("logit_bias");
+        if (bias != null && !bias.isNull()) {
+            if (!bias.isObject()) {
+                throw OpenAiError.badRequest("logit_bias", "'logit_bias' must map token ids to biases");
+            }
+            for (java.util.Iterator<java.util.Map.Entry<String, JsonNode>> it = bias.fields(); it.hasNext(); ) {
+                java.util.Map.Entry<String, JsonNode> e = it.next();
+                if (!e.getKey().matches("\\d{1,10}") || Long.parseLong(e.getKey()) > Integer.MAX_VALUE
+                        || !e.getValue().isNumber()) {
+                    throw OpenAiError.badRequest("logit_bias", "'logit_bias' must map token ids to biases, got "
+                            + e.getKey() + ": " + e.getValue());
+                }
+                s.putLogitBias(Integer.parseInt(e.getKey()), e.getValue().floatValue());
             }
         }
         return s;

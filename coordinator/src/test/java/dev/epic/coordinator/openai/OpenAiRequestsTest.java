@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.epic.proto.ChatMessage;
 import dev.epic.proto.GenerateRequest;
 import dev.epic.proto.Messages;
+import dev.epic.proto.ResponseFormat;
 import dev.epic.proto.SamplingParams;
 import dev.epic.proto.Tool;
 import dev.epic.proto.ToolCall;
@@ -118,7 +119,7 @@ class OpenAiRequestsTest {
     @Test
     void unsupportedFieldsAreRefusedUnlessDefault() {
         String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
-        for (String field : new String[] {"\"logit_bias\": {\"5\": 10}", "\"guided_json\": {}", "\"best_of\": 3",
+        for (String field : new String[] {"\"logit_bias\": {\"x\": 10}", "\"guided_grammar\": \"root ::= x\"", "\"best_of\": 3",
                 "\"response_format\": {\"type\": \"json_schema\"}",
                 "\"use_beam_search\": true", "\"functions\": []"}) {
             OpenAiError e = assertThrows(OpenAiError.class, () -> chat(base + field + "}"), field);
@@ -126,6 +127,42 @@ class OpenAiRequestsTest {
         }
         chat(base + "\"logit_bias\": {}, \"best_of\": 2, \"n\": 2, \"parallel_tool_calls\": true, "
                 + "\"response_format\": {\"type\": \"text\"}, \"chat_template_kwargs\": {\"enable_thinking\": null}}");
+    }
+
+    @Test
+    void logitBiasMapsTokenIdsToBiases() {
+        SamplingParams s = chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"logit_bias\": "
+                + "{\"5\": 10, \"70000\": -100}}").request().getSampling();
+        assertEquals(java.util.Map.of(5, 10f, 70000, -100f), s.getLogitBiasMap());
+    }
+
+    /** vLLM's guided decoding, old (guided_*) and new (structured_outputs), maps onto response formats. */
+    @Test
+    void guidedDecodingMapsOntoResponseFormats() {
+        String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
+        ResponseFormat f = chat(base + "\"guided_choice\": [\"yes\", \"no\"]}").request().getResponseFormat();
+        assertEquals(ResponseFormat.Type.CHOICE, f.getType());
+        assertEquals(List.of("yes", "no"), f.getChoicesList());
+        f = chat(base + "\"structured_outputs\": {\"regex\": \"\\\\d+\", \"disable_fallback\": true}}").request()
+                .getResponseFormat();
+        assertEquals(ResponseFormat.Type.REGEX, f.getType());
+        assertEquals("\\d+", f.getRegex());
+        f = chat(base + "\"guided_json\": {\"type\": \"integer\"}}").request().getResponseFormat();
+        assertEquals(ResponseFormat.Type.JSON_SCHEMA, f.getType());
+        assertEquals("{\"type\":\"integer\"}", f.getJsonSchema());
+        f = chat(base + "\"structured_outputs\": {\"json\": \"{\\\"type\\\": \\\"string\\\"}\"}}").request()
+                .getResponseFormat();
+        assertEquals("{\"type\": \"string\"}", f.getJsonSchema());
+        assertEquals(ResponseFormat.Type.JSON_OBJECT, chat(base + "\"structured_outputs\": {\"json_object\": true}}")
+                .request().getResponseFormat().getType());
+        for (String[] bad : new String[][] {{"\"guided_choice\": [\"a\"], \"guided_regex\": \"a\"", "guided_regex"},
+                {"\"guided_choice\": [1]", "guided_choice"}, {"\"guided_regex\": \"a\", \"response_format\": {\"type\": "
+                + "\"json_object\"}", "response_format"}, {"\"structured_outputs\": {\"grammar\": \"root ::= x\"}",
+                "structured_outputs.grammar"}, {"\"structured_outputs\": {\"disable_any_whitespace\": true}",
+                "structured_outputs.disable_any_whitespace"}}) {
+            OpenAiError e = assertThrows(OpenAiError.class, () -> chat(base + bad[0] + "}"), bad[0]);
+            assertEquals(bad[1], e.param, bad[0]);
+        }
     }
 
     @Test

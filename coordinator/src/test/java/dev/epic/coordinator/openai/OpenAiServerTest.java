@@ -519,6 +519,24 @@ class OpenAiServerTest {
         assertTrue(m.get("content").isNull() || m.get("content").asText().isEmpty(), a.toString());
     }
 
+    /** vLLM's guided_choice and guided_regex over HTTP: the whole answer is a choice, or matches. */
+    @Test
+    void guidedChoiceAndRegexHoldTheWholeAnswer() throws Exception {
+        for (int seed = 0; seed < 3; seed++) {
+            JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"guided_choice\": [\"sunny\", \"rainy\", "
+                    + "\"snow\"], \"temperature\": 1.0, \"seed\": " + seed + "}"));
+            JsonNode c = a.get("choices").get(0);
+            assertTrue(List.of("sunny", "rainy", "snow").contains(c.get("message").get("content").asText()), a.toString());
+            assertEquals("stop", c.get("finish_reason").asText(), a.toString());
+            a = ok(post("/v1/completions", "{\"prompt\": \"Date:\", \"structured_outputs\": {\"regex\": "
+                    + "\"\\\\d{4}-\\\\d\\\\d\"}, \"temperature\": 1.0, \"seed\": " + seed + "}"));
+            c = a.get("choices").get(0);
+            assertTrue(c.get("text").asText().matches("\\d{4}-\\d\\d"), a.toString());
+        }
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"guided_regex\": \"(a)\\\\1\"}"), 400,
+                "back-reference");
+    }
+
     /** Without a coordinator to ask, the API answers 503, not a hang or a 500. */
     @Test
     void aMissingCoordinatorIs503() throws Exception {
@@ -546,7 +564,8 @@ class OpenAiServerTest {
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": \"hot\"}"), 400, "temperature");
         assertEquals("top_logprobs", JSON.readTree(post("/v1/chat/completions", "{" + CHAT_MESSAGES
                 + ", \"top_logprobs\": 3}").body()).get("error").get("param").asText());
-        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"logit_bias\": {\"11\": 5}}"), 400, "logit_bias");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"logit_bias\": {\"999999999\": 5}}"), 400,
+                "logit_bias");
         assertError(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \""
                 + "x".repeat(5 << 20) + "\"}]}"), 413, "exceeds");
         assertError(post("/v1/chat/completions", "{\"messages\": []}"), 400, "messages");

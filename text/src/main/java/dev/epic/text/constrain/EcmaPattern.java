@@ -33,14 +33,27 @@ final class EcmaPattern {
         this.p = pattern;
     }
 
-    /** @throws IllegalArgumentException naming what in the pattern is not supported */
+    /**
+     * The strings the pattern matches somewhere in (JSON Schema's {@code pattern}).
+     *
+     * @throws IllegalArgumentException naming what in the pattern is not supported
+     */
     static Automaton compile(String pattern) {
+        return compile(pattern, false);
+    }
+
+    /** The strings the pattern matches as a whole, anchors or not (vLLM's guided_regex). */
+    static Automaton compileWhole(String pattern) {
+        return compile(pattern, true);
+    }
+
+    private static Automaton compile(String pattern, boolean whole) {
         EcmaPattern parser = new EcmaPattern(pattern);
         List<Automaton> alternatives = new ArrayList<>();
         do {
-            boolean anchoredStart = parser.eat('^');
+            boolean anchoredStart = parser.eat('^') || whole;
             Automaton a = parser.sequence();
-            boolean anchoredEnd = parser.eat('$');
+            boolean anchoredEnd = parser.eat('$') || whole;
             if (!anchoredStart) {
                 a = BasicAutomata.makeAnyString().concatenate(a);
             }

@@ -36,9 +36,6 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
     private static final int N_START = 0, N_MINUS = 1, N_ZERO = 2, N_INT = 3, N_DOT = 4, N_FRACTION = 5, N_EXP = 6,
             N_EXP_SIGN = 7, N_EXP_DIGITS = 8;
     private static final byte[][] BUILTIN = {"true".getBytes(), "false".getBytes(), "null".getBytes()};
-    /** The first continuation byte's range after a lead byte: any, E0, ED, F0, F4 (RFC 3629's table). */
-    private static final int[] CONTINUATION_MIN = {0x80, 0xa0, 0x80, 0x90, 0x80};
-    private static final int[] CONTINUATION_MAX = {0xbf, 0xbf, 0x9f, 0xbf, 0x8f};
     private static final int OK = 0, FAIL = 1, AGAIN = 2;
 
     private final JsonSchema schema;
@@ -355,7 +352,7 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                 int owed = st[t + LO];
                 if (owed > 0) {
                     int range = st[t + HI];
-                    if (b < CONTINUATION_MIN[range] || b > CONTINUATION_MAX[range]) {
+                    if (!Utf8.continues(range, b)) {
                         return FAIL;
                     }
                     st[t + LO] = owed - 1;
@@ -380,14 +377,13 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                 if (b < 0x80) {
                     return OK;
                 }
-                // Continuation bytes the lead byte needs, and the range of the first (no overlong
-                // forms, surrogates or code points past U+10FFFF).
-                int more = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+                // Continuation bytes the lead byte needs, and the range of the first.
+                int more = Utf8.more(b);
                 if (more < 0) {
                     return FAIL;
                 }
                 st[t + LO] = more;
-                st[t + HI] = b == 0xe0 ? 1 : b == 0xed ? 2 : b == 0xf0 ? 3 : b == 0xf4 ? 4 : 0;
+                st[t + HI] = Utf8.range(b);
                 return OK;
             }
         }
@@ -449,7 +445,7 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                 int owed = st[t + LO];
                 if (owed > 0) {
                     int range = st[t + HI];
-                    if (b < CONTINUATION_MIN[range] || b > CONTINUATION_MAX[range]) {
+                    if (!Utf8.continues(range, b)) {
                         return FAIL;
                     }
                     int acc = st[t + ACC] << 6 | b & 0x3f;
@@ -478,16 +474,12 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                 if (b < 0x80) {
                     return take(t, rule, b);
                 }
-                int more = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+                int more = Utf8.more(b);
                 if (more < 0) {
                     return FAIL;
                 }
-                int range = b == 0xe0 ? 1 : b == 0xed ? 2 : b == 0xf0 ? 3 : b == 0xf4 ? 4 : 0;
-                // The code points this lead byte can begin: its bits, then the first continuation's range.
-                int acc = b & 0x3f >> more, below = 6 * (more - 1);
-                int lo = acc << 6 * more | (CONTINUATION_MIN[range] & 0x3f) << below;
-                int hi = acc << 6 * more | (CONTINUATION_MAX[range] & 0x3f) << below | (1 << below) - 1;
-                if (!rule.canTake(s, n, lo, hi)) {
+                int range = Utf8.range(b), acc = Utf8.leadBits(b, more);
+                if (!rule.canTake(s, n, Utf8.lowest(acc, more, range), Utf8.highest(acc, more, range))) {
                     return FAIL;
                 }
                 st[t + LO] = more;

@@ -1,7 +1,7 @@
 package dev.epic.text.generate;
 
 import dev.epic.text.Vocabulary;
-import dev.epic.text.constrain.JsonConstraint;
+import dev.epic.text.constrain.AnswerConstraint;
 import dev.epic.text.constrain.ThinkingFirst;
 import dev.epic.text.constrain.TokenConstraint;
 import dev.epic.text.constrain.ToolCallConstraint;
@@ -73,6 +73,12 @@ public final class Generation {
             throw new IllegalArgumentException("prompt has " + promptIds.length + " tokens; the context length "
                     + options.maxContextLength() + " leaves no room to generate");
         }
+        for (int id : params.logitBias().keySet()) {
+            if (id >= vocab.size()) {
+                throw new InvalidSamplingException("logit_bias", "token id " + id + " is outside the vocabulary [0, "
+                        + vocab.size() + ")");
+            }
+        }
         this.vocab = vocab;
         this.params = params;
         this.promptTokens = promptIds.length;
@@ -85,14 +91,14 @@ public final class Generation {
         this.stops = new StopMatcher(params.stop());
         this.reasoning = new ReasoningParser(options.reasoning());
         this.tools = options.parseToolCalls() ? new ToolCallParser(options.toolCallIds()) : null;
-        boolean constrained = options.jsonSchema() != null || options.toolCalls() != null;
-        if (constrained && (params.ignoreEos() || params.minTokens() > 0 || eos.isEmpty())) {
+        if (options.constrained() && (params.ignoreEos() || params.minTokens() > 0 || eos.isEmpty())) {
             // Once the answer is complete only end of sequence may follow: it must be there and allowed to end it.
-            String what = options.jsonSchema() != null ? "response_format" : "tool_choice";
-            throw new InvalidSamplingException(what, "a " + (options.jsonSchema() != null ? "JSON answer" : "forced tool call")
+            String what = options.toolCalls() != null ? "tool_choice" : "response_format";
+            throw new InvalidSamplingException(what, "a " + (options.toolCalls() != null ? "forced tool call" : "constrained answer")
                     + " cannot be combined with ignore_eos or min_tokens, and needs an end-of-sequence token");
         }
-        TokenConstraint answer = options.jsonSchema() != null ? new JsonConstraint(vocab, options.jsonSchema())
+        TokenConstraint answer = options.jsonSchema() != null ? AnswerConstraint.json(vocab, options.jsonSchema())
+                : options.textPattern() != null ? AnswerConstraint.text(vocab, options.textPattern())
                 : options.toolCalls() != null ? new ToolCallConstraint(vocab, options.toolCalls()) : null;
         this.constraint = answer != null && options.thinkFirst() != ReasoningMode.NONE
                 ? new ThinkingFirst(vocab, answer, options.thinkFirst() == ReasoningMode.OPEN) : answer;
@@ -113,6 +119,11 @@ public final class Generation {
         ensureRunning();
         int n = Math.min(logits.length, vocab.size());
         float[] raw = params.wantsLogprobs() ? logits.clone() : null; // the sampler uses logits as scratch
+        params.logitBias().forEach((id, bias) -> {
+            if (id < n) {
+                logits[id] += bias;
+            }
+        });
         if (completionTokens < params.minTokens()) { // vLLM's min_tokens: nothing may end it yet
             if (!params.ignoreEos()) {
                 eos.forEach(id -> ban(logits, n, id));

@@ -1,6 +1,7 @@
 package dev.epic.text.generate;
 
 import dev.epic.text.constrain.JsonSchema;
+import dev.epic.text.constrain.TextPattern;
 import dev.epic.text.constrain.ToolCallGrammar;
 import dev.epic.text.output.ReasoningMode;
 import java.util.Set;
@@ -19,13 +20,16 @@ import java.util.function.Supplier;
  *                         {@link JsonSchema#ANY_OBJECT} is OpenAI's JSON mode)
  * @param toolCalls        constrain the output to tool calls of this grammar (null: none; OpenAI's
  *                         forced tool choice)
+ * @param textPattern      constrain the output text to this pattern's language (null: none; vLLM's
+ *                         guided regex and choice)
  * @param thinkFirst       with a constraint, where it starts: NONE at once; OPEN after the {@code </think>}
  *                         that closes the block the prompt opened; DETECT after a thinking block the
  *                         output must open and close ({@link dev.epic.text.constrain.ThinkingFirst})
  */
 public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, boolean parseToolCalls,
                                 Set<Integer> eosTokenIds, Supplier<String> toolCallIds,
-                                JsonSchema jsonSchema, ToolCallGrammar toolCalls, ReasoningMode thinkFirst) {
+                                JsonSchema jsonSchema, ToolCallGrammar toolCalls, TextPattern textPattern,
+                                ReasoningMode thinkFirst) {
 
     public GenerationOptions {
         if (maxContextLength < 0) {
@@ -35,8 +39,8 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
             throw new IllegalArgumentException("reasoning modes must not be null");
         }
         eosTokenIds = eosTokenIds == null ? null : Set.copyOf(eosTokenIds);
-        if (jsonSchema != null && toolCalls != null) {
-            throw new IllegalArgumentException("an answer cannot be both a JSON value and tool calls");
+        if ((jsonSchema != null ? 1 : 0) + (toolCalls != null ? 1 : 0) + (textPattern != null ? 1 : 0) > 1) {
+            throw new IllegalArgumentException("an answer takes one constraint: a JSON value, tool calls or a text pattern");
         }
         if (toolCallIds == null) {
             toolCallIds = () -> "call_" + UUID.randomUUID().toString().replace("-", "").substring(0, 24);
@@ -45,38 +49,48 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
 
     /** No context limit, reasoning detected from a leading {@code <think>}, tool calls parsed, vocabulary EOS. */
     public static GenerationOptions defaults() {
-        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, null, null, ReasoningMode.NONE);
+        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, null, null, null, ReasoningMode.NONE);
     }
 
     public GenerationOptions withMaxContextLength(int v) {
-        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, thinkFirst);
+        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst);
     }
 
     public GenerationOptions withReasoning(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, thinkFirst);
+        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst);
     }
 
     public GenerationOptions withParseToolCalls(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema, toolCalls, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst);
     }
 
     public GenerationOptions withEosTokenIds(Set<Integer> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema, toolCalls, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst);
     }
 
     public GenerationOptions withJsonSchema(JsonSchema v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, toolCalls, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, toolCalls, textPattern, thinkFirst);
     }
 
     public GenerationOptions withToolCalls(ToolCallGrammar v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, v, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, v, textPattern, thinkFirst);
     }
 
     public GenerationOptions withToolCallIds(Supplier<String> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema, toolCalls, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema, toolCalls, textPattern, thinkFirst);
     }
 
     public GenerationOptions withThinkFirst(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, v);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, v);
+    }
+
+    public GenerationOptions withTextPattern(TextPattern v) {
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, v,
+                thinkFirst);
+    }
+
+    /** Whether the answer is masked to a grammar. */
+    public boolean constrained() {
+        return jsonSchema != null || toolCalls != null || textPattern != null;
     }
 }

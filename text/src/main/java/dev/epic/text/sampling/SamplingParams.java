@@ -1,6 +1,7 @@
 package dev.epic.text.sampling;
 
 import java.util.List;
+import java.util.Map;
 import java.util.OptionalLong;
 import java.util.Set;
 import java.util.random.RandomGenerator;
@@ -28,6 +29,8 @@ import java.util.random.RandomGeneratorFactory;
  *                          before it, with this many alternatives
  * @param minTokens         no EOS, stop token or stop string ends the generation before this many tokens
  * @param includeStopStrInOutput the stop string that ended the generation is part of its text
+ * @param logitBias         added to the logits of these token ids before sampling (OpenAI's logit_bias:
+ *                          -100 bans a token, 100 all but forces it); logprobs stay the model's own
  */
 public record SamplingParams(
         double temperature,
@@ -46,7 +49,8 @@ public record SamplingParams(
         int logprobs,
         int promptLogprobs,
         int minTokens,
-        boolean includeStopStrInOutput) {
+        boolean includeStopStrInOutput,
+        Map<Integer, Float> logitBias) {
 
     public static final double DEFAULT_TEMPERATURE = 0.6;
     public static final double DEFAULT_TOP_P = 0.95;
@@ -95,6 +99,13 @@ public record SamplingParams(
                 throw new InvalidSamplingException("stop", "stop strings must not be empty");
             }
         }
+        logitBias = logitBias == null ? Map.of() : Map.copyOf(logitBias);
+        for (Map.Entry<Integer, Float> e : logitBias.entrySet()) {
+            if (e.getKey() < 0 || !(e.getValue() >= -100 && e.getValue() <= 100)) {
+                throw new InvalidSamplingException("logit_bias", "token ids must be >= 0 and biases in [-100, 100], got "
+                        + e.getKey() + ": " + e.getValue());
+            }
+        }
         stopTokenIds = stopTokenIds == null ? Set.of() : Set.copyOf(stopTokenIds);
         for (int id : stopTokenIds) {
             if (id < 0) {
@@ -131,6 +142,7 @@ public record SamplingParams(
         b.promptLogprobs = promptLogprobs;
         b.minTokens = minTokens;
         b.includeStopStrInOutput = includeStopStrInOutput;
+        b.logitBias = logitBias;
         return b;
     }
 
@@ -175,6 +187,7 @@ public record SamplingParams(
         private int promptLogprobs = -1;
         private int minTokens = 0;
         private boolean includeStopStrInOutput = false;
+        private Map<Integer, Float> logitBias = Map.of();
 
         public Builder temperature(double v) { temperature = v; return this; }
         public Builder topP(double v) { topP = v; return this; }
@@ -197,11 +210,12 @@ public record SamplingParams(
         public Builder promptLogprobs(int v) { promptLogprobs = v; return this; }
         public Builder minTokens(int v) { minTokens = v; return this; }
         public Builder includeStopStrInOutput(boolean v) { includeStopStrInOutput = v; return this; }
+        public Builder logitBias(Map<Integer, Float> v) { logitBias = v; return this; }
 
         public SamplingParams build() {
             return new SamplingParams(temperature, topP, topK, minP, seed, presencePenalty, frequencyPenalty,
                     repetitionPenalty, maxTokens, stop, stopTokenIds, ignoreEos, skipSpecialTokens, logprobs,
-                    promptLogprobs, minTokens, includeStopStrInOutput);
+                    promptLogprobs, minTokens, includeStopStrInOutput, logitBias);
         }
     }
 }

@@ -104,7 +104,7 @@ class JsonMaskTest {
     void endsWaitForTheClosedObject() {
         int eos = V3.addedTokenId(DeepSeekMarkers.EOS).orElseThrow();
         int stop = V3.encode("}")[0]; // an ordinary token as a stop token: banned early although JSON-valid
-        JsonConstraint c = new JsonConstraint(V3, JsonSchema.ANY_OBJECT);
+        AnswerConstraint<SchemaCursor> c = AnswerConstraint.json(V3, JsonSchema.ANY_OBJECT);
         c.accept(V3.encode("{")[0]);
         float[] logits = new float[V3.size()];
         c.restrict(logits, logits.length, java.util.Set.of(eos, stop));

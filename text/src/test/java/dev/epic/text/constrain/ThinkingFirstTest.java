@@ -44,7 +44,7 @@ class ThinkingFirstTest {
 
     @Test
     void theOutputMustOpenTheBlock() {
-        ThinkingFirst c = new ThinkingFirst(V3, new JsonConstraint(V3, JsonSchema.ANY_OBJECT), false);
+        ThinkingFirst c = new ThinkingFirst(V3, AnswerConstraint.json(V3, JsonSchema.ANY_OBJECT), false);
         List<Integer> ok = allowed(c);
         assertFalse(ok.isEmpty());
         for (int id : ok) {
@@ -58,7 +58,7 @@ class ThinkingFirstTest {
 
     @Test
     void theMarkerClosesTheBlockOnlyAtATokensEnd() {
-        ThinkingFirst c = new ThinkingFirst(V3, new JsonConstraint(V3, JsonSchema.ANY_OBJECT), true);
+        ThinkingFirst c = new ThinkingFirst(V3, AnswerConstraint.json(V3, JsonSchema.ANY_OBJECT), true);
         for (int id : V3.encode("I think a</think")) {
             assertTrue(allowed(c).contains(id), text(id));
             c.accept(id);
@@ -79,7 +79,7 @@ class ThinkingFirstTest {
         assertTrue(ok.contains(plain), "the thought goes on");
         c.accept(close);
         assertTrue(c.answering());
-        assertEquals(allowed(new JsonConstraint(V3, JsonSchema.ANY_OBJECT)), allowed(c), "then the answer's mask");
+        assertEquals(allowed(AnswerConstraint.json(V3, JsonSchema.ANY_OBJECT)), allowed(c), "then the answer's mask");
         assertFalse(c.complete());
     }
 

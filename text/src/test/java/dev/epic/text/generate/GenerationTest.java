@@ -255,6 +255,26 @@ class GenerationTest {
         assertThrows(IllegalArgumentException.class, () -> new Generation(r1, prompt, GREEDY).accept(r1.size()));
     }
 
+    /** logit_bias moves the sampled token (not the reported logprobs); ids past the vocabulary are refused. */
+    @Test
+    void logitBiasShiftsTheChoiceButNotTheLogprobs() {
+        int x = r1.piece("x"), y = r1.piece("y");
+        SamplingParams p = GREEDY.toBuilder().logitBias(java.util.Map.of(y, 5f, x, -100f)).logprobs(1).build();
+        Generation g = new Generation(r1, prompt, p, opts(ReasoningMode.NONE));
+        float[] logits = new float[r1.size()];
+        Arrays.fill(logits, -1f);
+        logits[x] = 3f;
+        logits[y] = 0f;
+        int t = g.sample(logits);
+        assertEquals(y, t, "x banned, y lifted past it");
+        Delta d = g.accept(t);
+        assertEquals(x, d.logprobs().getFirst().topTokens()[0], "the model's own ranking is reported");
+        assertThrows(dev.epic.text.sampling.InvalidSamplingException.class, () -> new Generation(r1, prompt,
+                GREEDY.toBuilder().logitBias(java.util.Map.of(r1.size(), 1f)).build(), opts(ReasoningMode.NONE)));
+        assertThrows(dev.epic.text.sampling.InvalidSamplingException.class,
+                () -> GREEDY.toBuilder().logitBias(java.util.Map.of(x, 101f)).build());
+    }
+
     @Test
     void sameSeedSameTokensThroughGeneration() {
         float[] flat = new float[r1.size()];
