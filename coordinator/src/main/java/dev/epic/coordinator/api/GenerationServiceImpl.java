@@ -37,6 +37,7 @@ import dev.epic.text.constrain.ToolCallGrammar;
 import dev.epic.text.generate.Delta;
 import dev.epic.text.generate.Generation;
 import dev.epic.text.generate.GenerationOptions;
+import dev.epic.text.output.DeepSeekMarkers;
 import dev.epic.text.output.ReasoningMode;
 import dev.epic.text.sampling.InvalidSamplingException;
 import dev.epic.text.sampling.Logprobs;
@@ -69,6 +70,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private final Scheduler scheduler;
     private final ExpertBackend experts;
     private final PromptBuilder prompts;
+    /** The chat template handles thinking blocks: a reasoning model (R1), which may think before a constrained answer. */
+    private final boolean reasoningModel;
     private final String modelType;
     private final StatsReport stats;
     private final ServingMetrics metrics;
@@ -79,6 +82,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         this.scheduler = scheduler;
         this.experts = experts;
         this.prompts = new PromptBuilder(model);
+        this.reasoningModel = model.chatTemplate().template().contains(DeepSeekMarkers.THINK_CLOSE);
         this.modelType = ModelType.of(model.directory());
         this.stats = new StatsReport(scheduler, experts, model.attention());
     }
@@ -188,7 +192,12 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             o = switch (format) {
                 case JSON_OBJECT -> o.withParseToolCalls(false).withJsonSchema(JsonSchema.ANY_OBJECT);
                 case JSON_SCHEMA -> o.withParseToolCalls(false).withJsonSchema(JsonSchema.compile(rf.getJsonSchema()));
-                case REGEX -> o.withParseToolCalls(false).withTextPattern(TextPattern.regex(rf.getRegex()));
+                case REGEX -> {
+                    if (rf.getRegex().isEmpty()) {
+                        throw new IllegalArgumentException("REGEX needs a pattern");
+                    }
+                    yield o.withParseToolCalls(false).withTextPattern(TextPattern.regex(rf.getRegex()));
+                }
                 case CHOICE -> o.withParseToolCalls(false).withTextPattern(TextPattern.choice(rf.getChoicesList()));
                 case TEXT -> o;
                 default -> throw new IllegalArgumentException("type " + rf.getTypeValue() + " is not known");
@@ -196,8 +205,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         } catch (IllegalArgumentException e) {
             throw PromptBuilder.invalid("response_format" + switch (format) {
                 case JSON_SCHEMA -> ".json_schema";
-                case REGEX -> ".regex";
-                case CHOICE -> ".choices";
+                case REGEX -> ".regex (guided_regex)";
+                case CHOICE -> ".choices (guided_choice)";
                 default -> "";
             } + ": " + e.getMessage());
         }
@@ -209,17 +218,31 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         } else if (choice != ToolChoice.Mode.AUTO) {
             throw PromptBuilder.invalid("tool_choice.mode " + req.getToolChoice().getModeValue() + " is not known");
         }
-        // A constrained answer follows a thinking block when the prompt opened one or the request asks
-        // for thinking (the output then opens it); otherwise it starts at once.
         boolean constrained = o.constrained();
-        ReasoningMode thinkFirst = !constrained ? ReasoningMode.NONE : prompt.reasoning() == ReasoningMode.OPEN
-                ? ReasoningMode.OPEN : req.hasEnableThinking() && req.getEnableThinking() ? ReasoningMode.DETECT : ReasoningMode.NONE;
+        ReasoningMode thinkFirst = thinkFirst(constrained, prompt.reasoning(),
+                req.hasEnableThinking() && req.getEnableThinking(), reasoningModel);
         o = o.withThinkFirst(thinkFirst);
         if (req.getRawOutput()) {
             return o.withReasoning(ReasoningMode.NONE).withParseToolCalls(false);
         }
         o = o.withReasoning(constrained && thinkFirst == ReasoningMode.NONE ? ReasoningMode.NONE : prompt.reasoning());
         return req.hasParseToolCalls() && !req.getParseToolCalls() ? o.withParseToolCalls(false) : o;
+    }
+
+    /**
+     * Where a constrained answer starts: after the thinking block the prompt opened (OPEN); after one
+     * the output must open (DETECT), when thinking is asked for and the model is a reasoning one whose
+     * prompt leaves the block to it; otherwise at once (NONE), as vLLM ignores the switch for a model
+     * without a reasoning parser.
+     */
+    static ReasoningMode thinkFirst(boolean constrained, ReasoningMode prompt, boolean asked, boolean reasoningModel) {
+        if (!constrained) {
+            return ReasoningMode.NONE;
+        }
+        if (prompt == ReasoningMode.OPEN) {
+            return ReasoningMode.OPEN;
+        }
+        return asked && reasoningModel && prompt == ReasoningMode.DETECT ? ReasoningMode.DETECT : ReasoningMode.NONE;
     }
 
     /** The grammar of a forced tool choice: calls to the request's tools (or the named one) with valid arguments. */
@@ -276,7 +299,12 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             }
             case TEXT -> new Prompt(prompts.fitModel(prompts.encode(req.getText(), req.getAddSpecialTokens(), "text"),
                     "text"), ReasoningMode.forPrompt(req.getText()));
-            case TOKEN_IDS -> new Prompt(prompts.ids(req.getTokenIds().getIdsList(), "token_ids.ids"), ReasoningMode.DETECT);
+            case TOKEN_IDS -> {
+                int[] ids = prompts.ids(req.getTokenIds().getIdsList(), "token_ids.ids");
+                // As for text prompts: the mode the prompt's end implies (a few tokens hold any marker).
+                int[] tail = java.util.Arrays.copyOfRange(ids, Math.max(0, ids.length - 8), ids.length);
+                yield new Prompt(ids, ReasoningMode.forPrompt(model.tokenizer().decode(tail, false)));
+            }
             case PROMPT_NOT_SET -> new Prompt(new int[0], ReasoningMode.DETECT);
         };
         prompts.checkLength(p.ids(), 1);

@@ -169,10 +169,15 @@ final class OpenAiRequests {
      * ignored (their defaults pass).
      */
     private static void refuseUnsupported(JsonNode body) {
-        for (String name : new String[] {"guided_grammar", "functions", "function_call", "prompt_logprobs"}) {
+        for (String name : new String[] {"guided_grammar", "guided_whitespace_pattern", "functions", "function_call",
+                "prompt_logprobs"}) {
             if (present(body, name)) {
                 throw OpenAiError.badRequest(name, "'" + name + "' is not supported");
             }
+        }
+        // A backend name alone changes nothing here; its options (vLLM's "xgrammar:disable-any-whitespace") would.
+        if (present(body, "guided_decoding_backend") && body.get("guided_decoding_backend").asText("").contains(":")) {
+            throw OpenAiError.badRequest("guided_decoding_backend", "guided_decoding_backend options are not supported");
         }
         if (present(body, "best_of") && body.get("best_of").asInt(1) > Math.max(1, body.path("n").asInt(1))) {
             throw OpenAiError.badRequest("best_of", "'best_of' above 'n' is not supported");

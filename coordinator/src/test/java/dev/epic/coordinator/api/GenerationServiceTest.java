@@ -34,6 +34,7 @@ import dev.epic.proto.TokenIds;
 import dev.epic.proto.TokenLogprob;
 import dev.epic.proto.TokenizeRequest;
 import dev.epic.proto.TokenizeResponse;
+import dev.epic.text.output.ReasoningMode;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.worker.CheckpointShard;
 import dev.epic.worker.ExpertWorker;
@@ -349,6 +350,19 @@ class GenerationServiceTest {
             }
         }
     };
+
+    /** Where a constrained answer starts, by the prompt's end, the request's switch and the model. */
+    @Test
+    void constrainedAnswersThinkFirstOnlyWhereTheModelAndPromptLetThem() {
+        assertEquals(ReasoningMode.NONE, GenerationServiceImpl.thinkFirst(false, ReasoningMode.OPEN, true, true));
+        assertEquals(ReasoningMode.OPEN, GenerationServiceImpl.thinkFirst(true, ReasoningMode.OPEN, false, false));
+        assertEquals(ReasoningMode.DETECT, GenerationServiceImpl.thinkFirst(true, ReasoningMode.DETECT, true, true));
+        assertEquals(ReasoningMode.NONE, GenerationServiceImpl.thinkFirst(true, ReasoningMode.DETECT, true, false),
+                "a model without thinking (V3) answers at once");
+        assertEquals(ReasoningMode.NONE, GenerationServiceImpl.thinkFirst(true, ReasoningMode.DETECT, false, true));
+        assertEquals(ReasoningMode.NONE, GenerationServiceImpl.thinkFirst(true, ReasoningMode.NONE, true, true),
+                "the prompt closed the block");
+    }
 
     @Test
     void tokenizeRendersTheChatTemplate() {

@@ -155,11 +155,15 @@ class OpenAiRequestsTest {
         assertEquals("{\"type\": \"string\"}", f.getJsonSchema());
         assertEquals(ResponseFormat.Type.JSON_OBJECT, chat(base + "\"structured_outputs\": {\"json_object\": true}}")
                 .request().getResponseFormat().getType());
+        assertEquals(ResponseFormat.Type.REGEX, chat(base + "\"guided_regex\": \"a\", \"guided_decoding_backend\": "
+                + "\"xgrammar\"}").request().getResponseFormat().getType(), "a backend name alone changes nothing");
         for (String[] bad : new String[][] {{"\"guided_choice\": [\"a\"], \"guided_regex\": \"a\"", "guided_regex"},
                 {"\"guided_choice\": [1]", "guided_choice"}, {"\"guided_regex\": \"a\", \"response_format\": {\"type\": "
                 + "\"json_object\"}", "response_format"}, {"\"structured_outputs\": {\"grammar\": \"root ::= x\"}",
                 "structured_outputs.grammar"}, {"\"structured_outputs\": {\"disable_any_whitespace\": true}",
-                "structured_outputs.disable_any_whitespace"}}) {
+                "structured_outputs.disable_any_whitespace"}, {"\"guided_choice\": [\"a\"], \"guided_whitespace_pattern\": "
+                + "\" \"", "guided_whitespace_pattern"}, {"\"guided_regex\": \"a\", \"guided_decoding_backend\": "
+                + "\"xgrammar:disable-any-whitespace\"", "guided_decoding_backend"}}) {
             OpenAiError e = assertThrows(OpenAiError.class, () -> chat(base + bad[0] + "}"), bad[0]);
             assertEquals(bad[1], e.param, bad[0]);
         }

@@ -494,8 +494,7 @@ class OpenAiServerTest {
 
     /**
      * The coordinator starts a constrained answer (JSON, forced calls) after an empty thinking block
-     * unless the request asks for thinking: gRPC clients get the same default as HTTP ones. Asked for,
-     * the output thinks first and the constraint starts after the block.
+     * unless the request asks for thinking: gRPC clients get the same default as HTTP ones.
      */
     @Test
     void constrainedAnswersSkipThinkingUnlessAsked() throws Exception {
@@ -510,13 +509,32 @@ class OpenAiServerTest {
         assertEquals(skipped, byDefault, "no thinking by default for a constrained answer");
         assertEquals(free, thinking, "thinking when asked: the template's own prompt");
         assertTrue(byDefault > free, "the empty thinking block is in the prompt");
-        // Asked for, the thought comes first (the output opens the block) and the answer is held back.
+        // This server's V3 template has no thinking: asked for anyway, the JSON starts at once (as vLLM
+        // ignores the switch without a reasoning parser).
         JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": "
                 + "\"json_object\"}, \"chat_template_kwargs\": {\"enable_thinking\": true}, \"max_tokens\": 16, "
                 + "\"temperature\": 1.0, \"seed\": 3}"));
         JsonNode m = a.get("choices").get(0).get("message");
-        assertFalse(m.path("reasoning_content").asText("").isEmpty(), a.toString());
-        assertTrue(m.get("content").isNull() || m.get("content").asText().isEmpty(), a.toString());
+        assertTrue(m.path("reasoning_content").asText("").isEmpty(), a.toString());
+        assertTrue(m.get("content").asText().strip().startsWith("{"), a.toString());
+    }
+
+    /**
+     * A prompt that opens a thinking block is thought in before a constrained answer, whether it comes
+     * as text or as token ids: the same seed gives the same (unconstrained) thought either way.
+     */
+    @Test
+    void aPromptThatOpensAThoughtThinksFirstAsTextOrIds() throws Exception {
+        String prompt = "Q?<think>\\n";
+        JsonNode ids = JSON.readTree(post("/tokenize", "{\"prompt\": \"" + prompt + "\", \"add_special_tokens\": false}")
+                .body()).get("tokens");
+        String rest = ", \"response_format\": {\"type\": \"json_object\"}, \"max_tokens\": 8, \"temperature\": 1.0, "
+                + "\"seed\": 4}";
+        String asText = ok(post("/v1/completions", "{\"prompt\": \"" + prompt + "\", \"add_special_tokens\": false" + rest))
+                .get("choices").get(0).get("text").asText();
+        String asIds = ok(post("/v1/completions", "{\"prompt\": " + ids + rest)).get("choices").get(0).get("text").asText();
+        assertEquals(asText, asIds);
+        assertFalse(asText.strip().startsWith("{"), "the thought comes first: " + asText);
     }
 
     /** vLLM's guided_choice and guided_regex over HTTP: the whole answer is a choice, or matches. */

@@ -2,6 +2,8 @@ package dev.epic.text.constrain;
 
 import dk.brics.automaton.Automaton;
 import dk.brics.automaton.BasicAutomata;
+import dk.brics.automaton.State;
+import dk.brics.automaton.Transition;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -17,6 +19,13 @@ import java.util.List;
 final class EcmaPattern {
     /** Counted repetitions copy the automaton; beyond this a pattern is refused rather than built. */
     static final int MAX_REPEAT = 1000;
+    /** Groups nest at most this deep (the parser recurses per group). */
+    static final int MAX_DEPTH = 64;
+    /**
+     * Automaton states a pattern's repetitions may build, all together, before determinisation
+     * (counted repetition copies its operand); and the longest pattern taken.
+     */
+    static final int MAX_NFA_STATES = 100_000, MAX_LENGTH = 10_000;
     private static final char[][] DIGIT = {{'0', '9'}};
     private static final char[][] WORD = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
     private static final char[][] SPACE = {{'\t', '\r'}, {' ', ' '}, {'\u00a0', '\u00a0'}, {'\u1680', '\u1680'},
@@ -28,6 +37,9 @@ final class EcmaPattern {
 
     private final String p;
     private int i;
+    private int depth;
+    /** States the repetitions built so far. */
+    private long built;
 
     private EcmaPattern(String pattern) {
         this.p = pattern;
@@ -48,6 +60,10 @@ final class EcmaPattern {
     }
 
     private static Automaton compile(String pattern, boolean whole) {
+        if (pattern.length() > MAX_LENGTH) {
+            throw new IllegalArgumentException("a pattern of " + pattern.length() + " characters is longer than the "
+                    + MAX_LENGTH + " supported");
+        }
         EcmaPattern parser = new EcmaPattern(pattern);
         List<Automaton> alternatives = new ArrayList<>();
         do {
@@ -96,22 +112,26 @@ final class EcmaPattern {
                         // a plain group
                     } else if (eat('<') && i < p.length() && p.charAt(i) != '=' && p.charAt(i) != '!') {
                         int close = p.indexOf('>', i);
-                        if (close < 0) {
-                            throw refuse("an unclosed group name");
+                        if (close <= i) {
+                            throw refuse(close < 0 ? "an unclosed group name" : "an empty group name");
                         }
                         i = close + 1;
                     } else {
                         throw refuse("lookaround and inline flags");
                     }
                 }
+                if (++depth > MAX_DEPTH) {
+                    throw refuse("groups nested deeper than " + MAX_DEPTH);
+                }
                 Automaton inner = alternation();
+                depth--;
                 if (!eat(')')) {
                     throw refuse("an unclosed '('");
                 }
                 yield inner;
             }
-            case '[' -> chars(charClass());
-            case '.' -> chars(negate(NOT_LINE));
+            case '[' -> charClass();
+            case '.' -> chars(negate(NOT_LINE), true);
             case '\\' -> escape();
             case '^', '$' -> throw refuse("an anchor inside the pattern (only ^ opening and $ closing a top-level alternative)");
             case '*', '+', '?' -> throw refuse("a quantifier with nothing before it");
@@ -123,49 +143,56 @@ final class EcmaPattern {
                 if (Character.isHighSurrogate(c) && i < p.length() && Character.isLowSurrogate(p.charAt(i))) {
                     yield BasicAutomata.makeString(p.substring(i - 1, ++i)); // one character past U+FFFF
                 }
-                yield BasicAutomata.makeChar(c);
+                yield BasicAutomata.makeChar(notSurrogate(c));
             }
         };
     }
 
+    /** An atom and its quantifier, if any: one, then optionally '?' for the lazy form (ECMA refuses a second). */
     private Automaton quantified(Automaton a) {
-        while (i < p.length()) {
-            char c = p.charAt(i);
-            int min, max;
-            if (c == '*' || c == '+' || c == '?') {
-                i++;
-                min = c == '+' ? 1 : 0;
-                max = c == '?' ? 1 : -1;
-            } else if (c == '{' && quantifierAhead(i)) {
-                int close = p.indexOf('}', i);
-                String[] bounds = p.substring(i + 1, close).split(",", -1);
-                i = close + 1;
-                min = count(bounds[0]);
-                max = bounds.length == 1 ? min : bounds[1].isEmpty() ? -1 : count(bounds[1]);
-                if (max >= 0 && max < min) {
-                    throw refuse("a quantifier {" + min + "," + max + "} out of order");
-                }
-            } else {
-                return a;
-            }
-            eat('?'); // lazy: the same strings match
-            a = max < 0 ? a.repeat(min) : a.repeat(min, max);
+        if (i >= p.length()) {
+            return a;
         }
-        return a;
+        char c = p.charAt(i);
+        int min, max;
+        if (c == '*' || c == '+' || c == '?') {
+            i++;
+            min = c == '+' ? 1 : 0;
+            max = c == '?' ? 1 : -1;
+        } else if (c == '{' && quantifierAhead(i)) {
+            int close = p.indexOf('}', i);
+            String[] bounds = p.substring(i + 1, close).split(",", -1);
+            i = close + 1;
+            min = count(bounds[0]);
+            max = bounds.length == 1 ? min : bounds[1].isEmpty() ? -1 : count(bounds[1]);
+            if (max >= 0 && max < min) {
+                throw refuse("a quantifier {" + min + "," + max + "} out of order");
+            }
+        } else {
+            return a;
+        }
+        eat('?'); // lazy: the same strings match
+        if (i < p.length() && ("*+?".indexOf(p.charAt(i)) >= 0 || p.charAt(i) == '{' && quantifierAhead(i))) {
+            throw refuse("a quantifier with nothing before it");
+        }
+        built += (long) a.getNumberOfStates() * (max < 0 ? min + 1 : max);
+        if (built > MAX_NFA_STATES) {
+            throw refuse("repetitions that would build more than " + MAX_NFA_STATES + " automaton states");
+        }
+        return max < 0 ? a.repeat(min) : a.repeat(min, max);
     }
 
     private int count(String digits) {
-        int n = Integer.parseInt(digits);
-        if (n > MAX_REPEAT) {
+        if (digits.length() > 9 || Integer.parseInt(digits) > MAX_REPEAT) {
             throw refuse("a repetition count above " + MAX_REPEAT);
         }
-        return n;
+        return Integer.parseInt(digits);
     }
 
     /** Whether a '{' at {@code at} opens a quantifier {n}, {n,} or {n,m} (otherwise it is a literal, as in ECMA's Annex B). */
     private boolean quantifierAhead(int at) {
         int close = p.indexOf('}', at);
-        return close > at && p.substring(at + 1, close).matches("\\d{1,9}(,\\d{0,9})?");
+        return close > at && p.substring(at + 1, close).matches("\\d+(,\\d*)?");
     }
 
     private Automaton escape() {
@@ -174,13 +201,26 @@ final class EcmaPattern {
         }
         char c = p.charAt(i++);
         return switch (c) {
-            case 'd' -> chars(DIGIT);
-            case 'D' -> chars(negate(DIGIT));
-            case 'w' -> chars(WORD);
-            case 'W' -> chars(negate(WORD));
-            case 's' -> chars(SPACE);
-            case 'S' -> chars(negate(SPACE));
-            default -> BasicAutomata.makeChar(escapedChar(c));
+            case 'd' -> chars(DIGIT, false);
+            case 'D' -> chars(negate(DIGIT), true);
+            case 'w' -> chars(WORD, false);
+            case 'W' -> chars(negate(WORD), true);
+            case 's' -> chars(SPACE, false);
+            case 'S' -> chars(negate(SPACE), true);
+            default -> {
+                char e = escapedChar(c);
+                // A character past U+FFFF written as an escaped surrogate pair; a lone surrogate is no character.
+                if (Character.isHighSurrogate(e) && p.startsWith("\\u", i)) {
+                    int at = i;
+                    i += 2;
+                    char low = hex(4);
+                    if (Character.isLowSurrogate(low)) {
+                        yield BasicAutomata.makeString(new String(new char[] {e, low}));
+                    }
+                    i = at;
+                }
+                yield BasicAutomata.makeChar(notSurrogate(e));
+            }
         };
     }
 
@@ -224,8 +264,15 @@ final class EcmaPattern {
         return c;
     }
 
-    /** The ranges of a [...] class, the '[' already read. */
-    private char[][] charClass() {
+    private char notSurrogate(char c) {
+        if (Character.isSurrogate(c)) {
+            throw refuse("a lone surrogate \\u" + Integer.toHexString(c));
+        }
+        return c;
+    }
+
+    /** A [...] class, the '[' already read. */
+    private Automaton charClass() {
         boolean negated = eat('^');
         List<char[]> ranges = new ArrayList<>();
         while (i < p.length() && p.charAt(i) != ']') { // ECMA: [] matches nothing, [^] anything
@@ -251,6 +298,9 @@ final class EcmaPattern {
             } else {
                 lo = c;
             }
+            if (Character.isSurrogate(lo)) {
+                throw refuse("a class naming characters past U+FFFF");
+            }
             char hi = lo;
             if (i + 1 < p.length() && p.charAt(i) == '-' && p.charAt(i + 1) != ']') {
                 i++;
@@ -265,6 +315,9 @@ final class EcmaPattern {
                     }
                     h = e == 'b' ? '\b' : escapedChar(e);
                 }
+                if (Character.isSurrogate(h)) {
+                    throw refuse("a class naming characters past U+FFFF");
+                }
                 if (h < lo) {
                     throw refuse("a range " + lo + "-" + h + " out of order");
                 }
@@ -276,7 +329,7 @@ final class EcmaPattern {
             throw refuse("an unclosed '['");
         }
         char[][] set = ranges.toArray(char[][]::new);
-        return negated ? negate(set) : set;
+        return negated ? chars(negate(set), true) : chars(set, false);
     }
 
     /** Every UTF-16 unit outside the ranges. */
@@ -298,29 +351,32 @@ final class EcmaPattern {
     }
 
     /**
-     * A set of characters. A set holding every surrogate (a negation, {@code .}, {@code \\D}) holds every
-     * character past U+FFFF, as one surrogate pair, so that it matches code points as the validators do.
+     * A set of characters, matched by code point as the validators match. The ranges' surrogate part is
+     * no character: {@code wide} sets (a negation, {@code .}, {@code \D}) hold every character past
+     * U+FFFF instead, as one surrogate pair; an explicit range up to U+FFFF holds none.
      */
-    private Automaton chars(char[][] ranges) {
-        List<Automaton> parts = new ArrayList<>();
+    private Automaton chars(char[][] ranges, boolean wide) {
+        // One step from start to end with a transition per range: far fewer states than a union of ranges.
+        State start = new State(), end = new State();
+        end.setAccept(true);
+        boolean pairs = false;
         for (char[] r : ranges) {
-            if (r[1] < SURROGATES || r[0] > SURROGATES_END) {
-                parts.add(BasicAutomata.makeCharRange(r[0], r[1]));
-                continue;
-            }
-            if (r[0] > SURROGATES || r[1] < SURROGATES_END) {
-                throw refuse("a class naming characters past U+FFFF");
-            }
             if (r[0] < SURROGATES) {
-                parts.add(BasicAutomata.makeCharRange(r[0], (char) (SURROGATES - 1)));
+                start.addTransition(new Transition(r[0], (char) Math.min(r[1], SURROGATES - 1), end));
             }
             if (r[1] > SURROGATES_END) {
-                parts.add(BasicAutomata.makeCharRange((char) (SURROGATES_END + 1), r[1]));
+                start.addTransition(new Transition((char) Math.max(r[0], SURROGATES_END + 1), r[1], end));
             }
-            parts.add(BasicAutomata.makeCharRange(SURROGATES, (char) 0xdbff)
-                    .concatenate(BasicAutomata.makeCharRange((char) 0xdc00, SURROGATES_END)));
+            pairs |= wide && r[0] <= SURROGATES_END && r[1] >= SURROGATES;
         }
-        return parts.isEmpty() ? BasicAutomata.makeEmpty() : Automaton.union(parts);
+        if (pairs) {
+            State high = new State();
+            start.addTransition(new Transition(SURROGATES, (char) 0xdbff, high));
+            high.addTransition(new Transition((char) 0xdc00, SURROGATES_END, end));
+        }
+        Automaton a = new Automaton();
+        a.setInitialState(start);
+        return a;
     }
 
     private boolean eat(char c) {

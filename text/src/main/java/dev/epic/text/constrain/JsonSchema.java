@@ -263,6 +263,14 @@ public final class JsonSchema {
                         throw new IllegalArgumentException(where + ": no enum value has the schema's type");
                     }
                 }
+                String format = s.has("format") ? StringFormats.pattern(s.get("format").asText()) : null;
+                if (format != null) { // an enforced format holds its strings too
+                    Automaton f = pattern(format, where);
+                    values.removeIf(v -> v.isTextual() && !f.run(v.asText()));
+                    if (values.isEmpty()) {
+                        throw new IllegalArgumentException(where + ": no enum value has the schema's format");
+                    }
+                }
                 if (values.size() > MAX_ALTERNATIVES) {
                     throw new IllegalArgumentException(where + ": enum has more than " + MAX_ALTERNATIVES + " values");
                 }
@@ -347,9 +355,9 @@ public final class JsonSchema {
             }
             if ((n.types & ARRAY) != 0) {
                 n.items = s.has("items") ? compile(s.get("items"), where + "/items") : any;
-                n.minItems = s.has("minItems") ? s.get("minItems").asInt() : 0;
-                n.maxItems = s.has("maxItems") ? s.get("maxItems").asInt() : Integer.MAX_VALUE;
-                if (n.minItems < 0 || n.maxItems < n.minItems) {
+                n.minItems = length(s, "minItems", where);
+                n.maxItems = s.has("maxItems") ? length(s, "maxItems", where) : Integer.MAX_VALUE;
+                if (n.maxItems < n.minItems) {
                     throw new IllegalArgumentException(where + ": minItems/maxItems allow no array");
                 }
             }
@@ -395,15 +403,16 @@ public final class JsonSchema {
             }
         }
 
+        /** A non-negative count keyword (a length, a number of items); past Integer.MAX_VALUE - 1 it saturates. */
         private static int length(JsonNode s, String keyword, String where) {
             JsonNode v = s.get(keyword);
             if (v == null) {
                 return 0;
             }
-            if (!v.canConvertToExactIntegral() || v.asLong() < 0) {
+            if (!v.canConvertToExactIntegral() || v.decimalValue().signum() < 0) {
                 throw new IllegalArgumentException(where + ": " + keyword + " must be a non-negative integer");
             }
-            return (int) Math.min(v.asLong(), Integer.MAX_VALUE - 1);
+            return v.decimalValue().min(java.math.BigDecimal.valueOf(Integer.MAX_VALUE - 1)).intValueExact();
         }
 
         /** minimum, maximum and their exclusive forms (numbers since draft 6, flags beside minimum/maximum in draft 4). */

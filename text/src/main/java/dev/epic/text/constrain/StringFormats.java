@@ -16,7 +16,8 @@ final class StringFormats {
     /** Every year with every valid day, February 29 only in leap years (divisible by 4, centuries by 400). */
     private static final String DATE = "(\\d{4}-" + DAY_OF_MONTH + "|(\\d\\d(0[48]|[2468][048]|[13579][26])"
             + "|([02468][048]|[13579][26])00)-02-29)";
-    private static final String TIME = "([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(\\.\\d{1,9})?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)";
+    /** RFC 3339 allows offsets to 23:59; Java's validators stop at 18:00, so the answer does too. */
+    private static final String TIME = "([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(\\.\\d{1,9})?(Z|[+-](0\\d|1[0-7]):[0-5]\\d|[+-]18:00)";
     private static final String OCTET = "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
     private static final String HEX = "[0-9a-fA-F]";
 

@@ -33,11 +33,20 @@ final class StringRule {
     /** Per state: sorted, disjoint code-point ranges and where each goes. */
     private final int[][] from, to, target;
     private final boolean[] accept;
-    /** lengths[s]: the lengths L (in code points) of accepted strings from state s, for L up to the table's end. */
+    /**
+     * With length bounds, lengths[s]: the lengths L (in code points) of accepted strings from state s,
+     * for L up to the table's end. Without, finishable[s]: some accepted string continues from s.
+     */
     private final BitSet[] lengths;
+    private final boolean[] finishable;
     private final int tableEnd;
 
+    /** A rule of at most {@link #MAX_STATES} automaton states. */
     StringRule(Automaton chars, int minLength, int maxLength, String where) {
+        this(chars, minLength, maxLength, MAX_STATES, where);
+    }
+
+    StringRule(Automaton chars, int minLength, int maxLength, int maxStates, String where) {
         if (minLength < 0 || maxLength < minLength) {
             throw new IllegalArgumentException(where + ": minLength/maxLength allow no string");
         }
@@ -45,7 +54,7 @@ final class StringRule {
         this.maxLength = maxLength;
         List<int[]> units = new ArrayList<>();
         List<Boolean> accepting = new ArrayList<>();
-        determinize(chars, units, accepting, where);
+        determinize(chars, units, accepting, maxStates, where);
         int n = units.size();
         from = new int[n][];
         to = new int[n][];
@@ -55,11 +64,18 @@ final class StringRule {
             accept[s] = accepting.get(s);
             codePoints(s, units);
         }
-        tableEnd = maxLength == Integer.MAX_VALUE ? minLength + n : maxLength;
-        if ((long) n * (tableEnd + 1) > MAX_LENGTH_BITS) {
-            throw new IllegalArgumentException(where + ": the pattern with minLength/maxLength is too large to enforce");
+        if (counts()) {
+            tableEnd = maxLength == Integer.MAX_VALUE ? minLength + n : maxLength;
+            if ((long) n * (tableEnd + 1) > MAX_LENGTH_BITS) {
+                throw new IllegalArgumentException(where + ": the pattern with minLength/maxLength is too large to enforce");
+            }
+            lengths = acceptedLengths(n);
+            finishable = null;
+        } else {
+            tableEnd = 0;
+            lengths = null;
+            finishable = finishable(n);
         }
-        lengths = acceptedLengths(n);
     }
 
     int start() {
@@ -92,6 +108,9 @@ final class StringRule {
 
     /** Whether a string in state s with {@code count} characters can still be completed. */
     boolean live(int s, int count) {
+        if (finishable != null) {
+            return finishable[s];
+        }
         int lo = Math.max(0, minLength - count);
         int hi = maxLength == Integer.MAX_VALUE ? lo + from.length : maxLength - count;
         if (hi < lo) {
@@ -121,56 +140,64 @@ final class StringRule {
     }
 
     /** Subset construction over UTF-16 units, capped at MAX_STATES: each state's unit ranges as {lo, hi, target} triples. */
-    private static void determinize(Automaton a, List<int[]> units, List<Boolean> accepting, String where) {
+    private static void determinize(Automaton a, List<int[]> units, List<Boolean> accepting, int maxStates, String where) {
         Map<State, Integer> number = new HashMap<>();
         for (State s : a.getStates()) {
             number.put(s, number.size());
         }
         State[] byNumber = new State[number.size()];
         number.forEach((s, k) -> byNumber[k] = s);
-        Map<BitSet, Integer> ids = new HashMap<>();
-        List<BitSet> subsets = new ArrayList<>();
-        BitSet start = new BitSet();
-        start.set(number.get(a.getInitialState()));
+        // Subsets as sorted state numbers: small keys even where the automaton is large (a long choice list).
+        Map<Subset, Integer> ids = new HashMap<>();
+        List<Subset> subsets = new ArrayList<>();
+        Subset start = new Subset(new int[] {number.get(a.getInitialState())});
         ids.put(start, 0);
         subsets.add(start);
         ArrayDeque<Integer> work = new ArrayDeque<>(List.of(0));
         // Subsets are numbered as found and the queue is first in, first out: they are visited in number order.
         while (!work.isEmpty()) {
             int id = work.poll();
-            BitSet set = subsets.get(id);
             List<Transition> ts = new ArrayList<>();
             boolean acc = false;
-            for (int k = set.nextSetBit(0); k >= 0; k = set.nextSetBit(k + 1)) {
+            for (int k : subsets.get(id).states()) {
                 ts.addAll(byNumber[k].getTransitions());
                 acc |= byNumber[k].isAccept();
             }
             accepting.add(acc);
-            // Cut the unit axis at every transition's ends; each piece goes to one subset.
-            int[] cuts = ts.stream().flatMapToInt(t -> java.util.stream.IntStream.of(t.getMin(), t.getMax() + 1))
-                    .distinct().sorted().toArray();
+            // Sweep the unit axis: at each transition's start it joins the active ones, past its end it
+            // leaves; between two such points the active transitions' targets are one subset.
+            int[][] events = new int[2 * ts.size()][];
+            for (int k = 0; k < ts.size(); k++) {
+                Transition t = ts.get(k);
+                events[2 * k] = new int[] {t.getMin(), number.get(t.getDest()), 1};
+                events[2 * k + 1] = new int[] {t.getMax() + 1, number.get(t.getDest()), -1};
+            }
+            Arrays.sort(events, (x, y) -> Integer.compare(x[0], y[0]));
+            java.util.TreeMap<Integer, Integer> active = new java.util.TreeMap<>(); // target -> transitions to it
             List<Integer> triples = new ArrayList<>();
-            for (int c = 0; c + 1 < cuts.length; c++) {
-                int lo = cuts[c], hi = cuts[c + 1] - 1;
-                BitSet dest = new BitSet();
-                for (Transition t : ts) {
-                    if (t.getMin() <= lo && t.getMax() >= hi) {
-                        dest.set(number.get(t.getDest()));
-                    }
+            for (int e = 0; e < events.length; ) {
+                int at = events[e][0];
+                for (; e < events.length && events[e][0] == at; e++) {
+                    active.merge(events[e][1], events[e][2], (x, y) -> x + y == 0 ? null : x + y);
                 }
-                if (dest.isEmpty()) {
+                if (active.isEmpty() || e == events.length) {
                     continue;
                 }
-                Integer d = ids.get(dest);
-                if (d == null) {
-                    if (subsets.size() == MAX_STATES) {
-                        throw new IllegalArgumentException(where + ": the pattern needs more than " + MAX_STATES
+                int lo = at, hi = events[e][0] - 1;
+                Subset dest = new Subset(active.keySet().stream().mapToInt(Integer::intValue).toArray());
+                Integer known = ids.get(dest);
+                int d;
+                if (known == null) {
+                    if (subsets.size() == maxStates) {
+                        throw new IllegalArgumentException(where + ": the pattern needs more than " + maxStates
                                 + " automaton states");
                     }
                     d = subsets.size();
                     ids.put(dest, d);
                     subsets.add(dest);
                     work.add(d);
+                } else {
+                    d = known;
                 }
                 int n = triples.size();
                 if (n > 0 && triples.get(n - 1) == d && triples.get(n - 2) == lo - 1) {
@@ -182,6 +209,19 @@ final class StringRule {
                 }
             }
             units.add(triples.stream().mapToInt(Integer::intValue).toArray());
+        }
+    }
+
+    /** A set of automaton states, by their sorted numbers. */
+    private record Subset(int[] states) {
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Subset other && Arrays.equals(states, other.states);
+        }
+
+        @Override
+        public int hashCode() {
+            return Arrays.hashCode(states);
         }
     }
 
@@ -224,6 +264,36 @@ final class StringRule {
         from[s] = merged.stream().mapToInt(r -> r[0]).toArray();
         to[s] = merged.stream().mapToInt(r -> r[1]).toArray();
         target[s] = merged.stream().mapToInt(r -> r[2]).toArray();
+    }
+
+    /** Backwards from the accepting states: the states some accepted string continues from. */
+    private boolean[] finishable(int n) {
+        List<List<Integer>> before = new ArrayList<>();
+        for (int s = 0; s < n; s++) {
+            before.add(new ArrayList<>());
+        }
+        for (int s = 0; s < n; s++) {
+            for (int g : target[s]) {
+                before.get(g).add(s);
+            }
+        }
+        boolean[] ok = new boolean[n];
+        ArrayDeque<Integer> work = new ArrayDeque<>();
+        for (int s = 0; s < n; s++) {
+            if (accept[s]) {
+                ok[s] = true;
+                work.add(s);
+            }
+        }
+        while (!work.isEmpty()) {
+            for (int p : before.get(work.poll())) {
+                if (!ok[p]) {
+                    ok[p] = true;
+                    work.add(p);
+                }
+            }
+        }
+        return ok;
     }
 
     /** Backwards from the accepting states: state s accepts after exactly L more code points. */

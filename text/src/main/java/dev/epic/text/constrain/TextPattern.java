@@ -16,6 +16,8 @@ import java.util.WeakHashMap;
  */
 public final class TextPattern {
     static final int MAX_CHOICES = 1024;
+    /** Characters of all choices together: their automaton has at most one state per character. */
+    static final int MAX_CHOICE_CHARS = 1 << 17;
     private static final Map<List<String>, TextPattern> COMPILED = Collections.synchronizedMap(
             new LinkedHashMap<>(16, 0.75f, true) {
                 @Override
@@ -27,8 +29,8 @@ public final class TextPattern {
     private final StringRule rule;
     private final Map<Vocabulary, TokenMask<TextCursor>> masks = Collections.synchronizedMap(new WeakHashMap<>());
 
-    private TextPattern(Automaton text, String what) {
-        rule = new StringRule(text, 0, Integer.MAX_VALUE, what);
+    private TextPattern(Automaton text, int maxStates, String what) {
+        rule = new StringRule(text, 0, Integer.MAX_VALUE, maxStates, what);
         if (!rule.live(rule.start(), 0)) {
             throw new IllegalArgumentException(what + " matches no text");
         }
@@ -40,7 +42,8 @@ public final class TextPattern {
      * @throws IllegalArgumentException naming what in the pattern is not supported
      */
     public static TextPattern regex(String regex) {
-        return COMPILED.computeIfAbsent(List.of("regex", regex), k -> new TextPattern(EcmaPattern.compileWhole(regex), "regex"));
+        return cached(List.of("regex", regex), () -> new TextPattern(EcmaPattern.compileWhole(regex), StringRule.MAX_STATES,
+                "regex"));
     }
 
     /** Text that is exactly one of {@code choices}. */
@@ -48,15 +51,27 @@ public final class TextPattern {
         if (choices.isEmpty() || choices.size() > MAX_CHOICES) {
             throw new IllegalArgumentException("choice needs 1 to " + MAX_CHOICES + " choices, got " + choices.size());
         }
+        long chars = choices.stream().mapToLong(String::length).sum();
+        if (chars > MAX_CHOICE_CHARS) {
+            throw new IllegalArgumentException("choice: the choices hold " + chars + " characters, more than "
+                    + MAX_CHOICE_CHARS);
+        }
         List<String> key = new java.util.ArrayList<>(choices);
         key.addFirst("choice");
-        return COMPILED.computeIfAbsent(List.copyOf(key), k -> {
-            Automaton any = BasicAutomata.makeEmpty();
-            for (String c : choices) {
-                any = any.union(BasicAutomata.makeString(c));
-            }
-            return new TextPattern(any, "choice");
-        });
+        // Already deterministic and minimal (a trie with shared suffixes), so one state per character at most.
+        return cached(List.copyOf(key), () -> new TextPattern(
+                BasicAutomata.makeStringUnion(choices.toArray(CharSequence[]::new)), (int) chars + 2, "choice"));
+    }
+
+    /** Compiled once per key; compiling runs outside the cache's lock, so a slow one holds up no other request. */
+    private static TextPattern cached(List<String> key, java.util.function.Supplier<TextPattern> compile) {
+        TextPattern known = COMPILED.get(key);
+        if (known != null) {
+            return known;
+        }
+        TextPattern p = compile.get();
+        TextPattern raced = COMPILED.putIfAbsent(key, p);
+        return raced != null ? raced : p;
     }
 
     TokenMask<TextCursor> mask(Vocabulary vocab) {

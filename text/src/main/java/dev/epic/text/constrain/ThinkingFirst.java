@@ -36,7 +36,7 @@ public final class ThinkingFirst implements TokenConstraint {
     public ThinkingFirst(Vocabulary vocab, TokenConstraint answer, boolean promptOpened) {
         this.vocab = vocab;
         this.answer = answer;
-        this.tables = TABLES.computeIfAbsent(vocab, Tables::new);
+        this.tables = TABLES.computeIfAbsent(vocab, v -> new Tables());
         this.opened = promptOpened ? OPEN.length : 0;
     }
 
@@ -46,7 +46,7 @@ public final class ThinkingFirst implements TokenConstraint {
             answer.mask(logits, n);
             return;
         }
-        BitSet allowed = opened < OPEN.length ? tables.opening(opened) : tables.thinking(closing);
+        BitSet allowed = opened < OPEN.length ? tables.opening(vocab, opened) : tables.thinking(vocab, closing);
         for (int id = allowed.nextClearBit(0); id < n; id = allowed.nextClearBit(id + 1)) {
             logits[id] = Float.NEGATIVE_INFINITY;
         }
@@ -109,25 +109,22 @@ public final class ThinkingFirst implements TokenConstraint {
 
     /**
      * Per vocabulary, the tokens allowed at each point of the opening marker and of a partly matched
-     * close marker: few states, so each is computed once, on first use.
+     * close marker: few states, so each is computed once, on first use. Special tokens are left out:
+     * the decoded text may skip them, and the reasoning parser, which reads that text, must see the
+     * same marker this matcher does. (No reference to the vocabulary: it is the tables' weak key.)
      */
     private static final class Tables {
-        private final Vocabulary vocab;
         private final BitSet[] opening = new BitSet[OPEN.length];
         private final BitSet[] thinking = new BitSet[CLOSE.length];
 
-        Tables(Vocabulary vocab) {
-            this.vocab = vocab;
-        }
-
         /** After {@code k} bytes of {@code <think>}: tokens that go on writing it, and then think without closing past their end. */
-        synchronized BitSet opening(int k) {
+        synchronized BitSet opening(Vocabulary vocab, int k) {
             if (opening[k] == null) {
                 BitSet ok = new BitSet(vocab.size());
                 for (int id = 0; id < vocab.size(); id++) {
                     byte[] b = vocab.tokenBytes(id);
                     int common = Math.min(b.length, OPEN.length - k);
-                    if (b.length > 0 && java.util.Arrays.equals(b, 0, common, OPEN, k, k + common)
+                    if (b.length > 0 && written(vocab, id) && java.util.Arrays.equals(b, 0, common, OPEN, k, k + common)
                             && thinksWithin(b, common, 0)) {
                         ok.set(id);
                     }
@@ -138,18 +135,24 @@ public final class ThinkingFirst implements TokenConstraint {
         }
 
         /** With {@code matched} bytes of {@code </think>} pending: tokens that do not close the block before their end. */
-        synchronized BitSet thinking(int matched) {
+        synchronized BitSet thinking(Vocabulary vocab, int matched) {
             if (thinking[matched] == null) {
                 BitSet ok = new BitSet(vocab.size());
                 for (int id = 0; id < vocab.size(); id++) {
                     byte[] b = vocab.tokenBytes(id);
-                    if (b.length > 0 && thinksWithin(b, 0, matched)) {
+                    if (b.length > 0 && written(vocab, id) && thinksWithin(b, 0, matched)) {
                         ok.set(id);
                     }
                 }
                 thinking[matched] = ok;
             }
             return thinking[matched];
+        }
+
+        /** Whether the token is text the decoder writes: not special, unless it is a thinking marker itself. */
+        private static boolean written(Vocabulary vocab, int id) {
+            byte[] b = vocab.tokenBytes(id);
+            return !vocab.isSpecial(id) || java.util.Arrays.equals(b, OPEN) || java.util.Arrays.equals(b, CLOSE);
         }
 
         /** Whether bytes b[from..] of thought, after {@code matched} bytes of the close marker, close the block nowhere but at their end. */

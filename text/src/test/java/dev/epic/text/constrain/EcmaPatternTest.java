@@ -64,7 +64,9 @@ class EcmaPatternTest {
         for (String[] c : new String[][] {{"(?=a)b", "lookaround"}, {"(a)\\1", "back-reference"}, {"\\bword", "word boundary"},
                 {"\\p{L}", "property"}, {"a^b", "anchor"}, {"(ab", "unclosed"}, {"ab)", "unmatched"}, {"[ab", "unclosed '['"},
                 {"a{2000}", "repetition count"}, {"*a", "nothing before"}, {"[\\D]", "negated class escape"},
-                {"[z-a]", "out of order"}, {"\\q", "unknown escape"}}) {
+                {"[z-a]", "out of order"}, {"\\q", "unknown escape"}, {"a**", "nothing before"},
+                {"x{2147483647}", "repetition count"}, {"(".repeat(100) + "a" + ")".repeat(100), "nested deeper"},
+                {"(a{1000}){1000}", "would build more"}}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> EcmaPattern.compile(c[0]), c[0]);
             assertTrue(e.getMessage().contains(c[1]), c[0] + ": " + e.getMessage());
         }

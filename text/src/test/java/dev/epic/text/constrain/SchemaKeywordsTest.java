@@ -80,6 +80,19 @@ class SchemaKeywordsTest {
                 }
             }
         }
+        // An explicit range up to U+FFFF holds no character past it (only negations and '.' do); a huge
+        // length saturates rather than wraps.
+        assertEquals(-1, verdict(JsonSchema.compile("{\"type\": \"string\", \"pattern\": \"^[\\\\u0000-\\\\uffff]$\"}"),
+                "\"😀\""));
+        assertEquals(1, verdict(JsonSchema.compile("{\"type\": \"string\", \"pattern\": \"^[^a]$\"}"), "\"😀\""));
+        assertEquals(1, verdict(JsonSchema.compile("{\"type\": \"string\", \"pattern\": \"^\\\\ud83d\\\\ude00$\"}"),
+                "\"😀\""));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> JsonSchema.compile(
+                "{\"type\": \"string\", \"minLength\": 18446744073709551616}")).getMessage().contains("longer than any"));
+        assertEquals(1, verdict(JsonSchema.compile("{\"type\": \"string\", \"maxLength\": 18446744073709551616}"),
+                "\"abc\""));
+        assertEquals(1, verdict(JsonSchema.compile("{\"type\": \"string\", \"format\": \"date\", \"enum\": [\"x\", "
+                + "\"2026-01-01\"]}"), "\"2026-01-01\""));
         // Formats this server does not enforce are annotations, as in JSON Schema 2020-12.
         assertEquals(1, verdict(JsonSchema.compile("{\"type\": \"string\", \"format\": \"email\"}"), "\"not an address\""));
     }
@@ -214,7 +227,9 @@ class SchemaKeywordsTest {
                 {"{\"type\": \"number\", \"maximum\": 1e20}", "beyond"},
                 {"{\"type\": \"string\", \"minLength\": -1}", "non-negative"},
                 {"{\"type\": \"number\", \"multipleOf\": 2}", "multipleOf"},
-                {"{\"type\": \"string\", \"pattern\": \"(a|b)*a(a|b){12}(a|b)*c\"}", "automaton states"}}) {
+                {"{\"type\": \"string\", \"pattern\": \"(a|b)*a(a|b){12}(a|b)*c\"}", "automaton states"},
+                {"{\"type\": \"string\", \"pattern\": \"\\\\ud83d\"}", "lone surrogate"},
+                {"{\"type\": \"string\", \"format\": \"date\", \"enum\": [\"x\"]}", "format"}}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> JsonSchema.compile(c[0]), c[0]);
             assertTrue(e.getMessage().contains(c[1]), c[0] + ": " + e.getMessage());
         }

@@ -81,6 +81,21 @@ class TextPatternTest {
         assertTrue(TextPattern.choice(List.of("yes", "no")) == TextPattern.choice(List.of("yes", "no")), "compiled once");
     }
 
+    /** A realistic label list compiles as a trie, however many states it needs; a huge one is refused by size. */
+    @Test
+    void longChoiceListsCompile() {
+        List<String> labels = new java.util.ArrayList<>();
+        for (int i = 0; i < 1000; i++) {
+            labels.add(String.format("label-%04d-%s", i, "x".repeat(20 + i % 7)));
+        }
+        TextPattern p = TextPattern.choice(labels);
+        assertEquals(1, verdict(p, labels.get(617)));
+        assertEquals(-1, verdict(p, "label-9999"));
+        List<String> huge = java.util.Collections.nCopies(2, "y".repeat(TextPattern.MAX_CHOICE_CHARS));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TextPattern.choice(huge)).getMessage()
+                .contains("characters"));
+    }
+
     @Test
     void whatCannotBeHonouredIsRefused() {
         assertTrue(assertThrows(IllegalArgumentException.class, () -> TextPattern.regex("(a)\\1")).getMessage()

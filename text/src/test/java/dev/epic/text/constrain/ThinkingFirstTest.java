@@ -77,6 +77,9 @@ class ThinkingFirstTest {
         assertFalse(ok.contains(longer), "'" + text(longer) + "' writes past the block's end");
         int plain = V3.encode("x")[0];
         assertTrue(ok.contains(plain), "the thought goes on");
+        for (int id = 0; id < V3.size(); id++) {
+            assertTrue(!V3.isSpecial(id) || !ok.contains(id), "special token " + id + ": the decoder may skip it");
+        }
         c.accept(close);
         assertTrue(c.answering());
         assertEquals(allowed(AnswerConstraint.json(V3, JsonSchema.ANY_OBJECT)), allowed(c), "then the answer's mask");
