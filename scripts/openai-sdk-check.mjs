@@ -1,5 +1,6 @@
 // The official openai SDK against EPIC's OpenAI-compatible API: models, chat (whole, streamed with n = 2
-// and usage, logprobs), completions with legacy logprobs, and the SDK's error classes for 400 and 404.
+// and usage, logprobs), completions with legacy logprobs, guided choice, the Responses API (whole,
+// streamed, a forced function call), and the SDK's error classes for 400 and 404.
 // Run through scripts/openai-sdk-check.sh, which installs the SDK.
 import OpenAI from 'openai';
 import assert from 'node:assert/strict';
@@ -30,6 +31,35 @@ console.log('stream', JSON.stringify(parts), 'completion tokens', usage.completi
 const completion = await client.completions.create({ model, prompt: 'The sky is', max_tokens: 4, logprobs: 1 });
 assert.equal(completion.choices[0].logprobs.tokens.length, completion.usage.completion_tokens);
 console.log('completion', JSON.stringify(completion.choices[0].text));
+
+const choice = await client.chat.completions.create({
+  model, messages: [{ role: 'user', content: 'Rain?' }], guided_choice: ['yes', 'no'] });
+assert.ok(['yes', 'no'].includes(choice.choices[0].message.content), 'a guided choice');
+console.log('guided choice', choice.choices[0].message.content);
+
+const response = await client.responses.create({ model, instructions: 'Be brief.', input: 'Hi', max_output_tokens: 6 });
+assert.equal(response.object, 'response');
+assert.equal(response.usage.output_tokens, 6);
+console.log('response', response.status, JSON.stringify(response.output_text));
+
+const events = await client.responses.create({ model, input: 'Hi', max_output_tokens: 6, stream: true });
+let streamed = '', last = null;
+for await (const event of events) {
+  if (event.type === 'response.output_text.delta') streamed += event.delta;
+  last = event;
+}
+assert.equal(last.type, 'response.incomplete');
+assert.equal(streamed, last.response.output.at(-1).content[0].text);
+console.log('response stream', JSON.stringify(streamed));
+
+const called = await client.responses.create({
+  model, input: 'Weather in Paris?', max_output_tokens: 200,
+  tools: [{ type: 'function', name: 'get_weather', strict: true, parameters: {
+    type: 'object', properties: { unit: { enum: ['c', 'f'] } }, required: ['unit'], additionalProperties: false } }],
+  tool_choice: { type: 'function', name: 'get_weather' } });
+const call = called.output.find(o => o.type === 'function_call');
+assert.ok(call && ['c', 'f'].includes(JSON.parse(call.arguments).unit), 'a forced function call');
+console.log('function call', call.name, call.arguments);
 
 await assert.rejects(client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Hi' }], temperature: -2 }),
   e => e instanceof OpenAI.BadRequestError && /temperature/.test(e.message));

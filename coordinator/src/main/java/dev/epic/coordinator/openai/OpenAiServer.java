@@ -144,6 +144,10 @@ public final class OpenAiServer implements AutoCloseable {
                 requireMethod(ex, "POST");
                 generate(ex, OpenAiRequests.completion(OpenAiRequests.parse(body(ex))), OpenAiResponses.Kind.TEXT);
             }
+            case "/v1/responses" -> {
+                requireMethod(ex, "POST");
+                responses(ex, OpenAiRequests.parse(body(ex)));
+            }
             case "/tokenize" -> {
                 requireMethod(ex, "POST");
                 JsonNode body = OpenAiRequests.parse(body(ex));
@@ -322,6 +326,63 @@ public final class OpenAiServer implements AutoCloseable {
             }
             streamer.finish(p.includeUsage());
         }
+    }
+
+    /**
+     * The Responses API: the request's chat equivalent runs as one Generate call, and its answer comes
+     * back as a response object, or streamed as Responses events (named server-sent events, no [DONE]).
+     */
+    private void responses(HttpExchange ex, JsonNode body) throws IOException {
+        OpenAiRequests.Parsed p = OpenAiRequests.chat(ResponsesApi.toChat(body));
+        String name = checkModel(p.model());
+        OpenAiResponses answer = new OpenAiResponses(OpenAiResponses.Kind.CHAT, name, System.currentTimeMillis() / 1000,
+                false, false, false, 1);
+        try (Context.CancellableContext call = Context.current().withCancellation()) {
+            Iterator<GenerateResponse> stream;
+            Context previous = call.attach();
+            try {
+                stream = api.generate(p.request());
+            } finally {
+                call.detach(previous);
+            }
+            GenerateResponse first = stream.next(); // a refusal comes before any byte is sent
+            if (!p.stream()) {
+                answer.accept(first);
+                stream.forEachRemaining(answer::accept);
+                sendJson(ex, 200, ResponsesApi.response(body, answer.complete()));
+                return;
+            }
+            ex.getResponseHeaders().set("Content-Type", "text/event-stream; charset=utf-8");
+            ex.getResponseHeaders().set("Cache-Control", "no-cache");
+            ex.sendResponseHeaders(200, 0);
+            OutputStream out = ex.getResponseBody();
+            ResponsesApi.Events events = new ResponsesApi.Events(body);
+            try {
+                for (GenerateResponse r = first; r != null; r = stream.hasNext() ? stream.next() : null) {
+                    for (ObjectNode chunk : answer.accept(r)) {
+                        for (ObjectNode e : events.chunk(chunk)) {
+                            namedEvent(out, e);
+                        }
+                    }
+                }
+                for (ObjectNode e : events.finish(answer.complete())) {
+                    namedEvent(out, e);
+                }
+            } catch (StatusRuntimeException e) {
+                OpenAiError err = OpenAiError.of(e.getStatus());
+                namedEvent(out, OpenAiRequests.JSON.createObjectNode().put("type", "error").put("code", err.type)
+                        .put("message", err.getMessage()).putNull("param"));
+            } catch (IOException e) {
+                call.cancel(e); // the client left: free its batch slot
+                throw e;
+            }
+        }
+    }
+
+    private static void namedEvent(OutputStream out, ObjectNode e) throws IOException {
+        out.write(OpenAiResponses.utf8("event: " + e.get("type").asText() + "\ndata: "
+                + OpenAiRequests.JSON.writeValueAsString(e) + "\n\n"));
+        out.flush();
     }
 
     /**

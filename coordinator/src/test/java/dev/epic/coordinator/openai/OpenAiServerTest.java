@@ -537,6 +537,75 @@ class OpenAiServerTest {
         assertFalse(asText.strip().startsWith("{"), "the thought comes first: " + asText);
     }
 
+    /**
+     * The Responses API answers what the chat API answers for the same conversation: the same text,
+     * usage and finish; its stream's deltas add up to that text, between response.created and the
+     * closing event.
+     */
+    @Test
+    void responsesApiAnswersAsTheChatApiDoes() throws Exception {
+        String sampling = "\"temperature\": 1.0, \"seed\": 9";
+        JsonNode chat = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 12, " + sampling + "}"));
+        String request = "{\"instructions\": \"Be brief.\", \"input\": [{\"role\": \"user\", \"content\": "
+                + "[{\"type\": \"input_text\", \"text\": \"Hello there\"}]}], \"max_output_tokens\": 12, " + sampling;
+        JsonNode r = ok(post("/v1/responses", request + "}"));
+        assertEquals("response", r.get("object").asText());
+        assertEquals("incomplete", r.get("status").asText(), r.toString());
+        assertEquals("max_output_tokens", r.get("incomplete_details").get("reason").asText());
+        JsonNode message = r.get("output").get(r.get("output").size() - 1);
+        assertEquals("message", message.get("type").asText());
+        String text = message.get("content").get(0).get("text").asText();
+        assertEquals(chat.get("choices").get(0).get("message").get("content").asText(), text);
+        assertEquals(chat.get("usage").get("prompt_tokens").asInt(), r.get("usage").get("input_tokens").asInt());
+        assertEquals(12, r.get("usage").get("output_tokens").asInt());
+
+        HttpResponse<String> s = post("/v1/responses", request + ", \"stream\": true}");
+        assertEquals(200, s.statusCode());
+        List<JsonNode> events = new ArrayList<>();
+        for (String block : s.body().split("\n\n")) {
+            if (block.isBlank()) {
+                continue;
+            }
+            String[] lines = block.split("\n", 2);
+            JsonNode e = JSON.readTree(lines[1].substring("data: ".length()));
+            assertEquals("event: " + e.get("type").asText(), lines[0]);
+            assertEquals(events.size(), e.get("sequence_number").asInt());
+            events.add(e);
+        }
+        assertEquals("response.created", events.getFirst().get("type").asText());
+        assertEquals("response.incomplete", events.getLast().get("type").asText());
+        StringBuilder deltas = new StringBuilder();
+        events.stream().filter(e -> e.get("type").asText().equals("response.output_text.delta"))
+                .forEach(e -> deltas.append(e.get("delta").asText()));
+        assertEquals(text, deltas.toString());
+        assertEquals(text, events.getLast().get("response").get("output").get(0).get("content").get(0).get("text").asText());
+    }
+
+    /** Function tools through the Responses API: a forced call comes back as a function_call item, and its output goes back in. */
+    @Test
+    void responsesApiCallsFunctionsAndTakesTheirOutput() throws Exception {
+        String tools = "\"tools\": [{\"type\": \"function\", \"name\": \"get_weather\", \"parameters\": {\"type\": "
+                + "\"object\", \"properties\": {\"unit\": {\"enum\": [\"c\", \"f\"]}}, \"required\": [\"unit\"], "
+                + "\"additionalProperties\": false}}]";
+        JsonNode r = ok(post("/v1/responses", "{\"input\": \"Weather?\", " + tools + ", \"tool_choice\": {\"type\": "
+                + "\"function\", \"name\": \"get_weather\"}, \"max_output_tokens\": 200, \"temperature\": 1.0, \"seed\": 1}"));
+        JsonNode call = r.get("output").get(r.get("output").size() - 1);
+        assertEquals("function_call", call.get("type").asText(), r.toString());
+        assertEquals("get_weather", call.get("name").asText());
+        assertTrue(List.of("c", "f").contains(JSON.readTree(call.get("arguments").asText()).get("unit").asText()), r.toString());
+        String followUp = "{\"input\": [{\"role\": \"user\", \"content\": \"Weather?\"}, {\"type\": \"function_call\", "
+                + "\"call_id\": \"" + call.get("call_id").asText() + "\", \"name\": \"get_weather\", \"arguments\": "
+                + JSON.writeValueAsString(call.get("arguments").asText()) + "}, {\"type\": \"function_call_output\", "
+                + "\"call_id\": \"" + call.get("call_id").asText() + "\", \"output\": \"sunny\"}], " + tools
+                + ", \"max_output_tokens\": 4}";
+        assertEquals("message", ok(post("/v1/responses", followUp)).get("output").get(0).get("type").asText());
+        assertError(post("/v1/responses", "{\"input\": \"x\", \"previous_response_id\": \"resp_1\"}"), 400,
+                "previous_response_id");
+        assertError(post("/v1/responses", "{\"input\": \"x\", \"tools\": [{\"type\": \"web_search\"}]}"), 400,
+                "web_search");
+        assertError(post("/v1/responses", "{\"instructions\": \"x\"}"), 400, "input");
+    }
+
     /** vLLM's guided_choice and guided_regex over HTTP: the whole answer is a choice, or matches. */
     @Test
     void guidedChoiceAndRegexHoldTheWholeAnswer() throws Exception {
