@@ -6,6 +6,7 @@ import dev.epic.coordinator.ServedModel;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.proto.ChatMessage;
 import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.ResponseFormat;
 import dev.epic.proto.GenerateResponse;
 import dev.epic.proto.GenerationServiceGrpc;
 import dev.epic.proto.Messages;
@@ -14,12 +15,15 @@ import io.grpc.StatusRuntimeException;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Iterator;
+import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -66,6 +70,41 @@ public final class GenerateCommand implements Callable<Integer> {
     @Mixin
     SamplingOptions sampling;
 
+    @ArgGroup(exclusive = true)
+    Format format;
+
+    /** The answer's form: free text by default, or held to one of these by constrained decoding. */
+    static final class Format {
+        @Option(names = "--json", description = "the answer is a JSON object (JSON mode)")
+        boolean json;
+
+        @Option(names = "--json-schema", paramLabel = "SCHEMA", description = "the answer is a JSON value matching SCHEMA "
+                + "(JSON text, or a file holding it)")
+        String schema;
+
+        @Option(names = "--regex", paramLabel = "RE", description = "the whole answer matches RE (ECMA-262 syntax)")
+        String regex;
+
+        @Option(names = "--choice", paramLabel = "TEXT", description = "the answer is exactly one of these (repeatable)")
+        List<String> choices;
+
+        ResponseFormat toProto() throws IOException {
+            ResponseFormat.Builder f = ResponseFormat.newBuilder();
+            if (json) {
+                return f.setType(ResponseFormat.Type.JSON_OBJECT).build();
+            }
+            if (schema != null) {
+                String text = schema.strip().startsWith("{") || schema.strip().equals("true") ? schema
+                        : Files.readString(Path.of(schema));
+                return f.setType(ResponseFormat.Type.JSON_SCHEMA).setJsonSchema(text).build();
+            }
+            if (regex != null) {
+                return f.setType(ResponseFormat.Type.REGEX).setRegex(regex).build();
+            }
+            return f.setType(ResponseFormat.Type.CHOICE).addAllChoices(choices).build();
+        }
+    }
+
     @Override
     public Integer call() throws Exception {
         PrintWriter err = spec.commandLine().getErr();
@@ -107,6 +146,9 @@ public final class GenerateCommand implements Callable<Integer> {
             text = new String(System.in.readAllBytes(), StandardCharsets.UTF_8).strip();
         }
         GenerateRequest.Builder b = GenerateRequest.newBuilder().setSampling(sampling.toProto());
+        if (format != null) {
+            b.setResponseFormat(format.toProto());
+        }
         if (chat) {
             Messages.Builder m = Messages.newBuilder();
             if (system != null) {

@@ -30,6 +30,9 @@ final class SamplingOptions {
     @Option(names = "--ignore-eos", description = "keep generating past end-of-sentence")
     boolean ignoreEos;
 
+    @Option(names = "--logit-bias", paramLabel = "ID=BIAS", description = "add BIAS (-100 to 100) to token ID's logit (repeatable)")
+    java.util.Map<Integer, Float> logitBias;
+
     SamplingParams toProto() {
         SamplingParams.Builder b = SamplingParams.newBuilder();
         if (temperature != null) {
@@ -55,6 +58,14 @@ final class SamplingOptions {
         }
         if (stop != null) {
             b.addAllStop(stop);
+        }
+        if (logitBias != null) {
+            logitBias.forEach((id, bias) -> {
+                if (id < 0) {
+                    throw new IllegalArgumentException("--logit-bias token ids must be >= 0, got " + id);
+                }
+                b.putLogitBias(id, bias);
+            });
         }
         return b.setIgnoreEos(ignoreEos).build();
     }

@@ -19,6 +19,7 @@ import dev.epic.transport.ExpertRanges;
 import dev.epic.worker.CheckpointShard;
 import dev.epic.worker.ExpertWorker;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.IntStream;
 import org.apache.curator.test.TestingServer;
@@ -112,6 +113,24 @@ class ServingCommandsTest {
         LogitsCommandTest.Run again = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
                 "a b c d e", "--max-tokens", "5", "--seed", "3", "--ignore-eos");
         assertEquals(r.out(), again.out());
+    }
+
+    /** Constrained answers from the command line: a choice, a pattern, and a logit bias that bans a choice. */
+    @Test
+    void generateHoldsTheAnswerToAChoiceOrAPattern() {
+        for (int seed = 0; seed < 3; seed++) {
+            LogitsCommandTest.Run r = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                    "a b c", "--seed", String.valueOf(seed), "--temperature", "1", "--choice", "a b", "--choice", "c d e");
+            assertEquals(0, r.code(), r.err());
+            assertTrue(List.of("a b", "c d e").contains(r.out().strip()), r.out());
+            LogitsCommandTest.Run re = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                    "a b c", "--seed", String.valueOf(seed), "--temperature", "1", "--regex", "[a-e]( [a-e]){2}");
+            assertEquals(0, re.code(), re.err());
+            assertTrue(re.out().strip().matches("[a-e]( [a-e]){2}"), re.out());
+        }
+        LogitsCommandTest.Run both = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt", "x",
+                "--json", "--regex", "a");
+        assertEquals(LogitsCommand.BAD_INPUT, both.code());
     }
 
     @Test
