@@ -370,8 +370,9 @@ public final class OpenAiServer implements AutoCloseable {
                 }
             } catch (StatusRuntimeException e) {
                 OpenAiError err = OpenAiError.of(e.getStatus());
-                namedEvent(out, OpenAiRequests.JSON.createObjectNode().put("type", "error").put("code", err.type)
-                        .put("message", err.getMessage()).putNull("param"));
+                for (ObjectNode ev : events.fail(err.type, err.getMessage())) {
+                    namedEvent(out, ev);
+                }
             } catch (IOException e) {
                 call.cancel(e); // the client left: free its batch slot
                 throw e;

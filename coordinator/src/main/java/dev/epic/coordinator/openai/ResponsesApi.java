@@ -50,7 +50,15 @@ final class ResponsesApi {
         ArrayNode messages = chat.putArray("messages");
         JsonNode instructions = body.get("instructions");
         if (instructions != null && !instructions.isNull()) {
+            if (!instructions.isTextual()) {
+                throw OpenAiError.badRequest("instructions", "'instructions' must be a string");
+            }
             messages.addObject().put("role", "system").put("content", instructions.asText());
+        }
+        // Reasoning effort "none" or "minimal" asks for no thinking block (unless the template switch is set).
+        String effort = body.path("reasoning").path("effort").asText("");
+        if ((effort.equals("none") || effort.equals("minimal")) && !chat.has("chat_template_kwargs")) {
+            chat.putObject("chat_template_kwargs").put("enable_thinking", false);
         }
         input(body.get("input"), messages);
         tools(body, chat);
@@ -90,8 +98,7 @@ final class ResponsesApi {
                 }
                 case "function_call_output" -> messages.addObject().put("role", "tool")
                         .put("tool_call_id", item.path("call_id").asText())
-                        .put("content", item.get("output") == null ? "" : item.get("output").isTextual()
-                                ? item.get("output").asText() : item.get("output").toString());
+                        .put("content", text(item.get("output"), where + ".output"));
                 case "reasoning" -> { } // earlier thinking: DeepSeek's templates drop it from the history anyway
                 default -> throw OpenAiError.badRequest(where, "input items of type '" + type + "' are not supported");
             }
@@ -144,8 +151,14 @@ final class ResponsesApi {
         JsonNode choice = body.get("tool_choice");
         if (choice != null && !choice.isNull()) {
             if (choice.isObject() && choice.path("type").asText().equals("function")) {
+                if (!choice.path("name").isTextual()) {
+                    throw OpenAiError.badRequest("tool_choice", "tool_choice of type function needs a 'name'");
+                }
                 chat.putObject("tool_choice").put("type", "function").putObject("function")
                         .put("name", choice.path("name").asText());
+            } else if (choice.isObject()) {
+                throw OpenAiError.badRequest("tool_choice", "tool_choice of type '" + choice.path("type").asText()
+                        + "' is not supported (function tools are)");
             } else {
                 chat.set("tool_choice", choice);
             }
@@ -190,7 +203,7 @@ final class ResponsesApi {
             output.add(reasoning(id, message.get("reasoning_content").asText()));
         }
         if (!message.path("content").asText("").isEmpty()) {
-            output.add(message(id, message.get("content").asText(), "completed"));
+            output.add(message(id, message.get("content").asText(), cut ? "incomplete" : "completed"));
         }
         for (JsonNode call : message.path("tool_calls")) {
             output.add(functionCall(call, "completed"));
@@ -235,9 +248,15 @@ final class ResponsesApi {
     private static ObjectNode message(String responseId, String text, String status) {
         ObjectNode item = NODES.objectNode().put("type", "message").put("id", "msg_" + responseId.substring(5))
                 .put("status", status).put("role", "assistant");
-        ObjectNode part = item.putArray("content").addObject().put("type", "output_text").put("text", text);
-        part.putArray("annotations");
+        item.putArray("content").add(outputText(text));
         return item;
+    }
+
+    private static ObjectNode outputText(String text) {
+        ObjectNode part = NODES.objectNode().put("type", "output_text").put("text", text);
+        part.putArray("annotations");
+        part.putArray("logprobs");
+        return part;
     }
 
     private static ObjectNode functionCall(JsonNode chatCall, String status) {
@@ -304,12 +323,12 @@ final class ResponsesApi {
                     ObjectNode item = message(responseId, "", "in_progress");
                     item.putArray("content");
                     open(out, "message", item);
-                    ObjectNode part = NODES.objectNode().put("type", "output_text").put("text", "");
-                    part.putArray("annotations");
-                    out.add(itemEvent("response.content_part.added").put("content_index", 0).set("part", part));
+                    out.add(itemEvent("response.content_part.added").put("content_index", 0).set("part", outputText("")));
                 }
                 text.append(content);
-                out.add(delta("response.output_text.delta", content));
+                ObjectNode d = delta("response.output_text.delta", content);
+                d.putArray("logprobs");
+                out.add(d);
             }
             for (JsonNode call : delta.path("tool_calls")) {
                 close(out);
@@ -327,11 +346,23 @@ final class ResponsesApi {
 
         /** The closing events: open items done, then response.completed (or .incomplete) with the whole response. */
         List<ObjectNode> finish(JsonNode completion) {
-            List<ObjectNode> out = new ArrayList<>();
-            close(out);
             ObjectNode whole = response(request, completion);
             String status = whole.get("status").asText();
+            List<ObjectNode> out = new ArrayList<>();
+            close(out, status);
             out.add(event(status.equals("completed") ? "response.completed" : "response.incomplete").set("response", whole));
+            return out;
+        }
+
+        /** A failure mid-stream: the error event, then response.failed with what was written so far. */
+        List<ObjectNode> fail(String code, String message) {
+            List<ObjectNode> out = new ArrayList<>();
+            out.add(event("error").put("code", code).put("message", message).putNull("param"));
+            if (shell != null) {
+                ObjectNode failed = shell.deepCopy().put("status", "failed");
+                failed.putObject("error").put("code", code).put("message", message);
+                out.add(event("response.failed").set("response", failed));
+            }
             return out;
         }
 
@@ -346,6 +377,10 @@ final class ResponsesApi {
         }
 
         private void close(List<ObjectNode> out) {
+            close(out, "completed");
+        }
+
+        private void close(List<ObjectNode> out, String status) {
             if (open == null) {
                 return;
             }
@@ -354,12 +389,12 @@ final class ResponsesApi {
                 out.add(event("response.output_item.done").put("output_index", outputIndex)
                         .set("item", reasoning(responseId, text.toString())));
             } else if (open.equals("message")) {
-                out.add(itemEvent("response.output_text.done").put("content_index", 0).put("text", text.toString()));
-                ObjectNode part = NODES.objectNode().put("type", "output_text").put("text", text.toString());
-                part.putArray("annotations");
-                out.add(itemEvent("response.content_part.done").put("content_index", 0).set("part", part));
+                ObjectNode done = itemEvent("response.output_text.done").put("content_index", 0).put("text", text.toString());
+                done.putArray("logprobs");
+                out.add(done);
+                out.add(itemEvent("response.content_part.done").put("content_index", 0).set("part", outputText(text.toString())));
                 out.add(event("response.output_item.done").put("output_index", outputIndex)
-                        .set("item", message(responseId, text.toString(), "completed")));
+                        .set("item", message(responseId, text.toString(), status)));
             }
             open = null;
         }

@@ -554,6 +554,7 @@ class OpenAiServerTest {
         assertEquals("max_output_tokens", r.get("incomplete_details").get("reason").asText());
         JsonNode message = r.get("output").get(r.get("output").size() - 1);
         assertEquals("message", message.get("type").asText());
+        assertEquals("incomplete", message.get("status").asText(), "cut by max_output_tokens");
         String text = message.get("content").get(0).get("text").asText();
         assertEquals(chat.get("choices").get(0).get("message").get("content").asText(), text);
         assertEquals(chat.get("usage").get("prompt_tokens").asInt(), r.get("usage").get("input_tokens").asInt());
@@ -604,6 +605,8 @@ class OpenAiServerTest {
         assertError(post("/v1/responses", "{\"input\": \"x\", \"tools\": [{\"type\": \"web_search\"}]}"), 400,
                 "web_search");
         assertError(post("/v1/responses", "{\"instructions\": \"x\"}"), 400, "input");
+        assertError(post("/v1/responses", "{\"input\": \"x\", " + tools + ", \"tool_choice\": {\"type\": \"function\"}}"),
+                400, "name");
     }
 
     /** vLLM's guided_choice and guided_regex over HTTP: the whole answer is a choice, or matches. */
