@@ -18,8 +18,16 @@ public interface ByteAutomaton<A extends ByteAutomaton<A>> {
     /** Whether the text so far is complete: the generation may end here. */
     boolean complete();
 
-    /** The state as a value with equals and hashCode: equal keys accept the same continuations. */
+    /** The state as a value with equals and hashCode: equal keys accept the same continuations, of any length. */
     Object key();
+
+    /**
+     * The state as a key for masks over tokens of at most {@code horizon} bytes: equal keys accept the
+     * same continuations of that length, so more states may share one (a string far from its maxLength).
+     */
+    default Object key(int horizon) {
+        return key();
+    }
 
     /** Feeds every byte; false as soon as one cannot follow. */
     default boolean step(byte[] bytes) {

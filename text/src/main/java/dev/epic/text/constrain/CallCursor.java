@@ -133,8 +133,13 @@ final class CallCursor implements ByteAutomaton<CallCursor> {
 
     @Override
     public Object key() {
+        return key(Integer.MAX_VALUE);
+    }
+
+    @Override
+    public Object key(int horizon) {
         // The tool matters only while its name is read and its arguments written.
-        return new Key(stage, pos, stage == HEAD || stage == ARGS ? tool : 0, stage == ARGS ? args[tool].key() : null);
+        return new Key(stage, pos, stage == HEAD || stage == ARGS ? tool : 0, stage == ARGS ? args[tool].key(horizon) : null);
     }
 
     private record Key(int stage, int pos, int tool, Object args) {}

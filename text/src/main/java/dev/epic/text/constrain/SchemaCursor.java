@@ -64,6 +64,11 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
 
     @Override
     public Object key() {
+        return key(Integer.MAX_VALUE);
+    }
+
+    @Override
+    public Object key(int horizon) {
         int[] frames = Arrays.copyOf(st, depth * F);
         for (int t = 0; t < frames.length; t += F) {
             if (frames[t + KIND] == ARRAY) { // an array's item count matters only up to its bounds
@@ -73,7 +78,7 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
             } else if (frames[t + KIND] == STRING && frames[t + PHASE] == 0) { // a length matters near its bounds
                 StringRule rule = schema.node(frames[t + NODE]).string;
                 if (rule != null) {
-                    frames[t + LEN] = rule.lengthKey(frames[t + LEN]);
+                    frames[t + LEN] = rule.lengthKey(frames[t + LEN], horizon);
                 }
             }
         }

@@ -23,8 +23,6 @@ final class StringRule {
     static final int MAX_STATES = 4096;
     /** Bits of the length table (states x lengths) a rule may hold. */
     private static final long MAX_LENGTH_BITS = 1L << 25;
-    /** Characters one token can hold, at most (DeepSeek's longest token is far shorter). */
-    static final int LONGEST_TOKEN = 1024;
     private static final int SURROGATES = 0xd800, SURROGATES_END = 0xdfff, LOW_SURROGATES = 0xdc00;
 
     final int minLength;
@@ -90,15 +88,15 @@ final class StringRule {
     /**
      * The count as a cursor's state key holds it: counts that no token can tell apart are one key, so
      * their masks are computed once. Past minLength with no maximum, every count is alike; with a
-     * maximum farther away than a token's characters plus the automaton's states (past which a shortest
-     * accepted path never reaches), so is every count, since within one token the string can neither
-     * run into the maximum nor need to.
+     * maximum farther away than a token's characters ({@code horizon}, the vocabulary's longest token
+     * in bytes) plus the automaton's states (past which a shortest accepted path never reaches), so is
+     * every count, since within one token the string can neither run into the maximum nor need to.
      */
-    int lengthKey(int count) {
+    int lengthKey(int count, int horizon) {
         if (maxLength == Integer.MAX_VALUE) {
             return Math.min(count, minLength);
         }
-        return count >= minLength && (long) maxLength - count >= LONGEST_TOKEN + from.length ? -1 : count;
+        return count >= minLength && (long) maxLength - count >= (long) horizon + from.length ? -1 : count;
     }
 
     /** Whether a string in state s with {@code count} characters may end here. */

@@ -74,10 +74,6 @@ public final class TokenMask<A extends ByteAutomaton<A>> {
      */
     public TokenMask(Vocabulary vocab, int cachedStates) {
         this.order = ORDERS.computeIfAbsent(vocab, Order::new);
-        if (order.longest > StringRule.LONGEST_TOKEN) { // StringRule.lengthKey rests on it
-            throw new IllegalArgumentException("a token of " + order.longest + " bytes is longer than the "
-                    + StringRule.LONGEST_TOKEN + " constrained decoding supports");
-        }
         this.cache = new LinkedHashMap<>(256, 0.75f, true) {
             @Override
             protected boolean removeEldestEntry(Map.Entry<Object, CompletableFuture<BitSet>> e) {
@@ -88,7 +84,7 @@ public final class TokenMask<A extends ByteAutomaton<A>> {
 
     /** Token ids [0, vocabulary size) that may follow {@code at}; the caller must not change the set. */
     public BitSet allowed(A at) {
-        Object key = at.key();
+        Object key = at.key(order.longest);
         CompletableFuture<BitSet> known;
         CompletableFuture<BitSet> mine = null;
         synchronized (cache) {

@@ -270,29 +270,34 @@ class SchemaKeywordsTest {
     }
 
     /**
-     * Far from a long maxLength, counts share one state key (one mask), which is only sound if no token
-     * can run into the bound: checked against brute force there, and near the bound.
+     * Far from maxLength, counts share one mask state (a mask is computed once for them), which is only
+     * sound if no token can run into the bound: checked against brute force there, and near the bound.
      */
     @Test
     void countsFarFromTheBoundsShareAMask() {
         Tokenizer v3 = Tokenizer.deepSeekV3();
+        int longest = 0;
         for (int id = 0; id < v3.size(); id++) {
-            assertTrue(v3.tokenBytes(id).length <= StringRule.LONGEST_TOKEN, "token " + id);
+            longest = Math.max(longest, v3.tokenBytes(id).length);
         }
-        JsonSchema s = JsonSchema.compile("{\"type\": \"string\", \"minLength\": 3, \"maxLength\": 1200}");
+        int max = longest + 300;
+        JsonSchema s = JsonSchema.compile("{\"type\": \"string\", \"minLength\": 3, \"maxLength\": " + max + "}");
         SchemaCursor at = new SchemaCursor(s);
         assertTrue(at.step('"'));
         List<Object> keys = new ArrayList<>();
-        for (int n = 0; n < 1200; n++) {
-            keys.add(at.key());
-            if (n == 5 || n == 150 || n == 1199) {
+        List<SchemaCursor> copies = new ArrayList<>();
+        for (int n = 0; n < max; n++) {
+            keys.add(at.key(longest));
+            copies.add(n == 3 || n == 298 ? at.copy() : null);
+            if (n == 5 || n == 298 || n == max - 1) {
                 assertEquals(BruteForce.allowed(v3, at), s.mask(v3).allowed(at), "after " + n + " characters");
             }
             assertTrue(at.step('x'));
         }
-        assertEquals(keys.get(3), keys.get(150));
-        assertFalse(keys.get(150).equals(keys.get(2)) || keys.get(150).equals(keys.get(1199)));
-        assertFalse(at.step('x'));
+        assertEquals(keys.get(3), keys.get(298), "far from the bound: one state");
+        assertFalse(keys.get(298).equals(keys.get(2)) || keys.get(298).equals(keys.get(max - 1)));
+        assertFalse(at.copy().step('x'));
+        assertFalse(copies.get(3).key().equals(copies.get(298).key()), "without a horizon every count is its own state");
     }
 
     @Test
