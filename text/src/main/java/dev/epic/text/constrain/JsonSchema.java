@@ -20,9 +20,10 @@ import java.util.WeakHashMap;
 /**
  * A JSON Schema compiled for constrained decoding: the subset OpenAI's strict structured outputs
  * use and the common validation keywords. Supported: {@code type} (one or a list), {@code properties}
- * (written in the order given), {@code required}, {@code additionalProperties} (false or true: only the
- * listed properties are written either way, which both allow), {@code items}, {@code minItems},
- * {@code maxItems}, {@code enum}, {@code const}, {@code anyOf} and {@code oneOf} (alternatives that
+ * (written in the order given), {@code required}, {@code additionalProperties} (false, true or a
+ * schema: beside properties only the listed ones are written, which all allow; without, a schema
+ * makes a map of any keys), {@code items}, {@code prefixItems} (or a draft-7 items list with
+ * {@code additionalItems}), {@code minItems}, {@code maxItems}, {@code enum}, {@code const}, {@code anyOf} and {@code oneOf} (alternatives that
  * start with different bytes), {@code $ref} to {@code #/$defs/...} or {@code #/definitions/...}
  * (recursion included), {@code minLength}, {@code maxLength}, {@code pattern} and {@code format} for
  * strings ({@link StringRule}, {@link StringFormats}), {@code minimum}, {@code maximum} and their
@@ -39,7 +40,8 @@ public final class JsonSchema {
             .enable(com.fasterxml.jackson.databind.DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS);
     private static final Set<String> KEYWORDS = Set.of("type", "properties", "required", "additionalProperties",
             "items", "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "$ref", "minLength", "maxLength",
-            "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum");
+            "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "prefixItems",
+            "additionalItems");
     /** Strings longer than this cannot be generated within any context: a larger maxLength is no bound. */
     private static final int MAX_STRING = 1 << 22;
     private static final Set<String> ANNOTATIONS = Set.of("title", "description", "default", "examples", "$schema",
@@ -67,7 +69,10 @@ public final class JsonSchema {
         StringRule string;
         /** Numbers: minimum and maximum; null = any number. */
         NumberBounds bounds;
-        /** Arrays: the item node and the bounds. */
+        /** Objects without properties: the node of every value (0: any value). */
+        int additional;
+        /** Arrays: the nodes of the first items (prefixItems), then the node of the rest, and the bounds. */
+        int[] prefix;
         int items = -1;
         int minItems;
         int maxItems = Integer.MAX_VALUE;
@@ -121,7 +126,7 @@ public final class JsonSchema {
             for (int i = 0; i < n; i++) {
                 Node node = nodes.get(i);
                 boolean object = (node.types & OBJECT) != 0 && (node.names == null || requiredSatisfiable(node));
-                boolean array = (node.types & ARRAY) != 0 && (node.minItems == 0 || satisfiable[node.items]);
+                boolean array = (node.types & ARRAY) != 0 && itemsSatisfiable(node);
                 boolean any = node.literals != null || object || array
                         || (node.types & (STRING | NUMBER | INTEGER | BOOLEAN | NULL)) != 0;
                 if (node.alternatives != null) {
@@ -137,6 +142,24 @@ public final class JsonSchema {
                 }
             }
         }
+    }
+
+    /** Whether the first minItems items of an array node can each be finished. */
+    private boolean itemsSatisfiable(Node node) {
+        for (int i = 0; i < node.minItems; i++) {
+            if (!satisfiable[item(node, i)]) {
+                return false;
+            }
+            if (node.prefix == null || i >= node.prefix.length) {
+                return true; // the rest are all the items node, just checked
+            }
+        }
+        return true;
+    }
+
+    /** The node of item i of an array node. */
+    static int item(Node node, int i) {
+        return node.prefix != null && i < node.prefix.length ? node.prefix[i] : node.items;
     }
 
     private boolean requiredSatisfiable(Node node) {
@@ -307,10 +330,15 @@ public final class JsonSchema {
             if ((n.types & OBJECT) != 0) {
                 JsonNode props = s.get("properties");
                 JsonNode additional = s.get("additionalProperties");
-                if (additional != null && !additional.isBoolean()) {
-                    throw new IllegalArgumentException(where + ": additionalProperties as a schema is not supported");
+                if (additional != null && !additional.isBoolean() && !additional.isObject()) {
+                    throw new IllegalArgumentException(where + ": additionalProperties must be a boolean or a schema");
                 }
-                boolean closed = additional != null && !additional.asBoolean();
+                boolean closed = additional != null && additional.isBoolean() && !additional.asBoolean();
+                if (props == null && additional != null && additional.isObject()) {
+                    // A map (pydantic's dict[str, X]): any keys, each value matching the schema. Beside
+                    // properties it needs nothing: only the listed properties are written.
+                    n.additional = compile(additional, where + "/additionalProperties");
+                }
                 if (props != null || closed) {
                     List<String> names = new ArrayList<>();
                     if (props != null) {
@@ -354,9 +382,27 @@ public final class JsonSchema {
                 n.bounds = numberBounds(s, (n.types & NUMBER) == 0, where);
             }
             if ((n.types & ARRAY) != 0) {
-                n.items = s.has("items") ? compile(s.get("items"), where + "/items") : any;
+                // A tuple: prefixItems (or draft 7's items list), then items (additionalItems) for the rest.
+                JsonNode tuple = s.has("prefixItems") ? s.get("prefixItems") : s.path("items").isArray() ? s.get("items") : null;
+                JsonNode rest = tuple == null ? s.get("items") : s.has("prefixItems") ? s.get("items") : s.get("additionalItems");
                 n.minItems = length(s, "minItems", where);
                 n.maxItems = s.has("maxItems") ? length(s, "maxItems", where) : Integer.MAX_VALUE;
+                if (tuple != null) {
+                    if (!tuple.isArray() || tuple.size() > MAX_ALTERNATIVES) {
+                        throw new IllegalArgumentException(where + ": prefixItems must be a list of at most "
+                                + MAX_ALTERNATIVES + " schemas");
+                    }
+                    n.prefix = new int[tuple.size()];
+                    for (int i = 0; i < n.prefix.length; i++) {
+                        n.prefix[i] = compile(tuple.get(i), where + "/prefixItems/" + i);
+                    }
+                }
+                if (rest != null && rest.isBoolean() && !rest.asBoolean()) { // no items past the prefix
+                    n.maxItems = Math.min(n.maxItems, n.prefix == null ? 0 : n.prefix.length);
+                    n.items = any;
+                } else {
+                    n.items = rest != null ? compile(rest, where + "/items") : any;
+                }
                 if (n.maxItems < n.minItems) {
                     throw new IllegalArgumentException(where + ": minItems/maxItems allow no array");
                 }

@@ -73,7 +73,8 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
         for (int t = 0; t < frames.length; t += F) {
             if (frames[t + KIND] == ARRAY) { // an array's item count matters only up to its bounds
                 JsonSchema.Node node = schema.node(frames[t + NODE]);
-                int cap = node.maxItems == Integer.MAX_VALUE ? node.minItems : node.maxItems;
+                int cap = node.maxItems != Integer.MAX_VALUE ? node.maxItems
+                        : Math.max(node.minItems, node.prefix == null ? 0 : node.prefix.length);
                 frames[t + COUNT] = Math.min(frames[t + COUNT], cap);
             } else if (frames[t + KIND] == STRING && frames[t + PHASE] == 0) { // a length matters near its bounds
                 StringRule rule = schema.node(frames[t + NODE]).string;
@@ -203,8 +204,11 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                     return FAIL;
                 }
                 st[t + PHASE] = O_IN_KEY;
-                if (node.names == null) { // any object: any key, any value
-                    st[t + COUNT] = schema.any;
+                if (node.names == null) { // any object: any key, each value of the node's one value schema
+                    if (!schema.satisfiable(node.additional)) {
+                        return FAIL;
+                    }
+                    st[t + COUNT] = node.additional;
                     return push(STRING, st[t + NODE], 1, S_NORMAL, 0, 0) ? OK : FAIL;
                 }
                 long mask = keyCandidates(node, next);
@@ -219,7 +223,7 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
             }
             case O_AFTER -> {
                 if (b == ',') {
-                    boolean more = node.names == null || keyCandidates(node, next) != 0;
+                    boolean more = node.names == null ? schema.satisfiable(node.additional) : keyCandidates(node, next) != 0;
                     if (!more) {
                         return FAIL;
                     }
@@ -303,20 +307,21 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
                     whitespace = 0;
                     return node.minItems == 0 ? popValue() : FAIL;
                 }
-                if (node.maxItems == 0 || !schema.satisfiable(node.items)) {
+                if (node.maxItems == 0 || !schema.satisfiable(JsonSchema.item(node, 0))) {
                     return FAIL;
                 }
                 st[t + PHASE] = A_IN_ITEM;
-                return push(VALUE, node.items) ? AGAIN : FAIL;
+                return push(VALUE, JsonSchema.item(node, 0)) ? AGAIN : FAIL;
             }
             case A_AFTER -> {
                 whitespace = 0;
                 if (b == ',') {
-                    if (st[t + COUNT] >= node.maxItems) {
+                    int next = JsonSchema.item(node, st[t + COUNT]);
+                    if (st[t + COUNT] >= node.maxItems || !schema.satisfiable(next)) {
                         return FAIL;
                     }
                     st[t + PHASE] = A_IN_ITEM;
-                    return push(VALUE, node.items) ? OK : FAIL;
+                    return push(VALUE, next) ? OK : FAIL;
                 }
                 return b == ']' && st[t + COUNT] >= node.minItems ? popValue() : FAIL;
             }

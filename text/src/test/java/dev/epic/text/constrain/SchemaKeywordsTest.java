@@ -10,6 +10,7 @@ import dev.epic.text.tokenizer.Tokenizer;
 import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
@@ -260,6 +261,58 @@ class SchemaKeywordsTest {
             SchemaCursor at = new SchemaCursor(s);
             int first = walk;
             byte[] bytes = Walks.walk(mask, v3, at, rng, 300, step -> first == 0 && step % 8 == 0);
+            if (at.complete()) {
+                String text = new String(bytes, StandardCharsets.UTF_8);
+                assertTrue(validator.valid(text), text + ": " + validator.errors(text));
+                finished++;
+            }
+        }
+        assertTrue(finished >= 3, "walks that finished: " + finished);
+    }
+
+    /** What pydantic writes for dict[str, X] and tuple[X, Y]: maps with typed values, tuples by position. */
+    @Test
+    void mapsAndTuples() {
+        String schemaJson = """
+                {"type": "object",
+                 "properties": {
+                   "scores": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                   "pair": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}],
+                            "minItems": 2, "maxItems": 2},
+                   "head": {"type": "array", "prefixItems": [{"type": "boolean"}], "items": {"type": "null"}}},
+                 "required": ["scores", "pair", "head"], "additionalProperties": false}""";
+        JsonSchema s = JsonSchema.compile(schemaJson);
+        Validator validator = new Validator(schemaJson);
+        for (String ok : List.of("{\"scores\": {\"a\": 1, \"b\": 0}, \"pair\": [1, \"x\"], \"head\": [true, null, null]}",
+                "{\"scores\": {}, \"pair\": [-2, \"\"], \"head\": []}")) {
+            assertEquals(1, verdict(s, ok), ok);
+            assertTrue(validator.valid(ok), ok);
+        }
+        for (String bad : List.of("{\"scores\": {\"a\": -1}", "{\"scores\": {\"a\": \"1\"}", "{\"scores\": {}, \"pair\": [\"x\"",
+                "{\"scores\": {}, \"pair\": [1, 2", "{\"scores\": {}, \"pair\": [1, \"x\", ", "{\"scores\": {}, \"pair\": [1]",
+                "{\"scores\": {}, \"pair\": [1, \"x\"], \"head\": [null")) {
+            assertEquals(-1, verdict(s, bad), bad);
+        }
+        // Draft 7's tuple form: items as a list, additionalItems for the rest.
+        JsonSchema old = JsonSchema.compile("{\"type\": \"array\", \"items\": [{\"type\": \"integer\"}], \"additionalItems\": false}");
+        assertEquals(1, verdict(old, "[3]"));
+        assertEquals(-1, verdict(old, "[3, 4"));
+        assertEquals(-1, verdict(old, "[\"3\""));
+        Tokenizer v3 = Tokenizer.deepSeekV3();
+        TokenMask<SchemaCursor> mask = s.mask(v3);
+        Random rng = new Random(8);
+        BitSet closing = new BitSet();
+        for (int id = 0; id < v3.size(); id++) {
+            String t = new String(v3.tokenBytes(id), StandardCharsets.UTF_8);
+            if (t.length() <= 2 && (t.contains("}") || t.contains("]") || t.contains("\""))) {
+                closing.set(id);
+            }
+        }
+        int finished = 0;
+        for (int walk = 0; walk < 6; walk++) {
+            SchemaCursor at = new SchemaCursor(s);
+            int first = walk;
+            byte[] bytes = Walks.walk(mask, v3, at, rng, 600, step -> first == 0 && step % 25 == 0, closing);
             if (at.complete()) {
                 String text = new String(bytes, StandardCharsets.UTF_8);
                 assertTrue(validator.valid(text), text + ": " + validator.errors(text));

@@ -22,6 +22,12 @@ final class Walks {
      */
     static <A extends ByteAutomaton<A>> byte[] walk(TokenMask<A> mask, Vocabulary v, A at, Random rng, int steps,
             IntPredicate brute) {
+        return walk(mask, v, at, rng, steps, brute, new BitSet());
+    }
+
+    /** As above, taking a token of {@code preferred} half the time when one is allowed (closing ones, so maps end). */
+    static <A extends ByteAutomaton<A>> byte[] walk(TokenMask<A> mask, Vocabulary v, A at, Random rng, int steps,
+            IntPredicate brute, BitSet preferred) {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         for (int step = 0; step < steps && !at.complete(); step++) {
             BitSet allowed = mask.allowed(at);
@@ -30,6 +36,15 @@ final class Walks {
                 assertEquals(BruteForce.allowed(v, at), allowed, "step " + step);
             }
             int pick = -1;
+            if (rng.nextBoolean() && allowed.intersects(preferred)) {
+                BitSet both = (BitSet) allowed.clone();
+                both.and(preferred);
+                int k = rng.nextInt(both.cardinality());
+                pick = both.nextSetBit(0);
+                for (int i = 0; i < k; i++) {
+                    pick = both.nextSetBit(pick + 1);
+                }
+            }
             for (int tries = 0; tries < 64 && pick < 0; tries++) {
                 int c = allowed.nextSetBit(rng.nextInt(v.size()));
                 c = c >= 0 ? c : allowed.nextSetBit(0);
