@@ -45,7 +45,8 @@ public final class JsonSchema {
     /** Strings longer than this cannot be generated within any context: a larger maxLength is no bound. */
     private static final int MAX_STRING = 1 << 22;
     private static final Set<String> ANNOTATIONS = Set.of("title", "description", "default", "examples", "$schema",
-            "$id", "$comment", "$defs", "definitions", "strict", "name", "readOnly", "writeOnly", "deprecated");
+            "$id", "$comment", "$defs", "definitions", "strict", "name", "readOnly", "writeOnly", "deprecated",
+            "nullable", "discriminator", "contentMediaType", "contentEncoding");
     private static final Map<String, JsonSchema> COMPILED = Collections.synchronizedMap(
             new LinkedHashMap<>(16, 0.75f, true) {
                 @Override
@@ -239,6 +240,15 @@ public final class JsonSchema {
             }
             if (!s.isObject()) {
                 throw new IllegalArgumentException(where + ": a schema must be an object");
+            }
+            // allOf of one schema is that schema (pydantic writes {"allOf": [{"$ref": ...}]} beside a description).
+            JsonNode all = s.get("allOf");
+            if (all != null) {
+                if (!all.isArray() || all.size() != 1 || s.properties().stream().anyMatch(e -> !e.getKey().equals("allOf")
+                        && !ANNOTATIONS.contains(e.getKey()))) {
+                    throw new IllegalArgumentException(where + ": allOf is supported with one schema and nothing beside it");
+                }
+                return compile(all.get(0), where + "/allOf/0");
             }
             List<String> keywords = new ArrayList<>();
             for (Iterator<String> it = s.fieldNames(); it.hasNext(); ) {
@@ -515,6 +525,7 @@ public final class JsonSchema {
             if (t == null) {
                 return ANY_TYPE;
             }
+            int nullable = s.path("nullable").asBoolean(false) ? NULL : 0; // OpenAPI 3.0's way to say "or null"
             int types = 0;
             for (JsonNode one : t.isArray() ? t : List.of(t)) {
                 types |= switch (one.asText()) {
@@ -528,6 +539,7 @@ public final class JsonSchema {
                     default -> throw new IllegalArgumentException(where + ": unknown type '" + one.asText() + "'");
                 };
             }
+            types |= nullable;
             return (types & NUMBER) != 0 ? types & ~INTEGER : types; // number includes the integers
         }
 

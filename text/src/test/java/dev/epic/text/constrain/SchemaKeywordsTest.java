@@ -293,6 +293,15 @@ class SchemaKeywordsTest {
                 "{\"scores\": {}, \"pair\": [1, \"x\"], \"head\": [null")) {
             assertEquals(-1, verdict(s, bad), bad);
         }
+        // pydantic's allOf of one $ref beside a description, and OpenAPI's nullable.
+        JsonSchema wrapped = JsonSchema.compile("{\"type\": \"object\", \"properties\": {\"p\": {\"allOf\": [{\"$ref\": "
+                + "\"#/$defs/P\"}], \"description\": \"a point\"}, \"n\": {\"type\": \"integer\", \"nullable\": true}}, "
+                + "\"required\": [\"p\", \"n\"], \"$defs\": {\"P\": {\"type\": \"object\", \"properties\": {\"x\": "
+                + "{\"type\": \"integer\"}}, \"required\": [\"x\"]}}}");
+        assertEquals(1, verdict(wrapped, "{\"p\": {\"x\": 1}, \"n\": null}"));
+        assertEquals(-1, verdict(wrapped, "{\"p\": {\"y\""));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> JsonSchema.compile(
+                "{\"allOf\": [{\"type\": \"object\"}, {\"type\": \"object\"}]}")).getMessage().contains("allOf"));
         // Draft 7's tuple form: items as a list, additionalItems for the rest.
         JsonSchema old = JsonSchema.compile("{\"type\": \"array\", \"items\": [{\"type\": \"integer\"}], \"additionalItems\": false}");
         assertEquals(1, verdict(old, "[3]"));
