@@ -60,8 +60,9 @@ public final class JsonSchema {
         int types;
         /** enum / const: the values as compact JSON bytes (the answer writes one of them exactly). */
         byte[][] literals;
-        /** anyOf: the alternatives, told apart by their first byte. */
+        /** anyOf / oneOf: the alternatives (a oneOf's start with different bytes, so no value matches two). */
         int[] alternatives;
+        boolean oneOf;
         /** Objects: property names (UTF-8, unescaped), their nodes, and which are required; null = any object. */
         byte[][] names;
         int[] values;
@@ -103,7 +104,7 @@ public final class JsonSchema {
             first[i] = firstBytes(i);
         }
         for (int i = 0; i < nodes.size(); i++) {
-            if (nodes.get(i).alternatives != null) {
+            if (nodes.get(i).oneOf) {
                 checkDisjoint(i);
             }
         }
@@ -316,7 +317,8 @@ public final class JsonSchema {
                 return id;
             }
             if (s.has("anyOf") || s.has("oneOf")) {
-                // Alternatives must start with different bytes, so no value matches two: oneOf is anyOf.
+                // anyOf alternatives may overlap: the cursor follows each way a value can still go. A
+                // oneOf's must start with different bytes, so that no value matches two.
                 String keyword = s.has("anyOf") ? "anyOf" : "oneOf";
                 JsonNode alts = s.get(keyword);
                 if (!alts.isArray() || alts.isEmpty() || alts.size() > MAX_ALTERNATIVES) {
@@ -327,6 +329,7 @@ public final class JsonSchema {
                     a[i] = compile(alts.get(i), where + "/" + keyword + "/" + i);
                 }
                 n.alternatives = a;
+                n.oneOf = keyword.equals("oneOf");
                 anyOfPlaces.put(id, where);
                 return id;
             }
@@ -609,33 +612,41 @@ public final class JsonSchema {
             boolean[] f = first[a];
             for (int b = 0; b < 256; b++) {
                 if (f[b] && seen[b]) {
-                    throw new IllegalArgumentException(anyOfPlaces.getOrDefault(i, "#") + ": anyOf alternatives that "
-                            + "can start with the same byte ('" + (char) b + "') are not supported");
+                    throw new IllegalArgumentException(anyOfPlaces.getOrDefault(i, "#") + ": oneOf alternatives that "
+                            + "can start with the same byte ('" + (char) b + "') are not supported (anyOf ones are)");
                 }
                 seen[b] |= f[b];
             }
         }
     }
 
-    /** The alternative of node i (after resolving anyOf and $ref) a value starting with byte b takes; -1: none. */
-    int pick(int i, int b) {
-        for (int depth = 0; depth < 64; depth++) {
-            Node n = nodes.get(i);
-            if (n.alternatives == null) {
-                return i;
-            }
-            int next = -1;
-            for (int a : n.alternatives) {
-                if (first[a][b] && satisfiable[a]) {
-                    next = a;
-                    break;
-                }
-            }
-            if (next < 0) {
-                return -1;
-            }
-            i = next;
+    /**
+     * The nodes a value of node i starting with byte b can be (anyOf and $ref resolved): one for a
+     * deterministic schema, several where anyOf alternatives overlap, none if no value starts so.
+     */
+    int[] picks(int i, int b) {
+        Node n = nodes.get(i);
+        if (n.alternatives == null) {
+            return first[i][b] && satisfiable[i] ? new int[] {i} : NONE;
         }
-        return -1;
+        java.util.LinkedHashSet<Integer> leaves = new java.util.LinkedHashSet<>();
+        collect(i, b, leaves, new java.util.HashSet<>());
+        return leaves.stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    private static final int[] NONE = {};
+
+    private void collect(int i, int b, Set<Integer> leaves, Set<Integer> seen) {
+        if (!seen.add(i) || !first[i][b] || !satisfiable[i]) {
+            return;
+        }
+        Node n = nodes.get(i);
+        if (n.alternatives == null) {
+            leaves.add(i);
+            return;
+        }
+        for (int a : n.alternatives) {
+            collect(a, b, leaves, seen);
+        }
     }
 }

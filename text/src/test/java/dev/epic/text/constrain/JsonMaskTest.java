@@ -39,8 +39,8 @@ class JsonMaskTest {
         // Mid-\\u escape, inside a multi-byte character, at the whitespace cap, at the depth cap, after closed containers.
         List<byte[]> more = List.of("{\"s\": \"\\u0a".getBytes(StandardCharsets.UTF_8),
                 new byte[] {'{', '"', 'k', '"', ':', '"', (byte) 0xe6, (byte) 0x97},
-                ("{" + " ".repeat(SchemaCursor.maxWhitespace(1))).getBytes(StandardCharsets.UTF_8),
-                ("{\"d\":" + "[".repeat(SchemaCursor.MAX_FRAMES - 2)).getBytes(StandardCharsets.UTF_8),
+                ("{" + " ".repeat(SchemaPath.maxWhitespace(1))).getBytes(StandardCharsets.UTF_8),
+                ("{\"d\":" + "[".repeat(SchemaPath.MAX_FRAMES - 2)).getBytes(StandardCharsets.UTF_8),
                 "{\"a\": [{}, []], \"b\": {\"c\": {}}".getBytes(StandardCharsets.UTF_8));
         for (byte[] prefix : more) {
             SchemaCursor at = new SchemaCursor(JsonSchema.ANY_OBJECT);

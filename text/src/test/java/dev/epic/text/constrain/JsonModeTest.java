@@ -62,8 +62,8 @@ class JsonModeTest {
         assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0x80, '"'}), "a lone continuation byte");
         assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0xc3, 'a'}), "a lead byte without its continuation");
         assertEquals(-1, verdict(new byte[] {'{', '"', (byte) 0xff}), "a byte UTF-8 never uses");
-        assertEquals(-1, verdict("{" + " ".repeat(SchemaCursor.maxWhitespace(1) + 1)), "endless whitespace");
-        assertEquals(-1, verdict("{\"a\":" + "[".repeat(SchemaCursor.MAX_FRAMES)), "nesting past the cap");
+        assertEquals(-1, verdict("{" + " ".repeat(SchemaPath.maxWhitespace(1) + 1)), "endless whitespace");
+        assertEquals(-1, verdict("{\"a\":" + "[".repeat(SchemaPath.MAX_FRAMES)), "nesting past the cap");
     }
 
     /** Random edits of valid objects: whatever the automaton calls whole, Jackson parses as an object, and the reverse. */

@@ -86,7 +86,7 @@ class SchemaCursorTest {
         JsonSchema any = JsonSchema.compile("{}");
         assertEquals(1, verdict(any, "{\n    \"a\": {\n        \"b\": [\n            1\n        ]\n    }\n}"),
                 "indentation at every depth");
-        assertEquals(-1, verdict(any, " ".repeat(SchemaCursor.maxWhitespace(1) + 1) + "1"), "no pages of blanks");
+        assertEquals(-1, verdict(any, " ".repeat(SchemaPath.maxWhitespace(1) + 1) + "1"), "no pages of blanks");
     }
 
     /** A type beside enum filters its values; other keywords beside enum, const, anyOf or $ref are refused. */
@@ -148,7 +148,7 @@ class SchemaCursorTest {
     @Test
     void whatCannotBeHonouredIsRefusedByName() {
         for (String[] c : new String[][] {{"{\"type\": \"string\", \"pattern\": \"(?=a)\"}", "lookaround"},
-                {"{\"anyOf\": [{\"type\": \"object\"}, {\"type\": \"object\", \"properties\": {}}]}", "same byte"},
+                {"{\"oneOf\": [{\"type\": \"object\"}, {\"type\": \"object\", \"properties\": {}}]}", "same byte"},
                 {"{\"$ref\": \"#/$defs/missing\"}", "points nowhere"},
                 {"{\"type\": \"object\", \"additionalProperties\": 5}", "additionalProperties"},
                 {"{\"type\": \"object\", \"properties\": {\"a\": {}}, \"required\": [\"b\"]}", "'b'"},

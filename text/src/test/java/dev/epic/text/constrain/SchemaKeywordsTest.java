@@ -270,6 +270,37 @@ class SchemaKeywordsTest {
         assertTrue(finished >= 3, "walks that finished: " + finished);
     }
 
+    /**
+     * anyOf alternatives that start alike (pydantic's Union of two models): the cursor follows both
+     * until a byte tells them apart; texts against the validator, walks through the real vocabulary.
+     */
+    @Test
+    void unionsOfAlternativesThatStartAlike() {
+        String schemaJson = """
+                {"type": "array", "items": {"anyOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}]}, "minItems": 1,
+                 "$defs": {
+                   "Cat": {"type": "object", "properties": {"kind": {"const": "cat"},
+                           "lives": {"type": "integer", "minimum": 1, "maximum": 9}},
+                           "required": ["kind", "lives"], "additionalProperties": false},
+                   "Dog": {"type": "object", "properties": {"kind": {"const": "dog"}, "good": {"type": "boolean"}},
+                           "required": ["kind", "good"], "additionalProperties": false}}}""";
+        JsonSchema s = JsonSchema.compile(schemaJson);
+        Validator validator = new Validator(schemaJson);
+        assertEquals(1, verdict(s, "[{\"kind\": \"cat\", \"lives\": 9}, {\"kind\": \"dog\", \"good\": true}]"));
+        assertEquals(0, verdict(s, "[{\"kind\": \""), "either still");
+        assertEquals(-1, verdict(s, "[{\"kind\": \"cat\", \"good\""));
+        assertEquals(-1, verdict(s, "[{\"kind\": \"cow\""));
+        assertTrue(validWalks(s, validator, 12, 400, 8) >= 3);
+        // Overlapping string alternatives: every short string against the validator.
+        String strings = "{\"anyOf\": [{\"type\": \"string\", \"maxLength\": 2}, {\"type\": \"string\", \"pattern\": \"^a+$\"}]}";
+        JsonSchema either = JsonSchema.compile(strings);
+        Validator eitherValidator = new Validator(strings);
+        for (String body : strings(3)) {
+            String text = "\"" + body + "\"";
+            assertEquals(eitherValidator.valid(text), verdict(either, text) == 1, text);
+        }
+    }
+
     /** What pydantic writes for dict[str, X] and tuple[X, Y]: maps with typed values, tuples by position. */
     @Test
     void mapsAndTuples() {
@@ -307,9 +338,18 @@ class SchemaKeywordsTest {
         assertEquals(1, verdict(old, "[3]"));
         assertEquals(-1, verdict(old, "[3, 4"));
         assertEquals(-1, verdict(old, "[\"3\""));
+        assertTrue(validWalks(s, validator, 8, 600, 25) >= 3);
+    }
+
+    /**
+     * Six walks through the real vocabulary under the schema's mask, leaning on short closing tokens
+     * so that maps and lists end; the first compares the mask with brute force every {@code bruteEvery}
+     * steps. Every finished answer must pass the validator; returns how many finished.
+     */
+    private static int validWalks(JsonSchema s, Validator validator, long seed, int steps, int bruteEvery) {
         Tokenizer v3 = Tokenizer.deepSeekV3();
         TokenMask<SchemaCursor> mask = s.mask(v3);
-        Random rng = new Random(8);
+        Random rng = new Random(seed);
         BitSet closing = new BitSet();
         for (int id = 0; id < v3.size(); id++) {
             String t = new String(v3.tokenBytes(id), StandardCharsets.UTF_8);
@@ -321,14 +361,14 @@ class SchemaKeywordsTest {
         for (int walk = 0; walk < 6; walk++) {
             SchemaCursor at = new SchemaCursor(s);
             int first = walk;
-            byte[] bytes = Walks.walk(mask, v3, at, rng, 600, step -> first == 0 && step % 25 == 0, closing);
+            byte[] bytes = Walks.walk(mask, v3, at, rng, steps, step -> first == 0 && step % bruteEvery == 0, closing);
             if (at.complete()) {
                 String text = new String(bytes, StandardCharsets.UTF_8);
                 assertTrue(validator.valid(text), text + ": " + validator.errors(text));
                 finished++;
             }
         }
-        assertTrue(finished >= 3, "walks that finished: " + finished);
+        return finished;
     }
 
     /**
