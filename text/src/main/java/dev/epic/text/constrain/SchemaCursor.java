@@ -16,7 +16,8 @@ import java.util.Set;
 public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
     /**
      * Ways followed at once, at most. Overlapping alternatives nested deep could double them at each
-     * level; past this a byte that would need more is refused rather than followed.
+     * level; past this the later ways are dropped. Each way kept can still finish, so the answer stays
+     * valid and never reaches a dead end; some values just become unreachable.
      */
     static final int MAX_PATHS = 64;
 
@@ -87,14 +88,17 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
         }
     }
 
-    /** The ways that took the byte, with equal states merged; false if none did (or too many would follow). */
+    /** The ways that took the byte, with equal states merged and the first MAX_PATHS kept; false if none did. */
     private boolean take(List<SchemaPath> next) {
         if (next.size() > 1) {
             Set<Object> keys = new HashSet<>();
             next.removeIf(p -> !keys.add(p.key()));
         }
-        if (next.isEmpty() || next.size() > MAX_PATHS) {
+        if (next.isEmpty()) {
             return false;
+        }
+        if (next.size() > MAX_PATHS) {
+            next.subList(MAX_PATHS, next.size()).clear();
         }
         paths = next;
         return true;
@@ -120,7 +124,8 @@ public final class SchemaCursor implements ByteAutomaton<SchemaCursor> {
         if (paths.size() == 1) {
             return paths.getFirst().key(horizon);
         }
-        Set<Object> keys = new HashSet<>();
+        // In order: which ways are dropped past MAX_PATHS depends on it, so equal keys must agree on it too.
+        List<Object> keys = new ArrayList<>(paths.size());
         for (SchemaPath p : paths) {
             keys.add(p.key(horizon));
         }

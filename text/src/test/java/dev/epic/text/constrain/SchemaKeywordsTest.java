@@ -291,6 +291,20 @@ class SchemaKeywordsTest {
         assertEquals(-1, verdict(s, "[{\"kind\": \"cat\", \"good\""));
         assertEquals(-1, verdict(s, "[{\"kind\": \"cow\""));
         assertTrue(validWalks(s, validator, 12, 400, 8) >= 3);
+        // More ways than the cursor follows at once: the later ones are dropped, never a dead end.
+        StringBuilder many = new StringBuilder("{\"anyOf\": [");
+        for (int i = 0; i < 2 * SchemaCursor.MAX_PATHS; i++) {
+            many.append(i == 0 ? "" : ", ").append("{\"const\": \"v").append(i).append("\"}");
+            if (i % 60 == 59) { // nested, so that each list stays within the 64 alternatives a node may have
+                many.append(", {\"anyOf\": [{\"const\": \"w\"}");
+            }
+        }
+        many.append("]}]}]}");
+        JsonSchema wide = JsonSchema.compile(many.toString());
+        assertEquals(1, verdict(wide, "\"v0\""));
+        SchemaCursor start = new SchemaCursor(wide);
+        assertTrue(start.step('"'), "the value may start");
+        assertTrue(validWalks(wide, new Validator(many.toString()), 3, 40, 1) >= 3);
         // Overlapping string alternatives: every short string against the validator.
         String strings = "{\"anyOf\": [{\"type\": \"string\", \"maxLength\": 2}, {\"type\": \"string\", \"pattern\": \"^a+$\"}]}";
         JsonSchema either = JsonSchema.compile(strings);
