@@ -318,7 +318,7 @@ public final class JsonSchema {
             }
             if (s.has("anyOf") || s.has("oneOf")) {
                 // anyOf alternatives may overlap: the cursor follows each way a value can still go. A
-                // oneOf's must start with different bytes, so that no value matches two.
+                // oneOf's must start with different bytes or carry a discriminator, so that no value matches two.
                 String keyword = s.has("anyOf") ? "anyOf" : "oneOf";
                 JsonNode alts = s.get(keyword);
                 if (!alts.isArray() || alts.isEmpty() || alts.size() > MAX_ALTERNATIVES) {
@@ -607,6 +607,9 @@ public final class JsonSchema {
 
     private void checkDisjoint(int i) {
         int[] alts = nodes.get(i).alternatives;
+        if (discriminated(alts)) {
+            return;
+        }
         boolean[] seen = new boolean[256];
         for (int a : alts) {
             boolean[] f = first[a];
@@ -618,6 +621,49 @@ public final class JsonSchema {
                 seen[b] |= f[b];
             }
         }
+    }
+
+    /**
+     * Whether the alternatives are object models told apart by a discriminator (pydantic's
+     * discriminated unions): one property, required in each, holding one constant, different in each.
+     * Then no value matches two of them, and the cursor follows them as it follows anyOf.
+     */
+    private boolean discriminated(int[] alts) {
+        List<Node> models = new ArrayList<>();
+        for (int a : alts) {
+            Node n = nodes.get(a);
+            while (n.alternatives != null && n.alternatives.length == 1) { // a $ref
+                n = nodes.get(n.alternatives[0]);
+            }
+            if (n.names == null || n.alternatives != null) {
+                return false;
+            }
+            models.add(n);
+        }
+        Node first = models.getFirst();
+        for (int p = 0; p < first.names.length; p++) {
+            Set<String> tags = new java.util.HashSet<>();
+            boolean all = true;
+            for (Node m : models) {
+                String tag = tag(m, first.names[p]);
+                all &= tag != null && tags.add(tag);
+            }
+            if (all) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The one constant a model's required property {@code name} holds, as JSON text, or null. */
+    private String tag(Node model, byte[] name) {
+        for (int j = 0; j < model.names.length; j++) {
+            if (java.util.Arrays.equals(model.names[j], name) && model.required[j]) {
+                Node v = nodes.get(model.values[j]);
+                return v.literals != null && v.literals.length == 1 ? new String(v.literals[0], StandardCharsets.UTF_8) : null;
+            }
+        }
+        return null;
     }
 
     /**

@@ -291,6 +291,13 @@ class SchemaKeywordsTest {
         assertEquals(-1, verdict(s, "[{\"kind\": \"cat\", \"good\""));
         assertEquals(-1, verdict(s, "[{\"kind\": \"cow\""));
         assertTrue(validWalks(s, validator, 12, 400, 8) >= 3);
+        // pydantic's discriminated union: oneOf of models told apart by a constant, so no value matches two.
+        String tagged = schemaJson.replace("\"anyOf\"", "\"oneOf\"").replace("\"minItems\": 1,",
+                "\"minItems\": 1, \"discriminator\": {\"propertyName\": \"kind\"},");
+        JsonSchema oneOf = JsonSchema.compile(tagged);
+        assertEquals(1, verdict(oneOf, "[{\"kind\": \"dog\", \"good\": false}]"));
+        assertEquals(-1, verdict(oneOf, "[{\"kind\": \"dog\", \"lives\""));
+        assertTrue(validWalks(oneOf, new Validator(tagged), 5, 400, 50) >= 3);
         // More ways than the cursor follows at once: the later ones are dropped, never a dead end.
         StringBuilder many = new StringBuilder("{\"anyOf\": [");
         for (int i = 0; i < 2 * SchemaCursor.MAX_PATHS; i++) {
