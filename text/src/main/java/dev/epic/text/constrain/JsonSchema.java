@@ -35,6 +35,8 @@ public final class JsonSchema {
     static final int OBJECT = 1, ARRAY = 2, STRING = 4, NUMBER = 8, INTEGER = 16, BOOLEAN = 32, NULL = 64;
     static final int ANY_TYPE = OBJECT | ARRAY | STRING | NUMBER | BOOLEAN | NULL;
     private static final int MAX_ALTERNATIVES = 64;
+    /** No node (declared before ANY_OBJECT, which is compiled during class initialisation). */
+    private static final int[] NONE = {};
     /** Big decimals keep enum numbers as written (1.0 stays 1.0, long decimals keep their digits). */
     private static final ObjectMapper JSON = new ObjectMapper()
             .enable(com.fasterxml.jackson.databind.DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS);
@@ -109,6 +111,7 @@ public final class JsonSchema {
             }
         }
         markSatisfiable();
+        tabulatePicks();
         if (!satisfiable[root]) {
             throw new IllegalArgumentException("#: the schema allows no finite value");
         }
@@ -671,16 +674,27 @@ public final class JsonSchema {
      * deterministic schema, several where anyOf alternatives overlap, none if no value starts so.
      */
     int[] picks(int i, int b) {
-        Node n = nodes.get(i);
-        if (n.alternatives == null) {
-            return first[i][b] && satisfiable[i] ? new int[] {i} : NONE;
-        }
-        java.util.LinkedHashSet<Integer> leaves = new java.util.LinkedHashSet<>();
-        collect(i, b, leaves, new java.util.HashSet<>());
-        return leaves.stream().mapToInt(Integer::intValue).toArray();
+        return picks[i][b];
     }
 
-    private static final int[] NONE = {};
+    /** picks[i][b], computed once at compile time: a value starts once per token in the masks' walks. */
+    private int[][][] picks;
+
+    private void tabulatePicks() {
+        picks = new int[nodes.size()][256][];
+        for (int i = 0; i < nodes.size(); i++) {
+            int[] self = {i};
+            for (int b = 0; b < 256; b++) {
+                if (nodes.get(i).alternatives == null) {
+                    picks[i][b] = first[i][b] && satisfiable[i] ? self : NONE;
+                } else {
+                    java.util.LinkedHashSet<Integer> leaves = new java.util.LinkedHashSet<>();
+                    collect(i, b, leaves, new java.util.HashSet<>());
+                    picks[i][b] = leaves.isEmpty() ? NONE : leaves.stream().mapToInt(Integer::intValue).toArray();
+                }
+            }
+        }
+    }
 
     private void collect(int i, int b, Set<Integer> leaves, Set<Integer> seen) {
         if (!seen.add(i) || !first[i][b] || !satisfiable[i]) {

@@ -322,12 +322,16 @@ final class SchemaPath implements ByteAutomaton<SchemaPath> {
                     whitespace = 0;
                     return node.minItems == 0 ? popValue() : FAIL;
                 }
-                if (node.maxItems == 0 || !schema.satisfiable(JsonSchema.item(node, 0))
-                        || schema.picks(JsonSchema.item(node, 0), b).length > 1 && forced < 0 && fork(JsonSchema.item(node, 0), b)) {
-                    return FAIL; // (a fork is decided before anything changes: see forks)
+                int item = JsonSchema.item(node, 0);
+                if (node.maxItems == 0 || !schema.satisfiable(item)) {
+                    return FAIL;
+                }
+                if (forced < 0 && schema.picks(item, b).length > 1) {
+                    forks = schema.picks(item, b); // decided before anything changes: see forks
+                    return FAIL;
                 }
                 st[t + PHASE] = A_IN_ITEM;
-                return push(VALUE, JsonSchema.item(node, 0)) ? AGAIN : FAIL;
+                return push(VALUE, item) ? AGAIN : FAIL;
             }
             case A_AFTER -> {
                 whitespace = 0;
@@ -680,13 +684,8 @@ final class SchemaPath implements ByteAutomaton<SchemaPath> {
                 return leaf;
             }
         }
-        fork(i, b);
+        forks = leaves;
         return -1;
-    }
-
-    private boolean fork(int i, int b) {
-        forks = schema.picks(i, b);
-        return true;
     }
 
     /** After a failed step: the alternatives to fork on, or null if the byte simply cannot follow. */
