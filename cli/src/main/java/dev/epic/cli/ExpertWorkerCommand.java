@@ -6,7 +6,11 @@ import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.quant.WeightFormat;
 import dev.epic.transport.ExpertRanges;
+import dev.epic.kernels.cuda.Cuda;
+import dev.epic.kernels.cuda.CudaDevice;
 import dev.epic.worker.CheckpointShard;
+import dev.epic.worker.CudaShard;
+import dev.epic.worker.ExpertShard;
 import dev.epic.worker.ExpertWorker;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -44,9 +48,39 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
                     + "the load (expert-parallel load balancing; default ${DEFAULT-VALUE}: off)")
     int redundantSlots;
 
+    @Option(names = "--device", defaultValue = "cpu", paramLabel = "cpu|cuda[:N]",
+            description = "where the experts compute: cpu (Vector API kernels), or GPU N (default 0) through CUDA, "
+                    + "weights copied to it as the checkpoint stores them (bf16, fp8, f32; default ${DEFAULT-VALUE})")
+    String device;
+
     @Override
     public Integer call() throws Exception {
         return flags.serve(this::serve);
+    }
+
+    /** The shard on the device asked for. */
+    private ExpertShard load(Checkpoint checkpoint, int[] ids) {
+        WeightFormat format = WeightFormat.parse(flags.weights);
+        if (device.equals("cpu")) {
+            return CheckpointShard.load(checkpoint, ids, format);
+        }
+        if (!device.matches("cuda(:\\d+)?")) {
+            throw new IllegalArgumentException("--device must be cpu, cuda or cuda:N, got '" + device + "'");
+        }
+        if (format != WeightFormat.AUTO) {
+            throw new IllegalArgumentException("--device " + device + " serves the weights as the checkpoint stores them: "
+                    + "--weights " + flags.weights + " (a quantised copy) runs on the CPU only");
+        }
+        if (redundantSlots > 0) {
+            throw new IllegalArgumentException("--redundant-slots needs --device cpu: GPU workers host their own "
+                    + "experts only, for now");
+        }
+        int ordinal = device.contains(":") ? Integer.parseInt(device.substring(device.indexOf(':') + 1)) : 0;
+        if (ordinal >= Cuda.deviceCount()) {
+            throw new IllegalArgumentException("--device " + device + ": " + (Cuda.available()
+                    ? "this machine has " + Cuda.deviceCount() + " GPU(s)" : Cuda.unavailableReason()));
+        }
+        return CudaShard.load(checkpoint, ids, CudaDevice.open(ordinal));
     }
 
     private int serve() throws Exception {
@@ -58,10 +92,11 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         int[] ids = ExpertRanges.parse(experts, cfg.nRoutedExperts());
         CheckpointFingerprint fp = CheckpointFingerprint.of(model);
         long t0 = System.nanoTime();
-        CheckpointShard shard = CheckpointShard.load(checkpoint, ids, WeightFormat.parse(flags.weights));
+        ExpertShard shard = load(checkpoint, ids);
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
-        log.info("loaded {} of {} experts x {} MoE layers in {} ms: {} MiB of expert weights ({}% of all routed experts), "
-                        + "process RSS {} MiB", ids.length, cfg.nRoutedExperts(), moeLayers, (System.nanoTime() - t0) / 1_000_000,
+        log.info("loaded {} of {} experts x {} MoE layers on {} in {} ms: {} MiB of expert weights ({}% of all routed "
+                        + "experts), process RSS {} MiB", ids.length, cfg.nRoutedExperts(), moeLayers, device,
+                (System.nanoTime() - t0) / 1_000_000,
                 String.format("%.1f", shard.residentBytes() / 1048576.0), String.format("%.1f", 100.0 * ids.length / cfg.nRoutedExperts()),
                 String.format("%.0f", ProcessStats.residentMb()));
         ExpertWorker worker = WorkerFlags.startDrained(() -> ExpertWorker.start(shard, fp, moeLayers,

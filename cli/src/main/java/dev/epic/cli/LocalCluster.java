@@ -60,6 +60,18 @@ final class LocalCluster implements AutoCloseable {
         this.coordinator = coordinator;
     }
 
+    /** Worker w's device: the CPU, or the GPUs of this machine in turn. */
+    static String device(String kind, int worker) {
+        if (kind.equals("cpu")) {
+            return "cpu";
+        }
+        int gpus = dev.epic.kernels.cuda.Cuda.deviceCount();
+        if (gpus == 0) {
+            throw new IllegalArgumentException("--expert-device cuda: " + dev.epic.kernels.cuda.Cuda.unavailableReason());
+        }
+        return "cuda:" + worker % gpus;
+    }
+
     /** Experts of worker w: contiguous blocks w, w+1, ..., w+R-1 (mod N), so each expert is on R workers. */
     static String[] placement(int experts, int workers, int replication) {
         if (workers < 1) {
@@ -97,15 +109,17 @@ final class LocalCluster implements AutoCloseable {
      * @param registry         where the coordinator's meters go
      * @param redundantSlots   each expert worker's redundant slots per layer (0: no rebalancing)
      * @param rebalance        how often the coordinator replans the expert placement
+     * @param expertDevice     where the expert workers compute: "cpu", or "cuda" (worker i on GPU i mod
+     *                         the GPUs there are)
      */
     record Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
             String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry, int redundantSlots,
-            Duration rebalance) {
-        /** Without redundant experts. */
+            Duration rebalance, String expertDevice) {
+        /** Without redundant experts, on the CPU. */
         Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
                 String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {
             this(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler, logDir,
-                    registry, 0, Duration.ZERO);
+                    registry, 0, Duration.ZERO, "cpu");
         }
 
         Options {
@@ -117,6 +131,9 @@ final class LocalCluster implements AutoCloseable {
             }
             if (attentionWorkers < 0) {
                 throw new IllegalArgumentException("--attention-workers must be >= 0, got " + attentionWorkers);
+            }
+            if (!expertDevice.equals("cpu") && !expertDevice.equals("cuda")) {
+                throw new IllegalArgumentException("--expert-device must be cpu or cuda, got '" + expertDevice + "'");
             }
         }
     }
@@ -133,6 +150,10 @@ final class LocalCluster implements AutoCloseable {
         if (config.nRoutedExperts() == null) {
             throw new IllegalArgumentException(model + " is a dense model: there are no experts to put on workers");
         }
+        String[] devices = new String[workerCount];
+        for (int w = 0; w < workerCount; w++) {
+            devices[w] = device(o.expertDevice(), w); // before anything starts: no GPU is a clear error
+        }
         String[] placement = placement(config.nRoutedExperts(), workerCount, o.replication());
         TestingServer zk = new TestingServer(true);
         List<Worker> workers = new ArrayList<>();
@@ -142,6 +163,7 @@ final class LocalCluster implements AutoCloseable {
         try {
             for (int w = 0; w < workerCount; w++) {
                 workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir, threads, format,
+                        devices[w],
                         o.redundantSlots()));
             }
             for (int a = 0; a < attentionWorkerCount; a++) {
@@ -219,11 +241,11 @@ final class LocalCluster implements AutoCloseable {
      * oversubscribe the cores the coordinator needs (idle pool threads spin before parking).
      */
     static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir, int threads,
-            WeightFormat format, int redundantSlots) throws IOException {
+            WeightFormat format, String device, int redundantSlots) throws IOException {
         Worker w = spawn("expert-worker", List.of("--model", model.toAbsolutePath().toString(), "--experts", experts,
                 "--zk", zkConnect, "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",
-                "--drain-ms", "500", "--weights", format.id(), "--redundant-slots", Integer.toString(redundantSlots)),
-                id, logDir, threads);
+                "--drain-ms", "500", "--weights", format.id(), "--device", device,
+                "--redundant-slots", Integer.toString(redundantSlots)), id, logDir, threads);
         return new Worker(w.process(), experts, w.logFile());
     }
 

@@ -61,6 +61,11 @@ public final class LocalCommand implements Callable<Integer> {
                     + "redundant slots (0 = never; default ${DEFAULT-VALUE})")
     long rebalanceSeconds;
 
+    @Option(names = "--expert-device", defaultValue = "cpu", paramLabel = "cpu|cuda",
+            description = "where expert workers compute: cpu, or cuda (worker i on GPU i mod the GPUs here; weights as "
+                    + "the checkpoint stores them; default ${DEFAULT-VALUE})")
+    String expertDevice;
+
     @Option(names = "--worker-threads", defaultValue = "0", paramLabel = "N",
             description = "kernel threads per expert worker (default 0 = this machine's cores / workers, at least 1)")
     int workerThreads;
@@ -81,7 +86,7 @@ public final class LocalCommand implements Callable<Integer> {
         try {
             cluster = LocalCluster.start(model, new LocalCluster.Options(workers, replication, attentionWorkers,
                     workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, m.registry(),
-                    redundantSlots, Duration.ofSeconds(rebalanceSeconds)));
+                    redundantSlots, Duration.ofSeconds(rebalanceSeconds), expertDevice));
         } catch (Exception | Error e) {
             m.close();
             throw e;

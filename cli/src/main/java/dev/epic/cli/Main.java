@@ -21,10 +21,27 @@ import picocli.CommandLine.Command;
             DemoCommand.class,
             BenchCommand.class,
             QuantizeCommand.class,
+            BenchExpertsCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {
-        int code = new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true).execute(args);
-        System.exit(code);
+        System.exit(commandLine().execute(args));
+    }
+
+    /**
+     * The command line with its error handling: a refused input or an unusable device (an
+     * IllegalArgumentException or CudaException) is one line naming the command, not a stack trace.
+     */
+    static CommandLine commandLine() {
+        CommandLine cl = new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true);
+        cl.setExecutionExceptionHandler((e, command, parsed) -> {
+            if (e instanceof IllegalArgumentException || e instanceof dev.epic.kernels.cuda.CudaException) {
+                command.getErr().println("epic " + command.getCommandName() + ": " + e.getMessage());
+                command.getErr().flush();
+                return command.getCommandSpec().exitCodeOnExecutionException();
+            }
+            throw e;
+        });
+        return cl;
     }
 }

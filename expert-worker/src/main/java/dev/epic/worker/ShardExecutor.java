@@ -15,6 +15,9 @@ public final class ShardExecutor {
     /** Per expert id: its pairs' count, then their start in the sorted order. */
     private final int[] count;
     private final int[] start;
+    /** The experts with rows in this message, and where their rows start (one more entry: the end). */
+    private final int[] activeIds;
+    private final int[] activeStarts;
     private int[] pairRow = new int[0];
     private float[] pairWeight = new float[0];
     private float[] xs = new float[0];
@@ -26,6 +29,8 @@ public final class ShardExecutor {
         this.experts = shard.expertCount();
         this.count = new int[experts];
         this.start = new int[experts + 1];
+        this.activeIds = new int[experts];
+        this.activeStarts = new int[experts + 1];
     }
 
     /**
@@ -70,25 +75,30 @@ public final class ShardExecutor {
                 pairWeight[at] = weights[p];
             }
         }
-        Arrays.fill(out, 0, rows * hidden, 0.0);
+        int active = 0;
         for (int e = 0; e < experts; e++) {
-            int from = start[e];
-            int batch = start[e + 1] - from;
-            if (batch == 0) {
-                continue;
+            if (start[e + 1] > start[e]) {
+                activeIds[active] = e;
+                activeStarts[active++] = start[e];
             }
-            ensureScratch(batch * hidden);
-            for (int b = 0; b < batch; b++) {
-                System.arraycopy(x, pairRow[from + b] * hidden, xs, b * hidden, hidden);
-            }
-            shard.apply(layer, e, xs, batch, ys);
-            for (int b = 0; b < batch; b++) {
-                float w = pairWeight[from + b];
-                int o = pairRow[from + b] * hidden;
-                int yo = b * hidden;
-                for (int c = 0; c < hidden; c++) {
-                    out[o + c] += w * ys[yo + c]; // float product, double sum
-                }
+        }
+        activeStarts[active] = pairs;
+        if (shard.forwardCombined(layer, x, rows, pairs, pairRow, pairWeight, activeIds, activeStarts, active, out)) {
+            return;
+        }
+        // Every pair's row in expert order, through all its experts at once, then combined here.
+        ensureScratch(pairs * hidden);
+        for (int p = 0; p < pairs; p++) {
+            System.arraycopy(x, pairRow[p] * hidden, xs, p * hidden, hidden);
+        }
+        shard.applyAll(layer, activeIds, activeStarts, active, xs, ys);
+        Arrays.fill(out, 0, rows * hidden, 0.0);
+        for (int p = 0; p < pairs; p++) {
+            float w = pairWeight[p];
+            int o = pairRow[p] * hidden;
+            int yo = p * hidden;
+            for (int c = 0; c < hidden; c++) {
+                out[o + c] += w * ys[yo + c]; // float product, double sum
             }
         }
     }

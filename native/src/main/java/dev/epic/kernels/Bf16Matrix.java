@@ -22,6 +22,11 @@ final class Bf16Matrix extends DenseMatrix {
         super(data, rows, cols, 2);
     }
 
+    @Override
+    public WeightLayout layout() {
+        return WeightLayout.plain(WeightLayout.Format.BF16, data);
+    }
+
     /** bf16 is the top half of an fp32: widening is exact. */
     static float widen(short bits) {
         return Float.intBitsToFloat((bits & 0xffff) << 16);

@@ -17,6 +17,11 @@ final class F32Matrix extends DenseMatrix {
     }
 
     @Override
+    public WeightLayout layout() {
+        return WeightLayout.plain(WeightLayout.Format.F32, data);
+    }
+
+    @Override
     void chunk4(float[] x, int xOff, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
         long b0 = (long) ra * cols * 4, b1 = (long) rb * cols * 4, b2 = (long) rc * cols * 4, b3 = (long) rd * cols * 4;
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;

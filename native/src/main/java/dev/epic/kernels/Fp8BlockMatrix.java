@@ -52,6 +52,11 @@ final class Fp8BlockMatrix extends DenseMatrix {
         this.fusable = fusable();
     }
 
+    @Override
+    public WeightLayout layout() {
+        return new WeightLayout(WeightLayout.Format.FP8_BLOCK, data, scales, blockRows, blockCols);
+    }
+
     private float blockScale(int r, int cb) {
         return scales.get(F32, 4L * ((long) (r / blockRows) * scaleCols + cb));
     }

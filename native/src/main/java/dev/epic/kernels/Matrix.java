@@ -20,4 +20,9 @@ public interface Matrix {
 
     /** Bytes of weight storage read by one full matmul pass (for bandwidth accounting). */
     long storageBytes();
+
+    /** Its storage as raw bytes, or null for formats only the CPU kernels read (f16, q8, q4). */
+    default WeightLayout layout() {
+        return null;
+    }
 }

@@ -1,0 +1,65 @@
+package dev.epic.cli;
+
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.condition.DisabledIf;
+import picocli.CommandLine;
+
+/** The GPU flags refuse what cannot work with one clear line (the GPU paths themselves: CudaShardTest). */
+class GpuCommandsTest {
+    record Run(int code, String err) {}
+
+    static Run run(String... args) {
+        StringWriter err = new StringWriter();
+        CommandLine cl = Main.commandLine();
+        cl.setErr(new PrintWriter(err));
+        int code = cl.execute(args);
+        return new Run(code, err.toString());
+    }
+
+    static String model() {
+        return Path.of(System.getProperty("epic.testdata", "../testdata")).resolve("tiny-v3").toString();
+    }
+
+    static void refused(Run r, String expected) {
+        assertNotEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains(expected), r.err());
+        assertTrue(!r.err().contains("\tat "), "one line, no stack trace: " + r.err());
+    }
+
+    @Test
+    void expertWorkerDeviceFlagsAreChecked() {
+        String[] base = {"expert-worker", "--model", model(), "--experts", "0-3", "--zk", "127.0.0.1:1"};
+        refused(run(concat(base, "--device", "tpu")), "epic expert-worker: --device must be cpu, cuda or cuda:N, got 'tpu'");
+        refused(run(concat(base, "--device", "cuda", "--weights", "q4")), "--weights q4 (a quantised copy) runs on the CPU only");
+        refused(run(concat(base, "--device", "cuda", "--redundant-slots", "2")), "--redundant-slots needs --device cpu");
+        refused(run(concat(base, "--device", "cuda:7")), "--device cuda:7: ");
+    }
+
+    @Test
+    @DisabledIf("dev.epic.kernels.cuda.Cuda#available")
+    void withoutAGpuTheReasonIsGiven() {
+        String[] base = {"expert-worker", "--model", model(), "--experts", "0-3", "--zk", "127.0.0.1:1"};
+        refused(run(concat(base, "--device", "cuda")), "the CUDA 13 libraries did not load");
+        refused(run("bench-experts", "--batch", "1"), "CUDA is not available in this process");
+        refused(run("local", "--model", model(), "--expert-device", "cuda"), "epic local: --expert-device cuda: ");
+    }
+
+    @Test
+    void benchAndLocalFlagsAreChecked() {
+        refused(run("bench-experts", "--weights", "int4"), "--weights must be bf16 or fp8, got 'int4'");
+        refused(run("bench-experts", "--device", "cpu"), "--device must be cuda or cuda:N, got 'cpu'");
+        refused(run("local", "--model", model(), "--expert-device", "gpu"), "--expert-device must be cpu or cuda, got 'gpu'");
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+}

@@ -1,0 +1,249 @@
+package dev.epic.kernels.cuda;
+
+import static dev.epic.kernels.cuda.Cuda.check;
+import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
+import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
+import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
+import static org.bytedeco.cuda.global.cudart.cuModuleUnload;
+import static org.bytedeco.cuda.global.nvrtc.NVRTC_SUCCESS;
+import static org.bytedeco.cuda.global.nvrtc.nvrtcCompileProgram;
+import static org.bytedeco.cuda.global.nvrtc.nvrtcCreateProgram;
+import static org.bytedeco.cuda.global.nvrtc.nvrtcDestroyProgram;
+import static org.bytedeco.cuda.global.nvrtc.nvrtcGetCUBIN;
+import static org.bytedeco.cuda.global.nvrtc.nvrtcGetCUBINSize;
+import static org.bytedeco.cuda.global.nvrtc.nvrtcGetErrorString;
+import static org.bytedeco.cuda.global.nvrtc.nvrtcGetProgramLog;
+import static org.bytedeco.cuda.global.nvrtc.nvrtcGetProgramLogSize;
+import static org.bytedeco.cuda.global.nvrtc.nvrtcVersion;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.util.HashMap;
+import java.util.Map;
+import org.bytedeco.cuda.cudart.CUfunc_st;
+import org.bytedeco.cuda.cudart.CUmod_st;
+import org.bytedeco.cuda.cudart.CUstream_st;
+import org.bytedeco.cuda.cublas.cublasContext;
+import org.bytedeco.cuda.nvrtc._nvrtcProgram;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.Pointer;
+import org.bytedeco.javacpp.PointerPointer;
+import org.bytedeco.javacpp.SizeTPointer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The kernels of {@code epic_kernels.cu}, compiled by NVRTC for the device's own architecture (so
+ * no toolkit is needed at build time and every GPU gets native code), and the cuBLAS handle for
+ * large products. Launch arguments are device addresses (long), ints, longs and floats.
+ */
+public final class CudaKernels implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(CudaKernels.class);
+    static final String SOURCE = "/dev/epic/kernels/cuda/epic_kernels.cu";
+    /** Batch rows a row kernel's block carries: kernels come tiled for 1 and for 8 (T in the source). */
+    static final int TILE = 8;
+    /** Threads per block of the row kernels (THREADS in the source): they share one weight row. */
+    static final int ROW_THREADS = 128;
+
+    private final CudaDevice device;
+    private final CUmod_st module;
+    private final Map<String, CUfunc_st> functions = new HashMap<>();
+    /** Launch arguments: eight bytes per argument, and the array of their addresses cuLaunchKernel takes. */
+    private static final int MAX_ARGS = 16;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment argValues = arena.allocate(8L * MAX_ARGS, 8);
+    private final MemorySegment argAddresses = arena.allocate(8L * MAX_ARGS, 8);
+    private final PointerPointer<Pointer> params;
+    private cublasContext blas;
+    private boolean blasTried;
+
+    private CudaKernels(CudaDevice device, CUmod_st module) {
+        this.device = device;
+        this.module = module;
+        for (int i = 0; i < MAX_ARGS; i++) {
+            argAddresses.set(ValueLayout.JAVA_LONG, 8L * i, argValues.address() + 8L * i);
+        }
+        long base = argAddresses.address();
+        this.params = new PointerPointer<>() {
+            {
+                address = base;
+            }
+        };
+    }
+
+    static CudaKernels compile(CudaDevice device) {
+        String source = source();
+        String arch = "--gpu-architecture=sm_" + device.computeCapability();
+        long t0 = System.nanoTime();
+        byte[] cubin = nvrtc(source, arch);
+        CUmod_st module = new CUmod_st();
+        try (BytePointer image = new BytePointer(cubin)) {
+            check(cuModuleLoadData(module, image), "cuModuleLoadData");
+        }
+        int[] major = new int[1];
+        int[] minor = new int[1];
+        nvrtcVersion(major, minor);
+        log.info("compiled the CUDA kernels with NVRTC {}.{} for sm_{} in {} ms", major[0], minor[0],
+                device.computeCapability(), (System.nanoTime() - t0) / 1_000_000);
+        return new CudaKernels(device, module);
+    }
+
+    private static String source() {
+        try (InputStream in = CudaKernels.class.getResourceAsStream(SOURCE)) {
+            if (in == null) {
+                throw new IllegalStateException("kernel source " + SOURCE + " is missing from the classpath");
+            }
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static byte[] nvrtc(String source, String arch) {
+        _nvrtcProgram program = new _nvrtcProgram();
+        checkNvrtc(nvrtcCreateProgram(program, new BytePointer(source), new BytePointer("epic_kernels.cu"), 0,
+                (PointerPointer) null, (PointerPointer) null), "nvrtcCreateProgram");
+        try {
+            // No fast math: expf and division stay IEEE-accurate, as the CPU kernels' contract needs.
+            String[] options = {arch, "-std=c++17"};
+            int rc = nvrtcCompileProgram(program, options.length, new PointerPointer<>(options));
+            if (rc != NVRTC_SUCCESS) {
+                throw new CudaException("NVRTC could not compile " + SOURCE + " (" + arch + "): "
+                        + nvrtcGetErrorString(rc).getString() + "\n" + programLog(program));
+            }
+            try (SizeTPointer size = new SizeTPointer(1)) {
+                checkNvrtc(nvrtcGetCUBINSize(program, size), "nvrtcGetCUBINSize");
+                byte[] cubin = new byte[(int) size.get()];
+                checkNvrtc(nvrtcGetCUBIN(program, cubin), "nvrtcGetCUBIN");
+                return cubin;
+            }
+        } finally {
+            nvrtcDestroyProgram(program);
+        }
+    }
+
+    private static String programLog(_nvrtcProgram program) {
+        try (SizeTPointer size = new SizeTPointer(1)) {
+            if (nvrtcGetProgramLogSize(program, size) != NVRTC_SUCCESS) {
+                return "";
+            }
+            byte[] text = new byte[(int) size.get()];
+            nvrtcGetProgramLog(program, text);
+            return new String(text, StandardCharsets.UTF_8).trim();
+        }
+    }
+
+    private static void checkNvrtc(int rc, String call) {
+        if (rc != NVRTC_SUCCESS) {
+            throw new CudaException(call + " failed: " + nvrtcGetErrorString(rc).getString());
+        }
+    }
+
+    public CudaDevice device() {
+        return device;
+    }
+
+    private CUfunc_st function(String name) {
+        return functions.computeIfAbsent(name, n -> {
+            CUfunc_st f = new CUfunc_st();
+            check(cuModuleGetFunction(f, module, n), "cuModuleGetFunction(" + n + ")");
+            return f;
+        });
+    }
+
+    /**
+     * Launches kernel {@code name} on the default stream over a (gridX, gridY) grid of blocks of
+     * {@code threads}. Arguments: Long (device addresses, 64-bit integers), Integer, Float.
+     */
+    public void launch(String name, int gridX, int gridY, int threads, Object... args) {
+        if (args.length > MAX_ARGS) {
+            throw new IllegalArgumentException(name + ": " + args.length + " arguments, at most " + MAX_ARGS);
+        }
+        try (CudaDevice.Held h = device.hold()) {
+            // The driver copies the values at launch, so one native block serves every launch (under the lock).
+            for (int i = 0; i < args.length; i++) {
+                long at = 8L * i;
+                switch (args[i]) {
+                    case Long v -> argValues.set(ValueLayout.JAVA_LONG, at, v);
+                    case Integer v -> argValues.set(ValueLayout.JAVA_INT, at, v);
+                    case Float v -> argValues.set(ValueLayout.JAVA_FLOAT, at, v);
+                    default -> throw new IllegalArgumentException("kernel argument " + i + " of " + name
+                            + " is a " + args[i].getClass().getSimpleName());
+                }
+            }
+            check(cuLaunchKernel(function(name), gridX, gridY, 1, threads, 1, 1, 0, (CUstream_st) null, params,
+                    (PointerPointer) null), "cuLaunchKernel(" + name + ")");
+        }
+    }
+
+    /** Blocks for a grid-stride loop over n elements: enough to fill the device, no more than needed. */
+    int strideBlocks(long n, int threads) {
+        long need = (n + threads - 1) / threads;
+        return (int) Math.max(1, Math.min(need, device.multiprocessors() * 8L));
+    }
+
+    /** h[i] = silu(g[i]) * u[i] for i in [0, n), device floats. */
+    public void swiglu(long g, long u, long h, long n) {
+        launch("swiglu", strideBlocks(n, 256), 1, 256, g, u, h, n);
+    }
+
+    /** xs[p] = x[rowOf[p]] for p in [0, pairs): rows of {@code hidden} device floats; rowOf device ints. */
+    public void gatherRows(long x, long rowOf, long xs, int pairs, int hidden) {
+        long n = (long) pairs * hidden;
+        launch("gather_rows", strideBlocks(n, 256), 1, 256, x, rowOf, xs, pairs, hidden);
+    }
+
+    /**
+     * out[r] (device doubles) = sum over j in [first[r], first[r+1]) of (double) (w[p] * ys[p]), p =
+     * pairOf[j], in that order: each term rounded to float, summed in double.
+     */
+    public void combineRows(long ys, long first, long pairOf, long w, long out, int rows, int hidden) {
+        long n = (long) rows * hidden;
+        launch("combine_rows", strideBlocks(n, 256), 1, 256, ys, first, pairOf, w, out, rows, hidden);
+    }
+
+    /** Whether cuBLAS loaded (large products use it). */
+    public boolean hasBlas() {
+        return blas() != null;
+    }
+
+    /** The cuBLAS handle, or null when cuBLAS did not load (matvec kernels then serve every batch). */
+    cublasContext blas() {
+        try (CudaDevice.Held h = device.hold()) {
+            if (!blasTried) {
+                blasTried = true;
+                try {
+                    cublasContext handle = new cublasContext();
+                    int rc = org.bytedeco.cuda.global.cublas.cublasCreate_v2(handle);
+                    if (rc != org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_SUCCESS) {
+                        throw new CudaException("cublasCreate failed: status " + rc);
+                    }
+                    // Plain fp32 products (no TF32): the fp32 path is the verifier.
+                    org.bytedeco.cuda.global.cublas.cublasSetMathMode(handle,
+                            org.bytedeco.cuda.global.cublas.CUBLAS_PEDANTIC_MATH);
+                    blas = handle;
+                } catch (Throwable e) {
+                    log.warn("cuBLAS is not usable ({}); large batches run the matvec kernels", e.toString());
+                }
+            }
+            return blas;
+        }
+    }
+
+    @Override
+    public void close() {
+        try (CudaDevice.Held h = device.hold()) {
+            if (blas != null) {
+                org.bytedeco.cuda.global.cublas.cublasDestroy_v2(blas);
+                blas = null;
+            }
+            cuModuleUnload(module);
+            arena.close();
+        }
+    }
+}

@@ -1,0 +1,405 @@
+// EPIC's CUDA kernels, compiled at start-up by NVRTC for the device's own architecture.
+//
+// The arithmetic contract is the CPU kernels': weights are widened to fp32 in registers (bf16 by a
+// shift, e4m3 codes times their block scale, rounded once) and products are accumulated in fp32.
+// Matrices are row-major W[rows x cols] (a linear's out x in); activations x[batch x cols] and
+// out[batch x rows] are row-major fp32.
+
+#define KIND_F32 0
+#define KIND_BF16 1
+#define KIND_FP8 2
+
+// Threads per block of the row kernels: they share one weight row.
+#define THREADS 128
+// Eight-weight loads each thread keeps in flight.
+#define UNROLL 4
+
+__device__ __forceinline__ float bf16_lo(unsigned int v) { return __uint_as_float(v << 16); }
+__device__ __forceinline__ float bf16_hi(unsigned int v) { return __uint_as_float(v & 0xffff0000u); }
+
+// float8_e4m3fn: bias 7, no infinities, S.1111.111 is NaN. Its exponent and mantissa bits, placed
+// where a float keeps them (bit 20 up), read as a float 2^120 too small, subnormals included (fp32
+// denormals are kept: no fast math); multiplying by 2^120 is exact. No branch, a handful of ops.
+__device__ __forceinline__ float e4m3(unsigned int c) {
+    unsigned int mag = c & 0x7fu;
+    float v = __uint_as_float(mag << 20) * __uint_as_float(0x7b800000u);
+    v = mag == 0x7fu ? __uint_as_float(0x7fc00000u) : v;
+    return __uint_as_float(__float_as_uint(v) | ((c & 0x80u) << 24));
+}
+
+// Two e4m3 codes (low byte first) widened at once: Ada and Hopper convert a pair to two halves in one
+// instruction (exact: every e4m3 value is a half), then each half to float (exact).
+__device__ __forceinline__ void e4m3x2(unsigned int pair, float* lo, float* hi) {
+#if __CUDA_ARCH__ >= 890
+    unsigned int h2;
+    unsigned short l;
+    unsigned short h;
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"((unsigned short) pair));
+    asm("mov.b32 {%0, %1}, %2;" : "=h"(l), "=h"(h) : "r"(h2));
+    asm("cvt.f32.f16 %0, %1;" : "=f"(*lo) : "h"(l));
+    asm("cvt.f32.f16 %0, %1;" : "=f"(*hi) : "h"(h));
+#else
+    *lo = e4m3(pair & 255u);
+    *hi = e4m3((pair >> 8) & 255u);
+#endif
+}
+
+struct Weights {
+    const void* w;
+    const float* scales;  // fp8: one per [blockRows x blockCols] block
+    int scaleCols;
+    int blockRows;
+    int blockCols;
+};
+
+// One weight W[r, c], widened.
+template <int KIND>
+__device__ __forceinline__ float load1(const Weights& W, int cols, int r, int c) {
+    long i = (long) r * cols + c;
+    if (KIND == KIND_F32) {
+        return ((const float*) W.w)[i];
+    } else if (KIND == KIND_BF16) {
+        return __uint_as_float(((unsigned int) ((const unsigned short*) W.w)[i]) << 16);
+    } else {
+        float s = W.scales[(r / W.blockRows) * W.scaleCols + c / W.blockCols];
+        return e4m3(((const unsigned char*) W.w)[i]) * s;
+    }
+}
+
+// Eight weights W[r, c .. c+8), widened; c is a multiple of 8 and cols too (aligned vector loads).
+template <int KIND>
+__device__ __forceinline__ void load8(const Weights& W, int cols, int r, int c, float* o) {
+    long i = (long) r * cols + c;
+    if (KIND == KIND_F32) {
+        float4 a = *reinterpret_cast<const float4*>((const float*) W.w + i);
+        float4 b = *reinterpret_cast<const float4*>((const float*) W.w + i + 4);
+        o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
+        o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
+    } else if (KIND == KIND_BF16) {
+        uint4 v = *reinterpret_cast<const uint4*>((const unsigned short*) W.w + i);
+        o[0] = bf16_lo(v.x); o[1] = bf16_hi(v.x); o[2] = bf16_lo(v.y); o[3] = bf16_hi(v.y);
+        o[4] = bf16_lo(v.z); o[5] = bf16_hi(v.z); o[6] = bf16_lo(v.w); o[7] = bf16_hi(v.w);
+    } else {
+        uint2 v = *reinterpret_cast<const uint2*>((const unsigned char*) W.w + i);
+        // blocks are a multiple of 8 columns wide when this path runs: one scale covers all eight
+        float s = W.scales[(r / W.blockRows) * W.scaleCols + c / W.blockCols];
+        e4m3x2(v.x, o, o + 1);
+        e4m3x2(v.x >> 16, o + 2, o + 3);
+        e4m3x2(v.y, o + 4, o + 5);
+        e4m3x2(v.y >> 16, o + 6, o + 7);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) {
+            o[k] *= s;
+        }
+    }
+}
+
+// Whether rows can be read eight weights at a time (one fp8 scale per eight).
+template <int KIND>
+__device__ __forceinline__ bool vectorised(const Weights& W, int cols) {
+    return (cols & 7) == 0 && (KIND != KIND_FP8 || (W.blockCols & 7) == 0);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    }
+    return v;
+}
+
+// acc[b] += w[0..8) . x[b, c .. c+8) for the tile's batch rows b < nb.
+template <int T>
+__device__ __forceinline__ void fma8(const float* w, const float* xb, int cols, int c, int nb, float* acc) {
+    #pragma unroll
+    for (int b = 0; b < T; b++) {
+        if (b < nb) {
+            const float* xr = xb + (long) b * cols + c;
+            float4 p = *reinterpret_cast<const float4*>(xr);
+            float4 q = *reinterpret_cast<const float4*>(xr + 4);
+            float s = acc[b];
+            s = fmaf(w[0], p.x, s); s = fmaf(w[1], p.y, s); s = fmaf(w[2], p.z, s); s = fmaf(w[3], p.w, s);
+            s = fmaf(w[4], q.x, s); s = fmaf(w[5], q.y, s); s = fmaf(w[6], q.z, s); s = fmaf(w[7], q.w, s);
+            acc[b] = s;
+        }
+    }
+}
+
+// This thread's share of W[r] . x[b] for the tile's rows b < nb: the block's threads split the
+// columns (eight at a time, THREADS * 8 apart), so one row keeps a whole block's loads in flight.
+template <int KIND, int T>
+__device__ __forceinline__ void dot_row(const Weights& W, const float* xb, int cols, int r, int nb, float* acc) {
+    if (vectorised<KIND>(W, cols)) {
+        const int step = THREADS * 8;
+        int c = threadIdx.x * 8;
+        for (; c + step * (UNROLL - 1) < cols; c += step * UNROLL) {
+            float w[UNROLL][8];
+            #pragma unroll
+            for (int u = 0; u < UNROLL; u++) {
+                load8<KIND>(W, cols, r, c + step * u, w[u]);
+            }
+            #pragma unroll
+            for (int u = 0; u < UNROLL; u++) {
+                fma8<T>(w[u], xb, cols, c + step * u, nb, acc);
+            }
+        }
+        for (; c < cols; c += step) {
+            float w[8];
+            load8<KIND>(W, cols, r, c, w);
+            fma8<T>(w, xb, cols, c, nb, acc);
+        }
+    } else {
+        for (int c = threadIdx.x; c < cols; c += THREADS) {
+            float w = load1<KIND>(W, cols, r, c);
+            #pragma unroll
+            for (int b = 0; b < T; b++) {
+                if (b < nb) {
+                    acc[b] = fmaf(w, xb[(long) b * cols + c], acc[b]);
+                }
+            }
+        }
+    }
+}
+
+// acc[b] summed over the block: within each warp, then the warps' partials in order. Thread 0 ends
+// with the totals; every thread must call it (it synchronises the block).
+template <int T>
+__device__ __forceinline__ void block_sum(float* acc, float (*part)[THREADS / 32]) {
+    int warp = threadIdx.x >> 5;
+    #pragma unroll
+    for (int b = 0; b < T; b++) {
+        float s = warp_sum(acc[b]);
+        if ((threadIdx.x & 31) == 0) {
+            part[b][warp] = s;
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        #pragma unroll
+        for (int b = 0; b < T; b++) {
+            float s = 0.0f;
+            for (int w = 0; w < THREADS / 32; w++) {
+                s += part[b][w];
+            }
+            acc[b] = s;
+        }
+    }
+    __syncthreads(); // part is free again
+}
+
+__device__ __forceinline__ float silu_times(float g, float u) {
+    return g / (1.0f + expf(-g)) * u;
+}
+
+// out[b * stride + r] = W[r] . xb[b] for the tile's rows b < nb, summed over the block.
+template <int KIND, int T>
+__device__ __forceinline__ void row_tile(const Weights& W, const float* xb, int cols, int r, int nb,
+                                         float (*part)[THREADS / 32], float* out, long stride) {
+    float acc[T];
+    #pragma unroll
+    for (int b = 0; b < T; b++) {
+        acc[b] = 0.0f;
+    }
+    dot_row<KIND, T>(W, xb, cols, r, nb, acc);
+    block_sum<T>(acc, part);
+    if (threadIdx.x == 0) {
+        for (int b = 0; b < nb; b++) {
+            out[b * stride + r] = acc[b];
+        }
+    }
+}
+
+// A SwiGLU block's first half for the tile's rows in one pass over both matrices:
+// h[b * stride + r] = silu(G[r] . xb[b]) * (U[r] . xb[b]), silu(g) = g / (1 + exp(-g)) as
+// VectorOps.swiglu writes it. part holds 2T rows.
+template <int KIND, int T>
+__device__ __forceinline__ void gate_up_tile(const Weights& G, const Weights& U, const float* xb, int cols, int r,
+                                             int nb, float (*part)[THREADS / 32], float* h, long stride) {
+    float g[T];
+    float u[T];
+    #pragma unroll
+    for (int b = 0; b < T; b++) {
+        g[b] = 0.0f;
+        u[b] = 0.0f;
+    }
+    dot_row<KIND, T>(G, xb, cols, r, nb, g);
+    dot_row<KIND, T>(U, xb, cols, r, nb, u);
+    block_sum<T>(g, part);
+    block_sum<T>(u, part + T);
+    if (threadIdx.x == 0) {
+        for (int b = 0; b < nb; b++) {
+            h[b * stride + r] = silu_times(g[b], u[b]);
+        }
+    }
+}
+
+// One matrix: block (r, tile of T batch rows) of out[batch x rows] = x[batch x cols] W^T.
+template <int KIND, int T>
+__device__ void matvec(Weights W, const float* x, float* out, int rows, int cols, int batch) {
+    __shared__ float part[T][THREADS / 32];
+    int b0 = blockIdx.y * T;
+    row_tile<KIND, T>(W, x + (long) b0 * cols, cols, blockIdx.x, min(T, batch - b0), part, out + (long) b0 * rows,
+                      rows);
+}
+
+template <int KIND, int T>
+__device__ void gate_up(Weights G, Weights U, const float* x, float* h, int rows, int cols, int batch) {
+    __shared__ float part[2 * T][THREADS / 32];
+    int b0 = blockIdx.y * T;
+    gate_up_tile<KIND, T>(G, U, x + (long) b0 * cols, cols, blockIdx.x, min(T, batch - b0), part,
+                          h + (long) b0 * rows, rows);
+}
+
+// All experts of one message in one launch (MoE decode is otherwise a launch per expert): block
+// (r, i) computes row r for every token of expert i, T tokens at a time. table holds six addresses
+// per expert (gate, gate scales, up, up scales, down, down scales); expert i's tokens are rows
+// [starts[i], starts[i+1]) of xs / h / ys. Experts with more than maxRows tokens are left to cuBLAS.
+template <int KIND, int T>
+__device__ void experts_gate_up(const unsigned long long* table, const int* starts, int scaleCols, int blockRows,
+                                int blockCols, const float* xs, float* h, int inter, int hidden, int maxRows) {
+    __shared__ float part[2 * T][THREADS / 32];
+    int i = blockIdx.y;
+    int s0 = starts[i];
+    int n = starts[i + 1] - s0;
+    if (n == 0 || n > maxRows) {
+        return;
+    }
+    const unsigned long long* e = table + 6 * i;
+    Weights G{(const void*) e[0], (const float*) e[1], scaleCols, blockRows, blockCols};
+    Weights U{(const void*) e[2], (const float*) e[3], scaleCols, blockRows, blockCols};
+    for (int b0 = 0; b0 < n; b0 += T) {
+        gate_up_tile<KIND, T>(G, U, xs + (long) (s0 + b0) * hidden, hidden, blockIdx.x, min(T, n - b0), part,
+                              h + (long) (s0 + b0) * inter, inter);
+    }
+}
+
+template <int KIND, int T>
+__device__ void experts_down(const unsigned long long* table, const int* starts, int scaleCols, int blockRows,
+                             int blockCols, const float* h, float* ys, int hidden, int inter, int maxRows) {
+    __shared__ float part[T][THREADS / 32];
+    int i = blockIdx.y;
+    int s0 = starts[i];
+    int n = starts[i + 1] - s0;
+    if (n == 0 || n > maxRows) {
+        return;
+    }
+    const unsigned long long* e = table + 6 * i;
+    Weights D{(const void*) e[4], (const float*) e[5], scaleCols, blockRows, blockCols};
+    for (int b0 = 0; b0 < n; b0 += T) {
+        row_tile<KIND, T>(D, h + (long) (s0 + b0) * inter, inter, blockIdx.x, min(T, n - b0), part,
+                          ys + (long) (s0 + b0) * hidden, hidden);
+    }
+}
+
+// dst[i] = W[i] widened, i in [0, rows*cols): the fp32 operand of a cuBLAS product for large batches.
+template <int KIND>
+__device__ void widen(Weights W, float* dst, int rows, int cols) {
+    long n = (long) rows * cols;
+    for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
+        dst[i] = load1<KIND>(W, cols, (int) (i / cols), (int) (i % cols));
+    }
+}
+
+#define TILED(NAME, KIND, T, SUFFIX)                                                                      \
+    extern "C" __global__ void matvec##SUFFIX##_##NAME(const void* w, const float* scales, int scaleCols,       \
+            int blockRows, int blockCols, const float* x, float* out, int rows, int cols, int batch) {          \
+        matvec<KIND, T>(Weights{w, scales, scaleCols, blockRows, blockCols}, x, out, rows, cols, batch);        \
+    }                                                                                                           \
+    extern "C" __global__ void gate_up##SUFFIX##_##NAME(const void* gw, const float* gs, const void* uw,          \
+            const float* us, int scaleCols, int blockRows, int blockCols, const float* x, float* h, int rows,     \
+            int cols, int batch) {                                                                              \
+        gate_up<KIND, T>(Weights{gw, gs, scaleCols, blockRows, blockCols},                                      \
+                Weights{uw, us, scaleCols, blockRows, blockCols}, x, h, rows, cols, batch);                     \
+    }                                                                                                           \
+    extern "C" __global__ void experts_gate_up##SUFFIX##_##NAME(const unsigned long long* table, const int* starts, \
+            int scaleCols, int blockRows, int blockCols, const float* xs, float* h, int inter, int hidden,        \
+            int maxRows) {                                                                                      \
+        experts_gate_up<KIND, T>(table, starts, scaleCols, blockRows, blockCols, xs, h, inter, hidden, maxRows); \
+    }                                                                                                           \
+    extern "C" __global__ void experts_down##SUFFIX##_##NAME(const unsigned long long* table, const int* starts, \
+            int scaleCols, int blockRows, int blockCols, const float* h, float* ys, int hidden, int inter,        \
+            int maxRows) {                                                                                      \
+        experts_down<KIND, T>(table, starts, scaleCols, blockRows, blockCols, h, ys, hidden, inter, maxRows);   \
+    }
+
+// Every kernel in four tilings, 1, 2, 4 and 8 batch rows per pass over the weights: the fewest that
+// cover an expert's rows in one pass keep registers low and blocks resident (decode is mostly 1).
+#define ENTRY_POINTS(NAME, KIND)                                                                          \
+    TILED(NAME, KIND, 1, 1)                                                                               \
+    TILED(NAME, KIND, 2, 2)                                                                               \
+    TILED(NAME, KIND, 4, 4)                                                                               \
+    TILED(NAME, KIND, 8, 8)                                                                               \
+    extern "C" __global__ void widen_##NAME(const void* w, const float* scales, int scaleCols, int blockRows, \
+            int blockCols, float* dst, int rows, int cols) {                                              \
+        widen<KIND>(Weights{w, scales, scaleCols, blockRows, blockCols}, dst, rows, cols);                 \
+    }
+
+ENTRY_POINTS(f32, KIND_F32)
+ENTRY_POINTS(bf16, KIND_BF16)
+ENTRY_POINTS(fp8, KIND_FP8)
+
+// h[i] = silu(g[i]) * u[i] (after cuBLAS products of the gate and up halves).
+extern "C" __global__ void swiglu(const float* g, const float* u, float* h, long n) {
+    for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
+        float v = g[i];
+        h[i] = v / (1.0f + expf(-v)) * u[i];
+    }
+}
+
+// Deterministic pseudo-random weights for benchmarks at full model size, made on the device (no
+// host copy of tens of gigabytes): bf16 values in about [-scale, scale), e4m3 codes likewise.
+__device__ __forceinline__ unsigned int mix(unsigned long long i, unsigned int seed) {
+    unsigned long long z = i * 0x9E3779B97F4A7C15ull + seed;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (unsigned int) (z ^ (z >> 31));
+}
+
+extern "C" __global__ void fill_bf16(unsigned short* dst, long n, unsigned int seed, float scale) {
+    for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
+        float v = ((mix(i, seed) >> 8) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * scale;
+        dst[i] = (unsigned short) (__float_as_uint(v) >> 16);
+    }
+}
+
+extern "C" __global__ void fill_fp8(unsigned char* dst, long n, unsigned int seed) {
+    for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
+        unsigned int c = mix(i, seed) & 0xffu;
+        // keep away from NaN codes and the largest magnitudes
+        dst[i] = (unsigned char) ((c & 0x80u) | min(c & 0x7fu, 0x5fu));
+    }
+}
+
+extern "C" __global__ void fill_f32(float* dst, long n, float value) {
+    for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
+        dst[i] = value;
+    }
+}
+
+// An expert worker's message on the device. xs[p] = x[rowOf[p]]: each (row, expert) pair's input,
+// pairs in expert order.
+extern "C" __global__ void gather_rows(const float* x, const int* rowOf, float* xs, int pairs, int hidden) {
+    long n = (long) pairs * hidden;
+    for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
+        int p = (int) (i / hidden);
+        xs[i] = x[(long) rowOf[p] * hidden + (i % hidden)];
+    }
+}
+
+// out[r] = sum over row r's pairs, in expert order, of (double) (w[p] * ys[p]): each term rounded to
+// float and summed in double, exactly as the CPU executor combines (the same bits for the same ys).
+// Row r's pairs are pairOf[first[r] .. first[r+1]).
+extern "C" __global__ void combine_rows(const float* ys, const int* first, const int* pairOf, const float* w,
+                                        double* out, int rows, int hidden) {
+    long n = (long) rows * hidden;
+    for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
+        int r = (int) (i / hidden);
+        int c = (int) (i % hidden);
+        double s = 0.0;
+        for (int j = first[r]; j < first[r + 1]; j++) {
+            int p = pairOf[j];
+            s += (double) (w[p] * ys[(long) p * hidden + c]);
+        }
+        out[i] = s;
+    }
+}

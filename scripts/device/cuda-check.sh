@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The GPU checks, run on the device machine (CUDA 13 toolkit and driver, no JDK) from the repo root
+# with .device/ carried (scripts/device/bundle.sh): the CUDA tests, the expert benchmark at
+# DeepSeek-V3's size, and `epic local --expert-device cuda` against the golden logits. Writes logs
+# to $OUT (or ./device-out) and prints a summary last.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+OUT="${OUT:-$ROOT/device-out}"; mkdir -p "$OUT"
+cd "$ROOT"
+W=/tmp/epic-device; rm -rf $W; mkdir -p $W
+xz -dc .device/epic-device.tar.xz | tar xf - -C $W
+JAVA=$W/jre/bin/java
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/env.txt"
+# The CUDA 13 libraries the JavaCPP bindings link against, wherever the image keeps them.
+
+for lib in libcuda.so.1 libcudart.so.13 libnvrtc.so.13 libnvrtc-builtins.so.13 libcublas.so.13 libcublasLt.so.13; do
+  p=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+  [ -n "$p" ] || p=$(find /usr/local/cuda*/ /usr/local/nvidia /usr/lib/x86_64-linux-gnu /opt -name "$lib*" 2>/dev/null | head -1)
+  echo "$lib: ${p:-MISSING}"
+
+done | tee $W/libs.txt | tee -a "$OUT/env.txt"
+libdirs=$(grep -v MISSING $W/libs.txt | awk '{print $2}' | xargs -n1 dirname | sort -u | paste -sd:)
+export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m -XX:+UseParallelGC)
+CP="$W/test/native:$W/test/model:$W/test/expert-worker:$W/lib/*"
+summary=()
+
+echo "== CUDA tests"
+timeout 240 $JAVA "${FLAGS[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=info -Depic.testdata="$ROOT/testdata" \
+  -cp "$CP" org.junit.platform.console.ConsoleLauncher execute --disable-banner --disable-ansi-colors --details=tree \
+  --select-class dev.epic.kernels.cuda.CudaMatrixTest --select-class dev.epic.worker.CudaShardTest \
+  --select-class dev.epic.kernels.cuda.CudaUnavailableTest 2>&1 | tee "$OUT/cuda-tests.log" | grep -vE "^\[main\] INFO dev.epic.model.checkpoint" | tail -60
+summary+=("tests: $(grep -E 'tests (successful|failed|skipped)' "$OUT/cuda-tests.log" | tr -s ' ' | paste -sd' ')")
+
+EPIC=($JAVA "${FLAGS[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$W/lib/*" dev.epic.cli.Main)
+for w in bf16 fp8; do
+  echo "== bench-experts DeepSeek-V3 size, $w"
+  timeout 120 "${EPIC[@]}" bench-experts --weights $w --batch 1,2,4,8,16,32,64,128,256,512 --iterations 10 2>&1 | tee "$OUT/bench-v3size-$w.txt"
+done
+if [ -f .device/bench-v3/config.json ]; then
+  echo "== bench-experts bench-v3 dimensions, bf16"
+  timeout 60 "${EPIC[@]}" bench-experts --model .device/bench-v3 --batch 1,8,32 --iterations 20 2>&1 | tee "$OUT/bench-benchv3.txt"
+fi
+
+echo "== epic local --expert-device cuda on testdata/tiny-v3, logits against the reference"
+mkdir -p $W/wlogs; "${EPIC[@]}" local --model testdata/tiny-v3 --expert-workers 2 --expert-device cuda --port 50391 \
+  --worker-logs $W/wlogs > $W/local.log 2>&1 &
+LOCAL=$!
+ids=$(python3 -c "import json; print(','.join(map(str, json.load(open('testdata/tiny-v3/golden.json'))['prompts'][1]['tokens'])))")
+ok=""
+for i in $(seq 1 60); do
+  if timeout 60 "${EPIC[@]}" logits --target 127.0.0.1:50391 --ids "$ids" --steps 3 > $W/logits.jsonl 2>$W/logits.err; then ok=1; break; fi
+  kill -0 $LOCAL 2>/dev/null || break
+  sleep 1
+done
+kill $LOCAL 2>/dev/null; wait $LOCAL 2>/dev/null
+grep -h -iE "experts x .* MoE layers on|error|exception" $W/local.log $W/wlogs/* 2>/dev/null | head -20 | tee -a "$OUT/e2e.txt"
+if [ -n "$ok" ]; then
+  python3 - <<'PY' | tee -a "$OUT/e2e.txt"
+import json
+g = json.load(open('testdata/tiny-v3/golden.json'))['prompts'][1]
+lines = [json.loads(l) for l in open('/tmp/epic-device/logits.jsonl')]
+worst = 0.0
+for l in lines:
+    k = l['step']
+    want = g['prefill_logits'] if k == 0 else g['step_logits'][k - 1]
+    worst = max(worst, max(abs(a - b) for a, b in zip(want, l['logits'])))
+    assert l['token'] == g['greedy_tokens'][k], (k, l['token'], g['greedy_tokens'][k])
+print(f"e2e: {len(lines)} steps, greedy tokens equal, max abs logit diff {worst:.3g} (tolerance 1e-4)")
+assert worst < 1e-4
+PY
+  summary+=("$(tail -1 "$OUT/e2e.txt")")
+else
+  summary+=("e2e: no logits (see local.log)"); tail -30 $W/local.log; cat $W/logits.err | tail -5
+fi
+[ -n "$ok" ] || cp $W/local.log "$OUT/local.log" 2>/dev/null
+
+if [ -n "${EPIC_TORCH_BASELINE:-}" ]; then
+  echo "== PyTorch eager baseline, same sizes (the image's python3 and torch)"
+  timeout 120 python3 scripts/device/torch_moe_baseline.py 1,8,32,128,512 2>&1 | tee "$OUT/torch-baseline.txt"
+fi
+echo "== summary"
+printf '%s\n' "${summary[@]}"
