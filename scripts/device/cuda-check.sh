@@ -37,6 +37,9 @@ for w in bf16 fp8; do
   echo "== bench-experts DeepSeek-V3 size, $w"
   timeout 120 "${EPIC[@]}" bench-experts --weights $w --batch 1,2,4,8,16,32,64,128,256,512 --iterations 10 2>&1 | tee "$OUT/bench-v3size-$w.txt"
 done
+echo "== bench-experts DeepSeek-V3 size, bf16 weights, bf16 activations (tensor cores from 8 rows)"
+timeout 120 "${EPIC[@]}" bench-experts --weights bf16 --activations bf16 --batch 1,8,32,64,128,256,512 --iterations 10 2>&1 \
+  | tee "$OUT/bench-v3size-bf16act.txt"
 if [ -f .device/bench-v3/config.json ]; then
   echo "== bench-experts bench-v3 dimensions, bf16"
   timeout 60 "${EPIC[@]}" bench-experts --model .device/bench-v3 --batch 1,8,32 --iterations 20 2>&1 | tee "$OUT/bench-benchv3.txt"

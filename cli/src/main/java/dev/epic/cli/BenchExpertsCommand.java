@@ -33,6 +33,11 @@ public final class BenchExpertsCommand implements Callable<Integer> {
             description = "weight format on the GPU: bf16, or fp8 e4m3 with 128x128 block scales (default ${DEFAULT-VALUE})")
     String weights;
 
+    @Option(names = "--activations", defaultValue = "fp32", paramLabel = "fp32|bf16",
+            description = "fp32, or bf16 on the tensor cores for experts with at least " + CudaShard.BF16_MIN_ROWS
+                    + " rows (default ${DEFAULT-VALUE})")
+    String activations;
+
     @Option(names = "--experts", paramLabel = "RANGES", description = "experts this worker hosts (default: all)")
     String experts;
 
@@ -67,8 +72,16 @@ public final class BenchExpertsCommand implements Callable<Integer> {
             case "fp8" -> WeightLayout.Format.FP8_BLOCK;
             default -> throw new IllegalArgumentException("--weights must be bf16 or fp8, got '" + weights + "'");
         };
+        CudaShard.Activations act = switch (activations) {
+            case "fp32" -> CudaShard.Activations.FP32;
+            case "bf16" -> CudaShard.Activations.BF16;
+            default -> throw new IllegalArgumentException("--activations must be fp32 or bf16, got '" + activations + "'");
+        };
         if (!device.matches("cuda(:\\d+)?")) {
             throw new IllegalArgumentException("--device must be cuda or cuda:N, got '" + device + "'");
+        }
+        if (batches.stream().anyMatch(b -> b < 1)) {
+            throw new IllegalArgumentException("--batch sizes must be >= 1, got " + batches);
         }
         if (iterations < 1) {
             throw new IllegalArgumentException("--iterations must be >= 1, got " + iterations);
@@ -81,7 +94,7 @@ public final class BenchExpertsCommand implements Callable<Integer> {
         try (CudaDevice gpu = CudaDevice.open(ordinal)) {
             double copy = gpu.copyBandwidth(1L << 30);
             long t0 = System.nanoTime();
-            try (CudaShard shard = CudaShard.random(gpu, format, hidden, inter, routed, 1, ids)) {
+            try (CudaShard shard = CudaShard.random(gpu, format, hidden, inter, routed, 1, ids).activations(act)) {
                 double makeS = (System.nanoTime() - t0) / 1e9;
                 List<GpuExpertBenchmark.Result> results = GpuExpertBenchmark.run(shard, 0, k,
                         batches.stream().mapToInt(Integer::intValue).toArray(), iterations, copy, 42);
@@ -89,6 +102,7 @@ public final class BenchExpertsCommand implements Callable<Integer> {
                     Map<String, Object> o = new LinkedHashMap<>();
                     o.put("device", gpu.name());
                     o.put("weights", weights);
+                    o.put("activations", activations);
                     o.put("hidden", hidden);
                     o.put("expert_width", inter);
                     o.put("experts_hosted", ids.length);
@@ -108,9 +122,9 @@ public final class BenchExpertsCommand implements Callable<Integer> {
                     }).toList());
                     System.out.println(JsonLines.MAPPER.writeValueAsString(o));
                 } else {
-                    System.out.printf("%s, %s experts [%d x %d], %d of %d hosted, %d per token; %d MiB on the GPU, "
-                                    + "made in %.1f s; device copy bandwidth %.0f GB/s (read + write)%n", gpu.name(), weights,
-                            inter, hidden, ids.length, routed, k, shard.residentBytes() >> 20, makeS, copy);
+                    System.out.printf("%s, %s experts [%d x %d], %s activations, %d of %d hosted, %d per token; %d MiB on "
+                                    + "the GPU, made in %.1f s; device copy bandwidth %.0f GB/s (read + write)%n", gpu.name(), weights,
+                            inter, hidden, activations, ids.length, routed, k, shard.residentBytes() >> 20, makeS, copy);
                     System.out.printf("%6s %8s %10s %11s %9s %8s %11s %12s%n", "batch", "experts", "weight MB", "device us",
                             "GB/s", "of copy", "worker us", "tokens/s");
                     for (var r : results) {

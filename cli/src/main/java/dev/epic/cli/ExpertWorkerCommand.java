@@ -53,6 +53,12 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
                     + "weights copied to it as the checkpoint stores them (bf16, fp8, f32; default ${DEFAULT-VALUE})")
     String device;
 
+    @Option(names = "--activations", defaultValue = "fp32", paramLabel = "fp32|bf16",
+            description = "with --device cuda: fp32 (the verifier's arithmetic), or bf16 for experts with at least "
+                    + CudaShard.BF16_MIN_ROWS + " rows in a message (tensor cores, fp32 sums; within 1e-2 of a row's "
+                    + "norm; default ${DEFAULT-VALUE})")
+    String activations;
+
     @Override
     public Integer call() throws Exception {
         return flags.serve(this::serve);
@@ -61,7 +67,15 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
     /** The shard on the device asked for. */
     private ExpertShard load(Checkpoint checkpoint, int[] ids) {
         WeightFormat format = WeightFormat.parse(flags.weights);
+        CudaShard.Activations act = switch (activations) {
+            case "fp32" -> CudaShard.Activations.FP32;
+            case "bf16" -> CudaShard.Activations.BF16;
+            default -> throw new IllegalArgumentException("--activations must be fp32 or bf16, got '" + activations + "'");
+        };
         if (device.equals("cpu")) {
+            if (act != CudaShard.Activations.FP32) {
+                throw new IllegalArgumentException("--activations bf16 needs --device cuda (the CPU kernels are fp32)");
+            }
             return CheckpointShard.load(checkpoint, ids, format);
         }
         if (!device.matches("cuda(:\\d+)?")) {
@@ -69,7 +83,7 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         }
         if (format != WeightFormat.AUTO) {
             throw new IllegalArgumentException("--device " + device + " serves the weights as the checkpoint stores them: "
-                    + "--weights " + flags.weights + " (a quantised copy) runs on the CPU only");
+                    + "--weights " + flags.weights + " (a converted copy) runs on the CPU only");
         }
         if (redundantSlots > 0) {
             throw new IllegalArgumentException("--redundant-slots needs --device cpu: GPU workers host their own "
@@ -80,7 +94,11 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--device " + device + ": " + (Cuda.available()
                     ? "this machine has " + Cuda.deviceCount() + " GPU(s)" : Cuda.unavailableReason()));
         }
-        return CudaShard.load(checkpoint, ids, CudaDevice.open(ordinal));
+        return CudaShard.load(checkpoint, ids, CudaDevice.open(ordinal)).activations(act).onContextLost(() -> {
+            // Every later message would fail: exit (the registration goes with the process) to be restarted.
+            log.error("exiting: the GPU cannot serve any more messages");
+            Runtime.getRuntime().halt(70);
+        });
     }
 
     private int serve() throws Exception {

@@ -135,6 +135,14 @@ final class LocalCluster implements AutoCloseable {
             if (!expertDevice.equals("cpu") && !expertDevice.equals("cuda")) {
                 throw new IllegalArgumentException("--expert-device must be cpu or cuda, got '" + expertDevice + "'");
             }
+            if (expertDevice.equals("cuda") && format != WeightFormat.AUTO) {
+                throw new IllegalArgumentException("--expert-device cuda serves the weights as the checkpoint stores them: "
+                        + "use --weights auto (converted copies run on the CPU only)");
+            }
+            if (expertDevice.equals("cuda") && redundantSlots > 0) {
+                throw new IllegalArgumentException("--redundant-slots needs --expert-device cpu: GPU workers host their "
+                        + "own experts only, for now");
+            }
         }
     }
 

@@ -36,16 +36,19 @@ class GpuCommandsTest {
     void expertWorkerDeviceFlagsAreChecked() {
         String[] base = {"expert-worker", "--model", model(), "--experts", "0-3", "--zk", "127.0.0.1:1"};
         refused(run(concat(base, "--device", "tpu")), "epic expert-worker: --device must be cpu, cuda or cuda:N, got 'tpu'");
-        refused(run(concat(base, "--device", "cuda", "--weights", "q4")), "--weights q4 (a quantised copy) runs on the CPU only");
+        refused(run(concat(base, "--device", "cuda", "--weights", "q4")), "--weights q4 (a converted copy) runs on the CPU only");
         refused(run(concat(base, "--device", "cuda", "--redundant-slots", "2")), "--redundant-slots needs --device cpu");
         refused(run(concat(base, "--device", "cuda:7")), "--device cuda:7: ");
+        refused(run(concat(base, "--activations", "bf16")), "--activations bf16 needs --device cuda");
+        refused(run(concat(base, "--device", "cuda", "--activations", "fp16")), "--activations must be fp32 or bf16");
     }
 
     @Test
     @DisabledIf("dev.epic.kernels.cuda.Cuda#available")
     void withoutAGpuTheReasonIsGiven() {
         String[] base = {"expert-worker", "--model", model(), "--experts", "0-3", "--zk", "127.0.0.1:1"};
-        refused(run(concat(base, "--device", "cuda")), "the CUDA 13 libraries did not load");
+        refused(run(concat(base, "--device", "cuda")), "epic expert-worker: --device cuda: "
+                + dev.epic.kernels.cuda.Cuda.unavailableReason());
         refused(run("bench-experts", "--batch", "1"), "CUDA is not available in this process");
         refused(run("local", "--model", model(), "--expert-device", "cuda"), "epic local: --expert-device cuda: ");
     }
@@ -55,6 +58,10 @@ class GpuCommandsTest {
         refused(run("bench-experts", "--weights", "int4"), "--weights must be bf16 or fp8, got 'int4'");
         refused(run("bench-experts", "--device", "cpu"), "--device must be cuda or cuda:N, got 'cpu'");
         refused(run("local", "--model", model(), "--expert-device", "gpu"), "--expert-device must be cpu or cuda, got 'gpu'");
+        refused(run("local", "--model", model(), "--expert-device", "cuda", "--weights", "q8"), "use --weights auto");
+        refused(run("local", "--model", model(), "--expert-device", "cuda", "--redundant-slots", "1"),
+                "--redundant-slots needs --expert-device cpu");
+        refused(run("bench-experts", "--batch", "0"), "--batch sizes must be >= 1");
     }
 
     private static String[] concat(String[] a, String... b) {

@@ -23,6 +23,16 @@ import org.slf4j.LoggerFactory;
 public final class CudaShard implements ExpertShard, AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(CudaShard.class);
 
+    /**
+     * The activations' precision. FP32 is the verifier's contract everywhere. BF16 rounds the rows
+     * of experts with at least {@link #BF16_MIN_ROWS} rows to bf16 and multiplies them on the tensor
+     * cores (fp32 accumulation), as GPU engines do; experts with fewer rows keep the fp32 kernels,
+     * which are memory-bound there anyway.
+     */
+    public enum Activations { FP32, BF16 }
+
+    public static final int BF16_MIN_ROWS = 8;
+
     private final CudaDevice device;
     private final int hidden;
     private final int expertCount;
@@ -31,6 +41,8 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
     private final DeviceExpert[][] own;
     private final long bytes;
     private final Scratch scratch;
+    private volatile Activations activations = Activations.FP32;
+    private volatile Runnable onContextLost = () -> { };
 
     private CudaShard(CudaDevice device, int hidden, int expertCount, int[] experts, DeviceExpert[][] own, long bytes) {
         this.device = device;
@@ -65,19 +77,13 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
                 }
                 own[layer] = new DeviceExpert[n];
                 for (int e : experts) {
-                    String prefix = "model.layers." + layer + ".mlp.experts." + e;
-                    try {
-                        DeviceMatrix gate = DeviceMatrix.upload(device, checkpoint.matrix(prefix + ".gate_proj.weight",
-                                c.moeIntermediateSize(), c.hiddenSize()));
-                        DeviceMatrix up = DeviceMatrix.upload(device, checkpoint.matrix(prefix + ".up_proj.weight",
-                                c.moeIntermediateSize(), c.hiddenSize()));
-                        DeviceMatrix down = DeviceMatrix.upload(device, checkpoint.matrix(prefix + ".down_proj.weight",
-                                c.hiddenSize(), c.moeIntermediateSize()));
-                        own[layer][e] = new DeviceExpert(gate, up, down, device.kernels());
-                    } catch (CudaException ex) {
-                        throw new CudaException("copying expert " + e + " of layer " + layer + " of "
-                                + checkpoint.directory() + " to " + device + " (" + (bytes >> 20) + " MiB so far): "
-                                + ex.getMessage(), ex);
+                    own[layer][e] = upload(checkpoint, device, c, layer, e, bytes);
+                    // The batched kernels read every expert of a message as the first one's format.
+                    var format = own[layer][experts[0]].gate().format();
+                    if (!own[layer][e].hasFormat(format)) {
+                        throw new IllegalArgumentException("expert " + e + " of layer " + layer + " mixes weight formats "
+                                + "or differs from expert " + experts[0] + " (" + format + "): a GPU shard needs one "
+                                + "format per layer");
                     }
                     bytes += own[layer][e].storageBytes();
                 }
@@ -91,6 +97,33 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
         log.info("{} experts x {} MoE layers on {} in {} ms: {} MiB of weights", experts.length, moeLayers, device,
                 (System.nanoTime() - t0) / 1_000_000, bytes >> 20);
         return new CudaShard(device, c.hiddenSize(), n, experts, own, bytes);
+    }
+
+    /** One expert's three matrices on the GPU; nothing stays allocated if any fails. */
+    private static DeviceExpert upload(Checkpoint checkpoint, CudaDevice device, ModelConfig c, int layer, int e,
+            long bytesSoFar) {
+        String prefix = "model.layers." + layer + ".mlp.experts." + e;
+        DeviceMatrix[] m = new DeviceMatrix[3];
+        try {
+            m[0] = DeviceMatrix.upload(device, checkpoint.matrix(prefix + ".gate_proj.weight", c.moeIntermediateSize(),
+                    c.hiddenSize()));
+            m[1] = DeviceMatrix.upload(device, checkpoint.matrix(prefix + ".up_proj.weight", c.moeIntermediateSize(),
+                    c.hiddenSize()));
+            m[2] = DeviceMatrix.upload(device, checkpoint.matrix(prefix + ".down_proj.weight", c.hiddenSize(),
+                    c.moeIntermediateSize()));
+            return new DeviceExpert(m[0], m[1], m[2], device.kernels());
+        } catch (RuntimeException ex) {
+            for (DeviceMatrix d : m) {
+                if (d != null) {
+                    d.close();
+                }
+            }
+            if (ex instanceof CudaException) {
+                throw new CudaException("copying expert " + e + " of layer " + layer + " of " + checkpoint.directory()
+                        + " to " + device + " (" + (bytesSoFar >> 20) + " MiB so far): " + ex.getMessage(), ex);
+            }
+            throw ex;
+        }
     }
 
     /**
@@ -119,6 +152,43 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
 
     public CudaDevice device() {
         return device;
+    }
+
+    /**
+     * What to do when the GPU's context is lost (an illegal address, a failed launch, a hardware
+     * error: every later call would fail too). The expert worker exits, so that its registration goes
+     * and the coordinators route around it until it is restarted.
+     */
+    public CudaShard onContextLost(Runnable action) {
+        this.onContextLost = action;
+        return this;
+    }
+
+    /** Driver errors after which the context is unusable (CUDA's "sticky" errors). */
+    private static boolean contextLost(CudaException e) {
+        String m = String.valueOf(e.getMessage());
+        return m.contains("CUDA_ERROR_ILLEGAL_ADDRESS") || m.contains("CUDA_ERROR_LAUNCH_FAILED")
+                || m.contains("CUDA_ERROR_ILLEGAL_INSTRUCTION") || m.contains("CUDA_ERROR_MISALIGNED_ADDRESS")
+                || m.contains("CUDA_ERROR_HARDWARE_STACK_ERROR") || m.contains("CUDA_ERROR_ECC_UNCORRECTABLE")
+                || m.contains("CUDA_ERROR_INVALID_PC") || m.contains("CUDA_ERROR_LAUNCH_TIMEOUT");
+    }
+
+    private RuntimeException failed(CudaException e) {
+        if (contextLost(e)) {
+            log.error("the CUDA context of {} is lost: {}", device, e.getMessage());
+            onContextLost.run();
+        }
+        return e;
+    }
+
+    /** Sets the activations' precision for the messages that follow (see {@link Activations}). */
+    public CudaShard activations(Activations a) {
+        if (a == Activations.BF16 && !device.kernels().hasBlas()) {
+            throw new CudaException("bf16 activations run on cuBLAS, which did not load on " + device
+                    + " (the CUDA 13 toolkit's libcublas.so.13 must be on LD_LIBRARY_PATH)");
+        }
+        this.activations = a;
+        return this;
     }
 
     @Override
@@ -169,6 +239,8 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
             device.upload(m.block, block);
             m.queue(x, y, block);
             device.download(y, ys, first * hidden, pairs * hidden);
+        } catch (CudaException e) {
+            throw failed(e);
         }
     }
 
@@ -222,6 +294,8 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
             k.combineRows(ys, m.intAddress(block, firstAt), m.intAddress(block, pairOfAt),
                     m.intAddress(block, weightAt), sums, rows, hidden);
             device.download(sums, MemorySegment.ofArray(out).asSlice(0, (long) rows * hidden * Double.BYTES));
+        } catch (CudaException e) {
+            throw failed(e);
         }
         return true;
     }
@@ -244,6 +318,9 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
         final int limit;
         int largestSmall;
         int largest;
+        /** Whether experts with at least BF16_MIN_ROWS rows take the bf16 tensor-core path. */
+        final boolean bf16;
+        boolean anyBf16;
 
         Message(DeviceExpert[] mlps, int[] absStarts, int count, int extraInts) {
             this.mlps = mlps;
@@ -253,7 +330,9 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
                 starts[i] = absStarts[i] - absStarts[0];
             }
             this.pairs = starts[count];
-            this.limit = device.kernels().hasBlas() ? DeviceMatrix.MATVEC_MAX_BATCH : Integer.MAX_VALUE;
+            this.bf16 = activations == Activations.BF16 && device.kernels().hasBlas();
+            int fp32Limit = device.kernels().hasBlas() ? DeviceMatrix.MATVEC_MAX_BATCH : Integer.MAX_VALUE;
+            this.limit = bf16 ? Math.min(fp32Limit, BF16_MIN_ROWS - 1) : fp32Limit;
             this.startsAt = 12 * count; // ints after 6 longs per expert
             this.extra = startsAt + count + 1;
             this.block = MemorySegment.ofArray(new long[6 * count + (count + 1 + extraInts + 1) / 2]);
@@ -264,6 +343,8 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
                 largest = Math.max(largest, n);
                 if (n <= limit) {
                     largestSmall = Math.max(largestSmall, n);
+                } else if (bf16) {
+                    anyBf16 = true;
                 }
             }
             MemorySegment.copy(table, 0, block, ValueLayout.JAVA_LONG, 0, table.length);
@@ -283,8 +364,11 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
         /** Sizes the scratch before anything is queued (a buffer in use is never freed), returns the block's. */
         long reserve(Scratch s) {
             s.buffer(DeviceExpert.H, (long) pairs * mlps[0].inter() * Float.BYTES);
+            if (anyBf16) {
+                s.buffer(DeviceExpert.X16, (long) pairs * hidden * 2);
+            }
             for (DeviceExpert m : mlps) {
-                m.reserve(s, largest);
+                m.reserve(s, largest, anyBf16);
             }
             return s.buffer(6, block.byteSize());
         }
@@ -297,9 +381,16 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
                         xs, h, ys, limit, largestSmall);
             }
             long rowBytes = (long) hidden * Float.BYTES;
+            long xh = 0;
+            if (anyBf16) {
+                xh = scratch.buffer(DeviceExpert.X16, (long) pairs * hidden * 2);
+                device.kernels().narrowActivations(xs, xh, (long) pairs * hidden);
+            }
             for (int i = 0; i < count; i++) {
                 int n = starts[i + 1] - starts[i];
-                if (n > limit) {
+                if (n > limit && bf16) {
+                    mlps[i].forwardBf16(xh + (long) starts[i] * hidden * 2, ys + starts[i] * rowBytes, n, scratch);
+                } else if (n > limit) {
                     mlps[i].forward(xs + starts[i] * rowBytes, ys + starts[i] * rowBytes, n, scratch);
                 }
             }

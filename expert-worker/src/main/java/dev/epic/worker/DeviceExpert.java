@@ -14,6 +14,9 @@ final class DeviceExpert implements AutoCloseable {
     static final int H = 2;
     static final int G = 3;
     static final int U = 4;
+    /** Scratch slots of the bf16-activation path: the message's rows in bf16, and h in bf16. */
+    static final int X16 = 8;
+    static final int H16 = 9;
 
     private final DeviceMatrix gate;
     private final DeviceMatrix up;
@@ -31,6 +34,10 @@ final class DeviceExpert implements AutoCloseable {
         return gate.rows();
     }
 
+    boolean hasFormat(dev.epic.kernels.WeightLayout.Format f) {
+        return gate.format() == f && up.format() == f && down.format() == f;
+    }
+
     DeviceMatrix gate() {
         return gate;
     }
@@ -45,13 +52,33 @@ final class DeviceExpert implements AutoCloseable {
     }
 
     /** Sizes the scratch for up to {@code rows} rows, before any product of a message is queued. */
-    void reserve(Scratch s, int rows) {
+    void reserve(Scratch s, int rows, boolean bf16) {
         long bytes = (long) rows * inter() * Float.BYTES;
         s.buffer(H, bytes);
-        if (rows > DeviceMatrix.MATVEC_MAX_BATCH) {
+        if (rows > DeviceMatrix.MATVEC_MAX_BATCH || bf16) {
             s.buffer(G, bytes);
             s.buffer(U, bytes);
         }
+        if (bf16) {
+            s.buffer(H16, bytes / 2);
+        }
+    }
+
+    /**
+     * y = expert(x) with bf16 activations on the tensor cores: {@code xh} holds the rows already in
+     * bf16; gate and up accumulate in fp32, SwiGLU runs in fp32, h is rounded to bf16 for down.
+     */
+    void forwardBf16(long xh, long y, int rows, Scratch s) {
+        long n = (long) rows * inter();
+        long g = s.buffer(G, n * Float.BYTES);
+        long u = s.buffer(U, n * Float.BYTES);
+        long h = s.buffer(H, n * Float.BYTES);
+        long hh = s.buffer(H16, n * 2);
+        gate.gemmBf16(xh, g, rows, s);
+        up.gemmBf16(xh, u, rows, s);
+        kernels.swiglu(g, u, h, n);
+        kernels.narrowActivations(h, hh, n);
+        down.gemmBf16(hh, y, rows, s);
     }
 
     /** y = expert(x) for {@code rows} rows of device floats, queued on the default stream. */

@@ -86,19 +86,23 @@ public final class ShardExecutor {
         if (shard.forwardCombined(layer, x, rows, pairs, pairRow, pairWeight, activeIds, activeStarts, active, out)) {
             return;
         }
-        // Every pair's row in expert order, through all its experts at once, then combined here.
-        ensureScratch(pairs * hidden);
-        for (int p = 0; p < pairs; p++) {
-            System.arraycopy(x, pairRow[p] * hidden, xs, p * hidden, hidden);
-        }
-        shard.applyAll(layer, activeIds, activeStarts, active, xs, ys);
+        // Each expert's rows through it as one batch (scratch reused across messages), combined here.
         Arrays.fill(out, 0, rows * hidden, 0.0);
-        for (int p = 0; p < pairs; p++) {
-            float w = pairWeight[p];
-            int o = pairRow[p] * hidden;
-            int yo = p * hidden;
-            for (int c = 0; c < hidden; c++) {
-                out[o + c] += w * ys[yo + c]; // float product, double sum
+        for (int i = 0; i < active; i++) {
+            int from = activeStarts[i];
+            int batch = activeStarts[i + 1] - from;
+            ensureScratch(batch * hidden);
+            for (int b = 0; b < batch; b++) {
+                System.arraycopy(x, pairRow[from + b] * hidden, xs, b * hidden, hidden);
+            }
+            shard.apply(layer, activeIds[i], xs, batch, ys);
+            for (int b = 0; b < batch; b++) {
+                float w = pairWeight[from + b];
+                int o = pairRow[from + b] * hidden;
+                int yo = b * hidden;
+                for (int c = 0; c < hidden; c++) {
+                    out[o + c] += w * ys[yo + c]; // float product, double sum
+                }
             }
         }
     }

@@ -31,6 +31,7 @@ import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.cublas.cublasContext;
 import org.bytedeco.cuda.nvrtc._nvrtcProgram;
 import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.javacpp.PointerPointer;
 import org.bytedeco.javacpp.SizeTPointer;
@@ -59,6 +60,10 @@ public final class CudaKernels implements AutoCloseable {
     private final MemorySegment argValues = arena.allocate(8L * MAX_ARGS, 8);
     private final MemorySegment argAddresses = arena.allocate(8L * MAX_ARGS, 8);
     private final PointerPointer<Pointer> params;
+    /** cuBLAS's alpha and beta (1 and 0), host floats made once: no JavaCPP allocation per product. */
+    private final MemorySegment constants = arena.allocate(8, 4);
+    final FloatPointer one;
+    final FloatPointer zero;
     private cublasContext blas;
     private boolean blasTried;
 
@@ -74,13 +79,23 @@ public final class CudaKernels implements AutoCloseable {
                 address = base;
             }
         };
+        constants.set(ValueLayout.JAVA_FLOAT, 0, 1f);
+        constants.set(ValueLayout.JAVA_FLOAT, 4, 0f);
+        this.one = floatsAt(constants.address());
+        this.zero = floatsAt(constants.address() + 4);
     }
 
     static CudaKernels compile(CudaDevice device) {
         String source = source();
         String arch = "--gpu-architecture=sm_" + device.computeCapability();
         long t0 = System.nanoTime();
-        byte[] cubin = nvrtc(source, arch);
+        byte[] cubin;
+        try {
+            cubin = nvrtc(source, arch);
+        } catch (LinkageError e) { // no libnvrtc.so.13 on the library path
+            throw new CudaException("NVRTC, which compiles the kernels, did not load (the CUDA 13 toolkit's "
+                    + "libnvrtc.so.13 must be on LD_LIBRARY_PATH): " + e, e);
+        }
         CUmod_st module = new CUmod_st();
         try (BytePointer image = new BytePointer(cubin)) {
             check(cuModuleLoadData(module, image), "cuModuleLoadData");
@@ -91,6 +106,15 @@ public final class CudaKernels implements AutoCloseable {
         log.info("compiled the CUDA kernels with NVRTC {}.{} for sm_{} in {} ms", major[0], minor[0],
                 device.computeCapability(), (System.nanoTime() - t0) / 1_000_000);
         return new CudaKernels(device, module);
+    }
+
+    /** A FloatPointer at an address (device memory, or host memory we own): JavaCPP passes it through. */
+    static FloatPointer floatsAt(long address) {
+        return new FloatPointer() {
+            {
+                this.address = address;
+            }
+        };
     }
 
     private static String source() {
@@ -207,6 +231,11 @@ public final class CudaKernels implements AutoCloseable {
         launch("combine_rows", strideBlocks(n, 256), 1, 256, ys, first, pairOf, w, out, rows, hidden);
     }
 
+    /** out[i] = bf16(x[i]), rounded to nearest even, for i in [0, n): the bf16-activation path's inputs. */
+    public void narrowActivations(long x, long out, long n) {
+        launch("narrow_activations", strideBlocks(n, 256), 1, 256, x, out, n);
+    }
+
     /** Whether cuBLAS loaded (large products use it). */
     public boolean hasBlas() {
         return blas() != null;
@@ -223,9 +252,10 @@ public final class CudaKernels implements AutoCloseable {
                     if (rc != org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_SUCCESS) {
                         throw new CudaException("cublasCreate failed: status " + rc);
                     }
-                    // Plain fp32 products (no TF32): the fp32 path is the verifier.
+                    // Default math: SGEMM stays plain fp32 (TF32 only when asked for), bf16 products use
+                    // the tensor cores with fp32 accumulation.
                     org.bytedeco.cuda.global.cublas.cublasSetMathMode(handle,
-                            org.bytedeco.cuda.global.cublas.CUBLAS_PEDANTIC_MATH);
+                            org.bytedeco.cuda.global.cublas.CUBLAS_DEFAULT_MATH);
                     blas = handle;
                 } catch (Throwable e) {
                     log.warn("cuBLAS is not usable ({}); large batches run the matvec kernels", e.toString());

@@ -1,9 +1,14 @@
 package dev.epic.kernels.cuda;
 
+import static org.bytedeco.cuda.global.cublas.CUBLAS_COMPUTE_32F;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_GEMM_DEFAULT;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_N;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_T;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_SUCCESS;
+import static org.bytedeco.cuda.global.cublas.cublasGemmEx;
 import static org.bytedeco.cuda.global.cublas.cublasSgemm_v2;
+import static org.bytedeco.cuda.global.cudart.CUDA_R_16BF;
+import static org.bytedeco.cuda.global.cudart.CUDA_R_32F;
 
 import dev.epic.kernels.Fp8E4M3;
 import dev.epic.kernels.Matrix;
@@ -37,6 +42,7 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
     private final int blockCols;
     private final long bytes;
     private final String widen;
+    private final String narrow;
 
     private DeviceMatrix(CudaKernels kernels, Format format, int rows, int cols, long data, long scales,
             int blockRows, int blockCols, long bytes) {
@@ -51,6 +57,7 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         this.blockCols = blockCols;
         this.bytes = bytes;
         this.widen = "widen_" + suffix();
+        this.narrow = "narrow_" + suffix();
     }
 
     /** Copies a CPU matrix's storage to the device (f32, bf16 and fp8-block matrices). */
@@ -91,11 +98,25 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
     public static DeviceMatrix random(CudaDevice device, Format format, int rows, int cols, int seed, float scale) {
         CudaKernels k = device.kernels();
         long n = (long) rows * cols;
+        if (format == Format.F32) {
+            throw new IllegalArgumentException("random weights come in bf16 or fp8");
+        }
         long data = device.alloc(n * elementBytes(format));
+        try {
+            return random(k, device, format, rows, cols, seed, scale, data);
+        } catch (RuntimeException e) {
+            device.free(data);
+            throw e;
+        }
+    }
+
+    private static DeviceMatrix random(CudaKernels k, CudaDevice device, Format format, int rows, int cols, int seed,
+            float scale, long data) {
+        long n = (long) rows * cols;
         switch (format) {
             case BF16 -> k.launch("fill_bf16", k.strideBlocks(n, 256), 1, 256, data, n, seed, scale);
             case FP8_BLOCK -> k.launch("fill_fp8", k.strideBlocks(n, 256), 1, 256, data, n, seed);
-            case F32 -> throw new IllegalArgumentException("random weights come in bf16 or fp8");
+            default -> throw new IllegalArgumentException("random weights come in bf16 or fp8");
         }
         if (format != Format.FP8_BLOCK) {
             return new DeviceMatrix(k, format, rows, cols, data, 0, 0, 0, n * elementBytes(format));
@@ -141,9 +162,16 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
     /** The row kernel for any batch: a block per output row and tile of rows of x (1, or 8 at a time). */
     public void matvec(long x, long out, int batch) {
         int tile = tile(batch);
-        kernels.launch(kernel("matvec", tile), rows, Math.ceilDiv(batch, tile), CudaKernels.ROW_THREADS, data, scales,
-                scaleCols(), blockRows, blockCols, x, out, rows, cols, batch);
+        int chunk = MAX_GRID_Y * tile; // grid.y is at most 65535 blocks
+        for (int b = 0; b < batch; b += chunk) {
+            int n = Math.min(chunk, batch - b);
+            kernels.launch(kernel("matvec", tile), rows, Math.ceilDiv(n, tile), CudaKernels.ROW_THREADS, data, scales,
+                    scaleCols(), blockRows, blockCols, x + (long) b * cols * Float.BYTES,
+                    out + (long) b * rows * Float.BYTES, rows, cols, n);
+        }
     }
+
+    private static final int MAX_GRID_Y = 65535;
 
     /**
      * The smallest tiling (1, 2, 4 or 8 rows per pass over the weights) that covers {@code maxRows}
@@ -167,13 +195,40 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         long n = (long) rows * cols;
         kernels.launch(widen, kernels.strideBlocks(n, 256), 1, 256, data, scales, scaleCols(), blockRows,
                 blockCols, w32, rows, cols);
-        try (CudaDevice.Held h = device.hold(); FloatPointer one = new FloatPointer(1f);
-                FloatPointer zero = new FloatPointer(0f)) {
+        try (CudaDevice.Held h = device.hold()) {
             // Row-major W [rows x cols] is column-major [cols x rows]: out(rows x batch) = op_T(W) * x(cols x batch).
-            int rc = cublasSgemm_v2(blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, batch, cols, one, at(w32), cols, at(x), cols,
-                    zero, at(out), rows);
+            int rc = cublasSgemm_v2(blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, batch, cols, kernels.one, at(w32), cols, at(x),
+                    cols, kernels.zero, at(out), rows);
             if (rc != CUBLAS_STATUS_SUCCESS) {
                 throw new CudaException("cublasSgemm failed: status " + rc);
+            }
+        }
+    }
+
+    /**
+     * The bf16-activation product on the tensor cores: out (fp32, batch x rows) = W xh^T with xh
+     * the batch's rows already rounded to bf16 (device, batch x cols) and fp32 accumulation. bf16
+     * weights are used as stored; f32 and fp8 weights are rounded to bf16 into scratch first. A
+     * faster path than the fp32 contract, with its own tolerance (1e-2 of a row's norm; a few 1e-3 measured).
+     */
+    public void gemmBf16(long xh, long out, int batch, Scratch scratch) {
+        cublasContext blas = kernels.blas();
+        if (blas == null) {
+            throw new CudaException("cuBLAS is not available on " + device);
+        }
+        long a = data;
+        if (format != Format.BF16) {
+            a = scratch.widened((long) rows * cols * 2);
+            long n = (long) rows * cols;
+            kernels.launch(narrow, kernels.strideBlocks(n, 256), 1, 256, data, scales, scaleCols(), blockRows, blockCols,
+                    a, rows, cols);
+        }
+        try (CudaDevice.Held h = device.hold()) {
+            int rc = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, batch, cols, kernels.one, at(a), CUDA_R_16BF, cols,
+                    at(xh), CUDA_R_16BF, cols, kernels.zero, at(out), CUDA_R_32F, rows, CUBLAS_COMPUTE_32F,
+                    CUBLAS_GEMM_DEFAULT);
+            if (rc != CUBLAS_STATUS_SUCCESS) {
+                throw new CudaException("cublasGemmEx (bf16) failed: status " + rc);
             }
         }
     }
@@ -224,13 +279,9 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         table[at + 5] = down.scales;
     }
 
-    /** A FloatPointer at a device address, for cuBLAS (JavaCPP passes the address through). */
+    /** A FloatPointer at a device address, for cuBLAS. */
     private static FloatPointer at(long deviceAddress) {
-        return new FloatPointer() {
-            {
-                address = deviceAddress;
-            }
-        };
+        return CudaKernels.floatsAt(deviceAddress);
     }
 
     /** Host arrays in and out: uploads x, runs {@link #matmul(long, long, int, Scratch)}, downloads out. */
@@ -286,10 +337,15 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         return bytes;
     }
 
+    private boolean closed;
+
     @Override
-    public void close() {
-        device.free(data);
-        device.free(scales);
+    public synchronized void close() {
+        if (!closed) {
+            closed = true;
+            device.free(data);
+            device.free(scales);
+        }
     }
 
     /**
@@ -298,8 +354,8 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
      */
     public static final class Scratch implements AutoCloseable {
         private final CudaDevice device;
-        private final long[] address = new long[8];
-        private final long[] size = new long[8];
+        private final long[] address = new long[12];
+        private final long[] size = new long[12];
         private long widened;
         private long widenedSize;
 
@@ -307,7 +363,7 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
             this.device = device;
         }
 
-        /** Device buffer {@code slot} (0..7) of at least {@code bytes}; contents are not kept on growth. */
+        /** Device buffer {@code slot} (0..11) of at least {@code bytes}; contents are not kept on growth. */
         public long buffer(int slot, long bytes) {
             if (size[slot] < bytes) {
                 device.free(address[slot]);

@@ -403,3 +403,38 @@ extern "C" __global__ void combine_rows(const float* ys, const int* first, const
         out[i] = s;
     }
 }
+
+// The bf16-activation path (tensor cores through cuBLAS; a faster path with its own tolerance):
+// fp32 -> bf16, rounding to nearest even (NaN kept a NaN).
+__device__ __forceinline__ unsigned short to_bf16(float v) {
+    unsigned int b = __float_as_uint(v);
+    if ((b & 0x7fffffffu) > 0x7f800000u) {
+        return (unsigned short) ((b >> 16) | 0x40u);
+    }
+    return (unsigned short) ((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+extern "C" __global__ void narrow_activations(const float* x, unsigned short* out, long n) {
+    for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
+        out[i] = to_bf16(x[i]);
+    }
+}
+
+// Weights stored as f32 or fp8 rounded to bf16 for the tensor cores (bf16 weights are used as stored).
+template <int KIND>
+__device__ void narrow_weights(Weights W, unsigned short* dst, int rows, int cols) {
+    long n = (long) rows * cols;
+    for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
+        dst[i] = to_bf16(load1<KIND>(W, cols, (int) (i / cols), (int) (i % cols)));
+    }
+}
+
+extern "C" __global__ void narrow_f32(const void* w, const float* scales, int scaleCols, int blockRows, int blockCols,
+                                      unsigned short* dst, int rows, int cols) {
+    narrow_weights<KIND_F32>(Weights{w, scales, scaleCols, blockRows, blockCols}, dst, rows, cols);
+}
+
+extern "C" __global__ void narrow_fp8(const void* w, const float* scales, int scaleCols, int blockRows, int blockCols,
+                                      unsigned short* dst, int rows, int cols) {
+    narrow_weights<KIND_FP8>(Weights{w, scales, scaleCols, blockRows, blockCols}, dst, rows, cols);
+}

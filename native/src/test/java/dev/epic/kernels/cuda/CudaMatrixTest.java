@@ -30,6 +30,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 @EnabledIf("gpu")
 class CudaMatrixTest {
     static final double TOL = 1e-5;
+    /** The bf16-activation path (x and, for f32/fp8, the weights rounded to bf16; fp32 sums). */
+    static final double BF16_TOL = 1e-2;
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static CudaDevice device;
@@ -126,6 +128,15 @@ class CudaMatrixTest {
                     long dy = scratch.buffer(1, 4L * want.length);
                     device.upload(x, 0, x.length, dx);
                     float[] got = new float[want.length];
+                    // the tensor-core path, against float64 at its own tolerance
+                    long dxh = scratch.buffer(2, 2L * x.length);
+                    device.kernels().narrowActivations(dx, dxh, x.length);
+                    float[] bf = new float[want.length];
+                    java.util.Arrays.fill(bf, Float.NaN);
+                    gpu.gemmBf16(dxh, dy, batch, scratch);
+                    device.download(dy, bf, 0, bf.length);
+                    assertClose(exact, bf, batch, rows, format + " [" + rows + " x " + cols + "] batch " + batch
+                            + " gemmBf16 vs float64", BF16_TOL);
                     for (String path : new String[] {"matvec", "gemm", "matmul"}) {
                         java.util.Arrays.fill(got, Float.NaN);
                         switch (path) {
@@ -230,8 +241,12 @@ class CudaMatrixTest {
         return d;
     }
 
-    /** Per batch row: every element written (no NaN) and ||got - want|| <= TOL * ||want||. */
     static void assertClose(double[] want, float[] got, int batch, int rows, String what) {
+        assertClose(want, got, batch, rows, what, TOL);
+    }
+
+    /** Per batch row: every element written (no NaN) and ||got - want|| <= tol * ||want||. */
+    static void assertClose(double[] want, float[] got, int batch, int rows, String what, double tol) {
         for (int b = 0; b < batch; b++) {
             double err = 0;
             double norm = 0;
@@ -243,7 +258,7 @@ class CudaMatrixTest {
                 norm += want[b * rows + r] * want[b * rows + r];
             }
             double rel = Math.sqrt(err) / Math.max(Math.sqrt(norm), 1e-30);
-            assertTrue(rel <= TOL, what + ": batch row " + b + " relative error " + rel);
+            assertTrue(rel <= tol, what + ": batch row " + b + " relative error " + rel);
         }
     }
 }
