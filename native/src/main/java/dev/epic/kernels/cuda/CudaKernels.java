@@ -109,10 +109,11 @@ public final class CudaKernels implements AutoCloseable {
     }
 
     /** A FloatPointer at an address (device memory, or host memory we own): JavaCPP passes it through. */
-    static FloatPointer floatsAt(long address) {
+    static FloatPointer floatsAt(long at) {
+        // (not named "address": inside the subclass that name is Pointer's own field)
         return new FloatPointer() {
             {
-                this.address = address;
+                address = at;
             }
         };
     }
