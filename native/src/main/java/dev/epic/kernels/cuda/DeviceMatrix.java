@@ -159,15 +159,15 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         }
     }
 
-    /** The row kernel for any batch: a block per output row and tile of rows of x (1, or 8 at a time). */
+    /** The row kernels for any batch: a block per output row (or few) and tile of 1, 2, 4 or 8 rows of x. */
     public void matvec(long x, long out, int batch) {
         int tile = tile(batch);
         int chunk = MAX_GRID_Y * tile; // grid.y is at most 65535 blocks
         for (int b = 0; b < batch; b += chunk) {
             int n = Math.min(chunk, batch - b);
-            kernels.launch(kernel("matvec", tile), rows, Math.ceilDiv(n, tile), CudaKernels.ROW_THREADS, data, scales,
-                    scaleCols(), blockRows, blockCols, x + (long) b * cols * Float.BYTES,
-                    out + (long) b * rows * Float.BYTES, rows, cols, n);
+            kernels.launch(kernel("matvec", tile), Math.ceilDiv(rows, matvecRows(tile)), Math.ceilDiv(n, tile),
+                    CudaKernels.ROW_THREADS, data, scales, scaleCols(), blockRows, blockCols,
+                    x + (long) b * cols * Float.BYTES, out + (long) b * rows * Float.BYTES, rows, cols, n);
         }
     }
 
@@ -179,6 +179,18 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
      */
     private static int tile(int maxRows) {
         return maxRows <= 1 ? 1 : maxRows <= 2 ? 2 : maxRows <= 4 ? 4 : CudaKernels.TILE;
+    }
+
+    /**
+     * Weight rows per block (Rows in the source): one for single token rows and for fp8, else 4
+     * (matvec, down) or 2 (gate and up together), so each x load feeds several rows.
+     */
+    private int matvecRows(int tile) {
+        return tile == 1 || format == Format.FP8_BLOCK ? 1 : 4;
+    }
+
+    private int gateUpRows(int tile) {
+        return tile == 1 || format == Format.FP8_BLOCK ? 1 : 2;
     }
 
     private String kernel(String name, int tile) {
@@ -243,9 +255,9 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
             throw new IllegalArgumentException("gate and up must share format and shape");
         }
         int tile = tile(batch);
-        gate.kernels.launch(gate.kernel("gate_up", tile), gate.rows, Math.ceilDiv(batch, tile), CudaKernels.ROW_THREADS,
-                gate.data, gate.scales, up.data, up.scales, gate.scaleCols(), gate.blockRows,
-                gate.blockCols, x, h, gate.rows, gate.cols, batch);
+        gate.kernels.launch(gate.kernel("gate_up", tile), Math.ceilDiv(gate.rows, gate.gateUpRows(tile)),
+                Math.ceilDiv(batch, tile), CudaKernels.ROW_THREADS, gate.data, gate.scales, up.data, up.scales,
+                gate.scaleCols(), gate.blockRows, gate.blockCols, x, h, gate.rows, gate.cols, batch);
     }
 
     /**
@@ -263,10 +275,12 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         int tile = tile(rowsOfLargest);
         int inter = like.rows;
         int hidden = like.cols;
-        like.kernels.launch(like.kernel("experts_gate_up", tile), inter, count, CudaKernels.ROW_THREADS, table, starts,
-                like.scaleCols(), like.blockRows, like.blockCols, xs, h, inter, hidden, maxRows);
-        like.kernels.launch(likeDown.kernel("experts_down", tile), hidden, count, CudaKernels.ROW_THREADS, table, starts,
-                likeDown.scaleCols(), likeDown.blockRows, likeDown.blockCols, h, ys, hidden, inter, maxRows);
+        like.kernels.launch(like.kernel("experts_gate_up", tile), Math.ceilDiv(inter, like.gateUpRows(tile)), count,
+                CudaKernels.ROW_THREADS, table, starts, like.scaleCols(), like.blockRows, like.blockCols, xs, h, inter,
+                hidden, maxRows);
+        like.kernels.launch(likeDown.kernel("experts_down", tile), Math.ceilDiv(hidden, likeDown.matvecRows(tile)),
+                count, CudaKernels.ROW_THREADS, table, starts, likeDown.scaleCols(), likeDown.blockRows,
+                likeDown.blockCols, h, ys, hidden, inter, maxRows);
     }
 
     /** Writes this expert's six table entries (gate, gate scales, up, up scales, down, down scales) at {@code at}. */

@@ -108,60 +108,96 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-// acc[b] += w[0..8) . x[b, c .. c+8) for the tile's batch rows b < nb.
-template <int T>
-__device__ __forceinline__ void fma8(const float* w, const float* xb, int cols, int c, int nb, float* acc) {
+// acc[q * T + b] += w[q][0..8) . x[b, c .. c+8) for the R weight rows q and the tile's batch rows
+// b < nb: each x load feeds R rows' products.
+template <int T, int R>
+__device__ __forceinline__ void fma8(const float (*w)[8], const float* xb, int cols, int c, int nb, float* acc) {
     #pragma unroll
     for (int b = 0; b < T; b++) {
         if (b < nb) {
             const float* xr = xb + (long) b * cols + c;
             float4 p = *reinterpret_cast<const float4*>(xr);
             float4 q = *reinterpret_cast<const float4*>(xr + 4);
-            float s = acc[b];
-            s = fmaf(w[0], p.x, s); s = fmaf(w[1], p.y, s); s = fmaf(w[2], p.z, s); s = fmaf(w[3], p.w, s);
-            s = fmaf(w[4], q.x, s); s = fmaf(w[5], q.y, s); s = fmaf(w[6], q.z, s); s = fmaf(w[7], q.w, s);
-            acc[b] = s;
+            #pragma unroll
+            for (int k = 0; k < R; k++) {
+                float s = acc[k * T + b];
+                s = fmaf(w[k][0], p.x, s); s = fmaf(w[k][1], p.y, s); s = fmaf(w[k][2], p.z, s); s = fmaf(w[k][3], p.w, s);
+                s = fmaf(w[k][4], q.x, s); s = fmaf(w[k][5], q.y, s); s = fmaf(w[k][6], q.z, s); s = fmaf(w[k][7], q.w, s);
+                acc[k * T + b] = s;
+            }
         }
     }
 }
 
-// This thread's share of W[r] . x[b] for the tile's rows b < nb: the block's threads split the
-// columns (eight at a time, THREADS * 8 apart), so one row keeps a whole block's loads in flight.
-template <int KIND, int T>
-__device__ __forceinline__ void dot_row(const Weights& W, const float* xb, int cols, int r, int nb, float* acc) {
+// Eight weights of row r from column c, or zeros for a row past the matrix (nothing is read). A block
+// of one row always has it (R == 1 above), which keeps decode's kernels lean.
+template <int KIND>
+__device__ __forceinline__ void load8_or_zero(const Weights& W, int cols, int r, bool valid, int c, float* o) {
+    if (valid) {
+        load8<KIND>(W, cols, r, c, o);
+    } else {
+        #pragma unroll
+        for (int k = 0; k < 8; k++) {
+            o[k] = 0.0f;
+        }
+    }
+}
+
+// This thread's share of W[r0 + q] . x[b] for R consecutive weight rows (nr of them in the matrix)
+// and the tile's batch rows b < nb, into acc[q * T + b]. The block's threads split the columns
+// (eight at a time, THREADS * 8 apart), so a row keeps a whole block's loads in flight: R rows times
+// UNROLL / R column steps of 16-byte loads per thread.
+template <int KIND, int T, int R>
+__device__ __forceinline__ void dot_rows(const Weights& W, const float* xb, int cols, int r0, int nr, int nb,
+                                         float* acc) {
+    constexpr int U = UNROLL / R > 0 ? UNROLL / R : 1;
     if (vectorised<KIND>(W, cols)) {
         const int step = THREADS * 8;
         int c = threadIdx.x * 8;
-        for (; c + step * (UNROLL - 1) < cols; c += step * UNROLL) {
-            float w[UNROLL][8];
+        for (; c + step * (U - 1) < cols; c += step * U) {
+            float w[U][R][8];
             #pragma unroll
-            for (int u = 0; u < UNROLL; u++) {
-                load8<KIND>(W, cols, r, c + step * u, w[u]);
+            for (int u = 0; u < U; u++) {
+                #pragma unroll
+                for (int k = 0; k < R; k++) {
+                    load8_or_zero<KIND>(W, cols, r0 + k, R == 1 || k < nr, c + step * u, w[u][k]);
+                }
             }
             #pragma unroll
-            for (int u = 0; u < UNROLL; u++) {
-                fma8<T>(w[u], xb, cols, c + step * u, nb, acc);
+            for (int u = 0; u < U; u++) {
+                fma8<T, R>(w[u], xb, cols, c + step * u, nb, acc);
             }
         }
         for (; c < cols; c += step) {
-            float w[8];
-            load8<KIND>(W, cols, r, c, w);
-            fma8<T>(w, xb, cols, c, nb, acc);
+            float w[R][8];
+            #pragma unroll
+            for (int k = 0; k < R; k++) {
+                load8_or_zero<KIND>(W, cols, r0 + k, R == 1 || k < nr, c, w[k]);
+            }
+            fma8<T, R>(w, xb, cols, c, nb, acc);
         }
     } else {
         for (int c = threadIdx.x; c < cols; c += THREADS) {
-            float w = load1<KIND>(W, cols, r, c);
+            float w[R];
+            #pragma unroll
+            for (int k = 0; k < R; k++) {
+                w[k] = R == 1 || k < nr ? load1<KIND>(W, cols, r0 + k, c) : 0.0f;
+            }
             #pragma unroll
             for (int b = 0; b < T; b++) {
                 if (b < nb) {
-                    acc[b] = fmaf(w, xb[(long) b * cols + c], acc[b]);
+                    float xv = xb[(long) b * cols + c];
+                    #pragma unroll
+                    for (int k = 0; k < R; k++) {
+                        acc[k * T + b] = fmaf(w[k], xv, acc[k * T + b]);
+                    }
                 }
             }
         }
     }
 }
 
-// acc[b] summed over the block: within each warp, then the warps' partials in order. Thread 0 ends
+// acc[i] summed over the block: within each warp, then the warps' partials in order. Thread 0 ends
 // with the totals; every thread must call it (it synchronises the block).
 template <int T>
 __device__ __forceinline__ void block_sum(float* acc, float (*part)[THREADS / 32]) {
@@ -191,44 +227,57 @@ __device__ __forceinline__ float silu_times(float g, float u) {
     return g / (1.0f + expf(-g)) * u;
 }
 
-// out[b * stride + r] = W[r] . xb[b] for the tile's rows b < nb, summed over the block.
-template <int KIND, int T>
-__device__ __forceinline__ void row_tile(const Weights& W, const float* xb, int cols, int r, int nb,
+// Weight rows per block: one for single token rows (decode: the most blocks, memory-bound), several
+// for tiles of tokens, so that each x load feeds several rows (the tiles are bound by those loads).
+// fp8 keeps one: its widening, not x, limits it, and more rows only cost registers (measured).
+template <int KIND, int T> struct Rows {
+    static constexpr int MATVEC = T == 1 || KIND == KIND_FP8 ? 1 : 4;
+    static constexpr int GATE_UP = T == 1 || KIND == KIND_FP8 ? 1 : 2;
+};
+
+// out[b * stride + r0 + q] = W[r0 + q] . xb[b] for R rows (nr in the matrix) and the tile's rows
+// b < nb, summed over the block.
+template <int KIND, int T, int R>
+__device__ __forceinline__ void row_tile(const Weights& W, const float* xb, int cols, int r0, int nr, int nb,
                                          float (*part)[THREADS / 32], float* out, long stride) {
-    float acc[T];
+    float acc[R * T];
     #pragma unroll
-    for (int b = 0; b < T; b++) {
-        acc[b] = 0.0f;
+    for (int i = 0; i < R * T; i++) {
+        acc[i] = 0.0f;
     }
-    dot_row<KIND, T>(W, xb, cols, r, nb, acc);
-    block_sum<T>(acc, part);
+    dot_rows<KIND, T, R>(W, xb, cols, r0, nr, nb, acc);
+    block_sum<R * T>(acc, part);
     if (threadIdx.x == 0) {
-        for (int b = 0; b < nb; b++) {
-            out[b * stride + r] = acc[b];
+        for (int k = 0; k < nr; k++) {
+            for (int b = 0; b < nb; b++) {
+                out[b * stride + r0 + k] = acc[k * T + b];
+            }
         }
     }
 }
 
-// A SwiGLU block's first half for the tile's rows in one pass over both matrices:
+// A SwiGLU block's first half for R rows and the tile's token rows in one pass over both matrices:
 // h[b * stride + r] = silu(G[r] . xb[b]) * (U[r] . xb[b]), silu(g) = g / (1 + exp(-g)) as
-// VectorOps.swiglu writes it. part holds 2T rows.
-template <int KIND, int T>
-__device__ __forceinline__ void gate_up_tile(const Weights& G, const Weights& U, const float* xb, int cols, int r,
-                                             int nb, float (*part)[THREADS / 32], float* h, long stride) {
-    float g[T];
-    float u[T];
+// VectorOps.swiglu writes it. part holds 2 R T rows.
+template <int KIND, int T, int R>
+__device__ __forceinline__ void gate_up_tile(const Weights& G, const Weights& U, const float* xb, int cols, int r0,
+                                             int nr, int nb, float (*part)[THREADS / 32], float* h, long stride) {
+    float g[R * T];
+    float u[R * T];
     #pragma unroll
-    for (int b = 0; b < T; b++) {
-        g[b] = 0.0f;
-        u[b] = 0.0f;
+    for (int i = 0; i < R * T; i++) {
+        g[i] = 0.0f;
+        u[i] = 0.0f;
     }
-    dot_row<KIND, T>(G, xb, cols, r, nb, g);
-    dot_row<KIND, T>(U, xb, cols, r, nb, u);
-    block_sum<T>(g, part);
-    block_sum<T>(u, part + T);
+    dot_rows<KIND, T, R>(G, xb, cols, r0, nr, nb, g);
+    dot_rows<KIND, T, R>(U, xb, cols, r0, nr, nb, u);
+    block_sum<R * T>(g, part);
+    block_sum<R * T>(u, part + R * T);
     if (threadIdx.x == 0) {
-        for (int b = 0; b < nb; b++) {
-            h[b * stride + r] = silu_times(g[b], u[b]);
+        for (int k = 0; k < nr; k++) {
+            for (int b = 0; b < nb; b++) {
+                h[b * stride + r0 + k] = silu_times(g[k * T + b], u[k * T + b]);
+            }
         }
     }
 }
@@ -236,18 +285,22 @@ __device__ __forceinline__ void gate_up_tile(const Weights& G, const Weights& U,
 // One matrix: block (r, tile of T batch rows) of out[batch x rows] = x[batch x cols] W^T.
 template <int KIND, int T>
 __device__ void matvec(Weights W, const float* x, float* out, int rows, int cols, int batch) {
-    __shared__ float part[T][THREADS / 32];
+    constexpr int R = Rows<KIND, T>::MATVEC;
+    __shared__ float part[R * T][THREADS / 32];
     int b0 = blockIdx.y * T;
-    row_tile<KIND, T>(W, x + (long) b0 * cols, cols, blockIdx.x, min(T, batch - b0), part, out + (long) b0 * rows,
-                      rows);
+    int r0 = blockIdx.x * R;
+    row_tile<KIND, T, R>(W, x + (long) b0 * cols, cols, r0, min(R, rows - r0), min(T, batch - b0), part,
+                         out + (long) b0 * rows, rows);
 }
 
 template <int KIND, int T>
 __device__ void gate_up(Weights G, Weights U, const float* x, float* h, int rows, int cols, int batch) {
-    __shared__ float part[2 * T][THREADS / 32];
+    constexpr int R = Rows<KIND, T>::GATE_UP;
+    __shared__ float part[2 * R * T][THREADS / 32];
     int b0 = blockIdx.y * T;
-    gate_up_tile<KIND, T>(G, U, x + (long) b0 * cols, cols, blockIdx.x, min(T, batch - b0), part,
-                          h + (long) b0 * rows, rows);
+    int r0 = blockIdx.x * R;
+    gate_up_tile<KIND, T, R>(G, U, x + (long) b0 * cols, cols, r0, min(R, rows - r0), min(T, batch - b0), part,
+                             h + (long) b0 * rows, rows);
 }
 
 // All experts of one message in one launch (MoE decode is otherwise a launch per expert): block
@@ -257,7 +310,8 @@ __device__ void gate_up(Weights G, Weights U, const float* x, float* h, int rows
 template <int KIND, int T>
 __device__ void experts_gate_up(const unsigned long long* table, const int* starts, int scaleCols, int blockRows,
                                 int blockCols, const float* xs, float* h, int inter, int hidden, int maxRows) {
-    __shared__ float part[2 * T][THREADS / 32];
+    constexpr int R = Rows<KIND, T>::GATE_UP;
+    __shared__ float part[2 * R * T][THREADS / 32];
     int i = blockIdx.y;
     int s0 = starts[i];
     int n = starts[i + 1] - s0;
@@ -267,16 +321,18 @@ __device__ void experts_gate_up(const unsigned long long* table, const int* star
     const unsigned long long* e = table + 6 * i;
     Weights G{(const void*) e[0], (const float*) e[1], scaleCols, blockRows, blockCols};
     Weights U{(const void*) e[2], (const float*) e[3], scaleCols, blockRows, blockCols};
+    int r0 = blockIdx.x * R;
     for (int b0 = 0; b0 < n; b0 += T) {
-        gate_up_tile<KIND, T>(G, U, xs + (long) (s0 + b0) * hidden, hidden, blockIdx.x, min(T, n - b0), part,
-                              h + (long) (s0 + b0) * inter, inter);
+        gate_up_tile<KIND, T, R>(G, U, xs + (long) (s0 + b0) * hidden, hidden, r0, min(R, inter - r0), min(T, n - b0),
+                                 part, h + (long) (s0 + b0) * inter, inter);
     }
 }
 
 template <int KIND, int T>
 __device__ void experts_down(const unsigned long long* table, const int* starts, int scaleCols, int blockRows,
                              int blockCols, const float* h, float* ys, int hidden, int inter, int maxRows) {
-    __shared__ float part[T][THREADS / 32];
+    constexpr int R = Rows<KIND, T>::MATVEC;
+    __shared__ float part[R * T][THREADS / 32];
     int i = blockIdx.y;
     int s0 = starts[i];
     int n = starts[i + 1] - s0;
@@ -285,9 +341,10 @@ __device__ void experts_down(const unsigned long long* table, const int* starts,
     }
     const unsigned long long* e = table + 6 * i;
     Weights D{(const void*) e[4], (const float*) e[5], scaleCols, blockRows, blockCols};
+    int r0 = blockIdx.x * R;
     for (int b0 = 0; b0 < n; b0 += T) {
-        row_tile<KIND, T>(D, h + (long) (s0 + b0) * inter, inter, blockIdx.x, min(T, n - b0), part,
-                          ys + (long) (s0 + b0) * hidden, hidden);
+        row_tile<KIND, T, R>(D, h + (long) (s0 + b0) * inter, inter, r0, min(R, hidden - r0), min(T, n - b0), part,
+                             ys + (long) (s0 + b0) * hidden, hidden);
     }
 }
 
