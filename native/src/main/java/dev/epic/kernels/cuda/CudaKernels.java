@@ -1,6 +1,7 @@
 package dev.epic.kernels.cuda;
 
 import static dev.epic.kernels.cuda.Cuda.check;
+import static org.bytedeco.cuda.global.cudart.CUDA_SUCCESS;
 import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
 import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
 import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
@@ -89,22 +90,38 @@ public final class CudaKernels implements AutoCloseable {
         String source = source();
         String arch = "--gpu-architecture=sm_" + device.computeCapability();
         long t0 = System.nanoTime();
-        byte[] cubin;
+        String compiler;
         try {
-            cubin = nvrtc(source, arch);
+            int[] major = new int[1];
+            int[] minor = new int[1];
+            nvrtcVersion(major, minor);
+            compiler = "NVRTC " + major[0] + "." + minor[0];
         } catch (LinkageError e) { // no libnvrtc.so.13 on the library path
             throw new CudaException("NVRTC, which compiles the kernels, did not load (the CUDA 13 toolkit's "
                     + "libnvrtc.so.13 must be on LD_LIBRARY_PATH): " + e, e);
         }
+        KernelCache cache = KernelCache.standard();
+        String key = KernelCache.key(source, arch, compiler);
+        byte[] cached = cache.get(key);
+        if (cached != null) {
+            CUmod_st module = new CUmod_st();
+            try (BytePointer image = new BytePointer(cached)) {
+                if (cuModuleLoadData(module, image) == CUDA_SUCCESS) {
+                    log.info("loaded the CUDA kernels for sm_{} compiled earlier by {} ({} ms)",
+                            device.computeCapability(), compiler, (System.nanoTime() - t0) / 1_000_000);
+                    return new CudaKernels(device, module);
+                }
+            }
+            cache.remove(key); // not loadable here: compile afresh
+        }
+        byte[] cubin = nvrtc(source, arch);
         CUmod_st module = new CUmod_st();
         try (BytePointer image = new BytePointer(cubin)) {
             check(cuModuleLoadData(module, image), "cuModuleLoadData");
         }
-        int[] major = new int[1];
-        int[] minor = new int[1];
-        nvrtcVersion(major, minor);
-        log.info("compiled the CUDA kernels with NVRTC {}.{} for sm_{} in {} ms", major[0], minor[0],
-                device.computeCapability(), (System.nanoTime() - t0) / 1_000_000);
+        cache.put(key, cubin);
+        log.info("compiled the CUDA kernels with {} for sm_{} in {} ms", compiler, device.computeCapability(),
+                (System.nanoTime() - t0) / 1_000_000);
         return new CudaKernels(device, module);
     }
 
