@@ -29,7 +29,7 @@ echo "== CUDA tests"
 timeout 240 $JAVA "${FLAGS[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=info -Depic.testdata="$ROOT/testdata" \
   -cp "$CP" org.junit.platform.console.ConsoleLauncher execute --disable-banner --disable-ansi-colors --details=tree \
   --select-class dev.epic.kernels.cuda.CudaMatrixTest --select-class dev.epic.worker.CudaShardTest \
-  --select-class dev.epic.kernels.cuda.CudaUnavailableTest 2>&1 | tee "$OUT/cuda-tests.log" | grep -vE "^\[main\] INFO dev.epic.model.checkpoint" | tail -60
+  --select-class dev.epic.kernels.cuda.CudaTest --select-class dev.epic.kernels.cuda.KernelCacheTest 2>&1 | tee "$OUT/cuda-tests.log" | grep -vE "^\[main\] INFO dev.epic.model.checkpoint" | tail -60
 summary+=("tests: $(grep -E 'tests (successful|failed|skipped)' "$OUT/cuda-tests.log" | tr -s ' ' | paste -sd' ')")
 
 EPIC=($JAVA "${FLAGS[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$W/lib/*" dev.epic.cli.Main)

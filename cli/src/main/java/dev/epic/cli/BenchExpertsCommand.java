@@ -72,21 +72,14 @@ public final class BenchExpertsCommand implements Callable<Integer> {
             case "fp8" -> WeightLayout.Format.FP8_BLOCK;
             default -> throw new IllegalArgumentException("--weights must be bf16 or fp8, got '" + weights + "'");
         };
-        CudaShard.Activations act = switch (activations) {
-            case "fp32" -> CudaShard.Activations.FP32;
-            case "bf16" -> CudaShard.Activations.BF16;
-            default -> throw new IllegalArgumentException("--activations must be fp32 or bf16, got '" + activations + "'");
-        };
-        if (!device.matches("cuda(:\\d+)?")) {
-            throw new IllegalArgumentException("--device must be cuda or cuda:N, got '" + device + "'");
-        }
+        CudaShard.Activations act = CudaShard.Activations.parse(activations);
+        int ordinal = GpuFlag.ordinal("--device", device, "cuda or cuda:N");
         if (batches.stream().anyMatch(b -> b < 1)) {
             throw new IllegalArgumentException("--batch sizes must be >= 1, got " + batches);
         }
         if (iterations < 1) {
             throw new IllegalArgumentException("--iterations must be >= 1, got " + iterations);
         }
-        int ordinal = device.contains(":") ? Integer.parseInt(device.substring(device.indexOf(':') + 1)) : 0;
         int[] ids = experts != null ? ExpertRanges.parse(experts, routed) : java.util.stream.IntStream.range(0, routed).toArray();
         if (ids.length < k) {
             throw new IllegalArgumentException("a token takes " + k + " experts: host at least that many, got " + ids.length);

@@ -67,20 +67,14 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
     /** The shard on the device asked for. */
     private ExpertShard load(Checkpoint checkpoint, int[] ids) {
         WeightFormat format = WeightFormat.parse(flags.weights);
-        CudaShard.Activations act = switch (activations) {
-            case "fp32" -> CudaShard.Activations.FP32;
-            case "bf16" -> CudaShard.Activations.BF16;
-            default -> throw new IllegalArgumentException("--activations must be fp32 or bf16, got '" + activations + "'");
-        };
+        CudaShard.Activations act = CudaShard.Activations.parse(activations);
         if (device.equals("cpu")) {
             if (act != CudaShard.Activations.FP32) {
                 throw new IllegalArgumentException("--activations bf16 needs --device cuda (the CPU kernels are fp32)");
             }
             return CheckpointShard.load(checkpoint, ids, format);
         }
-        if (!device.matches("cuda(:\\d+)?")) {
-            throw new IllegalArgumentException("--device must be cpu, cuda or cuda:N, got '" + device + "'");
-        }
+        int ordinal = GpuFlag.ordinal("--device", device, "cpu, cuda or cuda:N");
         if (format != WeightFormat.AUTO) {
             throw new IllegalArgumentException("--device " + device + " serves the weights as the checkpoint stores them: "
                     + "--weights " + flags.weights + " (a converted copy) runs on the CPU only");
@@ -89,7 +83,6 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--redundant-slots needs --device cpu: GPU workers host their own "
                     + "experts only, for now");
         }
-        int ordinal = device.contains(":") ? Integer.parseInt(device.substring(device.indexOf(':') + 1)) : 0;
         if (ordinal >= Cuda.deviceCount()) {
             throw new IllegalArgumentException("--device " + device + ": " + (Cuda.available()
                     ? "this machine has " + Cuda.deviceCount() + " GPU(s)" : Cuda.unavailableReason()));

@@ -1,5 +1,8 @@
 package dev.epic.cli;
 
+import dev.epic.kernels.cuda.CudaException;
+import dev.epic.model.checkpoint.CheckpointException;
+import dev.epic.model.config.ConfigException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -29,16 +32,18 @@ public final class Main {
     }
 
     /**
-     * The command line with its error handling: a refused input or an unusable device (an
-     * IllegalArgumentException or CudaException) is one line naming the command, not a stack trace.
+     * The command line with its error handling: refused input, a bad checkpoint or config, or an
+     * unusable GPU is one line {@code epic <command>: <message>} and exit code 2, as the commands
+     * that catch these themselves print them; anything else keeps its stack trace.
      */
     static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true);
         cl.setExecutionExceptionHandler((e, command, parsed) -> {
-            if (e instanceof IllegalArgumentException || e instanceof dev.epic.kernels.cuda.CudaException) {
+            if (e instanceof IllegalArgumentException || e instanceof CheckpointException || e instanceof ConfigException
+                    || e instanceof CudaException) {
                 command.getErr().println("epic " + command.getCommandName() + ": " + e.getMessage());
                 command.getErr().flush();
-                return command.getCommandSpec().exitCodeOnExecutionException();
+                return 2;
             }
             throw e;
         });

@@ -1,13 +1,15 @@
 package dev.epic.cli;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.epic.kernels.cuda.Cuda;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.condition.DisabledIf;
 import picocli.CommandLine;
 
 /** The GPU flags refuse what cannot work with one clear line (the GPU paths themselves: CudaShardTest). */
@@ -43,14 +45,30 @@ class GpuCommandsTest {
         refused(run(concat(base, "--device", "cuda", "--activations", "fp16")), "--activations must be fp32 or bf16");
     }
 
+    /** A GPU that is not there: on a machine without CUDA (CI) the reason, on a GPU machine the count. */
     @Test
-    @DisabledIf("dev.epic.kernels.cuda.Cuda#available")
-    void withoutAGpuTheReasonIsGiven() {
+    void aMissingGpuIsNamed() {
+        int count = Cuda.deviceCount();
+        String missing = "cuda:" + (count + 100);
         String[] base = {"expert-worker", "--model", model(), "--experts", "0-3", "--zk", "127.0.0.1:1"};
-        refused(run(concat(base, "--device", "cuda")), "epic expert-worker: --device cuda: "
-                + dev.epic.kernels.cuda.Cuda.unavailableReason());
-        refused(run("bench-experts", "--batch", "1"), "CUDA is not available in this process");
-        refused(run("local", "--model", model(), "--expert-device", "cuda"), "epic local: --expert-device cuda: ");
+        refused(run(concat(base, "--device", missing)), "epic expert-worker: --device " + missing + ": "
+                + (Cuda.available() ? "this machine has " + count + " GPU(s)" : Cuda.unavailableReason()));
+        refused(run("bench-experts", "--device", missing, "--batch", "1"), "epic bench-experts: "
+                + (Cuda.available() ? "cuDeviceGet(" + (count + 100) + ") failed"
+                        : "CUDA is not available in this process: " + Cuda.unavailableReason()));
+    }
+
+    /** `epic local --expert-device cuda` spreads the workers over the GPUs, or says why it cannot. */
+    @Test
+    void localPlacesWorkersOnTheGpusThereAre() {
+        assertEquals("cpu", LocalCluster.device("cpu", 3));
+        int count = Cuda.deviceCount();
+        if (count == 0) {
+            var e = assertThrows(IllegalArgumentException.class, () -> LocalCluster.device("cuda", 3));
+            assertEquals("--expert-device cuda: " + Cuda.unavailableReason(), e.getMessage());
+        } else {
+            assertEquals("cuda:" + 3 % count, LocalCluster.device("cuda", 3));
+        }
     }
 
     @Test

@@ -29,7 +29,18 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
      * cores (fp32 accumulation), as GPU engines do; experts with fewer rows keep the fp32 kernels,
      * which are memory-bound there anyway.
      */
-    public enum Activations { FP32, BF16 }
+    public enum Activations {
+        FP32, BF16;
+
+        /** "fp32" or "bf16", as the command line writes them. */
+        public static Activations parse(String s) {
+            return switch (s) {
+                case "fp32" -> FP32;
+                case "bf16" -> BF16;
+                default -> throw new IllegalArgumentException("--activations must be fp32 or bf16, got '" + s + "'");
+            };
+        }
+    }
 
     public static final int BF16_MIN_ROWS = 8;
 
@@ -221,7 +232,10 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
         applyAll(layer, new int[] {expert}, new int[] {0, batch}, 1, x, y);
     }
 
-    @Override
+    /**
+     * {@link #apply} for several experts of one layer at once, without combining: expert ids[i] takes
+     * rows [starts[i], starts[i+1]) of xs and writes the same rows of ys (both [rows x hidden]).
+     */
     public void applyAll(int layer, int[] ids, int[] starts, int count, float[] xs, float[] ys) {
         DeviceExpert[] mlps = experts(layer, ids, count);
         int first = starts[0];
@@ -367,8 +381,8 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
             if (anyBf16) {
                 s.buffer(DeviceExpert.X16, (long) pairs * hidden * 2);
             }
-            for (DeviceExpert m : mlps) {
-                m.reserve(s, largest, anyBf16);
+            if (largest > limit) { // some expert runs on its own (cuBLAS)
+                mlps[0].reserve(s, largest, anyBf16);
             }
             return s.buffer(6, block.byteSize());
         }

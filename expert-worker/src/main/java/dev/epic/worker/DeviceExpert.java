@@ -7,8 +7,8 @@ import dev.epic.kernels.cuda.DeviceMatrix.Scratch;
 /**
  * One routed expert resident on a GPU: the SwiGLU block {@code down(silu(gate(x)) * up(x))}, as
  * {@link dev.epic.model.layers.Mlp} computes it on the CPU. A message's experts with few rows run
- * together ({@link DeviceMatrix#experts}); this runs one on its own: cuBLAS for many rows. Scratch
- * slots: 2 for h, 3 and 4 for the gate and up products of large batches.
+ * together ({@link DeviceMatrix#experts}); this runs one with many rows on its own, through cuBLAS.
+ * Scratch slots: 2 for h, 3 and 4 for the gate and up products.
  */
 final class DeviceExpert implements AutoCloseable {
     static final int H = 2;
@@ -51,14 +51,15 @@ final class DeviceExpert implements AutoCloseable {
         DeviceMatrix.addresses(gate, up, down, table, at);
     }
 
-    /** Sizes the scratch for up to {@code rows} rows, before any product of a message is queued. */
+    /**
+     * Sizes the scratch of {@link #forward} / {@link #forwardBf16} for up to {@code rows} rows, before
+     * any product of a message is queued (the same for every expert of a layer: one width).
+     */
     void reserve(Scratch s, int rows, boolean bf16) {
         long bytes = (long) rows * inter() * Float.BYTES;
         s.buffer(H, bytes);
-        if (rows > DeviceMatrix.MATVEC_MAX_BATCH || bf16) {
-            s.buffer(G, bytes);
-            s.buffer(U, bytes);
-        }
+        s.buffer(G, bytes);
+        s.buffer(U, bytes);
         if (bf16) {
             s.buffer(H16, bytes / 2);
         }
@@ -81,20 +82,19 @@ final class DeviceExpert implements AutoCloseable {
         down.gemmBf16(hh, y, rows, s);
     }
 
-    /** y = expert(x) for {@code rows} rows of device floats, queued on the default stream. */
+    /**
+     * y = expert(x) for {@code rows} rows of device floats through cuBLAS (an expert with more rows
+     * than the batched row kernels take), queued on the default stream.
+     */
     void forward(long x, long y, int rows, Scratch s) {
-        long bytes = (long) rows * inter() * Float.BYTES;
-        long h = s.buffer(H, bytes);
-        if (rows <= DeviceMatrix.MATVEC_MAX_BATCH) {
-            DeviceMatrix.gateUp(gate, up, x, h, rows); // h = silu(gate x) * (up x), one pass
-        } else {
-            long g = s.buffer(G, bytes);
-            long u = s.buffer(U, bytes);
-            gate.matmul(x, g, rows, s);
-            up.matmul(x, u, rows, s);
-            kernels.swiglu(g, u, h, (long) rows * inter());
-        }
-        down.matmul(h, y, rows, s);
+        long n = (long) rows * inter();
+        long g = s.buffer(G, n * Float.BYTES);
+        long u = s.buffer(U, n * Float.BYTES);
+        long h = s.buffer(H, n * Float.BYTES);
+        gate.gemm(x, g, rows, s);
+        up.gemm(x, u, rows, s);
+        kernels.swiglu(g, u, h, n);
+        down.gemm(h, y, rows, s);
     }
 
     long storageBytes() {

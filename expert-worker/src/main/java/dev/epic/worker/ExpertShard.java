@@ -25,25 +25,6 @@ public interface ExpertShard {
     void apply(int layer, int expert, float[] x, int batch, float[] y);
 
     /**
-     * {@link #apply} for several experts of one layer at once: expert {@code experts[i]} takes rows
-     * [starts[i], starts[i+1]) of xs and writes the same rows of ys (both [rows x hidden]). A GPU
-     * shard moves all rows in one copy each way; the default runs the experts one by one.
-     */
-    default void applyAll(int layer, int[] experts, int[] starts, int count, float[] xs, float[] ys) {
-        int hidden = hiddenSize();
-        for (int i = 0; i < count; i++) {
-            int from = starts[i] * hidden;
-            int to = starts[i + 1] * hidden;
-            if (from == to) {
-                continue; // an expert with no rows in this message
-            }
-            float[] y = new float[to - from];
-            apply(layer, experts[i], java.util.Arrays.copyOfRange(xs, from, to), starts[i + 1] - starts[i], y);
-            System.arraycopy(y, 0, ys, from, y.length);
-        }
-    }
-
-    /**
      * A whole message, combined where the experts run: pair p (in expert order) is row pairRow[p]
      * with gate weight pairWeight[p]; expert experts[i] takes pairs [starts[i], starts[i+1]). Writes
      * out[r] = sum over row r's pairs in order of (double) (weight * Expert(x[r])) and returns true,

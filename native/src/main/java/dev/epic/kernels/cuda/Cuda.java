@@ -70,8 +70,13 @@ public final class Cuda {
     }
 
     static void requireAvailable() {
-        if (!available()) {
-            throw new CudaException("CUDA is not available in this process: " + UNAVAILABLE);
+        require(UNAVAILABLE);
+    }
+
+    /** Throws the error every CUDA entry point gives when {@code unavailableReason} is not null. */
+    static void require(String unavailableReason) {
+        if (unavailableReason != null) {
+            throw new CudaException("CUDA is not available in this process: " + unavailableReason);
         }
     }
 

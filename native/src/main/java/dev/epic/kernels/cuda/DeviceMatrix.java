@@ -246,21 +246,6 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
     }
 
     /**
-     * The first half of a SwiGLU block in one pass over both matrices: h = silu(gate x) * (up x),
-     * for small batches (the matvec kernel's tiling). Both matrices must share format and shape.
-     */
-    public static void gateUp(DeviceMatrix gate, DeviceMatrix up, long x, long h, int batch) {
-        if (gate.format != up.format || gate.rows != up.rows || gate.cols != up.cols || gate.blockRows != up.blockRows
-                || gate.blockCols != up.blockCols) {
-            throw new IllegalArgumentException("gate and up must share format and shape");
-        }
-        int tile = tile(batch);
-        gate.kernels.launch(gate.kernel("gate_up", tile), Math.ceilDiv(gate.rows, gate.gateUpRows(tile)),
-                Math.ceilDiv(batch, tile), CudaKernels.ROW_THREADS, gate.data, gate.scales, up.data, up.scales,
-                gate.scaleCols(), gate.blockRows, gate.blockCols, x, h, gate.rows, gate.cols, batch);
-    }
-
-    /**
      * Every expert of a message in two launches (gate and up, then down) instead of two per expert:
      * {@code table} (device) holds six addresses per expert, from {@link #addresses}; expert i's
      * rows are [starts[i], starts[i+1]) of xs, h and ys (device ints and floats). Experts with more

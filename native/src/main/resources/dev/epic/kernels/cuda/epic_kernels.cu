@@ -293,16 +293,6 @@ __device__ void matvec(Weights W, const float* x, float* out, int rows, int cols
                          out + (long) b0 * rows, rows);
 }
 
-template <int KIND, int T>
-__device__ void gate_up(Weights G, Weights U, const float* x, float* h, int rows, int cols, int batch) {
-    constexpr int R = Rows<KIND, T>::GATE_UP;
-    __shared__ float part[2 * R * T][THREADS / 32];
-    int b0 = blockIdx.y * T;
-    int r0 = blockIdx.x * R;
-    gate_up_tile<KIND, T, R>(G, U, x + (long) b0 * cols, cols, r0, min(R, rows - r0), min(T, batch - b0), part,
-                             h + (long) b0 * rows, rows);
-}
-
 // All experts of one message in one launch (MoE decode is otherwise a launch per expert): block
 // (r, i) computes row r for every token of expert i, T tokens at a time. table holds six addresses
 // per expert (gate, gate scales, up, up scales, down, down scales); expert i's tokens are rows
@@ -361,12 +351,6 @@ __device__ void widen(Weights W, float* dst, int rows, int cols) {
     extern "C" __global__ void matvec##SUFFIX##_##NAME(const void* w, const float* scales, int scaleCols,       \
             int blockRows, int blockCols, const float* x, float* out, int rows, int cols, int batch) {          \
         matvec<KIND, T>(Weights{w, scales, scaleCols, blockRows, blockCols}, x, out, rows, cols, batch);        \
-    }                                                                                                           \
-    extern "C" __global__ void gate_up##SUFFIX##_##NAME(const void* gw, const float* gs, const void* uw,          \
-            const float* us, int scaleCols, int blockRows, int blockCols, const float* x, float* h, int rows,     \
-            int cols, int batch) {                                                                              \
-        gate_up<KIND, T>(Weights{gw, gs, scaleCols, blockRows, blockCols},                                      \
-                Weights{uw, us, scaleCols, blockRows, blockCols}, x, h, rows, cols, batch);                     \
     }                                                                                                           \
     extern "C" __global__ void experts_gate_up##SUFFIX##_##NAME(const unsigned long long* table, const int* starts, \
             int scaleCols, int blockRows, int blockCols, const float* xs, float* h, int inter, int hidden,        \
