@@ -72,6 +72,142 @@ public final class VectorOps {
         }
     }
 
+    /**
+     * {@link #axpys} for two outputs at once, y[yA ..] with coefficients coef[cA ..] and y[yB ..] with
+     * coef[cB ..], over the same rows of a: each vector of a is loaded once for both. The same bits
+     * as two axpys calls (used for several query rows against one head's absorbed W_k). yB == yA means
+     * a single output with coefficients cA.
+     */
+    public static void axpys2(float[] coef, int cA, int cB, int rows, float[] a, int aOff, int stride, float[] y,
+            int yA, int yB, int n) {
+        if (yA == yB) {
+            axpys(coef, cA, rows, a, aOff, stride, y, yA, n);
+            return;
+        }
+        int c = 0;
+        for (; c + 4 * L <= n; c += 4 * L) {
+            FloatVector p0 = FloatVector.fromArray(F, y, yA + c), p1 = FloatVector.fromArray(F, y, yA + c + L);
+            FloatVector p2 = FloatVector.fromArray(F, y, yA + c + 2 * L), p3 = FloatVector.fromArray(F, y, yA + c + 3 * L);
+            FloatVector q0 = FloatVector.fromArray(F, y, yB + c), q1 = FloatVector.fromArray(F, y, yB + c + L);
+            FloatVector q2 = FloatVector.fromArray(F, y, yB + c + 2 * L), q3 = FloatVector.fromArray(F, y, yB + c + 3 * L);
+            for (int r = 0; r < rows; r++) {
+                FloatVector ka = FloatVector.broadcast(F, coef[cA + r]), kb = FloatVector.broadcast(F, coef[cB + r]);
+                int p = aOff + r * stride + c;
+                FloatVector v = FloatVector.fromArray(F, a, p);
+                p0 = v.fma(ka, p0);
+                q0 = v.fma(kb, q0);
+                v = FloatVector.fromArray(F, a, p + L);
+                p1 = v.fma(ka, p1);
+                q1 = v.fma(kb, q1);
+                v = FloatVector.fromArray(F, a, p + 2 * L);
+                p2 = v.fma(ka, p2);
+                q2 = v.fma(kb, q2);
+                v = FloatVector.fromArray(F, a, p + 3 * L);
+                p3 = v.fma(ka, p3);
+                q3 = v.fma(kb, q3);
+            }
+            p0.intoArray(y, yA + c);
+            p1.intoArray(y, yA + c + L);
+            p2.intoArray(y, yA + c + 2 * L);
+            p3.intoArray(y, yA + c + 3 * L);
+            q0.intoArray(y, yB + c);
+            q1.intoArray(y, yB + c + L);
+            q2.intoArray(y, yB + c + 2 * L);
+            q3.intoArray(y, yB + c + 3 * L);
+        }
+        if (c < n) { // the rest of the columns as axpys does them
+            axpys(coef, cA, rows, a, aOff + c, stride, y, yA + c, n - c);
+            axpys(coef, cB, rows, a, aOff + c, stride, y, yB + c, n - c);
+        }
+    }
+
+    /**
+     * out[oA + i] = {@link #dot}(w row i, x[xA ..]) and out[oB + i] = dot(w row i, x[xB ..]) for the
+     * {@code rows} rows of w (row i at wOff + i * n), the same bits as dot: four rows and two inputs
+     * per pass, so each load feeds several products and the lane sums are added four at a time in
+     * registers. xB may equal xA (then oB gets the same values as oA).
+     */
+    public static void dots2(float[] w, int wOff, int rows, int n, float[] x, int xA, int xB, float[] out, int oA,
+            int oB) {
+        float[] acc = DOTS_ACC.get();
+        int i = 0;
+        for (; i + 4 <= rows; i += 4) {
+            int w0 = wOff + i * n, w1 = w0 + n, w2 = w1 + n, w3 = w2 + n;
+            // Two accumulators per product (even and odd vector steps), as dot.
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            FloatVector e0 = a0, e1 = a0, e2 = a0, e3 = a0, f0 = a0, f1 = a0, f2 = a0, f3 = a0;
+            int k = 0;
+            for (; k + 2 * L <= n; k += 2 * L) {
+                FloatVector u = FloatVector.fromArray(F, x, xA + k), uu = FloatVector.fromArray(F, x, xA + k + L);
+                FloatVector v = FloatVector.fromArray(F, x, xB + k), vv = FloatVector.fromArray(F, x, xB + k + L);
+                FloatVector m = FloatVector.fromArray(F, w, w0 + k), mm = FloatVector.fromArray(F, w, w0 + k + L);
+                a0 = m.fma(u, a0);
+                e0 = mm.fma(uu, e0);
+                b0 = m.fma(v, b0);
+                f0 = mm.fma(vv, f0);
+                m = FloatVector.fromArray(F, w, w1 + k);
+                mm = FloatVector.fromArray(F, w, w1 + k + L);
+                a1 = m.fma(u, a1);
+                e1 = mm.fma(uu, e1);
+                b1 = m.fma(v, b1);
+                f1 = mm.fma(vv, f1);
+                m = FloatVector.fromArray(F, w, w2 + k);
+                mm = FloatVector.fromArray(F, w, w2 + k + L);
+                a2 = m.fma(u, a2);
+                e2 = mm.fma(uu, e2);
+                b2 = m.fma(v, b2);
+                f2 = mm.fma(vv, f2);
+                m = FloatVector.fromArray(F, w, w3 + k);
+                mm = FloatVector.fromArray(F, w, w3 + k + L);
+                a3 = m.fma(u, a3);
+                e3 = mm.fma(uu, e3);
+                b3 = m.fma(v, b3);
+                f3 = mm.fma(vv, f3);
+            }
+            for (; k + L <= n; k += L) {
+                FloatVector u = FloatVector.fromArray(F, x, xA + k), v = FloatVector.fromArray(F, x, xB + k);
+                FloatVector m = FloatVector.fromArray(F, w, w0 + k);
+                a0 = m.fma(u, a0);
+                b0 = m.fma(v, b0);
+                m = FloatVector.fromArray(F, w, w1 + k);
+                a1 = m.fma(u, a1);
+                b1 = m.fma(v, b1);
+                m = FloatVector.fromArray(F, w, w2 + k);
+                a2 = m.fma(u, a2);
+                b2 = m.fma(v, b2);
+                m = FloatVector.fromArray(F, w, w3 + k);
+                a3 = m.fma(u, a3);
+                b3 = m.fma(v, b3);
+            }
+            a0.add(e0).intoArray(acc, 0);
+            a1.add(e1).intoArray(acc, L);
+            a2.add(e2).intoArray(acc, 2 * L);
+            a3.add(e3).intoArray(acc, 3 * L);
+            b0.add(f0).intoArray(acc, 4 * L);
+            b1.add(f1).intoArray(acc, 5 * L);
+            b2.add(f2).intoArray(acc, 6 * L);
+            b3.add(f3).intoArray(acc, 7 * L);
+            Simd.sumLanes4(acc, 0);
+            Simd.sumLanes4(acc, 4 * L);
+            for (int j = 0; j < 4; j++) {
+                int wj = wOff + (i + j) * n;
+                float sa = acc[j], sb = acc[4 * L + j];
+                for (int t = k; t < n; t++) {
+                    sa += w[wj + t] * x[xA + t];
+                    sb += w[wj + t] * x[xB + t];
+                }
+                out[oA + i + j] = sa;
+                out[oB + i + j] = sb;
+            }
+        }
+        for (; i < rows; i++) {
+            out[oA + i] = dot(w, wOff + i * n, x, xA, n);
+            out[oB + i] = dot(w, wOff + i * n, x, xB, n);
+        }
+    }
+
+    private static final ThreadLocal<float[]> DOTS_ACC = ThreadLocal.withInitial(() -> new float[8 * L]);
+
     /** y[yOff+i] += alpha * x[xOff+i]. */
     public static void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n) {
         FloatVector a = FloatVector.broadcast(F, alpha);

@@ -50,6 +50,61 @@ class VectorOpsTest {
         }
     }
 
+    /** Two outputs sharing the rows of a: each the bits of its own axpys (so of per-row axpy calls). */
+    @Test
+    void axpys2EqualsTwoAxpysCalls() {
+        Random rnd = new Random(11);
+        for (int n : SIZES) {
+            for (int rows : new int[] {1, 4, 9}) {
+                int stride = n + 3;
+                float[] a = Reference.randomFloats(rnd, 2 + rows * stride);
+                float[] coef = Reference.randomFloats(rnd, 2 * rows + 5);
+                float[] want = Reference.randomFloats(rnd, 2 * n + 9), y = want.clone();
+                int cB = 3 + rows, yB = 5 + n;
+                VectorOps.axpys(coef, 1, rows, a, 2, stride, want, 4, n);
+                VectorOps.axpys(coef, cB, rows, a, 2, stride, want, yB, n);
+                VectorOps.axpys2(coef, 1, cB, rows, a, 2, stride, y, 4, yB, n);
+                for (int i = 0; i < y.length; i++) {
+                    assertEquals(Float.floatToIntBits(want[i]), Float.floatToIntBits(y[i]), "axpys2 n=" + n + " at " + i);
+                }
+                // One output named twice is updated once.
+                float[] once = want.clone(), twice = want.clone();
+                VectorOps.axpys(coef, 1, rows, a, 2, stride, once, 4, n);
+                VectorOps.axpys2(coef, 1, 1, rows, a, 2, stride, twice, 4, 4, n);
+                for (int i = 0; i < once.length; i++) {
+                    assertEquals(Float.floatToIntBits(once[i]), Float.floatToIntBits(twice[i]), "axpys2 once n=" + n);
+                }
+            }
+        }
+    }
+
+    /** Four rows by two inputs per pass, yet each output is the bits of its own dot call. */
+    @Test
+    void dots2EqualsDotPerRow() {
+        Random rnd = new Random(12);
+        for (int n : new int[] {1, 15, 16, 17, 32, 48, 100, 256, 1030}) {
+            for (int rows : new int[] {1, 3, 4, 6, 9}) {
+                float[] w = Reference.randomFloats(rnd, 3 + rows * n);
+                float[] x = Reference.randomFloats(rnd, 2 * n + 7);
+                int xA = 2, xB = 4 + n;
+                float[] out = new float[2 * rows + 6];
+                VectorOps.dots2(w, 3, rows, n, x, xA, xB, out, 1, 3 + rows);
+                for (int i = 0; i < rows; i++) {
+                    float a = VectorOps.dot(w, 3 + i * n, x, xA, n), b = VectorOps.dot(w, 3 + i * n, x, xB, n);
+                    assertEquals(Float.floatToIntBits(a), Float.floatToIntBits(out[1 + i]), "dots2 n=" + n + " row " + i);
+                    assertEquals(Float.floatToIntBits(b), Float.floatToIntBits(out[3 + rows + i]), "dots2 n=" + n + " row " + i);
+                }
+                assertEquals(0f, out[0]);
+                assertEquals(0f, out[1 + rows]);
+                // The same input twice: both outputs equal the single dot.
+                VectorOps.dots2(w, 3, rows, n, x, xA, xA, out, 1, 3 + rows);
+                for (int i = 0; i < rows; i++) {
+                    assertEquals(out[1 + i], out[3 + rows + i]);
+                }
+            }
+        }
+    }
+
     @Test
     void rmsnorm() {
         Random rnd = new Random(9);

@@ -239,10 +239,11 @@ public final class Mla {
                 for (int i = 0; i < nope; i++) {
                     kvB.row(h * (nope + vDim) + i, w, i * rank);
                 }
-                for (int j = 0; j < n; j++) { // qLat_h += q_nope_h[i] * W_k[h] row i, rows in order
-                    for (int i = 0; i < nope; i++) {
-                        VectorOps.axpy(q[(rs[j] * heads + h) * qkDim + i], w, i * rank, qLat, (j * heads + h) * rank, rank);
-                    }
+                // qLat_h += q_nope_h[i] * W_k[h] row i for i in order, two query rows per pass over W_k[h].
+                for (int j = 0; j < n; j += 2) {
+                    int k = Math.min(j + 1, n - 1); // an odd last row is its own partner
+                    VectorOps.axpys2(q, (rs[j] * heads + h) * qkDim, (rs[k] * heads + h) * qkDim, nope, w, 0, rank, qLat,
+                            (j * heads + h) * rank, (k * heads + h) * rank, rank);
                 }
             }
         });
@@ -267,10 +268,10 @@ public final class Mla {
                 for (int i = 0; i < vDim; i++) {
                     kvB.row(h * (nope + vDim) + nope + i, w, i * rank);
                 }
-                for (int j = 0; j < n; j++) { // o_h[i] = W_v[h] row i . ctx_h
-                    for (int i = 0; i < vDim; i++) {
-                        attn[(rs[j] * heads + h) * vDim + i] = VectorOps.dot(w, i * rank, ctx, (j * heads + h) * rank, rank);
-                    }
+                for (int j = 0; j < n; j += 2) { // o_h[i] = W_v[h] row i . ctx_h, two rows' contexts per pass
+                    int k = Math.min(j + 1, n - 1);
+                    VectorOps.dots2(w, 0, vDim, rank, ctx, (j * heads + h) * rank, (k * heads + h) * rank, attn,
+                            (rs[j] * heads + h) * vDim, (rs[k] * heads + h) * vDim);
                 }
             }
         });
