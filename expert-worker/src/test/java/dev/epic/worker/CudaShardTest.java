@@ -28,8 +28,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  */
 @EnabledIf("dev.epic.kernels.cuda.Cuda#available")
 class CudaShardTest {
-    /** The engine's golden tolerance (GoldenTest.LOGIT_TOL): the GPU path is held to the fp32 one. */
-    static final float LOGIT_TOL = 5e-5f;
+    /** The engine's golden tolerance (Golden.LOGIT_TOL, measured 1.4e-5 on an H200): the GPU path is held to the fp32 one. */
+    static final float LOGIT_TOL = 3e-5f;
     static final double ROW_TOL = 1e-5;
     /** bf16 activations on the tensor cores: their own tolerance, 1e-2 of a row's norm. */
     static final double BF16_ROW_TOL = 1e-2;

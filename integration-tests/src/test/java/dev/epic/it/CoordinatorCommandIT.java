@@ -66,7 +66,7 @@ class CoordinatorCommandIT {
                 LogitsResponse r = api.logits(req.build());
                 float[] prefill = new float[r.getVocabSize()];
                 r.getSteps(0).getLogits().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(prefill);
-                assertTrue(Golden.maxAbsDiff(g.prefillLogits(), prefill) < 1e-4f);
+                assertTrue(Golden.maxAbsDiff(g.prefillLogits(), prefill) < Golden.LOGIT_TOL);
                 assertEquals(g.greedyTokens()[0], r.getSteps(0).getArgmax());
                 assertEquals(g.greedyTokens()[1], r.getSteps(1).getArgmax());
             } finally {

@@ -74,10 +74,10 @@ class LogitsClusterIT {
         IntStream.of(g.tokens()).forEach(req::addPromptTokenIds);
         LogitsResponse r = api.withDeadlineAfter(60, TimeUnit.SECONDS).logits(req.build());
         assertEquals(13, r.getStepsCount());
-        assertTrue(Golden.maxAbsDiff(g.prefillLogits(), floats(r, 0)) < 1e-4f, "prefill");
+        assertTrue(Golden.maxAbsDiff(g.prefillLogits(), floats(r, 0)) < Golden.LOGIT_TOL, "prefill");
         for (int k = 0; k < 12; k++) {
             assertEquals(g.greedyTokens()[k], r.getSteps(k).getArgmax(), "greedy token " + k);
-            assertTrue(Golden.maxAbsDiff(g.stepLogits()[k], floats(r, k + 1)) < 1e-4f, "step " + k);
+            assertTrue(Golden.maxAbsDiff(g.stepLogits()[k], floats(r, k + 1)) < Golden.LOGIT_TOL, "step " + k);
         }
     }
 
@@ -108,7 +108,7 @@ class LogitsClusterIT {
             assertEquals(k, l.get("step").asInt());
             float[] got = Golden.floats(l.get("logits"));
             float[] want = k == 0 ? g.prefillLogits() : g.stepLogits()[k - 1];
-            assertTrue(Golden.maxAbsDiff(want, got) < 1e-4f, "step " + k);
+            assertTrue(Golden.maxAbsDiff(want, got) < Golden.LOGIT_TOL, "step " + k);
             assertEquals(g.greedyTokens()[k], l.get("token").asInt());
         }
     }

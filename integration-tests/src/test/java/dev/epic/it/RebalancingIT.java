@@ -59,10 +59,10 @@ class RebalancingIT {
 
     private static void check(Golden.Prompt g, LogitsResponse r) {
         assertEquals(13, r.getStepsCount());
-        assertTrue(Golden.maxAbsDiff(g.prefillLogits(), LogitsClusterIT.floats(r, 0)) < 1e-4f, "prefill");
+        assertTrue(Golden.maxAbsDiff(g.prefillLogits(), LogitsClusterIT.floats(r, 0)) < Golden.LOGIT_TOL, "prefill");
         for (int k = 0; k < 12; k++) {
             assertEquals(g.greedyTokens()[k], r.getSteps(k).getArgmax(), "greedy token " + k);
-            assertTrue(Golden.maxAbsDiff(g.stepLogits()[k], LogitsClusterIT.floats(r, k + 1)) < 1e-4f, "step " + k);
+            assertTrue(Golden.maxAbsDiff(g.stepLogits()[k], LogitsClusterIT.floats(r, k + 1)) < Golden.LOGIT_TOL, "step " + k);
         }
     }
 }

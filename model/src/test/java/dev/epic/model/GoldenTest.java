@@ -20,7 +20,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 /** The engine against DeepSeek's reference outputs (testdata/GOLDEN.md) for both test checkpoints. */
 class GoldenTest {
-    static final float LOGIT_TOL = 5e-5f;
+    static final float LOGIT_TOL = Golden.LOGIT_TOL;
     static final float WEIGHT_TOL = 1e-5f;
     private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(GoldenTest.class);
 

@@ -2,11 +2,14 @@ package dev.epic.model;
 
 import static dev.epic.kernels.VectorOps.argmax;
 import static dev.epic.model.Golden.maxAbsDiff;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.layers.Mla;
+import java.util.Arrays;
 import java.util.List;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -35,6 +38,22 @@ class MlaFormsTest {
                             + " diff " + diff);
                 }
             }
+        } finally {
+            System.clearProperty("epic.mla.form");
+        }
+    }
+
+    /** The property does switch the form: their arithmetic differs, so the logits differ in the last bits. */
+    @Test
+    void thePropertySelectsTheForm() {
+        assertFalse(Arrays.equals(prefill(Mla.Form.EXPANDED), prefill(Mla.Form.ABSORBED)));
+    }
+
+    private static float[] prefill(Mla.Form form) {
+        System.setProperty("epic.mla.form", form.name());
+        try (Checkpoint ck = Checkpoint.open(TestData.model("tiny-v3"))) {
+            Transformer model = Transformer.load(ck);
+            return model.forward(model.newCache(), Golden.of("tiny-v3").prompts().get(1).tokens());
         } finally {
             System.clearProperty("epic.mla.form");
         }

@@ -235,9 +235,11 @@ class RemoteAttentionTest {
                 scheduler.submit(t);
             }
             scheduler.start();
-            for (int i = 0; i < 2000 && scheduler.steps() < 3; i++) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (scheduler.steps() < 3 && System.nanoTime() < deadline) {
                 Thread.sleep(1);
             }
+            assertTrue(scheduler.steps() >= 3, "the scheduler did not take three steps");
             int onDead = workers.get(0).cachedSequences();
             assertEquals(2, onDead, "four sequences spread two and two");
             workers.get(0).kill();

@@ -61,7 +61,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * the golden checkpoints: the same numbers as local experts, the golden logits, failover.
  */
 class RemoteExpertsTest {
-    private static final float LOGIT_TOL = 1e-4f;
+    private static final float LOGIT_TOL = Golden.LOGIT_TOL;
     private static TestingServer zkServer;
     private static CuratorFramework zk;
     private static final Map<String, Checkpoint> CHECKPOINTS = new HashMap<>();

@@ -338,6 +338,8 @@ class OpenAiServerTest {
                 && System.nanoTime() < deadline) {
             Thread.sleep(5);
         }
+        assertEquals(0, coordinator.scheduler().running(), "batch slots still held");
+        assertEquals(0, coordinator.scheduler().waiting(), "requests still queued");
     }
 
     /**
@@ -391,6 +393,7 @@ class OpenAiServerTest {
      */
     @Test
     void jsonModeAnswersAreJsonObjects() throws Exception {
+        int stopped = 0;
         for (int seed = 0; seed < 4; seed++) {
             JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": "
                     + "{\"type\": \"json_object\"}, \"temperature\": 1.0, \"seed\": " + seed + ", \"max_tokens\": 40}"));
@@ -401,10 +404,13 @@ class OpenAiServerTest {
             assertTrue(content.strip().startsWith("{"), content);
             if (choice.get("finish_reason").asText().equals("stop")) {
                 assertTrue(JSON.readTree(content).isObject(), content);
+                stopped++;
             } else {
                 assertEquals("length", choice.get("finish_reason").asText());
             }
         }
+        // The parse above is the check independent of the server's own automaton: it must have run.
+        assertTrue(stopped > 0, "no answer finished by itself, so none was parsed");
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": \"json_object\"}, "
                 + "\"ignore_eos\": true}"), 400, "response_format");
     }
@@ -419,19 +425,40 @@ class OpenAiServerTest {
                 + "\"rain\": {\"type\": \"boolean\"}, \"days\": {\"type\": \"array\", \"items\": {\"type\": \"integer\"}, "
                 + "\"maxItems\": 3}}, \"required\": [\"city\", \"rain\"], \"additionalProperties\": false}";
         dev.epic.text.constrain.JsonSchema compiled = dev.epic.text.constrain.JsonSchema.compile(schema);
+        // Tokens that close a string or an object get a boost (logit_bias), so that some answers finish
+        // within max_tokens and can be checked apart from the automaton that produced them.
+        Tokenizer tokenizer = Tokenizer.fromModelDir(dir);
+        StringBuilder bias = new StringBuilder("{");
+        for (int id = 0; id < tokenizer.size(); id++) {
+            String t = new String(tokenizer.tokenBytes(id), StandardCharsets.UTF_8);
+            if (t.contains("\"") || t.contains("}")) {
+                bias.append(bias.length() > 1 ? ", " : "").append('"').append(id).append("\": 8");
+            }
+        }
+        bias.append('}');
+        int stopped = 0;
         for (int seed = 0; seed < 3; seed++) {
             JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": "
                     + "\"json_schema\", \"json_schema\": {\"name\": \"weather\", \"strict\": true, \"schema\": " + schema
-                    + "}}, \"temperature\": 1.0, \"seed\": " + seed + ", \"max_tokens\": 40}"));
+                    + "}}, \"temperature\": 1.0, \"seed\": " + seed + ", \"max_tokens\": 60, \"logit_bias\": " + bias + "}"));
             JsonNode choice = a.get("choices").get(0);
             String content = choice.get("message").get("content").asText();
             dev.epic.text.constrain.SchemaCursor at = new dev.epic.text.constrain.SchemaCursor(compiled);
             assertTrue(at.step(content.getBytes(StandardCharsets.UTF_8)), content);
             if (choice.get("finish_reason").asText().equals("stop")) {
                 assertTrue(at.complete(), content);
-                assertTrue(JSON.readTree(content).has("rain"), content);
+                // Checked apart from the automaton that produced it: Jackson's parse and the schema by hand.
+                JsonNode v = JSON.readTree(content);
+                assertTrue(v.get("city").isTextual() && v.get("rain").isBoolean(), content);
+                v.fieldNames().forEachRemaining(f -> assertTrue(List.of("city", "rain", "days").contains(f), content));
+                if (v.has("days")) {
+                    assertTrue(v.get("days").size() <= 3, content);
+                    v.get("days").forEach(d -> assertTrue(d.isIntegralNumber(), content));
+                }
+                stopped++;
             }
         }
+        assertTrue(stopped > 0, "no answer finished by itself, so none was checked apart from the automaton");
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": \"json_schema\", "
                 + "\"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"string\", \"pattern\": \"(?=a)\"}}}}"),
                 400, "lookaround");
@@ -707,6 +734,7 @@ class OpenAiServerTest {
         while (coordinator.scheduler().waiting() < 2 && System.nanoTime() < deadline) {
             Thread.sleep(10);
         }
+        assertEquals(2, coordinator.scheduler().waiting(), "the two prompts fill the queue");
         assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"max_tokens\": 1}"), 429, "queue is full");
         for (InputStream in : running) {
             in.close();

@@ -171,9 +171,9 @@ class PrefixCacheTest {
             // 312 positions were cached (the prompt and 12 fed answer tokens): 19 whole blocks. The prompt
             // alone fills 18; the 19th (positions 288-303) is there only because the answer was kept.
             assertEquals(19 * B, s.prefixCache().hitTokens());
-            assertTrue(Golden.maxAbsDiff(g.stepLogits()[10], r.logits().get(0)) < 1e-4f);
+            assertTrue(Golden.maxAbsDiff(g.stepLogits()[10], r.logits().get(0)) < Golden.LOGIT_TOL);
             assertEquals(g.greedyTokens()[11], r.argmax()[0]);
-            assertTrue(Golden.maxAbsDiff(g.stepLogits()[11], r.logits().get(1)) < 1e-4f);
+            assertTrue(Golden.maxAbsDiff(g.stepLogits()[11], r.logits().get(1)) < Golden.LOGIT_TOL);
         }
     }
 }

@@ -151,13 +151,13 @@ class SchedulerTest {
         }
     }
 
-    /** The 12 greedy steps after a golden prompt, against the reference logits (1e-4) and tokens. */
+    /** The 12 greedy steps after a golden prompt, against the reference logits (Golden.LOGIT_TOL) and tokens. */
     static void check(Golden.Prompt g, LogitsTask.Result r) {
         assertEquals(13, r.logits().size());
-        assertTrue(Golden.maxAbsDiff(g.prefillLogits(), r.logits().get(0)) < 1e-4f, "prefill logits");
+        assertTrue(Golden.maxAbsDiff(g.prefillLogits(), r.logits().get(0)) < Golden.LOGIT_TOL, "prefill logits");
         for (int k = 0; k < 12; k++) {
             assertEquals(g.greedyTokens()[k], r.argmax()[k], "greedy token " + k);
-            assertTrue(Golden.maxAbsDiff(g.stepLogits()[k], r.logits().get(k + 1)) < 1e-4f, "step " + k);
+            assertTrue(Golden.maxAbsDiff(g.stepLogits()[k], r.logits().get(k + 1)) < Golden.LOGIT_TOL, "step " + k);
         }
     }
 

@@ -72,6 +72,15 @@ class CheckpointTest {
                 new SafetensorsWriter.Spec("d.weight", Dtype.F8_E4M3, new long[] {2, 2}),
                 new SafetensorsWriter.Spec("d.weight_scale_inv", Dtype.BF16, new long[] {1, 1})),
                 (spec, sink) -> {
+                    if (spec.name().equals("c.weight_scale_inv")) { // block scales 0.5 (columns 0-127) and 3
+                        for (float scale : new float[] {0.5f, 3f}) {
+                            int bits = Float.floatToIntBits(scale);
+                            for (int b = 0; b < 4; b++) {
+                                sink.putByte((byte) (bits >>> (8 * b)));
+                            }
+                        }
+                        return;
+                    }
                     for (long i = 0; i < spec.byteSize(); i++) {
                         sink.putByte((byte) (spec.dtype() == Dtype.F8_E4M3 ? 0x38 : 0));
                     }
@@ -93,7 +102,10 @@ class CheckpointTest {
             Matrix fp8 = c.matrix("c.weight", 4, 130);
             float[] row = new float[130];
             fp8.row(3, row, 0);
-            assertEquals(Fp8E4M3.decode(0x38) * 0f, row[0]); // scales are 0 in this file
+            assertEquals(1f, Fp8E4M3.decode(0x38));
+            assertEquals(0.5f, row[0]); // code 0x38 times the first column block's scale
+            assertEquals(0.5f, row[127]);
+            assertEquals(3f, row[128]); // the second block's
         }
     }
 
