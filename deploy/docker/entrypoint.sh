@@ -13,5 +13,9 @@ if [ "${1:-}" = "expert-worker" ] && [ -n "${EPIC_EXPERT_SHARDS:-}" ]; then
   last=$(( first + per - 1 < EPIC_EXPERT_COUNT - 1 ? first + per - 1 : EPIC_EXPERT_COUNT - 1 ))
   args+=(--experts "${first}-${last}")
 fi
-exec java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m ${EPIC_JAVA_OPTS:-} \
+# The JVM flags of ./epic at the repository root; keep the two in step.
+default_level=info
+[ "${1:-}" = "demo" ] && default_level=warn
+exec java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m -XX:+UseParallelGC \
+  -Dorg.slf4j.simpleLogger.defaultLogLevel="${EPIC_LOG_LEVEL:-$default_level}" ${EPIC_JAVA_OPTS:-} \
   -cp "/opt/epic/lib/*" dev.epic.cli.Main "${args[@]}"

@@ -4,14 +4,22 @@ import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
@@ -21,7 +29,9 @@ import picocli.CommandLine;
 /**
  * The container args in deploy/ parse as `epic` command lines, so a renamed or removed flag fails
  * here rather than in a crash-looping pod. The entry point's additions (the expert range) and the
- * overlays' appended args are applied first.
+ * overlays' appended args are applied first. The manifests are also read as YAML, each overlay
+ * rendered (its JSON patches applied to the base), and checked for what a pod needs to start and to
+ * size itself.
  */
 class DeployManifestsTest {
     private static final Path DEPLOY = Path.of("..", "deploy");
@@ -58,5 +68,257 @@ class DeployManifestsTest {
     void anUnknownFlagWouldFail() {
         assertThrows(CommandLine.ParameterException.class,
                 () -> new CommandLine(new Main()).parseArgs("coordinator", "--model", "m", "--zk", "z", "--no-such-flag"));
+    }
+
+    private static final YAMLMapper YAML = new YAMLMapper();
+    private static final List<String> OVERLAYS = List.of("k8s", "k8s-dp-attention", "k8s-gpu-experts");
+
+    @Test
+    void everyOverlaysCommandLinesParse() throws IOException {
+        for (String overlay : OVERLAYS) {
+            for (JsonNode c : epicContainers(render(DEPLOY.resolve(overlay)))) {
+                List<String> all = new ArrayList<>(args(c));
+                if (all.getFirst().equals("expert-worker")) {
+                    all.addAll(ADDED.get("expert-worker"));
+                }
+                assertDoesNotThrow(() -> new CommandLine(new Main()).parseArgs(all.toArray(String[]::new)),
+                        () -> overlay + " runs `epic " + String.join(" ", all) + "`");
+            }
+        }
+    }
+
+    /**
+     * A headless Service publishes a pod's DNS name only once it is Ready: ZooKeeper peers (and
+     * anything dialling a worker by name) must resolve before that.
+     */
+    @Test
+    void headlessServicesPublishNotReadyAddresses() throws IOException {
+        Set<String> headless = new TreeSet<>();
+        for (JsonNode d : allDocuments()) {
+            if (d.path("kind").asText().equals("Service") && d.path("spec").path("clusterIP").asText().equals("None")) {
+                String name = d.path("metadata").path("name").asText();
+                headless.add(name);
+                assertTrue(d.path("spec").path("publishNotReadyAddresses").asBoolean(false), name);
+            }
+        }
+        assertEquals(Set.of("attention-worker", "expert-worker", "zk-hs"), headless);
+    }
+
+    /**
+     * --host is the bind address too: a Service DNS name does not resolve before the pod is Ready,
+     * which it only becomes after binding. The pod IP always exists; --id keeps the name for placements.
+     */
+    @Test
+    void workersBindToThePodIpUnderAStableId() throws IOException {
+        Set<String> seen = new TreeSet<>();
+        for (String overlay : OVERLAYS) {
+            for (JsonNode c : epicContainers(render(DEPLOY.resolve(overlay)))) {
+                List<String> args = args(c);
+                if (!args.getFirst().endsWith("-worker")) {
+                    continue;
+                }
+                seen.add(args.getFirst());
+                assertEquals("$(POD_IP)", flag(args, "--host"), overlay + " " + args.getFirst());
+                assertEquals("$(POD_NAME)", flag(args, "--id"), overlay + " " + args.getFirst());
+                assertEquals("status.podIP", env(c, "POD_IP").path("valueFrom").path("fieldRef").path("fieldPath").asText());
+                assertEquals("metadata.name", env(c, "POD_NAME").path("valueFrom").path("fieldRef").path("fieldPath").asText());
+            }
+        }
+        assertEquals(Set.of("attention-worker", "expert-worker"), seen);
+    }
+
+    /**
+     * Without a CPU limit the JVM sees the node's cores and sizes its spinning kernel pool to them;
+     * limits equal to requests also make the pods Guaranteed (exclusive cores under the static CPU
+     * manager). Every EPIC container picks its heap share, since weights live outside the heap.
+     */
+    @Test
+    void everyContainerHasCpuAndMemoryLimitsEqualToItsRequests() throws IOException {
+        List<JsonNode> docs = new ArrayList<>(allDocuments());
+        for (String overlay : OVERLAYS) {
+            docs.addAll(render(DEPLOY.resolve(overlay)));
+        }
+        int checked = 0;
+        for (JsonNode c : containers(docs)) {
+            String name = c.path("name").asText();
+            JsonNode limits = c.path("resources").path("limits");
+            JsonNode requests = c.path("resources").path("requests");
+            for (String r : List.of("cpu", "memory")) {
+                assertTrue(limits.hasNonNull(r), name + " has no limits." + r);
+                assertEquals(requests.path(r), limits.path(r), name + ": requests." + r + " = limits." + r);
+            }
+            if (c.path("image").asText().startsWith("epic")) {
+                assertTrue(env(c, "EPIC_JAVA_OPTS").path("value").asText().contains("-XX:MaxRAMPercentage="), name);
+            }
+            checked++;
+        }
+        assertTrue(checked >= 5, "containers checked: " + checked);
+    }
+
+    @Test
+    void gpuExpertWorkersLandOnGpuNodesAndCacheTheirKernels() throws IOException {
+        JsonNode set = find(render(DEPLOY.resolve("k8s-gpu-experts")), "StatefulSet", "expert-worker");
+        JsonNode pod = set.path("spec").path("template").path("spec");
+        JsonNode c = pod.path("containers").get(0);
+        List<String> args = args(c);
+        assertEquals("cuda", flag(args, "--device"));
+        assertFalse(args.contains("--redundant-slots"), "GPU workers refuse --redundant-slots");
+        assertEquals("1", env(c, "EPIC_EXPERT_REPLICAS").path("value").asText());
+        assertTrue(pod.path("nodeSelector").hasNonNull("nvidia.com/gpu.product"));
+        assertTrue(stream(pod.path("tolerations")).anyMatch(t -> t.path("key").asText().equals("nvidia.com/gpu")));
+        assertEquals(1, c.path("resources").path("limits").path("nvidia.com/gpu").asInt());
+        String cache = env(c, "EPIC_CUDA_CACHE").path("value").asText();
+        JsonNode mount = stream(c.path("volumeMounts")).filter(m -> m.path("mountPath").asText().equals(cache))
+                .findFirst().orElseThrow(() -> new AssertionError("EPIC_CUDA_CACHE " + cache + " is not a mount"));
+        assertFalse(mount.path("readOnly").asBoolean(false));
+        assertTrue(stream(pod.path("volumes")).anyMatch(v -> v.path("name").equals(mount.path("name")) && v.has("emptyDir")));
+    }
+
+    /** srvr answers "Mode: leader|follower" only inside a quorum, and only if whitelisted. */
+    @Test
+    void zooKeeperIsReadyOnlyInAQuorum() throws IOException {
+        JsonNode zk = find(allDocuments(), "StatefulSet", "zk").path("spec").path("template").path("spec")
+                .path("containers").get(0);
+        assertTrue(String.join(" ", stream(zk.path("readinessProbe").path("exec").path("command")).map(JsonNode::asText).toList())
+                .contains("echo srvr"));
+        assertTrue(List.of(env(zk, "ZOO_4LW_COMMANDS_WHITELIST").path("value").asText().split(",")).contains("srvr"));
+        assertTrue(env(zk, "ZOO_CFG_EXTRA").path("value").asText().contains("quorumListenOnAllIPs=true"));
+    }
+
+    /** The image's JVM flags are the launcher's: ./epic's JVM_FLAGS all appear in the entry point. */
+    @Test
+    void theEntryPointRunsTheLaunchersJvmFlags() throws IOException {
+        Matcher m = Pattern.compile("JVM_FLAGS=\\(([^)]*)\\)").matcher(Files.readString(DEPLOY.resolve("../epic")));
+        assertTrue(m.find(), "./epic's JVM_FLAGS");
+        String entry = Files.readString(DEPLOY.resolve("docker/entrypoint.sh"));
+        for (String flag : m.group(1).trim().split("\\s+")) {
+            String stem = flag.startsWith("-D") ? flag.substring(0, flag.indexOf('=') + 1) : flag;
+            assertTrue(entry.contains(stem), "entrypoint.sh lacks " + stem);
+        }
+    }
+
+    /** `COPY . .` must not send build output (stale jars), checkpoints or the git history. */
+    @Test
+    void theDockerContextLeavesOutBuildOutputAndModels() throws IOException {
+        List<String> ignored = Files.readAllLines(DEPLOY.resolve("../.dockerignore"));
+        for (String p : List.of("**/target", "models", ".git", ".device")) {
+            assertTrue(ignored.contains(p), ".dockerignore lacks " + p);
+        }
+        for (String f : List.of("docker/Dockerfile", "docker/Dockerfile.cuda")) {
+            assertTrue(Files.readString(DEPLOY.resolve(f)).contains(" clean package"), f);
+        }
+    }
+
+    private static List<JsonNode> documents(Path file) throws IOException {
+        List<JsonNode> docs = new ArrayList<>();
+        try (var it = YAML.readerFor(JsonNode.class).<JsonNode>readValues(file.toFile())) {
+            while (it.hasNext()) {
+                JsonNode d = it.next();
+                if (d != null && d.isObject()) {
+                    docs.add(d);
+                }
+            }
+        }
+        return docs;
+    }
+
+    /** Every document of every manifest under deploy/, kustomizations excepted. */
+    private static List<JsonNode> allDocuments() throws IOException {
+        List<JsonNode> docs = new ArrayList<>();
+        try (Stream<Path> files = Files.walk(DEPLOY)) {
+            for (Path f : files.filter(p -> p.toString().endsWith(".yaml")).sorted().toList()) {
+                if (!f.getFileName().toString().equals("kustomization.yaml")) {
+                    docs.addAll(documents(f));
+                }
+            }
+        }
+        return docs;
+    }
+
+    /**
+     * What `kubectl apply -k dir` would create, for the features these manifests use: resources (files
+     * and bases) and JSON patches (add, replace, test). Image and namespace rewrites are left out.
+     */
+    private static List<JsonNode> render(Path dir) throws IOException {
+        JsonNode k = documents(dir.resolve("kustomization.yaml")).getFirst();
+        List<JsonNode> out = new ArrayList<>();
+        for (JsonNode r : k.path("resources")) {
+            Path p = dir.resolve(r.asText()).normalize();
+            out.addAll(Files.isDirectory(p) ? render(p) : documents(p));
+        }
+        for (JsonNode patch : k.path("patches")) {
+            JsonNode doc = find(out, patch.path("target").path("kind").asText(), patch.path("target").path("name").asText());
+            for (JsonNode op : YAML.readTree(patch.path("patch").asText())) {
+                apply(doc, op, dir);
+            }
+        }
+        return out;
+    }
+
+    private static void apply(JsonNode doc, JsonNode op, Path dir) {
+        String path = op.path("path").asText();
+        String where = dir + ": " + op.path("op").asText() + " " + path;
+        JsonNode parent = doc.at(path.substring(0, path.lastIndexOf('/')));
+        String key = path.substring(path.lastIndexOf('/') + 1);
+        JsonNode value = op.get("value");
+        switch (op.path("op").asText()) {
+            case "test" -> assertEquals(value, doc.at(path), where);
+            case "replace", "add" -> {
+                assertFalse((op.path("op").asText().equals("add") ? parent : doc.at(path)).isMissingNode(), where);
+                if (parent instanceof ObjectNode o) {
+                    o.set(key, value);
+                } else if (parent instanceof ArrayNode a && key.equals("-")) {
+                    a.add(value);
+                } else if (parent instanceof ArrayNode a && op.path("op").asText().equals("add")) {
+                    a.insert(Integer.parseInt(key), value);
+                } else if (parent instanceof ArrayNode a) {
+                    a.set(Integer.parseInt(key), value);
+                } else {
+                    fail(where);
+                }
+            }
+            default -> fail("unsupported patch op: " + where);
+        }
+    }
+
+    private static JsonNode find(List<JsonNode> docs, String kind, String name) {
+        return docs.stream()
+                .filter(d -> d.path("kind").asText().equals(kind) && d.path("metadata").path("name").asText().equals(name))
+                .findFirst().orElseThrow(() -> new AssertionError("no " + kind + " " + name));
+    }
+
+    /** Containers (and init containers) of every workload's pod template. */
+    private static List<JsonNode> containers(List<JsonNode> docs) {
+        List<JsonNode> out = new ArrayList<>();
+        for (JsonNode d : docs) {
+            JsonNode pod = d.path("spec").path("template").path("spec");
+            stream(pod.path("containers")).forEach(out::add);
+            stream(pod.path("initContainers")).forEach(out::add);
+        }
+        return out;
+    }
+
+    private static List<JsonNode> epicContainers(List<JsonNode> docs) {
+        return containers(docs).stream().filter(c -> c.path("image").asText().matches("epic(-cuda)?")).toList();
+    }
+
+    private static List<String> args(JsonNode container) {
+        return stream(container.path("args")).map(JsonNode::asText).toList();
+    }
+
+    private static String flag(List<String> args, String name) {
+        int i = args.indexOf(name);
+        return i >= 0 && i + 1 < args.size() ? args.get(i + 1) : null;
+    }
+
+    private static JsonNode env(JsonNode container, String name) {
+        return stream(container.path("env")).filter(e -> e.path("name").asText().equals(name)).findFirst()
+                .orElseThrow(() -> new AssertionError(container.path("name").asText() + " has no env " + name));
+    }
+
+    private static Stream<JsonNode> stream(JsonNode array) {
+        List<JsonNode> out = new ArrayList<>();
+        array.forEach(out::add);
+        return out.stream();
     }
 }
