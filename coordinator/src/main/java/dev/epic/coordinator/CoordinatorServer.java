@@ -25,8 +25,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * A running coordinator: the GenerationService over one {@link Scheduler}, plus grpc.health.v1
- * (SERVING while every expert has a live worker, and with remote attention some attention worker
- * is live) and server reflection, on one gRPC port.
+ * (SERVING while the engine runs, every expert has a live worker, and with remote attention some
+ * attention worker is live) and server reflection, on one gRPC port.
  */
 public final class CoordinatorServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(CoordinatorServer.class);
@@ -82,7 +82,7 @@ public final class CoordinatorServer implements AutoCloseable {
         ScheduledExecutorService check = Executors.newSingleThreadScheduledExecutor(
                 Thread.ofPlatform().name("epic-health").daemon(true).factory());
         check.scheduleWithFixedDelay(() -> {
-            boolean ready = experts.missingExperts().isEmpty()
+            boolean ready = !scheduler.failed() && experts.missingExperts().isEmpty()
                     && (model.attention() == null || model.attention().hasLiveWorker());
             ServingStatus s = ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
             health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, s);

@@ -113,7 +113,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             });
             scheduler.submitAll(c.tasks);
             log.debug("{}: {} prompt tokens queued, {} sample(s)", id, prompt.ids().length, n);
-        } catch (StatusRuntimeException e) {
+        } catch (StatusRuntimeException e) { // among them UNAVAILABLE from a scheduler shut down or failed
             out.onError(e);
         } catch (QueueFullException e) {
             out.onError(Status.RESOURCE_EXHAUSTED.withDescription(e.getMessage()).asRuntimeException());

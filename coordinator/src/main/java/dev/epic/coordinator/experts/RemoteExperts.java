@@ -18,7 +18,9 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.BitSet;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -30,8 +32,9 @@ import org.apache.curator.framework.CuratorFramework;
  * split the (row, expert) pairs by worker (each expert to one live replica), send ONE message per
  * worker on its long-lived stream, all in parallel, then add each worker's pre-reduced rows into
  * {@code out}. A worker that fails or misses the deadline is marked dead and its rows are re-sent
- * to another replica; with no replica left the call fails with {@link ExpertsUnavailableException}
- * (gRPC UNAVAILABLE) naming the experts, within about one deadline — it never hangs.
+ * to another replica that has not failed in this call; with no replica left the call fails with
+ * {@link ExpertsUnavailableException} (gRPC UNAVAILABLE) naming the experts, within one deadline per
+ * replica — it never hangs.
  *
  * <p>One forward call at a time (calls are serialised); scratch buffers are reused across calls.
  */
@@ -41,7 +44,8 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
      *                      reproduces the fp32 reference; BF16 halves and FP8_E4M3 quarters the
      *                      bytes at the cost of ~1e-2 relative activation error.
      * @param deadline      how long one worker may take for one message before it is presumed dead
-     * @param deadBackoff   how long a failed worker is skipped before it is tried again
+     * @param deadBackoff   how long a failed worker is skipped before it is tried again, or probed when
+     *                      no request reaches it
      * @param rebalance     how often the expert placement is replanned from the load ({@link Rebalancer});
      *                      zero: never
      */
@@ -92,7 +96,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         this.hidden = hidden;
         this.options = options;
         this.stats = new DispatchStats(registry);
-        this.directory = new WorkerDirectory(zk, cluster, fingerprint, experts);
+        this.directory = new WorkerDirectory(zk, cluster, fingerprint, experts, options.deadBackoff(), options.deadline());
         try {
             this.rebalancer = options.rebalance().isPositive()
                     ? new Rebalancer(zk, cluster, this, options.rebalance(), registry) : null;
@@ -233,7 +237,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 // summed exactly. A lossy wire keeps each expert on one replica (e mod n), so its
                 // rounding stays the same from call to call.
                 layerLoad[e]++;
-                WorkerEndpoint w = RoutingTable.pick(replicas, e, exact ? rotation + i : 0, t0);
+                WorkerEndpoint w = RoutingTable.pick(replicas, e, exact ? rotation + i : 0, t0, Set.of());
                 if (w == null) {
                     (missing == null ? missing = new BitSet() : missing).set(e);
                     continue;
@@ -254,6 +258,10 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         List<Batch> pending = new ArrayList<>(round);
         pending.sort(java.util.Comparator.comparing(batch -> batch.endpoint.path()));
         Throwable lastFailure = null;
+        // A worker that failed in this call is not tried again in it, even once its backoff has passed
+        // (a deadline is longer than the backoff): else two hung replicas would take turns forever,
+        // holding the engine. So there are at most as many rounds as replicas.
+        Set<WorkerEndpoint> failedHere = new HashSet<>();
         while (!pending.isEmpty()) {
             List<Batch> failed = sendAndCombine(layer, x, pending, alongside);
             alongside = null; // once, in the first round
@@ -262,12 +270,13 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
             }
             // Re-route the failed workers' pairs to other live replicas (fresh batches: rare path).
             long now = System.nanoTime();
+            failed.forEach(f -> failedHere.add(f.endpoint));
             List<Batch> retry = new ArrayList<>();
             for (Batch f : failed) {
                 for (int r = 0, p = 0; r < f.rows; r++) {
                     for (int c = 0; c < f.counts[r]; c++, p++) {
                         int e = f.ids[p];
-                        WorkerEndpoint w = RoutingTable.pick(replicas, e, rotation, now);
+                        WorkerEndpoint w = RoutingTable.pick(replicas, e, rotation, now, failedHere);
                         if (w == null) {
                             (missing == null ? missing = new BitSet() : missing).set(e);
                             continue;
@@ -349,7 +358,8 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 String why = e instanceof TimeoutException
                         ? "no answer within " + options.deadline().toMillis() + " ms"
                         : describe(cause);
-                b.failure = cause;
+                b.failure = e instanceof TimeoutException
+                        ? Status.DEADLINE_EXCEEDED.withDescription(why).asException() : cause;
                 b.endpoint.markDead("layer " + layer + ": " + why, options.deadBackoff().toNanos());
                 if (failed.isEmpty()) {
                     failed = new ArrayList<>();

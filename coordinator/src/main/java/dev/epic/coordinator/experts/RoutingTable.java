@@ -7,6 +7,7 @@ import java.util.Collection;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Immutable snapshot: per layer, expert id -> workers announcing it (replicas). A worker's own
@@ -86,14 +87,16 @@ final class RoutingTable {
     /**
      * A live replica of expert e from {@code layer}'s table ({@link #layer}), taken round-robin from
      * (e + rotation): one call spreads an expert's rows over its replicas (rotation = the row), so a
-     * hot expert's rows share out over the workers hosting it. null if none is live.
+     * hot expert's rows share out over the workers hosting it. Workers in {@code failed} (those that
+     * already failed in this call) are passed over. null if none is live.
      */
-    static WorkerEndpoint pick(WorkerEndpoint[][] layer, int expert, int rotation, long nowNanos) {
+    static WorkerEndpoint pick(WorkerEndpoint[][] layer, int expert, int rotation, long nowNanos,
+            Set<WorkerEndpoint> failed) {
         WorkerEndpoint[] r = layer[expert];
         int n = r.length;
         for (int i = 0; i < n; i++) {
             WorkerEndpoint w = r[Math.floorMod(expert + rotation + i, n)];
-            if (w.isLive(nowNanos)) {
+            if (w.isLive(nowNanos) && !failed.contains(w)) {
                 return w;
             }
         }

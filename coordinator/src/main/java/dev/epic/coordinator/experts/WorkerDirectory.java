@@ -5,8 +5,11 @@ import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.transport.WorkerWatch;
 import dev.epic.transport.ZkLayout;
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.slf4j.Logger;
@@ -15,7 +18,8 @@ import org.slf4j.LoggerFactory;
 /**
  * Watches {@code /epic/<cluster>/workers} and keeps the {@link RoutingTable}: workers joining,
  * leaving (ephemeral node gone) and re-registering. Workers announcing another model fingerprint
- * or protocol version are logged once and ignored.
+ * or protocol version are logged once and ignored. Suspect workers are probed in the background
+ * ({@link WorkerEndpoint#probe}), so one that answers again counts for coverage again.
  */
 final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
     private static final Logger log = LoggerFactory.getLogger(WorkerDirectory.class);
@@ -24,12 +28,25 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
     private final Map<String, WorkerEndpoint> endpoints = new HashMap<>(); // guarded by this
     private volatile RoutingTable table;
     private final WorkerWatch watch;
+    private final ScheduledExecutorService prober;
 
-    WorkerDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, int experts) {
+    /**
+     * @param probeEvery    how often suspect workers are probed (their failure backoff)
+     * @param probeDeadline how long a probe may wait for its answer (a message's deadline)
+     */
+    WorkerDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, int experts,
+            Duration probeEvery, Duration probeDeadline) {
         this.experts = experts;
         this.table = new RoutingTable(experts, java.util.List.of());
         this.watch = new WorkerWatch(zk, ZkLayout.workersPath(cluster), "expert worker", fingerprint.sha256(),
                 fingerprint.name(), this);
+        this.prober = Executors.newSingleThreadScheduledExecutor(
+                Thread.ofPlatform().name("epic-expert-probe").daemon(true).factory());
+        long every = Math.max(1, probeEvery.toMillis());
+        prober.scheduleWithFixedDelay(() -> {
+            long now = System.nanoTime();
+            table.workers().forEach(w -> w.probe(now, probeDeadline));
+        }, every, every, TimeUnit.MILLISECONDS);
     }
 
     RoutingTable table() {
@@ -79,6 +96,7 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
 
     @Override
     public synchronized void close() {
+        prober.shutdownNow();
         watch.close();
         endpoints.values().forEach(WorkerEndpoint::close);
         endpoints.clear();

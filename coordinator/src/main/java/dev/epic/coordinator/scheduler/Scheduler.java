@@ -59,6 +59,8 @@ public final class Scheduler implements AutoCloseable {
     private final List<Slot> active = new ArrayList<>();               // engine thread only
     private final Thread engine;
     private volatile boolean closed;
+    /** What killed the engine thread; null while it runs. Set with the queue's lock held. */
+    private volatile Throwable engineFailure;
     private volatile int activeCount;
     private volatile StepStats stepStats = StepStats.ZERO; // replaced (not mutated) by the engine thread
     private volatile int peakBatch;
@@ -102,12 +104,18 @@ public final class Scheduler implements AutoCloseable {
         submitAll(List.of(task));
     }
 
-    /** Queues all of the sequences or, when they do not fit, none ({@link QueueFullException}). */
+    /**
+     * Queues all of the sequences or, when they do not fit, none ({@link QueueFullException}). Once
+     * shut down or failed ({@link #failed()}), refuses them with {@link SchedulerUnavailableException}.
+     */
     public void submitAll(List<? extends SequenceTask> tasks) {
         lock.lock();
         try {
+            if (engineFailure != null) {
+                throw engineDied();
+            }
             if (closed) {
-                throw new IllegalStateException("scheduler is shut down");
+                throw new SchedulerUnavailableException("scheduler is shut down", null);
             }
             int n = tasks.size();
             int waiting = 0; // cancelled entries leave at the next step boundary: they hold no place
@@ -135,6 +143,11 @@ public final class Scheduler implements AutoCloseable {
         } finally {
             lock.unlock();
         }
+    }
+
+    /** Whether the engine thread died: nothing runs any more and new work is refused (health: NOT_SERVING). */
+    public boolean failed() {
+        return engineFailure != null;
     }
 
     /** Sequences holding a batch slot (read from any thread; for health and tests). */
@@ -187,12 +200,7 @@ public final class Scheduler implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } catch (Throwable t) {
-            log.error("engine loop died", t);
-            for (Slot s : active) {
-                s.cache.release();
-                s.task.onFailure(t);
-            }
-            active.clear();
+            die(t);
         } finally {
             for (Slot s : active) {
                 s.cache.release();
@@ -201,6 +209,39 @@ public final class Scheduler implements AutoCloseable {
             active.clear();
             activeCount = 0;
         }
+    }
+
+    /**
+     * The engine loop died of something no one sequence could be blamed for (an Error). Nothing will
+     * run again, so running and waiting sequences fail with UNAVAILABLE and later submissions are
+     * refused, rather than waiting forever on a thread that is gone.
+     */
+    private void die(Throwable t) {
+        List<SequenceTask> waiting;
+        lock.lock();
+        try {
+            engineFailure = t;
+            waiting = new ArrayList<>(queue);
+            queue.clear();
+        } finally {
+            lock.unlock();
+        }
+        log.error("engine loop died: failing {} running and {} waiting sequence(s), refusing new ones", active.size(),
+                waiting.size(), t);
+        SchedulerUnavailableException error = engineDied();
+        for (Slot s : active) {
+            s.cache.release();
+            s.task.onFailure(error);
+        }
+        active.clear();
+        for (SequenceTask task : waiting) {
+            task.onFailure(error);
+        }
+    }
+
+    private SchedulerUnavailableException engineDied() {
+        return new SchedulerUnavailableException("the inference engine failed (" + engineFailure
+                + "); this coordinator takes no more requests", engineFailure);
     }
 
     private void dropCancelled() {
@@ -235,8 +276,8 @@ public final class Scheduler implements AutoCloseable {
                     } else if (active.size() >= options.maxBatch() || waitsForSibling(t)) {
                         continue;
                     } else {
+                        Slot s = new Slot(t, model.newCache()); // first: should it throw, t is still queued
                         it.remove();
-                        Slot s = new Slot(t, model.newCache());
                         active.add(s);
                         joined.add(s);
                     }
@@ -254,12 +295,20 @@ public final class Scheduler implements AutoCloseable {
             t.onCancelled();
         }
         for (Slot s : joined) { // outside the lock: allocating and copying a long prefix take a while
-            s.cache.reserve(s.prompt.length + 1); // prefill chunks then append without regrowing
-            if (prefixCache != null && !s.task.wantsPromptLogits()) {
-                s.fed = prefixCache.restore(s.prompt, s.cache);
+            try {
+                s.cache.reserve(s.prompt.length + 1); // prefill chunks then append without regrowing
+                if (prefixCache != null && !s.task.wantsPromptLogits()) {
+                    s.fed = prefixCache.restore(s.prompt, s.cache);
+                }
+                s.task.promptCached(s.fed);
+            } catch (RuntimeException | OutOfMemoryError e) {
+                // Its own cache did not fit (a long prompt's reservation): this sequence fails, not the engine.
+                log.warn("a sequence of {} prompt tokens could not join the batch: {}", s.prompt.length, e.toString());
+                retire(s);
+                s.task.onFailure(e);
             }
-            s.task.promptCached(s.fed);
         }
+        activeCount = active.size();
         return !closed;
     }
 
@@ -306,8 +355,10 @@ public final class Scheduler implements AutoCloseable {
             }
             activeCount = active.size();
             return;
-        } catch (RuntimeException e) {
-            log.warn("step over {} sequence(s) failed: {}", slots.size(), e.getMessage());
+        } catch (RuntimeException | OutOfMemoryError e) {
+            // Out of memory here (caches growing, the step's buffers) is not one sequence's doing: the
+            // step's sequences fail and release their caches; the engine goes on with the others.
+            log.warn("step over {} sequence(s) failed: {}", slots.size(), e.toString());
             for (Slot s : slots) {
                 retire(s);
                 s.task.onFailure(e);

@@ -11,12 +11,15 @@ import dev.epic.coordinator.ExpertBackend;
 import dev.epic.coordinator.RemoteExpertBackend;
 import dev.epic.coordinator.ServedModel;
 import dev.epic.coordinator.experts.RemoteExperts;
+import dev.epic.coordinator.experts.StallingShard;
+import dev.epic.coordinator.scheduler.FailingExperts;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.Golden;
 import dev.epic.model.TestData;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
+import dev.epic.model.moe.LocalExperts;
 import dev.epic.proto.ChatMessage;
 import dev.epic.proto.DetokenizeRequest;
 import dev.epic.proto.DetokenizeResponse;
@@ -37,6 +40,7 @@ import dev.epic.proto.TokenizeResponse;
 import dev.epic.text.output.ReasoningMode;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.worker.CheckpointShard;
+import dev.epic.worker.ExpertShard;
 import dev.epic.worker.ExpertWorker;
 import io.grpc.CallOptions;
 import io.grpc.Context;
@@ -491,27 +495,48 @@ class GenerationServiceTest {
         assertEquals(0, server.scheduler().waiting(), "requests still queued");
     }
 
+    /** What runs against {@link #withOneExpertWorker}'s coordinator. */
+    private interface RemoteBody {
+        void run(ExpertWorker worker, RemoteExpertBackend backend, ManagedChannel channel) throws Exception;
+    }
+
+    /**
+     * Runs {@code body} against a coordinator of tiny-v3 whose routed experts are on one expert
+     * worker serving {@code shard}, found through a real ZooKeeper.
+     */
+    private static void withOneExpertWorker(ExpertShard shard, RemoteExperts.Options options, RemoteBody body)
+            throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        ModelConfig cfg = ModelConfig.load(dir.resolve(ModelConfig.FILE_NAME));
+        CheckpointFingerprint fp = CheckpointFingerprint.of(dir);
+        int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
+        try (TestingServer zk = new TestingServer(true);
+             ExpertWorker worker = ExpertWorker.start(shard, fp, moeLayers,
+                     new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "t", null, 64, 10_000, 200, 0));
+             RemoteExpertBackend backend = RemoteExpertBackend.connect(zk.getConnectString(), "t", fp, cfg, options)) {
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (backend.workers().isEmpty()) {
+                assertTrue(System.nanoTime() < until, "the worker never registered");
+                Thread.sleep(20);
+            }
+            try (CoordinatorServer remote = CoordinatorServer.start(ServedModel.open(dir, backend.experts(), 0), backend,
+                    SchedulerOptions.defaults(), "127.0.0.1", 0)) {
+                ManagedChannel ch = channel(remote.target());
+                try {
+                    body.run(worker, backend, ch);
+                } finally {
+                    ch.shutdownNow();
+                }
+            }
+        }
+    }
+
     @Test
     void missingExpertsAreUnavailableNamingThem() throws Exception {
-        Path dir = TestData.model("tiny-v3");
-        try (TestingServer zk = new TestingServer(true); Checkpoint c = Checkpoint.open(dir)) {
-            ModelConfig cfg = c.config();
-            CheckpointFingerprint fp = CheckpointFingerprint.of(dir);
-            int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
-            try (ExpertWorker half = ExpertWorker.start(CheckpointShard.load(c, ExpertRanges.parse("0-127", 256)), fp,
-                    moeLayers, new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "t", null, 64, 10_000, 200, 0));
-                 RemoteExpertBackend backend = RemoteExpertBackend.connect(zk.getConnectString(), "t", fp, cfg,
-                         RemoteExperts.Options.defaults())) {
-                long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-                while (backend.workers().isEmpty() || !backend.missingExperts().equals("128-255")) {
-                    assertTrue(System.nanoTime() < until, "worker never registered; missing " + backend.missingExperts());
-                    Thread.sleep(20);
-                }
-                ServedModel model = ServedModel.open(dir, backend.experts(), 0);
-                try (CoordinatorServer remote = CoordinatorServer.start(model, backend, SchedulerOptions.defaults(),
-                        "127.0.0.1", 0)) {
-                    ManagedChannel ch = channel(remote.target());
-                    try {
+        try (Checkpoint c = Checkpoint.open(TestData.model("tiny-v3"))) {
+            withOneExpertWorker(CheckpointShard.load(c, ExpertRanges.parse("0-127", 256)), RemoteExperts.Options.defaults(),
+                    (half, backend, ch) -> {
+                        assertEquals("128-255", backend.missingExperts());
                         var stub = GenerationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS);
                         StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> stub.generate(
                                 ids(SamplingParams.getDefaultInstance(), 1, 2, 3)).forEachRemaining(r -> { }));
@@ -520,11 +545,104 @@ class GenerationServiceTest {
                         ModelInfoResponse info = stub.modelInfo(ModelInfoRequest.getDefaultInstance());
                         assertEquals(1, info.getExpertWorkersCount());
                         assertEquals(128, info.getExpertWorkers(0).getExpertsCount());
-                    } finally {
-                        ch.shutdownNow();
+                    });
+        }
+    }
+
+    /** Completes with the call's status once it ends (OK when it completed). */
+    private static StreamObserver<GenerateResponse> ending(CompletableFuture<Status> status) {
+        return new StreamObserver<>() {
+            public void onNext(GenerateResponse r) { }
+            public void onError(Throwable t) { status.complete(Status.fromThrowable(t)); }
+            public void onCompleted() { status.complete(Status.OK); }
+        };
+    }
+
+    /** Follows the server's health (grpc.health.v1 Watch) until it reports {@code wanted}. */
+    private static void awaitHealth(ManagedChannel ch, HealthCheckResponse.ServingStatus wanted) {
+        Iterator<HealthCheckResponse> health = HealthGrpc.newBlockingStub(ch).withDeadlineAfter(30, TimeUnit.SECONDS)
+                .watch(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build());
+        HealthCheckResponse.ServingStatus now;
+        do {
+            now = health.next().getStatus(); // blocks until the status changes
+        } while (now != wanted);
+    }
+
+    /**
+     * An Error that kills the engine thread: the running and the waiting request end with
+     * UNAVAILABLE, later ones are refused with UNAVAILABLE, and health turns NOT_SERVING.
+     */
+    @Test
+    void aDeadEngineIsUnavailableAndNotServing() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        try (Checkpoint c = Checkpoint.open(dir)) {
+            FailingExperts experts = new FailingExperts(LocalExperts.all(c.config(), c));
+            try (CoordinatorServer broken = CoordinatorServer.start(ServedModel.open(dir, experts, MAX_CONTEXT),
+                    ExpertBackend.local(), new SchedulerOptions(1, 1, 32), "127.0.0.1", 0)) {
+                ManagedChannel ch = channel(broken.target());
+                try {
+                    var stub = GenerationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(60, TimeUnit.SECONDS);
+                    SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build();
+                    Iterator<GenerateResponse> running = stub.generate(ids(endless, 1, 2, 3));
+                    running.next();
+                    CompletableFuture<Status> waiting = new CompletableFuture<>();
+                    GenerationServiceGrpc.newStub(ch).generate(ids(endless, 4, 5), ending(waiting));
+                    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+                    while (broken.scheduler().waiting() < 1) {
+                        assertTrue(System.nanoTime() < until, "the second request was never queued");
+                        Thread.sleep(10);
                     }
+                    experts.failNext(new InternalError("injected: the engine thread dies"));
+                    assertEquals(Status.Code.UNAVAILABLE, assertThrows(StatusRuntimeException.class,
+                            () -> running.forEachRemaining(r -> { })).getStatus().getCode());
+                    assertEquals(Status.Code.UNAVAILABLE, waiting.get(30, TimeUnit.SECONDS).getCode());
+                    StatusRuntimeException refused = assertThrows(StatusRuntimeException.class,
+                            () -> stub.generate(ids(endless, 6)).forEachRemaining(r -> { }));
+                    assertEquals(Status.Code.UNAVAILABLE, refused.getStatus().getCode());
+                    assertTrue(refused.getStatus().getDescription().contains("engine failed"),
+                            refused.getStatus().getDescription());
+                    assertEquals(Status.Code.UNAVAILABLE,
+                            codeOf(() -> stub.logits(LogitsRequest.newBuilder().addPromptTokenIds(5).build())));
+                    awaitHealth(ch, HealthCheckResponse.ServingStatus.NOT_SERVING);
+                } finally {
+                    ch.shutdownNow();
                 }
             }
+        }
+    }
+
+    /**
+     * The only worker misses one deadline (it stalls, as in a long GC pause): the request it was
+     * serving fails with UNAVAILABLE and its experts count as missing until it answers the
+     * coordinator's probe; then requests are served again, the worker neither restarted nor re-registered.
+     */
+    @Test
+    void aWorkerThatMissedADeadlineServesAgainWithoutRestarting() throws Exception {
+        try (Checkpoint c = Checkpoint.open(TestData.model("tiny-v3"))) {
+            StallingShard shard = new StallingShard(CheckpointShard.load(c, ExpertRanges.parse("0-255", 256)));
+            withOneExpertWorker(shard, RemoteExperts.Options.defaults().withDeadline(Duration.ofSeconds(2)),
+                    (worker, backend, ch) -> {
+                        SamplingParams two = SamplingParams.newBuilder().setTemperature(0).setMaxTokens(2)
+                                .setIgnoreEos(true).build();
+                        CompletableFuture<Status> stalled = new CompletableFuture<>();
+                        GenerationServiceGrpc.newStub(ch).generate(ids(two, 1, 2, 3), ending(stalled));
+                        // The stall holds an event loop, which this JVM's servers and channels share: until it
+                        // is released, the test waits on no gRPC call, only on the coordinator giving up.
+                        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                        while (!backend.missingExperts().equals("0-255")) {
+                            assertTrue(System.nanoTime() < until, "the stalled worker was never given up on");
+                            Thread.sleep(20);
+                        }
+                        shard.release();
+                        assertEquals(Status.Code.UNAVAILABLE, stalled.get(30, TimeUnit.SECONDS).getCode());
+                        assertTrue(backend.awaitCoverage(Duration.ofSeconds(30)), "missing " + backend.missingExperts());
+                        List<GenerateResponse> served = new ArrayList<>();
+                        GenerationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(30, TimeUnit.SECONDS)
+                                .generate(ids(two, 1, 2, 3)).forEachRemaining(served::add);
+                        assertEquals(FinishReason.LENGTH, served.getLast().getFinishReason());
+                        assertEquals(List.of(worker.workerId()),
+                                backend.workers().stream().map(w -> w.getWorkerId()).toList());
+                    });
         }
     }
 }

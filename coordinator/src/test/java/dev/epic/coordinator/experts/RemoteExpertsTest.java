@@ -32,6 +32,7 @@ import dev.epic.transport.Protocol;
 import dev.epic.transport.ZkLayout;
 import dev.epic.worker.CheckpointShard;
 import dev.epic.worker.DispatchOnce;
+import dev.epic.worker.ExpertShard;
 import dev.epic.worker.ExpertWorker;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
@@ -44,6 +45,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.IntStream;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
@@ -53,6 +55,7 @@ import org.apache.zookeeper.CreateMode;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -96,11 +99,18 @@ class RemoteExpertsTest {
     }
 
     static ExpertWorker worker(String model, String cluster, String experts, WeightFormat format) throws Exception {
+        return worker(model, cluster, shard(model, experts, format));
+    }
+
+    static CheckpointShard shard(String model, String experts, WeightFormat format) {
         Checkpoint c = checkpoint(model);
-        ModelConfig cfg = c.config();
-        int[] ids = ExpertRanges.parse(experts, cfg.nRoutedExperts());
+        return CheckpointShard.load(c, ExpertRanges.parse(experts, c.config().nRoutedExperts()), format);
+    }
+
+    static ExpertWorker worker(String model, String cluster, ExpertShard shard) throws Exception {
+        ModelConfig cfg = checkpoint(model).config();
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
-        ExpertWorker w = ExpertWorker.start(CheckpointShard.load(c, ids, format), fingerprint(model), moeLayers,
+        ExpertWorker w = ExpertWorker.start(shard, fingerprint(model), moeLayers,
                 new ExpertWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, null, 64, 10_000, 1_000, 0));
         WORKERS.add(w);
         return w;
@@ -291,6 +301,42 @@ class RemoteExpertsTest {
             LocalExperts.all(cfg, checkpoint(model)).forward(1, in.x, in.rows, in.ids, in.weights, in.k, expected);
             re.forward(1, in.x, in.rows, in.ids, in.weights, in.k, out);
             assertArrayEquals(expected, out, "after failover and recovery");
+        }
+    }
+
+    /**
+     * Two replicas that never answer, and a deadline longer than the failure backoff: by the time one
+     * times out the other is out of its backoff. Each is tried once in the call, which then fails
+     * with UNAVAILABLE instead of taking them in turns forever (holding the engine with it).
+     */
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS) // what a hang would run into
+    void hungReplicasAreTriedOnceEachThenTheCallIsUnavailable() throws Exception {
+        String model = "tiny-v3-fp8";
+        String cluster = "hung";
+        ModelConfig cfg = checkpoint(model).config();
+        List<StallingShard> hung = List.of(new StallingShard(shard(model, "0-63", WeightFormat.AUTO)),
+                new StallingShard(shard(model, "0-63", WeightFormat.AUTO)));
+        try {
+            for (StallingShard s : hung) {
+                worker(model, cluster, s);
+            }
+            RemoteExperts.Options opts = new RemoteExperts.Options(HiddenEncoding.FP32, Duration.ofSeconds(1),
+                    Duration.ofMillis(100), Duration.ZERO);
+            try (RemoteExperts re = remote(model, cluster, opts)) {
+                Poll.until("both replicas", () -> re.workers().size() == 2);
+                int hidden = cfg.hiddenSize();
+                // One pair, so the first round asks one replica and the retry the other.
+                var e = assertThrows(ExpertsUnavailableException.class, () -> re.forward(1, new float[hidden], 1,
+                        new int[] {3}, new float[] {1f}, 1, new float[hidden]));
+                assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+                String msg = e.getStatus().getDescription();
+                assertTrue(msg.startsWith("no live expert worker for experts 3 (layer 1;")
+                        && msg.contains("no answer within 1000 ms"), msg);
+                assertEquals(1, re.stats().snapshot().retries(), "the second replica once: " + re.stats().snapshot());
+            }
+        } finally {
+            hung.forEach(StallingShard::release);
         }
     }
 

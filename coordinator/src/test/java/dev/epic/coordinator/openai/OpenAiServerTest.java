@@ -3,6 +3,7 @@ package dev.epic.coordinator.openai;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -26,6 +27,8 @@ import dev.epic.proto.TokenIds;
 import dev.epic.proto.TokenLogprob;
 import dev.epic.text.tokenizer.Tokenizer;
 import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
 import java.io.BufferedReader;
 import java.io.InputStream;
@@ -672,6 +675,32 @@ class OpenAiServerTest {
                     .POST(HttpRequest.BodyPublishers.ofString("{\"model\": \"x\", " + CHAT_MESSAGES + "}")).build(),
                     HttpResponse.BodyHandlers.ofString());
             assertError(r, 503, "");
+        }
+    }
+
+    /**
+     * A request that comes in while the coordinator shuts down (its scheduler stopped, the gRPC
+     * server not yet): UNAVAILABLE over gRPC and 503 over HTTP, which clients retry elsewhere.
+     */
+    @Test
+    void aStoppedSchedulerIsUnavailable() throws Exception {
+        try (CoordinatorServer stopping = CoordinatorServer.start(ServedModel.open(dir, null, MAX_CONTEXT),
+                ExpertBackend.local(), new SchedulerOptions(1, 1, 32), "127.0.0.1", 0);
+             OpenAiServer front = OpenAiServer.start("127.0.0.1", 0, stopping.target(), null, null)) {
+            stopping.scheduler().close();
+            HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + front.port()
+                    + "/v1/completions")).POST(HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\", \"max_tokens\": 1}"))
+                    .build(), HttpResponse.BodyHandlers.ofString());
+            assertError(r, 503, "shut down");
+            ManagedChannel ch = NettyChannelBuilder.forTarget(stopping.target()).usePlaintext().build();
+            try {
+                StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> GenerationServiceGrpc
+                        .newBlockingStub(ch).generate(GenerateRequest.newBuilder().setText("hi").build())
+                        .forEachRemaining(x -> { }));
+                assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode(), e.toString());
+            } finally {
+                ch.shutdownNow();
+            }
         }
     }
 

@@ -6,7 +6,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 
 /** Folds a task's deltas; completes when the sequence ends in any way. */
-final class CollectingSink implements GenerationTask.Sink {
+class CollectingSink implements GenerationTask.Sink {
     final GenerationResult.Accumulator all = new GenerationResult.Accumulator();
     final CompletableFuture<GenerationResult> done = new CompletableFuture<>();
     final CountDownLatch firstToken = new CountDownLatch(1);

@@ -2,6 +2,8 @@ package dev.epic.coordinator.scheduler;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -9,15 +11,18 @@ import dev.epic.model.Golden;
 import dev.epic.model.TestData;
 import dev.epic.model.Transformer;
 import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.moe.LocalExperts;
 import dev.epic.text.generate.FinishReason;
 import dev.epic.text.generate.Generation;
 import dev.epic.text.generate.GenerationResult;
 import dev.epic.text.sampling.SamplingParams;
 import dev.epic.text.tokenizer.Tokenizer;
+import io.grpc.Status;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -280,6 +285,93 @@ class SchedulerTest {
         s.close();
         assertEquals(FinishReason.CANCELLED, running.done.get(30, TimeUnit.SECONDS).finishReason());
         assertEquals(FinishReason.CANCELLED, waiting.done.get(30, TimeUnit.SECONDS).finishReason());
-        assertThrows(IllegalStateException.class, () -> s.submit(task(prompt(6, 3), sampled(6, 3), new CollectingSink())));
+        SchedulerUnavailableException e = assertThrows(SchedulerUnavailableException.class,
+                () -> s.submit(task(prompt(6, 3), sampled(6, 3), new CollectingSink())));
+        assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+    }
+
+    private static FailingExperts failingExperts() {
+        return new FailingExperts(LocalExperts.all(checkpoint.config(), checkpoint));
+    }
+
+    /** A started scheduler of one batch slot over the engine with {@code experts}. */
+    private static Scheduler oneSlot(FailingExperts experts) {
+        Transformer engine = new Transformer(checkpoint.config(), checkpoint, experts);
+        return new Scheduler(engine, new SchedulerOptions(1, 4, 256)).start();
+    }
+
+    /** Submits a sequence that never ends by itself and waits until it runs. */
+    private static CollectingSink running(Scheduler s, int seed) throws InterruptedException {
+        CollectingSink sink = new CollectingSink();
+        s.submit(task(prompt(seed, 3), sampled(seed, 1_000_000), sink));
+        assertTrue(sink.firstToken.await(30, TimeUnit.SECONDS));
+        return sink;
+    }
+
+    private static Throwable failure(CollectingSink sink) {
+        return assertThrows(ExecutionException.class, () -> sink.done.get(30, TimeUnit.SECONDS)).getCause();
+    }
+
+    /** Out of memory in a step fails that step's sequences; the engine lives on and serves the next. */
+    @Test
+    void outOfMemoryInAStepFailsItsSequencesOnly() throws Exception {
+        FailingExperts experts = failingExperts();
+        try (Scheduler s = oneSlot(experts)) {
+            CollectingSink running = running(s, 30);
+            experts.failNext(new OutOfMemoryError("injected: no room for the step"));
+            assertInstanceOf(OutOfMemoryError.class, failure(running));
+            CollectingSink next = new CollectingSink();
+            s.submit(task(prompt(31, 3), sampled(2, 4), next));
+            assertEquals(4, next.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+            assertFalse(s.failed());
+        }
+    }
+
+    /**
+     * A sequence that runs out of memory as it joins the batch, where its KV cache is reserved, fails
+     * alone. (Injected through its prompt-cache callback, which runs in the same place.)
+     */
+    @Test
+    void outOfMemoryJoiningTheBatchFailsOnlyThatSequence() throws Exception {
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(2, 4, 256))) {
+            CollectingSink doomed = new CollectingSink() {
+                @Override
+                public void promptCached(int tokens) {
+                    throw new OutOfMemoryError("injected: the KV cache does not fit");
+                }
+            };
+            CollectingSink other = new CollectingSink();
+            s.submit(task(prompt(40, 5), sampled(1, 3), doomed));
+            s.submit(task(prompt(41, 5), sampled(2, 3), other));
+            s.start(); // both join in the same admission
+            assertInstanceOf(OutOfMemoryError.class, failure(doomed));
+            assertEquals(3, other.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+            assertFalse(s.failed());
+        }
+    }
+
+    /**
+     * An Error that kills the engine thread: the running and the waiting sequences fail with
+     * UNAVAILABLE instead of waiting forever, and new ones are refused.
+     */
+    @Test
+    void anEngineThatDiesFailsEverySequenceAndRefusesNewOnes() throws Exception {
+        FailingExperts experts = failingExperts();
+        try (Scheduler s = oneSlot(experts)) {
+            CollectingSink running = running(s, 50);
+            CollectingSink waiting = new CollectingSink();
+            s.submit(task(prompt(51, 3), sampled(2, 3), waiting)); // the only slot is taken: it waits
+            experts.failNext(new InternalError("injected: the engine thread dies"));
+            for (CollectingSink sink : List.of(running, waiting)) {
+                Throwable e = failure(sink);
+                assertEquals(Status.Code.UNAVAILABLE, Status.fromThrowable(e).getCode(), e.toString());
+            }
+            assertTrue(s.failed());
+            SchedulerUnavailableException refused = assertThrows(SchedulerUnavailableException.class,
+                    () -> s.submit(task(prompt(52, 3), sampled(3, 3), new CollectingSink())));
+            assertTrue(refused.getStatus().getDescription().contains("injected: the engine thread dies"),
+                    refused.getStatus().getDescription());
+            assertEquals(0, s.waiting());
+        }
     }
 }
