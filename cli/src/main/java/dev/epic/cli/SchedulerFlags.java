@@ -22,18 +22,26 @@ final class SchedulerFlags {
             + "(default: a quarter of the JVM's maximum heap)")
     Long prefixCacheMb;
 
+    @Option(names = "--kv-cache-mb", paramLabel = "MB", description = "KV cache the running sequences may hold "
+            + "together; a request joins the batch when its prompt + max tokens fit beside the others' and waits "
+            + "otherwise, and one that could not fit alone is refused (default: half the JVM's maximum heap)")
+    Long kvCacheMb;
+
     SchedulerOptions options() {
-        if (prefixCacheMb != null && prefixCacheMb < 0) {
-            throw new IllegalArgumentException("--prefix-cache-mb must be >= 0, got " + prefixCacheMb);
+        long prefix = prefixCacheMb != null ? bytes("--prefix-cache-mb", prefixCacheMb, 0)
+                : SchedulerOptions.defaults().prefixCacheBytes();
+        long kv = kvCacheMb != null ? bytes("--kv-cache-mb", kvCacheMb, 1) : SchedulerOptions.defaultKvCacheBytes();
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefix, kv);
+    }
+
+    private static long bytes(String flag, long mb, long min) {
+        if (mb < min) {
+            throw new IllegalArgumentException(flag + " must be >= " + min + ", got " + mb);
         }
-        long bytes = SchedulerOptions.defaults().prefixCacheBytes();
-        if (prefixCacheMb != null) {
-            try {
-                bytes = Math.multiplyExact(prefixCacheMb, 1L << 20);
-            } catch (ArithmeticException e) {
-                throw new IllegalArgumentException("--prefix-cache-mb is too large: " + prefixCacheMb);
-            }
+        try {
+            return Math.multiplyExact(mb, 1L << 20);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException(flag + " is too large: " + mb);
         }
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, bytes);
     }
 }

@@ -13,6 +13,11 @@ public final class HeapKvCache implements KvCache {
     private int length;
 
     /** An empty cache shaped for model {@code c}: its layers, latent rank, rope width and context. */
+    /** Bytes one position takes: every layer's latent and rope key, in fp32. */
+    public static long bytesPerPosition(dev.epic.model.config.ModelConfig c) {
+        return (long) c.numHiddenLayers() * (c.kvLoraRank() + c.qkRopeHeadDim()) * Float.BYTES;
+    }
+
     public static HeapKvCache forModel(dev.epic.model.config.ModelConfig c) {
         return new HeapKvCache(c.numHiddenLayers(), c.kvLoraRank(), c.qkRopeHeadDim(), c.maxPositionEmbeddings());
     }

@@ -5,6 +5,7 @@ import dev.epic.coordinator.ExpertBackend;
 import dev.epic.coordinator.ServedModel;
 import dev.epic.coordinator.metrics.ServingMetrics;
 import dev.epic.coordinator.scheduler.GenerationTask;
+import dev.epic.coordinator.scheduler.KvBudgetException;
 import dev.epic.coordinator.scheduler.LogitsTask;
 import dev.epic.coordinator.scheduler.QueueFullException;
 import dev.epic.coordinator.scheduler.Scheduler;
@@ -573,6 +574,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             return;
         } catch (QueueFullException e) {
             out.onError(Status.RESOURCE_EXHAUSTED.withDescription(e.getMessage()).asRuntimeException());
+            return;
+        } catch (KvBudgetException e) {
+            out.onError(PromptBuilder.invalid(e.getMessage()));
             return;
         }
         task.result().whenComplete((result, error) -> {

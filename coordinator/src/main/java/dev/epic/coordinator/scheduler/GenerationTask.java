@@ -48,6 +48,11 @@ public final class GenerationTask implements SequenceTask {
     }
 
     @Override
+    public long maxPositions() {
+        return generation.maxTotalTokens();
+    }
+
+    @Override
     public Object prefixGroup() {
         return prefixGroup;
     }

@@ -42,6 +42,11 @@ public final class LogitsTask implements SequenceTask {
     }
 
     @Override
+    public long maxPositions() {
+        return (long) prompt.length + steps;
+    }
+
+    @Override
     public int onLogits(float[] l) {
         logits.add(l.clone());
         int token = VectorOps.argmax(l);

@@ -3,6 +3,7 @@ package dev.epic.coordinator.scheduler;
 import dev.epic.coordinator.attention.AttentionUnavailableException;
 import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.kernels.Parallel;
+import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvCache;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
@@ -39,11 +40,13 @@ public final class Scheduler implements AutoCloseable {
         int fed;          // prompt tokens already in the cache
         int next = -1;    // token to feed in the next step once the prompt is in
         final List<Integer> generated = new ArrayList<>(); // fed after the prompt
+        final long kvBytes; // of the KV cache budget, set aside while the sequence runs
 
-        Slot(SequenceTask task, KvCache cache) {
+        Slot(SequenceTask task, KvCache cache, long kvBytes) {
             this.task = task;
             this.prompt = task.prompt();
             this.cache = cache;
+            this.kvBytes = kvBytes;
         }
 
         boolean prefilling() {
@@ -67,6 +70,8 @@ public final class Scheduler implements AutoCloseable {
 
     private final Supplier<DispatchStats.Snapshot> expertStats;
     private final PrefixCache prefixCache; // null: off
+    /** KV cache bytes one position takes in this process (0 when the caches live on attention workers). */
+    private final long kvBytesPerPosition;
     /** Prompt rows per step for a sequence that wants their logits: 64 x 129,280 floats is 33 MB. */
     static final int PROMPT_LOGITS_ROWS = 64;
 
@@ -86,7 +91,14 @@ public final class Scheduler implements AutoCloseable {
                 ? new PrefixCache(options.prefixCacheBytes(), model.config().numHiddenLayers(),
                         model.config().kvLoraRank(), model.config().qkRopeHeadDim())
                 : null;
+        this.kvBytesPerPosition = model.attentionIsExternal() ? 0 : HeapKvCache.bytesPerPosition(model.config());
         this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
+    }
+
+    /** The part of the KV cache budget a sequence sets aside: all the positions it may reach. */
+    private long kvBytes(SequenceTask t) {
+        long positions = Math.min(t.maxPositions(), model.config().maxPositionEmbeddings());
+        return positions * kvBytesPerPosition;
     }
 
     /** Starts the engine thread. Tasks submitted before start join the first step together. */
@@ -116,6 +128,13 @@ public final class Scheduler implements AutoCloseable {
             }
             if (closed) {
                 throw new SchedulerUnavailableException("scheduler is shut down", null);
+            }
+            for (SequenceTask t : tasks) {
+                if (kvBytes(t) > options.kvCacheBytes()) {
+                    throw new KvBudgetException("prompt + max tokens reach " + t.maxPositions() + " positions, "
+                            + mib(kvBytes(t)) + " MiB of KV cache, more than this server's whole KV cache budget of "
+                            + mib(options.kvCacheBytes()) + " MiB (--kv-cache-mb); ask for fewer tokens");
+                }
             }
             int n = tasks.size();
             int waiting = 0; // cancelled entries leave at the next step boundary: they hold no place
@@ -239,6 +258,10 @@ public final class Scheduler implements AutoCloseable {
         }
     }
 
+    private static long mib(long bytes) {
+        return Math.ceilDiv(bytes, 1L << 20);
+    }
+
     private SchedulerUnavailableException engineDied() {
         return new SchedulerUnavailableException("the inference engine failed (" + engineFailure
                 + "); this coordinator takes no more requests", engineFailure);
@@ -268,15 +291,23 @@ public final class Scheduler implements AutoCloseable {
                     queue.clear();
                     break;
                 }
+                long kvFree = options.kvCacheBytes();
+                for (Slot s : active) {
+                    kvFree -= s.kvBytes;
+                }
+                boolean kvFull = false; // once one does not fit, later ones wait too (first come, first served)
                 for (Iterator<SequenceTask> it = queue.iterator(); it.hasNext(); ) {
                     SequenceTask t = it.next();
                     if (t.cancelled()) {
                         it.remove();
                         cancelled.add(t);
-                    } else if (active.size() >= options.maxBatch() || waitsForSibling(t)) {
+                    } else if (kvFull || active.size() >= options.maxBatch() || waitsForSibling(t)) {
                         continue;
+                    } else if (kvBytes(t) > kvFree) {
+                        kvFull = true;
                     } else {
-                        Slot s = new Slot(t, model.newCache()); // first: should it throw, t is still queued
+                        Slot s = new Slot(t, model.newCache(), kvBytes(t)); // first: should it throw, t is still queued
+                        kvFree -= s.kvBytes;
                         it.remove();
                         active.add(s);
                         joined.add(s);

@@ -8,15 +8,23 @@ package dev.epic.coordinator.scheduler;
  * @param prefillBudget    prompt tokens per step across all prefill chunks (chunked prefill), so one long
  *                         prompt cannot stall the decoding sequences for more than one bounded step
  * @param prefixCacheBytes latent KV kept for prompt prefixes seen before ({@link PrefixCache}); 0 turns it off
+ * @param kvCacheBytes     KV cache the running sequences may hold together: a sequence joins the batch
+ *                         only when the most it can reach (prompt + max new tokens, within the context)
+ *                         fits beside the others', so a batch never runs the heap out mid-generation
  */
-public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes) {
+public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes) {
     public static final int DEFAULT_MAX_BATCH = 16;
     public static final int DEFAULT_MAX_QUEUE = 64;
     public static final int DEFAULT_PREFILL_BUDGET = 256;
 
-    /** No prefix cache. */
+    /** No prefix cache; the default KV cache budget. */
     public SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget) {
         this(maxBatch, maxQueue, prefillBudget, 0);
+    }
+
+    /** The default KV cache budget. */
+    public SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes) {
+        this(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, defaultKvCacheBytes());
     }
 
     public SchedulerOptions {
@@ -32,6 +40,18 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
         if (prefixCacheBytes < 0) {
             throw new IllegalArgumentException("prefix cache size must be >= 0, got " + prefixCacheBytes);
         }
+        if (kvCacheBytes < 1) {
+            throw new IllegalArgumentException("KV cache budget must be > 0, got " + kvCacheBytes);
+        }
+    }
+
+    /** Half the JVM's maximum heap: beside a quarter for the prefix cache, a quarter is left for the rest. */
+    public static long defaultKvCacheBytes() {
+        return Runtime.getRuntime().maxMemory() / 2;
+    }
+
+    public SchedulerOptions withKvCacheBytes(long bytes) {
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, bytes);
     }
 
     /** The serving defaults; the prefix cache may take a quarter of the heap. */

@@ -10,6 +10,12 @@ public interface SequenceTask {
     int[] prompt();
 
     /**
+     * The most positions this sequence's KV cache can hold before it ends (prompt + new tokens, within
+     * the context): what the scheduler sets aside of its KV cache budget while the sequence runs.
+     */
+    long maxPositions();
+
+    /**
      * The logits of the last position fed (the prompt's last token, then each chosen token).
      * Returns the next token to feed, or -1 when the sequence is finished. By default
      * {@code accept(choose(logits))}: a task implements either this or those two.

@@ -16,6 +16,7 @@ import dev.epic.coordinator.scheduler.FailingExperts;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.Golden;
+import dev.epic.model.HeapKvCache;
 import dev.epic.model.TestData;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
@@ -566,6 +567,38 @@ class GenerationServiceTest {
         do {
             now = health.next().getStatus(); // blocks until the status changes
         } while (now != wanted);
+    }
+
+    /**
+     * A server whose KV cache budget holds 100 positions: a request whose prompt + max tokens could
+     * never fit is INVALID_ARGUMENT naming the flag (generate and logits alike); one that fits runs.
+     */
+    @Test
+    void aRequestBeyondTheKvCacheBudgetIsInvalid() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        ServedModel model = ServedModel.open(dir, null, MAX_CONTEXT);
+        long perPosition = HeapKvCache.bytesPerPosition(model.config());
+        try (CoordinatorServer small = CoordinatorServer.start(model, ExpertBackend.local(),
+                new SchedulerOptions(2, 2, 32).withKvCacheBytes(100 * perPosition), "127.0.0.1", 0)) {
+            ManagedChannel ch = channel(small.target());
+            try {
+                var stub = GenerationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(60, TimeUnit.SECONDS);
+                StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> stub.generate(
+                        ids(SamplingParams.newBuilder().setMaxTokens(98).setIgnoreEos(true).build(), 1, 2, 3))
+                        .forEachRemaining(r -> { }));
+                assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.toString());
+                assertTrue(e.getStatus().getDescription().contains("101 positions")
+                        && e.getStatus().getDescription().contains("--kv-cache-mb"), e.getStatus().getDescription());
+                assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> stub.logits(LogitsRequest.newBuilder()
+                        .addPromptTokenIds(5).addPromptTokenIds(6).setSteps(99).build())));
+                List<GenerateResponse> fits = new ArrayList<>();
+                stub.generate(ids(SamplingParams.newBuilder().setMaxTokens(97).setIgnoreEos(true).build(), 1, 2, 3))
+                        .forEachRemaining(fits::add);
+                assertEquals(97, fits.stream().mapToInt(GenerateResponse::getTokenIdsCount).sum());
+            } finally {
+                ch.shutdownNow();
+            }
+        }
     }
 
     /**

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.model.Golden;
+import dev.epic.model.HeapKvCache;
 import dev.epic.model.TestData;
 import dev.epic.model.Transformer;
 import dev.epic.model.checkpoint.Checkpoint;
@@ -197,6 +198,11 @@ class SchedulerTest {
             }
 
             @Override
+            public long maxPositions() {
+                return brokenPrompt.length + 16;
+            }
+
+            @Override
             public boolean choosesInParallel() {
                 return true;
             }
@@ -255,6 +261,32 @@ class SchedulerTest {
             a.cancel();
             s.wake();
             assertEquals(3, waiting.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+        }
+    }
+
+    /**
+     * With KV cache for one sequence's prompt + max tokens (and not two), the second waits for the first
+     * to finish although batch slots are free; with room for two they run together. One that could not
+     * fit even alone is refused, naming the flag.
+     */
+    @Test
+    void theKvCacheBudgetHoldsBackWhatWouldNotFit() throws Exception {
+        long perPosition = HeapKvCache.bytesPerPosition(model.config());
+        for (int fits : new int[] {1, 2}) {
+            SchedulerOptions options = new SchedulerOptions(4, 4, 256).withKvCacheBytes(fits * 23 * perPosition + 100);
+            try (Scheduler s = new Scheduler(model, options)) {
+                CollectingSink a = new CollectingSink();
+                CollectingSink b = new CollectingSink();
+                s.submit(task(prompt(1, 3), sampled(1, 20), a)); // 3 + 20 positions at most
+                s.submit(task(prompt(2, 3), sampled(2, 20), b));
+                s.start();
+                assertEquals(20, a.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+                assertEquals(20, b.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+                assertEquals(fits, s.peakBatch(), "sequences that ran together with room for " + fits);
+                KvBudgetException e = assertThrows(KvBudgetException.class,
+                        () -> s.submit(task(prompt(3, 3), sampled(3, 20 * fits + 10), new CollectingSink())));
+                assertTrue(e.getMessage().contains("--kv-cache-mb"), e.getMessage());
+            }
         }
     }
 

@@ -184,6 +184,12 @@ public final class Generation {
         return emit(new int[] {token}, logprobs, text, reason);
     }
 
+    /** The most tokens the sequence can reach, prompt included: prompt + max_tokens, within the context. */
+    public long maxTotalTokens() {
+        long most = (long) promptTokens + params.maxTokens();
+        return maxContext > 0 ? Math.min(most, maxContext) : most;
+    }
+
     /** Ends the generation now (client gone, server shutdown); returns the flushed remainder. */
     public Delta cancel() {
         ensureRunning();
