@@ -88,6 +88,7 @@ public record ModelConfig(
             throw new ConfigException(source + ": expected a JSON object");
         }
         Fields f = new Fields(root, source);
+        requireArchitecture(f);
         Integer routed = f.nullableInt("n_routed_experts");
         boolean moe = routed != null;
         int hidden = f.positiveInt("hidden_size");
@@ -107,14 +108,14 @@ public record ModelConfig(
                 moe ? f.positiveInt("num_experts_per_tok") : 0,
                 moe ? f.positiveInt("n_group") : 1,
                 moe ? f.positiveInt("topk_group") : 1,
-                moe ? f.number("routed_scaling_factor") : 1.0,
+                moe ? f.positiveNumber("routed_scaling_factor") : 1.0,
                 moe ? f.enumValue("scoring_func", ScoringFunc.class) : ScoringFunc.SIGMOID,
                 moe ? f.enumValue("topk_method", TopkMethod.class) : TopkMethod.GREEDY,
                 moe && f.bool("norm_topk_prob"),
                 moe ? f.nonNegativeInt("first_k_dense_replace") : 0,
                 f.intOr("moe_layer_freq", 1),
                 f.number("rms_norm_eps"),
-                f.number("rope_theta"),
+                ropeTheta(f),
                 ropeScaling(f.node("rope_scaling"), source),
                 f.positiveInt("max_position_embeddings"),
                 f.positiveInt("vocab_size"),
@@ -125,6 +126,38 @@ public record ModelConfig(
                 f.intOr("num_nextn_predict_layers", 0));
         c.validate(source);
         return c;
+    }
+
+    /**
+     * Refuses the config.json fields the engine does not read but which would change the network:
+     * the code implements DeepSeek-V3 only. deepseek_v2 is refused rather than run: its gate does not
+     * apply routed_scaling_factor when it normalises the top-k weights (V3 applies both), and its
+     * other differences are not covered by a golden test here.
+     */
+    private static void requireArchitecture(Fields f) {
+        String type = f.string("model_type");
+        if (!type.equals("deepseek_v3")) {
+            throw new ConfigException(f.source() + ": field 'model_type' is '" + type
+                    + "'; only deepseek_v3 is supported" + (type.equals("deepseek_v2")
+                            ? " (DeepSeek-V2 routes differently: no routed_scaling_factor with norm_topk_prob)" : ""));
+        }
+        String act = f.stringOr("hidden_act", "silu");
+        if (!act.equals("silu")) {
+            throw new ConfigException(f.source() + ": field 'hidden_act' is '" + act + "'; only silu is supported");
+        }
+        if (f.boolOr("attention_bias", false)) {
+            throw new ConfigException(f.source() + ": field 'attention_bias' is true; the attention projections"
+                    + " here have no bias");
+        }
+    }
+
+    /** YaRN divides by ln(theta), and theta <= 1 gives no decaying frequencies: refuse it here, by name. */
+    private static double ropeTheta(Fields f) {
+        double theta = f.number("rope_theta");
+        if (!(theta > 1) || Double.isInfinite(theta)) {
+            throw new ConfigException(f.source() + ": field 'rope_theta' must be a finite number > 1, got " + theta);
+        }
+        return theta;
     }
 
     private void validate(String source) {
@@ -165,8 +198,8 @@ public record ModelConfig(
         if (!type.equals("yarn")) {
             throw new ConfigException(source + ": rope_scaling type '" + type + "' is not supported (expected yarn)");
         }
-        return new RopeScaling(f.number("factor"), f.positiveInt("original_max_position_embeddings"),
-                f.numberOr("beta_fast", 32), f.numberOr("beta_slow", 1), f.numberOr("mscale", 1),
+        return new RopeScaling(f.positiveNumber("factor"), f.positiveInt("original_max_position_embeddings"),
+                f.positiveNumberOr("beta_fast", 32), f.positiveNumberOr("beta_slow", 1), f.numberOr("mscale", 1),
                 f.numberOr("mscale_all_dim", 0));
     }
 
@@ -184,6 +217,10 @@ public record ModelConfig(
         if (block == null || !block.isArray() || block.size() != 2 || !block.get(0).canConvertToInt()
                 || !block.get(1).canConvertToInt()) {
             throw new ConfigException(source + ": quantization_config.weight_block_size must be [rows, cols]");
+        }
+        // The scale grid is ceil(rows / blockRows) x ceil(cols / blockCols): a zero block would divide by zero.
+        if (block.get(0).asInt() <= 0 || block.get(1).asInt() <= 0) {
+            throw new ConfigException(source + ": quantization_config.weight_block_size must be positive, got " + block);
         }
         String fmt = node.hasNonNull("fmt") ? node.get("fmt").asText() : "e4m3";
         if (!fmt.equals("e4m3")) {
@@ -263,6 +300,21 @@ public record ModelConfig(
             return obj.hasNonNull(name) ? number(name) : fallback;
         }
 
+        double positiveNumber(String name) {
+            return positive(name, number(name));
+        }
+
+        double positiveNumberOr(String name, double fallback) {
+            return obj.hasNonNull(name) ? positiveNumber(name) : fallback;
+        }
+
+        private double positive(String name, double v) {
+            if (!(v > 0) || Double.isInfinite(v)) {
+                throw new ConfigException(source + ": field '" + name + "' must be a finite number > 0, got " + v);
+            }
+            return v;
+        }
+
         boolean bool(String name) {
             JsonNode n = required(name);
             if (!n.isBoolean()) {
@@ -281,6 +333,10 @@ public record ModelConfig(
                 throw new ConfigException(source + ": field '" + name + "' must be a string, got " + n);
             }
             return n.textValue();
+        }
+
+        String stringOr(String name, String fallback) {
+            return obj.hasNonNull(name) ? string(name) : fallback;
         }
 
         <E extends Enum<E>> E enumValue(String name, Class<E> type) {

@@ -129,4 +129,72 @@ class ModelConfigTest {
         assertTrue(e.getMessage().contains(bad.toString()), e.getMessage());
         assertThrows(ConfigException.class, () -> ModelConfig.load(tmp.resolve("nope")));
     }
+
+    private static ObjectNode tiny() throws Exception {
+        return (ObjectNode) JSON.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());
+    }
+
+    private static void assertRefused(ObjectNode n, String field) {
+        ConfigException e = assertThrows(ConfigException.class, () -> ModelConfig.parse(n, "cfg.json"));
+        assertTrue(e.getMessage().contains(field) && e.getMessage().contains("cfg.json"), e.getMessage());
+    }
+
+    @Test
+    void refusesOtherArchitectures() throws Exception {
+        ObjectNode n = tiny();
+        n.put("model_type", "deepseek_v2");
+        assertRefused(n, "model_type");
+        n.put("model_type", "llama");
+        assertRefused(n, "model_type");
+        n.remove("model_type");
+        assertRefused(n, "model_type");
+
+        n = tiny();
+        n.put("hidden_act", "gelu");
+        assertRefused(n, "hidden_act");
+        n = tiny();
+        n.put("attention_bias", true);
+        assertRefused(n, "attention_bias");
+    }
+
+    @Test
+    void synthesisedConfigReadsBack(@TempDir Path tmp) throws Exception {
+        ModelConfig c = ModelConfig.load(TestData.model("tiny-v3"));
+        Path file = tmp.resolve("config.json");
+        dev.epic.model.synth.ConfigWriter.write(c, file);
+        assertEquals(c, ModelConfig.load(file));
+    }
+
+    @Test
+    void refusesOutOfRangeNumbers() throws Exception {
+        for (double theta : new double[] {1, 0.5, 0, -10000}) {
+            ObjectNode n = tiny();
+            n.put("rope_theta", theta);
+            assertRefused(n, "rope_theta");
+        }
+        for (String field : new String[] {"factor", "beta_fast", "beta_slow"}) {
+            for (double v : new double[] {0, -1}) {
+                ObjectNode n = tiny();
+                ((ObjectNode) n.get("rope_scaling")).put(field, v);
+                assertRefused(n, field);
+            }
+        }
+        for (double v : new double[] {0, -2.5}) {
+            ObjectNode n = tiny();
+            n.put("routed_scaling_factor", v);
+            assertRefused(n, "routed_scaling_factor");
+        }
+        ObjectNode n = tiny();
+        n.set("rope_theta", JSON.readTree("1e400")); // a double overflows to Infinity
+        assertRefused(n, "rope_theta");
+    }
+
+    @Test
+    void refusesNonPositiveWeightBlock() throws Exception {
+        for (int[] block : new int[][] {{0, 128}, {128, 0}, {-128, 128}}) {
+            ObjectNode n = (ObjectNode) JSON.readTree(TestData.model("tiny-v3-fp8").resolve("config.json").toFile());
+            ((ObjectNode) n.get("quantization_config")).putArray("weight_block_size").add(block[0]).add(block[1]);
+            assertRefused(n, "weight_block_size");
+        }
+    }
 }
