@@ -12,6 +12,9 @@ import dev.epic.model.TestData;
 import dev.epic.model.Transformer;
 import dev.epic.model.WeightSource;
 import dev.epic.model.checkpoint.Checkpoint;
+import dev.epic.model.checkpoint.CheckpointException;
+import dev.epic.model.synth.Presets;
+import dev.epic.model.synth.SyntheticCheckpoint;
 import dev.epic.model.moe.LocalExperts;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -91,5 +94,72 @@ class ConvertedWeightsTest {
         assertEquals((short) 0x3f80, ConvertedWeights.bf16(Float.intBitsToFloat(0x3f808000))); // tie -> even
         assertEquals((short) 0x3f82, ConvertedWeights.bf16(Float.intBitsToFloat(0x3f818000))); // tie -> even (up)
         assertEquals((short) 0x3f81, ConvertedWeights.bf16(Float.intBitsToFloat(0x3f808001)));
+    }
+
+    private static void synth(Path dir, long seed) throws Exception {
+        SyntheticCheckpoint.write(Presets.byName("tiny-v3"), dir,
+                new SyntheticCheckpoint.Options(SyntheticCheckpoint.WeightDtype.BF16, seed,
+                        SyntheticCheckpoint.Options.DEFAULT_SHARD_BYTES), (done, total) -> {});
+    }
+
+    private static ConvertedWeights quantize(Checkpoint ck, Path model) {
+        ConvertedWeights writer = new ConvertedWeights(ck, WeightFormat.Q8, model.resolve("epic-q8"), true);
+        new Transformer(ck.config(), writer, LocalExperts.all(ck.config(), writer));
+        return writer;
+    }
+
+    /** A synthetic tiny-v3 in {@code tmp/m} with its q8 copy written. */
+    private static Path quantizedModel(Path tmp) throws Exception {
+        Path model = tmp.resolve("m");
+        synth(model, 1);
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            quantize(ck, model);
+        }
+        return model;
+    }
+
+    private static ConvertedWeights loaded(Checkpoint ck, Path model) {
+        var w = (ConvertedWeights) ConvertedWeights.of(ck, WeightFormat.Q8, model);
+        new Transformer(ck.config(), w, LocalExperts.all(ck.config(), w));
+        return w;
+    }
+
+    /** Same config and shapes (so the same fingerprint), new weights: the old copies must not be used. */
+    @Test
+    void copiesOfAReplacedCheckpointAreNotUsed(@TempDir Path tmp) throws Exception {
+        Path model = quantizedModel(tmp);
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            assertTrue(loaded(ck, model).summary().startsWith("q8: 0 converted"));
+        }
+        Thread.sleep(20); // a later modification time, whatever the file system's clock granularity
+        synth(model, 2);
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            String summary = loaded(ck, model).summary();
+            assertTrue(summary.endsWith("0 mapped from null"), summary);
+
+            // epic quantize over the stale copies clears them and records the new checkpoint.
+            quantize(ck, model);
+            assertTrue(loaded(ck, model).summary().startsWith("q8: 0 converted"));
+        }
+        // A directory without the record (an older epic's) is not trusted either.
+        Files.delete(model.resolve("epic-q8").resolve(ConvertedWeights.SOURCE_FILE));
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            assertTrue(loaded(ck, model).summary().endsWith("0 mapped from null"));
+        }
+    }
+
+    @Test
+    void corruptCopyIsOneErrorNamingTheFile(@TempDir Path tmp) throws Exception {
+        Path model = quantizedModel(tmp);
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            Path file = model.resolve("epic-q8/lm_head.weight.qnt");
+            byte[] bytes = Files.readAllBytes(file);
+            Files.write(file, java.util.Arrays.copyOf(bytes, bytes.length / 2));
+            var e = assertThrows(CheckpointException.class, () -> loaded(ck, model));
+            assertTrue(e.getMessage().contains(file.toString()) && e.getMessage().contains("truncated"), e.getMessage());
+            Files.write(file, new byte[10]);
+            e = assertThrows(CheckpointException.class, () -> loaded(ck, model));
+            assertTrue(e.getMessage().contains(file.toString()), e.getMessage());
+        }
     }
 }
