@@ -41,6 +41,9 @@ public final class SynthCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "output directory")
     Path out;
 
+    @Option(names = "--force", description = "write into a non-empty --out, replacing its files")
+    boolean force;
+
     @Option(names = "--dtype", defaultValue = "bf16", paramLabel = "bf16|fp8",
             description = "weight storage: bf16, or fp8 e4m3 with 128x128 block scales (default bf16)")
     String dtype;
@@ -74,6 +77,7 @@ public final class SynthCommand implements Callable<Integer> {
             if (maxShardMb <= 0) {
                 throw new IllegalArgumentException("--max-shard-mb must be positive");
             }
+            requireUsableOut();
         } catch (IllegalArgumentException | ConfigException e) {
             err.println("epic synth: " + e.getMessage());
             err.flush();
@@ -90,6 +94,26 @@ public final class SynthCommand implements Callable<Integer> {
                 result.totalBytes() / 1048576.0, result.shards().size(), out);
         err.flush();
         return 0;
+    }
+
+    /**
+     * synth replaces config.json, the index and the tokenizer files in place: into a directory that
+     * already holds a checkpoint it would silently turn it into random weights, so that needs --force.
+     */
+    private void requireUsableOut() {
+        if (Files.exists(out) && !Files.isDirectory(out)) {
+            throw new IllegalArgumentException("--out " + out + " is a file, not a directory");
+        }
+        if (!force && Files.isDirectory(out)) {
+            try (var entries = Files.list(out)) {
+                if (entries.findAny().isPresent()) {
+                    throw new IllegalArgumentException("--out " + out
+                            + " is not empty (it may hold a checkpoint); use --force to overwrite it");
+                }
+            } catch (IOException e) {
+                throw new IllegalArgumentException("cannot read --out " + out + ": " + e.getMessage(), e);
+            }
+        }
     }
 
     /** tokenizer.json (stored gzipped in epic-text) and tokenizer_config.json. */

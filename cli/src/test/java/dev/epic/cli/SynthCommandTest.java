@@ -56,4 +56,28 @@ class SynthCommandTest {
         LogitsCommandTest.assertBadInput(LogitsCommandTest.run(new SynthCommand(), "--config", "tiny-v3", "--out",
                 tmp.toString(), "--dtype", "int3"), "int3");
     }
+
+    @Test
+    void refusesANonEmptyOutWithoutForce(@TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve("tiny");
+        Files.createDirectories(out);
+        Files.writeString(out.resolve("config.json"), "{\"model_type\": \"deepseek_v3\"}");
+        LogitsCommandTest.assertBadInput(LogitsCommandTest.run(new SynthCommand(), "--config", "tiny-v3", "--out",
+                out.toString()), "--force");
+        assertEquals("{\"model_type\": \"deepseek_v3\"}", Files.readString(out.resolve("config.json")));
+
+        LogitsCommandTest.Run r = LogitsCommandTest.run(new SynthCommand(), "--config", "tiny-v3", "--out",
+                out.toString(), "--force");
+        assertEquals(0, r.code(), r.err());
+        try (Checkpoint ck = Checkpoint.open(out)) {
+            assertEquals(64, ck.config().hiddenSize());
+        }
+    }
+
+    @Test
+    void refusesAnOutThatIsAFile(@TempDir Path tmp) throws Exception {
+        Path file = Files.writeString(tmp.resolve("not-a-dir"), "x");
+        LogitsCommandTest.assertBadInput(LogitsCommandTest.run(new SynthCommand(), "--config", "tiny-v3", "--out",
+                file.toString(), "--force"), "not-a-dir");
+    }
 }

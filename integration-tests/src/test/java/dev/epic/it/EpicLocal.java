@@ -99,7 +99,7 @@ final class EpicLocal implements AutoCloseable {
         if (Files.isRegularFile(dir.resolve("tokenizer.json"))) {
             return dir;
         }
-        Process p = new ProcessBuilder(java("synth", "--config", "demo-v3", "--out", dir.toString(), "--seed", "7"))
+        Process p = new ProcessBuilder(java("synth", "--config", "demo-v3", "--out", dir.toString(), "--seed", "7", "--force"))
                 .redirectErrorStream(true).redirectOutput(logFile("synth-demo-v3").toFile()).start();
         if (!p.waitFor(5, TimeUnit.MINUTES) || p.exitValue() != 0) {
             p.destroyForcibly();
