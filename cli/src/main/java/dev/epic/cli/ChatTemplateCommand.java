@@ -59,7 +59,7 @@ public final class ChatTemplateCommand implements Callable<Integer> {
                     : ChatTemplate.fromConfig(tokenizer.config());
         } catch (TextException e) {
             spec.commandLine().getErr().println("epic chat-template: " + e.getMessage());
-            return 1;
+            return LogitsCommand.BAD_INPUT;
         }
         try {
             JsonLines.process(in, out, line -> {
@@ -84,7 +84,7 @@ public final class ChatTemplateCommand implements Callable<Integer> {
             });
         } catch (JsonLines.BadLine e) {
             spec.commandLine().getErr().println("epic chat-template: " + e.getMessage());
-            return 1;
+            return LogitsCommand.BAD_INPUT;
         }
         return 0;
     }

@@ -94,9 +94,11 @@ public final class CoordinatorCommand implements Callable<Integer> {
             case "fp8" -> HiddenEncoding.FP8_E4M3;
             default -> throw new IllegalArgumentException("--wire must be fp32, bf16 or fp8, got '" + wire + "'");
         };
-        if (rebalanceSeconds < 0) {
-            throw new IllegalArgumentException("--rebalance-seconds must be >= 0, got " + rebalanceSeconds);
-        }
+        Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds);
+        Flags.requireNonNegative("--max-context", maxContext);
+        // A zero or negative gRPC deadline fails every call at once, so the cluster would never answer.
+        Flags.requirePositive("--expert-deadline-ms", expertDeadlineMs);
+        Flags.requirePositive("--attention-deadline-ms", attentionDeadlineMs);
         RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
                 .withRebalance(Duration.ofSeconds(rebalanceSeconds))
                 .withDeadline(Duration.ofMillis(expertDeadlineMs));

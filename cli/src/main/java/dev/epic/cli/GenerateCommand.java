@@ -88,6 +88,18 @@ public final class GenerateCommand implements Callable<Integer> {
         @Option(names = "--choice", paramLabel = "TEXT", description = "the answer is exactly one of these (repeatable)")
         List<String> choices;
 
+        /** A missing or unreadable schema file is bad input: one line naming it, not a stack trace. */
+        private static String readSchemaFile(String file) {
+            try {
+                return Files.readString(Path.of(file));
+            } catch (java.nio.file.NoSuchFileException e) {
+                throw new IllegalArgumentException("--json-schema: no such file " + file
+                        + " (give a file, or the schema's JSON text starting with '{')");
+            } catch (IOException | java.nio.file.InvalidPathException e) {
+                throw new IllegalArgumentException("--json-schema: cannot read " + file + ": " + e.getMessage());
+            }
+        }
+
         ResponseFormat toProto() throws IOException {
             ResponseFormat.Builder f = ResponseFormat.newBuilder();
             if (json) {
@@ -95,7 +107,7 @@ public final class GenerateCommand implements Callable<Integer> {
             }
             if (schema != null) {
                 String text = schema.strip().startsWith("{") || schema.strip().equals("true") ? schema
-                        : Files.readString(Path.of(schema));
+                        : readSchemaFile(schema);
                 return f.setType(ResponseFormat.Type.JSON_SCHEMA).setJsonSchema(text).build();
             }
             if (regex != null) {
@@ -135,6 +147,9 @@ public final class GenerateCommand implements Callable<Integer> {
     }
 
     private GenerateRequest request() throws IOException {
+        if (timeoutS <= 0) {
+            throw new IllegalArgumentException("--timeout-s must be positive, got " + timeoutS);
+        }
         if (system != null && !chat) {
             throw new IllegalArgumentException("--system needs --chat");
         }

@@ -81,6 +81,7 @@ public final class LocalCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds); // as epic coordinator
         ProcessMeters m = metrics.open(host);
         LocalCluster cluster;
         try {

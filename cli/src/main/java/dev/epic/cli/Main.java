@@ -47,6 +47,14 @@ public final class Main {
             }
             throw e;
         });
+        // Unparseable flags (--port abc, an unknown option) the same way, with a pointer to the usage
+        // instead of picocli's default dump of it.
+        cl.setParameterExceptionHandler((e, args) -> {
+            String name = e.getCommandLine().getCommandSpec().qualifiedName();
+            e.getCommandLine().getErr().println(name + ": " + e.getMessage() + " (see " + name + " --help)");
+            e.getCommandLine().getErr().flush();
+            return 2;
+        });
         return cl;
     }
 }

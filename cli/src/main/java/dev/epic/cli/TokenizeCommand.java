@@ -50,7 +50,7 @@ public final class TokenizeCommand implements Callable<Integer> {
             tokenizer = Tokenizer.fromModelDir(model);
         } catch (TextException e) {
             spec.commandLine().getErr().println("epic tokenize: " + e.getMessage());
-            return 1;
+            return LogitsCommand.BAD_INPUT;
         }
         try {
             JsonLines.process(in, out, line -> {
@@ -62,7 +62,7 @@ public final class TokenizeCommand implements Callable<Integer> {
             });
         } catch (JsonLines.BadLine e) {
             spec.commandLine().getErr().println("epic tokenize: " + e.getMessage());
-            return 1;
+            return LogitsCommand.BAD_INPUT;
         }
         return 0;
     }

@@ -159,27 +159,27 @@ class TextCommandsTest {
         String ok = "{\"text\": \"a\"}\n";
         Run json = run((ok + ok + "{\"text\": \n" + ok).getBytes(StandardCharsets.UTF_8), "tokenize", "--model",
                 dir.toString());
-        assertEquals(1, json.exitCode());
+        assertEquals(2, json.exitCode());
         assertTrue(json.stderr().contains("line 3: not valid JSON"), json.stderr());
         assertEquals(2, json.stdout().split("\n").length, "lines before the bad one were answered");
 
         byte[] badUtf8 = {'{', '"', 't', 'e', 'x', 't', '"', ':', '"', (byte) 0xC3, '(', '"', '}', '\n'};
         Run utf8 = run(concat(ok.getBytes(StandardCharsets.UTF_8), badUtf8), "tokenize", "--model", dir.toString());
-        assertEquals(1, utf8.exitCode());
+        assertEquals(2, utf8.exitCode());
         assertTrue(utf8.stderr().contains("line 2: invalid UTF-8"), utf8.stderr());
 
         Run surrogate = run("{\"text\": \"x\\ud800\"}\n".getBytes(StandardCharsets.UTF_8), "tokenize", "--model",
                 dir.toString());
-        assertEquals(1, surrogate.exitCode());
+        assertEquals(2, surrogate.exitCode());
         assertTrue(surrogate.stderr().contains("line 1: text is not valid Unicode"), surrogate.stderr());
 
         Run field = run("{\"txt\": \"a\"}".getBytes(StandardCharsets.UTF_8), "tokenize", "--model", dir.toString());
-        assertEquals(1, field.exitCode());
+        assertEquals(2, field.exitCode());
         assertTrue(field.stderr().contains("line 1: expected {\"text\": string}"), field.stderr());
 
         Run chat = run("{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n{\"messages\": [{\"content\": 1}]}"
                 .getBytes(StandardCharsets.UTF_8), "chat-template", "--model", dir.toString());
-        assertEquals(1, chat.exitCode());
+        assertEquals(2, chat.exitCode());
         assertTrue(chat.stderr().contains("line 2: messages[0].role must be a non-empty string"), chat.stderr());
         assertEquals("{\"text\":\"<｜begin▁of▁sentence｜><｜User｜>Hi\",\"ids\":[0,128803,23166]}\n", chat.stdout());
     }
@@ -187,11 +187,11 @@ class TextCommandsTest {
     @Test
     void missingModelDirAndTemplateFileAreClearErrors(@TempDir Path dir) {
         Run noDir = run(new byte[0], "tokenize", "--model", dir.resolve("nope").toString());
-        assertEquals(1, noDir.exitCode());
+        assertEquals(2, noDir.exitCode());
         assertTrue(noDir.stderr().contains("does not exist"), noDir.stderr());
         Run noTemplate = run(new byte[0], "chat-template", "--model", dir.toString(), "--template",
                 dir.resolve("missing.jinja").toString());
-        assertEquals(1, noTemplate.exitCode());
+        assertEquals(2, noTemplate.exitCode());
         assertTrue(noTemplate.stderr().contains("missing.jinja"), noTemplate.stderr());
     }
 

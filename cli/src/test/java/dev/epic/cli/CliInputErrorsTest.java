@@ -1,0 +1,74 @@
+package dev.epic.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Bad flags, through the real command line: one line {@code epic <command>: ...} and exit code 2. */
+class CliInputErrorsTest {
+    private static final String MODEL = GpuCommandsTest.model();
+
+    private static void refused(String expectedStart, String fragment, String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        var cl = Main.commandLine();
+        cl.setOut(new PrintWriter(out));
+        cl.setErr(new PrintWriter(err));
+        int code = cl.execute(args);
+        List<String> lines = err.toString().lines().toList();
+        assertEquals(2, code, err.toString());
+        assertEquals(1, lines.size(), err.toString());
+        assertTrue(lines.getFirst().startsWith(expectedStart), err.toString());
+        assertTrue(lines.getFirst().contains(fragment), err.toString());
+        assertFalse(err.toString().contains("\tat "), err.toString());
+        assertEquals("", out.toString());
+    }
+
+    @Test
+    void unparseableFlagsPointToHelp() {
+        refused("epic local: ", "'abc'", "local", "--model", MODEL, "--port", "abc");
+        refused("epic local: ", "epic local --help", "local", "--model", MODEL, "--port", "abc");
+        refused("epic coordinator: ", "--no-such-flag", "coordinator", "--model", MODEL, "--zk", "127.0.0.1:1",
+                "--no-such-flag");
+        refused("epic: ", "epic --help", "no-such-command");
+    }
+
+    @Test
+    void generateRefusesAMissingSchemaFileAndANonPositiveTimeout(@TempDir Path tmp) {
+        Path missing = tmp.resolve("missing.json");
+        refused("epic generate: ", missing.toString(), "generate", "--target", "127.0.0.1:1", "--prompt", "x",
+                "--json-schema", missing.toString());
+        refused("epic generate: ", "--timeout-s", "generate", "--target", "127.0.0.1:1", "--prompt", "x",
+                "--timeout-s", "0");
+    }
+
+    @Test
+    void coordinatorAndLocalRefuseOutOfRangeNumbers() {
+        String[] base = {"coordinator", "--model", MODEL, "--zk", "127.0.0.1:1"};
+        refused("epic coordinator: ", "--max-context", concat(base, "--max-context", "-1"));
+        refused("epic coordinator: ", "--expert-deadline-ms", concat(base, "--expert-deadline-ms", "0"));
+        refused("epic coordinator: ", "--attention-deadline-ms", concat(base, "--attention-deadline-ms", "-5"));
+        refused("epic coordinator: ", "--rebalance-seconds", concat(base, "--rebalance-seconds", "-1"));
+        refused("epic local: ", "--rebalance-seconds", "local", "--model", MODEL, "--rebalance-seconds", "-1");
+    }
+
+    @Test
+    void synthIntoARegularFileIsRefused(@TempDir Path tmp) throws Exception {
+        Path file = Files.writeString(tmp.resolve("plain-file"), "x");
+        refused("epic synth: ", "plain-file", "synth", "--config", "tiny-v3", "--out", file.toString());
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] r = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, r, a.length, b.length);
+        return r;
+    }
+}
