@@ -8,6 +8,8 @@ import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.nodes.PersistentNode;
 import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.zookeeper.CreateMode;
+import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.data.Stat;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -48,9 +50,7 @@ public final class WorkerRegistration implements AutoCloseable {
     public static WorkerRegistration register(CuratorFramework zk, String folder, WorkerAnnouncement announcement,
             long timeoutMillis) throws Exception {
         String path = folder + "/" + announcement.getWorkerId();
-        // A node left by a previous incarnation of this worker (same id) until its session expires
-        // would block ours; it cannot be live, since two processes cannot own one address.
-        zk.delete().quietly().forPath(path);
+        removeStale(zk, path, announcement);
         PersistentNode node = new PersistentNode(zk, CreateMode.EPHEMERAL, false, path, Announcements.toJson(announcement));
         node.start();
         if (!node.waitForInitialCreate(timeoutMillis, TimeUnit.MILLISECONDS)) {
@@ -59,6 +59,40 @@ public final class WorkerRegistration implements AutoCloseable {
         }
         log.info("registered {} in ZooKeeper", path);
         return new WorkerRegistration(node, path);
+    }
+
+    /**
+     * Deletes a node left at {@code path} by a previous incarnation of this worker, which would block
+     * ours until its session expires: one announcing this worker's own address (two live processes
+     * cannot own one address), or one no other live session owns. A node another live worker owns
+     * means the id is taken: IllegalStateException, and that worker is left alone.
+     */
+    private static void removeStale(CuratorFramework zk, String path, WorkerAnnouncement mine) throws Exception {
+        Stat stat = new Stat();
+        byte[] data;
+        try {
+            data = zk.getData().storingStatIn(stat).forPath(path);
+        } catch (KeeperException.NoNodeException e) {
+            return;
+        }
+        String holder;
+        try {
+            holder = Announcements.fromJson(data).getAddress();
+        } catch (RuntimeException e) {
+            holder = "(an unreadable announcement)";
+        }
+        long owner = stat.getEphemeralOwner();
+        boolean ownedByOther = owner != 0 && owner != zk.getZookeeperClient().getZooKeeper().getSessionId();
+        if (ownedByOther && !holder.equals(mine.getAddress())) {
+            throw new IllegalStateException("worker id " + mine.getWorkerId() + " is already registered by " + holder);
+        }
+        log.info("removing {} left by a previous run at {}", path, holder);
+        // Only that version: a node re-created meanwhile (by whoever) is not ours to delete.
+        try {
+            zk.delete().withVersion(stat.getVersion()).forPath(path);
+        } catch (KeeperException.NoNodeException e) {
+            // its session expired meanwhile
+        }
     }
 
     /** Replaces the announcement (the node stays; watchers see it change). */
