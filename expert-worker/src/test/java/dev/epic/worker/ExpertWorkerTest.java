@@ -166,12 +166,35 @@ class ExpertWorkerTest {
                 WorkerAnnouncement now = Announcements.fromJson(previous.getData().forPath(path));
                 assertEquals(ProcessHandle.current().pid(), now.getPid(), "the leftover was replaced");
 
-                // Another process given the same id: refused, and the live worker's node stays.
+                // Another process given the same id: refused once the live worker's session has not
+                // expired within a session timeout, and the live worker's node stays.
                 var e = assertThrows(IllegalStateException.class,
                         () -> ExpertWorker.start(shard, fp, moeLayers, settings("w-dup", 0, 0)));
                 assertEquals("worker id w-dup is already registered by 127.0.0.1:" + port, e.getMessage());
                 assertEquals(now, Announcements.fromJson(previous.getData().forPath(path)));
             }
+        }
+    }
+
+    /** A crashed worker restarted under its id on a new port: its old node goes when its session expires. */
+    @Test
+    void anIdHeldByAnEndingSessionIsTakenOnceThatSessionIsGone() throws Exception {
+        String path = ZkLayout.workersPath("t") + "/w-back";
+        CuratorFramework crashed = zk();
+        crashed.create().creatingParentsIfNeeded().withMode(CreateMode.EPHEMERAL).forPath(path,
+                Announcements.toJson(WorkerAnnouncement.newBuilder().setWorkerId("w-back").setAddress("127.0.0.1:1")
+                        .addExperts(1).setFingerprint(dev.epic.proto.ModelFingerprint.newBuilder().setSha256(fp.sha256()))
+                        .build()));
+        var starting = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try {
+                return ExpertWorker.start(shard, fp, moeLayers, settings("w-back", 0, 0));
+            } catch (Exception e) {
+                throw new java.util.concurrent.CompletionException(e);
+            }
+        });
+        crashed.close(); // its session ends, and its ephemeral node with it
+        try (ExpertWorker w = starting.get(60, TimeUnit.SECONDS); CuratorFramework zk = zk()) {
+            assertEquals(w.address(), Announcements.fromJson(zk.getData().forPath(path)).getAddress());
         }
     }
 

@@ -2,6 +2,7 @@ package dev.epic.transport;
 
 import dev.epic.proto.WorkerAnnouncement;
 import java.io.IOException;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
@@ -9,6 +10,7 @@ import org.apache.curator.framework.recipes.nodes.PersistentNode;
 import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.zookeeper.CreateMode;
 import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.Watcher;
 import org.apache.zookeeper.data.Stat;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -62,36 +64,59 @@ public final class WorkerRegistration implements AutoCloseable {
     }
 
     /**
-     * Deletes a node left at {@code path} by a previous incarnation of this worker, which would block
-     * ours until its session expires: one announcing this worker's own address (two live processes
-     * cannot own one address), or one no other live session owns. A node another live worker owns
-     * means the id is taken: IllegalStateException, and that worker is left alone.
+     * Clears {@code path} of a node left by a previous incarnation of this worker, which would block
+     * ours until its session expires. One announcing this worker's own address is deleted (two live
+     * processes cannot own one address), and so is one no session owns. One that another session
+     * owns is waited for: a crashed worker's session expires within its timeout (a restart on a new
+     * port, say), a live worker's does not, and then the id is taken: IllegalStateException, with
+     * that worker left alone.
      */
     private static void removeStale(CuratorFramework zk, String path, WorkerAnnouncement mine) throws Exception {
-        Stat stat = new Stat();
-        byte[] data;
-        try {
-            data = zk.getData().storingStatIn(stat).forPath(path);
-        } catch (KeeperException.NoNodeException e) {
-            return;
+        // Expiry comes within the session timeout plus a server tick (at most half the minimum timeout).
+        long waitMillis = zk.getZookeeperClient().getZooKeeper().getSessionTimeout() * 3L / 2 + 1_000;
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(waitMillis);
+        boolean logged = false;
+        while (true) {
+            Stat stat = new Stat();
+            CountDownLatch changed = new CountDownLatch(1);
+            byte[] data;
+            try {
+                data = zk.getData().storingStatIn(stat).usingWatcher((Watcher) e -> changed.countDown()).forPath(path);
+            } catch (KeeperException.NoNodeException e) {
+                return;
+            }
+            String holder = holder(data);
+            long owner = stat.getEphemeralOwner();
+            if (owner == 0 || owner == zk.getZookeeperClient().getZooKeeper().getSessionId()
+                    || holder.equals(mine.getAddress())) {
+                log.info("removing {} left by a previous run at {}", path, holder);
+                try {
+                    // Only that version: a node re-created meanwhile (by whoever) is not ours to delete.
+                    zk.delete().withVersion(stat.getVersion()).forPath(path);
+                } catch (KeeperException.NoNodeException e) {
+                    // its session expired meanwhile
+                }
+                return;
+            }
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                throw new IllegalStateException("worker id " + mine.getWorkerId() + " is already registered by "
+                        + holder);
+            }
+            if (!logged) {
+                log.info("{} is registered by {}: waiting up to {} ms for its session to expire (a previous run)",
+                        path, holder, waitMillis);
+                logged = true;
+            }
+            changed.await(left, TimeUnit.NANOSECONDS);
         }
-        String holder;
+    }
+
+    private static String holder(byte[] announcement) {
         try {
-            holder = Announcements.fromJson(data).getAddress();
+            return Announcements.fromJson(announcement).getAddress();
         } catch (RuntimeException e) {
-            holder = "(an unreadable announcement)";
-        }
-        long owner = stat.getEphemeralOwner();
-        boolean ownedByOther = owner != 0 && owner != zk.getZookeeperClient().getZooKeeper().getSessionId();
-        if (ownedByOther && !holder.equals(mine.getAddress())) {
-            throw new IllegalStateException("worker id " + mine.getWorkerId() + " is already registered by " + holder);
-        }
-        log.info("removing {} left by a previous run at {}", path, holder);
-        // Only that version: a node re-created meanwhile (by whoever) is not ours to delete.
-        try {
-            zk.delete().withVersion(stat.getVersion()).forPath(path);
-        } catch (KeeperException.NoNodeException e) {
-            // its session expired meanwhile
+            return "(an unreadable announcement)";
         }
     }
 
