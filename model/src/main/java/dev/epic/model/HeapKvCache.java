@@ -65,10 +65,6 @@ public final class HeapKvCache implements KvCache {
         return capacity;
     }
 
-    public int maxPositions() {
-        return maxPositions;
-    }
-
     @Override
     public void reserve(int positions) {
         ensure(Math.min(positions, maxPositions));
