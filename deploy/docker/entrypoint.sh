@@ -16,6 +16,10 @@ fi
 # The JVM flags of ./epic at the repository root; keep the two in step.
 default_level=info
 [ "${1:-}" = "demo" ] && default_level=warn
+# A worker out of memory exits (its ZooKeeper node goes with its session; the pod restarts) instead
+# of staying registered half-broken. Not the coordinator: it fails only the sequence that ran out.
+worker_flags=()
+case "${1:-}" in expert-worker|attention-worker) worker_flags=(-XX:+ExitOnOutOfMemoryError) ;; esac
 exec java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m -XX:+UseParallelGC \
-  -Dorg.slf4j.simpleLogger.defaultLogLevel="${EPIC_LOG_LEVEL:-$default_level}" ${EPIC_JAVA_OPTS:-} \
+  -Dorg.slf4j.simpleLogger.defaultLogLevel="${EPIC_LOG_LEVEL:-$default_level}" "${worker_flags[@]}" ${EPIC_JAVA_OPTS:-} \
   -cp "/opt/epic/lib/*" dev.epic.cli.Main "${args[@]}"

@@ -57,6 +57,17 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
         this.identity = new ModelIdentity(fingerprint.name(), fingerprint.sha256(), hidden);
     }
 
+    /**
+     * The largest Attend message gRPC reads: {@link #MAX_ROWS} rows of fp32 hidden states with a
+     * segment each, and a margin, so an oversized message is refused before it is read.
+     */
+    int maxInboundBytes() {
+        return (int) Math.min(Integer.MAX_VALUE, MAX_ROWS * (4L * hidden + 32) + (1 << 20));
+    }
+
+    /** Rows one message may carry: far above a coordinator's step (its batch and prefill budget). */
+    static final int MAX_ROWS = 16_384;
+
     void workerId(String id) {
         this.workerId = id;
     }
@@ -75,6 +86,10 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                 .description("token positions held in KV caches here").register(registry);
         Gauge.builder("epic.attention.max.sequences", caches, SequenceCaches::maxSequences)
                 .description("the most sequences held at once").register(registry);
+        Gauge.builder("epic.attention.kv.cache.bytes", caches, SequenceCaches::heldBytes)
+                .description("bytes of KV cache arrays held here").register(registry);
+        Gauge.builder("epic.attention.kv.cache.budget.bytes", caches, SequenceCaches::kvCacheBytes)
+                .description("the most bytes of KV cache held at once (--kv-cache-mb)").register(registry);
     }
 
     @Override
@@ -133,7 +148,13 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                         throw new Refusal(Status.INVALID_ARGUMENT.withDescription("segment of cache "
                                 + s.getCacheId() + " is empty or repeated"));
                     }
-                    segments.add(new SequenceCaches.Segment(s.getCacheId(), s.getStart()));
+                    // uint32 fields: above 2^31 they read negative here and would index out of bounds.
+                    if (s.getStart() < 0 || s.getLength() < 0) {
+                        throw new Refusal(Status.INVALID_ARGUMENT.withDescription("segment of cache "
+                                + s.getCacheId() + " starts at " + Integer.toUnsignedString(s.getStart()) + " with "
+                                + Integer.toUnsignedString(s.getLength()) + " positions: beyond any context"));
+                    }
+                    segments.add(new SequenceCaches.Segment(s.getCacheId(), s.getStart(), s.getLength()));
                     total += s.getLength();
                 }
                 if (req.getHiddenStates().size() != 4L * total * hidden) {
@@ -144,6 +165,9 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                 List<KvCache> held;
                 try {
                     held = caches.acquire(this, layer, segments);
+                } catch (IllegalArgumentException e) {
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("attention worker " + workerId + ": "
+                            + e.getMessage()));
                 } catch (SequenceCaches.Refused r) {
                     String why = "attention worker " + workerId + ": " + r.getMessage();
                     if (r.exhausted) { // only the new sequences are refused; the stream goes on
@@ -188,8 +212,9 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
             private void check(AttendRequest req) {
                 identity.check("attention worker", workerId, req.getProtocolVersion(), req.getFingerprint(),
                         req.getHidden());
-                if (req.getLayer() >= layers.count()) {
-                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("layer " + req.getLayer()
+                if (req.getLayer() < 0 || req.getLayer() >= layers.count()) { // uint32: negative is huge
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("layer "
+                            + Integer.toUnsignedString(req.getLayer())
                             + " outside [0, " + layers.count() + ")"));
                 }
             }

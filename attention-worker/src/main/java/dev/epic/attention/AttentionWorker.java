@@ -19,9 +19,26 @@ import org.slf4j.LoggerFactory;
 public final class AttentionWorker implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(AttentionWorker.class);
 
-    /** Where to serve and announce. port 0 picks a free port. */
+    /**
+     * Where to serve and announce. port 0 picks a free port.
+     *
+     * @param kvCacheBytes KV cache the sequences here may hold together; beyond it new sequences (and
+     *                     sequences that would grow past it) are refused as when the worker is full
+     */
     public record Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
-            int zkSessionTimeoutMillis, long drainMillis, int metricsPort) {}
+            int zkSessionTimeoutMillis, long drainMillis, int metricsPort, long kvCacheBytes) {
+        /** With the default KV cache budget. */
+        public Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
+                int zkSessionTimeoutMillis, long drainMillis, int metricsPort) {
+            this(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis, drainMillis,
+                    metricsPort, defaultKvCacheBytes());
+        }
+    }
+
+    /** Half the JVM's maximum heap, as the coordinator's default; the rest is weights and scratch. */
+    public static long defaultKvCacheBytes() {
+        return Runtime.getRuntime().maxMemory() / 2;
+    }
 
     private final WorkerServer server;
     private final SequenceCaches caches;
@@ -34,11 +51,11 @@ public final class AttentionWorker implements AutoCloseable {
     /** Starts serving {@code layers} (already opened) and registers in ZooKeeper. */
     public static AttentionWorker start(AttentionLayers layers, CheckpointFingerprint fingerprint, Settings s)
             throws Exception {
-        SequenceCaches caches = new SequenceCaches(layers, s.maxSequences());
+        SequenceCaches caches = new SequenceCaches(layers, s.maxSequences(), s.kvCacheBytes());
         AttentionServiceImpl service = new AttentionServiceImpl(layers, caches, fingerprint);
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
-                        s.drainMillis(), s.metricsPort()),
+                        s.drainMillis(), s.metricsPort(), service.maxInboundBytes()),
                 "a", ZkLayout.attentionWorkersPath(s.cluster()), service, service::inFlight, service::bindMetrics,
                 (id, address) -> {
                     service.workerId(id);

@@ -1,5 +1,6 @@
 package dev.epic.attention;
 
+import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvCache;
 import dev.epic.model.attention.AttentionLayers;
 import java.util.ArrayList;
@@ -14,7 +15,7 @@ import java.util.Set;
  * cache is created by its first segment (layer 0, position 0) and belongs to the Attend stream that
  * created it: it goes when the coordinator releases it or when that stream ends (the coordinator
  * then presumes it lost, so nothing is left behind by a coordinator that failed or restarted). At
- * most {@code maxSequences} are held at once.
+ * most {@code maxSequences} are held at once, in at most {@code kvCacheBytes} of cache arrays.
  */
 final class SequenceCaches {
     /** Why a message's caches cannot be used; nothing was created or changed. */
@@ -29,32 +30,50 @@ final class SequenceCaches {
         }
     }
 
-    /** A segment's cache id and where it starts. */
-    record Segment(long id, int start) {}
+    /** A segment's cache id, where it starts and how many positions it writes (both checked >= 0). */
+    record Segment(long id, int start, int length) {}
 
     private final AttentionLayers layers;
     private final int maxSequences;
-    private final Map<Long, KvCache> caches = new HashMap<>(); // guarded by this
+    private final long kvCacheBytes;
+    private final long bytesPerPosition;
+    private final int maxPositions;
+    private final Map<Long, HeapKvCache> caches = new HashMap<>(); // guarded by this
     private final Map<Long, Object> owners = new HashMap<>();  // guarded by this
 
-    SequenceCaches(AttentionLayers layers, int maxSequences) {
+    SequenceCaches(AttentionLayers layers, int maxSequences, long kvCacheBytes) {
         if (maxSequences < 1) {
             throw new IllegalArgumentException("max sequences must be >= 1, got " + maxSequences);
         }
+        if (kvCacheBytes < 1) {
+            throw new IllegalArgumentException("KV cache budget must be > 0, got " + kvCacheBytes);
+        }
         this.layers = layers;
         this.maxSequences = maxSequences;
+        this.kvCacheBytes = kvCacheBytes;
+        this.bytesPerPosition = HeapKvCache.bytesPerPosition(layers.config());
+        this.maxPositions = layers.config().maxPositionEmbeddings();
     }
 
     /**
      * The caches of one message's segments, in order, all or none: unknown ids are created for
-     * {@code owner} when the segment starts at position 0 of layer 0; an unknown id anywhere else, a
-     * start beyond what a cache holds (layer 0), or more new caches than there is room for refuses
-     * the whole message.
+     * {@code owner} when the segment starts at position 0 of layer 0; an unknown id anywhere else is
+     * refused, and so is the whole message when there is no room for its new caches, or (layer 0,
+     * where a step's caches grow) its caches would outgrow the KV budget: those are refused as
+     * exhausted, the others run. A segment starting beyond what its cache holds, or ending beyond the
+     * model's context, is malformed at any layer: IllegalArgumentException.
      */
     synchronized List<KvCache> acquire(Object owner, int layer, List<Segment> segments) {
         List<Long> fresh = new ArrayList<>();
+        long freshGrowth = 0;
+        long growth = 0;
+        List<Long> growing = new ArrayList<>();
         for (Segment s : segments) {
-            KvCache c = caches.get(s.id());
+            if ((long) s.start() + s.length() > maxPositions) {
+                throw new IllegalArgumentException("sequence cache " + s.id() + ": positions " + s.start() + " to "
+                        + ((long) s.start() + s.length()) + " are beyond the model's " + maxPositions);
+            }
+            HeapKvCache c = caches.get(s.id());
             if (c == null) {
                 if (layer != 0 || s.start() != 0) {
                     throw new Refused("sequence cache " + s.id() + " is not held here (released, its stream ended, or "
@@ -62,14 +81,35 @@ final class SequenceCaches {
                             false, List.of(s.id()));
                 }
                 fresh.add(s.id());
-            } else if (layer == 0 && s.start() > c.length()) {
-                throw new Refused("sequence cache " + s.id() + " holds " + c.length() + " positions; a step cannot start at "
-                        + s.start(), false, List.of(s.id()));
+                freshGrowth += bytes(HeapKvCache.grownCapacity(Math.min(16, maxPositions), s.length(), maxPositions));
+            } else {
+                // Checked at every layer: a later layer's attention reads and writes from start too.
+                if (s.start() > c.length()) {
+                    throw new IllegalArgumentException("sequence cache " + s.id() + " holds " + c.length()
+                            + " positions; a step cannot start at " + s.start());
+                }
+                long more = bytes(HeapKvCache.grownCapacity(c.capacity(), s.start() + s.length(), maxPositions))
+                        - bytes(c.capacity());
+                if (more > 0) {
+                    growth += more;
+                    growing.add(s.id());
+                }
             }
         }
         if (caches.size() + fresh.size() > maxSequences) {
             throw new Refused("attention worker holds " + caches.size() + " of its maximum of " + maxSequences
                     + " sequences: no room for " + fresh.size() + " more", true, fresh);
+        }
+        long held = heldBytes();
+        if (layer == 0 && held + freshGrowth + growth > kvCacheBytes) {
+            // New sequences go first (the coordinator places them elsewhere); sequences already here
+            // are refused only when their own growth does not fit (they end RESOURCE_EXHAUSTED there).
+            List<Long> refused = new ArrayList<>(fresh);
+            if (held + growth > kvCacheBytes) {
+                refused.addAll(growing);
+            }
+            throw new Refused("attention worker KV caches hold " + mib(held) + " of their " + mib(kvCacheBytes)
+                    + " (--kv-cache-mb): no room for " + mib(freshGrowth + growth) + " more", true, refused);
         }
         for (long id : fresh) {
             caches.put(id, layers.newCache());
@@ -80,6 +120,27 @@ final class SequenceCaches {
             owners.put(s.id(), owner); // a cache moves to the stream that uses it (a coordinator's reopened stream)
         }
         return out;
+    }
+
+    private long bytes(int positions) {
+        return positions * bytesPerPosition;
+    }
+
+    private static String mib(long bytes) {
+        return String.format("%.1f MiB", bytes / 1048576.0);
+    }
+
+    /** Bytes the caches' arrays take now. */
+    synchronized long heldBytes() {
+        long n = 0;
+        for (HeapKvCache c : caches.values()) {
+            n += bytes(c.capacity());
+        }
+        return n;
+    }
+
+    long kvCacheBytes() {
+        return kvCacheBytes;
     }
 
     synchronized void release(long id) {

@@ -68,20 +68,28 @@ class AttentionServiceTest {
     /** A client Attend stream: each send returns the response, or the status that ended the stream. */
     private static final class Stream implements AutoCloseable {
         private final java.util.concurrent.BlockingQueue<Object> answers = new java.util.concurrent.LinkedBlockingQueue<>();
-        private final StreamObserver<AttendRequest> out = AttentionServiceGrpc.newStub(channel).attend(new StreamObserver<>() {
-            @Override
-            public void onNext(AttendResponse r) {
-                answers.add(r);
-            }
+        private final StreamObserver<AttendRequest> out;
 
-            @Override
-            public void onError(Throwable t) {
-                answers.add(Status.fromThrowable(t));
-            }
+        Stream() {
+            this(channel);
+        }
 
-            @Override
-            public void onCompleted() {}
-        });
+        Stream(ManagedChannel ch) {
+            out = AttentionServiceGrpc.newStub(ch).attend(new StreamObserver<>() {
+                @Override
+                public void onNext(AttendResponse r) {
+                    answers.add(r);
+                }
+
+                @Override
+                public void onError(Throwable t) {
+                    answers.add(Status.fromThrowable(t));
+                }
+
+                @Override
+                public void onCompleted() {}
+            });
+        }
 
         Object send(AttendRequest req) throws Exception {
             out.onNext(req);
@@ -213,5 +221,66 @@ class AttentionServiceTest {
             assertEquals(1, goesOn.getRows());
         }
         awaitCached(0);
+    }
+    @Test
+    void positionsAreCheckedAtEveryLayerAndUint32FieldsCannotGoNegative() throws Exception {
+        try (Stream stream = new Stream()) {
+            assertEquals(2, ((AttendResponse) stream.send(request(0, 501, 0, 2).build())).getRows());
+            // Layer 1 of the same step starting beyond what the cache holds (0 positions so far).
+            Status beyond = status(stream.send(request(1, 501, 3, 2).build()));
+            assertEquals(Status.Code.INVALID_ARGUMENT, beyond.getCode(), beyond.toString());
+            assertTrue(beyond.getDescription().contains("holds 0 positions; a step cannot start at 3"),
+                    beyond.getDescription());
+        }
+        awaitCached(0);
+
+        // uint32 length 2^32 - 1 beside a length of 2: 1 row in int arithmetic, and 1 row of data sent.
+        AttendRequest negativeLength = request(0, 502, 0, 1).clearSegments()
+                .addSegments(SequenceSegment.newBuilder().setCacheId(502).setStart(0).setLength(-1))
+                .addSegments(SequenceSegment.newBuilder().setCacheId(503).setStart(0).setLength(2)).build();
+        Status length = status(attend(negativeLength));
+        assertEquals(Status.Code.INVALID_ARGUMENT, length.getCode(), length.toString());
+        assertTrue(length.getDescription().contains("with 4294967295 positions"), length.getDescription());
+
+        try (Stream stream = new Stream()) {
+            stream.send(request(0, 504, 0, 1).build());
+            Status start = status(stream.send(request(1, 504, -1, 1).build()));
+            assertEquals(Status.Code.INVALID_ARGUMENT, start.getCode(), start.toString());
+        }
+        Status layer = status(attend(request(-1, 505, 0, 1).build()));
+        assertEquals(Status.Code.INVALID_ARGUMENT, layer.getCode(), layer.toString());
+        awaitCached(0);
+    }
+
+    @Test
+    void theKvBudgetRefusesNewSequencesAndGrowthBeyondIt() throws Exception {
+        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(checkpoint.config());
+        // Room for two caches of 16 positions (what a new cache starts with), not a third or more.
+        try (AttentionWorker small = AttentionWorker.start(AttentionLayers.load(checkpoint.config(), checkpoint),
+                CheckpointFingerprint.of(MODEL), new AttentionWorker.Settings("127.0.0.1", 0,
+                        zkServer.getConnectString(), "t", "a-small", 8, 4000, 100, 0, 32 * perPosition))) {
+            ManagedChannel ch = NettyChannelBuilder.forTarget(small.address()).usePlaintext().build();
+            try (Stream stream = new Stream(ch)) {
+                int layers = checkpoint.config().numHiddenLayers();
+                for (int l = 0; l < layers; l++) {
+                    assertEquals(16, ((AttendResponse) stream.send(request(l, 601, 0, 16).build())).getRows());
+                }
+                assertEquals(2, ((AttendResponse) stream.send(request(0, 602, 0, 2).build())).getRows());
+
+                assertEquals(2, ((AttendResponse) stream.send(request(1, 602, 0, 2).build())).getRows());
+                AttendResponse full = (AttendResponse) stream.send(request(0, 603, 0, 1).build());
+                assertEquals(List.of(603L), full.getRefusedCacheIdsList());
+                assertTrue(full.getRefusal().contains("--kv-cache-mb"), full.getRefusal());
+                assertEquals(2, small.cachedSequences());
+
+                // 601 holds 16 positions; its 17th would double its arrays past the budget.
+                AttendResponse grow = (AttendResponse) stream.send(request(0, 601, 16, 1).build());
+                assertEquals(List.of(601L), grow.getRefusedCacheIdsList());
+                // Within what it holds, it goes on.
+                assertEquals(1, ((AttendResponse) stream.send(request(0, 601, 15, 1).build())).getRows());
+            } finally {
+                ch.shutdownNow();
+            }
+        }
     }
 }

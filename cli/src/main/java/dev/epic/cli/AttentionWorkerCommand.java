@@ -36,12 +36,21 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
             description = "most sequences (KV caches) held at once; coordinators place no more here (default ${DEFAULT-VALUE})")
     int maxSequences;
 
+    @Option(names = "--kv-cache-mb", paramLabel = "MB",
+            description = "KV cache the sequences here may hold together; new sequences beyond it are refused as "
+                    + "when the worker is full (placed elsewhere), and a sequence that would outgrow it ends with "
+                    + "RESOURCE_EXHAUSTED (default: half the JVM's maximum heap)")
+    Long kvCacheMb;
+
     @Override
     public Integer call() throws Exception {
         return flags.serve(this::serve);
     }
 
     private int serve() throws Exception {
+        long kvCacheBytes = kvCacheMb != null ? SchedulerFlags.bytes("--kv-cache-mb", kvCacheMb, 1)
+                : AttentionWorker.defaultKvCacheBytes();
+        flags.checkPortsFree(port); // before the weights: loading them may take minutes
         Checkpoint checkpoint = Checkpoint.open(model);
         long t0 = System.nanoTime();
         AttentionLayers layers = AttentionLayers.load(checkpoint.config(),
@@ -51,7 +60,8 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
                 String.format("%.0f", ProcessStats.residentMb()));
         AttentionWorker worker = WorkerFlags.startDrained(() -> AttentionWorker.start(layers,
                 CheckpointFingerprint.of(model), new AttentionWorker.Settings(flags.host, port, flags.zk, flags.cluster,
-                        flags.id, maxSequences, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort)), checkpoint);
+                        flags.id, maxSequences, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, kvCacheBytes)),
+                checkpoint);
         flags.watchParent();
         worker.awaitTermination();
         return 0;

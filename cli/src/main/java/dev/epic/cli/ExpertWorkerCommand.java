@@ -40,7 +40,9 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
     @Option(names = "--port", defaultValue = "50061", description = "gRPC port (0 = any free port; default ${DEFAULT-VALUE})")
     int port;
 
-    @Option(names = "--capacity", defaultValue = "256", description = "token rows per message this worker is sized for (advisory; default ${DEFAULT-VALUE})")
+    @Option(names = "--capacity", defaultValue = "256",
+            description = "token rows per message this worker is sized for; it takes messages of up to "
+                    + "max(N, 16384) rows (default ${DEFAULT-VALUE})")
     int capacity;
 
     @Option(names = "--redundant-slots", defaultValue = "0", paramLabel = "N",
@@ -95,6 +97,7 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
     }
 
     private int serve() throws Exception {
+        flags.checkPortsFree(port); // before the weights: loading them may take minutes
         Checkpoint checkpoint = Checkpoint.open(model);
         ModelConfig cfg = checkpoint.config();
         if (cfg.nRoutedExperts() == null) {

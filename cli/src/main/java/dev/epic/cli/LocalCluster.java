@@ -260,19 +260,8 @@ final class LocalCluster implements AutoCloseable {
     /** `epic COMMAND ARGS --exit-with-parent PID` in a new JVM with this process's java, flags and classpath. */
     private static Worker spawn(String command, List<String> args, String id, Path logDir, int threads)
             throws IOException {
-        List<String> cmd = new ArrayList<>();
-        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-            if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent") && !arg.startsWith("-Xrunjdwp")
-                    && !arg.startsWith("-Depic.threads=")) {
-                cmd.add(arg);
-            }
-        }
-        cmd.add("-Depic.threads=" + threads);
-        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), command));
-        cmd.addAll(args);
-        cmd.addAll(List.of("--exit-with-parent", Long.toString(ProcessHandle.current().pid())));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD);
+        ProcessBuilder pb = new ProcessBuilder(workerCommand(command, args, threads))
+                .redirectOutput(ProcessBuilder.Redirect.DISCARD);
         Path logFile = null;
         if (logDir != null) {
             Files.createDirectories(logDir);
@@ -284,6 +273,28 @@ final class LocalCluster implements AutoCloseable {
         Process p = pb.start();
         log.info("started {} {} (pid {})", command, id, p.pid());
         return new Worker(p, "", logFile);
+    }
+
+    static final String WORKER_OOM_FLAG = "-XX:+ExitOnOutOfMemoryError";
+
+    /** The command line of a worker JVM: this process's java, flags (debuggers left out) and classpath. */
+    static List<String> workerCommand(String command, List<String> args, int threads) {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent") && !arg.startsWith("-Xrunjdwp")
+                    && !arg.startsWith("-Depic.threads=") && !arg.equals(WORKER_OOM_FLAG)) {
+                cmd.add(arg);
+            }
+        }
+        cmd.add("-Depic.threads=" + threads);
+        // Out of memory, a worker exits (its registration goes with it) instead of staying registered
+        // half-broken; the coordinator in this process handles its own per sequence.
+        cmd.add(WORKER_OOM_FLAG);
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), command));
+        cmd.addAll(args);
+        cmd.addAll(List.of("--exit-with-parent", Long.toString(ProcessHandle.current().pid())));
+        return cmd;
     }
 
     String target() {

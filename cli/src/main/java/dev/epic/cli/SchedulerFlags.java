@@ -34,7 +34,8 @@ final class SchedulerFlags {
         return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefix, kv);
     }
 
-    private static long bytes(String flag, long mb, long min) {
+    /** {@code mb} MiB in bytes, refused (one line) below {@code min} or beyond a long. */
+    static long bytes(String flag, long mb, long min) {
         if (mb < min) {
             throw new IllegalArgumentException(flag + " must be >= " + min + ", got " + mb);
         }

@@ -2,6 +2,7 @@ package dev.epic.cli;
 
 import dev.epic.model.checkpoint.CheckpointException;
 import dev.epic.model.config.ConfigException;
+import dev.epic.transport.Ports;
 import dev.epic.transport.ZkLayout;
 import java.io.PrintWriter;
 import java.util.concurrent.Callable;
@@ -67,6 +68,15 @@ final class WorkerFlags {
             err.flush();
             return 2;
         }
+    }
+
+    /**
+     * A taken gRPC or metrics port is one line ("port N on HOST is in use"), reported before the
+     * weights load rather than after.
+     */
+    void checkPortsFree(int grpcPort) throws java.io.IOException {
+        Ports.checkFree(host, grpcPort);
+        Ports.checkFree(host, metricsPort);
     }
 
     /**

@@ -197,6 +197,29 @@ class DeployManifestsTest {
         }
     }
 
+    /**
+     * Worker containers exit when out of memory (the pod restarts, its registration gone) rather than
+     * stay registered half-broken; the coordinator does not (it fails only the sequence that ran out).
+     * Runs the entry point with a stand-in java that prints its arguments.
+     */
+    @Test
+    void theEntryPointMakesOnlyWorkersExitOnOutOfMemory(@org.junit.jupiter.api.io.TempDir Path bin) throws Exception {
+        Path java = bin.resolve("java");
+        Files.writeString(java, "#!/bin/sh\necho \"$@\"\n");
+        assertTrue(java.toFile().setExecutable(true));
+        Map<String, Boolean> exits = Map.of("expert-worker", true, "attention-worker", true, "coordinator", false);
+        for (var e : exits.entrySet()) {
+            ProcessBuilder pb = new ProcessBuilder("bash", DEPLOY.resolve("docker/entrypoint.sh").toString(), e.getKey(),
+                    "--zk", "zk:2181").redirectErrorStream(true);
+            pb.environment().put("PATH", bin + ":" + System.getenv("PATH"));
+            Process p = pb.start();
+            String out = new String(p.getInputStream().readAllBytes());
+            assertEquals(0, p.waitFor(), out);
+            assertEquals(e.getValue(), out.contains("-XX:+ExitOnOutOfMemoryError"), e.getKey() + ": " + out);
+            assertTrue(out.contains("dev.epic.cli.Main " + e.getKey() + " --zk zk:2181"), out);
+        }
+    }
+
     /** `COPY . .` must not send build output (stale jars), checkpoints or the git history. */
     @Test
     void theDockerContextLeavesOutBuildOutputAndModels() throws IOException {

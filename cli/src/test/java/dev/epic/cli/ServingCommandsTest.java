@@ -18,6 +18,8 @@ import dev.epic.model.config.ModelConfig;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.worker.CheckpointShard;
 import dev.epic.worker.ExpertWorker;
+import java.net.InetAddress;
+import java.net.ServerSocket;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -150,7 +152,7 @@ class ServingCommandsTest {
     @Test
     void workerCommandsExplainBadInputInOneLine() {
         LogitsCommandTest.Run attention = LogitsCommandTest.run(new AttentionWorkerCommand(), "--model", "/nonexistent/m",
-                "--zk", "127.0.0.1:1");
+                "--zk", "127.0.0.1:1", "--port", "0");
         assertEquals(2, attention.code());
         assertTrue(attention.err().startsWith("epic attention-worker: ") && attention.err().contains("/nonexistent/m")
                 && !attention.err().contains("\tat "), attention.err());
@@ -158,6 +160,35 @@ class ServingCommandsTest {
                 "--zk", "127.0.0.1:1", "--experts", "0-300");
         assertEquals(2, expert.code());
         assertTrue(expert.err().startsWith("epic expert-worker: "), expert.err());
+    }
+
+    /** The model does not exist: a taken port is reported first, before any weights would load. */
+    @Test
+    void aTakenPortIsOneLineBeforeTheWeightsLoad() throws Exception {
+        try (ServerSocket taken = new ServerSocket(0, 50, InetAddress.getByName("127.0.0.1"))) {
+            String port = Integer.toString(taken.getLocalPort());
+            String inUse = "port " + port + " on 127.0.0.1 is in use";
+            LogitsCommandTest.Run expert = LogitsCommandTest.run(new ExpertWorkerCommand(), "--model", "/nonexistent/m",
+                    "--zk", "127.0.0.1:1", "--experts", "0-3", "--port", port);
+            assertEquals(2, expert.code());
+            assertEquals("epic expert-worker: " + inUse, expert.err().strip());
+            LogitsCommandTest.Run attention = LogitsCommandTest.run(new AttentionWorkerCommand(), "--model",
+                    "/nonexistent/m", "--zk", "127.0.0.1:1", "--port", "0", "--metrics-port", port);
+            assertEquals(2, attention.code());
+            assertEquals("epic attention-worker: " + inUse, attention.err().strip());
+        }
+        LogitsCommandTest.Run kv = LogitsCommandTest.run(new AttentionWorkerCommand(), "--model", "/nonexistent/m",
+                "--zk", "127.0.0.1:1", "--port", "0", "--kv-cache-mb", "0");
+        assertEquals(2, kv.code());
+        assertEquals("epic attention-worker: --kv-cache-mb must be >= 1, got 0", kv.err().strip());
+    }
+
+    /** Worker JVMs that epic local starts exit when out of memory instead of staying registered half-broken. */
+    @Test
+    void localWorkersExitOnOutOfMemory() {
+        List<String> cmd = LocalCluster.workerCommand("attention-worker", List.of("--port", "0"), 1);
+        assertEquals(1, cmd.stream().filter(LocalCluster.WORKER_OOM_FLAG::equals).count(), cmd.toString());
+        assertTrue(cmd.indexOf(LocalCluster.WORKER_OOM_FLAG) < cmd.indexOf(Main.class.getName()), "a JVM flag");
     }
 
     @Test

@@ -31,6 +31,8 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
     private volatile String workerId = "(starting)";
     private final int capacity;
     private final int moeLayers;
+    /** Rows one message may carry: the capacity, at least {@link #MIN_ROW_LIMIT}, within Java arrays. */
+    private final int maxRows;
     private final AtomicInteger inFlight = new AtomicInteger();
     private volatile Timer handled = Timer.builder("epic.worker.message").register(new SimpleMeterRegistry());
 
@@ -39,7 +41,29 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
         this.identity = new ModelIdentity(fingerprint.name(), fingerprint.sha256(), shard.hiddenSize());
         this.capacity = capacity;
         this.moeLayers = moeLayers;
+        // rows x hidden doubles (the sums, and an FP64 answer's bytes) must fit one Java array.
+        this.maxRows = (int) Math.min(Math.max(capacity, MIN_ROW_LIMIT),
+                (Integer.MAX_VALUE - 8) / (8L * shard.hiddenSize()));
     }
+
+    /**
+     * Rows per message accepted even with a smaller --capacity (advisory: the coordinator's steps are
+     * sized by its own batch and prefill budget, not by it).
+     */
+    static final int MIN_ROW_LIMIT = 16_384;
+
+    /**
+     * The largest request gRPC accepts: {@link #maxRows} rows of fp32 hidden states, each routed to
+     * up to {@link #MAX_PAIRS_PER_ROW} experts, and a margin, so an oversized message is refused
+     * before it is read.
+     */
+    int maxInboundBytes() {
+        long perRow = 4L * shard.hiddenSize() + 5 + 9L * MAX_PAIRS_PER_ROW; // count varint; id varint + float
+        return (int) Math.min(Integer.MAX_VALUE, maxRows * perRow + (1 << 20));
+    }
+
+    /** Experts per row budgeted in {@link #maxInboundBytes}: DeepSeek-V3 routes each token to 8. */
+    static final int MAX_PAIRS_PER_ROW = 32;
 
     /** Set once the port is bound (the default id contains it). */
     void workerId(String id) {
@@ -92,19 +116,18 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
                 long t0 = System.nanoTime();
                 identity.check("expert worker", workerId, req.getProtocolVersion(), req.getFingerprint(),
                         req.getHidden());
-                int rows = req.getRows();
                 int hidden = req.getHidden();
-                if (req.getExpertCountsCount() != rows || req.getExpertIdsCount() != req.getGateWeightsCount()) {
-                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("malformed request: "
-                            + req.getExpertCountsCount() + " expert_counts for " + rows + " rows, "
-                            + req.getExpertIdsCount() + " expert_ids, " + req.getGateWeightsCount() + " gate_weights"));
-                }
-                int n = rows * hidden;
+                HiddenEncoding enc = req.getResponseEncoding() == HiddenEncoding.HIDDEN_ENCODING_UNSPECIFIED
+                        ? req.getEncoding() : req.getResponseEncoding();
+                // Everything is checked against what the message carries before any buffer grows:
+                // a few bytes claiming a huge or negative (uint32) size must not allocate or compute.
+                int rows = checkShape(req, enc);
+                int n = rows * hidden; // checkShape bounds it by the payload actually received
+                int pairs = req.getExpertIdsCount();
                 if (x.length < n) {
                     x = new float[n];
                     y = new double[n];
                 }
-                int pairs = req.getExpertIdsCount();
                 if (counts.length < rows) {
                     counts = new int[rows];
                 }
@@ -112,14 +135,8 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
                     ids = new int[pairs];
                     weights = new float[pairs];
                 }
-                int sum = 0;
                 for (int r = 0; r < rows; r++) {
                     counts[r] = req.getExpertCounts(r);
-                    sum += counts[r];
-                }
-                if (sum != pairs) {
-                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("expert_counts sum to " + sum
-                            + " but " + pairs + " expert_ids were sent"));
                 }
                 for (int p = 0; p < pairs; p++) {
                     ids[p] = req.getExpertIds(p);
@@ -131,8 +148,6 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
                 } catch (IllegalArgumentException e) {
                     throw new Refusal(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
                 }
-                HiddenEncoding enc = req.getResponseEncoding() == HiddenEncoding.HIDDEN_ENCODING_UNSPECIFIED
-                        ? req.getEncoding() : req.getResponseEncoding();
                 HiddenCodec.Encoded out = HiddenCodec.encodeSums(enc, y, rows, hidden);
                 return ExpertResponse.newBuilder()
                         .setSequence(req.getSequence())
@@ -148,4 +163,57 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
         };
     }
 
+    /**
+     * The message's rows, once its shape is consistent and within this worker's limit: rows (uint32)
+     * and every expert_counts entry non-negative, counts summing to the pairs sent, a known request
+     * and response encoding, and hidden_states/scales of exactly the size rows x hidden needs.
+     * Malformed messages are INVALID_ARGUMENT; more rows than {@link #maxRows} RESOURCE_EXHAUSTED.
+     */
+    private int checkShape(ExpertRequest req, HiddenEncoding responseEncoding) {
+        long rows = Integer.toUnsignedLong(req.getRows());
+        int hidden = req.getHidden();
+        if (req.getExpertCountsCount() != rows || req.getExpertIdsCount() != req.getGateWeightsCount()) {
+            throw invalid("malformed request: " + req.getExpertCountsCount() + " expert_counts for " + rows
+                    + " rows, " + req.getExpertIdsCount() + " expert_ids, " + req.getGateWeightsCount()
+                    + " gate_weights");
+        }
+        if (rows > maxRows) {
+            throw new Refusal(Status.RESOURCE_EXHAUSTED.withDescription("expert worker " + workerId + ": " + rows
+                    + " rows in one message, at most " + maxRows + " (--capacity " + capacity + ")"));
+        }
+        long sum = 0;
+        for (int r = 0; r < rows; r++) {
+            sum += Integer.toUnsignedLong(req.getExpertCounts(r)); // a uint32 above 2^31 reads negative
+        }
+        if (sum != req.getExpertIdsCount()) {
+            throw invalid("expert_counts sum to " + sum + " but " + req.getExpertIdsCount() + " expert_ids were sent");
+        }
+        if (!WIRE_ENCODINGS.contains(req.getEncoding())) {
+            throw invalid("unsupported hidden-state encoding " + req.getEncoding() + " (expected FP32, BF16 or FP8_E4M3)");
+        }
+        if (!WIRE_ENCODINGS.contains(responseEncoding) && responseEncoding != HiddenEncoding.FP64) {
+            throw invalid("unsupported response encoding " + responseEncoding
+                    + " (expected FP32, BF16, FP8_E4M3 or FP64)");
+        }
+        long elements = rows * hidden;
+        long data = elements * switch (req.getEncoding()) {
+            case FP32 -> 4;
+            case BF16 -> 2;
+            default -> 1;
+        };
+        long scales = req.getEncoding() == HiddenEncoding.FP8_E4M3 ? 4 * rows * HiddenCodec.groupsPerRow(hidden) : 0;
+        if (req.getHiddenStates().size() != data || req.getScales().size() != scales) {
+            throw invalid("hidden states: " + req.getHiddenStates().size() + " bytes and " + req.getScales().size()
+                    + " bytes of scales, expected " + data + " and " + scales + " for " + rows + " rows x " + hidden
+                    + " in " + req.getEncoding());
+        }
+        return (int) rows;
+    }
+
+    private static Refusal invalid(String message) {
+        return new Refusal(Status.INVALID_ARGUMENT.withDescription(message));
+    }
+
+    private static final java.util.Set<HiddenEncoding> WIRE_ENCODINGS =
+            java.util.EnumSet.of(HiddenEncoding.FP32, HiddenEncoding.BF16, HiddenEncoding.FP8_E4M3);
 }

@@ -71,7 +71,7 @@ public final class ExpertWorker implements AutoCloseable {
         Announcer announcer = new Announcer(shard, fingerprint, s);
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
-                        s.drainMillis(), s.metricsPort()),
+                        s.drainMillis(), s.metricsPort(), service.maxInboundBytes()),
                 "w", ZkLayout.workersPath(s.cluster()), service, service::inFlight, service::bindMetrics,
                 (id, address) -> {
                     service.workerId(id);
@@ -193,9 +193,13 @@ public final class ExpertWorker implements AutoCloseable {
         server.awaitTermination();
     }
 
-    /** Graceful drain: deregister, finish in-flight messages, stop. Idempotent. */
+    /**
+     * Graceful drain: deregister, finish in-flight messages, stop. Idempotent. Deregistering comes
+     * first, so coordinators stop sending here at once even while a placement is still loading.
+     */
     @Override
     public void close() {
+        server.deregister();
         if (placement != null) {
             placement.close();
             loader.shutdown();

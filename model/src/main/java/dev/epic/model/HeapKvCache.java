@@ -48,11 +48,21 @@ public final class HeapKvCache implements KvCache {
             throw new IllegalArgumentException("KV cache holds at most " + maxPositions + " positions, asked for "
                     + positions);
         }
-        capacity = (int) Math.min(maxPositions, Math.max(positions, 2L * capacity));
+        capacity = grownCapacity(capacity, positions, maxPositions);
         for (int l = 0; l < latent.length; l++) {
             latent[l] = Arrays.copyOf(latent[l], capacity * rank);
             kPe[l] = Arrays.copyOf(kPe[l], capacity * rope);
         }
+    }
+
+    /** Positions a cache of {@code capacity} holds once grown for {@code positions} (it doubles, within max). */
+    public static int grownCapacity(int capacity, int positions, int maxPositions) {
+        return positions <= capacity ? capacity : (int) Math.min(maxPositions, Math.max(positions, 2L * capacity));
+    }
+
+    /** Positions the arrays hold now (at least {@link #length()}): what the cache costs in memory. */
+    public int capacity() {
+        return capacity;
     }
 
     @Override

@@ -30,7 +30,12 @@ public final class MetricsEndpoint implements AutoCloseable {
 
     /** Serves {@code registry} on {@code host:port} (port 0 = any free port). */
     public static MetricsEndpoint start(PrometheusMeterRegistry registry, String host, int port) throws IOException {
-        HttpServer server = HttpServer.create(new InetSocketAddress(host, port), 0);
+        HttpServer server;
+        try {
+            server = HttpServer.create(new InetSocketAddress(host, port), 0);
+        } catch (java.net.BindException e) {
+            throw Ports.inUse(host, port);
+        }
         server.createContext("/", exchange -> {
             try (exchange) {
                 if (!exchange.getRequestURI().getPath().equals("/metrics")) {

@@ -2,12 +2,16 @@ package dev.epic.transport;
 
 import dev.epic.proto.WorkerAnnouncement;
 import java.io.IOException;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.nodes.PersistentNode;
 import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.zookeeper.CreateMode;
+import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.Watcher;
+import org.apache.zookeeper.data.Stat;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -48,9 +52,7 @@ public final class WorkerRegistration implements AutoCloseable {
     public static WorkerRegistration register(CuratorFramework zk, String folder, WorkerAnnouncement announcement,
             long timeoutMillis) throws Exception {
         String path = folder + "/" + announcement.getWorkerId();
-        // A node left by a previous incarnation of this worker (same id) until its session expires
-        // would block ours; it cannot be live, since two processes cannot own one address.
-        zk.delete().quietly().forPath(path);
+        removeStale(zk, path, announcement);
         PersistentNode node = new PersistentNode(zk, CreateMode.EPHEMERAL, false, path, Announcements.toJson(announcement));
         node.start();
         if (!node.waitForInitialCreate(timeoutMillis, TimeUnit.MILLISECONDS)) {
@@ -59,6 +61,63 @@ public final class WorkerRegistration implements AutoCloseable {
         }
         log.info("registered {} in ZooKeeper", path);
         return new WorkerRegistration(node, path);
+    }
+
+    /**
+     * Clears {@code path} of a node left by a previous incarnation of this worker, which would block
+     * ours until its session expires. One announcing this worker's own address is deleted (two live
+     * processes cannot own one address), and so is one no session owns. One that another session
+     * owns is waited for: a crashed worker's session expires within its timeout (a restart on a new
+     * port, say), a live worker's does not, and then the id is taken: IllegalStateException, with
+     * that worker left alone.
+     */
+    private static void removeStale(CuratorFramework zk, String path, WorkerAnnouncement mine) throws Exception {
+        // Expiry comes within the session timeout plus a server tick (at most half the minimum timeout).
+        long waitMillis = zk.getZookeeperClient().getZooKeeper().getSessionTimeout() * 3L / 2 + 1_000;
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(waitMillis);
+        boolean logged = false;
+        while (true) {
+            Stat stat = new Stat();
+            CountDownLatch changed = new CountDownLatch(1);
+            byte[] data;
+            try {
+                data = zk.getData().storingStatIn(stat).usingWatcher((Watcher) e -> changed.countDown()).forPath(path);
+            } catch (KeeperException.NoNodeException e) {
+                return;
+            }
+            String holder = holder(data);
+            long owner = stat.getEphemeralOwner();
+            if (owner == 0 || owner == zk.getZookeeperClient().getZooKeeper().getSessionId()
+                    || holder.equals(mine.getAddress())) {
+                log.info("removing {} left by a previous run at {}", path, holder);
+                try {
+                    // Only that version: a node re-created meanwhile (by whoever) is not ours to delete.
+                    zk.delete().withVersion(stat.getVersion()).forPath(path);
+                } catch (KeeperException.NoNodeException e) {
+                    // its session expired meanwhile
+                }
+                return;
+            }
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                throw new IllegalStateException("worker id " + mine.getWorkerId() + " is already registered by "
+                        + holder);
+            }
+            if (!logged) {
+                log.info("{} is registered by {}: waiting up to {} ms for its session to expire (a previous run)",
+                        path, holder, waitMillis);
+                logged = true;
+            }
+            changed.await(left, TimeUnit.NANOSECONDS);
+        }
+    }
+
+    private static String holder(byte[] announcement) {
+        try {
+            return Announcements.fromJson(announcement).getAddress();
+        } catch (RuntimeException e) {
+            return "(an unreadable announcement)";
+        }
     }
 
     /** Replaces the announcement (the node stays; watchers see it change). */

@@ -9,6 +9,7 @@ import io.grpc.protobuf.services.HealthStatusManager;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor;
+import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BiFunction;
@@ -31,10 +32,17 @@ public final class WorkerServer implements AutoCloseable {
     /**
      * Where to serve and announce. port 0 picks a free port; a null workerId becomes
      * {@code <idPrefix>-<host>-<port>}; metricsPort &gt; 0 serves Prometheus metrics on
-     * {@code http://host:metricsPort/metrics}, -1 on any free port (tests), 0 not at all.
+     * {@code http://host:metricsPort/metrics}, -1 on any free port (tests), 0 not at all;
+     * maxInboundBytes is the largest message gRPC reads (larger ones are RESOURCE_EXHAUSTED unread).
      */
     public record Settings(String host, int port, String zkConnect, String workerId, int zkSessionTimeoutMillis,
-            long drainMillis, int metricsPort) {}
+            long drainMillis, int metricsPort, int maxInboundBytes) {
+        public Settings {
+            if (maxInboundBytes < 1) {
+                throw new IllegalArgumentException("max inbound message size must be positive: " + maxInboundBytes);
+            }
+        }
+    }
 
     private final Server server;
     private final CuratorFramework zk;
@@ -47,6 +55,7 @@ public final class WorkerServer implements AutoCloseable {
     private final ProcessMeters meters;
     private boolean killed; // guarded by this
     private boolean closed; // guarded by this
+    private boolean deregistered; // guarded by this
 
     private WorkerServer(Server server, CuratorFramework zk, WorkerRegistration registration, HealthStatusManager health,
             IntSupplier inFlight, String address, String workerId, long drainMillis, ProcessMeters meters) {
@@ -87,7 +96,7 @@ public final class WorkerServer implements AutoCloseable {
             throws Exception {
         HealthStatusManager health = new HealthStatusManager();
         health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.NOT_SERVING);
-        Server server = NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()))
+        Server server = bind(s, NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()))
                 // Handlers run on the connection's event loop: a message is computed and answered
                 // without a hop to an executor thread and back. On the 2-core bench machine that hop
                 // halved batch-1 decode through attention workers (two more wake-ups per layer).
@@ -95,7 +104,7 @@ public final class WorkerServer implements AutoCloseable {
                 // coordinators) sit on other event loops, and kernel loops started while the pool is
                 // busy run on their caller.
                 .directExecutor()
-                .maxInboundMessageSize(Integer.MAX_VALUE)
+                .maxInboundMessageSize(s.maxInboundBytes())
                 .permitKeepAliveTime(5, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
                 // A coordinator that vanishes without closing its connection (host crash, partition)
@@ -105,8 +114,7 @@ public final class WorkerServer implements AutoCloseable {
                 .addService(service)
                 .addService(health.getHealthService())
                 .intercept(new MetricCollectingServerInterceptor(meters.registry()))
-                .build()
-                .start();
+                .build());
         String address = s.host() + ":" + server.getPort();
         String workerId = s.workerId() != null ? s.workerId()
                 : idPrefix + "-" + s.host().replace(':', '_') + "-" + server.getPort();
@@ -124,6 +132,17 @@ public final class WorkerServer implements AutoCloseable {
         } catch (Exception e) {
             zk.close();
             server.shutdownNow();
+            throw e;
+        }
+    }
+
+    private static Server bind(Settings s, Server server) throws IOException {
+        try {
+            return server.start();
+        } catch (IOException e) {
+            if (Ports.isBindFailure(e)) {
+                throw Ports.inUse(s.host(), s.port());
+            }
             throw e;
         }
     }
@@ -147,7 +166,7 @@ public final class WorkerServer implements AutoCloseable {
 
     /** Replaces this worker's announcement, e.g. when it hosts other experts; ignored once draining. */
     public synchronized void reannounce(WorkerAnnouncement announcement) throws Exception {
-        if (!closed && !killed) {
+        if (!closed && !killed && !deregistered) {
             registration.update(announcement);
         }
     }
@@ -173,14 +192,15 @@ public final class WorkerServer implements AutoCloseable {
         }
         closed = true;
         if (killed) {
-            registration.close();
+            if (!deregistered) {
+                deregistered = true;
+                registration.close();
+            }
             zk.close();
             meters.close();
             return;
         }
-        log.info("draining worker {}", workerId);
-        health.enterTerminalState(); // NOT_SERVING: readiness probes take the pod out of rotation
-        registration.close();
+        deregister();
         zk.close();
         // Coordinators drop this worker when they see the node vanish; until then they may still send.
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(drainMillis);
@@ -201,6 +221,21 @@ public final class WorkerServer implements AutoCloseable {
         }
         meters.close();
         log.info("worker {} stopped", workerId);
+    }
+
+    /**
+     * The drain's first step, alone: health NOT_SERVING (readiness probes take the pod out of
+     * rotation) and the ZooKeeper node deleted (coordinators stop sending here). The server keeps
+     * serving what still comes until {@link #close()}. Idempotent.
+     */
+    public synchronized void deregister() {
+        if (deregistered) {
+            return;
+        }
+        deregistered = true;
+        log.info("draining worker {}", workerId);
+        health.enterTerminalState();
+        registration.close();
     }
 
     /** The port serving /metrics; 0 when off. */

@@ -1,7 +1,6 @@
 package dev.epic.model.attention;
 
 import dev.epic.model.HeapKvCache;
-import dev.epic.model.KvCache;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.layers.Mla;
@@ -44,7 +43,7 @@ public final class AttentionLayers {
     }
 
     /** A fresh, empty cache for one sequence, sized like the engine's own. */
-    public KvCache newCache() {
+    public HeapKvCache newCache() {
         return HeapKvCache.forModel(config);
     }
 

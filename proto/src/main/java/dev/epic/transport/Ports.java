@@ -1,0 +1,42 @@
+package dev.epic.transport;
+
+import java.io.IOException;
+import java.net.BindException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+
+/** A worker's listening ports: taken ones are one clear error, not a bind stack trace. */
+public final class Ports {
+    private Ports() {}
+
+    /**
+     * Fails with "port N on HOST is in use" when {@code port} (&gt; 0) cannot be bound on {@code host}
+     * now. Workers call it before loading their weights, which may take minutes, so a port clash is
+     * reported at once (the real bind comes later; losing a race then is reported the same way).
+     */
+    public static void checkFree(String host, int port) throws IOException {
+        if (port <= 0) {
+            return;
+        }
+        try (ServerSocket probe = new ServerSocket()) {
+            probe.bind(new InetSocketAddress(host, port));
+        } catch (BindException e) {
+            throw inUse(host, port);
+        }
+    }
+
+    /** The error for a port that is taken. */
+    public static IllegalStateException inUse(String host, int port) {
+        return new IllegalStateException("port " + port + " on " + host + " is in use");
+    }
+
+    /** Whether {@code e} (or a cause) is a failure to bind an address. */
+    static boolean isBindFailure(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof BindException) {
+                return true;
+            }
+        }
+        return false;
+    }
+}
