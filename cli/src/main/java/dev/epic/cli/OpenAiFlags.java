@@ -20,11 +20,22 @@ final class OpenAiFlags {
                     + "none if unset (set but blank is refused)")
     String apiKey;
 
+    @Option(names = "--allowed-origins", defaultValue = "*", paramLabel = "ORIGINS",
+            description = "comma-separated origins browsers may call the HTTP API from (CORS), * for any; "
+                    + "default ${DEFAULT-VALUE}, as vLLM's")
+    String allowedOrigins;
+
+    /** --allowed-origins as a list; blank entries dropped (an empty list: no CORS headers). */
+    static java.util.List<String> origins(String flag) {
+        return java.util.Arrays.stream(flag.split(",")).map(String::strip).filter(o -> !o.isEmpty()).toList();
+    }
+
     /** The HTTP server over the coordinator at {@code grpcTarget}, or null when off. */
     OpenAiServer open(String host, String grpcTarget) throws IOException {
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("--http-port must be in [0, 65535], got " + port);
         }
-        return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget, servedModelName, apiKey);
+        return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget, servedModelName, apiKey,
+                origins(allowedOrigins));
     }
 }

@@ -17,6 +17,7 @@ import dev.epic.proto.ToolChoice;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.StringJoiner;
 
 /**
  * OpenAI request bodies ({@code /v1/chat/completions}, {@code /v1/completions}) as GenerateRequests.
@@ -24,8 +25,9 @@ import java.util.Set;
  * {@code repetition_penalty}, {@code min_tokens}, {@code stop_token_ids}, {@code ignore_eos},
  * {@code include_stop_str_in_output}, {@code chat_template_kwargs.enable_thinking}); their ranges are
  * the coordinator's to check, so its INVALID_ARGUMENT message reaches the client. Fields this server
- * cannot honour are refused by name rather than ignored; unknown fields are ignored, as OpenAI SDKs
- * send some of their own.
+ * cannot honour are refused by name rather than ignored (vLLM's prefill fields among them:
+ * {@code continue_final_message}, {@code add_generation_prompt} false, {@code truncate_prompt_tokens},
+ * DeepSeek's assistant {@code prefix}); unknown fields are ignored, as OpenAI SDKs send some of their own.
  */
 final class OpenAiRequests {
     static final ObjectMapper JSON = new ObjectMapper();
@@ -33,10 +35,11 @@ final class OpenAiRequests {
     /**
      * A parsed request: what to generate and how to answer. {@code echo}: a completion's answer starts
      * with its prompt (and the prompt's logprobs); {@code promptOnly}: echo with {@code max_tokens} 0,
-     * so the one token generated is left out (scoring a prompt, as evaluation harnesses do).
+     * so the one token generated is left out (scoring a prompt, as evaluation harnesses do);
+     * {@code oneToolCall}: parallel_tool_calls false, so the answer keeps only its first tool call.
      */
     record Parsed(List<GenerateRequest> requests, String model, boolean stream, boolean includeUsage, boolean logprobs,
-            boolean echo, boolean promptOnly) {
+            boolean echo, boolean promptOnly, boolean oneToolCall) {
         /** The request of a single-prompt body. */
         GenerateRequest request() {
             return requests.getFirst();
@@ -70,6 +73,14 @@ final class OpenAiRequests {
     static Parsed chat(JsonNode body) {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
         refuseUnsupported(body);
+        // Prefill (continuing the last assistant message) would need the template without its generation
+        // prompt; the coordinator always adds one, so these are refused rather than silently answered anew.
+        if (present(body, "continue_final_message") && bool(body, "continue_final_message", "continue_final_message")) {
+            throw OpenAiError.badRequest("continue_final_message", "'continue_final_message' is not supported");
+        }
+        if (present(body, "add_generation_prompt") && !bool(body, "add_generation_prompt", "add_generation_prompt")) {
+            throw OpenAiError.badRequest("add_generation_prompt", "'add_generation_prompt': false is not supported");
+        }
         r.setChat(messages(body));
         r.addAllTools(tools(body));
         ToolChoice choice = toolChoice(body);
@@ -95,7 +106,10 @@ final class OpenAiRequests {
             s.setLogprobs(0);
         }
         r.setSampling(s);
-        return finish(null, r, body, logprobs, false, false);
+        // parallel_tool_calls false: a model left to choose ("auto") may still write several calls, so the
+        // answer keeps the first, as vLLM's does ("required" is held to one call by the mask as well).
+        boolean oneToolCall = present(body, "parallel_tool_calls") && !bool(body, "parallel_tool_calls", "parallel_tool_calls");
+        return finish(null, r, body, logprobs, false, false, oneToolCall);
     }
 
     /**
@@ -139,7 +153,7 @@ final class OpenAiRequests {
             }
             each.add(r.build());
         }
-        return finish(each, r, body, logprobs, echo, promptOnly);
+        return finish(each, r, body, logprobs, echo, promptOnly, false);
     }
 
     /** "text", [ids], ["text", ...] or [[ids], ...]: each prompt as a text node or an array of ids. */
@@ -169,8 +183,9 @@ final class OpenAiRequests {
      * ignored (their defaults pass).
      */
     private static void refuseUnsupported(JsonNode body) {
+        // truncate_prompt_tokens: the coordinator refuses a prompt that does not fit rather than cut it.
         for (String name : new String[] {"guided_grammar", "guided_whitespace_pattern", "functions", "function_call",
-                "prompt_logprobs"}) {
+                "prompt_logprobs", "truncate_prompt_tokens"}) {
             if (present(body, name)) {
                 throw OpenAiError.badRequest(name, "'" + name + "' is not supported");
             }
@@ -360,7 +375,7 @@ final class OpenAiRequests {
 
     /** {@code each}: the requests of several prompts (null: just r's). */
     private static Parsed finish(List<GenerateRequest> each, GenerateRequest.Builder r, JsonNode body, boolean logprobs,
-            boolean echo, boolean promptOnly) {
+            boolean echo, boolean promptOnly, boolean oneToolCall) {
         String model = present(body, "model") ? text(body, "model", "model") : null;
         boolean stream = present(body, "stream") && bool(body, "stream", "stream");
         JsonNode options = body.get("stream_options");
@@ -371,7 +386,7 @@ final class OpenAiRequests {
             String id = body.get("request_id").asText();
             requests = requests.stream().map(q -> q.toBuilder().setRequestId(id).build()).toList();
         }
-        return new Parsed(requests, model, stream, usage, logprobs, echo, promptOnly);
+        return new Parsed(requests, model, stream, usage, logprobs, echo, promptOnly, oneToolCall);
     }
 
     /** The sampling fields common to both endpoints. */
@@ -486,6 +501,10 @@ final class OpenAiRequests {
         if (present(n, "reasoning_content")) {
             m.setReasoning(text(n, "reasoning_content", where + ".reasoning_content"));
         }
+        // DeepSeek's chat prefix completion: the answer would continue this message, which the template cannot do here.
+        if (present(n, "prefix") && bool(n, "prefix", where + ".prefix")) {
+            throw OpenAiError.badRequest(where + ".prefix", "'" + where + ".prefix' (prefix completion) is not supported");
+        }
         return m.build();
     }
 
@@ -500,13 +519,14 @@ final class OpenAiRequests {
         if (!c.isArray()) {
             throw OpenAiError.badRequest(where, where + " must be a string or an array of content parts");
         }
-        StringBuilder sb = new StringBuilder();
+        // Parts are joined with a newline, as vLLM joins them (chat_utils), so the prompt is the one it renders.
+        StringJoiner sb = new StringJoiner("\n");
         for (JsonNode part : c) {
             String type = part.path("type").asText();
             if (!type.equals("text") || !part.path("text").isTextual()) {
                 throw OpenAiError.badRequest(where, "only text content parts are supported, got type '" + type + "'");
             }
-            sb.append(part.get("text").asText());
+            sb.add(part.get("text").asText());
         }
         return sb.toString();
     }
@@ -545,7 +565,7 @@ final class OpenAiRequests {
     /**
      * tool_choice: "auto" (the default), "none", "required" or {"type": "function", "function":
      * {"name": N}}; with "required", parallel_tool_calls false asks for one call. A model left to
-     * choose ("auto") cannot be held to one call, so parallel_tool_calls false is refused there.
+     * choose ("auto") cannot be held to one call: its answer keeps the first (Parsed.oneToolCall).
      */
     private static ToolChoice toolChoice(JsonNode body) {
         JsonNode c = body.get("tool_choice");
@@ -564,10 +584,6 @@ final class OpenAiRequests {
                     + "{\"type\": \"function\", \"function\": {\"name\": ...}}");
         }
         boolean forced = t.getMode() == ToolChoice.Mode.REQUIRED || t.getMode() == ToolChoice.Mode.FUNCTION;
-        if (!parallel && t.getMode() == ToolChoice.Mode.AUTO && body.path("tools").size() > 0) {
-            throw OpenAiError.badRequest("parallel_tool_calls", "'parallel_tool_calls': false is supported with "
-                    + "tool_choice 'required' or a named function, not 'auto'");
-        }
         if (forced && body.path("tools").isEmpty()) {
             throw OpenAiError.badRequest("tool_choice", "tool_choice " + c + " needs 'tools'");
         }

@@ -66,6 +66,14 @@ final class OpenAiResponses {
 
     private final boolean promptOnly;
     private final int samplesPerPrompt;
+    /** parallel_tool_calls false: each choice keeps its first tool call only. */
+    private boolean oneToolCall;
+
+    /** Keeps only each choice's first tool call (parallel_tool_calls false); the finish reason stays "tool_calls". */
+    OpenAiResponses oneToolCall(boolean one) {
+        oneToolCall = one;
+        return this;
+    }
 
     /**
      * Makes completion choices [first, first + count) start with their prompt: its text, and its
@@ -125,6 +133,10 @@ final class OpenAiResponses {
         }
         boolean finished = r.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED;
         String finish = finished ? finishReason(r.getFinishReason()) : null;
+        // Calls after a choice's first are dropped here, in whichever message they come, so streamed and
+        // whole answers agree.
+        List<ToolCall> newCalls = !oneToolCall ? r.getToolCallsList()
+                : r.getToolCallsList().subList(0, Math.min(r.getToolCallsCount(), c.toolCalls.isEmpty() ? 1 : 0));
         if (kind == Kind.CHAT) {
             ArrayNode lp = null;
             if (logprobs && r.getLogprobsCount() > 0) {
@@ -140,9 +152,9 @@ final class OpenAiResponses {
             if (!r.getText().isEmpty()) {
                 delta.put("content", r.getText());
             }
-            if (r.getToolCallsCount() > 0) {
+            if (!newCalls.isEmpty()) {
                 ArrayNode calls = delta.putArray("tool_calls");
-                for (ToolCall t : r.getToolCallsList()) {
+                for (ToolCall t : newCalls) {
                     calls.add(toolCall(t).put("index", c.toolCalls.size() + calls.size()));
                 }
             }
@@ -154,7 +166,7 @@ final class OpenAiResponses {
         } else {
             chunks.addAll(completionChunk(r, index, c, first, finish));
         }
-        c.toolCalls.addAll(r.getToolCallsList());
+        c.toolCalls.addAll(newCalls);
         c.logprobs.addAll(r.getLogprobsList());
         if (finished) {
             c.finish = r.getFinishReason();
@@ -355,7 +367,8 @@ final class OpenAiResponses {
                 }
             }
         }
-        return offset + token.length();
+        // Code points, as vLLM counts (Python str length): a character beyond the BMP is one, not two UTF-16 units.
+        return offset + token.codePointCount(0, token.length());
     }
 
     private static float finite(float logprob) {

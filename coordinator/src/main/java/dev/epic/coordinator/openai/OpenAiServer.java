@@ -50,6 +50,8 @@ public final class OpenAiServer implements AutoCloseable {
      * 4 MiB, and a 128K-token prompt is well under that as text or as ids.
      */
     private static final int MAX_BODY = 4 << 20;
+    /** Any origin: vLLM's --allowed-origins default. */
+    public static final List<String> ALL_ORIGINS = List.of("*");
 
     private final HttpServer http;
     private final ExecutorService executor;
@@ -58,10 +60,13 @@ public final class OpenAiServer implements AutoCloseable {
     private final String servedName;
     /** Bearer token every /v1 request and /tokenize, /detokenize must carry; null: none. */
     private final byte[] apiKey;
+    /** Origins browsers may call from (CORS); "*" among them: any. Empty: no CORS headers. */
+    private final List<String> allowedOrigins;
     private volatile ModelInfoResponse info;
 
     private OpenAiServer(HttpServer http, ExecutorService executor, ManagedChannel channel, String servedName,
-            String apiKey) {
+            String apiKey, List<String> allowedOrigins) {
+        this.allowedOrigins = List.copyOf(allowedOrigins);
         // Stripped: a key file (kubectl create secret --from-file) usually ends in a newline.
         this.apiKey = apiKey == null ? null : apiKey.strip().getBytes(java.nio.charset.StandardCharsets.UTF_8);
         this.http = http;
@@ -79,6 +84,15 @@ public final class OpenAiServer implements AutoCloseable {
      */
     public static OpenAiServer start(String host, int port, String target, String servedName, String apiKey)
             throws IOException {
+        return start(host, port, target, servedName, apiKey, ALL_ORIGINS);
+    }
+
+    /**
+     * As {@link #start(String, int, String, String, String)}, with the origins browsers may call from
+     * ({@code "*"}: any; vLLM's --allowed-origins).
+     */
+    public static OpenAiServer start(String host, int port, String target, String servedName, String apiKey,
+            List<String> allowedOrigins) throws IOException {
         if (apiKey != null && apiKey.isBlank()) {
             throw new IllegalArgumentException("the API key is blank: give a key, or none to serve without one");
         }
@@ -93,7 +107,7 @@ public final class OpenAiServer implements AutoCloseable {
             executor.shutdownNow();
             throw new IOException("cannot bind the OpenAI HTTP port " + host + ":" + port + ": " + e.getMessage(), e);
         }
-        OpenAiServer server = new OpenAiServer(http, executor, channel, servedName, apiKey);
+        OpenAiServer server = new OpenAiServer(http, executor, channel, servedName, apiKey, allowedOrigins);
         http.setExecutor(executor);
         http.createContext("/", server::handle);
         http.start();
@@ -109,6 +123,17 @@ public final class OpenAiServer implements AutoCloseable {
     private void handle(HttpExchange ex) {
         try (ex) {
             try {
+                String origin = allowedOrigin(ex);
+                if (origin != null) { // on every answer, errors included, so a browser can read them
+                    ex.getResponseHeaders().set("Access-Control-Allow-Origin", origin);
+                    if (!origin.equals("*")) {
+                        ex.getResponseHeaders().add("Vary", "Origin");
+                    }
+                }
+                if (ex.getRequestMethod().equals("OPTIONS")) {
+                    preflight(ex, origin);
+                    return;
+                }
                 route(ex);
             } catch (OpenAiError e) {
                 sendJson(ex, e.httpStatus, OpenAiResponses.error(e));
@@ -175,6 +200,32 @@ public final class OpenAiServer implements AutoCloseable {
             }
             default -> throw new OpenAiError(404, "not_found_error", null, "no such endpoint: " + path);
         }
+    }
+
+    /** What Access-Control-Allow-Origin answers a request with: "*", its Origin, or null (none or not allowed). */
+    private String allowedOrigin(HttpExchange ex) {
+        String origin = ex.getRequestHeaders().getFirst("Origin");
+        if (origin == null) {
+            return null;
+        }
+        return allowedOrigins.contains("*") ? "*" : allowedOrigins.contains(origin) ? origin : null;
+    }
+
+    /**
+     * A CORS preflight, answered before the API key check: browsers send it without credentials, so a
+     * 401 (or a 405) here would block every cross-origin call. As vLLM's CORS middleware, on any path.
+     */
+    private static void preflight(HttpExchange ex, String origin) throws IOException {
+        var h = ex.getResponseHeaders();
+        h.set("Allow", "GET, POST, OPTIONS");
+        if (origin != null) {
+            h.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+            String asked = ex.getRequestHeaders().getFirst("Access-Control-Request-Headers");
+            h.set("Access-Control-Allow-Headers", "Authorization, Content-Type"
+                    + (asked == null || asked.isBlank() ? "" : ", " + asked.strip()));
+            h.set("Access-Control-Max-Age", "600");
+        }
+        ex.sendResponseHeaders(204, -1);
     }
 
     private boolean authorized(HttpExchange ex) {
@@ -264,7 +315,7 @@ public final class OpenAiServer implements AutoCloseable {
         int n = p.n();
         List<GenerateRequest> requests = p.requests();
         OpenAiResponses answer = new OpenAiResponses(kind, name, System.currentTimeMillis() / 1000, p.logprobs(),
-                p.includeUsage(), p.promptOnly(), n);
+                p.includeUsage(), p.promptOnly(), n).oneToolCall(p.oneToolCall());
         try (Context.CancellableContext call = Context.current().withCancellation()) {
             // Every prompt's call starts at once (they batch on the server); all inherit this context,
             // so cancelling it ends them all.
@@ -336,7 +387,7 @@ public final class OpenAiServer implements AutoCloseable {
         OpenAiRequests.Parsed p = OpenAiRequests.chat(ResponsesApi.toChat(body));
         String name = checkModel(p.model());
         OpenAiResponses answer = new OpenAiResponses(OpenAiResponses.Kind.CHAT, name, System.currentTimeMillis() / 1000,
-                false, false, false, 1);
+                false, false, false, 1).oneToolCall(p.oneToolCall());
         try (Context.CancellableContext call = Context.current().withCancellation()) {
             Iterator<GenerateResponse> stream;
             Context previous = call.attach();

@@ -44,7 +44,7 @@ class OpenAiRequestsTest {
                 """);
         GenerateRequest expected = GenerateRequest.newBuilder()
                 .setChat(Messages.newBuilder()
-                        .addMessages(ChatMessage.newBuilder().setRole("system").setContent("Use tools."))
+                        .addMessages(ChatMessage.newBuilder().setRole("system").setContent("Use \ntools.")) // vLLM's join
                         .addMessages(ChatMessage.newBuilder().setRole("user").setContent("Weather in Paris?"))
                         .addMessages(ChatMessage.newBuilder().setRole("assistant").setReasoning("Call it.")
                                 .addToolCalls(ToolCall.newBuilder().setId("call_1").setName("get_weather")
@@ -94,9 +94,11 @@ class OpenAiRequestsTest {
                     () -> chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], " + bad + "}"), bad);
             assertEquals("tool_choice", e.param);
         }
-        OpenAiError e = assertThrows(OpenAiError.class, () -> chat("{\"messages\": [{\"role\": \"user\", "
-                + "\"content\": \"hi\"}], " + tools + ", \"parallel_tool_calls\": false}"));
-        assertEquals("parallel_tool_calls", e.param);
+        // "auto" with parallel_tool_calls false: no constraint, the answer keeps its first call.
+        OpenAiRequests.Parsed auto = chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], " + tools
+                + ", \"parallel_tool_calls\": false}");
+        assertTrue(auto.oneToolCall());
+        assertFalse(auto.request().hasToolChoice());
     }
 
     @Test

@@ -515,8 +515,11 @@ class OpenAiServerTest {
                 + "\"function\", \"function\": {\"name\": \"get_news\"}}}"), 400, "get_news");
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", " + TOOLS + ", \"tool_choice\": \"required\", "
                 + "\"response_format\": {\"type\": \"json_object\"}}"), 400, "response_format");
-        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", " + TOOLS + ", \"parallel_tool_calls\": false}"),
-                400, "parallel_tool_calls");
+        // "auto" with parallel_tool_calls false (LangChain's bind_tools, the Agents SDK) is answered, not refused.
+        ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", " + TOOLS + ", \"parallel_tool_calls\": false, "
+                + "\"max_tokens\": 2}"));
+        ok(post("/v1/responses", "{\"input\": \"Weather?\", \"tools\": [{\"type\": \"function\", \"name\": \"f\"}], "
+                + "\"parallel_tool_calls\": false, \"max_output_tokens\": 2}"));
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"tools\": [{\"type\": \"function\", "
                 + "\"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\", \"properties\": {\"s\": "
                 + "{\"type\": \"number\", \"multipleOf\": 2}}}}}], \"tool_choice\": \"required\"}"), 400, "multipleOf");
@@ -730,6 +733,86 @@ class OpenAiServerTest {
         assertError(http.send(HttpRequest.newBuilder(uri("/v1/chat/completions")).GET().build(),
                 HttpResponse.BodyHandlers.ofString()), 405, "POST");
         assertError(post("/v1/embeddings", "{}"), 404, "/v1/embeddings");
+    }
+
+    /** Text content parts are joined with a newline, as vLLM joins them: the prompt is the one it renders. */
+    @Test
+    void textPartsJoinWithANewline() throws Exception {
+        JsonNode parts = ok(post("/tokenize", "{\"messages\": [{\"role\": \"user\", \"content\": "
+                + "[{\"type\": \"text\", \"text\": \"Hello\"}, {\"type\": \"text\", \"text\": \"there\"}]}]}"));
+        JsonNode joined = ok(post("/tokenize", "{\"messages\": [{\"role\": \"user\", \"content\": \"Hello\\nthere\"}]}"));
+        assertEquals(joined.get("tokens"), parts.get("tokens"));
+    }
+
+    /**
+     * Prefill fields (vLLM's continue_final_message and add_generation_prompt, DeepSeek's prefix) and
+     * truncate_prompt_tokens would change the answer: refused by name, their defaults accepted.
+     */
+    @Test
+    void prefillAndTruncationAreRefusedByName() throws Exception {
+        String prefill = "\"messages\": [{\"role\": \"user\", \"content\": \"Count\"}, {\"role\": \"assistant\", "
+                + "\"content\": \"1, 2,\"";
+        assertError(post("/v1/chat/completions", "{" + prefill + "}], \"continue_final_message\": true, "
+                + "\"add_generation_prompt\": false}"), 400, "continue_final_message");
+        assertError(post("/v1/chat/completions", "{" + prefill + "}], \"add_generation_prompt\": false}"), 400,
+                "add_generation_prompt");
+        assertError(post("/v1/chat/completions", "{" + prefill + ", \"prefix\": true}]}"), 400, "messages[1].prefix");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"truncate_prompt_tokens\": 10}"), 400,
+                "truncate_prompt_tokens");
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"truncate_prompt_tokens\": 10}"), 400,
+                "truncate_prompt_tokens");
+        ok(post("/v1/chat/completions", "{" + prefill + ", \"prefix\": false}], \"continue_final_message\": false, "
+                + "\"add_generation_prompt\": true, \"truncate_prompt_tokens\": null, \"max_tokens\": 1}"));
+    }
+
+    /**
+     * CORS, as vLLM's middleware answers it: a preflight is 204 with the allowed methods and headers
+     * before the API key is checked (browsers send it without one), and every answer to an allowed
+     * Origin carries Access-Control-Allow-Origin ("*" by default, else the origin itself).
+     */
+    @Test
+    void browsersGetCorsHeaders() throws Exception {
+        try (OpenAiServer guarded = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null, "s3cret")) {
+            String base = "http://127.0.0.1:" + guarded.port();
+            HttpResponse<String> pre = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/chat/completions"))
+                    .method("OPTIONS", HttpRequest.BodyPublishers.noBody()).header("Origin", "https://app.example")
+                    .header("Access-Control-Request-Method", "POST")
+                    .header("Access-Control-Request-Headers", "x-stainless-os").build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(204, pre.statusCode(), pre.body());
+            assertEquals("*", pre.headers().firstValue("Access-Control-Allow-Origin").orElse(""));
+            assertEquals("GET, POST, OPTIONS", pre.headers().firstValue("Access-Control-Allow-Methods").orElse(""));
+            String allowed = pre.headers().firstValue("Access-Control-Allow-Headers").orElse("");
+            for (String h : List.of("Authorization", "Content-Type", "x-stainless-os")) {
+                assertTrue(allowed.contains(h), allowed);
+            }
+            assertTrue(pre.headers().firstValue("Access-Control-Max-Age").isPresent());
+            HttpResponse<String> denied = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/models"))
+                    .header("Origin", "https://app.example").GET().build(), HttpResponse.BodyHandlers.ofString());
+            assertError(denied, 401, "API key");
+            assertEquals("*", denied.headers().firstValue("Access-Control-Allow-Origin").orElse(""),
+                    "a browser can read the error too");
+        }
+        try (OpenAiServer one = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null, null,
+                List.of("https://app.example"))) {
+            String base = "http://127.0.0.1:" + one.port();
+            HttpResponse<String> mine = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/models"))
+                    .header("Origin", "https://app.example").GET().build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, mine.statusCode(), mine.body());
+            assertEquals("https://app.example", mine.headers().firstValue("Access-Control-Allow-Origin").orElse(""));
+            assertEquals("Origin", mine.headers().firstValue("Vary").orElse(""));
+            HttpResponse<String> other = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/models"))
+                    .header("Origin", "https://evil.example").GET().build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, other.statusCode(), "CORS is the browser's to enforce; the answer just lacks the header");
+            assertTrue(other.headers().firstValue("Access-Control-Allow-Origin").isEmpty());
+            HttpResponse<String> otherPre = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
+                    .method("OPTIONS", HttpRequest.BodyPublishers.noBody()).header("Origin", "https://evil.example")
+                    .header("Access-Control-Request-Method", "POST").build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(204, otherPre.statusCode());
+            assertTrue(otherPre.headers().firstValue("Access-Control-Allow-Origin").isEmpty());
+        }
+        HttpResponse<String> plain = http.send(HttpRequest.newBuilder(uri("/v1/models")).GET().build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertTrue(plain.headers().firstValue("Access-Control-Allow-Origin").isEmpty(), "no Origin, no CORS headers");
     }
 
     private static void assertError(HttpResponse<String> r, int status, String mentions) throws Exception {
