@@ -384,6 +384,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         private long firstTokenNanos = -1;
         private int reasoningTokens;
         private int cachedPromptTokens;
+        private boolean sentCalls; // a well-formed tool call went out
         /** With prompt logprobs: gathered until the first message, which sends them and the prompt ids; else null. */
         private List<Logprobs> promptLogprobs;
 
@@ -438,11 +439,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 }
                 promptLogprobs = null;
             }
-            for (dev.epic.text.output.ToolCall c : d.toolCalls()) {
-                r.addToolCalls(ToolCall.newBuilder().setId(c.id()).setName(c.name()).setArguments(c.arguments()));
-            }
+            sentCalls |= addToolCalls(r, d.toolCalls(), call.id);
             if (d.finished()) {
-                r.setFinishReason(finishReason(d.finishReason()));
+                r.setFinishReason(finishReason(d.finishReason(), sentCalls));
                 r.setUsage(Usage.newBuilder().setPromptTokens(d.usage().promptTokens())
                         .setCompletionTokens(d.usage().completionTokens()).setReasoningTokens(reasoningTokens)
                         .setCachedPromptTokens(cachedPromptTokens));
@@ -481,6 +480,30 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     /** Empty for an id past the tokenizer's vocabulary (lm_head padding rows have no text). */
     private ByteString tokenBytes(int id) {
         return id < model.tokenizer().size() ? ByteString.copyFrom(model.tokenizer().tokenBytes(id)) : ByteString.EMPTY;
+    }
+
+    /**
+     * Adds the well-formed calls (a name, arguments a JSON object) and returns whether there were any.
+     * Clients parse the arguments (json.loads, the SDKs' strict tools), so a call cut by max_tokens or
+     * written wrong would break them: it is logged and left out, as vLLM reports no call when its
+     * extraction fails.
+     */
+    static boolean addToolCalls(GenerateResponse.Builder r, List<dev.epic.text.output.ToolCall> calls, String requestId) {
+        boolean added = false;
+        for (dev.epic.text.output.ToolCall c : calls) {
+            if (!c.ok()) {
+                log.info("{}: tool call {} not returned ({}): {}", requestId, c.index(), c.status(), c.error());
+                continue;
+            }
+            r.addToolCalls(ToolCall.newBuilder().setId(c.id()).setName(c.name()).setArguments(c.arguments()));
+            added = true;
+        }
+        return added;
+    }
+
+    /** "tool_calls" only when a call went out: a malformed one alone ends as a plain stop. */
+    static FinishReason finishReason(dev.epic.text.generate.FinishReason r, boolean sentCalls) {
+        return r == dev.epic.text.generate.FinishReason.TOOL_CALLS && !sentCalls ? FinishReason.STOP : finishReason(r);
     }
 
     static FinishReason finishReason(dev.epic.text.generate.FinishReason r) {

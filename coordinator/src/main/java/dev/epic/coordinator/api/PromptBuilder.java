@@ -44,8 +44,12 @@ final class PromptBuilder {
         for (int i = 0; i < messages.size(); i++) {
             msgs.add(message(messages.get(i), "chat.messages[" + i + "]"));
         }
+        List<Object> toolMaps = tools.isEmpty() ? null : toolMaps(tools);
+        if (toolMaps != null && !TOOLS_VARIABLE.matcher(model.chatTemplate().template()).find()) {
+            msgs = withToolsSection(msgs, toolMaps);
+        }
         try {
-            String text = model.chatTemplate().render(msgs, tools.isEmpty() ? null : toolMaps(tools), addGenerationPrompt);
+            String text = model.chatTemplate().render(msgs, toolMaps, addGenerationPrompt);
             return addGenerationPrompt && skipThinking ? text + EMPTY_THINK : text;
         } catch (TextException e) {
             throw invalid(e.getMessage());
@@ -126,6 +130,41 @@ final class PromptBuilder {
         return new dev.epic.text.chat.ChatMessage(m.getRole(), content, calls,
                 m.getReasoning().isEmpty() ? null : m.getReasoning(), null,
                 m.getToolCallId().isEmpty() ? null : m.getToolCallId());
+    }
+
+    /** Whether a template reads the request's tool definitions at all. */
+    private static final java.util.regex.Pattern TOOLS_VARIABLE = java.util.regex.Pattern.compile("\\btools\\b");
+
+    /**
+     * DeepSeek's own V3 and R1 templates render tool calls and results but not the tool definitions,
+     * so with them the model would never see the tools it may call. As vLLM's tool templates for
+     * DeepSeek do, the definitions and the exact call format (the one the output parser reads) then go
+     * into the system prompt: appended to the first system message, or as one.
+     */
+    static List<dev.epic.text.chat.ChatMessage> withToolsSection(List<dev.epic.text.chat.ChatMessage> msgs,
+            List<Object> toolMaps) {
+        StringBuilder t = new StringBuilder("## Tools\n\nYou can call these functions:\n\n");
+        for (Object tool : toolMaps) {
+            Object fn = ((Map<?, ?>) tool).get("function");
+            try {
+                t.append("- `").append(((Map<?, ?>) fn).get("name")).append("`:\n```json\n")
+                        .append(JSON.writeValueAsString(fn)).append("\n```\n");
+            } catch (JsonProcessingException e) {
+                throw new IllegalStateException(e); // maps of JSON values always serialise
+            }
+        }
+        t.append("\nTo call functions, write exactly this, with one call block per function call and the"
+                + " arguments a JSON object matching the function's parameters:\n"
+                + "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>FUNCTION_NAME\n```json\n"
+                + "{\"param\": \"value\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>");
+        List<dev.epic.text.chat.ChatMessage> out = new ArrayList<>(msgs);
+        dev.epic.text.chat.ChatMessage first = out.get(0);
+        if (first.role().equals("system") && first.content() != null) {
+            out.set(0, dev.epic.text.chat.ChatMessage.system(first.content() + "\n\n" + t));
+        } else {
+            out.add(0, dev.epic.text.chat.ChatMessage.system(t.toString()));
+        }
+        return out;
     }
 
     /** OpenAI-shaped tool definitions, as the templates expect them. */

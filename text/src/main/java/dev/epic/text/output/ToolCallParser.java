@@ -98,13 +98,16 @@ public final class ToolCallParser {
                     int keep = Partial.heldSuffix(buf, markers);
                     content += buf.substring(0, buf.length() - keep);
                     held.delete(0, buf.length() - keep);
+                    scanFrom = 0; // what is held now is only a marker's possible start
                 } else if (state == State.BLOCK) {
                     int keep = Partial.heldSuffix(buf, markers);
                     discard(buf.substring(0, buf.length() - keep));
                     held.delete(0, buf.length() - keep);
+                    scanFrom = 0;
+                } else {
+                    // HEAD / BODY keep accumulating; a marker can only end in text not yet scanned
+                    scanFrom = Math.max(0, buf.length() - LONGEST_MARKER + 1);
                 }
-                // HEAD / BODY keep accumulating; a marker can only end in text not yet scanned
-                scanFrom = Math.max(0, buf.length() - LONGEST_MARKER + 1);
                 break;
             }
             scanFrom = 0;

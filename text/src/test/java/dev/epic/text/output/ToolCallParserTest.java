@@ -56,6 +56,32 @@ class ToolCallParserTest {
         }
     }
 
+    /**
+     * A long piece of content with a '<' in it, then the call in one piece: the scan position must
+     * not carry over from the longer text held before (the marker was missed and leaked as content).
+     */
+    @Test
+    void aCallRightAfterLongContentIsFound() {
+        String before = "a<bcdefghijklmnopqrstuvwxyz";
+        for (List<String> pieces : List.of(List.of(before, TOOL_CALLS_BEGIN + v3Call("f", "{}") + TOOL_CALLS_END),
+                List.of(before, TOOL_CALLS_BEGIN, v3Call("f", "{}"), TOOL_CALLS_END))) {
+            ToolCallParser p = new ToolCallParser(() -> "call_0");
+            StringBuilder content = new StringBuilder();
+            List<ToolCall> calls = new ArrayList<>();
+            for (String piece : pieces) { // one push per piece, as tokens arrive
+                ToolCallParser.Result r = p.push(piece);
+                content.append(r.content());
+                calls.addAll(r.calls());
+            }
+            ToolCallParser.Result r = p.finish();
+            content.append(r.content());
+            calls.addAll(r.calls());
+            assertEquals(before, content.toString(), pieces.size() + " pieces");
+            assertEquals(1, calls.size(), pieces.size() + " pieces");
+            assertEquals("f", calls.get(0).name());
+        }
+    }
+
     @Test
     void severalCallsSeparatedByNewlines() {
         String text = TOOL_CALLS_BEGIN + v3Call("a", "{\"x\": 1}") + "\n" + v3Call("b", "{}") + "\n"

@@ -1,0 +1,56 @@
+package dev.epic.coordinator.api;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.coordinator.ServedModel;
+import dev.epic.model.TestData;
+import dev.epic.proto.ChatMessage;
+import dev.epic.proto.Tool;
+import java.util.List;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** The tool definitions reach the prompt even when the chat template does not render them. */
+class PromptBuilderTest {
+    private static ServedModel model;
+    private static PromptBuilder prompts;
+    private static final Tool WEATHER = Tool.newBuilder().setName("get_weather").setDescription("Weather now in a city")
+            .setParametersJsonSchema("{\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}").build();
+
+    @BeforeAll
+    static void open() {
+        model = ServedModel.open(TestData.model("tiny-v3"), null, 4096);
+        prompts = new PromptBuilder(model);
+    }
+
+    private static ChatMessage msg(String role, String content) {
+        return ChatMessage.newBuilder().setRole(role).setContent(content).build();
+    }
+
+    @Test
+    void deepSeeksTemplateGetsTheToolsInItsSystemPrompt() {
+        assertFalse(model.chatTemplate().template().contains("tools"), "the shipped template does not render tools");
+        String text = prompts.render(List.of(msg("user", "Weather in Paris?")), List.of(WEATHER), true, false);
+        int tools = text.indexOf("## Tools");
+        assertTrue(tools > 0 && tools < text.indexOf("Weather in Paris?"), text);
+        assertTrue(text.contains("`get_weather`") && text.contains("Weather now in a city")
+                && text.contains("\"city\":{\"type\":\"string\"}"), text);
+        assertTrue(text.contains("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>FUNCTION_NAME\n```json\n"), text);
+
+        String withSystem = prompts.render(List.of(msg("system", "Be brief."), msg("user", "Weather in Paris?")),
+                List.of(WEATHER), true, false);
+        assertTrue(withSystem.contains("Be brief.\n\n## Tools"), withSystem);
+        assertEquals(1, withSystem.split("## Tools", -1).length - 1, "one tools section");
+    }
+
+    @Test
+    void withoutToolsThePromptIsTheTemplatesOwn() {
+        List<ChatMessage> chat = List.of(msg("system", "Be brief."), msg("user", "Hi"));
+        String text = prompts.render(chat, List.of(), true, false);
+        assertEquals(model.chatTemplate().render(List.of(dev.epic.text.chat.ChatMessage.system("Be brief."),
+                dev.epic.text.chat.ChatMessage.user("Hi")), null, true), text);
+        assertFalse(text.contains("## Tools"));
+    }
+}
