@@ -160,7 +160,14 @@ public final class GenerateCommand implements Callable<Integer> {
             }
             text = new String(System.in.readAllBytes(), StandardCharsets.UTF_8).strip();
         }
-        GenerateRequest.Builder b = GenerateRequest.newBuilder().setSampling(sampling.toProto());
+        dev.epic.proto.SamplingParams params = sampling.toProto();
+        // The server's own check, here: a bad value is refused before --model loads a whole model.
+        try {
+            dev.epic.coordinator.api.GenerationServiceImpl.sampling(params);
+        } catch (io.grpc.StatusRuntimeException e) {
+            throw new IllegalArgumentException(e.getStatus().getDescription());
+        }
+        GenerateRequest.Builder b = GenerateRequest.newBuilder().setSampling(params);
         if (format != null) {
             b.setResponseFormat(format.toProto());
         }

@@ -50,6 +50,14 @@ class CliInputErrorsTest {
                 "--timeout-s", "0");
     }
 
+    /** Checked before the model loads: the model directory here does not even exist. */
+    @Test
+    void generateRefusesBadSamplingBeforeLoadingTheModel(@TempDir Path tmp) {
+        String none = tmp.resolve("no-model").toString();
+        refused("epic generate: ", "temperature", "generate", "--model", none, "--prompt", "x", "--temperature", "-1");
+        refused("epic generate: ", "top_p", "generate", "--model", none, "--prompt", "x", "--top-p", "2");
+    }
+
     @Test
     void coordinatorAndLocalRefuseOutOfRangeNumbers() {
         String[] base = {"coordinator", "--model", MODEL, "--zk", "127.0.0.1:1"};

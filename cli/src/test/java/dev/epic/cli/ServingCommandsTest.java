@@ -140,10 +140,16 @@ class ServingCommandsTest {
 
     @Test
     void generateReportsServerSideValidation() {
+        // Sampling values are checked before the model loads, by the server's own rules.
         LogitsCommandTest.Run r = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
                 "x", "--temperature", "-1");
-        assertEquals(1, r.code());
-        assertTrue(r.err().contains("INVALID_ARGUMENT: sampling.temperature"), r.err());
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("sampling.temperature"), r.err());
+        // What only the served model can check comes back from the server.
+        LogitsCommandTest.Run bias = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                "x", "--logit-bias", "999999=1");
+        assertEquals(1, bias.code(), bias.err());
+        assertTrue(bias.err().contains("INVALID_ARGUMENT") && bias.err().contains("logit_bias"), bias.err());
         LogitsCommandTest.Run none = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString());
         assertEquals(LogitsCommand.BAD_INPUT, none.code());
         assertTrue(none.err().contains("--prompt"), none.err());

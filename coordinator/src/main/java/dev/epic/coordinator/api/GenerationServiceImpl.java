@@ -312,8 +312,12 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         return p;
     }
 
-    /** Proto sampling fields over the server defaults, validated by the sampling package. */
-    static SamplingParams sampling(dev.epic.proto.SamplingParams p) {
+    /**
+     * Proto sampling fields over the server defaults, validated by the sampling package
+     * ({@link dev.epic.text.sampling.InvalidSamplingException} names the field). Public so that a
+     * client (epic generate) can refuse bad values before it loads a model.
+     */
+    public static SamplingParams sampling(dev.epic.proto.SamplingParams p) {
         SamplingParams.Builder b = SamplingParams.builder();
         if (p.hasTemperature()) {
             b.temperature(p.getTemperature());
