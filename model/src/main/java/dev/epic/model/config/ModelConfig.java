@@ -135,7 +135,8 @@ public record ModelConfig(
      * other differences are not covered by a golden test here.
      */
     private static void requireArchitecture(Fields f) {
-        String type = f.string("model_type");
+        // Absent, the fields themselves say what network it is (every one V3 needs is required below).
+        String type = f.stringOr("model_type", "deepseek_v3");
         if (!type.equals("deepseek_v3")) {
             throw new ConfigException(f.source() + ": field 'model_type' is '" + type
                     + "'; only deepseek_v3 is supported" + (type.equals("deepseek_v2")
