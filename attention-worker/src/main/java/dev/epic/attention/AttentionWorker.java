@@ -35,9 +35,8 @@ public final class AttentionWorker implements AutoCloseable {
         }
     }
 
-    /** Half the JVM's maximum heap, as the coordinator's default; the rest is weights and scratch. */
     public static long defaultKvCacheBytes() {
-        return Runtime.getRuntime().maxMemory() / 2;
+        return dev.epic.model.HeapKvCache.defaultBudgetBytes();
     }
 
     private final WorkerServer server;

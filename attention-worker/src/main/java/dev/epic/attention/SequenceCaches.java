@@ -100,7 +100,7 @@ final class SequenceCaches {
             throw new Refused("attention worker holds " + caches.size() + " of its maximum of " + maxSequences
                     + " sequences: no room for " + fresh.size() + " more", true, fresh);
         }
-        long held = heldBytes();
+        long held = layer == 0 ? heldBytes() : 0; // the budget is checked where caches grow: at layer 0
         if (layer == 0 && held + freshGrowth + growth > kvCacheBytes) {
             // New sequences go first (the coordinator places them elsewhere); sequences already here
             // are refused only when their own growth does not fit (they end RESOURCE_EXHAUSTED there).

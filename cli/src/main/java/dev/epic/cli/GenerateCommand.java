@@ -147,9 +147,7 @@ public final class GenerateCommand implements Callable<Integer> {
     }
 
     private GenerateRequest request() throws IOException {
-        if (timeoutS <= 0) {
-            throw new IllegalArgumentException("--timeout-s must be positive, got " + timeoutS);
-        }
+        Flags.requirePositive("--timeout-s", timeoutS);
         if (system != null && !chat) {
             throw new IllegalArgumentException("--system needs --chat");
         }

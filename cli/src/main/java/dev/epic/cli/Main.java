@@ -43,7 +43,7 @@ public final class Main {
                     || e instanceof CudaException) {
                 command.getErr().println("epic " + command.getCommandName() + ": " + e.getMessage());
                 command.getErr().flush();
-                return 2;
+                return LogitsCommand.BAD_INPUT;
             }
             throw e;
         });
@@ -53,7 +53,7 @@ public final class Main {
             String name = e.getCommandLine().getCommandSpec().qualifiedName();
             e.getCommandLine().getErr().println(name + ": " + e.getMessage() + " (see " + name + " --help)");
             e.getCommandLine().getErr().flush();
-            return 2;
+            return LogitsCommand.BAD_INPUT;
         });
         return cl;
     }

@@ -195,13 +195,9 @@ final class ExpertServiceImpl extends ExpertServiceGrpc.ExpertServiceImplBase {
             throw invalid("unsupported response encoding " + responseEncoding
                     + " (expected FP32, BF16, FP8_E4M3 or FP64)");
         }
-        long elements = rows * hidden;
-        long data = elements * switch (req.getEncoding()) {
-            case FP32 -> 4;
-            case BF16 -> 2;
-            default -> 1;
-        };
-        long scales = req.getEncoding() == HiddenEncoding.FP8_E4M3 ? 4 * rows * HiddenCodec.groupsPerRow(hidden) : 0;
+        // rows <= maxRows keeps rows x hidden in doubles within an int, so the codec's int sizes are safe here.
+        int data = HiddenCodec.dataBytes(req.getEncoding(), (int) rows, hidden);
+        int scales = HiddenCodec.scaleBytes(req.getEncoding(), (int) rows, hidden);
         if (req.getHiddenStates().size() != data || req.getScales().size() != scales) {
             throw invalid("hidden states: " + req.getHiddenStates().size() + " bytes and " + req.getScales().size()
                     + " bytes of scales, expected " + data + " and " + scales + " for " + rows + " rows x " + hidden

@@ -12,12 +12,20 @@ public final class HeapKvCache implements KvCache {
     private int capacity;
     private int length;
 
-    /** An empty cache shaped for model {@code c}: its layers, latent rank, rope width and context. */
     /** Bytes one position takes: every layer's latent and rope key, in fp32. */
     public static long bytesPerPosition(dev.epic.model.config.ModelConfig c) {
         return (long) c.numHiddenLayers() * (c.kvLoraRank() + c.qkRopeHeadDim()) * Float.BYTES;
     }
 
+    /**
+     * The default budget for the KV caches a process holds (coordinator or attention worker): half the
+     * JVM's maximum heap; beside the coordinator's quarter for the prefix cache a quarter is left for the rest.
+     */
+    public static long defaultBudgetBytes() {
+        return Runtime.getRuntime().maxMemory() / 2;
+    }
+
+    /** An empty cache shaped for model {@code c}: its layers, latent rank, rope width and context. */
     public static HeapKvCache forModel(dev.epic.model.config.ModelConfig c) {
         return new HeapKvCache(c.numHiddenLayers(), c.kvLoraRank(), c.qkRopeHeadDim(), c.maxPositionEmbeddings());
     }

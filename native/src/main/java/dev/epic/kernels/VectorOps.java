@@ -129,6 +129,13 @@ public final class VectorOps {
      */
     public static void dots2(float[] w, int wOff, int rows, int n, float[] x, int xA, int xB, float[] out, int oA,
             int oB) {
+        if (xA == xB) { // one input: its products once
+            for (int i = 0; i < rows; i++) {
+                out[oA + i] = dot(w, wOff + i * n, x, xA, n);
+                out[oB + i] = out[oA + i];
+            }
+            return;
+        }
         float[] acc = DOTS_ACC.get();
         int i = 0;
         for (; i + 4 <= rows; i += 4) {

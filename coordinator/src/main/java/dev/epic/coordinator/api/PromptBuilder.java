@@ -7,6 +7,7 @@ import dev.epic.proto.ChatMessage;
 import dev.epic.proto.Tool;
 import dev.epic.proto.ToolCall;
 import dev.epic.text.TextException;
+import dev.epic.text.output.DeepSeekMarkers;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.util.ArrayList;
@@ -27,9 +28,12 @@ final class PromptBuilder {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final ServedModel model;
+    /** Whether the chat template reads the request's tool definitions itself (fixed at load). */
+    private final boolean templateRendersTools;
 
     PromptBuilder(ServedModel model) {
         this.model = model;
+        this.templateRendersTools = TOOLS_VARIABLE.matcher(model.chatTemplate().template()).find();
     }
 
     /**
@@ -45,7 +49,7 @@ final class PromptBuilder {
             msgs.add(message(messages.get(i), "chat.messages[" + i + "]"));
         }
         List<Object> toolMaps = tools.isEmpty() ? null : toolMaps(tools);
-        if (toolMaps != null && !TOOLS_VARIABLE.matcher(model.chatTemplate().template()).find()) {
+        if (toolMaps != null && !templateRendersTools) {
             msgs = withToolsSection(msgs, toolMaps);
         }
         try {
@@ -155,8 +159,9 @@ final class PromptBuilder {
         }
         t.append("\nTo call functions, write exactly this, with one call block per function call and the"
                 + " arguments a JSON object matching the function's parameters:\n"
-                + "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>FUNCTION_NAME\n```json\n"
-                + "{\"param\": \"value\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>");
+                + DeepSeekMarkers.TOOL_CALLS_BEGIN + DeepSeekMarkers.TOOL_CALL_BEGIN + "function" + DeepSeekMarkers.TOOL_SEP
+                + "FUNCTION_NAME\n```json\n{\"param\": \"value\"}\n```" + DeepSeekMarkers.TOOL_CALL_END
+                + DeepSeekMarkers.TOOL_CALLS_END);
         List<dev.epic.text.chat.ChatMessage> out = new ArrayList<>(msgs);
         dev.epic.text.chat.ChatMessage first = out.get(0);
         if (first.role().equals("system") && first.content() != null) {

@@ -301,13 +301,17 @@ public final class Scheduler implements AutoCloseable {
                     if (t.cancelled()) {
                         it.remove();
                         cancelled.add(t);
-                    } else if (kvFull || active.size() >= options.maxBatch() || waitsForSibling(t)) {
                         continue;
-                    } else if (kvBytes(t) > kvFree) {
+                    }
+                    if (kvFull || active.size() >= options.maxBatch() || waitsForSibling(t)) {
+                        continue;
+                    }
+                    long need = kvBytes(t);
+                    if (need > kvFree) {
                         kvFull = true;
                     } else {
-                        Slot s = new Slot(t, model.newCache(), kvBytes(t)); // first: should it throw, t is still queued
-                        kvFree -= s.kvBytes;
+                        Slot s = new Slot(t, model.newCache(), need); // first: should it throw, t is still queued
+                        kvFree -= need;
                         it.remove();
                         active.add(s);
                         joined.add(s);

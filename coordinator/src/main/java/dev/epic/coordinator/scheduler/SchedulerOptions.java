@@ -45,9 +45,8 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
         }
     }
 
-    /** Half the JVM's maximum heap: beside a quarter for the prefix cache, a quarter is left for the rest. */
     public static long defaultKvCacheBytes() {
-        return Runtime.getRuntime().maxMemory() / 2;
+        return dev.epic.model.HeapKvCache.defaultBudgetBytes();
     }
 
     public SchedulerOptions withKvCacheBytes(long bytes) {
