@@ -21,7 +21,7 @@ final class SamplingOptions {
     @Option(names = "--seed", paramLabel = "N", description = "RNG seed: the same seed gives the same tokens")
     Long seed;
 
-    @Option(names = "--max-tokens", paramLabel = "N", description = "completion token budget (server default 4096)")
+    @Option(names = "--max-tokens", paramLabel = "N", description = "completion token budget (server default: the rest of the context)")
     Integer maxTokens;
 
     @Option(names = "--stop", paramLabel = "TEXT", description = "stop string (repeatable)")

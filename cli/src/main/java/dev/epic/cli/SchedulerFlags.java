@@ -23,8 +23,9 @@ final class SchedulerFlags {
     Long prefixCacheMb;
 
     @Option(names = "--kv-cache-mb", paramLabel = "MB", description = "KV cache the running sequences may hold "
-            + "together; a request joins the batch when its prompt + max tokens fit beside the others' and waits "
-            + "otherwise, and one that could not fit alone is refused (default: half the JVM's maximum heap)")
+            + "together; a request joins the batch when its prompt fits beside what the others hold, the latest "
+            + "are preempted and recomputed when the caches outgrow it, and one that could not fit alone is "
+            + "refused (default: half the JVM's maximum heap)")
     Long kvCacheMb;
 
     SchedulerOptions options() {

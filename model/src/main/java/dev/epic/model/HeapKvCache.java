@@ -56,7 +56,11 @@ public final class HeapKvCache implements KvCache {
             throw new IllegalArgumentException("KV cache holds at most " + maxPositions + " positions, asked for "
                     + positions);
         }
-        capacity = grownCapacity(capacity, positions, maxPositions);
+        resize(grownCapacity(capacity, positions, maxPositions));
+    }
+
+    private void resize(int positions) {
+        capacity = positions;
         for (int l = 0; l < latent.length; l++) {
             latent[l] = Arrays.copyOf(latent[l], capacity * rank);
             kPe[l] = Arrays.copyOf(kPe[l], capacity * rope);
@@ -69,13 +73,17 @@ public final class HeapKvCache implements KvCache {
     }
 
     /** Positions the arrays hold now (at least {@link #length()}): what the cache costs in memory. */
+    @Override
     public int capacity() {
         return capacity;
     }
 
     @Override
     public void reserve(int positions) {
-        ensure(Math.min(positions, maxPositions));
+        int target = Math.min(positions, maxPositions);
+        if (target > capacity) {
+            resize(target);
+        }
     }
 
     @Override

@@ -36,11 +36,20 @@ public interface KvCache {
     }
 
     /**
-     * Makes room for {@code positions} positions ahead of time, so that no later write pays for growth.
-     * A cache that grows by doubling otherwise copies everything it holds at every power of two, in
-     * the step that crosses it. The default does nothing.
+     * Makes room for exactly {@code positions} positions ahead of time (more if it holds more already),
+     * so that no later write pays for growth: a cache that grows by doubling otherwise copies everything
+     * it holds at every power of two, in the step that crosses it, and may overshoot a budget. The
+     * default does nothing.
      */
     default void reserve(int positions) {}
+
+    /**
+     * Positions the cache holds memory for (at least {@link #length()}): what it costs in the KV cache
+     * budget. A remote cache costs this process nothing; the default is its length.
+     */
+    default int capacity() {
+        return length();
+    }
 
     /** Sets the number of valid positions (after a step: start + chunk length; lower to roll back). */
     void setLength(int length);

@@ -95,7 +95,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         long arrival = System.nanoTime();
         try {
             Prompt prompt = prompt(req);
-            SamplingParams params = sampling(req.getSampling());
+            SamplingParams params = sampling(req.getSampling(), defaultMaxTokens(prompt.ids().length));
             int n = samples(req.getSampling());
             GenerationOptions options = outputOptions(req, prompt); // once: a schema is compiled here
             requireWorkers();
@@ -317,8 +317,23 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
      * ({@link dev.epic.text.sampling.InvalidSamplingException} names the field). Public so that a
      * client (epic generate) can refuse bad values before it loads a model.
      */
+    /**
+     * max_tokens when a request leaves it out: the rest of the context (vLLM's default), where the
+     * context is also bounded by the longest sequence the KV cache budget holds.
+     */
+    private int defaultMaxTokens(int promptTokens) {
+        long longest = Math.min(model.maxContext(), scheduler.maxSequencePositions());
+        return (int) Math.max(1, longest - promptTokens);
+    }
+
+    /** The request's sampling settings checked as the server checks them, before a prompt is known. */
     public static SamplingParams sampling(dev.epic.proto.SamplingParams p) {
-        SamplingParams.Builder b = SamplingParams.builder();
+        return sampling(p, Integer.MAX_VALUE);
+    }
+
+    /** @param defaultMaxTokens max_tokens when the request has none */
+    static SamplingParams sampling(dev.epic.proto.SamplingParams p, int defaultMaxTokens) {
+        SamplingParams.Builder b = SamplingParams.builder().maxTokens(defaultMaxTokens);
         if (p.hasTemperature()) {
             b.temperature(p.getTemperature());
         }

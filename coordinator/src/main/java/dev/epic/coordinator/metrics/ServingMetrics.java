@@ -58,6 +58,8 @@ public final class ServingMetrics {
                 .tag("kind", "decode").description("token positions processed by steps").register(registry);
         FunctionCounter.builder("epic.scheduler.positions", scheduler, s -> s.stepStats().prefillRows())
                 .tag("kind", "prefill").description("token positions processed by steps").register(registry);
+        FunctionCounter.builder("epic.scheduler.preemptions", scheduler, Scheduler::preemptions)
+                .description("sequences preempted to keep the KV cache budget, to be recomputed").register(registry);
         Gauge.builder("epic.scheduler.batch.peak", scheduler, Scheduler::peakBatch)
                 .description("the most sequences one step has carried").register(registry);
         PrefixCache prefixes = scheduler.prefixCache();

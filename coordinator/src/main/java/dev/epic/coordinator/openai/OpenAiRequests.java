@@ -30,6 +30,9 @@ import java.util.StringJoiner;
  * DeepSeek's assistant {@code prefix}); unknown fields are ignored, as OpenAI SDKs send some of their own.
  */
 final class OpenAiRequests {
+    /** Legacy completions without max_tokens stop after 16 tokens (OpenAI's and vLLM's default); chat runs to the context's end. */
+    static final int COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
+
     static final ObjectMapper JSON = new ObjectMapper();
 
     /**
@@ -127,6 +130,9 @@ final class OpenAiRequests {
         r.setRawOutput(true).setAddSpecialTokens(addSpecialTokens(body));
         responseFormat(body, r);
         SamplingParams.Builder s = sampling(body);
+        if (!s.hasMaxTokens()) {
+            s.setMaxTokens(COMPLETIONS_DEFAULT_MAX_TOKENS);
+        }
         boolean logprobs = present(body, "logprobs");
         if (logprobs) {
             s.setLogprobs(count(body, "logprobs"));

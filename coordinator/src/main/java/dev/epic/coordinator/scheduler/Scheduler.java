@@ -26,31 +26,64 @@ import org.slf4j.LoggerFactory;
  * cancelled or finished ones leave between steps; a sequence's KV cache lives exactly as long as its
  * batch slot. Every sequence's math is row-independent, so batching does not change its tokens.
  *
+ * <p>KV cache memory (in-process attention): a sequence joins when its prompt fits beside what the
+ * running ones hold now, not what they may reach. When a step's caches would outgrow the budget, the
+ * most recently arrived sequences are preempted (vLLM's recompute preemption): their caches are
+ * dropped, and they rejoin ahead of the queue, prefilling their prompt and the tokens generated so
+ * far again, then go on sampling where they stopped. Clients see only a pause.
+ *
  * <p>With a {@link PrefixCache} (in-process attention only), a joining sequence starts from the
  * longest cached prefix of its prompt, and a prompt's blocks are kept once it is prefilled.
  */
 public final class Scheduler implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Scheduler.class);
 
-    /** A sequence holding a batch slot. */
+    /** A sequence holding a batch slot, or preempted and waiting to take one again. */
     private static final class Slot {
         final SequenceTask task;
         final int[] prompt;
-        final KvCache cache;
-        int fed;          // prompt tokens already in the cache
-        int next = -1;    // token to feed in the next step once the prompt is in
+        final long arrival;     // admission order: preemption takes the latest first
+        final int maxPositions; // the most its cache will ever hold
+        KvCache cache;          // null while preempted
+        int[] feed;             // what prefill feeds: the prompt, after a preemption also what was generated
+        int fed;                // tokens of feed already in the cache
+        int next = -1;          // token to feed in the next step once feed is in
         final List<Integer> generated = new ArrayList<>(); // fed after the prompt
-        final long kvBytes; // of the KV cache budget, set aside while the sequence runs
+        boolean resumed;        // joined again after a preemption
 
-        Slot(SequenceTask task, KvCache cache, long kvBytes) {
+        Slot(SequenceTask task, long arrival, int maxPositions) {
             this.task = task;
             this.prompt = task.prompt();
-            this.cache = cache;
-            this.kvBytes = kvBytes;
+            this.feed = prompt;
+            this.arrival = arrival;
+            this.maxPositions = maxPositions;
         }
 
         boolean prefilling() {
-            return fed < prompt.length;
+            return fed < feed.length;
+        }
+
+        /** Prompt logits go to the task on the first prefill only; a resumed one has had them. */
+        boolean promptLogits() {
+            return task.wantsPromptLogits() && !resumed;
+        }
+
+        /**
+         * Drops the cache: the next prefill feeds the prompt, what was generated and the pending
+         * token, whose logits then choose the token after it, as the decode step would have.
+         */
+        void preempt() {
+            cache.release();
+            cache = null;
+            if (!prefilling() && next >= 0) {
+                generated.add(next);
+                feed = Arrays.copyOf(prompt, prompt.length + generated.size());
+                for (int i = 0; i < generated.size(); i++) {
+                    feed[prompt.length + i] = generated.get(i);
+                }
+            }
+            fed = 0;
+            resumed = true;
         }
     }
 
@@ -60,6 +93,10 @@ public final class Scheduler implements AutoCloseable {
     private final Condition work = lock.newCondition();
     private final ArrayDeque<SequenceTask> queue = new ArrayDeque<>(); // guarded by lock
     private final List<Slot> active = new ArrayList<>();               // engine thread only
+    private final ArrayDeque<Slot> preempted = new ArrayDeque<>();    // engine thread only, oldest arrival first
+    private long arrivals;                                             // engine thread only
+    private volatile int preemptedCount;
+    private volatile long preemptions;
     private final Thread engine;
     private volatile boolean closed;
     /** What killed the engine thread; null while it runs. Set with the queue's lock held. */
@@ -95,10 +132,23 @@ public final class Scheduler implements AutoCloseable {
         this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
     }
 
-    /** The part of the KV cache budget a sequence sets aside: all the positions it may reach. */
-    private long kvBytes(SequenceTask t) {
-        long positions = Math.min(t.maxPositions(), model.config().maxPositionEmbeddings());
-        return positions * kvBytesPerPosition;
+    /** The most positions a sequence's KV cache may reach: prompt + max tokens, within the context. */
+    private int maxPositions(SequenceTask t) {
+        return (int) Math.min(t.maxPositions(), model.config().maxPositionEmbeddings());
+    }
+
+    /**
+     * The longest sequence (prompt + completion) this scheduler can run: the KV cache budget's
+     * positions (unbounded when the caches live on attention workers). A request's default max_tokens
+     * runs to here or to the context, whichever is nearer.
+     */
+    public long maxSequencePositions() {
+        return kvBytesPerPosition == 0 ? Long.MAX_VALUE : options.kvCacheBytes() / kvBytesPerPosition;
+    }
+
+    /** Sequences preempted since start (their caches dropped to make room, to be recomputed). */
+    public long preemptions() {
+        return preemptions;
     }
 
     /** Starts the engine thread. Tasks submitted before start join the first step together. */
@@ -130,14 +180,15 @@ public final class Scheduler implements AutoCloseable {
                 throw new SchedulerUnavailableException("scheduler is shut down", null);
             }
             for (SequenceTask t : tasks) {
-                if (kvBytes(t) > options.kvCacheBytes()) {
+                long bytes = maxPositions(t) * kvBytesPerPosition;
+                if (bytes > options.kvCacheBytes()) {
                     throw new KvBudgetException("prompt + max tokens reach " + t.maxPositions() + " positions, "
-                            + mib(kvBytes(t)) + " MiB of KV cache, more than this server's whole KV cache budget of "
+                            + mib(bytes) + " MiB of KV cache, more than this server's whole KV cache budget of "
                             + mib(options.kvCacheBytes()) + " MiB (--kv-cache-mb); ask for fewer tokens");
                 }
             }
             int n = tasks.size();
-            int waiting = 0; // cancelled entries leave at the next step boundary: they hold no place
+            int waiting = preemptedCount; // cancelled entries leave at the next step boundary: they hold no place
             for (SequenceTask t : queue) {
                 waiting += t.cancelled() ? 0 : 1;
             }
@@ -174,11 +225,11 @@ public final class Scheduler implements AutoCloseable {
         return activeCount;
     }
 
-    /** Requests waiting for a slot. */
+    /** Requests waiting for a slot (preempted ones included). */
     public int waiting() {
         lock.lock();
         try {
-            return queue.size();
+            return queue.size() + preemptedCount;
         } finally {
             lock.unlock();
         }
@@ -214,6 +265,7 @@ public final class Scheduler implements AutoCloseable {
                 if (active.isEmpty()) {
                     continue;
                 }
+                makeRoom();
                 step();
             }
         } catch (InterruptedException e) {
@@ -227,6 +279,11 @@ public final class Scheduler implements AutoCloseable {
             }
             active.clear();
             activeCount = 0;
+            for (Slot s : preempted) {
+                s.task.onCancelled();
+            }
+            preempted.clear();
+            preemptedCount = 0;
         }
     }
 
@@ -253,6 +310,11 @@ public final class Scheduler implements AutoCloseable {
             s.task.onFailure(error);
         }
         active.clear();
+        for (Slot s : preempted) {
+            s.task.onFailure(error);
+        }
+        preempted.clear();
+        preemptedCount = 0;
         for (SequenceTask task : waiting) {
             task.onFailure(error);
         }
@@ -276,10 +338,28 @@ public final class Scheduler implements AutoCloseable {
                 s.task.onCancelled();
             }
         }
+        for (Iterator<Slot> it = preempted.iterator(); it.hasNext(); ) {
+            Slot s = it.next();
+            if (s.task.cancelled()) {
+                it.remove();
+                s.task.onCancelled();
+            }
+        }
         activeCount = active.size();
+        preemptedCount = preempted.size();
     }
 
-    /** Moves queued tasks into free slots; waits while there is nothing to do. False once closed. */
+    /** Bytes of the KV cache budget a sequence's cache takes now (its arrays, not only its length). */
+    private long held(Slot s) {
+        return (long) s.cache.capacity() * kvBytesPerPosition;
+    }
+
+    /**
+     * Moves preempted sequences, then queued tasks, into free slots while their prompts fit in the KV
+     * cache budget beside what the running ones hold, first come first served; waits while there is
+     * nothing to do. A slack of 1% of the budget is kept when others run, so a join is not undone by
+     * the next step's growth (vLLM's watermark). False once closed.
+     */
     private boolean admit() throws InterruptedException {
         List<SequenceTask> cancelled = new ArrayList<>();
         List<Slot> joined = new ArrayList<>();
@@ -293,9 +373,19 @@ public final class Scheduler implements AutoCloseable {
                 }
                 long kvFree = options.kvCacheBytes();
                 for (Slot s : active) {
-                    kvFree -= s.kvBytes;
+                    kvFree -= held(s);
                 }
                 boolean kvFull = false; // once one does not fit, later ones wait too (first come, first served)
+                while (!preempted.isEmpty() && active.size() < options.maxBatch()) {
+                    long took = join(preempted.peekFirst(), kvFree, joined);
+                    if (took < 0) {
+                        kvFull = true;
+                        break;
+                    }
+                    kvFree -= took;
+                    preempted.removeFirst();
+                }
+                preemptedCount = preempted.size();
                 for (Iterator<SequenceTask> it = queue.iterator(); it.hasNext(); ) {
                     SequenceTask t = it.next();
                     if (t.cancelled()) {
@@ -306,15 +396,13 @@ public final class Scheduler implements AutoCloseable {
                     if (kvFull || active.size() >= options.maxBatch() || waitsForSibling(t)) {
                         continue;
                     }
-                    long need = kvBytes(t);
-                    if (need > kvFree) {
+                    long took = join(new Slot(t, arrivals, maxPositions(t)), kvFree, joined);
+                    if (took < 0) {
                         kvFull = true;
                     } else {
-                        Slot s = new Slot(t, model.newCache(), need); // first: should it throw, t is still queued
-                        kvFree -= need;
+                        arrivals++;
+                        kvFree -= took;
                         it.remove();
-                        active.add(s);
-                        joined.add(s);
                     }
                 }
                 activeCount = active.size();
@@ -331,20 +419,129 @@ public final class Scheduler implements AutoCloseable {
         }
         for (Slot s : joined) { // outside the lock: allocating and copying a long prefix take a while
             try {
-                s.cache.reserve(s.prompt.length + 1); // prefill chunks then append without regrowing
-                if (prefixCache != null && !s.task.wantsPromptLogits()) {
-                    s.fed = prefixCache.restore(s.prompt, s.cache);
+                s.cache.reserve(s.feed.length + 1); // prefill chunks then append without regrowing
+                if (prefixCache != null && !s.promptLogits()) {
+                    s.fed = prefixCache.restore(s.feed, s.cache);
                 }
-                s.task.promptCached(s.fed);
+                if (!s.resumed) {
+                    s.task.promptCached(s.fed);
+                }
             } catch (RuntimeException | OutOfMemoryError e) {
                 // Its own cache did not fit (a long prompt's reservation): this sequence fails, not the engine.
-                log.warn("a sequence of {} prompt tokens could not join the batch: {}", s.prompt.length, e.toString());
+                log.warn("a sequence of {} prompt tokens could not join the batch: {}", s.feed.length, e.toString());
                 retire(s);
                 s.task.onFailure(e);
             }
         }
         activeCount = active.size();
         return !closed;
+    }
+
+    /**
+     * Gives {@code s} a new cache and a batch slot when its feed fits in {@code kvFree} with the 1%
+     * slack (alone, one always joins); returns the bytes it took, or -1 when it must wait. The cache is
+     * made first: should that throw, s is still waiting.
+     */
+    private long join(Slot s, long kvFree, List<Slot> joined) {
+        KvCache cache = model.newCache();
+        long need = (long) Math.max(cache.capacity(), s.feed.length + 1) * kvBytesPerPosition;
+        if (!active.isEmpty() && need > kvFree - options.kvCacheBytes() / 100) {
+            cache.release();
+            return -1;
+        }
+        s.cache = cache;
+        active.add(s);
+        joined.add(s);
+        return need;
+    }
+
+    /**
+     * Before a step: grows the caches of sequences whose next token needs room and, while that would
+     * take more than the KV cache budget, preempts the latest arrival. Caches double (one copy per
+     * doubling); when doubling does not fit they grow by {@link #TIGHT_GROWTH} positions instead, and
+     * only when that does not fit either is a sequence preempted. The earliest always runs, and one
+     * sequence alone always fits (checked at submission). A sequence still delivering prompt logits is
+     * not preempted (they would come twice).
+     */
+    private void makeRoom() {
+        if (kvBytesPerPosition == 0) {
+            return;
+        }
+        boolean tight = false;
+        while (true) {
+            if (cacheBytes(false) <= options.kvCacheBytes()) {
+                break;
+            }
+            if (cacheBytes(true) <= options.kvCacheBytes()) {
+                tight = true;
+                break;
+            }
+            Slot victim = latestPreemptible();
+            if (victim == null) {
+                tight = true; // nothing may be preempted: they run, over the budget for this step
+                break;
+            }
+            active.remove(victim);
+            log.info("KV cache budget full (--kv-cache-mb {}): preempting a sequence at {} positions; it resumes by "
+                    + "recomputing them", mib(options.kvCacheBytes()), victim.cache.length());
+            victim.preempt();
+            insertPreempted(victim);
+            preemptions++;
+        }
+        activeCount = active.size();
+        preemptedCount = preempted.size();
+        for (Slot s : active) {
+            s.cache.reserve(grown(s, tight));
+        }
+    }
+
+    /** Positions a cache grows by when doubling it does not fit in the budget (four 16-position pages). */
+    static final int TIGHT_GROWTH = 64;
+
+    private long cacheBytes(boolean tight) {
+        long total = 0;
+        for (Slot s : active) {
+            total += (long) grown(s, tight) * kvBytesPerPosition;
+        }
+        return total;
+    }
+
+    /** The latest arrival that is not the earliest and not giving prompt logits; null when none is. */
+    private Slot latestPreemptible() {
+        long earliest = Long.MAX_VALUE;
+        for (Slot s : active) {
+            earliest = Math.min(earliest, s.arrival);
+        }
+        Slot victim = null;
+        for (Slot s : active) {
+            boolean givingPromptLogits = s.prefilling() && s.promptLogits();
+            if (!givingPromptLogits && s.arrival > earliest && (victim == null || s.arrival > victim.arrival)) {
+                victim = s;
+            }
+        }
+        return victim;
+    }
+
+    /**
+     * Capacity a sequence's cache needs for this step, within its own maximum: as it is when its next
+     * token fits (prefill reserved its feed on joining), else doubled, or {@code tight}ly grown.
+     */
+    private static int grown(Slot s, boolean tight) {
+        int capacity = s.cache.capacity();
+        int need = s.prefilling() ? capacity : s.cache.length() + 1;
+        if (need <= capacity) {
+            return capacity;
+        }
+        long more = tight ? Math.min(capacity, TIGHT_GROWTH) : capacity;
+        return (int) Math.min(s.maxPositions, Math.max(need, capacity + more));
+    }
+
+    private void insertPreempted(Slot s) {
+        List<Slot> all = new ArrayList<>(preempted);
+        all.add(s);
+        all.sort((a, b) -> Long.compare(a.arrival, b.arrival));
+        preempted.clear();
+        preempted.addAll(all);
     }
 
     /** One batched forward step over all active sequences. */
@@ -362,14 +559,14 @@ public final class Scheduler implements AutoCloseable {
         int budget = options.prefillBudget();
         for (Slot s : active) {
             if (s.prefilling() && budget > 0) {
-                int n = Math.min(budget, s.prompt.length - s.fed);
-                if (s.task.wantsPromptLogits()) {
+                int n = Math.min(budget, s.feed.length - s.fed);
+                if (s.promptLogits()) {
                     n = Math.min(n, PROMPT_LOGITS_ROWS); // each row brings a vocabulary of logits
                 }
                 budget -= n;
                 lengths[slots.size()] = n;
-                chunks.add(new SequenceChunk(s.cache, Arrays.copyOfRange(s.prompt, s.fed, s.fed + n), s.fed,
-                        s.task.wantsPromptLogits()));
+                chunks.add(new SequenceChunk(s.cache, Arrays.copyOfRange(s.feed, s.fed, s.fed + n), s.fed,
+                        s.promptLogits()));
                 slots.add(s);
             }
         }
@@ -417,7 +614,7 @@ public final class Scheduler implements AutoCloseable {
         }
         for (int i = 0; i < slots.size(); i++) {
             Slot s = slots.get(i);
-            if (s.prefilling() && s.task.wantsPromptLogits()) {
+            if (s.prefilling() && s.promptLogits()) {
                 float[] rows = logits.get(i);
                 try {
                     s.task.onPromptLogits(s.fed, rows, lengths[i]);
@@ -432,9 +629,9 @@ public final class Scheduler implements AutoCloseable {
             if (s.prefilling()) {
                 s.fed += lengths[i];
                 if (!s.prefilling() && prefixCache != null) {
-                    prefixCache.store(s.prompt, s.cache);
+                    prefixCache.store(s.feed, s.cache);
                 }
-            } else if (prefixCache != null) {
+            } else {
                 s.generated.add(s.next); // now in the cache
             }
         }

@@ -9,8 +9,9 @@ package dev.epic.coordinator.scheduler;
  *                         prompt cannot stall the decoding sequences for more than one bounded step
  * @param prefixCacheBytes latent KV kept for prompt prefixes seen before ({@link PrefixCache}); 0 turns it off
  * @param kvCacheBytes     KV cache the running sequences may hold together: a sequence joins the batch
- *                         only when the most it can reach (prompt + max new tokens, within the context)
- *                         fits beside the others', so a batch never runs the heap out mid-generation
+ *                         when its prompt fits beside what the others hold, and the latest are preempted
+ *                         (to be recomputed) when the caches would grow past it; one whose prompt + max new
+ *                         tokens could not fit even alone is refused
  */
 public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes) {
     public static final int DEFAULT_MAX_BATCH = 16;

@@ -11,7 +11,8 @@ public interface SequenceTask {
 
     /**
      * The most positions this sequence's KV cache can hold before it ends (prompt + new tokens, within
-     * the context): what the scheduler sets aside of its KV cache budget while the sequence runs.
+     * the context): its cache never grows past it, and one that could not fit the KV cache budget alone
+     * is refused.
      */
     long maxPositions();
 

@@ -571,7 +571,8 @@ class GenerationServiceTest {
 
     /**
      * A server whose KV cache budget holds 100 positions: a request whose prompt + max tokens could
-     * never fit is INVALID_ARGUMENT naming the flag (generate and logits alike); one that fits runs.
+     * never fit is INVALID_ARGUMENT naming the flag (generate and logits alike); one that fits runs, and
+     * one without max_tokens runs to the 100th position.
      */
     @Test
     void aRequestBeyondTheKvCacheBudgetIsInvalid() throws Exception {
@@ -595,6 +596,12 @@ class GenerationServiceTest {
                 stub.generate(ids(SamplingParams.newBuilder().setMaxTokens(97).setIgnoreEos(true).build(), 1, 2, 3))
                         .forEachRemaining(fits::add);
                 assertEquals(97, fits.stream().mapToInt(GenerateResponse::getTokenIdsCount).sum());
+                // Without max_tokens a request runs to the end of the longest sequence the budget holds.
+                List<GenerateResponse> open = new ArrayList<>();
+                stub.generate(ids(SamplingParams.newBuilder().setIgnoreEos(true).build(), 1, 2, 3, 4))
+                        .forEachRemaining(open::add);
+                assertEquals(96, open.stream().mapToInt(GenerateResponse::getTokenIdsCount).sum());
+                assertEquals(FinishReason.LENGTH, open.getLast().getFinishReason());
             } finally {
                 ch.shutdownNow();
             }

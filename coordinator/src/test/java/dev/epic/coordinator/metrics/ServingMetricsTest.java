@@ -65,6 +65,7 @@ class ServingMetricsTest {
             assertEquals(2.0, value(text, "epic_request_time_to_first_token_seconds_count"), text);
             assertEquals(2.0, value(text, "epic_request_time_per_output_token_seconds_count"), text);
             assertTrue(value(text, "epic_scheduler_steps_total") >= 6, text);
+            assertEquals(0, value(text, "epic_scheduler_preemptions_total"), text);
             assertTrue(value(text, "epic_sequences_running") <= 1.0, text); // the last may still be leaving
             assertTrue(text.contains("grpc_server_processing_duration_seconds_count{method=\"Generate\""), text);
             assertTrue(text.contains("statusCode=\"INVALID_ARGUMENT\""), "the refused request counts by status");

@@ -282,6 +282,10 @@ class OpenAiServerTest {
             assertTrue(text.startsWith(lp.get("tokens").get(i).asText(), lp.get("text_offset").get(i).asInt()),
                     "token " + i + " at its text_offset");
         }
+        // Without max_tokens a completion stops after 16 tokens, as OpenAI's and vLLM's do.
+        JsonNode open = ok(post("/v1/completions", "{\"prompt\": \"The sky is\", \"ignore_eos\": true}"));
+        assertEquals(16, open.get("usage").get("completion_tokens").asInt());
+        assertEquals("length", open.get("choices").get(0).get("finish_reason").asText());
         // The same prompt as token ids (BOS included), streamed.
         HttpResponse<String> s = post("/v1/completions", "{\"prompt\": [" + idList(withBos)
                 + "], \"temperature\": 0, \"max_tokens\": 5, \"ignore_eos\": true, \"stream\": true}");

@@ -265,28 +265,121 @@ class SchedulerTest {
     }
 
     /**
-     * With KV cache for one sequence's prompt + max tokens (and not two), the second waits for the first
-     * to finish although batch slots are free; with room for two they run together. One that could not
-     * fit even alone is refused, naming the flag.
+     * A prompt joins when it fits beside what the running sequences hold now: with room for 23
+     * positions, the second waits for the first although a batch slot is free (a new cache takes 16).
+     * One whose prompt + max tokens could not fit even alone is refused, naming the flag.
      */
     @Test
-    void theKvCacheBudgetHoldsBackWhatWouldNotFit() throws Exception {
+    void aPromptWaitsUntilItsCacheFitsAndOneThatNeverCouldIsRefused() throws Exception {
         long perPosition = HeapKvCache.bytesPerPosition(model.config());
-        for (int fits : new int[] {1, 2}) {
-            SchedulerOptions options = new SchedulerOptions(4, 4, 256).withKvCacheBytes(fits * 23 * perPosition + 100);
-            try (Scheduler s = new Scheduler(model, options)) {
-                CollectingSink a = new CollectingSink();
-                CollectingSink b = new CollectingSink();
-                s.submit(task(prompt(1, 3), sampled(1, 20), a)); // 3 + 20 positions at most
-                s.submit(task(prompt(2, 3), sampled(2, 20), b));
-                s.start();
-                assertEquals(20, a.done.get(30, TimeUnit.SECONDS).tokenIds().length);
-                assertEquals(20, b.done.get(30, TimeUnit.SECONDS).tokenIds().length);
-                assertEquals(fits, s.peakBatch(), "sequences that ran together with room for " + fits);
-                KvBudgetException e = assertThrows(KvBudgetException.class,
-                        () -> s.submit(task(prompt(3, 3), sampled(3, 20 * fits + 10), new CollectingSink())));
-                assertTrue(e.getMessage().contains("--kv-cache-mb"), e.getMessage());
+        SchedulerOptions options = new SchedulerOptions(4, 4, 256).withKvCacheBytes(23 * perPosition + 100);
+        try (Scheduler s = new Scheduler(model, options)) {
+            CollectingSink a = new CollectingSink();
+            CollectingSink b = new CollectingSink();
+            s.submit(task(prompt(1, 3), sampled(1, 20), a)); // 3 + 20 positions at most
+            s.submit(task(prompt(2, 3), sampled(2, 20), b));
+            s.start();
+            assertEquals(20, a.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+            assertEquals(20, b.done.get(30, TimeUnit.SECONDS).tokenIds().length);
+            assertEquals(1, s.peakBatch(), "sequences that ran together");
+            assertEquals(0, s.preemptions());
+            KvBudgetException e = assertThrows(KvBudgetException.class,
+                    () -> s.submit(task(prompt(3, 3), sampled(3, 21), new CollectingSink())));
+            assertTrue(e.getMessage().contains("--kv-cache-mb"), e.getMessage());
+        }
+    }
+
+    /**
+     * Two sequences start together in KV cache for 40 positions, and each may reach 33. When both need
+     * to double their caches (16 -> 32), the later one is preempted; once the first has finished it
+     * prefills its prompt and what it had generated again and goes on. Its seeded samples are the
+     * tokens it draws alone, with no budget pressure.
+     */
+    @Test
+    void aFullKvCachePreemptsTheLatestWhichResumesWhereItStopped() throws Exception {
+        List<int[]> prompts = List.of(prompt(60, 3), prompt(61, 3));
+        List<GenerationResult> alone = new ArrayList<>();
+        try (Scheduler one = new Scheduler(model, new SchedulerOptions(1, 8, 256)).start()) {
+            for (int i = 0; i < 2; i++) {
+                CollectingSink sink = new CollectingSink();
+                one.submit(task(prompts.get(i), sampled(70 + i, 30), sink));
+                alone.add(sink.done.get(60, TimeUnit.SECONDS));
             }
+        }
+        long perPosition = HeapKvCache.bytesPerPosition(model.config());
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(4, 4, 256).withKvCacheBytes(40 * perPosition))) {
+            List<CollectingSink> sinks = List.of(new CollectingSink(), new CollectingSink());
+            for (int i = 0; i < 2; i++) {
+                s.submit(task(prompts.get(i), sampled(70 + i, 30), sinks.get(i)));
+            }
+            s.start();
+            for (int i = 0; i < 2; i++) {
+                GenerationResult r = sinks.get(i).done.get(60, TimeUnit.SECONDS);
+                assertArrayEquals(alone.get(i).tokenIds(), r.tokenIds(), "sequence " + i);
+                assertEquals(alone.get(i).content(), r.content(), "sequence " + i);
+                assertEquals(FinishReason.LENGTH, r.finishReason());
+            }
+            assertEquals(2, s.peakBatch());
+            assertEquals(1, s.preemptions());
+            assertEquals(0, s.waiting());
+        }
+    }
+
+    /**
+     * Room for 500 positions, two sequences of up to 300 each: B's cache holds 300 when A's, at 128,
+     * must grow. Doubling A (to 256) would pass the budget; growing it by 64 positions does not, so
+     * nothing is preempted and both run to the end.
+     */
+    @Test
+    void aCacheThatCannotDoubleGrowsByLessBeforeAnythingIsPreempted() throws Exception {
+        long perPosition = HeapKvCache.bytesPerPosition(model.config());
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(4, 4, 256).withKvCacheBytes(500 * perPosition))) {
+            CollectingSink a = new CollectingSink();
+            CollectingSink b = new CollectingSink();
+            s.submit(task(prompt(90, 3), sampled(90, 297), a));
+            s.submit(task(prompt(91, 150), sampled(91, 150), b));
+            s.start();
+            assertEquals(297, a.done.get(60, TimeUnit.SECONDS).tokenIds().length);
+            assertEquals(150, b.done.get(60, TimeUnit.SECONDS).tokenIds().length);
+            assertEquals(2, s.peakBatch());
+            assertEquals(0, s.preemptions());
+        }
+    }
+
+    /**
+     * After a preemption, the logits of every later position come from prefilling the sequence again
+     * instead of decoding it: the same within the chunked-prefill tolerance, and the same greedy tokens,
+     * against the same prompts run alone.
+     */
+    @Test
+    void aPreemptedSequenceComputesTheLogitsItWouldHave() throws Exception {
+        List<int[]> prompts = List.of(prompt(80, 5), prompt(81, 2), prompt(82, 4));
+        List<LogitsTask.Result> alone = new ArrayList<>();
+        try (Scheduler one = new Scheduler(model, new SchedulerOptions(1, 8, 256)).start()) {
+            for (int[] p : prompts) {
+                LogitsTask t = new LogitsTask(p, 26);
+                one.submit(t);
+                alone.add(t.result().get(60, TimeUnit.SECONDS));
+            }
+        }
+        long perPosition = HeapKvCache.bytesPerPosition(model.config());
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(4, 4, 256).withKvCacheBytes(50 * perPosition))) {
+            List<LogitsTask> tasks = new ArrayList<>();
+            for (int[] p : prompts) {
+                tasks.add(new LogitsTask(p, 26));
+                s.submit(tasks.getLast());
+            }
+            s.start();
+            for (int i = 0; i < prompts.size(); i++) {
+                LogitsTask.Result r = tasks.get(i).result().get(60, TimeUnit.SECONDS);
+                assertArrayEquals(alone.get(i).argmax(), r.argmax(), "prompt " + i);
+                for (int k = 0; k < r.logits().size(); k++) {
+                    float d = Golden.maxAbsDiff(alone.get(i).logits().get(k), r.logits().get(k));
+                    assertTrue(d <= Golden.LOGIT_TOL, "prompt " + i + " step " + k + ": " + d);
+                }
+            }
+            assertEquals(3, s.peakBatch());
+            assertTrue(s.preemptions() >= 1, "preemptions: " + s.preemptions());
         }
     }
 

@@ -54,6 +54,7 @@ public record SamplingParams(
 
     public static final double DEFAULT_TEMPERATURE = 0.6;
     public static final double DEFAULT_TOP_P = 0.95;
+    /** The builder's max_tokens; the server's default for requests without one is the rest of the context. */
     public static final int DEFAULT_MAX_TOKENS = 4096;
 
     public SamplingParams {
