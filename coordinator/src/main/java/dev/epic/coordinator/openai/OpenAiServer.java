@@ -2,8 +2,6 @@ package dev.epic.coordinator.openai;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
 import dev.epic.coordinator.CoordinatorServer;
 import dev.epic.proto.DetokenizeRequest;
 import dev.epic.proto.DetokenizeResponse;
@@ -22,9 +20,7 @@ import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.health.v1.HealthGrpc;
 import io.grpc.netty.NettyChannelBuilder;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
-import java.net.InetSocketAddress;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -41,7 +37,7 @@ import org.slf4j.LoggerFactory;
  * {@code POST /tokenize} and {@code POST /detokenize}. Every prompt becomes
  * one GenerationService call, so validation, scheduling and errors are the coordinator's; gRPC
  * statuses come back as HTTP statuses (INVALID_ARGUMENT 400, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503).
- * A streaming client that disconnects cancels its call, which frees its batch slot.
+ * A client that disconnects, streaming or not, cancels its calls, which frees their batch slots.
  */
 public final class OpenAiServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(OpenAiServer.class);
@@ -53,7 +49,7 @@ public final class OpenAiServer implements AutoCloseable {
     /** Any origin: vLLM's --allowed-origins default. */
     public static final List<String> ALL_ORIGINS = List.of("*");
 
-    private final HttpServer http;
+    private NettyHttpServer http; // set once in start
     private final ExecutorService executor;
     private final ManagedChannel channel;
     private final GenerationServiceGrpc.GenerationServiceBlockingStub api;
@@ -64,12 +60,11 @@ public final class OpenAiServer implements AutoCloseable {
     private final List<String> allowedOrigins;
     private volatile ModelInfoResponse info;
 
-    private OpenAiServer(HttpServer http, ExecutorService executor, ManagedChannel channel, String servedName,
+    private OpenAiServer(ExecutorService executor, ManagedChannel channel, String servedName,
             String apiKey, List<String> allowedOrigins) {
         this.allowedOrigins = List.copyOf(allowedOrigins);
         // Stripped: a key file (kubectl create secret --from-file) usually ends in a newline.
         this.apiKey = apiKey == null ? null : apiKey.strip().getBytes(java.nio.charset.StandardCharsets.UTF_8);
-        this.http = http;
         this.executor = executor;
         this.channel = channel;
         this.api = GenerationServiceGrpc.newBlockingStub(channel);
@@ -99,38 +94,43 @@ public final class OpenAiServer implements AutoCloseable {
         ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext()
                 .maxInboundMessageSize(64 << 20).build();
         ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
-        HttpServer http;
+        OpenAiServer server = new OpenAiServer(executor, channel, servedName, apiKey, allowedOrigins);
         try {
-            http = HttpServer.create(new InetSocketAddress(host, port), 0);
+            server.http = NettyHttpServer.start(host, port, MAX_BODY, OpenAiServer::tooLarge, server::handle, executor);
         } catch (IOException e) {
             channel.shutdownNow();
             executor.shutdownNow();
             throw new IOException("cannot bind the OpenAI HTTP port " + host + ":" + port + ": " + e.getMessage(), e);
         }
-        OpenAiServer server = new OpenAiServer(http, executor, channel, servedName, apiKey, allowedOrigins);
-        http.setExecutor(executor);
-        http.createContext("/", server::handle);
-        http.start();
         log.info("OpenAI-compatible API on http://{}:{}/v1 (coordinator {}; {})", host, server.port(), target,
                 apiKey != null ? "API key required" : "no API key");
         return server;
     }
 
     public int port() {
-        return http.getAddress().getPort();
+        return http.port();
     }
 
-    private void handle(HttpExchange ex) {
+    private static byte[] tooLarge() {
+        try {
+            return OpenAiRequests.JSON.writeValueAsBytes(OpenAiResponses.error(new OpenAiError(413,
+                    "invalid_request_error", null, "the request body exceeds " + MAX_BODY + " bytes")));
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    private void handle(Exchange ex) {
         try (ex) {
             try {
                 String origin = allowedOrigin(ex);
                 if (origin != null) { // on every answer, errors included, so a browser can read them
-                    ex.getResponseHeaders().set("Access-Control-Allow-Origin", origin);
+                    ex.setHeader("Access-Control-Allow-Origin", origin);
                     if (!origin.equals("*")) {
-                        ex.getResponseHeaders().add("Vary", "Origin");
+                        ex.addHeader("Vary", "Origin");
                     }
                 }
-                if (ex.getRequestMethod().equals("OPTIONS")) {
+                if (ex.method().equals("OPTIONS")) {
                     preflight(ex, origin);
                     return;
                 }
@@ -141,8 +141,8 @@ public final class OpenAiServer implements AutoCloseable {
                 OpenAiError err = OpenAiError.of(e.getStatus());
                 sendJson(ex, err.httpStatus, OpenAiResponses.error(err));
             } catch (RuntimeException e) {
-                log.warn("OpenAI API request {} {} failed", ex.getRequestMethod(), ex.getRequestURI(), e);
-                if (ex.getResponseCode() == -1) { // nothing sent yet: the client still gets an answer
+                log.warn("OpenAI API request {} {} failed", ex.method(), ex.uri(), e);
+                if (ex.responseCode() == -1) { // nothing sent yet: the client still gets an answer
                     sendJson(ex, 500, OpenAiResponses.error(new OpenAiError(500, "server_error", null, e.toString())));
                 }
             }
@@ -151,31 +151,31 @@ public final class OpenAiServer implements AutoCloseable {
         }
     }
 
-    private void route(HttpExchange ex) throws IOException {
-        String path = ex.getRequestURI().getPath();
+    private void route(Exchange ex) throws IOException {
+        String path = ex.uri().getPath();
         if (path.length() > 1 && path.endsWith("/")) {
             path = path.substring(0, path.length() - 1);
         }
         if (apiKey != null && !path.equals("/health") && !authorized(ex)) {
-            ex.getResponseHeaders().set("WWW-Authenticate", "Bearer");
+            ex.setHeader("WWW-Authenticate", "Bearer");
             throw new OpenAiError(401, "authentication_error", null, "a valid API key is required (Authorization: Bearer ...)");
         }
         switch (path) {
             case "/v1/chat/completions" -> {
                 requireMethod(ex, "POST");
-                generate(ex, OpenAiRequests.chat(OpenAiRequests.parse(body(ex))), OpenAiResponses.Kind.CHAT);
+                generate(ex, OpenAiRequests.chat(OpenAiRequests.parse(ex.body())), OpenAiResponses.Kind.CHAT);
             }
             case "/v1/completions" -> {
                 requireMethod(ex, "POST");
-                generate(ex, OpenAiRequests.completion(OpenAiRequests.parse(body(ex))), OpenAiResponses.Kind.TEXT);
+                generate(ex, OpenAiRequests.completion(OpenAiRequests.parse(ex.body())), OpenAiResponses.Kind.TEXT);
             }
             case "/v1/responses" -> {
                 requireMethod(ex, "POST");
-                responses(ex, OpenAiRequests.parse(body(ex)));
+                responses(ex, OpenAiRequests.parse(ex.body()));
             }
             case "/tokenize" -> {
                 requireMethod(ex, "POST");
-                JsonNode body = OpenAiRequests.parse(body(ex));
+                JsonNode body = OpenAiRequests.parse(ex.body());
                 checkModel(body.path("model").asText(null));
                 TokenizeResponse t = api.tokenize(OpenAiRequests.tokenize(body));
                 ObjectNode o = OpenAiRequests.JSON.createObjectNode().put("count", t.getTokenIdsCount())
@@ -185,7 +185,7 @@ public final class OpenAiServer implements AutoCloseable {
             }
             case "/detokenize" -> {
                 requireMethod(ex, "POST");
-                JsonNode body = OpenAiRequests.parse(body(ex));
+                JsonNode body = OpenAiRequests.parse(ex.body());
                 checkModel(body.path("model").asText(null));
                 sendJson(ex, 200, OpenAiRequests.JSON.createObjectNode()
                         .put("prompt", api.detokenize(OpenAiRequests.detokenize(body)).getText()));
@@ -203,8 +203,8 @@ public final class OpenAiServer implements AutoCloseable {
     }
 
     /** What Access-Control-Allow-Origin answers a request with: "*", its Origin, or null (none or not allowed). */
-    private String allowedOrigin(HttpExchange ex) {
-        String origin = ex.getRequestHeaders().getFirst("Origin");
+    private String allowedOrigin(Exchange ex) {
+        String origin = ex.requestHeader("Origin");
         if (origin == null) {
             return null;
         }
@@ -215,21 +215,20 @@ public final class OpenAiServer implements AutoCloseable {
      * A CORS preflight, answered before the API key check: browsers send it without credentials, so a
      * 401 (or a 405) here would block every cross-origin call. As vLLM's CORS middleware, on any path.
      */
-    private static void preflight(HttpExchange ex, String origin) throws IOException {
-        var h = ex.getResponseHeaders();
-        h.set("Allow", "GET, POST, OPTIONS");
+    private static void preflight(Exchange ex, String origin) throws IOException {
+        ex.setHeader("Allow", "GET, POST, OPTIONS");
         if (origin != null) {
-            h.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-            String asked = ex.getRequestHeaders().getFirst("Access-Control-Request-Headers");
-            h.set("Access-Control-Allow-Headers", "Authorization, Content-Type"
+            ex.setHeader("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+            String asked = ex.requestHeader("Access-Control-Request-Headers");
+            ex.setHeader("Access-Control-Allow-Headers", "Authorization, Content-Type"
                     + (asked == null || asked.isBlank() ? "" : ", " + asked.strip()));
-            h.set("Access-Control-Max-Age", "600");
+            ex.setHeader("Access-Control-Max-Age", "600");
         }
         ex.sendResponseHeaders(204, -1);
     }
 
-    private boolean authorized(HttpExchange ex) {
-        String header = ex.getRequestHeaders().getFirst("Authorization");
+    private boolean authorized(Exchange ex) {
+        String header = ex.requestHeader("Authorization");
         if (header == null || !header.regionMatches(true, 0, "Bearer ", 0, 7)) {
             return false;
         }
@@ -237,30 +236,11 @@ public final class OpenAiServer implements AutoCloseable {
         return java.security.MessageDigest.isEqual(apiKey, given); // constant time
     }
 
-    private static void requireMethod(HttpExchange ex, String method) {
-        if (!ex.getRequestMethod().equals(method)) {
-            ex.getResponseHeaders().set("Allow", method);
+    private static void requireMethod(Exchange ex, String method) {
+        if (!ex.method().equals(method)) {
+            ex.setHeader("Allow", method);
             throw new OpenAiError(405, "invalid_request_error", null,
-                    ex.getRequestURI().getPath() + " takes " + method + ", not " + ex.getRequestMethod());
-        }
-    }
-
-    private static byte[] body(HttpExchange ex) throws IOException {
-        try (InputStream in = ex.getRequestBody()) {
-            byte[] b = in.readNBytes(MAX_BODY + 1);
-            if (b.length > MAX_BODY) {
-                // Read on (within bounds) so a client still sending gets the 413, not a connection reset.
-                byte[] sink = new byte[1 << 16];
-                for (long left = 16L * MAX_BODY; left > 0; ) {
-                    int n = in.read(sink);
-                    if (n < 0) {
-                        break;
-                    }
-                    left -= n;
-                }
-                throw new OpenAiError(413, "invalid_request_error", null, "the request body exceeds " + MAX_BODY + " bytes");
-            }
-            return b;
+                    ex.uri().getPath() + " takes " + method + ", not " + ex.method());
         }
     }
 
@@ -298,7 +278,7 @@ public final class OpenAiServer implements AutoCloseable {
         return o;
     }
 
-    private void health(HttpExchange ex) throws IOException {
+    private void health(Exchange ex) throws IOException {
         HealthCheckResponse.ServingStatus s;
         try {
             s = HealthGrpc.newBlockingStub(channel).withDeadlineAfter(5, TimeUnit.SECONDS)
@@ -310,13 +290,14 @@ public final class OpenAiServer implements AutoCloseable {
         sendJson(ex, s == HealthCheckResponse.ServingStatus.SERVING ? 200 : 503, o);
     }
 
-    private void generate(HttpExchange ex, OpenAiRequests.Parsed p, OpenAiResponses.Kind kind) throws IOException {
+    private void generate(Exchange ex, OpenAiRequests.Parsed p, OpenAiResponses.Kind kind) throws IOException {
         String name = checkModel(p.model());
         int n = p.n();
         List<GenerateRequest> requests = p.requests();
         OpenAiResponses answer = new OpenAiResponses(kind, name, System.currentTimeMillis() / 1000, p.logprobs(),
                 p.includeUsage(), p.promptOnly(), n).oneToolCall(p.oneToolCall());
         try (Context.CancellableContext call = Context.current().withCancellation()) {
+            ex.onDisconnect(() -> call.cancel(new IOException("the HTTP client disconnected")));
             // Every prompt's call starts at once (they batch on the server); all inherit this context,
             // so cancelling it ends them all.
             List<Iterator<GenerateResponse>> streams = new ArrayList<>(requests.size());
@@ -346,10 +327,10 @@ public final class OpenAiServer implements AutoCloseable {
                 sendJson(ex, 200, answer.complete());
                 return;
             }
-            ex.getResponseHeaders().set("Content-Type", "text/event-stream; charset=utf-8");
-            ex.getResponseHeaders().set("Cache-Control", "no-cache");
+            ex.setHeader("Content-Type", "text/event-stream; charset=utf-8");
+            ex.setHeader("Cache-Control", "no-cache");
             ex.sendResponseHeaders(200, 0);
-            OutputStream out = ex.getResponseBody();
+            OutputStream out = ex.responseBody();
             Streamer streamer = new Streamer(out, answer, call);
             if (requests.size() == 1) {
                 streamer.pump(firsts.getFirst(), streams.getFirst(), 0);
@@ -383,12 +364,13 @@ public final class OpenAiServer implements AutoCloseable {
      * The Responses API: the request's chat equivalent runs as one Generate call, and its answer comes
      * back as a response object, or streamed as Responses events (named server-sent events, no [DONE]).
      */
-    private void responses(HttpExchange ex, JsonNode body) throws IOException {
+    private void responses(Exchange ex, JsonNode body) throws IOException {
         OpenAiRequests.Parsed p = OpenAiRequests.chat(ResponsesApi.toChat(body));
         String name = checkModel(p.model());
         OpenAiResponses answer = new OpenAiResponses(OpenAiResponses.Kind.CHAT, name, System.currentTimeMillis() / 1000,
                 false, false, false, 1).oneToolCall(p.oneToolCall());
         try (Context.CancellableContext call = Context.current().withCancellation()) {
+            ex.onDisconnect(() -> call.cancel(new IOException("the HTTP client disconnected")));
             Iterator<GenerateResponse> stream;
             Context previous = call.attach();
             try {
@@ -403,10 +385,10 @@ public final class OpenAiServer implements AutoCloseable {
                 sendJson(ex, 200, ResponsesApi.response(body, answer.complete()));
                 return;
             }
-            ex.getResponseHeaders().set("Content-Type", "text/event-stream; charset=utf-8");
-            ex.getResponseHeaders().set("Cache-Control", "no-cache");
+            ex.setHeader("Content-Type", "text/event-stream; charset=utf-8");
+            ex.setHeader("Cache-Control", "no-cache");
             ex.sendResponseHeaders(200, 0);
-            OutputStream out = ex.getResponseBody();
+            OutputStream out = ex.responseBody();
             ResponsesApi.Events events = new ResponsesApi.Events(body);
             try {
                 for (GenerateResponse r = first; r != null; r = stream.hasNext() ? stream.next() : null) {
@@ -527,16 +509,16 @@ public final class OpenAiServer implements AutoCloseable {
         out.flush();
     }
 
-    private static void sendJson(HttpExchange ex, int status, JsonNode body) throws IOException {
+    private static void sendJson(Exchange ex, int status, JsonNode body) throws IOException {
         byte[] b = OpenAiRequests.JSON.writeValueAsBytes(body);
-        ex.getResponseHeaders().set("Content-Type", "application/json");
+        ex.setHeader("Content-Type", "application/json");
         ex.sendResponseHeaders(status, b.length);
-        ex.getResponseBody().write(b);
+        ex.responseBody().write(b);
     }
 
     @Override
     public void close() {
-        http.stop(1); // a second for answers already ending (a closing coordinator cancels its streams)
+        http.close(); // a second for answers already ending (a closing coordinator cancels its streams)
         executor.shutdownNow();
         channel.shutdownNow();
         try {

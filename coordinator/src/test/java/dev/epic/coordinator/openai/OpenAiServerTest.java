@@ -31,6 +31,7 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
 import java.io.BufferedReader;
+import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.net.URI;
@@ -865,6 +866,59 @@ class OpenAiServerTest {
         }
         assertEquals(0, coordinator.scheduler().running(), "a disconnected stream still holds its slot");
         assertEquals(0, coordinator.scheduler().waiting());
+    }
+
+    /**
+     * Clients that leave before their answer (non-streaming ones, and a streaming one still queued)
+     * cancel their requests: the batch slots and the queue place free up, as in vLLM. Two endless
+     * requests fill the batch and a third waits; then all three clients close their connections.
+     */
+    @Test
+    void clientsThatLeaveBeforeTheirAnswerFreeTheirSlots() throws Exception {
+        awaitIdle();
+        String endless = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 1000000, \"ignore_eos\": true";
+        List<java.net.Socket> clients = new ArrayList<>();
+        try {
+            clients.add(rawPost("/v1/completions", endless + "}"));
+            clients.add(rawPost("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 1000000, \"ignore_eos\": true}"));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (coordinator.scheduler().running() < 2 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertEquals(2, coordinator.scheduler().running(), "two endless answers run");
+            clients.add(rawPost("/v1/completions", endless + ", \"stream\": true}"));
+            while (coordinator.scheduler().waiting() < 1 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertEquals(1, coordinator.scheduler().waiting(), "the stream waits for a slot");
+        } finally {
+            for (java.net.Socket c : clients) {
+                c.close();
+            }
+        }
+        waitFor(() -> coordinator.scheduler().running() == 0 && coordinator.scheduler().waiting() == 0);
+        assertEquals(0, coordinator.scheduler().running(), "a client that left still holds a batch slot");
+        assertEquals(0, coordinator.scheduler().waiting(), "a client that left still holds a queue place");
+    }
+
+    /** Sends a request on a connection of its own and reads nothing: the caller closes it. */
+    private static java.net.Socket rawPost(String path, String body) throws IOException {
+        java.net.Socket socket = new java.net.Socket("127.0.0.1", server.port());
+        byte[] b = body.getBytes(StandardCharsets.UTF_8);
+        socket.getOutputStream().write(("POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + "Content-Type: application/json\r\nContent-Length: " + b.length + "\r\n\r\n")
+                .getBytes(StandardCharsets.US_ASCII));
+        socket.getOutputStream().write(b);
+        socket.getOutputStream().flush();
+        return socket;
+    }
+
+    /** Waits up to 30 s for {@code done}. */
+    private static void waitFor(java.util.function.BooleanSupplier done) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (!done.getAsBoolean() && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
     }
 
     @Test
