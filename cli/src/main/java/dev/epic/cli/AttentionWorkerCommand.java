@@ -48,7 +48,7 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
     }
 
     private int serve() throws Exception {
-        long kvCacheBytes = kvCacheMb != null ? SchedulerFlags.bytes("--kv-cache-mb", kvCacheMb, 1)
+        long kvCacheBytes = kvCacheMb != null ? Flags.mebibytes("--kv-cache-mb", kvCacheMb, 1)
                 : AttentionWorker.defaultKvCacheBytes();
         flags.checkPortsFree(port); // before the weights: loading them may take minutes
         Checkpoint checkpoint = Checkpoint.open(model);

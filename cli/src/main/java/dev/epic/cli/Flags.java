@@ -15,4 +15,16 @@ final class Flags {
             throw new IllegalArgumentException(flag + " must be positive, got " + value);
         }
     }
+
+    /** {@code mb} MiB in bytes, refused below {@code min} or beyond a long. */
+    static long mebibytes(String flag, long mb, long min) {
+        if (mb < min) {
+            throw new IllegalArgumentException(flag + " must be >= " + min + ", got " + mb);
+        }
+        try {
+            return Math.multiplyExact(mb, 1L << 20);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException(flag + " is too large: " + mb);
+        }
+    }
 }

@@ -29,21 +29,9 @@ final class SchedulerFlags {
     Long kvCacheMb;
 
     SchedulerOptions options() {
-        long prefix = prefixCacheMb != null ? bytes("--prefix-cache-mb", prefixCacheMb, 0)
+        long prefix = prefixCacheMb != null ? Flags.mebibytes("--prefix-cache-mb", prefixCacheMb, 0)
                 : SchedulerOptions.defaults().prefixCacheBytes();
-        long kv = kvCacheMb != null ? bytes("--kv-cache-mb", kvCacheMb, 1) : SchedulerOptions.defaultKvCacheBytes();
+        long kv = kvCacheMb != null ? Flags.mebibytes("--kv-cache-mb", kvCacheMb, 1) : SchedulerOptions.defaultKvCacheBytes();
         return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefix, kv);
-    }
-
-    /** {@code mb} MiB in bytes, refused (one line) below {@code min} or beyond a long. */
-    static long bytes(String flag, long mb, long min) {
-        if (mb < min) {
-            throw new IllegalArgumentException(flag + " must be >= " + min + ", got " + mb);
-        }
-        try {
-            return Math.multiplyExact(mb, 1L << 20);
-        } catch (ArithmeticException e) {
-            throw new IllegalArgumentException(flag + " is too large: " + mb);
-        }
     }
 }
