@@ -4,6 +4,9 @@ import java.util.Arrays;
 
 /** A {@link KvCache} in growable fp32 arrays, one pair per layer. */
 public final class HeapKvCache implements KvCache {
+    /** Positions a new cache holds before it first grows. */
+    public static final int INITIAL_POSITIONS = 16;
+
     private final int rank;
     private final int rope;
     private final int maxPositions;
@@ -36,7 +39,7 @@ public final class HeapKvCache implements KvCache {
         this.maxPositions = maxPositions;
         this.latent = new float[layers][];
         this.kPe = new float[layers][];
-        this.capacity = Math.min(16, maxPositions);
+        this.capacity = Math.min(INITIAL_POSITIONS, maxPositions);
         for (int l = 0; l < layers; l++) {
             latent[l] = new float[capacity * rank];
             kPe[l] = new float[capacity * rope];

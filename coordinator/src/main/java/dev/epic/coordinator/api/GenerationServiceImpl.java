@@ -313,11 +313,6 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     }
 
     /**
-     * Proto sampling fields over the server defaults, validated by the sampling package
-     * ({@link dev.epic.text.sampling.InvalidSamplingException} names the field). Public so that a
-     * client (epic generate) can refuse bad values before it loads a model.
-     */
-    /**
      * max_tokens when a request leaves it out: the rest of the context (vLLM's default), where the
      * context is also bounded by the longest sequence the KV cache budget holds.
      */
@@ -326,7 +321,11 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         return (int) Math.max(1, longest - promptTokens);
     }
 
-    /** The request's sampling settings checked as the server checks them, before a prompt is known. */
+    /**
+     * Proto sampling fields over the server defaults, validated by the sampling package
+     * ({@link dev.epic.text.sampling.InvalidSamplingException} names the field), before a prompt is
+     * known. Public so that a client (epic generate) can refuse bad values before it loads a model.
+     */
     public static SamplingParams sampling(dev.epic.proto.SamplingParams p) {
         return sampling(p, Integer.MAX_VALUE);
     }

@@ -9,6 +9,7 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
+import io.netty.channel.ChannelPipeline;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.nio.NioIoHandler;
@@ -23,6 +24,7 @@ import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpHeaderValues;
 import io.netty.handler.codec.http.HttpHeaders;
 import io.netty.handler.codec.http.HttpMessage;
+import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpObjectAggregator;
 import io.netty.handler.codec.http.HttpResponse;
 import io.netty.handler.codec.http.HttpResponseStatus;
@@ -30,6 +32,10 @@ import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.LastHttpContent;
+import io.netty.handler.codec.http.TooLongHttpHeaderException;
+import io.netty.handler.codec.http.TooLongHttpLineException;
+import io.netty.handler.timeout.IdleStateEvent;
+import io.netty.handler.timeout.IdleStateHandler;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -54,6 +60,9 @@ import org.slf4j.LoggerFactory;
 final class NettyHttpServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(NettyHttpServer.class);
 
+    /** A keep-alive connection with no request for this long is closed (the JDK server's idle interval). */
+    static final int IDLE_SECONDS = 30;
+
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
     private final Channel server;
@@ -67,10 +76,11 @@ final class NettyHttpServer implements AutoCloseable {
     /**
      * Binds {@code host:port} (0: any free port) and hands every request whose body is at most
      * {@code maxBody} bytes to {@code handler}, run by {@code executor}; a larger one gets status 413
-     * with the body {@code tooLarge} gives.
+     * with the body {@code tooLarge} gives. A connection idle between requests for
+     * {@code idleSeconds} is closed.
      */
     static NettyHttpServer start(String host, int port, int maxBody, Supplier<byte[]> tooLarge,
-            Consumer<Exchange> handler, ExecutorService executor) throws IOException {
+            Consumer<Exchange> handler, ExecutorService executor, int idleSeconds) throws IOException {
         EventLoopGroup boss = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("epic-http-accept", true),
                 NioIoHandler.newFactory());
         EventLoopGroup workers = new MultiThreadIoEventLoopGroup(2, new DefaultThreadFactory("epic-http", true),
@@ -80,8 +90,12 @@ final class NettyHttpServer implements AutoCloseable {
                 .childHandler(new ChannelInitializer<SocketChannel>() {
                     @Override
                     protected void initChannel(SocketChannel ch) {
-                        ch.pipeline().addLast(new HttpServerCodec(), new Aggregator(maxBody, tooLarge),
-                                new Connection(handler, executor));
+                        // Header limits as the JDK server had (384 KiB: long JWTs and cookies pass).
+                        HttpDecoderConfig limits = new HttpDecoderConfig().setMaxInitialLineLength(64 << 10)
+                                .setMaxHeaderSize(384 << 10);
+                        ch.pipeline().addLast(new HttpServerCodec(limits), new Aggregator(maxBody),
+                                new IdleStateHandler(0, 0, idleSeconds, TimeUnit.SECONDS),
+                                new Connection(handler, executor, tooLarge, maxBody));
                     }
                 });
         ChannelFuture bound = b.bind(new InetSocketAddress(host, port)).awaitUninterruptibly();
@@ -106,49 +120,86 @@ final class NettyHttpServer implements AutoCloseable {
         boss.shutdownGracefully(0, 0, TimeUnit.SECONDS).awaitUninterruptibly();
     }
 
-    /** A body over the limit gets the API's own 413 (an OpenAI error object), not Netty's empty one. */
-    private static final class Aggregator extends HttpObjectAggregator {
-        private final Supplier<byte[]> tooLarge;
+    /**
+     * A request whose body is over the limit, or that did not parse: answered in its turn on the
+     * connection (after the answers to the requests before it), with the connection closed after when
+     * the client may not send what is left.
+     */
+    private record Refused(HttpResponseStatus status, String message, boolean close) {}
 
-        Aggregator(int maxBody, Supplier<byte[]> tooLarge) {
+    /**
+     * Aggregates each request; one over the limit goes on as a {@link Refused} (413) while the aggregator
+     * reads and drops the rest of its body, so a client still sending gets the answer and not a reset.
+     */
+    private static final class Aggregator extends HttpObjectAggregator {
+        Aggregator(int maxBody) {
             super(maxBody);
-            this.tooLarge = tooLarge;
+        }
+
+        /** No automatic 413 to "Expect: 100-continue" either: it would overtake earlier answers. */
+        @Override
+        protected Object newContinueResponse(HttpMessage start, int maxContentLength, ChannelPipeline pipeline) {
+            if (HttpUtil.is100ContinueExpected(start) && HttpUtil.getContentLength(start, -1L) > maxContentLength) {
+                return null; // handleOversizedMessage answers it, in its turn
+            }
+            return super.newContinueResponse(start, maxContentLength, pipeline);
         }
 
         @Override
         protected void handleOversizedMessage(ChannelHandlerContext ctx, HttpMessage oversized) {
-            DefaultFullHttpResponse r = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
-                    HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, Unpooled.wrappedBuffer(tooLarge.get()));
-            r.headers().set(HttpHeaderNames.CONTENT_TYPE, "application/json")
-                    .setInt(HttpHeaderNames.CONTENT_LENGTH, r.content().readableBytes());
-            // The connection stays open and the aggregator reads and drops the rest of the body, so a
-            // client still sending gets this answer and not a reset (closing with unread bytes resets).
-            if (HttpUtil.isKeepAlive(oversized)) {
-                ctx.writeAndFlush(r).addListener(ChannelFutureListener.CLOSE_ON_FAILURE);
-            } else {
-                r.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
-                ctx.writeAndFlush(r).addListener(ChannelFutureListener.CLOSE);
-            }
+            // A client expecting 100 Continue may never send the body: close after the answer.
+            boolean close = HttpUtil.is100ContinueExpected(oversized) || !HttpUtil.isKeepAlive(oversized);
+            ctx.fireChannelRead(new Refused(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, null, close));
         }
     }
 
-    /** One connection: its requests in order, one handler at a time, and its disconnect. */
+    /**
+     * One connection: its requests in order, one handler at a time, and its disconnect. The connection
+     * is read on while a request is handled (that is how a client leaving is seen), so a client
+     * pipelining requests could pile them up in memory: those waiting behind the one under way may hold
+     * one request body's worth of bytes, and a connection that sends more is closed. (Netty's decoders
+     * read on to complete a message even with auto-read off, so pausing reads would not bound it.)
+     */
     private static final class Connection extends ChannelInboundHandlerAdapter {
         private final Consumer<Exchange> handler;
         private final ExecutorService executor;
-        private final ArrayDeque<FullHttpRequest> pending = new ArrayDeque<>(); // event loop only
-        private NettyExchange current;                                          // event loop only
+        private final Supplier<byte[]> tooLarge;
+        private final ArrayDeque<Object> pending = new ArrayDeque<>(); // FullHttpRequest or Refused; event loop only
+        private boolean busy;                                          // event loop only
+        private long waitingBytes;                                     // bodies in pending; event loop only
+        private final int maxBody;
+        private NettyExchange current;                                 // event loop only
 
-        Connection(Consumer<Exchange> handler, ExecutorService executor) {
+        Connection(Consumer<Exchange> handler, ExecutorService executor, Supplier<byte[]> tooLarge, int maxBody) {
+            this.maxBody = maxBody;
             this.handler = handler;
             this.executor = executor;
+            this.tooLarge = tooLarge;
         }
 
         @Override
         public void channelRead(ChannelHandlerContext ctx, Object msg) {
-            if (msg instanceof FullHttpRequest req) {
-                pending.add(req);
-                if (current == null) {
+            if (msg instanceof FullHttpRequest req && req.decoderResult().isFailure()) {
+                Throwable why = req.decoderResult().cause();
+                req.release();
+                HttpResponseStatus status = why instanceof TooLongHttpHeaderException
+                        ? HttpResponseStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+                        : why instanceof TooLongHttpLineException ? HttpResponseStatus.REQUEST_URI_TOO_LONG
+                        : HttpResponseStatus.BAD_REQUEST;
+                msg = new Refused(status, "the request could not be parsed: " + why.getMessage(), true);
+            }
+            if (msg instanceof FullHttpRequest || msg instanceof Refused) {
+                long bytes = msg instanceof FullHttpRequest req ? req.content().readableBytes() : 0;
+                if (busy && waitingBytes + bytes > maxBody) {
+                    log.debug("HTTP client {} pipelines more than {} bytes of requests: closing",
+                            ctx.channel().remoteAddress(), maxBody);
+                    io.netty.util.ReferenceCountUtil.release(msg);
+                    ctx.close();
+                    return;
+                }
+                waitingBytes += bytes;
+                pending.add(msg);
+                if (!busy) {
                     next(ctx);
                 }
             } else {
@@ -157,14 +208,25 @@ final class NettyHttpServer implements AutoCloseable {
         }
 
         private void next(ChannelHandlerContext ctx) {
-            FullHttpRequest req = pending.poll();
+            Object msg = pending.poll();
+            if (msg instanceof FullHttpRequest req) {
+                waitingBytes -= req.content().readableBytes();
+            }
             current = null;
-            if (req == null || !ctx.channel().isActive()) {
-                if (req != null) {
-                    req.release();
-                }
+            busy = msg != null;
+            if (msg == null) {
                 return;
             }
+            if (!ctx.channel().isActive()) {
+                io.netty.util.ReferenceCountUtil.release(msg);
+                busy = false;
+                return;
+            }
+            if (msg instanceof Refused r) {
+                refuse(ctx, r);
+                return;
+            }
+            FullHttpRequest req = (FullHttpRequest) msg;
             NettyExchange ex = new NettyExchange(ctx.channel(), req);
             current = ex;
             try {
@@ -176,7 +238,11 @@ final class NettyHttpServer implements AutoCloseable {
                     } finally {
                         ex.finish();
                         req.release();
-                        ctx.executor().execute(() -> next(ctx));
+                        try {
+                            ctx.executor().execute(() -> next(ctx));
+                        } catch (java.util.concurrent.RejectedExecutionException e) {
+                            log.debug("HTTP server stopped before the next request on {}", ctx.channel());
+                        }
                     }
                 });
             } catch (java.util.concurrent.RejectedExecutionException e) { // shutting down
@@ -185,13 +251,43 @@ final class NettyHttpServer implements AutoCloseable {
             }
         }
 
+        /** Answers a request that did not parse or was too large, as an OpenAI error object. */
+        private void refuse(ChannelHandlerContext ctx, Refused r) {
+            byte[] body;
+            try {
+                body = r.message() == null ? tooLarge.get() : OpenAiRequests.JSON.writeValueAsBytes(OpenAiResponses.error(
+                        new OpenAiError(r.status().code(), "invalid_request_error", null, r.message())));
+            } catch (IOException e) {
+                body = new byte[0];
+            }
+            DefaultFullHttpResponse resp = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, r.status(),
+                    Unpooled.wrappedBuffer(body));
+            resp.headers().set(HttpHeaderNames.CONTENT_TYPE, "application/json")
+                    .setInt(HttpHeaderNames.CONTENT_LENGTH, body.length);
+            if (r.close()) {
+                resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+            }
+            ctx.writeAndFlush(resp).addListener(r.close() ? ChannelFutureListener.CLOSE : ChannelFutureListener.CLOSE_ON_FAILURE);
+            next(ctx);
+        }
+
+        /** A keep-alive connection idle between requests is closed; one whose request runs long is not. */
+        @Override
+        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+            if (evt instanceof IdleStateEvent && !busy) {
+                ctx.close();
+            } else {
+                ctx.fireUserEventTriggered(evt);
+            }
+        }
+
         @Override
         public void channelInactive(ChannelHandlerContext ctx) {
             if (current != null) {
                 current.disconnected();
             }
-            for (FullHttpRequest req; (req = pending.poll()) != null; ) {
-                req.release();
+            for (Object msg; (msg = pending.poll()) != null; ) {
+                io.netty.util.ReferenceCountUtil.release(msg);
             }
             ctx.fireChannelInactive();
         }
@@ -208,7 +304,7 @@ final class NettyHttpServer implements AutoCloseable {
         private final Channel channel;
         private final FullHttpRequest request;
         private final byte[] body;
-        private final boolean keepAlive;
+        private boolean keepAlive; // off for a streamed answer to HTTP/1.0, which ends when the connection does
         private final HttpHeaders headers = new DefaultHttpHeaders();
         private final List<Runnable> onDisconnect = new ArrayList<>(); // guarded by this
         private boolean gone;                                          // guarded by this
@@ -281,7 +377,11 @@ final class NettyHttpServer implements AutoCloseable {
             if (length > 0) {
                 HttpUtil.setContentLength(r, length);
             } else if (length == 0) {
-                HttpUtil.setTransferEncodingChunked(r, true);
+                if (request.protocolVersion().equals(HttpVersion.HTTP_1_0)) {
+                    keepAlive = false; // HTTP/1.0 has no chunks: the body runs until the connection closes
+                } else {
+                    HttpUtil.setTransferEncodingChunked(r, true);
+                }
             } else if (code != 204 && code != 304) {
                 HttpUtil.setContentLength(r, 0);
             }

@@ -96,7 +96,8 @@ public final class OpenAiServer implements AutoCloseable {
         ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
         OpenAiServer server = new OpenAiServer(executor, channel, servedName, apiKey, allowedOrigins);
         try {
-            server.http = NettyHttpServer.start(host, port, MAX_BODY, OpenAiServer::tooLarge, server::handle, executor);
+            server.http = NettyHttpServer.start(host, port, MAX_BODY, OpenAiServer::tooLarge, server::handle, executor,
+                    NettyHttpServer.IDLE_SECONDS);
         } catch (IOException e) {
             channel.shutdownNow();
             executor.shutdownNow();

@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
+import java.util.PriorityQueue;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
@@ -73,17 +74,28 @@ public final class Scheduler implements AutoCloseable {
          * token, whose logits then choose the token after it, as the decode step would have.
          */
         void preempt() {
+            if (!prefilling() && next >= 0) { // built first: should that fail, the slot is as it was
+                int[] all = Arrays.copyOf(prompt, prompt.length + generated.size() + 1);
+                for (int i = 0; i < generated.size(); i++) {
+                    all[prompt.length + i] = generated.get(i);
+                }
+                all[all.length - 1] = next;
+                generated.add(next);
+                feed = all;
+            }
             cache.release();
             cache = null;
-            if (!prefilling() && next >= 0) {
-                generated.add(next);
-                feed = Arrays.copyOf(prompt, prompt.length + generated.size());
-                for (int i = 0; i < generated.size(); i++) {
-                    feed[prompt.length + i] = generated.get(i);
-                }
-            }
             fed = 0;
             resumed = true;
+        }
+
+        /**
+         * Positions to hold on joining: the feed and its first token, and for a resumed sequence room
+         * to decode {@link #TIGHT_GROWTH} more, so that it is not preempted again before it has moved.
+         */
+        int joinPositions() {
+            int extra = resumed ? TIGHT_GROWTH : 0;
+            return (int) Math.min(maxPositions, Math.max(feed.length + 1, (long) feed.length + 1 + extra));
         }
     }
 
@@ -93,7 +105,8 @@ public final class Scheduler implements AutoCloseable {
     private final Condition work = lock.newCondition();
     private final ArrayDeque<SequenceTask> queue = new ArrayDeque<>(); // guarded by lock
     private final List<Slot> active = new ArrayList<>();               // engine thread only
-    private final ArrayDeque<Slot> preempted = new ArrayDeque<>();    // engine thread only, oldest arrival first
+    private final PriorityQueue<Slot> preempted =                     // engine thread only, oldest arrival first
+            new PriorityQueue<>((a, b) -> Long.compare(a.arrival, b.arrival));
     private long arrivals;                                             // engine thread only
     private volatile int preemptedCount;
     private volatile long preemptions;
@@ -181,6 +194,11 @@ public final class Scheduler implements AutoCloseable {
             }
             for (SequenceTask t : tasks) {
                 long bytes = maxPositions(t) * kvBytesPerPosition;
+                if ((long) (t.prompt().length + 1) * kvBytesPerPosition > options.kvCacheBytes()) {
+                    throw new KvBudgetException("the prompt of " + t.prompt().length + " tokens needs more KV cache "
+                            + "than this server's whole budget of " + mib(options.kvCacheBytes())
+                            + " MiB (--kv-cache-mb); send a shorter prompt");
+                }
                 if (bytes > options.kvCacheBytes()) {
                     throw new KvBudgetException("prompt + max tokens reach " + t.maxPositions() + " positions, "
                             + mib(bytes) + " MiB of KV cache, more than this server's whole KV cache budget of "
@@ -303,7 +321,7 @@ public final class Scheduler implements AutoCloseable {
             lock.unlock();
         }
         log.error("engine loop died: failing {} running and {} waiting sequence(s), refusing new ones", active.size(),
-                waiting.size(), t);
+                waiting.size() + preempted.size(), t);
         SchedulerUnavailableException error = engineDied();
         for (Slot s : active) {
             s.cache.release();
@@ -349,11 +367,6 @@ public final class Scheduler implements AutoCloseable {
         preemptedCount = preempted.size();
     }
 
-    /** Bytes of the KV cache budget a sequence's cache takes now (its arrays, not only its length). */
-    private long held(Slot s) {
-        return (long) s.cache.capacity() * kvBytesPerPosition;
-    }
-
     /**
      * Moves preempted sequences, then queued tasks, into free slots while their prompts fit in the KV
      * cache budget beside what the running ones hold, first come first served; waits while there is
@@ -373,17 +386,17 @@ public final class Scheduler implements AutoCloseable {
                 }
                 long kvFree = options.kvCacheBytes();
                 for (Slot s : active) {
-                    kvFree -= held(s);
+                    kvFree -= (long) grown(s, true) * kvBytesPerPosition; // what it holds after its next step
                 }
                 boolean kvFull = false; // once one does not fit, later ones wait too (first come, first served)
                 while (!preempted.isEmpty() && active.size() < options.maxBatch()) {
-                    long took = join(preempted.peekFirst(), kvFree, joined);
+                    long took = join(preempted.peek(), kvFree, joined);
                     if (took < 0) {
                         kvFull = true;
                         break;
                     }
                     kvFree -= took;
-                    preempted.removeFirst();
+                    preempted.poll();
                 }
                 preemptedCount = preempted.size();
                 for (Iterator<SequenceTask> it = queue.iterator(); it.hasNext(); ) {
@@ -419,7 +432,7 @@ public final class Scheduler implements AutoCloseable {
         }
         for (Slot s : joined) { // outside the lock: allocating and copying a long prefix take a while
             try {
-                s.cache.reserve(s.feed.length + 1); // prefill chunks then append without regrowing
+                s.cache.reserve(s.joinPositions()); // prefill chunks then append without regrowing
                 if (prefixCache != null && !s.promptLogits()) {
                     s.fed = prefixCache.restore(s.feed, s.cache);
                 }
@@ -439,17 +452,16 @@ public final class Scheduler implements AutoCloseable {
 
     /**
      * Gives {@code s} a new cache and a batch slot when its feed fits in {@code kvFree} with the 1%
-     * slack (alone, one always joins); returns the bytes it took, or -1 when it must wait. The cache is
-     * made first: should that throw, s is still waiting.
+     * slack (alone, one always joins); returns the bytes it took, or -1 when it must wait. Should making
+     * the cache throw, s is still waiting.
      */
     private long join(Slot s, long kvFree, List<Slot> joined) {
-        KvCache cache = model.newCache();
-        long need = (long) Math.max(cache.capacity(), s.feed.length + 1) * kvBytesPerPosition;
+        int fresh = Math.min(HeapKvCache.INITIAL_POSITIONS, s.maxPositions); // what a new heap cache holds
+        long need = (long) Math.max(fresh, s.joinPositions()) * kvBytesPerPosition;
         if (!active.isEmpty() && need > kvFree - options.kvCacheBytes() / 100) {
-            cache.release();
             return -1;
         }
-        s.cache = cache;
+        s.cache = model.newCache();
         active.add(s);
         joined.add(s);
         return need;
@@ -481,18 +493,26 @@ public final class Scheduler implements AutoCloseable {
                 tight = true; // nothing may be preempted: they run, over the budget for this step
                 break;
             }
-            active.remove(victim);
             log.info("KV cache budget full (--kv-cache-mb {}): preempting a sequence at {} positions; it resumes by "
                     + "recomputing them", mib(options.kvCacheBytes()), victim.cache.length());
             victim.preempt();
-            insertPreempted(victim);
+            preempted.add(victim); // never in neither list: its client would wait forever
+            active.remove(victim);
             preemptions++;
         }
         activeCount = active.size();
         preemptedCount = preempted.size();
-        for (Slot s : active) {
-            s.cache.reserve(grown(s, tight));
+        for (Slot s : List.copyOf(active)) {
+            try {
+                s.cache.reserve(grown(s, tight));
+            } catch (RuntimeException | OutOfMemoryError e) {
+                // The heap is smaller than the budget says: this sequence fails, not the engine.
+                log.warn("the KV cache of a sequence at {} positions could not grow: {}", s.cache.length(), e.toString());
+                retire(s);
+                s.task.onFailure(e);
+            }
         }
+        activeCount = active.size();
     }
 
     /** Positions a cache grows by when doubling it does not fit in the budget (four 16-position pages). */
@@ -534,14 +554,6 @@ public final class Scheduler implements AutoCloseable {
         }
         long more = tight ? Math.min(capacity, TIGHT_GROWTH) : capacity;
         return (int) Math.min(s.maxPositions, Math.max(need, capacity + more));
-    }
-
-    private void insertPreempted(Slot s) {
-        List<Slot> all = new ArrayList<>(preempted);
-        all.add(s);
-        all.sort((a, b) -> Long.compare(a.arrival, b.arrival));
-        preempted.clear();
-        preempted.addAll(all);
     }
 
     /** One batched forward step over all active sequences. */

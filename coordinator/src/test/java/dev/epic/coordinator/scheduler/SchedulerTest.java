@@ -347,6 +347,35 @@ class SchedulerTest {
     }
 
     /**
+     * A preempted sequence rejoins only with room to decode on: B, started beside a long A in KV cache
+     * for 168 positions, is preempted once when its cache must double, and then waits for A instead of
+     * rejoining to be preempted again after every token.
+     */
+    @Test
+    void aPreemptedSequenceIsNotPreemptedAgainAfterEachToken() throws Exception {
+        long perPosition = HeapKvCache.bytesPerPosition(model.config());
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(4, 4, 256).withKvCacheBytes(168 * perPosition))) {
+            CollectingSink b = new CollectingSink();
+            java.util.concurrent.atomic.AtomicInteger aTokens = new java.util.concurrent.atomic.AtomicInteger();
+            CollectingSink a = new CollectingSink() {
+                @Override
+                public void delta(dev.epic.text.generate.Delta d) {
+                    super.delta(d);
+                    if (aTokens.incrementAndGet() == 70) { // on the engine thread: B joins at the next admission
+                        s.submit(task(prompt(2, 3), sampled(2, 60), b));
+                    }
+                }
+            };
+            s.submit(task(prompt(1, 3), sampled(1, 125), a));
+            s.start();
+            assertEquals(125, a.done.get(60, TimeUnit.SECONDS).tokenIds().length);
+            assertEquals(60, b.done.get(60, TimeUnit.SECONDS).tokenIds().length);
+            assertEquals(2, s.peakBatch());
+            assertEquals(1, s.preemptions());
+        }
+    }
+
+    /**
      * After a preemption, the logits of every later position come from prefilling the sequence again
      * instead of decoding it: the same within the chunked-prefill tolerance, and the same greedy tokens,
      * against the same prompts run alone.

@@ -1,0 +1,224 @@
+package dev.epic.coordinator.openai;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/** The HTTP server under the OpenAI API, over raw sockets: framing, limits and order on one connection. */
+class NettyHttpServerTest {
+    private final ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
+    private NettyHttpServer server;
+
+    @AfterEach
+    void stop() {
+        if (server != null) {
+            server.close();
+        }
+        executor.shutdownNow();
+    }
+
+    private Socket start(int maxBody, int idleSeconds, Consumer<Exchange> handler) throws IOException {
+        server = NettyHttpServer.start("127.0.0.1", 0, maxBody, () -> ascii("{\"error\": \"too large\"}"), handler,
+                executor, idleSeconds);
+        Socket s = new Socket("127.0.0.1", server.port());
+        s.setSoTimeout(10_000);
+        return s;
+    }
+
+    private static byte[] ascii(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** Answers 200 with a JSON body naming the request. */
+    private static void answer(Exchange ex) {
+        try {
+            byte[] b = ascii("{\"seen\": \"" + ex.method() + " " + ex.uri().getPath() + "\"}");
+            ex.setHeader("Content-Type", "application/json");
+            ex.sendResponseHeaders(200, b.length);
+            ex.responseBody().write(b);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** Everything the server sends until it closes the connection. */
+    private static String readToClose(Socket s) throws IOException {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        InputStream in = s.getInputStream();
+        byte[] buf = new byte[1 << 16];
+        for (int n; (n = in.read(buf)) > 0; ) {
+            out.write(buf, 0, n);
+        }
+        return out.toString(StandardCharsets.UTF_8);
+    }
+
+    /** What the server sends within {@code millis}, without waiting for it to close. */
+    private static String readFor(Socket s, int millis) throws IOException {
+        s.setSoTimeout(millis);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        byte[] buf = new byte[1 << 16];
+        try {
+            for (int n; (n = s.getInputStream().read(buf)) > 0; ) {
+                out.write(buf, 0, n);
+            }
+        } catch (SocketTimeoutException e) {
+            // enough
+        }
+        return out.toString(StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void aBodyOverTheLimitIs413InItsTurnAndTheConnectionGoesOn() throws Exception {
+        CountDownLatch slow = new CountDownLatch(1);
+        try (Socket s = start(1000, 30, ex -> {
+            if (ex.uri().getPath().equals("/slow")) {
+                try {
+                    slow.await(5, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            answer(ex);
+        })) {
+            OutputStream o = s.getOutputStream();
+            o.write(ascii("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"
+                    + "POST /v1/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n" + "y".repeat(5000)
+                    + "GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+            o.flush();
+            Thread.sleep(300); // the 413 is known by now: it must still wait for /slow's answer
+            slow.countDown();
+            String all = readToClose(s);
+            int first = all.indexOf("GET /slow"), tooLarge = all.indexOf("413"), last = all.indexOf("GET /health");
+            assertTrue(first >= 0 && tooLarge > first && last > tooLarge, all);
+            assertTrue(all.contains("{\"error\": \"too large\"}"), all);
+        }
+    }
+
+    @Test
+    void anOversizedBodyExpecting100ContinueGetsTheJson413AndTheConnectionCloses() throws Exception {
+        AtomicInteger calls = new AtomicInteger();
+        try (Socket s = start(1000, 30, ex -> {
+            calls.incrementAndGet();
+            answer(ex);
+        })) {
+            s.getOutputStream().write(ascii("POST /v1/completions HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                    + "Content-Length: 5000\r\n\r\n"));
+            String all = readToClose(s);
+            assertTrue(all.startsWith("HTTP/1.1 413"), all);
+            assertTrue(all.contains("{\"error\": \"too large\"}"), all);
+            assertFalse(all.contains("100 Continue"), all);
+            assertEquals(0, calls.get());
+        }
+    }
+
+    /** Headers up to 384 KiB pass (as with the JDK's server); longer ones are 431, never a handler's call. */
+    @Test
+    void longHeadersPassAndTooLongOnesAre431() throws Exception {
+        AtomicInteger calls = new AtomicInteger();
+        try (Socket s = start(1000, 30, ex -> {
+            calls.incrementAndGet();
+            assertEquals(10_000 + 7, ex.requestHeader("Authorization").length());
+            answer(ex);
+        })) {
+            s.getOutputStream().write(ascii("GET /health HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " + "k".repeat(10_000)
+                    + "\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\nX-Big: " + "x".repeat(400 << 10) + "\r\n\r\n"));
+            String all = readToClose(s);
+            assertTrue(all.startsWith("HTTP/1.1 200"), all);
+            assertTrue(all.contains("HTTP/1.1 431"), all);
+            assertEquals(1, calls.get());
+        }
+    }
+
+    /** HTTP/1.0 has no chunked encoding: a streamed answer is the raw body, ended by closing. */
+    @Test
+    void aStreamedAnswerToHttp10IsNotChunked() throws Exception {
+        try (Socket s = start(1000, 30, ex -> {
+            try {
+                ex.sendResponseHeaders(200, 0);
+                ex.responseBody().write(ascii("data: one\n\n"));
+                ex.responseBody().write(ascii("data: two\n\n"));
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        })) {
+            s.getOutputStream().write(ascii("POST /v1/completions HTTP/1.0\r\nContent-Length: 0\r\n\r\n"));
+            String all = readToClose(s);
+            assertFalse(all.toLowerCase().contains("transfer-encoding"), all);
+            assertTrue(all.endsWith("\r\n\r\ndata: one\n\ndata: two\n\n"), all);
+        }
+    }
+
+    /**
+     * A client pipelining big requests may have one wait behind the one under way; one more closes the
+     * connection, so what a connection holds in memory stays bounded.
+     */
+    @Test
+    void pipelinedRequestsAreNotReadAheadOfTheOneUnderWay() throws Exception {
+        CountDownLatch release = new CountDownLatch(1);
+        try (Socket s = start(4 << 20, 30, ex -> {
+            try {
+                release.await(20, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            answer(ex);
+        })) {
+            byte[] body = new byte[(4 << 20) - 1000];
+            java.util.Arrays.fill(body, (byte) 'a');
+            byte[] head = ascii("POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: " + body.length + "\r\n\r\n");
+            AtomicLong sent = new AtomicLong();
+            Thread writer = Thread.ofVirtual().start(() -> {
+                try {
+                    OutputStream o = s.getOutputStream();
+                    for (int i = 0; i < 25; i++) {
+                        o.write(head);
+                        o.write(body);
+                        sent.addAndGet(body.length);
+                    }
+                } catch (IOException e) {
+                    // closed at the end of the test
+                }
+            });
+            writer.join(5000);
+            // Three requests read, then the connection closes: far from the 100 MiB the client tries to send.
+            assertTrue(sent.get() < 24L << 20, "the server read ahead " + (sent.get() >> 20) + " MiB");
+            release.countDown();
+            assertEquals("", readToClose(s), "no answer on a connection closed for pipelining too much");
+        }
+    }
+
+    @Test
+    void aConnectionIdleBetweenRequestsIsClosedButNotOneWhoseRequestRunsLong() throws Exception {
+        try (Socket s = start(1000, 1, ex -> {
+            try {
+                Thread.sleep(2500); // longer than the idle time, with nothing read or written
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            answer(ex);
+        })) {
+            s.getOutputStream().write(ascii("GET /long HTTP/1.1\r\nHost: a\r\n\r\n"));
+            String answer = readFor(s, 4000); // the answer, then the close a second after it
+            assertTrue(answer.contains("GET /long"), answer);
+            assertEquals(-1, s.getInputStream().read(), "an idle connection stays open");
+        }
+    }
+}
