@@ -55,6 +55,11 @@ public final class CoordinatorCommand implements Callable<Integer> {
             description = "hidden-state encoding to expert workers (fp32 is exact; default ${DEFAULT-VALUE})")
     String wire;
 
+    @Option(names = "--drain-ms", defaultValue = "30000", paramLabel = "MS",
+            description = "on SIGTERM: health turns NOT_SERVING, new requests get UNAVAILABLE, and running ones "
+                    + "get this long to finish before they are cancelled (default ${DEFAULT-VALUE})")
+    long drainMs;
+
     @Option(names = "--expert-deadline-ms", defaultValue = "5000", paramLabel = "MS",
             description = "a worker slower than this for one layer is presumed dead (default ${DEFAULT-VALUE})")
     long expertDeadlineMs;
@@ -97,6 +102,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
         Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds);
         Flags.requireNonNegative("--max-context", maxContext);
         // A zero or negative gRPC deadline fails every call at once, so the cluster would never answer.
+        Flags.requireNonNegative("--drain-ms", drainMs);
         Flags.requirePositive("--expert-deadline-ms", expertDeadlineMs);
         Flags.requirePositive("--attention-deadline-ms", attentionDeadlineMs);
         RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
@@ -137,7 +143,8 @@ public final class CoordinatorCommand implements Callable<Integer> {
         RemoteExpertBackend experts = backend;
         RemoteAttention remote = attention;
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            server.close(); // first: its streams end with finish_reason CANCELLED, which HTTP clients still get
+            server.drain(Duration.ofMillis(drainMs)); // running requests finish; HTTP keeps serving their streams
+            server.close(); // first: what is left ends with finish_reason CANCELLED, which HTTP clients still get
             if (http != null) {
                 http.close();
             }

@@ -37,6 +37,7 @@ public final class CoordinatorServer implements AutoCloseable {
     private final HealthStatusManager health;
     private final ScheduledExecutorService healthCheck;
     private final String host;
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
     private CoordinatorServer(Server server, Scheduler scheduler, HealthStatusManager health,
             ScheduledExecutorService healthCheck, String host) {
@@ -116,8 +117,39 @@ public final class CoordinatorServer implements AutoCloseable {
         server.awaitTermination();
     }
 
+    /**
+     * A graceful stop (SIGTERM under Kubernetes): health turns NOT_SERVING so load balancers stop
+     * sending, new requests get UNAVAILABLE, and the running and queued ones get up to {@code timeout}
+     * to finish before {@link #close} cancels the rest. Returns whether they all finished.
+     */
+    public boolean drain(java.time.Duration timeout) {
+        healthCheck.shutdownNow();
+        try {
+            healthCheck.awaitTermination(1, TimeUnit.SECONDS); // a check under way must not set SERVING after us
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, ServingStatus.NOT_SERVING);
+        health.setStatus(SERVICE, ServingStatus.NOT_SERVING);
+        int open = scheduler.running() + scheduler.waiting();
+        log.info("draining: {} request sequence(s) running or queued, up to {} ms to finish", open, timeout.toMillis());
+        try {
+            boolean done = scheduler.drain(timeout.toNanos());
+            if (!done) {
+                log.warn("drain time over: cancelling {} sequence(s)", scheduler.running() + scheduler.waiting());
+            }
+            return done;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
+    }
+
     @Override
     public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
         health.enterTerminalState();
         healthCheck.shutdownNow();
         server.shutdown();

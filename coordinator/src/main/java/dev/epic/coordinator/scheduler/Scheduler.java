@@ -112,6 +112,7 @@ public final class Scheduler implements AutoCloseable {
     private volatile long preemptions;
     private final Thread engine;
     private volatile boolean closed;
+    private volatile boolean draining; // no new sequences; the queued and running ones go on
     /** What killed the engine thread; null while it runs. Set with the queue's lock held. */
     private volatile Throwable engineFailure;
     private volatile int activeCount;
@@ -191,6 +192,10 @@ public final class Scheduler implements AutoCloseable {
             }
             if (closed) {
                 throw new SchedulerUnavailableException("scheduler is shut down", null);
+            }
+            if (draining) {
+                throw new SchedulerUnavailableException("this coordinator is shutting down: it finishes the "
+                        + "requests it has and takes no new ones", null);
             }
             for (SequenceTask t : tasks) {
                 long bytes = maxPositions(t) * kvBytesPerPosition;
@@ -753,6 +758,28 @@ public final class Scheduler implements AutoCloseable {
             }
             return task.accept(tokens[i]);
         }
+    }
+
+    /**
+     * Takes no new sequences (UNAVAILABLE) and waits up to {@code timeoutNanos} for the queued and running
+     * ones to end; returns whether they all did. {@link #close} then cancels what is left.
+     */
+    public boolean drain(long timeoutNanos) throws InterruptedException {
+        lock.lock();
+        try {
+            draining = true;
+        } finally {
+            lock.unlock();
+        }
+        long deadline = System.nanoTime() + timeoutNanos;
+        while (running() + waiting() > 0 && !failed()) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                return false;
+            }
+            Thread.sleep(Math.min(20, Math.max(1, left / 1_000_000)));
+        }
+        return true;
     }
 
     /** Stops the engine: waiting and running sequences are cancelled. */

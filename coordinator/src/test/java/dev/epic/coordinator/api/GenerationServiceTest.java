@@ -609,6 +609,75 @@ class GenerationServiceTest {
     }
 
     /**
+     * A graceful stop: while draining, health is NOT_SERVING and a new request is UNAVAILABLE, and the
+     * running one finishes its answer (finish_reason LENGTH, every token); an endless one is cancelled
+     * when the drain time is over.
+     */
+    @Test
+    void aDrainLetsRunningRequestsFinishAndRefusesNewOnes() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        try (CoordinatorServer draining = CoordinatorServer.start(ServedModel.open(dir, null, MAX_CONTEXT),
+                ExpertBackend.local(), new SchedulerOptions(2, 2, 32), "127.0.0.1", 0)) {
+            ManagedChannel ch = channel(draining.target());
+            try {
+                var async = GenerationServiceGrpc.newStub(ch);
+                CompletableFuture<List<GenerateResponse>> finite = collect(async,
+                        ids(SamplingParams.newBuilder().setMaxTokens(300).setIgnoreEos(true).build(), 1, 2, 3));
+                CompletableFuture<List<GenerateResponse>> endless = collect(async,
+                        ids(SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build(), 4, 5));
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+                while (draining.scheduler().running() < 2 && System.nanoTime() < deadline) {
+                    Thread.sleep(5);
+                }
+                CompletableFuture<Boolean> drained = CompletableFuture.supplyAsync(
+                        () -> draining.drain(java.time.Duration.ofSeconds(3)));
+                Status.Code refused = null; // before the drain starts, a new request waits (and times out)
+                while (refused != Status.Code.UNAVAILABLE && System.nanoTime() < deadline) {
+                    refused = codeOf(() -> GenerationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(300,
+                            TimeUnit.MILLISECONDS).generate(ids(SamplingParams.newBuilder().setMaxTokens(1).build(), 7))
+                            .forEachRemaining(r -> { }));
+                }
+                assertEquals(Status.Code.UNAVAILABLE, refused, "a new request while draining");
+                assertEquals(HealthCheckResponse.ServingStatus.NOT_SERVING, HealthGrpc.newBlockingStub(ch)
+                        .check(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build()).getStatus());
+                List<GenerateResponse> done = finite.get(30, TimeUnit.SECONDS);
+                assertEquals(300, done.stream().mapToInt(GenerateResponse::getTokenIdsCount).sum());
+                assertEquals(FinishReason.LENGTH, done.getLast().getFinishReason());
+                assertFalse(drained.get(30, TimeUnit.SECONDS), "the endless request outlived the drain");
+                draining.close();
+                List<GenerateResponse> cut = endless.get(30, TimeUnit.SECONDS);
+                assertEquals(FinishReason.CANCELLED, cut.getLast().getFinishReason());
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
+
+    /** Every response of one Generate call, completed when the stream ends (exceptionally on an error). */
+    private static CompletableFuture<List<GenerateResponse>> collect(GenerationServiceGrpc.GenerationServiceStub stub,
+            GenerateRequest req) {
+        CompletableFuture<List<GenerateResponse>> f = new CompletableFuture<>();
+        List<GenerateResponse> all = java.util.Collections.synchronizedList(new ArrayList<>());
+        stub.generate(req, new StreamObserver<>() {
+            @Override
+            public void onNext(GenerateResponse r) {
+                all.add(r);
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                f.completeExceptionally(t);
+            }
+
+            @Override
+            public void onCompleted() {
+                f.complete(all);
+            }
+        });
+        return f;
+    }
+
+    /**
      * An Error that kills the engine thread: the running and the waiting request end with
      * UNAVAILABLE, later ones are refused with UNAVAILABLE, and health turns NOT_SERVING.
      */
