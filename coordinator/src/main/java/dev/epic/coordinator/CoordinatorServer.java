@@ -118,9 +118,10 @@ public final class CoordinatorServer implements AutoCloseable {
     }
 
     /**
-     * A graceful stop (SIGTERM under Kubernetes): health turns NOT_SERVING so load balancers stop
-     * sending, new requests get UNAVAILABLE, and the running and queued ones get up to {@code timeout}
-     * to finish before {@link #close} cancels the rest. Returns whether they all finished.
+     * A graceful stop (SIGTERM under Kubernetes): health turns NOT_SERVING and the gRPC server takes no
+     * new calls (GOAWAY: clients reconnect elsewhere, readiness probes fail), so new requests get
+     * UNAVAILABLE, and the running and queued ones get up to {@code timeout} to finish before
+     * {@link #close} cancels the rest. Returns whether they all finished.
      */
     public boolean drain(java.time.Duration timeout) {
         healthCheck.shutdownNow();
@@ -131,6 +132,8 @@ public final class CoordinatorServer implements AutoCloseable {
         }
         health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, ServingStatus.NOT_SERVING);
         health.setStatus(SERVICE, ServingStatus.NOT_SERVING);
+        // No new calls: clients get GOAWAY and go to another coordinator, calls under way go on.
+        server.shutdown();
         int open = scheduler.running() + scheduler.waiting();
         log.info("draining: {} request sequence(s) running or queued, up to {} ms to finish", open, timeout.toMillis());
         try {

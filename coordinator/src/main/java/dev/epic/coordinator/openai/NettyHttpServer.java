@@ -93,9 +93,10 @@ final class NettyHttpServer implements AutoCloseable {
                         // Header limits as the JDK server had (384 KiB: long JWTs and cookies pass).
                         HttpDecoderConfig limits = new HttpDecoderConfig().setMaxInitialLineLength(64 << 10)
                                 .setMaxHeaderSize(384 << 10);
-                        ch.pipeline().addLast(new HttpServerCodec(limits), new Aggregator(maxBody),
-                                new IdleStateHandler(0, 0, idleSeconds, TimeUnit.SECONDS),
-                                new Connection(handler, executor, tooLarge, maxBody));
+                        Connection connection = new Connection(handler, executor, tooLarge, maxBody);
+                        // Idle first: the bytes of a slow upload count as activity.
+                        ch.pipeline().addLast(new IdleStateHandler(0, 0, idleSeconds, TimeUnit.SECONDS),
+                                new HttpServerCodec(limits), new Aggregator(maxBody, connection), connection);
                     }
                 });
         ChannelFuture bound = b.bind(new InetSocketAddress(host, port)).awaitUninterruptibly();
@@ -112,11 +113,16 @@ final class NettyHttpServer implements AutoCloseable {
         return ((InetSocketAddress) server.localAddress()).getPort();
     }
 
-    /** Stops accepting; answers under way get a second to end (as {@code HttpServer.stop(1)}). */
+    /** Takes no new connections; those open go on (answers under way can end). */
+    void stopAccepting() {
+        server.close().awaitUninterruptibly();
+    }
+
+    /** Closes every connection: call once the handlers are done, or their answers are cut. */
     @Override
     public void close() {
-        server.close().awaitUninterruptibly();
-        workers.shutdownGracefully(1, 1, TimeUnit.SECONDS).awaitUninterruptibly();
+        stopAccepting();
+        workers.shutdownGracefully(0, 1, TimeUnit.SECONDS).awaitUninterruptibly();
         boss.shutdownGracefully(0, 0, TimeUnit.SECONDS).awaitUninterruptibly();
     }
 
@@ -132,15 +138,24 @@ final class NettyHttpServer implements AutoCloseable {
      * reads and drops the rest of its body, so a client still sending gets the answer and not a reset.
      */
     private static final class Aggregator extends HttpObjectAggregator {
-        Aggregator(int maxBody) {
+        private final Connection connection;
+
+        Aggregator(int maxBody, Connection connection) {
             super(maxBody);
+            this.connection = connection;
         }
 
-        /** No automatic 413 to "Expect: 100-continue" either: it would overtake earlier answers. */
+        /**
+         * No interim or final answer to "Expect" from here while an earlier request is under way: it
+         * would overtake that one's answer. The client then sends its body after its own wait (curl:
+         * a second), as HTTP/1.1 allows. No automatic 413 either: handleOversizedMessage answers
+         * it in its turn.
+         */
         @Override
         protected Object newContinueResponse(HttpMessage start, int maxContentLength, ChannelPipeline pipeline) {
-            if (HttpUtil.is100ContinueExpected(start) && HttpUtil.getContentLength(start, -1L) > maxContentLength) {
-                return null; // handleOversizedMessage answers it, in its turn
+            if (connection.busy() || HttpUtil.is100ContinueExpected(start)
+                    && HttpUtil.getContentLength(start, -1L) > maxContentLength) {
+                return null;
             }
             return super.newContinueResponse(start, maxContentLength, pipeline);
         }
@@ -165,7 +180,10 @@ final class NettyHttpServer implements AutoCloseable {
         private final ExecutorService executor;
         private final Supplier<byte[]> tooLarge;
         private final ArrayDeque<Object> pending = new ArrayDeque<>(); // FullHttpRequest or Refused; event loop only
+        /** Requests that may wait behind the one under way (their headers take memory too). */
+        static final int MAX_WAITING = 16;
         private boolean busy;                                          // event loop only
+        private boolean closing;                                       // answered with Connection: close
         private long waitingBytes;                                     // bodies in pending; event loop only
         private final int maxBody;
         private NettyExchange current;                                 // event loop only
@@ -190,7 +208,11 @@ final class NettyHttpServer implements AutoCloseable {
             }
             if (msg instanceof FullHttpRequest || msg instanceof Refused) {
                 long bytes = msg instanceof FullHttpRequest req ? req.content().readableBytes() : 0;
-                if (busy && waitingBytes + bytes > maxBody) {
+                if (closing) {
+                    io.netty.util.ReferenceCountUtil.release(msg);
+                    return;
+                }
+                if (busy && (waitingBytes + bytes > maxBody || pending.size() >= MAX_WAITING)) {
                     log.debug("HTTP client {} pipelines more than {} bytes of requests: closing",
                             ctx.channel().remoteAddress(), maxBody);
                     io.netty.util.ReferenceCountUtil.release(msg);
@@ -237,7 +259,6 @@ final class NettyHttpServer implements AutoCloseable {
                         log.warn("HTTP request {} {} failed", ex.method(), req.uri(), e);
                     } finally {
                         ex.finish();
-                        req.release();
                         try {
                             ctx.executor().execute(() -> next(ctx));
                         } catch (java.util.concurrent.RejectedExecutionException e) {
@@ -246,7 +267,6 @@ final class NettyHttpServer implements AutoCloseable {
                     }
                 });
             } catch (java.util.concurrent.RejectedExecutionException e) { // shutting down
-                req.release();
                 ctx.close();
             }
         }
@@ -267,8 +287,22 @@ final class NettyHttpServer implements AutoCloseable {
             if (r.close()) {
                 resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
             }
-            ctx.writeAndFlush(resp).addListener(r.close() ? ChannelFutureListener.CLOSE : ChannelFutureListener.CLOSE_ON_FAILURE);
+            if (r.close()) { // nothing after it on this connection
+                closing = true;
+                busy = true;
+                for (Object m; (m = pending.poll()) != null; ) {
+                    io.netty.util.ReferenceCountUtil.release(m);
+                }
+                ctx.writeAndFlush(resp).addListener(ChannelFutureListener.CLOSE);
+                return;
+            }
+            ctx.writeAndFlush(resp).addListener(ChannelFutureListener.CLOSE_ON_FAILURE);
             next(ctx);
+        }
+
+        /** Whether a request is under way on this connection (event loop). */
+        boolean busy() {
+            return busy;
         }
 
         /** A keep-alive connection idle between requests is closed; one whose request runs long is not. */
@@ -303,6 +337,7 @@ final class NettyHttpServer implements AutoCloseable {
     private static final class NettyExchange implements Exchange {
         private final Channel channel;
         private final FullHttpRequest request;
+        private final HttpVersion version;
         private final byte[] body;
         private boolean keepAlive; // off for a streamed answer to HTTP/1.0, which ends when the connection does
         private final HttpHeaders headers = new DefaultHttpHeaders();
@@ -331,6 +366,8 @@ final class NettyHttpServer implements AutoCloseable {
             this.body = new byte[request.content().readableBytes()];
             request.content().getBytes(request.content().readerIndex(), body);
             this.keepAlive = HttpUtil.isKeepAlive(request);
+            this.version = request.protocolVersion();
+            request.release(); // the body is copied; the method, URI and headers stay readable
         }
 
         @Override
@@ -373,11 +410,11 @@ final class NettyHttpServer implements AutoCloseable {
                 throw new IOException("response headers already sent");
             }
             status = code;
-            HttpResponse r = new DefaultHttpResponse(HttpVersion.HTTP_1_1, HttpResponseStatus.valueOf(code), headers);
+            HttpResponse r = new DefaultHttpResponse(version, HttpResponseStatus.valueOf(code), headers);
             if (length > 0) {
                 HttpUtil.setContentLength(r, length);
             } else if (length == 0) {
-                if (request.protocolVersion().equals(HttpVersion.HTTP_1_0)) {
+                if (version.equals(HttpVersion.HTTP_1_0)) {
                     keepAlive = false; // HTTP/1.0 has no chunks: the body runs until the connection closes
                 } else {
                     HttpUtil.setTransferEncodingChunked(r, true);

@@ -519,7 +519,16 @@ public final class OpenAiServer implements AutoCloseable {
 
     @Override
     public void close() {
-        http.close(); // a second for answers already ending (a closing coordinator cancels its streams)
+        // New connections stop; answers under way (a closing coordinator ends their streams) get two
+        // seconds to be written out before the connections close.
+        http.stopAccepting();
+        executor.shutdown();
+        try {
+            executor.awaitTermination(2, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        http.close();
         executor.shutdownNow();
         channel.shutdownNow();
         try {

@@ -64,6 +64,14 @@ public final class Scheduler implements AutoCloseable {
             return fed < feed.length;
         }
 
+        /** Frees the cache, if it still has one. */
+        void release() {
+            if (cache != null) {
+                cache.release();
+                cache = null;
+            }
+        }
+
         /** Prompt logits go to the task on the first prefill only; a resumed one has had them. */
         boolean promptLogits() {
             return task.wantsPromptLogits() && !resumed;
@@ -95,7 +103,7 @@ public final class Scheduler implements AutoCloseable {
          */
         int joinPositions() {
             int extra = resumed ? TIGHT_GROWTH : 0;
-            return (int) Math.min(maxPositions, Math.max(feed.length + 1, (long) feed.length + 1 + extra));
+            return (int) Math.min(maxPositions, (long) feed.length + 1 + extra);
         }
     }
 
@@ -289,22 +297,21 @@ public final class Scheduler implements AutoCloseable {
                     continue;
                 }
                 makeRoom();
-                step();
+                if (!active.isEmpty()) { // every cache that had to grow may have failed to
+                    step();
+                }
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } catch (Throwable t) {
             die(t);
         } finally {
-            for (Slot s : active) {
-                s.cache.release();
+            for (Slot s : everyOnce()) {
+                s.release();
                 s.task.onCancelled();
             }
             active.clear();
             activeCount = 0;
-            for (Slot s : preempted) {
-                s.task.onCancelled();
-            }
             preempted.clear();
             preemptedCount = 0;
         }
@@ -328,19 +335,36 @@ public final class Scheduler implements AutoCloseable {
         log.error("engine loop died: failing {} running and {} waiting sequence(s), refusing new ones", active.size(),
                 waiting.size() + preempted.size(), t);
         SchedulerUnavailableException error = engineDied();
-        for (Slot s : active) {
-            s.cache.release();
+        for (Slot s : everyOnce()) {
+            s.release();
             s.task.onFailure(error);
         }
         active.clear();
-        for (Slot s : preempted) {
-            s.task.onFailure(error);
-        }
         preempted.clear();
         preemptedCount = 0;
         for (SequenceTask task : waiting) {
             task.onFailure(error);
         }
+    }
+
+    /**
+     * The running and the preempted sequences, each once: an Error in the middle of a preemption may
+     * leave one in both lists.
+     */
+    private List<Slot> everyOnce() {
+        java.util.Set<Slot> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        List<Slot> all = new ArrayList<>();
+        for (Slot s : active) {
+            if (seen.add(s)) {
+                all.add(s);
+            }
+        }
+        for (Slot s : preempted) {
+            if (seen.add(s)) {
+                all.add(s);
+            }
+        }
+        return all;
     }
 
     private static long mib(long bytes) {
@@ -505,8 +529,8 @@ public final class Scheduler implements AutoCloseable {
             active.remove(victim);
             preemptions++;
         }
+        preemptedCount = preempted.size(); // first: a moved victim is never in neither count
         activeCount = active.size();
-        preemptedCount = preempted.size();
         for (Slot s : List.copyOf(active)) {
             try {
                 s.cache.reserve(grown(s, tight));
@@ -772,14 +796,27 @@ public final class Scheduler implements AutoCloseable {
             lock.unlock();
         }
         long deadline = System.nanoTime() + timeoutNanos;
-        while (running() + waiting() > 0 && !failed()) {
+        while (outstanding() > 0) {
             long left = deadline - System.nanoTime();
-            if (left <= 0) {
+            if (left <= 0 || failed() || closed) {
                 return false;
             }
             Thread.sleep(Math.min(20, Math.max(1, left / 1_000_000)));
         }
-        return true;
+        return !failed() && !closed;
+    }
+
+    /**
+     * Sequences queued, preempted or running, counted under the lock: admission moves a sequence from
+     * the queue into the batch within it, so none is missed between the two counts.
+     */
+    private int outstanding() {
+        lock.lock();
+        try {
+            return queue.size() + preemptedCount + activeCount;
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Stops the engine: waiting and running sequences are cancelled. */

@@ -205,6 +205,80 @@ class NettyHttpServerTest {
         }
     }
 
+    /** A request whose bytes arrive slowly is not idle: it is answered, however long it takes to arrive. */
+    @Test
+    void aSlowUploadIsNotClosedAsIdle() throws Exception {
+        try (Socket s = start(1000, 1, NettyHttpServerTest::answer)) {
+            byte[] req = ascii("POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 19\r\nConnection: close\r\n\r\n"
+                    + "{\"a\": \"0123456789\"}");
+            for (int i = 0; i < req.length; i += 4) { // about 2.5 s in all, never a second without bytes
+                s.getOutputStream().write(req, i, Math.min(4, req.length - i));
+                s.getOutputStream().flush();
+                Thread.sleep(100);
+            }
+            String all = readToClose(s);
+            assertTrue(all.contains("POST /slow"), all);
+        }
+    }
+
+    /**
+     * "Expect: 100-continue" on a request pipelined behind a streaming answer: no interim answer cuts
+     * into the stream, and both are answered, in order.
+     */
+    @Test
+    void anExpectBehindAStreamWaitsItsTurn() throws Exception {
+        try (Socket s = start(1000, 30, ex -> {
+            try {
+                if (ex.uri().getPath().equals("/stream")) {
+                    ex.sendResponseHeaders(200, 0);
+                    for (int i = 0; i < 5; i++) {
+                        ex.responseBody().write(ascii("data: " + i + "\n\n"));
+                        Thread.sleep(100);
+                    }
+                } else {
+                    answer(ex);
+                }
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        })) {
+            OutputStream o = s.getOutputStream();
+            o.write(ascii("GET /stream HTTP/1.1\r\nHost: a\r\n\r\n"));
+            o.flush();
+            Thread.sleep(150);
+            o.write(ascii("POST /after HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+                    + "Connection: close\r\n\r\n{}"));
+            o.flush();
+            String all = readToClose(s);
+            assertTrue(all.startsWith("HTTP/1.1 200"), all);
+            assertTrue(all.contains("data: 4\n\n"), all);
+            assertTrue(all.indexOf("POST /after") > all.indexOf("data: 4"), all);
+            assertFalse(all.substring(0, all.indexOf("data: 4")).contains("100 Continue"), all);
+        }
+    }
+
+    /** Many small requests pipelined behind one under way: past 16 waiting, the connection closes. */
+    @Test
+    void tooManyPipelinedRequestsCloseTheConnection() throws Exception {
+        CountDownLatch release = new CountDownLatch(1);
+        try (Socket s = start(1000, 30, ex -> {
+            try {
+                release.await(10, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            answer(ex);
+        })) {
+            s.getOutputStream().write(ascii("GET /health HTTP/1.1\r\nHost: a\r\n\r\n".repeat(40)));
+            s.getOutputStream().flush();
+            Thread.sleep(500);
+            release.countDown();
+            assertEquals("", readToClose(s), "answers on a connection closed for pipelining too much");
+        }
+    }
+
     @Test
     void aConnectionIdleBetweenRequestsIsClosedButNotOneWhoseRequestRunsLong() throws Exception {
         try (Socket s = start(1000, 1, ex -> {

@@ -712,6 +712,44 @@ class OpenAiServerTest {
         }
     }
 
+    /**
+     * The shutdown order of `epic coordinator` (the coordinator, then the HTTP front at once): open
+     * streams still end with finish_reason "abort" and [DONE], not a cut connection.
+     */
+    @Test
+    @org.junit.jupiter.api.Timeout(value = 60, threadMode = org.junit.jupiter.api.Timeout.ThreadMode.SEPARATE_THREAD)
+    void streamsEndWithDoneWhenTheCoordinatorAndItsFrontStop() throws Exception {
+        CoordinatorServer stopping = CoordinatorServer.start(ServedModel.open(dir, null, MAX_CONTEXT),
+                ExpertBackend.local(), new SchedulerOptions(4, 4, 32), "127.0.0.1", 0);
+        OpenAiServer front = OpenAiServer.start("127.0.0.1", 0, stopping.target(), null, null);
+        List<InputStream> streams = new ArrayList<>();
+        try {
+            for (int i = 0; i < 3; i++) {
+                HttpResponse<InputStream> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:"
+                        + front.port() + "/v1/completions")).POST(HttpRequest.BodyPublishers.ofString("{\"prompt\": "
+                        + "\"Once\", \"max_tokens\": 1000000, \"ignore_eos\": true, \"stream\": true}")).build(),
+                        HttpResponse.BodyHandlers.ofInputStream());
+                assertEquals(200, r.statusCode());
+                streams.add(r.body());
+            }
+        } finally {
+            stopping.close();
+            front.close();
+        }
+        for (InputStream in : streams) {
+            // Bounded: a cut chunked stream can leave the client waiting for its end.
+            String rest = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+                } catch (IOException e) {
+                    return "cut: " + e;
+                }
+            }).completeOnTimeout("no end within 30 s", 30, TimeUnit.SECONDS).get();
+            assertTrue(rest.contains("\"finish_reason\":\"abort\"") && rest.endsWith("data: [DONE]\n\n"),
+                    rest.substring(Math.max(0, rest.length() - 300)));
+        }
+    }
+
     @Test
     void badRequestsAre400NamingTheProblem() throws Exception {
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": -1}"), 400, "temperature");
