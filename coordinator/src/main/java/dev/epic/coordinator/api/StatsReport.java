@@ -35,6 +35,7 @@ final class StatsReport {
                 .setPrefillRows(steps.prefillRows())
                 .setRunning(scheduler.running())
                 .setWaiting(scheduler.waiting())
+                .setPreemptions(scheduler.preemptions())
                 .setMaxBatch(scheduler.options().maxBatch())
                 .setPrefillBudget(scheduler.options().prefillBudget())
                 .setRssMb(orElse(ProcessStats.residentMb(), 0))

@@ -609,6 +609,40 @@ class GenerationServiceTest {
     }
 
     /**
+     * Two requests that cannot both grow in KV cache for 40 positions run to their end through the
+     * service, one of them preempted and recomputed on the way; the Stats RPC counts it.
+     */
+    @Test
+    void aPreemptedRequestEndsWholeAndStatsCountsIt() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        ServedModel served = ServedModel.open(dir, null, MAX_CONTEXT);
+        long perPosition = HeapKvCache.bytesPerPosition(served.config());
+        try (CoordinatorServer small = CoordinatorServer.start(served, ExpertBackend.local(),
+                new SchedulerOptions(4, 4, 32).withKvCacheBytes(40 * perPosition), "127.0.0.1", 0)) {
+            ManagedChannel ch = channel(small.target());
+            try {
+                // Two samples of one request join the batch in the same step, so they grow together.
+                List<GenerateResponse> r = collect(GenerationServiceGrpc.newStub(ch), ids(SamplingParams.newBuilder()
+                        .setMaxTokens(30).setIgnoreEos(true).setTemperature(0).setN(2).build(), 1, 2, 3))
+                        .get(60, TimeUnit.SECONDS);
+                for (int sample = 0; sample < 2; sample++) {
+                    int k = sample;
+                    List<GenerateResponse> mine = r.stream().filter(x -> x.getIndex() == k).toList();
+                    assertEquals(30, mine.stream().mapToInt(GenerateResponse::getTokenIdsCount).sum(), "sample " + k);
+                    assertEquals(FinishReason.LENGTH, mine.getLast().getFinishReason());
+                }
+                // Greedy: the recomputed sample draws what the other decoded.
+                assertEquals(r.stream().filter(x -> x.getIndex() == 0).flatMap(x -> x.getTokenIdsList().stream()).toList(),
+                        r.stream().filter(x -> x.getIndex() == 1).flatMap(x -> x.getTokenIdsList().stream()).toList());
+                assertEquals(1, GenerationServiceGrpc.newBlockingStub(ch)
+                        .stats(dev.epic.proto.StatsRequest.getDefaultInstance()).getPreemptions());
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
+
+    /**
      * A graceful stop: while draining, health fails (NOT_SERVING or no new calls) and a new request is UNAVAILABLE, and the
      * running one finishes its answer (finish_reason LENGTH, every token); an endless one is cancelled
      * when the drain time is over.
