@@ -81,7 +81,7 @@ final class SequenceCaches {
                             false, List.of(s.id()));
                 }
                 fresh.add(s.id());
-                freshGrowth += bytes(HeapKvCache.grownCapacity(Math.min(HeapKvCache.INITIAL_POSITIONS, maxPositions), s.length(), maxPositions));
+                freshGrowth += bytes(HeapKvCache.grownCapacity(HeapKvCache.initialCapacity(maxPositions), s.length(), maxPositions));
             } else {
                 // Checked at every layer: a later layer's attention reads and writes from start too.
                 if (s.start() > c.length()) {

@@ -5,7 +5,12 @@ import java.util.Arrays;
 /** A {@link KvCache} in growable fp32 arrays, one pair per layer. */
 public final class HeapKvCache implements KvCache {
     /** Positions a new cache holds before it first grows. */
-    public static final int INITIAL_POSITIONS = 16;
+    private static final int INITIAL_POSITIONS = 16;
+
+    /** Positions a new cache for at most {@code maxPositions} holds (what it costs before it grows). */
+    public static int initialCapacity(int maxPositions) {
+        return Math.min(INITIAL_POSITIONS, maxPositions);
+    }
 
     private final int rank;
     private final int rope;
@@ -39,7 +44,7 @@ public final class HeapKvCache implements KvCache {
         this.maxPositions = maxPositions;
         this.latent = new float[layers][];
         this.kPe = new float[layers][];
-        this.capacity = Math.min(INITIAL_POSITIONS, maxPositions);
+        this.capacity = initialCapacity(maxPositions);
         for (int l = 0; l < layers; l++) {
             latent[l] = new float[capacity * rank];
             kPe[l] = new float[capacity * rope];

@@ -47,7 +47,6 @@ import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
-import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -75,11 +74,11 @@ final class NettyHttpServer implements AutoCloseable {
 
     /**
      * Binds {@code host:port} (0: any free port) and hands every request whose body is at most
-     * {@code maxBody} bytes to {@code handler}, run by {@code executor}; a larger one gets status 413
-     * with the body {@code tooLarge} gives. A connection idle between requests for
-     * {@code idleSeconds} is closed.
+     * {@code maxBody} bytes to {@code handler}, run by {@code executor}; a larger one gets status 413,
+     * and one that does not parse 400, 414 or 431, each with the JSON body {@code errorBody} makes of the
+     * status and a message. A connection idle between requests for {@code idleSeconds} is closed.
      */
-    static NettyHttpServer start(String host, int port, int maxBody, Supplier<byte[]> tooLarge,
+    static NettyHttpServer start(String host, int port, int maxBody, ErrorBody errorBody,
             Consumer<Exchange> handler, ExecutorService executor, int idleSeconds) throws IOException {
         EventLoopGroup boss = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("epic-http-accept", true),
                 NioIoHandler.newFactory());
@@ -93,7 +92,7 @@ final class NettyHttpServer implements AutoCloseable {
                         // Header limits as the JDK server had (384 KiB: long JWTs and cookies pass).
                         HttpDecoderConfig limits = new HttpDecoderConfig().setMaxInitialLineLength(64 << 10)
                                 .setMaxHeaderSize(384 << 10);
-                        Connection connection = new Connection(handler, executor, tooLarge, maxBody);
+                        Connection connection = new Connection(handler, executor, errorBody, maxBody);
                         // Idle first: the bytes of a slow upload count as activity.
                         ch.pipeline().addLast(new IdleStateHandler(0, 0, idleSeconds, TimeUnit.SECONDS),
                                 new HttpServerCodec(limits), new Aggregator(maxBody, connection), connection);
@@ -133,6 +132,12 @@ final class NettyHttpServer implements AutoCloseable {
      */
     private record Refused(HttpResponseStatus status, String message, boolean close) {}
 
+    /** The JSON body of an answer the server gives itself (the API's own error shape). */
+    @FunctionalInterface
+    interface ErrorBody {
+        byte[] of(int status, String message);
+    }
+
     /**
      * Aggregates each request; one over the limit goes on as a {@link Refused} (413) while the aggregator
      * reads and drops the rest of its body, so a client still sending gets the answer and not a reset.
@@ -164,7 +169,8 @@ final class NettyHttpServer implements AutoCloseable {
         protected void handleOversizedMessage(ChannelHandlerContext ctx, HttpMessage oversized) {
             // A client expecting 100 Continue may never send the body: close after the answer.
             boolean close = HttpUtil.is100ContinueExpected(oversized) || !HttpUtil.isKeepAlive(oversized);
-            ctx.fireChannelRead(new Refused(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, null, close));
+            ctx.fireChannelRead(new Refused(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE,
+                    "the request body exceeds " + maxContentLength() + " bytes", close));
         }
     }
 
@@ -178,7 +184,7 @@ final class NettyHttpServer implements AutoCloseable {
     private static final class Connection extends ChannelInboundHandlerAdapter {
         private final Consumer<Exchange> handler;
         private final ExecutorService executor;
-        private final Supplier<byte[]> tooLarge;
+        private final ErrorBody errorBody;
         private final ArrayDeque<Object> pending = new ArrayDeque<>(); // FullHttpRequest or Refused; event loop only
         /** Requests that may wait behind the one under way (their headers take memory too). */
         static final int MAX_WAITING = 16;
@@ -188,11 +194,11 @@ final class NettyHttpServer implements AutoCloseable {
         private final int maxBody;
         private NettyExchange current;                                 // event loop only
 
-        Connection(Consumer<Exchange> handler, ExecutorService executor, Supplier<byte[]> tooLarge, int maxBody) {
+        Connection(Consumer<Exchange> handler, ExecutorService executor, ErrorBody errorBody, int maxBody) {
             this.maxBody = maxBody;
             this.handler = handler;
             this.executor = executor;
-            this.tooLarge = tooLarge;
+            this.errorBody = errorBody;
         }
 
         @Override
@@ -273,21 +279,13 @@ final class NettyHttpServer implements AutoCloseable {
 
         /** Answers a request that did not parse or was too large, as an OpenAI error object. */
         private void refuse(ChannelHandlerContext ctx, Refused r) {
-            byte[] body;
-            try {
-                body = r.message() == null ? tooLarge.get() : OpenAiRequests.JSON.writeValueAsBytes(OpenAiResponses.error(
-                        new OpenAiError(r.status().code(), "invalid_request_error", null, r.message())));
-            } catch (IOException e) {
-                body = new byte[0];
-            }
+            byte[] body = errorBody.of(r.status().code(), r.message());
             DefaultFullHttpResponse resp = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, r.status(),
                     Unpooled.wrappedBuffer(body));
             resp.headers().set(HttpHeaderNames.CONTENT_TYPE, "application/json")
                     .setInt(HttpHeaderNames.CONTENT_LENGTH, body.length);
-            if (r.close()) {
-                resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
-            }
             if (r.close()) { // nothing after it on this connection
+                resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
                 closing = true;
                 busy = true;
                 for (Object m; (m = pending.poll()) != null; ) {

@@ -96,7 +96,7 @@ public final class OpenAiServer implements AutoCloseable {
         ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
         OpenAiServer server = new OpenAiServer(executor, channel, servedName, apiKey, allowedOrigins);
         try {
-            server.http = NettyHttpServer.start(host, port, MAX_BODY, OpenAiServer::tooLarge, server::handle, executor,
+            server.http = NettyHttpServer.start(host, port, MAX_BODY, OpenAiServer::errorBody, server::handle, executor,
                     NettyHttpServer.IDLE_SECONDS);
         } catch (IOException e) {
             channel.shutdownNow();
@@ -112,10 +112,11 @@ public final class OpenAiServer implements AutoCloseable {
         return http.port();
     }
 
-    private static byte[] tooLarge() {
+    /** An answer the HTTP server gives itself (too large, unparseable) as an OpenAI error object. */
+    private static byte[] errorBody(int status, String message) {
         try {
-            return OpenAiRequests.JSON.writeValueAsBytes(OpenAiResponses.error(new OpenAiError(413,
-                    "invalid_request_error", null, "the request body exceeds " + MAX_BODY + " bytes")));
+            return OpenAiRequests.JSON.writeValueAsBytes(OpenAiResponses.error(
+                    new OpenAiError(status, "invalid_request_error", null, message)));
         } catch (IOException e) {
             throw new java.io.UncheckedIOException(e);
         }

@@ -91,8 +91,7 @@ public final class Scheduler implements AutoCloseable {
                 generated.add(next);
                 feed = all;
             }
-            cache.release();
-            cache = null;
+            release();
             fed = 0;
             resumed = true;
         }
@@ -485,8 +484,7 @@ public final class Scheduler implements AutoCloseable {
      * the cache throw, s is still waiting.
      */
     private long join(Slot s, long kvFree, List<Slot> joined) {
-        int fresh = Math.min(HeapKvCache.INITIAL_POSITIONS, s.maxPositions); // what a new heap cache holds
-        long need = (long) Math.max(fresh, s.joinPositions()) * kvBytesPerPosition;
+        long need = (long) Math.max(HeapKvCache.initialCapacity(s.maxPositions), s.joinPositions()) * kvBytesPerPosition;
         if (!active.isEmpty() && need > kvFree - options.kvCacheBytes() / 100) {
             return -1;
         }

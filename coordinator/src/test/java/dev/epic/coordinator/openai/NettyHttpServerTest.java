@@ -36,7 +36,7 @@ class NettyHttpServerTest {
     }
 
     private Socket start(int maxBody, int idleSeconds, Consumer<Exchange> handler) throws IOException {
-        server = NettyHttpServer.start("127.0.0.1", 0, maxBody, () -> ascii("{\"error\": \"too large\"}"), handler,
+        server = NettyHttpServer.start("127.0.0.1", 0, maxBody, (status, message) -> ascii("{\"error\": \"too large\"}"), handler,
                 executor, idleSeconds);
         Socket s = new Socket("127.0.0.1", server.port());
         s.setSoTimeout(10_000);
