@@ -2,7 +2,8 @@
 # The GPU checks, run on the device machine (CUDA 13 toolkit and driver, no JDK) from the repo root
 # with .device/ carried (scripts/device/bundle.sh): the CUDA tests, the expert benchmark at
 # DeepSeek-V3's size, and `epic local --expert-device cuda` against the golden logits. Writes logs
-# to $OUT (or ./device-out) and prints a summary last.
+# to $OUT (or ./device-out) and prints a summary last. EPIC_DEVICE_BENCH=all (default), bf16 (one
+# benchmark) or none picks how much of the expert benchmark runs.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${OUT:-$ROOT/device-out}"; mkdir -p "$OUT"
@@ -21,6 +22,8 @@ for lib in libcuda.so.1 libcudart.so.13 libnvrtc.so.13 libnvrtc-builtins.so.13 l
 done | tee $W/libs.txt | tee -a "$OUT/env.txt"
 libdirs=$(grep -v MISSING $W/libs.txt | awk '{print $2}' | xargs -n1 dirname | sort -u | paste -sd:)
 export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# A fresh kernel cache: the tests compile the kernels into it, the later processes must load them.
+export EPIC_CUDA_CACHE=$W/kcache
 FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m -XX:+UseParallelGC)
 CP="$W/test/native:$W/test/model:$W/test/expert-worker:$W/lib/*"
 summary=()
@@ -32,15 +35,29 @@ timeout 240 $JAVA "${FLAGS[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=info -D
   --select-class dev.epic.kernels.cuda.CudaTest --select-class dev.epic.kernels.cuda.KernelCacheTest 2>&1 | tee "$OUT/cuda-tests.log" | grep -vE "^\[main\] INFO dev.epic.model.checkpoint" | tail -60
 summary+=("tests: $(grep -E 'tests (successful|failed|skipped)' "$OUT/cuda-tests.log" | tr -s ' ' | paste -sd' ')")
 
+echo "== a lost context (its own JVM: it poisons the process's CUDA context)"
+timeout 120 $JAVA "${FLAGS[@]}" -Depic.cuda.loseContext=true -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
+  -cp "$CP" org.junit.platform.console.ConsoleLauncher execute --disable-banner --disable-ansi-colors --details=tree \
+  --select-class dev.epic.worker.CudaContextLossTest 2>&1 | tee "$OUT/context-loss.log" | tail -25
+summary+=("context loss: $(grep -E 'tests (successful|failed|skipped)' "$OUT/context-loss.log" | tr -s ' ' | paste -sd' ')")
+summary+=("kernel cache: $(ls $EPIC_CUDA_CACHE 2>/dev/null | wc -l) image(s); $(grep -ho 'loaded the CUDA kernels[^(]*([0-9]* ms)' "$OUT/context-loss.log" | head -1)")
+
 EPIC=($JAVA "${FLAGS[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$W/lib/*" dev.epic.cli.Main)
-for w in bf16 fp8; do
+BENCH=${EPIC_DEVICE_BENCH:-all}
+WEIGHTS=(bf16 fp8); [ "$BENCH" = all ] || WEIGHTS=(bf16); [ "$BENCH" = none ] && WEIGHTS=()
+for w in "${WEIGHTS[@]}"; do
   echo "== bench-experts DeepSeek-V3 size, $w"
   timeout 120 "${EPIC[@]}" bench-experts --weights $w --batch 1,2,4,8,16,32,64,128,256,512 --iterations 10 2>&1 | tee "$OUT/bench-v3size-$w.txt"
 done
+if [ "$BENCH" = all ]; then
 echo "== bench-experts DeepSeek-V3 size, bf16 weights, bf16 activations (tensor cores from 8 rows)"
 timeout 120 "${EPIC[@]}" bench-experts --weights bf16 --activations bf16 --batch 1,8,32,64,128,256,512 --iterations 10 2>&1 \
   | tee "$OUT/bench-v3size-bf16act.txt"
-if [ -f .device/bench-v3/config.json ]; then
+echo "== bench-experts DeepSeek-V3 size, fp8 weights, bf16 activations"
+timeout 120 "${EPIC[@]}" bench-experts --weights fp8 --activations bf16 --batch 1,8,32,64,128,256,512 --iterations 10 2>&1 \
+  | tee "$OUT/bench-v3size-fp8act.txt"
+fi
+if [ "$BENCH" = all ] && [ -f .device/bench-v3/config.json ]; then
   echo "== bench-experts bench-v3 dimensions, bf16"
   timeout 60 "${EPIC[@]}" bench-experts --model .device/bench-v3 --batch 1,8,32 --iterations 20 2>&1 | tee "$OUT/bench-benchv3.txt"
 fi
@@ -57,7 +74,7 @@ for i in $(seq 1 60); do
   sleep 1
 done
 kill $LOCAL 2>/dev/null; wait $LOCAL 2>/dev/null
-grep -h -iE "experts x .* MoE layers on|error|exception" $W/local.log $W/wlogs/* 2>/dev/null | head -20 | tee -a "$OUT/e2e.txt"
+grep -h -iE "experts x .* MoE layers on|CUDA kernels|error|exception" $W/local.log $W/wlogs/* 2>/dev/null | head -20 | tee -a "$OUT/e2e.txt"
 if [ -n "$ok" ]; then
   python3 - <<'PY' | tee -a "$OUT/e2e.txt"
 import json

@@ -175,17 +175,8 @@ public final class CudaShard implements ExpertShard, AutoCloseable {
         return this;
     }
 
-    /** Driver errors after which the context is unusable (CUDA's "sticky" errors). */
-    private static boolean contextLost(CudaException e) {
-        String m = String.valueOf(e.getMessage());
-        return m.contains("CUDA_ERROR_ILLEGAL_ADDRESS") || m.contains("CUDA_ERROR_LAUNCH_FAILED")
-                || m.contains("CUDA_ERROR_ILLEGAL_INSTRUCTION") || m.contains("CUDA_ERROR_MISALIGNED_ADDRESS")
-                || m.contains("CUDA_ERROR_HARDWARE_STACK_ERROR") || m.contains("CUDA_ERROR_ECC_UNCORRECTABLE")
-                || m.contains("CUDA_ERROR_INVALID_PC") || m.contains("CUDA_ERROR_LAUNCH_TIMEOUT");
-    }
-
     private RuntimeException failed(CudaException e) {
-        if (contextLost(e)) {
+        if (e.contextLost()) {
             log.error("the CUDA context of {} is lost: {}", device, e.getMessage());
             onContextLost.run();
         }

@@ -65,7 +65,7 @@ public final class Cuda {
     /** Throws {@link CudaException} naming {@code call} and the driver's error unless rc is CUDA_SUCCESS. */
     static void check(int rc, String call) {
         if (rc != CUDA_SUCCESS) {
-            throw new CudaException(call + " failed: " + errorName(rc));
+            throw new CudaException(call + " failed: " + errorName(rc), rc);
         }
     }
 

@@ -67,10 +67,13 @@ public final class CudaKernels implements AutoCloseable {
     final FloatPointer zero;
     private cublasContext blas;
     private boolean blasTried;
+    /** Whether the module was loaded from the on-disk cache rather than compiled now. */
+    final boolean fromCache;
 
-    private CudaKernels(CudaDevice device, CUmod_st module) {
+    private CudaKernels(CudaDevice device, CUmod_st module, boolean fromCache) {
         this.device = device;
         this.module = module;
+        this.fromCache = fromCache;
         for (int i = 0; i < MAX_ARGS; i++) {
             argAddresses.set(ValueLayout.JAVA_LONG, 8L * i, argValues.address() + 8L * i);
         }
@@ -87,6 +90,11 @@ public final class CudaKernels implements AutoCloseable {
     }
 
     static CudaKernels compile(CudaDevice device) {
+        return compile(device, KernelCache.standard());
+    }
+
+    /** The kernels for {@code device}: loaded from {@code cache} when compiled there before, else compiled and stored. */
+    static CudaKernels compile(CudaDevice device, KernelCache cache) {
         String source = source();
         String arch = "--gpu-architecture=sm_" + device.computeCapability();
         long t0 = System.nanoTime();
@@ -100,7 +108,6 @@ public final class CudaKernels implements AutoCloseable {
             throw new CudaException("NVRTC, which compiles the kernels, did not load (the CUDA 13 toolkit's "
                     + "libnvrtc.so.13 must be on LD_LIBRARY_PATH): " + e, e);
         }
-        KernelCache cache = KernelCache.standard();
         String key = KernelCache.key(source, arch, compiler);
         byte[] cached = cache.get(key);
         if (cached != null) {
@@ -109,7 +116,7 @@ public final class CudaKernels implements AutoCloseable {
                 if (cuModuleLoadData(module, image) == CUDA_SUCCESS) {
                     log.info("loaded the CUDA kernels for sm_{} compiled earlier by {} ({} ms)",
                             device.computeCapability(), compiler, (System.nanoTime() - t0) / 1_000_000);
-                    return new CudaKernels(device, module);
+                    return new CudaKernels(device, module, true);
                 }
             }
             cache.remove(key); // not loadable here: compile afresh
@@ -122,7 +129,7 @@ public final class CudaKernels implements AutoCloseable {
         cache.put(key, cubin);
         log.info("compiled the CUDA kernels with {} for sm_{} in {} ms", compiler, device.computeCapability(),
                 (System.nanoTime() - t0) / 1_000_000);
-        return new CudaKernels(device, module);
+        return new CudaKernels(device, module, false);
     }
 
     /** A FloatPointer at an address (device memory, or host memory we own): JavaCPP passes it through. */

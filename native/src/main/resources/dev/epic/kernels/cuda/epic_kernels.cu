@@ -52,6 +52,16 @@ struct Weights {
     int blockCols;
 };
 
+// The fp8 block scale of W[r, c]. Blocks are 128 x 128 in DeepSeek's checkpoints: a power of two
+// divides by a shift (a division by a runtime value costs a couple of dozen instructions per load).
+__device__ __forceinline__ int block_of(int i, int width) {
+    return (width & (width - 1)) == 0 ? i >> (__ffs(width) - 1) : i / width;
+}
+
+__device__ __forceinline__ float scale(const Weights& W, int r, int c) {
+    return W.scales[block_of(r, W.blockRows) * W.scaleCols + block_of(c, W.blockCols)];
+}
+
 // One weight W[r, c], widened.
 template <int KIND>
 __device__ __forceinline__ float load1(const Weights& W, int cols, int r, int c) {
@@ -61,8 +71,7 @@ __device__ __forceinline__ float load1(const Weights& W, int cols, int r, int c)
     } else if (KIND == KIND_BF16) {
         return __uint_as_float(((unsigned int) ((const unsigned short*) W.w)[i]) << 16);
     } else {
-        float s = W.scales[(r / W.blockRows) * W.scaleCols + c / W.blockCols];
-        return e4m3(((const unsigned char*) W.w)[i]) * s;
+        return e4m3(((const unsigned char*) W.w)[i]) * scale(W, r, c);
     }
 }
 
@@ -82,7 +91,7 @@ __device__ __forceinline__ void load8(const Weights& W, int cols, int r, int c, 
     } else {
         uint2 v = *reinterpret_cast<const uint2*>((const unsigned char*) W.w + i);
         // blocks are a multiple of 8 columns wide when this path runs: one scale covers all eight
-        float s = W.scales[(r / W.blockRows) * W.scaleCols + c / W.blockCols];
+        float s = scale(W, r, c);
         e4m3x2(v.x, o, o + 1);
         e4m3x2(v.x >> 16, o + 2, o + 3);
         e4m3x2(v.y, o + 4, o + 5);
@@ -338,9 +347,32 @@ __device__ void experts_down(const unsigned long long* table, const int* starts,
     }
 }
 
+// store(r, c, o) for every eight weights W[r, c .. c+8), widened into o, split over the grid's threads
+// (one load and one scale per eight, where rows can be read eight at a time: see vectorised).
+template <int KIND, typename Store>
+__device__ __forceinline__ void for_each_eight(const Weights& W, int rows, int cols, Store store) {
+    int per = cols / 8;
+    long n = (long) rows * per;
+    for (long j = (long) blockIdx.x * blockDim.x + threadIdx.x; j < n; j += (long) gridDim.x * blockDim.x) {
+        int r = (int) (j / per);
+        int c = (int) (j - (long) r * per) * 8;
+        float o[8];
+        load8<KIND>(W, cols, r, c, o);
+        store(r, c, o);
+    }
+}
+
 // dst[i] = W[i] widened, i in [0, rows*cols): the fp32 operand of a cuBLAS product for large batches.
 template <int KIND>
 __device__ void widen(Weights W, float* dst, int rows, int cols) {
+    if (vectorised<KIND>(W, cols)) {
+        for_each_eight<KIND>(W, rows, cols, [=](int r, int c, const float* o) {
+            float4* d = reinterpret_cast<float4*>(dst + (long) r * cols + c);
+            d[0] = make_float4(o[0], o[1], o[2], o[3]);
+            d[1] = make_float4(o[4], o[5], o[6], o[7]);
+        });
+        return;
+    }
     long n = (long) rows * cols;
     for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
         dst[i] = load1<KIND>(W, cols, (int) (i / cols), (int) (i % cols));
@@ -464,6 +496,14 @@ extern "C" __global__ void narrow_activations(const float* x, unsigned short* ou
 // Weights stored as f32 or fp8 rounded to bf16 for the tensor cores (bf16 weights are used as stored).
 template <int KIND>
 __device__ void narrow_weights(Weights W, unsigned short* dst, int rows, int cols) {
+    if (vectorised<KIND>(W, cols)) {
+        for_each_eight<KIND>(W, rows, cols, [=](int r, int c, const float* o) {
+            *reinterpret_cast<uint4*>(dst + (long) r * cols + c) = make_uint4(
+                    to_bf16(o[0]) | (unsigned int) to_bf16(o[1]) << 16, to_bf16(o[2]) | (unsigned int) to_bf16(o[3]) << 16,
+                    to_bf16(o[4]) | (unsigned int) to_bf16(o[5]) << 16, to_bf16(o[6]) | (unsigned int) to_bf16(o[7]) << 16);
+        });
+        return;
+    }
     long n = (long) rows * cols;
     for (long i = (long) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long) gridDim.x * blockDim.x) {
         dst[i] = to_bf16(load1<KIND>(W, cols, (int) (i / cols), (int) (i % cols)));

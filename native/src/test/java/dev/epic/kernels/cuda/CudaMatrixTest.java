@@ -12,12 +12,15 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Random;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.condition.EnabledIf;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -185,6 +188,32 @@ class CudaMatrixTest {
             device.kernels().swiglu(dg, du, dh, n);
             device.download(dh, got, 0, n);
             assertClose(toDouble(want), got, 3, 257, "swiglu");
+        }
+    }
+
+    /** The second start loads what the first compiled (NVRTC takes 10–20 s), and the loaded kernels run. */
+    @Test
+    void kernelsCompiledOnceAreLoadedFromTheCache(@TempDir Path dir) throws Exception {
+        KernelCache cache = new KernelCache(dir);
+        int n = 1000;
+        for (boolean cached : new boolean[] {false, true}) {
+            CudaKernels k = CudaKernels.compile(device, cache);
+            try (DeviceMatrix.Scratch scratch = new DeviceMatrix.Scratch(device)) {
+                assertEquals(cached, k.fromCache);
+                long buffer = scratch.buffer(0, 4L * n);
+                float value = cached ? 2.5f : -1f;
+                k.launch("fill_f32", k.strideBlocks(n, 256), 1, 256, buffer, (long) n, value);
+                float[] got = new float[n];
+                device.download(buffer, got, 0, n);
+                for (float v : got) {
+                    assertEquals(value, v);
+                }
+            } finally {
+                k.close();
+            }
+        }
+        try (var files = Files.list(dir)) {
+            assertEquals(1, files.count(), "one compiled image");
         }
     }
 

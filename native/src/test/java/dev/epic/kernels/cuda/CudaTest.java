@@ -1,6 +1,12 @@
 package dev.epic.kernels.cuda;
 
+import static org.bytedeco.cuda.global.cudart.CUDA_ERROR_ECC_UNCORRECTABLE;
+import static org.bytedeco.cuda.global.cudart.CUDA_ERROR_ILLEGAL_ADDRESS;
+import static org.bytedeco.cuda.global.cudart.CUDA_ERROR_INVALID_DEVICE;
+import static org.bytedeco.cuda.global.cudart.CUDA_ERROR_LAUNCH_FAILED;
+import static org.bytedeco.cuda.global.cudart.CUDA_ERROR_OUT_OF_MEMORY;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -31,6 +37,22 @@ class CudaTest {
         String expected = Cuda.available() ? "cuDeviceGet(" + (Cuda.deviceCount() + 100) + ") failed"
                 : "CUDA is not available in this process: " + Cuda.unavailableReason();
         assertTrue(e.getMessage().startsWith(expected), e.getMessage());
+        assertEquals(Cuda.available() ? CUDA_ERROR_INVALID_DEVICE : 0, e.driverError());
+        assertFalse(e.contextLost());
+    }
+
+    /** The worker exits on the driver's sticky errors only, and context added to one keeps its code. */
+    @Test
+    void stickyDriverErrorsMeanTheContextIsLost() {
+        assertTrue(new CudaException("cuCtxSynchronize failed", CUDA_ERROR_ILLEGAL_ADDRESS).contextLost());
+        assertTrue(new CudaException("cuMemcpyDtoH failed", CUDA_ERROR_LAUNCH_FAILED).contextLost());
+        assertFalse(new CudaException("cuMemAlloc failed", CUDA_ERROR_OUT_OF_MEMORY).contextLost());
+        assertFalse(new CudaException("cublasSgemm failed: status 13 (CUDA_ERROR_ILLEGAL_ADDRESS)").contextLost(),
+                "a library's status, not the driver's code");
+        CudaException wrapped = new CudaException("copying expert 3 of layer 1",
+                new CudaException("cuMemcpyHtoD failed", CUDA_ERROR_ECC_UNCORRECTABLE));
+        assertEquals(CUDA_ERROR_ECC_UNCORRECTABLE, wrapped.driverError());
+        assertTrue(wrapped.contextLost());
     }
 
     /**
