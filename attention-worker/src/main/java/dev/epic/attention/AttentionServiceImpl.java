@@ -139,6 +139,9 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
             protected AttendResponse handle(AttendRequest req) {
                 long t0 = System.nanoTime();
                 check(req);
+                for (long id : req.getReleasedCacheIdsList()) {
+                    caches.release(id);
+                }
                 int layer = req.getLayer();
                 List<SequenceCaches.Segment> segments = new ArrayList<>(req.getSegmentsCount());
                 Set<Long> seen = new HashSet<>();

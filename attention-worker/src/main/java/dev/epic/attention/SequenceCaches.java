@@ -127,7 +127,7 @@ final class SequenceCaches {
     }
 
     private static String mib(long bytes) {
-        return String.format("%.1f MiB", bytes / 1048576.0);
+        return bytes < 1 << 20 ? String.format("%.1f KiB", bytes / 1024.0) : String.format("%.1f MiB", bytes / 1048576.0);
     }
 
     /** Bytes the caches' arrays take now. */

@@ -11,7 +11,9 @@ import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.time.Duration;
+import java.util.Queue;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -32,6 +34,8 @@ final class AttentionEndpoint implements AutoCloseable {
     /** Refused new sequences (it holds its maximum) until then: not offered more. */
     private volatile long fullUntilNanos;
     private volatile boolean closed;
+    /** Caches released since the last message: the next one tells the worker (see send). */
+    private final Queue<Long> released = new ConcurrentLinkedQueue<>();
     private long epoch; // guarded by this
     private int placed; // guarded by this
     private final SequencedStream<AttendRequest, AttendResponse> stream;
@@ -123,6 +127,7 @@ final class AttentionEndpoint implements AutoCloseable {
             placed--;
         }
         fullUntilNanos = 0; // a place is free again
+        released.add(cache.id); // freed ahead of the next message, in order with it
         AttentionServiceGrpc.newStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
                 .release(ReleaseRequest.newBuilder().addCacheIds(cache.id).build(), new StreamObserver<>() {
                     @Override
@@ -147,8 +152,14 @@ final class AttentionEndpoint implements AutoCloseable {
         stream.fail(Status.UNAVAILABLE.withDescription("attention worker " + this + " failed: " + reason));
     }
 
-    /** Sends one message on the Attend stream; completes with its response or the stream's failure. */
+    /**
+     * Sends one message on the Attend stream; completes with its response or the stream's failure. It
+     * carries the caches released since the last message, which the worker frees first.
+     */
     CompletableFuture<AttendResponse> send(AttendRequest.Builder request) {
+        for (Long id; (id = released.poll()) != null; ) {
+            request.addReleasedCacheIds(id);
+        }
         return stream.send(seq -> request.setSequence(seq).build());
     }
 

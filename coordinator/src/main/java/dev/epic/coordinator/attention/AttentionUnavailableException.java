@@ -7,19 +7,35 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * A step could not run all its attention: some sequences cannot go on ({@link #lost()}: their
- * worker failed and their KV cache went with it, no worker is live, or none has room), and the
- * step must run again for the others, unchanged. {@code lost} may be empty: then nothing is lost
- * (sequences on their first chunk whose worker failed were simply placed elsewhere) and the step
- * just runs again. Each lost sequence fails with its own status (UNAVAILABLE or RESOURCE_EXHAUSTED).
+ * A step could not run all its attention, and must run again, unchanged, for the sequences that go
+ * on. Some sequences cannot go on ({@link #lost()}: their worker failed and their KV cache went with
+ * it, or no worker is live); others found no room ({@link #noRoom()}: their worker's KV budget could
+ * not hold their growth, or no worker could take them as new sequences), which the scheduler may
+ * answer by preempting sequences on that worker rather than failing them. Both may be empty: then
+ * sequences on their first chunk whose worker failed or refused them were simply placed elsewhere,
+ * and the step just runs again. Each sequence that ends, ends with its own status (UNAVAILABLE or
+ * RESOURCE_EXHAUSTED).
  */
 public final class AttentionUnavailableException extends StatusRuntimeException {
     private final transient Map<KvCache, Status> lost;
+    private final transient Map<KvCache, Status> noRoom;
+    private final transient Map<KvCache, Set<KvCache>> sharing;
 
     /** @param status a summary for logs (and for callers that fail everything) */
     public AttentionUnavailableException(Status status, Map<KvCache, Status> lost) {
+        this(status, lost, Map.of(), Map.of());
+    }
+
+    /**
+     * @param noRoom  sequences their worker (or every worker) had no room for, with the refusal
+     * @param sharing for each of those held by a worker, the step's sequences on that worker (itself included)
+     */
+    public AttentionUnavailableException(Status status, Map<KvCache, Status> lost, Map<KvCache, Status> noRoom,
+            Map<KvCache, Set<KvCache>> sharing) {
         super(status);
         this.lost = Map.copyOf(lost);
+        this.noRoom = Map.copyOf(noRoom);
+        this.sharing = Map.copyOf(sharing);
     }
 
     /** The caches (sequences) that cannot continue. */
@@ -27,9 +43,23 @@ public final class AttentionUnavailableException extends StatusRuntimeException 
         return lost.keySet();
     }
 
+    /** The caches (sequences) that found no room: they end, or wait while others make room. */
+    public Set<KvCache> noRoom() {
+        return noRoom.keySet();
+    }
+
+    /**
+     * The step's sequences on the worker that had no room for {@code cache}, itself included: what
+     * preempting could free for it. Only itself when it is not held by a worker (a new sequence none
+     * could take).
+     */
+    public Set<KvCache> sharingWorkerWith(KvCache cache) {
+        return sharing.getOrDefault(cache, Set.of(cache));
+    }
+
     /** What ends sequence {@code cache}: its own status. */
     public StatusRuntimeException failureOf(KvCache cache) {
-        Status s = lost.get(cache);
+        Status s = lost.getOrDefault(cache, noRoom.get(cache));
         return s == null ? this : s.asRuntimeException();
     }
 }

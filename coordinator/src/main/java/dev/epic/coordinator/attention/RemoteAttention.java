@@ -16,9 +16,11 @@ import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -40,9 +42,11 @@ import org.apache.curator.framework.CuratorFramework;
  *
  * <p>A worker that fails or misses the deadline takes its sequences' caches with it: sequences that
  * had committed positions there fail with UNAVAILABLE, within one deadline; sequences still on
- * their first chunk are placed on another worker. A worker without room refuses new sequences
- * (RESOURCE_EXHAUSTED for them). Either way the call throws {@link AttentionUnavailableException},
- * and the step runs again for every sequence not lost. Calls are serialised.
+ * their first chunk are placed on another worker. A worker without room in its KV budget refuses
+ * new sequences (placed elsewhere, or reported as without room when none takes them) and the growth
+ * of sequences it holds (reported with the step's other sequences on that worker, so that the
+ * scheduler can preempt some of them). Either way the call throws {@link AttentionUnavailableException},
+ * and the step runs again for every sequence that goes on. Calls are serialised.
  */
 public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /**
@@ -144,6 +148,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         long t0 = System.nanoTime();
         Map<AttentionEndpoint, List<SequenceRows>> groups = new LinkedHashMap<>();
         Map<KvCache, Status> lost = new HashMap<>();
+        Map<KvCache, Status> noRoom = new HashMap<>();
+        Map<KvCache, Set<KvCache>> sharing = new HashMap<>();
         boolean rerun = false;
         long now = System.nanoTime();
         for (SequenceRows s : sequences) {
@@ -165,14 +171,14 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             if (c.endpoint == null) {
                 Status refusal = place(c, now);
                 if (refusal != null) {
-                    lost.put(c, refusal);
+                    (refusal.getCode() == Status.Code.RESOURCE_EXHAUSTED ? noRoom : lost).put(c, refusal);
                     continue;
                 }
             }
             groups.computeIfAbsent(c.endpoint, e -> new ArrayList<>()).add(s);
         }
-        if (!lost.isEmpty() || rerun) {
-            throw unavailable(lost, 0, 0); // before sending: no cache is half-written
+        if (!lost.isEmpty() || !noRoom.isEmpty() || rerun) {
+            throw unavailable(lost, noRoom, sharing, 0, 0); // before sending: no cache is half-written
         }
         List<AttentionEndpoint> targets = new ArrayList<>(groups.keySet());
         List<CompletableFuture<AttendResponse>> futures = new ArrayList<>(targets.size());
@@ -187,16 +193,28 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             try {
                 AttendResponse r = futures.get(i).get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
                 if (r.getRefusedCacheIdsCount() > 0) {
-                    // The worker had no room for some new sequences (other coordinators' count too):
-                    // they go to another worker, the others run the step again.
+                    // The worker had no room (other coordinators' sequences count too): new sequences
+                    // go to another worker; sequences it holds whose growth did not fit stay, and the
+                    // scheduler may preempt some of the sequences here to make room. The others run
+                    // the step again.
                     w.markFull(options.deadBackoff().toNanos());
                     Status full = Status.RESOURCE_EXHAUSTED.withDescription(r.getRefusal());
+                    Set<KvCache> here = new HashSet<>();
+                    for (SequenceRows g : group) {
+                        here.add(g.cache());
+                    }
                     for (SequenceRows g : group) {
                         RemoteCache c = (RemoteCache) g.cache();
-                        if (r.getRefusedCacheIdsList().contains(c.id)) {
+                        if (!r.getRefusedCacheIdsList().contains(c.id)) {
+                            continue;
+                        }
+                        if (c.length() > 0) {
+                            noRoom.put(c, full);
+                            sharing.put(c, here);
+                        } else {
                             w.unplace(c);
                             if (!move(c)) {
-                                lost.put(c, full);
+                                noRoom.put(c, full);
                             }
                         }
                     }
@@ -227,19 +245,21 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             }
         }
         long slowestCompute = slowest;
-        if (!lost.isEmpty() || rerun) {
-            throw unavailable(lost, System.nanoTime() - t0, slowestCompute);
+        if (!lost.isEmpty() || !noRoom.isEmpty() || rerun) {
+            throw unavailable(lost, noRoom, sharing, System.nanoTime() - t0, slowestCompute);
         }
         record(System.nanoTime() - t0, slowestCompute, 0);
     }
 
     /** Counts the call, and the exception that ends {@code lost} and has the step run again for the rest. */
-    private AttentionUnavailableException unavailable(Map<KvCache, Status> lost, long nanos, long slowestCompute) {
+    private AttentionUnavailableException unavailable(Map<KvCache, Status> lost, Map<KvCache, Status> noRoom,
+            Map<KvCache, Set<KvCache>> sharing, long nanos, long slowestCompute) {
         record(nanos, slowestCompute, lost.size());
-        Status summary = lost.isEmpty()
-                ? Status.UNAVAILABLE.withDescription("an attention worker failed; its new sequences are placed again")
-                : lost.values().iterator().next();
-        return new AttentionUnavailableException(summary, lost);
+        Status summary = !lost.isEmpty() ? lost.values().iterator().next()
+                : !noRoom.isEmpty() ? noRoom.values().iterator().next()
+                : Status.UNAVAILABLE.withDescription("an attention worker failed or was full; its new sequences are "
+                        + "placed again");
+        return new AttentionUnavailableException(summary, lost, noRoom, sharing);
     }
 
     private void record(long nanos, long slowestCompute, int lost) {

@@ -36,6 +36,7 @@ import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.netty.handler.timeout.IdleStateEvent;
 import io.netty.handler.timeout.IdleStateHandler;
+import io.netty.handler.timeout.WriteTimeoutHandler;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -61,6 +62,12 @@ final class NettyHttpServer implements AutoCloseable {
 
     /** A keep-alive connection with no request for this long is closed (the JDK server's idle interval). */
     static final int IDLE_SECONDS = 30;
+    /**
+     * A response write the client has not taken in this long closes the connection, which cancels its
+     * request: a client that stopped reading but kept its connection would otherwise hold a batch slot
+     * until its answer ended (nginx's send_timeout is the same minute).
+     */
+    static final int WRITE_TIMEOUT_SECONDS = 60;
 
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
@@ -76,10 +83,12 @@ final class NettyHttpServer implements AutoCloseable {
      * Binds {@code host:port} (0: any free port) and hands every request whose body is at most
      * {@code maxBody} bytes to {@code handler}, run by {@code executor}; a larger one gets status 413,
      * and one that does not parse 400, 414 or 431, each with the JSON body {@code errorBody} makes of the
-     * status and a message. A connection idle between requests for {@code idleSeconds} is closed.
+     * status and a message. A connection idle between requests for {@code idleSeconds} is closed, and so
+     * is one whose client has not taken a write for {@code writeTimeoutSeconds}.
      */
     static NettyHttpServer start(String host, int port, int maxBody, ErrorBody errorBody,
-            Consumer<Exchange> handler, ExecutorService executor, int idleSeconds) throws IOException {
+            Consumer<Exchange> handler, ExecutorService executor, int idleSeconds, int writeTimeoutSeconds)
+            throws IOException {
         EventLoopGroup boss = new MultiThreadIoEventLoopGroup(1, new DefaultThreadFactory("epic-http-accept", true),
                 NioIoHandler.newFactory());
         EventLoopGroup workers = new MultiThreadIoEventLoopGroup(2, new DefaultThreadFactory("epic-http", true),
@@ -95,7 +104,7 @@ final class NettyHttpServer implements AutoCloseable {
                         Connection connection = new Connection(handler, executor, errorBody, maxBody);
                         // Idle first: the bytes of a slow upload count as activity.
                         ch.pipeline().addLast(new IdleStateHandler(0, 0, idleSeconds, TimeUnit.SECONDS),
-                                new HttpServerCodec(limits), new Aggregator(maxBody, connection), connection);
+                                new WriteTimeoutHandler(writeTimeoutSeconds), new HttpServerCodec(limits), new Aggregator(maxBody, connection), connection);
                     }
                 });
         ChannelFuture bound = b.bind(new InetSocketAddress(host, port)).awaitUninterruptibly();

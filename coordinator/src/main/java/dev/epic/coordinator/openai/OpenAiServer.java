@@ -97,7 +97,7 @@ public final class OpenAiServer implements AutoCloseable {
         OpenAiServer server = new OpenAiServer(executor, channel, servedName, apiKey, allowedOrigins);
         try {
             server.http = NettyHttpServer.start(host, port, MAX_BODY, OpenAiServer::errorBody, server::handle, executor,
-                    NettyHttpServer.IDLE_SECONDS);
+                    NettyHttpServer.IDLE_SECONDS, NettyHttpServer.WRITE_TIMEOUT_SECONDS);
         } catch (IOException e) {
             channel.shutdownNow();
             executor.shutdownNow();

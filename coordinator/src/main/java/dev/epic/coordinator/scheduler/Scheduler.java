@@ -10,9 +10,11 @@ import dev.epic.model.Transformer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
 import java.util.PriorityQueue;
+import java.util.Set;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
@@ -51,6 +53,8 @@ public final class Scheduler implements AutoCloseable {
         int next = -1;          // token to feed in the next step once feed is in
         final List<Integer> generated = new ArrayList<>(); // fed after the prompt
         boolean resumed;        // joined again after a preemption
+        /** Attention workers: rejoins once fewer than this many sequences run (someone left). */
+        int rejoinBelow = Integer.MAX_VALUE;
 
         Slot(SequenceTask task, long arrival, int maxPositions) {
             this.task = task;
@@ -91,9 +95,9 @@ public final class Scheduler implements AutoCloseable {
                 generated.add(next);
                 feed = all;
             }
+            resumed |= fed > 0 || !generated.isEmpty(); // one that never ran joins as new
             release();
             fed = 0;
-            resumed = true;
         }
 
         /**
@@ -418,6 +422,10 @@ public final class Scheduler implements AutoCloseable {
                 }
                 boolean kvFull = false; // once one does not fit, later ones wait too (first come, first served)
                 while (!preempted.isEmpty() && active.size() < options.maxBatch()) {
+                    if (!active.isEmpty() && active.size() >= preempted.peek().rejoinBelow) {
+                        kvFull = true; // an attention worker had no room: wait until a sequence leaves
+                        break;
+                    }
                     long took = join(preempted.peek(), kvFree, joined);
                     if (took < 0) {
                         kvFull = true;
@@ -542,6 +550,60 @@ public final class Scheduler implements AutoCloseable {
         activeCount = active.size();
     }
 
+    /**
+     * Attention workers had no room for some sequences (KV caches on workers: their own budgets). For
+     * each worker that refused, the latest arrival among this step's sequences there is preempted, one
+     * per worker per step (the step runs again, and a worker still short refuses again); it rejoins
+     * once a sequence has left. A sequence with no one to preempt for it, or none of ours left running
+     * to make room by finishing, ends RESOURCE_EXHAUSTED, as does one still giving prompt logits.
+     */
+    private void makeRoomOnWorkers(List<Slot> slots, AttentionUnavailableException e) {
+        List<Slot> refused = new ArrayList<>();
+        for (Slot s : slots) {
+            if (e.noRoom().contains(s.cache)) {
+                refused.add(s);
+            }
+        }
+        refused.sort((a, b) -> Long.compare(a.arrival, b.arrival));
+        List<Slot> victims = new ArrayList<>();
+        Set<KvCache> given = new HashSet<>(); // the victims' caches
+        for (Slot s : refused) {
+            if (!active.contains(s)) {
+                continue; // preempted already, for another sequence on its worker
+            }
+            Set<KvCache> worker = e.sharingWorkerWith(s.cache);
+            if (worker.stream().anyMatch(given::contains)) {
+                continue; // its worker has given one up this step
+            }
+            Slot victim = null;
+            for (Slot o : active) {
+                boolean givingPromptLogits = o.prefilling() && o.promptLogits() && o.fed > 0;
+                if ((o == s || worker.contains(o.cache)) && !givingPromptLogits
+                        && (victim == null || o.arrival > victim.arrival)) {
+                    victim = o;
+                }
+            }
+            if (victim == null || (victim == s && active.size() == 1)) {
+                retire(s);
+                s.task.onFailure(e.failureOf(s.cache));
+                continue;
+            }
+            log.info("an attention worker has no room ({}): preempting a sequence at {} positions; it resumes by "
+                    + "recomputing them once a sequence leaves", e.failureOf(s.cache).getStatus().getDescription(),
+                    victim.cache.length());
+            given.add(victim.cache);
+            victim.preempt();
+            preempted.add(victim); // never in neither list: its client would wait forever
+            active.remove(victim);
+            victims.add(victim);
+            preemptions++;
+        }
+        for (Slot v : victims) {
+            v.rejoinBelow = active.size();
+        }
+        preemptedCount = preempted.size();
+    }
+
     /** Positions a cache grows by when doubling it does not fit in the budget (four 16-position pages). */
     static final int TIGHT_GROWTH = 64;
 
@@ -616,14 +678,15 @@ public final class Scheduler implements AutoCloseable {
         } catch (AttentionUnavailableException e) {
             // Sequences whose attention cannot go on end, each with its own status; the step runs
             // again for the rest next time (same positions: their caches are simply written again).
-            log.warn("step over {} sequence(s): {} lost, the rest run again: {}", slots.size(), e.lost().size(),
-                    e.getMessage());
+            log.warn("step over {} sequence(s): {} lost, {} without room, the rest run again: {}", slots.size(),
+                    e.lost().size(), e.noRoom().size(), e.getMessage());
             for (Slot s : slots) {
                 if (e.lost().contains(s.cache)) {
                     retire(s);
                     s.task.onFailure(e.failureOf(s.cache));
                 }
             }
+            makeRoomOnWorkers(slots, e);
             activeCount = active.size();
             return;
         } catch (RuntimeException | OutOfMemoryError e) {

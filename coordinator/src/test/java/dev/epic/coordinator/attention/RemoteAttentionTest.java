@@ -80,13 +80,17 @@ class RemoteAttentionTest {
 
     /** A fresh cluster name with {@code count} attention workers for model {@code dir}, and its RemoteAttention. */
     private RemoteAttention cluster(Path dir, int count, int maxSequences) throws Exception {
+        return cluster(dir, count, maxSequences, AttentionWorker.defaultKvCacheBytes());
+    }
+
+    private RemoteAttention cluster(Path dir, int count, int maxSequences, long kvCacheBytes) throws Exception {
         String cluster = "attention-test-" + clusters++;
         Checkpoint ck = Checkpoint.open(dir);
         closing.add(ck);
         for (int i = 0; i < count; i++) {
             workers.add(AttentionWorker.start(AttentionLayers.load(ck.config(), ck), CheckpointFingerprint.of(dir),
                     new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, "a-" + i,
-                            maxSequences, 4000, 200, 0)));
+                            maxSequences, 4000, 200, 0, kvCacheBytes)));
         }
         RemoteAttention remote = RemoteAttention.create(zk, cluster, CheckpointFingerprint.of(dir),
                 ck.config().hiddenSize(), OPTIONS);
@@ -220,6 +224,84 @@ class RemoteAttentionTest {
         assertEquals(((RemoteCache) b).endpoint, ((RemoteCache) d).endpoint);
     }
 
+    /**
+     * A worker whose KV budget holds 40 positions: two sequences of 16 fit, but not both grown to 32.
+     * The one that must grow is reported without room, with the sequences it shares its worker with,
+     * and nothing is written; once the other is released (told with the next message, so no race
+     * with the separate Release call) it grows.
+     */
+    @Test
+    void growthWithoutRoomIsReportedWithTheSequencesSharingTheWorker() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        Transformer local = engine(dir, null);
+        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(local.config());
+        Transformer remote = engine(dir, cluster(dir, 1, 16, 40 * perPosition));
+        KvCache a = remote.newCache();
+        KvCache b = remote.newCache();
+        KvCache la = local.newCache();
+        int[] sixteen = java.util.stream.IntStream.range(0, 16).map(i -> 5 + i).toArray();
+        remote.step(List.of(SequenceChunk.next(a, sixteen), SequenceChunk.next(b, 3, 4)));
+        local.step(List.of(SequenceChunk.next(la, sixteen)));
+        AttentionUnavailableException e = assertThrows(AttentionUnavailableException.class,
+                () -> remote.step(List.of(SequenceChunk.next(a, 7), SequenceChunk.next(b, 8))));
+        assertEquals(Set.of(), e.lost());
+        assertEquals(Set.of(a), e.noRoom());
+        assertEquals(Set.of(a, b), e.sharingWorkerWith(a));
+        assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.failureOf(a).getStatus().getCode());
+        assertTrue(e.failureOf(a).getStatus().getDescription().contains("--kv-cache-mb"), e.toString());
+        assertEquals(16, a.length(), "nothing committed");
+        b.release();
+        assertArrayEquals(local.step(List.of(SequenceChunk.next(la, 7))).getFirst(),
+                remote.step(List.of(SequenceChunk.next(a, 7))).getFirst());
+        assertEquals(1, workers.getFirst().cachedSequences());
+    }
+
+    /**
+     * The scheduler answers a worker without room by preempting, not failing: two sequences of up to
+     * 30 positions on a worker with room for 40. The later one is preempted when the caches must grow,
+     * rejoins once the earlier has finished, and both give the logits they give alone (the recomputed
+     * positions within the chunked-prefill tolerance) and the same greedy tokens.
+     */
+    @Test
+    void theSchedulerPreemptsForAWorkerWithoutRoom() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        Transformer local = engine(dir, null);
+        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(local.config());
+        Transformer remote = engine(dir, cluster(dir, 1, 16, 40 * perPosition));
+        int[][] prompts = {{5, 17, 4}, {9, 8, 7, 6}};
+        int steps = 26;
+        List<LogitsTask.Result> alone = new ArrayList<>();
+        try (Scheduler one = new Scheduler(local, new SchedulerOptions(1, 1, 256)).start()) {
+            for (int[] p : prompts) {
+                LogitsTask t = new LogitsTask(p, steps);
+                one.submit(t);
+                alone.add(t.result().get(60, TimeUnit.SECONDS));
+            }
+        }
+        try (Scheduler scheduler = new Scheduler(remote, new SchedulerOptions(4, 4, 256))) {
+            List<LogitsTask> tasks = new ArrayList<>();
+            for (int[] p : prompts) {
+                tasks.add(new LogitsTask(p, steps));
+                scheduler.submit(tasks.getLast());
+            }
+            scheduler.start();
+            for (int i = 0; i < prompts.length; i++) {
+                LogitsTask.Result r = tasks.get(i).result().get(60, TimeUnit.SECONDS);
+                assertArrayEquals(alone.get(i).argmax(), r.argmax(), "prompt " + i);
+                for (int k = 0; k < r.logits().size(); k++) {
+                    float d = dev.epic.model.Golden.maxAbsDiff(alone.get(i).logits().get(k), r.logits().get(k));
+                    assertTrue(d <= dev.epic.model.Golden.LOGIT_TOL, "prompt " + i + " step " + k + ": " + d);
+                }
+            }
+            assertEquals(1, scheduler.preemptions());
+            assertEquals(2, scheduler.peakBatch());
+        }
+        for (int attempt = 0; workers.getFirst().cachedSequences() > 0; attempt++) {
+            assertTrue(attempt < 100, "the worker still holds " + workers.getFirst().cachedSequences() + " caches");
+            Thread.sleep(50);
+        }
+    }
+
     @Test
     void theSchedulerFailsOnlyTheDeadWorkersSequencesAndFinishesTheRest() throws Exception {
         Path dir = TestData.model("tiny-v3");
@@ -274,7 +356,9 @@ class RemoteAttentionTest {
         full.step(List.of(SequenceChunk.next(a, 5, 6)));
         AttentionUnavailableException e = assertThrows(AttentionUnavailableException.class,
                 () -> full.step(List.of(SequenceChunk.next(a, 7), SequenceChunk.next(b, 5))));
-        assertEquals(Set.of(b), e.lost());
+        assertEquals(Set.of(), e.lost());
+        assertEquals(Set.of(b), e.noRoom(), "no room: the scheduler decides whether it waits or ends");
+        assertEquals(Set.of(b), e.sharingWorkerWith(b), "on no worker");
         assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.failureOf(b).getStatus().getCode());
         full.step(List.of(SequenceChunk.next(a, 7))); // a goes on
 
@@ -294,7 +378,7 @@ class RemoteAttentionTest {
         // No other worker has room: now it fails, RESOURCE_EXHAUSTED.
         AttentionUnavailableException refused = assertThrows(AttentionUnavailableException.class,
                 () -> other.step(List.of(SequenceChunk.next(c, 5))));
-        assertEquals(Set.of(c), refused.lost());
+        assertEquals(Set.of(c), refused.noRoom());
         assertEquals(Status.Code.RESOURCE_EXHAUSTED, refused.failureOf(c).getStatus().getCode());
         full.step(List.of(SequenceChunk.next(a, 8))); // the first coordinator's sequence is untouched
 

@@ -36,8 +36,13 @@ class NettyHttpServerTest {
     }
 
     private Socket start(int maxBody, int idleSeconds, Consumer<Exchange> handler) throws IOException {
+        return start(maxBody, idleSeconds, NettyHttpServer.WRITE_TIMEOUT_SECONDS, handler);
+    }
+
+    private Socket start(int maxBody, int idleSeconds, int writeTimeoutSeconds, Consumer<Exchange> handler)
+            throws IOException {
         server = NettyHttpServer.start("127.0.0.1", 0, maxBody, (status, message) -> ascii("{\"error\": \"too large\"}"), handler,
-                executor, idleSeconds);
+                executor, idleSeconds, writeTimeoutSeconds);
         Socket s = new Socket("127.0.0.1", server.port());
         s.setSoTimeout(10_000);
         return s;
@@ -276,6 +281,43 @@ class NettyHttpServerTest {
             Thread.sleep(500);
             release.countDown();
             assertEquals("", readToClose(s), "answers on a connection closed for pipelining too much");
+        }
+    }
+
+    /**
+     * A client that stops reading a stream but keeps its connection: once a write has waited for the
+     * write timeout the connection closes and the handler's blocked write fails (the OpenAI server
+     * cancels the generation on that failure), instead of blocking until the answer ends.
+     */
+    @Test
+    void aClientThatStopsReadingIsDisconnectedAfterTheWriteTimeout() throws Exception {
+        CountDownLatch writeFailed = new CountDownLatch(1);
+        AtomicLong written = new AtomicLong();
+        try (Socket s = start(1000, 30, 1, ex -> {
+            try {
+                ex.setHeader("Content-Type", "text/event-stream");
+                ex.sendResponseHeaders(200, 0);
+                byte[] chunk = new byte[1 << 16];
+                java.util.Arrays.fill(chunk, (byte) 'x');
+                while (true) { // an endless stream
+                    ex.responseBody().write(chunk);
+                    written.addAndGet(chunk.length);
+                }
+            } catch (IOException e) {
+                writeFailed.countDown();
+            }
+        })) {
+            s.getOutputStream().write(ascii("GET /stream HTTP/1.1\r\nHost: a\r\n\r\n"));
+            // nothing is read until the server has given up
+            assertTrue(writeFailed.await(20, TimeUnit.SECONDS), "the stalled client's write never failed");
+            assertTrue(written.get() > 0, "some of the stream went out first");
+            String got;
+            try {
+                got = readToClose(s); // what the buffers held, then the end: the server closed the connection
+            } catch (java.net.SocketException reset) {
+                got = "reset"; // closed with unread data: also the end
+            }
+            assertTrue(got.equals("reset") || got.startsWith("HTTP/1.1 200"), got.substring(0, Math.min(40, got.length())));
         }
     }
 
