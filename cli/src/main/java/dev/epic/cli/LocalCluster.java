@@ -111,15 +111,17 @@ final class LocalCluster implements AutoCloseable {
      * @param rebalance        how often the coordinator replans the expert placement
      * @param expertDevice     where the expert workers compute: "cpu", or "cuda" (worker i on GPU i mod
      *                         the GPUs there are)
+     * @param attentionKvCacheMb each attention worker's KV cache budget in MiB (0: the worker's default,
+     *                         half its heap)
      */
     record Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
             String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry, int redundantSlots,
-            Duration rebalance, String expertDevice) {
+            Duration rebalance, String expertDevice, long attentionKvCacheMb) {
         /** Without redundant experts, on the CPU. */
         Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
                 String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {
             this(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler, logDir,
-                    registry, 0, Duration.ZERO, "cpu");
+                    registry, 0, Duration.ZERO, "cpu", 0);
         }
 
         Options {
@@ -131,6 +133,9 @@ final class LocalCluster implements AutoCloseable {
             }
             if (attentionWorkers < 0) {
                 throw new IllegalArgumentException("--attention-workers must be >= 0, got " + attentionWorkers);
+            }
+            if (attentionKvCacheMb < 0) {
+                throw new IllegalArgumentException("--kv-cache-mb must be >= 1, got " + attentionKvCacheMb);
             }
             if (!expertDevice.equals("cpu") && !expertDevice.equals("cuda")) {
                 throw new IllegalArgumentException("--expert-device must be cpu or cuda, got '" + expertDevice + "'");
@@ -175,10 +180,13 @@ final class LocalCluster implements AutoCloseable {
                         o.redundantSlots()));
             }
             for (int a = 0; a < attentionWorkerCount; a++) {
-                attentionWorkers.add(spawn("attention-worker", List.of("--model", model.toAbsolutePath().toString(),
+                List<String> args = new ArrayList<>(List.of("--model", model.toAbsolutePath().toString(),
                         "--zk", zk.getConnectString(), "--port", "0", "--cluster", CLUSTER, "--id", "local-attention-" + a,
-                        "--zk-session-timeout-ms", "4000", "--drain-ms", "500", "--weights", format.id()),
-                        "local-attention-" + a, logDir, threads).process());
+                        "--zk-session-timeout-ms", "4000", "--drain-ms", "500", "--weights", format.id()));
+                if (o.attentionKvCacheMb() > 0) {
+                    args.addAll(List.of("--kv-cache-mb", Long.toString(o.attentionKvCacheMb())));
+                }
+                attentionWorkers.add(spawn("attention-worker", args, "local-attention-" + a, logDir, threads).process());
             }
             CheckpointFingerprint fp = CheckpointFingerprint.of(model);
             backend = RemoteExpertBackend.connect(zk.getConnectString(), CLUSTER, fp, config,

@@ -87,7 +87,8 @@ public final class LocalCommand implements Callable<Integer> {
         try {
             cluster = LocalCluster.start(model, new LocalCluster.Options(workers, replication, attentionWorkers,
                     workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, m.registry(),
-                    redundantSlots, Duration.ofSeconds(rebalanceSeconds), expertDevice));
+                    redundantSlots, Duration.ofSeconds(rebalanceSeconds), expertDevice,
+                    attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0));
         } catch (Exception | Error e) {
             m.close();
             throw e;

@@ -1,0 +1,73 @@
+package dev.epic.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.model.TestData;
+import dev.epic.proto.FinishReason;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.SamplingParams;
+import dev.epic.proto.StatsRequest;
+import dev.epic.proto.StatsResponse;
+import dev.epic.proto.TokenIds;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * {@code epic local} on testdata/tiny-v3 with one attention-worker process whose KV cache budget
+ * ({@code --kv-cache-mb 1}, passed on by epic local: 1,638 positions of tiny-v3) cannot hold four
+ * sequences of 500 positions at once. The coordinator learns it from the worker's refusals and
+ * preempts instead of failing: every sequence streams all its tokens, and Stats counts preemptions.
+ */
+@Timeout(value = 240, unit = TimeUnit.SECONDS)
+class AttentionPreemptionIT {
+    @Test
+    void sequencesThatOutgrowTheAttentionWorkerArePreemptedAndAllFinish() throws Exception {
+        try (EpicLocal cluster = EpicLocal.start("attention-preemption", "--model", TestData.model("tiny-v3").toString(),
+                "--expert-workers", "1", "--attention-workers", "1", "--kv-cache-mb", "1", "--max-batch", "4");
+                ExecutorService clients = Executors.newVirtualThreadPerTaskExecutor()) {
+            var api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
+            int n = 4;
+            int tokens = 497;
+            List<Future<int[]>> answers = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                GenerateRequest req = GenerateRequest.newBuilder()
+                        .setTokenIds(TokenIds.newBuilder().addIds(5).addIds(17).addIds(4 + i))
+                        .setSampling(SamplingParams.newBuilder().setTemperature(0.8f).setSeed(i).setMaxTokens(tokens)
+                                .setIgnoreEos(true))
+                        .build();
+                answers.add(clients.submit(() -> {
+                    int count = 0;
+                    FinishReason reason = FinishReason.FINISH_REASON_UNSPECIFIED;
+                    Iterator<GenerateResponse> it = api.withDeadlineAfter(180, TimeUnit.SECONDS).generate(req);
+                    while (it.hasNext()) {
+                        GenerateResponse r = it.next();
+                        count += r.getTokenIdsCount();
+                        if (r.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED) {
+                            reason = r.getFinishReason();
+                        }
+                    }
+                    return new int[] {count, reason.getNumber()};
+                }));
+            }
+            for (int i = 0; i < n; i++) {
+                int[] a = answers.get(i).get(200, TimeUnit.SECONDS); // a failure (RESOURCE_EXHAUSTED) throws here
+                assertEquals(tokens, a[0], "sequence " + i + " streams all its tokens");
+                assertEquals(FinishReason.LENGTH.getNumber(), a[1], "sequence " + i);
+            }
+            StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
+            assertTrue(stats.getPreemptions() >= 1, "preemptions: " + stats.getPreemptions());
+            assertEquals(0, stats.getAttentionSequencesLost());
+            assertEquals(0, stats.getRunning());
+        }
+    }
+}
