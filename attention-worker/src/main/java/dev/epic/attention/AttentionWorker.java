@@ -64,6 +64,7 @@ public final class AttentionWorker implements AutoCloseable {
                             .setFingerprint(ModelFingerprint.newBuilder().setName(fingerprint.name())
                                     .setSha256(fingerprint.sha256()))
                             .setCapacity(s.maxSequences())
+                            .setKvCacheBytes(s.kvCacheBytes())
                             .setPid(ProcessHandle.current().pid())
                             .setProtocolVersion(Protocol.VERSION)
                             .build();

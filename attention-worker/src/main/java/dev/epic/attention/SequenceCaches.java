@@ -41,6 +41,9 @@ final class SequenceCaches {
     private final Map<Long, HeapKvCache> caches = new HashMap<>(); // guarded by this
     private final Map<Long, Object> owners = new HashMap<>();  // guarded by this
 
+    /** Positions a cache that cannot double grows by at most (the coordinator's Scheduler.TIGHT_GROWTH). */
+    static final int TIGHT_GROWTH = 64;
+
     SequenceCaches(AttentionLayers layers, int maxSequences, long kvCacheBytes) {
         if (maxSequences < 1) {
             throw new IllegalArgumentException("max sequences must be >= 1, got " + maxSequences);
@@ -65,9 +68,14 @@ final class SequenceCaches {
      */
     synchronized List<KvCache> acquire(Object owner, int layer, List<Segment> segments) {
         List<Long> fresh = new ArrayList<>();
+        Map<Long, Integer> freshSizes = new HashMap<>();
         long freshGrowth = 0;
-        long growth = 0;
+        long growth = 0;      // the growing caches doubled (what their writes do)
+        long tightGrowth = 0; // or grown by what they need and at most TIGHT_GROWTH more
+        long exactGrowth = 0; // or by just what they need
         List<Long> growing = new ArrayList<>();
+        Map<Long, Integer> tightSizes = new HashMap<>();
+        Map<Long, Integer> exactSizes = new HashMap<>();
         for (Segment s : segments) {
             if ((long) s.start() + s.length() > maxPositions) {
                 throw new IllegalArgumentException("sequence cache " + s.id() + ": positions " + s.start() + " to "
@@ -81,18 +89,26 @@ final class SequenceCaches {
                             false, List.of(s.id()));
                 }
                 fresh.add(s.id());
-                freshGrowth += bytes(HeapKvCache.grownCapacity(HeapKvCache.initialCapacity(maxPositions), s.length(), maxPositions));
+                int size = HeapKvCache.grownCapacity(HeapKvCache.initialCapacity(maxPositions), s.length(), maxPositions);
+                freshSizes.put(s.id(), size);
+                freshGrowth += bytes(size);
             } else {
                 // Checked at every layer: a later layer's attention reads and writes from start too.
                 if (s.start() > c.length()) {
                     throw new IllegalArgumentException("sequence cache " + s.id() + " holds " + c.length()
                             + " positions; a step cannot start at " + s.start());
                 }
-                long more = bytes(HeapKvCache.grownCapacity(c.capacity(), s.start() + s.length(), maxPositions))
-                        - bytes(c.capacity());
+                int need = s.start() + s.length();
+                long more = bytes(HeapKvCache.grownCapacity(c.capacity(), need, maxPositions)) - bytes(c.capacity());
                 if (more > 0) {
                     growth += more;
                     growing.add(s.id());
+                    int tight = (int) Math.min(maxPositions,
+                            Math.max(need, (long) c.capacity() + Math.min(c.capacity(), TIGHT_GROWTH)));
+                    tightSizes.put(s.id(), tight);
+                    tightGrowth += bytes(tight) - bytes(c.capacity());
+                    exactSizes.put(s.id(), need);
+                    exactGrowth += bytes(need) - bytes(c.capacity());
                 }
             }
         }
@@ -101,18 +117,35 @@ final class SequenceCaches {
                     + " sequences: no room for " + fresh.size() + " more", true, fresh);
         }
         long held = layer == 0 ? heldBytes() : 0; // the budget is checked where caches grow: at layer 0
+        // Growing caches that cannot double grow by less (as the coordinator's own do): by what they
+        // need and up to TIGHT_GROWTH more, or, at the end of the budget, by what they need and a share
+        // of what is left.
+        Map<Long, Integer> sizes = Map.of(); // empty: they double as they are written
         if (layer == 0 && held + freshGrowth + growth > kvCacheBytes) {
-            // New sequences go first (the coordinator places them elsewhere); sequences already here
-            // are refused only when their own growth does not fit (they end RESOURCE_EXHAUSTED there).
-            List<Long> refused = new ArrayList<>(fresh);
-            if (held + growth > kvCacheBytes) {
-                refused.addAll(growing);
+            if (held + freshGrowth + tightGrowth <= kvCacheBytes) {
+                sizes = tightSizes;
+            } else if (held + freshGrowth + exactGrowth <= kvCacheBytes) {
+                // what is left of the budget, shared out, so that the next steps do not each regrow
+                long spare = (kvCacheBytes - held - freshGrowth - exactGrowth) / bytesPerPosition / growing.size();
+                Map<Long, Integer> fill = new HashMap<>();
+                exactSizes.forEach((id, need) -> fill.put(id, (int) Math.min(tightSizes.get(id), need + spare)));
+                sizes = fill;
+            } else {
+                // New sequences go first (the coordinator places them elsewhere); sequences already here
+                // are refused only when their own growth does not fit (the coordinator then preempts).
+                List<Long> refused = new ArrayList<>(fresh);
+                if (held + exactGrowth > kvCacheBytes) {
+                    refused.addAll(growing);
+                }
+                throw new Refused("attention worker KV caches hold " + mib(held) + " of their " + mib(kvCacheBytes)
+                        + " (--kv-cache-mb): no room for " + mib(freshGrowth + exactGrowth) + " more", true, refused);
             }
-            throw new Refused("attention worker KV caches hold " + mib(held) + " of their " + mib(kvCacheBytes)
-                    + " (--kv-cache-mb): no room for " + mib(freshGrowth + growth) + " more", true, refused);
         }
+        sizes.forEach((id, size) -> caches.get(id).reserve(size));
         for (long id : fresh) {
-            caches.put(id, layers.newCache());
+            HeapKvCache c = layers.newCache();
+            c.reserve(freshSizes.get(id)); // exactly what the budget counted (writes alone would double past it)
+            caches.put(id, c);
         }
         List<KvCache> out = new ArrayList<>(segments.size());
         for (Segment s : segments) {

@@ -252,13 +252,18 @@ class AttentionServiceTest {
         awaitCached(0);
     }
 
+    /** A second worker, of up to 8 sequences in {@code kvCacheBytes} of KV cache. */
+    private AttentionWorker budgeted(String id, long kvCacheBytes) throws Exception {
+        return AttentionWorker.start(AttentionLayers.load(checkpoint.config(), checkpoint), CheckpointFingerprint.of(MODEL),
+                new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), "t", id, 8, 4000, 100, 0,
+                        kvCacheBytes));
+    }
+
     @Test
     void theKvBudgetRefusesNewSequencesAndGrowthBeyondIt() throws Exception {
         long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(checkpoint.config());
         // Room for two caches of 16 positions (what a new cache starts with), not a third or more.
-        try (AttentionWorker small = AttentionWorker.start(AttentionLayers.load(checkpoint.config(), checkpoint),
-                CheckpointFingerprint.of(MODEL), new AttentionWorker.Settings("127.0.0.1", 0,
-                        zkServer.getConnectString(), "t", "a-small", 8, 4000, 100, 0, 32 * perPosition))) {
+        try (AttentionWorker small = budgeted("a-small", 32 * perPosition)) {
             ManagedChannel ch = NettyChannelBuilder.forTarget(small.address()).usePlaintext().build();
             try (Stream stream = new Stream(ch)) {
                 int layers = checkpoint.config().numHiddenLayers();
@@ -283,4 +288,35 @@ class AttentionServiceTest {
             }
         }
     }
+    /**
+     * A cache that cannot double grows by less, as the coordinator's own caches do: room for 40
+     * positions, two caches of 16. The 17th position of one cannot double it (48) nor add 64 (more than
+     * the budget), so it grows to what it needs and what is left (24), and refuses only the 25th.
+     */
+    @Test
+    void aCacheThatCannotDoubleTakesWhatIsLeftOfTheBudget() throws Exception {
+        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(checkpoint.config());
+        try (AttentionWorker small = budgeted("a-tight", 40 * perPosition)) {
+            ManagedChannel ch = NettyChannelBuilder.forTarget(small.address()).usePlaintext().build();
+            try (Stream stream = new Stream(ch)) {
+                int layers = checkpoint.config().numHiddenLayers();
+                for (long id : new long[] {701, 702}) {
+                    for (int l = 0; l < layers; l++) {
+                        assertEquals(16, ((AttendResponse) stream.send(request(l, id, 0, 16).build())).getRows());
+                    }
+                }
+                for (int pos = 16; pos < 24; pos++) {
+                    for (int l = 0; l < layers; l++) {
+                        AttendResponse r = (AttendResponse) stream.send(request(l, 701, pos, 1).build());
+                        assertEquals(1, r.getRows(), "position " + pos + " layer " + l + ": " + r.getRefusal());
+                    }
+                }
+                AttendResponse full = (AttendResponse) stream.send(request(0, 701, 24, 1).build());
+                assertEquals(List.of(701L), full.getRefusedCacheIdsList(), "the budget is spent");
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
 }
+

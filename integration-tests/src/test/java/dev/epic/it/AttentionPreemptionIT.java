@@ -27,6 +27,7 @@ import org.junit.jupiter.api.Timeout;
  * ({@code --kv-cache-mb 1}, passed on by epic local: 1,638 positions of tiny-v3) cannot hold four
  * sequences of 500 positions at once. The coordinator learns it from the worker's refusals and
  * preempts instead of failing: every sequence streams all its tokens, and Stats counts preemptions.
+ * A request without max_tokens runs to the longest sequence the worker announces it can hold.
  */
 @Timeout(value = 240, unit = TimeUnit.SECONDS)
 class AttentionPreemptionIT {
@@ -64,6 +65,23 @@ class AttentionPreemptionIT {
                 assertEquals(tokens, a[0], "sequence " + i + " streams all its tokens");
                 assertEquals(FinishReason.LENGTH.getNumber(), a[1], "sequence " + i);
             }
+            // Without max_tokens a sequence runs to the longest the worker's budget holds, and ends there
+            // with LENGTH, as vLLM's default runs to the end of the context.
+            int count = 0;
+            FinishReason reason = FinishReason.FINISH_REASON_UNSPECIFIED;
+            var it = api.withDeadlineAfter(180, TimeUnit.SECONDS).generate(GenerateRequest.newBuilder()
+                    .setTokenIds(TokenIds.newBuilder().addIds(5).addIds(17).addIds(4))
+                    .setSampling(SamplingParams.newBuilder().setTemperature(0.8f).setSeed(9).setIgnoreEos(true))
+                    .build());
+            while (it.hasNext()) {
+                GenerateResponse r = it.next();
+                count += r.getTokenIdsCount();
+                if (r.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED) {
+                    reason = r.getFinishReason();
+                }
+            }
+            assertEquals(FinishReason.LENGTH, reason);
+            assertEquals((1 << 20) / 640 - 3, count, "1 MiB of 640-byte positions, less the prompt");
             StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
             assertTrue(stats.getPreemptions() >= 1, "preemptions: " + stats.getPreemptions());
             assertEquals(0, stats.getAttentionSequencesLost());

@@ -30,6 +30,9 @@ public final class Announcements {
         o.put("capacity", a.getCapacity());
         o.put("pid", a.getPid());
         o.put("protocolVersion", a.getProtocolVersion());
+        if (a.getKvCacheBytes() > 0) {
+            o.put("kvCacheBytes", a.getKvCacheBytes());
+        }
         if (a.getRedundantSlots() > 0) {
             o.put("redundantSlots", a.getRedundantSlots());
             ObjectNode redundant = o.putObject("redundant");
@@ -57,7 +60,8 @@ public final class Announcements {
                 .setAddress(text(o, "address"))
                 .setCapacity(o.path("capacity").asInt(0))
                 .setPid(o.path("pid").asLong(0))
-                .setProtocolVersion(o.path("protocolVersion").asInt(0));
+                .setProtocolVersion(o.path("protocolVersion").asInt(0))
+                .setKvCacheBytes(o.path("kvCacheBytes").asLong(0));
         JsonNode fp = o.path("fingerprint");
         b.setFingerprint(ModelFingerprint.newBuilder()
                 .setName(fp.path("name").asText(""))

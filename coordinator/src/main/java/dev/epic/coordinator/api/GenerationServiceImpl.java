@@ -314,10 +314,15 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
 
     /**
      * max_tokens when a request leaves it out: the rest of the context (vLLM's default), where the
-     * context is also bounded by the longest sequence the KV cache budget holds.
+     * context is also bounded by the longest sequence the KV cache budget holds (the coordinator's, or
+     * with attention workers the smallest they announce).
      */
     private int defaultMaxTokens(int promptTokens) {
         long longest = Math.min(model.maxContext(), scheduler.maxSequencePositions());
+        if (model.attention() != null) {
+            longest = Math.min(longest, model.attention().maxSequencePositions(
+                    dev.epic.model.HeapKvCache.bytesPerPosition(model.config())));
+        }
         return (int) Math.max(1, longest - promptTokens);
     }
 

@@ -105,10 +105,14 @@ final class AttentionEndpoint implements AutoCloseable {
         return true;
     }
 
-    /** The worker refused {@code cache} (it had no room): it is not held here. */
+    /**
+     * The worker refused {@code cache} (it had no room): it is not placed here. Should the worker hold
+     * it all the same (created by an earlier try of the same step), the next message frees it.
+     */
     synchronized void unplace(RemoteCache cache) {
         if (cache.endpoint == this && cache.epoch == epoch && placed > 0) {
             placed--;
+            released.add(cache.id);
         }
         cache.endpoint = null;
     }

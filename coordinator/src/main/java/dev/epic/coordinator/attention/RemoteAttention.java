@@ -87,7 +87,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
      * Totals since start.
      *
      * @param slowestComputeNanos sum over layer calls of the slowest worker's reported compute time
-     * @param sequencesLost       sequences failed because their worker failed (or none could take them)
+     * @param sequencesLost       sequences failed because their worker failed (or none was live); those
+     *                            without room are the scheduler's to preempt or end
      */
     public record Stats(long layerCalls, long layerNanos, long slowestComputeNanos, long sequencesLost) {}
 
@@ -97,7 +98,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         this.layerTimer = Timer.builder("epic.attention.layer")
                 .description("one layer's attention on the attention workers: send, compute, answer").register(r);
         this.lostCounter = Counter.builder("epic.attention.sequences.lost")
-                .description("sequences ended because their attention worker failed or had no room").register(r);
+                .description("sequences ended because their attention worker failed (or none was live)").register(r);
         Gauge.builder("epic.attention.workers", this, a -> a.directory.workers().size())
                 .description("registered attention workers").register(r);
         this.fingerprint = fingerprint;
@@ -126,6 +127,15 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /** Announcements of the registered attention workers (for ModelInfo). */
     public List<WorkerAnnouncement> workers() {
         return directory.workers().stream().map(AttentionEndpoint::announcement).toList();
+    }
+
+    /**
+     * The longest sequence every registered worker's KV budget holds, at {@code bytesPerPosition}
+     * (Long.MAX_VALUE when none announces its budget): what a request's default max_tokens runs to.
+     */
+    public long maxSequencePositions(long bytesPerPosition) {
+        return directory.workers().stream().mapToLong(w -> w.announcement().getKvCacheBytes()).filter(b -> b > 0)
+                .map(b -> b / bytesPerPosition).min().orElse(Long.MAX_VALUE);
     }
 
     /** Whether a new sequence can be placed now: some worker is registered and not in its failure backoff. */
@@ -199,9 +209,11 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                     // the step again.
                     w.markFull(options.deadBackoff().toNanos());
                     Status full = Status.RESOURCE_EXHAUSTED.withDescription(r.getRefusal());
-                    Set<KvCache> here = new HashSet<>();
+                    Set<KvCache> here = new HashSet<>(); // what preempting could free there: caches it holds
                     for (SequenceRows g : group) {
-                        here.add(g.cache());
+                        if (g.cache().length() > 0) {
+                            here.add(g.cache());
+                        }
                     }
                     for (SequenceRows g : group) {
                         RemoteCache c = (RemoteCache) g.cache();

@@ -68,6 +68,8 @@ final class NettyHttpServer implements AutoCloseable {
      * until its answer ended (nginx's send_timeout is the same minute).
      */
     static final int WRITE_TIMEOUT_SECONDS = 60;
+    /** Bytes per write of a response body (see the write timeout). */
+    static final int WRITE_PIECE = 64 << 10;
 
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
@@ -363,7 +365,11 @@ final class NettyHttpServer implements AutoCloseable {
                 if (status == -1) {
                     throw new IOException("response body before its headers");
                 }
-                send(new DefaultHttpContent(Unpooled.copiedBuffer(b, off, len)));
+                // In pieces, each awaited: the write timeout then measures the client's progress, not how
+                // long one large body takes (a slow client still reading is not cut off).
+                for (int at = off; at < off + len; at += WRITE_PIECE) {
+                    send(new DefaultHttpContent(Unpooled.copiedBuffer(b, at, Math.min(WRITE_PIECE, off + len - at))));
+                }
             }
         };
 

@@ -53,8 +53,8 @@ public final class Scheduler implements AutoCloseable {
         int next = -1;          // token to feed in the next step once feed is in
         final List<Integer> generated = new ArrayList<>(); // fed after the prompt
         boolean resumed;        // joined again after a preemption
-        /** Attention workers: rejoins once fewer than this many sequences run (someone left). */
-        int rejoinBelow = Integer.MAX_VALUE;
+        /** Attention workers: rejoins once more than this many sequences have left (finished, failed or cancelled). */
+        long rejoinAfter = -1;
 
         Slot(SequenceTask task, long arrival, int maxPositions) {
             this.task = task;
@@ -119,6 +119,7 @@ public final class Scheduler implements AutoCloseable {
     private final PriorityQueue<Slot> preempted =                     // engine thread only, oldest arrival first
             new PriorityQueue<>((a, b) -> Long.compare(a.arrival, b.arrival));
     private long arrivals;                                             // engine thread only
+    private long departures;                                           // engine thread only: sequences that left the batch
     private volatile int preemptedCount;
     private volatile long preemptions;
     private final Thread engine;
@@ -384,6 +385,7 @@ public final class Scheduler implements AutoCloseable {
             Slot s = it.next();
             if (s.task.cancelled()) {
                 it.remove();
+                departures++;
                 s.cache.release();
                 s.task.onCancelled();
             }
@@ -422,7 +424,7 @@ public final class Scheduler implements AutoCloseable {
                 }
                 boolean kvFull = false; // once one does not fit, later ones wait too (first come, first served)
                 while (!preempted.isEmpty() && active.size() < options.maxBatch()) {
-                    if (!active.isEmpty() && active.size() >= preempted.peek().rejoinBelow) {
+                    if (!active.isEmpty() && departures <= preempted.peek().rejoinAfter) {
                         kvFull = true; // an attention worker had no room: wait until a sequence leaves
                         break;
                     }
@@ -599,7 +601,7 @@ public final class Scheduler implements AutoCloseable {
             preemptions++;
         }
         for (Slot v : victims) {
-            v.rejoinBelow = active.size();
+            v.rejoinAfter = departures; // preemptions do not count: one on another worker frees nothing on its
         }
         preemptedCount = preempted.size();
     }
@@ -796,6 +798,7 @@ public final class Scheduler implements AutoCloseable {
     /** The sequence leaves its batch slot: its cache goes (on an attention worker, it is released there). */
     private void retire(Slot s) {
         active.remove(s);
+        departures++;
         s.cache.release();
     }
 

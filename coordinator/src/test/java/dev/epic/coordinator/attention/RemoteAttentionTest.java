@@ -225,28 +225,30 @@ class RemoteAttentionTest {
     }
 
     /**
-     * A worker whose KV budget holds 40 positions: two sequences of 16 fit, but not both grown to 32.
-     * The one that must grow is reported without room, with the sequences it shares its worker with,
-     * and nothing is written; once the other is released (told with the next message, so no race
-     * with the separate Release call) it grows.
+     * A worker whose KV budget holds 32 positions: two sequences of 16 fit, and neither can grow. The
+     * one that must grow is reported without room, with the sequences holding caches on its worker (not
+     * a new sequence refused in the same message, which holds nothing there), and nothing is written;
+     * once the other is released (told with the next message, so no race with the separate Release
+     * call) it grows.
      */
     @Test
     void growthWithoutRoomIsReportedWithTheSequencesSharingTheWorker() throws Exception {
         Path dir = TestData.model("tiny-v3");
         Transformer local = engine(dir, null);
         long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(local.config());
-        Transformer remote = engine(dir, cluster(dir, 1, 16, 40 * perPosition));
+        Transformer remote = engine(dir, cluster(dir, 1, 16, 32 * perPosition));
         KvCache a = remote.newCache();
         KvCache b = remote.newCache();
+        KvCache c = remote.newCache();
         KvCache la = local.newCache();
         int[] sixteen = java.util.stream.IntStream.range(0, 16).map(i -> 5 + i).toArray();
         remote.step(List.of(SequenceChunk.next(a, sixteen), SequenceChunk.next(b, 3, 4)));
         local.step(List.of(SequenceChunk.next(la, sixteen)));
         AttentionUnavailableException e = assertThrows(AttentionUnavailableException.class,
-                () -> remote.step(List.of(SequenceChunk.next(a, 7), SequenceChunk.next(b, 8))));
+                () -> remote.step(List.of(SequenceChunk.next(a, 7), SequenceChunk.next(b, 8), SequenceChunk.next(c, 9))));
         assertEquals(Set.of(), e.lost());
-        assertEquals(Set.of(a), e.noRoom());
-        assertEquals(Set.of(a, b), e.sharingWorkerWith(a));
+        assertEquals(Set.of(a), e.noRoom(), "the new one is placed again (a move), not without room yet");
+        assertEquals(Set.of(a, b), e.sharingWorkerWith(a), "the caches the worker holds, not the new one");
         assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.failureOf(a).getStatus().getCode());
         assertTrue(e.failureOf(a).getStatus().getDescription().contains("--kv-cache-mb"), e.toString());
         assertEquals(16, a.length(), "nothing committed");
@@ -254,6 +256,46 @@ class RemoteAttentionTest {
         assertArrayEquals(local.step(List.of(SequenceChunk.next(la, 7))).getFirst(),
                 remote.step(List.of(SequenceChunk.next(a, 7))).getFirst());
         assertEquals(1, workers.getFirst().cachedSequences());
+    }
+
+    /**
+     * A sequence alone on its worker that outgrows the worker's budget has nothing to wait for: it
+     * ends RESOURCE_EXHAUSTED naming the flag, within one step, and the engine goes on.
+     */
+    @Test
+    void aSequenceAloneThatOutgrowsItsWorkerEndsResourceExhausted() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        Transformer local = engine(dir, null);
+        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(local.config());
+        Transformer remote = engine(dir, cluster(dir, 1, 16, 20 * perPosition));
+        try (Scheduler scheduler = new Scheduler(remote, new SchedulerOptions(4, 4, 256)).start()) {
+            LogitsTask t = new LogitsTask(new int[] {5, 17, 4}, 30);
+            scheduler.submit(t);
+            ExecutionException e = assertThrows(ExecutionException.class, () -> t.result().get(60, TimeUnit.SECONDS));
+            Status s = Status.fromThrowable(e.getCause());
+            assertEquals(Status.Code.RESOURCE_EXHAUSTED, s.getCode(), s.toString());
+            assertTrue(s.getDescription().contains("--kv-cache-mb"), s.getDescription());
+            assertEquals(0, scheduler.preemptions());
+            LogitsTask small = new LogitsTask(new int[] {5, 17, 4}, 5); // fits: the engine goes on
+            scheduler.submit(small);
+            assertEquals(6, small.result().get(60, TimeUnit.SECONDS).argmax().length, "the prefill's token and five more");
+        }
+    }
+
+    /** Workers announce their KV budgets; the longest sequence every one holds bounds default max_tokens. */
+    @Test
+    void theSmallestAnnouncedBudgetGivesTheLongestSequence() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(engine(dir, null).config());
+        RemoteAttention remote = cluster(dir, 1, 16, 40 * perPosition + 7);
+        assertEquals(40, remote.maxSequencePositions(perPosition));
+        Checkpoint ck = Checkpoint.open(dir);
+        closing.add(ck);
+        workers.add(AttentionWorker.start(AttentionLayers.load(ck.config(), ck), CheckpointFingerprint.of(dir),
+                new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), "attention-test-" + (clusters - 1),
+                        "a-big", 16, 4000, 200, 0, 1000 * perPosition)));
+        assertTrue(remote.awaitWorkers(2, Duration.ofSeconds(20)));
+        assertEquals(40, remote.maxSequencePositions(perPosition), "the smaller of 40 and 1000");
     }
 
     /**

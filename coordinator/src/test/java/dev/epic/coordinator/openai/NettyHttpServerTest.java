@@ -321,6 +321,41 @@ class NettyHttpServerTest {
         }
     }
 
+    /**
+     * The write timeout measures progress, not a whole body: a client that reads a 20 MB answer at
+     * about 3 MB/s (128 KB every 40 ms through a fixed 128 KB receive buffer, 6.5 s in all) gets all of
+     * it although the timeout is 2 s, while the one write of the whole body would wait about 5 s (the
+     * kernel's buffers take at most about 4 MB ahead).
+     */
+    @Test
+    void aSlowClientStillReadingALargeBodyIsNotCutOff() throws Exception {
+        int size = 20 << 20;
+        start(1000, 30, 2, ex -> {
+            try {
+                byte[] body = new byte[size];
+                java.util.Arrays.fill(body, (byte) 'y');
+                ex.sendResponseHeaders(200, body.length);
+                ex.responseBody().write(body); // one write of the whole body, as a JSON answer is sent
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        }).close();
+        try (Socket s = new Socket()) {
+            s.setReceiveBufferSize(128 << 10); // fixed: no autotuning to take the whole body at once
+            s.connect(new java.net.InetSocketAddress("127.0.0.1", server.port()));
+            s.setSoTimeout(10_000);
+            s.getOutputStream().write(ascii("GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+            InputStream in = s.getInputStream();
+            byte[] buf = new byte[128 << 10];
+            long got = 0;
+            for (int n; (n = in.read(buf)) > 0; ) {
+                got += n;
+                Thread.sleep(40);
+            }
+            assertTrue(got > size, "got " + got + " bytes of " + size + " and the headers");
+        }
+    }
+
     @Test
     void aConnectionIdleBetweenRequestsIsClosedButNotOneWhoseRequestRunsLong() throws Exception {
         try (Socket s = start(1000, 1, ex -> {
