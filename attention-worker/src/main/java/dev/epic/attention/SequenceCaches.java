@@ -74,6 +74,7 @@ final class SequenceCaches {
         long tightGrowth = 0; // or grown by what they need and at most TIGHT_GROWTH more
         long exactGrowth = 0; // or by just what they need
         List<Long> growing = new ArrayList<>();
+        Map<Long, Integer> doubledSizes = new HashMap<>();
         Map<Long, Integer> tightSizes = new HashMap<>();
         Map<Long, Integer> exactSizes = new HashMap<>();
         for (Segment s : segments) {
@@ -99,10 +100,12 @@ final class SequenceCaches {
                             + " positions; a step cannot start at " + s.start());
                 }
                 int need = s.start() + s.length();
-                long more = bytes(HeapKvCache.grownCapacity(c.capacity(), need, maxPositions)) - bytes(c.capacity());
+                int doubled = HeapKvCache.grownCapacity(c.capacity(), need, maxPositions);
+                long more = bytes(doubled) - bytes(c.capacity());
                 if (more > 0) {
                     growth += more;
                     growing.add(s.id());
+                    doubledSizes.put(s.id(), doubled);
                     int tight = (int) Math.min(maxPositions,
                             Math.max(need, (long) c.capacity() + Math.min(c.capacity(), TIGHT_GROWTH)));
                     tightSizes.put(s.id(), tight);
@@ -120,8 +123,11 @@ final class SequenceCaches {
         // Growing caches that cannot double grow by less (as the coordinator's own do): by what they
         // need and up to TIGHT_GROWTH more, or, at the end of the budget, by what they need and a share
         // of what is left.
-        Map<Long, Integer> sizes = Map.of(); // empty: they double as they are written
-        if (layer == 0 && held + freshGrowth + growth > kvCacheBytes) {
+        // Every size is reserved before the writes: written one position at a time, a cache would double
+        // again and again past what was counted (16 -> 128 for a chunk to position 104).
+        Map<Long, Integer> sizes = doubledSizes;
+        // A step that takes no more memory always runs, even over a budget (one set lower than what is held).
+        if (layer == 0 && freshGrowth + growth > 0 && held + freshGrowth + growth > kvCacheBytes) {
             if (held + freshGrowth + tightGrowth <= kvCacheBytes) {
                 sizes = tightSizes;
             } else if (held + freshGrowth + exactGrowth <= kvCacheBytes) {

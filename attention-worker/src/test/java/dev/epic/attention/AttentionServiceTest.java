@@ -318,5 +318,31 @@ class AttentionServiceTest {
             }
         }
     }
+    /**
+     * A cache grows to what its chunk needs, as counted, not by doubling on each write: room for 130
+     * positions; a cache of 4 takes a chunk to position 104 (counted 104; written one position at a
+     * time it would double 16, 32, 64, 128), and then a new cache of 16 still fits (104 + 16).
+     */
+    @Test
+    void aLongChunkGrowsACacheToWhatWasCounted() throws Exception {
+        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(checkpoint.config());
+        try (AttentionWorker small = budgeted("a-chunk", 130 * perPosition)) {
+            ManagedChannel ch = NettyChannelBuilder.forTarget(small.address()).usePlaintext().build();
+            try (Stream stream = new Stream(ch)) {
+                int layers = checkpoint.config().numHiddenLayers();
+                for (int l = 0; l < layers; l++) {
+                    assertEquals(4, ((AttendResponse) stream.send(request(l, 801, 0, 4).build())).getRows());
+                }
+                for (int l = 0; l < layers; l++) {
+                    assertEquals(100, ((AttendResponse) stream.send(request(l, 801, 4, 100).build())).getRows());
+                }
+                AttendResponse second = (AttendResponse) stream.send(request(0, 802, 0, 16).build());
+                assertEquals(16, second.getRows(), "refused: " + second.getRefusal());
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
 }
+
 

@@ -27,7 +27,8 @@ import org.junit.jupiter.api.Timeout;
  * ({@code --kv-cache-mb 1}, passed on by epic local: 1,638 positions of tiny-v3) cannot hold four
  * sequences of 500 positions at once. The coordinator learns it from the worker's refusals and
  * preempts instead of failing: every sequence streams all its tokens, and Stats counts preemptions.
- * A request without max_tokens runs to the longest sequence the worker announces it can hold.
+ * A request without max_tokens runs to the longest sequence the worker announces it can hold; one
+ * whose max_tokens no worker could hold is INVALID_ARGUMENT.
  */
 @Timeout(value = 240, unit = TimeUnit.SECONDS)
 class AttentionPreemptionIT {
@@ -82,6 +83,13 @@ class AttentionPreemptionIT {
             }
             assertEquals(FinishReason.LENGTH, reason);
             assertEquals((1 << 20) / 640 - 3, count, "1 MiB of 640-byte positions, less the prompt");
+            // One that no worker could hold even alone is refused up front, naming the flag.
+            io.grpc.StatusRuntimeException tooLong = org.junit.jupiter.api.Assertions.assertThrows(
+                    io.grpc.StatusRuntimeException.class, () -> api.withDeadlineAfter(30, TimeUnit.SECONDS).generate(
+                            GenerateRequest.newBuilder().setTokenIds(TokenIds.newBuilder().addIds(5).addIds(17))
+                                    .setSampling(SamplingParams.newBuilder().setMaxTokens(5000)).build()).hasNext());
+            assertEquals(io.grpc.Status.Code.INVALID_ARGUMENT, tooLong.getStatus().getCode(), tooLong.toString());
+            assertTrue(tooLong.getStatus().getDescription().contains("--kv-cache-mb"), tooLong.toString());
             StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
             assertTrue(stats.getPreemptions() >= 1, "preemptions: " + stats.getPreemptions());
             assertEquals(0, stats.getAttentionSequencesLost());

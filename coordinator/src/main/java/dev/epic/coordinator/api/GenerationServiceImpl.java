@@ -96,6 +96,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         try {
             Prompt prompt = prompt(req);
             SamplingParams params = sampling(req.getSampling(), defaultMaxTokens(prompt.ids().length));
+            requireAWorkerHolds(prompt.ids().length, params.maxTokens());
             int n = samples(req.getSampling());
             GenerationOptions options = outputOptions(req, prompt); // once: a schema is compiled here
             requireWorkers();
@@ -310,6 +311,29 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         };
         prompts.checkLength(p.ids(), 1);
         return p;
+    }
+
+    /**
+     * With attention workers: a request that no worker's announced KV budget could hold even alone is
+     * INVALID_ARGUMENT, as one beyond the coordinator's own budget is (it would otherwise run until its
+     * worker refuses it, preempting others on the way).
+     */
+    private void requireAWorkerHolds(int promptTokens, long maxTokens) {
+        if (model.attention() == null) {
+            return;
+        }
+        long largest = model.attention().largestSequencePositions(
+                dev.epic.model.HeapKvCache.bytesPerPosition(model.config()));
+        if (promptTokens + 1L > largest) {
+            throw new KvBudgetException("the prompt of " + promptTokens + " tokens needs more KV cache than any "
+                    + "attention worker's budget holds (" + largest + " positions: their --kv-cache-mb); send a "
+                    + "shorter prompt");
+        }
+        if (promptTokens + maxTokens > largest) {
+            throw new KvBudgetException("prompt + max tokens reach " + (promptTokens + maxTokens) + " positions, more "
+                    + "than any attention worker's KV cache budget holds (" + largest + " positions: their "
+                    + "--kv-cache-mb); ask for fewer tokens");
+        }
     }
 
     /**

@@ -134,8 +134,17 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
      * (Long.MAX_VALUE when none announces its budget): what a request's default max_tokens runs to.
      */
     public long maxSequencePositions(long bytesPerPosition) {
+        return announcedPositions(bytesPerPosition).min().orElse(Long.MAX_VALUE);
+    }
+
+    /** The longest sequence some registered worker's KV budget holds (Long.MAX_VALUE when none announces one). */
+    public long largestSequencePositions(long bytesPerPosition) {
+        return announcedPositions(bytesPerPosition).max().orElse(Long.MAX_VALUE);
+    }
+
+    private java.util.stream.LongStream announcedPositions(long bytesPerPosition) {
         return directory.workers().stream().mapToLong(w -> w.announcement().getKvCacheBytes()).filter(b -> b > 0)
-                .map(b -> b / bytesPerPosition).min().orElse(Long.MAX_VALUE);
+                .map(b -> b / bytesPerPosition);
     }
 
     /** Whether a new sequence can be placed now: some worker is registered and not in its failure backoff. */
@@ -202,7 +211,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             List<SequenceRows> group = groups.get(w);
             try {
                 AttendResponse r = futures.get(i).get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
-                if (r.getRefusedCacheIdsCount() > 0) {
+                if (r.getRefusedCacheIdsCount() > 0 || !r.getRefusal().isEmpty()) {
                     // The worker had no room (other coordinators' sequences count too): new sequences
                     // go to another worker; sequences it holds whose growth did not fit stay, and the
                     // scheduler may preempt some of the sequences here to make room. The others run
@@ -215,9 +224,11 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                             here.add(g.cache());
                         }
                     }
+                    // A refusal that names no sequence (a worker that ought not to send one) refuses them all.
+                    Set<Long> refusedIds = new HashSet<>(r.getRefusedCacheIdsList());
                     for (SequenceRows g : group) {
                         RemoteCache c = (RemoteCache) g.cache();
-                        if (!r.getRefusedCacheIdsList().contains(c.id)) {
+                        if (!refusedIds.isEmpty() && !refusedIds.contains(c.id)) {
                             continue;
                         }
                         if (c.length() > 0) {

@@ -324,13 +324,14 @@ class NettyHttpServerTest {
     /**
      * The write timeout measures progress, not a whole body: a client that reads a 20 MB answer at
      * about 3 MB/s (128 KB every 40 ms through a fixed 128 KB receive buffer, 6.5 s in all) gets all of
-     * it although the timeout is 2 s, while the one write of the whole body would wait about 5 s (the
+     * it although the timeout is 3 s (a 64 KiB piece waits at most about 1.3 s, for the kernel to see
+     * a third of its send buffer free), while the one write of the whole body would wait about 5 s (the
      * kernel's buffers take at most about 4 MB ahead).
      */
     @Test
     void aSlowClientStillReadingALargeBodyIsNotCutOff() throws Exception {
         int size = 20 << 20;
-        start(1000, 30, 2, ex -> {
+        start(1000, 30, 3, ex -> {
             try {
                 byte[] body = new byte[size];
                 java.util.Arrays.fill(body, (byte) 'y');
