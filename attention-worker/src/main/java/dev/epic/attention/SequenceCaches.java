@@ -6,9 +6,11 @@ import dev.epic.model.attention.AttentionLayers;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.ToIntFunction;
 
 /**
  * The latent KV caches of the sequences placed on this worker, by the coordinator's cache id. A
@@ -41,8 +43,16 @@ final class SequenceCaches {
     private final Map<Long, HeapKvCache> caches = new HashMap<>(); // guarded by this
     private final Map<Long, Object> owners = new HashMap<>();  // guarded by this
 
-    /** Positions a cache that cannot double grows by at most (the coordinator's Scheduler.TIGHT_GROWTH). */
-    static final int TIGHT_GROWTH = 64;
+    /** A cache a message makes grow: it needs {@code need} positions, more than it holds, within {@code max}. */
+    private record Growth(long id, HeapKvCache cache, int need, int max) {
+        int doubled() {
+            return HeapKvCache.grownCapacity(cache.capacity(), need, max);
+        }
+
+        int tight() {
+            return HeapKvCache.tightCapacity(cache.capacity(), need, max);
+        }
+    }
 
     SequenceCaches(AttentionLayers layers, int maxSequences, long kvCacheBytes) {
         if (maxSequences < 1) {
@@ -67,16 +77,8 @@ final class SequenceCaches {
      * model's context, is malformed at any layer: IllegalArgumentException.
      */
     synchronized List<KvCache> acquire(Object owner, int layer, List<Segment> segments) {
-        List<Long> fresh = new ArrayList<>();
-        Map<Long, Integer> freshSizes = new HashMap<>();
-        long freshGrowth = 0;
-        long growth = 0;      // the growing caches doubled (what their writes do)
-        long tightGrowth = 0; // or grown by what they need and at most TIGHT_GROWTH more
-        long exactGrowth = 0; // or by just what they need
-        List<Long> growing = new ArrayList<>();
-        Map<Long, Integer> doubledSizes = new HashMap<>();
-        Map<Long, Integer> tightSizes = new HashMap<>();
-        Map<Long, Integer> exactSizes = new HashMap<>();
+        Map<Long, Integer> fresh = new LinkedHashMap<>(); // new caches and the positions they start with
+        List<Growth> growing = new ArrayList<>();
         for (Segment s : segments) {
             if ((long) s.start() + s.length() > maxPositions) {
                 throw new IllegalArgumentException("sequence cache " + s.id() + ": positions " + s.start() + " to "
@@ -89,10 +91,8 @@ final class SequenceCaches {
                             + "this worker restarted); it cannot continue at layer " + layer + " position " + s.start(),
                             false, List.of(s.id()));
                 }
-                fresh.add(s.id());
-                int size = HeapKvCache.grownCapacity(HeapKvCache.initialCapacity(maxPositions), s.length(), maxPositions);
-                freshSizes.put(s.id(), size);
-                freshGrowth += bytes(size);
+                fresh.put(s.id(), HeapKvCache.grownCapacity(HeapKvCache.initialCapacity(maxPositions), s.length(),
+                        maxPositions));
             } else {
                 // Checked at every layer: a later layer's attention reads and writes from start too.
                 if (s.start() > c.length()) {
@@ -100,65 +100,70 @@ final class SequenceCaches {
                             + " positions; a step cannot start at " + s.start());
                 }
                 int need = s.start() + s.length();
-                int doubled = HeapKvCache.grownCapacity(c.capacity(), need, maxPositions);
-                long more = bytes(doubled) - bytes(c.capacity());
-                if (more > 0) {
-                    growth += more;
-                    growing.add(s.id());
-                    doubledSizes.put(s.id(), doubled);
-                    int tight = (int) Math.min(maxPositions,
-                            Math.max(need, (long) c.capacity() + Math.min(c.capacity(), TIGHT_GROWTH)));
-                    tightSizes.put(s.id(), tight);
-                    tightGrowth += bytes(tight) - bytes(c.capacity());
-                    exactSizes.put(s.id(), need);
-                    exactGrowth += bytes(need) - bytes(c.capacity());
+                if (need > c.capacity()) {
+                    growing.add(new Growth(s.id(), c, need, maxPositions));
                 }
             }
         }
         if (caches.size() + fresh.size() > maxSequences) {
             throw new Refused("attention worker holds " + caches.size() + " of its maximum of " + maxSequences
-                    + " sequences: no room for " + fresh.size() + " more", true, fresh);
+                    + " sequences: no room for " + fresh.size() + " more", true, List.copyOf(fresh.keySet()));
         }
-        long held = layer == 0 ? heldBytes() : 0; // the budget is checked where caches grow: at layer 0
-        // Growing caches that cannot double grow by less (as the coordinator's own do): by what they
-        // need and up to TIGHT_GROWTH more, or, at the end of the budget, by what they need and a share
-        // of what is left.
-        // Every size is reserved before the writes: written one position at a time, a cache would double
-        // again and again past what was counted (16 -> 128 for a chunk to position 104).
-        Map<Long, Integer> sizes = doubledSizes;
-        // A step that takes no more memory always runs, even over a budget (one set lower than what is held).
-        if (layer == 0 && freshGrowth + growth > 0 && held + freshGrowth + growth > kvCacheBytes) {
-            if (held + freshGrowth + tightGrowth <= kvCacheBytes) {
-                sizes = tightSizes;
-            } else if (held + freshGrowth + exactGrowth <= kvCacheBytes) {
-                // what is left of the budget, shared out, so that the next steps do not each regrow
-                long spare = (kvCacheBytes - held - freshGrowth - exactGrowth) / bytesPerPosition / growing.size();
-                Map<Long, Integer> fill = new HashMap<>();
-                exactSizes.forEach((id, need) -> fill.put(id, (int) Math.min(tightSizes.get(id), need + spare)));
-                sizes = fill;
+        long freshBytes = 0;
+        for (int positions : fresh.values()) {
+            freshBytes += bytes(positions);
+        }
+        // Growing caches double, as the coordinator's own do; when that does not fit in the budget they
+        // grow by what they need and up to HeapKvCache.TIGHT_GROWTH more, or, at the end of the budget,
+        // by what they need and a share of what is left. The budget is checked where caches grow: at
+        // layer 0. A step that takes no more memory always runs (even over a budget set lower than what
+        // is held).
+        ToIntFunction<Growth> size = Growth::doubled;
+        long more = freshBytes + bytes(growing, size);
+        long held = layer == 0 ? heldBytes() : 0;
+        if (layer == 0 && more > 0 && held + more > kvCacheBytes) {
+            long exact = bytes(growing, Growth::need);
+            if (held + freshBytes + bytes(growing, Growth::tight) <= kvCacheBytes) {
+                size = Growth::tight;
+            } else if (held + freshBytes + exact <= kvCacheBytes) {
+                long spare = (kvCacheBytes - held - freshBytes - exact) / bytesPerPosition / growing.size();
+                size = g -> (int) Math.min(g.tight(), g.need() + spare);
             } else {
                 // New sequences go first (the coordinator places them elsewhere); sequences already here
                 // are refused only when their own growth does not fit (the coordinator then preempts).
-                List<Long> refused = new ArrayList<>(fresh);
-                if (held + exactGrowth > kvCacheBytes) {
-                    refused.addAll(growing);
+                List<Long> refused = new ArrayList<>(fresh.keySet());
+                if (held + exact > kvCacheBytes) {
+                    growing.forEach(g -> refused.add(g.id()));
                 }
                 throw new Refused("attention worker KV caches hold " + mib(held) + " of their " + mib(kvCacheBytes)
-                        + " (--kv-cache-mb): no room for " + mib(freshGrowth + exactGrowth) + " more", true, refused);
+                        + " (--kv-cache-mb): no room for " + mib(freshBytes + exact) + " more", true, refused);
             }
         }
-        sizes.forEach((id, size) -> caches.get(id).reserve(size));
-        for (long id : fresh) {
-            HeapKvCache c = layers.newCache();
-            c.reserve(freshSizes.get(id)); // exactly what the budget counted (writes alone would double past it)
-            caches.put(id, c);
+        // Reserved before the writes, as counted: written one position at a time, a cache would double
+        // again and again past it (16 -> 128 for a chunk to position 104).
+        for (Growth g : growing) {
+            g.cache().reserve(size.applyAsInt(g));
         }
+        fresh.forEach((id, positions) -> {
+            HeapKvCache c = layers.newCache();
+            c.reserve(positions);
+            caches.put(id, c);
+        });
         List<KvCache> out = new ArrayList<>(segments.size());
         for (Segment s : segments) {
             out.add(caches.get(s.id()));
             owners.put(s.id(), owner); // a cache moves to the stream that uses it (a coordinator's reopened stream)
         }
         return out;
+    }
+
+    /** Bytes the growing caches take beyond what they hold, each grown to {@code size}. */
+    private long bytes(List<Growth> growing, ToIntFunction<Growth> size) {
+        long n = 0;
+        for (Growth g : growing) {
+            n += bytes(size.applyAsInt(g)) - bytes(g.cache().capacity());
+        }
+        return n;
     }
 
     private long bytes(int positions) {

@@ -80,6 +80,18 @@ public final class HeapKvCache implements KvCache {
         return positions <= capacity ? capacity : (int) Math.min(maxPositions, Math.max(positions, 2L * capacity));
     }
 
+    /** Positions a cache grows by at most when doubling does not fit in a KV budget (four 16-position pages). */
+    public static final int TIGHT_GROWTH = 64;
+
+    /**
+     * {@link #grownCapacity} when doubling does not fit in a KV budget: grown for {@code positions} and
+     * at most {@link #TIGHT_GROWTH} more, within max.
+     */
+    public static int tightCapacity(int capacity, int positions, int maxPositions) {
+        return positions <= capacity ? capacity
+                : (int) Math.min(maxPositions, Math.max(positions, (long) capacity + Math.min(capacity, TIGHT_GROWTH)));
+    }
+
     /** Positions the arrays hold now (at least {@link #length()}): what the cache costs in memory. */
     @Override
     public int capacity() {

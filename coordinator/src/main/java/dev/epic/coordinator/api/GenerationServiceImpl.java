@@ -76,6 +76,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private final String modelType;
     private final StatsReport stats;
     private final ServingMetrics metrics;
+    /** KV cache bytes one position takes: announced budgets over it give sequence lengths. */
+    private final long kvBytesPerPosition;
 
     public GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts, ServingMetrics metrics) {
         this.model = model;
@@ -86,6 +88,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         this.reasoningModel = model.chatTemplate().template().contains(DeepSeekMarkers.THINK_CLOSE);
         this.modelType = ModelType.of(model.directory());
         this.stats = new StatsReport(scheduler, experts, model.attention());
+        this.kvBytesPerPosition = dev.epic.model.HeapKvCache.bytesPerPosition(model.config());
     }
 
     @Override
@@ -322,8 +325,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         if (model.attention() == null) {
             return;
         }
-        long largest = model.attention().largestSequencePositions(
-                dev.epic.model.HeapKvCache.bytesPerPosition(model.config()));
+        long largest = model.attention().largestSequencePositions(kvBytesPerPosition);
         if (promptTokens + 1L > largest) {
             throw new KvBudgetException("the prompt of " + promptTokens + " tokens needs more KV cache than any "
                     + "attention worker's budget holds (" + largest + " positions: their --kv-cache-mb); send a "
@@ -344,8 +346,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private int defaultMaxTokens(int promptTokens) {
         long longest = Math.min(model.maxContext(), scheduler.maxSequencePositions());
         if (model.attention() != null) {
-            longest = Math.min(longest, model.attention().maxSequencePositions(
-                    dev.epic.model.HeapKvCache.bytesPerPosition(model.config())));
+            longest = Math.min(longest, model.attention().maxSequencePositions(kvBytesPerPosition));
         }
         return (int) Math.max(1, longest - promptTokens);
     }

@@ -10,7 +10,9 @@ import dev.epic.model.Transformer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashSet;
+import java.util.IdentityHashMap;
 import java.util.Iterator;
 import java.util.List;
 import java.util.PriorityQueue;
@@ -76,6 +78,11 @@ public final class Scheduler implements AutoCloseable {
             }
         }
 
+        /** Part way through delivering its prompt logits: preempted, it would deliver them twice. */
+        boolean givingPromptLogits() {
+            return prefilling() && promptLogits() && fed > 0;
+        }
+
         /** Prompt logits go to the task on the first prefill only; a resumed one has had them. */
         boolean promptLogits() {
             return task.wantsPromptLogits() && !resumed;
@@ -102,10 +109,10 @@ public final class Scheduler implements AutoCloseable {
 
         /**
          * Positions to hold on joining: the feed and its first token, and for a resumed sequence room
-         * to decode {@link #TIGHT_GROWTH} more, so that it is not preempted again before it has moved.
+         * to decode {@link HeapKvCache#TIGHT_GROWTH} more, so that it is not preempted again before it has moved.
          */
         int joinPositions() {
-            int extra = resumed ? TIGHT_GROWTH : 0;
+            int extra = resumed ? HeapKvCache.TIGHT_GROWTH : 0;
             return (int) Math.min(maxPositions, (long) feed.length + 1 + extra);
         }
     }
@@ -356,7 +363,7 @@ public final class Scheduler implements AutoCloseable {
      * leave one in both lists.
      */
     private List<Slot> everyOnce() {
-        java.util.Set<Slot> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        Set<Slot> seen = Collections.newSetFromMap(new IdentityHashMap<>());
         List<Slot> all = new ArrayList<>();
         for (Slot s : active) {
             if (seen.add(s)) {
@@ -507,7 +514,7 @@ public final class Scheduler implements AutoCloseable {
     /**
      * Before a step: grows the caches of sequences whose next token needs room and, while that would
      * take more than the KV cache budget, preempts the latest arrival. Caches double (one copy per
-     * doubling); when doubling does not fit they grow by {@link #TIGHT_GROWTH} positions instead, and
+     * doubling); when doubling does not fit they grow by {@link HeapKvCache#TIGHT_GROWTH} positions instead, and
      * only when that does not fit either is a sequence preempted. The earliest always runs, and one
      * sequence alone always fits (checked at submission). A sequence still delivering prompt logits is
      * not preempted (they would come twice).
@@ -532,10 +539,7 @@ public final class Scheduler implements AutoCloseable {
             }
             log.info("KV cache budget full (--kv-cache-mb {}): preempting a sequence at {} positions; it resumes by "
                     + "recomputing them", mib(options.kvCacheBytes()), victim.cache.length());
-            victim.preempt();
-            preempted.add(victim); // never in neither list: its client would wait forever
-            active.remove(victim);
-            preemptions++;
+            preempt(victim);
         }
         preemptedCount = preempted.size(); // first: a moved victim is never in neither count
         activeCount = active.size();
@@ -579,8 +583,7 @@ public final class Scheduler implements AutoCloseable {
             }
             Slot victim = null;
             for (Slot o : active) {
-                boolean givingPromptLogits = o.prefilling() && o.promptLogits() && o.fed > 0;
-                if ((o == s || worker.contains(o.cache)) && !givingPromptLogits
+                if ((o == s || worker.contains(o.cache)) && !o.givingPromptLogits()
                         && (victim == null || o.arrival > victim.arrival)) {
                     victim = o;
                 }
@@ -594,11 +597,8 @@ public final class Scheduler implements AutoCloseable {
                     + "recomputing them once a sequence leaves", e.failureOf(s.cache).getStatus().getDescription(),
                     victim.cache.length());
             given.add(victim.cache);
-            victim.preempt();
-            preempted.add(victim); // never in neither list: its client would wait forever
-            active.remove(victim);
+            preempt(victim);
             victims.add(victim);
-            preemptions++;
         }
         for (Slot v : victims) {
             v.rejoinAfter = departures; // preemptions do not count: one on another worker frees nothing on its
@@ -606,15 +606,20 @@ public final class Scheduler implements AutoCloseable {
         preemptedCount = preempted.size();
     }
 
-    /** Positions a cache grows by when doubling it does not fit in the budget (four 16-position pages). */
-    static final int TIGHT_GROWTH = 64;
-
     private long cacheBytes(boolean tight) {
         long total = 0;
         for (Slot s : active) {
             total += (long) grown(s, tight) * kvBytesPerPosition;
         }
         return total;
+    }
+
+    /** Drops the sequence's cache and moves it to the preempted, to rejoin by recomputing. */
+    private void preempt(Slot victim) {
+        victim.preempt();
+        preempted.add(victim); // never in neither list: its client would wait forever
+        active.remove(victim);
+        preemptions++;
     }
 
     /** The latest arrival that is not the earliest and not giving prompt logits; null when none is. */
@@ -625,8 +630,7 @@ public final class Scheduler implements AutoCloseable {
         }
         Slot victim = null;
         for (Slot s : active) {
-            boolean givingPromptLogits = s.prefilling() && s.promptLogits();
-            if (!givingPromptLogits && s.arrival > earliest && (victim == null || s.arrival > victim.arrival)) {
+            if (!s.givingPromptLogits() && s.arrival > earliest && (victim == null || s.arrival > victim.arrival)) {
                 victim = s;
             }
         }
@@ -640,11 +644,8 @@ public final class Scheduler implements AutoCloseable {
     private static int grown(Slot s, boolean tight) {
         int capacity = s.cache.capacity();
         int need = s.prefilling() ? capacity : s.cache.length() + 1;
-        if (need <= capacity) {
-            return capacity;
-        }
-        long more = tight ? Math.min(capacity, TIGHT_GROWTH) : capacity;
-        return (int) Math.min(s.maxPositions, Math.max(need, capacity + more));
+        return tight ? HeapKvCache.tightCapacity(capacity, need, s.maxPositions)
+                : HeapKvCache.grownCapacity(capacity, need, s.maxPositions);
     }
 
     /** One batched forward step over all active sequences. */
