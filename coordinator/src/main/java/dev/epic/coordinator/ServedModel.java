@@ -15,6 +15,8 @@ import dev.epic.text.tokenizer.Tokenizer;
 import dev.epic.text.tokenizer.TokenizerConfig;
 import java.nio.file.Path;
 import java.util.stream.IntStream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Everything the front door needs about the model it serves: the transformer (dense layers here,
@@ -26,6 +28,7 @@ import java.util.stream.IntStream;
 public record ServedModel(Path directory, ModelConfig config, Transformer transformer, Tokenizer tokenizer,
                           ChatTemplate chatTemplate, CheckpointFingerprint fingerprint, int maxContext,
                           long weightBytesPerToken, RemoteAttention attention) {
+    private static final Logger LOG = LoggerFactory.getLogger(ServedModel.class);
 
     public ServedModel {
         if (maxContext < 2 || maxContext > config.maxPositionEmbeddings()) {
@@ -67,6 +70,10 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
         }
         Transformer transformer = new Transformer(c, weights, experts, attention);
         Tokenizer tokenizer = Tokenizer.fromModelDir(dir);
+        String mismatch = vocabularyMismatch(tokenizer, c.vocabSize());
+        if (mismatch != null) {
+            LOG.warn("{}: {}", dir, mismatch);
+        }
         TokenizerConfig tc = tokenizer.config();
         ChatTemplate template = tc.chatTemplate() != null ? ChatTemplate.fromConfig(tc) : ChatTemplate.deepSeekR1_0528(tc);
         int limit = maxContext > 0 ? Math.min(maxContext, c.maxPositionEmbeddings()) : c.maxPositionEmbeddings();
@@ -76,6 +83,28 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
                         : convertedExpertBytesPerToken(format, c));
         return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit, bytes,
                 attention);
+    }
+
+    /**
+     * What an operator should know when the tokenizer has more tokens than the model's vocabulary (the
+     * lm_head's rows), as when a model directory without tokenizer.json gets the shipped DeepSeek-V3
+     * one: requests are refused one by one, so say at start-up which; null when the tokenizer fits.
+     */
+    static String vocabularyMismatch(Tokenizer tokenizer, int vocabSize) {
+        if (tokenizer.size() <= vocabSize) {
+            return null;
+        }
+        StringBuilder m = new StringBuilder("the tokenizer has " + tokenizer.size() + " tokens but the model's "
+                + "vocabulary is " + vocabSize + ": prompts that encode to ids >= " + vocabSize
+                + " are refused (INVALID_ARGUMENT)");
+        if (tokenizer.bosId().isPresent() && tokenizer.bosId().getAsInt() >= vocabSize) {
+            m.append("; BOS is id ").append(tokenizer.bosId().getAsInt()).append(", so every chat prompt is refused");
+        }
+        if (tokenizer.eosId().isPresent() && tokenizer.eosId().getAsInt() >= vocabSize) {
+            m.append("; EOS is id ").append(tokenizer.eosId().getAsInt())
+                    .append(", which the model cannot produce: answers end only at max_tokens or a stop");
+        }
+        return m.append(". Put the model's own tokenizer.json and tokenizer_config.json in its directory.").toString();
     }
 
     /** As {@link #remoteExpertBytesPerToken}, for workers converting to {@code format} (sized, not converted). */

@@ -90,6 +90,13 @@ class AttentionPreemptionIT {
                                     .setSampling(SamplingParams.newBuilder().setMaxTokens(5000)).build()).hasNext());
             assertEquals(io.grpc.Status.Code.INVALID_ARGUMENT, tooLong.getStatus().getCode(), tooLong.toString());
             assertTrue(tooLong.getStatus().getDescription().contains("--kv-cache-mb"), tooLong.toString());
+            // So is a Logits call whose steps no worker could hold.
+            io.grpc.StatusRuntimeException tooManySteps = org.junit.jupiter.api.Assertions.assertThrows(
+                    io.grpc.StatusRuntimeException.class, () -> api.withDeadlineAfter(30, TimeUnit.SECONDS).logits(
+                            dev.epic.proto.LogitsRequest.newBuilder().addPromptTokenIds(5).addPromptTokenIds(17)
+                                    .setSteps(5000).build()));
+            assertEquals(io.grpc.Status.Code.INVALID_ARGUMENT, tooManySteps.getStatus().getCode(), tooManySteps.toString());
+            assertTrue(tooManySteps.getStatus().getDescription().contains("--kv-cache-mb"), tooManySteps.toString());
             StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
             assertTrue(stats.getPreemptions() >= 1, "preemptions: " + stats.getPreemptions());
             assertEquals(0, stats.getAttentionSequencesLost());

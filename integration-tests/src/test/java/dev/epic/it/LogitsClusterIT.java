@@ -143,7 +143,7 @@ class LogitsClusterIT {
     void losingTheOnlyReplicaIsUnavailableUntilAWorkerReturns() throws Exception {
         List<Integer> expected = tokens(greedy(16));
         EpicLocal.Worker victim = cluster.workers.get(0);
-        Iterator<GenerateResponse> it = api.withDeadlineAfter(60, TimeUnit.SECONDS).generate(greedy(1_000_000));
+        Iterator<GenerateResponse> it = api.withDeadlineAfter(60, TimeUnit.SECONDS).generate(greedy(100_000));
         it.next();
         EpicLocal.kill9(victim.pid());
         // The running stream fails (not hangs) with UNAVAILABLE naming the lost experts.

@@ -38,7 +38,6 @@ import dev.epic.text.constrain.ToolCallGrammar;
 import dev.epic.text.generate.Delta;
 import dev.epic.text.generate.Generation;
 import dev.epic.text.generate.GenerationOptions;
-import dev.epic.text.output.DeepSeekMarkers;
 import dev.epic.text.output.ReasoningMode;
 import dev.epic.text.sampling.InvalidSamplingException;
 import dev.epic.text.sampling.Logprobs;
@@ -85,7 +84,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         this.scheduler = scheduler;
         this.experts = experts;
         this.prompts = new PromptBuilder(model);
-        this.reasoningModel = model.chatTemplate().template().contains(DeepSeekMarkers.THINK_CLOSE);
+        this.reasoningModel = prompts.reasoningTemplate();
         this.modelType = ModelType.of(model.directory());
         this.stats = new StatsReport(scheduler, experts, model.attention());
         this.kvBytesPerPosition = dev.epic.model.HeapKvCache.bytesPerPosition(model.config());
@@ -99,6 +98,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         try {
             Prompt prompt = prompt(req);
             SamplingParams params = sampling(req.getSampling(), defaultMaxTokens(prompt.ids().length));
+            requireContextHolds(prompt.ids().length, params.maxTokens());
             requireAWorkerHolds(prompt.ids().length, params.maxTokens());
             int n = samples(req.getSampling());
             GenerationOptions options = outputOptions(req, prompt); // once: a schema is compiled here
@@ -297,9 +297,12 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         Prompt p = switch (req.getPromptCase()) {
             case CHAT -> {
                 List<Tool> tools = req.getToolChoice().getMode() == ToolChoice.Mode.NONE ? List.of() : req.getToolsList();
-                // A constrained answer (JSON, forced calls) starts at once: no thinking unless asked for.
-                boolean skipThinking = req.hasEnableThinking() ? !req.getEnableThinking() : constrained(req);
-                String text = prompts.render(req.getChat().getMessagesList(), tools, true, skipThinking);
+                // A constrained answer (JSON, forced calls) starts at once: no thinking unless asked for, or
+                // unless the template opens the block itself.
+                PromptBuilder.Thinking thinking = req.hasEnableThinking()
+                        ? req.getEnableThinking() ? PromptBuilder.Thinking.AS_TEMPLATE : PromptBuilder.Thinking.SKIP
+                        : constrained(req) ? PromptBuilder.Thinking.SKIP_UNLESS_OPENED : PromptBuilder.Thinking.AS_TEMPLATE;
+                String text = prompts.render(req.getChat().getMessagesList(), tools, true, thinking);
                 yield new Prompt(prompts.fitModel(prompts.encode(text, false, "chat"), "chat"), ReasoningMode.forPrompt(text));
             }
             case TEXT -> new Prompt(prompts.fitModel(prompts.encode(req.getText(), req.getAddSpecialTokens(), "text"),
@@ -314,6 +317,15 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         };
         prompts.checkLength(p.ids(), 1);
         return p;
+    }
+
+    /** A max_tokens past the end of the context is refused, as vLLM and OpenAI refuse it, not cut short. */
+    private void requireContextHolds(int promptTokens, int maxTokens) {
+        if ((long) promptTokens + maxTokens > model.maxContext()) {
+            throw PromptBuilder.invalid("max_tokens = " + maxTokens + " with a prompt of " + promptTokens + " tokens reaches "
+                    + ((long) promptTokens + maxTokens) + " positions, but the context holds " + model.maxContext()
+                    + ": ask for at most " + Math.max(0, model.maxContext() - promptTokens) + " tokens");
+        }
     }
 
     /**
@@ -588,7 +600,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 case TEXT -> prompts.encode(req.getText(), req.getAddSpecialTokens(), "text");
                 case CHAT -> {
                     String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(),
-                            req.getAddGenerationPrompt(), req.hasEnableThinking() && !req.getEnableThinking());
+                            req.getAddGenerationPrompt(), req.hasEnableThinking() && !req.getEnableThinking()
+                                    ? PromptBuilder.Thinking.SKIP : PromptBuilder.Thinking.AS_TEMPLATE);
                     r.setText(text);
                     yield prompts.encode(text, false, "chat");
                 }
@@ -633,6 +646,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                         + model.maxContext() + " positions");
             }
             int[] ids = prompts.checkLength(prompts.ids(req.getPromptTokenIdsList(), "prompt_token_ids"), steps);
+            requireAWorkerHolds(ids.length, steps);
             requireWorkers();
             task = new LogitsTask(ids, steps);
             call.setOnCancelHandler(() -> {

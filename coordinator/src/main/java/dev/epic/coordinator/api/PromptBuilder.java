@@ -8,6 +8,7 @@ import dev.epic.proto.Tool;
 import dev.epic.proto.ToolCall;
 import dev.epic.text.TextException;
 import dev.epic.text.output.DeepSeekMarkers;
+import dev.epic.text.output.ReasoningMode;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.util.ArrayList;
@@ -25,22 +26,39 @@ final class PromptBuilder {
     static final Set<String> ROLES = Set.of("system", "user", "assistant", "tool");
     /** What DeepSeek templates put after the assistant tag to skip thinking. */
     private static final String EMPTY_THINK = "<think>\n\n</think>\n\n";
+
+    /** What a chat prompt does about the model's thinking block. */
+    enum Thinking {
+        /** As the template renders it. */
+        AS_TEMPLATE,
+        /** Skipped (enable_thinking false): an empty block, or the one the template opened closed at once. */
+        SKIP,
+        /** Skipped unless the template opened the block itself (a constrained answer's default: it then thinks first). */
+        SKIP_UNLESS_OPENED
+    }
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final ServedModel model;
     /** Whether the chat template reads the request's tool definitions itself (fixed at load). */
     private final boolean templateRendersTools;
+    /** Whether the template knows thinking blocks (handles {@code </think>}, as R1's): a reasoning model. */
+    private final boolean reasoningTemplate;
 
     PromptBuilder(ServedModel model) {
         this.model = model;
         this.templateRendersTools = TOOLS_VARIABLE.matcher(model.chatTemplate().template()).find();
+        this.reasoningTemplate = model.chatTemplate().template().contains(DeepSeekMarkers.THINK_CLOSE);
+    }
+
+    boolean reasoningTemplate() {
+        return reasoningTemplate;
     }
 
     /**
-     * The rendered prompt text of a conversation; with {@code skipThinking} (and the generation
-     * prompt) the answer starts after an empty thinking block.
+     * The rendered prompt text of a conversation; with the generation prompt, {@code thinking} says
+     * what happens to the thinking block (see {@link #withThinking}).
      */
-    String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, boolean skipThinking) {
+    String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, Thinking thinking) {
         if (messages.isEmpty()) {
             throw invalid("chat.messages is empty: a chat prompt needs at least one message");
         }
@@ -54,10 +72,29 @@ final class PromptBuilder {
         }
         try {
             String text = model.chatTemplate().render(msgs, toolMaps, addGenerationPrompt);
-            return addGenerationPrompt && skipThinking ? text + EMPTY_THINK : text;
+            return addGenerationPrompt ? withThinking(text, thinking, reasoningTemplate) : text;
         } catch (TextException e) {
             throw invalid(e.getMessage());
         }
+    }
+
+    /**
+     * A rendered generation prompt with thinking skipped as asked. Only a reasoning template gets a
+     * block: V3's has none, and vLLM ignores the switch without a reasoning parser. After the assistant
+     * tag goes an empty block; a block the template opened (R1's January template ends in
+     * {@code <think>\n}) is closed when thinking is turned off, and otherwise left for the answer to think in.
+     */
+    static String withThinking(String rendered, Thinking thinking, boolean reasoningTemplate) {
+        if (thinking == Thinking.AS_TEMPLATE || !reasoningTemplate) {
+            return rendered;
+        }
+        return switch (ReasoningMode.forPrompt(rendered)) {
+            case NONE -> rendered; // the template closed the block already
+            case DETECT -> rendered + EMPTY_THINK;
+            case OPEN -> thinking == Thinking.SKIP
+                    ? rendered.stripTrailing() + EMPTY_THINK.substring(DeepSeekMarkers.THINK_OPEN.length())
+                    : rendered;
+        };
     }
 
     /** The chat template writes BOS itself; raw text gets it when the client asks (add_special_tokens). */
@@ -81,9 +118,12 @@ final class PromptBuilder {
         return ids;
     }
 
-    /** Checks ids against the model's vocabulary (the lm_head size). */
+    /**
+     * Checks ids against the vocabulary: the model's (the lm_head size) where the tokenizer has a token
+     * for each of its ids, else the tokenizer's (DeepSeek-V3 pads its 128,815 tokens to 129,280 rows).
+     */
     int[] ids(List<Integer> ids, String field) {
-        int vocab = model.config().vocabSize();
+        int vocab = Math.min(model.config().vocabSize(), model.tokenizer().size());
         int[] out = new int[ids.size()];
         for (int i = 0; i < out.length; i++) {
             int id = ids.get(i);

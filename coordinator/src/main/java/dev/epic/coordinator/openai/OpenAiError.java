@@ -24,10 +24,17 @@ final class OpenAiError extends RuntimeException {
         return new OpenAiError(400, "invalid_request_error", param, message);
     }
 
+    private static final java.util.regex.Pattern SAMPLING_FIELD =
+            java.util.regex.Pattern.compile("sampling\\.([a-z_]+): (.*)", java.util.regex.Pattern.DOTALL);
+
     static OpenAiError of(Status status) {
         String message = status.getDescription() != null ? status.getDescription() : status.getCode().name();
         return switch (status.getCode()) {
-            case INVALID_ARGUMENT, OUT_OF_RANGE, FAILED_PRECONDITION -> badRequest(null, message);
+            case INVALID_ARGUMENT, OUT_OF_RANGE, FAILED_PRECONDITION -> {
+                // The coordinator names a sampling field as "sampling.NAME: ..."; the HTTP field is NAME.
+                java.util.regex.Matcher m = SAMPLING_FIELD.matcher(message);
+                yield m.matches() ? badRequest(m.group(1), "'" + m.group(1) + "': " + m.group(2)) : badRequest(null, message);
+            }
             case NOT_FOUND -> new OpenAiError(404, "not_found_error", null, message);
             case RESOURCE_EXHAUSTED -> new OpenAiError(429, "rate_limit_error", null, message);
             case UNAVAILABLE -> new OpenAiError(503, "service_unavailable", null, message);

@@ -84,6 +84,11 @@ final class OpenAiRequests {
         if (present(body, "add_generation_prompt") && !bool(body, "add_generation_prompt", "add_generation_prompt")) {
             throw OpenAiError.badRequest("add_generation_prompt", "'add_generation_prompt': false is not supported");
         }
+        // vLLM's chat echo (the answer starting with the last message) and a per-request template.
+        refuseIfTrue(body, "echo");
+        if (present(body, "chat_template")) {
+            throw OpenAiError.badRequest("chat_template", "'chat_template' is not supported: the model's own template is used");
+        }
         r.setChat(messages(body));
         r.addAllTools(tools(body));
         ToolChoice choice = toolChoice(body);
@@ -101,10 +106,12 @@ final class OpenAiRequests {
         }
         boolean logprobs = present(body, "logprobs") && bool(body, "logprobs", "logprobs");
         if (present(body, "top_logprobs")) {
-            if (!logprobs) {
+            int top = count(body, "top_logprobs");
+            if (logprobs) {
+                s.setLogprobs(top);
+            } else if (top > 0) { // 0 without logprobs asks for nothing (vLLM accepts it)
                 throw OpenAiError.badRequest("top_logprobs", "'top_logprobs' needs 'logprobs': true");
             }
-            s.setLogprobs(count(body, "top_logprobs"));
         } else if (logprobs) {
             s.setLogprobs(0);
         }
@@ -205,6 +212,24 @@ final class OpenAiRequests {
         }
         if (present(body, "use_beam_search") && bool(body, "use_beam_search", "use_beam_search")) {
             throw OpenAiError.badRequest("use_beam_search", "beam search is not supported");
+        }
+        // vLLM's output switches: the answer's text always skips special tokens, logprobs name tokens by text,
+        // and usage comes once, at the end.
+        if (present(body, "skip_special_tokens") && !bool(body, "skip_special_tokens", "skip_special_tokens")) {
+            throw OpenAiError.badRequest("skip_special_tokens", "'skip_special_tokens': false is not supported");
+        }
+        refuseIfTrue(body, "return_tokens_as_token_ids");
+        JsonNode options = body.get("stream_options");
+        if (options != null && options.isObject() && present(options, "continuous_usage_stats")
+                && bool(options, "continuous_usage_stats", "stream_options.continuous_usage_stats")) {
+            throw OpenAiError.badRequest("stream_options.continuous_usage_stats",
+                    "'stream_options.continuous_usage_stats' is not supported: usage comes with the last chunk");
+        }
+    }
+
+    private static void refuseIfTrue(JsonNode body, String name) {
+        if (present(body, name) && bool(body, name, name)) {
+            throw OpenAiError.badRequest(name, "'" + name + "' is not supported");
         }
     }
 
@@ -353,6 +378,7 @@ final class OpenAiRequests {
     /** vLLM's {@code /tokenize}: {@code prompt} text, or chat {@code messages} (with the generation prompt by default). */
     static TokenizeRequest tokenize(JsonNode body) {
         TokenizeRequest.Builder r = TokenizeRequest.newBuilder();
+        refuseIfTrue(body, "return_token_strs");
         if (present(body, "messages")) {
             r.setChat(messages(body)).addAllTools(tools(body)).setAddGenerationPrompt(
                     !present(body, "add_generation_prompt") || bool(body, "add_generation_prompt", "add_generation_prompt"));
@@ -634,9 +660,14 @@ final class OpenAiRequests {
         return v.floatValue();
     }
 
+    /** Whole numbers written as floats (2.0) count, as pydantic takes them for vLLM. */
+    private static boolean whole(JsonNode v) {
+        return v.isIntegralNumber() || v.isFloatingPointNumber() && v.canConvertToExactIntegral();
+    }
+
     private static int integer(JsonNode n, String name) {
         JsonNode v = n.get(name);
-        if (!v.isIntegralNumber() || !v.canConvertToInt()) {
+        if (!whole(v) || !v.canConvertToInt()) {
             throw OpenAiError.badRequest(name, "'" + name + "' must be an integer");
         }
         return v.intValue();
@@ -645,7 +676,7 @@ final class OpenAiRequests {
     /** Any 64-bit integer: a negative seed is as good as a positive one. */
     private static long seed(JsonNode n) {
         JsonNode v = n.get("seed");
-        if (!v.isIntegralNumber() || !v.canConvertToLong()) {
+        if (!whole(v) || !v.canConvertToLong()) {
             throw OpenAiError.badRequest("seed", "'seed' must be an integer");
         }
         return v.longValue();

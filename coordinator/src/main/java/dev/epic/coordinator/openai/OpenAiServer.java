@@ -59,6 +59,8 @@ public final class OpenAiServer implements AutoCloseable {
     /** Origins browsers may call from (CORS); "*" among them: any. Empty: no CORS headers. */
     private final List<String> allowedOrigins;
     private volatile ModelInfoResponse info;
+    /** The model object's "created": when this server started (Unix seconds), as vLLM reports it. */
+    private final long created = System.currentTimeMillis() / 1000;
 
     private OpenAiServer(ExecutorService executor, ManagedChannel channel, String servedName,
             String apiKey, List<String> allowedOrigins) {
@@ -196,6 +198,12 @@ public final class OpenAiServer implements AutoCloseable {
                 requireMethod(ex, "GET");
                 sendJson(ex, 200, models());
             }
+            case String p when p.startsWith("/v1/models/") -> { // OpenAI's retrieve model (client.models.retrieve)
+                requireMethod(ex, "GET");
+                String id = p.substring("/v1/models/".length());
+                checkModel(id);
+                sendJson(ex, 200, model());
+            }
             case "/health" -> {
                 requireMethod(ex, "GET");
                 health(ex);
@@ -275,9 +283,13 @@ public final class OpenAiServer implements AutoCloseable {
 
     private ObjectNode models() {
         ObjectNode o = OpenAiRequests.JSON.createObjectNode().put("object", "list");
-        o.putArray("data").addObject().put("id", modelName()).put("object", "model").put("created", 0)
-                .put("owned_by", "epic").put("max_model_len", modelInfo().getMaxContext());
+        o.putArray("data").add(model());
         return o;
+    }
+
+    private ObjectNode model() {
+        return OpenAiRequests.JSON.createObjectNode().put("id", modelName()).put("object", "model").put("created", created)
+                .put("owned_by", "epic").put("max_model_len", modelInfo().getMaxContext());
     }
 
     private void health(Exchange ex) throws IOException {

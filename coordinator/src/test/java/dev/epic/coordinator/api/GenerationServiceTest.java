@@ -313,6 +313,9 @@ class GenerationServiceTest {
         assertTrue(invalid(ids(SamplingParams.newBuilder().setMaxTokens(2).setMinTokens(3).build(), 3))
                 .contains("sampling.min_tokens"));
         assertTrue(invalid(ids(ok, new int[MAX_CONTEXT])).contains("context holds " + MAX_CONTEXT));
+        // max_tokens past the end of the context is refused (as vLLM does), not cut short.
+        String past = invalid(ids(SamplingParams.newBuilder().setMaxTokens(MAX_CONTEXT - 2).build(), 3, 4, 5));
+        assertTrue(past.contains("max_tokens = " + (MAX_CONTEXT - 2)) && past.contains("at most " + (MAX_CONTEXT - 3)), past);
         GenerateRequest badRole = GenerateRequest.newBuilder().setChat(Messages.newBuilder()
                 .addMessages(ChatMessage.newBuilder().setRole("wizard").setContent("hi"))).build();
         assertTrue(invalid(badRole).contains("chat.messages[0].role 'wizard'"));
@@ -435,7 +438,7 @@ class GenerationServiceTest {
 
     @Test
     void deadlineEndsTheStreamAndFreesTheSlot() throws Exception {
-        SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build();
+        SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(19_000).setIgnoreEos(true).build();
         Iterator<GenerateResponse> it = api.withDeadlineAfter(300, TimeUnit.MILLISECONDS).generate(ids(endless, 1, 2, 3));
         StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> it.forEachRemaining(r -> { }));
         assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
@@ -444,7 +447,7 @@ class GenerationServiceTest {
 
     @Test
     void clientCancellationFreesTheSlot() throws Exception {
-        SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build();
+        SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(19_000).setIgnoreEos(true).build();
         try (Context.CancellableContext ctx = Context.current().withCancellation()) {
             Iterator<GenerateResponse> it = ctx.call(() -> api.generate(ids(endless, 4, 5, 6)));
             assertEquals(1, it.next().getTokenIdsCount());
@@ -457,7 +460,7 @@ class GenerationServiceTest {
     @Test
     void fullQueueIsResourceExhausted() throws Exception {
         // max-batch 4, max-queue 2: four running, two waiting, the seventh is refused.
-        SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build();
+        SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(19_000).setIgnoreEos(true).build();
         try (Context.CancellableContext ctx = Context.current().withCancellation()) {
             List<Iterator<GenerateResponse>> running = new ArrayList<>();
             for (int i = 0; i < 4; i++) {
@@ -658,7 +661,7 @@ class GenerationServiceTest {
                 CompletableFuture<List<GenerateResponse>> finite = collect(async,
                         ids(SamplingParams.newBuilder().setMaxTokens(600).setIgnoreEos(true).build(), 1, 2, 3));
                 CompletableFuture<List<GenerateResponse>> endless = collect(async,
-                        ids(SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build(), 4, 5));
+                        ids(SamplingParams.newBuilder().setMaxTokens(19_000).setIgnoreEos(true).build(), 4, 5));
                 long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
                 while (draining.scheduler().running() < 2 && System.nanoTime() < deadline) {
                     Thread.sleep(5);
@@ -735,7 +738,7 @@ class GenerationServiceTest {
                 ManagedChannel ch = channel(broken.target());
                 try {
                     var stub = GenerationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(60, TimeUnit.SECONDS);
-                    SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(1_000_000).setIgnoreEos(true).build();
+                    SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(19_000).setIgnoreEos(true).build();
                     Iterator<GenerateResponse> running = stub.generate(ids(endless, 1, 2, 3));
                     running.next();
                     CompletableFuture<Status> waiting = new CompletableFuture<>();

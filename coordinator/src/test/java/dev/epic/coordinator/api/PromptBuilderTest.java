@@ -32,7 +32,7 @@ class PromptBuilderTest {
     @Test
     void deepSeeksTemplateGetsTheToolsInItsSystemPrompt() {
         assertFalse(model.chatTemplate().template().contains("tools"), "the shipped template does not render tools");
-        String text = prompts.render(List.of(msg("user", "Weather in Paris?")), List.of(WEATHER), true, false);
+        String text = prompts.render(List.of(msg("user", "Weather in Paris?")), List.of(WEATHER), true, PromptBuilder.Thinking.AS_TEMPLATE);
         int tools = text.indexOf("## Tools");
         assertTrue(tools > 0 && tools < text.indexOf("Weather in Paris?"), text);
         assertTrue(text.contains("`get_weather`") && text.contains("Weather now in a city")
@@ -40,7 +40,7 @@ class PromptBuilderTest {
         assertTrue(text.contains("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>FUNCTION_NAME\n```json\n"), text);
 
         String withSystem = prompts.render(List.of(msg("system", "Be brief."), msg("user", "Weather in Paris?")),
-                List.of(WEATHER), true, false);
+                List.of(WEATHER), true, PromptBuilder.Thinking.AS_TEMPLATE);
         assertTrue(withSystem.contains("Be brief.\n\n## Tools"), withSystem);
         assertEquals(1, withSystem.split("## Tools", -1).length - 1, "one tools section");
     }
@@ -48,9 +48,33 @@ class PromptBuilderTest {
     @Test
     void withoutToolsThePromptIsTheTemplatesOwn() {
         List<ChatMessage> chat = List.of(msg("system", "Be brief."), msg("user", "Hi"));
-        String text = prompts.render(chat, List.of(), true, false);
+        String text = prompts.render(chat, List.of(), true, PromptBuilder.Thinking.AS_TEMPLATE);
         assertEquals(model.chatTemplate().render(List.of(dev.epic.text.chat.ChatMessage.system("Be brief."),
                 dev.epic.text.chat.ChatMessage.user("Hi")), null, true), text);
         assertFalse(text.contains("## Tools"));
+    }
+
+    /**
+     * Thinking is skipped only where the template knows thinking blocks: an empty block after R1-0528's
+     * assistant tag; R1 January's opened block closed when turned off, left open for a constrained
+     * answer's default (it thinks first); nothing on V3's template, which has no thinking.
+     */
+    @Test
+    void thinkingIsSkippedOnlyWhereTheTemplateThinks() {
+        String r1 = "<｜User｜>Hi<｜Assistant｜>";
+        String jan = r1 + "<think>\n";
+        for (PromptBuilder.Thinking t : PromptBuilder.Thinking.values()) {
+            assertEquals(r1, PromptBuilder.withThinking(r1, t, false), "not a reasoning template: " + t);
+            assertEquals(jan, PromptBuilder.withThinking(jan, t, false), "not a reasoning template: " + t);
+        }
+        assertEquals(r1, PromptBuilder.withThinking(r1, PromptBuilder.Thinking.AS_TEMPLATE, true));
+        assertEquals(r1 + "<think>\n\n</think>\n\n", PromptBuilder.withThinking(r1, PromptBuilder.Thinking.SKIP, true));
+        assertEquals(r1 + "<think>\n\n</think>\n\n",
+                PromptBuilder.withThinking(r1, PromptBuilder.Thinking.SKIP_UNLESS_OPENED, true));
+        assertEquals(r1 + "<think>\n\n</think>\n\n", PromptBuilder.withThinking(jan, PromptBuilder.Thinking.SKIP, true),
+                "the opened block closed: one block, not two");
+        assertEquals(jan, PromptBuilder.withThinking(jan, PromptBuilder.Thinking.SKIP_UNLESS_OPENED, true));
+        String closed = r1 + "<think>\n\n</think>\n\n";
+        assertEquals(closed, PromptBuilder.withThinking(closed, PromptBuilder.Thinking.SKIP, true), "closed already");
     }
 }

@@ -185,4 +185,34 @@ class OpenAiRequestsTest {
                 "{\"prompt\": [1, 2], \"add_special_tokens\": false}".getBytes(StandardCharsets.UTF_8)));
         assertTrue(!p.request().getAddSpecialTokens() && !p.echo());
     }
+
+    /** As vLLM: top_logprobs 0 without logprobs asks for nothing; whole numbers may be written as floats. */
+    @Test
+    void lenientWhereVllmIsLenient() {
+        String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
+        assertFalse(chat(base + "\"logprobs\": false, \"top_logprobs\": 0}").request().getSampling().hasLogprobs());
+        assertEquals("top_logprobs", assertThrows(OpenAiError.class,
+                () -> chat(base + "\"top_logprobs\": 2}")).param);
+        SamplingParams s = chat(base + "\"max_tokens\": 2.0, \"n\": 3.0, \"seed\": -7.0}").request().getSampling();
+        assertEquals(2, s.getMaxTokens());
+        assertEquals(3, s.getN());
+        assertEquals(-7, s.getSeed());
+        assertEquals("max_tokens", assertThrows(OpenAiError.class, () -> chat(base + "\"max_tokens\": 2.5}")).param);
+    }
+
+    /** vLLM fields that would change the answer and that this server cannot honour are refused by name. */
+    @Test
+    void vllmOutputSwitchesItCannotHonourAreRefusedByName() {
+        String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
+        for (String[] bad : new String[][] {{"\"echo\": true", "echo"}, {"\"chat_template\": \"{{ x }}\"", "chat_template"},
+                {"\"skip_special_tokens\": false", "skip_special_tokens"},
+                {"\"return_tokens_as_token_ids\": true", "return_tokens_as_token_ids"},
+                {"\"stream\": true, \"stream_options\": {\"continuous_usage_stats\": true}",
+                        "stream_options.continuous_usage_stats"}}) {
+            assertEquals(bad[1], assertThrows(OpenAiError.class, () -> chat(base + bad[0] + "}"), bad[0]).param);
+        }
+        chat(base + "\"echo\": false, \"skip_special_tokens\": true, \"return_tokens_as_token_ids\": false}");
+        assertEquals("return_token_strs", assertThrows(OpenAiError.class, () -> OpenAiRequests.tokenize(OpenAiRequests.parse(
+                "{\"prompt\": \"hi\", \"return_token_strs\": true}".getBytes(StandardCharsets.UTF_8)))).param);
+    }
 }

@@ -531,27 +531,30 @@ class OpenAiServerTest {
     }
 
     /**
-     * The coordinator starts a constrained answer (JSON, forced calls) after an empty thinking block
-     * unless the request asks for thinking: gRPC clients get the same default as HTTP ones.
+     * This server's V3 template has no thinking, so a constrained answer's prompt is the template's own,
+     * with or without enable_thinking (vLLM ignores the switch without a reasoning parser), for gRPC and
+     * HTTP clients and in /tokenize; the JSON starts at once. (Reasoning templates:
+     * PromptBuilderTest.thinkingIsSkippedOnlyWhereTheTemplateThinks.)
      */
     @Test
-    void constrainedAnswersSkipThinkingUnlessAsked() throws Exception {
+    void constrainedAnswersOnATemplateWithoutThinkingKeepItsPrompt() throws Exception {
         GenerateRequest json = GenerateRequest.newBuilder().setChat(chat())
                 .setResponseFormat(dev.epic.proto.ResponseFormat.newBuilder()
                         .setType(dev.epic.proto.ResponseFormat.Type.JSON_OBJECT))
                 .setSampling(SamplingParams.newBuilder().setMaxTokens(1)).build();
-        int byDefault = generate(json).getLast().getUsage().getPromptTokens();
-        int thinking = generate(json.toBuilder().setEnableThinking(true).build()).getLast().getUsage().getPromptTokens();
-        int skipped = generate(json.toBuilder().setEnableThinking(false).build()).getLast().getUsage().getPromptTokens();
         int free = generate(json.toBuilder().clearResponseFormat().build()).getLast().getUsage().getPromptTokens();
-        assertEquals(skipped, byDefault, "no thinking by default for a constrained answer");
-        assertEquals(free, thinking, "thinking when asked: the template's own prompt");
-        assertTrue(byDefault > free, "the empty thinking block is in the prompt");
-        // This server's V3 template has no thinking: asked for anyway, the JSON starts at once (as vLLM
-        // ignores the switch without a reasoning parser).
+        assertEquals(free, generate(json).getLast().getUsage().getPromptTokens(), "constrained, by default");
+        assertEquals(free, generate(json.toBuilder().setEnableThinking(true).build()).getLast().getUsage().getPromptTokens());
+        assertEquals(free, generate(json.toBuilder().setEnableThinking(false).build()).getLast().getUsage().getPromptTokens());
+        assertEquals(free, generate(json.toBuilder().clearResponseFormat().setEnableThinking(false).build()).getLast()
+                .getUsage().getPromptTokens());
+        JsonNode tokens = JSON.readTree(post("/tokenize", "{" + CHAT_MESSAGES + ", \"chat_template_kwargs\": "
+                + "{\"enable_thinking\": false}}").body());
+        assertEquals(free, tokens.get("count").asInt(), tokens.toString());
         JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": "
                 + "\"json_object\"}, \"chat_template_kwargs\": {\"enable_thinking\": true}, \"max_tokens\": 16, "
                 + "\"temperature\": 1.0, \"seed\": 3}"));
+        assertEquals(free, a.get("usage").get("prompt_tokens").asInt(), a.toString());
         JsonNode m = a.get("choices").get(0).get("message");
         assertTrue(m.path("reasoning_content").asText("").isEmpty(), a.toString());
         assertTrue(m.get("content").asText().strip().startsWith("{"), a.toString());
@@ -727,7 +730,7 @@ class OpenAiServerTest {
             for (int i = 0; i < 3; i++) {
                 HttpResponse<InputStream> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:"
                         + front.port() + "/v1/completions")).POST(HttpRequest.BodyPublishers.ofString("{\"prompt\": "
-                        + "\"Once\", \"max_tokens\": 1000000, \"ignore_eos\": true, \"stream\": true}")).build(),
+                        + "\"Once\", \"max_tokens\": 19000, \"ignore_eos\": true, \"stream\": true}")).build(),
                         HttpResponse.BodyHandlers.ofInputStream());
                 assertEquals(200, r.statusCode());
                 streams.add(r.body());
@@ -752,7 +755,10 @@ class OpenAiServerTest {
 
     @Test
     void badRequestsAre400NamingTheProblem() throws Exception {
-        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": -1}"), 400, "temperature");
+        HttpResponse<String> cold = post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": -1}");
+        assertError(cold, 400, "temperature");
+        assertEquals("temperature", JSON.readTree(cold.body()).get("error").get("param").asText(), "the HTTP field");
+        assertFalse(cold.body().contains("sampling."), cold.body());
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": \"hot\"}"), 400, "temperature");
         assertEquals("top_logprobs", JSON.readTree(post("/v1/chat/completions", "{" + CHAT_MESSAGES
                 + ", \"top_logprobs\": 3}").body()).get("error").get("param").asText());
@@ -873,7 +879,7 @@ class OpenAiServerTest {
     @Test
     void overloadIs429AndAClientThatLeavesFreesItsSlot() throws Exception {
         awaitIdle();
-        String endless = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 1000000, \"ignore_eos\": true, \"stream\": true}";
+        String endless = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 19000, \"ignore_eos\": true, \"stream\": true}";
         List<InputStream> running = new ArrayList<>();
         for (int i = 0; i < 2; i++) {
             HttpResponse<InputStream> r = http.send(HttpRequest.newBuilder(uri("/v1/completions"))
@@ -914,11 +920,11 @@ class OpenAiServerTest {
     @Test
     void clientsThatLeaveBeforeTheirAnswerFreeTheirSlots() throws Exception {
         awaitIdle();
-        String endless = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 1000000, \"ignore_eos\": true";
+        String endless = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 19000, \"ignore_eos\": true";
         List<java.net.Socket> clients = new ArrayList<>();
         try {
             clients.add(rawPost("/v1/completions", endless + "}"));
-            clients.add(rawPost("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 1000000, \"ignore_eos\": true}"));
+            clients.add(rawPost("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 19000, \"ignore_eos\": true}"));
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
             while (coordinator.scheduler().running() < 2 && System.nanoTime() < deadline) {
                 Thread.sleep(5);
@@ -1018,6 +1024,15 @@ class OpenAiServerTest {
         assertEquals("list", models.get("object").asText());
         assertEquals(model, models.get("data").get(0).get("id").asText());
         assertEquals(MAX_CONTEXT, models.get("data").get(0).get("max_model_len").asInt());
+        long created = models.get("data").get(0).get("created").asLong();
+        assertTrue(Math.abs(created - System.currentTimeMillis() / 1000) < 3600, "the server's start: " + created);
+        // OpenAI's retrieve model: the same object, and 404 for another name.
+        HttpResponse<String> one = http.send(HttpRequest.newBuilder(uri("/v1/models/" + model)).GET().build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, one.statusCode(), one.body());
+        assertEquals(models.get("data").get(0), JSON.readTree(one.body()));
+        assertError(http.send(HttpRequest.newBuilder(uri("/v1/models/gpt-4")).GET().build(),
+                HttpResponse.BodyHandlers.ofString()), 404, "gpt-4");
         HttpResponse<String> health = http.send(HttpRequest.newBuilder(uri("/health")).GET().build(),
                 HttpResponse.BodyHandlers.ofString());
         assertEquals(200, health.statusCode(), health.body());

@@ -215,8 +215,9 @@ public final class Tokenizer implements Vocabulary {
 
     private void checkId(int id) {
         if (id < 0 || id >= tokens.length || tokens[id] == null) {
-            throw new TextException("token id " + id + " is not in the vocabulary of " + source
-                    + " (ids 0.." + (tokens.length - 1) + ")");
+            // No path in it: the message may reach a client.
+            throw new TextException("token id " + id + " is not in the tokenizer's vocabulary (ids 0.."
+                    + (tokens.length - 1) + ")");
         }
     }
 

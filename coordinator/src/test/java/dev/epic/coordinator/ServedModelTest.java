@@ -1,0 +1,28 @@
+package dev.epic.coordinator;
+
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.text.tokenizer.Tokenizer;
+import org.junit.jupiter.api.Test;
+
+class ServedModelTest {
+    private static final Tokenizer V3 = Tokenizer.deepSeekV3();
+
+    @Test
+    void aTokenizerThatFitsTheVocabularyNeedsNoWarning() {
+        assertNull(ServedModel.vocabularyMismatch(V3, 129_280));
+        assertNull(ServedModel.vocabularyMismatch(V3, V3.size()));
+    }
+
+    @Test
+    void aLargerTokenizerIsNamedWithWhatItCosts() {
+        // A 2048-token model (as the golden tiny-v3) served with the shipped tokenizer: BOS 0 and EOS 1 fit.
+        String small = ServedModel.vocabularyMismatch(V3, 2048);
+        assertTrue(small.contains("has " + V3.size() + " tokens") && small.contains(">= 2048"), small);
+        assertTrue(!small.contains("BOS") && !small.contains("EOS"), small);
+        // A vocabulary that ends before EOS (id 1): every answer runs to max_tokens.
+        String tiny = ServedModel.vocabularyMismatch(V3, 1);
+        assertTrue(tiny.contains("EOS is id 1") && !tiny.contains("BOS"), tiny);
+    }
+}
