@@ -107,7 +107,10 @@ public final class CoordinatorCommand implements Callable<Integer> {
         Flags.requirePositive("--attention-deadline-ms", attentionDeadlineMs);
         RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
                 .withRebalance(Duration.ofSeconds(rebalanceSeconds))
-                .withDeadline(Duration.ofMillis(expertDeadlineMs));
+                .withDeadline(Duration.ofMillis(expertDeadlineMs)).withWeights(format.id());
+        // Taken ports are one line now, not a bind failure after the model has loaded.
+        dev.epic.transport.Ports.checkFree(host, port);
+        dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host);
         RemoteExpertBackend backend = null;
         RemoteAttention attention = null;
@@ -143,6 +146,9 @@ public final class CoordinatorCommand implements Callable<Integer> {
         RemoteExpertBackend experts = backend;
         RemoteAttention remote = attention;
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            if (http != null) {
+                http.shutDown(); // new HTTP requests: 503 "shutting down"
+            }
             server.drain(Duration.ofMillis(drainMs)); // running requests finish; HTTP keeps serving their streams
             server.close(); // first: what is left ends with finish_reason CANCELLED, which HTTP clients still get
             if (http != null) {

@@ -115,7 +115,8 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
                 String.format("%.0f", ProcessStats.residentMb()));
         ExpertWorker worker = WorkerFlags.startDrained(() -> ExpertWorker.start(shard, fp, moeLayers,
                 new ExpertWorker.Settings(flags.host, port, flags.zk, flags.cluster, flags.id, capacity,
-                        flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, redundantSlots)), checkpoint);
+                        flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, redundantSlots,
+                        WeightFormat.parse(flags.weights).id())), checkpoint);
         flags.watchParent();
         worker.awaitTermination();
         return 0;

@@ -82,6 +82,9 @@ public final class LocalCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds); // as epic coordinator
+        // Taken ports are one line now, not a bind failure after ZooKeeper and the workers have started.
+        dev.epic.transport.Ports.checkFree(host, port);
+        dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host);
         LocalCluster cluster;
         try {

@@ -32,15 +32,15 @@ public final class Main {
     }
 
     /**
-     * The command line with its error handling: refused input, a bad checkpoint or config, or an
-     * unusable GPU is one line {@code epic <command>: <message>} and exit code 2, as the commands
+     * The command line with its error handling: refused input, a bad checkpoint or config, an
+     * unusable GPU, or a port, address or ZooKeeper it cannot use is one line {@code epic <command>: <message>} and exit code 2, as the commands
      * that catch these themselves print them; anything else keeps its stack trace.
      */
     static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true);
         cl.setExecutionExceptionHandler((e, command, parsed) -> {
             if (e instanceof IllegalArgumentException || e instanceof CheckpointException || e instanceof ConfigException
-                    || e instanceof CudaException) {
+                    || e instanceof CudaException || e instanceof dev.epic.transport.StartupException) {
                 command.getErr().println("epic " + command.getCommandName() + ": " + e.getMessage());
                 command.getErr().flush();
                 return LogitsCommand.BAD_INPUT;

@@ -35,7 +35,8 @@ import picocli.CommandLine.Spec;
 @Command(name = "status", mixinStandardHelpOptions = true,
         description = {"Show a running cluster: health, model, expert workers and the experts each hosts, expert",
             "coverage and replicas, attention workers, and the scheduler's load. Exit code 0 when serving, 3 when",
-            "the coordinator answers but is not serving (e.g. experts without a live worker), 1 when unreachable."})
+            "the coordinator answers but is not serving (e.g. experts without a live worker), 1 when unreachable or",
+            "not a coordinator."})
 public final class StatusCommand implements Callable<Integer> {
     static final int NOT_SERVING = 3;
 
@@ -72,9 +73,14 @@ public final class StatusCommand implements Callable<Integer> {
             out.flush();
             return health.equals("SERVING") ? 0 : NOT_SERVING;
         } catch (StatusRuntimeException e) {
-            spec.commandLine().getErr().println("epic status: " + target + ": " + e.getStatus());
             Status.Code code = e.getStatus().getCode();
-            return code == Status.Code.UNAVAILABLE || code == Status.Code.DEADLINE_EXCEEDED ? 1 : NOT_SERVING;
+            // Something that answers but not as a coordinator (a worker: UNIMPLEMENTED; an HTTP port: INTERNAL).
+            boolean notACoordinator = code == Status.Code.UNIMPLEMENTED || code == Status.Code.INTERNAL
+                    || code == Status.Code.UNKNOWN;
+            spec.commandLine().getErr().println("epic status: " + target + ": "
+                    + (notACoordinator ? "not an EPIC coordinator (" + e.getStatus() + ")" : e.getStatus()));
+            return code == Status.Code.UNAVAILABLE || code == Status.Code.DEADLINE_EXCEEDED || notACoordinator
+                    ? 1 : NOT_SERVING;
         } finally {
             channel.shutdownNow();
         }
@@ -102,7 +108,13 @@ public final class StatusCommand implements Callable<Integer> {
             }
             workers.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
                     .put("experts", ExpertRanges.format(ids)).put("capacity", w.getCapacity())
-                    .put("redundant_slots", w.getRedundantSlots()).put("redundant_placed", placed);
+                    .put("redundant_slots", w.getRedundantSlots()).put("redundant_placed", placed)
+                    .put("down", info.getDownExpertWorkersList().contains(w.getWorkerId()));
+        }
+        ArrayNode refused = o.putArray("refused_workers");
+        for (var w : info.getRefusedWorkersList()) {
+            refused.addObject().put("kind", w.getKind()).put("id", w.getWorkerId()).put("address", w.getAddress())
+                    .put("reason", w.getReason());
         }
         ObjectNode coverage = o.putObject("coverage");
         if (stats.getRemoteExperts()) {
@@ -149,8 +161,10 @@ public final class StatusCommand implements Callable<Integer> {
             s.append(String.format("experts    in the coordinator's process%n"));
         }
         for (var w : r.get("expert_workers")) {
-            s.append(String.format("  expert-worker    %-18s %-22s pid %-8d experts %s%s%n", w.get("id").asText(),
-                    w.get("address").asText(), w.get("pid").asLong(), w.get("experts").asText(),
+            s.append(String.format("  expert-worker    %-18s %-22s pid %-8d %sexperts %s%s%n", w.get("id").asText(),
+                    w.get("address").asText(), w.get("pid").asLong(),
+                    w.path("down").asBoolean() ? "DOWN (failed lately; probed until it answers) " : "",
+                    w.get("experts").asText(),
                     w.get("redundant_slots").asInt() > 0 ? " (" + w.get("redundant_slots").asInt() + " redundant slots per layer, "
                             + w.get("redundant_placed").asInt() + " experts placed in them over all layers)" : ""));
         }
@@ -160,6 +174,11 @@ public final class StatusCommand implements Callable<Integer> {
         for (var w : r.get("attention_workers")) {
             s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%n", w.get("id").asText(),
                     w.get("address").asText(), w.get("pid").asLong(), w.get("capacity").asInt()));
+        }
+        for (var w : r.path("refused_workers")) {
+            s.append(String.format("  REFUSED %s %s%s: %s%n", w.get("kind").asText(), w.get("id").asText(),
+                    w.get("address").asText().isEmpty() ? "" : " at " + w.get("address").asText(),
+                    w.get("reason").asText()));
         }
         var q = r.get("scheduler");
         s.append(String.format("scheduler  %d running of %d, %d waiting; %d steps, %d decoded and %d prefilled positions "

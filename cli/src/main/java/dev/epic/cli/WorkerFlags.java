@@ -61,12 +61,32 @@ final class WorkerFlags {
             if (metricsPort < 0 || metricsPort > 65535) {
                 throw new IllegalArgumentException("--metrics-port must be in [0, 65535], got " + metricsPort);
             }
+            Flags.requireNonNegative("--drain-ms", drainMs);
+            Flags.requirePositive("--zk-session-timeout-ms", sessionTimeoutMs);
+            checkHost(host);
             return serve.call();
         } catch (IllegalArgumentException | IllegalStateException | CheckpointException | ConfigException e) {
             PrintWriter err = command.commandLine().getErr();
             err.println("epic " + command.name() + ": " + e.getMessage());
             err.flush();
             return 2;
+        }
+    }
+
+    /**
+     * --host is bound and announced: it must resolve, and be one address (the wildcard binds every
+     * interface but tells coordinators nothing they can reach).
+     */
+    static void checkHost(String host) {
+        java.net.InetAddress a;
+        try {
+            a = java.net.InetAddress.getByName(host);
+        } catch (java.net.UnknownHostException e) {
+            throw new IllegalArgumentException("--host " + host + " does not resolve to an address");
+        }
+        if (a.isAnyLocalAddress()) {
+            throw new IllegalArgumentException("--host " + host + " is the wildcard address, which coordinators cannot "
+                    + "reach: give this machine's address (in Kubernetes the pod IP)");
         }
     }
 

@@ -74,6 +74,34 @@ class CliInputErrorsTest {
         refused("epic synth: ", "plain-file", "synth", "--config", "tiny-v3", "--out", file.toString());
     }
 
+    /** Worker flags that would fail later (or announce an address nobody reaches) are refused up front. */
+    @Test
+    void workersRefuseBadDrainTimeoutAndHost() {
+        String[] base = {"expert-worker", "--model", MODEL, "--experts", "0-3", "--zk", "127.0.0.1:1", "--port", "0"};
+        refused("epic expert-worker: ", "--drain-ms", concat(base, "--drain-ms", "-5"));
+        refused("epic expert-worker: ", "--zk-session-timeout-ms", concat(base, "--zk-session-timeout-ms", "0"));
+        refused("epic expert-worker: ", "wildcard", concat(base, "--host", "0.0.0.0"));
+        refused("epic expert-worker: ", "does not resolve", concat(base, "--host", "no.such.host.invalid"));
+        refused("epic attention-worker: ", "--drain-ms", "attention-worker", "--model", MODEL, "--zk", "127.0.0.1:1",
+                "--port", "0", "--drain-ms", "-1");
+        // An address this machine does not have is not a port in use.
+        refused("epic expert-worker: ", "an address of this machine", "expert-worker", "--model", MODEL, "--experts", "0-3", "--zk",
+                "127.0.0.1:1", "--port", "50999", "--host", "192.0.2.1");
+    }
+
+    /** A coordinator (or epic local) whose port is taken says so in one line, before loading anything. */
+    @Test
+    void takenPortsAreOneLine() throws Exception {
+        try (java.net.ServerSocket taken = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
+            String port = String.valueOf(taken.getLocalPort());
+            refused("epic coordinator: ", "port " + port + " on 127.0.0.1 is in use", "coordinator", "--model", MODEL,
+                    "--zk", "127.0.0.1:1", "--host", "127.0.0.1", "--port", port);
+            refused("epic coordinator: ", "is in use", "coordinator", "--model", MODEL, "--zk", "127.0.0.1:1",
+                    "--host", "127.0.0.1", "--port", "0", "--http-port", port);
+            refused("epic local: ", "is in use", "local", "--model", MODEL, "--port", port);
+        }
+    }
+
     private static String[] concat(String[] a, String... b) {
         String[] r = java.util.Arrays.copyOf(a, a.length + b.length);
         System.arraycopy(b, 0, r, a.length, b.length);

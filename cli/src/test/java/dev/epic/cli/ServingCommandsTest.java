@@ -1,6 +1,7 @@
 package dev.epic.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -76,8 +77,12 @@ class ServingCommandsTest {
             int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
             try (ExpertWorker half = ExpertWorker.start(CheckpointShard.load(c, ExpertRanges.parse("0-127", 256)), fp,
                     moeLayers, new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "t", "w0", 64, 10_000, 200, 0));
+                 // The other half in another weight format than the coordinator's: refused, and shown so.
+                 ExpertWorker other = ExpertWorker.start(CheckpointShard.load(c, ExpertRanges.parse("128-255", 256)), fp,
+                         moeLayers, new ExpertWorker.Settings("127.0.0.1", 0, zk.getConnectString(), "t", "wq", 64, 10_000,
+                                 200, 0, 0, "q8"));
                  RemoteExpertBackend backend = RemoteExpertBackend.connect(zk.getConnectString(), "t", fp, cfg,
-                         RemoteExperts.Options.defaults())) {
+                         RemoteExperts.Options.defaults().withWeights("auto"))) {
                 long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
                 while (!backend.missingExperts().equals("128-255")) {
                     assertTrue(System.nanoTime() < until, "worker never registered");
@@ -98,14 +103,30 @@ class ServingCommandsTest {
                     assertEquals(1, report.get("expert_workers").size());
                     assertEquals("w0", report.get("expert_workers").get(0).get("id").asText());
                     assertEquals("0-127", report.get("expert_workers").get(0).get("experts").asText());
+                    assertFalse(report.get("expert_workers").get(0).get("down").asBoolean());
+                    JsonNode refused = report.get("refused_workers");
+                    assertEquals(1, refused.size(), refused.toString());
+                    assertEquals("wq", refused.get(0).get("id").asText());
+                    assertTrue(refused.get(0).get("reason").asText().contains("q8"), refused.toString());
                     LogitsCommandTest.Run text = LogitsCommandTest.run(new StatusCommand(), "--target", remote.target());
                     assertTrue(text.out().contains("NO LIVE WORKER for 128-255"), text.out());
+                    assertTrue(text.out().contains("REFUSED expert worker wq at 127.0.0.1:"), text.out());
                 }
             }
         }
         LogitsCommandTest.Run gone = LogitsCommandTest.run(new StatusCommand(), "--target", "127.0.0.1:1");
         assertEquals(1, gone.code());
         assertTrue(gone.err().contains("UNAVAILABLE"), gone.err());
+        // A gRPC server that is not a coordinator (a worker's port, say) is not "a coordinator not serving".
+        io.grpc.Server other = io.grpc.netty.NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", 0))
+                .build().start();
+        try {
+            LogitsCommandTest.Run wrong = LogitsCommandTest.run(new StatusCommand(), "--target", "127.0.0.1:" + other.getPort());
+            assertEquals(1, wrong.code(), wrong.err());
+            assertTrue(wrong.err().contains("not an EPIC coordinator"), wrong.err());
+        } finally {
+            other.shutdownNow();
+        }
     }
 
     @Test

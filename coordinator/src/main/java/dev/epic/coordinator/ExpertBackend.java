@@ -13,6 +13,16 @@ public interface ExpertBackend {
     /** Live expert workers (empty when experts run in-process). */
     List<WorkerAnnouncement> workers();
 
+    /** Ids of workers that count as down now (failed lately, probed until they answer). */
+    default List<String> downWorkers() {
+        return List.of();
+    }
+
+    /** Registered workers refused (another model, protocol or weight format), with why. */
+    default List<dev.epic.proto.RefusedWorker> refusedWorkers() {
+        return List.of();
+    }
+
     /** Dispatch traffic and latency to the workers; empty when experts run in-process. */
     default Optional<DispatchStats> dispatchStats() {
         return Optional.empty();

@@ -53,6 +53,16 @@ public final class RemoteExpertBackend implements ExpertBackend, AutoCloseable {
     }
 
     @Override
+    public List<String> downWorkers() {
+        return experts.downWorkerIds();
+    }
+
+    @Override
+    public List<dev.epic.proto.RefusedWorker> refusedWorkers() {
+        return experts.refusedWorkers();
+    }
+
+    @Override
     public Optional<DispatchStats> dispatchStats() {
         return Optional.of(experts.stats());
     }

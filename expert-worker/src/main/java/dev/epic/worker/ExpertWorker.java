@@ -37,14 +37,22 @@ public final class ExpertWorker implements AutoCloseable {
      *                       rebalancer (0: it follows no placement)
      */
     public record Settings(String host, int port, String zkConnect, String cluster, String workerId, int capacity,
-            int zkSessionTimeoutMillis, long drainMillis, int metricsPort, int redundantSlots) {
+            int zkSessionTimeoutMillis, long drainMillis, int metricsPort, int redundantSlots, String weights) {
         public Settings {
+            weights = weights == null ? "" : weights;
             if (capacity <= 0) {
                 throw new IllegalArgumentException("capacity must be positive: " + capacity);
             }
             if (redundantSlots < 0) {
                 throw new IllegalArgumentException("redundant slots must be >= 0: " + redundantSlots);
             }
+        }
+
+        /** Weights not announced. */
+        public Settings(String host, int port, String zkConnect, String cluster, String workerId, int capacity,
+                int zkSessionTimeoutMillis, long drainMillis, int metricsPort, int redundantSlots) {
+            this(host, port, zkConnect, cluster, workerId, capacity, zkSessionTimeoutMillis, drainMillis, metricsPort,
+                    redundantSlots, "");
         }
 
         /** Without redundant slots. */
@@ -124,7 +132,8 @@ public final class ExpertWorker implements AutoCloseable {
                     .setCapacity(settings.capacity())
                     .setPid(ProcessHandle.current().pid())
                     .setProtocolVersion(Protocol.VERSION)
-                    .setRedundantSlots(settings.redundantSlots());
+                    .setRedundantSlots(settings.redundantSlots())
+                    .setWeights(settings.weights());
             for (int e : shard.experts()) {
                 a.addExperts(e);
             }

@@ -21,13 +21,21 @@ import java.util.stream.Stream;
 
 /**
  * Identity of a checkpoint, so that a coordinator never mixes experts of another model: SHA-256 over
- * config.json's bytes and every tensor's (name, dtype, shape) from the safetensors headers, in name
- * order. Reads only headers (kilobytes), never the multi-GB data, and does not depend on file names
- * or shard boundaries, so a resharded copy of the same model has the same fingerprint.
+ * config.json's bytes, every tensor's (name, dtype, shape) from the safetensors headers in name order,
+ * and the first {@link #SAMPLE_BYTES} of the embedding's and lm_head's data (models of one architecture,
+ * as V3 and R1, share config and shapes: the weights tell them apart). Reads kilobytes, never the
+ * multi-GB data, and does not depend on file names or shard boundaries, so a resharded copy of the
+ * same model has the same fingerprint.
  */
 public record CheckpointFingerprint(String name, String sha256) {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final long MAX_HEADER_BYTES = 100L << 20;
+    /** Bytes of each sampled tensor's data in the hash. */
+    static final int SAMPLE_BYTES = 4096;
+    private static final List<String> SAMPLED = List.of("model.embed_tokens.weight", "lm_head.weight");
+
+    /** Where a sampled tensor's first bytes are. */
+    private record Sample(Path shard, long offset, int length) {}
 
     /** Short form for logs. */
     public String shortHash() {
@@ -41,7 +49,7 @@ public record CheckpointFingerprint(String name, String sha256) {
         }
         try {
             MessageDigest sha = MessageDigest.getInstance("SHA-256");
-            sha.update("epic-fingerprint/1\n".getBytes(StandardCharsets.UTF_8));
+            sha.update("epic-fingerprint/2\n".getBytes(StandardCharsets.UTF_8));
             sha.update(Files.readAllBytes(config));
             Map<String, String> tensors = new TreeMap<>();
             List<Path> shards = new ArrayList<>();
@@ -51,21 +59,55 @@ public record CheckpointFingerprint(String name, String sha256) {
             if (shards.isEmpty()) {
                 throw new IllegalArgumentException("no .safetensors files in model directory " + modelDir);
             }
+            Map<String, Sample> samples = new TreeMap<>();
             for (Path shard : shards) {
-                readHeader(shard).properties().forEach(e -> {
+                JsonNode header = readHeader(shard);
+                long dataStart = 8 + headerLength(shard);
+                header.properties().forEach(e -> {
                     if (!e.getKey().equals("__metadata__")) {
                         JsonNode t = e.getValue();
                         tensors.put(e.getKey(), t.path("dtype").asText() + " " + t.path("shape"));
+                        JsonNode at = t.path("data_offsets");
+                        if (SAMPLED.contains(e.getKey()) && at.size() == 2) {
+                            long begin = at.get(0).asLong(), end = at.get(1).asLong();
+                            samples.put(e.getKey(), new Sample(shard, dataStart + begin,
+                                    (int) Math.max(0, Math.min(SAMPLE_BYTES, end - begin))));
+                        }
                     }
                 });
             }
             tensors.forEach((n, desc) -> sha.update((n + "\t" + desc + "\n").getBytes(StandardCharsets.UTF_8)));
+            for (Map.Entry<String, Sample> e : samples.entrySet()) {
+                sha.update((e.getKey() + "\tdata\n").getBytes(StandardCharsets.UTF_8));
+                sha.update(read(e.getValue()));
+            }
             String name = modelDir.toAbsolutePath().normalize().getFileName().toString();
             return new CheckpointFingerprint(name, HexFormat.of().formatHex(sha.digest()));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot fingerprint " + modelDir + ": " + e.getMessage(), e);
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
+        }
+    }
+
+    private static long headerLength(Path shard) throws IOException {
+        try (FileChannel ch = FileChannel.open(shard)) {
+            ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+            ch.read(len, 0);
+            return len.getLong(0);
+        }
+    }
+
+    private static byte[] read(Sample s) throws IOException {
+        try (FileChannel ch = FileChannel.open(s.shard())) {
+            if (s.offset() + s.length() > ch.size()) {
+                throw new IllegalArgumentException(s.shard() + ": truncated (tensor data ends past the file)");
+            }
+            ByteBuffer b = ByteBuffer.allocate(s.length());
+            while (b.hasRemaining() && ch.read(b, s.offset() + b.position()) > 0) {
+                // read fully
+            }
+            return b.array();
         }
     }
 

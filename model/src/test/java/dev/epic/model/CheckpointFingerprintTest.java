@@ -37,6 +37,24 @@ class CheckpointFingerprintTest {
         assertNotEquals(a.sha256(), CheckpointFingerprint.of(copy).sha256(), "config change must change the hash");
     }
 
+    /** Same architecture, config and shapes, other weights (as V3 and R1): told apart by the sampled data. */
+    @Test
+    void otherWeightsOfTheSameShapesDiffer(@TempDir Path tmp) throws Exception {
+        String[] hashes = new String[3];
+        long[] seeds = {1, 2, 1};
+        for (int i = 0; i < 3; i++) {
+            Path dir = tmp.resolve("seed" + i);
+            dev.epic.model.synth.SyntheticCheckpoint.write(dev.epic.model.synth.Presets.tinyV3(), dir,
+                    new dev.epic.model.synth.SyntheticCheckpoint.Options(
+                            dev.epic.model.synth.SyntheticCheckpoint.WeightDtype.BF16, seeds[i],
+                            dev.epic.model.synth.SyntheticCheckpoint.Options.DEFAULT_SHARD_BYTES), (done, total) -> {});
+            hashes[i] = CheckpointFingerprint.of(dir).sha256();
+        }
+        assertEquals(Files.readString(tmp.resolve("seed0/config.json")), Files.readString(tmp.resolve("seed1/config.json")));
+        assertNotEquals(hashes[0], hashes[1], "other weights");
+        assertEquals(hashes[0], hashes[2], "the same weights");
+    }
+
     @Test
     void missingConfigIsAClearError(@TempDir Path tmp) {
         var e = assertThrows(IllegalArgumentException.class, () -> CheckpointFingerprint.of(tmp));

@@ -33,6 +33,9 @@ public final class Announcements {
         if (a.getKvCacheBytes() > 0) {
             o.put("kvCacheBytes", a.getKvCacheBytes());
         }
+        if (!a.getWeights().isEmpty()) {
+            o.put("weights", a.getWeights());
+        }
         if (a.getRedundantSlots() > 0) {
             o.put("redundantSlots", a.getRedundantSlots());
             ObjectNode redundant = o.putObject("redundant");
@@ -61,7 +64,8 @@ public final class Announcements {
                 .setCapacity(o.path("capacity").asInt(0))
                 .setPid(o.path("pid").asLong(0))
                 .setProtocolVersion(o.path("protocolVersion").asInt(0))
-                .setKvCacheBytes(o.path("kvCacheBytes").asLong(0));
+                .setKvCacheBytes(o.path("kvCacheBytes").asLong(0))
+                .setWeights(o.path("weights").asText(""));
         JsonNode fp = o.path("fingerprint");
         b.setFingerprint(ModelFingerprint.newBuilder()
                 .setName(fp.path("name").asText(""))
@@ -97,6 +101,14 @@ public final class Announcements {
      * model or protocol version; null when it may.
      */
     public static String refusal(WorkerAnnouncement a, String sha256, String name) {
+        return refusal(a, sha256, name, null);
+    }
+
+    /**
+     * As {@link #refusal(WorkerAnnouncement, String, String)}, and weights in another format than
+     * {@code weights} (null: any): a row must not depend on which replica computed it.
+     */
+    public static String refusal(WorkerAnnouncement a, String sha256, String name, String weights) {
         if (!a.getFingerprint().getSha256().equals(sha256)) {
             return "model fingerprint mismatch: worker holds " + a.getFingerprint().getName() + " "
                     + ModelIdentity.abbrev(a.getFingerprint().getSha256()) + ", this coordinator serves " + name + " "
@@ -104,6 +116,10 @@ public final class Announcements {
         }
         if (a.getProtocolVersion() != Protocol.VERSION) {
             return "protocol version " + a.getProtocolVersion() + " (this coordinator speaks " + Protocol.VERSION + ")";
+        }
+        if (weights != null && !a.getWeights().isEmpty() && !a.getWeights().equals(weights)) {
+            return "its weights are " + a.getWeights() + " but this coordinator's are " + weights + " (--weights): "
+                    + "replicas must compute the same rows, so give every worker the coordinator's --weights";
         }
         return null;
     }

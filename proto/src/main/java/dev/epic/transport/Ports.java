@@ -21,13 +21,17 @@ public final class Ports {
         try (ServerSocket probe = new ServerSocket()) {
             probe.bind(new InetSocketAddress(host, port));
         } catch (BindException e) {
-            throw inUse(host, port);
+            // "Address already in use", or an address this machine does not have ("Cannot assign requested address").
+            String why = String.valueOf(e.getMessage());
+            throw why.contains("in use") ? inUse(host, port)
+                    : new StartupException("cannot listen on " + host + ":" + port + ": " + why
+                            + " (is " + host + " an address of this machine?)");
         }
     }
 
     /** The error for a port that is taken. */
-    public static IllegalStateException inUse(String host, int port) {
-        return new IllegalStateException("port " + port + " on " + host + " is in use");
+    public static StartupException inUse(String host, int port) {
+        return new StartupException("port " + port + " on " + host + " is in use");
     }
 
     /** Whether {@code e} (or a cause) is a failure to bind an address. */

@@ -32,7 +32,7 @@ public final class WorkerRegistration implements AutoCloseable {
         this.path = path;
     }
 
-    /** A started Curator client, connected within 30 s (else IllegalStateException; the client is closed). */
+    /** A started Curator client, connected within 30 s (else StartupException; the client is closed). */
     public static CuratorFramework connect(String zkConnect, int sessionTimeoutMillis) throws InterruptedException {
         CuratorFramework zk = CuratorFrameworkFactory.builder()
                 .connectString(zkConnect)
@@ -43,7 +43,7 @@ public final class WorkerRegistration implements AutoCloseable {
         zk.start();
         if (!zk.blockUntilConnected(30, TimeUnit.SECONDS)) {
             zk.close();
-            throw new IllegalStateException("cannot connect to ZooKeeper at " + zkConnect + " within 30 s");
+            throw new StartupException("cannot connect to ZooKeeper at " + zkConnect + " within 30 s");
         }
         return zk;
     }

@@ -1,8 +1,6 @@
 package dev.epic.transport;
 
 import dev.epic.proto.WorkerAnnouncement;
-import java.util.HashSet;
-import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
 import org.apache.curator.framework.CuratorFramework;
@@ -35,7 +33,9 @@ public final class WorkerWatch implements AutoCloseable {
     private final String modelName;
     private final Listener listener;
     private final CuratorCache cache;
-    private final Set<String> refused = new HashSet<>(); // Curator's event thread only
+    /** Refused nodes by path: who and why (written on Curator's event thread, read by status calls). */
+    private final java.util.Map<String, dev.epic.proto.RefusedWorker> refused = new java.util.concurrent.ConcurrentHashMap<>();
+    private final String weights;
 
     /**
      * For a listener that notifies {@code monitor} on every change: waits, holding {@code monitor},
@@ -61,6 +61,13 @@ public final class WorkerWatch implements AutoCloseable {
      */
     public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName,
             Listener listener) {
+        this(zk, folder, kind, sha256, modelName, null, listener);
+    }
+
+    /** @param weights the weight format workers must announce (null: any); see {@link Announcements#refusal} */
+    public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName, String weights,
+            Listener listener) {
+        this.weights = weights;
         this.folder = folder;
         this.kind = kind;
         this.sha256 = sha256;
@@ -92,14 +99,15 @@ public final class WorkerWatch implements AutoCloseable {
         try {
             a = Announcements.fromJson(node.getData());
         } catch (IllegalArgumentException e) {
-            if (refused.add(path)) {
+            if (refused.put(path, refusedWorker(path.substring(folder.length() + 1), "", "malformed node: "
+                    + e.getMessage())) == null) {
                 log.warn("ignoring malformed {} node {}: {}", kind, path, e.getMessage());
             }
             return;
         }
-        String reason = Announcements.refusal(a, sha256, modelName);
+        String reason = Announcements.refusal(a, sha256, modelName, weights);
         if (reason != null) {
-            if (refused.add(path)) {
+            if (refused.put(path, refusedWorker(a.getWorkerId(), a.getAddress(), reason)) == null) {
                 log.warn("refusing {} {} at {}: {}", kind, a.getWorkerId(), a.getAddress(), reason);
             }
             listener.remove(path);
@@ -112,6 +120,16 @@ public final class WorkerWatch implements AutoCloseable {
     private void deleted(ChildData node) {
         refused.remove(node.getPath());
         listener.remove(node.getPath());
+    }
+
+    private dev.epic.proto.RefusedWorker refusedWorker(String id, String address, String reason) {
+        return dev.epic.proto.RefusedWorker.newBuilder().setKind(kind).setWorkerId(id).setAddress(address)
+                .setReason(reason).build();
+    }
+
+    /** The registered workers refused now, with why. */
+    public java.util.List<dev.epic.proto.RefusedWorker> refused() {
+        return java.util.List.copyOf(refused.values());
     }
 
     @Override

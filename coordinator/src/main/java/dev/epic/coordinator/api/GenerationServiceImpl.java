@@ -698,10 +698,13 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 .setExpertsPerToken(c.nRoutedExperts() == null ? 0 : c.numExpertsPerTok())
                 .setMaxContext(model.maxContext())
                 .addAllExpertWorkers(experts.workers())
+                .addAllDownExpertWorkers(experts.downWorkers())
+                .addAllRefusedWorkers(experts.refusedWorkers())
                 .setWeightBytesPerToken(model.weightBytesPerToken())
                 .setTokenizerVocabSize(model.tokenizer().size());
         if (model.attention() != null) {
             r.addAllAttentionWorkers(model.attention().workers());
+            r.addAllRefusedWorkers(model.attention().refusedWorkers());
         }
         out.onNext(r.build());
         out.onCompleted();

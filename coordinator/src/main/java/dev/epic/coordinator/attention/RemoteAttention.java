@@ -129,6 +129,11 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         return directory.workers().stream().map(AttentionEndpoint::announcement).toList();
     }
 
+    /** Registered attention workers refused (another model or protocol), with why. */
+    public List<dev.epic.proto.RefusedWorker> refusedWorkers() {
+        return directory.refused();
+    }
+
     /**
      * The longest sequence every registered worker's KV budget holds, at {@code bytesPerPosition}
      * (Long.MAX_VALUE when none announces its budget): what a request's default max_tokens runs to.

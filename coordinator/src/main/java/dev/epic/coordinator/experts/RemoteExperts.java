@@ -49,21 +49,27 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
      * @param rebalance     how often the expert placement is replanned from the load ({@link Rebalancer});
      *                      zero: never
      */
-    public record Options(HiddenEncoding encoding, Duration deadline, Duration deadBackoff, Duration rebalance) {
+    /** @param weights the weight format workers must announce (the coordinator's --weights); null: any */
+    public record Options(HiddenEncoding encoding, Duration deadline, Duration deadBackoff, Duration rebalance,
+            String weights) {
         public static Options defaults() {
-            return new Options(HiddenEncoding.FP32, Duration.ofSeconds(10), Duration.ofSeconds(1), Duration.ZERO);
+            return new Options(HiddenEncoding.FP32, Duration.ofSeconds(10), Duration.ofSeconds(1), Duration.ZERO, null);
         }
 
         public Options withEncoding(HiddenEncoding e) {
-            return new Options(e, deadline, deadBackoff, rebalance);
+            return new Options(e, deadline, deadBackoff, rebalance, weights);
         }
 
         public Options withDeadline(Duration d) {
-            return new Options(encoding, d, deadBackoff, rebalance);
+            return new Options(encoding, d, deadBackoff, rebalance, weights);
         }
 
         public Options withRebalance(Duration period) {
-            return new Options(encoding, deadline, deadBackoff, period);
+            return new Options(encoding, deadline, deadBackoff, period, weights);
+        }
+
+        public Options withWeights(String format) {
+            return new Options(encoding, deadline, deadBackoff, rebalance, format);
         }
     }
 
@@ -96,7 +102,8 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         this.hidden = hidden;
         this.options = options;
         this.stats = new DispatchStats(registry);
-        this.directory = new WorkerDirectory(zk, cluster, fingerprint, experts, options.deadBackoff(), options.deadline());
+        this.directory = new WorkerDirectory(zk, cluster, fingerprint, experts, options.deadBackoff(), options.deadline(),
+                WorkerDirectory.LEAVE_GRACE, options.weights());
         try {
             this.rebalancer = options.rebalance().isPositive()
                     ? new Rebalancer(zk, cluster, this, options.rebalance(), registry) : null;
@@ -178,6 +185,16 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     }
 
     /** Live worker addresses. */
+    /** Ids of the workers in the routing table that count as down now (failed lately; probed until they answer). */
+    public List<String> downWorkerIds() {
+        return directory.table().workers().stream().filter(w -> !w.isHealthy())
+                .map(w -> w.announcement().getWorkerId()).toList();
+    }
+
+    public List<dev.epic.proto.RefusedWorker> refusedWorkers() {
+        return directory.refused();
+    }
+
     public List<String> workers() {
         return directory.table().workers().stream().map(WorkerEndpoint::toString).toList();
     }

@@ -59,6 +59,8 @@ public final class OpenAiServer implements AutoCloseable {
     /** Origins browsers may call from (CORS); "*" among them: any. Empty: no CORS headers. */
     private final List<String> allowedOrigins;
     private volatile ModelInfoResponse info;
+    /** Set when the coordinator starts draining: new requests get a 503 that says so. */
+    private volatile boolean shuttingDown;
     /** The model object's "created": when this server started (Unix seconds), as vLLM reports it. */
     private final long created = System.currentTimeMillis() / 1000;
 
@@ -163,6 +165,10 @@ public final class OpenAiServer implements AutoCloseable {
         if (apiKey != null && !path.equals("/health") && !authorized(ex)) {
             ex.setHeader("WWW-Authenticate", "Bearer");
             throw new OpenAiError(401, "authentication_error", null, "a valid API key is required (Authorization: Bearer ...)");
+        }
+        if (shuttingDown && !path.equals("/health")) {
+            throw new OpenAiError(503, "service_unavailable", null, "the server is shutting down: send the request "
+                    + "to another replica");
         }
         switch (path) {
             case "/v1/chat/completions" -> {
@@ -528,6 +534,14 @@ public final class OpenAiServer implements AutoCloseable {
         ex.setHeader("Content-Type", "application/json");
         ex.sendResponseHeaders(status, b.length);
         ex.responseBody().write(b);
+    }
+
+    /**
+     * New requests are refused with 503 "shutting down" from now on (the coordinator is draining; its
+     * gRPC port takes no new calls), while answers under way go on streaming.
+     */
+    public void shutDown() {
+        shuttingDown = true;
     }
 
     @Override

@@ -99,7 +99,7 @@ class RemoteExpertsTest {
     }
 
     static ExpertWorker worker(String model, String cluster, String experts, WeightFormat format) throws Exception {
-        return worker(model, cluster, shard(model, experts, format));
+        return worker(model, cluster, shard(model, experts, format), format.id());
     }
 
     static CheckpointShard shard(String model, String experts, WeightFormat format) {
@@ -108,10 +108,16 @@ class RemoteExpertsTest {
     }
 
     static ExpertWorker worker(String model, String cluster, ExpertShard shard) throws Exception {
+        return worker(model, cluster, shard, "");
+    }
+
+    /** @param weights the format it announces ("": none) */
+    static ExpertWorker worker(String model, String cluster, ExpertShard shard, String weights) throws Exception {
         ModelConfig cfg = checkpoint(model).config();
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
         ExpertWorker w = ExpertWorker.start(shard, fingerprint(model), moeLayers,
-                new ExpertWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, null, 64, 10_000, 1_000, 0));
+                new ExpertWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, null, 64, 10_000, 1_000, 0,
+                        0, weights));
         WORKERS.add(w);
         return w;
     }
@@ -251,6 +257,22 @@ class RemoteExpertsTest {
         }
     }
 
+    /** Replicas must compute the same rows: a worker announcing another weight format than the coordinator's is refused. */
+    @Test
+    void aWorkerInAnotherWeightFormatIsRefused() throws Exception {
+        String model = "tiny-v3";
+        ModelConfig cfg = checkpoint(model).config();
+        worker(model, "formats", "0-255", WeightFormat.Q8);
+        try (RemoteExperts auto = RemoteExperts.create(zk, "formats", fingerprint(model), cfg.nRoutedExperts(),
+                cfg.hiddenSize(), RemoteExperts.Options.defaults().withWeights("auto"), null)) {
+            assertFalse(auto.awaitCoverage(Duration.ofSeconds(2)), "a q8 worker for an auto coordinator");
+            assertTrue(auto.workers().isEmpty(), auto.workers().toString());
+        }
+        try (RemoteExperts q8 = remote(model, "formats", RemoteExperts.Options.defaults().withWeights("q8"))) {
+            assertEquals(1, q8.workers().size());
+        }
+    }
+
     @Test
     void deadReplicaIsRetriedOnTheLiveOneAndADrainedWorkerIsDropped() throws Exception {
         String model = "tiny-v3-fp8";
@@ -322,7 +344,7 @@ class RemoteExpertsTest {
                 worker(model, cluster, s);
             }
             RemoteExperts.Options opts = new RemoteExperts.Options(HiddenEncoding.FP32, Duration.ofSeconds(1),
-                    Duration.ofMillis(100), Duration.ZERO);
+                    Duration.ofMillis(100), Duration.ZERO, null);
             try (RemoteExperts re = remote(model, cluster, opts)) {
                 Poll.until("both replicas", () -> re.workers().size() == 2);
                 int hidden = cfg.hiddenSize();

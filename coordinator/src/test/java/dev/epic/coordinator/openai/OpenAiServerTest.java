@@ -1017,6 +1017,20 @@ class OpenAiServerTest {
         assertTrue(blank.getMessage().contains("blank"), blank.getMessage());
     }
 
+    /** Once the coordinator drains, new requests get a 503 saying so (not a bare transport error). */
+    @Test
+    void aShuttingDownFrontSaysSo() throws Exception {
+        try (OpenAiServer front = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null, null)) {
+            front.shutDown();
+            String base = "http://127.0.0.1:" + front.port();
+            assertError(http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions")).POST(
+                    HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\", \"max_tokens\": 1}")).build(),
+                    HttpResponse.BodyHandlers.ofString()), 503, "shutting down");
+            assertEquals(200, http.send(HttpRequest.newBuilder(URI.create(base + "/health")).GET().build(),
+                    HttpResponse.BodyHandlers.ofString()).statusCode(), "health still answers (the coordinator's)");
+        }
+    }
+
     @Test
     void modelsAndHealth() throws Exception {
         JsonNode models = JSON.readTree(http.send(HttpRequest.newBuilder(uri("/v1/models")).GET().build(),
