@@ -109,6 +109,8 @@ public final class CoordinatorCommand implements Callable<Integer> {
                 .withRebalance(Duration.ofSeconds(rebalanceSeconds))
                 .withDeadline(Duration.ofMillis(expertDeadlineMs)).withWeights(format.id());
         // Taken ports are one line now, not a bind failure after the model has loaded.
+        Flags.requirePort("--port", port);
+        Flags.requirePort("--http-port", openai.port);
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host);

@@ -10,6 +10,12 @@ final class Flags {
         }
     }
 
+    static void requirePort(String flag, int port) {
+        if (port < 0 || port > 65535) {
+            throw new IllegalArgumentException(flag + " must be in [0, 65535], got " + port);
+        }
+    }
+
     static void requirePositive(String flag, long value) {
         if (value <= 0) {
             throw new IllegalArgumentException(flag + " must be positive, got " + value);

@@ -83,6 +83,8 @@ public final class LocalCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds); // as epic coordinator
         // Taken ports are one line now, not a bind failure after ZooKeeper and the workers have started.
+        Flags.requirePort("--port", port);
+        Flags.requirePort("--http-port", openai.port);
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host);

@@ -78,7 +78,8 @@ public final class StatusCommand implements Callable<Integer> {
             boolean notACoordinator = code == Status.Code.UNIMPLEMENTED || code == Status.Code.INTERNAL
                     || code == Status.Code.UNKNOWN;
             spec.commandLine().getErr().println("epic status: " + target + ": "
-                    + (notACoordinator ? "not an EPIC coordinator (" + e.getStatus() + ")" : e.getStatus()));
+                    + (notACoordinator ? "not an EPIC coordinator" + (code == Status.Code.UNIMPLEMENTED ? "" : ", or one that "
+                            + "failed to answer") + " (" + e.getStatus() + ")" : e.getStatus()));
             return code == Status.Code.UNAVAILABLE || code == Status.Code.DEADLINE_EXCEEDED || notACoordinator
                     ? 1 : NOT_SERVING;
         } finally {

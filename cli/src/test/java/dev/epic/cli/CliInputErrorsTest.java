@@ -89,7 +89,7 @@ class CliInputErrorsTest {
                 "127.0.0.1:1", "--port", "50999", "--host", "192.0.2.1");
     }
 
-    /** A coordinator (or epic local) whose port is taken says so in one line, before loading anything. */
+    /** A coordinator (or epic local) whose port is taken or out of range, or whose host does not resolve, says so in one line, before loading anything. */
     @Test
     void takenPortsAreOneLine() throws Exception {
         try (java.net.ServerSocket taken = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
@@ -100,6 +100,11 @@ class CliInputErrorsTest {
                     "--host", "127.0.0.1", "--port", "0", "--http-port", port);
             refused("epic local: ", "is in use", "local", "--model", MODEL, "--port", port);
         }
+        refused("epic coordinator: ", "--port must be in [0, 65535]", "coordinator", "--model", MODEL, "--zk",
+                "127.0.0.1:1", "--port", "70000");
+        refused("epic local: ", "--http-port must be in [0, 65535]", "local", "--model", MODEL, "--http-port", "70000");
+        refused("epic coordinator: ", "does not resolve", "coordinator", "--model", MODEL, "--zk", "127.0.0.1:1",
+                "--host", "no.such.host.invalid", "--port", "50998");
     }
 
     private static String[] concat(String[] a, String... b) {

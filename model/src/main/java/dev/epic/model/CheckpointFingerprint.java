@@ -43,13 +43,25 @@ public record CheckpointFingerprint(String name, String sha256) {
     }
 
     public static CheckpointFingerprint of(Path modelDir) {
+        return compute(modelDir, true);
+    }
+
+    /**
+     * The fingerprint as epic computed it before it sampled the weights (config and tensor headers
+     * only), to recognise records written then (an {@code epic quantize} copy's source.json).
+     */
+    public static CheckpointFingerprint headersOnly(Path modelDir) {
+        return compute(modelDir, false);
+    }
+
+    private static CheckpointFingerprint compute(Path modelDir, boolean sampleData) {
         Path config = modelDir.resolve("config.json");
         if (!Files.isRegularFile(config)) {
             throw new IllegalArgumentException("no config.json in model directory " + modelDir);
         }
         try {
             MessageDigest sha = MessageDigest.getInstance("SHA-256");
-            sha.update("epic-fingerprint/2\n".getBytes(StandardCharsets.UTF_8));
+            sha.update((sampleData ? "epic-fingerprint/2\n" : "epic-fingerprint/1\n").getBytes(StandardCharsets.UTF_8));
             sha.update(Files.readAllBytes(config));
             Map<String, String> tensors = new TreeMap<>();
             List<Path> shards = new ArrayList<>();
@@ -77,7 +89,7 @@ public record CheckpointFingerprint(String name, String sha256) {
                 });
             }
             tensors.forEach((n, desc) -> sha.update((n + "\t" + desc + "\n").getBytes(StandardCharsets.UTF_8)));
-            for (Map.Entry<String, Sample> e : samples.entrySet()) {
+            for (Map.Entry<String, Sample> e : sampleData ? samples.entrySet() : Map.<String, Sample>of().entrySet()) {
                 sha.update((e.getKey() + "\tdata\n").getBytes(StandardCharsets.UTF_8));
                 sha.update(read(e.getValue()));
             }

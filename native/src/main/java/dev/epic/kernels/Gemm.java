@@ -30,7 +30,10 @@ final class Gemm {
 
     static void multiply(DenseMatrix m, float[] x, float[] out, int batch) {
         long work = (long) m.rows * m.cols * batch;
-        Parallel.forRange(m.rows, TILE_ROWS, work, (r0, r1) -> rows(m, x, out, batch, r0, r1));
+        // Whole tiles per thread where there are enough; else 16-row pieces, so many cores still share
+        // a small matrix (a thread's last tile is then shorter).
+        int align = Math.ceilDiv(m.rows, TILE_ROWS) >= 2 * Parallel.threads() ? TILE_ROWS : 16;
+        Parallel.forRange(m.rows, align, work, (r0, r1) -> rows(m, x, out, batch, r0, r1));
     }
 
     static void rows(DenseMatrix m, float[] x, float[] out, int batch, int r0, int r1) {

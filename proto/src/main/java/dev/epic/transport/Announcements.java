@@ -109,13 +109,15 @@ public final class Announcements {
      * {@code weights} (null: any): a row must not depend on which replica computed it.
      */
     public static String refusal(WorkerAnnouncement a, String sha256, String name, String weights) {
+        // The version first: another epic may compute the fingerprint differently.
+        if (a.getProtocolVersion() != Protocol.VERSION) {
+            return "protocol version " + a.getProtocolVersion() + " (this coordinator speaks " + Protocol.VERSION
+                    + "): run the same epic version on workers and coordinators";
+        }
         if (!a.getFingerprint().getSha256().equals(sha256)) {
             return "model fingerprint mismatch: worker holds " + a.getFingerprint().getName() + " "
                     + ModelIdentity.abbrev(a.getFingerprint().getSha256()) + ", this coordinator serves " + name + " "
                     + ModelIdentity.abbrev(sha256);
-        }
-        if (a.getProtocolVersion() != Protocol.VERSION) {
-            return "protocol version " + a.getProtocolVersion() + " (this coordinator speaks " + Protocol.VERSION + ")";
         }
         if (weights != null && !a.getWeights().isEmpty() && !a.getWeights().equals(weights)) {
             return "its weights are " + a.getWeights() + " but this coordinator's are " + weights + " (--weights): "

@@ -18,8 +18,12 @@ public final class Ports {
         if (port <= 0) {
             return;
         }
+        InetSocketAddress address = new InetSocketAddress(host, port);
+        if (address.isUnresolved()) {
+            throw new StartupException("cannot listen on " + host + ":" + port + ": " + host + " does not resolve to an address");
+        }
         try (ServerSocket probe = new ServerSocket()) {
-            probe.bind(new InetSocketAddress(host, port));
+            probe.bind(address);
         } catch (BindException e) {
             // "Address already in use", or an address this machine does not have ("Cannot assign requested address").
             String why = String.valueOf(e.getMessage());

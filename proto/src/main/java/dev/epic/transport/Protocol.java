@@ -5,8 +5,12 @@ package dev.epic.transport;
  * the ZooKeeper announcements); both ends refuse a different one.
  */
 public final class Protocol {
-    /** Bump when the semantics of either service's messages change. 2: attention workers. */
-    public static final int VERSION = 2;
+    /**
+     * Bump when the semantics of either service's messages change. 2: attention workers. 3: the model
+     * fingerprint samples the weights and workers announce their weight format (a worker of an older
+     * epic is refused for its version, not taken for another model).
+     */
+    public static final int VERSION = 3;
 
     private Protocol() {}
 }

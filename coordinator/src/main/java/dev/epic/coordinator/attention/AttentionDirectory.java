@@ -90,12 +90,22 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
         if (leaveGrace.isPositive() && !timer.isShutdown()) {
             log.info("attention worker {} left ZooKeeper: no new sequences; its {} go on for {} ms in case its node "
                     + "comes back (a session replaced after an outage)", w, w.placed(), leaveGrace.toMillis());
-            leaving.put(path, timer.schedule(() -> drop(path, w), leaveGrace.toMillis(),
+            // The task checks that its own removal is still the pending one (see WorkerDirectory#remove).
+            java.util.concurrent.atomic.AtomicReference<java.util.concurrent.ScheduledFuture<?>> self =
+                    new java.util.concurrent.atomic.AtomicReference<>();
+            self.set(timer.schedule(() -> expire(path, w, self.get()), leaveGrace.toMillis(),
                     java.util.concurrent.TimeUnit.MILLISECONDS));
+            leaving.put(path, self.get());
             publish();
             return;
         }
         drop(path, w);
+    }
+
+    private synchronized void expire(String path, AttentionEndpoint w, java.util.concurrent.ScheduledFuture<?> removal) {
+        if (leaving.get(path) == removal) {
+            drop(path, w);
+        }
     }
 
     private synchronized void drop(String path, AttentionEndpoint w) {

@@ -48,8 +48,8 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
      *                      no request reaches it
      * @param rebalance     how often the expert placement is replanned from the load ({@link Rebalancer});
      *                      zero: never
+     * @param weights       the weight format workers must announce (the coordinator's --weights); null: any
      */
-    /** @param weights the weight format workers must announce (the coordinator's --weights); null: any */
     public record Options(HiddenEncoding encoding, Duration deadline, Duration deadBackoff, Duration rebalance,
             String weights) {
         public static Options defaults() {
@@ -184,17 +184,18 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         return directory.table().missing();
     }
 
-    /** Live worker addresses. */
     /** Ids of the workers in the routing table that count as down now (failed lately; probed until they answer). */
     public List<String> downWorkerIds() {
         return directory.table().workers().stream().filter(w -> !w.isHealthy())
                 .map(w -> w.announcement().getWorkerId()).toList();
     }
 
+    /** Registered workers refused (another model, protocol or weight format), with why. */
     public List<dev.epic.proto.RefusedWorker> refusedWorkers() {
         return directory.refused();
     }
 
+    /** Live worker addresses. */
     public List<String> workers() {
         return directory.table().workers().stream().map(WorkerEndpoint::toString).toList();
     }

@@ -116,10 +116,20 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
         if (soleHolder(w) && leaveGrace.isPositive() && !prober.isShutdown()) {
             log.info("expert worker {} left ZooKeeper as the only live holder of some experts: kept {} ms for its "
                     + "node to come back (a session replaced after an outage)", w, leaveGrace.toMillis());
-            leaving.put(path, prober.schedule(() -> drop(path, w), leaveGrace.toMillis(), TimeUnit.MILLISECONDS));
+            // The task checks that its own removal is still the pending one: a node back meanwhile (and
+            // gone again) must not be dropped by an earlier timer that was already running.
+            java.util.concurrent.atomic.AtomicReference<ScheduledFuture<?>> self = new java.util.concurrent.atomic.AtomicReference<>();
+            self.set(prober.schedule(() -> expire(path, w, self.get()), leaveGrace.toMillis(), TimeUnit.MILLISECONDS));
+            leaving.put(path, self.get());
             return;
         }
         drop(path, w);
+    }
+
+    private synchronized void expire(String path, WorkerEndpoint w, ScheduledFuture<?> removal) {
+        if (leaving.get(path) == removal) {
+            drop(path, w);
+        }
     }
 
     private synchronized void drop(String path, WorkerEndpoint w) {

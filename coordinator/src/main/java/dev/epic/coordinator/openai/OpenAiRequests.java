@@ -102,11 +102,20 @@ final class OpenAiRequests {
         }
         SamplingParams.Builder s = sampling(body);
         if (present(body, "max_completion_tokens")) {
-            s.setMaxTokens(count(body, "max_completion_tokens"));
+            // Checked here so that the error names the field the client sent (the coordinator's says max_tokens).
+            int max = count(body, "max_completion_tokens");
+            if (max < 1) {
+                throw OpenAiError.badRequest("max_completion_tokens", "'max_completion_tokens' must be >= 1, got " + max);
+            }
+            s.setMaxTokens(max);
         }
         boolean logprobs = present(body, "logprobs") && bool(body, "logprobs", "logprobs");
         if (present(body, "top_logprobs")) {
             int top = count(body, "top_logprobs");
+            if (top > dev.epic.text.sampling.Logprobs.MAX_TOP) { // chat's logprobs is the switch; the count is this
+                throw OpenAiError.badRequest("top_logprobs", "'top_logprobs' must be in [0, "
+                        + dev.epic.text.sampling.Logprobs.MAX_TOP + "], got " + top);
+            }
             if (logprobs) {
                 s.setLogprobs(top);
             } else if (top > 0) { // 0 without logprobs asks for nothing (vLLM accepts it)

@@ -198,6 +198,11 @@ class OpenAiRequestsTest {
         assertEquals(3, s.getN());
         assertEquals(-7, s.getSeed());
         assertEquals("max_tokens", assertThrows(OpenAiError.class, () -> chat(base + "\"max_tokens\": 2.5}")).param);
+        // Errors name the field the client sent: chat's top_logprobs and max_completion_tokens.
+        assertEquals("top_logprobs", assertThrows(OpenAiError.class,
+                () -> chat(base + "\"logprobs\": true, \"top_logprobs\": 25}")).param);
+        assertEquals("max_completion_tokens", assertThrows(OpenAiError.class,
+                () -> chat(base + "\"max_completion_tokens\": 0}")).param);
     }
 
     /** vLLM fields that would change the answer and that this server cannot honour are refused by name. */

@@ -31,7 +31,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>The copies are matched to tensors by name and shape only, so the directory records what it was
  * made from ({@value #SOURCE_FILE}): the {@link CheckpointFingerprint} and each shard's size and
- * modification time (the fingerprint covers config and tensor shapes, not the weights). A directory
+ * modification time (the fingerprint covers config, tensor shapes and a sample of the weights). A directory
  * whose record does not match the checkpoint is not used: loading quantises in memory instead and logs
  * why (correct, only slower; a checkpoint copied with new timestamps costs one re-quantisation), and
  * {@code epic quantize} clears it and starts over.
@@ -127,7 +127,17 @@ public final class ConvertedWeights implements WeightSource {
             return "it has no readable " + SOURCE_FILE + " (written by an older epic)";
         }
         try {
-            return recorded.equals(source(modelDir)) ? null : "it was made from another checkpoint (" + SOURCE_FILE
+            ObjectNode now = source(modelDir);
+            if (recorded.equals(now)) {
+                return null;
+            }
+            // Written before the fingerprint sampled the weights: the same shards (sizes and times) and
+            // the same headers-only fingerprint are the same checkpoint.
+            if (recorded.path("shards").equals(now.get("shards"))
+                    && recorded.path("fingerprint").asText("").equals(CheckpointFingerprint.headersOnly(modelDir).sha256())) {
+                return null;
+            }
+            return "it was made from another checkpoint (" + SOURCE_FILE
                     + " does not match the fingerprint or the shards' sizes and times)";
         } catch (IOException | RuntimeException e) {
             return "the checkpoint cannot be fingerprinted: " + e.getMessage();

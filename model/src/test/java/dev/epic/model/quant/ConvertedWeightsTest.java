@@ -148,6 +148,28 @@ class ConvertedWeightsTest {
         }
     }
 
+    /**
+     * A copy recorded under the fingerprint before it sampled the weights (config and headers only) is
+     * still used while the shards are the ones it was made from; with other shards it is not.
+     */
+    @Test
+    void copiesRecordedUnderTheHeadersOnlyFingerprintAreStillUsed(@TempDir Path tmp) throws Exception {
+        Path model = quantizedModel(tmp);
+        Path record = model.resolve("epic-q8").resolve(ConvertedWeights.SOURCE_FILE);
+        var json = new com.fasterxml.jackson.databind.ObjectMapper();
+        var old = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(record.toFile());
+        old.put("fingerprint", dev.epic.model.CheckpointFingerprint.headersOnly(model).sha256());
+        json.writeValue(record.toFile(), old);
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            assertTrue(loaded(ck, model).summary().startsWith("q8: 0 converted"), "the copy is used");
+        }
+        Thread.sleep(20);
+        synth(model, 2); // same headers, other weights and shard times
+        try (Checkpoint ck = Checkpoint.open(model)) {
+            assertTrue(loaded(ck, model).summary().endsWith("0 mapped from null"));
+        }
+    }
+
     @Test
     void corruptCopyIsOneErrorNamingTheFile(@TempDir Path tmp) throws Exception {
         Path model = quantizedModel(tmp);
