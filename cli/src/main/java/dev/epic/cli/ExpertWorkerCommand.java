@@ -116,7 +116,7 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         ExpertWorker worker = WorkerFlags.startDrained(() -> ExpertWorker.start(shard, fp, moeLayers,
                 new ExpertWorker.Settings(flags.host, port, flags.zk, flags.cluster, flags.id, capacity,
                         flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, redundantSlots,
-                        WeightFormat.parse(flags.weights).id())), checkpoint);
+                        WeightFormat.parse(flags.weights).effective(checkpoint).id())), checkpoint);
         flags.watchParent();
         worker.awaitTermination();
         return 0;

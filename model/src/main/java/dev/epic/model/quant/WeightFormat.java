@@ -32,6 +32,27 @@ public enum WeightFormat {
     }
 
     /**
+     * The format the weights of {@code c} compute in under this one: bf16 over a checkpoint whose
+     * converted weights are 16-bit already leaves them as stored, so it is AUTO (workers and
+     * coordinators compare these: the same bits must not be refused as another format).
+     */
+    public WeightFormat effective(dev.epic.model.checkpoint.Checkpoint c) {
+        if (this != BF16) {
+            return this;
+        }
+        for (String name : c.tensorNames()) {
+            if (c.isMtpTensor(name)) {
+                continue; // never loaded
+            }
+            var t = c.info(name);
+            if (t.shape().length == 2 && ConvertedWeights.converts(name) && t.dtype().bytes() != 2) {
+                return this;
+            }
+        }
+        return AUTO;
+    }
+
+    /**
      * Storage bytes of a converted [rows, cols] linear weight, known without converting it (a
      * coordinator sizes its workers' experts this way). Not defined for AUTO, which keeps each dtype.
      */

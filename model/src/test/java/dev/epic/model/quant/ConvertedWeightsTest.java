@@ -82,6 +82,18 @@ class ConvertedWeightsTest {
         }
     }
 
+    /** bf16 over 16-bit weights is the stored weights (announced as auto); over fp8 it converts. */
+    @Test
+    void bf16OverABf16CheckpointIsTheStoredFormat() {
+        try (Checkpoint bf16 = Checkpoint.open(TestData.model("tiny-v3"));
+             Checkpoint fp8 = Checkpoint.open(TestData.model("tiny-v3-fp8"))) {
+            assertEquals(WeightFormat.AUTO, WeightFormat.BF16.effective(bf16));
+            assertEquals(WeightFormat.BF16, WeightFormat.BF16.effective(fp8));
+            assertEquals(WeightFormat.Q8, WeightFormat.Q8.effective(bf16));
+            assertEquals(WeightFormat.AUTO, WeightFormat.AUTO.effective(fp8));
+        }
+    }
+
     @Test
     void rejectsUnknownFormat() {
         var e = assertThrows(IllegalArgumentException.class, () -> WeightFormat.parse("int3"));
