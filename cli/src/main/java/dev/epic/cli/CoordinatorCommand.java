@@ -89,13 +89,6 @@ public final class CoordinatorCommand implements Callable<Integer> {
     @Mixin
     OpenAiFlags openai;
 
-    /** The weight format workers must announce: the coordinator's, as it computes on this checkpoint. */
-    static String effective(WeightFormat format, java.nio.file.Path model) {
-        try (dev.epic.model.checkpoint.Checkpoint c = dev.epic.model.checkpoint.Checkpoint.open(model)) {
-            return format.effective(c).id();
-        }
-    }
-
     @Override
     public Integer call() throws Exception {
         WeightFormat format = WeightFormat.parse(weights);
@@ -114,7 +107,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
         Flags.requirePositive("--attention-deadline-ms", attentionDeadlineMs);
         RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
                 .withRebalance(Duration.ofSeconds(rebalanceSeconds))
-                .withDeadline(Duration.ofMillis(expertDeadlineMs)).withWeights(effective(format, model));
+                .withDeadline(Duration.ofMillis(expertDeadlineMs)).withWeights(format.effective(model).id());
         // Taken ports are one line now, not a bind failure after the model has loaded.
         Flags.requirePort("--port", port);
         Flags.requirePort("--http-port", openai.port);

@@ -190,7 +190,7 @@ final class LocalCluster implements AutoCloseable {
             }
             CheckpointFingerprint fp = CheckpointFingerprint.of(model);
             backend = RemoteExpertBackend.connect(zk.getConnectString(), CLUSTER, fp, config,
-                    RemoteExperts.Options.defaults().withRebalance(o.rebalance()).withWeights(CoordinatorCommand.effective(format, model)), o.registry());
+                    RemoteExperts.Options.defaults().withRebalance(o.rebalance()).withWeights(format.effective(model).id()), o.registry());
             awaitCoverage(backend, workers);
             if (attentionWorkerCount > 0) {
                 attention = RemoteAttention.create(backend.experts().zk(), CLUSTER, fp, config.hiddenSize(),

@@ -73,9 +73,9 @@ public record CheckpointFingerprint(String name, String sha256) {
             }
             Map<String, Sample> samples = new TreeMap<>();
             for (Path shard : shards) {
-                JsonNode header = readHeader(shard);
-                long dataStart = 8 + headerLength(shard);
-                header.properties().forEach(e -> {
+                Header header = readHeader(shard);
+                long dataStart = header.dataStart();
+                header.json().properties().forEach(e -> {
                     if (!e.getKey().equals("__metadata__")) {
                         JsonNode t = e.getValue();
                         tensors.put(e.getKey(), t.path("dtype").asText() + " " + t.path("shape"));
@@ -102,14 +102,6 @@ public record CheckpointFingerprint(String name, String sha256) {
         }
     }
 
-    private static long headerLength(Path shard) throws IOException {
-        try (FileChannel ch = FileChannel.open(shard)) {
-            ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
-            ch.read(len, 0);
-            return len.getLong(0);
-        }
-    }
-
     private static byte[] read(Sample s) throws IOException {
         try (FileChannel ch = FileChannel.open(s.shard())) {
             if (s.offset() + s.length() > ch.size()) {
@@ -123,7 +115,10 @@ public record CheckpointFingerprint(String name, String sha256) {
         }
     }
 
-    private static JsonNode readHeader(Path shard) throws IOException {
+    /** A shard's JSON header and where its tensor data begins. */
+    private record Header(JsonNode json, long dataStart) {}
+
+    private static Header readHeader(Path shard) throws IOException {
         try (FileChannel ch = FileChannel.open(shard)) {
             ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
             if (ch.read(len, 0) != 8) {
@@ -141,7 +136,7 @@ public record CheckpointFingerprint(String name, String sha256) {
             if (root == null || !root.isObject()) {
                 throw new IllegalArgumentException(shard + ": safetensors header is not a JSON object");
             }
-            return root;
+            return new Header(root, 8 + n);
         }
     }
 }

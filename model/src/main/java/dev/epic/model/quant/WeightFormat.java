@@ -31,6 +31,16 @@ public enum WeightFormat {
         return name().toLowerCase(Locale.ROOT);
     }
 
+    /** {@link #effective(dev.epic.model.checkpoint.Checkpoint)} of the checkpoint in {@code modelDir} (headers only). */
+    public WeightFormat effective(java.nio.file.Path modelDir) {
+        if (this != BF16) {
+            return this;
+        }
+        try (var c = dev.epic.model.checkpoint.Checkpoint.open(modelDir)) {
+            return effective(c);
+        }
+    }
+
     /**
      * The format the weights of {@code c} compute in under this one: bf16 over a checkpoint whose
      * converted weights are 16-bit already leaves them as stored, so it is AUTO (workers and
