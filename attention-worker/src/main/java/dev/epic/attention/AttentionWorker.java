@@ -24,9 +24,23 @@ public final class AttentionWorker implements AutoCloseable {
      *
      * @param kvCacheBytes KV cache the sequences here may hold together; beyond it new sequences (and
      *                     sequences that would grow past it) are refused as when the worker is full
+     * @param weights      the format the attention weights compute in (--weights, as
+     *                     {@code WeightFormat.effective} names it), announced so that a coordinator with
+     *                     another refuses this worker; "" announces none
      */
     public record Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
-            int zkSessionTimeoutMillis, long drainMillis, int metricsPort, long kvCacheBytes) {
+            int zkSessionTimeoutMillis, long drainMillis, int metricsPort, long kvCacheBytes, String weights) {
+        public Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
+                int zkSessionTimeoutMillis, long drainMillis, int metricsPort, long kvCacheBytes) {
+            this(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis, drainMillis,
+                    metricsPort, kvCacheBytes, "");
+        }
+
+        public Settings withWeights(String format) {
+            return new Settings(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis,
+                    drainMillis, metricsPort, kvCacheBytes, format);
+        }
+
         /** With the default KV cache budget. */
         public Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
                 int zkSessionTimeoutMillis, long drainMillis, int metricsPort) {
@@ -67,6 +81,7 @@ public final class AttentionWorker implements AutoCloseable {
                             .setKvCacheBytes(s.kvCacheBytes())
                             .setPid(ProcessHandle.current().pid())
                             .setProtocolVersion(Protocol.VERSION)
+                            .setWeights(s.weights())
                             .build();
                 });
         log.info("attention worker {} serving the attention of {} layers of {} ({}) on {}, up to {} sequences",

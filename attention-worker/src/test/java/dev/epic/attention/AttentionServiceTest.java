@@ -52,7 +52,8 @@ class AttentionServiceTest {
         hidden = checkpoint.config().hiddenSize();
         sha = CheckpointFingerprint.of(MODEL).sha256();
         worker = AttentionWorker.start(AttentionLayers.load(checkpoint.config(), checkpoint), CheckpointFingerprint.of(MODEL),
-                new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), "t", "a-test", 2, 4000, 100, -1));
+                new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), "t", "a-test", 2, 4000, 100, -1)
+                        .withWeights("auto"));
         metricsPort = worker.metricsPort();
         channel = NettyChannelBuilder.forTarget(worker.address()).usePlaintext().build();
     }
@@ -143,6 +144,7 @@ class AttentionServiceTest {
             assertEquals(worker.address(), a.getAddress());
             assertEquals(2, a.getCapacity());
             assertEquals(sha, a.getFingerprint().getSha256());
+            assertEquals("auto", a.getWeights(), "coordinators with other --weights refuse it");
         }
         AttentionWorkerInfo info = AttentionServiceGrpc.newBlockingStub(channel).info(InfoRequest.getDefaultInstance());
         assertEquals(checkpoint.config().numHiddenLayers(), info.getLayers());

@@ -53,14 +53,15 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
         flags.checkPortsFree(port); // before the weights: loading them may take minutes
         Checkpoint checkpoint = Checkpoint.open(model);
         long t0 = System.nanoTime();
-        AttentionLayers layers = AttentionLayers.load(checkpoint.config(),
-                ConvertedWeights.of(checkpoint, WeightFormat.parse(flags.weights), model));
+        WeightFormat format = WeightFormat.parse(flags.weights);
+        AttentionLayers layers = AttentionLayers.load(checkpoint.config(), ConvertedWeights.of(checkpoint, format, model));
         log.info("opened the attention of {} layers in {} ms: {} MiB of weights, process RSS {} MiB", layers.count(),
                 (System.nanoTime() - t0) / 1_000_000, String.format("%.1f", layers.storageBytes() / 1048576.0),
                 String.format("%.0f", ProcessStats.residentMb()));
         AttentionWorker worker = WorkerFlags.startDrained(() -> AttentionWorker.start(layers,
                 CheckpointFingerprint.of(model), new AttentionWorker.Settings(flags.host, port, flags.zk, flags.cluster,
-                        flags.id, maxSequences, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, kvCacheBytes)),
+                        flags.id, maxSequences, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, kvCacheBytes)
+                        .withWeights(format.effective(checkpoint).id())),
                 checkpoint);
         flags.watchParent();
         worker.awaitTermination();

@@ -105,9 +105,10 @@ public final class CoordinatorCommand implements Callable<Integer> {
         Flags.requireNonNegative("--drain-ms", drainMs);
         Flags.requirePositive("--expert-deadline-ms", expertDeadlineMs);
         Flags.requirePositive("--attention-deadline-ms", attentionDeadlineMs);
+        String weights = format.effective(model).id(); // workers must announce the same
         RemoteExperts.Options options = RemoteExperts.Options.defaults().withEncoding(encoding)
                 .withRebalance(Duration.ofSeconds(rebalanceSeconds))
-                .withDeadline(Duration.ofMillis(expertDeadlineMs)).withWeights(format.effective(model).id());
+                .withDeadline(Duration.ofMillis(expertDeadlineMs)).withWeights(weights);
         // Taken ports are one line now, not a bind failure after the model has loaded.
         Flags.requirePort("--port", port);
         Flags.requirePort("--http-port", openai.port);
@@ -124,7 +125,8 @@ public final class CoordinatorCommand implements Callable<Integer> {
             attention = remoteAttention
                     ? RemoteAttention.create(backend.experts().zk(), cluster, fingerprint,
                             config.hiddenSize(),
-                            RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs)),
+                            RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs))
+                                    .withWeights(weights),
                             m.registry())
                     : null;
             ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);

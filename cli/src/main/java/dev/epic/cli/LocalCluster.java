@@ -189,12 +189,13 @@ final class LocalCluster implements AutoCloseable {
                 attentionWorkers.add(spawn("attention-worker", args, "local-attention-" + a, logDir, threads).process());
             }
             CheckpointFingerprint fp = CheckpointFingerprint.of(model);
+            String weights = format.effective(model).id();
             backend = RemoteExpertBackend.connect(zk.getConnectString(), CLUSTER, fp, config,
-                    RemoteExperts.Options.defaults().withRebalance(o.rebalance()).withWeights(format.effective(model).id()), o.registry());
+                    RemoteExperts.Options.defaults().withRebalance(o.rebalance()).withWeights(weights), o.registry());
             awaitCoverage(backend, workers);
             if (attentionWorkerCount > 0) {
                 attention = RemoteAttention.create(backend.experts().zk(), CLUSTER, fp, config.hiddenSize(),
-                        RemoteAttention.Options.defaults(), o.registry());
+                        RemoteAttention.Options.defaults().withWeights(weights), o.registry());
                 awaitAttention(attention, attentionWorkers);
             }
             ServedModel served = ServedModel.open(model, backend.experts(), attention, 0, format);

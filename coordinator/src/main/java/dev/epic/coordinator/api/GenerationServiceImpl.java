@@ -420,7 +420,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         try {
             return b.build();
         } catch (InvalidSamplingException e) {
-            throw PromptBuilder.invalid("sampling." + e.getMessage());
+            throw FieldViolation.invalid("sampling." + e.field(), e.reason());
         }
     }
 

@@ -2,11 +2,15 @@ package dev.epic.coordinator.attention;
 
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.LeaveGrace;
 import dev.epic.transport.WorkerWatch;
 import dev.epic.transport.ZkLayout;
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.slf4j.Logger;
@@ -25,26 +29,25 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
     private static final Logger log = LoggerFactory.getLogger(AttentionDirectory.class);
 
     /** How long a worker whose node went keeps its sequences, for its node to come back. */
-    static final java.time.Duration LEAVE_GRACE = java.time.Duration.ofSeconds(5);
+    static final Duration LEAVE_GRACE = Duration.ofSeconds(5);
 
     private final Map<String, AttentionEndpoint> endpoints = new HashMap<>(); // guarded by this
-    private final Map<String, java.util.concurrent.ScheduledFuture<?>> leaving = new HashMap<>(); // guarded by this
-    private final java.time.Duration leaveGrace;
-    private final java.util.concurrent.ScheduledExecutorService timer =
-            java.util.concurrent.Executors.newSingleThreadScheduledExecutor(
-                    Thread.ofPlatform().name("epic-attention-leave").daemon(true).factory());
+    private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
+            Thread.ofPlatform().name("epic-attention-leave").daemon(true).factory());
+    private final LeaveGrace leaving; // guarded by this
     private volatile List<AttentionEndpoint> workers = List.of();
     private final WorkerWatch watch;
 
-    AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint) {
-        this(zk, cluster, fingerprint, LEAVE_GRACE);
+    /** @param weights the weight format workers must announce (the coordinator's --weights); null: any */
+    AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, String weights) {
+        this(zk, cluster, fingerprint, weights, LEAVE_GRACE);
     }
 
-    AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint,
-            java.time.Duration leaveGrace) {
-        this.leaveGrace = leaveGrace;
+    AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, String weights,
+            Duration leaveGrace) {
+        this.leaving = new LeaveGrace(this, leaveGrace, timer);
         this.watch = new WorkerWatch(zk, ZkLayout.attentionWorkersPath(cluster), "attention worker",
-                fingerprint.sha256(), fingerprint.name(), this);
+                fingerprint.sha256(), fingerprint.name(), weights, this);
     }
 
     /** The registered workers of this model, ordered by path. */
@@ -60,13 +63,10 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
     @Override
     public synchronized void upsert(String path, WorkerAnnouncement a) {
         AttentionEndpoint existing = endpoints.get(path);
-        java.util.concurrent.ScheduledFuture<?> pending = leaving.remove(path);
-        if (pending != null) {
-            pending.cancel(false);
-        }
+        boolean wasLeaving = leaving.cancel(path);
         if (existing != null && existing.announcement().getAddress().equals(a.getAddress())
                 && existing.announcement().getPid() == a.getPid()) {
-            if (pending != null) {
+            if (wasLeaving) {
                 log.info("attention worker {} is back in ZooKeeper: its sequences go on", existing);
                 publish();
             }
@@ -84,32 +84,21 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
     @Override
     public synchronized void remove(String path) {
         AttentionEndpoint w = endpoints.get(path);
-        if (w == null || leaving.containsKey(path)) {
+        if (w == null || leaving.pending(path)) {
             return;
         }
-        if (leaveGrace.isPositive() && !timer.isShutdown()) {
+        if (leaving.enabled()) {
             log.info("attention worker {} left ZooKeeper: no new sequences; its {} go on for {} ms in case its node "
-                    + "comes back (a session replaced after an outage)", w, w.placed(), leaveGrace.toMillis());
-            // The task checks that its own removal is still the pending one (see WorkerDirectory#remove).
-            java.util.concurrent.atomic.AtomicReference<java.util.concurrent.ScheduledFuture<?>> self =
-                    new java.util.concurrent.atomic.AtomicReference<>();
-            self.set(timer.schedule(() -> expire(path, w, self.get()), leaveGrace.toMillis(),
-                    java.util.concurrent.TimeUnit.MILLISECONDS));
-            leaving.put(path, self.get());
+                    + "comes back (a session replaced after an outage)", w, w.placed(), leaving.millis());
+            leaving.start(path, () -> drop(path, w));
             publish();
             return;
         }
         drop(path, w);
     }
 
-    private synchronized void expire(String path, AttentionEndpoint w, java.util.concurrent.ScheduledFuture<?> removal) {
-        if (leaving.get(path) == removal) {
-            drop(path, w);
-        }
-    }
-
     private synchronized void drop(String path, AttentionEndpoint w) {
-        leaving.remove(path);
+        leaving.cancel(path);
         if (endpoints.get(path) != w) {
             return;
         }
@@ -121,7 +110,7 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
     }
 
     private void publish() {
-        workers = endpoints.entrySet().stream().filter(e -> !leaving.containsKey(e.getKey())).map(Map.Entry::getValue)
+        workers = endpoints.entrySet().stream().filter(e -> !leaving.pending(e.getKey())).map(Map.Entry::getValue)
                 .sorted(java.util.Comparator.comparing(AttentionEndpoint::path))
                 .toList();
         notifyAll();

@@ -53,18 +53,25 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
      * @param deadline    how long one worker may take for one layer message before it is presumed dead
      *                    (long prompts' chunks take longest)
      * @param deadBackoff how long a failed worker takes no new sequences
+     * @param weights     the weight format workers must announce (the coordinator's --weights); null: any
      */
-    public record Options(Duration deadline, Duration deadBackoff) {
+    public record Options(Duration deadline, Duration deadBackoff, String weights) {
         public static Options defaults() {
-            return new Options(Duration.ofSeconds(30), Duration.ofSeconds(1));
+            return new Options(Duration.ofSeconds(30), Duration.ofSeconds(1), null);
         }
 
         public Options withDeadline(Duration d) {
-            return new Options(d, deadBackoff);
+            return new Options(d, deadBackoff, weights);
         }
 
         public Options withDeadBackoff(Duration d) {
-            return new Options(deadline, d);
+            return new Options(deadline, d, weights);
+        }
+
+        /** Workers whose attention weights are in another format are refused: a sequence's logits must
+         *  not depend on which worker holds it. */
+        public Options withWeights(String format) {
+            return new Options(deadline, deadBackoff, format);
         }
     }
 
@@ -104,7 +111,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         this.fingerprint = fingerprint;
         this.hidden = hidden;
         this.options = options;
-        this.directory = new AttentionDirectory(zk, cluster, fingerprint);
+        this.directory = new AttentionDirectory(zk, cluster, fingerprint, options.weights());
     }
 
     /** Uses an existing, started Curator client (not closed by {@link #close()}); meters go nowhere. */

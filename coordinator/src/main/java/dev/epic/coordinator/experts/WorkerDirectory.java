@@ -3,6 +3,7 @@ package dev.epic.coordinator.experts;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.ExpertRanges;
+import dev.epic.transport.LeaveGrace;
 import dev.epic.transport.WorkerWatch;
 import dev.epic.transport.ZkLayout;
 import java.time.Duration;
@@ -10,7 +11,6 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.slf4j.Logger;
@@ -35,9 +35,8 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
     static final Duration LEAVE_GRACE = Duration.ofSeconds(5);
 
     private final int experts;
-    private final Duration leaveGrace;
     private final Map<String, WorkerEndpoint> endpoints = new HashMap<>(); // guarded by this
-    private final Map<String, ScheduledFuture<?>> leaving = new HashMap<>(); // guarded by this
+    private final LeaveGrace leaving; // guarded by this
     private volatile RoutingTable table;
     private final WorkerWatch watch;
     private final ScheduledExecutorService prober;
@@ -55,12 +54,13 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
     WorkerDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, int experts,
             Duration probeEvery, Duration probeDeadline, Duration leaveGrace, String weights) {
         this.experts = experts;
-        this.leaveGrace = leaveGrace;
         this.table = new RoutingTable(experts, java.util.List.of());
-        this.watch = new WorkerWatch(zk, ZkLayout.workersPath(cluster), "expert worker", fingerprint.sha256(),
-                fingerprint.name(), weights, this);
         this.prober = Executors.newSingleThreadScheduledExecutor(
                 Thread.ofPlatform().name("epic-expert-probe").daemon(true).factory());
+        this.leaving = new LeaveGrace(this, leaveGrace, prober);
+        // Last: the watch calls back at once, from Curator's thread.
+        this.watch = new WorkerWatch(zk, ZkLayout.workersPath(cluster), "expert worker", fingerprint.sha256(),
+                fingerprint.name(), weights, this);
         long every = Math.max(1, probeEvery.toMillis());
         prober.scheduleWithFixedDelay(() -> {
             long now = System.nanoTime();
@@ -80,9 +80,7 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
     /** A worker joined, or re-registered (it revives: its past failures are forgotten). */
     @Override
     public synchronized void upsert(String path, WorkerAnnouncement a) {
-        ScheduledFuture<?> pending = leaving.remove(path);
-        if (pending != null) {
-            pending.cancel(false);
+        if (leaving.cancel(path)) {
             log.info("expert worker {} is back in ZooKeeper", a.getWorkerId());
         }
         WorkerEndpoint existing = endpoints.get(path);
@@ -97,10 +95,10 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
                     ExpertRanges.format(a.getExpertsList().stream().mapToInt(Integer::intValue).toArray()));
         }
         // Workers kept after leaving go as soon as others cover their experts.
-        for (String p : java.util.List.copyOf(leaving.keySet())) {
+        for (String p : leaving.paths()) {
             WorkerEndpoint w = endpoints.get(p);
             if (w != null && !soleHolder(w)) {
-                leaving.remove(p).cancel(false);
+                leaving.cancel(p);
                 drop(p, w);
             }
         }
@@ -110,30 +108,20 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
     @Override
     public synchronized void remove(String path) {
         WorkerEndpoint w = endpoints.get(path);
-        if (w == null || leaving.containsKey(path)) {
+        if (w == null || leaving.pending(path)) {
             return;
         }
-        if (soleHolder(w) && leaveGrace.isPositive() && !prober.isShutdown()) {
+        if (soleHolder(w) && leaving.enabled()) {
             log.info("expert worker {} left ZooKeeper as the only live holder of some experts: kept {} ms for its "
-                    + "node to come back (a session replaced after an outage)", w, leaveGrace.toMillis());
-            // The task checks that its own removal is still the pending one: a node back meanwhile (and
-            // gone again) must not be dropped by an earlier timer that was already running.
-            java.util.concurrent.atomic.AtomicReference<ScheduledFuture<?>> self = new java.util.concurrent.atomic.AtomicReference<>();
-            self.set(prober.schedule(() -> expire(path, w, self.get()), leaveGrace.toMillis(), TimeUnit.MILLISECONDS));
-            leaving.put(path, self.get());
+                    + "node to come back (a session replaced after an outage)", w, leaving.millis());
+            leaving.start(path, () -> drop(path, w));
             return;
         }
         drop(path, w);
     }
 
-    private synchronized void expire(String path, WorkerEndpoint w, ScheduledFuture<?> removal) {
-        if (leaving.get(path) == removal) {
-            drop(path, w);
-        }
-    }
-
     private synchronized void drop(String path, WorkerEndpoint w) {
-        leaving.remove(path);
+        leaving.cancel(path);
         if (endpoints.get(path) != w) {
             return; // replaced meanwhile
         }

@@ -1,6 +1,9 @@
 package dev.epic.coordinator.openai;
 
+import com.google.rpc.BadRequest;
+import dev.epic.coordinator.api.FieldViolation;
 import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 
 /**
  * An error answered in OpenAI's shape, {@code {"error": {"message", "type", "param", "code"}}}, with
@@ -24,16 +27,20 @@ final class OpenAiError extends RuntimeException {
         return new OpenAiError(400, "invalid_request_error", param, message);
     }
 
-    private static final java.util.regex.Pattern SAMPLING_FIELD =
-            java.util.regex.Pattern.compile("sampling\\.([a-z_]+): (.*)", java.util.regex.Pattern.DOTALL);
-
-    static OpenAiError of(Status status) {
+    static OpenAiError of(StatusRuntimeException e) {
+        Status status = e.getStatus();
         String message = status.getDescription() != null ? status.getDescription() : status.getCode().name();
         return switch (status.getCode()) {
             case INVALID_ARGUMENT, OUT_OF_RANGE, FAILED_PRECONDITION -> {
-                // The coordinator names a sampling field as "sampling.NAME: ..."; the HTTP field is NAME.
-                java.util.regex.Matcher m = SAMPLING_FIELD.matcher(message);
-                yield m.matches() ? badRequest(m.group(1), "'" + m.group(1) + "': " + m.group(2)) : badRequest(null, message);
+                // The field at fault, from the error's BadRequest detail: sampling fields are spelled as
+                // in the HTTP body, one level down in the gRPC request.
+                BadRequest.FieldViolation v = FieldViolation.of(e);
+                if (v == null) {
+                    yield badRequest(null, message);
+                }
+                String param = v.getField().startsWith("sampling.") ? v.getField().substring("sampling.".length())
+                        : v.getField();
+                yield badRequest(param, "'" + param + "': " + v.getDescription());
             }
             case NOT_FOUND -> new OpenAiError(404, "not_found_error", null, message);
             case RESOURCE_EXHAUSTED -> new OpenAiError(429, "rate_limit_error", null, message);

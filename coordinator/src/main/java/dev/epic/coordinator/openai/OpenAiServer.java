@@ -144,7 +144,7 @@ public final class OpenAiServer implements AutoCloseable {
             } catch (OpenAiError e) {
                 sendJson(ex, e.httpStatus, OpenAiResponses.error(e));
             } catch (StatusRuntimeException e) {
-                OpenAiError err = OpenAiError.of(e.getStatus());
+                OpenAiError err = OpenAiError.of(e);
                 sendJson(ex, err.httpStatus, OpenAiResponses.error(err));
             } catch (RuntimeException e) {
                 log.warn("OpenAI API request {} {} failed", ex.method(), ex.uri(), e);
@@ -422,7 +422,7 @@ public final class OpenAiServer implements AutoCloseable {
                     namedEvent(out, e);
                 }
             } catch (StatusRuntimeException e) {
-                OpenAiError err = OpenAiError.of(e.getStatus());
+                OpenAiError err = OpenAiError.of(e);
                 for (ObjectNode ev : events.fail(err.type, err.getMessage())) {
                     namedEvent(out, ev);
                 }
@@ -475,7 +475,7 @@ public final class OpenAiServer implements AutoCloseable {
                 }
                 call.cancel(e);
             } catch (StatusRuntimeException e) {
-                fail(OpenAiResponses.error(OpenAiError.of(e.getStatus())));
+                fail(OpenAiResponses.error(OpenAiError.of(e)));
             } catch (RuntimeException e) {
                 log.warn("OpenAI API stream failed", e);
                 fail(OpenAiResponses.error(new OpenAiError(500, "server_error", null, e.toString())));

@@ -3,6 +3,7 @@ package dev.epic.coordinator.api;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -299,6 +300,20 @@ class GenerationServiceTest {
         StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> collect(req));
         assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.toString());
         return e.getStatus().getDescription();
+    }
+
+    /** Programs read the field at fault from a google.rpc.BadRequest detail, not from the text. */
+    @Test
+    void samplingErrorsCarryTheFieldAsABadRequestDetail() {
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class,
+                () -> collect(ids(SamplingParams.newBuilder().setTopP(1.5f).build(), 3)));
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+        com.google.rpc.BadRequest.FieldViolation v = FieldViolation.of(e);
+        assertEquals("sampling.top_p", v.getField());
+        assertEquals("sampling.top_p: " + v.getDescription(), e.getStatus().getDescription());
+        assertFalse(v.getDescription().contains("top_p"), "the reason alone: " + v.getDescription());
+        assertNull(FieldViolation.of(assertThrows(StatusRuntimeException.class,
+                () -> collect(GenerateRequest.newBuilder().build()))), "no detail where no field is at fault");
     }
 
     @Test

@@ -6,8 +6,15 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.proto.ModelFingerprint;
+import dev.epic.proto.RefusedWorker;
 import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.Announcements;
+import dev.epic.transport.Protocol;
+import dev.epic.transport.ZkLayout;
 import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.retry.RetryOneTime;
@@ -23,6 +30,7 @@ import org.junit.jupiter.api.Test;
  */
 class AttentionDirectoryTest {
     private static final Duration GRACE = Duration.ofMillis(400);
+    private static final CheckpointFingerprint FINGERPRINT = new CheckpointFingerprint("m", "0".repeat(64));
     private TestingServer zkServer;
     private CuratorFramework zk;
     private AttentionDirectory directory;
@@ -32,7 +40,7 @@ class AttentionDirectoryTest {
         zkServer = new TestingServer(true);
         zk = CuratorFrameworkFactory.newClient(zkServer.getConnectString(), new RetryOneTime(100));
         zk.start();
-        directory = new AttentionDirectory(zk, "grace", new CheckpointFingerprint("m", "0".repeat(64)), GRACE);
+        directory = new AttentionDirectory(zk, "grace", FINGERPRINT, null, GRACE);
     }
 
     @AfterEach
@@ -73,5 +81,36 @@ class AttentionDirectoryTest {
         directory.upsert("/a/a", worker(8)); // a restarted process: new caches
         assertEquals(1, directory.workers().size());
         assertTrue(directory.workers().getFirst() != a);
+    }
+
+    /** Attention weights in another format give other logits: such workers are refused, and say why. */
+    @Test
+    void workersWithOtherWeightsAreRefusedWithTheReason() throws Exception {
+        try (AttentionDirectory auto = new AttentionDirectory(zk, "formats", FINGERPRINT, "auto", GRACE)) {
+            String folder = ZkLayout.attentionWorkersPath("formats");
+            register(folder + "/a-q4", "a-q4", "127.0.0.1:2", "q4");
+            register(folder + "/a-auto", "a-auto", "127.0.0.1:3", "auto");
+            register(folder + "/a-old", "a-old", "127.0.0.1:4", ""); // announces none: accepted
+            assertTrue(auto.await(2, 10, TimeUnit.SECONDS));
+            long until = System.nanoTime() + 10_000_000_000L;
+            while (auto.refused().isEmpty() && System.nanoTime() < until) {
+                Thread.sleep(20);
+            }
+            assertEquals(List.of("127.0.0.1:3", "127.0.0.1:4"),
+                    auto.workers().stream().map(w -> w.announcement().getAddress()).toList());
+            assertEquals(1, auto.refused().size());
+            RefusedWorker r = auto.refused().getFirst();
+            assertEquals("a-q4", r.getWorkerId());
+            assertTrue(r.getReason().contains("its weights are q4 but this coordinator's are auto"), r.getReason());
+        }
+    }
+
+    private void register(String path, String id, String address, String weights) throws Exception {
+        WorkerAnnouncement a = WorkerAnnouncement.newBuilder().setWorkerId(id).setAddress(address).setPid(1)
+                .setCapacity(8).setProtocolVersion(Protocol.VERSION).setWeights(weights)
+                .setFingerprint(ModelFingerprint.newBuilder().setName(FINGERPRINT.name())
+                        .setSha256(FINGERPRINT.sha256()))
+                .build();
+        zk.create().creatingParentsIfNeeded().forPath(path, Announcements.toJson(a));
     }
 }
