@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Container entry point: `epic <command> ...`. For StatefulSet expert workers, EPIC_EXPERT_SHARDS=N and
 # EPIC_EXPERT_COUNT=E turn the pod ordinal (hostname suffix) into an expert range, so scaling the set
-# needs no per-pod configuration. EPIC_EXPERT_REPLICAS=R places each shard on R consecutive ordinals.
+# needs no per-pod configuration: ordinals k, k+N, k+2N, ... serve shard k. Scaling the set by N adds
+# one replica of every shard, and the pods already running keep their experts (no rollout).
 set -euo pipefail
 args=("$@")
 if [ "${1:-}" = "expert-worker" ] && [ -n "${EPIC_EXPERT_SHARDS:-}" ]; then
   ordinal="${HOSTNAME##*-}"
-  replicas="${EPIC_EXPERT_REPLICAS:-1}"
-  shard=$(( ordinal / replicas % EPIC_EXPERT_SHARDS ))
+  shard=$(( ordinal % EPIC_EXPERT_SHARDS ))
   per=$(( (EPIC_EXPERT_COUNT + EPIC_EXPERT_SHARDS - 1) / EPIC_EXPERT_SHARDS ))
   first=$(( shard * per ))
   last=$(( first + per - 1 < EPIC_EXPERT_COUNT - 1 ? first + per - 1 : EPIC_EXPERT_COUNT - 1 ))

@@ -147,7 +147,7 @@ class DeployManifestsTest {
                 assertTrue(limits.hasNonNull(r), name + " has no limits." + r);
                 assertEquals(requests.path(r), limits.path(r), name + ": requests." + r + " = limits." + r);
             }
-            if (c.path("image").asText().startsWith("epic")) {
+            if (c.path("image").asText().matches("(.*/)?epic(-cuda)?(:.*)?")) {
                 assertTrue(env(c, "EPIC_JAVA_OPTS").path("value").asText().contains("-XX:MaxRAMPercentage="), name);
             }
             checked++;
@@ -163,7 +163,8 @@ class DeployManifestsTest {
         List<String> args = args(c);
         assertEquals("cuda", flag(args, "--device"));
         assertFalse(args.contains("--redundant-slots"), "GPU workers refuse --redundant-slots");
-        assertEquals("1", env(c, "EPIC_EXPERT_REPLICAS").path("value").asText());
+        int shards = Integer.parseInt(env(c, "EPIC_EXPERT_SHARDS").path("value").asText());
+        assertEquals(2 * shards, set.path("spec").path("replicas").asInt(), "two replicas of every shard");
         assertTrue(pod.path("nodeSelector").hasNonNull("nvidia.com/gpu.product"));
         assertTrue(stream(pod.path("tolerations")).anyMatch(t -> t.path("key").asText().equals("nvidia.com/gpu")));
         assertEquals(1, c.path("resources").path("limits").path("nvidia.com/gpu").asInt());
@@ -172,6 +173,91 @@ class DeployManifestsTest {
                 .findFirst().orElseThrow(() -> new AssertionError("EPIC_CUDA_CACHE " + cache + " is not a mount"));
         assertFalse(mount.path("readOnly").asBoolean(false));
         assertTrue(stream(pod.path("volumes")).anyMatch(v -> v.path("name").equals(mount.path("name")) && v.has("emptyDir")));
+    }
+
+    /**
+     * Every EPIC container of every overlay runs the image its kustomization names: a base's images
+     * entry does not reach the resources an overlay adds, which would pull docker.io/library/epic.
+     */
+    @Test
+    void everyOverlayRewritesEveryEpicImage() throws IOException {
+        for (String overlay : OVERLAYS) {
+            List<JsonNode> epic = epicContainers(render(DEPLOY.resolve(overlay)));
+            assertTrue(epic.size() >= 2, overlay);
+            for (JsonNode c : epic) {
+                assertTrue(c.path("image").asText().matches("[^/]+\\.[^/]+/.+:.+"),
+                        overlay + ": " + c.path("name").asText() + " runs image " + c.path("image").asText());
+            }
+        }
+    }
+
+    /**
+     * Pods k and k+N serve shard k, so every shard has replicas/N replicas; voluntary evictions take one
+     * worker at a time, never both replicas of a shard. Runs the entry point with a stand-in java.
+     */
+    @Test
+    void everyShardHasTwoReplicasThatAreNeverEvictedTogether(@org.junit.jupiter.api.io.TempDir Path bin)
+            throws Exception {
+        List<JsonNode> base = render(DEPLOY.resolve("k8s"));
+        JsonNode set = find(base, "StatefulSet", "expert-worker");
+        JsonNode c = set.path("spec").path("template").path("spec").path("containers").get(0);
+        int pods = set.path("spec").path("replicas").asInt();
+        String shards = env(c, "EPIC_EXPERT_SHARDS").path("value").asText();
+        String count = env(c, "EPIC_EXPERT_COUNT").path("value").asText();
+        Path java = bin.resolve("java");
+        Files.writeString(java, "#!/bin/sh\necho \"$@\"\n");
+        assertTrue(java.toFile().setExecutable(true));
+        Map<String, Integer> replicas = new java.util.TreeMap<>();
+        for (int ordinal = 0; ordinal < pods; ordinal++) {
+            ProcessBuilder pb = new ProcessBuilder("bash", DEPLOY.resolve("docker/entrypoint.sh").toString(),
+                    "expert-worker", "--zk", "zk:2181").redirectErrorStream(true);
+            pb.environment().putAll(Map.of("PATH", bin + ":" + System.getenv("PATH"), "HOSTNAME",
+                    "expert-worker-" + ordinal, "EPIC_EXPERT_SHARDS", shards, "EPIC_EXPERT_COUNT", count));
+            Process p = pb.start();
+            String out = new String(p.getInputStream().readAllBytes());
+            assertEquals(0, p.waitFor(), out);
+            Matcher m = Pattern.compile("--experts (\\d+-\\d+)").matcher(out);
+            assertTrue(m.find(), out);
+            replicas.merge(m.group(1), 1, Integer::sum);
+        }
+        assertEquals(Integer.parseInt(shards), replicas.size(), replicas.toString());
+        assertTrue(replicas.values().stream().allMatch(r -> r == 2), replicas.toString());
+        assertTrue(replicas.containsKey("0-31") && replicas.containsKey("224-255"), replicas.toString());
+        JsonNode pdb = find(base, "PodDisruptionBudget", "expert-worker-pdb").path("spec");
+        assertEquals(1, pdb.path("maxUnavailable").asInt());
+        assertEquals("epic-expert-worker", pdb.path("selector").path("matchLabels").path("app").asText());
+    }
+
+    /**
+     * A rollout: the pod leaves the Service's endpoints while it sleeps in preStop (kube-proxy lags),
+     * then drains; the grace period covers both. OpenAI clients name the model, not "model".
+     */
+    @Test
+    void theCoordinatorLeavesTheServiceBeforeItDrains() throws IOException {
+        JsonNode d = find(allDocuments(), "Deployment", "coordinator");
+        JsonNode pod = d.path("spec").path("template").path("spec");
+        JsonNode c = pod.path("containers").get(0);
+        List<String> sleep = stream(c.path("lifecycle").path("preStop").path("exec").path("command"))
+                .map(JsonNode::asText).toList();
+        assertEquals("sleep", sleep.getFirst());
+        String drainMs = flag(args(c), "--drain-ms") != null ? flag(args(c), "--drain-ms")
+                : new CommandLine(new Main()).getSubcommands().get("coordinator").getCommandSpec()
+                        .findOption("--drain-ms").defaultValue();
+        int drainSeconds = Integer.parseInt(drainMs) / 1000;
+        assertTrue(pod.path("terminationGracePeriodSeconds").asInt() >= Integer.parseInt(sleep.get(1)) + drainSeconds + 15,
+                pod.toString());
+        assertTrue(flag(args(c), "--served-model-name").contains("/"), "the HF repo id, as vLLM names it");
+        assertTrue(d.path("spec").path("progressDeadlineSeconds").asInt() >= 1800);
+    }
+
+    /** The image keeps its transaction log apart from /data: both must be on the volume. */
+    @Test
+    void zooKeeperKeepsItsTransactionLogOnTheVolume() throws IOException {
+        JsonNode zk = find(allDocuments(), "StatefulSet", "zk").path("spec").path("template").path("spec")
+                .path("containers").get(0);
+        List<String> mounts = stream(zk.path("volumeMounts")).filter(m -> m.path("name").asText().equals("data"))
+                .map(m -> m.path("mountPath").asText()).toList();
+        assertTrue(mounts.containsAll(List.of("/data", "/datalog")), mounts.toString());
     }
 
     /** srvr answers "Mode: leader|follower" only inside a quorum, and only if whitelisted. */
@@ -260,7 +346,9 @@ class DeployManifestsTest {
 
     /**
      * What `kubectl apply -k dir` would create, for the features these manifests use: resources (files
-     * and bases) and JSON patches (add, replace, test). Image and namespace rewrites are left out.
+     * and bases), JSON patches (add, replace, remove, test), then the images entries, which (as in
+     * kustomize) rewrite only the resources this kustomization gathered, its bases' included. Namespace
+     * rewrites are left out.
      */
     private static List<JsonNode> render(Path dir) throws IOException {
         JsonNode k = documents(dir.resolve("kustomization.yaml")).getFirst();
@@ -275,6 +363,13 @@ class DeployManifestsTest {
                 apply(doc, op, dir);
             }
         }
+        for (JsonNode image : k.path("images")) {
+            for (JsonNode c : containers(out)) {
+                if (c.path("image").asText().equals(image.path("name").asText())) {
+                    ((ObjectNode) c).put("image", image.path("newName").asText() + ":" + image.path("newTag").asText());
+                }
+            }
+        }
         return out;
     }
 
@@ -286,6 +381,14 @@ class DeployManifestsTest {
         JsonNode value = op.get("value");
         switch (op.path("op").asText()) {
             case "test" -> assertEquals(value, doc.at(path), where);
+            case "remove" -> {
+                assertFalse(doc.at(path).isMissingNode(), where);
+                if (parent instanceof ObjectNode o) {
+                    o.remove(key);
+                } else {
+                    ((ArrayNode) parent).remove(Integer.parseInt(key));
+                }
+            }
             case "replace", "add" -> {
                 assertFalse((op.path("op").asText().equals("add") ? parent : doc.at(path)).isMissingNode(), where);
                 if (parent instanceof ObjectNode o) {
@@ -322,7 +425,7 @@ class DeployManifestsTest {
     }
 
     private static List<JsonNode> epicContainers(List<JsonNode> docs) {
-        return containers(docs).stream().filter(c -> c.path("image").asText().matches("epic(-cuda)?")).toList();
+        return containers(docs).stream().filter(c -> c.path("image").asText().matches("(.*/)?epic(-cuda)?(:.*)?")).toList();
     }
 
     private static List<String> args(JsonNode container) {
