@@ -202,6 +202,11 @@ public final class ExpertWorker implements AutoCloseable {
         server.awaitTermination();
     }
 
+    /** Stops serving at once, as a crash would; its ZooKeeper node stays until {@link #close()} (failure tests). */
+    public void kill() {
+        server.kill();
+    }
+
     /**
      * Graceful drain: deregister, finish in-flight messages, stop. Idempotent. Deregistering comes
      * first, so coordinators stop sending here at once even while a placement is still loading.

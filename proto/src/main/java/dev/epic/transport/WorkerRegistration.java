@@ -125,13 +125,32 @@ public final class WorkerRegistration implements AutoCloseable {
         node.setData(Announcements.toJson(announcement));
     }
 
+    /** How long deregistering waits for ZooKeeper: the node's delete is retried for minutes without it. */
+    static final long CLOSE_WAIT_MILLIS = 5_000;
+
+    /**
+     * Deletes the node, waiting at most {@link #CLOSE_WAIT_MILLIS}: a worker stopping while ZooKeeper
+     * is out of reach must not hang (its pod would be killed at the end of its grace period). The node
+     * then goes when the session ends: at once if ZooKeeper comes back as the client closes, else when
+     * the session times out.
+     */
     @Override
     public void close() {
+        Thread deleting = Thread.ofPlatform().name("epic-deregister").daemon(true).start(() -> {
+            try {
+                node.close();
+                log.info("deregistered {}", path);
+            } catch (IOException e) {
+                log.warn("could not delete {}: {}", path, e.toString());
+            }
+        });
         try {
-            node.close();
-            log.info("deregistered {}", path);
-        } catch (IOException e) {
-            log.warn("could not delete {}: {}", path, e.toString());
+            if (!deleting.join(java.time.Duration.ofMillis(CLOSE_WAIT_MILLIS))) {
+                log.warn("ZooKeeper did not confirm deleting {} within {} ms: it goes when this worker's session ends",
+                        path, CLOSE_WAIT_MILLIS);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 }

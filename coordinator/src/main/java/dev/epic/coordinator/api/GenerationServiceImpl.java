@@ -48,6 +48,7 @@ import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -66,6 +67,19 @@ import org.slf4j.LoggerFactory;
 public final class GenerationServiceImpl extends GenerationServiceGrpc.GenerationServiceImplBase {
     private static final Logger log = LoggerFactory.getLogger(GenerationServiceImpl.class);
 
+    /**
+     * Most bytes of logits one Logits answer may hold: it is built whole, in the heap, twice over.
+     * 256 MiB is 500 steps of DeepSeek-V3's vocabulary, far past what the RPC is for (checking logits).
+     */
+    static final long LOGITS_BYTES = Math.min(Runtime.getRuntime().maxMemory() / 16, 256L << 20);
+
+    /**
+     * A client that reads none of its stream's messages for this long has its generation stopped: its
+     * messages would otherwise pile up in the server without bound. As the HTTP API's write timeout.
+     */
+    static final Duration STALLED_READER = Duration.ofSeconds(60);
+
+    private final long stalledReaderNanos;
     private final ServedModel model;
     private final Scheduler scheduler;
     private final ExpertBackend experts;
@@ -79,6 +93,13 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     private final long kvBytesPerPosition;
 
     public GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts, ServingMetrics metrics) {
+        this(model, scheduler, experts, metrics, STALLED_READER);
+    }
+
+    /** @param stalledReader how long a Generate stream may take none of its messages before it is ended */
+    GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts, ServingMetrics metrics,
+            Duration stalledReader) {
+        this.stalledReaderNanos = stalledReader.toNanos();
         this.model = model;
         this.metrics = metrics;
         this.scheduler = scheduler;
@@ -103,7 +124,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             int n = samples(req.getSampling());
             GenerationOptions options = outputOptions(req, prompt); // once: a schema is compiled here
             requireWorkers();
-            Call c = new Call(call, id, n);
+            Call c = new Call(call, id, n, stalledReaderNanos);
             for (int i = 0; i < n; i++) {
                 // Sample i draws from seed + i: reproducible, and each sample different.
                 SamplingParams p = i == 0 || params.seed().isEmpty() ? params
@@ -122,6 +143,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             out.onError(e);
         } catch (QueueFullException e) {
             out.onError(Status.RESOURCE_EXHAUSTED.withDescription(e.getMessage()).asRuntimeException());
+        } catch (InvalidSamplingException e) { // checked against the vocabulary by the Generation
+            out.onError(FieldViolation.invalid("sampling." + e.field(), e.reason()));
         } catch (IllegalArgumentException e) {
             out.onError(PromptBuilder.invalid(e.getMessage()));
         }
@@ -149,17 +172,31 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         final ServerCallStreamObserver<GenerateResponse> call;
         final String id;
         final List<GenerationTask> tasks = new ArrayList<>();
+        private final long stalledReaderNanos;
         private int running;
         private boolean closed;
+        private long stalledSince; // 0: the client takes what is sent
 
-        Call(ServerCallStreamObserver<GenerateResponse> call, String id, int samples) {
+        Call(ServerCallStreamObserver<GenerateResponse> call, String id, int samples, long stalledReaderNanos) {
             this.call = call;
             this.id = id;
             this.running = samples;
+            this.stalledReaderNanos = stalledReaderNanos;
         }
 
         void send(GenerateResponse r, boolean last) {
             if (closed || call.isCancelled()) {
+                return;
+            }
+            // Not ready: gRPC's buffer for this stream is full because the client reads nothing.
+            if (call.isReady()) {
+                stalledSince = 0;
+            } else if (stalledSince == 0) {
+                stalledSince = System.nanoTime();
+            } else if (System.nanoTime() - stalledSince > stalledReaderNanos) {
+                log.info("{}: the client read nothing for {} s: generation stopped", id, stalledReaderNanos / 1_000_000_000L);
+                fail(Status.CANCELLED.withDescription("the client read no message for "
+                        + stalledReaderNanos / 1_000_000_000L + " s: generation stopped").asRuntimeException());
                 return;
             }
             try {
@@ -396,25 +433,24 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             b.repetitionPenalty(p.getRepetitionPenalty());
         }
         if (p.hasLogprobs()) {
-            b.logprobs((int) Math.min(Integer.toUnsignedLong(p.getLogprobs()), Integer.MAX_VALUE));
+            b.logprobs(uint32("logprobs", p.getLogprobs()));
         }
-        b.minTokens((int) Math.min(Integer.toUnsignedLong(p.getMinTokens()), Integer.MAX_VALUE));
+        b.minTokens(uint32("min_tokens", p.getMinTokens()));
         b.includeStopStrInOutput(p.getIncludeStopStrInOutput());
         if (p.hasPromptLogprobs()) {
-            b.promptLogprobs((int) Math.min(Integer.toUnsignedLong(p.getPromptLogprobs()), Integer.MAX_VALUE));
+            b.promptLogprobs(uint32("prompt_logprobs", p.getPromptLogprobs()));
         }
         if (p.hasMaxTokens()) {
-            long max = Integer.toUnsignedLong(p.getMaxTokens());
-            b.maxTokens((int) Math.min(max, Integer.MAX_VALUE));
+            b.maxTokens(uint32("max_tokens", p.getMaxTokens()));
         }
         b.stop(p.getStopList());
         Set<Integer> stopIds = new HashSet<>();
         for (int id : p.getStopTokenIdsList()) {
-            stopIds.add(id);
+            stopIds.add(uint32("stop_token_ids", id));
         }
         b.stopTokenIds(stopIds);
         java.util.Map<Integer, Float> bias = new java.util.HashMap<>();
-        p.getLogitBiasMap().forEach((id, v) -> bias.put((int) Math.min(Integer.toUnsignedLong(id), Integer.MAX_VALUE), v));
+        p.getLogitBiasMap().forEach((id, v) -> bias.put(uint32("logit_bias", id), v));
         b.logitBias(bias);
         b.ignoreEos(p.getIgnoreEos());
         try {
@@ -422,6 +458,18 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         } catch (InvalidSamplingException e) {
             throw FieldViolation.invalid("sampling." + e.field(), e.reason());
         }
+    }
+
+    /**
+     * A uint32 sampling field as a Java int: values past Integer.MAX_VALUE (negative here) are refused
+     * with the value the client sent, not a clamped or wrapped one.
+     */
+    private static int uint32(String field, int raw) {
+        if (raw < 0) {
+            throw FieldViolation.invalid("sampling." + field, Integer.toUnsignedString(raw) + " is too large (at most "
+                    + Integer.MAX_VALUE + ")");
+        }
+        return raw;
     }
 
     private void requireWorkers() {
@@ -585,6 +633,10 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         if (error instanceof CancellationException) {
             return Status.CANCELLED.withDescription(error.getMessage()).asRuntimeException();
         }
+        if (error instanceof OutOfMemoryError) { // the sequence's own failure; the others go on
+            return Status.RESOURCE_EXHAUSTED.withDescription("the coordinator ran out of memory for this request ("
+                    + error.getMessage() + "); other requests go on").asRuntimeException();
+        }
         Status s = Status.fromThrowable(error);
         if (s.getCode() == Status.Code.UNKNOWN) {
             s = Status.INTERNAL.withDescription(error.toString()).withCause(error);
@@ -597,7 +649,12 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         try {
             TokenizeResponse.Builder r = TokenizeResponse.newBuilder();
             int[] ids = switch (req.getInputCase()) {
-                case TEXT -> prompts.encode(req.getText(), req.getAddSpecialTokens(), "text");
+                case TEXT -> {
+                    if (req.getToolsCount() > 0) { // as Generate: tools go into a chat template only
+                        throw PromptBuilder.invalid("tools are only allowed with a chat prompt");
+                    }
+                    yield prompts.encode(req.getText(), req.getAddSpecialTokens(), "text");
+                }
                 case CHAT -> {
                     String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(),
                             req.getAddGenerationPrompt(), req.hasEnableThinking() && !req.getEnableThinking()
@@ -644,6 +701,14 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             if (steps < 0 || steps > model.maxContext()) {
                 throw PromptBuilder.invalid("steps = " + Integer.toUnsignedString(steps) + " exceeds the context of "
                         + model.maxContext() + " positions");
+            }
+            // Every step's logits are held until the answer goes out, and copied into it.
+            long bytesPerStep = (long) model.config().vocabSize() * Float.BYTES;
+            if ((steps + 1L) * bytesPerStep > LOGITS_BYTES) {
+                throw FieldViolation.invalid("steps", "the answer would hold " + (steps + 1L) * bytesPerStep / (1 << 20)
+                        + " MiB of logits (" + (steps + 1L) + " x " + model.config().vocabSize() + " floats), more than this "
+                        + "coordinator keeps for one request (" + LOGITS_BYTES / (1 << 20) + " MiB): at most "
+                        + (LOGITS_BYTES / bytesPerStep - 1) + " steps; got " + steps);
             }
             int[] ids = prompts.checkLength(prompts.ids(req.getPromptTokenIdsList(), "prompt_token_ids"), steps);
             requireAWorkerHolds(ids.length, steps);

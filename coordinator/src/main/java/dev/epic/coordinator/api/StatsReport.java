@@ -43,8 +43,10 @@ final class StatsReport {
                 .setMissingExperts(experts.missingExperts());
         experts.dispatchStats().ifPresent(d -> {
             // Totals as of the last step's end, so they cover the same steps as step_nanos; the
-            // histograms are live (they may hold the layer calls of the step in progress).
-            DispatchStats.Snapshot s = steps.experts() != null ? steps.experts() : d.snapshot();
+            // histograms are live (they may hold the layer calls of the step in progress), and so are
+            // retries and failures: a step whose call failed never ends, and they matter most then.
+            DispatchStats.Snapshot live = d.snapshot();
+            DispatchStats.Snapshot s = steps.experts() != null ? steps.experts() : live;
             DispatchStats.Histograms h = d.histograms();
             r.setRemoteExperts(true)
                     .setMoeLayerCalls(s.layerCalls())
@@ -54,8 +56,8 @@ final class StatsReport {
                     .setMessages(s.messages())
                     .setBytesSent(s.bytesSent())
                     .setBytesReceived(s.bytesReceived())
-                    .setRetries(s.retries())
-                    .setFailures(s.failures())
+                    .setRetries(live.retries())
+                    .setFailures(live.failures())
                     .setMoeLayer(latency(h.layer(), s.layerNanos()))
                     .setDispatchCombine(latency(h.dispatchCombine(), s.dispatchCombineNanos()));
         });

@@ -749,7 +749,7 @@ public final class Scheduler implements AutoCloseable {
             int next;
             try {
                 next = choices.next(i, s.task, logits.get(i));
-            } catch (RuntimeException e) {
+            } catch (RuntimeException | OutOfMemoryError e) { // e.g. a Logits task holding every step's logits
                 retire(s);
                 s.task.onFailure(e);
                 continue;

@@ -399,6 +399,9 @@ class GenerationServiceTest {
         assertEquals("<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hello world<｜Assistant｜>", chat.getText());
         assertEquals(0, chat.getTokenIds(0)); // BOS
         assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> api.tokenize(TokenizeRequest.getDefaultInstance())));
+        // Tools go into a chat template: with text, as Generate, refused rather than ignored.
+        assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> api.tokenize(TokenizeRequest.newBuilder().setText("hi")
+                .addTools(dev.epic.proto.Tool.newBuilder().setName("f")).build())));
     }
 
     @Test
@@ -592,6 +595,98 @@ class GenerationServiceTest {
      * never fit is INVALID_ARGUMENT naming the flag (generate and logits alike); one that fits runs, and
      * one without max_tokens runs to the 100th position.
      */
+    /**
+     * A Logits answer holds every step's logits in the heap: one that would not fit the coordinator's
+     * share for it is refused up front (it took the whole engine down with an OutOfMemoryError).
+     */
+    @Test
+    void logitsTooLargeToHoldAreInvalidNamingSteps() throws Exception {
+        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 40_000);
+        int steps = 33_000; // 33,001 x 2,048 floats: 258 MiB, over the 256 MiB cap
+        try (CoordinatorServer big = CoordinatorServer.start(model, ExpertBackend.local(), new SchedulerOptions(2, 2, 32),
+                "127.0.0.1", 0)) {
+            ManagedChannel ch = channel(big.target());
+            try {
+                StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> GenerationServiceGrpc
+                        .newBlockingStub(ch).logits(LogitsRequest.newBuilder().addPromptTokenIds(5).setSteps(steps).build()));
+                assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.toString());
+                assertEquals("steps", FieldViolation.of(e).getField());
+                assertTrue(e.getStatus().getDescription().contains("MiB of logits"), e.getStatus().getDescription());
+                assertEquals(HealthCheckResponse.ServingStatus.SERVING, HealthGrpc.newBlockingStub(ch)
+                        .check(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build()).getStatus());
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
+
+    /**
+     * A client that stops reading its stream (manual flow control, never asking for more) would have
+     * its messages pile up in the server: past the stall limit its generation stops and frees its slot.
+     */
+    @Test
+    void aClientThatStopsReadingHasItsGenerationStopped() throws Exception {
+        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 160_000);
+        dev.epic.coordinator.scheduler.Scheduler scheduler = new dev.epic.coordinator.scheduler.Scheduler(
+                model.transformer(), new SchedulerOptions(2, 2, 32), () -> null).start();
+        io.grpc.Server server = io.grpc.netty.NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", 0))
+                .addService(new GenerationServiceImpl(model, scheduler, ExpertBackend.local(), dev.epic.coordinator.metrics
+                        .ServingMetrics.bind(new io.micrometer.core.instrument.simple.SimpleMeterRegistry(), scheduler),
+                        Duration.ofSeconds(1)))
+                .build().start();
+        // A small receive window: the server's buffer for the stream fills after a few messages.
+        ManagedChannel ch = NettyChannelBuilder.forTarget("127.0.0.1:" + server.getPort()).usePlaintext()
+                .flowControlWindow(16 << 10).build();
+        try {
+            java.util.concurrent.CountDownLatch first = new java.util.concurrent.CountDownLatch(1);
+            GenerationServiceGrpc.newStub(ch).generate(ids(SamplingParams.newBuilder().setMaxTokens(150_000)
+                    .setIgnoreEos(true).setLogprobs(20).build(), 3, 4, 5), new io.grpc.stub.ClientResponseObserver<
+                    GenerateRequest, GenerateResponse>() {
+                @Override
+                public void beforeStart(io.grpc.stub.ClientCallStreamObserver<GenerateRequest> stream) {
+                    stream.disableAutoRequestWithInitial(1); // one message, then nothing
+                }
+
+                @Override
+                public void onNext(GenerateResponse r) {
+                    first.countDown();
+                }
+
+                @Override
+                public void onError(Throwable t) { }
+
+                @Override
+                public void onCompleted() { }
+            });
+            assertTrue(first.await(30, TimeUnit.SECONDS));
+            // 150,000 tokens would run for minutes: the slot is freed once the stall is seen.
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (scheduler.running() + scheduler.waiting() > 0 && System.nanoTime() < until) {
+                Thread.sleep(50);
+            }
+            assertEquals(0, scheduler.running() + scheduler.waiting(), "the stalled stream still generates");
+        } finally {
+            ch.shutdownNow();
+            server.shutdownNow();
+            scheduler.close();
+        }
+    }
+
+    /** uint32 fields past a Java int are refused with the value sent, not a clamped one. */
+    @Test
+    void hugeUnsignedSamplingValuesAreRefusedAsSent() {
+        for (SamplingParams p : List.of(SamplingParams.newBuilder().setMaxTokens(-1).build(),
+                SamplingParams.newBuilder().addStopTokenIds(-1).build(),
+                SamplingParams.newBuilder().putLogitBias(-1, 1f).build(),
+                SamplingParams.newBuilder().setLogprobs(-1).build())) {
+            String d = invalid(ids(p, 3));
+            assertTrue(d.contains("4294967295 is too large"), d);
+        }
+        // Out of the vocabulary, as logit_bias: it could never end the answer.
+        String outside = invalid(ids(SamplingParams.newBuilder().addStopTokenIds(200_000).build(), 3));
+        assertTrue(outside.contains("sampling.stop_token_ids: token id 200000 is outside the vocabulary"), outside);
+    }
+
     @Test
     void aRequestBeyondTheKvCacheBudgetIsInvalid() throws Exception {
         Path dir = TestData.model("tiny-v3");

@@ -2,6 +2,7 @@ package dev.epic.coordinator.api;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.coordinator.CoordinatorServer;
@@ -26,6 +27,8 @@ import dev.epic.transport.ExpertRanges;
 import dev.epic.worker.CheckpointShard;
 import dev.epic.worker.ExpertWorker;
 import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -140,6 +143,15 @@ class StatsTest {
                         assertTrue(bytes > model.transformer().weightBytesPerToken());
                         assertEquals(model.tokenizer().size(),
                                 api.modelInfo(ModelInfoRequest.getDefaultInstance()).getTokenizerVocabSize());
+
+                        // A worker dies: the failed layer call shows at once, though its step never ends.
+                        high.kill();
+                        StatusRuntimeException dead = assertThrows(StatusRuntimeException.class,
+                                () -> api.generate(prompt(3, 7, 9)).forEachRemaining(r -> { }));
+                        assertEquals(Status.Code.UNAVAILABLE, dead.getStatus().getCode(), dead.toString());
+                        StatsResponse failed = api.stats(StatsRequest.getDefaultInstance());
+                        assertTrue(failed.getFailures() >= 1, "failures: " + failed);
+                        assertEquals(t.getSteps(), failed.getSteps(), "no step completed: " + failed);
                     } finally {
                         ch.shutdownNow();
                     }

@@ -21,6 +21,13 @@ import java.util.Map;
 final class StringRule {
     /** Subset construction stops here: a pattern needing more states is refused. */
     static final int MAX_STATES = 4096;
+    /**
+     * Nor may it visit more transitions than this (summed over the subsets): ambiguous repetitions such
+     * as {@code (a{1,100}){1,100}} make every subset hold thousands of states long before MAX_STATES,
+     * and took seconds of a request thread each (this bound: about 0.2 s). Real patterns need a few
+     * thousand: a date-time or an e-mail address under 100, 200 alternations of four words 5,000.
+     */
+    static final long MAX_WORK = 250_000;
     /** Bits of the length table (states x lengths) a rule may hold. */
     private static final long MAX_LENGTH_BITS = 1L << 25;
     private static final int SURROGATES = 0xd800, SURROGATES_END = 0xdfff, LOW_SURROGATES = 0xdc00;
@@ -152,6 +159,7 @@ final class StringRule {
         ids.put(start, 0);
         subsets.add(start);
         ArrayDeque<Integer> work = new ArrayDeque<>(List.of(0));
+        long visited = 0, maxWork = Math.max(MAX_WORK, 2L * maxStates); // a long choice list's trie: one pass
         // Subsets are numbered as found and the queue is first in, first out: they are visited in number order.
         while (!work.isEmpty()) {
             int id = work.poll();
@@ -160,6 +168,11 @@ final class StringRule {
             for (int k : subsets.get(id).states()) {
                 ts.addAll(byNumber[k].getTransitions());
                 acc |= byNumber[k].isAccept();
+            }
+            visited += ts.size();
+            if (visited > maxWork) {
+                throw new IllegalArgumentException(where + ": the pattern is too ambiguous to enforce (its automaton "
+                        + "would take more than " + maxWork + " transitions to build)");
             }
             accepting.add(acc);
             // Sweep the unit axis: at each transition's start it joins the active ones, past its end it

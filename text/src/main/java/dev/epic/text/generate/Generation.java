@@ -79,6 +79,12 @@ public final class Generation {
                         + vocab.size() + ")");
             }
         }
+        for (int id : params.stopTokenIds()) {
+            if (id >= vocab.size()) { // it could never stop the answer: a mistake the caller should hear of
+                throw new InvalidSamplingException("stop_token_ids", "token id " + id + " is outside the vocabulary [0, "
+                        + vocab.size() + ")");
+            }
+        }
         this.vocab = vocab;
         this.params = params;
         this.promptTokens = promptIds.length;

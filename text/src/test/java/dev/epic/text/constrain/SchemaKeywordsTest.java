@@ -229,6 +229,7 @@ class SchemaKeywordsTest {
                 {"{\"type\": \"string\", \"minLength\": -1}", "non-negative"},
                 {"{\"type\": \"number\", \"multipleOf\": 2}", "multipleOf"},
                 {"{\"type\": \"string\", \"pattern\": \"(a|b)*a(a|b){12}(a|b)*c\"}", "automaton states"},
+                {"{\"type\": \"string\", \"pattern\": \"^(a{1,60}){1,60}$\"}", "too ambiguous"},
                 {"{\"type\": \"string\", \"pattern\": \"\\\\ud83d\"}", "lone surrogate"},
                 {"{\"type\": \"string\", \"format\": \"date\", \"enum\": [\"x\"]}", "format"}}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> JsonSchema.compile(c[0]), c[0]);

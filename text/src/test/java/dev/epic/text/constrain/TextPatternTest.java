@@ -102,6 +102,9 @@ class TextPatternTest {
                 .contains("back-reference"));
         assertThrows(IllegalArgumentException.class, () -> TextPattern.regex("[]"));
         assertThrows(IllegalArgumentException.class, () -> TextPattern.choice(List.of()));
+        // Nested counted repetitions: small to write, and every automaton state a set of thousands.
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TextPattern.regex("(a{1,100}){1,100}"))
+                .getMessage().contains("too ambiguous"));
     }
 
     /** Generations from random logits under the mask: every finished answer is a match, ended by EOS. */
