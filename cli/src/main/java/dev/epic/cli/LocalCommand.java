@@ -116,7 +116,7 @@ public final class LocalCommand implements Callable<Integer> {
             stopped.countDown();
         }, "local-cluster-shutdown"));
         PrintWriter out = spec.commandLine().getOut();
-        out.println(cluster.describe(http == null ? null : "http://" + host + ":" + http.port() + "/v1"));
+        out.println(cluster.describe(http == null ? null : "http://" + dev.epic.transport.Ports.hostPort(host, http.port()) + "/v1"));
         out.flush();
         cluster.coordinator().awaitTermination();
         stopped.await();

@@ -106,7 +106,7 @@ public final class CoordinatorServer implements AutoCloseable {
 
     /** host:port clients dial. */
     public String target() {
-        return (host.equals("0.0.0.0") || host.equals("::") ? "127.0.0.1" : host) + ":" + port();
+        return dev.epic.transport.Ports.hostPort(host.equals("0.0.0.0") || host.equals("::") ? "127.0.0.1" : host, port());
     }
 
     public Scheduler scheduler() {

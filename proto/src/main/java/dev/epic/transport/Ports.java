@@ -33,6 +33,14 @@ public final class Ports {
         }
     }
 
+    /**
+     * host:port as gRPC targets and URLs write it: an IPv6 literal in brackets ({@code [fd00::1]:50061}),
+     * so that an address announced in ZooKeeper on an IPv6-only network can be dialled.
+     */
+    public static String hostPort(String host, int port) {
+        return com.google.common.net.HostAndPort.fromParts(host, port).toString();
+    }
+
     /** The error for a port that is taken. */
     public static StartupException inUse(String host, int port) {
         return new StartupException("port " + port + " on " + host + " is in use");

@@ -115,7 +115,7 @@ public final class WorkerServer implements AutoCloseable {
                 .addService(health.getHealthService())
                 .intercept(new MetricCollectingServerInterceptor(meters.registry()))
                 .build());
-        String address = s.host() + ":" + server.getPort();
+        String address = Ports.hostPort(s.host(), server.getPort());
         String workerId = s.workerId() != null ? s.workerId()
                 : idPrefix + "-" + s.host().replace(':', '_') + "-" + server.getPort();
         CuratorFramework zk;
