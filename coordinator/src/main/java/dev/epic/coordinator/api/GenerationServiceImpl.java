@@ -74,8 +74,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     static final long LOGITS_BYTES = Math.min(Runtime.getRuntime().maxMemory() / 16, 256L << 20);
 
     /**
-     * A client that reads none of its stream's messages for this long has its generation stopped: its
-     * messages would otherwise pile up in the server without bound. As the HTTP API's write timeout.
+     * A stream whose buffer stays full this long has its generation stopped: its client reads nothing
+     * (or less than comes), and the messages would pile up in the server without bound. As the HTTP
+     * API's write timeout.
      */
     static final Duration STALLED_READER = Duration.ofSeconds(60);
 
@@ -194,9 +195,10 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             } else if (stalledSince == 0) {
                 stalledSince = System.nanoTime();
             } else if (System.nanoTime() - stalledSince > stalledReaderNanos) {
-                log.info("{}: the client read nothing for {} s: generation stopped", id, stalledReaderNanos / 1_000_000_000L);
-                fail(Status.CANCELLED.withDescription("the client read no message for "
-                        + stalledReaderNanos / 1_000_000_000L + " s: generation stopped").asRuntimeException());
+                String why = "the client took too few messages for " + stalledReaderNanos / 1_000_000_000L
+                        + " s (the stream's buffer stayed full): generation stopped";
+                log.info("{}: {}", id, why);
+                fail(Status.CANCELLED.withDescription(why).asRuntimeException());
                 return;
             }
             try {
