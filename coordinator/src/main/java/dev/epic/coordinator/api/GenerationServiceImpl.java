@@ -124,7 +124,6 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             requireAWorkerHolds(prompt.ids().length, params.maxTokens());
             int n = samples(req.getSampling());
             GenerationOptions options = outputOptions(req, prompt); // once: a schema is compiled here
-            requireWorkers();
             Call c = new Call(call, id, n, stalledReaderNanos);
             for (int i = 0; i < n; i++) {
                 // Sample i draws from seed + i: reproducible, and each sample different.
@@ -134,6 +133,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival, prompt.ids(), p.promptLogprobs() >= 0),
                         n > 1 ? c : null));
             }
+            requireWorkers(); // after every check of the request: a bad one is 400 even while workers are missing
             call.setOnCancelHandler(() -> {
                 c.tasks.forEach(GenerationTask::cancel);
                 scheduler.wake();

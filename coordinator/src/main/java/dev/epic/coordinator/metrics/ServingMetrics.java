@@ -62,6 +62,11 @@ public final class ServingMetrics {
                 .description("sequences preempted to keep the KV cache budget, to be recomputed").register(registry);
         Gauge.builder("epic.scheduler.batch.peak", scheduler, Scheduler::peakBatch)
                 .description("the most sequences one step has carried").register(registry);
+        Gauge.builder("epic.kv.cache.bytes", scheduler, Scheduler::kvCacheBytes)
+                .description("bytes of KV cache the running sequences hold here (0 with remote attention: see the "
+                        + "attention workers' epic_attention_kv_cache_bytes)").register(registry);
+        Gauge.builder("epic.kv.cache.budget.bytes", scheduler, s -> s.options().kvCacheBytes())
+                .description("the most bytes of KV cache held at once (--kv-cache-mb)").register(registry);
         PrefixCache prefixes = scheduler.prefixCache();
         if (prefixes != null) {
             FunctionCounter.builder("epic.prefix.cache.queries", prefixes, PrefixCache::queriedTokens)

@@ -135,6 +135,7 @@ public final class Scheduler implements AutoCloseable {
     /** What killed the engine thread; null while it runs. Set with the queue's lock held. */
     private volatile Throwable engineFailure;
     private volatile int activeCount;
+    private volatile long kvHeldBytes; // the running sequences' KV caches, as of the engine's last change
     private volatile StepStats stepStats = StepStats.ZERO; // replaced (not mutated) by the engine thread
     private volatile int peakBatch;
 
@@ -323,6 +324,7 @@ public final class Scheduler implements AutoCloseable {
             }
             active.clear();
             activeCount = 0;
+            kvHeldBytes = 0;
             preempted.clear();
             preemptedCount = 0;
         }
@@ -404,7 +406,7 @@ public final class Scheduler implements AutoCloseable {
                 s.task.onCancelled();
             }
         }
-        activeCount = active.size();
+        publishActive();
         preemptedCount = preempted.size();
     }
 
@@ -463,7 +465,7 @@ public final class Scheduler implements AutoCloseable {
                         it.remove();
                     }
                 }
-                activeCount = active.size();
+                publishActive();
                 if (!active.isEmpty() || !cancelled.isEmpty()) {
                     break;
                 }
@@ -491,7 +493,7 @@ public final class Scheduler implements AutoCloseable {
                 s.task.onFailure(e);
             }
         }
-        activeCount = active.size();
+        publishActive();
         return !closed;
     }
 
@@ -542,7 +544,7 @@ public final class Scheduler implements AutoCloseable {
             preempt(victim);
         }
         preemptedCount = preempted.size(); // first: a moved victim is never in neither count
-        activeCount = active.size();
+        publishActive();
         for (Slot s : List.copyOf(active)) {
             try {
                 s.cache.reserve(grown(s, tight));
@@ -553,7 +555,7 @@ public final class Scheduler implements AutoCloseable {
                 s.task.onFailure(e);
             }
         }
-        activeCount = active.size();
+        publishActive();
     }
 
     /**
@@ -612,6 +614,24 @@ public final class Scheduler implements AutoCloseable {
             total += (long) grown(s, tight) * kvBytesPerPosition;
         }
         return total;
+    }
+
+    /** What metrics read of the running set: its size and the KV cache memory it holds (engine thread). */
+    private void publishActive() {
+        activeCount = active.size();
+        long bytes = 0;
+        for (Slot s : active) {
+            bytes += (long) s.cache.capacity() * kvBytesPerPosition;
+        }
+        kvHeldBytes = bytes;
+    }
+
+    /**
+     * Bytes of KV cache the running sequences hold in this process (0 with remote attention: the
+     * attention workers report theirs); the prefix cache's copies are apart.
+     */
+    public long kvCacheBytes() {
+        return kvHeldBytes;
     }
 
     /** Drops the sequence's cache and moves it to the preempted, to rejoin by recomputing. */
@@ -690,7 +710,7 @@ public final class Scheduler implements AutoCloseable {
                 }
             }
             makeRoomOnWorkers(slots, e);
-            activeCount = active.size();
+            publishActive();
             return;
         } catch (RuntimeException | OutOfMemoryError e) {
             // Out of memory here (caches growing, the step's buffers) is not one sequence's doing: the
@@ -700,7 +720,7 @@ public final class Scheduler implements AutoCloseable {
                 retire(s);
                 s.task.onFailure(e);
             }
-            activeCount = active.size();
+            publishActive();
             return;
         }
         int decodeRows = 0;
@@ -761,7 +781,7 @@ public final class Scheduler implements AutoCloseable {
                 s.next = next;
             }
         }
-        activeCount = active.size();
+        publishActive();
     }
 
     /**

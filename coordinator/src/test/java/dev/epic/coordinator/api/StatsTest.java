@@ -152,6 +152,13 @@ class StatsTest {
                         StatsResponse failed = api.stats(StatsRequest.getDefaultInstance());
                         assertTrue(failed.getFailures() >= 1, "failures: " + failed);
                         assertEquals(t.getSteps(), failed.getSteps(), "no step completed: " + failed);
+                        // While experts are missing, a request that can never run is still 400, not 503 (retry).
+                        assertFalse(failed.getMissingExperts().isEmpty(), failed.toString());
+                        StatusRuntimeException bad = assertThrows(StatusRuntimeException.class, () -> api.generate(
+                                prompt(3, 7, 9).toBuilder().setResponseFormat(dev.epic.proto.ResponseFormat.newBuilder()
+                                        .setType(dev.epic.proto.ResponseFormat.Type.JSON_OBJECT)).build()) // with ignore_eos
+                                .forEachRemaining(r -> { }));
+                        assertEquals(Status.Code.INVALID_ARGUMENT, bad.getStatus().getCode(), bad.toString());
                     } finally {
                         ch.shutdownNow();
                     }

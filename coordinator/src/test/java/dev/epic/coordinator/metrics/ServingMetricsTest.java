@@ -77,6 +77,41 @@ class ServingMetricsTest {
         }
     }
 
+    /** KV cache use as vLLM's kv_cache_usage: what the running sequences hold, against the budget. */
+    @Test
+    void kvCacheGaugesShowWhatRunningSequencesHold() throws Exception {
+        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 400);
+        SchedulerOptions options = new SchedulerOptions(4, 2, 32, 16L << 20);
+        try (ProcessMeters endpoint = ProcessMeters.open("127.0.0.1", -1);
+             CoordinatorServer server = CoordinatorServer.start(model, ExpertBackend.local(), options, "127.0.0.1", 0,
+                     endpoint.registry())) {
+            ManagedChannel channel = NettyChannelBuilder.forTarget(server.target()).usePlaintext().build();
+            HttpClient http = HttpClient.newHttpClient();
+            URI metrics = URI.create("http://127.0.0.1:" + endpoint.port() + "/metrics");
+            try {
+                var api = GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(60, TimeUnit.SECONDS);
+                java.util.Iterator<dev.epic.proto.GenerateResponse> stream = api.generate(GenerateRequest.newBuilder()
+                        .setTokenIds(TokenIds.newBuilder().addIds(5).addIds(8).addIds(13))
+                        .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(390).setIgnoreEos(true))
+                        .build());
+                stream.next(); // generating: its cache is held
+                String during = http.send(HttpRequest.newBuilder(metrics).build(), HttpResponse.BodyHandlers.ofString()).body();
+                assertTrue(value(during, "epic_kv_cache_bytes") > 0, during);
+                assertEquals((double) options.kvCacheBytes(), value(during, "epic_kv_cache_budget_bytes"), during);
+                stream.forEachRemaining(r -> { });
+                long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                String after;
+                do {
+                    Thread.sleep(20);
+                    after = http.send(HttpRequest.newBuilder(metrics).build(), HttpResponse.BodyHandlers.ofString()).body();
+                } while (value(after, "epic_sequences_running") > 0 && System.nanoTime() < until);
+                assertEquals(0.0, value(after, "epic_kv_cache_bytes"), after);
+            } finally {
+                channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+            }
+        }
+    }
+
     /** The sample value of the first line starting with {@code series} (a regex). */
     private static double value(String text, String series) {
         Matcher m = Pattern.compile("(?m)^" + series + "(?:\\{[^}]*\\})? (\\S+)$").matcher(text);

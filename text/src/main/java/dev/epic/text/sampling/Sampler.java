@@ -101,10 +101,15 @@ public final class Sampler {
         // min-p (p_i >= min_p * p_max <=> w_i >= min_p, as w_max = 1) was applied by the pre-filter; the top
         // token always survives every filter.
 
+        // The draw walks the candidates in token-id order, not in the order the selections left them:
+        // logits a hair apart (a sequence's recomputed prefill against its decode steps, within 1e-5)
+        // can permute near-equal candidates, and the same random number would then land on another
+        // token. In id order it lands elsewhere only when it falls that close to a boundary.
         double total = 0;
         if (m == n) {
-            total = sum; // nothing was filtered
+            total = sum; // nothing was filtered: idx is the identity
         } else {
+            java.util.Arrays.sort(idx, 0, m);
             for (int j = 0; j < m; j++) {
                 total += w[idx[j]];
             }
