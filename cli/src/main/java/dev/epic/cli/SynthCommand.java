@@ -35,7 +35,7 @@ public final class SynthCommand implements Callable<Integer> {
     CommandSpec spec;
 
     @Option(names = "--config", required = true, paramLabel = "PRESET|FILE",
-            description = "tiny-v3, bench-v3, or a config.json file")
+            description = "tiny-v3, bench-v3, demo-v3, or a config.json file")
     String config;
 
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "output directory")

@@ -49,6 +49,16 @@ class SynthCommandTest {
         assertTrue(json.readTree(out.resolve("tokenizer_config.json").toFile()).has("chat_template"));
     }
 
+    /** The help names every preset there is. */
+    @Test
+    void helpListsEveryPreset() {
+        String help = String.join(" ", new picocli.CommandLine(new Main()).getSubcommands().get("synth").getCommandSpec()
+                .findOption("--config").description());
+        for (String preset : dev.epic.model.synth.Presets.names()) {
+            assertTrue(help.contains(preset), preset + " missing from: " + help);
+        }
+    }
+
     @Test
     void rejectsUnknownPresetAndDtype(@TempDir Path tmp) {
         LogitsCommandTest.assertBadInput(LogitsCommandTest.run(new SynthCommand(), "--config", "huge-v9", "--out",
