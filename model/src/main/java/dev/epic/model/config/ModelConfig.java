@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Objects;
 
 /**
  * The fields of a DeepSeek-V3-family {@code config.json} that the engine uses (names as in the
@@ -104,7 +105,8 @@ public record ModelConfig(
                 f.positiveInt("qk_rope_head_dim"),
                 f.positiveInt("v_head_dim"),
                 routed,
-                moe ? f.nonNegativeInt("n_shared_experts") : f.intOr("n_shared_experts", 0),
+                // null: no shared expert, as Hugging Face's modeling_deepseek reads it
+                moe ? Objects.requireNonNullElse(f.nullableInt("n_shared_experts"), 0) : f.intOr("n_shared_experts", 0),
                 moe ? f.positiveInt("num_experts_per_tok") : 0,
                 moe ? f.positiveInt("n_group") : 1,
                 moe ? f.positiveInt("topk_group") : 1,

@@ -25,7 +25,7 @@ import org.slf4j.LoggerFactory;
  * memory) from a per-tensor seed, so a tensor's contents depend only on (seed, name).
  *
  * <p>Init: weights uniform with std 1/sqrt(fan_in) (embeddings std 1) so activations stay O(1) and
- * logits spread by about one unit; norms 1; routing bias N(0, 0.01). fp8: each 128x128 block gets a
+ * logits spread by about one unit; norms 1; routing bias N(0, 0.01). fp8: each block (128x128 unless the config names another weight_block_size) gets a
  * random amplitude; codes are the nearest e4m3 values of uniform weights and
  * {@code weight_scale_inv = amplitude / 448}.
  */
@@ -51,10 +51,15 @@ public final class SyntheticCheckpoint {
 
     private SyntheticCheckpoint() {}
 
-    /** The config as written: fp8 adds DeepSeek's quantization_config (128x128 blocks), bf16 removes it. */
+    /**
+     * The config as written: fp8 adds DeepSeek's quantization_config (128x128 blocks, or the blocks the
+     * given config's weight_block_size names), bf16 removes it.
+     */
     public static ModelConfig withDtype(ModelConfig c, WeightDtype dtype) {
+        QuantizationConfig given = c.quantization();
         QuantizationConfig q = dtype == WeightDtype.FP8
-                ? new QuantizationConfig("fp8", "e4m3", "dynamic", 128, 128)
+                ? new QuantizationConfig("fp8", "e4m3", "dynamic", given != null ? given.blockRows() : 128,
+                        given != null ? given.blockCols() : 128)
                 : null;
         return new ModelConfig(c.hiddenSize(), c.intermediateSize(), c.moeIntermediateSize(), c.numHiddenLayers(),
                 c.numAttentionHeads(), c.qLoraRank(), c.kvLoraRank(), c.qkNopeHeadDim(), c.qkRopeHeadDim(),
@@ -170,7 +175,7 @@ public final class SyntheticCheckpoint {
         }
     }
 
-    /** One amplitude per 128x128 block: the std-matched bound times a random factor in [0.5, 1.5). */
+    /** One amplitude per block: the std-matched bound times a random factor in [0.5, 1.5). */
     private static float[] blockAmplitudes(String weightName, long seed, long[] scaleShape, double std) {
         SplittableRandom rnd = random(seed, weightName + "_scale_inv");
         float[] a = new float[(int) (scaleShape[0] * scaleShape[1])];

@@ -93,6 +93,17 @@ class ModelConfigTest {
         assertNull(c.ropeScaling());
     }
 
+    /** Hugging Face's modeling_deepseek reads a null n_shared_experts as no shared expert. */
+    @Test
+    void nullSharedExpertsMeansNone() throws Exception {
+        ObjectNode n = (ObjectNode) JSON.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());
+        n.putNull("n_shared_experts");
+        assertEquals(0, ModelConfig.parse(n, "x").nSharedExperts());
+        n.remove("n_shared_experts");
+        ConfigException e = assertThrows(ConfigException.class, () -> ModelConfig.parse(n, "x"));
+        assertTrue(e.getMessage().contains("n_shared_experts"), e.getMessage());
+    }
+
     @Test
     void missingFieldNamesFieldAndFile(@TempDir Path tmp) throws Exception {
         ObjectNode n = (ObjectNode) JSON.readTree(TestData.model("tiny-v3").resolve("config.json").toFile());

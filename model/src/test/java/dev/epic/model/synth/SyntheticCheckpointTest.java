@@ -78,6 +78,29 @@ class SyntheticCheckpointTest {
         }
     }
 
+    /** A config naming other fp8 blocks gets them (it was rewritten to 128x128). */
+    @Test
+    void fp8KeepsTheConfigsBlockSize(@TempDir Path tmp) throws IOException {
+        ModelConfig arch = SyntheticCheckpoint.withDtype(Presets.tinyV3(), WeightDtype.FP8);
+        ModelConfig blocks = new ModelConfig(arch.hiddenSize(), arch.intermediateSize(), arch.moeIntermediateSize(),
+                arch.numHiddenLayers(), arch.numAttentionHeads(), arch.qLoraRank(), arch.kvLoraRank(), arch.qkNopeHeadDim(),
+                arch.qkRopeHeadDim(), arch.vHeadDim(), arch.nRoutedExperts(), arch.nSharedExperts(),
+                arch.numExpertsPerTok(), arch.nGroup(), arch.topkGroup(), arch.routedScalingFactor(), arch.scoringFunc(),
+                arch.topkMethod(), arch.normTopkProb(), arch.firstKDenseReplace(), arch.moeLayerFreq(), arch.rmsNormEps(),
+                arch.ropeTheta(), arch.ropeScaling(), arch.maxPositionEmbeddings(), arch.vocabSize(), arch.bosTokenId(),
+                arch.eosTokenId(), arch.tieWordEmbeddings(),
+                new dev.epic.model.config.QuantizationConfig("fp8", "e4m3", "dynamic", 32, 16), arch.numNextnPredictLayers());
+        SyntheticCheckpoint.write(blocks, tmp, new Options(WeightDtype.FP8, 1, Options.DEFAULT_SHARD_BYTES), QUIET);
+        try (Checkpoint synth = Checkpoint.open(tmp)) {
+            assertEquals(32, synth.config().quantization().blockRows());
+            assertEquals(16, synth.config().quantization().blockCols());
+            int out = arch.moeIntermediateSize(), in = arch.hiddenSize();
+            assertArrayEquals(new long[] {Math.ceilDiv(out, 32), Math.ceilDiv(in, 16)},
+                    synth.info("model.layers.1.mlp.experts.0.gate_proj.weight_scale_inv").shape());
+            runsSanely(Transformer.load(synth));
+        }
+    }
+
     @Test
     void plainQProjWithoutRopeScalingRuns(@TempDir Path tmp) throws IOException {
         ObjectMapper json = new ObjectMapper();
