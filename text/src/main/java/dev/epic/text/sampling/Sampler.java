@@ -15,6 +15,7 @@ public final class Sampler {
 
     private int[] idx = new int[0];
     private float[] weight = new float[0];
+    private boolean[] kept = new boolean[0];
 
     /**
      * Samples one token id in [0, n) from logits[0..n). {@code history} may be null (no penalties).
@@ -109,7 +110,7 @@ public final class Sampler {
         if (m == n) {
             total = sum; // nothing was filtered: idx is the identity
         } else {
-            java.util.Arrays.sort(idx, 0, m);
+            inIdOrder(idx, m, n);
             for (int j = 0; j < m; j++) {
                 total += w[idx[j]];
             }
@@ -164,6 +165,29 @@ public final class Sampler {
         if (idx.length < n) {
             idx = new int[n];
             weight = new float[n];
+            kept = new boolean[n];
+        }
+    }
+
+    /**
+     * Puts idx[0..m) (distinct ids below n) in ascending order: a sort when they are few (a real
+     * model's nucleus), otherwise one pass over the vocabulary (a flat distribution's nucleus can be
+     * most of it, and sorting 100,000 ids per token costs milliseconds).
+     */
+    private void inIdOrder(int[] idx, int m, int n) {
+        if ((long) m * 16 < n) {
+            java.util.Arrays.sort(idx, 0, m);
+            return;
+        }
+        boolean[] kept = this.kept;
+        for (int j = 0; j < m; j++) {
+            kept[idx[j]] = true;
+        }
+        for (int id = 0, j = 0; id < n; id++) {
+            if (kept[id]) {
+                kept[id] = false;
+                idx[j++] = id;
+            }
         }
     }
 }
