@@ -701,7 +701,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         try {
             int steps = req.getSteps();
             if (steps < 0 || steps > model.maxContext()) {
-                throw PromptBuilder.invalid("steps = " + Integer.toUnsignedString(steps) + " exceeds the context of "
+                throw FieldViolation.invalid("steps", Integer.toUnsignedString(steps) + " exceeds the context of "
                         + model.maxContext() + " positions");
             }
             // Every step's logits are held until the answer goes out, and copied into it.

@@ -98,8 +98,7 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
         for (String p : leaving.paths()) {
             WorkerEndpoint w = endpoints.get(p);
             if (w != null && !soleHolder(w)) {
-                leaving.cancel(p);
-                drop(p, w);
+                drop(p, w); // ends its grace too
             }
         }
         publish();
