@@ -90,6 +90,10 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                 .description("bytes of KV cache arrays held here").register(registry);
         Gauge.builder("epic.attention.kv.cache.budget.bytes", caches, SequenceCaches::kvCacheBytes)
                 .description("the most bytes of KV cache held at once (--kv-cache-mb)").register(registry);
+        io.micrometer.core.instrument.FunctionCounter.builder("epic.attention.refused.sequences", caches,
+                        SequenceCaches::refusedSequences)
+                .description("sequences refused for lack of room (sequences or KV budget), once per refusal: "
+                        + "coordinators that account for the budget rarely meet one").register(registry);
     }
 
     @Override
@@ -152,12 +156,14 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                                 + s.getCacheId() + " is empty or repeated"));
                     }
                     // uint32 fields: above 2^31 they read negative here and would index out of bounds.
-                    if (s.getStart() < 0 || s.getLength() < 0) {
+                    if (s.getStart() < 0 || s.getLength() < 0 || s.getReserve() < 0) {
                         throw new Refusal(Status.INVALID_ARGUMENT.withDescription("segment of cache "
                                 + s.getCacheId() + " starts at " + Integer.toUnsignedString(s.getStart()) + " with "
-                                + Integer.toUnsignedString(s.getLength()) + " positions: beyond any context"));
+                                + Integer.toUnsignedString(s.getLength()) + " positions (reserving "
+                                + Integer.toUnsignedString(s.getReserve()) + "): beyond any context"));
                     }
-                    segments.add(new SequenceCaches.Segment(s.getCacheId(), s.getStart(), s.getLength()));
+                    segments.add(new SequenceCaches.Segment(s.getCacheId(), s.getStart(), s.getLength(),
+                            s.getReserve()));
                     total += s.getLength();
                 }
                 if (req.getHiddenStates().size() != 4L * total * hidden) {

@@ -108,6 +108,11 @@ public final class AttentionWorker implements AutoCloseable {
         return caches.size();
     }
 
+    /** Sequences refused for lack of room since start, once per refusal. */
+    public long refusedSequences() {
+        return caches.refusedSequences();
+    }
+
     public void awaitTermination() throws InterruptedException {
         server.awaitTermination();
     }

@@ -32,8 +32,15 @@ final class SequenceCaches {
         }
     }
 
-    /** A segment's cache id, where it starts and how many positions it writes (both checked >= 0). */
-    record Segment(long id, int start, int length) {}
+    /**
+     * A segment's cache id, where it starts, how many positions it writes, and the positions the
+     * coordinator reserves for the cache (0: none; the cache grows by doubling). All checked >= 0.
+     */
+    record Segment(long id, int start, int length, int reserve) {
+        Segment(long id, int start, int length) {
+            this(id, start, length, 0);
+        }
+    }
 
     private final AttentionLayers layers;
     private final int maxSequences;
@@ -42,11 +49,17 @@ final class SequenceCaches {
     private final int maxPositions;
     private final Map<Long, HeapKvCache> caches = new HashMap<>(); // guarded by this
     private final Map<Long, Object> owners = new HashMap<>();  // guarded by this
+    private long refused; // guarded by this: sequences refused for lack of room (counted per refusal)
 
-    /** A cache a message makes grow: it needs {@code need} positions, more than it holds, within {@code max}. */
-    private record Growth(long id, HeapKvCache cache, int need, int max) {
-        int doubled() {
-            return HeapKvCache.grownCapacity(cache.capacity(), need, max);
+    /**
+     * A cache a message makes grow: it needs {@code need} positions, more than it holds, within
+     * {@code max}; the coordinator reserved {@code reserve} (0: none).
+     */
+    private record Growth(long id, HeapKvCache cache, int need, int max, int reserve) {
+        /** What it grows to when the budget allows: what was reserved (as counted by the coordinator), else doubled. */
+        int wanted() {
+            return reserve > 0 ? (int) Math.min(max, Math.max(need, reserve))
+                    : HeapKvCache.grownCapacity(cache.capacity(), need, max);
         }
 
         int tight() {
@@ -91,8 +104,11 @@ final class SequenceCaches {
                             + "this worker restarted); it cannot continue at layer " + layer + " position " + s.start(),
                             false, List.of(s.id()));
                 }
-                fresh.put(s.id(), HeapKvCache.grownCapacity(HeapKvCache.initialCapacity(maxPositions), s.length(),
-                        maxPositions));
+                fresh.put(s.id(), s.reserve() > 0
+                        ? Math.max(HeapKvCache.initialCapacity(maxPositions), Math.min(maxPositions,
+                                Math.max(s.length(), s.reserve())))
+                        : HeapKvCache.grownCapacity(HeapKvCache.initialCapacity(maxPositions), s.length(),
+                                maxPositions));
             } else {
                 // Checked at every layer: a later layer's attention reads and writes from start too.
                 if (s.start() > c.length()) {
@@ -101,11 +117,12 @@ final class SequenceCaches {
                 }
                 int need = s.start() + s.length();
                 if (need > c.capacity()) {
-                    growing.add(new Growth(s.id(), c, need, maxPositions));
+                    growing.add(new Growth(s.id(), c, need, maxPositions, layer == 0 ? s.reserve() : 0));
                 }
             }
         }
         if (caches.size() + fresh.size() > maxSequences) {
+            refused += fresh.size();
             throw new Refused("attention worker holds " + caches.size() + " of its maximum of " + maxSequences
                     + " sequences: no room for " + fresh.size() + " more", true, List.copyOf(fresh.keySet()));
         }
@@ -113,12 +130,12 @@ final class SequenceCaches {
         for (int positions : fresh.values()) {
             freshBytes += bytes(positions);
         }
-        // Growing caches double, as the coordinator's own do; when that does not fit in the budget they
+        // Growing caches take what the coordinator reserved, or double; when that does not fit in the budget they
         // grow by what they need and up to HeapKvCache.TIGHT_GROWTH more, or, at the end of the budget,
         // by what they need and a share of what is left. The budget is checked where caches grow: at
         // layer 0. A step that takes no more memory always runs (even over a budget set lower than what
         // is held).
-        ToIntFunction<Growth> size = Growth::doubled;
+        ToIntFunction<Growth> size = Growth::wanted;
         long more = freshBytes + bytes(growing, size);
         long held = layer == 0 ? heldBytes() : 0;
         if (layer == 0 && more > 0 && held + more > kvCacheBytes) {
@@ -135,6 +152,7 @@ final class SequenceCaches {
                 if (held + exact > kvCacheBytes) {
                     growing.forEach(g -> refused.add(g.id()));
                 }
+                this.refused += refused.size();
                 throw new Refused("attention worker KV caches hold " + mib(held) + " of their " + mib(kvCacheBytes)
                         + " (--kv-cache-mb): no room for " + mib(freshBytes + exact) + " more", true, refused);
             }
@@ -185,6 +203,11 @@ final class SequenceCaches {
 
     long kvCacheBytes() {
         return kvCacheBytes;
+    }
+
+    /** Sequences refused for lack of room since start, once per refusal (a coordinator retries elsewhere or preempts). */
+    synchronized long refusedSequences() {
+        return refused;
     }
 
     synchronized void release(long id) {

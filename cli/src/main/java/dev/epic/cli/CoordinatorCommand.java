@@ -123,8 +123,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
             CheckpointFingerprint fingerprint = CheckpointFingerprint.of(model); // reads every file's header
             backend = RemoteExpertBackend.connect(zk, cluster, fingerprint, config, options, m.registry());
             attention = remoteAttention
-                    ? RemoteAttention.create(backend.experts().zk(), cluster, fingerprint,
-                            config.hiddenSize(),
+                    ? RemoteAttention.create(backend.experts().zk(), cluster, fingerprint, config,
                             RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs))
                                     .withWeights(weights),
                             m.registry())

@@ -194,7 +194,7 @@ final class LocalCluster implements AutoCloseable {
                     RemoteExperts.Options.defaults().withRebalance(o.rebalance()).withWeights(weights), o.registry());
             awaitCoverage(backend, workers);
             if (attentionWorkerCount > 0) {
-                attention = RemoteAttention.create(backend.experts().zk(), CLUSTER, fp, config.hiddenSize(),
+                attention = RemoteAttention.create(backend.experts().zk(), CLUSTER, fp, config,
                         RemoteAttention.Options.defaults().withWeights(weights), o.registry());
                 awaitAttention(attention, attentionWorkers);
             }

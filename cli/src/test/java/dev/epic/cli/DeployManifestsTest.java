@@ -250,6 +250,45 @@ class DeployManifestsTest {
         assertTrue(d.path("spec").path("progressDeadlineSeconds").asInt() >= 1800);
     }
 
+    /**
+     * Every EPIC container has a liveness probe on the health service that only a restart mends
+     * ({@code WorkerServer.LIVENESS}: not the readiness one, NOT_SERVING while workers are missing),
+     * patient enough not to kill a draining pod, behind a startup probe that waits out loading.
+     */
+    @Test
+    void everyEpicContainerIsRestartedOnlyWhenARestartHelps() throws IOException {
+        List<JsonNode> docs = new ArrayList<>(allDocuments());
+        for (String overlay : OVERLAYS) {
+            docs.addAll(render(DEPLOY.resolve(overlay)));
+        }
+        int checked = 0;
+        for (JsonNode c : epicContainers(docs)) {
+            String name = c.path("name").asText();
+            int port = c.path("readinessProbe").path("grpc").path("port").asInt();
+            assertTrue(port > 0, name + " has a gRPC readiness probe");
+            for (String probe : List.of("startupProbe", "livenessProbe")) {
+                JsonNode grpc = c.path(probe).path("grpc");
+                assertEquals(port, grpc.path("port").asInt(), name + "." + probe);
+                assertEquals(dev.epic.transport.WorkerServer.LIVENESS, grpc.path("service").asText(), name + "." + probe);
+            }
+            JsonNode startup = c.path("startupProbe");
+            assertTrue(startup.path("periodSeconds").asInt() * startup.path("failureThreshold").asInt() >= 1800,
+                    name + ": loading the weights may take half an hour");
+            JsonNode live = c.path("livenessProbe");
+            int patience = live.path("periodSeconds").asInt() * live.path("failureThreshold").asInt();
+            int preStop = c.path("lifecycle").path("preStop").isMissingNode() ? 0
+                    : Integer.parseInt(stream(c.path("lifecycle").path("preStop").path("exec").path("command"))
+                            .map(JsonNode::asText).toList().get(1));
+            String drainMs = flag(args(c), "--drain-ms") != null ? flag(args(c), "--drain-ms")
+                    : new CommandLine(new Main()).getSubcommands().get(args(c).getFirst()).getCommandSpec()
+                            .findOption("--drain-ms").defaultValue();
+            assertTrue(patience > preStop + Integer.parseInt(drainMs) / 1000,
+                    name + ": a draining pod answers no probe for up to its drain");
+            checked++;
+        }
+        assertTrue(checked >= 4, "EPIC containers checked: " + checked);
+    }
+
     /** The image keeps its transaction log apart from /data: both must be on the volume. */
     @Test
     void zooKeeperKeepsItsTransactionLogOnTheVolume() throws IOException {

@@ -7,6 +7,7 @@ import dev.epic.coordinator.metrics.ServingMetrics;
 import dev.epic.coordinator.scheduler.Scheduler;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.transport.WorkerServer;
 import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.NettyServerBuilder;
@@ -65,6 +66,7 @@ public final class CoordinatorServer implements AutoCloseable {
                 experts.dispatchStats().<java.util.function.Supplier<DispatchStats.Snapshot>>map(d -> d::snapshot)
                         .orElse(() -> null)).start();
         HealthStatusManager health = new HealthStatusManager();
+        health.setStatus(WorkerServer.LIVENESS, ServingStatus.SERVING);
         ServingMetrics metrics = ServingMetrics.bind(registry, scheduler);
         Server server;
         try {
@@ -88,6 +90,8 @@ public final class CoordinatorServer implements AutoCloseable {
             ServingStatus s = ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
             health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, s);
             health.setStatus(SERVICE, s);
+            // Only a dead engine thread is fixed by a restart; missing workers and draining are not.
+            health.setStatus(WorkerServer.LIVENESS, scheduler.failed() ? ServingStatus.NOT_SERVING : ServingStatus.SERVING);
         }, 0, 1, TimeUnit.SECONDS);
         log.info("coordinator serving {} ({}) on {}:{}: max-batch {}, max-queue {}, prefill budget {} tokens, "
                         + "context {}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),

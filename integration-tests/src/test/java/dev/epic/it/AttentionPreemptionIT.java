@@ -25,8 +25,8 @@ import org.junit.jupiter.api.Timeout;
 /**
  * {@code epic local} on testdata/tiny-v3 with one attention-worker process whose KV cache budget
  * ({@code --kv-cache-mb 1}, passed on by epic local: 1,638 positions of tiny-v3) cannot hold four
- * sequences of 500 positions at once. The coordinator learns it from the worker's refusals and
- * preempts instead of failing: every sequence streams all its tokens, and Stats counts preemptions.
+ * sequences of 500 positions at once. The coordinator accounts for the budget the worker announces
+ * and preempts instead of failing: every sequence streams all its tokens, and Stats counts preemptions.
  * A request without max_tokens runs to the longest sequence the worker announces it can hold; one
  * whose max_tokens no worker could hold is INVALID_ARGUMENT.
  */

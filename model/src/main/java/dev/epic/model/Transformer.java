@@ -121,6 +121,11 @@ public final class Transformer {
         return external != null;
     }
 
+    /** The KV budget of external attention (see {@link ExternalAttention#kvCacheBudget()}); Long.MAX_VALUE in-process. */
+    public long externalKvCacheBudget() {
+        return external == null ? Long.MAX_VALUE : external.kvCacheBudget();
+    }
+
     public ModelConfig config() {
         return config;
     }

@@ -27,6 +27,14 @@ import org.slf4j.LoggerFactory;
  * finish, then stop.
  */
 public final class WorkerServer implements AutoCloseable {
+    /**
+     * The health service name a liveness probe asks for: SERVING while the process answers (and, on a
+     * coordinator, its engine thread lives), also while the unnamed service says NOT_SERVING because
+     * workers are missing. A restart helps only when this one fails. (Nothing answers while weights
+     * load, before the server starts: a startup probe covers that.)
+     */
+    public static final String LIVENESS = "liveness";
+
     private static final Logger log = LoggerFactory.getLogger(WorkerServer.class);
 
     /**
@@ -96,6 +104,7 @@ public final class WorkerServer implements AutoCloseable {
             throws Exception {
         HealthStatusManager health = new HealthStatusManager();
         health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, HealthCheckResponse.ServingStatus.NOT_SERVING);
+        health.setStatus(LIVENESS, HealthCheckResponse.ServingStatus.SERVING); // it answers: alive
         Server server = bind(s, NettyServerBuilder.forAddress(new InetSocketAddress(s.host(), s.port()))
                 // Handlers run on the connection's event loop: a message is computed and answered
                 // without a hop to an executor thread and back. On the 2-core bench machine that hop

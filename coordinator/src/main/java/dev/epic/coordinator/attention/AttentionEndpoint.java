@@ -11,7 +11,10 @@ import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.time.Duration;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.Queue;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
@@ -37,7 +40,8 @@ final class AttentionEndpoint implements AutoCloseable {
     /** Caches released since the last message: the next one tells the worker (see send). */
     private final Queue<Long> released = new ConcurrentLinkedQueue<>();
     private long epoch; // guarded by this
-    private int placed; // guarded by this
+    /** This coordinator's sequences placed here in this epoch. */
+    private final Set<RemoteCache> placed = Collections.newSetFromMap(new IdentityHashMap<>()); // guarded by this
     private final SequencedStream<AttendRequest, AttendResponse> stream;
 
     AttentionEndpoint(String path, WorkerAnnouncement announcement) {
@@ -82,11 +86,28 @@ final class AttentionEndpoint implements AutoCloseable {
     /** Its caches are gone (stream broke, worker dead or gone): a new epoch, nothing placed. */
     private synchronized void newEpoch() {
         epoch++;
-        placed = 0;
+        placed.clear();
     }
 
     synchronized int placed() {
-        return placed;
+        return placed.size();
+    }
+
+    /**
+     * KV cache bytes the worker has left by this coordinator's count (its announced budget less what
+     * our sequences there reserve; other coordinators' are unknown here): Long.MAX_VALUE when it
+     * announces no budget.
+     */
+    synchronized long freeBytes(long bytesPerPosition) {
+        long budget = announcement.getKvCacheBytes();
+        if (budget <= 0) {
+            return Long.MAX_VALUE;
+        }
+        long held = 0;
+        for (RemoteCache c : placed) {
+            held += c.capacity();
+        }
+        return budget - held * bytesPerPosition;
     }
 
     /** Sequences the worker holds at most (its announced capacity; 0 = no limit). */
@@ -96,10 +117,10 @@ final class AttentionEndpoint implements AutoCloseable {
 
     /** Places {@code cache} here if the worker has room; false when it is full. */
     synchronized boolean place(RemoteCache cache) {
-        if (capacity() > 0 && placed >= capacity()) {
+        if (capacity() > 0 && placed.size() >= capacity()) {
             return false;
         }
-        placed++;
+        placed.add(cache);
         cache.endpoint = this;
         cache.epoch = epoch;
         return true;
@@ -110,8 +131,7 @@ final class AttentionEndpoint implements AutoCloseable {
      * it all the same (created by an earlier try of the same step), the next message frees it.
      */
     synchronized void unplace(RemoteCache cache) {
-        if (cache.endpoint == this && cache.epoch == epoch && placed > 0) {
-            placed--;
+        if (cache.endpoint == this && cache.epoch == epoch && placed.remove(cache)) {
             released.add(cache.id);
         }
         cache.endpoint = null;
@@ -125,10 +145,9 @@ final class AttentionEndpoint implements AutoCloseable {
     /** The sequence is over: frees its place and, asynchronously, its cache on the worker. */
     void release(RemoteCache cache) {
         synchronized (this) {
-            if (closed || cache.epoch != epoch) {
+            if (closed || cache.epoch != epoch || !placed.remove(cache)) {
                 return; // gone with a failed incarnation
             }
-            placed--;
         }
         fullUntilNanos = 0; // a place is free again
         released.add(cache.id); // freed ahead of the next message, in order with it

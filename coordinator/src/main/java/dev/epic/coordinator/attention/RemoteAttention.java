@@ -1,7 +1,9 @@
 package dev.epic.coordinator.attention;
 
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvCache;
+import dev.epic.model.config.ModelConfig;
 import dev.epic.model.attention.ExternalAttention;
 import dev.epic.model.layers.SequenceRows;
 import dev.epic.proto.AttendRequest;
@@ -35,8 +37,12 @@ import org.apache.curator.framework.CuratorFramework;
 
 /**
  * Data-parallel attention on attention workers (DeepSeek's "DP attention"): every sequence's MLA
- * and latent KV cache live on one worker, chosen at its first step (the live worker with the fewest
- * sequences and room for one more). Per layer call, the rows of each worker's sequences go to it in
+ * and latent KV cache live on one worker, chosen at its first step (the live worker with the most
+ * KV budget left by this coordinator's count, then the fewest sequences). The scheduler reserves
+ * each cache's positions ahead, as it does for caches in its own heap; the reservation goes to the
+ * worker with the cache's next layer-0 message, and the workers' announced budgets added up are the
+ * scheduler's KV budget ({@link #kvCacheBudget()}), so it admits and preempts before a worker has to
+ * refuse. Per layer call, the rows of each worker's sequences go to it in
  * ONE message on its long-lived stream, all workers in parallel, and the answers are put back in
  * row order. The fp32 wire and the same MLA code make the result bit for bit the in-process one.
  *
@@ -81,6 +87,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     private final AttentionDirectory directory;
     private final CheckpointFingerprint fingerprint;
     private final int hidden;
+    private final long bytesPerPosition;
     private final Options options;
     /** Cache ids: a random base per coordinator, so coordinators sharing workers never collide. */
     private final AtomicLong nextId = new AtomicLong(new SecureRandom().nextLong() & 0x7fff_ffff_0000_0000L);
@@ -99,7 +106,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
      */
     public record Stats(long layerCalls, long layerNanos, long slowestComputeNanos, long sequencesLost) {}
 
-    private RemoteAttention(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, int hidden,
+    private RemoteAttention(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, ModelConfig config,
             Options options, MeterRegistry registry) {
         MeterRegistry r = registry == null ? new SimpleMeterRegistry() : registry;
         this.layerTimer = Timer.builder("epic.attention.layer")
@@ -109,21 +116,22 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         Gauge.builder("epic.attention.workers", this, a -> a.directory.workers().size())
                 .description("registered attention workers").register(r);
         this.fingerprint = fingerprint;
-        this.hidden = hidden;
+        this.hidden = config.hiddenSize();
+        this.bytesPerPosition = HeapKvCache.bytesPerPosition(config);
         this.options = options;
         this.directory = new AttentionDirectory(zk, cluster, fingerprint, options.weights());
     }
 
     /** Uses an existing, started Curator client (not closed by {@link #close()}); meters go nowhere. */
     public static RemoteAttention create(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint,
-            int hidden, Options options) {
-        return create(zk, cluster, fingerprint, hidden, options, null);
+            ModelConfig config, Options options) {
+        return create(zk, cluster, fingerprint, config, options, null);
     }
 
     /** As above, with its meters in {@code registry} (null: nowhere); e.g. on the expert side's client. */
     public static RemoteAttention create(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint,
-            int hidden, Options options, MeterRegistry registry) {
-        return new RemoteAttention(zk, cluster, fingerprint, hidden, options, registry);
+            ModelConfig config, Options options, MeterRegistry registry) {
+        return new RemoteAttention(zk, cluster, fingerprint, config, options, registry);
     }
 
     /** Blocks until at least {@code count} attention workers are registered; false on timeout. */
@@ -157,6 +165,30 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     private java.util.stream.LongStream announcedPositions(long bytesPerPosition) {
         return directory.workers().stream().mapToLong(w -> w.announcement().getKvCacheBytes()).filter(b -> b > 0)
                 .map(b -> b / bytesPerPosition);
+    }
+
+    /**
+     * The live workers' announced KV budgets added up: what this coordinator's sequences may reserve
+     * together (other coordinators sharing the workers are not counted; their workers refuse when
+     * full). Long.MAX_VALUE when a live worker announces none, or none is live.
+     */
+    @Override
+    public long kvCacheBudget() {
+        long now = System.nanoTime();
+        long total = 0;
+        boolean any = false;
+        for (AttentionEndpoint w : directory.workers()) {
+            if (!w.isLive(now)) {
+                continue;
+            }
+            long b = w.announcement().getKvCacheBytes();
+            if (b <= 0) {
+                return Long.MAX_VALUE;
+            }
+            total += b;
+            any = true;
+        }
+        return any ? total : Long.MAX_VALUE;
     }
 
     /** Whether a new sequence can be placed now: some worker is registered and not in its failure backoff. */
@@ -320,7 +352,10 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         return true;
     }
 
-    /** Places a new sequence on the live worker with the fewest; the refusal status if none can take it. */
+    /**
+     * Places a new sequence on the live worker with the most KV budget left by our count (then the
+     * fewest sequences); the refusal status if none can take it.
+     */
     private Status place(RemoteCache c, long now) {
         List<AttentionEndpoint> live = directory.workers().stream().filter(w -> w.isLive(now)).toList();
         if (live.isEmpty()) {
@@ -328,7 +363,10 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                     + " registered)");
         }
         List<AttentionEndpoint> byLoad = new ArrayList<>(live.stream().filter(w -> w.hasRoom(now)).toList());
-        byLoad.sort(java.util.Comparator.comparingInt(AttentionEndpoint::placed));
+        Map<AttentionEndpoint, Long> free = new HashMap<>();
+        byLoad.forEach(w -> free.put(w, w.freeBytes(bytesPerPosition)));
+        byLoad.sort(java.util.Comparator.comparingLong((AttentionEndpoint w) -> -free.get(w))
+                .thenComparingInt(AttentionEndpoint::placed));
         for (AttentionEndpoint w : byLoad) {
             if (w.place(c)) {
                 return null;
@@ -356,7 +394,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             req.addSegments(SequenceSegment.newBuilder()
                     .setCacheId(((RemoteCache) s.cache()).id)
                     .setStart(s.start())
-                    .setLength(s.length()));
+                    .setLength(s.length())
+                    .setReserve(layer == 0 ? s.cache().capacity() : 0)); // caches grow at layer 0
         }
         return req.setHiddenStates(HiddenCodec.encode(HiddenEncoding.FP32, buf, rows, hidden).data());
     }

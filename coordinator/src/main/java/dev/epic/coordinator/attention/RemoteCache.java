@@ -4,8 +4,9 @@ import dev.epic.model.KvCache;
 
 /**
  * The coordinator's handle on a sequence's KV cache held by an attention worker: its id, the worker
- * it was placed on (at its first step) and the positions it holds. The latents themselves never
- * come here, so reading or writing them is refused.
+ * it was placed on (at its first step), the positions it holds and those reserved for it (sent to
+ * the worker, which holds that much memory for it, and counted against the worker's KV budget
+ * here). The latents themselves never come here, so reading or writing them is refused.
  */
 final class RemoteCache implements KvCache {
     final long id;
@@ -15,6 +16,7 @@ final class RemoteCache implements KvCache {
     /** Times its first chunk was moved to another worker (after a failure or a refusal): bounded. */
     int moves;
     private int length;
+    private int reserved;
     private boolean released;
 
     RemoteCache(long id) {
@@ -32,6 +34,18 @@ final class RemoteCache implements KvCache {
             throw new IllegalArgumentException("cache length " + length + " is negative");
         }
         this.length = length;
+    }
+
+    /** Reserved on the worker at the next layer-0 message (it holds the memory from then). */
+    @Override
+    public void reserve(int positions) {
+        reserved = Math.max(reserved, positions);
+    }
+
+    /** Positions the worker holds memory for, as this coordinator counts them. */
+    @Override
+    public int capacity() {
+        return Math.max(reserved, length);
     }
 
     @Override

@@ -63,10 +63,12 @@ public final class ServingMetrics {
         Gauge.builder("epic.scheduler.batch.peak", scheduler, Scheduler::peakBatch)
                 .description("the most sequences one step has carried").register(registry);
         Gauge.builder("epic.kv.cache.bytes", scheduler, Scheduler::kvCacheBytes)
-                .description("bytes of KV cache the running sequences hold here (0 with remote attention: see the "
-                        + "attention workers' epic_attention_kv_cache_bytes)").register(registry);
-        Gauge.builder("epic.kv.cache.budget.bytes", scheduler, s -> s.options().kvCacheBytes())
-                .description("the most bytes of KV cache held at once (--kv-cache-mb)").register(registry);
+                .description("bytes of KV cache the running sequences hold: here, or reserved on attention workers "
+                        + "(their own epic_attention_kv_cache_bytes counts every coordinator's)").register(registry);
+        Gauge.builder("epic.kv.cache.budget.bytes", scheduler,
+                        s -> s.kvCacheBudget() == Long.MAX_VALUE ? Double.NaN : s.kvCacheBudget())
+                .description("the most bytes of KV cache held at once: --kv-cache-mb, or the attention workers' "
+                        + "budgets added up (NaN when they announce none)").register(registry);
         PrefixCache prefixes = scheduler.prefixCache();
         if (prefixes != null) {
             FunctionCounter.builder("epic.prefix.cache.queries", prefixes, PrefixCache::queriedTokens)

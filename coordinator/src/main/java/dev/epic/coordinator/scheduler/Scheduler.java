@@ -35,7 +35,10 @@ import org.slf4j.LoggerFactory;
  * running ones hold now, not what they may reach. When a step's caches would outgrow the budget, the
  * most recently arrived sequences are preempted (vLLM's recompute preemption): their caches are
  * dropped, and they rejoin ahead of the queue, prefilling their prompt and the tokens generated so
- * far again, then go on sampling where they stopped. Clients see only a pause.
+ * far again, then go on sampling where they stopped. Clients see only a pause. With the caches on
+ * attention workers the same accounting runs against the workers' announced budgets added up
+ * ({@link Transformer#externalKvCacheBudget()}), each cache reserving on its worker what it counts
+ * here; a worker that still has no room refuses, and the sequences there are preempted then.
  *
  * <p>With a {@link PrefixCache} (in-process attention only), a joining sequence starts from the
  * longest cached prefix of its prompt, and a prompt's blocks are kept once it is prefilled.
@@ -108,12 +111,14 @@ public final class Scheduler implements AutoCloseable {
         }
 
         /**
-         * Positions to hold on joining: the feed and its first token, and for a resumed sequence room
-         * to decode {@link HeapKvCache#TIGHT_GROWTH} more, so that it is not preempted again before it has moved.
+         * Positions its cache reserves on joining, counted against the budget: the feed and its first
+         * token, and for a resumed sequence room to decode {@link HeapKvCache#TIGHT_GROWTH} more, so that
+         * it is not preempted again before it has moved; a fresh cache's size at least.
          */
-        int joinPositions() {
+        int joinSize() {
             int extra = resumed ? HeapKvCache.TIGHT_GROWTH : 0;
-            return (int) Math.min(maxPositions, (long) feed.length + 1 + extra);
+            return Math.max(HeapKvCache.initialCapacity(maxPositions),
+                    (int) Math.min(maxPositions, (long) feed.length + 1 + extra));
         }
     }
 
@@ -141,8 +146,10 @@ public final class Scheduler implements AutoCloseable {
 
     private final Supplier<DispatchStats.Snapshot> expertStats;
     private final PrefixCache prefixCache; // null: off
-    /** KV cache bytes one position takes in this process (0 when the caches live on attention workers). */
+    /** KV cache bytes one position takes, here or on an attention worker. */
     private final long kvBytesPerPosition;
+    /** Whether the caches live in this process (under --kv-cache-mb) rather than on attention workers. */
+    private final boolean localCaches;
     /** Prompt rows per step for a sequence that wants their logits: 64 x 129,280 floats is 33 MB. */
     static final int PROMPT_LOGITS_ROWS = 64;
 
@@ -162,7 +169,8 @@ public final class Scheduler implements AutoCloseable {
                 ? new PrefixCache(options.prefixCacheBytes(), model.config().numHiddenLayers(),
                         model.config().kvLoraRank(), model.config().qkRopeHeadDim())
                 : null;
-        this.kvBytesPerPosition = model.attentionIsExternal() ? 0 : HeapKvCache.bytesPerPosition(model.config());
+        this.kvBytesPerPosition = HeapKvCache.bytesPerPosition(model.config());
+        this.localCaches = !model.attentionIsExternal();
         this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
     }
 
@@ -177,7 +185,15 @@ public final class Scheduler implements AutoCloseable {
      * runs to here or to the context, whichever is nearer.
      */
     public long maxSequencePositions() {
-        return kvBytesPerPosition == 0 ? Long.MAX_VALUE : options.kvCacheBytes() / kvBytesPerPosition;
+        return localCaches ? options.kvCacheBytes() / kvBytesPerPosition : Long.MAX_VALUE;
+    }
+
+    /**
+     * Bytes of KV cache the running sequences may hold together: --kv-cache-mb in this process, the
+     * live attention workers' announced budgets added up otherwise (Long.MAX_VALUE: not announced).
+     */
+    public long kvCacheBudget() {
+        return localCaches ? options.kvCacheBytes() : model.externalKvCacheBudget();
     }
 
     /** Sequences preempted since start (their caches dropped to make room, to be recomputed). */
@@ -217,7 +233,7 @@ public final class Scheduler implements AutoCloseable {
                 throw new SchedulerUnavailableException("this coordinator is shutting down: it finishes the "
                         + "requests it has and takes no new ones", null);
             }
-            for (SequenceTask t : tasks) {
+            for (SequenceTask t : localCaches ? tasks : List.<SequenceTask>of()) { // workers' budgets: checked by the API
                 long bytes = maxPositions(t) * kvBytesPerPosition;
                 if ((long) (t.prompt().length + 1) * kvBytesPerPosition > options.kvCacheBytes()) {
                     throw new KvBudgetException("the prompt of " + t.prompt().length + " tokens needs more KV cache "
@@ -427,7 +443,8 @@ public final class Scheduler implements AutoCloseable {
                     queue.clear();
                     break;
                 }
-                long kvFree = options.kvCacheBytes();
+                long budget = kvCacheBudget();
+                long kvFree = budget;
                 for (Slot s : active) {
                     kvFree -= (long) grown(s, true) * kvBytesPerPosition; // what it holds after its next step
                 }
@@ -437,7 +454,7 @@ public final class Scheduler implements AutoCloseable {
                         kvFull = true; // an attention worker had no room: wait until a sequence leaves
                         break;
                     }
-                    long took = join(preempted.peek(), kvFree, joined);
+                    long took = join(preempted.peek(), kvFree, budget, joined);
                     if (took < 0) {
                         kvFull = true;
                         break;
@@ -456,7 +473,7 @@ public final class Scheduler implements AutoCloseable {
                     if (kvFull || active.size() >= options.maxBatch() || waitsForSibling(t)) {
                         continue;
                     }
-                    long took = join(new Slot(t, arrivals, maxPositions(t)), kvFree, joined);
+                    long took = join(new Slot(t, arrivals, maxPositions(t)), kvFree, budget, joined);
                     if (took < 0) {
                         kvFull = true;
                     } else {
@@ -479,7 +496,7 @@ public final class Scheduler implements AutoCloseable {
         }
         for (Slot s : joined) { // outside the lock: allocating and copying a long prefix take a while
             try {
-                s.cache.reserve(s.joinPositions()); // prefill chunks then append without regrowing
+                s.cache.reserve(s.joinSize()); // prefill chunks then append without regrowing
                 if (prefixCache != null && !s.promptLogits()) {
                     s.fed = prefixCache.restore(s.feed, s.cache);
                 }
@@ -502,9 +519,9 @@ public final class Scheduler implements AutoCloseable {
      * slack (alone, one always joins); returns the bytes it took, or -1 when it must wait. Should making
      * the cache throw, s is still waiting.
      */
-    private long join(Slot s, long kvFree, List<Slot> joined) {
-        long need = (long) Math.max(HeapKvCache.initialCapacity(s.maxPositions), s.joinPositions()) * kvBytesPerPosition;
-        if (!active.isEmpty() && need > kvFree - options.kvCacheBytes() / 100) {
+    private long join(Slot s, long kvFree, long budget, List<Slot> joined) {
+        long need = (long) s.joinSize() * kvBytesPerPosition;
+        if (!active.isEmpty() && need > kvFree - budget / 100) {
             return -1;
         }
         s.cache = model.newCache();
@@ -522,15 +539,13 @@ public final class Scheduler implements AutoCloseable {
      * not preempted (they would come twice).
      */
     private void makeRoom() {
-        if (kvBytesPerPosition == 0) {
-            return;
-        }
+        long budget = kvCacheBudget();
         boolean tight = false;
         while (true) {
-            if (cacheBytes(false) <= options.kvCacheBytes()) {
+            if (cacheBytes(false) <= budget) {
                 break;
             }
-            if (cacheBytes(true) <= options.kvCacheBytes()) {
+            if (cacheBytes(true) <= budget) {
                 tight = true;
                 break;
             }
@@ -539,8 +554,9 @@ public final class Scheduler implements AutoCloseable {
                 tight = true; // nothing may be preempted: they run, over the budget for this step
                 break;
             }
-            log.info("KV cache budget full (--kv-cache-mb {}): preempting a sequence at {} positions; it resumes by "
-                    + "recomputing them", mib(options.kvCacheBytes()), victim.cache.length());
+            log.info("KV cache budget full ({}): preempting a sequence at {} positions; it resumes by recomputing them",
+                    localCaches ? "--kv-cache-mb " + mib(budget) : "the attention workers' " + mib(budget) + " MiB",
+                    victim.cache.length());
             preempt(victim);
         }
         preemptedCount = preempted.size(); // first: a moved victim is never in neither count
@@ -627,8 +643,8 @@ public final class Scheduler implements AutoCloseable {
     }
 
     /**
-     * Bytes of KV cache the running sequences hold in this process (0 with remote attention: the
-     * attention workers report theirs); the prefix cache's copies are apart.
+     * Bytes of KV cache the running sequences hold: in this process, or reserved on attention workers
+     * by this coordinator's count; the prefix cache's copies are apart.
      */
     public long kvCacheBytes() {
         return kvHeldBytes;

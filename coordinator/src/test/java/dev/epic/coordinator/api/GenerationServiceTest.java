@@ -59,6 +59,7 @@ import io.grpc.StatusRuntimeException;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.health.v1.HealthGrpc;
+import dev.epic.transport.WorkerServer;
 import io.grpc.netty.NettyChannelBuilder;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -582,8 +583,12 @@ class GenerationServiceTest {
 
     /** Follows the server's health (grpc.health.v1 Watch) until it reports {@code wanted}. */
     private static void awaitHealth(ManagedChannel ch, HealthCheckResponse.ServingStatus wanted) {
+        awaitHealth(ch, CoordinatorServer.SERVICE, wanted);
+    }
+
+    private static void awaitHealth(ManagedChannel ch, String service, HealthCheckResponse.ServingStatus wanted) {
         Iterator<HealthCheckResponse> health = HealthGrpc.newBlockingStub(ch).withDeadlineAfter(30, TimeUnit.SECONDS)
-                .watch(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build());
+                .watch(HealthCheckRequest.newBuilder().setService(service).build());
         HealthCheckResponse.ServingStatus now;
         do {
             now = health.next().getStatus(); // blocks until the status changes
@@ -836,7 +841,8 @@ class GenerationServiceTest {
 
     /**
      * An Error that kills the engine thread: the running and the waiting request end with
-     * UNAVAILABLE, later ones are refused with UNAVAILABLE, and health turns NOT_SERVING.
+     * UNAVAILABLE, later ones are refused with UNAVAILABLE, and health turns NOT_SERVING, liveness too
+     * (a restart is what mends it).
      */
     @Test
     void aDeadEngineIsUnavailableAndNotServing() throws Exception {
@@ -851,6 +857,8 @@ class GenerationServiceTest {
                     SamplingParams endless = SamplingParams.newBuilder().setMaxTokens(19_000).setIgnoreEos(true).build();
                     Iterator<GenerateResponse> running = stub.generate(ids(endless, 1, 2, 3));
                     running.next();
+                    assertEquals(HealthCheckResponse.ServingStatus.SERVING, HealthGrpc.newBlockingStub(ch).check(
+                            HealthCheckRequest.newBuilder().setService(WorkerServer.LIVENESS).build()).getStatus());
                     CompletableFuture<Status> waiting = new CompletableFuture<>();
                     GenerationServiceGrpc.newStub(ch).generate(ids(endless, 4, 5), ending(waiting));
                     long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
@@ -870,6 +878,7 @@ class GenerationServiceTest {
                     assertEquals(Status.Code.UNAVAILABLE,
                             codeOf(() -> stub.logits(LogitsRequest.newBuilder().addPromptTokenIds(5).build())));
                     awaitHealth(ch, HealthCheckResponse.ServingStatus.NOT_SERVING);
+                    awaitHealth(ch, WorkerServer.LIVENESS, HealthCheckResponse.ServingStatus.NOT_SERVING);
                 } finally {
                     ch.shutdownNow();
                 }

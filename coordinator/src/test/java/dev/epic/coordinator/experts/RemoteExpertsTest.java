@@ -410,6 +410,10 @@ class RemoteExpertsTest {
             assertEquals(io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING,
                     io.grpc.health.v1.HealthGrpc.newBlockingStub(ch)
                             .check(io.grpc.health.v1.HealthCheckRequest.getDefaultInstance()).getStatus());
+            // and the liveness probe's service
+            assertEquals(io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING,
+                    io.grpc.health.v1.HealthGrpc.newBlockingStub(ch).check(io.grpc.health.v1.HealthCheckRequest
+                            .newBuilder().setService(dev.epic.transport.WorkerServer.LIVENESS).build()).getStatus());
 
             ExpertRequest good = ExpertRequest.newBuilder().setProtocolVersion(Protocol.VERSION)
                     .setFingerprint(fingerprint(model).sha256()).setLayer(1).setRows(1).setHidden(64)

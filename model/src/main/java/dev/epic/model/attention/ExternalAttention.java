@@ -18,4 +18,13 @@ public interface ExternalAttention {
      * written to its (remote) cache. All sequences' caches come from {@link #newCache()}.
      */
     void forward(int layer, float[] x, int rows, List<SequenceRows> sequences, float[] y);
+
+    /**
+     * Bytes the caches' reservations ({@link KvCache#reserve}) may take together where they live:
+     * the scheduler admits and preempts against it as against its own heap's budget. Long.MAX_VALUE
+     * (the default) when not known: the caches' owners then refuse what does not fit.
+     */
+    default long kvCacheBudget() {
+        return Long.MAX_VALUE;
+    }
 }
