@@ -23,6 +23,8 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
 import java.util.stream.IntStream;
@@ -281,6 +283,15 @@ final class LocalCluster implements AutoCloseable {
         }
         Process p = pb.start();
         log.info("started {} {} (pid {})", command, id, p.pid());
+        Path logged = logFile;
+        // Not restarted here (a supervisor or Kubernetes does that); said at once, since the cluster
+        // serves on without it (replicas) or reports its experts missing.
+        p.onExit().thenAccept(gone -> {
+            if (!STOPPING.contains(gone.pid())) {
+                log.warn("{} {} (pid {}) exited with code {}{}", command, id, gone.pid(), gone.exitValue(),
+                        logged == null ? "" : "; its log: " + logged);
+            }
+        });
         return new Worker(p, "", logFile);
     }
 
@@ -347,7 +358,11 @@ final class LocalCluster implements AutoCloseable {
         return o.toString();
     }
 
+    /** Pids of the worker processes this JVM is stopping: their exit is expected. */
+    private static final Set<Long> STOPPING = ConcurrentHashMap.newKeySet();
+
     private static void stop(Process p) {
+        STOPPING.add(p.pid());
         if (!p.isAlive()) {
             return;
         }
@@ -365,6 +380,8 @@ final class LocalCluster implements AutoCloseable {
     @Override
     public void close() {
         coordinator.close();
+        workers.forEach(w -> STOPPING.add(w.process().pid()));
+        attentionWorkers.forEach(p -> STOPPING.add(p.pid()));
         workers.forEach(w -> w.process().destroy());
         attentionWorkers.forEach(Process::destroy);
         workers.forEach(w -> stop(w.process()));

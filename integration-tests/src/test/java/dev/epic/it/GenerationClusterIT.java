@@ -257,5 +257,12 @@ class GenerationClusterIT {
         assertEquals(expected, got);
         // And new requests still work on the two survivors.
         assertEquals(expected, tokens(run(req)));
+        // epic local said so (it does not restart workers: a supervisor does).
+        long pid = cluster.workers.get(1).pid();
+        String said = "(pid " + pid + ") exited with code";
+        for (int i = 0; i < 50 && !java.nio.file.Files.readString(cluster.log).contains(said); i++) {
+            Thread.sleep(100);
+        }
+        assertTrue(java.nio.file.Files.readString(cluster.log).contains(said), "epic local's log names worker " + pid);
     }
 }

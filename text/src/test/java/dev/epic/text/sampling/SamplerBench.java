@@ -35,6 +35,17 @@ public final class SamplerBench {
             SamplingParams.builder().temperature(1).topP(1).minP(0.05).seed(1).build(),
             SamplingParams.builder().seed(1).presencePenalty(0.5).frequencyPenalty(0.5).repetitionPenalty(1.1).build()};
         Sampler s = new Sampler();
+        run(s, logits, history, names, ps);
+        // A random model's logits: flat, so top-p keeps most of the vocabulary.
+        for (int i = 0; i < n; i++) {
+            logits[i] = (float) (g.nextGaussian() * 0.5);
+        }
+        System.out.println("flat logits (a random model):");
+        run(s, logits, history, names, ps);
+    }
+
+    private static void run(Sampler s, float[] logits, TokenHistory history, String[] names, SamplingParams[] ps) {
+        int n = logits.length;
         float[] work = new float[n];
         for (int p = 0; p < ps.length; p++) {
             RandomGenerator rng = ps[p].newRandom();

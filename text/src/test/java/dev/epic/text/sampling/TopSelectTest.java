@@ -41,27 +41,61 @@ class TopSelectTest {
 
     @Test
     void nucleusMatchesSortedPrefix() {
-        SplittableRandom r = new SplittableRandom(2);
-        for (int trial = 0; trial < 300; trial++) {
-            int m = 1 + r.nextInt(1000);
-            float[] key = randomKeys(r, m);
-            double total = 0;
-            for (float v : key) {
-                total += v;
+        nucleusMatchesSortedPrefix(TopSelect::nucleus, 1000, 2);
+    }
+
+    /** The bucketed path, on its own from one candidate up, and through nucleus past its threshold. */
+    @Test
+    void bucketedNucleusMatchesSortedPrefix() {
+        nucleusMatchesSortedPrefix(TopSelect::nucleusByBuckets, 1000, 4);
+        nucleusMatchesSortedPrefix(TopSelect::nucleus, 3 * TopSelect.BUCKETED_FROM, 5);
+    }
+
+    /** Keys spread over many binades (a flat distribution's exp weights): buckets several values wide. */
+    @Test
+    void bucketedNucleusOverWideKeys() {
+        SplittableRandom r = new SplittableRandom(6);
+        for (int trial = 0; trial < 40; trial++) {
+            int m = 1 + r.nextInt(20_000);
+            float[] key = new float[m];
+            for (int i = 0; i < m; i++) {
+                key[i] = r.nextInt(8) == 0 ? key[r.nextInt(i + 1)] : (float) Math.exp(-12 * r.nextDouble()); // ties too
             }
-            double target = r.nextDouble() * total;
-            var order = sorted(key);
-            double acc = 0;
-            int c = 0;
-            while (c < m && acc < target) {
-                acc += key[order.get(c++)];
-            }
-            c = Math.max(c, 1);
-            int[] idx = IntStream.range(0, m).toArray();
-            int got = TopSelect.nucleus(idx, m, key, target);
-            assertEquals(c, got, "trial " + trial + " size");
-            assertEquals(new TreeSet<>(order.subList(0, c)), set(idx, got), "trial " + trial + " members");
+            checkNucleus(TopSelect::nucleusByBuckets, key, r.nextDouble(), "trial " + trial);
         }
+    }
+
+    interface Nucleus {
+        int select(int[] idx, int m, float[] key, double target);
+    }
+
+    private static void nucleusMatchesSortedPrefix(Nucleus nucleus, int maxM, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        for (int trial = 0; trial < 300; trial++) {
+            int m = 1 + r.nextInt(maxM);
+            checkNucleus(nucleus, randomKeys(r, m), r.nextDouble(), "trial " + trial);
+        }
+    }
+
+    /** nucleus(target = fraction of the total) against the prefix of a full sort. */
+    private static void checkNucleus(Nucleus nucleus, float[] key, double fraction, String what) {
+        int m = key.length;
+        double total = 0;
+        for (float v : key) {
+            total += v;
+        }
+        double target = fraction * total;
+        var order = sorted(key);
+        double acc = 0;
+        int c = 0;
+        while (c < m && acc < target) {
+            acc += key[order.get(c++)];
+        }
+        c = Math.max(c, 1);
+        int[] idx = IntStream.range(0, m).toArray();
+        int got = nucleus.select(idx, m, key, target);
+        assertEquals(c, got, what + " size");
+        assertEquals(new TreeSet<>(order.subList(0, c)), set(idx, got), what + " members");
     }
 
     private static float[] randomKeys(SplittableRandom r, int m) {
