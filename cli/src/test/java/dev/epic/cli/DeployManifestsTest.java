@@ -22,6 +22,7 @@ import java.util.Set;
 import java.util.TreeSet;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import java.util.stream.IntStream;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import picocli.CommandLine;
@@ -284,6 +285,27 @@ class DeployManifestsTest {
                             .findOption("--drain-ms").defaultValue();
             assertTrue(patience > preStop + Integer.parseInt(drainMs) / 1000,
                     name + ": a draining pod answers no probe for up to its drain");
+            checked++;
+        }
+        assertTrue(checked >= 4, "EPIC containers checked: " + checked);
+    }
+
+    /**
+     * Clients list every member of the ensemble (what ZooKeeper's client fails over between), not the
+     * `zk` Service's one address.
+     */
+    @Test
+    void everyEpicContainerListsTheZooKeeperEnsemble() throws IOException {
+        List<JsonNode> docs = new ArrayList<>(allDocuments());
+        int members = find(docs, "StatefulSet", "zk").path("spec").path("replicas").asInt();
+        List<String> ensemble = IntStream.range(0, members).mapToObj(i -> "zk-" + i + ".zk-hs:2181").toList();
+        assertEquals(3, ensemble.size());
+        for (String overlay : OVERLAYS) {
+            docs.addAll(render(DEPLOY.resolve(overlay)));
+        }
+        int checked = 0;
+        for (JsonNode c : epicContainers(docs)) {
+            assertEquals(ensemble, List.of(flag(args(c), "--zk").split(",")), c.path("name").asText());
             checked++;
         }
         assertTrue(checked >= 4, "EPIC containers checked: " + checked);
