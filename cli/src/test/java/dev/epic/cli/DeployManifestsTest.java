@@ -54,7 +54,7 @@ class DeployManifestsTest {
                 }
             }
         }
-        assertEquals(List.of("attention-worker", "coordinator", "expert-worker"),
+        assertEquals(List.of("attention-worker", "coordinator", "expert-worker", "quantize"),
                 commands.stream().map(List::getFirst).sorted().toList());
         for (List<String> args : commands) {
             List<String> all = new ArrayList<>(args);
@@ -263,7 +263,7 @@ class DeployManifestsTest {
             docs.addAll(render(DEPLOY.resolve(overlay)));
         }
         int checked = 0;
-        for (JsonNode c : epicContainers(docs)) {
+        for (JsonNode c : servingContainers(docs)) {
             String name = c.path("name").asText();
             int port = c.path("readinessProbe").path("grpc").path("port").asInt();
             assertTrue(port > 0, name + " has a gRPC readiness probe");
@@ -304,11 +304,32 @@ class DeployManifestsTest {
             docs.addAll(render(DEPLOY.resolve(overlay)));
         }
         int checked = 0;
-        for (JsonNode c : epicContainers(docs)) {
+        for (JsonNode c : servingContainers(docs)) {
             assertEquals(ensemble, List.of(flag(args(c), "--zk").split(",")), c.path("name").asText());
             checked++;
         }
         assertTrue(checked >= 4, "EPIC containers checked: " + checked);
+    }
+
+    /**
+     * The one-off Jobs write the model volume as the EPIC image's user (NFS servers squash root), and
+     * the quantize Job, applied without kustomize, names the image the base's images entry does.
+     */
+    @Test
+    void theOneOffJobsWriteAsTheImagesUser() throws IOException {
+        Matcher uid = Pattern.compile("useradd .*--uid (\\d+)").matcher(Files.readString(DEPLOY.resolve("docker/Dockerfile")));
+        assertTrue(uid.find());
+        List<JsonNode> docs = allDocuments();
+        for (String job : List.of("epic-model-loader", "epic-model-quantize")) {
+            JsonNode pod = find(docs, "Job", job).path("spec").path("template").path("spec");
+            assertEquals(Integer.parseInt(uid.group(1)), pod.path("securityContext").path("runAsUser").asInt(), job);
+            assertTrue(pod.path("securityContext").path("runAsNonRoot").asBoolean(), job);
+        }
+        JsonNode images = documents(DEPLOY.resolve("k8s/kustomization.yaml")).getFirst().path("images").get(0);
+        JsonNode quantize = find(docs, "Job", "epic-model-quantize").path("spec").path("template").path("spec")
+                .path("containers").get(0);
+        assertEquals(images.path("newName").asText() + ":" + images.path("newTag").asText(), quantize.path("image").asText());
+        assertEquals("quantize", args(quantize).getFirst());
     }
 
     /** The image keeps its transaction log apart from /data: both must be on the volume. */
@@ -487,6 +508,11 @@ class DeployManifestsTest {
 
     private static List<JsonNode> epicContainers(List<JsonNode> docs) {
         return containers(docs).stream().filter(c -> c.path("image").asText().matches("(.*/)?epic(-cuda)?(:.*)?")).toList();
+    }
+
+    /** EPIC containers of the long-running workloads (not the one-off Jobs). */
+    private static List<JsonNode> servingContainers(List<JsonNode> docs) {
+        return epicContainers(docs.stream().filter(d -> !d.path("kind").asText().equals("Job")).toList());
     }
 
     private static List<String> args(JsonNode container) {
