@@ -44,8 +44,14 @@ public interface KvCache {
     default void reserve(int positions) {}
 
     /**
+     * The most positions the sequence may reach (prompt + max tokens): where caches are placed among
+     * several holders, the one with room for it is chosen. The default ignores it.
+     */
+    default void expectAtMost(int positions) {}
+
+    /**
      * Positions the cache holds memory for (at least {@link #length()}): what it costs in the KV cache
-     * budget. A remote cache costs this process nothing; the default is its length.
+     * budget. The default is its length.
      */
     default int capacity() {
         return length();

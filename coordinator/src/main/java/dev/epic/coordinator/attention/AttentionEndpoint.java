@@ -95,8 +95,8 @@ final class AttentionEndpoint implements AutoCloseable {
 
     /**
      * KV cache bytes the worker has left by this coordinator's count (its announced budget less what
-     * our sequences there reserve; other coordinators' are unknown here): Long.MAX_VALUE when it
-     * announces no budget.
+     * our sequences there may come to hold: each its prompt + max tokens, or what it reserves if
+     * more; other coordinators' are unknown here): Long.MAX_VALUE when it announces no budget.
      */
     synchronized long freeBytes(long bytesPerPosition) {
         long budget = announcement.getKvCacheBytes();
@@ -105,7 +105,7 @@ final class AttentionEndpoint implements AutoCloseable {
         }
         long held = 0;
         for (RemoteCache c : placed) {
-            held += c.capacity();
+            held += c.expectedCapacity();
         }
         return budget - held * bytesPerPosition;
     }

@@ -38,7 +38,8 @@ import org.apache.curator.framework.CuratorFramework;
 /**
  * Data-parallel attention on attention workers (DeepSeek's "DP attention"): every sequence's MLA
  * and latent KV cache live on one worker, chosen at its first step (the live worker with the most
- * KV budget left by this coordinator's count, then the fewest sequences). The scheduler reserves
+ * KV budget left by this coordinator's count, each sequence counted at the most it may reach, then
+ * the fewest sequences). The scheduler reserves
  * each cache's positions ahead, as it does for caches in its own heap; the reservation goes to the
  * worker with the cache's next layer-0 message, and the workers' announced budgets added up are the
  * scheduler's KV budget ({@link #kvCacheBudget()}), so it admits and preempts before a worker has to
@@ -353,8 +354,9 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     }
 
     /**
-     * Places a new sequence on the live worker with the most KV budget left by our count (then the
-     * fewest sequences); the refusal status if none can take it.
+     * Places a new sequence on the live worker with the most KV budget left by our count (each
+     * sequence at the most it may reach; then the fewest sequences); the refusal status if none can
+     * take it.
      */
     private Status place(RemoteCache c, long now) {
         List<AttentionEndpoint> live = directory.workers().stream().filter(w -> w.isLive(now)).toList();

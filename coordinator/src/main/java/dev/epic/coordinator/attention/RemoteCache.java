@@ -17,6 +17,7 @@ final class RemoteCache implements KvCache {
     int moves;
     private int length;
     private int reserved;
+    private int expected;
     private boolean released;
 
     RemoteCache(long id) {
@@ -40,6 +41,16 @@ final class RemoteCache implements KvCache {
     @Override
     public void reserve(int positions) {
         reserved = Math.max(reserved, positions);
+    }
+
+    @Override
+    public void expectAtMost(int positions) {
+        expected = positions;
+    }
+
+    /** Positions it may come to hold on its worker: what placement makes room for. */
+    int expectedCapacity() {
+        return Math.max(expected, capacity());
     }
 
     /** Positions the worker holds memory for, as this coordinator counts them. */

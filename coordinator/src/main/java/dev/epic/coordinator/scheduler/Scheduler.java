@@ -525,6 +525,7 @@ public final class Scheduler implements AutoCloseable {
             return -1;
         }
         s.cache = model.newCache();
+        s.cache.expectAtMost(s.maxPositions);
         active.add(s);
         joined.add(s);
         return need;

@@ -376,6 +376,34 @@ class RemoteAttentionTest {
     }
 
     /**
+     * Placement makes room for what a sequence may grow to (prompt + max tokens), not only for what it
+     * holds when it starts: A (up to 89 positions) goes to the worker with room for 104, B (18) to the
+     * one with room for 100, and then C (59) beside B, where both fit, not beside A, where by their
+     * first reservations (16 positions each) there was more room. Nothing is refused or preempted.
+     */
+    @Test
+    void placementMakesRoomForWhatASequenceMayReach() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        Transformer local = engine(dir, null);
+        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(local.config());
+        RemoteAttention attention = cluster(dir, 1, 16, 104 * perPosition);
+        addBigWorker(dir, attention, 100 * perPosition);
+        Transformer remote = engine(dir, attention);
+        try (Scheduler s = new Scheduler(remote, new SchedulerOptions(8, 8, 256))) {
+            List<LogitsTask> tasks = List.of(new LogitsTask(new int[] {5, 17, 4}, 86),
+                    new LogitsTask(new int[] {5, 17, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, 6),
+                    new LogitsTask(new int[] {5, 17, 6}, 56));
+            tasks.forEach(s::submit);
+            s.start();
+            for (LogitsTask t : tasks) {
+                t.result().get(60, TimeUnit.SECONDS);
+            }
+            assertEquals(0, s.preemptions());
+        }
+        assertEquals(0, workers.get(0).refusedSequences() + workers.get(1).refusedSequences(), "no worker refused one");
+    }
+
+    /**
      * The scheduler answers a worker without room by preempting, not failing: two sequences of up to
      * 30 positions on a worker with room for 40. The later one is preempted when the caches must grow,
      * rejoins once the earlier has finished, and both give the logits they give alone (the recomputed
