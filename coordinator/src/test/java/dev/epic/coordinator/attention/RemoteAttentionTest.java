@@ -99,6 +99,18 @@ class RemoteAttentionTest {
         return remote;
     }
 
+    /** KV cache bytes of one position of tiny-v3. */
+    private static final long TINY_POSITION_BYTES =
+            dev.epic.model.HeapKvCache.bytesPerPosition(dev.epic.model.config.ModelConfig.load(TestData.model("tiny-v3")));
+
+    /** tiny-v3 with its attention on two workers with room for {@code first} and {@code second} positions. */
+    private Transformer engineOnTwoWorkers(int first, int second) throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        RemoteAttention attention = cluster(dir, 1, 16, first * TINY_POSITION_BYTES);
+        addBigWorker(dir, attention, second * TINY_POSITION_BYTES);
+        return engine(dir, attention);
+    }
+
     /** Adds a worker "a-big" with {@code kvCacheBytes} to the last cluster made, and waits until {@code remote} sees both. */
     private void addBigWorker(Path dir, RemoteAttention remote, long kvCacheBytes) throws Exception {
         Checkpoint ck = Checkpoint.open(dir);
@@ -359,14 +371,8 @@ class RemoteAttentionTest {
      */
     @Test
     void newSequencesGoWhereTheMostBudgetIsLeft() throws Exception {
-        Path dir = TestData.model("tiny-v3");
-        Transformer local = engine(dir, null);
-        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(local.config());
-        RemoteAttention attention = cluster(dir, 1, 16, 40 * perPosition);
-        addBigWorker(dir, attention, 1000 * perPosition);
-        assertEquals(1040 * perPosition, attention.kvCacheBudget(), "the two budgets added up");
-        Transformer remote = engine(dir, attention);
-        try (Scheduler s = new Scheduler(remote, new SchedulerOptions(8, 8, 256))) {
+        try (Scheduler s = new Scheduler(engineOnTwoWorkers(40, 1000), new SchedulerOptions(8, 8, 256))) {
+            assertEquals(1040 * TINY_POSITION_BYTES, s.kvCacheBudget(), "the two budgets added up");
             for (LogitsTask.Result r : together(s, new int[][] {{5, 17, 4}, {5, 17, 5}, {5, 17, 6}}, 30)) {
                 assertEquals(31, r.argmax().length);
             }
@@ -383,13 +389,7 @@ class RemoteAttentionTest {
      */
     @Test
     void placementMakesRoomForWhatASequenceMayReach() throws Exception {
-        Path dir = TestData.model("tiny-v3");
-        Transformer local = engine(dir, null);
-        long perPosition = dev.epic.model.HeapKvCache.bytesPerPosition(local.config());
-        RemoteAttention attention = cluster(dir, 1, 16, 104 * perPosition);
-        addBigWorker(dir, attention, 100 * perPosition);
-        Transformer remote = engine(dir, attention);
-        try (Scheduler s = new Scheduler(remote, new SchedulerOptions(8, 8, 256))) {
+        try (Scheduler s = new Scheduler(engineOnTwoWorkers(104, 100), new SchedulerOptions(8, 8, 256))) {
             List<LogitsTask> tasks = List.of(new LogitsTask(new int[] {5, 17, 4}, 86),
                     new LogitsTask(new int[] {5, 17, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, 6),
                     new LogitsTask(new int[] {5, 17, 6}, 56));
