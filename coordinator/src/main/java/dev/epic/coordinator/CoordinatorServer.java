@@ -62,6 +62,12 @@ public final class CoordinatorServer implements AutoCloseable {
      */
     public static CoordinatorServer start(ServedModel model, ExpertBackend experts, SchedulerOptions options,
             String host, int port, MeterRegistry registry) throws IOException {
+        return start(model, experts, options, host, port, registry, GenerationServiceImpl.STALLED_READER);
+    }
+
+    /** As above; a Generate stream whose client takes none of its messages for {@code stalledReader} is ended. */
+    public static CoordinatorServer start(ServedModel model, ExpertBackend experts, SchedulerOptions options,
+            String host, int port, MeterRegistry registry, java.time.Duration stalledReader) throws IOException {
         Scheduler scheduler = new Scheduler(model.transformer(), options,
                 experts.dispatchStats().<java.util.function.Supplier<DispatchStats.Snapshot>>map(d -> d::snapshot)
                         .orElse(() -> null)).start();
@@ -71,7 +77,8 @@ public final class CoordinatorServer implements AutoCloseable {
         Server server;
         try {
             server = NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
-                    .addService(MalformedRequests.guard(new GenerationServiceImpl(model, scheduler, experts, metrics)))
+                    .addService(MalformedRequests.guard(
+                            new GenerationServiceImpl(model, scheduler, experts, metrics, stalledReader)))
                     .intercept(new MetricCollectingServerInterceptor(registry))
                     .addService(health.getHealthService())
                     .addService(ProtoReflectionServiceV1.newInstance())

@@ -78,7 +78,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
      * (or less than comes), and the messages would pile up in the server without bound. As the HTTP
      * API's write timeout.
      */
-    static final Duration STALLED_READER = Duration.ofSeconds(60);
+    public static final Duration STALLED_READER = Duration.ofSeconds(60);
 
     private final long stalledReaderNanos;
     private final ServedModel model;
@@ -98,7 +98,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     }
 
     /** @param stalledReader how long a Generate stream may take none of its messages before it is ended */
-    GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts, ServingMetrics metrics,
+    public GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts, ServingMetrics metrics,
             Duration stalledReader) {
         this.stalledReaderNanos = stalledReader.toNanos();
         this.model = model;
@@ -159,7 +159,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         long n = Integer.toUnsignedLong(p.getN());
         int max = scheduler.options().maxBatch() + scheduler.options().maxQueue();
         if (n < 1 || n > max) {
-            throw PromptBuilder.invalid("sampling.n: must be in [1, " + max + "] (max-batch + max-queue of this "
+            throw FieldViolation.invalid("sampling.n", "must be in [1, " + max + "] (max-batch + max-queue of this "
                     + "server), got " + n);
         }
         return (int) n;
@@ -361,9 +361,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     /** A max_tokens past the end of the context is refused, as vLLM and OpenAI refuse it, not cut short. */
     private void requireContextHolds(int promptTokens, int maxTokens) {
         if ((long) promptTokens + maxTokens > model.maxContext()) {
-            throw PromptBuilder.invalid("max_tokens = " + maxTokens + " with a prompt of " + promptTokens + " tokens reaches "
-                    + ((long) promptTokens + maxTokens) + " positions, but the context holds " + model.maxContext()
-                    + ": ask for at most " + Math.max(0, model.maxContext() - promptTokens) + " tokens");
+            throw FieldViolation.invalid("sampling.max_tokens", maxTokens + " with a prompt of " + promptTokens
+                    + " tokens reaches " + ((long) promptTokens + maxTokens) + " positions, but the context holds "
+                    + model.maxContext() + ": ask for at most " + Math.max(0, model.maxContext() - promptTokens) + " tokens");
         }
     }
 

@@ -142,8 +142,9 @@ final class PromptBuilder {
             throw invalid("prompt is empty: give chat messages, text or token ids");
         }
         if ((long) ids.length + reserve > model.maxContext()) {
-            throw invalid("prompt has " + ids.length + " tokens" + (reserve > 0 ? " (+" + reserve + " to generate)" : "")
-                    + " but the context holds " + model.maxContext() + " positions");
+            throw FieldViolation.invalid("prompt", "has " + ids.length + " tokens"
+                    + (reserve > 0 ? " (+" + reserve + " to generate)" : "") + " but the context holds "
+                    + model.maxContext() + " positions");
         }
         return ids;
     }

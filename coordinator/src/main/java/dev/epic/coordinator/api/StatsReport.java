@@ -37,6 +37,7 @@ final class StatsReport {
                 .setWaiting(scheduler.waiting())
                 .setPreemptions(scheduler.preemptions())
                 .setMaxBatch(scheduler.options().maxBatch())
+                .setMaxQueue(scheduler.options().maxQueue())
                 .setPrefillBudget(scheduler.options().prefillBudget())
                 .setRssMb(orElse(ProcessStats.residentMb(), 0))
                 .setLoadAverage1M(orElse(ProcessStats.loadAverage(), -1))

@@ -27,6 +27,14 @@ final class OpenAiError extends RuntimeException {
         return new OpenAiError(400, "invalid_request_error", param, message);
     }
 
+    /** This error with {@code param} {@code from} named {@code to} (a field the client sent under another name). */
+    OpenAiError renamed(String from, String to) {
+        if (!from.equals(param)) {
+            return this;
+        }
+        return new OpenAiError(httpStatus, type, to, getMessage().replace("'" + from + "'", "'" + to + "'"));
+    }
+
     static OpenAiError of(StatusRuntimeException e) {
         Status status = e.getStatus();
         String message = status.getDescription() != null ? status.getDescription() : status.getCode().name();

@@ -60,7 +60,9 @@ final class OpenAiRequests {
 
     static JsonNode parse(byte[] body) {
         try {
-            JsonNode n = JSON.readTree(body);
+            // Trailing tokens after the object are an error, not ignored (as vLLM's parser refuses them).
+            JsonNode n = JSON.reader().with(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+                    .readTree(body);
             if (n == null || !n.isObject()) {
                 throw OpenAiError.badRequest(null, "the request body must be a JSON object");
             }
@@ -419,6 +421,9 @@ final class OpenAiRequests {
             boolean echo, boolean promptOnly, boolean oneToolCall) {
         String model = present(body, "model") ? text(body, "model", "model") : null;
         boolean stream = present(body, "stream") && bool(body, "stream", "stream");
+        if (present(body, "stream_options") && !stream) {
+            throw OpenAiError.badRequest("stream_options", "'stream_options' is only allowed when 'stream' is true");
+        }
         JsonNode options = body.get("stream_options");
         boolean usage = options != null && options.isObject() && present(options, "include_usage")
                 && bool(options, "include_usage", "stream_options.include_usage");

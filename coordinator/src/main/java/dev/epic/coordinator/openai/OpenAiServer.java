@@ -59,6 +59,7 @@ public final class OpenAiServer implements AutoCloseable {
     /** Origins browsers may call from (CORS); "*" among them: any. Empty: no CORS headers. */
     private final List<String> allowedOrigins;
     private volatile ModelInfoResponse info;
+    private volatile int capacity; // 0: not asked yet
     /** Set when the coordinator starts draining: new requests get a 503 that says so. */
     private volatile boolean shuttingDown;
     /** The model object's "created": when this server started (Unix seconds), as vLLM reports it. */
@@ -173,7 +174,11 @@ public final class OpenAiServer implements AutoCloseable {
         switch (path) {
             case "/v1/chat/completions" -> {
                 requireMethod(ex, "POST");
-                generate(ex, OpenAiRequests.chat(OpenAiRequests.parse(ex.body())), OpenAiResponses.Kind.CHAT);
+                try {
+                    generate(ex, OpenAiRequests.chat(OpenAiRequests.parse(ex.body())), OpenAiResponses.Kind.CHAT);
+                } catch (StatusRuntimeException e) { // a chat request's prompt is its messages
+                    throw OpenAiError.of(e).renamed("prompt", "messages");
+                }
             }
             case "/v1/completions" -> {
                 requireMethod(ex, "POST");
@@ -287,6 +292,18 @@ public final class OpenAiServer implements AutoCloseable {
         return i;
     }
 
+    /** Sequences the coordinator holds at once, running or queued: max-batch + max-queue. */
+    private int capacity() {
+        int c = capacity;
+        if (c == 0) {
+            dev.epic.proto.StatsResponse s = api.withDeadlineAfter(10, TimeUnit.SECONDS)
+                    .stats(dev.epic.proto.StatsRequest.getDefaultInstance());
+            c = s.getMaxBatch() + s.getMaxQueue();
+            capacity = c;
+        }
+        return c;
+    }
+
     private ObjectNode models() {
         ObjectNode o = OpenAiRequests.JSON.createObjectNode().put("object", "list");
         o.putArray("data").add(model());
@@ -296,6 +313,54 @@ public final class OpenAiServer implements AutoCloseable {
     private ObjectNode model() {
         return OpenAiRequests.JSON.createObjectNode().put("id", modelName()).put("object", "model").put("created", created)
                 .put("owned_by", "epic").put("max_model_len", modelInfo().getMaxContext());
+    }
+
+    /**
+     * A Generate stream read to its end by a virtual thread as the messages come, and handed out in
+     * order: what arrives while the caller reads another prompt's stream waits here, in memory
+     * bounded by the request's own max_tokens, instead of in gRPC's buffer.
+     */
+    private static final class Drained implements Iterator<GenerateResponse> {
+        private static final Object END = new Object();
+        private final java.util.concurrent.BlockingQueue<Object> queue = new java.util.concurrent.LinkedBlockingQueue<>();
+        private Object next;
+
+        Drained(Iterator<GenerateResponse> stream) {
+            Thread.ofVirtual().name("epic-http-drain").start(() -> {
+                try {
+                    stream.forEachRemaining(queue::add);
+                    queue.add(END);
+                } catch (RuntimeException e) { // the call's status (a refusal, a cancellation): thrown to the reader
+                    queue.add(e);
+                }
+            });
+        }
+
+        @Override
+        public boolean hasNext() {
+            if (next == null) {
+                try {
+                    next = queue.take();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw io.grpc.Status.CANCELLED.withDescription("interrupted").withCause(e).asRuntimeException();
+                }
+            }
+            if (next instanceof RuntimeException e) {
+                throw e;
+            }
+            return next != END;
+        }
+
+        @Override
+        public GenerateResponse next() {
+            if (!hasNext()) {
+                throw new java.util.NoSuchElementException();
+            }
+            GenerateResponse r = (GenerateResponse) next;
+            next = null;
+            return r;
+        }
     }
 
     private void health(Exchange ex) throws IOException {
@@ -314,6 +379,11 @@ public final class OpenAiServer implements AutoCloseable {
         String name = checkModel(p.model());
         int n = p.n();
         List<GenerateRequest> requests = p.requests();
+        if (requests.size() > 1 && (long) requests.size() * n > capacity()) { // one prompt's n: checked as sampling.n
+            throw OpenAiError.badRequest("prompt", requests.size() + " prompts x n = " + n + " are "
+                    + (long) requests.size() * n + " sequences; this server holds at most " + capacity()
+                    + " at once (max-batch + max-queue): send them in smaller requests");
+        }
         OpenAiResponses answer = new OpenAiResponses(kind, name, System.currentTimeMillis() / 1000, p.logprobs(),
                 p.includeUsage(), p.promptOnly(), n).oneToolCall(p.oneToolCall());
         try (Context.CancellableContext call = Context.current().withCancellation()) {
@@ -324,7 +394,10 @@ public final class OpenAiServer implements AutoCloseable {
             Context previous = call.attach();
             try {
                 for (GenerateRequest q : requests) {
-                    streams.add(api.generate(q));
+                    // Several prompts are read in turn below (first messages, then whole answers), so
+                    // each is drained as it comes: an unread stream's full buffer would end it as a
+                    // stalled reader's. One prompt keeps gRPC's flow control to the HTTP client.
+                    streams.add(requests.size() == 1 ? api.generate(q) : new Drained(api.generate(q)));
                 }
             } finally {
                 call.detach(previous);
@@ -385,6 +458,16 @@ public final class OpenAiServer implements AutoCloseable {
      * back as a response object, or streamed as Responses events (named server-sent events, no [DONE]).
      */
     private void responses(Exchange ex, JsonNode body) throws IOException {
+        try {
+            respond(ex, body);
+        } catch (OpenAiError e) { // the chat request says max_tokens where the client sent max_output_tokens
+            throw e.renamed("max_tokens", "max_output_tokens");
+        } catch (StatusRuntimeException e) {
+            throw OpenAiError.of(e).renamed("max_tokens", "max_output_tokens").renamed("prompt", "input");
+        }
+    }
+
+    private void respond(Exchange ex, JsonNode body) throws IOException {
         OpenAiRequests.Parsed p = OpenAiRequests.chat(ResponsesApi.toChat(body));
         String name = checkModel(p.model());
         OpenAiResponses answer = new OpenAiResponses(OpenAiResponses.Kind.CHAT, name, System.currentTimeMillis() / 1000,

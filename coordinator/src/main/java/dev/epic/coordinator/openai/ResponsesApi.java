@@ -116,13 +116,14 @@ final class ResponsesApi {
         if (!content.isArray()) {
             throw OpenAiError.badRequest(where, "content must be a string or a list of text parts");
         }
-        StringBuilder b = new StringBuilder();
+        // Joined by newlines, as the chat API (and vLLM) join a message's text parts.
+        java.util.StringJoiner b = new java.util.StringJoiner("\n");
         for (JsonNode part : content) {
             String t = part.path("type").asText();
             if (!Set.of("input_text", "output_text", "text").contains(t)) {
                 throw OpenAiError.badRequest(where, "content parts of type '" + t + "' are not supported");
             }
-            b.append(part.path("text").asText());
+            b.add(part.path("text").asText());
         }
         return b.toString();
     }

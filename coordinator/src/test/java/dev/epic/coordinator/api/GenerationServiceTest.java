@@ -331,7 +331,8 @@ class GenerationServiceTest {
         assertTrue(invalid(ids(ok, new int[MAX_CONTEXT])).contains("context holds " + MAX_CONTEXT));
         // max_tokens past the end of the context is refused (as vLLM does), not cut short.
         String past = invalid(ids(SamplingParams.newBuilder().setMaxTokens(MAX_CONTEXT - 2).build(), 3, 4, 5));
-        assertTrue(past.contains("max_tokens = " + (MAX_CONTEXT - 2)) && past.contains("at most " + (MAX_CONTEXT - 3)), past);
+        assertTrue(past.contains("sampling.max_tokens: " + (MAX_CONTEXT - 2)) && past.contains("at most " + (MAX_CONTEXT - 3)),
+                past);
         GenerateRequest badRole = GenerateRequest.newBuilder().setChat(Messages.newBuilder()
                 .addMessages(ChatMessage.newBuilder().setRole("wizard").setContent("hi"))).build();
         assertTrue(invalid(badRole).contains("chat.messages[0].role 'wizard'"));

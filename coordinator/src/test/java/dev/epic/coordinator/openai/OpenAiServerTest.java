@@ -623,6 +623,23 @@ class OpenAiServerTest {
         assertEquals(text, events.getLast().get("response").get("output").get(0).get("content").get(0).get("text").asText());
     }
 
+    /** A message of several text parts reads the same through both APIs: the parts joined by newlines. */
+    @Test
+    void responsesApiJoinsTextPartsAsTheChatApiDoes() throws Exception {
+        String sampling = "\"max_tokens\": 4, \"temperature\": 1.0, \"seed\": 7";
+        JsonNode chat = ok(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": "
+                + "[{\"type\": \"text\", \"text\": \"Hello\"}, {\"type\": \"text\", \"text\": \"World\"}]}], " + sampling + "}"));
+        JsonNode joined = ok(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": "
+                + "\"Hello\\nWorld\"}], " + sampling + "}"));
+        JsonNode r = ok(post("/v1/responses", "{\"input\": [{\"role\": \"user\", \"content\": [{\"type\": \"input_text\", "
+                + "\"text\": \"Hello\"}, {\"type\": \"input_text\", \"text\": \"World\"}]}], " + sampling.replace("max_tokens",
+                "max_output_tokens") + "}"));
+        assertEquals(joined.path("usage").path("prompt_tokens").asInt(), chat.path("usage").path("prompt_tokens").asInt());
+        assertEquals(chat.path("usage").path("prompt_tokens").asInt(), r.path("usage").path("input_tokens").asInt());
+        assertEquals(chat.path("choices").get(0).path("message").path("content").asText(),
+                r.path("output").get(r.path("output").size() - 1).path("content").get(0).path("text").asText());
+    }
+
     /** Function tools through the Responses API: a forced call comes back as a function_call item, and its output goes back in. */
     @Test
     void responsesApiCallsFunctionsAndTakesTheirOutput() throws Exception {
@@ -686,6 +703,45 @@ class OpenAiServerTest {
                     .POST(HttpRequest.BodyPublishers.ofString("{\"model\": \"x\", " + CHAT_MESSAGES + "}")).build(),
                     HttpResponse.BodyHandlers.ofString());
             assertError(r, 503, "");
+        }
+    }
+
+    /**
+     * More prompts x n than the server ever holds (max-batch 2 + max-queue 2 here) can never be
+     * taken: 400 naming the prompt, not a 429 that clients retry in vain. As many as it holds run.
+     */
+    @Test
+    void morePromptsThanTheServerHoldsAreABadRequest() throws Exception {
+        HttpResponse<String> r = post("/v1/completions", "{\"prompt\": [\"a\", \"b\", \"c\"], \"n\": 2, \"max_tokens\": 1}");
+        assertError(r, 400, "6 sequences");
+        assertEquals("prompt", JSON.readTree(r.body()).path("error").path("param").asText());
+        HttpResponse<String> fits = post("/v1/completions", "{\"prompt\": [\"a\", \"b\"], \"n\": 2, \"max_tokens\": 1}");
+        assertEquals(200, fits.statusCode(), fits.body());
+        assertEquals(4, JSON.readTree(fits.body()).path("choices").size());
+    }
+
+    /**
+     * Several prompts answered at once (not streamed): while the first prompt's tokens are read, the
+     * second's keep coming, and they wait in the HTTP front, not in the gRPC stream, which the
+     * coordinator would end as a stalled reader's once its buffer stayed full (here for 1 s).
+     */
+    @Test
+    void aLongAnswerToSeveralPromptsIsNotCutAsAStalledReader() throws Exception {
+        try (CoordinatorServer patient = CoordinatorServer.start(ServedModel.open(dev.epic.model.TestData.model("tiny-v3"), null, 8000),
+                ExpertBackend.local(), new SchedulerOptions(2, 2, 32), "127.0.0.1", 0,
+                new io.micrometer.core.instrument.simple.SimpleMeterRegistry(), java.time.Duration.ofSeconds(1));
+             OpenAiServer front = OpenAiServer.start("127.0.0.1", 0, patient.target(), null, null)) {
+            HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + front.port()
+                    + "/v1/completions")).POST(HttpRequest.BodyPublishers.ofString("{\"prompt\": [[5, 17, 4], [5, 17, 5]], "
+                    + "\"max_tokens\": 6000, \"ignore_eos\": true, \"logprobs\": 20}")).build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, r.statusCode(), r.body());
+            JsonNode choices = OpenAiRequests.JSON.readTree(r.body()).path("choices");
+            assertEquals(2, choices.size());
+            for (JsonNode c : choices) {
+                assertEquals(6000, c.path("logprobs").path("tokens").size(), "choice " + c.path("index"));
+                assertEquals("length", c.path("finish_reason").asText());
+            }
         }
     }
 
@@ -779,6 +835,18 @@ class OpenAiServerTest {
             tooLong.append(i == 0 ? "" : ",").append(100 + i % 1000);
         }
         assertError(post("/v1/completions", "{\"prompt\": [" + tooLong + "], \"max_tokens\": 1}"), 400, "context");
+        // The coordinator's refusals name the field the client sent, as OpenAI's param.
+        assertParam(post("/v1/completions", "{\"prompt\": [" + tooLong + "], \"max_tokens\": 1}"), "prompt");
+        assertParam(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \""
+                + "word ".repeat(MAX_CONTEXT) + "\"}], \"max_tokens\": 1}"), "messages");
+        assertParam(post("/v1/completions", "{\"prompt\": \"hi\", \"max_tokens\": " + MAX_CONTEXT + "}"), "max_tokens");
+        assertParam(post("/v1/completions", "{\"prompt\": \"hi\", \"n\": 0}"), "n");
+        assertParam(post("/v1/responses", "{\"input\": \"hi\", \"max_output_tokens\": 0}"), "max_output_tokens");
+        assertParam(post("/v1/responses", "{\"input\": \"hi\", \"max_output_tokens\": " + MAX_CONTEXT + "}"),
+                "max_output_tokens");
+        assertParam(post("/v1/completions", "{\"prompt\": \"hi\", \"stream_options\": {\"include_usage\": true}}"),
+                "stream_options");
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\"} trailing"), 400, "JSON");
         assertError(http.send(HttpRequest.newBuilder(uri("/v1/chat/completions")).GET().build(),
                 HttpResponse.BodyHandlers.ofString()), 405, "POST");
         assertError(post("/v1/embeddings", "{}"), 404, "/v1/embeddings");
@@ -862,6 +930,14 @@ class OpenAiServerTest {
         HttpResponse<String> plain = http.send(HttpRequest.newBuilder(uri("/v1/models")).GET().build(),
                 HttpResponse.BodyHandlers.ofString());
         assertTrue(plain.headers().firstValue("Access-Control-Allow-Origin").isEmpty(), "no Origin, no CORS headers");
+    }
+
+    /** 400 with {@code param} naming the field, which the message names too. */
+    private static void assertParam(HttpResponse<String> r, String param) throws Exception {
+        assertEquals(400, r.statusCode(), r.body());
+        JsonNode e = JSON.readTree(r.body()).get("error");
+        assertEquals(param, e.path("param").asText(), e.toString());
+        assertTrue(e.path("message").asText().contains(param), e.toString());
     }
 
     private static void assertError(HttpResponse<String> r, int status, String mentions) throws Exception {
