@@ -196,7 +196,7 @@ public final class GenerateCommand implements Callable<Integer> {
         } catch (StatusRuntimeException e) {
             out.println();
             out.flush();
-            err.println("epic generate: " + e.getStatus().getCode() + ": " + e.getStatus().getDescription());
+            err.println("epic generate: " + dev.epic.transport.StatusText.of(e.getStatus()));
             err.flush();
             return 1;
         }

@@ -63,7 +63,7 @@ final class RemoteBench {
         } catch (IllegalArgumentException e) {
             return BenchCommand.fail(err, e.getMessage());
         } catch (StatusRuntimeException e) {
-            return fail(target + ": " + e.getStatus().getCode() + ": " + e.getStatus().getDescription());
+            return fail(target + ": " + dev.epic.transport.StatusText.of(e.getStatus()));
         } catch (IllegalStateException e) {
             return fail(target + ": " + e.getMessage());
         } finally {

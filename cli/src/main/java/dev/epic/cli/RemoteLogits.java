@@ -37,7 +37,7 @@ final class RemoteLogits {
             out.flush();
             return 0;
         } catch (StatusRuntimeException e) {
-            err.println("epic logits: " + target + ": " + e.getStatus().getCode() + ": " + e.getStatus().getDescription());
+            err.println("epic logits: " + target + ": " + dev.epic.transport.StatusText.of(e.getStatus()));
             err.flush();
             return e.getStatus().getCode() == io.grpc.Status.Code.INVALID_ARGUMENT ? LogitsCommand.BAD_INPUT : 1;
         } finally {

@@ -79,7 +79,8 @@ public final class StatusCommand implements Callable<Integer> {
                     || code == Status.Code.UNKNOWN;
             spec.commandLine().getErr().println("epic status: " + target + ": "
                     + (notACoordinator ? "not an EPIC coordinator" + (code == Status.Code.UNIMPLEMENTED ? "" : ", or one that "
-                            + "failed to answer") + " (" + e.getStatus() + ")" : e.getStatus()));
+                            + "failed to answer") + " (" + dev.epic.transport.StatusText.of(e.getStatus()) + ")"
+                            : dev.epic.transport.StatusText.of(e.getStatus())));
             return code == Status.Code.UNAVAILABLE || code == Status.Code.DEADLINE_EXCEEDED || notACoordinator
                     ? 1 : NOT_SERVING;
         } finally {

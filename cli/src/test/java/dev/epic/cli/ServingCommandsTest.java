@@ -117,6 +117,8 @@ class ServingCommandsTest {
         LogitsCommandTest.Run gone = LogitsCommandTest.run(new StatusCommand(), "--target", "127.0.0.1:1");
         assertEquals(1, gone.code());
         assertTrue(gone.err().contains("UNAVAILABLE"), gone.err());
+        assertEquals(1, gone.err().strip().lines().count(), "one line, no stack trace: " + gone.err());
+        assertTrue(gone.err().contains("Connection refused"), gone.err());
         // A gRPC server that is not a coordinator (a worker's port, say) is not "a coordinator not serving".
         io.grpc.Server other = io.grpc.netty.NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", 0))
                 .build().start();

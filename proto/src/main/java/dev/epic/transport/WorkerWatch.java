@@ -13,7 +13,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Watches one ZooKeeper folder of worker announcements (Curator's CuratorCache) for a coordinator:
  * a listener hears of workers joining or changing and of workers leaving. Malformed nodes and
- * workers of another model or protocol version are logged once and reported as left.
+ * workers of another model or protocol version are logged once and reported as left. So is a node
+ * whose address a later registration took (a worker restarted on the same host:port under another
+ * id before the old session expired): one address is one process, and the later node is the live one.
  */
 public final class WorkerWatch implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(WorkerWatch.class);
@@ -36,6 +38,11 @@ public final class WorkerWatch implements AutoCloseable {
     /** Refused nodes by path: who and why (written on Curator's event thread, read by status calls). */
     private final java.util.Map<String, dev.epic.proto.RefusedWorker> refused = new java.util.concurrent.ConcurrentHashMap<>();
     private final String weights;
+    /** Usable nodes by the address they announce: the one registered there last (Curator's event thread only). */
+    private final java.util.Map<String, Registered> byAddress = new java.util.HashMap<>();
+
+    /** A usable node: its path, announcement and creation zxid (later registrations have larger ones). */
+    private record Registered(String path, WorkerAnnouncement announcement, long czxid) {}
 
     /**
      * For a listener that notifies {@code monitor} on every change: waits, holding {@code monitor},
@@ -113,11 +120,35 @@ public final class WorkerWatch implements AutoCloseable {
             listener.remove(path);
             return;
         }
+        byAddress.values().removeIf(r -> r.path().equals(path)); // it may have moved
+        Registered mine = new Registered(path, a, node.getStat() == null ? 0 : node.getStat().getCzxid());
+        Registered other = byAddress.get(a.getAddress());
+        if (other != null && other.czxid() > mine.czxid()) {
+            supersede(mine, other);
+            byAddress.put(a.getAddress(), other);
+            return;
+        }
+        if (other != null) {
+            supersede(other, mine);
+        }
+        byAddress.put(a.getAddress(), mine);
         refused.remove(path);
         listener.upsert(path, a);
     }
 
+    /** {@code stale}'s address belongs to {@code live}'s process now: stale is refused and left. */
+    private void supersede(Registered stale, Registered live) {
+        String reason = "stale: " + live.announcement().getWorkerId() + " registered at the same address later";
+        if (refused.put(stale.path(), refusedWorker(stale.announcement().getWorkerId(), stale.announcement().getAddress(),
+                reason)) == null) {
+            log.warn("dropping {} {} at {}: {}", kind, stale.announcement().getWorkerId(),
+                    stale.announcement().getAddress(), reason);
+        }
+        listener.remove(stale.path());
+    }
+
     private void deleted(ChildData node) {
+        byAddress.values().removeIf(r -> r.path().equals(node.getPath()));
         refused.remove(node.getPath());
         listener.remove(node.getPath());
     }

@@ -114,8 +114,8 @@ final class Rebalancer implements AutoCloseable {
         boolean slots = false;
         long now = System.nanoTime();
         for (WorkerEndpoint w : table.workers()) {
-            if (!w.isLive(now)) {
-                continue; // a failing worker would never announce what it is given
+            if (!w.isLive(now) || !w.isHealthy()) {
+                continue; // a failing worker would never announce what it is given, nor get rows for it
             }
             WorkerAnnouncement a = w.announcement();
             workers.add(new Eplb.Worker(a.getWorkerId(),

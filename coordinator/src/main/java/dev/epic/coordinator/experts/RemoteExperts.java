@@ -375,7 +375,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
                 String why = e instanceof TimeoutException
                         ? "no answer within " + options.deadline().toMillis() + " ms"
-                        : describe(cause);
+                        : dev.epic.transport.StatusText.of(cause);
                 b.failure = e instanceof TimeoutException
                         ? Status.DEADLINE_EXCEEDED.withDescription(why).asException() : cause;
                 b.endpoint.markDead("layer " + layer + ": " + why, options.deadBackoff().toNanos());
@@ -421,21 +421,8 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         String ids = dev.epic.transport.ExpertRanges.format(missing.stream().toArray());
         String msg = "no live expert worker for experts " + ids + " (layer " + layer + "; "
                 + table.workers().size() + " worker(s) registered"
-                + (cause == null ? "" : "; last failure: " + describe(cause)) + ")";
+                + (cause == null ? "" : "; last failure: " + dev.epic.transport.StatusText.of(cause)) + ")";
         return new ExpertsUnavailableException(msg, cause);
-    }
-
-    /** "UNAVAILABLE: io exception (Connection refused)" without stack traces. */
-    static String describe(Throwable t) {
-        Status s = Status.fromThrowable(t);
-        StringBuilder sb = new StringBuilder(s.getCode().name());
-        if (s.getDescription() != null) {
-            sb.append(": ").append(s.getDescription());
-        }
-        if (s.getCause() != null && s.getCause().getMessage() != null) {
-            sb.append(" (").append(s.getCause().getMessage()).append(')');
-        }
-        return sb.toString();
     }
 
     @Override

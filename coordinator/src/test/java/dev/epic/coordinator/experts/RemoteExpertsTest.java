@@ -136,6 +136,11 @@ class RemoteExpertsTest {
         try (ServerSocket s = new ServerSocket(0)) {
             port = s.getLocalPort();
         }
+        register(model, cluster, id, port, experts);
+    }
+
+    /** Registers a worker node for 127.0.0.1:{@code port}, whatever listens there. */
+    static void register(String model, String cluster, String id, int port, String experts) throws Exception {
         CheckpointFingerprint fp = fingerprint(model);
         WorkerAnnouncement.Builder a = WorkerAnnouncement.newBuilder().setWorkerId(id).setAddress("127.0.0.1:" + port)
                 .setFingerprint(ModelFingerprint.newBuilder().setName(fp.name()).setSha256(fp.sha256()))
@@ -323,6 +328,41 @@ class RemoteExpertsTest {
             LocalExperts.all(cfg, checkpoint(model)).forward(1, in.x, in.rows, in.ids, in.weights, in.k, expected);
             re.forward(1, in.x, in.rows, in.ids, in.weights, in.k, out);
             assertArrayEquals(expected, out, "after failover and recovery");
+        }
+    }
+
+    /**
+     * One replica hangs (a stopped process: its port takes connections that nothing reads, and its
+     * ZooKeeper session lives on) while the other answers: the hung one costs one deadline, then its
+     * rows go to the healthy replica until it answers its probe, rather than costing a deadline again
+     * each time its failure backoff runs out.
+     */
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void aHungReplicaCostsOneDeadlineWhileAnotherAnswers() throws Exception {
+        String model = "tiny-v3-fp8";
+        String cluster = "hung-one";
+        ModelConfig cfg = checkpoint(model).config();
+        worker(model, cluster, "0-63");
+        try (ServerSocket stopped = new ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress())) {
+            register(model, cluster, "stopped", stopped.getLocalPort(), "0-63");
+            RemoteExperts.Options opts = new RemoteExperts.Options(HiddenEncoding.FP32, Duration.ofSeconds(1),
+                    Duration.ofMillis(100), Duration.ZERO, null);
+            try (RemoteExperts re = remote(model, cluster, opts)) {
+                Poll.until("both replicas", () -> re.workers().size() == 2);
+                Inputs in = Inputs.random(8, cfg.hiddenSize(), cfg.nRoutedExperts(), cfg.numExpertsPerTok(), 5);
+                float[] expected = new float[in.x.length];
+                LocalExperts.all(cfg, checkpoint(model)).forward(1, in.x, in.rows, in.ids, in.weights, in.k, expected);
+                float[] out = new float[in.x.length];
+                int calls = 0;
+                for (long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(3); System.nanoTime() < end; calls++) {
+                    re.forward(1, in.x, in.rows, in.ids, in.weights, in.k, out);
+                    assertArrayEquals(expected, out, "call " + calls);
+                }
+                var stats = re.stats().snapshot();
+                assertEquals(1, stats.retries(), "one deadline missed (its rows retried) in " + calls + " calls: " + stats);
+                assertEquals(0, stats.failures(), stats.toString());
+            }
         }
     }
 

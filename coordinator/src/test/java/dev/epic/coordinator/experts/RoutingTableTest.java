@@ -45,7 +45,12 @@ class RoutingTableTest {
     }
 
     private static void announce(String cluster, String id, String sha, int from, int to) throws Exception {
-        WorkerAnnouncement.Builder a = WorkerAnnouncement.newBuilder().setWorkerId(id).setAddress("127.0.0.1:1")
+        announce(cluster, id, "127.0.0.1:" + (20_000 + Math.floorMod(id.hashCode(), 20_000)), sha, from, to);
+    }
+
+    private static void announce(String cluster, String id, String address, String sha, int from, int to)
+            throws Exception {
+        WorkerAnnouncement.Builder a = WorkerAnnouncement.newBuilder().setWorkerId(id).setAddress(address)
                 .setFingerprint(ModelFingerprint.newBuilder().setName("m").setSha256(sha))
                 .setCapacity(8).setPid(1).setProtocolVersion(Protocol.VERSION);
         IntStream.range(from, to).forEach(a::addExperts);
@@ -93,6 +98,35 @@ class RoutingTableTest {
             assertTrue(re.workers().getFirst().startsWith("good@"), re.workers().toString());
             assertEquals("4-15", re.missingExperts());
             assertNotNull(re.stats().snapshot());
+        }
+    }
+
+    /**
+     * A worker restarted on the same host:port under another id while its old node lives on (its
+     * session not yet expired): the later node is the worker there; the old one is refused as stale,
+     * whichever of the two the coordinator hears of first.
+     */
+    @Test
+    void aLaterRegistrationAtTheSameAddressSupersedesTheOld() throws Exception {
+        String cluster = "same-address";
+        announce(cluster, "other", FP.sha256(), 0, 16);
+        try (RemoteExperts re = RemoteExperts.create(zk, cluster, FP, 16, 4, RemoteExperts.Options.defaults(), null)) {
+            announce(cluster, "old", "127.0.0.1:7", FP.sha256(), 0, 8);
+            Poll.until("old joins", () -> re.workers().size() == 2);
+            announce(cluster, "new", "127.0.0.1:7", FP.sha256(), 8, 16);
+            Poll.until("old dropped", () -> re.workers().size() == 2 && re.workers().stream().noneMatch(w -> w.startsWith("old@")));
+            assertTrue(re.workers().stream().anyMatch(w -> w.startsWith("new@")), re.workers().toString());
+            assertEquals(1, re.refusedWorkers().size());
+            assertTrue(re.refusedWorkers().getFirst().getReason().contains("new registered at the same address later"),
+                    re.refusedWorkers().toString());
+        }
+        // A coordinator that starts with both nodes there keeps the later one too.
+        try (RemoteExperts re = RemoteExperts.create(zk, cluster, FP, 16, 4, RemoteExperts.Options.defaults(), null)) {
+            Poll.until("two workers", () -> re.workers().size() == 2);
+            assertTrue(re.workers().stream().noneMatch(w -> w.startsWith("old@")), re.workers().toString());
+            zk.delete().forPath(ZkLayout.workerPath(cluster, "new")); // the live one stops: the stale one stays out
+            Poll.until("new leaves", () -> re.workers().size() == 1);
+            assertTrue(re.workers().getFirst().startsWith("other@"), re.workers().toString());
         }
     }
 
