@@ -36,6 +36,9 @@ public final class Announcements {
         if (!a.getWeights().isEmpty()) {
             o.put("weights", a.getWeights());
         }
+        if (a.getLeaving()) {
+            o.put("leaving", true);
+        }
         if (a.getRedundantSlots() > 0) {
             o.put("redundantSlots", a.getRedundantSlots());
             ObjectNode redundant = o.putObject("redundant");
@@ -65,7 +68,8 @@ public final class Announcements {
                 .setPid(o.path("pid").asLong(0))
                 .setProtocolVersion(o.path("protocolVersion").asInt(0))
                 .setKvCacheBytes(o.path("kvCacheBytes").asLong(0))
-                .setWeights(o.path("weights").asText(""));
+                .setWeights(o.path("weights").asText(""))
+                .setLeaving(o.path("leaving").asBoolean(false));
         JsonNode fp = o.path("fingerprint");
         b.setFingerprint(ModelFingerprint.newBuilder()
                 .setName(fp.path("name").asText(""))

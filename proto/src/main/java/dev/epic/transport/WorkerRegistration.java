@@ -24,12 +24,16 @@ import org.slf4j.LoggerFactory;
 public final class WorkerRegistration implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(WorkerRegistration.class);
 
+    private final CuratorFramework zk;
     private final PersistentNode node;
     private final String path;
+    private volatile WorkerAnnouncement announcement;
 
-    private WorkerRegistration(PersistentNode node, String path) {
+    private WorkerRegistration(CuratorFramework zk, PersistentNode node, String path, WorkerAnnouncement announcement) {
+        this.zk = zk;
         this.node = node;
         this.path = path;
+        this.announcement = announcement;
     }
 
     /** A started Curator client, connected within 30 s (else StartupException; the client is closed). */
@@ -60,7 +64,7 @@ public final class WorkerRegistration implements AutoCloseable {
             throw new IllegalStateException("could not create " + path + " in ZooKeeper within " + timeoutMillis + " ms");
         }
         log.info("registered {} in ZooKeeper", path);
-        return new WorkerRegistration(node, path);
+        return new WorkerRegistration(zk, node, path, announcement);
     }
 
     /**
@@ -122,8 +126,12 @@ public final class WorkerRegistration implements AutoCloseable {
 
     /** Replaces the announcement (the node stays; watchers see it change). */
     public void update(WorkerAnnouncement announcement) throws Exception {
+        this.announcement = announcement;
         node.setData(Announcements.toJson(announcement));
     }
+
+    /** How long the leaving mark stands before the node is deleted: watchers read it meanwhile. */
+    static final long LEAVING_NOTICE_MILLIS = 250;
 
     /** How long deregistering waits for ZooKeeper: the node's delete is retried for minutes without it. */
     static final long CLOSE_WAIT_MILLIS = 5_000;
@@ -137,6 +145,17 @@ public final class WorkerRegistration implements AutoCloseable {
     @Override
     public void close() {
         Thread deleting = Thread.ofPlatform().name("epic-deregister").daemon(true).start(() -> {
+            try {
+                // First say it leaves on purpose, so that coordinators drop it at once rather than
+                // keep it for a grace period as if its session had been lost.
+                zk.setData().forPath(path, Announcements.toJson(announcement.toBuilder().setLeaving(true).build()));
+                // Watchers re-read a changed node: give them the time to, before the node goes.
+                Thread.sleep(LEAVING_NOTICE_MILLIS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (Exception e) {
+                log.debug("could not mark {} as leaving: {}", path, e.toString());
+            }
             try {
                 node.close();
                 log.info("deregistered {}", path);

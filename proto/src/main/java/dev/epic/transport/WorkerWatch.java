@@ -27,6 +27,11 @@ public final class WorkerWatch implements AutoCloseable {
 
         /** The worker at {@code path} left, or may no longer be used. */
         void remove(String path);
+
+        /** The worker at {@code path} is leaving on purpose (a drain): no grace for its node to come back. */
+        default void left(String path) {
+            remove(path);
+        }
     }
 
     private final String folder;
@@ -120,7 +125,12 @@ public final class WorkerWatch implements AutoCloseable {
             listener.remove(path);
             return;
         }
-        byAddress.values().removeIf(r -> r.path().equals(path)); // it may have moved
+        byAddress.values().removeIf(r -> r.path().equals(path)); // it may have moved, or be leaving
+        if (a.getLeaving()) {
+            refused.remove(path);
+            listener.left(path);
+            return;
+        }
         Registered mine = new Registered(path, a, node.getStat() == null ? 0 : node.getStat().getCzxid());
         Registered other = byAddress.get(a.getAddress());
         if (other != null && other.czxid() > mine.czxid()) {

@@ -1,5 +1,6 @@
 package dev.epic.transport;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
@@ -27,6 +28,45 @@ class WorkerRegistrationTest {
             assertNotNull(zk.checkExists().forPath("/epic/t/workers/w-1"));
             r.close();
             assertNull(zk.checkExists().forPath("/epic/t/workers/w-1"));
+        }
+    }
+
+    /**
+     * Closing says first that the worker leaves on purpose, so a coordinator's watch reports it as
+     * left (no grace for a lost session), then deletes the node.
+     */
+    @Test
+    void closingMarksTheNodeLeavingBeforeDeletingIt() throws Exception {
+        try (TestingServer server = new TestingServer(true);
+             CuratorFramework zk = WorkerRegistration.connect(server.getConnectString(), 4000)) {
+            java.util.List<String> events = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+            try (WorkerWatch watch = new WorkerWatch(zk, "/epic/t/workers", "expert worker", "0".repeat(64), "m",
+                    new WorkerWatch.Listener() {
+                        @Override
+                        public void upsert(String path, WorkerAnnouncement a) {
+                            events.add("upsert");
+                        }
+
+                        @Override
+                        public void remove(String path) {
+                            events.add("remove");
+                        }
+
+                        @Override
+                        public void left(String path) {
+                            events.add("left");
+                        }
+                    })) {
+                WorkerRegistration r = WorkerRegistration.register(zk, "/epic/t/workers", announcement(), 10_000);
+                for (int i = 0; i < 500 && !events.contains("upsert"); i++) {
+                    Thread.sleep(10);
+                }
+                r.close();
+                for (int i = 0; i < 500 && !events.contains("remove"); i++) {
+                    Thread.sleep(10);
+                }
+                assertEquals(java.util.List.of("upsert", "left", "remove"), events);
+            }
         }
     }
 

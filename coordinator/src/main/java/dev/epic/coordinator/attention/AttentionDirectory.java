@@ -97,6 +97,14 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
         drop(path, w);
     }
 
+    @Override
+    public synchronized void left(String path) {
+        AttentionEndpoint w = endpoints.get(path);
+        if (w != null) {
+            drop(path, w);
+        }
+    }
+
     private synchronized void drop(String path, AttentionEndpoint w) {
         leaving.cancel(path);
         if (endpoints.get(path) != w) {

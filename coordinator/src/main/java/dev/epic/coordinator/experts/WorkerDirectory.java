@@ -119,6 +119,15 @@ final class WorkerDirectory implements AutoCloseable, WorkerWatch.Listener {
         drop(path, w);
     }
 
+    @Override
+    public synchronized void left(String path) {
+        WorkerEndpoint w = endpoints.get(path);
+        if (w != null) {
+            log.info("expert worker {} is draining: dropped at once", w);
+            drop(path, w);
+        }
+    }
+
     private synchronized void drop(String path, WorkerEndpoint w) {
         leaving.cancel(path);
         if (endpoints.get(path) != w) {

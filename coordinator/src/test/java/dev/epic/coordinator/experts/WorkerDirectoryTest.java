@@ -74,6 +74,17 @@ class WorkerDirectoryTest {
         assertTrue(!a.isHealthy(), "closed once it left");
     }
 
+    /** A sole holder that drains says so first: no grace (requests would be admitted only to fail). */
+    @Test
+    void aSoleHolderThatDrainsLeavesAtOnce() throws Exception {
+        directory.upsert("/w/a", worker("a", 1));
+        directory.left("/w/a");
+        assertTrue(directory.table().workers().isEmpty());
+        assertEquals("0-63", directory.table().missing());
+        directory.remove("/w/a"); // its node's deletion comes after
+        assertTrue(directory.table().workers().isEmpty());
+    }
+
     @Test
     void aWorkerWithReplicasLeavesAtOnceAndAKeptOneGoesWhenOthersCoverIt() throws Exception {
         directory.upsert("/w/a", worker("a", 1));
