@@ -30,7 +30,7 @@ import org.junit.jupiter.api.Test;
 class ServingMetricsTest {
     @Test
     void scrapeShowsRequestsTokensSchedulerGrpcAndJvm() throws Exception {
-        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 400);
+        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 20_000);
         try (ProcessMeters endpoint = ProcessMeters.open("127.0.0.1", -1);
              CoordinatorServer server = CoordinatorServer.start(model, ExpertBackend.local(),
                      new SchedulerOptions(4, 2, 32, 16L << 20), "127.0.0.1", 0, endpoint.registry())) {
@@ -80,7 +80,7 @@ class ServingMetricsTest {
     /** KV cache use as vLLM's kv_cache_usage: what the running sequences hold, against the budget. */
     @Test
     void kvCacheGaugesShowWhatRunningSequencesHold() throws Exception {
-        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 400);
+        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, 20_000);
         SchedulerOptions options = new SchedulerOptions(4, 2, 32, 16L << 20);
         try (ProcessMeters endpoint = ProcessMeters.open("127.0.0.1", -1);
              CoordinatorServer server = CoordinatorServer.start(model, ExpertBackend.local(), options, "127.0.0.1", 0,
@@ -90,15 +90,25 @@ class ServingMetricsTest {
             URI metrics = URI.create("http://127.0.0.1:" + endpoint.port() + "/metrics");
             try {
                 var api = GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(60, TimeUnit.SECONDS);
-                java.util.Iterator<dev.epic.proto.GenerateResponse> stream = api.generate(GenerateRequest.newBuilder()
-                        .setTokenIds(TokenIds.newBuilder().addIds(5).addIds(8).addIds(13))
-                        .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(390).setIgnoreEos(true))
-                        .build());
-                stream.next(); // generating: its cache is held
+                // Far more tokens than the test waits for (it would otherwise race the end of the
+                // sequence on a busy machine); cancelled once the gauges are read.
+                io.grpc.Context.CancellableContext call = io.grpc.Context.current().withCancellation();
+                io.grpc.Context previous = call.attach();
+                java.util.Iterator<dev.epic.proto.GenerateResponse> stream;
+                try {
+                    stream = api.generate(GenerateRequest.newBuilder()
+                            .setTokenIds(TokenIds.newBuilder().addIds(5).addIds(8).addIds(13))
+                            .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(19_000).setIgnoreEos(true))
+                            .build());
+                } finally {
+                    call.detach(previous);
+                }
+                stream.next(); // a token came: its cache is held
                 String during = http.send(HttpRequest.newBuilder(metrics).build(), HttpResponse.BodyHandlers.ofString()).body();
+                assertEquals(1.0, value(during, "epic_sequences_running"), during);
                 assertTrue(value(during, "epic_kv_cache_bytes") > 0, during);
                 assertEquals((double) options.kvCacheBytes(), value(during, "epic_kv_cache_budget_bytes"), during);
-                stream.forEachRemaining(r -> { });
+                call.cancel(null);
                 long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
                 String after;
                 do {
