@@ -119,6 +119,12 @@ final class LocalCluster implements AutoCloseable {
     record Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
             String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry, int redundantSlots,
             Duration rebalance, String expertDevice, long attentionKvCacheMb) {
+        /** These options with the coordinator's meters going to {@code r}. */
+        Options withRegistry(MeterRegistry r) {
+            return new Options(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler,
+                    logDir, r, redundantSlots, rebalance, expertDevice, attentionKvCacheMb);
+        }
+
         /** Without redundant experts, on the CPU. */
         Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
                 String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {

@@ -85,15 +85,17 @@ public final class LocalCommand implements Callable<Integer> {
         // Taken ports are one line now, not a bind failure after ZooKeeper and the workers have started.
         Flags.requirePort("--port", port);
         Flags.requirePort("--http-port", openai.port);
+        // The flags first (the options check them), then the ports.
+        LocalCluster.Options options = new LocalCluster.Options(workers, replication, attentionWorkers,
+                workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, null,
+                redundantSlots, Duration.ofSeconds(rebalanceSeconds), expertDevice,
+                attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0);
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host);
         LocalCluster cluster;
         try {
-            cluster = LocalCluster.start(model, new LocalCluster.Options(workers, replication, attentionWorkers,
-                    workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, m.registry(),
-                    redundantSlots, Duration.ofSeconds(rebalanceSeconds), expertDevice,
-                    attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0));
+            cluster = LocalCluster.start(model, options.withRegistry(m.registry()));
         } catch (Exception | Error e) {
             m.close();
             throw e;

@@ -146,6 +146,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             out.onError(Status.RESOURCE_EXHAUSTED.withDescription(e.getMessage()).asRuntimeException());
         } catch (InvalidSamplingException e) { // checked against the vocabulary by the Generation
             out.onError(FieldViolation.invalid("sampling." + e.field(), e.reason()));
+        } catch (KvBudgetException e) {
+            out.onError(FieldViolation.invalid(e.field(), e.getMessage()));
         } catch (IllegalArgumentException e) {
             out.onError(PromptBuilder.invalid(e.getMessage()));
         }
@@ -247,12 +249,12 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 default -> throw new IllegalArgumentException("type " + rf.getTypeValue() + " is not known");
             };
         } catch (IllegalArgumentException e) {
-            throw PromptBuilder.invalid("response_format" + switch (format) {
-                case JSON_SCHEMA -> ".json_schema";
-                case REGEX -> ".regex (guided_regex)";
-                case CHOICE -> ".choices (guided_choice)";
+            throw FieldViolation.invalid("response_format", switch (format) {
+                case JSON_SCHEMA -> "json_schema: ";
+                case REGEX -> "regex (guided_regex): ";
+                case CHOICE -> "choices (guided_choice): ";
                 default -> "";
-            } + ": " + e.getMessage());
+            } + e.getMessage());
         }
         ToolChoice.Mode choice = req.getToolChoice().getMode();
         if (choice == ToolChoice.Mode.REQUIRED || choice == ToolChoice.Mode.FUNCTION) {
@@ -378,12 +380,12 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
         long largest = model.attention().largestSequencePositions(kvBytesPerPosition);
         if (promptTokens + 1L > largest) {
-            throw new KvBudgetException("the prompt of " + promptTokens + " tokens needs more KV cache than any "
+            throw new KvBudgetException(true, "the prompt of " + promptTokens + " tokens needs more KV cache than any "
                     + "attention worker's budget holds (" + largest + " positions: their --kv-cache-mb); send a "
                     + "shorter prompt");
         }
         if (promptTokens + maxTokens > largest) {
-            throw new KvBudgetException("prompt + max tokens reach " + (promptTokens + maxTokens) + " positions, more "
+            throw new KvBudgetException(false, "prompt + max tokens reach " + (promptTokens + maxTokens) + " positions, more "
                     + "than any attention worker's KV cache budget holds (" + largest + " positions: their "
                     + "--kv-cache-mb); ask for fewer tokens");
         }
@@ -727,8 +729,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         } catch (QueueFullException e) {
             out.onError(Status.RESOURCE_EXHAUSTED.withDescription(e.getMessage()).asRuntimeException());
             return;
-        } catch (KvBudgetException e) {
-            out.onError(PromptBuilder.invalid(e.getMessage()));
+        } catch (KvBudgetException e) { // a Logits request's max tokens are its steps
+            out.onError(FieldViolation.invalid(e.field().equals("prompt") ? "prompt_token_ids" : "steps", e.getMessage()));
             return;
         }
         task.result().whenComplete((result, error) -> {

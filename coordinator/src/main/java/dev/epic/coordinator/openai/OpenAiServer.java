@@ -174,15 +174,21 @@ public final class OpenAiServer implements AutoCloseable {
         switch (path) {
             case "/v1/chat/completions" -> {
                 requireMethod(ex, "POST");
+                JsonNode body = OpenAiRequests.parse(ex.body());
                 try {
-                    generate(ex, OpenAiRequests.chat(OpenAiRequests.parse(ex.body())), OpenAiResponses.Kind.CHAT);
+                    generate(ex, OpenAiRequests.chat(body), OpenAiResponses.Kind.CHAT);
                 } catch (StatusRuntimeException e) { // a chat request's prompt is its messages
-                    throw OpenAiError.of(e).renamed("prompt", "messages");
+                    throw sentAs(body, OpenAiError.of(e)).renamed("prompt", "messages");
                 }
             }
             case "/v1/completions" -> {
                 requireMethod(ex, "POST");
-                generate(ex, OpenAiRequests.completion(OpenAiRequests.parse(ex.body())), OpenAiResponses.Kind.TEXT);
+                JsonNode body = OpenAiRequests.parse(ex.body());
+                try {
+                    generate(ex, OpenAiRequests.completion(body), OpenAiResponses.Kind.TEXT);
+                } catch (StatusRuntimeException e) {
+                    throw sentAs(body, OpenAiError.of(e));
+                }
             }
             case "/v1/responses" -> {
                 requireMethod(ex, "POST");
@@ -290,6 +296,19 @@ public final class OpenAiServer implements AutoCloseable {
             info = i;
         }
         return i;
+    }
+
+    /**
+     * The error naming the field the client sent: the coordinator's response_format may have come as
+     * vLLM's guided_json, guided_regex, guided_choice or structured_outputs.
+     */
+    private static OpenAiError sentAs(JsonNode body, OpenAiError e) {
+        for (String name : new String[] {"guided_json", "guided_regex", "guided_choice", "structured_outputs"}) {
+            if (body.hasNonNull(name)) {
+                return e.renamed("response_format", name);
+            }
+        }
+        return e;
     }
 
     /** Sequences the coordinator holds at once, running or queued: max-batch + max-queue. */

@@ -236,12 +236,12 @@ public final class Scheduler implements AutoCloseable {
             for (SequenceTask t : localCaches ? tasks : List.<SequenceTask>of()) { // workers' budgets: checked by the API
                 long bytes = maxPositions(t) * kvBytesPerPosition;
                 if ((long) (t.prompt().length + 1) * kvBytesPerPosition > options.kvCacheBytes()) {
-                    throw new KvBudgetException("the prompt of " + t.prompt().length + " tokens needs more KV cache "
+                    throw new KvBudgetException(true, "the prompt of " + t.prompt().length + " tokens needs more KV cache "
                             + "than this server's whole budget of " + mib(options.kvCacheBytes())
                             + " MiB (--kv-cache-mb); send a shorter prompt");
                 }
                 if (bytes > options.kvCacheBytes()) {
-                    throw new KvBudgetException("prompt + max tokens reach " + t.maxPositions() + " positions, "
+                    throw new KvBudgetException(false, "prompt + max tokens reach " + t.maxPositions() + " positions, "
                             + mib(bytes) + " MiB of KV cache, more than this server's whole KV cache budget of "
                             + mib(options.kvCacheBytes()) + " MiB (--kv-cache-mb); ask for fewer tokens");
                 }

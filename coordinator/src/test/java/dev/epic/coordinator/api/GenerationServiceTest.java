@@ -709,8 +709,14 @@ class GenerationServiceTest {
                 assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.toString());
                 assertTrue(e.getStatus().getDescription().contains("101 positions")
                         && e.getStatus().getDescription().contains("--kv-cache-mb"), e.getStatus().getDescription());
-                assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> stub.logits(LogitsRequest.newBuilder()
-                        .addPromptTokenIds(5).addPromptTokenIds(6).setSteps(99).build())));
+                assertEquals("sampling.max_tokens", FieldViolation.of(e).getField(), "the field at fault");
+                StatusRuntimeException prompt = assertThrows(StatusRuntimeException.class, () -> stub.generate(
+                        ids(SamplingParams.newBuilder().setMaxTokens(1).build(), new int[100])).forEachRemaining(r -> { }));
+                assertEquals("prompt", FieldViolation.of(prompt).getField(), prompt.toString());
+                StatusRuntimeException steps = assertThrows(StatusRuntimeException.class, () -> stub.logits(
+                        LogitsRequest.newBuilder().addPromptTokenIds(5).addPromptTokenIds(6).setSteps(99).build()));
+                assertEquals(Status.Code.INVALID_ARGUMENT, steps.getStatus().getCode());
+                assertEquals("steps", FieldViolation.of(steps).getField(), steps.toString());
                 List<GenerateResponse> fits = new ArrayList<>();
                 stub.generate(ids(SamplingParams.newBuilder().setMaxTokens(97).setIgnoreEos(true).build(), 1, 2, 3))
                         .forEachRemaining(fits::add);

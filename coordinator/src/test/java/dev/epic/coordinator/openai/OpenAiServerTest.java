@@ -847,6 +847,10 @@ class OpenAiServerTest {
         assertParam(post("/v1/completions", "{\"prompt\": \"hi\", \"stream_options\": {\"include_usage\": true}}"),
                 "stream_options");
         assertError(post("/v1/completions", "{\"prompt\": \"hi\"} trailing"), 400, "JSON");
+        assertParam(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"response_format\": {\"type\": \"json_schema\", "
+                + "\"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"number\", \"multipleOf\": 3}}}}"),
+                "response_format");
+        assertParam(post("/v1/completions", "{\"prompt\": \"hi\", \"guided_regex\": \"(a)\\\\1\"}"), "guided_regex");
         assertError(http.send(HttpRequest.newBuilder(uri("/v1/chat/completions")).GET().build(),
                 HttpResponse.BodyHandlers.ofString()), 405, "POST");
         assertError(post("/v1/embeddings", "{}"), 404, "/v1/embeddings");
