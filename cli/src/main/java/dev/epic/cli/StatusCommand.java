@@ -97,7 +97,7 @@ public final class StatusCommand implements Callable<Integer> {
         int experts = info.getNumRoutedExperts();
         int[] replicas = new int[experts];
         ArrayNode workers = o.putArray("expert_workers");
-        for (WorkerAnnouncement w : info.getExpertWorkersList()) {
+        for (WorkerAnnouncement w : byId(info.getExpertWorkersList())) {
             int[] ids = w.getExpertsList().stream().mapToInt(Integer::intValue).sorted().toArray();
             for (int e : ids) {
                 if (e < experts) {
@@ -132,7 +132,7 @@ public final class StatusCommand implements Callable<Integer> {
             o.put("attention_live", stats.getAttentionLive());
         }
         ArrayNode attention = o.putArray("attention_workers");
-        for (WorkerAnnouncement w : info.getAttentionWorkersList()) {
+        for (WorkerAnnouncement w : byId(info.getAttentionWorkersList())) {
             attention.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
                     .put("capacity", w.getCapacity());
         }
@@ -188,5 +188,10 @@ public final class StatusCommand implements Callable<Integer> {
                 q.get("steps").asLong(), q.get("decode_rows").asLong(), q.get("prefill_rows").asLong(),
                 q.get("uptime_s").asLong()));
         return s.toString();
+    }
+
+    /** Workers in id order, so that reports compare line by line. */
+    private static java.util.List<WorkerAnnouncement> byId(java.util.List<WorkerAnnouncement> workers) {
+        return workers.stream().sorted(java.util.Comparator.comparing(WorkerAnnouncement::getWorkerId)).toList();
     }
 }
