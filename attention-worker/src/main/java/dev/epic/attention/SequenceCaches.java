@@ -58,8 +58,7 @@ final class SequenceCaches {
     private record Growth(long id, HeapKvCache cache, int need, int max, int reserve) {
         /** What it grows to when the budget allows: what was reserved (as counted by the coordinator), else doubled. */
         int wanted() {
-            return reserve > 0 ? (int) Math.min(max, Math.max(need, reserve))
-                    : HeapKvCache.grownCapacity(cache.capacity(), need, max);
+            return reserve > 0 ? reserved(need, reserve, max) : HeapKvCache.grownCapacity(cache.capacity(), need, max);
         }
 
         int tight() {
@@ -104,11 +103,9 @@ final class SequenceCaches {
                             + "this worker restarted); it cannot continue at layer " + layer + " position " + s.start(),
                             false, List.of(s.id()));
                 }
-                fresh.put(s.id(), s.reserve() > 0
-                        ? Math.max(HeapKvCache.initialCapacity(maxPositions), Math.min(maxPositions,
-                                Math.max(s.length(), s.reserve())))
-                        : HeapKvCache.grownCapacity(HeapKvCache.initialCapacity(maxPositions), s.length(),
-                                maxPositions));
+                int initial = HeapKvCache.initialCapacity(maxPositions);
+                fresh.put(s.id(), s.reserve() > 0 ? Math.max(initial, reserved(s.length(), s.reserve(), maxPositions))
+                        : HeapKvCache.grownCapacity(initial, s.length(), maxPositions));
             } else {
                 // Checked at every layer: a later layer's attention reads and writes from start too.
                 if (s.start() > c.length()) {
@@ -173,6 +170,11 @@ final class SequenceCaches {
             owners.put(s.id(), owner); // a cache moves to the stream that uses it (a coordinator's reopened stream)
         }
         return out;
+    }
+
+    /** Positions a cache holds for a step needing {@code need} when the coordinator reserved {@code reserve}. */
+    private static int reserved(int need, int reserve, int max) {
+        return Math.min(max, Math.max(need, reserve));
     }
 
     /** Bytes the growing caches take beyond what they hold, each grown to {@code size}. */
