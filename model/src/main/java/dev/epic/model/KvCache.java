@@ -57,6 +57,14 @@ public interface KvCache {
         return length();
     }
 
+    /**
+     * Where the cache's memory is held when that has a budget of its own (the attention worker it was
+     * placed on), or null: then only the scheduler's total budget counts it.
+     */
+    default KvPool pool() {
+        return null;
+    }
+
     /** Sets the number of valid positions (after a step: start + chunk length; lower to roll back). */
     void setLength(int length);
 

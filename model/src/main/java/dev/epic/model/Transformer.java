@@ -126,6 +126,11 @@ public final class Transformer {
         return external == null ? Long.MAX_VALUE : external.kvCacheBudget();
     }
 
+    /** Where external attention may place a new cache now (see {@link ExternalAttention#kvPools()}); empty in-process. */
+    public List<? extends KvPool> externalKvPools() {
+        return external == null ? List.of() : external.kvPools();
+    }
+
     public ModelConfig config() {
         return config;
     }

@@ -1,5 +1,6 @@
 package dev.epic.coordinator.attention;
 
+import dev.epic.model.KvPool;
 import dev.epic.proto.AttendRequest;
 import dev.epic.proto.AttendResponse;
 import dev.epic.proto.AttentionServiceGrpc;
@@ -27,7 +28,7 @@ import org.slf4j.LoggerFactory;
  * epoch: the worker's caches are presumed lost, so sequences placed in an earlier epoch cannot go on
  * there. After a short backoff the worker may take new sequences again.
  */
-final class AttentionEndpoint implements AutoCloseable {
+final class AttentionEndpoint implements KvPool, AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(AttentionEndpoint.class);
 
     private final String path;
@@ -99,15 +100,34 @@ final class AttentionEndpoint implements AutoCloseable {
      * more; other coordinators' are unknown here): Long.MAX_VALUE when it announces no budget.
      */
     synchronized long freeBytes(long bytesPerPosition) {
+        return left(bytesPerPosition, RemoteCache::expectedCapacity);
+    }
+
+    /**
+     * KV cache bytes the worker has left now by this coordinator's count: its budget less what our
+     * sequences there reserve (Long.MAX_VALUE when it announces no budget).
+     */
+    synchronized long roomBytes(long bytesPerPosition) {
+        return left(bytesPerPosition, RemoteCache::capacity);
+    }
+
+    private long left(long bytesPerPosition, java.util.function.ToIntFunction<RemoteCache> positions) {
         long budget = announcement.getKvCacheBytes();
         if (budget <= 0) {
             return Long.MAX_VALUE;
         }
         long held = 0;
         for (RemoteCache c : placed) {
-            held += c.expectedCapacity();
+            held += positions.applyAsInt(c);
         }
         return budget - held * bytesPerPosition;
+    }
+
+    /** Its announced KV budget: what the scheduler keeps our sequences here within. */
+    @Override
+    public long kvBudgetBytes() {
+        long budget = announcement.getKvCacheBytes();
+        return budget > 0 ? budget : Long.MAX_VALUE;
     }
 
     /** Sequences the worker holds at most (its announced capacity; 0 = no limit). */

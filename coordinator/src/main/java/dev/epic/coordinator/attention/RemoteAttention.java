@@ -192,6 +192,14 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         return any ? total : Long.MAX_VALUE;
     }
 
+    /** The live workers that take new sequences and announce a KV budget: where a new cache may go now. */
+    @Override
+    public List<? extends dev.epic.model.KvPool> kvPools() {
+        long now = System.nanoTime();
+        return directory.workers().stream()
+                .filter(w -> w.hasRoom(now) && w.kvBudgetBytes() != Long.MAX_VALUE).toList();
+    }
+
     /** Whether a new sequence can be placed now: some worker is registered and not in its failure backoff. */
     public boolean hasLiveWorker() {
         long now = System.nanoTime();
@@ -365,9 +373,17 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                     + " registered)");
         }
         List<AttentionEndpoint> byLoad = new ArrayList<>(live.stream().filter(w -> w.hasRoom(now)).toList());
+        // First the workers with room now for what it reserves to join (elsewhere it would be refused,
+        // or preempted again at once), then the most room for what it may reach, then the fewest sequences.
+        long joining = (long) c.capacity() * bytesPerPosition;
+        Map<AttentionEndpoint, Boolean> fitsNow = new HashMap<>();
         Map<AttentionEndpoint, Long> free = new HashMap<>();
-        byLoad.forEach(w -> free.put(w, w.freeBytes(bytesPerPosition)));
-        byLoad.sort(java.util.Comparator.comparingLong((AttentionEndpoint w) -> -free.get(w))
+        for (AttentionEndpoint w : byLoad) {
+            fitsNow.put(w, w.roomBytes(bytesPerPosition) >= joining);
+            free.put(w, w.freeBytes(bytesPerPosition));
+        }
+        byLoad.sort(java.util.Comparator.comparing((AttentionEndpoint w) -> !fitsNow.get(w))
+                .thenComparingLong(w -> -free.get(w))
                 .thenComparingInt(AttentionEndpoint::placed));
         for (AttentionEndpoint w : byLoad) {
             if (w.place(c)) {

@@ -1,6 +1,7 @@
 package dev.epic.coordinator.attention;
 
 import dev.epic.model.KvCache;
+import dev.epic.model.KvPool;
 
 /**
  * The coordinator's handle on a sequence's KV cache held by an attention worker: its id, the worker
@@ -57,6 +58,12 @@ final class RemoteCache implements KvCache {
     @Override
     public int capacity() {
         return Math.max(reserved, length);
+    }
+
+    /** The worker it is placed on (null before its first step): that worker's budget holds it. */
+    @Override
+    public KvPool pool() {
+        return endpoint;
     }
 
     @Override

@@ -5,6 +5,7 @@ import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.kernels.Parallel;
 import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvCache;
+import dev.epic.model.KvPool;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
 import java.util.ArrayDeque;
@@ -14,7 +15,9 @@ import java.util.Collections;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
 import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.PriorityQueue;
 import java.util.Set;
 import java.util.concurrent.locks.Condition;
@@ -38,7 +41,8 @@ import org.slf4j.LoggerFactory;
  * far again, then go on sampling where they stopped. Clients see only a pause. With the caches on
  * attention workers the same accounting runs against the workers' announced budgets added up
  * ({@link Transformer#externalKvCacheBudget()}), each cache reserving on its worker what it counts
- * here; a worker that still has no room refuses, and the sequences there are preempted then.
+ * here, and within each worker's own budget the latest arrivals there are preempted (to be placed
+ * where there is room); a worker that still has no room refuses, and sequences there are preempted then.
  *
  * <p>With a {@link PrefixCache} (in-process attention only), a joining sequence starts from the
  * longest cached prefix of its prompt, and a prompt's blocks are kept once it is prefilled.
@@ -448,13 +452,14 @@ public final class Scheduler implements AutoCloseable {
                 for (Slot s : active) {
                     kvFree -= (long) grown(s, true) * kvBytesPerPosition; // what it holds after its next step
                 }
+                Map<KvPool, Long> rooms = poolRooms();
                 boolean kvFull = false; // once one does not fit, later ones wait too (first come, first served)
                 while (!preempted.isEmpty() && active.size() < options.maxBatch()) {
                     if (!active.isEmpty() && departures <= preempted.peek().rejoinAfter) {
                         kvFull = true; // an attention worker had no room: wait until a sequence leaves
                         break;
                     }
-                    long took = join(preempted.peek(), kvFree, budget, joined);
+                    long took = join(preempted.peek(), kvFree, budget, rooms, joined);
                     if (took < 0) {
                         kvFull = true;
                         break;
@@ -473,7 +478,7 @@ public final class Scheduler implements AutoCloseable {
                     if (kvFull || active.size() >= options.maxBatch() || waitsForSibling(t)) {
                         continue;
                     }
-                    long took = join(new Slot(t, arrivals, maxPositions(t)), kvFree, budget, joined);
+                    long took = join(new Slot(t, arrivals, maxPositions(t)), kvFree, budget, rooms, joined);
                     if (took < 0) {
                         kvFull = true;
                     } else {
@@ -519,16 +524,40 @@ public final class Scheduler implements AutoCloseable {
      * slack (alone, one always joins); returns the bytes it took, or -1 when it must wait. Should making
      * the cache throw, s is still waiting.
      */
-    private long join(Slot s, long kvFree, long budget, List<Slot> joined) {
+    private long join(Slot s, long kvFree, long budget, Map<KvPool, Long> rooms, List<Slot> joined) {
         long need = (long) s.joinSize() * kvBytesPerPosition;
         if (!active.isEmpty() && need > kvFree - budget / 100) {
             return -1;
+        }
+        if (!rooms.isEmpty()) { // it is placed on one attention worker: one must have room for it
+            Map.Entry<KvPool, Long> most = Collections.max(rooms.entrySet(), Map.Entry.comparingByValue());
+            if (!active.isEmpty() && need > most.getValue()) {
+                return -1;
+            }
+            most.setValue(most.getValue() - need);
         }
         s.cache = model.newCache();
         s.cache.expectAtMost(s.maxPositions);
         active.add(s);
         joined.add(s);
         return need;
+    }
+
+    /**
+     * Bytes each attention worker that may take a new sequence has left after the next step of the
+     * sequences placed there; empty when the caches are in process or no worker announces a budget.
+     */
+    private Map<KvPool, Long> poolRooms() {
+        Map<KvPool, Long> rooms = new LinkedHashMap<>();
+        for (KvPool p : model.externalKvPools()) {
+            rooms.put(p, p.kvBudgetBytes());
+        }
+        if (!rooms.isEmpty()) {
+            for (Slot s : active) {
+                rooms.computeIfPresent(s.cache.pool(), (p, room) -> room - (long) grown(s, true) * kvBytesPerPosition);
+            }
+        }
+        return rooms;
     }
 
     /**
@@ -550,7 +579,7 @@ public final class Scheduler implements AutoCloseable {
                 tight = true;
                 break;
             }
-            Slot victim = latestPreemptible();
+            Slot victim = latestPreemptible(active);
             if (victim == null) {
                 tight = true; // nothing may be preempted: they run, over the budget for this step
                 break;
@@ -560,6 +589,7 @@ public final class Scheduler implements AutoCloseable {
                     victim.cache.length());
             preempt(victim);
         }
+        tight |= makeRoomInPools();
         preemptedCount = preempted.size(); // first: a moved victim is never in neither count
         publishActive();
         for (Slot s : List.copyOf(active)) {
@@ -573,6 +603,45 @@ public final class Scheduler implements AutoCloseable {
             }
         }
         publishActive();
+    }
+
+    /**
+     * Each attention worker holds only its own budget: one that the sequences placed there would
+     * outgrow in this step gives up its latest arrivals, though the others have room. They rejoin as
+     * the total budget allows and are placed where there is room, so the worker need not refuse.
+     * Its earliest sequence is never preempted here (should it alone outgrow the worker, the worker
+     * refuses and {@link #makeRoomOnWorkers} ends it). Returns whether some worker's sequences only fit
+     * by growing {@code tight}ly.
+     */
+    private boolean makeRoomInPools() {
+        Map<KvPool, List<Slot>> pools = new LinkedHashMap<>();
+        for (Slot s : active) {
+            KvPool pool = s.cache.pool();
+            if (pool != null && pool.kvBudgetBytes() != Long.MAX_VALUE) {
+                pools.computeIfAbsent(pool, p -> new ArrayList<>()).add(s);
+            }
+        }
+        boolean tight = false;
+        for (Map.Entry<KvPool, List<Slot>> e : pools.entrySet()) {
+            long budget = e.getKey().kvBudgetBytes();
+            List<Slot> here = e.getValue();
+            while (cacheBytes(here, false) > budget) {
+                if (cacheBytes(here, true) <= budget) {
+                    tight = true;
+                    break;
+                }
+                Slot victim = latestPreemptible(here);
+                if (victim == null) {
+                    break;
+                }
+                log.info("attention worker {} full ({} MiB): preempting a sequence at {} positions there; it resumes "
+                        + "by recomputing them", e.getKey(), mib(budget), victim.cache.length());
+                preempt(victim);
+                victim.rejoinAfter = departures; // rejoining before a sequence leaves, it would be placed into a full worker
+                here.remove(victim);
+            }
+        }
+        return tight;
     }
 
     /**
@@ -626,8 +695,12 @@ public final class Scheduler implements AutoCloseable {
     }
 
     private long cacheBytes(boolean tight) {
+        return cacheBytes(active, tight);
+    }
+
+    private long cacheBytes(List<Slot> slots, boolean tight) {
         long total = 0;
-        for (Slot s : active) {
+        for (Slot s : slots) {
             total += (long) grown(s, tight) * kvBytesPerPosition;
         }
         return total;
@@ -659,14 +732,14 @@ public final class Scheduler implements AutoCloseable {
         preemptions++;
     }
 
-    /** The latest arrival that is not the earliest and not giving prompt logits; null when none is. */
-    private Slot latestPreemptible() {
+    /** Among {@code slots}, the latest arrival that is not the earliest and not giving prompt logits; null when none is. */
+    private static Slot latestPreemptible(List<Slot> slots) {
         long earliest = Long.MAX_VALUE;
-        for (Slot s : active) {
+        for (Slot s : slots) {
             earliest = Math.min(earliest, s.arrival);
         }
         Slot victim = null;
-        for (Slot s : active) {
+        for (Slot s : slots) {
             if (!s.givingPromptLogits() && s.arrival > earliest && (victim == null || s.arrival > victim.arrival)) {
                 victim = s;
             }

@@ -404,6 +404,32 @@ class RemoteAttentionTest {
     }
 
     /**
+     * Each worker's own budget counts, not only their sum: three sequences of up to 43 positions on
+     * two workers with room for 60 each. Two share a worker, and when their caches double to 32
+     * positions they would outgrow it though the sum of the budgets (120) has room. The scheduler
+     * preempts the later of the two before the step, the worker refuses nothing, and it rejoins once
+     * a worker has room for it. Every sequence gives the tokens it gives in process.
+     */
+    @Test
+    void aFullWorkerPreemptsItsLatestThoughAnotherHasRoom() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        int[][] prompts = {{5, 17, 4}, {9, 8, 7}, {1, 2, 3}};
+        int steps = 40;
+        List<LogitsTask.Result> inProcess;
+        try (Scheduler s = new Scheduler(engine(dir, null), new SchedulerOptions(8, 8, 256))) {
+            inProcess = together(s, prompts, steps);
+        }
+        try (Scheduler s = new Scheduler(engineOnTwoWorkers(60, 60), new SchedulerOptions(8, 8, 256))) {
+            List<LogitsTask.Result> results = together(s, prompts, steps);
+            for (int i = 0; i < prompts.length; i++) {
+                assertArrayEquals(inProcess.get(i).argmax(), results.get(i).argmax(), "prompt " + i);
+            }
+            assertTrue(s.preemptions() >= 1, "the shared worker was full: " + s.preemptions());
+        }
+        assertEquals(0, workers.get(0).refusedSequences() + workers.get(1).refusedSequences(), "no worker refused one");
+    }
+
+    /**
      * The scheduler answers a worker without room by preempting, not failing: two sequences of up to
      * 30 positions on a worker with room for 40. The later one is preempted when the caches must grow,
      * rejoins once the earlier has finished, and both give the logits they give alone (the recomputed

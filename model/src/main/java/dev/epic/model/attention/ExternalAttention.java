@@ -1,6 +1,7 @@
 package dev.epic.model.attention;
 
 import dev.epic.model.KvCache;
+import dev.epic.model.KvPool;
 import dev.epic.model.layers.SequenceRows;
 import java.util.List;
 
@@ -26,5 +27,14 @@ public interface ExternalAttention {
      */
     default long kvCacheBudget() {
         return Long.MAX_VALUE;
+    }
+
+    /**
+     * The places that may take a new cache now, each with a budget of its own (the live attention
+     * workers): a sequence joins only when one of them has room for it. Empty (the default) when
+     * none has a budget.
+     */
+    default List<? extends KvPool> kvPools() {
+        return List.of();
     }
 }
