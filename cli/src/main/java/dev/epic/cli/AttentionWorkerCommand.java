@@ -52,8 +52,9 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
                 : AttentionWorker.defaultKvCacheBytes();
         flags.checkPortsFree(port); // before the weights: loading them may take minutes
         Checkpoint checkpoint = Checkpoint.open(model);
-        long t0 = System.nanoTime();
         WeightFormat format = WeightFormat.parse(flags.weights);
+        flags.checkZooKeeper();
+        long t0 = System.nanoTime();
         AttentionLayers layers = AttentionLayers.load(checkpoint.config(), ConvertedWeights.of(checkpoint, format, model));
         log.info("opened the attention of {} layers in {} ms: {} MiB of weights, process RSS {} MiB", layers.count(),
                 (System.nanoTime() - t0) / 1_000_000, String.format("%.1f", layers.storageBytes() / 1048576.0),

@@ -14,6 +14,7 @@ import dev.epic.worker.ExpertShard;
 import dev.epic.worker.ExpertWorker;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
+import java.util.function.Supplier;
 import java.util.stream.IntStream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -66,15 +67,15 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         return flags.serve(this::serve);
     }
 
-    /** The shard on the device asked for. */
-    private ExpertShard load(Checkpoint checkpoint, int[] ids) {
+    /** Loads the shard on the device asked for, once called: the flags are checked now, before anything loads. */
+    private Supplier<ExpertShard> loader(Checkpoint checkpoint, int[] ids) {
         WeightFormat format = WeightFormat.parse(flags.weights);
         CudaShard.Activations act = CudaShard.Activations.parse(activations);
         if (device.equals("cpu")) {
             if (act != CudaShard.Activations.FP32) {
                 throw new IllegalArgumentException("--activations bf16 needs --device cuda (the CPU kernels are fp32)");
             }
-            return CheckpointShard.load(checkpoint, ids, format);
+            return () -> CheckpointShard.load(checkpoint, ids, format);
         }
         int ordinal = GpuFlag.ordinal("--device", device, "cpu, cuda or cuda:N");
         if (format != WeightFormat.AUTO) {
@@ -89,7 +90,7 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--device " + device + ": " + (Cuda.available()
                     ? "this machine has " + Cuda.deviceCount() + " GPU(s)" : Cuda.unavailableReason()));
         }
-        return CudaShard.load(checkpoint, ids, CudaDevice.open(ordinal)).activations(act).onContextLost(() -> {
+        return () -> CudaShard.load(checkpoint, ids, CudaDevice.open(ordinal)).activations(act).onContextLost(() -> {
             // Every later message would fail: exit (the registration goes with the process) to be restarted.
             log.error("exiting: the GPU cannot serve any more messages");
             Runtime.getRuntime().halt(70);
@@ -105,8 +106,10 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         }
         int[] ids = ExpertRanges.parse(experts, cfg.nRoutedExperts());
         CheckpointFingerprint fp = CheckpointFingerprint.of(model);
+        Supplier<ExpertShard> loader = loader(checkpoint, ids);
+        flags.checkZooKeeper();
         long t0 = System.nanoTime();
-        ExpertShard shard = load(checkpoint, ids);
+        ExpertShard shard = loader.get();
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
         log.info("loaded {} of {} experts x {} MoE layers on {} in {} ms: {} MiB of expert weights ({}% of all routed "
                         + "experts), process RSS {} MiB", ids.length, cfg.nRoutedExperts(), moeLayers, device,

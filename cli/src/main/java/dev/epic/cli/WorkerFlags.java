@@ -3,6 +3,7 @@ package dev.epic.cli;
 import dev.epic.model.checkpoint.CheckpointException;
 import dev.epic.model.config.ConfigException;
 import dev.epic.transport.Ports;
+import dev.epic.transport.WorkerRegistration;
 import dev.epic.transport.ZkLayout;
 import java.io.PrintWriter;
 import java.util.concurrent.Callable;
@@ -97,6 +98,16 @@ final class WorkerFlags {
     void checkPortsFree(int grpcPort) throws java.io.IOException {
         Ports.checkFree(host, grpcPort);
         Ports.checkFree(host, metricsPort);
+    }
+
+    /**
+     * ZooKeeper reachable within the session timeout, checked once the model's headers are read and
+     * before its weights load (which may take an hour): a wrong {@code --zk} is one line now, not after
+     * the load. Exiting here costs a restart nothing, so a worker started before its ZooKeeper simply
+     * starts again.
+     */
+    void checkZooKeeper() throws InterruptedException {
+        WorkerRegistration.connect(zk, sessionTimeoutMs, sessionTimeoutMs).close();
     }
 
     /**

@@ -89,6 +89,19 @@ class CliInputErrorsTest {
                 "127.0.0.1:1", "--port", "50999", "--host", "192.0.2.1");
     }
 
+    /**
+     * A worker that cannot reach ZooKeeper says so in one line once it has read the model's headers,
+     * before its weights load (which may take an hour), waiting for it the session timeout.
+     */
+    @Test
+    void anUnreachableZooKeeperIsOneLineBeforeTheWeightsLoad() {
+        String[] zk = {"--zk", "127.0.0.1:1", "--zk-session-timeout-ms", "1000", "--port", "0"};
+        refused("epic expert-worker: ", "cannot connect to ZooKeeper at 127.0.0.1:1 within 1000 ms",
+                concat(new String[] {"expert-worker", "--model", MODEL, "--experts", "0-3"}, zk));
+        refused("epic attention-worker: ", "cannot connect to ZooKeeper at 127.0.0.1:1 within 1000 ms",
+                concat(new String[] {"attention-worker", "--model", MODEL}, zk));
+    }
+
     /** A coordinator (or epic local) whose port is taken or out of range, or whose host does not resolve, says so in one line, before loading anything. */
     @Test
     void takenPortsAreOneLine() throws Exception {

@@ -38,6 +38,12 @@ public final class WorkerRegistration implements AutoCloseable {
 
     /** A started Curator client, connected within 30 s (else StartupException; the client is closed). */
     public static CuratorFramework connect(String zkConnect, int sessionTimeoutMillis) throws InterruptedException {
+        return connect(zkConnect, sessionTimeoutMillis, 30_000);
+    }
+
+    /** A started Curator client, connected within {@code waitMillis} (else StartupException; the client is closed). */
+    public static CuratorFramework connect(String zkConnect, int sessionTimeoutMillis, long waitMillis)
+            throws InterruptedException {
         CuratorFramework zk = CuratorFrameworkFactory.builder()
                 .connectString(zkConnect)
                 .sessionTimeoutMs(sessionTimeoutMillis)
@@ -45,9 +51,9 @@ public final class WorkerRegistration implements AutoCloseable {
                 .retryPolicy(new ExponentialBackoffRetry(200, 10, 2_000))
                 .build();
         zk.start();
-        if (!zk.blockUntilConnected(30, TimeUnit.SECONDS)) {
+        if (!zk.blockUntilConnected((int) waitMillis, TimeUnit.MILLISECONDS)) {
             zk.close();
-            throw new StartupException("cannot connect to ZooKeeper at " + zkConnect + " within 30 s");
+            throw new StartupException("cannot connect to ZooKeeper at " + zkConnect + " within " + waitMillis + " ms");
         }
         return zk;
     }
