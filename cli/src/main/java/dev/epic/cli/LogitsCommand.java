@@ -42,6 +42,10 @@ public final class LogitsCommand implements Callable<Integer> {
     @Option(names = "--steps", defaultValue = "0", paramLabel = "N", description = "greedy decode steps (default 0)")
     int steps;
 
+    @Option(names = "--timeout-s", defaultValue = "600", paramLabel = "S",
+            description = "with --target: request deadline (default ${DEFAULT-VALUE})")
+    long timeoutS;
+
     @Override
     public Integer call() {
         PrintWriter err = spec.commandLine().getErr();
@@ -55,8 +59,9 @@ public final class LogitsCommand implements Callable<Integer> {
             if ((model == null) == (target == null)) {
                 throw new IllegalArgumentException("give exactly one of --model DIR or --target HOST:PORT");
             }
+            Flags.requirePositive("--timeout-s", timeoutS);
             if (target != null) {
-                return RemoteLogits.print(target, tokens, steps, spec.commandLine().getOut(), err);
+                return RemoteLogits.print(target, tokens, steps, timeoutS, spec.commandLine().getOut(), err);
             }
             if (!Files.isDirectory(model)) {
                 throw new IllegalArgumentException("model directory not found: " + model);

@@ -13,7 +13,7 @@ import java.util.concurrent.TimeUnit;
 final class RemoteLogits {
     private RemoteLogits() {}
 
-    static int print(String target, int[] tokens, int steps, PrintWriter out, PrintWriter err) {
+    static int print(String target, int[] tokens, int steps, long timeoutS, PrintWriter out, PrintWriter err) {
         ManagedChannel channel;
         try {
             channel = Channels.open(target);
@@ -27,7 +27,7 @@ final class RemoteLogits {
             for (int t : tokens) {
                 req.addPromptTokenIds(t);
             }
-            LogitsResponse r = GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.MINUTES)
+            LogitsResponse r = GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(timeoutS, TimeUnit.SECONDS)
                     .logits(req.build());
             for (int k = 0; k < r.getStepsCount(); k++) {
                 float[] logits = new float[r.getVocabSize()];

@@ -191,6 +191,27 @@ class ServingCommandsTest {
         assertTrue(expert.err().startsWith("epic expert-worker: "), expert.err());
     }
 
+    /**
+     * A coordinator that takes the connection and never answers (a hung process) holds a client
+     * command only for its --timeout-s, which then ends it with DEADLINE_EXCEEDED.
+     */
+    @Test
+    void clientCommandsGiveUpOnAHungCoordinatorAfterTheirTimeout() throws Exception {
+        try (ServerSocket hung = new ServerSocket(0, 50, InetAddress.getByName("127.0.0.1"))) {
+            String target = "127.0.0.1:" + hung.getLocalPort();
+            LogitsCommandTest.Run logits = LogitsCommandTest.run(new LogitsCommand(), "--target", target, "--ids", "5,17",
+                    "--timeout-s", "1");
+            assertEquals(1, logits.code(), logits.err());
+            assertTrue(logits.err().contains("DEADLINE_EXCEEDED"), logits.err());
+            LogitsCommandTest.Run generate = LogitsCommandTest.run(new GenerateCommand(), "--target", target, "--prompt",
+                    "x", "--timeout-s", "1");
+            assertEquals(1, generate.code(), generate.err());
+            assertTrue(generate.err().contains("DEADLINE_EXCEEDED"), generate.err());
+        }
+        assertEquals(LogitsCommand.BAD_INPUT, LogitsCommandTest.run(new LogitsCommand(), "--target", "127.0.0.1:1",
+                "--ids", "5", "--timeout-s", "0").code());
+    }
+
     /** The model does not exist: a taken port is reported first, before any weights would load. */
     @Test
     void aTakenPortIsOneLineBeforeTheWeightsLoad() throws Exception {
