@@ -1,0 +1,83 @@
+package dev.epic.coordinator.scheduler;
+
+import dev.epic.model.HeapKvCache;
+import dev.epic.model.KvCache;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/** A sequence holding a batch slot, or preempted and waiting to take one again. */
+final class Slot {
+    final SequenceTask task;
+    final int[] prompt;
+    final long arrival;     // admission order: preemption takes the latest first
+    final int maxPositions; // the most its cache will ever hold
+    KvCache cache;          // null while preempted
+    int[] feed;             // what prefill feeds: the prompt, after a preemption also what was generated
+    int fed;                // tokens of feed already in the cache
+    int next = -1;          // token to feed in the next step once feed is in
+    final List<Integer> generated = new ArrayList<>(); // fed after the prompt
+    boolean resumed;        // joined again after a preemption
+    /** Attention workers: rejoins once more than this many sequences have left (finished, failed or cancelled). */
+    long rejoinAfter = -1;
+
+    Slot(SequenceTask task, long arrival, int maxPositions) {
+        this.task = task;
+        this.prompt = task.prompt();
+        this.feed = prompt;
+        this.arrival = arrival;
+        this.maxPositions = maxPositions;
+    }
+
+    boolean prefilling() {
+        return fed < feed.length;
+    }
+
+    /** Frees the cache, if it still has one. */
+    void release() {
+        if (cache != null) {
+            cache.release();
+            cache = null;
+        }
+    }
+
+    /** Part way through delivering its prompt logits: preempted, it would deliver them twice. */
+    boolean givingPromptLogits() {
+        return prefilling() && promptLogits() && fed > 0;
+    }
+
+    /** Prompt logits go to the task on the first prefill only; a resumed one has had them. */
+    boolean promptLogits() {
+        return task.wantsPromptLogits() && !resumed;
+    }
+
+    /**
+     * Drops the cache: the next prefill feeds the prompt, what was generated and the pending
+     * token, whose logits then choose the token after it, as the decode step would have.
+     */
+    void preempt() {
+        if (!prefilling() && next >= 0) { // built first: should that fail, the slot is as it was
+            int[] all = Arrays.copyOf(prompt, prompt.length + generated.size() + 1);
+            for (int i = 0; i < generated.size(); i++) {
+                all[prompt.length + i] = generated.get(i);
+            }
+            all[all.length - 1] = next;
+            generated.add(next);
+            feed = all;
+        }
+        resumed |= fed > 0 || !generated.isEmpty(); // one that never ran joins as new
+        release();
+        fed = 0;
+    }
+
+    /**
+     * Positions its cache reserves on joining, counted against the budget: the feed and its first
+     * token, and for a resumed sequence room to decode {@link HeapKvCache#TIGHT_GROWTH} more, so that
+     * it is not preempted again before it has moved; a fresh cache's size at least.
+     */
+    int joinSize() {
+        int extra = resumed ? HeapKvCache.TIGHT_GROWTH : 0;
+        return Math.max(HeapKvCache.initialCapacity(maxPositions),
+                (int) Math.min(maxPositions, (long) feed.length + 1 + extra));
+    }
+}
