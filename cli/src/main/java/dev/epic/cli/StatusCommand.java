@@ -34,7 +34,7 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "status", mixinStandardHelpOptions = true,
         description = {"Show a running cluster: health, model, expert workers and the experts each hosts, expert",
-            "coverage and replicas, attention workers, and the scheduler's load. Exit code 0 when serving, 3 when",
+            "coverage and replicas, attention workers, the scheduler's load and its KV cache. Exit code 0 when serving, 3 when",
             "the coordinator answers but is not serving (e.g. experts without a live worker), 1 when unreachable or",
             "not a coordinator."})
 public final class StatusCommand implements Callable<Integer> {
@@ -134,13 +134,14 @@ public final class StatusCommand implements Callable<Integer> {
         ArrayNode attention = o.putArray("attention_workers");
         for (WorkerAnnouncement w : byId(info.getAttentionWorkersList())) {
             attention.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
-                    .put("capacity", w.getCapacity());
+                    .put("capacity", w.getCapacity()).put("kv_cache_bytes", w.getKvCacheBytes());
         }
         double uptime = stats.getUptimeNanos() / 1e9;
         o.putObject("scheduler").put("running", stats.getRunning()).put("waiting", stats.getWaiting())
                 .put("max_batch", stats.getMaxBatch()).put("uptime_s", Math.round(uptime))
                 .put("steps", stats.getSteps()).put("decode_rows", stats.getDecodeRows())
-                .put("prefill_rows", stats.getPrefillRows());
+                .put("prefill_rows", stats.getPrefillRows()).put("kv_cache_bytes", stats.getKvCacheBytes())
+                .put("kv_cache_budget_bytes", stats.getKvCacheBudgetBytes()).put("preemptions", stats.getPreemptions());
         return o;
     }
 
@@ -174,8 +175,9 @@ public final class StatusCommand implements Callable<Integer> {
             s.append(String.format("attention  NO LIVE ATTENTION WORKER%n"));
         }
         for (var w : r.get("attention_workers")) {
-            s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%n", w.get("id").asText(),
-                    w.get("address").asText(), w.get("pid").asLong(), w.get("capacity").asInt()));
+            s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%s%n", w.get("id").asText(),
+                    w.get("address").asText(), w.get("pid").asLong(), w.get("capacity").asInt(),
+                    w.path("kv_cache_bytes").asLong() > 0 ? " in " + mib(w.get("kv_cache_bytes").asLong()) + " MiB of KV cache" : ""));
         }
         for (var w : r.path("refused_workers")) {
             s.append(String.format("  REFUSED %s %s%s: %s%n", w.get("kind").asText(), w.get("id").asText(),
@@ -183,11 +185,18 @@ public final class StatusCommand implements Callable<Integer> {
                     w.get("reason").asText()));
         }
         var q = r.get("scheduler");
+        long budget = q.path("kv_cache_budget_bytes").asLong();
         s.append(String.format("scheduler  %d running of %d, %d waiting; %d steps, %d decoded and %d prefilled positions "
-                        + "in %d s", q.get("running").asInt(), q.get("max_batch").asInt(), q.get("waiting").asInt(),
+                        + "in %d s%n", q.get("running").asInt(), q.get("max_batch").asInt(), q.get("waiting").asInt(),
                 q.get("steps").asLong(), q.get("decode_rows").asLong(), q.get("prefill_rows").asLong(),
                 q.get("uptime_s").asLong()));
+        s.append(String.format("kv cache   %s MiB held of %s; %d preemptions", mib(q.path("kv_cache_bytes").asLong()),
+                budget > 0 ? "a " + mib(budget) + " MiB budget" : "no known budget", q.path("preemptions").asLong()));
         return s.toString();
+    }
+
+    private static String mib(long bytes) {
+        return String.format("%.1f", bytes / 1048576.0);
     }
 
     /** Workers in id order, so that reports compare line by line. */

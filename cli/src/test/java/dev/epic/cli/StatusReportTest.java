@@ -1,6 +1,7 @@
 package dev.epic.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.epic.proto.ModelFingerprint;
@@ -11,7 +12,7 @@ import java.util.List;
 import java.util.stream.StreamSupport;
 import org.junit.jupiter.api.Test;
 
-/** `epic status` lists workers in id order, however the coordinator's routing table holds them. */
+/** What `epic status` reports: workers in id order, however the coordinator's routing table holds them, and KV cache use. */
 class StatusReportTest {
     private static WorkerAnnouncement worker(String id, int expert) {
         return WorkerAnnouncement.newBuilder().setWorkerId(id).setAddress("127.0.0.1:" + (1000 + expert))
@@ -29,6 +30,24 @@ class StatusReportTest {
         JsonNode report = StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING");
         assertEquals(List.of("w0", "w1", "w2"), ids(report.get("expert_workers")));
         assertEquals(List.of("a0", "a1"), ids(report.get("attention_workers")));
+    }
+
+    /** The report shows the KV cache held against its budget, the preemptions, and each attention worker's budget. */
+    @Test
+    void kvCacheUseAndBudgetsAreShown() {
+        ModelInfoResponse info = ModelInfoResponse.newBuilder()
+                .setFingerprint(ModelFingerprint.newBuilder().setName("m").setSha256("a".repeat(64)))
+                .setNumRoutedExperts(3)
+                .addAttentionWorkers(worker("a0", 0).toBuilder().setCapacity(16).setKvCacheBytes(2L << 20))
+                .build();
+        StatsResponse stats = StatsResponse.newBuilder().setKvCacheBytes(3L << 20).setKvCacheBudgetBytes(4L << 20)
+                .setPreemptions(2).build();
+        String summary = StatusCommand.summary(StatusCommand.report(info, stats, "SERVING"));
+        assertTrue(summary.contains("up to 16 sequences in 2.0 MiB of KV cache"), summary);
+        assertTrue(
+                summary.contains("kv cache   3.0 MiB held of a 4.0 MiB budget; 2 preemptions"), summary);
+        String none = StatusCommand.summary(StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING"));
+        assertTrue(none.contains("0.0 MiB held of no known budget; 0 preemptions"), none);
     }
 
     private static List<String> ids(JsonNode workers) {

@@ -36,6 +36,8 @@ final class StatsReport {
                 .setRunning(scheduler.running())
                 .setWaiting(scheduler.waiting())
                 .setPreemptions(scheduler.preemptions())
+                .setKvCacheBytes(scheduler.kvCacheBytes())
+                .setKvCacheBudgetBytes(scheduler.kvCacheBudget() == Long.MAX_VALUE ? 0 : scheduler.kvCacheBudget())
                 .setMaxBatch(scheduler.options().maxBatch())
                 .setMaxQueue(scheduler.options().maxQueue())
                 .setPrefillBudget(scheduler.options().prefillBudget())

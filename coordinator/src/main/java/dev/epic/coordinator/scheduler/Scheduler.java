@@ -632,12 +632,12 @@ public final class Scheduler implements AutoCloseable {
 
     /** What metrics read of the running set: its size and the KV cache memory it holds (engine thread). */
     private void publishActive() {
-        activeCount = active.size();
         long bytes = 0;
         for (Slot s : active) {
             bytes += (long) s.cache.capacity() * kvBytesPerPosition;
         }
         kvHeldBytes = bytes;
+        activeCount = active.size(); // last: who reads running() first then sees the bytes that go with it
     }
 
     /**

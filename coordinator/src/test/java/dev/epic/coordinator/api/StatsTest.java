@@ -78,6 +78,9 @@ class StatsTest {
                         assertEquals(0, before.getMoeLayerCalls());
                         assertEquals(4, before.getMaxBatch());
                         assertEquals(32, before.getPrefillBudget());
+                        assertEquals(SchedulerOptions.defaultKvCacheBytes(), before.getKvCacheBudgetBytes(),
+                                "the default KV budget, half the heap");
+                        assertEquals(0, before.getKvCacheBytes());
 
                         // 5 prompt tokens in one chunk, then 3 decode steps for tokens 2..4.
                         api.generate(prompt(4, 5, 17, 4, 99, 250)).forEachRemaining(r -> { });
@@ -104,6 +107,7 @@ class StatsTest {
                         }
                         assertTrue(idle.getRunning() == 0 && idle.getWaiting() == 0, "the finished request left: " + idle);
                         assertEquals("", idle.getMissingExperts(), "both workers cover every expert");
+                        assertEquals(0, idle.getKvCacheBytes(), "the finished request's cache is gone");
 
                         for (LatencyHistogram h : new LatencyHistogram[] {s.getMoeLayer(), s.getDispatchCombine()}) {
                             assertEquals(s.getMoeLayerCalls(), h.getCount());
