@@ -114,7 +114,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
         Flags.requirePort("--http-port", openai.port);
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
-        ProcessMeters m = metrics.open(host);
+        ProcessMeters m = metrics.open(host, openai.port != 0);
         RemoteExpertBackend backend = null;
         RemoteAttention attention = null;
         CoordinatorServer server;
@@ -131,7 +131,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
             ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);
             server = CoordinatorServer.start(served, backend, scheduler.options(), host, port, m.registry());
             try {
-                http = openai.open(host, server.target());
+                http = openai.open(host, server.target(), m);
             } catch (Exception | Error e) {
                 server.close();
                 throw e;

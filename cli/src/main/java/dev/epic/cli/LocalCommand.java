@@ -92,7 +92,7 @@ public final class LocalCommand implements Callable<Integer> {
                 attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0);
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
-        ProcessMeters m = metrics.open(host);
+        ProcessMeters m = metrics.open(host, openai.port != 0);
         LocalCluster cluster;
         try {
             cluster = LocalCluster.start(model, options.withRegistry(m.registry()));
@@ -102,7 +102,7 @@ public final class LocalCommand implements Callable<Integer> {
         }
         OpenAiServer http;
         try {
-            http = openai.open(host, cluster.target());
+            http = openai.open(host, cluster.target(), m);
         } catch (Exception | Error e) {
             cluster.close();
             m.close();

@@ -10,12 +10,13 @@ final class MetricsFlags {
             description = "serve Prometheus metrics on http://ADDR:PORT/metrics, ADDR as --host (0 = off; default ${DEFAULT-VALUE})")
     int port;
 
-    ProcessMeters open(String host) throws IOException {
+    /** The meters; {@code scrapeable} keeps them for Prometheus without --metrics-port (the HTTP API serves them). */
+    ProcessMeters open(String host, boolean scrapeable) throws IOException {
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("--metrics-port must be in [0, 65535], got " + port);
         }
         try {
-            return ProcessMeters.open(host, port);
+            return ProcessMeters.open(host, port, scrapeable);
         } catch (IOException | RuntimeException e) {
             throw new IllegalArgumentException("cannot serve metrics on " + host + ":" + port + ": " + e.getMessage(), e);
         }

@@ -1,6 +1,7 @@
 package dev.epic.cli;
 
 import dev.epic.coordinator.openai.OpenAiServer;
+import dev.epic.transport.ProcessMeters;
 import java.io.IOException;
 import picocli.CommandLine.Option;
 
@@ -8,7 +9,7 @@ import picocli.CommandLine.Option;
 final class OpenAiFlags {
     @Option(names = "--http-port", defaultValue = "0", paramLabel = "PORT",
             description = "serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, "
-                    + "/health) on http://ADDR:PORT, ADDR as --host (0 = off; default ${DEFAULT-VALUE})")
+                    + "/health, /metrics) on http://ADDR:PORT, ADDR as --host (0 = off; default ${DEFAULT-VALUE})")
     int port;
 
     @Option(names = "--served-model-name", paramLabel = "NAME",
@@ -30,12 +31,15 @@ final class OpenAiFlags {
         return java.util.Arrays.stream(flag.split(",")).map(String::strip).filter(o -> !o.isEmpty()).toList();
     }
 
-    /** The HTTP server over the coordinator at {@code grpcTarget}, or null when off. */
-    OpenAiServer open(String host, String grpcTarget) throws IOException {
+    /**
+     * The HTTP server over the coordinator at {@code grpcTarget}, answering /metrics with {@code meters}'
+     * Prometheus text, or null when off.
+     */
+    OpenAiServer open(String host, String grpcTarget, ProcessMeters meters) throws IOException {
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("--http-port must be in [0, 65535], got " + port);
         }
         return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget, servedModelName, apiKey,
-                origins(allowedOrigins));
+                origins(allowedOrigins), meters.scrape() != null ? meters::scrape : null);
     }
 }

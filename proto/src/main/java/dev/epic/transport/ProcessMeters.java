@@ -31,14 +31,23 @@ public final class ProcessMeters implements AutoCloseable {
      * them on any free port.
      */
     public static ProcessMeters open(String host, int port) throws IOException {
-        MeterRegistry registry = port != 0 ? new PrometheusMeterRegistry(PrometheusConfig.DEFAULT) : new SimpleMeterRegistry();
+        return open(host, port, false);
+    }
+
+    /**
+     * As {@link #open(String, int)}; with {@code scrapeable} the meters are kept for Prometheus even
+     * without a port of their own ({@link #scrape()}: another server answers /metrics with them).
+     */
+    public static ProcessMeters open(String host, int port, boolean scrapeable) throws IOException {
+        MeterRegistry registry = port != 0 || scrapeable ? new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)
+                : new SimpleMeterRegistry();
         JvmGcMetrics gc = new JvmGcMetrics();
         try {
             new JvmMemoryMetrics().bindTo(registry);
             gc.bindTo(registry);
             new JvmThreadMetrics().bindTo(registry);
             new ProcessorMetrics().bindTo(registry);
-            MetricsEndpoint endpoint = registry instanceof PrometheusMeterRegistry prometheus
+            MetricsEndpoint endpoint = registry instanceof PrometheusMeterRegistry prometheus && port != 0
                     ? MetricsEndpoint.start(prometheus, host, Math.max(0, port)) : null;
             return new ProcessMeters(registry, gc, endpoint);
         } catch (IOException | RuntimeException e) {
@@ -50,6 +59,11 @@ public final class ProcessMeters implements AutoCloseable {
 
     public MeterRegistry registry() {
         return registry;
+    }
+
+    /** The meters in Prometheus' text format, or null when they are kept in memory only. */
+    public String scrape() {
+        return registry instanceof PrometheusMeterRegistry prometheus ? prometheus.scrape() : null;
     }
 
     /** The port /metrics is served on, or 0 when the meters stay in memory. */

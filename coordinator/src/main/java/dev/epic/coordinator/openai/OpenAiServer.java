@@ -59,6 +59,8 @@ public final class OpenAiServer implements AutoCloseable {
     /** Origins browsers may call from (CORS); "*" among them: any. Empty: no CORS headers. */
     private final List<String> allowedOrigins;
     private volatile ModelInfoResponse info;
+    /** The coordinator's Prometheus text for GET /metrics; null when it keeps none. */
+    private final java.util.function.Supplier<String> metrics;
     private volatile int capacity; // 0: not asked yet
     /** Set when the coordinator starts draining: new requests get a 503 that says so. */
     private volatile boolean shuttingDown;
@@ -66,8 +68,9 @@ public final class OpenAiServer implements AutoCloseable {
     private final long created = System.currentTimeMillis() / 1000;
 
     private OpenAiServer(ExecutorService executor, ManagedChannel channel, String servedName,
-            String apiKey, List<String> allowedOrigins) {
+            String apiKey, List<String> allowedOrigins, java.util.function.Supplier<String> metrics) {
         this.allowedOrigins = List.copyOf(allowedOrigins);
+        this.metrics = metrics;
         // Stripped: a key file (kubectl create secret --from-file) usually ends in a newline.
         this.apiKey = apiKey == null ? null : apiKey.strip().getBytes(java.nio.charset.StandardCharsets.UTF_8);
         this.executor = executor;
@@ -93,13 +96,23 @@ public final class OpenAiServer implements AutoCloseable {
      */
     public static OpenAiServer start(String host, int port, String target, String servedName, String apiKey,
             List<String> allowedOrigins) throws IOException {
+        return start(host, port, target, servedName, apiKey, allowedOrigins, null);
+    }
+
+    /**
+     * As {@link #start(String, int, String, String, String, List)}, also answering {@code GET /metrics}
+     * with {@code metrics} (the coordinator's Prometheus text; null: no /metrics), on the API's port as
+     * vLLM does, without the API key (as vLLM's key guards /v1 only), so scrapers need no token.
+     */
+    public static OpenAiServer start(String host, int port, String target, String servedName, String apiKey,
+            List<String> allowedOrigins, java.util.function.Supplier<String> metrics) throws IOException {
         if (apiKey != null && apiKey.isBlank()) {
             throw new IllegalArgumentException("the API key is blank: give a key, or none to serve without one");
         }
         ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext()
                 .maxInboundMessageSize(64 << 20).build();
         ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
-        OpenAiServer server = new OpenAiServer(executor, channel, servedName, apiKey, allowedOrigins);
+        OpenAiServer server = new OpenAiServer(executor, channel, servedName, apiKey, allowedOrigins, metrics);
         try {
             server.http = NettyHttpServer.start(host, port, MAX_BODY, OpenAiServer::errorBody, server::handle, executor,
                     NettyHttpServer.IDLE_SECONDS, NettyHttpServer.WRITE_TIMEOUT_SECONDS);
@@ -163,11 +176,12 @@ public final class OpenAiServer implements AutoCloseable {
         if (path.length() > 1 && path.endsWith("/")) {
             path = path.substring(0, path.length() - 1);
         }
-        if (apiKey != null && !path.equals("/health") && !authorized(ex)) {
+        boolean open = path.equals("/health") || (path.equals("/metrics") && metrics != null); // for probes and scrapers
+        if (apiKey != null && !open && !authorized(ex)) {
             ex.setHeader("WWW-Authenticate", "Bearer");
             throw new OpenAiError(401, "authentication_error", null, "a valid API key is required (Authorization: Bearer ...)");
         }
-        if (shuttingDown && !path.equals("/health")) {
+        if (shuttingDown && !open) {
             throw new OpenAiError(503, "service_unavailable", null, "the server is shutting down: send the request "
                     + "to another replica");
         }
@@ -224,6 +238,17 @@ public final class OpenAiServer implements AutoCloseable {
             case "/health" -> {
                 requireMethod(ex, "GET");
                 health(ex);
+            }
+            case "/metrics" -> {
+                if (metrics == null) {
+                    throw new OpenAiError(404, "not_found_error", null, "no such endpoint: /metrics (the coordinator "
+                            + "keeps no Prometheus metrics)");
+                }
+                requireMethod(ex, "GET");
+                byte[] text = metrics.get().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+                ex.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+                ex.sendResponseHeaders(200, text.length);
+                ex.responseBody().write(text);
             }
             default -> throw new OpenAiError(404, "not_found_error", null, "no such endpoint: " + path);
         }

@@ -891,6 +891,37 @@ class OpenAiServerTest {
      * before the API key is checked (browsers send it without one), and every answer to an allowed
      * Origin carries Access-Control-Allow-Origin ("*" by default, else the origin itself).
      */
+    /**
+     * With the coordinator's meters, GET /metrics on the API's port answers them in Prometheus' text
+     * format without the API key (as vLLM's /metrics), while /v1 still needs it; without meters it is 404.
+     */
+    @Test
+    void metricsAreServedOnTheApiPort() throws Exception {
+        try (dev.epic.transport.ProcessMeters meters = dev.epic.transport.ProcessMeters.open("127.0.0.1", 0, true);
+             OpenAiServer guarded = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null, "s3cret",
+                     List.of("*"), meters::scrape)) {
+            meters.registry().counter("epic.test.scrapes").increment(3);
+            String base = "http://127.0.0.1:" + guarded.port();
+            HttpResponse<String> scraped = http.send(HttpRequest.newBuilder(URI.create(base + "/metrics")).GET().build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, scraped.statusCode(), scraped.body());
+            assertTrue(scraped.headers().firstValue("Content-Type").orElse("").startsWith("text/plain; version=0.0.4"));
+            assertTrue(scraped.body().contains("epic_test_scrapes_total 3.0"), scraped.body());
+            assertTrue(scraped.body().contains("jvm_memory_used_bytes"), "the JVM's meters too");
+            HttpResponse<String> posted = http.send(HttpRequest.newBuilder(URI.create(base + "/metrics"))
+                    .POST(HttpRequest.BodyPublishers.ofString("")).build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(405, posted.statusCode(), posted.body());
+            assertError(http.send(HttpRequest.newBuilder(URI.create(base + "/v1/models")).GET().build(),
+                    HttpResponse.BodyHandlers.ofString()), 401, "API key");
+        }
+        try (OpenAiServer guarded = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null, "s3cret")) {
+            HttpResponse<String> none = http.send(HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + guarded.port() + "/metrics")).header("Authorization", "Bearer s3cret")
+                    .GET().build(), HttpResponse.BodyHandlers.ofString());
+            assertError(none, 404, "/metrics");
+        }
+    }
+
     @Test
     void browsersGetCorsHeaders() throws Exception {
         try (OpenAiServer guarded = OpenAiServer.start("127.0.0.1", 0, coordinator.target(), null, "s3cret")) {
