@@ -218,8 +218,15 @@ final class OpenAiRequests {
         if (present(body, "guided_decoding_backend") && body.get("guided_decoding_backend").asText("").contains(":")) {
             throw OpenAiError.badRequest("guided_decoding_backend", "guided_decoding_backend options are not supported");
         }
-        if (present(body, "best_of") && body.get("best_of").asInt(1) > Math.max(1, body.path("n").asInt(1))) {
-            throw OpenAiError.badRequest("best_of", "'best_of' above 'n' is not supported");
+        if (present(body, "best_of")) { // as vLLM: an integer >= n; more than n would need ranking, not done here
+            int bestOf = integer(body, "best_of");
+            int n = present(body, "n") && whole(body.get("n")) ? body.get("n").intValue() : 1;
+            if (bestOf < n) {
+                throw OpenAiError.badRequest("best_of", "'best_of' must be >= n (" + n + "), got " + bestOf);
+            }
+            if (bestOf > n) {
+                throw OpenAiError.badRequest("best_of", "'best_of' above 'n' is not supported");
+            }
         }
         if (present(body, "use_beam_search") && bool(body, "use_beam_search", "use_beam_search")) {
             throw OpenAiError.badRequest("use_beam_search", "beam search is not supported");
@@ -423,6 +430,9 @@ final class OpenAiRequests {
         boolean stream = present(body, "stream") && bool(body, "stream", "stream");
         if (present(body, "stream_options") && !stream) {
             throw OpenAiError.badRequest("stream_options", "'stream_options' is only allowed when 'stream' is true");
+        }
+        if (present(body, "stream_options") && !body.get("stream_options").isObject()) {
+            throw OpenAiError.badRequest("stream_options", "'stream_options' must be an object");
         }
         JsonNode options = body.get("stream_options");
         boolean usage = options != null && options.isObject() && present(options, "include_usage")

@@ -185,6 +185,9 @@ public final class OpenAiServer implements AutoCloseable {
             throw new OpenAiError(503, "service_unavailable", null, "the server is shutting down: send the request "
                     + "to another replica");
         }
+        if (ex.method().equals("POST")) {
+            requireJson(ex);
+        }
         switch (path) {
             case "/v1/chat/completions" -> {
                 requireMethod(ex, "POST");
@@ -286,6 +289,23 @@ public final class OpenAiServer implements AutoCloseable {
         }
         byte[] given = header.substring(7).strip().getBytes(java.nio.charset.StandardCharsets.UTF_8);
         return java.security.MessageDigest.isEqual(apiKey, given); // constant time
+    }
+
+    /**
+     * A body is JSON: a Content-Type, when sent, must say so (application/json or application/*+json), as
+     * FastAPI (vLLM) parses only those. Else a form or text/plain POST, which browsers send cross-site
+     * without a CORS preflight, would be served as JSON.
+     */
+    private static void requireJson(Exchange ex) {
+        String type = ex.requestHeader("Content-Type");
+        if (type == null) {
+            return; // none: parsed as JSON, as FastAPI does
+        }
+        String media = type.split(";", 2)[0].strip().toLowerCase(java.util.Locale.ROOT);
+        if (!media.equals("application/json") && !(media.startsWith("application/") && media.endsWith("+json"))) {
+            throw new OpenAiError(400, "invalid_request_error", null, "the body must be JSON (Content-Type: "
+                    + "application/json), got Content-Type '" + type + "'");
+        }
     }
 
     private static void requireMethod(Exchange ex, String method) {

@@ -682,6 +682,33 @@ public final class Scheduler implements AutoCloseable {
                 : HeapKvCache.grownCapacity(capacity, need, s.maxPositions);
     }
 
+    /**
+     * Prompt positions each prefilling sequence feeds in this step, within {@code budget}: first an
+     * equal share each (in arrival order), then what is left in arrival order. So a long prompt
+     * cannot hold back the prompts that arrive after it until it is all in: they get their share
+     * at once, and alone it still takes the whole budget.
+     */
+    static int[] prefillShares(List<Slot> prefilling, int budget) {
+        int[] take = new int[prefilling.size()];
+        if (prefilling.isEmpty()) {
+            return take;
+        }
+        int share = Math.max(1, budget / prefilling.size());
+        for (int pass = 0; pass < 2 && budget > 0; pass++) {
+            for (int i = 0; i < take.length && budget > 0; i++) {
+                Slot s = prefilling.get(i);
+                int want = s.feed.length - s.fed;
+                if (s.promptLogits()) {
+                    want = Math.min(want, PROMPT_LOGITS_ROWS); // each row brings a vocabulary of logits
+                }
+                int n = Math.min(Math.min(want - take[i], budget), pass == 0 ? share : Integer.MAX_VALUE);
+                take[i] += n;
+                budget -= n;
+            }
+        }
+        return take;
+    }
+
     /** One batched forward step over all active sequences. */
     private void step() {
         List<SequenceChunk> chunks = new ArrayList<>(active.size());
@@ -694,14 +721,17 @@ public final class Scheduler implements AutoCloseable {
                 slots.add(s);
             }
         }
-        int budget = options.prefillBudget();
+        List<Slot> prefilling = new ArrayList<>();
         for (Slot s : active) {
-            if (s.prefilling() && budget > 0) {
-                int n = Math.min(budget, s.feed.length - s.fed);
-                if (s.promptLogits()) {
-                    n = Math.min(n, PROMPT_LOGITS_ROWS); // each row brings a vocabulary of logits
-                }
-                budget -= n;
+            if (s.prefilling()) {
+                prefilling.add(s);
+            }
+        }
+        int[] take = prefillShares(prefilling, options.prefillBudget());
+        for (int i = 0; i < prefilling.size(); i++) {
+            Slot s = prefilling.get(i);
+            int n = take[i];
+            if (n > 0) {
                 lengths[slots.size()] = n;
                 chunks.add(new SequenceChunk(s.cache, Arrays.copyOfRange(s.feed, s.fed, s.fed + n), s.fed,
                         s.promptLogits()));

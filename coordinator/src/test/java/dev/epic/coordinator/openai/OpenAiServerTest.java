@@ -968,6 +968,36 @@ class OpenAiServerTest {
     }
 
     /** 400 with {@code param} naming the field, which the message names too. */
+    /**
+     * Review findings: a body sent as a form or as text is not JSON (FastAPI parses only JSON types,
+     * and a browser sends those cross-site without a preflight); best_of must be an integer >= n;
+     * stream_options must be an object. Each is a 400 naming its field.
+     */
+    @Test
+    void nonJsonBodiesAndMalformedOptionsAreRefused() throws Exception {
+        String body = "{\"prompt\": [5, 17], \"max_tokens\": 1}";
+        for (String type : List.of("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x")) {
+            assertError(http.send(HttpRequest.newBuilder(uri("/v1/completions")).POST(HttpRequest.BodyPublishers.ofString(body))
+                    .header("Content-Type", type).build(), HttpResponse.BodyHandlers.ofString()), 400, "Content-Type");
+        }
+        for (String type : List.of("application/json; charset=utf-8", "application/vnd.api+json")) {
+            ok(http.send(HttpRequest.newBuilder(uri("/v1/completions")).POST(HttpRequest.BodyPublishers.ofString(body))
+                    .header("Content-Type", type).build(), HttpResponse.BodyHandlers.ofString()));
+        }
+        ok(http.send(HttpRequest.newBuilder(uri("/v1/completions")).POST(HttpRequest.BodyPublishers.ofString(body)).build(),
+                HttpResponse.BodyHandlers.ofString())); // no Content-Type: JSON, as FastAPI takes it
+        for (String bestOf : List.of("\"x\"", "0", "-3", "1.5")) {
+            assertParam(post("/v1/completions", "{\"prompt\": [5], \"max_tokens\": 1, \"best_of\": " + bestOf + "}"),
+                    "best_of");
+        }
+        assertParam(post("/v1/completions", "{\"prompt\": [5], \"max_tokens\": 1, \"n\": 3, \"best_of\": 2}"), "best_of");
+        ok(post("/v1/completions", "{\"prompt\": [5], \"max_tokens\": 1, \"n\": 2, \"best_of\": 2}"));
+        for (String options : List.of("5", "\"x\"", "[1]")) {
+            assertParam(post("/v1/completions", "{\"prompt\": [5], \"max_tokens\": 1, \"stream\": true, "
+                    + "\"stream_options\": " + options + "}"), "stream_options");
+        }
+    }
+
     private static void assertParam(HttpResponse<String> r, String param) throws Exception {
         assertEquals(400, r.statusCode(), r.body());
         JsonNode e = JSON.readTree(r.body()).get("error");

@@ -64,6 +64,29 @@ class SchedulerTest {
         return new GenerationTask(prompt, new Generation(VOCAB, prompt, p), sink);
     }
 
+    /**
+     * A short prompt that arrives while a long one is prefilling gets its share of the prefill budget
+     * at once instead of waiting for the long one to be all in: with 16 positions a step, the
+     * 1,500-token prompt needs about 94 steps, and the 3-token one is answered while it is at most a
+     * few steps in. It used to come after it (the first prefilling sequence took the whole budget).
+     */
+    @Test
+    void aShortPromptIsNotHeldBackByALongOnePrefilling() throws Exception {
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(4, 4, 16)).start()) {
+            LogitsTask big = new LogitsTask(prompt(7, 1500), 0);
+            s.submit(big);
+            for (int attempt = 0; s.steps() < 2; attempt++) {
+                assertTrue(attempt < 3000, "the long prompt never started");
+                Thread.sleep(10);
+            }
+            LogitsTask small = new LogitsTask(new int[] {5, 17, 4}, 0);
+            s.submit(small);
+            small.result().get(60, TimeUnit.SECONDS);
+            assertFalse(big.result().isDone(), "the long prompt was still prefilling when the short one was answered");
+            assertEquals(1, big.result().get(60, TimeUnit.SECONDS).argmax().length);
+        }
+    }
+
     @Test
     void batchedTokensEqualOneAtATime() throws Exception {
         int n = 6;
