@@ -314,7 +314,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 }
             }
             if (tools.isEmpty()) {
-                throw PromptBuilder.invalid(what + ": no tool is named '" + choice.getFunctionName() + "'");
+                throw FieldViolation.invalid("tool_choice", what + ": no tool is named '" + choice.getFunctionName() + "'");
             }
             return ToolCallGrammar.of(tools, choice.getMode() == ToolChoice.Mode.REQUIRED && !choice.getSingleCall());
         } catch (IllegalArgumentException e) {

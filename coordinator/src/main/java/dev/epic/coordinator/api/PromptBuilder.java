@@ -111,8 +111,8 @@ final class PromptBuilder {
         int vocab = model.config().vocabSize();
         for (int id : ids) {
             if (id >= vocab) {
-                throw invalid(field + ": the tokenizer gives id " + id + " ('" + model.tokenizer().tokenString(id)
-                        + "'), outside the model's vocabulary [0, " + vocab + ")");
+                throw FieldViolation.invalid("prompt", field + ": the tokenizer gives id " + id + " ('"
+                        + model.tokenizer().tokenString(id) + "'), outside the model's vocabulary [0, " + vocab + ")");
             }
         }
         return ids;
@@ -128,8 +128,8 @@ final class PromptBuilder {
         for (int i = 0; i < out.length; i++) {
             int id = ids.get(i);
             if (id < 0 || id >= vocab) {
-                throw invalid(field + "[" + i + "] = " + Integer.toUnsignedString(id) + " is outside the vocabulary [0, "
-                        + vocab + ")");
+                throw FieldViolation.invalid(field.equals("prompt_token_ids") ? field : "prompt", field + "[" + i + "] = "
+                        + Integer.toUnsignedString(id) + " is outside the vocabulary [0, " + vocab + ")");
             }
             out[i] = id;
         }
@@ -219,7 +219,7 @@ final class PromptBuilder {
         for (int i = 0; i < tools.size(); i++) {
             Tool t = tools.get(i);
             if (t.getName().isEmpty()) {
-                throw invalid("tools[" + i + "].name is empty");
+                throw FieldViolation.invalid("tools", "tools[" + i + "].name is empty");
             }
             Map<String, Object> fn = new LinkedHashMap<>();
             fn.put("name", t.getName());
@@ -229,11 +229,11 @@ final class PromptBuilder {
                 try {
                     Object params = JSON.readValue(schema, Object.class);
                     if (!(params instanceof Map)) {
-                        throw invalid("tools[" + i + "].parameters_json_schema must be a JSON object");
+                        throw FieldViolation.invalid("tools", "tools[" + i + "].parameters must be a JSON object");
                     }
                     fn.put("parameters", params);
                 } catch (JsonProcessingException e) {
-                    throw invalid("tools[" + i + "].parameters_json_schema is not valid JSON: "
+                    throw FieldViolation.invalid("tools", "tools[" + i + "].parameters is not valid JSON: "
                             + e.getOriginalMessage());
                 }
             }

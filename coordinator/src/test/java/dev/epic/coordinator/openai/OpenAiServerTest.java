@@ -996,6 +996,15 @@ class OpenAiServerTest {
             assertParam(post("/v1/completions", "{\"prompt\": [5], \"max_tokens\": 1, \"stream\": true, "
                     + "\"stream_options\": " + options + "}"), "stream_options");
         }
+        // Errors that named no field, or the gRPC one: they name what the client sent.
+        assertEquals("prompt", JSON.readTree(post("/v1/completions", "{\"prompt\": [5, 999999], \"max_tokens\": 1}")
+                .body()).path("error").path("param").asText());
+        String tools = "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": %s}}]";
+        assertEquals("tool_choice", JSON.readTree(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", "
+                + String.format(tools, "{}") + ", \"tool_choice\": {\"type\": \"function\", \"function\": "
+                + "{\"name\": \"missing\"}}}").body()).path("error").path("param").asText());
+        assertEquals("tools", JSON.readTree(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", "
+                + String.format(tools, "5") + "}").body()).path("error").path("param").asText());
     }
 
     private static void assertParam(HttpResponse<String> r, String param) throws Exception {
