@@ -525,9 +525,10 @@ public final class OpenAiServer implements AutoCloseable {
         try {
             respond(ex, body);
         } catch (OpenAiError e) { // the chat request says max_tokens where the client sent max_output_tokens
-            throw e.renamed("max_tokens", "max_output_tokens");
+            throw e.renamed("max_tokens", "max_output_tokens").renamed("response_format", "text.format");
         } catch (StatusRuntimeException e) {
-            throw OpenAiError.of(e).renamed("max_tokens", "max_output_tokens").renamed("prompt", "input");
+            throw OpenAiError.of(e).renamed("max_tokens", "max_output_tokens").renamed("prompt", "input")
+                    .renamed("response_format", "text.format");
         }
     }
 

@@ -56,14 +56,38 @@ final class ResponsesApi {
             messages.addObject().put("role", "system").put("content", instructions.asText());
         }
         // Reasoning effort "none" or "minimal" asks for no thinking block (unless the template switch is set).
-        String effort = body.path("reasoning").path("effort").asText("");
+        String effort = effort(body);
         if ((effort.equals("none") || effort.equals("minimal")) && !chat.has("chat_template_kwargs")) {
             chat.putObject("chat_template_kwargs").put("enable_thinking", false);
         }
         input(body.get("input"), messages);
         tools(body, chat);
+        JsonNode text = body.get("text");
+        if (text != null && !text.isNull() && !text.isObject()) {
+            throw OpenAiError.badRequest("text", "'text' must be an object");
+        }
         format(body.path("text").get("format"), chat);
         return chat;
+    }
+
+    /** reasoning.effort, one of OpenAI's values, or "" when not given. */
+    private static String effort(JsonNode body) {
+        JsonNode reasoning = body.get("reasoning");
+        if (reasoning == null || reasoning.isNull()) {
+            return "";
+        }
+        if (!reasoning.isObject()) {
+            throw OpenAiError.badRequest("reasoning", "'reasoning' must be an object");
+        }
+        JsonNode effort = reasoning.get("effort");
+        if (effort == null || effort.isNull()) {
+            return "";
+        }
+        if (!effort.isTextual() || !Set.of("none", "minimal", "low", "medium", "high").contains(effort.asText())) {
+            throw OpenAiError.badRequest("reasoning.effort", "'reasoning.effort' must be one of none, minimal, low, "
+                    + "medium, high, got " + effort);
+        }
+        return effort.asText();
     }
 
     /** input: a string (one user message) or a list of message, function_call and function_call_output items. */

@@ -1005,6 +1005,18 @@ class OpenAiServerTest {
                 + "{\"name\": \"missing\"}}}").body()).path("error").path("param").asText());
         assertEquals("tools", JSON.readTree(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", "
                 + String.format(tools, "5") + "}").body()).path("error").path("param").asText());
+        // Responses: malformed reasoning and text are refused, and format errors name text.format.
+        String input = "\"input\": \"hi\", \"max_output_tokens\": 2, ";
+        assertEquals("reasoning.effort", JSON.readTree(post("/v1/responses", "{" + input
+                + "\"reasoning\": {\"effort\": \"ultra\"}}").body()).path("error").path("param").asText());
+        assertEquals("reasoning", JSON.readTree(post("/v1/responses", "{" + input + "\"reasoning\": \"x\"}").body())
+                .path("error").path("param").asText());
+        assertEquals("text", JSON.readTree(post("/v1/responses", "{" + input + "\"text\": 5}").body())
+                .path("error").path("param").asText());
+        assertEquals("text.format", JSON.readTree(post("/v1/responses", "{" + input + "\"text\": {\"format\": "
+                + "{\"type\": \"json_schema\", \"name\": \"x\", \"schema\": {\"type\": \"foo\"}}}}").body())
+                .path("error").path("param").asText());
+        ok(post("/v1/responses", "{" + input + "\"reasoning\": {\"effort\": \"low\"}}"));
     }
 
     private static void assertParam(HttpResponse<String> r, String param) throws Exception {
