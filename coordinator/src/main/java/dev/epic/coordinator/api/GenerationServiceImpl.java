@@ -707,8 +707,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         for (int i = 0; i < ids.length; i++) {
             ids[i] = req.getTokenIds(i);
             if (ids[i] < 0 || ids[i] >= vocabulary) {
-                out.onError(PromptBuilder.invalid("token_ids[" + i + "] = " + Integer.toUnsignedString(ids[i])
-                        + " is outside the tokenizer's vocabulary [0, " + vocabulary + ")"));
+                out.onError(FieldViolation.invalid("token_ids", "token_ids[" + i + "] = "
+                        + Integer.toUnsignedString(ids[i]) + " is outside the tokenizer's vocabulary [0, " + vocabulary + ")"));
                 return;
             }
             r.addTokens(tokenBytes(ids[i]));

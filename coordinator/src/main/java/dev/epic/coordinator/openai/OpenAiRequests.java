@@ -579,7 +579,10 @@ final class OpenAiRequests {
         StringJoiner sb = new StringJoiner("\n");
         for (JsonNode part : c) {
             String type = part.path("type").asText();
-            if (!type.equals("text") || !part.path("text").isTextual()) {
+            if (type.equals("text") && !part.path("text").isTextual()) {
+                throw OpenAiError.badRequest(where, "a text content part needs its 'text' as a string");
+            }
+            if (!type.equals("text")) {
                 throw OpenAiError.badRequest(where, "only text content parts are supported, got type '" + type + "'");
             }
             sb.add(part.get("text").asText());

@@ -225,8 +225,13 @@ public final class OpenAiServer implements AutoCloseable {
                 requireMethod(ex, "POST");
                 JsonNode body = OpenAiRequests.parse(ex.body());
                 checkModel(body.path("model").asText(null));
-                sendJson(ex, 200, OpenAiRequests.JSON.createObjectNode()
-                        .put("prompt", api.detokenize(OpenAiRequests.detokenize(body)).getText()));
+                String text;
+                try {
+                    text = api.detokenize(OpenAiRequests.detokenize(body)).getText();
+                } catch (StatusRuntimeException e) { // vLLM's field is tokens
+                    throw OpenAiError.of(e).renamed("token_ids", "tokens");
+                }
+                sendJson(ex, 200, OpenAiRequests.JSON.createObjectNode().put("prompt", text));
             }
             case "/v1/models" -> {
                 requireMethod(ex, "GET");

@@ -1017,6 +1017,10 @@ class OpenAiServerTest {
                 + "{\"type\": \"json_schema\", \"name\": \"x\", \"schema\": {\"type\": \"foo\"}}}}").body())
                 .path("error").path("param").asText());
         ok(post("/v1/responses", "{" + input + "\"reasoning\": {\"effort\": \"low\"}}"));
+        assertEquals("tokens", JSON.readTree(post("/detokenize", "{\"tokens\": [99999999]}").body())
+                .path("error").path("param").asText());
+        assertError(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": "
+                + "[{\"type\": \"text\"}]}]}"), 400, "needs its 'text' as a string");
     }
 
     private static void assertParam(HttpResponse<String> r, String param) throws Exception {

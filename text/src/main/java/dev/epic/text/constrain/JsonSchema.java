@@ -324,8 +324,12 @@ public final class JsonSchema {
                 // oneOf's must start with different bytes or carry a discriminator, so that no value matches two.
                 String keyword = s.has("anyOf") ? "anyOf" : "oneOf";
                 JsonNode alts = s.get(keyword);
-                if (!alts.isArray() || alts.isEmpty() || alts.size() > MAX_ALTERNATIVES) {
+                if (!alts.isArray() || alts.isEmpty()) {
                     throw new IllegalArgumentException(where + ": " + keyword + " must be a non-empty array of schemas");
+                }
+                if (alts.size() > MAX_ALTERNATIVES) {
+                    throw new IllegalArgumentException(where + ": " + keyword + " has " + alts.size()
+                            + " alternatives; at most " + MAX_ALTERNATIVES + " are supported");
                 }
                 int[] a = new int[alts.size()];
                 for (int i = 0; i < a.length; i++) {

@@ -231,7 +231,8 @@ class SchemaKeywordsTest {
                 {"{\"type\": \"string\", \"pattern\": \"(a|b)*a(a|b){12}(a|b)*c\"}", "automaton states"},
                 {"{\"type\": \"string\", \"pattern\": \"^(a{1,60}){1,60}$\"}", "too ambiguous"},
                 {"{\"type\": \"string\", \"pattern\": \"\\\\ud83d\"}", "lone surrogate"},
-                {"{\"type\": \"string\", \"format\": \"date\", \"enum\": [\"x\"]}", "format"}}) {
+                {"{\"type\": \"string\", \"format\": \"date\", \"enum\": [\"x\"]}", "format"},
+                {"{\"anyOf\": [" + "{\"const\": 1}, ".repeat(64) + "{\"const\": 2}]}", "65 alternatives; at most 64"}}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> JsonSchema.compile(c[0]), c[0]);
             assertTrue(e.getMessage().contains(c[1]), c[0] + ": " + e.getMessage());
         }
