@@ -120,7 +120,6 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         try {
             Prompt prompt = prompt(req);
             SamplingParams params = sampling(req.getSampling(), defaultMaxTokens(prompt.ids().length));
-            checkIdsInLogits(params);
             requireContextHolds(prompt.ids().length, params.maxTokens());
             requireAWorkerHolds(prompt.ids().length, params.maxTokens());
             int n = samples(req.getSampling());
@@ -232,7 +231,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
 
     /** How the output is parsed: reasoning split and tool calls, unless the request wants it raw. */
     private GenerationOptions outputOptions(GenerateRequest req, Prompt prompt) {
-        GenerationOptions o = GenerationOptions.defaults().withMaxContextLength(model.maxContext());
+        GenerationOptions o = GenerationOptions.defaults().withMaxContextLength(model.maxContext())
+                .withLogitsSize(model.config().vocabSize());
         ResponseFormat.Type format = req.getResponseFormat().getType();
         ResponseFormat rf = req.getResponseFormat();
         try {
@@ -469,26 +469,6 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
      * A uint32 sampling field as a Java int: values past Integer.MAX_VALUE (negative here) are refused
      * with the value the client sent, not a clamped or wrapped one.
      */
-    /**
-     * Bias and stop ids past the model's logits (a vocabulary smaller than the tokenizer's) would be
-     * ignored without a word: refused, as vLLM refuses out-of-vocabulary ids.
-     */
-    private void checkIdsInLogits(SamplingParams params) {
-        int logits = model.config().vocabSize();
-        for (int id : params.logitBias().keySet()) {
-            if (id >= logits) {
-                throw new InvalidSamplingException("logit_bias", "token id " + id + " is outside the model's vocabulary "
-                        + "[0, " + logits + ")");
-            }
-        }
-        for (int id : params.stopTokenIds()) {
-            if (id >= logits) {
-                throw new InvalidSamplingException("stop_token_ids", "token id " + id + " is outside the model's "
-                        + "vocabulary [0, " + logits + ")");
-            }
-        }
-    }
-
     private static int uint32(String field, int raw) {
         if (raw < 0) {
             throw FieldViolation.invalid("sampling." + field, Integer.toUnsignedString(raw) + " is too large (at most "

@@ -73,16 +73,18 @@ public final class Generation {
             throw new IllegalArgumentException("prompt has " + promptIds.length + " tokens; the context length "
                     + options.maxContextLength() + " leaves no room to generate");
         }
+        // Ids no logit exists for could never take effect: a mistake the caller should hear of.
+        int reach = options.logitsSize() > 0 ? Math.min(vocab.size(), options.logitsSize()) : vocab.size();
         for (int id : params.logitBias().keySet()) {
-            if (id >= vocab.size()) {
+            if (id >= reach) {
                 throw new InvalidSamplingException("logit_bias", "token id " + id + " is outside the vocabulary [0, "
-                        + vocab.size() + ")");
+                        + reach + ")");
             }
         }
         for (int id : params.stopTokenIds()) {
-            if (id >= vocab.size()) { // it could never stop the answer: a mistake the caller should hear of
+            if (id >= reach) {
                 throw new InvalidSamplingException("stop_token_ids", "token id " + id + " is outside the vocabulary [0, "
-                        + vocab.size() + ")");
+                        + reach + ")");
             }
         }
         this.vocab = vocab;

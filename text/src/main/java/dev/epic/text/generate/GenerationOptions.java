@@ -25,13 +25,18 @@ import java.util.function.Supplier;
  * @param thinkFirst       with a constraint, where it starts: NONE at once; OPEN after the {@code </think>}
  *                         that closes the block the prompt opened; DETECT after a thinking block the
  *                         output must open and close ({@link dev.epic.text.constrain.ThinkingFirst})
+ * @param logitsSize       the model's logits per position (its lm_head rows; 0 = the vocabulary's size):
+ *                         a logit bias or stop id past them is refused, as it could never take effect
  */
 public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, boolean parseToolCalls,
                                 Set<Integer> eosTokenIds, Supplier<String> toolCallIds,
                                 JsonSchema jsonSchema, ToolCallGrammar toolCalls, TextPattern textPattern,
-                                ReasoningMode thinkFirst) {
+                                ReasoningMode thinkFirst, int logitsSize) {
 
     public GenerationOptions {
+        if (logitsSize < 0) {
+            throw new IllegalArgumentException("logitsSize must be >= 0 (0 = the vocabulary's), got " + logitsSize);
+        }
         if (maxContextLength < 0) {
             throw new IllegalArgumentException("maxContextLength must be >= 0 (0 = unlimited), got " + maxContextLength);
         }
@@ -49,44 +54,49 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
 
     /** No context limit, reasoning detected from a leading {@code <think>}, tool calls parsed, vocabulary EOS. */
     public static GenerationOptions defaults() {
-        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, null, null, null, ReasoningMode.NONE);
+        return new GenerationOptions(0, ReasoningMode.DETECT, true, null, null, null, null, null, ReasoningMode.NONE, 0);
     }
 
     public GenerationOptions withMaxContextLength(int v) {
-        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst);
+        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withReasoning(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst);
+        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withParseToolCalls(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withEosTokenIds(Set<Integer> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withJsonSchema(JsonSchema v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, toolCalls, textPattern, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, toolCalls, textPattern, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withToolCalls(ToolCallGrammar v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, v, textPattern, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, v, textPattern, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withToolCallIds(Supplier<String> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema, toolCalls, textPattern, thinkFirst);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withThinkFirst(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, v);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, v, logitsSize);
     }
 
     public GenerationOptions withTextPattern(TextPattern v) {
         return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, v,
-                thinkFirst);
+                thinkFirst, logitsSize);
+    }
+
+    public GenerationOptions withLogitsSize(int v) {
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern,
+                thinkFirst, v);
     }
 
     /** Whether the answer is masked to a grammar. */
