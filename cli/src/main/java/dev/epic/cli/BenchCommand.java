@@ -65,6 +65,11 @@ public final class BenchCommand implements Callable<Integer> {
             description = "prefill chunk size in tokens (default 512; the scheduler's prefill budget is 256; --model only)")
     int chunk;
 
+    @Option(names = "--drafts", split = ",", paramLabel = "K", description = "--model only: also time batch-1 "
+            + "speculative decoding steps that check K drafted tokens (e.g. 2,4), and the tok/s they give with every "
+            + "draft kept and with none")
+    List<Integer> drafts = List.of();
+
     @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
             description = "linear weight format: as stored (auto), bf16, q8 or q4 (default auto; --model only)")
     String weights;
@@ -94,6 +99,9 @@ public final class BenchCommand implements Callable<Integer> {
             return fail(err, "give exactly one of --model DIR (this process) or --target HOST:PORT (a coordinator)");
         }
         if (target != null) {
+            if (!drafts.isEmpty()) {
+                return fail(err, "--drafts is for --model (a coordinator speculates as started: --num-speculative-tokens)");
+            }
             ClusterBenchmark.Options remote;
             try {
                 remote = new ClusterBenchmark.Options(List.copyOf(batches), promptLen, gen, warmup, warmupSeconds,
@@ -107,7 +115,7 @@ public final class BenchCommand implements Callable<Integer> {
         Options options;
         try {
             format = WeightFormat.parse(weights);
-            options = new Options(List.copyOf(batches), promptLen, gen, chunk, seed);
+            options = new Options(List.copyOf(batches), promptLen, gen, chunk, seed, List.copyOf(drafts));
             if (!Files.isDirectory(model)) {
                 throw new IllegalArgumentException("model directory not found: " + model);
             }
@@ -150,6 +158,19 @@ public final class BenchCommand implements Callable<Integer> {
             decode.add(e);
         }
         m.put("decode", decode);
+        if (!r.verify().isEmpty()) {
+            List<Map<String, Object>> speculative = new ArrayList<>();
+            for (EngineBenchmark.Verify v : r.verify()) {
+                Map<String, Object> e = new LinkedHashMap<>();
+                e.put("drafts", v.drafts());
+                e.put("step_ms_p50", v.stepMsP50());
+                e.put("step_ms_mean", v.stepMsMean());
+                e.put("tok_s_all_kept", v.tokSAllKept());
+                e.put("tok_s_none_kept", v.tokSNoneKept());
+                speculative.add(e);
+            }
+            m.put("speculative", speculative);
+        }
         m.put("ttft_ms", r.ttftMs());
         m.put("rss_mb", r.rssMb());
         m.put("bytes_per_token", r.bytesPerToken());
@@ -178,6 +199,10 @@ public final class BenchCommand implements Callable<Integer> {
         for (Decode d : r.decode()) {
             out.printf("%6d %10.1f %12.2f %12.2f %14.1f %14.1f %10.2f%n", d.batch(), d.tokS(), d.itlP50Ms(), d.itlP99Ms(),
                     d.bytesPerStep() / 1e6, r.rooflineTokS(d), d.tokS() / r.rooflineTokS(d));
+        }
+        for (EngineBenchmark.Verify v : r.verify()) {
+            out.printf("batch 1, %d drafts a step: %.2f ms a step (p50 %.2f) -> %.1f tok/s with all kept, %.1f with none%n",
+                    v.drafts(), v.stepMsMean(), v.stepMsP50(), v.tokSAllKept(), v.tokSNoneKept());
         }
         out.printf("weights read per token %.1f MB, bandwidth %.1f GB/s -> roofline %.1f tok/s; batch-1 decode at %.0f%%%n",
                 r.bytesPerToken() / 1e6, r.bandwidthGBs(), r.rooflineTokS(), 100 * r.rooflineFraction());

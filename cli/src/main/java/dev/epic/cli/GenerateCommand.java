@@ -70,6 +70,9 @@ public final class GenerateCommand implements Callable<Integer> {
     @Mixin
     SamplingOptions sampling;
 
+    @Mixin
+    SpeculationFlags speculation; // with --model; a --target coordinator speculates as it was started
+
     @ArgGroup(exclusive = true)
     Format format;
 
@@ -121,8 +124,10 @@ public final class GenerateCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         PrintWriter err = spec.commandLine().getErr();
         GenerateRequest request;
+        SchedulerOptions options;
         try {
             request = request();
+            options = SchedulerOptions.defaults().withSpeculation(speculation.lookup());
         } catch (IllegalArgumentException e) {
             err.println("epic generate: " + e.getMessage());
             err.flush();
@@ -132,7 +137,7 @@ public final class GenerateCommand implements Callable<Integer> {
         String target = source.target;
         if (source.model != null) {
             local = CoordinatorServer.start(ServedModel.open(source.model, null, 0), ExpertBackend.local(),
-                    SchedulerOptions.defaults(), "127.0.0.1", 0);
+                    options, "127.0.0.1", 0);
             target = local.target();
         }
         ManagedChannel channel = Channels.open(target);

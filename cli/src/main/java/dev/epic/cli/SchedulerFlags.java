@@ -1,6 +1,7 @@
 package dev.epic.cli;
 
 import dev.epic.coordinator.scheduler.SchedulerOptions;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Batching flags of the serving commands. */
@@ -28,10 +29,13 @@ final class SchedulerFlags {
             + "refused (default: half the JVM's maximum heap)")
     Long kvCacheMb;
 
+    @Mixin
+    SpeculationFlags speculation;
+
     SchedulerOptions options() {
         long prefix = prefixCacheMb != null ? Flags.mebibytes("--prefix-cache-mb", prefixCacheMb, 0)
                 : SchedulerOptions.defaults().prefixCacheBytes();
         long kv = kvCacheMb != null ? Flags.mebibytes("--kv-cache-mb", kvCacheMb, 1) : SchedulerOptions.defaultKvCacheBytes();
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefix, kv);
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefix, kv, speculation.lookup());
     }
 }

@@ -141,7 +141,9 @@ public final class StatusCommand implements Callable<Integer> {
                 .put("max_batch", stats.getMaxBatch()).put("uptime_s", Math.round(uptime))
                 .put("steps", stats.getSteps()).put("decode_rows", stats.getDecodeRows())
                 .put("prefill_rows", stats.getPrefillRows()).put("kv_cache_bytes", stats.getKvCacheBytes())
-                .put("kv_cache_budget_bytes", stats.getKvCacheBudgetBytes()).put("preemptions", stats.getPreemptions());
+                .put("kv_cache_budget_bytes", stats.getKvCacheBudgetBytes()).put("preemptions", stats.getPreemptions())
+                .put("num_speculative_tokens", stats.getNumSpeculativeTokens()).put("draft_tokens", stats.getDraftTokens())
+                .put("accepted_draft_tokens", stats.getAcceptedDraftTokens());
         return o;
     }
 
@@ -192,6 +194,13 @@ public final class StatusCommand implements Callable<Integer> {
                 q.get("uptime_s").asLong()));
         s.append(String.format("kv cache   %s MiB held of %s; %d preemptions", mib(q.path("kv_cache_bytes").asLong()),
                 budget > 0 ? "a " + mib(budget) + " MiB budget" : "no known budget", q.path("preemptions").asLong()));
+        if (q.path("num_speculative_tokens").asInt() > 0) {
+            long drafted = q.path("draft_tokens").asLong();
+            long accepted = q.path("accepted_draft_tokens").asLong();
+            s.append(String.format("%nspeculate  up to %d draft tokens a step (prompt lookup); %d drafted, %d accepted%s",
+                    q.path("num_speculative_tokens").asInt(), drafted, accepted,
+                    drafted > 0 ? String.format(" (%.0f%%)", 100.0 * accepted / drafted) : ""));
+        }
         return s.toString();
     }
 

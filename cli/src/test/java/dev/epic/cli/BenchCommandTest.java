@@ -14,7 +14,7 @@ class BenchCommandTest {
     @Test
     void jsonHasTheDocumentedKeys() throws Exception {
         LogitsCommandTest.Run r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--batch", "1,3",
-                "--prompt-len", "8", "--gen", "2", "--weights", "q8", "--json");
+                "--prompt-len", "8", "--gen", "2", "--weights", "q8", "--drafts", "3", "--json");
         assertEquals(0, r.code(), r.err());
         JsonNode j = JSON.readTree(r.out());
         for (String key : List.of("prefill_tok_s", "decode", "ttft_ms", "rss_mb", "bytes_per_token", "bandwidth_gb_s",
@@ -39,6 +39,11 @@ class BenchCommandTest {
         assertTrue(j.get("fma_peak_gflop_s").asDouble() > 0);
         assertTrue(j.get("compute_ceiling_tok_s").asDouble() > 0);
         assertEquals("q8", j.get("weights").asText());
+        JsonNode spec = j.get("speculative").get(0);
+        assertEquals(3, spec.get("drafts").asInt());
+        // Every draft kept, a step gives four tokens; none kept, one: the same step time either way.
+        assertEquals(4 * spec.get("tok_s_none_kept").asDouble(), spec.get("tok_s_all_kept").asDouble(), 1e-9);
+        assertEquals(1e3 / spec.get("step_ms_mean").asDouble(), spec.get("tok_s_none_kept").asDouble(), 1e-9);
         assertTrue(j.get("bytes_per_token").asLong() > 0);
         assertTrue(j.get("roofline_fraction").asDouble() > 0);
     }
@@ -51,6 +56,12 @@ class BenchCommandTest {
         r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--batch", "0");
         assertEquals(LogitsCommand.BAD_INPUT, r.code());
         assertTrue(r.err().contains("batch sizes must be >= 1"), r.err());
+        r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--drafts", "0");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("draft counts must be >= 1"), r.err());
+        r = run(new BenchCommand(), "--target", "127.0.0.1:1", "--drafts", "2");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--drafts is for --model"), r.err());
         r = run(new BenchCommand(), "--batch", "1");
         assertEquals(LogitsCommand.BAD_INPUT, r.code());
         assertTrue(r.err().contains("exactly one of --model DIR (this process) or --target HOST:PORT"), r.err());

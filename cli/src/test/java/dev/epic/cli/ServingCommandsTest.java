@@ -143,6 +143,22 @@ class ServingCommandsTest {
         assertEquals(r.out(), again.out());
     }
 
+    /** Speculative decoding from the command line: greedy, the same answer with drafts as without; bad values refused. */
+    @Test
+    void generateSpeculatesWithTheSameGreedyAnswer() {
+        LogitsCommandTest.Run plain = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                "a b c a b c a b c a b", "--max-tokens", "24", "--temperature", "0", "--ignore-eos");
+        LogitsCommandTest.Run spec = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                "a b c a b c a b c a b", "--max-tokens", "24", "--temperature", "0", "--ignore-eos",
+                "--num-speculative-tokens", "3", "--prompt-lookup-min", "1");
+        assertEquals(0, spec.code(), spec.err());
+        assertEquals(plain.out(), spec.out());
+        LogitsCommandTest.Run bad = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt", "x",
+                "--num-speculative-tokens", "2", "--prompt-lookup-min", "3", "--prompt-lookup-max", "2");
+        assertEquals(LogitsCommand.BAD_INPUT, bad.code());
+        assertTrue(bad.err().contains("--prompt-lookup-max must be >= --prompt-lookup-min (3), got 2"), bad.err());
+    }
+
     /** Constrained answers from the command line: a choice, a pattern, and a logit bias that bans a choice. */
     @Test
     void generateHoldsTheAnswerToAChoiceOrAPattern() {

@@ -50,6 +50,23 @@ class StatusReportTest {
         assertTrue(none.contains("0.0 MiB held of no known budget; 0 preemptions"), none);
     }
 
+    /** With speculative decoding on, the report says how many drafts were fed and kept; off, nothing. */
+    @Test
+    void speculativeDecodingIsShownWhenOn() {
+        ModelInfoResponse info = ModelInfoResponse.newBuilder()
+                .setFingerprint(ModelFingerprint.newBuilder().setName("m").setSha256("a".repeat(64)))
+                .setNumRoutedExperts(3).build();
+        StatsResponse stats = StatsResponse.newBuilder().setNumSpeculativeTokens(4).setDraftTokens(200)
+                .setAcceptedDraftTokens(150).build();
+        var report = StatusCommand.report(info, stats, "SERVING");
+        assertEquals(150, report.get("scheduler").get("accepted_draft_tokens").asLong());
+        String summary = StatusCommand.summary(report);
+        assertTrue(summary.contains("speculate  up to 4 draft tokens a step (prompt lookup); 200 drafted, 150 accepted (75%)"),
+                summary);
+        String off = StatusCommand.summary(StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING"));
+        assertTrue(!off.contains("speculate"), off);
+    }
+
     private static List<String> ids(JsonNode workers) {
         return StreamSupport.stream(workers.spliterator(), false).map(w -> w.get("id").asText()).toList();
     }

@@ -60,6 +60,10 @@ public final class ServingMetrics {
                 .tag("kind", "prefill").description("token positions processed by steps").register(registry);
         FunctionCounter.builder("epic.scheduler.preemptions", scheduler, Scheduler::preemptions)
                 .description("sequences preempted to keep the KV cache budget, to be recomputed").register(registry);
+        FunctionCounter.builder("epic.speculative.draft.tokens", scheduler, Scheduler::draftTokens)
+                .description("draft tokens fed to the model by speculative decoding (prompt lookup)").register(registry);
+        FunctionCounter.builder("epic.speculative.accepted.tokens", scheduler, Scheduler::acceptedDrafts)
+                .description("draft tokens that were the tokens chosen").register(registry);
         Gauge.builder("epic.scheduler.batch.peak", scheduler, Scheduler::peakBatch)
                 .description("the most sequences one step has carried").register(registry);
         Gauge.builder("epic.kv.cache.bytes", scheduler, Scheduler::kvCacheBytes)

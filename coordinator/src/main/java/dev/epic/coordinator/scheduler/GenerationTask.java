@@ -79,6 +79,16 @@ public final class GenerationTask implements SequenceTask {
     }
 
     @Override
+    public boolean verifiesDrafts() {
+        return true;
+    }
+
+    @Override
+    public int choose(float[] logits, int draft) {
+        return generation.sample(logits, draft);
+    }
+
+    @Override
     public int accept(int token) {
         Delta d = generation.accept(token);
         sink.delta(d);

@@ -62,6 +62,8 @@ public final class Scheduler implements AutoCloseable {
     private long departures;                                           // engine thread only: sequences that left the batch
     private volatile int preemptedCount;
     private volatile long preemptions;
+    private volatile long draftTokens;    // speculative tokens fed (engine thread writes)
+    private volatile long acceptedDrafts; // of those, the ones chosen
     private final Thread engine;
     private volatile boolean closed;
     private volatile boolean draining; // no new sequences; the queued and running ones go on
@@ -127,6 +129,15 @@ public final class Scheduler implements AutoCloseable {
     /** Sequences preempted since start (their caches dropped to make room, to be recomputed). */
     public long preemptions() {
         return preemptions;
+    }
+
+    /** Speculative decoding since start: draft tokens fed to the model, and how many of them were chosen. */
+    public long draftTokens() {
+        return draftTokens;
+    }
+
+    public long acceptedDrafts() {
+        return acceptedDrafts;
     }
 
     /** Starts the engine thread. Tasks submitted before start join the first step together. */
@@ -251,6 +262,9 @@ public final class Scheduler implements AutoCloseable {
                 }
                 if (active.isEmpty()) {
                     continue;
+                }
+                for (Slot s : active) {
+                    s.drafts = s.task.verifiesDrafts() ? s.propose(options.speculation()) : Slot.NONE;
                 }
                 makeRoom();
                 if (!active.isEmpty()) { // every cache that had to grow may have failed to
@@ -677,7 +691,7 @@ public final class Scheduler implements AutoCloseable {
      */
     private static int grown(Slot s, boolean tight) {
         int capacity = s.cache.capacity();
-        int need = s.prefilling() ? capacity : s.cache.length() + 1;
+        int need = s.prefilling() ? capacity : s.cache.length() + 1 + s.drafts.length;
         return tight ? HeapKvCache.tightCapacity(capacity, need, s.maxPositions)
                 : HeapKvCache.grownCapacity(capacity, need, s.maxPositions);
     }
@@ -716,8 +730,11 @@ public final class Scheduler implements AutoCloseable {
         int[] lengths = new int[active.size()];
         for (Slot s : active) {
             if (!s.prefilling()) {
-                lengths[slots.size()] = 1;
-                chunks.add(SequenceChunk.next(s.cache, s.next));
+                // With drafts, the step also feeds them and returns every position's logits to check them.
+                int[] feed = Arrays.copyOf(new int[] {s.next}, 1 + s.drafts.length);
+                System.arraycopy(s.drafts, 0, feed, 1, s.drafts.length);
+                lengths[slots.size()] = feed.length;
+                chunks.add(new SequenceChunk(s.cache, feed, s.cache.length(), s.drafts.length > 0));
                 slots.add(s);
             }
         }
@@ -773,7 +790,7 @@ public final class Scheduler implements AutoCloseable {
             if (slots.get(i).prefilling()) {
                 prefillRows += lengths[i];
             } else {
-                decodeRows++;
+                decodeRows += lengths[i];
             }
         }
         stepStats = stepStats.plus(System.nanoTime() - t0, decodeRows, prefillRows, expertStats.get());
@@ -801,7 +818,7 @@ public final class Scheduler implements AutoCloseable {
                     prefixCache.store(s.feed, s.cache);
                 }
             } else {
-                s.generated.add(s.next); // now in the cache
+                s.addGenerated(s.next); // now in the cache
             }
         }
         Choices choices = Choices.of(slots, logits);
@@ -809,6 +826,10 @@ public final class Scheduler implements AutoCloseable {
             Slot s = slots.get(i);
             if (s.prefilling()) {
                 continue; // a middle chunk of the prompt: its logits are not needed
+            }
+            if (s.drafts.length > 0) {
+                verify(s, logits.get(i));
+                continue;
             }
             int next;
             try {
@@ -826,6 +847,48 @@ public final class Scheduler implements AutoCloseable {
             }
         }
         publishActive();
+    }
+
+    /**
+     * Speculative decoding: the step fed the pending token and its drafts, and {@code rows} are their
+     * logits. In order, each row chooses the token after its position; while that is the draft fed
+     * next, the draft stays in the cache and the next row chooses. The first other choice becomes
+     * the pending token, and the cache drops the drafts after it. Each choice is made as without
+     * drafts (see {@link SequenceTask#choose(float[], int)}), so only the speed differs.
+     */
+    private void verify(Slot s, float[] rows) {
+        int[] drafts = s.drafts;
+        s.drafts = Slot.NONE;
+        int vocab = rows.length / (drafts.length + 1);
+        int start = s.cache.length() - drafts.length; // the position after the pending token
+        int kept = 0;
+        int next = -1;
+        try {
+            for (int j = 0; j <= drafts.length; j++) {
+                int draft = j < drafts.length ? drafts[j] : -1;
+                int token = s.task.choose(Arrays.copyOfRange(rows, j * vocab, (j + 1) * vocab), draft);
+                next = s.task.accept(token);
+                if (next < 0 || token != draft) {
+                    break;
+                }
+                s.addGenerated(token); // in the cache already, at start + j
+                kept++;
+            }
+        } catch (RuntimeException | OutOfMemoryError e) {
+            retire(s);
+            s.task.onFailure(e);
+            return;
+        } finally {
+            draftTokens += drafts.length;
+            acceptedDrafts += kept;
+        }
+        s.cache.setLength(start + kept);
+        if (next < 0) {
+            keepPrefix(s);
+            retire(s);
+        } else {
+            s.next = next;
+        }
     }
 
     /**
@@ -850,14 +913,10 @@ public final class Scheduler implements AutoCloseable {
      * prompt repeats this one and, re-rendered, usually the answer) starts from them.
      */
     private void keepPrefix(Slot s) {
-        if (prefixCache == null || s.generated.isEmpty()) {
+        if (prefixCache == null || s.generatedCount() == 0) {
             return;
         }
-        int[] all = Arrays.copyOf(s.prompt, s.prompt.length + s.generated.size());
-        for (int i = 0; i < s.generated.size(); i++) {
-            all[s.prompt.length + i] = s.generated.get(i);
-        }
-        prefixCache.store(all, s.cache);
+        prefixCache.store(s.sequence(), s.cache);
     }
 
     /** The sequence leaves its batch slot: its cache goes (on an attention worker, it is released there). */
@@ -881,7 +940,7 @@ public final class Scheduler implements AutoCloseable {
             long work = 0;
             for (int i = 0; i < n; i++) {
                 Slot s = slots.get(i);
-                if (!s.prefilling() && s.task.choosesInParallel()) {
+                if (!s.prefilling() && s.task.choosesInParallel() && s.drafts.length == 0) {
                     which[count++] = i;
                     work += 16L * logits.get(i).length; // ~16 vector ops per logit (scale, exp, sums, filters)
                 }

@@ -12,8 +12,10 @@ package dev.epic.coordinator.scheduler;
  *                         when its prompt fits beside what the others hold, and the latest are preempted
  *                         (to be recomputed) when the caches would grow past it; one whose prompt + max new
  *                         tokens could not fit even alone is refused
+ * @param speculation      draft tokens verified per decode step ({@link PromptLookup#OFF}: one token a step)
  */
-public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes) {
+public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes,
+        PromptLookup speculation) {
     public static final int DEFAULT_MAX_BATCH = 16;
     public static final int DEFAULT_MAX_QUEUE = 64;
     public static final int DEFAULT_PREFILL_BUDGET = 256;
@@ -28,7 +30,13 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
         this(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, defaultKvCacheBytes());
     }
 
+    /** No speculative decoding. */
+    public SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes) {
+        this(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, PromptLookup.OFF);
+    }
+
     public SchedulerOptions {
+        java.util.Objects.requireNonNull(speculation, "speculation (PromptLookup.OFF for none)");
         if (maxBatch < 1) {
             throw new IllegalArgumentException("max-batch must be >= 1, got " + maxBatch);
         }
@@ -51,7 +59,11 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
     }
 
     public SchedulerOptions withKvCacheBytes(long bytes) {
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, bytes);
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, bytes, speculation);
+    }
+
+    public SchedulerOptions withSpeculation(PromptLookup lookup) {
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, lookup);
     }
 
     /** The serving defaults; the prefix cache may take a quarter of the heap. */

@@ -41,6 +41,23 @@ public interface SequenceTask {
         throw new UnsupportedOperationException("choose needs choosesInParallel");
     }
 
+    /**
+     * Whether drafted tokens may be checked against this task's choices (speculative decoding): it
+     * then implements {@link #choose(float[], int)} and {@link #accept}. A task whose logits must be
+     * seen position by position (a Logits request) does not.
+     */
+    default boolean verifiesDrafts() {
+        return false;
+    }
+
+    /**
+     * The token for a position whose token was drafted as {@code draft}: chosen so that, draft or not,
+     * it is distributed as {@link #choose(float[])}'s would be (greedy: the same token).
+     */
+    default int choose(float[] logits, int draft) {
+        throw new UnsupportedOperationException("choose with a draft needs verifiesDrafts");
+    }
+
     /** What {@link #onLogits} does after choosing, on the engine thread: the next token, or -1 when finished. */
     default int accept(int token) {
         throw new UnsupportedOperationException("accept needs choosesInParallel");

@@ -2,12 +2,12 @@ package dev.epic.coordinator.scheduler;
 
 import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvCache;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 
 /** A sequence holding a batch slot, or preempted and waiting to take one again. */
 final class Slot {
+    static final int[] NONE = new int[0];
+
     final SequenceTask task;
     final int[] prompt;
     final long arrival;     // admission order: preemption takes the latest first
@@ -16,7 +16,9 @@ final class Slot {
     int[] feed;             // what prefill feeds: the prompt, after a preemption also what was generated
     int fed;                // tokens of feed already in the cache
     int next = -1;          // token to feed in the next step once feed is in
-    final List<Integer> generated = new ArrayList<>(); // fed after the prompt
+    private int[] tokens;   // the prompt, then what was generated and fed after it
+    private int length;
+    int[] drafts = NONE;    // speculative tokens fed after next in this step
     boolean resumed;        // joined again after a preemption
     /** Attention workers: rejoins once more than this many sequences have left (finished, failed or cancelled). */
     long rejoinAfter = -1;
@@ -27,6 +29,44 @@ final class Slot {
         this.feed = prompt;
         this.arrival = arrival;
         this.maxPositions = maxPositions;
+        this.tokens = prompt.clone();
+        this.length = prompt.length;
+    }
+
+    /** A generated token is now in the cache, after the prompt and those before it. */
+    void addGenerated(int token) {
+        if (length == tokens.length) {
+            tokens = Arrays.copyOf(tokens, Math.max(16, tokens.length * 2));
+        }
+        tokens[length++] = token;
+    }
+
+    int generatedCount() {
+        return length - prompt.length;
+    }
+
+    /** The prompt and the generated tokens in the cache. */
+    int[] sequence() {
+        return Arrays.copyOf(tokens, length);
+    }
+
+    /**
+     * Draft tokens to follow {@link #next}, by looking up its context (prompt, generated, next) in
+     * itself; none while prefilling, or when the cache could not hold them.
+     */
+    int[] propose(PromptLookup lookup) {
+        if (prefilling() || next < 0 || !lookup.enabled()) {
+            return NONE;
+        }
+        int room = maxPositions - cache.length() - 1; // next takes one position
+        if (room <= 0) {
+            return NONE;
+        }
+        if (length == tokens.length) {
+            tokens = Arrays.copyOf(tokens, Math.max(16, tokens.length * 2));
+        }
+        tokens[length] = next; // context only: not counted until fed
+        return lookup.propose(tokens, length + 1, room);
     }
 
     boolean prefilling() {
@@ -57,15 +97,13 @@ final class Slot {
      */
     void preempt() {
         if (!prefilling() && next >= 0) { // built first: should that fail, the slot is as it was
-            int[] all = Arrays.copyOf(prompt, prompt.length + generated.size() + 1);
-            for (int i = 0; i < generated.size(); i++) {
-                all[prompt.length + i] = generated.get(i);
-            }
-            all[all.length - 1] = next;
-            generated.add(next);
+            int[] all = Arrays.copyOf(tokens, length + 1);
+            all[length] = next;
+            addGenerated(next);
             feed = all;
         }
-        resumed |= fed > 0 || !generated.isEmpty(); // one that never ran joins as new
+        drafts = NONE;
+        resumed |= fed > 0 || generatedCount() > 0; // one that never ran joins as new
         release();
         fed = 0;
     }

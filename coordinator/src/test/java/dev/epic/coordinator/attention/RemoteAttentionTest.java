@@ -8,7 +8,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.attention.AttentionWorker;
+import dev.epic.coordinator.scheduler.GenerationTask;
 import dev.epic.coordinator.scheduler.LogitsTask;
+import dev.epic.coordinator.scheduler.PromptLookup;
 import dev.epic.coordinator.scheduler.Scheduler;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
@@ -20,12 +22,18 @@ import dev.epic.model.attention.AttentionLayers;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.LocalExperts;
+import dev.epic.text.generate.Delta;
+import dev.epic.text.generate.Generation;
+import dev.epic.text.generate.GenerationResult;
+import dev.epic.text.sampling.SamplingParams;
+import dev.epic.text.tokenizer.Tokenizer;
 import io.grpc.Status;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
@@ -337,6 +345,57 @@ class RemoteAttentionTest {
      * one, and every sequence gives the tokens it gives in process. (Learning the room from refusals
      * instead preempted about three times as often in a soak.)
      */
+    /**
+     * Speculative decoding with the caches on an attention worker: the rejected drafts' positions
+     * there are written over by the next step, so the greedy tokens are those of the in-process
+     * engine without drafts.
+     */
+    @Test
+    void draftsRolledBackOnAWorkerLeaveTheTokensAsInProcess() throws Exception {
+        Path dir = TestData.model("tiny-v3");
+        int[] unit = {17, 301, 44, 1020, 5, 77, 930};
+        int[] prompt = new int[unit.length * 5];
+        for (int i = 0; i < prompt.length; i++) {
+            prompt[i] = unit[i % unit.length];
+        }
+        int[] expected = greedyTokens(new Scheduler(engine(dir, null), new SchedulerOptions(4, 4, 256)), prompt, 40);
+        Scheduler remote = new Scheduler(engine(dir, cluster(dir, 1, 16)),
+                new SchedulerOptions(4, 4, 256).withSpeculation(new PromptLookup(4, 1, 3)));
+        assertArrayEquals(expected, greedyTokens(remote, prompt, 40));
+        assertTrue(remote.acceptedDrafts() > 0 && remote.acceptedDrafts() < remote.draftTokens(),
+                "drafts both kept and rolled back: " + remote.acceptedDrafts() + " of " + remote.draftTokens());
+    }
+
+    /** The greedy completion of {@code prompt} on {@code s} (started and closed here). */
+    private static int[] greedyTokens(Scheduler s, int[] prompt, int maxTokens) throws Exception {
+        try (s) {
+            SamplingParams p = SamplingParams.builder().temperature(0).maxTokens(maxTokens).ignoreEos(true).build();
+            GenerationResult.Accumulator all = new GenerationResult.Accumulator();
+            CompletableFuture<GenerationResult> done = new CompletableFuture<>();
+            s.submit(new GenerationTask(prompt, new Generation(Tokenizer.deepSeekV3(), prompt, p), new GenerationTask.Sink() {
+                @Override
+                public void delta(Delta d) {
+                    all.add(d);
+                    if (d.finished()) {
+                        done.complete(all.build());
+                    }
+                }
+
+                @Override
+                public void cancelled(Delta last) {
+                    done.completeExceptionally(new AssertionError("cancelled"));
+                }
+
+                @Override
+                public void failed(Throwable error) {
+                    done.completeExceptionally(error);
+                }
+            }));
+            s.start();
+            return done.get(60, TimeUnit.SECONDS).tokenIds();
+        }
+    }
+
     @Test
     void theSchedulerKeepsWithinTheWorkersBudgetAsWithItsOwn() throws Exception {
         Path dir = TestData.model("tiny-v3");

@@ -30,10 +30,18 @@ public final class EngineBenchmark {
 
     private static final Logger log = LoggerFactory.getLogger(EngineBenchmark.class);
 
-    public record Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed) {
+    /** @param drafts draft counts whose batch-1 verification steps are timed (speculative decoding); may be empty */
+    public record Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed, List<Integer> drafts) {
+        public Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed) {
+            this(batches, promptLen, gen, chunk, seed, List.of());
+        }
+
         public Options {
             if (batches.isEmpty() || batches.stream().anyMatch(b -> b < 1)) {
                 throw new IllegalArgumentException("batch sizes must be >= 1, got " + batches);
+            }
+            if (drafts.stream().anyMatch(k -> k < 1)) {
+                throw new IllegalArgumentException("draft counts must be >= 1, got " + drafts);
             }
             if (promptLen < 1 || gen < 1 || chunk < 1) {
                 throw new IllegalArgumentException("prompt-len, gen and chunk must be >= 1");
@@ -48,11 +56,25 @@ public final class EngineBenchmark {
     public record Decode(int batch, double tokS, double itlP50Ms, double itlP99Ms, double bytesPerStep) {}
 
     /**
+     * Batch-1 speculative decoding: a step that feeds the pending token and {@code drafts} drafts and
+     * returns the logits of all of them. Every draft kept, it yields drafts + 1 tokens; none kept, one.
+     */
+    public record Verify(int drafts, double stepMsP50, double stepMsMean) {
+        public double tokSAllKept() {
+            return (drafts + 1) * 1e3 / stepMsMean;
+        }
+
+        public double tokSNoneKept() {
+            return 1e3 / stepMsMean;
+        }
+    }
+
+    /**
      * @param fmaGFlops           fp32 FMA throughput of the kernel threads, measured in the same run
      * @param multiplyAddsPerToken one token's multiply-adds through the weights (attention over the cache not counted)
      */
     public record Result(double prefillTokS, double ttftMs, List<Decode> decode, double rssMb, long bytesPerToken,
-            double bandwidthGBs, double rooflineFraction, double fmaGFlops, long multiplyAddsPerToken) {
+            double bandwidthGBs, double rooflineFraction, double fmaGFlops, long multiplyAddsPerToken, List<Verify> verify) {
         /** Decode tok/s the memory bandwidth allows at batch 1: bandwidth / weight bytes per token. */
         public double rooflineTokS() {
             return bandwidthGBs * 1e9 / bytesPerToken;
@@ -90,6 +112,9 @@ public final class EngineBenchmark {
         for (int b : o.batches()) {
             decode(model, warm, prompt.length, b, Math.min(Math.max(3, Math.ceilDiv(32, b)), o.gen()), random);
         }
+        for (int k : o.drafts()) {
+            verify(model, warm, prompt.length, k, Math.min(8, o.gen()), random);
+        }
 
         // Prefill: best of three passes (llama.cpp's figures are best passes too); the last cache is
         // the decode prefix.
@@ -112,6 +137,14 @@ public final class EngineBenchmark {
                     String.format("%.2f", d.itlP50Ms()));
             decodes.add(d);
         }
+        List<Verify> verifies = new ArrayList<>();
+        for (int k : o.drafts()) {
+            Verify v = verify(model, cache, prompt.length, k, o.gen(), random);
+            log.info("bench: batch 1 with {} drafts: step {} ms, {} tok/s all kept, {} none kept", k,
+                    String.format("%.2f", v.stepMsMean()), String.format("%.1f", v.tokSAllKept()),
+                    String.format("%.1f", v.tokSNoneKept()));
+            verifies.add(v);
+        }
         // Measured last: run first, the probe's 256 MiB pass left the kernel pool measurably slower for
         // the decode that followed (q4 batch 1: 12 -> 20 ms/token), so it would skew the numbers it judges.
         double bandwidth = Bandwidth.measureGBs();
@@ -122,7 +155,7 @@ public final class EngineBenchmark {
         double batch1 = decodes.stream().filter(d -> d.batch() == 1).mapToDouble(Decode::tokS).findFirst()
                 .orElse(Double.NaN);
         return new Result(prompt.length / prefillSeconds, prefillSeconds * 1e3, decodes, ProcessStats.residentMb(), bytes,
-                bandwidth, batch1 / (bandwidth * 1e9 / bytes), flops, model.multiplyAddsPerToken());
+                bandwidth, batch1 / (bandwidth * 1e9 / bytes), flops, model.multiplyAddsPerToken(), verifies);
     }
 
     /** Feeds the prompt in chunks; returns the last position's logits. */
@@ -167,6 +200,38 @@ public final class EngineBenchmark {
         Arrays.sort(stepMs);
         return new Decode(batch, (double) batch * steps / seconds, percentile(stepMs, 0.50), percentile(stepMs, 0.99),
                 bytes / steps);
+    }
+
+    /**
+     * {@code steps} batch-1 verification steps: the pending token and {@code drafts} random drafts, the
+     * logits of every position, the argmax of each row (a greedy check). The cache then keeps one
+     * position, as when no draft is kept; the attention over one position more or less costs nothing
+     * next to the weights, so the step time holds for any share kept.
+     */
+    private static Verify verify(Transformer model, KvCache prefix, int len, int drafts, int steps,
+            SplittableRandom random) {
+        int vocab = model.config().vocabSize();
+        KvCache cache = copy(model, prefix, len, len + steps + drafts);
+        double[] stepMs = new double[steps];
+        int next = random.nextInt(2, vocab);
+        long start = System.nanoTime();
+        for (int k = 0; k < steps; k++) {
+            int[] feed = new int[drafts + 1];
+            feed[0] = next;
+            for (int j = 1; j <= drafts; j++) {
+                feed[j] = random.nextInt(2, vocab);
+            }
+            long t = System.nanoTime();
+            float[] rows = model.step(List.of(new SequenceChunk(cache, feed, len + k, true))).getFirst();
+            for (int j = drafts; j >= 0; j--) {
+                next = VectorOps.argmax(Arrays.copyOfRange(rows, j * vocab, (j + 1) * vocab));
+            }
+            cache.setLength(len + k + 1);
+            stepMs[k] = (System.nanoTime() - t) / 1e6;
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        Arrays.sort(stepMs);
+        return new Verify(drafts, percentile(stepMs, 0.50), seconds * 1e3 / steps);
     }
 
     /** Counts each MoE layer's distinct experts in one step. */

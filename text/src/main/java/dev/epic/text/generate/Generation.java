@@ -124,6 +124,23 @@ public final class Generation {
 
     /** As {@link #sample(float[])} with a caller-owned scratch Sampler (share one per thread across sequences). */
     public int sample(float[] logits, Sampler workspace) {
+        return sample(logits, workspace, -1);
+    }
+
+    /**
+     * Speculative decoding: as {@link #sample(float[])}, given that {@code draft} was guessed for this
+     * position (-1: nothing was). The draft is chosen with the probability the request's sampling
+     * gives it, else another token by that distribution without it (see {@link Sampler}); so the
+     * tokens are distributed as without speculation, and greedy ones are the same tokens.
+     */
+    public int sample(float[] logits, int draft) {
+        if (sampler == null) {
+            sampler = new Sampler();
+        }
+        return sample(logits, sampler, draft);
+    }
+
+    private int sample(float[] logits, Sampler workspace, int draft) {
         ensureRunning();
         int n = Math.min(logits.length, vocab.size());
         float[] raw = params.wantsLogprobs() ? logits.clone() : null; // the sampler uses logits as scratch
@@ -141,7 +158,7 @@ public final class Generation {
         if (constraint != null) {
             constraint.restrict(logits, n, constraintEnds);
         }
-        int token = workspace.sample(logits, n, params, history, rng);
+        int token = workspace.sample(logits, n, params, history, rng, draft < n ? draft : -1);
         sampled = raw != null ? Logprobs.of(raw, n, token, params.logprobs()) : null;
         return token;
     }
