@@ -79,19 +79,9 @@ final class Bf16Matrix extends DenseMatrix {
         return 8;
     }
 
-    @Override
-    void chunk4Batch(float[] x, int xOff, int nb, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
-        if (nb == 1) {
-            chunk4(x, xOff, ra, rb, rc, rd, k0, body, acc);
-        } else if (nb == 2) {
-            chunk4x2(x, xOff, xOff + cols, ra, rb, rc, rd, k0, body, acc);
-        } else {
-            chunk4x4(x, xOff, xOff + cols, xOff + 2 * cols, xOff + (nb - 1) * cols, ra, rb, rc, rd, k0, body, acc);
-        }
-    }
-
     /** {@link #chunk4} for inputs at x0 and x1: each weight vector widened once, FMA'd in the same order as two calls. */
-    private void chunk4x2(float[] x, int x0, int x1, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+    @Override
+    void chunk4x2(float[] x, int x0, int x1, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
         long b0 = (long) ra * cols * 2, b1 = (long) rb * cols * 2, b2 = (long) rc * cols * 2, b3 = (long) rd * cols * 2;
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
         for (int c = k0; c < body; c += L) {
@@ -125,7 +115,8 @@ final class Bf16Matrix extends DenseMatrix {
     }
 
     /** As {@link #chunk4x2} for four inputs (16 accumulators, 4 weights and an input: 21 of 32 registers). */
-    private void chunk4x4(float[] x, int x0, int x1, int x2, int x3, int ra, int rb, int rc, int rd, int k0, int body,
+    @Override
+    void chunk4x4(float[] x, int x0, int x1, int x2, int x3, int ra, int rb, int rc, int rd, int k0, int body,
             float[] acc) {
         long b0 = (long) ra * cols * 2, b1 = (long) rb * cols * 2, b2 = (long) rc * cols * 2, b3 = (long) rd * cols * 2;
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;

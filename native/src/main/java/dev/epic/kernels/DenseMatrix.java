@@ -146,7 +146,27 @@ abstract class DenseMatrix implements Matrix {
      * each weight widened once for all of them.
      */
     void chunk4Batch(float[] x, int xOff, int nb, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
-        chunk4(x, xOff, ra, rb, rc, rd, k0, body, acc);
+        if (nb == 1) {
+            chunk4(x, xOff, ra, rb, rc, rd, k0, body, acc);
+        } else if (nb == 2) {
+            chunk4x2(x, xOff, xOff + cols, ra, rb, rc, rd, k0, body, acc);
+        } else { // three run as four, the last repeated
+            chunk4x4(x, xOff, xOff + cols, xOff + 2 * cols, xOff + (nb - 1) * cols, ra, rb, rc, rd, k0, body, acc);
+        }
+    }
+
+    /**
+     * {@link #chunk4} for the inputs at x0 and x1 at once, input j's accumulators to acc[4L j ..]:
+     * for formats whose {@link #batchRows} is 4, which widen each weight vector once for all inputs.
+     */
+    void chunk4x2(float[] x, int x0, int x1, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        throw new UnsupportedOperationException("batchRows() is 1");
+    }
+
+    /** As {@link #chunk4x2} for four inputs. */
+    void chunk4x4(float[] x, int x0, int x1, int x2, int x3, int ra, int rb, int rc, int rd, int k0, int body,
+            float[] acc) {
+        throw new UnsupportedOperationException("batchRows() is 1");
     }
 
     /** Whether {@link #chunk4} handles these rows; if not, they go through {@link #gemvDecoded}. */

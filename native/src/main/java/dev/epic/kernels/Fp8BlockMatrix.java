@@ -124,6 +124,125 @@ final class Fp8BlockMatrix extends DenseMatrix {
         a3.intoArray(acc, 3 * L);
     }
 
+    /**
+     * Up to four inputs per pass: fp8 widening (convert, shift, mask, scale) is most of the vector work,
+     * so each weight vector is widened once for all of them. Three run as four with the last repeated.
+     */
+    @Override
+    int batchRows() {
+        return 4;
+    }
+
+    /** {@link #chunk4} for inputs at x0 and x1: each weight widened once, FMA'd in the same order as two calls. */
+    @Override
+    void chunk4x2(float[] x, int x0, int x1, int ra, int rb, int rc, int rd, int k0, int body, float[] acc) {
+        long b0 = (long) ra * cols, b1 = (long) rb * cols, b2 = (long) rc * cols, b3 = (long) rd * cols;
+        long s0 = 4L * (ra / blockRows) * scaleCols, s1 = 4L * (rb / blockRows) * scaleCols;
+        long s2 = 4L * (rc / blockRows) * scaleCols, s3 = 4L * (rd / blockRows) * scaleCols;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+        for (int c = k0, cb = k0 / blockCols; c < body; cb++) {
+            int end = Math.min(body, (cb + 1) * blockCols);
+            long so = 4L * cb;
+            FloatVector f0 = FloatVector.broadcast(F, scales.get(F32, s0 + so) * 0x1p120f);
+            FloatVector f1 = FloatVector.broadcast(F, scales.get(F32, s1 + so) * 0x1p120f);
+            FloatVector f2 = FloatVector.broadcast(F, scales.get(F32, s2 + so) * 0x1p120f);
+            FloatVector f3 = FloatVector.broadcast(F, scales.get(F32, s3 + so) * 0x1p120f);
+            for (; c < end; c += L) {
+                FloatVector w0 = ((IntVector) ByteVector.fromMemorySegment(B, data, b0 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f0);
+                FloatVector w1 = ((IntVector) ByteVector.fromMemorySegment(B, data, b1 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f1);
+                FloatVector w2 = ((IntVector) ByteVector.fromMemorySegment(B, data, b2 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f2);
+                FloatVector w3 = ((IntVector) ByteVector.fromMemorySegment(B, data, b3 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f3);
+                FloatVector u = FloatVector.fromArray(F, x, x0 + c);
+                a0 = w0.fma(u, a0);
+                a1 = w1.fma(u, a1);
+                a2 = w2.fma(u, a2);
+                a3 = w3.fma(u, a3);
+                u = FloatVector.fromArray(F, x, x1 + c);
+                c0 = w0.fma(u, c0);
+                c1 = w1.fma(u, c1);
+                c2 = w2.fma(u, c2);
+                c3 = w3.fma(u, c3);
+            }
+        }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
+        c0.intoArray(acc, 4 * L);
+        c1.intoArray(acc, 5 * L);
+        c2.intoArray(acc, 6 * L);
+        c3.intoArray(acc, 7 * L);
+    }
+
+    /** As {@link #chunk4x2} for four inputs. */
+    @Override
+    void chunk4x4(float[] x, int x0, int x1, int x2, int x3, int ra, int rb, int rc, int rd, int k0, int body,
+            float[] acc) {
+        long b0 = (long) ra * cols, b1 = (long) rb * cols, b2 = (long) rc * cols, b3 = (long) rd * cols;
+        long s0 = 4L * (ra / blockRows) * scaleCols, s1 = 4L * (rb / blockRows) * scaleCols;
+        long s2 = 4L * (rc / blockRows) * scaleCols, s3 = 4L * (rd / blockRows) * scaleCols;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+        FloatVector e0 = a0, e1 = a0, e2 = a0, e3 = a0, g0 = a0, g1 = a0, g2 = a0, g3 = a0;
+        for (int c = k0, cb = k0 / blockCols; c < body; cb++) {
+            int end = Math.min(body, (cb + 1) * blockCols);
+            long so = 4L * cb;
+            FloatVector f0 = FloatVector.broadcast(F, scales.get(F32, s0 + so) * 0x1p120f);
+            FloatVector f1 = FloatVector.broadcast(F, scales.get(F32, s1 + so) * 0x1p120f);
+            FloatVector f2 = FloatVector.broadcast(F, scales.get(F32, s2 + so) * 0x1p120f);
+            FloatVector f3 = FloatVector.broadcast(F, scales.get(F32, s3 + so) * 0x1p120f);
+            for (; c < end; c += L) {
+                FloatVector w0 = ((IntVector) ByteVector.fromMemorySegment(B, data, b0 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f0);
+                FloatVector w1 = ((IntVector) ByteVector.fromMemorySegment(B, data, b1 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f1);
+                FloatVector w2 = ((IntVector) ByteVector.fromMemorySegment(B, data, b2 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f2);
+                FloatVector w3 = ((IntVector) ByteVector.fromMemorySegment(B, data, b3 + c, LE).convertShape(B2I, I, 0))
+                        .lanewise(LSHL, 20).and(0x87F00000).reinterpretAsFloats().mul(f3);
+                FloatVector u = FloatVector.fromArray(F, x, x0 + c);
+                a0 = w0.fma(u, a0);
+                a1 = w1.fma(u, a1);
+                a2 = w2.fma(u, a2);
+                a3 = w3.fma(u, a3);
+                u = FloatVector.fromArray(F, x, x1 + c);
+                c0 = w0.fma(u, c0);
+                c1 = w1.fma(u, c1);
+                c2 = w2.fma(u, c2);
+                c3 = w3.fma(u, c3);
+                u = FloatVector.fromArray(F, x, x2 + c);
+                e0 = w0.fma(u, e0);
+                e1 = w1.fma(u, e1);
+                e2 = w2.fma(u, e2);
+                e3 = w3.fma(u, e3);
+                u = FloatVector.fromArray(F, x, x3 + c);
+                g0 = w0.fma(u, g0);
+                g1 = w1.fma(u, g1);
+                g2 = w2.fma(u, g2);
+                g3 = w3.fma(u, g3);
+            }
+        }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
+        c0.intoArray(acc, 4 * L);
+        c1.intoArray(acc, 5 * L);
+        c2.intoArray(acc, 6 * L);
+        c3.intoArray(acc, 7 * L);
+        e0.intoArray(acc, 8 * L);
+        e1.intoArray(acc, 9 * L);
+        e2.intoArray(acc, 10 * L);
+        e3.intoArray(acc, 11 * L);
+        g0.intoArray(acc, 12 * L);
+        g1.intoArray(acc, 13 * L);
+        g2.intoArray(acc, 14 * L);
+        g3.intoArray(acc, 15 * L);
+    }
+
     @Override
     float weight(int r, int c) {
         return E4M3[data.get(ValueLayout.JAVA_BYTE, (long) r * cols + c) & 0xff] * blockScale(r, c / blockCols);
@@ -172,7 +291,11 @@ final class Fp8BlockMatrix extends DenseMatrix {
         return (long) rows * cols + (long) Math.ceilDiv(rows, blockRows) * scaleCols * 4;
     }
 
-    /** Widening costs more than bf16's: the tiled GEMM wins from batch 4 (q4 2816x1024: 273 against 358 us). */
+    /**
+     * The tiled GEMM wins from batch 4 even with the widening shared (4096x1024, 2 cores: batch 4 fused
+     * 423 against 426 us, batch 8 912 against 681 us); batches 2 and 3 gain from the sharing (433 ->
+     * 334 and 655 -> 439 us).
+     */
     @Override
     int smallBatch() {
         return 3;
