@@ -20,6 +20,6 @@ default_level=info
 # of staying registered half-broken. Not the coordinator: it fails only the sequence that ran out.
 worker_flags=()
 case "${1:-}" in expert-worker|attention-worker) worker_flags=(-XX:+ExitOnOutOfMemoryError) ;; esac
-exec java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m -XX:+UseParallelGC \
+exec java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m -XX:+UseG1GC \
   -Dorg.slf4j.simpleLogger.defaultLogLevel="${EPIC_LOG_LEVEL:-$default_level}" "${worker_flags[@]}" ${EPIC_JAVA_OPTS:-} \
   -cp "/opt/epic/lib/*" dev.epic.cli.Main "${args[@]}"
