@@ -133,6 +133,60 @@ class SpeculativeDecodingTest {
         assertTrue(counts[0] > 0, "nothing was drafted");
     }
 
+    /**
+     * Logprobs and stop strings apply token by token as without drafts: greedy with logprobs and a
+     * stop string taken from late in the plain answer gives the same tokens, text, finish reason
+     * and log-probabilities (to the bit: a drafted row is computed as a decoded one) with drafts.
+     */
+    @Test
+    void logprobsAndStopStringsAreTheSameWithDrafts() throws Exception {
+        int[] prompt = prompts().get(0);
+        SamplingParams.Builder p = SamplingParams.builder().temperature(0).maxTokens(40).ignoreEos(true).logprobs(2);
+        List<dev.epic.text.sampling.Logprobs> plainLogprobs = new ArrayList<>();
+        long[] accepted = new long[1];
+        GenerationResult plain = generate(new SchedulerOptions(4, 8, 256), prompt, p.build(), plainLogprobs, accepted);
+        int at = plain.content().length() * 4 / 5; // past the loop where drafts are kept
+        String stop = plain.content().substring(at, at + 3);
+        plainLogprobs.clear();
+        plain = generate(new SchedulerOptions(4, 8, 256), prompt, p.stop(stop).build(), plainLogprobs, accepted);
+        List<dev.epic.text.sampling.Logprobs> specLogprobs = new ArrayList<>();
+        GenerationResult spec = generate(new SchedulerOptions(4, 8, 256).withSpeculation(LOOKUP), prompt,
+                p.stop(stop).build(), specLogprobs, accepted);
+        assertTrue(accepted[0] > 0, "no draft was kept before the stop string");
+        assertEquals(FinishReason.STOP, plain.finishReason(), "the stop string " + stop + " ends it");
+        assertEquals(plain.finishReason(), spec.finishReason());
+        assertArrayEquals(plain.tokenIds(), spec.tokenIds());
+        assertEquals(plain.content(), spec.content());
+        assertEquals(plainLogprobs.size(), specLogprobs.size());
+        for (int i = 0; i < plainLogprobs.size(); i++) {
+            var a = plainLogprobs.get(i);
+            var b = specLogprobs.get(i);
+            assertEquals(a.token(), b.token(), "token " + i);
+            assertEquals(Float.floatToIntBits(a.logprob()), Float.floatToIntBits(b.logprob()), "logprob " + i);
+            assertArrayEquals(a.topTokens(), b.topTokens(), "top tokens " + i);
+            assertArrayEquals(a.topLogprobs(), b.topLogprobs(), "top logprobs " + i);
+        }
+    }
+
+    /** One generation on a fresh scheduler; its logprobs are added to {@code logprobs}, the drafts kept go to accepted[0]. */
+    private static GenerationResult generate(SchedulerOptions options, int[] prompt, SamplingParams p,
+            List<dev.epic.text.sampling.Logprobs> logprobs, long[] accepted) throws Exception {
+        CollectingSink sink = new CollectingSink() {
+            @Override
+            public void delta(dev.epic.text.generate.Delta d) {
+                logprobs.addAll(d.logprobs());
+                super.delta(d);
+            }
+        };
+        try (Scheduler s = new Scheduler(model, options)) {
+            s.submit(new GenerationTask(prompt, new Generation(VOCAB, prompt, p), sink));
+            s.start();
+            GenerationResult r = sink.done.get(60, TimeUnit.SECONDS);
+            accepted[0] = s.acceptedDrafts();
+            return r;
+        }
+    }
+
     @Test
     void lookupProposesWhatFollowedTheLatestLongestMatch() {
         PromptLookup l = new PromptLookup(3, 1, 3);
