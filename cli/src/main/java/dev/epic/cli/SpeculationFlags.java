@@ -18,6 +18,10 @@ final class SpeculationFlags {
             description = "shortest suffix looked up (default ${DEFAULT-VALUE})")
     int lookupMin;
 
+    @Option(names = "--speculative-disable-by-batch-size", defaultValue = "0", paramLabel = "N",
+            description = "no drafts in a step while more than N sequences run (default ${DEFAULT-VALUE}: no limit)")
+    int disableByBatchSize;
+
     PromptLookup lookup() {
         Flags.requireNonNegative("--num-speculative-tokens", speculativeTokens);
         Flags.requirePositive("--prompt-lookup-min", lookupMin);
@@ -25,6 +29,7 @@ final class SpeculationFlags {
             throw new IllegalArgumentException("--prompt-lookup-max must be >= --prompt-lookup-min (" + lookupMin
                     + "), got " + lookupMax);
         }
-        return new PromptLookup(speculativeTokens, lookupMin, lookupMax);
+        Flags.requireNonNegative("--speculative-disable-by-batch-size", disableByBatchSize);
+        return new PromptLookup(speculativeTokens, lookupMin, lookupMax, disableByBatchSize);
     }
 }

@@ -6,14 +6,25 @@ package dev.epic.coordinator.scheduler;
  * followed them there are proposed. Costs no model: what repeats (code being edited, quoted
  * documents, an answer restating its input, a loop) is verified several tokens per step.
  *
- * @param tokens most tokens proposed per step (vLLM's num_speculative_tokens); 0 turns it off
- * @param minN   shortest suffix matched (prompt_lookup_min)
- * @param maxN   longest suffix matched, tried first (prompt_lookup_max)
+ * @param tokens  most tokens proposed per step (vLLM's num_speculative_tokens); 0 turns it off
+ * @param minN    shortest suffix matched (prompt_lookup_min)
+ * @param maxN    longest suffix matched, tried first (prompt_lookup_max)
+ * @param maxBusy no drafts in a step while more sequences than this are running (vLLM's
+ *                disable_by_batch_size): a large batch already fills the kernels, and drafts that are
+ *                not kept then cost throughput; 0 = no limit
  */
-public record PromptLookup(int tokens, int minN, int maxN) {
+public record PromptLookup(int tokens, int minN, int maxN, int maxBusy) {
     public static final PromptLookup OFF = new PromptLookup(0, 1, 1);
 
+    /** No batch-size limit. */
+    public PromptLookup(int tokens, int minN, int maxN) {
+        this(tokens, minN, maxN, 0);
+    }
+
     public PromptLookup {
+        if (maxBusy < 0) {
+            throw new IllegalArgumentException("the batch size that disables speculation must be >= 0, got " + maxBusy);
+        }
         if (tokens < 0) {
             throw new IllegalArgumentException("speculative tokens must be >= 0, got " + tokens);
         }
@@ -24,6 +35,11 @@ public record PromptLookup(int tokens, int minN, int maxN) {
 
     public boolean enabled() {
         return tokens > 0;
+    }
+
+    /** Whether a step with {@code running} sequences drafts. */
+    public boolean draftsAt(int running) {
+        return enabled() && (maxBusy == 0 || running <= maxBusy);
     }
 
     /**

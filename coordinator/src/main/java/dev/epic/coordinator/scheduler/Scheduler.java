@@ -263,8 +263,9 @@ public final class Scheduler implements AutoCloseable {
                 if (active.isEmpty()) {
                     continue;
                 }
+                boolean draft = options.speculation().draftsAt(active.size());
                 for (Slot s : active) {
-                    s.drafts = s.task.verifiesDrafts() ? s.propose(options.speculation()) : Slot.NONE;
+                    s.drafts = draft && s.task.verifiesDrafts() ? s.propose(options.speculation()) : Slot.NONE;
                 }
                 makeRoom();
                 if (!active.isEmpty()) { // every cache that had to grow may have failed to

@@ -187,6 +187,18 @@ class SpeculativeDecodingTest {
         }
     }
 
+    /** With more sequences running than the limit, no step drafts; at the limit they do. */
+    @Test
+    void aBusyBatchDoesNotDraft() throws Exception {
+        List<int[]> two = List.of(prompts().get(0), prompts().get(0));
+        long[] busy = new long[3];
+        run(new SchedulerOptions(4, 8, 256).withSpeculation(new PromptLookup(4, 1, 3, 1)), two, greedy(30), busy);
+        assertEquals(0, busy[0], "drafted with two running and a limit of one");
+        long[] within = new long[3];
+        run(new SchedulerOptions(4, 8, 256).withSpeculation(new PromptLookup(4, 1, 3, 2)), two, greedy(30), within);
+        assertTrue(within[0] > 0, "no drafts with two running and a limit of two");
+    }
+
     @Test
     void lookupProposesWhatFollowedTheLatestLongestMatch() {
         PromptLookup l = new PromptLookup(3, 1, 3);
