@@ -694,8 +694,12 @@ final class OpenAiRequests {
 
     private static int integer(JsonNode n, String name) {
         JsonNode v = n.get(name);
-        if (!whole(v) || !v.canConvertToInt()) {
+        if (!whole(v)) {
             throw OpenAiError.badRequest(name, "'" + name + "' must be an integer");
+        }
+        if (!v.canConvertToInt()) { // a whole number, just too large for any count or id here
+            throw OpenAiError.badRequest(name, "'" + name + "' is out of range: " + v.asText() + " (at most "
+                    + Integer.MAX_VALUE + ")");
         }
         return v.intValue();
     }

@@ -108,6 +108,12 @@ class OpenAiRequestsTest {
         assertEquals("messages[0].content", e.param);
         e = assertThrows(OpenAiError.class, () -> chat("{\"messages\": [{\"role\": \"user\"}], \"max_tokens\": -1}"));
         assertEquals("max_tokens", e.param);
+        e = assertThrows(OpenAiError.class, () -> chat("{\"messages\": [{\"role\": \"user\"}], \"max_tokens\": 1.5}"));
+        assertEquals("'max_tokens' must be an integer", e.getMessage());
+        e = assertThrows(OpenAiError.class,
+                () -> chat("{\"messages\": [{\"role\": \"user\"}], \"max_tokens\": 99999999999}"));
+        assertEquals("max_tokens", e.param);
+        assertEquals("'max_tokens' is out of range: 99999999999 (at most 2147483647)", e.getMessage());
         e = assertThrows(OpenAiError.class, () -> chat("{\"messages\": [{\"role\": \"user\"}], \"stop\": [1]}"));
         assertEquals("stop", e.param);
         e = assertThrows(OpenAiError.class, () -> chat("[1, 2]"));
