@@ -46,6 +46,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>With a {@link PrefixCache} (in-process attention only), a joining sequence starts from the
  * longest cached prefix of its prompt, and a prompt's blocks are kept once it is prefilled.
+ *
+ * <p>With speculation on ({@link SchedulerOptions#speculation()}), a decoding sequence feeds its
+ * pending token with tokens drafted by {@link PromptLookup}, and keeps the drafts its own choices
+ * confirm ({@link #verify}).
  */
 public final class Scheduler implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Scheduler.class);
