@@ -54,10 +54,8 @@ public final class OpenAiServer implements AutoCloseable {
     private final ManagedChannel channel;
     private final GenerationServiceGrpc.GenerationServiceBlockingStub api;
     private final String servedName;
-    /** Bearer token every /v1 request and /tokenize, /detokenize must carry; null: none. */
-    private final byte[] apiKey;
-    /** Origins browsers may call from (CORS); "*" among them: any. Empty: no CORS headers. */
-    private final List<String> allowedOrigins;
+    /** CORS, the API key, and what a request's method and Content-Type must be. */
+    private final HttpAccess access;
     private volatile ModelInfoResponse info;
     /** The coordinator's Prometheus text for GET /metrics; null when it keeps none. */
     private final java.util.function.Supplier<String> metrics;
@@ -69,10 +67,8 @@ public final class OpenAiServer implements AutoCloseable {
 
     private OpenAiServer(ExecutorService executor, ManagedChannel channel, String servedName,
             String apiKey, List<String> allowedOrigins, java.util.function.Supplier<String> metrics) {
-        this.allowedOrigins = List.copyOf(allowedOrigins);
+        this.access = new HttpAccess(apiKey, allowedOrigins);
         this.metrics = metrics;
-        // Stripped: a key file (kubectl create secret --from-file) usually ends in a newline.
-        this.apiKey = apiKey == null ? null : apiKey.strip().getBytes(java.nio.charset.StandardCharsets.UTF_8);
         this.executor = executor;
         this.channel = channel;
         this.api = GenerationServiceGrpc.newBlockingStub(channel);
@@ -143,7 +139,7 @@ public final class OpenAiServer implements AutoCloseable {
     private void handle(Exchange ex) {
         try (ex) {
             try {
-                String origin = allowedOrigin(ex);
+                String origin = access.allowedOrigin(ex);
                 if (origin != null) { // on every answer, errors included, so a browser can read them
                     ex.setHeader("Access-Control-Allow-Origin", origin);
                     if (!origin.equals("*")) {
@@ -151,7 +147,7 @@ public final class OpenAiServer implements AutoCloseable {
                     }
                 }
                 if (ex.method().equals("OPTIONS")) {
-                    preflight(ex, origin);
+                    HttpAccess.preflight(ex, origin);
                     return;
                 }
                 route(ex);
@@ -177,7 +173,7 @@ public final class OpenAiServer implements AutoCloseable {
             path = path.substring(0, path.length() - 1);
         }
         boolean open = path.equals("/health") || (path.equals("/metrics") && metrics != null); // for probes and scrapers
-        if (apiKey != null && !open && !authorized(ex)) {
+        if (!open && !access.admits(ex)) {
             ex.setHeader("WWW-Authenticate", "Bearer");
             throw new OpenAiError(401, "authentication_error", null, "a valid API key is required (Authorization: Bearer ...)");
         }
@@ -186,11 +182,11 @@ public final class OpenAiServer implements AutoCloseable {
                     + "to another replica");
         }
         if (ex.method().equals("POST")) {
-            requireJson(ex);
+            HttpAccess.requireJson(ex);
         }
         switch (path) {
             case "/v1/chat/completions" -> {
-                requireMethod(ex, "POST");
+                HttpAccess.requireMethod(ex, "POST");
                 JsonNode body = OpenAiRequests.parse(ex.body());
                 try {
                     generate(ex, OpenAiRequests.chat(body), OpenAiResponses.Kind.CHAT);
@@ -199,7 +195,7 @@ public final class OpenAiServer implements AutoCloseable {
                 }
             }
             case "/v1/completions" -> {
-                requireMethod(ex, "POST");
+                HttpAccess.requireMethod(ex, "POST");
                 JsonNode body = OpenAiRequests.parse(ex.body());
                 try {
                     generate(ex, OpenAiRequests.completion(body), OpenAiResponses.Kind.TEXT);
@@ -208,11 +204,11 @@ public final class OpenAiServer implements AutoCloseable {
                 }
             }
             case "/v1/responses" -> {
-                requireMethod(ex, "POST");
+                HttpAccess.requireMethod(ex, "POST");
                 responses(ex, OpenAiRequests.parse(ex.body()));
             }
             case "/tokenize" -> {
-                requireMethod(ex, "POST");
+                HttpAccess.requireMethod(ex, "POST");
                 JsonNode body = OpenAiRequests.parse(ex.body());
                 checkModel(body.path("model").asText(null));
                 TokenizeResponse t = api.tokenize(OpenAiRequests.tokenize(body));
@@ -222,7 +218,7 @@ public final class OpenAiServer implements AutoCloseable {
                 sendJson(ex, 200, o);
             }
             case "/detokenize" -> {
-                requireMethod(ex, "POST");
+                HttpAccess.requireMethod(ex, "POST");
                 JsonNode body = OpenAiRequests.parse(ex.body());
                 checkModel(body.path("model").asText(null));
                 String text;
@@ -234,17 +230,17 @@ public final class OpenAiServer implements AutoCloseable {
                 sendJson(ex, 200, OpenAiRequests.JSON.createObjectNode().put("prompt", text));
             }
             case "/v1/models" -> {
-                requireMethod(ex, "GET");
+                HttpAccess.requireMethod(ex, "GET");
                 sendJson(ex, 200, models());
             }
             case String p when p.startsWith("/v1/models/") -> { // OpenAI's retrieve model (client.models.retrieve)
-                requireMethod(ex, "GET");
+                HttpAccess.requireMethod(ex, "GET");
                 String id = p.substring("/v1/models/".length());
                 checkModel(id);
                 sendJson(ex, 200, model());
             }
             case "/health" -> {
-                requireMethod(ex, "GET");
+                HttpAccess.requireMethod(ex, "GET");
                 health(ex);
             }
             case "/metrics" -> {
@@ -252,72 +248,13 @@ public final class OpenAiServer implements AutoCloseable {
                     throw new OpenAiError(404, "not_found_error", null, "no such endpoint: /metrics (the coordinator "
                             + "keeps no Prometheus metrics)");
                 }
-                requireMethod(ex, "GET");
+                HttpAccess.requireMethod(ex, "GET");
                 byte[] text = metrics.get().getBytes(java.nio.charset.StandardCharsets.UTF_8);
                 ex.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
                 ex.sendResponseHeaders(200, text.length);
                 ex.responseBody().write(text);
             }
             default -> throw new OpenAiError(404, "not_found_error", null, "no such endpoint: " + path);
-        }
-    }
-
-    /** What Access-Control-Allow-Origin answers a request with: "*", its Origin, or null (none or not allowed). */
-    private String allowedOrigin(Exchange ex) {
-        String origin = ex.requestHeader("Origin");
-        if (origin == null) {
-            return null;
-        }
-        return allowedOrigins.contains("*") ? "*" : allowedOrigins.contains(origin) ? origin : null;
-    }
-
-    /**
-     * A CORS preflight, answered before the API key check: browsers send it without credentials, so a
-     * 401 (or a 405) here would block every cross-origin call. As vLLM's CORS middleware, on any path.
-     */
-    private static void preflight(Exchange ex, String origin) throws IOException {
-        ex.setHeader("Allow", "GET, POST, OPTIONS");
-        if (origin != null) {
-            ex.setHeader("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-            String asked = ex.requestHeader("Access-Control-Request-Headers");
-            ex.setHeader("Access-Control-Allow-Headers", "Authorization, Content-Type"
-                    + (asked == null || asked.isBlank() ? "" : ", " + asked.strip()));
-            ex.setHeader("Access-Control-Max-Age", "600");
-        }
-        ex.sendResponseHeaders(204, -1);
-    }
-
-    private boolean authorized(Exchange ex) {
-        String header = ex.requestHeader("Authorization");
-        if (header == null || !header.regionMatches(true, 0, "Bearer ", 0, 7)) {
-            return false;
-        }
-        byte[] given = header.substring(7).strip().getBytes(java.nio.charset.StandardCharsets.UTF_8);
-        return java.security.MessageDigest.isEqual(apiKey, given); // constant time
-    }
-
-    /**
-     * A body is JSON: a Content-Type, when sent, must say so (application/json or application/*+json), as
-     * FastAPI (vLLM) parses only those. Else a form or text/plain POST, which browsers send cross-site
-     * without a CORS preflight, would be served as JSON.
-     */
-    private static void requireJson(Exchange ex) {
-        String type = ex.requestHeader("Content-Type");
-        if (type == null) {
-            return; // none: parsed as JSON, as FastAPI does
-        }
-        String media = type.split(";", 2)[0].strip().toLowerCase(java.util.Locale.ROOT);
-        if (!media.equals("application/json") && !(media.startsWith("application/") && media.endsWith("+json"))) {
-            throw new OpenAiError(400, "invalid_request_error", null, "the body must be JSON (Content-Type: "
-                    + "application/json), got Content-Type '" + type + "'");
-        }
-    }
-
-    private static void requireMethod(Exchange ex, String method) {
-        if (!ex.method().equals(method)) {
-            ex.setHeader("Allow", method);
-            throw new OpenAiError(405, "invalid_request_error", null,
-                    ex.uri().getPath() + " takes " + method + ", not " + ex.method());
         }
     }
 
