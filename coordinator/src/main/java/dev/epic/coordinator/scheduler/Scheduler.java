@@ -736,7 +736,8 @@ public final class Scheduler implements AutoCloseable {
         for (Slot s : active) {
             if (!s.prefilling()) {
                 // With drafts, the step also feeds them and returns every position's logits to check them.
-                int[] feed = Arrays.copyOf(new int[] {s.next}, 1 + s.drafts.length);
+                int[] feed = new int[1 + s.drafts.length];
+                feed[0] = s.next;
                 System.arraycopy(s.drafts, 0, feed, 1, s.drafts.length);
                 lengths[slots.size()] = feed.length;
                 chunks.add(new SequenceChunk(s.cache, feed, s.cache.length(), s.drafts.length > 0));

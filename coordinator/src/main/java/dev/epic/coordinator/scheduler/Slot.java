@@ -35,10 +35,14 @@ final class Slot {
 
     /** A generated token is now in the cache, after the prompt and those before it. */
     void addGenerated(int token) {
+        roomForOneMore();
+        tokens[length++] = token;
+    }
+
+    private void roomForOneMore() {
         if (length == tokens.length) {
             tokens = Arrays.copyOf(tokens, Math.max(16, tokens.length * 2));
         }
-        tokens[length++] = token;
     }
 
     int generatedCount() {
@@ -55,16 +59,11 @@ final class Slot {
      * itself; none while prefilling, or when the cache could not hold them.
      */
     int[] propose(PromptLookup lookup) {
-        if (prefilling() || next < 0 || !lookup.enabled()) {
-            return NONE;
-        }
         int room = maxPositions - cache.length() - 1; // next takes one position
-        if (room <= 0) {
+        if (prefilling() || next < 0 || room <= 0) {
             return NONE;
         }
-        if (length == tokens.length) {
-            tokens = Arrays.copyOf(tokens, Math.max(16, tokens.length * 2));
-        }
+        roomForOneMore();
         tokens[length] = next; // context only: not counted until fed
         return lookup.propose(tokens, length + 1, room);
     }

@@ -116,10 +116,7 @@ public final class Generation {
 
     /** Chooses the next token from {@code logits} (used as scratch). Tokens past the vocabulary are never chosen. */
     public int sample(float[] logits) {
-        if (sampler == null) {
-            sampler = new Sampler();
-        }
-        return sample(logits, sampler);
+        return sample(logits, -1);
     }
 
     /** As {@link #sample(float[])} with a caller-owned scratch Sampler (share one per thread across sequences). */
