@@ -64,7 +64,7 @@ final class Simd {
     static FloatVector fp8WithNaN(MemorySegment seg, long off, float factor) {
         FloatVector raw = fp8Raw(seg, off);
         VectorMask<Float> nan = raw.reinterpretAsInts().and(0x7ff00000).compare(VectorOperators.EQ, 0x07F00000).cast(F);
-        return raw.mul(factor).blend(NAN, nan);
+        return raw.fma(factor, -0f).blend(NAN, nan);
     }
 
     /** Whether any of the n e4m3 codes at off is a NaN code (0x7f / 0xff). */

@@ -19,8 +19,8 @@ import org.junit.jupiter.api.Test;
  */
 class BatchInvarianceTest {
     // 2, 3: q4's three-input pass (two inputs run as three), the two- and four-input passes of bf16,
-    // q8 and fp8 (three run as four); 3|4, 6|7 and 8|9: either side of the fused small-batch path
-    // (fp8, q4, bf16 and q8); 5: four inputs then one; 17, 64: the tiled GEMM.
+    // q8 and fp8 (three run as four); 4|5, 6|7 and 8|9: either side of the fused small-batch path
+    // (f32 and f16, q4, then bf16, q8 and fp8); 5: four inputs then one; 17, 64: the tiled GEMM.
     private static final int[] BATCHES = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 64};
 
     @Test
