@@ -12,6 +12,7 @@ import dev.epic.proto.HiddenEncoding;
 import dev.epic.proto.InfoRequest;
 import dev.epic.proto.ReleaseRequest;
 import dev.epic.proto.ReleaseResponse;
+import dev.epic.proto.PrefixKeep;
 import dev.epic.proto.SequenceSegment;
 import dev.epic.transport.HiddenCodec;
 import dev.epic.transport.MessageStream;
@@ -90,6 +91,8 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                 .description("bytes of KV cache arrays held here").register(registry);
         Gauge.builder("epic.attention.kv.cache.budget.bytes", caches, SequenceCaches::kvCacheBytes)
                 .description("the most bytes of KV cache held at once (--kv-cache-mb)").register(registry);
+        Gauge.builder("epic.attention.prefix.cache.bytes", caches, SequenceCaches::prefixBytes)
+                .description("bytes of prompt prefix blocks kept here for coordinators (all streams)").register(registry);
         io.micrometer.core.instrument.FunctionCounter.builder("epic.attention.refused.sequences", caches,
                         SequenceCaches::refusedSequences)
                 .description("sequences refused for lack of room (sequences or KV budget), once per refusal: "
@@ -143,6 +146,20 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
             protected AttendResponse handle(AttendRequest req) {
                 long t0 = System.nanoTime();
                 check(req);
+                caches.drop(this, req.getDroppedPrefixBlocksList()); // evicted first: the keeps fit the budget then
+                try { // a finished sequence's prompt and answer are kept before its cache is freed
+                    for (PrefixKeep k : req.getPrefixKeepsList()) {
+                        if (k.getStart() < 0 || k.getBlockPositions() <= 0) { // uint32: above 2^31 reads negative
+                            throw new IllegalArgumentException("prefix blocks of sequence cache " + k.getCacheId()
+                                    + " from " + Integer.toUnsignedString(k.getStart()) + " in blocks of "
+                                    + Integer.toUnsignedString(k.getBlockPositions()) + " positions");
+                        }
+                        caches.keep(this, k.getCacheId(), k.getStart(), k.getBlockPositions(), k.getBlockIdsList());
+                    }
+                } catch (IllegalArgumentException e) {
+                    throw new Refusal(Status.INVALID_ARGUMENT.withDescription("attention worker " + workerId + ": "
+                            + e.getMessage()));
+                }
                 for (long id : req.getReleasedCacheIdsList()) {
                     caches.release(id);
                 }
@@ -163,7 +180,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                                 + Integer.toUnsignedString(s.getReserve()) + "): beyond any context"));
                     }
                     segments.add(new SequenceCaches.Segment(s.getCacheId(), s.getStart(), s.getLength(),
-                            s.getReserve()));
+                            s.getReserve(), s.getPrefixBlocksList()));
                     total += s.getLength();
                 }
                 if (req.getHiddenStates().size() != 4L * total * hidden) {
@@ -200,7 +217,9 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                 HiddenCodec.decode(HiddenEncoding.FP32, req.getHiddenStates(), com.google.protobuf.ByteString.EMPTY,
                         rows, hidden, x);
                 try {
-                    layers.layer(layer).forward(x, rows, sequences, y);
+                    if (rows > 0) { // a message without rows only keeps, drops and releases
+                        layers.layer(layer).forward(x, rows, sequences, y);
+                    }
                 } catch (IllegalArgumentException e) {
                     throw new Refusal(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
                 }

@@ -27,18 +27,27 @@ public final class AttentionWorker implements AutoCloseable {
      * @param weights      the format the attention weights compute in (--weights, as
      *                     {@code WeightFormat.effective} names it), announced so that a coordinator with
      *                     another refuses this worker; "" announces none
+     * @param prefixCacheBytes prompt prefix blocks one coordinator's stream may keep here (announced;
+     *                     0: coordinators keep no prefixes here)
      */
     public record Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
-            int zkSessionTimeoutMillis, long drainMillis, int metricsPort, long kvCacheBytes, String weights) {
+            int zkSessionTimeoutMillis, long drainMillis, int metricsPort, long kvCacheBytes, String weights,
+            long prefixCacheBytes) {
         public Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
                 int zkSessionTimeoutMillis, long drainMillis, int metricsPort, long kvCacheBytes) {
             this(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis, drainMillis,
-                    metricsPort, kvCacheBytes, "");
+                    metricsPort, kvCacheBytes, "", defaultPrefixCacheBytes());
         }
 
         public Settings withWeights(String format) {
             return new Settings(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis,
-                    drainMillis, metricsPort, kvCacheBytes, format);
+                    drainMillis, metricsPort, kvCacheBytes, format, prefixCacheBytes);
+        }
+
+        /** Bytes of prompt prefix blocks one coordinator may keep here (0: no prefix caching here). */
+        public Settings withPrefixCacheBytes(long bytes) {
+            return new Settings(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis,
+                    drainMillis, metricsPort, kvCacheBytes, weights, bytes);
         }
 
         /** With the default KV cache budget. */
@@ -47,6 +56,11 @@ public final class AttentionWorker implements AutoCloseable {
             this(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis, drainMillis,
                     metricsPort, defaultKvCacheBytes());
         }
+    }
+
+    /** A quarter of the JVM's maximum heap, as the coordinator's own prefix cache. */
+    public static long defaultPrefixCacheBytes() {
+        return Runtime.getRuntime().maxMemory() / 4;
     }
 
     public static long defaultKvCacheBytes() {
@@ -64,7 +78,7 @@ public final class AttentionWorker implements AutoCloseable {
     /** Starts serving {@code layers} (already opened) and registers in ZooKeeper. */
     public static AttentionWorker start(AttentionLayers layers, CheckpointFingerprint fingerprint, Settings s)
             throws Exception {
-        SequenceCaches caches = new SequenceCaches(layers, s.maxSequences(), s.kvCacheBytes());
+        SequenceCaches caches = new SequenceCaches(layers, s.maxSequences(), s.kvCacheBytes(), s.prefixCacheBytes());
         AttentionServiceImpl service = new AttentionServiceImpl(layers, caches, fingerprint);
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
@@ -79,6 +93,7 @@ public final class AttentionWorker implements AutoCloseable {
                                     .setSha256(fingerprint.sha256()))
                             .setCapacity(s.maxSequences())
                             .setKvCacheBytes(s.kvCacheBytes())
+                            .setPrefixCacheBytes(s.prefixCacheBytes())
                             .setPid(ProcessHandle.current().pid())
                             .setProtocolVersion(Protocol.VERSION)
                             .setWeights(s.weights())
@@ -106,6 +121,11 @@ public final class AttentionWorker implements AutoCloseable {
     /** Sequences whose caches are held here now. */
     public int cachedSequences() {
         return caches.size();
+    }
+
+    /** Bytes of prompt prefix blocks kept here now (all coordinators). */
+    public long prefixCacheBytes() {
+        return caches.prefixBytes();
     }
 
     /** Sequences refused for lack of room since start, once per refusal. */

@@ -1,6 +1,7 @@
 package dev.epic.attention;
 
 import dev.epic.model.HeapKvCache;
+import dev.epic.model.KvBlock;
 import dev.epic.model.KvCache;
 import dev.epic.model.attention.AttentionLayers;
 import java.util.ArrayList;
@@ -18,6 +19,10 @@ import java.util.function.ToIntFunction;
  * created it: it goes when the coordinator releases it or when that stream ends (the coordinator
  * then presumes it lost, so nothing is left behind by a coordinator that failed or restarted). At
  * most {@code maxSequences} are held at once, in at most {@code kvCacheBytes} of cache arrays.
+ *
+ * <p>Prefix caching: a stream may have positions of its caches kept as blocks (at most
+ * {@code prefixCacheBytes} per stream, apart from the KV budget) and start new caches from them. The
+ * coordinator decides which blocks to keep, drop and start from; they go with the stream.
  */
 final class SequenceCaches {
     /** Why a message's caches cannot be used; nothing was created or changed. */
@@ -36,7 +41,11 @@ final class SequenceCaches {
      * A segment's cache id, where it starts, how many positions it writes, and the positions the
      * coordinator reserves for the cache (0: none; the cache grows by doubling). All checked >= 0.
      */
-    record Segment(long id, int start, int length, int reserve) {
+    record Segment(long id, int start, int length, int reserve, List<Long> prefixBlocks) {
+        Segment(long id, int start, int length, int reserve) {
+            this(id, start, length, reserve, List.of());
+        }
+
         Segment(long id, int start, int length) {
             this(id, start, length, 0);
         }
@@ -49,6 +58,9 @@ final class SequenceCaches {
     private final int maxPositions;
     private final Map<Long, HeapKvCache> caches = new HashMap<>(); // guarded by this
     private final Map<Long, Object> owners = new HashMap<>();  // guarded by this
+    private final long prefixCacheBytes;
+    /** Kept prefix blocks by stream, then by the coordinator's block id. */
+    private final Map<Object, Map<Long, KvBlock>> blocks = new HashMap<>(); // guarded by this
     private long refused; // guarded by this: sequences refused for lack of room (counted per refusal)
 
     /**
@@ -67,6 +79,11 @@ final class SequenceCaches {
     }
 
     SequenceCaches(AttentionLayers layers, int maxSequences, long kvCacheBytes) {
+        this(layers, maxSequences, kvCacheBytes, 0);
+    }
+
+    /** @param prefixCacheBytes bytes of prefix blocks one stream may keep (0: none) */
+    SequenceCaches(AttentionLayers layers, int maxSequences, long kvCacheBytes, long prefixCacheBytes) {
         if (maxSequences < 1) {
             throw new IllegalArgumentException("max sequences must be >= 1, got " + maxSequences);
         }
@@ -78,6 +95,89 @@ final class SequenceCaches {
         this.kvCacheBytes = kvCacheBytes;
         this.bytesPerPosition = HeapKvCache.bytesPerPosition(layers.config());
         this.maxPositions = layers.config().maxPositionEmbeddings();
+        if (prefixCacheBytes < 0) {
+            throw new IllegalArgumentException("prefix cache budget must be >= 0, got " + prefixCacheBytes);
+        }
+        this.prefixCacheBytes = prefixCacheBytes;
+    }
+
+    long prefixCacheBytes() {
+        return prefixCacheBytes;
+    }
+
+    /**
+     * Keeps positions [start, start + blockPositions * ids.size()) of the cache {@code id} of {@code owner}'s
+     * stream as blocks named {@code ids}. IllegalArgumentException when the cache is not the stream's,
+     * does not hold those positions, an id is taken, or the stream's blocks would outgrow the budget.
+     */
+    synchronized void keep(Object owner, long id, int start, int blockPositions, List<Long> ids) {
+        HeapKvCache c = caches.get(id);
+        if (c == null || owners.get(id) != owner) {
+            throw new IllegalArgumentException("prefix blocks of sequence cache " + id + ": not held for this stream");
+        }
+        Map<Long, KvBlock> mine = blocks.computeIfAbsent(owner, o -> new HashMap<>());
+        var config = layers.config();
+        long more = ids.size() * KvBlock.bytes(layers.count(), blockPositions, config.kvLoraRank(), config.qkRopeHeadDim());
+        if (blockBytes(mine) + more > prefixCacheBytes) {
+            throw new IllegalArgumentException("keeping " + ids.size() + " more prefix blocks would take "
+                    + mib(blockBytes(mine) + more) + ", beyond this worker's " + mib(prefixCacheBytes) + " (--prefix-cache-mb)");
+        }
+        KvBlock[] copied = KvBlock.copy(c, layers.count(), config.kvLoraRank(), config.qkRopeHeadDim(), start,
+                blockPositions, ids.size());
+        for (int b = 0; b < copied.length; b++) {
+            if (mine.putIfAbsent(ids.get(b), copied[b]) != null) {
+                throw new IllegalArgumentException("prefix block " + ids.get(b) + " is kept already");
+            }
+        }
+    }
+
+    /** Drops {@code owner}'s blocks {@code ids} (unknown ones are ignored). */
+    synchronized void drop(Object owner, List<Long> ids) {
+        Map<Long, KvBlock> mine = blocks.get(owner);
+        if (mine != null) {
+            ids.forEach(mine::remove);
+        }
+    }
+
+    private static long blockBytes(Map<Long, KvBlock> blocks) {
+        long n = 0;
+        for (KvBlock b : blocks.values()) {
+            n += b.bytes();
+        }
+        return n;
+    }
+
+    /** Bytes of prefix blocks kept now, all streams. */
+    synchronized long prefixBytes() {
+        long n = 0;
+        for (Map<Long, KvBlock> m : blocks.values()) {
+            n += blockBytes(m);
+        }
+        return n;
+    }
+
+    /** {@code owner}'s blocks for a new cache's segment, checked to hold positions [0, start); null if the segment names none. */
+    private List<KvBlock> prefix(Object owner, Segment s) {
+        if (s.prefixBlocks().isEmpty()) {
+            return null;
+        }
+        Map<Long, KvBlock> mine = blocks.getOrDefault(owner, Map.of());
+        List<KvBlock> found = new ArrayList<>(s.prefixBlocks().size());
+        long positions = 0;
+        for (long b : s.prefixBlocks()) {
+            KvBlock block = mine.get(b);
+            if (block == null) {
+                throw new Refused("prefix block " + b + " for sequence cache " + s.id() + " is not kept here", false,
+                        List.of(s.id()));
+            }
+            found.add(block);
+            positions += block.positions();
+        }
+        if (positions != s.start()) {
+            throw new IllegalArgumentException("sequence cache " + s.id() + " starts at " + s.start() + " from prefix blocks of "
+                    + positions + " positions");
+        }
+        return found;
     }
 
     /**
@@ -90,6 +190,7 @@ final class SequenceCaches {
      */
     synchronized List<KvCache> acquire(Object owner, int layer, List<Segment> segments) {
         Map<Long, Integer> fresh = new LinkedHashMap<>(); // new caches and the positions they start with
+        Map<Long, List<KvBlock>> restored = new HashMap<>(); // new caches' prefix blocks
         List<Growth> growing = new ArrayList<>();
         for (Segment s : segments) {
             if ((long) s.start() + s.length() > maxPositions) {
@@ -98,14 +199,19 @@ final class SequenceCaches {
             }
             HeapKvCache c = caches.get(s.id());
             if (c == null) {
-                if (layer != 0 || s.start() != 0) {
+                List<KvBlock> prefix = layer == 0 ? prefix(owner, s) : null;
+                if (layer != 0 || (s.start() != 0 && prefix == null)) {
                     throw new Refused("sequence cache " + s.id() + " is not held here (released, its stream ended, or "
                             + "this worker restarted); it cannot continue at layer " + layer + " position " + s.start(),
                             false, List.of(s.id()));
                 }
+                if (prefix != null) {
+                    restored.put(s.id(), prefix);
+                }
                 int initial = HeapKvCache.initialCapacity(maxPositions);
-                fresh.put(s.id(), s.reserve() > 0 ? Math.max(initial, reserved(s.length(), s.reserve(), maxPositions))
-                        : HeapKvCache.grownCapacity(initial, s.length(), maxPositions));
+                int need = s.start() + s.length();
+                fresh.put(s.id(), s.reserve() > 0 ? Math.max(initial, reserved(need, s.reserve(), maxPositions))
+                        : HeapKvCache.grownCapacity(initial, need, maxPositions));
             } else {
                 // Checked at every layer: a later layer's attention reads and writes from start too.
                 if (s.start() > c.length()) {
@@ -162,6 +268,15 @@ final class SequenceCaches {
         fresh.forEach((id, positions) -> {
             HeapKvCache c = layers.newCache();
             c.reserve(positions);
+            List<KvBlock> prefix = restored.get(id);
+            if (prefix != null) { // the kept prefix's positions, as the sequence would have computed them
+                int pos = 0;
+                for (KvBlock b : prefix) {
+                    b.writeTo(c, pos);
+                    pos += b.positions();
+                }
+                c.setLength(pos);
+            }
             caches.put(id, c);
         });
         List<KvCache> out = new ArrayList<>(segments.size());
@@ -217,8 +332,9 @@ final class SequenceCaches {
         owners.remove(id);
     }
 
-    /** The stream {@code owner} ended: its caches go with it. Returns how many. */
+    /** The stream {@code owner} ended: its caches and prefix blocks go with it. Returns how many caches. */
     synchronized int releaseAll(Object owner) {
+        blocks.remove(owner);
         Set<Long> ids = new HashSet<>();
         owners.forEach((id, o) -> {
             if (o == owner) {

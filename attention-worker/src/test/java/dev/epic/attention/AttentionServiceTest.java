@@ -145,6 +145,7 @@ class AttentionServiceTest {
             assertEquals(2, a.getCapacity());
             assertEquals(sha, a.getFingerprint().getSha256());
             assertEquals("auto", a.getWeights(), "coordinators with other --weights refuse it");
+            assertEquals(AttentionWorker.defaultPrefixCacheBytes(), a.getPrefixCacheBytes(), "what coordinators keep here");
         }
         AttentionWorkerInfo info = AttentionServiceGrpc.newBlockingStub(channel).info(InfoRequest.getDefaultInstance());
         assertEquals(checkpoint.config().numHiddenLayers(), info.getLayers());
@@ -345,6 +346,78 @@ class AttentionServiceTest {
             }
         }
     }
+
+    /** Random hidden states for {@code rows} rows, the same for the same seed. */
+    private static ByteString hiddenRows(int rows, long seed) {
+        java.util.Random rnd = new java.util.Random(seed);
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4 * rows * hidden).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < rows * hidden; i++) {
+            b.putFloat((float) rnd.nextGaussian());
+        }
+        return ByteString.copyFrom(b.array());
+    }
+
+    /** Positions start..start+rows-1 of cache id through every layer, each layer's input from seed; the outputs by layer. */
+    private static List<ByteString> allLayers(Stream s, long id, int start, int rows, long seed,
+            java.util.function.UnaryOperator<AttendRequest.Builder> extra) throws Exception {
+        List<ByteString> out = new java.util.ArrayList<>();
+        for (int layer = 0; layer < checkpoint.config().numHiddenLayers(); layer++) {
+            AttendRequest.Builder b = request(layer).addSegments(SequenceSegment.newBuilder().setCacheId(id)
+                    .setStart(start).setLength(rows)).setHiddenStates(hiddenRows(rows, seed + layer));
+            Object r = s.send((layer == 0 ? extra.apply(b) : b).build());
+            assertEquals(Status.OK, status(r), () -> "layer answered " + r);
+            out.add(((AttendResponse) r).getOutput());
+        }
+        return out;
+    }
+
+    /**
+     * Prefix caching: positions a stream keeps as blocks start a new cache on that stream exactly as the
+     * positions computed there would (the same output bits for what follows); other streams do not see
+     * them, a dropped block is gone, and positions a cache does not hold cannot be kept.
+     */
+    @Test
+    void keptPrefixBlocksStartNewCachesOnTheirStreamOnly() throws Exception {
+        try (Stream s = new Stream()) {
+            allLayers(s, 301, 0, 6, 1, b -> b);
+            List<ByteString> computed = allLayers(s, 301, 6, 2, 2, b -> b);
+            // Keeps positions 0-5 in two blocks of 3; a new cache starting from them computes positions 6-7.
+            List<ByteString> restored = allLayers(s, 302, 6, 2, 2, b -> b
+                    .addPrefixKeeps(dev.epic.proto.PrefixKeep.newBuilder().setCacheId(301).setStart(0).setBlockPositions(3)
+                            .addBlockIds(11).addBlockIds(12))
+                    .addReleasedCacheIds(301) // freed after the keep: its blocks stay
+                    .setSegments(0, SequenceSegment.newBuilder().setCacheId(302).setStart(6).setLength(2)
+                            .addPrefixBlocks(11).addPrefixBlocks(12)));
+            assertEquals(computed, restored, "the same output bits at every layer");
+            assertEquals(1, worker.cachedSequences());
+
+            // Starting where the blocks do not end is malformed; on another stream the blocks are unknown.
+            try (Stream other = new Stream()) {
+                Object unknown = other.send(request(0).addSegments(SequenceSegment.newBuilder().setCacheId(303)
+                        .setStart(3).setLength(1).addPrefixBlocks(11)).setHiddenStates(hiddenRows(1, 3)).build());
+                assertEquals(Status.Code.FAILED_PRECONDITION, status(unknown).getCode(), unknown::toString);
+            }
+            Object misfit = s.send(request(0).addSegments(SequenceSegment.newBuilder().setCacheId(304).setStart(4)
+                    .setLength(1).addPrefixBlocks(11)).setHiddenStates(hiddenRows(1, 3)).build());
+            assertEquals(Status.Code.INVALID_ARGUMENT, status(misfit).getCode(), misfit::toString);
+        }
+        try (Stream s = new Stream()) {
+            allLayers(s, 305, 0, 4, 1, b -> b);
+            Object beyond = s.send(request(0).addPrefixKeeps(dev.epic.proto.PrefixKeep.newBuilder().setCacheId(305)
+                    .setStart(0).setBlockPositions(3).addBlockIds(21).addBlockIds(22)).build());
+            assertEquals(Status.Code.INVALID_ARGUMENT, status(beyond).getCode(), "positions 4-5 are not held: " + beyond);
+        }
+        try (Stream s = new Stream()) {
+            allLayers(s, 306, 0, 4, 1, b -> b);
+            Object kept = s.send(request(0).addPrefixKeeps(dev.epic.proto.PrefixKeep.newBuilder().setCacheId(306)
+                    .setStart(0).setBlockPositions(4).addBlockIds(31)).build());
+            assertEquals(Status.OK, status(kept), () -> "a message without rows: " + kept);
+            // Drops come before the segments' blocks are looked up (and before keeps).
+            Object dropped = s.send(request(0).addDroppedPrefixBlocks(31)
+                    .addSegments(SequenceSegment.newBuilder().setCacheId(307).setStart(4).setLength(1).addPrefixBlocks(31))
+                    .setHiddenStates(hiddenRows(1, 3)).build());
+            assertEquals(Status.Code.FAILED_PRECONDITION, status(dropped).getCode(), "block 31 was dropped: " + dropped);
+        }
+        awaitCached(0);
+    }
 }
-
-

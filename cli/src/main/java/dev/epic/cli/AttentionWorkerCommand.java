@@ -42,6 +42,12 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
                     + "RESOURCE_EXHAUSTED (default: half the JVM's maximum heap)")
     Long kvCacheMb;
 
+    @Option(names = "--prefix-cache-mb", paramLabel = "MB",
+            description = "prompt prefix blocks each coordinator may keep here, so that a request starting like an "
+                    + "earlier one is placed here and prefills only what is new; 0 turns it off (default: a quarter "
+                    + "of the JVM's maximum heap)")
+    Long prefixCacheMb;
+
     @Override
     public Integer call() throws Exception {
         return flags.serve(this::serve);
@@ -50,6 +56,8 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
     private int serve() throws Exception {
         long kvCacheBytes = kvCacheMb != null ? Flags.mebibytes("--kv-cache-mb", kvCacheMb, 1)
                 : AttentionWorker.defaultKvCacheBytes();
+        long prefixCacheBytes = prefixCacheMb != null ? Flags.mebibytes("--prefix-cache-mb", prefixCacheMb, 0)
+                : AttentionWorker.defaultPrefixCacheBytes();
         flags.checkPortsFree(port); // before the weights: loading them may take minutes
         Checkpoint checkpoint = Checkpoint.open(model);
         WeightFormat format = WeightFormat.parse(flags.weights);
@@ -62,7 +70,7 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
         AttentionWorker worker = WorkerFlags.startDrained(() -> AttentionWorker.start(layers,
                 CheckpointFingerprint.of(model), new AttentionWorker.Settings(flags.host, port, flags.zk, flags.cluster,
                         flags.id, maxSequences, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, kvCacheBytes)
-                        .withWeights(format.effective(checkpoint).id())),
+                        .withWeights(format.effective(checkpoint).id()).withPrefixCacheBytes(prefixCacheBytes)),
                 checkpoint);
         flags.watchParent();
         worker.awaitTermination();

@@ -19,7 +19,8 @@ final class SchedulerFlags {
     int prefillBudget;
 
     @Option(names = "--prefix-cache-mb", paramLabel = "MB", description = "latent KV kept for prompt prefixes "
-            + "seen before, so a request that starts like an earlier one prefills only what is new; 0 turns it off "
+            + "seen before, so a request that starts like an earlier one prefills only what is new; with "
+            + "--remote-attention kept on the attention workers, at most this much on each; 0 turns it off "
             + "(default: a quarter of the JVM's maximum heap)")
     Long prefixCacheMb;
 

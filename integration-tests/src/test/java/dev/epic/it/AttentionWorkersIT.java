@@ -95,6 +95,40 @@ class AttentionWorkersIT {
         assertEquals(0, stats.getAttentionSequencesLost());
     }
 
+    /** Greedy generation of 4 tokens after the golden prompt of 300 tokens; the stream's responses. */
+    private static List<GenerateResponse> greedyAfterGoldenPrompt() {
+        GenerateRequest.Builder req = GenerateRequest.newBuilder()
+                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(4).setIgnoreEos(true));
+        TokenIds.Builder ids = TokenIds.newBuilder();
+        IntStream.of(Golden.of("tiny-v3").prompts().get(4).tokens()).forEach(ids::addIds);
+        List<GenerateResponse> out = new ArrayList<>();
+        api.withDeadlineAfter(60, TimeUnit.SECONDS).generate(req.setTokenIds(ids).build()).forEachRemaining(out::add);
+        return out;
+    }
+
+    private static List<Integer> tokens(List<GenerateResponse> responses) {
+        List<Integer> t = new ArrayList<>();
+        responses.forEach(r -> t.addAll(r.getTokenIdsList()));
+        return t;
+    }
+
+    /**
+     * Prefix caching with attention workers: the second request with the same prompt is placed on the
+     * worker that kept its blocks and starts from them (every whole block but the one holding the last
+     * prompt token), and greedy decoding gives the golden tokens both times.
+     */
+    @Test
+    @Order(2)
+    void aRepeatedPromptStartsFromBlocksKeptOnItsWorker() throws Exception {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4);
+        List<Integer> golden = IntStream.of(g.greedyTokens()).limit(4).boxed().toList();
+        List<GenerateResponse> first = greedyAfterGoldenPrompt();
+        assertEquals(golden, tokens(first));
+        List<GenerateResponse> second = greedyAfterGoldenPrompt();
+        assertEquals(golden, tokens(second));
+        assertEquals((300 - 1) / 16 * 16, second.getLast().getUsage().getCachedPromptTokens());
+    }
+
     private static GenerateRequest longGeneration(int seed) {
         return GenerateRequest.newBuilder()
                 .setTokenIds(TokenIds.newBuilder().addIds(5).addIds(17).addIds(4 + seed))
@@ -104,7 +138,7 @@ class AttentionWorkersIT {
     }
 
     @Test
-    @Order(2)
+    @Order(3)
     void killingAnAttentionWorkerEndsOnlyItsSequences() throws Exception {
         int n = 4;
         List<CompletableFuture<Status>> ends = new ArrayList<>();

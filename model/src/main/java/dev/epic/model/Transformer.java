@@ -126,6 +126,11 @@ public final class Transformer {
         return external == null ? Long.MAX_VALUE : external.kvCacheBudget();
     }
 
+    /** Prefix caching where external attention keeps its caches (see {@link ExternalAttention#prefixStore}); null in-process or when it has none. */
+    public PrefixStore externalPrefixStore(long bytes) {
+        return external == null ? null : external.prefixStore(bytes);
+    }
+
     /** Where external attention may place a new cache now (see {@link ExternalAttention#kvPools()}); empty in-process. */
     public List<? extends KvPool> externalKvPools() {
         return external == null ? List.of() : external.kvPools();

@@ -33,6 +33,9 @@ public final class Announcements {
         if (a.getKvCacheBytes() > 0) {
             o.put("kvCacheBytes", a.getKvCacheBytes());
         }
+        if (a.getPrefixCacheBytes() > 0) {
+            o.put("prefixCacheBytes", a.getPrefixCacheBytes());
+        }
         if (!a.getWeights().isEmpty()) {
             o.put("weights", a.getWeights());
         }
@@ -68,6 +71,7 @@ public final class Announcements {
                 .setPid(o.path("pid").asLong(0))
                 .setProtocolVersion(o.path("protocolVersion").asInt(0))
                 .setKvCacheBytes(o.path("kvCacheBytes").asLong(0))
+                .setPrefixCacheBytes(o.path("prefixCacheBytes").asLong(0))
                 .setWeights(o.path("weights").asText(""))
                 .setLeaving(o.path("leaving").asBoolean(false));
         JsonNode fp = o.path("fingerprint");

@@ -4,6 +4,7 @@ import dev.epic.model.KvPool;
 import dev.epic.proto.AttendRequest;
 import dev.epic.proto.AttendResponse;
 import dev.epic.proto.AttentionServiceGrpc;
+import dev.epic.proto.PrefixKeep;
 import dev.epic.proto.ReleaseRequest;
 import dev.epic.proto.ReleaseResponse;
 import dev.epic.proto.WorkerAnnouncement;
@@ -13,7 +14,9 @@ import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.time.Duration;
 import java.util.Collections;
+import java.util.ArrayList;
 import java.util.IdentityHashMap;
+import java.util.List;
 import java.util.Queue;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
@@ -41,6 +44,11 @@ final class AttentionEndpoint implements KvPool, AutoCloseable {
     /** Caches released since the last message: the next one tells the worker (see send). */
     private final Queue<Long> released = new ConcurrentLinkedQueue<>();
     private long epoch; // guarded by this
+    /** Prefix blocks to drop and to keep, for the next message (see send); this epoch's only. */
+    private final List<PrefixKeep> keeps = new ArrayList<>(); // guarded by this
+    private final List<Long> drops = new ArrayList<>(); // guarded by this
+    /** Blocks of queued keeps dropped before they were sent: left out of them. */
+    private final Set<Long> cancelled = new java.util.HashSet<>(); // guarded by this
     /** This coordinator's sequences placed here in this epoch. */
     private final Set<RemoteCache> placed = Collections.newSetFromMap(new IdentityHashMap<>()); // guarded by this
     private final SequencedStream<AttendRequest, AttendResponse> stream;
@@ -88,6 +96,73 @@ final class AttentionEndpoint implements KvPool, AutoCloseable {
     private synchronized void newEpoch() {
         epoch++;
         placed.clear();
+        keeps.clear(); // the stream's blocks went with it
+        drops.clear();
+        cancelled.clear();
+    }
+
+    /** Changes when the worker's caches and prefix blocks are lost (see {@link #newEpoch}). */
+    synchronized long epoch() {
+        return epoch;
+    }
+
+    /** Bytes of prefix blocks the worker keeps for one coordinator (0: no prefix caching there). */
+    long prefixCacheBytes() {
+        return announcement.getPrefixCacheBytes();
+    }
+
+    /**
+     * The next message has the worker keep blocks of a cache placed here (in {@code epoch}: queued for
+     * an earlier one, it is dropped, as the worker's blocks were).
+     */
+    synchronized void keep(long epoch, PrefixKeep keep) {
+        if (epoch == this.epoch) {
+            keeps.add(keep);
+        }
+    }
+
+    /**
+     * The next message has the worker drop a prefix block of {@code epoch}; one whose keep is still
+     * queued is left out of it instead, since the worker drops before it keeps.
+     */
+    synchronized void drop(long epoch, long block) {
+        if (epoch != this.epoch) {
+            return;
+        }
+        if (keeps.stream().anyMatch(k -> k.getBlockIdsList().contains(block))) {
+            cancelled.add(block);
+        } else {
+            drops.add(block);
+        }
+    }
+
+    /** The queued keeps without their cancelled blocks: each split into runs of blocks still wanted. */
+    private List<PrefixKeep> keepsToSend() {
+        if (cancelled.isEmpty()) {
+            return keeps;
+        }
+        List<PrefixKeep> out = new ArrayList<>();
+        for (PrefixKeep k : keeps) {
+            PrefixKeep.Builder run = null;
+            for (int i = 0; i < k.getBlockIdsCount(); i++) {
+                long id = k.getBlockIds(i);
+                if (cancelled.contains(id)) {
+                    if (run != null) {
+                        out.add(run.build());
+                    }
+                    run = null;
+                    continue;
+                }
+                if (run == null) {
+                    run = k.toBuilder().clearBlockIds().setStart(k.getStart() + i * k.getBlockPositions());
+                }
+                run.addBlockIds(id);
+            }
+            if (run != null) {
+                out.add(run.build());
+            }
+        }
+        return out;
     }
 
     synchronized int placed() {
@@ -170,7 +245,16 @@ final class AttentionEndpoint implements KvPool, AutoCloseable {
             }
         }
         fullUntilNanos = 0; // a place is free again
-        released.add(cache.id); // freed ahead of the next message, in order with it
+        boolean keeping;
+        synchronized (this) {
+            released.add(cache.id); // freed ahead of the next message, in order with it
+            // Blocks still to be kept from it are copied by the next message, before it is freed; a
+            // Release call could overtake that message, so the next message frees it.
+            keeping = keeps.stream().anyMatch(k -> k.getCacheId() == cache.id);
+        }
+        if (keeping) {
+            return;
+        }
         AttentionServiceGrpc.newStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
                 .release(ReleaseRequest.newBuilder().addCacheIds(cache.id).build(), new StreamObserver<>() {
                     @Override
@@ -197,13 +281,25 @@ final class AttentionEndpoint implements KvPool, AutoCloseable {
 
     /**
      * Sends one message on the Attend stream; completes with its response or the stream's failure. It
-     * carries the caches released since the last message, which the worker frees first.
+     * carries the prefix blocks to drop and to keep and the caches released since the last message, which
+     * the worker handles first, in that order.
      */
     CompletableFuture<AttendResponse> send(AttendRequest.Builder request) {
-        for (Long id; (id = released.poll()) != null; ) {
-            request.addReleasedCacheIds(id);
+        synchronized (this) {
+            drainPrefixBlocks(request);
+            for (Long id; (id = released.poll()) != null; ) {
+                request.addReleasedCacheIds(id);
+            }
         }
         return stream.send(seq -> request.setSequence(seq).build());
+    }
+
+    /** Moves the queued prefix blocks to drop and to keep into {@code request}. */
+    synchronized void drainPrefixBlocks(AttendRequest.Builder request) {
+        request.addAllDroppedPrefixBlocks(drops).addAllPrefixKeeps(keepsToSend());
+        keeps.clear();
+        drops.clear();
+        cancelled.clear();
     }
 
     @Override

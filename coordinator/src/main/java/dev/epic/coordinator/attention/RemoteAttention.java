@@ -88,6 +88,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     private final AttentionDirectory directory;
     private final CheckpointFingerprint fingerprint;
     private final int hidden;
+    private final int layers;
+    private final ModelConfig config;
     private final long bytesPerPosition;
     private final Options options;
     /** Cache ids: a random base per coordinator, so coordinators sharing workers never collide. */
@@ -118,6 +120,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                 .description("registered attention workers").register(r);
         this.fingerprint = fingerprint;
         this.hidden = config.hiddenSize();
+        this.layers = config.numHiddenLayers();
+        this.config = config;
         this.bytesPerPosition = HeapKvCache.bytesPerPosition(config);
         this.options = options;
         this.directory = new AttentionDirectory(zk, cluster, fingerprint, options.weights());
@@ -215,6 +219,12 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         return stats;
     }
 
+    /** Prefix caching on the attention workers that announce it, each keeping at most {@code bytes} for us. */
+    @Override
+    public dev.epic.model.PrefixStore prefixStore(long bytes) {
+        return new RemotePrefixCaches(directory, config, bytes);
+    }
+
     @Override
     public synchronized void forward(int layer, float[] x, int rows, List<SequenceRows> sequences, float[] y) {
         long t0 = System.nanoTime();
@@ -222,11 +232,16 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         Map<KvCache, Status> lost = new HashMap<>();
         Map<KvCache, Status> noRoom = new HashMap<>();
         Map<KvCache, Set<KvCache>> sharing = new HashMap<>();
+        Set<KvCache> restart = new HashSet<>();
         boolean rerun = false;
         long now = System.nanoTime();
         for (SequenceRows s : sequences) {
             if (!(s.cache() instanceof RemoteCache c)) {
                 throw new IllegalArgumentException("a cache made outside this RemoteAttention: " + s.cache());
+            }
+            if (c.endpoint != null && !c.endpoint.holds(c) && c.prefixBlocks != null) {
+                restart.add(c); // its prefix blocks went with the worker's failure
+                continue;
             }
             if (c.endpoint != null && !c.endpoint.holds(c)) {
                 Status gone = Status.UNAVAILABLE.withDescription("attention worker " + c.endpoint
@@ -249,8 +264,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             }
             groups.computeIfAbsent(c.endpoint, e -> new ArrayList<>()).add(s);
         }
-        if (!lost.isEmpty() || !noRoom.isEmpty() || rerun) {
-            throw unavailable(lost, noRoom, sharing, 0, 0); // before sending: no cache is half-written
+        if (!lost.isEmpty() || !noRoom.isEmpty() || !restart.isEmpty() || rerun) {
+            throw unavailable(lost, noRoom, sharing, restart, 0, 0); // before sending: no cache is half-written
         }
         List<AttentionEndpoint> targets = new ArrayList<>(groups.keySet());
         List<CompletableFuture<AttendResponse>> futures = new ArrayList<>(targets.size());
@@ -284,7 +299,10 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                         if (!refusedIds.isEmpty() && !refusedIds.contains(c.id)) {
                             continue;
                         }
-                        if (c.length() > 0) {
+                        if (c.prefixBlocks != null) { // it starts again, recomputing its prefix elsewhere
+                            w.unplace(c);
+                            restart.add(c);
+                        } else if (c.length() > 0) {
                             noRoom.put(c, full);
                             sharing.put(c, here);
                         } else {
@@ -309,7 +327,9 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                         + (s.getDescription() == null ? "" : ": " + s.getDescription())).withCause(s.getCause());
                 for (SequenceRows g : group) {
                     RemoteCache c = (RemoteCache) g.cache();
-                    if (!move(c)) { // a first chunk is placed elsewhere when the step runs again
+                    if (c.prefixBlocks != null) {
+                        restart.add(c);
+                    } else if (!move(c)) { // a first chunk is placed elsewhere when the step runs again
                         lost.put(c, gone);
                     }
                 }
@@ -321,21 +341,26 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
             }
         }
         long slowestCompute = slowest;
-        if (!lost.isEmpty() || !noRoom.isEmpty() || rerun) {
-            throw unavailable(lost, noRoom, sharing, System.nanoTime() - t0, slowestCompute);
+        if (!lost.isEmpty() || !noRoom.isEmpty() || !restart.isEmpty() || rerun) {
+            throw unavailable(lost, noRoom, sharing, restart, System.nanoTime() - t0, slowestCompute);
+        }
+        if (layer == layers - 1) { // a whole step ran: the worker holds what the prefix blocks gave
+            for (SequenceRows s : sequences) {
+                ((RemoteCache) s.cache()).prefixBlocks = null;
+            }
         }
         record(System.nanoTime() - t0, slowestCompute, 0);
     }
 
     /** Counts the call, and the exception that ends {@code lost} and has the step run again for the rest. */
     private AttentionUnavailableException unavailable(Map<KvCache, Status> lost, Map<KvCache, Status> noRoom,
-            Map<KvCache, Set<KvCache>> sharing, long nanos, long slowestCompute) {
+            Map<KvCache, Set<KvCache>> sharing, Set<KvCache> restart, long nanos, long slowestCompute) {
         record(nanos, slowestCompute, lost.size());
         Status summary = !lost.isEmpty() ? lost.values().iterator().next()
                 : !noRoom.isEmpty() ? noRoom.values().iterator().next()
                 : Status.UNAVAILABLE.withDescription("an attention worker failed or was full; its new sequences are "
                         + "placed again");
-        return new AttentionUnavailableException(summary, lost, noRoom, sharing);
+        return new AttentionUnavailableException(summary, lost, noRoom, sharing, restart);
     }
 
     private void record(long nanos, long slowestCompute, int lost) {
@@ -409,11 +434,18 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         for (SequenceRows s : group) {
             System.arraycopy(x, s.firstRow() * hidden, buf, r * hidden, s.length() * hidden);
             r += s.length();
-            req.addSegments(SequenceSegment.newBuilder()
-                    .setCacheId(((RemoteCache) s.cache()).id)
+            RemoteCache c = (RemoteCache) s.cache();
+            SequenceSegment.Builder segment = SequenceSegment.newBuilder()
+                    .setCacheId(c.id)
                     .setStart(s.start())
                     .setLength(s.length())
-                    .setReserve(layer == 0 ? s.cache().capacity() : 0)); // caches grow at layer 0
+                    .setReserve(layer == 0 ? c.capacity() : 0); // caches grow at layer 0
+            if (layer == 0 && c.prefixBlocks != null) {
+                for (long b : c.prefixBlocks) {
+                    segment.addPrefixBlocks(b);
+                }
+            }
+            req.addSegments(segment);
         }
         return req.setHiddenStates(HiddenCodec.encode(HiddenEncoding.FP32, buf, rows, hidden).data());
     }

@@ -16,6 +16,11 @@ final class RemoteCache implements KvCache {
     long epoch;
     /** Times its first chunk was moved to another worker (after a failure or a refusal): bounded. */
     int moves;
+    /**
+     * Prefix blocks kept on its worker that it starts from (prefix caching), sent with its layer-0
+     * segments until a whole step has run there; null when it did not start from any or has run.
+     */
+    long[] prefixBlocks;
     private int length;
     private int reserved;
     private int expected;

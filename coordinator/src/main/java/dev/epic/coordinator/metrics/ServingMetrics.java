@@ -1,6 +1,6 @@
 package dev.epic.coordinator.metrics;
 
-import dev.epic.coordinator.scheduler.PrefixCache;
+import dev.epic.model.PrefixStore;
 import dev.epic.coordinator.scheduler.Scheduler;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.FunctionCounter;
@@ -73,14 +73,14 @@ public final class ServingMetrics {
                         s -> s.kvCacheBudget() == Long.MAX_VALUE ? Double.NaN : s.kvCacheBudget())
                 .description("the most bytes of KV cache held at once: --kv-cache-mb, or the attention workers' "
                         + "budgets added up (NaN when they announce none)").register(registry);
-        PrefixCache prefixes = scheduler.prefixCache();
+        PrefixStore prefixes = scheduler.prefixCache();
         if (prefixes != null) {
-            FunctionCounter.builder("epic.prefix.cache.queries", prefixes, PrefixCache::queriedTokens)
+            FunctionCounter.builder("epic.prefix.cache.queries", prefixes, PrefixStore::queriedTokens)
                     .baseUnit("tokens").description("prompt tokens looked up in the prefix cache").register(registry);
-            FunctionCounter.builder("epic.prefix.cache.hits", prefixes, PrefixCache::hitTokens)
+            FunctionCounter.builder("epic.prefix.cache.hits", prefixes, PrefixStore::hitTokens)
                     .baseUnit("tokens").description("prompt tokens found in the prefix cache, not prefilled again")
                     .register(registry);
-            Gauge.builder("epic.prefix.cache.usage", prefixes, PrefixCache::storedBytes).baseUnit("bytes")
+            Gauge.builder("epic.prefix.cache.usage", prefixes, PrefixStore::storedBytes).baseUnit("bytes")
                     .description("latent KV held by the prefix cache").register(registry);
         }
         return new ServingMetrics(registry);

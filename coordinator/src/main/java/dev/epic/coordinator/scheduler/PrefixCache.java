@@ -1,10 +1,14 @@
 package dev.epic.coordinator.scheduler;
 
+import dev.epic.model.KvBlock;
 import dev.epic.model.KvCache;
+import dev.epic.model.PrefixStore;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Map;
 import java.util.PriorityQueue;
 import java.util.Set;
@@ -16,21 +20,50 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <p>Prefixes are kept in whole blocks of {@link #BLOCK} tokens in a trie keyed by each block's
  * tokens, so a match is exact and never a hash collision. A block holds, for every layer, the latent
- * and rotated key of its positions: a position's KV depends only on the tokens up to it, so a block
- * found under the same path is the one the sequence would compute. Least recently used leaves go
- * first when the byte budget is full.
+ * and rotated key of its positions ({@link KvBlock}): a position's KV depends only on the tokens up to
+ * it, so a block found under the same path is the one the sequence would compute. Least recently used
+ * leaves go first when the byte budget is full. The trie is this class; where the blocks' KV lives is
+ * its {@link Blocks}: this process's heap, or an attention worker.
  *
  * <p>Used from the engine thread only; the counters may be read from any thread.
  */
-public final class PrefixCache {
+public final class PrefixCache implements PrefixStore {
     public static final int BLOCK = 16;
 
+    /** Where the blocks' KV is kept. Handles are what {@link #keep} returns, one per block. */
+    public interface Blocks {
+        /** Keeps {@code count} blocks of {@link #BLOCK} positions of {@code cache} from {@code start}. */
+        Object[] keep(KvCache cache, int start, int count);
+
+        /** Starts the empty {@code cache} with these blocks' positions, in order. */
+        void restore(List<Object> blocks, KvCache cache);
+
+        /** The block was evicted. */
+        void drop(Object block);
+    }
+
+    /** Blocks in this process's heap, as {@link KvBlock}s. */
+    private record HeapBlocks(int layers, int rank, int rope) implements Blocks {
+        @Override
+        public Object[] keep(KvCache cache, int start, int count) {
+            return KvBlock.copy(cache, layers, rank, rope, start, BLOCK, count);
+        }
+
+        @Override
+        public void restore(List<Object> blocks, KvCache cache) {
+            for (int b = 0; b < blocks.size(); b++) {
+                ((KvBlock) blocks.get(b)).writeTo(cache, b * BLOCK);
+            }
+        }
+
+        @Override
+        public void drop(Object block) {}
+    }
+
     private final long capacityBytes;
-    private final int layers;
-    private final int rank;
-    private final int rope;
+    private final Blocks blocks;
     private final long blockBytes;
-    private final Node root = new Node(null, null, null, null);
+    private final Node root = new Node(null, null, null);
     private final Set<Node> nodes = new HashSet<>(); // every block (identity: Node keeps Object's equals)
     private volatile long bytes; // written by the engine thread only; read by meters
     private long clock;
@@ -41,16 +74,14 @@ public final class PrefixCache {
     private static final class Node {
         final Node parent;
         final Key key;
-        final float[][] latent; // [layer][BLOCK x rank]
-        final float[][] kPe;    // [layer][BLOCK x rope]
+        final Object block; // the Blocks' handle
         final Map<Key, Node> children = new HashMap<>();
         long lastUsed;
 
-        Node(Node parent, Key key, float[][] latent, float[][] kPe) {
+        Node(Node parent, Key key, Object block) {
             this.parent = parent;
             this.key = key;
-            this.latent = latent;
-            this.kPe = kPe;
+            this.block = block;
         }
     }
 
@@ -78,42 +109,61 @@ public final class PrefixCache {
      * @param rope          qk_rope_head_dim
      */
     public PrefixCache(long capacityBytes, int layers, int rank, int rope) {
+        this(capacityBytes, KvBlock.bytes(layers, BLOCK, rank, rope), new HeapBlocks(layers, rank, rope));
+    }
+
+    /**
+     * @param blockBytes what one block costs in the budget
+     * @param blocks     where the blocks are kept
+     */
+    public PrefixCache(long capacityBytes, long blockBytes, Blocks blocks) {
         if (capacityBytes < 0) {
             throw new IllegalArgumentException("prefix cache size must be >= 0, got " + capacityBytes);
         }
         this.capacityBytes = capacityBytes;
-        this.layers = layers;
-        this.rank = rank;
-        this.rope = rope;
-        this.blockBytes = (long) layers * BLOCK * (rank + rope) * Float.BYTES;
+        this.blockBytes = blockBytes;
+        this.blocks = blocks;
     }
 
     /**
-     * Writes the longest cached prefix of {@code prompt} into the empty {@code cache} and returns its
+     * Tokens of the longest cached prefix of {@code prompt} that {@link #restore} would start a cache
+     * with (whole blocks, leaving the prompt's last token); changes nothing.
+     */
+    public int matchedTokens(int[] prompt) {
+        int blocksWanted = (prompt.length - 1) / BLOCK;
+        Node node = root;
+        int matched = 0;
+        while (matched < blocksWanted && (node = node.children.get(Key.of(prompt, matched))) != null) {
+            matched++;
+        }
+        return matched * BLOCK;
+    }
+
+    /**
+     * Starts the empty {@code cache} with the longest cached prefix of {@code prompt} and returns its
      * length in tokens: whole blocks, always leaving the prompt's last token to compute, since its
      * logits are the first the sequence needs.
      */
+    @Override
     public int restore(int[] prompt, KvCache cache) {
         queriedTokens.addAndGet(prompt.length);
-        int blocks = (prompt.length - 1) / BLOCK;
+        int blocksWanted = (prompt.length - 1) / BLOCK;
         Node node = root;
-        int matched = 0;
+        List<Object> found = new ArrayList<>();
         long now = ++clock;
-        while (matched < blocks) {
-            Node child = node.children.get(Key.of(prompt, matched));
+        while (found.size() < blocksWanted) {
+            Node child = node.children.get(Key.of(prompt, found.size()));
             if (child == null) {
                 break;
             }
             child.lastUsed = now;
-            for (int layer = 0; layer < layers; layer++) {
-                for (int p = 0; p < BLOCK; p++) {
-                    cache.write(layer, matched * BLOCK + p, child.latent[layer], p * rank, child.kPe[layer], p * rope);
-                }
-            }
+            found.add(child.block);
             node = child;
-            matched++;
         }
-        int tokens = matched * BLOCK;
+        int tokens = found.size() * BLOCK;
+        if (tokens > 0) {
+            blocks.restore(found, cache);
+        }
         cache.setLength(tokens);
         hitTokens.addAndGet(tokens);
         return tokens;
@@ -123,12 +173,13 @@ public final class PrefixCache {
      * Keeps the whole blocks of {@code prompt} that {@code cache} now holds (call once its prompt is
      * prefilled), evicting the least recently used blocks of other prefixes to stay in budget.
      */
+    @Override
     public void store(int[] prompt, KvCache cache) {
-        int blocks = Math.min(prompt.length, cache.length()) / BLOCK;
+        int wanted = Math.min(prompt.length, cache.length()) / BLOCK;
         Node node = root;
         int b = 0;
         long now = ++clock;
-        for (; b < blocks; b++) {
+        for (; b < wanted; b++) {
             Node child = node.children.get(Key.of(prompt, b));
             if (child == null) {
                 break;
@@ -136,30 +187,22 @@ public final class PrefixCache {
             child.lastUsed = now;
             node = child;
         }
-        if (b == blocks) {
+        if (b == wanted) {
             return;
         }
-        int end = blocks * BLOCK;
-        float[][] lat = new float[layers][];
-        float[][] pe = new float[layers][];
-        for (int layer = 0; layer < layers; layer++) {
-            lat[layer] = cache.latents(layer, end, rank, rope);
-            pe[layer] = cache.ropeKeys(layer, end, rank, rope);
+        int fits = makeRoom(wanted - b, node);
+        if (fits == 0) {
+            return;
         }
-        int fits = makeRoom(blocks - b, node);
-        for (int stop = b + fits; b < stop; b++) {
-            float[][] bl = new float[layers][];
-            float[][] bp = new float[layers][];
-            for (int layer = 0; layer < layers; layer++) {
-                bl[layer] = Arrays.copyOfRange(lat[layer], b * BLOCK * rank, (b + 1) * BLOCK * rank);
-                bp[layer] = Arrays.copyOfRange(pe[layer], b * BLOCK * rope, (b + 1) * BLOCK * rope);
-            }
-            Node child = new Node(node, Key.of(prompt, b), bl, bp);
+        Object[] kept = this.blocks.keep(cache, b * BLOCK, fits);
+        for (Object block : kept) {
+            Node child = new Node(node, Key.of(prompt, b), block);
             child.lastUsed = now;
             node.children.put(child.key, child);
             nodes.add(child);
             bytes += blockBytes;
             node = child;
+            b++;
         }
     }
 
@@ -184,6 +227,7 @@ public final class PrefixCache {
                 parent.children.remove(victim.key);
                 nodes.remove(victim);
                 bytes -= blockBytes;
+                blocks.drop(victim.block);
                 if (parent != root && parent != keep && parent.children.isEmpty()) {
                     leaves.add(parent);
                 }
@@ -193,22 +237,26 @@ public final class PrefixCache {
     }
 
     /** Whether a prompt of this many tokens can keep all the blocks a later request would restore. */
+    @Override
     public boolean canHold(int promptTokens) {
         long blocks = (promptTokens - 1) / BLOCK;
         return blocks > 0 && blocks * blockBytes <= capacityBytes;
     }
 
     /** Prompt tokens looked up so far. */
+    @Override
     public long queriedTokens() {
         return queriedTokens.get();
     }
 
     /** Prompt tokens found cached so far (not prefilled again). */
+    @Override
     public long hitTokens() {
         return hitTokens.get();
     }
 
     /** Bytes of latent KV held now. */
+    @Override
     public long storedBytes() {
         return bytes;
     }

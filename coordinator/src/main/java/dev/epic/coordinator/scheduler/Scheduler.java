@@ -6,6 +6,7 @@ import dev.epic.kernels.Parallel;
 import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvCache;
 import dev.epic.model.KvPool;
+import dev.epic.model.PrefixStore;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
 import java.util.ArrayDeque;
@@ -44,8 +45,9 @@ import org.slf4j.LoggerFactory;
  * here, and within each worker's own budget the latest arrivals there are preempted (to be placed
  * where there is room); a worker that still has no room refuses, and sequences there are preempted then.
  *
- * <p>With a {@link PrefixCache} (in-process attention only), a joining sequence starts from the
- * longest cached prefix of its prompt, and a prompt's blocks are kept once it is prefilled.
+ * <p>With prefix caching (a {@link PrefixCache} in process, or the attention workers' kept blocks), a
+ * joining sequence starts from the longest cached prefix of its prompt, and a prompt's blocks are kept
+ * once it is prefilled.
  *
  * <p>With speculation on ({@link SchedulerOptions#speculation()}), a decoding sequence feeds its
  * pending token with tokens drafted by {@link PromptLookup}, and keeps the drafts its own choices
@@ -79,7 +81,7 @@ public final class Scheduler implements AutoCloseable {
     private volatile int peakBatch;
 
     private final Supplier<DispatchStats.Snapshot> expertStats;
-    private final PrefixCache prefixCache; // null: off
+    private final PrefixStore prefixCache; // null: off
     /** KV cache bytes one position takes, here or on an attention worker. */
     private final long kvBytesPerPosition;
     /** Whether the caches live in this process (under --kv-cache-mb) rather than on attention workers. */
@@ -96,13 +98,14 @@ public final class Scheduler implements AutoCloseable {
         this.model = model;
         this.options = options;
         this.expertStats = expertStats;
-        if (options.prefixCacheBytes() > 0 && model.attentionIsExternal()) {
-            log.info("prefix cache off: the KV caches live on attention workers");
+        long prefixBytes = options.prefixCacheBytes();
+        this.prefixCache = prefixBytes <= 0 ? null
+                : model.attentionIsExternal() ? model.externalPrefixStore(prefixBytes)
+                : new PrefixCache(prefixBytes, model.config().numHiddenLayers(), model.config().kvLoraRank(),
+                        model.config().qkRopeHeadDim());
+        if (prefixBytes > 0 && prefixCache == null) {
+            log.info("prefix cache off: the KV caches live where prefixes cannot be kept");
         }
-        this.prefixCache = options.prefixCacheBytes() > 0 && !model.attentionIsExternal()
-                ? new PrefixCache(options.prefixCacheBytes(), model.config().numHiddenLayers(),
-                        model.config().kvLoraRank(), model.config().qkRopeHeadDim())
-                : null;
         this.kvBytesPerPosition = HeapKvCache.bytesPerPosition(model.config());
         this.localCaches = !model.attentionIsExternal();
         this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
@@ -248,7 +251,7 @@ public final class Scheduler implements AutoCloseable {
     }
 
     /** The prefix cache, or null when it is off. */
-    public PrefixCache prefixCache() {
+    public PrefixStore prefixCache() {
         return prefixCache;
     }
 
@@ -445,7 +448,7 @@ public final class Scheduler implements AutoCloseable {
         for (Slot s : joined) { // outside the lock: allocating and copying a long prefix take a while
             try {
                 s.cache.reserve(s.joinSize()); // prefill chunks then append without regrowing
-                if (prefixCache != null && !s.promptLogits()) {
+                if (prefixCache != null && !s.promptLogits() && !s.prefixLost) {
                     s.fed = prefixCache.restore(s.feed, s.cache);
                 }
                 if (!s.resumed) {
@@ -768,15 +771,26 @@ public final class Scheduler implements AutoCloseable {
         } catch (AttentionUnavailableException e) {
             // Sequences whose attention cannot go on end, each with its own status; the step runs
             // again for the rest next time (same positions: their caches are simply written again).
-            log.warn("step over {} sequence(s): {} lost, {} without room, the rest run again: {}", slots.size(),
-                    e.lost().size(), e.noRoom().size(), e.getMessage());
+            log.warn("step over {} sequence(s): {} lost, {} without room, {} to recompute a lost prefix, the rest run "
+                    + "again: {}", slots.size(), e.lost().size(), e.noRoom().size(), e.restart().size(), e.getMessage());
+            List<Slot> restart = new ArrayList<>();
             for (Slot s : slots) {
                 if (e.lost().contains(s.cache)) {
                     retire(s);
                     s.task.onFailure(e.failureOf(s.cache));
+                } else if (e.restart().contains(s.cache)) {
+                    restart.add(s);
                 }
             }
             makeRoomOnWorkers(slots, e);
+            for (Slot s : restart) {
+                // The prefix blocks it started from are gone or refused: it recomputes them, joining again
+                // at once, without restoring (a worker that refused it is not tried again for them).
+                s.prefixLost = true;
+                if (active.contains(s)) {
+                    preempt(s);
+                }
+            }
             publishActive();
             return;
         } catch (RuntimeException | OutOfMemoryError e) {

@@ -22,6 +22,8 @@ final class Slot {
     boolean resumed;        // joined again after a preemption
     /** Attention workers: rejoins once more than this many sequences have left (finished, failed or cancelled). */
     long rejoinAfter = -1;
+    /** Its restored prefix was lost on an attention worker: it joins again without restoring one. */
+    boolean prefixLost;
 
     Slot(SequenceTask task, long arrival, int maxPositions) {
         this.task = task;

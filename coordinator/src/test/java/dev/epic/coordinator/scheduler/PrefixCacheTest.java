@@ -132,7 +132,7 @@ class PrefixCacheTest {
         try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"));
                 Scheduler s = new Scheduler(Transformer.load(checkpoint), new SchedulerOptions(4, 4, 64, 64L << 20))
                         .start()) {
-            PrefixCache prefixes = s.prefixCache();
+            dev.epic.model.PrefixStore prefixes = s.prefixCache();
             LogitsTask warm = new LogitsTask(head, 0);
             s.submit(warm);
             warm.result().get(60, TimeUnit.SECONDS);

@@ -30,7 +30,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /** Continuous batching on the real fp32 engine (testdata/tiny-v3, all experts local). */
-class SchedulerTest {
+public class SchedulerTest {
     private static Checkpoint checkpoint;
     private static Transformer model;
     private static final Tokenizer VOCAB = Tokenizer.deepSeekV3();
@@ -181,7 +181,7 @@ class SchedulerTest {
     }
 
     /** The 12 greedy steps after a golden prompt, against the reference logits (Golden.LOGIT_TOL) and tokens. */
-    static void check(Golden.Prompt g, LogitsTask.Result r) {
+    public static void check(Golden.Prompt g, LogitsTask.Result r) {
         assertEquals(13, r.logits().size());
         assertTrue(Golden.maxAbsDiff(g.prefillLogits(), r.logits().get(0)) < Golden.LOGIT_TOL, "prefill logits");
         for (int k = 0; k < 12; k++) {

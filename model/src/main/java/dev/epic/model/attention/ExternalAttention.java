@@ -2,6 +2,7 @@ package dev.epic.model.attention;
 
 import dev.epic.model.KvCache;
 import dev.epic.model.KvPool;
+import dev.epic.model.PrefixStore;
 import dev.epic.model.layers.SequenceRows;
 import java.util.List;
 
@@ -36,5 +37,13 @@ public interface ExternalAttention {
      */
     default List<? extends KvPool> kvPools() {
         return List.of();
+    }
+
+    /**
+     * Prefix caching where these caches live, up to {@code bytes} of kept KV per place (attention
+     * worker), or null (the default) when it cannot cache prefixes.
+     */
+    default PrefixStore prefixStore(long bytes) {
+        return null;
     }
 }

@@ -1,0 +1,172 @@
+package dev.epic.coordinator.attention;
+
+import dev.epic.coordinator.scheduler.PrefixCache;
+import dev.epic.model.KvBlock;
+import dev.epic.model.KvCache;
+import dev.epic.model.PrefixStore;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.proto.PrefixKeep;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * Prefix caching with data-parallel attention: the kept blocks live on the attention workers, next to
+ * the caches they are copied from and into, and this coordinator holds one {@link PrefixCache} index
+ * per worker (which prompt prefix each block holds) within that worker's announced prefix budget and
+ * its own. A joining sequence is placed on the worker with the longest kept prefix of its prompt and
+ * starts from those blocks (SGLang's cache-aware routing with DP attention); a prefilled prompt's
+ * blocks are kept on the worker that computed them. The worker is told on the next Attend message
+ * (blocks to keep, to drop, and a new cache's blocks with its first segment), in order with the
+ * steps. A worker's failure ends its stream and its blocks; its index starts again empty.
+ *
+ * <p>Used from the engine thread; the counters may be read from any thread.
+ */
+final class RemotePrefixCaches implements PrefixStore {
+    private final AttentionDirectory directory;
+    private final long bytes;
+    private final long blockBytes;
+    private final long bytesPerPosition;
+    private final AtomicLong queried = new AtomicLong();
+    private final AtomicLong hits = new AtomicLong();
+    /** Block ids: unique per coordinator, never reused. */
+    private long nextBlock;
+    private final Map<AttentionEndpoint, Index> indexes = new ConcurrentHashMap<>(); // written by the engine thread
+
+    /** One worker's index, for one epoch of its stream. */
+    private record Index(long epoch, PrefixCache cache) {}
+
+    RemotePrefixCaches(AttentionDirectory directory, ModelConfig config, long bytes) {
+        this.directory = directory;
+        this.bytes = bytes;
+        this.blockBytes = KvBlock.bytes(config.numHiddenLayers(), PrefixCache.BLOCK, config.kvLoraRank(),
+                config.qkRopeHeadDim());
+        this.bytesPerPosition = dev.epic.model.HeapKvCache.bytesPerPosition(config);
+    }
+
+    /** The worker's index for its current epoch (a new, empty one after a failure); null if it keeps no prefixes. */
+    private PrefixCache index(AttentionEndpoint w) {
+        long budget = Math.min(bytes, w.prefixCacheBytes());
+        if (budget < blockBytes) {
+            return null;
+        }
+        long epoch = w.epoch();
+        Index i = indexes.get(w);
+        if (i == null || i.epoch() != epoch) {
+            i = new Index(epoch, new PrefixCache(budget, blockBytes, new WorkerBlocks(w, epoch)));
+            indexes.put(w, i);
+        }
+        return i.cache();
+    }
+
+    /**
+     * Places the new {@code cache} on the worker with the longest kept prefix of {@code prompt} among
+     * those with room for what it reserves (by this coordinator's count), and starts it from those
+     * blocks. When none has one, the cache is left for placement at its first step and starts empty.
+     */
+    @Override
+    public int restore(int[] prompt, KvCache cache) {
+        queried.addAndGet(prompt.length);
+        indexes.keySet().retainAll(directory.workers()); // workers that left
+        RemoteCache c = (RemoteCache) cache;
+        long now = System.nanoTime();
+        AttentionEndpoint best = null;
+        int longest = 0;
+        long joining = (long) c.capacity() * bytesPerPosition;
+        for (AttentionEndpoint w : directory.workers()) {
+            PrefixCache index = w.hasRoom(now) && w.roomBytes(bytesPerPosition) >= joining ? index(w) : null;
+            int n = index == null ? 0 : index.matchedTokens(prompt);
+            if (n > longest) {
+                best = w;
+                longest = n;
+            }
+        }
+        if (best == null || c.endpoint != null || !best.place(c)) {
+            cache.setLength(0);
+            return 0;
+        }
+        int tokens = index(best).restore(prompt, cache);
+        hits.addAndGet(tokens);
+        return tokens;
+    }
+
+    /** Keeps the prompt's whole blocks on the worker that holds {@code cache}, if it keeps prefixes. */
+    @Override
+    public void store(int[] prompt, KvCache cache) {
+        RemoteCache c = (RemoteCache) cache;
+        AttentionEndpoint w = c.endpoint;
+        if (w == null || !w.holds(c)) {
+            return;
+        }
+        PrefixCache index = index(w);
+        if (index != null) {
+            index.store(prompt, cache);
+        }
+    }
+
+    @Override
+    public boolean canHold(int promptTokens) {
+        long blocks = (promptTokens - 1) / PrefixCache.BLOCK;
+        return blocks > 0 && directory.workers().stream()
+                .anyMatch(w -> blocks * blockBytes <= Math.min(bytes, w.prefixCacheBytes()));
+    }
+
+    @Override
+    public long queriedTokens() {
+        return queried.get();
+    }
+
+    @Override
+    public long hitTokens() {
+        return hits.get();
+    }
+
+    /** Bytes kept on the workers for this coordinator, as its indexes count them. */
+    @Override
+    public long storedBytes() {
+        long n = 0;
+        for (Index i : indexes.values()) {
+            n += i.cache().storedBytes();
+        }
+        return n;
+    }
+
+    /** Blocks kept on one worker for one epoch of its stream, named by ids. */
+    private final class WorkerBlocks implements PrefixCache.Blocks {
+        private final AttentionEndpoint worker;
+        private final long epoch;
+
+        WorkerBlocks(AttentionEndpoint worker, long epoch) {
+            this.worker = worker;
+            this.epoch = epoch;
+        }
+
+        @Override
+        public Object[] keep(KvCache cache, int start, int count) {
+            Long[] ids = new Long[count];
+            PrefixKeep.Builder keep = PrefixKeep.newBuilder().setCacheId(((RemoteCache) cache).id).setStart(start)
+                    .setBlockPositions(PrefixCache.BLOCK);
+            for (int b = 0; b < count; b++) {
+                ids[b] = ++nextBlock;
+                keep.addBlockIds(ids[b]);
+            }
+            worker.keep(epoch, keep.build());
+            return ids;
+        }
+
+        @Override
+        public void restore(List<Object> blocks, KvCache cache) {
+            long[] ids = new long[blocks.size()];
+            for (int b = 0; b < ids.length; b++) {
+                ids[b] = (Long) blocks.get(b);
+            }
+            ((RemoteCache) cache).prefixBlocks = ids;
+        }
+
+        @Override
+        public void drop(Object block) {
+            worker.drop(epoch, (Long) block);
+        }
+    }
+}
