@@ -134,7 +134,8 @@ public final class StatusCommand implements Callable<Integer> {
         ArrayNode attention = o.putArray("attention_workers");
         for (WorkerAnnouncement w : byId(info.getAttentionWorkersList())) {
             attention.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
-                    .put("capacity", w.getCapacity()).put("kv_cache_bytes", w.getKvCacheBytes());
+                    .put("capacity", w.getCapacity()).put("kv_cache_bytes", w.getKvCacheBytes())
+                    .put("prefix_cache_bytes", w.getPrefixCacheBytes());
         }
         double uptime = stats.getUptimeNanos() / 1e9;
         o.putObject("scheduler").put("running", stats.getRunning()).put("waiting", stats.getWaiting())
@@ -144,6 +145,11 @@ public final class StatusCommand implements Callable<Integer> {
                 .put("kv_cache_budget_bytes", stats.getKvCacheBudgetBytes()).put("preemptions", stats.getPreemptions())
                 .put("num_speculative_tokens", stats.getNumSpeculativeTokens()).put("draft_tokens", stats.getDraftTokens())
                 .put("accepted_draft_tokens", stats.getAcceptedDraftTokens());
+        if (stats.getPrefixCache()) {
+            o.putObject("prefix_cache").put("bytes", stats.getPrefixCacheBytes())
+                    .put("on_attention_workers", stats.getRemoteAttention())
+                    .put("queried_tokens", stats.getPrefixQueriedTokens()).put("hit_tokens", stats.getPrefixHitTokens());
+        }
         return o;
     }
 
@@ -177,9 +183,11 @@ public final class StatusCommand implements Callable<Integer> {
             s.append(String.format("attention  NO LIVE ATTENTION WORKER%n"));
         }
         for (var w : r.get("attention_workers")) {
-            s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%s%n", w.get("id").asText(),
+            s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%s%s%n", w.get("id").asText(),
                     w.get("address").asText(), w.get("pid").asLong(), w.get("capacity").asInt(),
-                    w.path("kv_cache_bytes").asLong() > 0 ? " in " + mib(w.get("kv_cache_bytes").asLong()) + " MiB of KV cache" : ""));
+                    w.path("kv_cache_bytes").asLong() > 0 ? " in " + mib(w.get("kv_cache_bytes").asLong()) + " MiB of KV cache" : "",
+                    w.path("prefix_cache_bytes").asLong() > 0
+                            ? ", prefix blocks up to " + mib(w.get("prefix_cache_bytes").asLong()) + " MiB per coordinator" : ""));
         }
         for (var w : r.path("refused_workers")) {
             s.append(String.format("  REFUSED %s %s%s: %s%n", w.get("kind").asText(), w.get("id").asText(),
@@ -194,6 +202,17 @@ public final class StatusCommand implements Callable<Integer> {
                 q.get("uptime_s").asLong()));
         s.append(String.format("kv cache   %s MiB held of %s; %d preemptions", mib(q.path("kv_cache_bytes").asLong()),
                 budget > 0 ? "a " + mib(budget) + " MiB budget" : "no known budget", q.path("preemptions").asLong()));
+        var prefix = r.path("prefix_cache");
+        if (prefix.isMissingNode()) {
+            s.append(String.format("%nprefix     off"));
+        } else {
+            long queried = prefix.path("queried_tokens").asLong();
+            long hits = prefix.path("hit_tokens").asLong();
+            s.append(String.format("%nprefix     %s MiB kept%s; %d of %d prompt tokens found cached%s",
+                    mib(prefix.path("bytes").asLong()),
+                    prefix.path("on_attention_workers").asBoolean() ? " on the attention workers" : "", hits, queried,
+                    queried > 0 ? String.format(" (%.0f%%)", 100.0 * hits / queried) : ""));
+        }
         if (q.path("num_speculative_tokens").asInt() > 0) {
             long drafted = q.path("draft_tokens").asLong();
             long accepted = q.path("accepted_draft_tokens").asLong();

@@ -70,6 +70,7 @@ class ServingCommandsTest {
             } while (r.code() != 0 && System.nanoTime() < until);
             assertEquals(0, r.code(), r.out() + r.err());
             assertTrue(r.out().contains("health     SERVING") && r.out().contains("in the coordinator's process"), r.out());
+            assertTrue(r.out().contains("prefix     0.0 MiB kept; 0 of 0 prompt tokens found cached"), r.out()); // on by default
         }
         try (TestingServer zk = new TestingServer(true); Checkpoint c = Checkpoint.open(TINY)) {
             ModelConfig cfg = c.config();

@@ -67,6 +67,26 @@ class StatusReportTest {
         assertTrue(!off.contains("speculate"), off);
     }
 
+    /** The prefix cache's use and hit rate, where it lives, and each attention worker's prefix budget; off when off. */
+    @Test
+    void prefixCachingIsShown() {
+        ModelInfoResponse info = ModelInfoResponse.newBuilder()
+                .setFingerprint(ModelFingerprint.newBuilder().setName("m").setSha256("a".repeat(64)))
+                .setNumRoutedExperts(3)
+                .addAttentionWorkers(worker("a0", 0).toBuilder().setCapacity(16).setPrefixCacheBytes(8L << 20))
+                .build();
+        StatsResponse stats = StatsResponse.newBuilder().setRemoteAttention(true).setPrefixCache(true)
+                .setPrefixCacheBytes(3L << 20).setPrefixQueriedTokens(4000).setPrefixHitTokens(3000).build();
+        var report = StatusCommand.report(info, stats, "SERVING");
+        assertEquals(3000, report.get("prefix_cache").get("hit_tokens").asLong());
+        String summary = StatusCommand.summary(report);
+        assertTrue(summary.contains("prefix     3.0 MiB kept on the attention workers; 3000 of 4000 prompt tokens found "
+                + "cached (75%)"), summary);
+        assertTrue(summary.contains("up to 16 sequences, prefix blocks up to 8.0 MiB per coordinator"), summary);
+        String off = StatusCommand.summary(StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING"));
+        assertTrue(off.contains("prefix     off"), off);
+    }
+
     private static List<String> ids(JsonNode workers) {
         return StreamSupport.stream(workers.spliterator(), false).map(w -> w.get("id").asText()).toList();
     }

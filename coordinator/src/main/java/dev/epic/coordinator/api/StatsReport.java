@@ -47,6 +47,11 @@ final class StatsReport {
                 .setRssMb(orElse(ProcessStats.residentMb(), 0))
                 .setLoadAverage1M(orElse(ProcessStats.loadAverage(), -1))
                 .setMissingExperts(experts.missingExperts());
+        dev.epic.model.PrefixStore prefixes = scheduler.prefixCache();
+        if (prefixes != null) {
+            r.setPrefixCache(true).setPrefixCacheBytes(prefixes.storedBytes())
+                    .setPrefixQueriedTokens(prefixes.queriedTokens()).setPrefixHitTokens(prefixes.hitTokens());
+        }
         experts.dispatchStats().ifPresent(d -> {
             // Totals as of the last step's end, so they cover the same steps as step_nanos; the
             // histograms are live (they may hold the layer calls of the step in progress), and so are
