@@ -19,6 +19,9 @@ import java.net.ServerSocket;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.IntStream;
 import org.apache.curator.test.TestingServer;
@@ -26,56 +29,106 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /** {@code epic coordinator} as its own process, with a separately started ZooKeeper and worker. */
-@Timeout(value = 120, unit = TimeUnit.SECONDS)
+@Timeout(value = 180, unit = TimeUnit.SECONDS)
 class CoordinatorCommandIT {
-    @Test
-    void servesGoldenLogitsOnceTheWorkerHasJoined() throws Exception {
-        Path model = TestData.model("tiny-v3");
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
-        Path log = EpicLocal.logFile("coordinator-command");
-        try (TestingServer zk = new TestingServer(true)) {
-            // The coordinator starts first: it serves (NOT_SERVING) until the worker joins.
-            Process coordinator = new ProcessBuilder(EpicLocal.java("coordinator", "--model", model.toString(), "--zk",
-                    zk.getConnectString(), "--cluster", "cmd", "--port", "" + port, "--host", "127.0.0.1"))
+    private static final Path MODEL = TestData.model("tiny-v3");
+
+    /** A coordinator process on a free port, its channel and its log. */
+    private record Coordinator(Process process, ManagedChannel channel, Path log) implements AutoCloseable {
+        static Coordinator start(String zk, String name) throws Exception {
+            int port;
+            try (ServerSocket s = new ServerSocket(0)) {
+                port = s.getLocalPort();
+            }
+            Path log = EpicLocal.logFile(name);
+            Process p = new ProcessBuilder(EpicLocal.java("coordinator", "--model", MODEL.toString(), "--zk", zk,
+                    "--cluster", "cmd", "--port", "" + port, "--host", "127.0.0.1"))
                     .redirectErrorStream(true).redirectOutput(log.toFile()).start();
-            ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
-                    .maxInboundMessageSize(64 << 20).build();
-            try (WorkerProcess worker = WorkerProcess.start(model, zk.getConnectString(), "cmd", "all", "0-255")) {
-                var health = HealthGrpc.newBlockingStub(ch);
-                HealthCheckResponse.ServingStatus status = null;
-                for (int i = 0; i < 600 && status != HealthCheckResponse.ServingStatus.SERVING; i++) {
-                    assertTrue(coordinator.isAlive(), "coordinator exited: " + Files.readString(log));
-                    try {
-                        status = health.check(HealthCheckRequest.getDefaultInstance()).getStatus();
-                    } catch (StatusRuntimeException notYet) {
-                        // not listening yet
-                    }
-                    if (status != HealthCheckResponse.ServingStatus.SERVING) {
-                        Thread.sleep(100);
-                    }
+            return new Coordinator(p, NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
+                    .maxInboundMessageSize(64 << 20).build(), log);
+        }
+
+        /** Waits until its health is SERVING (every expert has a live worker). */
+        void awaitServing() throws Exception {
+            var health = HealthGrpc.newBlockingStub(channel);
+            HealthCheckResponse.ServingStatus status = null;
+            for (int i = 0; i < 900 && status != HealthCheckResponse.ServingStatus.SERVING; i++) {
+                assertTrue(process.isAlive(), "coordinator exited: " + Files.readString(log));
+                try {
+                    status = health.check(HealthCheckRequest.getDefaultInstance()).getStatus();
+                } catch (StatusRuntimeException notYet) {
+                    // not listening yet
                 }
-                assertEquals(HealthCheckResponse.ServingStatus.SERVING, status, Files.readString(log));
-                var api = GenerationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(60, TimeUnit.SECONDS);
-                assertEquals(1, api.modelInfo(ModelInfoRequest.getDefaultInstance()).getExpertWorkersCount());
-                Golden.Prompt g = Golden.of("tiny-v3").prompts().get(0);
-                LogitsRequest.Builder req = LogitsRequest.newBuilder().setSteps(2);
-                IntStream.of(g.tokens()).forEach(req::addPromptTokenIds);
-                LogitsResponse r = api.logits(req.build());
-                float[] prefill = new float[r.getVocabSize()];
-                r.getSteps(0).getLogits().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(prefill);
-                assertTrue(Golden.maxAbsDiff(g.prefillLogits(), prefill) < Golden.LOGIT_TOL);
-                assertEquals(g.greedyTokens()[0], r.getSteps(0).getArgmax());
-                assertEquals(g.greedyTokens()[1], r.getSteps(1).getArgmax());
-            } finally {
-                ch.shutdownNow();
-                coordinator.destroy();
-                if (!coordinator.waitFor(20, TimeUnit.SECONDS)) {
-                    coordinator.destroyForcibly();
+                if (status != HealthCheckResponse.ServingStatus.SERVING) {
+                    Thread.sleep(100);
                 }
             }
+            assertEquals(HealthCheckResponse.ServingStatus.SERVING, status, Files.readString(log));
+        }
+
+        GenerationServiceGrpc.GenerationServiceBlockingStub api() {
+            return GenerationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(60, TimeUnit.SECONDS);
+        }
+
+        @Override
+        public void close() throws Exception {
+            channel.shutdownNow();
+            process.destroy(); // SIGTERM: a drain
+            if (!process.waitFor(30, TimeUnit.SECONDS)) {
+                process.destroyForcibly();
+            }
+        }
+    }
+
+    /** Golden prompt {@code i}'s prefill logits and two greedy tokens through {@code c}. */
+    private static void assertGolden(Coordinator c, int i) {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(i);
+        LogitsRequest.Builder req = LogitsRequest.newBuilder().setSteps(2);
+        IntStream.of(g.tokens()).forEach(req::addPromptTokenIds);
+        LogitsResponse r = c.api().logits(req.build());
+        float[] prefill = new float[r.getVocabSize()];
+        r.getSteps(0).getLogits().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(prefill);
+        assertTrue(Golden.maxAbsDiff(g.prefillLogits(), prefill) < Golden.LOGIT_TOL, "prompt " + i);
+        assertEquals(g.greedyTokens()[0], r.getSteps(0).getArgmax());
+        assertEquals(g.greedyTokens()[1], r.getSteps(1).getArgmax());
+    }
+
+    @Test
+    void servesGoldenLogitsOnceTheWorkerHasJoined() throws Exception {
+        try (TestingServer zk = new TestingServer(true);
+                // The coordinator starts first: it serves (NOT_SERVING) until the worker joins.
+                Coordinator coordinator = Coordinator.start(zk.getConnectString(), "coordinator-command");
+                WorkerProcess worker = WorkerProcess.start(MODEL, zk.getConnectString(), "cmd", "all", "0-255")) {
+            coordinator.awaitServing();
+            assertEquals(1, coordinator.api().modelInfo(ModelInfoRequest.getDefaultInstance()).getExpertWorkersCount());
+            assertGolden(coordinator, 0);
+        }
+    }
+
+    /**
+     * More than one coordinator (replicas behind one Service): both serve from the same expert workers at
+     * once, each with its own batches, and one going away leaves the other serving.
+     */
+    @Test
+    void coordinatorsShareTheWorkersAndOutliveEachOther() throws Exception {
+        try (TestingServer zk = new TestingServer(true);
+                WorkerProcess worker = WorkerProcess.start(MODEL, zk.getConnectString(), "cmd", "all", "0-255");
+                Coordinator first = Coordinator.start(zk.getConnectString(), "coordinator-first");
+                Coordinator second = Coordinator.start(zk.getConnectString(), "coordinator-second")) {
+            first.awaitServing();
+            second.awaitServing();
+            int prompts = Golden.of("tiny-v3").prompts().size();
+            CompletableFuture<?>[] all = new CompletableFuture<?>[2 * prompts];
+            try (ExecutorService clients = Executors.newFixedThreadPool(2 * prompts)) { // all in flight at once
+                for (int i = 0; i < prompts; i++) {
+                    int p = i;
+                    all[2 * i] = CompletableFuture.runAsync(() -> assertGolden(first, p), clients);
+                    all[2 * i + 1] = CompletableFuture.runAsync(() -> assertGolden(second, p), clients);
+                }
+                CompletableFuture.allOf(all).get(120, TimeUnit.SECONDS);
+            }
+            first.close();
+            assertGolden(second, 0);
         }
     }
 }
