@@ -106,7 +106,8 @@ final class NettyHttpServer implements AutoCloseable {
                         Connection connection = new Connection(handler, executor, errorBody, maxBody);
                         // Idle first: the bytes of a slow upload count as activity.
                         ch.pipeline().addLast(new IdleStateHandler(0, 0, idleSeconds, TimeUnit.SECONDS),
-                                new WriteTimeoutHandler(writeTimeoutSeconds), new HttpServerCodec(limits), new Aggregator(maxBody, connection), connection);
+                                new WriteTimeoutHandler(writeTimeoutSeconds), new Http2PrefaceRefusal(),
+                                new HttpServerCodec(limits), new Aggregator(maxBody, connection), connection);
                     }
                 });
         ChannelFuture bound = b.bind(new InetSocketAddress(host, port)).awaitUninterruptibly();

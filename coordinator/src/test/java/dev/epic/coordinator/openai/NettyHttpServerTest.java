@@ -2,9 +2,16 @@ package dev.epic.coordinator.openai;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.grpc.ManagedChannel;
+import io.grpc.StatusRuntimeException;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthGrpc;
+import io.grpc.netty.NettyChannelBuilder;
 import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -371,6 +378,52 @@ class NettyHttpServerTest {
             String answer = readFor(s, 4000); // the answer, then the close a second after it
             assertTrue(answer.contains("GET /long"), answer);
             assertEquals(-1, s.getInputStream().read(), "an idle connection stays open");
+        }
+    }
+
+    /**
+     * A client speaking HTTP/2 from the start gets an HTTP/2 answer it can read: the server's SETTINGS,
+     * then GOAWAY with HTTP_1_1_REQUIRED naming the gRPC port, and the close; a gRPC client says so.
+     * HTTP/1.1 requests, including ones sent a byte at a time, are served as before.
+     */
+    @Test
+    void anHttp2ClientIsToldInHttp2WhereToGo() throws Exception {
+        try (Socket s = start(1000, 30, NettyHttpServerTest::answer)) {
+            s.getOutputStream().write(ascii("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+            s.getOutputStream().write(new byte[] {0, 0, 0, 4, 0, 0, 0, 0, 0}); // the client's empty SETTINGS
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            byte[] settings = new byte[9];
+            in.readFully(settings);
+            assertEquals(4, settings[3], "a SETTINGS frame first");
+            int length = (in.readUnsignedByte() << 16) | in.readUnsignedShort();
+            assertEquals(7, in.readUnsignedByte(), "then GOAWAY");
+            in.readUnsignedByte();
+            assertEquals(0, in.readInt(), "on the connection");
+            assertEquals(0, in.readInt(), "last stream: none processed");
+            assertEquals(0xd, in.readInt(), "HTTP_1_1_REQUIRED");
+            byte[] debug = new byte[length - 8];
+            in.readFully(debug);
+            assertEquals(Http2PrefaceRefusal.MESSAGE, new String(debug, StandardCharsets.UTF_8));
+            assertEquals(-1, in.read(), "closed");
+        }
+        try (Socket s = new Socket("127.0.0.1", server.port())) { // "P", "R"... then not the preface
+            s.setSoTimeout(10_000);
+            for (byte b : ascii("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")) {
+                s.getOutputStream().write(b);
+                s.getOutputStream().flush();
+            }
+            assertTrue(readToClose(s).contains("POST /x"));
+        }
+        ManagedChannel grpc = NettyChannelBuilder.forAddress("127.0.0.1", server.port())
+                .usePlaintext().build();
+        try {
+            StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> HealthGrpc.newBlockingStub(grpc)
+                    .withDeadlineAfter(10, TimeUnit.SECONDS).check(HealthCheckRequest.getDefaultInstance()));
+            // grpc-java retries a stream the GOAWAY left unsent a few times, then reports the GOAWAY.
+            assertTrue(e.getStatus().getDescription().contains("HTTP_1_1_REQUIRED")
+                    && e.getStatus().getDescription().contains("gRPC port"), e.toString());
+        } finally {
+            grpc.shutdownNow();
         }
     }
 }
