@@ -19,6 +19,7 @@ public final class LogitsTask implements SequenceTask {
     private final List<float[]> logits = new ArrayList<>();
     private final CompletableFuture<Result> result = new CompletableFuture<>();
     private volatile boolean cancelled;
+    private volatile int cachedPromptTokens;
 
     public LogitsTask(int[] prompt, int steps) {
         if (steps < 0) {
@@ -34,6 +35,16 @@ public final class LogitsTask implements SequenceTask {
 
     public void cancel() {
         cancelled = true;
+    }
+
+    /** Prompt tokens that came from the prefix cache, as usage reports them. */
+    public int cachedPromptTokens() {
+        return cachedPromptTokens;
+    }
+
+    @Override
+    public void promptCached(int tokens) {
+        cachedPromptTokens = tokens;
     }
 
     @Override

@@ -785,10 +785,12 @@ public final class Scheduler implements AutoCloseable {
             makeRoomOnWorkers(slots, e);
             for (Slot s : restart) {
                 // The prefix blocks it started from are gone or refused: it recomputes them, joining again
-                // at once, without restoring (a worker that refused it is not tried again for them).
+                // at once, without restoring (a worker that refused it is not tried again for them), and
+                // as new, since nothing was computed for it: its usage then counts no cached tokens.
                 s.prefixLost = true;
                 if (active.contains(s)) {
                     preempt(s);
+                    s.resumed = false;
                 }
             }
             publishActive();

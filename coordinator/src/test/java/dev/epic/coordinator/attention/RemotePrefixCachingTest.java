@@ -103,9 +103,13 @@ class RemotePrefixCachingTest {
     }
 
     private static LogitsTask.Result run(Scheduler s, int[] prompt, int steps) throws Exception {
+        return submit(s, prompt, steps).result().get(60, TimeUnit.SECONDS);
+    }
+
+    private static LogitsTask submit(Scheduler s, int[] prompt, int steps) {
         LogitsTask t = new LogitsTask(prompt, steps);
         s.submit(t);
-        return t.result().get(60, TimeUnit.SECONDS);
+        return t;
     }
 
     /**
@@ -123,8 +127,10 @@ class RemotePrefixCachingTest {
             assertEquals(0, prefixes.hitTokens());
             assertEquals(150 / B * blockBytes(), prefixes.storedBytes(), "its whole blocks, counted here");
 
-            check(g, run(s, g.tokens(), 12));
+            LogitsTask full = submit(s, g.tokens(), 12);
+            check(g, full.result().get(60, TimeUnit.SECONDS));
             assertEquals(150 / B * B, prefixes.hitTokens(), "the 150-token head's whole blocks");
+            assertEquals(150 / B * B, full.cachedPromptTokens(), "as its usage reports");
 
             // The next turn: the prompt and 11 answer tokens; the 19th block exists only because the answer was kept.
             int[] next = Arrays.copyOf(g.tokens(), 300 + 11);
@@ -197,8 +203,10 @@ class RemotePrefixCachingTest {
 
             addWorker(cluster, "a-spare", 16);
             assertTrue(remote.awaitWorkers(2, Duration.ofSeconds(20)));
-            check(g, run(s, g.tokens(), 12));
+            LogitsTask full = submit(s, g.tokens(), 12);
+            check(g, full.result().get(60, TimeUnit.SECONDS));
             assertEquals(150 / B * B, s.prefixCache().hitTokens(), "it was placed to start from the keeper's blocks");
+            assertEquals(0, full.cachedPromptTokens(), "its usage counts what it computed: all of the prompt");
             assertTrue(keeper.refusedSequences() > 0, "and the keeper refused it");
         }
     }
