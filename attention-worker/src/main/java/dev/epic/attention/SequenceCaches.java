@@ -101,10 +101,6 @@ final class SequenceCaches {
         this.prefixCacheBytes = prefixCacheBytes;
     }
 
-    long prefixCacheBytes() {
-        return prefixCacheBytes;
-    }
-
     /**
      * Keeps positions [start, start + blockPositions * ids.size()) of the cache {@code id} of {@code owner}'s
      * stream as blocks named {@code ids}. IllegalArgumentException when the cache is not the stream's,

@@ -13,8 +13,9 @@ import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.time.Duration;
-import java.util.Collections;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashSet;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Queue;
@@ -48,7 +49,7 @@ final class AttentionEndpoint implements KvPool, AutoCloseable {
     private final List<PrefixKeep> keeps = new ArrayList<>(); // guarded by this
     private final List<Long> drops = new ArrayList<>(); // guarded by this
     /** Blocks of queued keeps dropped before they were sent: left out of them. */
-    private final Set<Long> cancelled = new java.util.HashSet<>(); // guarded by this
+    private final Set<Long> cancelled = new HashSet<>(); // guarded by this
     /** This coordinator's sequences placed here in this epoch. */
     private final Set<RemoteCache> placed = Collections.newSetFromMap(new IdentityHashMap<>()); // guarded by this
     private final SequencedStream<AttendRequest, AttendResponse> stream;
