@@ -31,6 +31,8 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Prefix caching with data-parallel attention: real attention workers over gRPC, a real ZooKeeper, the
@@ -72,20 +74,24 @@ class RemotePrefixCachingTest {
 
     /** tiny-v3 with its attention on {@code count} workers keeping {@code prefixBytes} of blocks each, experts in process. */
     private Transformer engine(int count, long prefixBytes) throws Exception {
-        return engine(count, prefixBytes, 16);
+        return engine(MODEL, count, prefixBytes, 16);
     }
 
     private Transformer engine(int count, long prefixBytes, int maxSequences) throws Exception {
+        return engine(MODEL, count, prefixBytes, maxSequences);
+    }
+
+    private Transformer engine(Path model, int count, long prefixBytes, int maxSequences) throws Exception {
         String cluster = "prefix-test-" + clusters++;
-        Checkpoint ck = Checkpoint.open(MODEL);
+        Checkpoint ck = Checkpoint.open(model);
         closing.add(ck);
         for (int i = 0; i < count; i++) {
-            workers.add(AttentionWorker.start(AttentionLayers.load(ck.config(), ck), CheckpointFingerprint.of(MODEL),
+            workers.add(AttentionWorker.start(AttentionLayers.load(ck.config(), ck), CheckpointFingerprint.of(model),
                     new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, "a-" + i,
                             maxSequences, 4000, 200, 0, AttentionWorker.defaultKvCacheBytes())
                             .withPrefixCacheBytes(prefixBytes)));
         }
-        remote = RemoteAttention.create(zk, cluster, CheckpointFingerprint.of(MODEL), ck.config(),
+        remote = RemoteAttention.create(zk, cluster, CheckpointFingerprint.of(model), ck.config(),
                 RemoteAttention.Options.defaults().withDeadline(Duration.ofSeconds(20))
                         .withDeadBackoff(Duration.ofMillis(300)));
         closing.add(remote);
@@ -117,15 +123,17 @@ class RemotePrefixCachingTest {
      * blocks there, and gives the reference logits; a finished sequence's prompt and answer are kept
      * too, so the next turn of a chat starts from both.
      */
-    @Test
-    void promptsStartFromBlocksKeptOnTheirWorkerAndGiveTheGoldenLogits() throws Exception {
-        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4); // 300 tokens, 12 greedy steps
+    @ParameterizedTest
+    @ValueSource(strings = {"tiny-v3", "tiny-v3-fp8"})
+    void promptsStartFromBlocksKeptOnTheirWorkerAndGiveTheGoldenLogits(String model) throws Exception {
+        Golden.Prompt g = Golden.of(model).prompts().get(4); // 300 tokens, 12 greedy steps
         int[] head = Arrays.copyOf(g.tokens(), 150);
-        try (Scheduler s = new Scheduler(engine(2, 64L << 20), new SchedulerOptions(4, 4, 64, 64L << 20)).start()) {
+        try (Scheduler s = new Scheduler(engine(TestData.model(model), 2, 64L << 20, 16),
+                new SchedulerOptions(4, 4, 64, 64L << 20)).start()) {
             PrefixStore prefixes = s.prefixCache();
             run(s, head, 0);
             assertEquals(0, prefixes.hitTokens());
-            assertEquals(150 / B * blockBytes(), prefixes.storedBytes(), "its whole blocks, counted here");
+            assertEquals(150 / B * blockBytes(TestData.model(model)), prefixes.storedBytes(), "its whole blocks, counted here");
 
             LogitsTask full = submit(s, g.tokens(), 12);
             check(g, full.result().get(60, TimeUnit.SECONDS));
@@ -144,9 +152,9 @@ class RemotePrefixCachingTest {
         assertTrue(workers.stream().anyMatch(w -> w.prefixCacheBytes() > 0), "the blocks live on a worker");
     }
 
-    /** Bytes of one block of tiny-v3 (every layer). */
-    private static long blockBytes() {
-        var c = dev.epic.model.config.ModelConfig.load(MODEL);
+    /** Bytes of one block of {@code model} (every layer). */
+    private static long blockBytes(Path model) {
+        var c = dev.epic.model.config.ModelConfig.load(model);
         return dev.epic.model.KvBlock.bytes(c.numHiddenLayers(), B, c.kvLoraRank(), c.qkRopeHeadDim());
     }
 
@@ -187,7 +195,7 @@ class RemotePrefixCachingTest {
             for (int i = 0; i < 100 && keeper.cachedSequences() > 0; i++) {
                 Thread.sleep(20); // the second cache goes by a Release call
             }
-            assertEquals(9 * blockBytes(), keeper.prefixCacheBytes());
+            assertEquals(9 * blockBytes(MODEL), keeper.prefixCacheBytes());
 
             // Another coordinator fills the keeper with two sequences of its own.
             Checkpoint ck = Checkpoint.open(MODEL);
