@@ -1,5 +1,7 @@
 package dev.epic.model;
 
+import java.util.Arrays;
+
 /**
  * A copy of some consecutive positions of a sequence's KV cache, every layer: what prefix caching keeps
  * of a prompt. A position's latent and rotated key depend only on the tokens up to it, so a block
@@ -33,8 +35,8 @@ public record KvBlock(int positions, int rank, int rope, float[][] latent, float
             float[] pe = cache.ropeKeys(layer, end, rank, rope);
             for (int b = 0; b < count; b++) {
                 int p0 = start + b * positions;
-                blocks[b].latent[layer] = java.util.Arrays.copyOfRange(lat, p0 * rank, (p0 + positions) * rank);
-                blocks[b].kPe[layer] = java.util.Arrays.copyOfRange(pe, p0 * rope, (p0 + positions) * rope);
+                blocks[b].latent[layer] = Arrays.copyOfRange(lat, p0 * rank, (p0 + positions) * rank);
+                blocks[b].kPe[layer] = Arrays.copyOfRange(pe, p0 * rope, (p0 + positions) * rope);
             }
         }
         return blocks;

@@ -18,8 +18,8 @@ import jdk.incubator.vector.IntVector;
 /**
  * float8_e4m3fn codes with one float32 scale per [blockRows x blockCols] block (DeepSeek's
  * weight_scale_inv). Each weight is widened in registers to e4m3(code) * scale (rounded once, as the
- * reference does) and multiplied in fp32; see {@link Simd#fp8Raw}. GEMV and GEMM use the same widened
- * weight and the {@link Contract} order.
+ * reference does; see {@link #NEG0}) and multiplied with x in fp32; see {@link Simd#fp8Raw}. GEMV and
+ * GEMM use the same widened weight and the {@link Contract} order.
  */
 final class Fp8BlockMatrix extends DenseMatrix {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);

@@ -50,8 +50,9 @@ final class Simd {
      * L float8_e4m3fn codes at byte offset off as fp32 values e4m3 * 2^-120: the byte is sign-extended,
      * so after a shift by 20 bit 31 is the sign and bits 20..26 the 7 magnitude bits, i.e. an fp32 with
      * the code's exponent and mantissa and an exponent 120 too small (normals and subnormals alike,
-     * exact). Callers multiply by blockScale * 2^120 per weight (the reference weight, rounded once). Codes
-     * 0x7f/0xff (NaN) are not handled here: see {@link #fp8WithNaN}.
+     * exact). Callers scale by blockScale * 2^120 per weight (the reference weight, rounded once), by an
+     * FMA with -0 rather than a multiply (see Fp8BlockMatrix#NEG0). Codes 0x7f/0xff (NaN) are not
+     * handled here: see {@link #fp8WithNaN}.
      */
     static FloatVector fp8Raw(MemorySegment seg, long off) {
         return widenFp8(ByteVector.fromMemorySegment(B, seg, off, LE));

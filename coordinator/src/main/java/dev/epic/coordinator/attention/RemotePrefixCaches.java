@@ -107,9 +107,7 @@ final class RemotePrefixCaches implements PrefixStore {
 
     @Override
     public boolean canHold(int promptTokens) {
-        long blocks = (promptTokens - 1) / PrefixCache.BLOCK;
-        return blocks > 0 && directory.workers().stream()
-                .anyMatch(w -> blocks * blockBytes <= Math.min(bytes, w.prefixCacheBytes()));
+        return directory.workers().stream().map(this::index).anyMatch(i -> i != null && i.canHold(promptTokens));
     }
 
     @Override

@@ -125,18 +125,27 @@ public final class PrefixCache implements PrefixStore {
         this.blocks = blocks;
     }
 
+    /** The blocks of {@code prompt}'s first {@code most} whole blocks that are cached, in order (the trie's path). */
+    private List<Node> path(int[] prompt, int most) {
+        List<Node> path = new ArrayList<>();
+        Node node = root;
+        while (path.size() < most && (node = node.children.get(Key.of(prompt, path.size()))) != null) {
+            path.add(node);
+        }
+        return path;
+    }
+
+    /** Whole blocks a cache for {@code prompt} starts from: never its last token, whose logits are the first needed. */
+    private static int restorable(int[] prompt) {
+        return (prompt.length - 1) / BLOCK;
+    }
+
     /**
      * Tokens of the longest cached prefix of {@code prompt} that {@link #restore} would start a cache
      * with (whole blocks, leaving the prompt's last token); changes nothing.
      */
     public int matchedTokens(int[] prompt) {
-        int blocksWanted = (prompt.length - 1) / BLOCK;
-        Node node = root;
-        int matched = 0;
-        while (matched < blocksWanted && (node = node.children.get(Key.of(prompt, matched))) != null) {
-            matched++;
-        }
-        return matched * BLOCK;
+        return path(prompt, restorable(prompt)).size() * BLOCK;
     }
 
     /**
@@ -147,18 +156,12 @@ public final class PrefixCache implements PrefixStore {
     @Override
     public int restore(int[] prompt, KvCache cache) {
         queriedTokens.addAndGet(prompt.length);
-        int blocksWanted = (prompt.length - 1) / BLOCK;
-        Node node = root;
-        List<Object> found = new ArrayList<>();
+        List<Node> path = path(prompt, restorable(prompt));
         long now = ++clock;
-        while (found.size() < blocksWanted) {
-            Node child = node.children.get(Key.of(prompt, found.size()));
-            if (child == null) {
-                break;
-            }
-            child.lastUsed = now;
-            found.add(child.block);
-            node = child;
+        List<Object> found = new ArrayList<>(path.size());
+        for (Node n : path) {
+            n.lastUsed = now;
+            found.add(n.block);
         }
         int tokens = found.size() * BLOCK;
         if (tokens > 0) {
@@ -176,25 +179,19 @@ public final class PrefixCache implements PrefixStore {
     @Override
     public void store(int[] prompt, KvCache cache) {
         int wanted = Math.min(prompt.length, cache.length()) / BLOCK;
-        Node node = root;
-        int b = 0;
+        List<Node> path = path(prompt, wanted);
         long now = ++clock;
-        for (; b < wanted; b++) {
-            Node child = node.children.get(Key.of(prompt, b));
-            if (child == null) {
-                break;
-            }
-            child.lastUsed = now;
-            node = child;
-        }
+        path.forEach(n -> n.lastUsed = now);
+        int b = path.size();
         if (b == wanted) {
             return;
         }
+        Node node = path.isEmpty() ? root : path.getLast();
         int fits = makeRoom(wanted - b, node);
         if (fits == 0) {
             return;
         }
-        Object[] kept = this.blocks.keep(cache, b * BLOCK, fits);
+        Object[] kept = blocks.keep(cache, b * BLOCK, fits);
         for (Object block : kept) {
             Node child = new Node(node, Key.of(prompt, b), block);
             child.lastUsed = now;
@@ -239,8 +236,8 @@ public final class PrefixCache implements PrefixStore {
     /** Whether a prompt of this many tokens can keep all the blocks a later request would restore. */
     @Override
     public boolean canHold(int promptTokens) {
-        long blocks = (promptTokens - 1) / BLOCK;
-        return blocks > 0 && blocks * blockBytes <= capacityBytes;
+        long whole = (promptTokens - 1) / BLOCK;
+        return whole > 0 && whole * blockBytes <= capacityBytes;
     }
 
     /** Prompt tokens looked up so far. */
