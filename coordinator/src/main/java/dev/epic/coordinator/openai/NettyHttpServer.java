@@ -97,6 +97,10 @@ final class NettyHttpServer implements AutoCloseable {
                 NioIoHandler.newFactory());
         ServerBootstrap b = new ServerBootstrap().group(boss, workers).channel(NioServerSocketChannel.class)
                 .childOption(ChannelOption.TCP_NODELAY, true)
+                // A fixed receive buffer: the kernel holds at most this much of a connection's unread bytes
+                // (Linux would autotune it up to tcp_rmem's maximum, 32 MiB on this machine), so a client
+                // pipelining past the limit below is cut off after little more than it was allowed.
+                .childOption(ChannelOption.SO_RCVBUF, 1 << 20)
                 .childHandler(new ChannelInitializer<SocketChannel>() {
                     @Override
                     protected void initChannel(SocketChannel ch) {
