@@ -1,6 +1,7 @@
 package dev.epic.attention;
 
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.attention.AttentionLayers;
 import dev.epic.proto.ModelFingerprint;
 import dev.epic.proto.WorkerAnnouncement;
@@ -29,25 +30,31 @@ public final class AttentionWorker implements AutoCloseable {
      *                     another refuses this worker; "" announces none
      * @param prefixCacheBytes prompt prefix blocks one coordinator's stream may keep here (announced;
      *                     0: coordinators keep no prefixes here)
+     * @param kvCacheDtype how the caches here store positions (announced: coordinators with another refuse)
      */
     public record Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
             int zkSessionTimeoutMillis, long drainMillis, int metricsPort, long kvCacheBytes, String weights,
-            long prefixCacheBytes) {
+            long prefixCacheBytes, KvCacheDtype kvCacheDtype) {
         public Settings(String host, int port, String zkConnect, String cluster, String workerId, int maxSequences,
                 int zkSessionTimeoutMillis, long drainMillis, int metricsPort, long kvCacheBytes) {
             this(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis, drainMillis,
-                    metricsPort, kvCacheBytes, "", defaultPrefixCacheBytes());
+                    metricsPort, kvCacheBytes, "", defaultPrefixCacheBytes(), KvCacheDtype.FP32);
         }
 
         public Settings withWeights(String format) {
             return new Settings(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis,
-                    drainMillis, metricsPort, kvCacheBytes, format, prefixCacheBytes);
+                    drainMillis, metricsPort, kvCacheBytes, format, prefixCacheBytes, kvCacheDtype);
         }
 
         /** Bytes of prompt prefix blocks one coordinator may keep here (0: no prefix caching here). */
         public Settings withPrefixCacheBytes(long bytes) {
             return new Settings(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis,
-                    drainMillis, metricsPort, kvCacheBytes, weights, bytes);
+                    drainMillis, metricsPort, kvCacheBytes, weights, bytes, kvCacheDtype);
+        }
+
+        public Settings withKvCacheDtype(KvCacheDtype dtype) {
+            return new Settings(host, port, zkConnect, cluster, workerId, maxSequences, zkSessionTimeoutMillis,
+                    drainMillis, metricsPort, kvCacheBytes, weights, prefixCacheBytes, dtype);
         }
 
         /** With the default KV cache budget. */
@@ -78,7 +85,8 @@ public final class AttentionWorker implements AutoCloseable {
     /** Starts serving {@code layers} (already opened) and registers in ZooKeeper. */
     public static AttentionWorker start(AttentionLayers layers, CheckpointFingerprint fingerprint, Settings s)
             throws Exception {
-        SequenceCaches caches = new SequenceCaches(layers, s.maxSequences(), s.kvCacheBytes(), s.prefixCacheBytes());
+        SequenceCaches caches = new SequenceCaches(layers, s.maxSequences(), s.kvCacheBytes(), s.prefixCacheBytes(),
+                s.kvCacheDtype());
         AttentionServiceImpl service = new AttentionServiceImpl(layers, caches, fingerprint);
         WorkerServer server = WorkerServer.start(
                 new WorkerServer.Settings(s.host(), s.port(), s.zkConnect(), s.workerId(), s.zkSessionTimeoutMillis(),
@@ -97,11 +105,12 @@ public final class AttentionWorker implements AutoCloseable {
                             .setPid(ProcessHandle.current().pid())
                             .setProtocolVersion(Protocol.VERSION)
                             .setWeights(s.weights())
+                            .setKvCacheDtype(s.kvCacheDtype().id())
                             .build();
                 });
-        log.info("attention worker {} serving the attention of {} layers of {} ({}) on {}, up to {} sequences",
-                server.workerId(), layers.count(), fingerprint.name(), fingerprint.shortHash(), server.address(),
-                s.maxSequences());
+        log.info("attention worker {} serving the attention of {} layers of {} ({}) on {}, up to {} sequences, "
+                + "{} KV caches", server.workerId(), layers.count(), fingerprint.name(), fingerprint.shortHash(),
+                server.address(), s.maxSequences(), s.kvCacheDtype().id());
         return new AttentionWorker(server, caches);
     }
 

@@ -2,6 +2,7 @@ package dev.epic.attention;
 
 import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvBlock;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.KvCache;
 import dev.epic.model.attention.AttentionLayers;
 import java.util.ArrayList;
@@ -55,6 +56,7 @@ final class SequenceCaches {
     private final int maxSequences;
     private final long kvCacheBytes;
     private final long bytesPerPosition;
+    private final KvCacheDtype dtype;
     private final int maxPositions;
     private final Map<Long, HeapKvCache> caches = new HashMap<>(); // guarded by this
     private final Map<Long, Object> owners = new HashMap<>();  // guarded by this
@@ -79,11 +81,15 @@ final class SequenceCaches {
     }
 
     SequenceCaches(AttentionLayers layers, int maxSequences, long kvCacheBytes) {
-        this(layers, maxSequences, kvCacheBytes, 0);
+        this(layers, maxSequences, kvCacheBytes, 0, KvCacheDtype.FP32);
     }
 
-    /** @param prefixCacheBytes bytes of prefix blocks one stream may keep (0: none) */
-    SequenceCaches(AttentionLayers layers, int maxSequences, long kvCacheBytes, long prefixCacheBytes) {
+    /**
+     * @param prefixCacheBytes bytes of prefix blocks one stream may keep (0: none)
+     * @param dtype            how the caches store positions
+     */
+    SequenceCaches(AttentionLayers layers, int maxSequences, long kvCacheBytes, long prefixCacheBytes,
+            KvCacheDtype dtype) {
         if (maxSequences < 1) {
             throw new IllegalArgumentException("max sequences must be >= 1, got " + maxSequences);
         }
@@ -93,7 +99,8 @@ final class SequenceCaches {
         this.layers = layers;
         this.maxSequences = maxSequences;
         this.kvCacheBytes = kvCacheBytes;
-        this.bytesPerPosition = HeapKvCache.bytesPerPosition(layers.config());
+        this.dtype = dtype;
+        this.bytesPerPosition = dtype.bytesPerPosition(layers.config());
         this.maxPositions = layers.config().maxPositionEmbeddings();
         if (prefixCacheBytes < 0) {
             throw new IllegalArgumentException("prefix cache budget must be >= 0, got " + prefixCacheBytes);
@@ -113,7 +120,8 @@ final class SequenceCaches {
         }
         Map<Long, KvBlock> mine = blocks.computeIfAbsent(owner, o -> new HashMap<>());
         var config = layers.config();
-        long more = ids.size() * KvBlock.bytes(layers.count(), blockPositions, config.kvLoraRank(), config.qkRopeHeadDim());
+        long more = ids.size() * KvBlock.bytes(layers.count(), blockPositions, config.kvLoraRank(), config.qkRopeHeadDim(),
+                dtype);
         if (blockBytes(mine) + more > prefixCacheBytes) {
             throw new IllegalArgumentException("keeping " + ids.size() + " more prefix blocks would take "
                     + mib(blockBytes(mine) + more) + ", beyond this worker's " + mib(prefixCacheBytes) + " (--prefix-cache-mb)");
@@ -262,7 +270,7 @@ final class SequenceCaches {
             g.cache().reserve(size.applyAsInt(g));
         }
         fresh.forEach((id, positions) -> {
-            HeapKvCache c = layers.newCache();
+            HeapKvCache c = layers.newCache(dtype);
             c.reserve(positions);
             List<KvBlock> prefix = restored.get(id);
             if (prefix != null) { // the kept prefix's positions, as the sequence would have computed them

@@ -2,6 +2,7 @@ package dev.epic.cli;
 
 import dev.epic.attention.AttentionWorker;
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.attention.AttentionLayers;
 import dev.epic.model.bench.ProcessStats;
 import dev.epic.model.checkpoint.Checkpoint;
@@ -48,6 +49,9 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
                     + "of the JVM's maximum heap)")
     Long prefixCacheMb;
 
+    @Mixin
+    KvCacheFlags kvCache;
+
     @Override
     public Integer call() throws Exception {
         return flags.serve(this::serve);
@@ -58,6 +62,7 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
                 : AttentionWorker.defaultKvCacheBytes();
         long prefixCacheBytes = prefixCacheMb != null ? Flags.mebibytes("--prefix-cache-mb", prefixCacheMb, 0)
                 : AttentionWorker.defaultPrefixCacheBytes();
+        KvCacheDtype kvCacheDtype = kvCache.dtype();
         flags.checkPortsFree(port); // before the weights: loading them may take minutes
         Checkpoint checkpoint = Checkpoint.open(model);
         WeightFormat format = WeightFormat.parse(flags.weights);
@@ -70,7 +75,8 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
         AttentionWorker worker = WorkerFlags.startDrained(() -> AttentionWorker.start(layers,
                 CheckpointFingerprint.of(model), new AttentionWorker.Settings(flags.host, port, flags.zk, flags.cluster,
                         flags.id, maxSequences, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, kvCacheBytes)
-                        .withWeights(format.effective(checkpoint).id()).withPrefixCacheBytes(prefixCacheBytes)),
+                        .withWeights(format.effective(checkpoint).id()).withPrefixCacheBytes(prefixCacheBytes)
+                        .withKvCacheDtype(kvCacheDtype)),
                 checkpoint);
         flags.watchParent();
         worker.awaitTermination();

@@ -3,6 +3,7 @@ package dev.epic.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.epic.kernels.Parallel;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.Transformer;
 import dev.epic.model.bench.EngineBenchmark;
 import dev.epic.model.bench.EngineBenchmark.Decode;
@@ -22,6 +23,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -74,6 +76,9 @@ public final class BenchCommand implements Callable<Integer> {
             description = "linear weight format: as stored (auto), bf16, q8 or q4 (default auto; --model only)")
     String weights;
 
+    @Mixin
+    KvCacheFlags kvCache; // --model only: a --target coordinator stores as it was started
+
     @Option(names = "--warmup", defaultValue = "16", paramLabel = "N",
             description = "--target only: tokens decoded per stream at each batch size before measuring (default 16)")
     int warmup;
@@ -113,8 +118,10 @@ public final class BenchCommand implements Callable<Integer> {
         }
         WeightFormat format;
         Options options;
+        KvCacheDtype kvCacheDtype;
         try {
             format = WeightFormat.parse(weights);
+            kvCacheDtype = kvCache.dtype();
             options = new Options(List.copyOf(batches), promptLen, gen, chunk, seed, List.copyOf(drafts));
             if (!Files.isDirectory(model)) {
                 throw new IllegalArgumentException("model directory not found: " + model);
@@ -125,7 +132,7 @@ public final class BenchCommand implements Callable<Integer> {
         try (Checkpoint checkpoint = Checkpoint.open(model)) {
             loadBefore = ProcessStats.loadAverage();
             long t0 = System.nanoTime();
-            Transformer transformer = Transformer.load(checkpoint, format);
+            Transformer transformer = Transformer.load(checkpoint, format).kvCacheDtype(kvCacheDtype);
             double loadSeconds = (System.nanoTime() - t0) / 1e9;
             Result r = EngineBenchmark.run(transformer, options);
             loadAfter = ProcessStats.loadAverage();
@@ -181,6 +188,7 @@ public final class BenchCommand implements Callable<Integer> {
         m.put("multiply_adds_per_token", r.multiplyAddsPerToken());
         m.put("compute_ceiling_tok_s", r.computeCeilingTokS());
         m.put("weights", format.id());
+        m.put("kv_cache_dtype", kvCache.dtype().id());
         m.put("prompt_len", promptLen);
         m.put("gen", gen);
         m.put("threads", Parallel.threads());
@@ -190,8 +198,8 @@ public final class BenchCommand implements Callable<Integer> {
     }
 
     private void printTable(PrintWriter out, Result r, WeightFormat format, double loadSeconds) {
-        out.printf("model %s, weights %s, %d threads, loaded in %.1f s%n", model, format.id(), Parallel.threads(),
-                loadSeconds);
+        out.printf("model %s, weights %s, KV cache %s, %d threads, loaded in %.1f s%n", model, format.id(),
+                kvCache.dtype().id(), Parallel.threads(), loadSeconds);
         out.printf("prefill %d tokens (chunk %d): %.1f tok/s, TTFT %.1f ms%n", promptLen, chunk, r.prefillTokS(),
                 r.ttftMs());
         out.printf("%6s %10s %12s %12s %14s %14s %10s%n", "batch", "tok/s", "ITL p50 ms", "ITL p99 ms", "MB per step",

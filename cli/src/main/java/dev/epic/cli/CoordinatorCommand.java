@@ -7,6 +7,7 @@ import dev.epic.coordinator.attention.RemoteAttention;
 import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.coordinator.openai.OpenAiServer;
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.quant.WeightFormat;
 import dev.epic.transport.ProcessMeters;
@@ -92,6 +93,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         WeightFormat format = WeightFormat.parse(weights);
+        KvCacheDtype kvCacheDtype = scheduler.kvCache.dtype();
         ModelConfig config = ModelConfig.load(model);
         HiddenEncoding encoding = switch (wire.toLowerCase(java.util.Locale.ROOT)) {
             case "fp32" -> HiddenEncoding.FP32;
@@ -125,10 +127,11 @@ public final class CoordinatorCommand implements Callable<Integer> {
             attention = remoteAttention
                     ? RemoteAttention.create(backend.experts().zk(), cluster, fingerprint, config,
                             RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs))
-                                    .withWeights(weights),
+                                    .withWeights(weights).withKvCacheDtype(kvCacheDtype),
                             m.registry())
                     : null;
             ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);
+            served.transformer().kvCacheDtype(kvCacheDtype);
             server = CoordinatorServer.start(served, backend, scheduler.options(), host, port, m.registry());
             try {
                 http = openai.open(host, server.target(), m);

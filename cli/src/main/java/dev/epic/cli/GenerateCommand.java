@@ -3,6 +3,7 @@ package dev.epic.cli;
 import dev.epic.coordinator.CoordinatorServer;
 import dev.epic.coordinator.ExpertBackend;
 import dev.epic.coordinator.ServedModel;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.proto.ChatMessage;
 import dev.epic.proto.GenerateRequest;
@@ -71,6 +72,9 @@ public final class GenerateCommand implements Callable<Integer> {
     SamplingOptions sampling;
 
     @Mixin
+    KvCacheFlags kvCache; // with --model, as --speculation
+
+    @Mixin
     SpeculationFlags speculation; // with --model; a --target coordinator speculates as it was started
 
     @ArgGroup(exclusive = true)
@@ -125,9 +129,11 @@ public final class GenerateCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         GenerateRequest request;
         SchedulerOptions options;
+        KvCacheDtype kvCacheDtype;
         try {
             request = request();
             options = SchedulerOptions.defaults().withSpeculation(speculation.lookup());
+            kvCacheDtype = kvCache.dtype();
         } catch (IllegalArgumentException e) {
             err.println("epic generate: " + e.getMessage());
             err.flush();
@@ -136,8 +142,9 @@ public final class GenerateCommand implements Callable<Integer> {
         CoordinatorServer local = null;
         String target = source.target;
         if (source.model != null) {
-            local = CoordinatorServer.start(ServedModel.open(source.model, null, 0), ExpertBackend.local(),
-                    options, "127.0.0.1", 0);
+            ServedModel served = ServedModel.open(source.model, null, 0);
+            served.transformer().kvCacheDtype(kvCacheDtype);
+            local = CoordinatorServer.start(served, ExpertBackend.local(), options, "127.0.0.1", 0);
             target = local.target();
         }
         ManagedChannel channel = Channels.open(target);

@@ -10,6 +10,7 @@ import dev.epic.coordinator.attention.RemoteAttention;
 import dev.epic.coordinator.experts.RemoteExperts;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.quant.WeightFormat;
 import dev.epic.transport.ExpertRanges;
@@ -115,21 +116,22 @@ final class LocalCluster implements AutoCloseable {
      *                         the GPUs there are)
      * @param attentionKvCacheMb each attention worker's KV cache budget in MiB (0: the worker's default,
      *                         half its heap)
+     * @param kvCacheDtype     how the coordinator's or attention workers' caches store positions
      */
     record Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
             String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry, int redundantSlots,
-            Duration rebalance, String expertDevice, long attentionKvCacheMb) {
+            Duration rebalance, String expertDevice, long attentionKvCacheMb, KvCacheDtype kvCacheDtype) {
         /** These options with the coordinator's meters going to {@code r}. */
         Options withRegistry(MeterRegistry r) {
             return new Options(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler,
-                    logDir, r, redundantSlots, rebalance, expertDevice, attentionKvCacheMb);
+                    logDir, r, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype);
         }
 
-        /** Without redundant experts, on the CPU. */
+        /** Without redundant experts, on the CPU, with fp32 caches. */
         Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
                 String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {
             this(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler, logDir,
-                    registry, 0, Duration.ZERO, "cpu", 0);
+                    registry, 0, Duration.ZERO, "cpu", 0, KvCacheDtype.FP32);
         }
 
         Options {
@@ -190,7 +192,8 @@ final class LocalCluster implements AutoCloseable {
             for (int a = 0; a < attentionWorkerCount; a++) {
                 List<String> args = new ArrayList<>(List.of("--model", model.toAbsolutePath().toString(),
                         "--zk", zk.getConnectString(), "--port", "0", "--cluster", CLUSTER, "--id", "local-attention-" + a,
-                        "--zk-session-timeout-ms", "4000", "--drain-ms", "500", "--weights", format.id()));
+                        "--zk-session-timeout-ms", "4000", "--drain-ms", "500", "--weights", format.id(),
+                        "--kv-cache-dtype", o.kvCacheDtype().id()));
                 if (o.attentionKvCacheMb() > 0) {
                     args.addAll(List.of("--kv-cache-mb", Long.toString(o.attentionKvCacheMb())));
                 }
@@ -203,10 +206,12 @@ final class LocalCluster implements AutoCloseable {
             awaitCoverage(backend, workers);
             if (attentionWorkerCount > 0) {
                 attention = RemoteAttention.create(backend.experts().zk(), CLUSTER, fp, config,
-                        RemoteAttention.Options.defaults().withWeights(weights), o.registry());
+                        RemoteAttention.Options.defaults().withWeights(weights).withKvCacheDtype(o.kvCacheDtype()),
+                        o.registry());
                 awaitAttention(attention, attentionWorkers);
             }
             ServedModel served = ServedModel.open(model, backend.experts(), attention, 0, format);
+            served.transformer().kvCacheDtype(o.kvCacheDtype());
             CoordinatorServer coordinator = CoordinatorServer.start(served, backend, o.scheduler(), o.host(), o.port(),
                     o.registry());
             return new LocalCluster(zk, workers, attentionWorkers, backend, attention, coordinator);

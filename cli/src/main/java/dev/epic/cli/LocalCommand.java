@@ -89,7 +89,7 @@ public final class LocalCommand implements Callable<Integer> {
         LocalCluster.Options options = new LocalCluster.Options(workers, replication, attentionWorkers,
                 workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, null,
                 redundantSlots, Duration.ofSeconds(rebalanceSeconds), expertDevice,
-                attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0);
+                attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0, scheduler.kvCache.dtype());
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host, openai.port != 0);

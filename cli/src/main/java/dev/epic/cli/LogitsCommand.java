@@ -2,6 +2,7 @@ package dev.epic.cli;
 
 import dev.epic.kernels.VectorOps;
 import dev.epic.model.KvCache;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.Transformer;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.checkpoint.CheckpointException;
@@ -12,6 +13,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -46,13 +48,18 @@ public final class LogitsCommand implements Callable<Integer> {
             description = "with --target: request deadline (default ${DEFAULT-VALUE})")
     long timeoutS;
 
+    @Mixin
+    KvCacheFlags kvCache; // with --model: what a --target coordinator was started with
+
     @Override
     public Integer call() {
         PrintWriter err = spec.commandLine().getErr();
         int[] tokens;
         ModelConfig config;
+        KvCacheDtype kvCacheDtype;
         try {
             tokens = parseIds(ids);
+            kvCacheDtype = kvCache.dtype();
             if (steps < 0) {
                 throw new IllegalArgumentException("--steps must be >= 0, got " + steps);
             }
@@ -77,7 +84,7 @@ public final class LogitsCommand implements Callable<Integer> {
             return fail(err, e.getMessage());
         }
         try (Checkpoint checkpoint = Checkpoint.open(model)) {
-            Transformer transformer = Transformer.load(checkpoint);
+            Transformer transformer = Transformer.load(checkpoint).kvCacheDtype(kvCacheDtype);
             PrintWriter out = spec.commandLine().getOut();
             KvCache cache = transformer.newCache();
             float[] logits = transformer.forward(cache, tokens);

@@ -31,6 +31,9 @@ final class SchedulerFlags {
     Long kvCacheMb;
 
     @Mixin
+    KvCacheFlags kvCache;
+
+    @Mixin
     SpeculationFlags speculation;
 
     SchedulerOptions options() {

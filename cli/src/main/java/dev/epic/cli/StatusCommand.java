@@ -135,14 +135,17 @@ public final class StatusCommand implements Callable<Integer> {
         for (WorkerAnnouncement w : byId(info.getAttentionWorkersList())) {
             attention.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
                     .put("capacity", w.getCapacity()).put("kv_cache_bytes", w.getKvCacheBytes())
-                    .put("prefix_cache_bytes", w.getPrefixCacheBytes());
+                    .put("prefix_cache_bytes", w.getPrefixCacheBytes())
+                    .put("kv_cache_dtype", w.getKvCacheDtype().isEmpty() ? "fp32" : w.getKvCacheDtype());
         }
         double uptime = stats.getUptimeNanos() / 1e9;
         o.putObject("scheduler").put("running", stats.getRunning()).put("waiting", stats.getWaiting())
                 .put("max_batch", stats.getMaxBatch()).put("uptime_s", Math.round(uptime))
                 .put("steps", stats.getSteps()).put("decode_rows", stats.getDecodeRows())
                 .put("prefill_rows", stats.getPrefillRows()).put("kv_cache_bytes", stats.getKvCacheBytes())
-                .put("kv_cache_budget_bytes", stats.getKvCacheBudgetBytes()).put("preemptions", stats.getPreemptions())
+                .put("kv_cache_budget_bytes", stats.getKvCacheBudgetBytes())
+                .put("kv_cache_dtype", stats.getKvCacheDtype().isEmpty() ? "fp32" : stats.getKvCacheDtype())
+                .put("preemptions", stats.getPreemptions())
                 .put("num_speculative_tokens", stats.getNumSpeculativeTokens()).put("draft_tokens", stats.getDraftTokens())
                 .put("accepted_draft_tokens", stats.getAcceptedDraftTokens());
         if (stats.getPrefixCache()) {
@@ -185,7 +188,9 @@ public final class StatusCommand implements Callable<Integer> {
         for (var w : r.get("attention_workers")) {
             s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%s%s%n", w.get("id").asText(),
                     w.get("address").asText(), w.get("pid").asLong(), w.get("capacity").asInt(),
-                    w.path("kv_cache_bytes").asLong() > 0 ? " in " + mib(w.get("kv_cache_bytes").asLong()) + " MiB of KV cache" : "",
+                    w.path("kv_cache_bytes").asLong() > 0 ? " in " + mib(w.get("kv_cache_bytes").asLong()) + " MiB of "
+                            + (w.path("kv_cache_dtype").asText("fp32").equals("fp32") ? "" : w.get("kv_cache_dtype").asText() + " ")
+                            + "KV cache" : "",
                     w.path("prefix_cache_bytes").asLong() > 0
                             ? ", prefix blocks up to " + mib(w.get("prefix_cache_bytes").asLong()) + " MiB per coordinator" : ""));
         }
@@ -200,8 +205,10 @@ public final class StatusCommand implements Callable<Integer> {
                         + "in %d s%n", q.get("running").asInt(), q.get("max_batch").asInt(), q.get("waiting").asInt(),
                 q.get("steps").asLong(), q.get("decode_rows").asLong(), q.get("prefill_rows").asLong(),
                 q.get("uptime_s").asLong()));
-        s.append(String.format("kv cache   %s MiB held of %s; %d preemptions", mib(q.path("kv_cache_bytes").asLong()),
-                budget > 0 ? "a " + mib(budget) + " MiB budget" : "no known budget", q.path("preemptions").asLong()));
+        String dtype = q.path("kv_cache_dtype").asText("fp32");
+        s.append(String.format("kv cache   %s MiB held of %s%s; %d preemptions", mib(q.path("kv_cache_bytes").asLong()),
+                budget > 0 ? "a " + mib(budget) + " MiB budget" : "no known budget",
+                dtype.equals("fp32") ? "" : ", stored in " + dtype, q.path("preemptions").asLong()));
         var prefix = r.path("prefix_cache");
         if (prefix.isMissingNode()) {
             s.append(String.format("%nprefix     off"));

@@ -14,7 +14,7 @@ class BenchCommandTest {
     @Test
     void jsonHasTheDocumentedKeys() throws Exception {
         LogitsCommandTest.Run r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--batch", "1,3",
-                "--prompt-len", "8", "--gen", "2", "--weights", "q8", "--drafts", "3", "--json");
+                "--prompt-len", "8", "--gen", "2", "--weights", "q8", "--drafts", "3", "--kv-cache-dtype", "bf16", "--json");
         assertEquals(0, r.code(), r.err());
         JsonNode j = JSON.readTree(r.out());
         for (String key : List.of("prefill_tok_s", "decode", "ttft_ms", "rss_mb", "bytes_per_token", "bandwidth_gb_s",
@@ -39,6 +39,7 @@ class BenchCommandTest {
         assertTrue(j.get("fma_peak_gflop_s").asDouble() > 0);
         assertTrue(j.get("compute_ceiling_tok_s").asDouble() > 0);
         assertEquals("q8", j.get("weights").asText());
+        assertEquals("bf16", j.get("kv_cache_dtype").asText());
         JsonNode spec = j.get("speculative").get(0);
         assertEquals(3, spec.get("drafts").asInt());
         // Every draft kept, a step gives four tokens; none kept, one: the same step time either way.
@@ -53,6 +54,9 @@ class BenchCommandTest {
         LogitsCommandTest.Run r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--weights", "int3");
         assertEquals(LogitsCommand.BAD_INPUT, r.code());
         assertTrue(r.err().contains("auto, bf16, q8 or q4"), r.err());
+        r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--kv-cache-dtype", "fp16");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--kv-cache-dtype must be auto, fp32 or bf16"), r.err());
         r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--batch", "0");
         assertEquals(LogitsCommand.BAD_INPUT, r.code());
         assertTrue(r.err().contains("batch sizes must be >= 1"), r.err());

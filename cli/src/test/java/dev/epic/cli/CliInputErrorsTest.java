@@ -69,6 +69,16 @@ class CliInputErrorsTest {
     }
 
     @Test
+    void anUnknownKvCacheDtypeIsRefusedNamingTheChoices() {
+        String choices = "--kv-cache-dtype must be auto, fp32 or bf16, got 'fp8'";
+        refused("epic coordinator: ", choices, "coordinator", "--model", MODEL, "--zk", "127.0.0.1:1",
+                "--kv-cache-dtype", "fp8");
+        refused("epic local: ", choices, "local", "--model", MODEL, "--kv-cache-dtype", "fp8");
+        refused("epic attention-worker: ", choices, "attention-worker", "--model", MODEL, "--zk", "127.0.0.1:1",
+                "--kv-cache-dtype", "fp8");
+    }
+
+    @Test
     void synthIntoARegularFileIsRefused(@TempDir Path tmp) throws Exception {
         Path file = Files.writeString(tmp.resolve("plain-file"), "x");
         refused("epic synth: ", "plain-file", "synth", "--config", "tiny-v3", "--out", file.toString());

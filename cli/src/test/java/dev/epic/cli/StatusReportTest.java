@@ -39,13 +39,19 @@ class StatusReportTest {
                 .setFingerprint(ModelFingerprint.newBuilder().setName("m").setSha256("a".repeat(64)))
                 .setNumRoutedExperts(3)
                 .addAttentionWorkers(worker("a0", 0).toBuilder().setCapacity(16).setKvCacheBytes(2L << 20))
+                .addAttentionWorkers(worker("a1", 0).toBuilder().setCapacity(8).setKvCacheBytes(4L << 20)
+                        .setKvCacheDtype("bf16"))
                 .build();
         StatsResponse stats = StatsResponse.newBuilder().setKvCacheBytes(3L << 20).setKvCacheBudgetBytes(4L << 20)
                 .setPreemptions(2).build();
         String summary = StatusCommand.summary(StatusCommand.report(info, stats, "SERVING"));
         assertTrue(summary.contains("up to 16 sequences in 2.0 MiB of KV cache"), summary);
+        assertTrue(summary.contains("up to 8 sequences in 4.0 MiB of bf16 KV cache"), summary);
         assertTrue(
                 summary.contains("kv cache   3.0 MiB held of a 4.0 MiB budget; 2 preemptions"), summary);
+        String bf16 = StatusCommand.summary(StatusCommand.report(info, stats.toBuilder().setKvCacheDtype("bf16").build(),
+                "SERVING"));
+        assertTrue(bf16.contains("kv cache   3.0 MiB held of a 4.0 MiB budget, stored in bf16; 2 preemptions"), bf16);
         String none = StatusCommand.summary(StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING"));
         assertTrue(none.contains("0.0 MiB held of no known budget; 0 preemptions"), none);
     }

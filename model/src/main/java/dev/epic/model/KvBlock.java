@@ -5,15 +5,35 @@ import java.util.Arrays;
 /**
  * A copy of some consecutive positions of a sequence's KV cache, every layer: what prefix caching keeps
  * of a prompt. A position's latent and rotated key depend only on the tokens up to it, so a block
- * copied from one sequence is exactly what another with the same leading tokens would compute.
- *
- * @param latent [layer][positions x rank]
- * @param kPe    [layer][positions x rope]
+ * copied from one sequence is exactly what another with the same leading tokens would compute. It
+ * holds the values as its cache stored them (fp32, or bf16 bits), and goes back into caches of that
+ * {@link KvCacheDtype}.
  */
-public record KvBlock(int positions, int rank, int rope, float[][] latent, float[][] kPe) {
+public final class KvBlock {
+    private final int positions;
+    private final int rank;
+    private final int rope;
+    private final KvCacheDtype dtype;
+    private final float[][] latent; // [layer][positions x rank], FP32
+    private final float[][] kPe;    // [layer][positions x rope]
+    private final short[][] latent16; // the same, BF16
+    private final short[][] kPe16;
+
+    private KvBlock(int positions, int rank, int rope, KvCacheDtype dtype, int layers) {
+        this.positions = positions;
+        this.rank = rank;
+        this.rope = rope;
+        this.dtype = dtype;
+        boolean bf16 = dtype == KvCacheDtype.BF16;
+        this.latent = bf16 ? null : new float[layers][];
+        this.kPe = bf16 ? null : new float[layers][];
+        this.latent16 = bf16 ? new short[layers][] : null;
+        this.kPe16 = bf16 ? new short[layers][] : null;
+    }
+
     /** Bytes a block of {@code positions} positions takes for a model of {@code layers} layers. */
-    public static long bytes(int layers, int positions, int rank, int rope) {
-        return (long) layers * positions * (rank + rope) * Float.BYTES;
+    public static long bytes(int layers, int positions, int rank, int rope, KvCacheDtype dtype) {
+        return (long) layers * positions * (rank + rope) * dtype.bytes();
     }
 
     /**
@@ -28,30 +48,57 @@ public record KvBlock(int positions, int rank, int rope, float[][] latent, float
         }
         KvBlock[] blocks = new KvBlock[count];
         for (int b = 0; b < count; b++) {
-            blocks[b] = new KvBlock(positions, rank, rope, new float[layers][], new float[layers][]);
+            blocks[b] = new KvBlock(positions, rank, rope, cache.dtype(), layers);
         }
         for (int layer = 0; layer < layers; layer++) {
-            float[] lat = cache.latents(layer, end, rank, rope);
-            float[] pe = cache.ropeKeys(layer, end, rank, rope);
-            for (int b = 0; b < count; b++) {
-                int p0 = start + b * positions;
-                blocks[b].latent[layer] = Arrays.copyOfRange(lat, p0 * rank, (p0 + positions) * rank);
-                blocks[b].kPe[layer] = Arrays.copyOfRange(pe, p0 * rope, (p0 + positions) * rope);
+            if (cache.dtype() == KvCacheDtype.BF16) {
+                short[] lat = cache.latentsBf16(layer, end, rank, rope);
+                short[] pe = cache.ropeKeysBf16(layer, end, rank, rope);
+                for (int b = 0; b < count; b++) {
+                    int p0 = start + b * positions;
+                    blocks[b].latent16[layer] = Arrays.copyOfRange(lat, p0 * rank, (p0 + positions) * rank);
+                    blocks[b].kPe16[layer] = Arrays.copyOfRange(pe, p0 * rope, (p0 + positions) * rope);
+                }
+            } else {
+                float[] lat = cache.latents(layer, end, rank, rope);
+                float[] pe = cache.ropeKeys(layer, end, rank, rope);
+                for (int b = 0; b < count; b++) {
+                    int p0 = start + b * positions;
+                    blocks[b].latent[layer] = Arrays.copyOfRange(lat, p0 * rank, (p0 + positions) * rank);
+                    blocks[b].kPe[layer] = Arrays.copyOfRange(pe, p0 * rope, (p0 + positions) * rope);
+                }
             }
         }
         return blocks;
     }
 
-    /** Writes this block into {@code cache} at positions [pos, pos + positions), every layer. */
+    /** Writes this block into {@code cache} (of the block's dtype) at positions [pos, pos + positions), every layer. */
     public void writeTo(KvCache cache, int pos) {
-        for (int layer = 0; layer < latent.length; layer++) {
+        if (cache.dtype() != dtype) {
+            throw new IllegalArgumentException("a block of a " + dtype.id() + " KV cache cannot go into a "
+                    + cache.dtype().id() + " one");
+        }
+        int layers = latent != null ? latent.length : latent16.length;
+        for (int layer = 0; layer < layers; layer++) {
             for (int p = 0; p < positions; p++) {
-                cache.write(layer, pos + p, latent[layer], p * rank, kPe[layer], p * rope);
+                if (latent != null) {
+                    cache.write(layer, pos + p, latent[layer], p * rank, kPe[layer], p * rope);
+                } else {
+                    cache.writeBf16(layer, pos + p, latent16[layer], p * rank, kPe16[layer], p * rope);
+                }
             }
         }
     }
 
+    public int positions() {
+        return positions;
+    }
+
+    public KvCacheDtype dtype() {
+        return dtype;
+    }
+
     public long bytes() {
-        return bytes(latent.length, positions, rank, rope);
+        return bytes(latent != null ? latent.length : latent16.length, positions, rank, rope, dtype);
     }
 }

@@ -11,8 +11,21 @@ public interface KvCache {
     /** Positions held: a step for this sequence must start at a position <= length(). */
     int length();
 
-    /** Stores position {@code pos} of {@code layer} (may be beyond length() during a step). */
+    /** How this cache stores its values (FP32 unless it says otherwise). */
+    default KvCacheDtype dtype() {
+        return KvCacheDtype.FP32;
+    }
+
+    /**
+     * Stores position {@code pos} of {@code layer} (may be beyond length() during a step), rounded to
+     * the cache's {@link #dtype()}.
+     */
     void write(int layer, int pos, float[] latent, int latentOff, float[] kPe, int kPeOff);
+
+    /** {@link #write} of bf16 bits as a {@link KvCacheDtype#BF16} cache stores them (a kept block's); others refuse. */
+    default void writeBf16(int layer, int pos, short[] latent, int latentOff, short[] kPe, int kPeOff) {
+        throw new UnsupportedOperationException("a " + dtype().id() + " KV cache takes no bf16 values");
+    }
 
     /** Copies positions [0, end) of {@code layer} into latent[end x rank] and kPe[end x rope], packed. */
     void read(int layer, int end, float[] latent, float[] kPe);
@@ -33,6 +46,19 @@ public interface KvCache {
         float[] pe = new float[end * rope];
         read(layer, end, new float[end * rank], pe);
         return pe;
+    }
+
+    /**
+     * Like {@link #latents} for a {@link KvCacheDtype#BF16} cache: [end x rank] bf16 bits, its own
+     * storage. Other caches do not hold bf16 values and refuse.
+     */
+    default short[] latentsBf16(int layer, int end, int rank, int rope) {
+        throw new UnsupportedOperationException("a " + dtype().id() + " KV cache holds no bf16 latents");
+    }
+
+    /** Like {@link #latentsBf16} for the rotated shared keys: [end x rope]. */
+    default short[] ropeKeysBf16(int layer, int end, int rank, int rope) {
+        throw new UnsupportedOperationException("a " + dtype().id() + " KV cache holds no bf16 rope keys");
     }
 
     /**

@@ -36,6 +36,8 @@ public final class Transformer {
     private final RmsNorm norm;
     private final Matrix lmHead;
     private final ExternalAttention external;
+    /** How this process's caches store positions; set before serving (attention workers have their own flag). */
+    private volatile KvCacheDtype kvCacheDtype = KvCacheDtype.FP32;
 
     public Transformer(ModelConfig c, WeightSource w, RoutedExperts experts) {
         this(c, w, experts, null);
@@ -145,7 +147,22 @@ public final class Transformer {
         if (external != null) {
             return external.newCache();
         }
-        return HeapKvCache.forModel(config);
+        return HeapKvCache.forModel(config, kvCacheDtype);
+    }
+
+    /** Stores the KV caches made from now on in {@code dtype} (--kv-cache-dtype). */
+    public Transformer kvCacheDtype(KvCacheDtype dtype) {
+        this.kvCacheDtype = java.util.Objects.requireNonNull(dtype);
+        return this;
+    }
+
+    public KvCacheDtype kvCacheDtype() {
+        return kvCacheDtype;
+    }
+
+    /** Bytes one position of a sequence's cache takes, every layer: what KV budgets count. */
+    public long kvBytesPerPosition() {
+        return kvCacheDtype.bytesPerPosition(config);
     }
 
     public List<float[]> step(List<SequenceChunk> chunks) {

@@ -29,7 +29,7 @@ final class Bf16Matrix extends DenseMatrix {
 
     /** bf16 is the top half of an fp32: widening is exact. */
     static float widen(short bits) {
-        return Float.intBitsToFloat((bits & 0xffff) << 16);
+        return Bf16.widen(bits);
     }
 
     /**

@@ -19,6 +19,9 @@ import jdk.incubator.vector.FloatVector;
  *   <li>context(h, c) += p(h, t) * c_t[c], one fma per position t in ascending order (as
  *       {@link VectorOps#axpys}).
  * </ul>
+ * The bf16 overloads (a cache holding latents and rope keys in bf16) widen each cached value in
+ * registers ({@link Bf16#widen(short)}, exact) and then take these same steps: their results are the
+ * bits of the fp32 kernels on the widened cache.
  */
 public final class LatentAttention {
     /** Heads per register block. */
@@ -210,6 +213,233 @@ public final class LatentAttention {
         FloatVector a7 = FloatVector.fromArray(F, ctx, y + 7 * ys), b7 = FloatVector.fromArray(F, ctx, y + 7 * ys + L);
         for (int t = 0; t < positions; t++) {
             FloatVector x = FloatVector.fromArray(F, lat, l + t * rank), z = FloatVector.fromArray(F, lat, l + t * rank + L);
+            FloatVector k = FloatVector.broadcast(F, p[p0 + t]);
+            a0 = x.fma(k, a0);
+            b0 = z.fma(k, b0);
+            k = FloatVector.broadcast(F, p[p0 + ps + t]);
+            a1 = x.fma(k, a1);
+            b1 = z.fma(k, b1);
+            k = FloatVector.broadcast(F, p[p0 + 2 * ps + t]);
+            a2 = x.fma(k, a2);
+            b2 = z.fma(k, b2);
+            k = FloatVector.broadcast(F, p[p0 + 3 * ps + t]);
+            a3 = x.fma(k, a3);
+            b3 = z.fma(k, b3);
+            k = FloatVector.broadcast(F, p[p0 + 4 * ps + t]);
+            a4 = x.fma(k, a4);
+            b4 = z.fma(k, b4);
+            k = FloatVector.broadcast(F, p[p0 + 5 * ps + t]);
+            a5 = x.fma(k, a5);
+            b5 = z.fma(k, b5);
+            k = FloatVector.broadcast(F, p[p0 + 6 * ps + t]);
+            a6 = x.fma(k, a6);
+            b6 = z.fma(k, b6);
+            k = FloatVector.broadcast(F, p[p0 + 7 * ps + t]);
+            a7 = x.fma(k, a7);
+            b7 = z.fma(k, b7);
+        }
+        a0.intoArray(ctx, y);
+        b0.intoArray(ctx, y + L);
+        a1.intoArray(ctx, y + ys);
+        b1.intoArray(ctx, y + ys + L);
+        a2.intoArray(ctx, y + 2 * ys);
+        b2.intoArray(ctx, y + 2 * ys + L);
+        a3.intoArray(ctx, y + 3 * ys);
+        b3.intoArray(ctx, y + 3 * ys + L);
+        a4.intoArray(ctx, y + 4 * ys);
+        b4.intoArray(ctx, y + 4 * ys + L);
+        a5.intoArray(ctx, y + 5 * ys);
+        b5.intoArray(ctx, y + 5 * ys + L);
+        a6.intoArray(ctx, y + 6 * ys);
+        b6.intoArray(ctx, y + 6 * ys + L);
+        a7.intoArray(ctx, y + 7 * ys);
+        b7.intoArray(ctx, y + 7 * ys + L);
+    }
+
+    /**
+     * The fp32 {@code scores} on a bf16 cache: out[outOff + h * outStride + t] = score(h, t) for h &lt; heads
+     * and t &lt; positions, where position t has latent widen(lat[latOff + t * rank ..]) and rope key
+     * widen(pe[peOff + t * rope ..]) ({@link Bf16#widen(short)}), and head h has latent query
+     * qLat[qLatOff + h * rank ..] and rope query qPe[qPeOff + h * qPeStride ..]. The same bits as the
+     * fp32 overload on the widened arrays.
+     */
+    public static void scores(short[] lat, int latOff, int rank, short[] pe, int peOff, int rope, int positions,
+            float[] qLat, int qLatOff, float[] qPe, int qPeOff, int qPeStride, int heads,
+            float[] out, int outOff, int outStride) {
+        float[] lanes = new float[2 * HEADS * L];
+        int h = 0;
+        if (L == 16) {
+            for (; h + HEADS <= heads; h += HEADS) {
+                int t = 0;
+                for (; t + 2 <= positions; t += 2) {
+                    pairOfEight(lat, latOff + t * rank, rank, pe, peOff + t * rope, rope, qLat, qLatOff + h * rank, qPe,
+                            qPeOff + h * qPeStride, qPeStride, lanes);
+                    for (int j = 0; j < HEADS; j++) {
+                        out[outOff + (h + j) * outStride + t] = tails(lanes[j], lat, latOff + t * rank, rank, pe,
+                                peOff + t * rope, rope, qLat, qLatOff + (h + j) * rank, qPe, qPeOff + (h + j) * qPeStride);
+                        out[outOff + (h + j) * outStride + t + 1] = tails(lanes[HEADS + j], lat, latOff + (t + 1) * rank,
+                                rank, pe, peOff + (t + 1) * rope, rope, qLat, qLatOff + (h + j) * rank, qPe,
+                                qPeOff + (h + j) * qPeStride);
+                    }
+                }
+                for (; t < positions; t++) {
+                    for (int j = h; j < h + HEADS; j++) {
+                        out[outOff + j * outStride + t] = one(lat, latOff + t * rank, rank, pe, peOff + t * rope, rope,
+                                qLat, qLatOff + j * rank, qPe, qPeOff + j * qPeStride, lanes);
+                    }
+                }
+            }
+        }
+        for (; h < heads; h++) {
+            for (int t = 0; t < positions; t++) {
+                out[outOff + h * outStride + t] = one(lat, latOff + t * rank, rank, pe, peOff + t * rope, rope, qLat,
+                        qLatOff + h * rank, qPe, qPeOff + h * qPeStride, lanes);
+            }
+        }
+    }
+
+    /** The fp32 one on a bf16 cache. */
+    private static float one(short[] lat, int l, int rank, short[] pe, int p, int rope, float[] qLat, int q,
+            float[] qPe, int qp, float[] lanes) {
+        FloatVector acc = FloatVector.zero(F);
+        for (int c = 0; c + L <= rank; c += L) {
+            acc = Simd.bf16(lat, l + c).fma(FloatVector.fromArray(F, qLat, q + c), acc);
+        }
+        for (int c = 0; c + L <= rope; c += L) {
+            acc = Simd.bf16(pe, p + c).fma(FloatVector.fromArray(F, qPe, qp + c), acc);
+        }
+        acc.intoArray(lanes, 0);
+        return tails(Simd.sumLanes(lanes, 0), lat, l, rank, pe, p, rope, qLat, q, qPe, qp);
+    }
+
+    /** The fp32 tails on a bf16 cache. */
+    private static float tails(float s, short[] lat, int l, int rank, short[] pe, int p, int rope, float[] qLat, int q,
+            float[] qPe, int qp) {
+        for (int c = rank - rank % L; c < rank; c++) {
+            s += Bf16.widen(lat[l + c]) * qLat[q + c];
+        }
+        for (int c = rope - rope % L; c < rope; c++) {
+            s += Bf16.widen(pe[p + c]) * qPe[qp + c];
+        }
+        return s;
+    }
+
+    /** The fp32 pairOfEight on a bf16 cache. */
+    private static void pairOfEight(short[] lat, int l0, int rank, short[] pe, int p0, int rope, float[] qLat, int q,
+            float[] qPe, int qp, int qpStride, float[] lanes) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
+        int l1 = l0 + rank;
+        for (int c = 0; c + L <= rank; c += L) {
+            FloatVector x = Simd.bf16(lat, l0 + c), y = Simd.bf16(lat, l1 + c);
+            FloatVector k = FloatVector.fromArray(F, qLat, q + c);
+            a0 = x.fma(k, a0);
+            b0 = y.fma(k, b0);
+            k = FloatVector.fromArray(F, qLat, q + rank + c);
+            a1 = x.fma(k, a1);
+            b1 = y.fma(k, b1);
+            k = FloatVector.fromArray(F, qLat, q + 2 * rank + c);
+            a2 = x.fma(k, a2);
+            b2 = y.fma(k, b2);
+            k = FloatVector.fromArray(F, qLat, q + 3 * rank + c);
+            a3 = x.fma(k, a3);
+            b3 = y.fma(k, b3);
+            k = FloatVector.fromArray(F, qLat, q + 4 * rank + c);
+            a4 = x.fma(k, a4);
+            b4 = y.fma(k, b4);
+            k = FloatVector.fromArray(F, qLat, q + 5 * rank + c);
+            a5 = x.fma(k, a5);
+            b5 = y.fma(k, b5);
+            k = FloatVector.fromArray(F, qLat, q + 6 * rank + c);
+            a6 = x.fma(k, a6);
+            b6 = y.fma(k, b6);
+            k = FloatVector.fromArray(F, qLat, q + 7 * rank + c);
+            a7 = x.fma(k, a7);
+            b7 = y.fma(k, b7);
+        }
+        int p1 = p0 + rope;
+        for (int c = 0; c + L <= rope; c += L) {
+            FloatVector x = Simd.bf16(pe, p0 + c), y = Simd.bf16(pe, p1 + c);
+            FloatVector k = FloatVector.fromArray(F, qPe, qp + c);
+            a0 = x.fma(k, a0);
+            b0 = y.fma(k, b0);
+            k = FloatVector.fromArray(F, qPe, qp + qpStride + c);
+            a1 = x.fma(k, a1);
+            b1 = y.fma(k, b1);
+            k = FloatVector.fromArray(F, qPe, qp + 2 * qpStride + c);
+            a2 = x.fma(k, a2);
+            b2 = y.fma(k, b2);
+            k = FloatVector.fromArray(F, qPe, qp + 3 * qpStride + c);
+            a3 = x.fma(k, a3);
+            b3 = y.fma(k, b3);
+            k = FloatVector.fromArray(F, qPe, qp + 4 * qpStride + c);
+            a4 = x.fma(k, a4);
+            b4 = y.fma(k, b4);
+            k = FloatVector.fromArray(F, qPe, qp + 5 * qpStride + c);
+            a5 = x.fma(k, a5);
+            b5 = y.fma(k, b5);
+            k = FloatVector.fromArray(F, qPe, qp + 6 * qpStride + c);
+            a6 = x.fma(k, a6);
+            b6 = y.fma(k, b6);
+            k = FloatVector.fromArray(F, qPe, qp + 7 * qpStride + c);
+            a7 = x.fma(k, a7);
+            b7 = y.fma(k, b7);
+        }
+        a0.intoArray(lanes, 0);
+        a1.intoArray(lanes, L);
+        a2.intoArray(lanes, 2 * L);
+        a3.intoArray(lanes, 3 * L);
+        a4.intoArray(lanes, 4 * L);
+        a5.intoArray(lanes, 5 * L);
+        a6.intoArray(lanes, 6 * L);
+        a7.intoArray(lanes, 7 * L);
+        b0.intoArray(lanes, 8 * L);
+        b1.intoArray(lanes, 9 * L);
+        b2.intoArray(lanes, 10 * L);
+        b3.intoArray(lanes, 11 * L);
+        b4.intoArray(lanes, 12 * L);
+        b5.intoArray(lanes, 13 * L);
+        b6.intoArray(lanes, 14 * L);
+        b7.intoArray(lanes, 15 * L);
+        Simd.sumLanes16(lanes, 0);
+    }
+
+    /**
+     * The fp32 {@code contexts} on a bf16 cache: ctx[ctxOff + h * rank + c] +=
+     * sum_t p[pOff + h * pStride + t] * widen(lat[latOff + t * rank + c]) for h &lt; heads, t &lt; positions
+     * (in order) and c in [c0, c1). The same bits as the fp32 overload on the widened latents.
+     */
+    public static void contexts(float[] p, int pOff, int pStride, int heads, short[] lat, int latOff, int rank,
+            int positions, float[] ctx, int ctxOff, int c0, int c1) {
+        int h = 0;
+        for (; h + HEADS <= heads; h += HEADS) {
+            int c = c0;
+            for (; c + 2 * L <= c1; c += 2 * L) {
+                eightByTwo(p, pOff + h * pStride, pStride, lat, latOff + c, rank, positions, ctx, ctxOff + h * rank + c,
+                        rank);
+            }
+            for (int j = h; j < h + HEADS; j++) {
+                VectorOps.axpys(p, pOff + j * pStride, positions, lat, latOff + c, rank, ctx, ctxOff + j * rank + c, c1 - c);
+            }
+        }
+        for (; h < heads; h++) {
+            VectorOps.axpys(p, pOff + h * pStride, positions, lat, latOff + c0, rank, ctx, ctxOff + h * rank + c0, c1 - c0);
+        }
+    }
+
+    /** The fp32 eightByTwo on a bf16 cache. */
+    private static void eightByTwo(float[] p, int p0, int ps, short[] lat, int l, int rank, int positions, float[] ctx,
+            int y, int ys) {
+        FloatVector a0 = FloatVector.fromArray(F, ctx, y), b0 = FloatVector.fromArray(F, ctx, y + L);
+        FloatVector a1 = FloatVector.fromArray(F, ctx, y + ys), b1 = FloatVector.fromArray(F, ctx, y + ys + L);
+        FloatVector a2 = FloatVector.fromArray(F, ctx, y + 2 * ys), b2 = FloatVector.fromArray(F, ctx, y + 2 * ys + L);
+        FloatVector a3 = FloatVector.fromArray(F, ctx, y + 3 * ys), b3 = FloatVector.fromArray(F, ctx, y + 3 * ys + L);
+        FloatVector a4 = FloatVector.fromArray(F, ctx, y + 4 * ys), b4 = FloatVector.fromArray(F, ctx, y + 4 * ys + L);
+        FloatVector a5 = FloatVector.fromArray(F, ctx, y + 5 * ys), b5 = FloatVector.fromArray(F, ctx, y + 5 * ys + L);
+        FloatVector a6 = FloatVector.fromArray(F, ctx, y + 6 * ys), b6 = FloatVector.fromArray(F, ctx, y + 6 * ys + L);
+        FloatVector a7 = FloatVector.fromArray(F, ctx, y + 7 * ys), b7 = FloatVector.fromArray(F, ctx, y + 7 * ys + L);
+        for (int t = 0; t < positions; t++) {
+            FloatVector x = Simd.bf16(lat, l + t * rank), z = Simd.bf16(lat, l + t * rank + L);
             FloatVector k = FloatVector.broadcast(F, p[p0 + t]);
             a0 = x.fma(k, a0);
             b0 = z.fma(k, b0);

@@ -12,8 +12,8 @@ import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * Vector species, the widening helpers of the rarer dtypes (f16, fp8 with NaN codes) and the fixed
- * lane-sum tree. All species have the same lane count L as the preferred float species (16 with
+ * Vector species, the widening helpers of the rarer dtypes (f16, fp8 with NaN codes, bf16 arrays) and
+ * the fixed lane-sum tree. All species have the same lane count L as the preferred float species (16 with
  * AVX-512), so one weight vector of any dtype lines up with one fp32 activation vector.
  */
 final class Simd {
@@ -44,6 +44,16 @@ final class Simd {
         FloatVector special = bits.or(0x7f800000).reinterpretAsFloats();
         v = v.blend(special, mag.compare(VectorOperators.GE, 0x7c00).cast(F));
         return v.reinterpretAsInts().or(i.and(0x80000000)).reinterpretAsFloats();
+    }
+
+    /**
+     * L bf16 values (the top halves of fp32 bit patterns) at a[off ..] as fp32: exact. Keep it under
+     * MaxInlineSize (35 bytes of bytecode; it is 33): C2 then inlines it whatever the caller's size, so
+     * the vector is never boxed (PrintInlining: inlined at every site of the bf16 LatentAttention kernels).
+     */
+    static FloatVector bf16(short[] a, int off) {
+        return ((IntVector) ShortVector.fromArray(S, a, off).convertShape(VectorOperators.S2I, I, 0))
+                .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
     }
 
     /**

@@ -73,6 +73,45 @@ public final class VectorOps {
     }
 
     /**
+     * {@link #axpys(float[], int, int, float[], int, int, float[], int, int)} with bf16 rows:
+     * y[yOff + c] += sum_r coef[cOff + r] * widen(a[aOff + r * stride + c]) for c in [0, n), the same
+     * bits as the fp32 form on the widened rows ({@link Bf16#widen(short)}).
+     */
+    public static void axpys(float[] coef, int cOff, int rows, short[] a, int aOff, int stride, float[] y, int yOff, int n) {
+        int c = 0;
+        for (; c + 4 * L <= n; c += 4 * L) {
+            FloatVector y0 = FloatVector.fromArray(F, y, yOff + c), y1 = FloatVector.fromArray(F, y, yOff + c + L);
+            FloatVector y2 = FloatVector.fromArray(F, y, yOff + c + 2 * L), y3 = FloatVector.fromArray(F, y, yOff + c + 3 * L);
+            for (int r = 0; r < rows; r++) {
+                FloatVector k = FloatVector.broadcast(F, coef[cOff + r]);
+                int p = aOff + r * stride + c;
+                y0 = Simd.bf16(a, p).fma(k, y0);
+                y1 = Simd.bf16(a, p + L).fma(k, y1);
+                y2 = Simd.bf16(a, p + 2 * L).fma(k, y2);
+                y3 = Simd.bf16(a, p + 3 * L).fma(k, y3);
+            }
+            y0.intoArray(y, yOff + c);
+            y1.intoArray(y, yOff + c + L);
+            y2.intoArray(y, yOff + c + 2 * L);
+            y3.intoArray(y, yOff + c + 3 * L);
+        }
+        for (; c + L <= n; c += L) {
+            FloatVector y0 = FloatVector.fromArray(F, y, yOff + c);
+            for (int r = 0; r < rows; r++) {
+                y0 = Simd.bf16(a, aOff + r * stride + c).fma(FloatVector.broadcast(F, coef[cOff + r]), y0);
+            }
+            y0.intoArray(y, yOff + c);
+        }
+        for (; c < n; c++) {
+            float acc = y[yOff + c];
+            for (int r = 0; r < rows; r++) {
+                acc += coef[cOff + r] * Bf16.widen(a[aOff + r * stride + c]);
+            }
+            y[yOff + c] = acc;
+        }
+    }
+
+    /**
      * {@link #axpys} for two outputs at once, y[yA ..] with coefficients coef[cA ..] and y[yB ..] with
      * coef[cB ..], over the same rows of a: each vector of a is loaded once for both. The same bits
      * as two axpys calls (used for several query rows against one head's absorbed W_k). yB == yA means

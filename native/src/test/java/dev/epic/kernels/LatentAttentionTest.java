@@ -3,6 +3,7 @@ package dev.epic.kernels;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -75,5 +76,107 @@ class LatentAttentionTest {
         }
         assertBits(want, whole, "contexts");
         assertBits(want, parts, "sliced contexts");
+    }
+
+    /**
+     * A bf16 cache of n values: mixed magnitudes (so that a changed order shows in the rounding), with
+     * zeros of both signs sprinkled in.
+     */
+    private static short[] randomBf16(SplittableRandom rnd, int n) {
+        short[] a = new short[n];
+        for (int i = 0; i < n; i++) {
+            int kind = rnd.nextInt(16);
+            a[i] = kind == 0 ? (short) 0x8000 : kind == 1 ? 0
+                    : Bf16.round((float) ((rnd.nextDouble() * 2 - 1) * Math.scalb(1.0, rnd.nextInt(-12, 4))));
+        }
+        return a;
+    }
+
+    /** The contract's widening, written out: each short is the top half of an fp32. */
+    private static float[] widened(short[] a) {
+        float[] w = new float[a.length];
+        for (int i = 0; i < a.length; i++) {
+            w[i] = Float.intBitsToFloat(a[i] << 16);
+        }
+        return w;
+    }
+
+    /** Scores from a bf16 cache are the fp32 kernel's bits on the widened cache, whole or split by position. */
+    @ParameterizedTest
+    @CsvSource({"16, 512, 64, 33", "16, 512, 64, 2", "3, 512, 64, 7", "9, 40, 8, 7", "3, 40, 8, 1", "16, 40, 8, 33",
+            "9, 256, 32, 2", "8, 16, 16, 1", "11, 17, 3, 9", "16, 512, 64, 1"})
+    void bf16ScoresEqualFp32OnTheWidenedCache(int heads, int rank, int rope, int positions) {
+        SplittableRandom rnd = new SplittableRandom(heads * 31L + rank * 7L + rope + positions);
+        int qkStride = rope + 5, latOff = 3, peOff = 11, qLatOff = 2, outOff = 4, outStride = positions + 1;
+        short[] lat = randomBf16(rnd, latOff + positions * rank + 1), pe = randomBf16(rnd, peOff + positions * rope);
+        float[] qLat = random(rnd, qLatOff + heads * rank), qPe = random(rnd, heads * qkStride + 3);
+        qLat[qLatOff] = -0f;
+        float[] want = random(rnd, outOff + heads * outStride), got = want.clone(), parts = want.clone();
+        LatentAttention.scores(widened(lat), latOff, rank, widened(pe), peOff, rope, positions, qLat, qLatOff, qPe, 3,
+                qkStride, heads, want, outOff, outStride);
+        LatentAttention.scores(lat, latOff, rank, pe, peOff, rope, positions, qLat, qLatOff, qPe, 3, qkStride, heads, got,
+                outOff, outStride);
+        assertBits(want, got, "bf16 scores");
+        for (int t0 = 0; t0 < positions; t0 += 3) { // odd splits take the single-position paths
+            int n = Math.min(3, positions - t0);
+            LatentAttention.scores(lat, latOff + t0 * rank, rank, pe, peOff + t0 * rope, rope, n, qLat, qLatOff, qPe, 3,
+                    qkStride, heads, parts, outOff + t0, outStride);
+        }
+        assertBits(want, parts, "split bf16 scores");
+    }
+
+    /** Contexts from a bf16 cache are the fp32 kernel's bits on the widened cache, for any column range. */
+    @ParameterizedTest
+    @CsvSource({"16, 512, 33", "16, 512, 2", "3, 512, 7", "9, 40, 7", "3, 40, 1", "16, 40, 33", "8, 256, 2",
+            "11, 17, 9", "16, 512, 1"})
+    void bf16ContextsEqualFp32OnTheWidenedCache(int heads, int rank, int positions) {
+        SplittableRandom rnd = new SplittableRandom(heads * 131L + rank * 3L + positions);
+        int pOff = 5, pStride = positions + 2, latOff = 7, ctxOff = 1;
+        float[] p = random(rnd, pOff + heads * pStride);
+        p[pOff] = -0f;
+        short[] lat = randomBf16(rnd, latOff + positions * rank);
+        float[] wide = widened(lat);
+        int l = Simd.L;
+        int[][] ranges = {{0, rank}, {0, Math.min(rank, 2 * l)}, {3, rank - 2}, {l, Math.min(rank, 3 * l + 5)},
+            {rank - 1, rank}, {rank / 2, rank / 2}, {1, Math.min(rank, 4 * l + 1)}};
+        for (int[] r : ranges) {
+            float[] want = random(rnd, ctxOff + heads * rank + 2), got = want.clone();
+            LatentAttention.contexts(p, pOff, pStride, heads, wide, latOff, rank, positions, want, ctxOff, r[0], r[1]);
+            LatentAttention.contexts(p, pOff, pStride, heads, lat, latOff, rank, positions, got, ctxOff, r[0], r[1]);
+            assertBits(want, got, "bf16 contexts [" + r[0] + ", " + r[1] + ")");
+        }
+        // Slices as threads take them: slices of whole vectors give the whole range's bits; any slices give
+        // the fp32 kernel's bits for the same slices (columns past a slice's last full vector are added
+        // without an fma, in both kernels).
+        float[] whole = new float[ctxOff + heads * rank];
+        LatentAttention.contexts(p, pOff, pStride, heads, wide, latOff, rank, positions, whole, ctxOff, 0, rank);
+        for (int slice : new int[] {l, 3 * l, 3 * l + 1}) {
+            float[] want = new float[whole.length], parts = new float[whole.length];
+            for (int c0 = 0; c0 < rank; c0 += slice) {
+                int c1 = Math.min(rank, c0 + slice);
+                LatentAttention.contexts(p, pOff, pStride, heads, wide, latOff, rank, positions, want, ctxOff, c0, c1);
+                LatentAttention.contexts(p, pOff, pStride, heads, lat, latOff, rank, positions, parts, ctxOff, c0, c1);
+            }
+            assertBits(want, parts, "bf16 contexts in slices of " + slice);
+            if (slice % l == 0) {
+                assertBits(whole, parts, "bf16 contexts in slices of " + slice + " against the whole range");
+            }
+        }
+    }
+
+    /** The bf16 axpys (the tail of the bf16 contexts) is the fp32 one on the widened rows. */
+    @Test
+    void bf16AxpysEqualFp32OnTheWidenedRows() {
+        SplittableRandom rnd = new SplittableRandom(17);
+        for (int n : new int[] {1, 15, 17, 64, 100, 1030}) {
+            for (int rows : new int[] {1, 3, 9}) {
+                int stride = n + 3;
+                short[] a = randomBf16(rnd, 2 + rows * stride);
+                float[] coef = random(rnd, rows + 2), want = random(rnd, n + 4), got = want.clone();
+                VectorOps.axpys(coef, 2, rows, widened(a), 2, stride, want, 4, n);
+                VectorOps.axpys(coef, 2, rows, a, 2, stride, got, 4, n);
+                assertBits(want, got, "bf16 axpys n=" + n + " rows=" + rows);
+            }
+        }
     }
 }

@@ -39,6 +39,9 @@ public final class Announcements {
         if (!a.getWeights().isEmpty()) {
             o.put("weights", a.getWeights());
         }
+        if (!a.getKvCacheDtype().isEmpty()) {
+            o.put("kvCacheDtype", a.getKvCacheDtype());
+        }
         if (a.getLeaving()) {
             o.put("leaving", true);
         }
@@ -73,6 +76,7 @@ public final class Announcements {
                 .setKvCacheBytes(o.path("kvCacheBytes").asLong(0))
                 .setPrefixCacheBytes(o.path("prefixCacheBytes").asLong(0))
                 .setWeights(o.path("weights").asText(""))
+                .setKvCacheDtype(o.path("kvCacheDtype").asText(""))
                 .setLeaving(o.path("leaving").asBoolean(false));
         JsonNode fp = o.path("fingerprint");
         b.setFingerprint(ModelFingerprint.newBuilder()
@@ -117,6 +121,15 @@ public final class Announcements {
      * {@code weights} (null: any): a row must not depend on which replica computed it.
      */
     public static String refusal(WorkerAnnouncement a, String sha256, String name, String weights) {
+        return refusal(a, sha256, name, weights, null);
+    }
+
+    /**
+     * As {@link #refusal(WorkerAnnouncement, String, String, String)}, and an attention worker whose KV
+     * caches store positions in another dtype than {@code kvCacheDtype} (null: any; an unannounced one is
+     * fp32): a sequence's logits must not depend on which worker holds it.
+     */
+    public static String refusal(WorkerAnnouncement a, String sha256, String name, String weights, String kvCacheDtype) {
         // The version first: another epic may compute the fingerprint differently.
         if (a.getProtocolVersion() != Protocol.VERSION) {
             return "protocol version " + a.getProtocolVersion() + " (this coordinator speaks " + Protocol.VERSION
@@ -130,6 +143,12 @@ public final class Announcements {
         if (weights != null && !a.getWeights().isEmpty() && !a.getWeights().equals(weights)) {
             return "its weights are " + a.getWeights() + " but this coordinator's are " + weights + " (--weights): "
                     + "replicas must compute the same rows, so give every worker the coordinator's --weights";
+        }
+        String kv = a.getKvCacheDtype().isEmpty() ? "fp32" : a.getKvCacheDtype();
+        if (kvCacheDtype != null && !kv.equals(kvCacheDtype)) {
+            return "its KV caches store " + kv + " but this coordinator's store " + kvCacheDtype + " (--kv-cache-dtype): "
+                    + "a sequence's logits must not depend on its worker, so give every attention worker the "
+                    + "coordinator's --kv-cache-dtype";
         }
         return null;
     }

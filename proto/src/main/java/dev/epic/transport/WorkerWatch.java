@@ -43,6 +43,7 @@ public final class WorkerWatch implements AutoCloseable {
     /** Refused nodes by path: who and why (written on Curator's event thread, read by status calls). */
     private final java.util.Map<String, dev.epic.proto.RefusedWorker> refused = new java.util.concurrent.ConcurrentHashMap<>();
     private final String weights;
+    private final String kvCacheDtype;
     /** Usable nodes by the address they announce: the one registered there last (Curator's event thread only). */
     private final java.util.Map<String, Registered> byAddress = new java.util.HashMap<>();
 
@@ -79,7 +80,14 @@ public final class WorkerWatch implements AutoCloseable {
     /** @param weights the weight format workers must announce (null: any); see {@link Announcements#refusal} */
     public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName, String weights,
             Listener listener) {
+        this(zk, folder, kind, sha256, modelName, weights, null, listener);
+    }
+
+    /** @param kvCacheDtype how attention workers' caches must store positions (null: any) */
+    public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName, String weights,
+            String kvCacheDtype, Listener listener) {
         this.weights = weights;
+        this.kvCacheDtype = kvCacheDtype;
         this.folder = folder;
         this.kind = kind;
         this.sha256 = sha256;
@@ -117,7 +125,7 @@ public final class WorkerWatch implements AutoCloseable {
             }
             return;
         }
-        String reason = Announcements.refusal(a, sha256, modelName, weights);
+        String reason = Announcements.refusal(a, sha256, modelName, weights, kvCacheDtype);
         if (reason != null) {
             if (refused.put(path, refusedWorker(a.getWorkerId(), a.getAddress(), reason)) == null) {
                 log.warn("refusing {} {} at {}: {}", kind, a.getWorkerId(), a.getAddress(), reason);

@@ -109,7 +109,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         this.reasoningModel = prompts.reasoningTemplate();
         this.modelType = ModelType.of(model.directory());
         this.stats = new StatsReport(scheduler, experts, model.attention());
-        this.kvBytesPerPosition = dev.epic.model.HeapKvCache.bytesPerPosition(model.config());
+        this.kvBytesPerPosition = model.transformer().kvBytesPerPosition();
     }
 
     @Override

@@ -40,6 +40,7 @@ final class StatsReport {
                 .setDraftTokens(scheduler.draftTokens())
                 .setAcceptedDraftTokens(scheduler.acceptedDrafts())
                 .setKvCacheBytes(scheduler.kvCacheBytes())
+                .setKvCacheDtype(scheduler.kvCacheDtype().id())
                 .setKvCacheBudgetBytes(scheduler.kvCacheBudget() == Long.MAX_VALUE ? 0 : scheduler.kvCacheBudget())
                 .setMaxBatch(scheduler.options().maxBatch())
                 .setMaxQueue(scheduler.options().maxQueue())

@@ -1,6 +1,7 @@
 package dev.epic.coordinator.attention;
 
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.proto.WorkerAnnouncement;
 import dev.epic.transport.LeaveGrace;
 import dev.epic.transport.WorkerWatch;
@@ -38,16 +39,20 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
     private volatile List<AttentionEndpoint> workers = List.of();
     private final WorkerWatch watch;
 
-    /** @param weights the weight format workers must announce (the coordinator's --weights); null: any */
-    AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, String weights) {
-        this(zk, cluster, fingerprint, weights, LEAVE_GRACE);
+    /**
+     * @param weights      the weight format workers must announce (the coordinator's --weights); null: any
+     * @param kvCacheDtype how their caches must store positions (the coordinator's --kv-cache-dtype)
+     */
+    AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, String weights,
+            KvCacheDtype kvCacheDtype) {
+        this(zk, cluster, fingerprint, weights, kvCacheDtype, LEAVE_GRACE);
     }
 
     AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, String weights,
-            Duration leaveGrace) {
+            KvCacheDtype kvCacheDtype, Duration leaveGrace) {
         this.leaving = new LeaveGrace(this, leaveGrace, timer);
         this.watch = new WorkerWatch(zk, ZkLayout.attentionWorkersPath(cluster), "attention worker",
-                fingerprint.sha256(), fingerprint.name(), weights, this);
+                fingerprint.sha256(), fingerprint.name(), weights, kvCacheDtype.id(), this);
     }
 
     /** The registered workers of this model, ordered by path. */

@@ -1,8 +1,8 @@
 package dev.epic.coordinator.attention;
 
 import dev.epic.model.CheckpointFingerprint;
-import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvCache;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.attention.ExternalAttention;
 import dev.epic.model.layers.SequenceRows;
@@ -61,24 +61,30 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
      *                    (long prompts' chunks take longest)
      * @param deadBackoff how long a failed worker takes no new sequences
      * @param weights     the weight format workers must announce (the coordinator's --weights); null: any
+     * @param kvCacheDtype how workers' caches must store positions (the coordinator's --kv-cache-dtype)
      */
-    public record Options(Duration deadline, Duration deadBackoff, String weights) {
+    public record Options(Duration deadline, Duration deadBackoff, String weights, KvCacheDtype kvCacheDtype) {
         public static Options defaults() {
-            return new Options(Duration.ofSeconds(30), Duration.ofSeconds(1), null);
+            return new Options(Duration.ofSeconds(30), Duration.ofSeconds(1), null, KvCacheDtype.FP32);
         }
 
         public Options withDeadline(Duration d) {
-            return new Options(d, deadBackoff, weights);
+            return new Options(d, deadBackoff, weights, kvCacheDtype);
         }
 
         public Options withDeadBackoff(Duration d) {
-            return new Options(deadline, d, weights);
+            return new Options(deadline, d, weights, kvCacheDtype);
         }
 
         /** Workers whose attention weights are in another format are refused: a sequence's logits must
          *  not depend on which worker holds it. */
         public Options withWeights(String format) {
-            return new Options(deadline, deadBackoff, format);
+            return new Options(deadline, deadBackoff, format, kvCacheDtype);
+        }
+
+        /** Likewise workers whose caches store positions in another dtype. */
+        public Options withKvCacheDtype(KvCacheDtype dtype) {
+            return new Options(deadline, deadBackoff, weights, dtype);
         }
     }
 
@@ -122,9 +128,9 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         this.hidden = config.hiddenSize();
         this.layers = config.numHiddenLayers();
         this.config = config;
-        this.bytesPerPosition = HeapKvCache.bytesPerPosition(config);
+        this.bytesPerPosition = options.kvCacheDtype().bytesPerPosition(config);
         this.options = options;
-        this.directory = new AttentionDirectory(zk, cluster, fingerprint, options.weights());
+        this.directory = new AttentionDirectory(zk, cluster, fingerprint, options.weights(), options.kvCacheDtype());
     }
 
     /** Uses an existing, started Curator client (not closed by {@link #close()}); meters go nowhere. */
@@ -222,7 +228,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /** Prefix caching on the attention workers that announce it, each keeping at most {@code bytes} for us. */
     @Override
     public dev.epic.model.PrefixStore prefixStore(long bytes) {
-        return new RemotePrefixCaches(directory, config, bytes);
+        return new RemotePrefixCaches(directory, config, options.kvCacheDtype(), bytes);
     }
 
     @Override

@@ -2,6 +2,7 @@ package dev.epic.coordinator.attention;
 
 import dev.epic.coordinator.scheduler.PrefixCache;
 import dev.epic.model.KvBlock;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.KvCache;
 import dev.epic.model.PrefixStore;
 import dev.epic.model.config.ModelConfig;
@@ -37,12 +38,12 @@ final class RemotePrefixCaches implements PrefixStore {
     /** One worker's index, for one epoch of its stream. */
     private record Index(long epoch, PrefixCache cache) {}
 
-    RemotePrefixCaches(AttentionDirectory directory, ModelConfig config, long bytes) {
+    RemotePrefixCaches(AttentionDirectory directory, ModelConfig config, KvCacheDtype dtype, long bytes) {
         this.directory = directory;
         this.bytes = bytes;
         this.blockBytes = KvBlock.bytes(config.numHiddenLayers(), PrefixCache.BLOCK, config.kvLoraRank(),
-                config.qkRopeHeadDim());
-        this.bytesPerPosition = dev.epic.model.HeapKvCache.bytesPerPosition(config);
+                config.qkRopeHeadDim(), dtype);
+        this.bytesPerPosition = dtype.bytesPerPosition(config);
     }
 
     /** The worker's index for its current epoch (a new, empty one after a failure); null if it keeps no prefixes. */

@@ -1,6 +1,7 @@
 package dev.epic.coordinator.scheduler;
 
 import dev.epic.model.KvBlock;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.KvCache;
 import dev.epic.model.PrefixStore;
 import java.util.ArrayList;
@@ -109,7 +110,12 @@ public final class PrefixCache implements PrefixStore {
      * @param rope          qk_rope_head_dim
      */
     public PrefixCache(long capacityBytes, int layers, int rank, int rope) {
-        this(capacityBytes, KvBlock.bytes(layers, BLOCK, rank, rope), new HeapBlocks(layers, rank, rope));
+        this(capacityBytes, layers, rank, rope, KvCacheDtype.FP32);
+    }
+
+    /** As above, for caches that store in {@code dtype}: the blocks keep their values as stored. */
+    public PrefixCache(long capacityBytes, int layers, int rank, int rope, KvCacheDtype dtype) {
+        this(capacityBytes, KvBlock.bytes(layers, BLOCK, rank, rope, dtype), new HeapBlocks(layers, rank, rope));
     }
 
     /**

@@ -102,11 +102,11 @@ public final class Scheduler implements AutoCloseable {
         this.prefixCache = prefixBytes <= 0 ? null
                 : model.attentionIsExternal() ? model.externalPrefixStore(prefixBytes)
                 : new PrefixCache(prefixBytes, model.config().numHiddenLayers(), model.config().kvLoraRank(),
-                        model.config().qkRopeHeadDim());
+                        model.config().qkRopeHeadDim(), model.kvCacheDtype());
         if (prefixBytes > 0 && prefixCache == null) {
             log.info("prefix cache off: the KV caches live where prefixes cannot be kept");
         }
-        this.kvBytesPerPosition = HeapKvCache.bytesPerPosition(model.config());
+        this.kvBytesPerPosition = model.kvBytesPerPosition();
         this.localCaches = !model.attentionIsExternal();
         this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
     }
@@ -129,6 +129,10 @@ public final class Scheduler implements AutoCloseable {
      * Bytes of KV cache the running sequences may hold together: --kv-cache-mb in this process, the
      * live attention workers' announced budgets added up otherwise (Long.MAX_VALUE: not announced).
      */
+    public dev.epic.model.KvCacheDtype kvCacheDtype() {
+        return model.kvCacheDtype();
+    }
+
     public long kvCacheBudget() {
         return localCaches ? options.kvCacheBytes() : model.externalKvCacheBudget();
     }

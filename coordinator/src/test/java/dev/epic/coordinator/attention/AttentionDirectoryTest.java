@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.model.CheckpointFingerprint;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.proto.ModelFingerprint;
 import dev.epic.proto.RefusedWorker;
 import dev.epic.proto.WorkerAnnouncement;
@@ -40,7 +41,7 @@ class AttentionDirectoryTest {
         zkServer = new TestingServer(true);
         zk = CuratorFrameworkFactory.newClient(zkServer.getConnectString(), new RetryOneTime(100));
         zk.start();
-        directory = new AttentionDirectory(zk, "grace", FINGERPRINT, null, GRACE);
+        directory = new AttentionDirectory(zk, "grace", FINGERPRINT, null, KvCacheDtype.FP32, GRACE);
     }
 
     @AfterEach
@@ -86,7 +87,7 @@ class AttentionDirectoryTest {
     /** Attention weights in another format give other logits: such workers are refused, and say why. */
     @Test
     void workersWithOtherWeightsAreRefusedWithTheReason() throws Exception {
-        try (AttentionDirectory auto = new AttentionDirectory(zk, "formats", FINGERPRINT, "auto", GRACE)) {
+        try (AttentionDirectory auto = new AttentionDirectory(zk, "formats", FINGERPRINT, "auto", KvCacheDtype.FP32, GRACE)) {
             String folder = ZkLayout.attentionWorkersPath("formats");
             register(folder + "/a-q4", "a-q4", "127.0.0.1:2", "q4");
             register(folder + "/a-auto", "a-auto", "127.0.0.1:3", "auto");
@@ -105,9 +106,34 @@ class AttentionDirectoryTest {
         }
     }
 
+    /** Caches stored in another dtype give other logits too: a bf16 coordinator takes only bf16 workers. */
+    @Test
+    void workersWhoseCachesStoreAnotherDtypeAreRefused() throws Exception {
+        try (AttentionDirectory bf16 = new AttentionDirectory(zk, "kv", FINGERPRINT, null, KvCacheDtype.BF16, GRACE)) {
+            String folder = ZkLayout.attentionWorkersPath("kv");
+            register(folder + "/a-fp32", "a-fp32", "127.0.0.1:2", "auto", "fp32");
+            register(folder + "/a-bf16", "a-bf16", "127.0.0.1:3", "auto", "bf16");
+            register(folder + "/a-old", "a-old", "127.0.0.1:4", "auto", ""); // announces none: fp32
+            assertTrue(bf16.await(1, 10, TimeUnit.SECONDS));
+            long until = System.nanoTime() + 10_000_000_000L;
+            while (bf16.refused().size() < 2 && System.nanoTime() < until) {
+                Thread.sleep(20);
+            }
+            assertEquals(List.of("127.0.0.1:3"), bf16.workers().stream().map(w -> w.announcement().getAddress()).toList());
+            assertEquals(List.of("a-fp32", "a-old"), bf16.refused().stream().map(RefusedWorker::getWorkerId).sorted().toList());
+            for (RefusedWorker r : bf16.refused()) {
+                assertTrue(r.getReason().contains("its KV caches store fp32 but this coordinator's store bf16"), r.getReason());
+            }
+        }
+    }
+
     private void register(String path, String id, String address, String weights) throws Exception {
+        register(path, id, address, weights, "");
+    }
+
+    private void register(String path, String id, String address, String weights, String kvCacheDtype) throws Exception {
         WorkerAnnouncement a = WorkerAnnouncement.newBuilder().setWorkerId(id).setAddress(address).setPid(1)
-                .setCapacity(8).setProtocolVersion(Protocol.VERSION).setWeights(weights)
+                .setCapacity(8).setProtocolVersion(Protocol.VERSION).setWeights(weights).setKvCacheDtype(kvCacheDtype)
                 .setFingerprint(ModelFingerprint.newBuilder().setName(FINGERPRINT.name())
                         .setSha256(FINGERPRINT.sha256()))
                 .build();

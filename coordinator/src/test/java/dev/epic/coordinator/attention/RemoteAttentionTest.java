@@ -15,6 +15,7 @@ import dev.epic.coordinator.scheduler.Scheduler;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.KvCache;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.TestData;
 import dev.epic.model.Transformer;
@@ -45,7 +46,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * RemoteAttention against real attention workers (gRPC over loopback, real ZooKeeper) holding the
@@ -92,16 +93,21 @@ class RemoteAttentionTest {
     }
 
     private RemoteAttention cluster(Path dir, int count, int maxSequences, long kvCacheBytes) throws Exception {
+        return cluster(dir, count, maxSequences, kvCacheBytes, KvCacheDtype.FP32);
+    }
+
+    private RemoteAttention cluster(Path dir, int count, int maxSequences, long kvCacheBytes, KvCacheDtype dtype)
+            throws Exception {
         String cluster = "attention-test-" + clusters++;
         Checkpoint ck = Checkpoint.open(dir);
         closing.add(ck);
         for (int i = 0; i < count; i++) {
             workers.add(AttentionWorker.start(AttentionLayers.load(ck.config(), ck), CheckpointFingerprint.of(dir),
                     new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, "a-" + i,
-                            maxSequences, 4000, 200, 0, kvCacheBytes)));
+                            maxSequences, 4000, 200, 0, kvCacheBytes).withKvCacheDtype(dtype)));
         }
         RemoteAttention remote = RemoteAttention.create(zk, cluster, CheckpointFingerprint.of(dir),
-                ck.config(), OPTIONS);
+                ck.config(), OPTIONS.withKvCacheDtype(dtype));
         closing.add(remote);
         assertTrue(remote.awaitWorkers(count, Duration.ofSeconds(20)));
         return remote;
@@ -151,12 +157,14 @@ class RemoteAttentionTest {
         return new Transformer(c, ck, LocalExperts.all(c, ck), remote);
     }
 
+    /** Also with bf16 caches on the workers, against the in-process engine's bf16 caches. */
     @ParameterizedTest
-    @ValueSource(strings = {"tiny-v3", "tiny-v3-fp8"})
-    void mixedStepsMatchTheInProcessEngineBitForBit(String model) throws Exception {
+    @CsvSource({"tiny-v3, FP32", "tiny-v3-fp8, FP32", "tiny-v3, BF16"})
+    void mixedStepsMatchTheInProcessEngineBitForBit(String model, KvCacheDtype dtype) throws Exception {
         Path dir = TestData.model(model);
-        Transformer remote = engine(dir, cluster(dir, 2, 16));
-        Transformer local = engine(dir, null);
+        Transformer remote = engine(dir, cluster(dir, 2, 16, AttentionWorker.defaultKvCacheBytes(), dtype))
+                .kvCacheDtype(dtype);
+        Transformer local = engine(dir, null).kvCacheDtype(dtype);
         KvCache[] r = {remote.newCache(), remote.newCache(), remote.newCache()};
         KvCache[] l = {local.newCache(), local.newCache(), local.newCache()};
         int[][] prompts = {{5, 17, 4, 99, 1000}, {7, 3, 250, 11, 42, 8, 1500}, {600, 601, 602, 603, 604, 605}};

@@ -155,7 +155,8 @@ class RemotePrefixCachingTest {
     /** Bytes of one block of {@code model} (every layer). */
     private static long blockBytes(Path model) {
         var c = dev.epic.model.config.ModelConfig.load(model);
-        return dev.epic.model.KvBlock.bytes(c.numHiddenLayers(), B, c.kvLoraRank(), c.qkRopeHeadDim());
+        return dev.epic.model.KvBlock.bytes(c.numHiddenLayers(), B, c.kvLoraRank(), c.qkRopeHeadDim(),
+                dev.epic.model.KvCacheDtype.FP32);
     }
 
     /**

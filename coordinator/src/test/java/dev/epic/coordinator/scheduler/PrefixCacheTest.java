@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.epic.model.Golden;
 import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvCache;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.TestData;
 import dev.epic.model.Transformer;
 import dev.epic.model.checkpoint.Checkpoint;
@@ -147,6 +148,43 @@ class PrefixCacheTest {
             s.submit(again);
             SchedulerTest.check(g, again.result().get(60, TimeUnit.SECONDS));
             assertEquals(150 / B * B + (300 - 1) / B * B, prefixes.hitTokens());
+        }
+    }
+
+    /**
+     * With bf16 caches ({@code --kv-cache-dtype bf16}) the kept blocks hold the rounded values as stored, so
+     * a prompt starting from them computes what it computes whole: the same greedy tokens, and logits
+     * within the fp32 verifier's tolerance (not the same bits: the chunks after the hit start elsewhere,
+     * and a chunk's attention form and sums follow its length). A block restored wrong would move them
+     * by bf16's error, ~0.04 (Bf16KvCacheTest), or far more.
+     */
+    @Test
+    void aBf16PromptFromCachedBlocksGivesTheBitsOfOneComputedWhole() throws Exception {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4);
+        int[] head = Arrays.copyOf(g.tokens(), 150);
+        try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
+            LogitsTask.Result whole;
+            try (Scheduler s = new Scheduler(Transformer.load(checkpoint).kvCacheDtype(KvCacheDtype.BF16),
+                    new SchedulerOptions(4, 4, 64, 0)).start()) {
+                LogitsTask t = new LogitsTask(g.tokens(), 12);
+                s.submit(t);
+                whole = t.result().get(60, TimeUnit.SECONDS);
+            }
+            try (Scheduler s = new Scheduler(Transformer.load(checkpoint).kvCacheDtype(KvCacheDtype.BF16),
+                    new SchedulerOptions(4, 4, 64, 64L << 20)).start()) {
+                LogitsTask warm = new LogitsTask(head, 0);
+                s.submit(warm);
+                warm.result().get(60, TimeUnit.SECONDS);
+                LogitsTask full = new LogitsTask(g.tokens(), 12);
+                s.submit(full);
+                LogitsTask.Result hit = full.result().get(60, TimeUnit.SECONDS);
+                assertEquals(150 / B * B, s.prefixCache().hitTokens());
+                assertArrayEquals(whole.argmax(), hit.argmax());
+                for (int k = 0; k < whole.logits().size(); k++) {
+                    float diff = Golden.maxAbsDiff(whole.logits().get(k), hit.logits().get(k));
+                    assertTrue(diff < Golden.LOGIT_TOL, "logits " + k + " differ by " + diff);
+                }
+            }
         }
     }
 

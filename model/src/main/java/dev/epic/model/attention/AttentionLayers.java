@@ -1,6 +1,7 @@
 package dev.epic.model.attention;
 
 import dev.epic.model.HeapKvCache;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.layers.Mla;
@@ -42,9 +43,9 @@ public final class AttentionLayers {
         return config;
     }
 
-    /** A fresh, empty cache for one sequence, sized like the engine's own. */
-    public HeapKvCache newCache() {
-        return HeapKvCache.forModel(config);
+    /** A fresh, empty cache for one sequence, sized like the engine's own, storing in {@code dtype}. */
+    public HeapKvCache newCache(KvCacheDtype dtype) {
+        return HeapKvCache.forModel(config, dtype);
     }
 
     /** Bytes of attention weights one decoded token reads, all layers. */

@@ -5,6 +5,7 @@ import dev.epic.kernels.Matrices;
 import dev.epic.kernels.Matrix;
 import dev.epic.kernels.Parallel;
 import dev.epic.kernels.VectorOps;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
 import java.util.ArrayList;
@@ -23,9 +24,9 @@ import java.util.stream.IntStream;
  *   out          = o_proj([o_head for all heads])
  * </pre>
  * W_k^T q_nope equals q_nope . k_nope_t for k_nope_t = W_k c_t, so per-head keys and values are not
- * built; the cache holds only c and k_pe, and attention reads it in place (see {@link #attendRows}
- * for how rows and heads share the kernel pool). Long prefill chunks use the original,
- * expanded form instead (k_nope | v = kv_b_proj(c_t), then softmax(Q K^T) V per head), where that
+ * built; the cache holds only c and k_pe (fp32, or bf16 widened in registers), and attention reads
+ * it in place (see {@link #attendRows} for how rows and heads share the kernel pool). Long prefill
+ * chunks use the original, expanded form instead (k_nope | v = kv_b_proj(c_t), then softmax(Q K^T) V per head), where that
  * needs fewer multiply-adds (see {@link #expanded}).
  */
 public final class Mla {
@@ -140,7 +141,7 @@ public final class Mla {
             }
         }
         AttentionRows ar = AttentionRows.of(absorbed, rows, layer, rank, ropeDim);
-        int[] todo = IntStream.range(0, rows).filter(r -> ar.latents()[r] != null).toArray();
+        int[] todo = IntStream.range(0, rows).filter(ar::attends).toArray();
         for (int b0 = 0; b0 < todo.length; b0 += ROW_BLOCK) {
             attendRows(Arrays.copyOfRange(todo, b0, Math.min(todo.length, b0 + ROW_BLOCK)), q, ar, attn);
         }
@@ -176,8 +177,16 @@ public final class Mla {
         int qkDim = nope + ropeDim;
         int end = s.start() + s.length();
         int len = s.length();
-        float[] lat = s.cache().latents(layer, end, rank, ropeDim);
-        float[] kPe = s.cache().ropeKeys(layer, end, rank, ropeDim);
+        float[] lat;
+        float[] kPe;
+        if (s.cache().dtype() == KvCacheDtype.FP32) { // read in place
+            lat = s.cache().latents(layer, end, rank, ropeDim);
+            kPe = s.cache().ropeKeys(layer, end, rank, ropeDim);
+        } else { // widened once: kv_b_proj's GEMM takes fp32 rows
+            lat = new float[end * rank];
+            kPe = new float[end * ropeDim];
+            s.cache().read(layer, end, lat, kPe);
+        }
         float[] kv = new float[end * heads * (nope + vDim)];
         kvB.matmul(lat, kv, end);
         float[] keys = new float[end * qkDim];
@@ -297,10 +306,16 @@ public final class Mla {
         int qkDim = nope + ropeDim;
         float[] lat = ar.latents()[r];
         float[] kPe = ar.ropeKeys()[r];
+        short[] lat16 = ar.latents16()[r]; // a bf16 cache: lat and kPe are null
+        short[] kPe16 = ar.ropeKeys16()[r];
         int visible = ar.visible()[r];
         float[] scores = new float[heads * visible];
-        Parallel.Range scorePositions = (t0, t1) -> LatentAttention.scores(lat, t0 * rank, rank, kPe, t0 * ropeDim,
-                ropeDim, t1 - t0, qLat, off, q, r * heads * qkDim + nope, qkDim, heads, scores, t0, visible);
+        int qPe = r * heads * qkDim + nope;
+        Parallel.Range scorePositions = lat != null
+                ? (t0, t1) -> LatentAttention.scores(lat, t0 * rank, rank, kPe, t0 * ropeDim, ropeDim, t1 - t0, qLat, off,
+                        q, qPe, qkDim, heads, scores, t0, visible)
+                : (t0, t1) -> LatentAttention.scores(lat16, t0 * rank, rank, kPe16, t0 * ropeDim, ropeDim, t1 - t0, qLat,
+                        off, q, qPe, qkDim, heads, scores, t0, visible);
         if (split) {
             Parallel.forRange(visible, 2, (long) heads * visible * (rank + ropeDim), scorePositions);
         } else {
@@ -313,8 +328,11 @@ public final class Mla {
         // Each thread takes one run of column slices and walks all positions for them. Slices are
         // multiples of the vector width, so every column is summed the same way whatever the split.
         int slice = 4 * VectorOps.LANES;
-        Parallel.Range contextSlices = (s0, s1) -> LatentAttention.contexts(scores, 0, visible, heads, lat, 0, rank,
-                visible, ctx, off, s0 * slice, Math.min(rank, s1 * slice));
+        Parallel.Range contextSlices = lat != null
+                ? (s0, s1) -> LatentAttention.contexts(scores, 0, visible, heads, lat, 0, rank, visible, ctx, off,
+                        s0 * slice, Math.min(rank, s1 * slice))
+                : (s0, s1) -> LatentAttention.contexts(scores, 0, visible, heads, lat16, 0, rank, visible, ctx, off,
+                        s0 * slice, Math.min(rank, s1 * slice));
         int slices = Math.ceilDiv(rank, slice);
         if (split) {
             Parallel.forRange(slices, Math.ceilDiv(slices, Parallel.threads()), (long) heads * visible * rank, contextSlices);
@@ -323,23 +341,38 @@ public final class Mla {
         }
     }
 
-    /** Per step row: its sequence's cached latents and rope keys (read in place) and how many positions it sees. */
-    private record AttentionRows(float[][] latents, float[][] ropeKeys, int[] visible) {
+    /**
+     * Per step row: its sequence's cached latents and rope keys, read in place (fp32, or bf16 bits for a
+     * bf16 cache, the other pair null), and how many positions it sees.
+     */
+    private record AttentionRows(float[][] latents, float[][] ropeKeys, short[][] latents16, short[][] ropeKeys16,
+            int[] visible) {
         static AttentionRows of(List<SequenceRows> sequences, int rows, int layer, int rank, int rope) {
             float[][] lat = new float[rows][];
             float[][] pe = new float[rows][];
+            short[][] lat16 = new short[rows][];
+            short[][] pe16 = new short[rows][];
             int[] visible = new int[rows];
             for (SequenceRows s : sequences) {
                 int end = s.start() + s.length();
-                float[] l = s.cache().latents(layer, end, rank, rope);
-                float[] k = s.cache().ropeKeys(layer, end, rank, rope);
+                boolean bf16 = s.cache().dtype() == KvCacheDtype.BF16;
+                float[] l = bf16 ? null : s.cache().latents(layer, end, rank, rope);
+                float[] k = bf16 ? null : s.cache().ropeKeys(layer, end, rank, rope);
+                short[] l16 = bf16 ? s.cache().latentsBf16(layer, end, rank, rope) : null;
+                short[] k16 = bf16 ? s.cache().ropeKeysBf16(layer, end, rank, rope) : null;
                 for (int r = s.firstRow(); r < s.firstRow() + s.length(); r++) {
                     lat[r] = l;
                     pe[r] = k;
+                    lat16[r] = l16;
+                    pe16[r] = k16;
                     visible[r] = s.position(r) + 1;
                 }
             }
-            return new AttentionRows(lat, pe, visible);
+            return new AttentionRows(lat, pe, lat16, pe16, visible);
+        }
+
+        boolean attends(int r) {
+            return latents[r] != null || latents16[r] != null;
         }
     }
 }

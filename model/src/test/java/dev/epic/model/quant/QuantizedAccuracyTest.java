@@ -31,10 +31,10 @@ import org.slf4j.LoggerFactory;
  * expert choice flips and a different expert's random weights are used; those positions are counted,
  * not bounded. Bounds are the measured values (see the log line) with about 1.5-2x margin.
  */
-class QuantizedAccuracyTest {
+public class QuantizedAccuracyTest {
     private static final Logger log = LoggerFactory.getLogger(QuantizedAccuracyTest.class);
 
-    record Stats(int positions, int top1Agree, int routingMatched, float maxErrRoutingMatched, float maxErrAll) {}
+    public record Stats(int positions, int top1Agree, int routingMatched, float maxErrRoutingMatched, float maxErrAll) {}
 
     /**
      * Measured on the golden prompts (65 positions each; repeatable up to last-bit JIT-tier differences):
@@ -79,7 +79,7 @@ class QuantizedAccuracyTest {
         }
     }
 
-    static Stats measure(Transformer ref, Transformer quant, List<Golden.Prompt> prompts) {
+    public static Stats measure(Transformer ref, Transformer quant, List<Golden.Prompt> prompts) {
         int positions = 0, agree = 0, matched = 0;
         float errMatched = 0f, errAll = 0f;
         for (Golden.Prompt p : prompts) {
