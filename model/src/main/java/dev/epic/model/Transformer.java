@@ -150,14 +150,21 @@ public final class Transformer {
         return HeapKvCache.forModel(config, kvCacheDtype);
     }
 
-    /** Stores the KV caches made from now on in {@code dtype} (--kv-cache-dtype). */
+    /**
+     * Stores the KV caches made from now on in {@code dtype} (--kv-cache-dtype). With external attention
+     * the caches store what it stores, and another dtype is refused.
+     */
     public Transformer kvCacheDtype(KvCacheDtype dtype) {
+        if (external != null && external.kvCacheDtype() != dtype) {
+            throw new IllegalArgumentException("the KV caches live on the attention workers, which store "
+                    + external.kvCacheDtype().id() + ", not " + dtype.id());
+        }
         this.kvCacheDtype = java.util.Objects.requireNonNull(dtype);
         return this;
     }
 
     public KvCacheDtype kvCacheDtype() {
-        return kvCacheDtype;
+        return external != null ? external.kvCacheDtype() : kvCacheDtype;
     }
 
     /** Bytes one position of a sequence's cache takes, every layer: what KV budgets count. */

@@ -218,7 +218,12 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
 
     @Override
     public KvCache newCache() {
-        return new RemoteCache(nextId.incrementAndGet());
+        return new RemoteCache(nextId.incrementAndGet(), options.kvCacheDtype());
+    }
+
+    @Override
+    public KvCacheDtype kvCacheDtype() {
+        return options.kvCacheDtype();
     }
 
     public Stats stats() {

@@ -1,6 +1,7 @@
 package dev.epic.coordinator.attention;
 
 import dev.epic.model.KvCache;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.KvPool;
 
 /**
@@ -25,9 +26,17 @@ final class RemoteCache implements KvCache {
     private int reserved;
     private int expected;
     private boolean released;
+    private final KvCacheDtype dtype;
 
-    RemoteCache(long id) {
+    RemoteCache(long id, KvCacheDtype dtype) {
         this.id = id;
+        this.dtype = dtype;
+    }
+
+    /** How its worker stores it (the workers announce theirs; others are refused). */
+    @Override
+    public KvCacheDtype dtype() {
+        return dtype;
     }
 
     @Override

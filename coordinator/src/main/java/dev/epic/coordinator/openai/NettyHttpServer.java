@@ -81,6 +81,9 @@ final class NettyHttpServer implements AutoCloseable {
         this.server = server;
     }
 
+    /** Bytes the kernel holds of a connection's unsent output (Linux doubles it for its bookkeeping). */
+    static final int SEND_BUFFER = 256 << 10;
+
     /**
      * Binds {@code host:port} (0: any free port) and hands every request whose body is at most
      * {@code maxBody} bytes to {@code handler}, run by {@code executor}; a larger one gets status 413,
@@ -101,6 +104,10 @@ final class NettyHttpServer implements AutoCloseable {
                 // (Linux would autotune it up to tcp_rmem's maximum, 32 MiB on this machine), so a client
                 // pipelining past the limit below is cut off after little more than it was allowed.
                 .childOption(ChannelOption.SO_RCVBUF, 1 << 20)
+                // And a fixed send buffer: autotuned up to tcp_wmem's maximum (4 MiB), the kernel would take
+                // a stream's events for minutes (a token stream is a few KB/s) from a client that stopped
+                // reading before a write could wait and the write timeout start counting.
+                .childOption(ChannelOption.SO_SNDBUF, SEND_BUFFER)
                 .childHandler(new ChannelInitializer<SocketChannel>() {
                     @Override
                     protected void initChannel(SocketChannel ch) {

@@ -1,6 +1,7 @@
 package dev.epic.model.attention;
 
 import dev.epic.model.KvCache;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.KvPool;
 import dev.epic.model.PrefixStore;
 import dev.epic.model.layers.SequenceRows;
@@ -14,6 +15,11 @@ import java.util.List;
 public interface ExternalAttention {
     /** A fresh, empty cache for one sequence, placed wherever this attention runs. */
     KvCache newCache();
+
+    /** How those caches store positions (what their budgets count). */
+    default KvCacheDtype kvCacheDtype() {
+        return KvCacheDtype.FP32;
+    }
 
     /**
      * y[rows x hidden] = MLA_layer(x) for every row of the step; each sequence's new positions are
