@@ -1,5 +1,6 @@
 package dev.epic.kernels.jmh;
 
+import dev.epic.kernels.Bf16;
 import dev.epic.kernels.Exp;
 import dev.epic.kernels.LatentAttention;
 import dev.epic.kernels.VectorOps;
@@ -15,8 +16,8 @@ import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 
 /**
- * One query row's absorbed-MLA decode passes over a latent cache (one thread), and the exp they and
- * SwiGLU use. Shapes: bench-v3 (8 heads, rank 256, rope 32) and V3's per-16-heads slice (rank 512,
+ * One query row's absorbed-MLA decode passes over a latent cache (one thread), fp32 and bf16
+ * ({@code --kv-cache-dtype bf16}: half the bytes), and the exp they and SwiGLU use. Shapes: bench-v3 (8 heads, rank 256, rope 32) and V3's per-16-heads slice (rank 512,
  * rope 64) at a few context lengths.
  */
 @BenchmarkMode(Mode.AverageTime)
@@ -39,6 +40,8 @@ public class AttentionBenchmark {
     private float[] scores;
     private float[] ctx;
     private float[] exps;
+    private short[] lat16;
+    private short[] pe16;
 
     @Setup
     public void setup() {
@@ -54,6 +57,10 @@ public class AttentionBenchmark {
         scores = random(rnd, heads * positions);
         ctx = new float[heads * rank];
         exps = new float[heads * positions];
+        lat16 = new short[lat.length];
+        pe16 = new short[pe.length];
+        Bf16.round(lat, 0, lat16, 0, lat.length);
+        Bf16.round(pe, 0, pe16, 0, pe.length);
     }
 
     private static float[] random(SplittableRandom rnd, int n) {
@@ -73,6 +80,19 @@ public class AttentionBenchmark {
     @Benchmark
     public float[] contexts() {
         LatentAttention.contexts(scores, 0, positions, heads, lat, 0, rank, positions, ctx, 0, 0, rank);
+        return ctx;
+    }
+
+    @Benchmark
+    public float[] scoresBf16() {
+        LatentAttention.scores(lat16, 0, rank, pe16, 0, rope, positions, qLat, 0, qPe, 0, rope, heads, scores, 0,
+                positions);
+        return scores;
+    }
+
+    @Benchmark
+    public float[] contextsBf16() {
+        LatentAttention.contexts(scores, 0, positions, heads, lat16, 0, rank, positions, ctx, 0, 0, rank);
         return ctx;
     }
 
