@@ -25,9 +25,14 @@ import java.util.stream.IntStream;
  * </pre>
  * W_k^T q_nope equals q_nope . k_nope_t for k_nope_t = W_k c_t, so per-head keys and values are not
  * built; the cache holds only c and k_pe (fp32, or bf16 widened in registers), and attention reads
- * it in place (see {@link #attendRows} for how rows and heads share the kernel pool). Long prefill
- * chunks use the original, expanded form instead (k_nope | v = kv_b_proj(c_t), then softmax(Q K^T) V per head), where that
- * needs fewer multiply-adds (see {@link #expanded}).
+ * it in place (see {@link #attendRows} for how rows and heads share the kernel pool).
+ *
+ * <p>Prefill runs in this form too, row by row in a fixed order, so a position's output never depends
+ * on how its prompt was chunked or what it was batched with: a request's tokens do not depend on the
+ * server's load. The original, expanded form (k_nope | v = kv_b_proj(c_t), then softmax(Q K^T) V per
+ * head) needs fewer multiply-adds for long chunks (see {@link #expanded}), but its GEMMs' sums follow
+ * the chunk's length, and on the CPU it measured no faster (bench-v3, 2,048- and 8,192-token prompts:
+ * the same prefill tok/s). {@code -Depic.mla.form=auto|expanded} selects it (tests, benchmarks).
  */
 public final class Mla {
     private final int heads;
@@ -54,7 +59,10 @@ public final class Mla {
     private final Matrix o;
     private final Form form;
 
-    /** Which attention form to use; AUTO picks per sequence by cost. Set with -Depic.mla.form (tests, benchmarks). */
+    /**
+     * Which attention form to use: ABSORBED (the default, chunk-invariant), EXPANDED, or AUTO (by cost
+     * per chunk). Set with -Depic.mla.form (tests, benchmarks).
+     */
     public enum Form { AUTO, ABSORBED, EXPANDED }
 
     public Mla(ModelConfig c, WeightSource w, int layer, Rope rope) {
@@ -80,7 +88,7 @@ public final class Mla {
         }
         kvA = w.matrix(p + "kv_a_proj_with_mqa.weight", rank + ropeDim, hidden);
         kvANorm = new RmsNorm(w.vector(p + "kv_a_layernorm.weight", rank), c.rmsNormEps());
-        form = Form.valueOf(System.getProperty("epic.mla.form", "AUTO").toUpperCase(java.util.Locale.ROOT));
+        form = Form.valueOf(System.getProperty("epic.mla.form", "ABSORBED").toUpperCase(java.util.Locale.ROOT));
         kvB = w.matrix(p + "kv_b_proj.weight", heads * (nope + vDim), rank);
         o = w.matrix(p + "o_proj.weight", hidden, heads * vDim);
     }
@@ -152,7 +160,7 @@ public final class Mla {
      * Whether this sequence's rows attend in the expanded form: per-head keys and values built with
      * kv_b_proj for all its positions, then two GEMMs per head. It costs end x kv_b_proj plus
      * L x end x (qk + v) per head, against L x kv_b_proj plus sum(visible) x (2 rank + rope) per head
-     * for the absorbed form: long prefill chunks go expanded, decode rows absorbed.
+     * for the absorbed form: under AUTO long prefill chunks go expanded, decode rows absorbed.
      */
     private boolean expanded(SequenceRows s) {
         if (form != Form.AUTO) {
