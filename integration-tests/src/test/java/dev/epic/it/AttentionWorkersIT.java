@@ -86,6 +86,13 @@ class AttentionWorkersIT {
         for (int i = 0; i < prompts.size(); i++) {
             assertGolden(prompts.get(i), answers.get(i).get(60, TimeUnit.SECONDS), 8);
         }
+        // Alone now, and from the blocks the first run left on its worker: the same bits as among the
+        // others (a request's result does not depend on the load; README "load invariance").
+        LogitsResponse alone = api.withDeadlineAfter(60, TimeUnit.SECONDS).logits(logits(prompts.get(4), 8));
+        for (int k = 0; k <= 8; k++) {
+            org.junit.jupiter.api.Assertions.assertArrayEquals(LogitsClusterIT.floats(answers.get(4).get(), k),
+                    LogitsClusterIT.floats(alone, k), "prompt 4, output " + k + ": alone against among the others");
+        }
         ModelInfoResponse info = api.modelInfo(ModelInfoRequest.getDefaultInstance());
         assertEquals(2, info.getAttentionWorkersCount());
         StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
