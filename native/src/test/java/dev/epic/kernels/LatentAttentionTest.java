@@ -104,7 +104,7 @@ class LatentAttentionTest {
     /** Scores from a bf16 cache are the fp32 kernel's bits on the widened cache, whole or split by position. */
     @ParameterizedTest
     @CsvSource({"16, 512, 64, 33", "16, 512, 64, 2", "3, 512, 64, 7", "9, 40, 8, 7", "3, 40, 8, 1", "16, 40, 8, 33",
-            "9, 256, 32, 2", "8, 16, 16, 1", "11, 17, 3, 9", "16, 512, 64, 1"})
+            "9, 256, 32, 2", "8, 16, 16, 1", "11, 17, 3, 9", "16, 512, 64, 1", "16, 512, 64, 130", "9, 40, 8, 129"})
     void bf16ScoresEqualFp32OnTheWidenedCache(int heads, int rank, int rope, int positions) {
         SplittableRandom rnd = new SplittableRandom(heads * 31L + rank * 7L + rope + positions);
         int qkStride = rope + 5, latOff = 3, peOff = 11, qLatOff = 2, outOff = 4, outStride = positions + 1;
@@ -128,7 +128,7 @@ class LatentAttentionTest {
     /** Contexts from a bf16 cache are the fp32 kernel's bits on the widened cache, for any column range. */
     @ParameterizedTest
     @CsvSource({"16, 512, 33", "16, 512, 2", "3, 512, 7", "9, 40, 7", "3, 40, 1", "16, 40, 33", "8, 256, 2",
-            "11, 17, 9", "16, 512, 1"})
+            "11, 17, 9", "16, 512, 1", "16, 512, 200", "9, 40, 129"})
     void bf16ContextsEqualFp32OnTheWidenedCache(int heads, int rank, int positions) {
         SplittableRandom rnd = new SplittableRandom(heads * 131L + rank * 3L + positions);
         int pOff = 5, pStride = positions + 2, latOff = 7, ctxOff = 1;
