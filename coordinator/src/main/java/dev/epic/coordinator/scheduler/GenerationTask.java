@@ -84,11 +84,6 @@ public final class GenerationTask implements SequenceTask {
     }
 
     @Override
-    public int choose(float[] logits, int draft) {
-        return generation.sample(logits, draft);
-    }
-
-    @Override
     public int accept(int token) {
         Delta d = generation.accept(token);
         sink.delta(d);

@@ -880,7 +880,7 @@ public final class Scheduler implements AutoCloseable {
      * logits. In order, each row chooses the token after its position; while that is the draft fed
      * next, the draft stays in the cache and the next row chooses. The first other choice becomes
      * the pending token, and the cache drops the drafts after it. Each choice is made as without
-     * drafts (see {@link SequenceTask#choose(float[], int)}), so only the speed differs.
+     * drafts (see {@link SequenceTask#verifiesDrafts()}), so only the speed differs.
      */
     private void verify(Slot s, float[] rows) {
         int[] drafts = s.drafts;
@@ -892,7 +892,7 @@ public final class Scheduler implements AutoCloseable {
         try {
             for (int j = 0; j <= drafts.length; j++) {
                 int draft = j < drafts.length ? drafts[j] : -1;
-                int token = s.task.choose(Arrays.copyOfRange(rows, j * vocab, (j + 1) * vocab), draft);
+                int token = s.task.choose(Arrays.copyOfRange(rows, j * vocab, (j + 1) * vocab));
                 next = s.task.accept(token);
                 if (next < 0 || token != draft) {
                     break;

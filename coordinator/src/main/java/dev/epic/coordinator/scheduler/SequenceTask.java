@@ -42,20 +42,13 @@ public interface SequenceTask {
     }
 
     /**
-     * Whether drafted tokens may be checked against this task's choices (speculative decoding): it
-     * then implements {@link #choose(float[], int)} and {@link #accept}. A task whose logits must be
-     * seen position by position (a Logits request) does not.
+     * Whether drafted tokens may be checked against this task's choices (speculative decoding): a draft
+     * is kept where {@link #choose} picks it, so the tokens are those chosen without drafts (each choice
+     * as it would be made then: the same greedy token, the same seeded draw). A task whose logits must
+     * be seen position by position (a Logits request) does not.
      */
     default boolean verifiesDrafts() {
         return false;
-    }
-
-    /**
-     * The token for a position whose token was drafted as {@code draft}: chosen so that, draft or not,
-     * it is distributed as {@link #choose(float[])}'s would be (greedy: the same token).
-     */
-    default int choose(float[] logits, int draft) {
-        throw new UnsupportedOperationException("choose with a draft needs verifiesDrafts");
     }
 
     /** What {@link #onLogits} does after choosing, on the engine thread: the next token, or -1 when finished. */

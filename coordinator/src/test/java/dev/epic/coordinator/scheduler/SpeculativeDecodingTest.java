@@ -101,6 +101,26 @@ class SpeculativeDecodingTest {
     }
 
     /**
+     * A seeded, sampled request gives the same tokens with drafts as without: a draft is kept where the
+     * draw, made as without drafts, picks it. Keeping every draft, or never keeping one, or drawing
+     * again for a rejected draft, changes the tokens.
+     */
+    @Test
+    void seededSamplesAreTheSameWithDraftsAsWithout() throws Exception {
+        SamplingParams p = SamplingParams.builder().temperature(0.3).topP(0.95).seed(7).maxTokens(80).ignoreEos(true)
+                .build();
+        long[] plain = new long[3];
+        long[] spec = new long[3];
+        List<GenerationResult> without = run(new SchedulerOptions(4, 8, 256), prompts(), p, plain);
+        List<GenerationResult> with = run(new SchedulerOptions(4, 8, 256).withSpeculation(new PromptLookup(4, 1, 2)),
+                prompts(), p, spec);
+        for (int i = 0; i < without.size(); i++) {
+            assertArrayEquals(without.get(i).tokenIds(), with.get(i).tokenIds(), "prompt " + i);
+        }
+        assertTrue(spec[1] > 0 && spec[1] < spec[0], "some drafts kept and some not: " + spec[1] + " of " + spec[0]);
+    }
+
+    /**
      * Sampled sequences with drafts stop exactly at max_tokens however many drafts were in flight,
      * and differ between seeds (drafts accepted or not, the choice stays random).
      */

@@ -114,30 +114,21 @@ public final class Generation {
         constraintEnds.addAll(params.stopTokenIds());
     }
 
-    /** Chooses the next token from {@code logits} (used as scratch). Tokens past the vocabulary are never chosen. */
+    /**
+     * Chooses the next token from {@code logits} (used as scratch). Tokens past the vocabulary are never
+     * chosen. Speculative decoding checks a drafted token against this choice, kept where they are
+     * equal: the draft is kept with its probability and each token takes one random draw, as without
+     * drafts, so a seeded request gives the same tokens with speculation on or off.
+     */
     public int sample(float[] logits) {
-        return sample(logits, -1);
+        if (sampler == null) {
+            sampler = new Sampler();
+        }
+        return sample(logits, sampler);
     }
 
     /** As {@link #sample(float[])} with a caller-owned scratch Sampler (share one per thread across sequences). */
     public int sample(float[] logits, Sampler workspace) {
-        return sample(logits, workspace, -1);
-    }
-
-    /**
-     * Speculative decoding: as {@link #sample(float[])}, given that {@code draft} was guessed for this
-     * position (-1: nothing was). The draft is chosen with the probability the request's sampling
-     * gives it, else another token by that distribution without it (see {@link Sampler}); so the
-     * tokens are distributed as without speculation, and greedy ones are the same tokens.
-     */
-    public int sample(float[] logits, int draft) {
-        if (sampler == null) {
-            sampler = new Sampler();
-        }
-        return sample(logits, sampler, draft);
-    }
-
-    private int sample(float[] logits, Sampler workspace, int draft) {
         ensureRunning();
         int n = Math.min(logits.length, vocab.size());
         float[] raw = params.wantsLogprobs() ? logits.clone() : null; // the sampler uses logits as scratch
@@ -155,7 +146,7 @@ public final class Generation {
         if (constraint != null) {
             constraint.restrict(logits, n, constraintEnds);
         }
-        int token = workspace.sample(logits, n, params, history, rng, draft < n ? draft : -1);
+        int token = workspace.sample(logits, n, params, history, rng);
         sampled = raw != null ? Logprobs.of(raw, n, token, params.logprobs()) : null;
         return token;
     }

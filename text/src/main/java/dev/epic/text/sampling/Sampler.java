@@ -23,17 +23,6 @@ public final class Sampler {
      * @throws IllegalStateException if every logit is -inf or NaN
      */
     public int sample(float[] logits, int n, SamplingParams p, TokenHistory history, RandomGenerator rng) {
-        return sample(logits, n, p, history, rng, -1);
-    }
-
-    /**
-     * Speculative sampling with a token drafted for this position (-1: none, the plain draw): the
-     * draft is kept with its probability p(draft) under the same filters, else the token is drawn
-     * from p with the draft taken out and renormalised. So the token has exactly the distribution p,
-     * whatever the draft (Leviathan et al. 2023, with a draft distribution that is one token).
-     * Greedy keeps the argmax, which is the draft or not.
-     */
-    public int sample(float[] logits, int n, SamplingParams p, TokenHistory history, RandomGenerator rng, int draft) {
         if (n <= 0 || n > logits.length) {
             throw new IllegalArgumentException("n must be in [1, " + logits.length + "], got " + n);
         }
@@ -126,29 +115,12 @@ public final class Sampler {
                 total += w[idx[j]];
             }
         }
-        int skip = -1; // a rejected draft: drawn among the others
-        if (draft >= 0) {
-            double wd = 0;
-            for (int j = 0; j < m; j++) {
-                if (idx[j] == draft) {
-                    wd = w[draft];
-                    break;
-                }
-            }
-            if (wd > 0 && rng.nextDouble() * total < wd) {
-                return draft;
-            }
-            if (wd > 0 && wd < total) {
-                skip = draft;
-                total -= wd;
-            }
-        }
         double u = rng.nextDouble() * total;
         double acc = 0;
         int lastPositive = idx[0];
         for (int j = 0; j < m; j++) {
             float x = w[idx[j]];
-            if (x > 0 && idx[j] != skip) {
+            if (x > 0) {
                 acc += x;
                 lastPositive = idx[j];
                 if (u < acc) {

@@ -22,16 +22,11 @@ final class Dist {
     }
 
     static Map<Integer, Integer> histogram(float[] logits, SamplingParams p, int draws, long seed) {
-        return histogram(logits, p, draws, seed, -1);
-    }
-
-    /** As above, each draw told that {@code draft} was drafted for it (speculative sampling). */
-    static Map<Integer, Integer> histogram(float[] logits, SamplingParams p, int draws, long seed, int draft) {
         Sampler s = new Sampler();
         RandomGenerator rng = SamplingParams.builder().seed(seed).build().newRandom();
         Map<Integer, Integer> counts = new TreeMap<>();
         for (int i = 0; i < draws; i++) {
-            int t = s.sample(logits.clone(), logits.length, p, null, rng, draft);
+            int t = s.sample(logits.clone(), logits.length, p, null, rng);
             counts.merge(t, 1, Integer::sum);
         }
         return counts;

@@ -67,28 +67,6 @@ class SamplerTest {
         }
     }
 
-    /**
-     * Speculative sampling: whatever token was drafted, likely, unlikely or filtered out, the draws
-     * follow the sampling distribution (the draft kept with its probability, else drawn without it).
-     * Keeping every draft, or never keeping one, fails these.
-     */
-    @Test
-    void aDraftedTokenLeavesTheDistributionAsItIs() {
-        float[] l = Dist.logits(200, crafted(), 1e-12);
-        for (int draft : new int[] {131, 50, 199, 7}) { // the likeliest, mid, least, and one of ~0 probability
-            Dist.assertMatches(crafted(), Dist.histogram(l, t1().build(), DRAWS, 17 + draft, draft), DRAWS);
-        }
-        Map<Integer, Double> three = Map.of(131, 0.40, 12, 0.30, 50, 0.15);
-        for (int draft : new int[] {12, 3}) { // inside the nucleus, and filtered out by it
-            Dist.assertMatches(three, Dist.histogram(l, t1().topP(0.71).build(), DRAWS, 5 + draft, draft), DRAWS);
-        }
-        Dist.assertMatches(Map.of(131, 1.0), Dist.histogram(l, t1().topP(0.05).build(), 2000, 3, 12), 2000);
-        // Greedy keeps the argmax, drafted or not.
-        SamplingParams greedy = SamplingParams.builder().temperature(0).build();
-        assertEquals(131, new Sampler().sample(l.clone(), l.length, greedy, null, greedy.newRandom(), 12));
-        assertEquals(131, new Sampler().sample(l.clone(), l.length, greedy, null, greedy.newRandom(), 131));
-    }
-
     @Test
     void topPKeepsExactlyTheNucleus() {
         float[] l = Dist.logits(200, crafted(), 1e-12);
