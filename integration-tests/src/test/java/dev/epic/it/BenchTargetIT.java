@@ -41,6 +41,7 @@ class BenchTargetIT {
             }
             assertEquals(cluster.target, j.get("target").asText());
             assertEquals(2, j.get("expert_workers").asInt());
+            assertEquals("fp32", j.get("kv_cache_dtype").asText()); // the coordinator's, from its Stats
             assertTrue(j.get("prefill_tok_s").asDouble() > 0);
             assertTrue(j.get("ttft_ms").asDouble() > 0);
             assertTrue(j.get("rss_mb").asDouble() > 0 && j.get("workers_rss_mb").asDouble() > 0);
