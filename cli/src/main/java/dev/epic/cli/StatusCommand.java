@@ -11,6 +11,7 @@ import dev.epic.proto.ModelInfoResponse;
 import dev.epic.proto.StatsRequest;
 import dev.epic.proto.StatsResponse;
 import dev.epic.proto.WorkerAnnouncement;
+import dev.epic.transport.Announcements;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.transport.ModelIdentity;
 import io.grpc.ManagedChannel;
@@ -136,7 +137,7 @@ public final class StatusCommand implements Callable<Integer> {
             attention.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
                     .put("capacity", w.getCapacity()).put("kv_cache_bytes", w.getKvCacheBytes())
                     .put("prefix_cache_bytes", w.getPrefixCacheBytes())
-                    .put("kv_cache_dtype", w.getKvCacheDtype().isEmpty() ? "fp32" : w.getKvCacheDtype());
+                    .put("kv_cache_dtype", Announcements.kvCacheDtype(w));
         }
         double uptime = stats.getUptimeNanos() / 1e9;
         o.putObject("scheduler").put("running", stats.getRunning()).put("waiting", stats.getWaiting())

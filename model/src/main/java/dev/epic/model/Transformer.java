@@ -169,7 +169,7 @@ public final class Transformer {
 
     /** Bytes one position of a sequence's cache takes, every layer: what KV budgets count. */
     public long kvBytesPerPosition() {
-        return kvCacheDtype.bytesPerPosition(config);
+        return kvCacheDtype().bytesPerPosition(config);
     }
 
     public List<float[]> step(List<SequenceChunk> chunks) {

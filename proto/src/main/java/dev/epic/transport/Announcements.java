@@ -108,6 +108,11 @@ public final class Announcements {
         return v.asText();
     }
 
+    /** How an attention worker's caches store positions: as announced, fp32 when it announces none. */
+    public static String kvCacheDtype(WorkerAnnouncement a) {
+        return a.getKvCacheDtype().isEmpty() ? "fp32" : a.getKvCacheDtype();
+    }
+
     /**
      * Why a coordinator serving model {@code sha256} ({@code name}) must not use this worker: another
      * model or protocol version; null when it may.
@@ -144,7 +149,7 @@ public final class Announcements {
             return "its weights are " + a.getWeights() + " but this coordinator's are " + weights + " (--weights): "
                     + "replicas must compute the same rows, so give every worker the coordinator's --weights";
         }
-        String kv = a.getKvCacheDtype().isEmpty() ? "fp32" : a.getKvCacheDtype();
+        String kv = kvCacheDtype(a);
         if (kvCacheDtype != null && !kv.equals(kvCacheDtype)) {
             return "its KV caches store " + kv + " but this coordinator's store " + kvCacheDtype + " (--kv-cache-dtype): "
                     + "a sequence's logits must not depend on its worker, so give every attention worker the "

@@ -4,6 +4,7 @@ import dev.epic.coordinator.attention.AttentionUnavailableException;
 import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.kernels.Parallel;
 import dev.epic.model.HeapKvCache;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.KvCache;
 import dev.epic.model.KvPool;
 import dev.epic.model.PrefixStore;
@@ -129,7 +130,7 @@ public final class Scheduler implements AutoCloseable {
      * Bytes of KV cache the running sequences may hold together: --kv-cache-mb in this process, the
      * live attention workers' announced budgets added up otherwise (Long.MAX_VALUE: not announced).
      */
-    public dev.epic.model.KvCacheDtype kvCacheDtype() {
+    public KvCacheDtype kvCacheDtype() {
         return model.kvCacheDtype();
     }
 
