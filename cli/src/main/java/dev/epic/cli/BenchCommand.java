@@ -72,6 +72,10 @@ public final class BenchCommand implements Callable<Integer> {
             + "draft kept and with none")
     List<Integer> drafts = List.of();
 
+    @Option(names = "--mtp", description = "--model only: also time batch-1 steps drafting one token with the "
+            + "checkpoint's MTP layer (the check of the draft and the MTP layer's pass for the next)")
+    boolean mtp;
+
     @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
             description = "linear weight format: as stored (auto), bf16, q8 or q4 (default auto; --model only)")
     String weights;
@@ -104,8 +108,9 @@ public final class BenchCommand implements Callable<Integer> {
             return fail(err, "give exactly one of --model DIR (this process) or --target HOST:PORT (a coordinator)");
         }
         if (target != null) {
-            if (!drafts.isEmpty()) {
-                return fail(err, "--drafts is for --model (a coordinator speculates as started: --num-speculative-tokens)");
+            if (!drafts.isEmpty() || mtp) {
+                return fail(err, "--drafts and --mtp are for --model (a coordinator speculates as started: "
+                        + "--num-speculative-tokens, --speculative-method)");
             }
             ClusterBenchmark.Options remote;
             try {
@@ -122,7 +127,7 @@ public final class BenchCommand implements Callable<Integer> {
         try {
             format = WeightFormat.parse(weights);
             kvCacheDtype = kvCache.dtype();
-            options = new Options(List.copyOf(batches), promptLen, gen, chunk, seed, List.copyOf(drafts));
+            options = new Options(List.copyOf(batches), promptLen, gen, chunk, seed, List.copyOf(drafts), mtp);
             if (!Files.isDirectory(model)) {
                 throw new IllegalArgumentException("model directory not found: " + model);
             }
@@ -130,6 +135,10 @@ public final class BenchCommand implements Callable<Integer> {
             return fail(err, e.getMessage());
         }
         try (Checkpoint checkpoint = Checkpoint.open(model)) {
+            if (mtp && checkpoint.config().numNextnPredictLayers() < 1) {
+                return fail(err, "--mtp needs the checkpoint's multi-token-prediction layer, and this one has none "
+                        + "(num_nextn_predict_layers is 0)");
+            }
             loadBefore = ProcessStats.loadAverage();
             long t0 = System.nanoTime();
             Transformer transformer = Transformer.load(checkpoint, format).kvCacheDtype(kvCacheDtype);
@@ -170,6 +179,7 @@ public final class BenchCommand implements Callable<Integer> {
             for (EngineBenchmark.Verify v : r.verify()) {
                 Map<String, Object> e = new LinkedHashMap<>();
                 e.put("drafts", v.drafts());
+                e.put("method", v.mtp() ? "mtp" : "ngram");
                 e.put("step_ms_p50", v.stepMsP50());
                 e.put("step_ms_mean", v.stepMsMean());
                 e.put("tok_s_all_kept", v.tokSAllKept());
@@ -209,8 +219,9 @@ public final class BenchCommand implements Callable<Integer> {
                     d.bytesPerStep() / 1e6, r.rooflineTokS(d), d.tokS() / r.rooflineTokS(d));
         }
         for (EngineBenchmark.Verify v : r.verify()) {
-            out.printf("batch 1, %d drafts a step: %.2f ms a step (p50 %.2f) -> %.1f tok/s with all kept, %.1f with none%n",
-                    v.drafts(), v.stepMsMean(), v.stepMsP50(), v.tokSAllKept(), v.tokSNoneKept());
+            out.printf("batch 1, %d drafts a step%s: %.2f ms a step (p50 %.2f) -> %.1f tok/s with all kept, %.1f with none%n",
+                    v.drafts(), v.mtp() ? " by the MTP layer" : "", v.stepMsMean(), v.stepMsP50(), v.tokSAllKept(),
+                    v.tokSNoneKept());
         }
         out.printf("weights read per token %.1f MB, bandwidth %.1f GB/s -> roofline %.1f tok/s; batch-1 decode at %.0f%%%n",
                 r.bytesPerToken() / 1e6, r.bandwidthGBs(), r.rooflineTokS(), 100 * r.rooflineFraction());

@@ -103,6 +103,10 @@ public final class CoordinatorCommand implements Callable<Integer> {
         };
         Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds);
         Flags.requireNonNegative("--max-context", maxContext);
+        if (remoteAttention && scheduler.options().speculation().mtp()) {
+            throw new IllegalArgumentException(SpeculationFlags.MTP_NEEDS_LOCAL_ATTENTION);
+        }
+        SpeculationFlags.requireMtpLayer(scheduler.options().speculation(), config);
         // A zero or negative gRPC deadline fails every call at once, so the cluster would never answer.
         Flags.requireNonNegative("--drain-ms", drainMs);
         Flags.requirePositive("--expert-deadline-ms", expertDeadlineMs);

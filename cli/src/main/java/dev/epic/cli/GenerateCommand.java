@@ -134,7 +134,10 @@ public final class GenerateCommand implements Callable<Integer> {
             request = request();
             options = SchedulerOptions.defaults().withSpeculation(speculation.lookup());
             kvCacheDtype = kvCache.dtype();
-        } catch (IllegalArgumentException e) {
+            if (source.model != null && options.speculation().mtp()) {
+                SpeculationFlags.requireMtpLayer(options.speculation(), dev.epic.model.config.ModelConfig.load(source.model));
+            }
+        } catch (IllegalArgumentException | dev.epic.model.config.ConfigException e) {
             err.println("epic generate: " + e.getMessage());
             err.flush();
             return LogitsCommand.BAD_INPUT;

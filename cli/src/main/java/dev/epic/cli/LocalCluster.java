@@ -144,6 +144,9 @@ final class LocalCluster implements AutoCloseable {
             if (attentionWorkers < 0) {
                 throw new IllegalArgumentException("--attention-workers must be >= 0, got " + attentionWorkers);
             }
+            if (attentionWorkers > 0 && scheduler.speculation().mtp()) {
+                throw new IllegalArgumentException(SpeculationFlags.MTP_NEEDS_LOCAL_ATTENTION);
+            }
             if (attentionKvCacheMb < 0) {
                 throw new IllegalArgumentException("--kv-cache-mb must be >= 1, got " + attentionKvCacheMb);
             }
@@ -170,6 +173,7 @@ final class LocalCluster implements AutoCloseable {
         int threads = o.workerThreads() > 0 ? o.workerThreads()
                 : Math.max(1, Runtime.getRuntime().availableProcessors() / Math.max(1, workerCount + attentionWorkerCount));
         ModelConfig config = ModelConfig.load(model);
+        SpeculationFlags.requireMtpLayer(o.scheduler().speculation(), config);
         if (config.nRoutedExperts() == null) {
             throw new IllegalArgumentException(model + " is a dense model: there are no experts to put on workers");
         }

@@ -5,10 +5,19 @@ import picocli.CommandLine.Option;
 
 /** Speculative decoding flags (named after vLLM's ngram speculative-config keys). */
 final class SpeculationFlags {
+    static final String MTP_NEEDS_LOCAL_ATTENTION = "--speculative-method mtp needs attention in the coordinator: "
+            + "the MTP layer's KV is one more layer of its caches (draft with ngram when attention runs on workers)";
+
     @Option(names = "--num-speculative-tokens", defaultValue = "0", paramLabel = "K", description = "speculative "
             + "decoding by prompt lookup: up to K tokens drafted from earlier in each sequence are checked in one step; "
             + "the tokens are those that would be chosen without it (default ${DEFAULT-VALUE}: off)")
     int speculativeTokens;
+
+    @Option(names = "--speculative-method", defaultValue = "ngram", paramLabel = "ngram|mtp", description = "how "
+            + "drafts are made: ngram, by prompt lookup (--num-speculative-tokens K); mtp, one token a step by the "
+            + "checkpoint's multi-token-prediction layer (DeepSeek's MTP; attention in the coordinator) "
+            + "(default ${DEFAULT-VALUE})")
+    String method;
 
     @Option(names = "--prompt-lookup-max", defaultValue = "4", paramLabel = "N",
             description = "longest suffix of a sequence looked up to draft from (default ${DEFAULT-VALUE})")
@@ -22,14 +31,32 @@ final class SpeculationFlags {
             description = "no drafts in a step while more than N sequences run (default ${DEFAULT-VALUE}: no limit)")
     int disableByBatchSize;
 
+    /** Refuses MTP drafts for a checkpoint without an MTP layer, before anything starts. */
+    static void requireMtpLayer(PromptLookup lookup, dev.epic.model.config.ModelConfig c) {
+        if (lookup.mtp() && c.numNextnPredictLayers() < 1) {
+            throw new IllegalArgumentException("--speculative-method mtp needs the checkpoint's multi-token-prediction "
+                    + "layer, and this one has none (num_nextn_predict_layers is 0)");
+        }
+    }
+
     PromptLookup lookup() {
         Flags.requireNonNegative("--num-speculative-tokens", speculativeTokens);
+        Flags.requireNonNegative("--speculative-disable-by-batch-size", disableByBatchSize);
+        if ("mtp".equals(method)) {
+            if (speculativeTokens > 1) {
+                throw new IllegalArgumentException("--speculative-method mtp drafts one token a step (the checkpoint's "
+                        + "one MTP layer): --num-speculative-tokens must be 0 or 1, got " + speculativeTokens);
+            }
+            return PromptLookup.mtp(disableByBatchSize);
+        }
+        if (!"ngram".equals(method)) {
+            throw new IllegalArgumentException("--speculative-method must be ngram or mtp, got '" + method + "'");
+        }
         Flags.requirePositive("--prompt-lookup-min", lookupMin);
         if (lookupMax < lookupMin) {
             throw new IllegalArgumentException("--prompt-lookup-max must be >= --prompt-lookup-min (" + lookupMin
                     + "), got " + lookupMax);
         }
-        Flags.requireNonNegative("--speculative-disable-by-batch-size", disableByBatchSize);
         return new PromptLookup(speculativeTokens, lookupMin, lookupMax, disableByBatchSize);
     }
 }

@@ -148,6 +148,7 @@ public final class StatusCommand implements Callable<Integer> {
                 .put("kv_cache_dtype", stats.getKvCacheDtype().isEmpty() ? "fp32" : stats.getKvCacheDtype())
                 .put("preemptions", stats.getPreemptions())
                 .put("num_speculative_tokens", stats.getNumSpeculativeTokens()).put("draft_tokens", stats.getDraftTokens())
+                .put("speculative_method", stats.getSpeculativeMethod())
                 .put("accepted_draft_tokens", stats.getAcceptedDraftTokens());
         if (stats.getPrefixCache()) {
             o.putObject("prefix_cache").put("bytes", stats.getPrefixCacheBytes())
@@ -224,8 +225,10 @@ public final class StatusCommand implements Callable<Integer> {
         if (q.path("num_speculative_tokens").asInt() > 0) {
             long drafted = q.path("draft_tokens").asLong();
             long accepted = q.path("accepted_draft_tokens").asLong();
-            s.append(String.format("%nspeculate  up to %d draft tokens a step (prompt lookup); %d drafted, %d accepted%s",
-                    q.path("num_speculative_tokens").asInt(), drafted, accepted,
+            boolean mtp = "mtp".equals(q.path("speculative_method").asText());
+            s.append(String.format("%nspeculate  up to %d draft tokens a step (%s); %d drafted, %d accepted%s",
+                    q.path("num_speculative_tokens").asInt(), mtp ? "the model's MTP layer" : "prompt lookup",
+                    drafted, accepted,
                     drafted > 0 ? String.format(" (%.0f%%)", 100.0 * accepted / drafted) : ""));
         }
         return s.toString();

@@ -14,7 +14,7 @@ class BenchCommandTest {
     @Test
     void jsonHasTheDocumentedKeys() throws Exception {
         LogitsCommandTest.Run r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--batch", "1,3",
-                "--prompt-len", "8", "--gen", "2", "--weights", "q8", "--drafts", "3", "--kv-cache-dtype", "bf16", "--json");
+                "--prompt-len", "8", "--gen", "2", "--weights", "q8", "--drafts", "3", "--mtp", "--kv-cache-dtype", "bf16", "--json");
         assertEquals(0, r.code(), r.err());
         JsonNode j = JSON.readTree(r.out());
         for (String key : List.of("prefill_tok_s", "decode", "ttft_ms", "rss_mb", "bytes_per_token", "bandwidth_gb_s",
@@ -45,6 +45,11 @@ class BenchCommandTest {
         // Every draft kept, a step gives four tokens; none kept, one: the same step time either way.
         assertEquals(4 * spec.get("tok_s_none_kept").asDouble(), spec.get("tok_s_all_kept").asDouble(), 1e-9);
         assertEquals(1e3 / spec.get("step_ms_mean").asDouble(), spec.get("tok_s_none_kept").asDouble(), 1e-9);
+        assertEquals("ngram", spec.get("method").asText());
+        JsonNode mtp = j.get("speculative").get(1);
+        assertEquals("mtp", mtp.get("method").asText());
+        assertEquals(1, mtp.get("drafts").asInt());
+        assertEquals(2 * mtp.get("tok_s_none_kept").asDouble(), mtp.get("tok_s_all_kept").asDouble(), 1e-9);
         assertTrue(j.get("bytes_per_token").asLong() > 0);
         assertTrue(j.get("roofline_fraction").asDouble() > 0);
     }
@@ -65,7 +70,10 @@ class BenchCommandTest {
         assertTrue(r.err().contains("draft counts must be >= 1"), r.err());
         r = run(new BenchCommand(), "--target", "127.0.0.1:1", "--drafts", "2");
         assertEquals(LogitsCommand.BAD_INPUT, r.code());
-        assertTrue(r.err().contains("--drafts is for --model"), r.err());
+        assertTrue(r.err().contains("--drafts and --mtp are for --model"), r.err());
+        r = run(new BenchCommand(), "--model", testdata("tiny-v3-fp8").toString(), "--mtp");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("num_nextn_predict_layers is 0"), r.err());
         r = run(new BenchCommand(), "--batch", "1");
         assertEquals(LogitsCommand.BAD_INPUT, r.code());
         assertTrue(r.err().contains("exactly one of --model DIR (this process) or --target HOST:PORT"), r.err());

@@ -79,6 +79,24 @@ class CliInputErrorsTest {
     }
 
     @Test
+    void mtpDraftsAreRefusedWhereTheyCannotRun() {
+        String fp8 = Path.of(MODEL).resolveSibling("tiny-v3-fp8").toString(); // no MTP layer
+        refused("epic local: ", "--speculative-method must be ngram or mtp, got 'eagle'", "local", "--model", MODEL,
+                "--speculative-method", "eagle");
+        refused("epic local: ", "--num-speculative-tokens must be 0 or 1, got 3", "local", "--model", MODEL,
+                "--speculative-method", "mtp", "--num-speculative-tokens", "3");
+        refused("epic local: ", "needs attention in the coordinator", "local", "--model", MODEL,
+                "--speculative-method", "mtp", "--attention-workers", "1");
+        refused("epic coordinator: ", "needs attention in the coordinator", "coordinator", "--model", MODEL,
+                "--zk", "127.0.0.1:1", "--remote-attention", "--speculative-method", "mtp");
+        refused("epic local: ", "num_nextn_predict_layers is 0", "local", "--model", fp8, "--speculative-method", "mtp");
+        refused("epic coordinator: ", "num_nextn_predict_layers is 0", "coordinator", "--model", fp8,
+                "--zk", "127.0.0.1:1", "--speculative-method", "mtp");
+        refused("epic generate: ", "num_nextn_predict_layers is 0", "generate", "--model", fp8, "--prompt", "x",
+                "--speculative-method", "mtp");
+    }
+
+    @Test
     void synthIntoARegularFileIsRefused(@TempDir Path tmp) throws Exception {
         Path file = Files.writeString(tmp.resolve("plain-file"), "x");
         refused("epic synth: ", "plain-file", "synth", "--config", "tiny-v3", "--out", file.toString());

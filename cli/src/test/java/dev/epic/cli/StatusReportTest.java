@@ -69,6 +69,10 @@ class StatusReportTest {
         String summary = StatusCommand.summary(report);
         assertTrue(summary.contains("speculate  up to 4 draft tokens a step (prompt lookup); 200 drafted, 150 accepted (75%)"),
                 summary);
+        String mtp = StatusCommand.summary(StatusCommand.report(info, StatsResponse.newBuilder().setNumSpeculativeTokens(1)
+                .setSpeculativeMethod("mtp").setDraftTokens(10).setAcceptedDraftTokens(8).build(), "SERVING"));
+        assertTrue(mtp.contains("speculate  up to 1 draft tokens a step (the model's MTP layer); 10 drafted, 8 accepted (80%)"),
+                mtp);
         String off = StatusCommand.summary(StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING"));
         assertTrue(!off.contains("speculate"), off);
     }

@@ -4,6 +4,7 @@ import dev.epic.coordinator.api.GenerationServiceImpl;
 import dev.epic.coordinator.api.MalformedRequests;
 import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.coordinator.metrics.ServingMetrics;
+import dev.epic.coordinator.scheduler.PromptLookup;
 import dev.epic.coordinator.scheduler.Scheduler;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.proto.GenerationServiceGrpc;
@@ -100,9 +101,12 @@ public final class CoordinatorServer implements AutoCloseable {
             // Only a dead engine thread is fixed by a restart; missing workers and draining are not.
             health.setStatus(WorkerServer.LIVENESS, scheduler.failed() ? ServingStatus.NOT_SERVING : ServingStatus.SERVING);
         }, 0, 1, TimeUnit.SECONDS);
+        PromptLookup drafts = options.speculation();
         log.info("coordinator serving {} ({}) on {}:{}: max-batch {}, max-queue {}, prefill budget {} tokens, "
-                        + "context {}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),
-                options.maxBatch(), options.maxQueue(), options.prefillBudget(), model.maxContext());
+                        + "context {}{}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),
+                options.maxBatch(), options.maxQueue(), options.prefillBudget(), model.maxContext(),
+                drafts.mtp() ? ", drafts by the MTP layer" : drafts.enabled() ? ", up to " + drafts.tokens()
+                        + " drafts a step by prompt lookup" : "");
         return new CoordinatorServer(server, scheduler, health, check, host);
     }
 

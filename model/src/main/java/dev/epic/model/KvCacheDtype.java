@@ -26,7 +26,12 @@ public enum KvCacheDtype {
 
     /** Bytes one position takes in every layer: latent and rope key. */
     public long bytesPerPosition(ModelConfig c) {
-        return (long) c.numHiddenLayers() * (c.kvLoraRank() + c.qkRopeHeadDim()) * bytes;
+        return bytesPerPosition(c, c.numHiddenLayers());
+    }
+
+    /** Bytes one position takes in {@code layers} layers (the decoder's, with the MTP layer's when it drafts). */
+    public long bytesPerPosition(ModelConfig c, int layers) {
+        return (long) layers * (c.kvLoraRank() + c.qkRopeHeadDim()) * bytes;
     }
 
     /** The name on the command line and in worker announcements: "fp32" or "bf16". */

@@ -5,6 +5,7 @@ import dev.epic.model.attention.ExternalAttention;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.layers.DecoderLayer;
+import dev.epic.model.layers.Mtp;
 import dev.epic.model.layers.RmsNorm;
 import dev.epic.model.layers.Rope;
 import dev.epic.model.layers.SequenceRows;
@@ -24,7 +25,8 @@ import java.util.Set;
  * The DeepSeek-V3 decoder in fp32: embedding, {@code num_hidden_layers} blocks, final RMSNorm,
  * lm_head. A step runs any mix of prefill chunks and decode tokens of different sequences together:
  * linears see all rows at once and every MoE layer makes one {@link RoutedExperts#forward} call
- * per step. The multi-token-prediction layer is not part of inference and never loaded.
+ * per step. The multi-token-prediction layer is not part of inference: it is loaded only to draft
+ * tokens for speculative decoding ({@link #enableMtp}).
  *
  * <p>Thread safety: the model holds no per-step state (all buffers are local to a step), so steps
  * over disjoint caches may run concurrently; one cache must not be in two concurrent steps.
@@ -36,6 +38,10 @@ public final class Transformer {
     private final RmsNorm norm;
     private final Matrix lmHead;
     private final ExternalAttention external;
+    private final WeightSource weights;
+    private final Rope rope;
+    /** The multi-token-prediction module when drafting with it; its KV is one more cache layer. */
+    private volatile Mtp mtp;
     /** How this process's caches store positions; set before serving (attention workers have their own flag). */
     private volatile KvCacheDtype kvCacheDtype = KvCacheDtype.FP32;
 
@@ -50,9 +56,10 @@ public final class Transformer {
     public Transformer(ModelConfig c, WeightSource w, RoutedExperts experts, ExternalAttention external) {
         this.config = c;
         this.external = external;
+        this.weights = w;
         int hidden = c.hiddenSize();
         this.embed = w.matrix("model.embed_tokens.weight", c.vocabSize(), hidden);
-        Rope rope = Yarn.rope(c);
+        this.rope = Yarn.rope(c);
         for (int i = 0; i < c.numHiddenLayers(); i++) {
             layers.add(new DecoderLayer(c, w, i, rope, experts, external));
         }
@@ -142,12 +149,39 @@ public final class Transformer {
         return config;
     }
 
+    /**
+     * Loads the checkpoint's multi-token-prediction layer to draft with (see {@link Mtp}); caches made
+     * from now on hold its KV as one more layer. Set before serving. Its attention runs here, so
+     * attention workers are refused.
+     */
+    public Transformer enableMtp() {
+        if (external != null) {
+            throw new IllegalArgumentException("drafting with the MTP layer needs attention in the coordinator; "
+                    + "with attention workers, draft by prompt lookup (ngram)");
+        }
+        if (mtp == null) {
+            mtp = new Mtp(config, weights, rope);
+        }
+        return this;
+    }
+
+    /** The multi-token-prediction module, or null when it does not draft. */
+    public Mtp mtp() {
+        return mtp;
+    }
+
+    /** Layers a sequence's cache holds: the decoder's, and the MTP layer's when it drafts. */
+    public int cacheLayers() {
+        return config.numHiddenLayers() + (mtp != null ? 1 : 0);
+    }
+
     /** A fresh, empty cache for one sequence (on an attention worker when attention is external). */
     public KvCache newCache() {
         if (external != null) {
             return external.newCache();
         }
-        return HeapKvCache.forModel(config, kvCacheDtype);
+        return new HeapKvCache(cacheLayers(), config.kvLoraRank(), config.qkRopeHeadDim(),
+                config.maxPositionEmbeddings(), kvCacheDtype);
     }
 
     /**
@@ -169,7 +203,7 @@ public final class Transformer {
 
     /** Bytes one position of a sequence's cache takes, every layer: what KV budgets count. */
     public long kvBytesPerPosition() {
-        return kvCacheDtype().bytesPerPosition(config);
+        return kvCacheDtype().bytesPerPosition(config, cacheLayers());
     }
 
     public List<float[]> step(List<SequenceChunk> chunks) {
@@ -181,6 +215,21 @@ public final class Transformer {
      * [length x vocab] when the chunk asked for all positions. Each chunk's cache grows to start + length.
      */
     public List<float[]> step(List<SequenceChunk> chunks, ForwardObserver observer) {
+        return run(chunks, observer, false).logits();
+    }
+
+    /**
+     * A step's logits (as {@link #step}) and the final hidden state of every row after the final norm,
+     * [rows x hidden] in the chunks' order: what lm_head multiplies, and what the MTP layer reads.
+     */
+    public record Output(List<float[]> logits, float[] hidden) {}
+
+    /** {@link #step}, keeping every row's normalised final hidden state. */
+    public Output stepWithHidden(List<SequenceChunk> chunks) {
+        return run(chunks, ForwardObserver.NONE, true);
+    }
+
+    private Output run(List<SequenceChunk> chunks, ForwardObserver observer, boolean keepHidden) {
         List<SequenceRows> sequences = plan(chunks);
         int rows = 0;
         for (SequenceChunk ch : chunks) {
@@ -205,11 +254,21 @@ public final class Transformer {
             wanted += chunks.get(i).allLogits() ? sequences.get(i).length() : 1;
         }
         float[] x = new float[wanted * hidden];
+        float[] normed = null;
+        if (keepHidden) {
+            normed = new float[rows * hidden];
+            norm.apply(h, normed, rows);
+        }
         int j = 0;
         for (int i = 0; i < chunks.size(); i++) {
             SequenceRows s = sequences.get(i);
             int n = chunks.get(i).allLogits() ? s.length() : 1;
-            norm.apply(h, hidden, (s.firstRow() + s.length() - n) * hidden, x, hidden, j * hidden, n);
+            int from = (s.firstRow() + s.length() - n) * hidden;
+            if (normed != null) {
+                System.arraycopy(normed, from, x, j * hidden, n * hidden);
+            } else {
+                norm.apply(h, hidden, from, x, hidden, j * hidden, n);
+            }
             j += n;
         }
         int vocab = config.vocabSize();
@@ -224,7 +283,7 @@ public final class Transformer {
             j += n;
             ch.cache().setLength(ch.start() + ch.tokens().length);
         }
-        return logits;
+        return new Output(logits, normed);
     }
 
     /** Validates the chunks and lays their tokens out as consecutive rows. */

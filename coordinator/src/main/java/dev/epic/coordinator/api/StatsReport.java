@@ -37,6 +37,7 @@ final class StatsReport {
                 .setWaiting(scheduler.waiting())
                 .setPreemptions(scheduler.preemptions())
                 .setNumSpeculativeTokens(scheduler.options().speculation().tokens())
+                .setSpeculativeMethod(scheduler.options().speculation().mtp() ? "mtp" : "ngram")
                 .setDraftTokens(scheduler.draftTokens())
                 .setAcceptedDraftTokens(scheduler.acceptedDrafts())
                 .setKvCacheBytes(scheduler.kvCacheBytes())

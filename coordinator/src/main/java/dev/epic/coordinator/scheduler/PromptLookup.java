@@ -12,13 +12,24 @@ package dev.epic.coordinator.scheduler;
  * @param maxBusy no drafts in a step while more sequences than this are running (vLLM's
  *                disable_by_batch_size): a large batch already fills the kernels, and drafts that are
  *                not kept then cost throughput; 0 = no limit
+ * @param mtp     draft with the model's multi-token-prediction layer instead (vLLM's deepseek_mtp
+ *                method): one token a step, what the MTP layer predicts after the pending token
  */
-public record PromptLookup(int tokens, int minN, int maxN, int maxBusy) {
+public record PromptLookup(int tokens, int minN, int maxN, int maxBusy, boolean mtp) {
     public static final PromptLookup OFF = new PromptLookup(0, 1, 1);
 
     /** No batch-size limit. */
     public PromptLookup(int tokens, int minN, int maxN) {
         this(tokens, minN, maxN, 0);
+    }
+
+    public PromptLookup(int tokens, int minN, int maxN, int maxBusy) {
+        this(tokens, minN, maxN, maxBusy, false);
+    }
+
+    /** Drafts by the MTP layer: one token a step, none while more than {@code maxBusy} sequences run (0: no limit). */
+    public static PromptLookup mtp(int maxBusy) {
+        return new PromptLookup(1, 1, 1, maxBusy, true);
     }
 
     public PromptLookup {
@@ -27,6 +38,10 @@ public record PromptLookup(int tokens, int minN, int maxN, int maxBusy) {
         }
         if (tokens < 0) {
             throw new IllegalArgumentException("speculative tokens must be >= 0, got " + tokens);
+        }
+        if (mtp && tokens != 1) {
+            throw new IllegalArgumentException("the MTP layer drafts one token a step, not " + tokens
+                    + " (DeepSeek's checkpoints have one MTP layer)");
         }
         if (minN < 1 || maxN < minN) {
             throw new IllegalArgumentException("prompt lookup needs 1 <= min <= max, got min " + minN + ", max " + maxN);

@@ -3,6 +3,7 @@ package dev.epic.coordinator.scheduler;
 import dev.epic.coordinator.attention.AttentionUnavailableException;
 import dev.epic.coordinator.experts.DispatchStats;
 import dev.epic.kernels.Parallel;
+import dev.epic.kernels.VectorOps;
 import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvCacheDtype;
 import dev.epic.model.KvCache;
@@ -10,6 +11,7 @@ import dev.epic.model.KvPool;
 import dev.epic.model.PrefixStore;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
+import dev.epic.model.layers.Mtp;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -69,6 +71,9 @@ public final class Scheduler implements AutoCloseable {
     private long departures;                                           // engine thread only: sequences that left the batch
     private volatile int preemptedCount;
     private volatile long preemptions;
+    /** With MTP drafting, within a step: blocks to keep once its MTP layer has run, and the sequences that ended. */
+    private final List<Keep> toKeep = new ArrayList<>();
+    private final Set<Slot> finishedThisStep = Collections.newSetFromMap(new IdentityHashMap<>());
     private volatile long draftTokens;    // speculative tokens fed (engine thread writes)
     private volatile long acceptedDrafts; // of those, the ones chosen
     private final Thread engine;
@@ -94,15 +99,19 @@ public final class Scheduler implements AutoCloseable {
         this(model, options, () -> null);
     }
 
-    /** @param expertStats totals of the remote experts, read at the end of every step (returns null for local experts) */
+    /**
+     * @param expertStats totals of the remote experts, read at the end of every step (returns null for local experts)
+     *                    With MTP drafts ({@link PromptLookup#mtp}) the model's MTP layer is loaded here, before
+     *                    any cache is made ({@link Transformer#enableMtp}).
+     */
     public Scheduler(Transformer model, SchedulerOptions options, Supplier<DispatchStats.Snapshot> expertStats) {
-        this.model = model;
+        this.model = options.speculation().mtp() ? model.enableMtp() : model;
         this.options = options;
         this.expertStats = expertStats;
         long prefixBytes = options.prefixCacheBytes();
         this.prefixCache = prefixBytes <= 0 ? null
                 : model.attentionIsExternal() ? model.externalPrefixStore(prefixBytes)
-                : new PrefixCache(prefixBytes, model.config().numHiddenLayers(), model.config().kvLoraRank(),
+                : new PrefixCache(prefixBytes, model.cacheLayers(), model.config().kvLoraRank(),
                         model.config().qkRopeHeadDim(), model.kvCacheDtype());
         if (prefixBytes > 0 && prefixCache == null) {
             log.info("prefix cache off: the KV caches live where prefixes cannot be kept");
@@ -277,7 +286,8 @@ public final class Scheduler implements AutoCloseable {
                 }
                 boolean draft = options.speculation().draftsAt(active.size());
                 for (Slot s : active) {
-                    s.drafts = draft && s.task.verifiesDrafts() ? s.propose(options.speculation()) : Slot.NONE;
+                    s.drafts = !draft || !s.task.verifiesDrafts() ? Slot.NONE
+                            : options.speculation().mtp() ? s.proposeMtp() : s.propose(options.speculation());
                 }
                 makeRoom();
                 if (!active.isEmpty()) { // every cache that had to grow may have failed to
@@ -770,9 +780,16 @@ public final class Scheduler implements AutoCloseable {
             }
         }
         List<float[]> logits;
+        float[] hidden = null; // with MTP drafting: every row's final hidden state, for its layer
         long t0 = System.nanoTime();
         try {
-            logits = model.step(chunks);
+            if (options.speculation().mtp()) {
+                Transformer.Output out = model.stepWithHidden(chunks);
+                logits = out.logits();
+                hidden = out.hidden();
+            } else {
+                logits = model.step(chunks);
+            }
         } catch (AttentionUnavailableException e) {
             // Sequences whose attention cannot go on end, each with its own status; the step runs
             // again for the rest next time (same positions: their caches are simply written again).
@@ -842,7 +859,7 @@ public final class Scheduler implements AutoCloseable {
             if (s.prefilling()) {
                 s.fed += lengths[i];
                 if (!s.prefilling() && prefixCache != null) {
-                    prefixCache.store(s.feed, s.cache);
+                    keep(s.feed, s.cache);
                 }
             } else {
                 s.addGenerated(s.next); // now in the cache
@@ -873,7 +890,79 @@ public final class Scheduler implements AutoCloseable {
                 s.next = next;
             }
         }
+        if (hidden != null) {
+            try {
+                draftWithMtp(slots, chunks, hidden);
+                for (Keep k : toKeep) {
+                    prefixCache.store(k.tokens(), k.cache());
+                }
+            } finally {
+                toKeep.clear();
+                finishedThisStep.clear();
+            }
+        }
         publishActive();
+    }
+
+    /**
+     * With MTP drafting, after the step's choices: the MTP layer takes every position the step kept,
+     * with the token that now follows it (the next fed, a kept draft, or the token just chosen), so its
+     * cache layer is as complete as the others; each decoding sequence's last row gives its draft for
+     * the next step, the MTP logits' argmax (as vLLM and SGLang draft). A sequence that ended in the
+     * step has its positions but the last taken too, for the blocks it leaves in the prefix cache.
+     */
+    private void draftWithMtp(List<Slot> slots, List<SequenceChunk> chunks, float[] hidden) {
+        boolean drafting = options.speculation().draftsAt(active.size());
+        List<Mtp.Chunk> work = new ArrayList<>(slots.size());
+        List<Slot> drafted = new ArrayList<>(slots.size());
+        int row = 0;
+        for (int i = 0; i < slots.size(); i++) {
+            Slot s = slots.get(i);
+            SequenceChunk ch = chunks.get(i);
+            int firstRow = row;
+            row += ch.tokens().length;
+            s.mtpDraft = -1;
+            boolean running = active.contains(s);
+            if (!running && !finishedThisStep.contains(s)) {
+                continue; // failed in this step
+            }
+            int kept = s.cache.length() - ch.start();
+            int rows = running ? kept : kept - 1; // an ended sequence's last token has nothing after it
+            if (rows == 0) {
+                continue;
+            }
+            int[] after = new int[rows];
+            System.arraycopy(ch.tokens(), 1, after, 0, Math.min(rows, kept - 1));
+            if (running) {
+                after[rows - 1] = s.prefilling() ? s.feed[s.fed] : s.next;
+            }
+            boolean logits = running && drafting && !s.prefilling() && s.task.verifiesDrafts();
+            work.add(new Mtp.Chunk(s.cache, ch.start(), after, hidden, firstRow, logits));
+            drafted.add(s);
+        }
+        if (work.isEmpty()) {
+            return;
+        }
+        List<float[]> out;
+        try {
+            out = model.mtp().step(work);
+        } catch (RuntimeException | OutOfMemoryError e) {
+            // Not one sequence's doing either: those whose MTP layer could not run end as a failed step's do.
+            log.warn("MTP drafting over {} sequence(s) failed: {}", drafted.size(), e.toString());
+            toKeep.clear(); // their MTP layer is not complete
+            for (Slot s : drafted) {
+                if (active.contains(s)) {
+                    retire(s);
+                    s.task.onFailure(e);
+                }
+            }
+            return;
+        }
+        for (int i = 0; i < drafted.size(); i++) {
+            if (out.get(i) != null) {
+                drafted.get(i).mtpDraft = VectorOps.argmax(out.get(i));
+            }
+        }
     }
 
     /**
@@ -940,11 +1029,31 @@ public final class Scheduler implements AutoCloseable {
      * prompt repeats this one and, re-rendered, usually the answer) starts from them.
      */
     private void keepPrefix(Slot s) {
-        if (prefixCache == null || s.generatedCount() == 0) {
+        if (prefixCache == null) {
             return;
         }
-        prefixCache.store(s.sequence(), s.cache);
+        if (options.speculation().mtp()) {
+            finishedThisStep.add(s); // its MTP layer takes this step's positions first, for the blocks kept
+        }
+        if (s.generatedCount() > 0) {
+            keep(s.sequence(), s.cache);
+        }
     }
+
+    /**
+     * Keeps {@code tokens}' blocks in the prefix cache. With MTP drafting that waits until the step's
+     * MTP layer has run ({@link #draftWithMtp}), and the last position stays out: its MTP entry needs
+     * the token after it.
+     */
+    private void keep(int[] tokens, KvCache cache) {
+        if (options.speculation().mtp()) {
+            toKeep.add(new Keep(Arrays.copyOf(tokens, tokens.length - 1), cache));
+        } else {
+            prefixCache.store(tokens, cache);
+        }
+    }
+
+    private record Keep(int[] tokens, KvCache cache) {}
 
     /** The sequence leaves its batch slot: its cache goes (on an attention worker, it is released there). */
     private void retire(Slot s) {

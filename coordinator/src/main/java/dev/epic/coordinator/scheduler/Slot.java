@@ -19,6 +19,7 @@ final class Slot {
     private int[] tokens;   // the prompt, then what was generated and fed after it
     private int length;
     int[] drafts = NONE;    // speculative tokens fed after next in this step
+    int mtpDraft = -1;      // the MTP layer's draft to follow next, or -1
     boolean resumed;        // joined again after a preemption
     /** Attention workers: rejoins once more than this many sequences have left (finished, failed or cancelled). */
     long rejoinAfter = -1;
@@ -70,6 +71,12 @@ final class Slot {
         return lookup.propose(tokens, length + 1, room);
     }
 
+    /** The MTP layer's draft to follow {@link #next}, when it made one and the cache has room for it. */
+    int[] proposeMtp() {
+        int room = maxPositions - cache.length() - 1;
+        return prefilling() || next < 0 || room <= 0 || mtpDraft < 0 ? NONE : new int[] {mtpDraft};
+    }
+
     boolean prefilling() {
         return fed < feed.length;
     }
@@ -104,6 +111,7 @@ final class Slot {
             feed = all;
         }
         drafts = NONE;
+        mtpDraft = -1;
         resumed |= fed > 0 || generatedCount() > 0; // one that never ran joins as new
         release();
         fed = 0;

@@ -8,6 +8,7 @@ import dev.epic.model.KvCache;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.Transformer;
 import dev.epic.model.config.ModelConfig;
+import dev.epic.model.layers.Mtp;
 import dev.epic.model.layers.Routing;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -30,10 +31,19 @@ public final class EngineBenchmark {
 
     private static final Logger log = LoggerFactory.getLogger(EngineBenchmark.class);
 
-    /** @param drafts draft counts whose batch-1 verification steps are timed (speculative decoding); may be empty */
-    public record Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed, List<Integer> drafts) {
+    /**
+     * @param drafts draft counts whose batch-1 verification steps are timed (speculative decoding); may be empty
+     * @param mtp    also time batch-1 steps that draft with the checkpoint's MTP layer (one draft, and the MTP
+     *               layer's pass that makes the next)
+     */
+    public record Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed, List<Integer> drafts,
+            boolean mtp) {
         public Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed) {
             this(batches, promptLen, gen, chunk, seed, List.of());
+        }
+
+        public Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed, List<Integer> drafts) {
+            this(batches, promptLen, gen, chunk, seed, drafts, false);
         }
 
         public Options {
@@ -57,9 +67,14 @@ public final class EngineBenchmark {
 
     /**
      * Batch-1 speculative decoding: a step that feeds the pending token and {@code drafts} drafts and
-     * returns the logits of all of them. Every draft kept, it yields drafts + 1 tokens; none kept, one.
+     * returns the logits of all of them (with {@code mtp}, then runs the MTP layer for the next draft).
+     * Every draft kept, it yields drafts + 1 tokens; none kept, one.
      */
-    public record Verify(int drafts, double stepMsP50, double stepMsMean) {
+    public record Verify(int drafts, double stepMsP50, double stepMsMean, boolean mtp) {
+        public Verify(int drafts, double stepMsP50, double stepMsMean) {
+            this(drafts, stepMsP50, stepMsMean, false);
+        }
+
         public double tokSAllKept() {
             return (drafts + 1) * 1e3 / stepMsMean;
         }
@@ -102,6 +117,9 @@ public final class EngineBenchmark {
             throw new IllegalArgumentException("prompt-len + gen exceeds max_position_embeddings "
                     + model.config().maxPositionEmbeddings());
         }
+        if (o.mtp()) {
+            model.enableMtp(); // before any cache is made: its KV is one more layer
+        }
         SplittableRandom random = new SplittableRandom(o.seed());
         int[] prompt = random.ints(o.promptLen(), 2, vocab).toArray();
 
@@ -113,7 +131,10 @@ public final class EngineBenchmark {
             decode(model, warm, prompt.length, b, Math.min(Math.max(3, Math.ceilDiv(32, b)), o.gen()), random);
         }
         for (int k : o.drafts()) {
-            verify(model, warm, prompt.length, k, Math.min(8, o.gen()), random);
+            verify(model, warm, prompt.length, k, Math.min(8, o.gen()), random, false);
+        }
+        if (o.mtp()) {
+            verify(model, warm, prompt.length, 1, Math.min(8, o.gen()), random, true);
         }
 
         // Prefill: best of three passes (llama.cpp's figures are best passes too); the last cache is
@@ -139,11 +160,15 @@ public final class EngineBenchmark {
         }
         List<Verify> verifies = new ArrayList<>();
         for (int k : o.drafts()) {
-            Verify v = verify(model, cache, prompt.length, k, o.gen(), random);
-            log.info("bench: batch 1 with {} drafts: step {} ms, {} tok/s all kept, {} none kept", k,
-                    String.format("%.2f", v.stepMsMean()), String.format("%.1f", v.tokSAllKept()),
-                    String.format("%.1f", v.tokSNoneKept()));
-            verifies.add(v);
+            verifies.add(verify(model, cache, prompt.length, k, o.gen(), random, false));
+        }
+        if (o.mtp()) {
+            verifies.add(verify(model, cache, prompt.length, 1, o.gen(), random, true));
+        }
+        for (Verify v : verifies) {
+            log.info("bench: batch 1 with {} drafts{}: step {} ms, {} tok/s all kept, {} none kept", v.drafts(),
+                    v.mtp() ? " by the MTP layer" : "", String.format("%.2f", v.stepMsMean()),
+                    String.format("%.1f", v.tokSAllKept()), String.format("%.1f", v.tokSNoneKept()));
         }
         // Measured last: run first, the probe's 256 MiB pass left the kernel pool measurably slower for
         // the decode that followed (q4 batch 1: 12 -> 20 ms/token), so it would skew the numbers it judges.
@@ -206,14 +231,16 @@ public final class EngineBenchmark {
      * {@code steps} batch-1 verification steps: the pending token and {@code drafts} random drafts, the
      * logits of every position, the argmax of each row (a greedy check). The cache then keeps one
      * position, as when no draft is kept; the attention over one position more or less costs nothing
-     * next to the weights, so the step time holds for any share kept.
+     * next to the weights, so the step time holds for any share kept. With {@code mtp} the one draft is
+     * the MTP layer's, which runs after each check over the position kept, as the scheduler runs it.
      */
     private static Verify verify(Transformer model, KvCache prefix, int len, int drafts, int steps,
-            SplittableRandom random) {
+            SplittableRandom random, boolean mtp) {
         int vocab = model.config().vocabSize();
         KvCache cache = copy(model, prefix, len, len + steps + drafts);
         double[] stepMs = new double[steps];
         int next = random.nextInt(2, vocab);
+        int draft = 0;
         long start = System.nanoTime();
         for (int k = 0; k < steps; k++) {
             int[] feed = new int[drafts + 1];
@@ -221,17 +248,26 @@ public final class EngineBenchmark {
             for (int j = 1; j <= drafts; j++) {
                 feed[j] = random.nextInt(2, vocab);
             }
+            if (mtp && k > 0) {
+                feed[1] = draft;
+            }
             long t = System.nanoTime();
-            float[] rows = model.step(List.of(new SequenceChunk(cache, feed, len + k, true))).getFirst();
+            List<SequenceChunk> chunk = List.of(new SequenceChunk(cache, feed, len + k, true));
+            Transformer.Output out = mtp ? model.stepWithHidden(chunk) : new Transformer.Output(model.step(chunk), null);
+            float[] rows = out.logits().getFirst();
             for (int j = drafts; j >= 0; j--) {
                 next = VectorOps.argmax(Arrays.copyOfRange(rows, j * vocab, (j + 1) * vocab));
             }
             cache.setLength(len + k + 1);
+            if (mtp) {
+                draft = VectorOps.argmax(model.mtp().step(List.of(new Mtp.Chunk(cache, len + k, new int[] {next},
+                        out.hidden(), 0, true))).getFirst());
+            }
             stepMs[k] = (System.nanoTime() - t) / 1e6;
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         Arrays.sort(stepMs);
-        return new Verify(drafts, percentile(stepMs, 0.50), seconds * 1e3 / steps);
+        return new Verify(drafts, percentile(stepMs, 0.50), seconds * 1e3 / steps, mtp);
     }
 
     /** Counts each MoE layer's distinct experts in one step. */
@@ -272,7 +308,7 @@ public final class EngineBenchmark {
         dst.reserve(capacity);
         float[] lat = new float[len * rank];
         float[] pe = new float[len * rope];
-        for (int layer = 0; layer < model.config().numHiddenLayers(); layer++) {
+        for (int layer = 0; layer < model.cacheLayers(); layer++) {
             src.read(layer, len, lat, pe);
             for (int p = 0; p < len; p++) {
                 dst.write(layer, p, lat, p * rank, pe, p * rope);

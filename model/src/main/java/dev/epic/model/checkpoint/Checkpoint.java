@@ -73,7 +73,7 @@ public final class Checkpoint implements WeightSource, AutoCloseable {
         Checkpoint c = new Checkpoint(dir, config, weightMap);
         long mtp = weightMap.keySet().stream().filter(c::isMtpTensor).count();
         log.info("checkpoint {}: {} tensors in {} file(s){}", dir, weightMap.size(),
-                Set.copyOf(weightMap.values()).size(), mtp > 0 ? ", skipping " + mtp + " MTP tensors" : "");
+                Set.copyOf(weightMap.values()).size(), mtp > 0 ? ", " + mtp + " of them the MTP layer's (read only to draft with it)" : "");
         return c;
     }
 
@@ -122,7 +122,7 @@ public final class Checkpoint implements WeightSource, AutoCloseable {
         return config;
     }
 
-    /** All tensor names (including MTP tensors, which the engine ignores). */
+    /** All tensor names (including MTP tensors, which only the MTP drafter reads). */
     public Set<String> tensorNames() {
         return weightMap.keySet();
     }
@@ -152,9 +152,6 @@ public final class Checkpoint implements WeightSource, AutoCloseable {
         String file = weightMap.get(name);
         if (file == null) {
             throw new CheckpointException(dir + ": missing tensor '" + name + "' (not in the checkpoint's weight map)");
-        }
-        if (isMtpTensor(name)) {
-            throw new CheckpointException(dir + ": tensor '" + name + "' belongs to the MTP layer, which inference skips");
         }
         SafetensorsFile shard = shards.computeIfAbsent(file, f -> {
             log.debug("mapping shard {}", f);

@@ -37,15 +37,16 @@ public final class LocalExperts implements RoutedExperts {
     private final Map<Integer, Mlp[]> byLayer = new HashMap<>();
 
     public LocalExperts(ModelConfig c, WeightSource w, Placement placement) {
+        this(c, w, placement, java.util.stream.IntStream.range(0, c.numHiddenLayers()).filter(c::isMoeLayer).toArray());
+    }
+
+    private LocalExperts(ModelConfig c, WeightSource w, Placement placement, int[] layers) {
         if (c.nRoutedExperts() == null) {
             throw new IllegalArgumentException("model has no routed experts (n_routed_experts is null)");
         }
         this.hidden = c.hiddenSize();
         this.experts = c.nRoutedExperts();
-        for (int layer = 0; layer < c.numHiddenLayers(); layer++) {
-            if (!c.isMoeLayer(layer)) {
-                continue;
-            }
+        for (int layer : layers) {
             Mlp[] mlps = new Mlp[experts];
             for (int e = 0; e < experts; e++) {
                 if (placement.hosts(layer, e)) {
@@ -60,6 +61,11 @@ public final class LocalExperts implements RoutedExperts {
     /** All experts of all MoE layers. */
     public static LocalExperts all(ModelConfig c, WeightSource w) {
         return new LocalExperts(c, w, Placement.all());
+    }
+
+    /** All experts of one layer (the multi-token-prediction layer's, past the decoder's). */
+    public static LocalExperts layer(ModelConfig c, WeightSource w, int layer) {
+        return new LocalExperts(c, w, Placement.all(), new int[] {layer});
     }
 
     /** The given expert ids in every MoE layer. */

@@ -25,7 +25,7 @@ class CheckpointTest {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     @Test
-    void mapsShardsLazilyAndSkipsMtp() {
+    void mapsShardsLazilyAndKnowsMtpTensors() {
         try (Checkpoint c = Checkpoint.open(TestData.model("tiny-v3"))) {
             assertEquals(0, c.mappedShards());
             Matrix q = c.matrix("model.layers.0.self_attn.q_a_proj.weight", 48, 64);
@@ -34,8 +34,8 @@ class CheckpointTest {
             assertTrue(c.isMtpTensor("model.layers.4.enorm.weight"));
             assertTrue(c.contains("model.layers.4.enorm.weight"));
             assertTrue(!c.isMtpTensor("model.layers.3.input_layernorm.weight"));
-            expect(() -> c.vector("model.layers.4.enorm.weight", 64), "MTP");
             assertEquals(1, c.mappedShards());
+            assertEquals(64, c.vector("model.layers.4.enorm.weight", 64).length); // read when drafting with it
         }
     }
 

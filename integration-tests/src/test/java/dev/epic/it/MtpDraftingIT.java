@@ -1,0 +1,58 @@
+package dev.epic.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.model.Golden;
+import dev.epic.model.TestData;
+import dev.epic.proto.GenerateRequest;
+import dev.epic.proto.GenerateResponse;
+import dev.epic.proto.GenerationServiceGrpc;
+import dev.epic.proto.SamplingParams;
+import dev.epic.proto.StatsRequest;
+import dev.epic.proto.StatsResponse;
+import dev.epic.proto.TokenIds;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * {@code epic local --speculative-method mtp}, real processes: the coordinator drafts with the
+ * checkpoint's MTP layer (its experts in the coordinator, the decoder's on two expert workers), and
+ * the greedy tokens are DeepSeek's reference tokens, as without drafts.
+ */
+@Timeout(value = 180, unit = TimeUnit.SECONDS)
+class MtpDraftingIT {
+    @Test
+    void greedyTokensThroughAClusterDraftingWithMtpAreTheReferenceTokens() throws Exception {
+        List<Golden.Prompt> prompts = Golden.of("tiny-v3").prompts();
+        try (EpicLocal cluster = EpicLocal.start("mtp-drafts", "--model", TestData.model("tiny-v3").toString(),
+                "--expert-workers", "2", "--speculative-method", "mtp")) {
+            var api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
+            int generated = 0;
+            for (int p = 0; p < 3; p++) {
+                Golden.Prompt g = prompts.get(p);
+                TokenIds.Builder ids = TokenIds.newBuilder();
+                IntStream.of(g.tokens()).forEach(ids::addIds);
+                GenerateRequest req = GenerateRequest.newBuilder().setTokenIds(ids)
+                        .setSampling(SamplingParams.newBuilder().setTemperature(0).setIgnoreEos(true)
+                                .setMaxTokens(g.greedyTokens().length))
+                        .build();
+                List<Integer> tokens = new ArrayList<>();
+                api.withDeadlineAfter(60, TimeUnit.SECONDS).generate(req)
+                        .forEachRemaining((GenerateResponse r) -> tokens.addAll(r.getTokenIdsList()));
+                assertEquals(Arrays.stream(g.greedyTokens()).boxed().toList(), tokens, "prompt " + p);
+                generated += tokens.size();
+            }
+            StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
+            assertEquals("mtp", stats.getSpeculativeMethod());
+            assertEquals(1, stats.getNumSpeculativeTokens());
+            // A draft each step after the first token of each request (the steps a kept draft saves excepted).
+            assertEquals(generated - 3, stats.getDraftTokens() + stats.getAcceptedDraftTokens());
+        }
+    }
+}

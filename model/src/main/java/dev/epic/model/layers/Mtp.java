@@ -1,0 +1,115 @@
+package dev.epic.model.layers;
+
+import dev.epic.kernels.Matrix;
+import dev.epic.model.ForwardObserver;
+import dev.epic.model.KvCache;
+import dev.epic.model.WeightSource;
+import dev.epic.model.config.ModelConfig;
+import dev.epic.model.moe.LocalExperts;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * DeepSeek-V3's multi-token-prediction module (checkpoint layer {@code num_hidden_layers}, the paper's
+ * section 2.2), used to draft one token ahead. At position i it combines the main model's final
+ * hidden state h_i (after the final norm, the vector lm_head multiplies) with the embedding of the
+ * token at i+1, and predicts the token at i+2:
+ *
+ * <pre>
+ *   x_i      = eh_proj [ enorm(Emb(t_{i+1})) ; hnorm(h_i) ]      (embedding half first, as vLLM and SGLang)
+ *   x_i      = Block(x_i)                                        (MLA + MoE, its own KV cache layer)
+ *   logits_i = head(shared_head.norm(x_i))
+ * </pre>
+ *
+ * Its KV lives in the sequence's cache as one more layer, index {@link #layer()}; its routed experts
+ * run in this process.
+ */
+public final class Mtp {
+    /** One sequence's rows: positions start.. with the main model's hidden states and the tokens after them. */
+    public record Chunk(KvCache cache, int start, int[] nextTokens, float[] hidden, int hiddenRow, boolean logits) {}
+
+    private final int layer;
+    private final int hidden;
+    private final int vocab;
+    private final Matrix embed;
+    private final RmsNorm enorm;
+    private final RmsNorm hnorm;
+    private final Matrix ehProj;
+    private final DecoderLayer block;
+    private final RmsNorm headNorm;
+    private final Matrix head;
+
+    public Mtp(ModelConfig c, WeightSource w, Rope rope) {
+        if (c.numNextnPredictLayers() < 1) {
+            throw new IllegalArgumentException("the checkpoint has no multi-token-prediction layer "
+                    + "(num_nextn_predict_layers is 0)");
+        }
+        this.layer = c.numHiddenLayers();
+        this.hidden = c.hiddenSize();
+        this.vocab = c.vocabSize();
+        String p = "model.layers." + layer + ".";
+        this.embed = w.matrix(p + "embed_tokens.weight", vocab, hidden);
+        this.enorm = new RmsNorm(w.vector(p + "enorm.weight", hidden), c.rmsNormEps());
+        this.hnorm = new RmsNorm(w.vector(p + "hnorm.weight", hidden), c.rmsNormEps());
+        this.ehProj = w.matrix(p + "eh_proj.weight", hidden, 2 * hidden);
+        LocalExperts experts = c.isMoeLayer(layer) ? LocalExperts.layer(c, w, layer) : null;
+        this.block = new DecoderLayer(c, w, layer, rope, experts, null);
+        this.headNorm = new RmsNorm(w.vector(p + "shared_head.norm.weight", hidden), c.rmsNormEps());
+        this.head = w.matrix(p + "shared_head.head.weight", vocab, hidden);
+    }
+
+    /** The cache layer its KV takes: one past the decoder's. */
+    public int layer() {
+        return layer;
+    }
+
+    /**
+     * Runs the module over every chunk's rows, writing their positions to its cache layer, and returns
+     * per chunk the logits of its last row (the token two past it), or null where not asked.
+     */
+    public List<float[]> step(List<Chunk> chunks) {
+        int rows = 0;
+        for (Chunk ch : chunks) {
+            rows += ch.nextTokens().length;
+        }
+        float[] in = new float[rows * 2 * hidden];
+        float[] e = new float[hidden];
+        List<SequenceRows> sequences = new ArrayList<>(chunks.size());
+        int r = 0;
+        for (Chunk ch : chunks) {
+            sequences.add(new SequenceRows(ch.cache(), ch.start(), r, ch.nextTokens().length));
+            for (int j = 0; j < ch.nextTokens().length; j++, r++) {
+                embed.row(ch.nextTokens()[j], e, 0);
+                enorm.apply(e, hidden, 0, in, 2 * hidden, r * 2 * hidden, 1);
+                hnorm.apply(ch.hidden(), hidden, (ch.hiddenRow() + j) * hidden, in, 2 * hidden, r * 2 * hidden + hidden, 1);
+            }
+        }
+        float[] x = new float[rows * hidden];
+        ehProj.matmul(in, x, rows);
+        block.forward(x, rows, sequences, ForwardObserver.NONE);
+        int wanted = 0;
+        for (Chunk ch : chunks) {
+            wanted += ch.logits() ? 1 : 0;
+        }
+        List<float[]> out = new ArrayList<>(chunks.size());
+        if (wanted == 0) {
+            chunks.forEach(ch -> out.add(null));
+            return out;
+        }
+        float[] last = new float[wanted * hidden];
+        int j = 0;
+        for (int i = 0; i < chunks.size(); i++) {
+            SequenceRows s = sequences.get(i);
+            if (chunks.get(i).logits()) {
+                headNorm.apply(x, hidden, (s.firstRow() + s.length() - 1) * hidden, last, hidden, j++ * hidden, 1);
+            }
+        }
+        float[] logits = new float[wanted * vocab];
+        head.matmul(last, logits, wanted);
+        j = 0;
+        for (Chunk ch : chunks) {
+            out.add(ch.logits() ? java.util.Arrays.copyOfRange(logits, j * vocab, ++j * vocab) : null);
+        }
+        return out;
+    }
+}
