@@ -69,7 +69,11 @@ class MtpDraftingTest {
         return VectorOps.argmax(logits);
     }
 
-    /** The tokens a task chooses: the first freely, then per pattern letter the MTP's draft (A) or another (R). */
+    /**
+     * The tokens a task chooses: the first freely, then per pattern letter the MTP's draft and a free
+     * token (A: a step that keeps its draft), another token (R: a step that does not), or the MTP's
+     * draft alone (M: every token the MTP layer's prediction, so every draft is kept however the steps fall).
+     */
     private static int[] script(int[] prompt, String pattern) {
         int vocab = model.config().vocabSize();
         List<Integer> chosen = new ArrayList<>();
@@ -78,7 +82,11 @@ class MtpDraftingTest {
         chosen.add(3);
         for (char step : pattern.toCharArray()) {
             int draft = mtpPrediction(s);
-            int[] next = step == 'A' ? new int[] {draft, (draft * 7 + 11) % vocab} : new int[] {(draft + 1) % vocab};
+            int[] next = switch (step) {
+                case 'A' -> new int[] {draft, (draft * 7 + 11) % vocab};
+                case 'R' -> new int[] {(draft + 1) % vocab};
+                default -> new int[] {draft};
+            };
             for (int t : next) {
                 s = Arrays.copyOf(s, s.length + 1);
                 s[s.length - 1] = t;
@@ -248,6 +256,33 @@ class MtpDraftingTest {
             t.await();
         }
         assertKeptWithTheMtpLayer(s.prefixCache(), prompt, 32);
+    }
+
+    /**
+     * A sequence preempted for the KV budget recomputes its MTP layer with the rest: with every token
+     * the MTP layer's prediction, every draft is kept, before and after, and the blocks it leaves once
+     * it ends hold the MTP layer computed over it from scratch.
+     */
+    @Test
+    void aPreemptedSequenceRecomputesItsMtpLayer() throws Exception {
+        List<int[]> prompts = List.of(prompt(30, 8), prompt(31, 9), prompt(32, 10));
+        List<Scripted> tasks = new ArrayList<>();
+        for (int[] p : prompts) {
+            tasks.add(new Scripted(p, script(p, "M".repeat(24))));
+        }
+        SchedulerOptions options = new SchedulerOptions(4, 8, 256).withSpeculation(PromptLookup.mtp(0))
+                .withKvCacheBytes(110 * model.kvBytesPerPosition());
+        Scheduler s = new Scheduler(model, options);
+        try (s) {
+            tasks.forEach(s::submit);
+            s.start();
+            for (Scripted t : tasks) {
+                t.await();
+            }
+        }
+        assertTrue(s.preemptions() >= 1, "no sequence was preempted");
+        assertTrue(s.draftTokens() > 0);
+        assertEquals(s.draftTokens(), s.acceptedDrafts(), "a draft after a recompute was not the MTP layer's");
     }
 
     /** The kept blocks of {@code fed}'s first {@code positions} hold the MTP layer computed over them from scratch. */

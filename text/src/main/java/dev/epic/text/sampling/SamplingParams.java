@@ -57,27 +57,35 @@ public record SamplingParams(
     /** The builder's max_tokens; the server's default for requests without one is the rest of the context. */
     public static final int DEFAULT_MAX_TOKENS = 4096;
 
+    /**
+     * A value as the client wrote it: the gRPC API's floats arrive widened to double, where 1.1f would
+     * print as 1.100000023841858, so a value that is a float prints as that float.
+     */
+    static String shown(double v) {
+        return (double) (float) v == v ? Float.toString((float) v) : Double.toString(v);
+    }
+
     public SamplingParams {
         if (Double.isNaN(temperature) || temperature < 0 || Double.isInfinite(temperature)) {
-            throw new InvalidSamplingException("temperature", "must be a finite number >= 0, got " + temperature);
+            throw new InvalidSamplingException("temperature", "must be a finite number >= 0, got " + shown(temperature));
         }
         if (!(topP > 0 && topP <= 1)) {
-            throw new InvalidSamplingException("top_p", "must be in (0, 1], got " + topP);
+            throw new InvalidSamplingException("top_p", "must be in (0, 1], got " + shown(topP));
         }
         if (topK < -1) {
             throw new InvalidSamplingException("top_k", "must be -1 or 0 (off) or a positive count, got " + topK);
         }
         if (!(minP >= 0 && minP <= 1)) {
-            throw new InvalidSamplingException("min_p", "must be in [0, 1], got " + minP);
+            throw new InvalidSamplingException("min_p", "must be in [0, 1], got " + shown(minP));
         }
         if (!(presencePenalty >= -2 && presencePenalty <= 2)) {
-            throw new InvalidSamplingException("presence_penalty", "must be in [-2, 2], got " + presencePenalty);
+            throw new InvalidSamplingException("presence_penalty", "must be in [-2, 2], got " + shown(presencePenalty));
         }
         if (!(frequencyPenalty >= -2 && frequencyPenalty <= 2)) {
-            throw new InvalidSamplingException("frequency_penalty", "must be in [-2, 2], got " + frequencyPenalty);
+            throw new InvalidSamplingException("frequency_penalty", "must be in [-2, 2], got " + shown(frequencyPenalty));
         }
         if (!(repetitionPenalty > 0) || Double.isInfinite(repetitionPenalty)) {
-            throw new InvalidSamplingException("repetition_penalty", "must be a finite number > 0, got " + repetitionPenalty);
+            throw new InvalidSamplingException("repetition_penalty", "must be a finite number > 0, got " + shown(repetitionPenalty));
         }
         if (maxTokens <= 0) {
             throw new InvalidSamplingException("max_tokens", "must be >= 1, got " + maxTokens);

@@ -55,6 +55,19 @@ class SamplingParamsTest {
         SamplingParams.builder().logprobs(0).build();
     }
 
+    /** A gRPC float arrives widened: the message shows 1.1, not 1.100000023841858; a double shows as it is. */
+    @Test
+    void messagesShowValuesAsTheClientWroteThem() {
+        InvalidSamplingException e = assertThrows(InvalidSamplingException.class,
+                () -> SamplingParams.builder().topP((double) 1.1f).build());
+        assertTrue(e.getMessage().endsWith("got 1.1"), e.getMessage());
+        e = assertThrows(InvalidSamplingException.class, () -> SamplingParams.builder().temperature(-0.3).build());
+        assertTrue(e.getMessage().endsWith("got -0.3"), e.getMessage());
+        e = assertThrows(InvalidSamplingException.class,
+                () -> SamplingParams.builder().presencePenalty((double) 2.2f).build());
+        assertTrue(e.getMessage().endsWith("got 2.2"), e.getMessage());
+    }
+
     private static void expect(String field, Consumer<SamplingParams.Builder> change) {
         SamplingParams.Builder b = SamplingParams.builder();
         change.accept(b);
