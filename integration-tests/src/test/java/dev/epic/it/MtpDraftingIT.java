@@ -51,8 +51,11 @@ class MtpDraftingIT {
             StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
             assertEquals("mtp", stats.getSpeculativeMethod());
             assertEquals(1, stats.getNumSpeculativeTokens());
-            // A draft each step after the first token of each request (the steps a kept draft saves excepted).
-            assertEquals(generated - 3, stats.getDraftTokens() + stats.getAcceptedDraftTokens());
+            // A draft each step after the first token of each request: a step gives one token and the
+            // drafts kept, so the tokens after the first are the drafts and those kept (a request that
+            // ends on its draft has it chosen, not kept: at most one a request more).
+            long sum = stats.getDraftTokens() + stats.getAcceptedDraftTokens();
+            assertTrue(sum >= generated - 3 && sum <= generated, sum + " drafted and chosen, " + generated + " tokens");
         }
     }
 }

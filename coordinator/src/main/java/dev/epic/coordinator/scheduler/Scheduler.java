@@ -978,11 +978,15 @@ public final class Scheduler implements AutoCloseable {
         int vocab = rows.length / (drafts.length + 1);
         int start = s.cache.length() - drafts.length; // the position after the pending token
         int kept = 0;
+        int chosen = 0; // drafts that were the token chosen, the one a sequence ends on included
         int next = -1;
         try {
             for (int j = 0; j <= drafts.length; j++) {
                 int draft = j < drafts.length ? drafts[j] : -1;
                 int token = s.task.choose(Arrays.copyOfRange(rows, j * vocab, (j + 1) * vocab));
+                if (token == draft) {
+                    chosen++;
+                }
                 next = s.task.accept(token);
                 if (next < 0 || token != draft) {
                     break;
@@ -996,7 +1000,7 @@ public final class Scheduler implements AutoCloseable {
             return;
         } finally {
             draftTokens += drafts.length;
-            acceptedDrafts += kept;
+            acceptedDrafts += chosen;
         }
         s.cache.setLength(start + kept);
         if (next < 0) {

@@ -171,8 +171,8 @@ class MtpDraftingTest {
         return pattern.chars().filter(x -> x == c).count();
     }
 
-    /** Drafted and kept counts of running {@code tasks} together; asserts each finished its script. */
-    private static long[] run(SchedulerOptions options, List<Scripted> tasks) throws Exception {
+    /** Runs {@code tasks} together and returns the closed scheduler (its last step counted); asserts each finished its script. */
+    private static Scheduler run(SchedulerOptions options, List<Scripted> tasks) throws Exception {
         Scheduler s = new Scheduler(model, options);
         try (s) {
             tasks.forEach(s::submit);
@@ -181,7 +181,11 @@ class MtpDraftingTest {
                 t.await();
             }
         }
-        return new long[] {s.draftTokens(), s.acceptedDrafts()}; // closed: the last step has counted
+        return s;
+    }
+
+    private static long[] counts(Scheduler s) {
+        return new long[] {s.draftTokens(), s.acceptedDrafts()};
     }
 
     @Test
@@ -191,12 +195,12 @@ class MtpDraftingTest {
         int[] scriptA = script(a, PATTERN);
         int[] scriptB = script(b, "RAAR");
         // One step per letter, each drafting one token, the A letters' drafts kept.
-        long[] alone = run(new SchedulerOptions(4, 8, 256).withSpeculation(PromptLookup.mtp(0)),
-                List.of(new Scripted(a, scriptA)));
+        long[] alone = counts(run(new SchedulerOptions(4, 8, 256).withSpeculation(PromptLookup.mtp(0)),
+                List.of(new Scripted(a, scriptA))));
         assertArrayEquals(new long[] {PATTERN.length(), count(PATTERN, 'A')}, alone);
         // Prompts in chunks of 5 beside each other's decode steps.
-        long[] batched = run(new SchedulerOptions(4, 8, 5).withSpeculation(PromptLookup.mtp(0)),
-                List.of(new Scripted(a, scriptA), new Scripted(b, scriptB)));
+        long[] batched = counts(run(new SchedulerOptions(4, 8, 5).withSpeculation(PromptLookup.mtp(0)),
+                List.of(new Scripted(a, scriptA), new Scripted(b, scriptB))));
         assertArrayEquals(new long[] {PATTERN.length() + 4, count(PATTERN, 'A') + 2}, batched);
     }
 
@@ -229,13 +233,7 @@ class MtpDraftingTest {
         int[] prompt = prompt(57, 6);
         int[] script = script(prompt, "AAAA"); // 9 tokens; the last step keeps its draft: positions 63 and 64
         SchedulerOptions options = new SchedulerOptions(4, 8, 256, 64L << 20).withSpeculation(PromptLookup.mtp(0));
-        Scheduler s = new Scheduler(model, options);
-        try (s) {
-            s.start();
-            Scripted t = new Scripted(prompt, script);
-            s.submit(t);
-            t.await();
-        }
+        Scheduler s = run(options, List.of(new Scripted(prompt, script)));
         int[] fed = new int[prompt.length + script.length - 1]; // the last token chosen is not fed
         System.arraycopy(prompt, 0, fed, 0, prompt.length);
         System.arraycopy(script, 0, fed, prompt.length, script.length - 1);
@@ -248,13 +246,7 @@ class MtpDraftingTest {
     void aSequenceEndingAtItsFirstTokenKeepsItsPromptWithTheMtpLayer() throws Exception {
         int[] prompt = prompt(33, 7);
         SchedulerOptions options = new SchedulerOptions(4, 8, 256, 64L << 20).withSpeculation(PromptLookup.mtp(0));
-        Scheduler s = new Scheduler(model, options);
-        try (s) {
-            s.start();
-            Scripted t = new Scripted(prompt, new int[] {3});
-            s.submit(t);
-            t.await();
-        }
+        Scheduler s = run(options, List.of(new Scripted(prompt, new int[] {3})));
         assertKeptWithTheMtpLayer(s.prefixCache(), prompt, 32);
     }
 
@@ -272,14 +264,7 @@ class MtpDraftingTest {
         }
         SchedulerOptions options = new SchedulerOptions(4, 8, 256).withSpeculation(PromptLookup.mtp(0))
                 .withKvCacheBytes(110 * model.kvBytesPerPosition());
-        Scheduler s = new Scheduler(model, options);
-        try (s) {
-            tasks.forEach(s::submit);
-            s.start();
-            for (Scripted t : tasks) {
-                t.await();
-            }
-        }
+        Scheduler s = run(options, tasks);
         assertTrue(s.preemptions() >= 1, "no sequence was preempted");
         assertTrue(s.draftTokens() > 0);
         assertEquals(s.draftTokens(), s.acceptedDrafts(), "a draft after a recompute was not the MTP layer's");
