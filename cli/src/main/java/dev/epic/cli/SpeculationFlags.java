@@ -14,9 +14,9 @@ final class SpeculationFlags {
     int speculativeTokens;
 
     @Option(names = "--speculative-method", defaultValue = "ngram", paramLabel = "ngram|mtp", description = "how "
-            + "drafts are made: ngram, by prompt lookup (--num-speculative-tokens K); mtp, one token a step by the "
-            + "checkpoint's multi-token-prediction layer (DeepSeek's MTP; attention in the coordinator) "
-            + "(default ${DEFAULT-VALUE})")
+            + "drafts are made: ngram, by prompt lookup (--num-speculative-tokens K); mtp, by the checkpoint's "
+            + "multi-token-prediction layer (DeepSeek's MTP), chained on its own output for K > 1 (default 1 with mtp); "
+            + "attention in the coordinator (default ${DEFAULT-VALUE})")
     String method;
 
     @Option(names = "--prompt-lookup-max", defaultValue = "4", paramLabel = "N",
@@ -42,12 +42,8 @@ final class SpeculationFlags {
     PromptLookup lookup() {
         Flags.requireNonNegative("--num-speculative-tokens", speculativeTokens);
         Flags.requireNonNegative("--speculative-disable-by-batch-size", disableByBatchSize);
-        if ("mtp".equals(method)) {
-            if (speculativeTokens > 1) {
-                throw new IllegalArgumentException("--speculative-method mtp drafts one token a step (the checkpoint's "
-                        + "one MTP layer): --num-speculative-tokens must be 0 or 1, got " + speculativeTokens);
-            }
-            return PromptLookup.mtp(disableByBatchSize);
+        if ("mtp".equals(method)) { // K drafts a step, the MTP layer chained on itself; 0 means 1
+            return PromptLookup.mtp(Math.max(1, speculativeTokens), disableByBatchSize);
         }
         if (!"ngram".equals(method)) {
             throw new IllegalArgumentException("--speculative-method must be ngram or mtp, got '" + method + "'");

@@ -95,7 +95,7 @@ class MtpTest {
     void onlyRowsAskedForGetLogitsAndTheCacheHoldsTheMtpLayer() {
         KvCache cache = model.newCache();
         float[] hidden = model.stepWithHidden(List.of(new SequenceChunk(cache, new int[] {5, 6, 7}, 0))).hidden();
-        List<float[]> out = model.mtp().step(List.of(new Mtp.Chunk(cache, 0, new int[] {6, 7, 8}, hidden, 0, false)));
+        List<Mtp.Draft> out = model.mtp().step(List.of(new Mtp.Chunk(cache, 0, new int[] {6, 7, 8}, hidden, 0, false)));
         assertNull(out.getFirst());
         assertEquals(model.config().numHiddenLayers() + 1, model.cacheLayers());
         assertEquals(KvCacheDtype.FP32.bytesPerPosition(model.config(), model.cacheLayers()), model.kvBytesPerPosition());
@@ -111,6 +111,6 @@ class MtpTest {
     }
 
     private static float[] mtp(KvCache cache, int start, int[] next, float[] hidden, int hiddenRow) {
-        return model.mtp().step(List.of(new Mtp.Chunk(cache, start, next, hidden, hiddenRow, true))).getFirst();
+        return model.mtp().step(List.of(new Mtp.Chunk(cache, start, next, hidden, hiddenRow, true))).getFirst().logits();
     }
 }

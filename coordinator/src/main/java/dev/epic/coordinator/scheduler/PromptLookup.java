@@ -13,7 +13,8 @@ package dev.epic.coordinator.scheduler;
  *                disable_by_batch_size): a large batch already fills the kernels, and drafts that are
  *                not kept then cost throughput; 0 = no limit
  * @param mtp     draft with the model's multi-token-prediction layer instead (vLLM's deepseek_mtp
- *                method): one token a step, what the MTP layer predicts after the pending token
+ *                method): what the MTP layer predicts after the pending token, chained on its own
+ *                output for up to {@code tokens} drafts a step
  */
 public record PromptLookup(int tokens, int minN, int maxN, int maxBusy, boolean mtp) {
     public static final PromptLookup OFF = new PromptLookup(0, 1, 1);
@@ -29,7 +30,12 @@ public record PromptLookup(int tokens, int minN, int maxN, int maxBusy, boolean 
 
     /** Drafts by the MTP layer: one token a step, none while more than {@code maxBusy} sequences run (0: no limit). */
     public static PromptLookup mtp(int maxBusy) {
-        return new PromptLookup(1, 1, 1, maxBusy, true);
+        return mtp(1, maxBusy);
+    }
+
+    /** Drafts by the MTP layer, chained to {@code tokens} a step. */
+    public static PromptLookup mtp(int tokens, int maxBusy) {
+        return new PromptLookup(tokens, 1, 1, maxBusy, true);
     }
 
     public PromptLookup {
@@ -39,9 +45,8 @@ public record PromptLookup(int tokens, int minN, int maxN, int maxBusy, boolean 
         if (tokens < 0) {
             throw new IllegalArgumentException("speculative tokens must be >= 0, got " + tokens);
         }
-        if (mtp && tokens != 1) {
-            throw new IllegalArgumentException("the MTP layer drafts one token a step, not " + tokens
-                    + " (DeepSeek's checkpoints have one MTP layer)");
+        if (mtp && tokens < 1) {
+            throw new IllegalArgumentException("MTP drafting needs at least 1 speculative token, got " + tokens);
         }
         if (minN < 1 || maxN < minN) {
             throw new IllegalArgumentException("prompt lookup needs 1 <= min <= max, got min " + minN + ", max " + maxN);

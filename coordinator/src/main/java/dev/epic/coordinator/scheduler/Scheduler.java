@@ -921,7 +921,7 @@ public final class Scheduler implements AutoCloseable {
             SequenceChunk ch = chunks.get(i);
             int firstRow = row;
             row += ch.tokens().length;
-            s.mtpDraft = -1;
+            s.mtpDrafts = Slot.NONE;
             boolean running = active.contains(s);
             if (!running && !finishedThisStep.contains(s)) {
                 continue; // failed in this step
@@ -943,9 +943,8 @@ public final class Scheduler implements AutoCloseable {
         if (work.isEmpty()) {
             return;
         }
-        List<float[]> out;
         try {
-            out = model.mtp().step(work);
+            chain(work, drafted, model.mtp().step(work));
         } catch (RuntimeException | OutOfMemoryError e) {
             // Not one sequence's doing either: those whose MTP layer could not run end as a failed step's do.
             log.warn("MTP drafting over {} sequence(s) failed: {}", drafted.size(), e.toString());
@@ -956,12 +955,55 @@ public final class Scheduler implements AutoCloseable {
                     s.task.onFailure(e);
                 }
             }
-            return;
         }
+    }
+
+    /**
+     * The drafts from the MTP layer's first pass ({@code first}, per chunk of {@code work}), chained to
+     * up to --num-speculative-tokens: the layer runs again one position further on, on its own output and
+     * the token it just drafted (its rows there are written over once the main model has computed them).
+     */
+    private void chain(List<Mtp.Chunk> work, List<Slot> drafted, List<Mtp.Draft> first) {
+        int depth = options.speculation().tokens();
+        List<Slot> going = new ArrayList<>();
+        List<Mtp.Draft> last = new ArrayList<>();
         for (int i = 0; i < drafted.size(); i++) {
-            if (out.get(i) != null) {
-                drafted.get(i).mtpDraft = VectorOps.argmax(out.get(i));
+            Slot s = drafted.get(i);
+            Mtp.Draft d = first.get(i);
+            if (d != null) {
+                // As many as the cache has room for after the pending token.
+                int most = Math.min(depth, s.maxPositions - s.cache.length() - 1);
+                s.mtpDrafts = new int[Math.max(0, most)];
+                if (most > 0) {
+                    s.mtpDrafts[0] = VectorOps.argmax(d.logits());
+                    going.add(s);
+                    last.add(d);
+                }
             }
+        }
+        for (int k = 1; !going.isEmpty(); k++) {
+            List<Mtp.Chunk> next = new ArrayList<>();
+            List<Slot> still = new ArrayList<>();
+            List<Mtp.Draft> from = new ArrayList<>();
+            for (int i = 0; i < going.size(); i++) {
+                Slot s = going.get(i);
+                if (k < s.mtpDrafts.length) {
+                    // At the pending token's position k - 1 on: the draft before this one follows it.
+                    next.add(new Mtp.Chunk(s.cache, s.cache.length() + k - 1, new int[] {s.mtpDrafts[k - 1]},
+                            last.get(i).hidden(), 0, true));
+                    still.add(s);
+                }
+            }
+            if (next.isEmpty()) {
+                return;
+            }
+            List<Mtp.Draft> out = model.mtp().step(next);
+            for (int i = 0; i < still.size(); i++) {
+                still.get(i).mtpDrafts[k] = VectorOps.argmax(out.get(i).logits());
+                from.add(out.get(i));
+            }
+            going = still;
+            last = from;
         }
     }
 

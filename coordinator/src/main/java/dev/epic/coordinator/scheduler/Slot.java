@@ -19,7 +19,7 @@ final class Slot {
     private int[] tokens;   // the prompt, then what was generated and fed after it
     private int length;
     int[] drafts = NONE;    // speculative tokens fed after next in this step
-    int mtpDraft = -1;      // the MTP layer's draft to follow next, or -1
+    int[] mtpDrafts = NONE; // the MTP layer's drafts to follow next
     boolean resumed;        // joined again after a preemption
     /** Attention workers: rejoins once more than this many sequences have left (finished, failed or cancelled). */
     long rejoinAfter = -1;
@@ -71,10 +71,11 @@ final class Slot {
         return lookup.propose(tokens, length + 1, room);
     }
 
-    /** The MTP layer's draft to follow {@link #next}, when it made one and the cache has room for it. */
+    /** The MTP layer's drafts to follow {@link #next}, as many as the cache has room for. */
     int[] proposeMtp() {
         int room = maxPositions - cache.length() - 1;
-        return prefilling() || next < 0 || room <= 0 || mtpDraft < 0 ? NONE : new int[] {mtpDraft};
+        return prefilling() || next < 0 || room <= 0 ? NONE
+                : Arrays.copyOf(mtpDrafts, Math.min(room, mtpDrafts.length));
     }
 
     boolean prefilling() {
@@ -111,7 +112,7 @@ final class Slot {
             feed = all;
         }
         drafts = NONE;
-        mtpDraft = -1;
+        mtpDrafts = NONE;
         resumed |= fed > 0 || generatedCount() > 0; // one that never ran joins as new
         release();
         fed = 0;

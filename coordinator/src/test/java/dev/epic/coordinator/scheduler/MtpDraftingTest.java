@@ -65,7 +65,7 @@ class MtpDraftingTest {
         int n = s.length - 1;
         float[] hidden = model.stepWithHidden(List.of(new SequenceChunk(cache, Arrays.copyOf(s, n), 0))).hidden();
         float[] logits = model.mtp().step(List.of(new Mtp.Chunk(cache, 0, Arrays.copyOfRange(s, 1, n + 1), hidden, 0,
-                true))).getFirst();
+                true))).getFirst().logits();
         return VectorOps.argmax(logits);
     }
 
@@ -86,6 +86,51 @@ class MtpDraftingTest {
                 case 'A' -> new int[] {draft, (draft * 7 + 11) % vocab};
                 case 'R' -> new int[] {(draft + 1) % vocab};
                 default -> new int[] {draft};
+            };
+            for (int t : next) {
+                s = Arrays.copyOf(s, s.length + 1);
+                s[s.length - 1] = t;
+                chosen.add(t);
+            }
+        }
+        return chosen.stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    /**
+     * The MTP layer's {@code depth} chained drafts to follow s's last token (the pending one), from
+     * scratch: its first pass over every position before, then each further one on its own output.
+     */
+    private static int[] mtpChain(int[] s, int depth) {
+        KvCache cache = model.newCache();
+        int n = s.length - 1;
+        float[] hidden = model.stepWithHidden(List.of(new SequenceChunk(cache, Arrays.copyOf(s, n), 0))).hidden();
+        Mtp.Draft d = model.mtp().step(List.of(new Mtp.Chunk(cache, 0, Arrays.copyOfRange(s, 1, n + 1), hidden, 0,
+                true))).getFirst();
+        int[] drafts = new int[depth];
+        drafts[0] = VectorOps.argmax(d.logits());
+        for (int k = 1; k < depth; k++) {
+            d = model.mtp().step(List.of(new Mtp.Chunk(cache, n + k - 1, new int[] {drafts[k - 1]}, d.hidden(), 0, true)))
+                    .getFirst();
+            drafts[k] = VectorOps.argmax(d.logits());
+        }
+        return drafts;
+    }
+
+    /**
+     * A script for two drafts a step: per letter the step keeps both drafts and a free token follows
+     * (A), keeps the first and another token follows (B), or keeps none (R).
+     */
+    private static int[] chainedScript(int[] prompt, String pattern) {
+        int vocab = model.config().vocabSize();
+        List<Integer> chosen = new ArrayList<>(List.of(3));
+        int[] s = Arrays.copyOf(prompt, prompt.length + 1);
+        s[prompt.length] = 3;
+        for (char step : pattern.toCharArray()) {
+            int[] d = mtpChain(s, 2);
+            int[] next = switch (step) {
+                case 'A' -> new int[] {d[0], d[1], (d[1] * 7 + 11) % vocab};
+                case 'B' -> new int[] {d[0], (d[1] + 1) % vocab};
+                default -> new int[] {(d[0] + 1) % vocab};
             };
             for (int t : next) {
                 s = Arrays.copyOf(s, s.length + 1);
@@ -202,6 +247,27 @@ class MtpDraftingTest {
         long[] batched = counts(run(new SchedulerOptions(4, 8, 5).withSpeculation(PromptLookup.mtp(0)),
                 List.of(new Scripted(a, scriptA), new Scripted(b, scriptB))));
         assertArrayEquals(new long[] {PATTERN.length() + 4, count(PATTERN, 'A') + 2}, batched);
+    }
+
+    /**
+     * Two drafts a step, the second by the MTP layer on its own output: each is the layer's prediction
+     * computed apart, alone and batched with prompts prefilled in chunks; the first pass's rows written
+     * past the pending token are written over by the next step's.
+     */
+    @Test
+    void chainedDraftsAreTheMtpLayersOnItsOwnOutput() throws Exception {
+        String pattern = "ABARBAAR";
+        int[] a = prompt(23, 11);
+        int[] b = prompt(8, 12);
+        int[] scriptA = chainedScript(a, pattern);
+        int[] scriptB = chainedScript(b, "BAR");
+        long keptA = 2 * count(pattern, 'A') + count(pattern, 'B');
+        long[] alone = counts(run(new SchedulerOptions(4, 8, 256).withSpeculation(PromptLookup.mtp(2, 0)),
+                List.of(new Scripted(a, scriptA))));
+        assertArrayEquals(new long[] {2L * pattern.length(), keptA}, alone);
+        long[] batched = counts(run(new SchedulerOptions(4, 8, 5).withSpeculation(PromptLookup.mtp(2, 0)),
+                List.of(new Scripted(a, scriptA), new Scripted(b, scriptB))));
+        assertArrayEquals(new long[] {2L * (pattern.length() + 3), keptA + 3}, batched);
     }
 
     @Test

@@ -261,7 +261,7 @@ public final class EngineBenchmark {
             cache.setLength(len + k + 1);
             if (mtp) {
                 draft = VectorOps.argmax(model.mtp().step(List.of(new Mtp.Chunk(cache, len + k, new int[] {next},
-                        out.hidden(), 0, true))).getFirst());
+                        out.hidden(), 0, true))).getFirst().logits());
             }
             stepMs[k] = (System.nanoTime() - t) / 1e6;
         }

@@ -7,6 +7,7 @@ import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.LocalExperts;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -22,11 +23,18 @@ import java.util.List;
  * </pre>
  *
  * Its KV lives in the sequence's cache as one more layer, index {@link #layer()}; its routed experts
- * run in this process.
+ * run in this process. To draft further it takes its own output x_i in place of h_i at position i+1,
+ * with the token it drafted (the paper's next depth, as vLLM chains it).
  */
 public final class Mtp {
-    /** One sequence's rows: positions start.. with the main model's hidden states and the tokens after them. */
+    /**
+     * One sequence's rows: positions start.. with the hidden states {@code hidden[hiddenRow..]} (the main
+     * model's, or this module's own output when chaining) and the tokens after them.
+     */
     public record Chunk(KvCache cache, int start, int[] nextTokens, float[] hidden, int hiddenRow, boolean logits) {}
+
+    /** A chunk's last row: its logits (the token two past it) and the block's output x, which a chained step reads. */
+    public record Draft(float[] logits, float[] hidden) {}
 
     private final int layer;
     private final int hidden;
@@ -65,9 +73,9 @@ public final class Mtp {
 
     /**
      * Runs the module over every chunk's rows, writing their positions to its cache layer, and returns
-     * per chunk the logits of its last row (the token two past it), or null where not asked.
+     * per chunk its last row's {@link Draft}, or null where logits were not asked.
      */
-    public List<float[]> step(List<Chunk> chunks) {
+    public List<Draft> step(List<Chunk> chunks) {
         int rows = 0;
         for (Chunk ch : chunks) {
             rows += ch.nextTokens().length;
@@ -91,7 +99,7 @@ public final class Mtp {
         for (Chunk ch : chunks) {
             wanted += ch.logits() ? 1 : 0;
         }
-        List<float[]> out = new ArrayList<>(chunks.size());
+        List<Draft> out = new ArrayList<>(chunks.size());
         if (wanted == 0) {
             chunks.forEach(ch -> out.add(null));
             return out;
@@ -107,8 +115,15 @@ public final class Mtp {
         float[] logits = new float[wanted * vocab];
         head.matmul(last, logits, wanted);
         j = 0;
-        for (Chunk ch : chunks) {
-            out.add(ch.logits() ? java.util.Arrays.copyOfRange(logits, j * vocab, ++j * vocab) : null);
+        for (int i = 0; i < chunks.size(); i++) {
+            if (!chunks.get(i).logits()) {
+                out.add(null);
+                continue;
+            }
+            int row = sequences.get(i).firstRow() + sequences.get(i).length() - 1;
+            out.add(new Draft(Arrays.copyOfRange(logits, j * vocab, (j + 1) * vocab),
+                    Arrays.copyOfRange(x, row * hidden, (row + 1) * hidden)));
+            j++;
         }
         return out;
     }
