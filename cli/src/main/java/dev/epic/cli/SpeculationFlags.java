@@ -3,14 +3,15 @@ package dev.epic.cli;
 import dev.epic.coordinator.scheduler.PromptLookup;
 import picocli.CommandLine.Option;
 
-/** Speculative decoding flags (named after vLLM's ngram speculative-config keys). */
+/** Speculative decoding flags (named after vLLM's speculative-config keys: method, num_speculative_tokens, ngram's). */
 final class SpeculationFlags {
     static final String MTP_NEEDS_LOCAL_ATTENTION = "--speculative-method mtp needs attention in the coordinator: "
             + "the MTP layer's KV is one more layer of its caches (draft with ngram when attention runs on workers)";
 
     @Option(names = "--num-speculative-tokens", defaultValue = "0", paramLabel = "K", description = "speculative "
-            + "decoding by prompt lookup: up to K tokens drafted from earlier in each sequence are checked in one step; "
-            + "the tokens are those that would be chosen without it (default ${DEFAULT-VALUE}: off)")
+            + "decoding: up to K drafted tokens (by prompt lookup, or by the MTP layer with --speculative-method mtp) "
+            + "are checked in one step; the tokens are those that would be chosen without it (default ${DEFAULT-VALUE}: "
+            + "off)")
     int speculativeTokens;
 
     @Option(names = "--speculative-method", defaultValue = "ngram", paramLabel = "ngram|mtp", description = "how "

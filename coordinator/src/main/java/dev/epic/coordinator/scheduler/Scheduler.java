@@ -100,9 +100,10 @@ public final class Scheduler implements AutoCloseable {
     }
 
     /**
+     * With MTP drafts ({@link PromptLookup#mtp}) the model's MTP layer is loaded here, before any cache
+     * is made ({@link Transformer#enableMtp}).
+     *
      * @param expertStats totals of the remote experts, read at the end of every step (returns null for local experts)
-     *                    With MTP drafts ({@link PromptLookup#mtp}) the model's MTP layer is loaded here, before
-     *                    any cache is made ({@link Transformer#enableMtp}).
      */
     public Scheduler(Transformer model, SchedulerOptions options, Supplier<DispatchStats.Snapshot> expertStats) {
         this.model = options.speculation().mtp() ? model.enableMtp() : model;
