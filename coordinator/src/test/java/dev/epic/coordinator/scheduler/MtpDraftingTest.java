@@ -7,11 +7,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.kernels.VectorOps;
 import dev.epic.model.KvCache;
+import dev.epic.model.KvCacheDtype;
 import dev.epic.model.SequenceChunk;
 import dev.epic.model.TestData;
 import dev.epic.model.Transformer;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.layers.Mtp;
+import dev.epic.model.quant.WeightFormat;
 import dev.epic.text.generate.Generation;
 import dev.epic.text.generate.GenerationResult;
 import dev.epic.text.sampling.SamplingParams;
@@ -362,17 +364,33 @@ class MtpDraftingTest {
                 SamplingParams.builder().temperature(0).maxTokens(24).ignoreEos(true).build(),
                 SamplingParams.builder().temperature(0.8).seed(5).maxTokens(24).ignoreEos(true).build())) {
             List<int[]> prompts = List.of(prompt(30, 4), prompt(12, 5));
-            List<GenerationResult> plain = generate(new SchedulerOptions(4, 8, 7), prompts, p);
-            List<GenerationResult> drafted = generate(new SchedulerOptions(4, 8, 7).withSpeculation(PromptLookup.mtp(0)),
-                    prompts, p);
+            List<GenerationResult> plain = generate(model, new SchedulerOptions(4, 8, 7), prompts, p);
+            List<GenerationResult> drafted = generate(model,
+                    new SchedulerOptions(4, 8, 7).withSpeculation(PromptLookup.mtp(0)), prompts, p);
             for (int i = 0; i < prompts.size(); i++) {
                 assertArrayEquals(plain.get(i).tokenIds(), drafted.get(i).tokenIds(), "prompt " + i);
             }
         }
     }
 
-    private static List<GenerationResult> generate(SchedulerOptions options, List<int[]> prompts, SamplingParams p)
-            throws Exception {
+    /** So do q8 weights (the MTP layer's converted at load too) with bf16 caches (its layer bf16 too), two drafts a step. */
+    @Test
+    void quantisedWeightsAndBf16CachesDraftToo() throws Exception {
+        Transformer q8 = Transformer.load(checkpoint, WeightFormat.Q8).kvCacheDtype(KvCacheDtype.BF16);
+        SamplingParams p = SamplingParams.builder().temperature(0).maxTokens(24).ignoreEos(true).build();
+        List<int[]> prompts = List.of(prompt(30, 4), prompt(12, 5));
+        List<GenerationResult> plain = generate(q8, new SchedulerOptions(4, 8, 7), prompts, p);
+        List<GenerationResult> drafted = generate(q8,
+                new SchedulerOptions(4, 8, 7).withSpeculation(PromptLookup.mtp(2, 0)), prompts, p);
+        for (int i = 0; i < prompts.size(); i++) {
+            assertArrayEquals(plain.get(i).tokenIds(), drafted.get(i).tokenIds(), "prompt " + i);
+        }
+        assertEquals(KvCacheDtype.BF16, q8.newCache().dtype());
+        assertEquals(q8.config().numHiddenLayers() + 1, q8.cacheLayers());
+    }
+
+    private static List<GenerationResult> generate(Transformer model, SchedulerOptions options, List<int[]> prompts,
+            SamplingParams p) throws Exception {
         List<CollectingSink> sinks = new ArrayList<>();
         try (Scheduler s = new Scheduler(model, options)) {
             for (int[] prompt : prompts) {
@@ -386,7 +404,8 @@ class MtpDraftingTest {
                 out.add(sink.done.get(60, TimeUnit.SECONDS));
             }
             if (options.speculation().mtp()) { // a draft every step after the first token
-                assertTrue(s.draftTokens() > 0 && s.draftTokens() <= prompts.size() * 23L, s.draftTokens() + " drafts");
+                assertTrue(s.draftTokens() > 0 && s.draftTokens() <= prompts.size() * 23L * options.speculation().tokens(),
+                        s.draftTokens() + " drafts");
             }
             return out;
         }
