@@ -160,9 +160,14 @@ public final class Transformer {
                     + "with attention workers, draft by prompt lookup (ngram)");
         }
         if (mtp == null) {
-            mtp = new Mtp(config, weights, rope);
+            mtp = new Mtp(config, weights, rope, embed, lmHead);
         }
         return this;
+    }
+
+    /** Whether the MTP module reads the main model's embedding and lm_head (one copy of each in memory). */
+    public boolean mtpSharesEmbeddingAndHead() {
+        return mtp != null && mtp.sharesMainEmbeddingAndHead(embed, lmHead);
     }
 
     /** The multi-token-prediction module, or null when it does not draft. */

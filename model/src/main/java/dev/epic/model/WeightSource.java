@@ -15,4 +15,12 @@ public interface WeightSource {
     float[] vector(String name, int length);
 
     boolean contains(String name);
+
+    /**
+     * Whether tensors {@code a} and {@code b} hold the same dtype, shape and bytes, so one loaded matrix
+     * can serve both (the MTP layer's copies of the embedding and lm_head). False when unknown.
+     */
+    default boolean sameTensor(String a, String b) {
+        return false;
+    }
 }

@@ -3,6 +3,7 @@ package dev.epic.model;
 import static dev.epic.kernels.VectorOps.argmax;
 import static dev.epic.model.Golden.maxAbsDiff;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -12,6 +13,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.layers.Mtp;
 import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
@@ -19,6 +22,7 @@ import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The multi-token-prediction layer against an independent numpy reference
@@ -99,6 +103,42 @@ class MtpTest {
         assertNull(out.getFirst());
         assertEquals(model.config().numHiddenLayers() + 1, model.cacheLayers());
         assertEquals(KvCacheDtype.FP32.bytesPerPosition(model.config(), model.cacheLayers()), model.kvBytesPerPosition());
+    }
+
+    /**
+     * The module's copies of the embedding and lm_head hold the main model's bytes in DeepSeek's layout,
+     * so one matrix serves both; a copy that differs in one byte is its own.
+     */
+    @Test
+    void theMainEmbeddingAndHeadServeTheModuleWhereTheirBytesAreTheSame(@TempDir Path dir) throws IOException {
+        assertTrue(model.mtpSharesEmbeddingAndHead());
+        assertTrue(checkpoint.sameTensor("model.layers.4.shared_head.head.weight", "lm_head.weight"));
+        assertFalse(checkpoint.sameTensor("lm_head.weight", "model.embed_tokens.weight")); // same shape, other bytes
+        assertFalse(checkpoint.sameTensor("lm_head.weight", "no.such.tensor"));
+        Path src = TestData.model("tiny-v3");
+        try (var files = Files.list(src)) {
+            for (Path f : files.toList()) {
+                Files.copy(f, dir.resolve(f.getFileName()));
+            }
+        }
+        String head = "model.layers.4.shared_head.head.weight";
+        Path shard = dir.resolve(new ObjectMapper().readTree(dir.resolve("model.safetensors.index.json").toFile())
+                .get("weight_map").get(head).asText());
+        long at;
+        try (var ch = java.nio.channels.FileChannel.open(shard, java.nio.file.StandardOpenOption.READ,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            java.nio.ByteBuffer len = java.nio.ByteBuffer.allocate(8).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            ch.read(len, 0);
+            at = 8 + len.getLong(0) + checkpoint.info(head).begin() + 1; // the high byte of the first bf16
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(1);
+            ch.read(b, at);
+            b.put(0, (byte) (b.get(0) ^ 0x01));
+            ch.write(b.rewind(), at);
+        }
+        try (Checkpoint changed = Checkpoint.open(dir)) {
+            Transformer t = Transformer.load(changed).enableMtp();
+            assertFalse(t.mtpSharesEmbeddingAndHead());
+        }
     }
 
     @Test

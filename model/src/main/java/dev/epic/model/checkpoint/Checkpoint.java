@@ -143,6 +143,17 @@ public final class Checkpoint implements WeightSource, AutoCloseable {
         return shardOf(name).info(name);
     }
 
+    @Override
+    public boolean sameTensor(String a, String b) {
+        if (!contains(a) || !contains(b)) {
+            return false;
+        }
+        TensorInfo x = info(a);
+        TensorInfo y = info(b);
+        return x.dtype() == y.dtype() && java.util.Arrays.equals(x.shape(), y.shape())
+                && segment(a).mismatch(segment(b)) == -1;
+    }
+
     /** Raw bytes of a tensor, a slice of the shard mapping (valid until {@link #close()}). */
     public MemorySegment segment(String name) {
         return shardOf(name).segment(name);

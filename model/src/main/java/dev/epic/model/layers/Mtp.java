@@ -47,7 +47,12 @@ public final class Mtp {
     private final RmsNorm headNorm;
     private final Matrix head;
 
-    public Mtp(ModelConfig c, WeightSource w, Rope rope) {
+    /**
+     * @param mainEmbed the main model's embedding, and {@code mainHead} its lm_head: taken in place of the
+     *                  module's own copies when those hold the same bytes (as in DeepSeek's checkpoints), so
+     *                  they are mapped and converted once (for the full model 2 x 1.85 GB of bf16)
+     */
+    public Mtp(ModelConfig c, WeightSource w, Rope rope, Matrix mainEmbed, Matrix mainHead) {
         if (c.numNextnPredictLayers() < 1) {
             throw new IllegalArgumentException("the checkpoint has no multi-token-prediction layer "
                     + "(num_nextn_predict_layers is 0)");
@@ -56,14 +61,28 @@ public final class Mtp {
         this.hidden = c.hiddenSize();
         this.vocab = c.vocabSize();
         String p = "model.layers." + layer + ".";
-        this.embed = w.matrix(p + "embed_tokens.weight", vocab, hidden);
+        this.embed = same(w, p + "embed_tokens.weight", "model.embed_tokens.weight") ? mainEmbed
+                : w.matrix(p + "embed_tokens.weight", vocab, hidden);
         this.enorm = new RmsNorm(w.vector(p + "enorm.weight", hidden), c.rmsNormEps());
         this.hnorm = new RmsNorm(w.vector(p + "hnorm.weight", hidden), c.rmsNormEps());
         this.ehProj = w.matrix(p + "eh_proj.weight", hidden, 2 * hidden);
         LocalExperts experts = c.isMoeLayer(layer) ? LocalExperts.layer(c, w, layer) : null;
         this.block = new DecoderLayer(c, w, layer, rope, experts, null);
         this.headNorm = new RmsNorm(w.vector(p + "shared_head.norm.weight", hidden), c.rmsNormEps());
-        this.head = w.matrix(p + "shared_head.head.weight", vocab, hidden);
+        this.head = same(w, p + "shared_head.head.weight", "lm_head.weight") ? mainHead
+                : w.matrix(p + "shared_head.head.weight", vocab, hidden);
+    }
+
+    /** Whether the module's tensor {@code own} is the main model's {@code main}, block scales included. */
+    private static boolean same(WeightSource w, String own, String main) {
+        String scale = "_scale_inv";
+        return w.sameTensor(own, main) && (!w.contains(own + scale) && !w.contains(main + scale)
+                || w.sameTensor(own + scale, main + scale));
+    }
+
+    /** Whether it shares the main model's embedding and lm_head (one copy of each in memory). */
+    public boolean sharesMainEmbeddingAndHead(Matrix mainEmbed, Matrix mainHead) {
+        return embed == mainEmbed && head == mainHead;
     }
 
     /** The cache layer its KV takes: one past the decoder's. */

@@ -245,6 +245,11 @@ public final class ConvertedWeights implements WeightSource {
     }
 
     @Override
+    public boolean sameTensor(String a, String b) {
+        return stored.sameTensor(a, b); // converted alike from the same bytes
+    }
+
+    @Override
     public boolean contains(String name) {
         return stored.contains(name);
     }
