@@ -135,9 +135,9 @@ public final class BenchCommand implements Callable<Integer> {
             return fail(err, e.getMessage());
         }
         try (Checkpoint checkpoint = Checkpoint.open(model)) {
-            if (mtp && checkpoint.config().numNextnPredictLayers() < 1) {
-                return fail(err, "--mtp needs the checkpoint's multi-token-prediction layer, and this one has none "
-                        + "(num_nextn_predict_layers is 0)");
+            String missing = dev.epic.model.layers.Mtp.missing(checkpoint.config());
+            if (mtp && missing != null) {
+                return fail(err, "--mtp: " + missing);
             }
             loadBefore = ProcessStats.loadAverage();
             long t0 = System.nanoTime();

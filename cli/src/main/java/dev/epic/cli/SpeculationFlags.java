@@ -34,9 +34,9 @@ final class SpeculationFlags {
 
     /** Refuses MTP drafts for a checkpoint without an MTP layer, before anything starts. */
     static void requireMtpLayer(PromptLookup lookup, dev.epic.model.config.ModelConfig c) {
-        if (lookup.mtp() && c.numNextnPredictLayers() < 1) {
-            throw new IllegalArgumentException("--speculative-method mtp needs the checkpoint's multi-token-prediction "
-                    + "layer, and this one has none (num_nextn_predict_layers is 0)");
+        String missing = dev.epic.model.layers.Mtp.missing(c);
+        if (lookup.mtp() && missing != null) {
+            throw new IllegalArgumentException("--speculative-method mtp: " + missing);
         }
     }
 

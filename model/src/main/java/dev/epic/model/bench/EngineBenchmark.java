@@ -38,14 +38,6 @@ public final class EngineBenchmark {
      */
     public record Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed, List<Integer> drafts,
             boolean mtp) {
-        public Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed) {
-            this(batches, promptLen, gen, chunk, seed, List.of());
-        }
-
-        public Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed, List<Integer> drafts) {
-            this(batches, promptLen, gen, chunk, seed, drafts, false);
-        }
-
         public Options {
             if (batches.isEmpty() || batches.stream().anyMatch(b -> b < 1)) {
                 throw new IllegalArgumentException("batch sizes must be >= 1, got " + batches);
@@ -71,10 +63,6 @@ public final class EngineBenchmark {
      * Every draft kept, it yields drafts + 1 tokens; none kept, one.
      */
     public record Verify(int drafts, double stepMsP50, double stepMsMean, boolean mtp) {
-        public Verify(int drafts, double stepMsP50, double stepMsMean) {
-            this(drafts, stepMsP50, stepMsMean, false);
-        }
-
         public double tokSAllKept() {
             return (drafts + 1) * 1e3 / stepMsMean;
         }

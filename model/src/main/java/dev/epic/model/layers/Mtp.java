@@ -53,9 +53,8 @@ public final class Mtp {
      *                  they are mapped and converted once (for the full model 2 x 1.85 GB of bf16)
      */
     public Mtp(ModelConfig c, WeightSource w, Rope rope, Matrix mainEmbed, Matrix mainHead) {
-        if (c.numNextnPredictLayers() < 1) {
-            throw new IllegalArgumentException("the checkpoint has no multi-token-prediction layer "
-                    + "(num_nextn_predict_layers is 0)");
+        if (missing(c) != null) {
+            throw new IllegalArgumentException(missing(c));
         }
         this.layer = c.numHiddenLayers();
         this.hidden = c.hiddenSize();
@@ -83,6 +82,12 @@ public final class Mtp {
     /** Whether it shares the main model's embedding and lm_head (one copy of each in memory). */
     public boolean sharesMainEmbeddingAndHead(Matrix mainEmbed, Matrix mainHead) {
         return embed == mainEmbed && head == mainHead;
+    }
+
+    /** Why a model cannot draft with its MTP layer (it has none), or null when it can: checked before anything starts. */
+    public static String missing(ModelConfig c) {
+        return c.numNextnPredictLayers() < 1
+                ? "the checkpoint has no multi-token-prediction layer (num_nextn_predict_layers is 0)" : null;
     }
 
     /** The cache layer its KV takes: one past the decoder's. */

@@ -52,7 +52,7 @@ public enum WeightFormat {
         }
         for (String name : c.tensorNames()) {
             if (c.isMtpTensor(name)) {
-                continue; // never loaded
+                continue; // the MTP layer's: the coordinator's own drafter, not what workers compare
             }
             var t = c.info(name);
             if (t.shape().length == 2 && ConvertedWeights.converts(name) && t.dtype().bytes() != 2) {
