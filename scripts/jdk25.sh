@@ -4,7 +4,8 @@ find_jdk25() {
   local c
   for c in "${EPIC_JAVA_HOME:-}" "${JAVA_HOME:-}" /usr/lib/jvm/temurin-25* /usr/lib/jvm/*-25* /usr/lib/jvm/jdk-25* /opt/java/openjdk /opt/jdk-25*; do
     [ -n "$c" ] && [ -x "$c/bin/java" ] || continue
-    if "$c/bin/java" -version 2>&1 | head -1 | grep -Eq 'version "(2[5-9]|[3-9][0-9])'; then
+    # Not the first line: with JAVA_TOOL_OPTIONS set, the JVM prints "Picked up ..." before its version.
+    if "$c/bin/java" -version 2>&1 | grep -Eq '^(openjdk|java) version "(2[5-9]|[3-9][0-9])'; then
       echo "$c"; return 0
     fi
   done

@@ -72,6 +72,11 @@ public final class CoordinatorCommand implements Callable<Integer> {
                     + "redundant slots (0 = never; default ${DEFAULT-VALUE})")
     long rebalanceSeconds;
 
+    @Option(names = "--skip-warmup", description = "ready at once, without the forward warm-up: passes over a synthetic "
+            + "batch, once every expert is served, that have the JIT compile the kernels before the first request; "
+            + "readiness waits for it (SGLang's --skip-server-warmup)")
+    boolean skipWarmup;
+
     @Option(names = "--remote-attention",
             description = "run attention and the KV caches on the attention workers registered in ZooKeeper "
                     + "(data-parallel attention; each sequence is placed on one) instead of in this process")
@@ -137,6 +142,9 @@ public final class CoordinatorCommand implements Callable<Integer> {
             ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);
             served.transformer().kvCacheDtype(kvCacheDtype);
             server = CoordinatorServer.start(served, backend, scheduler.options(), host, port, m.registry());
+            if (!skipWarmup) {
+                server.warmUp();
+            }
             try {
                 http = openai.open(host, server.target(), m);
             } catch (Exception | Error e) {

@@ -51,6 +51,11 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
                     + "the load (expert-parallel load balancing; default ${DEFAULT-VALUE}: off)")
     int redundantSlots;
 
+    @Option(names = "--skip-warmup", description = "announce at once, without first running the kernels on the first "
+            + "rows of an expert's weights so the JIT compiles them (seconds; a cold worker's first long prefill can "
+            + "miss the coordinator's deadline)")
+    boolean skipWarmup;
+
     @Option(names = "--device", defaultValue = "cpu", paramLabel = "cpu|cuda[:N]",
             description = "where the experts compute: cpu (Vector API kernels), or GPU N (default 0) through CUDA, "
                     + "weights copied to it as the checkpoint stores them (bf16, fp8, f32; default ${DEFAULT-VALUE})")
@@ -116,6 +121,12 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
                 (System.nanoTime() - t0) / 1_000_000,
                 String.format("%.1f", shard.residentBytes() / 1048576.0), String.format("%.1f", 100.0 * ids.length / cfg.nRoutedExperts()),
                 String.format("%.0f", ProcessStats.residentMb()));
+        long w0 = System.nanoTime();
+        int products = skipWarmup ? 0 : shard.warmUp(); // before announcing: cold kernels can miss the deadline
+        if (products > 0) {
+            log.info("compiled the expert kernels before serving: {} products on an expert's first rows in {} ms", products,
+                    (System.nanoTime() - w0) / 1_000_000);
+        }
         ExpertWorker worker = WorkerFlags.startDrained(() -> ExpertWorker.start(shard, fp, moeLayers,
                 new ExpertWorker.Settings(flags.host, port, flags.zk, flags.cluster, flags.id, capacity,
                         flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, redundantSlots,

@@ -42,6 +42,8 @@ import org.slf4j.LoggerFactory;
 final class LocalCluster implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(LocalCluster.class);
     static final String CLUSTER = "local";
+    /** How long start waits for the coordinator's forward warm-up (seconds on bench-v3) before serving anyway. */
+    private static final Duration WARMUP_WAIT = Duration.ofMinutes(5);
 
     /** A worker process and the experts it hosts. */
     record Worker(Process process, String experts, Path logFile) {}
@@ -120,18 +122,18 @@ final class LocalCluster implements AutoCloseable {
      */
     record Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
             String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry, int redundantSlots,
-            Duration rebalance, String expertDevice, long attentionKvCacheMb, KvCacheDtype kvCacheDtype) {
+            Duration rebalance, String expertDevice, long attentionKvCacheMb, KvCacheDtype kvCacheDtype, boolean warmup) {
         /** These options with the coordinator's meters going to {@code r}. */
         Options withRegistry(MeterRegistry r) {
             return new Options(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler,
-                    logDir, r, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype);
+                    logDir, r, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, warmup);
         }
 
-        /** Without redundant experts, on the CPU, with fp32 caches. */
+        /** Without redundant experts, on the CPU, with fp32 caches, warmed up. */
         Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
                 String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {
             this(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler, logDir,
-                    registry, 0, Duration.ZERO, "cpu", 0, KvCacheDtype.FP32);
+                    registry, 0, Duration.ZERO, "cpu", 0, KvCacheDtype.FP32, true);
         }
 
         Options {
@@ -191,7 +193,7 @@ final class LocalCluster implements AutoCloseable {
             for (int w = 0; w < workerCount; w++) {
                 workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir, threads, format,
                         devices[w],
-                        o.redundantSlots()));
+                        o.redundantSlots(), o.warmup()));
             }
             for (int a = 0; a < attentionWorkerCount; a++) {
                 List<String> args = new ArrayList<>(List.of("--model", model.toAbsolutePath().toString(),
@@ -218,6 +220,9 @@ final class LocalCluster implements AutoCloseable {
             served.transformer().kvCacheDtype(o.kvCacheDtype());
             CoordinatorServer coordinator = CoordinatorServer.start(served, backend, o.scheduler(), o.host(), o.port(),
                     o.registry());
+            if (o.warmup() && !coordinator.warmUp().awaitWarmUp(WARMUP_WAIT)) {
+                log.warn("the forward warm-up has not ended after {} s: serving anyway", WARMUP_WAIT.toSeconds());
+            }
             return new LocalCluster(zk, workers, attentionWorkers, backend, attention, coordinator);
         } catch (Exception | Error e) {
             if (attention != null) {
@@ -275,11 +280,15 @@ final class LocalCluster implements AutoCloseable {
      * oversubscribe the cores the coordinator needs (idle pool threads spin before parking).
      */
     static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir, int threads,
-            WeightFormat format, String device, int redundantSlots) throws IOException {
-        Worker w = spawn("expert-worker", List.of("--model", model.toAbsolutePath().toString(), "--experts", experts,
+            WeightFormat format, String device, int redundantSlots, boolean warmup) throws IOException {
+        List<String> args = new ArrayList<>(List.of("--model", model.toAbsolutePath().toString(), "--experts", experts,
                 "--zk", zkConnect, "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",
                 "--drain-ms", "500", "--weights", format.id(), "--device", device,
-                "--redundant-slots", Integer.toString(redundantSlots)), id, logDir, threads);
+                "--redundant-slots", Integer.toString(redundantSlots)));
+        if (!warmup) {
+            args.add("--skip-warmup");
+        }
+        Worker w = spawn("expert-worker", args, id, logDir, threads);
         return new Worker(w.process(), experts, w.logFile());
     }
 

@@ -39,6 +39,11 @@ public final class LocalCommand implements Callable<Integer> {
     @Option(names = "--host", defaultValue = "127.0.0.1", paramLabel = "ADDR", description = "address to bind (default ${DEFAULT-VALUE})")
     String host;
 
+    @Option(names = "--skip-warmup", description = "serve at once, without the warm-up that has the JIT compile the "
+            + "kernels first: the coordinator's forward passes over a synthetic batch, and each expert worker's "
+            + "products (SGLang's --skip-server-warmup)")
+    boolean skipWarmup;
+
     @Option(names = "--worker-logs", paramLabel = "DIR", description = "write worker logs here (default: this process's stderr)")
     Path workerLogs;
 
@@ -89,7 +94,8 @@ public final class LocalCommand implements Callable<Integer> {
         LocalCluster.Options options = new LocalCluster.Options(workers, replication, attentionWorkers,
                 workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, null,
                 redundantSlots, Duration.ofSeconds(rebalanceSeconds), expertDevice,
-                attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0, scheduler.kvCache.dtype());
+                attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0, scheduler.kvCache.dtype(),
+                !skipWarmup);
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host, openai.port != 0);

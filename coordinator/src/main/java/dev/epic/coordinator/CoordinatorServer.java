@@ -39,11 +39,15 @@ public final class CoordinatorServer implements AutoCloseable {
     private final HealthStatusManager health;
     private final ScheduledExecutorService healthCheck;
     private final String host;
+    private final ServingWarmup warmup;
+    private final Runnable checkHealth;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
     private CoordinatorServer(Server server, Scheduler scheduler, HealthStatusManager health,
-            ScheduledExecutorService healthCheck, String host) {
+            ScheduledExecutorService healthCheck, String host, ServingWarmup warmup, Runnable checkHealth) {
         this.server = server;
+        this.warmup = warmup;
+        this.checkHealth = checkHealth;
         this.scheduler = scheduler;
         this.health = health;
         this.healthCheck = healthCheck;
@@ -92,22 +96,41 @@ public final class CoordinatorServer implements AutoCloseable {
         }
         ScheduledExecutorService check = Executors.newSingleThreadScheduledExecutor(
                 Thread.ofPlatform().name("epic-health").daemon(true).factory());
-        check.scheduleWithFixedDelay(() -> {
-            boolean ready = !scheduler.failed() && experts.missingExperts().isEmpty()
+        ServingWarmup warmup = new ServingWarmup();
+        Runnable checkHealth = () -> {
+            boolean canServe = !scheduler.failed() && experts.missingExperts().isEmpty()
                     && (model.attention() == null || model.attention().hasLiveWorker());
+            warmup.poll(canServe, scheduler, model.transformer());
+            boolean ready = canServe && warmup.settled();
             ServingStatus s = ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
             health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, s);
             health.setStatus(SERVICE, s);
             // Only a dead engine thread is fixed by a restart; missing workers and draining are not.
             health.setStatus(WorkerServer.LIVENESS, scheduler.failed() ? ServingStatus.NOT_SERVING : ServingStatus.SERVING);
-        }, 0, 1, TimeUnit.SECONDS);
+        };
+        check.scheduleWithFixedDelay(checkHealth, 0, 1, TimeUnit.SECONDS);
         PromptLookup drafts = options.speculation();
         log.info("coordinator serving {} ({}) on {}:{}: max-batch {}, max-queue {}, prefill budget {} tokens, "
                         + "context {}{}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),
                 options.maxBatch(), options.maxQueue(), options.prefillBudget(), model.maxContext(),
                 drafts.mtp() ? ", drafts by the MTP layer" : drafts.enabled() ? ", up to " + drafts.tokens()
                         + " drafts a step by prompt lookup" : "");
-        return new CoordinatorServer(server, scheduler, health, check, host);
+        return new CoordinatorServer(server, scheduler, health, check, host, warmup, checkHealth);
+    }
+
+    /**
+     * Runs the forward warm-up ({@link ServingWarmup}) as soon as the cluster can serve; until it has
+     * run, health says NOT_SERVING. Returns this.
+     */
+    public CoordinatorServer warmUp() {
+        warmup.request();
+        checkHealth.run(); // now, not at the next tick
+        return this;
+    }
+
+    /** Waits up to {@code timeout} for the warm-up asked for by {@link #warmUp} to end; true if it did. */
+    public boolean awaitWarmUp(java.time.Duration timeout) throws InterruptedException {
+        return warmup.await(timeout);
     }
 
     @SuppressWarnings("deprecation")

@@ -44,6 +44,14 @@ public interface ExpertShard {
         throw new UnsupportedOperationException("this shard hosts no redundant experts");
     }
 
+    /**
+     * Has the JIT compile the kernels its experts run, before the worker announces itself (see
+     * {@code KernelWarmup}); returns how many expert products that took, 0 where nothing needs it.
+     */
+    default int warmUp() {
+        return 0;
+    }
+
     /** Bytes of weight storage this shard holds (for logs and capacity planning). */
     long residentBytes();
 }

@@ -100,6 +100,10 @@ class CoordinatorCommandIT {
                 Coordinator coordinator = Coordinator.start(zk.getConnectString(), "coordinator-command");
                 WorkerProcess worker = WorkerProcess.start(MODEL, zk.getConnectString(), "cmd", "all", "0-255")) {
             coordinator.awaitServing();
+            // Both warmed up first: the worker before it announced itself, the coordinator before it was ready.
+            assertTrue(Files.readString(worker.log).contains("compiled the expert kernels before serving"), worker.log.toString());
+            assertTrue(Files.readString(coordinator.log()).contains("forward warm-up: 26 steps"),
+                    Files.readString(coordinator.log()));
             assertEquals(1, coordinator.api().modelInfo(ModelInfoRequest.getDefaultInstance()).getExpertWorkersCount());
             assertGolden(coordinator, 0);
         }

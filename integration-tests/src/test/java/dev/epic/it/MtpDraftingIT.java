@@ -12,6 +12,7 @@ import dev.epic.proto.SamplingParams;
 import dev.epic.proto.StatsRequest;
 import dev.epic.proto.StatsResponse;
 import dev.epic.proto.TokenIds;
+import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -32,6 +33,10 @@ class MtpDraftingIT {
         List<Golden.Prompt> prompts = Golden.of("tiny-v3").prompts();
         try (EpicLocal cluster = EpicLocal.start("mtp-drafts", "--model", TestData.model("tiny-v3").toString(),
                 "--expert-workers", "2", "--speculative-method", "mtp")) {
+            // Warmed up before the JSON line: both workers before registering, then the coordinator.
+            String log = Files.readString(cluster.log);
+            assertEquals(2, log.split("compiled the expert kernels before serving", -1).length - 1, log);
+            assertTrue(log.contains("forward warm-up: 26 steps"), log);
             var api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
             int generated = 0;
             for (int p = 0; p < 3; p++) {

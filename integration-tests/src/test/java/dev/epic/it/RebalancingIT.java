@@ -2,6 +2,7 @@ package dev.epic.it;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.model.Golden;
@@ -11,6 +12,7 @@ import dev.epic.proto.LogitsRequest;
 import dev.epic.proto.LogitsResponse;
 import dev.epic.proto.ModelInfoRequest;
 import dev.epic.proto.WorkerAnnouncement;
+import java.nio.file.Files;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
@@ -27,7 +29,10 @@ class RebalancingIT {
     @Test
     void workersTakeRedundantExpertsAndTheLogitsDoNotMove() throws Exception {
         try (EpicLocal cluster = EpicLocal.start("rebalancing", "--model", TestData.model("tiny-v3").toString(),
-                "--expert-workers", "2", "--redundant-slots", "8", "--rebalance-seconds", "1", "--prefix-cache-mb", "0")) {
+                "--expert-workers", "2", "--redundant-slots", "8", "--rebalance-seconds", "1", "--prefix-cache-mb", "0",
+                "--skip-warmup")) { // the first placement must come from this test's load, not the warm-up's
+            String log = Files.readString(cluster.log);
+            assertFalse(log.contains("compiled the expert kernels") || log.contains("forward warm-up"), log);
             var api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
             Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4);
             LogitsRequest.Builder req = LogitsRequest.newBuilder().setSteps(12);

@@ -58,6 +58,12 @@ final class Fp8BlockMatrix extends DenseMatrix {
         this.fusable = fusable();
     }
 
+    /** Its first n rows, over the same codes and scales (see {@link KernelWarmup#head}). */
+    Fp8BlockMatrix head(int n) {
+        return new Fp8BlockMatrix(data.asSlice(0, (long) n * cols),
+                scales.asSlice(0, 4L * Math.ceilDiv(n, blockRows) * scaleCols), n, cols, blockRows, blockCols);
+    }
+
     @Override
     public WeightLayout layout() {
         return new WeightLayout(WeightLayout.Format.FP8_BLOCK, data, scales, blockRows, blockCols);

@@ -63,6 +63,8 @@ public final class Scheduler implements AutoCloseable {
     private final SchedulerOptions options;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition work = lock.newCondition();
+    /** Jobs the engine thread runs when no sequence runs or waits (guarded by lock). */
+    private final ArrayDeque<Runnable> idleJobs = new ArrayDeque<>();
     private final ArrayDeque<SequenceTask> queue = new ArrayDeque<>(); // guarded by lock
     private final List<Slot> active = new ArrayList<>();               // engine thread only
     private final PriorityQueue<Slot> preempted =                     // engine thread only, oldest arrival first
@@ -170,6 +172,21 @@ public final class Scheduler implements AutoCloseable {
 
     public SchedulerOptions options() {
         return options;
+    }
+
+    /**
+     * Runs {@code job} on the engine thread once no sequence runs or waits (the forward warm-up: the
+     * model is the engine thread's alone). Sequences that arrive meanwhile wait for it to end. A
+     * runtime exception it throws is logged; the engine goes on.
+     */
+    public void runWhenIdle(Runnable job) {
+        lock.lock();
+        try {
+            idleJobs.add(job);
+            work.signalAll();
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Queues a sequence; it joins the batch at the next step with a free slot. */
@@ -401,6 +418,7 @@ public final class Scheduler implements AutoCloseable {
     private boolean admit() throws InterruptedException {
         List<SequenceTask> cancelled = new ArrayList<>();
         List<Slot> joined = new ArrayList<>();
+        Runnable idle = null;
         lock.lock();
         try {
             while (true) {
@@ -453,10 +471,22 @@ public final class Scheduler implements AutoCloseable {
                 if (!active.isEmpty() || !cancelled.isEmpty()) {
                     break;
                 }
+                if (queue.isEmpty() && preempted.isEmpty() && !idleJobs.isEmpty()) {
+                    idle = idleJobs.poll();
+                    break;
+                }
                 work.await();
             }
         } finally {
             lock.unlock();
+        }
+        if (idle != null) {
+            try {
+                idle.run();
+            } catch (RuntimeException e) {
+                log.warn("an idle-time job failed: {}", e.toString());
+            }
+            return true;
         }
         for (SequenceTask t : cancelled) {
             t.onCancelled();

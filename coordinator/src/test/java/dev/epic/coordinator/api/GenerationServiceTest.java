@@ -51,6 +51,7 @@ import io.grpc.reflection.v1.ServerReflectionRequest;
 import io.grpc.reflection.v1.ServerReflectionResponse;
 import io.grpc.stub.StreamObserver;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import io.grpc.MethodDescriptor;
 import io.grpc.stub.ClientCalls;
 import io.grpc.ManagedChannel;
@@ -434,6 +435,40 @@ class GenerationServiceTest {
         HealthCheckResponse h = HealthGrpc.newBlockingStub(channel).check(
                 HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build());
         assertEquals(HealthCheckResponse.ServingStatus.SERVING, h.getStatus());
+    }
+
+    /**
+     * With the warm-up asked for, health says NOT_SERVING until it has run on the engine (held back
+     * here behind another idle job), then SERVING.
+     */
+    @Test
+    void readinessWaitsForTheWarmUp() throws Exception {
+        ServedModel model = ServedModel.open(TestData.model("tiny-v3"), null, MAX_CONTEXT);
+        CoordinatorServer s = CoordinatorServer.start(model, ExpertBackend.local(), new SchedulerOptions(4, 2, 32),
+                "127.0.0.1", 0);
+        ManagedChannel ch = channel(s.target());
+        try {
+            awaitHealth(ch, HealthCheckResponse.ServingStatus.SERVING);
+            CountDownLatch release = new CountDownLatch(1);
+            s.scheduler().runWhenIdle(() -> {
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+            s.warmUp();
+            awaitHealth(ch, HealthCheckResponse.ServingStatus.NOT_SERVING);
+            assertFalse(s.awaitWarmUp(Duration.ofMillis(1500)), "ran while the engine was held");
+            assertEquals(HealthCheckResponse.ServingStatus.NOT_SERVING, HealthGrpc.newBlockingStub(ch)
+                    .check(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build()).getStatus());
+            release.countDown();
+            assertTrue(s.awaitWarmUp(Duration.ofSeconds(60)));
+            awaitHealth(ch, HealthCheckResponse.ServingStatus.SERVING);
+        } finally {
+            ch.shutdownNow();
+            s.close();
+        }
     }
 
     @Test

@@ -23,6 +23,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
@@ -84,6 +85,45 @@ public class SchedulerTest {
             small.result().get(60, TimeUnit.SECONDS);
             assertFalse(big.result().isDone(), "the long prompt was still prefilling when the short one was answered");
             assertEquals(1, big.result().get(60, TimeUnit.SECONDS).argmax().length);
+        }
+    }
+
+    /**
+     * An idle-time job (the forward warm-up) runs on the engine thread; a sequence that arrives while
+     * it runs waits for it and is then served; a job that throws is logged and the engine goes on.
+     */
+    @Test
+    void idleJobsRunOnTheEngineAndSequencesWaitForThem() throws Exception {
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(4, 4, 16)).start()) {
+            CountDownLatch running = new CountDownLatch(1);
+            CountDownLatch release = new CountDownLatch(1);
+            CompletableFuture<String> thread = new CompletableFuture<>();
+            s.runWhenIdle(() -> {
+                thread.complete(Thread.currentThread().getName());
+                running.countDown();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+            assertTrue(running.await(30, TimeUnit.SECONDS));
+            LogitsTask waiting = new LogitsTask(new int[] {5, 17, 4}, 0);
+            s.submit(waiting);
+            Thread.sleep(200);
+            assertFalse(waiting.result().isDone(), "served while the engine ran the job");
+            assertEquals(0, s.steps());
+            release.countDown();
+            assertEquals(1, waiting.result().get(60, TimeUnit.SECONDS).argmax().length);
+            assertTrue(thread.get().startsWith("epic-engine"), thread.get());
+
+            s.runWhenIdle(() -> {
+                throw new IllegalStateException("a failed warm-up");
+            });
+            LogitsTask after = new LogitsTask(new int[] {9, 3}, 0);
+            s.submit(after);
+            assertEquals(1, after.result().get(60, TimeUnit.SECONDS).argmax().length);
+            assertFalse(s.failed());
         }
     }
 

@@ -1,5 +1,6 @@
 package dev.epic.model.layers;
 
+import dev.epic.kernels.KernelWarmup;
 import dev.epic.kernels.Matrix;
 import dev.epic.kernels.VectorOps;
 import dev.epic.model.WeightSource;
@@ -39,6 +40,25 @@ public final class Mlp {
         up.matmul(x, u, rows);
         VectorOps.swiglu(g, u, g); // g <- silu(g) * u
         down.matmul(g, out, rows);
+    }
+
+    /**
+     * Has the JIT compile this block's kernels ({@link KernelWarmup}): {@code rounds} products of each
+     * batch size on each matrix's first rows, and the SwiGLU between them. Returns the products run.
+     */
+    public int warmUp(int[] batches, int rounds) {
+        int products = 0;
+        for (Matrix m : new Matrix[] {gate, up, down}) {
+            products += KernelWarmup.matmuls(m, batches, rounds);
+        }
+        if (products > 0) {
+            float[] g = new float[gate.rows()];
+            float[] u = new float[gate.rows()];
+            for (int round = 0; round < rounds * batches.length; round++) {
+                VectorOps.swiglu(g, u, g);
+            }
+        }
+        return products;
     }
 
     public long storageBytes() {
