@@ -1,5 +1,6 @@
 package dev.epic.cli;
 
+import dev.epic.attention.AttentionWarmup;
 import dev.epic.attention.AttentionWorker;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.KvCacheDtype;
@@ -23,6 +24,9 @@ import picocli.CommandLine.Option;
             "ready; SIGTERM drains gracefully (sequences cached here end with it)."})
 public final class AttentionWorkerCommand implements Callable<Integer> {
     private static final Logger log = LoggerFactory.getLogger(AttentionWorkerCommand.class);
+    /** The warm-up's step budget (the coordinators' default --prefill-budget) and rounds (see AttentionWarmup). */
+    private static final int WARMUP_BUDGET = 256;
+    private static final int WARMUP_ROUNDS = 8;
 
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face checkpoint directory")
     Path model;
@@ -32,6 +36,11 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
 
     @Option(names = "--port", defaultValue = "50071", description = "gRPC port (0 = any free port; default ${DEFAULT-VALUE})")
     int port;
+
+    @Option(names = "--skip-warmup", description = "announce at once, without first running the attention kernels on "
+            + "synthetic sequences so the JIT compiles them (seconds; a cold worker's first long prefill can miss the "
+            + "coordinator's deadline)")
+    boolean skipWarmup;
 
     @Option(names = "--max-sequences", defaultValue = "256", paramLabel = "N",
             description = "most sequences (KV caches) held at once; coordinators place no more here (default ${DEFAULT-VALUE})")
@@ -72,6 +81,12 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
         log.info("opened the attention of {} layers in {} ms: {} MiB of weights, process RSS {} MiB", layers.count(),
                 (System.nanoTime() - t0) / 1_000_000, String.format("%.1f", layers.storageBytes() / 1048576.0),
                 String.format("%.0f", ProcessStats.residentMb()));
+        if (!skipWarmup) { // before announcing: cold kernels can miss the coordinator's attention deadline
+            long w0 = System.nanoTime();
+            int calls = AttentionWarmup.run(layers, kvCacheDtype, WARMUP_BUDGET, WARMUP_ROUNDS);
+            log.info("compiled the attention kernels before serving: {} MLA calls in {} ms", calls,
+                    (System.nanoTime() - w0) / 1_000_000);
+        }
         AttentionWorker worker = WorkerFlags.startDrained(() -> AttentionWorker.start(layers,
                 CheckpointFingerprint.of(model), new AttentionWorker.Settings(flags.host, port, flags.zk, flags.cluster,
                         flags.id, maxSequences, flags.sessionTimeoutMs, flags.drainMs, flags.metricsPort, kvCacheBytes)

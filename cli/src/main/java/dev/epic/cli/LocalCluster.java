@@ -203,6 +203,9 @@ final class LocalCluster implements AutoCloseable {
                 if (o.attentionKvCacheMb() > 0) {
                     args.addAll(List.of("--kv-cache-mb", Long.toString(o.attentionKvCacheMb())));
                 }
+                if (!o.warmup()) {
+                    args.add("--skip-warmup");
+                }
                 attentionWorkers.add(spawn("attention-worker", args, "local-attention-" + a, logDir, threads).process());
             }
             CheckpointFingerprint fp = CheckpointFingerprint.of(model);

@@ -14,6 +14,7 @@ import dev.epic.proto.GenerationServiceGrpc;
 import dev.epic.proto.LogitsRequest;
 import dev.epic.proto.LogitsResponse;
 import dev.epic.proto.StatsRequest;
+import java.nio.file.Files;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
@@ -38,6 +39,8 @@ class Bf16KvCacheIT {
         }
         try (EpicLocal cluster = EpicLocal.start("bf16-kv", "--model", TestData.model("tiny-v3").toString(),
                 "--expert-workers", "1", "--attention-workers", "1", "--kv-cache-dtype", "bf16")) {
+            String log = Files.readString(cluster.log);
+            assertTrue(log.contains("compiled the attention kernels before serving: 208 MLA calls"), log);
             var api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
             LogitsRequest.Builder req = LogitsRequest.newBuilder().setSteps(0);
             IntStream.of(g.tokens()).forEach(req::addPromptTokenIds);
