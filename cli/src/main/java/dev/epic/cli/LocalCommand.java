@@ -40,8 +40,8 @@ public final class LocalCommand implements Callable<Integer> {
     String host;
 
     @Option(names = "--skip-warmup", description = "serve at once, without the warm-up that has the JIT compile the "
-            + "kernels first: the coordinator's forward passes over a synthetic batch, and each expert worker's "
-            + "products (SGLang's --skip-server-warmup)")
+            + "kernels first: the coordinator's forward passes over a synthetic batch, and each worker's runs of its "
+            + "kernels before it registers (SGLang's --skip-server-warmup)")
     boolean skipWarmup;
 
     @Option(names = "--worker-logs", paramLabel = "DIR", description = "write worker logs here (default: this process's stderr)")

@@ -90,7 +90,8 @@ public final class StatusCommand implements Callable<Integer> {
     }
 
     static ObjectNode report(ModelInfoResponse info, StatsResponse stats, String health) {
-        ObjectNode o = new ObjectMapper().createObjectNode().put("health", health);
+        ObjectNode o = new ObjectMapper().createObjectNode().put("health", health)
+                .put("warming_up", stats.getWarmingUp());
         o.putObject("model").put("name", info.getFingerprint().getName())
                 .put("sha256", info.getFingerprint().getSha256()).put("type", info.getModelType())
                 .put("layers", info.getNumLayers()).put("routed_experts", info.getNumRoutedExperts())
@@ -162,7 +163,8 @@ public final class StatusCommand implements Callable<Integer> {
     static String summary(ObjectNode r) {
         StringBuilder s = new StringBuilder();
         var m = r.get("model");
-        s.append(String.format("health     %s%n", r.get("health").asText()));
+        s.append(String.format("health     %s%s%n", r.get("health").asText(), r.path("warming_up").asBoolean()
+                ? " (warming up: forward passes compile the kernels before the first request)" : ""));
         s.append(String.format("model      %s (%s, %s), %d layers, %d routed experts, top-%d, context %d%n",
                 m.get("name").asText(), ModelIdentity.abbrev(m.get("sha256").asText()),
                 m.get("type").asText(), m.get("layers").asInt(), m.get("routed_experts").asInt(),

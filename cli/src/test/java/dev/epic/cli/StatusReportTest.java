@@ -32,6 +32,20 @@ class StatusReportTest {
         assertEquals(List.of("a0", "a1"), ids(report.get("attention_workers")));
     }
 
+    /** A coordinator still warming up says so beside its NOT_SERVING; one that is not, nothing. */
+    @Test
+    void aWarmUpUnderWayIsShown() {
+        ModelInfoResponse info = ModelInfoResponse.newBuilder()
+                .setFingerprint(ModelFingerprint.newBuilder().setName("m").setSha256("a".repeat(64)))
+                .setNumRoutedExperts(3).build();
+        var warming = StatusCommand.report(info, StatsResponse.newBuilder().setWarmingUp(true).build(), "NOT_SERVING");
+        assertTrue(warming.get("warming_up").asBoolean());
+        String summary = StatusCommand.summary(warming);
+        assertTrue(summary.contains("health     NOT_SERVING (warming up: forward passes compile the kernels"), summary);
+        String done = StatusCommand.summary(StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING"));
+        assertTrue(done.contains("health     SERVING" + System.lineSeparator()), done);
+    }
+
     /** The report shows the KV cache held against its budget, the preemptions, and each attention worker's budget. */
     @Test
     void kvCacheUseAndBudgetsAreShown() {

@@ -77,13 +77,14 @@ public final class CoordinatorServer implements AutoCloseable {
                 experts.dispatchStats().<java.util.function.Supplier<DispatchStats.Snapshot>>map(d -> d::snapshot)
                         .orElse(() -> null)).start();
         HealthStatusManager health = new HealthStatusManager();
+        ServingWarmup warmup = new ServingWarmup();
         health.setStatus(WorkerServer.LIVENESS, ServingStatus.SERVING);
         ServingMetrics metrics = ServingMetrics.bind(registry, scheduler);
         Server server;
         try {
             server = NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
                     .addService(MalformedRequests.guard(
-                            new GenerationServiceImpl(model, scheduler, experts, metrics, stalledReader)))
+                            new GenerationServiceImpl(model, scheduler, experts, metrics, stalledReader, warmup::pending)))
                     .intercept(new MetricCollectingServerInterceptor(registry))
                     .addService(health.getHealthService())
                     .addService(ProtoReflectionServiceV1.newInstance())
@@ -96,7 +97,6 @@ public final class CoordinatorServer implements AutoCloseable {
         }
         ScheduledExecutorService check = Executors.newSingleThreadScheduledExecutor(
                 Thread.ofPlatform().name("epic-health").daemon(true).factory());
-        ServingWarmup warmup = new ServingWarmup();
         Runnable checkHealth = () -> {
             boolean canServe = !scheduler.failed() && experts.missingExperts().isEmpty()
                     && (model.attention() == null || model.attention().hasLiveWorker());

@@ -48,6 +48,11 @@ final class ServingWarmup {
         });
     }
 
+    /** Asked for and not over (Stats.warming_up). */
+    boolean pending() {
+        return !settled();
+    }
+
     /** Not asked for, or over: readiness need not wait. */
     boolean settled() {
         State s = state.get();

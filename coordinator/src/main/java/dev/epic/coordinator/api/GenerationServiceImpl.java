@@ -100,6 +100,12 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
     /** @param stalledReader how long a Generate stream may take none of its messages before it is ended */
     public GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts, ServingMetrics metrics,
             Duration stalledReader) {
+        this(model, scheduler, experts, metrics, stalledReader, () -> false);
+    }
+
+    /** @param warmingUp whether the forward warm-up is asked for and not over (Stats.warming_up) */
+    public GenerationServiceImpl(ServedModel model, Scheduler scheduler, ExpertBackend experts, ServingMetrics metrics,
+            Duration stalledReader, java.util.function.BooleanSupplier warmingUp) {
         this.stalledReaderNanos = stalledReader.toNanos();
         this.model = model;
         this.metrics = metrics;
@@ -108,7 +114,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         this.prompts = new PromptBuilder(model);
         this.reasoningModel = prompts.reasoningTemplate();
         this.modelType = ModelType.of(model.directory());
-        this.stats = new StatsReport(scheduler, experts, model.attention());
+        this.stats = new StatsReport(scheduler, experts, model.attention(), warmingUp);
         this.kvBytesPerPosition = model.transformer().kvBytesPerPosition();
     }
 

@@ -10,6 +10,7 @@ import dev.epic.model.bench.ProcessStats;
 import dev.epic.proto.LatencyHistogram;
 import dev.epic.proto.StatsResponse;
 import java.nio.ByteBuffer;
+import java.util.function.BooleanSupplier;
 import org.HdrHistogram.Histogram;
 
 /** Builds the Stats answer: cumulative scheduler and dispatch counters, histograms, process memory. */
@@ -18,8 +19,10 @@ final class StatsReport {
     private final ExpertBackend experts;
     private final RemoteAttention attention; // null: attention in this process
     private final long startNanos = System.nanoTime();
+    private final BooleanSupplier warmingUp;
 
-    StatsReport(Scheduler scheduler, ExpertBackend experts, RemoteAttention attention) {
+    StatsReport(Scheduler scheduler, ExpertBackend experts, RemoteAttention attention, BooleanSupplier warmingUp) {
+        this.warmingUp = warmingUp;
         this.scheduler = scheduler;
         this.experts = experts;
         this.attention = attention;
@@ -38,6 +41,7 @@ final class StatsReport {
                 .setPreemptions(scheduler.preemptions())
                 .setNumSpeculativeTokens(scheduler.options().speculation().tokens())
                 .setSpeculativeMethod(scheduler.options().speculation().mtp() ? "mtp" : "ngram")
+                .setWarmingUp(warmingUp.getAsBoolean())
                 .setDraftTokens(scheduler.draftTokens())
                 .setAcceptedDraftTokens(scheduler.acceptedDrafts())
                 .setKvCacheBytes(scheduler.kvCacheBytes())

@@ -35,6 +35,7 @@ import dev.epic.proto.Messages;
 import dev.epic.proto.ModelInfoRequest;
 import dev.epic.proto.ModelInfoResponse;
 import dev.epic.proto.SamplingParams;
+import dev.epic.proto.StatsRequest;
 import dev.epic.proto.TokenIds;
 import dev.epic.proto.TokenLogprob;
 import dev.epic.proto.TokenizeRequest;
@@ -459,12 +460,15 @@ class GenerationServiceTest {
             });
             s.warmUp();
             awaitHealth(ch, HealthCheckResponse.ServingStatus.NOT_SERVING);
+            var api = GenerationServiceGrpc.newBlockingStub(ch);
+            assertTrue(api.stats(StatsRequest.getDefaultInstance()).getWarmingUp());
             assertFalse(s.awaitWarmUp(Duration.ofMillis(1500)), "ran while the engine was held");
             assertEquals(HealthCheckResponse.ServingStatus.NOT_SERVING, HealthGrpc.newBlockingStub(ch)
                     .check(HealthCheckRequest.newBuilder().setService(CoordinatorServer.SERVICE).build()).getStatus());
             release.countDown();
             assertTrue(s.awaitWarmUp(Duration.ofSeconds(60)));
             awaitHealth(ch, HealthCheckResponse.ServingStatus.SERVING);
+            assertFalse(api.stats(StatsRequest.getDefaultInstance()).getWarmingUp());
         } finally {
             ch.shutdownNow();
             s.close();
