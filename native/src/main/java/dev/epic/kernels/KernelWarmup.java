@@ -9,9 +9,9 @@ import java.util.Arrays;
  * long prefill chunk can miss a coordinator's deadline.
  *
  * <p>The products run on the weight's own first rows: the same storage, columns and values, so the
- * JIT profiles the very branches real products take (a miniature matrix of other widths compiled code
- * that deoptimised on the first real product, and ran interpreted again while it recompiled), at a
- * small fraction of the arithmetic.
+ * JIT profiles the very branches real products take (after a 128x128 miniature of each, JFR still
+ * caught a worker running interpreted vector code in its first real request), at a small fraction of
+ * the arithmetic.
  */
 public final class KernelWarmup {
     /** Rows of each product: a multiple of the GEMM's tile would skip its tail, so not one. */
