@@ -72,9 +72,10 @@ public final class BenchCommand implements Callable<Integer> {
             + "draft kept and with none")
     List<Integer> drafts = List.of();
 
-    @Option(names = "--mtp", description = "--model only: also time batch-1 steps drafting one token with the "
-            + "checkpoint's MTP layer (the check of the draft and the MTP layer's pass for the next)")
-    boolean mtp;
+    @Option(names = "--mtp", arity = "0..1", fallbackValue = "1", defaultValue = "0", paramLabel = "K",
+            description = "--model only: also time batch-1 steps drafting K tokens (default 1) with the checkpoint's "
+                    + "MTP layer: the check of the drafts and the MTP layer's K chained passes for the next")
+    int mtp;
 
     @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",
             description = "linear weight format: as stored (auto), bf16, q8 or q4 (default auto; --model only)")
@@ -108,7 +109,7 @@ public final class BenchCommand implements Callable<Integer> {
             return fail(err, "give exactly one of --model DIR (this process) or --target HOST:PORT (a coordinator)");
         }
         if (target != null) {
-            if (!drafts.isEmpty() || mtp) {
+            if (!drafts.isEmpty() || mtp != 0) {
                 return fail(err, "--drafts and --mtp are for --model (a coordinator speculates as started: "
                         + "--num-speculative-tokens, --speculative-method)");
             }
@@ -136,7 +137,7 @@ public final class BenchCommand implements Callable<Integer> {
         }
         try (Checkpoint checkpoint = Checkpoint.open(model)) {
             String missing = dev.epic.model.layers.Mtp.missing(checkpoint.config());
-            if (mtp && missing != null) {
+            if (mtp > 0 && missing != null) {
                 return fail(err, "--mtp: " + missing);
             }
             loadBefore = ProcessStats.loadAverage();

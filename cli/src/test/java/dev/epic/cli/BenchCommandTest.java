@@ -54,6 +54,21 @@ class BenchCommandTest {
         assertTrue(j.get("roofline_fraction").asDouble() > 0);
     }
 
+    /** --mtp K times K chained MTP drafts a step (--mtp alone: one); a negative K is refused. */
+    @Test
+    void mtpTakesADraftCount() throws Exception {
+        LogitsCommandTest.Run r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--batch", "1",
+                "--prompt-len", "8", "--gen", "3", "--mtp", "2", "--json");
+        assertEquals(0, r.code(), r.err());
+        JsonNode mtp = JSON.readTree(r.out()).get("speculative").get(0);
+        assertEquals("mtp", mtp.get("method").asText());
+        assertEquals(2, mtp.get("drafts").asInt());
+        assertEquals(3 * mtp.get("tok_s_none_kept").asDouble(), mtp.get("tok_s_all_kept").asDouble(), 1e-9);
+        r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--mtp", "-1");
+        assertEquals(LogitsCommand.BAD_INPUT, r.code());
+        assertTrue(r.err().contains("MTP drafts must be >= 0"), r.err());
+    }
+
     @Test
     void badArgumentsFailWithAMessage() {
         LogitsCommandTest.Run r = run(new BenchCommand(), "--model", testdata("tiny-v3").toString(), "--weights", "int3");

@@ -33,12 +33,15 @@ public final class EngineBenchmark {
 
     /**
      * @param drafts draft counts whose batch-1 verification steps are timed (speculative decoding); may be empty
-     * @param mtp    also time batch-1 steps that draft with the checkpoint's MTP layer (one draft, and the MTP
-     *               layer's pass that makes the next)
+     * @param mtp    also time batch-1 steps that draft this many tokens with the checkpoint's MTP layer (the
+     *               check of the drafts, and the MTP layer's chained passes that make the next; 0: none)
      */
     public record Options(List<Integer> batches, int promptLen, int gen, int chunk, long seed, List<Integer> drafts,
-            boolean mtp) {
+            int mtp) {
         public Options {
+            if (mtp < 0) {
+                throw new IllegalArgumentException("MTP drafts must be >= 0, got " + mtp);
+            }
             if (batches.isEmpty() || batches.stream().anyMatch(b -> b < 1)) {
                 throw new IllegalArgumentException("batch sizes must be >= 1, got " + batches);
             }
@@ -59,7 +62,8 @@ public final class EngineBenchmark {
 
     /**
      * Batch-1 speculative decoding: a step that feeds the pending token and {@code drafts} drafts and
-     * returns the logits of all of them (with {@code mtp}, then runs the MTP layer for the next draft).
+     * returns the logits of all of them (with {@code mtp}, then runs the MTP layer once per draft, chained,
+     * for the next step's drafts).
      * Every draft kept, it yields drafts + 1 tokens; none kept, one.
      */
     public record Verify(int drafts, double stepMsP50, double stepMsMean, boolean mtp) {
@@ -105,7 +109,7 @@ public final class EngineBenchmark {
             throw new IllegalArgumentException("prompt-len + gen exceeds max_position_embeddings "
                     + model.config().maxPositionEmbeddings());
         }
-        if (o.mtp()) {
+        if (o.mtp() > 0) {
             model.enableMtp(); // before any cache is made: its KV is one more layer
         }
         SplittableRandom random = new SplittableRandom(o.seed());
@@ -121,8 +125,8 @@ public final class EngineBenchmark {
         for (int k : o.drafts()) {
             verify(model, warm, prompt.length, k, Math.min(8, o.gen()), random, false);
         }
-        if (o.mtp()) {
-            verify(model, warm, prompt.length, 1, Math.min(8, o.gen()), random, true);
+        if (o.mtp() > 0) {
+            verify(model, warm, prompt.length, o.mtp(), Math.min(8, o.gen()), random, true);
         }
 
         // Prefill: best of three passes (llama.cpp's figures are best passes too); the last cache is
@@ -150,8 +154,8 @@ public final class EngineBenchmark {
         for (int k : o.drafts()) {
             verifies.add(verify(model, cache, prompt.length, k, o.gen(), random, false));
         }
-        if (o.mtp()) {
-            verifies.add(verify(model, cache, prompt.length, 1, o.gen(), random, true));
+        if (o.mtp() > 0) {
+            verifies.add(verify(model, cache, prompt.length, o.mtp(), o.gen(), random, true));
         }
         for (Verify v : verifies) {
             log.info("bench: batch 1 with {} drafts{}: step {} ms, {} tok/s all kept, {} none kept", v.drafts(),
@@ -219,8 +223,9 @@ public final class EngineBenchmark {
      * {@code steps} batch-1 verification steps: the pending token and {@code drafts} random drafts, the
      * logits of every position, the argmax of each row (a greedy check). The cache then keeps one
      * position, as when no draft is kept; the attention over one position more or less costs nothing
-     * next to the weights, so the step time holds for any share kept. With {@code mtp} the one draft is
-     * the MTP layer's, which runs after each check over the position kept, as the scheduler runs it.
+     * next to the weights, so the step time holds for any share kept. With {@code mtp} the drafts are
+     * the MTP layer's, as the scheduler makes them: after each check it runs over the position kept,
+     * then once more per further draft, each pass on the one before's output and draft.
      */
     private static Verify verify(Transformer model, KvCache prefix, int len, int drafts, int steps,
             SplittableRandom random, boolean mtp) {
@@ -228,7 +233,7 @@ public final class EngineBenchmark {
         KvCache cache = copy(model, prefix, len, len + steps + drafts);
         double[] stepMs = new double[steps];
         int next = random.nextInt(2, vocab);
-        int draft = 0;
+        int[] chained = new int[drafts];
         long start = System.nanoTime();
         for (int k = 0; k < steps; k++) {
             int[] feed = new int[drafts + 1];
@@ -237,7 +242,7 @@ public final class EngineBenchmark {
                 feed[j] = random.nextInt(2, vocab);
             }
             if (mtp && k > 0) {
-                feed[1] = draft;
+                System.arraycopy(chained, 0, feed, 1, drafts);
             }
             long t = System.nanoTime();
             List<SequenceChunk> chunk = List.of(new SequenceChunk(cache, feed, len + k, true));
@@ -248,8 +253,14 @@ public final class EngineBenchmark {
             }
             cache.setLength(len + k + 1);
             if (mtp) {
-                draft = VectorOps.argmax(model.mtp().step(List.of(new Mtp.Chunk(cache, len + k, new int[] {next},
-                        out.hidden(), 0, true))).getFirst().logits());
+                Mtp.Draft d = model.mtp().step(List.of(new Mtp.Chunk(cache, len + k, new int[] {next}, out.hidden(), 0,
+                        true))).getFirst();
+                chained[0] = VectorOps.argmax(d.logits());
+                for (int j = 1; j < drafts; j++) { // at the pending token's position j - 1 on
+                    d = model.mtp().step(List.of(new Mtp.Chunk(cache, len + k + j, new int[] {chained[j - 1]},
+                            d.hidden(), 0, true))).getFirst();
+                    chained[j] = VectorOps.argmax(d.logits());
+                }
             }
             stepMs[k] = (System.nanoTime() - t) / 1e6;
         }
