@@ -129,6 +129,12 @@ final class LocalCluster implements AutoCloseable {
                     logDir, r, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, warmup);
         }
 
+        /** These options with the warm-up on or off. */
+        Options withWarmup(boolean on) {
+            return new Options(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler,
+                    logDir, registry, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, on);
+        }
+
         /** Without redundant experts, on the CPU, with fp32 caches, warmed up. */
         Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
                 String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {
