@@ -27,7 +27,7 @@ public final class AttentionWarmup {
         int calls = 0;
         for (int round = 0; round < rounds; round++) {
             List<KvCache> caches = new ArrayList<>();
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < ForwardWarmup.SEQUENCES; i++) {
                 caches.add(layers.newCache(dtype));
             }
             for (List<ForwardWarmup.Part> step : plan) {

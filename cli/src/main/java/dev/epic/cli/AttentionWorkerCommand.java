@@ -2,6 +2,7 @@ package dev.epic.cli;
 
 import dev.epic.attention.AttentionWarmup;
 import dev.epic.attention.AttentionWorker;
+import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.KvCacheDtype;
 import dev.epic.model.attention.AttentionLayers;
@@ -24,8 +25,7 @@ import picocli.CommandLine.Option;
             "ready; SIGTERM drains gracefully (sequences cached here end with it)."})
 public final class AttentionWorkerCommand implements Callable<Integer> {
     private static final Logger log = LoggerFactory.getLogger(AttentionWorkerCommand.class);
-    /** The warm-up's step budget (the coordinators' default --prefill-budget) and rounds (see AttentionWarmup). */
-    private static final int WARMUP_BUDGET = 256;
+    /** The warm-up's rounds (see AttentionWarmup); its steps fill the coordinators' default --prefill-budget. */
     private static final int WARMUP_ROUNDS = 8;
 
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "Hugging Face checkpoint directory")
@@ -83,7 +83,8 @@ public final class AttentionWorkerCommand implements Callable<Integer> {
                 String.format("%.0f", ProcessStats.residentMb()));
         if (!skipWarmup) { // before announcing: cold kernels can miss the coordinator's attention deadline
             long w0 = System.nanoTime();
-            int calls = AttentionWarmup.run(layers, kvCacheDtype, WARMUP_BUDGET, WARMUP_ROUNDS);
+            int calls = AttentionWarmup.run(layers, kvCacheDtype, SchedulerOptions.DEFAULT_PREFILL_BUDGET,
+                    WARMUP_ROUNDS);
             log.info("compiled the attention kernels before serving: {} MLA calls in {} ms", calls,
                     (System.nanoTime() - w0) / 1_000_000);
         }

@@ -15,7 +15,8 @@ import java.util.SplittableRandom;
  * see them as traffic like any other.
  */
 public final class ForwardWarmup {
-    private static final int SEQUENCES = 4;
+    /** Sequences the {@link #plan} feeds, numbered from 0. */
+    public static final int SEQUENCES = 4;
     private static final int[] DECODE_BATCHES = {4, 2, 1};
     private static final int DECODE_STEPS = 8;
 

@@ -3,8 +3,6 @@ package dev.epic.model;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.LocalExperts;
@@ -43,10 +41,7 @@ class ForwardWarmupTest {
     /** Within a short context and a small step budget: fewer positions, never past the context. */
     @Test
     void fitsAShortContextAndASmallBudget() throws Exception {
-        ObjectNode json = (ObjectNode) new ObjectMapper().readTree(
-                TestData.model("tiny-v3").resolve("config.json").toFile());
-        json.put("max_position_embeddings", 8);
-        ModelConfig small = ModelConfig.parse(json, "test");
+        ModelConfig small = TestData.withContext("tiny-v3", 8);
         Transformer model = new Transformer(small, checkpoint, LocalExperts.all(small, checkpoint));
         // Chunks of 1, two steps at each batch: the first sequence's 8 positions (a 9th would be refused).
         ForwardWarmup.Result r = ForwardWarmup.run(model, 3);

@@ -5,8 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.epic.model.checkpoint.Checkpoint;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.LocalExperts;
@@ -152,10 +150,7 @@ class StepTest {
 
     @Test
     void rejectsPositionsBeyondMaxPositionEmbeddings() throws Exception {
-        ObjectNode json = (ObjectNode) new ObjectMapper().readTree(
-                TestData.model("tiny-v3").resolve("config.json").toFile());
-        json.put("max_position_embeddings", 8);
-        ModelConfig small = ModelConfig.parse(json, "test");
+        ModelConfig small = TestData.withContext("tiny-v3", 8);
         Transformer t = new Transformer(small, checkpoint, LocalExperts.all(small, checkpoint));
         KvCache c = t.newCache();
         t.forward(c, 1, 2, 3, 4, 5, 6, 7);

@@ -975,7 +975,7 @@ public final class Scheduler implements AutoCloseable {
             return;
         }
         try {
-            chain(work, drafted, model.mtp().step(work));
+            chain(drafted, model.mtp().step(work));
         } catch (RuntimeException | OutOfMemoryError e) {
             // Not one sequence's doing either: those whose MTP layer could not run end as a failed step's do.
             log.warn("MTP drafting over {} sequence(s) failed: {}", drafted.size(), e.toString());
@@ -990,11 +990,11 @@ public final class Scheduler implements AutoCloseable {
     }
 
     /**
-     * The drafts from the MTP layer's first pass ({@code first}, per chunk of {@code work}), chained to
+     * The drafts from the MTP layer's first pass ({@code first}, per sequence of {@code drafted}), chained to
      * up to --num-speculative-tokens: the layer runs again one position further on, on its own output and
      * the token it just drafted (its rows there are written over once the main model has computed them).
      */
-    private void chain(List<Mtp.Chunk> work, List<Slot> drafted, List<Mtp.Draft> first) {
+    private void chain(List<Slot> drafted, List<Mtp.Draft> first) {
         int depth = options.speculation().tokens();
         List<Slot> going = new ArrayList<>();
         List<Mtp.Draft> last = new ArrayList<>();
