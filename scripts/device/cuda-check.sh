@@ -8,24 +8,11 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${OUT:-$ROOT/device-out}"; mkdir -p "$OUT"
 cd "$ROOT"
-W=/tmp/epic-device; rm -rf $W; mkdir -p $W
-xz -dc .device/epic-device.tar.xz | tar xf - -C $W
-JAVA=$W/jre/bin/java
+. scripts/device/env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/env.txt"
-# The CUDA 13 libraries the JavaCPP bindings link against, wherever the image keeps them.
-
-for lib in libcuda.so.1 libcudart.so.13 libnvrtc.so.13 libnvrtc-builtins.so.13 libcublas.so.13 libcublasLt.so.13; do
-  p=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
-  [ -n "$p" ] || p=$(find /usr/local/cuda*/ /usr/local/nvidia /usr/lib/x86_64-linux-gnu /opt -name "$lib*" 2>/dev/null | head -1)
-  echo "$lib: ${p:-MISSING}"
-
-done | tee $W/libs.txt | tee -a "$OUT/env.txt"
-libdirs=$(grep -v MISSING $W/libs.txt | awk '{print $2}' | xargs -n1 dirname | sort -u | paste -sd:)
-export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+cat $W/libs.txt | tee -a "$OUT/env.txt"
 # A fresh kernel cache: the tests compile the kernels into it, the later processes must load them.
-export EPIC_CUDA_CACHE=$W/kcache
-FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m -XX:+UseParallelGC)
-CP="$W/test/native:$W/test/model:$W/test/expert-worker:$W/lib/*"
+export EPIC_CUDA_CACHE=$W/kcache; rm -rf $EPIC_CUDA_CACHE
 summary=()
 
 echo "== CUDA tests"
@@ -42,7 +29,6 @@ timeout 120 $JAVA "${FLAGS[@]}" -Depic.cuda.loseContext=true -Dorg.slf4j.simpleL
 summary+=("context loss: $(grep -E 'tests (successful|failed|skipped)' "$OUT/context-loss.log" | tr -s ' ' | paste -sd' ')")
 summary+=("kernel cache: $(ls $EPIC_CUDA_CACHE 2>/dev/null | wc -l) image(s); $(grep -ho 'loaded the CUDA kernels[^(]*([0-9]* ms)' "$OUT/context-loss.log" | head -1)")
 
-EPIC=($JAVA "${FLAGS[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$W/lib/*" dev.epic.cli.Main)
 BENCH=${EPIC_DEVICE_BENCH:-all}
 WEIGHTS=(bf16 fp8); [ "$BENCH" = all ] || WEIGHTS=(bf16); [ "$BENCH" = none ] && WEIGHTS=()
 for w in "${WEIGHTS[@]}"; do

@@ -9,16 +9,8 @@ OUT="${OUT:-$ROOT/device-out}"; mkdir -p "$OUT"
 cd "$ROOT"
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 [ -n "$NCU" ] || { echo "no ncu (Nsight Compute) on this machine"; exit 3; }
-W=/tmp/epic-device; rm -rf $W; mkdir -p $W
-xz -dc .device/epic-device.tar.xz | tar xf - -C $W
-libdirs=$(for lib in libcuda.so.1 libcudart.so.13 libnvrtc.so.13 libcublas.so.13 libcublasLt.so.13; do
-  p=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
-  [ -n "$p" ] || p=$(find /usr/local/cuda*/ /usr/local/nvidia /usr/lib/x86_64-linux-gnu -name "$lib*" 2>/dev/null | head -1)
-  [ -n "$p" ] && dirname "$p"
-done | sort -u | paste -sd:)
-export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" EPIC_CUDA_CACHE=$W/kcache
-EPIC=($W/jre/bin/java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m
-  -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$W/lib/*" dev.epic.cli.Main)
+. scripts/device/env.sh
+export EPIC_CUDA_CACHE=$W/kcache
 "${EPIC[@]}" bench-experts --weights bf16 --batch 1 --iterations 1 > /dev/null 2>&1 # compiles the kernels once
 for w in bf16 fp8; do
   echo "== $w, batch 1: experts_gate_up1 and experts_down1"

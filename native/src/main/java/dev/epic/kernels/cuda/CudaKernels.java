@@ -4,6 +4,7 @@ import static dev.epic.kernels.cuda.Cuda.check;
 import static org.bytedeco.cuda.global.cudart.CUDA_SUCCESS;
 import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
 import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
+import static org.bytedeco.cuda.global.cudart.cuModuleGetGlobal;
 import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
 import static org.bytedeco.cuda.global.cudart.cuModuleUnload;
 import static org.bytedeco.cuda.global.nvrtc.NVRTC_SUCCESS;
@@ -25,6 +26,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import org.bytedeco.cuda.cudart.CUfunc_st;
 import org.bytedeco.cuda.cudart.CUmod_st;
@@ -55,6 +57,7 @@ public final class CudaKernels implements AutoCloseable {
     private final CudaDevice device;
     private final CUmod_st module;
     private final Map<String, CUfunc_st> functions = new HashMap<>();
+    private final Map<String, Integer> rowsPerBlock;
     /** Launch arguments: eight bytes per argument, and the array of their addresses cuLaunchKernel takes. */
     private static final int MAX_ARGS = 16;
     private final Arena arena = Arena.ofShared();
@@ -74,6 +77,7 @@ public final class CudaKernels implements AutoCloseable {
         this.device = device;
         this.module = module;
         this.fromCache = fromCache;
+        this.rowsPerBlock = rowsPerBlock(device, module);
         for (int i = 0; i < MAX_ARGS; i++) {
             argAddresses.set(ValueLayout.JAVA_LONG, 8L * i, argValues.address() + 8L * i);
         }
@@ -203,6 +207,40 @@ public final class CudaKernels implements AutoCloseable {
             check(cuModuleGetFunction(f, module, n), "cuModuleGetFunction(" + n + ")");
             return f;
         });
+    }
+
+    /**
+     * Weight rows one block of row kernel {@code name} (say {@code experts_down1_fp8}) computes, as the
+     * source declares it: the host sizes its grids by it, so the rule lives in the kernels alone.
+     */
+    public int rowsPerBlock(String name) {
+        Integer rows = rowsPerBlock.get(name);
+        if (rows == null) {
+            throw new IllegalArgumentException("no row kernel " + name);
+        }
+        return rows;
+    }
+
+    /** Each row kernel's {@code int <name>_rows}, read once from the module. */
+    private static Map<String, Integer> rowsPerBlock(CudaDevice device, CUmod_st module) {
+        Map<String, Integer> rows = new HashMap<>();
+        try (CudaDevice.Held held = device.hold()) {
+            for (String kernel : List.of("matvec", "experts_gate_up", "experts_down")) {
+                for (int tile : new int[] {1, 2, 4, TILE}) {
+                    for (String format : List.of("f32", "bf16", "fp8")) {
+                        String name = kernel + tile + "_" + format;
+                        long[] address = new long[1];
+                        try (SizeTPointer bytes = new SizeTPointer(1)) {
+                            check(cuModuleGetGlobal(address, bytes, module, name + "_rows"),
+                                    "cuModuleGetGlobal(" + name + "_rows)");
+                        }
+                        byte[] value = device.downloadBytes(address[0], Integer.BYTES);
+                        rows.put(name, MemorySegment.ofArray(value).get(ValueLayout.JAVA_INT_UNALIGNED, 0));
+                    }
+                }
+            }
+        }
+        return Map.copyOf(rows);
     }
 
     /**

@@ -165,7 +165,8 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         int chunk = MAX_GRID_Y * tile; // grid.y is at most 65535 blocks
         for (int b = 0; b < batch; b += chunk) {
             int n = Math.min(chunk, batch - b);
-            kernels.launch(kernel("matvec", tile), Math.ceilDiv(rows, matvecRows(tile)), Math.ceilDiv(n, tile),
+            String kernel = kernel("matvec", tile);
+            kernels.launch(kernel, Math.ceilDiv(rows, kernels.rowsPerBlock(kernel)), Math.ceilDiv(n, tile),
                     CudaKernels.ROW_THREADS, data, scales, scaleCols(), blockRows, blockCols,
                     x + (long) b * cols * Float.BYTES, out + (long) b * rows * Float.BYTES, rows, cols, n);
         }
@@ -179,18 +180,6 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
      */
     private static int tile(int maxRows) {
         return maxRows <= 1 ? 1 : maxRows <= 2 ? 2 : maxRows <= 4 ? 4 : CudaKernels.TILE;
-    }
-
-    /**
-     * Weight rows per block (Rows in the source): one for single token rows and for fp8, else 4
-     * (matvec, down) or 2 (gate and up together), so each x load feeds several rows.
-     */
-    private int matvecRows(int tile) {
-        return tile == 1 || format == Format.FP8_BLOCK ? 1 : 4;
-    }
-
-    private int gateUpRows(int tile) {
-        return tile == 1 || format == Format.FP8_BLOCK ? 1 : 2;
     }
 
     private String kernel(String name, int tile) {
@@ -260,12 +249,14 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         int tile = tile(rowsOfLargest);
         int inter = like.rows;
         int hidden = like.cols;
-        like.kernels.launch(like.kernel("experts_gate_up", tile), Math.ceilDiv(inter, like.gateUpRows(tile)), count,
+        String gateUp = like.kernel("experts_gate_up", tile);
+        String down = likeDown.kernel("experts_down", tile);
+        like.kernels.launch(gateUp, Math.ceilDiv(inter, like.kernels.rowsPerBlock(gateUp)), count,
                 CudaKernels.ROW_THREADS, table, starts, like.scaleCols(), like.blockRows, like.blockCols, xs, h, inter,
                 hidden, maxRows);
-        like.kernels.launch(likeDown.kernel("experts_down", tile), Math.ceilDiv(hidden, likeDown.matvecRows(tile)),
-                count, CudaKernels.ROW_THREADS, table, starts, likeDown.scaleCols(), likeDown.blockRows,
-                likeDown.blockCols, h, ys, hidden, inter, maxRows);
+        like.kernels.launch(down, Math.ceilDiv(hidden, like.kernels.rowsPerBlock(down)), count,
+                CudaKernels.ROW_THREADS, table, starts, likeDown.scaleCols(), likeDown.blockRows, likeDown.blockCols,
+                h, ys, hidden, inter, maxRows);
     }
 
     /** Writes this expert's six table entries (gate, gate scales, up, up scales, down, down scales) at {@code at}. */

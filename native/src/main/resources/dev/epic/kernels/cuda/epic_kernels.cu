@@ -1,7 +1,9 @@
 // EPIC's CUDA kernels, compiled at start-up by NVRTC for the device's own architecture.
 //
 // The arithmetic contract is the CPU kernels': weights are widened to fp32 in registers (bf16 by a
-// shift, e4m3 codes times their block scale, rounded once) and products are accumulated in fp32.
+// shift, e4m3 codes times their block scale, rounded once) and products are accumulated in fp32. The
+// fp8 row kernels apply the scale to each eight codes' partial sum instead (the same up to fp32
+// rounding, within the products' 1e-5 tolerance).
 // Matrices are row-major W[rows x cols] (a linear's out x in); activations x[batch x cols] and
 // out[batch x rows] are row-major fp32.
 
@@ -13,6 +15,18 @@
 #define THREADS 128
 // Eight-weight loads each thread keeps in flight.
 #define UNROLL 4
+// Weight rows per block (see Rows) where measurement chose them: fp8's matvec and down kernels in
+// every tiling, its gate+up kernels, and bf16 and f32 single-token products. Each can be overridden
+// (#define before the source: scripts/device/kernel-variants.sh times such variants side by side).
+#ifndef FP8_MATVEC_ROWS
+#define FP8_MATVEC_ROWS 4
+#endif
+#ifndef FP8_GATE_UP_ROWS
+#define FP8_GATE_UP_ROWS 1
+#endif
+#ifndef DECODE_MATVEC_ROWS
+#define DECODE_MATVEC_ROWS 1
+#endif
 
 __device__ __forceinline__ float bf16_lo(unsigned int v) { return __uint_as_float(v << 16); }
 __device__ __forceinline__ float bf16_hi(unsigned int v) { return __uint_as_float(v & 0xffff0000u); }
@@ -117,6 +131,13 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// x[b, c .. c+8) as two 16-byte loads (c is a multiple of 8).
+__device__ __forceinline__ void load_x8(const float* xb, int cols, int b, int c, float4& p, float4& q) {
+    const float* xr = xb + (long) b * cols + c;
+    p = *reinterpret_cast<const float4*>(xr);
+    q = *reinterpret_cast<const float4*>(xr + 4);
+}
+
 // acc[q * T + b] += w[q][0..8) . x[b, c .. c+8) for the R weight rows q and the tile's batch rows
 // b < nb: each x load feeds R rows' products.
 template <int T, int R>
@@ -124,15 +145,80 @@ __device__ __forceinline__ void fma8(const float (*w)[8], const float* xb, int c
     #pragma unroll
     for (int b = 0; b < T; b++) {
         if (b < nb) {
-            const float* xr = xb + (long) b * cols + c;
-            float4 p = *reinterpret_cast<const float4*>(xr);
-            float4 q = *reinterpret_cast<const float4*>(xr + 4);
+            float4 p, q;
+            load_x8(xb, cols, b, c, p, q);
             #pragma unroll
             for (int k = 0; k < R; k++) {
                 float s = acc[k * T + b];
                 s = fmaf(w[k][0], p.x, s); s = fmaf(w[k][1], p.y, s); s = fmaf(w[k][2], p.z, s); s = fmaf(w[k][3], p.w, s);
                 s = fmaf(w[k][4], q.x, s); s = fmaf(w[k][5], q.y, s); s = fmaf(w[k][6], q.z, s); s = fmaf(w[k][7], q.w, s);
                 acc[k * T + b] = s;
+            }
+        }
+    }
+}
+
+// acc[k * T + b] += s * (e4m3(raw[k]) . x[b, c .. c+8)) for R weight rows' eight codes each (low
+// byte first) and the tile's batch rows b < nb. Each row's codes are widened just before their
+// products, and the block scale applied once to the partial sum (s * sum(w x) rather than
+// sum((w s) x): the same up to fp32 rounding).
+template <int T, int R>
+__device__ __forceinline__ void fma8_fp8(const uint2* raw, float s, const float* xb, int cols, int c, int nb,
+                                         float* acc) {
+    #pragma unroll
+    for (int k = 0; k < R; k++) {
+        float w[8];
+        e4m3x2(raw[k].x, w, w + 1);
+        e4m3x2(raw[k].x >> 16, w + 2, w + 3);
+        e4m3x2(raw[k].y, w + 4, w + 5);
+        e4m3x2(raw[k].y >> 16, w + 6, w + 7);
+        #pragma unroll
+        for (int b = 0; b < T; b++) {
+            if (b < nb) {
+                float4 p, q;
+                load_x8(xb, cols, b, c, p, q);
+                float d = w[0] * p.x;
+                d = fmaf(w[1], p.y, d); d = fmaf(w[2], p.z, d); d = fmaf(w[3], p.w, d);
+                d = fmaf(w[4], q.x, d); d = fmaf(w[5], q.y, d); d = fmaf(w[6], q.z, d); d = fmaf(w[7], q.w, d);
+                acc[k * T + b] = fmaf(s, d, acc[k * T + b]);
+            }
+        }
+    }
+}
+
+// This thread's share of W[r0 + k] . x[b] for R fp8 weight rows (nr in the matrix, all in one block
+// of scales) and the tile's batch rows b < nb, into acc[k * T + b]. What stays in flight is the raw
+// codes and their scales (two registers per eight codes, one per scale), not widened floats. With
+// one row a block that took fp8 from 69 registers to 40-48, bf16's 38-40, and so to its occupancy
+// (device run 16: 0.35 -> 0.46 of copy at batch 1). The last round's loads past the row are
+// predicated off, not left to a serial tail.
+template <int T, int R>
+__device__ __forceinline__ void dot_rows_fp8(const Weights& W, const float* xb, int cols, int r0, int nr, int nb,
+                                             float* acc) {
+    constexpr int U = UNROLL / R > 0 ? UNROLL / R : 1;
+    const unsigned char* rows = (const unsigned char*) W.w + (long) r0 * cols;
+    const float* srow = W.scales + (long) block_of(r0, W.blockRows) * W.scaleCols;
+    const int step = THREADS * 8;
+    for (int c = threadIdx.x * 8; c < cols; c += step * U) {
+        uint2 raw[U][R];
+        float s[U];
+        #pragma unroll
+        for (int u = 0; u < U; u++) {
+            int cu = c + step * u;
+            if (cu < cols) {
+                #pragma unroll
+                for (int k = 0; k < R; k++) {
+                    raw[u][k] = R == 1 || k < nr ? *reinterpret_cast<const uint2*>(rows + (long) k * cols + cu)
+                                                 : make_uint2(0u, 0u);
+                }
+                s[u] = srow[block_of(cu, W.blockCols)];
+            }
+        }
+        #pragma unroll
+        for (int u = 0; u < U; u++) {
+            int cu = c + step * u;
+            if (cu < cols) {
+                fma8_fp8<T, R>(raw[u], s[u], xb, cols, cu, nb, acc);
             }
         }
     }
@@ -160,6 +246,13 @@ template <int KIND, int T, int R>
 __device__ __forceinline__ void dot_rows(const Weights& W, const float* xb, int cols, int r0, int nr, int nb,
                                          float* acc) {
     constexpr int U = UNROLL / R > 0 ? UNROLL / R : 1;
+    if constexpr (KIND == KIND_FP8) {
+        // one scale per eight codes, and the R rows in one block of scales (r0 is a multiple of R)
+        if (vectorised<KIND>(W, cols) && W.blockRows % R == 0) {
+            dot_rows_fp8<T, R>(W, xb, cols, r0, nr, nb, acc);
+            return;
+        }
+    }
     if (vectorised<KIND>(W, cols)) {
         const int step = THREADS * 8;
         int c = threadIdx.x * 8;
@@ -236,12 +329,16 @@ __device__ __forceinline__ float silu_times(float g, float u) {
     return g / (1.0f + expf(-g)) * u;
 }
 
-// Weight rows per block: one for single token rows (decode: the most blocks, memory-bound), several
-// for tiles of tokens, so that each x load feeds several rows (the tiles are bound by those loads).
-// fp8 keeps one: its widening, not x, limits it, and more rows only cost registers (measured).
+// Weight rows per block: one for single token rows of bf16 and f32 (decode: the most blocks,
+// memory-bound; two measured no faster), several for tiles of tokens, so that each x load feeds
+// several rows (the tiles are bound by those loads). fp8 takes four in its matvec and down kernels
+// at every tiling: a down row is only 2 KB, and four rows a block put four loads in flight per thread
+// with one x load each (device run 17: batch 1 0.47 -> 0.56 of copy, 2 0.51 -> 0.61); its gate+up
+// kernels keep one (two: no faster, and slower at 32 tokens). The host reads each kernel's count
+// (its int NAME_rows below) to size the grid.
 template <int KIND, int T> struct Rows {
-    static constexpr int MATVEC = T == 1 || KIND == KIND_FP8 ? 1 : 4;
-    static constexpr int GATE_UP = T == 1 || KIND == KIND_FP8 ? 1 : 2;
+    static constexpr int MATVEC = KIND == KIND_FP8 ? FP8_MATVEC_ROWS : T == 1 ? DECODE_MATVEC_ROWS : 4;
+    static constexpr int GATE_UP = KIND == KIND_FP8 ? FP8_GATE_UP_ROWS : T == 1 ? 1 : 2;
 };
 
 // out[b * stride + r0 + q] = W[r0 + q] . xb[b] for R rows (nr in the matrix) and the tile's rows
@@ -302,6 +399,16 @@ __device__ void matvec(Weights W, const float* x, float* out, int rows, int cols
                          out + (long) b0 * rows, rows);
 }
 
+// The experts kernels' passes over their weights: the host picks the fewest tiling rows that cover
+// the busiest expert, so below the largest tiling one pass covers every expert. Saying so at
+// compile time takes fp8's single-token kernels from 64 to 48 registers (gate+up) and 78 to 72
+// (down, four rows a block; scripts/device/registers.sh): a loop the compiler cannot see run once
+// keeps each row's addresses and scales live across passes. bf16 is left as measured.
+template <int KIND, int T>
+__device__ __forceinline__ int passes(int n) {
+    return KIND == KIND_FP8 && T < 8 ? 1 : n;
+}
+
 // All experts of one message in one launch (MoE decode is otherwise a launch per expert): block
 // (r, i) computes row r for every token of expert i, T tokens at a time. table holds six addresses
 // per expert (gate, gate scales, up, up scales, down, down scales); expert i's tokens are rows
@@ -321,7 +428,7 @@ __device__ void experts_gate_up(const unsigned long long* table, const int* star
     Weights G{(const void*) e[0], (const float*) e[1], scaleCols, blockRows, blockCols};
     Weights U{(const void*) e[2], (const float*) e[3], scaleCols, blockRows, blockCols};
     int r0 = blockIdx.x * R;
-    for (int b0 = 0; b0 < n; b0 += T) {
+    for (int b0 = 0; b0 < passes<KIND, T>(n); b0 += T) {
         gate_up_tile<KIND, T, R>(G, U, xs + (long) (s0 + b0) * hidden, hidden, r0, min(R, inter - r0), min(T, n - b0),
                                  part, h + (long) (s0 + b0) * inter, inter);
     }
@@ -341,7 +448,7 @@ __device__ void experts_down(const unsigned long long* table, const int* starts,
     const unsigned long long* e = table + 6 * i;
     Weights D{(const void*) e[4], (const float*) e[5], scaleCols, blockRows, blockCols};
     int r0 = blockIdx.x * R;
-    for (int b0 = 0; b0 < n; b0 += T) {
+    for (int b0 = 0; b0 < passes<KIND, T>(n); b0 += T) {
         row_tile<KIND, T, R>(D, h + (long) (s0 + b0) * inter, inter, r0, min(R, hidden - r0), min(T, n - b0), part,
                              ys + (long) (s0 + b0) * hidden, hidden);
     }
@@ -380,6 +487,9 @@ __device__ void widen(Weights W, float* dst, int rows, int cols) {
 }
 
 #define TILED(NAME, KIND, T, SUFFIX)                                                                      \
+    extern "C" __device__ int matvec##SUFFIX##_##NAME##_rows = Rows<KIND, T>::MATVEC;                           \
+    extern "C" __device__ int experts_gate_up##SUFFIX##_##NAME##_rows = Rows<KIND, T>::GATE_UP;                 \
+    extern "C" __device__ int experts_down##SUFFIX##_##NAME##_rows = Rows<KIND, T>::MATVEC;                     \
     extern "C" __global__ void matvec##SUFFIX##_##NAME(const void* w, const float* scales, int scaleCols,       \
             int blockRows, int blockCols, const float* x, float* out, int rows, int cols, int batch) {          \
         matvec<KIND, T>(Weights{w, scales, scaleCols, blockRows, blockCols}, x, out, rows, cols, batch);        \

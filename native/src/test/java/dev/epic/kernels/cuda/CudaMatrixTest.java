@@ -191,6 +191,21 @@ class CudaMatrixTest {
         }
     }
 
+    /** Each row kernel declares the weight rows its blocks compute; the grids are sized by them. */
+    @Test
+    void rowKernelsDeclareTheirRowsPerBlock() {
+        CudaKernels k = device.kernels();
+        for (String kernel : new String[] {"matvec", "experts_gate_up", "experts_down"}) {
+            for (int tile : new int[] {1, 2, 4, 8}) {
+                for (String format : new String[] {"f32", "bf16", "fp8"}) {
+                    int rows = k.rowsPerBlock(kernel + tile + "_" + format);
+                    assertTrue(rows >= 1 && rows <= 8, kernel + tile + "_" + format + ": " + rows);
+                }
+            }
+        }
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> k.rowsPerBlock("swiglu"));
+    }
+
     /** The second start loads what the first compiled (NVRTC takes 10–20 s), and the loaded kernels run. */
     @Test
     void kernelsCompiledOnceAreLoadedFromTheCache(@TempDir Path dir) throws Exception {
