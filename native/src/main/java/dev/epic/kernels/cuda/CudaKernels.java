@@ -25,6 +25,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -221,23 +222,30 @@ public final class CudaKernels implements AutoCloseable {
         return rows;
     }
 
+    /** The row kernels' names: each kind in every tiling and weight format (TILED in the source). */
+    static List<String> rowKernels() {
+        List<String> names = new ArrayList<>();
+        for (String kernel : List.of("matvec", "experts_gate_up", "experts_down")) {
+            for (int tile : new int[] {1, 2, 4, TILE}) {
+                for (String format : List.of("f32", "bf16", "fp8")) {
+                    names.add(kernel + tile + "_" + format);
+                }
+            }
+        }
+        return names;
+    }
+
     /** Each row kernel's {@code int <name>_rows}, read once from the module. */
     private static Map<String, Integer> rowsPerBlock(CudaDevice device, CUmod_st module) {
         Map<String, Integer> rows = new HashMap<>();
         try (CudaDevice.Held held = device.hold()) {
-            for (String kernel : List.of("matvec", "experts_gate_up", "experts_down")) {
-                for (int tile : new int[] {1, 2, 4, TILE}) {
-                    for (String format : List.of("f32", "bf16", "fp8")) {
-                        String name = kernel + tile + "_" + format;
-                        long[] address = new long[1];
-                        try (SizeTPointer bytes = new SizeTPointer(1)) {
-                            check(cuModuleGetGlobal(address, bytes, module, name + "_rows"),
-                                    "cuModuleGetGlobal(" + name + "_rows)");
-                        }
-                        byte[] value = device.downloadBytes(address[0], Integer.BYTES);
-                        rows.put(name, MemorySegment.ofArray(value).get(ValueLayout.JAVA_INT_UNALIGNED, 0));
-                    }
+            for (String name : rowKernels()) {
+                long[] address = new long[1];
+                try (SizeTPointer bytes = new SizeTPointer(1)) {
+                    check(cuModuleGetGlobal(address, bytes, module, name + "_rows"), "cuModuleGetGlobal(" + name + "_rows)");
                 }
+                byte[] value = device.downloadBytes(address[0], Integer.BYTES);
+                rows.put(name, MemorySegment.ofArray(value).get(ValueLayout.JAVA_INT_UNALIGNED, 0));
             }
         }
         return Map.copyOf(rows);

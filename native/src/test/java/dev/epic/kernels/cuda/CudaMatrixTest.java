@@ -195,13 +195,9 @@ class CudaMatrixTest {
     @Test
     void rowKernelsDeclareTheirRowsPerBlock() {
         CudaKernels k = device.kernels();
-        for (String kernel : new String[] {"matvec", "experts_gate_up", "experts_down"}) {
-            for (int tile : new int[] {1, 2, 4, 8}) {
-                for (String format : new String[] {"f32", "bf16", "fp8"}) {
-                    int rows = k.rowsPerBlock(kernel + tile + "_" + format);
-                    assertTrue(rows >= 1 && rows <= 8, kernel + tile + "_" + format + ": " + rows);
-                }
-            }
+        for (String name : CudaKernels.rowKernels()) {
+            int rows = k.rowsPerBlock(name);
+            assertTrue(rows >= 1 && rows <= 8, name + ": " + rows);
         }
         org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> k.rowsPerBlock("swiglu"));
     }
