@@ -1,11 +1,14 @@
 # Sourced by the device scripts, on the device machine (CUDA 13 toolkit and driver, no JDK), from the
-# repo root with .device/ carried (scripts/device/bundle.sh): unpacks the runtime once into $W, puts
+# repo root with .device/ carried (scripts/device/bundle.sh): unpacks the runtime into $W, puts
 # the CUDA libraries the JavaCPP bindings link against on LD_LIBRARY_PATH, and defines JAVA, FLAGS,
 # CP (with the test classes) and EPIC (the CLI).
 W=/tmp/epic-device
-if [ ! -x $W/jre/bin/java ]; then
+# unpacked again when the bundle changed: a warm machine keeps /tmp between calls
+sum=$(sha256sum .device/epic-device.tar.xz | cut -d' ' -f1)
+if [ "$(cat $W/bundle.sha256 2>/dev/null)" != "$sum" ]; then
   rm -rf $W; mkdir -p $W
   xz -dc .device/epic-device.tar.xz | tar xf - -C $W
+  echo "$sum" > $W/bundle.sha256
 fi
 JAVA=$W/jre/bin/java
 for lib in libcuda.so.1 libcudart.so.13 libnvrtc.so.13 libnvrtc-builtins.so.13 libcublas.so.13 libcublasLt.so.13; do
