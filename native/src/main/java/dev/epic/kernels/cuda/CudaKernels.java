@@ -18,6 +18,7 @@ import static org.bytedeco.cuda.global.nvrtc.nvrtcGetProgramLog;
 import static org.bytedeco.cuda.global.nvrtc.nvrtcGetProgramLogSize;
 import static org.bytedeco.cuda.global.nvrtc.nvrtcVersion;
 
+import dev.epic.kernels.WeightLayout.Format;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -222,13 +223,30 @@ public final class CudaKernels implements AutoCloseable {
         return rows;
     }
 
-    /** The row kernels' names: each kind in every tiling and weight format (TILED in the source). */
+    /** The row kernels' tilings: token rows per pass over the weights (T in the source). */
+    static final int[] TILINGS = {1, 2, 4, TILE};
+
+    /** The kernels' name for weights in {@code format} ({@code widen_} + it, {@code matvec1_} + it, ...). */
+    static String suffix(Format format) {
+        return switch (format) {
+            case F32 -> "f32";
+            case BF16 -> "bf16";
+            case FP8_BLOCK -> "fp8";
+        };
+    }
+
+    /** Row kernel {@code kind} (matvec, experts_gate_up, experts_down) tiled for {@code tile} rows, for {@code format}. */
+    static String rowKernel(String kind, int tile, Format format) {
+        return kind + tile + "_" + suffix(format);
+    }
+
+    /** Every row kernel: each kind in every tiling and weight format (TILED in the source). */
     static List<String> rowKernels() {
         List<String> names = new ArrayList<>();
-        for (String kernel : List.of("matvec", "experts_gate_up", "experts_down")) {
-            for (int tile : new int[] {1, 2, 4, TILE}) {
-                for (String format : List.of("f32", "bf16", "fp8")) {
-                    names.add(kernel + tile + "_" + format);
+        for (String kind : List.of("matvec", "experts_gate_up", "experts_down")) {
+            for (int tile : TILINGS) {
+                for (Format format : Format.values()) {
+                    names.add(rowKernel(kind, tile, format));
                 }
             }
         }

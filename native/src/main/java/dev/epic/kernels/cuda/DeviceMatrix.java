@@ -56,8 +56,8 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         this.blockRows = blockRows;
         this.blockCols = blockCols;
         this.bytes = bytes;
-        this.widen = "widen_" + suffix();
-        this.narrow = "narrow_" + suffix();
+        this.widen = "widen_" + CudaKernels.suffix(format);
+        this.narrow = "narrow_" + CudaKernels.suffix(format);
     }
 
     /** Copies a CPU matrix's storage to the device (f32, bf16 and fp8-block matrices). */
@@ -135,14 +135,6 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
         };
     }
 
-    private String suffix() {
-        return switch (format) {
-            case F32 -> "f32";
-            case BF16 -> "bf16";
-            case FP8_BLOCK -> "fp8";
-        };
-    }
-
     private int scaleCols() {
         return format == Format.FP8_BLOCK ? Math.ceilDiv(cols, blockCols) : 0;
     }
@@ -179,11 +171,16 @@ public final class DeviceMatrix implements Matrix, AutoCloseable {
      * in one pass: fewer accumulators, fewer registers, more blocks resident (decode is mostly 1).
      */
     private static int tile(int maxRows) {
-        return maxRows <= 1 ? 1 : maxRows <= 2 ? 2 : maxRows <= 4 ? 4 : CudaKernels.TILE;
+        for (int t : CudaKernels.TILINGS) {
+            if (maxRows <= t) {
+                return t;
+            }
+        }
+        return CudaKernels.TILE;
     }
 
     private String kernel(String name, int tile) {
-        return name + tile + "_" + suffix();
+        return CudaKernels.rowKernel(name, tile, format);
     }
 
     /** W widened into fp32 scratch, then cuBLAS SGEMM: out^T = W x^T in cuBLAS's column-major terms. */
