@@ -110,6 +110,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                 .setMaxSequences(caches.maxSequences())
                 .setCachedSequences(caches.size())
                 .setCachedPositions(caches.positions())
+                .setMtpLayer(layers.hasMtpLayer())
                 .build());
         response.onCompleted();
     }
@@ -173,14 +174,14 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                                 + s.getCacheId() + " is empty or repeated"));
                     }
                     // uint32 fields: above 2^31 they read negative here and would index out of bounds.
-                    if (s.getStart() < 0 || s.getLength() < 0 || s.getReserve() < 0) {
+                    if (s.getStart() < 0 || s.getLength() < 0 || s.getReserve() < 0 || s.getCacheLayers() < 0) {
                         throw new Refusal(Status.INVALID_ARGUMENT.withDescription("segment of cache "
                                 + s.getCacheId() + " starts at " + Integer.toUnsignedString(s.getStart()) + " with "
                                 + Integer.toUnsignedString(s.getLength()) + " positions (reserving "
                                 + Integer.toUnsignedString(s.getReserve()) + "): beyond any context"));
                     }
                     segments.add(new SequenceCaches.Segment(s.getCacheId(), s.getStart(), s.getLength(),
-                            s.getReserve(), s.getPrefixBlocksList()));
+                            s.getReserve(), s.getPrefixBlocksList(), s.getCacheLayers()));
                     total += s.getLength();
                 }
                 if (req.getHiddenStates().size() != 4L * total * hidden) {
@@ -227,6 +228,11 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
                     for (SequenceRows s : sequences) {
                         s.cache().setLength(s.start() + s.length());
                     }
+                } else if (layer == layers.count()) { // the MTP layer's positions, written as the coordinator drafts
+                    for (int i = 0; i < sequences.size(); i++) {
+                        SequenceRows s = sequences.get(i);
+                        caches.wroteMtpLayer(req.getSegments(i).getCacheId(), s.start() + s.length());
+                    }
                 }
                 return AttendResponse.newBuilder()
                         .setSequence(req.getSequence())
@@ -240,10 +246,12 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
             private void check(AttendRequest req) {
                 identity.check("attention worker", workerId, req.getProtocolVersion(), req.getFingerprint(),
                         req.getHidden());
-                if (req.getLayer() < 0 || req.getLayer() >= layers.count()) { // uint32: negative is huge
+                int top = layers.count() + (layers.hasMtpLayer() ? 1 : 0); // the MTP layer is one past the decoder's
+                if (req.getLayer() < 0 || req.getLayer() >= top) { // uint32: negative is huge
                     throw new Refusal(Status.INVALID_ARGUMENT.withDescription("layer "
                             + Integer.toUnsignedString(req.getLayer())
-                            + " outside [0, " + layers.count() + ")"));
+                            + " outside [0, " + top + ")" + (layers.hasMtpLayer() ? ""
+                                    : " (this worker's checkpoint has no MTP layer)")));
                 }
             }
         };

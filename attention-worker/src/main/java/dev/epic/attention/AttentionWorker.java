@@ -106,10 +106,12 @@ public final class AttentionWorker implements AutoCloseable {
                             .setProtocolVersion(Protocol.VERSION)
                             .setWeights(s.weights())
                             .setKvCacheDtype(s.kvCacheDtype().id())
+                            .setMtpLayer(layers.hasMtpLayer())
                             .build();
                 });
-        log.info("attention worker {} serving the attention of {} layers of {} ({}) on {}, up to {} sequences, "
-                + "{} KV caches", server.workerId(), layers.count(), fingerprint.name(), fingerprint.shortHash(),
+        log.info("attention worker {} serving the attention of {} layers{} of {} ({}) on {}, up to {} sequences, "
+                + "{} KV caches", server.workerId(), layers.count(), layers.hasMtpLayer() ? " and the MTP layer" : "",
+                fingerprint.name(), fingerprint.shortHash(),
                 server.address(), s.maxSequences(), s.kvCacheDtype().id());
         return new AttentionWorker(server, caches);
     }

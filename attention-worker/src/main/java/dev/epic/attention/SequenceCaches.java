@@ -39,10 +39,15 @@ final class SequenceCaches {
     }
 
     /**
-     * A segment's cache id, where it starts, how many positions it writes, and the positions the
-     * coordinator reserves for the cache (0: none; the cache grows by doubling). All checked >= 0.
+     * A segment's cache id, where it starts, how many positions it writes, the positions the
+     * coordinator reserves for the cache (0: none; the cache grows by doubling), and for a new cache
+     * the layers it holds (0: the decoder's; one more: the MTP layer's too). All checked >= 0.
      */
-    record Segment(long id, int start, int length, int reserve, List<Long> prefixBlocks) {
+    record Segment(long id, int start, int length, int reserve, List<Long> prefixBlocks, int cacheLayers) {
+        Segment(long id, int start, int length, int reserve, List<Long> prefixBlocks) {
+            this(id, start, length, reserve, prefixBlocks, 0);
+        }
+
         Segment(long id, int start, int length, int reserve) {
             this(id, start, length, reserve, List.of());
         }
@@ -55,11 +60,15 @@ final class SequenceCaches {
     private final AttentionLayers layers;
     private final int maxSequences;
     private final long kvCacheBytes;
-    private final long bytesPerPosition;
     private final KvCacheDtype dtype;
     private final int maxPositions;
     private final Map<Long, HeapKvCache> caches = new HashMap<>(); // guarded by this
     private final Map<Long, Object> owners = new HashMap<>();  // guarded by this
+    /**
+     * Caches that hold the MTP layer: where its positions written so far end. The coordinator writes
+     * them as it drafts, apart from the decoder's (its chained drafts run ahead of the cache's length).
+     */
+    private final Map<Long, Integer> mtpEnds = new HashMap<>(); // guarded by this
     private final long prefixCacheBytes;
     /** Kept prefix blocks by stream, then by the coordinator's block id. */
     private final Map<Object, Map<Long, KvBlock>> blocks = new HashMap<>(); // guarded by this
@@ -69,10 +78,14 @@ final class SequenceCaches {
      * A cache a message makes grow: it needs {@code need} positions, more than it holds, within
      * {@code max}; the coordinator reserved {@code reserve} (0: none).
      */
-    private record Growth(long id, HeapKvCache cache, int need, int max, int reserve) {
-        /** What it grows to when the budget allows: what was reserved (as counted by the coordinator), else doubled. */
+    private record Growth(long id, HeapKvCache cache, int need, int max, int reserve, boolean mtp) {
+        /**
+         * What it grows to when the budget allows: what was reserved (as counted by the coordinator), else
+         * doubled; for the MTP layer's drafts, which run a few positions past the reservation, what is tight.
+         */
         int wanted() {
-            return reserve > 0 ? reserved(need, reserve, max) : HeapKvCache.grownCapacity(cache.capacity(), need, max);
+            return mtp ? tight() : reserve > 0 ? reserved(need, reserve, max)
+                    : HeapKvCache.grownCapacity(cache.capacity(), need, max);
         }
 
         int tight() {
@@ -100,7 +113,6 @@ final class SequenceCaches {
         this.maxSequences = maxSequences;
         this.kvCacheBytes = kvCacheBytes;
         this.dtype = dtype;
-        this.bytesPerPosition = dtype.bytesPerPosition(layers.config());
         this.maxPositions = layers.config().maxPositionEmbeddings();
         if (prefixCacheBytes < 0) {
             throw new IllegalArgumentException("prefix cache budget must be >= 0, got " + prefixCacheBytes);
@@ -118,15 +130,21 @@ final class SequenceCaches {
         if (c == null || owners.get(id) != owner) {
             throw new IllegalArgumentException("prefix blocks of sequence cache " + id + ": not held for this stream");
         }
+        Integer mtpEnd = mtpEnds.get(id);
+        int end = start + blockPositions * ids.size();
+        if (mtpEnd != null && end > mtpEnd) { // the coordinator keeps what its MTP layer has taken too
+            throw new IllegalArgumentException("prefix blocks of sequence cache " + id + " up to position " + end
+                    + ": its MTP layer holds " + mtpEnd);
+        }
         Map<Long, KvBlock> mine = blocks.computeIfAbsent(owner, o -> new HashMap<>());
         var config = layers.config();
-        long more = ids.size() * KvBlock.bytes(layers.count(), blockPositions, config.kvLoraRank(), config.qkRopeHeadDim(),
+        long more = ids.size() * KvBlock.bytes(c.layers(), blockPositions, config.kvLoraRank(), config.qkRopeHeadDim(),
                 dtype);
         if (blockBytes(mine) + more > prefixCacheBytes) {
             throw new IllegalArgumentException("keeping " + ids.size() + " more prefix blocks would take "
                     + mib(blockBytes(mine) + more) + ", beyond this worker's " + mib(prefixCacheBytes) + " (--prefix-cache-mb)");
         }
-        KvBlock[] copied = KvBlock.copy(c, layers.count(), config.kvLoraRank(), config.qkRopeHeadDim(), start,
+        KvBlock[] copied = KvBlock.copy(c, c.layers(), config.kvLoraRank(), config.qkRopeHeadDim(), start,
                 blockPositions, ids.size());
         for (int b = 0; b < copied.length; b++) {
             if (mine.putIfAbsent(ids.get(b), copied[b]) != null) {
@@ -181,19 +199,30 @@ final class SequenceCaches {
             throw new IllegalArgumentException("sequence cache " + s.id() + " starts at " + s.start() + " from prefix blocks of "
                     + positions + " positions");
         }
+        int want = cacheLayers(s);
+        for (KvBlock b : found) {
+            if (b.layers() != want) {
+                throw new IllegalArgumentException("sequence cache " + s.id() + " of " + want + " layers cannot start from "
+                        + "a prefix block of " + b.layers());
+            }
+        }
         return found;
     }
 
     /**
      * The caches of one message's segments, in order, all or none: unknown ids are created for
-     * {@code owner} when the segment starts at position 0 of layer 0; an unknown id anywhere else is
-     * refused, and so is the whole message when there is no room for its new caches, or (layer 0,
-     * where a step's caches grow) its caches would outgrow the KV budget: those are refused as
-     * exhausted, the others run. A segment starting beyond what its cache holds, or ending beyond the
-     * model's context, is malformed at any layer: IllegalArgumentException.
+     * {@code owner} when the segment starts at position 0 of layer 0 (or where its prefix blocks end);
+     * an unknown id anywhere else is refused, and so is the whole message when there is no room for
+     * its new caches, or (layer 0, where a step's caches grow) its caches would outgrow the KV budget:
+     * those are refused as exhausted, the others run. A segment starting beyond what its cache holds,
+     * or ending beyond the model's context, is malformed at any layer: IllegalArgumentException. The
+     * MTP layer ({@code layer == layers.count()}) takes only caches made with it, from at most where
+     * its last segment there ended.
      */
     synchronized List<KvCache> acquire(Object owner, int layer, List<Segment> segments) {
+        boolean mtpLayer = layer == layers.count();
         Map<Long, Integer> fresh = new LinkedHashMap<>(); // new caches and the positions they start with
+        Map<Long, Integer> freshLayers = new HashMap<>();
         Map<Long, List<KvBlock>> restored = new HashMap<>(); // new caches' prefix blocks
         List<Growth> growing = new ArrayList<>();
         for (Segment s : segments) {
@@ -203,11 +232,18 @@ final class SequenceCaches {
             }
             HeapKvCache c = caches.get(s.id());
             if (c == null) {
-                List<KvBlock> prefix = layer == 0 ? prefix(owner, s) : null;
-                if (layer != 0 || (s.start() != 0 && prefix == null)) {
-                    throw new Refused("sequence cache " + s.id() + " is not held here (released, its stream ended, or "
-                            + "this worker restarted); it cannot continue at layer " + layer + " position " + s.start(),
-                            false, List.of(s.id()));
+                if (layer != 0) {
+                    throw notHeld(s, layer);
+                }
+                int cacheLayers = cacheLayers(s);
+                if (cacheLayers != layers.count() && !(cacheLayers == layers.count() + 1 && layers.hasMtpLayer())) {
+                    throw new IllegalArgumentException("sequence cache " + s.id() + " of " + cacheLayers + " layers: "
+                            + "this worker's hold " + layers.count() + (layers.hasMtpLayer() ? ", or " + (layers.count() + 1)
+                            + " with the MTP layer" : " (its checkpoint has no MTP layer)"));
+                }
+                List<KvBlock> prefix = prefix(owner, s);
+                if (s.start() != 0 && prefix == null) {
+                    throw notHeld(s, layer);
                 }
                 if (prefix != null) {
                     restored.put(s.id(), prefix);
@@ -216,15 +252,25 @@ final class SequenceCaches {
                 int need = s.start() + s.length();
                 fresh.put(s.id(), s.reserve() > 0 ? Math.max(initial, reserved(need, s.reserve(), maxPositions))
                         : HeapKvCache.grownCapacity(initial, need, maxPositions));
+                freshLayers.put(s.id(), cacheLayers);
             } else {
                 // Checked at every layer: a later layer's attention reads and writes from start too.
-                if (s.start() > c.length()) {
-                    throw new IllegalArgumentException("sequence cache " + s.id() + " holds " + c.length()
-                            + " positions; a step cannot start at " + s.start());
+                int held = c.length();
+                if (mtpLayer) {
+                    Integer end = mtpEnds.get(s.id());
+                    if (end == null) {
+                        throw new IllegalArgumentException("sequence cache " + s.id() + " was made without the MTP layer");
+                    }
+                    held = end;
+                }
+                if (s.start() > held) {
+                    throw new IllegalArgumentException("sequence cache " + s.id() + " holds " + held
+                            + (mtpLayer ? " positions of its MTP layer" : " positions") + "; a step cannot start at "
+                            + s.start());
                 }
                 int need = s.start() + s.length();
                 if (need > c.capacity()) {
-                    growing.add(new Growth(s.id(), c, need, maxPositions, layer == 0 ? s.reserve() : 0));
+                    growing.add(new Growth(s.id(), c, need, maxPositions, layer == 0 ? s.reserve() : 0, mtpLayer));
                 }
             }
         }
@@ -234,14 +280,14 @@ final class SequenceCaches {
                     + " sequences: no room for " + fresh.size() + " more", true, List.copyOf(fresh.keySet()));
         }
         long freshBytes = 0;
-        for (int positions : fresh.values()) {
-            freshBytes += bytes(positions);
+        for (var f : fresh.entrySet()) {
+            freshBytes += bytes(f.getValue(), freshLayers.get(f.getKey()));
         }
         // Growing caches take what the coordinator reserved, or double; when that does not fit in the budget they
         // grow by what they need and up to HeapKvCache.TIGHT_GROWTH more, or, at the end of the budget,
         // by what they need and a share of what is left. The budget is checked where caches grow: at
         // layer 0. A step that takes no more memory always runs (even over a budget set lower than what
-        // is held).
+        // is held). The MTP layer's drafts may grow a cache by a few positions past its reservation.
         ToIntFunction<Growth> size = Growth::wanted;
         long more = freshBytes + bytes(growing, size);
         long held = layer == 0 ? heldBytes() : 0;
@@ -250,7 +296,11 @@ final class SequenceCaches {
             if (held + freshBytes + bytes(growing, Growth::tight) <= kvCacheBytes) {
                 size = Growth::tight;
             } else if (held + freshBytes + exact <= kvCacheBytes) {
-                long spare = (kvCacheBytes - held - freshBytes - exact) / bytesPerPosition / growing.size();
+                long perPosition = 0;
+                for (Growth g : growing) {
+                    perPosition += bytesPerPosition(g.cache());
+                }
+                long spare = (kvCacheBytes - held - freshBytes - exact) / perPosition;
                 size = g -> (int) Math.min(g.tight(), g.need() + spare);
             } else {
                 // New sequences go first (the coordinator places them elsewhere); sequences already here
@@ -270,11 +320,11 @@ final class SequenceCaches {
             g.cache().reserve(size.applyAsInt(g));
         }
         fresh.forEach((id, positions) -> {
-            HeapKvCache c = layers.newCache(dtype);
+            HeapKvCache c = layers.newCache(dtype, freshLayers.get(id));
             c.reserve(positions);
             List<KvBlock> prefix = restored.get(id);
+            int pos = 0;
             if (prefix != null) { // the kept prefix's positions, as the sequence would have computed them
-                int pos = 0;
                 for (KvBlock b : prefix) {
                     b.writeTo(c, pos);
                     pos += b.positions();
@@ -282,6 +332,9 @@ final class SequenceCaches {
                 c.setLength(pos);
             }
             caches.put(id, c);
+            if (c.layers() > layers.count()) {
+                mtpEnds.put(id, pos); // the blocks hold the MTP layer too
+            }
         });
         List<KvCache> out = new ArrayList<>(segments.size());
         for (Segment s : segments) {
@@ -289,6 +342,22 @@ final class SequenceCaches {
             owners.put(s.id(), owner); // a cache moves to the stream that uses it (a coordinator's reopened stream)
         }
         return out;
+    }
+
+    private static Refused notHeld(Segment s, int layer) {
+        return new Refused("sequence cache " + s.id() + " is not held here (released, its stream ended, or "
+                + "this worker restarted); it cannot continue at layer " + layer + " position " + s.start(),
+                false, List.of(s.id()));
+    }
+
+    /** The layers a new cache holds: the segment's, or (0) the decoder's. */
+    private int cacheLayers(Segment s) {
+        return s.cacheLayers() == 0 ? layers.count() : s.cacheLayers();
+    }
+
+    /** After the MTP layer wrote {@code s}'s positions of its cache: the next segment there may start where they end. */
+    synchronized void wroteMtpLayer(long id, int end) {
+        mtpEnds.computeIfPresent(id, (k, v) -> end);
     }
 
     /** Positions a cache holds for a step needing {@code need} when the coordinator reserved {@code reserve}. */
@@ -300,13 +369,17 @@ final class SequenceCaches {
     private long bytes(List<Growth> growing, ToIntFunction<Growth> size) {
         long n = 0;
         for (Growth g : growing) {
-            n += bytes(size.applyAsInt(g)) - bytes(g.cache().capacity());
+            n += (size.applyAsInt(g) - (long) g.cache().capacity()) * bytesPerPosition(g.cache());
         }
         return n;
     }
 
-    private long bytes(int positions) {
-        return positions * bytesPerPosition;
+    private long bytes(int positions, int cacheLayers) {
+        return positions * dtype.bytesPerPosition(layers.config(), cacheLayers);
+    }
+
+    private long bytesPerPosition(HeapKvCache c) {
+        return dtype.bytesPerPosition(layers.config(), c.layers());
     }
 
     private static String mib(long bytes) {
@@ -317,7 +390,7 @@ final class SequenceCaches {
     synchronized long heldBytes() {
         long n = 0;
         for (HeapKvCache c : caches.values()) {
-            n += bytes(c.capacity());
+            n += c.capacity() * bytesPerPosition(c);
         }
         return n;
     }
@@ -334,6 +407,7 @@ final class SequenceCaches {
     synchronized void release(long id) {
         caches.remove(id);
         owners.remove(id);
+        mtpEnds.remove(id);
     }
 
     /** The stream {@code owner} ended: its caches and prefix blocks go with it. Returns how many caches. */

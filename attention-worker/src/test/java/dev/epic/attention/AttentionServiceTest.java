@@ -146,11 +146,13 @@ class AttentionServiceTest {
             assertEquals(sha, a.getFingerprint().getSha256());
             assertEquals("auto", a.getWeights(), "coordinators with other --weights refuse it");
             assertEquals(AttentionWorker.defaultPrefixCacheBytes(), a.getPrefixCacheBytes(), "what coordinators keep here");
+            assertTrue(a.getMtpLayer(), "tiny-v3 has an MTP layer: coordinators drafting with it take this worker");
         }
         AttentionWorkerInfo info = AttentionServiceGrpc.newBlockingStub(channel).info(InfoRequest.getDefaultInstance());
         assertEquals(checkpoint.config().numHiddenLayers(), info.getLayers());
         assertEquals(hidden, info.getHiddenSize());
         assertEquals(2, info.getMaxSequences());
+        assertTrue(info.getMtpLayer());
     }
 
     @Test
@@ -417,6 +419,44 @@ class AttentionServiceTest {
                     .addSegments(SequenceSegment.newBuilder().setCacheId(307).setStart(4).setLength(1).addPrefixBlocks(31))
                     .setHiddenStates(hiddenRows(1, 3)).build());
             assertEquals(Status.Code.FAILED_PRECONDITION, status(dropped).getCode(), "block 31 was dropped: " + dropped);
+        }
+        awaitCached(0);
+    }
+
+    private static float[] floats(ByteString b) {
+        float[] f = new float[b.size() / 4];
+        b.asReadOnlyByteBuffer().order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(f);
+        return f;
+    }
+
+    /**
+     * A cache asked for with the MTP layer holds it as layer num_hidden_layers, whose attention gives the
+     * bits of the same MLA run in process over a cache of that many layers, its chained drafts' rows
+     * too; the MTP layer of a cache made without it is refused.
+     */
+    @Test
+    void runsTheMtpLayersAttentionForCachesMadeWithIt() throws Exception {
+        int n = checkpoint.config().numHiddenLayers();
+        AttentionLayers local = AttentionLayers.load(checkpoint.config(), checkpoint);
+        dev.epic.model.HeapKvCache cache = local.newCache(dev.epic.model.KvCacheDtype.FP32, n + 1);
+        try (Stream s = new Stream()) {
+            allLayers(s, 901, 0, 4, 1, b -> b.setSegments(0, b.getSegments(0).toBuilder().setCacheLayers(n + 1)));
+            int[][] steps = {{0, 4}, {4, 1}, {5, 1}}; // the first pass over the step's positions, then two chained
+            for (int[] step : steps) {
+                ByteString x = hiddenRows(step[1], 60 + step[0]);
+                Object r = s.send(request(n).addSegments(SequenceSegment.newBuilder().setCacheId(901).setStart(step[0])
+                        .setLength(step[1])).setHiddenStates(x).build());
+                assertEquals(Status.OK, status(r), () -> "MTP layer answered " + r);
+                float[] y = new float[step[1] * hidden];
+                local.layer(n).forward(floats(x), step[1],
+                        List.of(new dev.epic.model.layers.SequenceRows(cache, step[0], 0, step[1])), y);
+                assertTrue(java.util.Arrays.equals(y, floats(((AttendResponse) r).getOutput())),
+                        "the in-process MLA's bits at positions " + step[0] + "..");
+            }
+            allLayers(s, 902, 0, 2, 1, b -> b);
+            Object without = s.send(request(n, 902, 0, 1).build());
+            assertEquals(Status.Code.INVALID_ARGUMENT, status(without).getCode(), without::toString);
+            assertTrue(status(without).getDescription().contains("made without the MTP layer"), without::toString);
         }
         awaitCached(0);
     }

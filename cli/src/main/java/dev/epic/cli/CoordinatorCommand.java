@@ -108,9 +108,6 @@ public final class CoordinatorCommand implements Callable<Integer> {
         };
         Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds);
         Flags.requireNonNegative("--max-context", maxContext);
-        if (remoteAttention && scheduler.options().speculation().mtp()) {
-            throw new IllegalArgumentException(SpeculationFlags.MTP_NEEDS_LOCAL_ATTENTION);
-        }
         SpeculationFlags.requireMtpLayer(scheduler.options().speculation(), config);
         // A zero or negative gRPC deadline fails every call at once, so the cluster would never answer.
         Flags.requireNonNegative("--drain-ms", drainMs);
@@ -136,7 +133,8 @@ public final class CoordinatorCommand implements Callable<Integer> {
             attention = remoteAttention
                     ? RemoteAttention.create(backend.experts().zk(), cluster, fingerprint, config,
                             RemoteAttention.Options.defaults().withDeadline(Duration.ofMillis(attentionDeadlineMs))
-                                    .withWeights(weights).withKvCacheDtype(kvCacheDtype),
+                                    .withWeights(weights).withKvCacheDtype(kvCacheDtype)
+                                    .withMtpLayer(scheduler.options().speculation().mtp()),
                             m.registry())
                     : null;
             ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);

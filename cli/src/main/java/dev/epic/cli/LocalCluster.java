@@ -152,9 +152,6 @@ final class LocalCluster implements AutoCloseable {
             if (attentionWorkers < 0) {
                 throw new IllegalArgumentException("--attention-workers must be >= 0, got " + attentionWorkers);
             }
-            if (attentionWorkers > 0 && scheduler.speculation().mtp()) {
-                throw new IllegalArgumentException(SpeculationFlags.MTP_NEEDS_LOCAL_ATTENTION);
-            }
             if (attentionKvCacheMb < 0) {
                 throw new IllegalArgumentException("--kv-cache-mb must be >= 1, got " + attentionKvCacheMb);
             }
@@ -221,7 +218,8 @@ final class LocalCluster implements AutoCloseable {
             awaitCoverage(backend, workers);
             if (attentionWorkerCount > 0) {
                 attention = RemoteAttention.create(backend.experts().zk(), CLUSTER, fp, config,
-                        RemoteAttention.Options.defaults().withWeights(weights).withKvCacheDtype(o.kvCacheDtype()),
+                        RemoteAttention.Options.defaults().withWeights(weights).withKvCacheDtype(o.kvCacheDtype())
+                                .withMtpLayer(o.scheduler().speculation().mtp()),
                         o.registry());
                 awaitAttention(attention, attentionWorkers);
             }

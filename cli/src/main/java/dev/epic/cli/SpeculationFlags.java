@@ -5,9 +5,6 @@ import picocli.CommandLine.Option;
 
 /** Speculative decoding flags (named after vLLM's speculative-config keys: method, num_speculative_tokens, ngram's). */
 final class SpeculationFlags {
-    static final String MTP_NEEDS_LOCAL_ATTENTION = "--speculative-method mtp needs attention in the coordinator: "
-            + "the MTP layer's KV is one more layer of its caches (draft with ngram when attention runs on workers)";
-
     @Option(names = "--num-speculative-tokens", defaultValue = "0", paramLabel = "K", description = "speculative "
             + "decoding: up to K drafted tokens (by prompt lookup, or by the MTP layer with --speculative-method mtp) "
             + "are checked in one step; the tokens are those that would be chosen without it (default ${DEFAULT-VALUE}: "
@@ -17,7 +14,7 @@ final class SpeculationFlags {
     @Option(names = "--speculative-method", defaultValue = "ngram", paramLabel = "ngram|mtp", description = "how "
             + "drafts are made: ngram, by prompt lookup (--num-speculative-tokens K); mtp, by the checkpoint's "
             + "multi-token-prediction layer (DeepSeek's MTP), chained on its own output for K > 1 (default 1 with mtp); "
-            + "attention in the coordinator (default ${DEFAULT-VALUE})")
+            + "with attention workers, they run its attention too (default ${DEFAULT-VALUE})")
     String method;
 
     @Option(names = "--prompt-lookup-max", defaultValue = "4", paramLabel = "N",

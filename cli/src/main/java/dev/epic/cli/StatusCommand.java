@@ -138,7 +138,7 @@ public final class StatusCommand implements Callable<Integer> {
             attention.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
                     .put("capacity", w.getCapacity()).put("kv_cache_bytes", w.getKvCacheBytes())
                     .put("prefix_cache_bytes", w.getPrefixCacheBytes())
-                    .put("kv_cache_dtype", Announcements.kvCacheDtype(w));
+                    .put("kv_cache_dtype", Announcements.kvCacheDtype(w)).put("mtp_layer", w.getMtpLayer());
         }
         double uptime = stats.getUptimeNanos() / 1e9;
         o.putObject("scheduler").put("running", stats.getRunning()).put("waiting", stats.getWaiting())
@@ -190,13 +190,14 @@ public final class StatusCommand implements Callable<Integer> {
             s.append(String.format("attention  NO LIVE ATTENTION WORKER%n"));
         }
         for (var w : r.get("attention_workers")) {
-            s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%s%s%n", w.get("id").asText(),
+            s.append(String.format("  attention-worker %-18s %-22s pid %-8d up to %d sequences%s%s%s%n", w.get("id").asText(),
                     w.get("address").asText(), w.get("pid").asLong(), w.get("capacity").asInt(),
                     w.path("kv_cache_bytes").asLong() > 0 ? " in " + mib(w.get("kv_cache_bytes").asLong()) + " MiB of "
                             + (w.path("kv_cache_dtype").asText("fp32").equals("fp32") ? "" : w.get("kv_cache_dtype").asText() + " ")
                             + "KV cache" : "",
                     w.path("prefix_cache_bytes").asLong() > 0
-                            ? ", prefix blocks up to " + mib(w.get("prefix_cache_bytes").asLong()) + " MiB per coordinator" : ""));
+                            ? ", prefix blocks up to " + mib(w.get("prefix_cache_bytes").asLong()) + " MiB per coordinator" : "",
+                    w.path("mtp_layer").asBoolean() ? ", MTP layer" : ""));
         }
         for (var w : r.path("refused_workers")) {
             s.append(String.format("  REFUSED %s %s%s: %s%n", w.get("kind").asText(), w.get("id").asText(),

@@ -85,10 +85,8 @@ class CliInputErrorsTest {
                 "--speculative-method", "eagle");
         refused("epic local: ", "--num-speculative-tokens must be >= 0", "local", "--model", MODEL,
                 "--speculative-method", "mtp", "--num-speculative-tokens", "-1");
-        refused("epic local: ", "needs attention in the coordinator", "local", "--model", MODEL,
-                "--speculative-method", "mtp", "--attention-workers", "1");
-        refused("epic coordinator: ", "needs attention in the coordinator", "coordinator", "--model", MODEL,
-                "--zk", "127.0.0.1:1", "--remote-attention", "--speculative-method", "mtp");
+        refused("epic local: ", "num_nextn_predict_layers is 0", "local", "--model", fp8, "--speculative-method", "mtp",
+                "--attention-workers", "1");
         refused("epic local: ", "num_nextn_predict_layers is 0", "local", "--model", fp8, "--speculative-method", "mtp");
         refused("epic coordinator: ", "num_nextn_predict_layers is 0", "coordinator", "--model", fp8,
                 "--zk", "127.0.0.1:1", "--speculative-method", "mtp");

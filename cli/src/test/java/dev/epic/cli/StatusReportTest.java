@@ -89,6 +89,16 @@ class StatusReportTest {
                 mtp);
         String off = StatusCommand.summary(StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING"));
         assertTrue(!off.contains("speculate"), off);
+        // Attention workers that run the MTP layer's attention (what a coordinator drafting with it takes) say so.
+        ModelInfoResponse withWorkers = info.toBuilder()
+                .addAttentionWorkers(worker("a0", 0).toBuilder().setCapacity(16).setMtpLayer(true))
+                .addAttentionWorkers(worker("a1", 0).toBuilder().setCapacity(16)).build();
+        var workers = StatusCommand.report(withWorkers, StatsResponse.getDefaultInstance(), "SERVING");
+        assertTrue(workers.get("attention_workers").get(0).get("mtp_layer").asBoolean());
+        assertTrue(!workers.get("attention_workers").get(1).get("mtp_layer").asBoolean());
+        String lines = StatusCommand.summary(workers);
+        assertTrue(lines.contains("up to 16 sequences, MTP layer"), lines);
+        assertEquals(1, lines.split("MTP layer\\n", -1).length - 1, lines);
     }
 
     /** The prefix cache's use and hit rate, where it lives, and each attention worker's prefix budget; off when off. */

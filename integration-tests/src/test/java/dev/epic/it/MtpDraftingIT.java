@@ -23,8 +23,9 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * {@code epic local --speculative-method mtp}, real processes: the coordinator drafts with the
- * checkpoint's MTP layer (its experts in the coordinator, the decoder's on two expert workers), and
- * the greedy tokens are DeepSeek's reference tokens, as without drafts.
+ * checkpoint's MTP layer (its experts in the coordinator, the decoder's on expert workers; its
+ * attention in the coordinator or on an attention worker), and the greedy tokens are DeepSeek's
+ * reference tokens, as without drafts.
  */
 @Timeout(value = 180, unit = TimeUnit.SECONDS)
 class MtpDraftingIT {
@@ -40,18 +41,7 @@ class MtpDraftingIT {
             var api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
             int generated = 0;
             for (int p = 0; p < 3; p++) {
-                Golden.Prompt g = prompts.get(p);
-                TokenIds.Builder ids = TokenIds.newBuilder();
-                IntStream.of(g.tokens()).forEach(ids::addIds);
-                GenerateRequest req = GenerateRequest.newBuilder().setTokenIds(ids)
-                        .setSampling(SamplingParams.newBuilder().setTemperature(0).setIgnoreEos(true)
-                                .setMaxTokens(g.greedyTokens().length))
-                        .build();
-                List<Integer> tokens = new ArrayList<>();
-                api.withDeadlineAfter(60, TimeUnit.SECONDS).generate(req)
-                        .forEachRemaining((GenerateResponse r) -> tokens.addAll(r.getTokenIdsList()));
-                assertEquals(Arrays.stream(g.greedyTokens()).boxed().toList(), tokens, "prompt " + p);
-                generated += tokens.size();
+                generated += assertGreedyTokens(api, prompts.get(p), p);
             }
             StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
             assertEquals("mtp", stats.getSpeculativeMethod());
@@ -62,5 +52,43 @@ class MtpDraftingIT {
             long sum = stats.getDraftTokens() + stats.getAcceptedDraftTokens();
             assertTrue(sum >= generated - 3 && sum <= generated, sum + " drafted and chosen, " + generated + " tokens");
         }
+    }
+
+    /**
+     * With attention on an attention worker process, which holds the MTP layer's KV and runs its
+     * attention too: the greedy tokens are still the reference tokens, and the drafts are made and checked.
+     */
+    @Test
+    void greedyTokensWithAttentionWorkersDraftingWithMtpAreTheReferenceTokens() throws Exception {
+        List<Golden.Prompt> prompts = Golden.of("tiny-v3").prompts();
+        try (EpicLocal cluster = EpicLocal.start("mtp-attention", "--model", TestData.model("tiny-v3").toString(),
+                "--expert-workers", "1", "--attention-workers", "1", "--speculative-method", "mtp",
+                "--num-speculative-tokens", "2")) {
+            var api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
+            for (int p = 0; p < 2; p++) {
+                assertGreedyTokens(api, prompts.get(p), p);
+            }
+            StatsResponse stats = api.stats(StatsRequest.getDefaultInstance());
+            assertEquals("mtp", stats.getSpeculativeMethod());
+            assertEquals(2, stats.getNumSpeculativeTokens());
+            assertTrue(stats.getDraftTokens() > 0, "no drafts were made");
+            String log = Files.readString(cluster.log);
+            assertTrue(log.contains("and the MTP layer"), "the attention worker runs the MTP layer's attention: " + log);
+        }
+    }
+
+    /** Generates the golden prompt greedily and checks its tokens are the reference's; returns how many. */
+    private static int assertGreedyTokens(GenerationServiceGrpc.GenerationServiceBlockingStub api, Golden.Prompt g, int p) {
+        TokenIds.Builder ids = TokenIds.newBuilder();
+        IntStream.of(g.tokens()).forEach(ids::addIds);
+        GenerateRequest req = GenerateRequest.newBuilder().setTokenIds(ids)
+                .setSampling(SamplingParams.newBuilder().setTemperature(0).setIgnoreEos(true)
+                        .setMaxTokens(g.greedyTokens().length))
+                .build();
+        List<Integer> tokens = new ArrayList<>();
+        api.withDeadlineAfter(60, TimeUnit.SECONDS).generate(req)
+                .forEachRemaining((GenerateResponse r) -> tokens.addAll(r.getTokenIdsList()));
+        assertEquals(Arrays.stream(g.greedyTokens()).boxed().toList(), tokens, "prompt " + p);
+        return tokens.size();
     }
 }

@@ -43,7 +43,12 @@ public final class HeapKvCache implements KvCache {
 
     /** An empty cache shaped for model {@code c}: its layers, latent rank, rope width and context. */
     public static HeapKvCache forModel(dev.epic.model.config.ModelConfig c, KvCacheDtype dtype) {
-        return new HeapKvCache(c.numHiddenLayers(), c.kvLoraRank(), c.qkRopeHeadDim(), c.maxPositionEmbeddings(), dtype);
+        return forModel(c, dtype, c.numHiddenLayers());
+    }
+
+    /** As {@link #forModel(dev.epic.model.config.ModelConfig, KvCacheDtype)} with {@code layers} layers (the MTP layer's too). */
+    public static HeapKvCache forModel(dev.epic.model.config.ModelConfig c, KvCacheDtype dtype, int layers) {
+        return new HeapKvCache(layers, c.kvLoraRank(), c.qkRopeHeadDim(), c.maxPositionEmbeddings(), dtype);
     }
 
     public HeapKvCache(int layers, int rank, int rope, int maxPositions) {
@@ -68,7 +73,8 @@ public final class HeapKvCache implements KvCache {
         return dtype;
     }
 
-    private int layers() {
+    /** Layers it holds: the decoder's, and the MTP layer's when the sequence drafts with it. */
+    public int layers() {
         return latent != null ? latent.length : latent16.length;
     }
 

@@ -99,6 +99,11 @@ public final class KvBlock {
     }
 
     public long bytes() {
-        return bytes(latent != null ? latent.length : latent16.length, positions, rank, rope, dtype);
+        return bytes(layers(), positions, rank, rope, dtype);
+    }
+
+    /** Layers it holds: its cache's (the decoder's, and the MTP layer's when that sequence drafted with it). */
+    public int layers() {
+        return latent != null ? latent.length : latent16.length;
     }
 }

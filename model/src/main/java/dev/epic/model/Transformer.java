@@ -151,16 +151,16 @@ public final class Transformer {
 
     /**
      * Loads the checkpoint's multi-token-prediction layer to draft with (see {@link Mtp}); caches made
-     * from now on hold its KV as one more layer. Set before serving. Its attention runs here, so
-     * attention workers are refused.
+     * from now on hold its KV as one more layer. Set before serving. With external attention, that
+     * layer's attention runs where the caches are, which must hold it ({@link ExternalAttention#holdsMtpLayer}).
      */
     public Transformer enableMtp() {
-        if (external != null) {
-            throw new IllegalArgumentException("drafting with the MTP layer needs attention in the coordinator; "
-                    + "with attention workers, draft by prompt lookup (ngram)");
+        if (external != null && !external.holdsMtpLayer()) {
+            throw new IllegalArgumentException("drafting with the MTP layer needs caches that hold it: the attention "
+                    + "workers' must be asked for with the MTP layer (RemoteAttention.Options.withMtpLayer)");
         }
         if (mtp == null) {
-            mtp = new Mtp(config, weights, rope, embed, lmHead);
+            mtp = new Mtp(config, weights, rope, embed, lmHead, external);
         }
         return this;
     }

@@ -39,6 +39,9 @@ public final class Announcements {
         if (!a.getWeights().isEmpty()) {
             o.put("weights", a.getWeights());
         }
+        if (a.getMtpLayer()) {
+            o.put("mtpLayer", true);
+        }
         if (!a.getKvCacheDtype().isEmpty()) {
             o.put("kvCacheDtype", a.getKvCacheDtype());
         }
@@ -77,6 +80,7 @@ public final class Announcements {
                 .setPrefixCacheBytes(o.path("prefixCacheBytes").asLong(0))
                 .setWeights(o.path("weights").asText(""))
                 .setKvCacheDtype(o.path("kvCacheDtype").asText(""))
+                .setMtpLayer(o.path("mtpLayer").asBoolean(false))
                 .setLeaving(o.path("leaving").asBoolean(false));
         JsonNode fp = o.path("fingerprint");
         b.setFingerprint(ModelFingerprint.newBuilder()
@@ -135,6 +139,15 @@ public final class Announcements {
      * fp32): a sequence's logits must not depend on which worker holds it.
      */
     public static String refusal(WorkerAnnouncement a, String sha256, String name, String weights, String kvCacheDtype) {
+        return refusal(a, sha256, name, weights, kvCacheDtype, false);
+    }
+
+    /**
+     * As {@link #refusal(WorkerAnnouncement, String, String, String, String)}, and, when {@code mtpLayer},
+     * an attention worker that does not run the MTP layer's attention (a coordinator drafting with it).
+     */
+    public static String refusal(WorkerAnnouncement a, String sha256, String name, String weights, String kvCacheDtype,
+            boolean mtpLayer) {
         // The version first: another epic may compute the fingerprint differently.
         if (a.getProtocolVersion() != Protocol.VERSION) {
             return "protocol version " + a.getProtocolVersion() + " (this coordinator speaks " + Protocol.VERSION
@@ -154,6 +167,10 @@ public final class Announcements {
             return "its KV caches store " + kv + " but this coordinator's store " + kvCacheDtype + " (--kv-cache-dtype): "
                     + "a sequence's logits must not depend on its worker, so give every attention worker the "
                     + "coordinator's --kv-cache-dtype";
+        }
+        if (mtpLayer && !a.getMtpLayer()) {
+            return "it does not run the MTP layer's attention, which this coordinator drafts with (--speculative-method "
+                    + "mtp): its checkpoint has no MTP layer, or it runs an older epic";
         }
         return null;
     }

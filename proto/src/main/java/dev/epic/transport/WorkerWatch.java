@@ -44,6 +44,7 @@ public final class WorkerWatch implements AutoCloseable {
     private final java.util.Map<String, dev.epic.proto.RefusedWorker> refused = new java.util.concurrent.ConcurrentHashMap<>();
     private final String weights;
     private final String kvCacheDtype;
+    private final boolean mtpLayer;
     /** Usable nodes by the address they announce: the one registered there last (Curator's event thread only). */
     private final java.util.Map<String, Registered> byAddress = new java.util.HashMap<>();
 
@@ -86,6 +87,13 @@ public final class WorkerWatch implements AutoCloseable {
     /** @param kvCacheDtype how attention workers' caches must store positions (null: any) */
     public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName, String weights,
             String kvCacheDtype, Listener listener) {
+        this(zk, folder, kind, sha256, modelName, weights, kvCacheDtype, false, listener);
+    }
+
+    /** @param mtpLayer whether attention workers must run the MTP layer's attention (a coordinator drafting with it) */
+    public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName, String weights,
+            String kvCacheDtype, boolean mtpLayer, Listener listener) {
+        this.mtpLayer = mtpLayer;
         this.weights = weights;
         this.kvCacheDtype = kvCacheDtype;
         this.folder = folder;
@@ -125,7 +133,7 @@ public final class WorkerWatch implements AutoCloseable {
             }
             return;
         }
-        String reason = Announcements.refusal(a, sha256, modelName, weights, kvCacheDtype);
+        String reason = Announcements.refusal(a, sha256, modelName, weights, kvCacheDtype, mtpLayer);
         if (reason != null) {
             if (refused.put(path, refusedWorker(a.getWorkerId(), a.getAddress(), reason)) == null) {
                 log.warn("refusing {} {} at {}: {}", kind, a.getWorkerId(), a.getAddress(), reason);

@@ -42,17 +42,23 @@ final class AttentionDirectory implements AutoCloseable, WorkerWatch.Listener {
     /**
      * @param weights      the weight format workers must announce (the coordinator's --weights); null: any
      * @param kvCacheDtype how their caches must store positions (the coordinator's --kv-cache-dtype)
+     * @param mtpLayer     whether they must run the MTP layer's attention (a coordinator drafting with it)
      */
     AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, String weights,
-            KvCacheDtype kvCacheDtype) {
-        this(zk, cluster, fingerprint, weights, kvCacheDtype, LEAVE_GRACE);
+            KvCacheDtype kvCacheDtype, boolean mtpLayer) {
+        this(zk, cluster, fingerprint, weights, kvCacheDtype, mtpLayer, LEAVE_GRACE);
     }
 
     AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, String weights,
             KvCacheDtype kvCacheDtype, Duration leaveGrace) {
+        this(zk, cluster, fingerprint, weights, kvCacheDtype, false, leaveGrace);
+    }
+
+    AttentionDirectory(CuratorFramework zk, String cluster, CheckpointFingerprint fingerprint, String weights,
+            KvCacheDtype kvCacheDtype, boolean mtpLayer, Duration leaveGrace) {
         this.leaving = new LeaveGrace(this, leaveGrace, timer);
         this.watch = new WorkerWatch(zk, ZkLayout.attentionWorkersPath(cluster), "attention worker",
-                fingerprint.sha256(), fingerprint.name(), weights, kvCacheDtype.id(), this);
+                fingerprint.sha256(), fingerprint.name(), weights, kvCacheDtype.id(), mtpLayer, this);
     }
 
     /** The registered workers of this model, ordered by path. */

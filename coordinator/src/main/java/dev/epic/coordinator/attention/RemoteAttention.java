@@ -62,29 +62,40 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
      * @param deadBackoff how long a failed worker takes no new sequences
      * @param weights     the weight format workers must announce (the coordinator's --weights); null: any
      * @param kvCacheDtype how workers' caches must store positions (the coordinator's --kv-cache-dtype)
+     * @param mtpLayer    whether the caches hold the MTP layer too, whose attention the workers then run
+     *                    (drafting with it: --speculative-method mtp)
      */
-    public record Options(Duration deadline, Duration deadBackoff, String weights, KvCacheDtype kvCacheDtype) {
+    public record Options(Duration deadline, Duration deadBackoff, String weights, KvCacheDtype kvCacheDtype,
+            boolean mtpLayer) {
         public static Options defaults() {
-            return new Options(Duration.ofSeconds(30), Duration.ofSeconds(1), null, KvCacheDtype.FP32);
+            return new Options(Duration.ofSeconds(30), Duration.ofSeconds(1), null, KvCacheDtype.FP32, false);
         }
 
         public Options withDeadline(Duration d) {
-            return new Options(d, deadBackoff, weights, kvCacheDtype);
+            return new Options(d, deadBackoff, weights, kvCacheDtype, mtpLayer);
         }
 
         public Options withDeadBackoff(Duration d) {
-            return new Options(deadline, d, weights, kvCacheDtype);
+            return new Options(deadline, d, weights, kvCacheDtype, mtpLayer);
         }
 
         /** Workers whose attention weights are in another format are refused: a sequence's logits must
          *  not depend on which worker holds it. */
         public Options withWeights(String format) {
-            return new Options(deadline, deadBackoff, format, kvCacheDtype);
+            return new Options(deadline, deadBackoff, format, kvCacheDtype, mtpLayer);
         }
 
         /** Likewise workers whose caches store positions in another dtype. */
         public Options withKvCacheDtype(KvCacheDtype dtype) {
-            return new Options(deadline, deadBackoff, weights, dtype);
+            return new Options(deadline, deadBackoff, weights, dtype, mtpLayer);
+        }
+
+        /**
+         * Caches with the MTP layer as one more layer, for drafting with it ({@link #holdsMtpLayer()}):
+         * workers that do not run its attention are refused.
+         */
+        public Options withMtpLayer(boolean mtp) {
+            return new Options(deadline, deadBackoff, weights, kvCacheDtype, mtp);
         }
     }
 
@@ -95,6 +106,8 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     private final CheckpointFingerprint fingerprint;
     private final int hidden;
     private final int layers;
+    /** Layers a cache holds: the decoder's, and the MTP layer's when drafting with it. */
+    private final int cacheLayers;
     private final ModelConfig config;
     private final long bytesPerPosition;
     private final Options options;
@@ -127,10 +140,12 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         this.fingerprint = fingerprint;
         this.hidden = config.hiddenSize();
         this.layers = config.numHiddenLayers();
+        this.cacheLayers = layers + (options.mtpLayer() ? 1 : 0);
         this.config = config;
-        this.bytesPerPosition = options.kvCacheDtype().bytesPerPosition(config);
+        this.bytesPerPosition = options.kvCacheDtype().bytesPerPosition(config, cacheLayers);
         this.options = options;
-        this.directory = new AttentionDirectory(zk, cluster, fingerprint, options.weights(), options.kvCacheDtype());
+        this.directory = new AttentionDirectory(zk, cluster, fingerprint, options.weights(), options.kvCacheDtype(),
+                options.mtpLayer());
     }
 
     /** Uses an existing, started Curator client (not closed by {@link #close()}); meters go nowhere. */
@@ -226,6 +241,12 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
         return options.kvCacheDtype();
     }
 
+    /** Whether its caches hold the MTP layer ({@link Options#withMtpLayer}), as layer num_hidden_layers. */
+    @Override
+    public boolean holdsMtpLayer() {
+        return options.mtpLayer();
+    }
+
     public Stats stats() {
         return stats;
     }
@@ -233,7 +254,7 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
     /** Prefix caching on the attention workers that announce it, each keeping at most {@code bytes} for us. */
     @Override
     public dev.epic.model.PrefixStore prefixStore(long bytes) {
-        return new RemotePrefixCaches(directory, config, options.kvCacheDtype(), bytes);
+        return new RemotePrefixCaches(directory, config, cacheLayers, options.kvCacheDtype(), bytes);
     }
 
     @Override
@@ -451,6 +472,9 @@ public final class RemoteAttention implements ExternalAttention, AutoCloseable {
                     .setStart(s.start())
                     .setLength(s.length())
                     .setReserve(layer == 0 ? c.capacity() : 0); // caches grow at layer 0
+            if (layer == 0 && cacheLayers != layers) { // what a new cache holds: the MTP layer too
+                segment.setCacheLayers(cacheLayers);
+            }
             if (layer == 0 && c.prefixBlocks != null) {
                 for (long b : c.prefixBlocks) {
                     segment.addPrefixBlocks(b);

@@ -38,12 +38,13 @@ final class RemotePrefixCaches implements PrefixStore {
     /** One worker's index, for one epoch of its stream. */
     private record Index(long epoch, PrefixCache cache) {}
 
-    RemotePrefixCaches(AttentionDirectory directory, ModelConfig config, KvCacheDtype dtype, long bytes) {
+    /** @param cacheLayers layers a cache holds, and so its blocks: the decoder's, and the MTP layer's when drafting */
+    RemotePrefixCaches(AttentionDirectory directory, ModelConfig config, int cacheLayers, KvCacheDtype dtype, long bytes) {
         this.directory = directory;
         this.bytes = bytes;
-        this.blockBytes = KvBlock.bytes(config.numHiddenLayers(), PrefixCache.BLOCK, config.kvLoraRank(),
+        this.blockBytes = KvBlock.bytes(cacheLayers, PrefixCache.BLOCK, config.kvLoraRank(),
                 config.qkRopeHeadDim(), dtype);
-        this.bytesPerPosition = dtype.bytesPerPosition(config);
+        this.bytesPerPosition = dtype.bytesPerPosition(config, cacheLayers);
     }
 
     /** The worker's index for its current epoch (a new, empty one after a failure); null if it keeps no prefixes. */

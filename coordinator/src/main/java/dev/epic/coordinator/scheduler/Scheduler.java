@@ -929,6 +929,9 @@ public final class Scheduler implements AutoCloseable {
                 }
             } finally {
                 toKeep.clear();
+                // Their caches go now, after the MTP layer and the kept blocks took what they needed (on an
+                // attention worker a released cache is freed before the next message's segments run).
+                finishedThisStep.forEach(s -> s.cache.release());
                 finishedThisStep.clear();
             }
         }
@@ -971,20 +974,58 @@ public final class Scheduler implements AutoCloseable {
             work.add(new Mtp.Chunk(s.cache, ch.start(), after, hidden, firstRow, logits));
             drafted.add(s);
         }
-        if (work.isEmpty()) {
-            return;
+        while (!work.isEmpty()) {
+            try {
+                chain(drafted, model.mtp().step(work));
+                return;
+            } catch (AttentionUnavailableException e) {
+                if (!dropLost(e, work, drafted)) {
+                    fail(drafted, e);
+                    return;
+                }
+            } catch (RuntimeException | OutOfMemoryError e) {
+                fail(drafted, e);
+                return;
+            }
         }
-        try {
-            chain(drafted, model.mtp().step(work));
-        } catch (RuntimeException | OutOfMemoryError e) {
-            // Not one sequence's doing either: those whose MTP layer could not run end as a failed step's do.
-            log.warn("MTP drafting over {} sequence(s) failed: {}", drafted.size(), e.toString());
-            toKeep.clear(); // their MTP layer is not complete
-            for (Slot s : drafted) {
+    }
+
+    /**
+     * An attention worker failed in the MTP layer's pass: the sequences it held end with its status,
+     * as in a failed main step, and leave {@code work} and {@code drafted}; the others take the pass
+     * again (their MTP rows are written again, the same). False when it named none to end.
+     */
+    private boolean dropLost(AttentionUnavailableException e, List<Mtp.Chunk> work, List<Slot> drafted) {
+        Set<KvCache> gone = new HashSet<>(e.lost());
+        gone.addAll(e.restart());
+        gone.addAll(e.noRoom());
+        boolean any = false;
+        for (int i = work.size() - 1; i >= 0; i--) {
+            Slot s = drafted.get(i);
+            if (gone.contains(s.cache)) {
+                any = true;
+                work.remove(i);
+                drafted.remove(i);
+                toKeep.removeIf(k -> k.cache() == s.cache);
                 if (active.contains(s)) {
                     retire(s);
-                    s.task.onFailure(e);
+                    s.task.onFailure(e.failureOf(s.cache));
                 }
+            }
+        }
+        log.warn("MTP drafting: {} sequence(s) lost with their attention worker, {} take the pass again: {}",
+                gone.size(), work.size(), e.getMessage());
+        return any;
+    }
+
+    /** Not one sequence's doing either: those whose MTP layer could not run end as a failed step's do. */
+    private void fail(List<Slot> drafted, Throwable e) {
+        log.warn("MTP drafting over {} sequence(s) failed: {}", drafted.size(), e.toString());
+        toKeep.clear(); // their MTP layer is not complete
+        for (Slot s : drafted) {
+            if (active.contains(s)) {
+                retire(s);
+                s.task.onFailure(e);
             }
         }
     }
@@ -1136,7 +1177,9 @@ public final class Scheduler implements AutoCloseable {
     private void retire(Slot s) {
         active.remove(s);
         departures++;
-        s.cache.release();
+        if (!finishedThisStep.contains(s)) { // else once the step's MTP layer has run (step)
+            s.cache.release();
+        }
     }
 
     /**

@@ -127,13 +127,41 @@ class AttentionDirectoryTest {
         }
     }
 
+    /** A coordinator drafting with the MTP layer takes only workers that run its attention; others take both. */
+    @Test
+    void aCoordinatorDraftingWithTheMtpLayerTakesOnlyWorkersRunningIt() throws Exception {
+        String folder = ZkLayout.attentionWorkersPath("mtp");
+        register(folder + "/a-mtp", "a-mtp", "127.0.0.1:2", "auto", "", true);
+        register(folder + "/a-none", "a-none", "127.0.0.1:3", "auto", "", false);
+        try (AttentionDirectory mtp = new AttentionDirectory(zk, "mtp", FINGERPRINT, null, KvCacheDtype.FP32, true, GRACE);
+                AttentionDirectory plain = new AttentionDirectory(zk, "mtp", FINGERPRINT, null, KvCacheDtype.FP32, GRACE)) {
+            assertTrue(mtp.await(1, 10, TimeUnit.SECONDS));
+            assertTrue(plain.await(2, 10, TimeUnit.SECONDS));
+            long until = System.nanoTime() + 10_000_000_000L;
+            while (mtp.refused().isEmpty() && System.nanoTime() < until) {
+                Thread.sleep(20);
+            }
+            assertEquals(List.of("127.0.0.1:2"), mtp.workers().stream().map(w -> w.announcement().getAddress()).toList());
+            RefusedWorker r = mtp.refused().getFirst();
+            assertEquals("a-none", r.getWorkerId());
+            assertTrue(r.getReason().contains("does not run the MTP layer's attention"), r.getReason());
+            assertTrue(plain.refused().isEmpty());
+        }
+    }
+
     private void register(String path, String id, String address, String weights) throws Exception {
         register(path, id, address, weights, "");
     }
 
     private void register(String path, String id, String address, String weights, String kvCacheDtype) throws Exception {
+        register(path, id, address, weights, kvCacheDtype, false);
+    }
+
+    private void register(String path, String id, String address, String weights, String kvCacheDtype, boolean mtpLayer)
+            throws Exception {
         WorkerAnnouncement a = WorkerAnnouncement.newBuilder().setWorkerId(id).setAddress(address).setPid(1)
                 .setCapacity(8).setProtocolVersion(Protocol.VERSION).setWeights(weights).setKvCacheDtype(kvCacheDtype)
+                .setMtpLayer(mtpLayer)
                 .setFingerprint(ModelFingerprint.newBuilder().setName(FINGERPRINT.name())
                         .setSha256(FINGERPRINT.sha256()))
                 .build();

@@ -5,36 +5,60 @@ import dev.epic.model.KvCacheDtype;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.layers.Mla;
+import dev.epic.model.layers.Mtp;
 import dev.epic.model.layers.Rope;
 import dev.epic.model.layers.Yarn;
 
-/** The MLA of every decoder layer and nothing else: what an attention worker loads and runs. */
+/**
+ * The MLA of every decoder layer and, when the checkpoint has one, of its multi-token-prediction
+ * layer (index num_hidden_layers, for coordinators that draft with it), and nothing else: what an
+ * attention worker loads and runs.
+ */
 public final class AttentionLayers {
     private final ModelConfig config;
     private final Mla[] layers;
+    private final Mla mtp; // null: the checkpoint has no MTP layer
 
-    private AttentionLayers(ModelConfig config, Mla[] layers) {
+    private AttentionLayers(ModelConfig config, Mla[] layers, Mla mtp) {
         this.config = config;
         this.layers = layers;
+        this.mtp = mtp;
     }
 
-    /** Opens the attention weights of layers 0 .. num_hidden_layers-1 (the MTP layer is never loaded). */
+    /**
+     * Opens the attention weights of layers 0 .. num_hidden_layers-1, and the MTP layer's when the
+     * checkpoint has it. A memory-mapped checkpoint costs nothing for a layer never run.
+     */
     public static AttentionLayers load(ModelConfig c, WeightSource w) {
         Rope rope = Yarn.rope(c);
         Mla[] layers = new Mla[c.numHiddenLayers()];
         for (int i = 0; i < layers.length; i++) {
             layers[i] = new Mla(c, w, i, rope);
         }
-        return new AttentionLayers(c, layers);
+        int m = c.numHiddenLayers();
+        boolean hasMtp = Mtp.missing(c) == null
+                && w.contains("model.layers." + m + ".self_attn.kv_a_proj_with_mqa.weight");
+        return new AttentionLayers(c, layers, hasMtp ? new Mla(c, w, m, rope) : null);
     }
 
+    /** The decoder's layers (the MTP layer not counted). */
     public int count() {
         return layers.length;
     }
 
+    /** Whether it runs the MTP layer's attention too, as layer {@link #count()}. */
+    public boolean hasMtpLayer() {
+        return mtp != null;
+    }
+
+    /** Layer {@code index}'s MLA: a decoder layer's, or at index {@link #count()} the MTP layer's. */
     public Mla layer(int index) {
+        if (index == layers.length && mtp != null) {
+            return mtp;
+        }
         if (index < 0 || index >= layers.length) {
-            throw new IllegalArgumentException("layer " + index + " outside [0, " + layers.length + ")");
+            throw new IllegalArgumentException("layer " + index + " outside [0, " + layers.length + ")"
+                    + (mtp != null ? " and not the MTP layer " + layers.length : ""));
         }
         return layers[index];
     }
@@ -48,7 +72,17 @@ public final class AttentionLayers {
         return HeapKvCache.forModel(config, dtype);
     }
 
-    /** Bytes of attention weights one decoded token reads, all layers. */
+    /** As {@link #newCache(KvCacheDtype)} with {@code cacheLayers} layers: the decoder's, or those and the MTP layer's. */
+    public HeapKvCache newCache(KvCacheDtype dtype, int cacheLayers) {
+        if (cacheLayers != layers.length && !(cacheLayers == layers.length + 1 && mtp != null)) {
+            throw new IllegalArgumentException("a cache of " + cacheLayers + " layers: this model's hold " + layers.length
+                    + (mtp != null ? ", or " + (layers.length + 1) + " with the MTP layer"
+                            : " (its checkpoint has no MTP layer)"));
+        }
+        return HeapKvCache.forModel(config, dtype, cacheLayers);
+    }
+
+    /** Bytes of attention weights one decoded token reads, all decoder layers (the MTP layer's left out). */
     public long storageBytes() {
         long bytes = 0;
         for (Mla m : layers) {

@@ -22,6 +22,14 @@ public interface ExternalAttention {
     }
 
     /**
+     * Whether its caches hold the MTP layer as one more layer (index num_hidden_layers) and it runs that
+     * layer's attention too: what drafting with the MTP layer needs. False (the default) otherwise.
+     */
+    default boolean holdsMtpLayer() {
+        return false;
+    }
+
+    /**
      * y[rows x hidden] = MLA_layer(x) for every row of the step; each sequence's new positions are
      * written to its (remote) cache. All sequences' caches come from {@link #newCache()}.
      */

@@ -4,6 +4,7 @@ import dev.epic.kernels.Matrix;
 import dev.epic.model.ForwardObserver;
 import dev.epic.model.KvCache;
 import dev.epic.model.WeightSource;
+import dev.epic.model.attention.ExternalAttention;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.LocalExperts;
 import java.util.ArrayList;
@@ -22,9 +23,10 @@ import java.util.List;
  *   logits_i = head(shared_head.norm(x_i))
  * </pre>
  *
- * Its KV lives in the sequence's cache as one more layer, index {@link #layer()}; its routed experts
- * run in this process. To draft further it takes its own output x_i in place of h_i at position i+1,
- * with the token it drafted (the paper's next depth, as vLLM chains it).
+ * Its KV lives in the sequence's cache as one more layer, index {@link #layer()}, wherever the cache
+ * lives (an attention worker runs its attention then); its routed experts run in this process. To
+ * draft further it takes its own output x_i in place of h_i at position i+1, with the token it
+ * drafted (the paper's next depth, as vLLM chains it).
  */
 public final class Mtp {
     /**
@@ -53,6 +55,14 @@ public final class Mtp {
      *                  they are mapped and converted once (for the full model 2 x 1.85 GB of bf16)
      */
     public Mtp(ModelConfig c, WeightSource w, Rope rope, Matrix mainEmbed, Matrix mainHead) {
+        this(c, w, rope, mainEmbed, mainHead, null);
+    }
+
+    /**
+     * As above, with its attention run by {@code external} where the sequences' caches live (null: here);
+     * its routed experts still run in this process.
+     */
+    public Mtp(ModelConfig c, WeightSource w, Rope rope, Matrix mainEmbed, Matrix mainHead, ExternalAttention external) {
         if (missing(c) != null) {
             throw new IllegalArgumentException(missing(c));
         }
@@ -66,7 +76,7 @@ public final class Mtp {
         this.hnorm = new RmsNorm(w.vector(p + "hnorm.weight", hidden), c.rmsNormEps());
         this.ehProj = w.matrix(p + "eh_proj.weight", hidden, 2 * hidden);
         LocalExperts experts = c.isMoeLayer(layer) ? LocalExperts.layer(c, w, layer) : null;
-        this.block = new DecoderLayer(c, w, layer, rope, experts, null);
+        this.block = new DecoderLayer(c, w, layer, rope, experts, external);
         this.headNorm = new RmsNorm(w.vector(p + "shared_head.norm.weight", hidden), c.rmsNormEps());
         this.head = same(w, p + "shared_head.head.weight", "lm_head.weight") ? mainHead
                 : w.matrix(p + "shared_head.head.weight", vocab, hidden);

@@ -1,0 +1,121 @@
+package dev.epic.attention;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.model.HeapKvCache;
+import dev.epic.model.KvCache;
+import dev.epic.model.KvCacheDtype;
+import dev.epic.model.TestData;
+import dev.epic.model.attention.AttentionLayers;
+import dev.epic.model.checkpoint.Checkpoint;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** The caches' bookkeeping for coordinators that draft with the MTP layer: its layer, its budget, its blocks. */
+class SequenceCachesTest {
+    private static Checkpoint checkpoint;
+    private static AttentionLayers layers;
+    private static int n;
+
+    @BeforeAll
+    static void open() {
+        checkpoint = Checkpoint.open(TestData.model("tiny-v3")); // it has an MTP layer
+        layers = AttentionLayers.load(checkpoint.config(), checkpoint);
+        n = layers.count();
+    }
+
+    @AfterAll
+    static void close() {
+        checkpoint.close();
+    }
+
+    private static SequenceCaches caches(long kvCacheBytes) {
+        return new SequenceCaches(layers, 8, kvCacheBytes, 64L << 20, KvCacheDtype.FP32);
+    }
+
+    private static SequenceCaches.Segment mtp(long id, int start, int length, int reserve) {
+        return new SequenceCaches.Segment(id, start, length, reserve, List.of(), n + 1);
+    }
+
+    @Test
+    void aCacheWithTheMtpLayerHoldsOneMoreLayerAndCountsItInTheBudget() {
+        assertTrue(layers.hasMtpLayer());
+        SequenceCaches caches = caches(1L << 30);
+        Object owner = new Object();
+        HeapKvCache plain = (HeapKvCache) caches.acquire(owner, 0, List.of(new SequenceCaches.Segment(1, 0, 4, 200)))
+                .getFirst();
+        long plainBytes = caches.heldBytes();
+        HeapKvCache withMtp = (HeapKvCache) caches.acquire(owner, 0, List.of(mtp(2, 0, 4, 200))).getFirst();
+        long mtpBytes = caches.heldBytes() - plainBytes;
+        assertEquals(n, plain.layers());
+        assertEquals(n + 1, withMtp.layers());
+        assertEquals(plain.capacity(), withMtp.capacity());
+        assertEquals(plainBytes * (n + 1), mtpBytes * n, "the MTP layer's positions count in the budget");
+
+        // A budget that holds the plain cache's growth but not the MTP cache's refuses the MTP cache.
+        long budget = caches.heldBytes() + 100L * KvCacheDtype.FP32.bytesPerPosition(layers.config());
+        SequenceCaches tight = caches(budget);
+        tight.acquire(owner, 0, List.of(new SequenceCaches.Segment(1, 0, 4, 200)));
+        tight.acquire(owner, 0, List.of(mtp(2, 0, 4, 200)));
+        assertEquals(caches.heldBytes(), tight.heldBytes());
+        SequenceCaches.Refused r = assertThrows(SequenceCaches.Refused.class,
+                () -> tight.acquire(owner, 0, List.of(mtp(3, 0, 4, 100))));
+        assertEquals(List.of(3L), r.ids);
+        tight.acquire(owner, 0, List.of(new SequenceCaches.Segment(4, 0, 4, 100))); // fits without the MTP layer
+    }
+
+    @Test
+    void theMtpLayerTakesOnlyCachesMadeWithItFromWhereItsLastSegmentEnded() {
+        SequenceCaches caches = caches(1L << 30);
+        Object owner = new Object();
+        KvCache c = caches.acquire(owner, 0, List.of(mtp(1, 0, 5, 0))).getFirst();
+        caches.acquire(owner, 0, List.of(new SequenceCaches.Segment(2, 0, 5)));
+        c.setLength(5); // the decoder's layers took positions 0-4
+        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 0, 5)));
+        caches.wroteMtpLayer(1, 5);
+        // Chained drafts: one position past the last, then the next, beyond the decoder's length.
+        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 5, 1)));
+        caches.wroteMtpLayer(1, 6);
+        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 6, 1)));
+        caches.wroteMtpLayer(1, 7);
+        IllegalArgumentException gap = assertThrows(IllegalArgumentException.class,
+                () -> caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 8, 1))));
+        assertTrue(gap.getMessage().contains("holds 7 positions of its MTP layer; a step cannot start at 8"),
+                gap.getMessage());
+        IllegalArgumentException without = assertThrows(IllegalArgumentException.class,
+                () -> caches.acquire(owner, n, List.of(new SequenceCaches.Segment(2, 0, 1))));
+        assertTrue(without.getMessage().contains("made without the MTP layer"), without.getMessage());
+        IllegalArgumentException odd = assertThrows(IllegalArgumentException.class,
+                () -> caches.acquire(owner, 0, List.of(new SequenceCaches.Segment(3, 0, 1, 0, List.of(), n + 2))));
+        assertTrue(odd.getMessage().contains("or " + (n + 1) + " with the MTP layer"), odd.getMessage());
+        assertEquals(2, caches.size(), "a refused message creates no cache");
+    }
+
+    @Test
+    void blocksKeepTheMtpLayerAndGoOnlyIntoCachesOfTheSameLayers() {
+        SequenceCaches caches = caches(1L << 30);
+        Object owner = new Object();
+        KvCache c = caches.acquire(owner, 0, List.of(mtp(1, 0, 40, 0))).getFirst();
+        c.setLength(40);
+        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 0, 31)));
+        caches.wroteMtpLayer(1, 31);
+        IllegalArgumentException ahead = assertThrows(IllegalArgumentException.class,
+                () -> caches.keep(owner, 1, 0, 16, List.of(10L, 11L)));
+        assertTrue(ahead.getMessage().contains("its MTP layer holds 31"), ahead.getMessage());
+        caches.keep(owner, 1, 0, 16, List.of(10L));
+        long block = caches.prefixBytes();
+        assertEquals(KvCacheDtype.FP32.bytesPerPosition(layers.config(), n + 1) * 16, block);
+
+        HeapKvCache restored = (HeapKvCache) caches.acquire(owner, 0,
+                List.of(new SequenceCaches.Segment(2, 16, 2, 0, List.of(10L), n + 1))).getFirst();
+        assertEquals(16, restored.length());
+        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(2, 16, 1))); // its MTP layer holds the 16
+        IllegalArgumentException mixed = assertThrows(IllegalArgumentException.class,
+                () -> caches.acquire(owner, 0, List.of(new SequenceCaches.Segment(3, 16, 2, 0, List.of(10L)))));
+        assertTrue(mixed.getMessage().contains("cannot start from a prefix block of " + (n + 1)), mixed.getMessage());
+    }
+}
