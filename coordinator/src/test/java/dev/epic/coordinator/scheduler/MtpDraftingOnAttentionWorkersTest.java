@@ -79,16 +79,23 @@ class MtpDraftingOnAttentionWorkersTest {
 
     /** {@code count} attention workers keeping prefix blocks, and a RemoteAttention whose caches hold the MTP layer. */
     private RemoteAttention attentionWorkers(int count) throws Exception {
+        return attentionWorkers(count, KvCacheDtype.FP32);
+    }
+
+    /** As above, the caches storing positions in {@code dtype}. */
+    private RemoteAttention attentionWorkers(int count, KvCacheDtype dtype) throws Exception {
         String cluster = "mtp-" + clusters++;
         var fingerprint = CheckpointFingerprint.of(TestData.model("tiny-v3"));
         for (int i = 0; i < count; i++) {
             AttentionWorker w = AttentionWorker.start(AttentionLayers.load(CHECKPOINT.config(), CHECKPOINT), fingerprint,
                     new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, "a-" + i, 16, 4000,
-                            200, 0, AttentionWorker.defaultKvCacheBytes()).withPrefixCacheBytes(64L << 20));
+                            200, 0, AttentionWorker.defaultKvCacheBytes()).withPrefixCacheBytes(64L << 20)
+                            .withKvCacheDtype(dtype));
             closing.add(w::close);
         }
         RemoteAttention remote = RemoteAttention.create(zk, cluster, fingerprint, CHECKPOINT.config(),
-                RemoteAttention.Options.defaults().withDeadline(Duration.ofSeconds(20)).withMtpLayer(true));
+                RemoteAttention.Options.defaults().withDeadline(Duration.ofSeconds(20)).withKvCacheDtype(dtype)
+                        .withMtpLayer(true));
         closing.add(remote);
         assertTrue(remote.awaitWorkers(count, Duration.ofSeconds(20)));
         return remote;
@@ -166,6 +173,22 @@ class MtpDraftingOnAttentionWorkersTest {
             for (int i = 0; i < prompts.size(); i++) {
                 assertArrayEquals(expected.get(i).tokenIds(), drafted.get(i).tokenIds(), "prompt " + i);
             }
+        }
+    }
+
+    /** So are they with bf16 caches on the workers (the MTP layer's bf16 too), against bf16 caches in process. */
+    @Test
+    void withBf16CachesTheyAreThoseWithoutDraftsInProcess() throws Exception {
+        Transformer model = engine(attentionWorkers(1, KvCacheDtype.BF16)).kvCacheDtype(KvCacheDtype.BF16);
+        assertEquals(KvCacheDtype.BF16, model.kvCacheDtype());
+        Transformer plain = Transformer.load(CHECKPOINT).kvCacheDtype(KvCacheDtype.BF16);
+        SamplingParams p = SamplingParams.builder().temperature(0).maxTokens(24).ignoreEos(true).build();
+        List<int[]> prompts = List.of(prompt(40, 7), prompt(12, 8));
+        List<GenerationResult> expected = generate(plain, new SchedulerOptions(4, 8, 7), prompts, p);
+        List<GenerationResult> drafted = generate(model,
+                new SchedulerOptions(4, 8, 7, 64L << 20).withSpeculation(PromptLookup.mtp(2, 0)), prompts, p);
+        for (int i = 0; i < prompts.size(); i++) {
+            assertArrayEquals(expected.get(i).tokenIds(), drafted.get(i).tokenIds(), "prompt " + i);
         }
     }
 
