@@ -81,10 +81,11 @@ final class SequenceCaches {
     private record Growth(long id, HeapKvCache cache, int need, int max, int reserve, boolean mtp) {
         /**
          * What it grows to when the budget allows: what was reserved (as counted by the coordinator), else
-         * doubled; for the MTP layer's drafts, which run a few positions past the reservation, what is tight.
+         * doubled; for the MTP layer's chained drafts, which may run a position or two past the last
+         * reservation (the coordinator counts them, and sends them with the next step), what they need.
          */
         int wanted() {
-            return mtp ? tight() : reserve > 0 ? reserved(need, reserve, max)
+            return mtp ? need : reserve > 0 ? reserved(need, reserve, max)
                     : HeapKvCache.grownCapacity(cache.capacity(), need, max);
         }
 

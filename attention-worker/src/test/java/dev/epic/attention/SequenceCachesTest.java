@@ -72,19 +72,21 @@ class SequenceCachesTest {
     void theMtpLayerTakesOnlyCachesMadeWithItFromWhereItsLastSegmentEnded() {
         SequenceCaches caches = caches(1L << 30);
         Object owner = new Object();
-        KvCache c = caches.acquire(owner, 0, List.of(mtp(1, 0, 5, 0))).getFirst();
+        KvCache c = caches.acquire(owner, 0, List.of(mtp(1, 0, 16, 16))).getFirst();
+        assertEquals(16, c.capacity());
         caches.acquire(owner, 0, List.of(new SequenceCaches.Segment(2, 0, 5)));
-        c.setLength(5); // the decoder's layers took positions 0-4
-        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 0, 5)));
-        caches.wroteMtpLayer(1, 5);
+        c.setLength(16); // the decoder's layers took positions 0-15
+        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 0, 16)));
+        caches.wroteMtpLayer(1, 16);
         // Chained drafts: one position past the last, then the next, beyond the decoder's length.
-        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 5, 1)));
-        caches.wroteMtpLayer(1, 6);
-        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 6, 1)));
-        caches.wroteMtpLayer(1, 7);
+        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 16, 1)));
+        caches.wroteMtpLayer(1, 17);
+        assertEquals(17, c.capacity(), "a chained draft past the reservation grows the cache by what it needs");
+        caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 17, 1)));
+        caches.wroteMtpLayer(1, 18);
         IllegalArgumentException gap = assertThrows(IllegalArgumentException.class,
-                () -> caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 8, 1))));
-        assertTrue(gap.getMessage().contains("holds 7 positions of its MTP layer; a step cannot start at 8"),
+                () -> caches.acquire(owner, n, List.of(new SequenceCaches.Segment(1, 19, 1))));
+        assertTrue(gap.getMessage().contains("holds 18 positions of its MTP layer; a step cannot start at 19"),
                 gap.getMessage());
         IllegalArgumentException without = assertThrows(IllegalArgumentException.class,
                 () -> caches.acquire(owner, n, List.of(new SequenceCaches.Segment(2, 0, 1))));

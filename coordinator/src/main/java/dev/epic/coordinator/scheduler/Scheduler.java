@@ -92,6 +92,11 @@ public final class Scheduler implements AutoCloseable {
     private final PrefixStore prefixCache; // null: off
     /** KV cache bytes one position takes, here or on an attention worker. */
     private final long kvBytesPerPosition;
+    /**
+     * Positions the MTP layer's chained drafts write past a step's last (--num-speculative-tokens - 1 with
+     * MTP drafts, else 0): reserved with the step's, so the chain never grows a cache outside the count.
+     */
+    private final int chainAhead;
     /** Whether the caches live in this process (under --kv-cache-mb) rather than on attention workers. */
     private final boolean localCaches;
     /** Prompt rows per step for a sequence that wants their logits: 64 x 129,280 floats is 33 MB. */
@@ -120,6 +125,7 @@ public final class Scheduler implements AutoCloseable {
             log.info("prefix cache off: the KV caches live where prefixes cannot be kept");
         }
         this.kvBytesPerPosition = model.kvBytesPerPosition();
+        this.chainAhead = options.speculation().mtp() ? Math.max(0, options.speculation().tokens() - 1) : 0;
         this.localCaches = !model.attentionIsExternal();
         this.engine = Thread.ofPlatform().name("epic-engine").daemon(true).unstarted(this::run);
     }
@@ -493,7 +499,7 @@ public final class Scheduler implements AutoCloseable {
         }
         for (Slot s : joined) { // outside the lock: allocating and copying a long prefix take a while
             try {
-                s.cache.reserve(s.joinSize()); // prefill chunks then append without regrowing
+                s.cache.reserve(joinSize(s)); // prefill chunks then append without regrowing
                 if (prefixCache != null && !s.promptLogits() && !s.prefixLost) {
                     s.fed = prefixCache.restore(s.feed, s.cache);
                 }
@@ -517,7 +523,7 @@ public final class Scheduler implements AutoCloseable {
      * the cache throw, s is still waiting.
      */
     private long join(Slot s, long kvFree, long budget, Map<KvPool, Long> rooms, List<Slot> joined) {
-        long need = (long) s.joinSize() * kvBytesPerPosition;
+        long need = (long) joinSize(s) * kvBytesPerPosition;
         if (!active.isEmpty() && need > kvFree - budget / 100) {
             return -1;
         }
@@ -739,13 +745,18 @@ public final class Scheduler implements AutoCloseable {
         return victim;
     }
 
+    /** What a joining sequence reserves: its feed and first token ({@link Slot#joinSize}), and the chain's positions past them. */
+    private int joinSize(Slot s) {
+        return (int) Math.min(s.maxPositions, (long) s.joinSize() + chainAhead);
+    }
+
     /**
      * Capacity a sequence's cache needs for this step, within its own maximum: as it is when its next
      * token fits (prefill reserved its feed on joining), else doubled, or {@code tight}ly grown.
      */
-    private static int grown(Slot s, boolean tight) {
+    private int grown(Slot s, boolean tight) {
         int capacity = s.cache.capacity();
-        int need = s.prefilling() ? capacity : s.cache.length() + 1 + s.drafts.length;
+        int need = s.prefilling() ? capacity : s.cache.length() + 1 + s.drafts.length + chainAhead;
         return tight ? HeapKvCache.tightCapacity(capacity, need, s.maxPositions)
                 : HeapKvCache.grownCapacity(capacity, need, s.maxPositions);
     }
@@ -1060,7 +1071,10 @@ public final class Scheduler implements AutoCloseable {
             for (int i = 0; i < going.size(); i++) {
                 Slot s = going.get(i);
                 if (k < s.mtpDrafts.length) {
-                    // At the pending token's position k - 1 on: the draft before this one follows it.
+                    // At the pending token's position k - 1 on: the draft before this one follows it. That
+                    // may be past what the step reserved (all its drafts kept): reserved first, so the cache
+                    // grows by exactly that, counted, and not by doubling on the write.
+                    s.cache.reserve(s.cache.length() + k);
                     next.add(new Mtp.Chunk(s.cache, s.cache.length() + k - 1, new int[] {s.mtpDrafts[k - 1]},
                             last.get(i).hidden(), 0, true));
                     still.add(s);
