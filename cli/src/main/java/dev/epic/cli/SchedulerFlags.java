@@ -30,6 +30,11 @@ final class SchedulerFlags {
             + "refused (default: half the JVM's maximum heap)")
     Long kvCacheMb;
 
+    @Option(names = "--scheduling-policy", defaultValue = "fcfs", paramLabel = "fcfs|priority", description = "the "
+            + "order requests are served in: fcfs, first come, first served; priority, by each request's priority "
+            + "(lower first, then arrival; the highest is preempted first), as vLLM's (default ${DEFAULT-VALUE})")
+    String schedulingPolicy;
+
     @Mixin
     KvCacheFlags kvCache;
 
@@ -40,6 +45,12 @@ final class SchedulerFlags {
         long prefix = prefixCacheMb != null ? Flags.mebibytes("--prefix-cache-mb", prefixCacheMb, 0)
                 : SchedulerOptions.defaults().prefixCacheBytes();
         long kv = kvCacheMb != null ? Flags.mebibytes("--kv-cache-mb", kvCacheMb, 1) : SchedulerOptions.defaultKvCacheBytes();
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefix, kv, speculation.lookup());
+        boolean priorities = switch (schedulingPolicy.toLowerCase(java.util.Locale.ROOT)) {
+            case "fcfs" -> false;
+            case "priority" -> true;
+            default -> throw new IllegalArgumentException("--scheduling-policy must be fcfs or priority, got '"
+                    + schedulingPolicy + "'");
+        };
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefix, kv, speculation.lookup(), priorities);
     }
 }

@@ -83,6 +83,8 @@ class CliInputErrorsTest {
         String fp8 = Path.of(MODEL).resolveSibling("tiny-v3-fp8").toString(); // no MTP layer
         refused("epic local: ", "--speculative-method must be ngram or mtp, got 'eagle'", "local", "--model", MODEL,
                 "--speculative-method", "eagle");
+        refused("epic local: ", "--scheduling-policy must be fcfs or priority, got 'lifo'", "local", "--model", MODEL,
+                "--scheduling-policy", "lifo");
         refused("epic local: ", "--num-speculative-tokens must be >= 0", "local", "--model", MODEL,
                 "--speculative-method", "mtp", "--num-speculative-tokens", "-1");
         refused("epic local: ", "num_nextn_predict_layers is 0", "local", "--model", fp8, "--speculative-method", "mtp",

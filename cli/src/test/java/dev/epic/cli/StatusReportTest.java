@@ -97,6 +97,11 @@ class StatusReportTest {
         assertTrue(workers.get("attention_workers").get(0).get("mtp_layer").asBoolean());
         assertTrue(!workers.get("attention_workers").get(1).get("mtp_layer").asBoolean());
         String lines = StatusCommand.summary(workers);
+        assertTrue(!lines.contains("by priority"), lines);
+        assertEquals("fcfs", workers.get("scheduler").get("scheduling_policy").asText());
+        String byPriority = StatusCommand.summary(StatusCommand.report(info,
+                StatsResponse.newBuilder().setSchedulingPolicy("priority").build(), "SERVING"));
+        assertTrue(byPriority.contains("0 waiting (by priority)"), byPriority);
         assertTrue(lines.contains("up to 16 sequences, MTP layer"), lines);
         assertEquals(1, lines.split("MTP layer\\n", -1).length - 1, lines);
     }

@@ -129,6 +129,10 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             requireContextHolds(prompt.ids().length, params.maxTokens());
             requireAWorkerHolds(prompt.ids().length, params.maxTokens());
             int n = samples(req.getSampling());
+            if (req.getPriority() != 0 && !scheduler.options().priorities()) {
+                throw FieldViolation.invalid("priority", "must be 0: this coordinator serves first come, first served "
+                        + "(start it with --scheduling-policy priority to schedule by priority), got " + req.getPriority());
+            }
             GenerationOptions options = outputOptions(req, prompt); // once: a schema is compiled here
             Call c = new Call(call, id, n, stalledReaderNanos);
             for (int i = 0; i < n; i++) {
@@ -137,7 +141,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                         : params.toBuilder().seed(params.seed().getAsLong() + i).build();
                 Generation generation = new Generation(model.tokenizer(), prompt.ids(), p, options);
                 c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival, prompt.ids(), p.promptLogprobs() >= 0),
-                        n > 1 ? c : null));
+                        n > 1 ? c : null, req.getPriority()));
             }
             requireWorkers(); // after every check of the request: a bad one is 400 even while workers are missing
             call.setOnCancelHandler(() -> {

@@ -41,6 +41,7 @@ final class StatsReport {
                 .setPreemptions(scheduler.preemptions())
                 .setNumSpeculativeTokens(scheduler.options().speculation().tokens())
                 .setSpeculativeMethod(scheduler.options().speculation().mtp() ? "mtp" : "ngram")
+                .setSchedulingPolicy(scheduler.options().priorities() ? "priority" : "fcfs")
                 .setWarmingUp(warmingUp.getAsBoolean())
                 .setDraftTokens(scheduler.draftTokens())
                 .setAcceptedDraftTokens(scheduler.acceptedDrafts())

@@ -438,6 +438,10 @@ final class OpenAiRequests {
         boolean usage = options != null && options.isObject() && present(options, "include_usage")
                 && bool(options, "include_usage", "stream_options.include_usage");
         List<GenerateRequest> requests = each != null ? each : List.of(r.build());
+        if (present(body, "priority")) { // vLLM's: the scheduling priority, lower first
+            int priority = integer(body, "priority");
+            requests = requests.stream().map(q -> q.toBuilder().setPriority(priority).build()).toList();
+        }
         if (body.has("request_id") && body.get("request_id").isTextual()) {
             String id = body.get("request_id").asText();
             requests = requests.stream().map(q -> q.toBuilder().setRequestId(id).build()).toList();

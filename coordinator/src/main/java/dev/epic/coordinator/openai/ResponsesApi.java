@@ -21,7 +21,7 @@ final class ResponsesApi {
     /** Sampling fields passed to the chat request as they are (OpenAI's and vLLM's extras). */
     private static final Set<String> SAMPLING = Set.of("temperature", "top_p", "top_k", "min_p", "seed", "stop",
             "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "parallel_tool_calls",
-            "chat_template_kwargs", "model", "stream");
+            "chat_template_kwargs", "model", "stream", "priority");
     /** Fields that would change the answer and that a stateless server cannot honour. */
     private static final Set<String> REFUSED = Set.of("previous_response_id", "conversation", "background", "prompt");
 

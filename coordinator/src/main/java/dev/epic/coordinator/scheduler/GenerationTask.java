@@ -33,6 +33,7 @@ public final class GenerationTask implements SequenceTask {
     private final Generation generation;
     private final Sink sink;
     private final Object prefixGroup;
+    private final int priority;
     private volatile boolean cancelled;
 
     public GenerationTask(int[] prompt, Generation generation, Sink sink) {
@@ -41,10 +42,21 @@ public final class GenerationTask implements SequenceTask {
 
     /** @param prefixGroup shared by the samples of one prompt (see {@link SequenceTask#prefixGroup}); may be null */
     public GenerationTask(int[] prompt, Generation generation, Sink sink, Object prefixGroup) {
+        this(prompt, generation, sink, prefixGroup, 0);
+    }
+
+    /** @param priority its {@link SequenceTask#priority()} (lower first) */
+    public GenerationTask(int[] prompt, Generation generation, Sink sink, Object prefixGroup, int priority) {
         this.prompt = prompt.clone();
         this.generation = generation;
         this.sink = sink;
         this.prefixGroup = prefixGroup;
+        this.priority = priority;
+    }
+
+    @Override
+    public int priority() {
+        return priority;
     }
 
     @Override

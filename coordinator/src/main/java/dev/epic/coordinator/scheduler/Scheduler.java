@@ -55,6 +55,12 @@ import org.slf4j.LoggerFactory;
  * <p>With speculation on ({@link SchedulerOptions#speculation()}), a decoding sequence feeds its
  * pending token with tokens drafted by {@link PromptLookup}, and keeps the drafts its own choices
  * confirm ({@link #verify}).
+ *
+ * <p>Order: first come, first served; with {@link SchedulerOptions#priorities()} (vLLM's priority
+ * policy) by each task's {@link SequenceTask#priority()} first, lower first. "Latest arrival" below
+ * then means the last in that order ({@link Slot#ORDER}): the lowest priority's latest arrival is
+ * preempted first, and waiting sequences join highest priority first. A running sequence is not
+ * preempted to admit a waiting one of higher priority: that one takes the next free slot.
  */
 public final class Scheduler implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Scheduler.class);
@@ -65,10 +71,11 @@ public final class Scheduler implements AutoCloseable {
     private final Condition work = lock.newCondition();
     /** Jobs the engine thread runs when no sequence runs or waits (guarded by lock). */
     private final ArrayDeque<Runnable> idleJobs = new ArrayDeque<>();
-    private final ArrayDeque<SequenceTask> queue = new ArrayDeque<>(); // guarded by lock
+    /** Waiting tasks in the order they join: by priority (lower first), then arrival. */
+    private final List<SequenceTask> queue = new ArrayList<>();        // guarded by lock
     private final List<Slot> active = new ArrayList<>();               // engine thread only
-    private final PriorityQueue<Slot> preempted =                     // engine thread only, oldest arrival first
-            new PriorityQueue<>((a, b) -> Long.compare(a.arrival, b.arrival));
+    private final PriorityQueue<Slot> preempted =                     // engine thread only, first in Slot.ORDER first
+            new PriorityQueue<>(Slot.ORDER);
     private long arrivals;                                             // engine thread only
     private long departures;                                           // engine thread only: sequences that left the batch
     private volatile int preemptedCount;
@@ -241,7 +248,19 @@ public final class Scheduler implements AutoCloseable {
                         + activeCount + " running, " + n + " asked for (max-queue " + options.maxQueue()
                         + ", max-batch " + options.maxBatch() + ")");
             }
-            queue.addAll(tasks);
+            for (SequenceTask t : tasks) {
+                if (t.priority() != 0 && !options.priorities()) {
+                    throw new IllegalArgumentException("priority " + t.priority() + " needs --scheduling-policy priority "
+                            + "(this server serves first come, first served)");
+                }
+            }
+            for (SequenceTask t : tasks) { // after those it does not go before: equal priorities keep their arrival order
+                int at = queue.size();
+                while (at > 0 && queue.get(at - 1).priority() > t.priority()) {
+                    at--;
+                }
+                queue.add(at, t);
+            }
             work.signal();
         } finally {
             lock.unlock();
@@ -656,7 +675,7 @@ public final class Scheduler implements AutoCloseable {
                 refused.add(s);
             }
         }
-        refused.sort((a, b) -> Long.compare(a.arrival, b.arrival));
+        refused.sort(Slot.ORDER);
         List<Slot> victims = new ArrayList<>();
         Set<KvCache> given = new HashSet<>(); // the victims' caches
         for (Slot s : refused) {
@@ -670,7 +689,7 @@ public final class Scheduler implements AutoCloseable {
             Slot victim = null;
             for (Slot o : active) {
                 if ((o == s || worker.contains(o.cache)) && !o.givingPromptLogits()
-                        && (victim == null || o.arrival > victim.arrival)) {
+                        && (victim == null || Slot.ORDER.compare(o, victim) > 0)) {
                     victim = o;
                 }
             }
@@ -730,15 +749,18 @@ public final class Scheduler implements AutoCloseable {
         preemptions++;
     }
 
-    /** Among {@code slots}, the latest arrival that is not the earliest and not giving prompt logits; null when none is. */
+    /**
+     * Among {@code slots}, the last in {@link Slot#ORDER} (the latest arrival of the lowest priority) that is
+     * not the first and not giving prompt logits; null when none is.
+     */
     private static Slot latestPreemptible(List<Slot> slots) {
-        long earliest = Long.MAX_VALUE;
-        for (Slot s : slots) {
-            earliest = Math.min(earliest, s.arrival);
+        if (slots.isEmpty()) {
+            return null;
         }
+        Slot first = Collections.min(slots, Slot.ORDER);
         Slot victim = null;
         for (Slot s : slots) {
-            if (!s.givingPromptLogits() && s.arrival > earliest && (victim == null || s.arrival > victim.arrival)) {
+            if (!s.givingPromptLogits() && s != first && (victim == null || Slot.ORDER.compare(s, victim) > 0)) {
                 victim = s;
             }
         }

@@ -13,9 +13,12 @@ package dev.epic.coordinator.scheduler;
  *                         (to be recomputed) when the caches would grow past it; one whose prompt + max new
  *                         tokens could not fit even alone is refused
  * @param speculation      draft tokens verified per decode step ({@link PromptLookup#OFF}: one token a step)
+ * @param priorities       vLLM's {@code --scheduling-policy priority}: requests carry a priority (lower first),
+ *                         waiting ones join in that order and the last in it are preempted first; otherwise
+ *                         (fcfs) every request's priority must be 0
  */
 public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes,
-        PromptLookup speculation) {
+        PromptLookup speculation, boolean priorities) {
     public static final int DEFAULT_MAX_BATCH = 16;
     public static final int DEFAULT_MAX_QUEUE = 64;
     public static final int DEFAULT_PREFILL_BUDGET = 256;
@@ -33,6 +36,12 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
     /** No speculative decoding. */
     public SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes) {
         this(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, PromptLookup.OFF);
+    }
+
+    /** First come, first served. */
+    public SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes,
+            PromptLookup speculation) {
+        this(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, speculation, false);
     }
 
     public SchedulerOptions {
@@ -59,11 +68,16 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
     }
 
     public SchedulerOptions withKvCacheBytes(long bytes) {
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, bytes, speculation);
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, bytes, speculation, priorities);
     }
 
     public SchedulerOptions withSpeculation(PromptLookup lookup) {
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, lookup);
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, lookup, priorities);
+    }
+
+    /** Scheduling by the requests' priorities ({@code --scheduling-policy priority}), or first come, first served. */
+    public SchedulerOptions withPriorities(boolean on) {
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, speculation, on);
     }
 
     /** The serving defaults; the prefix cache may take a quarter of the heap. */

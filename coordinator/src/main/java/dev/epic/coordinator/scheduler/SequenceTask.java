@@ -83,6 +83,14 @@ public interface SequenceTask {
     /** Logits of prompt positions start .. start + count - 1, [count x vocab] row-major. */
     default void onPromptLogits(int start, float[] rows, int count) {}
 
+    /**
+     * Its scheduling priority (vLLM's {@code priority}): lower joins first, and the highest is preempted
+     * first; equal ones in arrival order. 0 unless the scheduler schedules by priority.
+     */
+    default int priority() {
+        return 0;
+    }
+
     /** Polled between steps from the engine thread; may turn true from any thread. */
     boolean cancelled();
 

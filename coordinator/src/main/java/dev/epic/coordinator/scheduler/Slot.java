@@ -10,7 +10,12 @@ final class Slot {
 
     final SequenceTask task;
     final int[] prompt;
+    /** The order sequences are served in: by priority (lower first), then admission; preemption takes the last. */
+    static final java.util.Comparator<Slot> ORDER = java.util.Comparator.comparingInt((Slot s) -> s.priority)
+            .thenComparingLong(s -> s.arrival);
+
     final long arrival;     // admission order: preemption takes the latest first
+    final int priority;     // the task's: lower first (see ORDER)
     final int maxPositions; // the most its cache will ever hold
     KvCache cache;          // null while preempted
     int[] feed;             // what prefill feeds: the prompt, after a preemption also what was generated
@@ -31,6 +36,7 @@ final class Slot {
         this.prompt = task.prompt();
         this.feed = prompt;
         this.arrival = arrival;
+        this.priority = task.priority();
         this.maxPositions = maxPositions;
         this.tokens = prompt.clone();
         this.length = prompt.length;

@@ -249,6 +249,34 @@ class GenerationServiceTest {
         }
     }
 
+    /**
+     * A priority on a first-come-first-served coordinator is INVALID_ARGUMENT, as in vLLM; on one started
+     * with --scheduling-policy priority it is taken, and the answer is the same.
+     */
+    @Test
+    void aPriorityNeedsThePriorityPolicy() throws Exception {
+        SamplingParams p = SamplingParams.newBuilder().setTemperature(0).setMaxTokens(4).setIgnoreEos(true).build();
+        GenerateRequest plain = ids(p, 5, 6, 7, 8);
+        GenerateRequest urgent = plain.toBuilder().setPriority(-2).build();
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> collect(urgent));
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+        assertTrue(e.getStatus().getDescription().contains("priority: must be 0"), e.getMessage());
+        try (CoordinatorServer byPriority = CoordinatorServer.start(ServedModel.open(TestData.model("tiny-v3"), null,
+                MAX_CONTEXT), ExpertBackend.local(), new SchedulerOptions(4, 2, 32).withPriorities(true), "127.0.0.1", 0)) {
+            ManagedChannel ch = channel(byPriority.target());
+            try {
+                var stub = GenerationServiceGrpc.newBlockingStub(ch);
+                List<Integer> got = new ArrayList<>();
+                stub.generate(urgent).forEachRemaining(r -> got.addAll(r.getTokenIdsList()));
+                assertEquals(tokens(collect(plain)), got);
+                assertEquals("priority", stub.stats(dev.epic.proto.StatsRequest.getDefaultInstance()).getSchedulingPolicy());
+                assertEquals("fcfs", api.stats(dev.epic.proto.StatsRequest.getDefaultInstance()).getSchedulingPolicy());
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
+
     /** log(sum(exp(logits))), in double: log_softmax(x)[t] = x[t] - this. */
     private static double logSumExp(float[] logits) {
         double z = 0;

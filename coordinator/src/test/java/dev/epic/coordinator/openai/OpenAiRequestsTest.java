@@ -101,6 +101,17 @@ class OpenAiRequestsTest {
         assertFalse(auto.request().hasToolChoice());
     }
 
+    /** vLLM's scheduling priority goes with the request. */
+    @Test
+    void priorityIsPassedOn() {
+        assertEquals(-3, chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"priority\": -3}")
+                .request().getPriority());
+        assertEquals(0, chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}").request().getPriority());
+        OpenAiError e = assertThrows(OpenAiError.class,
+                () -> chat("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"priority\": \"high\"}"));
+        assertEquals("priority", e.param);
+    }
+
     @Test
     void malformedFieldsAreRefusedByName() {
         OpenAiError e = assertThrows(OpenAiError.class,

@@ -388,6 +388,84 @@ public class SchedulerTest {
         }
     }
 
+    /** A sink that also says, when the first token comes, whose it was. */
+    private static CollectingSink named(String name, List<String> firsts) {
+        return new CollectingSink() {
+            private boolean seen;
+
+            @Override
+            public void delta(dev.epic.text.generate.Delta d) {
+                if (!seen) {
+                    seen = true;
+                    firsts.add(name);
+                }
+                super.delta(d);
+            }
+        };
+    }
+
+    private static GenerationTask task(int[] prompt, SamplingParams p, CollectingSink sink, int priority) {
+        return new GenerationTask(prompt, new Generation(VOCAB, prompt, p), sink, null, priority);
+    }
+
+    /**
+     * --scheduling-policy priority: one slot, four requests waiting for it; they take it lowest priority
+     * value first, equal ones in arrival order. First come, first served refuses a priority.
+     */
+    @Test
+    void byPriorityTheWaitingJoinHighestPriorityFirst() throws Exception {
+        List<String> firsts = java.util.Collections.synchronizedList(new ArrayList<>());
+        List<CollectingSink> sinks = new ArrayList<>();
+        try (Scheduler s = new Scheduler(model, new SchedulerOptions(1, 8, 256).withPriorities(true))) {
+            String[] names = {"low", "first", "second", "urgent"};
+            int[] priorities = {2, 0, 0, -1};
+            for (int i = 0; i < names.length; i++) {
+                CollectingSink sink = named(names[i], firsts);
+                sinks.add(sink);
+                s.submit(task(prompt(i, 5), sampled(i, 3), sink, priorities[i]));
+            }
+            s.start();
+            for (CollectingSink sink : sinks) {
+                sink.done.get(60, TimeUnit.SECONDS);
+            }
+        }
+        assertEquals(List.of("urgent", "first", "second", "low"), firsts);
+        try (Scheduler fcfs = new Scheduler(model, new SchedulerOptions(1, 8, 256)).start()) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> fcfs.submit(task(prompt(1, 5), sampled(1, 3), new CollectingSink(), 1)));
+            assertTrue(e.getMessage().contains("needs --scheduling-policy priority"), e.getMessage());
+            assertEquals(0, fcfs.waiting());
+        }
+    }
+
+    /**
+     * In KV cache for 40 positions, A runs and then B joins; when both must double their caches one is
+     * preempted. First come, first served, that is B, the later, and A finishes first; by priority, with
+     * A's priority lower (a higher value) than B's, it is A, though it came first, and B finishes first.
+     */
+    @Test
+    void byPriorityTheLowestPriorityIsPreemptedThoughItCameFirst() throws Exception {
+        long perPosition = HeapKvCache.bytesPerPosition(model.config());
+        for (boolean priorities : new boolean[] {false, true}) {
+            List<String> finished = java.util.Collections.synchronizedList(new ArrayList<>());
+            SchedulerOptions o = new SchedulerOptions(4, 4, 256).withKvCacheBytes(40 * perPosition)
+                    .withPriorities(priorities);
+            try (Scheduler s = new Scheduler(model, o).start()) {
+                CollectingSink a = new CollectingSink();
+                CollectingSink b = new CollectingSink();
+                a.done.thenRun(() -> finished.add("A"));
+                b.done.thenRun(() -> finished.add("B"));
+                s.submit(task(prompt(60, 3), sampled(70, 30), a, priorities ? 1 : 0));
+                assertTrue(a.firstToken.await(60, TimeUnit.SECONDS));
+                s.submit(task(prompt(61, 3), sampled(71, 30), b, 0));
+                assertEquals(30, a.done.get(60, TimeUnit.SECONDS).tokenIds().length);
+                assertEquals(30, b.done.get(60, TimeUnit.SECONDS).tokenIds().length);
+                assertEquals(1, s.preemptions());
+            }
+            assertEquals(priorities ? List.of("B", "A") : List.of("A", "B"), finished, "priorities " + priorities);
+        }
+    }
+
     /**
      * Room for 500 positions, two sequences of up to 300 each: B's cache holds 300 when A's, at 128,
      * must grow. Doubling A (to 256) would pass the budget; growing it by 64 positions does not, so
