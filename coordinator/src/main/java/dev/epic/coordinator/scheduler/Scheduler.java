@@ -59,8 +59,9 @@ import org.slf4j.LoggerFactory;
  * <p>Order: first come, first served; with {@link SchedulerOptions#priorities()} (vLLM's priority
  * policy) by each task's {@link SequenceTask#priority()} first, lower first. "Latest arrival" below
  * then means the last in that order ({@link Slot#ORDER}): the lowest priority's latest arrival is
- * preempted first, and waiting sequences join highest priority first. A running sequence is not
- * preempted to admit a waiting one of higher priority: that one takes the next free slot.
+ * preempted first, and waiting sequences join highest priority first, preempted ones among them (they
+ * rejoin ahead of queued ones of their priority or lower). A running sequence is not preempted to
+ * admit a waiting one of higher priority: that one takes the next free slot.
  */
 public final class Scheduler implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Scheduler.class);
@@ -460,6 +461,9 @@ public final class Scheduler implements AutoCloseable {
                 Map<KvPool, Long> rooms = poolRooms();
                 boolean kvFull = false; // once one does not fit, later ones wait too (first come, first served)
                 while (!preempted.isEmpty() && active.size() < options.maxBatch()) {
+                    if (waitingPriority() < preempted.peek().priority) {
+                        break; // by priority, a waiting request of a higher one goes first
+                    }
                     if (!active.isEmpty() && departures <= preempted.peek().rejoinAfter) {
                         kvFull = true; // an attention worker had no room: wait until a sequence leaves
                         break;
@@ -473,6 +477,8 @@ public final class Scheduler implements AutoCloseable {
                     preempted.poll();
                 }
                 preemptedCount = preempted.size();
+                // Queued tasks that do not come before a preempted sequence still waiting wait after it.
+                int before = preempted.isEmpty() ? Integer.MAX_VALUE : preempted.peek().priority;
                 for (Iterator<SequenceTask> it = queue.iterator(); it.hasNext(); ) {
                     SequenceTask t = it.next();
                     if (t.cancelled()) {
@@ -480,7 +486,7 @@ public final class Scheduler implements AutoCloseable {
                         cancelled.add(t);
                         continue;
                     }
-                    if (kvFull || active.size() >= options.maxBatch() || waitsForSibling(t)) {
+                    if (kvFull || active.size() >= options.maxBatch() || t.priority() >= before || waitsForSibling(t)) {
                         continue;
                     }
                     long took = join(new Slot(t, arrivals, maxPositions(t)), kvFree, budget, rooms, joined);
@@ -765,6 +771,16 @@ public final class Scheduler implements AutoCloseable {
             }
         }
         return victim;
+    }
+
+    /** The priority of the first waiting task not cancelled (Integer.MAX_VALUE when none); lock held. */
+    private int waitingPriority() {
+        for (SequenceTask t : queue) {
+            if (!t.cancelled()) {
+                return t.priority();
+            }
+        }
+        return Integer.MAX_VALUE;
     }
 
     /** What a joining sequence reserves: its feed and first token ({@link Slot#joinSize}), and the chain's positions past them. */

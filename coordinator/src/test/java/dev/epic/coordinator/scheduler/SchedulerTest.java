@@ -442,6 +442,8 @@ public class SchedulerTest {
      * In KV cache for 40 positions, A runs and then B joins; when both must double their caches one is
      * preempted. First come, first served, that is B, the later, and A finishes first; by priority, with
      * A's priority lower (a higher value) than B's, it is A, though it came first, and B finishes first.
+     * By priority, C (B's priority, waiting for room until B ends) then goes before A: a preempted
+     * sequence waits for the waiting requests of a higher priority, as vLLM puts it back in its queue.
      */
     @Test
     void byPriorityTheLowestPriorityIsPreemptedThoughItCameFirst() throws Exception {
@@ -458,11 +460,17 @@ public class SchedulerTest {
                 s.submit(task(prompt(60, 3), sampled(70, 30), a, priorities ? 1 : 0));
                 assertTrue(a.firstToken.await(60, TimeUnit.SECONDS));
                 s.submit(task(prompt(61, 3), sampled(71, 30), b, 0));
+                if (priorities) { // a 25-token prompt: no room for its 26 positions while B holds 16 or more
+                    CollectingSink c = new CollectingSink();
+                    c.done.thenRun(() -> finished.add("C"));
+                    s.submit(task(prompt(62, 25), sampled(72, 10), c, 0));
+                    assertEquals(10, c.done.get(60, TimeUnit.SECONDS).tokenIds().length);
+                }
                 assertEquals(30, a.done.get(60, TimeUnit.SECONDS).tokenIds().length);
                 assertEquals(30, b.done.get(60, TimeUnit.SECONDS).tokenIds().length);
                 assertEquals(1, s.preemptions());
             }
-            assertEquals(priorities ? List.of("B", "A") : List.of("A", "B"), finished, "priorities " + priorities);
+            assertEquals(priorities ? List.of("B", "C", "A") : List.of("A", "B"), finished, "priorities " + priorities);
         }
     }
 
