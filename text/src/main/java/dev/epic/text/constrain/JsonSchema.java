@@ -426,6 +426,10 @@ public final class JsonSchema {
                 if (n.maxItems < n.minItems) {
                     throw new IllegalArgumentException(where + ": minItems/maxItems allow no array");
                 }
+                if (2L * n.minItems - 1 > MAX_STRING) { // an item takes a character at least, and a comma after
+                    throw new IllegalArgumentException(where + ": minItems " + n.minItems
+                            + " needs more characters than any generation holds");
+                }
             }
             return id;
         }

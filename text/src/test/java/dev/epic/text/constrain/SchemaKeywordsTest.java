@@ -227,6 +227,7 @@ class SchemaKeywordsTest {
                 {"{\"type\": \"number\", \"exclusiveMinimum\": 1, \"exclusiveMaximum\": 1.0000001}", "allow no number"},
                 {"{\"type\": \"number\", \"maximum\": 1e20}", "beyond"},
                 {"{\"type\": \"string\", \"minLength\": -1}", "non-negative"},
+                {"{\"type\": \"array\", \"minItems\": 100000000}", "minItems 100000000 needs more characters than any"},
                 {"{\"type\": \"number\", \"multipleOf\": 2}", "multipleOf"},
                 {"{\"type\": \"string\", \"pattern\": \"(a|b)*a(a|b){12}(a|b)*c\"}", "automaton states"},
                 {"{\"type\": \"string\", \"pattern\": \"^(a{1,60}){1,60}$\"}", "too ambiguous"},
