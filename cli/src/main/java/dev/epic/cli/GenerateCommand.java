@@ -65,6 +65,11 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--no-think", description = "with --chat: ask the model to skip its thinking block")
     boolean noThink;
 
+    @Option(names = "--priority", defaultValue = "0", paramLabel = "N", description = "the request's scheduling "
+            + "priority, lower first: taken by a coordinator started with --scheduling-policy priority, refused by "
+            + "others unless 0 (default ${DEFAULT-VALUE})")
+    int priority;
+
     @Option(names = "--timeout-s", defaultValue = "600", paramLabel = "S", description = "request deadline (default ${DEFAULT-VALUE})")
     long timeoutS;
 
@@ -132,7 +137,8 @@ public final class GenerateCommand implements Callable<Integer> {
         KvCacheDtype kvCacheDtype;
         try {
             request = request();
-            options = SchedulerOptions.defaults().withSpeculation(speculation.lookup());
+            // In process, a priority is taken (a lone request: it changes no order).
+            options = SchedulerOptions.defaults().withSpeculation(speculation.lookup()).withPriorities(priority != 0);
             kvCacheDtype = kvCache.dtype();
             if (source.model != null && options.speculation().mtp()) {
                 SpeculationFlags.requireMtpLayer(options.speculation(), dev.epic.model.config.ModelConfig.load(source.model));
@@ -180,7 +186,7 @@ public final class GenerateCommand implements Callable<Integer> {
         } catch (io.grpc.StatusRuntimeException e) {
             throw new IllegalArgumentException(e.getStatus().getDescription());
         }
-        GenerateRequest.Builder b = GenerateRequest.newBuilder().setSampling(params);
+        GenerateRequest.Builder b = GenerateRequest.newBuilder().setSampling(params).setPriority(priority);
         if (format != null) {
             b.setResponseFormat(format.toProto());
         }

@@ -179,7 +179,7 @@ class ServingCommandsTest {
     }
 
     @Test
-    void generateReportsServerSideValidation() {
+    void generateReportsServerSideValidation() throws Exception {
         // Sampling values are checked before the model loads, by the server's own rules.
         LogitsCommandTest.Run r = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
                 "x", "--temperature", "-1");
@@ -190,6 +190,20 @@ class ServingCommandsTest {
                 "x", "--logit-bias", "999999=1");
         assertEquals(1, bias.code(), bias.err());
         assertTrue(bias.err().contains("INVALID_ARGUMENT") && bias.err().contains("logit_bias"), bias.err());
+        // A priority goes to the server: an in-process one takes it, and the answer is the same.
+        LogitsCommandTest.Run first = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                "a b c d e", "--max-tokens", "4", "--temperature", "0", "--ignore-eos", "--priority", "-3");
+        assertEquals(0, first.code(), first.err());
+        assertEquals(LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt", "a b c d e",
+                "--max-tokens", "4", "--temperature", "0", "--ignore-eos").out(), first.out());
+        try (CoordinatorServer fcfs = CoordinatorServer.start(ServedModel.open(TINY, null, 0), ExpertBackend.local(),
+                SchedulerOptions.defaults(), "127.0.0.1", 0)) { // a coordinator serving first come, first served
+            LogitsCommandTest.Run refused = LogitsCommandTest.run(new GenerateCommand(), "--target", fcfs.target(),
+                    "--prompt", "a b c d e", "--max-tokens", "4", "--priority", "2");
+            assertEquals(1, refused.code(), refused.err());
+            assertTrue(refused.err().contains("INVALID_ARGUMENT") && refused.err().contains("priority: must be 0"),
+                    refused.err());
+        }
         LogitsCommandTest.Run none = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString());
         assertEquals(LogitsCommand.BAD_INPUT, none.code());
         assertTrue(none.err().contains("--prompt"), none.err());
