@@ -246,7 +246,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
             private void check(AttendRequest req) {
                 identity.check("attention worker", workerId, req.getProtocolVersion(), req.getFingerprint(),
                         req.getHidden());
-                int top = layers.count() + (layers.hasMtpLayer() ? 1 : 0); // the MTP layer is one past the decoder's
+                int top = layers.servedLayers(); // the MTP layer is one past the decoder's
                 if (req.getLayer() < 0 || req.getLayer() >= top) { // uint32: negative is huge
                     throw new Refusal(Status.INVALID_ARGUMENT.withDescription("layer "
                             + Integer.toUnsignedString(req.getLayer())

@@ -81,8 +81,8 @@ final class SequenceCaches {
     private record Growth(long id, HeapKvCache cache, int need, int max, int reserve, boolean mtp) {
         /**
          * What it grows to when the budget allows: what was reserved (as counted by the coordinator), else
-         * doubled; for the MTP layer's chained drafts, which may run a position or two past the last
-         * reservation (the coordinator counts them, and sends them with the next step), what they need.
+         * doubled; at the MTP layer (whose chained drafts the coordinator reserves with its step, so this
+         * is only for one that did not), exactly what it needs: nothing there is counted by the budget.
          */
         int wanted() {
             return mtp ? need : reserve > 0 ? reserved(need, reserve, max)
@@ -237,10 +237,9 @@ final class SequenceCaches {
                     throw notHeld(s, layer);
                 }
                 int cacheLayers = cacheLayers(s);
-                if (cacheLayers != layers.count() && !(cacheLayers == layers.count() + 1 && layers.hasMtpLayer())) {
-                    throw new IllegalArgumentException("sequence cache " + s.id() + " of " + cacheLayers + " layers: "
-                            + "this worker's hold " + layers.count() + (layers.hasMtpLayer() ? ", or " + (layers.count() + 1)
-                            + " with the MTP layer" : " (its checkpoint has no MTP layer)"));
+                String refusal = layers.cacheLayersRefusal(cacheLayers);
+                if (refusal != null) {
+                    throw new IllegalArgumentException("sequence cache " + s.id() + ": " + refusal);
                 }
                 List<KvBlock> prefix = prefix(owner, s);
                 if (s.start() != 0 && prefix == null) {
@@ -288,7 +287,7 @@ final class SequenceCaches {
         // grow by what they need and up to HeapKvCache.TIGHT_GROWTH more, or, at the end of the budget,
         // by what they need and a share of what is left. The budget is checked where caches grow: at
         // layer 0. A step that takes no more memory always runs (even over a budget set lower than what
-        // is held). The MTP layer's drafts may grow a cache by a few positions past its reservation.
+        // is held).
         ToIntFunction<Growth> size = Growth::wanted;
         long more = freshBytes + bytes(growing, size);
         long held = layer == 0 ? heldBytes() : 0;
@@ -299,7 +298,7 @@ final class SequenceCaches {
             } else if (held + freshBytes + exact <= kvCacheBytes) {
                 long perPosition = 0;
                 for (Growth g : growing) {
-                    perPosition += bytesPerPosition(g.cache());
+                    perPosition += g.cache().bytesPerPosition();
                 }
                 long spare = (kvCacheBytes - held - freshBytes - exact) / perPosition;
                 size = g -> (int) Math.min(g.tight(), g.need() + spare);
@@ -370,7 +369,7 @@ final class SequenceCaches {
     private long bytes(List<Growth> growing, ToIntFunction<Growth> size) {
         long n = 0;
         for (Growth g : growing) {
-            n += (size.applyAsInt(g) - (long) g.cache().capacity()) * bytesPerPosition(g.cache());
+            n += (size.applyAsInt(g) - (long) g.cache().capacity()) * g.cache().bytesPerPosition();
         }
         return n;
     }
@@ -379,9 +378,6 @@ final class SequenceCaches {
         return positions * dtype.bytesPerPosition(layers.config(), cacheLayers);
     }
 
-    private long bytesPerPosition(HeapKvCache c) {
-        return dtype.bytesPerPosition(layers.config(), c.layers());
-    }
 
     private static String mib(long bytes) {
         return bytes < 1 << 20 ? String.format("%.1f KiB", bytes / 1024.0) : String.format("%.1f MiB", bytes / 1048576.0);
@@ -391,7 +387,7 @@ final class SequenceCaches {
     synchronized long heldBytes() {
         long n = 0;
         for (HeapKvCache c : caches.values()) {
-            n += c.capacity() * bytesPerPosition(c);
+            n += c.capacity() * c.bytesPerPosition();
         }
         return n;
     }

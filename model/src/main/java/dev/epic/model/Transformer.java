@@ -185,8 +185,7 @@ public final class Transformer {
         if (external != null) {
             return external.newCache();
         }
-        return new HeapKvCache(cacheLayers(), config.kvLoraRank(), config.qkRopeHeadDim(),
-                config.maxPositionEmbeddings(), kvCacheDtype);
+        return HeapKvCache.forModel(config, kvCacheDtype, cacheLayers());
     }
 
     /**

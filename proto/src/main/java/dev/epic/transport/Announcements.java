@@ -118,33 +118,12 @@ public final class Announcements {
     }
 
     /**
-     * Why a coordinator serving model {@code sha256} ({@code name}) must not use this worker: another
-     * model or protocol version; null when it may.
-     */
-    public static String refusal(WorkerAnnouncement a, String sha256, String name) {
-        return refusal(a, sha256, name, null);
-    }
-
-    /**
-     * As {@link #refusal(WorkerAnnouncement, String, String)}, and weights in another format than
-     * {@code weights} (null: any): a row must not depend on which replica computed it.
-     */
-    public static String refusal(WorkerAnnouncement a, String sha256, String name, String weights) {
-        return refusal(a, sha256, name, weights, null);
-    }
-
-    /**
-     * As {@link #refusal(WorkerAnnouncement, String, String, String)}, and an attention worker whose KV
-     * caches store positions in another dtype than {@code kvCacheDtype} (null: any; an unannounced one is
-     * fp32): a sequence's logits must not depend on which worker holds it.
-     */
-    public static String refusal(WorkerAnnouncement a, String sha256, String name, String weights, String kvCacheDtype) {
-        return refusal(a, sha256, name, weights, kvCacheDtype, false);
-    }
-
-    /**
-     * As {@link #refusal(WorkerAnnouncement, String, String, String, String)}, and, when {@code mtpLayer},
-     * an attention worker that does not run the MTP layer's attention (a coordinator drafting with it).
+     * Why a coordinator serving model {@code sha256} ({@code name}) must not use this worker, or null when
+     * it may: another model or protocol version; weights in another format than {@code weights} (null:
+     * any), since a row must not depend on which replica computed it; an attention worker whose KV caches
+     * store positions in another dtype than {@code kvCacheDtype} (null: any; an unannounced one is fp32),
+     * since a sequence's logits must not depend on which worker holds it; and, when {@code mtpLayer}, an
+     * attention worker that does not run the MTP layer's attention (a coordinator drafting with it).
      */
     public static String refusal(WorkerAnnouncement a, String sha256, String name, String weights, String kvCacheDtype,
             boolean mtpLayer) {

@@ -81,16 +81,13 @@ public final class WorkerWatch implements AutoCloseable {
     /** @param weights the weight format workers must announce (null: any); see {@link Announcements#refusal} */
     public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName, String weights,
             Listener listener) {
-        this(zk, folder, kind, sha256, modelName, weights, null, listener);
+        this(zk, folder, kind, sha256, modelName, weights, null, false, listener);
     }
 
-    /** @param kvCacheDtype how attention workers' caches must store positions (null: any) */
-    public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName, String weights,
-            String kvCacheDtype, Listener listener) {
-        this(zk, folder, kind, sha256, modelName, weights, kvCacheDtype, false, listener);
-    }
-
-    /** @param mtpLayer whether attention workers must run the MTP layer's attention (a coordinator drafting with it) */
+    /**
+     * @param kvCacheDtype how attention workers' caches must store positions (null: any)
+     * @param mtpLayer     whether attention workers must run the MTP layer's attention (a coordinator drafting with it)
+     */
     public WorkerWatch(CuratorFramework zk, String folder, String kind, String sha256, String modelName, String weights,
             String kvCacheDtype, boolean mtpLayer, Listener listener) {
         this.mtpLayer = mtpLayer;

@@ -129,9 +129,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             requireContextHolds(prompt.ids().length, params.maxTokens());
             requireAWorkerHolds(prompt.ids().length, params.maxTokens());
             int n = samples(req.getSampling());
-            if (req.getPriority() != 0 && !scheduler.options().priorities()) {
-                throw FieldViolation.invalid("priority", "must be 0: this coordinator serves first come, first served "
-                        + "(start it with --scheduling-policy priority to schedule by priority), got " + req.getPriority());
+            String badPriority = scheduler.options().priorityRefusal(req.getPriority());
+            if (badPriority != null) {
+                throw FieldViolation.invalid("priority", badPriority);
             }
             GenerationOptions options = outputOptions(req, prompt); // once: a schema is compiled here
             Call c = new Call(call, id, n, stalledReaderNanos);

@@ -250,9 +250,9 @@ public final class Scheduler implements AutoCloseable {
                         + ", max-batch " + options.maxBatch() + ")");
             }
             for (SequenceTask t : tasks) {
-                if (t.priority() != 0 && !options.priorities()) {
-                    throw new IllegalArgumentException("priority " + t.priority() + " needs --scheduling-policy priority "
-                            + "(this server serves first come, first served)");
+                String refusal = options.priorityRefusal(t.priority());
+                if (refusal != null) {
+                    throw new IllegalArgumentException("priority: " + refusal);
                 }
             }
             for (SequenceTask t : tasks) { // after those it does not go before: equal priorities keep their arrival order
@@ -1109,10 +1109,8 @@ public final class Scheduler implements AutoCloseable {
             for (int i = 0; i < going.size(); i++) {
                 Slot s = going.get(i);
                 if (k < s.mtpDrafts.length) {
-                    // At the pending token's position k - 1 on: the draft before this one follows it. That
-                    // may be past what the step reserved (all its drafts kept): reserved first, so the cache
-                    // grows by exactly that, counted, and not by doubling on the write.
-                    s.cache.reserve(s.cache.length() + k);
+                    // At the pending token's position k - 1 on: the draft before this one follows it (the
+                    // step reserved those positions: chainAhead).
                     next.add(new Mtp.Chunk(s.cache, s.cache.length() + k - 1, new int[] {s.mtpDrafts[k - 1]},
                             last.get(i).hidden(), 0, true));
                     still.add(s);

@@ -75,6 +75,12 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
         return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, lookup, priorities);
     }
 
+    /** Why a request cannot have {@code priority} here (it must be 0 unless scheduling by priority), or null when it can. */
+    public String priorityRefusal(int priority) {
+        return priority == 0 || priorities ? null : "must be 0: this coordinator serves first come, first served (a "
+                + "priority of " + priority + " needs --scheduling-policy priority)";
+    }
+
     /** Scheduling by the requests' priorities ({@code --scheduling-policy priority}), or first come, first served. */
     public SchedulerOptions withPriorities(boolean on) {
         return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, speculation, on);

@@ -51,6 +51,21 @@ public final class AttentionLayers {
         return mtp != null;
     }
 
+    /** Layers whose attention it runs: the decoder's, and the MTP layer when it has one. */
+    public int servedLayers() {
+        return layers.length + (mtp != null ? 1 : 0);
+    }
+
+    /**
+     * Why a cache of {@code cacheLayers} layers cannot be made here, or null when it can: the decoder's
+     * layers, or those and the MTP layer's when it has one.
+     */
+    public String cacheLayersRefusal(int cacheLayers) {
+        return cacheLayers == layers.length || cacheLayers == servedLayers() ? null
+                : "a cache of " + cacheLayers + " layers: this model's hold " + layers.length
+                        + (mtp != null ? ", or " + servedLayers() + " with the MTP layer" : " (its checkpoint has no MTP layer)");
+    }
+
     /** Layer {@code index}'s MLA: a decoder layer's, or at index {@link #count()} the MTP layer's. */
     public Mla layer(int index) {
         if (index == layers.length && mtp != null) {
@@ -74,10 +89,9 @@ public final class AttentionLayers {
 
     /** As {@link #newCache(KvCacheDtype)} with {@code cacheLayers} layers: the decoder's, or those and the MTP layer's. */
     public HeapKvCache newCache(KvCacheDtype dtype, int cacheLayers) {
-        if (cacheLayers != layers.length && !(cacheLayers == layers.length + 1 && mtp != null)) {
-            throw new IllegalArgumentException("a cache of " + cacheLayers + " layers: this model's hold " + layers.length
-                    + (mtp != null ? ", or " + (layers.length + 1) + " with the MTP layer"
-                            : " (its checkpoint has no MTP layer)"));
+        String refusal = cacheLayersRefusal(cacheLayers);
+        if (refusal != null) {
+            throw new IllegalArgumentException(refusal);
         }
         return HeapKvCache.forModel(config, dtype, cacheLayers);
     }
