@@ -67,6 +67,11 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
                     + "norm; default ${DEFAULT-VALUE})")
     String activations;
 
+    @Option(names = "--mtp-layer", description = "also host its experts of the checkpoint's multi-token-prediction "
+            + "layer, for coordinators drafting with it (--speculative-method mtp); without workers that cover it, a "
+            + "coordinator runs that layer's experts itself")
+    boolean mtpLayer;
+
     @Override
     public Integer call() throws Exception {
         return flags.serve(this::serve);
@@ -76,11 +81,19 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
     private Supplier<ExpertShard> loader(Checkpoint checkpoint, int[] ids) {
         WeightFormat format = WeightFormat.parse(flags.weights);
         CudaShard.Activations act = CudaShard.Activations.parse(activations);
+        String noMtp = mtpLayer ? CheckpointShard.mtpLayerMissing(checkpoint.config()) : null;
+        if (noMtp != null) {
+            throw new IllegalArgumentException("--mtp-layer: " + noMtp);
+        }
         if (device.equals("cpu")) {
             if (act != CudaShard.Activations.FP32) {
                 throw new IllegalArgumentException("--activations bf16 needs --device cuda (the CPU kernels are fp32)");
             }
-            return () -> CheckpointShard.load(checkpoint, ids, format);
+            return () -> CheckpointShard.load(checkpoint, ids, format, mtpLayer);
+        }
+        if (mtpLayer) {
+            throw new IllegalArgumentException("--mtp-layer needs --device cpu: GPU workers host the decoder's MoE layers "
+                    + "only, for now (coordinators then run the MTP layer's experts themselves)");
         }
         int ordinal = GpuFlag.ordinal("--device", device, "cpu, cuda or cuda:N");
         if (format != WeightFormat.AUTO) {
@@ -116,8 +129,9 @@ public final class ExpertWorkerCommand implements Callable<Integer> {
         long t0 = System.nanoTime();
         ExpertShard shard = loader.get();
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
-        log.info("loaded {} of {} experts x {} MoE layers on {} in {} ms: {} MiB of expert weights ({}% of all routed "
-                        + "experts), process RSS {} MiB", ids.length, cfg.nRoutedExperts(), moeLayers, device,
+        log.info("loaded {} of {} experts x {} MoE layers{} on {} in {} ms: {} MiB of expert weights ({}% of all routed "
+                        + "experts), process RSS {} MiB", ids.length, cfg.nRoutedExperts(), moeLayers,
+                shard.hostsMtpLayer() ? " and the MTP layer" : "", device,
                 (System.nanoTime() - t0) / 1_000_000,
                 String.format("%.1f", shard.residentBytes() / 1048576.0), String.format("%.1f", 100.0 * ids.length / cfg.nRoutedExperts()),
                 String.format("%.0f", ProcessStats.residentMb()));

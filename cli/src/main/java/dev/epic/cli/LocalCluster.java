@@ -14,6 +14,7 @@ import dev.epic.model.KvCacheDtype;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.quant.WeightFormat;
 import dev.epic.transport.ExpertRanges;
+import dev.epic.worker.CheckpointShard;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
@@ -186,6 +187,10 @@ final class LocalCluster implements AutoCloseable {
         for (int w = 0; w < workerCount; w++) {
             devices[w] = device(o.expertDevice(), w); // before anything starts: no GPU is a clear error
         }
+        // Drafting with the MTP layer: CPU workers host their experts of it too (GPU workers cannot yet, and
+        // the coordinator then runs them itself).
+        boolean mtpExperts = o.scheduler().speculation().mtp() && o.expertDevice().equals("cpu")
+                && CheckpointShard.mtpLayerMissing(config) == null;
         String[] placement = placement(config.nRoutedExperts(), workerCount, o.replication());
         TestingServer zk = new TestingServer(true);
         List<Worker> workers = new ArrayList<>();
@@ -195,8 +200,7 @@ final class LocalCluster implements AutoCloseable {
         try {
             for (int w = 0; w < workerCount; w++) {
                 workers.add(spawnWorker(model, placement[w], zk.getConnectString(), "local-" + w, logDir, threads, format,
-                        devices[w],
-                        o.redundantSlots(), o.warmup()));
+                        devices[w], o.redundantSlots(), mtpExperts, o.warmup()));
             }
             for (int a = 0; a < attentionWorkerCount; a++) {
                 List<String> args = new ArrayList<>(List.of("--model", model.toAbsolutePath().toString(),
@@ -287,11 +291,14 @@ final class LocalCluster implements AutoCloseable {
      * oversubscribe the cores the coordinator needs (idle pool threads spin before parking).
      */
     static Worker spawnWorker(Path model, String experts, String zkConnect, String id, Path logDir, int threads,
-            WeightFormat format, String device, int redundantSlots, boolean warmup) throws IOException {
+            WeightFormat format, String device, int redundantSlots, boolean mtpLayer, boolean warmup) throws IOException {
         List<String> args = new ArrayList<>(List.of("--model", model.toAbsolutePath().toString(), "--experts", experts,
                 "--zk", zkConnect, "--port", "0", "--cluster", CLUSTER, "--id", id, "--zk-session-timeout-ms", "4000",
                 "--drain-ms", "500", "--weights", format.id(), "--device", device,
                 "--redundant-slots", Integer.toString(redundantSlots)));
+        if (mtpLayer) {
+            args.add("--mtp-layer");
+        }
         if (!warmup) {
             args.add("--skip-warmup");
         }

@@ -23,6 +23,7 @@ import java.io.PrintWriter;
 import java.util.Arrays;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -98,12 +99,14 @@ public final class StatusCommand implements Callable<Integer> {
                 .put("experts_per_token", info.getExpertsPerToken()).put("max_context", info.getMaxContext());
         int experts = info.getNumRoutedExperts();
         int[] replicas = new int[experts];
+        int[] mtpReplicas = new int[experts];
         ArrayNode workers = o.putArray("expert_workers");
         for (WorkerAnnouncement w : byId(info.getExpertWorkersList())) {
             int[] ids = w.getExpertsList().stream().mapToInt(Integer::intValue).sorted().toArray();
             for (int e : ids) {
                 if (e < experts) {
                     replicas[e]++;
+                    mtpReplicas[e] += w.getMtpLayer() ? 1 : 0;
                 }
             }
             int placed = 0;
@@ -113,7 +116,8 @@ public final class StatusCommand implements Callable<Integer> {
             workers.addObject().put("id", w.getWorkerId()).put("address", w.getAddress()).put("pid", w.getPid())
                     .put("experts", ExpertRanges.format(ids)).put("capacity", w.getCapacity())
                     .put("redundant_slots", w.getRedundantSlots()).put("redundant_placed", placed)
-                    .put("down", info.getDownExpertWorkersList().contains(w.getWorkerId()));
+                    .put("down", info.getDownExpertWorkersList().contains(w.getWorkerId()))
+                    .put("mtp_layer", w.getMtpLayer());
         }
         ArrayNode refused = o.putArray("refused_workers");
         for (var w : info.getRefusedWorkersList()) {
@@ -126,7 +130,11 @@ public final class StatusCommand implements Callable<Integer> {
             // the announcements, which include workers in failure backoff until their session ends.
             coverage.put("remote", true).put("missing", stats.getMissingExperts())
                     .put("min_replicas", Arrays.stream(replicas).min().orElse(0))
-                    .put("max_replicas", Arrays.stream(replicas).max().orElse(0));
+                    .put("max_replicas", Arrays.stream(replicas).max().orElse(0))
+                    // The MTP layer's experts without a worker announcing the layer (the coordinator then
+                    // runs that layer's experts itself); from the announcements, as the replicas.
+                    .put("mtp_layer_missing", ExpertRanges.format(
+                            IntStream.range(0, experts).filter(e -> mtpReplicas[e] == 0).toArray()));
         } else {
             coverage.put("remote", false); // every expert runs in the coordinator's process
         }
@@ -180,12 +188,13 @@ public final class StatusCommand implements Callable<Integer> {
             s.append(String.format("experts    in the coordinator's process%n"));
         }
         for (var w : r.get("expert_workers")) {
-            s.append(String.format("  expert-worker    %-18s %-22s pid %-8d %sexperts %s%s%n", w.get("id").asText(),
+            s.append(String.format("  expert-worker    %-18s %-22s pid %-8d %sexperts %s%s%s%n", w.get("id").asText(),
                     w.get("address").asText(), w.get("pid").asLong(),
                     w.path("down").asBoolean() ? "DOWN (failed lately; probed until it answers) " : "",
                     w.get("experts").asText(),
                     w.get("redundant_slots").asInt() > 0 ? " (" + w.get("redundant_slots").asInt() + " redundant slots per layer, "
-                            + w.get("redundant_placed").asInt() + " experts placed in them over all layers)" : ""));
+                            + w.get("redundant_placed").asInt() + " experts placed in them over all layers)" : "",
+                    w.path("mtp_layer").asBoolean() ? ", MTP layer" : ""));
         }
         if (r.has("attention_live") && !r.get("attention_live").asBoolean()) {
             s.append(String.format("attention  NO LIVE ATTENTION WORKER%n"));
@@ -235,6 +244,12 @@ public final class StatusCommand implements Callable<Integer> {
                     q.path("num_speculative_tokens").asInt(), mtp ? "the model's MTP layer" : "prompt lookup",
                     drafted, accepted,
                     drafted > 0 ? String.format(" (%.0f%%)", 100.0 * accepted / drafted) : ""));
+            if (mtp && c.get("remote").asBoolean()) {
+                String missing = c.path("mtp_layer_missing").asText();
+                s.append(missing.isEmpty() ? "; its routed experts on the expert workers"
+                        : "; its routed experts in the coordinator (no expert worker announces the layer for "
+                                + missing + ")");
+            }
         }
         return s.toString();
     }

@@ -106,6 +106,38 @@ class StatusReportTest {
         assertEquals(1, lines.split("MTP layer\\n", -1).length - 1, lines);
     }
 
+    /**
+     * Expert workers hosting the MTP layer's experts say so, and a coordinator drafting with the layer
+     * says where its routed experts run: on the workers when those announcing it cover every expert.
+     */
+    @Test
+    void whereTheMtpLayersExpertsRunIsShown() {
+        ModelInfoResponse info = ModelInfoResponse.newBuilder()
+                .setFingerprint(ModelFingerprint.newBuilder().setName("m").setSha256("a".repeat(64)))
+                .setNumRoutedExperts(3)
+                .addExpertWorkers(worker("w0", 0).toBuilder().addExperts(1).setMtpLayer(true))
+                .addExpertWorkers(worker("w1", 2))
+                .build();
+        StatsResponse stats = StatsResponse.newBuilder().setRemoteExperts(true).setNumSpeculativeTokens(1)
+                .setSpeculativeMethod("mtp").build();
+        var partial = StatusCommand.report(info, stats, "SERVING");
+        assertTrue(partial.get("expert_workers").get(0).get("mtp_layer").asBoolean());
+        assertTrue(!partial.get("expert_workers").get(1).get("mtp_layer").asBoolean());
+        assertEquals("2", partial.get("coverage").get("mtp_layer_missing").asText());
+        String lines = StatusCommand.summary(partial);
+        assertTrue(lines.contains("experts 0-1, MTP layer"), lines);
+        assertTrue(lines.contains("its routed experts in the coordinator (no expert worker announces the layer for 2)"),
+                lines);
+        ModelInfoResponse all = info.toBuilder().setExpertWorkers(1,
+                worker("w1", 2).toBuilder().setMtpLayer(true)).build();
+        String covered = StatusCommand.summary(StatusCommand.report(all, stats, "SERVING"));
+        assertTrue(covered.contains("(the model's MTP layer); 0 drafted, 0 accepted; its routed experts on the expert "
+                + "workers"), covered);
+        String plain = StatusCommand.summary(StatusCommand.report(all, StatsResponse.newBuilder().setRemoteExperts(true)
+                .build(), "SERVING"));
+        assertTrue(!plain.contains("its routed experts"), plain);
+    }
+
     /** The prefix cache's use and hit rate, where it lives, and each attention worker's prefix budget; off when off. */
     @Test
     void prefixCachingIsShown() {

@@ -11,7 +11,8 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * An {@link ExpertShard} over a checkpoint: the hosted experts' SwiGLU MLPs for every MoE layer.
+ * An {@link ExpertShard} over a checkpoint: the hosted experts' SwiGLU MLPs for every MoE layer, and
+ * when asked for, for the multi-token-prediction layer after them (for coordinators drafting with it).
  * Only their tensors are opened, so only the shards holding them are mapped, and only their pages
  * are loaded (at start-up, and when redundant experts arrive) and resident.
  */
@@ -62,21 +63,32 @@ public final class CheckpointShard implements ExpertShard {
         return load(checkpoint, experts, WeightFormat.AUTO);
     }
 
+    /** As {@link #load(Checkpoint, int[], WeightFormat)}, without the MTP layer. */
+    public static CheckpointShard load(Checkpoint checkpoint, int[] experts, WeightFormat format) {
+        return load(checkpoint, experts, format, false);
+    }
+
     /**
      * Loads the sorted expert ids {@code experts} of every MoE layer with their weights in
      * {@code format} (see {@link ConvertedWeights}: a copy written by {@code epic quantize} is mapped,
-     * otherwise only these experts are converted at load).
+     * otherwise only these experts are converted at load), and with {@code mtpLayer} the same ids of the
+     * checkpoint's multi-token-prediction layer (layer {@code num_hidden_layers}).
      */
-    public static CheckpointShard load(Checkpoint checkpoint, int[] experts, WeightFormat format) {
-        WeightSource weights = ConvertedWeights.of(checkpoint, format, checkpoint.directory());
+    public static CheckpointShard load(Checkpoint checkpoint, int[] experts, WeightFormat format, boolean mtpLayer) {
         ModelConfig c = checkpoint.config();
         if (c.nRoutedExperts() == null) {
             throw new IllegalArgumentException(checkpoint.directory() + " is a dense model (no n_routed_experts)");
         }
+        String noMtp = mtpLayer ? mtpLayerMissing(c) : null;
+        if (noMtp != null) {
+            throw new IllegalArgumentException(checkpoint.directory() + ": " + noMtp);
+        }
+        WeightSource weights = ConvertedWeights.of(checkpoint, format, checkpoint.directory());
         int n = c.nRoutedExperts();
-        Mlp[][] mlps = new Mlp[c.numHiddenLayers()][];
+        int layers = c.numHiddenLayers() + (mtpLayer ? 1 : 0);
+        Mlp[][] mlps = new Mlp[layers][];
         long bytes = 0;
-        for (int layer = 0; layer < c.numHiddenLayers(); layer++) {
+        for (int layer = 0; layer < layers; layer++) {
             if (!c.isMoeLayer(layer)) {
                 continue;
             }
@@ -90,6 +102,17 @@ public final class CheckpointShard implements ExpertShard {
             }
         }
         return new CheckpointShard(checkpoint, weights, experts.clone(), mlps, bytes);
+    }
+
+    /**
+     * Why a checkpoint has no MTP-layer experts to host (no multi-token-prediction layer, or a dense
+     * one), or null when it has: checked before anything loads.
+     */
+    public static String mtpLayerMissing(ModelConfig c) {
+        if (c.numNextnPredictLayers() < 1) {
+            return "the checkpoint has no multi-token-prediction layer (num_nextn_predict_layers is 0)";
+        }
+        return c.isMoeLayer(c.numHiddenLayers()) ? null : "its multi-token-prediction layer has no routed experts";
     }
 
     private static Mlp expert(WeightSource weights, ModelConfig c, int layer, int expert) {
@@ -142,6 +165,11 @@ public final class CheckpointShard implements ExpertShard {
     @Override
     public int[] experts() {
         return experts.clone();
+    }
+
+    @Override
+    public boolean hostsMtpLayer() {
+        return own.length > config.numHiddenLayers();
     }
 
     @Override

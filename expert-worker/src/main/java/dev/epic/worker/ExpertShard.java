@@ -18,6 +18,14 @@ public interface ExpertShard {
 
     boolean isMoeLayer(int layer);
 
+    /**
+     * Whether it hosts its experts of the checkpoint's multi-token-prediction layer too (layer
+     * {@code num_hidden_layers}, which {@link #isMoeLayer} then includes), for coordinators drafting with it.
+     */
+    default boolean hostsMtpLayer() {
+        return false;
+    }
+
     /** Whether expert {@code expert} of {@code layer} is hosted now (its own or redundant). */
     boolean hosts(int layer, int expert);
 

@@ -133,7 +133,8 @@ public final class ExpertWorker implements AutoCloseable {
                     .setPid(ProcessHandle.current().pid())
                     .setProtocolVersion(Protocol.VERSION)
                     .setRedundantSlots(settings.redundantSlots())
-                    .setWeights(settings.weights());
+                    .setWeights(settings.weights())
+                    .setMtpLayer(shard.hostsMtpLayer());
             for (int e : shard.experts()) {
                 a.addExperts(e);
             }

@@ -1,8 +1,11 @@
 package dev.epic.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.epic.model.Golden;
 import dev.epic.model.TestData;
 import dev.epic.proto.GenerateRequest;
@@ -12,6 +15,7 @@ import dev.epic.proto.SamplingParams;
 import dev.epic.proto.StatsRequest;
 import dev.epic.proto.StatsResponse;
 import dev.epic.proto.TokenIds;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -23,9 +27,9 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * {@code epic local --speculative-method mtp}, real processes: the coordinator drafts with the
- * checkpoint's MTP layer (its experts in the coordinator, the decoder's on expert workers; its
- * attention in the coordinator or on an attention worker), and the greedy tokens are DeepSeek's
- * reference tokens, as without drafts.
+ * checkpoint's MTP layer (its routed experts on the expert workers, which epic local starts with
+ * --mtp-layer; its attention in the coordinator or on an attention worker), and the greedy tokens are
+ * DeepSeek's reference tokens, as without drafts.
  */
 @Timeout(value = 180, unit = TimeUnit.SECONDS)
 class MtpDraftingIT {
@@ -51,7 +55,27 @@ class MtpDraftingIT {
             // ends on its draft has it chosen, not kept: at most one a request more).
             long sum = stats.getDraftTokens() + stats.getAcceptedDraftTokens();
             assertTrue(sum >= generated - 3 && sum <= generated, sum + " drafted and chosen, " + generated + " tokens");
+            // Both workers host their experts of the MTP layer, and the coordinator ran it on them.
+            log = Files.readString(cluster.log);
+            assertEquals(2, log.split("MoE layers and the MTP layer on cpu", -1).length - 1, log);
+            assertTrue(log.contains("routed experts run on expert workers"), log);
+            assertFalse(log.contains("routed experts run in this process"), log);
+            JsonNode status = status(cluster);
+            for (JsonNode w : status.get("expert_workers")) {
+                assertTrue(w.get("mtp_layer").asBoolean(), status.toString());
+            }
+            assertEquals("", status.get("coverage").get("mtp_layer_missing").asText(), status.toString());
         }
+    }
+
+    /** {@code epic status --target … --json}, a process of its own. */
+    private static JsonNode status(EpicLocal cluster) throws Exception {
+        Process p = new ProcessBuilder(EpicLocal.java("status", "--target", cluster.target, "--json"))
+                .redirectError(ProcessBuilder.Redirect.DISCARD).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS), "epic status did not finish");
+        assertEquals(0, p.exitValue(), out);
+        return new ObjectMapper().readTree(out);
     }
 
     /**
@@ -73,7 +97,8 @@ class MtpDraftingIT {
             assertEquals(2, stats.getNumSpeculativeTokens());
             assertTrue(stats.getDraftTokens() > 0, "no drafts were made");
             String log = Files.readString(cluster.log);
-            assertTrue(log.contains("and the MTP layer"), "the attention worker runs the MTP layer's attention: " + log);
+            assertTrue(log.contains("layers and the MTP layer of"), "the attention worker runs the MTP layer's attention: "
+                    + log);
         }
     }
 

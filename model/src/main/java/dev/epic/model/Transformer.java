@@ -38,6 +38,7 @@ public final class Transformer {
     private final RmsNorm norm;
     private final Matrix lmHead;
     private final ExternalAttention external;
+    private final RoutedExperts experts;
     private final WeightSource weights;
     private final Rope rope;
     /** The multi-token-prediction module when drafting with it; its KV is one more cache layer. */
@@ -56,6 +57,7 @@ public final class Transformer {
     public Transformer(ModelConfig c, WeightSource w, RoutedExperts experts, ExternalAttention external) {
         this.config = c;
         this.external = external;
+        this.experts = experts;
         this.weights = w;
         int hidden = c.hiddenSize();
         this.embed = w.matrix("model.embed_tokens.weight", c.vocabSize(), hidden);
@@ -152,7 +154,8 @@ public final class Transformer {
     /**
      * Loads the checkpoint's multi-token-prediction layer to draft with (see {@link Mtp}); caches made
      * from now on hold its KV as one more layer. Set before serving. With external attention, that
-     * layer's attention runs where the caches are, which must hold it ({@link ExternalAttention#holdsMtpLayer}).
+     * layer's attention runs where the caches are, which must hold it ({@link ExternalAttention#holdsMtpLayer});
+     * its routed experts run where the decoder's do when those hold it ({@link RoutedExperts#mtpLayer}), else here.
      */
     public Transformer enableMtp() {
         if (external != null && !external.holdsMtpLayer()) {
@@ -160,7 +163,7 @@ public final class Transformer {
                     + "workers' must be asked for with the MTP layer (RemoteAttention.Options.withMtpLayer)");
         }
         if (mtp == null) {
-            mtp = new Mtp(config, weights, rope, embed, lmHead, external);
+            mtp = new Mtp(config, weights, rope, embed, lmHead, external, experts);
         }
         return this;
     }

@@ -25,6 +25,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.function.Supplier;
 import org.apache.curator.framework.CuratorFramework;
 
 /**
@@ -222,6 +223,43 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
     @Override
     public synchronized void forward(int layer, float[] x, int rows, int[] expertIds, float[] weights, int k,
             float[] out, Runnable alongside) {
+        RoutingTable table = directory.table();
+        if (load.length <= layer) {
+            load = Arrays.copyOf(load, layer + 1);
+        }
+        if (load[layer] == null) {
+            load[layer] = new long[table.experts()];
+        }
+        dispatch(layer, table, table.layer(layer), load[layer], x, rows, expertIds, weights, k, out, alongside);
+    }
+
+    /**
+     * The MTP layer's routed experts: on the workers that announce the layer while they cover it, else
+     * on {@code own} (see {@link MtpLayerExperts}).
+     */
+    @Override
+    public RoutedExperts mtpLayer(int layer, Supplier<RoutedExperts> own) {
+        return new MtpLayerExperts(this, layer, own);
+    }
+
+    /** Whether the workers announcing the MTP layer cover every expert now (see {@link RoutingTable#coversMtpLayer}). */
+    boolean coversMtpLayer() {
+        return directory.table().coversMtpLayer();
+    }
+
+    /**
+     * {@link #forward} for the MTP layer, on the workers that announce it. Its rows are not counted in
+     * the load the rebalancer plans from: redundant experts are placed in the decoder's layers only.
+     */
+    synchronized void forwardMtpLayer(int layer, float[] x, int rows, int[] expertIds, float[] weights, int k,
+            float[] out, Runnable alongside) {
+        RoutingTable table = directory.table();
+        dispatch(layer, table, table.mtpLayer(), null, x, rows, expertIds, weights, k, out, alongside);
+    }
+
+    /** One layer call through {@code replicas} (its expert -> workers table), counting rows in {@code layerLoad} (null: not). */
+    private void dispatch(int layer, RoutingTable table, WorkerEndpoint[][] replicas, long[] layerLoad, float[] x,
+            int rows, int[] expertIds, float[] weights, int k, float[] out, Runnable alongside) {
         long t0 = System.nanoTime();
         ownNanos = 0;
         if (total.length < rows * hidden) {
@@ -230,18 +268,9 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         }
         Arrays.fill(total, 0, rows * hidden, 0.0);
         slowestCompute = 0;
-        RoutingTable table = directory.table();
         rotation++;
         round.clear();
-        if (load.length <= layer) {
-            load = Arrays.copyOf(load, layer + 1);
-        }
-        if (load[layer] == null) {
-            load[layer] = new long[table.experts()];
-        }
-        long[] layerLoad = load[layer];
         boolean exact = options.encoding() == HiddenEncoding.FP32;
-        WorkerEndpoint[][] replicas = table.layer(layer);
         // First round: every pair to a replica; batches live in the endpoints' scratch.
         BitSet missing = null;
         for (int i = 0; i < rows; i++) {
@@ -254,7 +283,9 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 // by call: which worker serves a pair does not change the result, since answers are
                 // summed exactly. A lossy wire keeps each expert on one replica (e mod n), so its
                 // rounding stays the same from call to call.
-                layerLoad[e]++;
+                if (layerLoad != null) {
+                    layerLoad[e]++;
+                }
                 WorkerEndpoint w = RoutingTable.pick(replicas, e, exact ? rotation + i : 0, t0, Set.of());
                 if (w == null) {
                     (missing == null ? missing = new BitSet() : missing).set(e);

@@ -20,6 +20,8 @@ final class RoutingTable {
     private final WorkerEndpoint[][] replicas;
     /** Layers with redundant experts: their full expert -> replicas table. */
     private final Map<Integer, WorkerEndpoint[][]> byLayer = new HashMap<>();
+    /** The MTP layer's: only the workers that announce it, with their own experts (never redundant ones). */
+    private final WorkerEndpoint[][] mtpReplicas;
     private final List<WorkerEndpoint> workers;
 
     RoutingTable(int experts, Collection<WorkerEndpoint> workers) {
@@ -47,8 +49,11 @@ final class RoutingTable {
             }
         }
         this.replicas = new WorkerEndpoint[experts][];
+        this.mtpReplicas = new WorkerEndpoint[experts][];
         for (int e = 0; e < experts; e++) {
             replicas[e] = by.get(e).toArray(WorkerEndpoint[]::new);
+            mtpReplicas[e] = by.get(e).stream().filter(w -> w.announcement().getMtpLayer())
+                    .toArray(WorkerEndpoint[]::new);
         }
         for (var l : extra.entrySet()) {
             WorkerEndpoint[][] table = new WorkerEndpoint[experts][];
@@ -78,6 +83,28 @@ final class RoutingTable {
     WorkerEndpoint[][] layer(int layer) {
         WorkerEndpoint[][] table = byLayer.get(layer);
         return table != null ? table : replicas;
+    }
+
+    /** The MTP layer's expert -> replicas table (workers announcing it only), to {@link #pick} from. */
+    WorkerEndpoint[][] mtpLayer() {
+        return mtpReplicas;
+    }
+
+    /**
+     * Whether every expert of the MTP layer has a healthy worker (as {@link #missing} counts): one that
+     * failed lately is probed until it answers, and the layer runs in the coordinator until then.
+     */
+    boolean coversMtpLayer() {
+        for (WorkerEndpoint[] r : mtpReplicas) {
+            boolean covered = false;
+            for (WorkerEndpoint w : r) {
+                covered |= w.isHealthy();
+            }
+            if (!covered) {
+                return false;
+            }
+        }
+        return true;
     }
 
     int replicaCount(int layer, int expert) {

@@ -132,19 +132,29 @@ class RemoteExpertsTest {
 
     /** A registered worker that is not there: its port is closed (as after kill -9, before the session expires). */
     static void ghost(String model, String cluster, String id, String experts) throws Exception {
+        ghost(model, cluster, id, experts, false);
+    }
+
+    /** As above, announcing the MTP layer's experts too when {@code mtpLayer}. */
+    static void ghost(String model, String cluster, String id, String experts, boolean mtpLayer) throws Exception {
         int port;
         try (ServerSocket s = new ServerSocket(0)) {
             port = s.getLocalPort();
         }
-        register(model, cluster, id, port, experts);
+        register(model, cluster, id, port, experts, mtpLayer);
     }
 
     /** Registers a worker node for 127.0.0.1:{@code port}, whatever listens there. */
     static void register(String model, String cluster, String id, int port, String experts) throws Exception {
+        register(model, cluster, id, port, experts, false);
+    }
+
+    private static void register(String model, String cluster, String id, int port, String experts, boolean mtpLayer)
+            throws Exception {
         CheckpointFingerprint fp = fingerprint(model);
         WorkerAnnouncement.Builder a = WorkerAnnouncement.newBuilder().setWorkerId(id).setAddress("127.0.0.1:" + port)
                 .setFingerprint(ModelFingerprint.newBuilder().setName(fp.name()).setSha256(fp.sha256()))
-                .setCapacity(8).setPid(0).setProtocolVersion(Protocol.VERSION);
+                .setCapacity(8).setPid(0).setProtocolVersion(Protocol.VERSION).setMtpLayer(mtpLayer);
         for (int e : ExpertRanges.parse(experts, checkpoint(model).config().nRoutedExperts())) {
             a.addExperts(e);
         }
@@ -239,6 +249,153 @@ class RemoteExpertsTest {
     }
 
     /** Workers converting their experts (epic expert-worker --weights q8) equal the in-process q8 engine's experts. */
+    /** A worker hosting {@code experts} of every MoE layer and of the MTP layer (--mtp-layer). */
+    static ExpertWorker mtpWorker(String model, String cluster, String experts) throws Exception {
+        Checkpoint c = checkpoint(model);
+        return worker(model, cluster, CheckpointShard.load(c, ExpertRanges.parse(experts, c.config().nRoutedExperts()),
+                WeightFormat.AUTO, true));
+    }
+
+    /** The MTP layer's own experts, counting how often the coordinator made its copy. */
+    private static final class OwnCopy implements java.util.function.Supplier<dev.epic.model.moe.RoutedExperts> {
+        final LocalExperts experts;
+        int made;
+
+        OwnCopy(ModelConfig cfg, Checkpoint c) {
+            experts = LocalExperts.layer(cfg, c, cfg.numHiddenLayers());
+        }
+
+        @Override
+        public dev.epic.model.moe.RoutedExperts get() {
+            made++;
+            return experts;
+        }
+    }
+
+    /**
+     * Workers that announce the MTP layer run its experts while they cover it: the numbers are the
+     * in-process layer's bit for bit, the coordinator makes no copy of its own, one message goes to each
+     * worker, and the rows are not counted in the load the rebalancer places redundant experts from.
+     */
+    @Test
+    void theMtpLayerRunsOnTheWorkersThatAnnounceIt() throws Exception {
+        String model = "tiny-v3";
+        Checkpoint c = checkpoint(model);
+        ModelConfig cfg = c.config();
+        int mtp = cfg.numHiddenLayers();
+        String cluster = "mtp-on-workers";
+        mtpWorker(model, cluster, "0-127");
+        mtpWorker(model, cluster, "128-255");
+        try (RemoteExperts re = remote(model, cluster, RemoteExperts.Options.defaults())) {
+            OwnCopy own = new OwnCopy(cfg, c);
+            MtpLayerExperts layer = (MtpLayerExperts) re.mtpLayer(mtp, own);
+            assertNull(layer.onWorkers());
+            assertTrue(re.coversMtpLayer());
+            Inputs in = Inputs.random(9, cfg.hiddenSize(), cfg.nRoutedExperts(), cfg.numExpertsPerTok(), 41);
+            float[] expected = new float[in.x.length];
+            own.experts.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, expected);
+            long before = re.stats().snapshot().messages();
+            float[] got = new float[in.x.length];
+            int[] alongside = {0};
+            layer.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, got, () -> alongside[0]++);
+            assertArrayEquals(expected, got);
+            assertEquals(1, alongside[0]);
+            assertEquals(0, own.made, "no copy in the coordinator");
+            assertEquals(Boolean.TRUE, layer.onWorkers());
+            assertEquals(2, re.stats().snapshot().messages() - before, "one message to each worker");
+            long[][] load = re.takeLoad();
+            assertTrue(load.length <= mtp || Arrays.stream(load[mtp]).sum() == 0, "the MTP layer's rows are not load");
+            assertThrows(IllegalArgumentException.class,
+                    () -> layer.forward(mtp - 1, in.x, in.rows, in.ids, in.weights, in.k, got));
+        }
+    }
+
+    /**
+     * Where the workers announcing the MTP layer do not cover every expert, the coordinator runs the
+     * layer on its own copy, made once; and when a worker is lost in a call with no other to take its
+     * rows, the call is run there too instead of failing: the same numbers either way.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void theMtpLayerRunsInTheCoordinatorWhereTheWorkersDoNotCoverItOrFail() throws Exception {
+        String model = "tiny-v3";
+        Checkpoint c = checkpoint(model);
+        ModelConfig cfg = c.config();
+        int mtp = cfg.numHiddenLayers();
+        worker(model, "mtp-partial", "128-255"); // without --mtp-layer
+        mtpWorker(model, "mtp-partial", "0-127");
+        mtpWorker(model, "mtp-lost", "0-127");
+        ghost(model, "mtp-lost", "ghost", "128-255", true); // announces the layer, but nothing listens
+        Inputs in = Inputs.random(6, cfg.hiddenSize(), cfg.nRoutedExperts(), cfg.numExpertsPerTok(), 43);
+        OwnCopy own = new OwnCopy(cfg, c);
+        float[] expected = new float[in.x.length];
+        own.experts.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, expected);
+        try (RemoteExperts partial = remote(model, "mtp-partial", RemoteExperts.Options.defaults())) {
+            assertFalse(partial.coversMtpLayer());
+            MtpLayerExperts layer = (MtpLayerExperts) partial.mtpLayer(mtp, own);
+            long before = partial.stats().snapshot().messages();
+            for (int i = 0; i < 2; i++) {
+                float[] got = new float[in.x.length];
+                int[] alongside = {0};
+                layer.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, got, () -> alongside[0]++);
+                assertArrayEquals(expected, got);
+                assertEquals(1, alongside[0]);
+            }
+            assertEquals(1, own.made, "one copy, made when first needed");
+            assertEquals(Boolean.FALSE, layer.onWorkers());
+            assertEquals(0, partial.stats().snapshot().messages() - before, "nothing sent");
+        }
+        OwnCopy own2 = new OwnCopy(cfg, c);
+        RemoteExperts.Options opts = RemoteExperts.Options.defaults().withDeadline(Duration.ofSeconds(5));
+        try (RemoteExperts lost = remote(model, "mtp-lost", opts)) {
+            assertTrue(lost.coversMtpLayer(), "the ghost counts until it fails");
+            MtpLayerExperts layer = (MtpLayerExperts) lost.mtpLayer(mtp, own2);
+            float[] got = new float[in.x.length];
+            int[] alongside = {0};
+            layer.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, got, () -> alongside[0]++);
+            assertArrayEquals(expected, got, "run here after the ghost failed");
+            assertEquals(1, alongside[0], "the caller's own work ran once");
+            assertEquals(1, own2.made);
+            assertTrue(lost.stats().snapshot().failures() > 0);
+            assertFalse(lost.coversMtpLayer(), "the ghost counts as down until it answers");
+        }
+    }
+
+    /**
+     * The engine's MTP module on workers announcing the layer: its drafts' logits are the in-process
+     * module's bit for bit, and its routed experts went to the workers (one more layer call).
+     */
+    @Test
+    void anEngineDraftsWithTheMtpLayerOnTheWorkers() throws Exception {
+        String model = "tiny-v3";
+        Checkpoint c = checkpoint(model);
+        ModelConfig cfg = c.config();
+        String cluster = "mtp-engine";
+        mtpWorker(model, cluster, "0-99");
+        mtpWorker(model, cluster, "100-255");
+        try (RemoteExperts re = remote(model, cluster, RemoteExperts.Options.defaults())) {
+            Transformer remote = new Transformer(cfg, c, re).enableMtp();
+            Transformer local = Transformer.load(c).enableMtp();
+            int[] tokens = IntStream.range(0, 12).map(j -> (j * 977 + 131) % cfg.vocabSize()).toArray();
+            int n = tokens.length - 1;
+            float[][] logits = new float[2][];
+            long[] calls = new long[2];
+            int i = 0;
+            for (Transformer t : List.of(remote, local)) {
+                KvCache cache = t.newCache();
+                float[] hidden = t.stepWithHidden(List.of(new dev.epic.model.SequenceChunk(cache,
+                        Arrays.copyOf(tokens, n), 0))).hidden();
+                long before = re.stats().snapshot().layerCalls();
+                logits[i] = t.mtp().step(List.of(new dev.epic.model.layers.Mtp.Chunk(cache, 0,
+                        Arrays.copyOfRange(tokens, 1, n + 1), hidden, 0, true))).getFirst().logits();
+                calls[i++] = re.stats().snapshot().layerCalls() - before;
+            }
+            assertArrayEquals(logits[1], logits[0]);
+            assertEquals(1, calls[0], "the MTP layer's experts ran on the workers");
+            assertEquals(0, calls[1]);
+        }
+    }
+
     @Test
     void convertedWorkersEqualTheInProcessConvertedExperts() throws Exception {
         String model = "tiny-v3";

@@ -7,9 +7,11 @@ import dev.epic.model.WeightSource;
 import dev.epic.model.attention.ExternalAttention;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.moe.LocalExperts;
+import dev.epic.model.moe.RoutedExperts;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.function.Supplier;
 
 /**
  * DeepSeek-V3's multi-token-prediction module (checkpoint layer {@code num_hidden_layers}, the paper's
@@ -24,7 +26,8 @@ import java.util.List;
  * </pre>
  *
  * Its KV lives in the sequence's cache as one more layer, index {@link #layer()}, wherever the cache
- * lives (an attention worker runs its attention then); its routed experts run in this process. To
+ * lives (an attention worker runs its attention then); its routed experts run where the main model's
+ * do when those hold the layer (expert workers started with it), else in this process. To
  * draft further it takes its own output x_i in place of h_i at position i+1, with the token it
  * drafted (the paper's next depth, as vLLM chains it).
  */
@@ -55,14 +58,16 @@ public final class Mtp {
      *                  they are mapped and converted once (for the full model 2 x 1.85 GB of bf16)
      */
     public Mtp(ModelConfig c, WeightSource w, Rope rope, Matrix mainEmbed, Matrix mainHead) {
-        this(c, w, rope, mainEmbed, mainHead, null);
+        this(c, w, rope, mainEmbed, mainHead, null, null);
     }
 
     /**
-     * As above, with its attention run by {@code external} where the sequences' caches live (null: here);
-     * its routed experts still run in this process.
+     * As above, with its attention run by {@code external} where the sequences' caches live (null: here),
+     * and its routed experts by {@code mainExperts}, the main model's, where those hold the layer
+     * ({@link RoutedExperts#mtpLayer}; null: in this process).
      */
-    public Mtp(ModelConfig c, WeightSource w, Rope rope, Matrix mainEmbed, Matrix mainHead, ExternalAttention external) {
+    public Mtp(ModelConfig c, WeightSource w, Rope rope, Matrix mainEmbed, Matrix mainHead, ExternalAttention external,
+            RoutedExperts mainExperts) {
         if (missing(c) != null) {
             throw new IllegalArgumentException(missing(c));
         }
@@ -75,7 +80,9 @@ public final class Mtp {
         this.enorm = new RmsNorm(w.vector(p + "enorm.weight", hidden), c.rmsNormEps());
         this.hnorm = new RmsNorm(w.vector(p + "hnorm.weight", hidden), c.rmsNormEps());
         this.ehProj = w.matrix(p + "eh_proj.weight", hidden, 2 * hidden);
-        LocalExperts experts = c.isMoeLayer(layer) ? LocalExperts.layer(c, w, layer) : null;
+        Supplier<RoutedExperts> own = () -> LocalExperts.layer(c, w, layer);
+        RoutedExperts experts = !c.isMoeLayer(layer) ? null
+                : mainExperts != null ? mainExperts.mtpLayer(layer, own) : own.get();
         this.block = new DecoderLayer(c, w, layer, rope, experts, external);
         this.headNorm = new RmsNorm(w.vector(p + "shared_head.norm.weight", hidden), c.rmsNormEps());
         this.head = same(w, p + "shared_head.head.weight", "lm_head.weight") ? mainHead

@@ -1,5 +1,7 @@
 package dev.epic.model.moe;
 
+import java.util.function.Supplier;
+
 /**
  * Where the routed experts of the MoE layers run: in this process, or on remote expert workers.
  * The MoE block computes the gate and the shared expert itself and hands the routed part here.
@@ -20,5 +22,15 @@ public interface RoutedExperts {
             Runnable alongside) {
         forward(layer, x, rows, expertIds, weights, k, out);
         alongside.run();
+    }
+
+    /**
+     * The routed experts of the checkpoint's multi-token-prediction layer {@code layer} (past the decoder's),
+     * for its drafts. {@code own} makes a copy in this process; by default that is what runs it. Experts
+     * elsewhere may run the layer where their workers hold it, and take {@code own} (made only then) where
+     * they do not.
+     */
+    default RoutedExperts mtpLayer(int layer, Supplier<RoutedExperts> own) {
+        return own.get();
     }
 }
