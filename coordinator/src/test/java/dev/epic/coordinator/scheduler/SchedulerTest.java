@@ -452,18 +452,33 @@ public class SchedulerTest {
             List<String> finished = java.util.Collections.synchronizedList(new ArrayList<>());
             SchedulerOptions o = new SchedulerOptions(4, 4, 256).withKvCacheBytes(40 * perPosition)
                     .withPriorities(priorities);
-            try (Scheduler s = new Scheduler(model, o).start()) {
-                CollectingSink a = new CollectingSink();
+            try (Scheduler s = new Scheduler(model, o)) {
                 CollectingSink b = new CollectingSink();
+                CollectingSink c = new CollectingSink();
+                boolean withC = priorities;
+                CollectingSink a = new CollectingSink() {
+                    private boolean others;
+
+                    @Override
+                    public void delta(dev.epic.text.generate.Delta d) {
+                        super.delta(d);
+                        if (!others) {
+                            others = true;
+                            // On the engine thread, at A's first token: B (and C) join at the next admission,
+                            // while A's cache still holds its first 16 positions, however slow the machine.
+                            s.submit(task(prompt(61, 3), sampled(71, 30), b, 0));
+                            if (withC) { // a 25-token prompt: no room for its 26 positions while B holds 16 or more
+                                s.submit(task(prompt(62, 25), sampled(72, 10), c, 0));
+                            }
+                        }
+                    }
+                };
                 a.done.thenRun(() -> finished.add("A"));
                 b.done.thenRun(() -> finished.add("B"));
+                c.done.thenRun(() -> finished.add("C"));
                 s.submit(task(prompt(60, 3), sampled(70, 30), a, priorities ? 1 : 0));
-                assertTrue(a.firstToken.await(60, TimeUnit.SECONDS));
-                s.submit(task(prompt(61, 3), sampled(71, 30), b, 0));
-                if (priorities) { // a 25-token prompt: no room for its 26 positions while B holds 16 or more
-                    CollectingSink c = new CollectingSink();
-                    c.done.thenRun(() -> finished.add("C"));
-                    s.submit(task(prompt(62, 25), sampled(72, 10), c, 0));
+                s.start();
+                if (withC) {
                     assertEquals(10, c.done.get(60, TimeUnit.SECONDS).tokenIds().length);
                 }
                 assertEquals(30, a.done.get(60, TimeUnit.SECONDS).tokenIds().length);
