@@ -346,6 +346,16 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         if (req.getToolsCount() > 0 && req.getPromptCase() != GenerateRequest.PromptCase.CHAT) {
             throw PromptBuilder.invalid("tools are only allowed with a chat prompt");
         }
+        if (req.getPromptCase() != GenerateRequest.PromptCase.CHAT && (req.getContinueFinalMessage()
+                || req.hasAddGenerationPrompt())) {
+            throw PromptBuilder.invalid((req.getContinueFinalMessage() ? "continue_final_message" : "add_generation_prompt")
+                    + " is only for a chat prompt");
+        }
+        if (req.getContinueFinalMessage() && constrained(req)) {
+            // The form would hold from the answer's start, which the continued message has already passed.
+            throw FieldViolation.invalid("continue_final_message", "continue_final_message cannot be combined with "
+                    + "a constrained answer (response_format or tool_choice required/function)");
+        }
         Prompt p = switch (req.getPromptCase()) {
             case CHAT -> {
                 List<Tool> tools = req.getToolChoice().getMode() == ToolChoice.Mode.NONE ? List.of() : req.getToolsList();
@@ -354,7 +364,11 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 PromptBuilder.Thinking thinking = req.hasEnableThinking()
                         ? req.getEnableThinking() ? PromptBuilder.Thinking.AS_TEMPLATE : PromptBuilder.Thinking.SKIP
                         : constrained(req) ? PromptBuilder.Thinking.SKIP_UNLESS_OPENED : PromptBuilder.Thinking.AS_TEMPLATE;
-                String text = prompts.render(req.getChat().getMessagesList(), tools, true, thinking);
+                // Continuing a message, there is no generation prompt unless one is asked for (then refused).
+                boolean generationPrompt = req.hasAddGenerationPrompt() ? req.getAddGenerationPrompt()
+                        : !req.getContinueFinalMessage();
+                String text = prompts.render(req.getChat().getMessagesList(), tools, generationPrompt,
+                        req.getContinueFinalMessage(), thinking);
                 yield new Prompt(prompts.fitModel(prompts.encode(text, false, "chat"), "chat"), ReasoningMode.forPrompt(text));
             }
             case TEXT -> new Prompt(prompts.fitModel(prompts.encode(req.getText(), req.getAddSpecialTokens(), "text"),
@@ -367,8 +381,29 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             }
             case PROMPT_NOT_SET -> new Prompt(new int[0], ReasoningMode.DETECT);
         };
+        if (req.hasTruncatePromptTokens()) {
+            p = new Prompt(truncated(p.ids(), req.getTruncatePromptTokens()), p.reasoning());
+        }
         prompts.checkLength(p.ids(), 1);
         return p;
+    }
+
+    /**
+     * vLLM's truncate_prompt_tokens: the prompt's last {@code keep} tokens (left truncation; -1: as many
+     * as the context holds). Where the output starts relative to a thinking block is the whole prompt's,
+     * as its end is kept.
+     */
+    private int[] truncated(int[] ids, int keep) {
+        if (keep < 1 && keep != -1) {
+            throw FieldViolation.invalid("truncate_prompt_tokens", "truncate_prompt_tokens must be >= 1 or -1 (the "
+                    + "context's length), got " + keep);
+        }
+        int most = keep == -1 ? model.maxContext() : keep;
+        if (most > model.maxContext()) {
+            throw FieldViolation.invalid("truncate_prompt_tokens", "truncate_prompt_tokens " + keep + " is more than "
+                    + "the context holds (" + model.maxContext() + ")");
+        }
+        return ids.length <= most ? ids : java.util.Arrays.copyOfRange(ids, ids.length - most, ids.length);
     }
 
     /** A max_tokens past the end of the context is refused, as vLLM and OpenAI refuse it, not cut short. */
@@ -672,7 +707,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 }
                 case CHAT -> {
                     String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(),
-                            req.getAddGenerationPrompt(), req.hasEnableThinking() && !req.getEnableThinking()
+                            req.getAddGenerationPrompt(), req.getContinueFinalMessage(),
+                            req.hasEnableThinking() && !req.getEnableThinking()
                                     ? PromptBuilder.Thinking.SKIP : PromptBuilder.Thinking.AS_TEMPLATE);
                     r.setText(text);
                     yield prompts.encode(text, false, "chat");

@@ -59,6 +59,19 @@ final class PromptBuilder {
      * what happens to the thinking block (see {@link #withThinking}).
      */
     String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, Thinking thinking) {
+        return render(messages, tools, addGenerationPrompt, false, thinking);
+    }
+
+    /**
+     * As above; with {@code continueFinal} (and no generation prompt) the text is cut right after the
+     * last message's content, so the model continues that message ({@link #continued}).
+     */
+    String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, boolean continueFinal,
+            Thinking thinking) {
+        if (continueFinal && addGenerationPrompt) {
+            throw FieldViolation.invalid("continue_final_message", "continue_final_message continues the last message, "
+                    + "so it needs add_generation_prompt false (vLLM refuses both true too)");
+        }
         if (messages.isEmpty()) {
             throw invalid("chat.messages is empty: a chat prompt needs at least one message");
         }
@@ -72,6 +85,9 @@ final class PromptBuilder {
         }
         try {
             String text = model.chatTemplate().render(msgs, toolMaps, addGenerationPrompt);
+            if (continueFinal) {
+                return continued(text, messages.getLast().getContent(), "chat.messages[" + (messages.size() - 1) + "]");
+            }
             return addGenerationPrompt ? withThinking(text, thinking, reasoningTemplate) : text;
         } catch (TextException e) {
             throw invalid(e.getMessage());
@@ -95,6 +111,29 @@ final class PromptBuilder {
                     ? rendered.stripTrailing() + EMPTY_THINK.substring(DeepSeekMarkers.THINK_OPEN.length())
                     : rendered;
         };
+    }
+
+    /**
+     * A rendered conversation cut right after its last message's text, so that the model continues
+     * that message: Hugging Face's {@code continue_final_message}, which vLLM uses. The text is found at
+     * its last occurrence, stripped (templates often trim it); the cut keeps its trailing spaces where
+     * the template kept the message whole. A template that changed the text
+     * (R1's drops what comes before a {@code </think>}) leaves nothing to continue: INVALID_ARGUMENT.
+     */
+    static String continued(String rendered, String finalContent, String field) {
+        String stripped = finalContent.strip();
+        if (stripped.isEmpty()) {
+            throw FieldViolation.invalid(field, field + " has no text to continue (continue_final_message)");
+        }
+        int at = rendered.lastIndexOf(stripped);
+        if (at < 0) {
+            throw FieldViolation.invalid(field, field + "'s text does not appear in the prompt the chat template "
+                    + "renders (the template changes it), so it cannot be continued (continue_final_message)");
+        }
+        // Trailing spaces stay only where the message has no leading ones and the template kept it whole
+        // (Hugging Face compares the rendered span with the message as sent).
+        boolean whole = rendered.startsWith(finalContent, at);
+        return rendered.substring(0, at + (whole ? finalContent.length() : stripped.length()));
     }
 
     /** The chat template writes BOS itself; raw text gets it when the client asks (add_special_tokens). */

@@ -25,9 +25,9 @@ import java.util.StringJoiner;
  * {@code repetition_penalty}, {@code min_tokens}, {@code stop_token_ids}, {@code ignore_eos},
  * {@code include_stop_str_in_output}, {@code chat_template_kwargs.enable_thinking}); their ranges are
  * the coordinator's to check, so its INVALID_ARGUMENT message reaches the client. Fields this server
- * cannot honour are refused by name rather than ignored (vLLM's prefill fields among them:
- * {@code continue_final_message}, {@code add_generation_prompt} false, {@code truncate_prompt_tokens},
- * DeepSeek's assistant {@code prefix}); unknown fields are ignored, as OpenAI SDKs send some of their own.
+ * cannot honour are refused by name rather than ignored; unknown fields are ignored, as OpenAI SDKs
+ * send some of their own. Prefill (vLLM's {@code continue_final_message}, DeepSeek's assistant
+ * {@code prefix}) and vLLM's {@code truncate_prompt_tokens} are passed on.
  */
 final class OpenAiRequests {
     /** Legacy completions without max_tokens stop after 16 tokens (OpenAI's and vLLM's default); chat runs to the context's end. */
@@ -78,20 +78,15 @@ final class OpenAiRequests {
     static Parsed chat(JsonNode body) {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
         refuseUnsupported(body);
-        // Prefill (continuing the last assistant message) would need the template without its generation
-        // prompt; the coordinator always adds one, so these are refused rather than silently answered anew.
-        if (present(body, "continue_final_message") && bool(body, "continue_final_message", "continue_final_message")) {
-            throw OpenAiError.badRequest("continue_final_message", "'continue_final_message' is not supported");
-        }
-        if (present(body, "add_generation_prompt") && !bool(body, "add_generation_prompt", "add_generation_prompt")) {
-            throw OpenAiError.badRequest("add_generation_prompt", "'add_generation_prompt': false is not supported");
-        }
         // vLLM's chat echo (the answer starting with the last message) and a per-request template.
         refuseIfTrue(body, "echo");
         if (present(body, "chat_template")) {
             throw OpenAiError.badRequest("chat_template", "'chat_template' is not supported: the model's own template is used");
         }
-        r.setChat(messages(body));
+        Messages messages = messages(body);
+        r.setChat(messages);
+        prefill(body, messages, r);
+        truncation(body, r);
         r.addAllTools(tools(body));
         ToolChoice choice = toolChoice(body);
         if (choice.getMode() != ToolChoice.Mode.AUTO) {
@@ -144,6 +139,7 @@ final class OpenAiRequests {
             throw OpenAiError.badRequest("suffix", "'suffix' is not supported");
         }
         refuseUnsupported(body);
+        truncation(body, r);
         // A completion is the decoded text as is; its prompt starts with BOS unless the client says not.
         r.setRawOutput(true).setAddSpecialTokens(addSpecialTokens(body));
         responseFormat(body, r);
@@ -203,13 +199,61 @@ final class OpenAiRequests {
     }
 
     /**
+     * Prefill: vLLM's {@code continue_final_message} (with {@code add_generation_prompt} false, its
+     * default then), or DeepSeek's chat prefix completion, an assistant message last with
+     * {@code "prefix": true}: the answer continues that message. {@code add_generation_prompt} false alone
+     * renders the conversation without the assistant's generation prompt.
+     */
+    private static void prefill(JsonNode body, Messages messages, GenerateRequest.Builder r) {
+        boolean continued = present(body, "continue_final_message")
+                && bool(body, "continue_final_message", "continue_final_message");
+        JsonNode sent = body.get("messages");
+        for (int i = 0; i < sent.size(); i++) {
+            JsonNode m = sent.get(i);
+            if (!present(m, "prefix") || !bool(m, "prefix", "messages[" + i + "].prefix")) {
+                continue;
+            }
+            String where = "messages[" + i + "]";
+            if (i != sent.size() - 1 || !messages.getMessages(i).getRole().equals("assistant")) {
+                throw OpenAiError.badRequest(where + ".prefix", "'" + where + ".prefix': true is only for the last "
+                        + "message, an assistant's (DeepSeek's chat prefix completion)");
+            }
+            if (present(m, "reasoning_content")) { // the templates leave an assistant's reasoning out of the prompt
+                throw OpenAiError.badRequest(where + ".reasoning_content", "'" + where + ".reasoning_content' with "
+                        + "'prefix': true is not supported: put the text to continue in 'content'");
+            }
+            continued = true;
+        }
+        if (present(body, "add_generation_prompt")) {
+            boolean generationPrompt = bool(body, "add_generation_prompt", "add_generation_prompt");
+            if (continued && generationPrompt) {
+                throw OpenAiError.badRequest("add_generation_prompt", "continuing the final message needs "
+                        + "'add_generation_prompt': false (both true is refused, as in vLLM)");
+            }
+            r.setAddGenerationPrompt(generationPrompt);
+        }
+        r.setContinueFinalMessage(continued);
+    }
+
+    /** vLLM's {@code truncate_prompt_tokens}: keep the prompt's last N tokens (-1: as many as the context holds). */
+    private static void truncation(JsonNode body, GenerateRequest.Builder r) {
+        if (!present(body, "truncate_prompt_tokens")) {
+            return;
+        }
+        if (present(body, "echo") && bool(body, "echo", "echo")) {
+            throw OpenAiError.badRequest("truncate_prompt_tokens", "'truncate_prompt_tokens' with 'echo' is not "
+                    + "supported: the echoed prompt would not be the one answered");
+        }
+        r.setTruncatePromptTokens(integer(body, "truncate_prompt_tokens"));
+    }
+
+    /**
      * Fields that change the answer and that this server cannot honour: refused by name rather than
      * ignored (their defaults pass).
      */
     private static void refuseUnsupported(JsonNode body) {
-        // truncate_prompt_tokens: the coordinator refuses a prompt that does not fit rather than cut it.
         for (String name : new String[] {"guided_grammar", "guided_whitespace_pattern", "functions", "function_call",
-                "prompt_logprobs", "truncate_prompt_tokens"}) {
+                "prompt_logprobs"}) {
             if (present(body, name)) {
                 throw OpenAiError.badRequest(name, "'" + name + "' is not supported");
             }
@@ -398,8 +442,12 @@ final class OpenAiRequests {
         TokenizeRequest.Builder r = TokenizeRequest.newBuilder();
         refuseIfTrue(body, "return_token_strs");
         if (present(body, "messages")) {
-            r.setChat(messages(body)).addAllTools(tools(body)).setAddGenerationPrompt(
-                    !present(body, "add_generation_prompt") || bool(body, "add_generation_prompt", "add_generation_prompt"));
+            boolean continued = present(body, "continue_final_message")
+                    && bool(body, "continue_final_message", "continue_final_message");
+            // As vLLM's: the generation prompt by default, none when continuing the last message.
+            r.setChat(messages(body)).addAllTools(tools(body)).setContinueFinalMessage(continued).setAddGenerationPrompt(
+                    present(body, "add_generation_prompt") ? bool(body, "add_generation_prompt", "add_generation_prompt")
+                            : !continued);
             Boolean thinking = thinking(body);
             if (thinking != null) {
                 r.setEnableThinking(thinking);
@@ -561,11 +609,7 @@ final class OpenAiRequests {
         if (present(n, "reasoning_content")) {
             m.setReasoning(text(n, "reasoning_content", where + ".reasoning_content"));
         }
-        // DeepSeek's chat prefix completion: the answer would continue this message, which the template cannot do here.
-        if (present(n, "prefix") && bool(n, "prefix", where + ".prefix")) {
-            throw OpenAiError.badRequest(where + ".prefix", "'" + where + ".prefix' (prefix completion) is not supported");
-        }
-        return m.build();
+        return m.build(); // DeepSeek's "prefix": see prefill
     }
 
     /** A string, null, or an array of text parts (other part types need a model that sees them). */

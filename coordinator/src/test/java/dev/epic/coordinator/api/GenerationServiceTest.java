@@ -347,6 +347,26 @@ class GenerationServiceTest {
                 () -> collect(GenerateRequest.newBuilder().build()))), "no detail where no field is at fault");
     }
 
+    /**
+     * truncate_prompt_tokens: a prompt longer than the context is answered from its last N tokens, the
+     * same tokens as sending those N alone (greedy); -1 keeps what the context holds.
+     */
+    @Test
+    void aTruncatedPromptIsItsLastTokens() {
+        SamplingParams greedy = SamplingParams.newBuilder().setMaxTokens(3).setTemperature(0).setIgnoreEos(true).build();
+        int[] longPrompt = new int[MAX_CONTEXT + 5];
+        for (int i = 0; i < longPrompt.length; i++) {
+            longPrompt[i] = (i * 37 + 11) % 2048;
+        }
+        List<GenerateResponse> cut = collect(ids(greedy, longPrompt).toBuilder().setTruncatePromptTokens(6).build());
+        List<GenerateResponse> alone = collect(ids(greedy, java.util.Arrays.copyOfRange(longPrompt, longPrompt.length - 6,
+                longPrompt.length)));
+        assertEquals(6, cut.getLast().getUsage().getPromptTokens());
+        assertEquals(tokens(alone), tokens(cut));
+        String all = invalid(ids(greedy, longPrompt).toBuilder().setTruncatePromptTokens(-1).build());
+        assertTrue(all.contains("has " + MAX_CONTEXT + " tokens"), all); // cut to the context, which leaves no room
+    }
+
     @Test
     void badRequestsAreInvalidArgumentNamingTheProblem() {
         SamplingParams ok = SamplingParams.newBuilder().setMaxTokens(2).build();
@@ -372,6 +392,15 @@ class GenerationServiceTest {
         GenerateRequest chat = GenerateRequest.newBuilder().setChat(Messages.newBuilder()
                 .addMessages(ChatMessage.newBuilder().setRole("user").setContent("hi"))).build();
         assertTrue(invalid(chat).contains("outside the model's vocabulary [0, 2048)"));
+        // Prefill is for chat prompts; truncation keeps a prompt's end, within the context.
+        assertTrue(invalid(ids(ok, 3, 4).toBuilder().setContinueFinalMessage(true).build())
+                .contains("continue_final_message is only for a chat prompt"));
+        assertTrue(invalid(ids(ok, 3, 4).toBuilder().setAddGenerationPrompt(false).build())
+                .contains("add_generation_prompt is only for a chat prompt"));
+        assertTrue(invalid(ids(ok, 3, 4).toBuilder().setTruncatePromptTokens(0).build())
+                .contains("truncate_prompt_tokens must be >= 1 or -1"));
+        assertTrue(invalid(ids(ok, 3, 4).toBuilder().setTruncatePromptTokens(MAX_CONTEXT + 1).build())
+                .contains("more than the context holds (" + MAX_CONTEXT + ")"));
         LogitsRequest badLogits = LogitsRequest.newBuilder().addPromptTokenIds(99999).build();
         assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> api.logits(badLogits)));
         assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> api.logits(LogitsRequest.getDefaultInstance())));

@@ -45,6 +45,40 @@ class PromptBuilderTest {
         assertEquals(1, withSystem.split("## Tools", -1).length - 1, "one tools section");
     }
 
+    /**
+     * Continuing the last message (vLLM's continue_final_message, as Hugging Face cuts the rendered chat):
+     * the prompt is the template's without a generation prompt, up to the end of that message's text.
+     */
+    @Test
+    void aContinuedMessageEndsThePrompt() {
+        List<ChatMessage> chat = List.of(msg("user", "Count"), msg("assistant", "1, 2,"));
+        String full = prompts.render(chat, List.of(), false, PromptBuilder.Thinking.AS_TEMPLATE);
+        String continued = prompts.render(chat, List.of(), false, true, PromptBuilder.Thinking.AS_TEMPLATE);
+        assertTrue(full.startsWith(continued) && continued.endsWith("<｜Assistant｜>1, 2,"), continued);
+        assertEquals("<｜end▁of▁sentence｜>", full.substring(continued.length()));
+        // The generation prompt and a continuation exclude each other.
+        var both = org.junit.jupiter.api.Assertions.assertThrows(io.grpc.StatusRuntimeException.class,
+                () -> prompts.render(chat, List.of(), true, true, PromptBuilder.Thinking.AS_TEMPLATE));
+        assertTrue(both.getStatus().getDescription().contains("add_generation_prompt false"), both.getMessage());
+    }
+
+    /** Hugging Face's rules for the message's spaces, and the text found at its last occurrence. */
+    @Test
+    void theCutFollowsHuggingFacesRules() {
+        // Kept whole by the template: its trailing spaces stay.
+        assertEquals("<a>x 1 y 1 ", PromptBuilder.continued("<a>x 1 y 1 </a>", "1 ", "m"));
+        // Trimmed by the template: the cut follows the stripped text.
+        assertEquals("<a>go", PromptBuilder.continued("<a>go</a>", "go  ", "m"));
+        // Leading spaces: Hugging Face compares the span with the message as sent, so trailing ones go.
+        assertEquals("<a> go", PromptBuilder.continued("<a> go </a>", " go ", "m"));
+        for (String bad : new String[] {"   ", "elsewhere"}) {
+            var e = org.junit.jupiter.api.Assertions.assertThrows(io.grpc.StatusRuntimeException.class,
+                    () -> PromptBuilder.continued("<a>go</a>", bad, "chat.messages[1]"));
+            assertEquals(io.grpc.Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+            assertTrue(e.getStatus().getDescription().contains("chat.messages[1]"), e.getMessage());
+        }
+    }
+
     @Test
     void withoutToolsThePromptIsTheTemplatesOwn() {
         List<ChatMessage> chat = List.of(msg("system", "Be brief."), msg("user", "Hi"));

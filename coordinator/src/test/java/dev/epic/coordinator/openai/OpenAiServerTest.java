@@ -866,24 +866,77 @@ class OpenAiServerTest {
     }
 
     /**
-     * Prefill fields (vLLM's continue_final_message and add_generation_prompt, DeepSeek's prefix) and
-     * truncate_prompt_tokens would change the answer: refused by name, their defaults accepted.
+     * Prefill: vLLM's continue_final_message and DeepSeek's assistant "prefix" continue the last message.
+     * The prompt is the conversation rendered without a generation prompt, up to that message's text:
+     * its tokens are those of the whole rendered conversation but the closing end-of-sentence.
+     * add_generation_prompt false alone renders the conversation whole. What cannot hold is refused by name.
      */
     @Test
-    void prefillAndTruncationAreRefusedByName() throws Exception {
+    void prefillContinuesTheLastMessage() throws Exception {
         String prefill = "\"messages\": [{\"role\": \"user\", \"content\": \"Count\"}, {\"role\": \"assistant\", "
                 + "\"content\": \"1, 2,\"";
+        JsonNode whole = ok(post("/tokenize", "{" + prefill + "}], \"add_generation_prompt\": false}"));
+        JsonNode continued = ok(post("/tokenize", "{" + prefill + "}], \"continue_final_message\": true}"));
+        int n = whole.get("count").asInt();
+        assertEquals(n - 1, continued.get("count").asInt(), continued.toString());
+        for (int i = 0; i < n - 1; i++) {
+            assertEquals(whole.get("tokens").get(i), continued.get("tokens").get(i), "token " + i);
+        }
+        assertEquals("<｜end▁of▁sentence｜>", decode(List.of(whole.get("tokens").get(n - 1).asInt())));
+        // Generation: the prompt the model continues is that one, however it is asked for.
+        for (String body : new String[] {
+            "{" + prefill + "}], \"continue_final_message\": true, \"add_generation_prompt\": false, \"max_tokens\": 1}",
+            "{" + prefill + ", \"prefix\": true}], \"max_tokens\": 1}"}) {
+            JsonNode answer = ok(post("/v1/chat/completions", body));
+            assertEquals(n - 1, answer.get("usage").get("prompt_tokens").asInt(), body);
+        }
+        JsonNode anew = ok(post("/v1/chat/completions", "{" + prefill + "}], \"add_generation_prompt\": false, "
+                + "\"max_tokens\": 1}"));
+        assertEquals(n, anew.get("usage").get("prompt_tokens").asInt());
+        // Refused: both prompts at once, a prefix that is not the last assistant message, a reasoning prefix,
+        // a constrained answer, and a text the template does not keep (R1-style, before </think>: none here).
         assertError(post("/v1/chat/completions", "{" + prefill + "}], \"continue_final_message\": true, "
-                + "\"add_generation_prompt\": false}"), 400, "continue_final_message");
-        assertError(post("/v1/chat/completions", "{" + prefill + "}], \"add_generation_prompt\": false}"), 400,
-                "add_generation_prompt");
-        assertError(post("/v1/chat/completions", "{" + prefill + ", \"prefix\": true}]}"), 400, "messages[1].prefix");
-        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"truncate_prompt_tokens\": 10}"), 400,
-                "truncate_prompt_tokens");
-        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"truncate_prompt_tokens\": 10}"), 400,
-                "truncate_prompt_tokens");
+                + "\"add_generation_prompt\": true}"), 400, "add_generation_prompt");
+        assertError(post("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\", "
+                + "\"prefix\": true}]}"), 400, "messages[0].prefix");
+        assertError(post("/v1/chat/completions", "{" + prefill + ", \"prefix\": true, \"reasoning_content\": \"x\"}]}"),
+                400, "messages[1].reasoning_content");
+        assertError(post("/v1/chat/completions", "{" + prefill + ", \"prefix\": true}], \"response_format\": "
+                + "{\"type\": \"json_object\"}}"), 400, "continue_final_message");
+        assertError(post("/v1/chat/completions", "{" + prefill + "}, {\"role\": \"user\", \"content\": \"  \"}], "
+                + "\"continue_final_message\": true}"), 400, "no text to continue");
         ok(post("/v1/chat/completions", "{" + prefill + ", \"prefix\": false}], \"continue_final_message\": false, "
                 + "\"add_generation_prompt\": true, \"truncate_prompt_tokens\": null, \"max_tokens\": 1}"));
+    }
+
+    /**
+     * vLLM's truncate_prompt_tokens keeps a prompt's last N tokens (-1: as many as the context holds),
+     * for chat and completions; nonsense values and echo (whose prompt would not be the one answered) are refused.
+     */
+    @Test
+    void truncatePromptTokensKeepsThePromptsEnd() throws Exception {
+        JsonNode full = ok(post("/v1/completions", "{\"prompt\": \"one two three four five six\", \"max_tokens\": 1}"));
+        int n = full.get("usage").get("prompt_tokens").asInt();
+        assertTrue(n > 3, full.toString());
+        JsonNode cut = ok(post("/v1/completions", "{\"prompt\": \"one two three four five six\", \"max_tokens\": 1, "
+                + "\"truncate_prompt_tokens\": 3, \"temperature\": 0}"));
+        assertEquals(3, cut.get("usage").get("prompt_tokens").asInt());
+        // The same as sending those three tokens.
+        JsonNode ids = ok(post("/tokenize", "{\"prompt\": \"one two three four five six\"}")).get("tokens");
+        JsonNode last3 = ok(post("/v1/completions", "{\"prompt\": [" + ids.get(n - 3) + ", " + ids.get(n - 2) + ", "
+                + ids.get(n - 1) + "], \"max_tokens\": 1, \"temperature\": 0}"));
+        assertEquals(last3.get("choices").get(0).get("text"), cut.get("choices").get(0).get("text"));
+        assertEquals(n, ok(post("/v1/completions", "{\"prompt\": \"one two three four five six\", \"max_tokens\": 1, "
+                + "\"truncate_prompt_tokens\": -1}")).get("usage").get("prompt_tokens").asInt());
+        JsonNode chat = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 1, "
+                + "\"truncate_prompt_tokens\": 4}"));
+        assertEquals(4, chat.get("usage").get("prompt_tokens").asInt());
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"truncate_prompt_tokens\": 0}"), 400,
+                "truncate_prompt_tokens");
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"truncate_prompt_tokens\": 99999999}"), 400,
+                "truncate_prompt_tokens");
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"truncate_prompt_tokens\": 2, \"echo\": true}"),
+                400, "truncate_prompt_tokens");
     }
 
     /**
