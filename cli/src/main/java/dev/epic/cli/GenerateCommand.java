@@ -1,8 +1,6 @@
 package dev.epic.cli;
 
 import dev.epic.coordinator.CoordinatorServer;
-import dev.epic.coordinator.ExpertBackend;
-import dev.epic.coordinator.ServedModel;
 import dev.epic.model.KvCacheDtype;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.proto.ChatMessage;
@@ -42,16 +40,8 @@ public final class GenerateCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    static final class Source {
-        @Option(names = "--model", paramLabel = "DIR", description = "run the model in this process (all experts local)")
-        Path model;
-
-        @Option(names = "--target", paramLabel = "HOST:PORT", description = "a running coordinator (epic coordinator / epic local)")
-        String target;
-    }
-
     @ArgGroup(exclusive = true, multiplicity = "1")
-    Source source;
+    ModelOrTarget source;
 
     @Option(names = "--prompt", paramLabel = "TEXT", description = "prompt text (with --chat: the user message; default: stdin)")
     String prompt;
@@ -148,15 +138,8 @@ public final class GenerateCommand implements Callable<Integer> {
             err.flush();
             return LogitsCommand.BAD_INPUT;
         }
-        CoordinatorServer local = null;
-        String target = source.target;
-        if (source.model != null) {
-            ServedModel served = ServedModel.open(source.model, null, 0);
-            served.transformer().kvCacheDtype(kvCacheDtype);
-            local = CoordinatorServer.start(served, ExpertBackend.local(), options, "127.0.0.1", 0);
-            target = local.target();
-        }
-        ManagedChannel channel = Channels.open(target);
+        CoordinatorServer local = source.startLocal(options, kvCacheDtype);
+        ManagedChannel channel = Channels.open(source.target(local));
         try {
             return stream(channel, request, spec.commandLine().getOut(), err, System.console() != null, timeoutS);
         } finally {

@@ -20,6 +20,7 @@ import picocli.CommandLine.Command;
             CoordinatorCommand.class,
             LocalCommand.class,
             GenerateCommand.class,
+            BatchCommand.class,
             StatusCommand.class,
             DemoCommand.class,
             BenchCommand.class,
