@@ -55,6 +55,10 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--no-think", description = "with --chat: ask the model to skip its thinking block")
     boolean noThink;
 
+    @Option(names = "--prefix", paramLabel = "TEXT", description = "with --chat: the start of the answer, which the model "
+            + "continues (an assistant message continued: vLLM's continue_final_message, DeepSeek's prefix completion)")
+    String prefix;
+
     @Option(names = "--priority", defaultValue = "0", paramLabel = "N", description = "the request's scheduling "
             + "priority, lower first: taken by a coordinator started with --scheduling-policy priority, refused by "
             + "others unless 0 (default ${DEFAULT-VALUE})")
@@ -155,6 +159,9 @@ public final class GenerateCommand implements Callable<Integer> {
         if (system != null && !chat) {
             throw new IllegalArgumentException("--system needs --chat");
         }
+        if (prefix != null && !chat) {
+            throw new IllegalArgumentException("--prefix needs --chat (without it, put the text in --prompt)");
+        }
         String text = prompt;
         if (text == null) {
             if (!chat) {
@@ -179,6 +186,10 @@ public final class GenerateCommand implements Callable<Integer> {
                 m.addMessages(ChatMessage.newBuilder().setRole("system").setContent(system));
             }
             m.addMessages(ChatMessage.newBuilder().setRole("user").setContent(text));
+            if (prefix != null) {
+                m.addMessages(ChatMessage.newBuilder().setRole("assistant").setContent(prefix));
+                b.setContinueFinalMessage(true);
+            }
             b.setChat(m);
             if (noThink) {
                 b.setEnableThinking(false);
