@@ -54,6 +54,8 @@ public final class BatchCommand implements Callable<Integer> {
     /** Answers that mean "later": an overloaded coordinator (429) or one not serving yet (503). */
     private static final Set<Integer> RETRIED = Set.of(429, 503);
     private static final int ATTEMPTS = 8;
+    /** Requests sent again after a 429 or 503. */
+    private final AtomicLong retries = new AtomicLong();
 
     @Spec
     CommandSpec spec;
@@ -222,8 +224,8 @@ public final class BatchCommand implements Callable<Integer> {
             writer.get();
         }
         double s = (System.nanoTime() - t0) / 1e9;
-        err.printf("batch: %d requests in %.1f s (%d failed): %d generated tokens, %.1f tokens/s%n", lines.size(), s,
-                failed.get(), tokens.get(), tokens.get() / s);
+        err.printf("batch: %d requests in %.1f s (%d failed, %d sent again after a full queue): %d generated tokens, "
+                + "%.1f tokens/s%n", lines.size(), s, failed.get(), retries.get(), tokens.get(), tokens.get() / s);
         err.flush();
         return 0;
     }
@@ -245,9 +247,10 @@ public final class BatchCommand implements Callable<Integer> {
             HttpResponse<String> r = null;
             for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
                 r = client.send(req, HttpResponse.BodyHandlers.ofString());
-                if (!RETRIED.contains(r.statusCode())) {
+                if (!RETRIED.contains(r.statusCode()) || attempt == ATTEMPTS - 1) {
                     break;
                 }
+                retries.incrementAndGet();
                 Thread.sleep(Math.min(10_000, 250L << attempt));
             }
             JsonNode body = JsonLines.MAPPER.readTree(r.body());

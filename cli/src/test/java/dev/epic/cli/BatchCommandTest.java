@@ -87,7 +87,7 @@ class BatchCommandTest {
         Run r = batch("batch", "--target", coordinator.target(), "-i", in.toString(), "-o", out.toString(),
                 "--concurrency", "3");
         assertEquals(0, r.code(), r.err());
-        assertTrue(r.err().contains("batch: 12 requests in") && r.err().contains("(1 failed)"), r.err());
+        assertTrue(r.err().contains("batch: 12 requests in") && r.err().contains("(1 failed, "), r.err());
         List<String> answers = Files.readAllLines(out);
         assertEquals(n, answers.size());
         for (int i = 0; i < n; i++) {
@@ -108,6 +108,32 @@ class BatchCommandTest {
             JsonNode got = response.get("body");
             assertEquals(expected.get("choices"), got.get("choices"), "req-" + i);
             assertEquals(expected.get("usage"), got.get("usage"), "req-" + i);
+        }
+    }
+
+    /**
+     * More requests at once than a coordinator of one batch slot and one queue place takes: the ones it
+     * refuses (429) are sent again until they run, and every line is answered.
+     */
+    @Test
+    void aFullQueueIsWaitedOut(@TempDir Path dir) throws Exception {
+        try (CoordinatorServer small = CoordinatorServer.start(ServedModel.open(TINY, null, 0), ExpertBackend.local(),
+                new SchedulerOptions(1, 1, 256), "127.0.0.1", 0)) {
+            List<String> lines = new ArrayList<>();
+            for (int i = 0; i < 6; i++) {
+                lines.add("{\"custom_id\": \"q" + i + "\", \"method\": \"POST\", \"url\": \"/v1/completions\", \"body\": "
+                        + "{\"prompt\": [5, 6, " + (7 + i) + "], \"max_tokens\": 40, \"ignore_eos\": true}}");
+            }
+            Path in = Files.write(dir.resolve("in.jsonl"), lines);
+            Path out = dir.resolve("out.jsonl");
+            Run r = batch("batch", "--target", small.target(), "-i", in.toString(), "-o", out.toString(),
+                    "--concurrency", "6");
+            assertEquals(0, r.code(), r.err());
+            assertTrue(r.err().contains("(0 failed, ") && !r.err().contains(" 0 sent again"), r.err());
+            for (String a : Files.readAllLines(out)) {
+                assertEquals(200, JSON.readTree(a).get("response").get("status_code").asInt(), a);
+                assertEquals(40, JSON.readTree(a).get("response").get("body").get("usage").get("completion_tokens").asInt());
+            }
         }
     }
 

@@ -235,8 +235,58 @@ class GenerationClusterIT {
         }
     }
 
+    /**
+     * {@code epic batch --target}, a process of its own, with more requests at once than the coordinator
+     * batches and queues (8 + 2): each line's answer, in input order, is the HTTP API's own answer to its
+     * body (seeded sampling; one continuing an assistant prefix); the coordinator's refusals of the
+     * overflow (429) are tried again until they run.
+     */
     @Test
     @Order(6)
+    void aBatchFileGetsTheApisAnswersInOrder(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        List<String> bodies = new ArrayList<>();
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 12; i++) {
+            String body = i == 4
+                    ? "{\"messages\": [{\"role\": \"user\", \"content\": \"Count.\"}, {\"role\": \"assistant\", "
+                            + "\"content\": \"1, 2,\", \"prefix\": true}], \"seed\": 4, \"max_tokens\": 5, \"ignore_eos\": true}"
+                    : "{\"messages\": [{\"role\": \"user\", \"content\": \"Name a colour, " + i + ".\"}], \"seed\": " + i
+                            + ", \"max_tokens\": " + (3 + i % 5) + ", \"ignore_eos\": true}";
+            bodies.add(body);
+            lines.add("{\"custom_id\": \"job-" + i + "\", \"method\": \"POST\", \"url\": \"/v1/chat/completions\", "
+                    + "\"body\": " + body + "}");
+        }
+        java.nio.file.Path in = java.nio.file.Files.write(dir.resolve("in.jsonl"), lines);
+        java.nio.file.Path out = dir.resolve("out.jsonl");
+        Process p = new ProcessBuilder(EpicLocal.java("batch", "--target", cluster.target, "-i", in.toString(), "-o",
+                out.toString(), "--concurrency", "12")).redirectErrorStream(true)
+                .redirectOutput(EpicLocal.logFile("generation-cluster-batch").toFile()).start();
+        assertTrue(p.waitFor(180, TimeUnit.SECONDS), "epic batch did not finish");
+        String log = java.nio.file.Files.readString(EpicLocal.logFile("generation-cluster-batch"));
+        assertEquals(0, p.exitValue(), log);
+        assertTrue(log.contains("batch: 12 requests in") && log.contains("(0 failed, "), log);
+        List<String> answers = java.nio.file.Files.readAllLines(out);
+        assertEquals(12, answers.size());
+        ObjectMapper json = new ObjectMapper();
+        try (HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build()) {
+            for (int i = 0; i < 12; i++) {
+                JsonNode a = json.readTree(answers.get(i));
+                assertEquals("job-" + i, a.get("custom_id").asText());
+                assertEquals(200, a.get("response").get("status_code").asInt(), a.toString());
+                HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + httpPort
+                        + "/v1/chat/completions")).POST(HttpRequest.BodyPublishers.ofString(bodies.get(i))).build(),
+                        HttpResponse.BodyHandlers.ofString());
+                JsonNode direct = json.readTree(r.body());
+                assertEquals(direct.get("choices"), a.get("response").get("body").get("choices"), "job-" + i);
+                JsonNode usage = a.get("response").get("body").get("usage"); // cached tokens differ: the batch ran first
+                assertEquals(direct.get("usage").get("prompt_tokens"), usage.get("prompt_tokens"), "job-" + i);
+                assertEquals(direct.get("usage").get("completion_tokens"), usage.get("completion_tokens"), "job-" + i);
+            }
+        }
+    }
+
+    @Test
+    @Order(7)
     void killingAReplicatedWorkerMidGenerationKeepsTheTokens() throws Exception {
         GenerateRequest req = chat("Count slowly from one to twenty.", 77, 40);
         List<Integer> expected = tokens(run(req));
