@@ -73,6 +73,10 @@ public final class BatchCommand implements Callable<Integer> {
             description = "requests in flight at once (the coordinator batches them; default ${DEFAULT-VALUE})")
     int concurrency;
 
+    @Option(names = "--max-batch", defaultValue = "" + SchedulerOptions.DEFAULT_MAX_BATCH, paramLabel = "N",
+            description = "with --model: sequences the in-process coordinator decodes together (default ${DEFAULT-VALUE})")
+    int maxBatch;
+
     @Option(names = "--served-model-name", paramLabel = "NAME",
             description = "the model id bodies may name (default: the checkpoint directory's name)")
     String servedModelName;
@@ -90,6 +94,7 @@ public final class BatchCommand implements Callable<Integer> {
         List<Line> lines;
         try {
             Flags.requirePositive("--concurrency", concurrency);
+            Flags.requirePositive("--max-batch", maxBatch);
             Flags.requirePositive("--timeout-s", timeoutS);
             lines = read(input);
         } catch (IllegalArgumentException | IOException e) {
@@ -99,7 +104,7 @@ public final class BatchCommand implements Callable<Integer> {
         }
         // In process: as many in flight as asked for, batched as far as the scheduler's batch goes, the rest queued.
         SchedulerOptions d = SchedulerOptions.defaults();
-        CoordinatorServer local = source.startLocal(new SchedulerOptions(d.maxBatch(), Math.max(d.maxQueue(), concurrency),
+        CoordinatorServer local = source.startLocal(new SchedulerOptions(maxBatch, Math.max(d.maxQueue(), concurrency),
                 d.prefillBudget(), d.prefixCacheBytes(), d.kvCacheBytes(), d.speculation(), d.priorities()),
                 KvCacheDtype.FP32);
         try (OpenAiServer http = OpenAiServer.start("127.0.0.1", 0, source.target(local), servedModelName, null)) {

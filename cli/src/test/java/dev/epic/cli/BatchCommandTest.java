@@ -142,7 +142,7 @@ class BatchCommandTest {
         Path in = Files.writeString(dir.resolve("in.jsonl"), "{\"custom_id\": \"x\", \"method\": \"POST\", "
                 + "\"url\": \"/v1/completions\", \"body\": " + body(3, false) + "}\n");
         Path out = dir.resolve("out.jsonl");
-        Run r = batch("batch", "--model", TINY.toString(), "-i", in.toString(), "-o", out.toString());
+        Run r = batch("batch", "--model", TINY.toString(), "-i", in.toString(), "-o", out.toString(), "--max-batch", "4");
         assertEquals(0, r.code(), r.err());
         JsonNode a = JSON.readTree(Files.readString(out));
         assertEquals(direct("/v1/completions", body(3, false)).get("choices"), a.get("response").get("body").get("choices"));
@@ -170,6 +170,10 @@ class BatchCommandTest {
             assertEquals(1, r.err().lines().count(), r.err());
             assertFalse(Files.exists(out), "nothing written for " + c[1]);
         }
+        Run noBatch = batch("batch", "--model", TINY.toString(), "-i", dir.resolve("none.jsonl").toString(), "-o", "-",
+                "--max-batch", "0");
+        assertEquals(2, noBatch.code());
+        assertTrue(noBatch.err().contains("--max-batch"), noBatch.err());
         Run missing = batch("batch", "--target", coordinator.target(), "-i", dir.resolve("none.jsonl").toString(),
                 "-o", "-");
         assertEquals(2, missing.code());
