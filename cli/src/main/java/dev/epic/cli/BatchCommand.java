@@ -92,11 +92,13 @@ public final class BatchCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         PrintWriter err = spec.commandLine().getErr();
         List<Line> lines;
+        OutputStream out;
         try {
             Flags.requirePositive("--concurrency", concurrency);
             Flags.requirePositive("--max-batch", maxBatch);
             Flags.requirePositive("--timeout-s", timeoutS);
             lines = read(input);
+            out = open(output); // before the model loads: an unwritable path is one line too
         } catch (IllegalArgumentException | IOException e) {
             err.println("epic batch: " + e.getMessage());
             err.flush();
@@ -104,15 +106,39 @@ public final class BatchCommand implements Callable<Integer> {
         }
         // In process: as many in flight as asked for, batched as far as the scheduler's batch goes, the rest queued.
         SchedulerOptions d = SchedulerOptions.defaults();
-        CoordinatorServer local = source.startLocal(new SchedulerOptions(maxBatch, Math.max(d.maxQueue(), concurrency),
-                d.prefillBudget(), d.prefixCacheBytes(), d.kvCacheBytes(), d.speculation(), d.priorities()),
-                KvCacheDtype.FP32);
-        try (OpenAiServer http = OpenAiServer.start("127.0.0.1", 0, source.target(local), servedModelName, null)) {
-            return run(lines, "http://127.0.0.1:" + http.port(), err);
+        CoordinatorServer local = null;
+        try (out) {
+            local = source.startLocal(new SchedulerOptions(maxBatch, Math.max(d.maxQueue(), concurrency),
+                    d.prefillBudget(), d.prefixCacheBytes(), d.kvCacheBytes(), d.speculation(), d.priorities()),
+                    KvCacheDtype.FP32);
+            try (OpenAiServer http = OpenAiServer.start("127.0.0.1", 0, source.target(local), servedModelName, null)) {
+                return run(lines, "http://127.0.0.1:" + http.port(), out, err);
+            }
         } finally {
             if (local != null) {
                 local.close();
             }
+        }
+    }
+
+    private static OutputStream open(String output) {
+        if (output.equals("-")) {
+            return new java.io.FilterOutputStream(System.out) {
+                @Override
+                public void write(byte[] b, int off, int len) throws IOException {
+                    out.write(b, off, len); // whole lines, not FilterOutputStream's byte at a time
+                }
+
+                @Override
+                public void close() throws IOException {
+                    flush(); // stdout stays open
+                }
+            };
+        }
+        try {
+            return Files.newOutputStream(Path.of(output));
+        } catch (IOException e) {
+            throw new IllegalArgumentException("cannot write " + output + ": " + e);
         }
     }
 
@@ -181,7 +207,7 @@ public final class BatchCommand implements Callable<Integer> {
         return new Line(number, customId, url, body);
     }
 
-    private int run(List<Line> lines, String base, PrintWriter err) throws Exception {
+    private int run(List<Line> lines, String base, OutputStream out, PrintWriter err) throws Exception {
         HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
         Semaphore inFlight = new Semaphore(concurrency);
         AtomicLong done = new AtomicLong();
@@ -190,8 +216,7 @@ public final class BatchCommand implements Callable<Integer> {
         long t0 = System.nanoTime();
         List<CompletableFuture<ObjectNode>> answers = new ArrayList<>(lines.size());
         lines.forEach(l -> answers.add(new CompletableFuture<>()));
-        try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor();
-                OutputStream out = output.equals("-") ? System.out : Files.newOutputStream(Path.of(output))) {
+        try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
             // In input order, each as soon as it and those before it are answered.
             var writer = pool.submit(() -> {
                 for (CompletableFuture<ObjectNode> a : answers) {

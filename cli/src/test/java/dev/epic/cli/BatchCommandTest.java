@@ -174,6 +174,12 @@ class BatchCommandTest {
                 "--max-batch", "0");
         assertEquals(2, noBatch.code());
         assertTrue(noBatch.err().contains("--max-batch"), noBatch.err());
+        Path ok1 = Files.writeString(dir.resolve("ok.jsonl"), ok);
+        Run unwritable = batch("batch", "--target", coordinator.target(), "-i", ok1.toString(), "-o",
+                dir.resolve("no/such/dir/out.jsonl").toString());
+        assertEquals(2, unwritable.code());
+        assertTrue(unwritable.err().startsWith("epic batch: cannot write "), unwritable.err());
+        assertEquals(1, unwritable.err().lines().count(), unwritable.err());
         Run missing = batch("batch", "--target", coordinator.target(), "-i", dir.resolve("none.jsonl").toString(),
                 "-o", "-");
         assertEquals(2, missing.code());
