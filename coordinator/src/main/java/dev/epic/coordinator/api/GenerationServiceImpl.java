@@ -627,7 +627,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
 
     private TokenLogprob proto(Logprobs l) {
         TokenLogprob.Builder tl = TokenLogprob.newBuilder().setTokenId(l.token()).setLogprob(l.logprob())
-                .setToken(tokenBytes(l.token()));
+                .setRank(l.rank()).setToken(tokenBytes(l.token()));
         for (int i = 0; i < l.topTokens().length; i++) {
             tl.addTop(TopLogprob.newBuilder().setTokenId(l.topTokens()[i]).setLogprob(l.topLogprobs()[i])
                     .setToken(tokenBytes(l.topTokens()[i])));

@@ -42,7 +42,7 @@ final class OpenAiRequests {
      * {@code oneToolCall}: parallel_tool_calls false, so the answer keeps only its first tool call.
      */
     record Parsed(List<GenerateRequest> requests, String model, boolean stream, boolean includeUsage, boolean logprobs,
-            boolean echo, boolean promptOnly, boolean oneToolCall) {
+            boolean echo, boolean promptOnly, boolean oneToolCall, boolean promptLogprobs) {
         /** The request of a single-prompt body. */
         GenerateRequest request() {
             return requests.getFirst();
@@ -252,8 +252,7 @@ final class OpenAiRequests {
      * ignored (their defaults pass).
      */
     private static void refuseUnsupported(JsonNode body) {
-        for (String name : new String[] {"guided_grammar", "guided_whitespace_pattern", "functions", "function_call",
-                "prompt_logprobs"}) {
+        for (String name : new String[] {"guided_grammar", "guided_whitespace_pattern", "functions", "function_call"}) {
             if (present(body, name)) {
                 throw OpenAiError.badRequest(name, "'" + name + "' is not supported");
             }
@@ -494,7 +493,34 @@ final class OpenAiRequests {
             String id = body.get("request_id").asText();
             requests = requests.stream().map(q -> q.toBuilder().setRequestId(id).build()).toList();
         }
-        return new Parsed(requests, model, stream, usage, logprobs, echo, promptOnly, oneToolCall);
+        boolean promptLogprobs = present(body, "prompt_logprobs");
+        if (promptLogprobs) {
+            int top = promptLogprobs(body, stream, echo && logprobs);
+            requests = requests.stream().map(q -> q.toBuilder().setSampling(q.getSampling().toBuilder()
+                    .setPromptLogprobs(top)).build()).toList();
+        }
+        return new Parsed(requests, model, stream, usage, logprobs, echo, promptOnly, oneToolCall, promptLogprobs);
+    }
+
+    /**
+     * vLLM's {@code prompt_logprobs} N: each prompt token's logprob, rank and N most likely alternatives,
+     * in the answer. As in vLLM, not with streaming; nor with a completion's echo and logprobs, which
+     * carry the prompt's logprobs already (in the legacy shape).
+     */
+    private static int promptLogprobs(JsonNode body, boolean stream, boolean echoed) {
+        int top = integer(body, "prompt_logprobs");
+        if (top < 0 || top > dev.epic.text.sampling.Logprobs.MAX_TOP) {
+            throw OpenAiError.badRequest("prompt_logprobs", "'prompt_logprobs' must be in [0, "
+                    + dev.epic.text.sampling.Logprobs.MAX_TOP + "], got " + top);
+        }
+        if (stream) {
+            throw OpenAiError.badRequest("prompt_logprobs", "'prompt_logprobs' is not available with 'stream': true");
+        }
+        if (echoed) {
+            throw OpenAiError.badRequest("prompt_logprobs", "'prompt_logprobs' with 'echo' and 'logprobs': the echoed "
+                    + "prompt carries its logprobs already; ask for one of them");
+        }
+        return top;
     }
 
     /** The sampling fields common to both endpoints. */

@@ -69,6 +69,14 @@ final class OpenAiResponses {
     /** parallel_tool_calls false: each choice keeps its first tool call only. */
     private boolean oneToolCall;
 
+    /** vLLM's {@code prompt_logprobs}: the answer carries each prompt token's (a completion per choice, chat once). */
+    private boolean promptLogprobs;
+
+    OpenAiResponses promptLogprobs(boolean on) {
+        promptLogprobs = on;
+        return this;
+    }
+
     /** Keeps only each choice's first tool call (parallel_tool_calls false); the finish reason stays "tool_calls". */
     OpenAiResponses oneToolCall(boolean one) {
         oneToolCall = one;
@@ -94,6 +102,8 @@ final class OpenAiResponses {
         final StringBuilder reasoning = new StringBuilder();
         final List<ToolCall> toolCalls = new ArrayList<>();
         final List<TokenLogprob> logprobs = new ArrayList<>();
+        /** vLLM's prompt_logprobs: the first message's, for prompt tokens 1.. (null when not asked). */
+        List<TokenLogprob> promptLogprobs;
         /** A completion's logprobs so far, in the legacy shape; its text_offset runs on from textOffset. */
         final ObjectNode legacy = legacyNode();
         int textOffset;
@@ -127,6 +137,9 @@ final class OpenAiResponses {
         List<ObjectNode> chunks = new ArrayList<>(2);
         boolean first = !c.started;
         c.started = true;
+        if (first && promptLogprobs) {
+            c.promptLogprobs = r.getPromptLogprobsList();
+        }
         if (kind == Kind.CHAT && first) {
             ObjectNode delta = NODES.objectNode().put("role", "assistant").put("content", "");
             chunks.add(chunk(index, delta, null, null));
@@ -246,11 +259,40 @@ final class OpenAiResponses {
             } else {
                 ch.put("text", c.text.toString());
                 ch.set("logprobs", logprobs ? c.legacy : null);
+                if (promptLogprobs) {
+                    ch.set("prompt_logprobs", promptLogprobs(c.promptLogprobs));
+                }
             }
             ch.put("finish_reason", c.finish == null ? null : finishReason(c.finish));
         }
+        if (promptLogprobs && kind == Kind.CHAT) { // one prompt: vLLM puts them beside the choices
+            o.set("prompt_logprobs", promptLogprobs(choices.isEmpty() ? null : choices.getFirst().promptLogprobs));
+        }
         o.set("usage", usage());
         return o;
+    }
+
+    /**
+     * vLLM's prompt_logprobs: null for the first prompt token, then per token an object from token id to
+     * {@code {logprob, rank, decoded_token}}, the prompt's own token first, then the most likely ones
+     * (ranks 1..N; the prompt's token once, where it is among them).
+     */
+    private static ArrayNode promptLogprobs(List<TokenLogprob> entries) {
+        ArrayNode a = NODES.arrayNode();
+        a.addNull();
+        for (TokenLogprob l : entries == null ? List.<TokenLogprob>of() : entries) {
+            ObjectNode e = a.addObject();
+            e.putObject(Integer.toString(l.getTokenId())).put("logprob", l.getLogprob()).put("rank", l.getRank())
+                    .put("decoded_token", l.getToken().toStringUtf8());
+            for (int j = 0; j < l.getTopCount(); j++) {
+                var t = l.getTop(j);
+                if (t.getTokenId() != l.getTokenId()) {
+                    e.putObject(Integer.toString(t.getTokenId())).put("logprob", t.getLogprob()).put("rank", j + 1)
+                            .put("decoded_token", t.getToken().toStringUtf8());
+                }
+            }
+        }
+        return a;
     }
 
     /** Usage over all choices: each prompt once, the completions added up (as OpenAI counts n > 1). */

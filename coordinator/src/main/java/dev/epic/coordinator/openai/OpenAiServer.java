@@ -391,7 +391,7 @@ public final class OpenAiServer implements AutoCloseable {
                     + " at once (max-batch + max-queue): send them in smaller requests");
         }
         OpenAiResponses answer = new OpenAiResponses(kind, name, System.currentTimeMillis() / 1000, p.logprobs(),
-                p.includeUsage(), p.promptOnly(), n).oneToolCall(p.oneToolCall());
+                p.includeUsage(), p.promptOnly(), n).oneToolCall(p.oneToolCall()).promptLogprobs(p.promptLogprobs());
         try (Context.CancellableContext call = Context.current().withCancellation()) {
             ex.onDisconnect(() -> call.cancel(new IOException("the HTTP client disconnected")));
             // Every prompt's call starts at once (they batch on the server); all inherit this context,

@@ -396,6 +396,60 @@ class OpenAiServerTest {
     }
 
     /**
+     * vLLM's prompt_logprobs N: each prompt token after the first gets an object from token id to
+     * {logprob, rank, decoded_token}: its own token first (the gRPC answer's logprob and rank), then the N
+     * most likely (ranks 1..N). A completion carries them per choice, a chat answer once beside its choices.
+     */
+    @Test
+    void promptLogprobsAreVllmsShape() throws Exception {
+        List<Integer> prompt = ids("The sky is blue today", false);
+        List<GenerateResponse> ref = generate(GenerateRequest.newBuilder()
+                .setTokenIds(TokenIds.newBuilder().addAllIds(prompt))
+                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(1).setPromptLogprobs(3)).build());
+        List<TokenLogprob> expected = ref.getFirst().getPromptLogprobsList();
+        JsonNode a = ok(post("/v1/completions", "{\"prompt\": [" + idList(prompt) + "], \"max_tokens\": 1, "
+                + "\"prompt_logprobs\": 3, \"temperature\": 0}"));
+        JsonNode pl = a.get("choices").get(0).get("prompt_logprobs");
+        assertEquals(prompt.size(), pl.size());
+        assertTrue(pl.get(0).isNull());
+        for (int i = 1; i < prompt.size(); i++) {
+            TokenLogprob l = expected.get(i - 1);
+            JsonNode e = pl.get(i);
+            String own = Integer.toString(prompt.get(i));
+            assertEquals(own, e.fieldNames().next(), "the prompt's token first");
+            assertEquals(l.getLogprob(), e.get(own).get("logprob").floatValue());
+            assertTrue(l.getRank() >= 1);
+            assertEquals(l.getRank(), e.get(own).get("rank").asInt());
+            assertEquals(decode(List.of(prompt.get(i))), e.get(own).get("decoded_token").asText());
+            boolean ownInTop = false;
+            for (int j = 0; j < 3; j++) {
+                String id = Integer.toString(l.getTop(j).getTokenId());
+                ownInTop |= id.equals(own);
+                assertEquals(id.equals(own) ? l.getRank() : j + 1, e.get(id).get("rank").asInt());
+                assertEquals(l.getTop(j).getLogprob(), e.get(id).get("logprob").floatValue());
+            }
+            assertEquals(ownInTop ? 3 : 4, e.size());
+            if (ownInTop) {
+                assertTrue(l.getRank() <= 3);
+            }
+        }
+        // Chat: once, beside the choices; 0 alternatives leave the prompt's own tokens.
+        JsonNode chat = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 1, \"n\": 2, "
+                + "\"prompt_logprobs\": 0}"));
+        JsonNode cl = chat.get("prompt_logprobs");
+        assertEquals(chat.get("usage").get("prompt_tokens").asInt(), cl.size());
+        for (int i = 1; i < cl.size(); i++) {
+            assertEquals(1, cl.get(i).size());
+        }
+        assertFalse(chat.get("choices").get(0).has("prompt_logprobs"));
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"prompt_logprobs\": 21}"), 400, "prompt_logprobs");
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"prompt_logprobs\": 1, \"stream\": true}"), 400,
+                "'stream': true");
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"prompt_logprobs\": 1, \"echo\": true, "
+                + "\"logprobs\": 1}"), 400, "echo");
+    }
+
+    /**
      * JSON mode: whatever the (random) model prefers, the answer is a JSON object, or a prefix of one
      * when max_tokens cuts it; one that stopped by itself parses.
      */

@@ -7,10 +7,12 @@ package dev.epic.text.sampling;
  *
  * @param token       the token chosen at this position
  * @param logprob     its log-probability
+ * @param rank        its rank in the vocabulary, 1 for the most likely: the tokens at least as likely, itself
+ *                    included (vLLM's rank, so tied tokens share the last of their ranks)
  * @param topTokens   the {@code top} most likely tokens, most likely first (ties: lower id first)
  * @param topLogprobs their log-probabilities
  */
-public record Logprobs(int token, float logprob, int[] topTokens, float[] topLogprobs) {
+public record Logprobs(int token, float logprob, int rank, int[] topTokens, float[] topLogprobs) {
     /** The most alternatives a request may ask for (vLLM's default max_logprobs). */
     public static final int MAX_TOP = 20;
 
@@ -30,6 +32,11 @@ public record Logprobs(int token, float logprob, int[] topTokens, float[] topLog
             sum += Math.exp(logits[offset + i] - max);
         }
         double logZ = max + Math.log(sum);
+        float chosen = logits[offset + token];
+        int rank = 0;
+        for (int i = 0; i < n; i++) {
+            rank += logits[offset + i] >= chosen ? 1 : 0;
+        }
         int k = Math.min(top, n);
         int[] best = new int[k];
         int size = 0;
@@ -50,6 +57,6 @@ public record Logprobs(int token, float logprob, int[] topTokens, float[] topLog
         for (int j = 0; j < k; j++) {
             lp[j] = (float) (logits[offset + best[j]] - logZ);
         }
-        return new Logprobs(token, (float) (logits[offset + token] - logZ), best, lp);
+        return new Logprobs(token, (float) (chosen - logZ), rank, best, lp);
     }
 }

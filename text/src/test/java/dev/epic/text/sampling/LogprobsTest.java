@@ -42,6 +42,18 @@ class LogprobsTest {
         assertArrayEquals(new int[] {1, 2, 4, 0, 3}, Logprobs.of(logits, 5, 3, 20).topTokens());
     }
 
+    /** The chosen token's rank counts the tokens at least as likely, itself included, as vLLM's does. */
+    @Test
+    void theRankCountsTheTokensAtLeastAsLikely() {
+        float[] logits = {0.5f, 2f, -1f, 2f, 1f, 0.5f};
+        assertEquals(2, Logprobs.of(logits, 6, 1, 0).rank()); // tied with 3
+        assertEquals(2, Logprobs.of(logits, 6, 3, 2).rank());
+        assertEquals(3, Logprobs.of(logits, 6, 4, 1).rank());
+        assertEquals(5, Logprobs.of(logits, 6, 0, 1).rank()); // tied with 5
+        assertEquals(6, Logprobs.of(logits, 6, 2, 1).rank());
+        assertEquals(1, Logprobs.of(new float[] {9f, 0f, 1f}, 1, 2, 1, 1).rank(), "within its row");
+    }
+
     @Test
     void aRowOfSeveralGivesWhatItGivesAlone() {
         float[] rows = {9, 9, 9, 1, 3, 3, -1, 2};
