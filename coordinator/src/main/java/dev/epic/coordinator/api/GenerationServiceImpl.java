@@ -502,6 +502,11 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         java.util.Map<Integer, Float> bias = new java.util.HashMap<>();
         p.getLogitBiasMap().forEach((id, v) -> bias.put(uint32("logit_bias", id), v));
         b.logitBias(bias);
+        Set<Integer> allowed = new HashSet<>();
+        for (int id : p.getAllowedTokenIdsList()) {
+            allowed.add(uint32("allowed_token_ids", id));
+        }
+        b.allowedTokenIds(allowed);
         b.ignoreEos(p.getIgnoreEos());
         try {
             return b.build();

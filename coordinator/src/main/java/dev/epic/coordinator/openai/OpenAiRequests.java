@@ -22,7 +22,7 @@ import java.util.StringJoiner;
 /**
  * OpenAI request bodies ({@code /v1/chat/completions}, {@code /v1/completions}) as GenerateRequests.
  * The sampling fields are OpenAI's plus vLLM's extensions ({@code top_k}, {@code min_p},
- * {@code repetition_penalty}, {@code min_tokens}, {@code stop_token_ids}, {@code ignore_eos},
+ * {@code repetition_penalty}, {@code min_tokens}, {@code stop_token_ids}, {@code allowed_token_ids}, {@code ignore_eos},
  * {@code include_stop_str_in_output}, {@code chat_template_kwargs.enable_thinking}); their ranges are
  * the coordinator's to check, so its INVALID_ARGUMENT message reaches the client. Fields this server
  * cannot honour are refused by name rather than ignored; unknown fields are ignored, as OpenAI SDKs
@@ -563,6 +563,16 @@ final class OpenAiRequests {
             }
             for (JsonNode id : ids) {
                 s.addStopTokenIds(tokenId(id, "stop_token_ids"));
+            }
+        }
+        JsonNode allowed = b.get("allowed_token_ids"); // vLLM's: the only tokens that may be chosen
+        if (allowed != null && !allowed.isNull()) {
+            if (!allowed.isArray() || !allInts(allowed) || allowed.isEmpty()) {
+                throw OpenAiError.badRequest("allowed_token_ids", "'allowed_token_ids' must be a non-empty array of "
+                        + "token ids");
+            }
+            for (JsonNode id : allowed) {
+                s.addAllowedTokenIds(tokenId(id, "allowed_token_ids"));
             }
         }
         JsonNode bias = b.get("logit_bias");

@@ -34,6 +34,7 @@ import dev.epic.proto.LogitsResponse;
 import dev.epic.proto.Messages;
 import dev.epic.proto.ModelInfoRequest;
 import dev.epic.proto.ModelInfoResponse;
+import dev.epic.proto.ResponseFormat;
 import dev.epic.proto.SamplingParams;
 import dev.epic.proto.StatsRequest;
 import dev.epic.proto.TokenIds;
@@ -137,6 +138,42 @@ class GenerationServiceTest {
         // Same seed, same tokens.
         List<GenerateResponse> again = collect(ids(p, 5, 17, 4, 99));
         assertEquals(tokens(stream), tokens(again));
+    }
+
+    /**
+     * allowed_token_ids: greedy takes the most likely allowed token under the reference logits, with the
+     * model's own logprob and rank; every token is one of them, sampled too, and with end of sequence not
+     * among them the answer runs to max_tokens. Ids past the vocabulary and a constrained answer are refused.
+     */
+    @Test
+    void onlyAllowedTokensAreChosen() {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(2);
+        List<Integer> allowed = List.of(7, 300, 1200, 1999);
+        float[] reference = g.prefillLogits();
+        int best = allowed.stream().max(java.util.Comparator.comparingDouble(id -> reference[id])).orElseThrow();
+        assertFalse(allowed.contains(g.greedyTokens()[0]), "the unrestricted choice is not allowed");
+        SamplingParams greedy = SamplingParams.newBuilder().setTemperature(0).setMaxTokens(6).setLogprobs(0)
+                .addAllAllowedTokenIds(allowed).build();
+        List<GenerateResponse> stream = collect(ids(greedy, g.tokens()));
+        TokenLogprob first = stream.getFirst().getLogprobs(0);
+        assertEquals(best, first.getTokenId());
+        assertEquals(reference[best] - logSumExp(reference), first.getLogprob(), 2 * Golden.LOGIT_TOL);
+        int rank = 0;
+        for (float v : reference) {
+            rank += v >= reference[best] ? 1 : 0;
+        }
+        assertEquals(rank, first.getRank());
+        for (SamplingParams p : List.of(greedy, greedy.toBuilder().setTemperature(1).setSeed(5).build())) {
+            List<GenerateResponse> out = collect(ids(p, g.tokens()));
+            assertEquals(6, tokens(out).size());
+            assertTrue(allowed.containsAll(tokens(out)), tokens(out).toString());
+            assertEquals(FinishReason.LENGTH, out.getLast().getFinishReason());
+        }
+        assertTrue(invalid(ids(greedy.toBuilder().addAllowedTokenIds(2048).build(), g.tokens()))
+                .contains("sampling.allowed_token_ids"));
+        GenerateRequest json = ids(greedy, g.tokens()).toBuilder().setResponseFormat(
+                ResponseFormat.newBuilder().setType(ResponseFormat.Type.JSON_OBJECT)).build();
+        assertTrue(invalid(json).contains("allowed_token_ids cannot be combined"), invalid(json));
     }
 
     /** Logprobs of the golden greedy tokens against log_softmax of the reference logits. */

@@ -443,6 +443,16 @@ class OpenAiServerTest {
         }
         assertFalse(chat.get("choices").get(0).has("prompt_logprobs"));
         assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"prompt_logprobs\": 21}"), 400, "prompt_logprobs");
+        // vLLM's allowed_token_ids: the answer's tokens are among them (empty is refused, as in vLLM).
+        JsonNode only = ok(post("/v1/completions", "{\"prompt\": [" + idList(prompt) + "], \"max_tokens\": 4, "
+                + "\"allowed_token_ids\": [" + prompt.get(1) + ", " + prompt.get(2) + "], \"logprobs\": 0}"));
+        List<String> texts = List.of(decode(List.of(prompt.get(1))), decode(List.of(prompt.get(2))));
+        JsonNode chosen = only.get("choices").get(0).get("logprobs").get("tokens");
+        assertEquals(4, chosen.size());
+        for (JsonNode t : chosen) {
+            assertTrue(texts.contains(t.asText()), only.toString());
+        }
+        assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"allowed_token_ids\": []}"), 400, "allowed_token_ids");
         assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"prompt_logprobs\": 1, \"stream\": true}"), 400,
                 "'stream': true");
         assertError(post("/v1/completions", "{\"prompt\": \"hi\", \"prompt_logprobs\": 1, \"echo\": true, "

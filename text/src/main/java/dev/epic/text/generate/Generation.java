@@ -46,6 +46,8 @@ public final class Generation {
     private final TokenConstraint constraint;
     /** What may end a constrained answer once it is whole: end of sequence and the stop tokens. */
     private final Set<Integer> constraintEnds;
+    /** allowed_token_ids as a mask; null: any token. */
+    private final java.util.BitSet allowed;
     private Sampler sampler;
     private Logprobs sampled; // of the token sample() chose last, when the request asks for logprobs
     private int completionTokens;
@@ -87,6 +89,17 @@ public final class Generation {
                         + reach + ")");
             }
         }
+        for (int id : params.allowedTokenIds()) {
+            if (id >= reach) {
+                throw new InvalidSamplingException("allowed_token_ids", "token id " + id + " is outside the vocabulary [0, "
+                        + reach + ")");
+            }
+        }
+        if (!params.allowedTokenIds().isEmpty() && options.constrained()) {
+            // The form's mask and the allowed set could leave no token at all.
+            throw new InvalidSamplingException("allowed_token_ids", "allowed_token_ids cannot be combined with a "
+                    + "constrained answer (response_format or a forced tool call)");
+        }
         this.vocab = vocab;
         this.params = params;
         this.promptTokens = promptIds.length;
@@ -110,6 +123,12 @@ public final class Generation {
                 : options.toolCalls() != null ? new ToolCallConstraint(vocab, options.toolCalls()) : null;
         this.constraint = answer != null && options.thinkFirst() != ReasoningMode.NONE
                 ? new ThinkingFirst(vocab, answer, options.thinkFirst() == ReasoningMode.OPEN) : answer;
+        if (params.allowedTokenIds().isEmpty()) {
+            this.allowed = null;
+        } else {
+            this.allowed = new java.util.BitSet();
+            params.allowedTokenIds().forEach(allowed::set);
+        }
         this.constraintEnds = new HashSet<>(eos);
         constraintEnds.addAll(params.stopTokenIds());
     }
@@ -145,6 +164,13 @@ public final class Generation {
         }
         if (constraint != null) {
             constraint.restrict(logits, n, constraintEnds);
+        }
+        if (allowed != null) { // vLLM's allowed_token_ids: every other logit is masked, end of sequence included
+            for (int i = 0; i < n; i++) {
+                if (!allowed.get(i)) {
+                    logits[i] = Float.NEGATIVE_INFINITY;
+                }
+            }
         }
         int token = workspace.sample(logits, n, params, history, rng);
         sampled = raw != null ? Logprobs.of(raw, n, token, params.logprobs()) : null;

@@ -31,6 +31,8 @@ import java.util.random.RandomGeneratorFactory;
  * @param includeStopStrInOutput the stop string that ended the generation is part of its text
  * @param logitBias         added to the logits of these token ids before sampling (OpenAI's logit_bias:
  *                          -100 bans a token, 100 all but forces it); logprobs stay the model's own
+ * @param allowedTokenIds   when not empty, the only tokens that may be chosen (vLLM's allowed_token_ids);
+ *                          logprobs stay the model's own
  */
 public record SamplingParams(
         double temperature,
@@ -50,7 +52,8 @@ public record SamplingParams(
         int promptLogprobs,
         int minTokens,
         boolean includeStopStrInOutput,
-        Map<Integer, Float> logitBias) {
+        Map<Integer, Float> logitBias,
+        Set<Integer> allowedTokenIds) {
 
     public static final double DEFAULT_TEMPERATURE = 0.6;
     public static final double DEFAULT_TOP_P = 0.95;
@@ -121,6 +124,12 @@ public record SamplingParams(
                 throw new InvalidSamplingException("stop_token_ids", "token ids must be >= 0, got " + id);
             }
         }
+        allowedTokenIds = allowedTokenIds == null ? Set.of() : Set.copyOf(allowedTokenIds);
+        for (int id : allowedTokenIds) {
+            if (id < 0) {
+                throw new InvalidSamplingException("allowed_token_ids", "token ids must be >= 0, got " + id);
+            }
+        }
     }
 
     /** DeepSeek-R1 recommended defaults: temperature 0.6, top_p 0.95, 4096 tokens. */
@@ -152,6 +161,7 @@ public record SamplingParams(
         b.minTokens = minTokens;
         b.includeStopStrInOutput = includeStopStrInOutput;
         b.logitBias = logitBias;
+        b.allowedTokenIds = allowedTokenIds;
         return b;
     }
 
@@ -197,6 +207,7 @@ public record SamplingParams(
         private int minTokens = 0;
         private boolean includeStopStrInOutput = false;
         private Map<Integer, Float> logitBias = Map.of();
+        private Set<Integer> allowedTokenIds = Set.of();
 
         public Builder temperature(double v) { temperature = v; return this; }
         public Builder topP(double v) { topP = v; return this; }
@@ -220,11 +231,13 @@ public record SamplingParams(
         public Builder minTokens(int v) { minTokens = v; return this; }
         public Builder includeStopStrInOutput(boolean v) { includeStopStrInOutput = v; return this; }
         public Builder logitBias(Map<Integer, Float> v) { logitBias = v; return this; }
+        /** The only tokens that may be chosen (empty: any). */
+        public Builder allowedTokenIds(Set<Integer> v) { allowedTokenIds = v; return this; }
 
         public SamplingParams build() {
             return new SamplingParams(temperature, topP, topK, minP, seed, presencePenalty, frequencyPenalty,
                     repetitionPenalty, maxTokens, stop, stopTokenIds, ignoreEos, skipSpecialTokens, logprobs,
-                    promptLogprobs, minTokens, includeStopStrInOutput, logitBias);
+                    promptLogprobs, minTokens, includeStopStrInOutput, logitBias, allowedTokenIds);
         }
     }
 }
