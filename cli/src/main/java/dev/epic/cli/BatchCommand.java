@@ -86,7 +86,7 @@ public final class BatchCommand implements Callable<Integer> {
     long timeoutS;
 
     /** One input line, checked. */
-    record Line(int number, String customId, String url, JsonNode body) {}
+    record Line(String customId, String url, JsonNode body) {}
 
     @Override
     public Integer call() throws Exception {
@@ -204,7 +204,7 @@ public final class BatchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("line " + number + ": a batch answers whole responses, so "
                     + "\"stream\": true is not supported");
         }
-        return new Line(number, customId, url, body);
+        return new Line(customId, url, body);
     }
 
     private int run(List<Line> lines, String base, OutputStream out, PrintWriter err) throws Exception {
@@ -292,13 +292,12 @@ public final class BatchCommand implements Callable<Integer> {
                 response.putNull("body");
                 o.set("error", body.has("error") ? body.get("error") : body);
             }
-        } catch (IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException | InterruptedException e) {
+            if (e instanceof InterruptedException) {
+                Thread.currentThread().interrupt();
+            }
             response.put("status_code", 500).putNull("body");
             o.putObject("error").put("message", "request failed: " + e).put("code", 500);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            response.put("status_code", 500).putNull("body");
-            o.putObject("error").put("message", "interrupted").put("code", 500);
         }
         return o;
     }

@@ -109,8 +109,9 @@ public final class CheckpointShard implements ExpertShard {
      * one), or null when it has: checked before anything loads.
      */
     public static String mtpLayerMissing(ModelConfig c) {
-        if (c.numNextnPredictLayers() < 1) {
-            return "the checkpoint has no multi-token-prediction layer (num_nextn_predict_layers is 0)";
+        String none = dev.epic.model.layers.Mtp.missing(c); // the drafter's own check, one message for both
+        if (none != null) {
+            return none;
         }
         return c.isMoeLayer(c.numHiddenLayers()) ? null : "its multi-token-prediction layer has no routed experts";
     }

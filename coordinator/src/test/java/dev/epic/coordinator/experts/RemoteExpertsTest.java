@@ -272,6 +272,15 @@ class RemoteExpertsTest {
         }
     }
 
+    /** Runs {@code layer} on {@code in}: the numbers are {@code expected}, and the caller's own work ran once. */
+    private static void assertLayer(MtpLayerExperts layer, int mtp, Inputs in, float[] expected) {
+        float[] got = new float[in.x.length];
+        int[] alongside = {0};
+        layer.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, got, () -> alongside[0]++);
+        assertArrayEquals(expected, got);
+        assertEquals(1, alongside[0], "the caller's own work ran once");
+    }
+
     /**
      * Workers that announce the MTP layer run its experts while they cover it: the numbers are the
      * in-process layer's bit for bit, the coordinator makes no copy of its own, one message goes to each
@@ -295,18 +304,14 @@ class RemoteExpertsTest {
             float[] expected = new float[in.x.length];
             own.experts.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, expected);
             long before = re.stats().snapshot().messages();
-            float[] got = new float[in.x.length];
-            int[] alongside = {0};
-            layer.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, got, () -> alongside[0]++);
-            assertArrayEquals(expected, got);
-            assertEquals(1, alongside[0]);
+            assertLayer(layer, mtp, in, expected);
             assertEquals(0, own.made, "no copy in the coordinator");
             assertEquals(Boolean.TRUE, layer.onWorkers());
             assertEquals(2, re.stats().snapshot().messages() - before, "one message to each worker");
             long[][] load = re.takeLoad();
             assertTrue(load.length <= mtp || Arrays.stream(load[mtp]).sum() == 0, "the MTP layer's rows are not load");
             assertThrows(IllegalArgumentException.class,
-                    () -> layer.forward(mtp - 1, in.x, in.rows, in.ids, in.weights, in.k, got));
+                    () -> layer.forward(mtp - 1, in.x, in.rows, in.ids, in.weights, in.k, new float[in.x.length]));
         }
     }
 
@@ -335,11 +340,7 @@ class RemoteExpertsTest {
             MtpLayerExperts layer = (MtpLayerExperts) partial.mtpLayer(mtp, own);
             long before = partial.stats().snapshot().messages();
             for (int i = 0; i < 2; i++) {
-                float[] got = new float[in.x.length];
-                int[] alongside = {0};
-                layer.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, got, () -> alongside[0]++);
-                assertArrayEquals(expected, got);
-                assertEquals(1, alongside[0]);
+                assertLayer(layer, mtp, in, expected);
             }
             assertEquals(1, own.made, "one copy, made when first needed");
             assertEquals(Boolean.FALSE, layer.onWorkers());
@@ -350,11 +351,7 @@ class RemoteExpertsTest {
         try (RemoteExperts lost = remote(model, "mtp-lost", opts)) {
             assertTrue(lost.coversMtpLayer(), "the ghost counts until it fails");
             MtpLayerExperts layer = (MtpLayerExperts) lost.mtpLayer(mtp, own2);
-            float[] got = new float[in.x.length];
-            int[] alongside = {0};
-            layer.forward(mtp, in.x, in.rows, in.ids, in.weights, in.k, got, () -> alongside[0]++);
-            assertArrayEquals(expected, got, "run here after the ghost failed");
-            assertEquals(1, alongside[0], "the caller's own work ran once");
+            assertLayer(layer, mtp, in, expected); // run here after the ghost failed
             assertEquals(1, own2.made);
             assertTrue(lost.stats().snapshot().failures() > 0);
             assertFalse(lost.coversMtpLayer(), "the ghost counts as down until it answers");

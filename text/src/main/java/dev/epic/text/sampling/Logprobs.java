@@ -27,16 +27,14 @@ public record Logprobs(int token, float logprob, int rank, int[] topTokens, floa
         for (int i = 0; i < n; i++) {
             max = Math.max(max, logits[offset + i]);
         }
+        float chosen = logits[offset + token];
         double sum = 0;
+        int rank = 0; // counted in the same pass over the row
         for (int i = 0; i < n; i++) {
             sum += Math.exp(logits[offset + i] - max);
-        }
-        double logZ = max + Math.log(sum);
-        float chosen = logits[offset + token];
-        int rank = 0;
-        for (int i = 0; i < n; i++) {
             rank += logits[offset + i] >= chosen ? 1 : 0;
         }
+        double logZ = max + Math.log(sum);
         int k = Math.min(top, n);
         int[] best = new int[k];
         int size = 0;
