@@ -149,6 +149,9 @@ final class SequenceCaches {
                 blockPositions, ids.size());
         for (int b = 0; b < copied.length; b++) {
             if (mine.putIfAbsent(ids.get(b), copied[b]) != null) {
+                for (int rest = b; rest < copied.length; rest++) {
+                    copied[rest].release();
+                }
                 throw new IllegalArgumentException("prefix block " + ids.get(b) + " is kept already");
             }
         }
@@ -158,7 +161,12 @@ final class SequenceCaches {
     synchronized void drop(Object owner, List<Long> ids) {
         Map<Long, KvBlock> mine = blocks.get(owner);
         if (mine != null) {
-            ids.forEach(mine::remove);
+            for (long id : ids) {
+                KvBlock b = mine.remove(id);
+                if (b != null) {
+                    b.release();
+                }
+            }
         }
     }
 
@@ -409,7 +417,10 @@ final class SequenceCaches {
 
     /** The stream {@code owner} ended: its caches and prefix blocks go with it. Returns how many caches. */
     synchronized int releaseAll(Object owner) {
-        blocks.remove(owner);
+        Map<Long, KvBlock> mine = blocks.remove(owner);
+        if (mine != null) {
+            mine.values().forEach(KvBlock::release);
+        }
         Set<Long> ids = new HashSet<>();
         owners.forEach((id, o) -> {
             if (o == owner) {

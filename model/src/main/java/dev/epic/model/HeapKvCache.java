@@ -1,29 +1,34 @@
 package dev.epic.model;
 
 import dev.epic.kernels.Bf16;
-import java.util.Arrays;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
- * A {@link KvCache} in growable arrays, one pair per layer: fp32, or bf16 bits in shorts
- * ({@link KvCacheDtype#BF16}: rounded on write, widened where attention reads them).
+ * A {@link KvCache} in this process's heap, in {@link KvPage pages} of {@link KvPage#POSITIONS}
+ * positions (every layer each): fp32, or bf16 bits in shorts ({@link KvCacheDtype#BF16}: rounded on
+ * write, widened where attention reads them). Growing adds pages and never copies what the cache holds.
+ * Pages a prefix block keeps are shared with every cache that starts from that block, and copied by a
+ * cache only when it writes into one ({@link KvPage}).
+ *
+ * <p>Its {@link #capacity()} is the room granted to it, what a KV budget counts: pages are allocated as
+ * positions are written, so the memory it holds never exceeds what is counted.
  */
 public final class HeapKvCache implements KvCache {
     /** Positions a new cache holds before it first grows. */
-    private static final int INITIAL_POSITIONS = 16;
+    private static final int INITIAL_POSITIONS = KvPage.POSITIONS;
 
     /** Positions a new cache for at most {@code maxPositions} holds (what it costs before it grows). */
     public static int initialCapacity(int maxPositions) {
         return Math.min(INITIAL_POSITIONS, maxPositions);
     }
 
+    private final int layers;
     private final int rank;
     private final int rope;
     private final int maxPositions;
     private final KvCacheDtype dtype;
-    private final float[][] latent; // FP32
-    private final float[][] kPe;
-    private final short[][] latent16; // BF16
-    private final short[][] kPe16;
+    private final List<KvPage> pages = new ArrayList<>();
     private int capacity;
     private int length;
 
@@ -56,16 +61,12 @@ public final class HeapKvCache implements KvCache {
     }
 
     public HeapKvCache(int layers, int rank, int rope, int maxPositions, KvCacheDtype dtype) {
+        this.layers = layers;
         this.rank = rank;
         this.rope = rope;
         this.maxPositions = maxPositions;
         this.dtype = dtype;
         this.capacity = initialCapacity(maxPositions);
-        boolean bf16 = dtype == KvCacheDtype.BF16;
-        this.latent = bf16 ? null : new float[layers][capacity * rank];
-        this.kPe = bf16 ? null : new float[layers][capacity * rope];
-        this.latent16 = bf16 ? new short[layers][capacity * rank] : null;
-        this.kPe16 = bf16 ? new short[layers][capacity * rope] : null;
     }
 
     @Override
@@ -75,7 +76,7 @@ public final class HeapKvCache implements KvCache {
 
     /** Layers it holds: the decoder's, and the MTP layer's when the sequence drafts with it. */
     public int layers() {
-        return latent != null ? latent.length : latent16.length;
+        return layers;
     }
 
     @Override
@@ -83,6 +84,7 @@ public final class HeapKvCache implements KvCache {
         return length;
     }
 
+    /** Grows the granted room to hold position {@code pos}, doubling within the context. */
     private void ensure(int positions) {
         if (positions <= capacity) {
             return;
@@ -91,20 +93,7 @@ public final class HeapKvCache implements KvCache {
             throw new IllegalArgumentException("KV cache holds at most " + maxPositions + " positions, asked for "
                     + positions);
         }
-        resize(grownCapacity(capacity, positions, maxPositions));
-    }
-
-    private void resize(int positions) {
-        capacity = positions;
-        for (int l = 0; l < layers(); l++) {
-            if (latent != null) {
-                latent[l] = Arrays.copyOf(latent[l], capacity * rank);
-                kPe[l] = Arrays.copyOf(kPe[l], capacity * rope);
-            } else {
-                latent16[l] = Arrays.copyOf(latent16[l], capacity * rank);
-                kPe16[l] = Arrays.copyOf(kPe16[l], capacity * rope);
-            }
-        }
+        capacity = grownCapacity(capacity, positions, maxPositions);
     }
 
     /** Positions a cache of {@code capacity} holds once grown for {@code positions} (it doubles, within max). */
@@ -112,8 +101,8 @@ public final class HeapKvCache implements KvCache {
         return positions <= capacity ? capacity : (int) Math.min(maxPositions, Math.max(positions, 2L * capacity));
     }
 
-    /** Positions a cache grows by at most when doubling does not fit in a KV budget (four 16-position pages). */
-    public static final int TIGHT_GROWTH = 64;
+    /** Positions a cache grows by at most when doubling does not fit in a KV budget (four pages). */
+    public static final int TIGHT_GROWTH = 4 * KvPage.POSITIONS;
 
     /**
      * {@link #grownCapacity} when doubling does not fit in a KV budget: grown for {@code positions} and
@@ -124,7 +113,7 @@ public final class HeapKvCache implements KvCache {
                 : (int) Math.min(maxPositions, Math.max(positions, (long) capacity + Math.min(capacity, TIGHT_GROWTH)));
     }
 
-    /** Positions the arrays hold now (at least {@link #length()}): what the cache costs in memory. */
+    /** Positions granted (at least {@link #length()}): what the cache costs in a KV budget. */
     @Override
     public int capacity() {
         return capacity;
@@ -132,76 +121,168 @@ public final class HeapKvCache implements KvCache {
 
     @Override
     public void reserve(int positions) {
-        int target = Math.min(positions, maxPositions);
-        if (target > capacity) {
-            resize(target);
+        capacity = Math.max(capacity, Math.min(positions, maxPositions));
+    }
+
+    /** The page holding {@code pos}, allocated (with any before it) if new, copied first if frozen. */
+    private KvPage writable(int pos) {
+        ensure(pos + 1);
+        int p = pos / KvPage.POSITIONS;
+        while (pages.size() <= p) {
+            pages.add(new KvPage(layers, rank, rope, dtype));
         }
+        KvPage page = pages.get(p);
+        if (page.frozen()) { // kept by prefix caching, maybe shared: this cache's writes go to its own copy
+            page = page.copy();
+            pages.set(p, page);
+        }
+        return page;
     }
 
     @Override
     public void write(int layer, int pos, float[] lat, int latOff, float[] pe, int peOff) {
-        ensure(pos + 1);
-        if (latent != null) {
-            System.arraycopy(lat, latOff, latent[layer], pos * rank, rank);
-            System.arraycopy(pe, peOff, kPe[layer], pos * rope, rope);
+        KvPage page = writable(pos);
+        int i = pos % KvPage.POSITIONS;
+        if (page.latent != null) {
+            System.arraycopy(lat, latOff, page.latent[layer], i * rank, rank);
+            System.arraycopy(pe, peOff, page.kPe[layer], i * rope, rope);
         } else {
-            Bf16.round(lat, latOff, latent16[layer], pos * rank, rank);
-            Bf16.round(pe, peOff, kPe16[layer], pos * rope, rope);
+            Bf16.round(lat, latOff, page.latent16[layer], i * rank, rank);
+            Bf16.round(pe, peOff, page.kPe16[layer], i * rope, rope);
         }
     }
 
     @Override
     public void writeBf16(int layer, int pos, short[] lat, int latOff, short[] pe, int peOff) {
-        if (latent16 == null) {
+        if (dtype != KvCacheDtype.BF16) {
             KvCache.super.writeBf16(layer, pos, lat, latOff, pe, peOff);
             return;
         }
-        ensure(pos + 1);
-        System.arraycopy(lat, latOff, latent16[layer], pos * rank, rank);
-        System.arraycopy(pe, peOff, kPe16[layer], pos * rope, rope);
+        KvPage page = writable(pos);
+        int i = pos % KvPage.POSITIONS;
+        System.arraycopy(lat, latOff, page.latent16[layer], i * rank, rank);
+        System.arraycopy(pe, peOff, page.kPe16[layer], i * rope, rope);
     }
 
     @Override
     public void read(int layer, int end, float[] lat, float[] pe) {
-        if (latent != null) {
-            System.arraycopy(latent[layer], 0, lat, 0, end * rank);
-            System.arraycopy(kPe[layer], 0, pe, 0, end * rope);
-        } else {
-            Bf16.widen(latent16[layer], 0, lat, 0, end * rank);
-            Bf16.widen(kPe16[layer], 0, pe, 0, end * rope);
+        cover(end);
+        for (int p0 = 0; p0 < end; p0 += KvPage.POSITIONS) {
+            KvPage page = pages.get(p0 / KvPage.POSITIONS);
+            int n = Math.min(KvPage.POSITIONS, end - p0);
+            if (page.latent != null) {
+                System.arraycopy(page.latent[layer], 0, lat, p0 * rank, n * rank);
+                System.arraycopy(page.kPe[layer], 0, pe, p0 * rope, n * rope);
+            } else {
+                Bf16.widen(page.latent16[layer], 0, lat, p0 * rank, n * rank);
+                Bf16.widen(page.kPe16[layer], 0, pe, p0 * rope, n * rope);
+            }
         }
-    }
-
-    /** The layer's latent storage itself, where it is fp32: attention reads it in place (a bf16 cache widens a copy). */
-    @Override
-    public float[] latents(int layer, int end, int rank, int rope) {
-        check(end, rank, rope);
-        return latent != null ? latent[layer] : KvCache.super.latents(layer, end, rank, rope);
-    }
-
-    @Override
-    public float[] ropeKeys(int layer, int end, int rank, int rope) {
-        check(end, rank, rope);
-        return kPe != null ? kPe[layer] : KvCache.super.ropeKeys(layer, end, rank, rope);
     }
 
     @Override
     public short[] latentsBf16(int layer, int end, int rank, int rope) {
-        check(end, rank, rope);
-        return latent16 != null ? latent16[layer] : KvCache.super.latentsBf16(layer, end, rank, rope);
+        return dtype == KvCacheDtype.BF16 ? gather(pages(layer, end, rank, rope).latent16(), end, rank)
+                : KvCache.super.latentsBf16(layer, end, rank, rope);
     }
 
     @Override
     public short[] ropeKeysBf16(int layer, int end, int rank, int rope) {
-        check(end, rank, rope);
-        return kPe16 != null ? kPe16[layer] : KvCache.super.ropeKeysBf16(layer, end, rank, rope);
+        return dtype == KvCacheDtype.BF16 ? gather(pages(layer, end, rank, rope).kPe16(), end, rope)
+                : KvCache.super.ropeKeysBf16(layer, end, rank, rope);
     }
 
-    private void check(int end, int rank, int rope) {
-        if (rank != this.rank || rope != this.rope || end > capacity) {
-            throw new IllegalArgumentException("cache of rank " + this.rank + ", rope " + this.rope + ", capacity "
-                    + capacity + " asked for rank " + rank + ", rope " + rope + ", " + end + " positions");
+    private static short[] gather(short[][] pages, int end, int width) {
+        short[] out = new short[end * width];
+        for (int p0 = 0; p0 < end; p0 += KvPage.POSITIONS) {
+            System.arraycopy(pages[p0 / KvPage.POSITIONS], 0, out, p0 * width,
+                    Math.min(KvPage.POSITIONS, end - p0) * width);
         }
+        return out;
+    }
+
+    /** The pages of positions [0, end) of {@code layer} themselves: attention reads them in place. */
+    @Override
+    public KvPages pages(int layer, int end, int rank, int rope) {
+        if (rank != this.rank || rope != this.rope) {
+            throw new IllegalArgumentException("cache of rank " + this.rank + ", rope " + this.rope + " asked for rank "
+                    + rank + ", rope " + rope);
+        }
+        cover(end);
+        int n = Math.ceilDiv(end, KvPage.POSITIONS);
+        if (dtype == KvCacheDtype.BF16) {
+            short[][] lat = new short[n][];
+            short[][] pe = new short[n][];
+            for (int p = 0; p < n; p++) {
+                lat[p] = pages.get(p).latent16[layer];
+                pe[p] = pages.get(p).kPe16[layer];
+            }
+            return new KvPages(KvPage.POSITIONS, null, null, lat, pe);
+        }
+        float[][] lat = new float[n][];
+        float[][] pe = new float[n][];
+        for (int p = 0; p < n; p++) {
+            lat[p] = pages.get(p).latent[layer];
+            pe[p] = pages.get(p).kPe[layer];
+        }
+        return new KvPages(KvPage.POSITIONS, lat, pe, null, null);
+    }
+
+    /**
+     * Allocates the pages of positions [0, end) not written yet (zero, as a position never written reads),
+     * within the granted room.
+     */
+    private void cover(int end) {
+        if (end > capacity) {
+            throw new IllegalArgumentException("a KV cache of capacity " + capacity + " asked for " + end + " positions");
+        }
+        while (pages.size() * KvPage.POSITIONS < end) {
+            pages.add(new KvPage(layers, rank, rope, dtype));
+        }
+    }
+
+    /** Positions of the pages that kept prefix blocks hold (shared with them, counted in the prefix cache's budget). */
+    @Override
+    public int keptPositions() {
+        int n = 0;
+        for (KvPage p : pages) {
+            if (p.kept()) {
+                n += KvPage.POSITIONS;
+            }
+        }
+        return Math.min(n, capacity);
+    }
+
+    /** Pages this cache holds memory for (shared ones included): for tests. */
+    int pagesHeld() {
+        return pages.size();
+    }
+
+    /**
+     * Page {@code index} frozen, for a prefix block to keep: this cache and every cache that starts from
+     * the block share it until one writes into it.
+     */
+    KvPage keepPage(int index) {
+        cover((index + 1) * KvPage.POSITIONS);
+        return pages.get(index).freeze();
+    }
+
+    /** Starts page {@code index} (every page before it held already) with a kept, frozen page. */
+    void startFrom(int index, KvPage page) {
+        if (index > pages.size()) {
+            throw new IllegalArgumentException("page " + index + " of a cache holding " + pages.size() + " pages");
+        }
+        ensure((index + 1) * KvPage.POSITIONS);
+        if (index == pages.size()) {
+            pages.add(page);
+        } else {
+            pages.set(index, page);
+        }
+    }
+
+    /** Whether page {@code index} is a kept page (shared, not this cache's own): for tests. */
+    boolean shares(int index, KvPage page) {
+        return pages.get(index) == page;
     }
 
     @Override
@@ -209,11 +290,12 @@ public final class HeapKvCache implements KvCache {
         if (length < 0 || length > capacity) {
             throw new IllegalArgumentException("cache length " + length + " outside [0, " + capacity + "]");
         }
+        cover(length);
         this.length = length;
     }
 
     /** Bytes of cache storage per position (all layers). */
     public long bytesPerPosition() {
-        return (long) layers() * (rank + rope) * dtype.bytes();
+        return (long) layers * (rank + rope) * dtype.bytes();
     }
 }

@@ -5,7 +5,7 @@ package dev.epic.model;
  * later, i.e. the compressed latent {@code c} (kv_lora_rank floats, stored <b>after</b>
  * kv_a_layernorm, as DeepSeek's reference does) and the rotated shared key {@code k_pe}
  * (qk_rope_head_dim floats). Keys and values per head are never materialised: attention runs in the
- * absorbed form against the latent. A device-resident or paged cache implements the same interface.
+ * absorbed form against the latent. A device-resident cache would implement the same interface.
  */
 public interface KvCache {
     /** Positions held: a step for this sequence must start at a position <= length(). */
@@ -31,9 +31,8 @@ public interface KvCache {
     void read(int layer, int end, float[] latent, float[] kPe);
 
     /**
-     * Positions [0, end) of {@code layer}'s latents as [end x rank] packed from index 0 (maybe longer).
-     * An in-memory cache returns its own storage (zero copy, valid until the next write to this cache);
-     * the default copies through {@link #read}.
+     * Positions [0, end) of {@code layer}'s latents as [end x rank] packed from index 0 (maybe longer),
+     * a copy; attention reads them in place through {@link #pages}. The default copies through {@link #read}.
      */
     default float[] latents(int layer, int end, int rank, int rope) {
         float[] lat = new float[end * rank];
@@ -49,8 +48,8 @@ public interface KvCache {
     }
 
     /**
-     * Like {@link #latents} for a {@link KvCacheDtype#BF16} cache: [end x rank] bf16 bits, its own
-     * storage. Other caches do not hold bf16 values and refuse.
+     * Like {@link #latents} for a {@link KvCacheDtype#BF16} cache: [end x rank] bf16 bits. Other caches
+     * do not hold bf16 values and refuse.
      */
     default short[] latentsBf16(int layer, int end, int rank, int rope) {
         throw new UnsupportedOperationException("a " + dtype().id() + " KV cache holds no bf16 latents");
@@ -62,9 +61,20 @@ public interface KvCache {
     }
 
     /**
-     * Makes room for exactly {@code positions} positions ahead of time (more if it holds more already),
-     * so that no later write pays for growth: a cache that grows by doubling otherwise copies everything
-     * it holds at every power of two, in the step that crosses it, and may overshoot a budget. The
+     * Positions [0, end) of {@code layer} as attention reads them: a paged cache's own pages (zero copy,
+     * valid until the next write to this cache). The default is one page, copied by {@link #latents} and
+     * {@link #ropeKeys} (or their bf16 forms).
+     */
+    default KvPages pages(int layer, int end, int rank, int rope) {
+        return dtype() == KvCacheDtype.BF16
+                ? KvPages.contiguous(latentsBf16(layer, end, rank, rope), ropeKeysBf16(layer, end, rank, rope))
+                : KvPages.contiguous(latents(layer, end, rank, rope), ropeKeys(layer, end, rank, rope));
+    }
+
+    /**
+     * Makes room for exactly {@code positions} positions ahead of time (more if it holds more already):
+     * the room a KV budget counts, granted before the step that needs it so that no write overshoots the
+     * budget (and, for a cache on an attention worker, so the worker can refuse it before the step). The
      * default does nothing.
      */
     default void reserve(int positions) {}
@@ -81,6 +91,15 @@ public interface KvCache {
      */
     default int capacity() {
         return length();
+    }
+
+    /**
+     * Positions of its memory that prefix blocks hold too ({@link KvBlock}, kept and not released): the
+     * prefix cache's budget counts them, so a KV budget counts {@link #capacity()} less these. The default:
+     * none.
+     */
+    default int keptPositions() {
+        return 0;
     }
 
     /**

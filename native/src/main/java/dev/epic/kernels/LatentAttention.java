@@ -37,7 +37,13 @@ public final class LatentAttention {
     public static void scores(float[] lat, int latOff, int rank, float[] pe, int peOff, int rope, int positions,
             float[] qLat, int qLatOff, float[] qPe, int qPeOff, int qPeStride, int heads,
             float[] out, int outOff, int outStride) {
-        float[] lanes = new float[2 * HEADS * L];
+        scores(lat, latOff, rank, pe, peOff, rope, positions, qLat, qLatOff, qPe, qPeOff, qPeStride, heads, out, outOff,
+                outStride, new float[2 * HEADS * L]);
+    }
+
+    private static void scores(float[] lat, int latOff, int rank, float[] pe, int peOff, int rope, int positions,
+            float[] qLat, int qLatOff, float[] qPe, int qPeOff, int qPeStride, int heads,
+            float[] out, int outOff, int outStride, float[] lanes) {
         int h = 0;
         if (L == 16) {
             for (; h + HEADS <= heads; h += HEADS) {
@@ -184,25 +190,43 @@ public final class LatentAttention {
      */
     public static void contexts(float[] p, int pOff, int pStride, int heads, float[] lat, int latOff, int rank,
             int positions, float[] ctx, int ctxOff, int c0, int c1) {
+        contexts(p, pOff, pStride, heads, new float[][] {lat}, Integer.MAX_VALUE, latOff, rank, positions, ctx, ctxOff, c0,
+                c1);
+    }
+
+    /** {@code contexts} over pages of {@code pagePositions} rows, each from {@code latOff}. */
+    private static void contexts(float[] p, int pOff, int pStride, int heads, float[][] lat, int pagePositions, int latOff,
+            int rank, int positions, float[] ctx, int ctxOff, int c0, int c1) {
         int h = 0;
         for (; h + HEADS <= heads; h += HEADS) {
             int c = c0;
             for (; c + 2 * L <= c1; c += 2 * L) {
-                eightByTwo(p, pOff + h * pStride, pStride, lat, latOff + c, rank, positions, ctx, ctxOff + h * rank + c,
-                        rank);
+                eightByTwo(p, pOff + h * pStride, pStride, lat, pagePositions, latOff + c, rank, positions, ctx,
+                        ctxOff + h * rank + c, rank);
             }
             for (int j = h; j < h + HEADS; j++) {
-                VectorOps.axpys(p, pOff + j * pStride, positions, lat, latOff + c, rank, ctx, ctxOff + j * rank + c, c1 - c);
+                axpys(p, pOff + j * pStride, positions, lat, pagePositions, latOff + c, rank, ctx, ctxOff + j * rank + c,
+                        c1 - c);
             }
         }
         for (; h < heads; h++) {
-            VectorOps.axpys(p, pOff + h * pStride, positions, lat, latOff + c0, rank, ctx, ctxOff + h * rank + c0, c1 - c0);
+            axpys(p, pOff + h * pStride, positions, lat, pagePositions, latOff + c0, rank, ctx, ctxOff + h * rank + c0,
+                    c1 - c0);
         }
     }
 
-    /** Two column vectors of eight heads' contexts, in registers across all positions. */
-    private static void eightByTwo(float[] p, int p0, int ps, float[] lat, int l, int rank, int positions, float[] ctx,
-            int y, int ys) {
+    /** {@link VectorOps#axpys} page after page: the same fma per position, in order. */
+    private static void axpys(float[] p, int pOff, int positions, float[][] lat, int pagePositions, int latOff, int rank,
+            float[] y, int yOff, int n) {
+        for (int t0 = 0, page = 0, run; t0 < positions; t0 += run, page++) {
+            run = Math.min(positions - t0, pagePositions);
+            VectorOps.axpys(p, pOff + t0, run, lat[page], latOff, rank, y, yOff, n);
+        }
+    }
+
+    /** Two column vectors of eight heads' contexts, in registers across all positions (of every page). */
+    private static void eightByTwo(float[] p, int p0, int ps, float[][] pages, int pagePositions, int l, int rank,
+            int positions, float[] ctx, int y, int ys) {
         FloatVector a0 = FloatVector.fromArray(F, ctx, y), b0 = FloatVector.fromArray(F, ctx, y + L);
         FloatVector a1 = FloatVector.fromArray(F, ctx, y + ys), b1 = FloatVector.fromArray(F, ctx, y + ys + L);
         FloatVector a2 = FloatVector.fromArray(F, ctx, y + 2 * ys), b2 = FloatVector.fromArray(F, ctx, y + 2 * ys + L);
@@ -211,32 +235,38 @@ public final class LatentAttention {
         FloatVector a5 = FloatVector.fromArray(F, ctx, y + 5 * ys), b5 = FloatVector.fromArray(F, ctx, y + 5 * ys + L);
         FloatVector a6 = FloatVector.fromArray(F, ctx, y + 6 * ys), b6 = FloatVector.fromArray(F, ctx, y + 6 * ys + L);
         FloatVector a7 = FloatVector.fromArray(F, ctx, y + 7 * ys), b7 = FloatVector.fromArray(F, ctx, y + 7 * ys + L);
-        for (int t = 0; t < positions; t++) {
-            FloatVector x = FloatVector.fromArray(F, lat, l + t * rank), z = FloatVector.fromArray(F, lat, l + t * rank + L);
-            FloatVector k = FloatVector.broadcast(F, p[p0 + t]);
-            a0 = x.fma(k, a0);
-            b0 = z.fma(k, b0);
-            k = FloatVector.broadcast(F, p[p0 + ps + t]);
-            a1 = x.fma(k, a1);
-            b1 = z.fma(k, b1);
-            k = FloatVector.broadcast(F, p[p0 + 2 * ps + t]);
-            a2 = x.fma(k, a2);
-            b2 = z.fma(k, b2);
-            k = FloatVector.broadcast(F, p[p0 + 3 * ps + t]);
-            a3 = x.fma(k, a3);
-            b3 = z.fma(k, b3);
-            k = FloatVector.broadcast(F, p[p0 + 4 * ps + t]);
-            a4 = x.fma(k, a4);
-            b4 = z.fma(k, b4);
-            k = FloatVector.broadcast(F, p[p0 + 5 * ps + t]);
-            a5 = x.fma(k, a5);
-            b5 = z.fma(k, b5);
-            k = FloatVector.broadcast(F, p[p0 + 6 * ps + t]);
-            a6 = x.fma(k, a6);
-            b6 = z.fma(k, b6);
-            k = FloatVector.broadcast(F, p[p0 + 7 * ps + t]);
-            a7 = x.fma(k, a7);
-            b7 = z.fma(k, b7);
+        for (int t0 = 0, page = 0, run; t0 < positions; t0 += run, page++) { // the accumulators stay in registers
+            run = Math.min(positions - t0, pagePositions);
+            float[] lat = pages[page];
+            for (int i = 0; i < run; i++) {
+                int t = t0 + i;
+                FloatVector x = FloatVector.fromArray(F, lat, l + i * rank);
+                FloatVector z = FloatVector.fromArray(F, lat, l + i * rank + L);
+                FloatVector k = FloatVector.broadcast(F, p[p0 + t]);
+                a0 = x.fma(k, a0);
+                b0 = z.fma(k, b0);
+                k = FloatVector.broadcast(F, p[p0 + ps + t]);
+                a1 = x.fma(k, a1);
+                b1 = z.fma(k, b1);
+                k = FloatVector.broadcast(F, p[p0 + 2 * ps + t]);
+                a2 = x.fma(k, a2);
+                b2 = z.fma(k, b2);
+                k = FloatVector.broadcast(F, p[p0 + 3 * ps + t]);
+                a3 = x.fma(k, a3);
+                b3 = z.fma(k, b3);
+                k = FloatVector.broadcast(F, p[p0 + 4 * ps + t]);
+                a4 = x.fma(k, a4);
+                b4 = z.fma(k, b4);
+                k = FloatVector.broadcast(F, p[p0 + 5 * ps + t]);
+                a5 = x.fma(k, a5);
+                b5 = z.fma(k, b5);
+                k = FloatVector.broadcast(F, p[p0 + 6 * ps + t]);
+                a6 = x.fma(k, a6);
+                b6 = z.fma(k, b6);
+                k = FloatVector.broadcast(F, p[p0 + 7 * ps + t]);
+                a7 = x.fma(k, a7);
+                b7 = z.fma(k, b7);
+            }
         }
         a0.intoArray(ctx, y);
         b0.intoArray(ctx, y + L);
@@ -266,7 +296,13 @@ public final class LatentAttention {
     public static void scores(short[] lat, int latOff, int rank, short[] pe, int peOff, int rope, int positions,
             float[] qLat, int qLatOff, float[] qPe, int qPeOff, int qPeStride, int heads,
             float[] out, int outOff, int outStride) {
-        float[] lanes = new float[2 * HEADS * L];
+        scores(lat, latOff, rank, pe, peOff, rope, positions, qLat, qLatOff, qPe, qPeOff, qPeStride, heads, out, outOff,
+                outStride, new float[2 * HEADS * L]);
+    }
+
+    private static void scores(short[] lat, int latOff, int rank, short[] pe, int peOff, int rope, int positions,
+            float[] qLat, int qLatOff, float[] qPe, int qPeOff, int qPeStride, int heads,
+            float[] out, int outOff, int outStride, float[] lanes) {
         int h = 0;
         if (L == 16) {
             for (; h + HEADS <= heads; h += HEADS) {
@@ -411,25 +447,43 @@ public final class LatentAttention {
      */
     public static void contexts(float[] p, int pOff, int pStride, int heads, short[] lat, int latOff, int rank,
             int positions, float[] ctx, int ctxOff, int c0, int c1) {
+        contexts(p, pOff, pStride, heads, new short[][] {lat}, Integer.MAX_VALUE, latOff, rank, positions, ctx, ctxOff, c0,
+                c1);
+    }
+
+    /** The fp32 paged contexts on a bf16 cache. */
+    private static void contexts(float[] p, int pOff, int pStride, int heads, short[][] lat, int pagePositions, int latOff,
+            int rank, int positions, float[] ctx, int ctxOff, int c0, int c1) {
         int h = 0;
         for (; h + HEADS <= heads; h += HEADS) {
             int c = c0;
             for (; c + 2 * L <= c1; c += 2 * L) {
-                eightByTwo(p, pOff + h * pStride, pStride, lat, latOff + c, rank, positions, ctx, ctxOff + h * rank + c,
-                        rank);
+                eightByTwo(p, pOff + h * pStride, pStride, lat, pagePositions, latOff + c, rank, positions, ctx,
+                        ctxOff + h * rank + c, rank);
             }
             for (int j = h; j < h + HEADS; j++) {
-                VectorOps.axpys(p, pOff + j * pStride, positions, lat, latOff + c, rank, ctx, ctxOff + j * rank + c, c1 - c);
+                axpys(p, pOff + j * pStride, positions, lat, pagePositions, latOff + c, rank, ctx, ctxOff + j * rank + c,
+                        c1 - c);
             }
         }
         for (; h < heads; h++) {
-            VectorOps.axpys(p, pOff + h * pStride, positions, lat, latOff + c0, rank, ctx, ctxOff + h * rank + c0, c1 - c0);
+            axpys(p, pOff + h * pStride, positions, lat, pagePositions, latOff + c0, rank, ctx, ctxOff + h * rank + c0,
+                    c1 - c0);
+        }
+    }
+
+    /** The fp32 paged axpys on a bf16 cache. */
+    private static void axpys(float[] p, int pOff, int positions, short[][] lat, int pagePositions, int latOff, int rank,
+            float[] y, int yOff, int n) {
+        for (int t0 = 0, page = 0, run; t0 < positions; t0 += run, page++) {
+            run = Math.min(positions - t0, pagePositions);
+            VectorOps.axpys(p, pOff + t0, run, lat[page], latOff, rank, y, yOff, n);
         }
     }
 
     /** The fp32 eightByTwo on a bf16 cache. */
-    private static void eightByTwo(float[] p, int p0, int ps, short[] lat, int l, int rank, int positions, float[] ctx,
-            int y, int ys) {
+    private static void eightByTwo(float[] p, int p0, int ps, short[][] pages, int pagePositions, int l, int rank,
+            int positions, float[] ctx, int y, int ys) {
         FloatVector a0 = FloatVector.fromArray(F, ctx, y), b0 = FloatVector.fromArray(F, ctx, y + L);
         FloatVector a1 = FloatVector.fromArray(F, ctx, y + ys), b1 = FloatVector.fromArray(F, ctx, y + ys + L);
         FloatVector a2 = FloatVector.fromArray(F, ctx, y + 2 * ys), b2 = FloatVector.fromArray(F, ctx, y + 2 * ys + L);
@@ -438,32 +492,37 @@ public final class LatentAttention {
         FloatVector a5 = FloatVector.fromArray(F, ctx, y + 5 * ys), b5 = FloatVector.fromArray(F, ctx, y + 5 * ys + L);
         FloatVector a6 = FloatVector.fromArray(F, ctx, y + 6 * ys), b6 = FloatVector.fromArray(F, ctx, y + 6 * ys + L);
         FloatVector a7 = FloatVector.fromArray(F, ctx, y + 7 * ys), b7 = FloatVector.fromArray(F, ctx, y + 7 * ys + L);
-        for (int t = 0; t < positions; t++) {
-            FloatVector x = Simd.bf16(lat, l + t * rank), z = Simd.bf16(lat, l + t * rank + L);
-            FloatVector k = FloatVector.broadcast(F, p[p0 + t]);
-            a0 = x.fma(k, a0);
-            b0 = z.fma(k, b0);
-            k = FloatVector.broadcast(F, p[p0 + ps + t]);
-            a1 = x.fma(k, a1);
-            b1 = z.fma(k, b1);
-            k = FloatVector.broadcast(F, p[p0 + 2 * ps + t]);
-            a2 = x.fma(k, a2);
-            b2 = z.fma(k, b2);
-            k = FloatVector.broadcast(F, p[p0 + 3 * ps + t]);
-            a3 = x.fma(k, a3);
-            b3 = z.fma(k, b3);
-            k = FloatVector.broadcast(F, p[p0 + 4 * ps + t]);
-            a4 = x.fma(k, a4);
-            b4 = z.fma(k, b4);
-            k = FloatVector.broadcast(F, p[p0 + 5 * ps + t]);
-            a5 = x.fma(k, a5);
-            b5 = z.fma(k, b5);
-            k = FloatVector.broadcast(F, p[p0 + 6 * ps + t]);
-            a6 = x.fma(k, a6);
-            b6 = z.fma(k, b6);
-            k = FloatVector.broadcast(F, p[p0 + 7 * ps + t]);
-            a7 = x.fma(k, a7);
-            b7 = z.fma(k, b7);
+        for (int t0 = 0, page = 0, run; t0 < positions; t0 += run, page++) { // the accumulators stay in registers
+            run = Math.min(positions - t0, pagePositions);
+            short[] lat = pages[page];
+            for (int i = 0; i < run; i++) {
+                int t = t0 + i;
+                FloatVector x = Simd.bf16(lat, l + i * rank), z = Simd.bf16(lat, l + i * rank + L);
+                FloatVector k = FloatVector.broadcast(F, p[p0 + t]);
+                a0 = x.fma(k, a0);
+                b0 = z.fma(k, b0);
+                k = FloatVector.broadcast(F, p[p0 + ps + t]);
+                a1 = x.fma(k, a1);
+                b1 = z.fma(k, b1);
+                k = FloatVector.broadcast(F, p[p0 + 2 * ps + t]);
+                a2 = x.fma(k, a2);
+                b2 = z.fma(k, b2);
+                k = FloatVector.broadcast(F, p[p0 + 3 * ps + t]);
+                a3 = x.fma(k, a3);
+                b3 = z.fma(k, b3);
+                k = FloatVector.broadcast(F, p[p0 + 4 * ps + t]);
+                a4 = x.fma(k, a4);
+                b4 = z.fma(k, b4);
+                k = FloatVector.broadcast(F, p[p0 + 5 * ps + t]);
+                a5 = x.fma(k, a5);
+                b5 = z.fma(k, b5);
+                k = FloatVector.broadcast(F, p[p0 + 6 * ps + t]);
+                a6 = x.fma(k, a6);
+                b6 = z.fma(k, b6);
+                k = FloatVector.broadcast(F, p[p0 + 7 * ps + t]);
+                a7 = x.fma(k, a7);
+                b7 = z.fma(k, b7);
+            }
         }
         a0.intoArray(ctx, y);
         b0.intoArray(ctx, y + L);
@@ -481,5 +540,55 @@ public final class LatentAttention {
         b6.intoArray(ctx, y + 6 * ys + L);
         a7.intoArray(ctx, y + 7 * ys);
         b7.intoArray(ctx, y + 7 * ys + L);
+    }
+    /**
+     * {@code scores} over a paged cache: positions [t0, t1) where position t is row t % pagePositions of
+     * page t / pagePositions (latents lat[page], rope keys pe[page], each from index 0), written to
+     * out[outOff + h * outStride + t]. A score depends on its own position only, so these are the
+     * contiguous kernel's bits.
+     */
+    public static void scoresPaged(float[][] lat, float[][] pe, int pagePositions, int rank, int rope, int t0, int t1,
+            float[] qLat, int qLatOff, float[] qPe, int qPeOff, int qPeStride, int heads,
+            float[] out, int outOff, int outStride) {
+        float[] lanes = new float[2 * HEADS * L];
+        for (int t = t0; t < t1; ) {
+            int page = t / pagePositions;
+            int i = t % pagePositions;
+            int n = Math.min(t1 - t, pagePositions - i);
+            scores(lat[page], i * rank, rank, pe[page], i * rope, rope, n, qLat, qLatOff, qPe, qPeOff, qPeStride, heads,
+                    out, outOff + t, outStride, lanes);
+            t += n;
+        }
+    }
+
+    /** {@link #scoresPaged(float[][], float[][], int, int, int, int, int, float[], int, float[], int, int, int, float[], int, int)} on a bf16 cache. */
+    public static void scoresPaged(short[][] lat, short[][] pe, int pagePositions, int rank, int rope, int t0, int t1,
+            float[] qLat, int qLatOff, float[] qPe, int qPeOff, int qPeStride, int heads,
+            float[] out, int outOff, int outStride) {
+        float[] lanes = new float[2 * HEADS * L];
+        for (int t = t0; t < t1; ) {
+            int page = t / pagePositions;
+            int i = t % pagePositions;
+            int n = Math.min(t1 - t, pagePositions - i);
+            scores(lat[page], i * rank, rank, pe[page], i * rope, rope, n, qLat, qLatOff, qPe, qPeOff, qPeStride, heads,
+                    out, outOff + t, outStride, lanes);
+            t += n;
+        }
+    }
+
+    /**
+     * {@code contexts} over a paged cache: positions [0, positions), page after page (lat[page] from index
+     * 0, pagePositions rows each). Each context takes one fma per position in ascending order across the
+     * pages, in registers, so these are the contiguous kernel's bits at its speed.
+     */
+    public static void contextsPaged(float[] p, int pOff, int pStride, int heads, float[][] lat, int pagePositions,
+            int rank, int positions, float[] ctx, int ctxOff, int c0, int c1) {
+        contexts(p, pOff, pStride, heads, lat, pagePositions, 0, rank, positions, ctx, ctxOff, c0, c1);
+    }
+
+    /** {@link #contextsPaged(float[], int, int, int, float[][], int, int, int, float[], int, int, int)} on a bf16 cache. */
+    public static void contextsPaged(float[] p, int pOff, int pStride, int heads, short[][] lat, int pagePositions,
+            int rank, int positions, float[] ctx, int ctxOff, int c0, int c1) {
+        contexts(p, pOff, pStride, heads, lat, pagePositions, 0, rank, positions, ctx, ctxOff, c0, c1);
     }
 }

@@ -78,6 +78,65 @@ class LatentAttentionTest {
         assertBits(want, parts, "sliced contexts");
     }
 
+    /** Rows [0, positions) of a [positions x width] array as pages of {@code page} rows (the last one padded). */
+    private static float[][] paged(float[] a, int width, int positions, int page) {
+        float[][] pages = new float[Math.ceilDiv(positions, page)][page * width];
+        for (int t = 0; t < positions; t++) {
+            System.arraycopy(a, t * width, pages[t / page], t % page * width, width);
+        }
+        return pages;
+    }
+
+    private static short[][] paged(short[] a, int width, int positions, int page) {
+        short[][] pages = new short[Math.ceilDiv(positions, page)][page * width];
+        for (int t = 0; t < positions; t++) {
+            System.arraycopy(a, t * width, pages[t / page], t % page * width, width);
+        }
+        return pages;
+    }
+
+    /**
+     * A paged cache (a KV cache's 16-position pages, or odd sizes) gives the contiguous kernels' bits, fp32
+     * and bf16, for scores over any position range and contexts over any columns.
+     */
+    @ParameterizedTest
+    @CsvSource({"16, 512, 64, 37, 16", "8, 256, 32, 300, 16", "11, 40, 8, 9, 4", "3, 16, 16, 5, 3", "16, 512, 64, 16, 16",
+            "9, 256, 32, 1, 16", "8, 256, 32, 33, 7"})
+    void pagedCachesGiveTheContiguousBits(int heads, int rank, int rope, int positions, int page) {
+        SplittableRandom rnd = new SplittableRandom(heads * 13L + rank + positions * 7L + page);
+        int qkStride = rope + 7;
+        float[] lat = random(rnd, positions * rank), pe = random(rnd, positions * rope);
+        short[] lat16 = randomBf16(rnd, positions * rank), pe16 = randomBf16(rnd, positions * rope);
+        float[] qLat = random(rnd, heads * rank), qPe = random(rnd, heads * qkStride + 3);
+        float[] want = new float[heads * positions], got = new float[heads * positions];
+        LatentAttention.scores(lat, 0, rank, pe, 0, rope, positions, qLat, 0, qPe, 3, qkStride, heads, want, 0, positions);
+        for (int t0 = 0; t0 < positions; t0 += 5) { // ranges that start and end inside pages
+            LatentAttention.scoresPaged(paged(lat, rank, positions, page), paged(pe, rope, positions, page), page, rank,
+                    rope, t0, Math.min(positions, t0 + 5), qLat, 0, qPe, 3, qkStride, heads, got, 0, positions);
+        }
+        assertBits(want, got, "paged scores");
+        LatentAttention.scores(lat16, 0, rank, pe16, 0, rope, positions, qLat, 0, qPe, 3, qkStride, heads, want, 0,
+                positions);
+        LatentAttention.scoresPaged(paged(lat16, rank, positions, page), paged(pe16, rope, positions, page), page, rank,
+                rope, 0, positions, qLat, 0, qPe, 3, qkStride, heads, got, 0, positions);
+        assertBits(want, got, "paged bf16 scores");
+
+        float[] p = random(rnd, heads * positions);
+        int slice = 4 * Simd.L;
+        for (int[] r : new int[][] {{0, rank}, {0, Math.min(rank, slice)}, {Math.min(rank, slice), rank}}) {
+            float[] ctx = random(rnd, heads * rank), ctxPaged = ctx.clone();
+            LatentAttention.contexts(p, 0, positions, heads, lat, 0, rank, positions, ctx, 0, r[0], r[1]);
+            LatentAttention.contextsPaged(p, 0, positions, heads, paged(lat, rank, positions, page), page, rank, positions,
+                    ctxPaged, 0, r[0], r[1]);
+            assertBits(ctx, ctxPaged, "paged contexts [" + r[0] + ", " + r[1] + ")");
+            float[] ctx16 = random(rnd, heads * rank), ctx16Paged = ctx16.clone();
+            LatentAttention.contexts(p, 0, positions, heads, lat16, 0, rank, positions, ctx16, 0, r[0], r[1]);
+            LatentAttention.contextsPaged(p, 0, positions, heads, paged(lat16, rank, positions, page), page, rank,
+                    positions, ctx16Paged, 0, r[0], r[1]);
+            assertBits(ctx16, ctx16Paged, "paged bf16 contexts [" + r[0] + ", " + r[1] + ")");
+        }
+    }
+
     /**
      * A bf16 cache of n values: mixed magnitudes (so that a changed order shows in the rounding), with
      * zeros of both signs sprinkled in.

@@ -1,6 +1,7 @@
 package dev.epic.coordinator.scheduler;
 
 import dev.epic.model.KvBlock;
+import dev.epic.model.KvPage;
 import dev.epic.model.KvCacheDtype;
 import dev.epic.model.KvCache;
 import dev.epic.model.PrefixStore;
@@ -29,7 +30,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Used from the engine thread only; the counters may be read from any thread.
  */
 public final class PrefixCache implements PrefixStore {
-    public static final int BLOCK = 16;
+    public static final int BLOCK = KvPage.POSITIONS;
 
     /** Where the blocks' KV is kept. Handles are what {@link #keep} returns, one per block. */
     public interface Blocks {
@@ -58,7 +59,9 @@ public final class PrefixCache implements PrefixStore {
         }
 
         @Override
-        public void drop(Object block) {}
+        public void drop(Object block) {
+            ((KvBlock) block).release(); // running caches sharing its page count it again
+        }
     }
 
     private final long capacityBytes;

@@ -50,7 +50,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p>With prefix caching (a {@link PrefixCache} in process, or the attention workers' kept blocks), a
  * joining sequence starts from the longest cached prefix of its prompt, and a prompt's blocks are kept
- * once it is prefilled.
+ * once it is prefilled. In process, the kept blocks are the caches' own pages, shared with every
+ * sequence started from them ({@link dev.epic.model.KvPage}): the prefix cache's budget counts those
+ * pages, and the KV budget counts what each sequence holds beside them.
  *
  * <p>With speculation on ({@link SchedulerOptions#speculation()}), a decoding sequence feeds its
  * pending token with tokens drafted by {@link PromptLookup}, and keeps the drafts its own choices
@@ -456,7 +458,7 @@ public final class Scheduler implements AutoCloseable {
                 long budget = kvCacheBudget();
                 long kvFree = budget;
                 for (Slot s : active) {
-                    kvFree -= (long) grown(s, true) * kvBytesPerPosition; // what it holds after its next step
+                    kvFree -= held(s, grown(s, true)); // what it holds after its next step
                 }
                 Map<KvPool, Long> rooms = poolRooms();
                 boolean kvFull = false; // once one does not fit, later ones wait too (first come, first served)
@@ -548,7 +550,7 @@ public final class Scheduler implements AutoCloseable {
      * the cache throw, s is still waiting.
      */
     private long join(Slot s, long kvFree, long budget, Map<KvPool, Long> rooms, List<Slot> joined) {
-        long need = (long) joinSize(s) * kvBytesPerPosition;
+        long need = (long) (joinSize(s) - sharedOnJoining(s)) * kvBytesPerPosition;
         if (!active.isEmpty() && need > kvFree - budget / 100) {
             return -1;
         }
@@ -585,8 +587,9 @@ public final class Scheduler implements AutoCloseable {
 
     /**
      * Before a step: grows the caches of sequences whose next token needs room and, while that would
-     * take more than the KV cache budget, preempts the latest arrival. Caches double (one copy per
-     * doubling); when doubling does not fit they grow by {@link HeapKvCache#TIGHT_GROWTH} positions instead, and
+     * take more than the KV cache budget, preempts the latest arrival. A cache's granted room doubles (its
+     * pages come as they are written, so nothing is copied); when doubling does not fit it grows by
+     * {@link HeapKvCache#TIGHT_GROWTH} positions instead, and
      * only when that does not fit either is a sequence preempted. The earliest always runs, and one
      * sequence alone always fits (checked at submission). A sequence still delivering prompt logits is
      * not preempted (they would come twice).
@@ -724,16 +727,34 @@ public final class Scheduler implements AutoCloseable {
     private long cacheBytes(List<Slot> slots, boolean tight) {
         long total = 0;
         for (Slot s : slots) {
-            total += (long) grown(s, tight) * kvBytesPerPosition;
+            total += held(s, grown(s, tight));
         }
         return total;
+    }
+
+    /**
+     * Bytes of KV budget {@code s} takes with {@code capacity} positions: less the pages it shares with
+     * kept prefix blocks, which the prefix cache's budget counts (a page shared by running sequences alone,
+     * its block evicted, counts in each of them).
+     */
+    private long held(Slot s, int capacity) {
+        return (long) (capacity - s.cache.keptPositions()) * kvBytesPerPosition;
+    }
+
+    /**
+     * Positions of a joining sequence's prompt that it will share with kept prefix blocks: the prefix
+     * hit it starts from, when its cache is in this process (caches on attention workers count all).
+     */
+    private int sharedOnJoining(Slot s) {
+        return localCaches && prefixCache instanceof PrefixCache kept && !s.promptLogits() && !s.prefixLost
+                ? kept.matchedTokens(s.feed) : 0;
     }
 
     /** What metrics read of the running set: its size and the KV cache memory it holds (engine thread). */
     private void publishActive() {
         long bytes = 0;
         for (Slot s : active) {
-            bytes += (long) s.cache.capacity() * kvBytesPerPosition;
+            bytes += held(s, s.cache.capacity());
         }
         kvHeldBytes = bytes;
         activeCount = active.size(); // last: who reads running() first then sees the bytes that go with it
@@ -741,7 +762,8 @@ public final class Scheduler implements AutoCloseable {
 
     /**
      * Bytes of KV cache the running sequences hold: in this process, or reserved on attention workers
-     * by this coordinator's count; the prefix cache's copies are apart.
+     * by this coordinator's count; the prefix cache's blocks are apart (and so are the pages running
+     * sequences in this process share with them).
      */
     public long kvCacheBytes() {
         return kvHeldBytes;

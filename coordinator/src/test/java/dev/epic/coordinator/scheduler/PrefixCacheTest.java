@@ -152,6 +152,40 @@ class PrefixCacheTest {
     }
 
     /**
+     * In process the kept blocks are the caches' pages, shared by every sequence started from them, and the
+     * KV budget counts only what each holds beside them: two sequences with the same 300-token prompt,
+     * started from its kept blocks, run side by side in a budget of 420 positions that holds one whole
+     * prompt alone (without prefix caching the second waits for the first), with the golden logits.
+     */
+    @Test
+    void sequencesStartedFromKeptBlocksShareTheirPagesInTheKvBudget() throws Exception {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4); // 300 tokens, 12 greedy steps
+        try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
+            for (long prefixBytes : new long[] {64L << 20, 0}) {
+                Transformer model = Transformer.load(checkpoint);
+                long budget = 420 * model.kvBytesPerPosition();
+                try (Scheduler s = new Scheduler(model, new SchedulerOptions(4, 4, 512, prefixBytes, budget)).start()) {
+                    LogitsTask warm = new LogitsTask(g.tokens(), 0);
+                    s.submit(warm);
+                    warm.result().get(60, TimeUnit.SECONDS);
+                    LogitsTask a = new LogitsTask(g.tokens(), 12);
+                    LogitsTask b = new LogitsTask(g.tokens(), 12);
+                    s.submitAll(java.util.List.of(a, b));
+                    SchedulerTest.check(g, a.result().get(60, TimeUnit.SECONDS));
+                    SchedulerTest.check(g, b.result().get(60, TimeUnit.SECONDS));
+                    assertEquals(0, s.preemptions());
+                    if (prefixBytes > 0) {
+                        assertEquals(2 * 288, s.prefixCache().hitTokens(), "both started from the 18 kept blocks");
+                        assertEquals(2, s.peakBatch(), "sequences that ran together");
+                    } else {
+                        assertEquals(1, s.peakBatch(), "without shared pages the second cannot join beside the first");
+                    }
+                }
+            }
+        }
+    }
+
+    /**
      * With bf16 caches ({@code --kv-cache-dtype bf16}) the kept blocks hold the rounded values as stored, so
      * a prompt starting from them computes exactly what it computes whole: the same bits, although the
      * chunks after the hit start elsewhere (see ChunkInvarianceTest).

@@ -295,11 +295,7 @@ public final class EngineBenchmark {
         }
     }
 
-    /**
-     * A new cache holding positions [0, len) of src, with room for {@code capacity}: the copies would
-     * otherwise all double in the same step, a stall of the benchmark's making (a server's sequences
-     * grow at different steps).
-     */
+    /** A new cache holding positions [0, len) of src (its own pages, as a sequence's), with room for {@code capacity}. */
     private static KvCache copy(Transformer model, KvCache src, int len, int capacity) {
         int rank = model.config().kvLoraRank();
         int rope = model.config().qkRopeHeadDim();

@@ -5,7 +5,7 @@ import dev.epic.kernels.Matrices;
 import dev.epic.kernels.Matrix;
 import dev.epic.kernels.Parallel;
 import dev.epic.kernels.VectorOps;
-import dev.epic.model.KvCacheDtype;
+import dev.epic.model.KvPages;
 import dev.epic.model.WeightSource;
 import dev.epic.model.config.ModelConfig;
 import java.util.ArrayList;
@@ -185,16 +185,9 @@ public final class Mla {
         int qkDim = nope + ropeDim;
         int end = s.start() + s.length();
         int len = s.length();
-        float[] lat;
-        float[] kPe;
-        if (s.cache().dtype() == KvCacheDtype.FP32) { // read in place
-            lat = s.cache().latents(layer, end, rank, ropeDim);
-            kPe = s.cache().ropeKeys(layer, end, rank, ropeDim);
-        } else { // widened once: kv_b_proj's GEMM takes fp32 rows
-            lat = new float[end * rank];
-            kPe = new float[end * ropeDim];
-            s.cache().read(layer, end, lat, kPe);
-        }
+        float[] lat = new float[end * rank]; // contiguous (and widened from bf16): kv_b_proj's GEMM takes fp32 rows
+        float[] kPe = new float[end * ropeDim];
+        s.cache().read(layer, end, lat, kPe);
         float[] kv = new float[end * heads * (nope + vDim)];
         kvB.matmul(lat, kv, end);
         float[] keys = new float[end * qkDim];
@@ -312,18 +305,15 @@ public final class Mla {
      */
     private void attendLatent(int r, float[] q, AttentionRows ar, float[] qLat, float[] ctx, int off, boolean split) {
         int qkDim = nope + ropeDim;
-        float[] lat = ar.latents()[r];
-        float[] kPe = ar.ropeKeys()[r];
-        short[] lat16 = ar.latents16()[r]; // a bf16 cache: lat and kPe are null
-        short[] kPe16 = ar.ropeKeys16()[r];
+        KvPages pages = ar.pages()[r];
         int visible = ar.visible()[r];
         float[] scores = new float[heads * visible];
         int qPe = r * heads * qkDim + nope;
-        Parallel.Range scorePositions = lat != null
-                ? (t0, t1) -> LatentAttention.scores(lat, t0 * rank, rank, kPe, t0 * ropeDim, ropeDim, t1 - t0, qLat, off,
-                        q, qPe, qkDim, heads, scores, t0, visible)
-                : (t0, t1) -> LatentAttention.scores(lat16, t0 * rank, rank, kPe16, t0 * ropeDim, ropeDim, t1 - t0, qLat,
-                        off, q, qPe, qkDim, heads, scores, t0, visible);
+        Parallel.Range scorePositions = pages.bf16()
+                ? (t0, t1) -> LatentAttention.scoresPaged(pages.latent16(), pages.kPe16(), pages.positions(), rank,
+                        ropeDim, t0, t1, qLat, off, q, qPe, qkDim, heads, scores, 0, visible)
+                : (t0, t1) -> LatentAttention.scoresPaged(pages.latent(), pages.kPe(), pages.positions(), rank, ropeDim,
+                        t0, t1, qLat, off, q, qPe, qkDim, heads, scores, 0, visible);
         if (split) {
             Parallel.forRange(visible, 2, (long) heads * visible * (rank + ropeDim), scorePositions);
         } else {
@@ -333,14 +323,14 @@ public final class Mla {
             VectorOps.scale(scores, h * visible, visible, softmaxScale);
             VectorOps.softmax(scores, h * visible, visible);
         }
-        // Each thread takes one run of column slices and walks all positions for them. Slices are
-        // multiples of the vector width, so every column is summed the same way whatever the split.
+        // Each thread takes one run of column slices and walks all positions for them, page after page.
+        // Slices are multiples of the vector width, so every column is summed the same way whatever the split.
         int slice = 4 * VectorOps.LANES;
-        Parallel.Range contextSlices = lat != null
-                ? (s0, s1) -> LatentAttention.contexts(scores, 0, visible, heads, lat, 0, rank, visible, ctx, off,
-                        s0 * slice, Math.min(rank, s1 * slice))
-                : (s0, s1) -> LatentAttention.contexts(scores, 0, visible, heads, lat16, 0, rank, visible, ctx, off,
-                        s0 * slice, Math.min(rank, s1 * slice));
+        Parallel.Range contextSlices = pages.bf16()
+                ? (s0, s1) -> LatentAttention.contextsPaged(scores, 0, visible, heads, pages.latent16(), pages.positions(),
+                        rank, visible, ctx, off, s0 * slice, Math.min(rank, s1 * slice))
+                : (s0, s1) -> LatentAttention.contextsPaged(scores, 0, visible, heads, pages.latent(), pages.positions(),
+                        rank, visible, ctx, off, s0 * slice, Math.min(rank, s1 * slice));
         int slices = Math.ceilDiv(rank, slice);
         if (split) {
             Parallel.forRange(slices, Math.ceilDiv(slices, Parallel.threads()), (long) heads * visible * rank, contextSlices);
@@ -349,38 +339,23 @@ public final class Mla {
         }
     }
 
-    /**
-     * Per step row: its sequence's cached latents and rope keys, read in place (fp32, or bf16 bits for a
-     * bf16 cache, the other pair null), and how many positions it sees.
-     */
-    private record AttentionRows(float[][] latents, float[][] ropeKeys, short[][] latents16, short[][] ropeKeys16,
-            int[] visible) {
+    /** Per step row: its sequence's cached latents and rope keys, read in place, and how many positions it sees. */
+    private record AttentionRows(KvPages[] pages, int[] visible) {
         static AttentionRows of(List<SequenceRows> sequences, int rows, int layer, int rank, int rope) {
-            float[][] lat = new float[rows][];
-            float[][] pe = new float[rows][];
-            short[][] lat16 = new short[rows][];
-            short[][] pe16 = new short[rows][];
+            KvPages[] pages = new KvPages[rows];
             int[] visible = new int[rows];
             for (SequenceRows s : sequences) {
-                int end = s.start() + s.length();
-                boolean bf16 = s.cache().dtype() == KvCacheDtype.BF16;
-                float[] l = bf16 ? null : s.cache().latents(layer, end, rank, rope);
-                float[] k = bf16 ? null : s.cache().ropeKeys(layer, end, rank, rope);
-                short[] l16 = bf16 ? s.cache().latentsBf16(layer, end, rank, rope) : null;
-                short[] k16 = bf16 ? s.cache().ropeKeysBf16(layer, end, rank, rope) : null;
+                KvPages p = s.cache().pages(layer, s.start() + s.length(), rank, rope);
                 for (int r = s.firstRow(); r < s.firstRow() + s.length(); r++) {
-                    lat[r] = l;
-                    pe[r] = k;
-                    lat16[r] = l16;
-                    pe16[r] = k16;
+                    pages[r] = p;
                     visible[r] = s.position(r) + 1;
                 }
             }
-            return new AttentionRows(lat, pe, lat16, pe16, visible);
+            return new AttentionRows(pages, visible);
         }
 
         boolean attends(int r) {
-            return latents[r] != null || latents16[r] != null;
+            return pages[r] != null;
         }
     }
 }

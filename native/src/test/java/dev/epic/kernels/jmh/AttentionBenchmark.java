@@ -17,7 +17,8 @@ import org.openjdk.jmh.annotations.State;
 
 /**
  * One query row's absorbed-MLA decode passes over a latent cache (one thread), fp32 and bf16
- * ({@code --kv-cache-dtype bf16}: half the bytes), and the exp they and SwiGLU use. Shapes: bench-v3 (8 heads, rank 256, rope 32) and V3's per-16-heads slice (rank 512,
+ * ({@code --kv-cache-dtype bf16}: half the bytes), contiguous and in the KV cache's 16-position pages
+ * (what the engine runs; the contiguous kernels measure what paging costs), and the exp they and SwiGLU use. Shapes: bench-v3 (8 heads, rank 256, rope 32) and V3's per-16-heads slice (rank 512,
  * rope 64) at a few context lengths.
  */
 @BenchmarkMode(Mode.AverageTime)
@@ -42,6 +43,13 @@ public class AttentionBenchmark {
     private float[] exps;
     private short[] lat16;
     private short[] pe16;
+    private float[][] latPages;
+    private float[][] pePages;
+    private short[][] lat16Pages;
+    private short[][] pe16Pages;
+
+    /** The engine's page size (KvPage.POSITIONS, in the model module). */
+    private static final int PAGE = 16;
 
     @Setup
     public void setup() {
@@ -61,6 +69,16 @@ public class AttentionBenchmark {
         pe16 = new short[pe.length];
         Bf16.round(lat, 0, lat16, 0, lat.length);
         Bf16.round(pe, 0, pe16, 0, pe.length);
+        latPages = new float[positions / PAGE][];
+        pePages = new float[positions / PAGE][];
+        lat16Pages = new short[positions / PAGE][];
+        pe16Pages = new short[positions / PAGE][];
+        for (int p = 0; p < positions / PAGE; p++) { // allocated one by one, as a cache's pages are
+            latPages[p] = java.util.Arrays.copyOfRange(lat, p * PAGE * rank, (p + 1) * PAGE * rank);
+            pePages[p] = java.util.Arrays.copyOfRange(pe, p * PAGE * rope, (p + 1) * PAGE * rope);
+            lat16Pages[p] = java.util.Arrays.copyOfRange(lat16, p * PAGE * rank, (p + 1) * PAGE * rank);
+            pe16Pages[p] = java.util.Arrays.copyOfRange(pe16, p * PAGE * rope, (p + 1) * PAGE * rope);
+        }
     }
 
     private static float[] random(SplittableRandom rnd, int n) {
@@ -93,6 +111,32 @@ public class AttentionBenchmark {
     @Benchmark
     public float[] contextsBf16() {
         LatentAttention.contexts(scores, 0, positions, heads, lat16, 0, rank, positions, ctx, 0, 0, rank);
+        return ctx;
+    }
+
+    @Benchmark
+    public float[] scoresPaged() {
+        LatentAttention.scoresPaged(latPages, pePages, PAGE, rank, rope, 0, positions, qLat, 0, qPe, 0, rope, heads,
+                scores, 0, positions);
+        return scores;
+    }
+
+    @Benchmark
+    public float[] contextsPaged() {
+        LatentAttention.contextsPaged(scores, 0, positions, heads, latPages, PAGE, rank, positions, ctx, 0, 0, rank);
+        return ctx;
+    }
+
+    @Benchmark
+    public float[] scoresPagedBf16() {
+        LatentAttention.scoresPaged(lat16Pages, pe16Pages, PAGE, rank, rope, 0, positions, qLat, 0, qPe, 0, rope, heads,
+                scores, 0, positions);
+        return scores;
+    }
+
+    @Benchmark
+    public float[] contextsPagedBf16() {
+        LatentAttention.contextsPaged(scores, 0, positions, heads, lat16Pages, PAGE, rank, positions, ctx, 0, 0, rank);
         return ctx;
     }
 
