@@ -59,6 +59,10 @@ public final class GenerateCommand implements Callable<Integer> {
             + "continues (an assistant message continued: vLLM's continue_final_message, DeepSeek's prefix completion)")
     String prefix;
 
+    @Option(names = "--suffix", paramLabel = "TEXT", description = "without --chat: fill in the middle (DeepSeek's FIM "
+            + "completion): the answer is what goes between --prompt and TEXT")
+    String suffix;
+
     @Option(names = "--priority", defaultValue = "0", paramLabel = "N", description = "the request's scheduling "
             + "priority, lower first: taken by a coordinator started with --scheduling-policy priority, refused by "
             + "others unless 0 (default ${DEFAULT-VALUE})")
@@ -162,6 +166,9 @@ public final class GenerateCommand implements Callable<Integer> {
         if (prefix != null && !chat) {
             throw new IllegalArgumentException("--prefix needs --chat (without it, put the text in --prompt)");
         }
+        if (suffix != null && (chat || prompt == null)) {
+            throw new IllegalArgumentException("--suffix needs --prompt and no --chat (it fills in the middle of a text)");
+        }
         String text = prompt;
         if (text == null) {
             if (!chat) {
@@ -196,6 +203,9 @@ public final class GenerateCommand implements Callable<Integer> {
             }
         } else {
             b.setText(text);
+            if (suffix != null) { // the FIM frame after BOS, as DeepSeek's models were trained on it
+                b.setSuffix(suffix).setAddSpecialTokens(true);
+            }
         }
         return b.build();
     }

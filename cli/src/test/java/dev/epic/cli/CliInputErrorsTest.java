@@ -95,6 +95,8 @@ class CliInputErrorsTest {
         refused("epic generate: ", "num_nextn_predict_layers is 0", "generate", "--model", fp8, "--prompt", "x",
                 "--speculative-method", "mtp");
         refused("epic generate: ", "--prefix needs --chat", "generate", "--model", MODEL, "--prompt", "x", "--prefix", "y");
+        refused("epic generate: ", "--suffix needs --prompt and no --chat", "generate", "--model", MODEL, "--chat",
+                "--prompt", "x", "--suffix", "y");
         // An expert worker asked for the MTP layer's experts: the checkpoint must have the layer, and (for now) the CPU.
         refused("epic expert-worker: ", "--mtp-layer: the checkpoint has no multi-token-prediction layer", "expert-worker",
                 "--model", fp8, "--experts", "0-3", "--zk", "127.0.0.1:1", "--port", "0", "--mtp-layer");

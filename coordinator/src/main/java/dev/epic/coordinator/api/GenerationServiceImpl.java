@@ -351,6 +351,13 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             throw PromptBuilder.invalid((req.getContinueFinalMessage() ? "continue_final_message" : "add_generation_prompt")
                     + " is only for a chat prompt");
         }
+        if (req.hasSuffix() && req.getPromptCase() != GenerateRequest.PromptCase.TEXT) {
+            throw FieldViolation.invalid("suffix", "suffix (fill in the middle) is only for a text prompt");
+        }
+        if (req.hasSuffix() && req.hasTruncatePromptTokens()) { // cutting the prompt's start would cut the FIM frame
+            throw FieldViolation.invalid("suffix", "suffix (fill in the middle) cannot be combined with "
+                    + "truncate_prompt_tokens");
+        }
         if (req.getContinueFinalMessage() && constrained(req)) {
             // The form would hold from the answer's start, which the continued message has already passed.
             throw FieldViolation.invalid("continue_final_message", "continue_final_message cannot be combined with "
@@ -371,8 +378,11 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                         req.getContinueFinalMessage(), thinking);
                 yield new Prompt(prompts.fitModel(prompts.encode(text, false, "chat"), "chat"), ReasoningMode.forPrompt(text));
             }
-            case TEXT -> new Prompt(prompts.fitModel(prompts.encode(req.getText(), req.getAddSpecialTokens(), "text"),
-                    "text"), ReasoningMode.forPrompt(req.getText()));
+            case TEXT -> req.hasSuffix()
+                    ? new Prompt(prompts.fitModel(prompts.fillInTheMiddle(req.getText(), req.getSuffix(),
+                            req.getAddSpecialTokens()), "text"), ReasoningMode.forPrompt(PromptBuilder.FIM_END))
+                    : new Prompt(prompts.fitModel(prompts.encode(req.getText(), req.getAddSpecialTokens(), "text"),
+                            "text"), ReasoningMode.forPrompt(req.getText()));
             case TOKEN_IDS -> {
                 int[] ids = prompts.ids(req.getTokenIds().getIdsList(), "token_ids.ids");
                 // As for text prompts: the mode the prompt's end implies (a few tokens hold any marker).

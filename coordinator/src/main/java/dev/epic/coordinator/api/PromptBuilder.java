@@ -145,6 +145,35 @@ final class PromptBuilder {
         }
     }
 
+    /** DeepSeek's fill-in-the-middle tokens (DeepSeek-V3's tokenizer: 128801, 128800, 128802). */
+    static final String FIM_BEGIN = "<｜fim▁begin｜>";
+    static final String FIM_HOLE = "<｜fim▁hole｜>";
+    static final String FIM_END = "<｜fim▁end｜>";
+
+    /**
+     * A fill-in-the-middle prompt as DeepSeek-V3 was trained on them (prefix-suffix-middle):
+     * [BOS] <｜fim▁begin｜> prefix <｜fim▁hole｜> suffix <｜fim▁end｜>; the model writes the middle. Each
+     * text is tokenized on its own, as the whole would be (special tokens split a text first).
+     */
+    int[] fillInTheMiddle(String prefix, String suffix, boolean bos) {
+        int[] head = encode(prefix, bos, "text"); // with BOS first when asked for
+        int[] tail = encode(suffix, false, "suffix");
+        int lead = bos ? 1 : 0;
+        int[] ids = new int[head.length + tail.length + 3];
+        System.arraycopy(head, 0, ids, 0, lead);
+        ids[lead] = fimToken(FIM_BEGIN);
+        System.arraycopy(head, lead, ids, lead + 1, head.length - lead);
+        ids[head.length + 1] = fimToken(FIM_HOLE);
+        System.arraycopy(tail, 0, ids, head.length + 2, tail.length);
+        ids[ids.length - 1] = fimToken(FIM_END);
+        return ids;
+    }
+
+    private int fimToken(String token) {
+        return model.tokenizer().addedTokenId(token).orElseThrow(() -> FieldViolation.invalid("suffix",
+                "this model's tokenizer has no " + token + " token: fill in the middle (suffix) needs DeepSeek's FIM tokens"));
+    }
+
     /** Every id must fit the model too (a tokenizer may be larger than the lm_head). */
     int[] fitModel(int[] ids, String field) {
         int vocab = model.config().vocabSize();

@@ -135,8 +135,15 @@ final class OpenAiRequests {
     static Parsed completion(JsonNode body) {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
         List<JsonNode> prompts = prompts(body.get("prompt"));
-        if (present(body, "suffix")) {
-            throw OpenAiError.badRequest("suffix", "'suffix' is not supported");
+        if (present(body, "suffix")) { // DeepSeek's FIM completion: the answer goes between prompt and suffix
+            if (!body.get("suffix").isTextual()) {
+                throw OpenAiError.badRequest("suffix", "'suffix' must be a string");
+            }
+            if (present(body, "echo") && bool(body, "echo", "echo")) {
+                throw OpenAiError.badRequest("suffix", "'suffix' with 'echo' is not supported: the prompt answered is "
+                        + "the fill-in-the-middle frame around both");
+            }
+            r.setSuffix(body.get("suffix").asText());
         }
         refuseUnsupported(body);
         truncation(body, r);

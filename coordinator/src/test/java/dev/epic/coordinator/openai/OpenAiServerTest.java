@@ -974,6 +974,50 @@ class OpenAiServerTest {
     }
 
     /**
+     * DeepSeek's FIM completion: with a suffix the prompt is [BOS] <｜fim▁begin｜> prompt <｜fim▁hole｜>
+     * suffix <｜fim▁end｜> (DeepSeek-V3's ids 128801, 128800, 128802), and the answer is the one those
+     * ids give as a prompt; suffix with echo, truncation, token ids or a chat prompt is refused.
+     */
+    @Test
+    void aSuffixFillsInTheMiddle() throws Exception {
+        String prefix = "def add(a, b):\\n    "; // JSON escapes, as sent
+        String suffix = "\\n\\nprint(add(1, 2))\\n";
+        Tokenizer tok = Tokenizer.deepSeekV3();
+        List<Integer> ids = new ArrayList<>();
+        int[] head = tok.encodeWithBos(prefix.translateEscapes());
+        ids.add(head[0]);
+        ids.add(128801);
+        for (int i = 1; i < head.length; i++) {
+            ids.add(head[i]);
+        }
+        ids.add(128800);
+        for (int id : tok.encode(suffix.translateEscapes())) {
+            ids.add(id);
+        }
+        ids.add(128802);
+        JsonNode fim = ok(post("/v1/completions", "{\"prompt\": \"" + prefix + "\", \"suffix\": \"" + suffix
+                + "\", \"max_tokens\": 6, \"temperature\": 0, \"ignore_eos\": true}"));
+        JsonNode byIds = ok(post("/v1/completions", "{\"prompt\": " + ids + ", \"max_tokens\": 6, \"temperature\": 0, "
+                + "\"ignore_eos\": true}"));
+        assertEquals(ids.size(), fim.get("usage").get("prompt_tokens").asInt(), fim.toString());
+        assertEquals(byIds.get("choices").get(0).get("text"), fim.get("choices").get(0).get("text"));
+        // Without BOS as asked, the frame starts the prompt.
+        JsonNode noBos = ok(post("/v1/completions", "{\"prompt\": \"" + prefix + "\", \"suffix\": \"" + suffix
+                + "\", \"max_tokens\": 1, \"add_special_tokens\": false}"));
+        assertEquals(ids.size() - 1, noBos.get("usage").get("prompt_tokens").asInt());
+
+        assertError(post("/v1/completions", "{\"prompt\": \"x\", \"suffix\": \"y\", \"echo\": true}"), 400, "suffix");
+        assertError(post("/v1/completions", "{\"prompt\": \"x\", \"suffix\": 3}"), 400, "suffix");
+        assertError(post("/v1/completions", "{\"prompt\": \"x\", \"suffix\": \"y\", \"truncate_prompt_tokens\": 2}"),
+                400, "suffix");
+        assertError(post("/v1/completions", "{\"prompt\": [1, 2], \"suffix\": \"y\"}"), 400, "only for a text prompt");
+        StatusRuntimeException chat = assertThrows(StatusRuntimeException.class, () -> generate(GenerateRequest
+                .newBuilder().setChat(chat()).setSuffix("y").build()));
+        assertEquals(Status.Code.INVALID_ARGUMENT, chat.getStatus().getCode());
+        assertTrue(chat.getStatus().getDescription().contains("suffix"), chat.getStatus().getDescription());
+    }
+
+    /**
      * vLLM's truncate_prompt_tokens keeps a prompt's last N tokens (-1: as many as the context holds),
      * for chat and completions; nonsense values and echo (whose prompt would not be the one answered) are refused.
      */
