@@ -731,7 +731,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 case INPUT_NOT_SET -> throw PromptBuilder.invalid("input is empty: give text or chat messages");
             };
             for (int id : ids) {
-                r.addTokenIds(id);
+                r.addTokenIds(id).addTokenStrings(model.tokenizer().tokenString(id));
             }
             out.onNext(r.build());
             out.onCompleted();

@@ -42,7 +42,7 @@ final class OpenAiRequests {
      * {@code oneToolCall}: parallel_tool_calls false, so the answer keeps only its first tool call.
      */
     record Parsed(List<GenerateRequest> requests, String model, boolean stream, boolean includeUsage, boolean logprobs,
-            boolean echo, boolean promptOnly, boolean oneToolCall, boolean promptLogprobs) {
+            boolean echo, boolean promptOnly, boolean oneToolCall, boolean promptLogprobs, boolean tokensAsIds) {
         /** The request of a single-prompt body. */
         GenerateRequest request() {
             return requests.getFirst();
@@ -281,12 +281,10 @@ final class OpenAiRequests {
         if (present(body, "use_beam_search") && bool(body, "use_beam_search", "use_beam_search")) {
             throw OpenAiError.badRequest("use_beam_search", "beam search is not supported");
         }
-        // vLLM's output switches: the answer's text always skips special tokens, logprobs name tokens by text,
-        // and usage comes once, at the end.
+        // vLLM's output switches: the answer's text always skips special tokens, and usage comes once, at the end.
         if (present(body, "skip_special_tokens") && !bool(body, "skip_special_tokens", "skip_special_tokens")) {
             throw OpenAiError.badRequest("skip_special_tokens", "'skip_special_tokens': false is not supported");
         }
-        refuseIfTrue(body, "return_tokens_as_token_ids");
         JsonNode options = body.get("stream_options");
         if (options != null && options.isObject() && present(options, "continuous_usage_stats")
                 && bool(options, "continuous_usage_stats", "stream_options.continuous_usage_stats")) {
@@ -446,7 +444,9 @@ final class OpenAiRequests {
     /** vLLM's {@code /tokenize}: {@code prompt} text, or chat {@code messages} (with the generation prompt by default). */
     static TokenizeRequest tokenize(JsonNode body) {
         TokenizeRequest.Builder r = TokenizeRequest.newBuilder();
-        refuseIfTrue(body, "return_token_strs");
+        if (present(body, "return_token_strs")) { // answered from TokenizeResponse.token_strings
+            bool(body, "return_token_strs", "return_token_strs");
+        }
         if (present(body, "messages")) {
             boolean continued = present(body, "continue_final_message")
                     && bool(body, "continue_final_message", "continue_final_message");
@@ -506,7 +506,11 @@ final class OpenAiRequests {
             requests = requests.stream().map(q -> q.toBuilder().setSampling(q.getSampling().toBuilder()
                     .setPromptLogprobs(top)).build()).toList();
         }
-        return new Parsed(requests, model, stream, usage, logprobs, echo, promptOnly, oneToolCall, promptLogprobs);
+        // vLLM's return_tokens_as_token_ids: logprobs name each token "token_id:N", which any token's bytes survive.
+        boolean tokensAsIds = present(body, "return_tokens_as_token_ids")
+                && bool(body, "return_tokens_as_token_ids", "return_tokens_as_token_ids");
+        return new Parsed(requests, model, stream, usage, logprobs, echo, promptOnly, oneToolCall, promptLogprobs,
+                tokensAsIds);
     }
 
     /**

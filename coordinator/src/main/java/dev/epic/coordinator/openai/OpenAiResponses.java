@@ -72,6 +72,19 @@ final class OpenAiResponses {
     /** vLLM's {@code prompt_logprobs}: the answer carries each prompt token's (a completion per choice, chat once). */
     private boolean promptLogprobs;
 
+    /** vLLM's {@code return_tokens_as_token_ids}: logprobs name each token "token_id:N" instead of by its text. */
+    private boolean tokensAsIds;
+
+    OpenAiResponses tokensAsIds(boolean on) {
+        tokensAsIds = on;
+        return this;
+    }
+
+    /** How logprobs name a token: its text, or with {@link #tokensAsIds} "token_id:N" (vLLM's form). */
+    private String name(ByteString token, int id) {
+        return tokensAsIds ? "token_id:" + id : token.toStringUtf8();
+    }
+
     OpenAiResponses promptLogprobs(boolean on) {
         promptLogprobs = on;
         return this;
@@ -87,10 +100,11 @@ final class OpenAiResponses {
      * Makes completion choices [first, first + count) start with their prompt: its text, and its
      * tokens' bytes for the logprobs.
      */
-    void echo(int first, int count, String promptText, List<ByteString> promptTokens) {
+    void echo(int first, int count, String promptText, List<ByteString> promptTokens, List<Integer> promptIds) {
         for (int i = first; i < first + count; i++) {
             choice(i).echoText = promptText;
             choice(i).echoTokens = promptTokens;
+            choice(i).echoIds = promptIds;
         }
     }
 
@@ -98,6 +112,7 @@ final class OpenAiResponses {
         /** What a completion with {@code echo} starts with: the prompt's text and tokens (null without echo). */
         String echoText;
         List<ByteString> echoTokens;
+        List<Integer> echoIds;
         final StringBuilder text = new StringBuilder();
         final StringBuilder reasoning = new StringBuilder();
         final List<ToolCall> toolCalls = new ArrayList<>();
@@ -201,7 +216,7 @@ final class OpenAiResponses {
             if (lp != null) {
                 for (int i = 0; i < c.echoTokens.size(); i++) {
                     TokenLogprob l = i == 0 || i > r.getPromptLogprobsCount() ? null : r.getPromptLogprobs(i - 1);
-                    c.textOffset = appendLegacy(lp, c.legacy, c.echoTokens.get(i).toStringUtf8(), l, c.textOffset);
+                    c.textOffset = appendLegacy(lp, c.legacy, name(c.echoTokens.get(i), c.echoIds.get(i)), l, c.textOffset);
                 }
             }
         }
@@ -209,7 +224,7 @@ final class OpenAiResponses {
             text.append(r.getReasoningText()).append(r.getText());
             if (lp != null) {
                 for (TokenLogprob l : r.getLogprobsList()) {
-                    c.textOffset = appendLegacy(lp, c.legacy, l.getToken().toStringUtf8(), l, c.textOffset);
+                    c.textOffset = appendLegacy(lp, c.legacy, name(l.getToken(), l.getTokenId()), l, c.textOffset);
                 }
             }
         }
@@ -361,20 +376,22 @@ final class OpenAiResponses {
         };
     }
 
-    private static ObjectNode chatLogprob(TokenLogprob l) {
-        ObjectNode o = entry(l.getToken(), l.getLogprob());
+    private ObjectNode chatLogprob(TokenLogprob l) {
+        ObjectNode o = entry(l.getToken(), l.getTokenId(), l.getLogprob());
         ArrayNode top = o.putArray("top_logprobs");
         for (TopLogprob t : l.getTopList()) {
-            top.add(entry(t.getToken(), t.getLogprob()));
+            top.add(entry(t.getToken(), t.getTokenId(), t.getLogprob()));
         }
         return o;
     }
 
-    private static ObjectNode entry(ByteString token, float logprob) {
-        ObjectNode o = NODES.objectNode().put("token", token.toStringUtf8()).put("logprob", finite(logprob));
+    /** One token's entry: its name, logprob and the bytes of the name (of the token's text: its own bytes). */
+    private ObjectNode entry(ByteString token, int id, float logprob) {
+        ObjectNode o = NODES.objectNode().put("token", name(token, id)).put("logprob", finite(logprob));
         ArrayNode bytes = o.putArray("bytes");
-        for (int i = 0; i < token.size(); i++) {
-            bytes.add(token.byteAt(i) & 0xff);
+        ByteString b = tokensAsIds ? ByteString.copyFromUtf8(name(token, id)) : token;
+        for (int i = 0; i < b.size(); i++) {
+            bytes.add(b.byteAt(i) & 0xff);
         }
         return o;
     }
@@ -393,7 +410,7 @@ final class OpenAiResponses {
      * Appends one token to both legacy nodes (the chunk's and the choice's); l is null for a prompt's
      * first token. Returns the text offset after it.
      */
-    private static int appendLegacy(ObjectNode chunk, ObjectNode all, String token, TokenLogprob l, int offset) {
+    private int appendLegacy(ObjectNode chunk, ObjectNode all, String token, TokenLogprob l, int offset) {
         for (ObjectNode o : new ObjectNode[] {chunk, all}) {
             ((ArrayNode) o.get("tokens")).add(token);
             ((ArrayNode) o.get("text_offset")).add(offset);
@@ -405,7 +422,7 @@ final class OpenAiResponses {
                 values.add(finite(l.getLogprob()));
                 ObjectNode alternatives = top.addObject();
                 for (TopLogprob t : l.getTopList()) {
-                    alternatives.put(t.getToken().toStringUtf8(), finite(t.getLogprob()));
+                    alternatives.put(name(t.getToken(), t.getTokenId()), finite(t.getLogprob()));
                 }
             }
         }

@@ -215,6 +215,9 @@ public final class OpenAiServer implements AutoCloseable {
                 ObjectNode o = OpenAiRequests.JSON.createObjectNode().put("count", t.getTokenIdsCount())
                         .put("max_model_len", modelInfo().getMaxContext());
                 t.getTokenIdsList().forEach(o.putArray("tokens")::add);
+                if (body.path("return_token_strs").asBoolean(false)) { // vLLM's: the vocabulary's strings
+                    t.getTokenStringsList().forEach(o.putArray("token_strs")::add);
+                }
                 sendJson(ex, 200, o);
             }
             case "/detokenize" -> {
@@ -391,7 +394,8 @@ public final class OpenAiServer implements AutoCloseable {
                     + " at once (max-batch + max-queue): send them in smaller requests");
         }
         OpenAiResponses answer = new OpenAiResponses(kind, name, System.currentTimeMillis() / 1000, p.logprobs(),
-                p.includeUsage(), p.promptOnly(), n).oneToolCall(p.oneToolCall()).promptLogprobs(p.promptLogprobs());
+                p.includeUsage(), p.promptOnly(), n).oneToolCall(p.oneToolCall()).promptLogprobs(p.promptLogprobs())
+                .tokensAsIds(p.tokensAsIds());
         try (Context.CancellableContext call = Context.current().withCancellation()) {
             ex.onDisconnect(() -> call.cancel(new IOException("the HTTP client disconnected")));
             // Every prompt's call starts at once (they batch on the server); all inherit this context,
@@ -611,7 +615,7 @@ public final class OpenAiServer implements AutoCloseable {
                 : req.hasTokenIds() ? req.getTokenIds().getIdsList() : List.of();
         DetokenizeResponse d = ids.isEmpty() ? DetokenizeResponse.getDefaultInstance()
                 : api.detokenize(DetokenizeRequest.newBuilder().addAllTokenIds(ids).build());
-        answer.echo(firstChoice, count, req.hasTokenIds() ? d.getText() : req.getText(), d.getTokensList());
+        answer.echo(firstChoice, count, req.hasTokenIds() ? d.getText() : req.getText(), d.getTokensList(), ids);
     }
 
     private static void event(OutputStream out, JsonNode n) throws IOException {

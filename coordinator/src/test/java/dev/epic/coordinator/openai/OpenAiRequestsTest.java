@@ -228,13 +228,10 @@ class OpenAiRequestsTest {
         String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
         for (String[] bad : new String[][] {{"\"echo\": true", "echo"}, {"\"chat_template\": \"{{ x }}\"", "chat_template"},
                 {"\"skip_special_tokens\": false", "skip_special_tokens"},
-                {"\"return_tokens_as_token_ids\": true", "return_tokens_as_token_ids"},
                 {"\"stream\": true, \"stream_options\": {\"continuous_usage_stats\": true}",
                         "stream_options.continuous_usage_stats"}}) {
             assertEquals(bad[1], assertThrows(OpenAiError.class, () -> chat(base + bad[0] + "}"), bad[0]).param);
         }
         chat(base + "\"echo\": false, \"skip_special_tokens\": true, \"return_tokens_as_token_ids\": false}");
-        assertEquals("return_token_strs", assertThrows(OpenAiError.class, () -> OpenAiRequests.tokenize(OpenAiRequests.parse(
-                "{\"prompt\": \"hi\", \"return_token_strs\": true}".getBytes(StandardCharsets.UTF_8)))).param);
     }
 }

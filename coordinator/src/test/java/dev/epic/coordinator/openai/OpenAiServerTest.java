@@ -236,6 +236,65 @@ class OpenAiServerTest {
         }
     }
 
+    /**
+     * vLLM's return_tokens_as_token_ids: every token in the logprobs is named "token_id:N" (its bytes are
+     * that name's), in chat, in completions' legacy lists and their alternatives, and in an echoed prompt.
+     */
+    @Test
+    void logprobsNameTokensByIdWhenAsked() throws Exception {
+        JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"temperature\": 0, \"max_tokens\": 3, "
+                + "\"ignore_eos\": true, \"logprobs\": true, \"top_logprobs\": 2, \"return_tokens_as_token_ids\": true}"));
+        List<TokenLogprob> expected = generate(GenerateRequest.newBuilder().setChat(chat())
+                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxTokens(3).setIgnoreEos(true).setLogprobs(2))
+                .build()).stream().flatMap(r -> r.getLogprobsList().stream()).toList();
+        JsonNode content = a.get("choices").get(0).get("logprobs").get("content");
+        assertEquals(3, content.size());
+        for (int i = 0; i < 3; i++) {
+            TokenLogprob l = expected.get(i);
+            JsonNode e = content.get(i);
+            assertEquals("token_id:" + l.getTokenId(), e.get("token").asText());
+            assertArrayEquals(("token_id:" + l.getTokenId()).getBytes(StandardCharsets.UTF_8), bytes(e.get("bytes")));
+            assertEquals(l.getLogprob(), e.get("logprob").floatValue());
+            for (int k = 0; k < 2; k++) {
+                assertEquals("token_id:" + l.getTop(k).getTokenId(), e.get("top_logprobs").get(k).get("token").asText());
+            }
+        }
+        List<Integer> prompt = ids("one two three", true);
+        JsonNode c = ok(post("/v1/completions", "{\"prompt\": \"one two three\", \"temperature\": 0, \"max_tokens\": 2, "
+                + "\"ignore_eos\": true, \"logprobs\": 1, \"echo\": true, \"return_tokens_as_token_ids\": true}"));
+        JsonNode legacy = c.get("choices").get(0).get("logprobs");
+        JsonNode tokens = legacy.get("tokens");
+        assertEquals(prompt.size() + 2, tokens.size(), legacy.toString());
+        for (int i = 0; i < prompt.size(); i++) {
+            assertEquals("token_id:" + prompt.get(i), tokens.get(i).asText());
+        }
+        for (int i = 1; i < tokens.size(); i++) { // each alternative too; the prompt's first token has none
+            legacy.get("top_logprobs").get(i).fieldNames()
+                    .forEachRemaining(name -> assertTrue(name.matches("token_id:\\d+"), name));
+        }
+        // Without the switch the same request names tokens by their text.
+        JsonNode plain = ok(post("/v1/completions", "{\"prompt\": \"one two three\", \"temperature\": 0, "
+                + "\"max_tokens\": 2, \"ignore_eos\": true, \"logprobs\": 1, \"echo\": true}"));
+        assertEquals(decode(List.of(prompt.get(1))), plain.get("choices").get(0).get("logprobs").get("tokens").get(1).asText());
+    }
+
+    /** vLLM's /tokenize return_token_strs: each id's string as the vocabulary writes it (byte-level form). */
+    @Test
+    void tokenizeReturnsTheVocabularysStringsWhenAsked() throws Exception {
+        JsonNode t = ok(post("/tokenize", "{\"prompt\": \"Hello world, héllo\", \"add_special_tokens\": false, "
+                + "\"return_token_strs\": true}"));
+        Tokenizer tokenizer = Tokenizer.fromModelDir(dir);
+        JsonNode strs = t.get("token_strs");
+        assertEquals(t.get("count").asInt(), strs.size());
+        for (int i = 0; i < strs.size(); i++) {
+            assertEquals(tokenizer.tokenString(t.get("tokens").get(i).asInt()), strs.get(i).asText());
+        }
+        assertTrue(strs.toString().contains("Ġworld"), strs.toString()); // the byte-level form, not decoded text
+        assertFalse(ok(post("/tokenize", "{\"prompt\": \"Hello\"}")).has("token_strs"));
+        assertError(post("/tokenize", "{\"prompt\": \"Hello\", \"return_token_strs\": \"yes\"}"), 400,
+                "return_token_strs");
+    }
+
     private static byte[] bytes(JsonNode array) {
         byte[] b = new byte[array.size()];
         for (int i = 0; i < b.length; i++) {
