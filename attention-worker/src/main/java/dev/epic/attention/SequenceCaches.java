@@ -81,16 +81,17 @@ final class SequenceCaches {
     private record Growth(long id, HeapKvCache cache, int need, int max, int reserve, boolean mtp) {
         /**
          * What it grows to when the budget allows: what was reserved (as counted by the coordinator), else
-         * doubled; at the MTP layer (whose chained drafts the coordinator reserves with its step, so this
-         * is only for one that did not), exactly what it needs: nothing there is counted by the budget.
+         * the page that holds what it needs; at the MTP layer (whose chained drafts the coordinator reserves
+         * with its step, so this is only for one that did not), exactly what it needs: nothing there is
+         * counted by the budget.
          */
         int wanted() {
-            return mtp ? need : reserve > 0 ? reserved(need, reserve, max)
-                    : HeapKvCache.grownCapacity(cache.capacity(), need, max);
+            return mtp ? need : reserve > 0 ? reserved(need, reserve, max) : paged();
         }
 
-        int tight() {
-            return HeapKvCache.tightCapacity(cache.capacity(), need, max);
+        /** What it needs, to the page that holds it: what it grows to when a reservation does not fit. */
+        int paged() {
+            return HeapKvCache.grownCapacity(cache.capacity(), need, max);
         }
     }
 
@@ -291,9 +292,9 @@ final class SequenceCaches {
         for (var f : fresh.entrySet()) {
             freshBytes += bytes(f.getValue(), freshLayers.get(f.getKey()));
         }
-        // Growing caches take what the coordinator reserved, or double; when that does not fit in the budget they
-        // grow by what they need and up to HeapKvCache.TIGHT_GROWTH more, or, at the end of the budget,
-        // by what they need and a share of what is left. The budget is checked where caches grow: at
+        // Growing caches take what the coordinator reserved, or the page their positions need; when that does not
+        // fit in the budget they grow to the page they need, or, at the end of the budget, by what they need and a
+        // share of what is left. The budget is checked where caches grow: at
         // layer 0. A step that takes no more memory always runs (even over a budget set lower than what
         // is held).
         ToIntFunction<Growth> size = Growth::wanted;
@@ -301,15 +302,15 @@ final class SequenceCaches {
         long held = layer == 0 ? heldBytes() : 0;
         if (layer == 0 && more > 0 && held + more > kvCacheBytes) {
             long exact = bytes(growing, Growth::need);
-            if (held + freshBytes + bytes(growing, Growth::tight) <= kvCacheBytes) {
-                size = Growth::tight;
+            if (held + freshBytes + bytes(growing, Growth::paged) <= kvCacheBytes) {
+                size = Growth::paged;
             } else if (held + freshBytes + exact <= kvCacheBytes) {
                 long perPosition = 0;
                 for (Growth g : growing) {
                     perPosition += g.cache().bytesPerPosition();
                 }
                 long spare = (kvCacheBytes - held - freshBytes - exact) / perPosition;
-                size = g -> (int) Math.min(g.tight(), g.need() + spare);
+                size = g -> (int) Math.min(g.paged(), g.need() + spare);
             } else {
                 // New sequences go first (the coordinator places them elsewhere); sequences already here
                 // are refused only when their own growth does not fit (the coordinator then preempts).

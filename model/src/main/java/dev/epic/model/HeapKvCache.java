@@ -84,7 +84,7 @@ public final class HeapKvCache implements KvCache {
         return length;
     }
 
-    /** Grows the granted room to hold position {@code pos}, doubling within the context. */
+    /** Grows the granted room to hold {@code positions}, to the page that holds the last, within the context. */
     private void ensure(int positions) {
         if (positions <= capacity) {
             return;
@@ -96,21 +96,13 @@ public final class HeapKvCache implements KvCache {
         capacity = grownCapacity(capacity, positions, maxPositions);
     }
 
-    /** Positions a cache of {@code capacity} holds once grown for {@code positions} (it doubles, within max). */
-    public static int grownCapacity(int capacity, int positions, int maxPositions) {
-        return positions <= capacity ? capacity : (int) Math.min(maxPositions, Math.max(positions, 2L * capacity));
-    }
-
-    /** Positions a cache grows by at most when doubling does not fit in a KV budget (four pages). */
-    public static final int TIGHT_GROWTH = 4 * KvPage.POSITIONS;
-
     /**
-     * {@link #grownCapacity} when doubling does not fit in a KV budget: grown for {@code positions} and
-     * at most {@link #TIGHT_GROWTH} more, within max.
+     * Positions a cache of {@code capacity} holds once grown for {@code positions}: whole pages, within
+     * max. Growing copies nothing, so a cache grows a page at a time and counts no more than it may hold.
      */
-    public static int tightCapacity(int capacity, int positions, int maxPositions) {
+    public static int grownCapacity(int capacity, int positions, int maxPositions) {
         return positions <= capacity ? capacity
-                : (int) Math.min(maxPositions, Math.max(positions, (long) capacity + Math.min(capacity, TIGHT_GROWTH)));
+                : (int) Math.min(maxPositions, (long) Math.ceilDiv(positions, KvPage.POSITIONS) * KvPage.POSITIONS);
     }
 
     /** Positions granted (at least {@link #length()}): what the cache costs in a KV budget. */

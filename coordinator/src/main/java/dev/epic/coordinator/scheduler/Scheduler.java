@@ -458,7 +458,7 @@ public final class Scheduler implements AutoCloseable {
                 long budget = kvCacheBudget();
                 long kvFree = budget;
                 for (Slot s : active) {
-                    kvFree -= held(s, grown(s, true)); // what it holds after its next step
+                    kvFree -= held(s, grown(s)); // what it holds after its next step
                 }
                 Map<KvPool, Long> rooms = poolRooms();
                 boolean kvFull = false; // once one does not fit, later ones wait too (first come, first served)
@@ -579,48 +579,37 @@ public final class Scheduler implements AutoCloseable {
         }
         if (!rooms.isEmpty()) {
             for (Slot s : active) {
-                rooms.computeIfPresent(s.cache.pool(), (p, room) -> room - (long) grown(s, true) * kvBytesPerPosition);
+                rooms.computeIfPresent(s.cache.pool(), (p, room) -> room - (long) grown(s) * kvBytesPerPosition);
             }
         }
         return rooms;
     }
 
     /**
-     * Before a step: grows the caches of sequences whose next token needs room and, while that would
-     * take more than the KV cache budget, preempts the latest arrival. A cache's granted room doubles (its
-     * pages come as they are written, so nothing is copied); when doubling does not fit it grows by
-     * {@link HeapKvCache#TIGHT_GROWTH} positions instead, and
-     * only when that does not fit either is a sequence preempted. The earliest always runs, and one
-     * sequence alone always fits (checked at submission). A sequence still delivering prompt logits is
-     * not preempted (they would come twice).
+     * Before a step: grows the caches of sequences whose next token needs room, a page at a time (pages
+     * are allocated as they are written, so nothing is copied and nothing is counted ahead), and while
+     * that would take more than the KV cache budget, preempts the latest arrival. The earliest always
+     * runs, and one sequence alone always fits (checked at submission). A sequence still delivering
+     * prompt logits is not preempted (they would come twice).
      */
     private void makeRoom() {
         long budget = kvCacheBudget();
-        boolean tight = false;
-        while (true) {
-            if (cacheBytes(false) <= budget) {
-                break;
-            }
-            if (cacheBytes(true) <= budget) {
-                tight = true;
-                break;
-            }
+        while (cacheBytes() > budget) {
             Slot victim = latestPreemptible(active);
             if (victim == null) {
-                tight = true; // nothing may be preempted: they run, over the budget for this step
-                break;
+                break; // nothing may be preempted: they run, over the budget for this step
             }
             log.info("KV cache budget full ({}): preempting a sequence at {} positions; it resumes by recomputing them",
                     localCaches ? "--kv-cache-mb " + mib(budget) : "the attention workers' " + mib(budget) + " MiB",
                     victim.cache.length());
             preempt(victim);
         }
-        tight |= makeRoomInPools();
+        makeRoomInPools();
         preemptedCount = preempted.size(); // first: a moved victim is never in neither count
         publishActive();
         for (Slot s : List.copyOf(active)) {
             try {
-                s.cache.reserve(grown(s, tight));
+                s.cache.reserve(grown(s));
             } catch (RuntimeException | OutOfMemoryError e) {
                 // The heap is smaller than the budget says: this sequence fails, not the engine.
                 log.warn("the KV cache of a sequence at {} positions could not grow: {}", s.cache.length(), e.toString());
@@ -636,10 +625,9 @@ public final class Scheduler implements AutoCloseable {
      * outgrow in this step gives up its latest arrivals, though the others have room. They rejoin as
      * the total budget allows and are placed where there is room, so the worker need not refuse.
      * Its earliest sequence is never preempted here (should it alone outgrow the worker, the worker
-     * refuses and {@link #makeRoomOnWorkers} ends it). Returns whether some worker's sequences only fit
-     * by growing {@code tight}ly.
+     * refuses and {@link #makeRoomOnWorkers} ends it).
      */
-    private boolean makeRoomInPools() {
+    private void makeRoomInPools() {
         Map<KvPool, List<Slot>> pools = new LinkedHashMap<>();
         for (Slot s : active) {
             KvPool pool = s.cache.pool();
@@ -647,15 +635,10 @@ public final class Scheduler implements AutoCloseable {
                 pools.computeIfAbsent(pool, p -> new ArrayList<>()).add(s);
             }
         }
-        boolean tight = false;
         for (Map.Entry<KvPool, List<Slot>> e : pools.entrySet()) {
             long budget = e.getKey().kvBudgetBytes();
             List<Slot> here = e.getValue();
-            while (cacheBytes(here, false) > budget) {
-                if (cacheBytes(here, true) <= budget) {
-                    tight = true;
-                    break;
-                }
+            while (cacheBytes(here) > budget) {
                 Slot victim = latestPreemptible(here);
                 if (victim == null) {
                     break;
@@ -667,7 +650,6 @@ public final class Scheduler implements AutoCloseable {
                 here.remove(victim);
             }
         }
-        return tight;
     }
 
     /**
@@ -720,14 +702,14 @@ public final class Scheduler implements AutoCloseable {
         preemptedCount = preempted.size();
     }
 
-    private long cacheBytes(boolean tight) {
-        return cacheBytes(active, tight);
+    private long cacheBytes() {
+        return cacheBytes(active);
     }
 
-    private long cacheBytes(List<Slot> slots, boolean tight) {
+    private long cacheBytes(List<Slot> slots) {
         long total = 0;
         for (Slot s : slots) {
-            total += held(s, grown(s, tight));
+            total += held(s, grown(s));
         }
         return total;
     }
@@ -812,13 +794,12 @@ public final class Scheduler implements AutoCloseable {
 
     /**
      * Capacity a sequence's cache needs for this step, within its own maximum: as it is when its next
-     * token fits (prefill reserved its feed on joining), else doubled, or {@code tight}ly grown.
+     * token fits (prefill reserved its feed on joining), else grown to the page that holds it.
      */
-    private int grown(Slot s, boolean tight) {
+    private int grown(Slot s) {
         int capacity = s.cache.capacity();
         int need = s.prefilling() ? capacity : s.cache.length() + 1 + s.drafts.length + chainAhead;
-        return tight ? HeapKvCache.tightCapacity(capacity, need, s.maxPositions)
-                : HeapKvCache.grownCapacity(capacity, need, s.maxPositions);
+        return HeapKvCache.grownCapacity(capacity, need, s.maxPositions);
     }
 
     /**

@@ -124,13 +124,16 @@ final class Slot {
         fed = 0;
     }
 
+    /** Positions a resumed sequence joins with room for beyond its feed (four pages). */
+    static final int RESUMED_ROOM = 4 * dev.epic.model.KvPage.POSITIONS;
+
     /**
      * Positions its cache reserves on joining, counted against the budget: the feed and its first
-     * token, and for a resumed sequence room to decode {@link HeapKvCache#TIGHT_GROWTH} more, so that
-     * it is not preempted again before it has moved; a fresh cache's size at least.
+     * token, and for a resumed sequence room to decode {@link #RESUMED_ROOM} more, so that it is not
+     * preempted again before it has moved; a fresh cache's size at least.
      */
     int joinSize() {
-        int extra = resumed ? HeapKvCache.TIGHT_GROWTH : 0;
+        int extra = resumed ? RESUMED_ROOM : 0;
         return Math.max(HeapKvCache.initialCapacity(maxPositions),
                 (int) Math.min(maxPositions, (long) feed.length + 1 + extra));
     }
