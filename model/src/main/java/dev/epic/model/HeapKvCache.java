@@ -233,16 +233,18 @@ public final class HeapKvCache implements KvCache {
         }
     }
 
-    /** Positions of the pages that kept prefix blocks hold (shared with them, counted in the prefix cache's budget). */
+    /**
+     * Positions of the leading pages that kept prefix blocks hold (shared with them, counted in the prefix
+     * cache's budget). Kept blocks are a prompt's first blocks, so they are this cache's first pages; the
+     * count stops at the first page of its own, which can only count a kept page as its own (the safe side).
+     */
     @Override
     public int keptPositions() {
         int n = 0;
-        for (KvPage p : pages) {
-            if (p.kept()) {
-                n += KvPage.POSITIONS;
-            }
+        while (n < pages.size() && pages.get(n).kept()) {
+            n++;
         }
-        return Math.min(n, capacity);
+        return Math.min(n * KvPage.POSITIONS, capacity);
     }
 
     /** Pages this cache holds memory for (shared ones included): for tests. */

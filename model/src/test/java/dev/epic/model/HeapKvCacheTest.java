@@ -162,6 +162,16 @@ class HeapKvCacheTest {
         // c writes past its kept pages as before; page 2 was never kept, so it is c's own.
         c.write(1, 39, new float[] {5, 5, 5, 5}, 0, new float[] {5, 5}, 0);
         assertTrue(c.shares(0, blocks[0].page()));
+
+        // The KV budget counts the kept pages in the prefix cache's budget, not in the caches sharing them.
+        assertEquals(32, c.keptPositions());
+        assertEquals(32, e.keptPositions());
+        assertEquals(16, d.keptPositions(), "its own copy of page 1 is its own");
+        blocks[1].release(); // evicted: the caches still holding page 1 count it again
+        assertEquals(16, c.keptPositions());
+        assertEquals(16, e.keptPositions());
+        blocks[0].release();
+        assertEquals(0, c.keptPositions());
     }
 
     /** Blocks that do not line up with the cache's pages (or of another cache) are copies, with the same values. */
