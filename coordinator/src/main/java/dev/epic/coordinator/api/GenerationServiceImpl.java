@@ -140,7 +140,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 SamplingParams p = i == 0 || params.seed().isEmpty() ? params
                         : params.toBuilder().seed(params.seed().getAsLong() + i).build();
                 Generation generation = new Generation(model.tokenizer(), prompt.ids(), p, options);
-                c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival, prompt.ids(), p.promptLogprobs() >= 0),
+                c.tasks.add(new GenerationTask(prompt.ids(), generation, new StreamSink(c, i, arrival, prompt.ids(), p.promptLogprobs() >= 0, req.getContinuousUsage()),
                         n > 1 ? c : null, req.getPriority()));
             }
             requireWorkers(); // after every check of the request: a bad one is 400 even while workers are missing
@@ -562,8 +562,12 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         private List<Logprobs> promptLogprobs;
 
         private final int[] promptIds;
+        /** Usage on every message (the counts so far), not only the last. */
+        private final boolean continuousUsage;
 
-        StreamSink(Call call, int index, long arrivalNanos, int[] promptIds, boolean promptLogprobs) {
+        StreamSink(Call call, int index, long arrivalNanos, int[] promptIds, boolean promptLogprobs,
+                boolean continuousUsage) {
+            this.continuousUsage = continuousUsage;
             this.call = call;
             this.index = index;
             this.arrivalNanos = arrivalNanos;
@@ -615,6 +619,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             sentCalls |= addToolCalls(r, d.toolCalls(), call.id);
             if (d.finished()) {
                 r.setFinishReason(finishReason(d.finishReason(), sentCalls));
+            }
+            if (d.finished() || continuousUsage) {
                 r.setUsage(Usage.newBuilder().setPromptTokens(d.usage().promptTokens())
                         .setCompletionTokens(d.usage().completionTokens()).setReasoningTokens(reasoningTokens)
                         .setCachedPromptTokens(cachedPromptTokens));

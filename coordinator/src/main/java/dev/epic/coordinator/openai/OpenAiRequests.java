@@ -281,15 +281,9 @@ final class OpenAiRequests {
         if (present(body, "use_beam_search") && bool(body, "use_beam_search", "use_beam_search")) {
             throw OpenAiError.badRequest("use_beam_search", "beam search is not supported");
         }
-        // vLLM's output switches: the answer's text always skips special tokens, and usage comes once, at the end.
+        // vLLM's output switch: the answer's text always skips special tokens.
         if (present(body, "skip_special_tokens") && !bool(body, "skip_special_tokens", "skip_special_tokens")) {
             throw OpenAiError.badRequest("skip_special_tokens", "'skip_special_tokens': false is not supported");
-        }
-        JsonNode options = body.get("stream_options");
-        if (options != null && options.isObject() && present(options, "continuous_usage_stats")
-                && bool(options, "continuous_usage_stats", "stream_options.continuous_usage_stats")) {
-            throw OpenAiError.badRequest("stream_options.continuous_usage_stats",
-                    "'stream_options.continuous_usage_stats' is not supported: usage comes with the last chunk");
         }
     }
 
@@ -491,7 +485,13 @@ final class OpenAiRequests {
         JsonNode options = body.get("stream_options");
         boolean usage = options != null && options.isObject() && present(options, "include_usage")
                 && bool(options, "include_usage", "stream_options.include_usage");
+        // vLLM's continuous_usage_stats: with include_usage, every chunk carries its choice's usage so far.
+        boolean continuous = usage && present(options, "continuous_usage_stats")
+                && bool(options, "continuous_usage_stats", "stream_options.continuous_usage_stats");
         List<GenerateRequest> requests = each != null ? each : List.of(r.build());
+        if (continuous) {
+            requests = requests.stream().map(q -> q.toBuilder().setContinuousUsage(true).build()).toList();
+        }
         if (present(body, "priority")) { // vLLM's: the scheduling priority, lower first
             int priority = integer(body, "priority");
             requests = requests.stream().map(q -> q.toBuilder().setPriority(priority).build()).toList();

@@ -80,6 +80,14 @@ final class OpenAiResponses {
         return this;
     }
 
+    /** vLLM's {@code stream_options.continuous_usage_stats}: each chunk carries its choice's usage so far. */
+    private boolean continuousUsage;
+
+    OpenAiResponses continuousUsage(boolean on) {
+        continuousUsage = on;
+        return this;
+    }
+
     /** How logprobs name a token: its text, or with {@link #tokensAsIds} "token_id:N" (vLLM's form). */
     private String name(ByteString token, int id) {
         return tokensAsIds ? "token_id:" + id : token.toStringUtf8();
@@ -144,6 +152,19 @@ final class OpenAiResponses {
 
     /** As {@link #accept(GenerateResponse)} for a stream whose choices start at {@code firstChoice} (one of several prompts). */
     List<ObjectNode> accept(GenerateResponse r, int firstChoice) {
+        List<ObjectNode> chunks = chunks(r, firstChoice);
+        if (continuousUsage && r.hasUsage()) { // vLLM's continuous_usage_stats: the choice's usage so far
+            Usage u = r.getUsage();
+            for (ObjectNode chunk : chunks) {
+                chunk.putObject("usage").put("prompt_tokens", u.getPromptTokens())
+                        .put("completion_tokens", u.getCompletionTokens())
+                        .put("total_tokens", u.getPromptTokens() + u.getCompletionTokens());
+            }
+        }
+        return chunks;
+    }
+
+    private List<ObjectNode> chunks(GenerateResponse r, int firstChoice) {
         if (id == null) {
             id = kind.idPrefix + r.getRequestId();
         }

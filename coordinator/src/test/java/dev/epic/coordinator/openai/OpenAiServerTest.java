@@ -198,6 +198,44 @@ class OpenAiServerTest {
         assertEquals(usage.get("usage"), whole.get("usage"));
     }
 
+    /**
+     * vLLM's continuous_usage_stats (with include_usage): every chunk carries its choice's usage so far, the
+     * prompt's tokens and the completion tokens up to it, ending at the final usage; without include_usage
+     * it is ignored, as in vLLM.
+     */
+    @Test
+    void continuousUsageStatsCountEveryChunk() throws Exception {
+        String request = "{" + CHAT_MESSAGES + ", \"temperature\": 0, \"max_tokens\": 5, \"ignore_eos\": true, "
+                + "\"stream\": true, \"stream_options\": {\"include_usage\": true, \"continuous_usage_stats\": true}}";
+        HttpResponse<String> r = post("/v1/chat/completions", request);
+        assertEquals(200, r.statusCode(), r.body());
+        List<String> events = events(r.body());
+        JsonNode last = JSON.readTree(events.get(events.size() - 2)); // the usage chunk, before [DONE]
+        assertTrue(last.get("choices").isEmpty());
+        int prompt = last.get("usage").get("prompt_tokens").asInt();
+        int seen = 0;
+        int before = -1;
+        for (String e : events.subList(0, events.size() - 2)) {
+            JsonNode chunk = JSON.readTree(e);
+            JsonNode usage = chunk.get("usage");
+            assertTrue(usage != null && usage.isObject(), e);
+            assertEquals(prompt, usage.get("prompt_tokens").asInt(), e);
+            int done = usage.get("completion_tokens").asInt();
+            assertTrue(done >= before, e);
+            assertEquals(prompt + done, usage.get("total_tokens").asInt(), e);
+            before = done;
+            seen++;
+        }
+        assertTrue(seen >= 5, "chunks: " + seen);
+        assertEquals(5, before, "the last chunk's count is the whole completion");
+        assertEquals(5, last.get("usage").get("completion_tokens").asInt());
+        // Without include_usage there is no usage to continue (vLLM ignores the switch then).
+        List<String> plain = events(post("/v1/chat/completions", request.replace("\"include_usage\": true, ", "")).body());
+        for (String e : plain.subList(0, plain.size() - 1)) {
+            assertFalse(JSON.readTree(e).has("usage") && JSON.readTree(e).get("usage").isObject(), e);
+        }
+    }
+
     private static List<String> events(String body) {
         List<String> out = new ArrayList<>();
         for (String block : body.split("\n\n")) {
