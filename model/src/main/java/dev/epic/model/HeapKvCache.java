@@ -31,6 +31,9 @@ public final class HeapKvCache implements KvCache {
     private final List<KvPage> pages = new ArrayList<>();
     private int capacity;
     private int length;
+    /** {@link #keptPositions()}'s count of leading kept pages, valid while {@link KvPage#keptChanges()} is keptAt. */
+    private int keptPages;
+    private long keptAt = -1;
 
 
     /**
@@ -127,6 +130,7 @@ public final class HeapKvCache implements KvCache {
         if (page.frozen()) { // kept by prefix caching, maybe shared: this cache's writes go to its own copy
             page = page.copy();
             pages.set(p, page);
+            keptAt = -1;
         }
         return page;
     }
@@ -240,11 +244,16 @@ public final class HeapKvCache implements KvCache {
      */
     @Override
     public int keptPositions() {
-        int n = 0;
-        while (n < pages.size() && pages.get(n).kept()) {
-            n++;
+        long changes = KvPage.keptChanges(); // the scheduler asks several times a step: count again only after a change
+        if (changes != keptAt) {
+            int n = 0;
+            while (n < pages.size() && pages.get(n).kept()) {
+                n++;
+            }
+            keptPages = n;
+            keptAt = changes;
         }
-        return Math.min(n * KvPage.POSITIONS, capacity);
+        return Math.min(keptPages * KvPage.POSITIONS, capacity);
     }
 
     /** Pages this cache holds memory for (shared ones included): for tests. */
@@ -272,6 +281,7 @@ public final class HeapKvCache implements KvCache {
         } else {
             pages.set(index, page);
         }
+        keptAt = -1;
     }
 
     /** Whether page {@code index} is a kept page (shared, not this cache's own): for tests. */

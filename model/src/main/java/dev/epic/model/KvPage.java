@@ -74,9 +74,17 @@ public final class KvPage {
         return frozen;
     }
 
+    /** Changes to any page's kept state so far: a cache's count of its kept pages holds until this moves. */
+    private static final java.util.concurrent.atomic.AtomicLong KEPT_CHANGES = new java.util.concurrent.atomic.AtomicLong();
+
     /** A kept block holds it now, or lets it go: while one does, the prefix cache's budget counts it. */
     void kept(boolean by) {
         keptBy.addAndGet(by ? 1 : -1);
+        KEPT_CHANGES.incrementAndGet();
+    }
+
+    static long keptChanges() {
+        return KEPT_CHANGES.get();
     }
 
     /** Whether a kept block holds it: its memory is counted by the prefix cache's budget, not by a KV budget. */

@@ -380,7 +380,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             }
             case TEXT -> req.hasSuffix()
                     ? new Prompt(prompts.fitModel(prompts.fillInTheMiddle(req.getText(), req.getSuffix(),
-                            req.getAddSpecialTokens()), "text"), ReasoningMode.forPrompt(PromptBuilder.FIM_END))
+                            req.getAddSpecialTokens()), "text"), ReasoningMode.DETECT)
                     : new Prompt(prompts.fitModel(prompts.encode(req.getText(), req.getAddSpecialTokens(), "text"),
                             "text"), ReasoningMode.forPrompt(req.getText()));
             case TOKEN_IDS -> {

@@ -146,9 +146,9 @@ final class PromptBuilder {
     }
 
     /** DeepSeek's fill-in-the-middle tokens (DeepSeek-V3's tokenizer: 128801, 128800, 128802). */
-    static final String FIM_BEGIN = "<｜fim▁begin｜>";
-    static final String FIM_HOLE = "<｜fim▁hole｜>";
-    static final String FIM_END = "<｜fim▁end｜>";
+    private static final String FIM_BEGIN = "<｜fim▁begin｜>";
+    private static final String FIM_HOLE = "<｜fim▁hole｜>";
+    private static final String FIM_END = "<｜fim▁end｜>";
 
     /**
      * A fill-in-the-middle prompt as DeepSeek-V3 was trained on them (prefix-suffix-middle):
