@@ -88,7 +88,7 @@ final class AttentionServiceImpl extends AttentionServiceGrpc.AttentionServiceIm
         Gauge.builder("epic.attention.max.sequences", caches, SequenceCaches::maxSequences)
                 .description("the most sequences held at once").register(registry);
         Gauge.builder("epic.attention.kv.cache.bytes", caches, SequenceCaches::heldBytes)
-                .description("bytes of KV cache arrays held here").register(registry);
+                .description("bytes of KV cache pages held here beside those kept prefix blocks hold (the KV budget's count)").register(registry);
         Gauge.builder("epic.attention.kv.cache.budget.bytes", caches, SequenceCaches::kvCacheBytes)
                 .description("the most bytes of KV cache held at once (--kv-cache-mb)").register(registry);
         Gauge.builder("epic.attention.prefix.cache.bytes", caches, SequenceCaches::prefixBytes)

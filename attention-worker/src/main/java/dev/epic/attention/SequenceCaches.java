@@ -4,6 +4,7 @@ import dev.epic.model.HeapKvCache;
 import dev.epic.model.KvBlock;
 import dev.epic.model.KvCacheDtype;
 import dev.epic.model.KvCache;
+import dev.epic.model.KvPage;
 import dev.epic.model.attention.AttentionLayers;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -19,7 +20,8 @@ import java.util.function.ToIntFunction;
  * cache is created by its first segment (layer 0, position 0) and belongs to the Attend stream that
  * created it: it goes when the coordinator releases it or when that stream ends (the coordinator
  * then presumes it lost, so nothing is left behind by a coordinator that failed or restarted). At
- * most {@code maxSequences} are held at once, in at most {@code kvCacheBytes} of cache arrays.
+ * most {@code maxSequences} are held at once, in at most {@code kvCacheBytes} of cache pages (pages
+ * shared with kept prefix blocks are counted by the prefix budget instead).
  *
  * <p>Prefix caching: a stream may have positions of its caches kept as blocks (at most
  * {@code prefixCacheBytes} per stream, apart from the KV budget) and start new caches from them. The
@@ -40,7 +42,7 @@ final class SequenceCaches {
 
     /**
      * A segment's cache id, where it starts, how many positions it writes, the positions the
-     * coordinator reserves for the cache (0: none; the cache grows by doubling), and for a new cache
+     * coordinator reserves for the cache (0: none; the cache grows a page at a time), and for a new cache
      * the layers it holds (0: the decoder's; one more: the MTP layer's too). All checked >= 0.
      */
     record Segment(long id, int start, int length, int reserve, List<Long> prefixBlocks, int cacheLayers) {
@@ -289,8 +291,9 @@ final class SequenceCaches {
                     + " sequences: no room for " + fresh.size() + " more", true, List.copyOf(fresh.keySet()));
         }
         long freshBytes = 0;
-        for (var f : fresh.entrySet()) {
-            freshBytes += bytes(f.getValue(), freshLayers.get(f.getKey()));
+        for (var f : fresh.entrySet()) { // less the kept pages a new cache starts from: the prefix budget's
+            freshBytes += bytes(f.getValue() - sharedPages(restored.get(f.getKey()), freshLayers.get(f.getKey())),
+                    freshLayers.get(f.getKey()));
         }
         // Growing caches take what the coordinator reserved, or the page their positions need; when that does not
         // fit in the budget they grow to the page they need, or, at the end of the budget, by what they need and a
@@ -392,11 +395,32 @@ final class SequenceCaches {
         return bytes < 1 << 20 ? String.format("%.1f KiB", bytes / 1024.0) : String.format("%.1f MiB", bytes / 1048576.0);
     }
 
-    /** Bytes the caches' arrays take now. */
+    /**
+     * Positions of a new cache that its prefix blocks' pages will hold ({@link KvBlock#writeTo} shares a
+     * block of one page of the cache's layers; its leading run of them counts, as {@link
+     * HeapKvCache#keptPositions()} does).
+     */
+    private static int sharedPages(List<KvBlock> prefix, int cacheLayers) {
+        int n = 0;
+        if (prefix != null) {
+            for (KvBlock b : prefix) {
+                if (b.positions() != KvPage.POSITIONS || b.layers() != cacheLayers) {
+                    break;
+                }
+                n += b.positions();
+            }
+        }
+        return n;
+    }
+
+    /**
+     * Bytes of KV budget the caches take now: their pages, less those kept prefix blocks hold (the prefix
+     * budget counts them; a page whose blocks were all dropped counts again in each cache sharing it).
+     */
     synchronized long heldBytes() {
         long n = 0;
         for (HeapKvCache c : caches.values()) {
-            n += c.capacity() * c.bytesPerPosition();
+            n += (long) (c.capacity() - c.keptPositions()) * c.bytesPerPosition();
         }
         return n;
     }

@@ -15,7 +15,10 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-/** The caches' bookkeeping for coordinators that draft with the MTP layer: its layer, its budget, its blocks. */
+/**
+ * The caches' bookkeeping: for coordinators that draft with the MTP layer (its layer, its budget, its
+ * blocks), and the KV budget's count of pages shared with kept prefix blocks.
+ */
 class SequenceCachesTest {
     private static Checkpoint checkpoint;
     private static AttentionLayers layers;
@@ -119,5 +122,45 @@ class SequenceCachesTest {
         IllegalArgumentException mixed = assertThrows(IllegalArgumentException.class,
                 () -> caches.acquire(owner, 0, List.of(new SequenceCaches.Segment(3, 16, 2, 0, List.of(10L)))));
         assertTrue(mixed.getMessage().contains("cannot start from a prefix block of " + (n + 1)), mixed.getMessage());
+    }
+
+    /**
+     * A kept block's page is counted once, by the prefix budget: in a KV budget of 420 positions, a
+     * 300-position cache whose first 18 pages are kept holds 16 positions of its own (the page after them),
+     * and a second cache started from those blocks takes 16 more, where it would take 304 without them
+     * (and is refused when they are not kept). Once the blocks are dropped, each cache counts the shared
+     * pages again, and nothing more fits.
+     */
+    @Test
+    void pagesSharedWithKeptBlocksAreCountedOnceInTheKvBudget() {
+        long perPosition = KvCacheDtype.FP32.bytesPerPosition(layers.config());
+        List<Long> ids = java.util.stream.LongStream.rangeClosed(1, 18).boxed().toList();
+        for (boolean keep : new boolean[] {true, false}) {
+            SequenceCaches caches = caches(420 * perPosition);
+            Object owner = new Object();
+            KvCache first = caches.acquire(owner, 0, List.of(new SequenceCaches.Segment(1, 0, 300))).getFirst();
+            first.setLength(300);
+            assertEquals(304 * perPosition, caches.heldBytes(), "its pages, none kept");
+            if (!keep) {
+                SequenceCaches.Refused r = assertThrows(SequenceCaches.Refused.class, () -> caches.acquire(owner, 0,
+                        List.of(new SequenceCaches.Segment(2, 0, 300))));
+                assertTrue(r.exhausted);
+                continue;
+            }
+            caches.keep(owner, 1, 0, 16, ids);
+            assertEquals(16 * perPosition, caches.heldBytes(), "the kept pages are the prefix budget's");
+            HeapKvCache second = (HeapKvCache) caches.acquire(owner, 0,
+                    List.of(new SequenceCaches.Segment(2, 288, 12, 0, ids))).getFirst();
+            assertEquals(304, second.capacity());
+            assertEquals(288, second.keptPositions());
+            assertEquals(32 * perPosition, caches.heldBytes());
+            SequenceCaches.Refused third = assertThrows(SequenceCaches.Refused.class, () -> caches.acquire(owner, 0,
+                    List.of(new SequenceCaches.Segment(3, 0, 400))));
+            assertEquals(List.of(3L), third.ids, "its 400 positions do not fit beside the 32 held");
+            caches.drop(owner, ids);
+            assertEquals(2 * 304 * perPosition, caches.heldBytes(), "pages no block keeps count in each cache");
+            assertThrows(SequenceCaches.Refused.class, () -> caches.acquire(owner, 0,
+                    List.of(new SequenceCaches.Segment(4, 0, 16))));
+        }
     }
 }

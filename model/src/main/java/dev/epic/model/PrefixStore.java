@@ -12,6 +12,15 @@ public interface PrefixStore {
      */
     int restore(int[] prompt, KvCache cache);
 
+    /**
+     * Tokens of {@code prompt} that {@link #restore} would start a new cache of {@code positions} with,
+     * changing nothing: what a KV budget need not count for it when it joins, since the cache shares those
+     * pages with the kept blocks. The default: none.
+     */
+    default int matchedTokens(int[] prompt, int positions) {
+        return 0;
+    }
+
     /** Keeps what {@code cache} holds of {@code prompt}'s leading tokens (call once they are prefilled). */
     void store(int[] prompt, KvCache cache);
 

@@ -173,7 +173,8 @@ final class AttentionEndpoint implements KvPool, AutoCloseable {
     /**
      * KV cache bytes the worker has left by this coordinator's count (its announced budget less what
      * our sequences there may come to hold: each its prompt + max tokens, or what it reserves if
-     * more; other coordinators' are unknown here): Long.MAX_VALUE when it announces no budget.
+     * more, less the pages it shares with kept blocks; other coordinators' are unknown here):
+     * Long.MAX_VALUE when it announces no budget.
      */
     synchronized long freeBytes(long bytesPerPosition) {
         return left(bytesPerPosition, RemoteCache::expectedCapacity);
@@ -181,7 +182,8 @@ final class AttentionEndpoint implements KvPool, AutoCloseable {
 
     /**
      * KV cache bytes the worker has left now by this coordinator's count: its budget less what our
-     * sequences there reserve (Long.MAX_VALUE when it announces no budget).
+     * sequences there reserve beside the pages they share with kept blocks (Long.MAX_VALUE when it
+     * announces no budget).
      */
     synchronized long roomBytes(long bytesPerPosition) {
         return left(bytesPerPosition, RemoteCache::capacity);
@@ -194,7 +196,7 @@ final class AttentionEndpoint implements KvPool, AutoCloseable {
         }
         long held = 0;
         for (RemoteCache c : placed) {
-            held += positions.applyAsInt(c);
+            held += positions.applyAsInt(c) - c.keptPositions(); // pages shared with kept blocks: the prefix budget's
         }
         return budget - held * bytesPerPosition;
     }

@@ -2,6 +2,7 @@ package dev.epic.coordinator.attention;
 
 import dev.epic.model.KvCache;
 import dev.epic.model.KvCacheDtype;
+import dev.epic.model.KvPage;
 import dev.epic.model.KvPool;
 
 /**
@@ -22,6 +23,15 @@ final class RemoteCache implements KvCache {
      * segments until a whole step has run there; null when it did not start from any or has run.
      */
     long[] prefixBlocks;
+    /**
+     * Kept blocks that are its leading pages on its worker (started from, or kept from it), in position
+     * order, and the worker incarnation that holds them: the worker shares their pages, so its KV budget
+     * counts them once, in the prefix budget. Written by the engine thread, read by any.
+     */
+    private volatile long[] sharedBlocks = {};
+    private volatile long sharedEpoch = -1;
+    /** Whether a block is still kept on the worker, by this coordinator's index. */
+    private volatile java.util.function.LongPredicate kept = b -> false;
     private int length;
     private int reserved;
     private int expected;
@@ -72,6 +82,45 @@ final class RemoteCache implements KvCache {
     @Override
     public int capacity() {
         return Math.max(reserved, length);
+    }
+
+    /**
+     * Blocks {@code ids}, of {@code blockPositions} each from position {@code start}, are kept on its
+     * worker's incarnation {@code epoch} with its pages: it started from them, or they were kept from it.
+     * Only blocks that continue its leading run of pages count (blocks of one page each: the worker
+     * shares only those, and counts only a leading run); a run on another incarnation starts again.
+     */
+    void shares(long epoch, int start, int blockPositions, long[] ids, java.util.function.LongPredicate stillKept) {
+        long[] run = epoch == sharedEpoch ? sharedBlocks : new long[0];
+        if (blockPositions != KvPage.POSITIONS || start != run.length * KvPage.POSITIONS) {
+            return;
+        }
+        long[] more = java.util.Arrays.copyOf(run, run.length + ids.length);
+        System.arraycopy(ids, 0, more, run.length, ids.length);
+        kept = stillKept;
+        sharedEpoch = epoch;
+        sharedBlocks = more;
+    }
+
+    /**
+     * Positions of its leading pages that blocks still kept on its worker hold: the worker's budget, and
+     * this coordinator's count of it, take them once, in the prefix budget (as {@link
+     * dev.epic.model.HeapKvCache#keptPositions()} does in process). None before placement, nor once its
+     * worker's incarnation has ended.
+     */
+    @Override
+    public int keptPositions() {
+        AttentionEndpoint w = endpoint;
+        long[] run = sharedBlocks;
+        if (w == null || epoch != sharedEpoch || w.epoch() != sharedEpoch) {
+            return 0;
+        }
+        java.util.function.LongPredicate stillKept = kept;
+        int n = 0;
+        while (n < run.length && stillKept.test(run[n])) {
+            n++;
+        }
+        return Math.min(n * KvPage.POSITIONS, capacity());
     }
 
     /** The worker it is placed on (null before its first step): that worker's budget holds it. */

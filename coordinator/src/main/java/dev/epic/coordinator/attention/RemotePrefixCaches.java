@@ -64,33 +64,52 @@ final class RemotePrefixCaches implements PrefixStore {
 
     /**
      * Places the new {@code cache} on the worker with the longest kept prefix of {@code prompt} among
-     * those with room for what it reserves (by this coordinator's count), and starts it from those
-     * blocks. When none has one, the cache is left for placement at its first step and starts empty.
+     * those with room for what it reserves beside the pages it would share there (by this coordinator's
+     * count), and starts it from those blocks. When none has one, the cache is left for placement at its
+     * first step and starts empty.
      */
     @Override
     public int restore(int[] prompt, KvCache cache) {
         queried.addAndGet(prompt.length);
-        indexes.keySet().retainAll(directory.workers()); // workers that left
         RemoteCache c = (RemoteCache) cache;
-        long now = System.nanoTime();
-        AttentionEndpoint best = null;
-        int longest = 0;
-        long joining = (long) c.capacity() * bytesPerPosition;
-        for (AttentionEndpoint w : directory.workers()) {
-            PrefixCache index = w.hasRoom(now) && w.roomBytes(bytesPerPosition) >= joining ? index(w) : null;
-            int n = index == null ? 0 : index.matchedTokens(prompt);
-            if (n > longest) {
-                best = w;
-                longest = n;
-            }
-        }
-        if (best == null || c.endpoint != null || !best.place(c)) {
+        AttentionEndpoint best = c.endpoint == null ? longestMatch(prompt, c.capacity()) : null;
+        if (best == null || !best.place(c)) {
             cache.setLength(0);
             return 0;
         }
         int tokens = index(best).restore(prompt, cache);
         hits.addAndGet(tokens);
         return tokens;
+    }
+
+    /**
+     * Tokens of {@code prompt} a cache reserving {@code positions} would start from (restore's choice):
+     * what the scheduler counts as shared when it joins.
+     */
+    @Override
+    public int matchedTokens(int[] prompt, int positions) {
+        AttentionEndpoint best = longestMatch(prompt, positions);
+        return best == null ? 0 : index(best).matchedTokens(prompt);
+    }
+
+    /**
+     * The worker with the longest kept prefix of {@code prompt} among those that may take a cache of
+     * {@code positions}, less that prefix (its pages are shared there); null when none keeps any.
+     */
+    private AttentionEndpoint longestMatch(int[] prompt, int positions) {
+        indexes.keySet().retainAll(directory.workers()); // workers that left
+        long now = System.nanoTime();
+        AttentionEndpoint best = null;
+        int longest = 0;
+        for (AttentionEndpoint w : directory.workers()) {
+            PrefixCache index = w.hasRoom(now) ? index(w) : null;
+            int n = index == null ? 0 : index.matchedTokens(prompt);
+            if (n > longest && w.roomBytes(bytesPerPosition) >= (long) (positions - n) * bytesPerPosition) {
+                best = w;
+                longest = n;
+            }
+        }
+        return best;
     }
 
     /** Keeps the prompt's whole blocks on the worker that holds {@code cache}, if it keeps prefixes. */
@@ -132,10 +151,15 @@ final class RemotePrefixCaches implements PrefixStore {
         return n;
     }
 
-    /** Blocks kept on one worker for one epoch of its stream, named by ids. */
+    /**
+     * Blocks kept on one worker for one epoch of its stream, named by ids. The caches they were kept from
+     * or started are told, so that they count the pages they share with them once.
+     */
     private final class WorkerBlocks implements PrefixCache.Blocks {
         private final AttentionEndpoint worker;
         private final long epoch;
+        /** Ids kept and not dropped: read by caches from any thread. */
+        private final java.util.Set<Long> kept = ConcurrentHashMap.newKeySet();
 
         WorkerBlocks(AttentionEndpoint worker, long epoch) {
             this.worker = worker;
@@ -145,13 +169,18 @@ final class RemotePrefixCaches implements PrefixStore {
         @Override
         public Object[] keep(KvCache cache, int start, int count) {
             Long[] ids = new Long[count];
-            PrefixKeep.Builder keep = PrefixKeep.newBuilder().setCacheId(((RemoteCache) cache).id).setStart(start)
+            long[] named = new long[count];
+            RemoteCache c = (RemoteCache) cache;
+            PrefixKeep.Builder keep = PrefixKeep.newBuilder().setCacheId(c.id).setStart(start)
                     .setBlockPositions(PrefixCache.BLOCK);
             for (int b = 0; b < count; b++) {
                 ids[b] = ++nextBlock;
+                named[b] = ids[b];
                 keep.addBlockIds(ids[b]);
+                kept.add(ids[b]);
             }
             worker.keep(epoch, keep.build());
+            c.shares(epoch, start, PrefixCache.BLOCK, named, kept::contains);
             return ids;
         }
 
@@ -161,11 +190,14 @@ final class RemotePrefixCaches implements PrefixStore {
             for (int b = 0; b < ids.length; b++) {
                 ids[b] = (Long) blocks.get(b);
             }
-            ((RemoteCache) cache).prefixBlocks = ids;
+            RemoteCache c = (RemoteCache) cache;
+            c.prefixBlocks = ids;
+            c.shares(epoch, 0, PrefixCache.BLOCK, ids, kept::contains);
         }
 
         @Override
         public void drop(Object block) {
+            kept.remove(block); // the caches sharing its page count it again
             worker.drop(epoch, (Long) block);
         }
     }

@@ -157,6 +157,11 @@ public final class PrefixCache implements PrefixStore {
         return path(prompt, restorable(prompt)).size() * BLOCK;
     }
 
+    @Override
+    public int matchedTokens(int[] prompt, int positions) {
+        return matchedTokens(prompt);
+    }
+
     /**
      * Starts the empty {@code cache} with the longest cached prefix of {@code prompt} and returns its
      * length in tokens: whole blocks, always leaving the prompt's last token to compute, since its

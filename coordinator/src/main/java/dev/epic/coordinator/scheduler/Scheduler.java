@@ -579,7 +579,7 @@ public final class Scheduler implements AutoCloseable {
         }
         if (!rooms.isEmpty()) {
             for (Slot s : active) {
-                rooms.computeIfPresent(s.cache.pool(), (p, room) -> room - (long) grown(s) * kvBytesPerPosition);
+                rooms.computeIfPresent(s.cache.pool(), (p, room) -> room - held(s, grown(s)));
             }
         }
         return rooms;
@@ -725,11 +725,10 @@ public final class Scheduler implements AutoCloseable {
 
     /**
      * Positions of a joining sequence's prompt that it will share with kept prefix blocks: the prefix
-     * hit it starts from, when its cache is in this process (caches on attention workers count all).
+     * hit it starts from (on attention workers, on the worker it would be placed on).
      */
     private int sharedOnJoining(Slot s) {
-        return localCaches && prefixCache instanceof PrefixCache kept && !s.promptLogits() && !s.prefixLost
-                ? kept.matchedTokens(s.feed) : 0;
+        return prefixCache != null && !s.promptLogits() && !s.prefixLost ? prefixCache.matchedTokens(s.feed, joinSize(s)) : 0;
     }
 
     /** What metrics read of the running set: its size and the KV cache memory it holds (engine thread). */

@@ -82,14 +82,18 @@ class RemotePrefixCachingTest {
     }
 
     private Transformer engine(Path model, int count, long prefixBytes, int maxSequences) throws Exception {
+        return engine(model, count, prefixBytes, maxSequences, AttentionWorker.defaultKvCacheBytes());
+    }
+
+    private Transformer engine(Path model, int count, long prefixBytes, int maxSequences, long kvCacheBytes)
+            throws Exception {
         String cluster = "prefix-test-" + clusters++;
         Checkpoint ck = Checkpoint.open(model);
         closing.add(ck);
         for (int i = 0; i < count; i++) {
             workers.add(AttentionWorker.start(AttentionLayers.load(ck.config(), ck), CheckpointFingerprint.of(model),
                     new AttentionWorker.Settings("127.0.0.1", 0, zkServer.getConnectString(), cluster, "a-" + i,
-                            maxSequences, 4000, 200, 0, AttentionWorker.defaultKvCacheBytes())
-                            .withPrefixCacheBytes(prefixBytes)));
+                            maxSequences, 4000, 200, 0, kvCacheBytes).withPrefixCacheBytes(prefixBytes)));
         }
         remote = RemoteAttention.create(zk, cluster, CheckpointFingerprint.of(model), ck.config(),
                 RemoteAttention.Options.defaults().withDeadline(Duration.ofSeconds(20))
@@ -150,6 +154,40 @@ class RemotePrefixCachingTest {
             assertTrue(Golden.maxAbsDiff(g.stepLogits()[11], turn.logits().get(1)) < Golden.LOGIT_TOL);
         }
         assertTrue(workers.stream().anyMatch(w -> w.prefixCacheBytes() > 0), "the blocks live on a worker");
+    }
+
+    /**
+     * On an attention worker too the kept blocks are the caches' pages, and both the worker's KV budget
+     * and the coordinator's count of it take them once: two sequences with the same 300-token prompt and
+     * 12 steps, started from its 18 kept blocks, run side by side on a worker whose budget of 313
+     * positions holds one whole sequence (312), with the golden logits. The second is counted by what
+     * it holds beside the shared pages when it joins, and when it is placed where they are kept. Without
+     * prefix caching the second waits for the first.
+     */
+    @Test
+    void sequencesStartedFromBlocksKeptOnAWorkerShareTheirPagesInItsKvBudget() throws Exception {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4); // 300 tokens, 12 greedy steps
+        var c = dev.epic.model.config.ModelConfig.load(MODEL);
+        long budget = 313 * dev.epic.model.KvCacheDtype.FP32.bytesPerPosition(c);
+        for (long prefixBytes : new long[] {64L << 20, 0}) {
+            try (Scheduler s = new Scheduler(engine(MODEL, 1, 64L << 20, 16, budget),
+                    new SchedulerOptions(4, 4, 512, prefixBytes)).start()) {
+                run(s, g.tokens(), 0);
+                LogitsTask a = new LogitsTask(g.tokens(), 12);
+                LogitsTask b = new LogitsTask(g.tokens(), 12);
+                s.submitAll(List.of(a, b));
+                check(g, a.result().get(60, TimeUnit.SECONDS));
+                check(g, b.result().get(60, TimeUnit.SECONDS));
+                assertEquals(0, s.preemptions());
+                assertEquals(0, workers.getLast().refusedSequences(), "the worker had room for what it was sent");
+                if (prefixBytes > 0) {
+                    assertEquals(2 * 288, s.prefixCache().hitTokens(), "both started from the 18 kept blocks");
+                    assertEquals(2, s.peakBatch(), "sequences that ran together");
+                } else {
+                    assertEquals(1, s.peakBatch(), "without shared pages the second cannot join beside the first");
+                }
+            }
+        }
     }
 
     /** Bytes of one block of {@code model} (every layer). */
