@@ -98,15 +98,18 @@ public final class GenerateCommand implements Callable<Integer> {
         @Option(names = "--choice", paramLabel = "TEXT", description = "the answer is exactly one of these (repeatable)")
         List<String> choices;
 
-        /** A missing or unreadable schema file is bad input: one line naming it, not a stack trace. */
-        private static String readSchemaFile(String file) {
+        @Option(names = "--grammar", paramLabel = "GBNF", description = "the whole answer matches rule root of this "
+                + "GBNF grammar (its text, or a file holding it)")
+        String grammar;
+
+        /** A missing or unreadable file is bad input: one line naming it, not a stack trace. */
+        private static String readFile(String option, String file, String orText) {
             try {
                 return Files.readString(Path.of(file));
             } catch (java.nio.file.NoSuchFileException e) {
-                throw new IllegalArgumentException("--json-schema: no such file " + file
-                        + " (give a file, or the schema's JSON text starting with '{')");
+                throw new IllegalArgumentException(option + ": no such file " + file + " (give a file, or " + orText + ")");
             } catch (IOException | java.nio.file.InvalidPathException e) {
-                throw new IllegalArgumentException("--json-schema: cannot read " + file + ": " + e.getMessage());
+                throw new IllegalArgumentException(option + ": cannot read " + file + ": " + e.getMessage());
             }
         }
 
@@ -117,11 +120,16 @@ public final class GenerateCommand implements Callable<Integer> {
             }
             if (schema != null) {
                 String text = schema.strip().startsWith("{") || schema.strip().equals("true") ? schema
-                        : readSchemaFile(schema);
+                        : readFile("--json-schema", schema, "the schema's JSON text starting with '{'");
                 return f.setType(ResponseFormat.Type.JSON_SCHEMA).setJsonSchema(text).build();
             }
             if (regex != null) {
                 return f.setType(ResponseFormat.Type.REGEX).setRegex(regex).build();
+            }
+            if (grammar != null) { // a grammar's text defines a rule; a file name cannot
+                String text = grammar.contains("::=") ? grammar
+                        : readFile("--grammar", grammar, "the grammar's text, with 'root ::= ...'");
+                return f.setType(ResponseFormat.Type.GRAMMAR).setGrammar(text).build();
             }
             return f.setType(ResponseFormat.Type.CHOICE).addAllChoices(choices).build();
         }

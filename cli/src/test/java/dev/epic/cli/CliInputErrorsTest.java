@@ -46,6 +46,8 @@ class CliInputErrorsTest {
         Path missing = tmp.resolve("missing.json");
         refused("epic generate: ", missing.toString(), "generate", "--target", "127.0.0.1:1", "--prompt", "x",
                 "--json-schema", missing.toString());
+        refused("epic generate: ", "--grammar: no such file", "generate", "--target", "127.0.0.1:1", "--prompt", "x",
+                "--grammar", tmp.resolve("missing.gbnf").toString());
         refused("epic generate: ", "--timeout-s", "generate", "--target", "127.0.0.1:1", "--prompt", "x",
                 "--timeout-s", "0");
     }

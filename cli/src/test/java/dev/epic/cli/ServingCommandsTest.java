@@ -160,7 +160,7 @@ class ServingCommandsTest {
         assertTrue(bad.err().contains("--prompt-lookup-max must be >= --prompt-lookup-min (3), got 2"), bad.err());
     }
 
-    /** Constrained answers from the command line: a choice, a pattern, and a logit bias that bans a choice. */
+    /** Constrained answers from the command line: a choice, a pattern, a grammar, and a logit bias that bans a choice. */
     @Test
     void generateHoldsTheAnswerToAChoiceOrAPattern() {
         for (int seed = 0; seed < 3; seed++) {
@@ -172,6 +172,11 @@ class ServingCommandsTest {
                     "a b c", "--seed", String.valueOf(seed), "--temperature", "1", "--regex", "[a-e]( [a-e]){2}");
             assertEquals(0, re.code(), re.err());
             assertTrue(re.out().strip().matches("[a-e]( [a-e]){2}"), re.out());
+            LogitsCommandTest.Run gbnf = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt",
+                    "a b c", "--seed", String.valueOf(seed), "--temperature", "1", "--grammar",
+                    "root ::= word (\" \" word){1,3}\nword ::= \"a\" | \"b\" [0-9]");
+            assertEquals(0, gbnf.code(), gbnf.err());
+            assertTrue(gbnf.out().strip().matches("(?:a|b[0-9])(?: (?:a|b[0-9])){1,3}"), gbnf.out());
         }
         LogitsCommandTest.Run both = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--prompt", "x",
                 "--json", "--regex", "a");

@@ -33,6 +33,7 @@ import dev.epic.proto.TokenLogprob;
 import dev.epic.proto.TopLogprob;
 import dev.epic.proto.Usage;
 import dev.epic.text.constrain.JsonSchema;
+import dev.epic.text.constrain.Grammar;
 import dev.epic.text.constrain.TextPattern;
 import dev.epic.text.constrain.ToolCallGrammar;
 import dev.epic.text.generate.Delta;
@@ -253,9 +254,15 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                     if (rf.getRegex().isEmpty()) {
                         throw new IllegalArgumentException("REGEX needs a pattern");
                     }
-                    yield o.withParseToolCalls(false).withTextPattern(TextPattern.regex(rf.getRegex()));
+                    yield o.withParseToolCalls(false).withTextLanguage(TextPattern.regex(rf.getRegex()));
                 }
-                case CHOICE -> o.withParseToolCalls(false).withTextPattern(TextPattern.choice(rf.getChoicesList()));
+                case CHOICE -> o.withParseToolCalls(false).withTextLanguage(TextPattern.choice(rf.getChoicesList()));
+                case GRAMMAR -> {
+                    if (rf.getGrammar().isBlank()) {
+                        throw new IllegalArgumentException("GRAMMAR needs a grammar");
+                    }
+                    yield o.withParseToolCalls(false).withTextLanguage(Grammar.compile(rf.getGrammar()));
+                }
                 case TEXT -> o;
                 default -> throw new IllegalArgumentException("type " + rf.getTypeValue() + " is not known");
             };
@@ -264,6 +271,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 case JSON_SCHEMA -> "json_schema: ";
                 case REGEX -> "regex (guided_regex): ";
                 case CHOICE -> "choices (guided_choice): ";
+                case GRAMMAR -> "grammar (guided_grammar): ";
                 default -> "";
             } + e.getMessage());
         }

@@ -259,7 +259,7 @@ final class OpenAiRequests {
      * ignored (their defaults pass).
      */
     private static void refuseUnsupported(JsonNode body) {
-        for (String name : new String[] {"guided_grammar", "guided_whitespace_pattern", "functions", "function_call"}) {
+        for (String name : new String[] {"guided_whitespace_pattern", "functions", "function_call"}) {
             if (present(body, name)) {
                 throw OpenAiError.badRequest(name, "'" + name + "' is not supported");
             }
@@ -295,8 +295,8 @@ final class OpenAiRequests {
 
     /**
      * response_format: "text" (the default), "json_object" or "json_schema"; or vLLM's guided_json,
-     * guided_regex, guided_choice, or structured_outputs with one of json, regex, choice or
-     * json_object. At most one of them, set on r.
+     * guided_regex, guided_choice, guided_grammar, or structured_outputs with one of json, regex,
+     * choice, grammar or json_object. At most one of them, set on r.
      */
     private static void responseFormat(JsonNode body, GenerateRequest.Builder r) {
         ResponseFormat guided = guided(body);
@@ -332,7 +332,7 @@ final class OpenAiRequests {
     /** vLLM's guided decoding fields (the older guided_* and the newer structured_outputs), or null. */
     private static ResponseFormat guided(JsonNode body) {
         java.util.Map<String, JsonNode> asked = new java.util.LinkedHashMap<>();
-        for (String name : new String[] {"guided_json", "guided_regex", "guided_choice"}) {
+        for (String name : new String[] {"guided_json", "guided_regex", "guided_choice", "guided_grammar"}) {
             if (present(body, name)) {
                 asked.put(name, body.get(name));
             }
@@ -347,7 +347,7 @@ final class OpenAiRequests {
                 JsonNode v = so.get(k);
                 String param = "structured_outputs." + k;
                 switch (k) {
-                    case "json", "regex", "choice" -> {
+                    case "json", "regex", "choice", "grammar" -> {
                         if (!v.isNull()) {
                             asked.put(param, v);
                         }
@@ -386,11 +386,12 @@ final class OpenAiRequests {
             }
             return f.setType(ResponseFormat.Type.JSON_SCHEMA).setJsonSchema(v.isTextual() ? v.asText() : v.toString()).build();
         }
-        if (param.endsWith("regex")) {
+        if (param.endsWith("regex") || param.endsWith("grammar")) {
             if (!v.isTextual()) {
                 throw OpenAiError.badRequest(param, "'" + param + "' must be a string");
             }
-            return f.setType(ResponseFormat.Type.REGEX).setRegex(v.asText()).build();
+            return param.endsWith("regex") ? f.setType(ResponseFormat.Type.REGEX).setRegex(v.asText()).build()
+                    : f.setType(ResponseFormat.Type.GRAMMAR).setGrammar(v.asText()).build();
         }
         if (!v.isArray() || v.isEmpty()) {
             throw OpenAiError.badRequest(param, "'" + param + "' must be a non-empty list of strings");

@@ -290,10 +290,10 @@ public final class OpenAiServer implements AutoCloseable {
 
     /**
      * The error naming the field the client sent: the coordinator's response_format may have come as
-     * vLLM's guided_json, guided_regex, guided_choice or structured_outputs.
+     * vLLM's guided_json, guided_regex, guided_choice, guided_grammar or structured_outputs.
      */
     private static OpenAiError sentAs(JsonNode body, OpenAiError e) {
-        for (String name : new String[] {"guided_json", "guided_regex", "guided_choice", "structured_outputs"}) {
+        for (String name : new String[] {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"}) {
             if (body.hasNonNull(name)) {
                 return e.renamed("response_format", name);
             }

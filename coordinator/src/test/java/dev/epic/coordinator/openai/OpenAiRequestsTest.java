@@ -138,7 +138,7 @@ class OpenAiRequestsTest {
     @Test
     void unsupportedFieldsAreRefusedUnlessDefault() {
         String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
-        for (String field : new String[] {"\"logit_bias\": {\"x\": 10}", "\"guided_grammar\": \"root ::= x\"", "\"best_of\": 3",
+        for (String field : new String[] {"\"logit_bias\": {\"x\": 10}", "\"guided_grammar\": 7", "\"best_of\": 3",
                 "\"response_format\": {\"type\": \"json_schema\"}",
                 "\"use_beam_search\": true", "\"functions\": []"}) {
             OpenAiError e = assertThrows(OpenAiError.class, () -> chat(base + field + "}"), field);
@@ -174,12 +174,17 @@ class OpenAiRequestsTest {
         assertEquals("{\"type\": \"string\"}", f.getJsonSchema());
         assertEquals(ResponseFormat.Type.JSON_OBJECT, chat(base + "\"structured_outputs\": {\"json_object\": true}}")
                 .request().getResponseFormat().getType());
+        f = chat(base + "\"guided_grammar\": \"root ::= [0-9]+\"}").request().getResponseFormat();
+        assertEquals(ResponseFormat.Type.GRAMMAR, f.getType());
+        assertEquals("root ::= [0-9]+", f.getGrammar());
+        assertEquals("root ::= \"x\"", chat(base + "\"structured_outputs\": {\"grammar\": \"root ::= \\\"x\\\"\"}}")
+                .request().getResponseFormat().getGrammar());
         assertEquals(ResponseFormat.Type.REGEX, chat(base + "\"guided_regex\": \"a\", \"guided_decoding_backend\": "
                 + "\"xgrammar\"}").request().getResponseFormat().getType(), "a backend name alone changes nothing");
         for (String[] bad : new String[][] {{"\"guided_choice\": [\"a\"], \"guided_regex\": \"a\"", "guided_regex"},
                 {"\"guided_choice\": [1]", "guided_choice"}, {"\"guided_regex\": \"a\", \"response_format\": {\"type\": "
-                + "\"json_object\"}", "response_format"}, {"\"structured_outputs\": {\"grammar\": \"root ::= x\"}",
-                "structured_outputs.grammar"}, {"\"structured_outputs\": {\"disable_any_whitespace\": true}",
+                + "\"json_object\"}", "response_format"}, {"\"structured_outputs\": {\"grammar\": 7}",
+                "structured_outputs.grammar"}, {"\"guided_grammar\": \"root ::= x\", \"guided_regex\": \"a\"", "guided_regex"}, {"\"structured_outputs\": {\"disable_any_whitespace\": true}",
                 "structured_outputs.disable_any_whitespace"}, {"\"guided_choice\": [\"a\"], \"guided_whitespace_pattern\": "
                 + "\" \"", "guided_whitespace_pattern"}, {"\"guided_regex\": \"a\", \"guided_decoding_backend\": "
                 + "\"xgrammar:disable-any-whitespace\"", "guided_decoding_backend"}}) {

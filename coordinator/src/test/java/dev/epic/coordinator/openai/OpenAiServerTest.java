@@ -846,6 +846,50 @@ class OpenAiServerTest {
                 "back-reference");
     }
 
+    /**
+     * vLLM's guided_grammar over HTTP: the whole answer is a sentence of the GBNF grammar (checked by an
+     * equivalent regex, and by its nesting for a language no regex holds); a grammar with a mistake is a
+     * 400 naming the field and what is wrong.
+     */
+    @Test
+    void aGuidedGrammarHoldsTheWholeAnswer() throws Exception {
+        String sql = JSON.writeValueAsString("""
+                root ::= "SELECT " cols " FROM " table (" WHERE " cond)?
+                cols ::= "*" | col (", " col){0,2}
+                col ::= "id" | "name" | "age"
+                table ::= "users" | "orders"
+                cond ::= col " = " [0-9]{1,3}
+                """);
+        java.util.regex.Pattern sqlText = java.util.regex.Pattern.compile("SELECT (?:\\*|(?:id|name|age)(?:, (?:id|name|age)){0,2})"
+                + " FROM (?:users|orders)(?: WHERE (?:id|name|age) = [0-9]{1,3})?");
+        String brackets = JSON.writeValueAsString("root ::= item+\nitem ::= \"(\" item* \")\" | \"x\"");
+        for (int seed = 0; seed < 3; seed++) {
+            JsonNode a = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"guided_grammar\": " + sql
+                    + ", \"temperature\": 1.0, \"seed\": " + seed + "}"));
+            JsonNode c = a.get("choices").get(0);
+            assertTrue(sqlText.matcher(c.get("message").get("content").asText()).matches(), a.toString());
+            assertEquals("stop", c.get("finish_reason").asText(), a.toString());
+            a = ok(post("/v1/completions", "{\"prompt\": \"Brackets:\", \"structured_outputs\": {\"grammar\": " + brackets
+                    + "}, \"max_tokens\": 400, \"temperature\": 1.0, \"seed\": " + seed + "}"));
+            c = a.get("choices").get(0);
+            String text = c.get("text").asText();
+            assertTrue(text.matches("[()x]+"), a.toString());
+            int depth = 0;
+            for (char ch : text.toCharArray()) {
+                depth += ch == '(' ? 1 : ch == ')' ? -1 : 0;
+                assertTrue(depth >= 0, text);
+            }
+            if (c.get("finish_reason").asText().equals("stop")) {
+                assertEquals(0, depth, text);
+            }
+        }
+        String leftRecursive = JSON.writeValueAsString("root ::= expr\nexpr ::= expr \"+\" \"1\" | \"1\"");
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"guided_grammar\": " + leftRecursive + "}"),
+                400, "left-recursive");
+        assertParam(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"guided_grammar\": \"root ::= x\"}"),
+                "guided_grammar");
+    }
+
     /** Without a coordinator to ask, the API answers 503, not a hang or a 500. */
     @Test
     void aMissingCoordinatorIs503() throws Exception {

@@ -4,7 +4,7 @@ import dev.epic.text.Vocabulary;
 
 /**
  * Constrained decoding of a whole answer by one byte automaton (OpenAI's JSON mode and JSON-schema
- * response formats, vLLM's guided regex and choice): before each sample, every token that cannot
+ * response formats, vLLM's guided regex, choice and grammar): before each sample, every token that cannot
  * continue the answer gets logit -inf (and the generation allows end of sequence only once the answer
  * is complete). The answer therefore matches, or is a prefix of a match if a length limit or stop
  * string ends it.
@@ -29,6 +29,11 @@ public final class AnswerConstraint<A extends ByteAutomaton<A>> implements Token
     /** Text in {@code pattern}'s language. */
     public static AnswerConstraint<TextCursor> text(Vocabulary vocab, TextPattern pattern) {
         return new AnswerConstraint<>(vocab, pattern.mask(vocab), pattern.start());
+    }
+
+    /** Text that {@code start} walks, from where it is, under the grammar's shared {@code mask}. */
+    static <A extends ByteAutomaton<A>> AnswerConstraint<A> of(Vocabulary vocab, TokenMask<A> mask, A start) {
+        return new AnswerConstraint<>(vocab, mask, start);
     }
 
     @Override

@@ -5,11 +5,9 @@ package dev.epic.text.constrain;
  * steps the pattern's automaton, and a byte is refused as soon as no character it can begin keeps the
  * text finishable.
  */
-public final class TextCursor implements ByteAutomaton<TextCursor> {
+public final class TextCursor extends CodePointCursor<TextCursor> {
     private final StringRule rule;
     private int state;
-    /** A partly read character: its bits so far, the bytes still owed, and the next one's range. */
-    private int bits, owed, range;
 
     TextCursor(StringRule rule) {
         this.rule = rule;
@@ -26,48 +24,21 @@ public final class TextCursor implements ByteAutomaton<TextCursor> {
     @Override
     public void copyFrom(TextCursor o) {
         state = o.state;
-        bits = o.bits;
-        owed = o.owed;
-        range = o.range;
+        copyPartial(o);
     }
 
     @Override
-    public boolean step(int b) {
-        if (owed > 0) {
-            if (!Utf8.continues(range, b)) {
-                return false;
-            }
-            bits = bits << 6 | b & 0x3f;
-            range = 0;
-            if (--owed == 0) {
-                return take(bits);
-            }
-            return rule.canTake(state, 0, bits << 6 * owed, (bits + 1 << 6 * owed) - 1);
-        }
-        int more = Utf8.more(b);
-        if (more < 0) {
-            return false;
-        }
-        if (more == 0) {
-            return take(b);
-        }
-        int r = Utf8.range(b), lead = Utf8.leadBits(b, more);
-        if (!rule.canTake(state, 0, Utf8.lowest(lead, more, r), Utf8.highest(lead, more, r))) {
-            return false;
-        }
-        bits = lead;
-        owed = more;
-        range = r;
-        return true;
+    boolean canTake(int lo, int hi) {
+        return rule.canTake(state, 0, lo, hi);
     }
 
-    private boolean take(int cp) {
+    @Override
+    boolean take(int cp) {
         int next = rule.next(state, cp);
         if (next < 0 || !rule.live(next, 0)) {
             return false;
         }
         state = next;
-        bits = 0;
         return true;
     }
 

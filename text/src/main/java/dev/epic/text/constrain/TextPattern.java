@@ -14,7 +14,7 @@ import java.util.WeakHashMap;
  * pattern as a whole) and {@code guided_choice} (the text is one of the choices, exactly). Compiled
  * patterns, and with them their token masks, are shared by requests that send the same one.
  */
-public final class TextPattern {
+public final class TextPattern implements TextLanguage {
     static final int MAX_CHOICES = 1024;
     /** Characters of all choices together: their automaton has at most one state per character. */
     static final int MAX_CHOICE_CHARS = 1 << 17;
@@ -72,6 +72,11 @@ public final class TextPattern {
         TextPattern p = compile.get();
         TextPattern raced = COMPILED.putIfAbsent(key, p);
         return raced != null ? raced : p;
+    }
+
+    @Override
+    public TokenConstraint constrain(Vocabulary vocab) {
+        return AnswerConstraint.text(vocab, this);
     }
 
     TokenMask<TextCursor> mask(Vocabulary vocab) {

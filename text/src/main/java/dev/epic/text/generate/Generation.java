@@ -119,7 +119,7 @@ public final class Generation {
                     + " cannot be combined with ignore_eos or min_tokens, and needs an end-of-sequence token");
         }
         TokenConstraint answer = options.jsonSchema() != null ? AnswerConstraint.json(vocab, options.jsonSchema())
-                : options.textPattern() != null ? AnswerConstraint.text(vocab, options.textPattern())
+                : options.textLanguage() != null ? options.textLanguage().constrain(vocab)
                 : options.toolCalls() != null ? new ToolCallConstraint(vocab, options.toolCalls()) : null;
         this.constraint = answer != null && options.thinkFirst() != ReasoningMode.NONE
                 ? new ThinkingFirst(vocab, answer, options.thinkFirst() == ReasoningMode.OPEN) : answer;

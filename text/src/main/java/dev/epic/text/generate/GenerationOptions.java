@@ -1,7 +1,7 @@
 package dev.epic.text.generate;
 
 import dev.epic.text.constrain.JsonSchema;
-import dev.epic.text.constrain.TextPattern;
+import dev.epic.text.constrain.TextLanguage;
 import dev.epic.text.constrain.ToolCallGrammar;
 import dev.epic.text.output.ReasoningMode;
 import java.util.Set;
@@ -20,8 +20,8 @@ import java.util.function.Supplier;
  *                         {@link JsonSchema#ANY_OBJECT} is OpenAI's JSON mode)
  * @param toolCalls        constrain the output to tool calls of this grammar (null: none; OpenAI's
  *                         forced tool choice)
- * @param textPattern      constrain the output text to this pattern's language (null: none; vLLM's
- *                         guided regex and choice)
+ * @param textLanguage     constrain the output text to this language (null: none; vLLM's guided
+ *                         regex, choice and grammar)
  * @param thinkFirst       with a constraint, where it starts: NONE at once; OPEN after the {@code </think>}
  *                         that closes the block the prompt opened; DETECT after a thinking block the
  *                         output must open and close ({@link dev.epic.text.constrain.ThinkingFirst})
@@ -30,7 +30,7 @@ import java.util.function.Supplier;
  */
 public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, boolean parseToolCalls,
                                 Set<Integer> eosTokenIds, Supplier<String> toolCallIds,
-                                JsonSchema jsonSchema, ToolCallGrammar toolCalls, TextPattern textPattern,
+                                JsonSchema jsonSchema, ToolCallGrammar toolCalls, TextLanguage textLanguage,
                                 ReasoningMode thinkFirst, int logitsSize) {
 
     public GenerationOptions {
@@ -44,8 +44,8 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
             throw new IllegalArgumentException("reasoning modes must not be null");
         }
         eosTokenIds = eosTokenIds == null ? null : Set.copyOf(eosTokenIds);
-        if ((jsonSchema != null ? 1 : 0) + (toolCalls != null ? 1 : 0) + (textPattern != null ? 1 : 0) > 1) {
-            throw new IllegalArgumentException("an answer takes one constraint: a JSON value, tool calls or a text pattern");
+        if ((jsonSchema != null ? 1 : 0) + (toolCalls != null ? 1 : 0) + (textLanguage != null ? 1 : 0) > 1) {
+            throw new IllegalArgumentException("an answer takes one constraint: a JSON value, tool calls or a text language");
         }
         if (toolCallIds == null) {
             toolCallIds = () -> "call_" + UUID.randomUUID().toString().replace("-", "").substring(0, 24);
@@ -58,49 +58,49 @@ public record GenerationOptions(int maxContextLength, ReasoningMode reasoning, b
     }
 
     public GenerationOptions withMaxContextLength(int v) {
-        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
+        return new GenerationOptions(v, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textLanguage, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withReasoning(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
+        return new GenerationOptions(maxContextLength, v, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textLanguage, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withParseToolCalls(boolean v) {
-        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
+        return new GenerationOptions(maxContextLength, reasoning, v, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textLanguage, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withEosTokenIds(Set<Integer> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, v, toolCallIds, jsonSchema, toolCalls, textLanguage, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withJsonSchema(JsonSchema v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, toolCalls, textPattern, thinkFirst, logitsSize);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, v, toolCalls, textLanguage, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withToolCalls(ToolCallGrammar v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, v, textPattern, thinkFirst, logitsSize);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, v, textLanguage, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withToolCallIds(Supplier<String> v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema, toolCalls, textPattern, thinkFirst, logitsSize);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, v, jsonSchema, toolCalls, textLanguage, thinkFirst, logitsSize);
     }
 
     public GenerationOptions withThinkFirst(ReasoningMode v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern, v, logitsSize);
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textLanguage, v, logitsSize);
     }
 
-    public GenerationOptions withTextPattern(TextPattern v) {
+    public GenerationOptions withTextLanguage(TextLanguage v) {
         return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, v,
                 thinkFirst, logitsSize);
     }
 
     public GenerationOptions withLogitsSize(int v) {
-        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textPattern,
+        return new GenerationOptions(maxContextLength, reasoning, parseToolCalls, eosTokenIds, toolCallIds, jsonSchema, toolCalls, textLanguage,
                 thinkFirst, v);
     }
 
     /** Whether the answer is masked to a grammar. */
     public boolean constrained() {
-        return jsonSchema != null || toolCalls != null || textPattern != null;
+        return jsonSchema != null || toolCalls != null || textLanguage != null;
     }
 }

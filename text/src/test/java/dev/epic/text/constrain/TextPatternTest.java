@@ -38,34 +38,10 @@ class TextPatternTest {
             for (String t : texts) {
                 assertEquals(java.matcher(t).matches(), verdict(p, t) == 1, regex + " on '" + t + "'");
                 if (verdict(p, t) >= 0) {
-                    assertTrue(finishable(p.start(), t), regex + ": a dead end after '" + t + "'");
+                    assertTrue(Walks.finishable(p.start(), t), regex + ": a dead end after '" + t + "'");
                 }
             }
         }
-    }
-
-    /** Whether some bytes complete the text: a breadth-first search over the automaton's keys. */
-    private static boolean finishable(TextCursor start, String text) {
-        TextCursor c = start.copy();
-        c.step(text.getBytes(StandardCharsets.UTF_8));
-        java.util.ArrayDeque<TextCursor> work = new java.util.ArrayDeque<>(List.of(c));
-        java.util.Set<Object> seen = new java.util.HashSet<>();
-        while (!work.isEmpty()) {
-            TextCursor at = work.poll();
-            if (at.complete()) {
-                return true;
-            }
-            if (!seen.add(at.key()) || seen.size() > 2000) {
-                continue;
-            }
-            for (int b = 0; b < 256; b++) {
-                TextCursor next = at.copy();
-                if (next.step(b)) {
-                    work.add(next);
-                }
-            }
-        }
-        return false;
     }
 
     @Test
@@ -119,7 +95,7 @@ class TextPatternTest {
             TokenMask<TextCursor> mask = p.mask(V3);
             TextCursor walk = p.start();
             Generation g = new Generation(V3, new int[] {0}, SamplingParams.builder().temperature(1f).seed(run)
-                    .maxTokens(40).build(), GenerationOptions.defaults().withTextPattern(p));
+                    .maxTokens(40).build(), GenerationOptions.defaults().withTextLanguage(p));
             StringBuilder content = new StringBuilder();
             int step = 0;
             while (!g.finished()) {

@@ -15,6 +15,30 @@ import java.util.function.IntPredicate;
 final class Walks {
     private Walks() {}
 
+    /** Whether some bytes complete {@code text} from {@code start}: a breadth-first search over the automaton's keys. */
+    static <A extends ByteAutomaton<A>> boolean finishable(A start, String text) {
+        A c = start.copy();
+        c.step(text.getBytes(StandardCharsets.UTF_8));
+        java.util.ArrayDeque<A> work = new java.util.ArrayDeque<>(java.util.List.of(c));
+        java.util.Set<Object> seen = new java.util.HashSet<>();
+        while (!work.isEmpty()) {
+            A at = work.poll();
+            if (at.complete()) {
+                return true;
+            }
+            if (!seen.add(at.key()) || seen.size() > 2000) {
+                continue;
+            }
+            for (int b = 0; b < 256; b++) {
+                A next = at.copy();
+                if (next.step(b)) {
+                    work.add(next);
+                }
+            }
+        }
+        return false;
+    }
+
     /**
      * Steps {@code at} token by token until it is complete or {@code steps} are taken, and returns the
      * bytes written. Every mask must allow a token (no dead end); at the steps {@code brute} names, the
