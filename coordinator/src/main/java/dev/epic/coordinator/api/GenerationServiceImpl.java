@@ -505,6 +505,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
         b.minTokens(uint32("min_tokens", p.getMinTokens()));
         b.includeStopStrInOutput(p.getIncludeStopStrInOutput());
+        if (p.hasSkipSpecialTokens()) {
+            b.skipSpecialTokens(p.getSkipSpecialTokens());
+        }
         if (p.hasPromptLogprobs()) {
             b.promptLogprobs(uint32("prompt_logprobs", p.getPromptLogprobs()));
         }

@@ -23,7 +23,7 @@ import java.util.StringJoiner;
  * OpenAI request bodies ({@code /v1/chat/completions}, {@code /v1/completions}) as GenerateRequests.
  * The sampling fields are OpenAI's plus vLLM's extensions ({@code top_k}, {@code min_p},
  * {@code repetition_penalty}, {@code min_tokens}, {@code stop_token_ids}, {@code allowed_token_ids}, {@code ignore_eos},
- * {@code include_stop_str_in_output}, {@code chat_template_kwargs.enable_thinking}); their ranges are
+ * {@code include_stop_str_in_output}, {@code skip_special_tokens}, {@code chat_template_kwargs.enable_thinking}); their ranges are
  * the coordinator's to check, so its INVALID_ARGUMENT message reaches the client. Fields this server
  * cannot honour are refused by name rather than ignored; unknown fields are ignored, as OpenAI SDKs
  * send some of their own. Prefill (vLLM's {@code continue_final_message}, DeepSeek's assistant
@@ -280,10 +280,6 @@ final class OpenAiRequests {
         }
         if (present(body, "use_beam_search") && bool(body, "use_beam_search", "use_beam_search")) {
             throw OpenAiError.badRequest("use_beam_search", "beam search is not supported");
-        }
-        // vLLM's output switch: the answer's text always skips special tokens.
-        if (present(body, "skip_special_tokens") && !bool(body, "skip_special_tokens", "skip_special_tokens")) {
-            throw OpenAiError.badRequest("skip_special_tokens", "'skip_special_tokens': false is not supported");
         }
     }
 
@@ -550,6 +546,9 @@ final class OpenAiRequests {
         if (present(b, "min_tokens")) s.setMinTokens(count(b, "min_tokens"));
         if (present(b, "n")) s.setN(count(b, "n"));
         if (present(b, "ignore_eos")) s.setIgnoreEos(bool(b, "ignore_eos", "ignore_eos"));
+        if (present(b, "skip_special_tokens")) {
+            s.setSkipSpecialTokens(bool(b, "skip_special_tokens", "skip_special_tokens"));
+        }
         if (present(b, "include_stop_str_in_output")) {
             s.setIncludeStopStrInOutput(bool(b, "include_stop_str_in_output", "include_stop_str_in_output"));
         }

@@ -232,9 +232,12 @@ class OpenAiRequestsTest {
     void vllmOutputSwitchesItCannotHonourAreRefusedByName() {
         String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
         for (String[] bad : new String[][] {{"\"echo\": true", "echo"}, {"\"chat_template\": \"{{ x }}\"", "chat_template"},
-                {"\"skip_special_tokens\": false", "skip_special_tokens"}}) {
+                {"\"skip_special_tokens\": 0", "skip_special_tokens"}}) {
             assertEquals(bad[1], assertThrows(OpenAiError.class, () -> chat(base + bad[0] + "}"), bad[0]).param);
         }
         chat(base + "\"echo\": false, \"skip_special_tokens\": true, \"return_tokens_as_token_ids\": false}");
+        dev.epic.proto.SamplingParams kept = chat(base + "\"skip_special_tokens\": false}").request().getSampling();
+        assertTrue(kept.hasSkipSpecialTokens() && !kept.getSkipSpecialTokens(), "passed on");
+        assertFalse(chat(base + "\"n\": 1}").request().getSampling().hasSkipSpecialTokens(), "the default is the server's");
     }
 }

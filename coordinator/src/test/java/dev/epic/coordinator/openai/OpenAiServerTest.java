@@ -890,6 +890,26 @@ class OpenAiServerTest {
                 "guided_grammar");
     }
 
+    /**
+     * vLLM's skip_special_tokens: a special token the model writes (BOS, forced here by logit_bias) is left
+     * out of the text by default and spelled out with false; the tokens are the same either way.
+     */
+    @Test
+    void skipSpecialTokensFalseKeepsThemInTheText() throws Exception {
+        String body = "{\"prompt\": \"hi\", \"max_tokens\": 2, \"logit_bias\": {\"0\": 100}, \"return_tokens_as_token_ids\": "
+                + "true, \"logprobs\": 0";
+        JsonNode skipped = ok(post("/v1/completions", body + "}")).get("choices").get(0);
+        JsonNode kept = ok(post("/v1/completions", body + ", \"skip_special_tokens\": false}")).get("choices").get(0);
+        assertEquals(skipped.get("logprobs").get("tokens"), kept.get("logprobs").get("tokens"));
+        assertEquals("[\"token_id:0\",\"token_id:0\"]", kept.get("logprobs").get("tokens").toString());
+        assertEquals("", skipped.get("text").asText());
+        assertEquals("<｜begin▁of▁sentence｜><｜begin▁of▁sentence｜>", kept.get("text").asText());
+        JsonNode chat = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 1, \"logit_bias\": "
+                + "{\"0\": 100}, \"skip_special_tokens\": false}")).get("choices").get(0);
+        assertEquals("<｜begin▁of▁sentence｜>", chat.get("message").get("content").asText());
+        assertParam(post("/v1/completions", "{\"prompt\": \"hi\", \"skip_special_tokens\": \"no\"}"), "skip_special_tokens");
+    }
+
     /** Without a coordinator to ask, the API answers 503, not a hang or a 500. */
     @Test
     void aMissingCoordinatorIs503() throws Exception {
