@@ -29,6 +29,7 @@ final class RemoteCache implements KvCache {
      * counts them once, in the prefix budget. Written by the engine thread, read by any.
      */
     private volatile long[] sharedBlocks = {};
+    private volatile AttentionEndpoint sharedOn;
     private volatile long sharedEpoch = -1;
     /** Whether a block is still kept on the worker, by this coordinator's index. */
     private volatile java.util.function.LongPredicate kept = b -> false;
@@ -85,19 +86,22 @@ final class RemoteCache implements KvCache {
     }
 
     /**
-     * Blocks {@code ids}, of {@code blockPositions} each from position {@code start}, are kept on its
-     * worker's incarnation {@code epoch} with its pages: it started from them, or they were kept from it.
+     * Blocks {@code ids}, of {@code blockPositions} each from position {@code start}, are kept on
+     * {@code worker} (incarnation {@code epoch}) with its pages there: it started from them, or they were
+     * kept from it.
      * Only blocks that continue its leading run of pages count (blocks of one page each: the worker
      * shares only those, and counts only a leading run); a run on another incarnation starts again.
      */
-    void shares(long epoch, int start, int blockPositions, long[] ids, java.util.function.LongPredicate stillKept) {
-        long[] run = epoch == sharedEpoch ? sharedBlocks : new long[0];
+    void shares(AttentionEndpoint worker, long epoch, int start, int blockPositions, long[] ids,
+            java.util.function.LongPredicate stillKept) {
+        long[] run = worker == sharedOn && epoch == sharedEpoch ? sharedBlocks : new long[0];
         if (blockPositions != KvPage.POSITIONS || start != run.length * KvPage.POSITIONS) {
             return;
         }
         long[] more = java.util.Arrays.copyOf(run, run.length + ids.length);
         System.arraycopy(ids, 0, more, run.length, ids.length);
         kept = stillKept;
+        sharedOn = worker;
         sharedEpoch = epoch;
         sharedBlocks = more;
     }
@@ -106,13 +110,13 @@ final class RemoteCache implements KvCache {
      * Positions of its leading pages that blocks still kept on its worker hold: the worker's budget, and
      * this coordinator's count of it, take them once, in the prefix budget (as {@link
      * dev.epic.model.HeapKvCache#keptPositions()} does in process). None before placement, nor once its
-     * worker's incarnation has ended.
+     * worker's incarnation has ended or it was placed elsewhere.
      */
     @Override
     public int keptPositions() {
         AttentionEndpoint w = endpoint;
         long[] run = sharedBlocks;
-        if (w == null || epoch != sharedEpoch || w.epoch() != sharedEpoch) {
+        if (w == null || w != sharedOn || epoch != sharedEpoch || w.epoch() != sharedEpoch) {
             return 0;
         }
         java.util.function.LongPredicate stillKept = kept;

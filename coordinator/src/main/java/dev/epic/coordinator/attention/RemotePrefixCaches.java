@@ -180,7 +180,7 @@ final class RemotePrefixCaches implements PrefixStore {
                 kept.add(ids[b]);
             }
             worker.keep(epoch, keep.build());
-            c.shares(epoch, start, PrefixCache.BLOCK, named, kept::contains);
+            c.shares(worker, epoch, start, PrefixCache.BLOCK, named, kept::contains);
             return ids;
         }
 
@@ -192,7 +192,7 @@ final class RemotePrefixCaches implements PrefixStore {
             }
             RemoteCache c = (RemoteCache) cache;
             c.prefixBlocks = ids;
-            c.shares(epoch, 0, PrefixCache.BLOCK, ids, kept::contains);
+            c.shares(worker, epoch, 0, PrefixCache.BLOCK, ids, kept::contains);
         }
 
         @Override
