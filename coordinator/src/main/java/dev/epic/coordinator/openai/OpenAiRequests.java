@@ -42,10 +42,16 @@ final class OpenAiRequests {
      * {@code oneToolCall}: parallel_tool_calls false, so the answer keeps only its first tool call.
      */
     record Parsed(List<GenerateRequest> requests, String model, boolean stream, boolean includeUsage, boolean logprobs,
-            boolean echo, boolean promptOnly, boolean oneToolCall, boolean promptLogprobs, boolean tokensAsIds) {
+            boolean echo, boolean promptOnly, boolean oneToolCall, boolean promptLogprobs, boolean tokensAsIds,
+            String chatEcho) {
         /** The request of a single-prompt body. */
         GenerateRequest request() {
             return requests.getFirst();
+        }
+
+        Parsed withChatEcho(String text) {
+            return new Parsed(requests, model, stream, includeUsage, logprobs, echo, promptOnly, oneToolCall, promptLogprobs,
+                    tokensAsIds, text);
         }
 
         /** Samples per prompt (the request's n). */
@@ -78,8 +84,6 @@ final class OpenAiRequests {
     static Parsed chat(JsonNode body) {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
         refuseUnsupported(body);
-        // vLLM's chat echo (the answer starting with the last message) and a per-request template.
-        refuseIfTrue(body, "echo");
         if (present(body, "chat_template")) {
             throw OpenAiError.badRequest("chat_template", "'chat_template' is not supported: the model's own template is used");
         }
@@ -125,7 +129,20 @@ final class OpenAiRequests {
         // parallel_tool_calls false: a model left to choose ("auto") may still write several calls, so the
         // answer keeps the first, as vLLM's does ("required" is held to one call by the mask as well).
         boolean oneToolCall = present(body, "parallel_tool_calls") && !bool(body, "parallel_tool_calls", "parallel_tool_calls");
-        return finish(null, r, body, logprobs, false, false, oneToolCall);
+        Parsed p = finish(null, r, body, logprobs, false, false, oneToolCall);
+        return present(body, "echo") && bool(body, "echo", "echo") ? p.withChatEcho(chatEcho(r)) : p;
+    }
+
+    /**
+     * vLLM's chat echo: the answer starts with the last message's content when that message has the answer's
+     * role (the assistant's with a generation prompt; else, continuing it, its own); null when it does not.
+     */
+    private static String chatEcho(GenerateRequest.Builder r) {
+        List<ChatMessage> messages = r.getChat().getMessagesList();
+        ChatMessage last = messages.getLast();
+        boolean generationPrompt = r.hasAddGenerationPrompt() ? r.getAddGenerationPrompt() : !r.getContinueFinalMessage();
+        String role = generationPrompt ? "assistant" : last.getRole();
+        return last.getRole().equals(role) && !last.getContent().isEmpty() ? last.getContent() : null;
     }
 
     /**
@@ -507,7 +524,7 @@ final class OpenAiRequests {
         boolean tokensAsIds = present(body, "return_tokens_as_token_ids")
                 && bool(body, "return_tokens_as_token_ids", "return_tokens_as_token_ids");
         return new Parsed(requests, model, stream, usage, logprobs, echo, promptOnly, oneToolCall, promptLogprobs,
-                tokensAsIds);
+                tokensAsIds, null);
     }
 
     /**

@@ -116,8 +116,18 @@ final class OpenAiResponses {
         }
     }
 
+    /** Makes chat choices [first, first + count) start with {@code text} (vLLM's chat echo: the last message's). */
+    void echoChat(int first, int count, String text) {
+        for (int i = first; i < first + count; i++) {
+            choice(i).echoText = text;
+        }
+    }
+
     private static final class Choice {
-        /** What a completion with {@code echo} starts with: the prompt's text and tokens (null without echo). */
+        /**
+         * What an answer with {@code echo} starts with (null without): a completion's prompt, with its tokens;
+         * a chat answer's last message.
+         */
         String echoText;
         List<ByteString> echoTokens;
         List<Integer> echoIds;
@@ -179,6 +189,10 @@ final class OpenAiResponses {
         if (kind == Kind.CHAT && first) {
             ObjectNode delta = NODES.objectNode().put("role", "assistant").put("content", "");
             chunks.add(chunk(index, delta, null, null));
+            if (c.echoText != null) { // as vLLM streams it: a chunk of its own after the role's
+                chunks.add(chunk(index, NODES.objectNode().put("content", c.echoText), null, null));
+                c.text.append(c.echoText);
+            }
         }
         boolean finished = r.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED;
         String finish = finished ? finishReason(r.getFinishReason()) : null;

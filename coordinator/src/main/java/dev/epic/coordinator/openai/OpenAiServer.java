@@ -420,6 +420,9 @@ public final class OpenAiServer implements AutoCloseable {
                 if (p.echo()) {
                     echo(requests.get(i), firsts.get(i), answer, i * n, n);
                 }
+                if (p.chatEcho() != null) {
+                    answer.echoChat(i * n, n, p.chatEcho());
+                }
             }
             if (!p.stream()) {
                 for (int i = 0; i < requests.size(); i++) {

@@ -1091,6 +1091,38 @@ class OpenAiServerTest {
     }
 
     /**
+     * vLLM's chat echo: a continued message's text starts the answer, whole and streamed (a chunk of its own
+     * after the role's), and the rest is the answer without echo; with a generation prompt after a user's
+     * message there is nothing of the answer's role to echo.
+     */
+    @Test
+    void chatEchoStartsTheAnswerWithTheMessageItContinues() throws Exception {
+        String prefill = "\"messages\": [{\"role\": \"user\", \"content\": \"Count\"}, {\"role\": \"assistant\", "
+                + "\"content\": \"1, 2,\", \"prefix\": true}], \"max_tokens\": 4, \"temperature\": 1.0, \"seed\": 3";
+        String plain = ok(post("/v1/chat/completions", "{" + prefill + "}")).get("choices").get(0).get("message")
+                .get("content").asText();
+        JsonNode echoed = ok(post("/v1/chat/completions", "{" + prefill + ", \"echo\": true, \"n\": 2}"));
+        assertEquals("1, 2," + plain, echoed.get("choices").get(0).get("message").get("content").asText(), echoed.toString());
+        assertTrue(echoed.get("choices").get(1).get("message").get("content").asText().startsWith("1, 2,"), "every choice");
+        HttpResponse<String> streamed = post("/v1/chat/completions", "{" + prefill + ", \"echo\": true, \"stream\": true}");
+        assertEquals(200, streamed.statusCode(), streamed.body());
+        List<String> events = events(streamed.body());
+        StringBuilder content = new StringBuilder();
+        for (String e : events.subList(0, events.size() - 1)) { // the last is [DONE]
+            content.append(JSON.readTree(e).get("choices").get(0).get("delta").path("content").asText(""));
+        }
+        assertEquals("1, 2," + plain, content.toString());
+        assertEquals("1, 2,", JSON.readTree(events.get(1)).get("choices").get(0).get("delta").get("content").asText());
+        JsonNode fresh = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 4, \"temperature\": 1.0, "
+                + "\"seed\": 3}"));
+        JsonNode freshEcho = ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 4, \"temperature\": "
+                + "1.0, \"seed\": 3, \"echo\": true}"));
+        assertEquals(fresh.get("choices").get(0).get("message"), freshEcho.get("choices").get(0).get("message"),
+                "the user's message is not the answer's role");
+        assertParam(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"echo\": 1}"), "echo");
+    }
+
+    /**
      * Prefill: vLLM's continue_final_message and DeepSeek's assistant "prefix" continue the last message.
      * The prompt is the conversation rendered without a generation prompt, up to that message's text:
      * its tokens are those of the whole rendered conversation but the closing end-of-sentence.
