@@ -95,6 +95,9 @@ public final class CoordinatorCommand implements Callable<Integer> {
     @Mixin
     OpenAiFlags openai;
 
+    @Mixin
+    ChatTemplateFlags chatTemplate;
+
     @Override
     public Integer call() throws Exception {
         WeightFormat format = WeightFormat.parse(weights);
@@ -137,7 +140,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
                                     .withMtpLayer(scheduler.options().speculation().mtp()),
                             m.registry())
                     : null;
-            ServedModel served = ServedModel.open(model, backend.experts(), attention, maxContext, format);
+            ServedModel served = chatTemplate.apply(ServedModel.open(model, backend.experts(), attention, maxContext, format));
             served.transformer().kvCacheDtype(kvCacheDtype);
             server = CoordinatorServer.start(served, backend, scheduler.options(), host, port, m.registry());
             if (!skipWarmup) {

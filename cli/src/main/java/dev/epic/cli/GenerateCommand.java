@@ -80,6 +80,10 @@ public final class GenerateCommand implements Callable<Integer> {
     @Mixin
     SpeculationFlags speculation; // with --model; a --target coordinator speculates as it was started
 
+    @Option(names = "--chat-template", paramLabel = "FILE|TEXT", description = "with --chat: render it with this Jinja "
+            + "template (a file, or its text); a --target coordinator must be started with --trust-request-chat-template")
+    String chatTemplate;
+
     @ArgGroup(exclusive = true)
     Format format;
 
@@ -154,7 +158,8 @@ public final class GenerateCommand implements Callable<Integer> {
             err.flush();
             return LogitsCommand.BAD_INPUT;
         }
-        CoordinatorServer local = source.startLocal(options, kvCacheDtype);
+        // In process the template is the served one; a coordinator takes it with the request (when it trusts them).
+        CoordinatorServer local = source.startLocal(options, kvCacheDtype, m -> m.withChatTemplate(chatTemplate));
         ManagedChannel channel = Channels.open(source.target(local));
         try {
             return stream(channel, request, spec.commandLine().getOut(), err, System.console() != null, timeoutS);
@@ -206,10 +211,17 @@ public final class GenerateCommand implements Callable<Integer> {
                 b.setContinueFinalMessage(true);
             }
             b.setChat(m);
+            if (chatTemplate != null && source.model == null) { // with --model it is the served template
+                b.setChatTemplate(chatTemplate.contains("{%") || chatTemplate.contains("{{") ? chatTemplate
+                        : Files.readString(Path.of(chatTemplate)));
+            }
             if (noThink) {
                 b.setEnableThinking(false);
             }
         } else {
+            if (chatTemplate != null) {
+                throw new IllegalArgumentException("--chat-template renders a --chat prompt");
+            }
             b.setText(text);
             if (suffix != null) { // the FIM frame after BOS, as DeepSeek's models were trained on it
                 b.setSuffix(suffix).setAddSpecialTokens(true);

@@ -123,24 +123,31 @@ final class LocalCluster implements AutoCloseable {
      */
     record Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
             String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry, int redundantSlots,
-            Duration rebalance, String expertDevice, long attentionKvCacheMb, KvCacheDtype kvCacheDtype, boolean warmup) {
+            Duration rebalance, String expertDevice, long attentionKvCacheMb, KvCacheDtype kvCacheDtype, boolean warmup,
+            java.util.function.UnaryOperator<ServedModel> serving) {
         /** These options with the coordinator's meters going to {@code r}. */
         Options withRegistry(MeterRegistry r) {
             return new Options(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler,
-                    logDir, r, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, warmup);
+                    logDir, r, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, warmup, serving);
         }
 
         /** These options with the warm-up on or off. */
         Options withWarmup(boolean on) {
             return new Options(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler,
-                    logDir, registry, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, on);
+                    logDir, registry, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, on, serving);
+        }
+
+        /** These options with the coordinator serving the model as {@code f} makes it (its chat template flags). */
+        Options withServing(java.util.function.UnaryOperator<ServedModel> f) {
+            return new Options(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler,
+                    logDir, registry, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, warmup, f);
         }
 
         /** Without redundant experts, on the CPU, with fp32 caches, warmed up. */
         Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
                 String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {
             this(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler, logDir,
-                    registry, 0, Duration.ZERO, "cpu", 0, KvCacheDtype.FP32, true);
+                    registry, 0, Duration.ZERO, "cpu", 0, KvCacheDtype.FP32, true, m -> m);
         }
 
         Options {
@@ -227,7 +234,7 @@ final class LocalCluster implements AutoCloseable {
                         o.registry());
                 awaitAttention(attention, attentionWorkers);
             }
-            ServedModel served = ServedModel.open(model, backend.experts(), attention, 0, format);
+            ServedModel served = o.serving().apply(ServedModel.open(model, backend.experts(), attention, 0, format));
             served.transformer().kvCacheDtype(o.kvCacheDtype());
             CoordinatorServer coordinator = CoordinatorServer.start(served, backend, o.scheduler(), o.host(), o.port(),
                     o.registry());

@@ -84,6 +84,9 @@ public final class LocalCommand implements Callable<Integer> {
     @Mixin
     OpenAiFlags openai;
 
+    @Mixin
+    ChatTemplateFlags chatTemplate;
+
     @Override
     public Integer call() throws Exception {
         Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds); // as epic coordinator
@@ -95,7 +98,7 @@ public final class LocalCommand implements Callable<Integer> {
                 workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, null,
                 redundantSlots, Duration.ofSeconds(rebalanceSeconds), expertDevice,
                 attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0, scheduler.kvCache.dtype(),
-                !skipWarmup);
+                !skipWarmup, chatTemplate::apply);
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host, openai.port != 0);

@@ -22,10 +22,16 @@ final class ModelOrTarget {
 
     /** With --model, the in-process coordinator the requests go to (the caller closes it); null with --target. */
     CoordinatorServer startLocal(SchedulerOptions options, KvCacheDtype kvCacheDtype) throws IOException {
+        return startLocal(options, kvCacheDtype, m -> m);
+    }
+
+    /** As above, serving the model as {@code serving} makes it (its chat template flags). */
+    CoordinatorServer startLocal(SchedulerOptions options, KvCacheDtype kvCacheDtype,
+            java.util.function.UnaryOperator<ServedModel> serving) throws IOException {
         if (model == null) {
             return null;
         }
-        ServedModel served = ServedModel.open(model, null, 0);
+        ServedModel served = serving.apply(ServedModel.open(model, null, 0));
         served.transformer().kvCacheDtype(kvCacheDtype);
         return CoordinatorServer.start(served, ExpertBackend.local(), options, "127.0.0.1", 0);
     }

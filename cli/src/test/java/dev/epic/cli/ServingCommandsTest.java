@@ -183,6 +183,29 @@ class ServingCommandsTest {
         assertEquals(LogitsCommand.BAD_INPUT, both.code());
     }
 
+    /**
+     * --chat-template renders a --chat prompt with the given template: here only the message's text, so the
+     * prompt is the text's tokens ("a b c": 3), where the model's template adds BOS and the role tags (which
+     * tiny-v3's small vocabulary refuses).
+     */
+    @Test
+    void generateRendersAChatWithTheTemplateGiven(@org.junit.jupiter.api.io.TempDir Path tmp) throws Exception {
+        Path template = tmp.resolve("plain.jinja");
+        java.nio.file.Files.writeString(template, "{% for m in messages %}{{ m['content'] }}{% endfor %}");
+        LogitsCommandTest.Run r = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--chat",
+                "--prompt", "a b c", "--max-tokens", "1", "--chat-template", template.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("prompt 3 tokens"), r.err());
+        LogitsCommandTest.Run model = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(), "--chat",
+                "--prompt", "a b c", "--max-tokens", "1");
+        assertEquals(1, model.code(), model.err()); // tiny-v3's 2,048 ids hold no role tag
+        assertTrue(model.err().contains("<｜User｜>"), model.err());
+        LogitsCommandTest.Run text = LogitsCommandTest.run(new GenerateCommand(), "--model", TINY.toString(),
+                "--prompt", "a b c", "--chat-template", template.toString());
+        assertEquals(LogitsCommand.BAD_INPUT, text.code(), text.err());
+        assertTrue(text.err().contains("--chat-template renders a --chat prompt"), text.err());
+    }
+
     @Test
     void generateReportsServerSideValidation() throws Exception {
         // Sampling values are checked before the model loads, by the server's own rules.

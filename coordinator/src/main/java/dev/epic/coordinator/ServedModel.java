@@ -24,10 +24,12 @@ import org.slf4j.LoggerFactory;
  * wherever {@code experts} puts them), its tokenizer and chat template,
  * identity, the context limit requests are validated against, and the weight bytes one decoded
  * token reads across the cluster (for the memory roofline of {@code epic bench --target}).
+ * {@code trustRequestChatTemplate}: whether a chat request may bring its own template (vLLM's
+ * {@code --trust-request-chat-template}; a template runs code the operator did not write).
  */
 public record ServedModel(Path directory, ModelConfig config, Transformer transformer, Tokenizer tokenizer,
                           ChatTemplate chatTemplate, CheckpointFingerprint fingerprint, int maxContext,
-                          long weightBytesPerToken, RemoteAttention attention) {
+                          long weightBytesPerToken, RemoteAttention attention, boolean trustRequestChatTemplate) {
     private static final Logger LOG = LoggerFactory.getLogger(ServedModel.class);
 
     public ServedModel {
@@ -82,7 +84,28 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
                         : format == WeightFormat.AUTO ? remoteExpertBytesPerToken(checkpoint, c)
                         : convertedExpertBytesPerToken(format, c));
         return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit, bytes,
-                attention);
+                attention, false);
+    }
+
+    /**
+     * The same model served with {@code template} instead of its tokenizer_config.json's (vLLM's
+     * {@code --chat-template}: a file or the template's text); null keeps the model's.
+     */
+    public ServedModel withChatTemplate(String template) {
+        if (template == null) {
+            return this;
+        }
+        ChatTemplate t = template.contains("{%") || template.contains("{{")
+                ? ChatTemplate.of(template, "--chat-template", tokenizer.config())
+                : ChatTemplate.read(Path.of(template), tokenizer.config());
+        return new ServedModel(directory, config, transformer, tokenizer, t, fingerprint, maxContext, weightBytesPerToken,
+                attention, trustRequestChatTemplate);
+    }
+
+    /** The same model, taking (or not) a chat request's own template. */
+    public ServedModel withTrustRequestChatTemplate(boolean trust) {
+        return new ServedModel(directory, config, transformer, tokenizer, chatTemplate, fingerprint, maxContext,
+                weightBytesPerToken, attention, trust);
     }
 
     /**

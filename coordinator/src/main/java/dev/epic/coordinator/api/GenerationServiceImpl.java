@@ -285,7 +285,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         }
         boolean constrained = o.constrained();
         ReasoningMode thinkFirst = thinkFirst(constrained, prompt.reasoning(),
-                req.hasEnableThinking() && req.getEnableThinking(), reasoningModel);
+                req.hasEnableThinking() && req.getEnableThinking(),
+                req.hasChat() ? prompts.template(req.getChatTemplate()).reasoning() : reasoningModel);
         o = o.withThinkFirst(thinkFirst);
         if (req.getRawOutput()) {
             return o.withReasoning(ReasoningMode.NONE).withParseToolCalls(false);
@@ -371,6 +372,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             throw FieldViolation.invalid("continue_final_message", "continue_final_message cannot be combined with "
                     + "a constrained answer (response_format or tool_choice required/function)");
         }
+        if (!req.getChatTemplate().isEmpty() && !req.hasChat()) {
+            throw FieldViolation.invalid("chat_template", "chat_template renders chat messages; this prompt is not a chat");
+        }
         Prompt p = switch (req.getPromptCase()) {
             case CHAT -> {
                 List<Tool> tools = req.getToolChoice().getMode() == ToolChoice.Mode.NONE ? List.of() : req.getToolsList();
@@ -382,8 +386,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 // Continuing a message, there is no generation prompt unless one is asked for (then refused).
                 boolean generationPrompt = req.hasAddGenerationPrompt() ? req.getAddGenerationPrompt()
                         : !req.getContinueFinalMessage();
-                String text = prompts.render(req.getChat().getMessagesList(), tools, generationPrompt,
-                        req.getContinueFinalMessage(), thinking);
+                String text = prompts.render(prompts.template(req.getChatTemplate()), req.getChat().getMessagesList(), tools,
+                        generationPrompt, req.getContinueFinalMessage(), thinking);
                 yield new Prompt(prompts.fitModel(prompts.encode(text, false, "chat"), "chat"), ReasoningMode.forPrompt(text));
             }
             case TEXT -> req.hasSuffix()
@@ -732,13 +736,14 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             TokenizeResponse.Builder r = TokenizeResponse.newBuilder();
             int[] ids = switch (req.getInputCase()) {
                 case TEXT -> {
-                    if (req.getToolsCount() > 0) { // as Generate: tools go into a chat template only
-                        throw PromptBuilder.invalid("tools are only allowed with a chat prompt");
+                    if (req.getToolsCount() > 0 || !req.getChatTemplate().isEmpty()) { // as Generate: a chat's only
+                        throw PromptBuilder.invalid("tools and chat_template are only allowed with a chat prompt");
                     }
                     yield prompts.encode(req.getText(), req.getAddSpecialTokens(), "text");
                 }
                 case CHAT -> {
-                    String text = prompts.render(req.getChat().getMessagesList(), req.getToolsList(),
+                    String text = prompts.render(prompts.template(req.getChatTemplate()), req.getChat().getMessagesList(),
+                            req.getToolsList(),
                             req.getAddGenerationPrompt(), req.getContinueFinalMessage(),
                             req.hasEnableThinking() && !req.getEnableThinking()
                                     ? PromptBuilder.Thinking.SKIP : PromptBuilder.Thinking.AS_TEMPLATE);

@@ -39,19 +39,60 @@ final class PromptBuilder {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final ServedModel model;
-    /** Whether the chat template reads the request's tool definitions itself (fixed at load). */
-    private final boolean templateRendersTools;
-    /** Whether the template knows thinking blocks (handles {@code </think>}, as R1's): a reasoning model. */
-    private final boolean reasoningTemplate;
+    /** The model's chat template: what a request without its own renders with. */
+    private final Template modelTemplate;
+    /** Requests' own templates, compiled once per text (the few a client sends again and again). */
+    private final Map<String, Template> requestTemplates = java.util.Collections.synchronizedMap(
+            new LinkedHashMap<>(16, 0.75f, true) {
+                @Override
+                protected boolean removeEldestEntry(Map.Entry<String, Template> e) {
+                    return size() > 16;
+                }
+            });
+
+    /**
+     * A chat template and what it does: whether it reads the request's tool definitions itself, and
+     * whether it knows thinking blocks (handles {@code </think>}, as R1's: a reasoning model's).
+     */
+    record Template(dev.epic.text.chat.ChatTemplate chat, boolean rendersTools, boolean reasoning) {
+        static Template of(dev.epic.text.chat.ChatTemplate t) {
+            return new Template(t, TOOLS_VARIABLE.matcher(t.template()).find(), t.template().contains(DeepSeekMarkers.THINK_CLOSE));
+        }
+    }
 
     PromptBuilder(ServedModel model) {
         this.model = model;
-        this.templateRendersTools = TOOLS_VARIABLE.matcher(model.chatTemplate().template()).find();
-        this.reasoningTemplate = model.chatTemplate().template().contains(DeepSeekMarkers.THINK_CLOSE);
+        this.modelTemplate = Template.of(model.chatTemplate());
     }
 
     boolean reasoningTemplate() {
-        return reasoningTemplate;
+        return modelTemplate.reasoning();
+    }
+
+    /**
+     * The template a chat request renders with: the model's, or its own {@code chat_template} (vLLM's),
+     * which only a coordinator started with --trust-request-chat-template takes.
+     */
+    Template template(String requestTemplate) {
+        if (requestTemplate.isEmpty()) {
+            return modelTemplate;
+        }
+        if (!model.trustRequestChatTemplate()) {
+            throw FieldViolation.invalid("chat_template", "chat_template: this coordinator renders with the model's "
+                    + "template; a request's own is taken only when it is started with --trust-request-chat-template "
+                    + "(a template is code the operator did not write; vLLM refuses it too)");
+        }
+        Template known = requestTemplates.get(requestTemplate);
+        if (known == null) {
+            try {
+                known = Template.of(dev.epic.text.chat.ChatTemplate.of(requestTemplate, "the request's chat_template",
+                        model.tokenizer().config()));
+            } catch (TextException e) {
+                throw FieldViolation.invalid("chat_template", "chat_template: " + e.getMessage());
+            }
+            requestTemplates.put(requestTemplate, known);
+        }
+        return known;
     }
 
     /**
@@ -59,15 +100,22 @@ final class PromptBuilder {
      * what happens to the thinking block (see {@link #withThinking}).
      */
     String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, Thinking thinking) {
-        return render(messages, tools, addGenerationPrompt, false, thinking);
+        return render(modelTemplate, messages, tools, addGenerationPrompt, false, thinking);
+    }
+
+    /** As below, with the model's template. */
+    String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, boolean continueFinal,
+            Thinking thinking) {
+        return render(modelTemplate, messages, tools, addGenerationPrompt, continueFinal, thinking);
     }
 
     /**
-     * As above; with {@code continueFinal} (and no generation prompt) the text is cut right after the
-     * last message's content, so the model continues that message ({@link #continued}).
+     * The prompt text of a conversation rendered with {@code template}; with {@code continueFinal} (and no
+     * generation prompt) the text is cut right after the last message's content, so the model continues
+     * that message ({@link #continued}).
      */
-    String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, boolean continueFinal,
-            Thinking thinking) {
+    String render(Template template, List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt,
+            boolean continueFinal, Thinking thinking) {
         if (continueFinal && addGenerationPrompt) {
             throw FieldViolation.invalid("continue_final_message", "continue_final_message continues the last message, "
                     + "so it needs add_generation_prompt false (vLLM refuses both true too)");
@@ -80,15 +128,15 @@ final class PromptBuilder {
             msgs.add(message(messages.get(i), "chat.messages[" + i + "]"));
         }
         List<Object> toolMaps = tools.isEmpty() ? null : toolMaps(tools);
-        if (toolMaps != null && !templateRendersTools) {
+        if (toolMaps != null && !template.rendersTools()) {
             msgs = withToolsSection(msgs, toolMaps);
         }
         try {
-            String text = model.chatTemplate().render(msgs, toolMaps, addGenerationPrompt);
+            String text = template.chat().render(msgs, toolMaps, addGenerationPrompt);
             if (continueFinal) {
                 return continued(text, messages.getLast().getContent(), "chat.messages[" + (messages.size() - 1) + "]");
             }
-            return addGenerationPrompt ? withThinking(text, thinking, reasoningTemplate) : text;
+            return addGenerationPrompt ? withThinking(text, thinking, template.reasoning()) : text;
         } catch (TextException e) {
             throw invalid(e.getMessage());
         }

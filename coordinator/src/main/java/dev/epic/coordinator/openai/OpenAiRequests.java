@@ -84,11 +84,11 @@ final class OpenAiRequests {
     static Parsed chat(JsonNode body) {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
         refuseUnsupported(body);
-        if (present(body, "chat_template")) {
-            throw OpenAiError.badRequest("chat_template", "'chat_template' is not supported: the model's own template is used");
-        }
         Messages messages = messages(body);
         r.setChat(messages);
+        if (present(body, "chat_template")) { // the coordinator takes it only when trusted to
+            r.setChatTemplate(text(body, "chat_template", "chat_template"));
+        }
         prefill(body, messages, r);
         truncation(body, r);
         r.addAllTools(tools(body));
@@ -465,6 +465,9 @@ final class OpenAiRequests {
             Boolean thinking = thinking(body);
             if (thinking != null) {
                 r.setEnableThinking(thinking);
+            }
+            if (present(body, "chat_template")) {
+                r.setChatTemplate(text(body, "chat_template", "chat_template"));
             }
         } else {
             r.setText(text(body, "prompt", "prompt")).setAddSpecialTokens(addSpecialTokens(body));

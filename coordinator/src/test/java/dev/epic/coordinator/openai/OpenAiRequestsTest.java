@@ -231,7 +231,9 @@ class OpenAiRequestsTest {
     @Test
     void vllmOutputSwitchesItCannotHonourAreRefusedByName() {
         String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
-        for (String[] bad : new String[][] {{"\"echo\": 2", "echo"}, {"\"chat_template\": \"{{ x }}\"", "chat_template"},
+        assertEquals("{{ x }}", chat(base + "\"chat_template\": \"{{ x }}\"}").request().getChatTemplate(),
+                "passed on: the coordinator takes it when trusted to");
+        for (String[] bad : new String[][] {{"\"echo\": 2", "echo"}, {"\"chat_template\": [1]", "chat_template"},
                 {"\"skip_special_tokens\": 0", "skip_special_tokens"}}) {
             assertEquals(bad[1], assertThrows(OpenAiError.class, () -> chat(base + bad[0] + "}"), bad[0]).param);
         }

@@ -1091,6 +1091,51 @@ class OpenAiServerTest {
     }
 
     /**
+     * vLLM's chat_template: refused (naming the flag) by a coordinator not started with
+     * --trust-request-chat-template; taken by one that is, for /tokenize and generation alike, with the prompt
+     * its template renders; a template that does not render is a 400 naming it. --chat-template's served
+     * template replaces the model's for requests without their own.
+     */
+    @Test
+    void aRequestsChatTemplateIsTakenOnlyWhenTrusted() throws Exception {
+        String template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+                + "{% if add_generation_prompt %}{{ '[assistant] ' }}{% endif %}";
+        String field = ", \"chat_template\": " + JSON.writeValueAsString(template);
+        String rendered = "[system] Be brief.\n[user] Hello there\n[assistant] ";
+        assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + field + "}"), 400, "--trust-request-chat-template");
+        assertParam(post("/tokenize", "{" + CHAT_MESSAGES + field + "}"), "chat_template");
+        assertParam(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"chat_template\": 5}"), "chat_template");
+        ServedModel served = ServedModel.open(dir, null, MAX_CONTEXT).withTrustRequestChatTemplate(true)
+                .withChatTemplate("{% for m in messages %}{{ m['content'] }}|{% endfor %}");
+        try (CoordinatorServer trusting = CoordinatorServer.start(served, ExpertBackend.local(),
+                new SchedulerOptions(2, 2, 32, 0), "127.0.0.1", 0);
+                OpenAiServer front = OpenAiServer.start("127.0.0.1", 0, trusting.target(), null, null)) {
+            java.util.function.Function<String, HttpResponse<String>> to = body -> {
+                try {
+                    return http.send(HttpRequest.newBuilder(java.net.URI.create("http://127.0.0.1:" + front.port() + "/tokenize"))
+                            .POST(HttpRequest.BodyPublishers.ofString(body)).header("Content-Type", "application/json")
+                            .build(), HttpResponse.BodyHandlers.ofString());
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            };
+            JsonNode expected = ok(to.apply("{\"prompt\": " + JSON.writeValueAsString(rendered) + ", \"add_special_tokens\": false}"));
+            JsonNode own = ok(to.apply("{" + CHAT_MESSAGES + field + "}"));
+            assertEquals(expected.get("tokens"), own.get("tokens"), "the request's template renders the prompt");
+            JsonNode servedTemplate = ok(to.apply("{" + CHAT_MESSAGES + "}"));
+            JsonNode servedExpected = ok(to.apply("{\"prompt\": \"Be brief.|Hello there|\", \"add_special_tokens\": false}"));
+            assertEquals(servedExpected.get("tokens"), servedTemplate.get("tokens"), "--chat-template's template otherwise");
+            HttpResponse<String> answer = http.send(HttpRequest.newBuilder(java.net.URI.create("http://127.0.0.1:" + front.port()
+                    + "/v1/chat/completions")).POST(HttpRequest.BodyPublishers.ofString("{" + CHAT_MESSAGES + field
+                    + ", \"max_tokens\": 2}")).header("Content-Type", "application/json").build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(expected.get("count").asInt(), ok(answer).get("usage").get("prompt_tokens").asInt());
+            HttpResponse<String> broken = to.apply("{" + CHAT_MESSAGES + ", \"chat_template\": \"{% for m in messages %}\"}");
+            assertEquals(400, broken.statusCode(), broken.body());
+            assertTrue(broken.body().contains("chat_template"), broken.body());
+        }
+    }
+
+    /**
      * vLLM's chat echo: a continued message's text starts the answer, whole and streamed (a chunk of its own
      * after the role's), and the rest is the answer without echo; with a generation prompt after a user's
      * message there is nothing of the answer's role to echo.

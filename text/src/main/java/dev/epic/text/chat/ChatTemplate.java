@@ -33,6 +33,8 @@ public final class ChatTemplate {
     static final String R1_0528_RESOURCE = "/dev/epic/text/deepseek-v3/chat_template_r1_0528.jinja";
 
     private final String template;
+    /** The template as Jinjava runs it: with Jinja2's lstrip_blocks done here (see {@link #lstripBlocks}). */
+    private final String source;
     private final String origin;
     private final String bosToken;
     private final String eosToken;
@@ -41,6 +43,7 @@ public final class ChatTemplate {
 
     private ChatTemplate(String template, String origin, String bosToken, String eosToken, String padToken) {
         this.template = template;
+        this.source = lstripBlocks(template);
         this.origin = origin;
         this.bosToken = bosToken;
         this.eosToken = eosToken;
@@ -50,7 +53,7 @@ public final class ChatTemplate {
         resolver.add(JinjavaInterpreterResolver.DEFAULT_RESOLVER_READ_ONLY);
         JinjavaConfig config = JinjavaConfig.newBuilder()
                 .withTrimBlocks(true)
-                .withLstripBlocks(true)
+                .withLstripBlocks(false) // Jinjava's strips before any tag, not only at a line's start: see source
                 // Message text must never be re-parsed as template code.
                 .withNestedInterpretationEnabled(false)
                 .withLegacyOverrides(LegacyOverrides.NONE)
@@ -106,6 +109,19 @@ public final class ChatTemplate {
         return template;
     }
 
+    /** Spaces and tabs from a line's start to a block or comment tag ({@code {%+} keeps them). */
+    private static final java.util.regex.Pattern LINE_START_TO_TAG =
+            java.util.regex.Pattern.compile("(?m)^[ \\t]+(?=\\{%(?!\\+)|\\{#)");
+
+    /**
+     * Jinja2's {@code lstrip_blocks}, as Hugging Face renders chat templates with it: the spaces and tabs
+     * before a block tag are dropped only when nothing else precedes it on its line. Jinjava's own option
+     * drops them before any block tag ({@code "a {% if x %}b"} gave "ab" where Jinja2 gives "a b").
+     */
+    static String lstripBlocks(String template) {
+        return LINE_START_TO_TAG.matcher(template).replaceAll("");
+    }
+
     /**
      * Renders a conversation to the prompt text.
      *
@@ -133,7 +149,7 @@ public final class ChatTemplate {
         ctx.put("pad_token", padToken);
         RenderResult result;
         try {
-            result = jinjava.renderForResult(template, ctx);
+            result = jinjava.renderForResult(source, ctx);
         } catch (TemplateLibrary.TemplateRaised e) {
             throw raised(e);
         } catch (RuntimeException e) {

@@ -25,6 +25,21 @@ class ChatTemplateTest {
         return render("{{ " + expression + " }}", List.of());
     }
 
+    /**
+     * Whitespace as Hugging Face's Jinja2 environment (trim_blocks, lstrip_blocks) leaves it: a newline after a
+     * block tag goes; spaces before one go only from its line's start (not mid-line, where Jinjava's own
+     * option dropped them too), and {@code {%+} keeps them. Templates that operators and requests bring
+     * render as they do in vLLM.
+     */
+    @Test
+    void blockWhitespaceIsJinja2s() {
+        assertEquals("x y z\nw", render("x {% if true %}y {% endif %}z\n  {% if true %}w{% endif %}", List.of()));
+        assertEquals("a\nb", render("{% if true %}\na\n{% endif %}\nb", List.of()));
+        assertEquals("  w", render("  {%+ if true %}w{% endif %}", List.of()));
+        assertEquals("x", render("\t {# a comment #}x", List.of()));
+        assertEquals("[a] ", render("{% for m in ['a'] %}[{{ m }}] {% endfor %}", List.of()));
+    }
+
     @Test
     void pythonSplitKeepsTrailingEmptyStringAndIsLiteral() {
         assertEquals("[]", "[" + eval("'abc</think>'.split('</think>')[-1]") + "]");
