@@ -375,6 +375,10 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         if (!req.getChatTemplate().isEmpty() && !req.hasChat()) {
             throw FieldViolation.invalid("chat_template", "chat_template renders chat messages; this prompt is not a chat");
         }
+        if (!req.getChatTemplateKwargs().isEmpty() && !req.hasChat()) {
+            throw FieldViolation.invalid("chat_template_kwargs", "chat_template_kwargs are a chat template's; this prompt "
+                    + "is not a chat");
+        }
         Prompt p = switch (req.getPromptCase()) {
             case CHAT -> {
                 List<Tool> tools = req.getToolChoice().getMode() == ToolChoice.Mode.NONE ? List.of() : req.getToolsList();
@@ -386,7 +390,8 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 // Continuing a message, there is no generation prompt unless one is asked for (then refused).
                 boolean generationPrompt = req.hasAddGenerationPrompt() ? req.getAddGenerationPrompt()
                         : !req.getContinueFinalMessage();
-                String text = prompts.render(prompts.template(req.getChatTemplate()), req.getChat().getMessagesList(), tools,
+                String text = prompts.render(prompts.template(req.getChatTemplate()),
+                        PromptBuilder.templateVariables(req.getChatTemplateKwargs()), req.getChat().getMessagesList(), tools,
                         generationPrompt, req.getContinueFinalMessage(), thinking);
                 yield new Prompt(prompts.fitModel(prompts.encode(text, false, "chat"), "chat"), ReasoningMode.forPrompt(text));
             }
@@ -736,13 +741,15 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             TokenizeResponse.Builder r = TokenizeResponse.newBuilder();
             int[] ids = switch (req.getInputCase()) {
                 case TEXT -> {
-                    if (req.getToolsCount() > 0 || !req.getChatTemplate().isEmpty()) { // as Generate: a chat's only
-                        throw PromptBuilder.invalid("tools and chat_template are only allowed with a chat prompt");
+                    if (req.getToolsCount() > 0 || !req.getChatTemplate().isEmpty() || !req.getChatTemplateKwargs().isEmpty()) {
+                        throw PromptBuilder.invalid("tools, chat_template and chat_template_kwargs are only allowed with a "
+                                + "chat prompt"); // as Generate: a chat's only
                     }
                     yield prompts.encode(req.getText(), req.getAddSpecialTokens(), "text");
                 }
                 case CHAT -> {
-                    String text = prompts.render(prompts.template(req.getChatTemplate()), req.getChat().getMessagesList(),
+                    String text = prompts.render(prompts.template(req.getChatTemplate()),
+                            PromptBuilder.templateVariables(req.getChatTemplateKwargs()), req.getChat().getMessagesList(),
                             req.getToolsList(),
                             req.getAddGenerationPrompt(), req.getContinueFinalMessage(),
                             req.hasEnableThinking() && !req.getEnableThinking()

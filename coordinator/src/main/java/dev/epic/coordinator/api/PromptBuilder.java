@@ -100,13 +100,34 @@ final class PromptBuilder {
      * what happens to the thinking block (see {@link #withThinking}).
      */
     String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, Thinking thinking) {
-        return render(modelTemplate, messages, tools, addGenerationPrompt, false, thinking);
+        return render(modelTemplate, Map.of(), messages, tools, addGenerationPrompt, false, thinking);
     }
 
     /** As below, with the model's template. */
     String render(List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt, boolean continueFinal,
             Thinking thinking) {
-        return render(modelTemplate, messages, tools, addGenerationPrompt, continueFinal, thinking);
+        return render(modelTemplate, Map.of(), messages, tools, addGenerationPrompt, continueFinal, thinking);
+    }
+
+    /**
+     * A request's chat_template_kwargs (a JSON object, or empty for none) as template variables; INVALID_ARGUMENT
+     * naming the field when it is not an object.
+     */
+    static Map<String, Object> templateVariables(String json) {
+        if (json.isEmpty()) {
+            return Map.of();
+        }
+        try {
+            Object v = JSON.readValue(json, Object.class);
+            if (v instanceof Map<?, ?> m) {
+                @SuppressWarnings("unchecked")
+                Map<String, Object> vars = (Map<String, Object>) m;
+                return vars;
+            }
+        } catch (JsonProcessingException e) {
+            // reported below
+        }
+        throw FieldViolation.invalid("chat_template_kwargs", "chat_template_kwargs must be a JSON object, got " + json);
     }
 
     /**
@@ -114,8 +135,8 @@ final class PromptBuilder {
      * generation prompt) the text is cut right after the last message's content, so the model continues
      * that message ({@link #continued}).
      */
-    String render(Template template, List<ChatMessage> messages, List<Tool> tools, boolean addGenerationPrompt,
-            boolean continueFinal, Thinking thinking) {
+    String render(Template template, Map<String, Object> variables, List<ChatMessage> messages, List<Tool> tools,
+            boolean addGenerationPrompt, boolean continueFinal, Thinking thinking) {
         if (continueFinal && addGenerationPrompt) {
             throw FieldViolation.invalid("continue_final_message", "continue_final_message continues the last message, "
                     + "so it needs add_generation_prompt false (vLLM refuses both true too)");
@@ -132,7 +153,7 @@ final class PromptBuilder {
             msgs = withToolsSection(msgs, toolMaps);
         }
         try {
-            String text = template.chat().render(msgs, toolMaps, addGenerationPrompt);
+            String text = template.chat().render(msgs, toolMaps, addGenerationPrompt, variables);
             if (continueFinal) {
                 return continued(text, messages.getLast().getContent(), "chat.messages[" + (messages.size() - 1) + "]");
             }

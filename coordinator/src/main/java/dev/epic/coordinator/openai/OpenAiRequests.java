@@ -89,6 +89,7 @@ final class OpenAiRequests {
         if (present(body, "chat_template")) { // the coordinator takes it only when trusted to
             r.setChatTemplate(text(body, "chat_template", "chat_template"));
         }
+        r.setChatTemplateKwargs(templateKwargs(body));
         prefill(body, messages, r);
         truncation(body, r);
         r.addAllTools(tools(body));
@@ -424,6 +425,18 @@ final class OpenAiRequests {
         return !present(body, "add_special_tokens") || bool(body, "add_special_tokens", "add_special_tokens");
     }
 
+    /** chat_template_kwargs as the template's variables (all of them, as vLLM passes them): JSON text, or "" for none. */
+    private static String templateKwargs(JsonNode body) {
+        JsonNode kwargs = body.get("chat_template_kwargs");
+        if (kwargs == null || kwargs.isNull()) {
+            return "";
+        }
+        if (!kwargs.isObject()) {
+            throw OpenAiError.badRequest("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        }
+        return kwargs.isEmpty() ? "" : kwargs.toString();
+    }
+
     /** chat_template_kwargs' thinking switch (vLLM's enable_thinking, SGLang's thinking), or null. */
     private static Boolean thinking(JsonNode body) {
         JsonNode kwargs = body.get("chat_template_kwargs");
@@ -469,6 +482,7 @@ final class OpenAiRequests {
             if (present(body, "chat_template")) {
                 r.setChatTemplate(text(body, "chat_template", "chat_template"));
             }
+            r.setChatTemplateKwargs(templateKwargs(body));
         } else {
             r.setText(text(body, "prompt", "prompt")).setAddSpecialTokens(addSpecialTokens(body));
         }

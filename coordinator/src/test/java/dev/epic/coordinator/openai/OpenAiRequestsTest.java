@@ -53,6 +53,7 @@ class OpenAiRequestsTest {
                 .addTools(Tool.newBuilder().setName("get_weather").setDescription("Weather now")
                         .setParametersJsonSchema("{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}"))
                 .setEnableThinking(false)
+                .setChatTemplateKwargs("{\"enable_thinking\":false}") // the template's variables too, as vLLM's
                 .setSampling(SamplingParams.newBuilder().setTemperature(0.5f).setTopP(0.9f).setTopK(40).setMinP(0.05f)
                         .setSeed(-3).setMaxTokens(50).addStop("END").addStopTokenIds(7).setN(2).setPresencePenalty(0.1f)
                         .setFrequencyPenalty(0.2f).setRepetitionPenalty(1.1f).setMinTokens(2).setIgnoreEos(true)

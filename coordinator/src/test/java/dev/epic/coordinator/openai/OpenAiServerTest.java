@@ -1105,6 +1105,10 @@ class OpenAiServerTest {
         assertError(post("/v1/chat/completions", "{" + CHAT_MESSAGES + field + "}"), 400, "--trust-request-chat-template");
         assertParam(post("/tokenize", "{" + CHAT_MESSAGES + field + "}"), "chat_template");
         assertParam(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"chat_template\": 5}"), "chat_template");
+        // The model's template ignores variables it does not use, as Jinja does.
+        ok(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"max_tokens\": 1, \"chat_template_kwargs\": {\"x\": 1}}"));
+        assertParam(post("/v1/chat/completions", "{" + CHAT_MESSAGES + ", \"chat_template_kwargs\": [1]}"),
+                "chat_template_kwargs");
         ServedModel served = ServedModel.open(dir, null, MAX_CONTEXT).withTrustRequestChatTemplate(true)
                 .withChatTemplate("{% for m in messages %}{{ m['content'] }}|{% endfor %}");
         try (CoordinatorServer trusting = CoordinatorServer.start(served, ExpertBackend.local(),
@@ -1129,6 +1133,15 @@ class OpenAiServerTest {
                     + "/v1/chat/completions")).POST(HttpRequest.BodyPublishers.ofString("{" + CHAT_MESSAGES + field
                     + ", \"max_tokens\": 2}")).header("Content-Type", "application/json").build(), HttpResponse.BodyHandlers.ofString());
             assertEquals(expected.get("count").asInt(), ok(answer).get("usage").get("prompt_tokens").asInt());
+            String greeting = ", \"chat_template\": \"{{ greeting }}|{{ messages|length }}\"";
+            JsonNode greeted = ok(to.apply("{" + CHAT_MESSAGES + greeting + ", \"chat_template_kwargs\": {\"greeting\": "
+                    + "\"Hey\", \"enable_thinking\": false}}"));
+            assertEquals(ok(to.apply("{\"prompt\": \"Hey|2\", \"add_special_tokens\": false}")).get("tokens"),
+                    greeted.get("tokens"), "chat_template_kwargs are the template's variables");
+            HttpResponse<String> reserved = to.apply("{" + CHAT_MESSAGES + greeting + ", \"chat_template_kwargs\": "
+                    + "{\"messages\": []}}");
+            assertEquals(400, reserved.statusCode(), reserved.body());
+            assertTrue(reserved.body().contains("cannot set 'messages'"), reserved.body());
             HttpResponse<String> broken = to.apply("{" + CHAT_MESSAGES + ", \"chat_template\": \"{% for m in messages %}\"}");
             assertEquals(400, broken.statusCode(), broken.body());
             assertTrue(broken.body().contains("chat_template"), broken.body());

@@ -129,6 +129,27 @@ public final class ChatTemplate {
      * @throws TextException for text that is not valid Unicode, or when the template fails or raises
      */
     public String render(List<ChatMessage> messages, List<?> tools, boolean addGenerationPrompt) {
+        return render(messages, tools, addGenerationPrompt, Map.of());
+    }
+
+    /** Variables the template gets from the conversation and the tokenizer: no request may set them. */
+    public static final java.util.Set<String> RESERVED = java.util.Set.of("messages", "tools", "documents",
+            "add_generation_prompt", "bos_token", "eos_token", "pad_token");
+
+    /**
+     * As above, with {@code variables} for the template beside those (vLLM's chat_template_kwargs).
+     *
+     * @throws TextException when a variable takes a {@link #RESERVED} name
+     */
+    public String render(List<ChatMessage> messages, List<?> tools, boolean addGenerationPrompt,
+            Map<String, ?> variables) {
+        for (String name : variables.keySet()) {
+            if (RESERVED.contains(name)) {
+                throw new TextException("chat_template_kwargs cannot set '" + name + "': the template gets it from the "
+                        + "request itself");
+            }
+        }
+        requireValidUnicode(variables, "chat_template_kwargs");
         List<Object> msgs = new ArrayList<>(messages.size());
         for (int i = 0; i < messages.size(); i++) {
             requireContent(messages.get(i), i);
@@ -139,7 +160,7 @@ public final class ChatTemplate {
         if (tools != null) {
             requireValidUnicode(tools, "tools");
         }
-        Map<String, Object> ctx = new HashMap<>();
+        Map<String, Object> ctx = new HashMap<>(variables);
         ctx.put("messages", msgs);
         ctx.put("tools", tools);
         ctx.put("documents", null);

@@ -40,6 +40,17 @@ class ChatTemplateTest {
         assertEquals("[a] ", render("{% for m in ['a'] %}[{{ m }}] {% endfor %}", List.of()));
     }
 
+    /** chat_template_kwargs: the template sees each as a variable; the names it gets from the request are refused. */
+    @Test
+    void variablesReachTheTemplateButNotOverTheRequestsOwn() {
+        ChatTemplate t = ChatTemplate.of("{{ greeting }}{% if loud %}!{% endif %} {{ messages|length }}", "test", CONFIG);
+        assertEquals("hey! 1", t.render(List.of(ChatMessage.user("x")), null, false, Map.of("greeting", "hey", "loud", true)));
+        assertEquals(" 1", t.render(List.of(ChatMessage.user("x")), null, false));
+        TextException e = assertThrows(TextException.class,
+                () -> t.render(List.of(ChatMessage.user("x")), null, false, Map.of("messages", List.of())));
+        assertTrue(e.getMessage().contains("cannot set 'messages'"), e.getMessage());
+    }
+
     @Test
     void pythonSplitKeepsTrailingEmptyStringAndIsLiteral() {
         assertEquals("[]", "[" + eval("'abc</think>'.split('</think>')[-1]") + "]");
