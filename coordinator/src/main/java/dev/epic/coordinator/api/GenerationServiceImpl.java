@@ -724,6 +724,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         if (error instanceof CancellationException) {
             return Status.CANCELLED.withDescription(error.getMessage()).asRuntimeException();
         }
+        if (error instanceof dev.epic.text.constrain.GrammarCursor.TooAmbiguous) { // found mid-answer, the request's fault
+            return FieldViolation.invalid("response_format", "grammar (guided_grammar): " + error.getMessage());
+        }
         if (error instanceof OutOfMemoryError) { // the sequence's own failure; the others go on
             return Status.RESOURCE_EXHAUSTED.withDescription("the coordinator ran out of memory for this request ("
                     + error.getMessage() + "); other requests go on").asRuntimeException();

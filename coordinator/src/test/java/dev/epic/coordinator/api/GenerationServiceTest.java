@@ -1065,4 +1065,19 @@ class GenerationServiceTest {
                     });
         }
     }
+
+    /**
+     * A grammar found too ambiguous mid-answer (its open parses pass the cap) fails its request as
+     * INVALID_ARGUMENT naming response_format, the client's grammar, not as an internal error.
+     */
+    @Test
+    void aGrammarTooAmbiguousIsTheRequestsFault() {
+        dev.epic.text.constrain.GrammarCursor c = dev.epic.text.constrain.Grammar
+                .compile("root ::= \"x\" root \"y\" | \"x\" root \"z\" | \"\"").start();
+        RuntimeException e = assertThrows(RuntimeException.class, () -> c.step("x".repeat(20).getBytes()));
+        io.grpc.StatusRuntimeException s = GenerationServiceImpl.toStatus(e);
+        assertEquals(io.grpc.Status.Code.INVALID_ARGUMENT, s.getStatus().getCode());
+        assertTrue(s.getStatus().getDescription().contains("too ambiguous"), s.getStatus().getDescription());
+        assertTrue(s.getStatus().getDescription().contains("response_format"), s.getStatus().getDescription());
+    }
 }

@@ -51,7 +51,10 @@ public final class Grammar implements TextLanguage {
     private final Map<Vocabulary, TokenMask<GrammarCursor>> masks = Collections.synchronizedMap(new WeakHashMap<>());
     /** States met so far, one object per value (at most {@link #MAX_STATES}; then new ones stay apart). */
     private final Map<GrammarCursor.State, GrammarCursor.State> states = new java.util.concurrent.ConcurrentHashMap<>();
-    static final int MAX_STATES = 10_000; // each with its transitions: a few MB at most
+    static final int MAX_STATES = 4096; // each with its ASCII transitions (128 at most)
+    /** Non-ASCII transitions the states remember together (about 16 MB); later ones are computed each time. */
+    static final int MAX_REMEMBERED = 250_000;
+    private final java.util.concurrent.atomic.AtomicInteger remembered = new java.util.concurrent.atomic.AtomicInteger();
 
     private static final Map<String, Grammar> COMPILED = Collections.synchronizedMap(
             new LinkedHashMap<>(16, 0.75f, true) {
@@ -108,6 +111,11 @@ public final class Grammar implements TextLanguage {
         }
         known = states.putIfAbsent(s, s);
         return known != null ? known : s;
+    }
+
+    /** Whether one more non-ASCII transition may be remembered (counts it if so). */
+    boolean remember() {
+        return remembered.get() < MAX_REMEMBERED && remembered.incrementAndGet() <= MAX_REMEMBERED;
     }
 
     /** Whether character set {@code set} holds a code point in [lo, hi]. */

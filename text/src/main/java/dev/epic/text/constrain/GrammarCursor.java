@@ -20,6 +20,13 @@ import java.util.Set;
 public final class GrammarCursor extends CodePointCursor<GrammarCursor> {
     /** Stacks a state may hold: an ambiguous grammar could hold exponentially many. */
     static final int MAX_STACKS = 4096;
+    /** A grammar whose open parses passed {@link #MAX_STACKS}: the request's grammar, not the server, is at fault. */
+    public static final class TooAmbiguous extends IllegalStateException {
+        TooAmbiguous(String message) {
+            super(message);
+        }
+    }
+
 
     /** One slot of a stack and the rest below it; equal by value. */
     private static final class Stack {
@@ -123,8 +130,8 @@ public final class GrammarCursor extends CodePointCursor<GrammarCursor> {
             } else if (item >= 0) {
                 out.add(new Stack(slot, below));
                 if (out.size() > MAX_STACKS) {
-                    throw new IllegalStateException("the grammar is too ambiguous: more than " + MAX_STACKS
-                            + " parses open at once");
+                    throw new TooAmbiguous("the grammar is too ambiguous: more than " + MAX_STACKS
+                            + " parses open at once (rules that can end in many ways, nested)");
                 }
                 return false;
             } else {
@@ -154,7 +161,7 @@ public final class GrammarCursor extends CodePointCursor<GrammarCursor> {
         State to = next.isEmpty() && !whole ? DEAD : g.intern(new State(next, whole));
         if (cp < 128) {
             state.ascii[cp] = to; // immutable once made: a race only computes it twice
-        } else {
+        } else if (g.remember()) { // a vocabulary walk meets some 20,000 code points: the grammar bounds them all
             state.other.put(cp, to);
         }
         return to;
