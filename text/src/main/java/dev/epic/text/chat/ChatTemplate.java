@@ -32,6 +32,9 @@ public final class ChatTemplate {
     public static final String DEFAULT_EOS = "<｜end▁of▁sentence｜>";
     static final String R1_0528_RESOURCE = "/dev/epic/text/deepseek-v3/chat_template_r1_0528.jinja";
 
+    /** The most a rendering may write: some 16 million characters, 30 times a 128K-token prompt. */
+    static final long MAX_OUTPUT_CHARS = 16L << 20;
+
     private final String template;
     /** The template as Jinjava runs it: with Jinja2's lstrip_blocks done here (see {@link #lstripBlocks}). */
     private final String source;
@@ -54,6 +57,8 @@ public final class ChatTemplate {
         JinjavaConfig config = JinjavaConfig.newBuilder()
                 .withTrimBlocks(true)
                 .withLstripBlocks(false) // Jinjava's strips before any tag, not only at a line's start: see source
+                // Templates may come from requests (--trust-request-chat-template): a prompt is far below this.
+                .withMaxOutputSize(MAX_OUTPUT_CHARS)
                 // Message text must never be re-parsed as template code.
                 .withNestedInterpretationEnabled(false)
                 .withLegacyOverrides(LegacyOverrides.NONE)

@@ -51,6 +51,14 @@ class ChatTemplateTest {
         assertTrue(e.getMessage().contains("cannot set 'messages'"), e.getMessage());
     }
 
+    /** A template that would write without end (a request's, say) fails instead of filling the heap. */
+    @Test
+    void aRenderingIsBoundedInSize() {
+        String huge = "{% for i in range(1000) %}{% for j in range(1000) %}" + "x".repeat(40) + "{% endfor %}{% endfor %}";
+        TextException e = assertThrows(TextException.class, () -> render(huge, List.of()));
+        assertTrue(e.getMessage().contains("test"), e.getMessage());
+    }
+
     @Test
     void pythonSplitKeepsTrailingEmptyStringAndIsLiteral() {
         assertEquals("[]", "[" + eval("'abc</think>'.split('</think>')[-1]") + "]");
