@@ -212,8 +212,7 @@ public final class GenerateCommand implements Callable<Integer> {
             }
             b.setChat(m);
             if (chatTemplate != null && source.model == null) { // with --model it is the served template
-                b.setChatTemplate(chatTemplate.contains("{%") || chatTemplate.contains("{{") ? chatTemplate
-                        : Files.readString(Path.of(chatTemplate)));
+                b.setChatTemplate(dev.epic.text.chat.ChatTemplate.fromArgument(chatTemplate, null).template());
             }
             if (noThink) {
                 b.setEnableThinking(false);

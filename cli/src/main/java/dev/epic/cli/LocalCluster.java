@@ -137,12 +137,6 @@ final class LocalCluster implements AutoCloseable {
                     logDir, registry, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, on, serving);
         }
 
-        /** These options with the coordinator serving the model as {@code f} makes it (its chat template flags). */
-        Options withServing(java.util.function.UnaryOperator<ServedModel> f) {
-            return new Options(expertWorkers, replication, attentionWorkers, workerThreads, format, host, port, scheduler,
-                    logDir, registry, redundantSlots, rebalance, expertDevice, attentionKvCacheMb, kvCacheDtype, warmup, f);
-        }
-
         /** Without redundant experts, on the CPU, with fp32 caches, warmed up. */
         Options(int expertWorkers, int replication, int attentionWorkers, int workerThreads, WeightFormat format,
                 String host, int port, SchedulerOptions scheduler, Path logDir, MeterRegistry registry) {

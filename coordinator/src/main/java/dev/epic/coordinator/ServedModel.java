@@ -95,9 +95,7 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
         if (template == null) {
             return this;
         }
-        ChatTemplate t = template.contains("{%") || template.contains("{{")
-                ? ChatTemplate.of(template, "--chat-template", tokenizer.config())
-                : ChatTemplate.read(Path.of(template), tokenizer.config());
+        ChatTemplate t = ChatTemplate.fromArgument(template, tokenizer.config());
         return new ServedModel(directory, config, transformer, tokenizer, t, fingerprint, maxContext, weightBytesPerToken,
                 attention, trustRequestChatTemplate);
     }

@@ -89,6 +89,15 @@ public final class ChatTemplate {
         return of(config.chatTemplate(), "tokenizer_config.json chat_template", config);
     }
 
+    /**
+     * A template given on a command line (vLLM's {@code --chat-template}): its text when it holds a Jinja tag,
+     * else a file to read.
+     */
+    public static ChatTemplate fromArgument(String textOrFile, TokenizerConfig config) {
+        return textOrFile.contains("{%") || textOrFile.contains("{{") ? of(textOrFile, "--chat-template", config)
+                : read(Path.of(textOrFile), config);
+    }
+
     /** A template file (e.g. {@code chat_template_r1_0528.jinja}) with the tokens of {@code config}. */
     public static ChatTemplate read(Path file, TokenizerConfig config) {
         try {
