@@ -473,9 +473,9 @@ public class SchedulerTest {
                         }
                     }
                 };
-                a.done.thenRun(() -> finished.add("A"));
-                b.done.thenRun(() -> finished.add("B"));
-                c.done.thenRun(() -> finished.add("C"));
+                a.onFinished(() -> finished.add("A"));
+                b.onFinished(() -> finished.add("B"));
+                c.onFinished(() -> finished.add("C"));
                 s.submit(task(prompt(60, 3), sampled(70, 30), a, priorities ? 1 : 0));
                 s.start();
                 if (withC) {
