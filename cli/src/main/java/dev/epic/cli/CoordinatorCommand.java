@@ -112,6 +112,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
         Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds);
         Flags.requireNonNegative("--max-context", maxContext);
         SpeculationFlags.requireMtpLayer(scheduler.options().speculation(), config);
+        scheduler.requireLocalCachesForDisk(remoteAttention);
         // A zero or negative gRPC deadline fails every call at once, so the cluster would never answer.
         Flags.requireNonNegative("--drain-ms", drainMs);
         Flags.requirePositive("--expert-deadline-ms", expertDeadlineMs);
@@ -142,7 +143,9 @@ public final class CoordinatorCommand implements Callable<Integer> {
                     : null;
             ServedModel served = chatTemplate.apply(ServedModel.open(model, backend.experts(), attention, maxContext, format));
             served.transformer().kvCacheDtype(kvCacheDtype);
-            server = CoordinatorServer.start(served, backend, scheduler.options(), host, port, m.registry());
+            server = CoordinatorServer.start(served, backend,
+                    LocalCluster.identifyPrefixDisk(scheduler.options(), fingerprint, weights, encoding), host, port,
+                    m.registry());
             if (!skipWarmup) {
                 server.warmUp();
             }

@@ -90,6 +90,7 @@ public final class LocalCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Flags.requireNonNegative("--rebalance-seconds", rebalanceSeconds); // as epic coordinator
+        scheduler.requireLocalCachesForDisk(attentionWorkers > 0);
         // Taken ports are one line now, not a bind failure after ZooKeeper and the workers have started.
         Flags.requirePort("--port", port);
         Flags.requirePort("--http-port", openai.port);

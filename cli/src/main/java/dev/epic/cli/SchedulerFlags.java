@@ -1,5 +1,6 @@
 package dev.epic.cli;
 
+import dev.epic.coordinator.scheduler.PrefixDisk;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -23,6 +24,16 @@ final class SchedulerFlags {
             + "--remote-attention kept on the attention workers, at most this much on each; 0 turns it off "
             + "(default: a quarter of the JVM's maximum heap)")
     Long prefixCacheMb;
+
+    @Option(names = "--prefix-cache-disk", paramLabel = "DIR", description = "also keep the prefix cache's blocks "
+            + "in this directory (written as they are kept), so a prefix evicted from memory, or kept before a restart, "
+            + "is read back instead of prefilled again; files are per model and weight format; one coordinator per "
+            + "directory; not with attention workers (default: memory only)")
+    java.nio.file.Path prefixCacheDisk;
+
+    @Option(names = "--prefix-cache-disk-mb", defaultValue = "10240", paramLabel = "MB", description = "the most the "
+            + "--prefix-cache-disk directory holds; least recently used blocks are removed first (default ${DEFAULT-VALUE})")
+    long prefixCacheDiskMb;
 
     @Option(names = "--kv-cache-mb", paramLabel = "MB", description = "KV cache the running sequences may hold "
             + "together; a request joins the batch when its prompt fits beside what the others hold, the latest "
@@ -51,6 +62,30 @@ final class SchedulerFlags {
             default -> throw new IllegalArgumentException("--scheduling-policy must be fcfs or priority, got '"
                     + schedulingPolicy + "'");
         };
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefix, kv, speculation.lookup(), priorities);
+        PrefixDisk.Options disk = prefixCacheDisk == null ? null : new PrefixDisk.Options(prefixCacheDisk,
+                Flags.mebibytes("--prefix-cache-disk-mb", prefixCacheDiskMb, 1), null); // named by the serving command
+        if (disk != null && prefix == 0) {
+            throw new IllegalArgumentException("--prefix-cache-disk needs the prefix cache: --prefix-cache-mb is 0");
+        }
+        if (disk != null) { // checked before anything loads, rather than after the weights have
+            try {
+                java.nio.file.Files.createDirectories(prefixCacheDisk);
+            } catch (java.io.IOException | RuntimeException e) {
+                throw new IllegalArgumentException("--prefix-cache-disk " + prefixCacheDisk + " cannot be made a directory: "
+                        + e, e);
+            }
+            if (!java.nio.file.Files.isWritable(prefixCacheDisk)) {
+                throw new IllegalArgumentException("--prefix-cache-disk " + prefixCacheDisk + " is not writable");
+            }
+        }
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefix, kv, speculation.lookup(), priorities, disk);
+    }
+
+    /** Refuses --prefix-cache-disk where the caches live on attention workers, before anything starts. */
+    void requireLocalCachesForDisk(boolean attentionWorkers) {
+        if (prefixCacheDisk != null && attentionWorkers) {
+            throw new IllegalArgumentException("--prefix-cache-disk keeps the blocks of the coordinator's own caches: "
+                    + "with attention workers the blocks are kept on them, in memory");
+        }
     }
 }

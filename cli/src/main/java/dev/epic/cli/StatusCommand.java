@@ -164,6 +164,10 @@ public final class StatusCommand implements Callable<Integer> {
             o.putObject("prefix_cache").put("bytes", stats.getPrefixCacheBytes())
                     .put("on_attention_workers", stats.getRemoteAttention())
                     .put("queried_tokens", stats.getPrefixQueriedTokens()).put("hit_tokens", stats.getPrefixHitTokens());
+            if (stats.getPrefixDisk()) {
+                ((ObjectNode) o.get("prefix_cache")).putObject("disk").put("bytes", stats.getPrefixDiskBytes())
+                        .put("hit_tokens", stats.getPrefixDiskHitTokens());
+            }
         }
         return o;
     }
@@ -235,6 +239,11 @@ public final class StatusCommand implements Callable<Integer> {
                     mib(prefix.path("bytes").asLong()),
                     prefix.path("on_attention_workers").asBoolean() ? " on the attention workers" : "", hits, queried,
                     queried > 0 ? String.format(" (%.0f%%)", 100.0 * hits / queried) : ""));
+            var disk = prefix.path("disk");
+            if (!disk.isMissingNode()) {
+                s.append(String.format("%n           disk tier: %s MiB of blocks; %d of those tokens read back from it",
+                        mib(disk.path("bytes").asLong()), disk.path("hit_tokens").asLong()));
+            }
         }
         if (q.path("num_speculative_tokens").asInt() > 0) {
             long drafted = q.path("draft_tokens").asLong();

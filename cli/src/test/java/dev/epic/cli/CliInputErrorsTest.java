@@ -81,6 +81,23 @@ class CliInputErrorsTest {
     }
 
     @Test
+    void aPrefixCacheDiskIsRefusedWhereItCannotBeKept(@org.junit.jupiter.api.io.TempDir Path tmp) {
+        String dir = tmp.resolve("prefixes").toString();
+        String remote = "--prefix-cache-disk keeps the blocks of the coordinator's own caches: with attention workers "
+                + "the blocks are kept on them, in memory";
+        refused("epic coordinator: ", remote, "coordinator", "--model", MODEL, "--zk", "127.0.0.1:1",
+                "--remote-attention", "--prefix-cache-disk", dir);
+        refused("epic local: ", remote, "local", "--model", MODEL, "--attention-workers", "1",
+                "--prefix-cache-disk", dir);
+        refused("epic local: ", "--prefix-cache-disk needs the prefix cache: --prefix-cache-mb is 0", "local",
+                "--model", MODEL, "--prefix-cache-mb", "0", "--prefix-cache-disk", dir);
+        refused("epic local: ", "--prefix-cache-disk /proc/epic-prefixes cannot be made a directory", "local",
+                "--model", MODEL, "--prefix-cache-disk", "/proc/epic-prefixes");
+        refused("epic coordinator: ", "--prefix-cache-disk-mb must be >= 1, got 0", "coordinator", "--model", MODEL,
+                "--zk", "127.0.0.1:1", "--prefix-cache-disk", dir, "--prefix-cache-disk-mb", "0");
+    }
+
+    @Test
     void mtpDraftsAreRefusedWhereTheyCannotRun() {
         String fp8 = Path.of(MODEL).resolveSibling("tiny-v3-fp8").toString(); // no MTP layer
         refused("epic local: ", "--speculative-method must be ngram or mtp, got 'eagle'", "local", "--model", MODEL,

@@ -252,6 +252,39 @@ class DeployManifestsTest {
     }
 
     /**
+     * The coordinator's prefix cache disk tier goes to a pod volume large enough for its cap, and every
+     * overlay that moves attention to the workers (where the flag is refused) takes it out with its volume.
+     */
+    @Test
+    void thePrefixCacheDiskIsAVolumeBigEnoughAndNeverBesideRemoteAttention() throws IOException {
+        int withDisk = 0;
+        for (String overlay : OVERLAYS) {
+            JsonNode pod = find(render(DEPLOY.resolve(overlay)), "Deployment", "coordinator")
+                    .path("spec").path("template").path("spec");
+            JsonNode c = pod.path("containers").get(0);
+            List<String> args = args(c);
+            String dir = flag(args, "--prefix-cache-disk");
+            List<String> volumes = stream(pod.path("volumes")).map(v -> v.path("name").asText()).toList();
+            if (args.contains("--remote-attention")) {
+                assertEquals(null, dir, overlay + ": refused beside --remote-attention");
+                assertFalse(volumes.contains("prefixes"), overlay + ": its volume goes with it");
+                continue;
+            }
+            assertTrue(dir != null, overlay);
+            withDisk++;
+            JsonNode mount = stream(c.path("volumeMounts")).filter(m -> m.path("mountPath").asText().equals(dir))
+                    .findFirst().orElseThrow(() -> new AssertionError(overlay + ": nothing mounted at " + dir));
+            JsonNode volume = stream(pod.path("volumes")).filter(v -> v.path("name").equals(mount.path("name")))
+                    .findFirst().orElseThrow();
+            long capMb = Long.parseLong(flag(args, "--prefix-cache-disk-mb"));
+            String size = volume.path("emptyDir").path("sizeLimit").asText();
+            assertTrue(size.endsWith("Gi") && Long.parseLong(size.replace("Gi", "")) * 1024 > capMb,
+                    overlay + ": a " + size + " volume for " + capMb + " MiB of blocks and their directory");
+        }
+        assertEquals(2, withDisk, "the base and the GPU overlay keep it");
+    }
+
+    /**
      * Every EPIC container has a liveness probe on the health service that only a restart mends
      * ({@code WorkerServer.LIVENESS}: not the readiness one, NOT_SERVING while workers are missing),
      * patient enough not to kill a draining pod, behind a startup probe that waits out loading.

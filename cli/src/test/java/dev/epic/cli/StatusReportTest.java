@@ -154,8 +154,18 @@ class StatusReportTest {
         assertTrue(summary.contains("prefix     3.0 MiB kept on the attention workers; 3000 of 4000 prompt tokens found "
                 + "cached (75%)"), summary);
         assertTrue(summary.contains("up to 16 sequences, prefix blocks up to 8.0 MiB per coordinator"), summary);
+        assertTrue(!summary.contains("disk tier"), summary);
         String off = StatusCommand.summary(StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING"));
         assertTrue(off.contains("prefix     off"), off);
+
+        StatsResponse disk = StatsResponse.newBuilder().setPrefixCache(true).setPrefixCacheBytes(3L << 20)
+                .setPrefixQueriedTokens(4000).setPrefixHitTokens(3000).setPrefixDisk(true).setPrefixDiskBytes(40L << 20)
+                .setPrefixDiskHitTokens(1200).build();
+        var withDisk = StatusCommand.report(info, disk, "SERVING");
+        assertEquals(1200, withDisk.get("prefix_cache").get("disk").get("hit_tokens").asLong());
+        String diskSummary = StatusCommand.summary(withDisk);
+        assertTrue(diskSummary.contains("disk tier: 40.0 MiB of blocks; 1200 of those tokens read back from it"),
+                diskSummary);
     }
 
     private static List<String> ids(JsonNode workers) {

@@ -17,7 +17,7 @@ public final class KvBlock {
     private final int rope;
     private final java.util.concurrent.atomic.AtomicBoolean released = new java.util.concurrent.atomic.AtomicBoolean();
 
-    private KvBlock(KvPage page, int rank, int rope) {
+    KvBlock(KvPage page, int rank, int rope) {
         this.page = page;
         this.rank = rank;
         this.rope = rope;
@@ -127,6 +127,14 @@ public final class KvBlock {
     /** Layers it holds: its cache's (the decoder's, and the MTP layer's when that sequence drafted with it). */
     public int layers() {
         return page.layers();
+    }
+
+    int rank() {
+        return rank;
+    }
+
+    int rope() {
+        return rope;
     }
 
     /** The page it holds: shared with the caches it was kept from or started. */

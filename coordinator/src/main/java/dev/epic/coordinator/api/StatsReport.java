@@ -58,6 +58,9 @@ final class StatsReport {
         if (prefixes != null) {
             r.setPrefixCache(true).setPrefixCacheBytes(prefixes.storedBytes())
                     .setPrefixQueriedTokens(prefixes.queriedTokens()).setPrefixHitTokens(prefixes.hitTokens());
+            if (prefixes instanceof dev.epic.coordinator.scheduler.PrefixCache p && p.disk() != null) {
+                r.setPrefixDisk(true).setPrefixDiskBytes(p.disk().storedBytes()).setPrefixDiskHitTokens(p.diskHitTokens());
+            }
         }
         experts.dispatchStats().ifPresent(d -> {
             // Totals as of the last step's end, so they cover the same steps as step_nanos; the

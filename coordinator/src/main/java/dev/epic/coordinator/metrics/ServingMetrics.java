@@ -1,5 +1,7 @@
 package dev.epic.coordinator.metrics;
 
+import dev.epic.coordinator.scheduler.PrefixCache;
+import dev.epic.coordinator.scheduler.PrefixDisk;
 import dev.epic.model.PrefixStore;
 import dev.epic.coordinator.scheduler.Scheduler;
 import io.micrometer.core.instrument.Counter;
@@ -82,6 +84,16 @@ public final class ServingMetrics {
                     .register(registry);
             Gauge.builder("epic.prefix.cache.usage", prefixes, PrefixStore::storedBytes).baseUnit("bytes")
                     .description("latent KV held by the prefix cache").register(registry);
+            if (prefixes instanceof PrefixCache p && p.disk() != null) {
+                FunctionCounter.builder("epic.prefix.cache.disk.hits", p, PrefixCache::diskHitTokens).baseUnit("tokens")
+                        .description("prompt tokens of the prefix cache's hits read back from its disk tier")
+                        .register(registry);
+                Gauge.builder("epic.prefix.cache.disk.usage", p.disk(), PrefixDisk::storedBytes).baseUnit("bytes")
+                        .description("bytes of block files in the prefix cache's disk tier").register(registry);
+                FunctionCounter.builder("epic.prefix.cache.disk.skipped.writes", p.disk(), PrefixDisk::skippedWrites)
+                        .description("blocks not written to the disk tier because its writes were behind")
+                        .register(registry);
+            }
         }
         return new ServingMetrics(registry);
     }

@@ -27,6 +27,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * leaves go first when the byte budget is full. The trie is this class; where the blocks' KV lives is
  * its {@link Blocks}: this process's heap, or an attention worker.
  *
+ * <p>In this process's heap the blocks may also be kept on disk ({@link PrefixDisk}, write-through): a
+ * prompt whose cached path in memory ends goes on from the blocks on disk, read back into the trie.
+ *
  * <p>Used from the engine thread only; the counters may be read from any thread.
  */
 public final class PrefixCache implements PrefixStore {
@@ -67,25 +70,29 @@ public final class PrefixCache implements PrefixStore {
     private final long capacityBytes;
     private final Blocks blocks;
     private final long blockBytes;
-    private final Node root = new Node(null, null, null);
+    private final PrefixDisk disk; // null: memory only
+    private final Node root;
     private final Set<Node> nodes = new HashSet<>(); // every block (identity: Node keeps Object's equals)
     private volatile long bytes; // written by the engine thread only; read by meters
     private long clock;
     private final AtomicLong queriedTokens = new AtomicLong();
     private final AtomicLong hitTokens = new AtomicLong();
+    private final AtomicLong diskHitTokens = new AtomicLong();
 
     /** One block of BLOCK positions under its parent's prefix. */
     private static final class Node {
         final Node parent;
         final Key key;
         final Object block; // the Blocks' handle
+        final byte[] hash; // its prefix's hash on disk (PrefixDisk.next); null without a disk tier
         final Map<Key, Node> children = new HashMap<>();
         long lastUsed;
 
-        Node(Node parent, Key key, Object block) {
+        Node(Node parent, Key key, Object block, byte[] hash) {
             this.parent = parent;
             this.key = key;
             this.block = block;
+            this.hash = hash;
         }
     }
 
@@ -118,7 +125,12 @@ public final class PrefixCache implements PrefixStore {
 
     /** As above, for caches that store in {@code dtype}: the blocks keep their values as stored. */
     public PrefixCache(long capacityBytes, int layers, int rank, int rope, KvCacheDtype dtype) {
-        this(capacityBytes, KvBlock.bytes(layers, BLOCK, rank, rope, dtype), new HeapBlocks(layers, rank, rope));
+        this(capacityBytes, layers, rank, rope, dtype, null);
+    }
+
+    /** As above, the blocks also written to {@code disk} and read back from it (null: memory only). */
+    public PrefixCache(long capacityBytes, int layers, int rank, int rope, KvCacheDtype dtype, PrefixDisk disk) {
+        this(capacityBytes, KvBlock.bytes(layers, BLOCK, rank, rope, dtype), new HeapBlocks(layers, rank, rope), disk);
     }
 
     /**
@@ -126,12 +138,18 @@ public final class PrefixCache implements PrefixStore {
      * @param blocks     where the blocks are kept
      */
     public PrefixCache(long capacityBytes, long blockBytes, Blocks blocks) {
+        this(capacityBytes, blockBytes, blocks, null);
+    }
+
+    private PrefixCache(long capacityBytes, long blockBytes, Blocks blocks, PrefixDisk disk) {
         if (capacityBytes < 0) {
             throw new IllegalArgumentException("prefix cache size must be >= 0, got " + capacityBytes);
         }
         this.capacityBytes = capacityBytes;
         this.blockBytes = blockBytes;
         this.blocks = blocks;
+        this.disk = disk;
+        this.root = new Node(null, null, null, disk == null ? null : disk.root());
     }
 
     /** The blocks of {@code prompt}'s first {@code most} whole blocks that are cached, in order (the trie's path). */
@@ -177,13 +195,48 @@ public final class PrefixCache implements PrefixStore {
             n.lastUsed = now;
             found.add(n.block);
         }
+        List<KvBlock> loose = disk == null ? List.of() : fromDisk(prompt, path, found, now);
         int tokens = found.size() * BLOCK;
         if (tokens > 0) {
             blocks.restore(found, cache);
         }
+        loose.forEach(KvBlock::release); // the cache holds their pages now, counted as its own
         cache.setLength(tokens);
         hitTokens.addAndGet(tokens);
+        diskHitTokens.addAndGet((long) (found.size() - path.size()) * BLOCK);
         return tokens;
+    }
+
+    /**
+     * Goes on from the end of {@code path}, the prompt's cached blocks in memory, with the blocks on disk,
+     * adding them to {@code found}: each goes into the trie while the budget has room for it, and is
+     * returned as loose once it has not (its cache then counts it).
+     */
+    private List<KvBlock> fromDisk(int[] prompt, List<Node> path, List<Object> found, long now) {
+        List<KvBlock> loose = new ArrayList<>();
+        Node node = path.isEmpty() ? root : path.getLast();
+        byte[] parent = node.hash;
+        for (int b = path.size(); b < restorable(prompt); b++) {
+            Key key = Key.of(prompt, b);
+            byte[] hash = PrefixDisk.next(parent, key.tokens());
+            KvBlock block = disk.load(hash, parent, key.tokens());
+            if (block == null) {
+                break;
+            }
+            found.add(block);
+            if (loose.isEmpty() && makeRoom(1, node) == 1) {
+                Node child = new Node(node, key, block, hash);
+                child.lastUsed = now;
+                node.children.put(key, child);
+                nodes.add(child);
+                bytes += blockBytes;
+                node = child;
+            } else {
+                loose.add(block);
+            }
+            parent = hash;
+        }
+        return loose;
     }
 
     /**
@@ -207,7 +260,12 @@ public final class PrefixCache implements PrefixStore {
         }
         Object[] kept = blocks.keep(cache, b * BLOCK, fits);
         for (Object block : kept) {
-            Node child = new Node(node, Key.of(prompt, b), block);
+            Key key = Key.of(prompt, b);
+            byte[] hash = disk == null ? null : PrefixDisk.next(node.hash, key.tokens());
+            if (disk != null) {
+                disk.save(hash, node.hash, key.tokens(), (KvBlock) block); // write-through: a restart finds it
+            }
+            Node child = new Node(node, key, block, hash);
             child.lastUsed = now;
             node.children.put(child.key, child);
             nodes.add(child);
@@ -264,6 +322,16 @@ public final class PrefixCache implements PrefixStore {
     @Override
     public long hitTokens() {
         return hitTokens.get();
+    }
+
+    /** Prompt tokens of those hits read back from disk. */
+    public long diskHitTokens() {
+        return diskHitTokens.get();
+    }
+
+    /** The disk tier, or null. */
+    public PrefixDisk disk() {
+        return disk;
     }
 
     /** Bytes of latent KV held now. */

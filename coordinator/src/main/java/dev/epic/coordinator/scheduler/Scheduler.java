@@ -127,10 +127,18 @@ public final class Scheduler implements AutoCloseable {
         this.options = options;
         this.expertStats = expertStats;
         long prefixBytes = options.prefixCacheBytes();
+        if (options.prefixDisk() != null && (prefixBytes <= 0 || this.model.attentionIsExternal())) {
+            throw new IllegalArgumentException("--prefix-cache-disk keeps the blocks of this process's prefix cache: it "
+                    + (prefixBytes <= 0 ? "needs --prefix-cache-mb above 0" : "cannot be used with --remote-attention, "
+                    + "whose blocks are kept on the attention workers"));
+        }
         this.prefixCache = prefixBytes <= 0 ? null
-                : model.attentionIsExternal() ? model.externalPrefixStore(prefixBytes)
-                : new PrefixCache(prefixBytes, model.cacheLayers(), model.config().kvLoraRank(),
-                        model.config().qkRopeHeadDim(), model.kvCacheDtype());
+                : this.model.attentionIsExternal() ? this.model.externalPrefixStore(prefixBytes)
+                : new PrefixCache(prefixBytes, this.model.cacheLayers(), model.config().kvLoraRank(),
+                        model.config().qkRopeHeadDim(), model.kvCacheDtype(), options.prefixDisk() == null ? null
+                                : PrefixDisk.open(options.prefixDisk(), this.model.cacheLayers(),
+                                        model.config().kvLoraRank(), model.config().qkRopeHeadDim(),
+                                        model.kvCacheDtype()));
         if (prefixBytes > 0 && prefixCache == null) {
             log.info("prefix cache off: the KV caches live where prefixes cannot be kept");
         }
@@ -1331,6 +1339,9 @@ public final class Scheduler implements AutoCloseable {
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+        if (prefixCache instanceof PrefixCache p && p.disk() != null) {
+            p.disk().close(); // what is queued is written, for the next start to find
         }
     }
 }

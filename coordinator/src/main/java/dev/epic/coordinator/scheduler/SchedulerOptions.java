@@ -16,9 +16,10 @@ package dev.epic.coordinator.scheduler;
  * @param priorities       vLLM's {@code --scheduling-policy priority}: requests carry a priority (lower first),
  *                         waiting ones join in that order and the last in it are preempted first; otherwise
  *                         (fcfs) every request's priority must be 0
+ * @param prefixDisk       the prefix cache's disk tier ({@code --prefix-cache-disk}), or null for none
  */
 public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes,
-        PromptLookup speculation, boolean priorities) {
+        PromptLookup speculation, boolean priorities, PrefixDisk.Options prefixDisk) {
     public static final int DEFAULT_MAX_BATCH = 16;
     public static final int DEFAULT_MAX_QUEUE = 64;
     public static final int DEFAULT_PREFILL_BUDGET = 256;
@@ -42,6 +43,12 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
     public SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes,
             PromptLookup speculation) {
         this(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, speculation, false);
+    }
+
+    /** No disk tier for the prefix cache. */
+    public SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, long prefixCacheBytes, long kvCacheBytes,
+            PromptLookup speculation, boolean priorities) {
+        this(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, speculation, priorities, null);
     }
 
     public SchedulerOptions {
@@ -68,11 +75,11 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
     }
 
     public SchedulerOptions withKvCacheBytes(long bytes) {
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, bytes, speculation, priorities);
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, bytes, speculation, priorities, prefixDisk);
     }
 
     public SchedulerOptions withSpeculation(PromptLookup lookup) {
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, lookup, priorities);
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, lookup, priorities, prefixDisk);
     }
 
     /** Why a request cannot have {@code priority} here (it must be 0 unless scheduling by priority), or null when it can. */
@@ -83,7 +90,13 @@ public record SchedulerOptions(int maxBatch, int maxQueue, int prefillBudget, lo
 
     /** Scheduling by the requests' priorities ({@code --scheduling-policy priority}), or first come, first served. */
     public SchedulerOptions withPriorities(boolean on) {
-        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, speculation, on);
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, speculation, on, prefixDisk);
+    }
+
+    /** With the prefix cache's disk tier {@code disk} (null: none). */
+    public SchedulerOptions withPrefixDisk(PrefixDisk.Options disk) {
+        return new SchedulerOptions(maxBatch, maxQueue, prefillBudget, prefixCacheBytes, kvCacheBytes, speculation,
+                priorities, disk);
     }
 
     /** The serving defaults; the prefix cache may take a quarter of the heap. */

@@ -1,0 +1,242 @@
+package dev.epic.coordinator.scheduler;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.epic.model.Golden;
+import dev.epic.model.HeapKvCache;
+import dev.epic.model.KvCache;
+import dev.epic.model.KvCacheDtype;
+import dev.epic.model.TestData;
+import dev.epic.model.Transformer;
+import dev.epic.model.checkpoint.Checkpoint;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The prefix cache's disk tier: blocks evicted from memory, or kept before a restart, are read back. */
+class PrefixDiskTest {
+    private static final int LAYERS = 2;
+    private static final int RANK = 3;
+    private static final int ROPE = 2;
+    private static final int B = PrefixCache.BLOCK;
+    private static final long BLOCK_BYTES = (long) LAYERS * B * (RANK + ROPE) * Float.BYTES;
+
+    @TempDir
+    Path dir;
+
+    /** A cache holding prompt.length positions whose values are a function of (layer, position, token). */
+    private static KvCache computed(int[] prompt) {
+        HeapKvCache c = new HeapKvCache(LAYERS, RANK, ROPE, 10_000);
+        for (int layer = 0; layer < LAYERS; layer++) {
+            for (int p = 0; p < prompt.length; p++) {
+                float v = layer * 1e6f + p * 1e3f + prompt[p];
+                c.write(layer, p, new float[] {v, v + 0.25f, v + 0.5f}, 0, new float[] {-v, -v - 0.5f}, 0);
+            }
+        }
+        c.setLength(prompt.length);
+        return c;
+    }
+
+    private static int[] tokens(int seed, int n) {
+        int[] t = new int[n];
+        for (int i = 0; i < n; i++) {
+            t[i] = (seed * 7919 + i * 31) % 1000;
+        }
+        return t;
+    }
+
+    private PrefixDisk disk(long capacityBytes, String identity) {
+        return PrefixDisk.open(new PrefixDisk.Options(dir, capacityBytes, identity), LAYERS, RANK, ROPE, KvCacheDtype.FP32);
+    }
+
+    /** Restores prompt into a fresh cache and checks every restored position against a full computation. */
+    private static int restoreAndCheck(PrefixCache cache, int[] prompt) {
+        HeapKvCache fresh = new HeapKvCache(LAYERS, RANK, ROPE, 10_000);
+        int n = cache.restore(prompt, fresh);
+        assertEquals(n, fresh.length());
+        KvCache expected = computed(prompt);
+        for (int layer = 0; layer < LAYERS; layer++) {
+            float[] lat = new float[n * RANK];
+            float[] pe = new float[n * ROPE];
+            fresh.read(layer, n, lat, pe);
+            float[] wantLat = new float[prompt.length * RANK];
+            float[] wantPe = new float[prompt.length * ROPE];
+            expected.read(layer, prompt.length, wantLat, wantPe);
+            assertArrayEquals(Arrays.copyOf(wantLat, n * RANK), lat, "layer " + layer);
+            assertArrayEquals(Arrays.copyOf(wantPe, n * ROPE), pe, "layer " + layer);
+        }
+        return n;
+    }
+
+    private List<Path> blockFiles() throws Exception {
+        try (Stream<Path> s = Files.walk(dir)) {
+            return s.filter(p -> p.toString().endsWith(".kvb")).toList();
+        }
+    }
+
+    /** A restart finds the blocks kept before it: the next run's prompt starts from them, with their values. */
+    @Test
+    void blocksKeptBeforeARestartAreReadBack() throws Exception {
+        int[] system = tokens(1, 3 * B + 5);
+        int[] first = java.util.stream.IntStream.concat(Arrays.stream(system), Arrays.stream(tokens(2, 20))).toArray();
+        try (PrefixDisk d = disk(1 << 20, "model-a")) {
+            PrefixCache cache = new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d);
+            cache.store(first, computed(first));
+            d.flush();
+            assertEquals(4, d.writtenBlocks(), "73 tokens: four whole blocks");
+            assertEquals(4, blockFiles().size());
+        }
+        try (PrefixDisk d = disk(1 << 20, "model-a")) {
+            PrefixCache cache = new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d);
+            int[] second = java.util.stream.IntStream.concat(Arrays.stream(system), Arrays.stream(tokens(3, 40))).toArray();
+            assertEquals(3 * B, restoreAndCheck(cache, second), "the system prompt's three whole blocks");
+            assertEquals(3 * B, cache.diskHitTokens());
+            assertEquals(3 * cache.blockBytes(), cache.storedBytes(), "read back into memory");
+            assertEquals(4 * B, restoreAndCheck(cache, first));
+            assertEquals(4 * B, cache.diskHitTokens(), "three blocks from memory now, the fourth from disk");
+            assertEquals(7 * B, cache.hitTokens());
+        }
+        try (PrefixDisk d = disk(1 << 20, "model-b")) { // another model's KV: nothing to find
+            PrefixCache cache = new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d);
+            assertEquals(0, restoreAndCheck(cache, first));
+        }
+    }
+
+    /** Blocks evicted from memory are read back from disk, into the memory they fit in. */
+    @Test
+    void blocksEvictedFromMemoryComeBackFromDisk() throws Exception {
+        try (PrefixDisk d = disk(1 << 20, "m")) {
+            PrefixCache cache = new PrefixCache(3 * BLOCK_BYTES, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d);
+            int[] a = tokens(5, 2 * B + 1);
+            int[] b = tokens(6, 2 * B + 1);
+            cache.store(a, computed(a));
+            cache.store(b, computed(b)); // a's second block leaves memory
+            d.flush();
+            assertEquals(2 * B, restoreAndCheck(cache, a), "its first block from memory, its second from disk");
+            assertEquals(B, cache.diskHitTokens());
+            assertEquals(3 * cache.blockBytes(), cache.storedBytes());
+            assertEquals(2 * B, restoreAndCheck(cache, b));
+            assertEquals(2 * B, cache.diskHitTokens(), "b's second block had gone for a's");
+
+            // A memory budget of one block: the second block read from disk does not fit, and is restored all the same.
+            PrefixCache small = new PrefixCache(BLOCK_BYTES, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d);
+            assertEquals(2 * B, restoreAndCheck(small, a));
+            assertEquals(BLOCK_BYTES, small.storedBytes());
+            HeapKvCache started = new HeapKvCache(LAYERS, RANK, ROPE, 10_000);
+            small.restore(a, started);
+            assertEquals(B, started.keptPositions(), "the page kept in memory is shared; the other is the cache's own");
+            assertEquals(B, restoreAndCheck(small, Arrays.copyOf(a, B + 1)), "the block that fitted stays in memory");
+            assertEquals(3 * B, small.diskHitTokens());
+        }
+    }
+
+    /** A damaged file is a miss, and is removed; the blocks before it are restored. */
+    @Test
+    void aDamagedFileIsAMissAndIsRemoved() throws Exception {
+        int[] a = tokens(9, 3 * B + 1);
+        try (PrefixDisk d = disk(1 << 20, "m")) {
+            new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d).store(a, computed(a));
+        }
+        List<Path> files = blockFiles();
+        assertEquals(3, files.size());
+        Path second;
+        try (PrefixDisk d = disk(1 << 20, "m")) {
+            byte[] root = d.root();
+            byte[] first = PrefixDisk.next(root, Arrays.copyOfRange(a, 0, B));
+            byte[] hash = PrefixDisk.next(first, Arrays.copyOfRange(a, B, 2 * B));
+            second = d.directory().resolve(java.util.HexFormat.of().formatHex(hash) + ".kvb");
+        }
+        byte[] bytes = Files.readAllBytes(second);
+        bytes[bytes.length / 2] ^= 1;
+        Files.write(second, bytes);
+        try (PrefixDisk d = disk(1 << 20, "m")) {
+            PrefixCache cache = new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d);
+            assertEquals(B, restoreAndCheck(cache, a), "the first block; the damaged second ends the hit");
+            assertFalse(Files.exists(second));
+        }
+    }
+
+    /** The directory keeps at most its capacity, least recently used files going first, also across a restart. */
+    @Test
+    void theDirectoryKeepsItsCapacityLeastRecentlyUsedFirst() throws Exception {
+        long fileBytes;
+        int[] a = tokens(11, B + 1);
+        int[] b = tokens(12, B + 1);
+        int[] c = tokens(13, B + 1);
+        try (PrefixDisk d = disk(1 << 20, "m")) {
+            PrefixCache cache = new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d);
+            cache.store(a, computed(a));
+            d.flush();
+            fileBytes = d.storedBytes();
+            Thread.sleep(20);
+            cache.store(b, computed(b));
+            d.flush();
+        }
+        try (PrefixDisk d = disk(1 << 20, "m")) { // a restart, and a used again: its file's time says so
+            Thread.sleep(20);
+            assertEquals(B, restoreAndCheck(new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d), a));
+        }
+        try (PrefixDisk d = disk(2 * fileBytes, "m")) { // another restart, with room for two files
+            PrefixCache cache = new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d);
+            cache.store(c, computed(c)); // b was used least recently
+            d.flush();
+            assertEquals(2 * fileBytes, d.storedBytes());
+            assertEquals(B, restoreAndCheck(new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d), a));
+            assertEquals(0, restoreAndCheck(new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d), b));
+            assertEquals(B, restoreAndCheck(new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, d), c));
+        }
+        assertEquals(2, blockFiles().size());
+    }
+
+    /**
+     * Through the scheduler, a restart included: the first run keeps a 150-token head of a golden prompt,
+     * and the second, with nothing in memory, starts the whole prompt from its blocks on disk and gives the
+     * golden logits.
+     */
+    @Test
+    void afterARestartAPromptFromBlocksOnDiskGivesTheGoldenLogits() throws Exception {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4);
+        int[] head = Arrays.copyOf(g.tokens(), 150);
+        SchedulerOptions o = new SchedulerOptions(4, 4, 64, 64L << 20)
+                .withPrefixDisk(new PrefixDisk.Options(dir, 64L << 20, "tiny-v3 test"));
+        try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
+            try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
+                LogitsTask warm = new LogitsTask(head, 0);
+                s.submit(warm);
+                warm.result().get(60, TimeUnit.SECONDS);
+            }
+            try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
+                LogitsTask full = new LogitsTask(g.tokens(), 12);
+                s.submit(full);
+                SchedulerTest.check(g, full.result().get(60, TimeUnit.SECONDS));
+                PrefixCache prefixes = (PrefixCache) s.prefixCache();
+                assertEquals(150 / B * B, prefixes.hitTokens(), "the 150-token head's whole blocks");
+                assertEquals(150 / B * B, prefixes.diskHitTokens());
+                var registry = new io.micrometer.core.instrument.simple.SimpleMeterRegistry();
+                dev.epic.coordinator.metrics.ServingMetrics.bind(registry, s);
+                assertEquals(150 / B * B, registry.get("epic.prefix.cache.disk.hits").functionCounter().count());
+                assertTrue(registry.get("epic.prefix.cache.disk.usage").gauge().value() > 0);
+            }
+        }
+    }
+
+    /** The disk tier needs the prefix cache in this process. */
+    @Test
+    void theDiskTierNeedsTheProcesssPrefixCache() throws Exception {
+        SchedulerOptions o = new SchedulerOptions(4, 4, 64, 0).withPrefixDisk(new PrefixDisk.Options(dir, 1 << 20, "x"));
+        try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
+            String why = assertThrows(IllegalArgumentException.class, () -> new Scheduler(Transformer.load(checkpoint), o))
+                    .getMessage();
+            assertTrue(why.contains("--prefix-cache-mb"), why);
+        }
+    }
+}
