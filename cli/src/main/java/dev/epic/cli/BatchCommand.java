@@ -73,7 +73,7 @@ public final class BatchCommand implements Callable<Integer> {
             description = "requests in flight at once (the coordinator batches them; default ${DEFAULT-VALUE})")
     int concurrency;
 
-    @Option(names = "--max-batch", defaultValue = "" + SchedulerOptions.DEFAULT_MAX_BATCH, paramLabel = "N",
+    @Option(names = {"--max-batch", "--max-num-seqs"}, defaultValue = "" + SchedulerOptions.DEFAULT_MAX_BATCH, paramLabel = "N",
             description = "with --model: sequences the in-process coordinator decodes together (default ${DEFAULT-VALUE})")
     int maxBatch;
 

@@ -44,8 +44,9 @@ public final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--host", defaultValue = "0.0.0.0", paramLabel = "ADDR", description = "address to bind (default ${DEFAULT-VALUE})")
     String host;
 
-    @Option(names = "--max-context", defaultValue = "0", paramLabel = "TOKENS",
-            description = "prompt + completion limit (default: the model's max_position_embeddings)")
+    @Option(names = {"--max-context", "--max-model-len"}, defaultValue = "0", paramLabel = "TOKENS",
+            description = "prompt + completion limit (--max-model-len: vLLM's name; default: the model's "
+                    + "max_position_embeddings)")
     int maxContext;
 
     @Option(names = "--weights", defaultValue = "auto", paramLabel = "auto|bf16|q8|q4",

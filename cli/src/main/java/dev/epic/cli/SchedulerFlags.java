@@ -7,8 +7,9 @@ import picocli.CommandLine.Option;
 
 /** Batching flags of the serving commands. */
 final class SchedulerFlags {
-    @Option(names = "--max-batch", defaultValue = "" + SchedulerOptions.DEFAULT_MAX_BATCH, paramLabel = "N",
-            description = "sequences decoded together in one step (default ${DEFAULT-VALUE})")
+    @Option(names = {"--max-batch", "--max-num-seqs"}, defaultValue = "" + SchedulerOptions.DEFAULT_MAX_BATCH,
+            paramLabel = "N", description = "sequences decoded together in one step (--max-num-seqs: vLLM's name; "
+            + "default ${DEFAULT-VALUE})")
     int maxBatch;
 
     @Option(names = "--max-queue", defaultValue = "" + SchedulerOptions.DEFAULT_MAX_QUEUE, paramLabel = "N",
@@ -24,6 +25,11 @@ final class SchedulerFlags {
             + "--remote-attention kept on the attention workers, at most this much on each; 0 turns it off "
             + "(default: a quarter of the JVM's maximum heap)")
     Long prefixCacheMb;
+
+    @Option(names = "--enable-prefix-caching", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "vLLM's switch: --no-enable-prefix-caching turns the prefix cache off, as --prefix-cache-mb 0 "
+                    + "(default: on)")
+    boolean enablePrefixCaching;
 
     @Option(names = "--prefix-cache-disk", paramLabel = "DIR", description = "also keep the prefix cache's blocks "
             + "in this directory (written as they are kept), so a prefix evicted from memory, or kept before a restart, "
@@ -53,7 +59,11 @@ final class SchedulerFlags {
     SpeculationFlags speculation;
 
     SchedulerOptions options() {
-        long prefix = prefixCacheMb != null ? Flags.mebibytes("--prefix-cache-mb", prefixCacheMb, 0)
+        if (!enablePrefixCaching && prefixCacheMb != null && prefixCacheMb > 0) {
+            throw new IllegalArgumentException("--no-enable-prefix-caching turns off the prefix cache that "
+                    + "--prefix-cache-mb " + prefixCacheMb + " sizes: give one of them");
+        }
+        long prefix = !enablePrefixCaching ? 0 : prefixCacheMb != null ? Flags.mebibytes("--prefix-cache-mb", prefixCacheMb, 0)
                 : SchedulerOptions.defaults().prefixCacheBytes();
         long kv = kvCacheMb != null ? Flags.mebibytes("--kv-cache-mb", kvCacheMb, 1) : SchedulerOptions.defaultKvCacheBytes();
         boolean priorities = switch (schedulingPolicy.toLowerCase(java.util.Locale.ROOT)) {
@@ -65,7 +75,8 @@ final class SchedulerFlags {
         PrefixDisk.Options disk = prefixCacheDisk == null ? null : new PrefixDisk.Options(prefixCacheDisk,
                 Flags.mebibytes("--prefix-cache-disk-mb", prefixCacheDiskMb, 1), null); // named by the serving command
         if (disk != null && prefix == 0) {
-            throw new IllegalArgumentException("--prefix-cache-disk needs the prefix cache: --prefix-cache-mb is 0");
+            throw new IllegalArgumentException("--prefix-cache-disk needs the prefix cache, which "
+                    + (enablePrefixCaching ? "--prefix-cache-mb 0" : "--no-enable-prefix-caching") + " turns off");
         }
         if (disk != null) { // checked before anything loads, rather than after the weights have
             try {

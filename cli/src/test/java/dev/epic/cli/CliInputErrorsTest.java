@@ -89,8 +89,13 @@ class CliInputErrorsTest {
                 "--remote-attention", "--prefix-cache-disk", dir);
         refused("epic local: ", remote, "local", "--model", MODEL, "--attention-workers", "1",
                 "--prefix-cache-disk", dir);
-        refused("epic local: ", "--prefix-cache-disk needs the prefix cache: --prefix-cache-mb is 0", "local",
-                "--model", MODEL, "--prefix-cache-mb", "0", "--prefix-cache-disk", dir);
+        refused("epic local: ", "--prefix-cache-disk needs the prefix cache, which --prefix-cache-mb 0 turns off",
+                "local", "--model", MODEL, "--prefix-cache-mb", "0", "--prefix-cache-disk", dir);
+        refused("epic local: ", "--prefix-cache-disk needs the prefix cache, which --no-enable-prefix-caching turns off",
+                "local", "--model", MODEL, "--no-enable-prefix-caching", "--prefix-cache-disk", dir);
+        refused("epic coordinator: ", "--no-enable-prefix-caching turns off the prefix cache that --prefix-cache-mb 64 "
+                + "sizes", "coordinator", "--model", MODEL, "--zk", "127.0.0.1:1", "--no-enable-prefix-caching",
+                "--prefix-cache-mb", "64");
         refused("epic local: ", "--prefix-cache-disk /proc/epic-prefixes cannot be made a directory", "local",
                 "--model", MODEL, "--prefix-cache-disk", "/proc/epic-prefixes");
         refused("epic coordinator: ", "--prefix-cache-disk-mb must be >= 1, got 0", "coordinator", "--model", MODEL,

@@ -187,6 +187,76 @@ public final class PrefixCache implements PrefixStore {
      */
     @Override
     public int restore(int[] prompt, KvCache cache) {
+        return restore(prompt, cache, (ReadAhead) null);
+    }
+
+    /**
+     * Blocks read ahead from disk for a waiting prompt ({@link #readAhead}): done once {@code blocks}
+     * completes; {@link #restore(int[], KvCache, ReadAhead)} takes what it uses, and what is left is let go.
+     */
+    public record ReadAhead(java.util.concurrent.CompletableFuture<Map<String, KvBlock>> blocks, long bytes) {}
+
+    /** Bytes of blocks read ahead and not yet restored or let go; held within the cache's own budget. */
+    private long readAheadBytes;
+
+    /**
+     * Starts reading, off the engine thread, the blocks on disk that {@link #restore} would start
+     * {@code prompt} from beyond those in memory, as many as this cache's budget holds beside other read
+     * aheads; null when there are none (or no disk tier). Give the result to {@code restore}, or to
+     * {@link #letGo} if the prompt never starts.
+     */
+    public ReadAhead readAhead(int[] prompt) {
+        if (disk == null) {
+            return null;
+        }
+        List<Node> path = path(prompt, restorable(prompt));
+        byte[] parent = (path.isEmpty() ? root : path.getLast()).hash;
+        long most = Math.min(restorable(prompt) - path.size(), (capacityBytes - readAheadBytes) / blockBytes);
+        List<byte[]> hashes = new ArrayList<>();
+        List<byte[]> parents = new ArrayList<>();
+        List<int[]> tokens = new ArrayList<>();
+        for (int b = path.size(); b < path.size() + most; b++) {
+            int[] t = Key.of(prompt, b).tokens();
+            byte[] hash = PrefixDisk.next(parent, t);
+            if (!disk.has(hash)) {
+                break;
+            }
+            hashes.add(hash);
+            parents.add(parent);
+            tokens.add(t);
+            parent = hash;
+        }
+        if (hashes.isEmpty()) {
+            return null;
+        }
+        long bytes = hashes.size() * blockBytes;
+        readAheadBytes += bytes;
+        return new ReadAhead(disk.readAhead(hashes, parents, tokens).exceptionally(e -> Map.of()), bytes);
+    }
+
+    /** The prompt read ahead for will not start: its blocks go. */
+    public void letGo(ReadAhead r) {
+        readAheadBytes -= r.bytes();
+        r.blocks().thenAccept(m -> m.values().forEach(KvBlock::release));
+    }
+
+    /**
+     * As {@link #restore(int[], KvCache)}, taking the blocks on disk from {@code readAhead} (done; may be
+     * null) before reading any on this thread.
+     */
+    public int restore(int[] prompt, KvCache cache, ReadAhead readAhead) {
+        Map<String, KvBlock> ready = readAhead == null ? new HashMap<>() : new HashMap<>(readAhead.blocks().join());
+        if (readAhead != null) {
+            readAheadBytes -= readAhead.bytes();
+        }
+        try {
+            return restore(prompt, cache, ready);
+        } finally {
+            ready.values().forEach(KvBlock::release); // read ahead but not used: memory had them by now
+        }
+    }
+
+    private int restore(int[] prompt, KvCache cache, Map<String, KvBlock> ready) {
         queriedTokens.addAndGet(prompt.length);
         List<Node> path = path(prompt, restorable(prompt));
         long now = ++clock;
@@ -195,7 +265,7 @@ public final class PrefixCache implements PrefixStore {
             n.lastUsed = now;
             found.add(n.block);
         }
-        List<KvBlock> loose = disk == null ? List.of() : fromDisk(prompt, path, found, now);
+        List<KvBlock> loose = disk == null ? List.of() : fromDisk(prompt, path, found, now, ready);
         int tokens = found.size() * BLOCK;
         if (tokens > 0) {
             blocks.restore(found, cache);
@@ -212,14 +282,18 @@ public final class PrefixCache implements PrefixStore {
      * adding them to {@code found}: each goes into the trie while the budget has room for it, and is
      * returned as loose once it has not (its cache then counts it).
      */
-    private List<KvBlock> fromDisk(int[] prompt, List<Node> path, List<Object> found, long now) {
+    private List<KvBlock> fromDisk(int[] prompt, List<Node> path, List<Object> found, long now,
+            Map<String, KvBlock> ready) {
         List<KvBlock> loose = new ArrayList<>();
         Node node = path.isEmpty() ? root : path.getLast();
         byte[] parent = node.hash;
         for (int b = path.size(); b < restorable(prompt); b++) {
             Key key = Key.of(prompt, b);
             byte[] hash = PrefixDisk.next(parent, key.tokens());
-            KvBlock block = disk.load(hash, parent, key.tokens());
+            KvBlock block = ready.remove(PrefixDisk.key(hash));
+            if (block == null) {
+                block = disk.load(hash, parent, key.tokens());
+            }
             if (block == null) {
                 break;
             }

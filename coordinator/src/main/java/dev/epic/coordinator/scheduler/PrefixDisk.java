@@ -40,8 +40,9 @@ import org.slf4j.LoggerFactory;
  * or shape, or a torn one, is a miss (and is removed), never a wrong restore.
  *
  * <p>Blocks are written by one background thread (write-through, so a restart finds them), at most
- * {@link #PENDING_BYTES} waiting; beyond that a write is skipped, the block staying in memory. Reads
- * happen on the engine thread when a prompt's cached path in memory ends. The directory holds at most
+ * {@link #PENDING_BYTES} waiting; beyond that a write is skipped, the block staying in memory. A waiting
+ * request's blocks are read ahead by another ({@link #readAhead}), so the engine goes on stepping the
+ * batch meanwhile; what was not read ahead is read on the engine thread. The directory holds at most
  * {@link Options#capacityBytes}: least recently used files go first, and their modification times
  * carry that order across restarts. One coordinator per directory.
  */
@@ -92,6 +93,10 @@ public final class PrefixDisk implements AutoCloseable {
     private long bytes; // guarded by lock
     private boolean closed; // guarded by lock
     private final Thread writer;
+    private final java.util.concurrent.ExecutorService reader = java.util.concurrent.Executors.newSingleThreadExecutor(
+            Thread.ofPlatform().name("epic-prefix-disk-read").daemon(true).factory());
+    /** Milliseconds each block read waits first: for tests that need a slow disk. */
+    volatile long readDelayMillis;
     private final AtomicLong readBlocks = new AtomicLong();
     private final AtomicLong writtenBlocks = new AtomicLong();
     private final AtomicLong skippedWrites = new AtomicLong();
@@ -177,6 +182,41 @@ public final class PrefixDisk implements AutoCloseable {
         return sha256(label(parent, tokens));
     }
 
+    /** Whether the block hashed {@code hash} is on disk now (its use not counted). */
+    boolean has(byte[] hash) {
+        synchronized (lock) {
+            return files.containsKey(name(hash));
+        }
+    }
+
+    /**
+     * Reads blocks i = 0, 1, ... (block i holds {@code tokens.get(i)} after the prefix hashed
+     * {@code parents.get(i)}, and hashes to {@code hashes.get(i)}) on the reading thread, up to the first
+     * missing one: the blocks read, by {@link #key} of their hash.
+     */
+    java.util.concurrent.CompletableFuture<Map<String, KvBlock>> readAhead(List<byte[]> hashes, List<byte[]> parents,
+            List<int[]> tokens) {
+        if (reader.isShutdown()) {
+            return java.util.concurrent.CompletableFuture.completedFuture(Map.of());
+        }
+        return java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            Map<String, KvBlock> read = new java.util.HashMap<>();
+            for (int i = 0; i < hashes.size(); i++) {
+                KvBlock b = load(hashes.get(i), parents.get(i), tokens.get(i));
+                if (b == null) {
+                    break;
+                }
+                read.put(key(hashes.get(i)), b);
+            }
+            return read;
+        }, reader);
+    }
+
+    /** A block's key among those read ahead. */
+    static String key(byte[] hash) {
+        return HexFormat.of().formatHex(hash);
+    }
+
     /** What a block's file is labelled with: its parent's hash and its tokens. */
     private static byte[] label(byte[] parent, int[] tokens) {
         ByteBuffer b = ByteBuffer.allocate(parent.length + tokens.length * Integer.BYTES).order(ByteOrder.LITTLE_ENDIAN);
@@ -202,11 +242,17 @@ public final class PrefixDisk implements AutoCloseable {
         }
         Path path = dir.resolve(name);
         try {
+            if (readDelayMillis > 0) {
+                Thread.sleep(readDelayMillis);
+            }
             KvBlock block = KvBlockCodec.decode(Files.readAllBytes(path), label(parent, tokens), layers,
                     PrefixCache.BLOCK, rank, rope, dtype);
             touch(path);
             readBlocks.incrementAndGet();
             return block;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return null;
         } catch (NoSuchFileException e) {
             forget(name);
         } catch (IOException | KvBlockCodec.BadBlockException e) {
@@ -362,6 +408,7 @@ public final class PrefixDisk implements AutoCloseable {
     /** Writes what is queued, then stops the writer. */
     @Override
     public void close() {
+        reader.shutdownNow();
         synchronized (lock) {
             closed = true;
             lock.notifyAll();

@@ -100,6 +100,13 @@ public final class Scheduler implements AutoCloseable {
 
     private final Supplier<DispatchStats.Snapshot> expertStats;
     private final PrefixStore prefixCache; // null: off
+    /**
+     * Queued tasks whose prompts' blocks are being (or were) read ahead from the prefix cache's disk tier;
+     * NO_READ where there was nothing to read. Engine thread only.
+     */
+    private final Map<SequenceTask, PrefixCache.ReadAhead> readingAhead = new IdentityHashMap<>();
+    private static final PrefixCache.ReadAhead NO_READ =
+            new PrefixCache.ReadAhead(java.util.concurrent.CompletableFuture.completedFuture(Map.of()), 0);
     /** KV cache bytes one position takes, here or on an attention worker. */
     private final long kvBytesPerPosition;
     /**
@@ -449,7 +456,8 @@ public final class Scheduler implements AutoCloseable {
      * Moves preempted sequences, then queued tasks, into free slots while their prompts fit in the KV
      * cache budget beside what the running ones hold, first come first served; waits while there is
      * nothing to do. A slack of 1% of the budget is kept when others run, so a join is not undone by
-     * the next step's growth (vLLM's watermark). False once closed.
+     * the next step's growth (vLLM's watermark). A task whose prefix is being read from the disk tier
+     * lets those after it go first until it is read. False once closed.
      */
     private boolean admit() throws InterruptedException {
         List<SequenceTask> cancelled = new ArrayList<>();
@@ -461,6 +469,7 @@ public final class Scheduler implements AutoCloseable {
                 if (closed) {
                     cancelled.addAll(queue);
                     queue.clear();
+                    cancelled.forEach(this::letGoReadAhead);
                     break;
                 }
                 long budget = kvCacheBudget();
@@ -494,9 +503,13 @@ public final class Scheduler implements AutoCloseable {
                     if (t.cancelled()) {
                         it.remove();
                         cancelled.add(t);
+                        letGoReadAhead(t);
                         continue;
                     }
-                    if (kvFull || active.size() >= options.maxBatch() || t.priority() >= before || waitsForSibling(t)) {
+                    // Its prefix on disk is read while it waits, and while it is read the others go ahead.
+                    boolean reading = readingPrefix(t);
+                    if (kvFull || active.size() >= options.maxBatch() || t.priority() >= before || waitsForSibling(t)
+                            || reading) {
                         continue;
                     }
                     long took = join(new Slot(t, arrivals, maxPositions(t)), kvFree, budget, rooms, joined);
@@ -533,10 +546,13 @@ public final class Scheduler implements AutoCloseable {
             t.onCancelled();
         }
         for (Slot s : joined) { // outside the lock: allocating and copying a long prefix take a while
+            PrefixCache.ReadAhead read = s.resumed ? null : readingAhead.remove(s.task);
             try {
                 s.cache.reserve(joinSize(s)); // prefill chunks then append without regrowing
                 if (prefixCache != null && !s.promptLogits() && !s.prefixLost) {
-                    s.fed = prefixCache.restore(s.feed, s.cache);
+                    s.fed = read != null ? ((PrefixCache) prefixCache).restore(s.feed, s.cache, read)
+                            : prefixCache.restore(s.feed, s.cache);
+                    read = null;
                 }
                 if (!s.resumed) {
                     s.task.promptCached(s.fed);
@@ -546,10 +562,43 @@ public final class Scheduler implements AutoCloseable {
                 log.warn("a sequence of {} prompt tokens could not join the batch: {}", s.feed.length, e.toString());
                 retire(s);
                 s.task.onFailure(e);
+            } finally {
+                if (read != null) {
+                    ((PrefixCache) prefixCache).letGo(read);
+                }
             }
         }
         publishActive();
         return !closed;
+    }
+
+    /**
+     * Whether queued task {@code t} waits for its prompt's blocks to be read from the prefix cache's disk
+     * tier. Asked first, it starts that read when there are blocks to read; the engine is woken when
+     * it ends. Engine thread.
+     */
+    private boolean readingPrefix(SequenceTask t) {
+        if (!(prefixCache instanceof PrefixCache p) || p.disk() == null || t.wantsPromptLogits()) {
+            return false;
+        }
+        PrefixCache.ReadAhead read = readingAhead.get(t);
+        if (read == null) {
+            read = p.readAhead(t.prompt());
+            readingAhead.put(t, read == null ? NO_READ : read);
+            if (read == null) {
+                return false;
+            }
+            read.blocks().whenComplete((blocks, e) -> wake());
+        }
+        return !read.blocks().isDone();
+    }
+
+    /** {@code t} leaves the queue without joining: what was read ahead for it goes. */
+    private void letGoReadAhead(SequenceTask t) {
+        PrefixCache.ReadAhead read = readingAhead.remove(t);
+        if (read != null) {
+            ((PrefixCache) prefixCache).letGo(read);
+        }
     }
 
     /**

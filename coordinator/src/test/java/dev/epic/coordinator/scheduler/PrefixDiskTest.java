@@ -229,6 +229,47 @@ class PrefixDiskTest {
         }
     }
 
+    /**
+     * A waiting prompt's blocks are read from disk off the engine thread, so the batch goes on stepping
+     * meanwhile: with every block read taking 200 ms, a running sequence takes many steps between the
+     * golden prompt's arrival and its start from its nine blocks (read on the engine thread, it would
+     * take none), and the prompt still gives the golden logits.
+     */
+    @Test
+    void aPromptWaitingForItsBlocksOnDiskLetsTheBatchStepMeanwhile() throws Exception {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4);
+        int[] head = Arrays.copyOf(g.tokens(), 150);
+        SchedulerOptions o = new SchedulerOptions(4, 4, 64, 64L << 20)
+                .withPrefixDisk(new PrefixDisk.Options(dir, 64L << 20, "tiny-v3 test"));
+        try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
+            try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
+                LogitsTask warm = new LogitsTask(head, 0);
+                s.submit(warm);
+                warm.result().get(60, TimeUnit.SECONDS);
+            }
+            try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
+                LogitsTask running = new LogitsTask(tokens(21, 20), 2000);
+                s.submit(running);
+                while (s.steps() < 3) {
+                    Thread.sleep(1);
+                }
+                ((PrefixCache) s.prefixCache()).disk().readDelayMillis = 200;
+                long before = s.steps();
+                LogitsTask full = new LogitsTask(g.tokens(), 12);
+                s.submit(full);
+                while (full.cachedPromptTokens() == 0 && !full.result().isDone()) {
+                    Thread.sleep(1);
+                }
+                long during = s.steps() - before;
+                assertTrue(during >= 10, "only " + during + " steps while its blocks were read");
+                SchedulerTest.check(g, full.result().get(60, TimeUnit.SECONDS));
+                assertEquals(150 / B * B, full.cachedPromptTokens());
+                assertEquals(150 / B * B, ((PrefixCache) s.prefixCache()).diskHitTokens());
+                running.cancel();
+            }
+        }
+    }
+
     /** The disk tier needs the prefix cache in this process. */
     @Test
     void theDiskTierNeedsTheProcesssPrefixCache() throws Exception {
