@@ -44,7 +44,8 @@ import org.slf4j.LoggerFactory;
  * request's blocks are read ahead by another ({@link #readAhead}), so the engine goes on stepping the
  * batch meanwhile; what was not read ahead is read on the engine thread. The directory holds at most
  * {@link Options#capacityBytes}: least recently used files go first, and their modification times
- * carry that order across restarts. One coordinator per directory.
+ * carry that order across restarts. One coordinator per directory: a second one opening it is refused
+ * (a lock on its {@code lock} file).
  */
 public final class PrefixDisk implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(PrefixDisk.class);
@@ -93,6 +94,7 @@ public final class PrefixDisk implements AutoCloseable {
     private long bytes; // guarded by lock
     private boolean closed; // guarded by lock
     private final Thread writer;
+    private java.nio.channels.FileChannel lockFile;
     private final java.util.concurrent.ExecutorService reader = java.util.concurrent.Executors.newSingleThreadExecutor(
             Thread.ofPlatform().name("epic-prefix-disk-read").daemon(true).factory());
     /** Milliseconds each block read waits first: for tests that need a slow disk. */
@@ -129,12 +131,14 @@ public final class PrefixDisk implements AutoCloseable {
         PrefixDisk disk = new PrefixDisk(dir, o.capacityBytes(), root, layers, rank, rope, dtype);
         try {
             Files.createDirectories(dir);
+            disk.lock();
             Path about = dir.resolve("identity.txt");
             if (!Files.exists(about)) {
                 Files.writeString(about, full + "\n");
             }
             disk.index();
         } catch (IOException e) {
+            disk.unlock();
             throw new UncheckedIOException("cannot use " + o.dir() + " for the prefix cache (--prefix-cache-disk): "
                     + e.getMessage(), e);
         }
@@ -144,13 +148,40 @@ public final class PrefixDisk implements AutoCloseable {
         return disk;
     }
 
+    /** Takes the directory for this process, or refuses it when another holds it. */
+    private void lock() throws IOException {
+        lockFile = java.nio.channels.FileChannel.open(dir.resolve("lock"), java.nio.file.StandardOpenOption.CREATE,
+                java.nio.file.StandardOpenOption.WRITE);
+        java.nio.channels.FileLock held;
+        try {
+            held = lockFile.tryLock();
+        } catch (java.nio.channels.OverlappingFileLockException e) {
+            held = null; // this process has it open already
+        }
+        if (held == null) {
+            lockFile.close();
+            throw new IllegalArgumentException(dir + " is in use by another coordinator (--prefix-cache-disk): give each "
+                    + "its own directory");
+        }
+    }
+
+    private void unlock() {
+        try {
+            if (lockFile != null) {
+                lockFile.close(); // releases the lock
+            }
+        } catch (IOException e) {
+            log.warn("cannot close {}: {}", dir.resolve("lock"), e.toString());
+        }
+    }
+
     private void index() throws IOException {
         record Found(Path path, long size, FileTime used) {}
         List<Found> found;
         try (Stream<Path> s = Files.list(dir)) {
             found = s.filter(p -> {
                 String n = p.getFileName().toString();
-                if (n.contains(".tmp")) { // a write cut short by a stop
+                if (n.contains(".tmp")) { // a write cut short by a stop (the lock says no other process writes here)
                     delete(p);
                     return false;
                 }
@@ -418,6 +449,7 @@ public final class PrefixDisk implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        unlock();
     }
 
     private static byte[] sha256(byte[] data) {

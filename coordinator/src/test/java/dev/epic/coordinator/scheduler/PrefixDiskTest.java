@@ -270,6 +270,16 @@ class PrefixDiskTest {
         }
     }
 
+    /** A directory is one coordinator's: a second one opening it is refused until the first closes it. */
+    @Test
+    void aSecondCoordinatorOnTheSameDirectoryIsRefused() {
+        try (PrefixDisk first = disk(1 << 20, "m"); PrefixDisk other = disk(1 << 20, "another model")) {
+            String why = assertThrows(IllegalArgumentException.class, () -> disk(1 << 20, "m")).getMessage();
+            assertTrue(why.contains("in use by another coordinator"), why);
+        }
+        disk(1 << 20, "m").close();
+    }
+
     /** The disk tier needs the prefix cache in this process. */
     @Test
     void theDiskTierNeedsTheProcesssPrefixCache() throws Exception {
