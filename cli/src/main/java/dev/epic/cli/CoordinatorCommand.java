@@ -144,9 +144,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
                     : null;
             ServedModel served = chatTemplate.apply(ServedModel.open(model, backend.experts(), attention, maxContext, format));
             served.transformer().kvCacheDtype(kvCacheDtype);
-            server = CoordinatorServer.start(served, backend,
-                    LocalCluster.identifyPrefixDisk(scheduler.options(), fingerprint, weights, encoding), host, port,
-                    m.registry());
+            server = CoordinatorServer.start(served, backend, scheduler.options(), host, port, m.registry());
             if (!skipWarmup) {
                 server.warmUp();
             }

@@ -8,13 +8,11 @@ import dev.epic.coordinator.RemoteExpertBackend;
 import dev.epic.coordinator.ServedModel;
 import dev.epic.coordinator.attention.RemoteAttention;
 import dev.epic.coordinator.experts.RemoteExperts;
-import dev.epic.coordinator.scheduler.PrefixDisk;
 import dev.epic.coordinator.scheduler.SchedulerOptions;
 import dev.epic.model.CheckpointFingerprint;
 import dev.epic.model.KvCacheDtype;
 import dev.epic.model.config.ModelConfig;
 import dev.epic.model.quant.WeightFormat;
-import dev.epic.proto.HiddenEncoding;
 import dev.epic.transport.ExpertRanges;
 import dev.epic.worker.CheckpointShard;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -232,9 +230,8 @@ final class LocalCluster implements AutoCloseable {
             }
             ServedModel served = o.serving().apply(ServedModel.open(model, backend.experts(), attention, 0, format));
             served.transformer().kvCacheDtype(o.kvCacheDtype());
-            CoordinatorServer coordinator = CoordinatorServer.start(served, backend,
-                    identifyPrefixDisk(o.scheduler(), fp, weights, RemoteExperts.Options.defaults().encoding()),
-                    o.host(), o.port(), o.registry());
+            CoordinatorServer coordinator = CoordinatorServer.start(served, backend, o.scheduler(), o.host(), o.port(),
+                    o.registry());
             if (o.warmup() && !coordinator.warmUp().awaitWarmUp(WARMUP_WAIT)) {
                 log.warn("the forward warm-up has not ended after {} s: serving anyway", WARMUP_WAIT.toSeconds());
             }
@@ -251,16 +248,6 @@ final class LocalCluster implements AutoCloseable {
             zk.close();
             throw e;
         }
-    }
-
-    /**
-     * {@code options} with its prefix cache's disk tier, if any, named by what the KV depends on besides the
-     * tokens: the checkpoint, the weight format served and the experts' wire format.
-     */
-    static SchedulerOptions identifyPrefixDisk(SchedulerOptions options, CheckpointFingerprint checkpoint, String weights,
-            HiddenEncoding wire) {
-        return options.prefixDisk() == null ? options : options.withPrefixDisk(options.prefixDisk().identifiedBy(
-                PrefixDisk.identity(checkpoint.sha256(), weights, wire.name().toLowerCase(java.util.Locale.ROOT))));
     }
 
     private static void awaitAttention(RemoteAttention attention, List<Process> processes) throws Exception {

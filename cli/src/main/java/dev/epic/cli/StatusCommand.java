@@ -96,7 +96,8 @@ public final class StatusCommand implements Callable<Integer> {
         o.putObject("model").put("name", info.getFingerprint().getName())
                 .put("sha256", info.getFingerprint().getSha256()).put("type", info.getModelType())
                 .put("layers", info.getNumLayers()).put("routed_experts", info.getNumRoutedExperts())
-                .put("experts_per_token", info.getExpertsPerToken()).put("max_context", info.getMaxContext());
+                .put("experts_per_token", info.getExpertsPerToken()).put("max_context", info.getMaxContext())
+                .put("system_fingerprint", info.getSystemFingerprint());
         int experts = info.getNumRoutedExperts();
         int[] replicas = new int[experts];
         int[] mtpReplicas = new int[experts];
@@ -178,10 +179,12 @@ public final class StatusCommand implements Callable<Integer> {
         var m = r.get("model");
         s.append(String.format("health     %s%s%n", r.get("health").asText(), r.path("warming_up").asBoolean()
                 ? " (warming up: forward passes compile the kernels before the first request)" : ""));
-        s.append(String.format("model      %s (%s, %s), %d layers, %d routed experts, top-%d, context %d%n",
+        s.append(String.format("model      %s (%s, %s), %d layers, %d routed experts, top-%d, context %d%s%n",
                 m.get("name").asText(), ModelIdentity.abbrev(m.get("sha256").asText()),
                 m.get("type").asText(), m.get("layers").asInt(), m.get("routed_experts").asInt(),
-                m.get("experts_per_token").asInt(), m.get("max_context").asInt()));
+                m.get("experts_per_token").asInt(), m.get("max_context").asInt(),
+                m.path("system_fingerprint").asText("").isEmpty() ? ""
+                        : ", system_fingerprint " + m.get("system_fingerprint").asText()));
         var c = r.get("coverage");
         if (c.get("remote").asBoolean()) {
             String missing = c.get("missing").asText();

@@ -32,6 +32,21 @@ class StatusReportTest {
         assertEquals(List.of("a0", "a1"), ids(report.get("attention_workers")));
     }
 
+    /** The model line ends with the system_fingerprint responses carry, when the coordinator sends one. */
+    @Test
+    void theSystemFingerprintIsShown() {
+        ModelInfoResponse info = ModelInfoResponse.newBuilder()
+                .setFingerprint(ModelFingerprint.newBuilder().setName("m").setSha256("a".repeat(64)))
+                .setNumRoutedExperts(3).setMaxContext(4096).setSystemFingerprint("fp_0123456789ab").build();
+        var report = StatusCommand.report(info, StatsResponse.getDefaultInstance(), "SERVING");
+        assertEquals("fp_0123456789ab", report.get("model").get("system_fingerprint").asText());
+        String summary = StatusCommand.summary(report);
+        assertTrue(summary.contains("context 4096, system_fingerprint fp_0123456789ab"), summary);
+        String none = StatusCommand.summary(StatusCommand.report(info.toBuilder().clearSystemFingerprint().build(),
+                StatsResponse.getDefaultInstance(), "SERVING"));
+        assertTrue(none.contains("context 4096" + System.lineSeparator()), none);
+    }
+
     /** A coordinator still warming up says so beside its NOT_SERVING; one that is not, nothing. */
     @Test
     void aWarmUpUnderWayIsShown() {

@@ -73,6 +73,9 @@ public final class CoordinatorServer implements AutoCloseable {
     /** As above; a Generate stream whose client takes none of its messages for {@code stalledReader} is ended. */
     public static CoordinatorServer start(ServedModel model, ExpertBackend experts, SchedulerOptions options,
             String host, int port, MeterRegistry registry, java.time.Duration stalledReader) throws IOException {
+        if (options.prefixDisk() != null && options.prefixDisk().identity() == null) {
+            options = options.withPrefixDisk(options.prefixDisk().identifiedBy(model.numerics()));
+        }
         Scheduler scheduler = new Scheduler(model.transformer(), options,
                 experts.dispatchStats().<java.util.function.Supplier<DispatchStats.Snapshot>>map(d -> d::snapshot)
                         .orElse(() -> null)).start();

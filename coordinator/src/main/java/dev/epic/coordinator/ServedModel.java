@@ -26,10 +26,14 @@ import org.slf4j.LoggerFactory;
  * token reads across the cluster (for the memory roofline of {@code epic bench --target}).
  * {@code trustRequestChatTemplate}: whether a chat request may bring its own template (vLLM's
  * {@code --trust-request-chat-template}; a template runs code the operator did not write).
+ * {@code numerics}: what the served results depend on besides a request and the KV cache dtype (the
+ * checkpoint, the weight format served, the experts' wire format): the identity of the prefix cache's
+ * disk tier and of the responses' {@code system_fingerprint}.
  */
 public record ServedModel(Path directory, ModelConfig config, Transformer transformer, Tokenizer tokenizer,
                           ChatTemplate chatTemplate, CheckpointFingerprint fingerprint, int maxContext,
-                          long weightBytesPerToken, RemoteAttention attention, boolean trustRequestChatTemplate) {
+                          long weightBytesPerToken, RemoteAttention attention, boolean trustRequestChatTemplate,
+                          String numerics) {
     private static final Logger LOG = LoggerFactory.getLogger(ServedModel.class);
 
     public ServedModel {
@@ -83,8 +87,13 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
                 + (experts instanceof LocalExperts ? 0
                         : format == WeightFormat.AUTO ? remoteExpertBytesPerToken(checkpoint, c)
                         : convertedExpertBytesPerToken(format, c));
-        return new ServedModel(dir, c, transformer, tokenizer, template, CheckpointFingerprint.of(dir), limit, bytes,
-                attention, false);
+        CheckpointFingerprint fingerprint = CheckpointFingerprint.of(dir);
+        String wire = experts instanceof dev.epic.coordinator.experts.RemoteExperts r
+                ? r.encoding().name().toLowerCase(java.util.Locale.ROOT) : "fp32"; // in process: fp32's bits
+        String numerics = dev.epic.coordinator.scheduler.PrefixDisk.identity(fingerprint.sha256(),
+                format.effective(checkpoint).id(), wire);
+        return new ServedModel(dir, c, transformer, tokenizer, template, fingerprint, limit, bytes, attention, false,
+                numerics);
     }
 
     /**
@@ -97,13 +106,30 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
         }
         ChatTemplate t = ChatTemplate.fromArgument(template, tokenizer.config());
         return new ServedModel(directory, config, transformer, tokenizer, t, fingerprint, maxContext, weightBytesPerToken,
-                attention, trustRequestChatTemplate);
+                attention, trustRequestChatTemplate, numerics);
     }
 
     /** The same model, taking (or not) a chat request's own template. */
     public ServedModel withTrustRequestChatTemplate(boolean trust) {
         return new ServedModel(directory, config, transformer, tokenizer, chatTemplate, fingerprint, maxContext,
-                weightBytesPerToken, attention, trust);
+                weightBytesPerToken, attention, trust, numerics);
+    }
+
+    /**
+     * OpenAI's {@code system_fingerprint}: "fp_" and 12 hex digits of a hash of {@link #numerics}, the KV
+     * cache dtype and this build's version. Results here are the same bits alone or under load, so the
+     * same request with the same seed under the same fingerprint gives the same answer.
+     */
+    public String systemFingerprint() {
+        String v = ServedModel.class.getPackage().getImplementationVersion();
+        String all = numerics + " kv=" + transformer.kvCacheDtype().id() + " epic=" + (v == null ? "dev" : v);
+        try {
+            byte[] h = java.security.MessageDigest.getInstance("SHA-256")
+                    .digest(all.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            return "fp_" + java.util.HexFormat.of().formatHex(h, 0, 6);
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     /**

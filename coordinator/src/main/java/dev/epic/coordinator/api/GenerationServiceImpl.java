@@ -860,6 +860,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 .setNumRoutedExperts(c.nRoutedExperts() == null ? 0 : c.nRoutedExperts())
                 .setExpertsPerToken(c.nRoutedExperts() == null ? 0 : c.numExpertsPerTok())
                 .setMaxContext(model.maxContext())
+                .setSystemFingerprint(model.systemFingerprint())
                 .addAllExpertWorkers(experts.workers())
                 .addAllDownExpertWorkers(experts.downWorkers())
                 .addAllRefusedWorkers(experts.refusedWorkers())

@@ -422,6 +422,11 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
         return failed;
     }
 
+    /** How hidden states travel to the workers (--wire). */
+    public HiddenEncoding encoding() {
+        return options.encoding();
+    }
+
     /**
      * Exact wire (FP32) asks for FP64 answers: workers' partial sums then add up exactly, so a row's
      * result is the same bit for bit whichever workers served its experts (replica choice, failover)

@@ -66,6 +66,13 @@ final class OpenAiResponses {
 
     private final boolean promptOnly;
     private final int samplesPerPrompt;
+    private String systemFingerprint;
+
+    /** OpenAI's {@code system_fingerprint} on every object ({@code ServedModel.systemFingerprint}); null: none. */
+    OpenAiResponses systemFingerprint(String fingerprint) {
+        this.systemFingerprint = fingerprint == null || fingerprint.isEmpty() ? null : fingerprint;
+        return this;
+    }
     /** parallel_tool_calls false: each choice keeps its first tool call only. */
     private boolean oneToolCall;
 
@@ -276,7 +283,7 @@ final class OpenAiResponses {
     /** The closing chunk with the usage of all choices ({@code stream_options.include_usage}). */
     ObjectNode usageChunk() {
         ObjectNode o = NODES.objectNode().put("id", id).put("object", kind.chunkObject).put("created", created)
-                .put("model", model);
+                .put("model", model).put("system_fingerprint", systemFingerprint);
         o.putArray("choices");
         o.set("usage", usage());
         return o;
@@ -285,7 +292,7 @@ final class OpenAiResponses {
     /** The whole answer, once every choice has finished. */
     ObjectNode complete() {
         ObjectNode o = NODES.objectNode().put("id", id).put("object", kind.object).put("created", created)
-                .put("model", model);
+                .put("model", model).put("system_fingerprint", systemFingerprint);
         ArrayNode list = o.putArray("choices");
         for (int i = 0; i < choices.size(); i++) {
             Choice c = choices.get(i);
@@ -379,7 +386,7 @@ final class OpenAiResponses {
 
     private ObjectNode envelope(ObjectNode choice) {
         ObjectNode o = NODES.objectNode().put("id", id).put("object", kind.chunkObject).put("created", created)
-                .put("model", model);
+                .put("model", model).put("system_fingerprint", systemFingerprint);
         o.putArray("choices").add(choice);
         if (includeUsage) {
             o.putNull("usage");

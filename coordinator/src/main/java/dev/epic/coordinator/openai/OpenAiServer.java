@@ -395,7 +395,8 @@ public final class OpenAiServer implements AutoCloseable {
         }
         OpenAiResponses answer = new OpenAiResponses(kind, name, System.currentTimeMillis() / 1000, p.logprobs(),
                 p.includeUsage(), p.promptOnly(), n).oneToolCall(p.oneToolCall()).promptLogprobs(p.promptLogprobs())
-                .tokensAsIds(p.tokensAsIds()).continuousUsage(p.request().getContinuousUsage());
+                .tokensAsIds(p.tokensAsIds()).continuousUsage(p.request().getContinuousUsage())
+                .systemFingerprint(modelInfo().getSystemFingerprint());
         try (Context.CancellableContext call = Context.current().withCancellation()) {
             ex.onDisconnect(() -> call.cancel(new IOException("the HTTP client disconnected")));
             // Every prompt's call starts at once (they batch on the server); all inherit this context,

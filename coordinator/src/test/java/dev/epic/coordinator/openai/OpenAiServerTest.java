@@ -142,6 +142,9 @@ class OpenAiServerTest {
         assertEquals("chat.completion", a.get("object").asText());
         assertTrue(a.get("id").asText().startsWith("chatcmpl-"));
         assertEquals(model, a.get("model").asText());
+        String fingerprint = grpc.modelInfo(ModelInfoRequest.getDefaultInstance()).getSystemFingerprint();
+        assertTrue(fingerprint.matches("fp_[0-9a-f]{12}"), fingerprint);
+        assertEquals(fingerprint, a.get("system_fingerprint").asText());
         JsonNode choice = a.get("choices").get(0);
         assertEquals("assistant", choice.get("message").get("role").asText());
         assertEquals(text.toString(), choice.get("message").get("content").asText());
@@ -174,6 +177,7 @@ class OpenAiServerTest {
             JsonNode chunk = JSON.readTree(e);
             assertEquals("chat.completion.chunk", chunk.get("object").asText());
             assertTrue(chunk.get("usage").isNull(), "usage only in the last chunk");
+            assertTrue(chunk.get("system_fingerprint").asText().matches("fp_[0-9a-f]{12}"), e);
             JsonNode c = chunk.get("choices").get(0);
             int i = c.get("index").asInt();
             if (c.get("delta").has("role")) {
