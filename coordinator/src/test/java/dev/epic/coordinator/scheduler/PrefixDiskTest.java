@@ -270,6 +270,42 @@ class PrefixDiskTest {
         }
     }
 
+    /**
+     * The samples of one prompt (n > 1) read its blocks from disk once: the first reads them ahead, the
+     * others wait for that read and then start from the blocks it put in memory.
+     */
+    @Test
+    void theSamplesOfOnePromptReadItsBlocksOnce() throws Exception {
+        Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4);
+        SchedulerOptions o = new SchedulerOptions(4, 4, 64, 64L << 20)
+                .withPrefixDisk(new PrefixDisk.Options(dir, 64L << 20, "tiny-v3 test"));
+        try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
+            try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
+                LogitsTask warm = new LogitsTask(g.tokens(), 0);
+                s.submit(warm);
+                warm.result().get(60, TimeUnit.SECONDS);
+            }
+            try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
+                Object group = new Object();
+                List<CollectingSink> sinks = List.of(new CollectingSink(), new CollectingSink(), new CollectingSink());
+                List<GenerationTask> samples = new java.util.ArrayList<>();
+                for (int i = 0; i < sinks.size(); i++) {
+                    samples.add(new GenerationTask(g.tokens(), new dev.epic.text.generate.Generation(
+                            dev.epic.text.tokenizer.Tokenizer.deepSeekV3(), g.tokens(),
+                            dev.epic.text.sampling.SamplingParams.builder().temperature(1.0).seed(5 + i).maxTokens(4)
+                                    .ignoreEos(true).build()), sinks.get(i), group));
+                }
+                s.submitAll(samples);
+                for (CollectingSink sink : sinks) {
+                    assertEquals(4, sink.done.get(60, TimeUnit.SECONDS).tokenIds().length);
+                }
+                PrefixCache prefixes = (PrefixCache) s.prefixCache();
+                assertEquals(3 * 288, prefixes.hitTokens(), "each sample started from the 18 kept blocks");
+                assertEquals(18, prefixes.disk().readBlocks(), "read from disk once, by one sample");
+            }
+        }
+    }
+
     /** A directory is one coordinator's: a second one opening it is refused until the first closes it. */
     @Test
     void aSecondCoordinatorOnTheSameDirectoryIsRefused() {
