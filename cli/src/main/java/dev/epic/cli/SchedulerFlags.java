@@ -33,8 +33,8 @@ final class SchedulerFlags {
 
     @Option(names = "--prefix-cache-disk", paramLabel = "DIR", description = "also keep the prefix cache's blocks "
             + "in this directory (written as they are kept), so a prefix evicted from memory, or kept before a restart, "
-            + "is read back instead of prefilled again; files are per model and weight format; one coordinator per "
-            + "directory; not with attention workers (default: memory only)")
+            + "is read back instead of prefilled again; files are per model and weight format; coordinators sharing "
+            + "the directory find each other's blocks; not with attention workers (default: memory only)")
     java.nio.file.Path prefixCacheDisk;
 
     @Option(names = "--prefix-cache-disk-mb", defaultValue = "10240", paramLabel = "MB", description = "the most the "

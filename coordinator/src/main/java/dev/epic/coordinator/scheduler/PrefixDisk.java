@@ -44,14 +44,23 @@ import org.slf4j.LoggerFactory;
  * request's blocks are read ahead by another ({@link #readAhead}), so the engine goes on stepping the
  * batch meanwhile; what was not read ahead is read on the engine thread. The directory holds at most
  * {@link Options#capacityBytes}: least recently used files go first, and their modification times
- * carry that order across restarts. One coordinator per directory: a second one opening it is refused
- * (a lock on its {@code lock} file).
+ * carry that order across restarts.
+ *
+ * <p>Coordinators may share a directory (replicas on one host, or on a shared file system): a block
+ * one of them wrote is found by the others, whose own index missed it (files are content-addressed,
+ * written under a name of their own and renamed, and never changed). Each indexes the directory again
+ * every {@link #RESCAN_WRITES} writes, so the capacity holds across them, by modification time.
  */
 public final class PrefixDisk implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(PrefixDisk.class);
     private static final String SUFFIX = ".kvb";
     /** Bytes of blocks waiting to be written at most. */
     static final long PENDING_BYTES = 64L << 20;
+    /** Writes between two indexings of the directory (which see the files other coordinators wrote). */
+    static final int RESCAN_WRITES = 256;
+    /** A temporary file older than this was left by a stop, not by another coordinator writing. */
+    private static final long STALE_TEMP_MILLIS = 10 * 60_000;
+    private static final String TEMP = ".tmp-" + ProcessHandle.current().pid() + "-";
 
     /**
      * @param dir           the directory (created if missing); blocks go in a subdirectory per identity
@@ -94,7 +103,8 @@ public final class PrefixDisk implements AutoCloseable {
     private long bytes; // guarded by lock
     private boolean closed; // guarded by lock
     private final Thread writer;
-    private java.nio.channels.FileChannel lockFile;
+    private final AtomicLong temps = new AtomicLong();
+    private int writesSinceIndex; // writer thread
     private final java.util.concurrent.ExecutorService reader = java.util.concurrent.Executors.newSingleThreadExecutor(
             Thread.ofPlatform().name("epic-prefix-disk-read").daemon(true).factory());
     /** Milliseconds each block read waits first: for tests that need a slow disk. */
@@ -131,14 +141,12 @@ public final class PrefixDisk implements AutoCloseable {
         PrefixDisk disk = new PrefixDisk(dir, o.capacityBytes(), root, layers, rank, rope, dtype);
         try {
             Files.createDirectories(dir);
-            disk.lock();
             Path about = dir.resolve("identity.txt");
             if (!Files.exists(about)) {
                 Files.writeString(about, full + "\n");
             }
             disk.index();
         } catch (IOException e) {
-            disk.unlock();
             throw new UncheckedIOException("cannot use " + o.dir() + " for the prefix cache (--prefix-cache-disk): "
                     + e.getMessage(), e);
         }
@@ -148,41 +156,25 @@ public final class PrefixDisk implements AutoCloseable {
         return disk;
     }
 
-    /** Takes the directory for this process, or refuses it when another holds it. */
-    private void lock() throws IOException {
-        lockFile = java.nio.channels.FileChannel.open(dir.resolve("lock"), java.nio.file.StandardOpenOption.CREATE,
-                java.nio.file.StandardOpenOption.WRITE);
-        java.nio.channels.FileLock held;
-        try {
-            held = lockFile.tryLock();
-        } catch (java.nio.channels.OverlappingFileLockException e) {
-            held = null; // this process has it open already
-        }
-        if (held == null) {
-            lockFile.close();
-            throw new IllegalArgumentException(dir + " is in use by another coordinator (--prefix-cache-disk): give each "
-                    + "its own directory");
-        }
-    }
-
-    private void unlock() {
-        try {
-            if (lockFile != null) {
-                lockFile.close(); // releases the lock
-            }
-        } catch (IOException e) {
-            log.warn("cannot close {}: {}", dir.resolve("lock"), e.toString());
-        }
-    }
-
-    private void index() throws IOException {
+    /**
+     * (Re)builds the index from the directory, least recently used first by modification time, and removes
+     * what is past the capacity and the temporary files a stop left.
+     */
+    void index() throws IOException {
         record Found(Path path, long size, FileTime used) {}
         List<Found> found;
+        long stale = System.currentTimeMillis() - STALE_TEMP_MILLIS;
         try (Stream<Path> s = Files.list(dir)) {
             found = s.filter(p -> {
                 String n = p.getFileName().toString();
-                if (n.contains(".tmp")) { // a write cut short by a stop (the lock says no other process writes here)
-                    delete(p);
+                if (n.contains(".tmp-")) { // being written (here or by another coordinator), or cut short by a stop
+                    try {
+                        if (Files.getLastModifiedTime(p).toMillis() < stale) {
+                            delete(p);
+                        }
+                    } catch (IOException e) {
+                        // gone meanwhile
+                    }
                     return false;
                 }
                 return n.endsWith(SUFFIX);
@@ -195,11 +187,37 @@ public final class PrefixDisk implements AutoCloseable {
             }).filter(java.util.Objects::nonNull).sorted(Comparator.comparing(Found::used)).toList();
         }
         synchronized (lock) {
+            files.clear();
+            bytes = 0;
             for (Found f : found) {
                 files.put(f.path().getFileName().toString(), f.size());
                 bytes += f.size();
             }
             evictOverCapacity();
+        }
+    }
+
+    /**
+     * Whether file {@code name} is on disk: in the index, or written since by another coordinator (then it
+     * joins the index).
+     */
+    private boolean known(String name) {
+        synchronized (lock) {
+            if (files.containsKey(name)) {
+                return true;
+            }
+        }
+        Path p = dir.resolve(name);
+        try {
+            long size = Files.size(p);
+            synchronized (lock) {
+                if (files.putIfAbsent(name, size) == null) {
+                    bytes += size;
+                }
+            }
+            return true;
+        } catch (IOException e) {
+            return false; // not there
         }
     }
 
@@ -215,9 +233,7 @@ public final class PrefixDisk implements AutoCloseable {
 
     /** Whether the block hashed {@code hash} is on disk now (its use not counted). */
     boolean has(byte[] hash) {
-        synchronized (lock) {
-            return files.containsKey(name(hash));
-        }
+        return known(name(hash));
     }
 
     /**
@@ -266,10 +282,11 @@ public final class PrefixDisk implements AutoCloseable {
      */
     KvBlock load(byte[] hash, byte[] parent, int[] tokens) {
         String name = name(hash);
+        if (!known(name)) {
+            return null;
+        }
         synchronized (lock) {
-            if (files.get(name) == null) { // also marks it used
-                return null;
-            }
+            files.get(name); // marks it used
         }
         Path path = dir.resolve(name);
         try {
@@ -343,14 +360,12 @@ public final class PrefixDisk implements AutoCloseable {
     }
 
     private void write(Pending p) throws IOException {
-        synchronized (lock) {
-            if (files.containsKey(p.name())) {
-                return;
-            }
+        if (known(p.name())) { // written before, here or by another coordinator
+            return;
         }
         byte[] data = KvBlockCodec.encode(p.block(), p.label());
         Path target = dir.resolve(p.name());
-        Path tmp = dir.resolve(p.name() + ".tmp");
+        Path tmp = dir.resolve(p.name() + TEMP + temps.incrementAndGet());
         Files.write(tmp, data);
         try {
             Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
@@ -363,6 +378,14 @@ public final class PrefixDisk implements AutoCloseable {
             evictOverCapacity();
         }
         writtenBlocks.incrementAndGet();
+        if (++writesSinceIndex >= RESCAN_WRITES) { // what other coordinators wrote counts in the capacity too
+            writesSinceIndex = 0;
+            try {
+                index();
+            } catch (IOException e) {
+                log.warn("cannot index {} again: {}", dir, e.toString());
+            }
+        }
     }
 
     /** Removes least recently used files until the rest fit; under the lock. */
@@ -449,7 +472,6 @@ public final class PrefixDisk implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        unlock();
     }
 
     private static byte[] sha256(byte[] data) {

@@ -306,14 +306,64 @@ class PrefixDiskTest {
         }
     }
 
-    /** A directory is one coordinator's: a second one opening it is refused until the first closes it. */
+    /** Coordinators sharing a directory find the blocks each other writes, also after they opened it. */
     @Test
-    void aSecondCoordinatorOnTheSameDirectoryIsRefused() {
-        try (PrefixDisk first = disk(1 << 20, "m"); PrefixDisk other = disk(1 << 20, "another model")) {
-            String why = assertThrows(IllegalArgumentException.class, () -> disk(1 << 20, "m")).getMessage();
-            assertTrue(why.contains("in use by another coordinator"), why);
+    void coordinatorsSharingADirectoryFindEachOthersBlocks() throws Exception {
+        int[] a = tokens(31, 2 * B + 1);
+        int[] b = tokens(32, 3 * B + 1);
+        try (PrefixDisk one = disk(1 << 20, "m"); PrefixDisk two = disk(1 << 20, "m")) {
+            PrefixCache first = new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, one);
+            PrefixCache second = new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, two);
+            first.store(a, computed(a));
+            one.flush();
+            assertEquals(2 * B, restoreAndCheck(second, a), "written by the other after this one opened");
+            second.store(b, computed(b));
+            two.flush();
+            assertEquals(3 * B, restoreAndCheck(first, b));
+            assertEquals(3, two.writtenBlocks(), "b's three blocks; a's, read back, were not written again");
         }
+    }
+
+    /** The capacity holds across coordinators once one indexes the directory again (as it does every so many writes). */
+    @Test
+    void theCapacityHoldsAcrossCoordinatorsSharingADirectory() throws Exception {
+        long fileBytes;
+        try (PrefixDisk probe = disk(1 << 20, "m")) {
+            int[] p = tokens(40, B + 1);
+            new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, probe).store(p, computed(p));
+            probe.flush();
+            fileBytes = probe.storedBytes();
+        }
+        try (PrefixDisk small = disk(3 * fileBytes, "m"); PrefixDisk big = disk(1 << 20, "m")) {
+            for (int seed = 41; seed < 45; seed++) { // four more files by the other, each later than the first
+                Thread.sleep(5);
+                int[] p = tokens(seed, B + 1);
+                new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, big).store(p, computed(p));
+                big.flush();
+            }
+            assertEquals(5, blockFiles().size());
+            small.index();
+            assertEquals(3, blockFiles().size());
+            assertEquals(3 * fileBytes, small.storedBytes());
+            PrefixCache cache = new PrefixCache(1 << 20, LAYERS, RANK, ROPE, KvCacheDtype.FP32, small);
+            assertEquals(0, restoreAndCheck(cache, tokens(40, B + 1)), "the least recently used went first");
+            assertEquals(B, restoreAndCheck(cache, tokens(44, B + 1)));
+        }
+    }
+
+    /** A temporary file is another coordinator's write in progress unless it is old: only old ones are removed. */
+    @Test
+    void onlyStaleTemporaryFilesAreRemoved() throws Exception {
+        Path ns;
+        try (PrefixDisk d = disk(1 << 20, "m")) {
+            ns = d.directory();
+        }
+        Path fresh = Files.writeString(ns.resolve("ab.kvb.tmp-1-1"), "x");
+        Path old = Files.writeString(ns.resolve("cd.kvb.tmp-1-2"), "x");
+        Files.setLastModifiedTime(old, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() - 3_600_000));
         disk(1 << 20, "m").close();
+        assertTrue(Files.exists(fresh));
+        assertFalse(Files.exists(old));
     }
 
     /** The disk tier needs the prefix cache in this process. */
