@@ -15,6 +15,13 @@ assert.equal(chat.object, 'chat.completion');
 assert.equal(chat.choices[0].logprobs.content.length, chat.usage.completion_tokens);
 assert.equal(chat.choices[0].logprobs.content[0].top_logprobs.length, 2);
 console.log('chat', JSON.stringify(chat.choices[0].message), chat.choices[0].finish_reason);
+// system_fingerprint names the numerics: with a seed, the same request gives the same answer under it.
+assert.match(chat.system_fingerprint, /^fp_[0-9a-f]{12}$/);
+const again = await client.chat.completions.create({
+  model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 5, seed: 3, logprobs: true, top_logprobs: 2 });
+assert.equal(again.system_fingerprint, chat.system_fingerprint);
+assert.deepEqual(again.choices[0].message, chat.choices[0].message);
+console.log('system_fingerprint', chat.system_fingerprint, 'reproduced');
 
 const stream = await client.chat.completions.create({
   model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 5, n: 2, stream: true,
