@@ -268,6 +268,7 @@ class DeployManifestsTest {
             if (args.contains("--remote-attention")) {
                 assertEquals(null, dir, overlay + ": refused beside --remote-attention");
                 assertFalse(volumes.contains("prefixes"), overlay + ": its volume goes with it");
+                assertFalse(c.path("resources").path("requests").has("ephemeral-storage"), overlay + ": and its disk");
                 continue;
             }
             assertTrue(dir != null, overlay);
@@ -280,6 +281,9 @@ class DeployManifestsTest {
             String size = volume.path("emptyDir").path("sizeLimit").asText();
             assertTrue(size.endsWith("Gi") && Long.parseLong(size.replace("Gi", "")) * 1024 > capMb,
                     overlay + ": a " + size + " volume for " + capMb + " MiB of blocks and their directory");
+            String disk = c.path("resources").path("requests").path("ephemeral-storage").asText("0Gi");
+            assertTrue(Long.parseLong(disk.replace("Gi", "")) > Long.parseLong(size.replace("Gi", "")),
+                    overlay + ": the node's disk is reserved for the volume (ephemeral-storage " + disk + ")");
         }
         assertEquals(2, withDisk, "the base and the GPU overlay keep it");
     }
