@@ -135,6 +135,10 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                 throw FieldViolation.invalid("priority", badPriority);
             }
             GenerationOptions options = outputOptions(req, prompt); // once: a schema is compiled here
+            if (req.hasBeamSearch()) {
+                beamSearch(req, call, id, arrival, prompt, params, n, options);
+                return;
+            }
             Call c = new Call(call, id, n, stalledReaderNanos);
             for (int i = 0; i < n; i++) {
                 // Sample i draws from seed + i: reproducible, and each sample different.
@@ -162,6 +166,101 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
         } catch (IllegalArgumentException e) {
             out.onError(PromptBuilder.invalid(e.getMessage()));
         }
+    }
+
+    /**
+     * vLLM's beam search ({@link BeamSearch}): each step's beams run as prompt-logits sequences through the
+     * scheduler (their shared prefixes from the prefix cache); then the best {@code width} are replayed
+     * through the output pipeline (text, reasoning split, tool calls, stop strings) as choices, best first.
+     */
+    private void beamSearch(GenerateRequest req, ServerCallStreamObserver<GenerateResponse> call, String id, long arrival,
+            Prompt prompt, SamplingParams params, int width, GenerationOptions options) {
+        dev.epic.proto.SamplingParams s = req.getSampling();
+        String unsupported = s.hasLogprobs() ? "sampling.logprobs" : s.hasPromptLogprobs() ? "sampling.prompt_logprobs"
+                : constrained(req) ? (req.getResponseFormat().getType() != ResponseFormat.Type.TEXT ? "response_format"
+                        : "tool_choice")
+                : s.getLogitBiasCount() > 0 ? "sampling.logit_bias"
+                : s.getAllowedTokenIdsCount() > 0 ? "sampling.allowed_token_ids"
+                : s.getPresencePenalty() != 0 ? "sampling.presence_penalty"
+                : s.getFrequencyPenalty() != 0 ? "sampling.frequency_penalty"
+                : s.hasRepetitionPenalty() && s.getRepetitionPenalty() != 1 ? "sampling.repetition_penalty"
+                : s.getMinTokens() > 0 ? "sampling.min_tokens" : null;
+        if (unsupported != null) {
+            throw FieldViolation.invalid(unsupported, "not supported with beam_search (beams follow the model's own "
+                    + "log-probabilities)");
+        }
+        double lengthPenalty = req.getBeamSearch().hasLengthPenalty() ? req.getBeamSearch().getLengthPenalty() : 1.0;
+        if (!Double.isFinite(lengthPenalty)) {
+            throw FieldViolation.invalid("beam_search.length_penalty", "must be a finite number, got " + lengthPenalty);
+        }
+        requireWorkers();
+        Call c = new Call(call, id, width, stalledReaderNanos);
+        List<LogitsTask> inFlight = new java.util.concurrent.CopyOnWriteArrayList<>();
+        java.util.concurrent.atomic.AtomicBoolean gone = new java.util.concurrent.atomic.AtomicBoolean();
+        call.setOnCancelHandler(() -> {
+            gone.set(true);
+            inFlight.forEach(LogitsTask::cancel);
+            scheduler.wake();
+        });
+        Generation probe = new Generation(model.tokenizer(), prompt.ids(), params, options);
+        java.util.function.IntPredicate eos = params.ignoreEos() ? t -> false : probe::isEos;
+        Thread.ofVirtual().name("beam-search-" + id).start(() -> {
+            int[] cached = {-1};
+            try {
+                List<BeamSearch.Beam> beams = BeamSearch.search(prompt.ids(), width, params.maxTokens(), lengthPenalty, eos,
+                        sequences -> {
+                            if (gone.get()) {
+                                throw new java.util.concurrent.CancellationException("the client went away");
+                            }
+                            List<LogitsTask> tasks = sequences.stream().map(q -> new LogitsTask(q, 0)).toList();
+                            inFlight.clear();
+                            inFlight.addAll(tasks);
+                            scheduler.submitAll(tasks);
+                            List<float[]> next = new ArrayList<>(tasks.size());
+                            for (LogitsTask t : tasks) {
+                                next.add(t.result().get().logits().getFirst());
+                            }
+                            if (cached[0] < 0) {
+                                cached[0] = tasks.getFirst().cachedPromptTokens();
+                            }
+                            return next;
+                        });
+                for (int i = 0; i < beams.size(); i++) {
+                    BeamSearch.Beam beam = beams.get(i);
+                    Generation g = new Generation(model.tokenizer(), prompt.ids(), params, options);
+                    StreamSink sink = new StreamSink(c, i, arrival, prompt.ids(), false, req.getContinuousUsage());
+                    sink.promptCached(Math.max(0, cached[0]));
+                    for (int t : beam.tokens()) {
+                        Delta d = g.accept(t);
+                        sink.delta(d);
+                        if (d.finished()) {
+                            break;
+                        }
+                    }
+                    if (!g.finished()) { // it drew end of sequence: that ends its text as a sampled one would
+                        sink.delta(beam.completed() ? g.accept(beam.end()) : g.cancel());
+                    }
+                }
+                for (int i = beams.size(); i < width; i++) { // fewer beams than asked: a vocabulary that small
+                    new StreamSink(c, i, arrival, prompt.ids(), false, false).delta(
+                            new Generation(model.tokenizer(), prompt.ids(), params, options).cancel());
+                }
+            } catch (java.util.concurrent.CancellationException e) {
+                log.debug("{}: beam search cancelled", id);
+                metrics.cancelled();
+                if (!gone.get()) { // the scheduler cancelled its sequences: it is shutting down
+                    c.fail(Status.UNAVAILABLE.withDescription("the server stopped during the beam search")
+                            .asRuntimeException());
+                }
+            } catch (QueueFullException e) {
+                c.fail(Status.RESOURCE_EXHAUSTED.withDescription(e.getMessage()).asRuntimeException());
+            } catch (java.util.concurrent.ExecutionException e) {
+                c.fail(toStatus(e.getCause()));
+            } catch (Exception e) {
+                c.fail(toStatus(e));
+            }
+        });
+        log.debug("{}: beam search of width {} over {} prompt tokens", id, width, prompt.ids().length);
     }
 
     /** sampling.n, at least 1 and at most what the scheduler can ever hold at once. */

@@ -84,6 +84,7 @@ final class OpenAiRequests {
     static Parsed chat(JsonNode body) {
         GenerateRequest.Builder r = GenerateRequest.newBuilder();
         refuseUnsupported(body);
+        beamSearch(body, r);
         Messages messages = messages(body);
         r.setChat(messages);
         if (present(body, "chat_template")) { // the coordinator takes it only when trusted to
@@ -164,6 +165,7 @@ final class OpenAiRequests {
             r.setSuffix(body.get("suffix").asText());
         }
         refuseUnsupported(body);
+        beamSearch(body, r);
         truncation(body, r);
         // A completion is the decoded text as is; its prompt starts with BOS unless the client says not.
         r.setRawOutput(true).setAddSpecialTokens(addSpecialTokens(body));
@@ -296,8 +298,16 @@ final class OpenAiRequests {
                 throw OpenAiError.badRequest("best_of", "'best_of' above 'n' is not supported");
             }
         }
+    }
+
+    /** vLLM's {@code use_beam_search}: n beams, scored with {@code length_penalty}. */
+    private static void beamSearch(JsonNode body, GenerateRequest.Builder r) {
         if (present(body, "use_beam_search") && bool(body, "use_beam_search", "use_beam_search")) {
-            throw OpenAiError.badRequest("use_beam_search", "beam search is not supported");
+            dev.epic.proto.BeamSearch.Builder b = dev.epic.proto.BeamSearch.newBuilder();
+            if (present(body, "length_penalty")) {
+                b.setLengthPenalty(number(body, "length_penalty"));
+            }
+            r.setBeamSearch(b);
         }
     }
 

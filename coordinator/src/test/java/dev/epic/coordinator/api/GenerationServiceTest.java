@@ -69,6 +69,7 @@ import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.SplittableRandom;
 import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -118,6 +119,66 @@ class GenerationServiceTest {
         List<GenerateResponse> out = new ArrayList<>();
         api.generate(req).forEachRemaining(out::add);
         return out;
+    }
+
+    /**
+     * Beam search through the scheduler returns what the same search over the engine's own forward passes
+     * finds (each step's logits computed whole on fresh caches, not through batches and the prefix cache):
+     * the same beams, best first, each replayed as a choice ending on EOS ("stop") or max_tokens ("length").
+     * Logprobs are refused with it.
+     */
+    @Test
+    void beamSearchFindsTheBeamsOfTheEnginesOwnForwardPasses() throws Exception {
+        int width = 3;
+        int maxTokens = 5;
+        try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
+            dev.epic.model.Transformer engine = dev.epic.model.Transformer.load(checkpoint);
+            BeamSearch.Model forward = sequences -> {
+                List<float[]> next = new ArrayList<>();
+                for (int[] q : sequences) {
+                    next.add(engine.forward(engine.newCache(), q));
+                }
+                return next;
+            };
+            int[] prompt = {5, 17, 4, 99, 250, 7};
+            checkBeams(prompt, width, maxTokens, 0.7f, BeamSearch.search(prompt, width, maxTokens, 0.7, t -> t == 1, forward));
+            // A prompt whose best beams include one ended by EOS (id 1), found among seeded random prompts: the
+            // plain sum (length_penalty 0) favours the beams that end early.
+            SplittableRandom r = new SplittableRandom(3);
+            for (int attempt = 0; ; attempt++) {
+                int[] q = r.ints(6, 2, 2000).toArray();
+                List<BeamSearch.Beam> want = BeamSearch.search(q, width, maxTokens, 0, t -> t == 1, forward);
+                if (want.stream().anyMatch(BeamSearch.Beam::completed)) {
+                    checkBeams(q, width, maxTokens, 0f, want);
+                    break;
+                }
+                assertTrue(attempt < 400, "no prompt among 400 has a beam ended by EOS");
+            }
+        }
+    }
+
+    private static void checkBeams(int[] prompt, int width, int maxTokens, float lengthPenalty, List<BeamSearch.Beam> want) {
+        SamplingParams p = SamplingParams.newBuilder().setN(width).setMaxTokens(maxTokens).build();
+        GenerateRequest req = ids(p, prompt).toBuilder()
+                .setBeamSearch(dev.epic.proto.BeamSearch.newBuilder().setLengthPenalty(lengthPenalty)).build();
+        List<GenerateResponse> stream = collect(req);
+        for (int i = 0; i < width; i++) {
+            final int index = i;
+            List<GenerateResponse> choice = stream.stream().filter(r -> r.getIndex() == index).toList();
+            List<Integer> tokens = new ArrayList<>();
+            choice.forEach(r -> tokens.addAll(r.getTokenIdsList()));
+            BeamSearch.Beam beam = want.get(i);
+            int[] expected = beam.completed() ? IntStream.concat(IntStream.of(beam.tokens()), IntStream.of(beam.end()))
+                    .toArray() : beam.tokens();
+            assertArrayEquals(expected, tokens.stream().mapToInt(Integer::intValue).toArray(), "choice " + i);
+            GenerateResponse last = choice.getLast();
+            assertEquals(beam.completed() ? FinishReason.STOP : FinishReason.LENGTH, last.getFinishReason(), "choice " + i);
+            assertEquals(prompt.length, last.getUsage().getPromptTokens());
+        }
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> collect(req.toBuilder()
+                .setSampling(p.toBuilder().setLogprobs(2)).build()));
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+        assertTrue(e.getStatus().getDescription().contains("sampling.logprobs"), e.getStatus().getDescription());
     }
 
     @Test

@@ -141,12 +141,27 @@ class OpenAiRequestsTest {
         String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
         for (String field : new String[] {"\"logit_bias\": {\"x\": 10}", "\"guided_grammar\": 7", "\"best_of\": 3",
                 "\"response_format\": {\"type\": \"json_schema\"}",
-                "\"use_beam_search\": true", "\"functions\": []"}) {
+                "\"functions\": []"}) {
             OpenAiError e = assertThrows(OpenAiError.class, () -> chat(base + field + "}"), field);
             assertEquals(field.substring(1, field.indexOf('"', 1)), e.param);
         }
         chat(base + "\"logit_bias\": {}, \"best_of\": 2, \"n\": 2, \"parallel_tool_calls\": true, "
                 + "\"response_format\": {\"type\": \"text\"}, \"chat_template_kwargs\": {\"enable_thinking\": null}}");
+    }
+
+    /** vLLM's use_beam_search with its length_penalty; the beam width is n. */
+    @Test
+    void beamSearchAsksForBeamsOfWidthN() {
+        String base = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], ";
+        GenerateRequest r = chat(base + "\"use_beam_search\": true, \"n\": 3, \"length_penalty\": 0.5}").request();
+        assertTrue(r.hasBeamSearch());
+        assertEquals(0.5f, r.getBeamSearch().getLengthPenalty());
+        assertEquals(3, r.getSampling().getN());
+        assertFalse(chat(base + "\"use_beam_search\": true}").request().getBeamSearch().hasLengthPenalty());
+        assertFalse(chat(base + "\"use_beam_search\": false, \"length_penalty\": 2}").request().hasBeamSearch());
+        assertTrue(OpenAiRequests.completion(OpenAiRequests.parse("{\"prompt\": \"x\", \"use_beam_search\": true}"
+                .getBytes(StandardCharsets.UTF_8)))
+                .request().hasBeamSearch());
     }
 
     @Test

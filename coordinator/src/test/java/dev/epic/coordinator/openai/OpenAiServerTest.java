@@ -359,6 +359,31 @@ class OpenAiServerTest {
         return ids.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(","));
     }
 
+    /** vLLM's use_beam_search: n choices, the gRPC beam search's, best first; a 400 names what it cannot take. */
+    @Test
+    void beamSearchAnswersAreTheGrpcBeams() throws Exception {
+        JsonNode a = ok(post("/v1/completions", "{\"prompt\": \"The sky is\", \"use_beam_search\": true, \"n\": 2, "
+                + "\"max_tokens\": 4, \"length_penalty\": 0.5, \"ignore_eos\": true}"));
+        List<GenerateResponse> ref = generate(GenerateRequest.newBuilder()
+                .setTokenIds(TokenIds.newBuilder().addAllIds(ids("The sky is", true)))
+                .setSampling(SamplingParams.newBuilder().setN(2).setMaxTokens(4).setIgnoreEos(true))
+                .setBeamSearch(dev.epic.proto.BeamSearch.newBuilder().setLengthPenalty(0.5f)).build());
+        assertEquals(2, a.get("choices").size());
+        for (int i = 0; i < 2; i++) {
+            final int index = i;
+            List<Integer> tokens = ref.stream().filter(r -> r.getIndex() == index)
+                    .flatMap(r -> r.getTokenIdsList().stream()).toList();
+            assertEquals(4, tokens.size());
+            assertEquals(decode(tokens), a.get("choices").get(i).get("text").asText(), "choice " + i);
+            assertEquals("length", a.get("choices").get(i).get("finish_reason").asText());
+        }
+        assertEquals(8, a.get("usage").get("completion_tokens").asInt());
+        HttpResponse<String> bad = post("/v1/completions", "{\"prompt\": \"x\", \"use_beam_search\": true, "
+                + "\"logit_bias\": {\"5\": 3}}");
+        assertEquals(400, bad.statusCode(), bad.body());
+        assertTrue(bad.body().contains("logit_bias"), bad.body());
+    }
+
     /** A completion is the plain decoded text of its tokens, after a prompt that starts with BOS. */
     @Test
     void completionsTakeTextOrTokenIds() throws Exception {

@@ -239,6 +239,11 @@ public final class Generation {
         return finishReason != null;
     }
 
+    /** Whether {@code token} ends the answer as end of sequence (ignore_eos aside). */
+    public boolean isEos(int token) {
+        return eos.contains(token);
+    }
+
     /** Null while running. */
     public FinishReason finishReason() {
         return finishReason;
