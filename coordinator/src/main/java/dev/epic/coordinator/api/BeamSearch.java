@@ -38,10 +38,12 @@ final class BeamSearch {
     /**
      * The {@code width} best beams after {@code prompt}, best first.
      *
-     * @param eos whether a token completes a beam (end of sequence; none with ignore_eos)
+     * @param eos        whether a token completes a beam (end of sequence; none with ignore_eos)
+     * @param vocabulary the ids an answer may hold are below it (the tokenizer's; the logits' rows past it are
+     *                   padding), as sampling takes them
      */
     static List<Beam> search(int[] prompt, int width, int maxTokens, double lengthPenalty,
-            java.util.function.IntPredicate eos, Model model) throws Exception {
+            java.util.function.IntPredicate eos, int vocabulary, Model model) throws Exception {
         Comparator<Beam> best = Comparator.comparingDouble((Beam b) -> b.score(prompt.length, lengthPenalty)).reversed();
         List<Beam> running = List.of(new Beam(new int[0], 0, -1));
         List<Beam> completed = new ArrayList<>();
@@ -56,7 +58,8 @@ final class BeamSearch {
             List<Beam> extended = new ArrayList<>();
             for (int i = 0; i < running.size(); i++) {
                 Beam b = running.get(i);
-                double[] logprobs = logSoftmax(logits.get(i));
+                float[] row = logits.get(i);
+                double[] logprobs = logSoftmax(row.length > vocabulary ? Arrays.copyOf(row, vocabulary) : row);
                 for (int token : top(logprobs, 2 * width)) {
                     double lp = b.logprob() + logprobs[token];
                     if (eos.test(token)) {

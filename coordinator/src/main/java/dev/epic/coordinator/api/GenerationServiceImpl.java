@@ -208,7 +208,7 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
             int[] cached = {-1};
             try {
                 List<BeamSearch.Beam> beams = BeamSearch.search(prompt.ids(), width, params.maxTokens(), lengthPenalty, eos,
-                        sequences -> {
+                        model.tokenizer().size(), sequences -> {
                             if (gone.get()) {
                                 throw new java.util.concurrent.CancellationException("the client went away");
                             }

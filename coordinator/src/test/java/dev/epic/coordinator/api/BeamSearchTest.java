@@ -46,9 +46,9 @@ class BeamSearchTest {
         p[C] = new double[] {0.0999, 0.5, 0.4, 0.0001};
         int[] prompt = {C, C, C}; // after C: A 0.5, B 0.4
         List<Integer> calls = new ArrayList<>();
-        List<BeamSearch.Beam> greedy = BeamSearch.search(prompt, 1, 2, 1.0, t -> t == EOS, markov(p, calls));
+        List<BeamSearch.Beam> greedy = BeamSearch.search(prompt, 1, 2, 1.0, t -> t == EOS, 100, markov(p, calls));
         assertArrayEquals(new int[] {A, A}, greedy.getFirst().tokens());
-        List<BeamSearch.Beam> two = BeamSearch.search(prompt, 2, 2, 1.0, t -> t == EOS, markov(p, calls));
+        List<BeamSearch.Beam> two = BeamSearch.search(prompt, 2, 2, 1.0, t -> t == EOS, 100, markov(p, calls));
         assertArrayEquals(new int[] {B, C}, two.getFirst().tokens());
         assertEquals(Math.log(0.4 * 0.9), two.getFirst().logprob(), 1e-6);
         assertEquals(2, two.size());
@@ -69,13 +69,13 @@ class BeamSearchTest {
         p[B] = new double[] {0.05, 0.05, 0.05, 0.85};
         p[C] = new double[] {0.6, 0.2, 0.1, 0.1}; // after C, EOS is likeliest
         int[] prompt = {C};
-        List<BeamSearch.Beam> mean = BeamSearch.search(prompt, 1, 3, 1.0, t -> t == EOS, markov(p, new ArrayList<>()));
+        List<BeamSearch.Beam> mean = BeamSearch.search(prompt, 1, 3, 1.0, t -> t == EOS, 100, markov(p, new ArrayList<>()));
         assertTrue(mean.getFirst().completed());
         assertEquals(EOS, mean.getFirst().end());
         assertArrayEquals(new int[0], mean.getFirst().tokens(), "EOS at once: log 0.6 over 1 position");
-        List<BeamSearch.Beam> sum = BeamSearch.search(prompt, 2, 3, 0.0, t -> t == EOS, markov(p, new ArrayList<>()));
+        List<BeamSearch.Beam> sum = BeamSearch.search(prompt, 2, 3, 0.0, t -> t == EOS, 100, markov(p, new ArrayList<>()));
         assertEquals(Math.log(0.6), sum.getFirst().logprob(), 1e-6, "the plain sum prefers the shortest");
-        List<BeamSearch.Beam> none = BeamSearch.search(prompt, 1, 3, 1.0, t -> false, markov(p, new ArrayList<>()));
+        List<BeamSearch.Beam> none = BeamSearch.search(prompt, 1, 3, 1.0, t -> false, 100, markov(p, new ArrayList<>()));
         assertEquals(3, none.getFirst().tokens().length, "without EOS (ignore_eos) every beam runs to max_tokens");
         assertTrue(!none.getFirst().completed());
     }
@@ -106,9 +106,26 @@ class BeamSearchTest {
                 }
                 want[i] = last = best;
             }
-            List<BeamSearch.Beam> one = BeamSearch.search(new int[] {5}, 1, 6, 1.0, t -> false, markov(p, new ArrayList<>()));
+            List<BeamSearch.Beam> one = BeamSearch.search(new int[] {5}, 1, 6, 1.0, t -> false, 100, markov(p, new ArrayList<>()));
             assertArrayEquals(want, one.getFirst().tokens(), "round " + round);
         }
+    }
+
+    /** Ids past the vocabulary (the lm_head's padding rows) are never a beam's, however likely. */
+    @Test
+    void paddingIdsAreNeverChosen() throws Exception {
+        double[][] p = new double[4][];
+        for (int t = 0; t < 4; t++) {
+            p[t] = new double[] {0.01, 0.2, 0.09, 0.7}; // C (3) would win
+        }
+        List<BeamSearch.Beam> beams = BeamSearch.search(new int[] {A}, 2, 3, 1.0, t -> t == EOS, 3,
+                markov(p, new ArrayList<>()));
+        for (BeamSearch.Beam b : beams) {
+            for (int t : b.tokens()) {
+                assertTrue(t < 3, "token " + t);
+            }
+        }
+        assertArrayEquals(new int[] {A, A, A}, beams.getFirst().tokens());
     }
 
     @Test

@@ -133,6 +133,7 @@ class GenerationServiceTest {
         int maxTokens = 5;
         try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
             dev.epic.model.Transformer engine = dev.epic.model.Transformer.load(checkpoint);
+            int vocabulary = dev.epic.text.tokenizer.Tokenizer.fromModelDir(TestData.model("tiny-v3")).size();
             BeamSearch.Model forward = sequences -> {
                 List<float[]> next = new ArrayList<>();
                 for (int[] q : sequences) {
@@ -141,13 +142,13 @@ class GenerationServiceTest {
                 return next;
             };
             int[] prompt = {5, 17, 4, 99, 250, 7};
-            checkBeams(prompt, width, maxTokens, 0.7f, BeamSearch.search(prompt, width, maxTokens, 0.7, t -> t == 1, forward));
+            checkBeams(prompt, width, maxTokens, 0.7f, BeamSearch.search(prompt, width, maxTokens, 0.7, t -> t == 1, vocabulary, forward));
             // A prompt whose best beams include one ended by EOS (id 1), found among seeded random prompts: the
             // plain sum (length_penalty 0) favours the beams that end early.
             SplittableRandom r = new SplittableRandom(3);
             for (int attempt = 0; ; attempt++) {
                 int[] q = r.ints(6, 2, 2000).toArray();
-                List<BeamSearch.Beam> want = BeamSearch.search(q, width, maxTokens, 0, t -> t == 1, forward);
+                List<BeamSearch.Beam> want = BeamSearch.search(q, width, maxTokens, 0, t -> t == 1, vocabulary, forward);
                 if (want.stream().anyMatch(BeamSearch.Beam::completed)) {
                     checkBeams(q, width, maxTokens, 0f, want);
                     break;
