@@ -233,7 +233,7 @@ class PrefixDiskTest {
      * A waiting prompt's blocks are read from disk off the engine thread, so the batch goes on stepping
      * meanwhile: with every block read taking 200 ms, a running sequence takes many steps between the
      * golden prompt's arrival and its start from its nine blocks (read on the engine thread, it would
-     * take none), and the prompt still gives the golden logits.
+     * take one at most), and the prompt still gives the golden logits.
      */
     @Test
     void aPromptWaitingForItsBlocksOnDiskLetsTheBatchStepMeanwhile() throws Exception {
