@@ -90,8 +90,8 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
         CheckpointFingerprint fingerprint = CheckpointFingerprint.of(dir);
         String wire = experts instanceof dev.epic.coordinator.experts.RemoteExperts r
                 ? r.encoding().name().toLowerCase(java.util.Locale.ROOT) : "fp32"; // in process: fp32's bits
-        String numerics = dev.epic.coordinator.scheduler.PrefixDisk.identity(fingerprint.sha256(),
-                format.effective(checkpoint).id(), wire);
+        String numerics = "checkpoint=" + fingerprint.sha256() + " weights=" + format.effective(checkpoint).id()
+                + " wire=" + wire;
         return new ServedModel(dir, c, transformer, tokenizer, template, fingerprint, limit, bytes, attention, false,
                 numerics);
     }

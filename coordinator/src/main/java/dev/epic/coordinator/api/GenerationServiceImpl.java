@@ -237,7 +237,9 @@ public final class GenerationServiceImpl extends GenerationServiceGrpc.Generatio
                             break;
                         }
                     }
-                    if (!g.finished()) { // it drew end of sequence: that ends its text as a sampled one would
+                    // A beam ended by EOS ends on that token, as a sampled answer would; a running beam has
+                    // max_tokens tokens and has ended on the last (LENGTH), so cancel() is only a safeguard.
+                    if (!g.finished()) {
                         sink.delta(beam.completed() ? g.accept(beam.end()) : g.cancel());
                     }
                 }

@@ -290,7 +290,7 @@ public final class PrefixCache implements PrefixStore {
         for (int b = path.size(); b < restorable(prompt); b++) {
             Key key = Key.of(prompt, b);
             byte[] hash = PrefixDisk.next(parent, key.tokens());
-            KvBlock block = ready.remove(PrefixDisk.key(hash));
+            KvBlock block = ready.remove(PrefixDisk.name(hash));
             if (block == null) {
                 block = disk.load(hash, parent, key.tokens());
             }

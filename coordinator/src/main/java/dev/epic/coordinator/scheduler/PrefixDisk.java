@@ -81,11 +81,6 @@ public final class PrefixDisk implements AutoCloseable {
         }
     }
 
-    /** The identity of a served model's KV: its checkpoint, the weight format served, and the experts' wire format. */
-    public static String identity(String checkpointSha256, String weights, String wire) {
-        return "checkpoint=" + checkpointSha256 + " weights=" + weights + " wire=" + wire;
-    }
-
     private record Pending(String name, byte[] label, KvBlock block, long bytes) {}
 
     private final Path dir;
@@ -239,7 +234,7 @@ public final class PrefixDisk implements AutoCloseable {
     /**
      * Reads blocks i = 0, 1, ... (block i holds {@code tokens.get(i)} after the prefix hashed
      * {@code parents.get(i)}, and hashes to {@code hashes.get(i)}) on the reading thread, up to the first
-     * missing one: the blocks read, by {@link #key} of their hash.
+     * missing one: the blocks read, by {@link #name} of their hash.
      */
     java.util.concurrent.CompletableFuture<Map<String, KvBlock>> readAhead(List<byte[]> hashes, List<byte[]> parents,
             List<int[]> tokens) {
@@ -253,15 +248,10 @@ public final class PrefixDisk implements AutoCloseable {
                 if (b == null) {
                     break;
                 }
-                read.put(key(hashes.get(i)), b);
+                read.put(name(hashes.get(i)), b);
             }
             return read;
         }, reader);
-    }
-
-    /** A block's key among those read ahead. */
-    static String key(byte[] hash) {
-        return HexFormat.of().formatHex(hash);
     }
 
     /** What a block's file is labelled with: its parent's hash and its tokens. */
@@ -272,7 +262,8 @@ public final class PrefixDisk implements AutoCloseable {
         return b.array();
     }
 
-    private static String name(byte[] hash) {
+    /** A block's file name, and its key among those read ahead. */
+    static String name(byte[] hash) {
         return HexFormat.of().formatHex(hash) + SUFFIX;
     }
 

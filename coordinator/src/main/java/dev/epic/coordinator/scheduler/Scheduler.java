@@ -584,9 +584,8 @@ public final class Scheduler implements AutoCloseable {
         PrefixCache.ReadAhead read = readingAhead.get(t);
         if (read == null) {
             Object group = t.prefixGroup();
-            for (Map.Entry<SequenceTask, PrefixCache.ReadAhead> e : group == null ? Set.<Map.Entry<SequenceTask,
-                    PrefixCache.ReadAhead>>of() : readingAhead.entrySet()) {
-                if (e.getValue() != NO_READ && group.equals(e.getKey().prefixGroup())) {
+            for (Map.Entry<SequenceTask, PrefixCache.ReadAhead> e : readingAhead.entrySet()) {
+                if (group != null && e.getValue() != NO_READ && group.equals(e.getKey().prefixGroup())) {
                     return !e.getValue().blocks().isDone(); // a sample of the same prompt reads its blocks
                 }
             }

@@ -16,13 +16,13 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 class PrefixCacheTest {
-    private static final int LAYERS = 2;
-    private static final int RANK = 3;
-    private static final int ROPE = 2;
+    static final int LAYERS = 2;
+    static final int RANK = 3;
+    static final int ROPE = 2;
     private static final int B = PrefixCache.BLOCK;
 
     /** A cache holding prompt.length positions whose values are a function of (layer, position, token). */
-    private static KvCache computed(int[] prompt) {
+    static KvCache computed(int[] prompt) {
         HeapKvCache c = new HeapKvCache(LAYERS, RANK, ROPE, 10_000);
         for (int layer = 0; layer < LAYERS; layer++) {
             for (int p = 0; p < prompt.length; p++) {
@@ -34,7 +34,7 @@ class PrefixCacheTest {
         return c;
     }
 
-    private static int[] tokens(int seed, int n) {
+    static int[] tokens(int seed, int n) {
         int[] t = new int[n];
         for (int i = 0; i < n; i++) {
             t[i] = (seed * 7919 + i * 31) % 1000;
@@ -49,7 +49,7 @@ class PrefixCacheTest {
     }
 
     /** Restores prompt into a fresh cache and checks every restored position against a full computation. */
-    private static int restoreAndCheck(PrefixCache cache, int[] prompt) {
+    static int restoreAndCheck(PrefixCache cache, int[] prompt) {
         HeapKvCache fresh = new HeapKvCache(LAYERS, RANK, ROPE, 10_000);
         int n = cache.restore(prompt, fresh);
         assertEquals(n, fresh.length());

@@ -1,5 +1,8 @@
 package dev.epic.coordinator.scheduler;
 
+import static dev.epic.coordinator.scheduler.PrefixCacheTest.computed;
+import static dev.epic.coordinator.scheduler.PrefixCacheTest.restoreAndCheck;
+import static dev.epic.coordinator.scheduler.PrefixCacheTest.tokens;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -8,7 +11,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.model.Golden;
 import dev.epic.model.HeapKvCache;
-import dev.epic.model.KvCache;
 import dev.epic.model.KvCacheDtype;
 import dev.epic.model.TestData;
 import dev.epic.model.Transformer;
@@ -24,57 +26,31 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** The prefix cache's disk tier: blocks evicted from memory, or kept before a restart, are read back. */
 class PrefixDiskTest {
-    private static final int LAYERS = 2;
-    private static final int RANK = 3;
-    private static final int ROPE = 2;
+    private static final int LAYERS = PrefixCacheTest.LAYERS;
+    private static final int RANK = PrefixCacheTest.RANK;
+    private static final int ROPE = PrefixCacheTest.ROPE;
     private static final int B = PrefixCache.BLOCK;
     private static final long BLOCK_BYTES = (long) LAYERS * B * (RANK + ROPE) * Float.BYTES;
 
     @TempDir
     Path dir;
 
-    /** A cache holding prompt.length positions whose values are a function of (layer, position, token). */
-    private static KvCache computed(int[] prompt) {
-        HeapKvCache c = new HeapKvCache(LAYERS, RANK, ROPE, 10_000);
-        for (int layer = 0; layer < LAYERS; layer++) {
-            for (int p = 0; p < prompt.length; p++) {
-                float v = layer * 1e6f + p * 1e3f + prompt[p];
-                c.write(layer, p, new float[] {v, v + 0.25f, v + 0.5f}, 0, new float[] {-v, -v - 0.5f}, 0);
-            }
-        }
-        c.setLength(prompt.length);
-        return c;
-    }
-
-    private static int[] tokens(int seed, int n) {
-        int[] t = new int[n];
-        for (int i = 0; i < n; i++) {
-            t[i] = (seed * 7919 + i * 31) % 1000;
-        }
-        return t;
-    }
-
     private PrefixDisk disk(long capacityBytes, String identity) {
         return PrefixDisk.open(new PrefixDisk.Options(dir, capacityBytes, identity), LAYERS, RANK, ROPE, KvCacheDtype.FP32);
     }
 
-    /** Restores prompt into a fresh cache and checks every restored position against a full computation. */
-    private static int restoreAndCheck(PrefixCache cache, int[] prompt) {
-        HeapKvCache fresh = new HeapKvCache(LAYERS, RANK, ROPE, 10_000);
-        int n = cache.restore(prompt, fresh);
-        assertEquals(n, fresh.length());
-        KvCache expected = computed(prompt);
-        for (int layer = 0; layer < LAYERS; layer++) {
-            float[] lat = new float[n * RANK];
-            float[] pe = new float[n * ROPE];
-            fresh.read(layer, n, lat, pe);
-            float[] wantLat = new float[prompt.length * RANK];
-            float[] wantPe = new float[prompt.length * ROPE];
-            expected.read(layer, prompt.length, wantLat, wantPe);
-            assertArrayEquals(Arrays.copyOf(wantLat, n * RANK), lat, "layer " + layer);
-            assertArrayEquals(Arrays.copyOf(wantPe, n * ROPE), pe, "layer " + layer);
+    /** A scheduler's options with a 64 MiB prefix cache and its disk tier in {@link #dir}. */
+    private SchedulerOptions schedulerWithDisk() {
+        return new SchedulerOptions(4, 4, 64, 64L << 20).withPrefixDisk(new PrefixDisk.Options(dir, 64L << 20, "tiny-v3 test"));
+    }
+
+    /** Runs {@code prompt} through a scheduler of these options, which keeps its blocks, and stops it. */
+    private static void keepOnDisk(Checkpoint checkpoint, SchedulerOptions o, int[] prompt) throws Exception {
+        try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
+            LogitsTask warm = new LogitsTask(prompt, 0);
+            s.submit(warm);
+            warm.result().get(60, TimeUnit.SECONDS);
         }
-        return n;
     }
 
     private List<Path> blockFiles() throws Exception {
@@ -206,14 +182,9 @@ class PrefixDiskTest {
     void afterARestartAPromptFromBlocksOnDiskGivesTheGoldenLogits() throws Exception {
         Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4);
         int[] head = Arrays.copyOf(g.tokens(), 150);
-        SchedulerOptions o = new SchedulerOptions(4, 4, 64, 64L << 20)
-                .withPrefixDisk(new PrefixDisk.Options(dir, 64L << 20, "tiny-v3 test"));
+        SchedulerOptions o = schedulerWithDisk();
         try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
-            try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
-                LogitsTask warm = new LogitsTask(head, 0);
-                s.submit(warm);
-                warm.result().get(60, TimeUnit.SECONDS);
-            }
+            keepOnDisk(checkpoint, o, head); // a first run, stopped
             try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
                 LogitsTask full = new LogitsTask(g.tokens(), 12);
                 s.submit(full);
@@ -239,14 +210,9 @@ class PrefixDiskTest {
     void aPromptWaitingForItsBlocksOnDiskLetsTheBatchStepMeanwhile() throws Exception {
         Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4);
         int[] head = Arrays.copyOf(g.tokens(), 150);
-        SchedulerOptions o = new SchedulerOptions(4, 4, 64, 64L << 20)
-                .withPrefixDisk(new PrefixDisk.Options(dir, 64L << 20, "tiny-v3 test"));
+        SchedulerOptions o = schedulerWithDisk();
         try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
-            try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
-                LogitsTask warm = new LogitsTask(head, 0);
-                s.submit(warm);
-                warm.result().get(60, TimeUnit.SECONDS);
-            }
+            keepOnDisk(checkpoint, o, head); // a first run, stopped
             try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
                 LogitsTask running = new LogitsTask(tokens(21, 20), 2000);
                 s.submit(running);
@@ -277,14 +243,9 @@ class PrefixDiskTest {
     @Test
     void theSamplesOfOnePromptReadItsBlocksOnce() throws Exception {
         Golden.Prompt g = Golden.of("tiny-v3").prompts().get(4);
-        SchedulerOptions o = new SchedulerOptions(4, 4, 64, 64L << 20)
-                .withPrefixDisk(new PrefixDisk.Options(dir, 64L << 20, "tiny-v3 test"));
+        SchedulerOptions o = schedulerWithDisk();
         try (Checkpoint checkpoint = Checkpoint.open(TestData.model("tiny-v3"))) {
-            try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
-                LogitsTask warm = new LogitsTask(g.tokens(), 0);
-                s.submit(warm);
-                warm.result().get(60, TimeUnit.SECONDS);
-            }
+            keepOnDisk(checkpoint, o, g.tokens()); // a first run, stopped
             try (Scheduler s = new Scheduler(Transformer.load(checkpoint), o).start()) {
                 Object group = new Object();
                 List<CollectingSink> sinks = List.of(new CollectingSink(), new CollectingSink(), new CollectingSink());
