@@ -45,6 +45,8 @@ public final class Transformer {
     private volatile Mtp mtp;
     /** How this process's caches store positions; set before serving (attention workers have their own flag). */
     private volatile KvCacheDtype kvCacheDtype = KvCacheDtype.FP32;
+    /** Steps of two or more sequences run as two overlapped micro-batches ({@link TwoBatchOverlap}). */
+    private volatile boolean twoBatchOverlap;
 
     public Transformer(ModelConfig c, WeightSource w, RoutedExperts experts) {
         this(c, w, experts, null);
@@ -204,6 +206,20 @@ public final class Transformer {
         return this;
     }
 
+    /**
+     * Runs steps of two or more sequences as two micro-batches, each one's attention alongside the other's
+     * routed experts ({@link TwoBatchOverlap}). It pays only where those experts compute elsewhere;
+     * the results are the same bits either way.
+     */
+    public Transformer twoBatchOverlap(boolean on) {
+        this.twoBatchOverlap = on;
+        return this;
+    }
+
+    public boolean twoBatchOverlap() {
+        return twoBatchOverlap;
+    }
+
     public KvCacheDtype kvCacheDtype() {
         return external != null ? external.kvCacheDtype() : kvCacheDtype;
     }
@@ -251,9 +267,14 @@ public final class Transformer {
             }
         }
         observer.embeddings(h, rows);
-        for (int i = 0; i < layers.size(); i++) {
-            layers.get(i).forward(h, rows, sequences, observer);
-            observer.blockOutput(i, h, rows);
+        int split = twoBatchOverlap && observer == ForwardObserver.NONE ? TwoBatchOverlap.split(sequences) : 0;
+        if (split > 0) {
+            TwoBatchOverlap.run(layers, h, hidden, sequences, split);
+        } else {
+            for (int i = 0; i < layers.size(); i++) {
+                layers.get(i).forward(h, rows, sequences, observer);
+                observer.blockOutput(i, h, rows);
+            }
         }
         // Final norm and lm_head over the wanted rows of all chunks in one matmul (one pass over lm_head).
         int wanted = 0;

@@ -44,6 +44,15 @@ public final class DecoderLayer {
 
     /** Updates the residual stream h[rows x hidden] in place. */
     public void forward(float[] h, int rows, List<SequenceRows> sequences, ForwardObserver observer) {
+        attend(h, rows, sequences);
+        Routing routing = feedForward(h, rows, null);
+        if (routing != null) {
+            observer.routing(index, routing);
+        }
+    }
+
+    /** The attention half: {@code h += MLA(RMSNorm(h))}. */
+    public void attend(float[] h, int rows, List<SequenceRows> sequences) {
         float[] x = new float[rows * hidden];
         float[] y = new float[rows * hidden];
         inputNorm.apply(h, x, rows);
@@ -53,13 +62,28 @@ public final class DecoderLayer {
             attention.forward(x, rows, sequences, y);
         }
         add(h, y, rows);
+    }
+
+    /**
+     * The feed-forward half: {@code h += FFN(RMSNorm(h))}. {@code alongside} (may be null) runs on this
+     * thread while the routed experts compute elsewhere (after a dense MLP, which has none). Returns the
+     * MoE routing, or null for a dense layer.
+     */
+    public Routing feedForward(float[] h, int rows, Runnable alongside) {
+        float[] x = new float[rows * hidden];
+        float[] y = new float[rows * hidden];
         postAttentionNorm.apply(h, x, rows);
+        Routing routing = null;
         if (moe != null) {
-            observer.routing(index, moe.forward(x, rows, y));
+            routing = moe.forward(x, rows, y, alongside);
         } else {
             mlp.forward(x, y, rows);
         }
         add(h, y, rows);
+        if (moe == null && alongside != null) {
+            alongside.run();
+        }
+        return routing;
     }
 
     /** Weight bytes one token reads in this layer (attention + dense MLP or its active MoE part). */

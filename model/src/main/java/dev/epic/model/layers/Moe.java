@@ -56,15 +56,31 @@ public final class Moe {
 
     /** out[rows x hidden] = MoE(x); returns the routing decision. */
     public Routing forward(float[] x, int rows, float[] out) {
+        return forward(x, rows, out, null);
+    }
+
+    /**
+     * {@link #forward(float[], int, float[])}, running {@code alongside} (may be null) on this thread
+     * while the routed experts compute, after the shared expert.
+     */
+    public Routing forward(float[] x, int rows, float[] out, Runnable alongside) {
         Routing routing = gate.route(x, rows);
         if (shared == null) {
-            experts.forward(layer, x, rows, routing.experts(), routing.weights(), routing.k(), out);
+            if (alongside == null) {
+                experts.forward(layer, x, rows, routing.experts(), routing.weights(), routing.k(), out);
+            } else {
+                experts.forward(layer, x, rows, routing.experts(), routing.weights(), routing.k(), out, alongside);
+            }
             return routing;
         }
         // The shared expert runs while remote experts compute; its sum is added after, as before.
         float[] z = new float[out.length];
-        experts.forward(layer, x, rows, routing.experts(), routing.weights(), routing.k(), out,
-                () -> shared.forward(x, z, rows));
+        experts.forward(layer, x, rows, routing.experts(), routing.weights(), routing.k(), out, () -> {
+            shared.forward(x, z, rows);
+            if (alongside != null) {
+                alongside.run();
+            }
+        });
         for (int i = 0; i < rows * shared.hidden(); i++) {
             out[i] += z[i];
         }
