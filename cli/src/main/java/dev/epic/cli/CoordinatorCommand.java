@@ -143,7 +143,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
                             m.registry())
                     : null;
             ServedModel served = chatTemplate.apply(ServedModel.open(model, backend.experts(), attention, maxContext, format));
-            served.transformer().kvCacheDtype(kvCacheDtype);
+            served.transformer().kvCacheDtype(kvCacheDtype).twoBatchOverlap(scheduler.twoBatchOverlap);
             server = CoordinatorServer.start(served, backend, scheduler.options(), host, port, m.registry());
             if (!skipWarmup) {
                 server.warmUp();

@@ -99,7 +99,10 @@ public final class LocalCommand implements Callable<Integer> {
                 workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, null,
                 redundantSlots, Duration.ofSeconds(rebalanceSeconds), expertDevice,
                 attentionWorkers > 0 && scheduler.kvCacheMb != null ? scheduler.kvCacheMb : 0, scheduler.kvCache.dtype(),
-                !skipWarmup, chatTemplate::apply);
+                !skipWarmup, served -> {
+                    served.transformer().twoBatchOverlap(scheduler.twoBatchOverlap);
+                    return chatTemplate.apply(served);
+                });
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host, openai.port != 0);

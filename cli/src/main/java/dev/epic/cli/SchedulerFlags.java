@@ -52,6 +52,12 @@ final class SchedulerFlags {
             + "(lower first, then arrival; the highest is preempted first), as vLLM's (default ${DEFAULT-VALUE})")
     String schedulingPolicy;
 
+    @Option(names = "--enable-two-batch-overlap", description = "run a step of two or more sequences as two "
+            + "micro-batches, each one's attention while the other's routed experts compute on the workers, as "
+            + "DeepSeek's inference system and SGLang do: hides the network and the workers behind the coordinator's "
+            + "work; the same results, bit for bit")
+    boolean twoBatchOverlap;
+
     @Mixin
     KvCacheFlags kvCache;
 

@@ -25,8 +25,9 @@ import java.util.Set;
  * The DeepSeek-V3 decoder in fp32: embedding, {@code num_hidden_layers} blocks, final RMSNorm,
  * lm_head. A step runs any mix of prefill chunks and decode tokens of different sequences together:
  * linears see all rows at once and every MoE layer makes one {@link RoutedExperts#forward} call
- * per step. The multi-token-prediction layer is not part of inference: it is loaded only to draft
- * tokens for speculative decoding ({@link #enableMtp}).
+ * per step (two with {@link #twoBatchOverlap}, one per micro-batch). The multi-token-prediction
+ * layer is not part of inference: it is loaded only to draft tokens for speculative decoding
+ * ({@link #enableMtp}).
  *
  * <p>Thread safety: the model holds no per-step state (all buffers are local to a step), so steps
  * over disjoint caches may run concurrently; one cache must not be in two concurrent steps.

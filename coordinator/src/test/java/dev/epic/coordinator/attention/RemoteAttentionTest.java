@@ -47,6 +47,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * RemoteAttention against real attention workers (gRPC over loopback, real ZooKeeper) holding the
@@ -157,13 +158,16 @@ class RemoteAttentionTest {
         return new Transformer(c, ck, LocalExperts.all(c, ck), remote);
     }
 
-    /** Also with bf16 caches on the workers, against the in-process engine's bf16 caches. */
+    /**
+     * Also with bf16 caches on the workers, against the in-process engine's bf16 caches, and with two-batch
+     * overlap (each micro-batch's attention alongside the other's experts).
+     */
     @ParameterizedTest
-    @CsvSource({"tiny-v3, FP32", "tiny-v3-fp8, FP32", "tiny-v3, BF16"})
-    void mixedStepsMatchTheInProcessEngineBitForBit(String model, KvCacheDtype dtype) throws Exception {
+    @CsvSource({"tiny-v3, FP32, false", "tiny-v3-fp8, FP32, false", "tiny-v3, BF16, false", "tiny-v3, FP32, true"})
+    void mixedStepsMatchTheInProcessEngineBitForBit(String model, KvCacheDtype dtype, boolean overlap) throws Exception {
         Path dir = TestData.model(model);
         Transformer remote = engine(dir, cluster(dir, 2, 16, AttentionWorker.defaultKvCacheBytes(), dtype))
-                .kvCacheDtype(dtype);
+                .kvCacheDtype(dtype).twoBatchOverlap(overlap);
         Transformer local = engine(dir, null).kvCacheDtype(dtype);
         KvCache[] r = {remote.newCache(), remote.newCache(), remote.newCache()};
         KvCache[] l = {local.newCache(), local.newCache(), local.newCache()};
@@ -537,10 +541,12 @@ class RemoteAttentionTest {
         }
     }
 
-    @Test
-    void theSchedulerFailsOnlyTheDeadWorkersSequencesAndFinishesTheRest() throws Exception {
+    /** Also with two-batch overlap, where a micro-batch's attention fails inside the other's experts call. */
+    @ParameterizedTest
+    @ValueSource(booleans = {false, true})
+    void theSchedulerFailsOnlyTheDeadWorkersSequencesAndFinishesTheRest(boolean overlap) throws Exception {
         Path dir = TestData.model("tiny-v3");
-        Transformer remote = engine(dir, cluster(dir, 2, 16));
+        Transformer remote = engine(dir, cluster(dir, 2, 16)).twoBatchOverlap(overlap);
         Transformer local = engine(dir, null);
         int steps = 1500;
         int[][] prompts = {{5, 17, 4}, {9, 8, 7, 6}, {100, 200}, {31, 41, 59, 26, 53}};

@@ -229,6 +229,56 @@ class RemoteExpertsTest {
         }
     }
 
+    /**
+     * Two-batch overlap over real workers, one of them a dead replica whose rows are retried: each step of
+     * several sequences runs as two micro-batches, each one's attention while the other's experts are on
+     * the workers, and its logits are the in-process engine's bits.
+     */
+    @Test
+    void twoBatchOverlapGivesTheInProcessBits() throws Exception {
+        String model = "tiny-v3";
+        ModelConfig cfg = checkpoint(model).config();
+        int n = cfg.nRoutedExperts();
+        String cluster = "overlap";
+        worker(model, cluster, "0-" + (n / 2 - 1));
+        worker(model, cluster, (n / 2) + "-" + (n - 1));
+        ghost(model, cluster, "ghost", "0-" + (n - 1));
+        try (RemoteExperts re = remote(model, cluster, RemoteExperts.Options.defaults())) {
+            Poll.until("three workers", () -> re.workers().size() == 3);
+            Transformer remote = new Transformer(cfg, checkpoint(model), re).twoBatchOverlap(true);
+            Transformer local = Transformer.load(checkpoint(model));
+            List<Golden.Prompt> prompts = Golden.of(model).prompts();
+            KvCache[] r = new KvCache[3];
+            KvCache[] l = new KvCache[3];
+            int[] next = new int[3];
+            List<dev.epic.model.SequenceChunk> rc = new ArrayList<>();
+            List<dev.epic.model.SequenceChunk> lc = new ArrayList<>();
+            for (int step = 0; step < 5; step++) {
+                rc.clear();
+                lc.clear();
+                for (int i = 0; i < 3; i++) {
+                    if (step == 0) {
+                        r[i] = remote.newCache();
+                        l[i] = local.newCache();
+                    }
+                    int[] tokens = step == 0 ? prompts.get(i).tokens() : new int[] {next[i]};
+                    rc.add(dev.epic.model.SequenceChunk.next(r[i], tokens));
+                    lc.add(dev.epic.model.SequenceChunk.next(l[i], tokens));
+                }
+                List<float[]> want = local.step(lc);
+                List<float[]> got = remote.step(rc);
+                for (int i = 0; i < 3; i++) {
+                    assertArrayEquals(want.get(i), got.get(i), "step " + step + ", sequence " + i);
+                    next[i] = argmax(got.get(i));
+                }
+            }
+            DispatchStats.Snapshot s = re.stats().snapshot();
+            int moeLayers = cfg.numHiddenLayers() - cfg.firstKDenseReplace();
+            assertEquals(5L * 2 * moeLayers, s.layerCalls(), "two experts calls per MoE layer per step: " + s);
+            assertTrue(s.retries() > 0, "the ghost got rows and they were retried: " + s);
+        }
+    }
+
     static void assertGolden(String model, Transformer engine, int... promptIndexes) {
         List<Golden.Prompt> prompts = Golden.of(model).prompts();
         for (int p : promptIndexes) {
