@@ -114,10 +114,11 @@ public final class CoordinatorServer implements AutoCloseable {
         check.scheduleWithFixedDelay(checkHealth, 0, 1, TimeUnit.SECONDS);
         PromptLookup drafts = options.speculation();
         log.info("coordinator serving {} ({}) on {}:{}: max-batch {}, max-queue {}, prefill budget {} tokens, "
-                        + "context {}{}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),
+                        + "context {}{}{}", model.name(), model.fingerprint().shortHash(), host, server.getPort(),
                 options.maxBatch(), options.maxQueue(), options.prefillBudget(), model.maxContext(),
                 drafts.mtp() ? ", drafts by the MTP layer" : drafts.enabled() ? ", up to " + drafts.tokens()
-                        + " drafts a step by prompt lookup" : "");
+                        + " drafts a step by prompt lookup" : "",
+                model.transformer().twoBatchOverlap() ? ", two-batch overlap" : "");
         return new CoordinatorServer(server, scheduler, health, check, host, warmup, checkHealth);
     }
 

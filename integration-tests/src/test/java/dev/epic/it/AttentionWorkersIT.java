@@ -38,6 +38,8 @@ import org.junit.jupiter.api.Timeout;
  * hold the sequences' MLA and KV caches, 1 expert worker the experts. Golden logits through the
  * public API, concurrent sequences spread over both attention workers, then one attention worker
  * killed mid-generation: its sequences end UNAVAILABLE, the others finish, new ones go to the survivor.
+ * With two-batch overlap on, so its steps of several sequences run as two micro-batches, each one's
+ * attention on the attention workers while the other's experts are on the expert worker.
  */
 @Timeout(value = 240, unit = TimeUnit.SECONDS)
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -48,9 +50,10 @@ class AttentionWorkersIT {
     @BeforeAll
     static void start() throws Exception {
         cluster = EpicLocal.start("attention-workers", "--model", TestData.model("tiny-v3").toString(),
-                "--expert-workers", "1", "--attention-workers", "2");
+                "--expert-workers", "1", "--attention-workers", "2", "--enable-two-batch-overlap");
         api = GenerationServiceGrpc.newBlockingStub(cluster.channel);
         assertEquals(2, cluster.attentionWorkers.size());
+        assertTrue(java.nio.file.Files.readString(cluster.log).contains(", two-batch overlap"), "the flag is on");
     }
 
     @AfterAll

@@ -35,14 +35,16 @@ class CoordinatorCommandIT {
 
     /** A coordinator process on a free port, its channel and its log. */
     private record Coordinator(Process process, ManagedChannel channel, Path log) implements AutoCloseable {
-        static Coordinator start(String zk, String name) throws Exception {
+        static Coordinator start(String zk, String name, String... flags) throws Exception {
             int port;
             try (ServerSocket s = new ServerSocket(0)) {
                 port = s.getLocalPort();
             }
             Path log = EpicLocal.logFile(name);
-            Process p = new ProcessBuilder(EpicLocal.java("coordinator", "--model", MODEL.toString(), "--zk", zk,
-                    "--cluster", "cmd", "--port", "" + port, "--host", "127.0.0.1"))
+            java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("coordinator", "--model",
+                    MODEL.toString(), "--zk", zk, "--cluster", "cmd", "--port", "" + port, "--host", "127.0.0.1"));
+            args.addAll(java.util.List.of(flags));
+            Process p = new ProcessBuilder(EpicLocal.java(args.toArray(String[]::new)))
                     .redirectErrorStream(true).redirectOutput(log.toFile()).start();
             return new Coordinator(p, NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
                     .maxInboundMessageSize(64 << 20).build(), log);
@@ -96,14 +98,17 @@ class CoordinatorCommandIT {
     @Test
     void servesGoldenLogitsOnceTheWorkerHasJoined() throws Exception {
         try (TestingServer zk = new TestingServer(true);
-                // The coordinator starts first: it serves (NOT_SERVING) until the worker joins.
-                Coordinator coordinator = Coordinator.start(zk.getConnectString(), "coordinator-command");
+                // The coordinator starts first: it serves (NOT_SERVING) until the worker joins. With two-batch
+                // overlap, which its warm-up's steps of several sequences run through.
+                Coordinator coordinator = Coordinator.start(zk.getConnectString(), "coordinator-command",
+                        "--enable-two-batch-overlap");
                 WorkerProcess worker = WorkerProcess.start(MODEL, zk.getConnectString(), "cmd", "all", "0-255")) {
             coordinator.awaitServing();
             // Both warmed up first: the worker before it announced itself, the coordinator before it was ready.
             assertTrue(Files.readString(worker.log).contains("compiled the expert kernels before serving"), worker.log.toString());
             assertTrue(Files.readString(coordinator.log()).contains("forward warm-up: 26 steps"),
                     Files.readString(coordinator.log()));
+            assertTrue(Files.readString(coordinator.log()).contains(", two-batch overlap"), "the flag is on");
             assertEquals(1, coordinator.api().modelInfo(ModelInfoRequest.getDefaultInstance()).getExpertWorkersCount());
             assertGolden(coordinator, 0);
         }
