@@ -117,12 +117,14 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
 
     /**
      * OpenAI's {@code system_fingerprint}: "fp_" and 12 hex digits of a hash of {@link #numerics}, the KV
-     * cache dtype and this build's version. Results here are the same bits alone or under load, so the
+     * cache dtype, this build's version and the code that computes (the kernels', the model's and this
+     * module's classes, {@link CodeIdentity}). Results here are the same bits alone or under load, so the
      * same request with the same seed under the same fingerprint gives the same answer.
      */
     public String systemFingerprint() {
         String v = ServedModel.class.getPackage().getImplementationVersion();
-        String all = numerics + " kv=" + transformer.kvCacheDtype().id() + " epic=" + (v == null ? "dev" : v);
+        String all = numerics + " kv=" + transformer.kvCacheDtype().id() + " epic=" + (v == null ? "dev" : v)
+                + " code=" + Code.IDENTITY;
         try {
             byte[] h = java.security.MessageDigest.getInstance("SHA-256")
                     .digest(all.getBytes(java.nio.charset.StandardCharsets.UTF_8));
@@ -191,5 +193,11 @@ public record ServedModel(Path directory, ModelConfig config, Transformer transf
     /** A short name for logs: the directory's name. */
     public String name() {
         return fingerprint.name();
+    }
+
+    /** The code's identity, computed once, when first asked for. */
+    private static final class Code {
+        static final String IDENTITY = CodeIdentity.of(dev.epic.kernels.VectorOps.class, Transformer.class,
+                ServedModel.class);
     }
 }
