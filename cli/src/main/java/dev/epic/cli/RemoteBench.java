@@ -125,6 +125,7 @@ final class RemoteBench {
         m.put("coordinator_max_batch", r.last().getMaxBatch());
         m.put("coordinator_prefill_budget", r.last().getPrefillBudget());
         m.put("kv_cache_dtype", r.last().getKvCacheDtype().isEmpty() ? "fp32" : r.last().getKvCacheDtype());
+        m.put("two_batch_overlap", r.last().getTwoBatchOverlap());
         List<Double> load = new ArrayList<>();
         load.add(num(loadBefore));
         load.add(num(loadAfter));
@@ -158,9 +159,9 @@ final class RemoteBench {
 
     private void printTable(Result r, Map<String, Object> m) {
         out.printf("target %s (%s), %d expert workers, %d attention workers; coordinator max-batch %d, prefill budget %d, "
-                + "%s KV cache%n", target, m.get("model"), r.info().getExpertWorkersCount(),
+                + "%s KV cache%s%n", target, m.get("model"), r.info().getExpertWorkersCount(),
                 r.info().getAttentionWorkersCount(), r.last().getMaxBatch(), r.last().getPrefillBudget(),
-                m.get("kv_cache_dtype"));
+                m.get("kv_cache_dtype"), r.last().getTwoBatchOverlap() ? ", two-batch overlap" : "");
         out.printf("prefill %s tokens: %.1f tok/s, TTFT %.1f ms%s%n", m.get("prompt_len"), r.prefillTokS(), r.ttftMs(),
                 r.prefill().remoteExperts() ? String.format(", dispatch+combine %.1f%% of step time",
                         100 * r.prefill().dispatchCombineShare()) : "");

@@ -153,6 +153,7 @@ public final class StatusCommand implements Callable<Integer> {
         o.putObject("scheduler").put("running", stats.getRunning()).put("waiting", stats.getWaiting())
                 .put("max_batch", stats.getMaxBatch()).put("uptime_s", Math.round(uptime))
                 .put("scheduling_policy", stats.getSchedulingPolicy().isEmpty() ? "fcfs" : stats.getSchedulingPolicy())
+                .put("two_batch_overlap", stats.getTwoBatchOverlap())
                 .put("steps", stats.getSteps()).put("decode_rows", stats.getDecodeRows())
                 .put("prefill_rows", stats.getPrefillRows()).put("kv_cache_bytes", stats.getKvCacheBytes())
                 .put("kv_cache_budget_bytes", stats.getKvCacheBudgetBytes())
@@ -223,9 +224,10 @@ public final class StatusCommand implements Callable<Integer> {
         }
         var q = r.get("scheduler");
         long budget = q.path("kv_cache_budget_bytes").asLong();
-        s.append(String.format("scheduler  %d running of %d, %d waiting%s; %d steps, %d decoded and %d prefilled positions "
-                        + "in %d s%n", q.get("running").asInt(), q.get("max_batch").asInt(), q.get("waiting").asInt(),
+        s.append(String.format("scheduler  %d running of %d, %d waiting%s%s; %d steps, %d decoded and %d prefilled "
+                        + "positions in %d s%n", q.get("running").asInt(), q.get("max_batch").asInt(), q.get("waiting").asInt(),
                 q.path("scheduling_policy").asText("fcfs").equals("priority") ? " (by priority)" : "",
+                q.path("two_batch_overlap").asBoolean() ? " (two-batch overlap)" : "",
                 q.get("steps").asLong(), q.get("decode_rows").asLong(), q.get("prefill_rows").asLong(),
                 q.get("uptime_s").asLong()));
         String dtype = q.path("kv_cache_dtype").asText("fp32");

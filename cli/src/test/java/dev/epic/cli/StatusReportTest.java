@@ -117,6 +117,11 @@ class StatusReportTest {
         String byPriority = StatusCommand.summary(StatusCommand.report(info,
                 StatsResponse.newBuilder().setSchedulingPolicy("priority").build(), "SERVING"));
         assertTrue(byPriority.contains("0 waiting (by priority)"), byPriority);
+        assertTrue(!lines.contains("two-batch overlap"), lines);
+        var overlapped = StatusCommand.report(info, StatsResponse.newBuilder().setTwoBatchOverlap(true).build(), "SERVING");
+        assertTrue(overlapped.get("scheduler").get("two_batch_overlap").asBoolean());
+        String overlap = StatusCommand.summary(overlapped);
+        assertTrue(overlap.contains("0 waiting (two-batch overlap); "), overlap);
         assertTrue(lines.contains("up to 16 sequences, MTP layer"), lines);
         assertEquals(1, lines.split("MTP layer\\n", -1).length - 1, lines);
     }

@@ -16,7 +16,10 @@ import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-/** {@code epic bench --target} as its own process against a real {@code epic local} (two worker JVMs). */
+/**
+ * {@code epic bench --target} as its own process against a real {@code epic local} (two worker JVMs), with
+ * two-batch overlap: its decode steps of two streams call each MoE layer once per micro-batch.
+ */
 @Timeout(value = 240, unit = TimeUnit.SECONDS)
 class BenchTargetIT {
     @Test
@@ -25,7 +28,7 @@ class BenchTargetIT {
         ModelConfig cfg = ModelConfig.load(model);
         int moeLayers = (int) IntStream.range(0, cfg.numHiddenLayers()).filter(cfg::isMoeLayer).count();
         try (EpicLocal cluster = EpicLocal.start("bench-target", "--model", model.toString(), "--expert-workers", "2",
-                "--max-batch", "4")) {
+                "--max-batch", "4", "--enable-two-batch-overlap")) {
             Path log = EpicLocal.logFile("bench-target-client");
             Process bench = new ProcessBuilder(EpicLocal.java("bench", "--target", cluster.target, "--batch", "1,2",
                     "--prompt-len", "8", "--gen", "2", "--warmup", "2", "--warmup-seconds", "0.5", "--json"))
@@ -42,6 +45,7 @@ class BenchTargetIT {
             assertEquals(cluster.target, j.get("target").asText());
             assertEquals(2, j.get("expert_workers").asInt());
             assertEquals("fp32", j.get("kv_cache_dtype").asText()); // the coordinator's, from its Stats
+            assertTrue(j.get("two_batch_overlap").asBoolean(), out);
             assertTrue(j.get("prefill_tok_s").asDouble() > 0);
             assertTrue(j.get("ttft_ms").asDouble() > 0);
             assertTrue(j.get("rss_mb").asDouble() > 0 && j.get("workers_rss_mb").asDouble() > 0);
@@ -67,11 +71,12 @@ class BenchTargetIT {
                 assertTrue(d.get("tokens").asInt() >= batch * 2, "each stream decoded --gen tokens in the window");
                 assertTrue(d.get("itl_p50_ms").asDouble() > 0);
                 assertTrue(d.get("itl_p50_ms").asDouble() <= d.get("itl_p99_ms").asDouble());
-                // In the window every step decodes all `batch` streams and calls each MoE layer once.
+                // In the window every step decodes all `batch` streams and calls each MoE layer once, or
+                // twice with two streams: once per micro-batch of the two-batch overlap.
                 assertEquals(batch, d.get("rows_per_step").asDouble(), 1e-9, out);
                 long steps = d.get("steps").asLong();
                 assertTrue(steps >= 1);
-                assertEquals(steps * moeLayers, d.get("moe_layer_calls").asLong());
+                assertEquals(steps * moeLayers * batch, d.get("moe_layer_calls").asLong());
                 double p50 = d.get("dispatch_combine_p50_us").asDouble();
                 assertTrue(p50 > 0 && p50 <= d.get("dispatch_combine_p99_us").asDouble());
                 assertTrue(p50 <= d.get("layer_p99_us").asDouble());

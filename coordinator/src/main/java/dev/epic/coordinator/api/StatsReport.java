@@ -42,6 +42,7 @@ final class StatsReport {
                 .setNumSpeculativeTokens(scheduler.options().speculation().tokens())
                 .setSpeculativeMethod(scheduler.options().speculation().mtp() ? "mtp" : "ngram")
                 .setSchedulingPolicy(scheduler.options().priorities() ? "priority" : "fcfs")
+                .setTwoBatchOverlap(scheduler.twoBatchOverlap())
                 .setWarmingUp(warmingUp.getAsBoolean())
                 .setDraftTokens(scheduler.draftTokens())
                 .setAcceptedDraftTokens(scheduler.acceptedDrafts())

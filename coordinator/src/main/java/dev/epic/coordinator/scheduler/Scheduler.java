@@ -177,6 +177,11 @@ public final class Scheduler implements AutoCloseable {
         return model.kvCacheDtype();
     }
 
+    /** Whether the model runs steps of several sequences as two overlapped micro-batches. */
+    public boolean twoBatchOverlap() {
+        return model.twoBatchOverlap();
+    }
+
     public long kvCacheBudget() {
         return localCaches ? options.kvCacheBytes() : model.externalKvCacheBudget();
     }
