@@ -281,14 +281,12 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 }
                 // On the exact wire, an expert's rows share out over its replicas, row by row and call
                 // by call: which worker serves a pair does not change the result, since answers are
-                // summed exactly. A row starts from the same replica index for all its experts, so
-                // where they share their replicas (replication, redundant copies) its experts go to
-                // one worker: a call of few rows wakes few workers. A lossy wire keeps each expert on
-                // one replica (e mod n), so its rounding stays the same from call to call.
+                // summed exactly. A lossy wire keeps each expert on one replica (e mod n), so its
+                // rounding stays the same from call to call.
                 if (layerLoad != null) {
                     layerLoad[e]++;
                 }
-                WorkerEndpoint w = RoutingTable.pick(replicas, e, exact ? rotation + i : e, t0, Set.of());
+                WorkerEndpoint w = RoutingTable.pick(replicas, e, exact ? rotation + i : 0, t0, Set.of());
                 if (w == null) {
                     (missing == null ? missing = new BitSet() : missing).set(e);
                     continue;
@@ -327,7 +325,7 @@ public final class RemoteExperts implements RoutedExperts, AutoCloseable {
                 for (int r = 0, p = 0; r < f.rows; r++) {
                     for (int c = 0; c < f.counts[r]; c++, p++) {
                         int e = f.ids[p];
-                        WorkerEndpoint w = RoutingTable.pick(replicas, e, e + rotation, now, failedHere);
+                        WorkerEndpoint w = RoutingTable.pick(replicas, e, rotation, now, failedHere);
                         if (w == null) {
                             (missing == null ? missing = new BitSet() : missing).set(e);
                             continue;

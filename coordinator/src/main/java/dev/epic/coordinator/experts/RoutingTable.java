@@ -112,19 +112,20 @@ final class RoutingTable {
     }
 
     /**
-     * A live replica of expert e from {@code layer}'s table ({@link #layer}), the first from replica
-     * {@code start} (mod their number) on. Workers in {@code failed} (those that already failed in
-     * this call) are passed over, and a suspect one (failed lately, not yet answering its probe) is
-     * taken only when no healthy replica is live: a hung replica would otherwise cost a whole deadline
-     * again each time its backoff ran out. null if none is live.
+     * A live replica of expert e from {@code layer}'s table ({@link #layer}), taken round-robin from
+     * (e + rotation): one call spreads an expert's rows over its replicas (rotation = the row), so a
+     * hot expert's rows share out over the workers hosting it. Workers in {@code failed} (those that
+     * already failed in this call) are passed over, and a suspect one (failed lately, not yet
+     * answering its probe) is taken only when no healthy replica is live: a hung replica would
+     * otherwise cost a whole deadline again each time its backoff ran out. null if none is live.
      */
-    static WorkerEndpoint pick(WorkerEndpoint[][] layer, int expert, int start, long nowNanos,
+    static WorkerEndpoint pick(WorkerEndpoint[][] layer, int expert, int rotation, long nowNanos,
             Set<WorkerEndpoint> failed) {
         WorkerEndpoint[] r = layer[expert];
         int n = r.length;
         WorkerEndpoint suspect = null;
         for (int i = 0; i < n; i++) {
-            WorkerEndpoint w = r[Math.floorMod(start + i, n)];
+            WorkerEndpoint w = r[Math.floorMod(expert + rotation + i, n)];
             if (w.isLive(nowNanos) && !failed.contains(w)) {
                 if (w.isHealthy()) {
                     return w;

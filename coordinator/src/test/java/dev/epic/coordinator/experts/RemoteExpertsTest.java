@@ -214,37 +214,6 @@ class RemoteExpertsTest {
         }
     }
 
-    /**
-     * With every expert on two workers (replication), a row's experts all go to one of them: a call of one
-     * row is one message, where choosing each expert's replica by its id would wake both workers. Rows
-     * still share out over the replicas, row by row and call by call, and the sums are the same bits.
-     */
-    @Test
-    void aRowsExpertsGoToOneWorkerWhenTheyShareTheirReplicas() throws Exception {
-        String model = "tiny-v3";
-        Checkpoint c = checkpoint(model);
-        ModelConfig cfg = c.config();
-        LocalExperts local = LocalExperts.all(cfg, c);
-        int n = cfg.nRoutedExperts();
-        worker(model, "replicated", "0-" + (n - 1));
-        worker(model, "replicated", "0-" + (n - 1));
-        try (RemoteExperts re = remote(model, "replicated", RemoteExperts.Options.defaults())) {
-            Poll.until("two workers", () -> re.workers().size() == 2);
-            int layer = cfg.firstKDenseReplace();
-            for (int rows : new int[] {1, 1, 1, 1, 4}) {
-                Inputs in = Inputs.random(rows, cfg.hiddenSize(), n, cfg.numExpertsPerTok(), 31 + rows);
-                float[] expected = new float[in.x.length];
-                local.forward(layer, in.x, in.rows, in.ids, in.weights, in.k, expected);
-                float[] got = new float[in.x.length];
-                long before = re.stats().snapshot().messages();
-                re.forward(layer, in.x, in.rows, in.ids, in.weights, in.k, got);
-                assertArrayEquals(expected, got, rows + " rows");
-                assertEquals(rows == 1 ? 1 : 2, re.stats().snapshot().messages() - before,
-                        rows + " rows: one worker per row, the rows shared out over both");
-            }
-        }
-    }
-
     @ParameterizedTest
     @ValueSource(strings = {"tiny-v3", "tiny-v3-fp8"})
     void engineWithRemoteExpertsMatchesGoldenLogits(String model) throws Exception {
