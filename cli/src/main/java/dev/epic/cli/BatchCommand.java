@@ -77,9 +77,10 @@ public final class BatchCommand implements Callable<Integer> {
             description = "with --model: sequences the in-process coordinator decodes together (default ${DEFAULT-VALUE})")
     int maxBatch;
 
-    @Option(names = "--served-model-name", paramLabel = "NAME",
-            description = "the model id bodies may name (default: the checkpoint directory's name)")
-    String servedModelName;
+    @Option(names = "--served-model-name", paramLabel = "NAME", arity = "1..*",
+            description = "the model id bodies may name (default: the checkpoint directory's name); with several, "
+                    + "any of them, as vLLM takes them")
+    java.util.List<String> servedModelName;
 
     @Option(names = "--timeout-s", defaultValue = "3600", paramLabel = "S",
             description = "the most one request may take (default ${DEFAULT-VALUE})")
@@ -111,7 +112,8 @@ public final class BatchCommand implements Callable<Integer> {
             local = source.startLocal(new SchedulerOptions(maxBatch, Math.max(d.maxQueue(), concurrency),
                     d.prefillBudget(), d.prefixCacheBytes(), d.kvCacheBytes(), d.speculation(), d.priorities()),
                     KvCacheDtype.FP32);
-            try (OpenAiServer http = OpenAiServer.start("127.0.0.1", 0, source.target(local), servedModelName, null)) {
+            try (OpenAiServer http = OpenAiServer.start("127.0.0.1", 0, source.target(local),
+                    servedModelName == null ? java.util.List.of() : servedModelName, null, OpenAiServer.ALL_ORIGINS, null)) {
                 return run(lines, "http://127.0.0.1:" + http.port(), out, err);
             }
         } finally {

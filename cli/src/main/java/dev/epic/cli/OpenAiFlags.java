@@ -12,9 +12,10 @@ final class OpenAiFlags {
                     + "/health, /metrics) on http://ADDR:PORT, ADDR as --host (0 = off; default ${DEFAULT-VALUE})")
     int port;
 
-    @Option(names = "--served-model-name", paramLabel = "NAME",
-            description = "the model id HTTP clients send and get back (default: the checkpoint directory's name)")
-    String servedModelName;
+    @Option(names = "--served-model-name", paramLabel = "NAME", arity = "1..*",
+            description = "the model id HTTP clients send and get back (default: the checkpoint directory's name); "
+                    + "with several, as vLLM takes them, a request may name any and answers carry the first")
+    java.util.List<String> servedModelName;
 
     @Option(names = "--api-key", paramLabel = "KEY", defaultValue = "${env:EPIC_API_KEY}",
             description = "require Authorization: Bearer KEY on the HTTP API (all but /health); default: $EPIC_API_KEY, "
@@ -39,7 +40,8 @@ final class OpenAiFlags {
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("--http-port must be in [0, 65535], got " + port);
         }
-        return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget, servedModelName, apiKey,
+        return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget,
+                servedModelName == null ? java.util.List.of() : servedModelName, apiKey,
                 origins(allowedOrigins), meters.scrape() != null ? meters::scrape : null);
     }
 }

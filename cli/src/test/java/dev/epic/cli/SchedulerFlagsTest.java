@@ -25,7 +25,11 @@ class SchedulerFlagsTest {
         assertEquals(SchedulerOptions.defaults().prefixCacheBytes(), local("--model", "m").prefixCacheBytes());
 
         CoordinatorCommand coordinator = new CoordinatorCommand();
-        new CommandLine(coordinator).parseArgs("--model", "m", "--zk", "z", "--max-model-len", "4096");
+        new CommandLine(coordinator).parseArgs("--model", "m", "--zk", "z", "--max-model-len", "4096",
+                "--served-model-name", "deepseek-r1", "deepseek-ai/DeepSeek-R1", "--http-port", "8000");
         assertEquals(4096, coordinator.maxContext);
+        assertEquals(java.util.List.of("deepseek-r1", "deepseek-ai/DeepSeek-R1"), coordinator.openai.servedModelName,
+                "vLLM's several served names");
+        assertEquals(8000, coordinator.openai.port);
     }
 }

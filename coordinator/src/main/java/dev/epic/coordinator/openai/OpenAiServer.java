@@ -53,7 +53,8 @@ public final class OpenAiServer implements AutoCloseable {
     private final ExecutorService executor;
     private final ManagedChannel channel;
     private final GenerationServiceGrpc.GenerationServiceBlockingStub api;
-    private final String servedName;
+    /** The model ids clients may send, the first the one answers carry; empty: the coordinator's model name. */
+    private final List<String> servedNames;
     /** CORS, the API key, and what a request's method and Content-Type must be. */
     private final HttpAccess access;
     private volatile ModelInfoResponse info;
@@ -65,14 +66,14 @@ public final class OpenAiServer implements AutoCloseable {
     /** The model object's "created": when this server started (Unix seconds), as vLLM reports it. */
     private final long created = System.currentTimeMillis() / 1000;
 
-    private OpenAiServer(ExecutorService executor, ManagedChannel channel, String servedName,
+    private OpenAiServer(ExecutorService executor, ManagedChannel channel, List<String> servedNames,
             String apiKey, List<String> allowedOrigins, java.util.function.Supplier<String> metrics) {
         this.access = new HttpAccess(apiKey, allowedOrigins);
         this.metrics = metrics;
         this.executor = executor;
         this.channel = channel;
         this.api = GenerationServiceGrpc.newBlockingStub(channel);
-        this.servedName = servedName;
+        this.servedNames = servedNames;
     }
 
     /**
@@ -92,23 +93,33 @@ public final class OpenAiServer implements AutoCloseable {
      */
     public static OpenAiServer start(String host, int port, String target, String servedName, String apiKey,
             List<String> allowedOrigins) throws IOException {
-        return start(host, port, target, servedName, apiKey, allowedOrigins, null);
+        return start(host, port, target, servedName == null ? List.of() : List.of(servedName), apiKey, allowedOrigins,
+                null);
     }
 
     /**
-     * As {@link #start(String, int, String, String, String, List)}, also answering {@code GET /metrics}
-     * with {@code metrics} (the coordinator's Prometheus text; null: no /metrics), on the API's port as
-     * vLLM does, without the API key (as vLLM's key guards /v1 only), so scrapers need no token.
+     * As {@link #start(String, int, String, String, String, List)}, with several model ids, as vLLM's
+     * {@code --served-model-name} takes them: a request may name any, and answers carry the first (null or
+     * empty: the coordinator's model name). It also answers {@code GET /metrics} with {@code metrics} (the
+     * coordinator's Prometheus text; null: no /metrics), on the API's port as vLLM does, without the API
+     * key (as vLLM's key guards /v1 only), so scrapers need no token.
      */
-    public static OpenAiServer start(String host, int port, String target, String servedName, String apiKey,
+    public static OpenAiServer start(String host, int port, String target, List<String> servedNames, String apiKey,
             List<String> allowedOrigins, java.util.function.Supplier<String> metrics) throws IOException {
+        servedNames = servedNames == null ? List.of() : servedNames;
+        for (String name : servedNames) {
+            if (name == null || name.isBlank()) {
+                throw new IllegalArgumentException("a served model name is blank");
+            }
+        }
+        servedNames = List.copyOf(new java.util.LinkedHashSet<>(servedNames));
         if (apiKey != null && apiKey.isBlank()) {
             throw new IllegalArgumentException("the API key is blank: give a key, or none to serve without one");
         }
         ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext()
                 .maxInboundMessageSize(64 << 20).build();
         ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
-        OpenAiServer server = new OpenAiServer(executor, channel, servedName, apiKey, allowedOrigins, metrics);
+        OpenAiServer server = new OpenAiServer(executor, channel, servedNames, apiKey, allowedOrigins, metrics);
         try {
             server.http = NettyHttpServer.start(host, port, MAX_BODY, OpenAiServer::errorBody, server::handle, executor,
                     NettyHttpServer.IDLE_SECONDS, NettyHttpServer.WRITE_TIMEOUT_SECONDS);
@@ -240,7 +251,7 @@ public final class OpenAiServer implements AutoCloseable {
                 HttpAccess.requireMethod(ex, "GET");
                 String id = p.substring("/v1/models/".length());
                 checkModel(id);
-                sendJson(ex, 200, model());
+                sendJson(ex, 200, model(id));
             }
             case "/health" -> {
                 HttpAccess.requireMethod(ex, "GET");
@@ -263,20 +274,22 @@ public final class OpenAiServer implements AutoCloseable {
 
     /** The served model's id; fetched once from the coordinator, which may start after this server. */
     private String modelName() {
-        if (servedName != null) {
-            return servedName;
-        }
-        return modelInfo().getFingerprint().getName();
+        return modelNames().getFirst();
     }
 
-    /** The served model's id; 404 when the request names another (null names none). */
+    /** The ids a request may name, the one answers carry first. */
+    private List<String> modelNames() {
+        return servedNames.isEmpty() ? List.of(modelInfo().getFingerprint().getName()) : servedNames;
+    }
+
+    /** The served model's id (the first); 404 when the request names none of them (null names none). */
     private String checkModel(String requested) {
-        String name = modelName();
-        if (requested != null && !requested.equals(name)) {
-            throw new OpenAiError(404, "not_found_error", "model",
-                    "The model `" + requested + "` does not exist (this server serves `" + name + "`).");
+        List<String> names = modelNames();
+        if (requested != null && !names.contains(requested)) {
+            throw new OpenAiError(404, "not_found_error", "model", "The model `" + requested + "` does not exist "
+                    + "(this server serves " + String.join(", ", names.stream().map(n -> "`" + n + "`").toList()) + ").");
         }
-        return name;
+        return names.getFirst();
     }
 
     private ModelInfoResponse modelInfo() {
@@ -313,14 +326,16 @@ public final class OpenAiServer implements AutoCloseable {
         return c;
     }
 
+    /** One model object per served id, as vLLM lists them. */
     private ObjectNode models() {
         ObjectNode o = OpenAiRequests.JSON.createObjectNode().put("object", "list");
-        o.putArray("data").add(model());
+        var data = o.putArray("data");
+        modelNames().forEach(id -> data.add(model(id)));
         return o;
     }
 
-    private ObjectNode model() {
-        return OpenAiRequests.JSON.createObjectNode().put("id", modelName()).put("object", "model").put("created", created)
+    private ObjectNode model(String id) {
+        return OpenAiRequests.JSON.createObjectNode().put("id", id).put("object", "model").put("created", created)
                 .put("owned_by", "epic").put("max_model_len", modelInfo().getMaxContext());
     }
 

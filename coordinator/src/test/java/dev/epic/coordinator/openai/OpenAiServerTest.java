@@ -1638,6 +1638,40 @@ class OpenAiServerTest {
         }
     }
 
+    /**
+     * Several served names, as vLLM's --served-model-name takes them: /v1/models lists each, a request may
+     * name any, answers carry the first, and another name is a 404 that lists them.
+     */
+    @Test
+    void servedNamesAreAliases() throws Exception {
+        try (OpenAiServer aliased = OpenAiServer.start("127.0.0.1", 0, coordinator.target(),
+                List.of("deepseek-r1", "deepseek-ai/DeepSeek-R1", "deepseek-r1"), null, OpenAiServer.ALL_ORIGINS, null)) {
+            String base = "http://127.0.0.1:" + aliased.port();
+            JsonNode models = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(base + "/v1/models")).GET().build(),
+                    HttpResponse.BodyHandlers.ofString()).body());
+            assertEquals(2, models.get("data").size(), "each name once: " + models);
+            assertEquals("deepseek-r1", models.get("data").get(0).get("id").asText());
+            assertEquals("deepseek-ai/DeepSeek-R1", models.get("data").get(1).get("id").asText());
+            HttpResponse<String> one = http.send(HttpRequest.newBuilder(URI.create(base
+                    + "/v1/models/deepseek-ai/DeepSeek-R1")).GET().build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, one.statusCode(), one.body());
+            assertEquals(models.get("data").get(1), JSON.readTree(one.body()));
+            HttpResponse<String> done = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
+                    .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(
+                            "{\"model\": \"deepseek-ai/DeepSeek-R1\", \"prompt\": \"Hello\", \"max_tokens\": 2}")).build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, done.statusCode(), done.body());
+            assertEquals("deepseek-r1", JSON.readTree(done.body()).get("model").asText(), "answers carry the first");
+            HttpResponse<String> other = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
+                    .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(
+                            "{\"model\": \"gpt-4\", \"prompt\": \"Hello\", \"max_tokens\": 2}")).build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertError(other, 404, "`deepseek-r1`, `deepseek-ai/DeepSeek-R1`");
+        }
+        assertThrows(IllegalArgumentException.class, () -> OpenAiServer.start("127.0.0.1", 0, coordinator.target(),
+                List.of("a", " "), null, OpenAiServer.ALL_ORIGINS, null));
+    }
+
     @Test
     void modelsAndHealth() throws Exception {
         JsonNode models = JSON.readTree(http.send(HttpRequest.newBuilder(uri("/v1/models")).GET().build(),
