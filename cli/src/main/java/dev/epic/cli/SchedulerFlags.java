@@ -54,7 +54,7 @@ final class SchedulerFlags {
 
     @Option(names = "--enable-two-batch-overlap", description = "run a step of two or more sequences as two "
             + "micro-batches, each one's attention while the other's routed experts compute on the workers, as "
-            + "DeepSeek's inference system and SGLang do: the same results, bit for bit; it pays only where the "
+            + "DeepSeek's inference system and SGLang do: the same results, bit for bit; it can pay only where the "
             + "coordinator and the workers do not share cores (workers on other hosts), and costs where they do")
     boolean twoBatchOverlap;
 
