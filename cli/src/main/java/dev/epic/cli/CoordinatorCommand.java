@@ -124,7 +124,7 @@ public final class CoordinatorCommand implements Callable<Integer> {
                 .withDeadline(Duration.ofMillis(expertDeadlineMs)).withWeights(weights);
         // Taken ports are one line now, not a bind failure after the model has loaded.
         Flags.requirePort("--port", port);
-        Flags.requirePort("--http-port", openai.port);
+        openai.check();
         dev.epic.transport.Ports.checkFree(host, port);
         dev.epic.transport.Ports.checkFree(host, openai.port);
         ProcessMeters m = metrics.open(host, openai.port != 0);

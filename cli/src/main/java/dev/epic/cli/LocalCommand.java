@@ -93,7 +93,7 @@ public final class LocalCommand implements Callable<Integer> {
         scheduler.requireLocalCachesForDisk(attentionWorkers > 0);
         // Taken ports are one line now, not a bind failure after ZooKeeper and the workers have started.
         Flags.requirePort("--port", port);
-        Flags.requirePort("--http-port", openai.port);
+        openai.check();
         // The flags first (the options check them), then the ports.
         LocalCluster.Options options = new LocalCluster.Options(workers, replication, attentionWorkers,
                 workerThreads, WeightFormat.parse(weights), host, port, scheduler.options(), workerLogs, null,

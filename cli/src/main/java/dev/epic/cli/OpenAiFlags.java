@@ -27,6 +27,14 @@ final class OpenAiFlags {
                     + "default ${DEFAULT-VALUE}, as vLLM's")
     String allowedOrigins;
 
+    /** Refuses what would fail once the coordinator has started: a port out of range, a blank model name. */
+    void check() {
+        Flags.requirePort("--http-port", port);
+        if (servedModelName != null && servedModelName.stream().anyMatch(String::isBlank)) {
+            throw new IllegalArgumentException("--served-model-name must not be blank");
+        }
+    }
+
     /** --allowed-origins as a list; blank entries dropped (an empty list: no CORS headers). */
     static java.util.List<String> origins(String flag) {
         return java.util.Arrays.stream(flag.split(",")).map(String::strip).filter(o -> !o.isEmpty()).toList();
@@ -37,9 +45,7 @@ final class OpenAiFlags {
      * Prometheus text, or null when off.
      */
     OpenAiServer open(String host, String grpcTarget, ProcessMeters meters) throws IOException {
-        if (port < 0 || port > 65535) {
-            throw new IllegalArgumentException("--http-port must be in [0, 65535], got " + port);
-        }
+        check();
         return port == 0 ? null : OpenAiServer.start(host, port, grpcTarget,
                 servedModelName == null ? java.util.List.of() : servedModelName, apiKey,
                 origins(allowedOrigins), meters.scrape() != null ? meters::scrape : null);

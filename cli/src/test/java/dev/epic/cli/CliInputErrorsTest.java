@@ -176,6 +176,10 @@ class CliInputErrorsTest {
         refused("epic coordinator: ", "--port must be in [0, 65535]", "coordinator", "--model", MODEL, "--zk",
                 "127.0.0.1:1", "--port", "70000");
         refused("epic local: ", "--http-port must be in [0, 65535]", "local", "--model", MODEL, "--http-port", "70000");
+        refused("epic local: ", "--served-model-name must not be blank", "local", "--model", MODEL,
+                "--served-model-name", "deepseek-r1", " ");
+        refused("epic coordinator: ", "--served-model-name must not be blank", "coordinator", "--model", MODEL,
+                "--zk", "127.0.0.1:1", "--served-model-name", "");
         refused("epic coordinator: ", "does not resolve", "coordinator", "--model", MODEL, "--zk", "127.0.0.1:1",
                 "--host", "no.such.host.invalid", "--port", "50998");
     }
