@@ -43,6 +43,8 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Drafting with the MTP layer when attention runs on attention workers (real gRPC, a real ZooKeeper):
@@ -158,10 +160,14 @@ class MtpDraftingOnAttentionWorkersTest {
         assertEquals(4 + 3, s.acceptedDrafts());
     }
 
-    /** Greedy and seeded sampled generations through attention workers are those without drafts in process. */
-    @Test
-    void generationsAreThoseWithoutDraftsInProcess() throws Exception {
-        Transformer model = engine(attentionWorkers(2));
+    /**
+     * Greedy and seeded sampled generations through attention workers are those without drafts in process;
+     * also with two-batch overlap, which splits their steps of two sequences (drafts and all) in two.
+     */
+    @ParameterizedTest
+    @ValueSource(booleans = {false, true})
+    void generationsAreThoseWithoutDraftsInProcess(boolean overlap) throws Exception {
+        Transformer model = engine(attentionWorkers(2)).twoBatchOverlap(overlap);
         Transformer plain = Transformer.load(CHECKPOINT);
         for (SamplingParams p : List.of(
                 SamplingParams.builder().temperature(0).maxTokens(24).ignoreEos(true).build(),
