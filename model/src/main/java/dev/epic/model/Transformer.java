@@ -268,9 +268,12 @@ public final class Transformer {
             }
         }
         observer.embeddings(h, rows);
-        int split = twoBatchOverlap && observer == ForwardObserver.NONE ? TwoBatchOverlap.split(sequences) : 0;
-        if (split > 0) {
-            TwoBatchOverlap.run(layers, h, hidden, sequences, split);
+        // A chunk is cut only where attention runs here: attention workers take a cache's positions in order,
+        // one segment a layer.
+        TwoBatchOverlap.Split split = twoBatchOverlap && observer == ForwardObserver.NONE
+                ? TwoBatchOverlap.split(sequences, external == null) : null;
+        if (split != null) {
+            TwoBatchOverlap.run(layers, h, hidden, split);
         } else {
             for (int i = 0; i < layers.size(); i++) {
                 layers.get(i).forward(h, rows, sequences, observer);

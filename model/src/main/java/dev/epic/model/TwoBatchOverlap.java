@@ -15,40 +15,73 @@ import java.util.List;
  *   B: FFN(l)    alongside  A: attention(l+1)
  * </pre>
  * Every kernel computes a row independently of the others in its batch, so the residual streams are
- * the same bits as one batch's.
+ * the same bits as one batch's. With attention in this process a long chunk may be cut in two, so a
+ * prompt prefilled alone overlaps too.
  */
 final class TwoBatchOverlap {
+    /** A chunk is cut in two only when each part has at least this many rows (a block of the prefix cache). */
+    static final int MIN_CUT_ROWS = 16;
+
     private TwoBatchOverlap() {}
 
     /**
-     * Where to split {@code sequences}: the index of B's first sequence, balancing the two micro-batches'
-     * rows; 0 when there are fewer than two sequences (no split).
+     * The two micro-batches: A's rows are the step's first {@code rowsA}, B's the rest, each list's rows
+     * numbered from 0.
      */
-    static int split(List<SequenceRows> sequences) {
-        if (sequences.size() < 2) {
-            return 0;
-        }
+    record Split(List<SequenceRows> a, List<SequenceRows> b, int rowsA) {}
+
+    /**
+     * Where to split {@code sequences}, balancing the micro-batches' rows; null when they cannot be split.
+     * The cut goes at the middle row. A chunk across it is cut there when {@code cutChunks} and both parts
+     * have {@link #MIN_CUT_ROWS} (B's part then attends to A's, written at each layer just before: as a
+     * chunked prefill, the same bits under the chunk-invariant attention); else the cut goes to the nearest
+     * sequence boundary.
+     */
+    static Split split(List<SequenceRows> sequences, boolean cutChunks) {
         SequenceRows last = sequences.getLast();
         int rows = last.firstRow() + last.length();
-        int best = 1;
-        for (int i = 2; i < sequences.size(); i++) {
-            if (Math.abs(2 * sequences.get(i).firstRow() - rows) < Math.abs(2 * sequences.get(best).firstRow() - rows)) {
+        int middle = rows / 2;
+        for (int i = 0; i < sequences.size(); i++) {
+            SequenceRows s = sequences.get(i);
+            int into = middle - s.firstRow();
+            if (cutChunks && into >= MIN_CUT_ROWS && s.length() - into >= MIN_CUT_ROWS) {
+                List<SequenceRows> a = new ArrayList<>(sequences.subList(0, i));
+                a.add(new SequenceRows(s.cache(), s.start(), s.firstRow(), into));
+                List<SequenceRows> b = new ArrayList<>();
+                b.add(new SequenceRows(s.cache(), s.start() + into, 0, s.length() - into));
+                b.addAll(rebased(sequences.subList(i + 1, sequences.size()), middle));
+                return new Split(a, b, middle);
+            }
+        }
+        int best = 0; // the boundary before sequence best, nearest the middle
+        for (int i = 1; i < sequences.size(); i++) {
+            if (best == 0 || Math.abs(2 * sequences.get(i).firstRow() - rows)
+                    < Math.abs(2 * sequences.get(best).firstRow() - rows)) {
                 best = i;
             }
         }
-        return best;
+        if (best == 0) {
+            return null;
+        }
+        int rowsA = sequences.get(best).firstRow();
+        return new Split(List.copyOf(sequences.subList(0, best)),
+                rebased(sequences.subList(best, sequences.size()), rowsA), rowsA);
     }
 
-    /** Runs every layer over h[rows x hidden] (updated in place), with B starting at sequence {@code split}. */
-    static void run(List<DecoderLayer> layers, float[] h, int hidden, List<SequenceRows> sequences, int split) {
-        int rowsA = sequences.get(split).firstRow();
-        int rows = h.length / hidden;
-        int rowsB = rows - rowsA;
-        List<SequenceRows> a = sequences.subList(0, split);
-        List<SequenceRows> b = new ArrayList<>(sequences.size() - split);
-        for (SequenceRows s : sequences.subList(split, sequences.size())) {
-            b.add(new SequenceRows(s.cache(), s.start(), s.firstRow() - rowsA, s.length()));
+    private static List<SequenceRows> rebased(List<SequenceRows> sequences, int rows) {
+        List<SequenceRows> out = new ArrayList<>(sequences.size());
+        for (SequenceRows s : sequences) {
+            out.add(new SequenceRows(s.cache(), s.start(), s.firstRow() - rows, s.length()));
         }
+        return out;
+    }
+
+    /** Runs every layer over h[rows x hidden] (updated in place) as the two micro-batches of {@code split}. */
+    static void run(List<DecoderLayer> layers, float[] h, int hidden, Split split) {
+        int rowsA = split.rowsA();
+        int rowsB = h.length / hidden - rowsA;
+        List<SequenceRows> a = split.a();
+        List<SequenceRows> b = split.b();
         float[] hA = java.util.Arrays.copyOfRange(h, 0, rowsA * hidden);
         float[] hB = java.util.Arrays.copyOfRange(h, rowsA * hidden, h.length);
         Deferred deferred = new Deferred();

@@ -2,6 +2,7 @@ package dev.epic.model;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.epic.model.attention.ExternalAttention;
@@ -26,12 +27,36 @@ import org.junit.jupiter.api.Test;
 class TwoBatchOverlapTest {
     @Test
     void theSplitBalancesRowsAtSequenceBoundaries() {
-        assertEquals(0, TwoBatchOverlap.split(rows(5)));
-        assertEquals(1, TwoBatchOverlap.split(rows(1, 1)));
-        assertEquals(2, TwoBatchOverlap.split(rows(1, 1, 1, 1)));
-        assertEquals(1, TwoBatchOverlap.split(rows(40, 1, 1, 1)));
-        assertEquals(3, TwoBatchOverlap.split(rows(1, 1, 1, 40)));
-        assertEquals(2, TwoBatchOverlap.split(rows(3, 4, 2, 5)));
+        assertNull(TwoBatchOverlap.split(rows(5), false));
+        assertEquals(1, rowsA(rows(1, 1), false));
+        assertEquals(2, rowsA(rows(1, 1, 1, 1), false));
+        assertEquals(40, rowsA(rows(40, 1, 1, 1), false));
+        assertEquals(3, rowsA(rows(1, 1, 1, 40), false));
+        assertEquals(7, rowsA(rows(3, 4, 2, 5), false));
+        TwoBatchOverlap.Split s = TwoBatchOverlap.split(rows(3, 4, 2, 5), false);
+        assertEquals(List.of(2, 5), s.b().stream().map(SequenceRows::length).toList());
+        assertEquals(List.of(0, 2), s.b().stream().map(SequenceRows::firstRow).toList(), "B's rows from 0");
+    }
+
+    /** Where attention runs in process, a chunk across the middle row is cut there if both parts are long enough. */
+    @Test
+    void aLongChunkIsCutAtTheMiddleRow() {
+        TwoBatchOverlap.Split one = TwoBatchOverlap.split(rows(64), true);
+        assertEquals(32, one.rowsA());
+        assertEquals(List.of(new SequenceRows(null, 0, 0, 32)), one.a());
+        assertEquals(List.of(new SequenceRows(null, 32, 0, 32)), one.b(), "B's part starts where A's ends");
+        TwoBatchOverlap.Split mixed = TwoBatchOverlap.split(rows(1, 1, 100, 1), true);
+        assertEquals(51, mixed.rowsA());
+        assertEquals(List.of(new SequenceRows(null, 0, 0, 1), new SequenceRows(null, 0, 1, 1),
+                new SequenceRows(null, 0, 2, 49)), mixed.a());
+        assertEquals(List.of(new SequenceRows(null, 49, 0, 51), new SequenceRows(null, 0, 51, 1)), mixed.b());
+        assertNull(TwoBatchOverlap.split(rows(31), true), "a part would be under 16 rows");
+        assertEquals(20, rowsA(rows(20, 30), true), "30 rows past the middle: 5 and 25, so the boundary");
+        assertNull(TwoBatchOverlap.split(rows(40), false), "not where attention is elsewhere");
+    }
+
+    private static int rowsA(List<SequenceRows> sequences, boolean cut) {
+        return TwoBatchOverlap.split(sequences, cut).rowsA();
     }
 
     @Test
@@ -87,6 +112,43 @@ class TwoBatchOverlapTest {
 
             int[] next = {3, 5, 7, 11};
             assertSameBits(plain.step(decode(a, next)), overlapped.step(decode(b, next)));
+        }
+    }
+
+    /**
+     * With attention in process, a prompt prefilled alone is cut in two at its middle row (B's half attends
+     * to A's, written at each layer just before), and a prompt joining decode rows is cut too: every
+     * position's logits are the one-batch engine's bits.
+     */
+    @Test
+    void aCutChunkGivesTheOneBatchBits() {
+        List<Golden.Prompt> prompts = Golden.of("tiny-v3").prompts();
+        try (Checkpoint ck = Checkpoint.open(TestData.model("tiny-v3"))) {
+            ModelConfig c = ck.config();
+            WeightSource w = ConvertedWeights.of(ck, WeightFormat.AUTO, ck.directory());
+            Transformer plain = Transformer.load(ck);
+            Events events = new Events();
+            Transformer overlapped = new Transformer(c, w, new RecordingExperts(LocalExperts.all(c, w), events))
+                    .twoBatchOverlap(true);
+            int[] first = prompts.get(3).tokens(); // 64 tokens
+            int[] second = Arrays.copyOf(prompts.get(4).tokens(), 40);
+            KvCache a1 = plain.newCache();
+            KvCache b1 = overlapped.newCache();
+            assertSameBits(plain.step(List.of(new SequenceChunk(a1, first, 0, true))),
+                    overlapped.step(List.of(new SequenceChunk(b1, first, 0, true))));
+            int moe = c.firstKDenseReplace();
+            assertEquals(List.of("experts " + moe + " 32", "experts " + moe + " 32"), events.list.subList(0, 2),
+                    "the prompt cut at its middle row");
+
+            KvCache a2 = plain.newCache();
+            KvCache b2 = overlapped.newCache();
+            events.list.clear();
+            assertSameBits(plain.step(List.of(SequenceChunk.next(a1, 7), new SequenceChunk(a2, second, 0, true))),
+                    overlapped.step(List.of(SequenceChunk.next(b1, 7), new SequenceChunk(b2, second, 0, true))));
+            assertEquals(List.of("experts " + moe + " 20", "experts " + moe + " 21"), events.list.subList(0, 2),
+                    "a decode row and 19 prompt rows, then the prompt's other 21");
+            assertSameBits(plain.step(List.of(SequenceChunk.next(a1, 9), SequenceChunk.next(a2, 11))),
+                    overlapped.step(List.of(SequenceChunk.next(b1, 9), SequenceChunk.next(b2, 11))));
         }
     }
 
