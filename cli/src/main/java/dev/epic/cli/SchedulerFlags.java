@@ -52,10 +52,11 @@ final class SchedulerFlags {
             + "(lower first, then arrival; the highest is preempted first), as vLLM's (default ${DEFAULT-VALUE})")
     String schedulingPolicy;
 
-    @Option(names = "--enable-two-batch-overlap", description = "run a step of two or more sequences as two "
-            + "micro-batches, each one's attention while the other's routed experts compute on the workers, as "
-            + "DeepSeek's inference system and SGLang do: the same results, bit for bit; it can pay only where the "
-            + "coordinator and the workers do not share cores (workers on other hosts), and costs where they do")
+    @Option(names = "--enable-two-batch-overlap", description = "run each step as two micro-batches (split "
+            + "between sequences, or within a long chunk when attention runs in the coordinator), each one's "
+            + "attention while the other's routed experts compute on the workers, as DeepSeek's inference system "
+            + "and SGLang do: the same results, bit for bit; it can pay only where the coordinator and the workers "
+            + "do not share cores (workers on other hosts), and costs where they do")
     boolean twoBatchOverlap;
 
     @Mixin

@@ -46,7 +46,7 @@ public final class Transformer {
     private volatile Mtp mtp;
     /** How this process's caches store positions; set before serving (attention workers have their own flag). */
     private volatile KvCacheDtype kvCacheDtype = KvCacheDtype.FP32;
-    /** Steps of two or more sequences run as two overlapped micro-batches ({@link TwoBatchOverlap}). */
+    /** Steps run as two overlapped micro-batches where they split ({@link TwoBatchOverlap}). */
     private volatile boolean twoBatchOverlap;
 
     public Transformer(ModelConfig c, WeightSource w, RoutedExperts experts) {
@@ -208,9 +208,9 @@ public final class Transformer {
     }
 
     /**
-     * Runs steps of two or more sequences as two micro-batches, each one's attention alongside the other's
-     * routed experts ({@link TwoBatchOverlap}). It pays only where those experts compute elsewhere;
-     * the results are the same bits either way.
+     * Runs steps as two micro-batches (between sequences, or within a long chunk where attention runs
+     * here), each one's attention alongside the other's routed experts ({@link TwoBatchOverlap}). It can
+     * pay only where those experts compute elsewhere; the results are the same bits either way.
      */
     public Transformer twoBatchOverlap(boolean on) {
         this.twoBatchOverlap = on;
