@@ -18,6 +18,8 @@ import dev.epic.model.quant.WeightFormat;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -25,6 +27,27 @@ import org.junit.jupiter.api.Test;
  * while the other's routed experts compute, and gives the same bits as one batch.
  */
 class TwoBatchOverlapTest {
+    static Checkpoint ck;
+    static ModelConfig c;
+    static WeightSource w;
+    /** The same model without the overlap: the bits to match. */
+    static Transformer plain;
+    static List<Golden.Prompt> prompts;
+
+    @BeforeAll
+    static void load() {
+        ck = Checkpoint.open(TestData.model("tiny-v3"));
+        c = ck.config();
+        w = ConvertedWeights.of(ck, WeightFormat.AUTO, ck.directory());
+        plain = Transformer.load(ck);
+        prompts = Golden.of("tiny-v3").prompts();
+    }
+
+    @AfterAll
+    static void close() {
+        ck.close();
+    }
+
     @Test
     void theSplitBalancesRowsAtSequenceBoundaries() {
         assertNull(TwoBatchOverlap.split(rows(5), false));
@@ -61,58 +84,52 @@ class TwoBatchOverlapTest {
 
     @Test
     void eachMicroBatchAttendsWhileTheOthersExpertsComputeAndTheBitsAreOneBatchs() {
-        List<Golden.Prompt> prompts = Golden.of("tiny-v3").prompts();
-        try (Checkpoint ck = Checkpoint.open(TestData.model("tiny-v3"))) {
-            ModelConfig c = ck.config();
-            WeightSource w = ConvertedWeights.of(ck, WeightFormat.AUTO, ck.directory());
-            Transformer plain = Transformer.load(ck);
-            Events events = new Events();
-            Transformer overlapped = new Transformer(c, w, new RecordingExperts(LocalExperts.all(c, w), events),
-                    new RecordingAttention(c, w, events)).twoBatchOverlap(true);
+        Events events = new Events();
+        Transformer overlapped = new Transformer(c, w, new RecordingExperts(LocalExperts.all(c, w), events),
+                new RecordingAttention(c, w, events)).twoBatchOverlap(true);
 
-            // Each model prefills three prompts alone (one sequence: no split), then runs one mixed step
-            // (two decode tokens, a second chunk, a new prompt) and one decode step of all four.
-            int[][] tokens = {prompts.get(0).tokens(), prompts.get(1).tokens(), prompts.get(2).tokens(),
-                prompts.get(3).tokens()};
-            List<KvCache> a = new ArrayList<>();
-            List<KvCache> b = new ArrayList<>();
-            for (int i = 0; i < 3; i++) {
-                a.add(plain.newCache());
-                b.add(overlapped.newCache());
-                int[] first = Arrays.copyOf(tokens[i], i == 2 ? 5 : tokens[i].length);
-                assertArrayEquals(plain.forward(a.get(i), first), overlapped.forward(b.get(i), first));
-            }
+        // Each model prefills three prompts alone (one sequence: no split), then runs one mixed step
+        // (two decode tokens, a second chunk, a new prompt) and one decode step of all four.
+        int[][] tokens = {prompts.get(0).tokens(), prompts.get(1).tokens(), prompts.get(2).tokens(),
+            prompts.get(3).tokens()};
+        List<KvCache> a = new ArrayList<>();
+        List<KvCache> b = new ArrayList<>();
+        for (int i = 0; i < 3; i++) {
             a.add(plain.newCache());
             b.add(overlapped.newCache());
-            int[] rest = Arrays.copyOfRange(tokens[2], 5, tokens[2].length);
-            events.list.clear();
-            assertSameBits(plain.step(mixed(a, rest, tokens[3])), overlapped.step(mixed(b, rest, tokens[3])));
-
-            // A = decode rows of sequences 0 and 1 and the second chunk of 2; B = the 64-token prompt.
-            int rowsA = 2 + rest.length;
-            int rowsB = tokens[3].length;
-            List<String> want = new ArrayList<>();
-            want.add("attention 0 " + rowsA);
-            for (int l = 0; l < c.numHiddenLayers(); l++) {
-                boolean moe = c.isMoeLayer(l);
-                String inside = moe ? "  " : ""; // attention inside an experts call
-                if (moe) {
-                    want.add("experts " + l + " " + rowsA);
-                }
-                want.add(inside + "attention " + l + " " + rowsB);
-                if (moe) {
-                    want.add("experts " + l + " " + rowsB);
-                }
-                if (l + 1 < c.numHiddenLayers()) {
-                    want.add(inside + "attention " + (l + 1) + " " + rowsA);
-                }
-            }
-            assertEquals(want, events.list);
-            assertTrue(c.numHiddenLayers() > c.firstKDenseReplace(), "the model has MoE layers");
-
-            int[] next = {3, 5, 7, 11};
-            assertSameBits(plain.step(decode(a, next)), overlapped.step(decode(b, next)));
+            int[] first = Arrays.copyOf(tokens[i], i == 2 ? 5 : tokens[i].length);
+            assertArrayEquals(plain.forward(a.get(i), first), overlapped.forward(b.get(i), first));
         }
+        a.add(plain.newCache());
+        b.add(overlapped.newCache());
+        int[] rest = Arrays.copyOfRange(tokens[2], 5, tokens[2].length);
+        events.list.clear();
+        assertSameBits(plain.step(mixed(a, rest, tokens[3])), overlapped.step(mixed(b, rest, tokens[3])));
+
+        // A = decode rows of sequences 0 and 1 and the second chunk of 2; B = the 64-token prompt.
+        int rowsA = 2 + rest.length;
+        int rowsB = tokens[3].length;
+        List<String> want = new ArrayList<>();
+        want.add("attention 0 " + rowsA);
+        for (int l = 0; l < c.numHiddenLayers(); l++) {
+            boolean moe = c.isMoeLayer(l);
+            String inside = moe ? "  " : ""; // attention inside an experts call
+            if (moe) {
+                want.add("experts " + l + " " + rowsA);
+            }
+            want.add(inside + "attention " + l + " " + rowsB);
+            if (moe) {
+                want.add("experts " + l + " " + rowsB);
+            }
+            if (l + 1 < c.numHiddenLayers()) {
+                want.add(inside + "attention " + (l + 1) + " " + rowsA);
+            }
+        }
+        assertEquals(want, events.list);
+        assertTrue(c.numHiddenLayers() > c.firstKDenseReplace(), "the model has MoE layers");
+
+        int[] next = {3, 5, 7, 11};
+        assertSameBits(plain.step(decode(a, next)), overlapped.step(decode(b, next)));
     }
 
     /**
@@ -122,34 +139,28 @@ class TwoBatchOverlapTest {
      */
     @Test
     void aCutChunkGivesTheOneBatchBits() {
-        List<Golden.Prompt> prompts = Golden.of("tiny-v3").prompts();
-        try (Checkpoint ck = Checkpoint.open(TestData.model("tiny-v3"))) {
-            ModelConfig c = ck.config();
-            WeightSource w = ConvertedWeights.of(ck, WeightFormat.AUTO, ck.directory());
-            Transformer plain = Transformer.load(ck);
-            Events events = new Events();
-            Transformer overlapped = new Transformer(c, w, new RecordingExperts(LocalExperts.all(c, w), events))
-                    .twoBatchOverlap(true);
-            int[] first = prompts.get(3).tokens(); // 64 tokens
-            int[] second = Arrays.copyOf(prompts.get(4).tokens(), 40);
-            KvCache a1 = plain.newCache();
-            KvCache b1 = overlapped.newCache();
-            assertSameBits(plain.step(List.of(new SequenceChunk(a1, first, 0, true))),
-                    overlapped.step(List.of(new SequenceChunk(b1, first, 0, true))));
-            int moe = c.firstKDenseReplace();
-            assertEquals(List.of("experts " + moe + " 32", "experts " + moe + " 32"), events.list.subList(0, 2),
-                    "the prompt cut at its middle row");
+        Events events = new Events();
+        Transformer overlapped = new Transformer(c, w, new RecordingExperts(LocalExperts.all(c, w), events))
+                .twoBatchOverlap(true);
+        int[] first = prompts.get(3).tokens(); // 64 tokens
+        int[] second = Arrays.copyOf(prompts.get(4).tokens(), 40);
+        KvCache a1 = plain.newCache();
+        KvCache b1 = overlapped.newCache();
+        assertSameBits(plain.step(List.of(new SequenceChunk(a1, first, 0, true))),
+                overlapped.step(List.of(new SequenceChunk(b1, first, 0, true))));
+        int moe = c.firstKDenseReplace();
+        assertEquals(List.of("experts " + moe + " 32", "experts " + moe + " 32"), events.list.subList(0, 2),
+                "the prompt cut at its middle row");
 
-            KvCache a2 = plain.newCache();
-            KvCache b2 = overlapped.newCache();
-            events.list.clear();
-            assertSameBits(plain.step(List.of(SequenceChunk.next(a1, 7), new SequenceChunk(a2, second, 0, true))),
-                    overlapped.step(List.of(SequenceChunk.next(b1, 7), new SequenceChunk(b2, second, 0, true))));
-            assertEquals(List.of("experts " + moe + " 20", "experts " + moe + " 21"), events.list.subList(0, 2),
-                    "a decode row and 19 prompt rows, then the prompt's other 21");
-            assertSameBits(plain.step(List.of(SequenceChunk.next(a1, 9), SequenceChunk.next(a2, 11))),
-                    overlapped.step(List.of(SequenceChunk.next(b1, 9), SequenceChunk.next(b2, 11))));
-        }
+        KvCache a2 = plain.newCache();
+        KvCache b2 = overlapped.newCache();
+        events.list.clear();
+        assertSameBits(plain.step(List.of(SequenceChunk.next(a1, 7), new SequenceChunk(a2, second, 0, true))),
+                overlapped.step(List.of(SequenceChunk.next(b1, 7), new SequenceChunk(b2, second, 0, true))));
+        assertEquals(List.of("experts " + moe + " 20", "experts " + moe + " 21"), events.list.subList(0, 2),
+                "a decode row and 19 prompt rows, then the prompt's other 21");
+        assertSameBits(plain.step(List.of(SequenceChunk.next(a1, 9), SequenceChunk.next(a2, 11))),
+                overlapped.step(List.of(SequenceChunk.next(b1, 9), SequenceChunk.next(b2, 11))));
     }
 
     private static List<SequenceChunk> mixed(List<KvCache> caches, int[] rest, int[] prompt) {

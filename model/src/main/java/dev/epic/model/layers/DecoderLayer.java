@@ -44,8 +44,10 @@ public final class DecoderLayer {
 
     /** Updates the residual stream h[rows x hidden] in place. */
     public void forward(float[] h, int rows, List<SequenceRows> sequences, ForwardObserver observer) {
-        attend(h, rows, sequences);
-        Routing routing = feedForward(h, rows, null);
+        float[] x = new float[rows * hidden];
+        float[] y = new float[rows * hidden];
+        attend(h, rows, sequences, x, y);
+        Routing routing = feedForward(h, rows, null, x, y);
         if (routing != null) {
             observer.routing(index, routing);
         }
@@ -53,8 +55,20 @@ public final class DecoderLayer {
 
     /** The attention half: {@code h += MLA(RMSNorm(h))}. */
     public void attend(float[] h, int rows, List<SequenceRows> sequences) {
-        float[] x = new float[rows * hidden];
-        float[] y = new float[rows * hidden];
+        attend(h, rows, sequences, new float[rows * hidden], new float[rows * hidden]);
+    }
+
+    /**
+     * The feed-forward half: {@code h += FFN(RMSNorm(h))}. {@code alongside} (may be null) runs on this
+     * thread while the routed experts compute elsewhere (after a dense MLP, which has none). Returns the
+     * MoE routing, or null for a dense layer.
+     */
+    public Routing feedForward(float[] h, int rows, Runnable alongside) {
+        return feedForward(h, rows, alongside, new float[rows * hidden], new float[rows * hidden]);
+    }
+
+    /** {@link #attend}, with x and y [rows x hidden] as scratch (both overwritten). */
+    private void attend(float[] h, int rows, List<SequenceRows> sequences, float[] x, float[] y) {
         inputNorm.apply(h, x, rows);
         if (external != null) {
             external.forward(index, x, rows, sequences, y);
@@ -64,14 +78,8 @@ public final class DecoderLayer {
         add(h, y, rows);
     }
 
-    /**
-     * The feed-forward half: {@code h += FFN(RMSNorm(h))}. {@code alongside} (may be null) runs on this
-     * thread while the routed experts compute elsewhere (after a dense MLP, which has none). Returns the
-     * MoE routing, or null for a dense layer.
-     */
-    public Routing feedForward(float[] h, int rows, Runnable alongside) {
-        float[] x = new float[rows * hidden];
-        float[] y = new float[rows * hidden];
+    /** {@link #feedForward}, with x and y [rows x hidden] as scratch (both overwritten). */
+    private Routing feedForward(float[] h, int rows, Runnable alongside, float[] x, float[] y) {
         postAttentionNorm.apply(h, x, rows);
         Routing routing = null;
         if (moe != null) {
